@@ -8,10 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 from exi_schemas import apphand as _apphand
-from iso15118.exi._bits import BitReader, BitWriter, encode_error
+from iso15118.exi._bits import BitReader, BitWriter, encode_error, run_table
 
 _new = object.__new__
 _BOOL = {False: 0, True: 1}
+_U2 = tuple((i << 7) - 128 for i in range(128))  # adds a second octet to the first
 
 EntryTable = tuple[
     tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
@@ -22,6 +23,11 @@ FRAGMENT_WIDTH = 4  # 9 elements + SE(*) + ED
 
 _E_apphand_responseCodeType = tuple(_apphand.responseCodeType)
 _I_apphand_responseCodeType = {m: i for i, m in enumerate(_E_apphand_responseCodeType)}
+_T3924a0e8 = run_table(((1, 0, None), (8, None, range(0, 256)), (1, 0, None),))
+_T39b6a6ce = run_table(((1, 0, None), (5, None, range(1, 33)), (1, 0, None),))
+_T5ec10a8c = run_table(((1, 0, None), (2, None, _E_apphand_responseCodeType), (1, 0, None),))
+_T96a9b220 = run_table(((1, 0, None), (1, 0, None), (2, None, _E_apphand_responseCodeType), (1, 0, None), (2, None, range(4)),))
+_Te242ad56 = run_table(((1, 0, None), (8, None, range(0, 256)), (1, 0, None), (1, 0, None),))
 
 
 def _d_apphand_AppProtocolType(r: BitReader) -> _apphand.AppProtocolType:
@@ -44,8 +50,10 @@ def _d_apphand_AppProtocolType(r: BitReader) -> _apphand.AppProtocolType:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -60,57 +68,71 @@ def _d_apphand_AppProtocolType(r: BitReader) -> _apphand.AppProtocolType:
     f_ProtocolNamespace = r.string_of(u, 100)
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'AppProtocolType', 'expected EE of ProtocolNamespace, SE(VersionNumberMajor), CH of VersionNumberMajor')
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38000000 != 0x0:
+        raise r.fail_at(av + 30, 'AppProtocolType', 'expected EE of ProtocolNamespace, SE(VersionNumberMajor), CH of VersionNumberMajor')
+    u = ((c >> 19) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
+        u2 = c >> 19
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
+            u2 = c >> 19
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 19
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 19
+                if av < 0:
+                    win, av = r.refill(av, 19)
+                c = (win >> av) & 0x7ffff
     f_VersionNumberMajor = u
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'AppProtocolType', 'expected EE of VersionNumberMajor, SE(VersionNumberMinor), CH of VersionNumberMinor')
-    u = (c & 255)
+    if c & 0x70000 != 0x0:
+        raise r.fail_at(av + 19, 'AppProtocolType', 'expected EE of VersionNumberMajor, SE(VersionNumberMinor), CH of VersionNumberMinor')
+    u = ((c >> 8) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 16)
+        c = (win >> av) & 0xffff
+        u2 = c >> 8
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 16)
+            c = (win >> av) & 0xffff
+            u2 = c >> 8
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 8
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
     f_VersionNumberMinor = u
-    av -= 21
+    av -= 13
     if av < 0:
         win, av = r.refill(av, 21)
     c = (win >> av) & 0x1fffff
@@ -221,8 +243,10 @@ def _d_apphand_supportedAppProtocolReq(r: BitReader) -> _apphand.supportedAppPro
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -237,57 +261,71 @@ def _d_apphand_supportedAppProtocolReq(r: BitReader) -> _apphand.supportedAppPro
     f_1_ProtocolNamespace = r.string_of(u, 100)
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'supportedAppProtocolReq', 'expected EE of ProtocolNamespace, SE(VersionNumberMajor), CH of VersionNumberMajor')
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38000000 != 0x0:
+        raise r.fail_at(av + 30, 'supportedAppProtocolReq', 'expected EE of ProtocolNamespace, SE(VersionNumberMajor), CH of VersionNumberMajor')
+    u = ((c >> 19) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
+        u2 = c >> 19
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
+            u2 = c >> 19
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 19
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 19
+                if av < 0:
+                    win, av = r.refill(av, 19)
+                c = (win >> av) & 0x7ffff
     f_1_VersionNumberMajor = u
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'supportedAppProtocolReq', 'expected EE of VersionNumberMajor, SE(VersionNumberMinor), CH of VersionNumberMinor')
-    u = (c & 255)
+    if c & 0x70000 != 0x0:
+        raise r.fail_at(av + 19, 'supportedAppProtocolReq', 'expected EE of VersionNumberMajor, SE(VersionNumberMinor), CH of VersionNumberMinor')
+    u = ((c >> 8) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 16)
+        c = (win >> av) & 0xffff
+        u2 = c >> 8
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 16)
+            c = (win >> av) & 0xffff
+            u2 = c >> 8
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 8
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
     f_1_VersionNumberMinor = u
-    av -= 21
+    av -= 13
     if av < 0:
         win, av = r.refill(av, 21)
     c = (win >> av) & 0x1fffff
@@ -305,15 +343,12 @@ def _d_apphand_supportedAppProtocolReq(r: BitReader) -> _apphand.supportedAppPro
     s = 1
     n = 0
     while True:
-        av -= 2
+        av -= 12
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        ec = (c >> 10)
         if ec == 0:
-            av -= 10
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
                 raise r.fail_at(av + 10, 'supportedAppProtocolReq[1]', 'expected SE(ProtocolNamespace), CH of ProtocolNamespace')
             u = (c & 255)
@@ -322,8 +357,10 @@ def _d_apphand_supportedAppProtocolReq(r: BitReader) -> _apphand.supportedAppPro
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -338,57 +375,71 @@ def _d_apphand_supportedAppProtocolReq(r: BitReader) -> _apphand.supportedAppPro
             f_2_ProtocolNamespace = r.string_of(u, 100)
             win = r.win
             av = r.avail
-            av -= 11
+            av -= 30
             if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            if c & 0x700 != 0x0:
-                raise r.fail_at(av + 11, 'supportedAppProtocolReq[1]', 'expected EE of ProtocolNamespace, SE(VersionNumberMajor), CH of VersionNumberMajor')
-            u = (c & 255)
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x38000000 != 0x0:
+                raise r.fail_at(av + 30, 'supportedAppProtocolReq[1]', 'expected EE of ProtocolNamespace, SE(VersionNumberMajor), CH of VersionNumberMajor')
+            u = ((c >> 19) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 27)
+                c = (win >> av) & 0x7ffffff
+                u2 = c >> 19
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 27)
+                    c = (win >> av) & 0x7ffffff
+                    u2 = c >> 19
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 19
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 19
+                        if av < 0:
+                            win, av = r.refill(av, 19)
+                        c = (win >> av) & 0x7ffff
             f_2_VersionNumberMajor = u
-            av -= 11
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            if c & 0x700 != 0x0:
-                raise r.fail_at(av + 11, 'supportedAppProtocolReq[1]', 'expected EE of VersionNumberMajor, SE(VersionNumberMinor), CH of VersionNumberMinor')
-            u = (c & 255)
+            if c & 0x70000 != 0x0:
+                raise r.fail_at(av + 19, 'supportedAppProtocolReq[1]', 'expected EE of VersionNumberMajor, SE(VersionNumberMinor), CH of VersionNumberMinor')
+            u = ((c >> 8) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 16)
+                c = (win >> av) & 0xffff
+                u2 = c >> 8
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 16)
+                    c = (win >> av) & 0xffff
+                    u2 = c >> 8
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 8
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        c = (win >> av) & 0xff
             f_2_VersionNumberMinor = u
-            av -= 21
+            av -= 13
             if av < 0:
                 win, av = r.refill(av, 21)
             c = (win >> av) & 0x1fffff
@@ -408,10 +459,11 @@ def _d_apphand_supportedAppProtocolReq(r: BitReader) -> _apphand.supportedAppPro
                 s = 20
                 break
         elif ec == 1:
+            av += 10
             s = -1
             break
         else:
-            raise r.fail_at(av, 'supportedAppProtocolReq[1]', f'event code {ec}, expected SE(AppProtocol), EE')
+            raise r.fail_at(av + 10, 'supportedAppProtocolReq[1]', f'event code {ec}, expected SE(AppProtocol), EE')
     if s == 20:
         av -= 1
         if av < 0:
@@ -611,29 +663,31 @@ def _d_apphand_supportedAppProtocolRes(r: BitReader) -> _apphand.supportedAppPro
     av = r.avail
     f_ResponseCode: _apphand.responseCodeType
     f_SchemaID: int | None = None
-    av -= 7
+    av -= 18
     if av < 0:
-        win, av = r.refill(av, 7)
-    c = (win >> av) & 0x7f
-    if c & 0x64 != 0x0:
-        raise r.fail_at(av + 7, 'supportedAppProtocolRes', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
-    iv = ((c >> 3) & 3)
-    if iv >= 3:
-        raise r.fail_at(av, 'supportedAppProtocolRes.ResponseCode', f'enumeration index {iv}')
-    f_ResponseCode = _E_apphand_responseCodeType[iv]
-    ec = (c & 3)
+        win, av = r.refill(av, 18)
+    c = (win >> av) & 0x3ffff
+    try:
+        f_ResponseCode, ec = _T96a9b220[c >> 11]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x32000 != 0x0:
+            raise r.fail_at(av + 18, 'supportedAppProtocolRes', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode') from None
+        iv = ((c >> 14) & 3)
+        if iv >= 3:
+            raise r.fail_at(av + 11, 'supportedAppProtocolRes.ResponseCode', f'enumeration index {iv}') from None
+        f_ResponseCode = _E_apphand_responseCodeType[iv]
+        ec = ((c >> 11) & 3)
     if ec == 0:
-        av -= 11
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        if c & 0x403 != 0x0:
-            raise r.fail_at(av + 11, 'supportedAppProtocolRes[1]', 'expected CH of SchemaID, EE of SchemaID, EE')
-        f_SchemaID = ((c >> 2) & 255)
+        try:
+            f_SchemaID = _Te242ad56[c & 0x7ff]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x403 != 0x0:
+                raise r.fail_at(av + 11, 'supportedAppProtocolRes[1]', 'expected CH of SchemaID, EE of SchemaID, EE') from None
+            f_SchemaID = ((c >> 2) & 255)
     elif ec == 1:
-        pass
+        av += 11
     else:
-        raise r.fail_at(av, 'supportedAppProtocolRes[1]', f'event code {ec}, expected SE(SchemaID), EE')
+        raise r.fail_at(av + 11, 'supportedAppProtocolRes[1]', f'event code {ec}, expected SE(SchemaID), EE')
     r.avail = av
     ob = _new(_apphand.supportedAppProtocolRes)
     ob.ResponseCode = f_ResponseCode
@@ -677,9 +731,12 @@ def _d_v0(r: BitReader) -> object:
     if av < 0:
         win, av = r.refill(av, 7)
     c = (win >> av) & 0x7f
-    if c & 0x41 != 0x0:
-        raise r.fail_at(av + 7, 'value', 'expected CH, EE')
-    v = ((c >> 1) & 31) + 1
+    try:
+        v = _T39b6a6ce[c]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x41 != 0x0:
+            raise r.fail_at(av + 7, 'value', 'expected CH, EE') from None
+        v = ((c >> 1) & 31) + 1
     r.avail = av
     return v
 
@@ -710,8 +767,10 @@ def _d_v1(r: BitReader) -> object:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -761,12 +820,15 @@ def _d_v2(r: BitReader) -> object:
     if av < 0:
         win, av = r.refill(av, 4)
     c = (win >> av) & 0xf
-    if c & 0x9 != 0x0:
-        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
-    iv = ((c >> 1) & 3)
-    if iv >= 3:
-        raise r.fail_at(av, 'value', f'enumeration index {iv}')
-    v = _E_apphand_responseCodeType[iv]
+    try:
+        v = _T5ec10a8c[c]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x9 != 0x0:
+            raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
+        iv = ((c >> 1) & 3)
+        if iv >= 3:
+            raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
+        v = _E_apphand_responseCodeType[iv]
     r.avail = av
     return v
 
@@ -787,9 +849,12 @@ def _d_v3(r: BitReader) -> object:
     if av < 0:
         win, av = r.refill(av, 10)
     c = (win >> av) & 0x3ff
-    if c & 0x201 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH, EE')
-    v = ((c >> 1) & 255)
+    try:
+        v = _T3924a0e8[c]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x201 != 0x0:
+            raise r.fail_at(av + 10, 'value', 'expected CH, EE') from None
+        v = ((c >> 1) & 255)
     r.avail = av
     return v
 
@@ -808,36 +873,41 @@ def _e_v3(w: BitWriter, o: Any) -> None:
 def _d_v4(r: BitReader) -> object:
     win = r.win
     av = r.avail
-    av -= 9
+    av -= 10
     if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
-        raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    if c & 0x200 != 0x0:
+        raise r.fail_at(av + 10, 'value', 'expected CH')
+    u = ((c >> 1) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        u2 = c >> 1
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 1
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
     v = u
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
     r.avail = av
     return v

@@ -78,10 +78,11 @@ from exi_schemas.codec_xmldsig import (
     _e_xmldsig_X509DataType,
     _e_xmldsig_X509IssuerSerialType,
 )
-from iso15118.exi._bits import BitReader, BitWriter, encode_error
+from iso15118.exi._bits import BitReader, BitWriter, encode_error, run_table
 
 _new = object.__new__
 _BOOL = {False: 0, True: 1}
+_U2 = tuple((i << 7) - 128 for i in range(128))  # adds a second octet to the first
 
 EntryTable = tuple[
     tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
@@ -106,6 +107,25 @@ _E_iso20_common_types_processingType = tuple(_iso20_common_types.processingType)
 _I_iso20_common_types_processingType = {m: i for i, m in enumerate(_E_iso20_common_types_processingType)}
 _E_iso20_common_types_responseCodeType = tuple(_iso20_common_types.responseCodeType)
 _I_iso20_common_types_responseCodeType = {m: i for i, m in enumerate(_E_iso20_common_types_responseCodeType)}
+_T071cdf68 = run_table(((1, 0, None), (1, None, range(2)),))
+_T097f1957 = run_table(((1, 0, None), (6, None, _E_iso20_common_types_responseCodeType), (1, 0, None),))
+_T0cce319b = run_table(((1, 0, None), (1, 0, None), (1, None, (False, True)), (1, 0, None), (1, 0, None), (1, 0, None), (1, None, (False, True)), (1, 0, None), (3, None, range(8)),))
+_T143a83e6 = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (1, None, range(2)),))
+_T18751e7f = run_table(((1, 0, None), (2, None, _E_iso20_acdp_electricalChargingDeviceStatusType), (1, 0, None),))
+_T1b80a8c5 = run_table(((1, 0, None), (1, 0, None), (1, None, (False, True)), (1, 0, None), (1, 0, None), (1, 0, None), (1, None, (False, True)), (1, 0, None), (1, 0, None),))
+_T2a0a9292 = run_table(((1, 0, None), (3, None, _E_iso20_acdp_cpStatusType), (1, 0, None),))
+_T4520956c = run_table(((1, 0, None), (8, None, range(-128, 128)), (1, 0, None),))
+_T68c31457 = run_table(((1, 0, None), (2, None, _E_iso20_common_types_processingType), (1, 0, None),))
+_T8ca68b91 = run_table(((1, 0, None), (2, None, _E_iso20_acdp_mechanicalChargingDeviceStatusType), (1, 0, None),))
+_T96877384 = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (1, None, (False, True)), (1, 0, None), (1, 0, None),))
+_Ta870a97b = run_table(((1, 0, None), (1, None, (False, True)), (1, 0, None),))
+_Taa5bbe96 = run_table(((1, 0, None), (2, None, range(4)),))
+_Tbb3886dd = run_table(((1, 0, None), (2, None, _E_iso20_acdp_isolationStatusType), (1, 0, None),))
+_Tc8d518ff = run_table(((1, 0, None), (1, None, (False, True)), (1, 0, None), (3, None, range(8)),))
+_Tca2b455a = run_table(((1, 0, None), (3, None, _E_iso20_common_types_evseNotificationType), (1, 0, None),))
+_Te87cb351 = run_table(((1, 0, None), (1, 0, None), (2, None, _E_iso20_acdp_electricalChargingDeviceStatusType), (1, 0, None), (1, 0, None),))
+_Tf00db23f = run_table(((1, 0, None), (7, None, range(0, 128)), (1, 0, None),))
+_Tf9028ac5 = run_table(((1, 0, None), (4, None, _E_iso20_acdp_errorCodeType), (1, 0, None),))
 
 
 def _d_iso20_acdp_ACDP_ConnectReqType(r: BitReader) -> _iso20_acdp.ACDP_ConnectReqType:
@@ -126,8 +146,10 @@ def _d_iso20_acdp_ACDP_ConnectReqType(r: BitReader) -> _iso20_acdp.ACDP_ConnectR
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -142,60 +164,68 @@ def _d_iso20_acdp_ACDP_ConnectReqType(r: BitReader) -> _iso20_acdp.ACDP_ConnectR
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 20
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'ACDP_ConnectReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = (c & 255)
+        win, av = r.refill(av, 20)
+    c = (win >> av) & 0xfffff
+    if c & 0xe0000 != 0x0:
+        raise r.fail_at(av + 20, 'ACDP_ConnectReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 9) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 17)
+        c = (win >> av) & 0x1ffff
+        u2 = c >> 9
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            u2 = c >> 9
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 9
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
     f_1_TimeStamp = u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c & 0x4 != 0x0:
-        raise r.fail_at(av + 3, 'ACDP_ConnectReqType', 'expected EE of TimeStamp')
-    ec = (c & 3)
+    try:
+        ec = _Taa5bbe96[(c >> 6) & 0x7]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'ACDP_ConnectReqType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 6) & 3)
     if ec == 0:
+        av += 6
         r.avail = av
         f_1_Signature = _d_xmldsig_SignatureType(r)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 7
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+            win, av = r.refill(av, 7)
+        c = (win >> av) & 0x7f
+        if c & 0x40 != 0x0:
+            raise r.fail_at(av + 7, 'MessageHeaderType[2]', 'expected EE')
     elif ec == 1:
         pass
     else:
-        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    av -= 6
-    if av < 0:
-        win, av = r.refill(av, 6)
-    c = (win >> av) & 0x3f
-    if c & 0x33 != 0x0:
-        raise r.fail_at(av + 6, 'ACDP_ConnectReqType', 'expected SE(EVElectricalChargingDeviceStatus), CH of EVElectricalChargingDeviceStatus, EE of EVElectricalChargingDeviceStatus, EE')
-    f_EVElectricalChargingDeviceStatus = _E_iso20_acdp_electricalChargingDeviceStatusType[((c >> 2) & 3)]
+        raise r.fail_at(av + 6, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    try:
+        f_EVElectricalChargingDeviceStatus = _Te87cb351[c & 0x3f]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x33 != 0x0:
+            raise r.fail_at(av + 6, 'ACDP_ConnectReqType', 'expected SE(EVElectricalChargingDeviceStatus), CH of EVElectricalChargingDeviceStatus, EE of EVElectricalChargingDeviceStatus, EE') from None
+        f_EVElectricalChargingDeviceStatus = _E_iso20_acdp_electricalChargingDeviceStatusType[((c >> 2) & 3)]
     ob1_ = _new(_iso20_common_types.MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
@@ -249,8 +279,10 @@ def _d_iso20_acdp_ACDP_ConnectResType(r: BitReader) -> _iso20_acdp.ACDP_ConnectR
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -265,57 +297,65 @@ def _d_iso20_acdp_ACDP_ConnectResType(r: BitReader) -> _iso20_acdp.ACDP_ConnectR
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'ACDP_ConnectResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38000000 != 0x0:
+        raise r.fail_at(av + 30, 'ACDP_ConnectResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 19) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
+        u2 = c >> 19
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
+            u2 = c >> 19
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 19
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 19
+                if av < 0:
+                    win, av = r.refill(av, 19)
+                c = (win >> av) & 0x7ffff
     f_1_TimeStamp = u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c & 0x4 != 0x0:
-        raise r.fail_at(av + 3, 'ACDP_ConnectResType', 'expected EE of TimeStamp')
-    ec = (c & 3)
+    try:
+        ec = _Taa5bbe96[(c >> 16) & 0x7]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'ACDP_ConnectResType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 16) & 3)
     if ec == 0:
+        av += 16
         r.avail = av
         f_1_Signature = _d_xmldsig_SignatureType(r)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 26
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        if c & 0x2000000 != 0x0:
+            raise r.fail_at(av + 26, 'MessageHeaderType[2]', 'expected EE')
     elif ec == 1:
-        pass
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
     else:
-        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    av -= 25
-    if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
+        raise r.fail_at(av + 16, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x181ce73 != 0x0:
         raise r.fail_at(av + 25, 'ACDP_ConnectResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, SE(EVSEElectricalChargingDeviceStatus), CH of EVSEElectricalChargingDeviceStatus, EE of EVSEElectricalChargingDeviceStatus, SE(EVSEMechanicalChargingDeviceStatus), CH of EVSEMechanicalChargingDeviceStatus, EE of EVSEMechanicalChargingDeviceStatus, EE')
     iv = ((c >> 17) & 63)
@@ -390,8 +430,10 @@ def _d_iso20_acdp_ACDP_SystemStatusReqType(r: BitReader) -> _iso20_acdp.ACDP_Sys
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -406,58 +448,63 @@ def _d_iso20_acdp_ACDP_SystemStatusReqType(r: BitReader) -> _iso20_acdp.ACDP_Sys
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 15
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'ACDP_SystemStatusReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = (c & 255)
+        win, av = r.refill(av, 15)
+    c = (win >> av) & 0x7fff
+    if c & 0x7000 != 0x0:
+        raise r.fail_at(av + 15, 'ACDP_SystemStatusReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 4) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        u2 = c >> 4
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 4
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 4
+                if av < 0:
+                    win, av = r.refill(av, 4)
+                c = (win >> av) & 0xf
     f_1_TimeStamp = u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c & 0x4 != 0x0:
-        raise r.fail_at(av + 3, 'ACDP_SystemStatusReqType', 'expected EE of TimeStamp')
-    ec = (c & 3)
+    try:
+        ec = _Taa5bbe96[(c >> 1) & 0x7]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x8 != 0x0:
+            raise r.fail_at(av + 4, 'ACDP_SystemStatusReqType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 1) & 3)
     if ec == 0:
+        av += 1
         r.avail = av
         f_1_Signature = _d_xmldsig_SignatureType(r)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 2
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'MessageHeaderType[2]', 'expected EE')
     elif ec == 1:
         pass
     else:
-        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+        raise r.fail_at(av + 1, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ACDP_SystemStatusReqType', 'expected SE(EVTechnicalStatus)')
     ob1_ = _new(_iso20_common_types.MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
@@ -535,8 +582,10 @@ def _d_iso20_acdp_ACDP_SystemStatusResType(r: BitReader) -> _iso20_acdp.ACDP_Sys
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -551,57 +600,69 @@ def _d_iso20_acdp_ACDP_SystemStatusResType(r: BitReader) -> _iso20_acdp.ACDP_Sys
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'ACDP_SystemStatusResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38000000 != 0x0:
+        raise r.fail_at(av + 30, 'ACDP_SystemStatusResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 19) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
+        u2 = c >> 19
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
+            u2 = c >> 19
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 19
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 19
+                if av < 0:
+                    win, av = r.refill(av, 19)
+                c = (win >> av) & 0x7ffff
     f_1_TimeStamp = u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c & 0x4 != 0x0:
-        raise r.fail_at(av + 3, 'ACDP_SystemStatusResType', 'expected EE of TimeStamp')
-    ec = (c & 3)
+    try:
+        ec = _Taa5bbe96[(c >> 16) & 0x7]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'ACDP_SystemStatusResType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 16) & 3)
     if ec == 0:
+        av += 16
         r.avail = av
         f_1_Signature = _d_xmldsig_SignatureType(r)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 30
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x20000000 != 0x0:
+            raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
+        av -= 19
+        if av < 0:
+            win, av = r.refill(av, 48)
+        c = (win >> av) & 0xffffffffffff
     elif ec == 1:
-        pass
+        av -= 32
+        if av < 0:
+            win, av = r.refill(av, 48)
+        c = (win >> av) & 0xffffffffffff
     else:
-        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    av -= 48
-    if av < 0:
-        win, av = r.refill(av, 48)
-    c = (win >> av) & 0xffffffffffff
+        raise r.fail_at(av + 16, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0xc0e773bbbbbb != 0x0:
         raise r.fail_at(av + 48, 'ACDP_SystemStatusResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEMechanicalChargingDeviceStatus), CH of EVSEMechanicalChargingDeviceStatus, EE of EVSEMechanicalChargingDeviceStatus, SE(EVSEReadyToCharge), CH of EVSEReadyToCharge, EE of EVSEReadyToCharge, SE(EVSEIsolationStatus), CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEDisabled), CH of EVSEDisabled, EE of EVSEDisabled, SE(EVSEUtilityInterruptEvent), CH of EVSEUtilityInterruptEvent, EE of EVSEUtilityInterruptEvent, SE(EVSEEmergencyShutdown), CH of EVSEEmergencyShutdown, EE of EVSEEmergencyShutdown, SE(EVSEMalfunction), CH of EVSEMalfunction, EE of EVSEMalfunction, SE(EVInChargePosition), CH of EVInChargePosition, EE of EVInChargePosition, SE(EVAssociationStatus), CH of EVAssociationStatus, EE of EVAssociationStatus, EE')
     iv = ((c >> 40) & 63)
@@ -698,8 +759,10 @@ def _d_iso20_acdp_ACDP_VehiclePositioningReqType(r: BitReader) -> _iso20_acdp.AC
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -714,61 +777,69 @@ def _d_iso20_acdp_ACDP_VehiclePositioningReqType(r: BitReader) -> _iso20_acdp.AC
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 23
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'ACDP_VehiclePositioningReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = (c & 255)
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
+    if c & 0x700000 != 0x0:
+        raise r.fail_at(av + 23, 'ACDP_VehiclePositioningReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 12) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 20)
+        c = (win >> av) & 0xfffff
+        u2 = c >> 12
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 20)
+            c = (win >> av) & 0xfffff
+            u2 = c >> 12
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 12
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 12
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
     f_1_TimeStamp = u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c & 0x4 != 0x0:
-        raise r.fail_at(av + 3, 'ACDP_VehiclePositioningReqType', 'expected EE of TimeStamp')
-    ec = (c & 3)
+    try:
+        ec = _Taa5bbe96[(c >> 9) & 0x7]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x800 != 0x0:
+            raise r.fail_at(av + 12, 'ACDP_VehiclePositioningReqType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 9) & 3)
     if ec == 0:
+        av += 9
         r.avail = av
         f_1_Signature = _d_xmldsig_SignatureType(r)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 10
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'MessageHeaderType[2]', 'expected EE')
     elif ec == 1:
         pass
     else:
-        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    av -= 9
-    if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
-    if c & 0x1bb != 0x0:
-        raise r.fail_at(av + 9, 'ACDP_VehiclePositioningReqType', 'expected SE(EVMobilityStatus), CH of EVMobilityStatus, EE of EVMobilityStatus, SE(EVPositioningSupport), CH of EVPositioningSupport, EE of EVPositioningSupport, EE')
-    f_EVMobilityStatus = ((c >> 6) & 1) == 1
-    f_EVPositioningSupport = ((c >> 2) & 1) == 1
+        raise r.fail_at(av + 9, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    try:
+        f_EVMobilityStatus, f_EVPositioningSupport = _T1b80a8c5[c & 0x1ff]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x1bb != 0x0:
+            raise r.fail_at(av + 9, 'ACDP_VehiclePositioningReqType', 'expected SE(EVMobilityStatus), CH of EVMobilityStatus, EE of EVMobilityStatus, SE(EVPositioningSupport), CH of EVPositioningSupport, EE of EVPositioningSupport, EE') from None
+        f_EVMobilityStatus = ((c >> 6) & 1) == 1
+        f_EVPositioningSupport = ((c >> 2) & 1) == 1
     ob1_ = _new(_iso20_common_types.MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
@@ -829,8 +900,10 @@ def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader) -> _iso20_acdp.AC
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -845,70 +918,82 @@ def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader) -> _iso20_acdp.AC
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'ACDP_VehiclePositioningResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38000000 != 0x0:
+        raise r.fail_at(av + 30, 'ACDP_VehiclePositioningResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 19) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
+        u2 = c >> 19
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
+            u2 = c >> 19
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 19
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 19
+                if av < 0:
+                    win, av = r.refill(av, 19)
+                c = (win >> av) & 0x7ffff
     f_1_TimeStamp = u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c & 0x4 != 0x0:
-        raise r.fail_at(av + 3, 'ACDP_VehiclePositioningResType', 'expected EE of TimeStamp')
-    ec = (c & 3)
+    try:
+        ec = _Taa5bbe96[(c >> 16) & 0x7]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'ACDP_VehiclePositioningResType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 16) & 3)
     if ec == 0:
+        av += 16
         r.avail = av
         f_1_Signature = _d_xmldsig_SignatureType(r)
         win = r.win
         av = r.avail
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x20000000 != 0x0:
+            raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     elif ec == 1:
-        pass
+        av -= 14
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    av -= 29
-    if av < 0:
-        win, av = r.refill(av, 29)
-    c = (win >> av) & 0x1fffffff
-    if c & 0x181cee00 != 0x0:
-        raise r.fail_at(av + 29, 'ACDP_VehiclePositioningResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, SE(EVSEPositioningSupport), CH of EVSEPositioningSupport, EE of EVSEPositioningSupport, SE(EVRelativeXDeviation), CH of EVRelativeXDeviation')
-    iv = ((c >> 21) & 63)
+        raise r.fail_at(av + 16, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    if c & 0x3039dc00 != 0x0:
+        raise r.fail_at(av + 30, 'ACDP_VehiclePositioningResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, SE(EVSEPositioningSupport), CH of EVSEPositioningSupport, EE of EVSEPositioningSupport, SE(EVRelativeXDeviation), CH of EVRelativeXDeviation')
+    iv = ((c >> 22) & 63)
     if iv >= 40:
-        raise r.fail_at(av, 'ACDP_VehiclePositioningResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av + 1, 'ACDP_VehiclePositioningResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    iv = ((c >> 16) & 3)
+    iv = ((c >> 17) & 3)
     if iv >= 3:
-        raise r.fail_at(av, 'ACDP_VehiclePositioningResType.EVSEProcessing', f'enumeration index {iv}')
+        raise r.fail_at(av + 1, 'ACDP_VehiclePositioningResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
-    f_EVSEPositioningSupport = ((c >> 12) & 1) == 1
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+    f_EVSEPositioningSupport = ((c >> 13) & 1) == 1
+    sg = ((c >> 9) & 1)
+    u = ((c >> 1) & 255)
     ob1_ = _new(_iso20_common_types.MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
@@ -917,106 +1002,146 @@ def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader) -> _iso20_acdp.AC
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        u2 = c >> 1
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 1
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
     f_EVRelativeXDeviation = -u - 1 if sg else u
-    av -= 12
+    av -= 29
     if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
-    if c & 0xe00 != 0x0:
-        raise r.fail_at(av + 12, 'ACDP_VehiclePositioningResType', 'expected EE of EVRelativeXDeviation, SE(EVRelativeYDeviation), CH of EVRelativeYDeviation')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    try:
+        sg = _T143a83e6[c >> 26]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x38000000 != 0x0:
+            raise r.fail_at(av + 30, 'ACDP_VehiclePositioningResType', 'expected EE of EVRelativeXDeviation, SE(EVRelativeYDeviation), CH of EVRelativeYDeviation') from None
+        sg = ((c >> 26) & 1)
+    u = ((c >> 18) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        u2 = c >> 18
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 26)
+            c = (win >> av) & 0x3ffffff
+            u2 = c >> 18
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 18
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 18
+                if av < 0:
+                    win, av = r.refill(av, 18)
+                c = (win >> av) & 0x3ffff
     f_EVRelativeYDeviation = -u - 1 if sg else u
-    av -= 12
-    if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
-    if c & 0xe00 != 0x0:
-        raise r.fail_at(av + 12, 'ACDP_VehiclePositioningResType', 'expected EE of EVRelativeYDeviation, SE(ContactWindowXc), CH of ContactWindowXc')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+    try:
+        sg = _T143a83e6[(c >> 14) & 0xf]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x38000 != 0x0:
+            raise r.fail_at(av + 18, 'ACDP_VehiclePositioningResType', 'expected EE of EVRelativeYDeviation, SE(ContactWindowXc), CH of ContactWindowXc') from None
+        sg = ((c >> 14) & 1)
+    u = ((c >> 6) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 14)
+        c = (win >> av) & 0x3fff
+        u2 = c >> 6
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 14)
+            c = (win >> av) & 0x3fff
+            u2 = c >> 6
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 6
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 6
+                if av < 0:
+                    win, av = r.refill(av, 6)
+                c = (win >> av) & 0x3f
     f_ContactWindowXc = -u - 1 if sg else u
     av -= 12
     if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
-    if c & 0xe00 != 0x0:
-        raise r.fail_at(av + 12, 'ACDP_VehiclePositioningResType', 'expected EE of ContactWindowXc, SE(ContactWindowYc), CH of ContactWindowYc')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 18)
+    c = (win >> av) & 0x3ffff
+    try:
+        sg = _T143a83e6[c >> 14]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x38000 != 0x0:
+            raise r.fail_at(av + 18, 'ACDP_VehiclePositioningResType', 'expected EE of ContactWindowXc, SE(ContactWindowYc), CH of ContactWindowYc') from None
+        sg = ((c >> 14) & 1)
+    u = ((c >> 6) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 14)
+        c = (win >> av) & 0x3fff
+        u2 = c >> 6
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 14)
+            c = (win >> av) & 0x3fff
+            u2 = c >> 6
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 6
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 6
+                if av < 0:
+                    win, av = r.refill(av, 6)
+                c = (win >> av) & 0x3f
     f_ContactWindowYc = -u - 1 if sg else u
-    av -= 6
-    if av < 0:
-        win, av = r.refill(av, 6)
-    c = (win >> av) & 0x3f
-    if c & 0x3b != 0x0:
-        raise r.fail_at(av + 6, 'ACDP_VehiclePositioningResType', 'expected EE of ContactWindowYc, SE(EVInChargePosition), CH of EVInChargePosition, EE of EVInChargePosition, EE')
-    f_EVInChargePosition = ((c >> 2) & 1) == 1
+    try:
+        f_EVInChargePosition = _T96877384[c & 0x3f]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x3b != 0x0:
+            raise r.fail_at(av + 6, 'ACDP_VehiclePositioningResType', 'expected EE of ContactWindowYc, SE(EVInChargePosition), CH of EVInChargePosition, EE of EVInChargePosition, EE') from None
+        f_EVInChargePosition = ((c >> 2) & 1) == 1
     r.avail = av
     ob = _new(_iso20_acdp.ACDP_VehiclePositioningResType)
     ob.Header = f_Header
@@ -1161,59 +1286,66 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader) -> _iso20_acdp.EVTechnical
     f_EVErrorCode: _iso20_acdp.errorCodeType | None = None
     f_EVTimeout: bool | None = None
     s = 0
-    av -= 11
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x6e8 != 0x0:
-        raise r.fail_at(av + 11, 'EVTechnicalStatusType', 'expected SE(EVReadyToCharge), CH of EVReadyToCharge, EE of EVReadyToCharge, SE(EVImmobilizationRequest), CH of EVImmobilizationRequest, EE of EVImmobilizationRequest')
-    f_EVReadyToCharge = ((c >> 8) & 1) == 1
-    f_EVImmobilizationRequest = ((c >> 4) & 1) == 1
-    ec = (c & 7)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    try:
+        f_EVReadyToCharge, f_EVImmobilizationRequest, ec = _T0cce319b[c >> 19]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x37400000 != 0x0:
+            raise r.fail_at(av + 30, 'EVTechnicalStatusType', 'expected SE(EVReadyToCharge), CH of EVReadyToCharge, EE of EVReadyToCharge, SE(EVImmobilizationRequest), CH of EVImmobilizationRequest, EE of EVImmobilizationRequest') from None
+        f_EVReadyToCharge = ((c >> 27) & 1) == 1
+        f_EVImmobilizationRequest = ((c >> 23) & 1) == 1
+        ec = ((c >> 19) & 7)
     s = 1
     s = 2
     if ec == 0:
-        av -= 6
-        if av < 0:
-            win, av = r.refill(av, 6)
-        c = (win >> av) & 0x3f
-        if c & 0x28 != 0x0:
-            raise r.fail_at(av + 6, 'EVTechnicalStatusType[2]', 'expected CH of EVImmobilized, EE of EVImmobilized')
-        f_EVImmobilized = ((c >> 4) & 1) == 1
-        ec = (c & 7)
+        try:
+            f_EVImmobilized, ec = _Tc8d518ff[(c >> 13) & 0x3f]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x50000 != 0x0:
+                raise r.fail_at(av + 19, 'EVTechnicalStatusType[2]', 'expected CH of EVImmobilized, EE of EVImmobilized') from None
+            f_EVImmobilized = ((c >> 17) & 1) == 1
+            ec = ((c >> 13) & 7)
         if ec == 0:
-            av -= 22
+            av -= 11
             if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'EVTechnicalStatusType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_1_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'EVTechnicalStatusType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_1_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_1_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'EVTechnicalStatusType[3]', 'expected EE of Value, EE')
             ob1_ = _new(_iso20_common_types.RationalNumberType)
             ob1_.Exponent = f_1_Exponent
@@ -1221,84 +1353,90 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader) -> _iso20_acdp.EVTechnical
             f_EVWLANStrength = ob1_
             s = 4
         elif ec == 1:
-            av -= 5
-            if av < 0:
-                win, av = r.refill(av, 5)
-            c = (win >> av) & 0x1f
-            if c & 0x11 != 0x0:
-                raise r.fail_at(av + 5, 'EVTechnicalStatusType[3]', 'expected CH of EVCPStatus, EE of EVCPStatus')
-            iv = ((c >> 1) & 7)
-            if iv >= 5:
-                raise r.fail_at(av, 'EVTechnicalStatusType.EVCPStatus', f'enumeration index {iv}')
-            f_EVCPStatus = _E_iso20_acdp_cpStatusType[iv]
+            av += 8
+            try:
+                f_EVCPStatus = _T2a0a9292[(c >> 8) & 0x1f]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x1100 != 0x0:
+                    raise r.fail_at(av + 5, 'EVTechnicalStatusType[3]', 'expected CH of EVCPStatus, EE of EVCPStatus') from None
+                iv = ((c >> 9) & 7)
+                if iv >= 5:
+                    raise r.fail_at(av, 'EVTechnicalStatusType.EVCPStatus', f'enumeration index {iv}') from None
+                f_EVCPStatus = _E_iso20_acdp_cpStatusType[iv]
             s = 5
         elif ec == 2:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            if c & 0x101 != 0x0:
-                raise r.fail_at(av + 9, 'EVTechnicalStatusType[3]', 'expected CH of EVSOC, EE of EVSOC')
-            f_EVSOC = ((c >> 1) & 127)
+            av += 4
+            try:
+                f_EVSOC = _Tf00db23f[(c >> 4) & 0x1ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x1010 != 0x0:
+                    raise r.fail_at(av + 9, 'EVTechnicalStatusType[3]', 'expected CH of EVSOC, EE of EVSOC') from None
+                f_EVSOC = ((c >> 5) & 127)
             s = 6
         elif ec == 3:
-            av -= 6
-            if av < 0:
-                win, av = r.refill(av, 6)
-            c = (win >> av) & 0x3f
-            if c & 0x21 != 0x0:
-                raise r.fail_at(av + 6, 'EVTechnicalStatusType[3]', 'expected CH of EVErrorCode, EE of EVErrorCode')
-            iv = ((c >> 1) & 15)
-            if iv >= 10:
-                raise r.fail_at(av, 'EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv}')
-            f_EVErrorCode = _E_iso20_acdp_errorCodeType[iv]
+            av += 7
+            try:
+                f_EVErrorCode = _Tf9028ac5[(c >> 7) & 0x3f]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x1080 != 0x0:
+                    raise r.fail_at(av + 6, 'EVTechnicalStatusType[3]', 'expected CH of EVErrorCode, EE of EVErrorCode') from None
+                iv = ((c >> 8) & 15)
+                if iv >= 10:
+                    raise r.fail_at(av, 'EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv}') from None
+                f_EVErrorCode = _E_iso20_acdp_errorCodeType[iv]
             s = 7
         elif ec == 4:
-            av -= 3
-            if av < 0:
-                win, av = r.refill(av, 3)
-            c = (win >> av) & 0x7
-            if c & 0x5 != 0x0:
-                raise r.fail_at(av + 3, 'EVTechnicalStatusType[3]', 'expected CH of EVTimeout, EE of EVTimeout')
-            f_EVTimeout = ((c >> 1) & 1) == 1
+            av += 10
+            try:
+                f_EVTimeout = _Ta870a97b[(c >> 10) & 0x7]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x1400 != 0x0:
+                    raise r.fail_at(av + 3, 'EVTechnicalStatusType[3]', 'expected CH of EVTimeout, EE of EVTimeout') from None
+                f_EVTimeout = ((c >> 11) & 1) == 1
             s = 8
         elif ec == 5:
+            av += 13
             s = -1
         else:
-            raise r.fail_at(av, 'EVTechnicalStatusType[3]', f'event code {ec}, expected SE(EVWLANStrength), SE(EVCPStatus), SE(EVSOC), SE(EVErrorCode), SE(EVTimeout), EE')
+            raise r.fail_at(av + 13, 'EVTechnicalStatusType[3]', f'event code {ec}, expected SE(EVWLANStrength), SE(EVCPStatus), SE(EVSOC), SE(EVErrorCode), SE(EVTimeout), EE')
     elif ec == 1:
-        av -= 22
+        av -= 5
         if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'EVTechnicalStatusType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0xc03800 != 0x0:
+            raise r.fail_at(av + 24, 'EVTechnicalStatusType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 14) & 255) - 128
+        sg = ((c >> 10) & 1)
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
         f_2_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'EVTechnicalStatusType[2]', 'expected EE of Value, EE')
         ob2_ = _new(_iso20_common_types.RationalNumberType)
         ob2_.Exponent = f_2_Exponent
@@ -1306,189 +1444,194 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader) -> _iso20_acdp.EVTechnical
         f_EVWLANStrength = ob2_
         s = 4
     elif ec == 2:
+        av += 14
+        try:
+            f_EVCPStatus = _T2a0a9292[(c >> 14) & 0x1f]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x44000 != 0x0:
+                raise r.fail_at(av + 5, 'EVTechnicalStatusType[2]', 'expected CH of EVCPStatus, EE of EVCPStatus') from None
+            iv = ((c >> 15) & 7)
+            if iv >= 5:
+                raise r.fail_at(av, 'EVTechnicalStatusType.EVCPStatus', f'enumeration index {iv}') from None
+            f_EVCPStatus = _E_iso20_acdp_cpStatusType[iv]
+        s = 5
+    elif ec == 3:
+        av += 10
+        try:
+            f_EVSOC = _Tf00db23f[(c >> 10) & 0x1ff]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x40400 != 0x0:
+                raise r.fail_at(av + 9, 'EVTechnicalStatusType[2]', 'expected CH of EVSOC, EE of EVSOC') from None
+            f_EVSOC = ((c >> 11) & 127)
+        s = 6
+    elif ec == 4:
+        av += 13
+        try:
+            f_EVErrorCode = _Tf9028ac5[(c >> 13) & 0x3f]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x42000 != 0x0:
+                raise r.fail_at(av + 6, 'EVTechnicalStatusType[2]', 'expected CH of EVErrorCode, EE of EVErrorCode') from None
+            iv = ((c >> 14) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv}') from None
+            f_EVErrorCode = _E_iso20_acdp_errorCodeType[iv]
+        s = 7
+    elif ec == 5:
+        av += 16
+        try:
+            f_EVTimeout = _Ta870a97b[(c >> 16) & 0x7]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x50000 != 0x0:
+                raise r.fail_at(av + 3, 'EVTechnicalStatusType[2]', 'expected CH of EVTimeout, EE of EVTimeout') from None
+            f_EVTimeout = ((c >> 17) & 1) == 1
+        s = 8
+    elif ec == 6:
+        av += 19
+        s = -1
+    else:
+        raise r.fail_at(av + 19, 'EVTechnicalStatusType[2]', f'event code {ec}, expected SE(EVImmobilized), SE(EVWLANStrength), SE(EVCPStatus), SE(EVSOC), SE(EVErrorCode), SE(EVTimeout), EE')
+    if s == 4:
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        ec = (c >> 9)
+        if ec == 0:
+            av += 4
+            try:
+                f_EVCPStatus = _T2a0a9292[(c >> 4) & 0x1f]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x110 != 0x0:
+                    raise r.fail_at(av + 5, 'EVTechnicalStatusType[4]', 'expected CH of EVCPStatus, EE of EVCPStatus') from None
+                iv = ((c >> 5) & 7)
+                if iv >= 5:
+                    raise r.fail_at(av, 'EVTechnicalStatusType.EVCPStatus', f'enumeration index {iv}') from None
+                f_EVCPStatus = _E_iso20_acdp_cpStatusType[iv]
+            s = 5
+        elif ec == 1:
+            try:
+                f_EVSOC = _Tf00db23f[c & 0x1ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x101 != 0x0:
+                    raise r.fail_at(av + 9, 'EVTechnicalStatusType[4]', 'expected CH of EVSOC, EE of EVSOC') from None
+                f_EVSOC = ((c >> 1) & 127)
+            s = 6
+        elif ec == 2:
+            av += 3
+            try:
+                f_EVErrorCode = _Tf9028ac5[(c >> 3) & 0x3f]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x108 != 0x0:
+                    raise r.fail_at(av + 6, 'EVTechnicalStatusType[4]', 'expected CH of EVErrorCode, EE of EVErrorCode') from None
+                iv = ((c >> 4) & 15)
+                if iv >= 10:
+                    raise r.fail_at(av, 'EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv}') from None
+                f_EVErrorCode = _E_iso20_acdp_errorCodeType[iv]
+            s = 7
+        elif ec == 3:
+            av += 6
+            try:
+                f_EVTimeout = _Ta870a97b[(c >> 6) & 0x7]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x140 != 0x0:
+                    raise r.fail_at(av + 3, 'EVTechnicalStatusType[4]', 'expected CH of EVTimeout, EE of EVTimeout') from None
+                f_EVTimeout = ((c >> 7) & 1) == 1
+            s = 8
+        elif ec == 4:
+            av += 9
+            s = -1
+        else:
+            raise r.fail_at(av + 9, 'EVTechnicalStatusType[4]', f'event code {ec}, expected SE(EVCPStatus), SE(EVSOC), SE(EVErrorCode), SE(EVTimeout), EE')
+    if s == 5:
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        ec = (c >> 9)
+        if ec == 0:
+            try:
+                f_EVSOC = _Tf00db23f[c & 0x1ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x101 != 0x0:
+                    raise r.fail_at(av + 9, 'EVTechnicalStatusType[5]', 'expected CH of EVSOC, EE of EVSOC') from None
+                f_EVSOC = ((c >> 1) & 127)
+            s = 6
+        elif ec == 1:
+            av += 3
+            try:
+                f_EVErrorCode = _Tf9028ac5[(c >> 3) & 0x3f]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x108 != 0x0:
+                    raise r.fail_at(av + 6, 'EVTechnicalStatusType[5]', 'expected CH of EVErrorCode, EE of EVErrorCode') from None
+                iv = ((c >> 4) & 15)
+                if iv >= 10:
+                    raise r.fail_at(av, 'EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv}') from None
+                f_EVErrorCode = _E_iso20_acdp_errorCodeType[iv]
+            s = 7
+        elif ec == 2:
+            av += 6
+            try:
+                f_EVTimeout = _Ta870a97b[(c >> 6) & 0x7]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x140 != 0x0:
+                    raise r.fail_at(av + 3, 'EVTechnicalStatusType[5]', 'expected CH of EVTimeout, EE of EVTimeout') from None
+                f_EVTimeout = ((c >> 7) & 1) == 1
+            s = 8
+        elif ec == 3:
+            av += 9
+            s = -1
+        else:
+            raise r.fail_at(av + 9, 'EVTechnicalStatusType[5]', f'event code {ec}, expected SE(EVSOC), SE(EVErrorCode), SE(EVTimeout), EE')
+    if s == 6:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        ec = (c >> 6)
+        if ec == 0:
+            try:
+                f_EVErrorCode = _Tf9028ac5[c & 0x3f]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x21 != 0x0:
+                    raise r.fail_at(av + 6, 'EVTechnicalStatusType[6]', 'expected CH of EVErrorCode, EE of EVErrorCode') from None
+                iv = ((c >> 1) & 15)
+                if iv >= 10:
+                    raise r.fail_at(av, 'EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv}') from None
+                f_EVErrorCode = _E_iso20_acdp_errorCodeType[iv]
+            s = 7
+        elif ec == 1:
+            av += 3
+            try:
+                f_EVTimeout = _Ta870a97b[(c >> 3) & 0x7]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x28 != 0x0:
+                    raise r.fail_at(av + 3, 'EVTechnicalStatusType[6]', 'expected CH of EVTimeout, EE of EVTimeout') from None
+                f_EVTimeout = ((c >> 4) & 1) == 1
+            s = 8
+        elif ec == 2:
+            av += 6
+            s = -1
+        else:
+            raise r.fail_at(av + 6, 'EVTechnicalStatusType[6]', f'event code {ec}, expected SE(EVErrorCode), SE(EVTimeout), EE')
+    if s == 7:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 5)
         c = (win >> av) & 0x1f
-        if c & 0x11 != 0x0:
-            raise r.fail_at(av + 5, 'EVTechnicalStatusType[2]', 'expected CH of EVCPStatus, EE of EVCPStatus')
-        iv = ((c >> 1) & 7)
-        if iv >= 5:
-            raise r.fail_at(av, 'EVTechnicalStatusType.EVCPStatus', f'enumeration index {iv}')
-        f_EVCPStatus = _E_iso20_acdp_cpStatusType[iv]
-        s = 5
-    elif ec == 3:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'EVTechnicalStatusType[2]', 'expected CH of EVSOC, EE of EVSOC')
-        f_EVSOC = ((c >> 1) & 127)
-        s = 6
-    elif ec == 4:
-        av -= 6
-        if av < 0:
-            win, av = r.refill(av, 6)
-        c = (win >> av) & 0x3f
-        if c & 0x21 != 0x0:
-            raise r.fail_at(av + 6, 'EVTechnicalStatusType[2]', 'expected CH of EVErrorCode, EE of EVErrorCode')
-        iv = ((c >> 1) & 15)
-        if iv >= 10:
-            raise r.fail_at(av, 'EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv}')
-        f_EVErrorCode = _E_iso20_acdp_errorCodeType[iv]
-        s = 7
-    elif ec == 5:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c & 0x5 != 0x0:
-            raise r.fail_at(av + 3, 'EVTechnicalStatusType[2]', 'expected CH of EVTimeout, EE of EVTimeout')
-        f_EVTimeout = ((c >> 1) & 1) == 1
-        s = 8
-    elif ec == 6:
-        s = -1
-    else:
-        raise r.fail_at(av, 'EVTechnicalStatusType[2]', f'event code {ec}, expected SE(EVImmobilized), SE(EVWLANStrength), SE(EVCPStatus), SE(EVSOC), SE(EVErrorCode), SE(EVTimeout), EE')
-    if s == 4:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+        ec = (c >> 3)
         if ec == 0:
-            av -= 5
-            if av < 0:
-                win, av = r.refill(av, 5)
-            c = (win >> av) & 0x1f
-            if c & 0x11 != 0x0:
-                raise r.fail_at(av + 5, 'EVTechnicalStatusType[4]', 'expected CH of EVCPStatus, EE of EVCPStatus')
-            iv = ((c >> 1) & 7)
-            if iv >= 5:
-                raise r.fail_at(av, 'EVTechnicalStatusType.EVCPStatus', f'enumeration index {iv}')
-            f_EVCPStatus = _E_iso20_acdp_cpStatusType[iv]
-            s = 5
-        elif ec == 1:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            if c & 0x101 != 0x0:
-                raise r.fail_at(av + 9, 'EVTechnicalStatusType[4]', 'expected CH of EVSOC, EE of EVSOC')
-            f_EVSOC = ((c >> 1) & 127)
-            s = 6
-        elif ec == 2:
-            av -= 6
-            if av < 0:
-                win, av = r.refill(av, 6)
-            c = (win >> av) & 0x3f
-            if c & 0x21 != 0x0:
-                raise r.fail_at(av + 6, 'EVTechnicalStatusType[4]', 'expected CH of EVErrorCode, EE of EVErrorCode')
-            iv = ((c >> 1) & 15)
-            if iv >= 10:
-                raise r.fail_at(av, 'EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv}')
-            f_EVErrorCode = _E_iso20_acdp_errorCodeType[iv]
-            s = 7
-        elif ec == 3:
-            av -= 3
-            if av < 0:
-                win, av = r.refill(av, 3)
-            c = (win >> av) & 0x7
-            if c & 0x5 != 0x0:
-                raise r.fail_at(av + 3, 'EVTechnicalStatusType[4]', 'expected CH of EVTimeout, EE of EVTimeout')
-            f_EVTimeout = ((c >> 1) & 1) == 1
-            s = 8
-        elif ec == 4:
-            s = -1
-        else:
-            raise r.fail_at(av, 'EVTechnicalStatusType[4]', f'event code {ec}, expected SE(EVCPStatus), SE(EVSOC), SE(EVErrorCode), SE(EVTimeout), EE')
-    if s == 5:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
-        if ec == 0:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            if c & 0x101 != 0x0:
-                raise r.fail_at(av + 9, 'EVTechnicalStatusType[5]', 'expected CH of EVSOC, EE of EVSOC')
-            f_EVSOC = ((c >> 1) & 127)
-            s = 6
-        elif ec == 1:
-            av -= 6
-            if av < 0:
-                win, av = r.refill(av, 6)
-            c = (win >> av) & 0x3f
-            if c & 0x21 != 0x0:
-                raise r.fail_at(av + 6, 'EVTechnicalStatusType[5]', 'expected CH of EVErrorCode, EE of EVErrorCode')
-            iv = ((c >> 1) & 15)
-            if iv >= 10:
-                raise r.fail_at(av, 'EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv}')
-            f_EVErrorCode = _E_iso20_acdp_errorCodeType[iv]
-            s = 7
-        elif ec == 2:
-            av -= 3
-            if av < 0:
-                win, av = r.refill(av, 3)
-            c = (win >> av) & 0x7
-            if c & 0x5 != 0x0:
-                raise r.fail_at(av + 3, 'EVTechnicalStatusType[5]', 'expected CH of EVTimeout, EE of EVTimeout')
-            f_EVTimeout = ((c >> 1) & 1) == 1
-            s = 8
-        elif ec == 3:
-            s = -1
-        else:
-            raise r.fail_at(av, 'EVTechnicalStatusType[5]', f'event code {ec}, expected SE(EVSOC), SE(EVErrorCode), SE(EVTimeout), EE')
-    if s == 6:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
-        if ec == 0:
-            av -= 6
-            if av < 0:
-                win, av = r.refill(av, 6)
-            c = (win >> av) & 0x3f
-            if c & 0x21 != 0x0:
-                raise r.fail_at(av + 6, 'EVTechnicalStatusType[6]', 'expected CH of EVErrorCode, EE of EVErrorCode')
-            iv = ((c >> 1) & 15)
-            if iv >= 10:
-                raise r.fail_at(av, 'EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv}')
-            f_EVErrorCode = _E_iso20_acdp_errorCodeType[iv]
-            s = 7
-        elif ec == 1:
-            av -= 3
-            if av < 0:
-                win, av = r.refill(av, 3)
-            c = (win >> av) & 0x7
-            if c & 0x5 != 0x0:
-                raise r.fail_at(av + 3, 'EVTechnicalStatusType[6]', 'expected CH of EVTimeout, EE of EVTimeout')
-            f_EVTimeout = ((c >> 1) & 1) == 1
-            s = 8
-        elif ec == 2:
-            s = -1
-        else:
-            raise r.fail_at(av, 'EVTechnicalStatusType[6]', f'event code {ec}, expected SE(EVErrorCode), SE(EVTimeout), EE')
-    if s == 7:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
-        if ec == 0:
-            av -= 3
-            if av < 0:
-                win, av = r.refill(av, 3)
-            c = (win >> av) & 0x7
-            if c & 0x5 != 0x0:
-                raise r.fail_at(av + 3, 'EVTechnicalStatusType[7]', 'expected CH of EVTimeout, EE of EVTimeout')
-            f_EVTimeout = ((c >> 1) & 1) == 1
+            try:
+                f_EVTimeout = _Ta870a97b[c & 0x7]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x5 != 0x0:
+                    raise r.fail_at(av + 3, 'EVTechnicalStatusType[7]', 'expected CH of EVTimeout, EE of EVTimeout') from None
+                f_EVTimeout = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 1:
+            av += 3
             s = -1
         else:
-            raise r.fail_at(av, 'EVTechnicalStatusType[7]', f'event code {ec}, expected SE(EVTimeout), EE')
+            raise r.fail_at(av + 3, 'EVTechnicalStatusType[7]', f'event code {ec}, expected SE(EVTimeout), EE')
     if s == 8:
         av -= 1
         if av < 0:
@@ -1729,8 +1872,10 @@ def _d_v0(r: BitReader) -> object:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -1786,8 +1931,10 @@ def _d_v1(r: BitReader) -> object:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -1831,36 +1978,41 @@ def _e_v1(w: BitWriter, o: Any) -> None:
 def _d_v2(r: BitReader) -> object:
     win = r.win
     av = r.avail
-    av -= 9
+    av -= 10
     if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
-        raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    if c & 0x200 != 0x0:
+        raise r.fail_at(av + 10, 'value', 'expected CH')
+    u = ((c >> 1) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        u2 = c >> 1
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 1
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
     v = u
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
     r.avail = av
     return v
@@ -1898,36 +2050,41 @@ def _e_v2(w: BitWriter, o: Any) -> None:
 def _d_v3(r: BitReader) -> object:
     win = r.win
     av = r.avail
-    av -= 9
+    av -= 10
     if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
-        raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    if c & 0x200 != 0x0:
+        raise r.fail_at(av + 10, 'value', 'expected CH')
+    u = ((c >> 1) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        u2 = c >> 1
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 1
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
     v = u
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
     r.avail = av
     return v
@@ -1969,9 +2126,12 @@ def _d_v4(r: BitReader) -> object:
     if av < 0:
         win, av = r.refill(av, 3)
     c = (win >> av) & 0x7
-    if c & 0x5 != 0x0:
-        raise r.fail_at(av + 3, 'value', 'expected CH, EE')
-    v = ((c >> 1) & 1) == 1
+    try:
+        v = _Ta870a97b[c]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x5 != 0x0:
+            raise r.fail_at(av + 3, 'value', 'expected CH, EE') from None
+        v = ((c >> 1) & 1) == 1
     r.avail = av
     return v
 
@@ -1988,37 +2148,45 @@ def _e_v4(w: BitWriter, o: Any) -> None:
 def _d_v5(r: BitReader) -> object:
     win = r.win
     av = r.avail
-    av -= 10
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x200 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    try:
+        sg = _T071cdf68[c >> 9]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'value', 'expected CH') from None
+        sg = ((c >> 9) & 1)
+    u = ((c >> 1) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        u2 = c >> 1
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 1
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
     v = -u - 1 if sg else u
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
     r.avail = av
     return v
@@ -2056,36 +2224,41 @@ def _e_v5(w: BitWriter, o: Any) -> None:
 def _d_v6(r: BitReader) -> object:
     win = r.win
     av = r.avail
-    av -= 9
+    av -= 10
     if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
-        raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    if c & 0x200 != 0x0:
+        raise r.fail_at(av + 10, 'value', 'expected CH')
+    u = ((c >> 1) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        u2 = c >> 1
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 1
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
     v = u
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
     r.avail = av
     return v
@@ -2127,12 +2300,15 @@ def _d_v7(r: BitReader) -> object:
     if av < 0:
         win, av = r.refill(av, 5)
     c = (win >> av) & 0x1f
-    if c & 0x11 != 0x0:
-        raise r.fail_at(av + 5, 'value', 'expected CH, EE')
-    iv = ((c >> 1) & 7)
-    if iv >= 5:
-        raise r.fail_at(av, 'value', f'enumeration index {iv}')
-    v = _E_iso20_acdp_cpStatusType[iv]
+    try:
+        v = _T2a0a9292[c]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x11 != 0x0:
+            raise r.fail_at(av + 5, 'value', 'expected CH, EE') from None
+        iv = ((c >> 1) & 7)
+        if iv >= 5:
+            raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
+        v = _E_iso20_acdp_cpStatusType[iv]
     r.avail = av
     return v
 
@@ -2153,9 +2329,12 @@ def _d_v8(r: BitReader) -> object:
     if av < 0:
         win, av = r.refill(av, 4)
     c = (win >> av) & 0xf
-    if c & 0x9 != 0x0:
-        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
-    v = _E_iso20_acdp_electricalChargingDeviceStatusType[((c >> 1) & 3)]
+    try:
+        v = _T18751e7f[c]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x9 != 0x0:
+            raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
+        v = _E_iso20_acdp_electricalChargingDeviceStatusType[((c >> 1) & 3)]
     r.avail = av
     return v
 
@@ -2176,12 +2355,15 @@ def _d_v9(r: BitReader) -> object:
     if av < 0:
         win, av = r.refill(av, 6)
     c = (win >> av) & 0x3f
-    if c & 0x21 != 0x0:
-        raise r.fail_at(av + 6, 'value', 'expected CH, EE')
-    iv = ((c >> 1) & 15)
-    if iv >= 10:
-        raise r.fail_at(av, 'value', f'enumeration index {iv}')
-    v = _E_iso20_acdp_errorCodeType[iv]
+    try:
+        v = _Tf9028ac5[c]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x21 != 0x0:
+            raise r.fail_at(av + 6, 'value', 'expected CH, EE') from None
+        iv = ((c >> 1) & 15)
+        if iv >= 10:
+            raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
+        v = _E_iso20_acdp_errorCodeType[iv]
     r.avail = av
     return v
 
@@ -2202,9 +2384,12 @@ def _d_v10(r: BitReader) -> object:
     if av < 0:
         win, av = r.refill(av, 4)
     c = (win >> av) & 0xf
-    if c & 0x9 != 0x0:
-        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
-    v = _E_iso20_acdp_isolationStatusType[((c >> 1) & 3)]
+    try:
+        v = _Tbb3886dd[c]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x9 != 0x0:
+            raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
+        v = _E_iso20_acdp_isolationStatusType[((c >> 1) & 3)]
     r.avail = av
     return v
 
@@ -2225,12 +2410,15 @@ def _d_v11(r: BitReader) -> object:
     if av < 0:
         win, av = r.refill(av, 4)
     c = (win >> av) & 0xf
-    if c & 0x9 != 0x0:
-        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
-    iv = ((c >> 1) & 3)
-    if iv >= 3:
-        raise r.fail_at(av, 'value', f'enumeration index {iv}')
-    v = _E_iso20_acdp_mechanicalChargingDeviceStatusType[iv]
+    try:
+        v = _T8ca68b91[c]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x9 != 0x0:
+            raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
+        iv = ((c >> 1) & 3)
+        if iv >= 3:
+            raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
+        v = _E_iso20_acdp_mechanicalChargingDeviceStatusType[iv]
     r.avail = av
     return v
 
@@ -2251,12 +2439,15 @@ def _d_v12(r: BitReader) -> object:
     if av < 0:
         win, av = r.refill(av, 5)
     c = (win >> av) & 0x1f
-    if c & 0x11 != 0x0:
-        raise r.fail_at(av + 5, 'value', 'expected CH, EE')
-    iv = ((c >> 1) & 7)
-    if iv >= 6:
-        raise r.fail_at(av, 'value', f'enumeration index {iv}')
-    v = _E_iso20_common_types_evseNotificationType[iv]
+    try:
+        v = _Tca2b455a[c]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x11 != 0x0:
+            raise r.fail_at(av + 5, 'value', 'expected CH, EE') from None
+        iv = ((c >> 1) & 7)
+        if iv >= 6:
+            raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
+        v = _E_iso20_common_types_evseNotificationType[iv]
     r.avail = av
     return v
 
@@ -2277,12 +2468,15 @@ def _d_v13(r: BitReader) -> object:
     if av < 0:
         win, av = r.refill(av, 4)
     c = (win >> av) & 0xf
-    if c & 0x9 != 0x0:
-        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
-    iv = ((c >> 1) & 3)
-    if iv >= 3:
-        raise r.fail_at(av, 'value', f'enumeration index {iv}')
-    v = _E_iso20_common_types_processingType[iv]
+    try:
+        v = _T68c31457[c]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x9 != 0x0:
+            raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
+        iv = ((c >> 1) & 3)
+        if iv >= 3:
+            raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
+        v = _E_iso20_common_types_processingType[iv]
     r.avail = av
     return v
 
@@ -2303,9 +2497,12 @@ def _d_v14(r: BitReader) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x101 != 0x0:
-        raise r.fail_at(av + 9, 'value', 'expected CH, EE')
-    v = ((c >> 1) & 127)
+    try:
+        v = _Tf00db23f[c]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'value', 'expected CH, EE') from None
+        v = ((c >> 1) & 127)
     r.avail = av
     return v
 
@@ -2336,8 +2533,10 @@ def _d_v15(r: BitReader) -> object:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -2385,9 +2584,12 @@ def _d_v16(r: BitReader) -> object:
     if av < 0:
         win, av = r.refill(av, 10)
     c = (win >> av) & 0x3ff
-    if c & 0x201 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH, EE')
-    v = ((c >> 1) & 255) - 128
+    try:
+        v = _T4520956c[c]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x201 != 0x0:
+            raise r.fail_at(av + 10, 'value', 'expected CH, EE') from None
+        v = ((c >> 1) & 255) - 128
     r.avail = av
     return v
 
@@ -2406,37 +2608,45 @@ def _e_v16(w: BitWriter, o: Any) -> None:
 def _d_v17(r: BitReader) -> object:
     win = r.win
     av = r.avail
-    av -= 10
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x200 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    try:
+        sg = _T071cdf68[c >> 9]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'value', 'expected CH') from None
+        sg = ((c >> 9) & 1)
+    u = ((c >> 1) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        u2 = c >> 1
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 1
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
     v = -u - 1 if sg else u
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
     r.avail = av
     return v
@@ -2486,8 +2696,10 @@ def _d_v18(r: BitReader) -> object:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -2545,8 +2757,10 @@ def _d_v19(r: BitReader) -> object:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -2604,8 +2818,10 @@ def _d_v20(r: BitReader) -> object:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -2653,12 +2869,15 @@ def _d_v21(r: BitReader) -> object:
     if av < 0:
         win, av = r.refill(av, 8)
     c = (win >> av) & 0xff
-    if c & 0x81 != 0x0:
-        raise r.fail_at(av + 8, 'value', 'expected CH, EE')
-    iv = ((c >> 1) & 63)
-    if iv >= 40:
-        raise r.fail_at(av, 'value', f'enumeration index {iv}')
-    v = _E_iso20_common_types_responseCodeType[iv]
+    try:
+        v = _T097f1957[c]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x81 != 0x0:
+            raise r.fail_at(av + 8, 'value', 'expected CH, EE') from None
+        iv = ((c >> 1) & 63)
+        if iv >= 40:
+            raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
+        v = _E_iso20_common_types_responseCodeType[iv]
     r.avail = av
     return v
 
@@ -2687,8 +2906,10 @@ def _d_v22(r: BitReader) -> object:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -2734,36 +2955,41 @@ def _e_v22(w: BitWriter, o: Any) -> None:
 def _d_v23(r: BitReader) -> object:
     win = r.win
     av = r.avail
-    av -= 9
+    av -= 10
     if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
-        raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    if c & 0x200 != 0x0:
+        raise r.fail_at(av + 10, 'value', 'expected CH')
+    u = ((c >> 1) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        u2 = c >> 1
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 1
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
     v = u
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
     r.avail = av
     return v
@@ -2801,37 +3027,45 @@ def _e_v23(w: BitWriter, o: Any) -> None:
 def _d_v24(r: BitReader) -> object:
     win = r.win
     av = r.avail
-    av -= 10
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x200 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    try:
+        sg = _T071cdf68[c >> 9]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'value', 'expected CH') from None
+        sg = ((c >> 9) & 1)
+    u = ((c >> 1) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        u2 = c >> 1
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 1
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
     v = -u - 1 if sg else u
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
     r.avail = av
     return v

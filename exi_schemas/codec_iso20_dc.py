@@ -78,10 +78,11 @@ from exi_schemas.codec_xmldsig import (
     _e_xmldsig_X509DataType,
     _e_xmldsig_X509IssuerSerialType,
 )
-from iso15118.exi._bits import BitReader, BitWriter, encode_error
+from iso15118.exi._bits import BitReader, BitWriter, encode_error, run_table
 
 _new = object.__new__
 _BOOL = {False: 0, True: 1}
+_U2 = tuple((i << 7) - 128 for i in range(128))  # adds a second octet to the first
 
 EntryTable = tuple[
     tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
@@ -96,6 +97,25 @@ _E_iso20_common_types_processingType = tuple(_iso20_common_types.processingType)
 _I_iso20_common_types_processingType = {m: i for i, m in enumerate(_E_iso20_common_types_processingType)}
 _E_iso20_common_types_responseCodeType = tuple(_iso20_common_types.responseCodeType)
 _I_iso20_common_types_responseCodeType = {m: i for i, m in enumerate(_E_iso20_common_types_responseCodeType)}
+_T0022799f = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (3, None, _E_iso20_common_types_evseNotificationType), (1, 0, None), (1, 0, None), (2, None, range(4)),))
+_T071cdf68 = run_table(((1, 0, None), (1, None, range(2)),))
+_T097f1957 = run_table(((1, 0, None), (6, None, _E_iso20_common_types_responseCodeType), (1, 0, None),))
+_T09ea0bb6 = run_table(((1, 0, None), (1, 0, None), (4, None, range(16)),))
+_T416167d0 = run_table(((1, 0, None), (1, 0, None), (6, None, _E_iso20_common_types_responseCodeType), (1, 0, None), (1, 0, None), (1, 0, None), (2, None, _E_iso20_common_types_processingType), (1, 0, None), (1, 0, None),))
+_T4243fd73 = run_table(((1, 0, None), (3, None, range(8)),))
+_T4520956c = run_table(((1, 0, None), (8, None, range(-128, 128)), (1, 0, None),))
+_T56b422b4 = run_table(((1, 0, None), (1, 0, None), (2, None, _E_iso20_common_types_processingType), (1, 0, None), (1, 0, None),))
+_T68c31457 = run_table(((1, 0, None), (2, None, _E_iso20_common_types_processingType), (1, 0, None),))
+_T6cd14f8b = run_table(((1, 0, None), (1, 0, None), (2, None, range(4)),))
+_T84c90c6e = run_table(((1, 0, None), (1, 0, None), (3, None, range(8)),))
+_T9208fcde = run_table(((1, 0, None), (1, 0, None), (6, None, _E_iso20_common_types_responseCodeType), (1, 0, None), (2, None, range(4)),))
+_Ta1e7f27a = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (1, 0, None), (1, None, (False, True)), (1, 0, None), (1, 0, None), (1, 0, None), (1, None, (False, True)), (1, 0, None), (1, 0, None), (1, 0, None), (1, None, (False, True)), (1, 0, None), (3, None, range(8)),))
+_Ta870a97b = run_table(((1, 0, None), (1, None, (False, True)), (1, 0, None),))
+_Ta8d0c3e4 = run_table(((1, 0, None), (7, None, range(0, 128)), (1, 0, None), (1, 0, None),))
+_Taa5bbe96 = run_table(((1, 0, None), (2, None, range(4)),))
+_Tadfaa03d = run_table(((1, 0, None), (1, 0, None), (1, None, (False, True)), (1, 0, None),))
+_Tca2b455a = run_table(((1, 0, None), (3, None, _E_iso20_common_types_evseNotificationType), (1, 0, None),))
+_Tf00db23f = run_table(((1, 0, None), (7, None, range(0, 128)), (1, 0, None),))
 
 
 def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.BPT_DC_CPDReqEnergyTransferModeType:
@@ -112,42 +132,51 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_EVMinimumDischargePower: _iso20_common_types.RationalNumberType
     f_EVMaximumDischargeCurrent: _iso20_common_types.RationalNumberType
     f_EVMinimumDischargeCurrent: _iso20_common_types.RationalNumberType
-    av -= 23
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 23)
-    c = (win >> av) & 0x7fffff
-    if c & 0x700e00 != 0x0:
-        raise r.fail_at(av + 23, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected SE(EVMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38070000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected SE(EVMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 19) & 255) - 128
+    sg = ((c >> 15) & 1)
+    u = ((c >> 7) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 15)
+        c = (win >> av) & 0x7fff
+        u2 = c >> 7
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            u2 = c >> 7
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 7
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 7
+                if av < 0:
+                    win, av = r.refill(av, 7)
+                c = (win >> av) & 0x7f
     f_1_Value = -u - 1 if sg else u
-    av -= 25
+    av -= 23
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_2_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_2_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob1_ = _new(_iso20_common_types.RationalNumberType)
     ob1_.Exponent = f_1_Exponent
     ob1_.Value = f_1_Value
@@ -155,30 +184,39 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_2_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_3_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_3_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob2_ = _new(_iso20_common_types.RationalNumberType)
     ob2_.Exponent = f_2_Exponent
     ob2_.Value = f_2_Value
@@ -186,30 +224,39 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_3_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_4_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_4_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob3_ = _new(_iso20_common_types.RationalNumberType)
     ob3_.Exponent = f_3_Exponent
     ob3_.Value = f_3_Value
@@ -217,30 +264,39 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_4_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_5_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_5_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob4_ = _new(_iso20_common_types.RationalNumberType)
     ob4_.Exponent = f_4_Exponent
     ob4_.Value = f_4_Value
@@ -248,30 +304,39 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_5_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_6_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_6_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob5_ = _new(_iso20_common_types.RationalNumberType)
     ob5_.Exponent = f_5_Exponent
     ob5_.Value = f_5_Value
@@ -279,34 +344,42 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_6_Value = -u - 1 if sg else u
-    av -= 4
-    if av < 0:
-        win, av = r.refill(av, 4)
-    c = (win >> av) & 0xf
-    if c & 0xc != 0x0:
-        raise r.fail_at(av + 4, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE')
-    ec = (c & 3)
+    try:
+        ec = _T6cd14f8b[(c >> 1) & 0xf]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x18 != 0x0:
+            raise r.fail_at(av + 5, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE') from None
+        ec = ((c >> 1) & 3)
     ob6_ = _new(_iso20_common_types.RationalNumberType)
     ob6_.Exponent = f_6_Exponent
     ob6_.Value = f_6_Value
     f_EVMinimumVoltage = ob6_
     if ec == 0:
-        av -= 32
+        av -= 31
         if av < 0:
             win, av = r.refill(av, 32)
         c = (win >> av) & 0xffffffff
@@ -321,8 +394,10 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -334,92 +409,110 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
                     win = r.win
                     av = r.avail
         f_7_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 30
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_DC_CPDReqEnergyTransferModeType[6]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x30000000 != 0x0:
+            raise r.fail_at(av + 30, 'BPT_DC_CPDReqEnergyTransferModeType[6]', 'expected EE of Value, EE')
         ob7_ = _new(_iso20_common_types.RationalNumberType)
         ob7_.Exponent = f_7_Exponent
         ob7_.Value = f_7_Value
         f_EVMaximumDischargePower = ob7_
-    elif ec == 1:
-        av -= 22
+        av -= 2
         if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_DC_CPDReqEnergyTransferModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_8_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    elif ec == 1:
+        av -= 29
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x300e0000 != 0x0:
+            raise r.fail_at(av + 30, 'BPT_DC_CPDReqEnergyTransferModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_8_Exponent = ((c >> 20) & 255) - 128
+        sg = ((c >> 16) & 1)
+        u = ((c >> 8) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 16)
+            c = (win >> av) & 0xffff
+            u2 = c >> 8
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 16)
+                c = (win >> av) & 0xffff
+                u2 = c >> 8
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
         f_8_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_DC_CPDReqEnergyTransferModeType[6]', 'expected EE of Value, EE')
+        if c & 0xc0 != 0x0:
+            raise r.fail_at(av + 8, 'BPT_DC_CPDReqEnergyTransferModeType[6]', 'expected EE of Value, EE')
         ob8_ = _new(_iso20_common_types.RationalNumberType)
         ob8_.Exponent = f_8_Exponent
         ob8_.Value = f_8_Value
         f_EVMaximumDischargePower = ob8_
+        av -= 24
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av, 'BPT_DC_CPDReqEnergyTransferModeType[6]', f'event code {ec}, expected SE(TargetSOC), SE(EVMaximumDischargePower)')
-    av -= 23
-    if av < 0:
-        win, av = r.refill(av, 23)
-    c = (win >> av) & 0x7fffff
-    if c & 0x700e00 != 0x0:
-        raise r.fail_at(av + 23, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected SE(EVMinimumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_9_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        raise r.fail_at(av + 1, 'BPT_DC_CPDReqEnergyTransferModeType[6]', f'event code {ec}, expected SE(TargetSOC), SE(EVMaximumDischargePower)')
+    if c & 0x38070000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected SE(EVMinimumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_9_Exponent = ((c >> 19) & 255) - 128
+    sg = ((c >> 15) & 1)
+    u = ((c >> 7) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 15)
+        c = (win >> av) & 0x7fff
+        u2 = c >> 7
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            u2 = c >> 7
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 7
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 7
+                if av < 0:
+                    win, av = r.refill(av, 7)
+                c = (win >> av) & 0x7f
     f_9_Value = -u - 1 if sg else u
-    av -= 25
+    av -= 23
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMaximumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_10_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMaximumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_10_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob9_ = _new(_iso20_common_types.RationalNumberType)
     ob9_.Exponent = f_9_Exponent
     ob9_.Value = f_9_Value
@@ -427,30 +520,39 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_10_Value = -u - 1 if sg else u
-    av -= 25
+    av -= 23
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_11_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 28)
+    c = (win >> av) & 0xfffffff
+    if c & 0xf807000 != 0x0:
+        raise r.fail_at(av + 28, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_11_Exponent = ((c >> 15) & 255) - 128
+    sg = ((c >> 11) & 1)
+    u = ((c >> 3) & 255)
     ob10_ = _new(_iso20_common_types.RationalNumberType)
     ob10_.Exponent = f_10_Exponent
     ob10_.Value = f_10_Value
@@ -458,26 +560,31 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        u2 = c >> 3
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 3
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
     f_11_Value = -u - 1 if sg else u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c != 0x0:
+    if c & 0x7 != 0x0:
         raise r.fail_at(av + 3, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, EE')
     ob11_ = _new(_iso20_common_types.RationalNumberType)
     ob11_.Exponent = f_11_Exponent
@@ -892,42 +999,51 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_EVSEMinimumDischargePower: _iso20_common_types.RationalNumberType
     f_EVSEMaximumDischargeCurrent: _iso20_common_types.RationalNumberType
     f_EVSEMinimumDischargeCurrent: _iso20_common_types.RationalNumberType
-    av -= 23
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 23)
-    c = (win >> av) & 0x7fffff
-    if c & 0x700e00 != 0x0:
-        raise r.fail_at(av + 23, 'BPT_DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38070000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 19) & 255) - 128
+    sg = ((c >> 15) & 1)
+    u = ((c >> 7) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 15)
+        c = (win >> av) & 0x7fff
+        u2 = c >> 7
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            u2 = c >> 7
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 7
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 7
+                if av < 0:
+                    win, av = r.refill(av, 7)
+                c = (win >> av) & 0x7f
     f_1_Value = -u - 1 if sg else u
-    av -= 25
+    av -= 23
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_2_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_2_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob1_ = _new(_iso20_common_types.RationalNumberType)
     ob1_.Exponent = f_1_Exponent
     ob1_.Value = f_1_Value
@@ -935,30 +1051,39 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_2_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_3_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_3_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob2_ = _new(_iso20_common_types.RationalNumberType)
     ob2_.Exponent = f_2_Exponent
     ob2_.Value = f_2_Value
@@ -966,30 +1091,39 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_3_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_4_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_4_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob3_ = _new(_iso20_common_types.RationalNumberType)
     ob3_.Exponent = f_3_Exponent
     ob3_.Value = f_3_Value
@@ -997,30 +1131,39 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_4_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_5_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_5_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob4_ = _new(_iso20_common_types.RationalNumberType)
     ob4_.Exponent = f_4_Exponent
     ob4_.Value = f_4_Value
@@ -1028,30 +1171,39 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_5_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_6_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_6_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob5_ = _new(_iso20_common_types.RationalNumberType)
     ob5_.Exponent = f_5_Exponent
     ob5_.Value = f_5_Value
@@ -1059,69 +1211,86 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_6_Value = -u - 1 if sg else u
-    av -= 4
-    if av < 0:
-        win, av = r.refill(av, 4)
-    c = (win >> av) & 0xf
-    if c & 0xc != 0x0:
-        raise r.fail_at(av + 4, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE')
-    ec = (c & 3)
+    try:
+        ec = _T6cd14f8b[(c >> 1) & 0xf]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x18 != 0x0:
+            raise r.fail_at(av + 5, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE') from None
+        ec = ((c >> 1) & 3)
     ob6_ = _new(_iso20_common_types.RationalNumberType)
     ob6_.Exponent = f_6_Exponent
     ob6_.Value = f_6_Value
     f_EVSEMinimumVoltage = ob6_
     if ec == 0:
-        av -= 22
+        av -= 29
         if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_7_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x300e0000 != 0x0:
+            raise r.fail_at(av + 30, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_7_Exponent = ((c >> 20) & 255) - 128
+        sg = ((c >> 16) & 1)
+        u = ((c >> 8) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 16)
+            c = (win >> av) & 0xffff
+            u2 = c >> 8
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 16)
+                c = (win >> av) & 0xffff
+                u2 = c >> 8
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
         f_7_Value = -u - 1 if sg else u
-        av -= 25
+        av -= 22
         if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        if c & 0x1f00e00 != 0x0:
-            raise r.fail_at(av + 25, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected EE of Value, EE, SE(EVSEMaximumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_8_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x3e01c000 != 0x0:
+            raise r.fail_at(av + 30, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected EE of Value, EE, SE(EVSEMaximumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_8_Exponent = ((c >> 17) & 255) - 128
+        sg = ((c >> 13) & 1)
+        u = ((c >> 5) & 255)
         ob7_ = _new(_iso20_common_types.RationalNumberType)
         ob7_.Exponent = f_7_Exponent
         ob7_.Value = f_7_Value
@@ -1129,107 +1298,130 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 5
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 5
+                    if av < 0:
+                        win, av = r.refill(av, 5)
+                    c = (win >> av) & 0x1f
         f_8_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected EE of Value, EE')
+        if c & 0x18 != 0x0:
+            raise r.fail_at(av + 5, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected EE of Value, EE')
         ob8_ = _new(_iso20_common_types.RationalNumberType)
         ob8_.Exponent = f_8_Exponent
         ob8_.Value = f_8_Value
         f_EVSEMaximumDischargePower = ob8_
-    elif ec == 1:
-        av -= 22
+        av -= 27
         if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_9_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    elif ec == 1:
+        av -= 29
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x300e0000 != 0x0:
+            raise r.fail_at(av + 30, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_9_Exponent = ((c >> 20) & 255) - 128
+        sg = ((c >> 16) & 1)
+        u = ((c >> 8) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 16)
+            c = (win >> av) & 0xffff
+            u2 = c >> 8
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 16)
+                c = (win >> av) & 0xffff
+                u2 = c >> 8
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
         f_9_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected EE of Value, EE')
+        if c & 0xc0 != 0x0:
+            raise r.fail_at(av + 8, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected EE of Value, EE')
         ob9_ = _new(_iso20_common_types.RationalNumberType)
         ob9_.Exponent = f_9_Exponent
         ob9_.Value = f_9_Value
         f_EVSEMaximumDischargePower = ob9_
+        av -= 24
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av, 'BPT_DC_CPDResEnergyTransferModeType[6]', f'event code {ec}, expected SE(EVSEPowerRampLimitation), SE(EVSEMaximumDischargePower)')
-    av -= 23
-    if av < 0:
-        win, av = r.refill(av, 23)
-    c = (win >> av) & 0x7fffff
-    if c & 0x700e00 != 0x0:
-        raise r.fail_at(av + 23, 'BPT_DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMinimumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_10_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        raise r.fail_at(av + 1, 'BPT_DC_CPDResEnergyTransferModeType[6]', f'event code {ec}, expected SE(EVSEPowerRampLimitation), SE(EVSEMaximumDischargePower)')
+    if c & 0x38070000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMinimumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_10_Exponent = ((c >> 19) & 255) - 128
+    sg = ((c >> 15) & 1)
+    u = ((c >> 7) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 15)
+        c = (win >> av) & 0x7fff
+        u2 = c >> 7
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            u2 = c >> 7
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 7
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 7
+                if av < 0:
+                    win, av = r.refill(av, 7)
+                c = (win >> av) & 0x7f
     f_10_Value = -u - 1 if sg else u
-    av -= 25
+    av -= 23
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMaximumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_11_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMaximumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_11_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob10_ = _new(_iso20_common_types.RationalNumberType)
     ob10_.Exponent = f_10_Exponent
     ob10_.Value = f_10_Value
@@ -1237,30 +1429,39 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_11_Value = -u - 1 if sg else u
-    av -= 25
+    av -= 23
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_12_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 28)
+    c = (win >> av) & 0xfffffff
+    if c & 0xf807000 != 0x0:
+        raise r.fail_at(av + 28, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_12_Exponent = ((c >> 15) & 255) - 128
+    sg = ((c >> 11) & 1)
+    u = ((c >> 3) & 255)
     ob11_ = _new(_iso20_common_types.RationalNumberType)
     ob11_.Exponent = f_11_Exponent
     ob11_.Value = f_11_Value
@@ -1268,26 +1469,31 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        u2 = c >> 3
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 3
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
     f_12_Value = -u - 1 if sg else u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c != 0x0:
+    if c & 0x7 != 0x0:
         raise r.fail_at(av + 3, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, EE')
     ob12_ = _new(_iso20_common_types.RationalNumberType)
     ob12_.Exponent = f_12_Exponent
@@ -1732,152 +1938,176 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     f_EVMaximumV2XEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     f_EVMinimumV2XEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    av -= 2
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    ec = (c >> 28)
     if ec == 0:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected CH of DepartureTime')
-        u = (c & 255)
+        if c & 0x8000000 != 0x0:
+            raise r.fail_at(av + 28, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected CH of DepartureTime')
+        u = ((c >> 19) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
+            u2 = c >> 19
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 27)
+                c = (win >> av) & 0x7ffffff
+                u2 = c >> 19
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 19
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 19
+                    if av < 0:
+                        win, av = r.refill(av, 19)
+                    c = (win >> av) & 0x7ffff
         f_DepartureTime = u
-        av -= 24
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        if c & 0xf00e00 != 0x0:
-            raise r.fail_at(av + 24, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected EE of DepartureTime, SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x3c038000 != 0x0:
+            raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected EE of DepartureTime, SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 18) & 255) - 128
+        sg = ((c >> 14) & 1)
+        u = ((c >> 6) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 14)
+            c = (win >> av) & 0x3fff
+            u2 = c >> 6
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 14)
+                c = (win >> av) & 0x3fff
+                u2 = c >> 6
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 6
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 6
+                    if av < 0:
+                        win, av = r.refill(av, 6)
+                    c = (win >> av) & 0x3f
         f_1_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        if c & 0x30 != 0x0:
+            raise r.fail_at(av + 6, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
         ob1_ = _new(_iso20_common_types.RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVTargetEnergyRequest = ob1_
         s = 2
-    elif ec == 1:
-        av -= 22
+        av -= 26
         if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    elif ec == 1:
+        if c & 0xc038000 != 0x0:
+            raise r.fail_at(av + 28, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 18) & 255) - 128
+        sg = ((c >> 14) & 1)
+        u = ((c >> 6) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 14)
+            c = (win >> av) & 0x3fff
+            u2 = c >> 6
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 14)
+                c = (win >> av) & 0x3fff
+                u2 = c >> 6
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 6
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 6
+                    if av < 0:
+                        win, av = r.refill(av, 6)
+                    c = (win >> av) & 0x3f
         f_2_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        if c & 0x30 != 0x0:
+            raise r.fail_at(av + 6, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
         ob2_ = _new(_iso20_common_types.RationalNumberType)
         ob2_.Exponent = f_2_Exponent
         ob2_.Value = f_2_Value
         f_EVTargetEnergyRequest = ob2_
+        av -= 26
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
         s = 2
     else:
-        raise r.fail_at(av, 'BPT_Dynamic_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
-    av -= 23
-    if av < 0:
-        win, av = r.refill(av, 23)
-    c = (win >> av) & 0x7fffff
-    if c & 0x700e00 != 0x0:
-        raise r.fail_at(av + 23, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_3_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        raise r.fail_at(av + 28, 'BPT_Dynamic_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
+    if c & 0x38070000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_3_Exponent = ((c >> 19) & 255) - 128
+    sg = ((c >> 15) & 1)
+    u = ((c >> 7) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 15)
+        c = (win >> av) & 0x7fff
+        u2 = c >> 7
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            u2 = c >> 7
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 7
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 7
+                if av < 0:
+                    win, av = r.refill(av, 7)
+                c = (win >> av) & 0x7f
     f_3_Value = -u - 1 if sg else u
-    av -= 25
+    av -= 23
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_4_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_4_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob3_ = _new(_iso20_common_types.RationalNumberType)
     ob3_.Exponent = f_3_Exponent
     ob3_.Value = f_3_Value
@@ -1886,30 +2116,39 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_4_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_5_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_5_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob4_ = _new(_iso20_common_types.RationalNumberType)
     ob4_.Exponent = f_4_Exponent
     ob4_.Value = f_4_Value
@@ -1918,30 +2157,39 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_5_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_6_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_6_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob5_ = _new(_iso20_common_types.RationalNumberType)
     ob5_.Exponent = f_5_Exponent
     ob5_.Value = f_5_Value
@@ -1950,30 +2198,39 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_6_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_7_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_7_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob6_ = _new(_iso20_common_types.RationalNumberType)
     ob6_.Exponent = f_6_Exponent
     ob6_.Value = f_6_Value
@@ -1982,30 +2239,39 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_7_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_8_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_8_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob7_ = _new(_iso20_common_types.RationalNumberType)
     ob7_.Exponent = f_7_Exponent
     ob7_.Value = f_7_Value
@@ -2014,30 +2280,39 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_8_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_9_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_9_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob8_ = _new(_iso20_common_types.RationalNumberType)
     ob8_.Exponent = f_8_Exponent
     ob8_.Value = f_8_Value
@@ -2046,30 +2321,39 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_9_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_10_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_10_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob9_ = _new(_iso20_common_types.RationalNumberType)
     ob9_.Exponent = f_9_Exponent
     ob9_.Value = f_9_Value
@@ -2078,30 +2362,39 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_10_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_11_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_11_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob10_ = _new(_iso20_common_types.RationalNumberType)
     ob10_.Exponent = f_10_Exponent
     ob10_.Value = f_10_Value
@@ -2110,30 +2403,39 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_11_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_12_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_12_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob11_ = _new(_iso20_common_types.RationalNumberType)
     ob11_.Exponent = f_11_Exponent
     ob11_.Value = f_11_Value
@@ -2142,105 +2444,126 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_12_Value = -u - 1 if sg else u
-    av -= 4
-    if av < 0:
-        win, av = r.refill(av, 4)
-    c = (win >> av) & 0xf
-    if c & 0xc != 0x0:
-        raise r.fail_at(av + 4, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE')
-    ec = (c & 3)
+    try:
+        ec = _T6cd14f8b[(c >> 1) & 0xf]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x18 != 0x0:
+            raise r.fail_at(av + 5, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE') from None
+        ec = ((c >> 1) & 3)
     ob12_ = _new(_iso20_common_types.RationalNumberType)
     ob12_.Exponent = f_12_Exponent
     ob12_.Value = f_12_Value
     f_EVMaximumDischargeCurrent = ob12_
     s = 12
     if ec == 0:
-        av -= 22
+        av -= 29
         if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_13_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x300e0000 != 0x0:
+            raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_13_Exponent = ((c >> 20) & 255) - 128
+        sg = ((c >> 16) & 1)
+        u = ((c >> 8) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 16)
+            c = (win >> av) & 0xffff
+            u2 = c >> 8
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 16)
+                c = (win >> av) & 0xffff
+                u2 = c >> 8
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
         f_13_Value = -u - 1 if sg else u
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
-        if c & 0xc != 0x0:
-            raise r.fail_at(av + 4, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected EE of Value, EE')
-        ec = (c & 3)
+        try:
+            ec = _T6cd14f8b[(c >> 4) & 0xf]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0xc0 != 0x0:
+                raise r.fail_at(av + 8, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected EE of Value, EE') from None
+            ec = ((c >> 4) & 3)
         ob13_ = _new(_iso20_common_types.RationalNumberType)
         ob13_.Exponent = f_13_Exponent
         ob13_.Value = f_13_Value
         f_EVMaximumV2XEnergyRequest = ob13_
         if ec == 0:
-            av -= 22
+            av -= 20
             if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Dynamic_DC_CLReqControlModeType[13]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_14_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Dynamic_DC_CLReqControlModeType[13]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_14_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_14_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLReqControlModeType[13]', 'expected EE of Value, EE')
             ob14_ = _new(_iso20_common_types.RationalNumberType)
             ob14_.Exponent = f_14_Exponent
@@ -2248,42 +2571,48 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
             f_EVMinimumV2XEnergyRequest = ob14_
             s = 14
         elif ec == 1:
+            av += 4
             s = -1
         else:
-            raise r.fail_at(av, 'BPT_Dynamic_DC_CLReqControlModeType[13]', f'event code {ec}, expected SE(EVMinimumV2XEnergyRequest), EE')
+            raise r.fail_at(av + 4, 'BPT_Dynamic_DC_CLReqControlModeType[13]', f'event code {ec}, expected SE(EVMinimumV2XEnergyRequest), EE')
     elif ec == 1:
-        av -= 22
+        av -= 23
         if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_15_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0xc03800 != 0x0:
+            raise r.fail_at(av + 24, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_15_Exponent = ((c >> 14) & 255) - 128
+        sg = ((c >> 10) & 1)
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
         f_15_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected EE of Value, EE')
         ob15_ = _new(_iso20_common_types.RationalNumberType)
         ob15_.Exponent = f_15_Exponent
@@ -2291,9 +2620,10 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
         f_EVMinimumV2XEnergyRequest = ob15_
         s = 14
     elif ec == 2:
+        av += 1
         s = -1
     else:
-        raise r.fail_at(av, 'BPT_Dynamic_DC_CLReqControlModeType[12]', f'event code {ec}, expected SE(EVMaximumV2XEnergyRequest), SE(EVMinimumV2XEnergyRequest), EE')
+        raise r.fail_at(av + 1, 'BPT_Dynamic_DC_CLReqControlModeType[12]', f'event code {ec}, expected SE(EVMaximumV2XEnergyRequest), SE(EVMinimumV2XEnergyRequest), EE')
     if s == 14:
         av -= 1
         if av < 0:
@@ -2876,128 +3206,141 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
     f_EVSEMaximumDischargeCurrent: _iso20_common_types.RationalNumberType
     f_EVSEMinimumVoltage: _iso20_common_types.RationalNumberType
     s = 0
-    av -= 3
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    ec = c
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    ec = (c >> 27)
     if ec == 0:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of DepartureTime')
-        u = (c & 255)
+        if c & 0x4000000 != 0x0:
+            raise r.fail_at(av + 27, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of DepartureTime')
+        u = ((c >> 18) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 26)
+            c = (win >> av) & 0x3ffffff
+            u2 = c >> 18
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 26)
+                c = (win >> av) & 0x3ffffff
+                u2 = c >> 18
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 18
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 18
+                    if av < 0:
+                        win, av = r.refill(av, 18)
+                    c = (win >> av) & 0x3ffff
         f_DepartureTime = u
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
-        if c & 0x8 != 0x0:
-            raise r.fail_at(av + 4, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected EE of DepartureTime')
-        ec = (c & 7)
+        try:
+            ec = _T4243fd73[(c >> 14) & 0xf]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x20000 != 0x0:
+                raise r.fail_at(av + 18, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected EE of DepartureTime') from None
+            ec = ((c >> 14) & 7)
         if ec == 0:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            if c & 0x101 != 0x0:
-                raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-            f_MinimumSOC = ((c >> 1) & 127)
+            av += 5
+            try:
+                f_MinimumSOC = _Tf00db23f[(c >> 5) & 0x1ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x2020 != 0x0:
+                    raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC') from None
+                f_MinimumSOC = ((c >> 6) & 127)
             s = 2
         elif ec == 1:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            if c & 0x101 != 0x0:
-                raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
-            f_TargetSOC = ((c >> 1) & 127)
+            av += 5
+            try:
+                f_TargetSOC = _Tf00db23f[(c >> 5) & 0x1ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x2020 != 0x0:
+                    raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC') from None
+                f_TargetSOC = ((c >> 6) & 127)
             s = 3
         elif ec == 2:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            if c & 0x100 != 0x0:
-                raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
-            u = (c & 255)
+            av += 4
+            if c & 0x2000 != 0x0:
+                raise r.fail_at(av + 10, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
+            u = ((c >> 5) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                u2 = c >> 1
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    u2 = c >> 1
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 1
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 1
+                        if av < 0:
+                            win, av = r.refill(av, 1)
+                        c = (win >> av) & 0x1
+            else:
+                c >>= 4
             f_AckMaxDelay = u
-            av -= 1
-            if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
+            if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 3:
-            av -= 22
+            av -= 10
             if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_1_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_1_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_1_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
             ob1_ = _new(_iso20_common_types.RationalNumberType)
             ob1_.Exponent = f_1_Exponent
@@ -3005,91 +3348,99 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
             f_EVSEMaximumChargePower = ob1_
             s = 5
         else:
-            raise r.fail_at(av, 'BPT_Dynamic_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
+            raise r.fail_at(av + 14, 'BPT_Dynamic_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        f_MinimumSOC = ((c >> 1) & 127)
+        av += 18
+        try:
+            f_MinimumSOC = _Tf00db23f[(c >> 18) & 0x1ff]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x4040000 != 0x0:
+                raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC') from None
+            f_MinimumSOC = ((c >> 19) & 127)
         s = 2
     elif ec == 2:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        f_TargetSOC = ((c >> 1) & 127)
+        av += 18
+        try:
+            f_TargetSOC = _Tf00db23f[(c >> 18) & 0x1ff]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x4040000 != 0x0:
+                raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC') from None
+            f_TargetSOC = ((c >> 19) & 127)
         s = 3
     elif ec == 3:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
-        u = (c & 255)
+        av += 17
+        if c & 0x4000000 != 0x0:
+            raise r.fail_at(av + 10, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
+        u = ((c >> 18) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                u2 = c >> 1
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 1
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 1
+                    if av < 0:
+                        win, av = r.refill(av, 1)
+                    c = (win >> av) & 0x1
+        else:
+            c >>= 17
         f_AckMaxDelay = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
+        if c & 0x1 != 0x0:
             raise r.fail_at(av + 1, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
         s = 4
     elif ec == 4:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+        av += 3
+        if c & 0x601c000 != 0x0:
+            raise r.fail_at(av + 24, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 17) & 255) - 128
+        sg = ((c >> 13) & 1)
+        u = ((c >> 5) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+        else:
+            c >>= 3
         f_2_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
         ob2_ = _new(_iso20_common_types.RationalNumberType)
         ob2_.Exponent = f_2_Exponent
@@ -3097,87 +3448,93 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
         f_EVSEMaximumChargePower = ob2_
         s = 5
     else:
-        raise r.fail_at(av, 'BPT_Dynamic_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
+        raise r.fail_at(av + 27, 'BPT_Dynamic_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 2:
-        av -= 2
+        av -= 26
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        ec = (c >> 24)
         if ec == 0:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            if c & 0x101 != 0x0:
-                raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
-            f_TargetSOC = ((c >> 1) & 127)
+            av += 15
+            try:
+                f_TargetSOC = _Tf00db23f[(c >> 15) & 0x1ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x808000 != 0x0:
+                    raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC') from None
+                f_TargetSOC = ((c >> 16) & 127)
             s = 3
         elif ec == 1:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            if c & 0x100 != 0x0:
-                raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
-            u = (c & 255)
+            av += 14
+            if c & 0x800000 != 0x0:
+                raise r.fail_at(av + 10, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
+            u = ((c >> 15) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                u2 = c >> 1
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    u2 = c >> 1
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 1
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 1
+                        if av < 0:
+                            win, av = r.refill(av, 1)
+                        c = (win >> av) & 0x1
+            else:
+                c >>= 14
             f_AckMaxDelay = u
-            av -= 1
-            if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
+            if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 2:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_3_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_3_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
             ob3_ = _new(_iso20_common_types.RationalNumberType)
             ob3_.Exponent = f_3_Exponent
@@ -3185,78 +3542,84 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
             f_EVSEMaximumChargePower = ob3_
             s = 5
         else:
-            raise r.fail_at(av, 'BPT_Dynamic_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
+            raise r.fail_at(av + 24, 'BPT_Dynamic_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 3:
-        av -= 2
+        av -= 26
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        ec = (c >> 24)
         if ec == 0:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            if c & 0x100 != 0x0:
-                raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
-            u = (c & 255)
+            av += 14
+            if c & 0x800000 != 0x0:
+                raise r.fail_at(av + 10, 'BPT_Dynamic_DC_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
+            u = ((c >> 15) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                u2 = c >> 1
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    u2 = c >> 1
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 1
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 1
+                        if av < 0:
+                            win, av = r.refill(av, 1)
+                        c = (win >> av) & 0x1
+            else:
+                c >>= 14
             f_AckMaxDelay = u
-            av -= 1
-            if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
+            if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'BPT_Dynamic_DC_CLResControlModeType[3]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 1:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Dynamic_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_4_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Dynamic_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_4_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_4_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
             ob4_ = _new(_iso20_common_types.RationalNumberType)
             ob4_.Exponent = f_4_Exponent
@@ -3264,82 +3627,96 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
             f_EVSEMaximumChargePower = ob4_
             s = 5
         else:
-            raise r.fail_at(av, 'BPT_Dynamic_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
+            raise r.fail_at(av + 24, 'BPT_Dynamic_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 4:
-        av -= 23
+        av -= 25
         if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x700e00 != 0x0:
-            raise r.fail_at(av + 23, 'BPT_Dynamic_DC_CLResControlModeType[4]', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_5_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        if c & 0x1c03800 != 0x0:
+            raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLResControlModeType[4]', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_5_Exponent = ((c >> 14) & 255) - 128
+        sg = ((c >> 10) & 1)
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
         f_5_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
         ob5_ = _new(_iso20_common_types.RationalNumberType)
         ob5_.Exponent = f_5_Exponent
         ob5_.Value = f_5_Value
         f_EVSEMaximumChargePower = ob5_
         s = 5
-    av -= 23
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 23)
-    c = (win >> av) & 0x7fffff
-    if c & 0x700e00 != 0x0:
-        raise r.fail_at(av + 23, 'BPT_Dynamic_DC_CLResControlModeType', 'expected SE(EVSEMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_6_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38070000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLResControlModeType', 'expected SE(EVSEMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_6_Exponent = ((c >> 19) & 255) - 128
+    sg = ((c >> 15) & 1)
+    u = ((c >> 7) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 15)
+        c = (win >> av) & 0x7fff
+        u2 = c >> 7
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            u2 = c >> 7
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 7
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 7
+                if av < 0:
+                    win, av = r.refill(av, 7)
+                c = (win >> av) & 0x7f
     f_6_Value = -u - 1 if sg else u
-    av -= 25
+    av -= 23
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_7_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_7_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob6_ = _new(_iso20_common_types.RationalNumberType)
     ob6_.Exponent = f_6_Exponent
     ob6_.Value = f_6_Value
@@ -3348,30 +3725,39 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_7_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_8_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_8_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob7_ = _new(_iso20_common_types.RationalNumberType)
     ob7_.Exponent = f_7_Exponent
     ob7_.Value = f_7_Value
@@ -3380,30 +3766,39 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_8_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_9_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_9_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob8_ = _new(_iso20_common_types.RationalNumberType)
     ob8_.Exponent = f_8_Exponent
     ob8_.Value = f_8_Value
@@ -3412,30 +3807,39 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_9_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMinimumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_10_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMinimumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_10_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob9_ = _new(_iso20_common_types.RationalNumberType)
     ob9_.Exponent = f_9_Exponent
     ob9_.Value = f_9_Value
@@ -3444,30 +3848,39 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_10_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_11_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_11_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob10_ = _new(_iso20_common_types.RationalNumberType)
     ob10_.Exponent = f_10_Exponent
     ob10_.Value = f_10_Value
@@ -3476,30 +3889,39 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_11_Value = -u - 1 if sg else u
-    av -= 25
+    av -= 23
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_12_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 28)
+    c = (win >> av) & 0xfffffff
+    if c & 0xf807000 != 0x0:
+        raise r.fail_at(av + 28, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_12_Exponent = ((c >> 15) & 255) - 128
+    sg = ((c >> 11) & 1)
+    u = ((c >> 3) & 255)
     ob11_ = _new(_iso20_common_types.RationalNumberType)
     ob11_.Exponent = f_11_Exponent
     ob11_.Value = f_11_Value
@@ -3508,26 +3930,31 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        u2 = c >> 3
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 3
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
     f_12_Value = -u - 1 if sg else u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c != 0x0:
+    if c & 0x7 != 0x0:
         raise r.fail_at(av + 3, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, EE')
     ob12_ = _new(_iso20_common_types.RationalNumberType)
     ob12_.Exponent = f_12_Exponent
@@ -4143,83 +4570,92 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
     f_EVMinimumDischargePower: _iso20_common_types.RationalNumberType | None = None
     f_EVMaximumDischargeCurrent: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    av -= 3
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    ec = c
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    ec = (c >> 27)
     if ec == 0:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+        if c & 0x601c000 != 0x0:
+            raise r.fail_at(av + 27, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 17) & 255) - 128
+        sg = ((c >> 13) & 1)
+        u = ((c >> 5) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 5
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 5
+                    if av < 0:
+                        win, av = r.refill(av, 5)
+                    c = (win >> av) & 0x1f
         f_1_Value = -u - 1 if sg else u
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
-        if c & 0xc != 0x0:
-            raise r.fail_at(av + 4, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ec = (c & 3)
+        try:
+            ec = _T6cd14f8b[(c >> 1) & 0xf]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x18 != 0x0:
+                raise r.fail_at(av + 5, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE') from None
+            ec = ((c >> 1) & 3)
         ob1_ = _new(_iso20_common_types.RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVTargetEnergyRequest = ob1_
         if ec == 0:
-            av -= 22
+            av -= 23
             if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_2_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_2_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_2_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
             ob2_ = _new(_iso20_common_types.RationalNumberType)
             ob2_.Exponent = f_2_Exponent
@@ -4227,38 +4663,43 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             f_EVMaximumEnergyRequest = ob2_
             s = 2
         elif ec == 1:
-            av -= 22
+            av -= 23
             if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_3_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_3_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
             ob3_ = _new(_iso20_common_types.RationalNumberType)
             ob3_.Exponent = f_3_Exponent
@@ -4266,38 +4707,43 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             f_EVMinimumEnergyRequest = ob3_
             s = 3
         elif ec == 2:
-            av -= 22
+            av -= 23
             if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_4_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_4_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_4_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
             ob4_ = _new(_iso20_common_types.RationalNumberType)
             ob4_.Exponent = f_4_Exponent
@@ -4305,40 +4751,44 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             f_EVTargetCurrent = ob4_
             s = 4
         else:
-            raise r.fail_at(av, 'BPT_Scheduled_DC_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
+            raise r.fail_at(av + 1, 'BPT_Scheduled_DC_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_5_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+        av += 3
+        if c & 0x601c000 != 0x0:
+            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_5_Exponent = ((c >> 17) & 255) - 128
+        sg = ((c >> 13) & 1)
+        u = ((c >> 5) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+        else:
+            c >>= 3
         f_5_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
         ob5_ = _new(_iso20_common_types.RationalNumberType)
         ob5_.Exponent = f_5_Exponent
@@ -4346,38 +4796,42 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
         f_EVMaximumEnergyRequest = ob5_
         s = 2
     elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+        av += 3
+        if c & 0x601c000 != 0x0:
+            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_6_Exponent = ((c >> 17) & 255) - 128
+        sg = ((c >> 13) & 1)
+        u = ((c >> 5) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+        else:
+            c >>= 3
         f_6_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
         ob6_ = _new(_iso20_common_types.RationalNumberType)
         ob6_.Exponent = f_6_Exponent
@@ -4385,38 +4839,42 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
         f_EVMinimumEnergyRequest = ob6_
         s = 3
     elif ec == 3:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_7_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+        av += 3
+        if c & 0x601c000 != 0x0:
+            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_7_Exponent = ((c >> 17) & 255) - 128
+        sg = ((c >> 13) & 1)
+        u = ((c >> 5) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+        else:
+            c >>= 3
         f_7_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
         ob7_ = _new(_iso20_common_types.RationalNumberType)
         ob7_.Exponent = f_7_Exponent
@@ -4424,45 +4882,47 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
         f_EVTargetCurrent = ob7_
         s = 4
     else:
-        raise r.fail_at(av, 'BPT_Scheduled_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
+        raise r.fail_at(av + 27, 'BPT_Scheduled_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 2:
-        av -= 2
+        av -= 26
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        ec = (c >> 24)
         if ec == 0:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_8_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_8_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_8_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[2]', 'expected EE of Value, EE')
             ob8_ = _new(_iso20_common_types.RationalNumberType)
             ob8_.Exponent = f_8_Exponent
@@ -4470,38 +4930,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             f_EVMinimumEnergyRequest = ob8_
             s = 3
         elif ec == 1:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_9_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_9_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_9_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[2]', 'expected EE of Value, EE')
             ob9_ = _new(_iso20_common_types.RationalNumberType)
             ob9_.Exponent = f_9_Exponent
@@ -4509,120 +4970,141 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             f_EVTargetCurrent = ob9_
             s = 4
         else:
-            raise r.fail_at(av, 'BPT_Scheduled_DC_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
+            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 3:
-        av -= 23
+        av -= 25
         if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x700e00 != 0x0:
-            raise r.fail_at(av + 23, 'BPT_Scheduled_DC_CLReqControlModeType[3]', 'expected SE(EVTargetCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_10_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        if c & 0x1c03800 != 0x0:
+            raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[3]', 'expected SE(EVTargetCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_10_Exponent = ((c >> 14) & 255) - 128
+        sg = ((c >> 10) & 1)
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
         f_10_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[3]', 'expected EE of Value, EE')
         ob10_ = _new(_iso20_common_types.RationalNumberType)
         ob10_.Exponent = f_10_Exponent
         ob10_.Value = f_10_Value
         f_EVTargetCurrent = ob10_
         s = 4
-    av -= 23
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 23)
-    c = (win >> av) & 0x7fffff
-    if c & 0x700e00 != 0x0:
-        raise r.fail_at(av + 23, 'BPT_Scheduled_DC_CLReqControlModeType', 'expected SE(EVTargetVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_11_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38070000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType', 'expected SE(EVTargetVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_11_Exponent = ((c >> 19) & 255) - 128
+    sg = ((c >> 15) & 1)
+    u = ((c >> 7) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 15)
+        c = (win >> av) & 0x7fff
+        u2 = c >> 7
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            u2 = c >> 7
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 7
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 7
+                if av < 0:
+                    win, av = r.refill(av, 7)
+                c = (win >> av) & 0x7f
     f_11_Value = -u - 1 if sg else u
-    av -= 6
-    if av < 0:
-        win, av = r.refill(av, 6)
-    c = (win >> av) & 0x3f
-    if c & 0x30 != 0x0:
-        raise r.fail_at(av + 6, 'BPT_Scheduled_DC_CLReqControlModeType', 'expected EE of Value, EE')
-    ec = (c & 15)
+    try:
+        ec = _T09ea0bb6[(c >> 1) & 0x3f]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x60 != 0x0:
+            raise r.fail_at(av + 7, 'BPT_Scheduled_DC_CLReqControlModeType', 'expected EE of Value, EE') from None
+        ec = ((c >> 1) & 15)
     ob11_ = _new(_iso20_common_types.RationalNumberType)
     ob11_.Exponent = f_11_Exponent
     ob11_.Value = f_11_Value
     f_EVTargetVoltage = ob11_
     s = 5
     if ec == 0:
-        av -= 22
+        av -= 29
         if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_12_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x300e0000 != 0x0:
+            raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_12_Exponent = ((c >> 20) & 255) - 128
+        sg = ((c >> 16) & 1)
+        u = ((c >> 8) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 16)
+            c = (win >> av) & 0xffff
+            u2 = c >> 8
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 16)
+                c = (win >> av) & 0xffff
+                u2 = c >> 8
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
         f_12_Value = -u - 1 if sg else u
-        av -= 6
-        if av < 0:
-            win, av = r.refill(av, 6)
-        c = (win >> av) & 0x3f
-        if c & 0x30 != 0x0:
-            raise r.fail_at(av + 6, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ec = (c & 15)
+        try:
+            ec = _T09ea0bb6[(c >> 2) & 0x3f]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0xc0 != 0x0:
+                raise r.fail_at(av + 8, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE') from None
+            ec = ((c >> 2) & 15)
         ob12_ = _new(_iso20_common_types.RationalNumberType)
         ob12_.Exponent = f_12_Exponent
         ob12_.Value = f_12_Value
@@ -4630,36 +5112,41 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
         if ec == 0:
             av -= 22
             if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_13_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_13_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_13_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
             ob13_ = _new(_iso20_common_types.RationalNumberType)
             ob13_.Exponent = f_13_Exponent
@@ -4669,36 +5156,41 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
         elif ec == 1:
             av -= 22
             if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_14_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_14_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_14_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
             ob14_ = _new(_iso20_common_types.RationalNumberType)
             ob14_.Exponent = f_14_Exponent
@@ -4708,36 +5200,41 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
         elif ec == 2:
             av -= 22
             if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_15_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_15_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_15_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
             ob15_ = _new(_iso20_common_types.RationalNumberType)
             ob15_.Exponent = f_15_Exponent
@@ -4747,36 +5244,41 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
         elif ec == 3:
             av -= 22
             if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_16_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_16_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_16_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
             ob16_ = _new(_iso20_common_types.RationalNumberType)
             ob16_.Exponent = f_16_Exponent
@@ -4786,36 +5288,41 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
         elif ec == 4:
             av -= 22
             if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_17_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_17_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_17_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
             ob17_ = _new(_iso20_common_types.RationalNumberType)
             ob17_.Exponent = f_17_Exponent
@@ -4825,36 +5332,41 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
         elif ec == 5:
             av -= 22
             if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_18_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_18_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_18_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
             ob18_ = _new(_iso20_common_types.RationalNumberType)
             ob18_.Exponent = f_18_Exponent
@@ -4864,36 +5376,41 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
         elif ec == 6:
             av -= 22
             if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_19_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_19_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_19_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
             ob19_ = _new(_iso20_common_types.RationalNumberType)
             ob19_.Exponent = f_19_Exponent
@@ -4901,42 +5418,48 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             f_EVMaximumDischargeCurrent = ob19_
             s = 13
         elif ec == 7:
+            av += 2
             s = -1
         else:
-            raise r.fail_at(av, 'BPT_Scheduled_DC_CLReqControlModeType[6]', f'event code {ec}, expected SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', f'event code {ec}, expected SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
     elif ec == 1:
-        av -= 22
+        av -= 23
         if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_20_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0xc03800 != 0x0:
+            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_20_Exponent = ((c >> 14) & 255) - 128
+        sg = ((c >> 10) & 1)
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
         f_20_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         ob20_ = _new(_iso20_common_types.RationalNumberType)
         ob20_.Exponent = f_20_Exponent
@@ -4944,38 +5467,43 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
         f_EVMinimumChargePower = ob20_
         s = 7
     elif ec == 2:
-        av -= 22
+        av -= 23
         if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_21_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0xc03800 != 0x0:
+            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_21_Exponent = ((c >> 14) & 255) - 128
+        sg = ((c >> 10) & 1)
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
         f_21_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         ob21_ = _new(_iso20_common_types.RationalNumberType)
         ob21_.Exponent = f_21_Exponent
@@ -4983,38 +5511,43 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
         f_EVMaximumChargeCurrent = ob21_
         s = 8
     elif ec == 3:
-        av -= 22
+        av -= 23
         if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_22_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0xc03800 != 0x0:
+            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_22_Exponent = ((c >> 14) & 255) - 128
+        sg = ((c >> 10) & 1)
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
         f_22_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         ob22_ = _new(_iso20_common_types.RationalNumberType)
         ob22_.Exponent = f_22_Exponent
@@ -5022,38 +5555,43 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
         f_EVMaximumVoltage = ob22_
         s = 9
     elif ec == 4:
-        av -= 22
+        av -= 23
         if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_23_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0xc03800 != 0x0:
+            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_23_Exponent = ((c >> 14) & 255) - 128
+        sg = ((c >> 10) & 1)
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
         f_23_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         ob23_ = _new(_iso20_common_types.RationalNumberType)
         ob23_.Exponent = f_23_Exponent
@@ -5061,38 +5599,43 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
         f_EVMinimumVoltage = ob23_
         s = 10
     elif ec == 5:
-        av -= 22
+        av -= 23
         if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_24_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0xc03800 != 0x0:
+            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_24_Exponent = ((c >> 14) & 255) - 128
+        sg = ((c >> 10) & 1)
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
         f_24_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         ob24_ = _new(_iso20_common_types.RationalNumberType)
         ob24_.Exponent = f_24_Exponent
@@ -5100,38 +5643,43 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
         f_EVMaximumDischargePower = ob24_
         s = 11
     elif ec == 6:
-        av -= 22
+        av -= 23
         if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_25_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0xc03800 != 0x0:
+            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_25_Exponent = ((c >> 14) & 255) - 128
+        sg = ((c >> 10) & 1)
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
         f_25_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         ob25_ = _new(_iso20_common_types.RationalNumberType)
         ob25_.Exponent = f_25_Exponent
@@ -5139,38 +5687,43 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
         f_EVMinimumDischargePower = ob25_
         s = 12
     elif ec == 7:
-        av -= 22
+        av -= 23
         if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_26_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0xc03800 != 0x0:
+            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_26_Exponent = ((c >> 14) & 255) - 128
+        sg = ((c >> 10) & 1)
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
         f_26_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         ob26_ = _new(_iso20_common_types.RationalNumberType)
         ob26_.Exponent = f_26_Exponent
@@ -5178,47 +5731,50 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
         f_EVMaximumDischargeCurrent = ob26_
         s = 13
     elif ec == 8:
+        av += 1
         s = -1
     else:
-        raise r.fail_at(av, 'BPT_Scheduled_DC_CLReqControlModeType[5]', f'event code {ec}, expected SE(EVMaximumChargePower), SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
+        raise r.fail_at(av + 1, 'BPT_Scheduled_DC_CLReqControlModeType[5]', f'event code {ec}, expected SE(EVMaximumChargePower), SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
     if s == 7:
-        av -= 3
+        av -= 27
         if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
+        ec = (c >> 24)
         if ec == 0:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_27_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_27_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_27_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
             ob27_ = _new(_iso20_common_types.RationalNumberType)
             ob27_.Exponent = f_27_Exponent
@@ -5226,38 +5782,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             f_EVMaximumChargeCurrent = ob27_
             s = 8
         elif ec == 1:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_28_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_28_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_28_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
             ob28_ = _new(_iso20_common_types.RationalNumberType)
             ob28_.Exponent = f_28_Exponent
@@ -5265,38 +5822,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             f_EVMaximumVoltage = ob28_
             s = 9
         elif ec == 2:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_29_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_29_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_29_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
             ob29_ = _new(_iso20_common_types.RationalNumberType)
             ob29_.Exponent = f_29_Exponent
@@ -5304,38 +5862,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             f_EVMinimumVoltage = ob29_
             s = 10
         elif ec == 3:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_30_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_30_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_30_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
             ob30_ = _new(_iso20_common_types.RationalNumberType)
             ob30_.Exponent = f_30_Exponent
@@ -5343,38 +5902,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             f_EVMaximumDischargePower = ob30_
             s = 11
         elif ec == 4:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_31_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_31_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_31_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
             ob31_ = _new(_iso20_common_types.RationalNumberType)
             ob31_.Exponent = f_31_Exponent
@@ -5382,38 +5942,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             f_EVMinimumDischargePower = ob31_
             s = 12
         elif ec == 5:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_32_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_32_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_32_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
             ob32_ = _new(_iso20_common_types.RationalNumberType)
             ob32_.Exponent = f_32_Exponent
@@ -5421,47 +5982,50 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             f_EVMaximumDischargeCurrent = ob32_
             s = 13
         elif ec == 6:
+            av += 24
             s = -1
         else:
-            raise r.fail_at(av, 'BPT_Scheduled_DC_CLReqControlModeType[7]', f'event code {ec}, expected SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
+            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[7]', f'event code {ec}, expected SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
     if s == 8:
-        av -= 3
+        av -= 27
         if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
+        ec = (c >> 24)
         if ec == 0:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_33_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_33_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_33_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
             ob33_ = _new(_iso20_common_types.RationalNumberType)
             ob33_.Exponent = f_33_Exponent
@@ -5469,38 +6033,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             f_EVMaximumVoltage = ob33_
             s = 9
         elif ec == 1:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_34_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_34_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_34_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
             ob34_ = _new(_iso20_common_types.RationalNumberType)
             ob34_.Exponent = f_34_Exponent
@@ -5508,38 +6073,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             f_EVMinimumVoltage = ob34_
             s = 10
         elif ec == 2:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_35_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_35_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_35_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
             ob35_ = _new(_iso20_common_types.RationalNumberType)
             ob35_.Exponent = f_35_Exponent
@@ -5547,38 +6113,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             f_EVMaximumDischargePower = ob35_
             s = 11
         elif ec == 3:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_36_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_36_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_36_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
             ob36_ = _new(_iso20_common_types.RationalNumberType)
             ob36_.Exponent = f_36_Exponent
@@ -5586,38 +6153,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             f_EVMinimumDischargePower = ob36_
             s = 12
         elif ec == 4:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_37_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_37_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_37_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
             ob37_ = _new(_iso20_common_types.RationalNumberType)
             ob37_.Exponent = f_37_Exponent
@@ -5625,47 +6193,50 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             f_EVMaximumDischargeCurrent = ob37_
             s = 13
         elif ec == 5:
+            av += 24
             s = -1
         else:
-            raise r.fail_at(av, 'BPT_Scheduled_DC_CLReqControlModeType[8]', f'event code {ec}, expected SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
+            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[8]', f'event code {ec}, expected SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
     if s == 9:
-        av -= 3
+        av -= 27
         if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
+        ec = (c >> 24)
         if ec == 0:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_38_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_38_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_38_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
             ob38_ = _new(_iso20_common_types.RationalNumberType)
             ob38_.Exponent = f_38_Exponent
@@ -5673,38 +6244,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             f_EVMinimumVoltage = ob38_
             s = 10
         elif ec == 1:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_39_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_39_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_39_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
             ob39_ = _new(_iso20_common_types.RationalNumberType)
             ob39_.Exponent = f_39_Exponent
@@ -5712,38 +6284,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             f_EVMaximumDischargePower = ob39_
             s = 11
         elif ec == 2:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_40_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_40_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_40_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
             ob40_ = _new(_iso20_common_types.RationalNumberType)
             ob40_.Exponent = f_40_Exponent
@@ -5751,38 +6324,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             f_EVMinimumDischargePower = ob40_
             s = 12
         elif ec == 3:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_41_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_41_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_41_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
             ob41_ = _new(_iso20_common_types.RationalNumberType)
             ob41_.Exponent = f_41_Exponent
@@ -5790,47 +6364,50 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             f_EVMaximumDischargeCurrent = ob41_
             s = 13
         elif ec == 4:
+            av += 24
             s = -1
         else:
-            raise r.fail_at(av, 'BPT_Scheduled_DC_CLReqControlModeType[9]', f'event code {ec}, expected SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
+            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[9]', f'event code {ec}, expected SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
     if s == 10:
-        av -= 3
+        av -= 27
         if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
+        ec = (c >> 24)
         if ec == 0:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_42_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_42_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_42_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected EE of Value, EE')
             ob42_ = _new(_iso20_common_types.RationalNumberType)
             ob42_.Exponent = f_42_Exponent
@@ -5838,38 +6415,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             f_EVMaximumDischargePower = ob42_
             s = 11
         elif ec == 1:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_43_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_43_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_43_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected EE of Value, EE')
             ob43_ = _new(_iso20_common_types.RationalNumberType)
             ob43_.Exponent = f_43_Exponent
@@ -5877,38 +6455,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             f_EVMinimumDischargePower = ob43_
             s = 12
         elif ec == 2:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_44_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_44_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_44_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected EE of Value, EE')
             ob44_ = _new(_iso20_common_types.RationalNumberType)
             ob44_.Exponent = f_44_Exponent
@@ -5916,47 +6495,50 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             f_EVMaximumDischargeCurrent = ob44_
             s = 13
         elif ec == 3:
+            av += 24
             s = -1
         else:
-            raise r.fail_at(av, 'BPT_Scheduled_DC_CLReqControlModeType[10]', f'event code {ec}, expected SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
+            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[10]', f'event code {ec}, expected SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
     if s == 11:
-        av -= 2
+        av -= 26
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        ec = (c >> 24)
         if ec == 0:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_45_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_45_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_45_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[11]', 'expected EE of Value, EE')
             ob45_ = _new(_iso20_common_types.RationalNumberType)
             ob45_.Exponent = f_45_Exponent
@@ -5964,38 +6546,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             f_EVMinimumDischargePower = ob45_
             s = 12
         elif ec == 1:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_46_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_46_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_46_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[11]', 'expected EE of Value, EE')
             ob46_ = _new(_iso20_common_types.RationalNumberType)
             ob46_.Exponent = f_46_Exponent
@@ -6003,47 +6586,50 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             f_EVMaximumDischargeCurrent = ob46_
             s = 13
         elif ec == 2:
+            av += 24
             s = -1
         else:
-            raise r.fail_at(av, 'BPT_Scheduled_DC_CLReqControlModeType[11]', f'event code {ec}, expected SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
+            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[11]', f'event code {ec}, expected SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
     if s == 12:
-        av -= 2
+        av -= 26
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        ec = (c >> 24)
         if ec == 0:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_47_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_47_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_47_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[12]', 'expected EE of Value, EE')
             ob47_ = _new(_iso20_common_types.RationalNumberType)
             ob47_.Exponent = f_47_Exponent
@@ -6051,9 +6637,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             f_EVMaximumDischargeCurrent = ob47_
             s = 13
         elif ec == 1:
+            av += 24
             s = -1
         else:
-            raise r.fail_at(av, 'BPT_Scheduled_DC_CLReqControlModeType[12]', f'event code {ec}, expected SE(EVMaximumDischargeCurrent), EE')
+            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[12]', f'event code {ec}, expected SE(EVMaximumDischargeCurrent), EE')
     if s == 13:
         av -= 1
         if av < 0:
@@ -7707,83 +8294,92 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
     f_EVSEMaximumDischargeCurrent: _iso20_common_types.RationalNumberType | None = None
     f_EVSEMinimumVoltage: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    av -= 4
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 4)
-    c = (win >> av) & 0xf
-    ec = c
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    ec = (c >> 26)
     if ec == 0:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+        if c & 0x300e000 != 0x0:
+            raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 16) & 255) - 128
+        sg = ((c >> 12) & 1)
+        u = ((c >> 4) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 4
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 4
+                    if av < 0:
+                        win, av = r.refill(av, 4)
+                    c = (win >> av) & 0xf
         f_1_Value = -u - 1 if sg else u
-        av -= 6
+        av -= 26
         if av < 0:
-            win, av = r.refill(av, 6)
-        c = (win >> av) & 0x3f
-        if c & 0x30 != 0x0:
-            raise r.fail_at(av + 6, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ec = (c & 15)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        try:
+            ec = _T09ea0bb6[c >> 24]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x30000000 != 0x0:
+                raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE') from None
+            ec = ((c >> 24) & 15)
         ob1_ = _new(_iso20_common_types.RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVSEMaximumChargePower = ob1_
         if ec == 0:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_2_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_2_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_2_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
             ob2_ = _new(_iso20_common_types.RationalNumberType)
             ob2_.Exponent = f_2_Exponent
@@ -7791,38 +8387,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             f_EVSEMinimumChargePower = ob2_
             s = 2
         elif ec == 1:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_3_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_3_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
             ob3_ = _new(_iso20_common_types.RationalNumberType)
             ob3_.Exponent = f_3_Exponent
@@ -7830,38 +8427,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             f_EVSEMaximumChargeCurrent = ob3_
             s = 3
         elif ec == 2:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_4_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_4_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_4_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
             ob4_ = _new(_iso20_common_types.RationalNumberType)
             ob4_.Exponent = f_4_Exponent
@@ -7869,38 +8467,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             f_EVSEMaximumVoltage = ob4_
             s = 4
         elif ec == 3:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_5_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_5_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_5_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
             ob5_ = _new(_iso20_common_types.RationalNumberType)
             ob5_.Exponent = f_5_Exponent
@@ -7908,38 +8507,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             f_EVSEMaximumDischargePower = ob5_
             s = 5
         elif ec == 4:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_6_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_6_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_6_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
             ob6_ = _new(_iso20_common_types.RationalNumberType)
             ob6_.Exponent = f_6_Exponent
@@ -7947,38 +8547,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             f_EVSEMinimumDischargePower = ob6_
             s = 6
         elif ec == 5:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_7_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_7_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_7_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
             ob7_ = _new(_iso20_common_types.RationalNumberType)
             ob7_.Exponent = f_7_Exponent
@@ -7986,38 +8587,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             f_EVSEMaximumDischargeCurrent = ob7_
             s = 7
         elif ec == 6:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_8_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_8_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_8_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
             ob8_ = _new(_iso20_common_types.RationalNumberType)
             ob8_.Exponent = f_8_Exponent
@@ -8025,42 +8627,47 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             f_EVSEMinimumVoltage = ob8_
             s = 8
         elif ec == 7:
+            av += 24
             s = -1
         else:
-            raise r.fail_at(av, 'BPT_Scheduled_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
+            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
     elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_9_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+        av += 2
+        if c & 0x300e000 != 0x0:
+            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_9_Exponent = ((c >> 16) & 255) - 128
+        sg = ((c >> 12) & 1)
+        u = ((c >> 4) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+        else:
+            c >>= 2
         f_9_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
         ob9_ = _new(_iso20_common_types.RationalNumberType)
         ob9_.Exponent = f_9_Exponent
@@ -8068,38 +8675,42 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
         f_EVSEMinimumChargePower = ob9_
         s = 2
     elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_10_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+        av += 2
+        if c & 0x300e000 != 0x0:
+            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_10_Exponent = ((c >> 16) & 255) - 128
+        sg = ((c >> 12) & 1)
+        u = ((c >> 4) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+        else:
+            c >>= 2
         f_10_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
         ob10_ = _new(_iso20_common_types.RationalNumberType)
         ob10_.Exponent = f_10_Exponent
@@ -8107,38 +8718,42 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
         f_EVSEMaximumChargeCurrent = ob10_
         s = 3
     elif ec == 3:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_11_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+        av += 2
+        if c & 0x300e000 != 0x0:
+            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_11_Exponent = ((c >> 16) & 255) - 128
+        sg = ((c >> 12) & 1)
+        u = ((c >> 4) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+        else:
+            c >>= 2
         f_11_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
         ob11_ = _new(_iso20_common_types.RationalNumberType)
         ob11_.Exponent = f_11_Exponent
@@ -8146,38 +8761,42 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
         f_EVSEMaximumVoltage = ob11_
         s = 4
     elif ec == 4:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_12_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+        av += 2
+        if c & 0x300e000 != 0x0:
+            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_12_Exponent = ((c >> 16) & 255) - 128
+        sg = ((c >> 12) & 1)
+        u = ((c >> 4) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+        else:
+            c >>= 2
         f_12_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
         ob12_ = _new(_iso20_common_types.RationalNumberType)
         ob12_.Exponent = f_12_Exponent
@@ -8185,38 +8804,42 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
         f_EVSEMaximumDischargePower = ob12_
         s = 5
     elif ec == 5:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_13_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+        av += 2
+        if c & 0x300e000 != 0x0:
+            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_13_Exponent = ((c >> 16) & 255) - 128
+        sg = ((c >> 12) & 1)
+        u = ((c >> 4) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+        else:
+            c >>= 2
         f_13_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
         ob13_ = _new(_iso20_common_types.RationalNumberType)
         ob13_.Exponent = f_13_Exponent
@@ -8224,38 +8847,42 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
         f_EVSEMinimumDischargePower = ob13_
         s = 6
     elif ec == 6:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_14_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+        av += 2
+        if c & 0x300e000 != 0x0:
+            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_14_Exponent = ((c >> 16) & 255) - 128
+        sg = ((c >> 12) & 1)
+        u = ((c >> 4) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+        else:
+            c >>= 2
         f_14_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
         ob14_ = _new(_iso20_common_types.RationalNumberType)
         ob14_.Exponent = f_14_Exponent
@@ -8263,38 +8890,42 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
         f_EVSEMaximumDischargeCurrent = ob14_
         s = 7
     elif ec == 7:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_15_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+        av += 2
+        if c & 0x300e000 != 0x0:
+            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_15_Exponent = ((c >> 16) & 255) - 128
+        sg = ((c >> 12) & 1)
+        u = ((c >> 4) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+        else:
+            c >>= 2
         f_15_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
         ob15_ = _new(_iso20_common_types.RationalNumberType)
         ob15_.Exponent = f_15_Exponent
@@ -8302,47 +8933,50 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
         f_EVSEMinimumVoltage = ob15_
         s = 8
     elif ec == 8:
+        av += 26
         s = -1
     else:
-        raise r.fail_at(av, 'BPT_Scheduled_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(EVSEMaximumChargePower), SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
+        raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(EVSEMaximumChargePower), SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
     if s == 2:
-        av -= 3
+        av -= 27
         if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
+        ec = (c >> 24)
         if ec == 0:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_16_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_16_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_16_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
             ob16_ = _new(_iso20_common_types.RationalNumberType)
             ob16_.Exponent = f_16_Exponent
@@ -8350,38 +8984,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             f_EVSEMaximumChargeCurrent = ob16_
             s = 3
         elif ec == 1:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_17_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_17_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_17_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
             ob17_ = _new(_iso20_common_types.RationalNumberType)
             ob17_.Exponent = f_17_Exponent
@@ -8389,38 +9024,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             f_EVSEMaximumVoltage = ob17_
             s = 4
         elif ec == 2:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_18_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_18_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_18_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
             ob18_ = _new(_iso20_common_types.RationalNumberType)
             ob18_.Exponent = f_18_Exponent
@@ -8428,38 +9064,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             f_EVSEMaximumDischargePower = ob18_
             s = 5
         elif ec == 3:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_19_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_19_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_19_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
             ob19_ = _new(_iso20_common_types.RationalNumberType)
             ob19_.Exponent = f_19_Exponent
@@ -8467,38 +9104,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             f_EVSEMinimumDischargePower = ob19_
             s = 6
         elif ec == 4:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_20_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_20_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_20_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
             ob20_ = _new(_iso20_common_types.RationalNumberType)
             ob20_.Exponent = f_20_Exponent
@@ -8506,38 +9144,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             f_EVSEMaximumDischargeCurrent = ob20_
             s = 7
         elif ec == 5:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_21_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_21_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_21_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
             ob21_ = _new(_iso20_common_types.RationalNumberType)
             ob21_.Exponent = f_21_Exponent
@@ -8545,47 +9184,50 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             f_EVSEMinimumVoltage = ob21_
             s = 8
         elif ec == 6:
+            av += 24
             s = -1
         else:
-            raise r.fail_at(av, 'BPT_Scheduled_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
+            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
     if s == 3:
-        av -= 3
+        av -= 27
         if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
+        ec = (c >> 24)
         if ec == 0:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_22_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_22_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_22_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
             ob22_ = _new(_iso20_common_types.RationalNumberType)
             ob22_.Exponent = f_22_Exponent
@@ -8593,38 +9235,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             f_EVSEMaximumVoltage = ob22_
             s = 4
         elif ec == 1:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_23_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_23_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_23_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
             ob23_ = _new(_iso20_common_types.RationalNumberType)
             ob23_.Exponent = f_23_Exponent
@@ -8632,38 +9275,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             f_EVSEMaximumDischargePower = ob23_
             s = 5
         elif ec == 2:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_24_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_24_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_24_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
             ob24_ = _new(_iso20_common_types.RationalNumberType)
             ob24_.Exponent = f_24_Exponent
@@ -8671,38 +9315,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             f_EVSEMinimumDischargePower = ob24_
             s = 6
         elif ec == 3:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_25_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_25_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_25_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
             ob25_ = _new(_iso20_common_types.RationalNumberType)
             ob25_.Exponent = f_25_Exponent
@@ -8710,38 +9355,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             f_EVSEMaximumDischargeCurrent = ob25_
             s = 7
         elif ec == 4:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_26_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_26_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_26_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
             ob26_ = _new(_iso20_common_types.RationalNumberType)
             ob26_.Exponent = f_26_Exponent
@@ -8749,47 +9395,50 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             f_EVSEMinimumVoltage = ob26_
             s = 8
         elif ec == 5:
+            av += 24
             s = -1
         else:
-            raise r.fail_at(av, 'BPT_Scheduled_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
+            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
     if s == 4:
-        av -= 3
+        av -= 27
         if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
+        ec = (c >> 24)
         if ec == 0:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_27_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_27_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_27_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
             ob27_ = _new(_iso20_common_types.RationalNumberType)
             ob27_.Exponent = f_27_Exponent
@@ -8797,38 +9446,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             f_EVSEMaximumDischargePower = ob27_
             s = 5
         elif ec == 1:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_28_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_28_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_28_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
             ob28_ = _new(_iso20_common_types.RationalNumberType)
             ob28_.Exponent = f_28_Exponent
@@ -8836,38 +9486,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             f_EVSEMinimumDischargePower = ob28_
             s = 6
         elif ec == 2:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_29_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_29_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_29_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
             ob29_ = _new(_iso20_common_types.RationalNumberType)
             ob29_.Exponent = f_29_Exponent
@@ -8875,38 +9526,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             f_EVSEMaximumDischargeCurrent = ob29_
             s = 7
         elif ec == 3:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_30_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_30_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_30_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
             ob30_ = _new(_iso20_common_types.RationalNumberType)
             ob30_.Exponent = f_30_Exponent
@@ -8914,47 +9566,50 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             f_EVSEMinimumVoltage = ob30_
             s = 8
         elif ec == 4:
+            av += 24
             s = -1
         else:
-            raise r.fail_at(av, 'BPT_Scheduled_DC_CLResControlModeType[4]', f'event code {ec}, expected SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
+            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[4]', f'event code {ec}, expected SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
     if s == 5:
-        av -= 3
+        av -= 27
         if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
+        ec = (c >> 24)
         if ec == 0:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_31_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_31_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_31_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected EE of Value, EE')
             ob31_ = _new(_iso20_common_types.RationalNumberType)
             ob31_.Exponent = f_31_Exponent
@@ -8962,38 +9617,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             f_EVSEMinimumDischargePower = ob31_
             s = 6
         elif ec == 1:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_32_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_32_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_32_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected EE of Value, EE')
             ob32_ = _new(_iso20_common_types.RationalNumberType)
             ob32_.Exponent = f_32_Exponent
@@ -9001,38 +9657,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             f_EVSEMaximumDischargeCurrent = ob32_
             s = 7
         elif ec == 2:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_33_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_33_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_33_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected EE of Value, EE')
             ob33_ = _new(_iso20_common_types.RationalNumberType)
             ob33_.Exponent = f_33_Exponent
@@ -9040,47 +9697,50 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             f_EVSEMinimumVoltage = ob33_
             s = 8
         elif ec == 3:
+            av += 24
             s = -1
         else:
-            raise r.fail_at(av, 'BPT_Scheduled_DC_CLResControlModeType[5]', f'event code {ec}, expected SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
+            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[5]', f'event code {ec}, expected SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
     if s == 6:
-        av -= 2
+        av -= 26
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        ec = (c >> 24)
         if ec == 0:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_34_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_34_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_34_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[6]', 'expected EE of Value, EE')
             ob34_ = _new(_iso20_common_types.RationalNumberType)
             ob34_.Exponent = f_34_Exponent
@@ -9088,38 +9748,39 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             f_EVSEMaximumDischargeCurrent = ob34_
             s = 7
         elif ec == 1:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_35_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_35_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_35_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[6]', 'expected EE of Value, EE')
             ob35_ = _new(_iso20_common_types.RationalNumberType)
             ob35_.Exponent = f_35_Exponent
@@ -9127,47 +9788,50 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             f_EVSEMinimumVoltage = ob35_
             s = 8
         elif ec == 2:
+            av += 24
             s = -1
         else:
-            raise r.fail_at(av, 'BPT_Scheduled_DC_CLResControlModeType[6]', f'event code {ec}, expected SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
+            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[6]', f'event code {ec}, expected SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
     if s == 7:
-        av -= 2
+        av -= 26
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        ec = (c >> 24)
         if ec == 0:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_36_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_36_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_36_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[7]', 'expected EE of Value, EE')
             ob36_ = _new(_iso20_common_types.RationalNumberType)
             ob36_.Exponent = f_36_Exponent
@@ -9175,9 +9839,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             f_EVSEMinimumVoltage = ob36_
             s = 8
         elif ec == 1:
+            av += 24
             s = -1
         else:
-            raise r.fail_at(av, 'BPT_Scheduled_DC_CLResControlModeType[7]', f'event code {ec}, expected SE(EVSEMinimumVoltage), EE')
+            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[7]', f'event code {ec}, expected SE(EVSEMinimumVoltage), EE')
     if s == 8:
         av -= 1
         if av < 0:
@@ -10449,42 +11114,51 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     f_EVMaximumVoltage: _iso20_common_types.RationalNumberType
     f_EVMinimumVoltage: _iso20_common_types.RationalNumberType
     f_TargetSOC: int | None = None
-    av -= 23
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 23)
-    c = (win >> av) & 0x7fffff
-    if c & 0x700e00 != 0x0:
-        raise r.fail_at(av + 23, 'DC_CPDReqEnergyTransferModeType', 'expected SE(EVMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38070000 != 0x0:
+        raise r.fail_at(av + 30, 'DC_CPDReqEnergyTransferModeType', 'expected SE(EVMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 19) & 255) - 128
+    sg = ((c >> 15) & 1)
+    u = ((c >> 7) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 15)
+        c = (win >> av) & 0x7fff
+        u2 = c >> 7
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            u2 = c >> 7
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 7
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 7
+                if av < 0:
+                    win, av = r.refill(av, 7)
+                c = (win >> av) & 0x7f
     f_1_Value = -u - 1 if sg else u
-    av -= 25
+    av -= 23
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_2_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_2_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob1_ = _new(_iso20_common_types.RationalNumberType)
     ob1_.Exponent = f_1_Exponent
     ob1_.Value = f_1_Value
@@ -10492,30 +11166,39 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_2_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_3_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_3_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob2_ = _new(_iso20_common_types.RationalNumberType)
     ob2_.Exponent = f_2_Exponent
     ob2_.Value = f_2_Value
@@ -10523,30 +11206,39 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_3_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_4_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_4_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob3_ = _new(_iso20_common_types.RationalNumberType)
     ob3_.Exponent = f_3_Exponent
     ob3_.Value = f_3_Value
@@ -10554,30 +11246,39 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_4_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_5_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_5_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob4_ = _new(_iso20_common_types.RationalNumberType)
     ob4_.Exponent = f_4_Exponent
     ob4_.Value = f_4_Value
@@ -10585,30 +11286,39 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_5_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_6_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_6_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob5_ = _new(_iso20_common_types.RationalNumberType)
     ob5_.Exponent = f_5_Exponent
     ob5_.Value = f_5_Value
@@ -10616,44 +11326,55 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_6_Value = -u - 1 if sg else u
-    av -= 4
-    if av < 0:
-        win, av = r.refill(av, 4)
-    c = (win >> av) & 0xf
-    if c & 0xc != 0x0:
-        raise r.fail_at(av + 4, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE')
-    ec = (c & 3)
+    try:
+        ec = _T6cd14f8b[(c >> 1) & 0xf]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x18 != 0x0:
+            raise r.fail_at(av + 5, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE') from None
+        ec = ((c >> 1) & 3)
     ob6_ = _new(_iso20_common_types.RationalNumberType)
     ob6_.Exponent = f_6_Exponent
     ob6_.Value = f_6_Value
     f_EVMinimumVoltage = ob6_
     if ec == 0:
-        av -= 10
+        av -= 9
         if av < 0:
             win, av = r.refill(av, 10)
         c = (win >> av) & 0x3ff
-        if c & 0x203 != 0x0:
-            raise r.fail_at(av + 10, 'DC_CPDReqEnergyTransferModeType[6]', 'expected CH of TargetSOC, EE of TargetSOC, EE')
-        f_TargetSOC = ((c >> 2) & 127)
+        try:
+            f_TargetSOC = _Ta8d0c3e4[c]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x203 != 0x0:
+                raise r.fail_at(av + 10, 'DC_CPDReqEnergyTransferModeType[6]', 'expected CH of TargetSOC, EE of TargetSOC, EE') from None
+            f_TargetSOC = ((c >> 2) & 127)
     elif ec == 1:
-        pass
+        av += 1
     else:
-        raise r.fail_at(av, 'DC_CPDReqEnergyTransferModeType[6]', f'event code {ec}, expected SE(TargetSOC), EE')
+        raise r.fail_at(av + 1, 'DC_CPDReqEnergyTransferModeType[6]', f'event code {ec}, expected SE(TargetSOC), EE')
     r.avail = av
     ob = _new(_iso20_dc.DC_CPDReqEnergyTransferModeType)
     ob.EVMaximumChargePower = f_EVMaximumChargePower
@@ -10894,42 +11615,51 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     f_EVSEMaximumVoltage: _iso20_common_types.RationalNumberType
     f_EVSEMinimumVoltage: _iso20_common_types.RationalNumberType
     f_EVSEPowerRampLimitation: _iso20_common_types.RationalNumberType | None = None
-    av -= 23
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 23)
-    c = (win >> av) & 0x7fffff
-    if c & 0x700e00 != 0x0:
-        raise r.fail_at(av + 23, 'DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38070000 != 0x0:
+        raise r.fail_at(av + 30, 'DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 19) & 255) - 128
+    sg = ((c >> 15) & 1)
+    u = ((c >> 7) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 15)
+        c = (win >> av) & 0x7fff
+        u2 = c >> 7
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            u2 = c >> 7
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 7
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 7
+                if av < 0:
+                    win, av = r.refill(av, 7)
+                c = (win >> av) & 0x7f
     f_1_Value = -u - 1 if sg else u
-    av -= 25
+    av -= 23
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_2_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_2_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob1_ = _new(_iso20_common_types.RationalNumberType)
     ob1_.Exponent = f_1_Exponent
     ob1_.Value = f_1_Value
@@ -10937,30 +11667,39 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_2_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_3_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_3_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob2_ = _new(_iso20_common_types.RationalNumberType)
     ob2_.Exponent = f_2_Exponent
     ob2_.Value = f_2_Value
@@ -10968,30 +11707,39 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_3_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_4_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_4_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob3_ = _new(_iso20_common_types.RationalNumberType)
     ob3_.Exponent = f_3_Exponent
     ob3_.Value = f_3_Value
@@ -10999,30 +11747,39 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_4_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_5_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_5_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob4_ = _new(_iso20_common_types.RationalNumberType)
     ob4_.Exponent = f_4_Exponent
     ob4_.Value = f_4_Value
@@ -11030,30 +11787,39 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_5_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_6_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_6_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob5_ = _new(_iso20_common_types.RationalNumberType)
     ob5_.Exponent = f_5_Exponent
     ob5_.Value = f_5_Value
@@ -11061,74 +11827,87 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_6_Value = -u - 1 if sg else u
-    av -= 4
-    if av < 0:
-        win, av = r.refill(av, 4)
-    c = (win >> av) & 0xf
-    if c & 0xc != 0x0:
-        raise r.fail_at(av + 4, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE')
-    ec = (c & 3)
+    try:
+        ec = _T6cd14f8b[(c >> 1) & 0xf]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x18 != 0x0:
+            raise r.fail_at(av + 5, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE') from None
+        ec = ((c >> 1) & 3)
     ob6_ = _new(_iso20_common_types.RationalNumberType)
     ob6_.Exponent = f_6_Exponent
     ob6_.Value = f_6_Value
     f_EVSEMinimumVoltage = ob6_
     if ec == 0:
-        av -= 22
+        av -= 24
         if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'DC_CPDResEnergyTransferModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_7_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        if c & 0x1807000 != 0x0:
+            raise r.fail_at(av + 25, 'DC_CPDResEnergyTransferModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_7_Exponent = ((c >> 15) & 255) - 128
+        sg = ((c >> 11) & 1)
+        u = ((c >> 3) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 3
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 3
+                    if av < 0:
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
         f_7_Value = -u - 1 if sg else u
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c != 0x0:
+        if c & 0x7 != 0x0:
             raise r.fail_at(av + 3, 'DC_CPDResEnergyTransferModeType[6]', 'expected EE of Value, EE, EE')
         ob7_ = _new(_iso20_common_types.RationalNumberType)
         ob7_.Exponent = f_7_Exponent
         ob7_.Value = f_7_Value
         f_EVSEPowerRampLimitation = ob7_
     elif ec == 1:
-        pass
+        av += 1
     else:
-        raise r.fail_at(av, 'DC_CPDResEnergyTransferModeType[6]', f'event code {ec}, expected SE(EVSEPowerRampLimitation), EE')
+        raise r.fail_at(av + 1, 'DC_CPDResEnergyTransferModeType[6]', f'event code {ec}, expected SE(EVSEPowerRampLimitation), EE')
     r.avail = av
     ob = _new(_iso20_dc.DC_CPDResEnergyTransferModeType)
     ob.EVSEMaximumChargePower = f_EVSEMaximumChargePower
@@ -11402,8 +12181,10 @@ def _d_iso20_dc_DC_CableCheckReqType(r: BitReader) -> _iso20_dc.DC_CableCheckReq
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -11418,58 +12199,63 @@ def _d_iso20_dc_DC_CableCheckReqType(r: BitReader) -> _iso20_dc.DC_CableCheckReq
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 15
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'DC_CableCheckReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = (c & 255)
+        win, av = r.refill(av, 15)
+    c = (win >> av) & 0x7fff
+    if c & 0x7000 != 0x0:
+        raise r.fail_at(av + 15, 'DC_CableCheckReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 4) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        u2 = c >> 4
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 4
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 4
+                if av < 0:
+                    win, av = r.refill(av, 4)
+                c = (win >> av) & 0xf
     f_1_TimeStamp = u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c & 0x4 != 0x0:
-        raise r.fail_at(av + 3, 'DC_CableCheckReqType', 'expected EE of TimeStamp')
-    ec = (c & 3)
+    try:
+        ec = _Taa5bbe96[(c >> 1) & 0x7]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x8 != 0x0:
+            raise r.fail_at(av + 4, 'DC_CableCheckReqType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 1) & 3)
     if ec == 0:
+        av += 1
         r.avail = av
         f_1_Signature = _d_xmldsig_SignatureType(r)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 2
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'MessageHeaderType[2]', 'expected EE')
     elif ec == 1:
         pass
     else:
-        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+        raise r.fail_at(av + 1, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'DC_CableCheckReqType', 'expected EE')
     ob1_ = _new(_iso20_common_types.MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
@@ -11519,8 +12305,10 @@ def _d_iso20_dc_DC_CableCheckResType(r: BitReader) -> _iso20_dc.DC_CableCheckRes
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -11535,67 +12323,75 @@ def _d_iso20_dc_DC_CableCheckResType(r: BitReader) -> _iso20_dc.DC_CableCheckRes
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 29
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'DC_CableCheckResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = (c & 255)
+        win, av = r.refill(av, 29)
+    c = (win >> av) & 0x1fffffff
+    if c & 0x1c000000 != 0x0:
+        raise r.fail_at(av + 29, 'DC_CableCheckResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 18) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        u2 = c >> 18
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 26)
+            c = (win >> av) & 0x3ffffff
+            u2 = c >> 18
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 18
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 18
+                if av < 0:
+                    win, av = r.refill(av, 18)
+                c = (win >> av) & 0x3ffff
     f_1_TimeStamp = u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c & 0x4 != 0x0:
-        raise r.fail_at(av + 3, 'DC_CableCheckResType', 'expected EE of TimeStamp')
-    ec = (c & 3)
+    try:
+        ec = _Taa5bbe96[(c >> 15) & 0x7]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x20000 != 0x0:
+            raise r.fail_at(av + 18, 'DC_CableCheckResType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 15) & 3)
     if ec == 0:
+        av += 15
         r.avail = av
         f_1_Signature = _d_xmldsig_SignatureType(r)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 16
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+            win, av = r.refill(av, 16)
+        c = (win >> av) & 0xffff
+        if c & 0x8000 != 0x0:
+            raise r.fail_at(av + 16, 'MessageHeaderType[2]', 'expected EE')
     elif ec == 1:
         pass
     else:
-        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    av -= 15
-    if av < 0:
-        win, av = r.refill(av, 15)
-    c = (win >> av) & 0x7fff
-    if c & 0x6073 != 0x0:
-        raise r.fail_at(av + 15, 'DC_CableCheckResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
-    iv = ((c >> 7) & 63)
-    if iv >= 40:
-        raise r.fail_at(av, 'DC_CableCheckResType.ResponseCode', f'enumeration index {iv}')
-    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    iv = ((c >> 2) & 3)
-    if iv >= 3:
-        raise r.fail_at(av, 'DC_CableCheckResType.EVSEProcessing', f'enumeration index {iv}')
-    f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
+        raise r.fail_at(av + 15, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    try:
+        f_ResponseCode, f_EVSEProcessing = _T416167d0[c & 0x7fff]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x6073 != 0x0:
+            raise r.fail_at(av + 15, 'DC_CableCheckResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE') from None
+        iv = ((c >> 7) & 63)
+        if iv >= 40:
+            raise r.fail_at(av, 'DC_CableCheckResType.ResponseCode', f'enumeration index {iv}') from None
+        f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
+        iv = ((c >> 2) & 3)
+        if iv >= 3:
+            raise r.fail_at(av, 'DC_CableCheckResType.EVSEProcessing', f'enumeration index {iv}') from None
+        f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
     ob1_ = _new(_iso20_common_types.MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
@@ -11656,8 +12452,10 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader) -> _iso20_dc.DC_ChargeLoopReq
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -11672,159 +12470,198 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader) -> _iso20_dc.DC_ChargeLoopReq
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'DC_ChargeLoopReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38000000 != 0x0:
+        raise r.fail_at(av + 30, 'DC_ChargeLoopReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 19) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
+        u2 = c >> 19
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
+            u2 = c >> 19
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 19
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 19
+                if av < 0:
+                    win, av = r.refill(av, 19)
+                c = (win >> av) & 0x7ffff
     f_1_TimeStamp = u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c & 0x4 != 0x0:
-        raise r.fail_at(av + 3, 'DC_ChargeLoopReqType', 'expected EE of TimeStamp')
-    ec = (c & 3)
+    try:
+        ec = _Taa5bbe96[(c >> 16) & 0x7]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'DC_ChargeLoopReqType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 16) & 3)
     if ec == 0:
+        av += 16
         r.avail = av
         f_1_Signature = _d_xmldsig_SignatureType(r)
         win = r.win
         av = r.avail
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x20000000 != 0x0:
+            raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     elif ec == 1:
-        pass
+        av -= 14
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    av -= 2
-    if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
+        raise r.fail_at(av + 16, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    ec = ((c >> 28) & 3)
     ob1_ = _new(_iso20_common_types.MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
     f_Header = ob1_
     if ec == 0:
+        av += 28
         r.avail = av
         f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r)
         win = r.win
         av = r.avail
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        try:
+            f_MeterInfoRequested = _Tadfaa03d[c >> 26]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x34000000 != 0x0:
+                raise r.fail_at(av + 30, 'DC_ChargeLoopReqType[1]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested') from None
+            f_MeterInfoRequested = ((c >> 27) & 1) == 1
         av -= 4
         if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
-        if c & 0xd != 0x0:
-            raise r.fail_at(av + 4, 'DC_ChargeLoopReqType[1]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested')
-        f_MeterInfoRequested = ((c >> 1) & 1) == 1
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     elif ec == 1:
-        av -= 3
+        try:
+            f_MeterInfoRequested = _Ta870a97b[(c >> 25) & 0x7]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0xa000000 != 0x0:
+                raise r.fail_at(av + 28, 'DC_ChargeLoopReqType[1]', 'expected CH of MeterInfoRequested, EE of MeterInfoRequested') from None
+            f_MeterInfoRequested = ((c >> 26) & 1) == 1
+        av -= 5
         if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c & 0x5 != 0x0:
-            raise r.fail_at(av + 3, 'DC_ChargeLoopReqType[1]', 'expected CH of MeterInfoRequested, EE of MeterInfoRequested')
-        f_MeterInfoRequested = ((c >> 1) & 1) == 1
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av, 'DC_ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
-    av -= 23
-    if av < 0:
-        win, av = r.refill(av, 23)
-    c = (win >> av) & 0x7fffff
-    if c & 0x700e00 != 0x0:
-        raise r.fail_at(av + 23, 'DC_ChargeLoopReqType', 'expected SE(EVPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_2_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        raise r.fail_at(av + 28, 'DC_ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
+    if c & 0x38070000 != 0x0:
+        raise r.fail_at(av + 30, 'DC_ChargeLoopReqType', 'expected SE(EVPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_2_Exponent = ((c >> 19) & 255) - 128
+    sg = ((c >> 15) & 1)
+    u = ((c >> 7) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 15)
+        c = (win >> av) & 0x7fff
+        u2 = c >> 7
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            u2 = c >> 7
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 7
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 7
+                if av < 0:
+                    win, av = r.refill(av, 7)
+                c = (win >> av) & 0x7f
     f_2_Value = -u - 1 if sg else u
-    av -= 5
-    if av < 0:
-        win, av = r.refill(av, 5)
-    c = (win >> av) & 0x1f
-    if c & 0x18 != 0x0:
-        raise r.fail_at(av + 5, 'DC_ChargeLoopReqType', 'expected EE of Value, EE')
-    ec = (c & 7)
+    try:
+        ec = _T84c90c6e[(c >> 2) & 0x1f]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x60 != 0x0:
+            raise r.fail_at(av + 7, 'DC_ChargeLoopReqType', 'expected EE of Value, EE') from None
+        ec = ((c >> 2) & 7)
     ob2_ = _new(_iso20_common_types.RationalNumberType)
     ob2_.Exponent = f_2_Exponent
     ob2_.Value = f_2_Value
     f_EVPresentVoltage = ob2_
     if ec == 0:
+        av += 2
         r.avail = av
         f_BPT_Dynamic_DC_CLReqControlMode = _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r)
         win = r.win
         av = r.avail
-    elif ec == 1:
-        r.avail = av
-        f_BPT_Scheduled_DC_CLReqControlMode = _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r)
-        win = r.win
-        av = r.avail
-    elif ec == 2:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DC_ChargeLoopReqType[4]', 'expected EE')
+    elif ec == 1:
+        av += 2
+        r.avail = av
+        f_BPT_Scheduled_DC_CLReqControlMode = _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+    elif ec == 2:
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'DC_ChargeLoopReqType[4]', 'expected EE')
         ob3_ = _new(_iso20_common_types.CLReqControlModeType)
         f_CLReqControlMode = ob3_
     elif ec == 3:
+        av += 2
         r.avail = av
         f_Dynamic_DC_CLReqControlMode = _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
     elif ec == 4:
+        av += 2
         r.avail = av
         f_Scheduled_DC_CLReqControlMode = _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
     else:
-        raise r.fail_at(av, 'DC_ChargeLoopReqType[4]', f'event code {ec}, expected SE(BPT_Dynamic_DC_CLReqControlMode), SE(BPT_Scheduled_DC_CLReqControlMode), SE(CLReqControlMode), SE(Dynamic_DC_CLReqControlMode), SE(Scheduled_DC_CLReqControlMode)')
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+        raise r.fail_at(av + 2, 'DC_ChargeLoopReqType[4]', f'event code {ec}, expected SE(BPT_Dynamic_DC_CLReqControlMode), SE(BPT_Scheduled_DC_CLReqControlMode), SE(CLReqControlMode), SE(Dynamic_DC_CLReqControlMode), SE(Scheduled_DC_CLReqControlMode)')
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'DC_ChargeLoopReqType', 'expected EE')
     r.avail = av
     ob = _new(_iso20_dc.DC_ChargeLoopReqType)
@@ -12013,8 +12850,10 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -12029,64 +12868,76 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'DC_ChargeLoopResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38000000 != 0x0:
+        raise r.fail_at(av + 30, 'DC_ChargeLoopResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 19) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
+        u2 = c >> 19
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
+            u2 = c >> 19
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 19
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 19
+                if av < 0:
+                    win, av = r.refill(av, 19)
+                c = (win >> av) & 0x7ffff
     f_1_TimeStamp = u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c & 0x4 != 0x0:
-        raise r.fail_at(av + 3, 'DC_ChargeLoopResType', 'expected EE of TimeStamp')
-    ec = (c & 3)
+    try:
+        ec = _Taa5bbe96[(c >> 16) & 0x7]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'DC_ChargeLoopResType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 16) & 3)
     if ec == 0:
+        av += 16
         r.avail = av
         f_1_Signature = _d_xmldsig_SignatureType(r)
         win = r.win
         av = r.avail
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x20000000 != 0x0:
+            raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     elif ec == 1:
-        pass
+        av -= 14
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    av -= 12
-    if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
-    if c & 0xc08 != 0x0:
-        raise r.fail_at(av + 12, 'DC_ChargeLoopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
-    iv = ((c >> 4) & 63)
+        raise r.fail_at(av + 16, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    if c & 0x30200000 != 0x0:
+        raise r.fail_at(av + 30, 'DC_ChargeLoopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
+    iv = ((c >> 22) & 63)
     if iv >= 40:
-        raise r.fail_at(av, 'DC_ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av + 18, 'DC_ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    ec = (c & 7)
+    ec = ((c >> 18) & 7)
     ob1_ = _new(_iso20_common_types.MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
@@ -12095,91 +12946,106 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
     s = 1
     s = 2
     if ec == 0:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
-            raise r.fail_at(av + 10, 'DC_ChargeLoopResType[2]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-        u = (c & 255)
+        if c & 0x30000 != 0x0:
+            raise r.fail_at(av + 18, 'DC_ChargeLoopResType[2]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        u = ((c >> 8) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 16)
+            c = (win >> av) & 0xffff
+            u2 = c >> 8
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 16)
+                c = (win >> av) & 0xffff
+                u2 = c >> 8
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
         f_2_NotificationMaxDelay = u
-        av -= 10
+        av -= 22
         if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x38c != 0x0:
-            raise r.fail_at(av + 10, 'DC_ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
-        iv = ((c >> 4) & 7)
-        if iv >= 6:
-            raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
-        f_2_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
-        ec = (c & 3)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        try:
+            f_2_EVSENotification, ec = _T0022799f[c >> 20]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x38c00000 != 0x0:
+                raise r.fail_at(av + 30, 'DC_ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE') from None
+            iv = ((c >> 24) & 7)
+            if iv >= 6:
+                raise r.fail_at(av + 20, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+            f_2_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
+            ec = ((c >> 20) & 3)
         ob2_ = _new(_iso20_common_types.EVSEStatusType)
         ob2_.NotificationMaxDelay = f_2_NotificationMaxDelay
         ob2_.EVSENotification = f_2_EVSENotification
         f_EVSEStatus = ob2_
         if ec == 0:
+            av += 20
             r.avail = av
             f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
             win = r.win
             av = r.avail
             s = 4
         elif ec == 1:
+            av += 20
             r.avail = av
             f_Receipt = _d_iso20_common_types_ReceiptType(r)
             win = r.win
             av = r.avail
             s = 5
         elif ec == 2:
-            av -= 22
+            av -= 4
             if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'DC_ChargeLoopResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'DC_ChargeLoopResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_3_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_3_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'DC_ChargeLoopResType[3]', 'expected EE of Value, EE')
             ob3_ = _new(_iso20_common_types.RationalNumberType)
             ob3_.Exponent = f_3_Exponent
@@ -12187,52 +13053,59 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
             f_EVSEPresentCurrent = ob3_
             s = 6
         else:
-            raise r.fail_at(av, 'DC_ChargeLoopResType[3]', f'event code {ec}, expected SE(MeterInfo), SE(Receipt), SE(EVSEPresentCurrent)')
+            raise r.fail_at(av + 20, 'DC_ChargeLoopResType[3]', f'event code {ec}, expected SE(MeterInfo), SE(Receipt), SE(EVSEPresentCurrent)')
     elif ec == 1:
+        av += 18
         r.avail = av
         f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
         win = r.win
         av = r.avail
         s = 4
     elif ec == 2:
+        av += 18
         r.avail = av
         f_Receipt = _d_iso20_common_types_ReceiptType(r)
         win = r.win
         av = r.avail
         s = 5
     elif ec == 3:
-        av -= 22
+        av -= 6
         if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'DC_ChargeLoopResType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_4_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0xc03800 != 0x0:
+            raise r.fail_at(av + 24, 'DC_ChargeLoopResType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_4_Exponent = ((c >> 14) & 255) - 128
+        sg = ((c >> 10) & 1)
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
         f_4_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'DC_ChargeLoopResType[2]', 'expected EE of Value, EE')
         ob4_ = _new(_iso20_common_types.RationalNumberType)
         ob4_.Exponent = f_4_Exponent
@@ -12240,51 +13113,54 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
         f_EVSEPresentCurrent = ob4_
         s = 6
     else:
-        raise r.fail_at(av, 'DC_ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVSEPresentCurrent)')
+        raise r.fail_at(av + 18, 'DC_ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVSEPresentCurrent)')
     if s == 4:
-        av -= 2
+        av -= 26
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        ec = (c >> 24)
         if ec == 0:
+            av += 24
             r.avail = av
             f_Receipt = _d_iso20_common_types_ReceiptType(r)
             win = r.win
             av = r.avail
             s = 5
         elif ec == 1:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'DC_ChargeLoopResType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_5_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'DC_ChargeLoopResType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_5_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_5_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'DC_ChargeLoopResType[4]', 'expected EE of Value, EE')
             ob5_ = _new(_iso20_common_types.RationalNumberType)
             ob5_.Exponent = f_5_Exponent
@@ -12292,83 +13168,100 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
             f_EVSEPresentCurrent = ob5_
             s = 6
         else:
-            raise r.fail_at(av, 'DC_ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), SE(EVSEPresentCurrent)')
+            raise r.fail_at(av + 24, 'DC_ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), SE(EVSEPresentCurrent)')
     if s == 5:
-        av -= 23
+        av -= 25
         if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x700e00 != 0x0:
-            raise r.fail_at(av + 23, 'DC_ChargeLoopResType[5]', 'expected SE(EVSEPresentCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        if c & 0x1c03800 != 0x0:
+            raise r.fail_at(av + 25, 'DC_ChargeLoopResType[5]', 'expected SE(EVSEPresentCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_6_Exponent = ((c >> 14) & 255) - 128
+        sg = ((c >> 10) & 1)
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
         f_6_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'DC_ChargeLoopResType[5]', 'expected EE of Value, EE')
         ob6_ = _new(_iso20_common_types.RationalNumberType)
         ob6_.Exponent = f_6_Exponent
         ob6_.Value = f_6_Value
         f_EVSEPresentCurrent = ob6_
         s = 6
-    av -= 23
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 23)
-    c = (win >> av) & 0x7fffff
-    if c & 0x700e00 != 0x0:
-        raise r.fail_at(av + 23, 'DC_ChargeLoopResType', 'expected SE(EVSEPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_7_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38070000 != 0x0:
+        raise r.fail_at(av + 30, 'DC_ChargeLoopResType', 'expected SE(EVSEPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_7_Exponent = ((c >> 19) & 255) - 128
+    sg = ((c >> 15) & 1)
+    u = ((c >> 7) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 15)
+        c = (win >> av) & 0x7fff
+        u2 = c >> 7
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            u2 = c >> 7
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 7
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 7
+                if av < 0:
+                    win, av = r.refill(av, 7)
+                c = (win >> av) & 0x7f
     f_7_Value = -u - 1 if sg else u
-    av -= 17
+    av -= 12
     if av < 0:
-        win, av = r.refill(av, 17)
-    c = (win >> av) & 0x1ffff
-    if c & 0x1eee8 != 0x0:
-        raise r.fail_at(av + 17, 'DC_ChargeLoopResType', 'expected EE of Value, EE, SE(EVSEPowerLimitAchieved), CH of EVSEPowerLimitAchieved, EE of EVSEPowerLimitAchieved, SE(EVSECurrentLimitAchieved), CH of EVSECurrentLimitAchieved, EE of EVSECurrentLimitAchieved, SE(EVSEVoltageLimitAchieved), CH of EVSEVoltageLimitAchieved, EE of EVSEVoltageLimitAchieved')
-    f_EVSEPowerLimitAchieved = ((c >> 12) & 1) == 1
-    f_EVSECurrentLimitAchieved = ((c >> 8) & 1) == 1
-    f_EVSEVoltageLimitAchieved = ((c >> 4) & 1) == 1
-    ec = (c & 7)
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
+    try:
+        f_EVSEPowerLimitAchieved, f_EVSECurrentLimitAchieved, f_EVSEVoltageLimitAchieved, ec = _Ta1e7f27a[c >> 2]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x7bba0 != 0x0:
+            raise r.fail_at(av + 19, 'DC_ChargeLoopResType', 'expected EE of Value, EE, SE(EVSEPowerLimitAchieved), CH of EVSEPowerLimitAchieved, EE of EVSEPowerLimitAchieved, SE(EVSECurrentLimitAchieved), CH of EVSECurrentLimitAchieved, EE of EVSECurrentLimitAchieved, SE(EVSEVoltageLimitAchieved), CH of EVSEVoltageLimitAchieved, EE of EVSEVoltageLimitAchieved') from None
+        f_EVSEPowerLimitAchieved = ((c >> 14) & 1) == 1
+        f_EVSECurrentLimitAchieved = ((c >> 10) & 1) == 1
+        f_EVSEVoltageLimitAchieved = ((c >> 6) & 1) == 1
+        ec = ((c >> 2) & 7)
     ob7_ = _new(_iso20_common_types.RationalNumberType)
     ob7_.Exponent = f_7_Exponent
     ob7_.Value = f_7_Value
@@ -12378,46 +13271,58 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
     s = 9
     s = 10
     if ec == 0:
+        av += 2
         r.avail = av
         f_BPT_Dynamic_DC_CLResControlMode = _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r)
         win = r.win
         av = r.avail
-        s = 11
-    elif ec == 1:
-        r.avail = av
-        f_BPT_Scheduled_DC_CLResControlMode = _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r)
-        win = r.win
-        av = r.avail
-        s = 11
-    elif ec == 2:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DC_ChargeLoopResType[10]', 'expected EE')
+        s = 11
+    elif ec == 1:
+        av += 2
+        r.avail = av
+        f_BPT_Scheduled_DC_CLResControlMode = _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        s = 11
+    elif ec == 2:
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'DC_ChargeLoopResType[10]', 'expected EE')
         ob8_ = _new(_iso20_common_types.CLResControlModeType)
         f_CLResControlMode = ob8_
         s = 11
     elif ec == 3:
+        av += 2
         r.avail = av
         f_Dynamic_DC_CLResControlMode = _d_iso20_dc_Dynamic_DC_CLResControlModeType(r)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
         s = 11
     elif ec == 4:
+        av += 2
         r.avail = av
         f_Scheduled_DC_CLResControlMode = _d_iso20_dc_Scheduled_DC_CLResControlModeType(r)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
         s = 11
     else:
-        raise r.fail_at(av, 'DC_ChargeLoopResType[10]', f'event code {ec}, expected SE(BPT_Dynamic_DC_CLResControlMode), SE(BPT_Scheduled_DC_CLResControlMode), SE(CLResControlMode), SE(Dynamic_DC_CLResControlMode), SE(Scheduled_DC_CLResControlMode)')
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+        raise r.fail_at(av + 2, 'DC_ChargeLoopResType[10]', f'event code {ec}, expected SE(BPT_Dynamic_DC_CLResControlMode), SE(BPT_Scheduled_DC_CLResControlMode), SE(CLResControlMode), SE(Dynamic_DC_CLResControlMode), SE(Scheduled_DC_CLResControlMode)')
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'DC_ChargeLoopResType', 'expected EE')
     s = -1
     r.avail = av
@@ -12810,8 +13715,10 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_dc.DC
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -12826,58 +13733,63 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_dc.DC
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 16
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'DC_ChargeParameterDiscoveryReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = (c & 255)
+        win, av = r.refill(av, 16)
+    c = (win >> av) & 0xffff
+    if c & 0xe000 != 0x0:
+        raise r.fail_at(av + 16, 'DC_ChargeParameterDiscoveryReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 5) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_1_TimeStamp = u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c & 0x4 != 0x0:
-        raise r.fail_at(av + 3, 'DC_ChargeParameterDiscoveryReqType', 'expected EE of TimeStamp')
-    ec = (c & 3)
+    try:
+        ec = _Taa5bbe96[(c >> 2) & 0x7]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x10 != 0x0:
+            raise r.fail_at(av + 5, 'DC_ChargeParameterDiscoveryReqType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 2) & 3)
     if ec == 0:
+        av += 2
         r.avail = av
         f_1_Signature = _d_xmldsig_SignatureType(r)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 3
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'MessageHeaderType[2]', 'expected EE')
     elif ec == 1:
         pass
     else:
-        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    av -= 2
-    if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
+        raise r.fail_at(av + 2, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    ec = (c & 3)
     ob1_ = _new(_iso20_common_types.MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
@@ -12888,18 +13800,22 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_dc.DC
         f_BPT_DC_CPDReqEnergyTransferMode = _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
     elif ec == 1:
         r.avail = av
         f_DC_CPDReqEnergyTransferMode = _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
     else:
         raise r.fail_at(av, 'DC_ChargeParameterDiscoveryReqType[1]', f'event code {ec}, expected SE(BPT_DC_CPDReqEnergyTransferMode), SE(DC_CPDReqEnergyTransferMode)')
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'DC_ChargeParameterDiscoveryReqType', 'expected EE')
     r.avail = av
     ob = _new(_iso20_dc.DC_ChargeParameterDiscoveryReqType)
@@ -12967,8 +13883,10 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_dc.DC
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -12983,64 +13901,72 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_dc.DC
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 25
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'DC_ChargeParameterDiscoveryResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = (c & 255)
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
+    if c & 0x1c00000 != 0x0:
+        raise r.fail_at(av + 25, 'DC_ChargeParameterDiscoveryResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 14) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        u2 = c >> 14
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
+            u2 = c >> 14
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 14
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 14
+                if av < 0:
+                    win, av = r.refill(av, 14)
+                c = (win >> av) & 0x3fff
     f_1_TimeStamp = u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c & 0x4 != 0x0:
-        raise r.fail_at(av + 3, 'DC_ChargeParameterDiscoveryResType', 'expected EE of TimeStamp')
-    ec = (c & 3)
+    try:
+        ec = _Taa5bbe96[(c >> 11) & 0x7]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x2000 != 0x0:
+            raise r.fail_at(av + 14, 'DC_ChargeParameterDiscoveryResType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 11) & 3)
     if ec == 0:
+        av += 11
         r.avail = av
         f_1_Signature = _d_xmldsig_SignatureType(r)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 12
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        if c & 0x800 != 0x0:
+            raise r.fail_at(av + 12, 'MessageHeaderType[2]', 'expected EE')
     elif ec == 1:
         pass
     else:
-        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x604 != 0x0:
-        raise r.fail_at(av + 11, 'DC_ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
-    iv = ((c >> 3) & 63)
-    if iv >= 40:
-        raise r.fail_at(av, 'DC_ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
-    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    ec = (c & 3)
+        raise r.fail_at(av + 11, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    try:
+        f_ResponseCode, ec = _T9208fcde[c & 0x7ff]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x604 != 0x0:
+            raise r.fail_at(av + 11, 'DC_ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode') from None
+        iv = ((c >> 3) & 63)
+        if iv >= 40:
+            raise r.fail_at(av, 'DC_ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}') from None
+        f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
+        ec = (c & 3)
     ob1_ = _new(_iso20_common_types.MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
@@ -13051,18 +13977,22 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_dc.DC
         f_BPT_DC_CPDResEnergyTransferMode = _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
     elif ec == 1:
         r.avail = av
         f_DC_CPDResEnergyTransferMode = _d_iso20_dc_DC_CPDResEnergyTransferModeType(r)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
     else:
         raise r.fail_at(av, 'DC_ChargeParameterDiscoveryResType[2]', f'event code {ec}, expected SE(BPT_DC_CPDResEnergyTransferMode), SE(DC_CPDResEnergyTransferMode)')
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'DC_ChargeParameterDiscoveryResType', 'expected EE')
     r.avail = av
     ob = _new(_iso20_dc.DC_ChargeParameterDiscoveryResType)
@@ -13135,8 +14065,10 @@ def _d_iso20_dc_DC_PreChargeReqType(r: BitReader) -> _iso20_dc.DC_PreChargeReqTy
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -13151,66 +14083,78 @@ def _d_iso20_dc_DC_PreChargeReqType(r: BitReader) -> _iso20_dc.DC_PreChargeReqTy
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'DC_PreChargeReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38000000 != 0x0:
+        raise r.fail_at(av + 30, 'DC_PreChargeReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 19) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
+        u2 = c >> 19
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
+            u2 = c >> 19
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 19
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 19
+                if av < 0:
+                    win, av = r.refill(av, 19)
+                c = (win >> av) & 0x7ffff
     f_1_TimeStamp = u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c & 0x4 != 0x0:
-        raise r.fail_at(av + 3, 'DC_PreChargeReqType', 'expected EE of TimeStamp')
-    ec = (c & 3)
+    try:
+        ec = _Taa5bbe96[(c >> 16) & 0x7]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'DC_PreChargeReqType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 16) & 3)
     if ec == 0:
+        av += 16
         r.avail = av
         f_1_Signature = _d_xmldsig_SignatureType(r)
         win = r.win
         av = r.avail
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x20000000 != 0x0:
+            raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     elif ec == 1:
-        pass
+        av -= 14
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    av -= 28
-    if av < 0:
-        win, av = r.refill(av, 28)
-    c = (win >> av) & 0xfffffff
-    if c & 0xcf00e00 != 0x0:
-        raise r.fail_at(av + 28, 'DC_PreChargeReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing, SE(EVPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    iv = ((c >> 24) & 3)
+        raise r.fail_at(av + 16, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    if c & 0x33c03800 != 0x0:
+        raise r.fail_at(av + 30, 'DC_PreChargeReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing, SE(EVPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    iv = ((c >> 26) & 3)
     if iv >= 3:
-        raise r.fail_at(av, 'DC_PreChargeReqType.EVProcessing', f'enumeration index {iv}')
+        raise r.fail_at(av + 2, 'DC_PreChargeReqType.EVProcessing', f'enumeration index {iv}')
     f_EVProcessing = _E_iso20_common_types_processingType[iv]
-    f_2_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+    f_2_Exponent = ((c >> 14) & 255) - 128
+    sg = ((c >> 10) & 1)
+    u = ((c >> 2) & 255)
     ob1_ = _new(_iso20_common_types.MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
@@ -13219,30 +14163,39 @@ def _d_iso20_dc_DC_PreChargeReqType(r: BitReader) -> _iso20_dc.DC_PreChargeReqTy
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        u2 = c >> 2
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 2
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
     f_2_Value = -u - 1 if sg else u
-    av -= 25
+    av -= 26
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'DC_PreChargeReqType', 'expected EE of Value, EE, SE(EVTargetVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_3_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 28)
+    c = (win >> av) & 0xfffffff
+    if c & 0xf807000 != 0x0:
+        raise r.fail_at(av + 28, 'DC_PreChargeReqType', 'expected EE of Value, EE, SE(EVTargetVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_3_Exponent = ((c >> 15) & 255) - 128
+    sg = ((c >> 11) & 1)
+    u = ((c >> 3) & 255)
     ob2_ = _new(_iso20_common_types.RationalNumberType)
     ob2_.Exponent = f_2_Exponent
     ob2_.Value = f_2_Value
@@ -13250,26 +14203,31 @@ def _d_iso20_dc_DC_PreChargeReqType(r: BitReader) -> _iso20_dc.DC_PreChargeReqTy
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        u2 = c >> 3
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 3
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
     f_3_Value = -u - 1 if sg else u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c != 0x0:
+    if c & 0x7 != 0x0:
         raise r.fail_at(av + 3, 'DC_PreChargeReqType', 'expected EE of Value, EE, EE')
     ob3_ = _new(_iso20_common_types.RationalNumberType)
     ob3_.Exponent = f_3_Exponent
@@ -13385,8 +14343,10 @@ def _d_iso20_dc_DC_PreChargeResType(r: BitReader) -> _iso20_dc.DC_PreChargeResTy
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -13401,57 +14361,69 @@ def _d_iso20_dc_DC_PreChargeResType(r: BitReader) -> _iso20_dc.DC_PreChargeResTy
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'DC_PreChargeResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38000000 != 0x0:
+        raise r.fail_at(av + 30, 'DC_PreChargeResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 19) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
+        u2 = c >> 19
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
+            u2 = c >> 19
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 19
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 19
+                if av < 0:
+                    win, av = r.refill(av, 19)
+                c = (win >> av) & 0x7ffff
     f_1_TimeStamp = u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c & 0x4 != 0x0:
-        raise r.fail_at(av + 3, 'DC_PreChargeResType', 'expected EE of TimeStamp')
-    ec = (c & 3)
+    try:
+        ec = _Taa5bbe96[(c >> 16) & 0x7]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'DC_PreChargeResType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 16) & 3)
     if ec == 0:
+        av += 16
         r.avail = av
         f_1_Signature = _d_xmldsig_SignatureType(r)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 30
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x20000000 != 0x0:
+            raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 32)
+        c = (win >> av) & 0xffffffff
     elif ec == 1:
-        pass
+        av -= 16
+        if av < 0:
+            win, av = r.refill(av, 32)
+        c = (win >> av) & 0xffffffff
     else:
-        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    av -= 32
-    if av < 0:
-        win, av = r.refill(av, 32)
-    c = (win >> av) & 0xffffffff
+        raise r.fail_at(av + 16, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0xc0f00e00 != 0x0:
         raise r.fail_at(av + 32, 'DC_PreChargeResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     iv = ((c >> 24) & 63)
@@ -13471,8 +14443,10 @@ def _d_iso20_dc_DC_PreChargeResType(r: BitReader) -> _iso20_dc.DC_PreChargeResTy
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -13488,7 +14462,7 @@ def _d_iso20_dc_DC_PreChargeResType(r: BitReader) -> _iso20_dc.DC_PreChargeResTy
     if av < 0:
         win, av = r.refill(av, 3)
     c = (win >> av) & 0x7
-    if c != 0x0:
+    if c:
         raise r.fail_at(av + 3, 'DC_PreChargeResType', 'expected EE of Value, EE, EE')
     ob2_ = _new(_iso20_common_types.RationalNumberType)
     ob2_.Exponent = f_2_Exponent
@@ -13571,8 +14545,10 @@ def _d_iso20_dc_DC_WeldingDetectionReqType(r: BitReader) -> _iso20_dc.DC_Welding
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -13587,63 +14563,71 @@ def _d_iso20_dc_DC_WeldingDetectionReqType(r: BitReader) -> _iso20_dc.DC_Welding
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 20
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'DC_WeldingDetectionReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = (c & 255)
+        win, av = r.refill(av, 20)
+    c = (win >> av) & 0xfffff
+    if c & 0xe0000 != 0x0:
+        raise r.fail_at(av + 20, 'DC_WeldingDetectionReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 9) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 17)
+        c = (win >> av) & 0x1ffff
+        u2 = c >> 9
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            u2 = c >> 9
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 9
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
     f_1_TimeStamp = u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c & 0x4 != 0x0:
-        raise r.fail_at(av + 3, 'DC_WeldingDetectionReqType', 'expected EE of TimeStamp')
-    ec = (c & 3)
+    try:
+        ec = _Taa5bbe96[(c >> 6) & 0x7]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'DC_WeldingDetectionReqType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 6) & 3)
     if ec == 0:
+        av += 6
         r.avail = av
         f_1_Signature = _d_xmldsig_SignatureType(r)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 7
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+            win, av = r.refill(av, 7)
+        c = (win >> av) & 0x7f
+        if c & 0x40 != 0x0:
+            raise r.fail_at(av + 7, 'MessageHeaderType[2]', 'expected EE')
     elif ec == 1:
         pass
     else:
-        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    av -= 6
-    if av < 0:
-        win, av = r.refill(av, 6)
-    c = (win >> av) & 0x3f
-    if c & 0x33 != 0x0:
-        raise r.fail_at(av + 6, 'DC_WeldingDetectionReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing, EE')
-    iv = ((c >> 2) & 3)
-    if iv >= 3:
-        raise r.fail_at(av, 'DC_WeldingDetectionReqType.EVProcessing', f'enumeration index {iv}')
-    f_EVProcessing = _E_iso20_common_types_processingType[iv]
+        raise r.fail_at(av + 6, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    try:
+        f_EVProcessing = _T56b422b4[c & 0x3f]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x33 != 0x0:
+            raise r.fail_at(av + 6, 'DC_WeldingDetectionReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing, EE') from None
+        iv = ((c >> 2) & 3)
+        if iv >= 3:
+            raise r.fail_at(av, 'DC_WeldingDetectionReqType.EVProcessing', f'enumeration index {iv}') from None
+        f_EVProcessing = _E_iso20_common_types_processingType[iv]
     ob1_ = _new(_iso20_common_types.MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
@@ -13695,8 +14679,10 @@ def _d_iso20_dc_DC_WeldingDetectionResType(r: BitReader) -> _iso20_dc.DC_Welding
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -13711,57 +14697,69 @@ def _d_iso20_dc_DC_WeldingDetectionResType(r: BitReader) -> _iso20_dc.DC_Welding
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'DC_WeldingDetectionResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38000000 != 0x0:
+        raise r.fail_at(av + 30, 'DC_WeldingDetectionResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 19) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
+        u2 = c >> 19
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
+            u2 = c >> 19
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 19
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 19
+                if av < 0:
+                    win, av = r.refill(av, 19)
+                c = (win >> av) & 0x7ffff
     f_1_TimeStamp = u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c & 0x4 != 0x0:
-        raise r.fail_at(av + 3, 'DC_WeldingDetectionResType', 'expected EE of TimeStamp')
-    ec = (c & 3)
+    try:
+        ec = _Taa5bbe96[(c >> 16) & 0x7]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'DC_WeldingDetectionResType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 16) & 3)
     if ec == 0:
+        av += 16
         r.avail = av
         f_1_Signature = _d_xmldsig_SignatureType(r)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 30
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x20000000 != 0x0:
+            raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 32)
+        c = (win >> av) & 0xffffffff
     elif ec == 1:
-        pass
+        av -= 16
+        if av < 0:
+            win, av = r.refill(av, 32)
+        c = (win >> av) & 0xffffffff
     else:
-        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    av -= 32
-    if av < 0:
-        win, av = r.refill(av, 32)
-    c = (win >> av) & 0xffffffff
+        raise r.fail_at(av + 16, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0xc0f00e00 != 0x0:
         raise r.fail_at(av + 32, 'DC_WeldingDetectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     iv = ((c >> 24) & 63)
@@ -13781,8 +14779,10 @@ def _d_iso20_dc_DC_WeldingDetectionResType(r: BitReader) -> _iso20_dc.DC_Welding
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -13798,7 +14798,7 @@ def _d_iso20_dc_DC_WeldingDetectionResType(r: BitReader) -> _iso20_dc.DC_Welding
     if av < 0:
         win, av = r.refill(av, 3)
     c = (win >> av) & 0x7
-    if c != 0x0:
+    if c:
         raise r.fail_at(av + 3, 'DC_WeldingDetectionResType', 'expected EE of Value, EE, EE')
     ob2_ = _new(_iso20_common_types.RationalNumberType)
     ob2_.Exponent = f_2_Exponent
@@ -13875,150 +14875,174 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
     f_EVMaximumChargeCurrent: _iso20_common_types.RationalNumberType
     f_EVMaximumVoltage: _iso20_common_types.RationalNumberType
     f_EVMinimumVoltage: _iso20_common_types.RationalNumberType
-    av -= 2
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    ec = (c >> 28)
     if ec == 0:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'Dynamic_DC_CLReqControlModeType[0]', 'expected CH of DepartureTime')
-        u = (c & 255)
+        if c & 0x8000000 != 0x0:
+            raise r.fail_at(av + 28, 'Dynamic_DC_CLReqControlModeType[0]', 'expected CH of DepartureTime')
+        u = ((c >> 19) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
+            u2 = c >> 19
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 27)
+                c = (win >> av) & 0x7ffffff
+                u2 = c >> 19
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 19
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 19
+                    if av < 0:
+                        win, av = r.refill(av, 19)
+                    c = (win >> av) & 0x7ffff
         f_DepartureTime = u
-        av -= 24
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        if c & 0xf00e00 != 0x0:
-            raise r.fail_at(av + 24, 'Dynamic_DC_CLReqControlModeType[0]', 'expected EE of DepartureTime, SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x3c038000 != 0x0:
+            raise r.fail_at(av + 30, 'Dynamic_DC_CLReqControlModeType[0]', 'expected EE of DepartureTime, SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 18) & 255) - 128
+        sg = ((c >> 14) & 1)
+        u = ((c >> 6) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 14)
+            c = (win >> av) & 0x3fff
+            u2 = c >> 6
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 14)
+                c = (win >> av) & 0x3fff
+                u2 = c >> 6
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 6
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 6
+                    if av < 0:
+                        win, av = r.refill(av, 6)
+                    c = (win >> av) & 0x3f
         f_1_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Dynamic_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        if c & 0x30 != 0x0:
+            raise r.fail_at(av + 6, 'Dynamic_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
         ob1_ = _new(_iso20_common_types.RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVTargetEnergyRequest = ob1_
-    elif ec == 1:
-        av -= 22
+        av -= 26
         if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Dynamic_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    elif ec == 1:
+        if c & 0xc038000 != 0x0:
+            raise r.fail_at(av + 28, 'Dynamic_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 18) & 255) - 128
+        sg = ((c >> 14) & 1)
+        u = ((c >> 6) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 14)
+            c = (win >> av) & 0x3fff
+            u2 = c >> 6
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 14)
+                c = (win >> av) & 0x3fff
+                u2 = c >> 6
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 6
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 6
+                    if av < 0:
+                        win, av = r.refill(av, 6)
+                    c = (win >> av) & 0x3f
         f_2_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Dynamic_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        if c & 0x30 != 0x0:
+            raise r.fail_at(av + 6, 'Dynamic_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
         ob2_ = _new(_iso20_common_types.RationalNumberType)
         ob2_.Exponent = f_2_Exponent
         ob2_.Value = f_2_Value
         f_EVTargetEnergyRequest = ob2_
+        av -= 26
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av, 'Dynamic_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
-    av -= 23
-    if av < 0:
-        win, av = r.refill(av, 23)
-    c = (win >> av) & 0x7fffff
-    if c & 0x700e00 != 0x0:
-        raise r.fail_at(av + 23, 'Dynamic_DC_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_3_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        raise r.fail_at(av + 28, 'Dynamic_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
+    if c & 0x38070000 != 0x0:
+        raise r.fail_at(av + 30, 'Dynamic_DC_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_3_Exponent = ((c >> 19) & 255) - 128
+    sg = ((c >> 15) & 1)
+    u = ((c >> 7) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 15)
+        c = (win >> av) & 0x7fff
+        u2 = c >> 7
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            u2 = c >> 7
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 7
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 7
+                if av < 0:
+                    win, av = r.refill(av, 7)
+                c = (win >> av) & 0x7f
     f_3_Value = -u - 1 if sg else u
-    av -= 25
+    av -= 23
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_4_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_4_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob3_ = _new(_iso20_common_types.RationalNumberType)
     ob3_.Exponent = f_3_Exponent
     ob3_.Value = f_3_Value
@@ -14026,30 +15050,39 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_4_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_5_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_5_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob4_ = _new(_iso20_common_types.RationalNumberType)
     ob4_.Exponent = f_4_Exponent
     ob4_.Value = f_4_Value
@@ -14057,30 +15090,39 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_5_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_6_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_6_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob5_ = _new(_iso20_common_types.RationalNumberType)
     ob5_.Exponent = f_5_Exponent
     ob5_.Value = f_5_Value
@@ -14088,30 +15130,39 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_6_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_7_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_7_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob6_ = _new(_iso20_common_types.RationalNumberType)
     ob6_.Exponent = f_6_Exponent
     ob6_.Value = f_6_Value
@@ -14119,30 +15170,39 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_7_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_8_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_8_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob7_ = _new(_iso20_common_types.RationalNumberType)
     ob7_.Exponent = f_7_Exponent
     ob7_.Value = f_7_Value
@@ -14150,30 +15210,39 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_8_Value = -u - 1 if sg else u
-    av -= 25
+    av -= 23
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_9_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 28)
+    c = (win >> av) & 0xfffffff
+    if c & 0xf807000 != 0x0:
+        raise r.fail_at(av + 28, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_9_Exponent = ((c >> 15) & 255) - 128
+    sg = ((c >> 11) & 1)
+    u = ((c >> 3) & 255)
     ob8_ = _new(_iso20_common_types.RationalNumberType)
     ob8_.Exponent = f_8_Exponent
     ob8_.Value = f_8_Value
@@ -14181,26 +15250,31 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        u2 = c >> 3
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 3
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
     f_9_Value = -u - 1 if sg else u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c != 0x0:
+    if c & 0x7 != 0x0:
         raise r.fail_at(av + 3, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, EE')
     ob9_ = _new(_iso20_common_types.RationalNumberType)
     ob9_.Exponent = f_9_Exponent
@@ -14563,128 +15637,141 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
     f_EVSEMaximumChargeCurrent: _iso20_common_types.RationalNumberType
     f_EVSEMaximumVoltage: _iso20_common_types.RationalNumberType
     s = 0
-    av -= 3
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    ec = c
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    ec = (c >> 27)
     if ec == 0:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of DepartureTime')
-        u = (c & 255)
+        if c & 0x4000000 != 0x0:
+            raise r.fail_at(av + 27, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of DepartureTime')
+        u = ((c >> 18) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 26)
+            c = (win >> av) & 0x3ffffff
+            u2 = c >> 18
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 26)
+                c = (win >> av) & 0x3ffffff
+                u2 = c >> 18
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 18
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 18
+                    if av < 0:
+                        win, av = r.refill(av, 18)
+                    c = (win >> av) & 0x3ffff
         f_DepartureTime = u
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
-        if c & 0x8 != 0x0:
-            raise r.fail_at(av + 4, 'Dynamic_DC_CLResControlModeType[0]', 'expected EE of DepartureTime')
-        ec = (c & 7)
+        try:
+            ec = _T4243fd73[(c >> 14) & 0xf]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x20000 != 0x0:
+                raise r.fail_at(av + 18, 'Dynamic_DC_CLResControlModeType[0]', 'expected EE of DepartureTime') from None
+            ec = ((c >> 14) & 7)
         if ec == 0:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            if c & 0x101 != 0x0:
-                raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-            f_MinimumSOC = ((c >> 1) & 127)
+            av += 5
+            try:
+                f_MinimumSOC = _Tf00db23f[(c >> 5) & 0x1ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x2020 != 0x0:
+                    raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC') from None
+                f_MinimumSOC = ((c >> 6) & 127)
             s = 2
         elif ec == 1:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            if c & 0x101 != 0x0:
-                raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
-            f_TargetSOC = ((c >> 1) & 127)
+            av += 5
+            try:
+                f_TargetSOC = _Tf00db23f[(c >> 5) & 0x1ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x2020 != 0x0:
+                    raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC') from None
+                f_TargetSOC = ((c >> 6) & 127)
             s = 3
         elif ec == 2:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            if c & 0x100 != 0x0:
-                raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
-            u = (c & 255)
+            av += 4
+            if c & 0x2000 != 0x0:
+                raise r.fail_at(av + 10, 'Dynamic_DC_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
+            u = ((c >> 5) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                u2 = c >> 1
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    u2 = c >> 1
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 1
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 1
+                        if av < 0:
+                            win, av = r.refill(av, 1)
+                        c = (win >> av) & 0x1
+            else:
+                c >>= 4
             f_AckMaxDelay = u
-            av -= 1
-            if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
+            if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'Dynamic_DC_CLResControlModeType[1]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 3:
-            av -= 22
+            av -= 10
             if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'Dynamic_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_1_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'Dynamic_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_1_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_1_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
             ob1_ = _new(_iso20_common_types.RationalNumberType)
             ob1_.Exponent = f_1_Exponent
@@ -14692,91 +15779,99 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
             f_EVSEMaximumChargePower = ob1_
             s = 5
         else:
-            raise r.fail_at(av, 'Dynamic_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
+            raise r.fail_at(av + 14, 'Dynamic_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        f_MinimumSOC = ((c >> 1) & 127)
+        av += 18
+        try:
+            f_MinimumSOC = _Tf00db23f[(c >> 18) & 0x1ff]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x4040000 != 0x0:
+                raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC') from None
+            f_MinimumSOC = ((c >> 19) & 127)
         s = 2
     elif ec == 2:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        f_TargetSOC = ((c >> 1) & 127)
+        av += 18
+        try:
+            f_TargetSOC = _Tf00db23f[(c >> 18) & 0x1ff]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x4040000 != 0x0:
+                raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC') from None
+            f_TargetSOC = ((c >> 19) & 127)
         s = 3
     elif ec == 3:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
-        u = (c & 255)
+        av += 17
+        if c & 0x4000000 != 0x0:
+            raise r.fail_at(av + 10, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
+        u = ((c >> 18) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                u2 = c >> 1
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 1
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 1
+                    if av < 0:
+                        win, av = r.refill(av, 1)
+                    c = (win >> av) & 0x1
+        else:
+            c >>= 17
         f_AckMaxDelay = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
+        if c & 0x1 != 0x0:
             raise r.fail_at(av + 1, 'Dynamic_DC_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
         s = 4
     elif ec == 4:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Dynamic_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+        av += 3
+        if c & 0x601c000 != 0x0:
+            raise r.fail_at(av + 24, 'Dynamic_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 17) & 255) - 128
+        sg = ((c >> 13) & 1)
+        u = ((c >> 5) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+        else:
+            c >>= 3
         f_2_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
         ob2_ = _new(_iso20_common_types.RationalNumberType)
         ob2_.Exponent = f_2_Exponent
@@ -14784,87 +15879,93 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
         f_EVSEMaximumChargePower = ob2_
         s = 5
     else:
-        raise r.fail_at(av, 'Dynamic_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
+        raise r.fail_at(av + 27, 'Dynamic_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 2:
-        av -= 2
+        av -= 26
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        ec = (c >> 24)
         if ec == 0:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            if c & 0x101 != 0x0:
-                raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
-            f_TargetSOC = ((c >> 1) & 127)
+            av += 15
+            try:
+                f_TargetSOC = _Tf00db23f[(c >> 15) & 0x1ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x808000 != 0x0:
+                    raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC') from None
+                f_TargetSOC = ((c >> 16) & 127)
             s = 3
         elif ec == 1:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            if c & 0x100 != 0x0:
-                raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
-            u = (c & 255)
+            av += 14
+            if c & 0x800000 != 0x0:
+                raise r.fail_at(av + 10, 'Dynamic_DC_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
+            u = ((c >> 15) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                u2 = c >> 1
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    u2 = c >> 1
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 1
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 1
+                        if av < 0:
+                            win, av = r.refill(av, 1)
+                        c = (win >> av) & 0x1
+            else:
+                c >>= 14
             f_AckMaxDelay = u
-            av -= 1
-            if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
+            if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'Dynamic_DC_CLResControlModeType[2]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 2:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'Dynamic_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'Dynamic_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_3_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_3_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
             ob3_ = _new(_iso20_common_types.RationalNumberType)
             ob3_.Exponent = f_3_Exponent
@@ -14872,78 +15973,84 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
             f_EVSEMaximumChargePower = ob3_
             s = 5
         else:
-            raise r.fail_at(av, 'Dynamic_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
+            raise r.fail_at(av + 24, 'Dynamic_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 3:
-        av -= 2
+        av -= 26
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        ec = (c >> 24)
         if ec == 0:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            if c & 0x100 != 0x0:
-                raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
-            u = (c & 255)
+            av += 14
+            if c & 0x800000 != 0x0:
+                raise r.fail_at(av + 10, 'Dynamic_DC_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
+            u = ((c >> 15) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                u2 = c >> 1
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    u2 = c >> 1
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 1
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 1
+                        if av < 0:
+                            win, av = r.refill(av, 1)
+                        c = (win >> av) & 0x1
+            else:
+                c >>= 14
             f_AckMaxDelay = u
-            av -= 1
-            if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
+            if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'Dynamic_DC_CLResControlModeType[3]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 1:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'Dynamic_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_4_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'Dynamic_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_4_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_4_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
             ob4_ = _new(_iso20_common_types.RationalNumberType)
             ob4_.Exponent = f_4_Exponent
@@ -14951,82 +16058,96 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
             f_EVSEMaximumChargePower = ob4_
             s = 5
         else:
-            raise r.fail_at(av, 'Dynamic_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
+            raise r.fail_at(av + 24, 'Dynamic_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 4:
-        av -= 23
+        av -= 25
         if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x700e00 != 0x0:
-            raise r.fail_at(av + 23, 'Dynamic_DC_CLResControlModeType[4]', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_5_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        if c & 0x1c03800 != 0x0:
+            raise r.fail_at(av + 25, 'Dynamic_DC_CLResControlModeType[4]', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_5_Exponent = ((c >> 14) & 255) - 128
+        sg = ((c >> 10) & 1)
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
         f_5_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
         ob5_ = _new(_iso20_common_types.RationalNumberType)
         ob5_.Exponent = f_5_Exponent
         ob5_.Value = f_5_Value
         f_EVSEMaximumChargePower = ob5_
         s = 5
-    av -= 23
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 23)
-    c = (win >> av) & 0x7fffff
-    if c & 0x700e00 != 0x0:
-        raise r.fail_at(av + 23, 'Dynamic_DC_CLResControlModeType', 'expected SE(EVSEMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_6_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38070000 != 0x0:
+        raise r.fail_at(av + 30, 'Dynamic_DC_CLResControlModeType', 'expected SE(EVSEMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_6_Exponent = ((c >> 19) & 255) - 128
+    sg = ((c >> 15) & 1)
+    u = ((c >> 7) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 15)
+        c = (win >> av) & 0x7fff
+        u2 = c >> 7
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            u2 = c >> 7
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 7
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 7
+                if av < 0:
+                    win, av = r.refill(av, 7)
+                c = (win >> av) & 0x7f
     f_6_Value = -u - 1 if sg else u
-    av -= 25
+    av -= 23
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_7_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_7_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob6_ = _new(_iso20_common_types.RationalNumberType)
     ob6_.Exponent = f_6_Exponent
     ob6_.Value = f_6_Value
@@ -15035,30 +16156,39 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_7_Value = -u - 1 if sg else u
-    av -= 25
+    av -= 23
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_8_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 28)
+    c = (win >> av) & 0xfffffff
+    if c & 0xf807000 != 0x0:
+        raise r.fail_at(av + 28, 'Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_8_Exponent = ((c >> 15) & 255) - 128
+    sg = ((c >> 11) & 1)
+    u = ((c >> 3) & 255)
     ob7_ = _new(_iso20_common_types.RationalNumberType)
     ob7_.Exponent = f_7_Exponent
     ob7_.Value = f_7_Value
@@ -15067,26 +16197,31 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        u2 = c >> 3
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 3
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
     f_8_Value = -u - 1 if sg else u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c != 0x0:
+    if c & 0x7 != 0x0:
         raise r.fail_at(av + 3, 'Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, EE')
     ob8_ = _new(_iso20_common_types.RationalNumberType)
     ob8_.Exponent = f_8_Exponent
@@ -15567,83 +16702,92 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
     f_EVMaximumVoltage: _iso20_common_types.RationalNumberType | None = None
     f_EVMinimumVoltage: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    av -= 3
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    ec = c
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    ec = (c >> 27)
     if ec == 0:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+        if c & 0x601c000 != 0x0:
+            raise r.fail_at(av + 27, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 17) & 255) - 128
+        sg = ((c >> 13) & 1)
+        u = ((c >> 5) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 5
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 5
+                    if av < 0:
+                        win, av = r.refill(av, 5)
+                    c = (win >> av) & 0x1f
         f_1_Value = -u - 1 if sg else u
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
-        if c & 0xc != 0x0:
-            raise r.fail_at(av + 4, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ec = (c & 3)
+        try:
+            ec = _T6cd14f8b[(c >> 1) & 0xf]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x18 != 0x0:
+                raise r.fail_at(av + 5, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE') from None
+            ec = ((c >> 1) & 3)
         ob1_ = _new(_iso20_common_types.RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVTargetEnergyRequest = ob1_
         if ec == 0:
-            av -= 22
+            av -= 23
             if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_2_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_2_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_2_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
             ob2_ = _new(_iso20_common_types.RationalNumberType)
             ob2_.Exponent = f_2_Exponent
@@ -15651,38 +16795,43 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             f_EVMaximumEnergyRequest = ob2_
             s = 2
         elif ec == 1:
-            av -= 22
+            av -= 23
             if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_3_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_3_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
             ob3_ = _new(_iso20_common_types.RationalNumberType)
             ob3_.Exponent = f_3_Exponent
@@ -15690,38 +16839,43 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             f_EVMinimumEnergyRequest = ob3_
             s = 3
         elif ec == 2:
-            av -= 22
+            av -= 23
             if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_4_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_4_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_4_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
             ob4_ = _new(_iso20_common_types.RationalNumberType)
             ob4_.Exponent = f_4_Exponent
@@ -15729,40 +16883,44 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             f_EVTargetCurrent = ob4_
             s = 4
         else:
-            raise r.fail_at(av, 'Scheduled_DC_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
+            raise r.fail_at(av + 1, 'Scheduled_DC_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_5_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+        av += 3
+        if c & 0x601c000 != 0x0:
+            raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_5_Exponent = ((c >> 17) & 255) - 128
+        sg = ((c >> 13) & 1)
+        u = ((c >> 5) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+        else:
+            c >>= 3
         f_5_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
         ob5_ = _new(_iso20_common_types.RationalNumberType)
         ob5_.Exponent = f_5_Exponent
@@ -15770,38 +16928,42 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
         f_EVMaximumEnergyRequest = ob5_
         s = 2
     elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+        av += 3
+        if c & 0x601c000 != 0x0:
+            raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_6_Exponent = ((c >> 17) & 255) - 128
+        sg = ((c >> 13) & 1)
+        u = ((c >> 5) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+        else:
+            c >>= 3
         f_6_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
         ob6_ = _new(_iso20_common_types.RationalNumberType)
         ob6_.Exponent = f_6_Exponent
@@ -15809,38 +16971,42 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
         f_EVMinimumEnergyRequest = ob6_
         s = 3
     elif ec == 3:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_7_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+        av += 3
+        if c & 0x601c000 != 0x0:
+            raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_7_Exponent = ((c >> 17) & 255) - 128
+        sg = ((c >> 13) & 1)
+        u = ((c >> 5) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+        else:
+            c >>= 3
         f_7_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
         ob7_ = _new(_iso20_common_types.RationalNumberType)
         ob7_.Exponent = f_7_Exponent
@@ -15848,45 +17014,47 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
         f_EVTargetCurrent = ob7_
         s = 4
     else:
-        raise r.fail_at(av, 'Scheduled_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
+        raise r.fail_at(av + 27, 'Scheduled_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 2:
-        av -= 2
+        av -= 26
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        ec = (c >> 24)
         if ec == 0:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_8_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_8_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_8_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[2]', 'expected EE of Value, EE')
             ob8_ = _new(_iso20_common_types.RationalNumberType)
             ob8_.Exponent = f_8_Exponent
@@ -15894,38 +17062,39 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             f_EVMinimumEnergyRequest = ob8_
             s = 3
         elif ec == 1:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_9_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_9_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_9_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[2]', 'expected EE of Value, EE')
             ob9_ = _new(_iso20_common_types.RationalNumberType)
             ob9_.Exponent = f_9_Exponent
@@ -15933,157 +17102,183 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             f_EVTargetCurrent = ob9_
             s = 4
         else:
-            raise r.fail_at(av, 'Scheduled_DC_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
+            raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 3:
-        av -= 23
+        av -= 25
         if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x700e00 != 0x0:
-            raise r.fail_at(av + 23, 'Scheduled_DC_CLReqControlModeType[3]', 'expected SE(EVTargetCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_10_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        if c & 0x1c03800 != 0x0:
+            raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[3]', 'expected SE(EVTargetCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_10_Exponent = ((c >> 14) & 255) - 128
+        sg = ((c >> 10) & 1)
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
         f_10_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[3]', 'expected EE of Value, EE')
         ob10_ = _new(_iso20_common_types.RationalNumberType)
         ob10_.Exponent = f_10_Exponent
         ob10_.Value = f_10_Value
         f_EVTargetCurrent = ob10_
         s = 4
-    av -= 23
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 23)
-    c = (win >> av) & 0x7fffff
-    if c & 0x700e00 != 0x0:
-        raise r.fail_at(av + 23, 'Scheduled_DC_CLReqControlModeType', 'expected SE(EVTargetVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_11_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38070000 != 0x0:
+        raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType', 'expected SE(EVTargetVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_11_Exponent = ((c >> 19) & 255) - 128
+    sg = ((c >> 15) & 1)
+    u = ((c >> 7) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 15)
+        c = (win >> av) & 0x7fff
+        u2 = c >> 7
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            u2 = c >> 7
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 7
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 7
+                if av < 0:
+                    win, av = r.refill(av, 7)
+                c = (win >> av) & 0x7f
     f_11_Value = -u - 1 if sg else u
-    av -= 5
-    if av < 0:
-        win, av = r.refill(av, 5)
-    c = (win >> av) & 0x1f
-    if c & 0x18 != 0x0:
-        raise r.fail_at(av + 5, 'Scheduled_DC_CLReqControlModeType', 'expected EE of Value, EE')
-    ec = (c & 7)
+    try:
+        ec = _T84c90c6e[(c >> 2) & 0x1f]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x60 != 0x0:
+            raise r.fail_at(av + 7, 'Scheduled_DC_CLReqControlModeType', 'expected EE of Value, EE') from None
+        ec = ((c >> 2) & 7)
     ob11_ = _new(_iso20_common_types.RationalNumberType)
     ob11_.Exponent = f_11_Exponent
     ob11_.Value = f_11_Value
     f_EVTargetVoltage = ob11_
     s = 5
     if ec == 0:
-        av -= 22
+        av -= 28
         if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_12_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x300e0000 != 0x0:
+            raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_12_Exponent = ((c >> 20) & 255) - 128
+        sg = ((c >> 16) & 1)
+        u = ((c >> 8) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 16)
+            c = (win >> av) & 0xffff
+            u2 = c >> 8
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 16)
+                c = (win >> av) & 0xffff
+                u2 = c >> 8
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
         f_12_Value = -u - 1 if sg else u
-        av -= 5
-        if av < 0:
-            win, av = r.refill(av, 5)
-        c = (win >> av) & 0x1f
-        if c & 0x18 != 0x0:
-            raise r.fail_at(av + 5, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ec = (c & 7)
+        try:
+            ec = _T84c90c6e[(c >> 3) & 0x1f]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0xc0 != 0x0:
+                raise r.fail_at(av + 8, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE') from None
+            ec = ((c >> 3) & 7)
         ob12_ = _new(_iso20_common_types.RationalNumberType)
         ob12_.Exponent = f_12_Exponent
         ob12_.Value = f_12_Value
         f_EVMaximumChargePower = ob12_
         if ec == 0:
-            av -= 22
+            av -= 21
             if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_13_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_13_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_13_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
             ob13_ = _new(_iso20_common_types.RationalNumberType)
             ob13_.Exponent = f_13_Exponent
@@ -16091,38 +17286,43 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             f_EVMinimumChargePower = ob13_
             s = 7
         elif ec == 1:
-            av -= 22
+            av -= 21
             if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_14_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_14_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_14_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
             ob14_ = _new(_iso20_common_types.RationalNumberType)
             ob14_.Exponent = f_14_Exponent
@@ -16130,38 +17330,43 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             f_EVMaximumChargeCurrent = ob14_
             s = 8
         elif ec == 2:
-            av -= 22
+            av -= 21
             if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_15_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_15_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_15_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
             ob15_ = _new(_iso20_common_types.RationalNumberType)
             ob15_.Exponent = f_15_Exponent
@@ -16169,38 +17374,43 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             f_EVMaximumVoltage = ob15_
             s = 9
         elif ec == 3:
-            av -= 22
+            av -= 21
             if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_16_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_16_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_16_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
             ob16_ = _new(_iso20_common_types.RationalNumberType)
             ob16_.Exponent = f_16_Exponent
@@ -16208,42 +17418,48 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             f_EVMinimumVoltage = ob16_
             s = 10
         elif ec == 4:
+            av += 3
             s = -1
         else:
-            raise r.fail_at(av, 'Scheduled_DC_CLReqControlModeType[6]', f'event code {ec}, expected SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
+            raise r.fail_at(av + 3, 'Scheduled_DC_CLReqControlModeType[6]', f'event code {ec}, expected SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
     elif ec == 1:
         av -= 22
         if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_17_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0xc03800 != 0x0:
+            raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_17_Exponent = ((c >> 14) & 255) - 128
+        sg = ((c >> 10) & 1)
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
         f_17_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         ob17_ = _new(_iso20_common_types.RationalNumberType)
         ob17_.Exponent = f_17_Exponent
@@ -16253,36 +17469,41 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
     elif ec == 2:
         av -= 22
         if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_18_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0xc03800 != 0x0:
+            raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_18_Exponent = ((c >> 14) & 255) - 128
+        sg = ((c >> 10) & 1)
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
         f_18_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         ob18_ = _new(_iso20_common_types.RationalNumberType)
         ob18_.Exponent = f_18_Exponent
@@ -16292,36 +17513,41 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
     elif ec == 3:
         av -= 22
         if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_19_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0xc03800 != 0x0:
+            raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_19_Exponent = ((c >> 14) & 255) - 128
+        sg = ((c >> 10) & 1)
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
         f_19_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         ob19_ = _new(_iso20_common_types.RationalNumberType)
         ob19_.Exponent = f_19_Exponent
@@ -16331,36 +17557,41 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
     elif ec == 4:
         av -= 22
         if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_20_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0xc03800 != 0x0:
+            raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_20_Exponent = ((c >> 14) & 255) - 128
+        sg = ((c >> 10) & 1)
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
         f_20_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         ob20_ = _new(_iso20_common_types.RationalNumberType)
         ob20_.Exponent = f_20_Exponent
@@ -16368,47 +17599,50 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
         f_EVMinimumVoltage = ob20_
         s = 10
     elif ec == 5:
+        av += 2
         s = -1
     else:
-        raise r.fail_at(av, 'Scheduled_DC_CLReqControlModeType[5]', f'event code {ec}, expected SE(EVMaximumChargePower), SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
+        raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[5]', f'event code {ec}, expected SE(EVMaximumChargePower), SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
     if s == 7:
-        av -= 3
+        av -= 27
         if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
+        ec = (c >> 24)
         if ec == 0:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_21_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_21_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_21_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
             ob21_ = _new(_iso20_common_types.RationalNumberType)
             ob21_.Exponent = f_21_Exponent
@@ -16416,38 +17650,39 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             f_EVMaximumChargeCurrent = ob21_
             s = 8
         elif ec == 1:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_22_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_22_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_22_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
             ob22_ = _new(_iso20_common_types.RationalNumberType)
             ob22_.Exponent = f_22_Exponent
@@ -16455,38 +17690,39 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             f_EVMaximumVoltage = ob22_
             s = 9
         elif ec == 2:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_23_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_23_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_23_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
             ob23_ = _new(_iso20_common_types.RationalNumberType)
             ob23_.Exponent = f_23_Exponent
@@ -16494,47 +17730,50 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             f_EVMinimumVoltage = ob23_
             s = 10
         elif ec == 3:
+            av += 24
             s = -1
         else:
-            raise r.fail_at(av, 'Scheduled_DC_CLReqControlModeType[7]', f'event code {ec}, expected SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
+            raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[7]', f'event code {ec}, expected SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
     if s == 8:
-        av -= 2
+        av -= 26
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        ec = (c >> 24)
         if ec == 0:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_24_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_24_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_24_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
             ob24_ = _new(_iso20_common_types.RationalNumberType)
             ob24_.Exponent = f_24_Exponent
@@ -16542,38 +17781,39 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             f_EVMaximumVoltage = ob24_
             s = 9
         elif ec == 1:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_25_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_25_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_25_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
             ob25_ = _new(_iso20_common_types.RationalNumberType)
             ob25_.Exponent = f_25_Exponent
@@ -16581,47 +17821,50 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             f_EVMinimumVoltage = ob25_
             s = 10
         elif ec == 2:
+            av += 24
             s = -1
         else:
-            raise r.fail_at(av, 'Scheduled_DC_CLReqControlModeType[8]', f'event code {ec}, expected SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
+            raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[8]', f'event code {ec}, expected SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
     if s == 9:
-        av -= 2
+        av -= 26
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        ec = (c >> 24)
         if ec == 0:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_26_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_26_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_26_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
             ob26_ = _new(_iso20_common_types.RationalNumberType)
             ob26_.Exponent = f_26_Exponent
@@ -16629,9 +17872,10 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             f_EVMinimumVoltage = ob26_
             s = 10
         elif ec == 1:
+            av += 24
             s = -1
         else:
-            raise r.fail_at(av, 'Scheduled_DC_CLReqControlModeType[9]', f'event code {ec}, expected SE(EVMinimumVoltage), EE')
+            raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[9]', f'event code {ec}, expected SE(EVMinimumVoltage), EE')
     if s == 10:
         av -= 1
         if av < 0:
@@ -17570,83 +18814,92 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
     f_EVSEMaximumChargeCurrent: _iso20_common_types.RationalNumberType | None = None
     f_EVSEMaximumVoltage: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    av -= 3
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    ec = c
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    ec = (c >> 27)
     if ec == 0:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+        if c & 0x601c000 != 0x0:
+            raise r.fail_at(av + 27, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 17) & 255) - 128
+        sg = ((c >> 13) & 1)
+        u = ((c >> 5) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 5
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 5
+                    if av < 0:
+                        win, av = r.refill(av, 5)
+                    c = (win >> av) & 0x1f
         f_1_Value = -u - 1 if sg else u
-        av -= 5
-        if av < 0:
-            win, av = r.refill(av, 5)
-        c = (win >> av) & 0x1f
-        if c & 0x18 != 0x0:
-            raise r.fail_at(av + 5, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ec = (c & 7)
+        try:
+            ec = _T84c90c6e[c & 0x1f]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x18 != 0x0:
+                raise r.fail_at(av + 5, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE') from None
+            ec = (c & 7)
         ob1_ = _new(_iso20_common_types.RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVSEMaximumChargePower = ob1_
         if ec == 0:
-            av -= 22
+            av -= 24
             if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_2_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_2_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_2_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
             ob2_ = _new(_iso20_common_types.RationalNumberType)
             ob2_.Exponent = f_2_Exponent
@@ -17654,38 +18907,43 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
             f_EVSEMinimumChargePower = ob2_
             s = 2
         elif ec == 1:
-            av -= 22
+            av -= 24
             if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_3_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_3_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
             ob3_ = _new(_iso20_common_types.RationalNumberType)
             ob3_.Exponent = f_3_Exponent
@@ -17693,38 +18951,43 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
             f_EVSEMaximumChargeCurrent = ob3_
             s = 3
         elif ec == 2:
-            av -= 22
+            av -= 24
             if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_4_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_4_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_4_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
             ob4_ = _new(_iso20_common_types.RationalNumberType)
             ob4_.Exponent = f_4_Exponent
@@ -17736,38 +18999,42 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
         else:
             raise r.fail_at(av, 'Scheduled_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), EE')
     elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_5_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+        av += 3
+        if c & 0x601c000 != 0x0:
+            raise r.fail_at(av + 24, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_5_Exponent = ((c >> 17) & 255) - 128
+        sg = ((c >> 13) & 1)
+        u = ((c >> 5) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+        else:
+            c >>= 3
         f_5_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
         ob5_ = _new(_iso20_common_types.RationalNumberType)
         ob5_.Exponent = f_5_Exponent
@@ -17775,38 +19042,42 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
         f_EVSEMinimumChargePower = ob5_
         s = 2
     elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+        av += 3
+        if c & 0x601c000 != 0x0:
+            raise r.fail_at(av + 24, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_6_Exponent = ((c >> 17) & 255) - 128
+        sg = ((c >> 13) & 1)
+        u = ((c >> 5) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+        else:
+            c >>= 3
         f_6_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
         ob6_ = _new(_iso20_common_types.RationalNumberType)
         ob6_.Exponent = f_6_Exponent
@@ -17814,38 +19085,42 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
         f_EVSEMaximumChargeCurrent = ob6_
         s = 3
     elif ec == 3:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_7_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+        av += 3
+        if c & 0x601c000 != 0x0:
+            raise r.fail_at(av + 24, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_7_Exponent = ((c >> 17) & 255) - 128
+        sg = ((c >> 13) & 1)
+        u = ((c >> 5) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+        else:
+            c >>= 3
         f_7_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
         ob7_ = _new(_iso20_common_types.RationalNumberType)
         ob7_.Exponent = f_7_Exponent
@@ -17853,47 +19128,50 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
         f_EVSEMaximumVoltage = ob7_
         s = 4
     elif ec == 4:
+        av += 27
         s = -1
     else:
-        raise r.fail_at(av, 'Scheduled_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(EVSEMaximumChargePower), SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), EE')
+        raise r.fail_at(av + 27, 'Scheduled_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(EVSEMaximumChargePower), SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), EE')
     if s == 2:
-        av -= 2
+        av -= 26
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        ec = (c >> 24)
         if ec == 0:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_8_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_8_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_8_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
             ob8_ = _new(_iso20_common_types.RationalNumberType)
             ob8_.Exponent = f_8_Exponent
@@ -17901,38 +19179,39 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
             f_EVSEMaximumChargeCurrent = ob8_
             s = 3
         elif ec == 1:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_9_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_9_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_9_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
             ob9_ = _new(_iso20_common_types.RationalNumberType)
             ob9_.Exponent = f_9_Exponent
@@ -17940,47 +19219,50 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
             f_EVSEMaximumVoltage = ob9_
             s = 4
         elif ec == 2:
+            av += 24
             s = -1
         else:
-            raise r.fail_at(av, 'Scheduled_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), EE')
+            raise r.fail_at(av + 24, 'Scheduled_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), EE')
     if s == 3:
-        av -= 2
+        av -= 26
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        ec = (c >> 24)
         if ec == 0:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_10_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_10_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_10_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
             ob10_ = _new(_iso20_common_types.RationalNumberType)
             ob10_.Exponent = f_10_Exponent
@@ -17988,9 +19270,10 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
             f_EVSEMaximumVoltage = ob10_
             s = 4
         elif ec == 1:
+            av += 24
             s = -1
         else:
-            raise r.fail_at(av, 'Scheduled_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(EVSEMaximumVoltage), EE')
+            raise r.fail_at(av + 24, 'Scheduled_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(EVSEMaximumVoltage), EE')
     if s == 4:
         av -= 1
         if av < 0:
@@ -18385,8 +19668,10 @@ def _d_v0(r: BitReader) -> object:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -18442,8 +19727,10 @@ def _d_v1(r: BitReader) -> object:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -18487,36 +19774,41 @@ def _e_v1(w: BitWriter, o: Any) -> None:
 def _d_v2(r: BitReader) -> object:
     win = r.win
     av = r.avail
-    av -= 9
+    av -= 10
     if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
-        raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    if c & 0x200 != 0x0:
+        raise r.fail_at(av + 10, 'value', 'expected CH')
+    u = ((c >> 1) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        u2 = c >> 1
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 1
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
     v = u
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
     r.avail = av
     return v
@@ -18554,36 +19846,41 @@ def _e_v2(w: BitWriter, o: Any) -> None:
 def _d_v3(r: BitReader) -> object:
     win = r.win
     av = r.avail
-    av -= 9
+    av -= 10
     if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
-        raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    if c & 0x200 != 0x0:
+        raise r.fail_at(av + 10, 'value', 'expected CH')
+    u = ((c >> 1) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        u2 = c >> 1
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 1
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
     v = u
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
     r.avail = av
     return v
@@ -18625,9 +19922,12 @@ def _d_v4(r: BitReader) -> object:
     if av < 0:
         win, av = r.refill(av, 3)
     c = (win >> av) & 0x7
-    if c & 0x5 != 0x0:
-        raise r.fail_at(av + 3, 'value', 'expected CH, EE')
-    v = ((c >> 1) & 1) == 1
+    try:
+        v = _Ta870a97b[c]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x5 != 0x0:
+            raise r.fail_at(av + 3, 'value', 'expected CH, EE') from None
+        v = ((c >> 1) & 1) == 1
     r.avail = av
     return v
 
@@ -18644,36 +19944,41 @@ def _e_v4(w: BitWriter, o: Any) -> None:
 def _d_v5(r: BitReader) -> object:
     win = r.win
     av = r.avail
-    av -= 9
+    av -= 10
     if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
-        raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    if c & 0x200 != 0x0:
+        raise r.fail_at(av + 10, 'value', 'expected CH')
+    u = ((c >> 1) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        u2 = c >> 1
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 1
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
     v = u
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
     r.avail = av
     return v
@@ -18715,12 +20020,15 @@ def _d_v6(r: BitReader) -> object:
     if av < 0:
         win, av = r.refill(av, 4)
     c = (win >> av) & 0xf
-    if c & 0x9 != 0x0:
-        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
-    iv = ((c >> 1) & 3)
-    if iv >= 3:
-        raise r.fail_at(av, 'value', f'enumeration index {iv}')
-    v = _E_iso20_common_types_processingType[iv]
+    try:
+        v = _T68c31457[c]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x9 != 0x0:
+            raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
+        iv = ((c >> 1) & 3)
+        if iv >= 3:
+            raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
+        v = _E_iso20_common_types_processingType[iv]
     r.avail = av
     return v
 
@@ -18741,12 +20049,15 @@ def _d_v7(r: BitReader) -> object:
     if av < 0:
         win, av = r.refill(av, 5)
     c = (win >> av) & 0x1f
-    if c & 0x11 != 0x0:
-        raise r.fail_at(av + 5, 'value', 'expected CH, EE')
-    iv = ((c >> 1) & 7)
-    if iv >= 6:
-        raise r.fail_at(av, 'value', f'enumeration index {iv}')
-    v = _E_iso20_common_types_evseNotificationType[iv]
+    try:
+        v = _Tca2b455a[c]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x11 != 0x0:
+            raise r.fail_at(av + 5, 'value', 'expected CH, EE') from None
+        iv = ((c >> 1) & 7)
+        if iv >= 6:
+            raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
+        v = _E_iso20_common_types_evseNotificationType[iv]
     r.avail = av
     return v
 
@@ -18775,8 +20086,10 @@ def _d_v8(r: BitReader) -> object:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -18824,9 +20137,12 @@ def _d_v9(r: BitReader) -> object:
     if av < 0:
         win, av = r.refill(av, 10)
     c = (win >> av) & 0x3ff
-    if c & 0x201 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH, EE')
-    v = ((c >> 1) & 255) - 128
+    try:
+        v = _T4520956c[c]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x201 != 0x0:
+            raise r.fail_at(av + 10, 'value', 'expected CH, EE') from None
+        v = ((c >> 1) & 255) - 128
     r.avail = av
     return v
 
@@ -18845,37 +20161,45 @@ def _e_v9(w: BitWriter, o: Any) -> None:
 def _d_v10(r: BitReader) -> object:
     win = r.win
     av = r.avail
-    av -= 10
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x200 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    try:
+        sg = _T071cdf68[c >> 9]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'value', 'expected CH') from None
+        sg = ((c >> 9) & 1)
+    u = ((c >> 1) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        u2 = c >> 1
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 1
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
     v = -u - 1 if sg else u
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
     r.avail = av
     return v
@@ -18917,9 +20241,12 @@ def _d_v11(r: BitReader) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x101 != 0x0:
-        raise r.fail_at(av + 9, 'value', 'expected CH, EE')
-    v = ((c >> 1) & 127)
+    try:
+        v = _Tf00db23f[c]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'value', 'expected CH, EE') from None
+        v = ((c >> 1) & 127)
     r.avail = av
     return v
 
@@ -18950,8 +20277,10 @@ def _d_v12(r: BitReader) -> object:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -19009,8 +20338,10 @@ def _d_v13(r: BitReader) -> object:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -19056,37 +20387,45 @@ def _e_v13(w: BitWriter, o: Any) -> None:
 def _d_v14(r: BitReader) -> object:
     win = r.win
     av = r.avail
-    av -= 10
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x200 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    try:
+        sg = _T071cdf68[c >> 9]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'value', 'expected CH') from None
+        sg = ((c >> 9) & 1)
+    u = ((c >> 1) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        u2 = c >> 1
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 1
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
     v = -u - 1 if sg else u
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
     r.avail = av
     return v
@@ -19136,8 +20475,10 @@ def _d_v15(r: BitReader) -> object:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -19185,12 +20526,15 @@ def _d_v16(r: BitReader) -> object:
     if av < 0:
         win, av = r.refill(av, 8)
     c = (win >> av) & 0xff
-    if c & 0x81 != 0x0:
-        raise r.fail_at(av + 8, 'value', 'expected CH, EE')
-    iv = ((c >> 1) & 63)
-    if iv >= 40:
-        raise r.fail_at(av, 'value', f'enumeration index {iv}')
-    v = _E_iso20_common_types_responseCodeType[iv]
+    try:
+        v = _T097f1957[c]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x81 != 0x0:
+            raise r.fail_at(av + 8, 'value', 'expected CH, EE') from None
+        iv = ((c >> 1) & 63)
+        if iv >= 40:
+            raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
+        v = _E_iso20_common_types_responseCodeType[iv]
     r.avail = av
     return v
 
@@ -19219,8 +20563,10 @@ def _d_v17(r: BitReader) -> object:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -19266,36 +20612,41 @@ def _e_v17(w: BitWriter, o: Any) -> None:
 def _d_v18(r: BitReader) -> object:
     win = r.win
     av = r.avail
-    av -= 9
+    av -= 10
     if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
-        raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    if c & 0x200 != 0x0:
+        raise r.fail_at(av + 10, 'value', 'expected CH')
+    u = ((c >> 1) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        u2 = c >> 1
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 1
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
     v = u
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
     r.avail = av
     return v
@@ -19333,37 +20684,45 @@ def _e_v18(w: BitWriter, o: Any) -> None:
 def _d_v19(r: BitReader) -> object:
     win = r.win
     av = r.avail
-    av -= 10
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x200 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    try:
+        sg = _T071cdf68[c >> 9]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'value', 'expected CH') from None
+        sg = ((c >> 9) & 1)
+    u = ((c >> 1) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        u2 = c >> 1
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 1
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
     v = -u - 1 if sg else u
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
     r.avail = av
     return v

@@ -78,10 +78,11 @@ from exi_schemas.codec_xmldsig import (
     _e_xmldsig_X509DataType,
     _e_xmldsig_X509IssuerSerialType,
 )
-from iso15118.exi._bits import BitReader, BitWriter, encode_error
+from iso15118.exi._bits import BitReader, BitWriter, encode_error, run_table
 
 _new = object.__new__
 _BOOL = {False: 0, True: 1}
+_U2 = tuple((i << 7) - 128 for i in range(128))  # adds a second octet to the first
 
 EntryTable = tuple[
     tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
@@ -110,6 +111,41 @@ _E_iso20_wpt_WPT_PowerClassType = tuple(_iso20_wpt.WPT_PowerClassType)
 _I_iso20_wpt_WPT_PowerClassType = {m: i for i, m in enumerate(_E_iso20_wpt_WPT_PowerClassType)}
 _E_iso20_wpt_WPT_SPCChargeDiagnosticsType = tuple(_iso20_wpt.WPT_SPCChargeDiagnosticsType)
 _I_iso20_wpt_WPT_SPCChargeDiagnosticsType = {m: i for i, m in enumerate(_E_iso20_wpt_WPT_SPCChargeDiagnosticsType)}
+_T0022799f = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (3, None, _E_iso20_common_types_evseNotificationType), (1, 0, None), (1, 0, None), (2, None, range(4)),))
+_T00dfeb55 = run_table(((1, 0, None), (1, 0, None), (6, None, _E_iso20_common_types_responseCodeType), (1, 0, None), (1, 0, None), (1, 0, None), (2, None, _E_iso20_common_types_processingType), (1, 0, None),))
+_T071cdf68 = run_table(((1, 0, None), (1, None, range(2)),))
+_T097f1957 = run_table(((1, 0, None), (6, None, _E_iso20_common_types_responseCodeType), (1, 0, None),))
+_T143a83e6 = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (1, None, range(2)),))
+_T155ccf59 = run_table(((1, 0, None), (2, None, _E_iso20_wpt_WPT_EVPCChargeDiagnosticsType), (1, 0, None),))
+_T2c3d00f9 = run_table(((1, 0, None), (1, 0, None), (2, None, _E_iso20_common_types_processingType), (1, 0, None), (2, None, range(4)),))
+_T3924a0e8 = run_table(((1, 0, None), (8, None, range(0, 256)), (1, 0, None),))
+_T4243fd73 = run_table(((1, 0, None), (3, None, range(8)),))
+_T4432aa72 = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (1, 0, None), (1, 0, None), (1, None, range(2)),))
+_T4520956c = run_table(((1, 0, None), (8, None, range(-128, 128)), (1, 0, None),))
+_T56b422b4 = run_table(((1, 0, None), (1, 0, None), (2, None, _E_iso20_common_types_processingType), (1, 0, None), (1, 0, None),))
+_T5d15a1ca = run_table(((1, 0, None), (1, 0, None), (6, None, _E_iso20_common_types_responseCodeType), (1, 0, None), (1, 0, None),))
+_T62a1b29a = run_table(((1, 0, None), (3, None, _E_iso20_wpt_WPT_SPCChargeDiagnosticsType), (1, 0, None),))
+_T675969a0 = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (1, 0, None), (3, None, _E_iso20_wpt_WPT_SPCChargeDiagnosticsType), (1, 0, None), (3, None, range(8)),))
+_T68c31457 = run_table(((1, 0, None), (2, None, _E_iso20_common_types_processingType), (1, 0, None),))
+_T692aa52a = run_table(((1, 0, None), (1, 0, None), (2, None, _E_iso20_common_types_processingType), (1, 0, None), (1, 0, None), (1, 0, None), (2, None, _E_iso20_wpt_WPT_EVResultType), (1, 0, None),))
+_T6b8acc44 = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (2, None, _E_iso20_wpt_WPT_EVResultType), (1, 0, None),))
+_T6cd14f8b = run_table(((1, 0, None), (1, 0, None), (2, None, range(4)),))
+_T7d556890 = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (1, 0, None), (2, None, _E_iso20_wpt_WPT_EVPCChargeDiagnosticsType), (1, 0, None), (3, None, range(8)),))
+_Ta870a97b = run_table(((1, 0, None), (1, None, (False, True)), (1, 0, None),))
+_Ta9f74c23 = run_table(((1, 0, None), (3, None, _E_iso20_wpt_WPT_FinePositioningMethodType), (1, 0, None),))
+_Taa5bbe96 = run_table(((1, 0, None), (2, None, range(4)),))
+_Tabd38ef6 = run_table(((1, 0, None), (2, None, _E_iso20_wpt_WPT_EVResultType), (1, 0, None),))
+_Tadfaa03d = run_table(((1, 0, None), (1, 0, None), (1, None, (False, True)), (1, 0, None),))
+_Tb388a6a8 = run_table(((1, 0, None), (2, None, _E_iso20_wpt_WPT_AlignmentCheckMethodType), (1, 0, None),))
+_Tbcf426cd = run_table(((1, 0, None), (2, None, _E_iso20_wpt_WPT_PowerClassType), (1, 0, None),))
+_Tc1962e75 = run_table(((1, 0, None), (1, 0, None), (1, None, range(2)),))
+_Tc4d04f19 = run_table(((1, 0, None), (3, None, _E_iso20_wpt_WPT_PairingMethodType), (1, 0, None),))
+_Tca2b455a = run_table(((1, 0, None), (3, None, _E_iso20_common_types_evseNotificationType), (1, 0, None),))
+_Tda56c64f = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (1, 0, None), (1, None, range(2)),))
+_Tdf4eb2a9 = run_table(((1, 0, None), (1, 0, None), (8, None, range(0, 256)), (1, 0, None), (1, 0, None), (1, 0, None), (1, 0, None),))
+_Te0eecdb5 = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (1, 0, None), (1, None, (False, True)), (1, 0, None),))
+_Tf00db23f = run_table(((1, 0, None), (7, None, range(0, 128)), (1, 0, None),))
+_Tf844871b = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (1, 0, None), (2, None, _E_iso20_wpt_WPT_EVResultType), (1, 0, None),))
 
 
 def _d_iso20_wpt_AlternativeSECCListType(r: BitReader) -> _iso20_wpt.AlternativeSECCListType:
@@ -133,7 +169,8 @@ def _d_iso20_wpt_AlternativeSECCListType(r: BitReader) -> _iso20_wpt.Alternative
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             r.avail = av
             f_AlternativeSECC.append(_d_iso20_wpt_AlternativeSECCType(r))
@@ -220,26 +257,25 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
     f_IPAddress: str | None = None
     f_Port: int | None = None
     s = 0
-    av -= 3
+    av -= 13
     if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    ec = c
+        win, av = r.refill(av, 13)
+    c = (win >> av) & 0x1fff
+    ec = (c >> 10)
     if ec == 0:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
+        av += 1
+        if c & 0x200 != 0x0:
             raise r.fail_at(av + 9, 'AlternativeSECCType[0]', 'expected CH of SSID')
-        u = (c & 255)
+        u = ((c >> 1) & 255)
         if u > 127:
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -254,28 +290,30 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
         f_SSID = r.string_of(u, 255)
         win = r.win
         av = r.avail
-        av -= 4
+        av -= 14
         if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
-        if c & 0x8 != 0x0:
-            raise r.fail_at(av + 4, 'AlternativeSECCType[0]', 'expected EE of SSID')
-        ec = (c & 7)
+            win, av = r.refill(av, 14)
+        c = (win >> av) & 0x3fff
+        try:
+            ec = _T4243fd73[c >> 10]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x2000 != 0x0:
+                raise r.fail_at(av + 14, 'AlternativeSECCType[0]', 'expected EE of SSID') from None
+            ec = ((c >> 10) & 7)
         if ec == 0:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            if c & 0x100 != 0x0:
+            av += 1
+            if c & 0x200 != 0x0:
                 raise r.fail_at(av + 9, 'AlternativeSECCType[1]', 'expected CH of BSSID')
-            u = (c & 255)
+            u = ((c >> 1) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -298,20 +336,19 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
                 raise r.fail_at(av + 1, 'AlternativeSECCType[1]', 'expected EE of BSSID')
             s = 2
         elif ec == 1:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            if c & 0x100 != 0x0:
+            av += 1
+            if c & 0x200 != 0x0:
                 raise r.fail_at(av + 9, 'AlternativeSECCType[1]', 'expected CH of IPAddress')
-            u = (c & 255)
+            u = ((c >> 1) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -334,57 +371,58 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
                 raise r.fail_at(av + 1, 'AlternativeSECCType[1]', 'expected EE of IPAddress')
             s = 3
         elif ec == 2:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            if c & 0x100 != 0x0:
-                raise r.fail_at(av + 9, 'AlternativeSECCType[1]', 'expected CH of Port')
-            u = (c & 255)
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'AlternativeSECCType[1]', 'expected CH of Port')
+            u = ((c >> 1) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                u2 = c >> 1
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    u2 = c >> 1
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 1
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 1
+                        if av < 0:
+                            win, av = r.refill(av, 1)
+                        c = (win >> av) & 0x1
             f_Port = u
-            av -= 1
-            if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
+            if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'AlternativeSECCType[1]', 'expected EE of Port')
             s = 4
         elif ec == 3:
+            av += 10
             s = -1
         else:
-            raise r.fail_at(av, 'AlternativeSECCType[1]', f'event code {ec}, expected SE(BSSID), SE(IPAddress), SE(Port), EE')
+            raise r.fail_at(av + 10, 'AlternativeSECCType[1]', f'event code {ec}, expected SE(BSSID), SE(IPAddress), SE(Port), EE')
     elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
+        av += 1
+        if c & 0x200 != 0x0:
             raise r.fail_at(av + 9, 'AlternativeSECCType[0]', 'expected CH of BSSID')
-        u = (c & 255)
+        u = ((c >> 1) & 255)
         if u > 127:
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -407,20 +445,19 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
             raise r.fail_at(av + 1, 'AlternativeSECCType[0]', 'expected EE of BSSID')
         s = 2
     elif ec == 2:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
+        av += 1
+        if c & 0x200 != 0x0:
             raise r.fail_at(av + 9, 'AlternativeSECCType[0]', 'expected CH of IPAddress')
-        u = (c & 255)
+        u = ((c >> 1) & 255)
         if u > 127:
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -443,62 +480,64 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
             raise r.fail_at(av + 1, 'AlternativeSECCType[0]', 'expected EE of IPAddress')
         s = 3
     elif ec == 3:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'AlternativeSECCType[0]', 'expected CH of Port')
-        u = (c & 255)
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'AlternativeSECCType[0]', 'expected CH of Port')
+        u = ((c >> 1) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                u2 = c >> 1
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 1
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 1
+                    if av < 0:
+                        win, av = r.refill(av, 1)
+                    c = (win >> av) & 0x1
         f_Port = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
+        if c & 0x1 != 0x0:
             raise r.fail_at(av + 1, 'AlternativeSECCType[0]', 'expected EE of Port')
         s = 4
     elif ec == 4:
+        av += 10
         s = -1
     else:
-        raise r.fail_at(av, 'AlternativeSECCType[0]', f'event code {ec}, expected SE(SSID), SE(BSSID), SE(IPAddress), SE(Port), EE')
+        raise r.fail_at(av + 10, 'AlternativeSECCType[0]', f'event code {ec}, expected SE(SSID), SE(BSSID), SE(IPAddress), SE(Port), EE')
     if s == 2:
-        av -= 2
+        av -= 12
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        ec = (c >> 10)
         if ec == 0:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            if c & 0x100 != 0x0:
+            av += 1
+            if c & 0x200 != 0x0:
                 raise r.fail_at(av + 9, 'AlternativeSECCType[2]', 'expected CH of IPAddress')
-            u = (c & 255)
+            u = ((c >> 1) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -521,84 +560,89 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
                 raise r.fail_at(av + 1, 'AlternativeSECCType[2]', 'expected EE of IPAddress')
             s = 3
         elif ec == 1:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            if c & 0x100 != 0x0:
-                raise r.fail_at(av + 9, 'AlternativeSECCType[2]', 'expected CH of Port')
-            u = (c & 255)
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'AlternativeSECCType[2]', 'expected CH of Port')
+            u = ((c >> 1) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                u2 = c >> 1
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    u2 = c >> 1
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 1
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 1
+                        if av < 0:
+                            win, av = r.refill(av, 1)
+                        c = (win >> av) & 0x1
             f_Port = u
-            av -= 1
-            if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
+            if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'AlternativeSECCType[2]', 'expected EE of Port')
             s = 4
         elif ec == 2:
+            av += 10
             s = -1
         else:
-            raise r.fail_at(av, 'AlternativeSECCType[2]', f'event code {ec}, expected SE(IPAddress), SE(Port), EE')
+            raise r.fail_at(av + 10, 'AlternativeSECCType[2]', f'event code {ec}, expected SE(IPAddress), SE(Port), EE')
     if s == 3:
-        av -= 2
+        av -= 12
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        ec = (c >> 10)
         if ec == 0:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            if c & 0x100 != 0x0:
-                raise r.fail_at(av + 9, 'AlternativeSECCType[3]', 'expected CH of Port')
-            u = (c & 255)
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'AlternativeSECCType[3]', 'expected CH of Port')
+            u = ((c >> 1) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                u2 = c >> 1
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    u2 = c >> 1
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 1
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 1
+                        if av < 0:
+                            win, av = r.refill(av, 1)
+                        c = (win >> av) & 0x1
             f_Port = u
-            av -= 1
-            if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
+            if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'AlternativeSECCType[3]', 'expected EE of Port')
             s = 4
         elif ec == 1:
+            av += 10
             s = -1
         else:
-            raise r.fail_at(av, 'AlternativeSECCType[3]', f'event code {ec}, expected SE(Port), EE')
+            raise r.fail_at(av + 10, 'AlternativeSECCType[3]', f'event code {ec}, expected SE(Port), EE')
     if s == 4:
         av -= 1
         if av < 0:
@@ -844,15 +888,12 @@ def _d_iso20_wpt_WPT_AlignmentCheckMethodListType(r: BitReader) -> _iso20_wpt.WP
     s = 1
     n = 0
     while True:
-        av -= 2
+        av -= 6
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        ec = (c >> 4)
         if ec == 0:
-            av -= 4
-            if av < 0:
-                win, av = r.refill(av, 4)
-            c = (win >> av) & 0xf
             if c & 0x9 != 0x0:
                 raise r.fail_at(av + 4, 'WPT_AlignmentCheckMethodListType[1]', 'expected CH of WPT_AlignmentCheckMethod, EE of WPT_AlignmentCheckMethod')
             iv = ((c >> 1) & 3)
@@ -864,10 +905,11 @@ def _d_iso20_wpt_WPT_AlignmentCheckMethodListType(r: BitReader) -> _iso20_wpt.WP
                 s = 8
                 break
         elif ec == 1:
+            av += 4
             s = -1
             break
         else:
-            raise r.fail_at(av, 'WPT_AlignmentCheckMethodListType[1]', f'event code {ec}, expected SE(WPT_AlignmentCheckMethod), EE')
+            raise r.fail_at(av + 4, 'WPT_AlignmentCheckMethodListType[1]', f'event code {ec}, expected SE(WPT_AlignmentCheckMethod), EE')
     if s == 8:
         av -= 1
         if av < 0:
@@ -944,8 +986,10 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_Align
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -960,64 +1004,79 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_Align
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'WPT_AlignmentCheckReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38000000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_AlignmentCheckReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 19) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
+        u2 = c >> 19
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
+            u2 = c >> 19
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 19
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 19
+                if av < 0:
+                    win, av = r.refill(av, 19)
+                c = (win >> av) & 0x7ffff
     f_1_TimeStamp = u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c & 0x4 != 0x0:
-        raise r.fail_at(av + 3, 'WPT_AlignmentCheckReqType', 'expected EE of TimeStamp')
-    ec = (c & 3)
+    try:
+        ec = _Taa5bbe96[(c >> 16) & 0x7]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'WPT_AlignmentCheckReqType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 16) & 3)
     if ec == 0:
+        av += 16
         r.avail = av
         f_1_Signature = _d_xmldsig_SignatureType(r)
         win = r.win
         av = r.avail
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x20000000 != 0x0:
+            raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     elif ec == 1:
-        pass
+        av -= 14
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    av -= 7
-    if av < 0:
-        win, av = r.refill(av, 7)
-    c = (win >> av) & 0x7f
-    if c & 0x64 != 0x0:
-        raise r.fail_at(av + 7, 'WPT_AlignmentCheckReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing')
-    iv = ((c >> 3) & 3)
-    if iv >= 3:
-        raise r.fail_at(av, 'WPT_AlignmentCheckReqType.EVProcessing', f'enumeration index {iv}')
-    f_EVProcessing = _E_iso20_common_types_processingType[iv]
-    ec = (c & 3)
+        raise r.fail_at(av + 16, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    try:
+        f_EVProcessing, ec = _T2c3d00f9[(c >> 23) & 0x7f]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x32000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_AlignmentCheckReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing') from None
+        iv = ((c >> 26) & 3)
+        if iv >= 3:
+            raise r.fail_at(av + 23, 'WPT_AlignmentCheckReqType.EVProcessing', f'enumeration index {iv}') from None
+        f_EVProcessing = _E_iso20_common_types_processingType[iv]
+        ec = ((c >> 23) & 3)
     ob1_ = _new(_iso20_common_types.MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
@@ -1026,73 +1085,78 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_Align
     s = 1
     s = 2
     if ec == 0:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'WPT_AlignmentCheckReqType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+        if c & 0x601c00 != 0x0:
+            raise r.fail_at(av + 23, 'WPT_AlignmentCheckReqType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 13) & 255) - 128
+        sg = ((c >> 9) & 1)
+        u = ((c >> 1) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                u2 = c >> 1
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 1
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 1
+                    if av < 0:
+                        win, av = r.refill(av, 1)
+                    c = (win >> av) & 0x1
         f_2_Value = -u - 1 if sg else u
-        av -= 7
+        av -= 6
         if av < 0:
             win, av = r.refill(av, 7)
         c = (win >> av) & 0x7f
-        if c & 0x79 != 0x0:
-            raise r.fail_at(av + 7, 'WPT_AlignmentCheckReqType[2]', 'expected EE of Value, EE, SE(EVResultCode), CH of EVResultCode, EE of EVResultCode')
-        iv = ((c >> 1) & 3)
-        if iv >= 3:
-            raise r.fail_at(av, 'WPT_AlignmentCheckReqType.EVResultCode', f'enumeration index {iv}')
-        f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
+        try:
+            f_EVResultCode = _Tf844871b[c]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x79 != 0x0:
+                raise r.fail_at(av + 7, 'WPT_AlignmentCheckReqType[2]', 'expected EE of Value, EE, SE(EVResultCode), CH of EVResultCode, EE of EVResultCode') from None
+            iv = ((c >> 1) & 3)
+            if iv >= 3:
+                raise r.fail_at(av, 'WPT_AlignmentCheckReqType.EVResultCode', f'enumeration index {iv}') from None
+            f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
         ob2_ = _new(_iso20_common_types.RationalNumberType)
         ob2_.Exponent = f_2_Exponent
         ob2_.Value = f_2_Value
         f_TargetCoilCurrent = ob2_
         s = 4
     elif ec == 1:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
-        if c & 0x9 != 0x0:
-            raise r.fail_at(av + 4, 'WPT_AlignmentCheckReqType[2]', 'expected CH of EVResultCode, EE of EVResultCode')
-        iv = ((c >> 1) & 3)
-        if iv >= 3:
-            raise r.fail_at(av, 'WPT_AlignmentCheckReqType.EVResultCode', f'enumeration index {iv}')
-        f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
+        av += 19
+        try:
+            f_EVResultCode = _Tabd38ef6[(c >> 19) & 0xf]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x480000 != 0x0:
+                raise r.fail_at(av + 4, 'WPT_AlignmentCheckReqType[2]', 'expected CH of EVResultCode, EE of EVResultCode') from None
+            iv = ((c >> 20) & 3)
+            if iv >= 3:
+                raise r.fail_at(av, 'WPT_AlignmentCheckReqType.EVResultCode', f'enumeration index {iv}') from None
+            f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
         s = 4
     else:
-        raise r.fail_at(av, 'WPT_AlignmentCheckReqType[2]', f'event code {ec}, expected SE(TargetCoilCurrent), SE(EVResultCode)')
+        raise r.fail_at(av + 23, 'WPT_AlignmentCheckReqType[2]', f'event code {ec}, expected SE(TargetCoilCurrent), SE(EVResultCode)')
     n = 0
     while True:
-        av -= 2
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        ec = (c >> 9)
         if ec == 0:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
                 raise r.fail_at(av + 9, 'WPT_AlignmentCheckReqType[4]', 'expected CH of VendorSpecificDataContainer')
             u = (c & 255)
@@ -1101,8 +1165,10 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_Align
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -1128,10 +1194,11 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_Align
                 s = 20
                 break
         elif ec == 1:
+            av += 9
             s = -1
             break
         else:
-            raise r.fail_at(av, 'WPT_AlignmentCheckReqType[4]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
+            raise r.fail_at(av + 9, 'WPT_AlignmentCheckReqType[4]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
     if s == 20:
         av -= 1
         if av < 0:
@@ -1275,8 +1342,10 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -1291,68 +1360,80 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'WPT_AlignmentCheckResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38000000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_AlignmentCheckResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 19) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
+        u2 = c >> 19
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
+            u2 = c >> 19
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 19
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 19
+                if av < 0:
+                    win, av = r.refill(av, 19)
+                c = (win >> av) & 0x7ffff
     f_1_TimeStamp = u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c & 0x4 != 0x0:
-        raise r.fail_at(av + 3, 'WPT_AlignmentCheckResType', 'expected EE of TimeStamp')
-    ec = (c & 3)
+    try:
+        ec = _Taa5bbe96[(c >> 16) & 0x7]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'WPT_AlignmentCheckResType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 16) & 3)
     if ec == 0:
+        av += 16
         r.avail = av
         f_1_Signature = _d_xmldsig_SignatureType(r)
         win = r.win
         av = r.avail
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x20000000 != 0x0:
+            raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     elif ec == 1:
-        pass
+        av -= 14
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    av -= 17
-    if av < 0:
-        win, av = r.refill(av, 17)
-    c = (win >> av) & 0x1ffff
-    if c & 0x181c8 != 0x0:
-        raise r.fail_at(av + 17, 'WPT_AlignmentCheckResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing')
-    iv = ((c >> 9) & 63)
+        raise r.fail_at(av + 16, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    if c & 0x30390000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_AlignmentCheckResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing')
+    iv = ((c >> 22) & 63)
     if iv >= 40:
-        raise r.fail_at(av, 'WPT_AlignmentCheckResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av + 13, 'WPT_AlignmentCheckResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    iv = ((c >> 4) & 3)
+    iv = ((c >> 17) & 3)
     if iv >= 3:
-        raise r.fail_at(av, 'WPT_AlignmentCheckResType.EVSEProcessing', f'enumeration index {iv}')
+        raise r.fail_at(av + 13, 'WPT_AlignmentCheckResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
-    ec = (c & 7)
+    ec = ((c >> 13) & 7)
     ob1_ = _new(_iso20_common_types.MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
@@ -1362,77 +1443,90 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
     s = 2
     s = 3
     if ec == 0:
-        av -= 22
+        av -= 17
         if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'WPT_AlignmentCheckResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x300e0000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_AlignmentCheckResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 20) & 255) - 128
+        sg = ((c >> 16) & 1)
+        u = ((c >> 8) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 16)
+            c = (win >> av) & 0xffff
+            u2 = c >> 8
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 16)
+                c = (win >> av) & 0xffff
+                u2 = c >> 8
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
         f_2_Value = -u - 1 if sg else u
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
-        if c & 0xc != 0x0:
-            raise r.fail_at(av + 4, 'WPT_AlignmentCheckResType[3]', 'expected EE of Value, EE')
-        ec = (c & 3)
+        try:
+            ec = _T6cd14f8b[(c >> 4) & 0xf]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0xc0 != 0x0:
+                raise r.fail_at(av + 8, 'WPT_AlignmentCheckResType[3]', 'expected EE of Value, EE') from None
+            ec = ((c >> 4) & 3)
         ob2_ = _new(_iso20_common_types.RationalNumberType)
         ob2_.Exponent = f_2_Exponent
         ob2_.Value = f_2_Value
         f_PowerTransmitted = ob2_
         if ec == 0:
-            av -= 22
+            av -= 20
             if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'WPT_AlignmentCheckResType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'WPT_AlignmentCheckResType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_3_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_3_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'WPT_AlignmentCheckResType[4]', 'expected EE of Value, EE')
             ob3_ = _new(_iso20_common_types.RationalNumberType)
             ob3_.Exponent = f_3_Exponent
@@ -1440,7 +1534,7 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
             f_SupplyDeviceCurrent = ob3_
             s = 5
         elif ec == 1:
-            av -= 9
+            av -= 5
             if av < 0:
                 win, av = r.refill(av, 9)
             c = (win >> av) & 0x1ff
@@ -1452,8 +1546,10 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -1476,42 +1572,48 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
                 raise r.fail_at(av + 1, 'WPT_AlignmentCheckResType[4]', 'expected EE of VendorSpecificDataContainer')
             s = 6
         elif ec == 2:
+            av += 4
             s = -1
         else:
-            raise r.fail_at(av, 'WPT_AlignmentCheckResType[4]', f'event code {ec}, expected SE(SupplyDeviceCurrent), SE(VendorSpecificDataContainer), EE')
+            raise r.fail_at(av + 4, 'WPT_AlignmentCheckResType[4]', f'event code {ec}, expected SE(SupplyDeviceCurrent), SE(VendorSpecificDataContainer), EE')
     elif ec == 1:
-        av -= 22
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'WPT_AlignmentCheckResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_4_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0xc03800 != 0x0:
+            raise r.fail_at(av + 24, 'WPT_AlignmentCheckResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_4_Exponent = ((c >> 14) & 255) - 128
+        sg = ((c >> 10) & 1)
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
         f_4_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'WPT_AlignmentCheckResType[3]', 'expected EE of Value, EE')
         ob4_ = _new(_iso20_common_types.RationalNumberType)
         ob4_.Exponent = f_4_Exponent
@@ -1519,20 +1621,19 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
         f_SupplyDeviceCurrent = ob4_
         s = 5
     elif ec == 2:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
+        av += 4
+        if c & 0x1000 != 0x0:
             raise r.fail_at(av + 9, 'WPT_AlignmentCheckResType[3]', 'expected CH of VendorSpecificDataContainer')
-        u = (c & 255)
+        u = ((c >> 4) & 255)
         if u > 127:
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -1555,19 +1656,17 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
             raise r.fail_at(av + 1, 'WPT_AlignmentCheckResType[3]', 'expected EE of VendorSpecificDataContainer')
         s = 6
     elif ec == 3:
+        av += 13
         s = -1
     else:
-        raise r.fail_at(av, 'WPT_AlignmentCheckResType[3]', f'event code {ec}, expected SE(PowerTransmitted), SE(SupplyDeviceCurrent), SE(VendorSpecificDataContainer), EE')
+        raise r.fail_at(av + 13, 'WPT_AlignmentCheckResType[3]', f'event code {ec}, expected SE(PowerTransmitted), SE(SupplyDeviceCurrent), SE(VendorSpecificDataContainer), EE')
     if s == 5:
-        av -= 2
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        ec = (c >> 9)
         if ec == 0:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
                 raise r.fail_at(av + 9, 'WPT_AlignmentCheckResType[5]', 'expected CH of VendorSpecificDataContainer')
             u = (c & 255)
@@ -1576,8 +1675,10 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -1600,21 +1701,19 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
                 raise r.fail_at(av + 1, 'WPT_AlignmentCheckResType[5]', 'expected EE of VendorSpecificDataContainer')
             s = 6
         elif ec == 1:
+            av += 9
             s = -1
         else:
-            raise r.fail_at(av, 'WPT_AlignmentCheckResType[5]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
+            raise r.fail_at(av + 9, 'WPT_AlignmentCheckResType[5]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
     if s == 6:
         n = 0
         while True:
-            av -= 2
+            av -= 11
             if av < 0:
-                win, av = r.refill(av, 2)
-            ec = (win >> av) & 0x3
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            ec = (c >> 9)
             if ec == 0:
-                av -= 9
-                if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
                 if c & 0x100 != 0x0:
                     raise r.fail_at(av + 9, 'WPT_AlignmentCheckResType[6]', 'expected CH of VendorSpecificDataContainer')
                 u = (c & 255)
@@ -1623,8 +1722,10 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
                     if av < 0:
                         win, av = r.refill(av, 8)
                     u2 = (win >> av) & 0xff
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    if u2 > 127:
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
                         av -= 8
                         if av < 0:
                             win, av = r.refill(av, 8)
@@ -1650,10 +1751,11 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
                     s = 21
                     break
             elif ec == 1:
+                av += 9
                 s = -1
                 break
             else:
-                raise r.fail_at(av, 'WPT_AlignmentCheckResType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
+                raise r.fail_at(av + 9, 'WPT_AlignmentCheckResType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
     if s == 21:
         av -= 1
         if av < 0:
@@ -1917,8 +2019,10 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -1933,58 +2037,70 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'WPT_ChargeLoopReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38000000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 19) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
+        u2 = c >> 19
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
+            u2 = c >> 19
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 19
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 19
+                if av < 0:
+                    win, av = r.refill(av, 19)
+                c = (win >> av) & 0x7ffff
     f_1_TimeStamp = u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c & 0x4 != 0x0:
-        raise r.fail_at(av + 3, 'WPT_ChargeLoopReqType', 'expected EE of TimeStamp')
-    ec = (c & 3)
+    try:
+        ec = _Taa5bbe96[(c >> 16) & 0x7]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'WPT_ChargeLoopReqType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 16) & 3)
     if ec == 0:
+        av += 16
         r.avail = av
         f_1_Signature = _d_xmldsig_SignatureType(r)
         win = r.win
         av = r.avail
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x20000000 != 0x0:
+            raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     elif ec == 1:
-        pass
+        av -= 14
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    av -= 2
-    if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
+        raise r.fail_at(av + 16, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    ec = ((c >> 28) & 3)
     ob1_ = _new(_iso20_common_types.MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
@@ -1992,65 +2108,81 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
     f_Header = ob1_
     s = 1
     if ec == 0:
+        av += 28
         r.avail = av
         f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r)
         win = r.win
         av = r.avail
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        try:
+            f_MeterInfoRequested = _Tadfaa03d[c >> 26]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x34000000 != 0x0:
+                raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType[1]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested') from None
+            f_MeterInfoRequested = ((c >> 27) & 1) == 1
+        s = 3
         av -= 4
         if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
-        if c & 0xd != 0x0:
-            raise r.fail_at(av + 4, 'WPT_ChargeLoopReqType[1]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested')
-        f_MeterInfoRequested = ((c >> 1) & 1) == 1
-        s = 3
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     elif ec == 1:
-        av -= 3
+        try:
+            f_MeterInfoRequested = _Ta870a97b[(c >> 25) & 0x7]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0xa000000 != 0x0:
+                raise r.fail_at(av + 28, 'WPT_ChargeLoopReqType[1]', 'expected CH of MeterInfoRequested, EE of MeterInfoRequested') from None
+            f_MeterInfoRequested = ((c >> 26) & 1) == 1
+        av -= 5
         if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c & 0x5 != 0x0:
-            raise r.fail_at(av + 3, 'WPT_ChargeLoopReqType[1]', 'expected CH of MeterInfoRequested, EE of MeterInfoRequested')
-        f_MeterInfoRequested = ((c >> 1) & 1) == 1
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
         s = 3
     else:
-        raise r.fail_at(av, 'WPT_ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
-    av -= 23
-    if av < 0:
-        win, av = r.refill(av, 23)
-    c = (win >> av) & 0x7fffff
-    if c & 0x700e00 != 0x0:
-        raise r.fail_at(av + 23, 'WPT_ChargeLoopReqType', 'expected SE(EVPCPowerRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_2_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        raise r.fail_at(av + 28, 'WPT_ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
+    if c & 0x38070000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType', 'expected SE(EVPCPowerRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_2_Exponent = ((c >> 19) & 255) - 128
+    sg = ((c >> 15) & 1)
+    u = ((c >> 7) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 15)
+        c = (win >> av) & 0x7fff
+        u2 = c >> 7
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            u2 = c >> 7
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 7
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 7
+                if av < 0:
+                    win, av = r.refill(av, 7)
+                c = (win >> av) & 0x7f
     f_2_Value = -u - 1 if sg else u
-    av -= 25
+    av -= 23
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType', 'expected EE of Value, EE, SE(EVPCPowerOutput), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_3_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType', 'expected EE of Value, EE, SE(EVPCPowerOutput), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_3_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob2_ = _new(_iso20_common_types.RationalNumberType)
     ob2_.Exponent = f_2_Exponent
     ob2_.Value = f_2_Value
@@ -2059,29 +2191,41 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_3_Value = -u - 1 if sg else u
-    av -= 10
+    av -= 25
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x3c8 != 0x0:
-        raise r.fail_at(av + 10, 'WPT_ChargeLoopReqType', 'expected EE of Value, EE, SE(EVPCChargeDiagnostics), CH of EVPCChargeDiagnostics, EE of EVPCChargeDiagnostics')
-    f_EVPCChargeDiagnostics = _E_iso20_wpt_WPT_EVPCChargeDiagnosticsType[((c >> 4) & 3)]
-    ec = (c & 7)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    try:
+        f_EVPCChargeDiagnostics, ec = _T7d556890[c >> 20]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x3c800000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType', 'expected EE of Value, EE, SE(EVPCChargeDiagnostics), CH of EVPCChargeDiagnostics, EE of EVPCChargeDiagnostics') from None
+        f_EVPCChargeDiagnostics = _E_iso20_wpt_WPT_EVPCChargeDiagnosticsType[((c >> 24) & 3)]
+        ec = ((c >> 20) & 7)
     ob3_ = _new(_iso20_common_types.RationalNumberType)
     ob3_.Exponent = f_3_Exponent
     ob3_.Value = f_3_Value
@@ -2089,81 +2233,98 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
     s = 5
     s = 6
     if ec == 0:
-        av -= 22
+        av -= 10
         if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'WPT_ChargeLoopReqType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_4_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x300e0000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_4_Exponent = ((c >> 20) & 255) - 128
+        sg = ((c >> 16) & 1)
+        u = ((c >> 8) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 16)
+            c = (win >> av) & 0xffff
+            u2 = c >> 8
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 16)
+                c = (win >> av) & 0xffff
+                u2 = c >> 8
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
         f_4_Value = -u - 1 if sg else u
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
-        if c & 0xc != 0x0:
-            raise r.fail_at(av + 4, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE')
-        ec = (c & 3)
+        try:
+            ec = _T6cd14f8b[(c >> 4) & 0xf]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0xc0 != 0x0:
+                raise r.fail_at(av + 8, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE') from None
+            ec = ((c >> 4) & 3)
         ob4_ = _new(_iso20_common_types.RationalNumberType)
         ob4_.Exponent = f_4_Exponent
         ob4_.Value = f_4_Value
         f_EVPCOperatingFrequency = ob4_
         if ec == 0:
-            av -= 23
+            av -= 26
             if av < 0:
-                win, av = r.refill(av, 23)
-            c = (win >> av) & 0x7fffff
-            if c & 0x700e00 != 0x0:
-                raise r.fail_at(av + 23, 'WPT_ChargeLoopReqType[7]', 'expected SE(EVPCCoilCurrentRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_6_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x38070000 != 0x0:
+                raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType[7]', 'expected SE(EVPCCoilCurrentRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_6_Exponent = ((c >> 19) & 255) - 128
+            sg = ((c >> 15) & 1)
+            u = ((c >> 7) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 15)
+                c = (win >> av) & 0x7fff
+                u2 = c >> 7
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 15)
+                    c = (win >> av) & 0x7fff
+                    u2 = c >> 7
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 7
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 7
+                        if av < 0:
+                            win, av = r.refill(av, 7)
+                        c = (win >> av) & 0x7f
             f_6_Value = -u - 1 if sg else u
-            av -= 25
+            av -= 23
             if av < 0:
-                win, av = r.refill(av, 25)
-            c = (win >> av) & 0x1ffffff
-            if c & 0x1f00e00 != 0x0:
-                raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, SE(EVPCCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_7_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x3e01c000 != 0x0:
+                raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, SE(EVPCCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_7_Exponent = ((c >> 17) & 255) - 128
+            sg = ((c >> 13) & 1)
+            u = ((c >> 5) & 255)
             ob6_ = _new(_iso20_common_types.RationalNumberType)
             ob6_.Exponent = f_6_Exponent
             ob6_.Value = f_6_Value
@@ -2171,30 +2332,39 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 13)
+                    c = (win >> av) & 0x1fff
+                    u2 = c >> 5
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 5
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 5
+                        if av < 0:
+                            win, av = r.refill(av, 5)
+                        c = (win >> av) & 0x1f
             f_7_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
-                win, av = r.refill(av, 25)
-            c = (win >> av) & 0x1ffffff
-            if c & 0x1f00e00 != 0x0:
-                raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, SE(EVPCCurrentOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_8_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x3e01c000 != 0x0:
+                raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, SE(EVPCCurrentOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_8_Exponent = ((c >> 17) & 255) - 128
+            sg = ((c >> 13) & 1)
+            u = ((c >> 5) & 255)
             ob7_ = _new(_iso20_common_types.RationalNumberType)
             ob7_.Exponent = f_7_Exponent
             ob7_.Value = f_7_Value
@@ -2202,30 +2372,39 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 13)
+                    c = (win >> av) & 0x1fff
+                    u2 = c >> 5
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 5
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 5
+                        if av < 0:
+                            win, av = r.refill(av, 5)
+                        c = (win >> av) & 0x1f
             f_8_Value = -u - 1 if sg else u
-            av -= 25
+            av -= 23
             if av < 0:
-                win, av = r.refill(av, 25)
-            c = (win >> av) & 0x1ffffff
-            if c & 0x1f00e00 != 0x0:
-                raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, SE(EVPCVoltageOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_9_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            if c & 0xf807000 != 0x0:
+                raise r.fail_at(av + 28, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, SE(EVPCVoltageOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_9_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             ob8_ = _new(_iso20_common_types.RationalNumberType)
             ob8_.Exponent = f_8_Exponent
             ob8_.Value = f_8_Value
@@ -2233,26 +2412,31 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_9_Value = -u - 1 if sg else u
-            av -= 3
-            if av < 0:
-                win, av = r.refill(av, 3)
-            c = (win >> av) & 0x7
-            if c != 0x0:
+            if c & 0x7 != 0x0:
                 raise r.fail_at(av + 3, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, EE')
             ob9_ = _new(_iso20_common_types.RationalNumberType)
             ob9_.Exponent = f_9_Exponent
@@ -2266,7 +2450,7 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             f_EVPCPowerControlParameter = ob5_
             s = 8
         elif ec == 1:
-            av -= 9
+            av -= 5
             if av < 0:
                 win, av = r.refill(av, 9)
             c = (win >> av) & 0x1ff
@@ -2278,8 +2462,10 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -2302,46 +2488,56 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                 raise r.fail_at(av + 1, 'WPT_ChargeLoopReqType[7]', 'expected EE of ManufacturerSpecificDataContainer')
             s = 9
         elif ec == 2:
+            av += 4
             s = -1
         else:
-            raise r.fail_at(av, 'WPT_ChargeLoopReqType[7]', f'event code {ec}, expected SE(EVPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
+            raise r.fail_at(av + 4, 'WPT_ChargeLoopReqType[7]', f'event code {ec}, expected SE(EVPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
     elif ec == 1:
-        av -= 23
+        av -= 10
         if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x700e00 != 0x0:
-            raise r.fail_at(av + 23, 'WPT_ChargeLoopReqType[6]', 'expected SE(EVPCCoilCurrentRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_11_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x38070000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType[6]', 'expected SE(EVPCCoilCurrentRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_11_Exponent = ((c >> 19) & 255) - 128
+        sg = ((c >> 15) & 1)
+        u = ((c >> 7) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            u2 = c >> 7
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 15)
+                c = (win >> av) & 0x7fff
+                u2 = c >> 7
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 7
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 7
+                    if av < 0:
+                        win, av = r.refill(av, 7)
+                    c = (win >> av) & 0x7f
         f_11_Value = -u - 1 if sg else u
-        av -= 25
+        av -= 23
         if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        if c & 0x1f00e00 != 0x0:
-            raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, SE(EVPCCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_12_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x3e01c000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, SE(EVPCCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_12_Exponent = ((c >> 17) & 255) - 128
+        sg = ((c >> 13) & 1)
+        u = ((c >> 5) & 255)
         ob11_ = _new(_iso20_common_types.RationalNumberType)
         ob11_.Exponent = f_11_Exponent
         ob11_.Value = f_11_Value
@@ -2349,30 +2545,39 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 5
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 5
+                    if av < 0:
+                        win, av = r.refill(av, 5)
+                    c = (win >> av) & 0x1f
         f_12_Value = -u - 1 if sg else u
         av -= 25
         if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        if c & 0x1f00e00 != 0x0:
-            raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, SE(EVPCCurrentOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_13_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x3e01c000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, SE(EVPCCurrentOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_13_Exponent = ((c >> 17) & 255) - 128
+        sg = ((c >> 13) & 1)
+        u = ((c >> 5) & 255)
         ob12_ = _new(_iso20_common_types.RationalNumberType)
         ob12_.Exponent = f_12_Exponent
         ob12_.Value = f_12_Value
@@ -2380,30 +2585,39 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 5
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 5
+                    if av < 0:
+                        win, av = r.refill(av, 5)
+                    c = (win >> av) & 0x1f
         f_13_Value = -u - 1 if sg else u
-        av -= 25
+        av -= 23
         if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        if c & 0x1f00e00 != 0x0:
-            raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, SE(EVPCVoltageOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_14_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
+        if c & 0xf807000 != 0x0:
+            raise r.fail_at(av + 28, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, SE(EVPCVoltageOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_14_Exponent = ((c >> 15) & 255) - 128
+        sg = ((c >> 11) & 1)
+        u = ((c >> 3) & 255)
         ob13_ = _new(_iso20_common_types.RationalNumberType)
         ob13_.Exponent = f_13_Exponent
         ob13_.Value = f_13_Value
@@ -2411,26 +2625,31 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 3
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 3
+                    if av < 0:
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
         f_14_Value = -u - 1 if sg else u
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c != 0x0:
+        if c & 0x7 != 0x0:
             raise r.fail_at(av + 3, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, EE')
         ob14_ = _new(_iso20_common_types.RationalNumberType)
         ob14_.Exponent = f_14_Exponent
@@ -2444,20 +2663,19 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         f_EVPCPowerControlParameter = ob10_
         s = 8
     elif ec == 2:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
+        av += 11
+        if c & 0x80000 != 0x0:
             raise r.fail_at(av + 9, 'WPT_ChargeLoopReqType[6]', 'expected CH of ManufacturerSpecificDataContainer')
-        u = (c & 255)
+        u = ((c >> 11) & 255)
         if u > 127:
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -2480,19 +2698,17 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             raise r.fail_at(av + 1, 'WPT_ChargeLoopReqType[6]', 'expected EE of ManufacturerSpecificDataContainer')
         s = 9
     elif ec == 3:
+        av += 20
         s = -1
     else:
-        raise r.fail_at(av, 'WPT_ChargeLoopReqType[6]', f'event code {ec}, expected SE(EVPCOperatingFrequency), SE(EVPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
+        raise r.fail_at(av + 20, 'WPT_ChargeLoopReqType[6]', f'event code {ec}, expected SE(EVPCOperatingFrequency), SE(EVPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
     if s == 8:
-        av -= 2
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        ec = (c >> 9)
         if ec == 0:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
                 raise r.fail_at(av + 9, 'WPT_ChargeLoopReqType[8]', 'expected CH of ManufacturerSpecificDataContainer')
             u = (c & 255)
@@ -2501,8 +2717,10 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -2525,21 +2743,19 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                 raise r.fail_at(av + 1, 'WPT_ChargeLoopReqType[8]', 'expected EE of ManufacturerSpecificDataContainer')
             s = 9
         elif ec == 1:
+            av += 9
             s = -1
         else:
-            raise r.fail_at(av, 'WPT_ChargeLoopReqType[8]', f'event code {ec}, expected SE(ManufacturerSpecificDataContainer), EE')
+            raise r.fail_at(av + 9, 'WPT_ChargeLoopReqType[8]', f'event code {ec}, expected SE(ManufacturerSpecificDataContainer), EE')
     if s == 9:
         n = 0
         while True:
-            av -= 2
+            av -= 11
             if av < 0:
-                win, av = r.refill(av, 2)
-            ec = (win >> av) & 0x3
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            ec = (c >> 9)
             if ec == 0:
-                av -= 9
-                if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
                 if c & 0x100 != 0x0:
                     raise r.fail_at(av + 9, 'WPT_ChargeLoopReqType[9]', 'expected CH of ManufacturerSpecificDataContainer')
                 u = (c & 255)
@@ -2548,8 +2764,10 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                     if av < 0:
                         win, av = r.refill(av, 8)
                     u2 = (win >> av) & 0xff
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    if u2 > 127:
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
                         av -= 8
                         if av < 0:
                             win, av = r.refill(av, 8)
@@ -2575,10 +2793,11 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                     s = 24
                     break
             elif ec == 1:
+                av += 9
                 s = -1
                 break
             else:
-                raise r.fail_at(av, 'WPT_ChargeLoopReqType[9]', f'event code {ec}, expected SE(ManufacturerSpecificDataContainer), EE')
+                raise r.fail_at(av + 9, 'WPT_ChargeLoopReqType[9]', f'event code {ec}, expected SE(ManufacturerSpecificDataContainer), EE')
     if s == 24:
         av -= 1
         if av < 0:
@@ -3124,8 +3343,10 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -3140,64 +3361,76 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'WPT_ChargeLoopResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38000000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_ChargeLoopResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 19) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
+        u2 = c >> 19
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
+            u2 = c >> 19
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 19
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 19
+                if av < 0:
+                    win, av = r.refill(av, 19)
+                c = (win >> av) & 0x7ffff
     f_1_TimeStamp = u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c & 0x4 != 0x0:
-        raise r.fail_at(av + 3, 'WPT_ChargeLoopResType', 'expected EE of TimeStamp')
-    ec = (c & 3)
+    try:
+        ec = _Taa5bbe96[(c >> 16) & 0x7]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'WPT_ChargeLoopResType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 16) & 3)
     if ec == 0:
+        av += 16
         r.avail = av
         f_1_Signature = _d_xmldsig_SignatureType(r)
         win = r.win
         av = r.avail
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x20000000 != 0x0:
+            raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     elif ec == 1:
-        pass
+        av -= 14
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    av -= 12
-    if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
-    if c & 0xc08 != 0x0:
-        raise r.fail_at(av + 12, 'WPT_ChargeLoopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
-    iv = ((c >> 4) & 63)
+        raise r.fail_at(av + 16, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    if c & 0x30200000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_ChargeLoopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
+    iv = ((c >> 22) & 63)
     if iv >= 40:
-        raise r.fail_at(av, 'WPT_ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av + 18, 'WPT_ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    ec = (c & 7)
+    ec = ((c >> 18) & 7)
     ob1_ = _new(_iso20_common_types.MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
@@ -3206,91 +3439,106 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
     s = 1
     s = 2
     if ec == 0:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
-            raise r.fail_at(av + 10, 'WPT_ChargeLoopResType[2]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-        u = (c & 255)
+        if c & 0x30000 != 0x0:
+            raise r.fail_at(av + 18, 'WPT_ChargeLoopResType[2]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        u = ((c >> 8) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 16)
+            c = (win >> av) & 0xffff
+            u2 = c >> 8
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 16)
+                c = (win >> av) & 0xffff
+                u2 = c >> 8
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
         f_2_NotificationMaxDelay = u
-        av -= 10
+        av -= 22
         if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x38c != 0x0:
-            raise r.fail_at(av + 10, 'WPT_ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
-        iv = ((c >> 4) & 7)
-        if iv >= 6:
-            raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
-        f_2_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
-        ec = (c & 3)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        try:
+            f_2_EVSENotification, ec = _T0022799f[c >> 20]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x38c00000 != 0x0:
+                raise r.fail_at(av + 30, 'WPT_ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE') from None
+            iv = ((c >> 24) & 7)
+            if iv >= 6:
+                raise r.fail_at(av + 20, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+            f_2_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
+            ec = ((c >> 20) & 3)
         ob2_ = _new(_iso20_common_types.EVSEStatusType)
         ob2_.NotificationMaxDelay = f_2_NotificationMaxDelay
         ob2_.EVSENotification = f_2_EVSENotification
         f_EVSEStatus = ob2_
         if ec == 0:
+            av += 20
             r.avail = av
             f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
             win = r.win
             av = r.avail
             s = 4
         elif ec == 1:
+            av += 20
             r.avail = av
             f_Receipt = _d_iso20_common_types_ReceiptType(r)
             win = r.win
             av = r.avail
             s = 5
         elif ec == 2:
-            av -= 22
+            av -= 4
             if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'WPT_ChargeLoopResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'WPT_ChargeLoopResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_3_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_3_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[3]', 'expected EE of Value, EE')
             ob3_ = _new(_iso20_common_types.RationalNumberType)
             ob3_.Exponent = f_3_Exponent
@@ -3298,52 +3546,59 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             f_EVPCPowerRequest = ob3_
             s = 6
         else:
-            raise r.fail_at(av, 'WPT_ChargeLoopResType[3]', f'event code {ec}, expected SE(MeterInfo), SE(Receipt), SE(EVPCPowerRequest)')
+            raise r.fail_at(av + 20, 'WPT_ChargeLoopResType[3]', f'event code {ec}, expected SE(MeterInfo), SE(Receipt), SE(EVPCPowerRequest)')
     elif ec == 1:
+        av += 18
         r.avail = av
         f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
         win = r.win
         av = r.avail
         s = 4
     elif ec == 2:
+        av += 18
         r.avail = av
         f_Receipt = _d_iso20_common_types_ReceiptType(r)
         win = r.win
         av = r.avail
         s = 5
     elif ec == 3:
-        av -= 22
+        av -= 6
         if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'WPT_ChargeLoopResType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_4_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0xc03800 != 0x0:
+            raise r.fail_at(av + 24, 'WPT_ChargeLoopResType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_4_Exponent = ((c >> 14) & 255) - 128
+        sg = ((c >> 10) & 1)
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
         f_4_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[2]', 'expected EE of Value, EE')
         ob4_ = _new(_iso20_common_types.RationalNumberType)
         ob4_.Exponent = f_4_Exponent
@@ -3351,51 +3606,54 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         f_EVPCPowerRequest = ob4_
         s = 6
     else:
-        raise r.fail_at(av, 'WPT_ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVPCPowerRequest)')
+        raise r.fail_at(av + 18, 'WPT_ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVPCPowerRequest)')
     if s == 4:
-        av -= 2
+        av -= 26
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        ec = (c >> 24)
         if ec == 0:
+            av += 24
             r.avail = av
             f_Receipt = _d_iso20_common_types_ReceiptType(r)
             win = r.win
             av = r.avail
             s = 5
         elif ec == 1:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            if c & 0x300e00 != 0x0:
-                raise r.fail_at(av + 22, 'WPT_ChargeLoopResType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_5_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'WPT_ChargeLoopResType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_5_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_5_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[4]', 'expected EE of Value, EE')
             ob5_ = _new(_iso20_common_types.RationalNumberType)
             ob5_.Exponent = f_5_Exponent
@@ -3403,88 +3661,98 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             f_EVPCPowerRequest = ob5_
             s = 6
         else:
-            raise r.fail_at(av, 'WPT_ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), SE(EVPCPowerRequest)')
+            raise r.fail_at(av + 24, 'WPT_ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), SE(EVPCPowerRequest)')
     if s == 5:
-        av -= 23
+        av -= 25
         if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x700e00 != 0x0:
-            raise r.fail_at(av + 23, 'WPT_ChargeLoopResType[5]', 'expected SE(EVPCPowerRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        if c & 0x1c03800 != 0x0:
+            raise r.fail_at(av + 25, 'WPT_ChargeLoopResType[5]', 'expected SE(EVPCPowerRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_6_Exponent = ((c >> 14) & 255) - 128
+        sg = ((c >> 10) & 1)
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
         f_6_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[5]', 'expected EE of Value, EE')
         ob6_ = _new(_iso20_common_types.RationalNumberType)
         ob6_.Exponent = f_6_Exponent
         ob6_.Value = f_6_Value
         f_EVPCPowerRequest = ob6_
         s = 6
-    av -= 2
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    ec = (c >> 28)
     if ec == 0:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'WPT_ChargeLoopResType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_7_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+        if c & 0xc038000 != 0x0:
+            raise r.fail_at(av + 28, 'WPT_ChargeLoopResType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_7_Exponent = ((c >> 18) & 255) - 128
+        sg = ((c >> 14) & 1)
+        u = ((c >> 6) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 14)
+            c = (win >> av) & 0x3fff
+            u2 = c >> 6
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 14)
+                c = (win >> av) & 0x3fff
+                u2 = c >> 6
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 6
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 6
+                    if av < 0:
+                        win, av = r.refill(av, 6)
+                    c = (win >> av) & 0x3f
         f_7_Value = -u - 1 if sg else u
-        av -= 25
+        av -= 24
         if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        if c & 0x1f00e00 != 0x0:
-            raise r.fail_at(av + 25, 'WPT_ChargeLoopResType[6]', 'expected EE of Value, EE, SE(SPCMaxOutputPowerLimit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_8_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x3e01c000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_ChargeLoopResType[6]', 'expected EE of Value, EE, SE(SPCMaxOutputPowerLimit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_8_Exponent = ((c >> 17) & 255) - 128
+        sg = ((c >> 13) & 1)
+        u = ((c >> 5) & 255)
         ob7_ = _new(_iso20_common_types.RationalNumberType)
         ob7_.Exponent = f_7_Exponent
         ob7_.Value = f_7_Value
@@ -3492,111 +3760,133 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 5
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 5
+                    if av < 0:
+                        win, av = r.refill(av, 5)
+                    c = (win >> av) & 0x1f
         f_8_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[6]', 'expected EE of Value, EE')
+        if c & 0x18 != 0x0:
+            raise r.fail_at(av + 5, 'WPT_ChargeLoopResType[6]', 'expected EE of Value, EE')
         ob8_ = _new(_iso20_common_types.RationalNumberType)
         ob8_.Exponent = f_8_Exponent
         ob8_.Value = f_8_Value
         f_SPCMaxOutputPowerLimit = ob8_
         s = 8
-    elif ec == 1:
-        av -= 22
+        av -= 27
         if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'WPT_ChargeLoopResType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_9_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    elif ec == 1:
+        if c & 0xc038000 != 0x0:
+            raise r.fail_at(av + 28, 'WPT_ChargeLoopResType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_9_Exponent = ((c >> 18) & 255) - 128
+        sg = ((c >> 14) & 1)
+        u = ((c >> 6) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 14)
+            c = (win >> av) & 0x3fff
+            u2 = c >> 6
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 14)
+                c = (win >> av) & 0x3fff
+                u2 = c >> 6
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 6
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 6
+                    if av < 0:
+                        win, av = r.refill(av, 6)
+                    c = (win >> av) & 0x3f
         f_9_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[6]', 'expected EE of Value, EE')
+        if c & 0x30 != 0x0:
+            raise r.fail_at(av + 6, 'WPT_ChargeLoopResType[6]', 'expected EE of Value, EE')
         ob9_ = _new(_iso20_common_types.RationalNumberType)
         ob9_.Exponent = f_9_Exponent
         ob9_.Value = f_9_Value
         f_SPCMaxOutputPowerLimit = ob9_
+        av -= 26
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
         s = 8
     else:
-        raise r.fail_at(av, 'WPT_ChargeLoopResType[6]', f'event code {ec}, expected SE(SDPowerInput), SE(SPCMaxOutputPowerLimit)')
-    av -= 23
-    if av < 0:
-        win, av = r.refill(av, 23)
-    c = (win >> av) & 0x7fffff
-    if c & 0x700e00 != 0x0:
-        raise r.fail_at(av + 23, 'WPT_ChargeLoopResType', 'expected SE(SPCMinOutputPowerLimit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_10_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        raise r.fail_at(av + 28, 'WPT_ChargeLoopResType[6]', f'event code {ec}, expected SE(SDPowerInput), SE(SPCMaxOutputPowerLimit)')
+    if c & 0x38070000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_ChargeLoopResType', 'expected SE(SPCMinOutputPowerLimit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_10_Exponent = ((c >> 19) & 255) - 128
+    sg = ((c >> 15) & 1)
+    u = ((c >> 7) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 15)
+        c = (win >> av) & 0x7fff
+        u2 = c >> 7
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            u2 = c >> 7
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 7
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 7
+                if av < 0:
+                    win, av = r.refill(av, 7)
+                c = (win >> av) & 0x7f
     f_10_Value = -u - 1 if sg else u
-    av -= 11
+    av -= 23
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x788 != 0x0:
-        raise r.fail_at(av + 11, 'WPT_ChargeLoopResType', 'expected EE of Value, EE, SE(SPCChargeDiagnostics), CH of SPCChargeDiagnostics, EE of SPCChargeDiagnostics')
-    iv = ((c >> 4) & 7)
-    if iv >= 6:
-        raise r.fail_at(av, 'WPT_ChargeLoopResType.SPCChargeDiagnostics', f'enumeration index {iv}')
-    f_SPCChargeDiagnostics = _E_iso20_wpt_WPT_SPCChargeDiagnosticsType[iv]
-    ec = (c & 7)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    try:
+        f_SPCChargeDiagnostics, ec = _T675969a0[c >> 19]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x3c400000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_ChargeLoopResType', 'expected EE of Value, EE, SE(SPCChargeDiagnostics), CH of SPCChargeDiagnostics, EE of SPCChargeDiagnostics') from None
+        iv = ((c >> 23) & 7)
+        if iv >= 6:
+            raise r.fail_at(av + 19, 'WPT_ChargeLoopResType.SPCChargeDiagnostics', f'enumeration index {iv}') from None
+        f_SPCChargeDiagnostics = _E_iso20_wpt_WPT_SPCChargeDiagnosticsType[iv]
+        ec = ((c >> 19) & 7)
     ob10_ = _new(_iso20_common_types.RationalNumberType)
     ob10_.Exponent = f_10_Exponent
     ob10_.Value = f_10_Value
@@ -3604,77 +3894,90 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
     s = 9
     s = 10
     if ec == 0:
-        av -= 22
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'WPT_ChargeLoopResType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_11_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x300e0000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_ChargeLoopResType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_11_Exponent = ((c >> 20) & 255) - 128
+        sg = ((c >> 16) & 1)
+        u = ((c >> 8) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 16)
+            c = (win >> av) & 0xffff
+            u2 = c >> 8
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 16)
+                c = (win >> av) & 0xffff
+                u2 = c >> 8
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
         f_11_Value = -u - 1 if sg else u
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
-        if c & 0xc != 0x0:
-            raise r.fail_at(av + 4, 'WPT_ChargeLoopResType[10]', 'expected EE of Value, EE')
-        ec = (c & 3)
+        try:
+            ec = _T6cd14f8b[(c >> 4) & 0xf]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0xc0 != 0x0:
+                raise r.fail_at(av + 8, 'WPT_ChargeLoopResType[10]', 'expected EE of Value, EE') from None
+            ec = ((c >> 4) & 3)
         ob11_ = _new(_iso20_common_types.RationalNumberType)
         ob11_.Exponent = f_11_Exponent
         ob11_.Value = f_11_Value
         f_SPCOperatingFrequency = ob11_
         if ec == 0:
-            av -= 23
+            av -= 22
             if av < 0:
-                win, av = r.refill(av, 23)
-            c = (win >> av) & 0x7fffff
-            if c & 0x700e00 != 0x0:
-                raise r.fail_at(av + 23, 'WPT_ChargeLoopResType[11]', 'expected SE(SPCPrimaryDeviceCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_13_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 26)
+            c = (win >> av) & 0x3ffffff
+            if c & 0x3807000 != 0x0:
+                raise r.fail_at(av + 26, 'WPT_ChargeLoopResType[11]', 'expected SE(SPCPrimaryDeviceCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_13_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_13_Value = -u - 1 if sg else u
-            av -= 3
-            if av < 0:
-                win, av = r.refill(av, 3)
-            c = (win >> av) & 0x7
-            if c != 0x0:
+            if c & 0x7 != 0x0:
                 raise r.fail_at(av + 3, 'WPT_ChargeLoopResType[11]', 'expected EE of Value, EE, EE')
             ob13_ = _new(_iso20_common_types.RationalNumberType)
             ob13_.Exponent = f_13_Exponent
@@ -3685,7 +3988,7 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             f_SPCPowerControlParameter = ob12_
             s = 12
         elif ec == 1:
-            av -= 9
+            av -= 5
             if av < 0:
                 win, av = r.refill(av, 9)
             c = (win >> av) & 0x1ff
@@ -3697,8 +4000,10 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -3721,42 +4026,48 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                 raise r.fail_at(av + 1, 'WPT_ChargeLoopResType[11]', 'expected EE of ManufacturerSpecificDataContainer')
             s = 13
         elif ec == 2:
+            av += 4
             s = -1
         else:
-            raise r.fail_at(av, 'WPT_ChargeLoopResType[11]', f'event code {ec}, expected SE(SPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
+            raise r.fail_at(av + 4, 'WPT_ChargeLoopResType[11]', f'event code {ec}, expected SE(SPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
     elif ec == 1:
-        av -= 23
+        av -= 7
         if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x700e00 != 0x0:
-            raise r.fail_at(av + 23, 'WPT_ChargeLoopResType[10]', 'expected SE(SPCPrimaryDeviceCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_15_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        if c & 0x3807000 != 0x0:
+            raise r.fail_at(av + 26, 'WPT_ChargeLoopResType[10]', 'expected SE(SPCPrimaryDeviceCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_15_Exponent = ((c >> 15) & 255) - 128
+        sg = ((c >> 11) & 1)
+        u = ((c >> 3) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 3
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 3
+                    if av < 0:
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
         f_15_Value = -u - 1 if sg else u
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c != 0x0:
+        if c & 0x7 != 0x0:
             raise r.fail_at(av + 3, 'WPT_ChargeLoopResType[10]', 'expected EE of Value, EE, EE')
         ob15_ = _new(_iso20_common_types.RationalNumberType)
         ob15_.Exponent = f_15_Exponent
@@ -3767,20 +4078,19 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         f_SPCPowerControlParameter = ob14_
         s = 12
     elif ec == 2:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
+        av += 10
+        if c & 0x40000 != 0x0:
             raise r.fail_at(av + 9, 'WPT_ChargeLoopResType[10]', 'expected CH of ManufacturerSpecificDataContainer')
-        u = (c & 255)
+        u = ((c >> 10) & 255)
         if u > 127:
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -3803,19 +4113,17 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             raise r.fail_at(av + 1, 'WPT_ChargeLoopResType[10]', 'expected EE of ManufacturerSpecificDataContainer')
         s = 13
     elif ec == 3:
+        av += 19
         s = -1
     else:
-        raise r.fail_at(av, 'WPT_ChargeLoopResType[10]', f'event code {ec}, expected SE(SPCOperatingFrequency), SE(SPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
+        raise r.fail_at(av + 19, 'WPT_ChargeLoopResType[10]', f'event code {ec}, expected SE(SPCOperatingFrequency), SE(SPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
     if s == 12:
-        av -= 2
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        ec = (c >> 9)
         if ec == 0:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
                 raise r.fail_at(av + 9, 'WPT_ChargeLoopResType[12]', 'expected CH of ManufacturerSpecificDataContainer')
             u = (c & 255)
@@ -3824,8 +4132,10 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -3848,21 +4158,19 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                 raise r.fail_at(av + 1, 'WPT_ChargeLoopResType[12]', 'expected EE of ManufacturerSpecificDataContainer')
             s = 13
         elif ec == 1:
+            av += 9
             s = -1
         else:
-            raise r.fail_at(av, 'WPT_ChargeLoopResType[12]', f'event code {ec}, expected SE(ManufacturerSpecificDataContainer), EE')
+            raise r.fail_at(av + 9, 'WPT_ChargeLoopResType[12]', f'event code {ec}, expected SE(ManufacturerSpecificDataContainer), EE')
     if s == 13:
         n = 0
         while True:
-            av -= 2
+            av -= 11
             if av < 0:
-                win, av = r.refill(av, 2)
-            ec = (win >> av) & 0x3
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            ec = (c >> 9)
             if ec == 0:
-                av -= 9
-                if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
                 if c & 0x100 != 0x0:
                     raise r.fail_at(av + 9, 'WPT_ChargeLoopResType[13]', 'expected CH of ManufacturerSpecificDataContainer')
                 u = (c & 255)
@@ -3871,8 +4179,10 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                     if av < 0:
                         win, av = r.refill(av, 8)
                     u2 = (win >> av) & 0xff
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    if u2 > 127:
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
                         av -= 8
                         if av < 0:
                             win, av = r.refill(av, 8)
@@ -3898,10 +4208,11 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                     s = 28
                     break
             elif ec == 1:
+                av += 9
                 s = -1
                 break
             else:
-                raise r.fail_at(av, 'WPT_ChargeLoopResType[13]', f'event code {ec}, expected SE(ManufacturerSpecificDataContainer), EE')
+                raise r.fail_at(av + 9, 'WPT_ChargeLoopResType[13]', f'event code {ec}, expected SE(ManufacturerSpecificDataContainer), EE')
     if s == 28:
         av -= 1
         if av < 0:
@@ -4532,8 +4843,10 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -4548,62 +4861,74 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38000000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 19) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
+        u2 = c >> 19
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
+            u2 = c >> 19
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 19
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 19
+                if av < 0:
+                    win, av = r.refill(av, 19)
+                c = (win >> av) & 0x7ffff
     f_1_TimeStamp = u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c & 0x4 != 0x0:
-        raise r.fail_at(av + 3, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of TimeStamp')
-    ec = (c & 3)
+    try:
+        ec = _Taa5bbe96[(c >> 16) & 0x7]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 16) & 3)
     if ec == 0:
+        av += 16
         r.avail = av
         f_1_Signature = _d_xmldsig_SignatureType(r)
         win = r.win
         av = r.avail
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x20000000 != 0x0:
+            raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     elif ec == 1:
-        pass
+        av -= 14
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    av -= 23
-    if av < 0:
-        win, av = r.refill(av, 23)
-    c = (win >> av) & 0x7fffff
-    if c & 0x700e00 != 0x0:
-        raise r.fail_at(av + 23, 'WPT_ChargeParameterDiscoveryReqType', 'expected SE(EVPCMaxReceivablePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_2_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        raise r.fail_at(av + 16, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    if c & 0x38070000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_ChargeParameterDiscoveryReqType', 'expected SE(EVPCMaxReceivablePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_2_Exponent = ((c >> 19) & 255) - 128
+    sg = ((c >> 15) & 1)
+    u = ((c >> 7) & 255)
     ob1_ = _new(_iso20_common_types.MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
@@ -4613,28 +4938,37 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 15)
+        c = (win >> av) & 0x7fff
+        u2 = c >> 7
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            u2 = c >> 7
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 7
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 7
+                if av < 0:
+                    win, av = r.refill(av, 7)
+                c = (win >> av) & 0x7f
     f_2_Value = -u - 1 if sg else u
-    av -= 12
+    av -= 23
     if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
-    if c & 0xf00 != 0x0:
-        raise r.fail_at(av + 12, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of Value, EE, SE(SDMaxGroundClearence), CH of SDMaxGroundClearence')
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3c000000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of Value, EE, SE(SDMaxGroundClearence), CH of SDMaxGroundClearence')
+    u = ((c >> 18) & 255)
     ob2_ = _new(_iso20_common_types.RationalNumberType)
     ob2_.Exponent = f_2_Exponent
     ob2_.Value = f_2_Value
@@ -4643,82 +4977,104 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        u2 = c >> 18
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 26)
+            c = (win >> av) & 0x3ffffff
+            u2 = c >> 18
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 18
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 18
+                if av < 0:
+                    win, av = r.refill(av, 18)
+                c = (win >> av) & 0x3ffff
     f_SDMaxGroundClearence = u
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of SDMaxGroundClearence, SE(SDMinGroundClearence), CH of SDMinGroundClearence')
-    u = (c & 255)
+    if c & 0x38000 != 0x0:
+        raise r.fail_at(av + 18, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of SDMaxGroundClearence, SE(SDMinGroundClearence), CH of SDMinGroundClearence')
+    u = ((c >> 7) & 255)
     s = 3
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 15)
+        c = (win >> av) & 0x7fff
+        u2 = c >> 7
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            u2 = c >> 7
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 7
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 7
+                if av < 0:
+                    win, av = r.refill(av, 7)
+                c = (win >> av) & 0x7f
     f_SDMinGroundClearence = u
-    av -= 24
+    av -= 23
     if av < 0:
-        win, av = r.refill(av, 24)
-    c = (win >> av) & 0xffffff
-    if c & 0xf00e00 != 0x0:
-        raise r.fail_at(av + 24, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of SDMinGroundClearence, SE(EVPCNaturalFrequency), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_3_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3c038000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of SDMinGroundClearence, SE(EVPCNaturalFrequency), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_3_Exponent = ((c >> 18) & 255) - 128
+    sg = ((c >> 14) & 1)
+    u = ((c >> 6) & 255)
     s = 4
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 14)
+        c = (win >> av) & 0x3fff
+        u2 = c >> 6
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 14)
+            c = (win >> av) & 0x3fff
+            u2 = c >> 6
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 6
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 6
+                if av < 0:
+                    win, av = r.refill(av, 6)
+                c = (win >> av) & 0x3f
     f_3_Value = -u - 1 if sg else u
-    av -= 6
-    if av < 0:
-        win, av = r.refill(av, 6)
-    c = (win >> av) & 0x3f
-    if c & 0x3d != 0x0:
-        raise r.fail_at(av + 6, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of Value, EE, SE(EVPCDeviceLocalControl), CH of EVPCDeviceLocalControl, EE of EVPCDeviceLocalControl')
-    f_EVPCDeviceLocalControl = ((c >> 1) & 1) == 1
+    try:
+        f_EVPCDeviceLocalControl = _Te0eecdb5[c & 0x3f]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x3d != 0x0:
+            raise r.fail_at(av + 6, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of Value, EE, SE(EVPCDeviceLocalControl), CH of EVPCDeviceLocalControl, EE of EVPCDeviceLocalControl') from None
+        f_EVPCDeviceLocalControl = ((c >> 1) & 1) == 1
     ob3_ = _new(_iso20_common_types.RationalNumberType)
     ob3_.Exponent = f_3_Exponent
     ob3_.Value = f_3_Value
@@ -4727,15 +5083,12 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
     s = 6
     n = 0
     while True:
-        av -= 2
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        ec = (c >> 9)
         if ec == 0:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
                 raise r.fail_at(av + 9, 'WPT_ChargeParameterDiscoveryReqType[6]', 'expected CH of VendorSpecificDataContainer')
             u = (c & 255)
@@ -4744,8 +5097,10 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -4771,10 +5126,11 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
                 s = 22
                 break
         elif ec == 1:
+            av += 9
             s = -1
             break
         else:
-            raise r.fail_at(av, 'WPT_ChargeParameterDiscoveryReqType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
+            raise r.fail_at(av + 9, 'WPT_ChargeParameterDiscoveryReqType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
     if s == 22:
         av -= 1
         if av < 0:
@@ -4990,8 +5346,10 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -5006,57 +5364,69 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38000000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 19) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
+        u2 = c >> 19
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
+            u2 = c >> 19
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 19
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 19
+                if av < 0:
+                    win, av = r.refill(av, 19)
+                c = (win >> av) & 0x7ffff
     f_1_TimeStamp = u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c & 0x4 != 0x0:
-        raise r.fail_at(av + 3, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of TimeStamp')
-    ec = (c & 3)
+    try:
+        ec = _Taa5bbe96[(c >> 16) & 0x7]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 16) & 3)
     if ec == 0:
+        av += 16
         r.avail = av
         f_1_Signature = _d_xmldsig_SignatureType(r)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 30
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x20000000 != 0x0:
+            raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 37)
+        c = (win >> av) & 0x1fffffffff
     elif ec == 1:
-        pass
+        av -= 21
+        if av < 0:
+            win, av = r.refill(av, 37)
+        c = (win >> av) & 0x1fffffffff
     else:
-        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    av -= 37
-    if av < 0:
-        win, av = r.refill(av, 37)
-    c = (win >> av) & 0x1fffffffff
+        raise r.fail_at(av + 16, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x181cf00e00 != 0x0:
         raise r.fail_at(av + 37, 'WPT_ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PDInputPowerClass), CH of PDInputPowerClass, EE of PDInputPowerClass, SE(SDMinOutputPower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     iv = ((c >> 29) & 63)
@@ -5080,8 +5450,10 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -5093,15 +5465,15 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
                 win = r.win
                 av = r.avail
     f_2_Value = -u - 1 if sg else u
-    av -= 25
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of Value, EE, SE(SDMaxOutputPower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_3_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of Value, EE, SE(SDMaxOutputPower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_3_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob2_ = _new(_iso20_common_types.RationalNumberType)
     ob2_.Exponent = f_2_Exponent
     ob2_.Value = f_2_Value
@@ -5110,28 +5482,37 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_3_Value = -u - 1 if sg else u
-    av -= 12
+    av -= 25
     if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
-    if c & 0xf00 != 0x0:
-        raise r.fail_at(av + 12, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of Value, EE, SE(SDMaxGroundClearanceSupport), CH of SDMaxGroundClearanceSupport')
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3c000000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of Value, EE, SE(SDMaxGroundClearanceSupport), CH of SDMaxGroundClearanceSupport')
+    u = ((c >> 18) & 255)
     ob3_ = _new(_iso20_common_types.RationalNumberType)
     ob3_.Exponent = f_3_Exponent
     ob3_.Value = f_3_Value
@@ -5140,84 +5521,107 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        u2 = c >> 18
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 26)
+            c = (win >> av) & 0x3ffffff
+            u2 = c >> 18
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 18
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 18
+                if av < 0:
+                    win, av = r.refill(av, 18)
+                c = (win >> av) & 0x3ffff
     f_SDMaxGroundClearanceSupport = u
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of SDMaxGroundClearanceSupport, SE(SDMinGroundClearanceSupport), CH of SDMinGroundClearanceSupport')
-    u = (c & 255)
+    if c & 0x38000 != 0x0:
+        raise r.fail_at(av + 18, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of SDMaxGroundClearanceSupport, SE(SDMinGroundClearanceSupport), CH of SDMinGroundClearanceSupport')
+    u = ((c >> 7) & 255)
     s = 6
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 15)
+        c = (win >> av) & 0x7fff
+        u2 = c >> 7
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            u2 = c >> 7
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 7
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 7
+                if av < 0:
+                    win, av = r.refill(av, 7)
+                c = (win >> av) & 0x7f
     f_SDMinGroundClearanceSupport = u
-    av -= 24
+    av -= 23
     if av < 0:
-        win, av = r.refill(av, 24)
-    c = (win >> av) & 0xffffff
-    if c & 0xf00e00 != 0x0:
-        raise r.fail_at(av + 24, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of SDMinGroundClearanceSupport, SE(PDMinCoilCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_4_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3c038000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of SDMinGroundClearanceSupport, SE(PDMinCoilCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_4_Exponent = ((c >> 18) & 255) - 128
+    sg = ((c >> 14) & 1)
+    u = ((c >> 6) & 255)
     s = 7
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 14)
+        c = (win >> av) & 0x3fff
+        u2 = c >> 6
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 14)
+            c = (win >> av) & 0x3fff
+            u2 = c >> 6
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 6
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 6
+                if av < 0:
+                    win, av = r.refill(av, 6)
+                c = (win >> av) & 0x3f
     f_4_Value = -u - 1 if sg else u
-    av -= 25
+    av -= 21
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of Value, EE, SE(PDMaxCoilCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_5_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 27)
+    c = (win >> av) & 0x7ffffff
+    if c & 0x7c03800 != 0x0:
+        raise r.fail_at(av + 27, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of Value, EE, SE(PDMaxCoilCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_5_Exponent = ((c >> 14) & 255) - 128
+    sg = ((c >> 10) & 1)
+    u = ((c >> 2) & 255)
     ob4_ = _new(_iso20_common_types.RationalNumberType)
     ob4_.Exponent = f_4_Exponent
     ob4_.Value = f_4_Value
@@ -5226,26 +5630,31 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        u2 = c >> 2
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 2
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
     f_5_Value = -u - 1 if sg else u
-    av -= 2
-    if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    if c != 0x0:
+    if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of Value, EE')
     ob5_ = _new(_iso20_common_types.RationalNumberType)
     ob5_.Exponent = f_5_Exponent
@@ -5254,15 +5663,12 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
     s = 9
     n = 0
     while True:
-        av -= 2
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        ec = (c >> 9)
         if ec == 0:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
                 raise r.fail_at(av + 9, 'WPT_ChargeParameterDiscoveryResType[9]', 'expected CH of SDManufacturerSpecificDataContainer')
             u = (c & 255)
@@ -5271,8 +5677,10 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -5298,10 +5706,11 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
                 s = 25
                 break
         elif ec == 1:
+            av += 9
             s = -1
             break
         else:
-            raise r.fail_at(av, 'WPT_ChargeParameterDiscoveryResType[9]', f'event code {ec}, expected SE(SDManufacturerSpecificDataContainer), EE')
+            raise r.fail_at(av + 9, 'WPT_ChargeParameterDiscoveryResType[9]', f'event code {ec}, expected SE(SDManufacturerSpecificDataContainer), EE')
     if s == 25:
         av -= 1
         if av < 0:
@@ -5566,89 +5975,117 @@ def _d_iso20_wpt_WPT_CoordinateXYZType(r: BitReader) -> _iso20_wpt.WPT_Coordinat
     f_Coord_X: int
     f_Coord_Y: int
     f_Coord_Z: int
-    av -= 11
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x600 != 0x0:
-        raise r.fail_at(av + 11, 'WPT_CoordinateXYZType', 'expected SE(Coord_X), CH of Coord_X')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    try:
+        sg = _Tc1962e75[c >> 27]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x30000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_CoordinateXYZType', 'expected SE(Coord_X), CH of Coord_X') from None
+        sg = ((c >> 27) & 1)
+    u = ((c >> 19) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
+        u2 = c >> 19
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
+            u2 = c >> 19
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 19
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 19
+                if av < 0:
+                    win, av = r.refill(av, 19)
+                c = (win >> av) & 0x7ffff
     f_Coord_X = -u - 1 if sg else u
-    av -= 12
-    if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
-    if c & 0xe00 != 0x0:
-        raise r.fail_at(av + 12, 'WPT_CoordinateXYZType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+    try:
+        sg = _T143a83e6[(c >> 15) & 0xf]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x70000 != 0x0:
+            raise r.fail_at(av + 19, 'WPT_CoordinateXYZType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
+        sg = ((c >> 15) & 1)
+    u = ((c >> 7) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 15)
+        c = (win >> av) & 0x7fff
+        u2 = c >> 7
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            u2 = c >> 7
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 7
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 7
+                if av < 0:
+                    win, av = r.refill(av, 7)
+                c = (win >> av) & 0x7f
     f_Coord_Y = -u - 1 if sg else u
-    av -= 12
+    av -= 7
     if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
-    if c & 0xe00 != 0x0:
-        raise r.fail_at(av + 12, 'WPT_CoordinateXYZType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 14)
+    c = (win >> av) & 0x3fff
+    try:
+        sg = _T143a83e6[c >> 10]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x3800 != 0x0:
+            raise r.fail_at(av + 14, 'WPT_CoordinateXYZType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
+        sg = ((c >> 10) & 1)
+    u = ((c >> 2) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        u2 = c >> 2
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 2
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
     f_Coord_Z = -u - 1 if sg else u
-    av -= 2
-    if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    if c != 0x0:
+    if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'WPT_CoordinateXYZType', 'expected EE of Coord_Z, EE')
     r.avail = av
     ob = _new(_iso20_wpt.WPT_CoordinateXYZType)
@@ -5743,42 +6180,51 @@ def _d_iso20_wpt_WPT_EVPCPowerControlParameterType(r: BitReader) -> _iso20_wpt.W
     f_EVPCCoilCurrentInformation: _iso20_common_types.RationalNumberType
     f_EVPCCurrentOutputInformation: _iso20_common_types.RationalNumberType
     f_EVPCVoltageOutputInformation: _iso20_common_types.RationalNumberType
-    av -= 23
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 23)
-    c = (win >> av) & 0x7fffff
-    if c & 0x700e00 != 0x0:
-        raise r.fail_at(av + 23, 'WPT_EVPCPowerControlParameterType', 'expected SE(EVPCCoilCurrentRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38070000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_EVPCPowerControlParameterType', 'expected SE(EVPCCoilCurrentRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 19) & 255) - 128
+    sg = ((c >> 15) & 1)
+    u = ((c >> 7) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 15)
+        c = (win >> av) & 0x7fff
+        u2 = c >> 7
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            u2 = c >> 7
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 7
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 7
+                if av < 0:
+                    win, av = r.refill(av, 7)
+                c = (win >> av) & 0x7f
     f_1_Value = -u - 1 if sg else u
-    av -= 25
+    av -= 23
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'WPT_EVPCPowerControlParameterType', 'expected EE of Value, EE, SE(EVPCCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_2_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_EVPCPowerControlParameterType', 'expected EE of Value, EE, SE(EVPCCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_2_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob1_ = _new(_iso20_common_types.RationalNumberType)
     ob1_.Exponent = f_1_Exponent
     ob1_.Value = f_1_Value
@@ -5786,30 +6232,39 @@ def _d_iso20_wpt_WPT_EVPCPowerControlParameterType(r: BitReader) -> _iso20_wpt.W
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_2_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'WPT_EVPCPowerControlParameterType', 'expected EE of Value, EE, SE(EVPCCurrentOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_3_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_EVPCPowerControlParameterType', 'expected EE of Value, EE, SE(EVPCCurrentOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_3_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     ob2_ = _new(_iso20_common_types.RationalNumberType)
     ob2_.Exponent = f_2_Exponent
     ob2_.Value = f_2_Value
@@ -5817,30 +6272,39 @@ def _d_iso20_wpt_WPT_EVPCPowerControlParameterType(r: BitReader) -> _iso20_wpt.W
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_3_Value = -u - 1 if sg else u
-    av -= 25
+    av -= 23
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'WPT_EVPCPowerControlParameterType', 'expected EE of Value, EE, SE(EVPCVoltageOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_4_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 28)
+    c = (win >> av) & 0xfffffff
+    if c & 0xf807000 != 0x0:
+        raise r.fail_at(av + 28, 'WPT_EVPCPowerControlParameterType', 'expected EE of Value, EE, SE(EVPCVoltageOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_4_Exponent = ((c >> 15) & 255) - 128
+    sg = ((c >> 11) & 1)
+    u = ((c >> 3) & 255)
     ob3_ = _new(_iso20_common_types.RationalNumberType)
     ob3_.Exponent = f_3_Exponent
     ob3_.Value = f_3_Value
@@ -5848,26 +6312,31 @@ def _d_iso20_wpt_WPT_EVPCPowerControlParameterType(r: BitReader) -> _iso20_wpt.W
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        u2 = c >> 3
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 3
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
     f_4_Value = -u - 1 if sg else u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c != 0x0:
+    if c & 0x7 != 0x0:
         raise r.fail_at(av + 3, 'WPT_EVPCPowerControlParameterType', 'expected EE of Value, EE, EE')
     ob4_ = _new(_iso20_common_types.RationalNumberType)
     ob4_.Exponent = f_4_Exponent
@@ -6033,15 +6502,12 @@ def _d_iso20_wpt_WPT_FinePositioningMethodListType(r: BitReader) -> _iso20_wpt.W
     s = 1
     n = 0
     while True:
-        av -= 2
+        av -= 7
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 7)
+        c = (win >> av) & 0x7f
+        ec = (c >> 5)
         if ec == 0:
-            av -= 5
-            if av < 0:
-                win, av = r.refill(av, 5)
-            c = (win >> av) & 0x1f
             if c & 0x11 != 0x0:
                 raise r.fail_at(av + 5, 'WPT_FinePositioningMethodListType[1]', 'expected CH of WPT_FinePositioningMethod, EE of WPT_FinePositioningMethod')
             iv = ((c >> 1) & 7)
@@ -6053,10 +6519,11 @@ def _d_iso20_wpt_WPT_FinePositioningMethodListType(r: BitReader) -> _iso20_wpt.W
                 s = 8
                 break
         elif ec == 1:
+            av += 5
             s = -1
             break
         else:
-            raise r.fail_at(av, 'WPT_FinePositioningMethodListType[1]', f'event code {ec}, expected SE(WPT_FinePositioningMethod), EE')
+            raise r.fail_at(av + 5, 'WPT_FinePositioningMethodListType[1]', f'event code {ec}, expected SE(WPT_FinePositioningMethod), EE')
     if s == 8:
         av -= 1
         if av < 0:
@@ -6133,8 +6600,10 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader) -> _iso20_wpt.WPT_Fine
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -6149,67 +6618,75 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader) -> _iso20_wpt.WPT_Fine
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 24
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'WPT_FinePositioningReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = (c & 255)
+        win, av = r.refill(av, 24)
+    c = (win >> av) & 0xffffff
+    if c & 0xe00000 != 0x0:
+        raise r.fail_at(av + 24, 'WPT_FinePositioningReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 13) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 21)
+        c = (win >> av) & 0x1fffff
+        u2 = c >> 13
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 21)
+            c = (win >> av) & 0x1fffff
+            u2 = c >> 13
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 13
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 13
+                if av < 0:
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
     f_1_TimeStamp = u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c & 0x4 != 0x0:
-        raise r.fail_at(av + 3, 'WPT_FinePositioningReqType', 'expected EE of TimeStamp')
-    ec = (c & 3)
+    try:
+        ec = _Taa5bbe96[(c >> 10) & 0x7]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x1000 != 0x0:
+            raise r.fail_at(av + 13, 'WPT_FinePositioningReqType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 10) & 3)
     if ec == 0:
+        av += 10
         r.avail = av
         f_1_Signature = _d_xmldsig_SignatureType(r)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'MessageHeaderType[2]', 'expected EE')
     elif ec == 1:
         pass
     else:
-        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    av -= 10
-    if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x339 != 0x0:
-        raise r.fail_at(av + 10, 'WPT_FinePositioningReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing, SE(EVResultCode), CH of EVResultCode, EE of EVResultCode')
-    iv = ((c >> 6) & 3)
-    if iv >= 3:
-        raise r.fail_at(av, 'WPT_FinePositioningReqType.EVProcessing', f'enumeration index {iv}')
-    f_EVProcessing = _E_iso20_common_types_processingType[iv]
-    iv = ((c >> 1) & 3)
-    if iv >= 3:
-        raise r.fail_at(av, 'WPT_FinePositioningReqType.EVResultCode', f'enumeration index {iv}')
-    f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
+        raise r.fail_at(av + 10, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    try:
+        f_EVProcessing, f_EVResultCode = _T692aa52a[c & 0x3ff]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x339 != 0x0:
+            raise r.fail_at(av + 10, 'WPT_FinePositioningReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing, SE(EVResultCode), CH of EVResultCode, EE of EVResultCode') from None
+        iv = ((c >> 6) & 3)
+        if iv >= 3:
+            raise r.fail_at(av, 'WPT_FinePositioningReqType.EVProcessing', f'enumeration index {iv}') from None
+        f_EVProcessing = _E_iso20_common_types_processingType[iv]
+        iv = ((c >> 1) & 3)
+        if iv >= 3:
+            raise r.fail_at(av, 'WPT_FinePositioningReqType.EVResultCode', f'enumeration index {iv}') from None
+        f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
     ob1_ = _new(_iso20_common_types.MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
@@ -6220,25 +6697,25 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader) -> _iso20_wpt.WPT_Fine
     s = 3
     n = 0
     while True:
-        av -= 2
+        av -= 28
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
+        ec = (c >> 26)
         if ec == 0:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            if c & 0x100 != 0x0:
+            av += 17
+            if c & 0x2000000 != 0x0:
                 raise r.fail_at(av + 9, 'WPT_FinePositioningReqType[3]', 'expected CH of VendorSpecificDataContainer')
-            u = (c & 255)
+            u = ((c >> 17) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -6264,64 +6741,48 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader) -> _iso20_wpt.WPT_Fine
                 s = 20
                 break
         elif ec == 1:
-            av -= 25
-            if av < 0:
-                win, av = r.refill(av, 25)
-            c = (win >> av) & 0x1ffffff
-            if c & 0x1807804 != 0x0:
-                raise r.fail_at(av + 25, 'WPT_FinePositioningReqType[3]', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage), SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
-            f_2_NumPackages = ((c >> 15) & 255)
-            f_3_PackageIndex = ((c >> 3) & 255)
-            ec = (c & 3)
+            if c & 0x300f008 != 0x0:
+                raise r.fail_at(av + 26, 'WPT_FinePositioningReqType[3]', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage), SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
+            f_2_NumPackages = ((c >> 16) & 255)
+            f_3_PackageIndex = ((c >> 4) & 255)
+            ec = ((c >> 1) & 3)
             f_3_LF_TxData: _iso20_wpt.WPT_LF_TxDataListType | None = None
             f_3_LF_RxData: _iso20_wpt.WPT_LF_RxDataListType | None = None
             if ec == 0:
-                av -= 1
-                if av < 0:
-                    win, av = r.refill(av, 1)
-                c = (win >> av) & 0x1
-                if c:
+                if c & 0x1 != 0x0:
                     raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_TxDataList)')
                 r.avail = av
                 f_4_WPT_LF_TxDataList = _d_iso20_wpt_WPT_LF_TxDataType(r)
                 win = r.win
                 av = r.avail
-                av -= 1
+                av -= 3
                 if av < 0:
-                    win, av = r.refill(av, 1)
-                c = (win >> av) & 0x1
-                if c:
-                    raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected EE')
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+                if c & 0x4 != 0x0:
+                    raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected EE')
                 ob4_ = _new(_iso20_wpt.WPT_LF_TxDataListType)
                 ob4_.WPT_LF_TxDataList = f_4_WPT_LF_TxDataList
                 f_3_LF_TxData = ob4_
             elif ec == 1:
-                av -= 1
-                if av < 0:
-                    win, av = r.refill(av, 1)
-                c = (win >> av) & 0x1
-                if c:
+                if c & 0x1 != 0x0:
                     raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList)')
                 r.avail = av
                 f_5_WPT_LF_RxDataList = _d_iso20_wpt_WPT_LF_RxDataType(r)
                 win = r.win
                 av = r.avail
-                av -= 1
+                av -= 3
                 if av < 0:
-                    win, av = r.refill(av, 1)
-                c = (win >> av) & 0x1
-                if c:
-                    raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected EE')
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+                if c & 0x4 != 0x0:
+                    raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected EE')
                 ob5_ = _new(_iso20_wpt.WPT_LF_RxDataListType)
                 ob5_.WPT_LF_RxDataList = f_5_WPT_LF_RxDataList
                 f_3_LF_RxData = ob5_
             else:
-                raise r.fail_at(av, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+                raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'WPT_FinePositioningReqType[3]', 'expected EE, EE')
             ob3_ = _new(_iso20_wpt.WPT_LF_DataPackageType)
             ob3_.PackageIndex = f_3_PackageIndex
@@ -6335,74 +6796,60 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader) -> _iso20_wpt.WPT_Fine
             s = 5
             break
         elif ec == 2:
+            av += 26
             s = -1
             break
         else:
-            raise r.fail_at(av, 'WPT_FinePositioningReqType[3]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(WPT_LF_DataPackageList), EE')
+            raise r.fail_at(av + 26, 'WPT_FinePositioningReqType[3]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(WPT_LF_DataPackageList), EE')
     if s == 20:
-        av -= 2
+        av -= 28
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
+        ec = (c >> 26)
         if ec == 0:
-            av -= 25
-            if av < 0:
-                win, av = r.refill(av, 25)
-            c = (win >> av) & 0x1ffffff
-            if c & 0x1807804 != 0x0:
-                raise r.fail_at(av + 25, 'WPT_FinePositioningReqType[20]', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage), SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
-            f_6_NumPackages = ((c >> 15) & 255)
-            f_7_PackageIndex = ((c >> 3) & 255)
-            ec = (c & 3)
+            if c & 0x300f008 != 0x0:
+                raise r.fail_at(av + 26, 'WPT_FinePositioningReqType[20]', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage), SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
+            f_6_NumPackages = ((c >> 16) & 255)
+            f_7_PackageIndex = ((c >> 4) & 255)
+            ec = ((c >> 1) & 3)
             f_7_LF_TxData: _iso20_wpt.WPT_LF_TxDataListType | None = None
             f_7_LF_RxData: _iso20_wpt.WPT_LF_RxDataListType | None = None
             if ec == 0:
-                av -= 1
-                if av < 0:
-                    win, av = r.refill(av, 1)
-                c = (win >> av) & 0x1
-                if c:
+                if c & 0x1 != 0x0:
                     raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_TxDataList)')
                 r.avail = av
                 f_8_WPT_LF_TxDataList = _d_iso20_wpt_WPT_LF_TxDataType(r)
                 win = r.win
                 av = r.avail
-                av -= 1
+                av -= 3
                 if av < 0:
-                    win, av = r.refill(av, 1)
-                c = (win >> av) & 0x1
-                if c:
-                    raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected EE')
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+                if c & 0x4 != 0x0:
+                    raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected EE')
                 ob8_ = _new(_iso20_wpt.WPT_LF_TxDataListType)
                 ob8_.WPT_LF_TxDataList = f_8_WPT_LF_TxDataList
                 f_7_LF_TxData = ob8_
             elif ec == 1:
-                av -= 1
-                if av < 0:
-                    win, av = r.refill(av, 1)
-                c = (win >> av) & 0x1
-                if c:
+                if c & 0x1 != 0x0:
                     raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList)')
                 r.avail = av
                 f_9_WPT_LF_RxDataList = _d_iso20_wpt_WPT_LF_RxDataType(r)
                 win = r.win
                 av = r.avail
-                av -= 1
+                av -= 3
                 if av < 0:
-                    win, av = r.refill(av, 1)
-                c = (win >> av) & 0x1
-                if c:
-                    raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected EE')
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+                if c & 0x4 != 0x0:
+                    raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected EE')
                 ob9_ = _new(_iso20_wpt.WPT_LF_RxDataListType)
                 ob9_.WPT_LF_RxDataList = f_9_WPT_LF_RxDataList
                 f_7_LF_RxData = ob9_
             else:
-                raise r.fail_at(av, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+                raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'WPT_FinePositioningReqType[20]', 'expected EE, EE')
             ob7_ = _new(_iso20_wpt.WPT_LF_DataPackageType)
             ob7_.PackageIndex = f_7_PackageIndex
@@ -6415,9 +6862,10 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader) -> _iso20_wpt.WPT_Fine
             f_WPT_LF_DataPackageList = ob6_
             s = 5
         elif ec == 1:
+            av += 26
             s = -1
         else:
-            raise r.fail_at(av, 'WPT_FinePositioningReqType[20]', f'event code {ec}, expected SE(WPT_LF_DataPackageList), EE')
+            raise r.fail_at(av + 26, 'WPT_FinePositioningReqType[20]', f'event code {ec}, expected SE(WPT_LF_DataPackageList), EE')
     if s == 5:
         av -= 1
         if av < 0:
@@ -6561,8 +7009,10 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader) -> _iso20_wpt.WPT_Fine
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -6577,67 +7027,75 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader) -> _iso20_wpt.WPT_Fine
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 28
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'WPT_FinePositioningResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = (c & 255)
+        win, av = r.refill(av, 28)
+    c = (win >> av) & 0xfffffff
+    if c & 0xe000000 != 0x0:
+        raise r.fail_at(av + 28, 'WPT_FinePositioningResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 17) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        u2 = c >> 17
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
+            u2 = c >> 17
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 17
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 17
+                if av < 0:
+                    win, av = r.refill(av, 17)
+                c = (win >> av) & 0x1ffff
     f_1_TimeStamp = u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c & 0x4 != 0x0:
-        raise r.fail_at(av + 3, 'WPT_FinePositioningResType', 'expected EE of TimeStamp')
-    ec = (c & 3)
+    try:
+        ec = _Taa5bbe96[(c >> 14) & 0x7]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x10000 != 0x0:
+            raise r.fail_at(av + 17, 'WPT_FinePositioningResType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 14) & 3)
     if ec == 0:
+        av += 14
         r.avail = av
         f_1_Signature = _d_xmldsig_SignatureType(r)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 15
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+            win, av = r.refill(av, 15)
+        c = (win >> av) & 0x7fff
+        if c & 0x4000 != 0x0:
+            raise r.fail_at(av + 15, 'MessageHeaderType[2]', 'expected EE')
     elif ec == 1:
         pass
     else:
-        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    av -= 14
-    if av < 0:
-        win, av = r.refill(av, 14)
-    c = (win >> av) & 0x3fff
-    if c & 0x3039 != 0x0:
-        raise r.fail_at(av + 14, 'WPT_FinePositioningResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing')
-    iv = ((c >> 6) & 63)
-    if iv >= 40:
-        raise r.fail_at(av, 'WPT_FinePositioningResType.ResponseCode', f'enumeration index {iv}')
-    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    iv = ((c >> 1) & 3)
-    if iv >= 3:
-        raise r.fail_at(av, 'WPT_FinePositioningResType.EVSEProcessing', f'enumeration index {iv}')
-    f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
+        raise r.fail_at(av + 14, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    try:
+        f_ResponseCode, f_EVSEProcessing = _T00dfeb55[c & 0x3fff]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x3039 != 0x0:
+            raise r.fail_at(av + 14, 'WPT_FinePositioningResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing') from None
+        iv = ((c >> 6) & 63)
+        if iv >= 40:
+            raise r.fail_at(av, 'WPT_FinePositioningResType.ResponseCode', f'enumeration index {iv}') from None
+        f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
+        iv = ((c >> 1) & 3)
+        if iv >= 3:
+            raise r.fail_at(av, 'WPT_FinePositioningResType.EVSEProcessing', f'enumeration index {iv}') from None
+        f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
     ob1_ = _new(_iso20_common_types.MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
@@ -6648,25 +7106,25 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader) -> _iso20_wpt.WPT_Fine
     s = 3
     n = 0
     while True:
-        av -= 2
+        av -= 28
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
+        ec = (c >> 26)
         if ec == 0:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            if c & 0x100 != 0x0:
+            av += 17
+            if c & 0x2000000 != 0x0:
                 raise r.fail_at(av + 9, 'WPT_FinePositioningResType[3]', 'expected CH of VendorSpecificDataContainer')
-            u = (c & 255)
+            u = ((c >> 17) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -6692,64 +7150,48 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader) -> _iso20_wpt.WPT_Fine
                 s = 20
                 break
         elif ec == 1:
-            av -= 25
-            if av < 0:
-                win, av = r.refill(av, 25)
-            c = (win >> av) & 0x1ffffff
-            if c & 0x1807804 != 0x0:
-                raise r.fail_at(av + 25, 'WPT_FinePositioningResType[3]', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage), SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
-            f_2_NumPackages = ((c >> 15) & 255)
-            f_3_PackageIndex = ((c >> 3) & 255)
-            ec = (c & 3)
+            if c & 0x300f008 != 0x0:
+                raise r.fail_at(av + 26, 'WPT_FinePositioningResType[3]', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage), SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
+            f_2_NumPackages = ((c >> 16) & 255)
+            f_3_PackageIndex = ((c >> 4) & 255)
+            ec = ((c >> 1) & 3)
             f_3_LF_TxData: _iso20_wpt.WPT_LF_TxDataListType | None = None
             f_3_LF_RxData: _iso20_wpt.WPT_LF_RxDataListType | None = None
             if ec == 0:
-                av -= 1
-                if av < 0:
-                    win, av = r.refill(av, 1)
-                c = (win >> av) & 0x1
-                if c:
+                if c & 0x1 != 0x0:
                     raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_TxDataList)')
                 r.avail = av
                 f_4_WPT_LF_TxDataList = _d_iso20_wpt_WPT_LF_TxDataType(r)
                 win = r.win
                 av = r.avail
-                av -= 1
+                av -= 3
                 if av < 0:
-                    win, av = r.refill(av, 1)
-                c = (win >> av) & 0x1
-                if c:
-                    raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected EE')
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+                if c & 0x4 != 0x0:
+                    raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected EE')
                 ob4_ = _new(_iso20_wpt.WPT_LF_TxDataListType)
                 ob4_.WPT_LF_TxDataList = f_4_WPT_LF_TxDataList
                 f_3_LF_TxData = ob4_
             elif ec == 1:
-                av -= 1
-                if av < 0:
-                    win, av = r.refill(av, 1)
-                c = (win >> av) & 0x1
-                if c:
+                if c & 0x1 != 0x0:
                     raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList)')
                 r.avail = av
                 f_5_WPT_LF_RxDataList = _d_iso20_wpt_WPT_LF_RxDataType(r)
                 win = r.win
                 av = r.avail
-                av -= 1
+                av -= 3
                 if av < 0:
-                    win, av = r.refill(av, 1)
-                c = (win >> av) & 0x1
-                if c:
-                    raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected EE')
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+                if c & 0x4 != 0x0:
+                    raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected EE')
                 ob5_ = _new(_iso20_wpt.WPT_LF_RxDataListType)
                 ob5_.WPT_LF_RxDataList = f_5_WPT_LF_RxDataList
                 f_3_LF_RxData = ob5_
             else:
-                raise r.fail_at(av, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+                raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'WPT_FinePositioningResType[3]', 'expected EE, EE')
             ob3_ = _new(_iso20_wpt.WPT_LF_DataPackageType)
             ob3_.PackageIndex = f_3_PackageIndex
@@ -6763,74 +7205,60 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader) -> _iso20_wpt.WPT_Fine
             s = 5
             break
         elif ec == 2:
+            av += 26
             s = -1
             break
         else:
-            raise r.fail_at(av, 'WPT_FinePositioningResType[3]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(WPT_LF_DataPackageList), EE')
+            raise r.fail_at(av + 26, 'WPT_FinePositioningResType[3]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(WPT_LF_DataPackageList), EE')
     if s == 20:
-        av -= 2
+        av -= 28
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
+        ec = (c >> 26)
         if ec == 0:
-            av -= 25
-            if av < 0:
-                win, av = r.refill(av, 25)
-            c = (win >> av) & 0x1ffffff
-            if c & 0x1807804 != 0x0:
-                raise r.fail_at(av + 25, 'WPT_FinePositioningResType[20]', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage), SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
-            f_6_NumPackages = ((c >> 15) & 255)
-            f_7_PackageIndex = ((c >> 3) & 255)
-            ec = (c & 3)
+            if c & 0x300f008 != 0x0:
+                raise r.fail_at(av + 26, 'WPT_FinePositioningResType[20]', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage), SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
+            f_6_NumPackages = ((c >> 16) & 255)
+            f_7_PackageIndex = ((c >> 4) & 255)
+            ec = ((c >> 1) & 3)
             f_7_LF_TxData: _iso20_wpt.WPT_LF_TxDataListType | None = None
             f_7_LF_RxData: _iso20_wpt.WPT_LF_RxDataListType | None = None
             if ec == 0:
-                av -= 1
-                if av < 0:
-                    win, av = r.refill(av, 1)
-                c = (win >> av) & 0x1
-                if c:
+                if c & 0x1 != 0x0:
                     raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_TxDataList)')
                 r.avail = av
                 f_8_WPT_LF_TxDataList = _d_iso20_wpt_WPT_LF_TxDataType(r)
                 win = r.win
                 av = r.avail
-                av -= 1
+                av -= 3
                 if av < 0:
-                    win, av = r.refill(av, 1)
-                c = (win >> av) & 0x1
-                if c:
-                    raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected EE')
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+                if c & 0x4 != 0x0:
+                    raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected EE')
                 ob8_ = _new(_iso20_wpt.WPT_LF_TxDataListType)
                 ob8_.WPT_LF_TxDataList = f_8_WPT_LF_TxDataList
                 f_7_LF_TxData = ob8_
             elif ec == 1:
-                av -= 1
-                if av < 0:
-                    win, av = r.refill(av, 1)
-                c = (win >> av) & 0x1
-                if c:
+                if c & 0x1 != 0x0:
                     raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList)')
                 r.avail = av
                 f_9_WPT_LF_RxDataList = _d_iso20_wpt_WPT_LF_RxDataType(r)
                 win = r.win
                 av = r.avail
-                av -= 1
+                av -= 3
                 if av < 0:
-                    win, av = r.refill(av, 1)
-                c = (win >> av) & 0x1
-                if c:
-                    raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected EE')
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+                if c & 0x4 != 0x0:
+                    raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected EE')
                 ob9_ = _new(_iso20_wpt.WPT_LF_RxDataListType)
                 ob9_.WPT_LF_RxDataList = f_9_WPT_LF_RxDataList
                 f_7_LF_RxData = ob9_
             else:
-                raise r.fail_at(av, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+                raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'WPT_FinePositioningResType[20]', 'expected EE, EE')
             ob7_ = _new(_iso20_wpt.WPT_LF_DataPackageType)
             ob7_.PackageIndex = f_7_PackageIndex
@@ -6843,9 +7271,10 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader) -> _iso20_wpt.WPT_Fine
             f_WPT_LF_DataPackageList = ob6_
             s = 5
         elif ec == 1:
+            av += 26
             s = -1
         else:
-            raise r.fail_at(av, 'WPT_FinePositioningResType[20]', f'event code {ec}, expected SE(WPT_LF_DataPackageList), EE')
+            raise r.fail_at(av + 26, 'WPT_FinePositioningResType[20]', f'event code {ec}, expected SE(WPT_LF_DataPackageList), EE')
     if s == 5:
         av -= 1
         if av < 0:
@@ -6992,8 +7421,10 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -7008,63 +7439,71 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 20
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'WPT_FinePositioningSetupReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = (c & 255)
+        win, av = r.refill(av, 20)
+    c = (win >> av) & 0xfffff
+    if c & 0xe0000 != 0x0:
+        raise r.fail_at(av + 20, 'WPT_FinePositioningSetupReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 9) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 17)
+        c = (win >> av) & 0x1ffff
+        u2 = c >> 9
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            u2 = c >> 9
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 9
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
     f_1_TimeStamp = u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c & 0x4 != 0x0:
-        raise r.fail_at(av + 3, 'WPT_FinePositioningSetupReqType', 'expected EE of TimeStamp')
-    ec = (c & 3)
+    try:
+        ec = _Taa5bbe96[(c >> 6) & 0x7]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'WPT_FinePositioningSetupReqType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 6) & 3)
     if ec == 0:
+        av += 6
         r.avail = av
         f_1_Signature = _d_xmldsig_SignatureType(r)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 7
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+            win, av = r.refill(av, 7)
+        c = (win >> av) & 0x7f
+        if c & 0x40 != 0x0:
+            raise r.fail_at(av + 7, 'MessageHeaderType[2]', 'expected EE')
     elif ec == 1:
         pass
     else:
-        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    av -= 6
-    if av < 0:
-        win, av = r.refill(av, 6)
-    c = (win >> av) & 0x3f
-    if c & 0x33 != 0x0:
-        raise r.fail_at(av + 6, 'WPT_FinePositioningSetupReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing, SE(EVDeviceFinePositioningMethodList)')
-    iv = ((c >> 2) & 3)
-    if iv >= 3:
-        raise r.fail_at(av, 'WPT_FinePositioningSetupReqType.EVProcessing', f'enumeration index {iv}')
-    f_EVProcessing = _E_iso20_common_types_processingType[iv]
+        raise r.fail_at(av + 6, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    try:
+        f_EVProcessing = _T56b422b4[c & 0x3f]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x33 != 0x0:
+            raise r.fail_at(av + 6, 'WPT_FinePositioningSetupReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing, SE(EVDeviceFinePositioningMethodList)') from None
+        iv = ((c >> 2) & 3)
+        if iv >= 3:
+            raise r.fail_at(av, 'WPT_FinePositioningSetupReqType.EVProcessing', f'enumeration index {iv}') from None
+        f_EVProcessing = _E_iso20_common_types_processingType[iv]
     ob1_ = _new(_iso20_common_types.MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
@@ -7098,50 +7537,52 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT
     f_EVDeviceAlignmentCheckMethodList = _d_iso20_wpt_WPT_AlignmentCheckMethodListType(r)
     win = r.win
     av = r.avail
-    av -= 10
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x300 != 0x0:
-        raise r.fail_at(av + 10, 'WPT_FinePositioningSetupReqType', 'expected SE(NaturalOffset), CH of NaturalOffset')
-    u = (c & 255)
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x600 != 0x0:
+        raise r.fail_at(av + 11, 'WPT_FinePositioningSetupReqType', 'expected SE(NaturalOffset), CH of NaturalOffset')
+    u = ((c >> 1) & 255)
     s = 5
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        u2 = c >> 1
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 1
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
     f_NaturalOffset = u
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'WPT_FinePositioningSetupReqType', 'expected EE of NaturalOffset')
     s = 6
     n = 0
     while True:
-        av -= 2
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        ec = (c >> 9)
         if ec == 0:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
                 raise r.fail_at(av + 9, 'WPT_FinePositioningSetupReqType[6]', 'expected CH of VendorSpecificDataContainer')
             u = (c & 255)
@@ -7150,8 +7591,10 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -7177,11 +7620,8 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT
                 s = 23
                 break
         elif ec == 1:
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            ec = c
+            av += 7
+            ec = ((c >> 7) & 3)
             f_2_LF_TransmitterSetupData: _iso20_wpt.WPT_LF_TransmitterDataType | None = None
             f_2_LF_ReceiverSetupData: _iso20_wpt.WPT_LF_ReceiverDataType | None = None
             if ec == 0:
@@ -7189,18 +7629,22 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT
                 f_2_LF_TransmitterSetupData = _d_iso20_wpt_WPT_LF_TransmitterDataType(r)
                 win = r.win
                 av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
             elif ec == 1:
                 r.avail = av
                 f_2_LF_ReceiverSetupData = _d_iso20_wpt_WPT_LF_ReceiverDataType(r)
                 win = r.win
                 av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
             else:
                 raise r.fail_at(av, 'WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
-            av -= 1
-            if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
+            if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'WPT_FinePositioningSetupReqType[6]', 'expected EE')
             ob2_ = _new(_iso20_wpt.WPT_LF_SystemSetupDataType)
             ob2_.LF_TransmitterSetupData = f_2_LF_TransmitterSetupData
@@ -7209,21 +7653,19 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT
             s = 8
             break
         elif ec == 2:
+            av += 9
             s = -1
             break
         else:
-            raise r.fail_at(av, 'WPT_FinePositioningSetupReqType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(LF_SystemSetupData), EE')
+            raise r.fail_at(av + 9, 'WPT_FinePositioningSetupReqType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(LF_SystemSetupData), EE')
     if s == 23:
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        ec = (c >> 2)
         if ec == 0:
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            ec = c
+            ec = (c & 3)
             f_3_LF_TransmitterSetupData: _iso20_wpt.WPT_LF_TransmitterDataType | None = None
             f_3_LF_ReceiverSetupData: _iso20_wpt.WPT_LF_ReceiverDataType | None = None
             if ec == 0:
@@ -7231,18 +7673,22 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT
                 f_3_LF_TransmitterSetupData = _d_iso20_wpt_WPT_LF_TransmitterDataType(r)
                 win = r.win
                 av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
             elif ec == 1:
                 r.avail = av
                 f_3_LF_ReceiverSetupData = _d_iso20_wpt_WPT_LF_ReceiverDataType(r)
                 win = r.win
                 av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
             else:
                 raise r.fail_at(av, 'WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
-            av -= 1
-            if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
+            if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'WPT_FinePositioningSetupReqType[23]', 'expected EE')
             ob3_ = _new(_iso20_wpt.WPT_LF_SystemSetupDataType)
             ob3_.LF_TransmitterSetupData = f_3_LF_TransmitterSetupData
@@ -7250,9 +7696,10 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT
             f_LF_SystemSetupData = ob3_
             s = 8
         elif ec == 1:
+            av += 2
             s = -1
         else:
-            raise r.fail_at(av, 'WPT_FinePositioningSetupReqType[23]', f'event code {ec}, expected SE(LF_SystemSetupData), EE')
+            raise r.fail_at(av + 2, 'WPT_FinePositioningSetupReqType[23]', f'event code {ec}, expected SE(LF_SystemSetupData), EE')
     if s == 8:
         av -= 1
         if av < 0:
@@ -7433,8 +7880,10 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -7449,63 +7898,71 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 24
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'WPT_FinePositioningSetupResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = (c & 255)
+        win, av = r.refill(av, 24)
+    c = (win >> av) & 0xffffff
+    if c & 0xe00000 != 0x0:
+        raise r.fail_at(av + 24, 'WPT_FinePositioningSetupResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 13) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 21)
+        c = (win >> av) & 0x1fffff
+        u2 = c >> 13
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 21)
+            c = (win >> av) & 0x1fffff
+            u2 = c >> 13
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 13
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 13
+                if av < 0:
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
     f_1_TimeStamp = u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c & 0x4 != 0x0:
-        raise r.fail_at(av + 3, 'WPT_FinePositioningSetupResType', 'expected EE of TimeStamp')
-    ec = (c & 3)
+    try:
+        ec = _Taa5bbe96[(c >> 10) & 0x7]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x1000 != 0x0:
+            raise r.fail_at(av + 13, 'WPT_FinePositioningSetupResType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 10) & 3)
     if ec == 0:
+        av += 10
         r.avail = av
         f_1_Signature = _d_xmldsig_SignatureType(r)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'MessageHeaderType[2]', 'expected EE')
     elif ec == 1:
         pass
     else:
-        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    av -= 10
-    if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x303 != 0x0:
-        raise r.fail_at(av + 10, 'WPT_FinePositioningSetupResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PrimaryDeviceFinePositioningMethodList)')
-    iv = ((c >> 2) & 63)
-    if iv >= 40:
-        raise r.fail_at(av, 'WPT_FinePositioningSetupResType.ResponseCode', f'enumeration index {iv}')
-    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
+        raise r.fail_at(av + 10, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    try:
+        f_ResponseCode = _T5d15a1ca[c & 0x3ff]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x303 != 0x0:
+            raise r.fail_at(av + 10, 'WPT_FinePositioningSetupResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PrimaryDeviceFinePositioningMethodList)') from None
+        iv = ((c >> 2) & 63)
+        if iv >= 40:
+            raise r.fail_at(av, 'WPT_FinePositioningSetupResType.ResponseCode', f'enumeration index {iv}') from None
+        f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     ob1_ = _new(_iso20_common_types.MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
@@ -7539,50 +7996,52 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT
     f_PrimaryDeviceAlignmentCheckMethodList = _d_iso20_wpt_WPT_AlignmentCheckMethodListType(r)
     win = r.win
     av = r.avail
-    av -= 10
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x300 != 0x0:
-        raise r.fail_at(av + 10, 'WPT_FinePositioningSetupResType', 'expected SE(NaturalOffset), CH of NaturalOffset')
-    u = (c & 255)
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x600 != 0x0:
+        raise r.fail_at(av + 11, 'WPT_FinePositioningSetupResType', 'expected SE(NaturalOffset), CH of NaturalOffset')
+    u = ((c >> 1) & 255)
     s = 5
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        u2 = c >> 1
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 1
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
     f_NaturalOffset = u
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'WPT_FinePositioningSetupResType', 'expected EE of NaturalOffset')
     s = 6
     n = 0
     while True:
-        av -= 2
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        ec = (c >> 9)
         if ec == 0:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
                 raise r.fail_at(av + 9, 'WPT_FinePositioningSetupResType[6]', 'expected CH of VendorSpecificDataContainer')
             u = (c & 255)
@@ -7591,8 +8050,10 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -7618,11 +8079,8 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT
                 s = 23
                 break
         elif ec == 1:
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            ec = c
+            av += 7
+            ec = ((c >> 7) & 3)
             f_2_LF_TransmitterSetupData: _iso20_wpt.WPT_LF_TransmitterDataType | None = None
             f_2_LF_ReceiverSetupData: _iso20_wpt.WPT_LF_ReceiverDataType | None = None
             if ec == 0:
@@ -7630,18 +8088,22 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT
                 f_2_LF_TransmitterSetupData = _d_iso20_wpt_WPT_LF_TransmitterDataType(r)
                 win = r.win
                 av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
             elif ec == 1:
                 r.avail = av
                 f_2_LF_ReceiverSetupData = _d_iso20_wpt_WPT_LF_ReceiverDataType(r)
                 win = r.win
                 av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
             else:
                 raise r.fail_at(av, 'WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
-            av -= 1
-            if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
+            if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'WPT_FinePositioningSetupResType[6]', 'expected EE')
             ob2_ = _new(_iso20_wpt.WPT_LF_SystemSetupDataType)
             ob2_.LF_TransmitterSetupData = f_2_LF_TransmitterSetupData
@@ -7650,21 +8112,19 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT
             s = 8
             break
         elif ec == 2:
+            av += 9
             s = -1
             break
         else:
-            raise r.fail_at(av, 'WPT_FinePositioningSetupResType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(LF_SystemSetupData), EE')
+            raise r.fail_at(av + 9, 'WPT_FinePositioningSetupResType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(LF_SystemSetupData), EE')
     if s == 23:
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        ec = (c >> 2)
         if ec == 0:
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            ec = c
+            ec = (c & 3)
             f_3_LF_TransmitterSetupData: _iso20_wpt.WPT_LF_TransmitterDataType | None = None
             f_3_LF_ReceiverSetupData: _iso20_wpt.WPT_LF_ReceiverDataType | None = None
             if ec == 0:
@@ -7672,18 +8132,22 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT
                 f_3_LF_TransmitterSetupData = _d_iso20_wpt_WPT_LF_TransmitterDataType(r)
                 win = r.win
                 av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
             elif ec == 1:
                 r.avail = av
                 f_3_LF_ReceiverSetupData = _d_iso20_wpt_WPT_LF_ReceiverDataType(r)
                 win = r.win
                 av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
             else:
                 raise r.fail_at(av, 'WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
-            av -= 1
-            if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
+            if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'WPT_FinePositioningSetupResType[23]', 'expected EE')
             ob3_ = _new(_iso20_wpt.WPT_LF_SystemSetupDataType)
             ob3_.LF_TransmitterSetupData = f_3_LF_TransmitterSetupData
@@ -7691,9 +8155,10 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT
             f_LF_SystemSetupData = ob3_
             s = 8
         elif ec == 1:
+            av += 2
             s = -1
         else:
-            raise r.fail_at(av, 'WPT_FinePositioningSetupResType[23]', f'event code {ec}, expected SE(LF_SystemSetupData), EE')
+            raise r.fail_at(av + 2, 'WPT_FinePositioningSetupResType[23]', f'event code {ec}, expected SE(LF_SystemSetupData), EE')
     if s == 8:
         av -= 1
         if av < 0:
@@ -7854,59 +8319,64 @@ def _d_iso20_wpt_WPT_LF_DataPackageListType(r: BitReader) -> _iso20_wpt.WPT_LF_D
     av = r.avail
     f_NumPackages: int
     f_WPT_LF_DataPackage: _iso20_wpt.WPT_LF_DataPackageType
-    av -= 25
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1807804 != 0x0:
-        raise r.fail_at(av + 25, 'WPT_LF_DataPackageListType', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage), SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
-    f_NumPackages = ((c >> 15) & 255)
-    f_1_PackageIndex = ((c >> 3) & 255)
-    ec = (c & 3)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x300f0080 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_LF_DataPackageListType', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage), SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
+    f_NumPackages = ((c >> 20) & 255)
+    f_1_PackageIndex = ((c >> 8) & 255)
+    ec = ((c >> 5) & 3)
     f_1_LF_TxData: _iso20_wpt.WPT_LF_TxDataListType | None = None
     f_1_LF_RxData: _iso20_wpt.WPT_LF_RxDataListType | None = None
     if ec == 0:
-        av -= 11
+        av -= 8
         if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        if c & 0x700 != 0x0:
-            raise r.fail_at(av + 11, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_TxDataList), SE(TxIdentifier), CH of TxIdentifier')
-        u = (c & 255)
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        if c & 0x1c00 != 0x0:
+            raise r.fail_at(av + 13, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_TxDataList), SE(TxIdentifier), CH of TxIdentifier')
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
         f_3_TxIdentifier = u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'WPT_LF_DataPackageType[1]', 'expected EE of TxIdentifier, SE(EIRP)')
         r.avail = av
         f_3_EIRP = _d_iso20_common_types_RationalNumberType(r)
         win = r.win
         av = r.avail
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'WPT_LF_DataPackageType[1]', 'expected EE, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'WPT_LF_DataPackageType[1]', 'expected EE, EE')
         ob3_ = _new(_iso20_wpt.WPT_LF_TxDataType)
         ob3_.TxIdentifier = f_3_TxIdentifier
         ob3_.EIRP = f_3_EIRP
@@ -7915,47 +8385,52 @@ def _d_iso20_wpt_WPT_LF_DataPackageListType(r: BitReader) -> _iso20_wpt.WPT_LF_D
         ob2_.WPT_LF_TxDataList = f_2_WPT_LF_TxDataList
         f_1_LF_TxData = ob2_
     elif ec == 1:
-        av -= 11
+        av -= 8
         if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        if c & 0x700 != 0x0:
-            raise r.fail_at(av + 11, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList), SE(RxIdentifier), CH of RxIdentifier')
-        u = (c & 255)
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        if c & 0x1c00 != 0x0:
+            raise r.fail_at(av + 13, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList), SE(RxIdentifier), CH of RxIdentifier')
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
         f_5_RxIdentifier = u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'WPT_LF_DataPackageType[1]', 'expected EE of RxIdentifier, SE(RSSIData)')
         r.avail = av
         f_5_RSSIData = _d_iso20_wpt_WPT_LF_RxRSSIListType(r)
         win = r.win
         av = r.avail
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'WPT_LF_DataPackageType[1]', 'expected EE, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'WPT_LF_DataPackageType[1]', 'expected EE, EE')
         ob5_ = _new(_iso20_wpt.WPT_LF_RxDataType)
         ob5_.RxIdentifier = f_5_RxIdentifier
         ob5_.RSSIData = f_5_RSSIData
@@ -7964,12 +8439,8 @@ def _d_iso20_wpt_WPT_LF_DataPackageListType(r: BitReader) -> _iso20_wpt.WPT_LF_D
         ob4_.WPT_LF_RxDataList = f_4_WPT_LF_RxDataList
         f_1_LF_RxData = ob4_
     else:
-        raise r.fail_at(av, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
-    av -= 2
-    if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    if c != 0x0:
+        raise r.fail_at(av + 5, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
+    if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'WPT_LF_DataPackageListType', 'expected EE, EE')
     ob1_ = _new(_iso20_wpt.WPT_LF_DataPackageType)
     ob1_.PackageIndex = f_1_PackageIndex
@@ -8012,73 +8483,83 @@ def _d_iso20_wpt_WPT_LF_DataPackageType(r: BitReader) -> _iso20_wpt.WPT_LF_DataP
     f_PackageIndex: int
     f_LF_TxData: _iso20_wpt.WPT_LF_TxDataListType | None = None
     f_LF_RxData: _iso20_wpt.WPT_LF_RxDataListType | None = None
-    av -= 13
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 13)
-    c = (win >> av) & 0x1fff
-    if c & 0x1804 != 0x0:
-        raise r.fail_at(av + 13, 'WPT_LF_DataPackageType', 'expected SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
-    f_PackageIndex = ((c >> 3) & 255)
-    ec = (c & 3)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x30080000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_LF_DataPackageType', 'expected SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
+    f_PackageIndex = ((c >> 20) & 255)
+    ec = ((c >> 17) & 3)
     if ec == 0:
-        av -= 11
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        if c & 0x700 != 0x0:
-            raise r.fail_at(av + 11, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_TxDataList), SE(TxIdentifier), CH of TxIdentifier')
-        u = (c & 255)
+        if c & 0x1c000 != 0x0:
+            raise r.fail_at(av + 17, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_TxDataList), SE(TxIdentifier), CH of TxIdentifier')
+        u = ((c >> 6) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 14)
+            c = (win >> av) & 0x3fff
+            u2 = c >> 6
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 14)
+                c = (win >> av) & 0x3fff
+                u2 = c >> 6
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 6
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 6
+                    if av < 0:
+                        win, av = r.refill(av, 6)
+                    c = (win >> av) & 0x3f
         f_2_TxIdentifier = u
-        av -= 24
+        av -= 23
         if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        if c & 0xf00e00 != 0x0:
-            raise r.fail_at(av + 24, 'WPT_LF_DataPackageType[1]', 'expected EE of TxIdentifier, SE(EIRP), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_3_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 29)
+        c = (win >> av) & 0x1fffffff
+        if c & 0x1e01c000 != 0x0:
+            raise r.fail_at(av + 29, 'WPT_LF_DataPackageType[1]', 'expected EE of TxIdentifier, SE(EIRP), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_3_Exponent = ((c >> 17) & 255) - 128
+        sg = ((c >> 13) & 1)
+        u = ((c >> 5) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 5
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 5
+                    if av < 0:
+                        win, av = r.refill(av, 5)
+                    c = (win >> av) & 0x1f
         f_3_Value = -u - 1 if sg else u
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
-        if c != 0x0:
-            raise r.fail_at(av + 4, 'WPT_LF_DataPackageType[1]', 'expected EE of Value, EE, EE, EE')
+        if c & 0x1e != 0x0:
+            raise r.fail_at(av + 5, 'WPT_LF_DataPackageType[1]', 'expected EE of Value, EE, EE, EE')
         ob3_ = _new(_iso20_common_types.RationalNumberType)
         ob3_.Exponent = f_3_Exponent
         ob3_.Value = f_3_Value
@@ -8091,47 +8572,51 @@ def _d_iso20_wpt_WPT_LF_DataPackageType(r: BitReader) -> _iso20_wpt.WPT_LF_DataP
         ob1_.WPT_LF_TxDataList = f_1_WPT_LF_TxDataList
         f_LF_TxData = ob1_
     elif ec == 1:
-        av -= 11
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        if c & 0x700 != 0x0:
-            raise r.fail_at(av + 11, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList), SE(RxIdentifier), CH of RxIdentifier')
-        u = (c & 255)
+        av += 3
+        if c & 0x1c000 != 0x0:
+            raise r.fail_at(av + 14, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList), SE(RxIdentifier), CH of RxIdentifier')
+        u = ((c >> 6) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 3
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 3
+                    if av < 0:
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
+        else:
+            c >>= 3
         f_5_RxIdentifier = u
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c != 0x0:
+        if c & 0x7 != 0x0:
             raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected EE of RxIdentifier, SE(RSSIData), SE(RSSIDataList)')
         r.avail = av
         f_6_RSSIDataList = _d_iso20_wpt_WPT_LF_RxRSSIType(r)
         win = r.win
         av = r.avail
-        av -= 3
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c != 0x0:
-            raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected EE, EE, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xe != 0x0:
+            raise r.fail_at(av + 4, 'WPT_LF_DataPackageType[1]', 'expected EE, EE, EE')
         ob6_ = _new(_iso20_wpt.WPT_LF_RxRSSIListType)
         ob6_.RSSIDataList = f_6_RSSIDataList
         f_5_RSSIData = ob6_
@@ -8143,12 +8628,8 @@ def _d_iso20_wpt_WPT_LF_DataPackageType(r: BitReader) -> _iso20_wpt.WPT_LF_DataP
         ob4_.WPT_LF_RxDataList = f_4_WPT_LF_RxDataList
         f_LF_RxData = ob4_
     else:
-        raise r.fail_at(av, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+        raise r.fail_at(av + 17, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'WPT_LF_DataPackageType', 'expected EE')
     r.avail = av
     ob = _new(_iso20_wpt.WPT_LF_DataPackageType)
@@ -8287,119 +8768,162 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
     f_NumberOfReceivers: int
     f_RxSpecData: list[_iso20_wpt.WPT_TxRxSpecDataType] = []
     s = 0
-    av -= 22
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 22)
-    c = (win >> av) & 0x3fffff
-    if c & 0x300f00 != 0x0:
-        raise r.fail_at(av + 22, 'WPT_LF_ReceiverDataType', 'expected SE(NumberOfReceivers), CH of NumberOfReceivers, EE of NumberOfReceivers, SE(RxSpecData), SE(TxRxIdentifier), CH of TxRxIdentifier')
-    f_NumberOfReceivers = ((c >> 12) & 255)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    try:
+        f_NumberOfReceivers = _Tdf4eb2a9[c >> 16]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x300f0000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType', 'expected SE(NumberOfReceivers), CH of NumberOfReceivers, EE of NumberOfReceivers, SE(RxSpecData), SE(TxRxIdentifier), CH of TxRxIdentifier') from None
+        f_NumberOfReceivers = ((c >> 20) & 255)
+    u = ((c >> 8) & 255)
     s = 1
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 16)
+        c = (win >> av) & 0xffff
+        u2 = c >> 8
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 16)
+            c = (win >> av) & 0xffff
+            u2 = c >> 8
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 8
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
     f_1_TxRxIdentifier = u
-    av -= 13
+    av -= 22
     if av < 0:
-        win, av = r.refill(av, 13)
-    c = (win >> av) & 0x1fff
-    if c & 0x1e00 != 0x0:
-        raise r.fail_at(av + 13, 'WPT_LF_ReceiverDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    try:
+        sg = _Tda56c64f[c >> 25]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x3c000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X') from None
+        sg = ((c >> 25) & 1)
+    u = ((c >> 17) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        u2 = c >> 17
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
+            u2 = c >> 17
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 17
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 17
+                if av < 0:
+                    win, av = r.refill(av, 17)
+                c = (win >> av) & 0x1ffff
     f_2_Coord_X = -u - 1 if sg else u
-    av -= 12
-    if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
-    if c & 0xe00 != 0x0:
-        raise r.fail_at(av + 12, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+    try:
+        sg = _T143a83e6[(c >> 13) & 0xf]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x1c000 != 0x0:
+            raise r.fail_at(av + 17, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
+        sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_2_Coord_Y = -u - 1 if sg else u
-    av -= 12
+    av -= 25
     if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
-    if c & 0xe00 != 0x0:
-        raise r.fail_at(av + 12, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    try:
+        sg = _T143a83e6[c >> 26]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x38000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
+        sg = ((c >> 26) & 1)
+    u = ((c >> 18) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        u2 = c >> 18
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 26)
+            c = (win >> av) & 0x3ffffff
+            u2 = c >> 18
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 18
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 18
+                if av < 0:
+                    win, av = r.refill(av, 18)
+                c = (win >> av) & 0x3ffff
     f_2_Coord_Z = -u - 1 if sg else u
-    av -= 14
-    if av < 0:
-        win, av = r.refill(av, 14)
-    c = (win >> av) & 0x3fff
-    if c & 0x3e00 != 0x0:
-        raise r.fail_at(av + 14, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+    try:
+        sg = _T4432aa72[(c >> 12) & 0x3f]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x3e000 != 0x0:
+            raise r.fail_at(av + 18, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X') from None
+        sg = ((c >> 12) & 1)
+    u = ((c >> 4) & 255)
     ob2_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
     ob2_.Coord_X = f_2_Coord_X
     ob2_.Coord_Y = f_2_Coord_Y
@@ -8408,80 +8932,109 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        u2 = c >> 4
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 4
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 4
+                if av < 0:
+                    win, av = r.refill(av, 4)
+                c = (win >> av) & 0xf
     f_3_Coord_X = -u - 1 if sg else u
-    av -= 12
+    av -= 26
     if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
-    if c & 0xe00 != 0x0:
-        raise r.fail_at(av + 12, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    try:
+        sg = _T143a83e6[c >> 26]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x38000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
+        sg = ((c >> 26) & 1)
+    u = ((c >> 18) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        u2 = c >> 18
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 26)
+            c = (win >> av) & 0x3ffffff
+            u2 = c >> 18
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 18
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 18
+                if av < 0:
+                    win, av = r.refill(av, 18)
+                c = (win >> av) & 0x3ffff
     f_3_Coord_Y = -u - 1 if sg else u
-    av -= 12
-    if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
-    if c & 0xe00 != 0x0:
-        raise r.fail_at(av + 12, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+    try:
+        sg = _T143a83e6[(c >> 14) & 0xf]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x38000 != 0x0:
+            raise r.fail_at(av + 18, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
+        sg = ((c >> 14) & 1)
+    u = ((c >> 6) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 14)
+        c = (win >> av) & 0x3fff
+        u2 = c >> 6
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 14)
+            c = (win >> av) & 0x3fff
+            u2 = c >> 6
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 6
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 6
+                if av < 0:
+                    win, av = r.refill(av, 6)
+                c = (win >> av) & 0x3f
     f_3_Coord_Z = -u - 1 if sg else u
-    av -= 14
+    av -= 24
     if av < 0:
-        win, av = r.refill(av, 14)
-    c = (win >> av) & 0x3fff
-    if c & 0x3f00 != 0x0:
-        raise r.fail_at(av + 14, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Z, EE, EE, SE(RxSpecData), SE(TxRxIdentifier), CH of TxRxIdentifier')
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3f000000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Z, EE, EE, SE(RxSpecData), SE(TxRxIdentifier), CH of TxRxIdentifier')
+    u = ((c >> 16) & 255)
     ob3_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
     ob3_.Coord_X = f_3_Coord_X
     ob3_.Coord_Y = f_3_Coord_Y
@@ -8496,107 +9049,147 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        u2 = c >> 16
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            u2 = c >> 16
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 16
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 16
+                if av < 0:
+                    win, av = r.refill(av, 16)
+                c = (win >> av) & 0xffff
     f_4_TxRxIdentifier = u
-    av -= 13
-    if av < 0:
-        win, av = r.refill(av, 13)
-    c = (win >> av) & 0x1fff
-    if c & 0x1e00 != 0x0:
-        raise r.fail_at(av + 13, 'WPT_LF_ReceiverDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+    try:
+        sg = _Tda56c64f[(c >> 11) & 0x1f]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0xf000 != 0x0:
+            raise r.fail_at(av + 16, 'WPT_LF_ReceiverDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X') from None
+        sg = ((c >> 11) & 1)
+    u = ((c >> 3) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        u2 = c >> 3
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 3
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
     f_5_Coord_X = -u - 1 if sg else u
-    av -= 12
+    av -= 27
     if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
-    if c & 0xe00 != 0x0:
-        raise r.fail_at(av + 12, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    try:
+        sg = _T143a83e6[c >> 26]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x38000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
+        sg = ((c >> 26) & 1)
+    u = ((c >> 18) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        u2 = c >> 18
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 26)
+            c = (win >> av) & 0x3ffffff
+            u2 = c >> 18
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 18
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 18
+                if av < 0:
+                    win, av = r.refill(av, 18)
+                c = (win >> av) & 0x3ffff
     f_5_Coord_Y = -u - 1 if sg else u
-    av -= 12
-    if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
-    if c & 0xe00 != 0x0:
-        raise r.fail_at(av + 12, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+    try:
+        sg = _T143a83e6[(c >> 14) & 0xf]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x38000 != 0x0:
+            raise r.fail_at(av + 18, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
+        sg = ((c >> 14) & 1)
+    u = ((c >> 6) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 14)
+        c = (win >> av) & 0x3fff
+        u2 = c >> 6
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 14)
+            c = (win >> av) & 0x3fff
+            u2 = c >> 6
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 6
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 6
+                if av < 0:
+                    win, av = r.refill(av, 6)
+                c = (win >> av) & 0x3f
     f_5_Coord_Z = -u - 1 if sg else u
-    av -= 14
+    av -= 24
     if av < 0:
-        win, av = r.refill(av, 14)
-    c = (win >> av) & 0x3fff
-    if c & 0x3e00 != 0x0:
-        raise r.fail_at(av + 14, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    try:
+        sg = _T4432aa72[c >> 24]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x3e000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X') from None
+        sg = ((c >> 24) & 1)
+    u = ((c >> 16) & 255)
     ob5_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
     ob5_.Coord_X = f_5_Coord_X
     ob5_.Coord_Y = f_5_Coord_Y
@@ -8605,78 +9198,103 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        u2 = c >> 16
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            u2 = c >> 16
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 16
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 16
+                if av < 0:
+                    win, av = r.refill(av, 16)
+                c = (win >> av) & 0xffff
     f_6_Coord_X = -u - 1 if sg else u
-    av -= 12
-    if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
-    if c & 0xe00 != 0x0:
-        raise r.fail_at(av + 12, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+    try:
+        sg = _T143a83e6[(c >> 12) & 0xf]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0xe000 != 0x0:
+            raise r.fail_at(av + 16, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
+        sg = ((c >> 12) & 1)
+    u = ((c >> 4) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        u2 = c >> 4
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 4
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 4
+                if av < 0:
+                    win, av = r.refill(av, 4)
+                c = (win >> av) & 0xf
     f_6_Coord_Y = -u - 1 if sg else u
-    av -= 12
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
-    if c & 0xe00 != 0x0:
-        raise r.fail_at(av + 12, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 15)
+    c = (win >> av) & 0x7fff
+    try:
+        sg = _T143a83e6[c >> 11]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x7000 != 0x0:
+            raise r.fail_at(av + 15, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
+        sg = ((c >> 11) & 1)
+    u = ((c >> 3) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        u2 = c >> 3
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 3
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
     f_6_Coord_Z = -u - 1 if sg else u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c != 0x0:
+    if c & 0x7 != 0x0:
         raise r.fail_at(av + 3, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Z, EE, EE')
     ob6_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
     ob6_.Coord_X = f_6_Coord_X
@@ -8691,122 +9309,159 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
     s = 3
     n = 0
     while True:
-        av -= 2
+        av -= 30
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        ec = (c >> 28)
         if ec == 0:
-            av -= 10
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            if c & 0x300 != 0x0:
-                raise r.fail_at(av + 10, 'WPT_LF_ReceiverDataType[3]', 'expected SE(TxRxIdentifier), CH of TxRxIdentifier')
-            u = (c & 255)
+            if c & 0xc000000 != 0x0:
+                raise r.fail_at(av + 28, 'WPT_LF_ReceiverDataType[3]', 'expected SE(TxRxIdentifier), CH of TxRxIdentifier')
+            u = ((c >> 18) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 26)
+                c = (win >> av) & 0x3ffffff
+                u2 = c >> 18
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 26)
+                    c = (win >> av) & 0x3ffffff
+                    u2 = c >> 18
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 18
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 18
+                        if av < 0:
+                            win, av = r.refill(av, 18)
+                        c = (win >> av) & 0x3ffff
             f_7_TxRxIdentifier = u
-            av -= 13
-            if av < 0:
-                win, av = r.refill(av, 13)
-            c = (win >> av) & 0x1fff
-            if c & 0x1e00 != 0x0:
-                raise r.fail_at(av + 13, 'WPT_LF_ReceiverDataType[3]', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X')
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            try:
+                sg = _Tda56c64f[(c >> 13) & 0x1f]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x3c000 != 0x0:
+                    raise r.fail_at(av + 18, 'WPT_LF_ReceiverDataType[3]', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X') from None
+                sg = ((c >> 13) & 1)
+            u = ((c >> 5) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 13)
+                    c = (win >> av) & 0x1fff
+                    u2 = c >> 5
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 5
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 5
+                        if av < 0:
+                            win, av = r.refill(av, 5)
+                        c = (win >> av) & 0x1f
             f_8_Coord_X = -u - 1 if sg else u
-            av -= 12
+            av -= 25
             if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            if c & 0xe00 != 0x0:
-                raise r.fail_at(av + 12, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            try:
+                sg = _T143a83e6[c >> 26]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x38000000 != 0x0:
+                    raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
+                sg = ((c >> 26) & 1)
+            u = ((c >> 18) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 26)
+                c = (win >> av) & 0x3ffffff
+                u2 = c >> 18
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 26)
+                    c = (win >> av) & 0x3ffffff
+                    u2 = c >> 18
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 18
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 18
+                        if av < 0:
+                            win, av = r.refill(av, 18)
+                        c = (win >> av) & 0x3ffff
             f_8_Coord_Y = -u - 1 if sg else u
-            av -= 12
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            if c & 0xe00 != 0x0:
-                raise r.fail_at(av + 12, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            try:
+                sg = _T143a83e6[(c >> 14) & 0xf]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x38000 != 0x0:
+                    raise r.fail_at(av + 18, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
+                sg = ((c >> 14) & 1)
+            u = ((c >> 6) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 14)
+                c = (win >> av) & 0x3fff
+                u2 = c >> 6
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 14)
+                    c = (win >> av) & 0x3fff
+                    u2 = c >> 6
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 6
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 6
+                        if av < 0:
+                            win, av = r.refill(av, 6)
+                        c = (win >> av) & 0x3f
             f_8_Coord_Z = -u - 1 if sg else u
-            av -= 14
+            av -= 24
             if av < 0:
-                win, av = r.refill(av, 14)
-            c = (win >> av) & 0x3fff
-            if c & 0x3e00 != 0x0:
-                raise r.fail_at(av + 14, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X')
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            try:
+                sg = _T4432aa72[c >> 24]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x3e000000 != 0x0:
+                    raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X') from None
+                sg = ((c >> 24) & 1)
+            u = ((c >> 16) & 255)
             ob8_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
             ob8_.Coord_X = f_8_Coord_X
             ob8_.Coord_Y = f_8_Coord_Y
@@ -8815,78 +9470,103 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 24)
+                c = (win >> av) & 0xffffff
+                u2 = c >> 16
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 24)
+                    c = (win >> av) & 0xffffff
+                    u2 = c >> 16
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 16
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 16
+                        if av < 0:
+                            win, av = r.refill(av, 16)
+                        c = (win >> av) & 0xffff
             f_9_Coord_X = -u - 1 if sg else u
-            av -= 12
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            if c & 0xe00 != 0x0:
-                raise r.fail_at(av + 12, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            try:
+                sg = _T143a83e6[(c >> 12) & 0xf]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0xe000 != 0x0:
+                    raise r.fail_at(av + 16, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
+                sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 4
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 4
+                        if av < 0:
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
             f_9_Coord_Y = -u - 1 if sg else u
-            av -= 12
+            av -= 11
             if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            if c & 0xe00 != 0x0:
-                raise r.fail_at(av + 12, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            try:
+                sg = _T143a83e6[c >> 11]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x7000 != 0x0:
+                    raise r.fail_at(av + 15, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
+                sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_9_Coord_Z = -u - 1 if sg else u
-            av -= 3
-            if av < 0:
-                win, av = r.refill(av, 3)
-            c = (win >> av) & 0x7
-            if c != 0x0:
+            if c & 0x7 != 0x0:
                 raise r.fail_at(av + 3, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_Z, EE, EE')
             ob9_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
             ob9_.Coord_X = f_9_Coord_X
@@ -8903,10 +9583,11 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
                 s = 256
                 break
         elif ec == 1:
+            av += 28
             s = -1
             break
         else:
-            raise r.fail_at(av, 'WPT_LF_ReceiverDataType[3]', f'event code {ec}, expected SE(RxSpecData), EE')
+            raise r.fail_at(av + 28, 'WPT_LF_ReceiverDataType[3]', f'event code {ec}, expected SE(RxSpecData), EE')
     if s == 256:
         av -= 1
         if av < 0:
@@ -9492,61 +10173,71 @@ def _d_iso20_wpt_WPT_LF_RxDataListType(r: BitReader) -> _iso20_wpt.WPT_LF_RxData
     win = r.win
     av = r.avail
     f_WPT_LF_RxDataList: _iso20_wpt.WPT_LF_RxDataType
-    av -= 11
+    av -= 26
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'WPT_LF_RxDataListType', 'expected SE(WPT_LF_RxDataList), SE(RxIdentifier), CH of RxIdentifier')
-    u = (c & 255)
+        win, av = r.refill(av, 26)
+    c = (win >> av) & 0x3ffffff
+    if c & 0x3800000 != 0x0:
+        raise r.fail_at(av + 26, 'WPT_LF_RxDataListType', 'expected SE(WPT_LF_RxDataList), SE(RxIdentifier), CH of RxIdentifier')
+    u = ((c >> 15) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
+        u2 = c >> 15
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
+            u2 = c >> 15
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 15
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 15
+                if av < 0:
+                    win, av = r.refill(av, 15)
+                c = (win >> av) & 0x7fff
     f_1_RxIdentifier = u
-    av -= 13
-    if av < 0:
-        win, av = r.refill(av, 13)
-    c = (win >> av) & 0x1fff
-    if c & 0x1f00 != 0x0:
-        raise r.fail_at(av + 13, 'WPT_LF_RxDataListType', 'expected EE of RxIdentifier, SE(RSSIData), SE(RSSIDataList), SE(TxIdentifier), CH of TxIdentifier')
-    u = (c & 255)
+    if c & 0x7c00 != 0x0:
+        raise r.fail_at(av + 15, 'WPT_LF_RxDataListType', 'expected EE of RxIdentifier, SE(RSSIData), SE(RSSIDataList), SE(TxIdentifier), CH of TxIdentifier')
+    u = ((c >> 2) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        u2 = c >> 2
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 2
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
     f_3_TxIdentifier = u
-    av -= 2
-    if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    if c != 0x0:
+    if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'WPT_LF_RxDataListType', 'expected EE of TxIdentifier, SE(RSSI)')
     r.avail = av
     f_3_RSSI = _d_iso20_common_types_RationalNumberType(r)
@@ -9556,7 +10247,7 @@ def _d_iso20_wpt_WPT_LF_RxDataListType(r: BitReader) -> _iso20_wpt.WPT_LF_RxData
     if av < 0:
         win, av = r.refill(av, 4)
     c = (win >> av) & 0xf
-    if c != 0x0:
+    if c:
         raise r.fail_at(av + 4, 'WPT_LF_RxDataListType', 'expected EE, EE, EE, EE')
     ob3_ = _new(_iso20_wpt.WPT_LF_RxRSSIType)
     ob3_.TxIdentifier = f_3_TxIdentifier
@@ -9653,88 +10344,107 @@ def _d_iso20_wpt_WPT_LF_RxDataType(r: BitReader) -> _iso20_wpt.WPT_LF_RxDataType
     av = r.avail
     f_RxIdentifier: int
     f_RSSIData: _iso20_wpt.WPT_LF_RxRSSIListType
-    av -= 10
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x300 != 0x0:
-        raise r.fail_at(av + 10, 'WPT_LF_RxDataType', 'expected SE(RxIdentifier), CH of RxIdentifier')
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x30000000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_LF_RxDataType', 'expected SE(RxIdentifier), CH of RxIdentifier')
+    u = ((c >> 20) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
+        u2 = c >> 20
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            u2 = c >> 20
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 20
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 20
+                if av < 0:
+                    win, av = r.refill(av, 20)
+                c = (win >> av) & 0xfffff
     f_RxIdentifier = u
-    av -= 13
-    if av < 0:
-        win, av = r.refill(av, 13)
-    c = (win >> av) & 0x1fff
-    if c & 0x1f00 != 0x0:
-        raise r.fail_at(av + 13, 'WPT_LF_RxDataType', 'expected EE of RxIdentifier, SE(RSSIData), SE(RSSIDataList), SE(TxIdentifier), CH of TxIdentifier')
-    u = (c & 255)
+    if c & 0xf8000 != 0x0:
+        raise r.fail_at(av + 20, 'WPT_LF_RxDataType', 'expected EE of RxIdentifier, SE(RSSIData), SE(RSSIDataList), SE(TxIdentifier), CH of TxIdentifier')
+    u = ((c >> 7) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 15)
+        c = (win >> av) & 0x7fff
+        u2 = c >> 7
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            u2 = c >> 7
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 7
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 7
+                if av < 0:
+                    win, av = r.refill(av, 7)
+                c = (win >> av) & 0x7f
     f_2_TxIdentifier = u
-    av -= 24
+    av -= 22
     if av < 0:
-        win, av = r.refill(av, 24)
-    c = (win >> av) & 0xffffff
-    if c & 0xf00e00 != 0x0:
-        raise r.fail_at(av + 24, 'WPT_LF_RxDataType', 'expected EE of TxIdentifier, SE(RSSI), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_3_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 29)
+    c = (win >> av) & 0x1fffffff
+    if c & 0x1e01c000 != 0x0:
+        raise r.fail_at(av + 29, 'WPT_LF_RxDataType', 'expected EE of TxIdentifier, SE(RSSI), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_3_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_3_Value = -u - 1 if sg else u
-    av -= 5
-    if av < 0:
-        win, av = r.refill(av, 5)
-    c = (win >> av) & 0x1f
-    if c != 0x0:
+    if c & 0x1f != 0x0:
         raise r.fail_at(av + 5, 'WPT_LF_RxDataType', 'expected EE of Value, EE, EE, EE, EE')
     ob3_ = _new(_iso20_common_types.RationalNumberType)
     ob3_.Exponent = f_3_Exponent
@@ -9850,63 +10560,77 @@ def _d_iso20_wpt_WPT_LF_RxRSSIListType(r: BitReader) -> _iso20_wpt.WPT_LF_RxRSSI
     win = r.win
     av = r.avail
     f_RSSIDataList: _iso20_wpt.WPT_LF_RxRSSIType
-    av -= 11
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'WPT_LF_RxRSSIListType', 'expected SE(RSSIDataList), SE(TxIdentifier), CH of TxIdentifier')
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38000000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_LF_RxRSSIListType', 'expected SE(RSSIDataList), SE(TxIdentifier), CH of TxIdentifier')
+    u = ((c >> 19) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
+        u2 = c >> 19
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
+            u2 = c >> 19
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 19
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 19
+                if av < 0:
+                    win, av = r.refill(av, 19)
+                c = (win >> av) & 0x7ffff
     f_1_TxIdentifier = u
-    av -= 24
+    av -= 9
     if av < 0:
-        win, av = r.refill(av, 24)
-    c = (win >> av) & 0xffffff
-    if c & 0xf00e00 != 0x0:
-        raise r.fail_at(av + 24, 'WPT_LF_RxRSSIListType', 'expected EE of TxIdentifier, SE(RSSI), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_2_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 28)
+    c = (win >> av) & 0xfffffff
+    if c & 0xf00e000 != 0x0:
+        raise r.fail_at(av + 28, 'WPT_LF_RxRSSIListType', 'expected EE of TxIdentifier, SE(RSSI), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_2_Exponent = ((c >> 16) & 255) - 128
+    sg = ((c >> 12) & 1)
+    u = ((c >> 4) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        u2 = c >> 4
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 4
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 4
+                if av < 0:
+                    win, av = r.refill(av, 4)
+                c = (win >> av) & 0xf
     f_2_Value = -u - 1 if sg else u
-    av -= 4
-    if av < 0:
-        win, av = r.refill(av, 4)
-    c = (win >> av) & 0xf
-    if c != 0x0:
+    if c & 0xf != 0x0:
         raise r.fail_at(av + 4, 'WPT_LF_RxRSSIListType', 'expected EE of Value, EE, EE, EE')
     ob2_ = _new(_iso20_common_types.RationalNumberType)
     ob2_.Exponent = f_2_Exponent
@@ -9993,63 +10717,77 @@ def _d_iso20_wpt_WPT_LF_RxRSSIType(r: BitReader) -> _iso20_wpt.WPT_LF_RxRSSIType
     av = r.avail
     f_TxIdentifier: int
     f_RSSI: _iso20_common_types.RationalNumberType
-    av -= 10
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x300 != 0x0:
-        raise r.fail_at(av + 10, 'WPT_LF_RxRSSIType', 'expected SE(TxIdentifier), CH of TxIdentifier')
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x30000000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_LF_RxRSSIType', 'expected SE(TxIdentifier), CH of TxIdentifier')
+    u = ((c >> 20) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
+        u2 = c >> 20
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            u2 = c >> 20
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 20
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 20
+                if av < 0:
+                    win, av = r.refill(av, 20)
+                c = (win >> av) & 0xfffff
     f_TxIdentifier = u
-    av -= 24
+    av -= 7
     if av < 0:
-        win, av = r.refill(av, 24)
-    c = (win >> av) & 0xffffff
-    if c & 0xf00e00 != 0x0:
-        raise r.fail_at(av + 24, 'WPT_LF_RxRSSIType', 'expected EE of TxIdentifier, SE(RSSI), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 27)
+    c = (win >> av) & 0x7ffffff
+    if c & 0x7807000 != 0x0:
+        raise r.fail_at(av + 27, 'WPT_LF_RxRSSIType', 'expected EE of TxIdentifier, SE(RSSI), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 15) & 255) - 128
+    sg = ((c >> 11) & 1)
+    u = ((c >> 3) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        u2 = c >> 3
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 3
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
     f_1_Value = -u - 1 if sg else u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c != 0x0:
+    if c & 0x7 != 0x0:
         raise r.fail_at(av + 3, 'WPT_LF_RxRSSIType', 'expected EE of Value, EE, EE')
     ob1_ = _new(_iso20_common_types.RationalNumberType)
     ob1_.Exponent = f_1_Exponent
@@ -10140,18 +10878,22 @@ def _d_iso20_wpt_WPT_LF_SystemSetupDataType(r: BitReader) -> _iso20_wpt.WPT_LF_S
         f_LF_TransmitterSetupData = _d_iso20_wpt_WPT_LF_TransmitterDataType(r)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
     elif ec == 1:
         r.avail = av
         f_LF_ReceiverSetupData = _d_iso20_wpt_WPT_LF_ReceiverDataType(r)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
     else:
         raise r.fail_at(av, 'WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'WPT_LF_SystemSetupDataType', 'expected EE')
     r.avail = av
     ob = _new(_iso20_wpt.WPT_LF_SystemSetupDataType)
@@ -10213,8 +10955,10 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -10226,13 +10970,13 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
                 win = r.win
                 av = r.avail
     f_1_Value = -u - 1 if sg else u
-    av -= 13
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 13)
-    c = (win >> av) & 0x1fff
-    if c & 0x1f00 != 0x0:
-        raise r.fail_at(av + 13, 'WPT_LF_TransmitterDataType', 'expected EE of Value, EE, SE(TxSpecData), SE(TxRxIdentifier), CH of TxRxIdentifier')
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e000000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType', 'expected EE of Value, EE, SE(TxSpecData), SE(TxRxIdentifier), CH of TxRxIdentifier')
+    u = ((c >> 17) & 255)
     ob1_ = _new(_iso20_common_types.RationalNumberType)
     ob1_.Exponent = f_1_Exponent
     ob1_.Value = f_1_Value
@@ -10241,107 +10985,147 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        u2 = c >> 17
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
+            u2 = c >> 17
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 17
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 17
+                if av < 0:
+                    win, av = r.refill(av, 17)
+                c = (win >> av) & 0x1ffff
     f_2_TxRxIdentifier = u
-    av -= 13
-    if av < 0:
-        win, av = r.refill(av, 13)
-    c = (win >> av) & 0x1fff
-    if c & 0x1e00 != 0x0:
-        raise r.fail_at(av + 13, 'WPT_LF_TransmitterDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+    try:
+        sg = _Tda56c64f[(c >> 12) & 0x1f]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x1e000 != 0x0:
+            raise r.fail_at(av + 17, 'WPT_LF_TransmitterDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X') from None
+        sg = ((c >> 12) & 1)
+    u = ((c >> 4) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        u2 = c >> 4
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 4
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 4
+                if av < 0:
+                    win, av = r.refill(av, 4)
+                c = (win >> av) & 0xf
     f_3_Coord_X = -u - 1 if sg else u
-    av -= 12
+    av -= 26
     if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
-    if c & 0xe00 != 0x0:
-        raise r.fail_at(av + 12, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    try:
+        sg = _T143a83e6[c >> 26]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x38000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
+        sg = ((c >> 26) & 1)
+    u = ((c >> 18) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        u2 = c >> 18
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 26)
+            c = (win >> av) & 0x3ffffff
+            u2 = c >> 18
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 18
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 18
+                if av < 0:
+                    win, av = r.refill(av, 18)
+                c = (win >> av) & 0x3ffff
     f_3_Coord_Y = -u - 1 if sg else u
-    av -= 12
-    if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
-    if c & 0xe00 != 0x0:
-        raise r.fail_at(av + 12, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+    try:
+        sg = _T143a83e6[(c >> 14) & 0xf]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x38000 != 0x0:
+            raise r.fail_at(av + 18, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
+        sg = ((c >> 14) & 1)
+    u = ((c >> 6) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 14)
+        c = (win >> av) & 0x3fff
+        u2 = c >> 6
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 14)
+            c = (win >> av) & 0x3fff
+            u2 = c >> 6
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 6
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 6
+                if av < 0:
+                    win, av = r.refill(av, 6)
+                c = (win >> av) & 0x3f
     f_3_Coord_Z = -u - 1 if sg else u
-    av -= 14
+    av -= 24
     if av < 0:
-        win, av = r.refill(av, 14)
-    c = (win >> av) & 0x3fff
-    if c & 0x3e00 != 0x0:
-        raise r.fail_at(av + 14, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    try:
+        sg = _T4432aa72[c >> 24]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x3e000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X') from None
+        sg = ((c >> 24) & 1)
+    u = ((c >> 16) & 255)
     ob3_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
     ob3_.Coord_X = f_3_Coord_X
     ob3_.Coord_Y = f_3_Coord_Y
@@ -10350,80 +11134,105 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        u2 = c >> 16
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            u2 = c >> 16
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 16
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 16
+                if av < 0:
+                    win, av = r.refill(av, 16)
+                c = (win >> av) & 0xffff
     f_4_Coord_X = -u - 1 if sg else u
-    av -= 12
-    if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
-    if c & 0xe00 != 0x0:
-        raise r.fail_at(av + 12, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+    try:
+        sg = _T143a83e6[(c >> 12) & 0xf]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0xe000 != 0x0:
+            raise r.fail_at(av + 16, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
+        sg = ((c >> 12) & 1)
+    u = ((c >> 4) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        u2 = c >> 4
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 4
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 4
+                if av < 0:
+                    win, av = r.refill(av, 4)
+                c = (win >> av) & 0xf
     f_4_Coord_Y = -u - 1 if sg else u
-    av -= 12
+    av -= 26
     if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
-    if c & 0xe00 != 0x0:
-        raise r.fail_at(av + 12, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    try:
+        sg = _T143a83e6[c >> 26]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x38000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
+        sg = ((c >> 26) & 1)
+    u = ((c >> 18) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        u2 = c >> 18
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 26)
+            c = (win >> av) & 0x3ffffff
+            u2 = c >> 18
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 18
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 18
+                if av < 0:
+                    win, av = r.refill(av, 18)
+                c = (win >> av) & 0x3ffff
     f_4_Coord_Z = -u - 1 if sg else u
-    av -= 14
-    if av < 0:
-        win, av = r.refill(av, 14)
-    c = (win >> av) & 0x3fff
-    if c & 0x3f00 != 0x0:
-        raise r.fail_at(av + 14, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Z, EE, EE, SE(TxSpecData), SE(TxRxIdentifier), CH of TxRxIdentifier')
-    u = (c & 255)
+    if c & 0x3f000 != 0x0:
+        raise r.fail_at(av + 18, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Z, EE, EE, SE(TxSpecData), SE(TxRxIdentifier), CH of TxRxIdentifier')
+    u = ((c >> 4) & 255)
     ob4_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
     ob4_.Coord_X = f_4_Coord_X
     ob4_.Coord_Y = f_4_Coord_Y
@@ -10438,107 +11247,147 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        u2 = c >> 4
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 4
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 4
+                if av < 0:
+                    win, av = r.refill(av, 4)
+                c = (win >> av) & 0xf
     f_5_TxRxIdentifier = u
-    av -= 13
+    av -= 26
     if av < 0:
-        win, av = r.refill(av, 13)
-    c = (win >> av) & 0x1fff
-    if c & 0x1e00 != 0x0:
-        raise r.fail_at(av + 13, 'WPT_LF_TransmitterDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    try:
+        sg = _Tda56c64f[c >> 25]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x3c000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X') from None
+        sg = ((c >> 25) & 1)
+    u = ((c >> 17) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        u2 = c >> 17
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
+            u2 = c >> 17
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 17
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 17
+                if av < 0:
+                    win, av = r.refill(av, 17)
+                c = (win >> av) & 0x1ffff
     f_6_Coord_X = -u - 1 if sg else u
-    av -= 12
-    if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
-    if c & 0xe00 != 0x0:
-        raise r.fail_at(av + 12, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+    try:
+        sg = _T143a83e6[(c >> 13) & 0xf]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x1c000 != 0x0:
+            raise r.fail_at(av + 17, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
+        sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_6_Coord_Y = -u - 1 if sg else u
-    av -= 12
+    av -= 25
     if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
-    if c & 0xe00 != 0x0:
-        raise r.fail_at(av + 12, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    try:
+        sg = _T143a83e6[c >> 26]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x38000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
+        sg = ((c >> 26) & 1)
+    u = ((c >> 18) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        u2 = c >> 18
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 26)
+            c = (win >> av) & 0x3ffffff
+            u2 = c >> 18
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 18
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 18
+                if av < 0:
+                    win, av = r.refill(av, 18)
+                c = (win >> av) & 0x3ffff
     f_6_Coord_Z = -u - 1 if sg else u
-    av -= 14
-    if av < 0:
-        win, av = r.refill(av, 14)
-    c = (win >> av) & 0x3fff
-    if c & 0x3e00 != 0x0:
-        raise r.fail_at(av + 14, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+    try:
+        sg = _T4432aa72[(c >> 12) & 0x3f]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x3e000 != 0x0:
+            raise r.fail_at(av + 18, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X') from None
+        sg = ((c >> 12) & 1)
+    u = ((c >> 4) & 255)
     ob6_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
     ob6_.Coord_X = f_6_Coord_X
     ob6_.Coord_Y = f_6_Coord_Y
@@ -10547,78 +11396,103 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        u2 = c >> 4
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 4
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 4
+                if av < 0:
+                    win, av = r.refill(av, 4)
+                c = (win >> av) & 0xf
     f_7_Coord_X = -u - 1 if sg else u
-    av -= 12
+    av -= 23
     if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
-    if c & 0xe00 != 0x0:
-        raise r.fail_at(av + 12, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 27)
+    c = (win >> av) & 0x7ffffff
+    try:
+        sg = _T143a83e6[c >> 23]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x7000000 != 0x0:
+            raise r.fail_at(av + 27, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
+        sg = ((c >> 23) & 1)
+    u = ((c >> 15) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
+        u2 = c >> 15
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
+            u2 = c >> 15
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 15
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 15
+                if av < 0:
+                    win, av = r.refill(av, 15)
+                c = (win >> av) & 0x7fff
     f_7_Coord_Y = -u - 1 if sg else u
-    av -= 12
-    if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
-    if c & 0xe00 != 0x0:
-        raise r.fail_at(av + 12, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+    try:
+        sg = _T143a83e6[(c >> 11) & 0xf]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x7000 != 0x0:
+            raise r.fail_at(av + 15, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
+        sg = ((c >> 11) & 1)
+    u = ((c >> 3) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        u2 = c >> 3
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 3
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
     f_7_Coord_Z = -u - 1 if sg else u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c != 0x0:
+    if c & 0x7 != 0x0:
         raise r.fail_at(av + 3, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Z, EE, EE')
     ob7_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
     ob7_.Coord_X = f_7_Coord_X
@@ -10633,122 +11507,159 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
     s = 4
     n = 0
     while True:
-        av -= 2
+        av -= 30
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        ec = (c >> 28)
         if ec == 0:
-            av -= 10
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            if c & 0x300 != 0x0:
-                raise r.fail_at(av + 10, 'WPT_LF_TransmitterDataType[4]', 'expected SE(TxRxIdentifier), CH of TxRxIdentifier')
-            u = (c & 255)
+            if c & 0xc000000 != 0x0:
+                raise r.fail_at(av + 28, 'WPT_LF_TransmitterDataType[4]', 'expected SE(TxRxIdentifier), CH of TxRxIdentifier')
+            u = ((c >> 18) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 26)
+                c = (win >> av) & 0x3ffffff
+                u2 = c >> 18
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 26)
+                    c = (win >> av) & 0x3ffffff
+                    u2 = c >> 18
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 18
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 18
+                        if av < 0:
+                            win, av = r.refill(av, 18)
+                        c = (win >> av) & 0x3ffff
             f_8_TxRxIdentifier = u
-            av -= 13
-            if av < 0:
-                win, av = r.refill(av, 13)
-            c = (win >> av) & 0x1fff
-            if c & 0x1e00 != 0x0:
-                raise r.fail_at(av + 13, 'WPT_LF_TransmitterDataType[4]', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X')
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            try:
+                sg = _Tda56c64f[(c >> 13) & 0x1f]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x3c000 != 0x0:
+                    raise r.fail_at(av + 18, 'WPT_LF_TransmitterDataType[4]', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X') from None
+                sg = ((c >> 13) & 1)
+            u = ((c >> 5) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 13)
+                    c = (win >> av) & 0x1fff
+                    u2 = c >> 5
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 5
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 5
+                        if av < 0:
+                            win, av = r.refill(av, 5)
+                        c = (win >> av) & 0x1f
             f_9_Coord_X = -u - 1 if sg else u
-            av -= 12
+            av -= 25
             if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            if c & 0xe00 != 0x0:
-                raise r.fail_at(av + 12, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            try:
+                sg = _T143a83e6[c >> 26]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x38000000 != 0x0:
+                    raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
+                sg = ((c >> 26) & 1)
+            u = ((c >> 18) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 26)
+                c = (win >> av) & 0x3ffffff
+                u2 = c >> 18
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 26)
+                    c = (win >> av) & 0x3ffffff
+                    u2 = c >> 18
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 18
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 18
+                        if av < 0:
+                            win, av = r.refill(av, 18)
+                        c = (win >> av) & 0x3ffff
             f_9_Coord_Y = -u - 1 if sg else u
-            av -= 12
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            if c & 0xe00 != 0x0:
-                raise r.fail_at(av + 12, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            try:
+                sg = _T143a83e6[(c >> 14) & 0xf]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x38000 != 0x0:
+                    raise r.fail_at(av + 18, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
+                sg = ((c >> 14) & 1)
+            u = ((c >> 6) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 14)
+                c = (win >> av) & 0x3fff
+                u2 = c >> 6
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 14)
+                    c = (win >> av) & 0x3fff
+                    u2 = c >> 6
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 6
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 6
+                        if av < 0:
+                            win, av = r.refill(av, 6)
+                        c = (win >> av) & 0x3f
             f_9_Coord_Z = -u - 1 if sg else u
-            av -= 14
+            av -= 24
             if av < 0:
-                win, av = r.refill(av, 14)
-            c = (win >> av) & 0x3fff
-            if c & 0x3e00 != 0x0:
-                raise r.fail_at(av + 14, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X')
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            try:
+                sg = _T4432aa72[c >> 24]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x3e000000 != 0x0:
+                    raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X') from None
+                sg = ((c >> 24) & 1)
+            u = ((c >> 16) & 255)
             ob9_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
             ob9_.Coord_X = f_9_Coord_X
             ob9_.Coord_Y = f_9_Coord_Y
@@ -10757,78 +11668,103 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 24)
+                c = (win >> av) & 0xffffff
+                u2 = c >> 16
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 24)
+                    c = (win >> av) & 0xffffff
+                    u2 = c >> 16
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 16
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 16
+                        if av < 0:
+                            win, av = r.refill(av, 16)
+                        c = (win >> av) & 0xffff
             f_10_Coord_X = -u - 1 if sg else u
-            av -= 12
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            if c & 0xe00 != 0x0:
-                raise r.fail_at(av + 12, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            try:
+                sg = _T143a83e6[(c >> 12) & 0xf]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0xe000 != 0x0:
+                    raise r.fail_at(av + 16, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
+                sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 4
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 4
+                        if av < 0:
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
             f_10_Coord_Y = -u - 1 if sg else u
-            av -= 12
+            av -= 11
             if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            if c & 0xe00 != 0x0:
-                raise r.fail_at(av + 12, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            try:
+                sg = _T143a83e6[c >> 11]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x7000 != 0x0:
+                    raise r.fail_at(av + 15, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
+                sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_10_Coord_Z = -u - 1 if sg else u
-            av -= 3
-            if av < 0:
-                win, av = r.refill(av, 3)
-            c = (win >> av) & 0x7
-            if c != 0x0:
+            if c & 0x7 != 0x0:
                 raise r.fail_at(av + 3, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_Z, EE, EE')
             ob10_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
             ob10_.Coord_X = f_10_Coord_X
@@ -10845,6 +11781,7 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
                 s = 258
                 break
         elif ec == 1:
+            av += 28
             r.avail = av
             f_TxPackageSpecData = _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r)
             win = r.win
@@ -10852,15 +11789,17 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
             s = 6
             break
         elif ec == 2:
+            av += 28
             s = -1
             break
         else:
-            raise r.fail_at(av, 'WPT_LF_TransmitterDataType[4]', f'event code {ec}, expected SE(TxSpecData), SE(TxPackageSpecData), EE')
+            raise r.fail_at(av + 28, 'WPT_LF_TransmitterDataType[4]', f'event code {ec}, expected SE(TxSpecData), SE(TxPackageSpecData), EE')
     if s == 258:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             r.avail = av
             f_TxPackageSpecData = _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r)
@@ -11514,63 +12453,77 @@ def _d_iso20_wpt_WPT_LF_TxDataListType(r: BitReader) -> _iso20_wpt.WPT_LF_TxData
     win = r.win
     av = r.avail
     f_WPT_LF_TxDataList: _iso20_wpt.WPT_LF_TxDataType
-    av -= 11
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'WPT_LF_TxDataListType', 'expected SE(WPT_LF_TxDataList), SE(TxIdentifier), CH of TxIdentifier')
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38000000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_LF_TxDataListType', 'expected SE(WPT_LF_TxDataList), SE(TxIdentifier), CH of TxIdentifier')
+    u = ((c >> 19) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
+        u2 = c >> 19
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
+            u2 = c >> 19
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 19
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 19
+                if av < 0:
+                    win, av = r.refill(av, 19)
+                c = (win >> av) & 0x7ffff
     f_1_TxIdentifier = u
-    av -= 24
+    av -= 9
     if av < 0:
-        win, av = r.refill(av, 24)
-    c = (win >> av) & 0xffffff
-    if c & 0xf00e00 != 0x0:
-        raise r.fail_at(av + 24, 'WPT_LF_TxDataListType', 'expected EE of TxIdentifier, SE(EIRP), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_2_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 28)
+    c = (win >> av) & 0xfffffff
+    if c & 0xf00e000 != 0x0:
+        raise r.fail_at(av + 28, 'WPT_LF_TxDataListType', 'expected EE of TxIdentifier, SE(EIRP), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_2_Exponent = ((c >> 16) & 255) - 128
+    sg = ((c >> 12) & 1)
+    u = ((c >> 4) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        u2 = c >> 4
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 4
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 4
+                if av < 0:
+                    win, av = r.refill(av, 4)
+                c = (win >> av) & 0xf
     f_2_Value = -u - 1 if sg else u
-    av -= 4
-    if av < 0:
-        win, av = r.refill(av, 4)
-    c = (win >> av) & 0xf
-    if c != 0x0:
+    if c & 0xf != 0x0:
         raise r.fail_at(av + 4, 'WPT_LF_TxDataListType', 'expected EE of Value, EE, EE, EE')
     ob2_ = _new(_iso20_common_types.RationalNumberType)
     ob2_.Exponent = f_2_Exponent
@@ -11657,63 +12610,77 @@ def _d_iso20_wpt_WPT_LF_TxDataType(r: BitReader) -> _iso20_wpt.WPT_LF_TxDataType
     av = r.avail
     f_TxIdentifier: int
     f_EIRP: _iso20_common_types.RationalNumberType
-    av -= 10
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x300 != 0x0:
-        raise r.fail_at(av + 10, 'WPT_LF_TxDataType', 'expected SE(TxIdentifier), CH of TxIdentifier')
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x30000000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_LF_TxDataType', 'expected SE(TxIdentifier), CH of TxIdentifier')
+    u = ((c >> 20) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
+        u2 = c >> 20
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            u2 = c >> 20
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 20
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 20
+                if av < 0:
+                    win, av = r.refill(av, 20)
+                c = (win >> av) & 0xfffff
     f_TxIdentifier = u
-    av -= 24
+    av -= 7
     if av < 0:
-        win, av = r.refill(av, 24)
-    c = (win >> av) & 0xffffff
-    if c & 0xf00e00 != 0x0:
-        raise r.fail_at(av + 24, 'WPT_LF_TxDataType', 'expected EE of TxIdentifier, SE(EIRP), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 27)
+    c = (win >> av) & 0x7ffffff
+    if c & 0x7807000 != 0x0:
+        raise r.fail_at(av + 27, 'WPT_LF_TxDataType', 'expected EE of TxIdentifier, SE(EIRP), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 15) & 255) - 128
+    sg = ((c >> 11) & 1)
+    u = ((c >> 3) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        u2 = c >> 3
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 3
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
     f_1_Value = -u - 1 if sg else u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c != 0x0:
+    if c & 0x7 != 0x0:
         raise r.fail_at(av + 3, 'WPT_LF_TxDataType', 'expected EE of Value, EE, EE')
     ob1_ = _new(_iso20_common_types.RationalNumberType)
     ob1_.Exponent = f_1_Exponent
@@ -11807,15 +12774,12 @@ def _d_iso20_wpt_WPT_PairingMethodListType(r: BitReader) -> _iso20_wpt.WPT_Pairi
     s = 1
     n = 0
     while True:
-        av -= 2
+        av -= 7
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 7)
+        c = (win >> av) & 0x7f
+        ec = (c >> 5)
         if ec == 0:
-            av -= 5
-            if av < 0:
-                win, av = r.refill(av, 5)
-            c = (win >> av) & 0x1f
             if c & 0x11 != 0x0:
                 raise r.fail_at(av + 5, 'WPT_PairingMethodListType[1]', 'expected CH of WPT_PairingMethod, EE of WPT_PairingMethod')
             iv = ((c >> 1) & 7)
@@ -11827,10 +12791,11 @@ def _d_iso20_wpt_WPT_PairingMethodListType(r: BitReader) -> _iso20_wpt.WPT_Pairi
                 s = 8
                 break
         elif ec == 1:
+            av += 5
             s = -1
             break
         else:
-            raise r.fail_at(av, 'WPT_PairingMethodListType[1]', f'event code {ec}, expected SE(WPT_PairingMethod), EE')
+            raise r.fail_at(av + 5, 'WPT_PairingMethodListType[1]', f'event code {ec}, expected SE(WPT_PairingMethod), EE')
     if s == 8:
         av -= 1
         if av < 0:
@@ -11907,8 +12872,10 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader) -> _iso20_wpt.WPT_PairingReqTy
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -11923,64 +12890,75 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader) -> _iso20_wpt.WPT_PairingReqTy
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'WPT_PairingReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38000000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_PairingReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 19) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
+        u2 = c >> 19
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
+            u2 = c >> 19
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 19
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 19
+                if av < 0:
+                    win, av = r.refill(av, 19)
+                c = (win >> av) & 0x7ffff
     f_1_TimeStamp = u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c & 0x4 != 0x0:
-        raise r.fail_at(av + 3, 'WPT_PairingReqType', 'expected EE of TimeStamp')
-    ec = (c & 3)
+    try:
+        ec = _Taa5bbe96[(c >> 16) & 0x7]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'WPT_PairingReqType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 16) & 3)
     if ec == 0:
+        av += 16
         r.avail = av
         f_1_Signature = _d_xmldsig_SignatureType(r)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 23
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
+        if c & 0x400000 != 0x0:
+            raise r.fail_at(av + 23, 'MessageHeaderType[2]', 'expected EE')
     elif ec == 1:
-        pass
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
     else:
-        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    av -= 7
-    if av < 0:
-        win, av = r.refill(av, 7)
-    c = (win >> av) & 0x7f
-    if c & 0x64 != 0x0:
-        raise r.fail_at(av + 7, 'WPT_PairingReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing')
-    iv = ((c >> 3) & 3)
-    if iv >= 3:
-        raise r.fail_at(av, 'WPT_PairingReqType.EVProcessing', f'enumeration index {iv}')
-    f_EVProcessing = _E_iso20_common_types_processingType[iv]
-    ec = (c & 3)
+        raise r.fail_at(av + 16, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    try:
+        f_EVProcessing, ec = _T2c3d00f9[(c >> 15) & 0x7f]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x320000 != 0x0:
+            raise r.fail_at(av + 22, 'WPT_PairingReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing') from None
+        iv = ((c >> 18) & 3)
+        if iv >= 3:
+            raise r.fail_at(av + 15, 'WPT_PairingReqType.EVProcessing', f'enumeration index {iv}') from None
+        f_EVProcessing = _E_iso20_common_types_processingType[iv]
+        ec = ((c >> 15) & 3)
     ob1_ = _new(_iso20_common_types.MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
@@ -11989,67 +12967,68 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader) -> _iso20_wpt.WPT_PairingReqTy
     s = 1
     s = 2
     if ec == 0:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'WPT_PairingReqType[2]', 'expected CH of ObservedIDCode')
-        u = (c & 255)
+        if c & 0x4000 != 0x0:
+            raise r.fail_at(av + 15, 'WPT_PairingReqType[2]', 'expected CH of ObservedIDCode')
+        u = ((c >> 6) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 14)
+            c = (win >> av) & 0x3fff
+            u2 = c >> 6
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 14)
+                c = (win >> av) & 0x3fff
+                u2 = c >> 6
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 6
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 6
+                    if av < 0:
+                        win, av = r.refill(av, 6)
+                    c = (win >> av) & 0x3f
         f_ObservedIDCode = u
-        av -= 6
-        if av < 0:
-            win, av = r.refill(av, 6)
-        c = (win >> av) & 0x3f
-        if c & 0x39 != 0x0:
-            raise r.fail_at(av + 6, 'WPT_PairingReqType[2]', 'expected EE of ObservedIDCode, SE(EVResultCode), CH of EVResultCode, EE of EVResultCode')
-        iv = ((c >> 1) & 3)
-        if iv >= 3:
-            raise r.fail_at(av, 'WPT_PairingReqType.EVResultCode', f'enumeration index {iv}')
-        f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
+        try:
+            f_EVResultCode = _T6b8acc44[c & 0x3f]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x39 != 0x0:
+                raise r.fail_at(av + 6, 'WPT_PairingReqType[2]', 'expected EE of ObservedIDCode, SE(EVResultCode), CH of EVResultCode, EE of EVResultCode') from None
+            iv = ((c >> 1) & 3)
+            if iv >= 3:
+                raise r.fail_at(av, 'WPT_PairingReqType.EVResultCode', f'enumeration index {iv}') from None
+            f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
         s = 4
     elif ec == 1:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
-        if c & 0x9 != 0x0:
-            raise r.fail_at(av + 4, 'WPT_PairingReqType[2]', 'expected CH of EVResultCode, EE of EVResultCode')
-        iv = ((c >> 1) & 3)
-        if iv >= 3:
-            raise r.fail_at(av, 'WPT_PairingReqType.EVResultCode', f'enumeration index {iv}')
-        f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
+        av += 11
+        try:
+            f_EVResultCode = _Tabd38ef6[(c >> 11) & 0xf]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x4800 != 0x0:
+                raise r.fail_at(av + 4, 'WPT_PairingReqType[2]', 'expected CH of EVResultCode, EE of EVResultCode') from None
+            iv = ((c >> 12) & 3)
+            if iv >= 3:
+                raise r.fail_at(av, 'WPT_PairingReqType.EVResultCode', f'enumeration index {iv}') from None
+            f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
         s = 4
     else:
-        raise r.fail_at(av, 'WPT_PairingReqType[2]', f'event code {ec}, expected SE(ObservedIDCode), SE(EVResultCode)')
+        raise r.fail_at(av + 15, 'WPT_PairingReqType[2]', f'event code {ec}, expected SE(ObservedIDCode), SE(EVResultCode)')
     n = 0
     while True:
-        av -= 2
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        ec = (c >> 9)
         if ec == 0:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
                 raise r.fail_at(av + 9, 'WPT_PairingReqType[4]', 'expected CH of VendorSpecificDataContainer')
             u = (c & 255)
@@ -12058,8 +13037,10 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader) -> _iso20_wpt.WPT_PairingReqTy
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -12085,10 +13066,11 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader) -> _iso20_wpt.WPT_PairingReqTy
                 s = 20
                 break
         elif ec == 1:
+            av += 9
             s = -1
             break
         else:
-            raise r.fail_at(av, 'WPT_PairingReqType[4]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
+            raise r.fail_at(av + 9, 'WPT_PairingReqType[4]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
     if s == 20:
         av -= 1
         if av < 0:
@@ -12224,8 +13206,10 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -12240,68 +13224,80 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'WPT_PairingResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38000000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_PairingResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 19) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
+        u2 = c >> 19
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
+            u2 = c >> 19
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 19
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 19
+                if av < 0:
+                    win, av = r.refill(av, 19)
+                c = (win >> av) & 0x7ffff
     f_1_TimeStamp = u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c & 0x4 != 0x0:
-        raise r.fail_at(av + 3, 'WPT_PairingResType', 'expected EE of TimeStamp')
-    ec = (c & 3)
+    try:
+        ec = _Taa5bbe96[(c >> 16) & 0x7]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'WPT_PairingResType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 16) & 3)
     if ec == 0:
+        av += 16
         r.avail = av
         f_1_Signature = _d_xmldsig_SignatureType(r)
         win = r.win
         av = r.avail
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x20000000 != 0x0:
+            raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     elif ec == 1:
-        pass
+        av -= 14
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    av -= 17
-    if av < 0:
-        win, av = r.refill(av, 17)
-    c = (win >> av) & 0x1ffff
-    if c & 0x181c8 != 0x0:
-        raise r.fail_at(av + 17, 'WPT_PairingResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing')
-    iv = ((c >> 9) & 63)
+        raise r.fail_at(av + 16, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    if c & 0x30390000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_PairingResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing')
+    iv = ((c >> 22) & 63)
     if iv >= 40:
-        raise r.fail_at(av, 'WPT_PairingResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av + 13, 'WPT_PairingResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    iv = ((c >> 4) & 3)
+    iv = ((c >> 17) & 3)
     if iv >= 3:
-        raise r.fail_at(av, 'WPT_PairingResType.EVSEProcessing', f'enumeration index {iv}')
+        raise r.fail_at(av + 13, 'WPT_PairingResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
-    ec = (c & 7)
+    ec = ((c >> 13) & 7)
     ob1_ = _new(_iso20_common_types.MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
@@ -12311,46 +13307,51 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
     s = 2
     s = 3
     if ec == 0:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'WPT_PairingResType[3]', 'expected CH of ObservedIDCode')
-        u = (c & 255)
+        if c & 0x1000 != 0x0:
+            raise r.fail_at(av + 13, 'WPT_PairingResType[3]', 'expected CH of ObservedIDCode')
+        u = ((c >> 4) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 4
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 4
+                    if av < 0:
+                        win, av = r.refill(av, 4)
+                    c = (win >> av) & 0xf
         f_ObservedIDCode = u
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c & 0x4 != 0x0:
-            raise r.fail_at(av + 3, 'WPT_PairingResType[3]', 'expected EE of ObservedIDCode')
-        ec = (c & 3)
+        try:
+            ec = _Taa5bbe96[(c >> 1) & 0x7]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x8 != 0x0:
+                raise r.fail_at(av + 4, 'WPT_PairingResType[3]', 'expected EE of ObservedIDCode') from None
+            ec = ((c >> 1) & 3)
         if ec == 0:
+            av += 1
             r.avail = av
             f_AlternativeSECCList = _d_iso20_wpt_AlternativeSECCListType(r)
             win = r.win
             av = r.avail
             s = 5
         elif ec == 1:
-            av -= 9
+            av -= 8
             if av < 0:
                 win, av = r.refill(av, 9)
             c = (win >> av) & 0x1ff
@@ -12362,8 +13363,10 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -12386,30 +13389,31 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
                 raise r.fail_at(av + 1, 'WPT_PairingResType[4]', 'expected EE of VendorSpecificDataContainer')
             s = 6
         elif ec == 2:
+            av += 1
             s = -1
         else:
-            raise r.fail_at(av, 'WPT_PairingResType[4]', f'event code {ec}, expected SE(AlternativeSECCList), SE(VendorSpecificDataContainer), EE')
+            raise r.fail_at(av + 1, 'WPT_PairingResType[4]', f'event code {ec}, expected SE(AlternativeSECCList), SE(VendorSpecificDataContainer), EE')
     elif ec == 1:
+        av += 13
         r.avail = av
         f_AlternativeSECCList = _d_iso20_wpt_AlternativeSECCListType(r)
         win = r.win
         av = r.avail
         s = 5
     elif ec == 2:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
+        av += 4
+        if c & 0x1000 != 0x0:
             raise r.fail_at(av + 9, 'WPT_PairingResType[3]', 'expected CH of VendorSpecificDataContainer')
-        u = (c & 255)
+        u = ((c >> 4) & 255)
         if u > 127:
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -12432,19 +13436,17 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
             raise r.fail_at(av + 1, 'WPT_PairingResType[3]', 'expected EE of VendorSpecificDataContainer')
         s = 6
     elif ec == 3:
+        av += 13
         s = -1
     else:
-        raise r.fail_at(av, 'WPT_PairingResType[3]', f'event code {ec}, expected SE(ObservedIDCode), SE(AlternativeSECCList), SE(VendorSpecificDataContainer), EE')
+        raise r.fail_at(av + 13, 'WPT_PairingResType[3]', f'event code {ec}, expected SE(ObservedIDCode), SE(AlternativeSECCList), SE(VendorSpecificDataContainer), EE')
     if s == 5:
-        av -= 2
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        ec = (c >> 9)
         if ec == 0:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
                 raise r.fail_at(av + 9, 'WPT_PairingResType[5]', 'expected CH of VendorSpecificDataContainer')
             u = (c & 255)
@@ -12453,8 +13455,10 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -12477,21 +13481,19 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
                 raise r.fail_at(av + 1, 'WPT_PairingResType[5]', 'expected EE of VendorSpecificDataContainer')
             s = 6
         elif ec == 1:
+            av += 9
             s = -1
         else:
-            raise r.fail_at(av, 'WPT_PairingResType[5]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
+            raise r.fail_at(av + 9, 'WPT_PairingResType[5]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
     if s == 6:
         n = 0
         while True:
-            av -= 2
+            av -= 11
             if av < 0:
-                win, av = r.refill(av, 2)
-            ec = (win >> av) & 0x3
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            ec = (c >> 9)
             if ec == 0:
-                av -= 9
-                if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
                 if c & 0x100 != 0x0:
                     raise r.fail_at(av + 9, 'WPT_PairingResType[6]', 'expected CH of VendorSpecificDataContainer')
                 u = (c & 255)
@@ -12500,8 +13502,10 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
                     if av < 0:
                         win, av = r.refill(av, 8)
                     u2 = (win >> av) & 0xff
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    if u2 > 127:
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
                         av -= 8
                         if av < 0:
                             win, av = r.refill(av, 8)
@@ -12527,10 +13531,11 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
                     s = 21
                     break
             elif ec == 1:
+                av += 9
                 s = -1
                 break
             else:
-                raise r.fail_at(av, 'WPT_PairingResType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
+                raise r.fail_at(av + 9, 'WPT_PairingResType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
     if s == 21:
         av -= 1
         if av < 0:
@@ -12716,38 +13721,43 @@ def _d_iso20_wpt_WPT_SPCPowerControlParameterType(r: BitReader) -> _iso20_wpt.WP
     win = r.win
     av = r.avail
     f_SPCPrimaryDeviceCoilCurrentInformation: _iso20_common_types.RationalNumberType
-    av -= 23
+    av -= 26
     if av < 0:
-        win, av = r.refill(av, 23)
-    c = (win >> av) & 0x7fffff
-    if c & 0x700e00 != 0x0:
-        raise r.fail_at(av + 23, 'WPT_SPCPowerControlParameterType', 'expected SE(SPCPrimaryDeviceCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 26)
+    c = (win >> av) & 0x3ffffff
+    if c & 0x3807000 != 0x0:
+        raise r.fail_at(av + 26, 'WPT_SPCPowerControlParameterType', 'expected SE(SPCPrimaryDeviceCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 15) & 255) - 128
+    sg = ((c >> 11) & 1)
+    u = ((c >> 3) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        u2 = c >> 3
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 3
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
     f_1_Value = -u - 1 if sg else u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c != 0x0:
+    if c & 0x7 != 0x0:
         raise r.fail_at(av + 3, 'WPT_SPCPowerControlParameterType', 'expected EE of Value, EE, EE')
     ob1_ = _new(_iso20_common_types.RationalNumberType)
     ob1_.Exponent = f_1_Exponent
@@ -12807,63 +13817,77 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxR
     f_PulseDuration: int
     f_PackageSeparationTime: int
     s = 0
-    av -= 11
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'WPT_TxRxPackageSpecDataType', 'expected SE(PulseSequenceOrder), SE(IndexNumber), CH of IndexNumber')
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38000000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_TxRxPackageSpecDataType', 'expected SE(PulseSequenceOrder), SE(IndexNumber), CH of IndexNumber')
+    u = ((c >> 19) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
+        u2 = c >> 19
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
+            u2 = c >> 19
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 19
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 19
+                if av < 0:
+                    win, av = r.refill(av, 19)
+                c = (win >> av) & 0x7ffff
     f_1_IndexNumber = u
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'WPT_TxRxPackageSpecDataType', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
-    u = (c & 255)
+    if c & 0x70000 != 0x0:
+        raise r.fail_at(av + 19, 'WPT_TxRxPackageSpecDataType', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
+    u = ((c >> 8) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 16)
+        c = (win >> av) & 0xffff
+        u2 = c >> 8
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 16)
+            c = (win >> av) & 0xffff
+            u2 = c >> 8
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 8
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
     f_1_TxRxIdentifier = u
-    av -= 13
+    av -= 18
     if av < 0:
-        win, av = r.refill(av, 13)
-    c = (win >> av) & 0x1fff
-    if c & 0x1f00 != 0x0:
-        raise r.fail_at(av + 13, 'WPT_TxRxPackageSpecDataType', 'expected EE of TxRxIdentifier, EE, SE(PulseSequenceOrder), SE(IndexNumber), CH of IndexNumber')
-    u = (c & 255)
+        win, av = r.refill(av, 26)
+    c = (win >> av) & 0x3ffffff
+    if c & 0x3e00000 != 0x0:
+        raise r.fail_at(av + 26, 'WPT_TxRxPackageSpecDataType', 'expected EE of TxRxIdentifier, EE, SE(PulseSequenceOrder), SE(IndexNumber), CH of IndexNumber')
+    u = ((c >> 13) & 255)
     ob1_ = _new(_iso20_wpt.WPT_TxRxPulseOrderType)
     ob1_.IndexNumber = f_1_IndexNumber
     ob1_.TxRxIdentifier = f_1_TxRxIdentifier
@@ -12872,51 +13896,61 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxR
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 21)
+        c = (win >> av) & 0x1fffff
+        u2 = c >> 13
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 21)
+            c = (win >> av) & 0x1fffff
+            u2 = c >> 13
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 13
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 13
+                if av < 0:
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
     f_2_IndexNumber = u
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'WPT_TxRxPackageSpecDataType', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
-    u = (c & 255)
+    if c & 0x1c00 != 0x0:
+        raise r.fail_at(av + 13, 'WPT_TxRxPackageSpecDataType', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
+    u = ((c >> 2) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        u2 = c >> 2
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 2
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
     f_2_TxRxIdentifier = u
-    av -= 2
-    if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    if c != 0x0:
+    if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'WPT_TxRxPackageSpecDataType', 'expected EE of TxRxIdentifier, EE')
     ob2_ = _new(_iso20_wpt.WPT_TxRxPulseOrderType)
     ob2_.IndexNumber = f_2_IndexNumber
@@ -12925,66 +13959,73 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxR
     s = 2
     n = 0
     while True:
-        av -= 2
+        av -= 25
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        ec = (c >> 23)
         if ec == 0:
-            av -= 10
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            if c & 0x300 != 0x0:
-                raise r.fail_at(av + 10, 'WPT_TxRxPackageSpecDataType[2]', 'expected SE(IndexNumber), CH of IndexNumber')
-            u = (c & 255)
+            if c & 0x600000 != 0x0:
+                raise r.fail_at(av + 23, 'WPT_TxRxPackageSpecDataType[2]', 'expected SE(IndexNumber), CH of IndexNumber')
+            u = ((c >> 13) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 21)
+                c = (win >> av) & 0x1fffff
+                u2 = c >> 13
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 21)
+                    c = (win >> av) & 0x1fffff
+                    u2 = c >> 13
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 13
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 13
+                        if av < 0:
+                            win, av = r.refill(av, 13)
+                        c = (win >> av) & 0x1fff
             f_3_IndexNumber = u
-            av -= 11
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            if c & 0x700 != 0x0:
-                raise r.fail_at(av + 11, 'WPT_TxRxPackageSpecDataType[2]', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
-            u = (c & 255)
+            if c & 0x1c00 != 0x0:
+                raise r.fail_at(av + 13, 'WPT_TxRxPackageSpecDataType[2]', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_3_TxRxIdentifier = u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'WPT_TxRxPackageSpecDataType[2]', 'expected EE of TxRxIdentifier, EE')
             ob3_ = _new(_iso20_wpt.WPT_TxRxPulseOrderType)
             ob3_.IndexNumber = f_3_IndexNumber
@@ -12995,130 +14036,149 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxR
                 s = 258
                 break
         elif ec == 1:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            if c & 0x100 != 0x0:
-                raise r.fail_at(av + 9, 'WPT_TxRxPackageSpecDataType[2]', 'expected CH of PulseSeparationTime')
-            u = (c & 255)
+            av += 13
+            if c & 0x400000 != 0x0:
+                raise r.fail_at(av + 10, 'WPT_TxRxPackageSpecDataType[2]', 'expected CH of PulseSeparationTime')
+            u = ((c >> 14) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                u2 = c >> 1
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    u2 = c >> 1
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 1
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 1
+                        if av < 0:
+                            win, av = r.refill(av, 1)
+                        c = (win >> av) & 0x1
+            else:
+                c >>= 13
             f_PulseSeparationTime = u
-            av -= 1
-            if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
+            if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'WPT_TxRxPackageSpecDataType[2]', 'expected EE of PulseSeparationTime')
             s = 4
             break
         else:
-            raise r.fail_at(av, 'WPT_TxRxPackageSpecDataType[2]', f'event code {ec}, expected SE(PulseSequenceOrder), SE(PulseSeparationTime)')
+            raise r.fail_at(av + 23, 'WPT_TxRxPackageSpecDataType[2]', f'event code {ec}, expected SE(PulseSequenceOrder), SE(PulseSeparationTime)')
     if s == 258:
-        av -= 10
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
-            raise r.fail_at(av + 10, 'WPT_TxRxPackageSpecDataType[258]', 'expected SE(PulseSeparationTime), CH of PulseSeparationTime')
-        u = (c & 255)
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x600 != 0x0:
+            raise r.fail_at(av + 11, 'WPT_TxRxPackageSpecDataType[258]', 'expected SE(PulseSeparationTime), CH of PulseSeparationTime')
+        u = ((c >> 1) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                u2 = c >> 1
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 1
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 1
+                    if av < 0:
+                        win, av = r.refill(av, 1)
+                    c = (win >> av) & 0x1
         f_PulseSeparationTime = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
+        if c & 0x1 != 0x0:
             raise r.fail_at(av + 1, 'WPT_TxRxPackageSpecDataType[258]', 'expected EE of PulseSeparationTime')
         s = 4
-    av -= 10
+    av -= 23
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x300 != 0x0:
-        raise r.fail_at(av + 10, 'WPT_TxRxPackageSpecDataType', 'expected SE(PulseDuration), CH of PulseDuration')
-    u = (c & 255)
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
+    if c & 0x600000 != 0x0:
+        raise r.fail_at(av + 23, 'WPT_TxRxPackageSpecDataType', 'expected SE(PulseDuration), CH of PulseDuration')
+    u = ((c >> 13) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 21)
+        c = (win >> av) & 0x1fffff
+        u2 = c >> 13
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 21)
+            c = (win >> av) & 0x1fffff
+            u2 = c >> 13
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 13
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 13
+                if av < 0:
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
     f_PulseDuration = u
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'WPT_TxRxPackageSpecDataType', 'expected EE of PulseDuration, SE(PackageSeparationTime), CH of PackageSeparationTime')
-    u = (c & 255)
+    if c & 0x1c00 != 0x0:
+        raise r.fail_at(av + 13, 'WPT_TxRxPackageSpecDataType', 'expected EE of PulseDuration, SE(PackageSeparationTime), CH of PackageSeparationTime')
+    u = ((c >> 2) & 255)
     s = 6
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        u2 = c >> 2
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 2
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
     f_PackageSeparationTime = u
-    av -= 2
-    if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    if c != 0x0:
+    if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'WPT_TxRxPackageSpecDataType', 'expected EE of PackageSeparationTime, EE')
     s = 8
     s = -1
@@ -13428,61 +14488,71 @@ def _d_iso20_wpt_WPT_TxRxPulseOrderType(r: BitReader) -> _iso20_wpt.WPT_TxRxPuls
     av = r.avail
     f_IndexNumber: int
     f_TxRxIdentifier: int
-    av -= 10
+    av -= 23
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x300 != 0x0:
-        raise r.fail_at(av + 10, 'WPT_TxRxPulseOrderType', 'expected SE(IndexNumber), CH of IndexNumber')
-    u = (c & 255)
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
+    if c & 0x600000 != 0x0:
+        raise r.fail_at(av + 23, 'WPT_TxRxPulseOrderType', 'expected SE(IndexNumber), CH of IndexNumber')
+    u = ((c >> 13) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 21)
+        c = (win >> av) & 0x1fffff
+        u2 = c >> 13
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 21)
+            c = (win >> av) & 0x1fffff
+            u2 = c >> 13
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 13
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 13
+                if av < 0:
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
     f_IndexNumber = u
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'WPT_TxRxPulseOrderType', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
-    u = (c & 255)
+    if c & 0x1c00 != 0x0:
+        raise r.fail_at(av + 13, 'WPT_TxRxPulseOrderType', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
+    u = ((c >> 2) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        u2 = c >> 2
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 2
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
     f_TxRxIdentifier = u
-    av -= 2
-    if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    if c != 0x0:
+    if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'WPT_TxRxPulseOrderType', 'expected EE of TxRxIdentifier, EE')
     r.avail = av
     ob = _new(_iso20_wpt.WPT_TxRxPulseOrderType)
@@ -13552,117 +14622,157 @@ def _d_iso20_wpt_WPT_TxRxSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxRxSpecDa
     f_TxRxIdentifier: int
     f_TxRxPosition: _iso20_wpt.WPT_CoordinateXYZType
     f_TxRxOrientation: _iso20_wpt.WPT_CoordinateXYZType
-    av -= 10
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x300 != 0x0:
-        raise r.fail_at(av + 10, 'WPT_TxRxSpecDataType', 'expected SE(TxRxIdentifier), CH of TxRxIdentifier')
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x30000000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_TxRxSpecDataType', 'expected SE(TxRxIdentifier), CH of TxRxIdentifier')
+    u = ((c >> 20) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
+        u2 = c >> 20
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            u2 = c >> 20
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 20
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 20
+                if av < 0:
+                    win, av = r.refill(av, 20)
+                c = (win >> av) & 0xfffff
     f_TxRxIdentifier = u
-    av -= 13
-    if av < 0:
-        win, av = r.refill(av, 13)
-    c = (win >> av) & 0x1fff
-    if c & 0x1e00 != 0x0:
-        raise r.fail_at(av + 13, 'WPT_TxRxSpecDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+    try:
+        sg = _Tda56c64f[(c >> 15) & 0x1f]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0xf0000 != 0x0:
+            raise r.fail_at(av + 20, 'WPT_TxRxSpecDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X') from None
+        sg = ((c >> 15) & 1)
+    u = ((c >> 7) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 15)
+        c = (win >> av) & 0x7fff
+        u2 = c >> 7
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            u2 = c >> 7
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 7
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 7
+                if av < 0:
+                    win, av = r.refill(av, 7)
+                c = (win >> av) & 0x7f
     f_1_Coord_X = -u - 1 if sg else u
-    av -= 12
+    av -= 23
     if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
-    if c & 0xe00 != 0x0:
-        raise r.fail_at(av + 12, 'WPT_TxRxSpecDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    try:
+        sg = _T143a83e6[c >> 26]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x38000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_TxRxSpecDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
+        sg = ((c >> 26) & 1)
+    u = ((c >> 18) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        u2 = c >> 18
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 26)
+            c = (win >> av) & 0x3ffffff
+            u2 = c >> 18
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 18
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 18
+                if av < 0:
+                    win, av = r.refill(av, 18)
+                c = (win >> av) & 0x3ffff
     f_1_Coord_Y = -u - 1 if sg else u
-    av -= 12
-    if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
-    if c & 0xe00 != 0x0:
-        raise r.fail_at(av + 12, 'WPT_TxRxSpecDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+    try:
+        sg = _T143a83e6[(c >> 14) & 0xf]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x38000 != 0x0:
+            raise r.fail_at(av + 18, 'WPT_TxRxSpecDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
+        sg = ((c >> 14) & 1)
+    u = ((c >> 6) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 14)
+        c = (win >> av) & 0x3fff
+        u2 = c >> 6
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 14)
+            c = (win >> av) & 0x3fff
+            u2 = c >> 6
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 6
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 6
+                if av < 0:
+                    win, av = r.refill(av, 6)
+                c = (win >> av) & 0x3f
     f_1_Coord_Z = -u - 1 if sg else u
-    av -= 14
+    av -= 24
     if av < 0:
-        win, av = r.refill(av, 14)
-    c = (win >> av) & 0x3fff
-    if c & 0x3e00 != 0x0:
-        raise r.fail_at(av + 14, 'WPT_TxRxSpecDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    try:
+        sg = _T4432aa72[c >> 24]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x3e000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_TxRxSpecDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X') from None
+        sg = ((c >> 24) & 1)
+    u = ((c >> 16) & 255)
     ob1_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
     ob1_.Coord_X = f_1_Coord_X
     ob1_.Coord_Y = f_1_Coord_Y
@@ -13671,78 +14781,103 @@ def _d_iso20_wpt_WPT_TxRxSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxRxSpecDa
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        u2 = c >> 16
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            u2 = c >> 16
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 16
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 16
+                if av < 0:
+                    win, av = r.refill(av, 16)
+                c = (win >> av) & 0xffff
     f_2_Coord_X = -u - 1 if sg else u
-    av -= 12
-    if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
-    if c & 0xe00 != 0x0:
-        raise r.fail_at(av + 12, 'WPT_TxRxSpecDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+    try:
+        sg = _T143a83e6[(c >> 12) & 0xf]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0xe000 != 0x0:
+            raise r.fail_at(av + 16, 'WPT_TxRxSpecDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
+        sg = ((c >> 12) & 1)
+    u = ((c >> 4) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        u2 = c >> 4
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 4
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 4
+                if av < 0:
+                    win, av = r.refill(av, 4)
+                c = (win >> av) & 0xf
     f_2_Coord_Y = -u - 1 if sg else u
-    av -= 12
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
-    if c & 0xe00 != 0x0:
-        raise r.fail_at(av + 12, 'WPT_TxRxSpecDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 15)
+    c = (win >> av) & 0x7fff
+    try:
+        sg = _T143a83e6[c >> 11]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x7000 != 0x0:
+            raise r.fail_at(av + 15, 'WPT_TxRxSpecDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
+        sg = ((c >> 11) & 1)
+    u = ((c >> 3) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        u2 = c >> 3
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 3
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
     f_2_Coord_Z = -u - 1 if sg else u
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c != 0x0:
+    if c & 0x7 != 0x0:
         raise r.fail_at(av + 3, 'WPT_TxRxSpecDataType', 'expected EE of Coord_Z, EE, EE')
     ob2_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
     ob2_.Coord_X = f_2_Coord_X
@@ -13948,8 +15083,10 @@ def _d_v0(r: BitReader) -> object:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -14005,8 +15142,10 @@ def _d_v1(r: BitReader) -> object:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -14050,36 +15189,41 @@ def _e_v1(w: BitWriter, o: Any) -> None:
 def _d_v2(r: BitReader) -> object:
     win = r.win
     av = r.avail
-    av -= 9
+    av -= 10
     if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
-        raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    if c & 0x200 != 0x0:
+        raise r.fail_at(av + 10, 'value', 'expected CH')
+    u = ((c >> 1) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        u2 = c >> 1
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 1
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
     v = u
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
     r.avail = av
     return v
@@ -14117,36 +15261,41 @@ def _e_v2(w: BitWriter, o: Any) -> None:
 def _d_v3(r: BitReader) -> object:
     win = r.win
     av = r.avail
-    av -= 9
+    av -= 10
     if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
-        raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    if c & 0x200 != 0x0:
+        raise r.fail_at(av + 10, 'value', 'expected CH')
+    u = ((c >> 1) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        u2 = c >> 1
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 1
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
     v = u
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
     r.avail = av
     return v
@@ -14196,8 +15345,10 @@ def _d_v4(r: BitReader) -> object:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -14247,9 +15398,12 @@ def _d_v5(r: BitReader) -> object:
     if av < 0:
         win, av = r.refill(av, 3)
     c = (win >> av) & 0x7
-    if c & 0x5 != 0x0:
-        raise r.fail_at(av + 3, 'value', 'expected CH, EE')
-    v = ((c >> 1) & 1) == 1
+    try:
+        v = _Ta870a97b[c]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x5 != 0x0:
+            raise r.fail_at(av + 3, 'value', 'expected CH, EE') from None
+        v = ((c >> 1) & 1) == 1
     r.avail = av
     return v
 
@@ -14266,37 +15420,45 @@ def _e_v5(w: BitWriter, o: Any) -> None:
 def _d_v6(r: BitReader) -> object:
     win = r.win
     av = r.avail
-    av -= 10
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x200 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    try:
+        sg = _T071cdf68[c >> 9]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'value', 'expected CH') from None
+        sg = ((c >> 9) & 1)
+    u = ((c >> 1) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        u2 = c >> 1
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 1
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
     v = -u - 1 if sg else u
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
     r.avail = av
     return v
@@ -14334,36 +15496,41 @@ def _e_v6(w: BitWriter, o: Any) -> None:
 def _d_v7(r: BitReader) -> object:
     win = r.win
     av = r.avail
-    av -= 9
+    av -= 10
     if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
-        raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    if c & 0x200 != 0x0:
+        raise r.fail_at(av + 10, 'value', 'expected CH')
+    u = ((c >> 1) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        u2 = c >> 1
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 1
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
     v = u
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
     r.avail = av
     return v
@@ -14405,9 +15572,12 @@ def _d_v8(r: BitReader) -> object:
     if av < 0:
         win, av = r.refill(av, 4)
     c = (win >> av) & 0xf
-    if c & 0x9 != 0x0:
-        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
-    v = _E_iso20_wpt_WPT_EVPCChargeDiagnosticsType[((c >> 1) & 3)]
+    try:
+        v = _T155ccf59[c]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x9 != 0x0:
+            raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
+        v = _E_iso20_wpt_WPT_EVPCChargeDiagnosticsType[((c >> 1) & 3)]
     r.avail = av
     return v
 
@@ -14428,12 +15598,15 @@ def _d_v9(r: BitReader) -> object:
     if av < 0:
         win, av = r.refill(av, 4)
     c = (win >> av) & 0xf
-    if c & 0x9 != 0x0:
-        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
-    iv = ((c >> 1) & 3)
-    if iv >= 3:
-        raise r.fail_at(av, 'value', f'enumeration index {iv}')
-    v = _E_iso20_common_types_processingType[iv]
+    try:
+        v = _T68c31457[c]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x9 != 0x0:
+            raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
+        iv = ((c >> 1) & 3)
+        if iv >= 3:
+            raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
+        v = _E_iso20_common_types_processingType[iv]
     r.avail = av
     return v
 
@@ -14454,12 +15627,15 @@ def _d_v10(r: BitReader) -> object:
     if av < 0:
         win, av = r.refill(av, 4)
     c = (win >> av) & 0xf
-    if c & 0x9 != 0x0:
-        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
-    iv = ((c >> 1) & 3)
-    if iv >= 3:
-        raise r.fail_at(av, 'value', f'enumeration index {iv}')
-    v = _E_iso20_wpt_WPT_EVResultType[iv]
+    try:
+        v = _Tabd38ef6[c]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x9 != 0x0:
+            raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
+        iv = ((c >> 1) & 3)
+        if iv >= 3:
+            raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
+        v = _E_iso20_wpt_WPT_EVResultType[iv]
     r.avail = av
     return v
 
@@ -14480,12 +15656,15 @@ def _d_v11(r: BitReader) -> object:
     if av < 0:
         win, av = r.refill(av, 5)
     c = (win >> av) & 0x1f
-    if c & 0x11 != 0x0:
-        raise r.fail_at(av + 5, 'value', 'expected CH, EE')
-    iv = ((c >> 1) & 7)
-    if iv >= 6:
-        raise r.fail_at(av, 'value', f'enumeration index {iv}')
-    v = _E_iso20_common_types_evseNotificationType[iv]
+    try:
+        v = _Tca2b455a[c]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x11 != 0x0:
+            raise r.fail_at(av + 5, 'value', 'expected CH, EE') from None
+        iv = ((c >> 1) & 7)
+        if iv >= 6:
+            raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
+        v = _E_iso20_common_types_evseNotificationType[iv]
     r.avail = av
     return v
 
@@ -14514,8 +15693,10 @@ def _d_v12(r: BitReader) -> object:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -14563,9 +15744,12 @@ def _d_v13(r: BitReader) -> object:
     if av < 0:
         win, av = r.refill(av, 10)
     c = (win >> av) & 0x3ff
-    if c & 0x201 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH, EE')
-    v = ((c >> 1) & 255) - 128
+    try:
+        v = _T4520956c[c]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x201 != 0x0:
+            raise r.fail_at(av + 10, 'value', 'expected CH, EE') from None
+        v = ((c >> 1) & 255) - 128
     r.avail = av
     return v
 
@@ -14584,37 +15768,45 @@ def _e_v13(w: BitWriter, o: Any) -> None:
 def _d_v14(r: BitReader) -> object:
     win = r.win
     av = r.avail
-    av -= 10
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x200 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    try:
+        sg = _T071cdf68[c >> 9]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'value', 'expected CH') from None
+        sg = ((c >> 9) & 1)
+    u = ((c >> 1) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        u2 = c >> 1
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 1
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
     v = -u - 1 if sg else u
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
     r.avail = av
     return v
@@ -14664,8 +15856,10 @@ def _d_v15(r: BitReader) -> object:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -14723,8 +15917,10 @@ def _d_v16(r: BitReader) -> object:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -14774,9 +15970,12 @@ def _d_v17(r: BitReader) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x101 != 0x0:
-        raise r.fail_at(av + 9, 'value', 'expected CH, EE')
-    v = ((c >> 1) & 127)
+    try:
+        v = _Tf00db23f[c]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'value', 'expected CH, EE') from None
+        v = ((c >> 1) & 127)
     r.avail = av
     return v
 
@@ -14807,8 +16006,10 @@ def _d_v18(r: BitReader) -> object:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -14866,8 +16067,10 @@ def _d_v19(r: BitReader) -> object:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -14917,9 +16120,12 @@ def _d_v20(r: BitReader) -> object:
     if av < 0:
         win, av = r.refill(av, 10)
     c = (win >> av) & 0x3ff
-    if c & 0x201 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH, EE')
-    v = ((c >> 1) & 255)
+    try:
+        v = _T3924a0e8[c]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x201 != 0x0:
+            raise r.fail_at(av + 10, 'value', 'expected CH, EE') from None
+        v = ((c >> 1) & 255)
     r.avail = av
     return v
 
@@ -14938,36 +16144,41 @@ def _e_v20(w: BitWriter, o: Any) -> None:
 def _d_v21(r: BitReader) -> object:
     win = r.win
     av = r.avail
-    av -= 9
+    av -= 10
     if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
-        raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    if c & 0x200 != 0x0:
+        raise r.fail_at(av + 10, 'value', 'expected CH')
+    u = ((c >> 1) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        u2 = c >> 1
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 1
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
     v = u
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
     r.avail = av
     return v
@@ -15009,9 +16220,12 @@ def _d_v22(r: BitReader) -> object:
     if av < 0:
         win, av = r.refill(av, 4)
     c = (win >> av) & 0xf
-    if c & 0x9 != 0x0:
-        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
-    v = _E_iso20_wpt_WPT_PowerClassType[((c >> 1) & 3)]
+    try:
+        v = _Tbcf426cd[c]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x9 != 0x0:
+            raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
+        v = _E_iso20_wpt_WPT_PowerClassType[((c >> 1) & 3)]
     r.avail = av
     return v
 
@@ -15040,8 +16254,10 @@ def _d_v23(r: BitReader) -> object:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -15089,12 +16305,15 @@ def _d_v24(r: BitReader) -> object:
     if av < 0:
         win, av = r.refill(av, 8)
     c = (win >> av) & 0xff
-    if c & 0x81 != 0x0:
-        raise r.fail_at(av + 8, 'value', 'expected CH, EE')
-    iv = ((c >> 1) & 63)
-    if iv >= 40:
-        raise r.fail_at(av, 'value', f'enumeration index {iv}')
-    v = _E_iso20_common_types_responseCodeType[iv]
+    try:
+        v = _T097f1957[c]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x81 != 0x0:
+            raise r.fail_at(av + 8, 'value', 'expected CH, EE') from None
+        iv = ((c >> 1) & 63)
+        if iv >= 40:
+            raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
+        v = _E_iso20_common_types_responseCodeType[iv]
     r.avail = av
     return v
 
@@ -15115,12 +16334,15 @@ def _d_v25(r: BitReader) -> object:
     if av < 0:
         win, av = r.refill(av, 5)
     c = (win >> av) & 0x1f
-    if c & 0x11 != 0x0:
-        raise r.fail_at(av + 5, 'value', 'expected CH, EE')
-    iv = ((c >> 1) & 7)
-    if iv >= 6:
-        raise r.fail_at(av, 'value', f'enumeration index {iv}')
-    v = _E_iso20_wpt_WPT_SPCChargeDiagnosticsType[iv]
+    try:
+        v = _T62a1b29a[c]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x11 != 0x0:
+            raise r.fail_at(av + 5, 'value', 'expected CH, EE') from None
+        iv = ((c >> 1) & 7)
+        if iv >= 6:
+            raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
+        v = _E_iso20_wpt_WPT_SPCChargeDiagnosticsType[iv]
     r.avail = av
     return v
 
@@ -15149,8 +16371,10 @@ def _d_v26(r: BitReader) -> object:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -15208,8 +16432,10 @@ def _d_v27(r: BitReader) -> object:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -15259,12 +16485,15 @@ def _d_v28(r: BitReader) -> object:
     if av < 0:
         win, av = r.refill(av, 4)
     c = (win >> av) & 0xf
-    if c & 0x9 != 0x0:
-        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
-    iv = ((c >> 1) & 3)
-    if iv >= 3:
-        raise r.fail_at(av, 'value', f'enumeration index {iv}')
-    v = _E_iso20_wpt_WPT_AlignmentCheckMethodType[iv]
+    try:
+        v = _Tb388a6a8[c]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x9 != 0x0:
+            raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
+        iv = ((c >> 1) & 3)
+        if iv >= 3:
+            raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
+        v = _E_iso20_wpt_WPT_AlignmentCheckMethodType[iv]
     r.avail = av
     return v
 
@@ -15285,12 +16514,15 @@ def _d_v29(r: BitReader) -> object:
     if av < 0:
         win, av = r.refill(av, 5)
     c = (win >> av) & 0x1f
-    if c & 0x11 != 0x0:
-        raise r.fail_at(av + 5, 'value', 'expected CH, EE')
-    iv = ((c >> 1) & 7)
-    if iv >= 5:
-        raise r.fail_at(av, 'value', f'enumeration index {iv}')
-    v = _E_iso20_wpt_WPT_FinePositioningMethodType[iv]
+    try:
+        v = _Ta9f74c23[c]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x11 != 0x0:
+            raise r.fail_at(av + 5, 'value', 'expected CH, EE') from None
+        iv = ((c >> 1) & 7)
+        if iv >= 5:
+            raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
+        v = _E_iso20_wpt_WPT_FinePositioningMethodType[iv]
     r.avail = av
     return v
 
@@ -15311,12 +16543,15 @@ def _d_v30(r: BitReader) -> object:
     if av < 0:
         win, av = r.refill(av, 5)
     c = (win >> av) & 0x1f
-    if c & 0x11 != 0x0:
-        raise r.fail_at(av + 5, 'value', 'expected CH, EE')
-    iv = ((c >> 1) & 7)
-    if iv >= 6:
-        raise r.fail_at(av, 'value', f'enumeration index {iv}')
-    v = _E_iso20_wpt_WPT_PairingMethodType[iv]
+    try:
+        v = _Tc4d04f19[c]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x11 != 0x0:
+            raise r.fail_at(av + 5, 'value', 'expected CH, EE') from None
+        iv = ((c >> 1) & 7)
+        if iv >= 6:
+            raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
+        v = _E_iso20_wpt_WPT_PairingMethodType[iv]
     r.avail = av
     return v
 
@@ -15333,37 +16568,45 @@ def _e_v30(w: BitWriter, o: Any) -> None:
 def _d_v31(r: BitReader) -> object:
     win = r.win
     av = r.avail
-    av -= 10
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x200 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    try:
+        sg = _T071cdf68[c >> 9]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'value', 'expected CH') from None
+        sg = ((c >> 9) & 1)
+    u = ((c >> 1) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        u2 = c >> 1
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 1
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
     v = -u - 1 if sg else u
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
     r.avail = av
     return v

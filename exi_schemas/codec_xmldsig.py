@@ -8,10 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 from exi_schemas import xmldsig as _xmldsig
-from iso15118.exi._bits import BitReader, BitWriter, encode_error
+from iso15118.exi._bits import BitReader, BitWriter, encode_error, run_table
 
 _new = object.__new__
 _BOOL = {False: 0, True: 1}
+_U2 = tuple((i << 7) - 128 for i in range(128))  # adds a second octet to the first
 
 EntryTable = tuple[
     tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
@@ -20,6 +21,9 @@ EntryTable = tuple[
 DOCUMENT_WIDTH = 5  # 24 global elements + SE(*)
 FRAGMENT_WIDTH = 6  # 45 elements + SE(*) + ED
 
+_T071cdf68 = run_table(((1, 0, None), (1, None, range(2)),))
+_T143a83e6 = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (1, None, range(2)),))
+_Taa5bbe96 = run_table(((1, 0, None), (2, None, range(4)),))
 
 
 def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.CanonicalizationMethodType:
@@ -39,8 +43,10 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -60,7 +66,8 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             raise r.fail_at(av, 'CanonicalizationMethodType[1]', 'wildcard element content is not supported')
         elif ec == 1:
@@ -75,7 +82,8 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
-            ec = (win >> av) & 0x3
+            c = (win >> av) & 0x3
+            ec = c
             if ec == 0:
                 raise r.fail_at(av, 'CanonicalizationMethodType[2]', 'wildcard element content is not supported')
             elif ec == 1:
@@ -129,16 +137,12 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     f_Seed: bytes | None = None
     f_PgenCounter: bytes | None = None
     s = 0
-    av -= 2
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    ec = (c >> 9)
     if ec == 0:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
             raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of P')
         u = (c & 255)
@@ -147,8 +151,10 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -175,8 +181,10 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -199,10 +207,6 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of Q')
         s = 4
     elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
             raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of G')
         u = (c & 255)
@@ -211,8 +215,10 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -235,10 +241,6 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of G')
         s = 2
     elif ec == 2:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
             raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of Y')
         u = (c & 255)
@@ -247,8 +249,10 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -271,17 +275,14 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of Y')
         s = 3
     else:
-        raise r.fail_at(av, 'DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
+        raise r.fail_at(av + 9, 'DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
     if s == 4:
-        av -= 2
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        ec = (c >> 9)
         if ec == 0:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
                 raise r.fail_at(av + 9, 'DSAKeyValueType[4]', 'expected CH of G')
             u = (c & 255)
@@ -290,8 +291,10 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -314,10 +317,6 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 raise r.fail_at(av + 1, 'DSAKeyValueType[4]', 'expected EE of G')
             s = 2
         elif ec == 1:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
                 raise r.fail_at(av + 9, 'DSAKeyValueType[4]', 'expected CH of Y')
             u = (c & 255)
@@ -326,8 +325,10 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -350,7 +351,7 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 raise r.fail_at(av + 1, 'DSAKeyValueType[4]', 'expected EE of Y')
             s = 3
         else:
-            raise r.fail_at(av, 'DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
+            raise r.fail_at(av + 9, 'DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
     if s == 2:
         av -= 10
         if av < 0:
@@ -364,8 +365,10 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -387,16 +390,12 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         if c:
             raise r.fail_at(av + 1, 'DSAKeyValueType[2]', 'expected EE of Y')
         s = 3
-    av -= 2
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    ec = (c >> 9)
     if ec == 0:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
             raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of J')
         u = (c & 255)
@@ -405,8 +404,10 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -421,18 +422,17 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         f_J = r.binary_of(u, None)
         win = r.win
         av = r.avail
-        av -= 3
+        av -= 12
         if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c & 0x4 != 0x0:
-            raise r.fail_at(av + 3, 'DSAKeyValueType[3]', 'expected EE of J')
-        ec = (c & 3)
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        try:
+            ec = _Taa5bbe96[c >> 9]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x800 != 0x0:
+                raise r.fail_at(av + 12, 'DSAKeyValueType[3]', 'expected EE of J') from None
+            ec = ((c >> 9) & 3)
         if ec == 0:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
                 raise r.fail_at(av + 9, 'DSAKeyValueType[5]', 'expected CH of Seed')
             u = (c & 255)
@@ -441,8 +441,10 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -465,14 +467,11 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 raise r.fail_at(av + 1, 'DSAKeyValueType[5]', 'expected EE of Seed')
             s = 6
         elif ec == 1:
+            av += 9
             s = -1
         else:
-            raise r.fail_at(av, 'DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
+            raise r.fail_at(av + 9, 'DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
     elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
             raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of Seed')
         u = (c & 255)
@@ -481,8 +480,10 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -505,9 +506,10 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 1, 'DSAKeyValueType[3]', 'expected EE of Seed')
         s = 6
     elif ec == 2:
+        av += 9
         s = -1
     else:
-        raise r.fail_at(av, 'DSAKeyValueType[3]', f'event code {ec}, expected SE(J), SE(Seed), EE')
+        raise r.fail_at(av + 9, 'DSAKeyValueType[3]', f'event code {ec}, expected SE(J), SE(Seed), EE')
     if s == 6:
         av -= 10
         if av < 0:
@@ -521,8 +523,10 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -738,8 +742,10 @@ def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -759,7 +765,8 @@ def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             raise r.fail_at(av, 'DigestMethodType[1]', 'wildcard element content is not supported')
         elif ec == 1:
@@ -774,7 +781,8 @@ def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
-            ec = (win >> av) & 0x3
+            c = (win >> av) & 0x3
+            ec = c
             if ec == 0:
                 raise r.fail_at(av, 'DigestMethodType[2]', 'wildcard element content is not supported')
             elif ec == 1:
@@ -829,24 +837,23 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     f_SPKIData: list[_xmldsig.SPKIDataType] = []
     f_MgmtData: list[str] = []
     s = 0
-    av -= 4
+    av -= 13
     if av < 0:
-        win, av = r.refill(av, 4)
-    c = (win >> av) & 0xf
-    ec = c
+        win, av = r.refill(av, 13)
+    c = (win >> av) & 0x1fff
+    ec = (c >> 9)
     if ec == 0:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
+        av += 1
+        u = ((c >> 1) & 255)
         if u > 127:
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -863,10 +870,6 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         av = r.avail
         s = 1
     elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
             raise r.fail_at(av + 9, 'KeyInfoType[0]', 'expected CH of KeyName')
         u = (c & 255)
@@ -875,8 +878,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -899,40 +904,41 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             raise r.fail_at(av + 1, 'KeyInfoType[0]', 'expected EE of KeyName')
         s = 2
     elif ec == 2:
+        av += 9
         r.avail = av
         f_KeyValue.append(_d_xmldsig_KeyValueType(r))
         win = r.win
         av = r.avail
         s = 2
     elif ec == 3:
+        av += 9
         r.avail = av
         f_RetrievalMethod.append(_d_xmldsig_RetrievalMethodType(r))
         win = r.win
         av = r.avail
         s = 2
     elif ec == 4:
+        av += 9
         r.avail = av
         f_X509Data.append(_d_xmldsig_X509DataType(r))
         win = r.win
         av = r.avail
         s = 2
     elif ec == 5:
+        av += 9
         r.avail = av
         f_PGPData.append(_d_xmldsig_PGPDataType(r))
         win = r.win
         av = r.avail
         s = 2
     elif ec == 6:
+        av += 9
         r.avail = av
         f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
         win = r.win
         av = r.avail
         s = 2
     elif ec == 7:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
             raise r.fail_at(av + 9, 'KeyInfoType[0]', 'expected CH of MgmtData')
         u = (c & 255)
@@ -941,8 +947,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -965,22 +973,21 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             raise r.fail_at(av + 1, 'KeyInfoType[0]', 'expected EE of MgmtData')
         s = 2
     elif ec == 8:
+        av += 9
         raise r.fail_at(av, 'KeyInfoType[0]', 'wildcard element content is not supported')
     elif ec == 9:
+        av += 9
         raise r.fail_at(av, 'KeyInfoType[0]', 'untyped character content is not supported')
     else:
-        raise r.fail_at(av, 'KeyInfoType[0]', f'event code {ec}, expected AT(Id), SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
+        raise r.fail_at(av + 9, 'KeyInfoType[0]', f'event code {ec}, expected AT(Id), SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
     if s == 1:
         while True:
-            av -= 4
+            av -= 13
             if av < 0:
-                win, av = r.refill(av, 4)
-            ec = (win >> av) & 0xf
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            ec = (c >> 9)
             if ec == 0:
-                av -= 9
-                if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
                 if c & 0x100 != 0x0:
                     raise r.fail_at(av + 9, 'KeyInfoType[1]', 'expected CH of KeyName')
                 u = (c & 255)
@@ -989,8 +996,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                     if av < 0:
                         win, av = r.refill(av, 8)
                     u2 = (win >> av) & 0xff
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    if u2 > 127:
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
                         av -= 8
                         if av < 0:
                             win, av = r.refill(av, 8)
@@ -1014,6 +1023,7 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 s = 2
                 break
             elif ec == 1:
+                av += 9
                 r.avail = av
                 f_KeyValue.append(_d_xmldsig_KeyValueType(r))
                 win = r.win
@@ -1021,6 +1031,7 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 s = 2
                 break
             elif ec == 2:
+                av += 9
                 r.avail = av
                 f_RetrievalMethod.append(_d_xmldsig_RetrievalMethodType(r))
                 win = r.win
@@ -1028,6 +1039,7 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 s = 2
                 break
             elif ec == 3:
+                av += 9
                 r.avail = av
                 f_X509Data.append(_d_xmldsig_X509DataType(r))
                 win = r.win
@@ -1035,6 +1047,7 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 s = 2
                 break
             elif ec == 4:
+                av += 9
                 r.avail = av
                 f_PGPData.append(_d_xmldsig_PGPDataType(r))
                 win = r.win
@@ -1042,6 +1055,7 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 s = 2
                 break
             elif ec == 5:
+                av += 9
                 r.avail = av
                 f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
                 win = r.win
@@ -1049,10 +1063,6 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 s = 2
                 break
             elif ec == 6:
-                av -= 9
-                if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
                 if c & 0x100 != 0x0:
                     raise r.fail_at(av + 9, 'KeyInfoType[1]', 'expected CH of MgmtData')
                 u = (c & 255)
@@ -1061,8 +1071,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                     if av < 0:
                         win, av = r.refill(av, 8)
                     u2 = (win >> av) & 0xff
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    if u2 > 127:
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
                         av -= 8
                         if av < 0:
                             win, av = r.refill(av, 8)
@@ -1086,21 +1098,20 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 s = 2
                 break
             elif ec == 7:
+                av += 9
                 raise r.fail_at(av, 'KeyInfoType[1]', 'wildcard element content is not supported')
             elif ec == 8:
+                av += 9
                 raise r.fail_at(av, 'KeyInfoType[1]', 'untyped character content is not supported')
             else:
-                raise r.fail_at(av, 'KeyInfoType[1]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
+                raise r.fail_at(av + 9, 'KeyInfoType[1]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
     while True:
-        av -= 4
+        av -= 13
         if av < 0:
-            win, av = r.refill(av, 4)
-        ec = (win >> av) & 0xf
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        ec = (c >> 9)
         if ec == 0:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
                 raise r.fail_at(av + 9, 'KeyInfoType[2]', 'expected CH of KeyName')
             u = (c & 255)
@@ -1109,8 +1120,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -1132,35 +1145,36 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             if c:
                 raise r.fail_at(av + 1, 'KeyInfoType[2]', 'expected EE of KeyName')
         elif ec == 1:
+            av += 9
             r.avail = av
             f_KeyValue.append(_d_xmldsig_KeyValueType(r))
             win = r.win
             av = r.avail
         elif ec == 2:
+            av += 9
             r.avail = av
             f_RetrievalMethod.append(_d_xmldsig_RetrievalMethodType(r))
             win = r.win
             av = r.avail
         elif ec == 3:
+            av += 9
             r.avail = av
             f_X509Data.append(_d_xmldsig_X509DataType(r))
             win = r.win
             av = r.avail
         elif ec == 4:
+            av += 9
             r.avail = av
             f_PGPData.append(_d_xmldsig_PGPDataType(r))
             win = r.win
             av = r.avail
         elif ec == 5:
+            av += 9
             r.avail = av
             f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
             win = r.win
             av = r.avail
         elif ec == 6:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
                 raise r.fail_at(av + 9, 'KeyInfoType[2]', 'expected CH of MgmtData')
             u = (c & 255)
@@ -1169,8 +1183,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -1192,14 +1208,17 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             if c:
                 raise r.fail_at(av + 1, 'KeyInfoType[2]', 'expected EE of MgmtData')
         elif ec == 7:
+            av += 9
             raise r.fail_at(av, 'KeyInfoType[2]', 'wildcard element content is not supported')
         elif ec == 8:
+            av += 9
             s = -1
             break
         elif ec == 9:
+            av += 9
             raise r.fail_at(av, 'KeyInfoType[2]', 'untyped character content is not supported')
         else:
-            raise r.fail_at(av, 'KeyInfoType[2]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av + 9, 'KeyInfoType[2]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), EE, CH(untyped)')
     r.avail = av
     ob = _new(_xmldsig.KeyInfoType)
     ob.Id = f_Id
@@ -1490,21 +1509,19 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
     f_DSAKeyValue: _xmldsig.DSAKeyValueType | None = None
     f_RSAKeyValue: _xmldsig.RSAKeyValueType | None = None
     while True:
-        av -= 3
+        av -= 13
         if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        ec = (c >> 10)
         if ec == 0:
+            av += 10
             r.avail = av
             f_DSAKeyValue = _d_xmldsig_DSAKeyValueType(r)
             win = r.win
             av = r.avail
             break
         elif ec == 1:
-            av -= 10
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
                 raise r.fail_at(av + 10, 'KeyValueType[0]', 'expected SE(Modulus), CH of Modulus')
             u = (c & 255)
@@ -1513,8 +1530,10 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -1541,8 +1560,10 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -1561,7 +1582,7 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
-            if c != 0x0:
+            if c:
                 raise r.fail_at(av + 2, 'KeyValueType[0]', 'expected EE of Exponent, EE')
             ob1_ = _new(_xmldsig.RSAKeyValueType)
             ob1_.Modulus = f_1_Modulus
@@ -1569,16 +1590,19 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
             f_RSAKeyValue = ob1_
             break
         elif ec == 2:
+            av += 10
             raise r.fail_at(av, 'KeyValueType[0]', 'wildcard element content is not supported')
         elif ec == 3:
+            av += 10
             raise r.fail_at(av, 'KeyValueType[0]', 'untyped character content is not supported')
         else:
-            raise r.fail_at(av, 'KeyValueType[0]', f'event code {ec}, expected SE(DSAKeyValue), SE(RSAKeyValue), SE(*), CH(untyped)')
+            raise r.fail_at(av + 10, 'KeyValueType[0]', f'event code {ec}, expected SE(DSAKeyValue), SE(RSAKeyValue), SE(*), CH(untyped)')
     while True:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             break
         elif ec == 1:
@@ -1643,24 +1667,22 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
     f_Id: str | None = None
     f_Reference: list[_xmldsig.ReferenceType] = []
     s = 0
-    av -= 2
+    av -= 10
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    ec = (c >> 8)
     if ec == 0:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
+        u = (c & 255)
         if u > 127:
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -1686,19 +1708,24 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
         win = r.win
         av = r.avail
         s = 2
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
     elif ec == 1:
+        av += 8
         r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r))
         win = r.win
         av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         s = 2
     else:
-        raise r.fail_at(av, 'ManifestType[0]', f'event code {ec}, expected AT(Id), SE(Reference)')
-    av -= 2
-    if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
+        raise r.fail_at(av + 8, 'ManifestType[0]', f'event code {ec}, expected AT(Id), SE(Reference)')
+    ec = (c & 3)
     if ec == 0:
         r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r))
@@ -1714,7 +1741,8 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
-            ec = (win >> av) & 0x3
+            c = (win >> av) & 0x3
+            ec = c
             if ec == 0:
                 r.avail = av
                 f_Reference.append(_d_xmldsig_ReferenceType(r))
@@ -1816,24 +1844,22 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     f_Id: str | None = None
     f_MimeType: str | None = None
     s = 0
-    av -= 3
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    ec = c
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    ec = (c >> 8)
     if ec == 0:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
+        u = (c & 255)
         if u > 127:
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -1848,24 +1874,22 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
         f_Encoding = r.string_of(u, None)
         win = r.win
         av = r.avail
-        av -= 3
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        ec = c
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        ec = (c >> 8)
         if ec == 0:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            c = (win >> av) & 0xff
-            u = c
+            u = (c & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -1882,18 +1906,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             av = r.avail
             s = 2
         elif ec == 1:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            c = (win >> av) & 0xff
-            u = c
+            u = (c & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -1910,26 +1932,27 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             av = r.avail
             s = 3
         elif ec == 2:
+            av += 8
             raise r.fail_at(av, 'ObjectType[1]', 'wildcard element content is not supported')
         elif ec == 3:
+            av += 8
             s = -1
         elif ec == 4:
+            av += 8
             raise r.fail_at(av, 'ObjectType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail_at(av, 'ObjectType[1]', f'event code {ec}, expected AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av + 8, 'ObjectType[1]', f'event code {ec}, expected AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
     elif ec == 1:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
+        u = (c & 255)
         if u > 127:
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -1946,18 +1969,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
         av = r.avail
         s = 2
     elif ec == 2:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
+        u = (c & 255)
         if u > 127:
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -1974,31 +1995,33 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
         av = r.avail
         s = 3
     elif ec == 3:
+        av += 8
         raise r.fail_at(av, 'ObjectType[0]', 'wildcard element content is not supported')
     elif ec == 4:
+        av += 8
         s = -1
     elif ec == 5:
+        av += 8
         raise r.fail_at(av, 'ObjectType[0]', 'untyped character content is not supported')
     else:
-        raise r.fail_at(av, 'ObjectType[0]', f'event code {ec}, expected AT(Encoding), AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
+        raise r.fail_at(av + 8, 'ObjectType[0]', f'event code {ec}, expected AT(Encoding), AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
     if s == 2:
-        av -= 3
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        ec = (c >> 8)
         if ec == 0:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            c = (win >> av) & 0xff
-            u = c
+            u = (c & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -2015,19 +2038,23 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             av = r.avail
             s = 3
         elif ec == 1:
+            av += 8
             raise r.fail_at(av, 'ObjectType[2]', 'wildcard element content is not supported')
         elif ec == 2:
+            av += 8
             s = -1
         elif ec == 3:
+            av += 8
             raise r.fail_at(av, 'ObjectType[2]', 'untyped character content is not supported')
         else:
-            raise r.fail_at(av, 'ObjectType[2]', f'event code {ec}, expected AT(MimeType), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av + 8, 'ObjectType[2]', f'event code {ec}, expected AT(MimeType), SE(*), EE, CH(untyped)')
     if s == 3:
         while True:
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
-            ec = (win >> av) & 0x3
+            c = (win >> av) & 0x3
+            ec = c
             if ec == 0:
                 raise r.fail_at(av, 'ObjectType[3]', 'wildcard element content is not supported')
             elif ec == 1:
@@ -2042,7 +2069,8 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
-            ec = (win >> av) & 0x3
+            c = (win >> av) & 0x3
+            ec = c
             if ec == 0:
                 raise r.fail_at(av, 'ObjectType[4]', 'wildcard element content is not supported')
             elif ec == 1:
@@ -2152,16 +2180,12 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     f_PGPKeyID: bytes | None = None
     f_PGPKeyPacket: bytes | None = None
     s = 0
-    av -= 2
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    ec = (c >> 9)
     if ec == 0:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
             raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyID')
         u = (c & 255)
@@ -2170,8 +2194,10 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -2186,18 +2212,17 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
         f_PGPKeyID = r.binary_of(u, None)
         win = r.win
         av = r.avail
-        av -= 3
+        av -= 12
         if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c & 0x4 != 0x0:
-            raise r.fail_at(av + 3, 'PGPDataType[0]', 'expected EE of PGPKeyID')
-        ec = (c & 3)
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        try:
+            ec = _Taa5bbe96[c >> 9]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x800 != 0x0:
+                raise r.fail_at(av + 12, 'PGPDataType[0]', 'expected EE of PGPKeyID') from None
+            ec = ((c >> 9) & 3)
         if ec == 0:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
                 raise r.fail_at(av + 9, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
             u = (c & 255)
@@ -2206,8 +2231,10 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -2226,9 +2253,12 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             if av < 0:
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
-            if c & 0x4 != 0x0:
-                raise r.fail_at(av + 3, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
-            ec = (c & 3)
+            try:
+                ec = _Taa5bbe96[c]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x4 != 0x0:
+                    raise r.fail_at(av + 3, 'PGPDataType[1]', 'expected EE of PGPKeyPacket') from None
+                ec = (c & 3)
             if ec == 0:
                 raise r.fail_at(av, 'PGPDataType[3]', 'wildcard element content is not supported')
             elif ec == 1:
@@ -2236,16 +2266,14 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             else:
                 raise r.fail_at(av, 'PGPDataType[3]', f'event code {ec}, expected SE(*), EE')
         elif ec == 1:
+            av += 9
             raise r.fail_at(av, 'PGPDataType[1]', 'wildcard element content is not supported')
         elif ec == 2:
+            av += 9
             s = -1
         else:
-            raise r.fail_at(av, 'PGPDataType[1]', f'event code {ec}, expected SE(PGPKeyPacket), SE(*), EE')
+            raise r.fail_at(av + 9, 'PGPDataType[1]', f'event code {ec}, expected SE(PGPKeyPacket), SE(*), EE')
     elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
             raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
         u = (c & 255)
@@ -2254,8 +2282,10 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -2274,9 +2304,12 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
         if av < 0:
             win, av = r.refill(av, 3)
         c = (win >> av) & 0x7
-        if c & 0x4 != 0x0:
-            raise r.fail_at(av + 3, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
-        ec = (c & 3)
+        try:
+            ec = _Taa5bbe96[c]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'PGPDataType[0]', 'expected EE of PGPKeyPacket') from None
+            ec = (c & 3)
         if ec == 0:
             raise r.fail_at(av, 'PGPDataType[2]', 'wildcard element content is not supported')
         elif ec == 1:
@@ -2284,13 +2317,14 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
         else:
             raise r.fail_at(av, 'PGPDataType[2]', f'event code {ec}, expected SE(*), EE')
     else:
-        raise r.fail_at(av, 'PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
+        raise r.fail_at(av + 9, 'PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
     if s == 4:
         while True:
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
-            ec = (win >> av) & 0x3
+            c = (win >> av) & 0x3
+            ec = c
             if ec == 0:
                 raise r.fail_at(av, 'PGPDataType[4]', 'wildcard element content is not supported')
             elif ec == 1:
@@ -2303,7 +2337,8 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
-            ec = (win >> av) & 0x3
+            c = (win >> av) & 0x3
+            ec = c
             if ec == 0:
                 raise r.fail_at(av, 'PGPDataType[5]', 'wildcard element content is not supported')
             elif ec == 1:
@@ -2403,8 +2438,10 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -2431,8 +2468,10 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -2451,7 +2490,7 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     if av < 0:
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
-    if c != 0x0:
+    if c:
         raise r.fail_at(av + 2, 'RSAKeyValueType', 'expected EE of Exponent, EE')
     r.avail = av
     ob = _new(_xmldsig.RSAKeyValueType)
@@ -2497,24 +2536,22 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     f_DigestMethod: _xmldsig.DigestMethodType
     f_DigestValue: bytes
     s = 0
-    av -= 3
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    ec = c
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    ec = (c >> 8)
     if ec == 0:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
+        u = (c & 255)
         if u > 127:
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -2529,24 +2566,22 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        av -= 3
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        ec = c
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        ec = (c >> 8)
         if ec == 0:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            c = (win >> av) & 0xff
-            u = c
+            u = (c & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -2563,18 +2598,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             av = r.avail
             s = 2
         elif ec == 1:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            c = (win >> av) & 0xff
-            u = c
+            u = (c & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -2591,32 +2624,32 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             av = r.avail
             s = 3
         elif ec == 2:
+            av += 8
             r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r)
             win = r.win
             av = r.avail
             s = 4
         elif ec == 3:
+            av += 8
             r.avail = av
             f_DigestMethod = _d_xmldsig_DigestMethodType(r)
             win = r.win
             av = r.avail
             s = 5
         else:
-            raise r.fail_at(av, 'ReferenceType[1]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
+            raise r.fail_at(av + 8, 'ReferenceType[1]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     elif ec == 1:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
+        u = (c & 255)
         if u > 127:
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -2633,18 +2666,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         av = r.avail
         s = 2
     elif ec == 2:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
+        u = (c & 255)
         if u > 127:
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -2661,37 +2692,38 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         av = r.avail
         s = 3
     elif ec == 3:
+        av += 8
         r.avail = av
         f_Transforms = _d_xmldsig_TransformsType(r)
         win = r.win
         av = r.avail
         s = 4
     elif ec == 4:
+        av += 8
         r.avail = av
         f_DigestMethod = _d_xmldsig_DigestMethodType(r)
         win = r.win
         av = r.avail
         s = 5
     else:
-        raise r.fail_at(av, 'ReferenceType[0]', f'event code {ec}, expected AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
+        raise r.fail_at(av + 8, 'ReferenceType[0]', f'event code {ec}, expected AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 2:
-        av -= 2
+        av -= 10
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        ec = (c >> 8)
         if ec == 0:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            c = (win >> av) & 0xff
-            u = c
+            u = (c & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -2708,24 +2740,27 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             av = r.avail
             s = 3
         elif ec == 1:
+            av += 8
             r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r)
             win = r.win
             av = r.avail
             s = 4
         elif ec == 2:
+            av += 8
             r.avail = av
             f_DigestMethod = _d_xmldsig_DigestMethodType(r)
             win = r.win
             av = r.avail
             s = 5
         else:
-            raise r.fail_at(av, 'ReferenceType[2]', f'event code {ec}, expected AT(URI), SE(Transforms), SE(DigestMethod)')
+            raise r.fail_at(av + 8, 'ReferenceType[2]', f'event code {ec}, expected AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 3:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r)
@@ -2764,8 +2799,10 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -2784,7 +2821,7 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     if av < 0:
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
-    if c != 0x0:
+    if c:
         raise r.fail_at(av + 2, 'ReferenceType', 'expected EE of DigestValue, EE')
     s = 6
     s = -1
@@ -2976,24 +3013,22 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
     f_URI: str | None = None
     f_Transforms: _xmldsig.TransformsType | None = None
     s = 0
-    av -= 3
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    ec = c
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    ec = (c >> 8)
     if ec == 0:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
+        u = (c & 255)
         if u > 127:
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -3008,24 +3043,22 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
         f_Type = r.string_of(u, None)
         win = r.win
         av = r.avail
-        av -= 2
+        av -= 10
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        ec = c
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        ec = (c >> 8)
         if ec == 0:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            c = (win >> av) & 0xff
-            u = c
+            u = (c & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -3042,28 +3075,28 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             av = r.avail
             s = 2
         elif ec == 1:
+            av += 8
             r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r)
             win = r.win
             av = r.avail
             s = 3
         elif ec == 2:
+            av += 8
             s = -1
         else:
-            raise r.fail_at(av, 'RetrievalMethodType[1]', f'event code {ec}, expected AT(URI), SE(Transforms), EE')
+            raise r.fail_at(av + 8, 'RetrievalMethodType[1]', f'event code {ec}, expected AT(URI), SE(Transforms), EE')
     elif ec == 1:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
+        u = (c & 255)
         if u > 127:
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -3080,20 +3113,23 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
         av = r.avail
         s = 2
     elif ec == 2:
+        av += 8
         r.avail = av
         f_Transforms = _d_xmldsig_TransformsType(r)
         win = r.win
         av = r.avail
         s = 3
     elif ec == 3:
+        av += 8
         s = -1
     else:
-        raise r.fail_at(av, 'RetrievalMethodType[0]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), EE')
+        raise r.fail_at(av + 8, 'RetrievalMethodType[0]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), EE')
     if s == 2:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r)
@@ -3220,8 +3256,10 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -3245,15 +3283,12 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
             s = 1
         if s == 1:
             while True:
-                av -= 2
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 2)
-                ec = (win >> av) & 0x3
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                ec = (c >> 9)
                 if ec == 0:
-                    av -= 9
-                    if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
                     if c & 0x100 != 0x0:
                         raise r.fail_at(av + 9, 'SPKIDataType[1]', 'expected CH of SPKISexp')
                     u = (c & 255)
@@ -3262,8 +3297,10 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                         if av < 0:
                             win, av = r.refill(av, 8)
                         u2 = (win >> av) & 0xff
-                        u = (u & 0x7F) | (u2 & 0x7F) << 7
-                        if u2 > 127:
+                        if u2 < 128:
+                            u += _U2[u2]
+                        else:
+                            u = (u & 0x7F) | (u2 & 0x7F) << 7
                             av -= 8
                             if av < 0:
                                 win, av = r.refill(av, 8)
@@ -3285,22 +3322,21 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                     if c:
                         raise r.fail_at(av + 1, 'SPKIDataType[1]', 'expected EE of SPKISexp')
                 elif ec == 1:
+                    av += 9
                     raise r.fail_at(av, 'SPKIDataType[1]', 'wildcard element content is not supported')
                 elif ec == 2:
+                    av += 9
                     s = -1
                     break
                 else:
-                    raise r.fail_at(av, 'SPKIDataType[1]', f'event code {ec}, expected SE(SPKISexp), SE(*), EE')
+                    raise r.fail_at(av + 9, 'SPKIDataType[1]', f'event code {ec}, expected SE(SPKISexp), SE(*), EE')
         if s == 2:
-            av -= 2
+            av -= 11
             if av < 0:
-                win, av = r.refill(av, 2)
-            ec = (win >> av) & 0x3
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            ec = (c >> 9)
             if ec == 0:
-                av -= 9
-                if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
                 if c & 0x100 != 0x0:
                     raise r.fail_at(av + 9, 'SPKIDataType[2]', 'expected CH of SPKISexp')
                 u = (c & 255)
@@ -3309,8 +3345,10 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                     if av < 0:
                         win, av = r.refill(av, 8)
                     u2 = (win >> av) & 0xff
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    if u2 > 127:
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
                         av -= 8
                         if av < 0:
                             win, av = r.refill(av, 8)
@@ -3333,9 +3371,10 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                     raise r.fail_at(av + 1, 'SPKIDataType[2]', 'expected EE of SPKISexp')
                 s = 1
             elif ec == 1:
+                av += 9
                 s = -1
             else:
-                raise r.fail_at(av, 'SPKIDataType[2]', f'event code {ec}, expected SE(SPKISexp), EE')
+                raise r.fail_at(av + 9, 'SPKIDataType[2]', f'event code {ec}, expected SE(SPKISexp), EE')
     r.avail = av
     ob = _new(_xmldsig.SPKIDataType)
     ob.SPKISexp = f_SPKISexp
@@ -3423,8 +3462,10 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -3441,60 +3482,69 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
     av = r.avail
     s = 1
     while True:
-        av -= 3
+        av -= 14
         if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+            win, av = r.refill(av, 14)
+        c = (win >> av) & 0x3fff
+        ec = (c >> 11)
         if ec == 0:
-            av -= 10
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            if c & 0x200 != 0x0:
-                raise r.fail_at(av + 10, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+            try:
+                sg = _T071cdf68[(c >> 9) & 0x3]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x400 != 0x0:
+                    raise r.fail_at(av + 11, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength') from None
+                sg = ((c >> 9) & 1)
+            u = ((c >> 1) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                u2 = c >> 1
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    u2 = c >> 1
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 1
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 1
+                        if av < 0:
+                            win, av = r.refill(av, 1)
+                        c = (win >> av) & 0x1
             f_HMACOutputLength = -u - 1 if sg else u
-            av -= 1
-            if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
+            if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
             s = 2
             break
         elif ec == 1:
+            av += 11
             raise r.fail_at(av, 'SignatureMethodType[1]', 'wildcard element content is not supported')
         elif ec == 2:
+            av += 11
             s = -1
             break
         elif ec == 3:
+            av += 11
             raise r.fail_at(av, 'SignatureMethodType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail_at(av, 'SignatureMethodType[1]', f'event code {ec}, expected SE(HMACOutputLength), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av + 11, 'SignatureMethodType[1]', f'event code {ec}, expected SE(HMACOutputLength), SE(*), EE, CH(untyped)')
     if s == 2:
         while True:
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
-            ec = (win >> av) & 0x3
+            c = (win >> av) & 0x3
+            ec = c
             if ec == 0:
                 raise r.fail_at(av, 'SignatureMethodType[2]', 'wildcard element content is not supported')
             elif ec == 1:
@@ -3509,7 +3559,8 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
-            ec = (win >> av) & 0x3
+            c = (win >> av) & 0x3
+            ec = c
             if ec == 0:
                 raise r.fail_at(av, 'SignatureMethodType[3]', 'wildcard element content is not supported')
             elif ec == 1:
@@ -3589,24 +3640,22 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
     f_Id: str | None = None
     f_SignatureProperty: list[_xmldsig.SignaturePropertyType] = []
     s = 0
-    av -= 2
+    av -= 10
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    ec = (c >> 8)
     if ec == 0:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
+        u = (c & 255)
         if u > 127:
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -3632,19 +3681,24 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
         win = r.win
         av = r.avail
         s = 2
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
     elif ec == 1:
+        av += 8
         r.avail = av
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
         win = r.win
         av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         s = 2
     else:
-        raise r.fail_at(av, 'SignaturePropertiesType[0]', f'event code {ec}, expected AT(Id), SE(SignatureProperty)')
-    av -= 2
-    if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
+        raise r.fail_at(av + 8, 'SignaturePropertiesType[0]', f'event code {ec}, expected AT(Id), SE(SignatureProperty)')
+    ec = (c & 3)
     if ec == 0:
         r.avail = av
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
@@ -3660,7 +3714,8 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
-            ec = (win >> av) & 0x3
+            c = (win >> av) & 0x3
+            ec = c
             if ec == 0:
                 r.avail = av
                 f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
@@ -3761,24 +3816,22 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
     f_Id: str | None = None
     f_Target: str
     s = 0
-    av -= 2
+    av -= 10
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    ec = (c >> 8)
     if ec == 0:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
+        u = (c & 255)
         if u > 127:
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -3805,8 +3858,10 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -3823,18 +3878,16 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
         av = r.avail
         s = 2
     elif ec == 1:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
+        u = (c & 255)
         if u > 127:
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -3851,12 +3904,13 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
         av = r.avail
         s = 2
     else:
-        raise r.fail_at(av, 'SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
+        raise r.fail_at(av + 8, 'SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
     while True:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             raise r.fail_at(av, 'SignaturePropertyType[2]', 'wildcard element content is not supported')
         elif ec == 1:
@@ -3867,7 +3921,8 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             raise r.fail_at(av, 'SignaturePropertyType[3]', 'wildcard element content is not supported')
         elif ec == 1:
@@ -3882,7 +3937,8 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
-            ec = (win >> av) & 0x3
+            c = (win >> av) & 0x3
+            ec = c
             if ec == 0:
                 raise r.fail_at(av, 'SignaturePropertyType[4]', 'wildcard element content is not supported')
             elif ec == 1:
@@ -3958,24 +4014,22 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
     f_KeyInfo: _xmldsig.KeyInfoType | None = None
     f_Object: list[_xmldsig.ObjectType] = []
     s = 0
-    av -= 2
+    av -= 10
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    ec = (c >> 8)
     if ec == 0:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
+        u = (c & 255)
         if u > 127:
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -4001,35 +4055,41 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         win = r.win
         av = r.avail
         s = 2
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
     elif ec == 1:
+        av += 8
         r.avail = av
         f_SignedInfo = _d_xmldsig_SignedInfoType(r)
         win = r.win
         av = r.avail
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
         s = 2
     else:
-        raise r.fail_at(av, 'SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c & 0x4 != 0x0:
-        raise r.fail_at(av + 3, 'SignatureType', 'expected SE(SignatureValue)')
-    ec = (c & 3)
+        raise r.fail_at(av + 8, 'SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
+    try:
+        ec = _Taa5bbe96[(c >> 8) & 0x7]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'SignatureType', 'expected SE(SignatureValue)') from None
+        ec = ((c >> 8) & 3)
     f_1_Id: str | None = None
     if ec == 0:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
+        u = (c & 255)
         if u > 127:
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -4056,8 +4116,10 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -4072,19 +4134,21 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         f_1_value = r.binary_of(u, None)
         win = r.win
         av = r.avail
-    elif ec == 1:
-        av -= 8
+        av -= 3
         if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+    elif ec == 1:
+        u = (c & 255)
         if u > 127:
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -4099,15 +4163,18 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         f_1_value = r.binary_of(u, None)
         win = r.win
         av = r.avail
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
     else:
-        raise r.fail_at(av, 'SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
-    av -= 3
-    if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c & 0x4 != 0x0:
-        raise r.fail_at(av + 3, 'SignatureType', 'expected EE')
-    ec = (c & 3)
+        raise r.fail_at(av + 8, 'SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
+    try:
+        ec = _Taa5bbe96[c & 0x7]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'SignatureType', 'expected EE') from None
+        ec = (c & 3)
     ob1_ = _new(_xmldsig.SignatureValueType)
     ob1_.Id = f_1_Id
     ob1_.value = f_1_value
@@ -4148,7 +4215,8 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
-            ec = (win >> av) & 0x3
+            c = (win >> av) & 0x3
+            ec = c
             if ec == 0:
                 r.avail = av
                 f_Object.append(_d_xmldsig_ObjectType(r))
@@ -4282,24 +4350,22 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     av = r.avail
     f_Id: str | None = None
     f_value: bytes
-    av -= 2
+    av -= 10
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    ec = (c >> 8)
     if ec == 0:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
+        u = (c & 255)
         if u > 127:
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -4326,8 +4392,10 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -4342,19 +4410,21 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         f_value = r.binary_of(u, None)
         win = r.win
         av = r.avail
-    elif ec == 1:
-        av -= 8
+        av -= 1
         if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+    elif ec == 1:
+        u = (c & 255)
         if u > 127:
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -4369,13 +4439,13 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         f_value = r.binary_of(u, None)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
     else:
-        raise r.fail_at(av, 'SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+        raise r.fail_at(av + 8, 'SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'SignatureValueType', 'expected EE')
     r.avail = av
     ob = _new(_xmldsig.SignatureValueType)
@@ -4435,24 +4505,22 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     f_SignatureMethod: _xmldsig.SignatureMethodType
     f_Reference: list[_xmldsig.ReferenceType] = []
     s = 0
-    av -= 2
+    av -= 10
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    ec = (c >> 8)
     if ec == 0:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
+        u = (c & 255)
         if u > 127:
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -4478,19 +4546,24 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
         win = r.win
         av = r.avail
         s = 2
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
     elif ec == 1:
+        av += 8
         r.avail = av
         f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
         s = 2
     else:
-        raise r.fail_at(av, 'SignedInfoType[0]', f'event code {ec}, expected AT(Id), SE(CanonicalizationMethod)')
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+        raise r.fail_at(av + 8, 'SignedInfoType[0]', f'event code {ec}, expected AT(Id), SE(CanonicalizationMethod)')
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'SignedInfoType', 'expected SE(SignatureMethod)')
     r.avail = av
     f_SignatureMethod = _d_xmldsig_SignatureMethodType(r)
@@ -4528,7 +4601,8 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
-            ec = (win >> av) & 0x3
+            c = (win >> av) & 0x3
+            ec = c
             if ec == 0:
                 r.avail = av
                 f_Reference.append(_d_xmldsig_ReferenceType(r))
@@ -4661,8 +4735,10 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -4678,15 +4754,12 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
     win = r.win
     av = r.avail
     while True:
-        av -= 3
+        av -= 12
         if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        ec = (c >> 9)
         if ec == 0:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
                 raise r.fail_at(av + 9, 'TransformType[1]', 'expected CH of XPath')
             u = (c & 255)
@@ -4695,8 +4768,10 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -4718,13 +4793,16 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
             if c:
                 raise r.fail_at(av + 1, 'TransformType[1]', 'expected EE of XPath')
         elif ec == 1:
+            av += 9
             raise r.fail_at(av, 'TransformType[1]', 'wildcard element content is not supported')
         elif ec == 2:
+            av += 9
             break
         elif ec == 3:
+            av += 9
             raise r.fail_at(av, 'TransformType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail_at(av, 'TransformType[1]', f'event code {ec}, expected SE(XPath), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av + 9, 'TransformType[1]', f'event code {ec}, expected SE(XPath), SE(*), EE, CH(untyped)')
     r.avail = av
     ob = _new(_xmldsig.TransformType)
     ob.Algorithm = f_Algorithm
@@ -4803,7 +4881,8 @@ def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
-            ec = (win >> av) & 0x3
+            c = (win >> av) & 0x3
+            ec = c
             if ec == 0:
                 r.avail = av
                 f_Transform.append(_d_xmldsig_TransformType(r))
@@ -4882,16 +4961,12 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     f_X509SubjectName: list[str] = []
     f_X509Certificate: list[bytes] = []
     f_X509CRL: list[bytes] = []
-    av -= 3
+    av -= 13
     if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    ec = c
+        win, av = r.refill(av, 13)
+    c = (win >> av) & 0x1fff
+    ec = (c >> 10)
     if ec == 0:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
             raise r.fail_at(av + 10, 'X509DataType[0]', 'expected SE(X509IssuerName), CH of X509IssuerName')
         u = (c & 255)
@@ -4900,8 +4975,10 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -4916,57 +4993,64 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
         f_1_X509IssuerName = r.string_of(u, None)
         win = r.win
         av = r.avail
-        av -= 12
+        av -= 14
         if av < 0:
-            win, av = r.refill(av, 12)
-        c = (win >> av) & 0xfff
-        if c & 0xe00 != 0x0:
-            raise r.fail_at(av + 12, 'X509DataType[0]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 14)
+        c = (win >> av) & 0x3fff
+        try:
+            sg = _T143a83e6[c >> 10]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x3800 != 0x0:
+                raise r.fail_at(av + 14, 'X509DataType[0]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber') from None
+            sg = ((c >> 10) & 1)
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
         f_1_X509SerialNumber = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
+        if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'X509DataType[0]', 'expected EE of X509SerialNumber, EE')
         ob1_ = _new(_xmldsig.X509IssuerSerialType)
         ob1_.X509IssuerName = f_1_X509IssuerName
         ob1_.X509SerialNumber = f_1_X509SerialNumber
         f_X509IssuerSerial.append(ob1_)
     elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
+        av += 1
+        if c & 0x200 != 0x0:
             raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509SKI')
-        u = (c & 255)
+        u = ((c >> 1) & 255)
         if u > 127:
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -4988,20 +5072,19 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
         if c:
             raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509SKI')
     elif ec == 2:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
+        av += 1
+        if c & 0x200 != 0x0:
             raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509SubjectName')
-        u = (c & 255)
+        u = ((c >> 1) & 255)
         if u > 127:
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -5023,20 +5106,19 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
         if c:
             raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509SubjectName')
     elif ec == 3:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
+        av += 1
+        if c & 0x200 != 0x0:
             raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509Certificate')
-        u = (c & 255)
+        u = ((c >> 1) & 255)
         if u > 127:
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -5058,20 +5140,19 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
         if c:
             raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509Certificate')
     elif ec == 4:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
+        av += 1
+        if c & 0x200 != 0x0:
             raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509CRL')
-        u = (c & 255)
+        u = ((c >> 1) & 255)
         if u > 127:
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
             u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
@@ -5093,19 +5174,17 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
         if c:
             raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509CRL')
     elif ec == 5:
+        av += 10
         raise r.fail_at(av, 'X509DataType[0]', 'wildcard element content is not supported')
     else:
-        raise r.fail_at(av, 'X509DataType[0]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*)')
+        raise r.fail_at(av + 10, 'X509DataType[0]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*)')
     while True:
-        av -= 3
+        av -= 13
         if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        ec = (c >> 10)
         if ec == 0:
-            av -= 10
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
                 raise r.fail_at(av + 10, 'X509DataType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
             u = (c & 255)
@@ -5114,8 +5193,10 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -5130,57 +5211,64 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             f_2_X509IssuerName = r.string_of(u, None)
             win = r.win
             av = r.avail
-            av -= 12
+            av -= 14
             if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            if c & 0xe00 != 0x0:
-                raise r.fail_at(av + 12, 'X509DataType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
+                win, av = r.refill(av, 14)
+            c = (win >> av) & 0x3fff
+            try:
+                sg = _T143a83e6[c >> 10]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x3800 != 0x0:
+                    raise r.fail_at(av + 14, 'X509DataType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber') from None
+                sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_2_X509SerialNumber = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
+            if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'X509DataType[1]', 'expected EE of X509SerialNumber, EE')
             ob2_ = _new(_xmldsig.X509IssuerSerialType)
             ob2_.X509IssuerName = f_2_X509IssuerName
             ob2_.X509SerialNumber = f_2_X509SerialNumber
             f_X509IssuerSerial.append(ob2_)
         elif ec == 1:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            if c & 0x100 != 0x0:
+            av += 1
+            if c & 0x200 != 0x0:
                 raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509SKI')
-            u = (c & 255)
+            u = ((c >> 1) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -5202,20 +5290,19 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             if c:
                 raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509SKI')
         elif ec == 2:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            if c & 0x100 != 0x0:
+            av += 1
+            if c & 0x200 != 0x0:
                 raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509SubjectName')
-            u = (c & 255)
+            u = ((c >> 1) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -5237,20 +5324,19 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             if c:
                 raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509SubjectName')
         elif ec == 3:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            if c & 0x100 != 0x0:
+            av += 1
+            if c & 0x200 != 0x0:
                 raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509Certificate')
-            u = (c & 255)
+            u = ((c >> 1) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -5272,20 +5358,19 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             if c:
                 raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509Certificate')
         elif ec == 4:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            if c & 0x100 != 0x0:
+            av += 1
+            if c & 0x200 != 0x0:
                 raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509CRL')
-            u = (c & 255)
+            u = ((c >> 1) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
                     win, av = r.refill(av, 8)
                 u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
@@ -5307,11 +5392,13 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             if c:
                 raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509CRL')
         elif ec == 5:
+            av += 10
             raise r.fail_at(av, 'X509DataType[1]', 'wildcard element content is not supported')
         elif ec == 6:
+            av += 10
             break
         else:
-            raise r.fail_at(av, 'X509DataType[1]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*), EE')
+            raise r.fail_at(av + 10, 'X509DataType[1]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*), EE')
     r.avail = av
     ob = _new(_xmldsig.X509DataType)
     ob.X509IssuerSerial = f_X509IssuerSerial
@@ -5535,8 +5622,10 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -5551,37 +5640,45 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
     f_X509IssuerName = r.string_of(u, None)
     win = r.win
     av = r.avail
-    av -= 12
+    av -= 14
     if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
-    if c & 0xe00 != 0x0:
-        raise r.fail_at(av + 12, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 14)
+    c = (win >> av) & 0x3fff
+    try:
+        sg = _T143a83e6[c >> 10]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x3800 != 0x0:
+            raise r.fail_at(av + 14, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber') from None
+        sg = ((c >> 10) & 1)
+    u = ((c >> 2) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        u2 = c >> 2
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 2
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
     f_X509SerialNumber = -u - 1 if sg else u
-    av -= 2
-    if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    if c != 0x0:
+    if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
     r.avail = av
     ob = _new(_xmldsig.X509IssuerSerialType)
@@ -5646,8 +5743,10 @@ def _d_v0(r: BitReader) -> object:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -5703,8 +5802,10 @@ def _d_v1(r: BitReader) -> object:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -5760,8 +5861,10 @@ def _d_v2(r: BitReader) -> object:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -5805,37 +5908,45 @@ def _e_v2(w: BitWriter, o: Any) -> None:
 def _d_v3(r: BitReader) -> object:
     win = r.win
     av = r.avail
-    av -= 10
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x200 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    try:
+        sg = _T071cdf68[c >> 9]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'value', 'expected CH') from None
+        sg = ((c >> 9) & 1)
+    u = ((c >> 1) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        u2 = c >> 1
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 1
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
     v = -u - 1 if sg else u
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
     r.avail = av
     return v
@@ -5885,8 +5996,10 @@ def _d_v4(r: BitReader) -> object:
         if av < 0:
             win, av = r.refill(av, 8)
         u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 8)
@@ -5930,37 +6043,45 @@ def _e_v4(w: BitWriter, o: Any) -> None:
 def _d_v5(r: BitReader) -> object:
     win = r.win
     av = r.avail
-    av -= 10
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x200 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH')
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    try:
+        sg = _T071cdf68[c >> 9]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'value', 'expected CH') from None
+        sg = ((c >> 9) & 1)
+    u = ((c >> 1) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        u2 = c >> 1
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
+                av += 1
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
     v = -u - 1 if sg else u
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
     r.avail = av
     return v

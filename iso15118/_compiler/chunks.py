@@ -3,16 +3,22 @@
 A schema-informed stream is mostly small fixed-width pieces: event codes, the CH and EE
 codes around simple values, enumerations, booleans, bounded integers.  Where the grammar
 leaves no choice between them, the generated code reads (or writes) a whole run at once
-and takes the pieces apart with shifts.
+and takes the pieces apart with shifts, or looks the run up in a table of its valid bit
+patterns when it holds several small values.  Decoders also read ahead across choices and
+after the first octet of an integer (see "reading ahead" below).
 """
 
 from __future__ import annotations
 
+import re
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 MAX_RUN = 62  # bits per call, so that every chunk stays a small int
+MAX_TABLE = 256  # entries of a run table (see _table_run)
+AHEAD = 30  # reading ahead stops at this many bits per read: one digit of a Python int
 _IND = "    "
 
 
@@ -25,6 +31,9 @@ class ReadBits:
     what: str
     expect: int | None = None
     lines: list[str] = field(default_factory=list)
+    # a value that a run table may give: the local it goes to, and the sequence (an
+    # expression) that maps the field's bits to it
+    table: tuple[str, str] | None = None
 
 
 @dataclass(slots=True)
@@ -39,9 +48,11 @@ class WriteBits:
 
 @dataclass(slots=True)
 class Raw:
-    """Code that reads or writes on its own (or branches): ends a run."""
+    """Code that reads or writes on its own (or branches): ends a run.  With `reads` false,
+    plain statements that touch neither the input nor the run's value `c`."""
 
     lines: list[str]
+    reads: bool = True
 
 
 @dataclass(slots=True)
@@ -51,8 +62,32 @@ class Stmt:
     lines: list[str]
 
 
-def flush_reads(items: Sequence[ReadBits | Raw | Stmt], where: str) -> list[str]:
-    return _flush(items, lambda run: _read_run(run, where))
+@dataclass(slots=True)
+class Choice:
+    """An event code of `width` bits (in `ec`) choosing among `branches`: the items of each
+    alternative, then its `tails` (state bookkeeping, `break`; they neither read nor use `c`)."""
+
+    width: int
+    where: str
+    expected: str
+    branches: list[list[ReadItem]]
+    tails: list[list[str]]
+
+
+@dataclass(slots=True)
+class UIntTail:
+    """The octets of an Unsigned Integer after its first, a ReadBits into `u` just before;
+    then `lines` with the whole value in `u`.  `reads`: those lines use the reader too."""
+
+    lines: list[str]
+    reads: bool = False
+
+
+ReadItem = ReadBits | Raw | Stmt | Choice | UIntTail
+
+
+def flush_reads(items: Sequence[ReadItem], where: str) -> list[str]:
+    return _Reads(where).flush(items, _Ahead(0, 0), 0)[0]
 
 
 def flush_writes(items: Sequence[WriteBits | Raw | Stmt]) -> list[str]:
@@ -100,20 +135,270 @@ def with_reader(lines: list[str]) -> list[str]:
     return ["r.avail = av", *lines, "win = r.win", "av = r.avail"]
 
 
-def _read_run(run: list[ReadBits], where: str) -> list[str]:
-    if not run:
-        return []
-    total = sum(b.width for b in run)
-    if len(run) == 1 and run[0].expect is not None:
-        b = run[0]
+# -- reading ahead ------------------------------------------------------------------------------
+#
+# Taking bits out of the window costs far more than splitting a small int, so a read also
+# takes the bits of what follows when that is fixed-width: the alternatives after an event
+# code, the rest after an Unsigned Integer's first octet (most values fit in one), the run
+# after a choice.  Bits read ahead sit in `c`; what is not used is handed back (`av += n`).
+# The generated reader pads the stream with zero octets (BitReader.refill), so reading ahead
+# past the end is harmless; the decoder refuses a document that ends beyond the data.
+
+
+@dataclass(slots=True, frozen=True)
+class _Ahead:
+    """`n` bits read ahead: the next n bits of the stream are bits off..off+n of `c`."""
+
+    n: int
+    off: int
+
+
+def _width(run: Sequence[ReadBits]) -> int:
+    return sum(b.width for b in run)
+
+
+def _passive(item: ReadItem) -> bool:
+    return isinstance(item, Stmt) or (isinstance(item, Raw) and not item.reads)
+
+
+def _lead(items: Sequence[ReadItem], after: int = 0) -> int:
+    """How many bits the first read of `items` takes (with what it reads ahead), when the
+    next `after` bits are wanted after them."""
+    total = 0
+    for i, item in enumerate(items):
+        if _passive(item):
+            continue
+        if isinstance(item, ReadBits | Choice):
+            if total + item.width > MAX_RUN:
+                return total
+            total += item.width
+            if isinstance(item, Choice):
+                ahead = _choice_ahead(item, items[i + 1 :], after)
+                return total + min(ahead, max(0, AHEAD - total))
+            continue
+        if isinstance(item, UIntTail) and not item.reads:
+            return total + min(_lead(items[i + 1 :], after), max(0, AHEAD - total))
+        return total
+    return total + min(after, max(0, AHEAD - total))
+
+
+def _choice_ahead(choice: Choice, rest: Sequence[ReadItem], after: int) -> int:
+    return max((_lead([*b, *rest], after) for b in choice.branches), default=0)
+
+
+def _ends_in_raise(code: list[str]) -> bool:
+    return bool(code) and code[-1].startswith("raise")
+
+
+class _Reads:
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def flush(self, items: Sequence[ReadItem], ahead: _Ahead, want: int) -> tuple[list[str], bool]:
+        """Code for `items`, entered with `ahead` bits in `c`; it leaves the next `want` bits
+        in the low bits of `c`.  Also whether the code ends in a raise."""
+        out: list[str] = []
+        run: list[ReadBits] = []
+        later: list[str] = []
+
+        def emit(lead: int) -> None:
+            """Read the run and as much of the `lead` bits after it as is free: what is
+            read ahead already, else up to AHEAD bits in all."""
+            nonlocal ahead, run, later
+            width = _width(run)
+            room = ahead.n - width if width <= ahead.n else AHEAD - width
+            lines, ahead = _read_run(run, self.where, ahead, max(0, min(lead, room)))
+            out.extend(lines + later)
+            run, later = [], []
+
+        for i, item in enumerate(items):
+            rest = items[i + 1 :]
+            if isinstance(item, Stmt):
+                later += item.lines
+            elif isinstance(item, Raw) and not item.reads:
+                if run:
+                    emit(_lead(rest, want))
+                out.extend(later + item.lines)
+                later = []
+            elif isinstance(item, Raw):
+                emit(0)
+                out += item.lines
+                if _ends_in_raise(item.lines):
+                    return out, True
+            elif isinstance(item, ReadBits | Choice):
+                if _width(run) + item.width > MAX_RUN:
+                    emit(_lead(items[i:], want))
+                if isinstance(item, ReadBits):
+                    run.append(item)
+                    continue
+                code = ReadBits(item.width, item.where, lines=["ec = {x}"])
+                code.table = ("ec", f"range({1 << item.width})")
+                run.append(code)
+                emit(_choice_ahead(item, rest, want))
+                want_next = _lead(rest, want)
+                out += self.chain(item, ahead, want_next)
+                ahead = _Ahead(want_next, 0)
+            else:
+                emit(0 if item.reads else _lead(rest, want))
+                out += _uint_more(ahead) + item.lines
+                ahead = _Ahead(ahead.n, 0)
+        emit(want)
+        out += self.settle(ahead, want)
+        return out, False
+
+    def settle(self, ahead: _Ahead, want: int) -> list[str]:
+        """After the last run (which read at most `want` bits ahead): leave exactly the next
+        `want` bits in the low bits of `c`."""
+        if ahead.n == want:
+            return [f"c >>= {ahead.off}"] if want and ahead.off else []
         return [
-            *read_into("c", b.width),
-            f"if c{f' != {b.expect}' if b.expect else ''}:",
-            _IND + f"raise r.fail_at(av + {b.width}, {where!r}, 'expected {b.what}')",
+            f"av -= {want - ahead.n}",
+            "if av < 0:",
+            _IND + f"win, av = r.refill(av, {want})",
+            f"c = (win >> av) & {(1 << want) - 1:#x}",
         ]
-    out = read_into("c", total)
+
+    def chain(self, choice: Choice, ahead: _Ahead, want: int) -> list[str]:
+        out: list[str] = []
+        sub = _Reads(choice.where)
+        for i, (items, tail) in enumerate(zip(choice.branches, choice.tails, strict=True)):
+            code, raised = sub.flush(items, ahead, want)
+            if not raised:
+                code += tail
+            out += [f"{'if' if i == 0 else 'elif'} ec == {i}:", *_indent(code or ["pass"])]
+        bad = f"f'event code {{ec}}, expected {choice.expected}')"
+        at = f"av + {ahead.n}" if ahead.n else "av"
+        return [*out, "else:", _IND + f"raise r.fail_at({at}, {choice.where!r}, {bad}"]
+
+
+def _indent(lines: list[str], depth: int = 1) -> list[str]:
+    return [_IND * depth + line for line in lines]
+
+
+def _uint_more(ahead: _Ahead) -> list[str]:
+    """After the first octet `u` of an Unsigned Integer: the second and third in place,
+    more by the reader (EXI 1.0 section 7.1.6).  The `ahead.n` bits read ahead after the
+    first octet move along: they follow the last octet in every case."""
+    q = ahead.n
+    if not q:
+        octet = read_into("u2", 8)
+        last = with_reader(["u = r.uint_more(u, 21)"])
+    else:
+        octet = [
+            "av -= 8",
+            "if av < 0:",
+            _IND + f"win, av = r.refill(av, {8 + q})",
+            f"c = (win >> av) & {(1 << (8 + q)) - 1:#x}",
+            f"u2 = c >> {q}",
+        ]
+        last = [
+            f"av += {q}",
+            *with_reader(["u = r.uint_more(u, 21)"]),
+            *read_into("c", q),
+        ]
+    fast = [f"c >>= {ahead.off}"] if ahead.off and q else []
+    return [
+        "if u > 127:",
+        *_indent(octet),
+        _IND + "if u2 < 128:",  # two octets, the most frequent case after one
+        _IND * 2 + "u += _U2[u2]",
+        _IND + "else:",
+        _IND * 2 + "u = (u & 0x7F) | (u2 & 0x7F) << 7",
+        *_indent(octet, 2),
+        _IND * 2 + "u |= (u2 & 0x7F) << 14",
+        _IND * 2 + "if u2 > 127:",
+        *_indent(last, 3),
+        *(["else:", *_indent(fast)] if fast else []),
+    ]
+
+
+RUN_TABLES: dict[str, str] = {}  # name -> the run_table(...) call that builds it
+
+
+def table_definitions(code: str) -> list[str]:
+    """The run tables that `code` uses, as module-level assignments."""
+    names = sorted(set(re.findall(r"\b_T[0-9a-f]{8}\b", code)))
+    return [f"{name} = {RUN_TABLES[name]}" for name in names]
+
+
+def _table_run(run: list[ReadBits], low: int, exact_top: bool) -> tuple[list[str], int] | None:
+    """A run whose pieces (bar an Unsigned Integer's first octet at its end) are structural
+    codes and small values is looked up at once in a table of its valid bit patterns: the
+    statements, and how many pieces at the end it leaves out.  None if not worth it."""
+    tail = 1 if run[-1].table is None and run[-1].expect is None else 0
+    head = run[: len(run) - tail]
+    values = [b for b in head if b.expect is None]
+    if any(b.table is None for b in values) or not values:
+        return None
+    if len(values) < 2 and all(b.expect is None for b in head):
+        return None
+    size = 1
+    for b in values:
+        size <<= b.width
+    if size > MAX_TABLE:
+        return None
+    spec = ", ".join(
+        f"({b.width}, {b.expect}, None)" if b.table is None else f"({b.width}, None, {b.table[1]})"
+        for b in head
+    )
+    call = f"run_table(({spec},))"
+    name = f"_T{zlib.crc32(call.encode()):08x}"
+    RUN_TABLES[name] = call
+    width = _width(head)
+    low += _width(run[len(head) :])
+    if exact_top:
+        key = f"c >> {low}" if low else "c"
+    else:
+        key = f"(c >> {low}) & {(1 << width) - 1:#x}" if low else f"c & {(1 << width) - 1:#x}"
+    targets = ", ".join(b.table[0] for b in values if b.table is not None)
+    return [f"{targets} = {name}[{key}]"], tail
+
+
+def _read_run(run: list[ReadBits], where: str, ahead: _Ahead, q: int) -> tuple[list[str], _Ahead]:
+    """Read `run` and `q` bits more (read ahead), using the bits already `ahead`.  Returns
+    the code (the checks, then the value statements) and what is then read ahead."""
+    total = _width(run)
+    need = total + q
+    exact = False  # c holds exactly the `need` bits (nothing above them)
+    if need <= ahead.n:
+        base = ahead.off + ahead.n - need
+        out = [f"av += {ahead.n - need}"] if ahead.n > need else []
+    else:
+        base = 0
+        exact = True
+        out = [
+            f"av -= {need - ahead.n}",
+            "if av < 0:",
+            _IND + f"win, av = r.refill(av, {need})",
+            f"c = (win >> av) & {(1 << need) - 1:#x}",
+        ]
+    low = base + q
+    tabled = _table_run(run, low, exact) if len(run) > 1 else None
+    if tabled is None:
+        return out + _fields(run, where, low, exact, q), _Ahead(q, base)
+    lookup, tail = tabled
+    head, rest = run[: len(run) - tail], run[len(run) - tail :]
+    below = _width(rest)
+    slow = [  # the KeyError says nothing the reader needs
+        f"{line} from None" if line.lstrip().startswith("raise ") else line
+        for line in _fields(head, where, low + below, exact, q + below)
+    ]
+    out += [
+        "try:",
+        *_indent(lookup),
+        "except KeyError:  # not a valid pattern: say why",
+        *_indent(slow),
+    ]
+    return out + _fields(rest, where, low, False, q), _Ahead(q, base)
+
+
+def _fields(run: list[ReadBits], where: str, low: int, exact: bool, q: int) -> list[str]:
+    """The checks, then the value statements, of `run` in bits low.. of `c` (`exact`: no
+    bits above it), `q` bits before the read position."""
+    out: list[str] = []
+    total = _width(run)
     mask = expect = 0
-    shift = total
+    shift = low + total
     values: list[str] = []
     whats = []
     for b in run:
@@ -124,15 +409,20 @@ def _read_run(run: list[ReadBits], where: str) -> list[str]:
             expect |= b.expect << shift
             whats.append(b.what)
             continue
-        x = "c" if total == b.width else f"(c >> {shift})" if shift + b.width == total else None
-        if x is None:
+        if not b.width:
+            x = "0"
+        elif exact and shift + b.width == low + total:
+            x = f"(c >> {shift})" if shift else "c"
+        else:
             x = f"((c >> {shift}) & {ones})" if shift else f"(c & {ones})"
-        values += [line.replace("{x}", x) for line in b.lines]
+        for line in b.lines:
+            line = line.replace("{x}", x)
+            values.append(line.replace("r.fail_at(av, ", f"r.fail_at(av + {q}, ") if q else line)
     if mask:
-        test = "c" if mask == (1 << total) - 1 else f"c & {mask:#x}"
+        test = "c" if exact and not low and mask == (1 << total) - 1 else f"c & {mask:#x}"
         out += [
-            f"if {test} != {expect:#x}:",
-            _IND + f"raise r.fail_at(av + {total}, {where!r}, 'expected {', '.join(whats)}')",
+            f"if {test}{f' != {expect:#x}' if expect or test != 'c' else ''}:",
+            _IND + f"raise r.fail_at(av + {q + total}, {where!r}, 'expected {', '.join(whats)}')",
         ]
     return out + values
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from .chunks import ReadBits, WriteBits, flush_reads, flush_writes
+from .chunks import ReadBits, WriteBits, flush_reads, flush_writes, table_definitions
 from .gen_functions import ENCODER_EPILOGUE, FunctionWriter, _indent
 from .gen_types import HEADER, enum_name
 from .model import ClassModel, LoadedSet, module_of
@@ -140,9 +140,14 @@ def generate_codec_module(
         if names:
             lines = "".join(f"    {name},\n" for name in names)
             out.append(f"from exi_schemas.{home} import (\n{lines})")
-    out.append("from iso15118.exi._bits import BitReader, BitWriter, encode_error\n")
+    tables = table_definitions("\n".join([*functions, *roots]))
+    helpers = "BitReader, BitWriter, encode_error" + (", run_table" if tables else "")
+    out.append(f"from iso15118.exi._bits import {helpers}\n")
     out.append("_new = object.__new__")
-    out.append("_BOOL = {False: 0, True: 1}\n")
+    out.append("_BOOL = {False: 0, True: 1}")
+    out.append(
+        "_U2 = tuple((i << 7) - 128 for i in range(128))  # adds a second octet to the first\n"
+    )
     out.append("EntryTable = tuple[")
     out.append(
         "    tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],"
@@ -158,6 +163,7 @@ def generate_codec_module(
         ref = f"_{module_of(owner.name[0])}.{enum_name(st)}"
         out.append(f"_E_{name} = tuple({ref})")
         out.append(f"_I_{name} = {{m: i for i, m in enumerate(_E_{name})}}")
+    out += tables
     out.append("\n")
     out += functions
     out += roots

@@ -7,17 +7,20 @@ become an if-chain on the event code; repetitions become loops.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from .chunks import (
+    Choice,
     Raw,
     ReadBits,
+    ReadItem,
     Stmt,
+    UIntTail,
     WriteBits,
     flush_reads,
     flush_writes,
-    read_into,
     with_reader,
     with_writer,
 )
@@ -31,7 +34,6 @@ from .xsd import ComplexType, QName, SimpleType
 _IND = "    "
 MAX_INTEGER_BITS = 4096  # iso15118.exi._bits.MAX_UINT_BITS: the longest integer a stream may carry
 _PY_SCALAR = {"boolean": "bool", "integer": "int", "base64Binary": "bytes", "hexBinary": "bytes"}
-ReadItem = ReadBits | Raw | Stmt
 WriteItem = WriteBits | Raw | Stmt
 
 
@@ -124,21 +126,6 @@ def _uint_lines() -> list[str]:
         _IND + "k += 24",
         "else:",
         *_indent(with_writer(["w.uint(u)"])),
-    ]
-
-
-def _more_octets() -> list[str]:
-    """After the first octet `u` of an Unsigned Integer: the second in place, more by the
-    reader (EXI 1.0 section 7.1.6)."""
-    return [
-        "if u > 127:",
-        *_indent(read_into("u2", 8)),
-        _IND + "u = (u & 0x7F) | (u2 & 0x7F) << 7",
-        _IND + "if u2 > 127:",
-        *_indent(read_into("u2", 8), 2),
-        _IND * 2 + "u |= (u2 & 0x7F) << 14",
-        _IND * 2 + "if u2 > 127:",
-        *_indent(with_reader(["u = r.uint_more(u, 21)"]), 3),
     ]
 
 
@@ -278,36 +265,51 @@ class FunctionWriter:
             return target.replace("{v}", v)
 
         fail = f"raise r.fail_at(av, {where!r}, "
+        local = re.fullmatch(r"(\w+) = \{v\}", target)
+
+        def tabled(b: ReadBits, values: str) -> list[ReadItem]:
+            """A value a run table may give (see chunks._table_run)."""
+            if local is not None:
+                b.table = (local.group(1), values)
+            return [b]
+
         if st.enum_owner is not None:
             count = len(st.facets.enumeration or [])
             table = self.enum_table(st)
             bits = (count - 1).bit_length()
             if count == 1 << bits:
-                return [ReadBits(bits, where, lines=[put(f"_E_{table}[{{x}}]")])]
+                return tabled(
+                    ReadBits(bits, where, lines=[put(f"_E_{table}[{{x}}]")]), f"_E_{table}"
+                )
             check = ["iv = {x}", f"if iv >= {count}:", _IND + fail + "f'enumeration index {iv}')"]
-            return [ReadBits(bits, where, lines=[*check, put(f"_E_{table}[iv]")])]
+            return tabled(
+                ReadBits(bits, where, lines=[*check, put(f"_E_{table}[iv]")]), f"_E_{table}"
+            )
         prim = st.primitive
         if prim == "boolean":
-            return [ReadBits(1, where, lines=[put("{x} == 1")])]
+            return tabled(ReadBits(1, where, lines=[put("{x} == 1")]), "(False, True)")
         if prim == "integer":
             # any value the representation carries is accepted (real cars exceed facets);
             # the facets are enforced when encoding
             kind, lo, _hi, bits = int_plan(st)
             if kind == "nbit":
                 value = "{x}" + ("" if not lo else f" + {lo}" if lo > 0 else f" - {-lo}")
-                return [ReadBits(bits, where, lines=[put(value)])]
+                lo = lo or 0
+                return tabled(
+                    ReadBits(bits, where, lines=[put(value)]), f"range({lo}, {lo + (1 << bits)})"
+                )
             if kind == "uint":
-                return [*_first_octet(where), Raw([*_more_octets(), put("u")])]
-            sign = ReadBits(1, where, lines=["sg = {x}"])
-            return [sign, *_first_octet(where), Raw([*_more_octets(), put("-u - 1 if sg else u")])]
+                return [*_first_octet(where), UIntTail([put("u")])]
+            sign = ReadBits(1, where, lines=["sg = {x}"], table=("sg", "range(2)"))
+            return [sign, *_first_octet(where), UIntTail([put("-u - 1 if sg else u")])]
         f = st.facets
         hi_len = f.length if f.length is not None else f.max_length
         if prim in ("base64Binary", "hexBinary"):
             read = with_reader([put(f"r.binary_of(u, {hi_len})")])
-            return [*_first_octet(where), Raw([*_more_octets(), *read])]
+            return [*_first_octet(where), UIntTail(read, reads=True)]
         if prim == "string":
             read = with_reader([put(f"r.string_of(u, {hi_len})")])
-            return [*_first_octet(where), Raw([*_more_octets(), *read])]
+            return [*_first_octet(where), UIntTail(read, reads=True)]
         raise NotImplementedError(f"EXI datatype for {prim}")
 
     def write_value(self, st: SimpleType, expr: str, where: str, pre: list[str]) -> list[WriteItem]:
@@ -418,7 +420,8 @@ class FunctionWriter:
                 if (guarded)
                 else items
             )
-        branches: list[str] = []
+        branches: list[list[ReadItem]] = []
+        tails: list[list[str]] = []
         for i, p in enumerate(prods):
             action = self.decode_action(cm, p, where)
             tail: list[str] = []
@@ -435,13 +438,12 @@ class FunctionWriter:
                     tail.append(f"s = {p.target}")
                 if selfloop and p.target != k:
                     tail.append("break")
-            code = flush_reads(action, where) + tail
-            branches += [f"{'if' if i == 0 else 'elif'} ec == {i}:", *_indent(code or ["pass"])]
-        bad = f"f'event code {{ec}}, expected {expected}')"
-        branches += ["else:", _IND + f"raise r.fail_at(av, {where!r}, {bad}"]
+            branches.append(action)
+            tails.append(tail)
+        choice = Choice(state.width, where, expected, branches, tails)
         if not selfloop and not guarded:
-            return [ReadBits(state.width, where, lines=["ec = {x}"]), Raw(branches)]
-        lines = [*read_into("ec", state.width), *branches]
+            return [choice]
+        lines = flush_reads([choice], where)
         if selfloop:
             lines = ["while True:", *_indent(lines)]
         if chain is not None:
@@ -521,7 +523,7 @@ class FunctionWriter:
                 for fm in cm.fields
                 if fm.is_list
             ]
-            items: list[ReadItem] = [Raw(lists)] if lists else []
+            items: list[ReadItem] = [Raw(lists, reads=False)] if lists else []
             items += [Stmt(optional)] if optional else []
             for k in layout(g)[0]:
                 if k not in self.absorbed:

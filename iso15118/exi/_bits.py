@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import reprlib
 import sys
+from collections.abc import Sequence
 from types import FrameType
+from typing import Any
 
 from .errors import ExiDecodeError, ExiEncodeError
 
 WINDOW = 64  # octets loaded into the read window at a time
+PAD = 8  # zero octets after the end that generated decoders may read ahead into (see refill)
 MAX_UINT_BITS = 4096  # the longest Unsigned Integer a stream may carry (see uint_more)
+_ZEROS = bytes(PAD)
 FLUSH_BITS = 1024  # the writer moves whole octets out of its accumulator past this
 
 
@@ -27,15 +31,16 @@ def _grammar_position() -> str:
     return ""
 
 
-def _error(reason: str, bit_offset: int) -> ExiDecodeError:
-    return ExiDecodeError(reason, bit_offset=bit_offset, position=_grammar_position())
-
-
 class BitReader:
     """Reads an EXI body MSB-first.  Every failure raises `ExiDecodeError` with the bit offset.
 
     Reads come from a window of at most WINDOW octets held as an int, so that a read is a
-    shift and a mask whatever the length of the stream."""
+    shift and a mask whatever the length of the stream.
+
+    Generated decoders read ahead: a read also takes the bits that most likely follow, and
+    hands back what it did not need.  So that this never fails near the end, `refill` makes
+    PAD zero octets follow the data; `finish` then refuses a document that ended in them, and
+    an error found there is reported as the unexpected end of the stream it is."""
 
     __slots__ = ("avail", "data", "end", "next", "win")
 
@@ -62,32 +67,45 @@ class BitReader:
             self.avail = 8 - (value & 7)
 
     def fail(self, where: str, reason: str) -> ExiDecodeError:
-        return ExiDecodeError(reason, bit_offset=self.pos, position=where)
+        return self._fail(self.pos, where, reason)
 
     def fail_at(self, avail: int, where: str, reason: str) -> ExiDecodeError:
         """An error at the position where the window had `avail` unread bits."""
-        return ExiDecodeError(reason, bit_offset=self.next * 8 - avail, position=where)
+        return self._fail(self.next * 8 - avail, where, reason)
+
+    def _fail(self, bit_offset: int, where: str, reason: str) -> ExiDecodeError:
+        if bit_offset > self.end:  # in the zero octets read ahead: the data ended before
+            bit_offset, reason = self.end, "unexpected end of stream"
+        return ExiDecodeError(reason, bit_offset=bit_offset, position=where)
+
+    def _error(self, reason: str, bit_offset: int) -> ExiDecodeError:
+        return self._fail(bit_offset, _grammar_position(), reason)
 
     def refill(self, avail: int, n: int) -> tuple[int, int]:
         """Load more octets for a read of `n` bits that left `avail` (< 0) in the window:
-        the new window and its unread bits after that read."""
+        the new window and its unread bits after that read.  Up to PAD zero octets follow
+        the data (for reading ahead)."""
         self.avail = avail + n
-        self._load(n)
+        self._load(n, PAD)
         return self.win, self.avail - n
 
     def bits(self, n: int) -> int:
         avail = self.avail - n
         if avail < 0:
-            self._load(n)
+            self._load(n, 0)
             avail = self.avail - n
+        if self.next * 8 - avail > self.end:  # the window may hold zero octets read ahead
+            raise self._error("unexpected end of stream", self.end)
         self.avail = avail
         return (self.win >> avail) & ((1 << n) - 1)
 
-    def _load(self, n: int) -> None:
+    def _load(self, n: int, pad: int) -> None:
         start = self.next
         chunk = self.data[start : start + WINDOW]
+        if len(chunk) < WINDOW and pad:
+            chunk += _ZEROS[: len(self.data) + pad - start - len(chunk)]
         if self.avail + len(chunk) * 8 < n:
-            raise _error("unexpected end of stream", self.pos)
+            raise self._error("unexpected end of stream", self.pos)
         rest = self.win & ((1 << self.avail) - 1)
         self.win = (rest << (len(chunk) * 8)) | int.from_bytes(chunk, "big")
         self.avail += len(chunk) * 8
@@ -110,7 +128,7 @@ class BitReader:
                 return value
             shift += 7
             if shift >= MAX_UINT_BITS:
-                raise _error(f"unsigned integer longer than {MAX_UINT_BITS} bits", self.pos)
+                raise self._error(f"unsigned integer longer than {MAX_UINT_BITS} bits", self.pos)
 
     def integer(self) -> int:
         """EXI Integer: sign bit then magnitude (section 7.1.5)."""
@@ -121,7 +139,7 @@ class BitReader:
     def octets(self, count: int) -> bytes:
         pos = self.pos
         if count * 8 > self.end - pos:
-            raise _error(f"length {count} exceeds the remaining input", pos)
+            raise self._error(f"length {count} exceeds the remaining input", pos)
         if count <= 7:
             return self.bits(count * 8).to_bytes(count, "big") if count else b""
         end = pos + count * 8
@@ -143,7 +161,7 @@ class BitReader:
         """The octets of a binary value whose length was read."""
         start = self.pos
         if max_length is not None and length > max_length:
-            raise _error(f"binary length {length} exceeds maxLength {max_length}", start)
+            raise self._error(f"binary length {length} exceeds maxLength {max_length}", start)
         return self.octets(length)
 
     def string(self, max_length: int | None) -> str:
@@ -157,10 +175,10 @@ class BitReader:
         """The characters of a string value whose length tag (length + 2) was read."""
         start = self.pos
         if tag < 2:
-            raise _error("string table hit in a stream without value partitions", start)
+            raise self._error("string table hit in a stream without value partitions", start)
         length = tag - 2
         if max_length is not None and length > max_length:
-            raise _error(f"string length {length} exceeds maxLength {max_length}", start)
+            raise self._error(f"string length {length} exceeds maxLength {max_length}", start)
         raw = self.octets(length)  # every code point takes at least one octet
         if raw.isascii():
             return raw.decode("ascii")
@@ -169,12 +187,14 @@ class BitReader:
         for _ in range(length):
             code = self.uint()
             if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
-                raise _error(f"invalid code point {code}", self.pos)
+                raise self._error(f"invalid code point {code}", self.pos)
             chars.append(chr(code))
         return "".join(chars)
 
     def finish(self, where: str) -> None:
         """After the end of the document only zero padding may follow."""
+        if self.pos > self.end:
+            raise self.fail(where, "unexpected end of stream")
         in_window = self.win & ((1 << self.avail) - 1)
         if in_window or (self.next < len(self.data) and self.data[self.next :].strip(b"\0")):
             raise self.fail(where, "non-zero data after the end of the document")
@@ -264,6 +284,26 @@ class BitWriter:
             return bytes(self.buf)
         pad = -n & 7
         return bytes(self.buf) + (self.acc << pad).to_bytes((n + pad) >> 3, "big")
+
+
+def run_table(fields: Sequence[tuple[int, int | None, Sequence[Any] | None]]) -> dict[int, Any]:
+    """For generated decoders: every valid bit pattern of a run of fixed-width fields, each
+    (width, the code it must hold or None, the values its bits stand for or None), mapped to
+    the values of the run (a tuple, or the value if there is one).  A field's bits beyond
+    its values (an enumeration index past the last) make no valid pattern."""
+    patterns: dict[int, tuple[Any, ...]] = {0: ()}
+    for width, code, values in fields:
+        if values is None:
+            patterns = {key << width | (code or 0): v for key, v in patterns.items()}
+        else:
+            patterns = {
+                key << width | i: (*v, value)
+                for key, v in patterns.items()
+                for i, value in enumerate(values[: 1 << width])
+            }
+    if sum(values is not None for _w, _c, values in fields) == 1:
+        return {key: v[0] for key, v in patterns.items()}
+    return dict(patterns)
 
 
 _NOTHING = object()
