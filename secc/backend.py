@@ -23,7 +23,6 @@ free charging, a `SessionStore` for the billing records and an optional local pr
 from __future__ import annotations
 
 import abc
-import importlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -202,15 +201,7 @@ def _rejected(reason: str) -> AuthorizationDecision:
 
 def load_backend(spec: str, **options: Any) -> Backend:
     """Import `module:Class` and build it with `options` (from configuration)."""
-    module_name, sep, class_name = spec.partition(":")
-    if not sep or not module_name or not class_name:
-        raise ValueError(f"backend must be given as module:Class, not {spec!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"cannot import backend module {module_name!r}: {exc}") from exc
-    cls = getattr(module, class_name, None)
-    if not isinstance(cls, type) or not issubclass(cls, Backend):
-        raise ValueError(f"{spec} is not a Backend subclass")
-    backend = cls(**options)
+    from secc.evse import load_plugin
+
+    backend: Backend = load_plugin(spec, Backend, "backend", options)
     return backend

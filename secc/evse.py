@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import abc
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -34,6 +35,7 @@ __all__ = [
     "IsolationStatus",
     "PowerLimit",
     "load_controller",
+    "load_plugin",
 ]
 
 
@@ -165,17 +167,23 @@ class EVSEController(abc.ABC):
         nothing."""
 
 
-def load_controller(spec: str, **options: Any) -> EVSEController:
-    """Import `module:Class` and build it with `options` (from configuration)."""
+def load_plugin(spec: str, base: type, what: str, options: Mapping[str, Any]) -> Any:
+    """Import `module:Class`, check it is a `base` subclass, build it with `options` (from
+    configuration); ValueError names what went wrong."""
     module_name, sep, class_name = spec.partition(":")
     if not sep or not module_name or not class_name:
-        raise ValueError(f"EVSE controller must be given as module:Class, not {spec!r}")
+        raise ValueError(f"{what} must be given as module:Class, not {spec!r}")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ValueError(f"cannot import EVSE controller module {module_name!r}: {exc}") from exc
+        raise ValueError(f"cannot import {what} module {module_name!r}: {exc}") from exc
     cls = getattr(module, class_name, None)
-    if not isinstance(cls, type) or not issubclass(cls, EVSEController):
-        raise ValueError(f"{spec} is not an EVSEController subclass")
-    controller = cls(**options)
+    if not isinstance(cls, type) or not issubclass(cls, base):
+        raise ValueError(f"{spec} is not a {base.__name__} subclass")
+    return cls(**options)
+
+
+def load_controller(spec: str, **options: Any) -> EVSEController:
+    """Import `module:Class` and build it with `options` (from configuration)."""
+    controller: EVSEController = load_plugin(spec, EVSEController, "EVSE controller", options)
     return controller

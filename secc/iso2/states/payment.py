@@ -21,13 +21,12 @@ from secc.context import Context, ContractInfo, Outcome, PaymentOption, SessionD
 from secc.errors import (
     CertificateError,
     ChallengeError,
-    ContractError,
     SignatureInvalidError,
     V2GError,
 )
-from secc.events import Authorize
 from secc.iso2.state import State
 from secc.records import AuthorizationRequest, IdentificationKind
+from secc.steps import Progress, authorization_step
 
 R = iso2.responseCodeType
 P = iso2.EVSEProcessingType
@@ -112,30 +111,21 @@ def _authorization_request(ctx: Context, data: SessionData) -> AuthorizationRequ
 def handle_authorization(
     req: iso2.AuthorizationReqType, ctx: Context, data: SessionData
 ) -> Outcome[State]:
-    pnc = data.payment is PaymentOption.CONTRACT
-    if data.authorization is not None and data.authorization.accepted:
-        # a resumed session: authorised before the pause; a GenChallenge sent in this
-        # connection (PaymentDetails again) must still be answered with a valid signature
-        if pnc and data.gen_challenge is not None and data.contract is not None:
+    """PnC: GenChallenge and signature checked before the backend is asked (and again in a
+    resumed session that was sent a new GenChallenge); then `secc.steps.authorization_step`."""
+    if data.payment is PaymentOption.CONTRACT:
+        accepted = data.authorization is not None and data.authorization.accepted
+        if not accepted and data.contract is None:
+            raise V2GError("Plug & Charge authorization without PaymentDetails")
+        first = not accepted and not data.authorization_requested
+        resumed = accepted and data.gen_challenge is not None and data.contract is not None
+        if first or resumed:
             _check_signed_request(req, ctx, data)
-        return _finished(data)
-    if not data.authorization_requested:
-        if pnc:
-            if data.contract is None:
-                raise V2GError("Plug & Charge authorization without PaymentDetails")
-            _check_signed_request(req, ctx, data)
-        new = dataclasses.replace(data, authorization_requested=True)
-        command = Authorize(_authorization_request(ctx, data))
-        response = iso2.AuthorizationResType(ResponseCode=R.OK, EVSEProcessing=P.Ongoing)
-        return Outcome(response=response, data=new, commands=(command,))
-    result = ctx.authorization
-    if result is None:
-        return Outcome(
-            response=iso2.AuthorizationResType(ResponseCode=R.OK, EVSEProcessing=P.Ongoing)
-        )
-    if not result.decision.accepted:
-        raise ContractError(f"authorization refused: {result.decision.status.value}")
-    return _finished(dataclasses.replace(data, authorization=result.decision))
+    step = authorization_step(_authorization_request(ctx, data), ctx, data)
+    if step.progress is Progress.FINISHED:
+        return _finished(step.data)
+    response = iso2.AuthorizationResType(ResponseCode=R.OK, EVSEProcessing=P.Ongoing)
+    return Outcome(response=response, data=step.data, commands=step.commands)
 
 
 def _finished(data: SessionData) -> Outcome[State]:
