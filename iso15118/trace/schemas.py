@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
+from iso15118.sap import AppProtocol as AppProtocol_
 from iso15118.v2gtp import PayloadType
 
 __all__ = [
@@ -67,8 +68,7 @@ class SchemaSource(StrEnum):
 
 #: AppProtocol namespaces whose grammar we have (both travel on payload type 0x8001).
 NAMESPACE_SCHEMAS: Final[Mapping[str, Schema]] = {
-    "urn:din:70121:2012:MsgDef": Schema.DIN,
-    "urn:iso:15118:2:2013:MsgDef": Schema.ISO2,
+    p.namespace: Schema(p.schema) for p in AppProtocol_  # the one table: iso15118.sap
 }
 #: Every ISO 15118-20 namespace starts so; the V2GTP payload type then picks the grammar.
 ISO20_NAMESPACE_PREFIX: Final = "urn:iso:std:iso:15118:-20:"
