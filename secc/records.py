@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from enum import Enum
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "CertificateHashData",
     "IdentificationKind",
     "MeterReading",
+    "Price",
     "SignedReceipt",
     "StopReason",
 ]
@@ -95,6 +97,19 @@ class SignedReceipt:
     at: datetime
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Price:
+    """What the session costs under its tariff (`secc.tariff.Tariff.price`), in the
+    tariff's currency; `total` is rounded to the currency's minor unit."""
+
+    tariff_id: str
+    currency: str  # ISO 4217, e.g. "EUR"
+    energy: Decimal  # energy price x kWh delivered
+    time: Decimal  # time price x hours
+    fee: Decimal  # session fee
+    total: Decimal
+
+
 class StopReason(Enum):
     """Why a session ended."""
 
@@ -126,6 +141,7 @@ class BillingRecord:
     stop_reason: StopReason
     receipts: tuple[SignedReceipt, ...] = field(default=())
     id_token: str | None = None
+    price: Price | None = None  # None: no tariff configured (free charging)
 
     @property
     def energy_wh(self) -> int:
