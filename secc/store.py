@@ -9,6 +9,12 @@ outbox row per delivery destination in the same transaction, so a record can nev
 without being queued for the payment processor, nor queued without being stored. It is
 idempotent on `BillingRecord.record_id` (a second call with the same id changes nothing).
 
+The outbox (schema v2): each (record, destination) row is *pending* (to be delivered; due at
+`next_attempt_at`), *delivered* (with the processor's reference) or *held* (the processor
+refused the record for good: it waits for an operator, who `release`s it). Only pending rows
+are ever handed out for delivery, and a row leaves that state only by one of `mark_delivered`
+or `mark_held`, so a row is never marked twice.
+
 Threading and asyncio: every call is short and synchronous (one small transaction). The
 store is meant for one asyncio process calling it from the event loop; a lock makes it safe
 to call from a worker thread too (`asyncio.to_thread`), but never share the file between two
@@ -33,6 +39,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from enum import Enum
 from pathlib import Path
 from types import TracebackType
@@ -53,7 +60,9 @@ __all__ = [
     "SCHEMA_VERSION",
     "Direction",
     "Migration",
+    "OutboxEntry",
     "OutboxItem",
+    "OutboxState",
     "SessionState",
     "SessionStore",
     "StoreError",
@@ -120,6 +129,39 @@ class OutboxItem:
         return self.record.record_id
 
 
+class OutboxState(Enum):
+    """Where one record's delivery to one destination stands."""
+
+    PENDING = "pending"  # to be delivered (again) at next_attempt_at
+    DELIVERED = "delivered"  # the destination acknowledged it
+    HELD = "held"  # the destination refused it for good; an operator must release it
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxEntry:
+    """One outbox row with a summary of its record, for operators (`iso15118 billing`)."""
+
+    record_id: str
+    destination: str
+    state: OutboxState
+    session_id: str
+    evse_id: str
+    protocol: str
+    kind: IdentificationKind
+    contract_id: str | None
+    id_token: str | None
+    energy_wh: int
+    amount: Decimal | None  # the record's price total, if it has a price
+    currency: str | None
+    created_at: datetime  # when the record was stored
+    attempts: int
+    last_error: str | None
+    next_attempt_at: datetime | None  # pending only
+    delivered_at: datetime | None
+    held_at: datetime | None
+    reference: str | None  # the processor's reference, once delivered
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TimelineEntry:
     session_id: str
@@ -180,8 +222,20 @@ def _v1(db: sqlite3.Connection) -> None:
     )
 
 
+def _v2(db: sqlite3.Connection) -> None:
+    """Outbox states: pending, delivered (with the processor's reference), held."""
+    db.execute(
+        """ALTER TABLE outbox ADD COLUMN state TEXT NOT NULL DEFAULT 'pending'
+           CHECK (state IN ('pending', 'delivered', 'held'))"""
+    )
+    db.execute("ALTER TABLE outbox ADD COLUMN reference TEXT")
+    db.execute("ALTER TABLE outbox ADD COLUMN held_at TEXT")
+    db.execute("UPDATE outbox SET state='delivered' WHERE delivered_at IS NOT NULL")
+    db.execute("CREATE INDEX outbox_state ON outbox(state, destination, next_attempt_at)")
+
+
 #: MIGRATIONS[n] brings a database from user_version n to n + 1 (append, never edit)
-MIGRATIONS: Final[tuple[Migration, ...]] = (_v1,)
+MIGRATIONS: Final[tuple[Migration, ...]] = (_v1, _v2)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 
@@ -463,14 +517,20 @@ class SessionStore:
     # --- outbox -----------------------------------------------------------------------------
 
     def pending_outbox(
-        self, now: datetime, *, destination: str | None = None, limit: int = 100
+        self,
+        now: datetime,
+        *,
+        destination: str | None = None,
+        after: datetime | None = None,
+        limit: int = 100,
     ) -> list[OutboxItem]:
-        """Undelivered items whose next attempt is due at `now`, oldest due first."""
-        extra, params = ("AND o.destination=?", [destination]) if destination else ("", [])
+        """Pending items whose next attempt is due at `now` (and, if given, later than
+        `after`), oldest due first. Held and delivered items are never returned."""
+        clauses, params = _due_clauses(destination, after)
         rows = self._query(
             f"""SELECT o.destination, o.attempts, o.next_attempt_at, o.last_error, b.record
                 FROM outbox o JOIN billing_records b USING (record_id)
-                WHERE o.delivered_at IS NULL AND o.next_attempt_at<=? {extra}
+                WHERE o.state='pending' AND o.next_attempt_at<=? {clauses}
                 ORDER BY o.next_attempt_at, o.rowid LIMIT ?""",
             [_time(now), *params, limit],
         )
@@ -485,10 +545,16 @@ class SessionStore:
             for r in rows
         ]
 
-    def mark_delivered(self, record_id: str, destination: str, *, at: datetime) -> None:
-        """The destination acknowledged the record; it leaves the outbox (kept as history)."""
+    def mark_delivered(
+        self, record_id: str, destination: str, *, at: datetime, reference: str = ""
+    ) -> None:
+        """The destination acknowledged the record (`reference`: its own reference for it);
+        it leaves the outbox (kept as history). KeyError unless the item is pending."""
         self._update_outbox(
-            record_id, destination, "delivered_at=?, attempts=attempts+1", (_time(at),)
+            record_id,
+            destination,
+            "state='delivered', delivered_at=?, reference=?, attempts=attempts+1",
+            (_time(at), reference),
         )
 
     def mark_failed(
@@ -502,17 +568,137 @@ class SessionStore:
             (error, _time(retry_at)),
         )
 
+    def mark_held(self, record_id: str, destination: str, *, error: str, at: datetime) -> None:
+        """The destination refused the record for good: hold it until an operator releases
+        it (`release`). KeyError unless the item is pending."""
+        self._update_outbox(
+            record_id,
+            destination,
+            "state='held', held_at=?, attempts=attempts+1, last_error=?",
+            (_time(at), error),
+        )
+
+    def release(
+        self, *, at: datetime, record_id: str | None = None, destination: str | None = None
+    ) -> int:
+        """Make held and pending items due at `at` (an operator's retry): those of one record
+        (and destination), or all of them. Returns how many items were released."""
+        clauses, params = ["state IN ('pending', 'held')"], []
+        if record_id is not None:
+            clauses.append("record_id=?")
+            params.append(record_id)
+        if destination is not None:
+            clauses.append("destination=?")
+            params.append(destination)
+        with self._transaction() as db:
+            cursor = db.execute(
+                f"""UPDATE outbox SET state='pending', held_at=NULL, next_attempt_at=?
+                    WHERE {' AND '.join(clauses)}""",
+                [_time(at), *params],
+            )
+            count = int(cursor.rowcount)
+        log.info("outbox: %d item(s) released (record %s)", count, record_id or "all")
+        return count
+
+    def outbox_entries(
+        self,
+        state: OutboxState | None = None,
+        *,
+        record_id: str | None = None,
+        destination: str | None = None,
+        newest_first: bool = False,
+        limit: int = 100,
+    ) -> list[OutboxEntry]:
+        """Outbox rows with their record's summary, in the order the records were stored
+        (`newest_first` reverses it), optionally of one state, record or destination."""
+        clauses, params = [], []
+        for column, value in (
+            ("o.state", None if state is None else state.value),
+            ("o.record_id", record_id),
+            ("o.destination", destination),
+        ):
+            if value is not None:
+                clauses.append(f"{column}=?")
+                params.append(value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        order = "DESC" if newest_first else "ASC"
+        rows = self._query(
+            f"""SELECT o.*, b.record, b.created_at
+                FROM outbox o JOIN billing_records b USING (record_id) {where}
+                ORDER BY b.created_at {order}, b.rowid {order}, o.destination LIMIT ?""",
+            [*params, limit],
+        )
+        return [self._entry(r) for r in rows]
+
+    def _entry(self, row: sqlite3.Row) -> OutboxEntry:
+        record = self._load(row["record"])
+        state = OutboxState(row["state"])
+        price = record.price
+        return OutboxEntry(
+            record_id=record.record_id,
+            destination=row["destination"],
+            state=state,
+            session_id=record.session_id,
+            evse_id=record.evse_id,
+            protocol=record.protocol,
+            kind=record.kind,
+            contract_id=record.contract_id,
+            id_token=record.id_token,
+            energy_wh=record.energy_wh,
+            amount=None if price is None else price.total,
+            currency=None if price is None else price.currency,
+            created_at=_parse_time(row["created_at"]),
+            attempts=row["attempts"],
+            last_error=row["last_error"],
+            next_attempt_at=(
+                _parse_time(row["next_attempt_at"]) if state is OutboxState.PENDING else None
+            ),
+            delivered_at=_optional_time(row["delivered_at"]),
+            held_at=_optional_time(row["held_at"]),
+            reference=row["reference"],
+        )
+
+    def outbox_counts(self, *, destination: str | None = None) -> dict[OutboxState, int]:
+        """How many outbox items are in each state (every state present, 0 if none)."""
+        where, params = ("WHERE destination=?", [destination]) if destination else ("", [])
+        rows = self._query(
+            f"SELECT state, COUNT(*) AS n FROM outbox {where} GROUP BY state", params
+        )
+        counts = dict.fromkeys(OutboxState, 0)
+        for r in rows:
+            counts[OutboxState(r["state"])] = int(r["n"])
+        return counts
+
+    def next_due(
+        self, *, destination: str | None = None, after: datetime | None = None
+    ) -> datetime | None:
+        """When the earliest pending item (of `destination`, due later than `after`) is due;
+        None if nothing is pending."""
+        clauses, params = _due_clauses(destination, after, prefix="")
+        rows = self._query(
+            f"SELECT MIN(next_attempt_at) AS due FROM outbox WHERE state='pending' {clauses}",
+            params,
+        )
+        return _optional_time(rows[0]["due"])
+
+    def pending_destinations(self) -> list[str]:
+        """The destinations that have pending items, sorted."""
+        rows = self._query(
+            "SELECT DISTINCT destination FROM outbox WHERE state='pending' ORDER BY destination"
+        )
+        return [r["destination"] for r in rows]
+
     def _update_outbox(
         self, record_id: str, destination: str, assignments: str, params: tuple[Any, ...]
     ) -> None:
         with self._transaction() as db:
             cursor = db.execute(
                 f"""UPDATE outbox SET {assignments}
-                    WHERE record_id=? AND destination=? AND delivered_at IS NULL""",
+                    WHERE record_id=? AND destination=? AND state='pending'""",
                 (*params, record_id, destination),
             )
             if cursor.rowcount != 1:
-                raise KeyError(f"no undelivered outbox item {record_id} for {destination}")
+                raise KeyError(f"no pending outbox item {record_id} for {destination}")
 
     def delivered_at(self, record_id: str, destination: str) -> datetime | None:
         rows = self._query(
@@ -559,6 +745,23 @@ class SessionStore:
             )
             for r in rows
         ]
+
+
+def _optional_time(text: str | None) -> datetime | None:
+    return None if text is None else _parse_time(text)
+
+
+def _due_clauses(
+    destination: str | None, after: datetime | None, *, prefix: str = "o."
+) -> tuple[str, list[Any]]:
+    clauses, params = "", []
+    if destination is not None:
+        clauses += f" AND {prefix}destination=?"
+        params.append(destination)
+    if after is not None:
+        clauses += f" AND {prefix}next_attempt_at>?"
+        params.append(_time(after))
+    return clauses, params
 
 
 def _json_reading(reading: MeterReading) -> str:
