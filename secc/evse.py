@@ -159,6 +159,12 @@ class EVSEController(abc.ABC):
     async def stop_output(self) -> None:
         """Ramp the output down to zero current (before opening contactors, or on a fault)."""
 
+    async def set_power_limit(self, max_power: float | None) -> None:  # noqa: B027 - optional
+        """The site's allocation for this EVSE changed (`secc.site`): cap the output at
+        `max_power` W at once (None: no site cap). The sessions follow the new limit with
+        their next request; a controller that ignores this hook stays within the old
+        limit until then. Default: nothing."""
+
     async def session_started(self, session_id: str) -> None:  # noqa: B027 - optional hook
         """A session began (after SessionSetup). Default: nothing."""
 

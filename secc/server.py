@@ -6,7 +6,13 @@ and drives one `secc.session.SeccSession` per connection: it feeds each message 
 (controller calls are awaited in order; backend calls run as tasks owned by the
 connection, their results fed back), sends what the session queues, and re-arms one timer
 from `get_timer()`. Billing records are committed to the `SessionStore` before the backend
-hears of them, so a dead backend loses nothing.
+hears of them, so a dead backend loses nothing; `billing_listeners` (the delivery worker's
+wake-up) are called after that commit.
+
+The operator's side reaches into running sessions only through the EVSE snapshot: a site
+power cap (`set_power_cap`, from `secc.site`) lowers the limits and schedule every session
+sees and asks ISO 15118-2 sessions to renegotiate; `stop_session` makes the snapshot ask
+for a stop, which each protocol answers as its standard says.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -45,7 +51,8 @@ from secc.events import (
     StartCableCheck,
     StopOutput,
 )
-from secc.evse import EVSEController
+from secc.evse import EVSEController, EvseStatus
+from secc.payment import PaymentProcessor
 from secc.protocol import ProtocolSpec
 from secc.records import (
     AuthorizationDecision,
@@ -56,7 +63,7 @@ from secc.records import (
 )
 from secc.session import SeccSession
 
-__all__ = ["BackendHook", "SeccServer", "SeccServerConfig", "default_specs"]
+__all__ = ["BackendHook", "Exchange", "SeccServer", "SeccServerConfig", "default_specs"]
 
 logger = logging.getLogger("secc.server")
 
@@ -109,6 +116,33 @@ class SeccServerConfig:
 Observer = Callable[[SessionEvent], None]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Exchange:
+    """One request answered, as the operator sees it (timeline, metrics): `latency` is the
+    seconds from the request's arrival to the response handed to the transport."""
+
+    session_id: str
+    evse_id: str
+    request: str
+    response: str
+    response_code: str
+    at: datetime
+    latency: float
+
+
+def capped(status: EvseStatus, max_power: float | None) -> EvseStatus:
+    """`status` as the sessions see it under a site cap of `max_power` W."""
+    if max_power is None:
+        return status
+    limits = status.limits
+    if max_power < limits.max_power:
+        limits = replace(limits, max_power=max_power)
+    schedule = tuple(
+        replace(p, max_power=max_power) if p.max_power > max_power else p for p in status.schedule
+    )
+    return replace(status, limits=limits, schedule=schedule)
+
+
 class SeccServer:
     """One charger's V2G communication: listeners, sessions, paused sessions."""
 
@@ -123,6 +157,7 @@ class SeccServer:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         random: Callable[[int], bytes] = os.urandom,
         observers: tuple[Observer, ...] = (),
+        processor: PaymentProcessor | None = None,
     ) -> None:
         self.config = config
         self.controller = controller
@@ -132,6 +167,13 @@ class SeccServer:
         self.clock = clock
         self.random = random
         self.observers = list(observers)
+        self.processor = processor
+        #: called with each billing record once it is committed to the store
+        self.billing_listeners: list[Callable[[BillingRecord], None]] = []
+        #: called after each response is handed to the transport
+        self.exchange_observers: list[Callable[[Exchange], None]] = []
+        self.power_cap: float | None = None
+        self.drivers: dict[str, _ConnectionDriver] = {}
         self.paused: dict[bytes, ResumeState] = {}
         self.records: list[BillingRecord] = []
         self.live: dict[str, SeccSession] = {}
@@ -210,6 +252,36 @@ class SeccServer:
         )
         return V2GTPServer(self._serve, server_config)
 
+    # --- operator controls ---------------------------------------------------------------------
+
+    async def set_power_cap(self, max_power: float | None, *, renegotiate: bool = True) -> None:
+        """Cap this EVSE at `max_power` W (None: no cap): the controller is told at once, every
+        session's next answer carries the lower limit, and ISO 15118-2 sessions that already
+        have a schedule are asked to renegotiate it (`renegotiate`)."""
+        if max_power is not None and not max_power >= 0:
+            raise ValueError(f"power cap {max_power!r} W must be a number >= 0")
+        self.power_cap = max_power
+        await self.controller.set_power_limit(max_power)
+        if renegotiate:
+            for driver in list(self.drivers.values()):
+                driver.renegotiate()
+
+    def stop_session(self, session_id: str, reason: StopReason = StopReason.EVSE_STOPPED) -> bool:
+        """Ask the live session `session_id` to stop (its next answer tells the car); False
+        if no such session runs here."""
+        driver = self.drivers.get(session_id.upper())
+        if driver is None:
+            return False
+        driver.stop_reason = reason
+        return True
+
+    def effective_status(self, status: EvseStatus, stop: StopReason | None = None) -> EvseStatus:
+        """The controller's snapshot with the site cap and an operator stop applied."""
+        status = capped(status, self.power_cap)
+        if stop is not None and status.stop is None:
+            status = replace(status, stop=stop)
+        return status
+
     # --- one connection ----------------------------------------------------------------------
 
     async def _serve(self, connection: V2GTPConnection) -> None:
@@ -228,10 +300,23 @@ class _ConnectionDriver:
         self.tasks: set[asyncio.Task[None]] = set()
         self.session: SeccSession | None = None
         self.closing = False
+        self.stop_reason: StopReason | None = None
+        self.last_status: EvseStatus | None = None
+        self._exchanges: list[MessageExchanged] = []
+
+    async def _status(self) -> EvseStatus:
+        status = await self.server.controller.status()
+        self.last_status = status
+        return self.server.effective_status(status, self.stop_reason)
+
+    def renegotiate(self) -> None:
+        session = self.session
+        if session is not None and session.data is not None and session.data.charging:
+            session.request_renegotiation()
 
     async def run(self) -> None:
         s = self.server
-        status = await s.controller.status()
+        status = await self._status()
         session = SeccSession(
             s.config.protocol,
             specs=s.specs,
@@ -268,13 +353,15 @@ class _ConnectionDriver:
                         await self._process()
                         break
                     receive = None
-                    session.update_status(await s.controller.status())
+                    session.update_status(await self._status())
                     session.receive_message(message.payload_type, message.payload, now)
                 if not done:
                     session.handle_timer(now)
                 await self._process()
                 for out in session.messages_to_send():
                     await self.connection.send(out.payload_type, out.payload)
+                if self._exchanges:
+                    self._report_exchanges(now)
         finally:
             for task in (receive, result):
                 if task is not None:
@@ -288,6 +375,31 @@ class _ConnectionDriver:
                 await self._process()
             if session.data is not None:
                 s.live.pop(session.session_id, None)
+                if s.drivers.get(session.session_id) is self:
+                    del s.drivers[session.session_id]
+
+    def _report_exchanges(self, received: float) -> None:
+        exchanges, self._exchanges = self._exchanges, []
+        s = self.server
+        if not s.exchange_observers:
+            return
+        latency = self.loop.time() - received
+        at = s.clock()
+        for e in exchanges:
+            record = Exchange(
+                session_id=e.session_id,
+                evse_id=s.controller.evse_id,
+                request=e.request_name,
+                response=e.response_name,
+                response_code=e.response_code,
+                at=at,
+                latency=latency,
+            )
+            for observer in s.exchange_observers:
+                try:
+                    observer(record)
+                except Exception:
+                    logger.exception("exchange observer failed", extra={"session_id": e.session_id})
 
     async def _process(self) -> None:
         session = self.session
@@ -316,6 +428,7 @@ class _ConnectionDriver:
             case SessionStarted(session_id, _protocol, resumed):
                 assert self.session is not None
                 s.live[session_id] = self.session
+                s.drivers[session_id] = self
                 if resumed:  # joined once; afterwards the SessionID is spent
                     s.paused.pop(bytes.fromhex(session_id), None)
                 await c.session_started(session_id)
@@ -327,7 +440,7 @@ class _ConnectionDriver:
             case SessionEnded(record):
                 await self._ended(record)
             case MessageExchanged():
-                pass
+                self._exchanges.append(event)
             case ConnectionClosing():
                 self.closing = True
 
@@ -340,6 +453,8 @@ class _ConnectionDriver:
         s.records.append(record)
         if s.store is not None:
             s.store.record_billing(record)  # durable before anyone hears of it
+        for listener in s.billing_listeners:
+            listener(record)
         try:
             async with asyncio.timeout(BACKEND_TIMEOUT):
                 await s.backend.session_ended(record)
@@ -356,9 +471,15 @@ class _ConnectionDriver:
         task.add_done_callback(self.tasks.discard)
 
     async def _authorize(self, request: AuthorizationRequest) -> None:
+        processor = self.server.processor
         try:
             async with asyncio.timeout(BACKEND_TIMEOUT):
                 decision = await self.server.backend.authorize(request)
+                if decision.accepted and processor is not None:
+                    # the operator knows the contract; the processor may still refuse payment
+                    payment = await processor.authorize(request)
+                    if not payment.accepted:
+                        decision = payment
         except Exception as exc:
             logger.warning(
                 "authorization failed: %s", exc, extra={"session_id": request.session_id}

@@ -171,6 +171,7 @@ class SimulatedEVSE(EVSEController):
         self._clock = clock
         self._wall_clock = wall_clock
         self._schedule = _schedule(schedule or ())
+        self._site_cap: float | None = None
         self._init_state(meter_wh)
         if ControlPilotState(cp_state) is not ControlPilotState.B:
             # a car in another process cannot move this EVSE's pilot: start it where the car
@@ -255,6 +256,19 @@ class SimulatedEVSE(EVSEController):
         """The site's allowance from now on (first entry at 0 s)."""
         self._advance()
         self._schedule = _schedule(schedule)
+
+    async def set_power_limit(self, max_power: float | None) -> None:
+        """The site cap: the output current drops at once so that voltage x current stays
+        within it (a power module regulates down within milliseconds)."""
+        self._advance()
+        self._site_cap = max_power
+        voltage = self._output_voltage() * self.phases
+        if max_power is not None and voltage > 0 and self._current * voltage > max_power:
+            self._current = max_power / voltage
+
+    @property
+    def site_cap(self) -> float | None:
+        return self._site_cap
 
     @property
     def energy_wh(self) -> float:
@@ -353,14 +367,15 @@ class SimulatedEVSE(EVSEController):
         )
 
     def _power_limit(self) -> float:
+        cap = self.max_power if self._site_cap is None else min(self.max_power, self._site_cap)
         if not self._schedule:
-            return self.max_power
+            return cap
         elapsed = 0.0 if self._session_start is None else self._now - self._session_start
         allowed = self._schedule[0].max_power
         for entry in self._schedule:
             if entry.start <= elapsed + _EPS:
                 allowed = entry.max_power
-        return min(self.max_power, allowed)
+        return min(cap, allowed)
 
     def _voltage_reached(self) -> bool:
         if not self.dc or self._target_voltage is None:
