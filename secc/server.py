@@ -119,7 +119,7 @@ Observer = Callable[[SessionEvent], None]
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Exchange:
     """One request answered, as the operator sees it (timeline, metrics): `latency` is the
-    seconds from the request's arrival to the response handed to the transport."""
+    seconds from the request's arrival to its response being encoded and ready to send."""
 
     session_id: str
     evse_id: str
@@ -302,7 +302,7 @@ class _ConnectionDriver:
         self.closing = False
         self.stop_reason: StopReason | None = None
         self.last_status: EvseStatus | None = None
-        self._exchanges: list[MessageExchanged] = []
+        self._received_at = self.loop.time()
 
     async def _status(self) -> EvseStatus:
         status = await self.server.controller.status()
@@ -353,6 +353,7 @@ class _ConnectionDriver:
                         await self._process()
                         break
                     receive = None
+                    self._received_at = now
                     session.update_status(await self._status())
                     session.receive_message(message.payload_type, message.payload, now)
                 if not done:
@@ -360,8 +361,6 @@ class _ConnectionDriver:
                 await self._process()
                 for out in session.messages_to_send():
                     await self.connection.send(out.payload_type, out.payload)
-                if self._exchanges:
-                    self._report_exchanges(now)
         finally:
             for task in (receive, result):
                 if task is not None:
@@ -378,28 +377,24 @@ class _ConnectionDriver:
                 if s.drivers.get(session.session_id) is self:
                     del s.drivers[session.session_id]
 
-    def _report_exchanges(self, received: float) -> None:
-        exchanges, self._exchanges = self._exchanges, []
+    def _report_exchange(self, event: MessageExchanged) -> None:
         s = self.server
         if not s.exchange_observers:
             return
-        latency = self.loop.time() - received
-        at = s.clock()
-        for e in exchanges:
-            record = Exchange(
-                session_id=e.session_id,
-                evse_id=s.controller.evse_id,
-                request=e.request_name,
-                response=e.response_name,
-                response_code=e.response_code,
-                at=at,
-                latency=latency,
-            )
-            for observer in s.exchange_observers:
-                try:
-                    observer(record)
-                except Exception:
-                    logger.exception("exchange observer failed", extra={"session_id": e.session_id})
+        record = Exchange(
+            session_id=event.session_id,
+            evse_id=s.controller.evse_id,
+            request=event.request_name,
+            response=event.response_name,
+            response_code=event.response_code,
+            at=s.clock(),
+            latency=self.loop.time() - self._received_at,
+        )
+        for observer in s.exchange_observers:
+            try:
+                observer(record)
+            except Exception:
+                logger.exception("exchange observer failed", extra={"session_id": event.session_id})
 
     async def _process(self) -> None:
         session = self.session
@@ -440,7 +435,7 @@ class _ConnectionDriver:
             case SessionEnded(record):
                 await self._ended(record)
             case MessageExchanged():
-                self._exchanges.append(event)
+                self._report_exchange(event)
             case ConnectionClosing():
                 self.closing = True
 

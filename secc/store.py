@@ -732,6 +732,34 @@ class SessionStore:
             )
         return seq
 
+    def add_timeline_entries(self, entries: Sequence[TimelineEntry]) -> None:
+        """Append a finished session's timeline in one transaction (the station keeps it in
+        memory while the session runs); sequence numbers continue after those stored (a
+        resumed session's second part follows its first)."""
+        if not entries:
+            return
+        with self._transaction() as db:
+            base: dict[str, int] = {}
+            for entry in entries:
+                if entry.session_id not in base:
+                    row = db.execute(
+                        "SELECT COALESCE(MAX(seq), 0) FROM timeline WHERE session_id=?",
+                        (entry.session_id,),
+                    ).fetchone()
+                    base[entry.session_id] = int(row[0])
+                base[entry.session_id] += 1
+                db.execute(
+                    "INSERT INTO timeline VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        entry.session_id,
+                        base[entry.session_id],
+                        entry.direction.value,
+                        entry.message,
+                        entry.response_code,
+                        _time(entry.at),
+                    ),
+                )
+
     def timeline(self, session_id: str) -> list[TimelineEntry]:
         rows = self._query("SELECT * FROM timeline WHERE session_id=? ORDER BY seq", (session_id,))
         return [
