@@ -18,6 +18,7 @@ from pki.chain import RevocationCheck, TrustAnchors
 from secc.events import AuthorizationResult, CertificateResult, Command
 from secc.evse import EnergyMode, EvseStatus
 from secc.records import AuthorizationDecision, MeterReading, SignedReceipt, StopReason
+from secc.tariff import SalesTariffSigner, Tariff
 
 __all__ = [
     "Context",
@@ -60,6 +61,12 @@ class SeccConfig:
     schedule_duration: int = 86400
     #: SECC-side voltage tolerance for PreCharge "reached" when the EVSE does not say so
     pre_charge_tolerance: float = 20.0
+    #: what sessions cost (billing records carry its `Price`; ISO-2 cars are shown it as a
+    #: SalesTariff); None: no price, and no SalesTariff
+    tariff: Tariff | None = None
+    #: signs the ISO-2 SalesTariff in Plug & Charge sessions ([V2G2-905]); without it a PnC
+    #: car is sent no SalesTariff
+    sales_tariff_signer: SalesTariffSigner | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -6,6 +6,8 @@ Conventions, stable because stored files and the payment processor read them:
   datetime is refused both ways (a record without a timezone cannot be billed unambiguously);
 * bytes are lower-case hex strings;
 * enums are their values (``"contract"``, ``"ev-stopped"``);
+* amounts (`Price`) are decimal strings (``"7.30"``), never binary floats; a record stored
+  before prices existed has no ``price`` key and loads with ``price=None``;
 * a billing record carries ``"format": 1`` so that a later change of shape can be told apart.
 
 `billing_record_to_json` / `billing_record_from_json` work on plain dicts; `dumps_billing_record`
@@ -17,12 +19,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from secc.records import (
     BillingRecord,
     IdentificationKind,
     MeterReading,
+    Price,
     SignedReceipt,
     StopReason,
 )
@@ -38,6 +42,8 @@ __all__ = [
     "loads_billing_record",
     "meter_reading_from_json",
     "meter_reading_to_json",
+    "price_from_json",
+    "price_to_json",
     "signed_receipt_from_json",
     "signed_receipt_to_json",
 ]
@@ -155,6 +161,38 @@ def signed_receipt_from_json(obj: object) -> SignedReceipt:
     )
 
 
+_AMOUNTS = ("energy", "time", "fee", "total")
+
+
+def price_to_json(price: Price) -> dict[str, Any]:
+    out: dict[str, Any] = {"tariff_id": price.tariff_id, "currency": price.currency}
+    out.update((name, str(getattr(price, name))) for name in _AMOUNTS)
+    return out
+
+
+def _amount(m: Mapping[str, Any], name: str) -> Decimal:
+    text = _field(m, name, str)
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise RecordFormatError(f"price {name}: {text[:40]!r} is not a decimal amount") from None
+    if not value.is_finite():
+        raise RecordFormatError(f"price {name}: {text!r} is not a finite amount")
+    return value
+
+
+def price_from_json(obj: object) -> Price:
+    m = _mapping(obj, "price")
+    return Price(
+        tariff_id=_field(m, "tariff_id", str),
+        currency=_field(m, "currency", str),
+        energy=_amount(m, "energy"),
+        time=_amount(m, "time"),
+        fee=_amount(m, "fee"),
+        total=_amount(m, "total"),
+    )
+
+
 def _optional_reading(value: MeterReading | None) -> dict[str, Any] | None:
     return None if value is None else meter_reading_to_json(value)
 
@@ -176,6 +214,7 @@ def billing_record_to_json(record: BillingRecord) -> dict[str, Any]:
         "energy_wh": record.energy_wh,  # informative; recomputed from the readings on load
         "stop_reason": record.stop_reason.value,
         "receipts": [signed_receipt_to_json(r) for r in record.receipts],
+        "price": None if record.price is None else price_to_json(record.price),
     }
 
 
@@ -192,6 +231,7 @@ def billing_record_from_json(obj: object) -> BillingRecord:
         raise RecordFormatError(f"billing record format {m.get('format')!r}, expected {FORMAT}")
     receipts = _field(m, "receipts", list)
     meter_start, meter_stop = m.get("meter_start"), m.get("meter_stop")
+    price = m.get("price")  # absent in records stored before prices
     return BillingRecord(
         record_id=_field(m, "record_id", str),
         session_id=_field(m, "session_id", str),
@@ -206,6 +246,7 @@ def billing_record_from_json(obj: object) -> BillingRecord:
         meter_stop=None if meter_stop is None else meter_reading_from_json(meter_stop),
         stop_reason=_enum(StopReason, m.get("stop_reason")),
         receipts=tuple(signed_receipt_from_json(r) for r in receipts),
+        price=None if price is None else price_from_json(price),
     )
 
 

@@ -86,6 +86,7 @@ class SeccSession:
         self._certificate: CertificateResult | None = None
         self._renegotiation = False
         self._deferred: tuple[Any, bytes] | None = None
+        self._part_started_at: datetime | None = None  # a resumed part's start, for its price
         self._ongoing_since: float | None = None
         self._deadline: float | None = now + self._handshake_timeout()
         self._log = logging.LoggerAdapter(logger, {"session_id": "-"})
@@ -307,6 +308,7 @@ class SeccSession:
 
     def _start(self, data: SessionData, resumed: bool) -> None:
         self._resumable.pop(data.session_id, None)
+        self._part_started_at = self._clock() if resumed else None
         self._log = logging.LoggerAdapter(logger, {"session_id": data.session_id.hex().upper()})
         self._log.info("session %s (%s)", "resumed" if resumed else "started", data.protocol.title)
         self._events.append(
@@ -341,11 +343,16 @@ class SeccSession:
         self._events.append(ConnectionClosing(reason, detail))
 
     def _record(self, reason: StopReason) -> BillingRecord:
+        """The billing record of the session so far, priced under `SeccConfig.tariff`. A
+        paused session is billed per part: each part for its own energy and its own duration
+        (a resumed part from its resumption), and the session fee once, with the first part
+        (`SessionData.resumed` parts never pay it); see `secc.tariff`."""
         data = self.data
         assert data is not None
         contract = data.contract
         meter_stop = self._status.meter or data.meter_last
-        return BillingRecord(
+        stopped_at = self._clock()
+        record = BillingRecord(
             record_id=self._random(16).hex(),
             session_id=data.session_id.hex().upper(),
             evse_id=self._evse_id,
@@ -353,12 +360,25 @@ class SeccSession:
             kind=IdentificationKind.CONTRACT if contract else IdentificationKind.EXTERNAL,
             contract_id=contract.emaid if contract else None,
             started_at=data.started_at,
-            stopped_at=self._clock(),
+            stopped_at=stopped_at,
             meter_start=data.meter_start,
             meter_stop=meter_stop if data.meter_start is not None else None,
             stop_reason=data.stop_reason or reason,
             receipts=data.receipts,
         )
+        tariff = self.config.tariff
+        if tariff is None:
+            return record
+        # Priced per part (`secc.tariff`): a resumed part for its own energy and duration
+        # (from its resumption, not the session's first start), without the session fee.
+        started_at = self._part_started_at or data.started_at
+        price = tariff.price(
+            record.energy_wh,
+            started_at,
+            max(started_at, stopped_at),  # a wall clock stepped back bills no time
+            with_fee=not data.resumed,
+        )
+        return dataclasses.replace(record, price=price)
 
     # --- helpers -----------------------------------------------------------------------------
 
