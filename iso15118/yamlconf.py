@@ -64,6 +64,21 @@ class Section:
             raise ConfigError(f"{self._name(key)}: expected a mapping")
         return Section(value, self._name(key), base=self.base)
 
+    def section_list(self, key: str) -> list[Section]:
+        """A list of mappings (e.g. one per EVSE); empty if the key is absent or null."""
+        value = self._get(key, [])
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise ConfigError(f"{self._name(key)}: expected a list")
+        out = []
+        for index, item in enumerate(value):
+            name = f"{self._name(key)}[{index}]"
+            if not isinstance(item, Mapping):
+                raise ConfigError(f"{name}: expected a mapping")
+            out.append(Section(item, name, base=self.base))
+        return out
+
     def string(self, key: str, default: str | None = None) -> str | None:
         value = self._get(key, default)
         if value is not None and not isinstance(value, str):

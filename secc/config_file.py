@@ -1,7 +1,9 @@
 """`iso15118 secc run --config FILE`: the SECC's YAML configuration.
 
-Every key, with its default, is in `examples/secc.yaml`. Unknown keys and bad values are
-errors naming the key (`iso15118.yamlconf.ConfigError`). Paths are relative to the file.
+Every key, with its default, is in `examples/secc.yaml`; `examples/site.yaml` shows a
+station of several EVSEs with a site limit, a tariff, billing to a webhook and the API.
+Unknown keys and bad values are errors naming the key (`iso15118.yamlconf.ConfigError`).
+Paths are relative to the file.
 """
 
 from __future__ import annotations
@@ -13,10 +15,15 @@ from typing import Any
 from iso15118.sap import AppProtocol
 from iso15118.sdp import TlsPolicy
 from iso15118.yamlconf import ConfigError, Section, load_yaml
+from secc.api import ApiConfig, read_api_section
+from secc.billing.config import BillingConfig, read_billing_section
 from secc.context import PaymentOption, SeccConfig
 from secc.server import SeccServerConfig
+from secc.tariff import Tariff, read_tariff_section
 
-__all__ = ["SeccFile", "TlsFiles", "read_secc_config"]
+__all__ = ["EvseFile", "SeccFile", "SiteFile", "TlsFiles", "read_secc_config"]
+
+DEFAULT_EVSE = "secc.simulated:SimulatedEVSE"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -27,18 +34,48 @@ class TlsFiles:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SeccFile:
-    """What the file says, resolved: the server settings and the plug-ins to load."""
+class EvseFile:
+    """One EVSE of the station: its controller plug-in and where its SECC listens."""
 
     server: SeccServerConfig
-    tls: TlsFiles | None
-    contract_roots: Path | None  # directory or file of MO/V2G roots (PnC)
     evse_class: str
     evse_options: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SiteFile:
+    max_power: float | None  # W; None: no site limit
+    rebalance_interval: float  # s
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SeccFile:
+    """What the file says, resolved: the EVSEs and the plug-ins to load. `server`,
+    `evse_class` and `evse_options` are the first EVSE's (a one-EVSE charger's)."""
+
+    evses: tuple[EvseFile, ...]
+    tls: TlsFiles | None
+    contract_roots: Path | None  # directory or file of MO/V2G roots (PnC)
     backend_class: str
     backend_options: dict[str, Any]
+    billing: BillingConfig
+    tariff: Tariff | None
+    site: SiteFile
+    api: ApiConfig
     data_dir: Path
     log_level: str
+
+    @property
+    def server(self) -> SeccServerConfig:
+        return self.evses[0].server
+
+    @property
+    def evse_class(self) -> str:
+        return self.evses[0].evse_class
+
+    @property
+    def evse_options(self) -> dict[str, Any]:
+        return self.evses[0].evse_options
 
 
 def _payment(text: str) -> PaymentOption:
@@ -49,66 +86,115 @@ def _payment(text: str) -> PaymentOption:
     return PaymentOption(token)
 
 
+def _network(section: Section, defaults: dict[str, Any]) -> dict[str, Any]:
+    """The listener settings of `section`, each defaulting to `defaults` (the top-level
+    ``network`` of a station, for each EVSE's own ``network``)."""
+    d = defaults
+    interface = section.string("interface", d.get("interface"))
+    out = {
+        "interface": interface,
+        "host": section.string("host", d.get("host", "::1")) or "::1",
+        "tcp_port": section.integer("tcp_port", d.get("tcp_port", 15118), low=0, high=65535),
+        "tls_port": section.integer("tls_port", d.get("tls_port"), low=0, high=65535),
+        "sdp": section.boolean("sdp", d.get("sdp", interface is not None)),
+        "tls_policy": section.choice(
+            "tls_policy", TlsPolicy, d.get("tls_policy", TlsPolicy.ALLOWED)
+        ),
+        "max_connections": section.integer(
+            "max_connections", d.get("max_connections", 4), low=1, high=64
+        ),
+    }
+    section.done()
+    return out
+
+
+def _plugin(section: Section, default: str) -> tuple[str, dict[str, Any]]:
+    name = section.string("class", default) or ""
+    options = section.mapping("options")
+    return name, options
+
+
 def read_secc_config(path: Path) -> SeccFile:
     root = load_yaml(path)
-    network = root.section("network")
-    interface = network.string("interface")
-    host = network.string("host", "::1") or "::1"
-    tcp_port = network.integer("tcp_port", 15118, low=0, high=65535)
-    tls_port = network.integer("tls_port", None, low=0, high=65535)
-    sdp = network.boolean("sdp", interface is not None)
-    policy = network.choice("tls_policy", TlsPolicy, TlsPolicy.ALLOWED)
-    max_connections = network.integer("max_connections", 4, low=1, high=64)
-    network.done()
+    network = _network(root.section("network"), {})
 
     everything = [AppProtocol.ISO2, AppProtocol.DIN]
     protocols = root.choices("protocols", AppProtocol.from_name, everything)
     payments = root.choices(
         "payment_options", _payment, [PaymentOption.CONTRACT, PaymentOption.EXTERNAL_PAYMENT]
     )
+    tariff = read_tariff_section(root.section("tariff"))
     protocol = SeccConfig(
         protocols=tuple(protocols),
         payment_options=tuple(payments),
         pnc_requires_tls=root.boolean("pnc_requires_tls", True),
         certificate_service=root.boolean("certificate_service", True),
         receipt_required=root.boolean("receipt_required", True),
+        tariff=tariff,
     )
     tls = _tls(root.section("tls"))
-    if tls_port is not None and tls is None:
-        raise ConfigError("network.tls_port needs tls.certificate_chain and tls.private_key")
     trust = root.section("trust")
     contract_roots = trust.path("contract_roots")
     trust.done()
-    evse = root.section("evse")
-    evse_class = evse.string("class", "secc.simulated:SimulatedEVSE") or ""
-    evse_options = evse.mapping("options")
-    evse.done()
+    if root.has("evse") and root.has("evses"):
+        raise ConfigError("give evse (one EVSE) or evses (several), not both")
+    plugins: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+    if root.has("evses"):
+        items = root.section_list("evses")
+        if not items:
+            raise ConfigError("evses: give at least one EVSE")
+        for item in items:
+            evse_class, evse_options = _plugin(item, DEFAULT_EVSE)
+            listen = _network(item.section("network"), network)
+            item.done()
+            plugins.append((evse_class, evse_options, listen))
+    else:
+        evse = root.section("evse")
+        evse_class, evse_options = _plugin(evse, DEFAULT_EVSE)
+        evse.done()
+        plugins.append((evse_class, evse_options, network))
     backend = root.section("backend")
-    backend_class = backend.string("class", "secc.backend:LocalBackend") or ""
-    backend_options = backend.mapping("options")
+    backend_class, backend_options = _plugin(backend, "secc.backend:LocalBackend")
     backend.done()
+    billing = read_billing_section(root.section("billing"))
+    site_section = root.section("site")
+    max_power = site_section.number("max_power", -1.0) if site_section.has("max_power") else None
+    if max_power is not None and max_power < 0:
+        raise ConfigError("site.max_power: expected watts >= 0 (or leave it out: no limit)")
+    site = SiteFile(
+        max_power=max_power,
+        rebalance_interval=site_section.number("rebalance_interval", 5.0),
+    )
+    site_section.done()
+    api = read_api_section(root.section("api"))
     data_dir = root.path("data_dir", "./secc-data")
     assert data_dir is not None
     log_level = (root.string("log_level", "info") or "info").upper()
     root.done()
-    server = SeccServerConfig(
-        protocol=protocol,
-        host=host,
-        interface=interface,
-        tcp_port=tcp_port,
-        tls_port=tls_port,
-        sdp=sdp,
-        tls_policy=policy,
-        max_connections=max_connections or 4,
-    )
+    evses = []
+    seen: set[tuple[Any, ...]] = set()
+    for evse_class, evse_options, listen in plugins:
+        if listen["tls_port"] is not None and tls is None:
+            raise ConfigError("network.tls_port needs tls.certificate_chain and tls.private_key")
+        for kind in ("tcp_port", "tls_port"):
+            port = listen[kind]
+            key = (listen["interface"] or listen["host"], port)
+            if port and key in seen:
+                raise ConfigError(f"two EVSEs listen on the same port {port}: give each its own")
+            if port:
+                seen.add(key)
+        server = SeccServerConfig(protocol=protocol, **listen)
+        evses.append(EvseFile(server=server, evse_class=evse_class, evse_options=evse_options))
     return SeccFile(
-        server=server,
+        evses=tuple(evses),
         tls=tls,
         contract_roots=contract_roots,
-        evse_class=evse_class,
-        evse_options=evse_options,
         backend_class=backend_class,
         backend_options=backend_options,
+        billing=billing,
+        tariff=tariff,
+        site=site,
+        api=api,
         data_dir=data_dir,
         log_level=log_level,
     )
