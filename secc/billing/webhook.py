@@ -124,7 +124,7 @@ def verify_signature(
     signature = _header(headers, SIGNATURE_HEADER)
     if timestamp is None or signature is None:
         raise SignatureError(f"missing {TIMESTAMP_HEADER} or {SIGNATURE_HEADER} header")
-    if not timestamp.isdigit() or len(timestamp) > 12:
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
         raise SignatureError(f"{TIMESTAMP_HEADER} is not Unix seconds: {timestamp[:20]!r}")
     if abs(now - int(timestamp)) > tolerance:
         raise SignatureError(f"{TIMESTAMP_HEADER} {timestamp} is more than {tolerance:g} s off")
