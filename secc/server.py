@@ -178,6 +178,7 @@ class SeccServer:
         self.records: list[BillingRecord] = []
         self.live: dict[str, SeccSession] = {}
         self._servers: list[V2GTPServer] = []
+        self._background: set[asyncio.Task[None]] = set()
         self._sdp: SdpServer | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -209,6 +210,17 @@ class SeccServer:
         for server in self._servers:
             await server.close()
         self._servers.clear()
+        if self._background:  # backend notifications still running get a moment to finish
+            _done, pending = await asyncio.wait(set(self._background), timeout=1.0)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    def spawn(self, coroutine: Any) -> None:
+        """Run `coroutine` beyond its connection (finished or cancelled by `close`)."""
+        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def __aenter__(self) -> SeccServer:
         await self.start()
@@ -450,9 +462,14 @@ class _ConnectionDriver:
             s.store.record_billing(record)  # durable before anyone hears of it
         for listener in s.billing_listeners:
             listener(record)
+        # the backend hears of it in the background: a slow or dead backend must not hold
+        # up the car's SessionStopRes (the record is safe in the store and the outbox)
+        s.spawn(self._notify_backend(record))
+
+    async def _notify_backend(self, record: BillingRecord) -> None:
         try:
             async with asyncio.timeout(BACKEND_TIMEOUT):
-                await s.backend.session_ended(record)
+                await self.server.backend.session_ended(record)
         except Exception:
             logger.exception(
                 "backend did not take billing record %s (kept in the store)",

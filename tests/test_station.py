@@ -181,3 +181,32 @@ def test_billing_retry_releases_held_records(tmp_path: Path) -> None:
             assert await station.retry_billing(None) == 0  # nothing pending or held
 
     asyncio.run(test())
+
+
+class HangingBackend(LocalBackend):
+    """An operator backend that never answers the end-of-session hand-off."""
+
+    async def session_ended(self, record: BillingRecord) -> None:
+        await asyncio.Event().wait()
+
+
+def test_dead_backend_does_not_hold_up_the_car(tmp_path: Path) -> None:
+    async def test() -> None:
+        store = SessionStore(tmp_path / "secc.db")
+        server = SeccServer(
+            SeccServerConfig(protocol=SeccConfig(protocols=(AppProtocol.ISO2,)), tcp_port=0),
+            controller=_evse(1),
+            backend=HangingBackend(store=store, free_charging=True),
+            store=store,
+        )
+        station = Station([server], store=store, poll_interval=0.05)
+        try:
+            async with station:
+                result = await _ev(station, next(iter(station.servers)))
+                assert result.ok, result.reason  # SessionStopRes came at once
+                records = store.billing_records()
+                assert len(records) == 1  # committed before the answer
+        finally:
+            store.close()
+
+    asyncio.run(test())
