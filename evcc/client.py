@@ -20,7 +20,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from evcc.config import EvccConfig
 from evcc.events import ControlPilotChange, EvEvent, SessionFinished
@@ -67,6 +67,10 @@ class EvResult:
     session_id: bytes
     paused: bool
     events: tuple[EvEvent, ...]
+    #: ISO-2: the SalesTariff the car was shown (exi_schemas.iso2.SalesTariffType), if any
+    sales_tariff: Any = None
+    #: its PnC signature verified with the contract chain's sub-CA (None: nothing to check)
+    sales_tariff_verified: bool | None = None
 
 
 async def _flush(core: EvCore, connection: V2GTPConnection, framer: V2GTPReassembler) -> None:
@@ -160,4 +164,6 @@ async def run_ev(
         session_id=end.session_id,
         paused=end.paused,
         events=events,
+        sales_tariff=session.ctx.sales_tariff,
+        sales_tariff_verified=session.ctx.sales_tariff_verified,
     )

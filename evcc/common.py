@@ -102,6 +102,11 @@ class EvContext:
     schedule_id: int = 1
     #: (start s, max power W) of the chosen PMaxSchedule
     schedule: tuple[tuple[int, float], ...] = ()
+    #: ISO-2: the SalesTariff of the chosen SAScheduleTuple, as the SECC sent it (or None)
+    sales_tariff: Any = None
+    #: its Plug & Charge signature checked with the contract chain's sub-CA: True / False;
+    #: None when there was nothing to check (no SalesTariff, or EIM)
+    sales_tariff_verified: bool | None = None
     charge_progress: ChargeProgress = ChargeProgress.START
     loops: int = 0
     loop_started_at: float | None = None

@@ -166,7 +166,7 @@ _AMOUNTS = ("energy", "time", "fee", "total")
 
 def price_to_json(price: Price) -> dict[str, Any]:
     out: dict[str, Any] = {"tariff_id": price.tariff_id, "currency": price.currency}
-    out.update((name, str(getattr(price, name))) for name in _AMOUNTS)
+    out.update((name, f"{getattr(price, name):f}") for name in _AMOUNTS)  # never 1E+2
     return out
 
 

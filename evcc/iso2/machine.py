@@ -18,7 +18,11 @@ unsigned AuthorizationReq (no new GenChallenge was exchanged).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from evcc import dc, loop
 from evcc.common import (
@@ -35,10 +39,15 @@ from evcc.common import (
 from evcc.events import ControlPilotChange
 from evcc.iso2 import pnc, requests
 from evcc.iso2.timing import ISO2_TIMING
+from iso15118 import exi
 from iso15118.sap import AppProtocol
+from pki.xmlsig import SignatureError, SignedMessage, verify
 from secc.evse import ControlPilotState
 
 __all__ = ["ISO2_DIALECT"]
+
+logger = logging.getLogger("evcc.iso2")
+_TYPES = "urn:iso:15118:2:2013:MsgDataTypes"
 
 
 def session_setup(res: Any, ctx: EvContext, now: float) -> Reaction:
@@ -108,6 +117,34 @@ def _take_limits(res: Any, ctx: EvContext) -> None:
             )
             for e in chosen.PMaxSchedule.PMaxScheduleEntry
         )
+        ctx.sales_tariff = chosen.SalesTariff
+        ctx.sales_tariff_verified = _check_sales_tariffs(res.SAScheduleList, ctx)
+
+
+def _check_sales_tariffs(schedules: Any, ctx: EvContext) -> bool | None:
+    """Plug & Charge: do the SalesTariffs verify with the header signature and the public key
+    of the contract certificate's issuer (the first sub-CA of the contract chain)? None when
+    nothing is to be checked (no SalesTariff, or an EIM session)."""
+    tariffs = {
+        t.SalesTariff.Id: exi.Element(_TYPES, "SalesTariff", t.SalesTariff)
+        for t in schedules.SAScheduleTuple
+        if t.SalesTariff is not None
+    }
+    if not tariffs or ctx.config.payment.value != "Contract":
+        return None
+    signature = getattr(ctx.response_header, "Signature", None)
+    if signature is None or len(ctx.contract_chain) < 2 or None in tariffs:
+        logger.warning("SalesTariff without a signature the EV can check")
+        return False
+    try:
+        issuer = x509.load_der_x509_certificate(ctx.contract_chain[1]).public_key()
+        if not isinstance(issuer, ec.EllipticCurvePublicKey):
+            return False
+        verify(signature, tariffs, issuer, message=SignedMessage.ISO2_SALES_TARIFF)
+    except (SignatureError, ValueError) as exc:
+        logger.warning("SalesTariff signature does not verify: %s", exc)
+        return False
+    return True
 
 
 def charge_parameter_discovery(res: Any, ctx: EvContext, now: float) -> Reaction:

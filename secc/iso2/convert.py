@@ -9,6 +9,7 @@ from exi_schemas import iso2
 from secc.context import Context, SessionData
 from secc.errors import SequenceError
 from secc.evse import EnergyMode, EvseStatus, IsolationStatus
+from secc.tariff import Tariff
 
 __all__ = [
     "ac_evse_status",
@@ -18,6 +19,7 @@ __all__ = [
     "physical",
     "require_mode",
     "sa_schedule_list",
+    "sales_tariff",
     "status_fields",
     "value",
 ]
@@ -187,6 +189,49 @@ def sa_schedule_list(
                 PMaxSchedule=iso2.PMaxScheduleType(PMaxScheduleEntry=entries),
             )
         ]
+    )
+
+
+def schedule_end(schedule: iso2.PMaxScheduleType) -> int:
+    """Seconds from now to the end of a PMaxSchedule (its last entry's start + duration)."""
+    last = schedule.PMaxScheduleEntry[-1].RelativeTimeInterval
+    assert last is not None  # sa_schedule_list always writes RelativeTimeInterval
+    return last.start + (last.duration or 0)
+
+
+def sales_tariff(
+    tariff: Tariff, *, sales_tariff_id: int, duration: int, ident: str
+) -> iso2.SalesTariffType:
+    """`tariff` as an ISO 15118-2 SalesTariff: one flat entry over the schedule's `duration`
+    (the PMaxSchedule's, so both cover the same time), one price level
+    (NumEPriceLevels 1, EPriceLevel 1) and a ConsumptionCost of 100 %
+    relativePricePercentage from 0 Wh on (a flat price: no part of the schedule is cheaper).
+    The absolute prices are in SalesTariffDescription, the tariff's canonical text
+    (`secc.tariff.Tariff.description`), which the car can show and parse. `ident` is the Id
+    attribute a Plug & Charge signature references."""
+    return iso2.SalesTariffType(
+        Id=ident,
+        SalesTariffID=sales_tariff_id,
+        SalesTariffDescription=tariff.description,
+        NumEPriceLevels=1,
+        SalesTariffEntry=[
+            iso2.SalesTariffEntryType(
+                RelativeTimeInterval=iso2.RelativeTimeIntervalType(start=0, duration=duration),
+                EPriceLevel=1,
+                ConsumptionCost=[
+                    iso2.ConsumptionCostType(
+                        startValue=physical(0, _U.Wh),
+                        Cost=[
+                            iso2.CostType(
+                                costKind=iso2.costKindType.relativePricePercentage,
+                                amount=100,
+                                amountMultiplier=0,
+                            )
+                        ],
+                    )
+                ],
+            )
+        ],
     )
 
 

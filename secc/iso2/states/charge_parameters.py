@@ -1,12 +1,16 @@
 """ChargeParameterDiscoveryReq (ISO 15118-2 8.4.3.10): the car's limits in, the EVSE's limits
-and the SAScheduleList out."""
+and the SAScheduleList out, with the configured tariff as each tuple's SalesTariff."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import logging
+from typing import Any
 
 from exi_schemas import iso2
-from secc.context import Context, Outcome, SessionData
+from iso15118 import exi
+from secc.context import Context, Outcome, PaymentOption, SessionData
 from secc.errors import EnergyModeError, WrongChargeParameterError
 from secc.evse import EnergyMode
 from secc.iso2 import convert
@@ -14,6 +18,48 @@ from secc.iso2.state import State
 
 R = iso2.responseCodeType
 SA_SCHEDULE_TUPLE_ID = 1
+_TYPES = "urn:iso:15118:2:2013:MsgDataTypes"
+
+log = logging.getLogger(__name__)
+
+
+@functools.cache
+def _explain_unsigned() -> None:
+    """Once per process: why Plug & Charge cars get no SalesTariff."""
+    log.warning(
+        "a tariff is configured but no sales_tariff_signer: Plug & Charge cars are sent no "
+        "SalesTariff (ISO 15118-2 wants it signed in PnC [V2G2-905]); EIM cars get it unsigned"
+    )
+
+
+def add_sales_tariffs(schedules: iso2.SAScheduleListType, ctx: Context, data: SessionData) -> Any:
+    """Give every SAScheduleTuple the configured tariff as its SalesTariff (in place) and
+    return the header Signature, if any. In Plug & Charge the SalesTariff is signed by the
+    configured signer, one reference per SalesTariff Id (the secondary actor signs it
+    [V2G2-905]); without a signer a PnC car gets no SalesTariff (logged once). EIM sessions
+    get it unsigned (no signature in the header of an EIM ChargeParameterDiscoveryRes). No
+    tariff: no SalesTariff."""
+    tariff = ctx.config.tariff
+    if tariff is None:
+        return None
+    pnc = data.payment is PaymentOption.CONTRACT
+    signer = ctx.config.sales_tariff_signer
+    if pnc and signer is None:
+        _explain_unsigned()
+        return None
+    signed: list[tuple[str, object]] = []
+    for entry in schedules.SAScheduleTuple:
+        ident = f"SalesTariff{entry.SAScheduleTupleID}"
+        entry.SalesTariff = convert.sales_tariff(
+            tariff,
+            sales_tariff_id=entry.SAScheduleTupleID,
+            duration=convert.schedule_end(entry.PMaxSchedule),
+            ident=ident,
+        )
+        signed.append((ident, exi.Element(_TYPES, "SalesTariff", entry.SalesTariff)))
+    if not pnc or signer is None:
+        return None
+    return signer.sign(signed)
 
 
 def handle_charge_parameter_discovery(
@@ -61,6 +107,7 @@ def handle_charge_parameter_discovery(
     schedules = convert.sa_schedule_list(
         ctx, max_entries=req.MaxEntriesSAScheduleTuple, tuple_id=SA_SCHEDULE_TUPLE_ID
     )
+    signature = add_sales_tariffs(schedules, ctx, data)
     response = iso2.ChargeParameterDiscoveryResType(
         ResponseCode=R.OK,
         EVSEProcessing=iso2.EVSEProcessingType.Finished,
@@ -74,4 +121,4 @@ def handle_charge_parameter_discovery(
         next_state = State.WAIT_POWER_DELIVERY
     else:
         next_state = State.WAIT_CABLE_CHECK
-    return Outcome(response=response, next_state=next_state, data=new)
+    return Outcome(response=response, next_state=next_state, data=new, signature=signature)
