@@ -9,6 +9,7 @@
                                  [--revocation off|ocsp|full] [--no-revocation-info accept|reject]
     iso15118 pki lint FILE
     iso15118 ev run --config FILE [--host H --port P] [--interface IF] [--check]
+    iso15118 billing list|show|retry (--config FILE | --data-dir DIR) ...
 
 Bad input (hex, JSON, bytes/objects the codec rejects, a file that is not a readable capture)
 gives one ``error: ...`` line on stderr and exit code 2, as do usage errors. A capture that can
@@ -192,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     from secc.commands import add_parser as add_secc_parser
 
     add_secc_parser(commands)
+    from secc.billing.commands import add_parser as add_billing_parser
+
+    add_billing_parser(commands)
     from evcc.commands import add_parser as add_ev_parser
 
     add_ev_parser(commands)

@@ -35,7 +35,7 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -602,7 +602,7 @@ class SessionStore:
 
     def outbox_entries(
         self,
-        state: OutboxState | None = None,
+        state: OutboxState | Collection[OutboxState] | None = None,
         *,
         record_id: str | None = None,
         destination: str | None = None,
@@ -610,10 +610,14 @@ class SessionStore:
         limit: int = 100,
     ) -> list[OutboxEntry]:
         """Outbox rows with their record's summary, in the order the records were stored
-        (`newest_first` reverses it), optionally of one state, record or destination."""
-        clauses, params = [], []
+        (`newest_first` reverses it), optionally of some states, one record or destination."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if state is not None:
+            states = [state] if isinstance(state, OutboxState) else list(state)
+            clauses.append(f"o.state IN ({', '.join('?' * len(states))})")
+            params.extend(s.value for s in states)
         for column, value in (
-            ("o.state", None if state is None else state.value),
             ("o.record_id", record_id),
             ("o.destination", destination),
         ):
