@@ -9,6 +9,7 @@
                                  [--revocation off|ocsp|full] [--no-revocation-info accept|reject]
     iso15118 pki lint FILE
     iso15118 ev run --config FILE [--host H --port P] [--interface IF] [--check]
+    iso15118 status [--url URL] [--token T | --token-file F] [--config FILE] [--json]
     iso15118 billing list|show|retry (--config FILE | --data-dir DIR) ...
 
 Bad input (hex, JSON, bytes/objects the codec rejects, a file that is not a readable capture)
@@ -199,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     from evcc.commands import add_parser as add_ev_parser
 
     add_ev_parser(commands)
+    from secc.status_command import add_parser as add_status_parser
+
+    add_status_parser(commands)
     demo = commands.add_parser(
         "demo",
         help="a Plug & Charge session on this machine",
