@@ -712,3 +712,196 @@ def test_to_json_refuses_what_it_cannot_represent() -> None:
     with pytest.raises(TypeError):
         to_json(object())
     assert to_json({"a": float("nan"), SessionState.ENDED: b"\x00"}) == {"a": None, "ended": "00"}
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def _station_parts(directory: Path, evses: int) -> tuple[Any, Any, list[Any]]:
+    from iso15118.sap import AppProtocol
+    from secc.backend import LocalBackend
+    from secc.context import SeccConfig
+    from secc.server import SeccServer, SeccServerConfig
+    from secc.simulated import SimulatedEVSE
+    from secc.store import SessionStore
+
+    store = SessionStore(directory / "secc.db")
+    backend = LocalBackend(store=store, free_charging=True)
+    servers = [
+        SeccServer(
+            SeccServerConfig(
+                protocol=SeccConfig(protocols=(AppProtocol.ISO2,)), host="::1", tcp_port=0
+            ),
+            controller=SimulatedEVSE(
+                evse_id=f"DE*ABC*E000000{n}*1",
+                meter_wh=10_000 * n,
+                max_power=50_000,
+                voltage_ramp_rate=20_000.0,
+                current_ramp_rate=20_000.0,
+                isolation_check_duration=0.05,
+            ),
+            backend=backend,
+            store=store,
+        )
+        for n in range(1, evses + 1)
+    ]
+    return store, backend, servers
+
+
+async def _car(station: Any, evse_id: str, **changes: Any) -> Any:
+    import dataclasses
+
+    from evcc.client import run_ev
+    from evcc.config import EvccConfig
+    from iso15118.sap import AppProtocol
+
+    config = EvccConfig(
+        protocols=(AppProtocol.ISO2,),
+        loop_interval=0.02,
+        ongoing_interval=0.05,
+        precharge_interval=0.02,
+        max_charge_loops=6,
+        initial_soc=40.0,
+        target_soc=90.0,
+    )
+    server = station.servers[evse_id]
+    endpoint = server.tcp_endpoint
+    evse = server.controller
+    return await run_ev(
+        dataclasses.replace(config, **changes),
+        endpoint.host,
+        endpoint.port,
+        evse_hook=lambda change: evse.set_cp_state(change.state),
+    )
+
+
+async def _until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not await check():
+            await asyncio.sleep(0.02)
+
+
+def test_end_to_end_with_a_running_station(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real Station (two simulated EVSEs on ::1), the API on 127.0.0.1 and an EV simulator
+    charging: the status shows it charging, its timeline grows, a stop over the API ends the
+    session, the metrics count it, and `iso15118 status` prints it."""
+    from iso15118.cli import main
+    from secc.station import Station
+
+    store, _backend, servers = _station_parts(tmp_path, evses=2)
+
+    async def test() -> None:
+        station = Station(servers, store=store, poll_interval=0.05, version="test")
+        evse_id = servers[0].controller.evse_id
+        async with (
+            station,
+            serve(station) as api,
+            aiohttp.ClientSession(base_url=api.url, headers=AUTH) as http,
+        ):
+
+            async def get(path: str, **params: str) -> Any:
+                async with http.get(path, params=params) as r:
+                    assert r.status == 200, (path, await r.text())
+                    return await r.json()
+
+            async def evse_state() -> str:
+                return str((await get(f"/api/v1/evses/{evse_id}"))["state"])
+
+            async with http.get("/api/v1/status", headers={"Authorization": "Bearer x"}) as r:
+                assert r.status == 401
+            car = asyncio.create_task(_car(station, evse_id, max_charge_loops=100_000))
+
+            async def charging() -> bool:
+                return await evse_state() == "charging"
+
+            await _until(charging)
+            status = await get("/api/v1/status")
+            assert status["version"] == "test"
+            assert status["evses"][0]["state"] == "charging"
+            (live,) = (await get("/api/v1/sessions/live"))["sessions"]
+            session_id = live["session_id"]
+            assert (live["evse_id"], live["protocol"], live["charging"]) == (
+                evse_id,
+                "iso2",
+                True,
+            )
+            listed = await get("/api/v1/sessions", state="active")
+            assert [(s["session_id"], s["live"]) for s in listed["sessions"]] == [
+                (session_id, True)
+            ]
+
+            first = (await get(f"/api/v1/sessions/{session_id}/timeline"))["timeline"]
+            assert first[0]["message"] == "SessionSetupReq"
+
+            async def grown() -> bool:
+                timeline = (await get(f"/api/v1/sessions/{session_id}/timeline"))["timeline"]
+                return len(timeline) > len(first)
+
+            await _until(grown)
+
+            async with http.put("/api/v1/site/limit", json={"watts": 20_000}) as r:
+                assert r.status == 200
+            status = await get("/api/v1/status")
+            assert status["site_limit_w"] == 20_000
+            assert sum(e["allocated_w"] or 0 for e in status["evses"]) <= 20_000
+
+            code = await asyncio.to_thread(main, ["status", "--url", api.url, "--token", TOKEN])
+            out = capsys.readouterr().out
+            assert code == 0
+            assert "Live sessions (1):" in out
+            assert any(line.startswith(evse_id) and "charging" in line for line in out.splitlines())
+
+            async with http.post(f"/api/v1/sessions/{session_id}/stop") as r:
+                assert r.status == 202, await r.text()
+            result = await car
+            assert result.ok, result.reason
+
+            async def ended() -> bool:
+                session = await get(f"/api/v1/sessions/{session_id}")
+                return session["state"] == "ended" and not session["live"]
+
+            await _until(ended)
+            session = await get(f"/api/v1/sessions/{session_id}")
+            assert session["stop_reason"] == "evse-stopped"
+            (record,) = session["billing_records"]
+            assert record["session_id"] == session_id
+
+            async def stored_timeline() -> bool:
+                timeline = (await get(f"/api/v1/sessions/{session_id}/timeline"))["timeline"]
+                return bool(timeline) and timeline[-1]["message"] == "SessionStopRes"
+
+            await _until(stored_timeline)  # written to the store once the session ended
+            async with http.post(f"/api/v1/sessions/{session_id}/stop") as r:
+                assert r.status == 409
+
+            records = await get("/api/v1/billing/records", session_id=session_id)
+            assert [r["record_id"] for r in records["records"]] == [record["record_id"]]
+            outbox = await get("/api/v1/billing/outbox")
+            assert sum(outbox["counts"].values()) == len(outbox["entries"]) == 1
+
+            async with http.get("/metrics") as r:
+                samples = parse(await r.text())
+            assert sample(samples, "iso15118_sessions_total", evse_id=evse_id, protocol="iso2") == 1
+            assert sample(samples, "iso15118_sessions_active", evse_id=evse_id) == 0
+            ended_total = sample(
+                samples,
+                "iso15118_sessions_ended_total",
+                evse_id=evse_id,
+                protocol="iso2",
+                stop_reason="evse-stopped",
+            )
+            assert ended_total == 1
+            demand = {"evse_id": evse_id, "message": "CurrentDemandReq", "code": "OK"}
+            assert (sample(samples, "iso15118_responses_total", **demand) or 0) >= 1
+            latency = sample(
+                samples, "iso15118_message_latency_seconds_count", message="CurrentDemandReq"
+            )
+            assert (latency or 0) >= 1
+            assert sample(samples, "iso15118_site_limit_watts") == 20_000
+
+    try:
+        asyncio.run(test())
+    finally:
+        store.close()
