@@ -11,6 +11,7 @@
     iso15118 ev run --config FILE [--host H --port P] [--interface IF] [--check]
     iso15118 status [--url URL] [--token T | --token-file F] [--config FILE] [--json]
     iso15118 billing list|show|retry (--config FILE | --data-dir DIR) ...
+    iso15118 ledger --ledger FILE topup ACCOUNT AMOUNT | balance [ACCOUNT] | history ACCOUNT
 
 Bad input (hex, JSON, bytes/objects the codec rejects, a file that is not a readable capture)
 gives one ``error: ...`` line on stderr and exit code 2, as do usage errors. A capture that can
@@ -197,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     from secc.billing.commands import add_parser as add_billing_parser
 
     add_billing_parser(commands)
+    from secc.billing.ledger_commands import add_parser as add_ledger_parser
+
+    add_ledger_parser(commands)
     from evcc.commands import add_parser as add_ev_parser
 
     add_ev_parser(commands)
