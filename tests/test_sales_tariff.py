@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from evcc.session import EvSession
 from exi_schemas import iso2
 from iso15118 import exi
 from iso15118.sap import AppProtocol
+from iso15118.yamlconf import ConfigError, load_yaml
 from pki.create import TestPki, create_pki
 from pki.profiles import Role, Standard
 from pki.store import TrustStore
@@ -32,7 +34,7 @@ from secc.iso2.states.charge_parameters import handle_charge_parameter_discovery
 from secc.provisioning import LocalProvisioning
 from secc.records import BillingRecord
 from secc.simulated import SimulatedEVSE
-from secc.tariff import SalesTariffSigner, Tariff, TariffError
+from secc.tariff import SalesTariffSigner, Tariff, TariffError, read_sales_tariff_signer
 
 DER = serialization.Encoding.DER
 TYPES = "urn:iso:15118:2:2013:MsgDataTypes"
@@ -356,3 +358,60 @@ def test_signer_must_match_its_certificate(pki: TestPki) -> None:
         )
     with pytest.raises(TariffError, match="P-256"):
         SalesTariffSigner(object(), pki[Role.MO_SUB_CA_2].certificate)  # type: ignore[arg-type]
+
+
+# --- the signer's configuration ----------------------------------------------------------------
+
+
+def _write_signer(pki: TestPki, directory: Path, password: bytes | None) -> None:
+    issued = pki[Role.MO_SUB_CA_2]
+    encryption = (
+        serialization.BestAvailableEncryption(password)
+        if password
+        else serialization.NoEncryption()
+    )
+    (directory / "mo.key").write_bytes(
+        issued.key.private_bytes(  # type: ignore[union-attr]
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+        )
+    )
+    (directory / "mo.pem").write_bytes(issued.certificate.public_bytes(serialization.Encoding.PEM))
+
+
+def test_yaml_signer(pki: TestPki, tmp_path: Path) -> None:
+    _write_signer(pki, tmp_path, b"secret")
+    (tmp_path / "mo.pass").write_text("secret\n")
+    (tmp_path / "secc.yaml").write_text(
+        "sales_tariff_signer:\n  private_key: mo.key\n  certificate: mo.pem\n"
+        "  password_file: mo.pass\n"
+    )
+    section = load_yaml(tmp_path / "secc.yaml").section("sales_tariff_signer")
+    signer = read_sales_tariff_signer(section)
+    assert signer is not None
+    assert signer.certificate == pki[Role.MO_SUB_CA_2].certificate
+    (tmp_path / "empty.yaml").write_text("log_level: info\n")
+    empty = load_yaml(tmp_path / "empty.yaml").section("sales_tariff_signer")
+    assert read_sales_tariff_signer(empty) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("  private_key: mo.key\n", "both private_key and certificate"),
+        ("  private_key: mo.key\n  certificate: mo.pem\n", "private key"),  # no password
+        ("  private_key: mo.key\n  certificate: mo.pem\n  password: wrong\n", "private key"),
+        ("  private_key: nope.key\n  certificate: mo.pem\n  password: secret\n", "nope.key"),
+        ("  private_key: mo.key\n  certificate: mo.key\n  password: secret\n", "mo.key"),
+        (
+            "  private_key: mo.key\n  certificate: mo.pem\n  password: a\n  password_file: b\n",
+            "not both",
+        ),
+        ("  private_key: mo.key\n  certificate: mo.pem\n  pin: 1\n", "unknown key"),
+    ],
+)
+def test_bad_yaml_signers(pki: TestPki, tmp_path: Path, body: str, message: str) -> None:
+    _write_signer(pki, tmp_path, b"secret")
+    (tmp_path / "secc.yaml").write_text("sales_tariff_signer:\n" + body)
+    section = load_yaml(tmp_path / "secc.yaml").section("sales_tariff_signer")
+    with pytest.raises(ConfigError, match=message):
+        read_sales_tariff_signer(section)
