@@ -78,17 +78,22 @@ class Receiver:
 
     # --- serving ----------------------------------------------------------------------------
 
-    async def start(self, host: str = "127.0.0.1") -> None:
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Serve on `port` (0: any free one; give the old port to come back after `stop`)."""
         self._released = asyncio.Event()
         app = web.Application()
         app.router.add_post("/billing", self._billing)
         app.router.add_post("/authorize", self._authorize)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, 0)
+        site = web.TCPSite(self._runner, host, port)
         await site.start()
         address = self._runner.addresses[0]
         self.base_url = f"http://{host}:{address[1]}"
+
+    @property
+    def port(self) -> int:
+        return int(self.base_url.rsplit(":", 1)[1])
 
     async def stop(self) -> None:
         if self._released is not None:
