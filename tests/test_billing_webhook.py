@@ -462,3 +462,83 @@ def test_verify_signature_refuses_what_is_wrong() -> None:
 )
 def test_sign_and_verify_round_trip(secret: bytes, body: bytes, now: int) -> None:
     verify_signature(secret, sign(secret, body, now), body, now)
+
+
+# --- the billing: section -------------------------------------------------------------------
+
+
+def _section(tmp_path: Path, text: str) -> Any:
+    from iso15118.yamlconf import load_yaml
+
+    path = tmp_path / "secc.yaml"
+    path.write_text(text)
+    return load_yaml(path).section("billing")
+
+
+def test_billing_section_defaults(tmp_path: Path) -> None:
+    from secc.billing.backoff import Backoff
+    from secc.billing.config import build_processor, read_billing_section
+    from secc.payment import FreeProcessor
+
+    config = read_billing_section(_section(tmp_path, "data_dir: x\n"))
+    assert config.processor_class == "secc.payment:FreeProcessor"
+    assert config.backoff == Backoff() and config.poll_interval == 5 and config.timeout == 30
+    assert isinstance(build_processor(config), FreeProcessor)
+
+
+def test_billing_section_webhook(tmp_path: Path) -> None:
+    from secc.billing.config import build_processor, build_worker, read_billing_section
+
+    (tmp_path / "hook.secret").write_text("abc\n")
+    config = read_billing_section(
+        _section(
+            tmp_path,
+            """billing:
+  processor:
+    class: "secc.billing.webhook:WebhookProcessor"
+    options: {url: "https://billing.example/records", secret_file: hook.secret, name: acme}
+  retry: {initial: 1, max: 30, jitter: 0}
+  poll_interval: 2
+  timeout: 12.5
+""",
+        )
+    )
+    assert config.processor_options["secret_file"] == str(tmp_path / "hook.secret")
+    webhook = build_processor(config)
+    assert isinstance(webhook, WebhookProcessor) and webhook.name == "acme"
+    assert webhook._secret == b"abc"
+    worker = build_worker(config, SessionStore(":memory:"), webhook)
+    assert list(worker.processors) == ["acme"] and worker.timeout == 12.5
+    assert worker.poll_interval == 2 and worker.backoff.delay(10, lambda: 0.5) == 30
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("billing: {colour: red}", "unknown key in billing: colour"),
+        ("billing: {retry: {initial: 0}}", "billing.retry: back-off initial"),
+        ("billing: {retry: {initial: 10, max: 5}}", "billing.retry: back-off maximum"),
+        ("billing: {retry: {wait: 1}}", "unknown key in billing.retry: wait"),
+        ("billing: {poll_interval: 0}", "billing.poll_interval: must be > 0"),
+        ("billing: {timeout: fast}", "billing.timeout: expected a number"),
+        ("billing: {processor: {class: 'nope:Nope'}}", "cannot import payment processor"),
+        ("billing: {processor: {class: 'secc.records:BillingRecord'}}", "not a PaymentProcessor"),
+        (
+            "billing: {processor: {class: 'secc.billing.webhook:WebhookProcessor', "
+            "options: {url: 'http://remote.example/', secret: s}}}",
+            "plain http to a remote host",
+        ),
+        (
+            "billing: {processor: {class: 'secc.billing.webhook:WebhookProcessor', "
+            "options: {colour: red}}}",
+            "unexpected keyword argument",
+        ),
+    ],
+)
+def test_billing_section_errors(tmp_path: Path, text: str, message: str) -> None:
+    from iso15118.yamlconf import ConfigError
+    from secc.billing.config import build_processor, read_billing_section
+
+    with pytest.raises(ConfigError, match=message) as caught:
+        build_processor(read_billing_section(_section(tmp_path, text + "\n")))
+    assert "billing" in caught.value.args[0]  # names the key
