@@ -19,7 +19,7 @@ from secc.api import ApiConfig, read_api_section
 from secc.billing.config import BillingConfig, read_billing_section
 from secc.context import PaymentOption, SeccConfig
 from secc.server import SeccServerConfig
-from secc.tariff import Tariff, read_tariff_section
+from secc.tariff import Tariff, read_sales_tariff_signer, read_tariff_section
 
 __all__ = ["EvseFile", "SeccFile", "SiteFile", "TlsFiles", "read_secc_config"]
 
@@ -131,6 +131,7 @@ def read_secc_config(path: Path) -> SeccFile:
         certificate_service=root.boolean("certificate_service", True),
         receipt_required=root.boolean("receipt_required", True),
         tariff=tariff,
+        sales_tariff_signer=read_sales_tariff_signer(root.section("sales_tariff_signer")),
     )
     tls = _tls(root.section("tls"))
     trust = root.section("trust")

@@ -12,6 +12,7 @@ from iso15118.yamlconf import ConfigError
 from secc.config_file import read_secc_config
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "secc.yaml"
+SITE = EXAMPLE.parent / "site.yaml"
 
 
 def test_example_file_loads() -> None:
@@ -43,6 +44,13 @@ def test_example_file_checks_on_the_command_line(
         ("network: {tls_port: 1}\n", "tls_port needs tls"),
         ("tls: {private_key: k.pem}\n", "tls needs both"),
         ("evse: {class: nowhere}\n", None),
+        ("evse: {}\nevses: [{}]\n", "or evses"),
+        ("evses: []\n", "evses: give at least one EVSE"),
+        ("evses: [{}, {}]\nnetwork: {tcp_port: 15118}\n", "two EVSEs listen on the same port"),
+        ("evses: [{network: {bogus: 1}}]\n", "network: bogus"),
+        ("evses: [3]\n", "]: expected a mapping"),
+        ("site: {max_power: -5}\n", "site.max_power: expected watts"),
+        ("tariff: {id: t, currency: XXQ}\n", "currency"),
         ("- a list\n", "top level must be a mapping"),
         ("key: [unclosed\n", "not valid YAML"),
     ],
@@ -56,6 +64,30 @@ def test_bad_files(tmp_path: Path, text: str, message: str | None) -> None:
         return
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("'", "'")):
         read_secc_config(path)
+
+
+def test_site_example_loads() -> None:
+    config = read_secc_config(SITE)
+    assert len(config.evses) == 4
+    assert [e.evse_options["evse_id"] for e in config.evses][-1] == "DE*ABC*E0000004*1"
+    assert all(e.server.tcp_port == 0 for e in config.evses)
+    assert config.site.max_power == 120000
+    assert config.tariff is not None and config.tariff.currency == "EUR"
+    assert config.server.protocol.tariff == config.tariff
+
+
+def test_each_evse_overrides_the_network_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "secc.yaml"
+    path.write_text(
+        "network: {host: '::1', tcp_port: 15118, max_connections: 2}\n"
+        "evses:\n"
+        "  - options: {evse_id: A}\n"
+        "  - options: {evse_id: B}\n"
+        "    network: {tcp_port: 15119}\n"
+    )
+    config = read_secc_config(path)
+    assert [e.server.tcp_port for e in config.evses] == [15118, 15119]
+    assert [e.server.max_connections for e in config.evses] == [2, 2]
 
 
 def test_bad_file_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
