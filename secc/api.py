@@ -209,8 +209,17 @@ class StationApi(Protocol):
 def to_json(value: Any) -> Any:
     """A view (dataclasses, enums, datetimes, bytes, decimals, mappings, sequences) as JSON
     data. Naive datetimes are refused (ValueError); non-finite floats become null."""
-    if value is None or isinstance(value, bool | int | str):
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
         return value
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is BillingRecord:
+        return _dataclass_json(value) | {"energy_wh": value.energy_wh}
+    if kind in _FIELDS:  # a dataclass seen before
+        return _dataclass_json(value)
+    if isinstance(value, bool | int | str):  # subclasses (IntEnum, StrEnum: their values)
+        return to_json(value.value) if isinstance(value, enum.Enum) else value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, enum.Enum):
@@ -223,10 +232,6 @@ def to_json(value: Any) -> Any:
         return bytes(value).hex()
     if isinstance(value, Decimal):
         return str(value)
-    if isinstance(value, BillingRecord):
-        out = _dataclass_json(value)
-        out["energy_wh"] = value.energy_wh
-        return out
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return _dataclass_json(value)
     if isinstance(value, Mapping):
@@ -238,8 +243,15 @@ def to_json(value: Any) -> Any:
     raise TypeError(f"cannot put a {type(value).__name__} into the API's JSON")
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}  # field names per dataclass, looked up once
+
+
 def _dataclass_json(value: Any) -> dict[str, Any]:
-    return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    kind = type(value)
+    names = _FIELDS.get(kind)
+    if names is None:
+        names = _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(value))
+    return {name: to_json(getattr(value, name)) for name in names}
 
 
 def _key(key: Any) -> str:

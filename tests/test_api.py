@@ -714,6 +714,15 @@ def test_to_json_refuses_what_it_cannot_represent() -> None:
     assert to_json({"a": float("nan"), SessionState.ENDED: b"\x00"}) == {"a": None, "ended": "00"}
 
 
+def test_to_json_of_a_billing_record_has_its_energy_every_time() -> None:
+    from station_fakes import billing_record
+
+    for _ in range(2):  # the second time through the per-type cache
+        data = to_json(billing_record())
+        assert data["energy_wh"] == 7500
+        assert data["price"]["total"] == "3.13"
+
+
 # --------------------------------------------------------------------------- end to end
 
 
