@@ -17,8 +17,9 @@ or `mark_held`, so a row is never marked twice.
 
 Threading and asyncio: every call is short and synchronous (one small transaction). The
 store is meant for one asyncio process calling it from the event loop; a lock makes it safe
-to call from a worker thread too (`asyncio.to_thread`), but never share the file between two
-processes that write at the same time.
+to call from a worker thread too (`asyncio.to_thread`). Another process may open the same
+file for short operator commands (``iso15118 billing retry``): SQLite's locks serialise the
+transactions (a writer waits up to 5 s for the other), but keep such access occasional.
 
 Times: every datetime passed in must be timezone-aware; it is stored as UTC ISO 8601 text of
 fixed width, so that SQL comparisons (`pending_outbox`) order correctly.
