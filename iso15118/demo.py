@@ -3,8 +3,10 @@
 No root, no hardware, no network: a test PKI is created in a temporary directory, the SECC
 listens for TLS on ::1 with a simulated EVSE and a local backend (SQLite store, local
 certificate provisioning), and the EV simulator connects, installs a contract certificate,
-authorises with it and charges. The messages are printed as they are answered, then the
-billing record as the store keeps it.
+authorises with it and charges under a tariff whose SalesTariff it is shown (signed, as Plug &
+Charge requires). The messages are printed as they are answered; then the billing record as
+the store keeps it, and what the payment processor (a local webhook receiver that checks the
+HMAC signature) was handed through the outbox.
 """
 
 from __future__ import annotations
@@ -71,7 +73,56 @@ def describe(request: Any, response: Any) -> str:
         return ""
 
 
+class _PaymentReceiver:
+    """The payment processor's side of the demo: one aiohttp endpoint on 127.0.0.1 that
+    checks each record's HMAC signature and applies each idempotency key once."""
+
+    def __init__(self, secret: bytes) -> None:
+        self.secret = secret
+        self.settled: dict[str, dict[str, Any]] = {}
+        self._runner: Any = None
+        self.url = ""
+
+    async def start(self) -> None:
+        from aiohttp import web
+
+        app = web.Application()
+        app.router.add_post("/billing", self._billing)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}/billing"
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _billing(self, request: Any) -> Any:
+        import time
+
+        from aiohttp import web
+
+        from secc.billing.webhook import SignatureError, verify_signature
+
+        body = await request.read()
+        try:
+            verify_signature(self.secret, request.headers, body, time.time())
+        except SignatureError as exc:
+            return web.json_response({"error": str(exc)}, status=401)
+        message = json.loads(body)
+        key = message["idempotency_key"]
+        duplicate = key in self.settled
+        if not duplicate:
+            self.settled[key] = message["record"]
+        reference = f"INV-{list(self.settled).index(key) + 1:05d}"
+        return web.json_response({"reference": reference, "duplicate": duplicate})
+
+
 async def _demo(directory: Path, out: TextIO) -> int:
+    from decimal import Decimal
+
     from evcc.client import run_ev
     from evcc.config import EvccConfig, Payment, PncCredentials
     from iso15118.sap import AppProtocol
@@ -86,13 +137,17 @@ async def _demo(directory: Path, out: TextIO) -> int:
     from pki.profiles import Role, Standard
     from pki.store import TrustStore
     from secc.backend import LocalBackend
+    from secc.billing.outbox import DeliveryWorker
+    from secc.billing.webhook import WebhookProcessor
     from secc.context import SeccConfig
     from secc.events import MessageExchanged, SessionEvent
     from secc.provisioning import LocalProvisioning
     from secc.records_json import billing_record_to_json
     from secc.server import SeccServer, SeccServerConfig
     from secc.simulated import SimulatedEVSE
-    from secc.store import SessionStore
+    from secc.station import Station
+    from secc.store import OutboxState, SessionStore
+    from secc.tariff import SalesTariffSigner, Tariff
 
     now = datetime.now(UTC)
     pki = create_pki(Standard.ISO2, at=now)
@@ -114,11 +169,25 @@ async def _demo(directory: Path, out: TextIO) -> int:
         [pki[Role.MO_ROOT].certificate, pki[Role.V2G_ROOT].certificate],
         [pki[Role.MO_SUB_CA_1].certificate, pki[Role.MO_SUB_CA_2].certificate],
     )
+    tariff = Tariff(
+        id="demo",
+        currency="EUR",
+        energy_price=Decimal("0.39"),
+        time_price=Decimal("0.60"),
+        session_fee=Decimal("0.50"),
+    )
+    signer = SalesTariffSigner(
+        key=pki[Role.MO_SUB_CA_2].key,  # type: ignore[arg-type]
+        certificate=pki[Role.MO_SUB_CA_2].certificate,
+    )
     store = SessionStore(directory / "secc.db")
     backend = LocalBackend(
         store=store, allowed_emaids=["*"], provisioning=LocalProvisioning.from_test_pki(pki)
     )
     evse = SimulatedEVSE(meter_wh=125_000, current_ramp_rate=2000.0)
+    receiver = _PaymentReceiver(secret=b"demo webhook secret")
+    await receiver.start()
+    processor = WebhookProcessor(url=receiver.url, secret=receiver.secret.decode())
 
     def show(event: SessionEvent) -> None:
         if isinstance(event, MessageExchanged):
@@ -127,7 +196,9 @@ async def _demo(directory: Path, out: TextIO) -> int:
 
     server = SeccServer(
         SeccServerConfig(
-            protocol=SeccConfig(contract_trust=contract_trust),
+            protocol=SeccConfig(
+                contract_trust=contract_trust, tariff=tariff, sales_tariff_signer=signer
+            ),
             host="::1",
             tcp_port=None,
             tls_port=0,
@@ -137,6 +208,10 @@ async def _demo(directory: Path, out: TextIO) -> int:
         backend=backend,
         store=store,
         observers=(show,),
+        processor=processor,
+    )
+    station = Station(
+        [server], store=store, delivery=DeliveryWorker(store, {processor.name: processor})
     )
     der = serialization.Encoding.DER
     ev = EvccConfig(
@@ -154,40 +229,69 @@ async def _demo(directory: Path, out: TextIO) -> int:
             install_certificate=True,
         ),
     )
-    async with server:
-        endpoint = server.tls_endpoint
-        assert endpoint is not None
-        print(f"SECC listening for TLS on [{endpoint.host}]:{endpoint.port}", file=out)
-        print("ISO 15118-2 DC Plug & Charge session (request, response code, details):", file=out)
-        result = await run_ev(
-            ev,
-            endpoint.host,
-            endpoint.port,
-            ssl_context=client_tls,
-            evse_hook=lambda change: evse.set_cp_state(change.state),
+    try:
+        async with station:
+            endpoint = server.tls_endpoint
+            assert endpoint is not None
+            print(f"SECC listening for TLS on [{endpoint.host}]:{endpoint.port}", file=out)
+            print(
+                "ISO 15118-2 DC Plug & Charge session (request, response code, details):", file=out
+            )
+            result = await run_ev(
+                ev,
+                endpoint.host,
+                endpoint.port,
+                ssl_context=client_tls,
+                evse_hook=lambda change: evse.set_cp_state(change.state),
+            )
+            # the outbox hands the record to the processor once it is stored
+            for _ in range(500):
+                done = store.outbox_counts()[OutboxState.DELIVERED]
+                if done and not store.outbox_counts()[OutboxState.PENDING]:
+                    break
+                await asyncio.sleep(0.02)
+        shown = getattr(result.sales_tariff, "SalesTariffDescription", None)
+        print(
+            f"EV: {'finished' if result.ok else 'FAILED'} ({result.reason}); "
+            f"{result.requests_sent} requests, {result.energy_wh:.1f} Wh, "
+            f"SoC {result.final_soc:.2f} %",
+            file=out,
         )
-        for _ in range(100):  # the SECC stores the record once the car's stop is answered
-            if server.records:
-                break
-            await asyncio.sleep(0.02)
-    print(
-        f"EV: {'finished' if result.ok else 'FAILED'} ({result.reason}); "
-        f"{result.requests_sent} requests, {result.energy_wh:.1f} Wh, "
-        f"SoC {result.final_soc:.2f} %",
-        file=out,
-    )
-    if not server.records:
-        print("no billing record: the session did not finish", file=out)
-        return 1
-    stored = store.billing_record(server.records[-1].record_id)
-    assert stored is not None
-    record = billing_record_to_json(stored)
-    for receipt in record.get("receipts", []):
-        receipt["exi"] = receipt["exi"][:32] + "..."
-    print("billing record (as stored in secc.db):", file=out)
-    print(json.dumps(record, indent=2), file=out)
-    store.close()
-    return 0 if getattr(result, "ok", False) else 1
+        verified = {True: "signature valid", False: "signature INVALID", None: "unsigned"}
+        print(
+            f"EV was shown the tariff {shown!r} ({verified[result.sales_tariff_verified]})",
+            file=out,
+        )
+        if not server.records:
+            print("no billing record: the session did not finish", file=out)
+            return 1
+        stored = store.billing_record(server.records[-1].record_id)
+        assert stored is not None
+        record = billing_record_to_json(stored)
+        for receipt in record.get("receipts", []):
+            receipt["exi"] = receipt["exi"][:32] + "..."
+        print("billing record (as stored in secc.db):", file=out)
+        print(json.dumps(record, indent=2), file=out)
+        entries = store.outbox_entries(record_id=stored.record_id)
+        for entry in entries:
+            state = entry.state.value
+            if entry.state is OutboxState.DELIVERED:
+                state += f", processor reference {entry.reference}"
+            print(f"outbox -> {entry.destination}: {state}", file=out)
+        for key, settled in receiver.settled.items():
+            price = settled.get("price") or {}
+            print(
+                f"payment processor settled {key} (HMAC verified): contract "
+                f"{settled.get('contract_id')}, {stored.energy_wh} Wh, "
+                f"{price.get('total', '0')} {price.get('currency', '')}",
+                file=out,
+            )
+        delivered = bool(entries) and all(e.state is OutboxState.DELIVERED for e in entries)
+        return 0 if result.ok and delivered else 1
+    finally:
+        await processor.close()
+        await receiver.close()
+        store.close()
 
 
 def run_demo(out: TextIO = sys.stdout, directory: Path | None = None) -> int:
