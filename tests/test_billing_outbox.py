@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import logging
 import sqlite3
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -575,3 +576,64 @@ def test_records_keep_their_content_through_delivery(store: SessionStore, clock:
     processor = FakeProcessor()
     run(worker(store, clock, processor).deliver_due(clock()))
     assert processor.settled["rec-0001:payment"] == original
+
+
+# --- property: whatever the processor does, each record is settled once in the end ---------
+
+STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("store"), st.integers(0, 3)),
+        st.tuples(st.just("mode"), st.sampled_from(["up", "down", "reject", "crash"])),
+        st.tuples(st.just("advance"), st.integers(0, 700)),
+        st.tuples(st.just("release"), st.integers(0, 0)),
+        st.tuples(st.just("pass"), st.integers(0, 0)),
+    ),
+    max_size=40,
+)
+
+
+@given(steps=STEPS)
+def test_every_record_is_settled_exactly_once_in_the_end(steps: list[tuple[str, int]]) -> None:
+    clock = Clock()
+    store = SessionStore(":memory:", clock=clock)
+    processor = FakeProcessor()
+    successes: Counter[str] = Counter()
+    original = processor.settle
+
+    async def counting(record: BillingRecord, *, idempotency_key: str) -> Settlement:
+        settled = await original(record, idempotency_key=idempotency_key)
+        successes[idempotency_key] += 1
+        return settled
+
+    processor.settle = counting  # type: ignore[method-assign]
+    w = worker(store, clock, processor, random=lambda: 0.5)
+    stored = 0
+
+    async def scenario() -> None:
+        nonlocal stored
+        for step, value in steps:
+            if step == "store":
+                for _ in range(value):
+                    store.record_billing(record(stored))
+                    stored += 1
+            elif step == "mode":
+                processor.mode = value  # type: ignore[assignment]
+            elif step == "advance":
+                clock.advance(value)
+            elif step == "release":
+                store.release(at=clock())
+            else:
+                done = await w.deliver_due(clock())
+                assert all(a.marked for a in done.attempts)
+            counts = store.outbox_counts()
+            assert sum(counts.values()) == stored  # one row per record, always
+        processor.mode = "up"  # the processor is back, the operator releases what is held
+        store.release(at=clock())
+        for _ in range(stored + 2):
+            clock.advance(700)
+            await w.deliver_due(clock())
+
+    run(scenario())
+    assert store.outbox_counts()[OutboxState.DELIVERED] == stored
+    assert successes == Counter({f"rec-{n:04d}:payment": 1 for n in range(stored)})
+    store.close()
