@@ -39,8 +39,10 @@ def build(path: Path) -> tuple[Any, Any, Any]:
     from secc.store import SessionStore
 
     config = read_secc_config(path)
+    processor = build_processor(config.billing)
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    store = SessionStore(config.data_dir / "secc.db")
+    # each record is queued for the configured processor, under its (stable) name
+    store = SessionStore(config.data_dir / "secc.db", destinations=(processor.name,))
     try:
         controllers = [load_controller(e.evse_class, **e.evse_options) for e in config.evses]
         options = dict(config.backend_options)
@@ -50,7 +52,6 @@ def build(path: Path) -> tuple[Any, Any, Any]:
     except (TypeError, ValueError) as exc:
         store.close()
         raise ConfigError(str(exc)) from None
-    processor = build_processor(config.billing)
     certificates: list[tuple[str, Any]] = []
     tls_context = None
     if config.tls is not None:
@@ -161,3 +162,6 @@ async def _serve(station: Any, api: Any) -> None:
         finally:
             if api_server is not None:
                 await api_server.close()
+    for processor in {id(s.processor): s.processor for s in station.servers.values()}.values():
+        if processor is not None:
+            await processor.close()
