@@ -17,7 +17,9 @@ The model (DC unless ``dc=False``):
   are open, so no current flows. AC: delivering whenever the contactors are closed; the
   allowed current is min(target, `max_current`) per phase, at `nominal_voltage`.
 * **Power limit**: min(`max_power`, the site schedule's entry in force), the schedule's times
-  counting from `session_started` (no session: the first entry).
+  counting from `session_started` (no session: the first entry). The output also stays
+  within the site cap of `set_power_limit`, which the status's limits leave out: they are
+  what the EVSE itself could deliver, from which the station shares the site limit.
 * **Meter**: integrates V·I over time (AC: nominal voltage * current * phases), exactly for
   the piecewise-linear ramps (Simpson's rule over each linear piece). The register starts at
   `meter_wh`. With `sign_meter`, each reading carries a 64-byte HMAC-SHA512 over
@@ -358,7 +360,9 @@ class SimulatedEVSE(EVSEController):
         return EvseLimits(
             max_voltage=self.max_voltage if self.dc else self.nominal_voltage,
             max_current=self.max_current,
-            max_power=self._power_limit(),
+            # the EVSE's own limit: the site cap is the station's to overlay (the station
+            # shares the site limit out of what each EVSE could deliver without it)
+            max_power=self._power_limit(site_cap=False),
             min_voltage=self.min_voltage if self.dc else 0.0,
             min_current=self.min_current,
             nominal_voltage=self.nominal_voltage,
@@ -366,8 +370,10 @@ class SimulatedEVSE(EVSEController):
             current_regulation_tolerance=self.current_regulation_tolerance,
         )
 
-    def _power_limit(self) -> float:
-        cap = self.max_power if self._site_cap is None else min(self.max_power, self._site_cap)
+    def _power_limit(self, *, site_cap: bool = True) -> float:
+        cap = self.max_power
+        if site_cap and self._site_cap is not None:
+            cap = min(cap, self._site_cap)
         if not self._schedule:
             return cap
         elapsed = 0.0 if self._session_start is None else self._now - self._session_start
