@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from evcc.client import EvResult, run_ev
 from evcc.config import EvccConfig
 from evcc.events import MessageReceived
@@ -392,5 +394,90 @@ def test_four_evses_share_the_site_limit_and_follow_its_changes(tmp_path: Path) 
             _check_samples(site.samples)
             _binds(site.samples, SITE_LIMIT)
             _binds(site.samples, LOW_LIMIT)
+
+    asyncio.run(test())
+
+
+# --------------------------------------------------------------------------- a cap that moves
+# between ChargeParameterDiscovery and PowerDelivery(Start): cars that arrive together, or a
+# limit change during a renegotiation. Deterministic: the cap moves as soon as the SECC has
+# answered ChargeParameterDiscoveryReq, before the car's next request.
+
+
+async def _moved_cap_session(tmp_path: Path, *, dc: bool, first: float, then: float) -> Any:
+    """One ISO-2 car on one `SeccServer` capped at `first` W; the cap becomes `then` W right
+    after ChargeParameterDiscoveryRes. The car charges 40 loops unless stopped."""
+    store = SessionStore(tmp_path / "moved.db")
+    evse = _evse(Plan("DE*ABC*E0000009*1", AppProtocol.ISO2, dc, 50 * KW if dc else 11_040.0))
+    server = SeccServer(
+        SeccServerConfig(protocol=SeccConfig(protocols=(AppProtocol.ISO2,)), tcp_port=0),
+        controller=evse,
+        backend=LocalBackend(store=store, free_charging=True),
+        store=store,
+    )
+    await server.set_power_cap(first)
+    exchanged: list[tuple[str, str]] = []
+
+    def observe(event: SessionEvent) -> None:
+        if isinstance(event, MessageExchanged):
+            exchanged.append((event.request_name, event.response_code))
+            if event.request_name == "ChargeParameterDiscoveryReq" and len(exchanged) < 8:
+                server.spawn(server.set_power_cap(then))
+
+    server.observers.append(observe)
+    mode = EnergyMode.DC_EXTENDED if dc else EnergyMode.AC_THREE_PHASE_CORE
+    config = dataclasses.replace(
+        CAR, protocols=(AppProtocol.ISO2,), energy_mode=mode, max_charge_loops=40
+    )
+    try:
+        async with server:
+            endpoint = server.tcp_endpoint
+            assert endpoint is not None
+            result = await run_ev(
+                config,
+                endpoint.host,
+                endpoint.port,
+                evse_hook=lambda change: evse.set_cp_state(change.state),
+            )
+    finally:
+        store.close()
+    return result, exchanged
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="SECC bug: PowerDelivery checks the ChargingProfile against the live (capped) "
+    "limits, not against the PMaxSchedule the car was sent and chose, so a cap lowered "
+    "after ChargeParameterDiscoveryRes fails the session (FAILED_ChargingProfileInvalid); "
+    "it should be accepted and the car asked to renegotiate",
+)
+def test_a_cap_lowered_before_power_delivery_is_renegotiated(tmp_path: Path) -> None:
+    _load_codecs()
+
+    async def test() -> None:
+        result, exchanged = await _moved_cap_session(tmp_path, dc=False, first=11_040, then=6000)
+        assert all(code.startswith("OK") for _, code in exchanged), exchanged
+        assert result.ok, result.reason
+        schedules = [_pmax(r) for r in _received(result, "ChargeParameterDiscoveryRes")]
+        assert schedules == [[11_040.0], [6000.0]]
+
+    asyncio.run(test())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="SECC bug: a renegotiation asked for while the session is not yet charging "
+    "(between ChargeParameterDiscovery and PowerDelivery(Start)) is dropped, so the car "
+    "keeps the old PMaxSchedule (and the station believes it was told the new cap)",
+)
+def test_a_cap_raised_before_power_delivery_is_renegotiated(tmp_path: Path) -> None:
+    _load_codecs()
+
+    async def test() -> None:
+        result, exchanged = await _moved_cap_session(tmp_path, dc=True, first=20_000, then=40_000)
+        assert all(code.startswith("OK") for _, code in exchanged), exchanged
+        assert result.ok, result.reason
+        schedules = [_pmax(r) for r in _received(result, "ChargeParameterDiscoveryRes")]
+        assert schedules == [[20_000.0], [40_000.0]]
 
     asyncio.run(test())
