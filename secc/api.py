@@ -91,6 +91,8 @@ class ApiConfig:
     token_file: Path | None = None
     metrics_require_token: bool = True
     max_body_bytes: int = 16 * 1024
+    #: seconds one status snapshot of the station is served (0: a fresh one every time)
+    status_max_age: float = 0.5
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -99,6 +101,8 @@ class ApiConfig:
             raise ApiConfigError("api: give token or token_file, not both")
         if self.max_body_bytes < 64:
             raise ApiConfigError("api.max_body_bytes: at least 64")
+        if not 0 <= self.status_max_age <= 60:
+            raise ApiConfigError("api.status_max_age: 0..60 seconds")
 
     def load_token(self) -> str | None:
         """The configured token (read from `token_file` now), checked; None if none is set."""
@@ -125,10 +129,19 @@ def read_api_section(section: Section) -> ApiConfig:
     """The ``api:`` section of the SECC's YAML file (consumes it: unknown keys are errors).
 
     Keys: enabled (default: true if the section has any key), host, port, token, token_file
-    (relative to the file), metrics_require_token, max_body_bytes. The token file is read
+    (relative to the file), metrics_require_token, max_body_bytes, status_max_age. The token
+    file is read
     now, so that a missing or empty file is reported with the configuration.
     """
-    keys = ("host", "port", "token", "token_file", "metrics_require_token", "max_body_bytes")
+    keys = (
+        "host",
+        "port",
+        "token",
+        "token_file",
+        "metrics_require_token",
+        "max_body_bytes",
+        "status_max_age",
+    )
     enabled = section.boolean("enabled", any(section.has(k) for k in keys))
     config = ApiConfig(
         enabled=enabled,
@@ -139,6 +152,7 @@ def read_api_section(section: Section) -> ApiConfig:
         metrics_require_token=section.boolean("metrics_require_token", True),
         max_body_bytes=section.integer("max_body_bytes", 16 * 1024, low=64, high=1 << 20)
         or 16 * 1024,
+        status_max_age=section.number("status_max_age", 0.5),
     )
     section.done()
     if enabled:
@@ -398,18 +412,44 @@ ROUTES: Final[tuple[Route, ...]] = (
 class _Handlers:
     """The route handlers, bound to one station."""
 
-    def __init__(self, station: StationApi) -> None:
+    def __init__(
+        self,
+        station: StationApi,
+        *,
+        status_max_age: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.station = station
         self._openapi: bytes | None = None
+        self._max_age = status_max_age
+        self._clock = clock
+        self._snapshot: tuple[float, Any, bytes | None] | None = None  # (taken, status, JSON)
+
+    def _status(self) -> tuple[Any, bytes | None]:
+        """The station's status, taken again once older than `status_max_age` seconds, so
+        that clients polling the status cannot starve the V2G sessions of the same loop."""
+        now = self._clock()
+        snapshot = self._snapshot
+        if snapshot is None or not 0 <= now - snapshot[0] < self._max_age:
+            snapshot = self._snapshot = (now, self.station.status(), None)
+        return snapshot[1], snapshot[2]
+
+    def _changed(self) -> None:
+        self._snapshot = None  # the next status shows what was just changed
 
     async def get_status(self, request: web.Request) -> web.Response:
         _query(request, ())
-        data = to_json(self.station.status())
-        data["now"] = datetime.now(UTC).isoformat()
-        return _response(data)
+        status, body = self._status()
+        if body is None:
+            data = to_json(status)
+            data["now"] = datetime.now(UTC).isoformat()
+            body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+            if self._snapshot is not None and self._snapshot[1] is status:
+                self._snapshot = (self._snapshot[0], status, body)
+        return web.Response(body=body, content_type="application/json", charset="utf-8")
 
     def _evses(self) -> list[Any]:
-        return list(self.station.status().evses)
+        return list(self._status()[0].evses)
 
     async def list_evses(self, request: web.Request) -> web.Response:
         _query(request, ())
@@ -482,6 +522,7 @@ class _Handlers:
         _query(request, ())
         session_id = _identifier(request, "session_id")
         if await self.station.stop_session(session_id):
+            self._changed()
             logger.info("operator stop via the API", extra={"session_id": session_id})
             return _response({"session_id": session_id, "stop_requested": True}, 202)
         stored = self.station.session(session_id)
@@ -505,12 +546,13 @@ class _Handlers:
         if state is not None and state not in OUTBOX_STATES:
             raise ApiError(400, f"state must be one of {', '.join(OUTBOX_STATES)}")
         entries = self.station.outbox(state, limit=_limit(params))
-        counts = to_json(self.station.status().outbox)
+        counts = to_json(self._status()[0].outbox)
         return _response({"counts": counts, "entries": to_json(list(entries))})
 
     async def retry_all(self, request: web.Request) -> web.Response:
         _query(request, ())
         released = await self.station.retry_billing(None)
+        self._changed()
         logger.info("operator released %d outbox item(s) via the API", released)
         return _response({"released": released})
 
@@ -518,6 +560,7 @@ class _Handlers:
         _query(request, ())
         record_id = _identifier(request, "record_id")
         released = await self.station.retry_billing(record_id)
+        self._changed()
         if released == 0:
             raise ApiError(404, f"no pending or held outbox item for record {record_id}")
         logger.info("operator released record %s via the API", record_id)
@@ -546,6 +589,8 @@ class _Handlers:
             await self.station.set_site_limit(watts)
         except ValueError as exc:
             raise ApiError(422, str(exc)) from None
+        finally:
+            self._changed()
         logger.info("site limit set to %s W via the API", watts)
         return _response({"watts": to_json(self.station.site_limit_w)})
 
@@ -635,14 +680,21 @@ def _authentication(token: str | None, *, metrics_public: bool) -> Any:
 
 
 def build_app(
-    station: StationApi, *, token: str | None, metrics_public: bool = False, max_body: int = 16384
+    station: StationApi,
+    *,
+    token: str | None,
+    metrics_public: bool = False,
+    max_body: int = 16384,
+    status_max_age: float = 0.5,
+    clock: Callable[[], float] = time.monotonic,
 ) -> web.Application:
-    """The aiohttp application for `station` (`token` None: no authentication)."""
+    """The aiohttp application for `station` (`token` None: no authentication; status
+    snapshots reused for `status_max_age` seconds of `clock`)."""
     app = web.Application(
         middlewares=[_errors_and_logging(), _authentication(token, metrics_public=metrics_public)],
         client_max_size=max_body,
     )
-    handlers = _Handlers(station)
+    handlers = _Handlers(station, status_max_age=status_max_age, clock=clock)
     for route in ROUTES:
         handler = getattr(handlers, route.name)
         app.router.add_route(route.method, route.path, handler, name=route.name)
@@ -676,6 +728,7 @@ class ApiServer:
             token=token,
             metrics_public=not config.metrics_require_token,
             max_body=config.max_body_bytes,
+            status_max_age=config.status_max_age,
         )
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()

@@ -149,6 +149,7 @@ class FakeStation:
     records: list[BillingRecord] = field(default_factory=list)
     entries: list[OutboxEntry] = field(default_factory=list)
     held: set[str] = field(default_factory=set)
+    status_calls: int = 0
 
     def __post_init__(self) -> None:
         self.live.append(
@@ -207,6 +208,7 @@ class FakeStation:
         self.held.add(RECORD_ID)
 
     def status(self) -> StationStatus:
+        self.status_calls += 1
         return StationStatus(
             evses=(
                 EvseView(

@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from station_fakes import (
@@ -293,6 +294,49 @@ def test_site_limit() -> None:
         assert (status, body) == (200, {"watts": 0.0})
 
     run(test)
+
+
+def test_status_snapshots_are_reused_briefly() -> None:
+    """Many clients polling the status cost the station one snapshot per status_max_age;
+    a change made through the API shows at once."""
+    clock = [100.0]
+    station = FakeStation()
+
+    async def main() -> None:
+        app = build_app(station, token=None, status_max_age=0.5, clock=lambda: clock[0])
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        try:
+            async with aiohttp.ClientSession(url) as http:
+
+                async def status() -> Any:
+                    async with http.get("/api/v1/status") as r:
+                        assert r.status == 200
+                        return await r.json()
+
+                first = await status()
+                for path in ("/api/v1/evses", f"/api/v1/evses/{EVSE_1}", "/api/v1/billing/outbox"):
+                    async with http.get(path) as r:
+                        assert r.status == 200
+                assert await status() == first  # the same snapshot, byte for byte
+                assert station.status_calls == 1
+                clock[0] += 0.6
+                await status()
+                assert station.status_calls == 2
+                async with http.put("/api/v1/site/limit", json={"watts": 1000}) as r:
+                    assert r.status == 200
+                assert (await status())["site_limit_w"] == 1000  # not the old snapshot
+                assert station.status_calls == 3
+                clock[0] -= 10  # a clock that went back: taken again
+                await status()
+                assert station.status_calls == 4
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(main())
 
 
 def test_metrics_endpoint() -> None:
@@ -659,6 +703,8 @@ def test_config_checks() -> None:
         ApiConfig(token="a", token_file=Path("b"))
     with pytest.raises(ApiConfigError, match="port"):
         ApiConfig(port=70000)
+    with pytest.raises(ApiConfigError, match="status_max_age"):
+        ApiConfig(status_max_age=-1)
     with pytest.raises(ApiConfigError, match="empty"):
         ApiConfig(token="").load_token()
     assert ApiConfig().host == "127.0.0.1"  # localhost unless configured otherwise
@@ -675,13 +721,14 @@ def test_read_api_section(tmp_path: Path) -> None:
     config = _section(
         tmp_path,
         "api:\n  host: 0.0.0.0\n  port: 9090\n  token_file: api.token\n"
-        "  metrics_require_token: false\n",
+        "  metrics_require_token: false\n  status_max_age: 0\n",
     )
     assert config.enabled
     assert (config.host, config.port) == ("0.0.0.0", 9090)
     assert config.token_file == tmp_path / "api.token"
     assert config.load_token() == TOKEN
     assert not config.metrics_require_token
+    assert config.status_max_age == 0
     assert not _section(tmp_path, "network: {}\n").enabled  # no api section: no API
     assert not _section(tmp_path, "api:\n  enabled: false\n  port: 1\n").enabled
     assert _section(tmp_path, "api:\n  enabled: true\n").host == "127.0.0.1"
