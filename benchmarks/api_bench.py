@@ -2,13 +2,15 @@
 against the same SECC process.
 
     python benchmarks/api_bench.py [--evses 100] [--seconds 10] [--gap 0.01] [--clients 1]
+                                   [--max-age 0.5] [--interval 0.1] [--ramp 0.05]
 
 Three processes on this machine:
 
 * the SECC: one `secc.station.Station` with `--evses` simulated DC EVSEs (control pilot in
   state C), each its own `SeccServer` on ::1 (TCP), one SQLite store (WAL, fsync) in a
   temporary directory, a local backend with free charging, and the station API
-  (`secc.api.ApiServer`) on 127.0.0.1 with a bearer token;
+  (`secc.api.ApiServer`) on 127.0.0.1 with a bearer token, serving one status snapshot for up
+  to `--max-age` seconds (the default configuration; 0 measures a fresh status every time);
 * the cars: one EV simulator session (`evcc.client.run_ev`) per EVSE, ISO 15118-2 DC, looping
   CurrentDemandReq every `--interval` seconds (100 ms), arriving `--ramp` seconds apart;
 * this one: `--clients` API clients, each on one keep-alive connection, asking for the
@@ -42,7 +44,7 @@ TOKEN = "benchmark-token-0123456789"
 # --- the SECC process --------------------------------------------------------------------------
 
 
-async def serve(directory: Path, evses: int) -> None:
+async def serve(directory: Path, evses: int, max_age: float) -> None:
     from iso15118.sap import AppProtocol
     from secc.api import ApiConfig, ApiServer
     from secc.backend import LocalBackend
@@ -74,7 +76,9 @@ async def serve(directory: Path, evses: int) -> None:
         for n in range(1, evses + 1)
     ]
     station = Station(servers, store=store, version="bench")
-    api = ApiServer(station, ApiConfig(host="127.0.0.1", port=0, token=TOKEN))
+    api = ApiServer(
+        station, ApiConfig(host="127.0.0.1", port=0, token=TOKEN, status_max_age=max_age)
+    )
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -189,6 +193,12 @@ def main() -> None:
     parser.add_argument("--gap", type=float, default=0.01, help="pause between requests")
     parser.add_argument("--clients", type=int, default=1, help="concurrent API clients")
     parser.add_argument(
+        "--max-age",
+        type=float,
+        default=0.5,
+        help="api.status_max_age: seconds a status snapshot is reused (0: never)",
+    )
+    parser.add_argument(
         "--interval", type=float, default=0.1, help="seconds between a car's CurrentDemandReqs"
     )
     parser.add_argument(
@@ -200,7 +210,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # the sessions' logs
     if args.serve:
-        asyncio.run(serve(args.serve, args.evses))
+        asyncio.run(serve(args.serve, args.evses, args.max_age))
         return
     if args.cars:
         asyncio.run(cars(args.cars, args.charge_seconds, args.ramp, args.interval))
@@ -208,7 +218,16 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         secc = subprocess.Popen(
-            [sys.executable, __file__, "--serve", tmp, "--evses", str(args.evses)],
+            [
+                sys.executable,
+                __file__,
+                "--serve",
+                tmp,
+                "--evses",
+                str(args.evses),
+                "--max-age",
+                str(args.max_age),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
@@ -221,7 +240,7 @@ def main() -> None:
                 f"GET /api/v1/status, {args.evses} EVSEs in one SECC process, "
                 f"{args.clients} client(s), {args.gap * 1000:g} ms between requests, "
                 f"{args.seconds:g} s per run; cars send CurrentDemandReq every "
-                f"{args.interval * 1000:g} ms"
+                f"{args.interval * 1000:g} ms; status snapshots reused for {args.max_age:g} s"
             )
             print(
                 f"{'':<22} {'requests':>8} {'median ms':>10} {'p99 ms':>8} {'max ms':>8} "
