@@ -632,6 +632,9 @@ def _errors_and_logging() -> Any:
         except Exception:
             logger.exception("API request %s %s failed", request.method, request.path)
             response = ApiError(500, "internal error (see the SECC's log)").response()
+        # what the API says (contract IDs, tokens of cards) is kept by no cache on the way
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
         elapsed_ms = (time.perf_counter() - started) * 1000
         level = logging.DEBUG if request.method == "GET" and response.status < 400 else logging.INFO
         if response.status == 401:

@@ -106,6 +106,7 @@ def test_status() -> None:
         status, body, headers = await call("GET", "/api/v1/status")
         assert status == 200
         assert headers["Content-Type"].startswith("application/json")
+        assert headers["Cache-Control"] == "no-store"
         assert [e["state"] for e in body["evses"]] == ["charging", "faulted"]
         faulted = body["evses"][1]
         assert faulted["last_error"] == "isolation fault"
@@ -392,6 +393,7 @@ def test_every_route_needs_the_token(headers: dict[str, str]) -> None:
             )
             assert_error(status, body, 401, "unauthorized")
             assert response_headers["WWW-Authenticate"].startswith("Bearer")
+            assert response_headers["Cache-Control"] == "no-store"
         # unknown routes too: nothing about the API's shape is told without the token
         status, body, _ = await call("GET", "/api/v1/nothing", auth=False, headers=headers)
         assert status == 401
