@@ -133,7 +133,11 @@ def _schemas() -> dict[str, Schema]:
                 "outbox": _ref("OutboxCounts"),
                 "started_at": _DATETIME,
                 "version": _string(),
-                "now": _DATETIME,
+                "now": {
+                    **_DATETIME,
+                    "description": "when this status was taken (one is served for up to "
+                    "api.status_max_age seconds)",
+                },
             },
             "The station now.",
         ),
