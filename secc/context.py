@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 from iso15118.sap import AppProtocol
 from pki.chain import RevocationCheck, TrustAnchors
 from secc.events import AuthorizationResult, CertificateResult, Command
-from secc.evse import EnergyMode, EvseStatus
+from secc.evse import EnergyMode, EvseStatus, PowerLimit
 from secc.records import AuthorizationDecision, MeterReading, SignedReceipt, StopReason
 from secc.tariff import SalesTariffSigner, Tariff
 
@@ -99,7 +99,14 @@ class SessionData:
     certificate_requested: bool = False
     cable_check_started: bool = False
     sa_schedule_tuple_id: int | None = None
-    departure_time: int | None = None
+    departure_time: int | None = None  # s after `discovery_at`, as the car said
+    #: Wh the car asked for in ChargeParameterDiscovery (DC EVEnergyRequest, AC EAmount)
+    energy_request: float | None = None
+    #: when the last ChargeParameterDiscoveryReq was answered, and the meter then
+    discovery_at: datetime | None = None
+    discovery_meter_wh: int | None = None
+    #: the PMaxSchedule sent with it (what the car's ChargingProfile must respect)
+    offered_schedule: tuple[PowerLimit, ...] = ()
     ev_max_voltage: float | None = None
     ev_max_current: float | None = None
     ev_max_power: float | None = None

@@ -163,7 +163,9 @@ class EVSEController(abc.ABC):
         """The site's allocation for this EVSE changed (`secc.site`): cap the output at
         `max_power` W at once (None: no site cap). The sessions follow the new limit with
         their next request; a controller that ignores this hook stays within the old
-        limit until then. Default: nothing."""
+        limit until then. `status().limits` keeps reporting the EVSE's own limits, without
+        the site cap (the station reads them as what the EVSE could give; the SECC applies
+        the cap to what the sessions see). Default: nothing."""
 
     async def session_started(self, session_id: str) -> None:  # noqa: B027 - optional hook
         """A session began (after SessionSetup). Default: nothing."""

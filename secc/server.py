@@ -322,9 +322,12 @@ class _ConnectionDriver:
         return self.server.effective_status(status, self.stop_reason)
 
     def renegotiate(self) -> None:
-        session = self.session
-        if session is not None and session.data is not None and session.data.charging:
-            session.request_renegotiation()
+        """The car was sent a schedule that no longer holds: ask it to renegotiate (ISO-2
+        tells it with its next charge-loop answer; a car that has not been sent a schedule
+        yet gets the present one anyway)."""
+        data = None if self.session is None else self.session.data
+        if self.session is not None and data is not None and data.sa_schedule_tuple_id:
+            self.session.request_renegotiation()
 
     async def run(self) -> None:
         s = self.server

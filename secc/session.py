@@ -273,6 +273,8 @@ class SeccSession:
             self.state = outcome.next_state
         if self._renegotiation and self.data and self.data.renegotiating:
             self._renegotiation = False
+        if result.request_name == "ChargeParameterDiscoveryReq" and code.startswith("OK"):
+            self._renegotiation = False  # the car has just been sent the present schedule
         self._track_ongoing(outcome.response, now)
         self._deadline = now + self._sequence_timeout()
         if self._ongoing_since is not None:

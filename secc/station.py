@@ -166,7 +166,6 @@ class _Unit:
     last_error: str | None = None
     last_error_at: datetime | None = None
     allocated: float | None = None
-    announced: float | None = None  # the cap the cars were last sent a schedule for
     timelines: dict[str, deque[TimelineEntry]] = field(default_factory=dict)
 
     @property
@@ -402,20 +401,21 @@ class Station:
                 if unit.allocated == cap:
                     continue
                 unit.allocated = cap
-                ev_max = self._ev_max_power(unit)
-                renegotiate = cap is None or renegotiation_needed(
-                    unit.announced, cap, ev_max_power=ev_max
-                )
-                if renegotiate:
-                    unit.announced = cap
-                await unit.server.set_power_cap(cap, renegotiate=renegotiate)
+                await unit.server.set_power_cap(cap, renegotiate=self._worth_it(unit, cap))
 
     @staticmethod
-    def _ev_max_power(unit: _Unit) -> float | None:
+    def _worth_it(unit: _Unit, cap: float | None) -> bool:
+        """Whether the car on `unit` should get a new schedule for `cap`: measured against
+        the PMax it was last sent (ChargeParameterDiscovery), not our last allocation."""
         for session in unit.server.live.values():
-            if session.data is not None:
-                return session.data.ev_max_power
-        return None
+            data = session.data
+            if data is None or not data.offered_schedule:
+                continue
+            sent = data.offered_schedule[0].max_power
+            if cap is None:
+                return True
+            return renegotiation_needed(sent, cap, ev_max_power=data.ev_max_power)
+        return False
 
     def _demand(self, unit: _Unit) -> Demand:
         status = unit.status
@@ -424,16 +424,20 @@ class Station:
         if not live:
             return Demand(evse_id=unit.evse_id, evse_max_power=max_power)
         data = live[0]
+        # the car's departure time and energy request count from its last
+        # ChargeParameterDiscovery (a renegotiation restates them)
         delivered = 0.0
-        if data.meter_start is not None and status is not None and status.meter is not None:
-            delivered = float(status.meter.energy_wh - data.meter_start.energy_wh)
+        meter = None if status is None or status.meter is None else status.meter.energy_wh
+        if data.discovery_meter_wh is not None and meter is not None:
+            delivered = float(meter - data.discovery_meter_wh)
+        since = data.discovery_at or data.started_at
         return session_demand(
             evse_id=unit.evse_id,
             evse_max_power=max_power,
             ev_max_power=data.ev_max_power,
             departure_time=data.departure_time,
-            energy_request=data.extras.get("energy_request"),
-            elapsed=(self.clock() - data.started_at).total_seconds(),
+            energy_request=data.energy_request,
+            elapsed=(self.clock() - since).total_seconds(),
             delivered=delivered,
         )
 

@@ -103,11 +103,13 @@ def test_processor_down_for_several_sessions_then_back(tmp_path: Path) -> None:
                     assert store.record_billing(record)
                     stored.append(record)
                     worker.wake()  # as the server does once the record is committed
-            # every record was tried (and failed) while the processor was down
+            # delivery was tried (and failed) while the processor was down; after a failure
+            # the worker holds the rest of the backlog until the retry time, so not every
+            # record need have had its own attempt yet
             await _until(
-                lambda: all(e.attempts >= 1 for e in store.outbox_entries()),
+                lambda: any(e.attempts >= 1 for e in store.outbox_entries()),
                 10,
-                "a failed attempt of every record",
+                "a failed delivery attempt",
             )
             assert store.outbox_counts()[OutboxState.PENDING] == len(stored)
             assert receiver.applied == {}
@@ -135,8 +137,10 @@ def test_processor_down_for_several_sessions_then_back(tmp_path: Path) -> None:
         OutboxState.DELIVERED: len(stored),
         OutboxState.HELD: 0,
     }
-    for entry in store.outbox_entries():
-        assert entry.attempts >= 2 and entry.reference and entry.reference.startswith("inv-")
+    entries = store.outbox_entries()
+    assert sum(e.attempts for e in entries) > len(entries)  # some failed before they went
+    for entry in entries:
+        assert entry.attempts >= 1 and entry.reference and entry.reference.startswith("inv-")
     assert receiver.bad_signatures == 0 and receiver.bad_requests == 0
 
 

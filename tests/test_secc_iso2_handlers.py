@@ -414,7 +414,8 @@ def test_charge_parameters_ac() -> None:
     out = handle_charge_parameter_discovery(ac_cpd(), ctx(), data())
     res = out.response
     assert (res.ResponseCode, res.EVSEProcessing) == (R.OK, P.Finished)
-    assert res.AC_EVSEChargeParameter.EVSEMaxCurrent == convert.amps(200)
+    # 200 A per phase, but 100 kW on three phases at 230 V allows only 144.93 A
+    assert res.AC_EVSEChargeParameter.EVSEMaxCurrent == convert.amps(100_000 / 690)
     assert res.DC_EVSEChargeParameter is None
     (tup,) = res.SAScheduleList.SAScheduleTuple
     assert tup.SAScheduleTupleID == 1

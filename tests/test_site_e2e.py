@@ -27,8 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from evcc.client import EvResult, run_ev
 from evcc.config import EvccConfig
 from evcc.events import MessageReceived
@@ -444,13 +442,6 @@ async def _moved_cap_session(tmp_path: Path, *, dc: bool, first: float, then: fl
     return result, exchanged
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SECC bug: PowerDelivery checks the ChargingProfile against the live (capped) "
-    "limits, not against the PMaxSchedule the car was sent and chose, so a cap lowered "
-    "after ChargeParameterDiscoveryRes fails the session (FAILED_ChargingProfileInvalid); "
-    "it should be accepted and the car asked to renegotiate",
-)
 def test_a_cap_lowered_before_power_delivery_is_renegotiated(tmp_path: Path) -> None:
     _load_codecs()
 
@@ -464,12 +455,6 @@ def test_a_cap_lowered_before_power_delivery_is_renegotiated(tmp_path: Path) -> 
     asyncio.run(test())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SECC bug: a renegotiation asked for while the session is not yet charging "
-    "(between ChargeParameterDiscovery and PowerDelivery(Start)) is dropped, so the car "
-    "keeps the old PMaxSchedule (and the station believes it was told the new cap)",
-)
 def test_a_cap_raised_before_power_delivery_is_renegotiated(tmp_path: Path) -> None:
     _load_codecs()
 

@@ -8,7 +8,7 @@ from typing import Any
 from exi_schemas import iso2
 from secc.context import Context, SessionData
 from secc.errors import SequenceError
-from secc.evse import EnergyMode, EvseStatus, IsolationStatus
+from secc.evse import EnergyMode, EvseStatus, IsolationStatus, PowerLimit
 from secc.tariff import Tariff
 
 __all__ = [
@@ -126,7 +126,7 @@ def ac_charge_parameter(ctx: Context, data: SessionData) -> iso2.AC_EVSEChargePa
     return iso2.AC_EVSEChargeParameterType(
         AC_EVSEStatus=ac_evse_status(ctx, data),
         EVSENominalVoltage=volts(limits.nominal_voltage),
-        EVSEMaxCurrent=amps(limits.max_current),
+        EVSEMaxCurrent=amps(ac_max_current(ctx, data)),
     )
 
 
@@ -233,6 +233,28 @@ def sales_tariff(
             )
         ],
     )
+
+
+def offered_schedule(schedules: iso2.SAScheduleListType) -> tuple[PowerLimit, ...]:
+    """The PMaxSchedule as sent (first tuple), to check the car's ChargingProfile against."""
+    tuple_ = schedules.SAScheduleTuple[0]
+    out = []
+    for entry in tuple_.PMaxSchedule.PMaxScheduleEntry:
+        interval = entry.RelativeTimeInterval
+        start = 0 if interval is None else interval.start
+        out.append(PowerLimit(start=start, max_power=value(entry.PMax)))
+    return tuple(out)
+
+
+def ac_max_current(ctx: Context, data: SessionData) -> float:
+    """EVSEMaxCurrent per phase: the EVSE's maximum, lower under a power limit (a site cap)
+    at the nominal voltage on the phases of the session's energy mode."""
+    limits = ctx.status.limits
+    mode = energy_mode(ctx, data)
+    phases = 1 if mode is EnergyMode.AC_SINGLE_PHASE_CORE else 3
+    if limits.nominal_voltage <= 0:
+        return limits.max_current
+    return max(0.0, min(limits.max_current, limits.max_power / (limits.nominal_voltage * phases)))
 
 
 def status_fields(response_type: type[Any], ctx: Context, data: SessionData) -> dict[str, Any]:

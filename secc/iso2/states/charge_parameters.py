@@ -79,6 +79,7 @@ def handle_charge_parameter_discovery(
         max_current = convert.value(ev.EVMaximumCurrentLimit)
         max_power = convert.value(ev.EVMaximumPowerLimit, max_voltage * max_current)
         departure = ev.DepartureTime
+        energy_request = None if ev.EVEnergyRequest is None else convert.value(ev.EVEnergyRequest)
     else:
         ac = req.AC_EVChargeParameter
         if ac is None:
@@ -87,6 +88,7 @@ def handle_charge_parameter_discovery(
         max_current = convert.value(ac.EVMaxCurrent)
         max_power = max_voltage * max_current
         departure = ac.DepartureTime
+        energy_request = convert.value(ac.EAmount)
     if max_voltage <= 0 or max_current <= 0:
         raise WrongChargeParameterError(
             f"EV maximum voltage {max_voltage} V / current {max_current} A must be positive"
@@ -102,11 +104,15 @@ def handle_charge_parameter_discovery(
         ev_max_current=max_current,
         ev_max_power=max_power,
         departure_time=departure,
+        energy_request=energy_request,
+        discovery_at=ctx.at,
+        discovery_meter_wh=None if ctx.status.meter is None else ctx.status.meter.energy_wh,
         sa_schedule_tuple_id=SA_SCHEDULE_TUPLE_ID,
     )
     schedules = convert.sa_schedule_list(
         ctx, max_entries=req.MaxEntriesSAScheduleTuple, tuple_id=SA_SCHEDULE_TUPLE_ID
     )
+    new = dataclasses.replace(new, offered_schedule=convert.offered_schedule(schedules))
     signature = add_sales_tariffs(schedules, ctx, data)
     response = iso2.ChargeParameterDiscoveryResType(
         ResponseCode=R.OK,

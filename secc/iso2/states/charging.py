@@ -58,7 +58,7 @@ def handle_charging_status(
         ResponseCode=R.OK,
         EVSEID=ctx.evse_id,
         SAScheduleTupleID=data.sa_schedule_tuple_id or 1,
-        EVSEMaxCurrent=convert.amps(ctx.status.limits.max_current),
+        EVSEMaxCurrent=convert.amps(convert.ac_max_current(ctx, data)),
         MeterInfo=meter_info(reading) if reading else None,
         ReceiptRequired=receipt if reading else None,
         AC_EVSEStatus=convert.ac_evse_status(ctx, data),

@@ -46,7 +46,7 @@ def _start(req: iso2.PowerDeliveryReqType, ctx: Context, data: SessionData) -> O
         raise TariffSelectionError(f"SAScheduleTupleID {req.SAScheduleTupleID} was not offered")
     dc = data.energy_mode is not None and data.energy_mode.is_dc
     check_power_delivery_start(ctx, dc=dc)
-    _check_profile(req.ChargingProfile, ctx)
+    _check_profile(req.ChargingProfile, ctx, data)
     commands: tuple[Command, ...] = ()
     if data.energy_mode is not None and not data.energy_mode.is_dc:
         current = min(data.ev_max_current or 0.0, ctx.status.limits.max_current)
@@ -60,16 +60,21 @@ def _start(req: iso2.PowerDeliveryReqType, ctx: Context, data: SessionData) -> O
     )
 
 
-def _check_profile(profile: iso2.ChargingProfileType | None, ctx: Context) -> None:
-    """Every ChargingProfile entry within the PMaxSchedule in force at its start [V2G2-?]."""
+def _check_profile(
+    profile: iso2.ChargingProfileType | None, ctx: Context, data: SessionData
+) -> None:
+    """Every ChargingProfile entry within the PMaxSchedule in force at its start [V2G2-?]:
+    the schedule sent in ChargeParameterDiscoveryRes (a site cap that moved since is
+    renegotiated afterwards), or the EVSE's present one for a session that has none."""
     if profile is None:
         return
-    limits = sorted(ctx.status.schedule, key=lambda p: p.start) or []
+    schedule = data.offered_schedule or ctx.status.schedule
+    limits = sorted(schedule, key=lambda p: p.start)
     starts = [p.ChargingProfileEntryStart for p in profile.ProfileEntry]
     if starts != sorted(starts):
         raise ChargingProfileError("ChargingProfile entries are not in time order")
     for entry in profile.ProfileEntry:
-        allowed = ctx.status.limits.max_power
+        allowed = limits[0].max_power if data.offered_schedule else ctx.status.limits.max_power
         for limit in limits:
             if limit.start <= entry.ChargingProfileEntryStart:
                 allowed = limit.max_power
