@@ -130,6 +130,7 @@ def read_secc_config(path: Path) -> SeccFile:
         pnc_requires_tls=root.boolean("pnc_requires_tls", True),
         certificate_service=root.boolean("certificate_service", True),
         receipt_required=root.boolean("receipt_required", True),
+        eim_token_required=root.boolean("eim_token_required", False),
         tariff=tariff,
         sales_tariff_signer=read_sales_tariff_signer(root.section("sales_tariff_signer")),
     )

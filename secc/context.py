@@ -57,6 +57,9 @@ class SeccConfig:
     #: the roots a contract chain must reach (MO roots, and V2G roots) [V2G2-925]
     contract_trust: TrustAnchors | None = None
     revocation: RevocationCheck | None = None
+    #: External Identification needs a token from the EVSE (`EvseStatus.id_token`: RFID or
+    #: prepaid card): the SECC answers Ongoing until one is read (or the ongoing timeout)
+    eim_token_required: bool = False
     #: the SAScheduleList covers this many seconds
     schedule_duration: int = 86400
     #: SECC-side voltage tolerance for PreCharge "reached" when the EVSE does not say so
@@ -96,6 +99,7 @@ class SessionData:
     contract: ContractInfo | None = None
     authorization_requested: bool = False
     authorization: AuthorizationDecision | None = None
+    id_token: str | None = None  # the EVSE's identification token the session was authorised with
     certificate_requested: bool = False
     cable_check_started: bool = False
     sa_schedule_tuple_id: int | None = None

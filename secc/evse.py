@@ -124,6 +124,10 @@ class EvseStatus:
     malfunction: bool = False
     #: seconds the SECC asks the car to wait before it may resume after a pause
     notification_max_delay: int = 0
+    #: the identification the EVSE took for this session outside ISO 15118 (an RFID or
+    #: prepaid card at its reader, a start from an app): sent to the backend and payment
+    #: processor with External Identification, kept on the billing record
+    id_token: str | None = None
 
 
 class EVSEController(abc.ABC):

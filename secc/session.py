@@ -367,6 +367,7 @@ class SeccSession:
             meter_stop=meter_stop if data.meter_start is not None else None,
             stop_reason=data.stop_reason or reason,
             receipts=data.receipts,
+            id_token=data.id_token,
         )
         tariff = self.config.tariff
         if tariff is None:

@@ -32,6 +32,9 @@ The model (DC unless ``dc=False``):
   seconds without interruption, then becomes VALID (FAULT after `inject_isolation_fault`).
   If the CP state drops to A or B meanwhile, the check waits again from the start.
   `session_ended` resets it to UNKNOWN.
+* **Identification** (`present_token`, or the `id_token` option for every session): the
+  token of an RFID or prepaid card held to the reader, reported as `EvseStatus.id_token`
+  until the session ends (the `id_token` option stays for the next session).
 * **CP state** is set by the EV simulator or the test (`set_cp_state`), default B.
 
 Faults for tests: `inject_isolation_fault()` (isolation FAULT, output off, stop EVSE_FAULT),
@@ -144,6 +147,7 @@ class SimulatedEVSE(EVSEController):
         schedule: Iterable[PowerLimit | Mapping[str, Any]] | None = None,
         notification_max_delay: int = 0,
         cp_state: ControlPilotState | str = ControlPilotState.B,
+        id_token: str | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = _utc_now,
     ) -> None:
@@ -174,6 +178,8 @@ class SimulatedEVSE(EVSEController):
         self._wall_clock = wall_clock
         self._schedule = _schedule(schedule or ())
         self._site_cap: float | None = None
+        self.id_token = id_token  # the card every session is started with, if any
+        self._token: str | None = id_token
         self._init_state(meter_wh)
         if ControlPilotState(cp_state) is not ControlPilotState.B:
             # a car in another process cannot move this EVSE's pilot: start it where the car
@@ -227,6 +233,10 @@ class SimulatedEVSE(EVSEController):
         self._stop = StopReason.EVSE_FAULT
         self._shut_down(immediately=True)
         log.warning("simulated EVSE %s: isolation fault", self.evse_id)
+
+    def present_token(self, token: str | None) -> None:
+        """A card held to the reader (None: taken away); reported until the session ends."""
+        self._token = token
 
     def request_stop(self, reason: StopReason = StopReason.EVSE_STOPPED) -> None:
         """The operator (or a stop button) wants the session to end; the output is left to
@@ -300,6 +310,7 @@ class SimulatedEVSE(EVSEController):
             emergency_shutdown=self._emergency,
             malfunction=self._malfunction,
             notification_max_delay=self.notification_max_delay,
+            id_token=self._token,
         )
 
     async def start_cable_check(self) -> None:
@@ -338,6 +349,7 @@ class SimulatedEVSE(EVSEController):
         self._advance()
         self._shut_down(immediately=True)
         self._contactors = False
+        self._token = self.id_token
         self._check_requested = False
         if self._isolation is not IsolationStatus.FAULT:
             self._isolation = IsolationStatus.UNKNOWN

@@ -294,7 +294,7 @@ class Station:
                             else ("contract" if data.contract else "external")
                         ),
                         contract_id=data.contract.emaid if data.contract else None,
-                        id_token=None,
+                        id_token=data.id_token,
                         energy_wh=energy,
                         power_w=_power(status) if data.charging else 0.0,
                     )

@@ -17,7 +17,7 @@ from secc.context import Context, SessionData
 from secc.errors import ContractError, PowerDeliveryError, V2GError
 from secc.events import Authorize, Command, SetContactors, SetTarget, StartCableCheck, StopOutput
 from secc.evse import ControlPilotState, EvseLimits, EvseStatus, IsolationStatus
-from secc.records import AuthorizationRequest
+from secc.records import AuthorizationRequest, IdentificationKind
 
 __all__ = [
     "CURRENT_DEMAND_VOLTAGE_MARGIN",
@@ -97,7 +97,12 @@ def authorization_step(
     if data.authorization is not None and data.authorization.accepted:
         return AuthorizationStep(Progress.FINISHED, data)
     if not data.authorization_requested:
-        new = dataclasses.replace(data, authorization_requested=True)
+        external = request.kind is IdentificationKind.EXTERNAL
+        if external and request.id_token is None and ctx.config.eim_token_required:
+            return AuthorizationStep(Progress.ONGOING, data)  # waiting for a card
+        new = dataclasses.replace(
+            data, authorization_requested=True, id_token=request.id_token
+        )
         return AuthorizationStep(Progress.ONGOING, new, (Authorize(request),))
     result = ctx.authorization
     if result is None:

@@ -210,3 +210,75 @@ def test_dead_backend_does_not_hold_up_the_car(tmp_path: Path) -> None:
             store.close()
 
     asyncio.run(test())
+
+
+# --- a card-based site: External Identification with a prepaid card -------------------------
+
+
+def test_prepaid_card_site_authorises_charges_and_refuses_at_zero(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    from evcc.config import Payment
+    from secc.billing.ledger import PrepaidLedger
+    from secc.tariff import Tariff
+
+    async def test() -> None:
+        store = SessionStore(tmp_path / "secc.db")
+        ledger = PrepaidLedger(tmp_path / "prepaid.db")
+        ledger.top_up("CARD-1", "10.00")
+        ledger.top_up("CARD-2", "0.01")
+        tariff = Tariff(
+            id="site",
+            currency="EUR",
+            energy_price=Decimal("0.50"),
+            time_price=Decimal("0"),
+            session_fee=Decimal("1.00"),
+        )
+        evse = _evse(1)
+        server = SeccServer(
+            SeccServerConfig(
+                protocol=SeccConfig(
+                    protocols=(AppProtocol.ISO2,), tariff=tariff, eim_token_required=True
+                ),
+                tcp_port=0,
+            ),
+            controller=evse,
+            backend=LocalBackend(store=store, allowed_id_tokens=["*"]),
+            store=store,
+            processor=ledger,
+        )
+        delivery = DeliveryWorker(store, {ledger.name: ledger}, poll_interval=0.1)
+        station = Station([server], store=store, delivery=delivery, poll_interval=0.05)
+        try:
+            async with station:
+                evse_id = evse.evse_id
+                # the driver taps the card a moment after plugging in: Ongoing until then
+                car = asyncio.create_task(_ev(station, evse_id, payment=Payment.EIM))
+                await _until(lambda: bool(station.live_sessions()))
+                await asyncio.sleep(0.2)
+                assert not any(s.charging for s in station.live_sessions())
+                evse.present_token("CARD-1")
+                result = await car
+                assert result.ok, result.reason
+                await _until(lambda: store.outbox_counts()[OutboxState.DELIVERED] == 1)
+                (record,) = store.billing_records()
+                assert record.id_token == "CARD-1" and record.price is not None
+                assert record.energy_wh > 0
+                balance = ledger.balance("CARD-1").balance
+                assert balance == Decimal("10.00") - record.price.total
+                # the card is spent at the reader's session end; a near-empty card next
+                evse.present_token("CARD-2")
+                ledger.charge(
+                    dataclasses.replace(record, record_id="manual", id_token="CARD-2"),
+                    idempotency_key="spend-card-2",
+                )
+                assert ledger.balance("CARD-2").balance <= 0
+                refused = await _ev(station, evse_id, payment=Payment.EIM)
+                assert not refused.ok  # AuthorizationRes FAILED: no balance
+                assert len(store.billing_records()) == 2  # the refused session billed nothing
+                assert store.billing_records()[-1].energy_wh == 0
+        finally:
+            await ledger.close()
+            store.close()
+
+    asyncio.run(test())

@@ -29,6 +29,7 @@ def handle_contract_authentication(
         session_id=data.session_id.hex().upper(),
         evse_id=ctx.evse_id,
         kind=IdentificationKind.EXTERNAL,
+        id_token=ctx.status.id_token,
     )
     step = authorization_step(request, ctx, data)
     new = step.data

@@ -104,7 +104,10 @@ def _authorization_request(ctx: Context, data: SessionData) -> AuthorizationRequ
             contract_certificate=data.contract.leaf_der,
         )
     return AuthorizationRequest(
-        session_id=session_id, evse_id=ctx.evse_id, kind=IdentificationKind.EXTERNAL
+        session_id=session_id,
+        evse_id=ctx.evse_id,
+        kind=IdentificationKind.EXTERNAL,
+        id_token=ctx.status.id_token,
     )
 
 
