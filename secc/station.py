@@ -11,7 +11,10 @@ What it records, per EVSE and session:
 
 * sessions in the store (started, identified, paused, ended) and each session's message
   timeline: kept in memory while the session runs and written to the store in one
-  transaction when it ends (a per-message fsync would cost the charge loop its latency);
+  transaction when it ends (a per-message fsync would cost the charge loop its latency).
+  These bookkeeping writes go, in order, through one writer in a worker thread, so their
+  fsyncs never stall the event loop; billing records are not bookkeeping: the server
+  commits each before the car's SessionStopRes;
 * the last error of each EVSE (a FAILED response code, a fault stop, a controller fault);
 * metrics: sessions, energy, responses by code, message latency, power, outbox state.
 
@@ -30,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
+from functools import partial
 from typing import Any, Protocol
 
 from secc.events import (
@@ -129,6 +133,8 @@ class LiveSession:
 class Delivery(Protocol):
     """What the station needs of `secc.billing.outbox.DeliveryWorker`."""
 
+    observers: list[Callable[[Any], None]]
+
     def wake(self) -> None: ...
 
     async def run(self) -> None: ...
@@ -153,6 +159,8 @@ class Metrics(Protocol):
 
     def set_outbox(self, counts: Mapping[str, int]) -> None: ...
 
+    def on_delivery(self, destination: str, outcome: str) -> None: ...
+
     def render(self) -> str: ...
 
 
@@ -173,10 +181,10 @@ class _Unit:
         return self.server.controller.evse_id
 
 
-def _default_metrics() -> Metrics:
+def _default_metrics(version: str, started_at: datetime) -> Metrics:
     from secc.metrics import Metrics as Registry
 
-    registry: Metrics = Registry()
+    registry: Metrics = Registry(version=version, started_at=started_at.timestamp())
     return registry
 
 
@@ -204,24 +212,31 @@ class Station:
             raise ValueError("a station needs at least one EVSE")
         self.store = store
         self.delivery = delivery
-        self.metrics: Metrics = metrics if metrics is not None else _default_metrics()
         self.clock = clock
         self.poll_interval = poll_interval
         self.rebalance_interval = rebalance_interval
         self.version = version
         self.started_at = clock()
+        self.metrics: Metrics = metrics or _default_metrics(version, self.started_at)
         self._site_limit = _checked_limit(site_limit)
         self._certificates = tuple(certificates)  # (name, cryptography x509.Certificate)
         self._units = {s.controller.evse_id: _Unit(s) for s in servers}
         self._tasks: list[asyncio.Task[None]] = []
         self._rebalance = asyncio.Event()
         self._lock = asyncio.Lock()
+        self._writes: asyncio.Queue[Callable[[], object]] | None = None
         for unit in self._units.values():
             self._attach(unit)
+        if delivery is not None:
+            delivery.observers.append(
+                lambda a: self.metrics.on_delivery(a.destination, a.outcome.value)
+            )
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._writes = asyncio.Queue()
+        self._tasks.append(asyncio.create_task(self._writer()))
         for unit in self._units.values():
             await self._poll(unit)
         await self.rebalance()
@@ -236,6 +251,12 @@ class Station:
     async def close(self) -> None:
         for unit in self._units.values():
             await unit.server.close()
+        if self._writes is not None:  # what the sessions left to write goes to the store
+            try:
+                async with asyncio.timeout(10):
+                    await self._writes.join()
+            except TimeoutError:
+                logger.error("station bookkeeping not all written at close")
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -311,22 +332,15 @@ class Station:
         until: datetime | None = None,
         limit: int = 100,
     ) -> list[StoredSession]:
-        """Sessions from the store, most recent first, filtered."""
-        rows = self.store.sessions(state=state, limit=max(limit * 10, 1000))
-        out = []
-        for row in rows:
-            if evse_id is not None and row.evse_id != evse_id:
-                continue
-            if contract_id is not None and (row.contract_id or "") != contract_id:
-                continue
-            if since is not None and row.started_at < since:
-                continue
-            if until is not None and row.started_at >= until:
-                continue
-            out.append(row)
-            if len(out) >= limit:
-                break
-        return out
+        """Sessions from the store, most recent first, filtered (started in [since, until))."""
+        return self.store.sessions(
+            state=state,
+            evse_id=evse_id,
+            contract_id=contract_id,
+            since=since,
+            until=until,
+            limit=limit,
+        )
 
     def session(self, session_id: str) -> StoredSession | None:
         return self.store.session(session_id.upper())
@@ -470,22 +484,30 @@ class Station:
                 case SessionStarted(session_id, protocol, resumed):
                     unit.timelines[session_id] = deque(maxlen=TIMELINE_LIMIT)
                     status = unit.status
-                    self.store.session_started(
-                        session_id,
-                        evse_id=unit.evse_id,
-                        protocol=protocol,
-                        at=self.clock(),
-                        meter_start=None if status is None else status.meter,
+                    self._write(
+                        partial(
+                            self.store.session_started,
+                            session_id,
+                            evse_id=unit.evse_id,
+                            protocol=protocol,
+                            at=self.clock(),
+                            meter_start=None if status is None else status.meter,
+                        )
                     )
                     if not resumed:
                         self.metrics.on_session_started(unit.evse_id, protocol)
                     self._rebalance.set()
                 case SessionPaused(session_id, _resume, record):
-                    self.store.session_paused(session_id, at=self.clock())
+                    self._write(partial(self.store.session_paused, session_id, at=self.clock()))
                     self._finish(unit, session_id, record)
                 case SessionEnded(record):
-                    self.store.session_ended(
-                        record.session_id, at=record.stopped_at, reason=record.stop_reason
+                    self._write(
+                        partial(
+                            self.store.session_ended,
+                            record.session_id,
+                            at=record.stopped_at,
+                            reason=record.stop_reason,
+                        )
                     )
                     if record.stop_reason in FAULT_STOPS and unit.last_error is None:
                         self._error(unit, f"session ended: {record.stop_reason.value}")
@@ -496,25 +518,41 @@ class Station:
     def _finish(self, unit: _Unit, session_id: str, record: BillingRecord | None) -> None:
         if record is not None:
             if record.kind is not None:
-                self.store.session_identified(
-                    session_id,
-                    kind=record.kind,
-                    contract_id=record.contract_id,
-                    id_token=record.id_token,
+                self._write(
+                    partial(
+                        self.store.session_identified,
+                        session_id,
+                        kind=record.kind,
+                        contract_id=record.contract_id,
+                        id_token=record.id_token,
+                    )
                 )
             self.metrics.on_session_ended(
                 unit.evse_id, record.protocol, record.stop_reason.value, float(record.energy_wh)
             )
         timeline = unit.timelines.pop(session_id, None)
         if timeline:
-            self._spawn(self._flush_timeline(list(timeline)))
+            self._write(partial(self.store.add_timeline_entries, list(timeline)))
         self._rebalance.set()
 
-    async def _flush_timeline(self, entries: list[TimelineEntry]) -> None:
-        try:
-            await asyncio.to_thread(self.store.add_timeline_entries, entries)
-        except Exception:
-            logger.exception("timeline not stored", extra={"session_id": entries[0].session_id})
+    def _write(self, write: Callable[[], object]) -> None:
+        """Queue one bookkeeping write (run at once when the station is not started)."""
+        if self._writes is None:
+            write()
+        else:
+            self._writes.put_nowait(write)
+
+    async def _writer(self) -> None:
+        queue = self._writes
+        assert queue is not None
+        while True:
+            write = await queue.get()
+            try:
+                await asyncio.to_thread(write)
+            except Exception:
+                logger.exception("station bookkeeping not stored")
+            finally:
+                queue.task_done()
 
     def _on_exchange(self, unit: _Unit, exchange: Exchange) -> None:
         timeline = unit.timelines.get(exchange.session_id)
@@ -640,15 +678,6 @@ class Station:
         except Exception:
             logger.exception("outbox counts unavailable")
             return {}
-
-    def _spawn(self, coroutine: Any) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
-        self._tasks.append(task)
-        task.add_done_callback(self._forget)
-
-    def _forget(self, task: asyncio.Task[None]) -> None:
-        if task in self._tasks:
-            self._tasks.remove(task)
 
 
 def _power(status: EvseStatus | None) -> float:

@@ -441,10 +441,30 @@ class SessionStore:
         return session if session is not None and session.paused else None
 
     def sessions(
-        self, *, state: SessionState | None = None, limit: int = 100
+        self,
+        *,
+        state: SessionState | None = None,
+        evse_id: str | None = None,
+        contract_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
     ) -> list[StoredSession]:
-        """Most recent first."""
-        where, params = ("WHERE state=?", [state.value]) if state else ("", [])
+        """Most recent first, optionally of one state, EVSE or contract, started in
+        [since, until)."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        for clause, value in (
+            ("state=?", None if state is None else state.value),
+            ("evse_id=?", evse_id),
+            ("contract_id=?", contract_id),
+            ("started_at>=?", None if since is None else _time(since)),
+            ("started_at<?", None if until is None else _time(until)),
+        ):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._query(
             f"SELECT * FROM sessions {where} ORDER BY started_at DESC LIMIT ?", [*params, limit]
         )
@@ -594,7 +614,7 @@ class SessionStore:
         with self._transaction() as db:
             cursor = db.execute(
                 f"""UPDATE outbox SET state='pending', held_at=NULL, next_attempt_at=?
-                    WHERE {' AND '.join(clauses)}""",
+                    WHERE {" AND ".join(clauses)}""",
                 [_time(at), *params],
             )
             count = int(cursor.rowcount)

@@ -115,6 +115,8 @@ def test_two_evses_sessions_store_timeline_and_billing(tmp_path: Path) -> None:
             results = await asyncio.gather(*(_ev(station, i) for i in ids))
             assert all(r.ok for r in results), [r.reason for r in results]
             await _until(lambda: len(processor.settled) == 2)
+            # session rows are bookkeeping, written by the station's writer thread
+            await _until(lambda: len(station.sessions(state=SessionState.ENDED)) == 2)
             ended = station.sessions(state=SessionState.ENDED)
             assert sorted(s.evse_id for s in ended) == sorted(ids)
             one = ended[0]
@@ -149,6 +151,8 @@ def test_operator_stop_and_live_views(tmp_path: Path) -> None:
             assert not await station.stop_session("00")
             result = await car
             assert result.ok, result.reason
+            ended = SessionState.ENDED
+            await _until(lambda: getattr(station.session(live.session_id), "state", 0) is ended)
             stored = station.session(live.session_id)
             assert stored is not None and stored.state is SessionState.ENDED
             assert stored.stop_reason is not None

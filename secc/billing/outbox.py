@@ -178,6 +178,8 @@ class DeliveryWorker:
         self._pass_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._stopping = False
+        #: called with every attempt once its outcome is stored (metrics, the operator's view)
+        self.observers: list[Callable[[DeliveryAttempt], None]] = []
 
     # --- one pass ---------------------------------------------------------------------------
 
@@ -207,6 +209,12 @@ class DeliveryWorker:
                     errors.append(result)
                 else:
                     attempts.extend(result)
+            for attempt in attempts:
+                for observer in self.observers:
+                    try:
+                        observer(attempt)
+                    except Exception:
+                        log.exception("outbox: delivery observer failed")
             if errors:
                 raise errors[0]
             return DeliveryPass(attempts=tuple(attempts), unserved=tuple(unserved))
