@@ -417,6 +417,9 @@ def test_charge_parameters_ac() -> None:
     # 200 A per phase, but 100 kW on three phases at 230 V allows only 144.93 A
     assert res.AC_EVSEChargeParameter.EVSEMaxCurrent == convert.amps(100_000 / 690)
     assert res.DC_EVSEChargeParameter is None
+    # 32 A on each of three phases at the EVSE's 230 V (not EVMaxVoltage 400 V x 32 A)
+    assert out.data is not None and out.data.ev_max_power == 230 * 32 * 3
+    assert out.data.energy_request == 20_000
     (tup,) = res.SAScheduleList.SAScheduleTuple
     assert tup.SAScheduleTupleID == 1
     (entry,) = tup.PMaxSchedule.PMaxScheduleEntry

@@ -86,7 +86,10 @@ def handle_charge_parameter_discovery(
             raise WrongChargeParameterError("AC mode requested without AC_EVChargeParameter")
         max_voltage = convert.value(ac.EVMaxVoltage)
         max_current = convert.value(ac.EVMaxCurrent)
-        max_power = max_voltage * max_current
+        # EVMaxCurrent is per phase: the car draws it on each phase of the requested mode
+        # at the EVSE's nominal (phase) voltage
+        phases = 1 if mode is EnergyMode.AC_SINGLE_PHASE_CORE else 3
+        max_power = limits.nominal_voltage * max_current * phases
         departure = ac.DepartureTime
         energy_request = convert.value(ac.EAmount)
     if max_voltage <= 0 or max_current <= 0:
