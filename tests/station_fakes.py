@@ -1,7 +1,7 @@
 """A fake `secc.station.Station` for the station API tests, and serving helpers.
 
-The views are shaped as the station's (`EvseView`, `StationStatus`, `LiveSession`); the
-stored rows are the store's own types. Calls that steer the station are recorded.
+The views are the station's own (`EvseView`, `StationStatus`, `LiveSession`), and the
+stored rows the store's. Calls that steer the station are recorded.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -18,6 +18,7 @@ from typing import Any
 from secc.api import ApiConfig, ApiServer
 from secc.metrics import Metrics
 from secc.records import BillingRecord, IdentificationKind, MeterReading, Price, StopReason
+from secc.station import CertificateView, EvseState, EvseView, LiveSession, StationStatus
 from secc.store import (
     Direction,
     OutboxEntry,
@@ -34,55 +35,6 @@ ENDED_ID = "1122334455667788"
 RECORD_ID = "rec-1122334455667788-1"
 EVSE_1 = "DE*ABC*E0000001*1"
 EVSE_2 = "DE*ABC*E0000001*2"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EvseView:
-    evse_id: str
-    state: str
-    session_id: str | None
-    protocol: str | None
-    power_w: float
-    voltage_v: float
-    current_a: float
-    meter_wh: int | None
-    session_energy_wh: float | None
-    max_power_w: float
-    allocated_w: float | None
-    last_error: str | None
-    last_error_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CertificateView:
-    name: str
-    subject: str
-    not_after: datetime
-    days_left: float
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StationStatus:
-    evses: tuple[EvseView, ...]
-    site_limit_w: float | None
-    certificates: tuple[CertificateView, ...]
-    outbox: Mapping[str, int]
-    started_at: datetime
-    version: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LiveSession:
-    session_id: str
-    evse_id: str
-    protocol: str
-    started_at: datetime
-    charging: bool
-    kind: str | None
-    contract_id: str | None
-    id_token: str | None
-    energy_wh: float
-    power_w: float
 
 
 def billing_record() -> BillingRecord:
@@ -213,7 +165,7 @@ class FakeStation:
             evses=(
                 EvseView(
                     evse_id=EVSE_1,
-                    state="charging",
+                    state=EvseState.CHARGING,
                     session_id=LIVE_ID,
                     protocol="iso2",
                     power_w=49_500.0,
@@ -228,7 +180,7 @@ class FakeStation:
                 ),
                 EvseView(
                     evse_id=EVSE_2,
-                    state="faulted",
+                    state=EvseState.FAULTED,
                     session_id=None,
                     protocol=None,
                     power_w=0.0,
