@@ -224,7 +224,8 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     summary = ", ".join(f"{state} {n}" for state, n in counts.items())
     if not entries:
-        print(f"no {args.state} items ({summary})")
+        which = "" if args.state == "all" else f"{args.state} "
+        print(f"no {which}items ({summary})")
         return 0
     rows = [_HEADER, *(_row(e) for e in entries)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(_HEADER) - 1)]
