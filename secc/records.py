@@ -121,6 +121,9 @@ class StopReason(Enum):
     TIMEOUT = "timeout"  # a sequence or ongoing timeout expired
     CONNECTION_LOST = "connection-lost"
     AUTHORIZATION_REJECTED = "authorization-rejected"
+    #: the charger restarted during the session (e.g. it crashed): billed on restart up to the
+    #: last meter reading known (`secc.recovery`)
+    EVSE_RESTARTED = "evse-restarted"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

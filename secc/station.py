@@ -16,6 +16,11 @@ What it records, per EVSE and session:
   fsyncs never stall the event loop; billing records are not bookkeeping: the server
   commits each before the car's SessionStopRes;
 * the last error of each EVSE (a FAILED response code, a fault stop, a controller fault);
+* for crash recovery: who is charging as soon as the backend is asked (the Authorize
+  command), and each live session's latest meter reading, persisted from the controller
+  polls every `meter_save_interval` seconds or `meter_save_wh` Wh, whichever comes first.
+  `start` first closes the sessions a previous process left open (`secc.recovery`),
+  billing them up to the last reading known, before the servers listen;
 * metrics: sessions, energy, responses by code, message latency, power, outbox state.
 
 Site allocation runs whenever demand changes (a session starts or ends, a car states its
@@ -37,13 +42,15 @@ from functools import partial
 from typing import Any, Protocol
 
 from secc.events import (
+    Authorize,
     SessionEnded,
     SessionEvent,
     SessionPaused,
     SessionStarted,
 )
 from secc.evse import ControlPilotState, EvseStatus, IsolationStatus
-from secc.records import BillingRecord, StopReason
+from secc.records import BillingRecord, MeterReading, StopReason
+from secc.recovery import EvseNow, recover
 from secc.server import Exchange, SeccServer
 from secc.site import Demand, allocate, apply_order, renegotiation_needed, session_demand
 from secc.store import (
@@ -175,6 +182,9 @@ class _Unit:
     last_error_at: datetime | None = None
     allocated: float | None = None
     timelines: dict[str, deque[TimelineEntry]] = field(default_factory=dict)
+    #: crash recovery: per live session, when and what meter reading was last persisted
+    meters_saved: dict[str, tuple[datetime, MeterReading]] = field(default_factory=dict)
+    last_stop: MeterReading | None = None  # the last billed meter_stop (a floor for the next)
 
     @property
     def evse_id(self) -> str:
@@ -204,6 +214,8 @@ class Station:
         poll_interval: float = 0.5,
         rebalance_interval: float = 5.0,
         version: str = "",
+        meter_save_interval: float = 10.0,
+        meter_save_wh: int = 100,
     ) -> None:
         ids = [s.controller.evse_id for s in servers]
         if len(set(ids)) != len(ids):
@@ -216,6 +228,8 @@ class Station:
         self.poll_interval = poll_interval
         self.rebalance_interval = rebalance_interval
         self.version = version
+        self.meter_save_interval = meter_save_interval
+        self.meter_save_wh = meter_save_wh
         self.started_at = clock()
         self.metrics: Metrics = metrics or _default_metrics(version, self.started_at)
         self._site_limit = _checked_limit(site_limit)
@@ -239,6 +253,7 @@ class Station:
         self._tasks.append(asyncio.create_task(self._writer()))
         for unit in self._units.values():
             await self._poll(unit)
+        await self._recover()
         await self.rebalance()
         for unit in self._units.values():
             await unit.server.start()
@@ -483,7 +498,6 @@ class Station:
             match event:
                 case SessionStarted(session_id, protocol, resumed):
                     unit.timelines[session_id] = deque(maxlen=TIMELINE_LIMIT)
-                    status = unit.status
                     self._write(
                         partial(
                             self.store.session_started,
@@ -491,12 +505,22 @@ class Station:
                             evse_id=unit.evse_id,
                             protocol=protocol,
                             at=self.clock(),
-                            meter_start=None if status is None else status.meter,
+                            meter_start=self._start_reading(unit),
                         )
                     )
                     if not resumed:
                         self.metrics.on_session_started(unit.evse_id, protocol)
                     self._rebalance.set()
+                case Authorize(request):  # known now, in case the process dies before the end
+                    self._write(
+                        partial(
+                            self.store.session_identified,
+                            request.session_id,
+                            kind=request.kind,
+                            contract_id=request.contract_id,
+                            id_token=request.id_token,
+                        )
+                    )
                 case SessionPaused(session_id, _resume, record):
                     self._write(partial(self.store.session_paused, session_id, at=self.clock()))
                     self._finish(unit, session_id, record)
@@ -516,7 +540,10 @@ class Station:
             logger.exception("station bookkeeping failed for %s", type(event).__name__)
 
     def _finish(self, unit: _Unit, session_id: str, record: BillingRecord | None) -> None:
+        unit.meters_saved.pop(session_id, None)
         if record is not None:
+            if record.meter_stop is not None:
+                unit.last_stop = record.meter_stop
             if record.kind is not None:
                 self._write(
                     partial(
@@ -614,8 +641,55 @@ class Station:
         if fault is not None and (unit.status is None or _fault(unit.status) != fault):
             self._error(unit, fault)
         unit.status = status
+        if status.meter is not None and unit.server.live:
+            self._save_meter(unit, status.meter)
         view = self._view(unit)
         self.metrics.set_evse(unit.evse_id, view.state.value, view.power_w)
+
+    # --- crash recovery ----------------------------------------------------------------------
+
+    async def _recover(self) -> None:
+        """Bill and close the sessions a previous process left open (`secc.recovery`), with
+        each EVSE's present meter reading (just polled) and tariff."""
+        evses = {
+            evse_id: EvseNow(
+                tariff=unit.server.config.protocol.tariff,
+                meter=None if unit.status is None else unit.status.meter,
+            )
+            for evse_id, unit in self._units.items()
+        }
+        try:
+            closed = await asyncio.to_thread(recover, self.store, evses, now=self.clock())
+        except Exception:  # the sessions stay open: the next start tries again
+            logger.exception("recovery of the sessions left open failed")
+            return
+        if any(c.record is not None for c in closed) and self.delivery is not None:
+            self.delivery.wake()
+
+    def _start_reading(self, unit: _Unit) -> MeterReading | None:
+        """The meter reading a new session starts from: the last poll's, but never below the
+        previous session's billed stop (the poll may predate it)."""
+        reading = None if unit.status is None else unit.status.meter
+        floor = unit.last_stop
+        if reading is None or floor is None or floor.meter_id != reading.meter_id:
+            return reading
+        return floor if floor.energy_wh > reading.energy_wh else reading
+
+    def _save_meter(self, unit: _Unit, reading: MeterReading) -> None:
+        """Persist the live sessions' latest reading when it moved `meter_save_wh` or
+        `meter_save_interval` passed since the last one persisted."""
+        now = self.clock()
+        for session_id in unit.server.live:
+            saved = unit.meters_saved.get(session_id)
+            if saved is not None:
+                at, last = saved
+                moved = reading.meter_id != last.meter_id or (
+                    reading.energy_wh - last.energy_wh >= self.meter_save_wh
+                )
+                if not moved and (now - at).total_seconds() < self.meter_save_interval:
+                    continue
+            unit.meters_saved[session_id] = (now, reading)
+            self._write(partial(self.store.session_meter, session_id, reading))
 
     def _view(self, unit: _Unit) -> EvseView:
         status = unit.status

@@ -15,6 +15,10 @@ refused the record for good: it waits for an operator, who `release`s it). Only 
 are ever handed out for delivery, and a row leaves that state only by one of `mark_delivered`
 or `mark_held`, so a row is never marked twice.
 
+Crash recovery (schema v3): while a session runs, the station persists its latest meter
+reading (`session_meter`); after a restart `open_sessions` lists the sessions the previous
+process left active or paused, which `secc.recovery` bills and closes.
+
 Threading and asyncio: every call is short and synchronous (one small transaction). The
 store is meant for one asyncio process calling it from the event loop; a lock makes it safe
 to call from a worker thread too (`asyncio.to_thread`). Another process may open the same
@@ -61,6 +65,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Direction",
     "Migration",
+    "OpenSession",
     "OutboxEntry",
     "OutboxItem",
     "OutboxState",
@@ -113,6 +118,20 @@ class StoredSession:
     @property
     def paused(self) -> bool:
         return self.state is SessionState.PAUSED
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenSession:
+    """A session the store still shows active or paused, with what crash recovery needs
+    (`secc.recovery`): `parts` counts its parts (1, plus one per resumption after a pause);
+    the current part started at `part_started_at` with `part_meter_start`; `meter_last` is
+    the latest reading the station persisted during the current part."""
+
+    session: StoredSession
+    parts: int
+    part_started_at: datetime
+    part_meter_start: MeterReading | None
+    meter_last: MeterReading | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -235,8 +254,18 @@ def _v2(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX outbox_state ON outbox(state, destination, next_attempt_at)")
 
 
+def _v3(db: sqlite3.Connection) -> None:
+    """Crash recovery: each session's latest persisted meter reading and its current part
+    (a resumed session's second part starts at its resumption, with its own meter reading)."""
+    db.execute("ALTER TABLE sessions ADD COLUMN meter_last TEXT")
+    db.execute("ALTER TABLE sessions ADD COLUMN parts INTEGER NOT NULL DEFAULT 1")
+    db.execute("ALTER TABLE sessions ADD COLUMN part_started_at TEXT")
+    db.execute("ALTER TABLE sessions ADD COLUMN part_meter_start TEXT")
+    db.execute("CREATE INDEX sessions_by_state ON sessions(state)")
+
+
 #: MIGRATIONS[n] brings a database from user_version n to n + 1 (append, never edit)
-MIGRATIONS: Final[tuple[Migration, ...]] = (_v1, _v2)
+MIGRATIONS: Final[tuple[Migration, ...]] = (_v1, _v2, _v3)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 
@@ -378,7 +407,7 @@ class SessionStore:
         meter_start: MeterReading | None = None,
     ) -> StoredSession:
         """A new session, or a paused one resumed (same SessionID: keeps its start time,
-        identification and first meter reading)."""
+        identification and first meter reading; a new part starts at `at` with `meter_start`)."""
         meter = None if meter_start is None else _json_reading(meter_start)
         with self._transaction() as db:
             db.execute(
@@ -386,7 +415,9 @@ class SessionStore:
                        started_at, meter_start) VALUES (?, ?, ?, 'active', 0, ?, ?)
                    ON CONFLICT(session_id) DO UPDATE SET state='active', paused=0,
                        stopped_at=NULL, stop_reason=NULL, protocol=excluded.protocol,
-                       evse_id=excluded.evse_id""",
+                       evse_id=excluded.evse_id, parts=parts+1,
+                       part_started_at=excluded.started_at,
+                       part_meter_start=excluded.meter_start, meter_last=NULL""",
                 (session_id, evse_id, protocol, _time(at), meter),
             )
         session = self.session(session_id)
@@ -422,6 +453,25 @@ class SessionStore:
             "state='ended', paused=0, stopped_at=?, stop_reason=?",
             (_time(at), reason.value),
         )
+
+    def session_meter(self, session_id: str, reading: MeterReading) -> bool:
+        """The latest meter reading of an active session (what crash recovery bills up to);
+        False if the session is not active (any more)."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE sessions SET meter_last=? WHERE session_id=? AND state='active'",
+                (_json_reading(reading), session_id),
+            )
+            return cursor.rowcount == 1
+
+    def open_sessions(self) -> list[OpenSession]:
+        """Sessions still active or paused, oldest first: after a restart, those the
+        previous process left open (`secc.recovery`)."""
+        rows = self._query(
+            """SELECT * FROM sessions WHERE state IN ('active', 'paused')
+               ORDER BY started_at, rowid"""
+        )
+        return [_open_session(r) for r in rows]
 
     def _update_session(self, session_id: str, assignments: str, params: tuple[Any, ...]) -> None:
         with self._transaction() as db:
@@ -819,6 +869,24 @@ def _due_clauses(
 
 def _json_reading(reading: MeterReading) -> str:
     return json.dumps(meter_reading_to_json(reading), sort_keys=True)
+
+
+def _optional_reading(text: str | None) -> MeterReading | None:
+    return None if text is None else meter_reading_from_json(json.loads(text))
+
+
+def _open_session(row: sqlite3.Row) -> OpenSession:
+    session = _session(row)
+    resumed = row["part_started_at"] is not None
+    return OpenSession(
+        session=session,
+        parts=int(row["parts"]),
+        part_started_at=_parse_time(row["part_started_at"]) if resumed else session.started_at,
+        part_meter_start=(
+            _optional_reading(row["part_meter_start"]) if resumed else session.meter_start
+        ),
+        meter_last=_optional_reading(row["meter_last"]),
+    )
 
 
 def _session(row: sqlite3.Row) -> StoredSession:
