@@ -100,9 +100,7 @@ def authorization_step(
         external = request.kind is IdentificationKind.EXTERNAL
         if external and request.id_token is None and ctx.config.eim_token_required:
             return AuthorizationStep(Progress.ONGOING, data)  # waiting for a card
-        new = dataclasses.replace(
-            data, authorization_requested=True, id_token=request.id_token
-        )
+        new = dataclasses.replace(data, authorization_requested=True, id_token=request.id_token)
         return AuthorizationStep(Progress.ONGOING, new, (Authorize(request),))
     result = ctx.authorization
     if result is None:
@@ -269,12 +267,18 @@ def schedule_points(
     status: EvseStatus, duration: int, *, max_entries: int | None = None
 ) -> Sequence[SchedulePoint]:
     """The EVSE's power allowance over `duration` s in time order (its maximum power
-    throughout when it has no schedule), at most `max_entries` points, the first at 0."""
+    throughout when it has no schedule), at most `max_entries` points (1024: the schema's
+    bound), the first at 0. When the cap cuts the schedule short, the last point kept runs
+    to the end with the lowest power of the points it replaces, so the car is never offered
+    more than the site allows at any time."""
     ordered = sorted(status.schedule, key=lambda p: p.start)
     points = [(p.start, p.max_power) for p in ordered if p.start < duration]
     if not points or points[0][0] != 0:
         points.insert(0, (0, status.limits.max_power))
-    points = points[: max_entries or 1024]
+    cap = max_entries or 1024
+    if len(points) > cap:
+        rest = min(power for _start, power in points[cap - 1 :])
+        points = [*points[: cap - 1], (points[cap - 1][0], rest)]
     last = len(points) - 1
     return [
         SchedulePoint(start, power, duration - start if i == last else None)

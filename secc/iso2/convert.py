@@ -9,6 +9,7 @@ from exi_schemas import iso2
 from secc.context import Context, SessionData
 from secc.errors import SequenceError
 from secc.evse import EnergyMode, EvseStatus, IsolationStatus, PowerLimit
+from secc.steps import schedule_points
 from secc.tariff import Tariff
 
 __all__ = [
@@ -157,31 +158,16 @@ def sa_schedule_list(
     ctx: Context, *, max_entries: int | None = None, tuple_id: int = 1
 ) -> iso2.SAScheduleListType:
     """One SAScheduleTuple whose PMaxSchedule follows the EVSE's schedule (or its maximum
-    power for the whole duration), capped at `max_entries` entries. When the cap cuts the
-    schedule short, the last entry kept runs to the end with the lowest power of the entries
-    it replaces, so the car is never offered more than the site allows at any time."""
-    duration = ctx.config.schedule_duration
-    limits = ctx.status.schedule or ()
-    entries: list[iso2.PMaxScheduleEntryType] = []
-    points = sorted((p.start, p.max_power) for p in limits if p.start < duration) or [
-        (0, ctx.status.limits.max_power)
-    ]
-    if points[0][0] != 0:
-        points.insert(0, (0, ctx.status.limits.max_power))
-    cap = max_entries if max_entries else 1024
-    if len(points) > cap:
-        rest = min(power for _start, power in points[cap - 1 :])
-        points = [*points[: cap - 1], (points[cap - 1][0], rest)]
-    for index, (start, power) in enumerate(points):
-        last = index == len(points) - 1
-        entries.append(
-            iso2.PMaxScheduleEntryType(
-                RelativeTimeInterval=iso2.RelativeTimeIntervalType(
-                    start=start, duration=(duration - start) if last else None
-                ),
-                PMax=watts(power),
-            )
+    power for the whole duration), at most `max_entries` entries (`secc.steps.schedule_points`
+    says how a cut schedule stays within what the site allows)."""
+    points = schedule_points(ctx.status, ctx.config.schedule_duration, max_entries=max_entries)
+    entries = [
+        iso2.PMaxScheduleEntryType(
+            RelativeTimeInterval=iso2.RelativeTimeIntervalType(start=p.start, duration=p.duration),
+            PMax=watts(p.max_power),
         )
+        for p in points
+    ]
     return iso2.SAScheduleListType(
         SAScheduleTuple=[
             iso2.SAScheduleTupleType(
