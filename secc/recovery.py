@@ -22,7 +22,8 @@ outbox row) and the session closed second; the record's ID is derived from the S
 the part, and `record_billing` is idempotent on it, so a process killed again during
 recovery recovers the same record once more, never a second one.
 
-`plan` is the pure core (time is passed in); `recover` runs it against the store.
+`plan` is the pure core (it reads no clock: every time comes from the store's rows and the
+meter readings); `recover` runs it against the store.
 """
 
 from __future__ import annotations
@@ -76,11 +77,10 @@ def plan(
     *,
     billed: Sequence[BillingRecord],
     evse: EvseNow | None,
-    now: datetime,
 ) -> Closing:
     """How to close `open_session` (module docstring). `billed`: the session's records in
     the store; `evse`: its EVSE now (None: the EVSE is no longer configured: no tariff, no
-    present reading); `now`: the time of the restart, for a paused session with no time."""
+    present reading)."""
     session = open_session.session
     if len(billed) >= open_session.parts:  # the current part is billed already
         last = billed[-1]
@@ -97,7 +97,7 @@ def plan(
             ended_at=last.stopped_at,
             reason=last.stop_reason,
         )
-    record = _record(open_session, evse, now)
+    record = _record(open_session, evse)
     return Closing(
         session_id=session.session_id,
         record=record,
@@ -106,7 +106,7 @@ def plan(
     )
 
 
-def _record(open_session: OpenSession, evse: EvseNow | None, now: datetime) -> BillingRecord:
+def _record(open_session: OpenSession, evse: EvseNow | None) -> BillingRecord:
     session = open_session.session
     start = open_session.part_meter_start
     started_at = open_session.part_started_at
@@ -178,7 +178,7 @@ class RecoveryStore(Protocol):
     def session_ended(self, session_id: str, *, at: datetime, reason: StopReason) -> None: ...
 
 
-def recover(store: RecoveryStore, evses: Mapping[str, EvseNow], *, now: datetime) -> list[Closing]:
+def recover(store: RecoveryStore, evses: Mapping[str, EvseNow]) -> list[Closing]:
     """Close every session `store` shows open (module docstring); returns what was done.
     `evses`: the station's EVSEs by EVSEID. Synchronous (short store transactions): run it
     before the servers listen."""
@@ -201,7 +201,7 @@ def recover(store: RecoveryStore, evses: Mapping[str, EvseNow], *, now: datetime
                 extra={"session_id": session.session_id},
             )
         billed = store.billing_records(session_id=session.session_id, limit=1_000_000)
-        closing = plan(item, billed=billed, evse=evse, now=now)
+        closing = plan(item, billed=billed, evse=evse)
         if closing.record is not None:
             store.record_billing(closing.record)  # first: killed here, the next run redoes it
         store.session_ended(session.session_id, at=closing.ended_at, reason=closing.reason)

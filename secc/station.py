@@ -659,7 +659,7 @@ class Station:
             for evse_id, unit in self._units.items()
         }
         try:
-            closed = await asyncio.to_thread(recover, self.store, evses, now=self.clock())
+            closed = await asyncio.to_thread(recover, self.store, evses)
         except Exception:  # the sessions stay open: the next start tries again
             logger.exception("recovery of the sessions left open failed")
             return

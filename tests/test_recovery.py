@@ -129,16 +129,13 @@ def billed(stop_reason: StopReason, *, stopped: float = 30, n: int = 0) -> Billi
     )
 
 
-NOW = T0 + timedelta(hours=2)
-
-
 # --- the pure core -----------------------------------------------------------------------------
 
 
 def test_same_meter_bills_up_to_the_present_reading() -> None:
     item = open_session(meter_start=reading(1000, 0), meter_last=reading(5000, 20))
     evse = EvseNow(tariff=TARIFF, meter=reading(5400, 90))  # it kept counting a little
-    closing = plan(item, billed=[], evse=evse, now=NOW)
+    closing = plan(item, billed=[], evse=evse)
     record = closing.record
     assert record is not None
     assert closing.reason is StopReason.EVSE_RESTARTED and closing.ended_at == record.stopped_at
@@ -153,7 +150,7 @@ def test_same_meter_bills_up_to_the_present_reading() -> None:
 def test_meter_replaced_bills_up_to_the_persisted_reading() -> None:
     item = open_session(meter_start=reading(1000, 0), meter_last=reading(5000, 20))
     evse = EvseNow(tariff=None, meter=reading(99_000, 90, meter="M2"))
-    record = plan(item, billed=[], evse=evse, now=NOW).record
+    record = plan(item, billed=[], evse=evse).record
     assert record is not None
     assert record.meter_stop == reading(5000, 20) and record.energy_wh == 4000
     assert record.stopped_at == T0 + timedelta(minutes=20)
@@ -165,7 +162,7 @@ def test_meter_lower_or_equal_or_unreadable_bills_up_to_the_persisted_reading(
     present: MeterReading | None,
 ) -> None:
     item = open_session(meter_start=reading(1000, 0), meter_last=reading(5000, 20))
-    record = plan(item, billed=[], evse=EvseNow(tariff=TARIFF, meter=present), now=NOW).record
+    record = plan(item, billed=[], evse=EvseNow(tariff=TARIFF, meter=present)).record
     assert record is not None
     assert record.meter_stop == reading(5000, 20)  # equal: the earlier time of the two
     assert record.price == TARIFF.price(4000, T0, T0 + timedelta(minutes=20))
@@ -173,21 +170,21 @@ def test_meter_lower_or_equal_or_unreadable_bills_up_to_the_persisted_reading(
 
 def test_no_persisted_reading_uses_the_present_one_or_bills_nothing() -> None:
     item = open_session(meter_start=reading(1000, 0))
-    record = plan(item, billed=[], evse=EvseNow(tariff=TARIFF, meter=None), now=NOW).record
+    record = plan(item, billed=[], evse=EvseNow(tariff=TARIFF, meter=None)).record
     assert record is not None and record.energy_wh == 0
     assert record.price is not None and record.price.total == 0  # nothing delivered: free
     present = reading(1500, 3)
-    record = plan(item, billed=[], evse=EvseNow(tariff=TARIFF, meter=present), now=NOW).record
+    record = plan(item, billed=[], evse=EvseNow(tariff=TARIFF, meter=present)).record
     assert record is not None and record.energy_wh == 500
     # no meter at the session's start: nothing to bill from (as a session's own record)
     item = open_session(meter_start=None, meter_last=reading(5000, 20))
-    record = plan(item, billed=[], evse=EvseNow(tariff=TARIFF, meter=present), now=NOW).record
+    record = plan(item, billed=[], evse=EvseNow(tariff=TARIFF, meter=present)).record
     assert record is not None and record.meter_stop is None and record.energy_wh == 0
     assert record.stopped_at == T0 + timedelta(minutes=20)
 
 
 def test_identification_as_known() -> None:
-    bare = plan(open_session(meter_start=reading(0, 0)), billed=[], evse=None, now=NOW).record
+    bare = plan(open_session(meter_start=reading(0, 0)), billed=[], evse=None).record
     assert bare is not None  # killed before the car was identified: still billed (0 Wh)
     assert bare.kind is IdentificationKind.EXTERNAL
     assert bare.contract_id is None and bare.id_token is None and bare.price is None
@@ -196,13 +193,13 @@ def test_identification_as_known() -> None:
         kind=IdentificationKind.CONTRACT,
         contract_id="DEABCC12345678",
     )
-    record = plan(item, billed=[], evse=None, now=NOW).record
+    record = plan(item, billed=[], evse=None).record
     assert record is not None
     assert record.kind is IdentificationKind.CONTRACT and record.contract_id == "DEABCC12345678"
     item = open_session(
         meter_start=reading(0, 0), kind=IdentificationKind.EXTERNAL, id_token="CARD-9"
     )
-    record = plan(item, billed=[], evse=None, now=NOW).record
+    record = plan(item, billed=[], evse=None).record
     assert record is not None and record.id_token == "CARD-9"
 
 
@@ -215,7 +212,7 @@ def test_resumed_part_is_billed_from_its_resumption_without_the_fee() -> None:
         meter_last=reading(2600, 50),
     )
     evse = EvseNow(tariff=TARIFF, meter=None)
-    closing = plan(item, billed=[billed(StopReason.EV_PAUSED)], evse=evse, now=NOW)
+    closing = plan(item, billed=[billed(StopReason.EV_PAUSED)], evse=evse)
     record = closing.record
     assert record is not None
     assert record.record_id == record_id(SID, 2) != record_id(SID, 1)
@@ -228,12 +225,12 @@ def test_resumed_part_is_billed_from_its_resumption_without_the_fee() -> None:
 def test_a_part_billed_already_gets_no_second_record() -> None:
     # killed between committing the record and writing the session's end
     item = open_session(meter_start=reading(1000, 0), meter_last=reading(1900, 25))
-    closing = plan(item, billed=[billed(StopReason.EV_STOPPED)], evse=None, now=NOW)
+    closing = plan(item, billed=[billed(StopReason.EV_STOPPED)], evse=None)
     assert closing.record is None
     assert closing.reason is StopReason.EV_STOPPED
     assert closing.ended_at == T0 + timedelta(minutes=30)
     # the pause's record committed, the pause not written: the car cannot resume now
-    closing = plan(item, billed=[billed(StopReason.EV_PAUSED)], evse=None, now=NOW)
+    closing = plan(item, billed=[billed(StopReason.EV_PAUSED)], evse=None)
     assert closing.record is None and closing.reason is StopReason.EVSE_RESTARTED
 
 
@@ -243,7 +240,7 @@ def test_paused_session_is_only_closed() -> None:
         meter_start=reading(1000, 0), state=SessionState.PAUSED, stopped_at=paused_at
     )
     evse = EvseNow(tariff=TARIFF, meter=reading(9000, 90))
-    closing = plan(item, billed=[billed(StopReason.EV_PAUSED)], evse=evse, now=NOW)
+    closing = plan(item, billed=[billed(StopReason.EV_PAUSED)], evse=evse)
     assert closing.record is None
     assert closing.reason is StopReason.EVSE_RESTARTED and closing.ended_at == paused_at
 
@@ -257,7 +254,7 @@ def test_record_id_is_stable() -> None:
 def test_a_naive_present_reading_is_not_trusted() -> None:
     item = open_session(meter_start=reading(1000, 0), meter_last=reading(2000, 10))
     naive = MeterReading(meter_id="M1", energy_wh=9000, at=datetime(2025, 6, 1, 9, 0))
-    record = plan(item, billed=[], evse=EvseNow(tariff=TARIFF, meter=naive), now=NOW).record
+    record = plan(item, billed=[], evse=EvseNow(tariff=TARIFF, meter=naive)).record
     assert record is not None and record.meter_stop == reading(2000, 10)
 
 
@@ -277,7 +274,7 @@ def test_the_stop_is_a_known_reading_of_the_same_meter_never_below_the_start(
 ) -> None:
     item = open_session(meter_start=start, meter_last=last)
     item = dataclasses.replace(item, part_started_at=min(start.at, T0))
-    record = plan(item, billed=[], evse=EvseNow(tariff=TARIFF, meter=present), now=NOW).record
+    record = plan(item, billed=[], evse=EvseNow(tariff=TARIFF, meter=present)).record
     assert record is not None and record.meter_stop is not None
     assert record.meter_stop in (start, last, present)
     assert record.meter_stop.meter_id == start.meter_id
@@ -363,11 +360,11 @@ def test_recover_killed_between_record_and_end_bills_once(tmp_path: Path) -> Non
         store.session_started("OLD", evse_id="E1", protocol="iso2", at=T0 - timedelta(hours=1))
         store.session_meter("OLD", reading(0, -50))
         with pytest.raises(SystemExit):
-            recover(KilledOnce(store), evses, now=NOW)
+            recover(KilledOnce(store), evses)
         assert len(store.billing_records()) == 1  # the older session's, then killed
-        done = recover(store, evses, now=NOW)
+        done = recover(store, evses)
         assert [c.session_id for c in done] == ["OLD", SID]
-        assert recover(store, evses, now=NOW) == []  # nothing open any more
+        assert recover(store, evses) == []  # nothing open any more
         records = {r.session_id: r for r in store.billing_records()}
         assert len(store.billing_records()) == 2
         # the present reading belongs to the newest open session of the EVSE only
