@@ -462,7 +462,9 @@ class _ConnectionDriver:
         s = self.server
         s.records.append(record)
         if s.store is not None:
-            s.store.record_billing(record)  # durable before anyone hears of it
+            # durable before anyone hears of it: the listeners (the station marks the session
+            # ended, the delivery worker wakes) run only after this commit returned
+            s.store.record_billing(record)
         for listener in s.billing_listeners:
             listener(record)
         # the backend hears of it in the background: a slow or dead backend must not hold

@@ -185,6 +185,8 @@ class _Unit:
     #: crash recovery: per live session, when and what meter reading was last persisted
     meters_saved: dict[str, tuple[datetime, MeterReading]] = field(default_factory=dict)
     last_stop: MeterReading | None = None  # the last billed meter_stop (a floor for the next)
+    #: by record ID: the write that closes the session, queued once the record is committed
+    after_commit: dict[str, Callable[[], object]] = field(default_factory=dict)
 
     @property
     def evse_id(self) -> str:
@@ -489,6 +491,7 @@ class Station:
         server = unit.server
         server.observers.append(lambda event: self._on_event(unit, event))
         server.exchange_observers.append(lambda exchange: self._on_exchange(unit, exchange))
+        server.billing_listeners.append(lambda record: self._committed(unit, record))
         if self.delivery is not None:
             delivery = self.delivery
             server.billing_listeners.append(lambda _record: delivery.wake())
@@ -521,23 +524,32 @@ class Station:
                             id_token=request.id_token,
                         )
                     )
+                # the session is marked paused or ended only once its record is committed
+                # (`_committed`): a kill in between leaves it open, and recovery finds it
                 case SessionPaused(session_id, _resume, record):
-                    self._write(partial(self.store.session_paused, session_id, at=self.clock()))
+                    closing = partial(self.store.session_paused, session_id, at=self.clock())
+                    if record is None:
+                        self._write(closing)
+                    else:
+                        unit.after_commit[record.record_id] = closing
                     self._finish(unit, session_id, record)
                 case SessionEnded(record):
-                    self._write(
-                        partial(
-                            self.store.session_ended,
-                            record.session_id,
-                            at=record.stopped_at,
-                            reason=record.stop_reason,
-                        )
+                    unit.after_commit[record.record_id] = partial(
+                        self.store.session_ended,
+                        record.session_id,
+                        at=record.stopped_at,
+                        reason=record.stop_reason,
                     )
                     if record.stop_reason in FAULT_STOPS and unit.last_error is None:
                         self._error(unit, f"session ended: {record.stop_reason.value}")
                     self._finish(unit, record.session_id, record)
         except Exception:
             logger.exception("station bookkeeping failed for %s", type(event).__name__)
+
+    def _committed(self, unit: _Unit, record: BillingRecord) -> None:
+        closing = unit.after_commit.pop(record.record_id, None)
+        if closing is not None:
+            self._write(closing)
 
     def _finish(self, unit: _Unit, session_id: str, record: BillingRecord | None) -> None:
         unit.meters_saved.pop(session_id, None)
