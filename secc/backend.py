@@ -187,8 +187,11 @@ class LocalBackend(Backend):
         return self._provisioning.update(request.body, signature=request.signature)
 
     async def session_ended(self, record: BillingRecord) -> None:
-        """Store the record (a no-op if this `record_id` is already stored)."""
-        self.store.record_billing(record)
+        """Store the record, unless it is already there (the server commits it to the same
+        store before the backend hears of it; a backend with a store of its own keeps a
+        copy)."""
+        if self.store.billing_record(record.record_id) is None:
+            self.store.record_billing(record)
 
 
 def _accepted(reason: str) -> AuthorizationDecision:
