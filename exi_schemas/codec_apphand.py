@@ -15,7 +15,9 @@ _BOOL = {False: 0, True: 1}
 _U2 = tuple((i << 7) - 128 for i in range(128))  # adds a second octet to the first
 
 EntryTable = tuple[
-    tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
+    tuple[
+        str, str, Callable[[BitReader, int], Any], Callable[[BitWriter, Any], None], object
+    ],
     ...,
 ]
 DOCUMENT_WIDTH = 2  # 2 global elements + SE(*)
@@ -28,9 +30,12 @@ _T39b6a6ce = run_table(((1, 0, None), (5, None, range(1, 33)), (1, 0, None),))
 _T5ec10a8c = run_table(((1, 0, None), (2, None, _E_apphand_responseCodeType), (1, 0, None),))
 _T96a9b220 = run_table(((1, 0, None), (1, 0, None), (2, None, _E_apphand_responseCodeType), (1, 0, None), (2, None, range(4)),))
 _Te242ad56 = run_table(((1, 0, None), (8, None, range(0, 256)), (1, 0, None), (1, 0, None),))
+_K_apphand_AppProtocolType = _apphand.AppProtocolType
+_K_apphand_supportedAppProtocolReq = _apphand.supportedAppProtocolReq
+_K_apphand_supportedAppProtocolRes = _apphand.supportedAppProtocolRes
 
 
-def _d_apphand_AppProtocolType(r: BitReader) -> _apphand.AppProtocolType:
+def _d_apphand_AppProtocolType(r: BitReader, c: int) -> _apphand.AppProtocolType:
     win = r.win
     av = r.avail
     f_ProtocolNamespace: str
@@ -38,10 +43,6 @@ def _d_apphand_AppProtocolType(r: BitReader) -> _apphand.AppProtocolType:
     f_VersionNumberMinor: int
     f_SchemaID: int
     f_Priority: int
-    av -= 10
-    if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'AppProtocolType', 'expected SE(ProtocolNamespace), CH of ProtocolNamespace')
     u = (c & 255)
@@ -76,63 +77,55 @@ def _d_apphand_AppProtocolType(r: BitReader) -> _apphand.AppProtocolType:
         raise r.fail_at(av + 30, 'AppProtocolType', 'expected EE of ProtocolNamespace, SE(VersionNumberMajor), CH of VersionNumberMajor')
     u = ((c >> 19) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        u2 = c >> 19
+        u2 = (c >> 11) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            u2 = c >> 19
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            u2 = c >> 11
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 19
+                av += 11
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 19
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+    else:
+        av += 8
+        c >>= 8
     f_VersionNumberMajor = u
-    if c & 0x70000 != 0x0:
-        raise r.fail_at(av + 19, 'AppProtocolType', 'expected EE of VersionNumberMajor, SE(VersionNumberMinor), CH of VersionNumberMinor')
-    u = ((c >> 8) & 255)
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'AppProtocolType', 'expected EE of VersionNumberMajor, SE(VersionNumberMinor), CH of VersionNumberMinor')
+    u = (c & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 16)
-        c = (win >> av) & 0xffff
-        u2 = c >> 8
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 16)
-            c = (win >> av) & 0xffff
-            u2 = c >> 8
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 8
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                c = (win >> av) & 0xff
     f_VersionNumberMinor = u
-    av -= 13
+    av -= 21
     if av < 0:
         win, av = r.refill(av, 21)
     c = (win >> av) & 0x1fffff
@@ -141,7 +134,7 @@ def _d_apphand_AppProtocolType(r: BitReader) -> _apphand.AppProtocolType:
     f_SchemaID = ((c >> 10) & 255)
     f_Priority = ((c >> 2) & 31) + 1
     r.avail = av
-    ob = _new(_apphand.AppProtocolType)
+    ob = _new(_K_apphand_AppProtocolType)
     ob.ProtocolNamespace = f_ProtocolNamespace
     ob.VersionNumberMajor = f_VersionNumberMajor
     ob.VersionNumberMinor = f_VersionNumberMinor
@@ -165,50 +158,35 @@ def _e_apphand_AppProtocolType(w: BitWriter, o: _apphand.AppProtocolType) -> Non
     k = w.n
     if o.VersionNumberMajor is None:
         raise encode_error('AppProtocolType.VersionNumberMajor', 'required value missing')
-    a <<= 3
-    k += 3
     t1 = o.VersionNumberMajor
     if t1 < 0 or (w.strict and (t1 > 4294967295)):
         raise encode_error('AppProtocolType.VersionNumberMajor', 'outside 0..4294967295', t1)
     u = t1
+    if o.VersionNumberMinor is None:
+        raise encode_error('AppProtocolType.VersionNumberMinor', 'required value missing')
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 14) | (u) << 3
+        k += 14
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 22) | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+        k += 22
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 30) | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+        k += 30
     else:
+        a <<= 3
+        k += 3
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if o.VersionNumberMinor is None:
-        raise encode_error('AppProtocolType.VersionNumberMinor', 'required value missing')
-    a <<= 3
-    k += 3
+        a <<= 3
+        k += 3
     t2 = o.VersionNumberMinor
     if t2 < 0 or (w.strict and (t2 > 4294967295)):
         raise encode_error('AppProtocolType.VersionNumberMinor', 'outside 0..4294967295', t2)
     u = t2
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
     if o.SchemaID is None:
         raise encode_error('AppProtocolType.SchemaID', 'required value missing')
     t3 = o.SchemaID
@@ -219,22 +197,33 @@ def _e_apphand_AppProtocolType(w: BitWriter, o: _apphand.AppProtocolType) -> Non
     t4 = o.Priority
     if t4 < 1 or t4 > 32 or (w.strict and (t4 > 20)):
         raise encode_error('AppProtocolType.Priority', 'outside 1..20', t4)
-    a = (a << 21) | (t3) << 10 | (t4 - 1) << 2
-    k += 21
+    if u < 0x80:
+        a = (a << 29) | (u) << 21 | (t3) << 10 | (t4 - 1) << 2
+        k += 29
+    elif u < 0x4000:
+        a = (a << 37) | (u & 0x7F) << 29 | (u >> 7) << 21 | (t3) << 10 | (t4 - 1) << 2 | 0x1000000000
+        k += 37
+    elif u < 0x200000:
+        a = (a << 45) | (u & 0x7F) << 37 | (u >> 7 & 0x7F) << 29 | (u >> 14) << 21 | (t3) << 10 | (t4 - 1) << 2 | 0x101000000000
+        k += 45
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a = (a << 21) | (t3) << 10 | (t4 - 1) << 2
+        k += 21
     w.acc = a
     w.n = k
-    if k >= 1024:
+    if k >= 256:
         w.spill()
 
-def _d_apphand_supportedAppProtocolReq(r: BitReader) -> _apphand.supportedAppProtocolReq:
+def _d_apphand_supportedAppProtocolReq(r: BitReader, c: int) -> _apphand.supportedAppProtocolReq:
     win = r.win
     av = r.avail
     f_AppProtocol: list[_apphand.AppProtocolType] = []
     s = 0
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'supportedAppProtocolReq', 'expected SE(AppProtocol), SE(ProtocolNamespace), CH of ProtocolNamespace')
     u = (c & 255)
@@ -269,63 +258,55 @@ def _d_apphand_supportedAppProtocolReq(r: BitReader) -> _apphand.supportedAppPro
         raise r.fail_at(av + 30, 'supportedAppProtocolReq', 'expected EE of ProtocolNamespace, SE(VersionNumberMajor), CH of VersionNumberMajor')
     u = ((c >> 19) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        u2 = c >> 19
+        u2 = (c >> 11) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            u2 = c >> 19
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            u2 = c >> 11
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 19
+                av += 11
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 19
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+    else:
+        av += 8
+        c >>= 8
     f_1_VersionNumberMajor = u
-    if c & 0x70000 != 0x0:
-        raise r.fail_at(av + 19, 'supportedAppProtocolReq', 'expected EE of VersionNumberMajor, SE(VersionNumberMinor), CH of VersionNumberMinor')
-    u = ((c >> 8) & 255)
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'supportedAppProtocolReq', 'expected EE of VersionNumberMajor, SE(VersionNumberMinor), CH of VersionNumberMinor')
+    u = (c & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 16)
-        c = (win >> av) & 0xffff
-        u2 = c >> 8
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 16)
-            c = (win >> av) & 0xffff
-            u2 = c >> 8
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 8
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                c = (win >> av) & 0xff
     f_1_VersionNumberMinor = u
-    av -= 13
+    av -= 21
     if av < 0:
         win, av = r.refill(av, 21)
     c = (win >> av) & 0x1fffff
@@ -333,7 +314,7 @@ def _d_apphand_supportedAppProtocolReq(r: BitReader) -> _apphand.supportedAppPro
         raise r.fail_at(av + 21, 'supportedAppProtocolReq', 'expected EE of VersionNumberMinor, SE(SchemaID), CH of SchemaID, EE of SchemaID, SE(Priority), CH of Priority, EE of Priority, EE')
     f_1_SchemaID = ((c >> 10) & 255)
     f_1_Priority = ((c >> 2) & 31) + 1
-    ob1_ = _new(_apphand.AppProtocolType)
+    ob1_ = _new(_K_apphand_AppProtocolType)
     ob1_.ProtocolNamespace = f_1_ProtocolNamespace
     ob1_.VersionNumberMajor = f_1_VersionNumberMajor
     ob1_.VersionNumberMinor = f_1_VersionNumberMinor
@@ -383,63 +364,55 @@ def _d_apphand_supportedAppProtocolReq(r: BitReader) -> _apphand.supportedAppPro
                 raise r.fail_at(av + 30, 'supportedAppProtocolReq[1]', 'expected EE of ProtocolNamespace, SE(VersionNumberMajor), CH of VersionNumberMajor')
             u = ((c >> 19) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 27)
-                c = (win >> av) & 0x7ffffff
-                u2 = c >> 19
+                u2 = (c >> 11) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 27)
-                    c = (win >> av) & 0x7ffffff
-                    u2 = c >> 19
+                        win, av = r.refill(av, 19)
+                    c = (win >> av) & 0x7ffff
+                    u2 = c >> 11
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 19
+                        av += 11
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 19
+                        av -= 11
                         if av < 0:
-                            win, av = r.refill(av, 19)
-                        c = (win >> av) & 0x7ffff
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+            else:
+                av += 8
+                c >>= 8
             f_2_VersionNumberMajor = u
-            if c & 0x70000 != 0x0:
-                raise r.fail_at(av + 19, 'supportedAppProtocolReq[1]', 'expected EE of VersionNumberMajor, SE(VersionNumberMinor), CH of VersionNumberMinor')
-            u = ((c >> 8) & 255)
+            if c & 0x700 != 0x0:
+                raise r.fail_at(av + 11, 'supportedAppProtocolReq[1]', 'expected EE of VersionNumberMajor, SE(VersionNumberMinor), CH of VersionNumberMinor')
+            u = (c & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 16)
-                c = (win >> av) & 0xffff
-                u2 = c >> 8
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 16)
-                    c = (win >> av) & 0xffff
-                    u2 = c >> 8
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 8
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 8)
-                        c = (win >> av) & 0xff
             f_2_VersionNumberMinor = u
-            av -= 13
+            av -= 21
             if av < 0:
                 win, av = r.refill(av, 21)
             c = (win >> av) & 0x1fffff
@@ -447,7 +420,7 @@ def _d_apphand_supportedAppProtocolReq(r: BitReader) -> _apphand.supportedAppPro
                 raise r.fail_at(av + 21, 'supportedAppProtocolReq[1]', 'expected EE of VersionNumberMinor, SE(SchemaID), CH of SchemaID, EE of SchemaID, SE(Priority), CH of Priority, EE of Priority, EE')
             f_2_SchemaID = ((c >> 10) & 255)
             f_2_Priority = ((c >> 2) & 31) + 1
-            ob2_ = _new(_apphand.AppProtocolType)
+            ob2_ = _new(_K_apphand_AppProtocolType)
             ob2_.ProtocolNamespace = f_2_ProtocolNamespace
             ob2_.VersionNumberMajor = f_2_VersionNumberMajor
             ob2_.VersionNumberMinor = f_2_VersionNumberMinor
@@ -464,16 +437,18 @@ def _d_apphand_supportedAppProtocolReq(r: BitReader) -> _apphand.supportedAppPro
             break
         else:
             raise r.fail_at(av + 10, 'supportedAppProtocolReq[1]', f'event code {ec}, expected SE(AppProtocol), EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
     if s == 20:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'supportedAppProtocolReq[20]', 'expected EE')
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'supportedAppProtocolReq', 'expected EE')
         s = -1
+    else:
+        av += 1
     r.avail = av
-    ob = _new(_apphand.supportedAppProtocolReq)
+    ob = _new(_K_apphand_supportedAppProtocolReq)
     ob.AppProtocol = f_AppProtocol
     return ob
 
@@ -501,50 +476,35 @@ def _e_apphand_supportedAppProtocolReq(w: BitWriter, o: _apphand.supportedAppPro
         k = w.n
         if c1.VersionNumberMajor is None:
             raise encode_error('AppProtocolType.VersionNumberMajor', 'required value missing')
-        a <<= 3
-        k += 3
         t1 = c1.VersionNumberMajor
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
             raise encode_error('AppProtocolType.VersionNumberMajor', 'outside 0..4294967295', t1)
         u = t1
+        if c1.VersionNumberMinor is None:
+            raise encode_error('AppProtocolType.VersionNumberMinor', 'required value missing')
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 14) | (u) << 3
+            k += 14
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 22) | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+            k += 22
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 30) | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+            k += 30
         else:
+            a <<= 3
+            k += 3
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if c1.VersionNumberMinor is None:
-            raise encode_error('AppProtocolType.VersionNumberMinor', 'required value missing')
-        a <<= 3
-        k += 3
+            a <<= 3
+            k += 3
         t2 = c1.VersionNumberMinor
         if t2 < 0 or (w.strict and (t2 > 4294967295)):
             raise encode_error('AppProtocolType.VersionNumberMinor', 'outside 0..4294967295', t2)
         u = t2
-        if u < 0x80:
-            a = (a << 8) | u
-            k += 8
-        elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
-        elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
-        else:
-            w.acc = a
-            w.n = k
-            w.uint(u)
-            a = w.acc
-            k = w.n
         if c1.SchemaID is None:
             raise encode_error('AppProtocolType.SchemaID', 'required value missing')
         t3 = c1.SchemaID
@@ -555,8 +515,23 @@ def _e_apphand_supportedAppProtocolReq(w: BitWriter, o: _apphand.supportedAppPro
         t4 = c1.Priority
         if t4 < 1 or t4 > 32 or (w.strict and (t4 > 20)):
             raise encode_error('AppProtocolType.Priority', 'outside 1..20', t4)
-        a = (a << 21) | (t3) << 10 | (t4 - 1) << 2
-        k += 21
+        if u < 0x80:
+            a = (a << 29) | (u) << 21 | (t3) << 10 | (t4 - 1) << 2
+            k += 29
+        elif u < 0x4000:
+            a = (a << 37) | (u & 0x7F) << 29 | (u >> 7) << 21 | (t3) << 10 | (t4 - 1) << 2 | 0x1000000000
+            k += 37
+        elif u < 0x200000:
+            a = (a << 45) | (u & 0x7F) << 37 | (u >> 7 & 0x7F) << 29 | (u >> 14) << 21 | (t3) << 10 | (t4 - 1) << 2 | 0x101000000000
+            k += 45
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+            a = (a << 21) | (t3) << 10 | (t4 - 1) << 2
+            k += 21
         s = 1
     else:
         raise encode_error('supportedAppProtocolReq', 'missing SE(AppProtocol)')
@@ -581,50 +556,35 @@ def _e_apphand_supportedAppProtocolReq(w: BitWriter, o: _apphand.supportedAppPro
             k = w.n
             if c2.VersionNumberMajor is None:
                 raise encode_error('AppProtocolType.VersionNumberMajor', 'required value missing')
-            a <<= 3
-            k += 3
             t5 = c2.VersionNumberMajor
             if t5 < 0 or (w.strict and (t5 > 4294967295)):
                 raise encode_error('AppProtocolType.VersionNumberMajor', 'outside 0..4294967295', t5)
             u = t5
+            if c2.VersionNumberMinor is None:
+                raise encode_error('AppProtocolType.VersionNumberMinor', 'required value missing')
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 14) | (u) << 3
+                k += 14
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 22) | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+                k += 22
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 30) | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+                k += 30
             else:
+                a <<= 3
+                k += 3
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c2.VersionNumberMinor is None:
-                raise encode_error('AppProtocolType.VersionNumberMinor', 'required value missing')
-            a <<= 3
-            k += 3
+                a <<= 3
+                k += 3
             t6 = c2.VersionNumberMinor
             if t6 < 0 or (w.strict and (t6 > 4294967295)):
                 raise encode_error('AppProtocolType.VersionNumberMinor', 'outside 0..4294967295', t6)
             u = t6
-            if u < 0x80:
-                a = (a << 8) | u
-                k += 8
-            elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
-            elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
-            else:
-                w.acc = a
-                w.n = k
-                w.uint(u)
-                a = w.acc
-                k = w.n
             if c2.SchemaID is None:
                 raise encode_error('AppProtocolType.SchemaID', 'required value missing')
             t7 = c2.SchemaID
@@ -635,8 +595,23 @@ def _e_apphand_supportedAppProtocolReq(w: BitWriter, o: _apphand.supportedAppPro
             t8 = c2.Priority
             if t8 < 1 or t8 > 32 or (w.strict and (t8 > 20)):
                 raise encode_error('AppProtocolType.Priority', 'outside 1..20', t8)
-            a = (a << 21) | (t7) << 10 | (t8 - 1) << 2
-            k += 21
+            if u < 0x80:
+                a = (a << 29) | (u) << 21 | (t7) << 10 | (t8 - 1) << 2
+                k += 29
+            elif u < 0x4000:
+                a = (a << 37) | (u & 0x7F) << 29 | (u >> 7) << 21 | (t7) << 10 | (t8 - 1) << 2 | 0x1000000000
+                k += 37
+            elif u < 0x200000:
+                a = (a << 45) | (u & 0x7F) << 37 | (u >> 7 & 0x7F) << 29 | (u >> 14) << 21 | (t7) << 10 | (t8 - 1) << 2 | 0x101000000000
+                k += 45
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+                a = (a << 21) | (t7) << 10 | (t8 - 1) << 2
+                k += 21
             n += 1
             if n == 19:
                 s = 20
@@ -658,17 +633,12 @@ def _e_apphand_supportedAppProtocolReq(w: BitWriter, o: _apphand.supportedAppPro
     if k >= 1024:
         w.spill()
 
-def _d_apphand_supportedAppProtocolRes(r: BitReader) -> _apphand.supportedAppProtocolRes:
-    win = r.win
+def _d_apphand_supportedAppProtocolRes(r: BitReader, c: int) -> _apphand.supportedAppProtocolRes:
     av = r.avail
     f_ResponseCode: _apphand.responseCodeType
     f_SchemaID: int | None = None
-    av -= 18
-    if av < 0:
-        win, av = r.refill(av, 18)
-    c = (win >> av) & 0x3ffff
     try:
-        f_ResponseCode, ec = _T96a9b220[c >> 11]
+        f_ResponseCode, ec = _T96a9b220[(c >> 11) & 0x7f]
     except KeyError:  # not a valid pattern: say why
         if c & 0x32000 != 0x0:
             raise r.fail_at(av + 18, 'supportedAppProtocolRes', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode') from None
@@ -689,7 +659,7 @@ def _d_apphand_supportedAppProtocolRes(r: BitReader) -> _apphand.supportedAppPro
     else:
         raise r.fail_at(av + 11, 'supportedAppProtocolRes[1]', f'event code {ec}, expected SE(SchemaID), EE')
     r.avail = av
-    ob = _new(_apphand.supportedAppProtocolRes)
+    ob = _new(_K_apphand_supportedAppProtocolRes)
     ob.ResponseCode = f_ResponseCode
     ob.SchemaID = f_SchemaID
     return ob
@@ -724,7 +694,7 @@ def _e_apphand_supportedAppProtocolRes(w: BitWriter, o: _apphand.supportedAppPro
     if k >= 1024:
         w.spill()
 
-def _d_v0(r: BitReader) -> object:
+def _d_v0(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 7
@@ -752,7 +722,7 @@ def _e_v0(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v1(r: BitReader) -> object:
+def _d_v1(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -813,7 +783,7 @@ def _e_v1(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v2(r: BitReader) -> object:
+def _d_v2(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 4
@@ -842,7 +812,7 @@ def _e_v2(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v3(r: BitReader) -> object:
+def _d_v3(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 10
@@ -870,22 +840,18 @@ def _e_v3(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v4(r: BitReader) -> object:
+def _d_v4(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 10
+    av -= 18
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x200 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH')
-    u = ((c >> 1) & 255)
+        win, av = r.refill(av, 18)
+    c = (win >> av) & 0x3ffff
+    if c & 0x20000 != 0x0:
+        raise r.fail_at(av + 18, 'value', 'expected CH')
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -906,6 +872,9 @@ def _d_v4(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -915,28 +884,28 @@ def _d_v4(r: BitReader) -> object:
 def _e_v4(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
-    a <<= 1
-    k += 1
     if o < 0 or (w.strict and (o > 4294967295)):
         raise encode_error('value', 'outside 0..4294967295', o)
     u = o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 10) | (u) << 1
+        k += 10
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 18) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 18
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 26) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 26
     else:
+        a <<= 1
+        k += 1
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
@@ -945,6 +914,10 @@ def _e_v4(w: BitWriter, o: Any) -> None:
 DOCUMENT: EntryTable = (
     ('urn:iso:15118:2:2010:AppProtocol', 'supportedAppProtocolReq', _d_apphand_supportedAppProtocolReq, _e_apphand_supportedAppProtocolReq, _apphand.supportedAppProtocolReq),
     ('urn:iso:15118:2:2010:AppProtocol', 'supportedAppProtocolRes', _d_apphand_supportedAppProtocolRes, _e_apphand_supportedAppProtocolRes, _apphand.supportedAppProtocolRes),
+)
+
+DOCUMENT_LEADS: tuple[int, ...] = (
+    11, 18,
 )
 
 FRAGMENT: EntryTable = (
@@ -957,4 +930,8 @@ FRAGMENT: EntryTable = (
     ('', 'VersionNumberMinor', _d_v4, _e_v4, 'int'),
     ('urn:iso:15118:2:2010:AppProtocol', 'supportedAppProtocolReq', _d_apphand_supportedAppProtocolReq, _e_apphand_supportedAppProtocolReq, _apphand.supportedAppProtocolReq),
     ('urn:iso:15118:2:2010:AppProtocol', 'supportedAppProtocolRes', _d_apphand_supportedAppProtocolRes, _e_apphand_supportedAppProtocolRes, _apphand.supportedAppProtocolRes),
+)
+
+FRAGMENT_LEADS: tuple[int, ...] = (
+    10, 0, 0, 0, 0, 0, 0, 11, 18,
 )

@@ -62,7 +62,9 @@ _BOOL = {False: 0, True: 1}
 _U2 = tuple((i << 7) - 128 for i in range(128))  # adds a second octet to the first
 
 EntryTable = tuple[
-    tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
+    tuple[
+        str, str, Callable[[BitReader, int], Any], Callable[[BitWriter, Any], None], object
+    ],
     ...,
 ]
 DOCUMENT_WIDTH = 7  # 81 global elements + SE(*)
@@ -159,20 +161,101 @@ _Tf9e734c2 = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (8, None, rang
 _Tfaaba5e3 = run_table(((1, 0, None), (1, 0, None), (5, None, _E_din_responseCodeType), (1, 0, None), (1, 0, None), (1, 0, None),))
 _Tfd07f4e1 = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (2, None, _E_din_EVSENotificationType), (1, 0, None), (1, 0, None), (1, 0, None), (1, 0, None), (1, None, _E_din_EVSEProcessingType), (1, 0, None), (1, 0, None),))
 _Tfd5e134c = run_table(((1, 0, None), (2, None, _E_din_serviceCategoryType), (1, 0, None),))
+_K_din_AC_EVChargeParameterType = _din.AC_EVChargeParameterType
+_K_din_AC_EVSEChargeParameterType = _din.AC_EVSEChargeParameterType
+_K_din_AC_EVSEStatusType = _din.AC_EVSEStatusType
+_K_din_BodyBaseType = _din.BodyBaseType
+_K_din_BodyType = _din.BodyType
+_K_din_CableCheckReqType = _din.CableCheckReqType
+_K_din_CableCheckResType = _din.CableCheckResType
+_K_din_CertificateChainType = _din.CertificateChainType
+_K_din_CertificateInstallationReqType = _din.CertificateInstallationReqType
+_K_din_CertificateInstallationResType = _din.CertificateInstallationResType
+_K_din_CertificateUpdateReqType = _din.CertificateUpdateReqType
+_K_din_CertificateUpdateResType = _din.CertificateUpdateResType
+_K_din_ChargeParameterDiscoveryReqType = _din.ChargeParameterDiscoveryReqType
+_K_din_ChargeParameterDiscoveryResType = _din.ChargeParameterDiscoveryResType
+_K_din_ChargingProfileType = _din.ChargingProfileType
+_K_din_ChargingStatusReqType = _din.ChargingStatusReqType
+_K_din_ChargingStatusResType = _din.ChargingStatusResType
+_K_din_ConsumptionCostType = _din.ConsumptionCostType
+_K_din_ContractAuthenticationReqType = _din.ContractAuthenticationReqType
+_K_din_ContractAuthenticationResType = _din.ContractAuthenticationResType
+_K_din_CostType = _din.CostType
+_K_din_CurrentDemandReqType = _din.CurrentDemandReqType
+_K_din_CurrentDemandResType = _din.CurrentDemandResType
+_K_din_DC_EVChargeParameterType = _din.DC_EVChargeParameterType
+_K_din_DC_EVPowerDeliveryParameterType = _din.DC_EVPowerDeliveryParameterType
+_K_din_DC_EVSEChargeParameterType = _din.DC_EVSEChargeParameterType
+_K_din_DC_EVSEStatusType = _din.DC_EVSEStatusType
+_K_din_DC_EVStatusType = _din.DC_EVStatusType
+_K_din_EVChargeParameterType = _din.EVChargeParameterType
+_K_din_EVPowerDeliveryParameterType = _din.EVPowerDeliveryParameterType
+_K_din_EVSEChargeParameterType = _din.EVSEChargeParameterType
+_K_din_EVSEStatusType = _din.EVSEStatusType
+_K_din_EVStatusType = _din.EVStatusType
+_K_din_EntryType = _din.EntryType
+_K_din_IntervalType = _din.IntervalType
+_K_din_ListOfRootCertificateIDsType = _din.ListOfRootCertificateIDsType
+_K_din_MessageHeaderType = _din.MessageHeaderType
+_K_din_MeterInfoType = _din.MeterInfoType
+_K_din_MeteringReceiptReqType = _din.MeteringReceiptReqType
+_K_din_MeteringReceiptResType = _din.MeteringReceiptResType
+_K_din_NotificationType = _din.NotificationType
+_K_din_PMaxScheduleEntryType = _din.PMaxScheduleEntryType
+_K_din_PMaxScheduleType = _din.PMaxScheduleType
+_K_din_ParameterSetType = _din.ParameterSetType
+_K_din_ParameterType = _din.ParameterType
+_K_din_PaymentDetailsReqType = _din.PaymentDetailsReqType
+_K_din_PaymentDetailsResType = _din.PaymentDetailsResType
+_K_din_PaymentOptionsType = _din.PaymentOptionsType
+_K_din_PhysicalValueType = _din.PhysicalValueType
+_K_din_PowerDeliveryReqType = _din.PowerDeliveryReqType
+_K_din_PowerDeliveryResType = _din.PowerDeliveryResType
+_K_din_PreChargeReqType = _din.PreChargeReqType
+_K_din_PreChargeResType = _din.PreChargeResType
+_K_din_ProfileEntryType = _din.ProfileEntryType
+_K_din_RelativeTimeIntervalType = _din.RelativeTimeIntervalType
+_K_din_SAScheduleListType = _din.SAScheduleListType
+_K_din_SAScheduleTupleType = _din.SAScheduleTupleType
+_K_din_SASchedulesType = _din.SASchedulesType
+_K_din_SalesTariffEntryType = _din.SalesTariffEntryType
+_K_din_SalesTariffType = _din.SalesTariffType
+_K_din_SelectedServiceListType = _din.SelectedServiceListType
+_K_din_SelectedServiceType = _din.SelectedServiceType
+_K_din_ServiceChargeType = _din.ServiceChargeType
+_K_din_ServiceDetailReqType = _din.ServiceDetailReqType
+_K_din_ServiceDetailResType = _din.ServiceDetailResType
+_K_din_ServiceDiscoveryReqType = _din.ServiceDiscoveryReqType
+_K_din_ServiceDiscoveryResType = _din.ServiceDiscoveryResType
+_K_din_ServiceParameterListType = _din.ServiceParameterListType
+_K_din_ServicePaymentSelectionReqType = _din.ServicePaymentSelectionReqType
+_K_din_ServicePaymentSelectionResType = _din.ServicePaymentSelectionResType
+_K_din_ServiceTagListType = _din.ServiceTagListType
+_K_din_ServiceTagType = _din.ServiceTagType
+_K_din_ServiceType = _din.ServiceType
+_K_din_SessionSetupReqType = _din.SessionSetupReqType
+_K_din_SessionSetupResType = _din.SessionSetupResType
+_K_din_SessionStopResType = _din.SessionStopResType
+_K_din_SessionStopType = _din.SessionStopType
+_K_din_SubCertificatesType = _din.SubCertificatesType
+_K_din_V2G_Message = _din.V2G_Message
+_K_din_WeldingDetectionReqType = _din.WeldingDetectionReqType
+_K_din_WeldingDetectionResType = _din.WeldingDetectionResType
 
 
-def _d_din_CableCheckReqType(r: BitReader) -> _din.CableCheckReqType:
+def _d_din_CableCheckReqType(r: BitReader, c: int) -> _din.CableCheckReqType:
     win = r.win
     av = r.avail
     f_DC_EVStatus: _din.DC_EVStatusType
+    if c & 0x8000000 != 0x0:
+        raise r.fail_at(av + 28, 'CableCheckReqType', 'expected SE(DC_EVStatus)')
     av -= 1
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'CableCheckReqType', 'expected SE(DC_EVStatus)')
+        win, av = r.refill(av, 28)
+    c = (win >> av) & 0xfffffff
     r.avail = av
-    f_DC_EVStatus = _d_din_DC_EVStatusType(r)
+    f_DC_EVStatus = _d_din_DC_EVStatusType(r, c)
     win = r.win
     av = r.avail
     av -= 1
@@ -182,7 +265,7 @@ def _d_din_CableCheckReqType(r: BitReader) -> _din.CableCheckReqType:
     if c:
         raise r.fail_at(av + 1, 'CableCheckReqType', 'expected EE')
     r.avail = av
-    ob = _new(_din.CableCheckReqType)
+    ob = _new(_K_din_CableCheckReqType)
     ob.DC_EVStatus = f_DC_EVStatus
     return ob
 
@@ -205,90 +288,89 @@ def _e_din_CableCheckReqType(w: BitWriter, o: _din.CableCheckReqType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_din_CableCheckResType(r: BitReader) -> _din.CableCheckResType:
+def _d_din_CableCheckResType(r: BitReader, c: int) -> _din.CableCheckResType:
     win = r.win
     av = r.avail
     f_ResponseCode: _din.responseCodeType
     f_DC_EVSEStatus: _din.DC_EVSEStatusType
     f_EVSEProcessing: _din.EVSEProcessingType
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
     try:
-        f_ResponseCode, ec = _T2cf7554e[c >> 19]
+        f_ResponseCode, ec = _T2cf7554e[(c >> 17) & 0x7ff]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x30600000 != 0x0:
-            raise r.fail_at(av + 30, 'CableCheckResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)') from None
-        iv = ((c >> 23) & 31)
+        if c & 0xc180000 != 0x0:
+            raise r.fail_at(av + 28, 'CableCheckResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)') from None
+        iv = ((c >> 21) & 31)
         if iv >= 23:
-            raise r.fail_at(av + 19, 'CableCheckResType.ResponseCode', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 17, 'CableCheckResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_din_responseCodeType[iv]
-        ec = ((c >> 19) & 3)
+        ec = ((c >> 17) & 3)
     f_1_EVSEIsolationStatus: _din.isolationLevelType | None = None
     if ec == 0:
         try:
-            f_1_EVSEIsolationStatus, f_1_EVSEStatusCode = _T6b55cf38[(c >> 8) & 0x7ff]
+            f_1_EVSEIsolationStatus, f_1_EVSEStatusCode = _T6b55cf38[(c >> 6) & 0x7ff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x4e100 != 0x0:
-                raise r.fail_at(av + 19, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            f_1_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 16) & 3)]
-            iv = ((c >> 9) & 15)
+            if c & 0x13840 != 0x0:
+                raise r.fail_at(av + 17, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+            f_1_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 14) & 3)]
+            iv = ((c >> 7) & 15)
             if iv >= 12:
-                raise r.fail_at(av + 8, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 6, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
             f_1_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-        av -= 14
+        av -= 16
         if av < 0:
             win, av = r.refill(av, 22)
         c = (win >> av) & 0x3fffff
     elif ec == 1:
         try:
-            f_1_EVSEStatusCode = _T886122e8[(c >> 13) & 0x3f]
+            f_1_EVSEStatusCode = _T886122e8[(c >> 11) & 0x3f]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x42000 != 0x0:
-                raise r.fail_at(av + 19, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            iv = ((c >> 14) & 15)
+            if c & 0x10800 != 0x0:
+                raise r.fail_at(av + 17, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+            iv = ((c >> 12) & 15)
             if iv >= 12:
-                raise r.fail_at(av + 13, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 11, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
             f_1_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-        av -= 9
+        av -= 11
         if av < 0:
             win, av = r.refill(av, 22)
         c = (win >> av) & 0x3fffff
     else:
-        raise r.fail_at(av + 19, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+        raise r.fail_at(av + 17, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     if c & 0x300000 != 0x0:
         raise r.fail_at(av + 22, 'CableCheckResType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     u = ((c >> 12) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 20)
-        c = (win >> av) & 0xfffff
-        u2 = c >> 12
+        u2 = (c >> 4) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 20)
-            c = (win >> av) & 0xfffff
-            u2 = c >> 12
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 12
+                av += 4
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 12
+                av -= 4
                 if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
+                    win, av = r.refill(av, 4)
+                c = (win >> av) & 0xf
+    else:
+        av += 8
+        c >>= 8
     f_1_NotificationMaxDelay = u
+    av -= 8
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     try:
-        f_1_EVSENotification, f_EVSEProcessing = _Tfd07f4e1[c & 0xfff]
+        f_1_EVSENotification, f_EVSEProcessing = _Tfd07f4e1[c]
     except KeyError:  # not a valid pattern: say why
         if c & 0xe7b != 0x0:
             raise r.fail_at(av + 12, 'CableCheckResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE') from None
@@ -297,14 +379,14 @@ def _d_din_CableCheckResType(r: BitReader) -> _din.CableCheckResType:
             raise r.fail_at(av, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_1_EVSENotification = _E_din_EVSENotificationType[iv]
         f_EVSEProcessing = _E_din_EVSEProcessingType[((c >> 2) & 1)]
-    ob1_ = _new(_din.DC_EVSEStatusType)
+    ob1_ = _new(_K_din_DC_EVSEStatusType)
     ob1_.EVSEIsolationStatus = f_1_EVSEIsolationStatus
     ob1_.EVSEStatusCode = f_1_EVSEStatusCode
     ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
     ob1_.EVSENotification = f_1_EVSENotification
     f_DC_EVSEStatus = ob1_
     r.avail = av
-    ob = _new(_din.CableCheckResType)
+    ob = _new(_K_din_CableCheckResType)
     ob.ResponseCode = f_ResponseCode
     ob.DC_EVSEStatus = f_DC_EVSEStatus
     ob.EVSEProcessing = f_EVSEProcessing
@@ -333,18 +415,14 @@ def _e_din_CableCheckResType(w: BitWriter, o: _din.CableCheckResType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_din_CertificateInstallationReqType(r: BitReader) -> _din.CertificateInstallationReqType:
+def _d_din_CertificateInstallationReqType(r: BitReader, c: int) -> _din.CertificateInstallationReqType:
     win = r.win
     av = r.avail
     f_Id: str | None = None
     f_OEMProvisioningCert: bytes
     f_ListOfRootCertificateIDs: _din.ListOfRootCertificateIDsType
     f_DHParams: bytes
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    ec = (c >> 9)
+    ec = ((c >> 9) & 3)
     if ec == 0:
         av += 1
         u = ((c >> 1) & 255)
@@ -401,12 +479,12 @@ def _d_din_CertificateInstallationReqType(r: BitReader) -> _din.CertificateInsta
         f_OEMProvisioningCert = r.binary_of(u, 1200)
         win = r.win
         av = r.avail
-        av -= 2
+        av -= 12
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c & 0x2 != 0x0:
-            raise r.fail_at(av + 2, 'CertificateInstallationReqType[0]', 'expected EE of OEMProvisioningCert')
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        if c & 0x800 != 0x0:
+            raise r.fail_at(av + 12, 'CertificateInstallationReqType[0]', 'expected EE of OEMProvisioningCert')
     elif ec == 1:
         if c & 0x100 != 0x0:
             raise r.fail_at(av + 9, 'CertificateInstallationReqType[0]', 'expected CH of OEMProvisioningCert')
@@ -434,18 +512,18 @@ def _d_din_CertificateInstallationReqType(r: BitReader) -> _din.CertificateInsta
         f_OEMProvisioningCert = r.binary_of(u, 1200)
         win = r.win
         av = r.avail
-        av -= 2
+        av -= 12
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c & 0x2 != 0x0:
-            raise r.fail_at(av + 2, 'CertificateInstallationReqType[0]', 'expected EE of OEMProvisioningCert')
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        if c & 0x800 != 0x0:
+            raise r.fail_at(av + 12, 'CertificateInstallationReqType[0]', 'expected EE of OEMProvisioningCert')
     else:
         raise r.fail_at(av + 9, 'CertificateInstallationReqType[0]', f'event code {ec}, expected AT(Id), SE(OEMProvisioningCert)')
-    if c & 0x1 != 0x0:
-        raise r.fail_at(av + 1, 'CertificateInstallationReqType', 'expected SE(ListOfRootCertificateIDs)')
+    if c & 0x400 != 0x0:
+        raise r.fail_at(av + 11, 'CertificateInstallationReqType', 'expected SE(ListOfRootCertificateIDs)')
     r.avail = av
-    f_ListOfRootCertificateIDs = _d_din_ListOfRootCertificateIDsType(r)
+    f_ListOfRootCertificateIDs = _d_din_ListOfRootCertificateIDsType(r, c)
     win = r.win
     av = r.avail
     av -= 10
@@ -485,7 +563,7 @@ def _d_din_CertificateInstallationReqType(r: BitReader) -> _din.CertificateInsta
     if c:
         raise r.fail_at(av + 2, 'CertificateInstallationReqType', 'expected EE of DHParams, EE')
     r.avail = av
-    ob = _new(_din.CertificateInstallationReqType)
+    ob = _new(_K_din_CertificateInstallationReqType)
     ob.Id = f_Id
     ob.OEMProvisioningCert = f_OEMProvisioningCert
     ob.ListOfRootCertificateIDs = f_ListOfRootCertificateIDs
@@ -566,7 +644,7 @@ def _e_din_CertificateInstallationReqType(w: BitWriter, o: _din.CertificateInsta
     if k >= 1024:
         w.spill()
 
-def _d_din_CertificateInstallationResType(r: BitReader) -> _din.CertificateInstallationResType:
+def _d_din_CertificateInstallationResType(r: BitReader, c: int) -> _din.CertificateInstallationResType:
     win = r.win
     av = r.avail
     f_Id: str
@@ -575,10 +653,6 @@ def _d_din_CertificateInstallationResType(r: BitReader) -> _din.CertificateInsta
     f_ContractSignatureEncryptedPrivateKey: bytes
     f_DHParams: bytes
     f_ContractID: str
-    av -= 9
-    if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
         raise r.fail_at(av + 9, 'CertificateInstallationResType', 'expected AT(Id)')
     u = (c & 255)
@@ -654,9 +728,8 @@ def _d_din_CertificateInstallationResType(r: BitReader) -> _din.CertificateInsta
             raise r.fail_at(av + 13, 'CertificateInstallationResType', 'expected EE of Certificate') from None
         ec = ((c >> 10) & 3)
     if ec == 0:
-        av += 10
         r.avail = av
-        f_1_SubCertificates = _d_din_SubCertificatesType(r)
+        f_1_SubCertificates = _d_din_SubCertificatesType(r, c)
         win = r.win
         av = r.avail
         av -= 11
@@ -672,7 +745,7 @@ def _d_din_CertificateInstallationResType(r: BitReader) -> _din.CertificateInsta
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'CertificateInstallationResType', 'expected SE(ContractSignatureEncryptedPrivateKey), CH of ContractSignatureEncryptedPrivateKey')
     u = (c & 255)
-    ob1_ = _new(_din.CertificateChainType)
+    ob1_ = _new(_K_din_CertificateChainType)
     ob1_.Certificate = f_1_Certificate
     ob1_.SubCertificates = f_1_SubCertificates
     f_ContractSignatureCertChain = ob1_
@@ -766,7 +839,7 @@ def _d_din_CertificateInstallationResType(r: BitReader) -> _din.CertificateInsta
     if c:
         raise r.fail_at(av + 2, 'CertificateInstallationResType', 'expected EE of ContractID, EE')
     r.avail = av
-    ob = _new(_din.CertificateInstallationResType)
+    ob = _new(_K_din_CertificateInstallationResType)
     ob.Id = f_Id
     ob.ResponseCode = f_ResponseCode
     ob.ContractSignatureCertChain = f_ContractSignatureCertChain
@@ -838,7 +911,7 @@ def _e_din_CertificateInstallationResType(w: BitWriter, o: _din.CertificateInsta
     if k >= 1024:
         w.spill()
 
-def _d_din_CertificateUpdateReqType(r: BitReader) -> _din.CertificateUpdateReqType:
+def _d_din_CertificateUpdateReqType(r: BitReader, c: int) -> _din.CertificateUpdateReqType:
     win = r.win
     av = r.avail
     f_Id: str | None = None
@@ -846,11 +919,7 @@ def _d_din_CertificateUpdateReqType(r: BitReader) -> _din.CertificateUpdateReqTy
     f_ContractID: str
     f_ListOfRootCertificateIDs: _din.ListOfRootCertificateIDsType
     f_DHParams: bytes
-    av -= 12
-    if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
-    ec = (c >> 10)
+    ec = ((c >> 10) & 3)
     if ec == 0:
         av += 2
         u = ((c >> 2) & 255)
@@ -919,9 +988,8 @@ def _d_din_CertificateUpdateReqType(r: BitReader) -> _din.CertificateUpdateReqTy
                 raise r.fail_at(av + 13, 'CertificateUpdateReqType[0]', 'expected EE of Certificate') from None
             ec = ((c >> 10) & 3)
         if ec == 0:
-            av += 10
             r.avail = av
-            f_1_SubCertificates = _d_din_SubCertificatesType(r)
+            f_1_SubCertificates = _d_din_SubCertificatesType(r, c)
             win = r.win
             av = r.avail
             av -= 11
@@ -934,7 +1002,7 @@ def _d_din_CertificateUpdateReqType(r: BitReader) -> _din.CertificateUpdateReqTy
             pass
         else:
             raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
-        ob1_ = _new(_din.CertificateChainType)
+        ob1_ = _new(_K_din_CertificateChainType)
         ob1_.Certificate = f_1_Certificate
         ob1_.SubCertificates = f_1_SubCertificates
         f_ContractSignatureCertChain = ob1_
@@ -977,9 +1045,8 @@ def _d_din_CertificateUpdateReqType(r: BitReader) -> _din.CertificateUpdateReqTy
                 raise r.fail_at(av + 13, 'CertificateUpdateReqType[0]', 'expected EE of Certificate') from None
             ec = ((c >> 10) & 3)
         if ec == 0:
-            av += 10
             r.avail = av
-            f_2_SubCertificates = _d_din_SubCertificatesType(r)
+            f_2_SubCertificates = _d_din_SubCertificatesType(r, c)
             win = r.win
             av = r.avail
             av -= 11
@@ -992,7 +1059,7 @@ def _d_din_CertificateUpdateReqType(r: BitReader) -> _din.CertificateUpdateReqTy
             pass
         else:
             raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
-        ob2_ = _new(_din.CertificateChainType)
+        ob2_ = _new(_K_din_CertificateChainType)
         ob2_.Certificate = f_2_Certificate
         ob2_.SubCertificates = f_2_SubCertificates
         f_ContractSignatureCertChain = ob2_
@@ -1024,14 +1091,14 @@ def _d_din_CertificateUpdateReqType(r: BitReader) -> _din.CertificateUpdateReqTy
     f_ContractID = r.string_of(u, 24)
     win = r.win
     av = r.avail
-    av -= 2
+    av -= 12
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    if c:
-        raise r.fail_at(av + 2, 'CertificateUpdateReqType', 'expected EE of ContractID, SE(ListOfRootCertificateIDs)')
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
+    if c & 0xc00 != 0x0:
+        raise r.fail_at(av + 12, 'CertificateUpdateReqType', 'expected EE of ContractID, SE(ListOfRootCertificateIDs)')
     r.avail = av
-    f_ListOfRootCertificateIDs = _d_din_ListOfRootCertificateIDsType(r)
+    f_ListOfRootCertificateIDs = _d_din_ListOfRootCertificateIDsType(r, c)
     win = r.win
     av = r.avail
     av -= 10
@@ -1071,7 +1138,7 @@ def _d_din_CertificateUpdateReqType(r: BitReader) -> _din.CertificateUpdateReqTy
     if c:
         raise r.fail_at(av + 2, 'CertificateUpdateReqType', 'expected EE of DHParams, EE')
     r.avail = av
-    ob = _new(_din.CertificateUpdateReqType)
+    ob = _new(_K_din_CertificateUpdateReqType)
     ob.Id = f_Id
     ob.ContractSignatureCertChain = f_ContractSignatureCertChain
     ob.ContractID = f_ContractID
@@ -1157,7 +1224,7 @@ def _e_din_CertificateUpdateReqType(w: BitWriter, o: _din.CertificateUpdateReqTy
     if k >= 1024:
         w.spill()
 
-def _d_din_CertificateUpdateResType(r: BitReader) -> _din.CertificateUpdateResType:
+def _d_din_CertificateUpdateResType(r: BitReader, c: int) -> _din.CertificateUpdateResType:
     win = r.win
     av = r.avail
     f_Id: str
@@ -1167,10 +1234,6 @@ def _d_din_CertificateUpdateResType(r: BitReader) -> _din.CertificateUpdateResTy
     f_DHParams: bytes
     f_ContractID: str
     f_RetryCounter: int
-    av -= 9
-    if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
         raise r.fail_at(av + 9, 'CertificateUpdateResType', 'expected AT(Id)')
     u = (c & 255)
@@ -1246,9 +1309,8 @@ def _d_din_CertificateUpdateResType(r: BitReader) -> _din.CertificateUpdateResTy
             raise r.fail_at(av + 13, 'CertificateUpdateResType', 'expected EE of Certificate') from None
         ec = ((c >> 10) & 3)
     if ec == 0:
-        av += 10
         r.avail = av
-        f_1_SubCertificates = _d_din_SubCertificatesType(r)
+        f_1_SubCertificates = _d_din_SubCertificatesType(r, c)
         win = r.win
         av = r.avail
         av -= 11
@@ -1264,7 +1326,7 @@ def _d_din_CertificateUpdateResType(r: BitReader) -> _din.CertificateUpdateResTy
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'CertificateUpdateResType', 'expected SE(ContractSignatureEncryptedPrivateKey), CH of ContractSignatureEncryptedPrivateKey')
     u = (c & 255)
-    ob1_ = _new(_din.CertificateChainType)
+    ob1_ = _new(_K_din_CertificateChainType)
     ob1_.Certificate = f_1_Certificate
     ob1_.SubCertificates = f_1_SubCertificates
     f_ContractSignatureCertChain = ob1_
@@ -1351,23 +1413,19 @@ def _d_din_CertificateUpdateResType(r: BitReader) -> _din.CertificateUpdateResTy
     f_ContractID = r.string_of(u, 24)
     win = r.win
     av = r.avail
-    av -= 14
+    av -= 22
     if av < 0:
-        win, av = r.refill(av, 14)
-    c = (win >> av) & 0x3fff
+        win, av = r.refill(av, 22)
+    c = (win >> av) & 0x3fffff
     try:
-        sg = _T143a83e6[c >> 10]
+        sg = _T143a83e6[c >> 18]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x3800 != 0x0:
-            raise r.fail_at(av + 14, 'CertificateUpdateResType', 'expected EE of ContractID, SE(RetryCounter), CH of RetryCounter') from None
-        sg = ((c >> 10) & 1)
-    u = ((c >> 2) & 255)
+        if c & 0x380000 != 0x0:
+            raise r.fail_at(av + 22, 'CertificateUpdateResType', 'expected EE of ContractID, SE(RetryCounter), CH of RetryCounter') from None
+        sg = ((c >> 18) & 1)
+    u = ((c >> 10) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        u2 = c >> 2
+        u2 = (c >> 2) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -1388,11 +1446,14 @@ def _d_din_CertificateUpdateResType(r: BitReader) -> _din.CertificateUpdateResTy
                 if av < 0:
                     win, av = r.refill(av, 2)
                 c = (win >> av) & 0x3
+    else:
+        av += 8
+        c >>= 8
     f_RetryCounter = -u - 1 if sg else u
     if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'CertificateUpdateResType', 'expected EE of RetryCounter, EE')
     r.avail = av
-    ob = _new(_din.CertificateUpdateResType)
+    ob = _new(_K_din_CertificateUpdateResType)
     ob.Id = f_Id
     ob.ResponseCode = f_ResponseCode
     ob.ContractSignatureCertChain = f_ContractSignatureCertChain
@@ -1463,187 +1524,177 @@ def _e_din_CertificateUpdateResType(w: BitWriter, o: _din.CertificateUpdateResTy
     t1 = o.RetryCounter
     if (w.strict and (t1 < -32768 or t1 > 32767)):
         raise encode_error('CertificateUpdateResType.RetryCounter', 'outside -32768..32767', t1)
-    a = (a << 4) | (1 if t1 < 0 else 0)
-    k += 4
     u = -t1 - 1 if t1 < 0 else t1
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 14) | (1 if t1 < 0 else 0) << 10 | (u) << 2
+        k += 14
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 22) | (1 if t1 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+        k += 22
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 30) | (1 if t1 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+        k += 30
     else:
+        a = (a << 4) | (1 if t1 < 0 else 0)
+        k += 4
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 2
-    k += 2
+        a <<= 2
+        k += 2
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_din_ChargeParameterDiscoveryReqType(r: BitReader) -> _din.ChargeParameterDiscoveryReqType:
+def _d_din_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _din.ChargeParameterDiscoveryReqType:
     win = r.win
     av = r.avail
     f_EVRequestedEnergyTransferType: _din.EVRequestedEnergyTransferType
     f_AC_EVChargeParameter: _din.AC_EVChargeParameterType | None = None
     f_DC_EVChargeParameter: _din.DC_EVChargeParameterType | None = None
     f_EVChargeParameter: _din.EVChargeParameterType | None = None
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
     try:
-        f_EVRequestedEnergyTransferType, ec = _Tf35cf714[c >> 22]
+        f_EVRequestedEnergyTransferType, ec = _Tf35cf714[(c >> 20) & 0xff]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x31000000 != 0x0:
-            raise r.fail_at(av + 30, 'ChargeParameterDiscoveryReqType', 'expected SE(EVRequestedEnergyTransferType), CH of EVRequestedEnergyTransferType, EE of EVRequestedEnergyTransferType') from None
-        iv = ((c >> 25) & 7)
+        if c & 0xc400000 != 0x0:
+            raise r.fail_at(av + 28, 'ChargeParameterDiscoveryReqType', 'expected SE(EVRequestedEnergyTransferType), CH of EVRequestedEnergyTransferType, EE of EVRequestedEnergyTransferType') from None
+        iv = ((c >> 23) & 7)
         if iv >= 6:
-            raise r.fail_at(av + 22, 'ChargeParameterDiscoveryReqType.EVRequestedEnergyTransferType', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 20, 'ChargeParameterDiscoveryReqType.EVRequestedEnergyTransferType', f'enumeration index {iv}') from None
         f_EVRequestedEnergyTransferType = _E_din_EVRequestedEnergyTransferType[iv]
-        ec = ((c >> 22) & 3)
+        ec = ((c >> 20) & 3)
     if ec == 0:
-        if c & 0x300000 != 0x0:
-            raise r.fail_at(av + 22, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(DepartureTime), CH of DepartureTime')
-        u = ((c >> 12) & 255)
+        if c & 0xc0000 != 0x0:
+            raise r.fail_at(av + 20, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(DepartureTime), CH of DepartureTime')
+        u = ((c >> 10) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 20)
-            c = (win >> av) & 0xfffff
-            u2 = c >> 12
+            u2 = (c >> 2) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 20)
-                c = (win >> av) & 0xfffff
-                u2 = c >> 12
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 12
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 12
+                    av -= 2
                     if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+        else:
+            av += 8
+            c >>= 8
         f_1_DepartureTime = u
+        av -= 28
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
         try:
-            f_2_Multiplier, ec = _Tdfa9f4aa[(c >> 2) & 0x3ff]
+            f_2_Multiplier, ec = _Tdfa9f4aa[c >> 20]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xf10 != 0x0:
-                raise r.fail_at(av + 12, 'ChargeParameterDiscoveryReqType[1]', 'expected EE of DepartureTime, SE(EAmount), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_2_Multiplier = ((c >> 5) & 7) - 3
-            ec = ((c >> 2) & 3)
+            if c & 0x3c400000 != 0x0:
+                raise r.fail_at(av + 30, 'ChargeParameterDiscoveryReqType[1]', 'expected EE of DepartureTime, SE(EAmount), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+            f_2_Multiplier = ((c >> 23) & 7) - 3
+            ec = ((c >> 20) & 3)
         f_2_Unit: _din.unitSymbolType | None = None
         if ec == 0:
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
             try:
-                f_2_Unit, sg = _T7f58918e[c >> 21]
+                f_2_Unit, sg = _T7f58918e[(c >> 11) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x21c00000 != 0x0:
-                    raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                iv = ((c >> 25) & 15)
+                if c & 0x87000 != 0x0:
+                    raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                iv = ((c >> 15) & 15)
                 if iv >= 10:
-                    raise r.fail_at(av + 21, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
                 f_2_Unit = _E_din_unitSymbolType[iv]
-                sg = ((c >> 21) & 1)
-            u = ((c >> 13) & 255)
+                sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 21)
-                c = (win >> av) & 0x1fffff
-                u2 = c >> 13
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 21)
-                    c = (win >> av) & 0x1fffff
-                    u2 = c >> 13
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 13
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 13
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 13)
-                        c = (win >> av) & 0x1fff
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_2_Value = -u - 1 if sg else u
-            if c & 0x1000 != 0x0:
-                raise r.fail_at(av + 13, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 18
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 28
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
         elif ec == 1:
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
             try:
-                sg = _T071cdf68[c >> 28]
+                sg = _T071cdf68[(c >> 18) & 0x3]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x20000000 != 0x0:
-                    raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 28) & 1)
-            u = ((c >> 20) & 255)
+                if c & 0x80000 != 0x0:
+                    raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                sg = ((c >> 18) & 1)
+            u = ((c >> 10) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 28)
-                c = (win >> av) & 0xfffffff
-                u2 = c >> 20
+                u2 = (c >> 2) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 28)
-                    c = (win >> av) & 0xfffffff
-                    u2 = c >> 20
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 20
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 20
+                        av -= 2
                         if av < 0:
-                            win, av = r.refill(av, 20)
-                        c = (win >> av) & 0xfffff
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
+            else:
+                av += 8
+                c >>= 8
             f_2_Value = -u - 1 if sg else u
-            if c & 0x80000 != 0x0:
-                raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 11
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 29
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
         else:
-            raise r.fail_at(av + 2, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+            raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         try:
             f_3_Multiplier, ec = _Tdfa9f4aa[(c >> 20) & 0x3ff]
         except KeyError:  # not a valid pattern: say why
@@ -1651,7 +1702,7 @@ def _d_din_ChargeParameterDiscoveryReqType(r: BitReader) -> _din.ChargeParameter
                 raise r.fail_at(av + 30, 'ChargeParameterDiscoveryReqType[1]', 'expected EE, SE(EVMaxVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
             f_3_Multiplier = ((c >> 23) & 7) - 3
             ec = ((c >> 20) & 3)
-        ob2_ = _new(_din.PhysicalValueType)
+        ob2_ = _new(_K_din_PhysicalValueType)
         ob2_.Multiplier = f_2_Multiplier
         ob2_.Unit = f_2_Unit
         ob2_.Value = f_2_Value
@@ -1711,35 +1762,34 @@ def _d_din_ChargeParameterDiscoveryReqType(r: BitReader) -> _din.ChargeParameter
                 sg = ((c >> 18) & 1)
             u = ((c >> 10) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
-                u2 = c >> 10
+                u2 = (c >> 2) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 18)
-                    c = (win >> av) & 0x3ffff
-                    u2 = c >> 10
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 10
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 10
+                        av -= 2
                         if av < 0:
-                            win, av = r.refill(av, 10)
-                        c = (win >> av) & 0x3ff
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
+            else:
+                av += 8
+                c >>= 8
             f_3_Value = -u - 1 if sg else u
-            if c & 0x200 != 0x0:
-                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 21
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 29
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
@@ -1752,7 +1802,7 @@ def _d_din_ChargeParameterDiscoveryReqType(r: BitReader) -> _din.ChargeParameter
                 raise r.fail_at(av + 30, 'ChargeParameterDiscoveryReqType[1]', 'expected EE, SE(EVMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
             f_4_Multiplier = ((c >> 23) & 7) - 3
             ec = ((c >> 20) & 3)
-        ob3_ = _new(_din.PhysicalValueType)
+        ob3_ = _new(_K_din_PhysicalValueType)
         ob3_.Multiplier = f_3_Multiplier
         ob3_.Unit = f_3_Unit
         ob3_.Value = f_3_Value
@@ -1812,35 +1862,34 @@ def _d_din_ChargeParameterDiscoveryReqType(r: BitReader) -> _din.ChargeParameter
                 sg = ((c >> 18) & 1)
             u = ((c >> 10) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
-                u2 = c >> 10
+                u2 = (c >> 2) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 18)
-                    c = (win >> av) & 0x3ffff
-                    u2 = c >> 10
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 10
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 10
+                        av -= 2
                         if av < 0:
-                            win, av = r.refill(av, 10)
-                        c = (win >> av) & 0x3ff
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
+            else:
+                av += 8
+                c >>= 8
             f_4_Value = -u - 1 if sg else u
-            if c & 0x200 != 0x0:
-                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 21
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 29
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
@@ -1853,7 +1902,7 @@ def _d_din_ChargeParameterDiscoveryReqType(r: BitReader) -> _din.ChargeParameter
                 raise r.fail_at(av + 30, 'ChargeParameterDiscoveryReqType[1]', 'expected EE, SE(EVMinCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
             f_5_Multiplier = ((c >> 23) & 7) - 3
             ec = ((c >> 20) & 3)
-        ob4_ = _new(_din.PhysicalValueType)
+        ob4_ = _new(_K_din_PhysicalValueType)
         ob4_.Multiplier = f_4_Multiplier
         ob4_.Unit = f_4_Unit
         ob4_.Value = f_4_Value
@@ -1905,55 +1954,55 @@ def _d_din_ChargeParameterDiscoveryReqType(r: BitReader) -> _din.ChargeParameter
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
         elif ec == 1:
-            av += 6
             try:
                 sg = _T071cdf68[(c >> 18) & 0x3]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x80000 != 0x0:
-                    raise r.fail_at(av + 14, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                    raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
                 sg = ((c >> 18) & 1)
             u = ((c >> 10) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
+                u2 = (c >> 2) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-                    u2 = c >> 4
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 4
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 4
+                        av -= 2
                         if av < 0:
-                            win, av = r.refill(av, 4)
-                        c = (win >> av) & 0xf
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             else:
-                c >>= 6
+                av += 8
+                c >>= 8
             f_5_Value = -u - 1 if sg else u
-            if c & 0x8 != 0x0:
-                raise r.fail_at(av + 4, 'PhysicalValueType[1]', 'expected EE of Value')
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
         else:
             raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         if c & 0x6 != 0x0:
             raise r.fail_at(av + 3, 'ChargeParameterDiscoveryReqType[1]', 'expected EE, EE')
-        ob5_ = _new(_din.PhysicalValueType)
+        ob5_ = _new(_K_din_PhysicalValueType)
         ob5_.Multiplier = f_5_Multiplier
         ob5_.Unit = f_5_Unit
         ob5_.Value = f_5_Value
         f_1_EVMinCurrent = ob5_
-        ob1_ = _new(_din.AC_EVChargeParameterType)
+        ob1_ = _new(_K_din_AC_EVChargeParameterType)
         ob1_.DepartureTime = f_1_DepartureTime
         ob1_.EAmount = f_1_EAmount
         ob1_.EVMaxVoltage = f_1_EVMaxVoltage
@@ -1961,9 +2010,12 @@ def _d_din_ChargeParameterDiscoveryReqType(r: BitReader) -> _din.ChargeParameter
         ob1_.EVMinCurrent = f_1_EVMinCurrent
         f_AC_EVChargeParameter = ob1_
     elif ec == 1:
-        av += 22
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_DC_EVChargeParameter = _d_din_DC_EVChargeParameterType(r)
+        f_DC_EVChargeParameter = _d_din_DC_EVChargeParameterType(r, c)
         win = r.win
         av = r.avail
         av -= 1
@@ -1971,18 +2023,18 @@ def _d_din_ChargeParameterDiscoveryReqType(r: BitReader) -> _din.ChargeParameter
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
     elif ec == 2:
-        av += 20
-        if c & 0x200000 != 0x0:
+        av += 18
+        if c & 0x80000 != 0x0:
             raise r.fail_at(av + 2, 'ChargeParameterDiscoveryReqType[1]', 'expected EE')
-        ob6_ = _new(_din.EVChargeParameterType)
+        ob6_ = _new(_K_din_EVChargeParameterType)
         f_EVChargeParameter = ob6_
-        c >>= 20
+        c >>= 18
     else:
-        raise r.fail_at(av + 22, 'ChargeParameterDiscoveryReqType[1]', f'event code {ec}, expected SE(AC_EVChargeParameter), SE(DC_EVChargeParameter), SE(EVChargeParameter)')
+        raise r.fail_at(av + 20, 'ChargeParameterDiscoveryReqType[1]', f'event code {ec}, expected SE(AC_EVChargeParameter), SE(DC_EVChargeParameter), SE(EVChargeParameter)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType', 'expected EE')
     r.avail = av
-    ob = _new(_din.ChargeParameterDiscoveryReqType)
+    ob = _new(_K_din_ChargeParameterDiscoveryReqType)
     ob.EVRequestedEnergyTransferType = f_EVRequestedEnergyTransferType
     ob.AC_EVChargeParameter = f_AC_EVChargeParameter
     ob.DC_EVChargeParameter = f_DC_EVChargeParameter
@@ -2000,31 +2052,31 @@ def _e_din_ChargeParameterDiscoveryReqType(w: BitWriter, o: _din.ChargeParameter
         c1 = o.AC_EVChargeParameter
         if c1.DepartureTime is None:
             raise encode_error('AC_EVChargeParameterType.DepartureTime', 'required value missing')
-        a <<= 4
-        k += 4
         t1 = c1.DepartureTime
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
             raise encode_error('AC_EVChargeParameterType.DepartureTime', 'outside 0..4294967295', t1)
         u = t1
+        if c1.EAmount is None:
+            raise encode_error('AC_EVChargeParameterType.EAmount', 'required value missing')
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 14) | (u) << 2
+            k += 14
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 22) | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+            k += 22
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 30) | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+            k += 30
         else:
+            a <<= 4
+            k += 4
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if c1.EAmount is None:
-            raise encode_error('AC_EVChargeParameterType.EAmount', 'required value missing')
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         w.acc = a
         w.n = k
         _e_din_PhysicalValueType(w, c1.EAmount)
@@ -2087,7 +2139,7 @@ def _e_din_ChargeParameterDiscoveryReqType(w: BitWriter, o: _din.ChargeParameter
     if k >= 1024:
         w.spill()
 
-def _d_din_ChargeParameterDiscoveryResType(r: BitReader) -> _din.ChargeParameterDiscoveryResType:
+def _d_din_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _din.ChargeParameterDiscoveryResType:
     win = r.win
     av = r.avail
     f_ResponseCode: _din.responseCodeType
@@ -2097,25 +2149,24 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader) -> _din.ChargeParameter
     f_AC_EVSEChargeParameter: _din.AC_EVSEChargeParameterType | None = None
     f_DC_EVSEChargeParameter: _din.DC_EVSEChargeParameterType | None = None
     f_EVSEChargeParameter: _din.EVSEChargeParameterType | None = None
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
     try:
-        f_ResponseCode, f_EVSEProcessing, ec = _T2dc8b5b6[c >> 16]
+        f_ResponseCode, f_EVSEProcessing, ec = _T2dc8b5b6[(c >> 14) & 0x3fff]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x30740000 != 0x0:
-            raise r.fail_at(av + 30, 'ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing') from None
-        iv = ((c >> 23) & 31)
+        if c & 0xc1d0000 != 0x0:
+            raise r.fail_at(av + 28, 'ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing') from None
+        iv = ((c >> 21) & 31)
         if iv >= 23:
-            raise r.fail_at(av + 16, 'ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 14, 'ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_din_responseCodeType[iv]
-        f_EVSEProcessing = _E_din_EVSEProcessingType[((c >> 19) & 1)]
-        ec = ((c >> 16) & 3)
+        f_EVSEProcessing = _E_din_EVSEProcessingType[((c >> 17) & 1)]
+        ec = ((c >> 14) & 3)
     if ec == 0:
-        av += 16
+        av -= 14
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_SAScheduleList = _d_din_SAScheduleListType(r)
+        f_SAScheduleList = _d_din_SAScheduleListType(r, c)
         win = r.win
         av = r.avail
         av -= 30
@@ -2123,16 +2174,16 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader) -> _din.ChargeParameter
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     elif ec == 1:
-        if c & 0x8000 != 0x0:
-            raise r.fail_at(av + 16, 'ChargeParameterDiscoveryResType[2]', 'expected EE')
-        ob1_ = _new(_din.SASchedulesType)
+        if c & 0x2000 != 0x0:
+            raise r.fail_at(av + 14, 'ChargeParameterDiscoveryResType[2]', 'expected EE')
+        ob1_ = _new(_K_din_SASchedulesType)
         f_SASchedules = ob1_
-        av -= 15
+        av -= 17
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av + 16, 'ChargeParameterDiscoveryResType[2]', f'event code {ec}, expected SE(SAScheduleList), SE(SASchedules)')
+        raise r.fail_at(av + 14, 'ChargeParameterDiscoveryResType[2]', f'event code {ec}, expected SE(SAScheduleList), SE(SASchedules)')
     ec = ((c >> 28) & 3)
     if ec == 0:
         try:
@@ -2144,33 +2195,32 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader) -> _din.ChargeParameter
             f_3_RCD = ((c >> 20) & 1) == 1
         u = ((c >> 9) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 17)
-            c = (win >> av) & 0x1ffff
-            u2 = c >> 9
+            u2 = (c >> 1) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 17)
-                c = (win >> av) & 0x1ffff
-                u2 = c >> 9
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                u2 = c >> 1
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 9
+                    av += 1
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 9
+                    av -= 1
                     if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
+                        win, av = r.refill(av, 1)
+                    c = (win >> av) & 0x1
+        else:
+            av += 8
+            c >>= 8
         f_3_NotificationMaxDelay = u
-        av -= 21
+        av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
@@ -2185,7 +2235,7 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader) -> _din.ChargeParameter
             f_3_EVSENotification = _E_din_EVSENotificationType[iv]
             f_4_Multiplier = ((c >> 17) & 7) - 3
             ec = ((c >> 14) & 3)
-        ob3_ = _new(_din.AC_EVSEStatusType)
+        ob3_ = _new(_K_din_AC_EVSEStatusType)
         ob3_.PowerSwitchClosed = f_3_PowerSwitchClosed
         ob3_.RCD = f_3_RCD
         ob3_.NotificationMaxDelay = f_3_NotificationMaxDelay
@@ -2209,35 +2259,34 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader) -> _din.ChargeParameter
                 sg = ((c >> 21) & 1)
             u = ((c >> 13) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 21)
-                c = (win >> av) & 0x1fffff
-                u2 = c >> 13
+                u2 = (c >> 5) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 21)
-                    c = (win >> av) & 0x1fffff
-                    u2 = c >> 13
+                        win, av = r.refill(av, 13)
+                    c = (win >> av) & 0x1fff
+                    u2 = c >> 5
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 13
+                        av += 5
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 13
+                        av -= 5
                         if av < 0:
-                            win, av = r.refill(av, 13)
-                        c = (win >> av) & 0x1fff
+                            win, av = r.refill(av, 5)
+                        c = (win >> av) & 0x1f
+            else:
+                av += 8
+                c >>= 8
             f_4_Value = -u - 1 if sg else u
-            if c & 0x1000 != 0x0:
-                raise r.fail_at(av + 13, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 18
+            if c & 0x10 != 0x0:
+                raise r.fail_at(av + 5, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
@@ -2291,7 +2340,7 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader) -> _din.ChargeParameter
                 raise r.fail_at(av + 30, 'ChargeParameterDiscoveryResType[3]', 'expected EE, SE(EVSEMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
             f_5_Multiplier = ((c >> 23) & 7) - 3
             ec = ((c >> 20) & 3)
-        ob4_ = _new(_din.PhysicalValueType)
+        ob4_ = _new(_K_din_PhysicalValueType)
         ob4_.Multiplier = f_4_Multiplier
         ob4_.Unit = f_4_Unit
         ob4_.Value = f_4_Value
@@ -2351,35 +2400,34 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader) -> _din.ChargeParameter
                 sg = ((c >> 18) & 1)
             u = ((c >> 10) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
-                u2 = c >> 10
+                u2 = (c >> 2) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 18)
-                    c = (win >> av) & 0x3ffff
-                    u2 = c >> 10
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 10
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 10
+                        av -= 2
                         if av < 0:
-                            win, av = r.refill(av, 10)
-                        c = (win >> av) & 0x3ff
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
+            else:
+                av += 8
+                c >>= 8
             f_5_Value = -u - 1 if sg else u
-            if c & 0x200 != 0x0:
-                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 21
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 29
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
@@ -2392,7 +2440,7 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader) -> _din.ChargeParameter
                 raise r.fail_at(av + 30, 'ChargeParameterDiscoveryResType[3]', 'expected EE, SE(EVSEMinCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
             f_6_Multiplier = ((c >> 23) & 7) - 3
             ec = ((c >> 20) & 3)
-        ob5_ = _new(_din.PhysicalValueType)
+        ob5_ = _new(_K_din_PhysicalValueType)
         ob5_.Multiplier = f_5_Multiplier
         ob5_.Unit = f_5_Unit
         ob5_.Value = f_5_Value
@@ -2444,64 +2492,63 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader) -> _din.ChargeParameter
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
         elif ec == 1:
-            av += 6
             try:
                 sg = _T071cdf68[(c >> 18) & 0x3]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x80000 != 0x0:
-                    raise r.fail_at(av + 14, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                    raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
                 sg = ((c >> 18) & 1)
             u = ((c >> 10) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
+                u2 = (c >> 2) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-                    u2 = c >> 4
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 4
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 4
+                        av -= 2
                         if av < 0:
-                            win, av = r.refill(av, 4)
-                        c = (win >> av) & 0xf
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             else:
-                c >>= 6
+                av += 8
+                c >>= 8
             f_6_Value = -u - 1 if sg else u
-            if c & 0x8 != 0x0:
-                raise r.fail_at(av + 4, 'PhysicalValueType[1]', 'expected EE of Value')
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
         else:
             raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         if c & 0x6 != 0x0:
             raise r.fail_at(av + 3, 'ChargeParameterDiscoveryResType[3]', 'expected EE, EE')
-        ob6_ = _new(_din.PhysicalValueType)
+        ob6_ = _new(_K_din_PhysicalValueType)
         ob6_.Multiplier = f_6_Multiplier
         ob6_.Unit = f_6_Unit
         ob6_.Value = f_6_Value
         f_2_EVSEMinCurrent = ob6_
-        ob2_ = _new(_din.AC_EVSEChargeParameterType)
+        ob2_ = _new(_K_din_AC_EVSEChargeParameterType)
         ob2_.AC_EVSEStatus = f_2_AC_EVSEStatus
         ob2_.EVSEMaxVoltage = f_2_EVSEMaxVoltage
         ob2_.EVSEMaxCurrent = f_2_EVSEMaxCurrent
         ob2_.EVSEMinCurrent = f_2_EVSEMinCurrent
         f_AC_EVSEChargeParameter = ob2_
     elif ec == 1:
-        av += 28
         r.avail = av
-        f_DC_EVSEChargeParameter = _d_din_DC_EVSEChargeParameterType(r)
+        f_DC_EVSEChargeParameter = _d_din_DC_EVSEChargeParameterType(r, c)
         win = r.win
         av = r.avail
         av -= 1
@@ -2512,7 +2559,7 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader) -> _din.ChargeParameter
         av += 26
         if c & 0x8000000 != 0x0:
             raise r.fail_at(av + 2, 'ChargeParameterDiscoveryResType[3]', 'expected EE')
-        ob7_ = _new(_din.EVSEChargeParameterType)
+        ob7_ = _new(_K_din_EVSEChargeParameterType)
         f_EVSEChargeParameter = ob7_
         c >>= 26
     else:
@@ -2520,7 +2567,7 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader) -> _din.ChargeParameter
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType', 'expected EE')
     r.avail = av
-    ob = _new(_din.ChargeParameterDiscoveryResType)
+    ob = _new(_K_din_ChargeParameterDiscoveryResType)
     ob.ResponseCode = f_ResponseCode
     ob.EVSEProcessing = f_EVSEProcessing
     ob.SAScheduleList = f_SAScheduleList
@@ -2567,33 +2614,33 @@ def _e_din_ChargeParameterDiscoveryResType(w: BitWriter, o: _din.ChargeParameter
             raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
         if c3.NotificationMaxDelay is None:
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-        a = (a << 13) | (_BOOL[c3.PowerSwitchClosed]) << 7 | (_BOOL[c3.RCD]) << 3
-        k += 13
         t1 = c3.NotificationMaxDelay
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'outside 0..4294967295', t1)
         u = t1
+        if c3.EVSENotification is None:
+            raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
+        if c2.EVSEMaxVoltage is None:
+            raise encode_error('AC_EVSEChargeParameterType.EVSEMaxVoltage', 'required value missing')
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 29) | (_BOOL[c3.PowerSwitchClosed]) << 23 | (_BOOL[c3.RCD]) << 19 | (u) << 8 | (_I_din_EVSENotificationType[c3.EVSENotification]) << 3
+            k += 29
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 37) | (_BOOL[c3.PowerSwitchClosed]) << 31 | (_BOOL[c3.RCD]) << 27 | (u & 0x7F) << 16 | (u >> 7) << 8 | (_I_din_EVSENotificationType[c3.EVSENotification]) << 3 | 0x800000
+            k += 37
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 45) | (_BOOL[c3.PowerSwitchClosed]) << 39 | (_BOOL[c3.RCD]) << 35 | (u & 0x7F) << 24 | (u >> 7 & 0x7F) << 16 | (u >> 14) << 8 | (_I_din_EVSENotificationType[c3.EVSENotification]) << 3 | 0x80800000
+            k += 45
         else:
+            a = (a << 13) | (_BOOL[c3.PowerSwitchClosed]) << 7 | (_BOOL[c3.RCD]) << 3
+            k += 13
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if c3.EVSENotification is None:
-            raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-        if c2.EVSEMaxVoltage is None:
-            raise encode_error('AC_EVSEChargeParameterType.EVSEMaxVoltage', 'required value missing')
-        a = (a << 8) | (_I_din_EVSENotificationType[c3.EVSENotification]) << 3
-        k += 8
+            a = (a << 8) | (_I_din_EVSENotificationType[c3.EVSENotification]) << 3
+            k += 8
         w.acc = a
         w.n = k
         _e_din_PhysicalValueType(w, c2.EVSEMaxVoltage)
@@ -2647,17 +2694,12 @@ def _e_din_ChargeParameterDiscoveryResType(w: BitWriter, o: _din.ChargeParameter
     if k >= 1024:
         w.spill()
 
-def _d_din_ChargingStatusReqType(r: BitReader) -> _din.ChargingStatusReqType:
-    win = r.win
+def _d_din_ChargingStatusReqType(r: BitReader, c: int) -> _din.ChargingStatusReqType:
     av = r.avail
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ChargingStatusReqType', 'expected EE')
     r.avail = av
-    ob = _new(_din.ChargingStatusReqType)
+    ob = _new(_K_din_ChargingStatusReqType)
     return ob
 
 def _e_din_ChargingStatusReqType(w: BitWriter, o: _din.ChargingStatusReqType) -> None:
@@ -2670,7 +2712,7 @@ def _e_din_ChargingStatusReqType(w: BitWriter, o: _din.ChargingStatusReqType) ->
     if k >= 1024:
         w.spill()
 
-def _d_din_ChargingStatusResType(r: BitReader) -> _din.ChargingStatusResType:
+def _d_din_ChargingStatusResType(r: BitReader, c: int) -> _din.ChargingStatusResType:
     win = r.win
     av = r.avail
     f_ResponseCode: _din.responseCodeType
@@ -2681,12 +2723,8 @@ def _d_din_ChargingStatusResType(r: BitReader) -> _din.ChargingStatusResType:
     f_ReceiptRequired: bool
     f_AC_EVSEStatus: _din.AC_EVSEStatusType
     s = 0
-    av -= 18
-    if av < 0:
-        win, av = r.refill(av, 18)
-    c = (win >> av) & 0x3ffff
     try:
-        f_ResponseCode = _Tfaaba5e3[c >> 8]
+        f_ResponseCode = _Tfaaba5e3[(c >> 8) & 0x3ff]
     except KeyError:  # not a valid pattern: say why
         if c & 0x30700 != 0x0:
             raise r.fail_at(av + 18, 'ChargingStatusResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID') from None
@@ -2732,200 +2770,220 @@ def _d_din_ChargingStatusResType(r: BitReader) -> _din.ChargingStatusResType:
     u = ((c >> 18) & 255)
     s = 2
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        u2 = c >> 18
+        u2 = (c >> 10) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 26)
-            c = (win >> av) & 0x3ffffff
-            u2 = c >> 18
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 18
+                av += 10
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 18
+                av -= 10
                 if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
     f_SAScheduleTupleID = -u - 1 if sg else u
     try:
-        ec = _Taa5bbe96[(c >> 15) & 0x7]
+        ec = _Taa5bbe96[(c >> 7) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x20000 != 0x0:
-            raise r.fail_at(av + 18, 'ChargingStatusResType', 'expected EE of SAScheduleTupleID') from None
-        ec = ((c >> 15) & 3)
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'ChargingStatusResType', 'expected EE of SAScheduleTupleID') from None
+        ec = ((c >> 7) & 3)
     s = 3
     if ec == 0:
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
         try:
-            f_1_Multiplier, ec = _T1fd725cf[(c >> 7) & 0xff]
+            f_1_Multiplier, ec = _T1fd725cf[c >> 22]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x6200 != 0x0:
-                raise r.fail_at(av + 15, 'ChargingStatusResType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_1_Multiplier = ((c >> 10) & 7) - 3
-            ec = ((c >> 7) & 3)
+            if c & 0x31000000 != 0x0:
+                raise r.fail_at(av + 30, 'ChargingStatusResType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+            f_1_Multiplier = ((c >> 25) & 7) - 3
+            ec = ((c >> 22) & 3)
         f_1_Unit: _din.unitSymbolType | None = None
         if ec == 0:
-            av -= 17
-            if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
             try:
-                f_1_Unit, sg = _T7f58918e[c >> 15]
+                f_1_Unit, sg = _T7f58918e[(c >> 13) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x870000 != 0x0:
-                    raise r.fail_at(av + 24, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                iv = ((c >> 19) & 15)
+                if c & 0x21c000 != 0x0:
+                    raise r.fail_at(av + 22, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                iv = ((c >> 17) & 15)
                 if iv >= 10:
-                    raise r.fail_at(av + 15, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 13, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
                 f_1_Unit = _E_din_unitSymbolType[iv]
-                sg = ((c >> 15) & 1)
-            u = ((c >> 7) & 255)
+                sg = ((c >> 13) & 1)
+            u = ((c >> 5) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 15)
-                c = (win >> av) & 0x7fff
-                u2 = c >> 7
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 15)
-                    c = (win >> av) & 0x7fff
-                    u2 = c >> 7
+                        win, av = r.refill(av, 13)
+                    c = (win >> av) & 0x1fff
+                    u2 = c >> 5
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 7
+                        av += 5
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 7
+                        av -= 5
                         if av < 0:
-                            win, av = r.refill(av, 7)
-                        c = (win >> av) & 0x7f
+                            win, av = r.refill(av, 5)
+                        c = (win >> av) & 0x1f
             f_1_Value = -u - 1 if sg else u
-            if c & 0x40 != 0x0:
-                raise r.fail_at(av + 7, 'PhysicalValueType[1]', 'expected EE of Value')
-        elif ec == 1:
-            av -= 10
+            if c & 0x10 != 0x0:
+                raise r.fail_at(av + 5, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 26
             if av < 0:
-                win, av = r.refill(av, 17)
-            c = (win >> av) & 0x1ffff
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        elif ec == 1:
             try:
-                sg = _T071cdf68[c >> 15]
+                sg = _T071cdf68[(c >> 20) & 0x3]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x10000 != 0x0:
-                    raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 15) & 1)
-            u = ((c >> 7) & 255)
+                if c & 0x200000 != 0x0:
+                    raise r.fail_at(av + 22, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                sg = ((c >> 20) & 1)
+            u = ((c >> 12) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 15)
-                c = (win >> av) & 0x7fff
-                u2 = c >> 7
+                u2 = (c >> 4) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 15)
-                    c = (win >> av) & 0x7fff
-                    u2 = c >> 7
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 7
+                        av += 4
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 7
+                        av -= 4
                         if av < 0:
-                            win, av = r.refill(av, 7)
-                        c = (win >> av) & 0x7f
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            else:
+                av += 8
+                c >>= 8
             f_1_Value = -u - 1 if sg else u
-            if c & 0x40 != 0x0:
-                raise r.fail_at(av + 7, 'PhysicalValueType[1]', 'expected EE of Value')
+            if c & 0x8 != 0x0:
+                raise r.fail_at(av + 4, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
         else:
-            raise r.fail_at(av + 7, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+            raise r.fail_at(av + 22, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         try:
-            ec = _Taa5bbe96[(c >> 3) & 0x7]
+            ec = _Taa5bbe96[(c >> 27) & 0x7]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x20 != 0x0:
-                raise r.fail_at(av + 6, 'ChargingStatusResType[3]', 'expected EE') from None
-            ec = ((c >> 3) & 3)
-        ob1_ = _new(_din.PhysicalValueType)
+            if c & 0x20000000 != 0x0:
+                raise r.fail_at(av + 30, 'ChargingStatusResType[3]', 'expected EE') from None
+            ec = ((c >> 27) & 3)
+        ob1_ = _new(_K_din_PhysicalValueType)
         ob1_.Multiplier = f_1_Multiplier
         ob1_.Unit = f_1_Unit
         ob1_.Value = f_1_Value
         f_EVSEMaxCurrent = ob1_
         if ec == 0:
-            av += 3
+            av += 17
+            c >>= 17
             r.avail = av
-            f_MeterInfo = _d_din_MeterInfoType(r)
+            f_MeterInfo = _d_din_MeterInfoType(r, c)
             win = r.win
             av = r.avail
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 5
         elif ec == 1:
             try:
-                f_ReceiptRequired = _Ta870a97b[c & 0x7]
+                f_ReceiptRequired = _Ta870a97b[(c >> 24) & 0x7]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x5 != 0x0:
-                    raise r.fail_at(av + 3, 'ChargingStatusResType[4]', 'expected CH of ReceiptRequired, EE of ReceiptRequired') from None
-                f_ReceiptRequired = ((c >> 1) & 1) == 1
+                if c & 0x5000000 != 0x0:
+                    raise r.fail_at(av + 27, 'ChargingStatusResType[4]', 'expected CH of ReceiptRequired, EE of ReceiptRequired') from None
+                f_ReceiptRequired = ((c >> 25) & 1) == 1
+            av -= 4
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 6
         else:
-            raise r.fail_at(av + 3, 'ChargingStatusResType[4]', f'event code {ec}, expected SE(MeterInfo), SE(ReceiptRequired)')
+            raise r.fail_at(av + 27, 'ChargingStatusResType[4]', f'event code {ec}, expected SE(MeterInfo), SE(ReceiptRequired)')
     elif ec == 1:
-        av += 15
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         r.avail = av
-        f_MeterInfo = _d_din_MeterInfoType(r)
+        f_MeterInfo = _d_din_MeterInfoType(r, c)
         win = r.win
         av = r.avail
+        av -= 28
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 5
     elif ec == 2:
-        av += 12
         try:
-            f_ReceiptRequired = _Ta870a97b[(c >> 12) & 0x7]
+            f_ReceiptRequired = _Ta870a97b[(c >> 4) & 0x7]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x5000 != 0x0:
-                raise r.fail_at(av + 3, 'ChargingStatusResType[3]', 'expected CH of ReceiptRequired, EE of ReceiptRequired') from None
-            f_ReceiptRequired = ((c >> 13) & 1) == 1
+            if c & 0x50 != 0x0:
+                raise r.fail_at(av + 7, 'ChargingStatusResType[3]', 'expected CH of ReceiptRequired, EE of ReceiptRequired') from None
+            f_ReceiptRequired = ((c >> 5) & 1) == 1
+        av -= 24
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 6
     else:
-        raise r.fail_at(av + 15, 'ChargingStatusResType[3]', f'event code {ec}, expected SE(EVSEMaxCurrent), SE(MeterInfo), SE(ReceiptRequired)')
+        raise r.fail_at(av + 7, 'ChargingStatusResType[3]', f'event code {ec}, expected SE(EVSEMaxCurrent), SE(MeterInfo), SE(ReceiptRequired)')
     if s == 5:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
         try:
-            f_ReceiptRequired = _Tadfaa03d[c]
+            f_ReceiptRequired = _Tadfaa03d[(c >> 24) & 0xf]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xd != 0x0:
-                raise r.fail_at(av + 4, 'ChargingStatusResType[5]', 'expected SE(ReceiptRequired), CH of ReceiptRequired, EE of ReceiptRequired') from None
-            f_ReceiptRequired = ((c >> 1) & 1) == 1
+            if c & 0xd000000 != 0x0:
+                raise r.fail_at(av + 28, 'ChargingStatusResType', 'expected SE(ReceiptRequired), CH of ReceiptRequired, EE of ReceiptRequired') from None
+            f_ReceiptRequired = ((c >> 25) & 1) == 1
         s = 6
-    av -= 27
-    if av < 0:
-        win, av = r.refill(av, 27)
-    c = (win >> av) & 0x7ffffff
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
+    else:
+        av += 1
+        c >>= 1
     try:
-        f_2_PowerSwitchClosed, f_2_RCD = _T93e74479[c >> 16]
+        f_2_PowerSwitchClosed, f_2_RCD = _T93e74479[(c >> 16) & 0x7ff]
     except KeyError:  # not a valid pattern: say why
         if c & 0x7770000 != 0x0:
             raise r.fail_at(av + 27, 'ChargingStatusResType', 'expected SE(AC_EVSEStatus), SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
@@ -2933,34 +2991,31 @@ def _d_din_ChargingStatusResType(r: BitReader) -> _din.ChargingStatusResType:
         f_2_RCD = ((c >> 19) & 1) == 1
     u = ((c >> 8) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 16)
-        c = (win >> av) & 0xffff
-        u2 = c >> 8
+        u2 = c & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 16)
-            c = (win >> av) & 0xffff
-            u2 = c >> 8
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
+            u2 = c
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 8
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                c = (win >> av) & 0xff
+    else:
+        av += 8
     f_2_NotificationMaxDelay = u
+    av -= 8
+    if av < 0:
+        win, av = r.refill(av, 8)
+    c = (win >> av) & 0xff
     try:
-        f_2_EVSENotification = _T2ef5e7f5[c & 0xff]
+        f_2_EVSENotification = _T2ef5e7f5[c]
     except KeyError:  # not a valid pattern: say why
         if c & 0xe7 != 0x0:
             raise r.fail_at(av + 8, 'ChargingStatusResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, EE') from None
@@ -2968,7 +3023,7 @@ def _d_din_ChargingStatusResType(r: BitReader) -> _din.ChargingStatusResType:
         if iv >= 3:
             raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_2_EVSENotification = _E_din_EVSENotificationType[iv]
-    ob2_ = _new(_din.AC_EVSEStatusType)
+    ob2_ = _new(_K_din_AC_EVSEStatusType)
     ob2_.PowerSwitchClosed = f_2_PowerSwitchClosed
     ob2_.RCD = f_2_RCD
     ob2_.NotificationMaxDelay = f_2_NotificationMaxDelay
@@ -2977,7 +3032,7 @@ def _d_din_ChargingStatusResType(r: BitReader) -> _din.ChargingStatusResType:
     s = 7
     s = -1
     r.avail = av
-    ob = _new(_din.ChargingStatusResType)
+    ob = _new(_K_din_ChargingStatusResType)
     ob.ResponseCode = f_ResponseCode
     ob.EVSEID = f_EVSEID
     ob.SAScheduleTupleID = f_SAScheduleTupleID
@@ -3010,27 +3065,27 @@ def _e_din_ChargingStatusResType(w: BitWriter, o: _din.ChargingStatusResType) ->
     t1 = o.SAScheduleTupleID
     if (w.strict and (t1 < -32768 or t1 > 32767)):
         raise encode_error('ChargingStatusResType.SAScheduleTupleID', 'outside -32768..32767', t1)
-    a = (a << 4) | (1 if t1 < 0 else 0)
-    k += 4
-    s = 2
     u = -t1 - 1 if t1 < 0 else t1
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 13) | (1 if t1 < 0 else 0) << 9 | (u) << 1
+        k += 13
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 21) | (1 if t1 < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 21
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 29) | (1 if t1 < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 29
     else:
+        a = (a << 4) | (1 if t1 < 0 else 0)
+        k += 4
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
+    s = 2
     s = 3
     if o.EVSEMaxCurrent is not None:
         a <<= 2
@@ -3088,31 +3143,31 @@ def _e_din_ChargingStatusResType(w: BitWriter, o: _din.ChargingStatusResType) ->
         raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
     if c1.NotificationMaxDelay is None:
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-    a = (a << 11) | (_BOOL[c1.PowerSwitchClosed]) << 7 | (_BOOL[c1.RCD]) << 3
-    k += 11
     t2 = c1.NotificationMaxDelay
     if t2 < 0 or (w.strict and (t2 > 4294967295)):
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'outside 0..4294967295', t2)
     u = t2
+    if c1.EVSENotification is None:
+        raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 27) | (_BOOL[c1.PowerSwitchClosed]) << 23 | (_BOOL[c1.RCD]) << 19 | (u) << 8 | (_I_din_EVSENotificationType[c1.EVSENotification]) << 3
+        k += 27
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 35) | (_BOOL[c1.PowerSwitchClosed]) << 31 | (_BOOL[c1.RCD]) << 27 | (u & 0x7F) << 16 | (u >> 7) << 8 | (_I_din_EVSENotificationType[c1.EVSENotification]) << 3 | 0x800000
+        k += 35
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 43) | (_BOOL[c1.PowerSwitchClosed]) << 39 | (_BOOL[c1.RCD]) << 35 | (u & 0x7F) << 24 | (u >> 7 & 0x7F) << 16 | (u >> 14) << 8 | (_I_din_EVSENotificationType[c1.EVSENotification]) << 3 | 0x80800000
+        k += 43
     else:
+        a = (a << 11) | (_BOOL[c1.PowerSwitchClosed]) << 7 | (_BOOL[c1.RCD]) << 3
+        k += 11
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if c1.EVSENotification is None:
-        raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-    a = (a << 8) | (_I_din_EVSENotificationType[c1.EVSENotification]) << 3
-    k += 8
+        a = (a << 8) | (_I_din_EVSENotificationType[c1.EVSENotification]) << 3
+        k += 8
     s = 7
     s = -1
     w.acc = a
@@ -3120,17 +3175,13 @@ def _e_din_ChargingStatusResType(w: BitWriter, o: _din.ChargingStatusResType) ->
     if k >= 1024:
         w.spill()
 
-def _d_din_ContractAuthenticationReqType(r: BitReader) -> _din.ContractAuthenticationReqType:
+def _d_din_ContractAuthenticationReqType(r: BitReader, c: int) -> _din.ContractAuthenticationReqType:
     win = r.win
     av = r.avail
     f_Id: str | None = None
     f_GenChallenge: str | None = None
     s = 0
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    ec = (c >> 9)
+    ec = ((c >> 9) & 3)
     if ec == 0:
         av += 1
         u = ((c >> 1) & 255)
@@ -3189,15 +3240,15 @@ def _d_din_ContractAuthenticationReqType(r: BitReader) -> _din.ContractAuthentic
             f_GenChallenge = r.string_of(u, None)
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 2
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'ContractAuthenticationReqType[1]', 'expected EE of GenChallenge')
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'ContractAuthenticationReqType[1]', 'expected EE of GenChallenge')
             s = 2
         elif ec == 1:
-            av += 9
+            av += 8
             s = -1
         else:
             raise r.fail_at(av + 9, 'ContractAuthenticationReqType[1]', f'event code {ec}, expected SE(GenChallenge), EE')
@@ -3228,28 +3279,26 @@ def _d_din_ContractAuthenticationReqType(r: BitReader) -> _din.ContractAuthentic
         f_GenChallenge = r.string_of(u, None)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 2
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ContractAuthenticationReqType[0]', 'expected EE of GenChallenge')
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'ContractAuthenticationReqType[0]', 'expected EE of GenChallenge')
         s = 2
     elif ec == 2:
-        av += 9
+        av += 8
         s = -1
     else:
         raise r.fail_at(av + 9, 'ContractAuthenticationReqType[0]', f'event code {ec}, expected AT(Id), SE(GenChallenge), EE')
     if s == 2:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ContractAuthenticationReqType[2]', 'expected EE')
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'ContractAuthenticationReqType', 'expected EE')
         s = -1
+    else:
+        av += 1
     r.avail = av
-    ob = _new(_din.ContractAuthenticationReqType)
+    ob = _new(_K_din_ContractAuthenticationReqType)
     ob.Id = f_Id
     ob.GenChallenge = f_GenChallenge
     return ob
@@ -3308,17 +3357,12 @@ def _e_din_ContractAuthenticationReqType(w: BitWriter, o: _din.ContractAuthentic
     if k >= 1024:
         w.spill()
 
-def _d_din_ContractAuthenticationResType(r: BitReader) -> _din.ContractAuthenticationResType:
-    win = r.win
+def _d_din_ContractAuthenticationResType(r: BitReader, c: int) -> _din.ContractAuthenticationResType:
     av = r.avail
     f_ResponseCode: _din.responseCodeType
     f_EVSEProcessing: _din.EVSEProcessingType
-    av -= 13
-    if av < 0:
-        win, av = r.refill(av, 13)
-    c = (win >> av) & 0x1fff
     try:
-        f_ResponseCode, f_EVSEProcessing = _Te0fda70f[c]
+        f_ResponseCode, f_EVSEProcessing = _Te0fda70f[c & 0x1fff]
     except KeyError:  # not a valid pattern: say why
         if c & 0x183b != 0x0:
             raise r.fail_at(av + 13, 'ContractAuthenticationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE') from None
@@ -3328,7 +3372,7 @@ def _d_din_ContractAuthenticationResType(r: BitReader) -> _din.ContractAuthentic
         f_ResponseCode = _E_din_responseCodeType[iv]
         f_EVSEProcessing = _E_din_EVSEProcessingType[((c >> 2) & 1)]
     r.avail = av
-    ob = _new(_din.ContractAuthenticationResType)
+    ob = _new(_K_din_ContractAuthenticationResType)
     ob.ResponseCode = f_ResponseCode
     ob.EVSEProcessing = f_EVSEProcessing
     return ob
@@ -3347,7 +3391,7 @@ def _e_din_ContractAuthenticationResType(w: BitWriter, o: _din.ContractAuthentic
     if k >= 1024:
         w.spill()
 
-def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
+def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqType:
     win = r.win
     av = r.avail
     f_DC_EVStatus: _din.DC_EVStatusType
@@ -3361,14 +3405,14 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
     f_RemainingTimeToBulkSoC: _din.PhysicalValueType | None = None
     f_EVTargetVoltage: _din.PhysicalValueType
     s = 0
+    if c & 0x8000000 != 0x0:
+        raise r.fail_at(av + 28, 'CurrentDemandReqType', 'expected SE(DC_EVStatus)')
     av -= 1
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'CurrentDemandReqType', 'expected SE(DC_EVStatus)')
+        win, av = r.refill(av, 28)
+    c = (win >> av) & 0xfffffff
     r.avail = av
-    f_DC_EVStatus = _d_din_DC_EVStatusType(r)
+    f_DC_EVStatus = _d_din_DC_EVStatusType(r, c)
     win = r.win
     av = r.avail
     av -= 30
@@ -3438,35 +3482,34 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
             sg = ((c >> 19) & 1)
         u = ((c >> 11) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 19)
-            c = (win >> av) & 0x7ffff
-            u2 = c >> 11
+            u2 = (c >> 3) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
-                u2 = c >> 11
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 11
+                    av += 3
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 11
+                    av -= 3
                     if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
+        else:
+            av += 8
+            c >>= 8
         f_1_Value = -u - 1 if sg else u
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'PhysicalValueType[1]', 'expected EE of Value')
-        av -= 20
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+        av -= 28
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
@@ -3478,7 +3521,7 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
         if c & 0x20000000 != 0x0:
             raise r.fail_at(av + 30, 'CurrentDemandReqType', 'expected EE') from None
         ec = ((c >> 26) & 7)
-    ob1_ = _new(_din.PhysicalValueType)
+    ob1_ = _new(_K_din_PhysicalValueType)
     ob1_.Multiplier = f_1_Multiplier
     ob1_.Unit = f_1_Unit
     ob1_.Value = f_1_Value
@@ -3547,35 +3590,32 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
                 sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 16)
-                c = (win >> av) & 0xffff
-                u2 = c >> 8
+                u2 = c & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 16)
-                    c = (win >> av) & 0xffff
-                    u2 = c >> 8
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 8
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 8)
-                        c = (win >> av) & 0xff
+            else:
+                av += 8
             f_2_Value = -u - 1 if sg else u
-            if c & 0x80 != 0x0:
-                raise r.fail_at(av + 8, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 23
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x20000000 != 0x0:
+                raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 1
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
@@ -3587,7 +3627,7 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
             if c & 0x20000000 != 0x0:
                 raise r.fail_at(av + 30, 'CurrentDemandReqType[2]', 'expected EE') from None
             ec = ((c >> 26) & 7)
-        ob2_ = _new(_din.PhysicalValueType)
+        ob2_ = _new(_K_din_PhysicalValueType)
         ob2_.Multiplier = f_2_Multiplier
         ob2_.Unit = f_2_Unit
         ob2_.Value = f_2_Value
@@ -3642,55 +3682,49 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
                 f_3_Value = -u - 1 if sg else u
                 if c & 0x1 != 0x0:
                     raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
-                av -= 1
+                av -= 29
                 if av < 0:
-                    win, av = r.refill(av, 1)
-                c = (win >> av) & 0x1
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
             elif ec == 1:
-                av += 6
                 try:
                     sg = _T071cdf68[(c >> 16) & 0x3]
                 except KeyError:  # not a valid pattern: say why
                     if c & 0x20000 != 0x0:
-                        raise r.fail_at(av + 12, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                        raise r.fail_at(av + 18, 'PhysicalValueType[1]', 'expected CH of Value') from None
                     sg = ((c >> 16) & 1)
                 u = ((c >> 8) & 255)
                 if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                    u2 = c & 0xFF
                     if u2 < 128:
                         u += _U2[u2]
                     else:
                         u = (u & 0x7F) | (u2 & 0x7F) << 7
                         av -= 8
                         if av < 0:
-                            win, av = r.refill(av, 10)
-                        c = (win >> av) & 0x3ff
-                        u2 = c >> 2
+                            win, av = r.refill(av, 8)
+                        c = (win >> av) & 0xff
+                        u2 = c
                         u |= (u2 & 0x7F) << 14
                         if u2 > 127:
-                            av += 2
                             r.avail = av
                             u = r.uint_more(u, 21)
                             win = r.win
                             av = r.avail
-                            av -= 2
-                            if av < 0:
-                                win, av = r.refill(av, 2)
-                            c = (win >> av) & 0x3
                 else:
-                    c >>= 6
+                    av += 8
                 f_3_Value = -u - 1 if sg else u
-                if c & 0x2 != 0x0:
-                    raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 30
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                if c & 0x20000000 != 0x0:
+                    raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected EE of Value')
             else:
                 raise r.fail_at(av + 18, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'CurrentDemandReqType[3]', 'expected EE')
-            ob3_ = _new(_din.PhysicalValueType)
+            if c & 0x10000000 != 0x0:
+                raise r.fail_at(av + 29, 'CurrentDemandReqType[3]', 'expected EE')
+            ob3_ = _new(_K_din_PhysicalValueType)
             ob3_.Multiplier = f_3_Multiplier
             ob3_.Unit = f_3_Unit
             ob3_.Value = f_3_Value
@@ -3746,77 +3780,77 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
                 f_4_Value = -u - 1 if sg else u
                 if c & 0x1 != 0x0:
                     raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
-                av -= 1
+                av -= 29
                 if av < 0:
-                    win, av = r.refill(av, 1)
-                c = (win >> av) & 0x1
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
             elif ec == 1:
-                av += 6
                 try:
                     sg = _T071cdf68[(c >> 16) & 0x3]
                 except KeyError:  # not a valid pattern: say why
                     if c & 0x20000 != 0x0:
-                        raise r.fail_at(av + 12, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                        raise r.fail_at(av + 18, 'PhysicalValueType[1]', 'expected CH of Value') from None
                     sg = ((c >> 16) & 1)
                 u = ((c >> 8) & 255)
                 if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                    u2 = c & 0xFF
                     if u2 < 128:
                         u += _U2[u2]
                     else:
                         u = (u & 0x7F) | (u2 & 0x7F) << 7
                         av -= 8
                         if av < 0:
-                            win, av = r.refill(av, 10)
-                        c = (win >> av) & 0x3ff
-                        u2 = c >> 2
+                            win, av = r.refill(av, 8)
+                        c = (win >> av) & 0xff
+                        u2 = c
                         u |= (u2 & 0x7F) << 14
                         if u2 > 127:
-                            av += 2
                             r.avail = av
                             u = r.uint_more(u, 21)
                             win = r.win
                             av = r.avail
-                            av -= 2
-                            if av < 0:
-                                win, av = r.refill(av, 2)
-                            c = (win >> av) & 0x3
                 else:
-                    c >>= 6
+                    av += 8
                 f_4_Value = -u - 1 if sg else u
-                if c & 0x2 != 0x0:
-                    raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 30
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                if c & 0x20000000 != 0x0:
+                    raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected EE of Value')
             else:
                 raise r.fail_at(av + 18, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'CurrentDemandReqType[3]', 'expected EE')
-            ob4_ = _new(_din.PhysicalValueType)
+            if c & 0x10000000 != 0x0:
+                raise r.fail_at(av + 29, 'CurrentDemandReqType[3]', 'expected EE')
+            ob4_ = _new(_K_din_PhysicalValueType)
             ob4_.Multiplier = f_4_Multiplier
             ob4_.Unit = f_4_Unit
             ob4_.Value = f_4_Value
             f_EVMaximumPowerLimit = ob4_
             s = 5
         elif ec == 2:
-            av += 23
             try:
                 f_BulkChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x2800000 != 0x0:
-                    raise r.fail_at(av + 3, 'CurrentDemandReqType[3]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete') from None
+                    raise r.fail_at(av + 26, 'CurrentDemandReqType[3]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete') from None
                 f_BulkChargingComplete = ((c >> 24) & 1) == 1
+            av -= 5
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 6
         elif ec == 3:
-            av += 23
             try:
                 f_ChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x2800000 != 0x0:
-                    raise r.fail_at(av + 3, 'CurrentDemandReqType[3]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
+                    raise r.fail_at(av + 26, 'CurrentDemandReqType[3]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
                 f_ChargingComplete = ((c >> 24) & 1) == 1
+            av -= 5
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 7
         else:
             raise r.fail_at(av + 26, 'CurrentDemandReqType[3]', f'event code {ec}, expected SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
@@ -3870,55 +3904,49 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
             f_5_Value = -u - 1 if sg else u
             if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 1
+            av -= 29
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
+                win, av = r.refill(av, 29)
+            c = (win >> av) & 0x1fffffff
         elif ec == 1:
-            av += 6
             try:
                 sg = _T071cdf68[(c >> 16) & 0x3]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x20000 != 0x0:
-                    raise r.fail_at(av + 12, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                    raise r.fail_at(av + 18, 'PhysicalValueType[1]', 'expected CH of Value') from None
                 sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                u2 = c & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
             else:
-                c >>= 6
+                av += 8
             f_5_Value = -u - 1 if sg else u
-            if c & 0x2 != 0x0:
-                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x20000000 != 0x0:
+                raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected EE of Value')
         else:
             raise r.fail_at(av + 18, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c & 0x1 != 0x0:
-            raise r.fail_at(av + 1, 'CurrentDemandReqType[2]', 'expected EE')
-        ob5_ = _new(_din.PhysicalValueType)
+        if c & 0x10000000 != 0x0:
+            raise r.fail_at(av + 29, 'CurrentDemandReqType[2]', 'expected EE')
+        ob5_ = _new(_K_din_PhysicalValueType)
         ob5_.Multiplier = f_5_Multiplier
         ob5_.Unit = f_5_Unit
         ob5_.Value = f_5_Value
@@ -3974,247 +4002,252 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
             f_6_Value = -u - 1 if sg else u
             if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 1
+            av -= 29
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
+                win, av = r.refill(av, 29)
+            c = (win >> av) & 0x1fffffff
         elif ec == 1:
-            av += 6
             try:
                 sg = _T071cdf68[(c >> 16) & 0x3]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x20000 != 0x0:
-                    raise r.fail_at(av + 12, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                    raise r.fail_at(av + 18, 'PhysicalValueType[1]', 'expected CH of Value') from None
                 sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                u2 = c & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
             else:
-                c >>= 6
+                av += 8
             f_6_Value = -u - 1 if sg else u
-            if c & 0x2 != 0x0:
-                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x20000000 != 0x0:
+                raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected EE of Value')
         else:
             raise r.fail_at(av + 18, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c & 0x1 != 0x0:
-            raise r.fail_at(av + 1, 'CurrentDemandReqType[2]', 'expected EE')
-        ob6_ = _new(_din.PhysicalValueType)
+        if c & 0x10000000 != 0x0:
+            raise r.fail_at(av + 29, 'CurrentDemandReqType[2]', 'expected EE')
+        ob6_ = _new(_K_din_PhysicalValueType)
         ob6_.Multiplier = f_6_Multiplier
         ob6_.Unit = f_6_Unit
         ob6_.Value = f_6_Value
         f_EVMaximumPowerLimit = ob6_
         s = 5
     elif ec == 3:
-        av += 23
         try:
             f_BulkChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
         except KeyError:  # not a valid pattern: say why
             if c & 0x2800000 != 0x0:
-                raise r.fail_at(av + 3, 'CurrentDemandReqType[2]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete') from None
+                raise r.fail_at(av + 26, 'CurrentDemandReqType[2]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete') from None
             f_BulkChargingComplete = ((c >> 24) & 1) == 1
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 6
     elif ec == 4:
-        av += 23
         try:
             f_ChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
         except KeyError:  # not a valid pattern: say why
             if c & 0x2800000 != 0x0:
-                raise r.fail_at(av + 3, 'CurrentDemandReqType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
+                raise r.fail_at(av + 26, 'CurrentDemandReqType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
             f_ChargingComplete = ((c >> 24) & 1) == 1
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 7
     else:
         raise r.fail_at(av + 26, 'CurrentDemandReqType[2]', f'event code {ec}, expected SE(EVMaximumVoltageLimit), SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 4:
-        av -= 29
-        if av < 0:
-            win, av = r.refill(av, 29)
-        c = (win >> av) & 0x1fffffff
-        ec = (c >> 27)
+        ec = ((c >> 26) & 3)
         if ec == 0:
             try:
-                f_7_Multiplier, ec = _T1fd725cf[(c >> 19) & 0xff]
+                f_7_Multiplier, ec = _T1fd725cf[(c >> 18) & 0xff]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x6200000 != 0x0:
-                    raise r.fail_at(av + 27, 'CurrentDemandReqType[4]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-                f_7_Multiplier = ((c >> 22) & 7) - 3
-                ec = ((c >> 19) & 3)
+                if c & 0x3100000 != 0x0:
+                    raise r.fail_at(av + 26, 'CurrentDemandReqType[4]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+                f_7_Multiplier = ((c >> 21) & 7) - 3
+                ec = ((c >> 18) & 3)
             f_7_Unit: _din.unitSymbolType | None = None
             if ec == 0:
                 try:
-                    f_7_Unit, sg = _T7f58918e[(c >> 10) & 0x1ff]
+                    f_7_Unit, sg = _T7f58918e[(c >> 9) & 0x1ff]
                 except KeyError:  # not a valid pattern: say why
-                    if c & 0x43800 != 0x0:
-                        raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                    iv = ((c >> 14) & 15)
+                    if c & 0x21c00 != 0x0:
+                        raise r.fail_at(av + 18, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                    iv = ((c >> 13) & 15)
                     if iv >= 10:
-                        raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                        raise r.fail_at(av + 9, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
                     f_7_Unit = _E_din_unitSymbolType[iv]
-                    sg = ((c >> 10) & 1)
-                u = ((c >> 2) & 255)
+                    sg = ((c >> 9) & 1)
+                u = ((c >> 1) & 255)
                 if u > 127:
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    u2 = c >> 1
                     if u2 < 128:
                         u += _U2[u2]
                     else:
                         u = (u & 0x7F) | (u2 & 0x7F) << 7
                         av -= 8
                         if av < 0:
-                            win, av = r.refill(av, 10)
-                        c = (win >> av) & 0x3ff
-                        u2 = c >> 2
+                            win, av = r.refill(av, 9)
+                        c = (win >> av) & 0x1ff
+                        u2 = c >> 1
                         u |= (u2 & 0x7F) << 14
                         if u2 > 127:
-                            av += 2
+                            av += 1
                             r.avail = av
                             u = r.uint_more(u, 21)
                             win = r.win
                             av = r.avail
-                            av -= 2
+                            av -= 1
                             if av < 0:
-                                win, av = r.refill(av, 2)
-                            c = (win >> av) & 0x3
+                                win, av = r.refill(av, 1)
+                            c = (win >> av) & 0x1
                 f_7_Value = -u - 1 if sg else u
-                if c & 0x2 != 0x0:
-                    raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+                if c & 0x1 != 0x0:
+                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 29
+                if av < 0:
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
             elif ec == 1:
-                av += 7
                 try:
-                    sg = _T071cdf68[(c >> 17) & 0x3]
+                    sg = _T071cdf68[(c >> 16) & 0x3]
                 except KeyError:  # not a valid pattern: say why
-                    if c & 0x40000 != 0x0:
-                        raise r.fail_at(av + 12, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                    sg = ((c >> 17) & 1)
-                u = ((c >> 9) & 255)
+                    if c & 0x20000 != 0x0:
+                        raise r.fail_at(av + 18, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                    sg = ((c >> 16) & 1)
+                u = ((c >> 8) & 255)
                 if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                    u2 = c & 0xFF
                     if u2 < 128:
                         u += _U2[u2]
                     else:
                         u = (u & 0x7F) | (u2 & 0x7F) << 7
                         av -= 8
                         if av < 0:
-                            win, av = r.refill(av, 10)
-                        c = (win >> av) & 0x3ff
-                        u2 = c >> 2
+                            win, av = r.refill(av, 8)
+                        c = (win >> av) & 0xff
+                        u2 = c
                         u |= (u2 & 0x7F) << 14
                         if u2 > 127:
-                            av += 2
                             r.avail = av
                             u = r.uint_more(u, 21)
                             win = r.win
                             av = r.avail
-                            av -= 2
-                            if av < 0:
-                                win, av = r.refill(av, 2)
-                            c = (win >> av) & 0x3
                 else:
-                    c >>= 7
+                    av += 8
                 f_7_Value = -u - 1 if sg else u
-                if c & 0x2 != 0x0:
-                    raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 30
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                if c & 0x20000000 != 0x0:
+                    raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected EE of Value')
             else:
-                raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'CurrentDemandReqType[4]', 'expected EE')
-            ob7_ = _new(_din.PhysicalValueType)
+                raise r.fail_at(av + 18, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+            if c & 0x10000000 != 0x0:
+                raise r.fail_at(av + 29, 'CurrentDemandReqType[4]', 'expected EE')
+            ob7_ = _new(_K_din_PhysicalValueType)
             ob7_.Multiplier = f_7_Multiplier
             ob7_.Unit = f_7_Unit
             ob7_.Value = f_7_Value
             f_EVMaximumPowerLimit = ob7_
             s = 5
         elif ec == 1:
-            av += 24
             try:
-                f_BulkChargingComplete = _Ta870a97b[(c >> 24) & 0x7]
+                f_BulkChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x5000000 != 0x0:
-                    raise r.fail_at(av + 3, 'CurrentDemandReqType[4]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete') from None
-                f_BulkChargingComplete = ((c >> 25) & 1) == 1
+                if c & 0x2800000 != 0x0:
+                    raise r.fail_at(av + 26, 'CurrentDemandReqType[4]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete') from None
+                f_BulkChargingComplete = ((c >> 24) & 1) == 1
+            av -= 5
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 6
         elif ec == 2:
-            av += 24
             try:
-                f_ChargingComplete = _Ta870a97b[(c >> 24) & 0x7]
+                f_ChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x5000000 != 0x0:
-                    raise r.fail_at(av + 3, 'CurrentDemandReqType[4]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
-                f_ChargingComplete = ((c >> 25) & 1) == 1
+                if c & 0x2800000 != 0x0:
+                    raise r.fail_at(av + 26, 'CurrentDemandReqType[4]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
+                f_ChargingComplete = ((c >> 24) & 1) == 1
+            av -= 5
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 7
         else:
-            raise r.fail_at(av + 27, 'CurrentDemandReqType[4]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
+            raise r.fail_at(av + 26, 'CurrentDemandReqType[4]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 5:
-        av -= 5
-        if av < 0:
-            win, av = r.refill(av, 5)
-        c = (win >> av) & 0x1f
-        ec = (c >> 3)
+        ec = ((c >> 26) & 3)
         if ec == 0:
             try:
-                f_BulkChargingComplete = _Ta870a97b[c & 0x7]
+                f_BulkChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x5 != 0x0:
-                    raise r.fail_at(av + 3, 'CurrentDemandReqType[5]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete') from None
-                f_BulkChargingComplete = ((c >> 1) & 1) == 1
+                if c & 0x2800000 != 0x0:
+                    raise r.fail_at(av + 26, 'CurrentDemandReqType[5]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete') from None
+                f_BulkChargingComplete = ((c >> 24) & 1) == 1
+            av -= 5
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 6
         elif ec == 1:
             try:
-                f_ChargingComplete = _Ta870a97b[c & 0x7]
+                f_ChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x5 != 0x0:
-                    raise r.fail_at(av + 3, 'CurrentDemandReqType[5]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
-                f_ChargingComplete = ((c >> 1) & 1) == 1
+                if c & 0x2800000 != 0x0:
+                    raise r.fail_at(av + 26, 'CurrentDemandReqType[5]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
+                f_ChargingComplete = ((c >> 24) & 1) == 1
+            av -= 5
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 7
         else:
-            raise r.fail_at(av + 3, 'CurrentDemandReqType[5]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
+            raise r.fail_at(av + 26, 'CurrentDemandReqType[5]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 6:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
         try:
-            f_ChargingComplete = _Tadfaa03d[c]
+            f_ChargingComplete = _Tadfaa03d[(c >> 24) & 0xf]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xd != 0x0:
-                raise r.fail_at(av + 4, 'CurrentDemandReqType[6]', 'expected SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete') from None
-            f_ChargingComplete = ((c >> 1) & 1) == 1
+            if c & 0xd000000 != 0x0:
+                raise r.fail_at(av + 28, 'CurrentDemandReqType', 'expected SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete') from None
+            f_ChargingComplete = ((c >> 25) & 1) == 1
         s = 7
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    ec = (c >> 28)
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    else:
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    ec = ((c >> 28) & 3)
     if ec == 0:
         try:
             f_8_Multiplier, ec = _T1fd725cf[(c >> 20) & 0xff]
@@ -4278,35 +4311,34 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
                 sg = ((c >> 18) & 1)
             u = ((c >> 10) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
-                u2 = c >> 10
+                u2 = (c >> 2) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 18)
-                    c = (win >> av) & 0x3ffff
-                    u2 = c >> 10
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 10
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 10
+                        av -= 2
                         if av < 0:
-                            win, av = r.refill(av, 10)
-                        c = (win >> av) & 0x3ff
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
+            else:
+                av += 8
+                c >>= 8
             f_8_Value = -u - 1 if sg else u
-            if c & 0x200 != 0x0:
-                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 21
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 29
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
@@ -4318,7 +4350,7 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
             if c & 0x20000000 != 0x0:
                 raise r.fail_at(av + 30, 'CurrentDemandReqType[7]', 'expected EE') from None
             ec = ((c >> 27) & 3)
-        ob8_ = _new(_din.PhysicalValueType)
+        ob8_ = _new(_K_din_PhysicalValueType)
         ob8_.Multiplier = f_8_Multiplier
         ob8_.Unit = f_8_Unit
         ob8_.Value = f_8_Value
@@ -4373,51 +4405,55 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
                 f_9_Value = -u - 1 if sg else u
                 if c & 0x2 != 0x0:
                     raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
             elif ec == 1:
-                av += 7
                 try:
                     sg = _T071cdf68[(c >> 17) & 0x3]
                 except KeyError:  # not a valid pattern: say why
                     if c & 0x40000 != 0x0:
-                        raise r.fail_at(av + 12, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                        raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Value') from None
                     sg = ((c >> 17) & 1)
                 u = ((c >> 9) & 255)
                 if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                    u2 = (c >> 1) & 0xFF
                     if u2 < 128:
                         u += _U2[u2]
                     else:
                         u = (u & 0x7F) | (u2 & 0x7F) << 7
                         av -= 8
                         if av < 0:
-                            win, av = r.refill(av, 10)
-                        c = (win >> av) & 0x3ff
-                        u2 = c >> 2
+                            win, av = r.refill(av, 9)
+                        c = (win >> av) & 0x1ff
+                        u2 = c >> 1
                         u |= (u2 & 0x7F) << 14
                         if u2 > 127:
-                            av += 2
+                            av += 1
                             r.avail = av
                             u = r.uint_more(u, 21)
                             win = r.win
                             av = r.avail
-                            av -= 2
+                            av -= 1
                             if av < 0:
-                                win, av = r.refill(av, 2)
-                            c = (win >> av) & 0x3
+                                win, av = r.refill(av, 1)
+                            c = (win >> av) & 0x1
                 else:
-                    c >>= 7
+                    av += 8
+                    c >>= 8
                 f_9_Value = -u - 1 if sg else u
-                if c & 0x2 != 0x0:
-                    raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+                if c & 0x1 != 0x0:
+                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 29
+                if av < 0:
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
             else:
                 raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'CurrentDemandReqType[8]', 'expected EE')
-            ob9_ = _new(_din.PhysicalValueType)
+            if c & 0x10000000 != 0x0:
+                raise r.fail_at(av + 29, 'CurrentDemandReqType[8]', 'expected EE')
+            ob9_ = _new(_K_din_PhysicalValueType)
             ob9_.Multiplier = f_9_Multiplier
             ob9_.Unit = f_9_Unit
             ob9_.Value = f_9_Value
@@ -4473,51 +4509,55 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
                 f_10_Value = -u - 1 if sg else u
                 if c & 0x2 != 0x0:
                     raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
             elif ec == 1:
-                av += 7
                 try:
                     sg = _T071cdf68[(c >> 17) & 0x3]
                 except KeyError:  # not a valid pattern: say why
                     if c & 0x40000 != 0x0:
-                        raise r.fail_at(av + 12, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                        raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Value') from None
                     sg = ((c >> 17) & 1)
                 u = ((c >> 9) & 255)
                 if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                    u2 = (c >> 1) & 0xFF
                     if u2 < 128:
                         u += _U2[u2]
                     else:
                         u = (u & 0x7F) | (u2 & 0x7F) << 7
                         av -= 8
                         if av < 0:
-                            win, av = r.refill(av, 10)
-                        c = (win >> av) & 0x3ff
-                        u2 = c >> 2
+                            win, av = r.refill(av, 9)
+                        c = (win >> av) & 0x1ff
+                        u2 = c >> 1
                         u |= (u2 & 0x7F) << 14
                         if u2 > 127:
-                            av += 2
+                            av += 1
                             r.avail = av
                             u = r.uint_more(u, 21)
                             win = r.win
                             av = r.avail
-                            av -= 2
+                            av -= 1
                             if av < 0:
-                                win, av = r.refill(av, 2)
-                            c = (win >> av) & 0x3
+                                win, av = r.refill(av, 1)
+                            c = (win >> av) & 0x1
                 else:
-                    c >>= 7
+                    av += 8
+                    c >>= 8
                 f_10_Value = -u - 1 if sg else u
-                if c & 0x2 != 0x0:
-                    raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+                if c & 0x1 != 0x0:
+                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 29
+                if av < 0:
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
             else:
                 raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'CurrentDemandReqType[8]', 'expected EE')
-            ob10_ = _new(_din.PhysicalValueType)
+            if c & 0x10000000 != 0x0:
+                raise r.fail_at(av + 29, 'CurrentDemandReqType[8]', 'expected EE')
+            ob10_ = _new(_K_din_PhysicalValueType)
             ob10_.Multiplier = f_10_Multiplier
             ob10_.Unit = f_10_Unit
             ob10_.Value = f_10_Value
@@ -4526,12 +4566,11 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
         else:
             raise r.fail_at(av + 27, 'CurrentDemandReqType[8]', f'event code {ec}, expected SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
     elif ec == 1:
-        av += 1
         try:
             f_11_Multiplier, ec = _T1fd725cf[(c >> 20) & 0xff]
         except KeyError:  # not a valid pattern: say why
             if c & 0xc400000 != 0x0:
-                raise r.fail_at(av + 27, 'CurrentDemandReqType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+                raise r.fail_at(av + 28, 'CurrentDemandReqType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
             f_11_Multiplier = ((c >> 23) & 7) - 3
             ec = ((c >> 20) & 3)
         f_11_Unit: _din.unitSymbolType | None = None
@@ -4540,59 +4579,56 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
                 f_11_Unit, sg = _T7f58918e[(c >> 11) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x87000 != 0x0:
-                    raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                    raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
                 iv = ((c >> 15) & 15)
                 if iv >= 10:
-                    raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
                 f_11_Unit = _E_din_unitSymbolType[iv]
                 sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            else:
-                c >>= 1
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_11_Value = -u - 1 if sg else u
-            if c & 0x2 != 0x0:
-                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 29)
+            c = (win >> av) & 0x1fffffff
         elif ec == 1:
-            av += 7
             try:
                 sg = _T071cdf68[(c >> 18) & 0x3]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x80000 != 0x0:
-                    raise r.fail_at(av + 12, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                    raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
                 sg = ((c >> 18) & 1)
             u = ((c >> 10) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                u2 = (c >> 2) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
@@ -4614,27 +4650,31 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
                             win, av = r.refill(av, 2)
                         c = (win >> av) & 0x3
             else:
+                av += 8
                 c >>= 8
             f_11_Value = -u - 1 if sg else u
             if c & 0x2 != 0x0:
                 raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 29)
+            c = (win >> av) & 0x1fffffff
         else:
-            raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c & 0x1 != 0x0:
-            raise r.fail_at(av + 1, 'CurrentDemandReqType[7]', 'expected EE')
-        ob11_ = _new(_din.PhysicalValueType)
+            raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        if c & 0x10000000 != 0x0:
+            raise r.fail_at(av + 29, 'CurrentDemandReqType[7]', 'expected EE')
+        ob11_ = _new(_K_din_PhysicalValueType)
         ob11_.Multiplier = f_11_Multiplier
         ob11_.Unit = f_11_Unit
         ob11_.Value = f_11_Value
         f_RemainingTimeToBulkSoC = ob11_
         s = 9
     elif ec == 2:
-        av += 1
         try:
             f_12_Multiplier, ec = _T1fd725cf[(c >> 20) & 0xff]
         except KeyError:  # not a valid pattern: say why
             if c & 0xc400000 != 0x0:
-                raise r.fail_at(av + 27, 'CurrentDemandReqType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+                raise r.fail_at(av + 28, 'CurrentDemandReqType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
             f_12_Multiplier = ((c >> 23) & 7) - 3
             ec = ((c >> 20) & 3)
         f_12_Unit: _din.unitSymbolType | None = None
@@ -4643,59 +4683,56 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
                 f_12_Unit, sg = _T7f58918e[(c >> 11) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x87000 != 0x0:
-                    raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                    raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
                 iv = ((c >> 15) & 15)
                 if iv >= 10:
-                    raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
                 f_12_Unit = _E_din_unitSymbolType[iv]
                 sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            else:
-                c >>= 1
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_12_Value = -u - 1 if sg else u
-            if c & 0x2 != 0x0:
-                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 29)
+            c = (win >> av) & 0x1fffffff
         elif ec == 1:
-            av += 7
             try:
                 sg = _T071cdf68[(c >> 18) & 0x3]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x80000 != 0x0:
-                    raise r.fail_at(av + 12, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                    raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
                 sg = ((c >> 18) & 1)
             u = ((c >> 10) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                u2 = (c >> 2) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
@@ -4717,15 +4754,20 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
                             win, av = r.refill(av, 2)
                         c = (win >> av) & 0x3
             else:
+                av += 8
                 c >>= 8
             f_12_Value = -u - 1 if sg else u
             if c & 0x2 != 0x0:
                 raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 29)
+            c = (win >> av) & 0x1fffffff
         else:
-            raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c & 0x1 != 0x0:
-            raise r.fail_at(av + 1, 'CurrentDemandReqType[7]', 'expected EE')
-        ob12_ = _new(_din.PhysicalValueType)
+            raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        if c & 0x10000000 != 0x0:
+            raise r.fail_at(av + 29, 'CurrentDemandReqType[7]', 'expected EE')
+        ob12_ = _new(_K_din_PhysicalValueType)
         ob12_.Multiplier = f_12_Multiplier
         ob12_.Unit = f_12_Unit
         ob12_.Value = f_12_Value
@@ -4734,15 +4776,11 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
     else:
         raise r.fail_at(av + 28, 'CurrentDemandReqType[7]', f'event code {ec}, expected SE(RemainingTimeToFullSoC), SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
     if s == 9:
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
         try:
-            f_13_Multiplier, ec = _T0c77b141[c >> 19]
+            f_13_Multiplier, ec = _T0c77b141[(c >> 19) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
             if c & 0xe200000 != 0x0:
-                raise r.fail_at(av + 28, 'CurrentDemandReqType[9]', 'expected SE(EVTargetVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+                raise r.fail_at(av + 28, 'CurrentDemandReqType', 'expected SE(EVTargetVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
             f_13_Multiplier = ((c >> 22) & 7) - 3
             ec = ((c >> 19) & 3)
         f_13_Unit: _din.unitSymbolType | None = None
@@ -4787,65 +4825,68 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
             f_13_Value = -u - 1 if sg else u
             if c & 0x2 != 0x0:
                 raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
         elif ec == 1:
-            av += 7
             try:
                 sg = _T071cdf68[(c >> 17) & 0x3]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x40000 != 0x0:
-                    raise r.fail_at(av + 12, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                    raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Value') from None
                 sg = ((c >> 17) & 1)
             u = ((c >> 9) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                u2 = (c >> 1) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    u2 = c >> 1
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 1
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 1
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 1)
+                        c = (win >> av) & 0x1
             else:
-                c >>= 7
+                av += 8
+                c >>= 8
             f_13_Value = -u - 1 if sg else u
-            if c & 0x2 != 0x0:
-                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+            if c & 0x1 != 0x0:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
         else:
             raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c & 0x1 != 0x0:
-            raise r.fail_at(av + 1, 'CurrentDemandReqType[9]', 'expected EE')
-        ob13_ = _new(_din.PhysicalValueType)
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'CurrentDemandReqType', 'expected EE')
+        ob13_ = _new(_K_din_PhysicalValueType)
         ob13_.Multiplier = f_13_Multiplier
         ob13_.Unit = f_13_Unit
         ob13_.Value = f_13_Value
         f_EVTargetVoltage = ob13_
         s = 10
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    else:
+        av += 27
+        c >>= 27
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'CurrentDemandReqType', 'expected EE')
     s = -1
     r.avail = av
-    ob = _new(_din.CurrentDemandReqType)
+    ob = _new(_K_din_CurrentDemandReqType)
     ob.DC_EVStatus = f_DC_EVStatus
     ob.EVTargetCurrent = f_EVTargetCurrent
     ob.EVMaximumVoltageLimit = f_EVMaximumVoltageLimit
@@ -5056,7 +5097,7 @@ def _e_din_CurrentDemandReqType(w: BitWriter, o: _din.CurrentDemandReqType) -> N
     if k >= 1024:
         w.spill()
 
-def _d_din_CurrentDemandResType(r: BitReader) -> _din.CurrentDemandResType:
+def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResType:
     win = r.win
     av = r.avail
     f_ResponseCode: _din.responseCodeType
@@ -5070,95 +5111,94 @@ def _d_din_CurrentDemandResType(r: BitReader) -> _din.CurrentDemandResType:
     f_EVSEMaximumCurrentLimit: _din.PhysicalValueType | None = None
     f_EVSEMaximumPowerLimit: _din.PhysicalValueType | None = None
     s = 0
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
     try:
-        f_ResponseCode, ec = _T2cf7554e[c >> 19]
+        f_ResponseCode, ec = _T2cf7554e[(c >> 17) & 0x7ff]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x30600000 != 0x0:
-            raise r.fail_at(av + 30, 'CurrentDemandResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)') from None
-        iv = ((c >> 23) & 31)
+        if c & 0xc180000 != 0x0:
+            raise r.fail_at(av + 28, 'CurrentDemandResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)') from None
+        iv = ((c >> 21) & 31)
         if iv >= 23:
-            raise r.fail_at(av + 19, 'CurrentDemandResType.ResponseCode', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 17, 'CurrentDemandResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_din_responseCodeType[iv]
-        ec = ((c >> 19) & 3)
+        ec = ((c >> 17) & 3)
     s = 1
     f_1_EVSEIsolationStatus: _din.isolationLevelType | None = None
     if ec == 0:
         try:
-            f_1_EVSEIsolationStatus, f_1_EVSEStatusCode = _T6b55cf38[(c >> 8) & 0x7ff]
+            f_1_EVSEIsolationStatus, f_1_EVSEStatusCode = _T6b55cf38[(c >> 6) & 0x7ff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x4e100 != 0x0:
-                raise r.fail_at(av + 19, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            f_1_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 16) & 3)]
-            iv = ((c >> 9) & 15)
+            if c & 0x13840 != 0x0:
+                raise r.fail_at(av + 17, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+            f_1_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 14) & 3)]
+            iv = ((c >> 7) & 15)
             if iv >= 12:
-                raise r.fail_at(av + 8, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 6, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
             f_1_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-        av -= 22
+        av -= 24
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     elif ec == 1:
         try:
-            f_1_EVSEStatusCode = _T886122e8[(c >> 13) & 0x3f]
+            f_1_EVSEStatusCode = _T886122e8[(c >> 11) & 0x3f]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x42000 != 0x0:
-                raise r.fail_at(av + 19, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            iv = ((c >> 14) & 15)
+            if c & 0x10800 != 0x0:
+                raise r.fail_at(av + 17, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+            iv = ((c >> 12) & 15)
             if iv >= 12:
-                raise r.fail_at(av + 13, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 11, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
             f_1_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-        av -= 17
+        av -= 19
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av + 19, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+        raise r.fail_at(av + 17, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     if c & 0x30000000 != 0x0:
         raise r.fail_at(av + 30, 'CurrentDemandResType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     u = ((c >> 20) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        u2 = c >> 20
+        u2 = (c >> 12) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            u2 = c >> 20
+                win, av = r.refill(av, 20)
+            c = (win >> av) & 0xfffff
+            u2 = c >> 12
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 20
+                av += 12
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 20
+                av -= 12
                 if av < 0:
-                    win, av = r.refill(av, 20)
-                c = (win >> av) & 0xfffff
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+    else:
+        av += 8
+        c >>= 8
     f_1_NotificationMaxDelay = u
+    av -= 18
+    if av < 0:
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
     try:
-        f_1_EVSENotification, f_2_Multiplier, ec = _T71021874[(c >> 4) & 0xffff]
+        f_1_EVSENotification, f_2_Multiplier, ec = _T71021874[c >> 14]
     except KeyError:  # not a valid pattern: say why
-        if c & 0xe7c40 != 0x0:
-            raise r.fail_at(av + 20, 'CurrentDemandResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-        iv = ((c >> 15) & 3)
+        if c & 0x39f10000 != 0x0:
+            raise r.fail_at(av + 30, 'CurrentDemandResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+        iv = ((c >> 25) & 3)
         if iv >= 3:
-            raise r.fail_at(av + 4, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 14, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_1_EVSENotification = _E_din_EVSENotificationType[iv]
-        f_2_Multiplier = ((c >> 7) & 7) - 3
-        ec = ((c >> 4) & 3)
-    ob1_ = _new(_din.DC_EVSEStatusType)
+        f_2_Multiplier = ((c >> 17) & 7) - 3
+        ec = ((c >> 14) & 3)
+    ob1_ = _new(_K_din_DC_EVSEStatusType)
     ob1_.EVSEIsolationStatus = f_1_EVSEIsolationStatus
     ob1_.EVSEStatusCode = f_1_EVSEStatusCode
     ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
@@ -5167,7 +5207,7 @@ def _d_din_CurrentDemandResType(r: BitReader) -> _din.CurrentDemandResType:
     s = 2
     f_2_Unit: _din.unitSymbolType | None = None
     if ec == 0:
-        av -= 26
+        av -= 16
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
@@ -5183,85 +5223,80 @@ def _d_din_CurrentDemandResType(r: BitReader) -> _din.CurrentDemandResType:
             sg = ((c >> 21) & 1)
         u = ((c >> 13) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 21)
-            c = (win >> av) & 0x1fffff
-            u2 = c >> 13
+            u2 = (c >> 5) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 21)
-                c = (win >> av) & 0x1fffff
-                u2 = c >> 13
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 13
+                    av += 5
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 13
+                    av -= 5
                     if av < 0:
-                        win, av = r.refill(av, 13)
-                    c = (win >> av) & 0x1fff
+                        win, av = r.refill(av, 5)
+                    c = (win >> av) & 0x1f
+        else:
+            av += 8
+            c >>= 8
         f_2_Value = -u - 1 if sg else u
-        if c & 0x1000 != 0x0:
-            raise r.fail_at(av + 13, 'PhysicalValueType[1]', 'expected EE of Value')
-        av -= 18
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+        if c & 0x10 != 0x0:
+            raise r.fail_at(av + 5, 'PhysicalValueType[1]', 'expected EE of Value')
         av -= 26
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
+    elif ec == 1:
         try:
-            sg = _T071cdf68[c >> 28]
+            sg = _T071cdf68[(c >> 12) & 0x3]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x20000000 != 0x0:
-                raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected CH of Value') from None
-            sg = ((c >> 28) & 1)
-        u = ((c >> 20) & 255)
+            if c & 0x2000 != 0x0:
+                raise r.fail_at(av + 14, 'PhysicalValueType[1]', 'expected CH of Value') from None
+            sg = ((c >> 12) & 1)
+        u = ((c >> 4) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            u2 = c >> 20
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 28)
-                c = (win >> av) & 0xfffffff
-                u2 = c >> 20
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 20
+                    av += 4
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 20
+                    av -= 4
                     if av < 0:
-                        win, av = r.refill(av, 20)
-                    c = (win >> av) & 0xfffff
+                        win, av = r.refill(av, 4)
+                    c = (win >> av) & 0xf
         f_2_Value = -u - 1 if sg else u
-        if c & 0x80000 != 0x0:
-            raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected EE of Value')
-        av -= 11
+        if c & 0x8 != 0x0:
+            raise r.fail_at(av + 4, 'PhysicalValueType[1]', 'expected EE of Value')
+        av -= 27
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av + 4, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        raise r.fail_at(av + 14, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     try:
         f_3_Multiplier, ec = _Tdfa9f4aa[(c >> 20) & 0x3ff]
     except KeyError:  # not a valid pattern: say why
@@ -5269,7 +5304,7 @@ def _d_din_CurrentDemandResType(r: BitReader) -> _din.CurrentDemandResType:
             raise r.fail_at(av + 30, 'CurrentDemandResType', 'expected EE, SE(EVSEPresentCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
         f_3_Multiplier = ((c >> 23) & 7) - 3
         ec = ((c >> 20) & 3)
-    ob2_ = _new(_din.PhysicalValueType)
+    ob2_ = _new(_K_din_PhysicalValueType)
     ob2_.Multiplier = f_2_Multiplier
     ob2_.Unit = f_2_Unit
     ob2_.Value = f_2_Value
@@ -5330,35 +5365,34 @@ def _d_din_CurrentDemandResType(r: BitReader) -> _din.CurrentDemandResType:
             sg = ((c >> 18) & 1)
         u = ((c >> 10) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 18)
-            c = (win >> av) & 0x3ffff
-            u2 = c >> 10
+            u2 = (c >> 2) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
-                u2 = c >> 10
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 10
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 10
+                    av -= 2
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+        else:
+            av += 8
+            c >>= 8
         f_3_Value = -u - 1 if sg else u
-        if c & 0x200 != 0x0:
-            raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected EE of Value')
-        av -= 21
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+        av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
@@ -5373,7 +5407,7 @@ def _d_din_CurrentDemandResType(r: BitReader) -> _din.CurrentDemandResType:
         f_EVSEVoltageLimitAchieved = ((c >> 22) & 1) == 1
         f_EVSEPowerLimitAchieved = ((c >> 18) & 1) == 1
         ec = ((c >> 14) & 7)
-    ob3_ = _new(_din.PhysicalValueType)
+    ob3_ = _new(_K_din_PhysicalValueType)
     ob3_.Multiplier = f_3_Multiplier
     ob3_.Unit = f_3_Unit
     ob3_.Value = f_3_Value
@@ -5408,35 +5442,34 @@ def _d_din_CurrentDemandResType(r: BitReader) -> _din.CurrentDemandResType:
                 sg = ((c >> 21) & 1)
             u = ((c >> 13) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 21)
-                c = (win >> av) & 0x1fffff
-                u2 = c >> 13
+                u2 = (c >> 5) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 21)
-                    c = (win >> av) & 0x1fffff
-                    u2 = c >> 13
+                        win, av = r.refill(av, 13)
+                    c = (win >> av) & 0x1fff
+                    u2 = c >> 5
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 13
+                        av += 5
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 13
+                        av -= 5
                         if av < 0:
-                            win, av = r.refill(av, 13)
-                        c = (win >> av) & 0x1fff
+                            win, av = r.refill(av, 5)
+                        c = (win >> av) & 0x1f
+            else:
+                av += 8
+                c >>= 8
             f_4_Value = -u - 1 if sg else u
-            if c & 0x1000 != 0x0:
-                raise r.fail_at(av + 13, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 18
+            if c & 0x10 != 0x0:
+                raise r.fail_at(av + 5, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
@@ -5453,35 +5486,34 @@ def _d_din_CurrentDemandResType(r: BitReader) -> _din.CurrentDemandResType:
                 sg = ((c >> 28) & 1)
             u = ((c >> 20) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 28)
-                c = (win >> av) & 0xfffffff
-                u2 = c >> 20
+                u2 = (c >> 12) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 28)
-                    c = (win >> av) & 0xfffffff
-                    u2 = c >> 20
+                        win, av = r.refill(av, 20)
+                    c = (win >> av) & 0xfffff
+                    u2 = c >> 12
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 20
+                        av += 12
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 20
+                        av -= 12
                         if av < 0:
-                            win, av = r.refill(av, 20)
-                        c = (win >> av) & 0xfffff
+                            win, av = r.refill(av, 12)
+                        c = (win >> av) & 0xfff
+            else:
+                av += 8
+                c >>= 8
             f_4_Value = -u - 1 if sg else u
-            if c & 0x80000 != 0x0:
-                raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 11
+            if c & 0x800 != 0x0:
+                raise r.fail_at(av + 12, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 19
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
@@ -5493,7 +5525,7 @@ def _d_din_CurrentDemandResType(r: BitReader) -> _din.CurrentDemandResType:
             if c & 0x20000000 != 0x0:
                 raise r.fail_at(av + 30, 'CurrentDemandResType[7]', 'expected EE') from None
             ec = ((c >> 27) & 3)
-        ob4_ = _new(_din.PhysicalValueType)
+        ob4_ = _new(_K_din_PhysicalValueType)
         ob4_.Multiplier = f_4_Multiplier
         ob4_.Unit = f_4_Unit
         ob4_.Value = f_4_Value
@@ -5548,51 +5580,55 @@ def _d_din_CurrentDemandResType(r: BitReader) -> _din.CurrentDemandResType:
                 f_5_Value = -u - 1 if sg else u
                 if c & 0x2 != 0x0:
                     raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
             elif ec == 1:
-                av += 7
                 try:
                     sg = _T071cdf68[(c >> 17) & 0x3]
                 except KeyError:  # not a valid pattern: say why
                     if c & 0x40000 != 0x0:
-                        raise r.fail_at(av + 12, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                        raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Value') from None
                     sg = ((c >> 17) & 1)
                 u = ((c >> 9) & 255)
                 if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                    u2 = (c >> 1) & 0xFF
                     if u2 < 128:
                         u += _U2[u2]
                     else:
                         u = (u & 0x7F) | (u2 & 0x7F) << 7
                         av -= 8
                         if av < 0:
-                            win, av = r.refill(av, 10)
-                        c = (win >> av) & 0x3ff
-                        u2 = c >> 2
+                            win, av = r.refill(av, 9)
+                        c = (win >> av) & 0x1ff
+                        u2 = c >> 1
                         u |= (u2 & 0x7F) << 14
                         if u2 > 127:
-                            av += 2
+                            av += 1
                             r.avail = av
                             u = r.uint_more(u, 21)
                             win = r.win
                             av = r.avail
-                            av -= 2
+                            av -= 1
                             if av < 0:
-                                win, av = r.refill(av, 2)
-                            c = (win >> av) & 0x3
+                                win, av = r.refill(av, 1)
+                            c = (win >> av) & 0x1
                 else:
-                    c >>= 7
+                    av += 8
+                    c >>= 8
                 f_5_Value = -u - 1 if sg else u
-                if c & 0x2 != 0x0:
-                    raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+                if c & 0x1 != 0x0:
+                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 29
+                if av < 0:
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
             else:
                 raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'CurrentDemandResType[8]', 'expected EE')
-            ob5_ = _new(_din.PhysicalValueType)
+            if c & 0x10000000 != 0x0:
+                raise r.fail_at(av + 29, 'CurrentDemandResType[8]', 'expected EE')
+            ob5_ = _new(_K_din_PhysicalValueType)
             ob5_.Multiplier = f_5_Multiplier
             ob5_.Unit = f_5_Unit
             ob5_.Value = f_5_Value
@@ -5648,58 +5684,62 @@ def _d_din_CurrentDemandResType(r: BitReader) -> _din.CurrentDemandResType:
                 f_6_Value = -u - 1 if sg else u
                 if c & 0x2 != 0x0:
                     raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
             elif ec == 1:
-                av += 7
                 try:
                     sg = _T071cdf68[(c >> 17) & 0x3]
                 except KeyError:  # not a valid pattern: say why
                     if c & 0x40000 != 0x0:
-                        raise r.fail_at(av + 12, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                        raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Value') from None
                     sg = ((c >> 17) & 1)
                 u = ((c >> 9) & 255)
                 if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                    u2 = (c >> 1) & 0xFF
                     if u2 < 128:
                         u += _U2[u2]
                     else:
                         u = (u & 0x7F) | (u2 & 0x7F) << 7
                         av -= 8
                         if av < 0:
-                            win, av = r.refill(av, 10)
-                        c = (win >> av) & 0x3ff
-                        u2 = c >> 2
+                            win, av = r.refill(av, 9)
+                        c = (win >> av) & 0x1ff
+                        u2 = c >> 1
                         u |= (u2 & 0x7F) << 14
                         if u2 > 127:
-                            av += 2
+                            av += 1
                             r.avail = av
                             u = r.uint_more(u, 21)
                             win = r.win
                             av = r.avail
-                            av -= 2
+                            av -= 1
                             if av < 0:
-                                win, av = r.refill(av, 2)
-                            c = (win >> av) & 0x3
+                                win, av = r.refill(av, 1)
+                            c = (win >> av) & 0x1
                 else:
-                    c >>= 7
+                    av += 8
+                    c >>= 8
                 f_6_Value = -u - 1 if sg else u
-                if c & 0x2 != 0x0:
-                    raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+                if c & 0x1 != 0x0:
+                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 29
+                if av < 0:
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
             else:
                 raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'CurrentDemandResType[8]', 'expected EE')
-            ob6_ = _new(_din.PhysicalValueType)
+            if c & 0x10000000 != 0x0:
+                raise r.fail_at(av + 29, 'CurrentDemandResType[8]', 'expected EE')
+            ob6_ = _new(_K_din_PhysicalValueType)
             ob6_.Multiplier = f_6_Multiplier
             ob6_.Unit = f_6_Unit
             ob6_.Value = f_6_Value
             f_EVSEMaximumPowerLimit = ob6_
             s = 10
         elif ec == 2:
-            av += 27
+            av -= 1
             s = -1
         else:
             raise r.fail_at(av + 27, 'CurrentDemandResType[8]', f'event code {ec}, expected SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), EE')
@@ -5713,96 +5753,102 @@ def _d_din_CurrentDemandResType(r: BitReader) -> _din.CurrentDemandResType:
             ec = ((c >> 6) & 3)
         f_7_Unit: _din.unitSymbolType | None = None
         if ec == 0:
-            av -= 13
+            av -= 24
             if av < 0:
-                win, av = r.refill(av, 19)
-            c = (win >> av) & 0x7ffff
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
             try:
-                f_7_Unit, sg = _T7f58918e[c >> 10]
+                f_7_Unit, sg = _T7f58918e[c >> 21]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x43800 != 0x0:
-                    raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                iv = ((c >> 14) & 15)
+                if c & 0x21c00000 != 0x0:
+                    raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                iv = ((c >> 25) & 15)
                 if iv >= 10:
-                    raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 21, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
                 f_7_Unit = _E_din_unitSymbolType[iv]
-                sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+                sg = ((c >> 21) & 1)
+            u = ((c >> 13) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                u2 = (c >> 5) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 13)
+                    c = (win >> av) & 0x1fff
+                    u2 = c >> 5
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 5
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 5
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 5)
+                        c = (win >> av) & 0x1f
+            else:
+                av += 8
+                c >>= 8
             f_7_Value = -u - 1 if sg else u
-            if c & 0x2 != 0x0:
-                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
-        elif ec == 1:
-            av -= 6
+            if c & 0x10 != 0x0:
+                raise r.fail_at(av + 5, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 25
             if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
+                win, av = r.refill(av, 29)
+            c = (win >> av) & 0x1fffffff
+        elif ec == 1:
+            av -= 24
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
             try:
-                sg = _T071cdf68[c >> 10]
+                sg = _T071cdf68[c >> 28]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x800 != 0x0:
-                    raise r.fail_at(av + 12, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+                if c & 0x20000000 != 0x0:
+                    raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                sg = ((c >> 28) & 1)
+            u = ((c >> 20) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                u2 = (c >> 12) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 20)
+                    c = (win >> av) & 0xfffff
+                    u2 = c >> 12
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 12
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 12
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 12)
+                        c = (win >> av) & 0xfff
+            else:
+                av += 8
+                c >>= 8
             f_7_Value = -u - 1 if sg else u
-            if c & 0x2 != 0x0:
-                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+            if c & 0x800 != 0x0:
+                raise r.fail_at(av + 12, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 18
+            if av < 0:
+                win, av = r.refill(av, 29)
+            c = (win >> av) & 0x1fffffff
         else:
             raise r.fail_at(av + 6, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c & 0x1 != 0x0:
-            raise r.fail_at(av + 1, 'CurrentDemandResType[7]', 'expected EE')
-        ob7_ = _new(_din.PhysicalValueType)
+        if c & 0x10000000 != 0x0:
+            raise r.fail_at(av + 29, 'CurrentDemandResType[7]', 'expected EE')
+        ob7_ = _new(_K_din_PhysicalValueType)
         ob7_.Multiplier = f_7_Multiplier
         ob7_.Unit = f_7_Unit
         ob7_.Value = f_7_Value
@@ -5818,227 +5864,226 @@ def _d_din_CurrentDemandResType(r: BitReader) -> _din.CurrentDemandResType:
             ec = ((c >> 6) & 3)
         f_8_Unit: _din.unitSymbolType | None = None
         if ec == 0:
-            av -= 13
+            av -= 24
             if av < 0:
-                win, av = r.refill(av, 19)
-            c = (win >> av) & 0x7ffff
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
             try:
-                f_8_Unit, sg = _T7f58918e[c >> 10]
+                f_8_Unit, sg = _T7f58918e[c >> 21]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x43800 != 0x0:
-                    raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                iv = ((c >> 14) & 15)
+                if c & 0x21c00000 != 0x0:
+                    raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                iv = ((c >> 25) & 15)
                 if iv >= 10:
-                    raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 21, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
                 f_8_Unit = _E_din_unitSymbolType[iv]
-                sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+                sg = ((c >> 21) & 1)
+            u = ((c >> 13) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                u2 = (c >> 5) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 13)
+                    c = (win >> av) & 0x1fff
+                    u2 = c >> 5
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 5
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 5
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 5)
+                        c = (win >> av) & 0x1f
+            else:
+                av += 8
+                c >>= 8
             f_8_Value = -u - 1 if sg else u
-            if c & 0x2 != 0x0:
-                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
-        elif ec == 1:
-            av -= 6
+            if c & 0x10 != 0x0:
+                raise r.fail_at(av + 5, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 25
             if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
+                win, av = r.refill(av, 29)
+            c = (win >> av) & 0x1fffffff
+        elif ec == 1:
+            av -= 24
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
             try:
-                sg = _T071cdf68[c >> 10]
+                sg = _T071cdf68[c >> 28]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x800 != 0x0:
-                    raise r.fail_at(av + 12, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+                if c & 0x20000000 != 0x0:
+                    raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                sg = ((c >> 28) & 1)
+            u = ((c >> 20) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                u2 = (c >> 12) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 20)
+                    c = (win >> av) & 0xfffff
+                    u2 = c >> 12
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 12
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 12
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 12)
+                        c = (win >> av) & 0xfff
+            else:
+                av += 8
+                c >>= 8
             f_8_Value = -u - 1 if sg else u
-            if c & 0x2 != 0x0:
-                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+            if c & 0x800 != 0x0:
+                raise r.fail_at(av + 12, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 18
+            if av < 0:
+                win, av = r.refill(av, 29)
+            c = (win >> av) & 0x1fffffff
         else:
             raise r.fail_at(av + 6, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c & 0x1 != 0x0:
-            raise r.fail_at(av + 1, 'CurrentDemandResType[7]', 'expected EE')
-        ob8_ = _new(_din.PhysicalValueType)
+        if c & 0x10000000 != 0x0:
+            raise r.fail_at(av + 29, 'CurrentDemandResType[7]', 'expected EE')
+        ob8_ = _new(_K_din_PhysicalValueType)
         ob8_.Multiplier = f_8_Multiplier
         ob8_.Unit = f_8_Unit
         ob8_.Value = f_8_Value
         f_EVSEMaximumPowerLimit = ob8_
         s = 10
     elif ec == 3:
-        av += 14
+        av -= 14
         s = -1
     else:
         raise r.fail_at(av + 14, 'CurrentDemandResType[7]', f'event code {ec}, expected SE(EVSEMaximumVoltageLimit), SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), EE')
     if s == 9:
-        av -= 29
-        if av < 0:
-            win, av = r.refill(av, 29)
-        c = (win >> av) & 0x1fffffff
-        ec = (c >> 27)
+        ec = ((c >> 26) & 3)
         if ec == 0:
             try:
-                f_9_Multiplier, ec = _T1fd725cf[(c >> 19) & 0xff]
+                f_9_Multiplier, ec = _T1fd725cf[(c >> 18) & 0xff]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x6200000 != 0x0:
-                    raise r.fail_at(av + 27, 'CurrentDemandResType[9]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-                f_9_Multiplier = ((c >> 22) & 7) - 3
-                ec = ((c >> 19) & 3)
+                if c & 0x3100000 != 0x0:
+                    raise r.fail_at(av + 26, 'CurrentDemandResType[9]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+                f_9_Multiplier = ((c >> 21) & 7) - 3
+                ec = ((c >> 18) & 3)
             f_9_Unit: _din.unitSymbolType | None = None
             if ec == 0:
                 try:
-                    f_9_Unit, sg = _T7f58918e[(c >> 10) & 0x1ff]
+                    f_9_Unit, sg = _T7f58918e[(c >> 9) & 0x1ff]
                 except KeyError:  # not a valid pattern: say why
-                    if c & 0x43800 != 0x0:
-                        raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                    iv = ((c >> 14) & 15)
+                    if c & 0x21c00 != 0x0:
+                        raise r.fail_at(av + 18, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                    iv = ((c >> 13) & 15)
                     if iv >= 10:
-                        raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                        raise r.fail_at(av + 9, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
                     f_9_Unit = _E_din_unitSymbolType[iv]
-                    sg = ((c >> 10) & 1)
-                u = ((c >> 2) & 255)
+                    sg = ((c >> 9) & 1)
+                u = ((c >> 1) & 255)
                 if u > 127:
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    u2 = c >> 1
                     if u2 < 128:
                         u += _U2[u2]
                     else:
                         u = (u & 0x7F) | (u2 & 0x7F) << 7
                         av -= 8
                         if av < 0:
-                            win, av = r.refill(av, 10)
-                        c = (win >> av) & 0x3ff
-                        u2 = c >> 2
+                            win, av = r.refill(av, 9)
+                        c = (win >> av) & 0x1ff
+                        u2 = c >> 1
                         u |= (u2 & 0x7F) << 14
                         if u2 > 127:
-                            av += 2
+                            av += 1
                             r.avail = av
                             u = r.uint_more(u, 21)
                             win = r.win
                             av = r.avail
-                            av -= 2
+                            av -= 1
                             if av < 0:
-                                win, av = r.refill(av, 2)
-                            c = (win >> av) & 0x3
+                                win, av = r.refill(av, 1)
+                            c = (win >> av) & 0x1
                 f_9_Value = -u - 1 if sg else u
-                if c & 0x2 != 0x0:
-                    raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+                if c & 0x1 != 0x0:
+                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 29
+                if av < 0:
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
             elif ec == 1:
-                av += 7
                 try:
-                    sg = _T071cdf68[(c >> 17) & 0x3]
+                    sg = _T071cdf68[(c >> 16) & 0x3]
                 except KeyError:  # not a valid pattern: say why
-                    if c & 0x40000 != 0x0:
-                        raise r.fail_at(av + 12, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                    sg = ((c >> 17) & 1)
-                u = ((c >> 9) & 255)
+                    if c & 0x20000 != 0x0:
+                        raise r.fail_at(av + 18, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                    sg = ((c >> 16) & 1)
+                u = ((c >> 8) & 255)
                 if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                    u2 = c & 0xFF
                     if u2 < 128:
                         u += _U2[u2]
                     else:
                         u = (u & 0x7F) | (u2 & 0x7F) << 7
                         av -= 8
                         if av < 0:
-                            win, av = r.refill(av, 10)
-                        c = (win >> av) & 0x3ff
-                        u2 = c >> 2
+                            win, av = r.refill(av, 8)
+                        c = (win >> av) & 0xff
+                        u2 = c
                         u |= (u2 & 0x7F) << 14
                         if u2 > 127:
-                            av += 2
                             r.avail = av
                             u = r.uint_more(u, 21)
                             win = r.win
                             av = r.avail
-                            av -= 2
-                            if av < 0:
-                                win, av = r.refill(av, 2)
-                            c = (win >> av) & 0x3
                 else:
-                    c >>= 7
+                    av += 8
                 f_9_Value = -u - 1 if sg else u
-                if c & 0x2 != 0x0:
-                    raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 30
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                if c & 0x20000000 != 0x0:
+                    raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected EE of Value')
             else:
-                raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'CurrentDemandResType[9]', 'expected EE')
-            ob9_ = _new(_din.PhysicalValueType)
+                raise r.fail_at(av + 18, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+            if c & 0x10000000 != 0x0:
+                raise r.fail_at(av + 29, 'CurrentDemandResType[9]', 'expected EE')
+            ob9_ = _new(_K_din_PhysicalValueType)
             ob9_.Multiplier = f_9_Multiplier
             ob9_.Unit = f_9_Unit
             ob9_.Value = f_9_Value
             f_EVSEMaximumPowerLimit = ob9_
             s = 10
         elif ec == 1:
-            av += 27
+            av -= 2
             s = -1
         else:
-            raise r.fail_at(av + 27, 'CurrentDemandResType[9]', f'event code {ec}, expected SE(EVSEMaximumPowerLimit), EE')
+            raise r.fail_at(av + 26, 'CurrentDemandResType[9]', f'event code {ec}, expected SE(EVSEMaximumPowerLimit), EE')
     if s == 10:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'CurrentDemandResType[10]', 'expected EE')
+        av += 27
+        if c & 0x8000000 != 0x0:
+            raise r.fail_at(av + 1, 'CurrentDemandResType', 'expected EE')
         s = -1
+    else:
+        av += 28
     r.avail = av
-    ob = _new(_din.CurrentDemandResType)
+    ob = _new(_K_din_CurrentDemandResType)
     ob.ResponseCode = f_ResponseCode
     ob.DC_EVSEStatus = f_DC_EVSEStatus
     ob.EVSEPresentVoltage = f_EVSEPresentVoltage
@@ -6177,18 +6222,14 @@ def _e_din_CurrentDemandResType(w: BitWriter, o: _din.CurrentDemandResType) -> N
     if k >= 1024:
         w.spill()
 
-def _d_din_MeteringReceiptReqType(r: BitReader) -> _din.MeteringReceiptReqType:
+def _d_din_MeteringReceiptReqType(r: BitReader, c: int) -> _din.MeteringReceiptReqType:
     win = r.win
     av = r.avail
     f_Id: str | None = None
     f_SessionID: bytes
     f_SAScheduleTupleID: int | None = None
     f_MeterInfo: _din.MeterInfoType
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    ec = (c >> 9)
+    ec = ((c >> 9) & 3)
     if ec == 0:
         av += 1
         u = ((c >> 1) & 255)
@@ -6245,12 +6286,12 @@ def _d_din_MeteringReceiptReqType(r: BitReader) -> _din.MeteringReceiptReqType:
         f_SessionID = r.binary_of(u, 8)
         win = r.win
         av = r.avail
-        av -= 15
+        av -= 25
         if av < 0:
-            win, av = r.refill(av, 15)
-        c = (win >> av) & 0x7fff
-        if c & 0x4000 != 0x0:
-            raise r.fail_at(av + 15, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        if c & 0x1000000 != 0x0:
+            raise r.fail_at(av + 25, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
     elif ec == 1:
         if c & 0x100 != 0x0:
             raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', 'expected CH of SessionID')
@@ -6278,54 +6319,57 @@ def _d_din_MeteringReceiptReqType(r: BitReader) -> _din.MeteringReceiptReqType:
         f_SessionID = r.binary_of(u, 8)
         win = r.win
         av = r.avail
-        av -= 15
+        av -= 25
         if av < 0:
-            win, av = r.refill(av, 15)
-        c = (win >> av) & 0x7fff
-        if c & 0x4000 != 0x0:
-            raise r.fail_at(av + 15, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        if c & 0x1000000 != 0x0:
+            raise r.fail_at(av + 25, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
     else:
         raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', f'event code {ec}, expected AT(Id), SE(SessionID)')
-    ec = ((c >> 12) & 3)
+    ec = ((c >> 22) & 3)
     if ec == 0:
         try:
-            sg = _T071cdf68[(c >> 10) & 0x3]
+            sg = _T071cdf68[(c >> 20) & 0x3]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x800 != 0x0:
-                raise r.fail_at(av + 12, 'MeteringReceiptReqType[2]', 'expected CH of SAScheduleTupleID') from None
-            sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
+            if c & 0x200000 != 0x0:
+                raise r.fail_at(av + 22, 'MeteringReceiptReqType[2]', 'expected CH of SAScheduleTupleID') from None
+            sg = ((c >> 20) & 1)
+        u = ((c >> 12) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = (c >> 4) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
+                    av += 4
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
+                    av -= 4
                     if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
+                        win, av = r.refill(av, 4)
+                    c = (win >> av) & 0xf
+        else:
+            av += 8
+            c >>= 8
         f_SAScheduleTupleID = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'MeteringReceiptReqType[2]', 'expected EE of SAScheduleTupleID, SE(MeterInfo)')
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'MeteringReceiptReqType[2]', 'expected EE of SAScheduleTupleID, SE(MeterInfo)')
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         r.avail = av
-        f_MeterInfo = _d_din_MeterInfoType(r)
+        f_MeterInfo = _d_din_MeterInfoType(r, c)
         win = r.win
         av = r.avail
         av -= 1
@@ -6334,8 +6378,9 @@ def _d_din_MeteringReceiptReqType(r: BitReader) -> _din.MeteringReceiptReqType:
         c = (win >> av) & 0x1
     elif ec == 1:
         av += 12
+        c >>= 12
         r.avail = av
-        f_MeterInfo = _d_din_MeterInfoType(r)
+        f_MeterInfo = _d_din_MeterInfoType(r, c)
         win = r.win
         av = r.avail
         av -= 1
@@ -6343,11 +6388,11 @@ def _d_din_MeteringReceiptReqType(r: BitReader) -> _din.MeteringReceiptReqType:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
     else:
-        raise r.fail_at(av + 12, 'MeteringReceiptReqType[2]', f'event code {ec}, expected SE(SAScheduleTupleID), SE(MeterInfo)')
+        raise r.fail_at(av + 22, 'MeteringReceiptReqType[2]', f'event code {ec}, expected SE(SAScheduleTupleID), SE(MeterInfo)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'MeteringReceiptReqType', 'expected EE')
     r.avail = av
-    ob = _new(_din.MeteringReceiptReqType)
+    ob = _new(_K_din_MeteringReceiptReqType)
     ob.Id = f_Id
     ob.SessionID = f_SessionID
     ob.SAScheduleTupleID = f_SAScheduleTupleID
@@ -6402,26 +6447,26 @@ def _e_din_MeteringReceiptReqType(w: BitWriter, o: _din.MeteringReceiptReqType) 
         t1 = o.SAScheduleTupleID
         if (w.strict and (t1 < -32768 or t1 > 32767)):
             raise encode_error('MeteringReceiptReqType.SAScheduleTupleID', 'outside -32768..32767', t1)
-        a = (a << 4) | (1 if t1 < 0 else 0)
-        k += 4
         u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 13) | (1 if t1 < 0 else 0) << 9 | (u) << 1
+            k += 13
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 21) | (1 if t1 < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+            k += 21
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 29) | (1 if t1 < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+            k += 29
         else:
+            a = (a << 4) | (1 if t1 < 0 else 0)
+            k += 4
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 1
-        k += 1
+            a <<= 1
+            k += 1
         s = 3
     elif o.MeterInfo is not None:
         a = (a << 2) | 0x1
@@ -6454,55 +6499,51 @@ def _e_din_MeteringReceiptReqType(w: BitWriter, o: _din.MeteringReceiptReqType) 
     if k >= 1024:
         w.spill()
 
-def _d_din_MeteringReceiptResType(r: BitReader) -> _din.MeteringReceiptResType:
+def _d_din_MeteringReceiptResType(r: BitReader, c: int) -> _din.MeteringReceiptResType:
     win = r.win
     av = r.avail
     f_ResponseCode: _din.responseCodeType
     f_AC_EVSEStatus: _din.AC_EVSEStatusType
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
     try:
-        f_ResponseCode, f_1_PowerSwitchClosed, f_1_RCD = _Tba1614df[c >> 11]
+        f_ResponseCode, f_1_PowerSwitchClosed, f_1_RCD = _Tba1614df[(c >> 9) & 0x7ffff]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x307bb800 != 0x0:
-            raise r.fail_at(av + 30, 'MeteringReceiptResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(AC_EVSEStatus), SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
-        iv = ((c >> 23) & 31)
+        if c & 0xc1eee00 != 0x0:
+            raise r.fail_at(av + 28, 'MeteringReceiptResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(AC_EVSEStatus), SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
+        iv = ((c >> 21) & 31)
         if iv >= 23:
-            raise r.fail_at(av + 11, 'MeteringReceiptResType.ResponseCode', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 9, 'MeteringReceiptResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_din_responseCodeType[iv]
-        f_1_PowerSwitchClosed = ((c >> 18) & 1) == 1
-        f_1_RCD = ((c >> 14) & 1) == 1
-    u = ((c >> 3) & 255)
+        f_1_PowerSwitchClosed = ((c >> 16) & 1) == 1
+        f_1_RCD = ((c >> 12) & 1) == 1
+    u = ((c >> 1) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        u2 = c >> 3
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        u2 = c >> 1
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 3
+                av += 1
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 3
+                av -= 1
                 if av < 0:
-                    win, av = r.refill(av, 3)
-                c = (win >> av) & 0x7
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
     f_1_NotificationMaxDelay = u
-    av -= 5
+    av -= 7
     if av < 0:
         win, av = r.refill(av, 8)
     c = (win >> av) & 0xff
@@ -6515,14 +6556,14 @@ def _d_din_MeteringReceiptResType(r: BitReader) -> _din.MeteringReceiptResType:
         if iv >= 3:
             raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_1_EVSENotification = _E_din_EVSENotificationType[iv]
-    ob1_ = _new(_din.AC_EVSEStatusType)
+    ob1_ = _new(_K_din_AC_EVSEStatusType)
     ob1_.PowerSwitchClosed = f_1_PowerSwitchClosed
     ob1_.RCD = f_1_RCD
     ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
     ob1_.EVSENotification = f_1_EVSENotification
     f_AC_EVSEStatus = ob1_
     r.avail = av
-    ob = _new(_din.MeteringReceiptResType)
+    ob = _new(_K_din_MeteringReceiptResType)
     ob.ResponseCode = f_ResponseCode
     ob.AC_EVSEStatus = f_AC_EVSEStatus
     return ob
@@ -6541,45 +6582,41 @@ def _e_din_MeteringReceiptResType(w: BitWriter, o: _din.MeteringReceiptResType) 
         raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
     if c1.NotificationMaxDelay is None:
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-    a = (a << 19) | (_I_din_responseCodeType[o.ResponseCode]) << 12 | (_BOOL[c1.PowerSwitchClosed]) << 7 | (_BOOL[c1.RCD]) << 3
-    k += 19
     t1 = c1.NotificationMaxDelay
     if t1 < 0 or (w.strict and (t1 > 4294967295)):
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'outside 0..4294967295', t1)
     u = t1
+    if c1.EVSENotification is None:
+        raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 35) | (_I_din_responseCodeType[o.ResponseCode]) << 28 | (_BOOL[c1.PowerSwitchClosed]) << 23 | (_BOOL[c1.RCD]) << 19 | (u) << 8 | (_I_din_EVSENotificationType[c1.EVSENotification]) << 3
+        k += 35
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 43) | (_I_din_responseCodeType[o.ResponseCode]) << 36 | (_BOOL[c1.PowerSwitchClosed]) << 31 | (_BOOL[c1.RCD]) << 27 | (u & 0x7F) << 16 | (u >> 7) << 8 | (_I_din_EVSENotificationType[c1.EVSENotification]) << 3 | 0x800000
+        k += 43
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 51) | (_I_din_responseCodeType[o.ResponseCode]) << 44 | (_BOOL[c1.PowerSwitchClosed]) << 39 | (_BOOL[c1.RCD]) << 35 | (u & 0x7F) << 24 | (u >> 7 & 0x7F) << 16 | (u >> 14) << 8 | (_I_din_EVSENotificationType[c1.EVSENotification]) << 3 | 0x80800000
+        k += 51
     else:
+        a = (a << 19) | (_I_din_responseCodeType[o.ResponseCode]) << 12 | (_BOOL[c1.PowerSwitchClosed]) << 7 | (_BOOL[c1.RCD]) << 3
+        k += 19
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if c1.EVSENotification is None:
-        raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-    a = (a << 8) | (_I_din_EVSENotificationType[c1.EVSENotification]) << 3
-    k += 8
+        a = (a << 8) | (_I_din_EVSENotificationType[c1.EVSENotification]) << 3
+        k += 8
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_din_PaymentDetailsReqType(r: BitReader) -> _din.PaymentDetailsReqType:
+def _d_din_PaymentDetailsReqType(r: BitReader, c: int) -> _din.PaymentDetailsReqType:
     win = r.win
     av = r.avail
     f_ContractID: str
     f_ContractSignatureCertChain: _din.CertificateChainType
-    av -= 10
-    if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'PaymentDetailsReqType', 'expected SE(ContractID), CH of ContractID')
     u = (c & 255)
@@ -6637,20 +6674,19 @@ def _d_din_PaymentDetailsReqType(r: BitReader) -> _din.PaymentDetailsReqType:
     f_1_Certificate = r.binary_of(u, 1200)
     win = r.win
     av = r.avail
-    av -= 4
+    av -= 13
     if av < 0:
-        win, av = r.refill(av, 4)
-    c = (win >> av) & 0xf
+        win, av = r.refill(av, 13)
+    c = (win >> av) & 0x1fff
     try:
-        ec = _Taa5bbe96[c >> 1]
+        ec = _Taa5bbe96[c >> 10]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x8 != 0x0:
-            raise r.fail_at(av + 4, 'PaymentDetailsReqType', 'expected EE of Certificate') from None
-        ec = ((c >> 1) & 3)
+        if c & 0x1000 != 0x0:
+            raise r.fail_at(av + 13, 'PaymentDetailsReqType', 'expected EE of Certificate') from None
+        ec = ((c >> 10) & 3)
     if ec == 0:
-        av += 1
         r.avail = av
-        f_1_SubCertificates = _d_din_SubCertificatesType(r)
+        f_1_SubCertificates = _d_din_SubCertificatesType(r, c)
         win = r.win
         av = r.avail
         av -= 2
@@ -6660,17 +6696,18 @@ def _d_din_PaymentDetailsReqType(r: BitReader) -> _din.PaymentDetailsReqType:
         if c & 0x2 != 0x0:
             raise r.fail_at(av + 2, 'CertificateChainType[1]', 'expected EE')
     elif ec == 1:
-        pass
+        av += 9
+        c >>= 9
     else:
-        raise r.fail_at(av + 1, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
+        raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'PaymentDetailsReqType', 'expected EE')
-    ob1_ = _new(_din.CertificateChainType)
+    ob1_ = _new(_K_din_CertificateChainType)
     ob1_.Certificate = f_1_Certificate
     ob1_.SubCertificates = f_1_SubCertificates
     f_ContractSignatureCertChain = ob1_
     r.avail = av
-    ob = _new(_din.PaymentDetailsReqType)
+    ob = _new(_K_din_PaymentDetailsReqType)
     ob.ContractID = f_ContractID
     ob.ContractSignatureCertChain = f_ContractSignatureCertChain
     return ob
@@ -6705,18 +6742,14 @@ def _e_din_PaymentDetailsReqType(w: BitWriter, o: _din.PaymentDetailsReqType) ->
     if k >= 1024:
         w.spill()
 
-def _d_din_PaymentDetailsResType(r: BitReader) -> _din.PaymentDetailsResType:
+def _d_din_PaymentDetailsResType(r: BitReader, c: int) -> _din.PaymentDetailsResType:
     win = r.win
     av = r.avail
     f_ResponseCode: _din.responseCodeType
     f_GenChallenge: str
     f_DateTimeNow: int
-    av -= 18
-    if av < 0:
-        win, av = r.refill(av, 18)
-    c = (win >> av) & 0x3ffff
     try:
-        f_ResponseCode = _Tfaaba5e3[c >> 8]
+        f_ResponseCode = _Tfaaba5e3[(c >> 8) & 0x3ff]
     except KeyError:  # not a valid pattern: say why
         if c & 0x30700 != 0x0:
             raise r.fail_at(av + 18, 'PaymentDetailsResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(GenChallenge), CH of GenChallenge') from None
@@ -6748,23 +6781,19 @@ def _d_din_PaymentDetailsResType(r: BitReader) -> _din.PaymentDetailsResType:
     f_GenChallenge = r.string_of(u, None)
     win = r.win
     av = r.avail
-    av -= 14
+    av -= 22
     if av < 0:
-        win, av = r.refill(av, 14)
-    c = (win >> av) & 0x3fff
+        win, av = r.refill(av, 22)
+    c = (win >> av) & 0x3fffff
     try:
-        sg = _T143a83e6[c >> 10]
+        sg = _T143a83e6[c >> 18]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x3800 != 0x0:
-            raise r.fail_at(av + 14, 'PaymentDetailsResType', 'expected EE of GenChallenge, SE(DateTimeNow), CH of DateTimeNow') from None
-        sg = ((c >> 10) & 1)
-    u = ((c >> 2) & 255)
+        if c & 0x380000 != 0x0:
+            raise r.fail_at(av + 22, 'PaymentDetailsResType', 'expected EE of GenChallenge, SE(DateTimeNow), CH of DateTimeNow') from None
+        sg = ((c >> 18) & 1)
+    u = ((c >> 10) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        u2 = c >> 2
+        u2 = (c >> 2) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -6785,11 +6814,14 @@ def _d_din_PaymentDetailsResType(r: BitReader) -> _din.PaymentDetailsResType:
                 if av < 0:
                     win, av = r.refill(av, 2)
                 c = (win >> av) & 0x3
+    else:
+        av += 8
+        c >>= 8
     f_DateTimeNow = -u - 1 if sg else u
     if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'PaymentDetailsResType', 'expected EE of DateTimeNow, EE')
     r.avail = av
-    ob = _new(_din.PaymentDetailsResType)
+    ob = _new(_K_din_PaymentDetailsResType)
     ob.ResponseCode = f_ResponseCode
     ob.GenChallenge = f_GenChallenge
     ob.DateTimeNow = f_DateTimeNow
@@ -6814,32 +6846,32 @@ def _e_din_PaymentDetailsResType(w: BitWriter, o: _din.PaymentDetailsResType) ->
     t1 = o.DateTimeNow
     if (w.strict and (t1 < -9223372036854775808 or t1 > 9223372036854775807)):
         raise encode_error('PaymentDetailsResType.DateTimeNow', 'outside -9223372036854775808..9223372036854775807', t1)
-    a = (a << 4) | (1 if t1 < 0 else 0)
-    k += 4
     u = -t1 - 1 if t1 < 0 else t1
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 14) | (1 if t1 < 0 else 0) << 10 | (u) << 2
+        k += 14
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 22) | (1 if t1 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+        k += 22
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 30) | (1 if t1 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+        k += 30
     else:
+        a = (a << 4) | (1 if t1 < 0 else 0)
+        k += 4
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 2
-    k += 2
+        a <<= 2
+        k += 2
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_din_PowerDeliveryReqType(r: BitReader) -> _din.PowerDeliveryReqType:
+def _d_din_PowerDeliveryReqType(r: BitReader, c: int) -> _din.PowerDeliveryReqType:
     win = r.win
     av = r.avail
     f_ReadyToChargeState: bool
@@ -6847,141 +6879,150 @@ def _d_din_PowerDeliveryReqType(r: BitReader) -> _din.PowerDeliveryReqType:
     f_DC_EVPowerDeliveryParameter: _din.DC_EVPowerDeliveryParameterType | None = None
     f_EVPowerDeliveryParameter: _din.EVPowerDeliveryParameterType | None = None
     s = 0
-    av -= 8
-    if av < 0:
-        win, av = r.refill(av, 8)
-    c = (win >> av) & 0xff
     try:
-        f_ReadyToChargeState, ec = _T314b1fff[c >> 1]
+        f_ReadyToChargeState, ec = _T314b1fff[(c >> 21) & 0x7f]
     except KeyError:  # not a valid pattern: say why
-        if c & 0xd0 != 0x0:
-            raise r.fail_at(av + 8, 'PowerDeliveryReqType', 'expected SE(ReadyToChargeState), CH of ReadyToChargeState, EE of ReadyToChargeState') from None
-        f_ReadyToChargeState = ((c >> 5) & 1) == 1
-        ec = ((c >> 1) & 7)
+        if c & 0xd000000 != 0x0:
+            raise r.fail_at(av + 28, 'PowerDeliveryReqType', 'expected SE(ReadyToChargeState), CH of ReadyToChargeState, EE of ReadyToChargeState') from None
+        f_ReadyToChargeState = ((c >> 25) & 1) == 1
+        ec = ((c >> 21) & 7)
     s = 1
     if ec == 0:
-        av += 1
+        av -= 7
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_ChargingProfile = _d_din_ChargingProfileType(r)
+        f_ChargingProfile = _d_din_ChargingProfileType(r, c)
         win = r.win
         av = r.avail
-        av -= 3
+        av -= 30
         if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        ec = (c >> 1)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        ec = (c >> 28)
         if ec == 0:
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'PowerDeliveryReqType[2]', 'expected SE(DC_EVStatus)')
+            if c & 0x8000000 != 0x0:
+                raise r.fail_at(av + 28, 'PowerDeliveryReqType[2]', 'expected SE(DC_EVStatus)')
             f_1_BulkChargingComplete: bool | None = None
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             r.avail = av
-            f_1_DC_EVStatus = _d_din_DC_EVStatusType(r)
+            f_1_DC_EVStatus = _d_din_DC_EVStatusType(r, c)
             win = r.win
             av = r.avail
-            av -= 10
+            av -= 11
             if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            ec = (c >> 8)
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            ec = (c >> 9)
             if ec == 0:
                 try:
-                    f_1_BulkChargingComplete, f_1_ChargingComplete = _Ta135abd8[(c >> 1) & 0x7f]
+                    f_1_BulkChargingComplete, f_1_ChargingComplete = _Ta135abd8[(c >> 2) & 0x7f]
                 except KeyError:  # not a valid pattern: say why
-                    if c & 0xba != 0x0:
-                        raise r.fail_at(av + 8, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete, SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete') from None
-                    f_1_BulkChargingComplete = ((c >> 6) & 1) == 1
-                    f_1_ChargingComplete = ((c >> 2) & 1) == 1
+                    if c & 0x174 != 0x0:
+                        raise r.fail_at(av + 9, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete, SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete') from None
+                    f_1_BulkChargingComplete = ((c >> 7) & 1) == 1
+                    f_1_ChargingComplete = ((c >> 3) & 1) == 1
             elif ec == 1:
                 av += 4
                 try:
-                    f_1_ChargingComplete = _Ta870a97b[(c >> 5) & 0x7]
+                    f_1_ChargingComplete = _Ta870a97b[(c >> 6) & 0x7]
                 except KeyError:  # not a valid pattern: say why
-                    if c & 0xa0 != 0x0:
-                        raise r.fail_at(av + 4, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
-                    f_1_ChargingComplete = ((c >> 6) & 1) == 1
+                    if c & 0x140 != 0x0:
+                        raise r.fail_at(av + 5, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
+                    f_1_ChargingComplete = ((c >> 7) & 1) == 1
                 c >>= 4
             else:
-                raise r.fail_at(av + 8, 'DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'PowerDeliveryReqType[2]', 'expected EE')
-            ob1_ = _new(_din.DC_EVPowerDeliveryParameterType)
+                raise r.fail_at(av + 9, 'DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'PowerDeliveryReqType[2]', 'expected EE')
+            ob1_ = _new(_K_din_DC_EVPowerDeliveryParameterType)
             ob1_.DC_EVStatus = f_1_DC_EVStatus
             ob1_.BulkChargingComplete = f_1_BulkChargingComplete
             ob1_.ChargingComplete = f_1_ChargingComplete
             f_DC_EVPowerDeliveryParameter = ob1_
             s = 3
         elif ec == 1:
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'PowerDeliveryReqType[2]', 'expected EE')
-            ob2_ = _new(_din.EVPowerDeliveryParameterType)
+            av += 26
+            if c & 0x8000000 != 0x0:
+                raise r.fail_at(av + 2, 'PowerDeliveryReqType[2]', 'expected EE')
+            ob2_ = _new(_K_din_EVPowerDeliveryParameterType)
             f_EVPowerDeliveryParameter = ob2_
+            c >>= 26
             s = 3
         elif ec == 2:
-            av += 1
+            av += 27
             s = -1
         else:
-            raise r.fail_at(av + 1, 'PowerDeliveryReqType[2]', f'event code {ec}, expected SE(DC_EVPowerDeliveryParameter), SE(EVPowerDeliveryParameter), EE')
+            raise r.fail_at(av + 28, 'PowerDeliveryReqType[2]', f'event code {ec}, expected SE(DC_EVPowerDeliveryParameter), SE(EVPowerDeliveryParameter), EE')
     elif ec == 1:
-        if c & 0x1 != 0x0:
-            raise r.fail_at(av + 1, 'PowerDeliveryReqType[1]', 'expected SE(DC_EVStatus)')
+        if c & 0x100000 != 0x0:
+            raise r.fail_at(av + 21, 'PowerDeliveryReqType[1]', 'expected SE(DC_EVStatus)')
         f_3_BulkChargingComplete: bool | None = None
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_3_DC_EVStatus = _d_din_DC_EVStatusType(r)
+        f_3_DC_EVStatus = _d_din_DC_EVStatusType(r, c)
         win = r.win
         av = r.avail
-        av -= 10
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        ec = (c >> 8)
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        ec = (c >> 9)
         if ec == 0:
             try:
-                f_3_BulkChargingComplete, f_3_ChargingComplete = _Ta135abd8[(c >> 1) & 0x7f]
+                f_3_BulkChargingComplete, f_3_ChargingComplete = _Ta135abd8[(c >> 2) & 0x7f]
             except KeyError:  # not a valid pattern: say why
-                if c & 0xba != 0x0:
-                    raise r.fail_at(av + 8, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete, SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete') from None
-                f_3_BulkChargingComplete = ((c >> 6) & 1) == 1
-                f_3_ChargingComplete = ((c >> 2) & 1) == 1
+                if c & 0x174 != 0x0:
+                    raise r.fail_at(av + 9, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete, SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete') from None
+                f_3_BulkChargingComplete = ((c >> 7) & 1) == 1
+                f_3_ChargingComplete = ((c >> 3) & 1) == 1
         elif ec == 1:
             av += 4
             try:
-                f_3_ChargingComplete = _Ta870a97b[(c >> 5) & 0x7]
+                f_3_ChargingComplete = _Ta870a97b[(c >> 6) & 0x7]
             except KeyError:  # not a valid pattern: say why
-                if c & 0xa0 != 0x0:
-                    raise r.fail_at(av + 4, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
-                f_3_ChargingComplete = ((c >> 6) & 1) == 1
+                if c & 0x140 != 0x0:
+                    raise r.fail_at(av + 5, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
+                f_3_ChargingComplete = ((c >> 7) & 1) == 1
             c >>= 4
         else:
-            raise r.fail_at(av + 8, 'DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
-        if c & 0x1 != 0x0:
-            raise r.fail_at(av + 1, 'PowerDeliveryReqType[1]', 'expected EE')
-        ob3_ = _new(_din.DC_EVPowerDeliveryParameterType)
+            raise r.fail_at(av + 9, 'DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'PowerDeliveryReqType[1]', 'expected EE')
+        ob3_ = _new(_K_din_DC_EVPowerDeliveryParameterType)
         ob3_.DC_EVStatus = f_3_DC_EVStatus
         ob3_.BulkChargingComplete = f_3_BulkChargingComplete
         ob3_.ChargingComplete = f_3_ChargingComplete
         f_DC_EVPowerDeliveryParameter = ob3_
         s = 3
     elif ec == 2:
-        if c & 0x1 != 0x0:
-            raise r.fail_at(av + 1, 'PowerDeliveryReqType[1]', 'expected EE')
-        ob4_ = _new(_din.EVPowerDeliveryParameterType)
+        av += 19
+        if c & 0x100000 != 0x0:
+            raise r.fail_at(av + 2, 'PowerDeliveryReqType[1]', 'expected EE')
+        ob4_ = _new(_K_din_EVPowerDeliveryParameterType)
         f_EVPowerDeliveryParameter = ob4_
+        c >>= 19
         s = 3
     elif ec == 3:
-        av += 1
+        av += 20
         s = -1
     else:
-        raise r.fail_at(av + 1, 'PowerDeliveryReqType[1]', f'event code {ec}, expected SE(ChargingProfile), SE(DC_EVPowerDeliveryParameter), SE(EVPowerDeliveryParameter), EE')
+        raise r.fail_at(av + 21, 'PowerDeliveryReqType[1]', f'event code {ec}, expected SE(ChargingProfile), SE(DC_EVPowerDeliveryParameter), SE(EVPowerDeliveryParameter), EE')
     if s == 3:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'PowerDeliveryReqType[3]', 'expected EE')
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'PowerDeliveryReqType', 'expected EE')
         s = -1
+    else:
+        av += 1
     r.avail = av
-    ob = _new(_din.PowerDeliveryReqType)
+    ob = _new(_K_din_PowerDeliveryReqType)
     ob.ReadyToChargeState = f_ReadyToChargeState
     ob.ChargingProfile = f_ChargingProfile
     ob.DC_EVPowerDeliveryParameter = f_DC_EVPowerDeliveryParameter
@@ -7059,64 +7100,53 @@ def _e_din_PowerDeliveryReqType(w: BitWriter, o: _din.PowerDeliveryReqType) -> N
     if k >= 1024:
         w.spill()
 
-def _d_din_PowerDeliveryResType(r: BitReader) -> _din.PowerDeliveryResType:
+def _d_din_PowerDeliveryResType(r: BitReader, c: int) -> _din.PowerDeliveryResType:
     win = r.win
     av = r.avail
     f_ResponseCode: _din.responseCodeType
     f_AC_EVSEStatus: _din.AC_EVSEStatusType | None = None
     f_DC_EVSEStatus: _din.DC_EVSEStatusType | None = None
     f_EVSEStatus: _din.EVSEStatusType | None = None
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
     try:
-        f_ResponseCode, ec = _T685e51b1[c >> 20]
+        f_ResponseCode, ec = _T685e51b1[(c >> 18) & 0x3ff]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x30400000 != 0x0:
-            raise r.fail_at(av + 30, 'PowerDeliveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode') from None
-        iv = ((c >> 23) & 31)
+        if c & 0xc100000 != 0x0:
+            raise r.fail_at(av + 28, 'PowerDeliveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode') from None
+        iv = ((c >> 21) & 31)
         if iv >= 23:
-            raise r.fail_at(av + 20, 'PowerDeliveryResType.ResponseCode', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 18, 'PowerDeliveryResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_din_responseCodeType[iv]
-        ec = ((c >> 20) & 3)
+        ec = ((c >> 18) & 3)
     if ec == 0:
         try:
-            f_1_PowerSwitchClosed, f_1_RCD = _T67dfcfc9[(c >> 10) & 0x3ff]
+            f_1_PowerSwitchClosed, f_1_RCD = _T67dfcfc9[(c >> 8) & 0x3ff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xddc00 != 0x0:
-                raise r.fail_at(av + 20, 'PowerDeliveryResType[1]', 'expected SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
-            f_1_PowerSwitchClosed = ((c >> 17) & 1) == 1
-            f_1_RCD = ((c >> 13) & 1) == 1
-        u = ((c >> 2) & 255)
+            if c & 0x37700 != 0x0:
+                raise r.fail_at(av + 18, 'PowerDeliveryResType[1]', 'expected SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
+            f_1_PowerSwitchClosed = ((c >> 15) & 1) == 1
+            f_1_RCD = ((c >> 11) & 1) == 1
+        u = (c & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
         f_1_NotificationMaxDelay = u
-        av -= 6
+        av -= 8
         if av < 0:
             win, av = r.refill(av, 8)
         c = (win >> av) & 0xff
@@ -7129,78 +7159,75 @@ def _d_din_PowerDeliveryResType(r: BitReader) -> _din.PowerDeliveryResType:
             if iv >= 3:
                 raise r.fail_at(av + 1, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_1_EVSENotification = _E_din_EVSENotificationType[iv]
-        ob1_ = _new(_din.AC_EVSEStatusType)
+        ob1_ = _new(_K_din_AC_EVSEStatusType)
         ob1_.PowerSwitchClosed = f_1_PowerSwitchClosed
         ob1_.RCD = f_1_RCD
         ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
         ob1_.EVSENotification = f_1_EVSENotification
         f_AC_EVSEStatus = ob1_
     elif ec == 1:
-        ec = ((c >> 18) & 3)
+        ec = ((c >> 16) & 3)
         f_2_EVSEIsolationStatus: _din.isolationLevelType | None = None
         if ec == 0:
             try:
-                f_2_EVSEIsolationStatus, f_2_EVSEStatusCode = _T6b55cf38[(c >> 7) & 0x7ff]
+                f_2_EVSEIsolationStatus, f_2_EVSEStatusCode = _T6b55cf38[(c >> 5) & 0x7ff]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x27080 != 0x0:
-                    raise r.fail_at(av + 18, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                f_2_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 15) & 3)]
-                iv = ((c >> 8) & 15)
+                if c & 0x9c20 != 0x0:
+                    raise r.fail_at(av + 16, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                f_2_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 13) & 3)]
+                iv = ((c >> 6) & 15)
                 if iv >= 12:
-                    raise r.fail_at(av + 7, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 5, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
                 f_2_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-            av -= 11
+            av -= 13
             if av < 0:
                 win, av = r.refill(av, 18)
             c = (win >> av) & 0x3ffff
         elif ec == 1:
             try:
-                f_2_EVSEStatusCode = _T886122e8[(c >> 12) & 0x3f]
+                f_2_EVSEStatusCode = _T886122e8[(c >> 10) & 0x3f]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x21000 != 0x0:
-                    raise r.fail_at(av + 18, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                iv = ((c >> 13) & 15)
+                if c & 0x8400 != 0x0:
+                    raise r.fail_at(av + 16, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                iv = ((c >> 11) & 15)
                 if iv >= 12:
-                    raise r.fail_at(av + 12, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 10, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
                 f_2_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-            av -= 6
+            av -= 8
             if av < 0:
                 win, av = r.refill(av, 18)
             c = (win >> av) & 0x3ffff
         else:
-            raise r.fail_at(av + 18, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+            raise r.fail_at(av + 16, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
         if c & 0x30000 != 0x0:
             raise r.fail_at(av + 18, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         u = ((c >> 8) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 16)
-            c = (win >> av) & 0xffff
-            u2 = c >> 8
+            u2 = c & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 16)
-                c = (win >> av) & 0xffff
-                u2 = c >> 8
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    c = (win >> av) & 0xff
+        else:
+            av += 8
         f_2_NotificationMaxDelay = u
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         try:
-            f_2_EVSENotification = _T8031079e[(c >> 1) & 0x7f]
+            f_2_EVSENotification = _T8031079e[c >> 1]
         except KeyError:  # not a valid pattern: say why
             if c & 0xe6 != 0x0:
                 raise r.fail_at(av + 8, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE') from None
@@ -7208,25 +7235,25 @@ def _d_din_PowerDeliveryResType(r: BitReader) -> _din.PowerDeliveryResType:
             if iv >= 3:
                 raise r.fail_at(av + 1, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_2_EVSENotification = _E_din_EVSENotificationType[iv]
-        ob2_ = _new(_din.DC_EVSEStatusType)
+        ob2_ = _new(_K_din_DC_EVSEStatusType)
         ob2_.EVSEIsolationStatus = f_2_EVSEIsolationStatus
         ob2_.EVSEStatusCode = f_2_EVSEStatusCode
         ob2_.NotificationMaxDelay = f_2_NotificationMaxDelay
         ob2_.EVSENotification = f_2_EVSENotification
         f_DC_EVSEStatus = ob2_
     elif ec == 2:
-        av += 18
-        if c & 0x80000 != 0x0:
+        av += 16
+        if c & 0x20000 != 0x0:
             raise r.fail_at(av + 2, 'PowerDeliveryResType[1]', 'expected EE')
-        ob3_ = _new(_din.EVSEStatusType)
+        ob3_ = _new(_K_din_EVSEStatusType)
         f_EVSEStatus = ob3_
-        c >>= 18
+        c >>= 16
     else:
-        raise r.fail_at(av + 20, 'PowerDeliveryResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
+        raise r.fail_at(av + 18, 'PowerDeliveryResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'PowerDeliveryResType', 'expected EE')
     r.avail = av
-    ob = _new(_din.PowerDeliveryResType)
+    ob = _new(_K_din_PowerDeliveryResType)
     ob.ResponseCode = f_ResponseCode
     ob.AC_EVSEStatus = f_AC_EVSEStatus
     ob.DC_EVSEStatus = f_DC_EVSEStatus
@@ -7248,31 +7275,31 @@ def _e_din_PowerDeliveryResType(w: BitWriter, o: _din.PowerDeliveryResType) -> N
             raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
         if c1.NotificationMaxDelay is None:
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-        a = (a << 12) | (_BOOL[c1.PowerSwitchClosed]) << 7 | (_BOOL[c1.RCD]) << 3
-        k += 12
         t1 = c1.NotificationMaxDelay
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'outside 0..4294967295', t1)
         u = t1
+        if c1.EVSENotification is None:
+            raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (_BOOL[c1.PowerSwitchClosed]) << 22 | (_BOOL[c1.RCD]) << 18 | (u) << 7 | (_I_din_EVSENotificationType[c1.EVSENotification]) << 2
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (_BOOL[c1.PowerSwitchClosed]) << 30 | (_BOOL[c1.RCD]) << 26 | (u & 0x7F) << 15 | (u >> 7) << 7 | (_I_din_EVSENotificationType[c1.EVSENotification]) << 2 | 0x400000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (_BOOL[c1.PowerSwitchClosed]) << 38 | (_BOOL[c1.RCD]) << 34 | (u & 0x7F) << 23 | (u >> 7 & 0x7F) << 15 | (u >> 14) << 7 | (_I_din_EVSENotificationType[c1.EVSENotification]) << 2 | 0x40400000
+            k += 43
         else:
+            a = (a << 12) | (_BOOL[c1.PowerSwitchClosed]) << 7 | (_BOOL[c1.RCD]) << 3
+            k += 12
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if c1.EVSENotification is None:
-            raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-        a = (a << 7) | (_I_din_EVSENotificationType[c1.EVSENotification]) << 2
-        k += 7
+            a = (a << 7) | (_I_din_EVSENotificationType[c1.EVSENotification]) << 2
+            k += 7
         if o.DC_EVSEStatus is not None:
             raise encode_error('PowerDeliveryResType.DC_EVSEStatus', 'cannot be combined with AC_EVSEStatus')
         if o.EVSEStatus is not None:
@@ -7301,20 +7328,20 @@ def _e_din_PowerDeliveryResType(w: BitWriter, o: _din.PowerDeliveryResType) -> N
     if k >= 1024:
         w.spill()
 
-def _d_din_PreChargeReqType(r: BitReader) -> _din.PreChargeReqType:
+def _d_din_PreChargeReqType(r: BitReader, c: int) -> _din.PreChargeReqType:
     win = r.win
     av = r.avail
     f_DC_EVStatus: _din.DC_EVStatusType
     f_EVTargetVoltage: _din.PhysicalValueType
     f_EVTargetCurrent: _din.PhysicalValueType
+    if c & 0x8000000 != 0x0:
+        raise r.fail_at(av + 28, 'PreChargeReqType', 'expected SE(DC_EVStatus)')
     av -= 1
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'PreChargeReqType', 'expected SE(DC_EVStatus)')
+        win, av = r.refill(av, 28)
+    c = (win >> av) & 0xfffffff
     r.avail = av
-    f_DC_EVStatus = _d_din_DC_EVStatusType(r)
+    f_DC_EVStatus = _d_din_DC_EVStatusType(r, c)
     win = r.win
     av = r.avail
     av -= 30
@@ -7383,35 +7410,34 @@ def _d_din_PreChargeReqType(r: BitReader) -> _din.PreChargeReqType:
             sg = ((c >> 19) & 1)
         u = ((c >> 11) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 19)
-            c = (win >> av) & 0x7ffff
-            u2 = c >> 11
+            u2 = (c >> 3) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
-                u2 = c >> 11
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 11
+                    av += 3
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 11
+                    av -= 3
                     if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
+        else:
+            av += 8
+            c >>= 8
         f_1_Value = -u - 1 if sg else u
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'PhysicalValueType[1]', 'expected EE of Value')
-        av -= 20
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+        av -= 28
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
@@ -7424,7 +7450,7 @@ def _d_din_PreChargeReqType(r: BitReader) -> _din.PreChargeReqType:
             raise r.fail_at(av + 30, 'PreChargeReqType', 'expected EE, SE(EVTargetCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
         f_2_Multiplier = ((c >> 23) & 7) - 3
         ec = ((c >> 20) & 3)
-    ob1_ = _new(_din.PhysicalValueType)
+    ob1_ = _new(_K_din_PhysicalValueType)
     ob1_.Multiplier = f_1_Multiplier
     ob1_.Unit = f_1_Unit
     ob1_.Value = f_1_Value
@@ -7472,56 +7498,56 @@ def _d_din_PreChargeReqType(r: BitReader) -> _din.PreChargeReqType:
         if c & 0x4 != 0x0:
             raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
     elif ec == 1:
-        av += 7
         try:
             sg = _T071cdf68[(c >> 18) & 0x3]
         except KeyError:  # not a valid pattern: say why
             if c & 0x80000 != 0x0:
-                raise r.fail_at(av + 13, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
             sg = ((c >> 18) & 1)
         u = ((c >> 10) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
+            u2 = (c >> 2) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 3
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 3
+                    av -= 2
                     if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
         else:
-            c >>= 7
+            av += 8
+            c >>= 8
         f_2_Value = -u - 1 if sg else u
-        if c & 0x4 != 0x0:
-            raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
     else:
         raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'PreChargeReqType', 'expected EE, EE')
-    ob2_ = _new(_din.PhysicalValueType)
+    ob2_ = _new(_K_din_PhysicalValueType)
     ob2_.Multiplier = f_2_Multiplier
     ob2_.Unit = f_2_Unit
     ob2_.Value = f_2_Value
     f_EVTargetCurrent = ob2_
     r.avail = av
-    ob = _new(_din.PreChargeReqType)
+    ob = _new(_K_din_PreChargeReqType)
     ob.DC_EVStatus = f_DC_EVStatus
     ob.EVTargetVoltage = f_EVTargetVoltage
     ob.EVTargetCurrent = f_EVTargetCurrent
@@ -7564,100 +7590,99 @@ def _e_din_PreChargeReqType(w: BitWriter, o: _din.PreChargeReqType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_din_PreChargeResType(r: BitReader) -> _din.PreChargeResType:
+def _d_din_PreChargeResType(r: BitReader, c: int) -> _din.PreChargeResType:
     win = r.win
     av = r.avail
     f_ResponseCode: _din.responseCodeType
     f_DC_EVSEStatus: _din.DC_EVSEStatusType
     f_EVSEPresentVoltage: _din.PhysicalValueType
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
     try:
-        f_ResponseCode, ec = _T2cf7554e[c >> 19]
+        f_ResponseCode, ec = _T2cf7554e[(c >> 17) & 0x7ff]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x30600000 != 0x0:
-            raise r.fail_at(av + 30, 'PreChargeResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)') from None
-        iv = ((c >> 23) & 31)
+        if c & 0xc180000 != 0x0:
+            raise r.fail_at(av + 28, 'PreChargeResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)') from None
+        iv = ((c >> 21) & 31)
         if iv >= 23:
-            raise r.fail_at(av + 19, 'PreChargeResType.ResponseCode', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 17, 'PreChargeResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_din_responseCodeType[iv]
-        ec = ((c >> 19) & 3)
+        ec = ((c >> 17) & 3)
     f_1_EVSEIsolationStatus: _din.isolationLevelType | None = None
     if ec == 0:
         try:
-            f_1_EVSEIsolationStatus, f_1_EVSEStatusCode = _T6b55cf38[(c >> 8) & 0x7ff]
+            f_1_EVSEIsolationStatus, f_1_EVSEStatusCode = _T6b55cf38[(c >> 6) & 0x7ff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x4e100 != 0x0:
-                raise r.fail_at(av + 19, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            f_1_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 16) & 3)]
-            iv = ((c >> 9) & 15)
+            if c & 0x13840 != 0x0:
+                raise r.fail_at(av + 17, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+            f_1_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 14) & 3)]
+            iv = ((c >> 7) & 15)
             if iv >= 12:
-                raise r.fail_at(av + 8, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 6, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
             f_1_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-        av -= 22
+        av -= 24
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     elif ec == 1:
         try:
-            f_1_EVSEStatusCode = _T886122e8[(c >> 13) & 0x3f]
+            f_1_EVSEStatusCode = _T886122e8[(c >> 11) & 0x3f]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x42000 != 0x0:
-                raise r.fail_at(av + 19, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            iv = ((c >> 14) & 15)
+            if c & 0x10800 != 0x0:
+                raise r.fail_at(av + 17, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+            iv = ((c >> 12) & 15)
             if iv >= 12:
-                raise r.fail_at(av + 13, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 11, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
             f_1_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-        av -= 17
+        av -= 19
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av + 19, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+        raise r.fail_at(av + 17, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     if c & 0x30000000 != 0x0:
         raise r.fail_at(av + 30, 'PreChargeResType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     u = ((c >> 20) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        u2 = c >> 20
+        u2 = (c >> 12) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            u2 = c >> 20
+                win, av = r.refill(av, 20)
+            c = (win >> av) & 0xfffff
+            u2 = c >> 12
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 20
+                av += 12
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 20
+                av -= 12
                 if av < 0:
-                    win, av = r.refill(av, 20)
-                c = (win >> av) & 0xfffff
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+    else:
+        av += 8
+        c >>= 8
     f_1_NotificationMaxDelay = u
+    av -= 18
+    if av < 0:
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
     try:
-        f_1_EVSENotification, f_2_Multiplier, ec = _T71021874[(c >> 4) & 0xffff]
+        f_1_EVSENotification, f_2_Multiplier, ec = _T71021874[c >> 14]
     except KeyError:  # not a valid pattern: say why
-        if c & 0xe7c40 != 0x0:
-            raise r.fail_at(av + 20, 'PreChargeResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-        iv = ((c >> 15) & 3)
+        if c & 0x39f10000 != 0x0:
+            raise r.fail_at(av + 30, 'PreChargeResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+        iv = ((c >> 25) & 3)
         if iv >= 3:
-            raise r.fail_at(av + 4, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 14, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_1_EVSENotification = _E_din_EVSENotificationType[iv]
-        f_2_Multiplier = ((c >> 7) & 7) - 3
-        ec = ((c >> 4) & 3)
-    ob1_ = _new(_din.DC_EVSEStatusType)
+        f_2_Multiplier = ((c >> 17) & 7) - 3
+        ec = ((c >> 14) & 3)
+    ob1_ = _new(_K_din_DC_EVSEStatusType)
     ob1_.EVSEIsolationStatus = f_1_EVSEIsolationStatus
     ob1_.EVSEStatusCode = f_1_EVSEStatusCode
     ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
@@ -7665,27 +7690,23 @@ def _d_din_PreChargeResType(r: BitReader) -> _din.PreChargeResType:
     f_DC_EVSEStatus = ob1_
     f_2_Unit: _din.unitSymbolType | None = None
     if ec == 0:
-        av -= 16
+        av -= 14
         if av < 0:
-            win, av = r.refill(av, 20)
-        c = (win >> av) & 0xfffff
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         try:
-            f_2_Unit, sg = _T7f58918e[c >> 11]
+            f_2_Unit, sg = _T7f58918e[c >> 19]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x87000 != 0x0:
-                raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            iv = ((c >> 15) & 15)
+            if c & 0x8700000 != 0x0:
+                raise r.fail_at(av + 28, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+            iv = ((c >> 23) & 15)
             if iv >= 10:
-                raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 19, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
             f_2_Unit = _E_din_unitSymbolType[iv]
-            sg = ((c >> 11) & 1)
-        u = ((c >> 3) & 255)
+            sg = ((c >> 19) & 1)
+        u = ((c >> 11) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
+            u2 = (c >> 3) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
@@ -7706,61 +7727,62 @@ def _d_din_PreChargeResType(r: BitReader) -> _din.PreChargeResType:
                     if av < 0:
                         win, av = r.refill(av, 3)
                     c = (win >> av) & 0x7
+        else:
+            av += 8
+            c >>= 8
         f_2_Value = -u - 1 if sg else u
         if c & 0x4 != 0x0:
             raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
     elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 13)
-        c = (win >> av) & 0x1fff
         try:
-            sg = _T071cdf68[c >> 11]
+            sg = _T071cdf68[(c >> 12) & 0x3]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x1000 != 0x0:
-                raise r.fail_at(av + 13, 'PhysicalValueType[1]', 'expected CH of Value') from None
-            sg = ((c >> 11) & 1)
-        u = ((c >> 3) & 255)
+            if c & 0x2000 != 0x0:
+                raise r.fail_at(av + 14, 'PhysicalValueType[1]', 'expected CH of Value') from None
+            sg = ((c >> 12) & 1)
+        u = ((c >> 4) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 3
+                    av += 4
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 3
+                    av -= 4
                     if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
+                        win, av = r.refill(av, 4)
+                    c = (win >> av) & 0xf
         f_2_Value = -u - 1 if sg else u
-        if c & 0x4 != 0x0:
+        av += 1
+        if c & 0x8 != 0x0:
             raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+        c >>= 1
     else:
-        raise r.fail_at(av + 4, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        raise r.fail_at(av + 14, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'PreChargeResType', 'expected EE, EE')
-    ob2_ = _new(_din.PhysicalValueType)
+    ob2_ = _new(_K_din_PhysicalValueType)
     ob2_.Multiplier = f_2_Multiplier
     ob2_.Unit = f_2_Unit
     ob2_.Value = f_2_Value
     f_EVSEPresentVoltage = ob2_
     r.avail = av
-    ob = _new(_din.PreChargeResType)
+    ob = _new(_K_din_PreChargeResType)
     ob.ResponseCode = f_ResponseCode
     ob.DC_EVSEStatus = f_DC_EVSEStatus
     ob.EVSEPresentVoltage = f_EVSEPresentVoltage
@@ -7796,14 +7818,10 @@ def _e_din_PreChargeResType(w: BitWriter, o: _din.PreChargeResType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_din_ServiceDetailReqType(r: BitReader) -> _din.ServiceDetailReqType:
+def _d_din_ServiceDetailReqType(r: BitReader, c: int) -> _din.ServiceDetailReqType:
     win = r.win
     av = r.avail
     f_ServiceID: int
-    av -= 12
-    if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
     if c & 0xc00 != 0x0:
         raise r.fail_at(av + 12, 'ServiceDetailReqType', 'expected SE(ServiceID), CH of ServiceID')
     u = ((c >> 2) & 255)
@@ -7837,7 +7855,7 @@ def _d_din_ServiceDetailReqType(r: BitReader) -> _din.ServiceDetailReqType:
     if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'ServiceDetailReqType', 'expected EE of ServiceID, EE')
     r.avail = av
-    ob = _new(_din.ServiceDetailReqType)
+    ob = _new(_K_din_ServiceDetailReqType)
     ob.ServiceID = f_ServiceID
     return ob
 
@@ -7846,90 +7864,89 @@ def _e_din_ServiceDetailReqType(w: BitWriter, o: _din.ServiceDetailReqType) -> N
     k = w.n
     if o.ServiceID is None:
         raise encode_error('ServiceDetailReqType.ServiceID', 'required value missing')
-    a <<= 2
-    k += 2
     t1 = o.ServiceID
     if t1 < 0 or (w.strict and (t1 > 65535)):
         raise encode_error('ServiceDetailReqType.ServiceID', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 12) | (u) << 2
+        k += 12
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 20) | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+        k += 20
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 28) | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+        k += 28
     else:
+        a <<= 2
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 2
-    k += 2
+        a <<= 2
+        k += 2
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_din_ServiceDetailResType(r: BitReader) -> _din.ServiceDetailResType:
+def _d_din_ServiceDetailResType(r: BitReader, c: int) -> _din.ServiceDetailResType:
     win = r.win
     av = r.avail
     f_ResponseCode: _din.responseCodeType
     f_ServiceID: int
     f_ServiceParameterList: _din.ServiceParameterListType | None = None
-    av -= 21
-    if av < 0:
-        win, av = r.refill(av, 21)
-    c = (win >> av) & 0x1fffff
     try:
-        f_ResponseCode = _Tfaaba5e3[c >> 11]
+        f_ResponseCode = _Tfaaba5e3[(c >> 18) & 0x3ff]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x183800 != 0x0:
-            raise r.fail_at(av + 21, 'ServiceDetailResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceID), CH of ServiceID') from None
-        iv = ((c >> 14) & 31)
+        if c & 0xc1c0000 != 0x0:
+            raise r.fail_at(av + 28, 'ServiceDetailResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceID), CH of ServiceID') from None
+        iv = ((c >> 21) & 31)
         if iv >= 23:
-            raise r.fail_at(av + 11, 'ServiceDetailResType.ResponseCode', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 18, 'ServiceDetailResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_din_responseCodeType[iv]
-    u = ((c >> 3) & 255)
+    u = ((c >> 10) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        u2 = c >> 3
+        u2 = (c >> 2) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 3
+                av += 2
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 3
+                av -= 2
                 if av < 0:
-                    win, av = r.refill(av, 3)
-                c = (win >> av) & 0x7
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+    else:
+        av += 8
+        c >>= 8
     f_ServiceID = u
+    av -= 24
+    if av < 0:
+        win, av = r.refill(av, 26)
+    c = (win >> av) & 0x3ffffff
     try:
-        ec = _Taa5bbe96[c & 0x7]
+        ec = _Taa5bbe96[c >> 23]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x4 != 0x0:
-            raise r.fail_at(av + 3, 'ServiceDetailResType', 'expected EE of ServiceID') from None
-        ec = (c & 3)
+        if c & 0x2000000 != 0x0:
+            raise r.fail_at(av + 26, 'ServiceDetailResType', 'expected EE of ServiceID') from None
+        ec = ((c >> 23) & 3)
     if ec == 0:
         r.avail = av
-        f_ServiceParameterList = _d_din_ServiceParameterListType(r)
+        f_ServiceParameterList = _d_din_ServiceParameterListType(r, c)
         win = r.win
         av = r.avail
         av -= 1
@@ -7939,11 +7956,11 @@ def _d_din_ServiceDetailResType(r: BitReader) -> _din.ServiceDetailResType:
         if c:
             raise r.fail_at(av + 1, 'ServiceDetailResType[2]', 'expected EE')
     elif ec == 1:
-        pass
+        av += 23
     else:
-        raise r.fail_at(av, 'ServiceDetailResType[2]', f'event code {ec}, expected SE(ServiceParameterList), EE')
+        raise r.fail_at(av + 23, 'ServiceDetailResType[2]', f'event code {ec}, expected SE(ServiceParameterList), EE')
     r.avail = av
-    ob = _new(_din.ServiceDetailResType)
+    ob = _new(_K_din_ServiceDetailResType)
     ob.ResponseCode = f_ResponseCode
     ob.ServiceID = f_ServiceID
     ob.ServiceParameterList = f_ServiceParameterList
@@ -7957,30 +7974,30 @@ def _e_din_ServiceDetailResType(w: BitWriter, o: _din.ServiceDetailResType) -> N
         raise encode_error('ServiceDetailResType.ResponseCode', 'required value missing')
     if o.ServiceID is None:
         raise encode_error('ServiceDetailResType.ServiceID', 'required value missing')
-    a = (a << 10) | (_I_din_responseCodeType[o.ResponseCode]) << 3
-    k += 10
-    s = 1
     t1 = o.ServiceID
     if t1 < 0 or (w.strict and (t1 > 65535)):
         raise encode_error('ServiceDetailResType.ServiceID', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 19) | (_I_din_responseCodeType[o.ResponseCode]) << 12 | (u) << 1
+        k += 19
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 27) | (_I_din_responseCodeType[o.ResponseCode]) << 20 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 27
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 35) | (_I_din_responseCodeType[o.ResponseCode]) << 28 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 35
     else:
+        a = (a << 10) | (_I_din_responseCodeType[o.ResponseCode]) << 3
+        k += 10
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
+    s = 1
     s = 2
     if o.ServiceParameterList is not None:
         a <<= 2
@@ -8005,17 +8022,13 @@ def _e_din_ServiceDetailResType(w: BitWriter, o: _din.ServiceDetailResType) -> N
     if k >= 1024:
         w.spill()
 
-def _d_din_ServiceDiscoveryReqType(r: BitReader) -> _din.ServiceDiscoveryReqType:
+def _d_din_ServiceDiscoveryReqType(r: BitReader, c: int) -> _din.ServiceDiscoveryReqType:
     win = r.win
     av = r.avail
     f_ServiceScope: str | None = None
     f_ServiceCategory: _din.serviceCategoryType | None = None
     s = 0
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    ec = (c >> 9)
+    ec = ((c >> 9) & 3)
     if ec == 0:
         if c & 0x100 != 0x0:
             raise r.fail_at(av + 9, 'ServiceDiscoveryReqType[0]', 'expected CH of ServiceScope')
@@ -8043,53 +8056,52 @@ def _d_din_ServiceDiscoveryReqType(r: BitReader) -> _din.ServiceDiscoveryReqType
         f_ServiceScope = r.string_of(u, 32)
         win = r.win
         av = r.avail
-        av -= 7
+        av -= 8
         if av < 0:
-            win, av = r.refill(av, 7)
-        c = (win >> av) & 0x7f
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         try:
-            ec = _Taa5bbe96[c >> 4]
+            ec = _Taa5bbe96[c >> 5]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x40 != 0x0:
-                raise r.fail_at(av + 7, 'ServiceDiscoveryReqType[0]', 'expected EE of ServiceScope') from None
-            ec = ((c >> 4) & 3)
+            if c & 0x80 != 0x0:
+                raise r.fail_at(av + 8, 'ServiceDiscoveryReqType[0]', 'expected EE of ServiceScope') from None
+            ec = ((c >> 5) & 3)
         if ec == 0:
             try:
-                f_ServiceCategory = _Tfd5e134c[c & 0xf]
+                f_ServiceCategory = _Tfd5e134c[(c >> 1) & 0xf]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x9 != 0x0:
-                    raise r.fail_at(av + 4, 'ServiceDiscoveryReqType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
-                f_ServiceCategory = _E_din_serviceCategoryType[((c >> 1) & 3)]
+                if c & 0x12 != 0x0:
+                    raise r.fail_at(av + 5, 'ServiceDiscoveryReqType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
+                f_ServiceCategory = _E_din_serviceCategoryType[((c >> 2) & 3)]
             s = 2
         elif ec == 1:
             av += 4
             s = -1
         else:
-            raise r.fail_at(av + 4, 'ServiceDiscoveryReqType[1]', f'event code {ec}, expected SE(ServiceCategory), EE')
+            raise r.fail_at(av + 5, 'ServiceDiscoveryReqType[1]', f'event code {ec}, expected SE(ServiceCategory), EE')
     elif ec == 1:
-        av += 5
+        av += 4
         try:
             f_ServiceCategory = _Tfd5e134c[(c >> 5) & 0xf]
         except KeyError:  # not a valid pattern: say why
             if c & 0x120 != 0x0:
-                raise r.fail_at(av + 4, 'ServiceDiscoveryReqType[0]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
+                raise r.fail_at(av + 5, 'ServiceDiscoveryReqType[0]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
             f_ServiceCategory = _E_din_serviceCategoryType[((c >> 6) & 3)]
+        c >>= 4
         s = 2
     elif ec == 2:
-        av += 9
+        av += 8
         s = -1
     else:
         raise r.fail_at(av + 9, 'ServiceDiscoveryReqType[0]', f'event code {ec}, expected SE(ServiceScope), SE(ServiceCategory), EE')
     if s == 2:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ServiceDiscoveryReqType[2]', 'expected EE')
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'ServiceDiscoveryReqType', 'expected EE')
         s = -1
+    else:
+        av += 1
     r.avail = av
-    ob = _new(_din.ServiceDiscoveryReqType)
+    ob = _new(_K_din_ServiceDiscoveryReqType)
     ob.ServiceScope = f_ServiceScope
     ob.ServiceCategory = f_ServiceCategory
     return ob
@@ -8138,28 +8150,24 @@ def _e_din_ServiceDiscoveryReqType(w: BitWriter, o: _din.ServiceDiscoveryReqType
     if k >= 1024:
         w.spill()
 
-def _d_din_ServiceDiscoveryResType(r: BitReader) -> _din.ServiceDiscoveryResType:
+def _d_din_ServiceDiscoveryResType(r: BitReader, c: int) -> _din.ServiceDiscoveryResType:
     win = r.win
     av = r.avail
     f_ResponseCode: _din.responseCodeType
     f_PaymentOptions: _din.PaymentOptionsType
     f_ChargeService: _din.ServiceChargeType
     f_ServiceList: _din.ServiceTagListType | None = None
-    av -= 9
-    if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
     try:
-        f_ResponseCode = _T59ab808f[c]
+        f_ResponseCode = _T59ab808f[(c >> 9) & 0x1ff]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x183 != 0x0:
-            raise r.fail_at(av + 9, 'ServiceDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PaymentOptions)') from None
-        iv = ((c >> 2) & 31)
+        if c & 0x30600 != 0x0:
+            raise r.fail_at(av + 18, 'ServiceDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PaymentOptions)') from None
+        iv = ((c >> 11) & 31)
         if iv >= 23:
-            raise r.fail_at(av, 'ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 9, 'ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_din_responseCodeType[iv]
     r.avail = av
-    f_PaymentOptions = _d_din_PaymentOptionsType(r)
+    f_PaymentOptions = _d_din_PaymentOptionsType(r, c)
     win = r.win
     av = r.avail
     av -= 30
@@ -8172,43 +8180,45 @@ def _d_din_ServiceDiscoveryResType(r: BitReader) -> _din.ServiceDiscoveryResType
     f_2_ServiceName: str | None = None
     f_2_ServiceScope: str | None = None
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        u2 = c >> 18
+        u2 = (c >> 10) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 26)
-            c = (win >> av) & 0x3ffffff
-            u2 = c >> 18
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 18
+                av += 10
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 18
+                av -= 10
                 if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
     f_2_ServiceID = u
     try:
-        ec = _Taa5bbe96[(c >> 15) & 0x7]
+        ec = _Taa5bbe96[(c >> 7) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x20000 != 0x0:
-            raise r.fail_at(av + 18, 'ServiceDiscoveryResType', 'expected EE of ServiceID') from None
-        ec = ((c >> 15) & 3)
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'ServiceDiscoveryResType', 'expected EE of ServiceID') from None
+        ec = ((c >> 7) & 3)
     if ec == 0:
-        av += 6
-        if c & 0x4000 != 0x0:
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
             raise r.fail_at(av + 9, 'ServiceTagType[1]', 'expected CH of ServiceName')
-        u = ((c >> 6) & 255)
+        u = (c & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -8232,35 +8242,39 @@ def _d_din_ServiceDiscoveryResType(r: BitReader) -> _din.ServiceDiscoveryResType
         f_2_ServiceName = r.string_of(u, 32)
         win = r.win
         av = r.avail
-        av -= 22
+        av -= 30
         if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
         try:
-            f_2_ServiceCategory = _T5b52c32c[c >> 16]
+            f_2_ServiceCategory = _T5b52c32c[c >> 24]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x390000 != 0x0:
-                raise r.fail_at(av + 22, 'ServiceTagType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory') from None
-            f_2_ServiceCategory = _E_din_serviceCategoryType[((c >> 17) & 3)]
+            if c & 0x39000000 != 0x0:
+                raise r.fail_at(av + 30, 'ServiceTagType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory') from None
+            f_2_ServiceCategory = _E_din_serviceCategoryType[((c >> 25) & 3)]
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     elif ec == 1:
         try:
-            f_2_ServiceCategory = _Tfd5e134c[(c >> 11) & 0xf]
+            f_2_ServiceCategory = _Tfd5e134c[(c >> 3) & 0xf]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x4800 != 0x0:
-                raise r.fail_at(av + 15, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
-            f_2_ServiceCategory = _E_din_serviceCategoryType[((c >> 12) & 3)]
-        av -= 5
+            if c & 0x48 != 0x0:
+                raise r.fail_at(av + 7, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
+            f_2_ServiceCategory = _E_din_serviceCategoryType[((c >> 4) & 3)]
+        av -= 27
         if av < 0:
-            win, av = r.refill(av, 16)
-        c = (win >> av) & 0xffff
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av + 15, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
-    ec = ((c >> 14) & 3)
+        raise r.fail_at(av + 7, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
+    ec = ((c >> 28) & 3)
     if ec == 0:
-        av += 5
-        if c & 0x2000 != 0x0:
+        av += 19
+        if c & 0x8000000 != 0x0:
             raise r.fail_at(av + 9, 'ServiceTagType[3]', 'expected CH of ServiceScope')
-        u = ((c >> 5) & 255)
+        u = ((c >> 19) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -8284,41 +8298,52 @@ def _d_din_ServiceDiscoveryResType(r: BitReader) -> _din.ServiceDiscoveryResType
         f_2_ServiceScope = r.string_of(u, 32)
         win = r.win
         av = r.avail
-        av -= 16
+        av -= 30
         if av < 0:
-            win, av = r.refill(av, 16)
-        c = (win >> av) & 0xffff
-        if c & 0xc000 != 0x0:
-            raise r.fail_at(av + 16, 'ServiceTagType[3]', 'expected EE of ServiceScope, EE')
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x30000000 != 0x0:
+            raise r.fail_at(av + 30, 'ServiceTagType[3]', 'expected EE of ServiceScope, EE')
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     elif ec == 1:
-        pass
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av + 14, 'ServiceTagType[3]', f'event code {ec}, expected SE(ServiceScope), EE')
+        raise r.fail_at(av + 28, 'ServiceTagType[3]', f'event code {ec}, expected SE(ServiceScope), EE')
     try:
-        f_1_FreeService, f_1_EnergyTransferType, ec = _Tab4bdb8a[c & 0x3fff]
+        f_1_FreeService, f_1_EnergyTransferType, ec = _Tab4bdb8a[(c >> 16) & 0x3fff]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x370c != 0x0:
-            raise r.fail_at(av + 14, 'ServiceDiscoveryResType', 'expected SE(FreeService), CH of FreeService, EE of FreeService, SE(EnergyTransferType), CH of EnergyTransferType, EE of EnergyTransferType, EE') from None
-        f_1_FreeService = ((c >> 11) & 1) == 1
-        iv = ((c >> 4) & 15)
+        if c & 0x370c0000 != 0x0:
+            raise r.fail_at(av + 30, 'ServiceDiscoveryResType', 'expected SE(FreeService), CH of FreeService, EE of FreeService, SE(EnergyTransferType), CH of EnergyTransferType, EE of EnergyTransferType, EE') from None
+        f_1_FreeService = ((c >> 27) & 1) == 1
+        iv = ((c >> 20) & 15)
         if iv >= 10:
-            raise r.fail_at(av, 'ServiceChargeType.EnergyTransferType', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 16, 'ServiceChargeType.EnergyTransferType', f'enumeration index {iv}') from None
         f_1_EnergyTransferType = _E_din_EVSESupportedEnergyTransferType[iv]
-        ec = (c & 3)
-    ob2_ = _new(_din.ServiceTagType)
+        ec = ((c >> 16) & 3)
+    ob2_ = _new(_K_din_ServiceTagType)
     ob2_.ServiceID = f_2_ServiceID
     ob2_.ServiceName = f_2_ServiceName
     ob2_.ServiceCategory = f_2_ServiceCategory
     ob2_.ServiceScope = f_2_ServiceScope
     f_1_ServiceTag = ob2_
-    ob1_ = _new(_din.ServiceChargeType)
+    ob1_ = _new(_K_din_ServiceChargeType)
     ob1_.ServiceTag = f_1_ServiceTag
     ob1_.FreeService = f_1_FreeService
     ob1_.EnergyTransferType = f_1_EnergyTransferType
     f_ChargeService = ob1_
     if ec == 0:
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_ServiceList = _d_din_ServiceTagListType(r)
+        f_ServiceList = _d_din_ServiceTagListType(r, c)
         win = r.win
         av = r.avail
         av -= 1
@@ -8328,11 +8353,11 @@ def _d_din_ServiceDiscoveryResType(r: BitReader) -> _din.ServiceDiscoveryResType
         if c:
             raise r.fail_at(av + 1, 'ServiceDiscoveryResType[3]', 'expected EE')
     elif ec == 1:
-        pass
+        av += 16
     else:
-        raise r.fail_at(av, 'ServiceDiscoveryResType[3]', f'event code {ec}, expected SE(ServiceList), EE')
+        raise r.fail_at(av + 16, 'ServiceDiscoveryResType[3]', f'event code {ec}, expected SE(ServiceList), EE')
     r.avail = av
-    ob = _new(_din.ServiceDiscoveryResType)
+    ob = _new(_K_din_ServiceDiscoveryResType)
     ob.ResponseCode = f_ResponseCode
     ob.PaymentOptions = f_PaymentOptions
     ob.ChargeService = f_ChargeService
@@ -8398,23 +8423,23 @@ def _e_din_ServiceDiscoveryResType(w: BitWriter, o: _din.ServiceDiscoveryResType
     if k >= 1024:
         w.spill()
 
-def _d_din_ServicePaymentSelectionReqType(r: BitReader) -> _din.ServicePaymentSelectionReqType:
+def _d_din_ServicePaymentSelectionReqType(r: BitReader, c: int) -> _din.ServicePaymentSelectionReqType:
     win = r.win
     av = r.avail
     f_SelectedPaymentOption: _din.paymentOptionType
     f_SelectedServiceList: _din.SelectedServiceListType
+    try:
+        f_SelectedPaymentOption = _T36ee64b9[(c >> 23) & 0x1f]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0xd800000 != 0x0:
+            raise r.fail_at(av + 28, 'ServicePaymentSelectionReqType', 'expected SE(SelectedPaymentOption), CH of SelectedPaymentOption, EE of SelectedPaymentOption, SE(SelectedServiceList)') from None
+        f_SelectedPaymentOption = _E_din_paymentOptionType[((c >> 25) & 1)]
     av -= 5
     if av < 0:
-        win, av = r.refill(av, 5)
-    c = (win >> av) & 0x1f
-    try:
-        f_SelectedPaymentOption = _T36ee64b9[c]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x1b != 0x0:
-            raise r.fail_at(av + 5, 'ServicePaymentSelectionReqType', 'expected SE(SelectedPaymentOption), CH of SelectedPaymentOption, EE of SelectedPaymentOption, SE(SelectedServiceList)') from None
-        f_SelectedPaymentOption = _E_din_paymentOptionType[((c >> 2) & 1)]
+        win, av = r.refill(av, 28)
+    c = (win >> av) & 0xfffffff
     r.avail = av
-    f_SelectedServiceList = _d_din_SelectedServiceListType(r)
+    f_SelectedServiceList = _d_din_SelectedServiceListType(r, c)
     win = r.win
     av = r.avail
     av -= 1
@@ -8424,7 +8449,7 @@ def _d_din_ServicePaymentSelectionReqType(r: BitReader) -> _din.ServicePaymentSe
     if c:
         raise r.fail_at(av + 1, 'ServicePaymentSelectionReqType', 'expected EE')
     r.avail = av
-    ob = _new(_din.ServicePaymentSelectionReqType)
+    ob = _new(_K_din_ServicePaymentSelectionReqType)
     ob.SelectedPaymentOption = f_SelectedPaymentOption
     ob.SelectedServiceList = f_SelectedServiceList
     return ob
@@ -8450,16 +8475,11 @@ def _e_din_ServicePaymentSelectionReqType(w: BitWriter, o: _din.ServicePaymentSe
     if k >= 1024:
         w.spill()
 
-def _d_din_ServicePaymentSelectionResType(r: BitReader) -> _din.ServicePaymentSelectionResType:
-    win = r.win
+def _d_din_ServicePaymentSelectionResType(r: BitReader, c: int) -> _din.ServicePaymentSelectionResType:
     av = r.avail
     f_ResponseCode: _din.responseCodeType
-    av -= 9
-    if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
     try:
-        f_ResponseCode = _T59ab808f[c]
+        f_ResponseCode = _T59ab808f[c & 0x1ff]
     except KeyError:  # not a valid pattern: say why
         if c & 0x183 != 0x0:
             raise r.fail_at(av + 9, 'ServicePaymentSelectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE') from None
@@ -8468,7 +8488,7 @@ def _d_din_ServicePaymentSelectionResType(r: BitReader) -> _din.ServicePaymentSe
             raise r.fail_at(av, 'ServicePaymentSelectionResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_din_responseCodeType[iv]
     r.avail = av
-    ob = _new(_din.ServicePaymentSelectionResType)
+    ob = _new(_K_din_ServicePaymentSelectionResType)
     ob.ResponseCode = f_ResponseCode
     return ob
 
@@ -8484,14 +8504,10 @@ def _e_din_ServicePaymentSelectionResType(w: BitWriter, o: _din.ServicePaymentSe
     if k >= 1024:
         w.spill()
 
-def _d_din_SessionSetupReqType(r: BitReader) -> _din.SessionSetupReqType:
+def _d_din_SessionSetupReqType(r: BitReader, c: int) -> _din.SessionSetupReqType:
     win = r.win
     av = r.avail
     f_EVCCID: bytes
-    av -= 10
-    if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'SessionSetupReqType', 'expected SE(EVCCID), CH of EVCCID')
     u = (c & 255)
@@ -8525,7 +8541,7 @@ def _d_din_SessionSetupReqType(r: BitReader) -> _din.SessionSetupReqType:
     if c:
         raise r.fail_at(av + 2, 'SessionSetupReqType', 'expected EE of EVCCID, EE')
     r.avail = av
-    ob = _new(_din.SessionSetupReqType)
+    ob = _new(_K_din_SessionSetupReqType)
     ob.EVCCID = f_EVCCID
     return ob
 
@@ -8550,18 +8566,14 @@ def _e_din_SessionSetupReqType(w: BitWriter, o: _din.SessionSetupReqType) -> Non
     if k >= 1024:
         w.spill()
 
-def _d_din_SessionSetupResType(r: BitReader) -> _din.SessionSetupResType:
+def _d_din_SessionSetupResType(r: BitReader, c: int) -> _din.SessionSetupResType:
     win = r.win
     av = r.avail
     f_ResponseCode: _din.responseCodeType
     f_EVSEID: bytes
     f_DateTimeNow: int | None = None
-    av -= 18
-    if av < 0:
-        win, av = r.refill(av, 18)
-    c = (win >> av) & 0x3ffff
     try:
-        f_ResponseCode = _Tfaaba5e3[c >> 8]
+        f_ResponseCode = _Tfaaba5e3[(c >> 8) & 0x3ff]
     except KeyError:  # not a valid pattern: say why
         if c & 0x30700 != 0x0:
             raise r.fail_at(av + 18, 'SessionSetupResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID') from None
@@ -8645,7 +8657,7 @@ def _d_din_SessionSetupResType(r: BitReader) -> _din.SessionSetupResType:
     else:
         raise r.fail_at(av + 12, 'SessionSetupResType[2]', f'event code {ec}, expected SE(DateTimeNow), EE')
     r.avail = av
-    ob = _new(_din.SessionSetupResType)
+    ob = _new(_K_din_SessionSetupResType)
     ob.ResponseCode = f_ResponseCode
     ob.EVSEID = f_EVSEID
     ob.DateTimeNow = f_DateTimeNow
@@ -8676,26 +8688,26 @@ def _e_din_SessionSetupResType(w: BitWriter, o: _din.SessionSetupResType) -> Non
         t1 = o.DateTimeNow
         if (w.strict and (t1 < -9223372036854775808 or t1 > 9223372036854775807)):
             raise encode_error('SessionSetupResType.DateTimeNow', 'outside -9223372036854775808..9223372036854775807', t1)
-        a = (a << 4) | (1 if t1 < 0 else 0)
-        k += 4
         u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 13) | (1 if t1 < 0 else 0) << 9 | (u) << 1
+            k += 13
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 21) | (1 if t1 < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+            k += 21
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 29) | (1 if t1 < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+            k += 29
         else:
+            a = (a << 4) | (1 if t1 < 0 else 0)
+            k += 4
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 1
-        k += 1
+            a <<= 1
+            k += 1
         s = 3
     else:
         a = (a << 2) | 0x1
@@ -8711,16 +8723,11 @@ def _e_din_SessionSetupResType(w: BitWriter, o: _din.SessionSetupResType) -> Non
     if k >= 1024:
         w.spill()
 
-def _d_din_SessionStopResType(r: BitReader) -> _din.SessionStopResType:
-    win = r.win
+def _d_din_SessionStopResType(r: BitReader, c: int) -> _din.SessionStopResType:
     av = r.avail
     f_ResponseCode: _din.responseCodeType
-    av -= 9
-    if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
     try:
-        f_ResponseCode = _T59ab808f[c]
+        f_ResponseCode = _T59ab808f[c & 0x1ff]
     except KeyError:  # not a valid pattern: say why
         if c & 0x183 != 0x0:
             raise r.fail_at(av + 9, 'SessionStopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE') from None
@@ -8729,7 +8736,7 @@ def _d_din_SessionStopResType(r: BitReader) -> _din.SessionStopResType:
             raise r.fail_at(av, 'SessionStopResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_din_responseCodeType[iv]
     r.avail = av
-    ob = _new(_din.SessionStopResType)
+    ob = _new(_K_din_SessionStopResType)
     ob.ResponseCode = f_ResponseCode
     return ob
 
@@ -8745,17 +8752,12 @@ def _e_din_SessionStopResType(w: BitWriter, o: _din.SessionStopResType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_din_SessionStopType(r: BitReader) -> _din.SessionStopType:
-    win = r.win
+def _d_din_SessionStopType(r: BitReader, c: int) -> _din.SessionStopType:
     av = r.avail
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'SessionStopType', 'expected EE')
     r.avail = av
-    ob = _new(_din.SessionStopType)
+    ob = _new(_K_din_SessionStopType)
     return ob
 
 def _e_din_SessionStopType(w: BitWriter, o: _din.SessionStopType) -> None:
@@ -8768,18 +8770,18 @@ def _e_din_SessionStopType(w: BitWriter, o: _din.SessionStopType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_din_WeldingDetectionReqType(r: BitReader) -> _din.WeldingDetectionReqType:
+def _d_din_WeldingDetectionReqType(r: BitReader, c: int) -> _din.WeldingDetectionReqType:
     win = r.win
     av = r.avail
     f_DC_EVStatus: _din.DC_EVStatusType
+    if c & 0x8000000 != 0x0:
+        raise r.fail_at(av + 28, 'WeldingDetectionReqType', 'expected SE(DC_EVStatus)')
     av -= 1
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'WeldingDetectionReqType', 'expected SE(DC_EVStatus)')
+        win, av = r.refill(av, 28)
+    c = (win >> av) & 0xfffffff
     r.avail = av
-    f_DC_EVStatus = _d_din_DC_EVStatusType(r)
+    f_DC_EVStatus = _d_din_DC_EVStatusType(r, c)
     win = r.win
     av = r.avail
     av -= 1
@@ -8789,7 +8791,7 @@ def _d_din_WeldingDetectionReqType(r: BitReader) -> _din.WeldingDetectionReqType
     if c:
         raise r.fail_at(av + 1, 'WeldingDetectionReqType', 'expected EE')
     r.avail = av
-    ob = _new(_din.WeldingDetectionReqType)
+    ob = _new(_K_din_WeldingDetectionReqType)
     ob.DC_EVStatus = f_DC_EVStatus
     return ob
 
@@ -8812,100 +8814,99 @@ def _e_din_WeldingDetectionReqType(w: BitWriter, o: _din.WeldingDetectionReqType
     if k >= 1024:
         w.spill()
 
-def _d_din_WeldingDetectionResType(r: BitReader) -> _din.WeldingDetectionResType:
+def _d_din_WeldingDetectionResType(r: BitReader, c: int) -> _din.WeldingDetectionResType:
     win = r.win
     av = r.avail
     f_ResponseCode: _din.responseCodeType
     f_DC_EVSEStatus: _din.DC_EVSEStatusType
     f_EVSEPresentVoltage: _din.PhysicalValueType
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
     try:
-        f_ResponseCode, ec = _T2cf7554e[c >> 19]
+        f_ResponseCode, ec = _T2cf7554e[(c >> 17) & 0x7ff]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x30600000 != 0x0:
-            raise r.fail_at(av + 30, 'WeldingDetectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)') from None
-        iv = ((c >> 23) & 31)
+        if c & 0xc180000 != 0x0:
+            raise r.fail_at(av + 28, 'WeldingDetectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)') from None
+        iv = ((c >> 21) & 31)
         if iv >= 23:
-            raise r.fail_at(av + 19, 'WeldingDetectionResType.ResponseCode', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 17, 'WeldingDetectionResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_din_responseCodeType[iv]
-        ec = ((c >> 19) & 3)
+        ec = ((c >> 17) & 3)
     f_1_EVSEIsolationStatus: _din.isolationLevelType | None = None
     if ec == 0:
         try:
-            f_1_EVSEIsolationStatus, f_1_EVSEStatusCode = _T6b55cf38[(c >> 8) & 0x7ff]
+            f_1_EVSEIsolationStatus, f_1_EVSEStatusCode = _T6b55cf38[(c >> 6) & 0x7ff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x4e100 != 0x0:
-                raise r.fail_at(av + 19, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            f_1_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 16) & 3)]
-            iv = ((c >> 9) & 15)
+            if c & 0x13840 != 0x0:
+                raise r.fail_at(av + 17, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+            f_1_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 14) & 3)]
+            iv = ((c >> 7) & 15)
             if iv >= 12:
-                raise r.fail_at(av + 8, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 6, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
             f_1_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-        av -= 22
+        av -= 24
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     elif ec == 1:
         try:
-            f_1_EVSEStatusCode = _T886122e8[(c >> 13) & 0x3f]
+            f_1_EVSEStatusCode = _T886122e8[(c >> 11) & 0x3f]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x42000 != 0x0:
-                raise r.fail_at(av + 19, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            iv = ((c >> 14) & 15)
+            if c & 0x10800 != 0x0:
+                raise r.fail_at(av + 17, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+            iv = ((c >> 12) & 15)
             if iv >= 12:
-                raise r.fail_at(av + 13, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 11, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
             f_1_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-        av -= 17
+        av -= 19
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av + 19, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+        raise r.fail_at(av + 17, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     if c & 0x30000000 != 0x0:
         raise r.fail_at(av + 30, 'WeldingDetectionResType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     u = ((c >> 20) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        u2 = c >> 20
+        u2 = (c >> 12) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            u2 = c >> 20
+                win, av = r.refill(av, 20)
+            c = (win >> av) & 0xfffff
+            u2 = c >> 12
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 20
+                av += 12
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 20
+                av -= 12
                 if av < 0:
-                    win, av = r.refill(av, 20)
-                c = (win >> av) & 0xfffff
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+    else:
+        av += 8
+        c >>= 8
     f_1_NotificationMaxDelay = u
+    av -= 18
+    if av < 0:
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
     try:
-        f_1_EVSENotification, f_2_Multiplier, ec = _T71021874[(c >> 4) & 0xffff]
+        f_1_EVSENotification, f_2_Multiplier, ec = _T71021874[c >> 14]
     except KeyError:  # not a valid pattern: say why
-        if c & 0xe7c40 != 0x0:
-            raise r.fail_at(av + 20, 'WeldingDetectionResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-        iv = ((c >> 15) & 3)
+        if c & 0x39f10000 != 0x0:
+            raise r.fail_at(av + 30, 'WeldingDetectionResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+        iv = ((c >> 25) & 3)
         if iv >= 3:
-            raise r.fail_at(av + 4, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 14, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_1_EVSENotification = _E_din_EVSENotificationType[iv]
-        f_2_Multiplier = ((c >> 7) & 7) - 3
-        ec = ((c >> 4) & 3)
-    ob1_ = _new(_din.DC_EVSEStatusType)
+        f_2_Multiplier = ((c >> 17) & 7) - 3
+        ec = ((c >> 14) & 3)
+    ob1_ = _new(_K_din_DC_EVSEStatusType)
     ob1_.EVSEIsolationStatus = f_1_EVSEIsolationStatus
     ob1_.EVSEStatusCode = f_1_EVSEStatusCode
     ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
@@ -8913,27 +8914,23 @@ def _d_din_WeldingDetectionResType(r: BitReader) -> _din.WeldingDetectionResType
     f_DC_EVSEStatus = ob1_
     f_2_Unit: _din.unitSymbolType | None = None
     if ec == 0:
-        av -= 16
+        av -= 14
         if av < 0:
-            win, av = r.refill(av, 20)
-        c = (win >> av) & 0xfffff
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         try:
-            f_2_Unit, sg = _T7f58918e[c >> 11]
+            f_2_Unit, sg = _T7f58918e[c >> 19]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x87000 != 0x0:
-                raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            iv = ((c >> 15) & 15)
+            if c & 0x8700000 != 0x0:
+                raise r.fail_at(av + 28, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+            iv = ((c >> 23) & 15)
             if iv >= 10:
-                raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 19, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
             f_2_Unit = _E_din_unitSymbolType[iv]
-            sg = ((c >> 11) & 1)
-        u = ((c >> 3) & 255)
+            sg = ((c >> 19) & 1)
+        u = ((c >> 11) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
+            u2 = (c >> 3) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
@@ -8954,61 +8951,62 @@ def _d_din_WeldingDetectionResType(r: BitReader) -> _din.WeldingDetectionResType
                     if av < 0:
                         win, av = r.refill(av, 3)
                     c = (win >> av) & 0x7
+        else:
+            av += 8
+            c >>= 8
         f_2_Value = -u - 1 if sg else u
         if c & 0x4 != 0x0:
             raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
     elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 13)
-        c = (win >> av) & 0x1fff
         try:
-            sg = _T071cdf68[c >> 11]
+            sg = _T071cdf68[(c >> 12) & 0x3]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x1000 != 0x0:
-                raise r.fail_at(av + 13, 'PhysicalValueType[1]', 'expected CH of Value') from None
-            sg = ((c >> 11) & 1)
-        u = ((c >> 3) & 255)
+            if c & 0x2000 != 0x0:
+                raise r.fail_at(av + 14, 'PhysicalValueType[1]', 'expected CH of Value') from None
+            sg = ((c >> 12) & 1)
+        u = ((c >> 4) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 3
+                    av += 4
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 3
+                    av -= 4
                     if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
+                        win, av = r.refill(av, 4)
+                    c = (win >> av) & 0xf
         f_2_Value = -u - 1 if sg else u
-        if c & 0x4 != 0x0:
+        av += 1
+        if c & 0x8 != 0x0:
             raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+        c >>= 1
     else:
-        raise r.fail_at(av + 4, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        raise r.fail_at(av + 14, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'WeldingDetectionResType', 'expected EE, EE')
-    ob2_ = _new(_din.PhysicalValueType)
+    ob2_ = _new(_K_din_PhysicalValueType)
     ob2_.Multiplier = f_2_Multiplier
     ob2_.Unit = f_2_Unit
     ob2_.Value = f_2_Value
     f_EVSEPresentVoltage = ob2_
     r.avail = av
-    ob = _new(_din.WeldingDetectionResType)
+    ob = _new(_K_din_WeldingDetectionResType)
     ob.ResponseCode = f_ResponseCode
     ob.DC_EVSEStatus = f_DC_EVSEStatus
     ob.EVSEPresentVoltage = f_EVSEPresentVoltage
@@ -9044,7 +9042,7 @@ def _e_din_WeldingDetectionResType(w: BitWriter, o: _din.WeldingDetectionResType
     if k >= 1024:
         w.spill()
 
-def _d_din_AC_EVChargeParameterType(r: BitReader) -> _din.AC_EVChargeParameterType:
+def _d_din_AC_EVChargeParameterType(r: BitReader, c: int) -> _din.AC_EVChargeParameterType:
     win = r.win
     av = r.avail
     f_DepartureTime: int
@@ -9052,50 +9050,45 @@ def _d_din_AC_EVChargeParameterType(r: BitReader) -> _din.AC_EVChargeParameterTy
     f_EVMaxVoltage: _din.PhysicalValueType
     f_EVMaxCurrent: _din.PhysicalValueType
     f_EVMinCurrent: _din.PhysicalValueType
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    if c & 0x30000000 != 0x0:
-        raise r.fail_at(av + 30, 'AC_EVChargeParameterType', 'expected SE(DepartureTime), CH of DepartureTime')
-    u = ((c >> 20) & 255)
+    if c & 0xc000000 != 0x0:
+        raise r.fail_at(av + 28, 'AC_EVChargeParameterType', 'expected SE(DepartureTime), CH of DepartureTime')
+    u = ((c >> 18) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        u2 = c >> 20
+        u2 = (c >> 10) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            u2 = c >> 20
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 20
+                av += 10
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 20
+                av -= 10
                 if av < 0:
-                    win, av = r.refill(av, 20)
-                c = (win >> av) & 0xfffff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
     f_DepartureTime = u
     try:
-        f_1_Multiplier, ec = _Tdfa9f4aa[(c >> 10) & 0x3ff]
+        f_1_Multiplier, ec = _Tdfa9f4aa[c & 0x3ff]
     except KeyError:  # not a valid pattern: say why
-        if c & 0xf1000 != 0x0:
-            raise r.fail_at(av + 20, 'AC_EVChargeParameterType', 'expected EE of DepartureTime, SE(EAmount), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-        f_1_Multiplier = ((c >> 13) & 7) - 3
-        ec = ((c >> 10) & 3)
+        if c & 0x3c4 != 0x0:
+            raise r.fail_at(av + 10, 'AC_EVChargeParameterType', 'expected EE of DepartureTime, SE(EAmount), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+        f_1_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
     f_1_Unit: _din.unitSymbolType | None = None
     if ec == 0:
-        av -= 20
+        av -= 30
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
@@ -9111,78 +9104,83 @@ def _d_din_AC_EVChargeParameterType(r: BitReader) -> _din.AC_EVChargeParameterTy
             sg = ((c >> 21) & 1)
         u = ((c >> 13) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 21)
-            c = (win >> av) & 0x1fffff
-            u2 = c >> 13
+            u2 = (c >> 5) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 21)
-                c = (win >> av) & 0x1fffff
-                u2 = c >> 13
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 13
+                    av += 5
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 13
+                    av -= 5
                     if av < 0:
-                        win, av = r.refill(av, 13)
-                    c = (win >> av) & 0x1fff
+                        win, av = r.refill(av, 5)
+                    c = (win >> av) & 0x1f
+        else:
+            av += 8
+            c >>= 8
         f_1_Value = -u - 1 if sg else u
-        if c & 0x1000 != 0x0:
-            raise r.fail_at(av + 13, 'PhysicalValueType[1]', 'expected EE of Value')
-        av -= 18
+        if c & 0x10 != 0x0:
+            raise r.fail_at(av + 5, 'PhysicalValueType[1]', 'expected EE of Value')
+        av -= 26
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     elif ec == 1:
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
         try:
-            sg = _T071cdf68[(c >> 8) & 0x3]
+            sg = _T071cdf68[c >> 28]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x200 != 0x0:
-                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value') from None
-            sg = ((c >> 8) & 1)
-        u = (c & 255)
+            if c & 0x20000000 != 0x0:
+                raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected CH of Value') from None
+            sg = ((c >> 28) & 1)
+        u = ((c >> 20) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
+            u2 = (c >> 12) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
+                    win, av = r.refill(av, 20)
+                c = (win >> av) & 0xfffff
+                u2 = c >> 12
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
+                    av += 12
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
+                    av -= 12
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+        else:
+            av += 8
+            c >>= 8
         f_1_Value = -u - 1 if sg else u
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
-            raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected EE of Value')
-        av -= 1
+        if c & 0x800 != 0x0:
+            raise r.fail_at(av + 12, 'PhysicalValueType[1]', 'expected EE of Value')
+        av -= 19
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av + 10, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     try:
         f_2_Multiplier, ec = _Tdfa9f4aa[(c >> 20) & 0x3ff]
     except KeyError:  # not a valid pattern: say why
@@ -9190,7 +9188,7 @@ def _d_din_AC_EVChargeParameterType(r: BitReader) -> _din.AC_EVChargeParameterTy
             raise r.fail_at(av + 30, 'AC_EVChargeParameterType', 'expected EE, SE(EVMaxVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
         f_2_Multiplier = ((c >> 23) & 7) - 3
         ec = ((c >> 20) & 3)
-    ob1_ = _new(_din.PhysicalValueType)
+    ob1_ = _new(_K_din_PhysicalValueType)
     ob1_.Multiplier = f_1_Multiplier
     ob1_.Unit = f_1_Unit
     ob1_.Value = f_1_Value
@@ -9250,35 +9248,34 @@ def _d_din_AC_EVChargeParameterType(r: BitReader) -> _din.AC_EVChargeParameterTy
             sg = ((c >> 18) & 1)
         u = ((c >> 10) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 18)
-            c = (win >> av) & 0x3ffff
-            u2 = c >> 10
+            u2 = (c >> 2) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
-                u2 = c >> 10
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 10
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 10
+                    av -= 2
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+        else:
+            av += 8
+            c >>= 8
         f_2_Value = -u - 1 if sg else u
-        if c & 0x200 != 0x0:
-            raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected EE of Value')
-        av -= 21
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+        av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
@@ -9291,7 +9288,7 @@ def _d_din_AC_EVChargeParameterType(r: BitReader) -> _din.AC_EVChargeParameterTy
             raise r.fail_at(av + 30, 'AC_EVChargeParameterType', 'expected EE, SE(EVMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
         f_3_Multiplier = ((c >> 23) & 7) - 3
         ec = ((c >> 20) & 3)
-    ob2_ = _new(_din.PhysicalValueType)
+    ob2_ = _new(_K_din_PhysicalValueType)
     ob2_.Multiplier = f_2_Multiplier
     ob2_.Unit = f_2_Unit
     ob2_.Value = f_2_Value
@@ -9351,35 +9348,34 @@ def _d_din_AC_EVChargeParameterType(r: BitReader) -> _din.AC_EVChargeParameterTy
             sg = ((c >> 18) & 1)
         u = ((c >> 10) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 18)
-            c = (win >> av) & 0x3ffff
-            u2 = c >> 10
+            u2 = (c >> 2) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
-                u2 = c >> 10
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 10
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 10
+                    av -= 2
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+        else:
+            av += 8
+            c >>= 8
         f_3_Value = -u - 1 if sg else u
-        if c & 0x200 != 0x0:
-            raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected EE of Value')
-        av -= 21
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+        av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
@@ -9392,7 +9388,7 @@ def _d_din_AC_EVChargeParameterType(r: BitReader) -> _din.AC_EVChargeParameterTy
             raise r.fail_at(av + 30, 'AC_EVChargeParameterType', 'expected EE, SE(EVMinCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
         f_4_Multiplier = ((c >> 23) & 7) - 3
         ec = ((c >> 20) & 3)
-    ob3_ = _new(_din.PhysicalValueType)
+    ob3_ = _new(_K_din_PhysicalValueType)
     ob3_.Multiplier = f_3_Multiplier
     ob3_.Unit = f_3_Unit
     ob3_.Value = f_3_Value
@@ -9440,56 +9436,56 @@ def _d_din_AC_EVChargeParameterType(r: BitReader) -> _din.AC_EVChargeParameterTy
         if c & 0x4 != 0x0:
             raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
     elif ec == 1:
-        av += 7
         try:
             sg = _T071cdf68[(c >> 18) & 0x3]
         except KeyError:  # not a valid pattern: say why
             if c & 0x80000 != 0x0:
-                raise r.fail_at(av + 13, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
             sg = ((c >> 18) & 1)
         u = ((c >> 10) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
+            u2 = (c >> 2) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 3
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 3
+                    av -= 2
                     if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
         else:
-            c >>= 7
+            av += 8
+            c >>= 8
         f_4_Value = -u - 1 if sg else u
-        if c & 0x4 != 0x0:
-            raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
     else:
         raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'AC_EVChargeParameterType', 'expected EE, EE')
-    ob4_ = _new(_din.PhysicalValueType)
+    ob4_ = _new(_K_din_PhysicalValueType)
     ob4_.Multiplier = f_4_Multiplier
     ob4_.Unit = f_4_Unit
     ob4_.Value = f_4_Value
     f_EVMinCurrent = ob4_
     r.avail = av
-    ob = _new(_din.AC_EVChargeParameterType)
+    ob = _new(_K_din_AC_EVChargeParameterType)
     ob.DepartureTime = f_DepartureTime
     ob.EAmount = f_EAmount
     ob.EVMaxVoltage = f_EVMaxVoltage
@@ -9502,31 +9498,31 @@ def _e_din_AC_EVChargeParameterType(w: BitWriter, o: _din.AC_EVChargeParameterTy
     k = w.n
     if o.DepartureTime is None:
         raise encode_error('AC_EVChargeParameterType.DepartureTime', 'required value missing')
-    a <<= 2
-    k += 2
     t1 = o.DepartureTime
     if t1 < 0 or (w.strict and (t1 > 4294967295)):
         raise encode_error('AC_EVChargeParameterType.DepartureTime', 'outside 0..4294967295', t1)
     u = t1
+    if o.EAmount is None:
+        raise encode_error('AC_EVChargeParameterType.EAmount', 'required value missing')
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 12) | (u) << 2
+        k += 12
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 20) | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+        k += 20
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 28) | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+        k += 28
     else:
+        a <<= 2
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if o.EAmount is None:
-        raise encode_error('AC_EVChargeParameterType.EAmount', 'required value missing')
-    a <<= 2
-    k += 2
+        a <<= 2
+        k += 2
     w.acc = a
     w.n = k
     _e_din_PhysicalValueType(w, o.EAmount)
@@ -9566,53 +9562,48 @@ def _e_din_AC_EVChargeParameterType(w: BitWriter, o: _din.AC_EVChargeParameterTy
     if k >= 1024:
         w.spill()
 
-def _d_din_AC_EVSEChargeParameterType(r: BitReader) -> _din.AC_EVSEChargeParameterType:
+def _d_din_AC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.AC_EVSEChargeParameterType:
     win = r.win
     av = r.avail
     f_AC_EVSEStatus: _din.AC_EVSEStatusType
     f_EVSEMaxVoltage: _din.PhysicalValueType
     f_EVSEMaxCurrent: _din.PhysicalValueType
     f_EVSEMinCurrent: _din.PhysicalValueType
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
     try:
-        f_1_PowerSwitchClosed, f_1_RCD = _T93e74479[c >> 19]
+        f_1_PowerSwitchClosed, f_1_RCD = _T93e74479[(c >> 17) & 0x7ff]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x3bb80000 != 0x0:
-            raise r.fail_at(av + 30, 'AC_EVSEChargeParameterType', 'expected SE(AC_EVSEStatus), SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
-        f_1_PowerSwitchClosed = ((c >> 26) & 1) == 1
-        f_1_RCD = ((c >> 22) & 1) == 1
-    u = ((c >> 11) & 255)
+        if c & 0xeee0000 != 0x0:
+            raise r.fail_at(av + 28, 'AC_EVSEChargeParameterType', 'expected SE(AC_EVSEStatus), SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
+        f_1_PowerSwitchClosed = ((c >> 24) & 1) == 1
+        f_1_RCD = ((c >> 20) & 1) == 1
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 19)
-        c = (win >> av) & 0x7ffff
-        u2 = c >> 11
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 19)
-            c = (win >> av) & 0x7ffff
-            u2 = c >> 11
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 11
+                av += 1
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 11
+                av -= 1
                 if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     f_1_NotificationMaxDelay = u
-    av -= 19
+    av -= 29
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
@@ -9627,7 +9618,7 @@ def _d_din_AC_EVSEChargeParameterType(r: BitReader) -> _din.AC_EVSEChargeParamet
         f_1_EVSENotification = _E_din_EVSENotificationType[iv]
         f_2_Multiplier = ((c >> 17) & 7) - 3
         ec = ((c >> 14) & 3)
-    ob1_ = _new(_din.AC_EVSEStatusType)
+    ob1_ = _new(_K_din_AC_EVSEStatusType)
     ob1_.PowerSwitchClosed = f_1_PowerSwitchClosed
     ob1_.RCD = f_1_RCD
     ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
@@ -9651,35 +9642,34 @@ def _d_din_AC_EVSEChargeParameterType(r: BitReader) -> _din.AC_EVSEChargeParamet
             sg = ((c >> 21) & 1)
         u = ((c >> 13) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 21)
-            c = (win >> av) & 0x1fffff
-            u2 = c >> 13
+            u2 = (c >> 5) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 21)
-                c = (win >> av) & 0x1fffff
-                u2 = c >> 13
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 13
+                    av += 5
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 13
+                    av -= 5
                     if av < 0:
-                        win, av = r.refill(av, 13)
-                    c = (win >> av) & 0x1fff
+                        win, av = r.refill(av, 5)
+                    c = (win >> av) & 0x1f
+        else:
+            av += 8
+            c >>= 8
         f_2_Value = -u - 1 if sg else u
-        if c & 0x1000 != 0x0:
-            raise r.fail_at(av + 13, 'PhysicalValueType[1]', 'expected EE of Value')
-        av -= 18
+        if c & 0x10 != 0x0:
+            raise r.fail_at(av + 5, 'PhysicalValueType[1]', 'expected EE of Value')
+        av -= 26
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
@@ -9733,7 +9723,7 @@ def _d_din_AC_EVSEChargeParameterType(r: BitReader) -> _din.AC_EVSEChargeParamet
             raise r.fail_at(av + 30, 'AC_EVSEChargeParameterType', 'expected EE, SE(EVSEMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
         f_3_Multiplier = ((c >> 23) & 7) - 3
         ec = ((c >> 20) & 3)
-    ob2_ = _new(_din.PhysicalValueType)
+    ob2_ = _new(_K_din_PhysicalValueType)
     ob2_.Multiplier = f_2_Multiplier
     ob2_.Unit = f_2_Unit
     ob2_.Value = f_2_Value
@@ -9793,35 +9783,34 @@ def _d_din_AC_EVSEChargeParameterType(r: BitReader) -> _din.AC_EVSEChargeParamet
             sg = ((c >> 18) & 1)
         u = ((c >> 10) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 18)
-            c = (win >> av) & 0x3ffff
-            u2 = c >> 10
+            u2 = (c >> 2) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
-                u2 = c >> 10
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 10
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 10
+                    av -= 2
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+        else:
+            av += 8
+            c >>= 8
         f_3_Value = -u - 1 if sg else u
-        if c & 0x200 != 0x0:
-            raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected EE of Value')
-        av -= 21
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+        av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
@@ -9834,7 +9823,7 @@ def _d_din_AC_EVSEChargeParameterType(r: BitReader) -> _din.AC_EVSEChargeParamet
             raise r.fail_at(av + 30, 'AC_EVSEChargeParameterType', 'expected EE, SE(EVSEMinCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
         f_4_Multiplier = ((c >> 23) & 7) - 3
         ec = ((c >> 20) & 3)
-    ob3_ = _new(_din.PhysicalValueType)
+    ob3_ = _new(_K_din_PhysicalValueType)
     ob3_.Multiplier = f_3_Multiplier
     ob3_.Unit = f_3_Unit
     ob3_.Value = f_3_Value
@@ -9882,56 +9871,56 @@ def _d_din_AC_EVSEChargeParameterType(r: BitReader) -> _din.AC_EVSEChargeParamet
         if c & 0x4 != 0x0:
             raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
     elif ec == 1:
-        av += 7
         try:
             sg = _T071cdf68[(c >> 18) & 0x3]
         except KeyError:  # not a valid pattern: say why
             if c & 0x80000 != 0x0:
-                raise r.fail_at(av + 13, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
             sg = ((c >> 18) & 1)
         u = ((c >> 10) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
+            u2 = (c >> 2) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 3
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 3
+                    av -= 2
                     if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
         else:
-            c >>= 7
+            av += 8
+            c >>= 8
         f_4_Value = -u - 1 if sg else u
-        if c & 0x4 != 0x0:
-            raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
     else:
         raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'AC_EVSEChargeParameterType', 'expected EE, EE')
-    ob4_ = _new(_din.PhysicalValueType)
+    ob4_ = _new(_K_din_PhysicalValueType)
     ob4_.Multiplier = f_4_Multiplier
     ob4_.Unit = f_4_Unit
     ob4_.Value = f_4_Value
     f_EVSEMinCurrent = ob4_
     r.avail = av
-    ob = _new(_din.AC_EVSEChargeParameterType)
+    ob = _new(_K_din_AC_EVSEChargeParameterType)
     ob.AC_EVSEStatus = f_AC_EVSEStatus
     ob.EVSEMaxVoltage = f_EVSEMaxVoltage
     ob.EVSEMaxCurrent = f_EVSEMaxCurrent
@@ -9950,33 +9939,33 @@ def _e_din_AC_EVSEChargeParameterType(w: BitWriter, o: _din.AC_EVSEChargeParamet
         raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
     if c1.NotificationMaxDelay is None:
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-    a = (a << 11) | (_BOOL[c1.PowerSwitchClosed]) << 7 | (_BOOL[c1.RCD]) << 3
-    k += 11
     t1 = c1.NotificationMaxDelay
     if t1 < 0 or (w.strict and (t1 > 4294967295)):
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'outside 0..4294967295', t1)
     u = t1
+    if c1.EVSENotification is None:
+        raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
+    if o.EVSEMaxVoltage is None:
+        raise encode_error('AC_EVSEChargeParameterType.EVSEMaxVoltage', 'required value missing')
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 27) | (_BOOL[c1.PowerSwitchClosed]) << 23 | (_BOOL[c1.RCD]) << 19 | (u) << 8 | (_I_din_EVSENotificationType[c1.EVSENotification]) << 3
+        k += 27
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 35) | (_BOOL[c1.PowerSwitchClosed]) << 31 | (_BOOL[c1.RCD]) << 27 | (u & 0x7F) << 16 | (u >> 7) << 8 | (_I_din_EVSENotificationType[c1.EVSENotification]) << 3 | 0x800000
+        k += 35
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 43) | (_BOOL[c1.PowerSwitchClosed]) << 39 | (_BOOL[c1.RCD]) << 35 | (u & 0x7F) << 24 | (u >> 7 & 0x7F) << 16 | (u >> 14) << 8 | (_I_din_EVSENotificationType[c1.EVSENotification]) << 3 | 0x80800000
+        k += 43
     else:
+        a = (a << 11) | (_BOOL[c1.PowerSwitchClosed]) << 7 | (_BOOL[c1.RCD]) << 3
+        k += 11
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if c1.EVSENotification is None:
-        raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-    if o.EVSEMaxVoltage is None:
-        raise encode_error('AC_EVSEChargeParameterType.EVSEMaxVoltage', 'required value missing')
-    a = (a << 8) | (_I_din_EVSENotificationType[c1.EVSENotification]) << 3
-    k += 8
+        a = (a << 8) | (_I_din_EVSENotificationType[c1.EVSENotification]) << 3
+        k += 8
     w.acc = a
     w.n = k
     _e_din_PhysicalValueType(w, o.EVSEMaxVoltage)
@@ -10007,19 +9996,15 @@ def _e_din_AC_EVSEChargeParameterType(w: BitWriter, o: _din.AC_EVSEChargeParamet
     if k >= 1024:
         w.spill()
 
-def _d_din_AC_EVSEStatusType(r: BitReader) -> _din.AC_EVSEStatusType:
+def _d_din_AC_EVSEStatusType(r: BitReader, c: int) -> _din.AC_EVSEStatusType:
     win = r.win
     av = r.avail
     f_PowerSwitchClosed: bool
     f_RCD: bool
     f_NotificationMaxDelay: int
     f_EVSENotification: _din.EVSENotificationType
-    av -= 25
-    if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
     try:
-        f_PowerSwitchClosed, f_RCD = _T67dfcfc9[c >> 15]
+        f_PowerSwitchClosed, f_RCD = _T67dfcfc9[(c >> 15) & 0x3ff]
     except KeyError:  # not a valid pattern: say why
         if c & 0x1bb8000 != 0x0:
             raise r.fail_at(av + 25, 'AC_EVSEStatusType', 'expected SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
@@ -10063,7 +10048,7 @@ def _d_din_AC_EVSEStatusType(r: BitReader) -> _din.AC_EVSEStatusType:
             raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_EVSENotification = _E_din_EVSENotificationType[iv]
     r.avail = av
-    ob = _new(_din.AC_EVSEStatusType)
+    ob = _new(_K_din_AC_EVSEStatusType)
     ob.PowerSwitchClosed = f_PowerSwitchClosed
     ob.RCD = f_RCD
     ob.NotificationMaxDelay = f_NotificationMaxDelay
@@ -10079,45 +10064,41 @@ def _e_din_AC_EVSEStatusType(w: BitWriter, o: _din.AC_EVSEStatusType) -> None:
         raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
     if o.NotificationMaxDelay is None:
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-    a = (a << 10) | (_BOOL[o.PowerSwitchClosed]) << 7 | (_BOOL[o.RCD]) << 3
-    k += 10
     t1 = o.NotificationMaxDelay
     if t1 < 0 or (w.strict and (t1 > 4294967295)):
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'outside 0..4294967295', t1)
     u = t1
+    if o.EVSENotification is None:
+        raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (_BOOL[o.PowerSwitchClosed]) << 22 | (_BOOL[o.RCD]) << 18 | (u) << 7 | (_I_din_EVSENotificationType[o.EVSENotification]) << 2
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (_BOOL[o.PowerSwitchClosed]) << 30 | (_BOOL[o.RCD]) << 26 | (u & 0x7F) << 15 | (u >> 7) << 7 | (_I_din_EVSENotificationType[o.EVSENotification]) << 2 | 0x400000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (_BOOL[o.PowerSwitchClosed]) << 38 | (_BOOL[o.RCD]) << 34 | (u & 0x7F) << 23 | (u >> 7 & 0x7F) << 15 | (u >> 14) << 7 | (_I_din_EVSENotificationType[o.EVSENotification]) << 2 | 0x40400000
+        k += 41
     else:
+        a = (a << 10) | (_BOOL[o.PowerSwitchClosed]) << 7 | (_BOOL[o.RCD]) << 3
+        k += 10
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if o.EVSENotification is None:
-        raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-    a = (a << 7) | (_I_din_EVSENotificationType[o.EVSENotification]) << 2
-    k += 7
+        a = (a << 7) | (_I_din_EVSENotificationType[o.EVSENotification]) << 2
+        k += 7
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_din_CertificateChainType(r: BitReader) -> _din.CertificateChainType:
+def _d_din_CertificateChainType(r: BitReader, c: int) -> _din.CertificateChainType:
     win = r.win
     av = r.avail
     f_Certificate: bytes
     f_SubCertificates: _din.SubCertificatesType | None = None
-    av -= 10
-    if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'CertificateChainType', 'expected SE(Certificate), CH of Certificate')
     u = (c & 255)
@@ -10144,19 +10125,19 @@ def _d_din_CertificateChainType(r: BitReader) -> _din.CertificateChainType:
     f_Certificate = r.binary_of(u, 1200)
     win = r.win
     av = r.avail
-    av -= 3
+    av -= 13
     if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
+        win, av = r.refill(av, 13)
+    c = (win >> av) & 0x1fff
     try:
-        ec = _Taa5bbe96[c]
+        ec = _Taa5bbe96[c >> 10]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x4 != 0x0:
-            raise r.fail_at(av + 3, 'CertificateChainType', 'expected EE of Certificate') from None
-        ec = (c & 3)
+        if c & 0x1000 != 0x0:
+            raise r.fail_at(av + 13, 'CertificateChainType', 'expected EE of Certificate') from None
+        ec = ((c >> 10) & 3)
     if ec == 0:
         r.avail = av
-        f_SubCertificates = _d_din_SubCertificatesType(r)
+        f_SubCertificates = _d_din_SubCertificatesType(r, c)
         win = r.win
         av = r.avail
         av -= 1
@@ -10166,11 +10147,11 @@ def _d_din_CertificateChainType(r: BitReader) -> _din.CertificateChainType:
         if c:
             raise r.fail_at(av + 1, 'CertificateChainType[1]', 'expected EE')
     elif ec == 1:
-        pass
+        av += 10
     else:
-        raise r.fail_at(av, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
+        raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
     r.avail = av
-    ob = _new(_din.CertificateChainType)
+    ob = _new(_K_din_CertificateChainType)
     ob.Certificate = f_Certificate
     ob.SubCertificates = f_SubCertificates
     return ob
@@ -10216,82 +10197,80 @@ def _e_din_CertificateChainType(w: BitWriter, o: _din.CertificateChainType) -> N
     if k >= 1024:
         w.spill()
 
-def _d_din_ChargingProfileType(r: BitReader) -> _din.ChargingProfileType:
+def _d_din_ChargingProfileType(r: BitReader, c: int) -> _din.ChargingProfileType:
     win = r.win
     av = r.avail
     f_SAScheduleTupleID: int
     f_ProfileEntry: list[_din.ProfileEntryType] = []
     s = 0
-    av -= 30
+    try:
+        sg = _Tc1962e75[(c >> 25) & 0x7]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0xc000000 != 0x0:
+            raise r.fail_at(av + 28, 'ChargingProfileType', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID') from None
+        sg = ((c >> 25) & 1)
+    u = ((c >> 17) & 255)
+    if u > 127:
+        u2 = (c >> 9) & 0xFF
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            u2 = c >> 9
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                av += 9
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+    else:
+        av += 8
+        c >>= 8
+    f_SAScheduleTupleID = -u - 1 if sg else u
+    av -= 21
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    try:
-        sg = _Tc1962e75[c >> 27]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x30000000 != 0x0:
-            raise r.fail_at(av + 30, 'ChargingProfileType', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID') from None
-        sg = ((c >> 27) & 1)
-    u = ((c >> 19) & 255)
-    if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        u2 = c >> 19
-        if u2 < 128:
-            u += _U2[u2]
-        else:
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            u2 = c >> 19
-            u |= (u2 & 0x7F) << 14
-            if u2 > 127:
-                av += 19
-                r.avail = av
-                u = r.uint_more(u, 21)
-                win = r.win
-                av = r.avail
-                av -= 19
-                if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
-    f_SAScheduleTupleID = -u - 1 if sg else u
-    if c & 0x78000 != 0x0:
-        raise r.fail_at(av + 19, 'ChargingProfileType', 'expected EE of SAScheduleTupleID, SE(ProfileEntry), SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
-    u = ((c >> 7) & 255)
+    if c & 0x3c000000 != 0x0:
+        raise r.fail_at(av + 30, 'ChargingProfileType', 'expected EE of SAScheduleTupleID, SE(ProfileEntry), SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
+    u = ((c >> 18) & 255)
     s = 1
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 15)
-        c = (win >> av) & 0x7fff
-        u2 = c >> 7
+        u2 = (c >> 10) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 15)
-            c = (win >> av) & 0x7fff
-            u2 = c >> 7
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 7
+                av += 10
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 7
+                av -= 10
                 if av < 0:
-                    win, av = r.refill(av, 7)
-                c = (win >> av) & 0x7f
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
     f_1_ChargingProfileEntryStart = u
-    av -= 23
+    av -= 20
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
@@ -10303,124 +10282,119 @@ def _d_din_ChargingProfileType(r: BitReader) -> _din.ChargingProfileType:
         sg = ((c >> 26) & 1)
     u = ((c >> 18) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        u2 = c >> 18
+        u2 = (c >> 10) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 26)
-            c = (win >> av) & 0x3ffffff
-            u2 = c >> 18
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 18
+                av += 10
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 18
+                av -= 10
                 if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
     f_1_ChargingProfileEntryMaxPower = -u - 1 if sg else u
     try:
-        ec = _T6cd14f8b[(c >> 14) & 0xf]
+        ec = _T6cd14f8b[(c >> 6) & 0xf]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x30000 != 0x0:
-            raise r.fail_at(av + 18, 'ChargingProfileType', 'expected EE of ChargingProfileEntryMaxPower, EE') from None
-        ec = ((c >> 14) & 3)
-    ob1_ = _new(_din.ProfileEntryType)
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'ChargingProfileType', 'expected EE of ChargingProfileEntryMaxPower, EE') from None
+        ec = ((c >> 6) & 3)
+    ob1_ = _new(_K_din_ProfileEntryType)
     ob1_.ChargingProfileEntryStart = f_1_ChargingProfileEntryStart
     ob1_.ChargingProfileEntryMaxPower = f_1_ChargingProfileEntryMaxPower
     f_ProfileEntry.append(ob1_)
     s = 2
     if ec == 0:
-        if c & 0x3000 != 0x0:
-            raise r.fail_at(av + 14, 'ChargingProfileType[2]', 'expected SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
-        u = ((c >> 4) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            u2 = c >> 4
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 4
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 4
-                    if av < 0:
-                        win, av = r.refill(av, 4)
-                    c = (win >> av) & 0xf
-        f_2_ChargingProfileEntryStart = u
-        av -= 10
+        av -= 24
         if av < 0:
-            win, av = r.refill(av, 14)
-        c = (win >> av) & 0x3fff
-        try:
-            sg = _T143a83e6[c >> 10]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x3800 != 0x0:
-                raise r.fail_at(av + 14, 'ChargingProfileType[2]', 'expected EE of ChargingProfileEntryStart, SE(ChargingProfileEntryMaxPower), CH of ChargingProfileEntryMaxPower') from None
-            sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x30000000 != 0x0:
+            raise r.fail_at(av + 30, 'ChargingProfileType[2]', 'expected SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
+        u = ((c >> 20) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = (c >> 12) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 20)
+                c = (win >> av) & 0xfffff
+                u2 = c >> 12
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
+                    av += 12
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
+                    av -= 12
                     if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+        else:
+            av += 8
+            c >>= 8
+        f_2_ChargingProfileEntryStart = u
+        try:
+            sg = _T143a83e6[(c >> 8) & 0xf]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0xe00 != 0x0:
+                raise r.fail_at(av + 12, 'ChargingProfileType[2]', 'expected EE of ChargingProfileEntryStart, SE(ChargingProfileEntryMaxPower), CH of ChargingProfileEntryMaxPower') from None
+            sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_2_ChargingProfileEntryMaxPower = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c:
             raise r.fail_at(av + 2, 'ChargingProfileType[2]', 'expected EE of ChargingProfileEntryMaxPower, EE')
-        ob2_ = _new(_din.ProfileEntryType)
+        ob2_ = _new(_K_din_ProfileEntryType)
         ob2_.ChargingProfileEntryStart = f_2_ChargingProfileEntryStart
         ob2_.ChargingProfileEntryMaxPower = f_2_ChargingProfileEntryMaxPower
         f_ProfileEntry.append(ob2_)
         s = 3
     elif ec == 1:
-        av += 14
+        av += 6
         s = -1
     else:
-        raise r.fail_at(av + 14, 'ChargingProfileType[2]', f'event code {ec}, expected SE(ProfileEntry), EE')
+        raise r.fail_at(av + 6, 'ChargingProfileType[2]', f'event code {ec}, expected SE(ProfileEntry), EE')
     if s == 3:
         while True:
             av -= 26
@@ -10433,45 +10407,44 @@ def _d_din_ChargingProfileType(r: BitReader) -> _din.ChargingProfileType:
                     raise r.fail_at(av + 24, 'ChargingProfileType[3]', 'expected SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
                 u = ((c >> 14) & 255)
                 if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 22)
-                    c = (win >> av) & 0x3fffff
-                    u2 = c >> 14
+                    u2 = (c >> 6) & 0xFF
                     if u2 < 128:
                         u += _U2[u2]
                     else:
                         u = (u & 0x7F) | (u2 & 0x7F) << 7
                         av -= 8
                         if av < 0:
-                            win, av = r.refill(av, 22)
-                        c = (win >> av) & 0x3fffff
-                        u2 = c >> 14
+                            win, av = r.refill(av, 14)
+                        c = (win >> av) & 0x3fff
+                        u2 = c >> 6
                         u |= (u2 & 0x7F) << 14
                         if u2 > 127:
-                            av += 14
+                            av += 6
                             r.avail = av
                             u = r.uint_more(u, 21)
                             win = r.win
                             av = r.avail
-                            av -= 14
+                            av -= 6
                             if av < 0:
-                                win, av = r.refill(av, 14)
-                            c = (win >> av) & 0x3fff
+                                win, av = r.refill(av, 6)
+                            c = (win >> av) & 0x3f
+                else:
+                    av += 8
+                    c >>= 8
                 f_3_ChargingProfileEntryStart = u
+                av -= 16
+                if av < 0:
+                    win, av = r.refill(av, 22)
+                c = (win >> av) & 0x3fffff
                 try:
-                    sg = _T143a83e6[(c >> 10) & 0xf]
+                    sg = _T143a83e6[c >> 18]
                 except KeyError:  # not a valid pattern: say why
-                    if c & 0x3800 != 0x0:
-                        raise r.fail_at(av + 14, 'ChargingProfileType[3]', 'expected EE of ChargingProfileEntryStart, SE(ChargingProfileEntryMaxPower), CH of ChargingProfileEntryMaxPower') from None
-                    sg = ((c >> 10) & 1)
-                u = ((c >> 2) & 255)
+                    if c & 0x380000 != 0x0:
+                        raise r.fail_at(av + 22, 'ChargingProfileType[3]', 'expected EE of ChargingProfileEntryStart, SE(ChargingProfileEntryMaxPower), CH of ChargingProfileEntryMaxPower') from None
+                    sg = ((c >> 18) & 1)
+                u = ((c >> 10) & 255)
                 if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                    u2 = (c >> 2) & 0xFF
                     if u2 < 128:
                         u += _U2[u2]
                     else:
@@ -10492,10 +10465,13 @@ def _d_din_ChargingProfileType(r: BitReader) -> _din.ChargingProfileType:
                             if av < 0:
                                 win, av = r.refill(av, 2)
                             c = (win >> av) & 0x3
+                else:
+                    av += 8
+                    c >>= 8
                 f_3_ChargingProfileEntryMaxPower = -u - 1 if sg else u
                 if c & 0x3 != 0x0:
                     raise r.fail_at(av + 2, 'ChargingProfileType[3]', 'expected EE of ChargingProfileEntryMaxPower, EE')
-                ob3_ = _new(_din.ProfileEntryType)
+                ob3_ = _new(_K_din_ProfileEntryType)
                 ob3_.ChargingProfileEntryStart = f_3_ChargingProfileEntryStart
                 ob3_.ChargingProfileEntryMaxPower = f_3_ChargingProfileEntryMaxPower
                 f_ProfileEntry.append(ob3_)
@@ -10506,7 +10482,7 @@ def _d_din_ChargingProfileType(r: BitReader) -> _din.ChargingProfileType:
             else:
                 raise r.fail_at(av + 24, 'ChargingProfileType[3]', f'event code {ec}, expected SE(ProfileEntry), EE')
     r.avail = av
-    ob = _new(_din.ChargingProfileType)
+    ob = _new(_K_din_ChargingProfileType)
     ob.SAScheduleTupleID = f_SAScheduleTupleID
     ob.ProfileEntry = f_ProfileEntry
     return ob
@@ -10521,26 +10497,26 @@ def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> Non
     t1 = o.SAScheduleTupleID
     if (w.strict and (t1 < -32768 or t1 > 32767)):
         raise encode_error('ChargingProfileType.SAScheduleTupleID', 'outside -32768..32767', t1)
-    a = (a << 3) | (1 if t1 < 0 else 0)
-    k += 3
     u = -t1 - 1 if t1 < 0 else t1
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 12) | (1 if t1 < 0 else 0) << 9 | (u) << 1
+        k += 12
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 20) | (1 if t1 < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 20
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 28) | (1 if t1 < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 28
     else:
+        a = (a << 3) | (1 if t1 < 0 else 0)
+        k += 3
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     s = 1
     if i_ProfileEntry < len(o.ProfileEntry):
         a <<= 1
@@ -10550,52 +10526,52 @@ def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> Non
         c1 = x_ProfileEntry
         if c1.ChargingProfileEntryStart is None:
             raise encode_error('ProfileEntryType.ChargingProfileEntryStart', 'required value missing')
-        a <<= 2
-        k += 2
         t2 = c1.ChargingProfileEntryStart
         if t2 < 0 or (w.strict and (t2 > 4294967295)):
             raise encode_error('ProfileEntryType.ChargingProfileEntryStart', 'outside 0..4294967295', t2)
         u = t2
-        if u < 0x80:
-            a = (a << 8) | u
-            k += 8
-        elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
-        elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
-        else:
-            w.acc = a
-            w.n = k
-            w.uint(u)
-            a = w.acc
-            k = w.n
         if c1.ChargingProfileEntryMaxPower is None:
             raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'required value missing')
         t3 = c1.ChargingProfileEntryMaxPower
         if (w.strict and (t3 < -32768 or t3 > 32767)):
             raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'outside -32768..32767', t3)
-        a = (a << 4) | (1 if t3 < 0 else 0)
-        k += 4
+        if u < 0x80:
+            a = (a << 14) | (u) << 4 | (1 if t3 < 0 else 0)
+            k += 14
+        elif u < 0x4000:
+            a = (a << 22) | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t3 < 0 else 0) | 0x80000
+            k += 22
+        elif u < 0x200000:
+            a = (a << 30) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t3 < 0 else 0) | 0x8080000
+            k += 30
+        else:
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+            a = (a << 4) | (1 if t3 < 0 else 0)
+            k += 4
         u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 10) | (u) << 2
+            k += 10
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 18) | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+            k += 18
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 26) | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+            k += 26
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 2
     else:
         raise encode_error('ChargingProfileType', 'missing SE(ProfileEntry)')
@@ -10607,52 +10583,52 @@ def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> Non
         c2 = x_ProfileEntry
         if c2.ChargingProfileEntryStart is None:
             raise encode_error('ProfileEntryType.ChargingProfileEntryStart', 'required value missing')
-        a <<= 2
-        k += 2
         t4 = c2.ChargingProfileEntryStart
         if t4 < 0 or (w.strict and (t4 > 4294967295)):
             raise encode_error('ProfileEntryType.ChargingProfileEntryStart', 'outside 0..4294967295', t4)
         u = t4
-        if u < 0x80:
-            a = (a << 8) | u
-            k += 8
-        elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
-        elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
-        else:
-            w.acc = a
-            w.n = k
-            w.uint(u)
-            a = w.acc
-            k = w.n
         if c2.ChargingProfileEntryMaxPower is None:
             raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'required value missing')
         t5 = c2.ChargingProfileEntryMaxPower
         if (w.strict and (t5 < -32768 or t5 > 32767)):
             raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'outside -32768..32767', t5)
-        a = (a << 4) | (1 if t5 < 0 else 0)
-        k += 4
+        if u < 0x80:
+            a = (a << 14) | (u) << 4 | (1 if t5 < 0 else 0)
+            k += 14
+        elif u < 0x4000:
+            a = (a << 22) | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t5 < 0 else 0) | 0x80000
+            k += 22
+        elif u < 0x200000:
+            a = (a << 30) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t5 < 0 else 0) | 0x8080000
+            k += 30
+        else:
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+            a = (a << 4) | (1 if t5 < 0 else 0)
+            k += 4
         u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 10) | (u) << 2
+            k += 10
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 18) | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+            k += 18
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 26) | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+            k += 26
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 3
     else:
         a = (a << 2) | 0x1
@@ -10668,52 +10644,52 @@ def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> Non
                 c3 = x_ProfileEntry
                 if c3.ChargingProfileEntryStart is None:
                     raise encode_error('ProfileEntryType.ChargingProfileEntryStart', 'required value missing')
-                a <<= 2
-                k += 2
                 t6 = c3.ChargingProfileEntryStart
                 if t6 < 0 or (w.strict and (t6 > 4294967295)):
                     raise encode_error('ProfileEntryType.ChargingProfileEntryStart', 'outside 0..4294967295', t6)
                 u = t6
-                if u < 0x80:
-                    a = (a << 8) | u
-                    k += 8
-                elif u < 0x4000:
-                    a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                    k += 16
-                elif u < 0x200000:
-                    a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                    k += 24
-                else:
-                    w.acc = a
-                    w.n = k
-                    w.uint(u)
-                    a = w.acc
-                    k = w.n
                 if c3.ChargingProfileEntryMaxPower is None:
                     raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'required value missing')
                 t7 = c3.ChargingProfileEntryMaxPower
                 if (w.strict and (t7 < -32768 or t7 > 32767)):
                     raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'outside -32768..32767', t7)
-                a = (a << 4) | (1 if t7 < 0 else 0)
-                k += 4
+                if u < 0x80:
+                    a = (a << 14) | (u) << 4 | (1 if t7 < 0 else 0)
+                    k += 14
+                elif u < 0x4000:
+                    a = (a << 22) | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t7 < 0 else 0) | 0x80000
+                    k += 22
+                elif u < 0x200000:
+                    a = (a << 30) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t7 < 0 else 0) | 0x8080000
+                    k += 30
+                else:
+                    a <<= 2
+                    k += 2
+                    w.acc = a
+                    w.n = k
+                    w.uint(u)
+                    a = w.acc
+                    k = w.n
+                    a = (a << 4) | (1 if t7 < 0 else 0)
+                    k += 4
                 u = -t7 - 1 if t7 < 0 else t7
                 if u < 0x80:
-                    a = (a << 8) | u
-                    k += 8
+                    a = (a << 10) | (u) << 2
+                    k += 10
                 elif u < 0x4000:
-                    a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                    k += 16
+                    a = (a << 18) | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                    k += 18
                 elif u < 0x200000:
-                    a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                    k += 24
+                    a = (a << 26) | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                    k += 26
                 else:
                     w.acc = a
                     w.n = k
                     w.uint(u)
                     a = w.acc
                     k = w.n
-                a <<= 2
-                k += 2
+                    a <<= 2
+                    k += 2
             else:
                 a = (a << 2) | 0x1
                 k += 2
@@ -10724,124 +10700,122 @@ def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> Non
     if k >= 1024:
         w.spill()
 
-def _d_din_ConsumptionCostType(r: BitReader) -> _din.ConsumptionCostType:
+def _d_din_ConsumptionCostType(r: BitReader, c: int) -> _din.ConsumptionCostType:
     win = r.win
     av = r.avail
     f_startValue: int
     f_Cost: list[_din.CostType] = []
     s = 0
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    if c & 0x30000000 != 0x0:
-        raise r.fail_at(av + 30, 'ConsumptionCostType', 'expected SE(startValue), CH of startValue')
-    u = ((c >> 20) & 255)
+    if c & 0xc000000 != 0x0:
+        raise r.fail_at(av + 28, 'ConsumptionCostType', 'expected SE(startValue), CH of startValue')
+    u = ((c >> 18) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        u2 = c >> 20
+        u2 = (c >> 10) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            u2 = c >> 20
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 20
+                av += 10
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 20
+                av -= 10
                 if av < 0:
-                    win, av = r.refill(av, 20)
-                c = (win >> av) & 0xfffff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
     f_startValue = u
     try:
-        ec = _Taa5bbe96[(c >> 17) & 0x7]
+        ec = _Taa5bbe96[(c >> 7) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x80000 != 0x0:
-            raise r.fail_at(av + 20, 'ConsumptionCostType', 'expected EE of startValue') from None
-        ec = ((c >> 17) & 3)
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'ConsumptionCostType', 'expected EE of startValue') from None
+        ec = ((c >> 7) & 3)
     s = 1
     if ec == 0:
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
         try:
-            f_1_costKind = _Td4c7604f[(c >> 10) & 0x7f]
+            f_1_costKind = _Td4c7604f[c >> 23]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x19c00 != 0x0:
-                raise r.fail_at(av + 17, 'ConsumptionCostType[1]', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount') from None
-            iv = ((c >> 13) & 3)
+            if c & 0x33800000 != 0x0:
+                raise r.fail_at(av + 30, 'ConsumptionCostType[1]', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount') from None
+            iv = ((c >> 26) & 3)
             if iv >= 3:
-                raise r.fail_at(av + 10, 'CostType.costKind', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 23, 'CostType.costKind', f'enumeration index {iv}') from None
             f_1_costKind = _E_din_costKindType[iv]
-        u = ((c >> 2) & 255)
+        u = ((c >> 15) & 255)
         f_1_amountMultiplier: int | None = None
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = (c >> 7) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 15)
+                c = (win >> av) & 0x7fff
+                u2 = c >> 7
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
+                    av += 7
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
+                    av -= 7
                     if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
+                        win, av = r.refill(av, 7)
+                    c = (win >> av) & 0x7f
+        else:
+            av += 8
+            c >>= 8
         f_1_amount = u
-        av -= 7
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
         try:
-            ec = _Taa5bbe96[c >> 6]
+            ec = _Taa5bbe96[(c >> 4) & 0x7]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x100 != 0x0:
-                raise r.fail_at(av + 9, 'ConsumptionCostType[1]', 'expected EE of amount') from None
-            ec = ((c >> 6) & 3)
+            if c & 0x40 != 0x0:
+                raise r.fail_at(av + 7, 'ConsumptionCostType[1]', 'expected EE of amount') from None
+            ec = ((c >> 4) & 3)
         if ec == 0:
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 6)
+            c = (win >> av) & 0x3f
             try:
-                f_1_amountMultiplier = _Tae58e352[c & 0x3f]
+                f_1_amountMultiplier = _Tae58e352[c]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x23 != 0x0:
                     raise r.fail_at(av + 6, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
                 f_1_amountMultiplier = ((c >> 2) & 7) - 3
         elif ec == 1:
-            av += 6
+            av += 4
         else:
-            raise r.fail_at(av + 6, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
-        ob1_ = _new(_din.CostType)
+            raise r.fail_at(av + 4, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+        ob1_ = _new(_K_din_CostType)
         ob1_.costKind = f_1_costKind
         ob1_.amount = f_1_amount
         ob1_.amountMultiplier = f_1_amountMultiplier
         f_Cost.append(ob1_)
         s = 2
     elif ec == 1:
-        av += 17
+        av += 7
         s = -1
     else:
-        raise r.fail_at(av + 17, 'ConsumptionCostType[1]', f'event code {ec}, expected SE(Cost), EE')
+        raise r.fail_at(av + 7, 'ConsumptionCostType[1]', f'event code {ec}, expected SE(Cost), EE')
     if s == 2:
         while True:
             av -= 26
@@ -10862,34 +10836,37 @@ def _d_din_ConsumptionCostType(r: BitReader) -> _din.ConsumptionCostType:
                 u = ((c >> 9) & 255)
                 f_2_amountMultiplier: int | None = None
                 if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 17)
-                    c = (win >> av) & 0x1ffff
-                    u2 = c >> 9
+                    u2 = (c >> 1) & 0xFF
                     if u2 < 128:
                         u += _U2[u2]
                     else:
                         u = (u & 0x7F) | (u2 & 0x7F) << 7
                         av -= 8
                         if av < 0:
-                            win, av = r.refill(av, 17)
-                        c = (win >> av) & 0x1ffff
-                        u2 = c >> 9
+                            win, av = r.refill(av, 9)
+                        c = (win >> av) & 0x1ff
+                        u2 = c >> 1
                         u |= (u2 & 0x7F) << 14
                         if u2 > 127:
-                            av += 9
+                            av += 1
                             r.avail = av
                             u = r.uint_more(u, 21)
                             win = r.win
                             av = r.avail
-                            av -= 9
+                            av -= 1
                             if av < 0:
-                                win, av = r.refill(av, 9)
-                            c = (win >> av) & 0x1ff
+                                win, av = r.refill(av, 1)
+                            c = (win >> av) & 0x1
+                else:
+                    av += 8
+                    c >>= 8
                 f_2_amount = u
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
                 try:
-                    ec = _Taa5bbe96[(c >> 6) & 0x7]
+                    ec = _Taa5bbe96[c >> 6]
                 except KeyError:  # not a valid pattern: say why
                     if c & 0x100 != 0x0:
                         raise r.fail_at(av + 9, 'ConsumptionCostType[2]', 'expected EE of amount') from None
@@ -10905,7 +10882,7 @@ def _d_din_ConsumptionCostType(r: BitReader) -> _din.ConsumptionCostType:
                     av += 6
                 else:
                     raise r.fail_at(av + 6, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
-                ob2_ = _new(_din.CostType)
+                ob2_ = _new(_K_din_CostType)
                 ob2_.costKind = f_2_costKind
                 ob2_.amount = f_2_amount
                 ob2_.amountMultiplier = f_2_amountMultiplier
@@ -10917,7 +10894,7 @@ def _d_din_ConsumptionCostType(r: BitReader) -> _din.ConsumptionCostType:
             else:
                 raise r.fail_at(av + 24, 'ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
     r.avail = av
-    ob = _new(_din.ConsumptionCostType)
+    ob = _new(_K_din_ConsumptionCostType)
     ob.startValue = f_startValue
     ob.Cost = f_Cost
     return ob
@@ -10929,29 +10906,29 @@ def _e_din_ConsumptionCostType(w: BitWriter, o: _din.ConsumptionCostType) -> Non
     s = 0
     if o.startValue is None:
         raise encode_error('ConsumptionCostType.startValue', 'required value missing')
-    a <<= 2
-    k += 2
     t1 = o.startValue
     if t1 < 0 or (w.strict and (t1 > 4294967295)):
         raise encode_error('ConsumptionCostType.startValue', 'outside 0..4294967295', t1)
     u = t1
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (u) << 1
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 27
     else:
+        a <<= 2
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     s = 1
     if i_Cost < len(o.Cost):
         a <<= 2
@@ -10987,21 +10964,17 @@ def _e_din_ConsumptionCostType(w: BitWriter, o: _din.ConsumptionCostType) -> Non
                 break
     w.acc = a
     w.n = k
-    if k >= 1024:
+    if k >= 256:
         w.spill()
 
-def _d_din_CostType(r: BitReader) -> _din.CostType:
+def _d_din_CostType(r: BitReader, c: int) -> _din.CostType:
     win = r.win
     av = r.avail
     f_costKind: _din.costKindType
     f_amount: int
     f_amountMultiplier: int | None = None
-    av -= 24
-    if av < 0:
-        win, av = r.refill(av, 24)
-    c = (win >> av) & 0xffffff
     try:
-        f_costKind = _Td4c7604f[c >> 17]
+        f_costKind = _Td4c7604f[(c >> 17) & 0x7f]
     except KeyError:  # not a valid pattern: say why
         if c & 0xce0000 != 0x0:
             raise r.fail_at(av + 24, 'CostType', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount') from None
@@ -11011,34 +10984,37 @@ def _d_din_CostType(r: BitReader) -> _din.CostType:
         f_costKind = _E_din_costKindType[iv]
     u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 17)
-        c = (win >> av) & 0x1ffff
-        u2 = c >> 9
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 17)
-            c = (win >> av) & 0x1ffff
-            u2 = c >> 9
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 9
+                av += 1
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 9
+                av -= 1
                 if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     f_amount = u
+    av -= 8
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     try:
-        ec = _Taa5bbe96[(c >> 6) & 0x7]
+        ec = _Taa5bbe96[c >> 6]
     except KeyError:  # not a valid pattern: say why
         if c & 0x100 != 0x0:
             raise r.fail_at(av + 9, 'CostType', 'expected EE of amount') from None
@@ -11055,7 +11031,7 @@ def _d_din_CostType(r: BitReader) -> _din.CostType:
     else:
         raise r.fail_at(av + 6, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
     r.avail = av
-    ob = _new(_din.CostType)
+    ob = _new(_K_din_CostType)
     ob.costKind = f_costKind
     ob.amount = f_amount
     ob.amountMultiplier = f_amountMultiplier
@@ -11069,30 +11045,30 @@ def _e_din_CostType(w: BitWriter, o: _din.CostType) -> None:
         raise encode_error('CostType.costKind', 'required value missing')
     if o.amount is None:
         raise encode_error('CostType.amount', 'required value missing')
-    a = (a << 7) | (_I_din_costKindType[o.costKind]) << 3
-    k += 7
-    s = 1
     t1 = o.amount
     if t1 < 0 or (w.strict and (t1 > 4294967295)):
         raise encode_error('CostType.amount', 'outside 0..4294967295', t1)
     u = t1
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        a = (a << 16) | (_I_din_costKindType[o.costKind]) << 12 | (u) << 1
         k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+    elif u < 0x4000:
+        a = (a << 24) | (_I_din_costKindType[o.costKind]) << 20 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
         k += 24
+    elif u < 0x200000:
+        a = (a << 32) | (_I_din_costKindType[o.costKind]) << 28 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 32
     else:
+        a = (a << 7) | (_I_din_costKindType[o.costKind]) << 3
+        k += 7
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
+    s = 1
     s = 2
     if o.amountMultiplier is not None:
         t2 = o.amountMultiplier
@@ -11112,10 +11088,10 @@ def _e_din_CostType(w: BitWriter, o: _din.CostType) -> None:
             s = -1
     w.acc = a
     w.n = k
-    if k >= 1024:
+    if k >= 256:
         w.spill()
 
-def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterType:
+def _d_din_DC_EVChargeParameterType(r: BitReader, c: int) -> _din.DC_EVChargeParameterType:
     win = r.win
     av = r.avail
     f_DC_EVStatus: _din.DC_EVStatusType
@@ -11127,14 +11103,14 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
     f_FullSOC: int | None = None
     f_BulkSOC: int | None = None
     s = 0
+    if c & 0x8000000 != 0x0:
+        raise r.fail_at(av + 28, 'DC_EVChargeParameterType', 'expected SE(DC_EVStatus)')
     av -= 1
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'DC_EVChargeParameterType', 'expected SE(DC_EVStatus)')
+        win, av = r.refill(av, 28)
+    c = (win >> av) & 0xfffffff
     r.avail = av
-    f_DC_EVStatus = _d_din_DC_EVStatusType(r)
+    f_DC_EVStatus = _d_din_DC_EVStatusType(r, c)
     win = r.win
     av = r.avail
     av -= 30
@@ -11204,35 +11180,34 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
             sg = ((c >> 19) & 1)
         u = ((c >> 11) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 19)
-            c = (win >> av) & 0x7ffff
-            u2 = c >> 11
+            u2 = (c >> 3) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
-                u2 = c >> 11
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 11
+                    av += 3
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 11
+                    av -= 3
                     if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
+        else:
+            av += 8
+            c >>= 8
         f_1_Value = -u - 1 if sg else u
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'PhysicalValueType[1]', 'expected EE of Value')
-        av -= 20
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+        av -= 28
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
@@ -11244,7 +11219,7 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
         if c & 0x20000000 != 0x0:
             raise r.fail_at(av + 30, 'DC_EVChargeParameterType', 'expected EE') from None
         ec = ((c >> 27) & 3)
-    ob1_ = _new(_din.PhysicalValueType)
+    ob1_ = _new(_K_din_PhysicalValueType)
     ob1_.Multiplier = f_1_Multiplier
     ob1_.Unit = f_1_Unit
     ob1_.Value = f_1_Value
@@ -11313,35 +11288,34 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
                 sg = ((c >> 17) & 1)
             u = ((c >> 9) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 17)
-                c = (win >> av) & 0x1ffff
-                u2 = c >> 9
+                u2 = (c >> 1) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 17)
-                    c = (win >> av) & 0x1ffff
-                    u2 = c >> 9
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    u2 = c >> 1
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 9
+                        av += 1
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 9
+                        av -= 1
                         if av < 0:
-                            win, av = r.refill(av, 9)
-                        c = (win >> av) & 0x1ff
+                            win, av = r.refill(av, 1)
+                        c = (win >> av) & 0x1
+            else:
+                av += 8
+                c >>= 8
             f_2_Value = -u - 1 if sg else u
-            if c & 0x100 != 0x0:
-                raise r.fail_at(av + 9, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 22
+            if c & 0x1 != 0x0:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 30
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
@@ -11354,7 +11328,7 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
                 raise r.fail_at(av + 30, 'DC_EVChargeParameterType[2]', 'expected EE, SE(EVMaximumVoltageLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
             f_3_Multiplier = ((c >> 23) & 7) - 3
             ec = ((c >> 20) & 3)
-        ob2_ = _new(_din.PhysicalValueType)
+        ob2_ = _new(_K_din_PhysicalValueType)
         ob2_.Multiplier = f_2_Multiplier
         ob2_.Unit = f_2_Unit
         ob2_.Value = f_2_Value
@@ -11414,35 +11388,34 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
                 sg = ((c >> 18) & 1)
             u = ((c >> 10) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
-                u2 = c >> 10
+                u2 = (c >> 2) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 18)
-                    c = (win >> av) & 0x3ffff
-                    u2 = c >> 10
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 10
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 10
+                        av -= 2
                         if av < 0:
-                            win, av = r.refill(av, 10)
-                        c = (win >> av) & 0x3ff
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
+            else:
+                av += 8
+                c >>= 8
             f_3_Value = -u - 1 if sg else u
-            if c & 0x200 != 0x0:
-                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 21
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 29
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
@@ -11450,7 +11423,7 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
             raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         if c & 0x20000000 != 0x0:
             raise r.fail_at(av + 30, 'DC_EVChargeParameterType[2]', 'expected EE')
-        ob3_ = _new(_din.PhysicalValueType)
+        ob3_ = _new(_K_din_PhysicalValueType)
         ob3_.Multiplier = f_3_Multiplier
         ob3_.Unit = f_3_Unit
         ob3_.Value = f_3_Value
@@ -11523,35 +11496,34 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
                 sg = ((c >> 17) & 1)
             u = ((c >> 9) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 17)
-                c = (win >> av) & 0x1ffff
-                u2 = c >> 9
+                u2 = (c >> 1) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 17)
-                    c = (win >> av) & 0x1ffff
-                    u2 = c >> 9
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    u2 = c >> 1
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 9
+                        av += 1
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 9
+                        av -= 1
                         if av < 0:
-                            win, av = r.refill(av, 9)
-                        c = (win >> av) & 0x1ff
+                            win, av = r.refill(av, 1)
+                        c = (win >> av) & 0x1
+            else:
+                av += 8
+                c >>= 8
             f_4_Value = -u - 1 if sg else u
-            if c & 0x100 != 0x0:
-                raise r.fail_at(av + 9, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 22
+            if c & 0x1 != 0x0:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 30
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
@@ -11559,7 +11531,7 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
             raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         if c & 0x20000000 != 0x0:
             raise r.fail_at(av + 30, 'DC_EVChargeParameterType[2]', 'expected EE')
-        ob4_ = _new(_din.PhysicalValueType)
+        ob4_ = _new(_K_din_PhysicalValueType)
         ob4_.Multiplier = f_4_Multiplier
         ob4_.Unit = f_4_Unit
         ob4_.Value = f_4_Value
@@ -11635,35 +11607,34 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
                 sg = ((c >> 17) & 1)
             u = ((c >> 9) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 17)
-                c = (win >> av) & 0x1ffff
-                u2 = c >> 9
+                u2 = (c >> 1) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 17)
-                    c = (win >> av) & 0x1ffff
-                    u2 = c >> 9
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    u2 = c >> 1
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 9
+                        av += 1
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 9
+                        av -= 1
                         if av < 0:
-                            win, av = r.refill(av, 9)
-                        c = (win >> av) & 0x1ff
+                            win, av = r.refill(av, 1)
+                        c = (win >> av) & 0x1
+            else:
+                av += 8
+                c >>= 8
             f_5_Value = -u - 1 if sg else u
-            if c & 0x100 != 0x0:
-                raise r.fail_at(av + 9, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 22
+            if c & 0x1 != 0x0:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 30
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
@@ -11675,7 +11646,7 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
             if c & 0x20000000 != 0x0:
                 raise r.fail_at(av + 30, 'DC_EVChargeParameterType[4]', 'expected EE') from None
             ec = ((c >> 26) & 7)
-        ob5_ = _new(_din.PhysicalValueType)
+        ob5_ = _new(_K_din_PhysicalValueType)
         ob5_.Multiplier = f_5_Multiplier
         ob5_.Unit = f_5_Unit
         ob5_.Value = f_5_Value
@@ -11730,80 +11701,80 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
                 f_6_Value = -u - 1 if sg else u
                 if c & 0x1 != 0x0:
                     raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
-                av -= 1
+                av -= 24
                 if av < 0:
-                    win, av = r.refill(av, 1)
-                c = (win >> av) & 0x1
+                    win, av = r.refill(av, 24)
+                c = (win >> av) & 0xffffff
             elif ec == 1:
-                av += 6
                 try:
                     sg = _T071cdf68[(c >> 16) & 0x3]
                 except KeyError:  # not a valid pattern: say why
                     if c & 0x20000 != 0x0:
-                        raise r.fail_at(av + 12, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                        raise r.fail_at(av + 18, 'PhysicalValueType[1]', 'expected CH of Value') from None
                     sg = ((c >> 16) & 1)
                 u = ((c >> 8) & 255)
                 if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                    u2 = c & 0xFF
                     if u2 < 128:
                         u += _U2[u2]
                     else:
                         u = (u & 0x7F) | (u2 & 0x7F) << 7
                         av -= 8
                         if av < 0:
-                            win, av = r.refill(av, 10)
-                        c = (win >> av) & 0x3ff
-                        u2 = c >> 2
+                            win, av = r.refill(av, 8)
+                        c = (win >> av) & 0xff
+                        u2 = c
                         u |= (u2 & 0x7F) << 14
                         if u2 > 127:
-                            av += 2
                             r.avail = av
                             u = r.uint_more(u, 21)
                             win = r.win
                             av = r.avail
-                            av -= 2
-                            if av < 0:
-                                win, av = r.refill(av, 2)
-                            c = (win >> av) & 0x3
                 else:
-                    c >>= 6
+                    av += 8
                 f_6_Value = -u - 1 if sg else u
-                if c & 0x2 != 0x0:
-                    raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 25
+                if av < 0:
+                    win, av = r.refill(av, 25)
+                c = (win >> av) & 0x1ffffff
+                if c & 0x1000000 != 0x0:
+                    raise r.fail_at(av + 25, 'PhysicalValueType[1]', 'expected EE of Value')
             else:
                 raise r.fail_at(av + 18, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'DC_EVChargeParameterType[5]', 'expected EE')
-            ob6_ = _new(_din.PhysicalValueType)
+            if c & 0x800000 != 0x0:
+                raise r.fail_at(av + 24, 'DC_EVChargeParameterType[5]', 'expected EE')
+            ob6_ = _new(_K_din_PhysicalValueType)
             ob6_.Multiplier = f_6_Multiplier
             ob6_.Unit = f_6_Unit
             ob6_.Value = f_6_Value
             f_EVEnergyRequest = ob6_
             s = 6
         elif ec == 1:
-            av += 17
             try:
                 f_FullSOC = _Tf00db23f[(c >> 17) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x2020000 != 0x0:
-                    raise r.fail_at(av + 9, 'DC_EVChargeParameterType[5]', 'expected CH of FullSOC, EE of FullSOC') from None
+                    raise r.fail_at(av + 26, 'DC_EVChargeParameterType[5]', 'expected CH of FullSOC, EE of FullSOC') from None
                 f_FullSOC = ((c >> 18) & 127)
+            av -= 6
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             s = 7
         elif ec == 2:
-            av += 17
             try:
                 f_BulkSOC = _Tf00db23f[(c >> 17) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x2020000 != 0x0:
-                    raise r.fail_at(av + 9, 'DC_EVChargeParameterType[5]', 'expected CH of BulkSOC, EE of BulkSOC') from None
+                    raise r.fail_at(av + 26, 'DC_EVChargeParameterType[5]', 'expected CH of BulkSOC, EE of BulkSOC') from None
                 f_BulkSOC = ((c >> 18) & 127)
+            av -= 6
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             s = 8
         elif ec == 3:
-            av += 26
+            av += 3
             s = -1
         else:
             raise r.fail_at(av + 26, 'DC_EVChargeParameterType[5]', f'event code {ec}, expected SE(EVEnergyRequest), SE(FullSOC), SE(BulkSOC), EE')
@@ -11857,135 +11828,148 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
             f_7_Value = -u - 1 if sg else u
             if c & 0x2 != 0x0:
                 raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
         elif ec == 1:
-            av += 7
             try:
                 sg = _T071cdf68[(c >> 17) & 0x3]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x40000 != 0x0:
-                    raise r.fail_at(av + 12, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                    raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Value') from None
                 sg = ((c >> 17) & 1)
             u = ((c >> 9) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                u2 = (c >> 1) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    u2 = c >> 1
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 1
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 1
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 1)
+                        c = (win >> av) & 0x1
             else:
-                c >>= 7
+                av += 8
+                c >>= 8
             f_7_Value = -u - 1 if sg else u
-            if c & 0x2 != 0x0:
-                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+            if c & 0x1 != 0x0:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 24
+            if av < 0:
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
         else:
             raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c & 0x1 != 0x0:
-            raise r.fail_at(av + 1, 'DC_EVChargeParameterType[4]', 'expected EE')
-        ob7_ = _new(_din.PhysicalValueType)
+        if c & 0x800000 != 0x0:
+            raise r.fail_at(av + 24, 'DC_EVChargeParameterType[4]', 'expected EE')
+        ob7_ = _new(_K_din_PhysicalValueType)
         ob7_.Multiplier = f_7_Multiplier
         ob7_.Unit = f_7_Unit
         ob7_.Value = f_7_Value
         f_EVEnergyRequest = ob7_
         s = 6
     elif ec == 2:
-        av += 18
         try:
             f_FullSOC = _Tf00db23f[(c >> 18) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
             if c & 0x4040000 != 0x0:
-                raise r.fail_at(av + 9, 'DC_EVChargeParameterType[4]', 'expected CH of FullSOC, EE of FullSOC') from None
+                raise r.fail_at(av + 27, 'DC_EVChargeParameterType[4]', 'expected CH of FullSOC, EE of FullSOC') from None
             f_FullSOC = ((c >> 19) & 127)
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         s = 7
     elif ec == 3:
-        av += 18
         try:
             f_BulkSOC = _Tf00db23f[(c >> 18) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
             if c & 0x4040000 != 0x0:
-                raise r.fail_at(av + 9, 'DC_EVChargeParameterType[4]', 'expected CH of BulkSOC, EE of BulkSOC') from None
+                raise r.fail_at(av + 27, 'DC_EVChargeParameterType[4]', 'expected CH of BulkSOC, EE of BulkSOC') from None
             f_BulkSOC = ((c >> 19) & 127)
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         s = 8
     elif ec == 4:
-        av += 27
+        av += 4
         s = -1
     else:
         raise r.fail_at(av + 27, 'DC_EVChargeParameterType[4]', f'event code {ec}, expected SE(EVEnergyCapacity), SE(EVEnergyRequest), SE(FullSOC), SE(BulkSOC), EE')
     if s == 6:
-        av -= 11
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        ec = (c >> 9)
+        ec = ((c >> 21) & 3)
         if ec == 0:
             try:
-                f_FullSOC = _Tf00db23f[c & 0x1ff]
+                f_FullSOC = _Tf00db23f[(c >> 12) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x101 != 0x0:
-                    raise r.fail_at(av + 9, 'DC_EVChargeParameterType[6]', 'expected CH of FullSOC, EE of FullSOC') from None
-                f_FullSOC = ((c >> 1) & 127)
+                if c & 0x101000 != 0x0:
+                    raise r.fail_at(av + 21, 'DC_EVChargeParameterType[6]', 'expected CH of FullSOC, EE of FullSOC') from None
+                f_FullSOC = ((c >> 13) & 127)
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             s = 7
         elif ec == 1:
             try:
-                f_BulkSOC = _Tf00db23f[c & 0x1ff]
+                f_BulkSOC = _Tf00db23f[(c >> 12) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x101 != 0x0:
-                    raise r.fail_at(av + 9, 'DC_EVChargeParameterType[6]', 'expected CH of BulkSOC, EE of BulkSOC') from None
-                f_BulkSOC = ((c >> 1) & 127)
+                if c & 0x101000 != 0x0:
+                    raise r.fail_at(av + 21, 'DC_EVChargeParameterType[6]', 'expected CH of BulkSOC, EE of BulkSOC') from None
+                f_BulkSOC = ((c >> 13) & 127)
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             s = 8
         elif ec == 2:
-            av += 9
+            av -= 2
             s = -1
         else:
-            raise r.fail_at(av + 9, 'DC_EVChargeParameterType[6]', f'event code {ec}, expected SE(FullSOC), SE(BulkSOC), EE')
+            raise r.fail_at(av + 21, 'DC_EVChargeParameterType[6]', f'event code {ec}, expected SE(FullSOC), SE(BulkSOC), EE')
     if s == 7:
-        av -= 11
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        ec = (c >> 9)
+        ec = ((c >> 21) & 3)
         if ec == 0:
             try:
-                f_BulkSOC = _Tf00db23f[c & 0x1ff]
+                f_BulkSOC = _Tf00db23f[(c >> 12) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x101 != 0x0:
-                    raise r.fail_at(av + 9, 'DC_EVChargeParameterType[7]', 'expected CH of BulkSOC, EE of BulkSOC') from None
-                f_BulkSOC = ((c >> 1) & 127)
+                if c & 0x101000 != 0x0:
+                    raise r.fail_at(av + 21, 'DC_EVChargeParameterType[7]', 'expected CH of BulkSOC, EE of BulkSOC') from None
+                f_BulkSOC = ((c >> 13) & 127)
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             s = 8
         elif ec == 1:
-            av += 9
+            av -= 2
             s = -1
         else:
-            raise r.fail_at(av + 9, 'DC_EVChargeParameterType[7]', f'event code {ec}, expected SE(BulkSOC), EE')
+            raise r.fail_at(av + 21, 'DC_EVChargeParameterType[7]', f'event code {ec}, expected SE(BulkSOC), EE')
     if s == 8:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DC_EVChargeParameterType[8]', 'expected EE')
+        av += 22
+        if c & 0x400000 != 0x0:
+            raise r.fail_at(av + 1, 'DC_EVChargeParameterType', 'expected EE')
         s = -1
+    else:
+        av += 23
     r.avail = av
-    ob = _new(_din.DC_EVChargeParameterType)
+    ob = _new(_K_din_DC_EVChargeParameterType)
     ob.DC_EVStatus = f_DC_EVStatus
     ob.EVMaximumCurrentLimit = f_EVMaximumCurrentLimit
     ob.EVMaximumPowerLimit = f_EVMaximumPowerLimit
@@ -12157,20 +12141,20 @@ def _e_din_DC_EVChargeParameterType(w: BitWriter, o: _din.DC_EVChargeParameterTy
     if k >= 1024:
         w.spill()
 
-def _d_din_DC_EVPowerDeliveryParameterType(r: BitReader) -> _din.DC_EVPowerDeliveryParameterType:
+def _d_din_DC_EVPowerDeliveryParameterType(r: BitReader, c: int) -> _din.DC_EVPowerDeliveryParameterType:
     win = r.win
     av = r.avail
     f_DC_EVStatus: _din.DC_EVStatusType
     f_BulkChargingComplete: bool | None = None
     f_ChargingComplete: bool
+    if c & 0x8000000 != 0x0:
+        raise r.fail_at(av + 28, 'DC_EVPowerDeliveryParameterType', 'expected SE(DC_EVStatus)')
     av -= 1
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'DC_EVPowerDeliveryParameterType', 'expected SE(DC_EVStatus)')
+        win, av = r.refill(av, 28)
+    c = (win >> av) & 0xfffffff
     r.avail = av
-    f_DC_EVStatus = _d_din_DC_EVStatusType(r)
+    f_DC_EVStatus = _d_din_DC_EVStatusType(r, c)
     win = r.win
     av = r.avail
     av -= 10
@@ -12200,7 +12184,7 @@ def _d_din_DC_EVPowerDeliveryParameterType(r: BitReader) -> _din.DC_EVPowerDeliv
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'DC_EVPowerDeliveryParameterType', 'expected EE')
     r.avail = av
-    ob = _new(_din.DC_EVPowerDeliveryParameterType)
+    ob = _new(_K_din_DC_EVPowerDeliveryParameterType)
     ob.DC_EVStatus = f_DC_EVStatus
     ob.BulkChargingComplete = f_BulkChargingComplete
     ob.ChargingComplete = f_ChargingComplete
@@ -12245,7 +12229,7 @@ def _e_din_DC_EVPowerDeliveryParameterType(w: BitWriter, o: _din.DC_EVPowerDeliv
     if k >= 1024:
         w.spill()
 
-def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParameterType:
+def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSEChargeParameterType:
     win = r.win
     av = r.avail
     f_DC_EVSEStatus: _din.DC_EVSEStatusType
@@ -12257,90 +12241,89 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
     f_EVSECurrentRegulationTolerance: _din.PhysicalValueType | None = None
     f_EVSEPeakCurrentRipple: _din.PhysicalValueType
     f_EVSEEnergyToBeDelivered: _din.PhysicalValueType | None = None
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
     try:
-        ec = _Taa5bbe96[c >> 27]
+        ec = _Taa5bbe96[(c >> 25) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x20000000 != 0x0:
-            raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType', 'expected SE(DC_EVSEStatus)') from None
-        ec = ((c >> 27) & 3)
+        if c & 0x8000000 != 0x0:
+            raise r.fail_at(av + 28, 'DC_EVSEChargeParameterType', 'expected SE(DC_EVSEStatus)') from None
+        ec = ((c >> 25) & 3)
     f_1_EVSEIsolationStatus: _din.isolationLevelType | None = None
     if ec == 0:
         try:
-            f_1_EVSEIsolationStatus, f_1_EVSEStatusCode = _T6b55cf38[(c >> 16) & 0x7ff]
+            f_1_EVSEIsolationStatus, f_1_EVSEStatusCode = _T6b55cf38[(c >> 14) & 0x7ff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x4e10000 != 0x0:
-                raise r.fail_at(av + 27, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            f_1_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 24) & 3)]
-            iv = ((c >> 17) & 15)
+            if c & 0x1384000 != 0x0:
+                raise r.fail_at(av + 25, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+            f_1_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 22) & 3)]
+            iv = ((c >> 15) & 15)
             if iv >= 12:
-                raise r.fail_at(av + 16, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 14, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
             f_1_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-        av -= 14
+        av -= 16
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     elif ec == 1:
         try:
-            f_1_EVSEStatusCode = _T886122e8[(c >> 21) & 0x3f]
+            f_1_EVSEStatusCode = _T886122e8[(c >> 19) & 0x3f]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x4200000 != 0x0:
-                raise r.fail_at(av + 27, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            iv = ((c >> 22) & 15)
+            if c & 0x1080000 != 0x0:
+                raise r.fail_at(av + 25, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+            iv = ((c >> 20) & 15)
             if iv >= 12:
-                raise r.fail_at(av + 21, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 19, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
             f_1_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-        av -= 9
+        av -= 11
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av + 27, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+        raise r.fail_at(av + 25, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     if c & 0x30000000 != 0x0:
         raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     u = ((c >> 20) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        u2 = c >> 20
+        u2 = (c >> 12) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            u2 = c >> 20
+                win, av = r.refill(av, 20)
+            c = (win >> av) & 0xfffff
+            u2 = c >> 12
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 20
+                av += 12
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 20
+                av -= 12
                 if av < 0:
-                    win, av = r.refill(av, 20)
-                c = (win >> av) & 0xfffff
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+    else:
+        av += 8
+        c >>= 8
     f_1_NotificationMaxDelay = u
+    av -= 18
+    if av < 0:
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
     try:
-        f_1_EVSENotification, f_2_Multiplier, ec = _T71021874[(c >> 4) & 0xffff]
+        f_1_EVSENotification, f_2_Multiplier, ec = _T71021874[c >> 14]
     except KeyError:  # not a valid pattern: say why
-        if c & 0xe7c40 != 0x0:
-            raise r.fail_at(av + 20, 'DC_EVSEChargeParameterType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEMaximumCurrentLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-        iv = ((c >> 15) & 3)
+        if c & 0x39f10000 != 0x0:
+            raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEMaximumCurrentLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+        iv = ((c >> 25) & 3)
         if iv >= 3:
-            raise r.fail_at(av + 4, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 14, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_1_EVSENotification = _E_din_EVSENotificationType[iv]
-        f_2_Multiplier = ((c >> 7) & 7) - 3
-        ec = ((c >> 4) & 3)
-    ob1_ = _new(_din.DC_EVSEStatusType)
+        f_2_Multiplier = ((c >> 17) & 7) - 3
+        ec = ((c >> 14) & 3)
+    ob1_ = _new(_K_din_DC_EVSEStatusType)
     ob1_.EVSEIsolationStatus = f_1_EVSEIsolationStatus
     ob1_.EVSEStatusCode = f_1_EVSEStatusCode
     ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
@@ -12348,7 +12331,7 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
     f_DC_EVSEStatus = ob1_
     f_2_Unit: _din.unitSymbolType | None = None
     if ec == 0:
-        av -= 26
+        av -= 16
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
@@ -12364,92 +12347,87 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
             sg = ((c >> 21) & 1)
         u = ((c >> 13) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 21)
-            c = (win >> av) & 0x1fffff
-            u2 = c >> 13
+            u2 = (c >> 5) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 21)
-                c = (win >> av) & 0x1fffff
-                u2 = c >> 13
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 13
+                    av += 5
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 13
+                    av -= 5
                     if av < 0:
-                        win, av = r.refill(av, 13)
-                    c = (win >> av) & 0x1fff
+                        win, av = r.refill(av, 5)
+                    c = (win >> av) & 0x1f
+        else:
+            av += 8
+            c >>= 8
         f_2_Value = -u - 1 if sg else u
-        if c & 0x1000 != 0x0:
-            raise r.fail_at(av + 13, 'PhysicalValueType[1]', 'expected EE of Value')
-        av -= 18
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+        if c & 0x10 != 0x0:
+            raise r.fail_at(av + 5, 'PhysicalValueType[1]', 'expected EE of Value')
         av -= 26
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
+    elif ec == 1:
         try:
-            sg = _T071cdf68[c >> 28]
+            sg = _T071cdf68[(c >> 12) & 0x3]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x20000000 != 0x0:
-                raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected CH of Value') from None
-            sg = ((c >> 28) & 1)
-        u = ((c >> 20) & 255)
+            if c & 0x2000 != 0x0:
+                raise r.fail_at(av + 14, 'PhysicalValueType[1]', 'expected CH of Value') from None
+            sg = ((c >> 12) & 1)
+        u = ((c >> 4) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            u2 = c >> 20
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 28)
-                c = (win >> av) & 0xfffffff
-                u2 = c >> 20
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 20
+                    av += 4
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 20
+                    av -= 4
                     if av < 0:
-                        win, av = r.refill(av, 20)
-                    c = (win >> av) & 0xfffff
+                        win, av = r.refill(av, 4)
+                    c = (win >> av) & 0xf
         f_2_Value = -u - 1 if sg else u
-        if c & 0x80000 != 0x0:
-            raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected EE of Value')
-        av -= 11
+        if c & 0x8 != 0x0:
+            raise r.fail_at(av + 4, 'PhysicalValueType[1]', 'expected EE of Value')
+        av -= 27
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av + 4, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        raise r.fail_at(av + 14, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     try:
         ec = _Taa5bbe96[(c >> 27) & 0x7]
     except KeyError:  # not a valid pattern: say why
         if c & 0x20000000 != 0x0:
             raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType', 'expected EE') from None
         ec = ((c >> 27) & 3)
-    ob2_ = _new(_din.PhysicalValueType)
+    ob2_ = _new(_K_din_PhysicalValueType)
     ob2_.Multiplier = f_2_Multiplier
     ob2_.Unit = f_2_Unit
     ob2_.Value = f_2_Value
@@ -12517,35 +12495,34 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
                 sg = ((c >> 17) & 1)
             u = ((c >> 9) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 17)
-                c = (win >> av) & 0x1ffff
-                u2 = c >> 9
+                u2 = (c >> 1) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 17)
-                    c = (win >> av) & 0x1ffff
-                    u2 = c >> 9
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    u2 = c >> 1
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 9
+                        av += 1
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 9
+                        av -= 1
                         if av < 0:
-                            win, av = r.refill(av, 9)
-                        c = (win >> av) & 0x1ff
+                            win, av = r.refill(av, 1)
+                        c = (win >> av) & 0x1
+            else:
+                av += 8
+                c >>= 8
             f_3_Value = -u - 1 if sg else u
-            if c & 0x100 != 0x0:
-                raise r.fail_at(av + 9, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 22
+            if c & 0x1 != 0x0:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 30
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
@@ -12558,7 +12535,7 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
                 raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType[2]', 'expected EE, SE(EVSEMaximumVoltageLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
             f_4_Multiplier = ((c >> 23) & 7) - 3
             ec = ((c >> 20) & 3)
-        ob3_ = _new(_din.PhysicalValueType)
+        ob3_ = _new(_K_din_PhysicalValueType)
         ob3_.Multiplier = f_3_Multiplier
         ob3_.Unit = f_3_Unit
         ob3_.Value = f_3_Value
@@ -12618,35 +12595,34 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
                 sg = ((c >> 18) & 1)
             u = ((c >> 10) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
-                u2 = c >> 10
+                u2 = (c >> 2) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 18)
-                    c = (win >> av) & 0x3ffff
-                    u2 = c >> 10
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 10
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 10
+                        av -= 2
                         if av < 0:
-                            win, av = r.refill(av, 10)
-                        c = (win >> av) & 0x3ff
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
+            else:
+                av += 8
+                c >>= 8
             f_4_Value = -u - 1 if sg else u
-            if c & 0x200 != 0x0:
-                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 21
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 29
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
@@ -12654,7 +12630,7 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
             raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         if c & 0x20000000 != 0x0:
             raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType[2]', 'expected EE')
-        ob4_ = _new(_din.PhysicalValueType)
+        ob4_ = _new(_K_din_PhysicalValueType)
         ob4_.Multiplier = f_4_Multiplier
         ob4_.Unit = f_4_Unit
         ob4_.Value = f_4_Value
@@ -12726,35 +12702,34 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
                 sg = ((c >> 17) & 1)
             u = ((c >> 9) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 17)
-                c = (win >> av) & 0x1ffff
-                u2 = c >> 9
+                u2 = (c >> 1) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 17)
-                    c = (win >> av) & 0x1ffff
-                    u2 = c >> 9
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    u2 = c >> 1
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 9
+                        av += 1
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 9
+                        av -= 1
                         if av < 0:
-                            win, av = r.refill(av, 9)
-                        c = (win >> av) & 0x1ff
+                            win, av = r.refill(av, 1)
+                        c = (win >> av) & 0x1
+            else:
+                av += 8
+                c >>= 8
             f_5_Value = -u - 1 if sg else u
-            if c & 0x100 != 0x0:
-                raise r.fail_at(av + 9, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 22
+            if c & 0x1 != 0x0:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 30
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
@@ -12762,7 +12737,7 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
             raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         if c & 0x20000000 != 0x0:
             raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType[2]', 'expected EE')
-        ob5_ = _new(_din.PhysicalValueType)
+        ob5_ = _new(_K_din_PhysicalValueType)
         ob5_.Multiplier = f_5_Multiplier
         ob5_.Unit = f_5_Unit
         ob5_.Value = f_5_Value
@@ -12835,35 +12810,34 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
             sg = ((c >> 19) & 1)
         u = ((c >> 11) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 19)
-            c = (win >> av) & 0x7ffff
-            u2 = c >> 11
+            u2 = (c >> 3) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
-                u2 = c >> 11
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 11
+                    av += 3
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 11
+                    av -= 3
                     if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
+        else:
+            av += 8
+            c >>= 8
         f_6_Value = -u - 1 if sg else u
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'PhysicalValueType[1]', 'expected EE of Value')
-        av -= 20
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+        av -= 28
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
@@ -12876,7 +12850,7 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
             raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType', 'expected EE, SE(EVSEMinimumVoltageLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
         f_7_Multiplier = ((c >> 23) & 7) - 3
         ec = ((c >> 20) & 3)
-    ob6_ = _new(_din.PhysicalValueType)
+    ob6_ = _new(_K_din_PhysicalValueType)
     ob6_.Multiplier = f_6_Multiplier
     ob6_.Unit = f_6_Unit
     ob6_.Value = f_6_Value
@@ -12936,35 +12910,34 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
             sg = ((c >> 18) & 1)
         u = ((c >> 10) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 18)
-            c = (win >> av) & 0x3ffff
-            u2 = c >> 10
+            u2 = (c >> 2) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
-                u2 = c >> 10
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 10
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 10
+                    av -= 2
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+        else:
+            av += 8
+            c >>= 8
         f_7_Value = -u - 1 if sg else u
-        if c & 0x200 != 0x0:
-            raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected EE of Value')
-        av -= 21
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+        av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
@@ -12976,7 +12949,7 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
         if c & 0x20000000 != 0x0:
             raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType', 'expected EE') from None
         ec = ((c >> 27) & 3)
-    ob7_ = _new(_din.PhysicalValueType)
+    ob7_ = _new(_K_din_PhysicalValueType)
     ob7_.Multiplier = f_7_Multiplier
     ob7_.Unit = f_7_Unit
     ob7_.Value = f_7_Value
@@ -13044,35 +13017,34 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
                 sg = ((c >> 17) & 1)
             u = ((c >> 9) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 17)
-                c = (win >> av) & 0x1ffff
-                u2 = c >> 9
+                u2 = (c >> 1) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 17)
-                    c = (win >> av) & 0x1ffff
-                    u2 = c >> 9
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    u2 = c >> 1
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 9
+                        av += 1
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 9
+                        av -= 1
                         if av < 0:
-                            win, av = r.refill(av, 9)
-                        c = (win >> av) & 0x1ff
+                            win, av = r.refill(av, 1)
+                        c = (win >> av) & 0x1
+            else:
+                av += 8
+                c >>= 8
             f_8_Value = -u - 1 if sg else u
-            if c & 0x100 != 0x0:
-                raise r.fail_at(av + 9, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 22
+            if c & 0x1 != 0x0:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 30
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
@@ -13085,7 +13057,7 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
                 raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType[6]', 'expected EE, SE(EVSEPeakCurrentRipple), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
             f_9_Multiplier = ((c >> 23) & 7) - 3
             ec = ((c >> 20) & 3)
-        ob8_ = _new(_din.PhysicalValueType)
+        ob8_ = _new(_K_din_PhysicalValueType)
         ob8_.Multiplier = f_8_Multiplier
         ob8_.Unit = f_8_Unit
         ob8_.Value = f_8_Value
@@ -13145,35 +13117,34 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
                 sg = ((c >> 18) & 1)
             u = ((c >> 10) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
-                u2 = c >> 10
+                u2 = (c >> 2) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 18)
-                    c = (win >> av) & 0x3ffff
-                    u2 = c >> 10
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 10
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 10
+                        av -= 2
                         if av < 0:
-                            win, av = r.refill(av, 10)
-                        c = (win >> av) & 0x3ff
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
+            else:
+                av += 8
+                c >>= 8
             f_9_Value = -u - 1 if sg else u
-            if c & 0x200 != 0x0:
-                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 21
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 29
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
@@ -13181,7 +13152,7 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
             raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         if c & 0x20000000 != 0x0:
             raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType[6]', 'expected EE')
-        ob9_ = _new(_din.PhysicalValueType)
+        ob9_ = _new(_K_din_PhysicalValueType)
         ob9_.Multiplier = f_9_Multiplier
         ob9_.Unit = f_9_Unit
         ob9_.Value = f_9_Value
@@ -13253,35 +13224,34 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
                 sg = ((c >> 17) & 1)
             u = ((c >> 9) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 17)
-                c = (win >> av) & 0x1ffff
-                u2 = c >> 9
+                u2 = (c >> 1) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 17)
-                    c = (win >> av) & 0x1ffff
-                    u2 = c >> 9
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    u2 = c >> 1
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 9
+                        av += 1
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 9
+                        av -= 1
                         if av < 0:
-                            win, av = r.refill(av, 9)
-                        c = (win >> av) & 0x1ff
+                            win, av = r.refill(av, 1)
+                        c = (win >> av) & 0x1
+            else:
+                av += 8
+                c >>= 8
             f_10_Value = -u - 1 if sg else u
-            if c & 0x100 != 0x0:
-                raise r.fail_at(av + 9, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 22
+            if c & 0x1 != 0x0:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 30
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
@@ -13289,7 +13259,7 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
             raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         if c & 0x20000000 != 0x0:
             raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType[6]', 'expected EE')
-        ob10_ = _new(_din.PhysicalValueType)
+        ob10_ = _new(_K_din_PhysicalValueType)
         ob10_.Multiplier = f_10_Multiplier
         ob10_.Unit = f_10_Unit
         ob10_.Value = f_10_Value
@@ -13352,50 +13322,50 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
             if c & 0x4 != 0x0:
                 raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
         elif ec == 1:
-            av += 7
             try:
                 sg = _T071cdf68[(c >> 18) & 0x3]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x80000 != 0x0:
-                    raise r.fail_at(av + 13, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                    raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
                 sg = ((c >> 18) & 1)
             u = ((c >> 10) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
+                u2 = (c >> 2) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 3
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 3
+                        av -= 2
                         if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             else:
-                c >>= 7
+                av += 8
+                c >>= 8
             f_11_Value = -u - 1 if sg else u
-            if c & 0x4 != 0x0:
-                raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
         else:
             raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'DC_EVSEChargeParameterType[8]', 'expected EE, EE')
-        ob11_ = _new(_din.PhysicalValueType)
+        ob11_ = _new(_K_din_PhysicalValueType)
         ob11_.Multiplier = f_11_Multiplier
         ob11_.Unit = f_11_Unit
         ob11_.Value = f_11_Value
@@ -13405,7 +13375,7 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
     else:
         raise r.fail_at(av + 28, 'DC_EVSEChargeParameterType[8]', f'event code {ec}, expected SE(EVSEEnergyToBeDelivered), EE')
     r.avail = av
-    ob = _new(_din.DC_EVSEChargeParameterType)
+    ob = _new(_K_din_DC_EVSEChargeParameterType)
     ob.DC_EVSEStatus = f_DC_EVSEStatus
     ob.EVSEMaximumCurrentLimit = f_EVSEMaximumCurrentLimit
     ob.EVSEMaximumPowerLimit = f_EVSEMaximumPowerLimit
@@ -13548,43 +13518,43 @@ def _e_din_DC_EVSEChargeParameterType(w: BitWriter, o: _din.DC_EVSEChargeParamet
     if k >= 1024:
         w.spill()
 
-def _d_din_DC_EVSEStatusType(r: BitReader) -> _din.DC_EVSEStatusType:
+def _d_din_DC_EVSEStatusType(r: BitReader, c: int) -> _din.DC_EVSEStatusType:
     win = r.win
     av = r.avail
     f_EVSEIsolationStatus: _din.isolationLevelType | None = None
     f_EVSEStatusCode: _din.DC_EVSEStatusCodeType
     f_NotificationMaxDelay: int
     f_EVSENotification: _din.EVSENotificationType
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    ec = (c >> 28)
+    ec = ((c >> 26) & 3)
     if ec == 0:
         try:
-            f_EVSEIsolationStatus, f_EVSEStatusCode = _T6b55cf38[(c >> 17) & 0x7ff]
+            f_EVSEIsolationStatus, f_EVSEStatusCode = _T6b55cf38[(c >> 15) & 0x7ff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x9c20000 != 0x0:
-                raise r.fail_at(av + 28, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            f_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 25) & 3)]
-            iv = ((c >> 18) & 15)
+            if c & 0x2708000 != 0x0:
+                raise r.fail_at(av + 26, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+            f_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 23) & 3)]
+            iv = ((c >> 16) & 15)
             if iv >= 12:
-                raise r.fail_at(av + 17, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 15, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
             f_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 17)
+        c = (win >> av) & 0x1ffff
     elif ec == 1:
-        av += 5
+        av += 3
         try:
-            f_EVSEStatusCode = _T886122e8[(c >> 22) & 0x3f]
+            f_EVSEStatusCode = _T886122e8[(c >> 20) & 0x3f]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x8400000 != 0x0:
+            if c & 0x2100000 != 0x0:
                 raise r.fail_at(av + 23, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            iv = ((c >> 23) & 15)
+            iv = ((c >> 21) & 15)
             if iv >= 12:
                 raise r.fail_at(av + 17, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
             f_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-        c >>= 5
+        c >>= 3
     else:
-        raise r.fail_at(av + 28, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+        raise r.fail_at(av + 26, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     if c & 0x18000 != 0x0:
         raise r.fail_at(av + 17, 'DC_EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     u = ((c >> 7) & 255)
@@ -13625,7 +13595,7 @@ def _d_din_DC_EVSEStatusType(r: BitReader) -> _din.DC_EVSEStatusType:
             raise r.fail_at(av, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_EVSENotification = _E_din_EVSENotificationType[iv]
     r.avail = av
-    ob = _new(_din.DC_EVSEStatusType)
+    ob = _new(_K_din_DC_EVSEStatusType)
     ob.EVSEIsolationStatus = f_EVSEIsolationStatus
     ob.EVSEStatusCode = f_EVSEStatusCode
     ob.NotificationMaxDelay = f_NotificationMaxDelay
@@ -13655,31 +13625,31 @@ def _e_din_DC_EVSEStatusType(w: BitWriter, o: _din.DC_EVSEStatusType) -> None:
             raise encode_error('DC_EVSEStatusType', 'missing SE(EVSEStatusCode)')
     if o.NotificationMaxDelay is None:
         raise encode_error('DC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-    a <<= 2
-    k += 2
     t1 = o.NotificationMaxDelay
     if t1 < 0 or (w.strict and (t1 > 4294967295)):
         raise encode_error('DC_EVSEStatusType.NotificationMaxDelay', 'outside 0..4294967295', t1)
     u = t1
+    if o.EVSENotification is None:
+        raise encode_error('DC_EVSEStatusType.EVSENotification', 'required value missing')
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 17) | (u) << 7 | (_I_din_EVSENotificationType[o.EVSENotification]) << 2
+        k += 17
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 25) | (u & 0x7F) << 15 | (u >> 7) << 7 | (_I_din_EVSENotificationType[o.EVSENotification]) << 2 | 0x400000
+        k += 25
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 33) | (u & 0x7F) << 23 | (u >> 7 & 0x7F) << 15 | (u >> 14) << 7 | (_I_din_EVSENotificationType[o.EVSENotification]) << 2 | 0x40400000
+        k += 33
     else:
+        a <<= 2
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if o.EVSENotification is None:
-        raise encode_error('DC_EVSEStatusType.EVSENotification', 'required value missing')
-    a = (a << 7) | (_I_din_EVSENotificationType[o.EVSENotification]) << 2
-    k += 7
+        a = (a << 7) | (_I_din_EVSENotificationType[o.EVSENotification]) << 2
+        k += 7
     s = 3
     s = 4
     s = -1
@@ -13688,7 +13658,7 @@ def _e_din_DC_EVSEStatusType(w: BitWriter, o: _din.DC_EVSEStatusType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_din_DC_EVStatusType(r: BitReader) -> _din.DC_EVStatusType:
+def _d_din_DC_EVStatusType(r: BitReader, c: int) -> _din.DC_EVStatusType:
     win = r.win
     av = r.avail
     f_EVReady: bool
@@ -13697,92 +13667,94 @@ def _d_din_DC_EVStatusType(r: BitReader) -> _din.DC_EVStatusType:
     f_EVErrorCode: _din.DC_EVErrorCodeType
     f_EVRESSSOC: int
     s = 0
-    av -= 17
-    if av < 0:
-        win, av = r.refill(av, 17)
-    c = (win >> av) & 0x1ffff
     try:
-        f_EVReady, ec = _Td9535c1a[c >> 11]
+        f_EVReady, ec = _Td9535c1a[(c >> 22) & 0x3f]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x1a000 != 0x0:
-            raise r.fail_at(av + 17, 'DC_EVStatusType', 'expected SE(EVReady), CH of EVReady, EE of EVReady') from None
-        f_EVReady = ((c >> 14) & 1) == 1
-        ec = ((c >> 11) & 3)
+        if c & 0xd000000 != 0x0:
+            raise r.fail_at(av + 28, 'DC_EVStatusType', 'expected SE(EVReady), CH of EVReady, EE of EVReady') from None
+        f_EVReady = ((c >> 25) & 1) == 1
+        ec = ((c >> 22) & 3)
     s = 1
     if ec == 0:
         try:
-            f_EVCabinConditioning, ec = _T20cd5b1a[(c >> 6) & 0x1f]
+            f_EVCabinConditioning, ec = _T20cd5b1a[(c >> 17) & 0x1f]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x500 != 0x0:
-                raise r.fail_at(av + 11, 'DC_EVStatusType[1]', 'expected CH of EVCabinConditioning, EE of EVCabinConditioning') from None
-            f_EVCabinConditioning = ((c >> 9) & 1) == 1
-            ec = ((c >> 6) & 3)
+            if c & 0x280000 != 0x0:
+                raise r.fail_at(av + 22, 'DC_EVStatusType[1]', 'expected CH of EVCabinConditioning, EE of EVCabinConditioning') from None
+            f_EVCabinConditioning = ((c >> 20) & 1) == 1
+            ec = ((c >> 17) & 3)
         if ec == 0:
-            av += 3
             try:
-                f_EVRESSConditioning = _Ta870a97b[(c >> 3) & 0x7]
+                f_EVRESSConditioning = _Ta870a97b[(c >> 14) & 0x7]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x28 != 0x0:
-                    raise r.fail_at(av + 3, 'DC_EVStatusType[2]', 'expected CH of EVRESSConditioning, EE of EVRESSConditioning') from None
-                f_EVRESSConditioning = ((c >> 4) & 1) == 1
+                if c & 0x14000 != 0x0:
+                    raise r.fail_at(av + 17, 'DC_EVStatusType[2]', 'expected CH of EVRESSConditioning, EE of EVRESSConditioning') from None
+                f_EVRESSConditioning = ((c >> 15) & 1) == 1
+            av -= 4
+            if av < 0:
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
             s = 3
         elif ec == 1:
             try:
-                f_EVErrorCode = _Ta6852fec[c & 0x3f]
+                f_EVErrorCode = _Ta6852fec[(c >> 11) & 0x3f]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x21 != 0x0:
-                    raise r.fail_at(av + 6, 'DC_EVStatusType[2]', 'expected CH of EVErrorCode, EE of EVErrorCode') from None
-                iv = ((c >> 1) & 15)
+                if c & 0x10800 != 0x0:
+                    raise r.fail_at(av + 17, 'DC_EVStatusType[2]', 'expected CH of EVErrorCode, EE of EVErrorCode') from None
+                iv = ((c >> 12) & 15)
                 if iv >= 12:
-                    raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 11, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}') from None
                 f_EVErrorCode = _E_din_DC_EVErrorCodeType[iv]
+            av -= 7
+            if av < 0:
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
             s = 4
         else:
-            raise r.fail_at(av + 6, 'DC_EVStatusType[2]', f'event code {ec}, expected SE(EVRESSConditioning), SE(EVErrorCode)')
+            raise r.fail_at(av + 17, 'DC_EVStatusType[2]', f'event code {ec}, expected SE(EVRESSConditioning), SE(EVErrorCode)')
     elif ec == 1:
-        av += 8
+        av += 1
         try:
-            f_EVRESSConditioning = _Ta870a97b[(c >> 8) & 0x7]
+            f_EVRESSConditioning = _Ta870a97b[(c >> 19) & 0x7]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x500 != 0x0:
-                raise r.fail_at(av + 3, 'DC_EVStatusType[1]', 'expected CH of EVRESSConditioning, EE of EVRESSConditioning') from None
-            f_EVRESSConditioning = ((c >> 9) & 1) == 1
+            if c & 0x280000 != 0x0:
+                raise r.fail_at(av + 21, 'DC_EVStatusType[1]', 'expected CH of EVRESSConditioning, EE of EVRESSConditioning') from None
+            f_EVRESSConditioning = ((c >> 20) & 1) == 1
+        c >>= 1
         s = 3
     elif ec == 2:
-        av += 5
         try:
-            f_EVErrorCode = _Ta6852fec[(c >> 5) & 0x3f]
+            f_EVErrorCode = _Ta6852fec[(c >> 16) & 0x3f]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x420 != 0x0:
-                raise r.fail_at(av + 6, 'DC_EVStatusType[1]', 'expected CH of EVErrorCode, EE of EVErrorCode') from None
-            iv = ((c >> 6) & 15)
+            if c & 0x210000 != 0x0:
+                raise r.fail_at(av + 22, 'DC_EVStatusType[1]', 'expected CH of EVErrorCode, EE of EVErrorCode') from None
+            iv = ((c >> 17) & 15)
             if iv >= 12:
-                raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 16, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}') from None
+            f_EVErrorCode = _E_din_DC_EVErrorCodeType[iv]
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 18)
+        c = (win >> av) & 0x3ffff
+        s = 4
+    else:
+        raise r.fail_at(av + 22, 'DC_EVStatusType[1]', f'event code {ec}, expected SE(EVCabinConditioning), SE(EVRESSConditioning), SE(EVErrorCode)')
+    if s == 3:
+        try:
+            f_EVErrorCode = _Tb926dffe[(c >> 11) & 0x7f]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x30800 != 0x0:
+                raise r.fail_at(av + 18, 'DC_EVStatusType', 'expected SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode') from None
+            iv = ((c >> 12) & 15)
+            if iv >= 12:
+                raise r.fail_at(av + 11, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}') from None
             f_EVErrorCode = _E_din_DC_EVErrorCodeType[iv]
         s = 4
     else:
-        raise r.fail_at(av + 11, 'DC_EVStatusType[1]', f'event code {ec}, expected SE(EVCabinConditioning), SE(EVRESSConditioning), SE(EVErrorCode)')
-    if s == 3:
-        av -= 7
-        if av < 0:
-            win, av = r.refill(av, 7)
-        c = (win >> av) & 0x7f
-        try:
-            f_EVErrorCode = _Tb926dffe[c]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x61 != 0x0:
-                raise r.fail_at(av + 7, 'DC_EVStatusType[3]', 'expected SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode') from None
-            iv = ((c >> 1) & 15)
-            if iv >= 12:
-                raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}') from None
-            f_EVErrorCode = _E_din_DC_EVErrorCodeType[iv]
-        s = 4
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
+        av += 7
+        c >>= 7
     try:
-        f_EVRESSSOC = _T6d995e88[c]
+        f_EVRESSSOC = _T6d995e88[c & 0x7ff]
     except KeyError:  # not a valid pattern: say why
         if c & 0x603 != 0x0:
             raise r.fail_at(av + 11, 'DC_EVStatusType', 'expected SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE') from None
@@ -13790,7 +13762,7 @@ def _d_din_DC_EVStatusType(r: BitReader) -> _din.DC_EVStatusType:
     s = 5
     s = -1
     r.avail = av
-    ob = _new(_din.DC_EVStatusType)
+    ob = _new(_K_din_DC_EVStatusType)
     ob.EVReady = f_EVReady
     ob.EVCabinConditioning = f_EVCabinConditioning
     ob.EVRESSConditioning = f_EVRESSConditioning
@@ -13853,17 +13825,12 @@ def _e_din_DC_EVStatusType(w: BitWriter, o: _din.DC_EVStatusType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_din_EVChargeParameterType(r: BitReader) -> _din.EVChargeParameterType:
-    win = r.win
+def _d_din_EVChargeParameterType(r: BitReader, c: int) -> _din.EVChargeParameterType:
     av = r.avail
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'EVChargeParameterType', 'expected EE')
     r.avail = av
-    ob = _new(_din.EVChargeParameterType)
+    ob = _new(_K_din_EVChargeParameterType)
     return ob
 
 def _e_din_EVChargeParameterType(w: BitWriter, o: _din.EVChargeParameterType) -> None:
@@ -13876,17 +13843,12 @@ def _e_din_EVChargeParameterType(w: BitWriter, o: _din.EVChargeParameterType) ->
     if k >= 1024:
         w.spill()
 
-def _d_din_EVPowerDeliveryParameterType(r: BitReader) -> _din.EVPowerDeliveryParameterType:
-    win = r.win
+def _d_din_EVPowerDeliveryParameterType(r: BitReader, c: int) -> _din.EVPowerDeliveryParameterType:
     av = r.avail
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'EVPowerDeliveryParameterType', 'expected EE')
     r.avail = av
-    ob = _new(_din.EVPowerDeliveryParameterType)
+    ob = _new(_K_din_EVPowerDeliveryParameterType)
     return ob
 
 def _e_din_EVPowerDeliveryParameterType(w: BitWriter, o: _din.EVPowerDeliveryParameterType) -> None:
@@ -13899,17 +13861,12 @@ def _e_din_EVPowerDeliveryParameterType(w: BitWriter, o: _din.EVPowerDeliveryPar
     if k >= 1024:
         w.spill()
 
-def _d_din_EVSEChargeParameterType(r: BitReader) -> _din.EVSEChargeParameterType:
-    win = r.win
+def _d_din_EVSEChargeParameterType(r: BitReader, c: int) -> _din.EVSEChargeParameterType:
     av = r.avail
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'EVSEChargeParameterType', 'expected EE')
     r.avail = av
-    ob = _new(_din.EVSEChargeParameterType)
+    ob = _new(_K_din_EVSEChargeParameterType)
     return ob
 
 def _e_din_EVSEChargeParameterType(w: BitWriter, o: _din.EVSEChargeParameterType) -> None:
@@ -13922,17 +13879,12 @@ def _e_din_EVSEChargeParameterType(w: BitWriter, o: _din.EVSEChargeParameterType
     if k >= 1024:
         w.spill()
 
-def _d_din_EVSEStatusType(r: BitReader) -> _din.EVSEStatusType:
-    win = r.win
+def _d_din_EVSEStatusType(r: BitReader, c: int) -> _din.EVSEStatusType:
     av = r.avail
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'EVSEStatusType', 'expected EE')
     r.avail = av
-    ob = _new(_din.EVSEStatusType)
+    ob = _new(_K_din_EVSEStatusType)
     return ob
 
 def _e_din_EVSEStatusType(w: BitWriter, o: _din.EVSEStatusType) -> None:
@@ -13945,17 +13897,12 @@ def _e_din_EVSEStatusType(w: BitWriter, o: _din.EVSEStatusType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_din_EVStatusType(r: BitReader) -> _din.EVStatusType:
-    win = r.win
+def _d_din_EVStatusType(r: BitReader, c: int) -> _din.EVStatusType:
     av = r.avail
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'EVStatusType', 'expected EE')
     r.avail = av
-    ob = _new(_din.EVStatusType)
+    ob = _new(_K_din_EVStatusType)
     return ob
 
 def _e_din_EVStatusType(w: BitWriter, o: _din.EVStatusType) -> None:
@@ -13968,64 +13915,59 @@ def _e_din_EVStatusType(w: BitWriter, o: _din.EVStatusType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_din_EntryType(r: BitReader) -> _din.EntryType:
+def _d_din_EntryType(r: BitReader, c: int) -> _din.EntryType:
     win = r.win
     av = r.avail
     f_RelativeTimeInterval: _din.RelativeTimeIntervalType | None = None
     f_TimeInterval: _din.IntervalType | None = None
-    av -= 27
-    if av < 0:
-        win, av = r.refill(av, 27)
-    c = (win >> av) & 0x7ffffff
-    ec = (c >> 25)
+    ec = ((c >> 25) & 3)
     if ec == 0:
         if c & 0x1800000 != 0x0:
             raise r.fail_at(av + 25, 'EntryType[0]', 'expected SE(start), CH of start')
         u = ((c >> 15) & 255)
         f_1_duration: int | None = None
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 23)
-            c = (win >> av) & 0x7fffff
-            u2 = c >> 15
+            u2 = (c >> 7) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 23)
-                c = (win >> av) & 0x7fffff
-                u2 = c >> 15
+                    win, av = r.refill(av, 15)
+                c = (win >> av) & 0x7fff
+                u2 = c >> 7
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 15
+                    av += 7
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 15
+                    av -= 7
                     if av < 0:
-                        win, av = r.refill(av, 15)
-                    c = (win >> av) & 0x7fff
+                        win, av = r.refill(av, 7)
+                    c = (win >> av) & 0x7f
+        else:
+            av += 8
+            c >>= 8
         f_1_start = u
         try:
-            ec = _Taa5bbe96[(c >> 12) & 0x7]
+            ec = _Taa5bbe96[(c >> 4) & 0x7]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x4000 != 0x0:
-                raise r.fail_at(av + 15, 'EntryType[0]', 'expected EE of start') from None
-            ec = ((c >> 12) & 3)
+            if c & 0x40 != 0x0:
+                raise r.fail_at(av + 7, 'EntryType[0]', 'expected EE of start') from None
+            ec = ((c >> 4) & 3)
         if ec == 0:
-            if c & 0x800 != 0x0:
-                raise r.fail_at(av + 12, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
-            u = ((c >> 3) & 255)
+            av -= 16
+            if av < 0:
+                win, av = r.refill(av, 20)
+            c = (win >> av) & 0xfffff
+            if c & 0x80000 != 0x0:
+                raise r.fail_at(av + 20, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
+            u = ((c >> 11) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
+                u2 = (c >> 3) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
@@ -14046,15 +13988,18 @@ def _d_din_EntryType(r: BitReader) -> _din.EntryType:
                         if av < 0:
                             win, av = r.refill(av, 3)
                         c = (win >> av) & 0x7
+            else:
+                av += 8
+                c >>= 8
             f_1_duration = u
             if c & 0x6 != 0x0:
                 raise r.fail_at(av + 3, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
         elif ec == 1:
-            av += 11
-            c >>= 11
+            av += 3
+            c >>= 3
         else:
-            raise r.fail_at(av + 12, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
-        ob1_ = _new(_din.RelativeTimeIntervalType)
+            raise r.fail_at(av + 4, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+        ob1_ = _new(_K_din_RelativeTimeIntervalType)
         ob1_.start = f_1_start
         ob1_.duration = f_1_duration
         f_RelativeTimeInterval = ob1_
@@ -14062,7 +14007,7 @@ def _d_din_EntryType(r: BitReader) -> _din.EntryType:
         av += 23
         if c & 0x1000000 != 0x0:
             raise r.fail_at(av + 2, 'EntryType[0]', 'expected EE')
-        ob2_ = _new(_din.IntervalType)
+        ob2_ = _new(_K_din_IntervalType)
         f_TimeInterval = ob2_
         c >>= 23
     else:
@@ -14070,7 +14015,7 @@ def _d_din_EntryType(r: BitReader) -> _din.EntryType:
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'EntryType', 'expected EE')
     r.avail = av
-    ob = _new(_din.EntryType)
+    ob = _new(_K_din_EntryType)
     ob.RelativeTimeInterval = f_RelativeTimeInterval
     ob.TimeInterval = f_TimeInterval
     return ob
@@ -14102,17 +14047,12 @@ def _e_din_EntryType(w: BitWriter, o: _din.EntryType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_din_IntervalType(r: BitReader) -> _din.IntervalType:
-    win = r.win
+def _d_din_IntervalType(r: BitReader, c: int) -> _din.IntervalType:
     av = r.avail
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'IntervalType', 'expected EE')
     r.avail = av
-    ob = _new(_din.IntervalType)
+    ob = _new(_K_din_IntervalType)
     return ob
 
 def _e_din_IntervalType(w: BitWriter, o: _din.IntervalType) -> None:
@@ -14125,15 +14065,11 @@ def _e_din_IntervalType(w: BitWriter, o: _din.IntervalType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_din_ListOfRootCertificateIDsType(r: BitReader) -> _din.ListOfRootCertificateIDsType:
+def _d_din_ListOfRootCertificateIDsType(r: BitReader, c: int) -> _din.ListOfRootCertificateIDsType:
     win = r.win
     av = r.avail
     f_RootCertificateID: list[str] = []
     s = 0
-    av -= 10
-    if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID), CH of RootCertificateID')
     u = (c & 255)
@@ -14257,7 +14193,7 @@ def _d_din_ListOfRootCertificateIDsType(r: BitReader) -> _din.ListOfRootCertific
             else:
                 raise r.fail_at(av + 9, 'ListOfRootCertificateIDsType[2]', f'event code {ec}, expected SE(RootCertificateID), EE')
     r.avail = av
-    ob = _new(_din.ListOfRootCertificateIDsType)
+    ob = _new(_K_din_ListOfRootCertificateIDsType)
     ob.RootCertificateID = f_RootCertificateID
     return ob
 
@@ -14328,7 +14264,7 @@ def _e_din_ListOfRootCertificateIDsType(w: BitWriter, o: _din.ListOfRootCertific
     if k >= 1024:
         w.spill()
 
-def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
+def _d_din_MeterInfoType(r: BitReader, c: int) -> _din.MeterInfoType:
     win = r.win
     av = r.avail
     f_MeterID: str
@@ -14337,10 +14273,6 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
     f_MeterStatus: int | None = None
     f_TMeter: int | None = None
     s = 0
-    av -= 10
-    if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
     u = (c & 255)
@@ -14428,10 +14360,10 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
             f_1_Value = -u - 1 if sg else u
             if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 15
+            av -= 30
             if av < 0:
-                win, av = r.refill(av, 15)
-            c = (win >> av) & 0x7fff
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
         elif ec == 1:
             try:
                 sg = _T071cdf68[(c >> 16) & 0x3]
@@ -14441,56 +14373,53 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
                 sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 16)
-                c = (win >> av) & 0xffff
-                u2 = c >> 8
+                u2 = c & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 16)
-                    c = (win >> av) & 0xffff
-                    u2 = c >> 8
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 8
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 8)
-                        c = (win >> av) & 0xff
+            else:
+                av += 8
             f_1_Value = -u - 1 if sg else u
-            if c & 0x80 != 0x0:
-                raise r.fail_at(av + 8, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 8
+            av -= 30
             if av < 0:
-                win, av = r.refill(av, 15)
-            c = (win >> av) & 0x7fff
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x20000000 != 0x0:
+                raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
         else:
             raise r.fail_at(av + 18, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         try:
-            ec = _T4243fd73[(c >> 11) & 0xf]
+            ec = _T4243fd73[(c >> 26) & 0xf]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x4000 != 0x0:
-                raise r.fail_at(av + 15, 'MeterInfoType[1]', 'expected EE') from None
-            ec = ((c >> 11) & 7)
-        ob1_ = _new(_din.PhysicalValueType)
+            if c & 0x20000000 != 0x0:
+                raise r.fail_at(av + 30, 'MeterInfoType[1]', 'expected EE') from None
+            ec = ((c >> 26) & 7)
+        ob1_ = _new(_K_din_PhysicalValueType)
         ob1_.Multiplier = f_1_Multiplier
         ob1_.Unit = f_1_Unit
         ob1_.Value = f_1_Value
         f_MeterReading = ob1_
         if ec == 0:
-            av += 2
-            if c & 0x400 != 0x0:
+            av += 17
+            if c & 0x2000000 != 0x0:
                 raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of SigMeterReading')
-            u = ((c >> 2) & 255)
+            u = ((c >> 17) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -14514,94 +14443,100 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
             f_SigMeterReading = r.binary_of(u, 32)
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 28
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of SigMeterReading')
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            if c & 0x8000000 != 0x0:
+                raise r.fail_at(av + 28, 'MeterInfoType[2]', 'expected EE of SigMeterReading')
             s = 3
         elif ec == 1:
             try:
-                sg = _T071cdf68[(c >> 9) & 0x3]
+                sg = _T071cdf68[(c >> 24) & 0x3]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x400 != 0x0:
-                    raise r.fail_at(av + 11, 'MeterInfoType[2]', 'expected CH of MeterStatus') from None
-                sg = ((c >> 9) & 1)
-            u = ((c >> 1) & 255)
+                if c & 0x2000000 != 0x0:
+                    raise r.fail_at(av + 26, 'MeterInfoType[2]', 'expected CH of MeterStatus') from None
+                sg = ((c >> 24) & 1)
+            u = ((c >> 16) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
-                u2 = c >> 1
+                u2 = (c >> 8) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-                    u2 = c >> 1
+                        win, av = r.refill(av, 16)
+                    c = (win >> av) & 0xffff
+                    u2 = c >> 8
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 1
+                        av += 8
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 1
+                        av -= 8
                         if av < 0:
-                            win, av = r.refill(av, 1)
-                        c = (win >> av) & 0x1
+                            win, av = r.refill(av, 8)
+                        c = (win >> av) & 0xff
+            else:
+                av += 8
+                c >>= 8
             f_MeterStatus = -u - 1 if sg else u
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
+            if c & 0x80 != 0x0:
+                raise r.fail_at(av + 8, 'MeterInfoType[2]', 'expected EE of MeterStatus')
+            av -= 20
+            if av < 0:
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
             s = 4
         elif ec == 2:
             try:
-                sg = _T071cdf68[(c >> 9) & 0x3]
+                sg = _T071cdf68[(c >> 24) & 0x3]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x400 != 0x0:
-                    raise r.fail_at(av + 11, 'MeterInfoType[2]', 'expected CH of TMeter') from None
-                sg = ((c >> 9) & 1)
-            u = ((c >> 1) & 255)
+                if c & 0x2000000 != 0x0:
+                    raise r.fail_at(av + 26, 'MeterInfoType[2]', 'expected CH of TMeter') from None
+                sg = ((c >> 24) & 1)
+            u = ((c >> 16) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
-                u2 = c >> 1
+                u2 = (c >> 8) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-                    u2 = c >> 1
+                        win, av = r.refill(av, 16)
+                    c = (win >> av) & 0xffff
+                    u2 = c >> 8
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 1
+                        av += 8
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 1
+                        av -= 8
                         if av < 0:
-                            win, av = r.refill(av, 1)
-                        c = (win >> av) & 0x1
+                            win, av = r.refill(av, 8)
+                        c = (win >> av) & 0xff
+            else:
+                av += 8
+                c >>= 8
             f_TMeter = -u - 1 if sg else u
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of TMeter')
+            if c & 0x80 != 0x0:
+                raise r.fail_at(av + 8, 'MeterInfoType[2]', 'expected EE of TMeter')
+            av -= 20
+            if av < 0:
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
             s = 5
         elif ec == 3:
-            av += 11
+            av -= 1
             s = -1
         else:
-            raise r.fail_at(av + 11, 'MeterInfoType[2]', f'event code {ec}, expected SE(SigMeterReading), SE(MeterStatus), SE(TMeter), EE')
+            raise r.fail_at(av + 26, 'MeterInfoType[2]', f'event code {ec}, expected SE(SigMeterReading), SE(MeterStatus), SE(TMeter), EE')
     elif ec == 1:
         av += 17
         if c & 0x2000000 != 0x0:
@@ -14630,246 +14565,246 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
         f_SigMeterReading = r.binary_of(u, 32)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 28
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeterInfoType[1]', 'expected EE of SigMeterReading')
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
+        if c & 0x8000000 != 0x0:
+            raise r.fail_at(av + 28, 'MeterInfoType[1]', 'expected EE of SigMeterReading')
         s = 3
     elif ec == 2:
-        av += 15
         try:
             sg = _T071cdf68[(c >> 24) & 0x3]
         except KeyError:  # not a valid pattern: say why
             if c & 0x2000000 != 0x0:
-                raise r.fail_at(av + 11, 'MeterInfoType[1]', 'expected CH of MeterStatus') from None
+                raise r.fail_at(av + 26, 'MeterInfoType[1]', 'expected CH of MeterStatus') from None
             sg = ((c >> 24) & 1)
         u = ((c >> 16) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            u2 = c >> 1
+            u2 = (c >> 8) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
-                u2 = c >> 1
+                    win, av = r.refill(av, 16)
+                c = (win >> av) & 0xffff
+                u2 = c >> 8
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 1
+                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 1
+                    av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 1)
-                    c = (win >> av) & 0x1
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
         else:
-            c >>= 15
+            av += 8
+            c >>= 8
         f_MeterStatus = -u - 1 if sg else u
-        if c & 0x1 != 0x0:
-            raise r.fail_at(av + 1, 'MeterInfoType[1]', 'expected EE of MeterStatus')
+        if c & 0x80 != 0x0:
+            raise r.fail_at(av + 8, 'MeterInfoType[1]', 'expected EE of MeterStatus')
+        av -= 20
+        if av < 0:
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
         s = 4
     elif ec == 3:
-        av += 15
         try:
             sg = _T071cdf68[(c >> 24) & 0x3]
         except KeyError:  # not a valid pattern: say why
             if c & 0x2000000 != 0x0:
-                raise r.fail_at(av + 11, 'MeterInfoType[1]', 'expected CH of TMeter') from None
+                raise r.fail_at(av + 26, 'MeterInfoType[1]', 'expected CH of TMeter') from None
             sg = ((c >> 24) & 1)
         u = ((c >> 16) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            u2 = c >> 1
+            u2 = (c >> 8) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
-                u2 = c >> 1
+                    win, av = r.refill(av, 16)
+                c = (win >> av) & 0xffff
+                u2 = c >> 8
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 1
+                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 1
+                    av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 1)
-                    c = (win >> av) & 0x1
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
         else:
-            c >>= 15
+            av += 8
+            c >>= 8
         f_TMeter = -u - 1 if sg else u
-        if c & 0x1 != 0x0:
-            raise r.fail_at(av + 1, 'MeterInfoType[1]', 'expected EE of TMeter')
+        if c & 0x80 != 0x0:
+            raise r.fail_at(av + 8, 'MeterInfoType[1]', 'expected EE of TMeter')
+        av -= 20
+        if av < 0:
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
         s = 5
     elif ec == 4:
-        av += 26
+        av -= 1
         s = -1
     else:
         raise r.fail_at(av + 26, 'MeterInfoType[1]', f'event code {ec}, expected SE(MeterReading), SE(SigMeterReading), SE(MeterStatus), SE(TMeter), EE')
     if s == 3:
-        av -= 13
-        if av < 0:
-            win, av = r.refill(av, 13)
-        c = (win >> av) & 0x1fff
-        ec = (c >> 11)
+        ec = ((c >> 25) & 3)
         if ec == 0:
             try:
-                sg = _T071cdf68[(c >> 9) & 0x3]
+                sg = _T071cdf68[(c >> 23) & 0x3]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x400 != 0x0:
-                    raise r.fail_at(av + 11, 'MeterInfoType[3]', 'expected CH of MeterStatus') from None
-                sg = ((c >> 9) & 1)
-            u = ((c >> 1) & 255)
+                if c & 0x1000000 != 0x0:
+                    raise r.fail_at(av + 25, 'MeterInfoType[3]', 'expected CH of MeterStatus') from None
+                sg = ((c >> 23) & 1)
+            u = ((c >> 15) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
-                u2 = c >> 1
+                u2 = (c >> 7) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-                    u2 = c >> 1
+                        win, av = r.refill(av, 15)
+                    c = (win >> av) & 0x7fff
+                    u2 = c >> 7
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 1
+                        av += 7
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 1
+                        av -= 7
                         if av < 0:
-                            win, av = r.refill(av, 1)
-                        c = (win >> av) & 0x1
+                            win, av = r.refill(av, 7)
+                        c = (win >> av) & 0x7f
+            else:
+                av += 8
+                c >>= 8
             f_MeterStatus = -u - 1 if sg else u
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'MeterInfoType[3]', 'expected EE of MeterStatus')
+            if c & 0x40 != 0x0:
+                raise r.fail_at(av + 7, 'MeterInfoType[3]', 'expected EE of MeterStatus')
+            av -= 21
+            if av < 0:
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
             s = 4
         elif ec == 1:
             try:
-                sg = _T071cdf68[(c >> 9) & 0x3]
+                sg = _T071cdf68[(c >> 23) & 0x3]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x400 != 0x0:
-                    raise r.fail_at(av + 11, 'MeterInfoType[3]', 'expected CH of TMeter') from None
-                sg = ((c >> 9) & 1)
-            u = ((c >> 1) & 255)
+                if c & 0x1000000 != 0x0:
+                    raise r.fail_at(av + 25, 'MeterInfoType[3]', 'expected CH of TMeter') from None
+                sg = ((c >> 23) & 1)
+            u = ((c >> 15) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
-                u2 = c >> 1
+                u2 = (c >> 7) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-                    u2 = c >> 1
+                        win, av = r.refill(av, 15)
+                    c = (win >> av) & 0x7fff
+                    u2 = c >> 7
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 1
+                        av += 7
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 1
+                        av -= 7
                         if av < 0:
-                            win, av = r.refill(av, 1)
-                        c = (win >> av) & 0x1
+                            win, av = r.refill(av, 7)
+                        c = (win >> av) & 0x7f
+            else:
+                av += 8
+                c >>= 8
             f_TMeter = -u - 1 if sg else u
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'MeterInfoType[3]', 'expected EE of TMeter')
+            if c & 0x40 != 0x0:
+                raise r.fail_at(av + 7, 'MeterInfoType[3]', 'expected EE of TMeter')
+            av -= 21
+            if av < 0:
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
             s = 5
         elif ec == 2:
-            av += 11
+            av -= 2
             s = -1
         else:
-            raise r.fail_at(av + 11, 'MeterInfoType[3]', f'event code {ec}, expected SE(MeterStatus), SE(TMeter), EE')
+            raise r.fail_at(av + 25, 'MeterInfoType[3]', f'event code {ec}, expected SE(MeterStatus), SE(TMeter), EE')
     if s == 4:
-        av -= 13
-        if av < 0:
-            win, av = r.refill(av, 13)
-        c = (win >> av) & 0x1fff
-        ec = (c >> 11)
+        ec = ((c >> 25) & 3)
         if ec == 0:
             try:
-                sg = _T071cdf68[(c >> 9) & 0x3]
+                sg = _T071cdf68[(c >> 23) & 0x3]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x400 != 0x0:
-                    raise r.fail_at(av + 11, 'MeterInfoType[4]', 'expected CH of TMeter') from None
-                sg = ((c >> 9) & 1)
-            u = ((c >> 1) & 255)
+                if c & 0x1000000 != 0x0:
+                    raise r.fail_at(av + 25, 'MeterInfoType[4]', 'expected CH of TMeter') from None
+                sg = ((c >> 23) & 1)
+            u = ((c >> 15) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
-                u2 = c >> 1
+                u2 = (c >> 7) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-                    u2 = c >> 1
+                        win, av = r.refill(av, 15)
+                    c = (win >> av) & 0x7fff
+                    u2 = c >> 7
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 1
+                        av += 7
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 1
+                        av -= 7
                         if av < 0:
-                            win, av = r.refill(av, 1)
-                        c = (win >> av) & 0x1
+                            win, av = r.refill(av, 7)
+                        c = (win >> av) & 0x7f
+            else:
+                av += 8
+                c >>= 8
             f_TMeter = -u - 1 if sg else u
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'MeterInfoType[4]', 'expected EE of TMeter')
+            if c & 0x40 != 0x0:
+                raise r.fail_at(av + 7, 'MeterInfoType[4]', 'expected EE of TMeter')
+            av -= 21
+            if av < 0:
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
             s = 5
         elif ec == 1:
-            av += 11
+            av -= 2
             s = -1
         else:
-            raise r.fail_at(av + 11, 'MeterInfoType[4]', f'event code {ec}, expected SE(TMeter), EE')
+            raise r.fail_at(av + 25, 'MeterInfoType[4]', f'event code {ec}, expected SE(TMeter), EE')
     if s == 5:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeterInfoType[5]', 'expected EE')
+        av += 26
+        if c & 0x4000000 != 0x0:
+            raise r.fail_at(av + 1, 'MeterInfoType', 'expected EE')
         s = -1
+    else:
+        av += 27
     r.avail = av
-    ob = _new(_din.MeterInfoType)
+    ob = _new(_K_din_MeterInfoType)
     ob.MeterID = f_MeterID
     ob.MeterReading = f_MeterReading
     ob.SigMeterReading = f_SigMeterReading
@@ -14921,51 +14856,51 @@ def _e_din_MeterInfoType(w: BitWriter, o: _din.MeterInfoType) -> None:
         t1 = o.MeterStatus
         if (w.strict and (t1 < -32768 or t1 > 32767)):
             raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t1)
-        a = (a << 5) | (1 if t1 < 0 else 0) | 0x8
-        k += 5
         u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 14) | (1 if t1 < 0 else 0) << 9 | (u) << 1 | 0x1000
+            k += 14
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 22) | (1 if t1 < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x110000
+            k += 22
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 30) | (1 if t1 < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x11010000
+            k += 30
         else:
+            a = (a << 5) | (1 if t1 < 0 else 0) | 0x8
+            k += 5
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 1
-        k += 1
+            a <<= 1
+            k += 1
         s = 4
     elif o.TMeter is not None:
         t2 = o.TMeter
         if (w.strict and (t2 < -9223372036854775808 or t2 > 9223372036854775807)):
             raise encode_error('MeterInfoType.TMeter', 'outside -9223372036854775808..9223372036854775807', t2)
-        a = (a << 5) | (1 if t2 < 0 else 0) | 0xc
-        k += 5
         u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 14) | (1 if t2 < 0 else 0) << 9 | (u) << 1 | 0x1800
+            k += 14
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 22) | (1 if t2 < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x190000
+            k += 22
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 30) | (1 if t2 < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x19010000
+            k += 30
         else:
+            a = (a << 5) | (1 if t2 < 0 else 0) | 0xc
+            k += 5
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 1
-        k += 1
+            a <<= 1
+            k += 1
         s = 5
     else:
         a = (a << 3) | 0x4
@@ -14989,51 +14924,51 @@ def _e_din_MeterInfoType(w: BitWriter, o: _din.MeterInfoType) -> None:
             t3 = o.MeterStatus
             if (w.strict and (t3 < -32768 or t3 > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t3)
-            a = (a << 5) | (1 if t3 < 0 else 0) | 0x4
-            k += 5
             u = -t3 - 1 if t3 < 0 else t3
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 14) | (1 if t3 < 0 else 0) << 9 | (u) << 1 | 0x800
+                k += 14
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 22) | (1 if t3 < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x90000
+                k += 22
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 30) | (1 if t3 < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x9010000
+                k += 30
             else:
+                a = (a << 5) | (1 if t3 < 0 else 0) | 0x4
+                k += 5
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 1
-            k += 1
+                a <<= 1
+                k += 1
             s = 4
         elif o.TMeter is not None:
             t4 = o.TMeter
             if (w.strict and (t4 < -9223372036854775808 or t4 > 9223372036854775807)):
                 raise encode_error('MeterInfoType.TMeter', 'outside -9223372036854775808..9223372036854775807', t4)
-            a = (a << 5) | (1 if t4 < 0 else 0) | 0x8
-            k += 5
             u = -t4 - 1 if t4 < 0 else t4
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 14) | (1 if t4 < 0 else 0) << 9 | (u) << 1 | 0x1000
+                k += 14
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 22) | (1 if t4 < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x110000
+                k += 22
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 30) | (1 if t4 < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x11010000
+                k += 30
             else:
+                a = (a << 5) | (1 if t4 < 0 else 0) | 0x8
+                k += 5
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 1
-            k += 1
+                a <<= 1
+                k += 1
             s = 5
         else:
             a = (a << 3) | 0x3
@@ -15044,51 +14979,51 @@ def _e_din_MeterInfoType(w: BitWriter, o: _din.MeterInfoType) -> None:
             t5 = o.MeterStatus
             if (w.strict and (t5 < -32768 or t5 > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t5)
-            a = (a << 4) | (1 if t5 < 0 else 0)
-            k += 4
             u = -t5 - 1 if t5 < 0 else t5
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 13) | (1 if t5 < 0 else 0) << 9 | (u) << 1
+                k += 13
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 21) | (1 if t5 < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+                k += 21
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 29) | (1 if t5 < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+                k += 29
             else:
+                a = (a << 4) | (1 if t5 < 0 else 0)
+                k += 4
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 1
-            k += 1
+                a <<= 1
+                k += 1
             s = 4
         elif o.TMeter is not None:
             t6 = o.TMeter
             if (w.strict and (t6 < -9223372036854775808 or t6 > 9223372036854775807)):
                 raise encode_error('MeterInfoType.TMeter', 'outside -9223372036854775808..9223372036854775807', t6)
-            a = (a << 4) | (1 if t6 < 0 else 0) | 0x4
-            k += 4
             u = -t6 - 1 if t6 < 0 else t6
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 13) | (1 if t6 < 0 else 0) << 9 | (u) << 1 | 0x800
+                k += 13
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 21) | (1 if t6 < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x90000
+                k += 21
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 29) | (1 if t6 < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x9010000
+                k += 29
             else:
+                a = (a << 4) | (1 if t6 < 0 else 0) | 0x4
+                k += 4
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 1
-            k += 1
+                a <<= 1
+                k += 1
             s = 5
         else:
             a = (a << 2) | 0x2
@@ -15099,26 +15034,26 @@ def _e_din_MeterInfoType(w: BitWriter, o: _din.MeterInfoType) -> None:
             t7 = o.TMeter
             if (w.strict and (t7 < -9223372036854775808 or t7 > 9223372036854775807)):
                 raise encode_error('MeterInfoType.TMeter', 'outside -9223372036854775808..9223372036854775807', t7)
-            a = (a << 4) | (1 if t7 < 0 else 0)
-            k += 4
             u = -t7 - 1 if t7 < 0 else t7
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 13) | (1 if t7 < 0 else 0) << 9 | (u) << 1
+                k += 13
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 21) | (1 if t7 < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+                k += 21
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 29) | (1 if t7 < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+                k += 29
             else:
+                a = (a << 4) | (1 if t7 < 0 else 0)
+                k += 4
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 1
-            k += 1
+                a <<= 1
+                k += 1
             s = 5
         else:
             a = (a << 2) | 0x1
@@ -15134,17 +15069,13 @@ def _e_din_MeterInfoType(w: BitWriter, o: _din.MeterInfoType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_din_NotificationType(r: BitReader) -> _din.NotificationType:
+def _d_din_NotificationType(r: BitReader, c: int) -> _din.NotificationType:
     win = r.win
     av = r.avail
     f_FaultCode: _din.faultCodeType
     f_FaultMsg: str | None = None
-    av -= 16
-    if av < 0:
-        win, av = r.refill(av, 16)
-    c = (win >> av) & 0xffff
     try:
-        f_FaultCode, ec = _Te2f0d922[c >> 9]
+        f_FaultCode, ec = _Te2f0d922[(c >> 9) & 0x7f]
     except KeyError:  # not a valid pattern: say why
         if c & 0xc800 != 0x0:
             raise r.fail_at(av + 16, 'NotificationType', 'expected SE(FaultCode), CH of FaultCode, EE of FaultCode') from None
@@ -15191,7 +15122,7 @@ def _d_din_NotificationType(r: BitReader) -> _din.NotificationType:
     else:
         raise r.fail_at(av + 9, 'NotificationType[1]', f'event code {ec}, expected SE(FaultMsg), EE')
     r.avail = av
-    ob = _new(_din.NotificationType)
+    ob = _new(_K_din_NotificationType)
     ob.FaultCode = f_FaultCode
     ob.FaultMsg = f_FaultMsg
     return ob
@@ -15232,110 +15163,110 @@ def _e_din_NotificationType(w: BitWriter, o: _din.NotificationType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_din_PMaxScheduleEntryType(r: BitReader) -> _din.PMaxScheduleEntryType:
+def _d_din_PMaxScheduleEntryType(r: BitReader, c: int) -> _din.PMaxScheduleEntryType:
     win = r.win
     av = r.avail
     f_RelativeTimeInterval: _din.RelativeTimeIntervalType | None = None
     f_TimeInterval: _din.IntervalType | None = None
     f_PMax: int
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    ec = (c >> 28)
+    ec = ((c >> 26) & 3)
     if ec == 0:
-        if c & 0xc000000 != 0x0:
-            raise r.fail_at(av + 28, 'PMaxScheduleEntryType[0]', 'expected SE(start), CH of start')
-        u = ((c >> 18) & 255)
+        if c & 0x3000000 != 0x0:
+            raise r.fail_at(av + 26, 'PMaxScheduleEntryType[0]', 'expected SE(start), CH of start')
+        u = ((c >> 16) & 255)
         f_1_duration: int | None = None
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 26)
-            c = (win >> av) & 0x3ffffff
-            u2 = c >> 18
+            u2 = (c >> 8) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 26)
-                c = (win >> av) & 0x3ffffff
-                u2 = c >> 18
+                    win, av = r.refill(av, 16)
+                c = (win >> av) & 0xffff
+                u2 = c >> 8
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 18
+                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 18
+                    av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 18)
-                    c = (win >> av) & 0x3ffff
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+        else:
+            av += 8
+            c >>= 8
         f_1_start = u
         try:
-            ec = _Taa5bbe96[(c >> 15) & 0x7]
+            ec = _Taa5bbe96[(c >> 5) & 0x7]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x20000 != 0x0:
-                raise r.fail_at(av + 18, 'PMaxScheduleEntryType[0]', 'expected EE of start') from None
-            ec = ((c >> 15) & 3)
+            if c & 0x80 != 0x0:
+                raise r.fail_at(av + 8, 'PMaxScheduleEntryType[0]', 'expected EE of start') from None
+            ec = ((c >> 5) & 3)
         if ec == 0:
-            if c & 0x4000 != 0x0:
-                raise r.fail_at(av + 15, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
-            u = ((c >> 6) & 255)
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x20000000 != 0x0:
+                raise r.fail_at(av + 30, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
+            u = ((c >> 21) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 14)
-                c = (win >> av) & 0x3fff
-                u2 = c >> 6
+                u2 = (c >> 13) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 14)
-                    c = (win >> av) & 0x3fff
-                    u2 = c >> 6
+                        win, av = r.refill(av, 21)
+                    c = (win >> av) & 0x1fffff
+                    u2 = c >> 13
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 6
+                        av += 13
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 6
+                        av -= 13
                         if av < 0:
-                            win, av = r.refill(av, 6)
-                        c = (win >> av) & 0x3f
+                            win, av = r.refill(av, 13)
+                        c = (win >> av) & 0x1fff
+            else:
+                av += 8
+                c >>= 8
             f_1_duration = u
-            if c & 0x30 != 0x0:
-                raise r.fail_at(av + 6, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
-            av -= 9
+            if c & 0x1800 != 0x0:
+                raise r.fail_at(av + 13, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
+            av -= 2
             if av < 0:
                 win, av = r.refill(av, 13)
             c = (win >> av) & 0x1fff
         elif ec == 1:
-            av += 2
-            c >>= 2
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
         else:
-            raise r.fail_at(av + 15, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
-        ob1_ = _new(_din.RelativeTimeIntervalType)
+            raise r.fail_at(av + 5, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+        ob1_ = _new(_K_din_RelativeTimeIntervalType)
         ob1_.start = f_1_start
         ob1_.duration = f_1_duration
         f_RelativeTimeInterval = ob1_
     elif ec == 1:
-        av += 14
-        if c & 0x8000000 != 0x0:
+        av += 12
+        if c & 0x2000000 != 0x0:
             raise r.fail_at(av + 14, 'PMaxScheduleEntryType[0]', 'expected EE')
-        ob2_ = _new(_din.IntervalType)
+        ob2_ = _new(_K_din_IntervalType)
         f_TimeInterval = ob2_
-        c >>= 14
+        c >>= 12
     else:
-        raise r.fail_at(av + 28, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
+        raise r.fail_at(av + 26, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
     try:
         sg = _Tc1962e75[(c >> 10) & 0x7]
     except KeyError:  # not a valid pattern: say why
@@ -15373,7 +15304,7 @@ def _d_din_PMaxScheduleEntryType(r: BitReader) -> _din.PMaxScheduleEntryType:
     if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'PMaxScheduleEntryType', 'expected EE of PMax, EE')
     r.avail = av
-    ob = _new(_din.PMaxScheduleEntryType)
+    ob = _new(_K_din_PMaxScheduleEntryType)
     ob.RelativeTimeInterval = f_RelativeTimeInterval
     ob.TimeInterval = f_TimeInterval
     ob.PMax = f_PMax
@@ -15404,185 +15335,176 @@ def _e_din_PMaxScheduleEntryType(w: BitWriter, o: _din.PMaxScheduleEntryType) ->
     t1 = o.PMax
     if (w.strict and (t1 < -32768 or t1 > 32767)):
         raise encode_error('PMaxScheduleEntryType.PMax', 'outside -32768..32767', t1)
-    a = (a << 3) | (1 if t1 < 0 else 0)
-    k += 3
     u = -t1 - 1 if t1 < 0 else t1
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 13) | (1 if t1 < 0 else 0) << 10 | (u) << 2
+        k += 13
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 21) | (1 if t1 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+        k += 21
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 29) | (1 if t1 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+        k += 29
     else:
+        a = (a << 3) | (1 if t1 < 0 else 0)
+        k += 3
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 2
-    k += 2
+        a <<= 2
+        k += 2
     w.acc = a
     w.n = k
-    if k >= 1024:
+    if k >= 256:
         w.spill()
 
-def _d_din_PMaxScheduleType(r: BitReader) -> _din.PMaxScheduleType:
+def _d_din_PMaxScheduleType(r: BitReader, c: int) -> _din.PMaxScheduleType:
     win = r.win
     av = r.avail
     f_PMaxScheduleID: int
     f_PMaxScheduleEntry: list[_din.PMaxScheduleEntryType] = []
     s = 0
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
     try:
-        sg = _Tc1962e75[c >> 27]
+        sg = _Tc1962e75[(c >> 25) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x30000000 != 0x0:
-            raise r.fail_at(av + 30, 'PMaxScheduleType', 'expected SE(PMaxScheduleID), CH of PMaxScheduleID') from None
-        sg = ((c >> 27) & 1)
-    u = ((c >> 19) & 255)
+        if c & 0xc000000 != 0x0:
+            raise r.fail_at(av + 28, 'PMaxScheduleType', 'expected SE(PMaxScheduleID), CH of PMaxScheduleID') from None
+        sg = ((c >> 25) & 1)
+    u = ((c >> 17) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        u2 = c >> 19
+        u2 = (c >> 9) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            u2 = c >> 19
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            u2 = c >> 9
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 19
+                av += 9
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 19
+                av -= 9
                 if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+    else:
+        av += 8
+        c >>= 8
     f_PMaxScheduleID = -u - 1 if sg else u
     try:
-        ec = _T6cd14f8b[(c >> 15) & 0xf]
+        ec = _T6cd14f8b[(c >> 5) & 0xf]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x60000 != 0x0:
-            raise r.fail_at(av + 19, 'PMaxScheduleType', 'expected EE of PMaxScheduleID, SE(PMaxScheduleEntry)') from None
-        ec = ((c >> 15) & 3)
+        if c & 0x180 != 0x0:
+            raise r.fail_at(av + 9, 'PMaxScheduleType', 'expected EE of PMaxScheduleID, SE(PMaxScheduleEntry)') from None
+        ec = ((c >> 5) & 3)
     s = 1
     f_1_RelativeTimeInterval: _din.RelativeTimeIntervalType | None = None
     f_1_TimeInterval: _din.IntervalType | None = None
     if ec == 0:
-        if c & 0x6000 != 0x0:
-            raise r.fail_at(av + 15, 'PMaxScheduleEntryType[0]', 'expected SE(start), CH of start')
-        u = ((c >> 5) & 255)
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x30000000 != 0x0:
+            raise r.fail_at(av + 30, 'PMaxScheduleEntryType[0]', 'expected SE(start), CH of start')
+        u = ((c >> 20) & 255)
         f_2_duration: int | None = None
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 13)
-            c = (win >> av) & 0x1fff
-            u2 = c >> 5
+            u2 = (c >> 12) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 13)
-                c = (win >> av) & 0x1fff
-                u2 = c >> 5
+                    win, av = r.refill(av, 20)
+                c = (win >> av) & 0xfffff
+                u2 = c >> 12
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 5
+                    av += 12
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 5
+                    av -= 12
                     if av < 0:
-                        win, av = r.refill(av, 5)
-                    c = (win >> av) & 0x1f
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+        else:
+            av += 8
+            c >>= 8
         f_2_start = u
         try:
-            ec = _Taa5bbe96[(c >> 2) & 0x7]
+            ec = _Taa5bbe96[(c >> 9) & 0x7]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x10 != 0x0:
-                raise r.fail_at(av + 5, 'PMaxScheduleEntryType[0]', 'expected EE of start') from None
-            ec = ((c >> 2) & 3)
+            if c & 0x800 != 0x0:
+                raise r.fail_at(av + 12, 'PMaxScheduleEntryType[0]', 'expected EE of start') from None
+            ec = ((c >> 9) & 3)
         if ec == 0:
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            if c & 0x20000000 != 0x0:
-                raise r.fail_at(av + 30, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
-            u = ((c >> 21) & 255)
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
+            u = (c & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 29)
-                c = (win >> av) & 0x1fffffff
-                u2 = c >> 21
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 29)
-                    c = (win >> av) & 0x1fffffff
-                    u2 = c >> 21
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 21
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 21
-                        if av < 0:
-                            win, av = r.refill(av, 21)
-                        c = (win >> av) & 0x1fffff
             f_2_duration = u
-            if c & 0x180000 != 0x0:
-                raise r.fail_at(av + 21, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
-            av -= 11
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x30000000 != 0x0:
+                raise r.fail_at(av + 30, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
+            av -= 2
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
         elif ec == 1:
-            av -= 28
+            av -= 21
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
         else:
-            raise r.fail_at(av + 2, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
-        ob2_ = _new(_din.RelativeTimeIntervalType)
+            raise r.fail_at(av + 9, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+        ob2_ = _new(_K_din_RelativeTimeIntervalType)
         ob2_.start = f_2_start
         ob2_.duration = f_2_duration
         f_1_RelativeTimeInterval = ob2_
     elif ec == 1:
-        if c & 0x4000 != 0x0:
-            raise r.fail_at(av + 15, 'PMaxScheduleEntryType[0]', 'expected EE')
-        ob3_ = _new(_din.IntervalType)
+        if c & 0x10 != 0x0:
+            raise r.fail_at(av + 5, 'PMaxScheduleEntryType[0]', 'expected EE')
+        ob3_ = _new(_K_din_IntervalType)
         f_1_TimeInterval = ob3_
-        av -= 16
+        av -= 26
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av + 15, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
+        raise r.fail_at(av + 5, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
     try:
         sg = _Tc1962e75[(c >> 27) & 0x7]
     except KeyError:  # not a valid pattern: say why
@@ -15591,145 +15513,140 @@ def _d_din_PMaxScheduleType(r: BitReader) -> _din.PMaxScheduleType:
         sg = ((c >> 27) & 1)
     u = ((c >> 19) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        u2 = c >> 19
+        u2 = (c >> 11) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            u2 = c >> 19
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            u2 = c >> 11
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 19
+                av += 11
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 19
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+    else:
+        av += 8
+        c >>= 8
     f_1_PMax = -u - 1 if sg else u
     try:
-        ec = _T6cd14f8b[(c >> 15) & 0xf]
+        ec = _T6cd14f8b[(c >> 7) & 0xf]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x60000 != 0x0:
-            raise r.fail_at(av + 19, 'PMaxScheduleType', 'expected EE of PMax, EE') from None
-        ec = ((c >> 15) & 3)
-    ob1_ = _new(_din.PMaxScheduleEntryType)
+        if c & 0x600 != 0x0:
+            raise r.fail_at(av + 11, 'PMaxScheduleType', 'expected EE of PMax, EE') from None
+        ec = ((c >> 7) & 3)
+    ob1_ = _new(_K_din_PMaxScheduleEntryType)
     ob1_.RelativeTimeInterval = f_1_RelativeTimeInterval
     ob1_.TimeInterval = f_1_TimeInterval
     ob1_.PMax = f_1_PMax
     f_PMaxScheduleEntry.append(ob1_)
     s = 2
     if ec == 0:
-        ec = ((c >> 13) & 3)
+        ec = ((c >> 5) & 3)
         f_4_RelativeTimeInterval: _din.RelativeTimeIntervalType | None = None
         f_4_TimeInterval: _din.IntervalType | None = None
         if ec == 0:
-            if c & 0x1800 != 0x0:
-                raise r.fail_at(av + 13, 'PMaxScheduleEntryType[0]', 'expected SE(start), CH of start')
-            u = ((c >> 3) & 255)
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x30000000 != 0x0:
+                raise r.fail_at(av + 30, 'PMaxScheduleEntryType[0]', 'expected SE(start), CH of start')
+            u = ((c >> 20) & 255)
             f_5_duration: int | None = None
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
+                u2 = (c >> 12) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
+                        win, av = r.refill(av, 20)
+                    c = (win >> av) & 0xfffff
+                    u2 = c >> 12
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 3
+                        av += 12
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 3
+                        av -= 12
                         if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
+                            win, av = r.refill(av, 12)
+                        c = (win >> av) & 0xfff
+            else:
+                av += 8
+                c >>= 8
             f_5_start = u
             try:
-                ec = _Taa5bbe96[c & 0x7]
+                ec = _Taa5bbe96[(c >> 9) & 0x7]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x4 != 0x0:
-                    raise r.fail_at(av + 3, 'PMaxScheduleEntryType[0]', 'expected EE of start') from None
-                ec = (c & 3)
+                if c & 0x800 != 0x0:
+                    raise r.fail_at(av + 12, 'PMaxScheduleEntryType[0]', 'expected EE of start') from None
+                ec = ((c >> 9) & 3)
             if ec == 0:
-                av -= 24
-                if av < 0:
-                    win, av = r.refill(av, 24)
-                c = (win >> av) & 0xffffff
-                if c & 0x800000 != 0x0:
-                    raise r.fail_at(av + 24, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
-                u = ((c >> 15) & 255)
+                if c & 0x100 != 0x0:
+                    raise r.fail_at(av + 9, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
+                u = (c & 255)
                 if u > 127:
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 23)
-                    c = (win >> av) & 0x7fffff
-                    u2 = c >> 15
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
                     if u2 < 128:
                         u += _U2[u2]
                     else:
                         u = (u & 0x7F) | (u2 & 0x7F) << 7
                         av -= 8
                         if av < 0:
-                            win, av = r.refill(av, 23)
-                        c = (win >> av) & 0x7fffff
-                        u2 = c >> 15
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
                         u |= (u2 & 0x7F) << 14
                         if u2 > 127:
-                            av += 15
                             r.avail = av
                             u = r.uint_more(u, 21)
                             win = r.win
                             av = r.avail
-                            av -= 15
-                            if av < 0:
-                                win, av = r.refill(av, 15)
-                            c = (win >> av) & 0x7fff
                 f_5_duration = u
+                av -= 15
+                if av < 0:
+                    win, av = r.refill(av, 15)
+                c = (win >> av) & 0x7fff
                 if c & 0x6000 != 0x0:
                     raise r.fail_at(av + 15, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
             elif ec == 1:
-                av -= 13
+                av -= 4
                 if av < 0:
                     win, av = r.refill(av, 13)
                 c = (win >> av) & 0x1fff
             else:
-                raise r.fail_at(av, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
-            ob5_ = _new(_din.RelativeTimeIntervalType)
+                raise r.fail_at(av + 9, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+            ob5_ = _new(_K_din_RelativeTimeIntervalType)
             ob5_.start = f_5_start
             ob5_.duration = f_5_duration
             f_4_RelativeTimeInterval = ob5_
         elif ec == 1:
-            if c & 0x1000 != 0x0:
-                raise r.fail_at(av + 13, 'PMaxScheduleEntryType[0]', 'expected EE')
-            ob6_ = _new(_din.IntervalType)
+            if c & 0x10 != 0x0:
+                raise r.fail_at(av + 5, 'PMaxScheduleEntryType[0]', 'expected EE')
+            ob6_ = _new(_K_din_IntervalType)
             f_4_TimeInterval = ob6_
-            av -= 1
+            av -= 9
             if av < 0:
                 win, av = r.refill(av, 13)
             c = (win >> av) & 0x1fff
         else:
-            raise r.fail_at(av + 13, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
+            raise r.fail_at(av + 5, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
         try:
             sg = _Tc1962e75[(c >> 10) & 0x7]
         except KeyError:  # not a valid pattern: say why
@@ -15766,17 +15683,17 @@ def _d_din_PMaxScheduleType(r: BitReader) -> _din.PMaxScheduleType:
         f_4_PMax = -u - 1 if sg else u
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'PMaxScheduleType[2]', 'expected EE of PMax, EE')
-        ob4_ = _new(_din.PMaxScheduleEntryType)
+        ob4_ = _new(_K_din_PMaxScheduleEntryType)
         ob4_.RelativeTimeInterval = f_4_RelativeTimeInterval
         ob4_.TimeInterval = f_4_TimeInterval
         ob4_.PMax = f_4_PMax
         f_PMaxScheduleEntry.append(ob4_)
         s = 3
     elif ec == 1:
-        av += 15
+        av += 7
         s = -1
     else:
-        raise r.fail_at(av + 15, 'PMaxScheduleType[2]', f'event code {ec}, expected SE(PMaxScheduleEntry), EE')
+        raise r.fail_at(av + 7, 'PMaxScheduleType[2]', f'event code {ec}, expected SE(PMaxScheduleEntry), EE')
     if s == 3:
         while True:
             av -= 30
@@ -15794,80 +15711,85 @@ def _d_din_PMaxScheduleType(r: BitReader) -> _din.PMaxScheduleType:
                     u = ((c >> 16) & 255)
                     f_8_duration: int | None = None
                     if u > 127:
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 24)
-                        c = (win >> av) & 0xffffff
-                        u2 = c >> 16
+                        u2 = (c >> 8) & 0xFF
                         if u2 < 128:
                             u += _U2[u2]
                         else:
                             u = (u & 0x7F) | (u2 & 0x7F) << 7
                             av -= 8
                             if av < 0:
-                                win, av = r.refill(av, 24)
-                            c = (win >> av) & 0xffffff
-                            u2 = c >> 16
+                                win, av = r.refill(av, 16)
+                            c = (win >> av) & 0xffff
+                            u2 = c >> 8
                             u |= (u2 & 0x7F) << 14
                             if u2 > 127:
-                                av += 16
+                                av += 8
                                 r.avail = av
                                 u = r.uint_more(u, 21)
                                 win = r.win
                                 av = r.avail
-                                av -= 16
+                                av -= 8
                                 if av < 0:
-                                    win, av = r.refill(av, 16)
-                                c = (win >> av) & 0xffff
+                                    win, av = r.refill(av, 8)
+                                c = (win >> av) & 0xff
+                    else:
+                        av += 8
+                        c >>= 8
                     f_8_start = u
                     try:
-                        ec = _Taa5bbe96[(c >> 13) & 0x7]
+                        ec = _Taa5bbe96[(c >> 5) & 0x7]
                     except KeyError:  # not a valid pattern: say why
-                        if c & 0x8000 != 0x0:
-                            raise r.fail_at(av + 16, 'PMaxScheduleEntryType[0]', 'expected EE of start') from None
-                        ec = ((c >> 13) & 3)
+                        if c & 0x80 != 0x0:
+                            raise r.fail_at(av + 8, 'PMaxScheduleEntryType[0]', 'expected EE of start') from None
+                        ec = ((c >> 5) & 3)
                     if ec == 0:
-                        if c & 0x1000 != 0x0:
-                            raise r.fail_at(av + 13, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
-                        u = ((c >> 4) & 255)
+                        av -= 25
+                        if av < 0:
+                            win, av = r.refill(av, 30)
+                        c = (win >> av) & 0x3fffffff
+                        if c & 0x20000000 != 0x0:
+                            raise r.fail_at(av + 30, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
+                        u = ((c >> 21) & 255)
                         if u > 127:
-                            av -= 8
-                            if av < 0:
-                                win, av = r.refill(av, 12)
-                            c = (win >> av) & 0xfff
-                            u2 = c >> 4
+                            u2 = (c >> 13) & 0xFF
                             if u2 < 128:
                                 u += _U2[u2]
                             else:
                                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                                 av -= 8
                                 if av < 0:
-                                    win, av = r.refill(av, 12)
-                                c = (win >> av) & 0xfff
-                                u2 = c >> 4
+                                    win, av = r.refill(av, 21)
+                                c = (win >> av) & 0x1fffff
+                                u2 = c >> 13
                                 u |= (u2 & 0x7F) << 14
                                 if u2 > 127:
-                                    av += 4
+                                    av += 13
                                     r.avail = av
                                     u = r.uint_more(u, 21)
                                     win = r.win
                                     av = r.avail
-                                    av -= 4
+                                    av -= 13
                                     if av < 0:
-                                        win, av = r.refill(av, 4)
-                                    c = (win >> av) & 0xf
+                                        win, av = r.refill(av, 13)
+                                    c = (win >> av) & 0x1fff
+                        else:
+                            av += 8
+                            c >>= 8
                         f_8_duration = u
-                        if c & 0xc != 0x0:
-                            raise r.fail_at(av + 4, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
-                        av -= 11
+                        if c & 0x1800 != 0x0:
+                            raise r.fail_at(av + 13, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
+                        av -= 2
                         if av < 0:
                             win, av = r.refill(av, 13)
                         c = (win >> av) & 0x1fff
                     elif ec == 1:
-                        pass
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 13)
+                        c = (win >> av) & 0x1fff
                     else:
-                        raise r.fail_at(av + 13, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
-                    ob8_ = _new(_din.RelativeTimeIntervalType)
+                        raise r.fail_at(av + 5, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+                    ob8_ = _new(_K_din_RelativeTimeIntervalType)
                     ob8_.start = f_8_start
                     ob8_.duration = f_8_duration
                     f_7_RelativeTimeInterval = ob8_
@@ -15875,7 +15797,7 @@ def _d_din_PMaxScheduleType(r: BitReader) -> _din.PMaxScheduleType:
                     av += 12
                     if c & 0x2000000 != 0x0:
                         raise r.fail_at(av + 14, 'PMaxScheduleEntryType[0]', 'expected EE')
-                    ob9_ = _new(_din.IntervalType)
+                    ob9_ = _new(_K_din_IntervalType)
                     f_7_TimeInterval = ob9_
                     c >>= 12
                 else:
@@ -15916,7 +15838,7 @@ def _d_din_PMaxScheduleType(r: BitReader) -> _din.PMaxScheduleType:
                 f_7_PMax = -u - 1 if sg else u
                 if c & 0x3 != 0x0:
                     raise r.fail_at(av + 2, 'PMaxScheduleType[3]', 'expected EE of PMax, EE')
-                ob7_ = _new(_din.PMaxScheduleEntryType)
+                ob7_ = _new(_K_din_PMaxScheduleEntryType)
                 ob7_.RelativeTimeInterval = f_7_RelativeTimeInterval
                 ob7_.TimeInterval = f_7_TimeInterval
                 ob7_.PMax = f_7_PMax
@@ -15928,7 +15850,7 @@ def _d_din_PMaxScheduleType(r: BitReader) -> _din.PMaxScheduleType:
             else:
                 raise r.fail_at(av + 28, 'PMaxScheduleType[3]', f'event code {ec}, expected SE(PMaxScheduleEntry), EE')
     r.avail = av
-    ob = _new(_din.PMaxScheduleType)
+    ob = _new(_K_din_PMaxScheduleType)
     ob.PMaxScheduleID = f_PMaxScheduleID
     ob.PMaxScheduleEntry = f_PMaxScheduleEntry
     return ob
@@ -15943,26 +15865,26 @@ def _e_din_PMaxScheduleType(w: BitWriter, o: _din.PMaxScheduleType) -> None:
     t1 = o.PMaxScheduleID
     if (w.strict and (t1 < -32768 or t1 > 32767)):
         raise encode_error('PMaxScheduleType.PMaxScheduleID', 'outside -32768..32767', t1)
-    a = (a << 3) | (1 if t1 < 0 else 0)
-    k += 3
     u = -t1 - 1 if t1 < 0 else t1
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 12) | (1 if t1 < 0 else 0) << 9 | (u) << 1
+        k += 12
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 20) | (1 if t1 < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 20
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 28) | (1 if t1 < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 28
     else:
+        a = (a << 3) | (1 if t1 < 0 else 0)
+        k += 3
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     s = 1
     if i_PMaxScheduleEntry < len(o.PMaxScheduleEntry):
         a <<= 1
@@ -16014,50 +15936,49 @@ def _e_din_PMaxScheduleType(w: BitWriter, o: _din.PMaxScheduleType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_din_ParameterSetType(r: BitReader) -> _din.ParameterSetType:
+def _d_din_ParameterSetType(r: BitReader, c: int) -> _din.ParameterSetType:
     win = r.win
     av = r.avail
     f_ParameterSetID: int
     f_Parameter: list[_din.ParameterType] = []
     s = 0
-    av -= 22
-    if av < 0:
-        win, av = r.refill(av, 22)
-    c = (win >> av) & 0x3fffff
     try:
-        sg = _Tc1962e75[c >> 19]
+        sg = _Tc1962e75[(c >> 19) & 0x7]
     except KeyError:  # not a valid pattern: say why
         if c & 0x300000 != 0x0:
             raise r.fail_at(av + 22, 'ParameterSetType', 'expected SE(ParameterSetID), CH of ParameterSetID') from None
         sg = ((c >> 19) & 1)
     u = ((c >> 11) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 19)
-        c = (win >> av) & 0x7ffff
-        u2 = c >> 11
+        u2 = (c >> 3) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 19)
-            c = (win >> av) & 0x7ffff
-            u2 = c >> 11
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 11
+                av += 3
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 11
+                av -= 3
                 if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+    else:
+        av += 8
+        c >>= 8
     f_ParameterSetID = -u - 1 if sg else u
+    av -= 8
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'ParameterSetType', 'expected EE of ParameterSetID, SE(Parameter), AT(Name)')
     u = (c & 255)
@@ -16132,34 +16053,37 @@ def _d_din_ParameterSetType(r: BitReader) -> _din.ParameterSetType:
             sg = ((c >> 21) & 1)
         u = ((c >> 13) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 21)
-            c = (win >> av) & 0x1fffff
-            u2 = c >> 13
+            u2 = (c >> 5) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 21)
-                c = (win >> av) & 0x1fffff
-                u2 = c >> 13
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 13
+                    av += 5
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 13
+                    av -= 5
                     if av < 0:
-                        win, av = r.refill(av, 13)
-                    c = (win >> av) & 0x1fff
+                        win, av = r.refill(av, 5)
+                    c = (win >> av) & 0x1f
+        else:
+            av += 8
+            c >>= 8
         f_1_shortValue = -u - 1 if sg else u
-        if c & 0x1000 != 0x0:
-            raise r.fail_at(av + 13, 'ParameterType[2]', 'expected EE of shortValue')
+        if c & 0x10 != 0x0:
+            raise r.fail_at(av + 5, 'ParameterType[2]', 'expected EE of shortValue')
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
     elif ec == 3:
         try:
             sg = _T071cdf68[(c >> 21) & 0x3]
@@ -16169,34 +16093,37 @@ def _d_din_ParameterSetType(r: BitReader) -> _din.ParameterSetType:
             sg = ((c >> 21) & 1)
         u = ((c >> 13) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 21)
-            c = (win >> av) & 0x1fffff
-            u2 = c >> 13
+            u2 = (c >> 5) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 21)
-                c = (win >> av) & 0x1fffff
-                u2 = c >> 13
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 13
+                    av += 5
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 13
+                    av -= 5
                     if av < 0:
-                        win, av = r.refill(av, 13)
-                    c = (win >> av) & 0x1fff
+                        win, av = r.refill(av, 5)
+                    c = (win >> av) & 0x1f
+        else:
+            av += 8
+            c >>= 8
         f_1_intValue = -u - 1 if sg else u
-        if c & 0x1000 != 0x0:
-            raise r.fail_at(av + 13, 'ParameterType[2]', 'expected EE of intValue')
+        if c & 0x10 != 0x0:
+            raise r.fail_at(av + 5, 'ParameterType[2]', 'expected EE of intValue')
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
     elif ec == 4:
         try:
             f_2_Multiplier, ec = _T1fd725cf[(c >> 15) & 0xff]
@@ -16223,35 +16150,34 @@ def _d_din_ParameterSetType(r: BitReader) -> _din.ParameterSetType:
                 sg = ((c >> 21) & 1)
             u = ((c >> 13) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 21)
-                c = (win >> av) & 0x1fffff
-                u2 = c >> 13
+                u2 = (c >> 5) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 21)
-                    c = (win >> av) & 0x1fffff
-                    u2 = c >> 13
+                        win, av = r.refill(av, 13)
+                    c = (win >> av) & 0x1fff
+                    u2 = c >> 5
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 13
+                        av += 5
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 13
+                        av -= 5
                         if av < 0:
-                            win, av = r.refill(av, 13)
-                        c = (win >> av) & 0x1fff
+                            win, av = r.refill(av, 5)
+                        c = (win >> av) & 0x1f
+            else:
+                av += 8
+                c >>= 8
             f_2_Value = -u - 1 if sg else u
-            if c & 0x1000 != 0x0:
-                raise r.fail_at(av + 13, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 1
+            if c & 0x10 != 0x0:
+                raise r.fail_at(av + 5, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 9
             if av < 0:
                 win, av = r.refill(av, 13)
             c = (win >> av) & 0x1fff
@@ -16300,7 +16226,7 @@ def _d_din_ParameterSetType(r: BitReader) -> _din.ParameterSetType:
             raise r.fail_at(av + 15, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         if c & 0x1000 != 0x0:
             raise r.fail_at(av + 13, 'ParameterType[2]', 'expected EE')
-        ob2_ = _new(_din.PhysicalValueType)
+        ob2_ = _new(_K_din_PhysicalValueType)
         ob2_.Multiplier = f_2_Multiplier
         ob2_.Unit = f_2_Unit
         ob2_.Value = f_2_Value
@@ -16347,7 +16273,7 @@ def _d_din_ParameterSetType(r: BitReader) -> _din.ParameterSetType:
         if c & 0x800 != 0x0:
             raise r.fail_at(av + 12, 'ParameterSetType', 'expected EE') from None
         ec = ((c >> 9) & 3)
-    ob1_ = _new(_din.ParameterType)
+    ob1_ = _new(_K_din_ParameterType)
     ob1_.Name = f_1_Name
     ob1_.ValueType = f_1_ValueType
     ob1_.boolValue = f_1_boolValue
@@ -16424,20 +16350,16 @@ def _d_din_ParameterSetType(r: BitReader) -> _din.ParameterSetType:
                 f_3_byteValue = ((c >> 14) & 255) - 128
             c >>= 12
         elif ec == 2:
-            av += 11
+            av += 3
             try:
                 sg = _T071cdf68[(c >> 21) & 0x3]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x400000 != 0x0:
-                    raise r.fail_at(av + 12, 'ParameterType[2]', 'expected CH of shortValue') from None
+                    raise r.fail_at(av + 20, 'ParameterType[2]', 'expected CH of shortValue') from None
                 sg = ((c >> 21) & 1)
             u = ((c >> 13) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                u2 = (c >> 5) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
@@ -16458,26 +16380,25 @@ def _d_din_ParameterSetType(r: BitReader) -> _din.ParameterSetType:
                         if av < 0:
                             win, av = r.refill(av, 2)
                         c = (win >> av) & 0x3
+                    c <<= 3
             else:
-                c >>= 11
+                av += 8
+                c >>= 8
             f_3_shortValue = -u - 1 if sg else u
-            if c & 0x2 != 0x0:
+            if c & 0x10 != 0x0:
                 raise r.fail_at(av + 2, 'ParameterType[2]', 'expected EE of shortValue')
+            c >>= 3
         elif ec == 3:
-            av += 11
+            av += 3
             try:
                 sg = _T071cdf68[(c >> 21) & 0x3]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x400000 != 0x0:
-                    raise r.fail_at(av + 12, 'ParameterType[2]', 'expected CH of intValue') from None
+                    raise r.fail_at(av + 20, 'ParameterType[2]', 'expected CH of intValue') from None
                 sg = ((c >> 21) & 1)
             u = ((c >> 13) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                u2 = (c >> 5) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
@@ -16498,11 +16419,14 @@ def _d_din_ParameterSetType(r: BitReader) -> _din.ParameterSetType:
                         if av < 0:
                             win, av = r.refill(av, 2)
                         c = (win >> av) & 0x3
+                    c <<= 3
             else:
-                c >>= 11
+                av += 8
+                c >>= 8
             f_3_intValue = -u - 1 if sg else u
-            if c & 0x2 != 0x0:
+            if c & 0x10 != 0x0:
                 raise r.fail_at(av + 2, 'ParameterType[2]', 'expected EE of intValue')
+            c >>= 3
         elif ec == 4:
             try:
                 f_4_Multiplier, ec = _T1fd725cf[(c >> 15) & 0xff]
@@ -16513,65 +16437,23 @@ def _d_din_ParameterSetType(r: BitReader) -> _din.ParameterSetType:
                 ec = ((c >> 15) & 3)
             f_4_Unit: _din.unitSymbolType | None = None
             if ec == 0:
-                av -= 5
+                av -= 13
                 if av < 0:
-                    win, av = r.refill(av, 20)
-                c = (win >> av) & 0xfffff
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
                 try:
-                    f_4_Unit, sg = _T7f58918e[c >> 11]
+                    f_4_Unit, sg = _T7f58918e[c >> 19]
                 except KeyError:  # not a valid pattern: say why
-                    if c & 0x87000 != 0x0:
-                        raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                    iv = ((c >> 15) & 15)
+                    if c & 0x8700000 != 0x0:
+                        raise r.fail_at(av + 28, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                    iv = ((c >> 23) & 15)
                     if iv >= 10:
-                        raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                        raise r.fail_at(av + 19, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
                     f_4_Unit = _E_din_unitSymbolType[iv]
-                    sg = ((c >> 11) & 1)
-                u = ((c >> 3) & 255)
+                    sg = ((c >> 19) & 1)
+                u = ((c >> 11) & 255)
                 if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    if u2 < 128:
-                        u += _U2[u2]
-                    else:
-                        u = (u & 0x7F) | (u2 & 0x7F) << 7
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 11)
-                        c = (win >> av) & 0x7ff
-                        u2 = c >> 3
-                        u |= (u2 & 0x7F) << 14
-                        if u2 > 127:
-                            av += 3
-                            r.avail = av
-                            u = r.uint_more(u, 21)
-                            win = r.win
-                            av = r.avail
-                            av -= 3
-                            if av < 0:
-                                win, av = r.refill(av, 3)
-                            c = (win >> av) & 0x7
-                f_4_Value = -u - 1 if sg else u
-                if c & 0x4 != 0x0:
-                    raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
-            elif ec == 1:
-                av += 2
-                try:
-                    sg = _T071cdf68[(c >> 13) & 0x3]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x4000 != 0x0:
-                        raise r.fail_at(av + 13, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                    sg = ((c >> 13) & 1)
-                u = ((c >> 5) & 255)
-                if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
+                    u2 = (c >> 3) & 0xFF
                     if u2 < 128:
                         u += _U2[u2]
                     else:
@@ -16593,15 +16475,55 @@ def _d_din_ParameterSetType(r: BitReader) -> _din.ParameterSetType:
                                 win, av = r.refill(av, 3)
                             c = (win >> av) & 0x7
                 else:
-                    c >>= 2
+                    av += 8
+                    c >>= 8
                 f_4_Value = -u - 1 if sg else u
                 if c & 0x4 != 0x0:
                     raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+            elif ec == 1:
+                try:
+                    sg = _T071cdf68[(c >> 13) & 0x3]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x4000 != 0x0:
+                        raise r.fail_at(av + 15, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                    sg = ((c >> 13) & 1)
+                u = ((c >> 5) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 13)
+                    c = (win >> av) & 0x1fff
+                    u2 = c >> 5
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 13)
+                        c = (win >> av) & 0x1fff
+                        u2 = c >> 5
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 5
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 5
+                            if av < 0:
+                                win, av = r.refill(av, 5)
+                            c = (win >> av) & 0x1f
+                f_4_Value = -u - 1 if sg else u
+                av += 2
+                if c & 0x10 != 0x0:
+                    raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+                c >>= 2
             else:
                 raise r.fail_at(av + 15, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
             if c & 0x2 != 0x0:
                 raise r.fail_at(av + 2, 'ParameterType[2]', 'expected EE')
-            ob4_ = _new(_din.PhysicalValueType)
+            ob4_ = _new(_K_din_PhysicalValueType)
             ob4_.Multiplier = f_4_Multiplier
             ob4_.Unit = f_4_Unit
             ob4_.Value = f_4_Value
@@ -16644,7 +16566,7 @@ def _d_din_ParameterSetType(r: BitReader) -> _din.ParameterSetType:
             raise r.fail_at(av + 23, 'ParameterType[2]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
         if c & 0x1 != 0x0:
             raise r.fail_at(av + 1, 'ParameterSetType[2]', 'expected EE')
-        ob3_ = _new(_din.ParameterType)
+        ob3_ = _new(_K_din_ParameterType)
         ob3_.Name = f_3_Name
         ob3_.ValueType = f_3_ValueType
         ob3_.boolValue = f_3_boolValue
@@ -16733,20 +16655,16 @@ def _d_din_ParameterSetType(r: BitReader) -> _din.ParameterSetType:
                         f_5_byteValue = ((c >> 14) & 255) - 128
                     c >>= 12
                 elif ec == 2:
-                    av += 11
+                    av += 3
                     try:
                         sg = _T071cdf68[(c >> 21) & 0x3]
                     except KeyError:  # not a valid pattern: say why
                         if c & 0x400000 != 0x0:
-                            raise r.fail_at(av + 12, 'ParameterType[2]', 'expected CH of shortValue') from None
+                            raise r.fail_at(av + 20, 'ParameterType[2]', 'expected CH of shortValue') from None
                         sg = ((c >> 21) & 1)
                     u = ((c >> 13) & 255)
                     if u > 127:
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 10)
-                        c = (win >> av) & 0x3ff
-                        u2 = c >> 2
+                        u2 = (c >> 5) & 0xFF
                         if u2 < 128:
                             u += _U2[u2]
                         else:
@@ -16767,26 +16685,25 @@ def _d_din_ParameterSetType(r: BitReader) -> _din.ParameterSetType:
                                 if av < 0:
                                     win, av = r.refill(av, 2)
                                 c = (win >> av) & 0x3
+                            c <<= 3
                     else:
-                        c >>= 11
+                        av += 8
+                        c >>= 8
                     f_5_shortValue = -u - 1 if sg else u
-                    if c & 0x2 != 0x0:
+                    if c & 0x10 != 0x0:
                         raise r.fail_at(av + 2, 'ParameterType[2]', 'expected EE of shortValue')
+                    c >>= 3
                 elif ec == 3:
-                    av += 11
+                    av += 3
                     try:
                         sg = _T071cdf68[(c >> 21) & 0x3]
                     except KeyError:  # not a valid pattern: say why
                         if c & 0x400000 != 0x0:
-                            raise r.fail_at(av + 12, 'ParameterType[2]', 'expected CH of intValue') from None
+                            raise r.fail_at(av + 20, 'ParameterType[2]', 'expected CH of intValue') from None
                         sg = ((c >> 21) & 1)
                     u = ((c >> 13) & 255)
                     if u > 127:
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 10)
-                        c = (win >> av) & 0x3ff
-                        u2 = c >> 2
+                        u2 = (c >> 5) & 0xFF
                         if u2 < 128:
                             u += _U2[u2]
                         else:
@@ -16807,11 +16724,14 @@ def _d_din_ParameterSetType(r: BitReader) -> _din.ParameterSetType:
                                 if av < 0:
                                     win, av = r.refill(av, 2)
                                 c = (win >> av) & 0x3
+                            c <<= 3
                     else:
-                        c >>= 11
+                        av += 8
+                        c >>= 8
                     f_5_intValue = -u - 1 if sg else u
-                    if c & 0x2 != 0x0:
+                    if c & 0x10 != 0x0:
                         raise r.fail_at(av + 2, 'ParameterType[2]', 'expected EE of intValue')
+                    c >>= 3
                 elif ec == 4:
                     try:
                         f_6_Multiplier, ec = _T1fd725cf[(c >> 15) & 0xff]
@@ -16822,65 +16742,23 @@ def _d_din_ParameterSetType(r: BitReader) -> _din.ParameterSetType:
                         ec = ((c >> 15) & 3)
                     f_6_Unit: _din.unitSymbolType | None = None
                     if ec == 0:
-                        av -= 5
+                        av -= 13
                         if av < 0:
-                            win, av = r.refill(av, 20)
-                        c = (win >> av) & 0xfffff
+                            win, av = r.refill(av, 28)
+                        c = (win >> av) & 0xfffffff
                         try:
-                            f_6_Unit, sg = _T7f58918e[c >> 11]
+                            f_6_Unit, sg = _T7f58918e[c >> 19]
                         except KeyError:  # not a valid pattern: say why
-                            if c & 0x87000 != 0x0:
-                                raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                            iv = ((c >> 15) & 15)
+                            if c & 0x8700000 != 0x0:
+                                raise r.fail_at(av + 28, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                            iv = ((c >> 23) & 15)
                             if iv >= 10:
-                                raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                                raise r.fail_at(av + 19, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
                             f_6_Unit = _E_din_unitSymbolType[iv]
-                            sg = ((c >> 11) & 1)
-                        u = ((c >> 3) & 255)
+                            sg = ((c >> 19) & 1)
+                        u = ((c >> 11) & 255)
                         if u > 127:
-                            av -= 8
-                            if av < 0:
-                                win, av = r.refill(av, 11)
-                            c = (win >> av) & 0x7ff
-                            u2 = c >> 3
-                            if u2 < 128:
-                                u += _U2[u2]
-                            else:
-                                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                                av -= 8
-                                if av < 0:
-                                    win, av = r.refill(av, 11)
-                                c = (win >> av) & 0x7ff
-                                u2 = c >> 3
-                                u |= (u2 & 0x7F) << 14
-                                if u2 > 127:
-                                    av += 3
-                                    r.avail = av
-                                    u = r.uint_more(u, 21)
-                                    win = r.win
-                                    av = r.avail
-                                    av -= 3
-                                    if av < 0:
-                                        win, av = r.refill(av, 3)
-                                    c = (win >> av) & 0x7
-                        f_6_Value = -u - 1 if sg else u
-                        if c & 0x4 != 0x0:
-                            raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
-                    elif ec == 1:
-                        av += 2
-                        try:
-                            sg = _T071cdf68[(c >> 13) & 0x3]
-                        except KeyError:  # not a valid pattern: say why
-                            if c & 0x4000 != 0x0:
-                                raise r.fail_at(av + 13, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                            sg = ((c >> 13) & 1)
-                        u = ((c >> 5) & 255)
-                        if u > 127:
-                            av -= 8
-                            if av < 0:
-                                win, av = r.refill(av, 11)
-                            c = (win >> av) & 0x7ff
-                            u2 = c >> 3
+                            u2 = (c >> 3) & 0xFF
                             if u2 < 128:
                                 u += _U2[u2]
                             else:
@@ -16902,15 +16780,55 @@ def _d_din_ParameterSetType(r: BitReader) -> _din.ParameterSetType:
                                         win, av = r.refill(av, 3)
                                     c = (win >> av) & 0x7
                         else:
-                            c >>= 2
+                            av += 8
+                            c >>= 8
                         f_6_Value = -u - 1 if sg else u
                         if c & 0x4 != 0x0:
                             raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+                    elif ec == 1:
+                        try:
+                            sg = _T071cdf68[(c >> 13) & 0x3]
+                        except KeyError:  # not a valid pattern: say why
+                            if c & 0x4000 != 0x0:
+                                raise r.fail_at(av + 15, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                            sg = ((c >> 13) & 1)
+                        u = ((c >> 5) & 255)
+                        if u > 127:
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 13)
+                            c = (win >> av) & 0x1fff
+                            u2 = c >> 5
+                            if u2 < 128:
+                                u += _U2[u2]
+                            else:
+                                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                                av -= 8
+                                if av < 0:
+                                    win, av = r.refill(av, 13)
+                                c = (win >> av) & 0x1fff
+                                u2 = c >> 5
+                                u |= (u2 & 0x7F) << 14
+                                if u2 > 127:
+                                    av += 5
+                                    r.avail = av
+                                    u = r.uint_more(u, 21)
+                                    win = r.win
+                                    av = r.avail
+                                    av -= 5
+                                    if av < 0:
+                                        win, av = r.refill(av, 5)
+                                    c = (win >> av) & 0x1f
+                        f_6_Value = -u - 1 if sg else u
+                        av += 2
+                        if c & 0x10 != 0x0:
+                            raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+                        c >>= 2
                     else:
                         raise r.fail_at(av + 15, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
                     if c & 0x2 != 0x0:
                         raise r.fail_at(av + 2, 'ParameterType[2]', 'expected EE')
-                    ob6_ = _new(_din.PhysicalValueType)
+                    ob6_ = _new(_K_din_PhysicalValueType)
                     ob6_.Multiplier = f_6_Multiplier
                     ob6_.Unit = f_6_Unit
                     ob6_.Value = f_6_Value
@@ -16953,7 +16871,7 @@ def _d_din_ParameterSetType(r: BitReader) -> _din.ParameterSetType:
                     raise r.fail_at(av + 23, 'ParameterType[2]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
                 if c & 0x1 != 0x0:
                     raise r.fail_at(av + 1, 'ParameterSetType[3]', 'expected EE')
-                ob5_ = _new(_din.ParameterType)
+                ob5_ = _new(_K_din_ParameterType)
                 ob5_.Name = f_5_Name
                 ob5_.ValueType = f_5_ValueType
                 ob5_.boolValue = f_5_boolValue
@@ -16970,7 +16888,7 @@ def _d_din_ParameterSetType(r: BitReader) -> _din.ParameterSetType:
             else:
                 raise r.fail_at(av + 9, 'ParameterSetType[3]', f'event code {ec}, expected SE(Parameter), EE')
     r.avail = av
-    ob = _new(_din.ParameterSetType)
+    ob = _new(_K_din_ParameterSetType)
     ob.ParameterSetID = f_ParameterSetID
     ob.Parameter = f_Parameter
     return ob
@@ -16985,26 +16903,26 @@ def _e_din_ParameterSetType(w: BitWriter, o: _din.ParameterSetType) -> None:
     t1 = o.ParameterSetID
     if (w.strict and (t1 < -32768 or t1 > 32767)):
         raise encode_error('ParameterSetType.ParameterSetID', 'outside -32768..32767', t1)
-    a = (a << 3) | (1 if t1 < 0 else 0)
-    k += 3
     u = -t1 - 1 if t1 < 0 else t1
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 12) | (1 if t1 < 0 else 0) << 9 | (u) << 1
+        k += 12
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 20) | (1 if t1 < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 20
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 28) | (1 if t1 < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 28
     else:
+        a = (a << 3) | (1 if t1 < 0 else 0)
+        k += 3
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     s = 1
     if i_Parameter < len(o.Parameter):
         a <<= 1
@@ -17053,10 +16971,10 @@ def _e_din_ParameterSetType(w: BitWriter, o: _din.ParameterSetType) -> None:
                 break
     w.acc = a
     w.n = k
-    if k >= 1024:
+    if k >= 256:
         w.spill()
 
-def _d_din_ParameterType(r: BitReader) -> _din.ParameterType:
+def _d_din_ParameterType(r: BitReader, c: int) -> _din.ParameterType:
     win = r.win
     av = r.avail
     f_Name: str
@@ -17067,10 +16985,6 @@ def _d_din_ParameterType(r: BitReader) -> _din.ParameterType:
     f_intValue: int | None = None
     f_physicalValue: _din.PhysicalValueType | None = None
     f_stringValue: str | None = None
-    av -= 9
-    if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
         raise r.fail_at(av + 9, 'ParameterType', 'expected AT(Name)')
     u = (c & 255)
@@ -17130,20 +17044,16 @@ def _d_din_ParameterType(r: BitReader) -> _din.ParameterType:
             f_byteValue = ((c >> 14) & 255) - 128
         c >>= 12
     elif ec == 2:
-        av += 11
+        av += 3
         try:
             sg = _T071cdf68[(c >> 21) & 0x3]
         except KeyError:  # not a valid pattern: say why
             if c & 0x400000 != 0x0:
-                raise r.fail_at(av + 12, 'ParameterType[2]', 'expected CH of shortValue') from None
+                raise r.fail_at(av + 20, 'ParameterType[2]', 'expected CH of shortValue') from None
             sg = ((c >> 21) & 1)
         u = ((c >> 13) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = (c >> 5) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
@@ -17164,26 +17074,25 @@ def _d_din_ParameterType(r: BitReader) -> _din.ParameterType:
                     if av < 0:
                         win, av = r.refill(av, 2)
                     c = (win >> av) & 0x3
+                c <<= 3
         else:
-            c >>= 11
+            av += 8
+            c >>= 8
         f_shortValue = -u - 1 if sg else u
-        if c & 0x2 != 0x0:
+        if c & 0x10 != 0x0:
             raise r.fail_at(av + 2, 'ParameterType[2]', 'expected EE of shortValue')
+        c >>= 3
     elif ec == 3:
-        av += 11
+        av += 3
         try:
             sg = _T071cdf68[(c >> 21) & 0x3]
         except KeyError:  # not a valid pattern: say why
             if c & 0x400000 != 0x0:
-                raise r.fail_at(av + 12, 'ParameterType[2]', 'expected CH of intValue') from None
+                raise r.fail_at(av + 20, 'ParameterType[2]', 'expected CH of intValue') from None
             sg = ((c >> 21) & 1)
         u = ((c >> 13) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = (c >> 5) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
@@ -17204,11 +17113,14 @@ def _d_din_ParameterType(r: BitReader) -> _din.ParameterType:
                     if av < 0:
                         win, av = r.refill(av, 2)
                     c = (win >> av) & 0x3
+                c <<= 3
         else:
-            c >>= 11
+            av += 8
+            c >>= 8
         f_intValue = -u - 1 if sg else u
-        if c & 0x2 != 0x0:
+        if c & 0x10 != 0x0:
             raise r.fail_at(av + 2, 'ParameterType[2]', 'expected EE of intValue')
+        c >>= 3
     elif ec == 4:
         try:
             f_1_Multiplier, ec = _T1fd725cf[(c >> 15) & 0xff]
@@ -17219,65 +17131,23 @@ def _d_din_ParameterType(r: BitReader) -> _din.ParameterType:
             ec = ((c >> 15) & 3)
         f_1_Unit: _din.unitSymbolType | None = None
         if ec == 0:
-            av -= 5
+            av -= 13
             if av < 0:
-                win, av = r.refill(av, 20)
-            c = (win >> av) & 0xfffff
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             try:
-                f_1_Unit, sg = _T7f58918e[c >> 11]
+                f_1_Unit, sg = _T7f58918e[c >> 19]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x87000 != 0x0:
-                    raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                iv = ((c >> 15) & 15)
+                if c & 0x8700000 != 0x0:
+                    raise r.fail_at(av + 28, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                iv = ((c >> 23) & 15)
                 if iv >= 10:
-                    raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 19, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
                 f_1_Unit = _E_din_unitSymbolType[iv]
-                sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
+                sg = ((c >> 19) & 1)
+            u = ((c >> 11) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_1_Value = -u - 1 if sg else u
-            if c & 0x4 != 0x0:
-                raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
-        elif ec == 1:
-            av += 2
-            try:
-                sg = _T071cdf68[(c >> 13) & 0x3]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x4000 != 0x0:
-                    raise r.fail_at(av + 13, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 13) & 1)
-            u = ((c >> 5) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
+                u2 = (c >> 3) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
@@ -17299,15 +17169,55 @@ def _d_din_ParameterType(r: BitReader) -> _din.ParameterType:
                             win, av = r.refill(av, 3)
                         c = (win >> av) & 0x7
             else:
-                c >>= 2
+                av += 8
+                c >>= 8
             f_1_Value = -u - 1 if sg else u
             if c & 0x4 != 0x0:
                 raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            try:
+                sg = _T071cdf68[(c >> 13) & 0x3]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x4000 != 0x0:
+                    raise r.fail_at(av + 15, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                sg = ((c >> 13) & 1)
+            u = ((c >> 5) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 13)
+                    c = (win >> av) & 0x1fff
+                    u2 = c >> 5
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 5
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 5
+                        if av < 0:
+                            win, av = r.refill(av, 5)
+                        c = (win >> av) & 0x1f
+            f_1_Value = -u - 1 if sg else u
+            av += 2
+            if c & 0x10 != 0x0:
+                raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+            c >>= 2
         else:
             raise r.fail_at(av + 15, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         if c & 0x2 != 0x0:
             raise r.fail_at(av + 2, 'ParameterType[2]', 'expected EE')
-        ob1_ = _new(_din.PhysicalValueType)
+        ob1_ = _new(_K_din_PhysicalValueType)
         ob1_.Multiplier = f_1_Multiplier
         ob1_.Unit = f_1_Unit
         ob1_.Value = f_1_Value
@@ -17351,7 +17261,7 @@ def _d_din_ParameterType(r: BitReader) -> _din.ParameterType:
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ParameterType', 'expected EE')
     r.avail = av
-    ob = _new(_din.ParameterType)
+    ob = _new(_K_din_ParameterType)
     ob.Name = f_Name
     ob.ValueType = f_ValueType
     ob.boolValue = f_boolValue
@@ -17409,26 +17319,26 @@ def _e_din_ParameterType(w: BitWriter, o: _din.ParameterType) -> None:
         t2 = o.shortValue
         if (w.strict and (t2 < -32768 or t2 > 32767)):
             raise encode_error('ParameterType.shortValue', 'outside -32768..32767', t2)
-        a = (a << 5) | (1 if t2 < 0 else 0) | 0x8
-        k += 5
         u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 14) | (1 if t2 < 0 else 0) << 9 | (u) << 1 | 0x1000
+            k += 14
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 22) | (1 if t2 < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x110000
+            k += 22
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 30) | (1 if t2 < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x11010000
+            k += 30
         else:
+            a = (a << 5) | (1 if t2 < 0 else 0) | 0x8
+            k += 5
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 1
-        k += 1
+            a <<= 1
+            k += 1
         if o.intValue is not None:
             raise encode_error('ParameterType.intValue', 'cannot be combined with shortValue')
         if o.physicalValue is not None:
@@ -17439,26 +17349,26 @@ def _e_din_ParameterType(w: BitWriter, o: _din.ParameterType) -> None:
         t3 = o.intValue
         if (w.strict and (t3 < -2147483648 or t3 > 2147483647)):
             raise encode_error('ParameterType.intValue', 'outside -2147483648..2147483647', t3)
-        a = (a << 5) | (1 if t3 < 0 else 0) | 0xc
-        k += 5
         u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 14) | (1 if t3 < 0 else 0) << 9 | (u) << 1 | 0x1800
+            k += 14
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 22) | (1 if t3 < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x190000
+            k += 22
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 30) | (1 if t3 < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x19010000
+            k += 30
         else:
+            a = (a << 5) | (1 if t3 < 0 else 0) | 0xc
+            k += 5
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 1
-        k += 1
+            a <<= 1
+            k += 1
         if o.physicalValue is not None:
             raise encode_error('ParameterType.physicalValue', 'cannot be combined with intValue')
         if o.stringValue is not None:
@@ -17489,18 +17399,14 @@ def _e_din_ParameterType(w: BitWriter, o: _din.ParameterType) -> None:
     k += 1
     w.acc = a
     w.n = k
-    if k >= 1024:
+    if k >= 256:
         w.spill()
 
-def _d_din_PaymentOptionsType(r: BitReader) -> _din.PaymentOptionsType:
+def _d_din_PaymentOptionsType(r: BitReader, c: int) -> _din.PaymentOptionsType:
     win = r.win
     av = r.avail
     f_PaymentOption: list[_din.paymentOptionType] = []
     s = 0
-    av -= 9
-    if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
     if c & 0x1a0 != 0x0:
         raise r.fail_at(av + 9, 'PaymentOptionsType', 'expected SE(PaymentOption), CH of PaymentOption, EE of PaymentOption')
     f_PaymentOption.append(_E_din_paymentOptionType[((c >> 6) & 1)])
@@ -17534,7 +17440,7 @@ def _d_din_PaymentOptionsType(r: BitReader) -> _din.PaymentOptionsType:
             else:
                 raise r.fail_at(av + 3, 'PaymentOptionsType[2]', f'event code {ec}, expected SE(PaymentOption), EE')
     r.avail = av
-    ob = _new(_din.PaymentOptionsType)
+    ob = _new(_K_din_PaymentOptionsType)
     ob.PaymentOption = f_PaymentOption
     return ob
 
@@ -17578,18 +17484,14 @@ def _e_din_PaymentOptionsType(w: BitWriter, o: _din.PaymentOptionsType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_din_PhysicalValueType(r: BitReader) -> _din.PhysicalValueType:
+def _d_din_PhysicalValueType(r: BitReader, c: int) -> _din.PhysicalValueType:
     win = r.win
     av = r.avail
     f_Multiplier: int
     f_Unit: _din.unitSymbolType | None = None
     f_Value: int
-    av -= 27
-    if av < 0:
-        win, av = r.refill(av, 27)
-    c = (win >> av) & 0x7ffffff
     try:
-        f_Multiplier, ec = _T1fd725cf[c >> 19]
+        f_Multiplier, ec = _T1fd725cf[(c >> 19) & 0xff]
     except KeyError:  # not a valid pattern: say why
         if c & 0x6200000 != 0x0:
             raise r.fail_at(av + 27, 'PhysicalValueType', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
@@ -17637,51 +17539,51 @@ def _d_din_PhysicalValueType(r: BitReader) -> _din.PhysicalValueType:
         if c & 0x2 != 0x0:
             raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
     elif ec == 1:
-        av += 7
         try:
             sg = _T071cdf68[(c >> 17) & 0x3]
         except KeyError:  # not a valid pattern: say why
             if c & 0x40000 != 0x0:
-                raise r.fail_at(av + 12, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Value') from None
             sg = ((c >> 17) & 1)
         u = ((c >> 9) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = (c >> 1) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                u2 = c >> 1
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
+                    av += 1
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
+                    av -= 1
                     if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
+                        win, av = r.refill(av, 1)
+                    c = (win >> av) & 0x1
         else:
-            c >>= 7
+            av += 8
+            c >>= 8
         f_Value = -u - 1 if sg else u
-        if c & 0x2 != 0x0:
-            raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
     else:
         raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'PhysicalValueType', 'expected EE')
     r.avail = av
-    ob = _new(_din.PhysicalValueType)
+    ob = _new(_K_din_PhysicalValueType)
     ob.Multiplier = f_Multiplier
     ob.Unit = f_Unit
     ob.Value = f_Value
@@ -17707,26 +17609,26 @@ def _e_din_PhysicalValueType(w: BitWriter, o: _din.PhysicalValueType) -> None:
         t2 = o.Value
         if (w.strict and (t2 < -32768 or t2 > 32767)):
             raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t2)
-        a = (a << 4) | (1 if t2 < 0 else 0) | 0x4
-        k += 4
         u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 13) | (1 if t2 < 0 else 0) << 9 | (u) << 1 | 0x800
+            k += 13
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 21) | (1 if t2 < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x90000
+            k += 21
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 29) | (1 if t2 < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x9010000
+            k += 29
         else:
+            a = (a << 4) | (1 if t2 < 0 else 0) | 0x4
+            k += 4
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 1
-        k += 1
+            a <<= 1
+            k += 1
         s = 3
     else:
         raise encode_error('PhysicalValueType', 'missing SE(Unit), SE(Value)')
@@ -17735,26 +17637,26 @@ def _e_din_PhysicalValueType(w: BitWriter, o: _din.PhysicalValueType) -> None:
             t3 = o.Value
             if (w.strict and (t3 < -32768 or t3 > 32767)):
                 raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t3)
-            a = (a << 3) | (1 if t3 < 0 else 0)
-            k += 3
             u = -t3 - 1 if t3 < 0 else t3
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 12) | (1 if t3 < 0 else 0) << 9 | (u) << 1
+                k += 12
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 20) | (1 if t3 < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+                k += 20
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 28) | (1 if t3 < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+                k += 28
             else:
+                a = (a << 3) | (1 if t3 < 0 else 0)
+                k += 3
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 1
-            k += 1
+                a <<= 1
+                k += 1
             s = 3
         else:
             raise encode_error('PhysicalValueType', 'missing SE(Value)')
@@ -17766,58 +17668,53 @@ def _e_din_PhysicalValueType(w: BitWriter, o: _din.PhysicalValueType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_din_ProfileEntryType(r: BitReader) -> _din.ProfileEntryType:
+def _d_din_ProfileEntryType(r: BitReader, c: int) -> _din.ProfileEntryType:
     win = r.win
     av = r.avail
     f_ChargingProfileEntryStart: int
     f_ChargingProfileEntryMaxPower: int
-    av -= 24
-    if av < 0:
-        win, av = r.refill(av, 24)
-    c = (win >> av) & 0xffffff
     if c & 0xc00000 != 0x0:
         raise r.fail_at(av + 24, 'ProfileEntryType', 'expected SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
     u = ((c >> 14) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        u2 = c >> 14
+        u2 = (c >> 6) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            u2 = c >> 14
+                win, av = r.refill(av, 14)
+            c = (win >> av) & 0x3fff
+            u2 = c >> 6
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 14
+                av += 6
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 14
+                av -= 6
                 if av < 0:
-                    win, av = r.refill(av, 14)
-                c = (win >> av) & 0x3fff
+                    win, av = r.refill(av, 6)
+                c = (win >> av) & 0x3f
+    else:
+        av += 8
+        c >>= 8
     f_ChargingProfileEntryStart = u
+    av -= 16
+    if av < 0:
+        win, av = r.refill(av, 22)
+    c = (win >> av) & 0x3fffff
     try:
-        sg = _T143a83e6[(c >> 10) & 0xf]
+        sg = _T143a83e6[c >> 18]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x3800 != 0x0:
-            raise r.fail_at(av + 14, 'ProfileEntryType', 'expected EE of ChargingProfileEntryStart, SE(ChargingProfileEntryMaxPower), CH of ChargingProfileEntryMaxPower') from None
-        sg = ((c >> 10) & 1)
-    u = ((c >> 2) & 255)
+        if c & 0x380000 != 0x0:
+            raise r.fail_at(av + 22, 'ProfileEntryType', 'expected EE of ChargingProfileEntryStart, SE(ChargingProfileEntryMaxPower), CH of ChargingProfileEntryMaxPower') from None
+        sg = ((c >> 18) & 1)
+    u = ((c >> 10) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        u2 = c >> 2
+        u2 = (c >> 2) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -17838,11 +17735,14 @@ def _d_din_ProfileEntryType(r: BitReader) -> _din.ProfileEntryType:
                 if av < 0:
                     win, av = r.refill(av, 2)
                 c = (win >> av) & 0x3
+    else:
+        av += 8
+        c >>= 8
     f_ChargingProfileEntryMaxPower = -u - 1 if sg else u
     if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'ProfileEntryType', 'expected EE of ChargingProfileEntryMaxPower, EE')
     r.avail = av
-    ob = _new(_din.ProfileEntryType)
+    ob = _new(_K_din_ProfileEntryType)
     ob.ChargingProfileEntryStart = f_ChargingProfileEntryStart
     ob.ChargingProfileEntryMaxPower = f_ChargingProfileEntryMaxPower
     return ob
@@ -17852,112 +17752,107 @@ def _e_din_ProfileEntryType(w: BitWriter, o: _din.ProfileEntryType) -> None:
     k = w.n
     if o.ChargingProfileEntryStart is None:
         raise encode_error('ProfileEntryType.ChargingProfileEntryStart', 'required value missing')
-    a <<= 2
-    k += 2
     t1 = o.ChargingProfileEntryStart
     if t1 < 0 or (w.strict and (t1 > 4294967295)):
         raise encode_error('ProfileEntryType.ChargingProfileEntryStart', 'outside 0..4294967295', t1)
     u = t1
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
     if o.ChargingProfileEntryMaxPower is None:
         raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'required value missing')
     t2 = o.ChargingProfileEntryMaxPower
     if (w.strict and (t2 < -32768 or t2 > 32767)):
         raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'outside -32768..32767', t2)
-    a = (a << 4) | (1 if t2 < 0 else 0)
-    k += 4
+    if u < 0x80:
+        a = (a << 14) | (u) << 4 | (1 if t2 < 0 else 0)
+        k += 14
+    elif u < 0x4000:
+        a = (a << 22) | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t2 < 0 else 0) | 0x80000
+        k += 22
+    elif u < 0x200000:
+        a = (a << 30) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t2 < 0 else 0) | 0x8080000
+        k += 30
+    else:
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a = (a << 4) | (1 if t2 < 0 else 0)
+        k += 4
     u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 10) | (u) << 2
+        k += 10
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 18) | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+        k += 18
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 26) | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+        k += 26
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 2
-    k += 2
+        a <<= 2
+        k += 2
     w.acc = a
     w.n = k
-    if k >= 1024:
+    if k >= 256:
         w.spill()
 
-def _d_din_RelativeTimeIntervalType(r: BitReader) -> _din.RelativeTimeIntervalType:
+def _d_din_RelativeTimeIntervalType(r: BitReader, c: int) -> _din.RelativeTimeIntervalType:
     win = r.win
     av = r.avail
     f_start: int
     f_duration: int | None = None
-    av -= 24
-    if av < 0:
-        win, av = r.refill(av, 24)
-    c = (win >> av) & 0xffffff
     if c & 0xc00000 != 0x0:
         raise r.fail_at(av + 24, 'RelativeTimeIntervalType', 'expected SE(start), CH of start')
     u = ((c >> 14) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        u2 = c >> 14
+        u2 = (c >> 6) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            u2 = c >> 14
+                win, av = r.refill(av, 14)
+            c = (win >> av) & 0x3fff
+            u2 = c >> 6
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 14
+                av += 6
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 14
+                av -= 6
                 if av < 0:
-                    win, av = r.refill(av, 14)
-                c = (win >> av) & 0x3fff
+                    win, av = r.refill(av, 6)
+                c = (win >> av) & 0x3f
+    else:
+        av += 8
+        c >>= 8
     f_start = u
     try:
-        ec = _Taa5bbe96[(c >> 11) & 0x7]
+        ec = _Taa5bbe96[(c >> 3) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x2000 != 0x0:
-            raise r.fail_at(av + 14, 'RelativeTimeIntervalType', 'expected EE of start') from None
-        ec = ((c >> 11) & 3)
+        if c & 0x20 != 0x0:
+            raise r.fail_at(av + 6, 'RelativeTimeIntervalType', 'expected EE of start') from None
+        ec = ((c >> 3) & 3)
     if ec == 0:
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
-        u = ((c >> 2) & 255)
+        av -= 16
+        if av < 0:
+            win, av = r.refill(av, 19)
+        c = (win >> av) & 0x7ffff
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
+        u = ((c >> 10) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = (c >> 2) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
@@ -17978,15 +17873,18 @@ def _d_din_RelativeTimeIntervalType(r: BitReader) -> _din.RelativeTimeIntervalTy
                     if av < 0:
                         win, av = r.refill(av, 2)
                     c = (win >> av) & 0x3
+        else:
+            av += 8
+            c >>= 8
         f_duration = u
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
     elif ec == 1:
-        av += 11
+        av += 3
     else:
-        raise r.fail_at(av + 11, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+        raise r.fail_at(av + 3, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
     r.avail = av
-    ob = _new(_din.RelativeTimeIntervalType)
+    ob = _new(_K_din_RelativeTimeIntervalType)
     ob.start = f_start
     ob.duration = f_duration
     return ob
@@ -17997,54 +17895,54 @@ def _e_din_RelativeTimeIntervalType(w: BitWriter, o: _din.RelativeTimeIntervalTy
     s = 0
     if o.start is None:
         raise encode_error('RelativeTimeIntervalType.start', 'required value missing')
-    a <<= 2
-    k += 2
     t1 = o.start
     if t1 < 0 or (w.strict and (t1 > 4294967295)):
         raise encode_error('RelativeTimeIntervalType.start', 'outside 0..4294967295', t1)
     u = t1
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (u) << 1
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 27
     else:
+        a <<= 2
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     s = 1
     if o.duration is not None:
-        a <<= 3
-        k += 3
         t2 = o.duration
         if t2 < 0 or (w.strict and (t2 > 4294967295)):
             raise encode_error('RelativeTimeIntervalType.duration', 'outside 0..4294967295', t2)
         u = t2
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 12) | (u) << 1
+            k += 12
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 20) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+            k += 20
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 28) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+            k += 28
         else:
+            a <<= 3
+            k += 3
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 1
-        k += 1
+            a <<= 1
+            k += 1
         s = 2
     else:
         a = (a << 2) | 0x1
@@ -18060,79 +17958,86 @@ def _e_din_RelativeTimeIntervalType(w: BitWriter, o: _din.RelativeTimeIntervalTy
     if k >= 1024:
         w.spill()
 
-def _d_din_SAScheduleListType(r: BitReader) -> _din.SAScheduleListType:
+def _d_din_SAScheduleListType(r: BitReader, c: int) -> _din.SAScheduleListType:
     win = r.win
     av = r.avail
     f_SAScheduleTuple: list[_din.SAScheduleTupleType] = []
     s = 0
-    av -= 14
-    if av < 0:
-        win, av = r.refill(av, 14)
-    c = (win >> av) & 0x3fff
     try:
-        sg = _T143a83e6[c >> 10]
+        sg = _T143a83e6[(c >> 24) & 0xf]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x3800 != 0x0:
-            raise r.fail_at(av + 14, 'SAScheduleListType', 'expected SE(SAScheduleTuple), SE(SAScheduleTupleID), CH of SAScheduleTupleID') from None
-        sg = ((c >> 10) & 1)
-    u = ((c >> 2) & 255)
+        if c & 0xe000000 != 0x0:
+            raise r.fail_at(av + 28, 'SAScheduleListType', 'expected SE(SAScheduleTuple), SE(SAScheduleTupleID), CH of SAScheduleTupleID') from None
+        sg = ((c >> 24) & 1)
+    u = ((c >> 16) & 255)
     f_1_SalesTariff: _din.SalesTariffType | None = None
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        u2 = c >> 2
+        u2 = (c >> 8) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+                win, av = r.refill(av, 16)
+            c = (win >> av) & 0xffff
+            u2 = c >> 8
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 2
+                av += 8
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 2
+                av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 2)
-                c = (win >> av) & 0x3
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+    else:
+        av += 8
+        c >>= 8
     f_1_SAScheduleTupleID = -u - 1 if sg else u
-    if c & 0x3 != 0x0:
-        raise r.fail_at(av + 2, 'SAScheduleListType', 'expected EE of SAScheduleTupleID, SE(PMaxSchedule)')
+    if c & 0xc0 != 0x0:
+        raise r.fail_at(av + 8, 'SAScheduleListType', 'expected EE of SAScheduleTupleID, SE(PMaxSchedule)')
+    av -= 22
+    if av < 0:
+        win, av = r.refill(av, 28)
+    c = (win >> av) & 0xfffffff
     r.avail = av
-    f_1_PMaxSchedule = _d_din_PMaxScheduleType(r)
+    f_1_PMaxSchedule = _d_din_PMaxScheduleType(r, c)
     win = r.win
     av = r.avail
-    av -= 17
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 17)
-    c = (win >> av) & 0x1ffff
-    ec = (c >> 15)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    ec = (c >> 28)
     if ec == 0:
-        av += 15
+        av += 19
+        c >>= 19
         r.avail = av
-        f_1_SalesTariff = _d_din_SalesTariffType(r)
+        f_1_SalesTariff = _d_din_SalesTariffType(r, c)
         win = r.win
         av = r.avail
-        av -= 16
+        av -= 30
         if av < 0:
-            win, av = r.refill(av, 16)
-        c = (win >> av) & 0xffff
-        if c & 0x8000 != 0x0:
-            raise r.fail_at(av + 16, 'SAScheduleTupleType[2]', 'expected EE')
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x20000000 != 0x0:
+            raise r.fail_at(av + 30, 'SAScheduleTupleType[2]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     elif ec == 1:
-        pass
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av + 15, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
-    ec = ((c >> 13) & 3)
-    ob1_ = _new(_din.SAScheduleTupleType)
+        raise r.fail_at(av + 28, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
+    ec = ((c >> 28) & 3)
+    ob1_ = _new(_K_din_SAScheduleTupleType)
     ob1_.SAScheduleTupleID = f_1_SAScheduleTupleID
     ob1_.PMaxSchedule = f_1_PMaxSchedule
     ob1_.SalesTariff = f_1_SalesTariff
@@ -18140,54 +18045,57 @@ def _d_din_SAScheduleListType(r: BitReader) -> _din.SAScheduleListType:
     s = 1
     if ec == 0:
         try:
-            sg = _Tc1962e75[(c >> 10) & 0x7]
+            sg = _Tc1962e75[(c >> 25) & 0x7]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x1800 != 0x0:
-                raise r.fail_at(av + 13, 'SAScheduleListType[1]', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID') from None
-            sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
+            if c & 0xc000000 != 0x0:
+                raise r.fail_at(av + 28, 'SAScheduleListType[1]', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID') from None
+            sg = ((c >> 25) & 1)
+        u = ((c >> 17) & 255)
         f_2_SalesTariff: _din.SalesTariffType | None = None
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = (c >> 9) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 17)
+                c = (win >> av) & 0x1ffff
+                u2 = c >> 9
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
+                    av += 9
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
+                    av -= 9
                     if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+        else:
+            av += 8
+            c >>= 8
         f_2_SAScheduleTupleID = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'SAScheduleListType[1]', 'expected EE of SAScheduleTupleID, SE(PMaxSchedule)')
+        if c & 0x180 != 0x0:
+            raise r.fail_at(av + 9, 'SAScheduleListType[1]', 'expected EE of SAScheduleTupleID, SE(PMaxSchedule)')
+        av -= 21
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_2_PMaxSchedule = _d_din_PMaxScheduleType(r)
+        f_2_PMaxSchedule = _d_din_PMaxScheduleType(r, c)
         win = r.win
         av = r.avail
-        av -= 2
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        ec = c
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        ec = (c >> 9)
         if ec == 0:
             r.avail = av
-            f_2_SalesTariff = _d_din_SalesTariffType(r)
+            f_2_SalesTariff = _d_din_SalesTariffType(r, c)
             win = r.win
             av = r.avail
             av -= 1
@@ -18197,77 +18105,80 @@ def _d_din_SAScheduleListType(r: BitReader) -> _din.SAScheduleListType:
             if c:
                 raise r.fail_at(av + 1, 'SAScheduleTupleType[2]', 'expected EE')
         elif ec == 1:
-            pass
+            av += 9
         else:
-            raise r.fail_at(av, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
-        ob2_ = _new(_din.SAScheduleTupleType)
+            raise r.fail_at(av + 9, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
+        ob2_ = _new(_K_din_SAScheduleTupleType)
         ob2_.SAScheduleTupleID = f_2_SAScheduleTupleID
         ob2_.PMaxSchedule = f_2_PMaxSchedule
         ob2_.SalesTariff = f_2_SalesTariff
         f_SAScheduleTuple.append(ob2_)
         s = 2
     elif ec == 1:
-        av += 13
+        av += 28
         s = -1
     else:
-        raise r.fail_at(av + 13, 'SAScheduleListType[1]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
+        raise r.fail_at(av + 28, 'SAScheduleListType[1]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
     if s == 2:
         while True:
-            av -= 15
+            av -= 30
             if av < 0:
-                win, av = r.refill(av, 15)
-            c = (win >> av) & 0x7fff
-            ec = (c >> 13)
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            ec = (c >> 28)
             if ec == 0:
                 try:
-                    sg = _Tc1962e75[(c >> 10) & 0x7]
+                    sg = _Tc1962e75[(c >> 25) & 0x7]
                 except KeyError:  # not a valid pattern: say why
-                    if c & 0x1800 != 0x0:
-                        raise r.fail_at(av + 13, 'SAScheduleListType[2]', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID') from None
-                    sg = ((c >> 10) & 1)
-                u = ((c >> 2) & 255)
+                    if c & 0xc000000 != 0x0:
+                        raise r.fail_at(av + 28, 'SAScheduleListType[2]', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID') from None
+                    sg = ((c >> 25) & 1)
+                u = ((c >> 17) & 255)
                 f_3_SalesTariff: _din.SalesTariffType | None = None
                 if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                    u2 = (c >> 9) & 0xFF
                     if u2 < 128:
                         u += _U2[u2]
                     else:
                         u = (u & 0x7F) | (u2 & 0x7F) << 7
                         av -= 8
                         if av < 0:
-                            win, av = r.refill(av, 10)
-                        c = (win >> av) & 0x3ff
-                        u2 = c >> 2
+                            win, av = r.refill(av, 17)
+                        c = (win >> av) & 0x1ffff
+                        u2 = c >> 9
                         u |= (u2 & 0x7F) << 14
                         if u2 > 127:
-                            av += 2
+                            av += 9
                             r.avail = av
                             u = r.uint_more(u, 21)
                             win = r.win
                             av = r.avail
-                            av -= 2
+                            av -= 9
                             if av < 0:
-                                win, av = r.refill(av, 2)
-                            c = (win >> av) & 0x3
+                                win, av = r.refill(av, 9)
+                            c = (win >> av) & 0x1ff
+                else:
+                    av += 8
+                    c >>= 8
                 f_3_SAScheduleTupleID = -u - 1 if sg else u
-                if c & 0x3 != 0x0:
-                    raise r.fail_at(av + 2, 'SAScheduleListType[2]', 'expected EE of SAScheduleTupleID, SE(PMaxSchedule)')
+                if c & 0x180 != 0x0:
+                    raise r.fail_at(av + 9, 'SAScheduleListType[2]', 'expected EE of SAScheduleTupleID, SE(PMaxSchedule)')
+                av -= 21
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
                 r.avail = av
-                f_3_PMaxSchedule = _d_din_PMaxScheduleType(r)
+                f_3_PMaxSchedule = _d_din_PMaxScheduleType(r, c)
                 win = r.win
                 av = r.avail
-                av -= 2
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 2)
-                c = (win >> av) & 0x3
-                ec = c
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                ec = (c >> 9)
                 if ec == 0:
                     r.avail = av
-                    f_3_SalesTariff = _d_din_SalesTariffType(r)
+                    f_3_SalesTariff = _d_din_SalesTariffType(r, c)
                     win = r.win
                     av = r.avail
                     av -= 1
@@ -18277,22 +18188,22 @@ def _d_din_SAScheduleListType(r: BitReader) -> _din.SAScheduleListType:
                     if c:
                         raise r.fail_at(av + 1, 'SAScheduleTupleType[2]', 'expected EE')
                 elif ec == 1:
-                    pass
+                    av += 9
                 else:
-                    raise r.fail_at(av, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
-                ob3_ = _new(_din.SAScheduleTupleType)
+                    raise r.fail_at(av + 9, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
+                ob3_ = _new(_K_din_SAScheduleTupleType)
                 ob3_.SAScheduleTupleID = f_3_SAScheduleTupleID
                 ob3_.PMaxSchedule = f_3_PMaxSchedule
                 ob3_.SalesTariff = f_3_SalesTariff
                 f_SAScheduleTuple.append(ob3_)
             elif ec == 1:
-                av += 13
+                av += 28
                 s = -1
                 break
             else:
-                raise r.fail_at(av + 13, 'SAScheduleListType[2]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
+                raise r.fail_at(av + 28, 'SAScheduleListType[2]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
     r.avail = av
-    ob = _new(_din.SAScheduleListType)
+    ob = _new(_K_din_SAScheduleListType)
     ob.SAScheduleTuple = f_SAScheduleTuple
     return ob
 
@@ -18351,64 +18262,63 @@ def _e_din_SAScheduleListType(w: BitWriter, o: _din.SAScheduleListType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_din_SAScheduleTupleType(r: BitReader) -> _din.SAScheduleTupleType:
+def _d_din_SAScheduleTupleType(r: BitReader, c: int) -> _din.SAScheduleTupleType:
     win = r.win
     av = r.avail
     f_SAScheduleTupleID: int
     f_PMaxSchedule: _din.PMaxScheduleType
     f_SalesTariff: _din.SalesTariffType | None = None
-    av -= 13
-    if av < 0:
-        win, av = r.refill(av, 13)
-    c = (win >> av) & 0x1fff
     try:
-        sg = _Tc1962e75[c >> 10]
+        sg = _Tc1962e75[(c >> 25) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x1800 != 0x0:
-            raise r.fail_at(av + 13, 'SAScheduleTupleType', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID') from None
-        sg = ((c >> 10) & 1)
-    u = ((c >> 2) & 255)
+        if c & 0xc000000 != 0x0:
+            raise r.fail_at(av + 28, 'SAScheduleTupleType', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID') from None
+        sg = ((c >> 25) & 1)
+    u = ((c >> 17) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        u2 = c >> 2
+        u2 = (c >> 9) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            u2 = c >> 9
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 2
+                av += 9
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 2
+                av -= 9
                 if av < 0:
-                    win, av = r.refill(av, 2)
-                c = (win >> av) & 0x3
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+    else:
+        av += 8
+        c >>= 8
     f_SAScheduleTupleID = -u - 1 if sg else u
-    if c & 0x3 != 0x0:
-        raise r.fail_at(av + 2, 'SAScheduleTupleType', 'expected EE of SAScheduleTupleID, SE(PMaxSchedule)')
+    if c & 0x180 != 0x0:
+        raise r.fail_at(av + 9, 'SAScheduleTupleType', 'expected EE of SAScheduleTupleID, SE(PMaxSchedule)')
+    av -= 21
+    if av < 0:
+        win, av = r.refill(av, 28)
+    c = (win >> av) & 0xfffffff
     r.avail = av
-    f_PMaxSchedule = _d_din_PMaxScheduleType(r)
+    f_PMaxSchedule = _d_din_PMaxScheduleType(r, c)
     win = r.win
     av = r.avail
-    av -= 2
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    ec = (c >> 9)
     if ec == 0:
         r.avail = av
-        f_SalesTariff = _d_din_SalesTariffType(r)
+        f_SalesTariff = _d_din_SalesTariffType(r, c)
         win = r.win
         av = r.avail
         av -= 1
@@ -18418,11 +18328,11 @@ def _d_din_SAScheduleTupleType(r: BitReader) -> _din.SAScheduleTupleType:
         if c:
             raise r.fail_at(av + 1, 'SAScheduleTupleType[2]', 'expected EE')
     elif ec == 1:
-        pass
+        av += 9
     else:
-        raise r.fail_at(av, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
+        raise r.fail_at(av + 9, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
     r.avail = av
-    ob = _new(_din.SAScheduleTupleType)
+    ob = _new(_K_din_SAScheduleTupleType)
     ob.SAScheduleTupleID = f_SAScheduleTupleID
     ob.PMaxSchedule = f_PMaxSchedule
     ob.SalesTariff = f_SalesTariff
@@ -18437,28 +18347,28 @@ def _e_din_SAScheduleTupleType(w: BitWriter, o: _din.SAScheduleTupleType) -> Non
     t1 = o.SAScheduleTupleID
     if (w.strict and (t1 < -32768 or t1 > 32767)):
         raise encode_error('SAScheduleTupleType.SAScheduleTupleID', 'outside -32768..32767', t1)
-    a = (a << 3) | (1 if t1 < 0 else 0)
-    k += 3
     u = -t1 - 1 if t1 < 0 else t1
+    if o.PMaxSchedule is None:
+        raise encode_error('SAScheduleTupleType.PMaxSchedule', 'required value missing')
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 13) | (1 if t1 < 0 else 0) << 10 | (u) << 2
+        k += 13
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 21) | (1 if t1 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+        k += 21
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 29) | (1 if t1 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+        k += 29
     else:
+        a = (a << 3) | (1 if t1 < 0 else 0)
+        k += 3
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if o.PMaxSchedule is None:
-        raise encode_error('SAScheduleTupleType.PMaxSchedule', 'required value missing')
-    a <<= 2
-    k += 2
+        a <<= 2
+        k += 2
     s = 1
     w.acc = a
     w.n = k
@@ -18486,20 +18396,15 @@ def _e_din_SAScheduleTupleType(w: BitWriter, o: _din.SAScheduleTupleType) -> Non
             s = -1
     w.acc = a
     w.n = k
-    if k >= 1024:
+    if k >= 256:
         w.spill()
 
-def _d_din_SASchedulesType(r: BitReader) -> _din.SASchedulesType:
-    win = r.win
+def _d_din_SASchedulesType(r: BitReader, c: int) -> _din.SASchedulesType:
     av = r.avail
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'SASchedulesType', 'expected EE')
     r.avail = av
-    ob = _new(_din.SASchedulesType)
+    ob = _new(_K_din_SASchedulesType)
     return ob
 
 def _e_din_SASchedulesType(w: BitWriter, o: _din.SASchedulesType) -> None:
@@ -18512,7 +18417,7 @@ def _e_din_SASchedulesType(w: BitWriter, o: _din.SASchedulesType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_din_SalesTariffEntryType(r: BitReader) -> _din.SalesTariffEntryType:
+def _d_din_SalesTariffEntryType(r: BitReader, c: int) -> _din.SalesTariffEntryType:
     win = r.win
     av = r.avail
     f_RelativeTimeInterval: _din.RelativeTimeIntervalType | None = None
@@ -18520,140 +18425,148 @@ def _d_din_SalesTariffEntryType(r: BitReader) -> _din.SalesTariffEntryType:
     f_EPriceLevel: int
     f_ConsumptionCost: list[_din.ConsumptionCostType] = []
     s = 0
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    ec = (c >> 28)
+    ec = ((c >> 26) & 3)
     if ec == 0:
-        if c & 0xc000000 != 0x0:
-            raise r.fail_at(av + 28, 'SalesTariffEntryType[0]', 'expected SE(start), CH of start')
-        u = ((c >> 18) & 255)
+        if c & 0x3000000 != 0x0:
+            raise r.fail_at(av + 26, 'SalesTariffEntryType[0]', 'expected SE(start), CH of start')
+        u = ((c >> 16) & 255)
         f_1_duration: int | None = None
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 26)
-            c = (win >> av) & 0x3ffffff
-            u2 = c >> 18
+            u2 = (c >> 8) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 26)
-                c = (win >> av) & 0x3ffffff
-                u2 = c >> 18
+                    win, av = r.refill(av, 16)
+                c = (win >> av) & 0xffff
+                u2 = c >> 8
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 18
+                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 18
+                    av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 18)
-                    c = (win >> av) & 0x3ffff
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+        else:
+            av += 8
+            c >>= 8
         f_1_start = u
         try:
-            ec = _Taa5bbe96[(c >> 15) & 0x7]
+            ec = _Taa5bbe96[(c >> 5) & 0x7]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x20000 != 0x0:
-                raise r.fail_at(av + 18, 'SalesTariffEntryType[0]', 'expected EE of start') from None
-            ec = ((c >> 15) & 3)
+            if c & 0x80 != 0x0:
+                raise r.fail_at(av + 8, 'SalesTariffEntryType[0]', 'expected EE of start') from None
+            ec = ((c >> 5) & 3)
         if ec == 0:
-            if c & 0x4000 != 0x0:
-                raise r.fail_at(av + 15, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
-            u = ((c >> 6) & 255)
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x20000000 != 0x0:
+                raise r.fail_at(av + 30, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
+            u = ((c >> 21) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 14)
-                c = (win >> av) & 0x3fff
-                u2 = c >> 6
+                u2 = (c >> 13) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 14)
-                    c = (win >> av) & 0x3fff
-                    u2 = c >> 6
+                        win, av = r.refill(av, 21)
+                    c = (win >> av) & 0x1fffff
+                    u2 = c >> 13
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 6
+                        av += 13
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 6
+                        av -= 13
                         if av < 0:
-                            win, av = r.refill(av, 6)
-                        c = (win >> av) & 0x3f
+                            win, av = r.refill(av, 13)
+                        c = (win >> av) & 0x1fff
+            else:
+                av += 8
+                c >>= 8
             f_1_duration = u
-            if c & 0x30 != 0x0:
-                raise r.fail_at(av + 6, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
-            av -= 9
+            if c & 0x1800 != 0x0:
+                raise r.fail_at(av + 13, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
+            av -= 19
             if av < 0:
-                win, av = r.refill(av, 13)
-            c = (win >> av) & 0x1fff
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
         elif ec == 1:
-            av += 2
-            c >>= 2
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
         else:
-            raise r.fail_at(av + 15, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
-        ob1_ = _new(_din.RelativeTimeIntervalType)
+            raise r.fail_at(av + 5, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+        ob1_ = _new(_K_din_RelativeTimeIntervalType)
         ob1_.start = f_1_start
         ob1_.duration = f_1_duration
         f_RelativeTimeInterval = ob1_
         s = 1
     elif ec == 1:
-        av += 14
-        if c & 0x8000000 != 0x0:
-            raise r.fail_at(av + 14, 'SalesTariffEntryType[0]', 'expected EE')
-        ob2_ = _new(_din.IntervalType)
+        if c & 0x2000000 != 0x0:
+            raise r.fail_at(av + 26, 'SalesTariffEntryType[0]', 'expected EE')
+        ob2_ = _new(_K_din_IntervalType)
         f_TimeInterval = ob2_
-        c >>= 14
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
         s = 1
     else:
-        raise r.fail_at(av + 28, 'SalesTariffEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
-    if c & 0x1804 != 0x0:
-        raise r.fail_at(av + 13, 'SalesTariffEntryType', 'expected SE(EPriceLevel), CH of EPriceLevel, EE of EPriceLevel')
-    f_EPriceLevel = ((c >> 3) & 255)
-    ec = (c & 3)
+        raise r.fail_at(av + 26, 'SalesTariffEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
+    if c & 0x30080000 != 0x0:
+        raise r.fail_at(av + 30, 'SalesTariffEntryType', 'expected SE(EPriceLevel), CH of EPriceLevel, EE of EPriceLevel')
+    f_EPriceLevel = ((c >> 20) & 255)
+    ec = ((c >> 17) & 3)
     s = 2
     if ec == 0:
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_ConsumptionCost.append(_d_din_ConsumptionCostType(r))
+        f_ConsumptionCost.append(_d_din_ConsumptionCostType(r, c))
         win = r.win
         av = r.avail
         s = 3
     elif ec == 1:
+        av += 17
         s = -1
     else:
-        raise r.fail_at(av, 'SalesTariffEntryType[2]', f'event code {ec}, expected SE(ConsumptionCost), EE')
+        raise r.fail_at(av + 17, 'SalesTariffEntryType[2]', f'event code {ec}, expected SE(ConsumptionCost), EE')
     if s == 3:
         while True:
-            av -= 2
+            av -= 30
             if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            ec = c
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            ec = (c >> 28)
             if ec == 0:
                 r.avail = av
-                f_ConsumptionCost.append(_d_din_ConsumptionCostType(r))
+                f_ConsumptionCost.append(_d_din_ConsumptionCostType(r, c))
                 win = r.win
                 av = r.avail
             elif ec == 1:
+                av += 28
                 s = -1
                 break
             else:
-                raise r.fail_at(av, 'SalesTariffEntryType[3]', f'event code {ec}, expected SE(ConsumptionCost), EE')
+                raise r.fail_at(av + 28, 'SalesTariffEntryType[3]', f'event code {ec}, expected SE(ConsumptionCost), EE')
     r.avail = av
-    ob = _new(_din.SalesTariffEntryType)
+    ob = _new(_K_din_SalesTariffEntryType)
     ob.RelativeTimeInterval = f_RelativeTimeInterval
     ob.TimeInterval = f_TimeInterval
     ob.EPriceLevel = f_EPriceLevel
@@ -18726,10 +18639,10 @@ def _e_din_SalesTariffEntryType(w: BitWriter, o: _din.SalesTariffEntryType) -> N
                 break
     w.acc = a
     w.n = k
-    if k >= 1024:
+    if k >= 256:
         w.spill()
 
-def _d_din_SalesTariffType(r: BitReader) -> _din.SalesTariffType:
+def _d_din_SalesTariffType(r: BitReader, c: int) -> _din.SalesTariffType:
     win = r.win
     av = r.avail
     f_Id: str
@@ -18738,10 +18651,6 @@ def _d_din_SalesTariffType(r: BitReader) -> _din.SalesTariffType:
     f_NumEPriceLevels: int
     f_SalesTariffEntry: list[_din.SalesTariffEntryType] = []
     s = 0
-    av -= 9
-    if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
         raise r.fail_at(av + 9, 'SalesTariffType', 'expected AT(Id)')
     u = (c & 255)
@@ -18768,57 +18677,59 @@ def _d_din_SalesTariffType(r: BitReader) -> _din.SalesTariffType:
     f_Id = r.string_of(u, None)
     win = r.win
     av = r.avail
-    av -= 25
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
     try:
-        sg = _Tc1962e75[c >> 22]
+        sg = _Tc1962e75[c >> 27]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x1800000 != 0x0:
-            raise r.fail_at(av + 25, 'SalesTariffType', 'expected SE(SalesTariffID), CH of SalesTariffID') from None
-        sg = ((c >> 22) & 1)
-    u = ((c >> 14) & 255)
+        if c & 0x30000000 != 0x0:
+            raise r.fail_at(av + 30, 'SalesTariffType', 'expected SE(SalesTariffID), CH of SalesTariffID') from None
+        sg = ((c >> 27) & 1)
+    u = ((c >> 19) & 255)
     s = 1
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        u2 = c >> 14
+        u2 = (c >> 11) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            u2 = c >> 14
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            u2 = c >> 11
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 14
+                av += 11
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 14
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 14)
-                c = (win >> av) & 0x3fff
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+    else:
+        av += 8
+        c >>= 8
     f_SalesTariffID = -u - 1 if sg else u
     try:
-        ec = _Taa5bbe96[(c >> 11) & 0x7]
+        ec = _Taa5bbe96[(c >> 8) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x2000 != 0x0:
-            raise r.fail_at(av + 14, 'SalesTariffType', 'expected EE of SalesTariffID') from None
-        ec = ((c >> 11) & 3)
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'SalesTariffType', 'expected EE of SalesTariffID') from None
+        ec = ((c >> 8) & 3)
     s = 2
     if ec == 0:
-        av += 2
-        if c & 0x400 != 0x0:
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
             raise r.fail_at(av + 9, 'SalesTariffType[2]', 'expected CH of SalesTariffDescription')
-        u = ((c >> 2) & 255)
+        u = (c & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -18842,68 +18753,82 @@ def _d_din_SalesTariffType(r: BitReader) -> _din.SalesTariffType:
         f_SalesTariffDescription = r.string_of(u, 32)
         win = r.win
         av = r.avail
-        av -= 13
+        av -= 30
         if av < 0:
-            win, av = r.refill(av, 13)
-        c = (win >> av) & 0x1fff
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
         try:
-            f_NumEPriceLevels = _Tf9e734c2[c >> 1]
+            f_NumEPriceLevels = _Tf9e734c2[c >> 18]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x1c02 != 0x0:
-                raise r.fail_at(av + 13, 'SalesTariffType[2]', 'expected EE of SalesTariffDescription, SE(NumEPriceLevels), CH of NumEPriceLevels, EE of NumEPriceLevels') from None
-            f_NumEPriceLevels = ((c >> 2) & 255)
+            if c & 0x38040000 != 0x0:
+                raise r.fail_at(av + 30, 'SalesTariffType[2]', 'expected EE of SalesTariffDescription, SE(NumEPriceLevels), CH of NumEPriceLevels, EE of NumEPriceLevels') from None
+            f_NumEPriceLevels = ((c >> 19) & 255)
         s = 4
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 29)
+        c = (win >> av) & 0x1fffffff
     elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
         try:
-            f_NumEPriceLevels = _T3924a0e8[(c >> 1) & 0x3ff]
+            f_NumEPriceLevels = _T3924a0e8[c >> 20]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x402 != 0x0:
-                raise r.fail_at(av + 11, 'SalesTariffType[2]', 'expected CH of NumEPriceLevels, EE of NumEPriceLevels') from None
-            f_NumEPriceLevels = ((c >> 2) & 255)
+            if c & 0x20100000 != 0x0:
+                raise r.fail_at(av + 30, 'SalesTariffType[2]', 'expected CH of NumEPriceLevels, EE of NumEPriceLevels') from None
+            f_NumEPriceLevels = ((c >> 21) & 255)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 29)
+        c = (win >> av) & 0x1fffffff
         s = 4
     else:
-        raise r.fail_at(av + 11, 'SalesTariffType[2]', f'event code {ec}, expected SE(SalesTariffDescription), SE(NumEPriceLevels)')
-    if c & 0x1 != 0x0:
-        raise r.fail_at(av + 1, 'SalesTariffType', 'expected SE(SalesTariffEntry)')
+        raise r.fail_at(av + 8, 'SalesTariffType[2]', f'event code {ec}, expected SE(SalesTariffDescription), SE(NumEPriceLevels)')
+    if c & 0x10000000 != 0x0:
+        raise r.fail_at(av + 29, 'SalesTariffType', 'expected SE(SalesTariffEntry)')
     r.avail = av
-    f_SalesTariffEntry.append(_d_din_SalesTariffEntryType(r))
+    f_SalesTariffEntry.append(_d_din_SalesTariffEntryType(r, c))
     win = r.win
     av = r.avail
-    av -= 2
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    ec = (c >> 28)
     s = 5
     if ec == 0:
         r.avail = av
-        f_SalesTariffEntry.append(_d_din_SalesTariffEntryType(r))
+        f_SalesTariffEntry.append(_d_din_SalesTariffEntryType(r, c))
         win = r.win
         av = r.avail
         s = 6
     elif ec == 1:
+        av += 28
         s = -1
     else:
-        raise r.fail_at(av, 'SalesTariffType[5]', f'event code {ec}, expected SE(SalesTariffEntry), EE')
+        raise r.fail_at(av + 28, 'SalesTariffType[5]', f'event code {ec}, expected SE(SalesTariffEntry), EE')
     if s == 6:
         while True:
-            av -= 2
+            av -= 30
             if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            ec = c
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            ec = (c >> 28)
             if ec == 0:
                 r.avail = av
-                f_SalesTariffEntry.append(_d_din_SalesTariffEntryType(r))
+                f_SalesTariffEntry.append(_d_din_SalesTariffEntryType(r, c))
                 win = r.win
                 av = r.avail
             elif ec == 1:
+                av += 28
                 s = -1
                 break
             else:
-                raise r.fail_at(av, 'SalesTariffType[6]', f'event code {ec}, expected SE(SalesTariffEntry), EE')
+                raise r.fail_at(av + 28, 'SalesTariffType[6]', f'event code {ec}, expected SE(SalesTariffEntry), EE')
     r.avail = av
-    ob = _new(_din.SalesTariffType)
+    ob = _new(_K_din_SalesTariffType)
     ob.Id = f_Id
     ob.SalesTariffID = f_SalesTariffID
     ob.SalesTariffDescription = f_SalesTariffDescription
@@ -18930,27 +18855,27 @@ def _e_din_SalesTariffType(w: BitWriter, o: _din.SalesTariffType) -> None:
     t1 = o.SalesTariffID
     if (w.strict and (t1 < -32768 or t1 > 32767)):
         raise encode_error('SalesTariffType.SalesTariffID', 'outside -32768..32767', t1)
-    a = (a << 3) | (1 if t1 < 0 else 0)
-    k += 3
-    s = 1
     u = -t1 - 1 if t1 < 0 else t1
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 12) | (1 if t1 < 0 else 0) << 9 | (u) << 1
+        k += 12
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 20) | (1 if t1 < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 20
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 28) | (1 if t1 < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 28
     else:
+        a = (a << 3) | (1 if t1 < 0 else 0)
+        k += 3
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
+    s = 1
     s = 2
     if o.SalesTariffDescription is not None:
         a <<= 3
@@ -19034,102 +18959,100 @@ def _e_din_SalesTariffType(w: BitWriter, o: _din.SalesTariffType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_din_SelectedServiceListType(r: BitReader) -> _din.SelectedServiceListType:
+def _d_din_SelectedServiceListType(r: BitReader, c: int) -> _din.SelectedServiceListType:
     win = r.win
     av = r.avail
     f_SelectedService: list[_din.SelectedServiceType] = []
     s = 0
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
-        raise r.fail_at(av + 30, 'SelectedServiceListType', 'expected SE(SelectedService), SE(ServiceID), CH of ServiceID')
-    u = ((c >> 19) & 255)
+    if c & 0xe000000 != 0x0:
+        raise r.fail_at(av + 28, 'SelectedServiceListType', 'expected SE(SelectedService), SE(ServiceID), CH of ServiceID')
+    u = ((c >> 17) & 255)
     f_1_ParameterSetID: int | None = None
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        u2 = c >> 19
+        u2 = (c >> 9) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            u2 = c >> 19
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            u2 = c >> 9
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 19
+                av += 9
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 19
+                av -= 9
                 if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+    else:
+        av += 8
+        c >>= 8
     f_1_ServiceID = u
     try:
-        ec = _Taa5bbe96[(c >> 16) & 0x7]
+        ec = _Taa5bbe96[(c >> 6) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
-            raise r.fail_at(av + 19, 'SelectedServiceListType', 'expected EE of ServiceID') from None
-        ec = ((c >> 16) & 3)
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'SelectedServiceListType', 'expected EE of ServiceID') from None
+        ec = ((c >> 6) & 3)
     if ec == 0:
+        av -= 24
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
         try:
-            sg = _T071cdf68[(c >> 14) & 0x3]
+            sg = _T071cdf68[c >> 28]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x8000 != 0x0:
-                raise r.fail_at(av + 16, 'SelectedServiceType[1]', 'expected CH of ParameterSetID') from None
-            sg = ((c >> 14) & 1)
-        u = ((c >> 6) & 255)
+            if c & 0x20000000 != 0x0:
+                raise r.fail_at(av + 30, 'SelectedServiceType[1]', 'expected CH of ParameterSetID') from None
+            sg = ((c >> 28) & 1)
+        u = ((c >> 20) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 14)
-            c = (win >> av) & 0x3fff
-            u2 = c >> 6
+            u2 = (c >> 12) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 14)
-                c = (win >> av) & 0x3fff
-                u2 = c >> 6
+                    win, av = r.refill(av, 20)
+                c = (win >> av) & 0xfffff
+                u2 = c >> 12
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 6
+                    av += 12
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 6
+                    av -= 12
                     if av < 0:
-                        win, av = r.refill(av, 6)
-                    c = (win >> av) & 0x3f
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+        else:
+            av += 8
+            c >>= 8
         f_1_ParameterSetID = -u - 1 if sg else u
-        if c & 0x30 != 0x0:
-            raise r.fail_at(av + 6, 'SelectedServiceType[1]', 'expected EE of ParameterSetID, EE')
-        av -= 23
+        if c & 0xc00 != 0x0:
+            raise r.fail_at(av + 12, 'SelectedServiceType[1]', 'expected EE of ParameterSetID, EE')
+        av -= 17
         if av < 0:
             win, av = r.refill(av, 27)
         c = (win >> av) & 0x7ffffff
     elif ec == 1:
-        av -= 11
+        av -= 21
         if av < 0:
             win, av = r.refill(av, 27)
         c = (win >> av) & 0x7ffffff
     else:
-        raise r.fail_at(av + 16, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
+        raise r.fail_at(av + 6, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
     ec = ((c >> 25) & 3)
-    ob1_ = _new(_din.SelectedServiceType)
+    ob1_ = _new(_K_din_SelectedServiceType)
     ob1_.ServiceID = f_1_ServiceID
     ob1_.ParameterSetID = f_1_ParameterSetID
     f_SelectedService.append(ob1_)
@@ -19140,52 +19063,51 @@ def _d_din_SelectedServiceListType(r: BitReader) -> _din.SelectedServiceListType
         u = ((c >> 15) & 255)
         f_2_ParameterSetID: int | None = None
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 23)
-            c = (win >> av) & 0x7fffff
-            u2 = c >> 15
+            u2 = (c >> 7) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 23)
-                c = (win >> av) & 0x7fffff
-                u2 = c >> 15
+                    win, av = r.refill(av, 15)
+                c = (win >> av) & 0x7fff
+                u2 = c >> 7
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 15
+                    av += 7
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 15
+                    av -= 7
                     if av < 0:
-                        win, av = r.refill(av, 15)
-                    c = (win >> av) & 0x7fff
+                        win, av = r.refill(av, 7)
+                    c = (win >> av) & 0x7f
+        else:
+            av += 8
+            c >>= 8
         f_2_ServiceID = u
         try:
-            ec = _Taa5bbe96[(c >> 12) & 0x7]
+            ec = _Taa5bbe96[(c >> 4) & 0x7]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x4000 != 0x0:
-                raise r.fail_at(av + 15, 'SelectedServiceListType[1]', 'expected EE of ServiceID') from None
-            ec = ((c >> 12) & 3)
+            if c & 0x40 != 0x0:
+                raise r.fail_at(av + 7, 'SelectedServiceListType[1]', 'expected EE of ServiceID') from None
+            ec = ((c >> 4) & 3)
         if ec == 0:
+            av -= 16
+            if av < 0:
+                win, av = r.refill(av, 20)
+            c = (win >> av) & 0xfffff
             try:
-                sg = _T071cdf68[(c >> 10) & 0x3]
+                sg = _T071cdf68[c >> 18]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x800 != 0x0:
-                    raise r.fail_at(av + 12, 'SelectedServiceType[1]', 'expected CH of ParameterSetID') from None
-                sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+                if c & 0x80000 != 0x0:
+                    raise r.fail_at(av + 20, 'SelectedServiceType[1]', 'expected CH of ParameterSetID') from None
+                sg = ((c >> 18) & 1)
+            u = ((c >> 10) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                u2 = (c >> 2) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
@@ -19206,14 +19128,17 @@ def _d_din_SelectedServiceListType(r: BitReader) -> _din.SelectedServiceListType
                         if av < 0:
                             win, av = r.refill(av, 2)
                         c = (win >> av) & 0x3
+            else:
+                av += 8
+                c >>= 8
             f_2_ParameterSetID = -u - 1 if sg else u
             if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'SelectedServiceType[1]', 'expected EE of ParameterSetID, EE')
         elif ec == 1:
-            av += 12
+            av += 4
         else:
-            raise r.fail_at(av + 12, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
-        ob2_ = _new(_din.SelectedServiceType)
+            raise r.fail_at(av + 4, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
+        ob2_ = _new(_K_din_SelectedServiceType)
         ob2_.ServiceID = f_2_ServiceID
         ob2_.ParameterSetID = f_2_ParameterSetID
         f_SelectedService.append(ob2_)
@@ -19236,52 +19161,51 @@ def _d_din_SelectedServiceListType(r: BitReader) -> _din.SelectedServiceListType
                 u = ((c >> 15) & 255)
                 f_3_ParameterSetID: int | None = None
                 if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 23)
-                    c = (win >> av) & 0x7fffff
-                    u2 = c >> 15
+                    u2 = (c >> 7) & 0xFF
                     if u2 < 128:
                         u += _U2[u2]
                     else:
                         u = (u & 0x7F) | (u2 & 0x7F) << 7
                         av -= 8
                         if av < 0:
-                            win, av = r.refill(av, 23)
-                        c = (win >> av) & 0x7fffff
-                        u2 = c >> 15
+                            win, av = r.refill(av, 15)
+                        c = (win >> av) & 0x7fff
+                        u2 = c >> 7
                         u |= (u2 & 0x7F) << 14
                         if u2 > 127:
-                            av += 15
+                            av += 7
                             r.avail = av
                             u = r.uint_more(u, 21)
                             win = r.win
                             av = r.avail
-                            av -= 15
+                            av -= 7
                             if av < 0:
-                                win, av = r.refill(av, 15)
-                            c = (win >> av) & 0x7fff
+                                win, av = r.refill(av, 7)
+                            c = (win >> av) & 0x7f
+                else:
+                    av += 8
+                    c >>= 8
                 f_3_ServiceID = u
                 try:
-                    ec = _Taa5bbe96[(c >> 12) & 0x7]
+                    ec = _Taa5bbe96[(c >> 4) & 0x7]
                 except KeyError:  # not a valid pattern: say why
-                    if c & 0x4000 != 0x0:
-                        raise r.fail_at(av + 15, 'SelectedServiceListType[2]', 'expected EE of ServiceID') from None
-                    ec = ((c >> 12) & 3)
+                    if c & 0x40 != 0x0:
+                        raise r.fail_at(av + 7, 'SelectedServiceListType[2]', 'expected EE of ServiceID') from None
+                    ec = ((c >> 4) & 3)
                 if ec == 0:
+                    av -= 16
+                    if av < 0:
+                        win, av = r.refill(av, 20)
+                    c = (win >> av) & 0xfffff
                     try:
-                        sg = _T071cdf68[(c >> 10) & 0x3]
+                        sg = _T071cdf68[c >> 18]
                     except KeyError:  # not a valid pattern: say why
-                        if c & 0x800 != 0x0:
-                            raise r.fail_at(av + 12, 'SelectedServiceType[1]', 'expected CH of ParameterSetID') from None
-                        sg = ((c >> 10) & 1)
-                    u = ((c >> 2) & 255)
+                        if c & 0x80000 != 0x0:
+                            raise r.fail_at(av + 20, 'SelectedServiceType[1]', 'expected CH of ParameterSetID') from None
+                        sg = ((c >> 18) & 1)
+                    u = ((c >> 10) & 255)
                     if u > 127:
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 10)
-                        c = (win >> av) & 0x3ff
-                        u2 = c >> 2
+                        u2 = (c >> 2) & 0xFF
                         if u2 < 128:
                             u += _U2[u2]
                         else:
@@ -19302,14 +19226,17 @@ def _d_din_SelectedServiceListType(r: BitReader) -> _din.SelectedServiceListType
                                 if av < 0:
                                     win, av = r.refill(av, 2)
                                 c = (win >> av) & 0x3
+                    else:
+                        av += 8
+                        c >>= 8
                     f_3_ParameterSetID = -u - 1 if sg else u
                     if c & 0x3 != 0x0:
                         raise r.fail_at(av + 2, 'SelectedServiceType[1]', 'expected EE of ParameterSetID, EE')
                 elif ec == 1:
-                    av += 12
+                    av += 4
                 else:
-                    raise r.fail_at(av + 12, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
-                ob3_ = _new(_din.SelectedServiceType)
+                    raise r.fail_at(av + 4, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
+                ob3_ = _new(_K_din_SelectedServiceType)
                 ob3_.ServiceID = f_3_ServiceID
                 ob3_.ParameterSetID = f_3_ParameterSetID
                 f_SelectedService.append(ob3_)
@@ -19320,7 +19247,7 @@ def _d_din_SelectedServiceListType(r: BitReader) -> _din.SelectedServiceListType
             else:
                 raise r.fail_at(av + 25, 'SelectedServiceListType[2]', f'event code {ec}, expected SE(SelectedService), EE')
     r.avail = av
-    ob = _new(_din.SelectedServiceListType)
+    ob = _new(_K_din_SelectedServiceListType)
     ob.SelectedService = f_SelectedService
     return ob
 
@@ -19379,65 +19306,60 @@ def _e_din_SelectedServiceListType(w: BitWriter, o: _din.SelectedServiceListType
     if k >= 1024:
         w.spill()
 
-def _d_din_SelectedServiceType(r: BitReader) -> _din.SelectedServiceType:
+def _d_din_SelectedServiceType(r: BitReader, c: int) -> _din.SelectedServiceType:
     win = r.win
     av = r.avail
     f_ServiceID: int
     f_ParameterSetID: int | None = None
-    av -= 25
-    if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
     if c & 0x1800000 != 0x0:
         raise r.fail_at(av + 25, 'SelectedServiceType', 'expected SE(ServiceID), CH of ServiceID')
     u = ((c >> 15) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        u2 = c >> 15
+        u2 = (c >> 7) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 23)
-            c = (win >> av) & 0x7fffff
-            u2 = c >> 15
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            u2 = c >> 7
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 15
+                av += 7
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 15
+                av -= 7
                 if av < 0:
-                    win, av = r.refill(av, 15)
-                c = (win >> av) & 0x7fff
+                    win, av = r.refill(av, 7)
+                c = (win >> av) & 0x7f
+    else:
+        av += 8
+        c >>= 8
     f_ServiceID = u
     try:
-        ec = _Taa5bbe96[(c >> 12) & 0x7]
+        ec = _Taa5bbe96[(c >> 4) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x4000 != 0x0:
-            raise r.fail_at(av + 15, 'SelectedServiceType', 'expected EE of ServiceID') from None
-        ec = ((c >> 12) & 3)
+        if c & 0x40 != 0x0:
+            raise r.fail_at(av + 7, 'SelectedServiceType', 'expected EE of ServiceID') from None
+        ec = ((c >> 4) & 3)
     if ec == 0:
+        av -= 16
+        if av < 0:
+            win, av = r.refill(av, 20)
+        c = (win >> av) & 0xfffff
         try:
-            sg = _T071cdf68[(c >> 10) & 0x3]
+            sg = _T071cdf68[c >> 18]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x800 != 0x0:
-                raise r.fail_at(av + 12, 'SelectedServiceType[1]', 'expected CH of ParameterSetID') from None
-            sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
+            if c & 0x80000 != 0x0:
+                raise r.fail_at(av + 20, 'SelectedServiceType[1]', 'expected CH of ParameterSetID') from None
+            sg = ((c >> 18) & 1)
+        u = ((c >> 10) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = (c >> 2) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
@@ -19458,15 +19380,18 @@ def _d_din_SelectedServiceType(r: BitReader) -> _din.SelectedServiceType:
                     if av < 0:
                         win, av = r.refill(av, 2)
                     c = (win >> av) & 0x3
+        else:
+            av += 8
+            c >>= 8
         f_ParameterSetID = -u - 1 if sg else u
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'SelectedServiceType[1]', 'expected EE of ParameterSetID, EE')
     elif ec == 1:
-        av += 12
+        av += 4
     else:
-        raise r.fail_at(av + 12, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
+        raise r.fail_at(av + 4, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
     r.avail = av
-    ob = _new(_din.SelectedServiceType)
+    ob = _new(_K_din_SelectedServiceType)
     ob.ServiceID = f_ServiceID
     ob.ParameterSetID = f_ParameterSetID
     return ob
@@ -19477,54 +19402,54 @@ def _e_din_SelectedServiceType(w: BitWriter, o: _din.SelectedServiceType) -> Non
     s = 0
     if o.ServiceID is None:
         raise encode_error('SelectedServiceType.ServiceID', 'required value missing')
-    a <<= 2
-    k += 2
     t1 = o.ServiceID
     if t1 < 0 or (w.strict and (t1 > 65535)):
         raise encode_error('SelectedServiceType.ServiceID', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (u) << 1
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 27
     else:
+        a <<= 2
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     s = 1
     if o.ParameterSetID is not None:
         t2 = o.ParameterSetID
         if (w.strict and (t2 < -32768 or t2 > 32767)):
             raise encode_error('SelectedServiceType.ParameterSetID', 'outside -32768..32767', t2)
-        a = (a << 4) | (1 if t2 < 0 else 0)
-        k += 4
         u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 13) | (1 if t2 < 0 else 0) << 9 | (u) << 1
+            k += 13
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 21) | (1 if t2 < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+            k += 21
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 29) | (1 if t2 < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+            k += 29
         else:
+            a = (a << 4) | (1 if t2 < 0 else 0)
+            k += 4
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 1
-        k += 1
+            a <<= 1
+            k += 1
         s = 2
     else:
         a = (a << 2) | 0x1
@@ -19537,62 +19462,60 @@ def _e_din_SelectedServiceType(w: BitWriter, o: _din.SelectedServiceType) -> Non
             s = -1
     w.acc = a
     w.n = k
-    if k >= 1024:
+    if k >= 256:
         w.spill()
 
-def _d_din_ServiceChargeType(r: BitReader) -> _din.ServiceChargeType:
+def _d_din_ServiceChargeType(r: BitReader, c: int) -> _din.ServiceChargeType:
     win = r.win
     av = r.avail
     f_ServiceTag: _din.ServiceTagType
     f_FreeService: bool
     f_EnergyTransferType: _din.EVSESupportedEnergyTransferType
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
-        raise r.fail_at(av + 30, 'ServiceChargeType', 'expected SE(ServiceTag), SE(ServiceID), CH of ServiceID')
-    u = ((c >> 19) & 255)
+    if c & 0xe000000 != 0x0:
+        raise r.fail_at(av + 28, 'ServiceChargeType', 'expected SE(ServiceTag), SE(ServiceID), CH of ServiceID')
+    u = ((c >> 17) & 255)
     f_1_ServiceName: str | None = None
     f_1_ServiceScope: str | None = None
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        u2 = c >> 19
+        u2 = (c >> 9) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            u2 = c >> 19
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            u2 = c >> 9
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 19
+                av += 9
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 19
+                av -= 9
                 if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+    else:
+        av += 8
+        c >>= 8
     f_1_ServiceID = u
     try:
-        ec = _Taa5bbe96[(c >> 16) & 0x7]
+        ec = _Taa5bbe96[(c >> 6) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
-            raise r.fail_at(av + 19, 'ServiceChargeType', 'expected EE of ServiceID') from None
-        ec = ((c >> 16) & 3)
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'ServiceChargeType', 'expected EE of ServiceID') from None
+        ec = ((c >> 6) & 3)
     if ec == 0:
-        av += 7
-        if c & 0x8000 != 0x0:
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
             raise r.fail_at(av + 9, 'ServiceTagType[1]', 'expected CH of ServiceName')
-        u = ((c >> 7) & 255)
+        u = (c & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -19628,17 +19551,17 @@ def _d_din_ServiceChargeType(r: BitReader) -> _din.ServiceChargeType:
             f_1_ServiceCategory = _E_din_serviceCategoryType[((c >> 15) & 3)]
     elif ec == 1:
         try:
-            f_1_ServiceCategory = _Tfd5e134c[(c >> 12) & 0xf]
+            f_1_ServiceCategory = _Tfd5e134c[(c >> 2) & 0xf]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x9000 != 0x0:
-                raise r.fail_at(av + 16, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
-            f_1_ServiceCategory = _E_din_serviceCategoryType[((c >> 13) & 3)]
-        av -= 2
+            if c & 0x24 != 0x0:
+                raise r.fail_at(av + 6, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
+            f_1_ServiceCategory = _E_din_serviceCategoryType[((c >> 3) & 3)]
+        av -= 12
         if av < 0:
             win, av = r.refill(av, 14)
         c = (win >> av) & 0x3fff
     else:
-        raise r.fail_at(av + 16, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
+        raise r.fail_at(av + 6, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
     ec = ((c >> 12) & 3)
     if ec == 0:
         av += 3
@@ -19688,14 +19611,14 @@ def _d_din_ServiceChargeType(r: BitReader) -> _din.ServiceChargeType:
         if iv >= 10:
             raise r.fail_at(av, 'ServiceChargeType.EnergyTransferType', f'enumeration index {iv}') from None
         f_EnergyTransferType = _E_din_EVSESupportedEnergyTransferType[iv]
-    ob1_ = _new(_din.ServiceTagType)
+    ob1_ = _new(_K_din_ServiceTagType)
     ob1_.ServiceID = f_1_ServiceID
     ob1_.ServiceName = f_1_ServiceName
     ob1_.ServiceCategory = f_1_ServiceCategory
     ob1_.ServiceScope = f_1_ServiceScope
     f_ServiceTag = ob1_
     r.avail = av
-    ob = _new(_din.ServiceChargeType)
+    ob = _new(_K_din_ServiceChargeType)
     ob.ServiceTag = f_ServiceTag
     ob.FreeService = f_FreeService
     ob.EnergyTransferType = f_EnergyTransferType
@@ -19724,56 +19647,54 @@ def _e_din_ServiceChargeType(w: BitWriter, o: _din.ServiceChargeType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_din_ServiceParameterListType(r: BitReader) -> _din.ServiceParameterListType:
+def _d_din_ServiceParameterListType(r: BitReader, c: int) -> _din.ServiceParameterListType:
     win = r.win
     av = r.avail
     f_ParameterSet: list[_din.ParameterSetType] = []
     s = 0
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ServiceParameterListType', 'expected SE(ParameterSet)')
+    if c & 0x400000 != 0x0:
+        raise r.fail_at(av + 23, 'ServiceParameterListType', 'expected SE(ParameterSet)')
     r.avail = av
-    f_ParameterSet.append(_d_din_ParameterSetType(r))
+    f_ParameterSet.append(_d_din_ParameterSetType(r, c))
     win = r.win
     av = r.avail
-    av -= 2
+    av -= 24
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
+        win, av = r.refill(av, 24)
+    c = (win >> av) & 0xffffff
+    ec = (c >> 22)
     s = 1
     if ec == 0:
         r.avail = av
-        f_ParameterSet.append(_d_din_ParameterSetType(r))
+        f_ParameterSet.append(_d_din_ParameterSetType(r, c))
         win = r.win
         av = r.avail
         s = 2
     elif ec == 1:
+        av += 22
         s = -1
     else:
-        raise r.fail_at(av, 'ServiceParameterListType[1]', f'event code {ec}, expected SE(ParameterSet), EE')
+        raise r.fail_at(av + 22, 'ServiceParameterListType[1]', f'event code {ec}, expected SE(ParameterSet), EE')
     if s == 2:
         while True:
-            av -= 2
+            av -= 24
             if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            ec = c
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            ec = (c >> 22)
             if ec == 0:
                 r.avail = av
-                f_ParameterSet.append(_d_din_ParameterSetType(r))
+                f_ParameterSet.append(_d_din_ParameterSetType(r, c))
                 win = r.win
                 av = r.avail
             elif ec == 1:
+                av += 22
                 s = -1
                 break
             else:
-                raise r.fail_at(av, 'ServiceParameterListType[2]', f'event code {ec}, expected SE(ParameterSet), EE')
+                raise r.fail_at(av + 22, 'ServiceParameterListType[2]', f'event code {ec}, expected SE(ParameterSet), EE')
     r.avail = av
-    ob = _new(_din.ServiceParameterListType)
+    ob = _new(_K_din_ServiceParameterListType)
     ob.ParameterSet = f_ParameterSet
     return ob
 
@@ -19832,58 +19753,56 @@ def _e_din_ServiceParameterListType(w: BitWriter, o: _din.ServiceParameterListTy
     if k >= 1024:
         w.spill()
 
-def _d_din_ServiceTagListType(r: BitReader) -> _din.ServiceTagListType:
+def _d_din_ServiceTagListType(r: BitReader, c: int) -> _din.ServiceTagListType:
     win = r.win
     av = r.avail
     f_Service: list[_din.ServiceType] = []
     s = 0
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    if c & 0x3c000000 != 0x0:
-        raise r.fail_at(av + 30, 'ServiceTagListType', 'expected SE(Service), SE(ServiceTag), SE(ServiceID), CH of ServiceID')
-    u = ((c >> 18) & 255)
+    if c & 0xf000000 != 0x0:
+        raise r.fail_at(av + 28, 'ServiceTagListType', 'expected SE(Service), SE(ServiceTag), SE(ServiceID), CH of ServiceID')
+    u = ((c >> 16) & 255)
     f_2_ServiceName: str | None = None
     f_2_ServiceScope: str | None = None
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        u2 = c >> 18
+        u2 = (c >> 8) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 26)
-            c = (win >> av) & 0x3ffffff
-            u2 = c >> 18
+                win, av = r.refill(av, 16)
+            c = (win >> av) & 0xffff
+            u2 = c >> 8
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 18
+                av += 8
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 18
+                av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+    else:
+        av += 8
+        c >>= 8
     f_2_ServiceID = u
     try:
-        ec = _Taa5bbe96[(c >> 15) & 0x7]
+        ec = _Taa5bbe96[(c >> 5) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x20000 != 0x0:
-            raise r.fail_at(av + 18, 'ServiceTagListType', 'expected EE of ServiceID') from None
-        ec = ((c >> 15) & 3)
+        if c & 0x80 != 0x0:
+            raise r.fail_at(av + 8, 'ServiceTagListType', 'expected EE of ServiceID') from None
+        ec = ((c >> 5) & 3)
     if ec == 0:
-        av += 6
-        if c & 0x4000 != 0x0:
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
             raise r.fail_at(av + 9, 'ServiceTagType[1]', 'expected CH of ServiceName')
-        u = ((c >> 6) & 255)
+        u = (c & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -19923,17 +19842,17 @@ def _d_din_ServiceTagListType(r: BitReader) -> _din.ServiceTagListType:
         c = (win >> av) & 0x3fffffff
     elif ec == 1:
         try:
-            f_2_ServiceCategory = _Tfd5e134c[(c >> 11) & 0xf]
+            f_2_ServiceCategory = _Tfd5e134c[(c >> 1) & 0xf]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x4800 != 0x0:
-                raise r.fail_at(av + 15, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
-            f_2_ServiceCategory = _E_din_serviceCategoryType[((c >> 12) & 3)]
-        av -= 19
+            if c & 0x12 != 0x0:
+                raise r.fail_at(av + 5, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
+            f_2_ServiceCategory = _E_din_serviceCategoryType[((c >> 2) & 3)]
+        av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av + 15, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
+        raise r.fail_at(av + 5, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
     ec = ((c >> 28) & 3)
     if ec == 0:
         av += 19
@@ -19987,13 +19906,13 @@ def _d_din_ServiceTagListType(r: BitReader) -> _din.ServiceTagListType:
             raise r.fail_at(av + 30, 'ServiceTagListType', 'expected SE(FreeService), CH of FreeService, EE of FreeService, EE') from None
         f_1_FreeService = ((c >> 27) & 1) == 1
         ec = ((c >> 23) & 3)
-    ob2_ = _new(_din.ServiceTagType)
+    ob2_ = _new(_K_din_ServiceTagType)
     ob2_.ServiceID = f_2_ServiceID
     ob2_.ServiceName = f_2_ServiceName
     ob2_.ServiceCategory = f_2_ServiceCategory
     ob2_.ServiceScope = f_2_ServiceScope
     f_1_ServiceTag = ob2_
-    ob1_ = _new(_din.ServiceType)
+    ob1_ = _new(_K_din_ServiceType)
     ob1_.ServiceTag = f_1_ServiceTag
     ob1_.FreeService = f_1_FreeService
     f_Service.append(ob1_)
@@ -20005,39 +19924,42 @@ def _d_din_ServiceTagListType(r: BitReader) -> _din.ServiceTagListType:
         f_4_ServiceName: str | None = None
         f_4_ServiceScope: str | None = None
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 20)
-            c = (win >> av) & 0xfffff
-            u2 = c >> 12
+            u2 = (c >> 4) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 20)
-                c = (win >> av) & 0xfffff
-                u2 = c >> 12
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 12
+                    av += 4
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 12
+                    av -= 4
                     if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
+                        win, av = r.refill(av, 4)
+                    c = (win >> av) & 0xf
+        else:
+            av += 8
+            c >>= 8
         f_4_ServiceID = u
         try:
-            ec = _Taa5bbe96[(c >> 9) & 0x7]
+            ec = _Taa5bbe96[(c >> 1) & 0x7]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x800 != 0x0:
-                raise r.fail_at(av + 12, 'ServiceTagListType[1]', 'expected EE of ServiceID') from None
-            ec = ((c >> 9) & 3)
+            if c & 0x8 != 0x0:
+                raise r.fail_at(av + 4, 'ServiceTagListType[1]', 'expected EE of ServiceID') from None
+            ec = ((c >> 1) & 3)
         if ec == 0:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
                 raise r.fail_at(av + 9, 'ServiceTagType[1]', 'expected CH of ServiceName')
             u = (c & 255)
@@ -20075,18 +19997,18 @@ def _d_din_ServiceTagListType(r: BitReader) -> _din.ServiceTagListType:
                     raise r.fail_at(av + 17, 'ServiceTagType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory') from None
                 f_4_ServiceCategory = _E_din_serviceCategoryType[((c >> 12) & 3)]
         elif ec == 1:
-            try:
-                f_4_ServiceCategory = _Tfd5e134c[(c >> 5) & 0xf]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x120 != 0x0:
-                    raise r.fail_at(av + 9, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
-                f_4_ServiceCategory = _E_din_serviceCategoryType[((c >> 6) & 3)]
-            av -= 6
+            av -= 14
             if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            try:
+                f_4_ServiceCategory = _Tfd5e134c[c >> 11]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x4800 != 0x0:
+                    raise r.fail_at(av + 15, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
+                f_4_ServiceCategory = _E_din_serviceCategoryType[((c >> 12) & 3)]
         else:
-            raise r.fail_at(av + 9, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
+            raise r.fail_at(av + 1, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
         ec = ((c >> 9) & 3)
         if ec == 0:
             if c & 0x100 != 0x0:
@@ -20132,13 +20054,13 @@ def _d_din_ServiceTagListType(r: BitReader) -> _din.ServiceTagListType:
             if c & 0x1b != 0x0:
                 raise r.fail_at(av + 5, 'ServiceTagListType[1]', 'expected SE(FreeService), CH of FreeService, EE of FreeService, EE') from None
             f_3_FreeService = ((c >> 2) & 1) == 1
-        ob4_ = _new(_din.ServiceTagType)
+        ob4_ = _new(_K_din_ServiceTagType)
         ob4_.ServiceID = f_4_ServiceID
         ob4_.ServiceName = f_4_ServiceName
         ob4_.ServiceCategory = f_4_ServiceCategory
         ob4_.ServiceScope = f_4_ServiceScope
         f_3_ServiceTag = ob4_
-        ob3_ = _new(_din.ServiceType)
+        ob3_ = _new(_K_din_ServiceType)
         ob3_.ServiceTag = f_3_ServiceTag
         ob3_.FreeService = f_3_FreeService
         f_Service.append(ob3_)
@@ -20162,43 +20084,45 @@ def _d_din_ServiceTagListType(r: BitReader) -> _din.ServiceTagListType:
                 f_6_ServiceName: str | None = None
                 f_6_ServiceScope: str | None = None
                 if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 25)
-                    c = (win >> av) & 0x1ffffff
-                    u2 = c >> 17
+                    u2 = (c >> 9) & 0xFF
                     if u2 < 128:
                         u += _U2[u2]
                     else:
                         u = (u & 0x7F) | (u2 & 0x7F) << 7
                         av -= 8
                         if av < 0:
-                            win, av = r.refill(av, 25)
-                        c = (win >> av) & 0x1ffffff
-                        u2 = c >> 17
+                            win, av = r.refill(av, 17)
+                        c = (win >> av) & 0x1ffff
+                        u2 = c >> 9
                         u |= (u2 & 0x7F) << 14
                         if u2 > 127:
-                            av += 17
+                            av += 9
                             r.avail = av
                             u = r.uint_more(u, 21)
                             win = r.win
                             av = r.avail
-                            av -= 17
+                            av -= 9
                             if av < 0:
-                                win, av = r.refill(av, 17)
-                            c = (win >> av) & 0x1ffff
+                                win, av = r.refill(av, 9)
+                            c = (win >> av) & 0x1ff
+                else:
+                    av += 8
+                    c >>= 8
                 f_6_ServiceID = u
                 try:
-                    ec = _Taa5bbe96[(c >> 14) & 0x7]
+                    ec = _Taa5bbe96[(c >> 6) & 0x7]
                 except KeyError:  # not a valid pattern: say why
-                    if c & 0x10000 != 0x0:
-                        raise r.fail_at(av + 17, 'ServiceTagListType[2]', 'expected EE of ServiceID') from None
-                    ec = ((c >> 14) & 3)
+                    if c & 0x100 != 0x0:
+                        raise r.fail_at(av + 9, 'ServiceTagListType[2]', 'expected EE of ServiceID') from None
+                    ec = ((c >> 6) & 3)
                 if ec == 0:
-                    av += 5
-                    if c & 0x2000 != 0x0:
+                    av -= 3
+                    if av < 0:
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    if c & 0x100 != 0x0:
                         raise r.fail_at(av + 9, 'ServiceTagType[1]', 'expected CH of ServiceName')
-                    u = ((c >> 5) & 255)
+                    u = (c & 255)
                     if u > 127:
                         av -= 8
                         if av < 0:
@@ -20234,17 +20158,17 @@ def _d_din_ServiceTagListType(r: BitReader) -> _din.ServiceTagListType:
                         f_6_ServiceCategory = _E_din_serviceCategoryType[((c >> 12) & 3)]
                 elif ec == 1:
                     try:
-                        f_6_ServiceCategory = _Tfd5e134c[(c >> 10) & 0xf]
+                        f_6_ServiceCategory = _Tfd5e134c[(c >> 2) & 0xf]
                     except KeyError:  # not a valid pattern: say why
-                        if c & 0x2400 != 0x0:
-                            raise r.fail_at(av + 14, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
-                        f_6_ServiceCategory = _E_din_serviceCategoryType[((c >> 11) & 3)]
-                    av -= 1
+                        if c & 0x24 != 0x0:
+                            raise r.fail_at(av + 6, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
+                        f_6_ServiceCategory = _E_din_serviceCategoryType[((c >> 3) & 3)]
+                    av -= 9
                     if av < 0:
                         win, av = r.refill(av, 11)
                     c = (win >> av) & 0x7ff
                 else:
-                    raise r.fail_at(av + 14, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
+                    raise r.fail_at(av + 6, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
                 ec = ((c >> 9) & 3)
                 if ec == 0:
                     if c & 0x100 != 0x0:
@@ -20290,13 +20214,13 @@ def _d_din_ServiceTagListType(r: BitReader) -> _din.ServiceTagListType:
                     if c & 0x1b != 0x0:
                         raise r.fail_at(av + 5, 'ServiceTagListType[2]', 'expected SE(FreeService), CH of FreeService, EE of FreeService, EE') from None
                     f_5_FreeService = ((c >> 2) & 1) == 1
-                ob6_ = _new(_din.ServiceTagType)
+                ob6_ = _new(_K_din_ServiceTagType)
                 ob6_.ServiceID = f_6_ServiceID
                 ob6_.ServiceName = f_6_ServiceName
                 ob6_.ServiceCategory = f_6_ServiceCategory
                 ob6_.ServiceScope = f_6_ServiceScope
                 f_5_ServiceTag = ob6_
-                ob5_ = _new(_din.ServiceType)
+                ob5_ = _new(_K_din_ServiceType)
                 ob5_.ServiceTag = f_5_ServiceTag
                 ob5_.FreeService = f_5_FreeService
                 f_Service.append(ob5_)
@@ -20307,7 +20231,7 @@ def _d_din_ServiceTagListType(r: BitReader) -> _din.ServiceTagListType:
             else:
                 raise r.fail_at(av + 28, 'ServiceTagListType[2]', f'event code {ec}, expected SE(Service), EE')
     r.avail = av
-    ob = _new(_din.ServiceTagListType)
+    ob = _new(_K_din_ServiceTagListType)
     ob.Service = f_Service
     return ob
 
@@ -20393,58 +20317,56 @@ def _e_din_ServiceTagListType(w: BitWriter, o: _din.ServiceTagListType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_din_ServiceTagType(r: BitReader) -> _din.ServiceTagType:
+def _d_din_ServiceTagType(r: BitReader, c: int) -> _din.ServiceTagType:
     win = r.win
     av = r.avail
     f_ServiceID: int
     f_ServiceName: str | None = None
     f_ServiceCategory: _din.serviceCategoryType
     f_ServiceScope: str | None = None
-    av -= 28
-    if av < 0:
-        win, av = r.refill(av, 28)
-    c = (win >> av) & 0xfffffff
     if c & 0xc000000 != 0x0:
         raise r.fail_at(av + 28, 'ServiceTagType', 'expected SE(ServiceID), CH of ServiceID')
     u = ((c >> 18) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        u2 = c >> 18
+        u2 = (c >> 10) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 26)
-            c = (win >> av) & 0x3ffffff
-            u2 = c >> 18
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 18
+                av += 10
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 18
+                av -= 10
                 if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
     f_ServiceID = u
     try:
-        ec = _Taa5bbe96[(c >> 15) & 0x7]
+        ec = _Taa5bbe96[(c >> 7) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x20000 != 0x0:
-            raise r.fail_at(av + 18, 'ServiceTagType', 'expected EE of ServiceID') from None
-        ec = ((c >> 15) & 3)
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'ServiceTagType', 'expected EE of ServiceID') from None
+        ec = ((c >> 7) & 3)
     if ec == 0:
-        av += 6
-        if c & 0x4000 != 0x0:
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
             raise r.fail_at(av + 9, 'ServiceTagType[1]', 'expected CH of ServiceName')
-        u = ((c >> 6) & 255)
+        u = (c & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -20480,13 +20402,17 @@ def _d_din_ServiceTagType(r: BitReader) -> _din.ServiceTagType:
             f_ServiceCategory = _E_din_serviceCategoryType[((c >> 12) & 3)]
     elif ec == 1:
         try:
-            f_ServiceCategory = _Tfd5e134c[(c >> 11) & 0xf]
+            f_ServiceCategory = _Tfd5e134c[(c >> 3) & 0xf]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x4800 != 0x0:
-                raise r.fail_at(av + 15, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
-            f_ServiceCategory = _E_din_serviceCategoryType[((c >> 12) & 3)]
+            if c & 0x48 != 0x0:
+                raise r.fail_at(av + 7, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
+            f_ServiceCategory = _E_din_serviceCategoryType[((c >> 4) & 3)]
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
     else:
-        raise r.fail_at(av + 15, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
+        raise r.fail_at(av + 7, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
     ec = ((c >> 9) & 3)
     if ec == 0:
         if c & 0x100 != 0x0:
@@ -20526,7 +20452,7 @@ def _d_din_ServiceTagType(r: BitReader) -> _din.ServiceTagType:
     else:
         raise r.fail_at(av + 9, 'ServiceTagType[3]', f'event code {ec}, expected SE(ServiceScope), EE')
     r.avail = av
-    ob = _new(_din.ServiceTagType)
+    ob = _new(_K_din_ServiceTagType)
     ob.ServiceID = f_ServiceID
     ob.ServiceName = f_ServiceName
     ob.ServiceCategory = f_ServiceCategory
@@ -20539,29 +20465,29 @@ def _e_din_ServiceTagType(w: BitWriter, o: _din.ServiceTagType) -> None:
     s = 0
     if o.ServiceID is None:
         raise encode_error('ServiceTagType.ServiceID', 'required value missing')
-    a <<= 2
-    k += 2
     t1 = o.ServiceID
     if t1 < 0 or (w.strict and (t1 > 65535)):
         raise encode_error('ServiceTagType.ServiceID', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (u) << 1
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 27
     else:
+        a <<= 2
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     s = 1
     if o.ServiceName is not None:
         a <<= 3
@@ -20616,58 +20542,56 @@ def _e_din_ServiceTagType(w: BitWriter, o: _din.ServiceTagType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_din_ServiceType(r: BitReader) -> _din.ServiceType:
+def _d_din_ServiceType(r: BitReader, c: int) -> _din.ServiceType:
     win = r.win
     av = r.avail
     f_ServiceTag: _din.ServiceTagType
     f_FreeService: bool
-    av -= 29
-    if av < 0:
-        win, av = r.refill(av, 29)
-    c = (win >> av) & 0x1fffffff
-    if c & 0x1c000000 != 0x0:
-        raise r.fail_at(av + 29, 'ServiceType', 'expected SE(ServiceTag), SE(ServiceID), CH of ServiceID')
-    u = ((c >> 18) & 255)
+    if c & 0xe000000 != 0x0:
+        raise r.fail_at(av + 28, 'ServiceType', 'expected SE(ServiceTag), SE(ServiceID), CH of ServiceID')
+    u = ((c >> 17) & 255)
     f_1_ServiceName: str | None = None
     f_1_ServiceScope: str | None = None
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        u2 = c >> 18
+        u2 = (c >> 9) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 26)
-            c = (win >> av) & 0x3ffffff
-            u2 = c >> 18
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            u2 = c >> 9
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 18
+                av += 9
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 18
+                av -= 9
                 if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+    else:
+        av += 8
+        c >>= 8
     f_1_ServiceID = u
     try:
-        ec = _Taa5bbe96[(c >> 15) & 0x7]
+        ec = _Taa5bbe96[(c >> 6) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x20000 != 0x0:
-            raise r.fail_at(av + 18, 'ServiceType', 'expected EE of ServiceID') from None
-        ec = ((c >> 15) & 3)
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'ServiceType', 'expected EE of ServiceID') from None
+        ec = ((c >> 6) & 3)
     if ec == 0:
-        av += 6
-        if c & 0x4000 != 0x0:
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
             raise r.fail_at(av + 9, 'ServiceTagType[1]', 'expected CH of ServiceName')
-        u = ((c >> 6) & 255)
+        u = (c & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -20703,13 +20627,17 @@ def _d_din_ServiceType(r: BitReader) -> _din.ServiceType:
             f_1_ServiceCategory = _E_din_serviceCategoryType[((c >> 12) & 3)]
     elif ec == 1:
         try:
-            f_1_ServiceCategory = _Tfd5e134c[(c >> 11) & 0xf]
+            f_1_ServiceCategory = _Tfd5e134c[(c >> 2) & 0xf]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x4800 != 0x0:
-                raise r.fail_at(av + 15, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
-            f_1_ServiceCategory = _E_din_serviceCategoryType[((c >> 12) & 3)]
+            if c & 0x24 != 0x0:
+                raise r.fail_at(av + 6, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
+            f_1_ServiceCategory = _E_din_serviceCategoryType[((c >> 3) & 3)]
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
     else:
-        raise r.fail_at(av + 15, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
+        raise r.fail_at(av + 6, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
     ec = ((c >> 9) & 3)
     if ec == 0:
         if c & 0x100 != 0x0:
@@ -20755,14 +20683,14 @@ def _d_din_ServiceType(r: BitReader) -> _din.ServiceType:
         if c & 0x1b != 0x0:
             raise r.fail_at(av + 5, 'ServiceType', 'expected SE(FreeService), CH of FreeService, EE of FreeService, EE') from None
         f_FreeService = ((c >> 2) & 1) == 1
-    ob1_ = _new(_din.ServiceTagType)
+    ob1_ = _new(_K_din_ServiceTagType)
     ob1_.ServiceID = f_1_ServiceID
     ob1_.ServiceName = f_1_ServiceName
     ob1_.ServiceCategory = f_1_ServiceCategory
     ob1_.ServiceScope = f_1_ServiceScope
     f_ServiceTag = ob1_
     r.avail = av
-    ob = _new(_din.ServiceType)
+    ob = _new(_K_din_ServiceType)
     ob.ServiceTag = f_ServiceTag
     ob.FreeService = f_FreeService
     return ob
@@ -20785,18 +20713,14 @@ def _e_din_ServiceType(w: BitWriter, o: _din.ServiceType) -> None:
     k += 5
     w.acc = a
     w.n = k
-    if k >= 1024:
+    if k >= 256:
         w.spill()
 
-def _d_din_SubCertificatesType(r: BitReader) -> _din.SubCertificatesType:
+def _d_din_SubCertificatesType(r: BitReader, c: int) -> _din.SubCertificatesType:
     win = r.win
     av = r.avail
     f_Certificate: list[bytes] = []
     s = 0
-    av -= 10
-    if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'SubCertificatesType', 'expected SE(Certificate), CH of Certificate')
     u = (c & 255)
@@ -20920,7 +20844,7 @@ def _d_din_SubCertificatesType(r: BitReader) -> _din.SubCertificatesType:
             else:
                 raise r.fail_at(av + 9, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
     r.avail = av
-    ob = _new(_din.SubCertificatesType)
+    ob = _new(_K_din_SubCertificatesType)
     ob.Certificate = f_Certificate
     return ob
 
@@ -20991,17 +20915,12 @@ def _e_din_SubCertificatesType(w: BitWriter, o: _din.SubCertificatesType) -> Non
     if k >= 1024:
         w.spill()
 
-def _d_din_BodyBaseType(r: BitReader) -> _din.BodyBaseType:
-    win = r.win
+def _d_din_BodyBaseType(r: BitReader, c: int) -> _din.BodyBaseType:
     av = r.avail
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'BodyBaseType', 'expected EE')
     r.avail = av
-    ob = _new(_din.BodyBaseType)
+    ob = _new(_K_din_BodyBaseType)
     return ob
 
 def _e_din_BodyBaseType(w: BitWriter, o: _din.BodyBaseType) -> None:
@@ -21014,7 +20933,7 @@ def _e_din_BodyBaseType(w: BitWriter, o: _din.BodyBaseType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_din_BodyType(r: BitReader) -> _din.BodyType:
+def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
     win = r.win
     av = r.avail
     f_BodyElement: _din.BodyBaseType | None = None
@@ -21053,138 +20972,141 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
     f_WeldingDetectionReq: _din.WeldingDetectionReqType | None = None
     f_WeldingDetectionRes: _din.WeldingDetectionResType | None = None
     s = 0
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    ec = (c >> 24)
+    ec = ((c >> 22) & 63)
     if ec == 0:
-        av += 23
-        if c & 0x800000 != 0x0:
-            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        ob1_ = _new(_din.BodyBaseType)
+        av += 20
+        if c & 0x200000 != 0x0:
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+        ob1_ = _new(_K_din_BodyBaseType)
         f_BodyElement = ob1_
+        c >>= 20
         s = 1
     elif ec == 1:
-        av += 23
-        if c & 0x800000 != 0x0:
-            raise r.fail_at(av + 1, 'BodyType[0]', 'expected SE(DC_EVStatus)')
+        if c & 0x200000 != 0x0:
+            raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(DC_EVStatus)')
+        av -= 7
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_2_DC_EVStatus = _d_din_DC_EVStatusType(r)
+        f_2_DC_EVStatus = _d_din_DC_EVStatusType(r, c)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 2
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        ob2_ = _new(_din.CableCheckReqType)
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+        ob2_ = _new(_K_din_CableCheckReqType)
         ob2_.DC_EVStatus = f_2_DC_EVStatus
         f_CableCheckReq = ob2_
         s = 1
     elif ec == 2:
         try:
-            f_3_ResponseCode, ec = _T2cf7554e[(c >> 13) & 0x7ff]
+            f_3_ResponseCode, ec = _T2cf7554e[(c >> 11) & 0x7ff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xc18000 != 0x0:
-                raise r.fail_at(av + 24, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)') from None
-            iv = ((c >> 17) & 31)
+            if c & 0x306000 != 0x0:
+                raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)') from None
+            iv = ((c >> 15) & 31)
             if iv >= 23:
-                raise r.fail_at(av + 13, 'CableCheckResType.ResponseCode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 11, 'CableCheckResType.ResponseCode', f'enumeration index {iv}') from None
             f_3_ResponseCode = _E_din_responseCodeType[iv]
-            ec = ((c >> 13) & 3)
+            ec = ((c >> 11) & 3)
         f_4_EVSEIsolationStatus: _din.isolationLevelType | None = None
         if ec == 0:
             try:
-                f_4_EVSEIsolationStatus, f_4_EVSEStatusCode = _T6b55cf38[(c >> 2) & 0x7ff]
+                f_4_EVSEIsolationStatus, f_4_EVSEStatusCode = _T6b55cf38[c & 0x7ff]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x1384 != 0x0:
-                    raise r.fail_at(av + 13, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                f_4_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 10) & 3)]
-                iv = ((c >> 3) & 15)
+                if c & 0x4e1 != 0x0:
+                    raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                f_4_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 8) & 3)]
+                iv = ((c >> 1) & 15)
                 if iv >= 12:
-                    raise r.fail_at(av + 2, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                    raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
                 f_4_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-            av -= 20
+            av -= 23
             if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
         elif ec == 1:
             try:
-                f_4_EVSEStatusCode = _T886122e8[(c >> 7) & 0x3f]
+                f_4_EVSEStatusCode = _T886122e8[(c >> 5) & 0x3f]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x1080 != 0x0:
-                    raise r.fail_at(av + 13, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                iv = ((c >> 8) & 15)
+                if c & 0x420 != 0x0:
+                    raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                iv = ((c >> 6) & 15)
                 if iv >= 12:
-                    raise r.fail_at(av + 7, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 5, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
                 f_4_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-            av -= 15
+            av -= 18
             if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
         else:
-            raise r.fail_at(av + 13, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
-        if c & 0x300000 != 0x0:
-            raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-        u = ((c >> 12) & 255)
+            raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+        if c & 0x600000 != 0x0:
+            raise r.fail_at(av + 23, 'BodyType[0]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        u = ((c >> 13) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 20)
-            c = (win >> av) & 0xfffff
-            u2 = c >> 12
+            u2 = (c >> 5) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 20)
-                c = (win >> av) & 0xfffff
-                u2 = c >> 12
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 12
+                    av += 5
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 12
+                    av -= 5
                     if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
+                        win, av = r.refill(av, 5)
+                    c = (win >> av) & 0x1f
+        else:
+            av += 8
+            c >>= 8
         f_4_NotificationMaxDelay = u
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
         try:
-            f_4_EVSENotification, f_3_EVSEProcessing = _Tfd07f4e1[c & 0xfff]
+            f_4_EVSENotification, f_3_EVSEProcessing = _Tfd07f4e1[c >> 1]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xe7b != 0x0:
-                raise r.fail_at(av + 12, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE') from None
-            iv = ((c >> 7) & 3)
+            if c & 0x1cf6 != 0x0:
+                raise r.fail_at(av + 13, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE') from None
+            iv = ((c >> 8) & 3)
             if iv >= 3:
-                raise r.fail_at(av, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 1, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_4_EVSENotification = _E_din_EVSENotificationType[iv]
-            f_3_EVSEProcessing = _E_din_EVSEProcessingType[((c >> 2) & 1)]
-        ob4_ = _new(_din.DC_EVSEStatusType)
+            f_3_EVSEProcessing = _E_din_EVSEProcessingType[((c >> 3) & 1)]
+        ob4_ = _new(_K_din_DC_EVSEStatusType)
         ob4_.EVSEIsolationStatus = f_4_EVSEIsolationStatus
         ob4_.EVSEStatusCode = f_4_EVSEStatusCode
         ob4_.NotificationMaxDelay = f_4_NotificationMaxDelay
         ob4_.EVSENotification = f_4_EVSENotification
         f_3_DC_EVSEStatus = ob4_
-        ob3_ = _new(_din.CableCheckResType)
+        ob3_ = _new(_K_din_CableCheckResType)
         ob3_.ResponseCode = f_3_ResponseCode
         ob3_.DC_EVSEStatus = f_3_DC_EVSEStatus
         ob3_.EVSEProcessing = f_3_EVSEProcessing
         f_CableCheckRes = ob3_
         s = 1
     elif ec == 3:
-        av += 13
-        ec = ((c >> 22) & 3)
+        av += 11
+        ec = ((c >> 20) & 3)
         f_5_Id: str | None = None
         if ec == 0:
             av += 1
-            u = ((c >> 14) & 255)
+            u = ((c >> 12) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -21238,16 +21160,16 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
             f_5_OEMProvisioningCert = r.binary_of(u, 1200)
             win = r.win
             av = r.avail
-            av -= 2
+            av -= 12
             if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c & 0x2 != 0x0:
-                raise r.fail_at(av + 2, 'CertificateInstallationReqType[0]', 'expected EE of OEMProvisioningCert')
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            if c & 0x800 != 0x0:
+                raise r.fail_at(av + 12, 'CertificateInstallationReqType[0]', 'expected EE of OEMProvisioningCert')
         elif ec == 1:
-            if c & 0x200000 != 0x0:
+            if c & 0x80000 != 0x0:
                 raise r.fail_at(av + 9, 'CertificateInstallationReqType[0]', 'expected CH of OEMProvisioningCert')
-            u = ((c >> 13) & 255)
+            u = ((c >> 11) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -21271,18 +21193,18 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
             f_5_OEMProvisioningCert = r.binary_of(u, 1200)
             win = r.win
             av = r.avail
-            av -= 2
+            av -= 12
             if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c & 0x2 != 0x0:
-                raise r.fail_at(av + 2, 'CertificateInstallationReqType[0]', 'expected EE of OEMProvisioningCert')
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            if c & 0x800 != 0x0:
+                raise r.fail_at(av + 12, 'CertificateInstallationReqType[0]', 'expected EE of OEMProvisioningCert')
         else:
             raise r.fail_at(av + 9, 'CertificateInstallationReqType[0]', f'event code {ec}, expected AT(Id), SE(OEMProvisioningCert)')
-        if c & 0x1 != 0x0:
-            raise r.fail_at(av + 1, 'BodyType[0]', 'expected SE(ListOfRootCertificateIDs)')
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'BodyType[0]', 'expected SE(ListOfRootCertificateIDs)')
         r.avail = av
-        f_5_ListOfRootCertificateIDs = _d_din_ListOfRootCertificateIDsType(r)
+        f_5_ListOfRootCertificateIDs = _d_din_ListOfRootCertificateIDsType(r, c)
         win = r.win
         av = r.avail
         av -= 10
@@ -21315,13 +21237,13 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         f_5_DHParams = r.binary_of(u, 256)
         win = r.win
         av = r.avail
-        av -= 2
+        av -= 3
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of DHParams, EE')
-        ob5_ = _new(_din.CertificateInstallationReqType)
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x6 != 0x0:
+            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of DHParams, EE')
+        ob5_ = _new(_K_din_CertificateInstallationReqType)
         ob5_.Id = f_5_Id
         ob5_.OEMProvisioningCert = f_5_OEMProvisioningCert
         ob5_.ListOfRootCertificateIDs = f_5_ListOfRootCertificateIDs
@@ -21329,10 +21251,10 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         f_CertificateInstallationReq = ob5_
         s = 1
     elif ec == 4:
-        av += 15
-        if c & 0x800000 != 0x0:
+        av += 13
+        if c & 0x200000 != 0x0:
             raise r.fail_at(av + 9, 'BodyType[0]', 'expected AT(Id)')
-        u = ((c >> 15) & 255)
+        u = ((c >> 13) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -21405,9 +21327,8 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
                 raise r.fail_at(av + 13, 'BodyType[0]', 'expected EE of Certificate') from None
             ec = ((c >> 10) & 3)
         if ec == 0:
-            av += 10
             r.avail = av
-            f_7_SubCertificates = _d_din_SubCertificatesType(r)
+            f_7_SubCertificates = _d_din_SubCertificatesType(r, c)
             win = r.win
             av = r.avail
             av -= 11
@@ -21423,7 +21344,7 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         if c & 0x300 != 0x0:
             raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ContractSignatureEncryptedPrivateKey), CH of ContractSignatureEncryptedPrivateKey')
         u = (c & 255)
-        ob7_ = _new(_din.CertificateChainType)
+        ob7_ = _new(_K_din_CertificateChainType)
         ob7_.Certificate = f_7_Certificate
         ob7_.SubCertificates = f_7_SubCertificates
         f_6_ContractSignatureCertChain = ob7_
@@ -21510,13 +21431,13 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         f_6_ContractID = r.string_of(u, 24)
         win = r.win
         av = r.avail
-        av -= 2
+        av -= 3
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of ContractID, EE')
-        ob6_ = _new(_din.CertificateInstallationResType)
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x6 != 0x0:
+            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of ContractID, EE')
+        ob6_ = _new(_K_din_CertificateInstallationResType)
         ob6_.Id = f_6_Id
         ob6_.ResponseCode = f_6_ResponseCode
         ob6_.ContractSignatureCertChain = f_6_ContractSignatureCertChain
@@ -21526,12 +21447,12 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         f_CertificateInstallationRes = ob6_
         s = 1
     elif ec == 5:
-        av += 12
-        ec = ((c >> 22) & 3)
+        av += 10
+        ec = ((c >> 20) & 3)
         f_8_Id: str | None = None
         if ec == 0:
             av += 2
-            u = ((c >> 14) & 255)
+            u = ((c >> 12) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -21597,9 +21518,8 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
                     raise r.fail_at(av + 13, 'CertificateUpdateReqType[0]', 'expected EE of Certificate') from None
                 ec = ((c >> 10) & 3)
             if ec == 0:
-                av += 10
                 r.avail = av
-                f_9_SubCertificates = _d_din_SubCertificatesType(r)
+                f_9_SubCertificates = _d_din_SubCertificatesType(r, c)
                 win = r.win
                 av = r.avail
                 av -= 11
@@ -21612,14 +21532,14 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
                 pass
             else:
                 raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
-            ob9_ = _new(_din.CertificateChainType)
+            ob9_ = _new(_K_din_CertificateChainType)
             ob9_.Certificate = f_9_Certificate
             ob9_.SubCertificates = f_9_SubCertificates
             f_8_ContractSignatureCertChain = ob9_
         elif ec == 1:
-            if c & 0x300000 != 0x0:
+            if c & 0xc0000 != 0x0:
                 raise r.fail_at(av + 10, 'CertificateUpdateReqType[0]', 'expected SE(Certificate), CH of Certificate')
-            u = ((c >> 12) & 255)
+            u = ((c >> 10) & 255)
             f_10_SubCertificates: _din.SubCertificatesType | None = None
             if u > 127:
                 av -= 8
@@ -21655,9 +21575,8 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
                     raise r.fail_at(av + 13, 'CertificateUpdateReqType[0]', 'expected EE of Certificate') from None
                 ec = ((c >> 10) & 3)
             if ec == 0:
-                av += 10
                 r.avail = av
-                f_10_SubCertificates = _d_din_SubCertificatesType(r)
+                f_10_SubCertificates = _d_din_SubCertificatesType(r, c)
                 win = r.win
                 av = r.avail
                 av -= 11
@@ -21670,7 +21589,7 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
                 pass
             else:
                 raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
-            ob10_ = _new(_din.CertificateChainType)
+            ob10_ = _new(_K_din_CertificateChainType)
             ob10_.Certificate = f_10_Certificate
             ob10_.SubCertificates = f_10_SubCertificates
             f_8_ContractSignatureCertChain = ob10_
@@ -21702,14 +21621,14 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         f_8_ContractID = r.string_of(u, 24)
         win = r.win
         av = r.avail
-        av -= 2
+        av -= 12
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of ContractID, SE(ListOfRootCertificateIDs)')
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        if c & 0xc00 != 0x0:
+            raise r.fail_at(av + 12, 'BodyType[0]', 'expected EE of ContractID, SE(ListOfRootCertificateIDs)')
         r.avail = av
-        f_8_ListOfRootCertificateIDs = _d_din_ListOfRootCertificateIDsType(r)
+        f_8_ListOfRootCertificateIDs = _d_din_ListOfRootCertificateIDsType(r, c)
         win = r.win
         av = r.avail
         av -= 10
@@ -21742,13 +21661,13 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         f_8_DHParams = r.binary_of(u, 256)
         win = r.win
         av = r.avail
-        av -= 2
+        av -= 3
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of DHParams, EE')
-        ob8_ = _new(_din.CertificateUpdateReqType)
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x6 != 0x0:
+            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of DHParams, EE')
+        ob8_ = _new(_K_din_CertificateUpdateReqType)
         ob8_.Id = f_8_Id
         ob8_.ContractSignatureCertChain = f_8_ContractSignatureCertChain
         ob8_.ContractID = f_8_ContractID
@@ -21757,10 +21676,10 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         f_CertificateUpdateReq = ob8_
         s = 1
     elif ec == 6:
-        av += 15
-        if c & 0x800000 != 0x0:
+        av += 13
+        if c & 0x200000 != 0x0:
             raise r.fail_at(av + 9, 'BodyType[0]', 'expected AT(Id)')
-        u = ((c >> 15) & 255)
+        u = ((c >> 13) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -21833,9 +21752,8 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
                 raise r.fail_at(av + 13, 'BodyType[0]', 'expected EE of Certificate') from None
             ec = ((c >> 10) & 3)
         if ec == 0:
-            av += 10
             r.avail = av
-            f_12_SubCertificates = _d_din_SubCertificatesType(r)
+            f_12_SubCertificates = _d_din_SubCertificatesType(r, c)
             win = r.win
             av = r.avail
             av -= 11
@@ -21851,7 +21769,7 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         if c & 0x300 != 0x0:
             raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ContractSignatureEncryptedPrivateKey), CH of ContractSignatureEncryptedPrivateKey')
         u = (c & 255)
-        ob12_ = _new(_din.CertificateChainType)
+        ob12_ = _new(_K_din_CertificateChainType)
         ob12_.Certificate = f_12_Certificate
         ob12_.SubCertificates = f_12_SubCertificates
         f_11_ContractSignatureCertChain = ob12_
@@ -21938,47 +21856,46 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         f_11_ContractID = r.string_of(u, 24)
         win = r.win
         av = r.avail
-        av -= 14
+        av -= 23
         if av < 0:
-            win, av = r.refill(av, 14)
-        c = (win >> av) & 0x3fff
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         try:
-            sg = _T143a83e6[c >> 10]
+            sg = _T143a83e6[c >> 19]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x3800 != 0x0:
-                raise r.fail_at(av + 14, 'BodyType[0]', 'expected EE of ContractID, SE(RetryCounter), CH of RetryCounter') from None
-            sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
+            if c & 0x700000 != 0x0:
+                raise r.fail_at(av + 23, 'BodyType[0]', 'expected EE of ContractID, SE(RetryCounter), CH of RetryCounter') from None
+            sg = ((c >> 19) & 1)
+        u = ((c >> 11) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = (c >> 3) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
+                    av += 3
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
+                    av -= 3
                     if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
+        else:
+            av += 8
+            c >>= 8
         f_11_RetryCounter = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of RetryCounter, EE')
-        ob11_ = _new(_din.CertificateUpdateResType)
+        if c & 0x6 != 0x0:
+            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of RetryCounter, EE')
+        ob11_ = _new(_K_din_CertificateUpdateResType)
         ob11_.Id = f_11_Id
         ob11_.ResponseCode = f_11_ResponseCode
         ob11_.ContractSignatureCertChain = f_11_ContractSignatureCertChain
@@ -21989,96 +21906,97 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         f_CertificateUpdateRes = ob11_
         s = 1
     elif ec == 7:
-        av += 4
         try:
-            f_13_EVRequestedEnergyTransferType, ec = _Tf35cf714[(c >> 16) & 0xff]
+            f_13_EVRequestedEnergyTransferType, ec = _Tf35cf714[(c >> 14) & 0xff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xc40000 != 0x0:
-                raise r.fail_at(av + 20, 'BodyType[0]', 'expected SE(EVRequestedEnergyTransferType), CH of EVRequestedEnergyTransferType, EE of EVRequestedEnergyTransferType') from None
-            iv = ((c >> 19) & 7)
+            if c & 0x310000 != 0x0:
+                raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(EVRequestedEnergyTransferType), CH of EVRequestedEnergyTransferType, EE of EVRequestedEnergyTransferType') from None
+            iv = ((c >> 17) & 7)
             if iv >= 6:
-                raise r.fail_at(av + 12, 'ChargeParameterDiscoveryReqType.EVRequestedEnergyTransferType', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 14, 'ChargeParameterDiscoveryReqType.EVRequestedEnergyTransferType', f'enumeration index {iv}') from None
             f_13_EVRequestedEnergyTransferType = _E_din_EVRequestedEnergyTransferType[iv]
-            ec = ((c >> 16) & 3)
+            ec = ((c >> 14) & 3)
         f_13_AC_EVChargeParameter: _din.AC_EVChargeParameterType | None = None
         f_13_DC_EVChargeParameter: _din.DC_EVChargeParameterType | None = None
         f_13_EVChargeParameter: _din.EVChargeParameterType | None = None
         if ec == 0:
-            if c & 0xc000 != 0x0:
-                raise r.fail_at(av + 12, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(DepartureTime), CH of DepartureTime')
-            u = ((c >> 6) & 255)
+            if c & 0x3000 != 0x0:
+                raise r.fail_at(av + 14, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(DepartureTime), CH of DepartureTime')
+            u = ((c >> 4) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 4
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 4
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            else:
-                c >>= 4
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
             f_14_DepartureTime = u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'ChargeParameterDiscoveryReqType[1]', 'expected EE of DepartureTime, SE(EAmount)')
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'ChargeParameterDiscoveryReqType[1]', 'expected EE of DepartureTime, SE(EAmount)')
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
             r.avail = av
-            f_14_EAmount = _d_din_PhysicalValueType(r)
+            f_14_EAmount = _d_din_PhysicalValueType(r, c)
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 28
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(EVMaxVoltage)')
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            if c & 0x8000000 != 0x0:
+                raise r.fail_at(av + 28, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(EVMaxVoltage)')
             r.avail = av
-            f_14_EVMaxVoltage = _d_din_PhysicalValueType(r)
+            f_14_EVMaxVoltage = _d_din_PhysicalValueType(r, c)
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 28
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(EVMaxCurrent)')
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            if c & 0x8000000 != 0x0:
+                raise r.fail_at(av + 28, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(EVMaxCurrent)')
             r.avail = av
-            f_14_EVMaxCurrent = _d_din_PhysicalValueType(r)
+            f_14_EVMaxCurrent = _d_din_PhysicalValueType(r, c)
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 28
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(EVMinCurrent)')
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            if c & 0x8000000 != 0x0:
+                raise r.fail_at(av + 28, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(EVMinCurrent)')
             r.avail = av
-            f_14_EVMinCurrent = _d_din_PhysicalValueType(r)
+            f_14_EVMinCurrent = _d_din_PhysicalValueType(r, c)
             win = r.win
             av = r.avail
-            av -= 2
+            av -= 3
             if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c & 0x2 != 0x0:
-                raise r.fail_at(av + 2, 'ChargeParameterDiscoveryReqType[1]', 'expected EE')
-            ob14_ = _new(_din.AC_EVChargeParameterType)
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'ChargeParameterDiscoveryReqType[1]', 'expected EE')
+            ob14_ = _new(_K_din_AC_EVChargeParameterType)
             ob14_.DepartureTime = f_14_DepartureTime
             ob14_.EAmount = f_14_EAmount
             ob14_.EVMaxVoltage = f_14_EVMaxVoltage
@@ -22086,27 +22004,30 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
             ob14_.EVMinCurrent = f_14_EVMinCurrent
             f_13_AC_EVChargeParameter = ob14_
         elif ec == 1:
-            av += 12
+            av -= 14
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             r.avail = av
-            f_13_DC_EVChargeParameter = _d_din_DC_EVChargeParameterType(r)
+            f_13_DC_EVChargeParameter = _d_din_DC_EVChargeParameterType(r, c)
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 2
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
         elif ec == 2:
-            av += 10
-            if c & 0x8000 != 0x0:
-                raise r.fail_at(av + 2, 'ChargeParameterDiscoveryReqType[1]', 'expected EE')
-            ob15_ = _new(_din.EVChargeParameterType)
+            av += 11
+            if c & 0x2000 != 0x0:
+                raise r.fail_at(av + 3, 'ChargeParameterDiscoveryReqType[1]', 'expected EE')
+            ob15_ = _new(_K_din_EVChargeParameterType)
             f_13_EVChargeParameter = ob15_
-            c >>= 14
+            c >>= 11
         else:
-            raise r.fail_at(av + 12, 'ChargeParameterDiscoveryReqType[1]', f'event code {ec}, expected SE(AC_EVChargeParameter), SE(DC_EVChargeParameter), SE(EVChargeParameter)')
-        if c & 0x1 != 0x0:
-            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        ob13_ = _new(_din.ChargeParameterDiscoveryReqType)
+            raise r.fail_at(av + 14, 'ChargeParameterDiscoveryReqType[1]', f'event code {ec}, expected SE(AC_EVChargeParameter), SE(DC_EVChargeParameter), SE(EVChargeParameter)')
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+        ob13_ = _new(_K_din_ChargeParameterDiscoveryReqType)
         ob13_.EVRequestedEnergyTransferType = f_13_EVRequestedEnergyTransferType
         ob13_.AC_EVChargeParameter = f_13_AC_EVChargeParameter
         ob13_.DC_EVChargeParameter = f_13_DC_EVChargeParameter
@@ -22115,152 +22036,161 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         s = 1
     elif ec == 8:
         try:
-            f_16_ResponseCode, f_16_EVSEProcessing, ec = _T2dc8b5b6[(c >> 10) & 0x3fff]
+            f_16_ResponseCode, f_16_EVSEProcessing, ec = _T2dc8b5b6[(c >> 8) & 0x3fff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xc1d000 != 0x0:
-                raise r.fail_at(av + 24, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing') from None
-            iv = ((c >> 17) & 31)
+            if c & 0x307400 != 0x0:
+                raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing') from None
+            iv = ((c >> 15) & 31)
             if iv >= 23:
-                raise r.fail_at(av + 10, 'ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 8, 'ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}') from None
             f_16_ResponseCode = _E_din_responseCodeType[iv]
-            f_16_EVSEProcessing = _E_din_EVSEProcessingType[((c >> 13) & 1)]
-            ec = ((c >> 10) & 3)
+            f_16_EVSEProcessing = _E_din_EVSEProcessingType[((c >> 11) & 1)]
+            ec = ((c >> 8) & 3)
         f_16_SAScheduleList: _din.SAScheduleListType | None = None
         f_16_SASchedules: _din.SASchedulesType | None = None
         f_16_AC_EVSEChargeParameter: _din.AC_EVSEChargeParameterType | None = None
         f_16_DC_EVSEChargeParameter: _din.DC_EVSEChargeParameterType | None = None
         f_16_EVSEChargeParameter: _din.EVSEChargeParameterType | None = None
         if ec == 0:
-            av += 10
-            r.avail = av
-            f_16_SAScheduleList = _d_din_SAScheduleListType(r)
-            win = r.win
-            av = r.avail
-            av -= 29
-            if av < 0:
-                win, av = r.refill(av, 29)
-            c = (win >> av) & 0x1fffffff
-        elif ec == 1:
-            if c & 0x200 != 0x0:
-                raise r.fail_at(av + 10, 'ChargeParameterDiscoveryResType[2]', 'expected EE')
-            ob17_ = _new(_din.SASchedulesType)
-            f_16_SASchedules = ob17_
             av -= 20
             if av < 0:
-                win, av = r.refill(av, 29)
-            c = (win >> av) & 0x1fffffff
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            r.avail = av
+            f_16_SAScheduleList = _d_din_SAScheduleListType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        elif ec == 1:
+            if c & 0x80 != 0x0:
+                raise r.fail_at(av + 8, 'ChargeParameterDiscoveryResType[2]', 'expected EE')
+            ob17_ = _new(_K_din_SASchedulesType)
+            f_16_SASchedules = ob17_
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
         else:
-            raise r.fail_at(av + 10, 'ChargeParameterDiscoveryResType[2]', f'event code {ec}, expected SE(SAScheduleList), SE(SASchedules)')
-        ec = ((c >> 27) & 3)
+            raise r.fail_at(av + 8, 'ChargeParameterDiscoveryResType[2]', f'event code {ec}, expected SE(SAScheduleList), SE(SASchedules)')
+        ec = ((c >> 28) & 3)
         if ec == 0:
             try:
-                f_19_PowerSwitchClosed, f_19_RCD = _T93e74479[(c >> 16) & 0x7ff]
+                f_19_PowerSwitchClosed, f_19_RCD = _T93e74479[(c >> 17) & 0x7ff]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x7770000 != 0x0:
-                    raise r.fail_at(av + 27, 'ChargeParameterDiscoveryResType[3]', 'expected SE(AC_EVSEStatus), SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
-                f_19_PowerSwitchClosed = ((c >> 23) & 1) == 1
-                f_19_RCD = ((c >> 19) & 1) == 1
-            u = ((c >> 8) & 255)
+                if c & 0xeee0000 != 0x0:
+                    raise r.fail_at(av + 28, 'ChargeParameterDiscoveryResType[3]', 'expected SE(AC_EVSEStatus), SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
+                f_19_PowerSwitchClosed = ((c >> 24) & 1) == 1
+                f_19_RCD = ((c >> 20) & 1) == 1
+            u = ((c >> 9) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 16)
-                c = (win >> av) & 0xffff
-                u2 = c >> 8
+                u2 = (c >> 1) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 16)
-                    c = (win >> av) & 0xffff
-                    u2 = c >> 8
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    u2 = c >> 1
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 8
+                        av += 1
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 8
+                        av -= 1
                         if av < 0:
-                            win, av = r.refill(av, 8)
-                        c = (win >> av) & 0xff
+                            win, av = r.refill(av, 1)
+                        c = (win >> av) & 0x1
+            else:
+                av += 8
+                c >>= 8
             f_19_NotificationMaxDelay = u
+            av -= 29
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
             try:
-                f_19_EVSENotification = _T2ef5e7f5[c & 0xff]
+                f_19_EVSENotification = _T2ef5e7f5[c >> 22]
             except KeyError:  # not a valid pattern: say why
-                if c & 0xe7 != 0x0:
-                    raise r.fail_at(av + 8, 'ChargeParameterDiscoveryResType[3]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEMaxVoltage)') from None
-                iv = ((c >> 3) & 3)
+                if c & 0x39c00000 != 0x0:
+                    raise r.fail_at(av + 30, 'ChargeParameterDiscoveryResType[3]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEMaxVoltage)') from None
+                iv = ((c >> 25) & 3)
                 if iv >= 3:
-                    raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 22, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
                 f_19_EVSENotification = _E_din_EVSENotificationType[iv]
-            ob19_ = _new(_din.AC_EVSEStatusType)
+            ob19_ = _new(_K_din_AC_EVSEStatusType)
             ob19_.PowerSwitchClosed = f_19_PowerSwitchClosed
             ob19_.RCD = f_19_RCD
             ob19_.NotificationMaxDelay = f_19_NotificationMaxDelay
             ob19_.EVSENotification = f_19_EVSENotification
             f_18_AC_EVSEStatus = ob19_
+            av -= 5
+            if av < 0:
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
             r.avail = av
-            f_18_EVSEMaxVoltage = _d_din_PhysicalValueType(r)
+            f_18_EVSEMaxVoltage = _d_din_PhysicalValueType(r, c)
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 28
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType[3]', 'expected SE(EVSEMaxCurrent)')
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            if c & 0x8000000 != 0x0:
+                raise r.fail_at(av + 28, 'ChargeParameterDiscoveryResType[3]', 'expected SE(EVSEMaxCurrent)')
             r.avail = av
-            f_18_EVSEMaxCurrent = _d_din_PhysicalValueType(r)
+            f_18_EVSEMaxCurrent = _d_din_PhysicalValueType(r, c)
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 28
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType[3]', 'expected SE(EVSEMinCurrent)')
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            if c & 0x8000000 != 0x0:
+                raise r.fail_at(av + 28, 'ChargeParameterDiscoveryResType[3]', 'expected SE(EVSEMinCurrent)')
             r.avail = av
-            f_18_EVSEMinCurrent = _d_din_PhysicalValueType(r)
+            f_18_EVSEMinCurrent = _d_din_PhysicalValueType(r, c)
             win = r.win
             av = r.avail
-            av -= 2
+            av -= 3
             if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c & 0x2 != 0x0:
-                raise r.fail_at(av + 2, 'ChargeParameterDiscoveryResType[3]', 'expected EE')
-            ob18_ = _new(_din.AC_EVSEChargeParameterType)
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'ChargeParameterDiscoveryResType[3]', 'expected EE')
+            ob18_ = _new(_K_din_AC_EVSEChargeParameterType)
             ob18_.AC_EVSEStatus = f_18_AC_EVSEStatus
             ob18_.EVSEMaxVoltage = f_18_EVSEMaxVoltage
             ob18_.EVSEMaxCurrent = f_18_EVSEMaxCurrent
             ob18_.EVSEMinCurrent = f_18_EVSEMinCurrent
             f_16_AC_EVSEChargeParameter = ob18_
         elif ec == 1:
-            av += 27
             r.avail = av
-            f_16_DC_EVSEChargeParameter = _d_din_DC_EVSEChargeParameterType(r)
+            f_16_DC_EVSEChargeParameter = _d_din_DC_EVSEChargeParameterType(r, c)
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 2
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
         elif ec == 2:
             av += 25
-            if c & 0x4000000 != 0x0:
-                raise r.fail_at(av + 2, 'ChargeParameterDiscoveryResType[3]', 'expected EE')
-            ob20_ = _new(_din.EVSEChargeParameterType)
+            if c & 0x8000000 != 0x0:
+                raise r.fail_at(av + 3, 'ChargeParameterDiscoveryResType[3]', 'expected EE')
+            ob20_ = _new(_K_din_EVSEChargeParameterType)
             f_16_EVSEChargeParameter = ob20_
             c >>= 25
         else:
-            raise r.fail_at(av + 27, 'ChargeParameterDiscoveryResType[3]', f'event code {ec}, expected SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
-        if c & 0x1 != 0x0:
-            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        ob16_ = _new(_din.ChargeParameterDiscoveryResType)
+            raise r.fail_at(av + 28, 'ChargeParameterDiscoveryResType[3]', f'event code {ec}, expected SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+        ob16_ = _new(_K_din_ChargeParameterDiscoveryResType)
         ob16_.ResponseCode = f_16_ResponseCode
         ob16_.EVSEProcessing = f_16_EVSEProcessing
         ob16_.SAScheduleList = f_16_SAScheduleList
@@ -22271,65 +22201,91 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         f_ChargeParameterDiscoveryRes = ob16_
         s = 1
     elif ec == 9:
-        av += 23
-        if c & 0x800000 != 0x0:
-            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        ob21_ = _new(_din.ChargingStatusReqType)
+        av += 20
+        if c & 0x200000 != 0x0:
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+        ob21_ = _new(_K_din_ChargingStatusReqType)
         f_ChargingStatusReq = ob21_
+        c >>= 20
         s = 1
     elif ec == 10:
-        av += 24
+        av += 4
+        c >>= 4
         r.avail = av
-        f_ChargingStatusRes = _d_din_ChargingStatusResType(r)
+        f_ChargingStatusRes = _d_din_ChargingStatusResType(r, c)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
         s = 1
     elif ec == 11:
-        av += 24
+        av += 11
+        c >>= 11
         r.avail = av
-        f_ContractAuthenticationReq = _d_din_ContractAuthenticationReqType(r)
+        f_ContractAuthenticationReq = _d_din_ContractAuthenticationReqType(r, c)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
         s = 1
     elif ec == 12:
-        av += 11
+        av += 8
         try:
-            f_22_ResponseCode, f_22_EVSEProcessing = _Te0fda70f[(c >> 11) & 0x1fff]
+            f_22_ResponseCode, f_22_EVSEProcessing = _Te0fda70f[(c >> 9) & 0x1fff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xc1d800 != 0x0:
-                raise r.fail_at(av + 13, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE') from None
-            iv = ((c >> 17) & 31)
+            if c & 0x307600 != 0x0:
+                raise r.fail_at(av + 14, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE') from None
+            iv = ((c >> 15) & 31)
             if iv >= 23:
-                raise r.fail_at(av, 'ContractAuthenticationResType.ResponseCode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 1, 'ContractAuthenticationResType.ResponseCode', f'enumeration index {iv}') from None
             f_22_ResponseCode = _E_din_responseCodeType[iv]
-            f_22_EVSEProcessing = _E_din_EVSEProcessingType[((c >> 13) & 1)]
-        ob22_ = _new(_din.ContractAuthenticationResType)
+            f_22_EVSEProcessing = _E_din_EVSEProcessingType[((c >> 11) & 1)]
+        ob22_ = _new(_K_din_ContractAuthenticationResType)
         ob22_.ResponseCode = f_22_ResponseCode
         ob22_.EVSEProcessing = f_22_EVSEProcessing
         f_ContractAuthenticationRes = ob22_
+        c >>= 8
         s = 1
     elif ec == 13:
-        av += 24
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_CurrentDemandReq = _d_din_CurrentDemandReqType(r)
+        f_CurrentDemandReq = _d_din_CurrentDemandReqType(r, c)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
         s = 1
     elif ec == 14:
-        av += 24
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_CurrentDemandRes = _d_din_CurrentDemandResType(r)
+        f_CurrentDemandRes = _d_din_CurrentDemandResType(r, c)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
         s = 1
     elif ec == 15:
-        av += 13
-        ec = ((c >> 22) & 3)
+        av += 11
+        ec = ((c >> 20) & 3)
         f_23_Id: str | None = None
         f_23_SAScheduleTupleID: int | None = None
         if ec == 0:
             av += 1
-            u = ((c >> 14) & 255)
+            u = ((c >> 12) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -22383,16 +22339,16 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
             f_23_SessionID = r.binary_of(u, 8)
             win = r.win
             av = r.avail
-            av -= 15
+            av -= 25
             if av < 0:
-                win, av = r.refill(av, 15)
-            c = (win >> av) & 0x7fff
-            if c & 0x4000 != 0x0:
-                raise r.fail_at(av + 15, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
+            if c & 0x1000000 != 0x0:
+                raise r.fail_at(av + 25, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
         elif ec == 1:
-            if c & 0x200000 != 0x0:
+            if c & 0x80000 != 0x0:
                 raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', 'expected CH of SessionID')
-            u = ((c >> 13) & 255)
+            u = ((c >> 11) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -22416,75 +22372,79 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
             f_23_SessionID = r.binary_of(u, 8)
             win = r.win
             av = r.avail
-            av -= 15
+            av -= 25
             if av < 0:
-                win, av = r.refill(av, 15)
-            c = (win >> av) & 0x7fff
-            if c & 0x4000 != 0x0:
-                raise r.fail_at(av + 15, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
+            if c & 0x1000000 != 0x0:
+                raise r.fail_at(av + 25, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
         else:
             raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', f'event code {ec}, expected AT(Id), SE(SessionID)')
-        ec = ((c >> 12) & 3)
+        ec = ((c >> 22) & 3)
         if ec == 0:
             try:
-                sg = _T071cdf68[(c >> 10) & 0x3]
+                sg = _T071cdf68[(c >> 20) & 0x3]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x800 != 0x0:
-                    raise r.fail_at(av + 12, 'MeteringReceiptReqType[2]', 'expected CH of SAScheduleTupleID') from None
-                sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+                if c & 0x200000 != 0x0:
+                    raise r.fail_at(av + 22, 'MeteringReceiptReqType[2]', 'expected CH of SAScheduleTupleID') from None
+                sg = ((c >> 20) & 1)
+            u = ((c >> 12) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                u2 = (c >> 4) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 4
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 4
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            else:
+                av += 8
+                c >>= 8
             f_23_SAScheduleTupleID = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'MeteringReceiptReqType[2]', 'expected EE of SAScheduleTupleID, SE(MeterInfo)')
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'MeteringReceiptReqType[2]', 'expected EE of SAScheduleTupleID, SE(MeterInfo)')
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             r.avail = av
-            f_23_MeterInfo = _d_din_MeterInfoType(r)
+            f_23_MeterInfo = _d_din_MeterInfoType(r, c)
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 2
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
         elif ec == 1:
             av += 12
+            c >>= 12
             r.avail = av
-            f_23_MeterInfo = _d_din_MeterInfoType(r)
+            f_23_MeterInfo = _d_din_MeterInfoType(r, c)
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 2
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
         else:
-            raise r.fail_at(av + 12, 'MeteringReceiptReqType[2]', f'event code {ec}, expected SE(SAScheduleTupleID), SE(MeterInfo)')
-        if c & 0x1 != 0x0:
-            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        ob23_ = _new(_din.MeteringReceiptReqType)
+            raise r.fail_at(av + 22, 'MeteringReceiptReqType[2]', f'event code {ec}, expected SE(SAScheduleTupleID), SE(MeterInfo)')
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+        ob23_ = _new(_K_din_MeteringReceiptReqType)
         ob23_.Id = f_23_Id
         ob23_.SessionID = f_23_SessionID
         ob23_.SAScheduleTupleID = f_23_SAScheduleTupleID
@@ -22492,7 +22452,7 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         f_MeteringReceiptReq = ob23_
         s = 1
     elif ec == 16:
-        av -= 6
+        av -= 8
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
@@ -22535,35 +22495,35 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
                         win, av = r.refill(av, 3)
                     c = (win >> av) & 0x7
         f_25_NotificationMaxDelay = u
-        av -= 5
+        av -= 6
         if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         try:
-            f_25_EVSENotification = _T2ef5e7f5[c]
+            f_25_EVSENotification = _T2ef5e7f5[c >> 1]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xe7 != 0x0:
-                raise r.fail_at(av + 8, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, EE') from None
-            iv = ((c >> 3) & 3)
+            if c & 0x1ce != 0x0:
+                raise r.fail_at(av + 9, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, EE') from None
+            iv = ((c >> 4) & 3)
             if iv >= 3:
-                raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 1, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_25_EVSENotification = _E_din_EVSENotificationType[iv]
-        ob25_ = _new(_din.AC_EVSEStatusType)
+        ob25_ = _new(_K_din_AC_EVSEStatusType)
         ob25_.PowerSwitchClosed = f_25_PowerSwitchClosed
         ob25_.RCD = f_25_RCD
         ob25_.NotificationMaxDelay = f_25_NotificationMaxDelay
         ob25_.EVSENotification = f_25_EVSENotification
         f_24_AC_EVSEStatus = ob25_
-        ob24_ = _new(_din.MeteringReceiptResType)
+        ob24_ = _new(_K_din_MeteringReceiptResType)
         ob24_.ResponseCode = f_24_ResponseCode
         ob24_.AC_EVSEStatus = f_24_AC_EVSEStatus
         f_MeteringReceiptRes = ob24_
         s = 1
     elif ec == 17:
-        av += 14
-        if c & 0xc00000 != 0x0:
+        av += 12
+        if c & 0x300000 != 0x0:
             raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ContractID), CH of ContractID')
-        u = ((c >> 14) & 255)
+        u = ((c >> 12) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -22618,55 +22578,55 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         f_27_Certificate = r.binary_of(u, 1200)
         win = r.win
         av = r.avail
-        av -= 4
+        av -= 13
         if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
         try:
-            ec = _Taa5bbe96[c >> 1]
+            ec = _Taa5bbe96[c >> 10]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x8 != 0x0:
-                raise r.fail_at(av + 4, 'BodyType[0]', 'expected EE of Certificate') from None
-            ec = ((c >> 1) & 3)
+            if c & 0x1000 != 0x0:
+                raise r.fail_at(av + 13, 'BodyType[0]', 'expected EE of Certificate') from None
+            ec = ((c >> 10) & 3)
         if ec == 0:
-            av += 1
             r.avail = av
-            f_27_SubCertificates = _d_din_SubCertificatesType(r)
+            f_27_SubCertificates = _d_din_SubCertificatesType(r, c)
             win = r.win
             av = r.avail
-            av -= 2
+            av -= 3
             if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c & 0x2 != 0x0:
-                raise r.fail_at(av + 2, 'CertificateChainType[1]', 'expected EE')
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'CertificateChainType[1]', 'expected EE')
         elif ec == 1:
-            pass
+            av += 8
+            c >>= 8
         else:
-            raise r.fail_at(av + 1, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
-        if c & 0x1 != 0x0:
-            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        ob27_ = _new(_din.CertificateChainType)
+            raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+        ob27_ = _new(_K_din_CertificateChainType)
         ob27_.Certificate = f_27_Certificate
         ob27_.SubCertificates = f_27_SubCertificates
         f_26_ContractSignatureCertChain = ob27_
-        ob26_ = _new(_din.PaymentDetailsReqType)
+        ob26_ = _new(_K_din_PaymentDetailsReqType)
         ob26_.ContractID = f_26_ContractID
         ob26_.ContractSignatureCertChain = f_26_ContractSignatureCertChain
         f_PaymentDetailsReq = ob26_
         s = 1
     elif ec == 18:
-        av += 6
+        av += 4
         try:
-            f_28_ResponseCode = _Tfaaba5e3[(c >> 14) & 0x3ff]
+            f_28_ResponseCode = _Tfaaba5e3[(c >> 12) & 0x3ff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xc1c000 != 0x0:
+            if c & 0x307000 != 0x0:
                 raise r.fail_at(av + 18, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(GenChallenge), CH of GenChallenge') from None
-            iv = ((c >> 17) & 31)
+            iv = ((c >> 15) & 31)
             if iv >= 23:
                 raise r.fail_at(av + 8, 'PaymentDetailsResType.ResponseCode', f'enumeration index {iv}') from None
             f_28_ResponseCode = _E_din_responseCodeType[iv]
-        u = ((c >> 6) & 255)
+        u = ((c >> 4) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -22690,219 +22650,231 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         f_28_GenChallenge = r.string_of(u, None)
         win = r.win
         av = r.avail
-        av -= 14
+        av -= 23
         if av < 0:
-            win, av = r.refill(av, 14)
-        c = (win >> av) & 0x3fff
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         try:
-            sg = _T143a83e6[c >> 10]
+            sg = _T143a83e6[c >> 19]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x3800 != 0x0:
-                raise r.fail_at(av + 14, 'BodyType[0]', 'expected EE of GenChallenge, SE(DateTimeNow), CH of DateTimeNow') from None
-            sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
+            if c & 0x700000 != 0x0:
+                raise r.fail_at(av + 23, 'BodyType[0]', 'expected EE of GenChallenge, SE(DateTimeNow), CH of DateTimeNow') from None
+            sg = ((c >> 19) & 1)
+        u = ((c >> 11) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = (c >> 3) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
+                    av += 3
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
+                    av -= 3
                     if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
+        else:
+            av += 8
+            c >>= 8
         f_28_DateTimeNow = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of DateTimeNow, EE')
-        ob28_ = _new(_din.PaymentDetailsResType)
+        if c & 0x6 != 0x0:
+            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of DateTimeNow, EE')
+        ob28_ = _new(_K_din_PaymentDetailsResType)
         ob28_.ResponseCode = f_28_ResponseCode
         ob28_.GenChallenge = f_28_GenChallenge
         ob28_.DateTimeNow = f_28_DateTimeNow
         f_PaymentDetailsRes = ob28_
         s = 1
     elif ec == 19:
-        av += 24
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_PowerDeliveryReq = _d_din_PowerDeliveryReqType(r)
+        f_PowerDeliveryReq = _d_din_PowerDeliveryReqType(r, c)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
         s = 1
     elif ec == 20:
         try:
-            f_29_ResponseCode, ec = _T685e51b1[(c >> 14) & 0x3ff]
+            f_29_ResponseCode, ec = _T685e51b1[(c >> 12) & 0x3ff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xc10000 != 0x0:
-                raise r.fail_at(av + 24, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode') from None
-            iv = ((c >> 17) & 31)
+            if c & 0x304000 != 0x0:
+                raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode') from None
+            iv = ((c >> 15) & 31)
             if iv >= 23:
-                raise r.fail_at(av + 14, 'PowerDeliveryResType.ResponseCode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 12, 'PowerDeliveryResType.ResponseCode', f'enumeration index {iv}') from None
             f_29_ResponseCode = _E_din_responseCodeType[iv]
-            ec = ((c >> 14) & 3)
+            ec = ((c >> 12) & 3)
         f_29_AC_EVSEStatus: _din.AC_EVSEStatusType | None = None
         f_29_DC_EVSEStatus: _din.DC_EVSEStatusType | None = None
         f_29_EVSEStatus: _din.EVSEStatusType | None = None
         if ec == 0:
-            av -= 12
+            av -= 18
             if av < 0:
-                win, av = r.refill(av, 26)
-            c = (win >> av) & 0x3ffffff
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
             try:
-                f_30_PowerSwitchClosed, f_30_RCD = _T67dfcfc9[c >> 16]
+                f_30_PowerSwitchClosed, f_30_RCD = _T67dfcfc9[c >> 20]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x3770000 != 0x0:
-                    raise r.fail_at(av + 26, 'PowerDeliveryResType[1]', 'expected SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
-                f_30_PowerSwitchClosed = ((c >> 23) & 1) == 1
-                f_30_RCD = ((c >> 19) & 1) == 1
-            u = ((c >> 8) & 255)
+                if c & 0x37700000 != 0x0:
+                    raise r.fail_at(av + 30, 'PowerDeliveryResType[1]', 'expected SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
+                f_30_PowerSwitchClosed = ((c >> 27) & 1) == 1
+                f_30_RCD = ((c >> 23) & 1) == 1
+            u = ((c >> 12) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 16)
-                c = (win >> av) & 0xffff
-                u2 = c >> 8
+                u2 = (c >> 4) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 16)
-                    c = (win >> av) & 0xffff
-                    u2 = c >> 8
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 8
+                        av += 4
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 8
+                        av -= 4
                         if av < 0:
-                            win, av = r.refill(av, 8)
-                        c = (win >> av) & 0xff
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            else:
+                av += 8
+                c >>= 8
             f_30_NotificationMaxDelay = u
+            av -= 5
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             try:
-                f_30_EVSENotification = _T8031079e[(c >> 1) & 0x7f]
+                f_30_EVSENotification = _T8031079e[c >> 2]
             except KeyError:  # not a valid pattern: say why
-                if c & 0xe6 != 0x0:
-                    raise r.fail_at(av + 8, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE') from None
-                iv = ((c >> 3) & 3)
+                if c & 0x1cc != 0x0:
+                    raise r.fail_at(av + 9, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE') from None
+                iv = ((c >> 4) & 3)
                 if iv >= 3:
-                    raise r.fail_at(av + 1, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 2, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
                 f_30_EVSENotification = _E_din_EVSENotificationType[iv]
-            ob30_ = _new(_din.AC_EVSEStatusType)
+            ob30_ = _new(_K_din_AC_EVSEStatusType)
             ob30_.PowerSwitchClosed = f_30_PowerSwitchClosed
             ob30_.RCD = f_30_RCD
             ob30_.NotificationMaxDelay = f_30_NotificationMaxDelay
             ob30_.EVSENotification = f_30_EVSENotification
             f_29_AC_EVSEStatus = ob30_
         elif ec == 1:
-            ec = ((c >> 12) & 3)
+            ec = ((c >> 10) & 3)
             f_31_EVSEIsolationStatus: _din.isolationLevelType | None = None
             if ec == 0:
-                try:
-                    f_31_EVSEIsolationStatus, f_31_EVSEStatusCode = _T6b55cf38[(c >> 1) & 0x7ff]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x9c2 != 0x0:
-                        raise r.fail_at(av + 12, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                    f_31_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 9) & 3)]
-                    iv = ((c >> 2) & 15)
-                    if iv >= 12:
-                        raise r.fail_at(av + 1, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-                    f_31_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-                av -= 17
+                av -= 20
                 if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                try:
+                    f_31_EVSEIsolationStatus, f_31_EVSEStatusCode = _T6b55cf38[c >> 19]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x27080000 != 0x0:
+                        raise r.fail_at(av + 30, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                    f_31_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 27) & 3)]
+                    iv = ((c >> 20) & 15)
+                    if iv >= 12:
+                        raise r.fail_at(av + 19, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                    f_31_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
             elif ec == 1:
                 try:
-                    f_31_EVSEStatusCode = _T886122e8[(c >> 6) & 0x3f]
+                    f_31_EVSEStatusCode = _T886122e8[(c >> 4) & 0x3f]
                 except KeyError:  # not a valid pattern: say why
-                    if c & 0x840 != 0x0:
-                        raise r.fail_at(av + 12, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                    iv = ((c >> 7) & 15)
+                    if c & 0x210 != 0x0:
+                        raise r.fail_at(av + 10, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                    iv = ((c >> 5) & 15)
                     if iv >= 12:
-                        raise r.fail_at(av + 6, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                        raise r.fail_at(av + 4, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
                     f_31_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-                av -= 12
+                av -= 15
                 if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
+                    win, av = r.refill(av, 19)
+                c = (win >> av) & 0x7ffff
             else:
-                raise r.fail_at(av + 12, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
-            if c & 0x30000 != 0x0:
-                raise r.fail_at(av + 18, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-            u = ((c >> 8) & 255)
+                raise r.fail_at(av + 10, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+            if c & 0x60000 != 0x0:
+                raise r.fail_at(av + 19, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            u = ((c >> 9) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 16)
-                c = (win >> av) & 0xffff
-                u2 = c >> 8
+                u2 = (c >> 1) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 16)
-                    c = (win >> av) & 0xffff
-                    u2 = c >> 8
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    u2 = c >> 1
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 8
+                        av += 1
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 8
+                        av -= 1
                         if av < 0:
-                            win, av = r.refill(av, 8)
-                        c = (win >> av) & 0xff
+                            win, av = r.refill(av, 1)
+                        c = (win >> av) & 0x1
+            else:
+                av += 8
+                c >>= 8
             f_31_NotificationMaxDelay = u
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             try:
-                f_31_EVSENotification = _T8031079e[(c >> 1) & 0x7f]
+                f_31_EVSENotification = _T8031079e[c >> 2]
             except KeyError:  # not a valid pattern: say why
-                if c & 0xe6 != 0x0:
-                    raise r.fail_at(av + 8, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE') from None
-                iv = ((c >> 3) & 3)
+                if c & 0x1cc != 0x0:
+                    raise r.fail_at(av + 9, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE') from None
+                iv = ((c >> 4) & 3)
                 if iv >= 3:
-                    raise r.fail_at(av + 1, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 2, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
                 f_31_EVSENotification = _E_din_EVSENotificationType[iv]
-            ob31_ = _new(_din.DC_EVSEStatusType)
+            ob31_ = _new(_K_din_DC_EVSEStatusType)
             ob31_.EVSEIsolationStatus = f_31_EVSEIsolationStatus
             ob31_.EVSEStatusCode = f_31_EVSEStatusCode
             ob31_.NotificationMaxDelay = f_31_NotificationMaxDelay
             ob31_.EVSENotification = f_31_EVSENotification
             f_29_DC_EVSEStatus = ob31_
         elif ec == 2:
-            av += 12
-            if c & 0x2000 != 0x0:
-                raise r.fail_at(av + 2, 'PowerDeliveryResType[1]', 'expected EE')
-            ob32_ = _new(_din.EVSEStatusType)
+            av += 9
+            if c & 0x800 != 0x0:
+                raise r.fail_at(av + 3, 'PowerDeliveryResType[1]', 'expected EE')
+            ob32_ = _new(_K_din_EVSEStatusType)
             f_29_EVSEStatus = ob32_
-            c >>= 12
+            c >>= 9
         else:
-            raise r.fail_at(av + 14, 'PowerDeliveryResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
-        if c & 0x1 != 0x0:
-            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        ob29_ = _new(_din.PowerDeliveryResType)
+            raise r.fail_at(av + 12, 'PowerDeliveryResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+        ob29_ = _new(_K_din_PowerDeliveryResType)
         ob29_.ResponseCode = f_29_ResponseCode
         ob29_.AC_EVSEStatus = f_29_AC_EVSEStatus
         ob29_.DC_EVSEStatus = f_29_DC_EVSEStatus
@@ -22910,11 +22882,14 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         f_PowerDeliveryRes = ob29_
         s = 1
     elif ec == 21:
-        av += 23
-        if c & 0x800000 != 0x0:
-            raise r.fail_at(av + 1, 'BodyType[0]', 'expected SE(DC_EVStatus)')
+        if c & 0x200000 != 0x0:
+            raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(DC_EVStatus)')
+        av -= 7
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_33_DC_EVStatus = _d_din_DC_EVStatusType(r)
+        f_33_DC_EVStatus = _d_din_DC_EVStatusType(r, c)
         win = r.win
         av = r.avail
         av -= 30
@@ -22983,35 +22958,34 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
                 sg = ((c >> 19) & 1)
             u = ((c >> 11) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
-                u2 = c >> 11
+                u2 = (c >> 3) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 19)
-                    c = (win >> av) & 0x7ffff
-                    u2 = c >> 11
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 11
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 11
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 11)
-                        c = (win >> av) & 0x7ff
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
+            else:
+                av += 8
+                c >>= 8
             f_34_Value = -u - 1 if sg else u
-            if c & 0x400 != 0x0:
-                raise r.fail_at(av + 11, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 20
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 28
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
@@ -23024,7 +22998,7 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
                 raise r.fail_at(av + 30, 'BodyType[0]', 'expected EE, SE(EVTargetCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
             f_35_Multiplier = ((c >> 23) & 7) - 3
             ec = ((c >> 20) & 3)
-        ob34_ = _new(_din.PhysicalValueType)
+        ob34_ = _new(_K_din_PhysicalValueType)
         ob34_.Multiplier = f_34_Multiplier
         ob34_.Unit = f_34_Unit
         ob34_.Value = f_34_Value
@@ -23071,56 +23045,60 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
             f_35_Value = -u - 1 if sg else u
             if c & 0x4 != 0x0:
                 raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
         elif ec == 1:
-            av += 7
             try:
                 sg = _T071cdf68[(c >> 18) & 0x3]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x80000 != 0x0:
-                    raise r.fail_at(av + 13, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                    raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
                 sg = ((c >> 18) & 1)
             u = ((c >> 10) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
+                u2 = (c >> 2) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 3
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 3
+                        av -= 2
                         if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             else:
-                c >>= 7
+                av += 8
+                c >>= 8
             f_35_Value = -u - 1 if sg else u
-            if c & 0x4 != 0x0:
-                raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
         else:
             raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE, EE')
-        ob35_ = _new(_din.PhysicalValueType)
+        if c & 0x6 != 0x0:
+            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE, EE')
+        ob35_ = _new(_K_din_PhysicalValueType)
         ob35_.Multiplier = f_35_Multiplier
         ob35_.Unit = f_35_Unit
         ob35_.Value = f_35_Value
         f_33_EVTargetCurrent = ob35_
-        ob33_ = _new(_din.PreChargeReqType)
+        ob33_ = _new(_K_din_PreChargeReqType)
         ob33_.DC_EVStatus = f_33_DC_EVStatus
         ob33_.EVTargetVoltage = f_33_EVTargetVoltage
         ob33_.EVTargetCurrent = f_33_EVTargetCurrent
@@ -23128,89 +23106,92 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         s = 1
     elif ec == 22:
         try:
-            f_36_ResponseCode, ec = _T2cf7554e[(c >> 13) & 0x7ff]
+            f_36_ResponseCode, ec = _T2cf7554e[(c >> 11) & 0x7ff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xc18000 != 0x0:
-                raise r.fail_at(av + 24, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)') from None
-            iv = ((c >> 17) & 31)
+            if c & 0x306000 != 0x0:
+                raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)') from None
+            iv = ((c >> 15) & 31)
             if iv >= 23:
-                raise r.fail_at(av + 13, 'PreChargeResType.ResponseCode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 11, 'PreChargeResType.ResponseCode', f'enumeration index {iv}') from None
             f_36_ResponseCode = _E_din_responseCodeType[iv]
-            ec = ((c >> 13) & 3)
+            ec = ((c >> 11) & 3)
         f_37_EVSEIsolationStatus: _din.isolationLevelType | None = None
         if ec == 0:
             try:
-                f_37_EVSEIsolationStatus, f_37_EVSEStatusCode = _T6b55cf38[(c >> 2) & 0x7ff]
+                f_37_EVSEIsolationStatus, f_37_EVSEStatusCode = _T6b55cf38[c & 0x7ff]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x1384 != 0x0:
-                    raise r.fail_at(av + 13, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                f_37_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 10) & 3)]
-                iv = ((c >> 3) & 15)
+                if c & 0x4e1 != 0x0:
+                    raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                f_37_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 8) & 3)]
+                iv = ((c >> 1) & 15)
                 if iv >= 12:
-                    raise r.fail_at(av + 2, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                    raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
                 f_37_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-            av -= 28
+            av -= 30
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
         elif ec == 1:
             try:
-                f_37_EVSEStatusCode = _T886122e8[(c >> 7) & 0x3f]
+                f_37_EVSEStatusCode = _T886122e8[(c >> 5) & 0x3f]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x1080 != 0x0:
-                    raise r.fail_at(av + 13, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                iv = ((c >> 8) & 15)
+                if c & 0x420 != 0x0:
+                    raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                iv = ((c >> 6) & 15)
                 if iv >= 12:
-                    raise r.fail_at(av + 7, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 5, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
                 f_37_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-            av -= 23
+            av -= 25
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
         else:
-            raise r.fail_at(av + 13, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+            raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
         if c & 0x30000000 != 0x0:
             raise r.fail_at(av + 30, 'BodyType[0]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         u = ((c >> 20) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            u2 = c >> 20
+            u2 = (c >> 12) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 28)
-                c = (win >> av) & 0xfffffff
-                u2 = c >> 20
+                    win, av = r.refill(av, 20)
+                c = (win >> av) & 0xfffff
+                u2 = c >> 12
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 20
+                    av += 12
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 20
+                    av -= 12
                     if av < 0:
-                        win, av = r.refill(av, 20)
-                    c = (win >> av) & 0xfffff
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+        else:
+            av += 8
+            c >>= 8
         f_37_NotificationMaxDelay = u
+        av -= 18
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
         try:
-            f_37_EVSENotification, f_38_Multiplier, ec = _T71021874[(c >> 4) & 0xffff]
+            f_37_EVSENotification, f_38_Multiplier, ec = _T71021874[c >> 14]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xe7c40 != 0x0:
-                raise r.fail_at(av + 20, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            iv = ((c >> 15) & 3)
+            if c & 0x39f10000 != 0x0:
+                raise r.fail_at(av + 30, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+            iv = ((c >> 25) & 3)
             if iv >= 3:
-                raise r.fail_at(av + 4, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 14, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_37_EVSENotification = _E_din_EVSENotificationType[iv]
-            f_38_Multiplier = ((c >> 7) & 7) - 3
-            ec = ((c >> 4) & 3)
-        ob37_ = _new(_din.DC_EVSEStatusType)
+            f_38_Multiplier = ((c >> 17) & 7) - 3
+            ec = ((c >> 14) & 3)
+        ob37_ = _new(_K_din_DC_EVSEStatusType)
         ob37_.EVSEIsolationStatus = f_37_EVSEIsolationStatus
         ob37_.EVSEStatusCode = f_37_EVSEStatusCode
         ob37_.NotificationMaxDelay = f_37_NotificationMaxDelay
@@ -23218,165 +23199,108 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         f_36_DC_EVSEStatus = ob37_
         f_38_Unit: _din.unitSymbolType | None = None
         if ec == 0:
-            av -= 16
+            av -= 15
             if av < 0:
-                win, av = r.refill(av, 20)
-            c = (win >> av) & 0xfffff
+                win, av = r.refill(av, 29)
+            c = (win >> av) & 0x1fffffff
             try:
-                f_38_Unit, sg = _T7f58918e[c >> 11]
+                f_38_Unit, sg = _T7f58918e[c >> 20]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x87000 != 0x0:
-                    raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                iv = ((c >> 15) & 15)
+                if c & 0x10e00000 != 0x0:
+                    raise r.fail_at(av + 29, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                iv = ((c >> 24) & 15)
                 if iv >= 10:
-                    raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 20, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
                 f_38_Unit = _E_din_unitSymbolType[iv]
-                sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
+                sg = ((c >> 20) & 1)
+            u = ((c >> 12) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
+                u2 = (c >> 4) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 3
+                        av += 4
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 3
+                        av -= 4
                         if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            else:
+                av += 8
+                c >>= 8
             f_38_Value = -u - 1 if sg else u
-            if c & 0x4 != 0x0:
-                raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+            if c & 0x8 != 0x0:
+                raise r.fail_at(av + 4, 'PhysicalValueType[1]', 'expected EE of Value')
         elif ec == 1:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 13)
-            c = (win >> av) & 0x1fff
             try:
-                sg = _T071cdf68[c >> 11]
+                sg = _T071cdf68[(c >> 12) & 0x3]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x1000 != 0x0:
-                    raise r.fail_at(av + 13, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
+                if c & 0x2000 != 0x0:
+                    raise r.fail_at(av + 14, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 3
+                        av += 4
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 3
+                        av -= 4
                         if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
             f_38_Value = -u - 1 if sg else u
-            if c & 0x4 != 0x0:
-                raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+            if c & 0x8 != 0x0:
+                raise r.fail_at(av + 4, 'PhysicalValueType[1]', 'expected EE of Value')
         else:
-            raise r.fail_at(av + 4, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE, EE')
-        ob38_ = _new(_din.PhysicalValueType)
+            raise r.fail_at(av + 14, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        if c & 0x6 != 0x0:
+            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE, EE')
+        ob38_ = _new(_K_din_PhysicalValueType)
         ob38_.Multiplier = f_38_Multiplier
         ob38_.Unit = f_38_Unit
         ob38_.Value = f_38_Value
         f_36_EVSEPresentVoltage = ob38_
-        ob36_ = _new(_din.PreChargeResType)
+        ob36_ = _new(_K_din_PreChargeResType)
         ob36_.ResponseCode = f_36_ResponseCode
         ob36_.DC_EVSEStatus = f_36_DC_EVSEStatus
         ob36_.EVSEPresentVoltage = f_36_EVSEPresentVoltage
         f_PreChargeRes = ob36_
         s = 1
     elif ec == 23:
-        av += 12
-        if c & 0xc00000 != 0x0:
-            raise r.fail_at(av + 12, 'BodyType[0]', 'expected SE(ServiceID), CH of ServiceID')
-        u = ((c >> 14) & 255)
+        av += 1
+        if c & 0x300000 != 0x0:
+            raise r.fail_at(av + 21, 'BodyType[0]', 'expected SE(ServiceID), CH of ServiceID')
+        u = ((c >> 12) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 2
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
-        else:
-            c >>= 12
-        f_39_ServiceID = u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of ServiceID, EE')
-        ob39_ = _new(_din.ServiceDetailReqType)
-        ob39_.ServiceID = f_39_ServiceID
-        f_ServiceDetailReq = ob39_
-        s = 1
-    elif ec == 24:
-        av += 3
-        try:
-            f_40_ResponseCode = _Tfaaba5e3[(c >> 14) & 0x3ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0xc1c000 != 0x0:
-                raise r.fail_at(av + 21, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceID), CH of ServiceID') from None
-            iv = ((c >> 17) & 31)
-            if iv >= 23:
-                raise r.fail_at(av + 11, 'ServiceDetailResType.ResponseCode', f'enumeration index {iv}') from None
-            f_40_ResponseCode = _E_din_responseCodeType[iv]
-        u = ((c >> 6) & 255)
-        f_40_ServiceParameterList: _din.ServiceParameterListType | None = None
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
+            u2 = (c >> 4) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
@@ -23397,105 +23321,168 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
                     if av < 0:
                         win, av = r.refill(av, 3)
                     c = (win >> av) & 0x7
+                c <<= 1
         else:
-            c >>= 3
+            av += 8
+            c >>= 8
+        f_39_ServiceID = u
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of ServiceID, EE')
+        ob39_ = _new(_K_din_ServiceDetailReqType)
+        ob39_.ServiceID = f_39_ServiceID
+        f_ServiceDetailReq = ob39_
+        c >>= 1
+        s = 1
+    elif ec == 24:
+        try:
+            f_40_ResponseCode = _Tfaaba5e3[(c >> 12) & 0x3ff]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x307000 != 0x0:
+                raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceID), CH of ServiceID') from None
+            iv = ((c >> 15) & 31)
+            if iv >= 23:
+                raise r.fail_at(av + 12, 'ServiceDetailResType.ResponseCode', f'enumeration index {iv}') from None
+            f_40_ResponseCode = _E_din_responseCodeType[iv]
+        u = ((c >> 4) & 255)
+        f_40_ServiceParameterList: _din.ServiceParameterListType | None = None
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 4
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 4
+                    if av < 0:
+                        win, av = r.refill(av, 4)
+                    c = (win >> av) & 0xf
         f_40_ServiceID = u
         try:
-            ec = _Taa5bbe96[c & 0x7]
+            ec = _Taa5bbe96[(c >> 1) & 0x7]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x4 != 0x0:
-                raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of ServiceID') from None
-            ec = (c & 3)
+            if c & 0x8 != 0x0:
+                raise r.fail_at(av + 4, 'BodyType[0]', 'expected EE of ServiceID') from None
+            ec = ((c >> 1) & 3)
         if ec == 0:
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             r.avail = av
-            f_40_ServiceParameterList = _d_din_ServiceParameterListType(r)
+            f_40_ServiceParameterList = _d_din_ServiceParameterListType(r, c)
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 2
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'ServiceDetailResType[2]', 'expected EE')
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'ServiceDetailResType[2]', 'expected EE')
         elif ec == 1:
             pass
         else:
-            raise r.fail_at(av, 'ServiceDetailResType[2]', f'event code {ec}, expected SE(ServiceParameterList), EE')
-        ob40_ = _new(_din.ServiceDetailResType)
+            raise r.fail_at(av + 1, 'ServiceDetailResType[2]', f'event code {ec}, expected SE(ServiceParameterList), EE')
+        ob40_ = _new(_K_din_ServiceDetailResType)
         ob40_.ResponseCode = f_40_ResponseCode
         ob40_.ServiceID = f_40_ServiceID
         ob40_.ServiceParameterList = f_40_ServiceParameterList
         f_ServiceDetailRes = ob40_
         s = 1
     elif ec == 25:
-        av += 24
+        av += 11
+        c >>= 11
         r.avail = av
-        f_ServiceDiscoveryReq = _d_din_ServiceDiscoveryReqType(r)
+        f_ServiceDiscoveryReq = _d_din_ServiceDiscoveryReqType(r, c)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
         s = 1
     elif ec == 26:
-        av += 15
+        av += 4
         try:
-            f_41_ResponseCode = _T59ab808f[(c >> 15) & 0x1ff]
+            f_41_ResponseCode = _T59ab808f[(c >> 13) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xc18000 != 0x0:
-                raise r.fail_at(av + 9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PaymentOptions)') from None
-            iv = ((c >> 17) & 31)
+            if c & 0x306000 != 0x0:
+                raise r.fail_at(av + 18, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PaymentOptions)') from None
+            iv = ((c >> 15) & 31)
             if iv >= 23:
-                raise r.fail_at(av, 'ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 9, 'ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv}') from None
             f_41_ResponseCode = _E_din_responseCodeType[iv]
         f_41_ServiceList: _din.ServiceTagListType | None = None
+        c >>= 4
         r.avail = av
-        f_41_PaymentOptions = _d_din_PaymentOptionsType(r)
+        f_41_PaymentOptions = _d_din_PaymentOptionsType(r, c)
         win = r.win
         av = r.avail
-        av -= 2
+        av -= 30
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected SE(ChargeService), SE(ServiceTag)')
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x30000000 != 0x0:
+            raise r.fail_at(av + 30, 'BodyType[0]', 'expected SE(ChargeService), SE(ServiceTag)')
         r.avail = av
-        f_42_ServiceTag = _d_din_ServiceTagType(r)
+        f_42_ServiceTag = _d_din_ServiceTagType(r, c)
         win = r.win
         av = r.avail
-        av -= 14
+        av -= 30
         if av < 0:
-            win, av = r.refill(av, 14)
-        c = (win >> av) & 0x3fff
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
         try:
-            f_42_FreeService, f_42_EnergyTransferType, ec = _Tab4bdb8a[c]
+            f_42_FreeService, f_42_EnergyTransferType, ec = _Tab4bdb8a[c >> 16]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x370c != 0x0:
-                raise r.fail_at(av + 14, 'BodyType[0]', 'expected SE(FreeService), CH of FreeService, EE of FreeService, SE(EnergyTransferType), CH of EnergyTransferType, EE of EnergyTransferType, EE') from None
-            f_42_FreeService = ((c >> 11) & 1) == 1
-            iv = ((c >> 4) & 15)
+            if c & 0x370c0000 != 0x0:
+                raise r.fail_at(av + 30, 'BodyType[0]', 'expected SE(FreeService), CH of FreeService, EE of FreeService, SE(EnergyTransferType), CH of EnergyTransferType, EE of EnergyTransferType, EE') from None
+            f_42_FreeService = ((c >> 27) & 1) == 1
+            iv = ((c >> 20) & 15)
             if iv >= 10:
-                raise r.fail_at(av, 'ServiceChargeType.EnergyTransferType', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 16, 'ServiceChargeType.EnergyTransferType', f'enumeration index {iv}') from None
             f_42_EnergyTransferType = _E_din_EVSESupportedEnergyTransferType[iv]
-            ec = (c & 3)
-        ob42_ = _new(_din.ServiceChargeType)
+            ec = ((c >> 16) & 3)
+        ob42_ = _new(_K_din_ServiceChargeType)
         ob42_.ServiceTag = f_42_ServiceTag
         ob42_.FreeService = f_42_FreeService
         ob42_.EnergyTransferType = f_42_EnergyTransferType
         f_41_ChargeService = ob42_
         if ec == 0:
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             r.avail = av
-            f_41_ServiceList = _d_din_ServiceTagListType(r)
+            f_41_ServiceList = _d_din_ServiceTagListType(r, c)
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 2
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'ServiceDiscoveryResType[3]', 'expected EE')
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'ServiceDiscoveryResType[3]', 'expected EE')
         elif ec == 1:
-            pass
+            av += 15
+            c >>= 15
         else:
-            raise r.fail_at(av, 'ServiceDiscoveryResType[3]', f'event code {ec}, expected SE(ServiceList), EE')
-        ob41_ = _new(_din.ServiceDiscoveryResType)
+            raise r.fail_at(av + 16, 'ServiceDiscoveryResType[3]', f'event code {ec}, expected SE(ServiceList), EE')
+        ob41_ = _new(_K_din_ServiceDiscoveryResType)
         ob41_.ResponseCode = f_41_ResponseCode
         ob41_.PaymentOptions = f_41_PaymentOptions
         ob41_.ChargeService = f_41_ChargeService
@@ -23503,48 +23490,52 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         f_ServiceDiscoveryRes = ob41_
         s = 1
     elif ec == 27:
-        av += 19
         try:
-            f_43_SelectedPaymentOption = _T36ee64b9[(c >> 19) & 0x1f]
+            f_43_SelectedPaymentOption = _T36ee64b9[(c >> 17) & 0x1f]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xd80000 != 0x0:
-                raise r.fail_at(av + 5, 'BodyType[0]', 'expected SE(SelectedPaymentOption), CH of SelectedPaymentOption, EE of SelectedPaymentOption, SE(SelectedServiceList)') from None
-            f_43_SelectedPaymentOption = _E_din_paymentOptionType[((c >> 21) & 1)]
+            if c & 0x360000 != 0x0:
+                raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(SelectedPaymentOption), CH of SelectedPaymentOption, EE of SelectedPaymentOption, SE(SelectedServiceList)') from None
+            f_43_SelectedPaymentOption = _E_din_paymentOptionType[((c >> 19) & 1)]
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_43_SelectedServiceList = _d_din_SelectedServiceListType(r)
+        f_43_SelectedServiceList = _d_din_SelectedServiceListType(r, c)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 2
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        ob43_ = _new(_din.ServicePaymentSelectionReqType)
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+        ob43_ = _new(_K_din_ServicePaymentSelectionReqType)
         ob43_.SelectedPaymentOption = f_43_SelectedPaymentOption
         ob43_.SelectedServiceList = f_43_SelectedServiceList
         f_ServicePaymentSelectionReq = ob43_
         s = 1
     elif ec == 28:
-        av += 15
+        av += 12
         try:
-            f_44_ResponseCode = _T59ab808f[(c >> 15) & 0x1ff]
+            f_44_ResponseCode = _T59ab808f[(c >> 13) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xc18000 != 0x0:
-                raise r.fail_at(av + 9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE') from None
-            iv = ((c >> 17) & 31)
+            if c & 0x306000 != 0x0:
+                raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE') from None
+            iv = ((c >> 15) & 31)
             if iv >= 23:
-                raise r.fail_at(av, 'ServicePaymentSelectionResType.ResponseCode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 1, 'ServicePaymentSelectionResType.ResponseCode', f'enumeration index {iv}') from None
             f_44_ResponseCode = _E_din_responseCodeType[iv]
-        ob44_ = _new(_din.ServicePaymentSelectionResType)
+        ob44_ = _new(_K_din_ServicePaymentSelectionResType)
         ob44_.ResponseCode = f_44_ResponseCode
         f_ServicePaymentSelectionRes = ob44_
+        c >>= 12
         s = 1
     elif ec == 29:
-        av += 14
-        if c & 0xc00000 != 0x0:
+        av += 12
+        if c & 0x300000 != 0x0:
             raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(EVCCID), CH of EVCCID')
-        u = ((c >> 14) & 255)
+        u = ((c >> 12) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -23568,28 +23559,28 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         f_45_EVCCID = r.binary_of(u, 8)
         win = r.win
         av = r.avail
-        av -= 2
+        av -= 3
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of EVCCID, EE')
-        ob45_ = _new(_din.SessionSetupReqType)
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x6 != 0x0:
+            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of EVCCID, EE')
+        ob45_ = _new(_K_din_SessionSetupReqType)
         ob45_.EVCCID = f_45_EVCCID
         f_SessionSetupReq = ob45_
         s = 1
     elif ec == 30:
-        av += 6
+        av += 4
         try:
-            f_46_ResponseCode = _Tfaaba5e3[(c >> 14) & 0x3ff]
+            f_46_ResponseCode = _Tfaaba5e3[(c >> 12) & 0x3ff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xc1c000 != 0x0:
+            if c & 0x307000 != 0x0:
                 raise r.fail_at(av + 18, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID') from None
-            iv = ((c >> 17) & 31)
+            iv = ((c >> 15) & 31)
             if iv >= 23:
                 raise r.fail_at(av + 8, 'SessionSetupResType.ResponseCode', f'enumeration index {iv}') from None
             f_46_ResponseCode = _E_din_responseCodeType[iv]
-        u = ((c >> 6) & 255)
+        u = ((c >> 4) & 255)
         f_46_DateTimeNow: int | None = None
         if u > 127:
             av -= 8
@@ -23614,188 +23605,197 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         f_46_EVSEID = r.binary_of(u, 32)
         win = r.win
         av = r.avail
-        av -= 15
+        av -= 16
         if av < 0:
-            win, av = r.refill(av, 15)
-        c = (win >> av) & 0x7fff
+            win, av = r.refill(av, 16)
+        c = (win >> av) & 0xffff
         try:
-            ec = _Taa5bbe96[c >> 12]
+            ec = _Taa5bbe96[c >> 13]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x4000 != 0x0:
-                raise r.fail_at(av + 15, 'BodyType[0]', 'expected EE of EVSEID') from None
-            ec = ((c >> 12) & 3)
+            if c & 0x8000 != 0x0:
+                raise r.fail_at(av + 16, 'BodyType[0]', 'expected EE of EVSEID') from None
+            ec = ((c >> 13) & 3)
         if ec == 0:
             try:
-                sg = _T071cdf68[(c >> 10) & 0x3]
+                sg = _T071cdf68[(c >> 11) & 0x3]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x800 != 0x0:
-                    raise r.fail_at(av + 12, 'SessionSetupResType[2]', 'expected CH of DateTimeNow') from None
-                sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+                if c & 0x1000 != 0x0:
+                    raise r.fail_at(av + 13, 'SessionSetupResType[2]', 'expected CH of DateTimeNow') from None
+                sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_46_DateTimeNow = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'SessionSetupResType[2]', 'expected EE of DateTimeNow, EE')
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'SessionSetupResType[2]', 'expected EE of DateTimeNow, EE')
         elif ec == 1:
             av += 12
+            c >>= 12
         else:
-            raise r.fail_at(av + 12, 'SessionSetupResType[2]', f'event code {ec}, expected SE(DateTimeNow), EE')
-        ob46_ = _new(_din.SessionSetupResType)
+            raise r.fail_at(av + 13, 'SessionSetupResType[2]', f'event code {ec}, expected SE(DateTimeNow), EE')
+        ob46_ = _new(_K_din_SessionSetupResType)
         ob46_.ResponseCode = f_46_ResponseCode
         ob46_.EVSEID = f_46_EVSEID
         ob46_.DateTimeNow = f_46_DateTimeNow
         f_SessionSetupRes = ob46_
         s = 1
     elif ec == 31:
-        av += 23
-        if c & 0x800000 != 0x0:
-            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        ob47_ = _new(_din.SessionStopType)
+        av += 20
+        if c & 0x200000 != 0x0:
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+        ob47_ = _new(_K_din_SessionStopType)
         f_SessionStopReq = ob47_
+        c >>= 20
         s = 1
     elif ec == 32:
-        av += 15
+        av += 12
         try:
-            f_48_ResponseCode = _T59ab808f[(c >> 15) & 0x1ff]
+            f_48_ResponseCode = _T59ab808f[(c >> 13) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xc18000 != 0x0:
-                raise r.fail_at(av + 9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE') from None
-            iv = ((c >> 17) & 31)
+            if c & 0x306000 != 0x0:
+                raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE') from None
+            iv = ((c >> 15) & 31)
             if iv >= 23:
-                raise r.fail_at(av, 'SessionStopResType.ResponseCode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 1, 'SessionStopResType.ResponseCode', f'enumeration index {iv}') from None
             f_48_ResponseCode = _E_din_responseCodeType[iv]
-        ob48_ = _new(_din.SessionStopResType)
+        ob48_ = _new(_K_din_SessionStopResType)
         ob48_.ResponseCode = f_48_ResponseCode
         f_SessionStopRes = ob48_
+        c >>= 12
         s = 1
     elif ec == 33:
-        av += 23
-        if c & 0x800000 != 0x0:
-            raise r.fail_at(av + 1, 'BodyType[0]', 'expected SE(DC_EVStatus)')
+        if c & 0x200000 != 0x0:
+            raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(DC_EVStatus)')
+        av -= 7
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_49_DC_EVStatus = _d_din_DC_EVStatusType(r)
+        f_49_DC_EVStatus = _d_din_DC_EVStatusType(r, c)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 2
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        ob49_ = _new(_din.WeldingDetectionReqType)
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+        ob49_ = _new(_K_din_WeldingDetectionReqType)
         ob49_.DC_EVStatus = f_49_DC_EVStatus
         f_WeldingDetectionReq = ob49_
         s = 1
     elif ec == 34:
         try:
-            f_50_ResponseCode, ec = _T2cf7554e[(c >> 13) & 0x7ff]
+            f_50_ResponseCode, ec = _T2cf7554e[(c >> 11) & 0x7ff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xc18000 != 0x0:
-                raise r.fail_at(av + 24, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)') from None
-            iv = ((c >> 17) & 31)
+            if c & 0x306000 != 0x0:
+                raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)') from None
+            iv = ((c >> 15) & 31)
             if iv >= 23:
-                raise r.fail_at(av + 13, 'WeldingDetectionResType.ResponseCode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 11, 'WeldingDetectionResType.ResponseCode', f'enumeration index {iv}') from None
             f_50_ResponseCode = _E_din_responseCodeType[iv]
-            ec = ((c >> 13) & 3)
+            ec = ((c >> 11) & 3)
         f_51_EVSEIsolationStatus: _din.isolationLevelType | None = None
         if ec == 0:
             try:
-                f_51_EVSEIsolationStatus, f_51_EVSEStatusCode = _T6b55cf38[(c >> 2) & 0x7ff]
+                f_51_EVSEIsolationStatus, f_51_EVSEStatusCode = _T6b55cf38[c & 0x7ff]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x1384 != 0x0:
-                    raise r.fail_at(av + 13, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                f_51_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 10) & 3)]
-                iv = ((c >> 3) & 15)
+                if c & 0x4e1 != 0x0:
+                    raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                f_51_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 8) & 3)]
+                iv = ((c >> 1) & 15)
                 if iv >= 12:
-                    raise r.fail_at(av + 2, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                    raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
                 f_51_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-            av -= 28
+            av -= 30
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
         elif ec == 1:
             try:
-                f_51_EVSEStatusCode = _T886122e8[(c >> 7) & 0x3f]
+                f_51_EVSEStatusCode = _T886122e8[(c >> 5) & 0x3f]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x1080 != 0x0:
-                    raise r.fail_at(av + 13, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                iv = ((c >> 8) & 15)
+                if c & 0x420 != 0x0:
+                    raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                iv = ((c >> 6) & 15)
                 if iv >= 12:
-                    raise r.fail_at(av + 7, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 5, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
                 f_51_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-            av -= 23
+            av -= 25
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
         else:
-            raise r.fail_at(av + 13, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+            raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
         if c & 0x30000000 != 0x0:
             raise r.fail_at(av + 30, 'BodyType[0]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         u = ((c >> 20) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            u2 = c >> 20
+            u2 = (c >> 12) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 28)
-                c = (win >> av) & 0xfffffff
-                u2 = c >> 20
+                    win, av = r.refill(av, 20)
+                c = (win >> av) & 0xfffff
+                u2 = c >> 12
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 20
+                    av += 12
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 20
+                    av -= 12
                     if av < 0:
-                        win, av = r.refill(av, 20)
-                    c = (win >> av) & 0xfffff
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+        else:
+            av += 8
+            c >>= 8
         f_51_NotificationMaxDelay = u
+        av -= 18
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
         try:
-            f_51_EVSENotification, f_52_Multiplier, ec = _T71021874[(c >> 4) & 0xffff]
+            f_51_EVSENotification, f_52_Multiplier, ec = _T71021874[c >> 14]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xe7c40 != 0x0:
-                raise r.fail_at(av + 20, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            iv = ((c >> 15) & 3)
+            if c & 0x39f10000 != 0x0:
+                raise r.fail_at(av + 30, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+            iv = ((c >> 25) & 3)
             if iv >= 3:
-                raise r.fail_at(av + 4, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 14, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_51_EVSENotification = _E_din_EVSENotificationType[iv]
-            f_52_Multiplier = ((c >> 7) & 7) - 3
-            ec = ((c >> 4) & 3)
-        ob51_ = _new(_din.DC_EVSEStatusType)
+            f_52_Multiplier = ((c >> 17) & 7) - 3
+            ec = ((c >> 14) & 3)
+        ob51_ = _new(_K_din_DC_EVSEStatusType)
         ob51_.EVSEIsolationStatus = f_51_EVSEIsolationStatus
         ob51_.EVSEStatusCode = f_51_EVSEStatusCode
         ob51_.NotificationMaxDelay = f_51_NotificationMaxDelay
@@ -23803,121 +23803,114 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         f_50_DC_EVSEStatus = ob51_
         f_52_Unit: _din.unitSymbolType | None = None
         if ec == 0:
-            av -= 16
+            av -= 15
             if av < 0:
-                win, av = r.refill(av, 20)
-            c = (win >> av) & 0xfffff
+                win, av = r.refill(av, 29)
+            c = (win >> av) & 0x1fffffff
             try:
-                f_52_Unit, sg = _T7f58918e[c >> 11]
+                f_52_Unit, sg = _T7f58918e[c >> 20]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x87000 != 0x0:
-                    raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                iv = ((c >> 15) & 15)
+                if c & 0x10e00000 != 0x0:
+                    raise r.fail_at(av + 29, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                iv = ((c >> 24) & 15)
                 if iv >= 10:
-                    raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 20, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
                 f_52_Unit = _E_din_unitSymbolType[iv]
-                sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
+                sg = ((c >> 20) & 1)
+            u = ((c >> 12) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
+                u2 = (c >> 4) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 3
+                        av += 4
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 3
+                        av -= 4
                         if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            else:
+                av += 8
+                c >>= 8
             f_52_Value = -u - 1 if sg else u
-            if c & 0x4 != 0x0:
-                raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+            if c & 0x8 != 0x0:
+                raise r.fail_at(av + 4, 'PhysicalValueType[1]', 'expected EE of Value')
         elif ec == 1:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 13)
-            c = (win >> av) & 0x1fff
             try:
-                sg = _T071cdf68[c >> 11]
+                sg = _T071cdf68[(c >> 12) & 0x3]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x1000 != 0x0:
-                    raise r.fail_at(av + 13, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
+                if c & 0x2000 != 0x0:
+                    raise r.fail_at(av + 14, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 3
+                        av += 4
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 3
+                        av -= 4
                         if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
             f_52_Value = -u - 1 if sg else u
-            if c & 0x4 != 0x0:
-                raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+            if c & 0x8 != 0x0:
+                raise r.fail_at(av + 4, 'PhysicalValueType[1]', 'expected EE of Value')
         else:
-            raise r.fail_at(av + 4, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE, EE')
-        ob52_ = _new(_din.PhysicalValueType)
+            raise r.fail_at(av + 14, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        if c & 0x6 != 0x0:
+            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE, EE')
+        ob52_ = _new(_K_din_PhysicalValueType)
         ob52_.Multiplier = f_52_Multiplier
         ob52_.Unit = f_52_Unit
         ob52_.Value = f_52_Value
         f_50_EVSEPresentVoltage = ob52_
-        ob50_ = _new(_din.WeldingDetectionResType)
+        ob50_ = _new(_K_din_WeldingDetectionResType)
         ob50_.ResponseCode = f_50_ResponseCode
         ob50_.DC_EVSEStatus = f_50_DC_EVSEStatus
         ob50_.EVSEPresentVoltage = f_50_EVSEPresentVoltage
         f_WeldingDetectionRes = ob50_
         s = 1
     elif ec == 35:
-        av += 24
+        av += 21
         s = -1
     else:
-        raise r.fail_at(av + 24, 'BodyType[0]', f'event code {ec}, expected SE(BodyElement), SE(CableCheckReq), SE(CableCheckRes), SE(CertificateInstallationReq), SE(CertificateInstallationRes), SE(CertificateUpdateReq), SE(CertificateUpdateRes), SE(ChargeParameterDiscoveryReq), SE(ChargeParameterDiscoveryRes), SE(ChargingStatusReq), SE(ChargingStatusRes), SE(ContractAuthenticationReq), SE(ContractAuthenticationRes), SE(CurrentDemandReq), SE(CurrentDemandRes), SE(MeteringReceiptReq), SE(MeteringReceiptRes), SE(PaymentDetailsReq), SE(PaymentDetailsRes), SE(PowerDeliveryReq), SE(PowerDeliveryRes), SE(PreChargeReq), SE(PreChargeRes), SE(ServiceDetailReq), SE(ServiceDetailRes), SE(ServiceDiscoveryReq), SE(ServiceDiscoveryRes), SE(ServicePaymentSelectionReq), SE(ServicePaymentSelectionRes), SE(SessionSetupReq), SE(SessionSetupRes), SE(SessionStopReq), SE(SessionStopRes), SE(WeldingDetectionReq), SE(WeldingDetectionRes), EE')
+        raise r.fail_at(av + 22, 'BodyType[0]', f'event code {ec}, expected SE(BodyElement), SE(CableCheckReq), SE(CableCheckRes), SE(CertificateInstallationReq), SE(CertificateInstallationRes), SE(CertificateUpdateReq), SE(CertificateUpdateRes), SE(ChargeParameterDiscoveryReq), SE(ChargeParameterDiscoveryRes), SE(ChargingStatusReq), SE(ChargingStatusRes), SE(ContractAuthenticationReq), SE(ContractAuthenticationRes), SE(CurrentDemandReq), SE(CurrentDemandRes), SE(MeteringReceiptReq), SE(MeteringReceiptRes), SE(PaymentDetailsReq), SE(PaymentDetailsRes), SE(PowerDeliveryReq), SE(PowerDeliveryRes), SE(PreChargeReq), SE(PreChargeRes), SE(ServiceDetailReq), SE(ServiceDetailRes), SE(ServiceDiscoveryReq), SE(ServiceDiscoveryRes), SE(ServicePaymentSelectionReq), SE(ServicePaymentSelectionRes), SE(SessionSetupReq), SE(SessionSetupRes), SE(SessionStopReq), SE(SessionStopRes), SE(WeldingDetectionReq), SE(WeldingDetectionRes), EE')
     if s == 1:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'BodyType[1]', 'expected EE')
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'BodyType', 'expected EE')
         s = -1
+    else:
+        av += 1
     r.avail = av
-    ob = _new(_din.BodyType)
+    ob = _new(_K_din_BodyType)
     ob.BodyElement = f_BodyElement
     ob.CableCheckReq = f_CableCheckReq
     ob.CableCheckRes = f_CableCheckRes
@@ -24511,26 +24504,26 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
         t1 = c5.RetryCounter
         if (w.strict and (t1 < -32768 or t1 > 32767)):
             raise encode_error('CertificateUpdateResType.RetryCounter', 'outside -32768..32767', t1)
-        a = (a << 4) | (1 if t1 < 0 else 0)
-        k += 4
         u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 14) | (1 if t1 < 0 else 0) << 10 | (u) << 2
+            k += 14
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 22) | (1 if t1 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+            k += 22
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 30) | (1 if t1 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+            k += 30
         else:
+            a = (a << 4) | (1 if t1 < 0 else 0)
+            k += 4
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         if o.ChargeParameterDiscoveryReq is not None:
             raise encode_error('BodyType.ChargeParameterDiscoveryReq', 'cannot be combined with CertificateUpdateRes')
         if o.ChargeParameterDiscoveryRes is not None:
@@ -25093,31 +25086,31 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
         if c9.NotificationMaxDelay is None:
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-        a = (a << 25) | (_I_din_responseCodeType[c8.ResponseCode]) << 12 | (_BOOL[c9.PowerSwitchClosed]) << 7 | (_BOOL[c9.RCD]) << 3 | 0x800000
-        k += 25
         t2 = c9.NotificationMaxDelay
         if t2 < 0 or (w.strict and (t2 > 4294967295)):
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'outside 0..4294967295', t2)
         u = t2
+        if c9.EVSENotification is None:
+            raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 41) | (_I_din_responseCodeType[c8.ResponseCode]) << 28 | (_BOOL[c9.PowerSwitchClosed]) << 23 | (_BOOL[c9.RCD]) << 19 | (u) << 8 | (_I_din_EVSENotificationType[c9.EVSENotification]) << 3 | 0x8000000000
+            k += 41
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 49) | (_I_din_responseCodeType[c8.ResponseCode]) << 36 | (_BOOL[c9.PowerSwitchClosed]) << 31 | (_BOOL[c9.RCD]) << 27 | (u & 0x7F) << 16 | (u >> 7) << 8 | (_I_din_EVSENotificationType[c9.EVSENotification]) << 3 | 0x800000800000
+            k += 49
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 57) | (_I_din_responseCodeType[c8.ResponseCode]) << 44 | (_BOOL[c9.PowerSwitchClosed]) << 39 | (_BOOL[c9.RCD]) << 35 | (u & 0x7F) << 24 | (u >> 7 & 0x7F) << 16 | (u >> 14) << 8 | (_I_din_EVSENotificationType[c9.EVSENotification]) << 3 | 0x80000080800000
+            k += 57
         else:
+            a = (a << 25) | (_I_din_responseCodeType[c8.ResponseCode]) << 12 | (_BOOL[c9.PowerSwitchClosed]) << 7 | (_BOOL[c9.RCD]) << 3 | 0x800000
+            k += 25
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if c9.EVSENotification is None:
-            raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-        a = (a << 8) | (_I_din_EVSENotificationType[c9.EVSENotification]) << 3
-        k += 8
+            a = (a << 8) | (_I_din_EVSENotificationType[c9.EVSENotification]) << 3
+            k += 8
         if o.PaymentDetailsReq is not None:
             raise encode_error('BodyType.PaymentDetailsReq', 'cannot be combined with MeteringReceiptRes')
         if o.PaymentDetailsRes is not None:
@@ -25232,26 +25225,26 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
         t3 = c11.DateTimeNow
         if (w.strict and (t3 < -9223372036854775808 or t3 > 9223372036854775807)):
             raise encode_error('PaymentDetailsResType.DateTimeNow', 'outside -9223372036854775808..9223372036854775807', t3)
-        a = (a << 4) | (1 if t3 < 0 else 0)
-        k += 4
         u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 14) | (1 if t3 < 0 else 0) << 10 | (u) << 2
+            k += 14
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 22) | (1 if t3 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+            k += 22
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 30) | (1 if t3 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+            k += 30
         else:
+            a = (a << 4) | (1 if t3 < 0 else 0)
+            k += 4
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         if o.PowerDeliveryReq is not None:
             raise encode_error('BodyType.PowerDeliveryReq', 'cannot be combined with PaymentDetailsRes')
         if o.PowerDeliveryRes is not None:
@@ -25472,29 +25465,29 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
         c14 = o.ServiceDetailReq
         if c14.ServiceID is None:
             raise encode_error('ServiceDetailReqType.ServiceID', 'required value missing')
-        a = (a << 8) | 0x5c
-        k += 8
         t4 = c14.ServiceID
         if t4 < 0 or (w.strict and (t4 > 65535)):
             raise encode_error('ServiceDetailReqType.ServiceID', 'outside 0..65535', t4)
         u = t4
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 18) | (u) << 2 | 0x17000
+            k += 18
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 26) | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x1720000
+            k += 26
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 34) | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x172020000
+            k += 34
         else:
+            a = (a << 8) | 0x5c
+            k += 8
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         if o.ServiceDetailRes is not None:
             raise encode_error('BodyType.ServiceDetailRes', 'cannot be combined with ServiceDetailReq')
         if o.ServiceDiscoveryReq is not None:
@@ -25769,29 +25762,25 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_din_V2G_Message(r: BitReader) -> _din.V2G_Message:
+def _d_din_V2G_Message(r: BitReader, c: int) -> _din.V2G_Message:
     win = r.win
     av = r.avail
     f_Header: _din.MessageHeaderType
     f_Body: _din.BodyType
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'V2G_Message', 'expected SE(Header)')
+    if c & 0x400 != 0x0:
+        raise r.fail_at(av + 11, 'V2G_Message', 'expected SE(Header)')
     r.avail = av
-    f_Header = _d_din_MessageHeaderType(r)
+    f_Header = _d_din_MessageHeaderType(r, c)
     win = r.win
     av = r.avail
-    av -= 1
+    av -= 29
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'V2G_Message', 'expected SE(Body)')
+        win, av = r.refill(av, 29)
+    c = (win >> av) & 0x1fffffff
+    if c & 0x10000000 != 0x0:
+        raise r.fail_at(av + 29, 'V2G_Message', 'expected SE(Body)')
     r.avail = av
-    f_Body = _d_din_BodyType(r)
+    f_Body = _d_din_BodyType(r, c)
     win = r.win
     av = r.avail
     av -= 1
@@ -25801,7 +25790,7 @@ def _d_din_V2G_Message(r: BitReader) -> _din.V2G_Message:
     if c:
         raise r.fail_at(av + 1, 'V2G_Message', 'expected EE')
     r.avail = av
-    ob = _new(_din.V2G_Message)
+    ob = _new(_K_din_V2G_Message)
     ob.Header = f_Header
     ob.Body = f_Body
     return ob
@@ -25834,17 +25823,13 @@ def _e_din_V2G_Message(w: BitWriter, o: _din.V2G_Message) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_din_MessageHeaderType(r: BitReader) -> _din.MessageHeaderType:
+def _d_din_MessageHeaderType(r: BitReader, c: int) -> _din.MessageHeaderType:
     win = r.win
     av = r.avail
     f_SessionID: bytes
     f_Notification: _din.NotificationType | None = None
     f_Signature: _xmldsig.SignatureType | None = None
     s = 0
-    av -= 10
-    if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
     u = (c & 255)
@@ -25871,33 +25856,34 @@ def _d_din_MessageHeaderType(r: BitReader) -> _din.MessageHeaderType:
     f_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 19
+    av -= 25
     if av < 0:
-        win, av = r.refill(av, 19)
-    c = (win >> av) & 0x7ffff
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     try:
-        ec = _Taa5bbe96[c >> 16]
+        ec = _Taa5bbe96[c >> 22]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
-            raise r.fail_at(av + 19, 'MessageHeaderType', 'expected EE of SessionID') from None
-        ec = ((c >> 16) & 3)
+        if c & 0x1000000 != 0x0:
+            raise r.fail_at(av + 25, 'MessageHeaderType', 'expected EE of SessionID') from None
+        ec = ((c >> 22) & 3)
     s = 1
     if ec == 0:
         try:
-            f_1_FaultCode, ec = _Te2f0d922[(c >> 9) & 0x7f]
+            f_1_FaultCode, ec = _Te2f0d922[(c >> 15) & 0x7f]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xc800 != 0x0:
-                raise r.fail_at(av + 16, 'MessageHeaderType[1]', 'expected SE(FaultCode), CH of FaultCode, EE of FaultCode') from None
-            iv = ((c >> 12) & 3)
+            if c & 0x320000 != 0x0:
+                raise r.fail_at(av + 22, 'MessageHeaderType[1]', 'expected SE(FaultCode), CH of FaultCode, EE of FaultCode') from None
+            iv = ((c >> 18) & 3)
             if iv >= 3:
-                raise r.fail_at(av + 9, 'NotificationType.FaultCode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 15, 'NotificationType.FaultCode', f'enumeration index {iv}') from None
             f_1_FaultCode = _E_din_faultCodeType[iv]
-            ec = ((c >> 9) & 3)
+            ec = ((c >> 15) & 3)
         f_1_FaultMsg: str | None = None
         if ec == 0:
-            if c & 0x100 != 0x0:
+            av += 6
+            if c & 0x4000 != 0x0:
                 raise r.fail_at(av + 9, 'NotificationType[1]', 'expected CH of FaultMsg')
-            u = (c & 255)
+            u = ((c >> 6) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -25921,54 +25907,61 @@ def _d_din_MessageHeaderType(r: BitReader) -> _din.MessageHeaderType:
             f_1_FaultMsg = r.string_of(u, 64)
             win = r.win
             av = r.avail
-            av -= 4
+            av -= 17
             if av < 0:
-                win, av = r.refill(av, 4)
-            c = (win >> av) & 0xf
-            if c & 0xc != 0x0:
-                raise r.fail_at(av + 4, 'NotificationType[1]', 'expected EE of FaultMsg, EE')
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x18000 != 0x0:
+                raise r.fail_at(av + 17, 'NotificationType[1]', 'expected EE of FaultMsg, EE')
         elif ec == 1:
-            av += 7
-            c >>= 7
+            pass
         else:
-            raise r.fail_at(av + 9, 'NotificationType[1]', f'event code {ec}, expected SE(FaultMsg), EE')
-        ec = (c & 3)
-        ob1_ = _new(_din.NotificationType)
+            raise r.fail_at(av + 15, 'NotificationType[1]', f'event code {ec}, expected SE(FaultMsg), EE')
+        ec = ((c >> 13) & 3)
+        ob1_ = _new(_K_din_NotificationType)
         ob1_.FaultCode = f_1_FaultCode
         ob1_.FaultMsg = f_1_FaultMsg
         f_Notification = ob1_
         if ec == 0:
             r.avail = av
-            f_Signature = _d_xmldsig_SignatureType(r)
+            f_Signature = _d_xmldsig_SignatureType(r, c)
             win = r.win
             av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
             s = 3
         elif ec == 1:
+            av += 12
             s = -1
         else:
-            raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+            raise r.fail_at(av + 13, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     elif ec == 1:
-        av += 16
+        av += 9
+        c >>= 9
         r.avail = av
-        f_Signature = _d_xmldsig_SignatureType(r)
+        f_Signature = _d_xmldsig_SignatureType(r, c)
         win = r.win
         av = r.avail
-        s = 3
-    elif ec == 2:
-        av += 16
-        s = -1
-    else:
-        raise r.fail_at(av + 16, 'MessageHeaderType[1]', f'event code {ec}, expected SE(Notification), SE(Signature), EE')
-    if s == 3:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MessageHeaderType[3]', 'expected EE')
+        s = 3
+    elif ec == 2:
+        av += 21
         s = -1
+    else:
+        raise r.fail_at(av + 22, 'MessageHeaderType[1]', f'event code {ec}, expected SE(Notification), SE(Signature), EE')
+    if s == 3:
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'MessageHeaderType', 'expected EE')
+        s = -1
+    else:
+        av += 1
     r.avail = av
-    ob = _new(_din.MessageHeaderType)
+    ob = _new(_K_din_MessageHeaderType)
     ob.SessionID = f_SessionID
     ob.Notification = f_Notification
     ob.Signature = f_Signature
@@ -26038,7 +26031,7 @@ def _e_din_MessageHeaderType(w: BitWriter, o: _din.MessageHeaderType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v0(r: BitReader) -> object:
+def _d_v0(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -26097,7 +26090,7 @@ def _e_v0(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v1(r: BitReader) -> object:
+def _d_v1(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -26156,7 +26149,7 @@ def _e_v1(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v2(r: BitReader) -> object:
+def _d_v2(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 3
@@ -26182,7 +26175,7 @@ def _e_v2(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v3(r: BitReader) -> object:
+def _d_v3(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -26210,7 +26203,7 @@ def _e_v3(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v4(r: BitReader) -> object:
+def _d_v4(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -26271,26 +26264,22 @@ def _e_v4(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v5(r: BitReader) -> object:
+def _d_v5(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 19
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
     try:
-        sg = _T071cdf68[c >> 9]
+        sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'value', 'expected CH') from None
-        sg = ((c >> 9) & 1)
-    u = ((c >> 1) & 255)
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'value', 'expected CH') from None
+        sg = ((c >> 17) & 1)
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -26311,6 +26300,9 @@ def _d_v5(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = -u - 1 if sg else u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -26322,47 +26314,43 @@ def _e_v5(w: BitWriter, o: Any) -> None:
     k = w.n
     if (w.strict and (o < -32768 or o > 32767)):
         raise encode_error('value', 'outside -32768..32767', o)
-    a = (a << 2) | (1 if o < 0 else 0)
-    k += 2
     u = -o - 1 if o < 0 else o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (1 if o < 0 else 0) << 9 | (u) << 1
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (1 if o < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (1 if o < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 27
     else:
+        a = (a << 2) | (1 if o < 0 else 0)
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v6(r: BitReader) -> object:
+def _d_v6(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 10
+    av -= 18
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x200 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH')
-    u = ((c >> 1) & 255)
+        win, av = r.refill(av, 18)
+    c = (win >> av) & 0x3ffff
+    if c & 0x20000 != 0x0:
+        raise r.fail_at(av + 18, 'value', 'expected CH')
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -26383,6 +26371,9 @@ def _d_v6(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -26392,34 +26383,34 @@ def _d_v6(r: BitReader) -> object:
 def _e_v6(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
-    a <<= 1
-    k += 1
     if o < 0 or (w.strict and (o > 4294967295)):
         raise encode_error('value', 'outside 0..4294967295', o)
     u = o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 10) | (u) << 1
+        k += 10
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 18) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 18
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 26) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 26
     else:
+        a <<= 1
+        k += 1
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v7(r: BitReader) -> object:
+def _d_v7(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -26480,7 +26471,7 @@ def _e_v7(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v8(r: BitReader) -> object:
+def _d_v8(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -26541,7 +26532,7 @@ def _e_v8(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v9(r: BitReader) -> object:
+def _d_v9(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -26602,26 +26593,22 @@ def _e_v9(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v10(r: BitReader) -> object:
+def _d_v10(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 19
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
     try:
-        sg = _T071cdf68[c >> 9]
+        sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'value', 'expected CH') from None
-        sg = ((c >> 9) & 1)
-    u = ((c >> 1) & 255)
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'value', 'expected CH') from None
+        sg = ((c >> 17) & 1)
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -26642,6 +26629,9 @@ def _d_v10(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = -u - 1 if sg else u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -26653,32 +26643,32 @@ def _e_v10(w: BitWriter, o: Any) -> None:
     k = w.n
     if (w.strict and (o < -9223372036854775808 or o > 9223372036854775807)):
         raise encode_error('value', 'outside -9223372036854775808..9223372036854775807', o)
-    a = (a << 2) | (1 if o < 0 else 0)
-    k += 2
     u = -o - 1 if o < 0 else o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (1 if o < 0 else 0) << 9 | (u) << 1
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (1 if o < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (1 if o < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 27
     else:
+        a = (a << 2) | (1 if o < 0 else 0)
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v11(r: BitReader) -> object:
+def _d_v11(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 10
@@ -26706,7 +26696,7 @@ def _e_v11(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v12(r: BitReader) -> object:
+def _d_v12(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -26767,7 +26757,7 @@ def _e_v12(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v13(r: BitReader) -> object:
+def _d_v13(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 6
@@ -26796,7 +26786,7 @@ def _e_v13(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v14(r: BitReader) -> object:
+def _d_v14(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 5
@@ -26825,7 +26815,7 @@ def _e_v14(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v15(r: BitReader) -> object:
+def _d_v15(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -26886,7 +26876,7 @@ def _e_v15(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v16(r: BitReader) -> object:
+def _d_v16(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 4
@@ -26912,7 +26902,7 @@ def _e_v16(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v17(r: BitReader) -> object:
+def _d_v17(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 4
@@ -26941,7 +26931,7 @@ def _e_v17(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v18(r: BitReader) -> object:
+def _d_v18(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 3
@@ -26967,7 +26957,7 @@ def _e_v18(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v19(r: BitReader) -> object:
+def _d_v19(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 6
@@ -26996,7 +26986,7 @@ def _e_v19(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v20(r: BitReader) -> object:
+def _d_v20(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 6
@@ -27025,7 +27015,7 @@ def _e_v20(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v21(r: BitReader) -> object:
+def _d_v21(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -27084,7 +27074,7 @@ def _e_v21(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v22(r: BitReader) -> object:
+def _d_v22(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 4
@@ -27113,7 +27103,7 @@ def _e_v22(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v23(r: BitReader) -> object:
+def _d_v23(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -27174,7 +27164,7 @@ def _e_v23(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v24(r: BitReader) -> object:
+def _d_v24(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -27233,26 +27223,22 @@ def _e_v24(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v25(r: BitReader) -> object:
+def _d_v25(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 19
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
     try:
-        sg = _T071cdf68[c >> 9]
+        sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'value', 'expected CH') from None
-        sg = ((c >> 9) & 1)
-    u = ((c >> 1) & 255)
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'value', 'expected CH') from None
+        sg = ((c >> 17) & 1)
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -27273,6 +27259,9 @@ def _d_v25(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = -u - 1 if sg else u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -27284,32 +27273,32 @@ def _e_v25(w: BitWriter, o: Any) -> None:
     k = w.n
     if o.bit_length() > 4096:
         raise encode_error('value', 'outside ..', o)
-    a = (a << 2) | (1 if o < 0 else 0)
-    k += 2
     u = -o - 1 if o < 0 else o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (1 if o < 0 else 0) << 9 | (u) << 1
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (1 if o < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (1 if o < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 27
     else:
+        a = (a << 2) | (1 if o < 0 else 0)
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v26(r: BitReader) -> object:
+def _d_v26(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -27370,26 +27359,22 @@ def _e_v26(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v27(r: BitReader) -> object:
+def _d_v27(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 19
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
     try:
-        sg = _T071cdf68[c >> 9]
+        sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'value', 'expected CH') from None
-        sg = ((c >> 9) & 1)
-    u = ((c >> 1) & 255)
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'value', 'expected CH') from None
+        sg = ((c >> 17) & 1)
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -27410,6 +27395,9 @@ def _d_v27(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = -u - 1 if sg else u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -27421,32 +27409,32 @@ def _e_v27(w: BitWriter, o: Any) -> None:
     k = w.n
     if (w.strict and (o < -32768 or o > 32767)):
         raise encode_error('value', 'outside -32768..32767', o)
-    a = (a << 2) | (1 if o < 0 else 0)
-    k += 2
     u = -o - 1 if o < 0 else o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (1 if o < 0 else 0) << 9 | (u) << 1
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (1 if o < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (1 if o < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 27
     else:
+        a = (a << 2) | (1 if o < 0 else 0)
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v28(r: BitReader) -> object:
+def _d_v28(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 5
@@ -27474,7 +27462,7 @@ def _e_v28(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v29(r: BitReader) -> object:
+def _d_v29(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -27533,26 +27521,22 @@ def _e_v29(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v30(r: BitReader) -> object:
+def _d_v30(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 19
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
     try:
-        sg = _T071cdf68[c >> 9]
+        sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'value', 'expected CH') from None
-        sg = ((c >> 9) & 1)
-    u = ((c >> 1) & 255)
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'value', 'expected CH') from None
+        sg = ((c >> 17) & 1)
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -27573,6 +27557,9 @@ def _d_v30(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = -u - 1 if sg else u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -27584,51 +27571,47 @@ def _e_v30(w: BitWriter, o: Any) -> None:
     k = w.n
     if (w.strict and (o < -32768 or o > 32767)):
         raise encode_error('value', 'outside -32768..32767', o)
-    a = (a << 2) | (1 if o < 0 else 0)
-    k += 2
     u = -o - 1 if o < 0 else o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (1 if o < 0 else 0) << 9 | (u) << 1
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (1 if o < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (1 if o < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 27
     else:
+        a = (a << 2) | (1 if o < 0 else 0)
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v31(r: BitReader) -> object:
+def _d_v31(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 19
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
     try:
-        sg = _T071cdf68[c >> 9]
+        sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'value', 'expected CH') from None
-        sg = ((c >> 9) & 1)
-    u = ((c >> 1) & 255)
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'value', 'expected CH') from None
+        sg = ((c >> 17) & 1)
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -27649,6 +27632,9 @@ def _d_v31(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = -u - 1 if sg else u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -27660,32 +27646,32 @@ def _e_v31(w: BitWriter, o: Any) -> None:
     k = w.n
     if (w.strict and (o < -32768 or o > 32767)):
         raise encode_error('value', 'outside -32768..32767', o)
-    a = (a << 2) | (1 if o < 0 else 0)
-    k += 2
     u = -o - 1 if o < 0 else o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (1 if o < 0 else 0) << 9 | (u) << 1
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (1 if o < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (1 if o < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 27
     else:
+        a = (a << 2) | (1 if o < 0 else 0)
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v32(r: BitReader) -> object:
+def _d_v32(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 3
@@ -27711,7 +27697,7 @@ def _e_v32(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v33(r: BitReader) -> object:
+def _d_v33(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 7
@@ -27740,7 +27726,7 @@ def _e_v33(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v34(r: BitReader) -> object:
+def _d_v34(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -27801,7 +27787,7 @@ def _e_v34(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v35(r: BitReader) -> object:
+def _d_v35(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -27862,7 +27848,7 @@ def _e_v35(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v36(r: BitReader) -> object:
+def _d_v36(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 4
@@ -27888,22 +27874,18 @@ def _e_v36(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v37(r: BitReader) -> object:
+def _d_v37(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 10
+    av -= 18
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x200 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH')
-    u = ((c >> 1) & 255)
+        win, av = r.refill(av, 18)
+    c = (win >> av) & 0x3ffff
+    if c & 0x20000 != 0x0:
+        raise r.fail_at(av + 18, 'value', 'expected CH')
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -27924,6 +27906,9 @@ def _d_v37(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -27933,34 +27918,34 @@ def _d_v37(r: BitReader) -> object:
 def _e_v37(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
-    a <<= 1
-    k += 1
     if o < 0 or (w.strict and (o > 65535)):
         raise encode_error('value', 'outside 0..65535', o)
     u = o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 10) | (u) << 1
+        k += 10
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 18) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 18
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 26) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 26
     else:
+        a <<= 1
+        k += 1
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v38(r: BitReader) -> object:
+def _d_v38(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -28021,7 +28006,7 @@ def _e_v38(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v39(r: BitReader) -> object:
+def _d_v39(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -28082,7 +28067,7 @@ def _e_v39(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v40(r: BitReader) -> object:
+def _d_v40(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -28143,7 +28128,7 @@ def _e_v40(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v41(r: BitReader) -> object:
+def _d_v41(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -28204,7 +28189,7 @@ def _e_v41(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v42(r: BitReader) -> object:
+def _d_v42(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 6
@@ -28233,26 +28218,22 @@ def _e_v42(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v43(r: BitReader) -> object:
+def _d_v43(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 19
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
     try:
-        sg = _T071cdf68[c >> 9]
+        sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'value', 'expected CH') from None
-        sg = ((c >> 9) & 1)
-    u = ((c >> 1) & 255)
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'value', 'expected CH') from None
+        sg = ((c >> 17) & 1)
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -28273,6 +28254,9 @@ def _d_v43(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = -u - 1 if sg else u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -28284,32 +28268,32 @@ def _e_v43(w: BitWriter, o: Any) -> None:
     k = w.n
     if o.bit_length() > 4096:
         raise encode_error('value', 'outside ..', o)
-    a = (a << 2) | (1 if o < 0 else 0)
-    k += 2
     u = -o - 1 if o < 0 else o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (1 if o < 0 else 0) << 9 | (u) << 1
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (1 if o < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (1 if o < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 27
     else:
+        a = (a << 2) | (1 if o < 0 else 0)
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v44(r: BitReader) -> object:
+def _d_v44(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 10
@@ -28337,7 +28321,7 @@ def _e_v44(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v45(r: BitReader) -> object:
+def _d_v45(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 4
@@ -28366,26 +28350,22 @@ def _e_v45(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v46(r: BitReader) -> object:
+def _d_v46(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 19
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
     try:
-        sg = _T071cdf68[c >> 9]
+        sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'value', 'expected CH') from None
-        sg = ((c >> 9) & 1)
-    u = ((c >> 1) & 255)
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'value', 'expected CH') from None
+        sg = ((c >> 17) & 1)
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -28406,6 +28386,9 @@ def _d_v46(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = -u - 1 if sg else u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -28417,26 +28400,26 @@ def _e_v46(w: BitWriter, o: Any) -> None:
     k = w.n
     if (w.strict and (o < -2147483648 or o > 2147483647)):
         raise encode_error('value', 'outside -2147483648..2147483647', o)
-    a = (a << 2) | (1 if o < 0 else 0)
-    k += 2
     u = -o - 1 if o < 0 else o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (1 if o < 0 else 0) << 9 | (u) << 1
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (1 if o < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (1 if o < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 27
     else:
+        a = (a << 2) | (1 if o < 0 else 0)
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
@@ -28524,6 +28507,13 @@ DOCUMENT: EntryTable = (
     ('urn:din:70121:2012:MsgBody', 'WeldingDetectionReq', _d_din_WeldingDetectionReqType, _e_din_WeldingDetectionReqType, _din.WeldingDetectionReqType),
     ('urn:din:70121:2012:MsgBody', 'WeldingDetectionRes', _d_din_WeldingDetectionResType, _e_din_WeldingDetectionResType, _din.WeldingDetectionResType),
     ('http://www.w3.org/2000/09/xmldsig#', 'X509Data', _d_xmldsig_X509DataType, _e_xmldsig_X509DataType, _xmldsig.X509DataType),
+)
+
+DOCUMENT_LEADS: tuple[int, ...] = (
+    28, 28, 25, 1, 28, 28, 9, 11, 9, 12, 9, 28, 28, 1, 18, 11, 13, 28, 28, 28, 28, 28, 28, 28,
+    11, 9, 0, 1, 1, 1, 1, 1, 27, 19, 0, 0, 15, 11, 28, 0, 14, 11, 28, 10, 18, 28, 28, 28,
+    28, 10, 13, 24, 15, 28, 1, 0, 28, 28, 12, 28, 11, 18, 28, 9, 10, 18, 1, 9, 13, 9, 12, 10,
+    10, 11, 1, 9, 10, 11, 28, 28, 13,
 )
 
 FRAGMENT: EntryTable = (
@@ -28772,4 +28762,18 @@ FRAGMENT: EntryTable = (
     ('urn:din:70121:2012:MsgDataTypes', 'start', _d_v6, _e_v6, 'int'),
     ('urn:din:70121:2012:MsgDataTypes', 'startValue', _d_v6, _e_v6, 'int'),
     ('urn:din:70121:2012:MsgDataTypes', 'stringValue', _d_v1, _e_v1, 'str'),
+)
+
+FRAGMENT_LEADS: tuple[int, ...] = (
+    28, 28, 25, 25, 28, 1, 0, 0, 0, 28, 28, 9, 0, 11, 9, 12, 9, 28, 28, 28, 0, 0, 28, 0,
+    0, 1, 18, 28, 11, 13, 0, 10, 0, 24, 28, 28, 28, 28, 28, 28, 28, 28, 28, 0, 11, 0, 0, 9,
+    0, 27, 0, 0, 0, 1, 27, 27, 0, 27, 27, 27, 27, 27, 27, 27, 27, 27, 1, 0, 0, 0, 0, 1,
+    0, 27, 27, 0, 0, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 0, 27, 0, 27, 27, 0, 1,
+    0, 0, 1, 27, 27, 0, 27, 0, 0, 0, 0, 0, 0, 0, 0, 10, 0, 19, 0, 0, 10, 15, 0, 10,
+    27, 0, 11, 28, 0, 0, 0, 16, 0, 0, 0, 14, 0, 11, 0, 0, 0, 28, 28, 0, 9, 22, 0, 10,
+    18, 0, 9, 0, 28, 28, 0, 28, 28, 24, 0, 0, 10, 0, 0, 13, 24, 27, 27, 0, 15, 0, 0, 28,
+    28, 0, 0, 1, 0, 0, 9, 0, 28, 0, 0, 0, 25, 28, 28, 0, 0, 28, 12, 28, 11, 18, 0, 0,
+    28, 0, 23, 28, 9, 0, 0, 28, 0, 0, 10, 18, 1, 9, 0, 13, 9, 12, 10, 10, 11, 10, 0, 1,
+    9, 10, 0, 11, 0, 28, 28, 0, 0, 13, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    27, 0, 0, 0, 0,
 )

@@ -62,7 +62,9 @@ _BOOL = {False: 0, True: 1}
 _U2 = tuple((i << 7) - 128 for i in range(128))  # adds a second octet to the first
 
 EntryTable = tuple[
-    tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
+    tuple[
+        str, str, Callable[[BitReader, int], Any], Callable[[BitWriter, Any], None], object
+    ],
     ...,
 ]
 DOCUMENT_WIDTH = 7  # 80 global elements + SE(*)
@@ -156,19 +158,100 @@ _Tf61d13e1 = run_table(((1, 0, None), (4, None, _E_iso2_DC_EVSEStatusCodeType), 
 _Tf9c80ba0 = run_table(((1, 0, None), (8, None, range(1, 257)), (1, 0, None),))
 _Tfc4202e6 = run_table(((1, 0, None), (1, 0, None), (8, None, range(1, 257)), (1, 0, None),))
 _Tfded16c2 = run_table(((1, 0, None), (2, None, range(1, 5)), (1, 0, None), (1, 0, None),))
+_K_iso2_AC_EVChargeParameterType = _iso2.AC_EVChargeParameterType
+_K_iso2_AC_EVSEChargeParameterType = _iso2.AC_EVSEChargeParameterType
+_K_iso2_AC_EVSEStatusType = _iso2.AC_EVSEStatusType
+_K_iso2_AuthorizationReqType = _iso2.AuthorizationReqType
+_K_iso2_AuthorizationResType = _iso2.AuthorizationResType
+_K_iso2_BodyBaseType = _iso2.BodyBaseType
+_K_iso2_BodyType = _iso2.BodyType
+_K_iso2_CableCheckReqType = _iso2.CableCheckReqType
+_K_iso2_CableCheckResType = _iso2.CableCheckResType
+_K_iso2_CertificateChainType = _iso2.CertificateChainType
+_K_iso2_CertificateInstallationReqType = _iso2.CertificateInstallationReqType
+_K_iso2_CertificateInstallationResType = _iso2.CertificateInstallationResType
+_K_iso2_CertificateUpdateReqType = _iso2.CertificateUpdateReqType
+_K_iso2_CertificateUpdateResType = _iso2.CertificateUpdateResType
+_K_iso2_ChargeParameterDiscoveryReqType = _iso2.ChargeParameterDiscoveryReqType
+_K_iso2_ChargeParameterDiscoveryResType = _iso2.ChargeParameterDiscoveryResType
+_K_iso2_ChargeServiceType = _iso2.ChargeServiceType
+_K_iso2_ChargingProfileType = _iso2.ChargingProfileType
+_K_iso2_ChargingStatusReqType = _iso2.ChargingStatusReqType
+_K_iso2_ChargingStatusResType = _iso2.ChargingStatusResType
+_K_iso2_ConsumptionCostType = _iso2.ConsumptionCostType
+_K_iso2_ContractSignatureEncryptedPrivateKeyType = _iso2.ContractSignatureEncryptedPrivateKeyType
+_K_iso2_CostType = _iso2.CostType
+_K_iso2_CurrentDemandReqType = _iso2.CurrentDemandReqType
+_K_iso2_CurrentDemandResType = _iso2.CurrentDemandResType
+_K_iso2_DC_EVChargeParameterType = _iso2.DC_EVChargeParameterType
+_K_iso2_DC_EVPowerDeliveryParameterType = _iso2.DC_EVPowerDeliveryParameterType
+_K_iso2_DC_EVSEChargeParameterType = _iso2.DC_EVSEChargeParameterType
+_K_iso2_DC_EVSEStatusType = _iso2.DC_EVSEStatusType
+_K_iso2_DC_EVStatusType = _iso2.DC_EVStatusType
+_K_iso2_DiffieHellmanPublickeyType = _iso2.DiffieHellmanPublickeyType
+_K_iso2_EMAIDType = _iso2.EMAIDType
+_K_iso2_EVChargeParameterType = _iso2.EVChargeParameterType
+_K_iso2_EVPowerDeliveryParameterType = _iso2.EVPowerDeliveryParameterType
+_K_iso2_EVSEChargeParameterType = _iso2.EVSEChargeParameterType
+_K_iso2_EVSEStatusType = _iso2.EVSEStatusType
+_K_iso2_EVStatusType = _iso2.EVStatusType
+_K_iso2_EntryType = _iso2.EntryType
+_K_iso2_IntervalType = _iso2.IntervalType
+_K_iso2_ListOfRootCertificateIDsType = _iso2.ListOfRootCertificateIDsType
+_K_iso2_MessageHeaderType = _iso2.MessageHeaderType
+_K_iso2_MeterInfoType = _iso2.MeterInfoType
+_K_iso2_MeteringReceiptReqType = _iso2.MeteringReceiptReqType
+_K_iso2_MeteringReceiptResType = _iso2.MeteringReceiptResType
+_K_iso2_NotificationType = _iso2.NotificationType
+_K_iso2_PMaxScheduleEntryType = _iso2.PMaxScheduleEntryType
+_K_iso2_PMaxScheduleType = _iso2.PMaxScheduleType
+_K_iso2_ParameterSetType = _iso2.ParameterSetType
+_K_iso2_ParameterType = _iso2.ParameterType
+_K_iso2_PaymentDetailsReqType = _iso2.PaymentDetailsReqType
+_K_iso2_PaymentDetailsResType = _iso2.PaymentDetailsResType
+_K_iso2_PaymentOptionListType = _iso2.PaymentOptionListType
+_K_iso2_PaymentServiceSelectionReqType = _iso2.PaymentServiceSelectionReqType
+_K_iso2_PaymentServiceSelectionResType = _iso2.PaymentServiceSelectionResType
+_K_iso2_PhysicalValueType = _iso2.PhysicalValueType
+_K_iso2_PowerDeliveryReqType = _iso2.PowerDeliveryReqType
+_K_iso2_PowerDeliveryResType = _iso2.PowerDeliveryResType
+_K_iso2_PreChargeReqType = _iso2.PreChargeReqType
+_K_iso2_PreChargeResType = _iso2.PreChargeResType
+_K_iso2_ProfileEntryType = _iso2.ProfileEntryType
+_K_iso2_RelativeTimeIntervalType = _iso2.RelativeTimeIntervalType
+_K_iso2_SAScheduleListType = _iso2.SAScheduleListType
+_K_iso2_SAScheduleTupleType = _iso2.SAScheduleTupleType
+_K_iso2_SASchedulesType = _iso2.SASchedulesType
+_K_iso2_SalesTariffEntryType = _iso2.SalesTariffEntryType
+_K_iso2_SalesTariffType = _iso2.SalesTariffType
+_K_iso2_SelectedServiceListType = _iso2.SelectedServiceListType
+_K_iso2_SelectedServiceType = _iso2.SelectedServiceType
+_K_iso2_ServiceDetailReqType = _iso2.ServiceDetailReqType
+_K_iso2_ServiceDetailResType = _iso2.ServiceDetailResType
+_K_iso2_ServiceDiscoveryReqType = _iso2.ServiceDiscoveryReqType
+_K_iso2_ServiceDiscoveryResType = _iso2.ServiceDiscoveryResType
+_K_iso2_ServiceListType = _iso2.ServiceListType
+_K_iso2_ServiceParameterListType = _iso2.ServiceParameterListType
+_K_iso2_ServiceType = _iso2.ServiceType
+_K_iso2_SessionSetupReqType = _iso2.SessionSetupReqType
+_K_iso2_SessionSetupResType = _iso2.SessionSetupResType
+_K_iso2_SessionStopReqType = _iso2.SessionStopReqType
+_K_iso2_SessionStopResType = _iso2.SessionStopResType
+_K_iso2_SubCertificatesType = _iso2.SubCertificatesType
+_K_iso2_SupportedEnergyTransferModeType = _iso2.SupportedEnergyTransferModeType
+_K_iso2_V2G_Message = _iso2.V2G_Message
+_K_iso2_WeldingDetectionReqType = _iso2.WeldingDetectionReqType
+_K_iso2_WeldingDetectionResType = _iso2.WeldingDetectionResType
+_K_xmldsig_X509IssuerSerialType = _xmldsig.X509IssuerSerialType
 
 
-def _d_iso2_AuthorizationReqType(r: BitReader) -> _iso2.AuthorizationReqType:
+def _d_iso2_AuthorizationReqType(r: BitReader, c: int) -> _iso2.AuthorizationReqType:
     win = r.win
     av = r.avail
     f_Id: str | None = None
     f_GenChallenge: bytes | None = None
     s = 0
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    ec = (c >> 9)
+    ec = ((c >> 9) & 3)
     if ec == 0:
         av += 1
         u = ((c >> 1) & 255)
@@ -227,15 +310,15 @@ def _d_iso2_AuthorizationReqType(r: BitReader) -> _iso2.AuthorizationReqType:
             f_GenChallenge = r.binary_of(u, 16)
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 2
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'AuthorizationReqType[1]', 'expected EE of GenChallenge')
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'AuthorizationReqType[1]', 'expected EE of GenChallenge')
             s = 2
         elif ec == 1:
-            av += 9
+            av += 8
             s = -1
         else:
             raise r.fail_at(av + 9, 'AuthorizationReqType[1]', f'event code {ec}, expected SE(GenChallenge), EE')
@@ -266,28 +349,26 @@ def _d_iso2_AuthorizationReqType(r: BitReader) -> _iso2.AuthorizationReqType:
         f_GenChallenge = r.binary_of(u, 16)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 2
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'AuthorizationReqType[0]', 'expected EE of GenChallenge')
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'AuthorizationReqType[0]', 'expected EE of GenChallenge')
         s = 2
     elif ec == 2:
-        av += 9
+        av += 8
         s = -1
     else:
         raise r.fail_at(av + 9, 'AuthorizationReqType[0]', f'event code {ec}, expected AT(Id), SE(GenChallenge), EE')
     if s == 2:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'AuthorizationReqType[2]', 'expected EE')
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'AuthorizationReqType', 'expected EE')
         s = -1
+    else:
+        av += 1
     r.avail = av
-    ob = _new(_iso2.AuthorizationReqType)
+    ob = _new(_K_iso2_AuthorizationReqType)
     ob.Id = f_Id
     ob.GenChallenge = f_GenChallenge
     return ob
@@ -350,17 +431,12 @@ def _e_iso2_AuthorizationReqType(w: BitWriter, o: _iso2.AuthorizationReqType) ->
     if k >= 1024:
         w.spill()
 
-def _d_iso2_AuthorizationResType(r: BitReader) -> _iso2.AuthorizationResType:
-    win = r.win
+def _d_iso2_AuthorizationResType(r: BitReader, c: int) -> _iso2.AuthorizationResType:
     av = r.avail
     f_ResponseCode: _iso2.responseCodeType
     f_EVSEProcessing: _iso2.EVSEProcessingType
-    av -= 14
-    if av < 0:
-        win, av = r.refill(av, 14)
-    c = (win >> av) & 0x3fff
     try:
-        f_ResponseCode, f_EVSEProcessing = _Ta82a9d50[c]
+        f_ResponseCode, f_EVSEProcessing = _Ta82a9d50[c & 0x3fff]
     except KeyError:  # not a valid pattern: say why
         if c & 0x3073 != 0x0:
             raise r.fail_at(av + 14, 'AuthorizationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE') from None
@@ -373,7 +449,7 @@ def _d_iso2_AuthorizationResType(r: BitReader) -> _iso2.AuthorizationResType:
             raise r.fail_at(av, 'AuthorizationResType.EVSEProcessing', f'enumeration index {iv}') from None
         f_EVSEProcessing = _E_iso2_EVSEProcessingType[iv]
     r.avail = av
-    ob = _new(_iso2.AuthorizationResType)
+    ob = _new(_K_iso2_AuthorizationResType)
     ob.ResponseCode = f_ResponseCode
     ob.EVSEProcessing = f_EVSEProcessing
     return ob
@@ -392,17 +468,12 @@ def _e_iso2_AuthorizationResType(w: BitWriter, o: _iso2.AuthorizationResType) ->
     if k >= 1024:
         w.spill()
 
-def _d_iso2_BodyBaseType(r: BitReader) -> _iso2.BodyBaseType:
-    win = r.win
+def _d_iso2_BodyBaseType(r: BitReader, c: int) -> _iso2.BodyBaseType:
     av = r.avail
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'BodyBaseType', 'expected EE')
     r.avail = av
-    ob = _new(_iso2.BodyBaseType)
+    ob = _new(_K_iso2_BodyBaseType)
     return ob
 
 def _e_iso2_BodyBaseType(w: BitWriter, o: _iso2.BodyBaseType) -> None:
@@ -415,7 +486,7 @@ def _e_iso2_BodyBaseType(w: BitWriter, o: _iso2.BodyBaseType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
+def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
     win = r.win
     av = r.avail
     f_AuthorizationReq: _iso2.AuthorizationReqType | None = None
@@ -454,170 +525,177 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
     f_WeldingDetectionReq: _iso2.WeldingDetectionReqType | None = None
     f_WeldingDetectionRes: _iso2.WeldingDetectionResType | None = None
     s = 0
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    ec = (c >> 24)
+    ec = ((c >> 22) & 63)
     if ec == 0:
-        av += 24
+        av += 11
+        c >>= 11
         r.avail = av
-        f_AuthorizationReq = _d_iso2_AuthorizationReqType(r)
+        f_AuthorizationReq = _d_iso2_AuthorizationReqType(r, c)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
         s = 1
     elif ec == 1:
-        av += 10
+        av += 7
         try:
-            f_1_ResponseCode, f_1_EVSEProcessing = _Ta82a9d50[(c >> 10) & 0x3fff]
+            f_1_ResponseCode, f_1_EVSEProcessing = _Ta82a9d50[(c >> 8) & 0x3fff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xc1cc00 != 0x0:
-                raise r.fail_at(av + 14, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE') from None
-            iv = ((c >> 17) & 31)
+            if c & 0x307300 != 0x0:
+                raise r.fail_at(av + 15, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE') from None
+            iv = ((c >> 15) & 31)
             if iv >= 26:
-                raise r.fail_at(av, 'AuthorizationResType.ResponseCode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 1, 'AuthorizationResType.ResponseCode', f'enumeration index {iv}') from None
             f_1_ResponseCode = _E_iso2_responseCodeType[iv]
-            iv = ((c >> 12) & 3)
+            iv = ((c >> 10) & 3)
             if iv >= 3:
-                raise r.fail_at(av, 'AuthorizationResType.EVSEProcessing', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 1, 'AuthorizationResType.EVSEProcessing', f'enumeration index {iv}') from None
             f_1_EVSEProcessing = _E_iso2_EVSEProcessingType[iv]
-        ob1_ = _new(_iso2.AuthorizationResType)
+        ob1_ = _new(_K_iso2_AuthorizationResType)
         ob1_.ResponseCode = f_1_ResponseCode
         ob1_.EVSEProcessing = f_1_EVSEProcessing
         f_AuthorizationRes = ob1_
+        c >>= 7
         s = 1
     elif ec == 2:
-        av += 23
-        if c & 0x800000 != 0x0:
-            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        ob2_ = _new(_iso2.BodyBaseType)
+        av += 20
+        if c & 0x200000 != 0x0:
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+        ob2_ = _new(_K_iso2_BodyBaseType)
         f_BodyElement = ob2_
+        c >>= 20
         s = 1
     elif ec == 3:
-        if c & 0xee1c07 != 0x0:
-            raise r.fail_at(av + 24, 'BodyType[0]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, EE')
-        f_4_EVReady = ((c >> 20) & 1) == 1
-        iv = ((c >> 13) & 15)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        if c & 0x1dc380e != 0x0:
+            raise r.fail_at(av + 25, 'BodyType[0]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, EE')
+        f_4_EVReady = ((c >> 21) & 1) == 1
+        iv = ((c >> 14) & 15)
         if iv >= 12:
-            raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+            raise r.fail_at(av + 1, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
         f_4_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
-        f_4_EVRESSSOC = ((c >> 3) & 127)
-        ob4_ = _new(_iso2.DC_EVStatusType)
+        f_4_EVRESSSOC = ((c >> 4) & 127)
+        ob4_ = _new(_K_iso2_DC_EVStatusType)
         ob4_.EVReady = f_4_EVReady
         ob4_.EVErrorCode = f_4_EVErrorCode
         ob4_.EVRESSSOC = f_4_EVRESSSOC
         f_3_DC_EVStatus = ob4_
-        ob3_ = _new(_iso2.CableCheckReqType)
+        ob3_ = _new(_K_iso2_CableCheckReqType)
         ob3_.DC_EVStatus = f_3_DC_EVStatus
         f_CableCheckReq = ob3_
         s = 1
     elif ec == 4:
         try:
-            f_5_ResponseCode = _Te9aa56c0[(c >> 13) & 0x7ff]
+            f_5_ResponseCode = _Te9aa56c0[(c >> 11) & 0x7ff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xc1e000 != 0x0:
-                raise r.fail_at(av + 24, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
-            iv = ((c >> 17) & 31)
+            if c & 0x307800 != 0x0:
+                raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
+            iv = ((c >> 15) & 31)
             if iv >= 26:
-                raise r.fail_at(av + 13, 'CableCheckResType.ResponseCode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 11, 'CableCheckResType.ResponseCode', f'enumeration index {iv}') from None
             f_5_ResponseCode = _E_iso2_responseCodeType[iv]
-        u = ((c >> 5) & 255)
+        u = ((c >> 3) & 255)
         f_6_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 13)
-            c = (win >> av) & 0x1fff
-            u2 = c >> 5
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 13)
-                c = (win >> av) & 0x1fff
-                u2 = c >> 5
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 5
+                    av += 3
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 5
+                    av -= 3
                     if av < 0:
-                        win, av = r.refill(av, 5)
-                    c = (win >> av) & 0x1f
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
         f_6_NotificationMaxDelay = u
-        av -= 22
+        av -= 25
         if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         try:
-            f_6_EVSENotification, ec = _Ta34fb74f[c >> 19]
+            f_6_EVSENotification, ec = _Ta34fb74f[c >> 20]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x7200000 != 0x0:
-                raise r.fail_at(av + 27, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
-            iv = ((c >> 22) & 3)
+            if c & 0xe400000 != 0x0:
+                raise r.fail_at(av + 28, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
+            iv = ((c >> 23) & 3)
             if iv >= 3:
-                raise r.fail_at(av + 19, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 20, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_6_EVSENotification = _E_iso2_EVSENotificationType[iv]
-            ec = ((c >> 19) & 3)
+            ec = ((c >> 20) & 3)
         if ec == 0:
             try:
-                f_6_EVSEIsolationStatus, f_6_EVSEStatusCode = _T7e11f26f[(c >> 7) & 0xfff]
+                f_6_EVSEIsolationStatus, f_6_EVSEStatusCode = _T7e11f26f[(c >> 8) & 0xfff]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x47080 != 0x0:
-                    raise r.fail_at(av + 19, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                iv = ((c >> 15) & 7)
+                if c & 0x8e100 != 0x0:
+                    raise r.fail_at(av + 20, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                iv = ((c >> 16) & 7)
                 if iv >= 5:
-                    raise r.fail_at(av + 7, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 8, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}') from None
                 f_6_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
-                iv = ((c >> 8) & 15)
+                iv = ((c >> 9) & 15)
                 if iv >= 12:
-                    raise r.fail_at(av + 7, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 8, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
                 f_6_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
         elif ec == 1:
             av += 6
             try:
-                f_6_EVSEStatusCode = _Tf61d13e1[(c >> 13) & 0x3f]
+                f_6_EVSEStatusCode = _Tf61d13e1[(c >> 14) & 0x3f]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x42000 != 0x0:
-                    raise r.fail_at(av + 13, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                iv = ((c >> 14) & 15)
+                if c & 0x84000 != 0x0:
+                    raise r.fail_at(av + 14, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                iv = ((c >> 15) & 15)
                 if iv >= 12:
-                    raise r.fail_at(av + 7, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 8, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
                 f_6_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
             c >>= 6
         else:
-            raise r.fail_at(av + 19, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+            raise r.fail_at(av + 20, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
         try:
-            f_5_EVSEProcessing = _T2dcefb25[c & 0x7f]
+            f_5_EVSEProcessing = _T2dcefb25[(c >> 1) & 0x7f]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x73 != 0x0:
-                raise r.fail_at(av + 7, 'BodyType[0]', 'expected EE, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE') from None
-            iv = ((c >> 2) & 3)
+            if c & 0xe6 != 0x0:
+                raise r.fail_at(av + 8, 'BodyType[0]', 'expected EE, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE') from None
+            iv = ((c >> 3) & 3)
             if iv >= 3:
-                raise r.fail_at(av, 'CableCheckResType.EVSEProcessing', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 1, 'CableCheckResType.EVSEProcessing', f'enumeration index {iv}') from None
             f_5_EVSEProcessing = _E_iso2_EVSEProcessingType[iv]
-        ob6_ = _new(_iso2.DC_EVSEStatusType)
+        ob6_ = _new(_K_iso2_DC_EVSEStatusType)
         ob6_.NotificationMaxDelay = f_6_NotificationMaxDelay
         ob6_.EVSENotification = f_6_EVSENotification
         ob6_.EVSEIsolationStatus = f_6_EVSEIsolationStatus
         ob6_.EVSEStatusCode = f_6_EVSEStatusCode
         f_5_DC_EVSEStatus = ob6_
-        ob5_ = _new(_iso2.CableCheckResType)
+        ob5_ = _new(_K_iso2_CableCheckResType)
         ob5_.ResponseCode = f_5_ResponseCode
         ob5_.DC_EVSEStatus = f_5_DC_EVSEStatus
         ob5_.EVSEProcessing = f_5_EVSEProcessing
         f_CableCheckRes = ob5_
         s = 1
     elif ec == 5:
-        av += 15
-        if c & 0x800000 != 0x0:
+        av += 13
+        if c & 0x200000 != 0x0:
             raise r.fail_at(av + 9, 'BodyType[0]', 'expected AT(Id)')
-        u = ((c >> 15) & 255)
+        u = ((c >> 13) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -671,45 +749,45 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         f_7_OEMProvisioningCert = r.binary_of(u, 800)
         win = r.win
         av = r.avail
+        av -= 13
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        if c & 0x1800 != 0x0:
+            raise r.fail_at(av + 13, 'BodyType[0]', 'expected EE of OEMProvisioningCert, SE(ListOfRootCertificateIDs)')
+        r.avail = av
+        f_7_ListOfRootCertificateIDs = _d_iso2_ListOfRootCertificateIDsType(r, c)
+        win = r.win
+        av = r.avail
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
-        if c:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of OEMProvisioningCert, SE(ListOfRootCertificateIDs)')
-        r.avail = av
-        f_7_ListOfRootCertificateIDs = _d_iso2_ListOfRootCertificateIDsType(r)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        ob7_ = _new(_iso2.CertificateInstallationReqType)
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+        ob7_ = _new(_K_iso2_CertificateInstallationReqType)
         ob7_.Id = f_7_Id
         ob7_.OEMProvisioningCert = f_7_OEMProvisioningCert
         ob7_.ListOfRootCertificateIDs = f_7_ListOfRootCertificateIDs
         f_CertificateInstallationReq = ob7_
         s = 1
     elif ec == 6:
-        av += 4
+        av += 2
         try:
-            f_8_ResponseCode, ec = _Td89332ae[(c >> 13) & 0x7ff]
+            f_8_ResponseCode, ec = _Td89332ae[(c >> 11) & 0x7ff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xc18000 != 0x0:
+            if c & 0x306000 != 0x0:
                 raise r.fail_at(av + 20, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(SAProvisioningCertificateChain)') from None
-            iv = ((c >> 17) & 31)
+            iv = ((c >> 15) & 31)
             if iv >= 26:
                 raise r.fail_at(av + 9, 'CertificateInstallationResType.ResponseCode', f'enumeration index {iv}') from None
             f_8_ResponseCode = _E_iso2_responseCodeType[iv]
-            ec = ((c >> 13) & 3)
+            ec = ((c >> 11) & 3)
         f_9_Id: str | None = None
         f_9_SubCertificates: _iso2.SubCertificatesType | None = None
         if ec == 0:
             av += 1
-            u = ((c >> 5) & 255)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -770,9 +848,9 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             if c & 0x4000 != 0x0:
                 raise r.fail_at(av + 15, 'CertificateChainType[0]', 'expected EE of Certificate')
         elif ec == 1:
-            if c & 0x1000 != 0x0:
+            if c & 0x400 != 0x0:
                 raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
-            u = ((c >> 4) & 255)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -806,9 +884,10 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
         ec = ((c >> 12) & 3)
         if ec == 0:
-            av += 12
+            av += 2
+            c >>= 2
             r.avail = av
-            f_9_SubCertificates = _d_iso2_SubCertificatesType(r)
+            f_9_SubCertificates = _d_iso2_SubCertificatesType(r, c)
             win = r.win
             av = r.avail
             av -= 13
@@ -827,7 +906,7 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             if c & 0x800 != 0x0:
                 raise r.fail_at(av + 12, 'BodyType[0]', 'expected SE(ContractSignatureCertChain)') from None
             ec = ((c >> 9) & 3)
-        ob9_ = _new(_iso2.CertificateChainType)
+        ob9_ = _new(_K_iso2_CertificateChainType)
         ob9_.Id = f_9_Id
         ob9_.Certificate = f_9_Certificate
         ob9_.SubCertificates = f_9_SubCertificates
@@ -933,9 +1012,8 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
         ec = ((c >> 10) & 3)
         if ec == 0:
-            av += 10
             r.avail = av
-            f_10_SubCertificates = _d_iso2_SubCertificatesType(r)
+            f_10_SubCertificates = _d_iso2_SubCertificatesType(r, c)
             win = r.win
             av = r.avail
             av -= 11
@@ -951,7 +1029,7 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         if c & 0x300 != 0x0:
             raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ContractSignatureEncryptedPrivateKey), AT(Id)')
         u = (c & 255)
-        ob10_ = _new(_iso2.CertificateChainType)
+        ob10_ = _new(_K_iso2_CertificateChainType)
         ob10_.Id = f_10_Id
         ob10_.Certificate = f_10_Certificate
         ob10_.SubCertificates = f_10_SubCertificates
@@ -1016,7 +1094,7 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         if c & 0x700 != 0x0:
             raise r.fail_at(av + 11, 'BodyType[0]', 'expected EE, SE(DHpublickey), AT(Id)')
         u = (c & 255)
-        ob11_ = _new(_iso2.ContractSignatureEncryptedPrivateKeyType)
+        ob11_ = _new(_K_iso2_ContractSignatureEncryptedPrivateKeyType)
         ob11_.Id = f_11_Id
         ob11_.value = f_11_value
         f_8_ContractSignatureEncryptedPrivateKey = ob11_
@@ -1080,7 +1158,7 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         if c & 0x700 != 0x0:
             raise r.fail_at(av + 11, 'BodyType[0]', 'expected EE, SE(eMAID), AT(Id)')
         u = (c & 255)
-        ob12_ = _new(_iso2.DiffieHellmanPublickeyType)
+        ob12_ = _new(_K_iso2_DiffieHellmanPublickeyType)
         ob12_.Id = f_12_Id
         ob12_.value = f_12_value
         f_8_DHpublickey = ob12_
@@ -1137,17 +1215,17 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         f_13_value = r.string_of(u, 15)
         win = r.win
         av = r.avail
-        av -= 2
+        av -= 3
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE, EE')
-        ob13_ = _new(_iso2.EMAIDType)
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x6 != 0x0:
+            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE, EE')
+        ob13_ = _new(_K_iso2_EMAIDType)
         ob13_.Id = f_13_Id
         ob13_.value = f_13_value
         f_8_eMAID = ob13_
-        ob8_ = _new(_iso2.CertificateInstallationResType)
+        ob8_ = _new(_K_iso2_CertificateInstallationResType)
         ob8_.ResponseCode = f_8_ResponseCode
         ob8_.SAProvisioningCertificateChain = f_8_SAProvisioningCertificateChain
         ob8_.ContractSignatureCertChain = f_8_ContractSignatureCertChain
@@ -1157,10 +1235,10 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         f_CertificateInstallationRes = ob8_
         s = 1
     elif ec == 7:
-        av += 15
-        if c & 0x800000 != 0x0:
+        av += 13
+        if c & 0x200000 != 0x0:
             raise r.fail_at(av + 9, 'BodyType[0]', 'expected AT(Id)')
-        u = ((c >> 15) & 255)
+        u = ((c >> 13) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -1295,9 +1373,8 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
         ec = ((c >> 10) & 3)
         if ec == 0:
-            av += 10
             r.avail = av
-            f_15_SubCertificates = _d_iso2_SubCertificatesType(r)
+            f_15_SubCertificates = _d_iso2_SubCertificatesType(r, c)
             win = r.win
             av = r.avail
             av -= 11
@@ -1313,7 +1390,7 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         if c & 0x300 != 0x0:
             raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(eMAID), CH of eMAID')
         u = (c & 255)
-        ob15_ = _new(_iso2.CertificateChainType)
+        ob15_ = _new(_K_iso2_CertificateChainType)
         ob15_.Id = f_15_Id
         ob15_.Certificate = f_15_Certificate
         ob15_.SubCertificates = f_15_SubCertificates
@@ -1341,23 +1418,23 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         f_14_eMAID = r.string_of(u, 15)
         win = r.win
         av = r.avail
+        av -= 13
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        if c & 0x1800 != 0x0:
+            raise r.fail_at(av + 13, 'BodyType[0]', 'expected EE of eMAID, SE(ListOfRootCertificateIDs)')
+        r.avail = av
+        f_14_ListOfRootCertificateIDs = _d_iso2_ListOfRootCertificateIDsType(r, c)
+        win = r.win
+        av = r.avail
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
-        if c:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of eMAID, SE(ListOfRootCertificateIDs)')
-        r.avail = av
-        f_14_ListOfRootCertificateIDs = _d_iso2_ListOfRootCertificateIDsType(r)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        ob14_ = _new(_iso2.CertificateUpdateReqType)
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+        ob14_ = _new(_K_iso2_CertificateUpdateReqType)
         ob14_.Id = f_14_Id
         ob14_.ContractSignatureCertChain = f_14_ContractSignatureCertChain
         ob14_.eMAID = f_14_eMAID
@@ -1365,78 +1442,86 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         f_CertificateUpdateReq = ob14_
         s = 1
     elif ec == 8:
-        av += 24
+        av += 2
+        c >>= 2
         r.avail = av
-        f_CertificateUpdateRes = _d_iso2_CertificateUpdateResType(r)
+        f_CertificateUpdateRes = _d_iso2_CertificateUpdateResType(r, c)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
         s = 1
     elif ec == 9:
-        ec = ((c >> 22) & 3)
+        ec = ((c >> 20) & 3)
         f_16_MaxEntriesSAScheduleTuple: int | None = None
         f_16_AC_EVChargeParameter: _iso2.AC_EVChargeParameterType | None = None
         f_16_DC_EVChargeParameter: _iso2.DC_EVChargeParameterType | None = None
         f_16_EVChargeParameter: _iso2.EVChargeParameterType | None = None
         if ec == 0:
-            if c & 0x200000 != 0x0:
-                raise r.fail_at(av + 22, 'ChargeParameterDiscoveryReqType[0]', 'expected CH of MaxEntriesSAScheduleTuple')
-            u = ((c >> 13) & 255)
+            if c & 0x80000 != 0x0:
+                raise r.fail_at(av + 20, 'ChargeParameterDiscoveryReqType[0]', 'expected CH of MaxEntriesSAScheduleTuple')
+            u = ((c >> 11) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 21)
-                c = (win >> av) & 0x1fffff
-                u2 = c >> 13
+                u2 = (c >> 3) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 21)
-                    c = (win >> av) & 0x1fffff
-                    u2 = c >> 13
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 13
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 13
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 13)
-                        c = (win >> av) & 0x1fff
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
+            else:
+                av += 8
+                c >>= 8
             f_16_MaxEntriesSAScheduleTuple = u
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
             try:
-                f_16_RequestedEnergyTransferMode = _T66893bf5[(c >> 6) & 0x7f]
+                f_16_RequestedEnergyTransferMode = _T66893bf5[c >> 23]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x1c40 != 0x0:
-                    raise r.fail_at(av + 13, 'ChargeParameterDiscoveryReqType[0]', 'expected EE of MaxEntriesSAScheduleTuple, SE(RequestedEnergyTransferMode), CH of RequestedEnergyTransferMode, EE of RequestedEnergyTransferMode') from None
-                iv = ((c >> 7) & 7)
+                if c & 0x38800000 != 0x0:
+                    raise r.fail_at(av + 30, 'ChargeParameterDiscoveryReqType[0]', 'expected EE of MaxEntriesSAScheduleTuple, SE(RequestedEnergyTransferMode), CH of RequestedEnergyTransferMode, EE of RequestedEnergyTransferMode') from None
+                iv = ((c >> 24) & 7)
                 if iv >= 6:
-                    raise r.fail_at(av + 6, 'ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 23, 'ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', f'enumeration index {iv}') from None
                 f_16_RequestedEnergyTransferMode = _E_iso2_EnergyTransferModeType[iv]
-            av -= 24
+            av -= 7
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
         elif ec == 1:
             try:
-                f_16_RequestedEnergyTransferMode = _T4326b017[(c >> 17) & 0x1f]
+                f_16_RequestedEnergyTransferMode = _T4326b017[(c >> 15) & 0x1f]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x220000 != 0x0:
-                    raise r.fail_at(av + 22, 'ChargeParameterDiscoveryReqType[0]', 'expected CH of RequestedEnergyTransferMode, EE of RequestedEnergyTransferMode') from None
-                iv = ((c >> 18) & 7)
+                if c & 0x88000 != 0x0:
+                    raise r.fail_at(av + 20, 'ChargeParameterDiscoveryReqType[0]', 'expected CH of RequestedEnergyTransferMode, EE of RequestedEnergyTransferMode') from None
+                iv = ((c >> 16) & 7)
                 if iv >= 6:
-                    raise r.fail_at(av + 17, 'ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 15, 'ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', f'enumeration index {iv}') from None
                 f_16_RequestedEnergyTransferMode = _E_iso2_EnergyTransferModeType[iv]
-            av -= 13
+            av -= 15
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
         else:
-            raise r.fail_at(av + 22, 'ChargeParameterDiscoveryReqType[0]', f'event code {ec}, expected SE(MaxEntriesSAScheduleTuple), SE(RequestedEnergyTransferMode)')
+            raise r.fail_at(av + 20, 'ChargeParameterDiscoveryReqType[0]', f'event code {ec}, expected SE(MaxEntriesSAScheduleTuple), SE(RequestedEnergyTransferMode)')
         ec = ((c >> 28) & 3)
         if ec == 0:
             ec = ((c >> 26) & 3)
@@ -1446,33 +1531,32 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
                     raise r.fail_at(av + 26, 'AC_EVChargeParameterType[0]', 'expected CH of DepartureTime')
                 u = ((c >> 17) & 255)
                 if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 25)
-                    c = (win >> av) & 0x1ffffff
-                    u2 = c >> 17
+                    u2 = (c >> 9) & 0xFF
                     if u2 < 128:
                         u += _U2[u2]
                     else:
                         u = (u & 0x7F) | (u2 & 0x7F) << 7
                         av -= 8
                         if av < 0:
-                            win, av = r.refill(av, 25)
-                        c = (win >> av) & 0x1ffffff
-                        u2 = c >> 17
+                            win, av = r.refill(av, 17)
+                        c = (win >> av) & 0x1ffff
+                        u2 = c >> 9
                         u |= (u2 & 0x7F) << 14
                         if u2 > 127:
-                            av += 17
+                            av += 9
                             r.avail = av
                             u = r.uint_more(u, 21)
                             win = r.win
                             av = r.avail
-                            av -= 17
+                            av -= 9
                             if av < 0:
-                                win, av = r.refill(av, 17)
-                            c = (win >> av) & 0x1ffff
+                                win, av = r.refill(av, 9)
+                            c = (win >> av) & 0x1ff
+                else:
+                    av += 8
+                    c >>= 8
                 f_17_DepartureTime = u
-                av -= 13
+                av -= 21
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
@@ -1517,7 +1601,7 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
                 f_18_Value = -u - 1 if sg else u
                 if c & 0x18 != 0x0:
                     raise r.fail_at(av + 5, 'AC_EVChargeParameterType[0]', 'expected EE of Value, EE')
-                ob18_ = _new(_iso2.PhysicalValueType)
+                ob18_ = _new(_K_iso2_PhysicalValueType)
                 ob18_.Multiplier = f_18_Multiplier
                 ob18_.Unit = f_18_Unit
                 ob18_.Value = f_18_Value
@@ -1568,7 +1652,7 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
                 f_19_Value = -u - 1 if sg else u
                 if c & 0x6 != 0x0:
                     raise r.fail_at(av + 3, 'AC_EVChargeParameterType[0]', 'expected EE of Value, EE')
-                ob19_ = _new(_iso2.PhysicalValueType)
+                ob19_ = _new(_K_iso2_PhysicalValueType)
                 ob19_.Multiplier = f_19_Multiplier
                 ob19_.Unit = f_19_Unit
                 ob19_.Value = f_19_Value
@@ -1634,7 +1718,7 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
                 f_21_Unit = _E_iso2_unitSymbolType[iv]
                 sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
-            ob20_ = _new(_iso2.PhysicalValueType)
+            ob20_ = _new(_K_iso2_PhysicalValueType)
             ob20_.Multiplier = f_20_Multiplier
             ob20_.Unit = f_20_Unit
             ob20_.Value = f_20_Value
@@ -1682,7 +1766,7 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
                 f_22_Unit = _E_iso2_unitSymbolType[iv]
                 sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
-            ob21_ = _new(_iso2.PhysicalValueType)
+            ob21_ = _new(_K_iso2_PhysicalValueType)
             ob21_.Multiplier = f_21_Multiplier
             ob21_.Unit = f_21_Unit
             ob21_.Value = f_21_Value
@@ -1716,80 +1800,83 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             f_22_Value = -u - 1 if sg else u
             if c & 0xe != 0x0:
                 raise r.fail_at(av + 4, 'ChargeParameterDiscoveryReqType[2]', 'expected EE of Value, EE, EE')
-            ob22_ = _new(_iso2.PhysicalValueType)
+            ob22_ = _new(_K_iso2_PhysicalValueType)
             ob22_.Multiplier = f_22_Multiplier
             ob22_.Unit = f_22_Unit
             ob22_.Value = f_22_Value
             f_17_EVMinCurrent = ob22_
-            ob17_ = _new(_iso2.AC_EVChargeParameterType)
+            ob17_ = _new(_K_iso2_AC_EVChargeParameterType)
             ob17_.DepartureTime = f_17_DepartureTime
             ob17_.EAmount = f_17_EAmount
             ob17_.EVMaxVoltage = f_17_EVMaxVoltage
             ob17_.EVMaxCurrent = f_17_EVMaxCurrent
             ob17_.EVMinCurrent = f_17_EVMinCurrent
             f_16_AC_EVChargeParameter = ob17_
-        elif ec == 1:
-            av += 28
-            r.avail = av
-            f_16_DC_EVChargeParameter = _d_iso2_DC_EVChargeParameterType(r)
-            win = r.win
-            av = r.avail
             av -= 1
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+        elif ec == 1:
+            r.avail = av
+            f_16_DC_EVChargeParameter = _d_iso2_DC_EVChargeParameterType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
         elif ec == 2:
-            av += 14
+            av += 13
             ec = ((c >> 26) & 3)
             f_23_DepartureTime: int | None = None
             if ec == 0:
                 if c & 0x2000000 != 0x0:
-                    raise r.fail_at(av + 12, 'EVChargeParameterType[0]', 'expected CH of DepartureTime')
+                    raise r.fail_at(av + 13, 'EVChargeParameterType[0]', 'expected CH of DepartureTime')
                 u = ((c >> 17) & 255)
                 if u > 127:
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
                     if u2 < 128:
                         u += _U2[u2]
                     else:
                         u = (u & 0x7F) | (u2 & 0x7F) << 7
                         av -= 8
                         if av < 0:
-                            win, av = r.refill(av, 11)
-                        c = (win >> av) & 0x7ff
-                        u2 = c >> 3
+                            win, av = r.refill(av, 12)
+                        c = (win >> av) & 0xfff
+                        u2 = c >> 4
                         u |= (u2 & 0x7F) << 14
                         if u2 > 127:
-                            av += 3
+                            av += 4
                             r.avail = av
                             u = r.uint_more(u, 21)
                             win = r.win
                             av = r.avail
-                            av -= 3
+                            av -= 4
                             if av < 0:
-                                win, av = r.refill(av, 3)
-                            c = (win >> av) & 0x7
+                                win, av = r.refill(av, 4)
+                            c = (win >> av) & 0xf
                 else:
-                    c >>= 14
+                    c >>= 13
                 f_23_DepartureTime = u
-                if c & 0x6 != 0x0:
-                    raise r.fail_at(av + 3, 'EVChargeParameterType[0]', 'expected EE of DepartureTime, EE')
+                if c & 0xc != 0x0:
+                    raise r.fail_at(av + 4, 'EVChargeParameterType[0]', 'expected EE of DepartureTime, EE')
             elif ec == 1:
                 av += 11
-                c >>= 25
+                c >>= 24
             else:
-                raise r.fail_at(av + 12, 'EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), EE')
-            ob23_ = _new(_iso2.EVChargeParameterType)
+                raise r.fail_at(av + 13, 'EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), EE')
+            ob23_ = _new(_K_iso2_EVChargeParameterType)
             ob23_.DepartureTime = f_23_DepartureTime
             f_16_EVChargeParameter = ob23_
         else:
             raise r.fail_at(av + 28, 'ChargeParameterDiscoveryReqType[2]', f'event code {ec}, expected SE(AC_EVChargeParameter), SE(DC_EVChargeParameter), SE(EVChargeParameter)')
-        if c & 0x1 != 0x0:
-            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        ob16_ = _new(_iso2.ChargeParameterDiscoveryReqType)
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+        ob16_ = _new(_K_iso2_ChargeParameterDiscoveryReqType)
         ob16_.MaxEntriesSAScheduleTuple = f_16_MaxEntriesSAScheduleTuple
         ob16_.RequestedEnergyTransferMode = f_16_RequestedEnergyTransferMode
         ob16_.AC_EVChargeParameter = f_16_AC_EVChargeParameter
@@ -1798,48 +1885,75 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         f_ChargeParameterDiscoveryReq = ob16_
         s = 1
     elif ec == 10:
-        av += 24
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_ChargeParameterDiscoveryRes = _d_iso2_ChargeParameterDiscoveryResType(r)
+        f_ChargeParameterDiscoveryRes = _d_iso2_ChargeParameterDiscoveryResType(r, c)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
         s = 1
     elif ec == 11:
-        av += 23
-        if c & 0x800000 != 0x0:
-            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        ob24_ = _new(_iso2.ChargingStatusReqType)
+        av += 20
+        if c & 0x200000 != 0x0:
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+        ob24_ = _new(_K_iso2_ChargingStatusReqType)
         f_ChargingStatusReq = ob24_
+        c >>= 20
         s = 1
     elif ec == 12:
-        av += 24
+        av += 4
+        c >>= 4
         r.avail = av
-        f_ChargingStatusRes = _d_iso2_ChargingStatusResType(r)
+        f_ChargingStatusRes = _d_iso2_ChargingStatusResType(r, c)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
         s = 1
     elif ec == 13:
-        av += 24
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_CurrentDemandReq = _d_iso2_CurrentDemandReqType(r)
+        f_CurrentDemandReq = _d_iso2_CurrentDemandReqType(r, c)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
         s = 1
     elif ec == 14:
-        av += 24
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_CurrentDemandRes = _d_iso2_CurrentDemandResType(r)
+        f_CurrentDemandRes = _d_iso2_CurrentDemandResType(r, c)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
         s = 1
     elif ec == 15:
-        av += 13
-        ec = ((c >> 22) & 3)
+        av += 11
+        ec = ((c >> 20) & 3)
         f_25_Id: str | None = None
         f_25_SAScheduleTupleID: int | None = None
         if ec == 0:
             av += 1
-            u = ((c >> 14) & 255)
+            u = ((c >> 12) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -1893,16 +2007,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             f_25_SessionID = r.binary_of(u, 8)
             win = r.win
             av = r.avail
-            av -= 14
+            av -= 24
             if av < 0:
-                win, av = r.refill(av, 14)
-            c = (win >> av) & 0x3fff
-            if c & 0x2000 != 0x0:
-                raise r.fail_at(av + 14, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            if c & 0x800000 != 0x0:
+                raise r.fail_at(av + 24, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
         elif ec == 1:
-            if c & 0x200000 != 0x0:
+            if c & 0x80000 != 0x0:
                 raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', 'expected CH of SessionID')
-            u = ((c >> 13) & 255)
+            u = ((c >> 11) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -1926,45 +2040,46 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             f_25_SessionID = r.binary_of(u, 8)
             win = r.win
             av = r.avail
-            av -= 14
+            av -= 24
             if av < 0:
-                win, av = r.refill(av, 14)
-            c = (win >> av) & 0x3fff
-            if c & 0x2000 != 0x0:
-                raise r.fail_at(av + 14, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            if c & 0x800000 != 0x0:
+                raise r.fail_at(av + 24, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
         else:
             raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', f'event code {ec}, expected AT(Id), SE(SessionID)')
-        ec = ((c >> 11) & 3)
+        ec = ((c >> 21) & 3)
         if ec == 0:
             try:
-                f_25_SAScheduleTupleID = _T8849f7c9[c & 0x7ff]
+                f_25_SAScheduleTupleID = _T8849f7c9[(c >> 10) & 0x7ff]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x403 != 0x0:
-                    raise r.fail_at(av + 11, 'MeteringReceiptReqType[2]', 'expected CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(MeterInfo)') from None
-                f_25_SAScheduleTupleID = ((c >> 2) & 255) + 1
+                if c & 0x100c00 != 0x0:
+                    raise r.fail_at(av + 21, 'MeteringReceiptReqType[2]', 'expected CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(MeterInfo)') from None
+                f_25_SAScheduleTupleID = ((c >> 12) & 255) + 1
             r.avail = av
-            f_25_MeterInfo = _d_iso2_MeterInfoType(r)
+            f_25_MeterInfo = _d_iso2_MeterInfoType(r, c)
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 2
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
         elif ec == 1:
             av += 11
+            c >>= 11
             r.avail = av
-            f_25_MeterInfo = _d_iso2_MeterInfoType(r)
+            f_25_MeterInfo = _d_iso2_MeterInfoType(r, c)
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 2
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
         else:
-            raise r.fail_at(av + 11, 'MeteringReceiptReqType[2]', f'event code {ec}, expected SE(SAScheduleTupleID), SE(MeterInfo)')
-        if c & 0x1 != 0x0:
-            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        ob25_ = _new(_iso2.MeteringReceiptReqType)
+            raise r.fail_at(av + 21, 'MeteringReceiptReqType[2]', f'event code {ec}, expected SE(SAScheduleTupleID), SE(MeterInfo)')
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+        ob25_ = _new(_K_iso2_MeteringReceiptReqType)
         ob25_.Id = f_25_Id
         ob25_.SessionID = f_25_SessionID
         ob25_.SAScheduleTupleID = f_25_SAScheduleTupleID
@@ -1973,203 +2088,203 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         s = 1
     elif ec == 16:
         try:
-            f_26_ResponseCode, ec = _T9be1c3c2[(c >> 14) & 0x3ff]
+            f_26_ResponseCode, ec = _T9be1c3c2[(c >> 12) & 0x3ff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xc10000 != 0x0:
-                raise r.fail_at(av + 24, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode') from None
-            iv = ((c >> 17) & 31)
+            if c & 0x304000 != 0x0:
+                raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode') from None
+            iv = ((c >> 15) & 31)
             if iv >= 26:
-                raise r.fail_at(av + 14, 'MeteringReceiptResType.ResponseCode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 12, 'MeteringReceiptResType.ResponseCode', f'enumeration index {iv}') from None
             f_26_ResponseCode = _E_iso2_responseCodeType[iv]
-            ec = ((c >> 14) & 3)
+            ec = ((c >> 12) & 3)
         f_26_AC_EVSEStatus: _iso2.AC_EVSEStatusType | None = None
         f_26_DC_EVSEStatus: _iso2.DC_EVSEStatusType | None = None
         f_26_EVSEStatus: _iso2.EVSEStatusType | None = None
         if ec == 0:
-            if c & 0x3000 != 0x0:
-                raise r.fail_at(av + 14, 'MeteringReceiptResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-            u = ((c >> 4) & 255)
+            if c & 0xc00 != 0x0:
+                raise r.fail_at(av + 12, 'MeteringReceiptResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-                    u2 = c >> 4
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 4
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 4
+                        av -= 2
                         if av < 0:
-                            win, av = r.refill(av, 4)
-                        c = (win >> av) & 0xf
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_27_NotificationMaxDelay = u
-            av -= 8
+            av -= 11
             if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
             try:
-                f_27_EVSENotification, f_27_RCD = _T247139eb[c >> 1]
+                f_27_EVSENotification, f_27_RCD = _T247139eb[c >> 2]
             except KeyError:  # not a valid pattern: say why
-                if c & 0xe76 != 0x0:
-                    raise r.fail_at(av + 12, 'MeteringReceiptResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE') from None
-                iv = ((c >> 7) & 3)
+                if c & 0x1cec != 0x0:
+                    raise r.fail_at(av + 13, 'MeteringReceiptResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE') from None
+                iv = ((c >> 8) & 3)
                 if iv >= 3:
-                    raise r.fail_at(av + 1, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 2, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
                 f_27_EVSENotification = _E_iso2_EVSENotificationType[iv]
-                f_27_RCD = ((c >> 3) & 1) == 1
-            ob27_ = _new(_iso2.AC_EVSEStatusType)
+                f_27_RCD = ((c >> 4) & 1) == 1
+            ob27_ = _new(_K_iso2_AC_EVSEStatusType)
             ob27_.NotificationMaxDelay = f_27_NotificationMaxDelay
             ob27_.EVSENotification = f_27_EVSENotification
             ob27_.RCD = f_27_RCD
             f_26_AC_EVSEStatus = ob27_
         elif ec == 1:
-            if c & 0x3000 != 0x0:
-                raise r.fail_at(av + 14, 'MeteringReceiptResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-            u = ((c >> 4) & 255)
+            if c & 0xc00 != 0x0:
+                raise r.fail_at(av + 12, 'MeteringReceiptResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            u = ((c >> 2) & 255)
             f_28_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-                    u2 = c >> 4
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 4
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 4
+                        av -= 2
                         if av < 0:
-                            win, av = r.refill(av, 4)
-                        c = (win >> av) & 0xf
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_28_NotificationMaxDelay = u
-            av -= 18
+            av -= 21
             if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             try:
-                f_28_EVSENotification, ec = _Ta34fb74f[c >> 14]
+                f_28_EVSENotification, ec = _Ta34fb74f[c >> 15]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x390000 != 0x0:
-                    raise r.fail_at(av + 22, 'MeteringReceiptResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
-                iv = ((c >> 17) & 3)
+                if c & 0x720000 != 0x0:
+                    raise r.fail_at(av + 23, 'MeteringReceiptResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
+                iv = ((c >> 18) & 3)
                 if iv >= 3:
-                    raise r.fail_at(av + 14, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 15, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
                 f_28_EVSENotification = _E_iso2_EVSENotificationType[iv]
-                ec = ((c >> 14) & 3)
+                ec = ((c >> 15) & 3)
             if ec == 0:
                 try:
-                    f_28_EVSEIsolationStatus, f_28_EVSEStatusCode = _T7e11f26f[(c >> 2) & 0xfff]
+                    f_28_EVSEIsolationStatus, f_28_EVSEStatusCode = _T7e11f26f[(c >> 3) & 0xfff]
                 except KeyError:  # not a valid pattern: say why
-                    if c & 0x2384 != 0x0:
-                        raise r.fail_at(av + 14, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                    iv = ((c >> 10) & 7)
+                    if c & 0x4708 != 0x0:
+                        raise r.fail_at(av + 15, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                    iv = ((c >> 11) & 7)
                     if iv >= 5:
-                        raise r.fail_at(av + 2, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}') from None
+                        raise r.fail_at(av + 3, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}') from None
                     f_28_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
-                    iv = ((c >> 3) & 15)
+                    iv = ((c >> 4) & 15)
                     if iv >= 12:
-                        raise r.fail_at(av + 2, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                        raise r.fail_at(av + 3, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
                     f_28_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
             elif ec == 1:
                 av += 6
                 try:
-                    f_28_EVSEStatusCode = _Tf61d13e1[(c >> 8) & 0x3f]
+                    f_28_EVSEStatusCode = _Tf61d13e1[(c >> 9) & 0x3f]
                 except KeyError:  # not a valid pattern: say why
-                    if c & 0x2100 != 0x0:
-                        raise r.fail_at(av + 8, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                    iv = ((c >> 9) & 15)
+                    if c & 0x4200 != 0x0:
+                        raise r.fail_at(av + 9, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                    iv = ((c >> 10) & 15)
                     if iv >= 12:
-                        raise r.fail_at(av + 2, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                        raise r.fail_at(av + 3, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
                     f_28_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
                 c >>= 6
             else:
-                raise r.fail_at(av + 14, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
-            if c & 0x2 != 0x0:
-                raise r.fail_at(av + 2, 'MeteringReceiptResType[1]', 'expected EE')
-            ob28_ = _new(_iso2.DC_EVSEStatusType)
+                raise r.fail_at(av + 15, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'MeteringReceiptResType[1]', 'expected EE')
+            ob28_ = _new(_K_iso2_DC_EVSEStatusType)
             ob28_.NotificationMaxDelay = f_28_NotificationMaxDelay
             ob28_.EVSENotification = f_28_EVSENotification
             ob28_.EVSEIsolationStatus = f_28_EVSEIsolationStatus
             ob28_.EVSEStatusCode = f_28_EVSEStatusCode
             f_26_DC_EVSEStatus = ob28_
         elif ec == 2:
-            if c & 0x3000 != 0x0:
-                raise r.fail_at(av + 14, 'MeteringReceiptResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-            u = ((c >> 4) & 255)
+            if c & 0xc00 != 0x0:
+                raise r.fail_at(av + 12, 'MeteringReceiptResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-                    u2 = c >> 4
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 4
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 4
+                        av -= 2
                         if av < 0:
-                            win, av = r.refill(av, 4)
-                        c = (win >> av) & 0xf
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
             f_29_NotificationMaxDelay = u
-            av -= 4
+            av -= 7
             if av < 0:
-                win, av = r.refill(av, 8)
-            c = (win >> av) & 0xff
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             try:
-                f_29_EVSENotification = _T098c27c7[c >> 1]
+                f_29_EVSENotification = _T098c27c7[c >> 2]
             except KeyError:  # not a valid pattern: say why
-                if c & 0xe6 != 0x0:
-                    raise r.fail_at(av + 8, 'MeteringReceiptResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE') from None
-                iv = ((c >> 3) & 3)
+                if c & 0x1cc != 0x0:
+                    raise r.fail_at(av + 9, 'MeteringReceiptResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE') from None
+                iv = ((c >> 4) & 3)
                 if iv >= 3:
-                    raise r.fail_at(av + 1, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 2, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
                 f_29_EVSENotification = _E_iso2_EVSENotificationType[iv]
-            ob29_ = _new(_iso2.EVSEStatusType)
+            ob29_ = _new(_K_iso2_EVSEStatusType)
             ob29_.NotificationMaxDelay = f_29_NotificationMaxDelay
             ob29_.EVSENotification = f_29_EVSENotification
             f_26_EVSEStatus = ob29_
         else:
-            raise r.fail_at(av + 14, 'MeteringReceiptResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
-        if c & 0x1 != 0x0:
-            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        ob26_ = _new(_iso2.MeteringReceiptResType)
+            raise r.fail_at(av + 12, 'MeteringReceiptResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+        ob26_ = _new(_K_iso2_MeteringReceiptResType)
         ob26_.ResponseCode = f_26_ResponseCode
         ob26_.AC_EVSEStatus = f_26_AC_EVSEStatus
         ob26_.DC_EVSEStatus = f_26_DC_EVSEStatus
@@ -2177,10 +2292,10 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         f_MeteringReceiptRes = ob26_
         s = 1
     elif ec == 17:
-        av += 14
-        if c & 0xc00000 != 0x0:
+        av += 12
+        if c & 0x300000 != 0x0:
             raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(eMAID), CH of eMAID')
-        u = ((c >> 14) & 255)
+        u = ((c >> 12) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -2272,12 +2387,12 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             f_31_Certificate = r.binary_of(u, 800)
             win = r.win
             av = r.avail
-            av -= 4
+            av -= 13
             if av < 0:
-                win, av = r.refill(av, 4)
-            c = (win >> av) & 0xf
-            if c & 0x8 != 0x0:
-                raise r.fail_at(av + 4, 'CertificateChainType[0]', 'expected EE of Certificate')
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            if c & 0x1000 != 0x0:
+                raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
         elif ec == 1:
             if c & 0x100 != 0x0:
                 raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
@@ -2305,55 +2420,55 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             f_31_Certificate = r.binary_of(u, 800)
             win = r.win
             av = r.avail
-            av -= 4
+            av -= 13
             if av < 0:
-                win, av = r.refill(av, 4)
-            c = (win >> av) & 0xf
-            if c & 0x8 != 0x0:
-                raise r.fail_at(av + 4, 'CertificateChainType[0]', 'expected EE of Certificate')
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            if c & 0x1000 != 0x0:
+                raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
         else:
             raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
-        ec = ((c >> 1) & 3)
+        ec = ((c >> 10) & 3)
         if ec == 0:
-            av += 1
             r.avail = av
-            f_31_SubCertificates = _d_iso2_SubCertificatesType(r)
+            f_31_SubCertificates = _d_iso2_SubCertificatesType(r, c)
             win = r.win
             av = r.avail
-            av -= 2
+            av -= 3
             if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c & 0x2 != 0x0:
-                raise r.fail_at(av + 2, 'CertificateChainType[2]', 'expected EE')
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'CertificateChainType[2]', 'expected EE')
         elif ec == 1:
-            pass
+            av += 8
+            c >>= 8
         else:
-            raise r.fail_at(av + 1, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
-        if c & 0x1 != 0x0:
-            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        ob31_ = _new(_iso2.CertificateChainType)
+            raise r.fail_at(av + 10, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+        ob31_ = _new(_K_iso2_CertificateChainType)
         ob31_.Id = f_31_Id
         ob31_.Certificate = f_31_Certificate
         ob31_.SubCertificates = f_31_SubCertificates
         f_30_ContractSignatureCertChain = ob31_
-        ob30_ = _new(_iso2.PaymentDetailsReqType)
+        ob30_ = _new(_K_iso2_PaymentDetailsReqType)
         ob30_.eMAID = f_30_eMAID
         ob30_.ContractSignatureCertChain = f_30_ContractSignatureCertChain
         f_PaymentDetailsReq = ob30_
         s = 1
     elif ec == 18:
-        av += 6
+        av += 4
         try:
-            f_32_ResponseCode = _T71c1fe91[(c >> 14) & 0x3ff]
+            f_32_ResponseCode = _T71c1fe91[(c >> 12) & 0x3ff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xc1c000 != 0x0:
+            if c & 0x307000 != 0x0:
                 raise r.fail_at(av + 18, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(GenChallenge), CH of GenChallenge') from None
-            iv = ((c >> 17) & 31)
+            iv = ((c >> 15) & 31)
             if iv >= 26:
                 raise r.fail_at(av + 8, 'PaymentDetailsResType.ResponseCode', f'enumeration index {iv}') from None
             f_32_ResponseCode = _E_iso2_responseCodeType[iv]
-        u = ((c >> 6) & 255)
+        u = ((c >> 4) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -2377,823 +2492,124 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         f_32_GenChallenge = r.binary_of(u, 16)
         win = r.win
         av = r.avail
-        av -= 14
+        av -= 23
         if av < 0:
-            win, av = r.refill(av, 14)
-        c = (win >> av) & 0x3fff
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         try:
-            sg = _T143a83e6[c >> 10]
+            sg = _T143a83e6[c >> 19]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x3800 != 0x0:
-                raise r.fail_at(av + 14, 'BodyType[0]', 'expected EE of GenChallenge, SE(EVSETimeStamp), CH of EVSETimeStamp') from None
-            sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
+            if c & 0x700000 != 0x0:
+                raise r.fail_at(av + 23, 'BodyType[0]', 'expected EE of GenChallenge, SE(EVSETimeStamp), CH of EVSETimeStamp') from None
+            sg = ((c >> 19) & 1)
+        u = ((c >> 11) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = (c >> 3) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
+                    av += 3
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
+                    av -= 3
                     if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
+        else:
+            av += 8
+            c >>= 8
         f_32_EVSETimeStamp = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of EVSETimeStamp, EE')
-        ob32_ = _new(_iso2.PaymentDetailsResType)
+        if c & 0x6 != 0x0:
+            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of EVSETimeStamp, EE')
+        ob32_ = _new(_K_iso2_PaymentDetailsResType)
         ob32_.ResponseCode = f_32_ResponseCode
         ob32_.GenChallenge = f_32_GenChallenge
         ob32_.EVSETimeStamp = f_32_EVSETimeStamp
         f_PaymentDetailsRes = ob32_
         s = 1
     elif ec == 19:
-        av += 19
         try:
-            f_33_SelectedPaymentOption = _T6e3fb4ca[(c >> 19) & 0x1f]
+            f_33_SelectedPaymentOption = _T6e3fb4ca[(c >> 17) & 0x1f]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xd80000 != 0x0:
-                raise r.fail_at(av + 5, 'BodyType[0]', 'expected SE(SelectedPaymentOption), CH of SelectedPaymentOption, EE of SelectedPaymentOption, SE(SelectedServiceList)') from None
-            f_33_SelectedPaymentOption = _E_iso2_paymentOptionType[((c >> 21) & 1)]
+            if c & 0x360000 != 0x0:
+                raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(SelectedPaymentOption), CH of SelectedPaymentOption, EE of SelectedPaymentOption, SE(SelectedServiceList)') from None
+            f_33_SelectedPaymentOption = _E_iso2_paymentOptionType[((c >> 19) & 1)]
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
         r.avail = av
-        f_33_SelectedServiceList = _d_iso2_SelectedServiceListType(r)
+        f_33_SelectedServiceList = _d_iso2_SelectedServiceListType(r, c)
+        win = r.win
+        av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+        ob33_ = _new(_K_iso2_PaymentServiceSelectionReqType)
+        ob33_.SelectedPaymentOption = f_33_SelectedPaymentOption
+        ob33_.SelectedServiceList = f_33_SelectedServiceList
+        f_PaymentServiceSelectionReq = ob33_
+        s = 1
+    elif ec == 20:
+        av += 12
+        try:
+            f_34_ResponseCode = _Tdf4a1f7e[(c >> 13) & 0x1ff]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x306000 != 0x0:
+                raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE') from None
+            iv = ((c >> 15) & 31)
+            if iv >= 26:
+                raise r.fail_at(av + 1, 'PaymentServiceSelectionResType.ResponseCode', f'enumeration index {iv}') from None
+            f_34_ResponseCode = _E_iso2_responseCodeType[iv]
+        ob34_ = _new(_K_iso2_PaymentServiceSelectionResType)
+        ob34_.ResponseCode = f_34_ResponseCode
+        f_PaymentServiceSelectionRes = ob34_
+        c >>= 12
+        s = 1
+    elif ec == 21:
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
+        r.avail = av
+        f_PowerDeliveryReq = _d_iso2_PowerDeliveryReqType(r, c)
         win = r.win
         av = r.avail
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        ob33_ = _new(_iso2.PaymentServiceSelectionReqType)
-        ob33_.SelectedPaymentOption = f_33_SelectedPaymentOption
-        ob33_.SelectedServiceList = f_33_SelectedServiceList
-        f_PaymentServiceSelectionReq = ob33_
-        s = 1
-    elif ec == 20:
-        av += 15
-        try:
-            f_34_ResponseCode = _Tdf4a1f7e[(c >> 15) & 0x1ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0xc18000 != 0x0:
-                raise r.fail_at(av + 9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE') from None
-            iv = ((c >> 17) & 31)
-            if iv >= 26:
-                raise r.fail_at(av, 'PaymentServiceSelectionResType.ResponseCode', f'enumeration index {iv}') from None
-            f_34_ResponseCode = _E_iso2_responseCodeType[iv]
-        ob34_ = _new(_iso2.PaymentServiceSelectionResType)
-        ob34_.ResponseCode = f_34_ResponseCode
-        f_PaymentServiceSelectionRes = ob34_
-        s = 1
-    elif ec == 21:
-        av += 24
-        r.avail = av
-        f_PowerDeliveryReq = _d_iso2_PowerDeliveryReqType(r)
-        win = r.win
-        av = r.avail
         s = 1
     elif ec == 22:
         try:
-            f_35_ResponseCode, ec = _T9be1c3c2[(c >> 14) & 0x3ff]
+            f_35_ResponseCode, ec = _T9be1c3c2[(c >> 12) & 0x3ff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xc10000 != 0x0:
-                raise r.fail_at(av + 24, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode') from None
-            iv = ((c >> 17) & 31)
+            if c & 0x304000 != 0x0:
+                raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode') from None
+            iv = ((c >> 15) & 31)
             if iv >= 26:
-                raise r.fail_at(av + 14, 'PowerDeliveryResType.ResponseCode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 12, 'PowerDeliveryResType.ResponseCode', f'enumeration index {iv}') from None
             f_35_ResponseCode = _E_iso2_responseCodeType[iv]
-            ec = ((c >> 14) & 3)
+            ec = ((c >> 12) & 3)
         f_35_AC_EVSEStatus: _iso2.AC_EVSEStatusType | None = None
         f_35_DC_EVSEStatus: _iso2.DC_EVSEStatusType | None = None
         f_35_EVSEStatus: _iso2.EVSEStatusType | None = None
         if ec == 0:
-            if c & 0x3000 != 0x0:
-                raise r.fail_at(av + 14, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-            u = ((c >> 4) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-                    u2 = c >> 4
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 4
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 4
-                        if av < 0:
-                            win, av = r.refill(av, 4)
-                        c = (win >> av) & 0xf
-            f_36_NotificationMaxDelay = u
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            try:
-                f_36_EVSENotification, f_36_RCD = _T247139eb[c >> 1]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0xe76 != 0x0:
-                    raise r.fail_at(av + 12, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE') from None
-                iv = ((c >> 7) & 3)
-                if iv >= 3:
-                    raise r.fail_at(av + 1, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
-                f_36_EVSENotification = _E_iso2_EVSENotificationType[iv]
-                f_36_RCD = ((c >> 3) & 1) == 1
-            ob36_ = _new(_iso2.AC_EVSEStatusType)
-            ob36_.NotificationMaxDelay = f_36_NotificationMaxDelay
-            ob36_.EVSENotification = f_36_EVSENotification
-            ob36_.RCD = f_36_RCD
-            f_35_AC_EVSEStatus = ob36_
-        elif ec == 1:
-            if c & 0x3000 != 0x0:
-                raise r.fail_at(av + 14, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-            u = ((c >> 4) & 255)
-            f_37_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-                    u2 = c >> 4
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 4
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 4
-                        if av < 0:
-                            win, av = r.refill(av, 4)
-                        c = (win >> av) & 0xf
-            f_37_NotificationMaxDelay = u
-            av -= 18
-            if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            try:
-                f_37_EVSENotification, ec = _Ta34fb74f[c >> 14]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x390000 != 0x0:
-                    raise r.fail_at(av + 22, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
-                iv = ((c >> 17) & 3)
-                if iv >= 3:
-                    raise r.fail_at(av + 14, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
-                f_37_EVSENotification = _E_iso2_EVSENotificationType[iv]
-                ec = ((c >> 14) & 3)
-            if ec == 0:
-                try:
-                    f_37_EVSEIsolationStatus, f_37_EVSEStatusCode = _T7e11f26f[(c >> 2) & 0xfff]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x2384 != 0x0:
-                        raise r.fail_at(av + 14, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                    iv = ((c >> 10) & 7)
-                    if iv >= 5:
-                        raise r.fail_at(av + 2, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}') from None
-                    f_37_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
-                    iv = ((c >> 3) & 15)
-                    if iv >= 12:
-                        raise r.fail_at(av + 2, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-                    f_37_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-            elif ec == 1:
-                av += 6
-                try:
-                    f_37_EVSEStatusCode = _Tf61d13e1[(c >> 8) & 0x3f]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x2100 != 0x0:
-                        raise r.fail_at(av + 8, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                    iv = ((c >> 9) & 15)
-                    if iv >= 12:
-                        raise r.fail_at(av + 2, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-                    f_37_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-                c >>= 6
-            else:
-                raise r.fail_at(av + 14, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
-            if c & 0x2 != 0x0:
-                raise r.fail_at(av + 2, 'PowerDeliveryResType[1]', 'expected EE')
-            ob37_ = _new(_iso2.DC_EVSEStatusType)
-            ob37_.NotificationMaxDelay = f_37_NotificationMaxDelay
-            ob37_.EVSENotification = f_37_EVSENotification
-            ob37_.EVSEIsolationStatus = f_37_EVSEIsolationStatus
-            ob37_.EVSEStatusCode = f_37_EVSEStatusCode
-            f_35_DC_EVSEStatus = ob37_
-        elif ec == 2:
-            if c & 0x3000 != 0x0:
-                raise r.fail_at(av + 14, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-            u = ((c >> 4) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-                    u2 = c >> 4
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 4
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 4
-                        if av < 0:
-                            win, av = r.refill(av, 4)
-                        c = (win >> av) & 0xf
-            f_38_NotificationMaxDelay = u
-            av -= 4
-            if av < 0:
-                win, av = r.refill(av, 8)
-            c = (win >> av) & 0xff
-            try:
-                f_38_EVSENotification = _T098c27c7[c >> 1]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0xe6 != 0x0:
-                    raise r.fail_at(av + 8, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE') from None
-                iv = ((c >> 3) & 3)
-                if iv >= 3:
-                    raise r.fail_at(av + 1, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
-                f_38_EVSENotification = _E_iso2_EVSENotificationType[iv]
-            ob38_ = _new(_iso2.EVSEStatusType)
-            ob38_.NotificationMaxDelay = f_38_NotificationMaxDelay
-            ob38_.EVSENotification = f_38_EVSENotification
-            f_35_EVSEStatus = ob38_
-        else:
-            raise r.fail_at(av + 14, 'PowerDeliveryResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
-        if c & 0x1 != 0x0:
-            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        ob35_ = _new(_iso2.PowerDeliveryResType)
-        ob35_.ResponseCode = f_35_ResponseCode
-        ob35_.AC_EVSEStatus = f_35_AC_EVSEStatus
-        ob35_.DC_EVSEStatus = f_35_DC_EVSEStatus
-        ob35_.EVSEStatus = f_35_EVSEStatus
-        f_PowerDeliveryRes = ob35_
-        s = 1
-    elif ec == 23:
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 47)
-        c = (win >> av) & 0x7fffffffffff
-        if c & 0x770e03e38e00 != 0x0:
-            raise r.fail_at(av + 47, 'BodyType[0]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, SE(EVTargetVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-        f_40_EVReady = ((c >> 43) & 1) == 1
-        iv = ((c >> 36) & 15)
-        if iv >= 12:
-            raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
-        f_40_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
-        f_40_EVRESSSOC = ((c >> 26) & 127)
-        f_41_Multiplier = ((c >> 18) & 7) - 3
-        iv = ((c >> 12) & 7)
-        if iv >= 7:
-            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-        f_41_Unit = _E_iso2_unitSymbolType[iv]
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        ob40_ = _new(_iso2.DC_EVStatusType)
-        ob40_.EVReady = f_40_EVReady
-        ob40_.EVErrorCode = f_40_EVErrorCode
-        ob40_.EVRESSSOC = f_40_EVRESSSOC
-        f_39_DC_EVStatus = ob40_
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_41_Value = -u - 1 if sg else u
-        av -= 29
-        if av < 0:
-            win, av = r.refill(av, 29)
-        c = (win >> av) & 0x1fffffff
-        try:
-            f_42_Multiplier, f_42_Unit, sg = _Td9e86f2b[c >> 11]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x1f1c7000 != 0x0:
-                raise r.fail_at(av + 29, 'BodyType[0]', 'expected EE of Value, EE, SE(EVTargetCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_42_Multiplier = ((c >> 21) & 7) - 3
-            iv = ((c >> 15) & 7)
-            if iv >= 7:
-                raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-            f_42_Unit = _E_iso2_unitSymbolType[iv]
-            sg = ((c >> 11) & 1)
-        u = ((c >> 3) & 255)
-        ob41_ = _new(_iso2.PhysicalValueType)
-        ob41_.Multiplier = f_41_Multiplier
-        ob41_.Unit = f_41_Unit
-        ob41_.Value = f_41_Value
-        f_39_EVTargetVoltage = ob41_
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 3
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-        f_42_Value = -u - 1 if sg else u
-        if c & 0x7 != 0x0:
-            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of Value, EE, EE')
-        ob42_ = _new(_iso2.PhysicalValueType)
-        ob42_.Multiplier = f_42_Multiplier
-        ob42_.Unit = f_42_Unit
-        ob42_.Value = f_42_Value
-        f_39_EVTargetCurrent = ob42_
-        ob39_ = _new(_iso2.PreChargeReqType)
-        ob39_.DC_EVStatus = f_39_DC_EVStatus
-        ob39_.EVTargetVoltage = f_39_EVTargetVoltage
-        ob39_.EVTargetCurrent = f_39_EVTargetCurrent
-        f_PreChargeReq = ob39_
-        s = 1
-    elif ec == 24:
-        try:
-            f_43_ResponseCode = _Te9aa56c0[(c >> 13) & 0x7ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0xc1e000 != 0x0:
-                raise r.fail_at(av + 24, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
-            iv = ((c >> 17) & 31)
-            if iv >= 26:
-                raise r.fail_at(av + 13, 'PreChargeResType.ResponseCode', f'enumeration index {iv}') from None
-            f_43_ResponseCode = _E_iso2_responseCodeType[iv]
-        u = ((c >> 5) & 255)
-        f_44_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 13)
-            c = (win >> av) & 0x1fff
-            u2 = c >> 5
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 13)
-                c = (win >> av) & 0x1fff
-                u2 = c >> 5
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 5
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 5
-                    if av < 0:
-                        win, av = r.refill(av, 5)
-                    c = (win >> av) & 0x1f
-        f_44_NotificationMaxDelay = u
-        av -= 25
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        try:
-            f_44_EVSENotification, ec = _Ta34fb74f[c >> 22]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x39000000 != 0x0:
-                raise r.fail_at(av + 30, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
-            iv = ((c >> 25) & 3)
-            if iv >= 3:
-                raise r.fail_at(av + 22, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
-            f_44_EVSENotification = _E_iso2_EVSENotificationType[iv]
-            ec = ((c >> 22) & 3)
-        if ec == 0:
-            try:
-                f_44_EVSEIsolationStatus, f_44_EVSEStatusCode = _T7e11f26f[(c >> 10) & 0xfff]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x238400 != 0x0:
-                    raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                iv = ((c >> 18) & 7)
-                if iv >= 5:
-                    raise r.fail_at(av + 10, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}') from None
-                f_44_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
-                iv = ((c >> 11) & 15)
-                if iv >= 12:
-                    raise r.fail_at(av + 10, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-                f_44_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-            av -= 18
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-        elif ec == 1:
-            try:
-                f_44_EVSEStatusCode = _Tf61d13e1[(c >> 16) & 0x3f]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x210000 != 0x0:
-                    raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                iv = ((c >> 17) & 15)
-                if iv >= 12:
-                    raise r.fail_at(av + 16, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-                f_44_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-            av -= 12
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-        else:
-            raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
-        try:
-            f_45_Multiplier, f_45_Unit, sg = _T9dbb19d6[(c >> 11) & 0x1ffff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0xf1c7000 != 0x0:
-                raise r.fail_at(av + 28, 'BodyType[0]', 'expected EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_45_Multiplier = ((c >> 21) & 7) - 3
-            iv = ((c >> 15) & 7)
-            if iv >= 7:
-                raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-            f_45_Unit = _E_iso2_unitSymbolType[iv]
-            sg = ((c >> 11) & 1)
-        u = ((c >> 3) & 255)
-        ob44_ = _new(_iso2.DC_EVSEStatusType)
-        ob44_.NotificationMaxDelay = f_44_NotificationMaxDelay
-        ob44_.EVSENotification = f_44_EVSENotification
-        ob44_.EVSEIsolationStatus = f_44_EVSEIsolationStatus
-        ob44_.EVSEStatusCode = f_44_EVSEStatusCode
-        f_43_DC_EVSEStatus = ob44_
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 3
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-        f_45_Value = -u - 1 if sg else u
-        if c & 0x7 != 0x0:
-            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of Value, EE, EE')
-        ob45_ = _new(_iso2.PhysicalValueType)
-        ob45_.Multiplier = f_45_Multiplier
-        ob45_.Unit = f_45_Unit
-        ob45_.Value = f_45_Value
-        f_43_EVSEPresentVoltage = ob45_
-        ob43_ = _new(_iso2.PreChargeResType)
-        ob43_.ResponseCode = f_43_ResponseCode
-        ob43_.DC_EVSEStatus = f_43_DC_EVSEStatus
-        ob43_.EVSEPresentVoltage = f_43_EVSEPresentVoltage
-        f_PreChargeRes = ob43_
-        s = 1
-    elif ec == 25:
-        av += 12
-        if c & 0xc00000 != 0x0:
-            raise r.fail_at(av + 12, 'BodyType[0]', 'expected SE(ServiceID), CH of ServiceID')
-        u = ((c >> 14) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 2
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
-        else:
-            c >>= 12
-        f_46_ServiceID = u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of ServiceID, EE')
-        ob46_ = _new(_iso2.ServiceDetailReqType)
-        ob46_.ServiceID = f_46_ServiceID
-        f_ServiceDetailReq = ob46_
-        s = 1
-    elif ec == 26:
-        av += 3
-        try:
-            f_47_ResponseCode = _T71c1fe91[(c >> 14) & 0x3ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0xc1c000 != 0x0:
-                raise r.fail_at(av + 21, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceID), CH of ServiceID') from None
-            iv = ((c >> 17) & 31)
-            if iv >= 26:
-                raise r.fail_at(av + 11, 'ServiceDetailResType.ResponseCode', f'enumeration index {iv}') from None
-            f_47_ResponseCode = _E_iso2_responseCodeType[iv]
-        u = ((c >> 6) & 255)
-        f_47_ServiceParameterList: _iso2.ServiceParameterListType | None = None
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 3
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-        else:
-            c >>= 3
-        f_47_ServiceID = u
-        try:
-            ec = _Taa5bbe96[c & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x4 != 0x0:
-                raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of ServiceID') from None
-            ec = (c & 3)
-        if ec == 0:
-            r.avail = av
-            f_47_ServiceParameterList = _d_iso2_ServiceParameterListType(r)
-            win = r.win
-            av = r.avail
-            av -= 1
-            if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'ServiceDetailResType[2]', 'expected EE')
-        elif ec == 1:
-            pass
-        else:
-            raise r.fail_at(av, 'ServiceDetailResType[2]', f'event code {ec}, expected SE(ServiceParameterList), EE')
-        ob47_ = _new(_iso2.ServiceDetailResType)
-        ob47_.ResponseCode = f_47_ResponseCode
-        ob47_.ServiceID = f_47_ServiceID
-        ob47_.ServiceParameterList = f_47_ServiceParameterList
-        f_ServiceDetailRes = ob47_
-        s = 1
-    elif ec == 27:
-        av += 24
-        r.avail = av
-        f_ServiceDiscoveryReq = _d_iso2_ServiceDiscoveryReqType(r)
-        win = r.win
-        av = r.avail
-        s = 1
-    elif ec == 28:
-        av += 4
-        try:
-            f_48_ResponseCode = _Tdf4a1f7e[(c >> 15) & 0x1ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0xc18000 != 0x0:
-                raise r.fail_at(av + 20, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PaymentOptionList)') from None
-            iv = ((c >> 17) & 31)
-            if iv >= 26:
-                raise r.fail_at(av + 11, 'ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv}') from None
-            f_48_ResponseCode = _E_iso2_responseCodeType[iv]
-        f_48_ServiceList: _iso2.ServiceListType | None = None
-        f_49_PaymentOption: list[_iso2.paymentOptionType] = []
-        if c & 0x6800 != 0x0:
-            raise r.fail_at(av + 11, 'BodyType[0]', 'expected SE(PaymentOption), CH of PaymentOption, EE of PaymentOption')
-        f_49_PaymentOption.append(_E_iso2_paymentOptionType[((c >> 12) & 1)])
-        ec = ((c >> 9) & 3)
-        if ec == 0:
-            if c & 0x160 != 0x0:
-                raise r.fail_at(av + 5, 'PaymentOptionListType[1]', 'expected CH of PaymentOption, EE of PaymentOption, EE')
-            f_49_PaymentOption.append(_E_iso2_paymentOptionType[((c >> 7) & 1)])
-            c >>= 4
-        elif ec == 1:
-            av += 4
-            c >>= 8
-        else:
-            raise r.fail_at(av + 5, 'PaymentOptionListType[1]', f'event code {ec}, expected SE(PaymentOption), EE')
-        if c & 0x1 != 0x0:
-            raise r.fail_at(av + 1, 'BodyType[0]', 'expected SE(ChargeService)')
-        ob49_ = _new(_iso2.PaymentOptionListType)
-        ob49_.PaymentOption = f_49_PaymentOption
-        f_48_PaymentOptionList = ob49_
-        r.avail = av
-        f_48_ChargeService = _d_iso2_ChargeServiceType(r)
-        win = r.win
-        av = r.avail
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        ec = c
-        if ec == 0:
-            r.avail = av
-            f_48_ServiceList = _d_iso2_ServiceListType(r)
-            win = r.win
-            av = r.avail
-            av -= 1
-            if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'ServiceDiscoveryResType[3]', 'expected EE')
-        elif ec == 1:
-            pass
-        else:
-            raise r.fail_at(av, 'ServiceDiscoveryResType[3]', f'event code {ec}, expected SE(ServiceList), EE')
-        ob48_ = _new(_iso2.ServiceDiscoveryResType)
-        ob48_.ResponseCode = f_48_ResponseCode
-        ob48_.PaymentOptionList = f_48_PaymentOptionList
-        ob48_.ChargeService = f_48_ChargeService
-        ob48_.ServiceList = f_48_ServiceList
-        f_ServiceDiscoveryRes = ob48_
-        s = 1
-    elif ec == 29:
-        av += 14
-        if c & 0xc00000 != 0x0:
-            raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(EVCCID), CH of EVCCID')
-        u = ((c >> 14) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_50_EVCCID = r.binary_of(u, 6)
-        win = r.win
-        av = r.avail
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of EVCCID, EE')
-        ob50_ = _new(_iso2.SessionSetupReqType)
-        ob50_.EVCCID = f_50_EVCCID
-        f_SessionSetupReq = ob50_
-        s = 1
-    elif ec == 30:
-        av += 6
-        try:
-            f_51_ResponseCode = _T71c1fe91[(c >> 14) & 0x3ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0xc1c000 != 0x0:
-                raise r.fail_at(av + 18, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID') from None
-            iv = ((c >> 17) & 31)
-            if iv >= 26:
-                raise r.fail_at(av + 8, 'SessionSetupResType.ResponseCode', f'enumeration index {iv}') from None
-            f_51_ResponseCode = _E_iso2_responseCodeType[iv]
-        u = ((c >> 6) & 255)
-        f_51_EVSETimeStamp: int | None = None
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_51_EVSEID = r.string_of(u, 37)
-        win = r.win
-        av = r.avail
-        av -= 15
-        if av < 0:
-            win, av = r.refill(av, 15)
-        c = (win >> av) & 0x7fff
-        try:
-            ec = _Taa5bbe96[c >> 12]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x4000 != 0x0:
-                raise r.fail_at(av + 15, 'BodyType[0]', 'expected EE of EVSEID') from None
-            ec = ((c >> 12) & 3)
-        if ec == 0:
-            try:
-                sg = _T071cdf68[(c >> 10) & 0x3]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x800 != 0x0:
-                    raise r.fail_at(av + 12, 'SessionSetupResType[2]', 'expected CH of EVSETimeStamp') from None
-                sg = ((c >> 10) & 1)
+            if c & 0xc00 != 0x0:
+                raise r.fail_at(av + 12, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
             u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
@@ -3221,104 +2637,830 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
                         if av < 0:
                             win, av = r.refill(av, 2)
                         c = (win >> av) & 0x3
-            f_51_EVSETimeStamp = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'SessionSetupResType[2]', 'expected EE of EVSETimeStamp, EE')
-        elif ec == 1:
-            av += 12
-        else:
-            raise r.fail_at(av + 12, 'SessionSetupResType[2]', f'event code {ec}, expected SE(EVSETimeStamp), EE')
-        ob51_ = _new(_iso2.SessionSetupResType)
-        ob51_.ResponseCode = f_51_ResponseCode
-        ob51_.EVSEID = f_51_EVSEID
-        ob51_.EVSETimeStamp = f_51_EVSETimeStamp
-        f_SessionSetupRes = ob51_
-        s = 1
-    elif ec == 31:
-        av += 19
-        try:
-            f_52_ChargingSession = _T7520debf[(c >> 19) & 0x1f]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0xd80000 != 0x0:
-                raise r.fail_at(av + 5, 'BodyType[0]', 'expected SE(ChargingSession), CH of ChargingSession, EE of ChargingSession, EE') from None
-            f_52_ChargingSession = _E_iso2_chargingSessionType[((c >> 21) & 1)]
-        ob52_ = _new(_iso2.SessionStopReqType)
-        ob52_.ChargingSession = f_52_ChargingSession
-        f_SessionStopReq = ob52_
-        s = 1
-    elif ec == 32:
-        av += 15
-        try:
-            f_53_ResponseCode = _Tdf4a1f7e[(c >> 15) & 0x1ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0xc18000 != 0x0:
-                raise r.fail_at(av + 9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE') from None
-            iv = ((c >> 17) & 31)
-            if iv >= 26:
-                raise r.fail_at(av, 'SessionStopResType.ResponseCode', f'enumeration index {iv}') from None
-            f_53_ResponseCode = _E_iso2_responseCodeType[iv]
-        ob53_ = _new(_iso2.SessionStopResType)
-        ob53_.ResponseCode = f_53_ResponseCode
-        f_SessionStopRes = ob53_
-        s = 1
-    elif ec == 33:
-        if c & 0xee1c07 != 0x0:
-            raise r.fail_at(av + 24, 'BodyType[0]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, EE')
-        f_55_EVReady = ((c >> 20) & 1) == 1
-        iv = ((c >> 13) & 15)
-        if iv >= 12:
-            raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
-        f_55_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
-        f_55_EVRESSSOC = ((c >> 3) & 127)
-        ob55_ = _new(_iso2.DC_EVStatusType)
-        ob55_.EVReady = f_55_EVReady
-        ob55_.EVErrorCode = f_55_EVErrorCode
-        ob55_.EVRESSSOC = f_55_EVRESSSOC
-        f_54_DC_EVStatus = ob55_
-        ob54_ = _new(_iso2.WeldingDetectionReqType)
-        ob54_.DC_EVStatus = f_54_DC_EVStatus
-        f_WeldingDetectionReq = ob54_
-        s = 1
-    elif ec == 34:
-        try:
-            f_56_ResponseCode = _Te9aa56c0[(c >> 13) & 0x7ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0xc1e000 != 0x0:
-                raise r.fail_at(av + 24, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
-            iv = ((c >> 17) & 31)
-            if iv >= 26:
-                raise r.fail_at(av + 13, 'WeldingDetectionResType.ResponseCode', f'enumeration index {iv}') from None
-            f_56_ResponseCode = _E_iso2_responseCodeType[iv]
-        u = ((c >> 5) & 255)
-        f_57_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
-        if u > 127:
-            av -= 8
+            f_36_NotificationMaxDelay = u
+            av -= 11
             if av < 0:
                 win, av = r.refill(av, 13)
             c = (win >> av) & 0x1fff
-            u2 = c >> 5
+            try:
+                f_36_EVSENotification, f_36_RCD = _T247139eb[c >> 2]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x1cec != 0x0:
+                    raise r.fail_at(av + 13, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE') from None
+                iv = ((c >> 8) & 3)
+                if iv >= 3:
+                    raise r.fail_at(av + 2, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+                f_36_EVSENotification = _E_iso2_EVSENotificationType[iv]
+                f_36_RCD = ((c >> 4) & 1) == 1
+            ob36_ = _new(_K_iso2_AC_EVSEStatusType)
+            ob36_.NotificationMaxDelay = f_36_NotificationMaxDelay
+            ob36_.EVSENotification = f_36_EVSENotification
+            ob36_.RCD = f_36_RCD
+            f_35_AC_EVSEStatus = ob36_
+        elif ec == 1:
+            if c & 0xc00 != 0x0:
+                raise r.fail_at(av + 12, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            u = ((c >> 2) & 255)
+            f_37_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 2
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
+            f_37_NotificationMaxDelay = u
+            av -= 21
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
+            try:
+                f_37_EVSENotification, ec = _Ta34fb74f[c >> 15]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x720000 != 0x0:
+                    raise r.fail_at(av + 23, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
+                iv = ((c >> 18) & 3)
+                if iv >= 3:
+                    raise r.fail_at(av + 15, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+                f_37_EVSENotification = _E_iso2_EVSENotificationType[iv]
+                ec = ((c >> 15) & 3)
+            if ec == 0:
+                try:
+                    f_37_EVSEIsolationStatus, f_37_EVSEStatusCode = _T7e11f26f[(c >> 3) & 0xfff]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x4708 != 0x0:
+                        raise r.fail_at(av + 15, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                    iv = ((c >> 11) & 7)
+                    if iv >= 5:
+                        raise r.fail_at(av + 3, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}') from None
+                    f_37_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
+                    iv = ((c >> 4) & 15)
+                    if iv >= 12:
+                        raise r.fail_at(av + 3, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                    f_37_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+            elif ec == 1:
+                av += 6
+                try:
+                    f_37_EVSEStatusCode = _Tf61d13e1[(c >> 9) & 0x3f]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x4200 != 0x0:
+                        raise r.fail_at(av + 9, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                    iv = ((c >> 10) & 15)
+                    if iv >= 12:
+                        raise r.fail_at(av + 3, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                    f_37_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+                c >>= 6
+            else:
+                raise r.fail_at(av + 15, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'PowerDeliveryResType[1]', 'expected EE')
+            ob37_ = _new(_K_iso2_DC_EVSEStatusType)
+            ob37_.NotificationMaxDelay = f_37_NotificationMaxDelay
+            ob37_.EVSENotification = f_37_EVSENotification
+            ob37_.EVSEIsolationStatus = f_37_EVSEIsolationStatus
+            ob37_.EVSEStatusCode = f_37_EVSEStatusCode
+            f_35_DC_EVSEStatus = ob37_
+        elif ec == 2:
+            if c & 0xc00 != 0x0:
+                raise r.fail_at(av + 12, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            u = ((c >> 2) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 2
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
+            f_38_NotificationMaxDelay = u
+            av -= 7
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            try:
+                f_38_EVSENotification = _T098c27c7[c >> 2]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x1cc != 0x0:
+                    raise r.fail_at(av + 9, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE') from None
+                iv = ((c >> 4) & 3)
+                if iv >= 3:
+                    raise r.fail_at(av + 2, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+                f_38_EVSENotification = _E_iso2_EVSENotificationType[iv]
+            ob38_ = _new(_K_iso2_EVSEStatusType)
+            ob38_.NotificationMaxDelay = f_38_NotificationMaxDelay
+            ob38_.EVSENotification = f_38_EVSENotification
+            f_35_EVSEStatus = ob38_
+        else:
+            raise r.fail_at(av + 12, 'PowerDeliveryResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+        ob35_ = _new(_K_iso2_PowerDeliveryResType)
+        ob35_.ResponseCode = f_35_ResponseCode
+        ob35_.AC_EVSEStatus = f_35_AC_EVSEStatus
+        ob35_.DC_EVSEStatus = f_35_DC_EVSEStatus
+        ob35_.EVSEStatus = f_35_EVSEStatus
+        f_PowerDeliveryRes = ob35_
+        s = 1
+    elif ec == 23:
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 47)
+        c = (win >> av) & 0x7fffffffffff
+        if c & 0x770e03e38e00 != 0x0:
+            raise r.fail_at(av + 47, 'BodyType[0]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, SE(EVTargetVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_40_EVReady = ((c >> 43) & 1) == 1
+        iv = ((c >> 36) & 15)
+        if iv >= 12:
+            raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+        f_40_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
+        f_40_EVRESSSOC = ((c >> 26) & 127)
+        f_41_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_41_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        ob40_ = _new(_K_iso2_DC_EVStatusType)
+        ob40_.EVReady = f_40_EVReady
+        ob40_.EVErrorCode = f_40_EVErrorCode
+        ob40_.EVRESSSOC = f_40_EVRESSSOC
+        f_39_DC_EVStatus = ob40_
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 13)
-                c = (win >> av) & 0x1fff
-                u2 = c >> 5
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 5
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 5
+        f_41_Value = -u - 1 if sg else u
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        try:
+            f_42_Multiplier, f_42_Unit, sg = _Td9e86f2b[c >> 12]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x3e38e000 != 0x0:
+                raise r.fail_at(av + 30, 'BodyType[0]', 'expected EE of Value, EE, SE(EVTargetCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+            f_42_Multiplier = ((c >> 22) & 7) - 3
+            iv = ((c >> 16) & 7)
+            if iv >= 7:
+                raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+            f_42_Unit = _E_iso2_unitSymbolType[iv]
+            sg = ((c >> 12) & 1)
+        u = ((c >> 4) & 255)
+        ob41_ = _new(_K_iso2_PhysicalValueType)
+        ob41_.Multiplier = f_41_Multiplier
+        ob41_.Unit = f_41_Unit
+        ob41_.Value = f_41_Value
+        f_39_EVTargetVoltage = ob41_
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 4
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 4
                     if av < 0:
-                        win, av = r.refill(av, 5)
-                    c = (win >> av) & 0x1f
+                        win, av = r.refill(av, 4)
+                    c = (win >> av) & 0xf
+        f_42_Value = -u - 1 if sg else u
+        if c & 0xe != 0x0:
+            raise r.fail_at(av + 4, 'BodyType[0]', 'expected EE of Value, EE, EE')
+        ob42_ = _new(_K_iso2_PhysicalValueType)
+        ob42_.Multiplier = f_42_Multiplier
+        ob42_.Unit = f_42_Unit
+        ob42_.Value = f_42_Value
+        f_39_EVTargetCurrent = ob42_
+        ob39_ = _new(_K_iso2_PreChargeReqType)
+        ob39_.DC_EVStatus = f_39_DC_EVStatus
+        ob39_.EVTargetVoltage = f_39_EVTargetVoltage
+        ob39_.EVTargetCurrent = f_39_EVTargetCurrent
+        f_PreChargeReq = ob39_
+        s = 1
+    elif ec == 24:
+        try:
+            f_43_ResponseCode = _Te9aa56c0[(c >> 11) & 0x7ff]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x307800 != 0x0:
+                raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
+            iv = ((c >> 15) & 31)
+            if iv >= 26:
+                raise r.fail_at(av + 11, 'PreChargeResType.ResponseCode', f'enumeration index {iv}') from None
+            f_43_ResponseCode = _E_iso2_responseCodeType[iv]
+        u = ((c >> 3) & 255)
+        f_44_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 3
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 3
+                    if av < 0:
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
+        f_44_NotificationMaxDelay = u
+        av -= 27
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        try:
+            f_44_EVSENotification, ec = _Ta34fb74f[c >> 22]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x39000000 != 0x0:
+                raise r.fail_at(av + 30, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
+            iv = ((c >> 25) & 3)
+            if iv >= 3:
+                raise r.fail_at(av + 22, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+            f_44_EVSENotification = _E_iso2_EVSENotificationType[iv]
+            ec = ((c >> 22) & 3)
+        if ec == 0:
+            try:
+                f_44_EVSEIsolationStatus, f_44_EVSEStatusCode = _T7e11f26f[(c >> 10) & 0xfff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x238400 != 0x0:
+                    raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                iv = ((c >> 18) & 7)
+                if iv >= 5:
+                    raise r.fail_at(av + 10, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}') from None
+                f_44_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
+                iv = ((c >> 11) & 15)
+                if iv >= 12:
+                    raise r.fail_at(av + 10, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                f_44_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+            av -= 19
+            if av < 0:
+                win, av = r.refill(av, 29)
+            c = (win >> av) & 0x1fffffff
+        elif ec == 1:
+            try:
+                f_44_EVSEStatusCode = _Tf61d13e1[(c >> 16) & 0x3f]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x210000 != 0x0:
+                    raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                iv = ((c >> 17) & 15)
+                if iv >= 12:
+                    raise r.fail_at(av + 16, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                f_44_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+            av -= 13
+            if av < 0:
+                win, av = r.refill(av, 29)
+            c = (win >> av) & 0x1fffffff
+        else:
+            raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+        try:
+            f_45_Multiplier, f_45_Unit, sg = _T9dbb19d6[(c >> 12) & 0x1ffff]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x1e38e000 != 0x0:
+                raise r.fail_at(av + 29, 'BodyType[0]', 'expected EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+            f_45_Multiplier = ((c >> 22) & 7) - 3
+            iv = ((c >> 16) & 7)
+            if iv >= 7:
+                raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+            f_45_Unit = _E_iso2_unitSymbolType[iv]
+            sg = ((c >> 12) & 1)
+        u = ((c >> 4) & 255)
+        ob44_ = _new(_K_iso2_DC_EVSEStatusType)
+        ob44_.NotificationMaxDelay = f_44_NotificationMaxDelay
+        ob44_.EVSENotification = f_44_EVSENotification
+        ob44_.EVSEIsolationStatus = f_44_EVSEIsolationStatus
+        ob44_.EVSEStatusCode = f_44_EVSEStatusCode
+        f_43_DC_EVSEStatus = ob44_
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 4
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 4
+                    if av < 0:
+                        win, av = r.refill(av, 4)
+                    c = (win >> av) & 0xf
+        f_45_Value = -u - 1 if sg else u
+        if c & 0xe != 0x0:
+            raise r.fail_at(av + 4, 'BodyType[0]', 'expected EE of Value, EE, EE')
+        ob45_ = _new(_K_iso2_PhysicalValueType)
+        ob45_.Multiplier = f_45_Multiplier
+        ob45_.Unit = f_45_Unit
+        ob45_.Value = f_45_Value
+        f_43_EVSEPresentVoltage = ob45_
+        ob43_ = _new(_K_iso2_PreChargeResType)
+        ob43_.ResponseCode = f_43_ResponseCode
+        ob43_.DC_EVSEStatus = f_43_DC_EVSEStatus
+        ob43_.EVSEPresentVoltage = f_43_EVSEPresentVoltage
+        f_PreChargeRes = ob43_
+        s = 1
+    elif ec == 25:
+        av += 1
+        if c & 0x300000 != 0x0:
+            raise r.fail_at(av + 21, 'BodyType[0]', 'expected SE(ServiceID), CH of ServiceID')
+        u = ((c >> 12) & 255)
+        if u > 127:
+            u2 = (c >> 4) & 0xFF
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 3
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 3
+                    if av < 0:
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
+                c <<= 1
+        else:
+            av += 8
+            c >>= 8
+        f_46_ServiceID = u
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of ServiceID, EE')
+        ob46_ = _new(_K_iso2_ServiceDetailReqType)
+        ob46_.ServiceID = f_46_ServiceID
+        f_ServiceDetailReq = ob46_
+        c >>= 1
+        s = 1
+    elif ec == 26:
+        try:
+            f_47_ResponseCode = _T71c1fe91[(c >> 12) & 0x3ff]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x307000 != 0x0:
+                raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceID), CH of ServiceID') from None
+            iv = ((c >> 15) & 31)
+            if iv >= 26:
+                raise r.fail_at(av + 12, 'ServiceDetailResType.ResponseCode', f'enumeration index {iv}') from None
+            f_47_ResponseCode = _E_iso2_responseCodeType[iv]
+        u = ((c >> 4) & 255)
+        f_47_ServiceParameterList: _iso2.ServiceParameterListType | None = None
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 4
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 4
+                    if av < 0:
+                        win, av = r.refill(av, 4)
+                    c = (win >> av) & 0xf
+        f_47_ServiceID = u
+        try:
+            ec = _Taa5bbe96[(c >> 1) & 0x7]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x8 != 0x0:
+                raise r.fail_at(av + 4, 'BodyType[0]', 'expected EE of ServiceID') from None
+            ec = ((c >> 1) & 3)
+        if ec == 0:
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
+            r.avail = av
+            f_47_ServiceParameterList = _d_iso2_ServiceParameterListType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'ServiceDetailResType[2]', 'expected EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av + 1, 'ServiceDetailResType[2]', f'event code {ec}, expected SE(ServiceParameterList), EE')
+        ob47_ = _new(_K_iso2_ServiceDetailResType)
+        ob47_.ResponseCode = f_47_ResponseCode
+        ob47_.ServiceID = f_47_ServiceID
+        ob47_.ServiceParameterList = f_47_ServiceParameterList
+        f_ServiceDetailRes = ob47_
+        s = 1
+    elif ec == 27:
+        av += 11
+        c >>= 11
+        r.avail = av
+        f_ServiceDiscoveryReq = _d_iso2_ServiceDiscoveryReqType(r, c)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        s = 1
+    elif ec == 28:
+        try:
+            f_48_ResponseCode = _Tdf4a1f7e[(c >> 13) & 0x1ff]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x306000 != 0x0:
+                raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PaymentOptionList)') from None
+            iv = ((c >> 15) & 31)
+            if iv >= 26:
+                raise r.fail_at(av + 13, 'ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv}') from None
+            f_48_ResponseCode = _E_iso2_responseCodeType[iv]
+        f_48_ServiceList: _iso2.ServiceListType | None = None
+        f_49_PaymentOption: list[_iso2.paymentOptionType] = []
+        if c & 0x1a00 != 0x0:
+            raise r.fail_at(av + 13, 'BodyType[0]', 'expected SE(PaymentOption), CH of PaymentOption, EE of PaymentOption')
+        f_49_PaymentOption.append(_E_iso2_paymentOptionType[((c >> 10) & 1)])
+        ec = ((c >> 7) & 3)
+        if ec == 0:
+            if c & 0x58 != 0x0:
+                raise r.fail_at(av + 7, 'PaymentOptionListType[1]', 'expected CH of PaymentOption, EE of PaymentOption, EE')
+            f_49_PaymentOption.append(_E_iso2_paymentOptionType[((c >> 5) & 1)])
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 29)
+            c = (win >> av) & 0x1fffffff
+        elif ec == 1:
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 29)
+            c = (win >> av) & 0x1fffffff
+        else:
+            raise r.fail_at(av + 7, 'PaymentOptionListType[1]', f'event code {ec}, expected SE(PaymentOption), EE')
+        if c & 0x10000000 != 0x0:
+            raise r.fail_at(av + 29, 'BodyType[0]', 'expected SE(ChargeService)')
+        ob49_ = _new(_K_iso2_PaymentOptionListType)
+        ob49_.PaymentOption = f_49_PaymentOption
+        f_48_PaymentOptionList = ob49_
+        r.avail = av
+        f_48_ChargeService = _d_iso2_ChargeServiceType(r, c)
+        win = r.win
+        av = r.avail
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        ec = (c >> 28)
+        if ec == 0:
+            r.avail = av
+            f_48_ServiceList = _d_iso2_ServiceListType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'ServiceDiscoveryResType[3]', 'expected EE')
+        elif ec == 1:
+            av += 27
+            c >>= 27
+        else:
+            raise r.fail_at(av + 28, 'ServiceDiscoveryResType[3]', f'event code {ec}, expected SE(ServiceList), EE')
+        ob48_ = _new(_K_iso2_ServiceDiscoveryResType)
+        ob48_.ResponseCode = f_48_ResponseCode
+        ob48_.PaymentOptionList = f_48_PaymentOptionList
+        ob48_.ChargeService = f_48_ChargeService
+        ob48_.ServiceList = f_48_ServiceList
+        f_ServiceDiscoveryRes = ob48_
+        s = 1
+    elif ec == 29:
+        av += 12
+        if c & 0x300000 != 0x0:
+            raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(EVCCID), CH of EVCCID')
+        u = ((c >> 12) & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_50_EVCCID = r.binary_of(u, 6)
+        win = r.win
+        av = r.avail
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x6 != 0x0:
+            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of EVCCID, EE')
+        ob50_ = _new(_K_iso2_SessionSetupReqType)
+        ob50_.EVCCID = f_50_EVCCID
+        f_SessionSetupReq = ob50_
+        s = 1
+    elif ec == 30:
+        av += 4
+        try:
+            f_51_ResponseCode = _T71c1fe91[(c >> 12) & 0x3ff]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x307000 != 0x0:
+                raise r.fail_at(av + 18, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID') from None
+            iv = ((c >> 15) & 31)
+            if iv >= 26:
+                raise r.fail_at(av + 8, 'SessionSetupResType.ResponseCode', f'enumeration index {iv}') from None
+            f_51_ResponseCode = _E_iso2_responseCodeType[iv]
+        u = ((c >> 4) & 255)
+        f_51_EVSETimeStamp: int | None = None
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_51_EVSEID = r.string_of(u, 37)
+        win = r.win
+        av = r.avail
+        av -= 16
+        if av < 0:
+            win, av = r.refill(av, 16)
+        c = (win >> av) & 0xffff
+        try:
+            ec = _Taa5bbe96[c >> 13]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x8000 != 0x0:
+                raise r.fail_at(av + 16, 'BodyType[0]', 'expected EE of EVSEID') from None
+            ec = ((c >> 13) & 3)
+        if ec == 0:
+            try:
+                sg = _T071cdf68[(c >> 11) & 0x3]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x1000 != 0x0:
+                    raise r.fail_at(av + 13, 'SessionSetupResType[2]', 'expected CH of EVSETimeStamp') from None
+                sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 3
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
+            f_51_EVSETimeStamp = -u - 1 if sg else u
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'SessionSetupResType[2]', 'expected EE of EVSETimeStamp, EE')
+        elif ec == 1:
+            av += 12
+            c >>= 12
+        else:
+            raise r.fail_at(av + 13, 'SessionSetupResType[2]', f'event code {ec}, expected SE(EVSETimeStamp), EE')
+        ob51_ = _new(_K_iso2_SessionSetupResType)
+        ob51_.ResponseCode = f_51_ResponseCode
+        ob51_.EVSEID = f_51_EVSEID
+        ob51_.EVSETimeStamp = f_51_EVSETimeStamp
+        f_SessionSetupRes = ob51_
+        s = 1
+    elif ec == 31:
+        av += 16
+        try:
+            f_52_ChargingSession = _T7520debf[(c >> 17) & 0x1f]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x360000 != 0x0:
+                raise r.fail_at(av + 6, 'BodyType[0]', 'expected SE(ChargingSession), CH of ChargingSession, EE of ChargingSession, EE') from None
+            f_52_ChargingSession = _E_iso2_chargingSessionType[((c >> 19) & 1)]
+        ob52_ = _new(_K_iso2_SessionStopReqType)
+        ob52_.ChargingSession = f_52_ChargingSession
+        f_SessionStopReq = ob52_
+        c >>= 16
+        s = 1
+    elif ec == 32:
+        av += 12
+        try:
+            f_53_ResponseCode = _Tdf4a1f7e[(c >> 13) & 0x1ff]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x306000 != 0x0:
+                raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE') from None
+            iv = ((c >> 15) & 31)
+            if iv >= 26:
+                raise r.fail_at(av + 1, 'SessionStopResType.ResponseCode', f'enumeration index {iv}') from None
+            f_53_ResponseCode = _E_iso2_responseCodeType[iv]
+        ob53_ = _new(_K_iso2_SessionStopResType)
+        ob53_.ResponseCode = f_53_ResponseCode
+        f_SessionStopRes = ob53_
+        c >>= 12
+        s = 1
+    elif ec == 33:
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        if c & 0x1dc380e != 0x0:
+            raise r.fail_at(av + 25, 'BodyType[0]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, EE')
+        f_55_EVReady = ((c >> 21) & 1) == 1
+        iv = ((c >> 14) & 15)
+        if iv >= 12:
+            raise r.fail_at(av + 1, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+        f_55_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
+        f_55_EVRESSSOC = ((c >> 4) & 127)
+        ob55_ = _new(_K_iso2_DC_EVStatusType)
+        ob55_.EVReady = f_55_EVReady
+        ob55_.EVErrorCode = f_55_EVErrorCode
+        ob55_.EVRESSSOC = f_55_EVRESSSOC
+        f_54_DC_EVStatus = ob55_
+        ob54_ = _new(_K_iso2_WeldingDetectionReqType)
+        ob54_.DC_EVStatus = f_54_DC_EVStatus
+        f_WeldingDetectionReq = ob54_
+        s = 1
+    elif ec == 34:
+        try:
+            f_56_ResponseCode = _Te9aa56c0[(c >> 11) & 0x7ff]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x307800 != 0x0:
+                raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
+            iv = ((c >> 15) & 31)
+            if iv >= 26:
+                raise r.fail_at(av + 11, 'WeldingDetectionResType.ResponseCode', f'enumeration index {iv}') from None
+            f_56_ResponseCode = _E_iso2_responseCodeType[iv]
+        u = ((c >> 3) & 255)
+        f_57_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 3
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 3
+                    if av < 0:
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
         f_57_NotificationMaxDelay = u
-        av -= 25
+        av -= 27
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
@@ -3346,10 +3488,10 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
                 if iv >= 12:
                     raise r.fail_at(av + 10, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
                 f_57_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-            av -= 18
+            av -= 19
             if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
+                win, av = r.refill(av, 29)
+            c = (win >> av) & 0x1fffffff
         elif ec == 1:
             try:
                 f_57_EVSEStatusCode = _Tf61d13e1[(c >> 16) & 0x3f]
@@ -3360,25 +3502,25 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
                 if iv >= 12:
                     raise r.fail_at(av + 16, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
                 f_57_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-            av -= 12
+            av -= 13
             if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
+                win, av = r.refill(av, 29)
+            c = (win >> av) & 0x1fffffff
         else:
             raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
         try:
-            f_58_Multiplier, f_58_Unit, sg = _T9dbb19d6[(c >> 11) & 0x1ffff]
+            f_58_Multiplier, f_58_Unit, sg = _T9dbb19d6[(c >> 12) & 0x1ffff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xf1c7000 != 0x0:
-                raise r.fail_at(av + 28, 'BodyType[0]', 'expected EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_58_Multiplier = ((c >> 21) & 7) - 3
-            iv = ((c >> 15) & 7)
+            if c & 0x1e38e000 != 0x0:
+                raise r.fail_at(av + 29, 'BodyType[0]', 'expected EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+            f_58_Multiplier = ((c >> 22) & 7) - 3
+            iv = ((c >> 16) & 7)
             if iv >= 7:
-                raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
             f_58_Unit = _E_iso2_unitSymbolType[iv]
-            sg = ((c >> 11) & 1)
-        u = ((c >> 3) & 255)
-        ob57_ = _new(_iso2.DC_EVSEStatusType)
+            sg = ((c >> 12) & 1)
+        u = ((c >> 4) & 255)
+        ob57_ = _new(_K_iso2_DC_EVSEStatusType)
         ob57_.NotificationMaxDelay = f_57_NotificationMaxDelay
         ob57_.EVSENotification = f_57_EVSENotification
         ob57_.EVSEIsolationStatus = f_57_EVSEIsolationStatus
@@ -3387,58 +3529,56 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 3
+                    av += 4
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 3
+                    av -= 4
                     if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
+                        win, av = r.refill(av, 4)
+                    c = (win >> av) & 0xf
         f_58_Value = -u - 1 if sg else u
-        if c & 0x7 != 0x0:
-            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of Value, EE, EE')
-        ob58_ = _new(_iso2.PhysicalValueType)
+        if c & 0xe != 0x0:
+            raise r.fail_at(av + 4, 'BodyType[0]', 'expected EE of Value, EE, EE')
+        ob58_ = _new(_K_iso2_PhysicalValueType)
         ob58_.Multiplier = f_58_Multiplier
         ob58_.Unit = f_58_Unit
         ob58_.Value = f_58_Value
         f_56_EVSEPresentVoltage = ob58_
-        ob56_ = _new(_iso2.WeldingDetectionResType)
+        ob56_ = _new(_K_iso2_WeldingDetectionResType)
         ob56_.ResponseCode = f_56_ResponseCode
         ob56_.DC_EVSEStatus = f_56_DC_EVSEStatus
         ob56_.EVSEPresentVoltage = f_56_EVSEPresentVoltage
         f_WeldingDetectionRes = ob56_
         s = 1
     elif ec == 35:
-        av += 24
+        av += 21
         s = -1
     else:
-        raise r.fail_at(av + 24, 'BodyType[0]', f'event code {ec}, expected SE(AuthorizationReq), SE(AuthorizationRes), SE(BodyElement), SE(CableCheckReq), SE(CableCheckRes), SE(CertificateInstallationReq), SE(CertificateInstallationRes), SE(CertificateUpdateReq), SE(CertificateUpdateRes), SE(ChargeParameterDiscoveryReq), SE(ChargeParameterDiscoveryRes), SE(ChargingStatusReq), SE(ChargingStatusRes), SE(CurrentDemandReq), SE(CurrentDemandRes), SE(MeteringReceiptReq), SE(MeteringReceiptRes), SE(PaymentDetailsReq), SE(PaymentDetailsRes), SE(PaymentServiceSelectionReq), SE(PaymentServiceSelectionRes), SE(PowerDeliveryReq), SE(PowerDeliveryRes), SE(PreChargeReq), SE(PreChargeRes), SE(ServiceDetailReq), SE(ServiceDetailRes), SE(ServiceDiscoveryReq), SE(ServiceDiscoveryRes), SE(SessionSetupReq), SE(SessionSetupRes), SE(SessionStopReq), SE(SessionStopRes), SE(WeldingDetectionReq), SE(WeldingDetectionRes), EE')
+        raise r.fail_at(av + 22, 'BodyType[0]', f'event code {ec}, expected SE(AuthorizationReq), SE(AuthorizationRes), SE(BodyElement), SE(CableCheckReq), SE(CableCheckRes), SE(CertificateInstallationReq), SE(CertificateInstallationRes), SE(CertificateUpdateReq), SE(CertificateUpdateRes), SE(ChargeParameterDiscoveryReq), SE(ChargeParameterDiscoveryRes), SE(ChargingStatusReq), SE(ChargingStatusRes), SE(CurrentDemandReq), SE(CurrentDemandRes), SE(MeteringReceiptReq), SE(MeteringReceiptRes), SE(PaymentDetailsReq), SE(PaymentDetailsRes), SE(PaymentServiceSelectionReq), SE(PaymentServiceSelectionRes), SE(PowerDeliveryReq), SE(PowerDeliveryRes), SE(PreChargeReq), SE(PreChargeRes), SE(ServiceDetailReq), SE(ServiceDetailRes), SE(ServiceDiscoveryReq), SE(ServiceDiscoveryRes), SE(SessionSetupReq), SE(SessionSetupRes), SE(SessionStopReq), SE(SessionStopRes), SE(WeldingDetectionReq), SE(WeldingDetectionRes), EE')
     if s == 1:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'BodyType[1]', 'expected EE')
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'BodyType', 'expected EE')
         s = -1
+    else:
+        av += 1
     r.avail = av
-    ob = _new(_iso2.BodyType)
+    ob = _new(_K_iso2_BodyType)
     ob.AuthorizationReq = f_AuthorizationReq
     ob.AuthorizationRes = f_AuthorizationRes
     ob.BodyElement = f_BodyElement
@@ -4751,26 +4891,26 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
         t2 = c14.EVSETimeStamp
         if (w.strict and (t2 < -9223372036854775808 or t2 > 9223372036854775807)):
             raise encode_error('PaymentDetailsResType.EVSETimeStamp', 'outside -9223372036854775808..9223372036854775807', t2)
-        a = (a << 4) | (1 if t2 < 0 else 0)
-        k += 4
         u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 14) | (1 if t2 < 0 else 0) << 10 | (u) << 2
+            k += 14
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 22) | (1 if t2 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+            k += 22
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 30) | (1 if t2 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+            k += 30
         else:
+            a = (a << 4) | (1 if t2 < 0 else 0)
+            k += 4
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         if o.PaymentServiceSelectionReq is not None:
             raise encode_error('BodyType.PaymentServiceSelectionReq', 'cannot be combined with PaymentDetailsRes')
         if o.PaymentServiceSelectionRes is not None:
@@ -4985,21 +5125,6 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
         a = (a << 45) | (_BOOL[c18.EVReady]) << 35 | (_I_iso2_DC_EVErrorCodeType[c18.EVErrorCode]) << 28 | (t3) << 18 | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c19.Unit]) << 4 | (1 if t5 < 0 else 0) | 0xb8000000000
         k += 45
         u = -t5 - 1 if t5 < 0 else t5
-        if u < 0x80:
-            a = (a << 8) | u
-            k += 8
-        elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
-        elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
-        else:
-            w.acc = a
-            w.n = k
-            w.uint(u)
-            a = w.acc
-            k = w.n
         if c17.EVTargetCurrent is None:
             raise encode_error('PreChargeReqType.EVTargetCurrent', 'required value missing')
         c20 = c17.EVTargetCurrent
@@ -5015,26 +5140,41 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
         t7 = c20.Value
         if (w.strict and (t7 < -32768 or t7 > 32767)):
             raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t7)
-        a = (a << 18) | (t6 + 3) << 10 | (_I_iso2_unitSymbolType[c20.Unit]) << 4 | (1 if t7 < 0 else 0)
-        k += 18
-        u = -t7 - 1 if t7 < 0 else t7
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 26) | (u) << 18 | (t6 + 3) << 10 | (_I_iso2_unitSymbolType[c20.Unit]) << 4 | (1 if t7 < 0 else 0)
+            k += 26
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 34) | (u & 0x7F) << 26 | (u >> 7) << 18 | (t6 + 3) << 10 | (_I_iso2_unitSymbolType[c20.Unit]) << 4 | (1 if t7 < 0 else 0) | 0x200000000
+            k += 34
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 42) | (u & 0x7F) << 34 | (u >> 7 & 0x7F) << 26 | (u >> 14) << 18 | (t6 + 3) << 10 | (_I_iso2_unitSymbolType[c20.Unit]) << 4 | (1 if t7 < 0 else 0) | 0x20200000000
+            k += 42
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 3
-        k += 3
+            a = (a << 18) | (t6 + 3) << 10 | (_I_iso2_unitSymbolType[c20.Unit]) << 4 | (1 if t7 < 0 else 0)
+            k += 18
+        u = -t7 - 1 if t7 < 0 else t7
+        if u < 0x80:
+            a = (a << 11) | (u) << 3
+            k += 11
+        elif u < 0x4000:
+            a = (a << 19) | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+            k += 19
+        elif u < 0x200000:
+            a = (a << 27) | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+            k += 27
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+            a <<= 3
+            k += 3
         if o.PreChargeRes is not None:
             raise encode_error('BodyType.PreChargeRes', 'cannot be combined with PreChargeReq')
         if o.ServiceDetailReq is not None:
@@ -5086,26 +5226,26 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
         t9 = c22.Value
         if (w.strict and (t9 < -32768 or t9 > 32767)):
             raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t9)
-        a = (a << 16) | (t8 + 3) << 10 | (_I_iso2_unitSymbolType[c22.Unit]) << 4 | (1 if t9 < 0 else 0)
-        k += 16
         u = -t9 - 1 if t9 < 0 else t9
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t8 + 3) << 21 | (_I_iso2_unitSymbolType[c22.Unit]) << 15 | (1 if t9 < 0 else 0) << 11 | (u) << 3
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t8 + 3) << 29 | (_I_iso2_unitSymbolType[c22.Unit]) << 23 | (1 if t9 < 0 else 0) << 19 | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t8 + 3) << 37 | (_I_iso2_unitSymbolType[c22.Unit]) << 31 | (1 if t9 < 0 else 0) << 27 | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+            k += 43
         else:
+            a = (a << 16) | (t8 + 3) << 10 | (_I_iso2_unitSymbolType[c22.Unit]) << 4 | (1 if t9 < 0 else 0)
+            k += 16
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 3
-        k += 3
+            a <<= 3
+            k += 3
         if o.ServiceDetailReq is not None:
             raise encode_error('BodyType.ServiceDetailReq', 'cannot be combined with PreChargeRes')
         if o.ServiceDetailRes is not None:
@@ -5131,29 +5271,29 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
         c23 = o.ServiceDetailReq
         if c23.ServiceID is None:
             raise encode_error('ServiceDetailReqType.ServiceID', 'required value missing')
-        a = (a << 8) | 0x64
-        k += 8
         t10 = c23.ServiceID
         if t10 < 0 or (w.strict and (t10 > 65535)):
             raise encode_error('ServiceDetailReqType.ServiceID', 'outside 0..65535', t10)
         u = t10
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 18) | (u) << 2 | 0x19000
+            k += 18
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 26) | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x1920000
+            k += 26
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 34) | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x192020000
+            k += 34
         else:
+            a = (a << 8) | 0x64
+            k += 8
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         if o.ServiceDetailRes is not None:
             raise encode_error('BodyType.ServiceDetailRes', 'cannot be combined with ServiceDetailReq')
         if o.ServiceDiscoveryReq is not None:
@@ -5356,26 +5496,26 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
         t13 = c30.Value
         if (w.strict and (t13 < -32768 or t13 > 32767)):
             raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t13)
-        a = (a << 16) | (t12 + 3) << 10 | (_I_iso2_unitSymbolType[c30.Unit]) << 4 | (1 if t13 < 0 else 0)
-        k += 16
         u = -t13 - 1 if t13 < 0 else t13
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t12 + 3) << 21 | (_I_iso2_unitSymbolType[c30.Unit]) << 15 | (1 if t13 < 0 else 0) << 11 | (u) << 3
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t12 + 3) << 29 | (_I_iso2_unitSymbolType[c30.Unit]) << 23 | (1 if t13 < 0 else 0) << 19 | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t12 + 3) << 37 | (_I_iso2_unitSymbolType[c30.Unit]) << 31 | (1 if t13 < 0 else 0) << 27 | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+            k += 43
         else:
+            a = (a << 16) | (t12 + 3) << 10 | (_I_iso2_unitSymbolType[c30.Unit]) << 4 | (1 if t13 < 0 else 0)
+            k += 16
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 3
-        k += 3
+            a <<= 3
+            k += 3
         s = 1
     else:
         a = (a << 6) | 0x23
@@ -5391,14 +5531,9 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_iso2_CableCheckReqType(r: BitReader) -> _iso2.CableCheckReqType:
-    win = r.win
+def _d_iso2_CableCheckReqType(r: BitReader, c: int) -> _iso2.CableCheckReqType:
     av = r.avail
     f_DC_EVStatus: _iso2.DC_EVStatusType
-    av -= 24
-    if av < 0:
-        win, av = r.refill(av, 24)
-    c = (win >> av) & 0xffffff
     if c & 0xee1c07 != 0x0:
         raise r.fail_at(av + 24, 'CableCheckReqType', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, EE')
     f_1_EVReady = ((c >> 20) & 1) == 1
@@ -5407,13 +5542,13 @@ def _d_iso2_CableCheckReqType(r: BitReader) -> _iso2.CableCheckReqType:
         raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
     f_1_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
     f_1_EVRESSSOC = ((c >> 3) & 127)
-    ob1_ = _new(_iso2.DC_EVStatusType)
+    ob1_ = _new(_K_iso2_DC_EVStatusType)
     ob1_.EVReady = f_1_EVReady
     ob1_.EVErrorCode = f_1_EVErrorCode
     ob1_.EVRESSSOC = f_1_EVRESSSOC
     f_DC_EVStatus = ob1_
     r.avail = av
-    ob = _new(_iso2.CableCheckReqType)
+    ob = _new(_K_iso2_CableCheckReqType)
     ob.DC_EVStatus = f_DC_EVStatus
     return ob
 
@@ -5439,71 +5574,66 @@ def _e_iso2_CableCheckReqType(w: BitWriter, o: _iso2.CableCheckReqType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_iso2_CableCheckResType(r: BitReader) -> _iso2.CableCheckResType:
+def _d_iso2_CableCheckResType(r: BitReader, c: int) -> _iso2.CableCheckResType:
     win = r.win
     av = r.avail
     f_ResponseCode: _iso2.responseCodeType
     f_DC_EVSEStatus: _iso2.DC_EVSEStatusType
     f_EVSEProcessing: _iso2.EVSEProcessingType
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
     try:
-        f_ResponseCode = _Te9aa56c0[c >> 19]
+        f_ResponseCode = _Te9aa56c0[(c >> 17) & 0x7ff]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x30780000 != 0x0:
-            raise r.fail_at(av + 30, 'CableCheckResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
-        iv = ((c >> 23) & 31)
+        if c & 0xc1e0000 != 0x0:
+            raise r.fail_at(av + 28, 'CableCheckResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
+        iv = ((c >> 21) & 31)
         if iv >= 26:
-            raise r.fail_at(av + 19, 'CableCheckResType.ResponseCode', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 17, 'CableCheckResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso2_responseCodeType[iv]
-    u = ((c >> 11) & 255)
+    u = ((c >> 9) & 255)
     f_1_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 19)
-        c = (win >> av) & 0x7ffff
-        u2 = c >> 11
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 19)
-            c = (win >> av) & 0x7ffff
-            u2 = c >> 11
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 11
+                av += 1
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 11
+                av -= 1
                 if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     f_1_NotificationMaxDelay = u
+    av -= 26
+    if av < 0:
+        win, av = r.refill(av, 27)
+    c = (win >> av) & 0x7ffffff
     try:
-        f_1_EVSENotification, ec = _Ta34fb74f[(c >> 3) & 0xff]
+        f_1_EVSENotification, ec = _Ta34fb74f[c >> 19]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x720 != 0x0:
-            raise r.fail_at(av + 11, 'CableCheckResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
-        iv = ((c >> 6) & 3)
+        if c & 0x7200000 != 0x0:
+            raise r.fail_at(av + 27, 'CableCheckResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
+        iv = ((c >> 22) & 3)
         if iv >= 3:
-            raise r.fail_at(av + 3, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 19, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_1_EVSENotification = _E_iso2_EVSENotificationType[iv]
-        ec = ((c >> 3) & 3)
+        ec = ((c >> 19) & 3)
     if ec == 0:
-        av -= 16
-        if av < 0:
-            win, av = r.refill(av, 19)
-        c = (win >> av) & 0x7ffff
         try:
-            f_1_EVSEIsolationStatus, f_1_EVSEStatusCode = _T7e11f26f[c >> 7]
+            f_1_EVSEIsolationStatus, f_1_EVSEStatusCode = _T7e11f26f[(c >> 7) & 0xfff]
         except KeyError:  # not a valid pattern: say why
             if c & 0x47080 != 0x0:
                 raise r.fail_at(av + 19, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
@@ -5516,21 +5646,19 @@ def _d_iso2_CableCheckResType(r: BitReader) -> _iso2.CableCheckResType:
                 raise r.fail_at(av + 7, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
             f_1_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
     elif ec == 1:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 13)
-        c = (win >> av) & 0x1fff
+        av += 6
         try:
-            f_1_EVSEStatusCode = _Tf61d13e1[c >> 7]
+            f_1_EVSEStatusCode = _Tf61d13e1[(c >> 13) & 0x3f]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x1080 != 0x0:
+            if c & 0x42000 != 0x0:
                 raise r.fail_at(av + 13, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            iv = ((c >> 8) & 15)
+            iv = ((c >> 14) & 15)
             if iv >= 12:
                 raise r.fail_at(av + 7, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
             f_1_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+        c >>= 6
     else:
-        raise r.fail_at(av + 3, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+        raise r.fail_at(av + 19, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     try:
         f_EVSEProcessing = _T2dcefb25[c & 0x7f]
     except KeyError:  # not a valid pattern: say why
@@ -5540,14 +5668,14 @@ def _d_iso2_CableCheckResType(r: BitReader) -> _iso2.CableCheckResType:
         if iv >= 3:
             raise r.fail_at(av, 'CableCheckResType.EVSEProcessing', f'enumeration index {iv}') from None
         f_EVSEProcessing = _E_iso2_EVSEProcessingType[iv]
-    ob1_ = _new(_iso2.DC_EVSEStatusType)
+    ob1_ = _new(_K_iso2_DC_EVSEStatusType)
     ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
     ob1_.EVSENotification = f_1_EVSENotification
     ob1_.EVSEIsolationStatus = f_1_EVSEIsolationStatus
     ob1_.EVSEStatusCode = f_1_EVSEStatusCode
     f_DC_EVSEStatus = ob1_
     r.avail = av
-    ob = _new(_iso2.CableCheckResType)
+    ob = _new(_K_iso2_CableCheckResType)
     ob.ResponseCode = f_ResponseCode
     ob.DC_EVSEStatus = f_DC_EVSEStatus
     ob.EVSEProcessing = f_EVSEProcessing
@@ -5576,16 +5704,12 @@ def _e_iso2_CableCheckResType(w: BitWriter, o: _iso2.CableCheckResType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_iso2_CertificateInstallationReqType(r: BitReader) -> _iso2.CertificateInstallationReqType:
+def _d_iso2_CertificateInstallationReqType(r: BitReader, c: int) -> _iso2.CertificateInstallationReqType:
     win = r.win
     av = r.avail
     f_Id: str
     f_OEMProvisioningCert: bytes
     f_ListOfRootCertificateIDs: _iso2.ListOfRootCertificateIDsType
-    av -= 9
-    if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
         raise r.fail_at(av + 9, 'CertificateInstallationReqType', 'expected AT(Id)')
     u = (c & 255)
@@ -5642,14 +5766,14 @@ def _d_iso2_CertificateInstallationReqType(r: BitReader) -> _iso2.CertificateIns
     f_OEMProvisioningCert = r.binary_of(u, 800)
     win = r.win
     av = r.avail
-    av -= 2
+    av -= 13
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    if c:
-        raise r.fail_at(av + 2, 'CertificateInstallationReqType', 'expected EE of OEMProvisioningCert, SE(ListOfRootCertificateIDs)')
+        win, av = r.refill(av, 13)
+    c = (win >> av) & 0x1fff
+    if c & 0x1800 != 0x0:
+        raise r.fail_at(av + 13, 'CertificateInstallationReqType', 'expected EE of OEMProvisioningCert, SE(ListOfRootCertificateIDs)')
     r.avail = av
-    f_ListOfRootCertificateIDs = _d_iso2_ListOfRootCertificateIDsType(r)
+    f_ListOfRootCertificateIDs = _d_iso2_ListOfRootCertificateIDsType(r, c)
     win = r.win
     av = r.avail
     av -= 1
@@ -5659,7 +5783,7 @@ def _d_iso2_CertificateInstallationReqType(r: BitReader) -> _iso2.CertificateIns
     if c:
         raise r.fail_at(av + 1, 'CertificateInstallationReqType', 'expected EE')
     r.avail = av
-    ob = _new(_iso2.CertificateInstallationReqType)
+    ob = _new(_K_iso2_CertificateInstallationReqType)
     ob.Id = f_Id
     ob.OEMProvisioningCert = f_OEMProvisioningCert
     ob.ListOfRootCertificateIDs = f_ListOfRootCertificateIDs
@@ -5704,7 +5828,7 @@ def _e_iso2_CertificateInstallationReqType(w: BitWriter, o: _iso2.CertificateIns
     if k >= 1024:
         w.spill()
 
-def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateInstallationResType:
+def _d_iso2_CertificateInstallationResType(r: BitReader, c: int) -> _iso2.CertificateInstallationResType:
     win = r.win
     av = r.avail
     f_ResponseCode: _iso2.responseCodeType
@@ -5713,12 +5837,8 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
     f_ContractSignatureEncryptedPrivateKey: _iso2.ContractSignatureEncryptedPrivateKeyType
     f_DHpublickey: _iso2.DiffieHellmanPublickeyType
     f_eMAID: _iso2.EMAIDType
-    av -= 20
-    if av < 0:
-        win, av = r.refill(av, 20)
-    c = (win >> av) & 0xfffff
     try:
-        f_ResponseCode, ec = _Td89332ae[c >> 9]
+        f_ResponseCode, ec = _Td89332ae[(c >> 9) & 0x7ff]
     except KeyError:  # not a valid pattern: say why
         if c & 0xc1800 != 0x0:
             raise r.fail_at(av + 20, 'CertificateInstallationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(SAProvisioningCertificateChain)') from None
@@ -5990,7 +6110,7 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
             raise r.fail_at(av + 13, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
         if c & 0x1000 != 0x0:
             raise r.fail_at(av + 13, 'CertificateChainType[2]', 'expected EE')
-        ob2_ = _new(_iso2.SubCertificatesType)
+        ob2_ = _new(_K_iso2_SubCertificatesType)
         ob2_.Certificate = f_2_Certificate
         f_1_SubCertificates = ob2_
     elif ec == 1:
@@ -6003,7 +6123,7 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
         if c & 0x800 != 0x0:
             raise r.fail_at(av + 12, 'CertificateInstallationResType', 'expected SE(ContractSignatureCertChain)') from None
         ec = ((c >> 9) & 3)
-    ob1_ = _new(_iso2.CertificateChainType)
+    ob1_ = _new(_K_iso2_CertificateChainType)
     ob1_.Id = f_1_Id
     ob1_.Certificate = f_1_Certificate
     ob1_.SubCertificates = f_1_SubCertificates
@@ -6270,7 +6390,7 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
             raise r.fail_at(av + 11, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
         if c & 0x400 != 0x0:
             raise r.fail_at(av + 11, 'CertificateChainType[2]', 'expected EE')
-        ob4_ = _new(_iso2.SubCertificatesType)
+        ob4_ = _new(_K_iso2_SubCertificatesType)
         ob4_.Certificate = f_4_Certificate
         f_3_SubCertificates = ob4_
     elif ec == 1:
@@ -6280,7 +6400,7 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'CertificateInstallationResType', 'expected SE(ContractSignatureEncryptedPrivateKey), AT(Id)')
     u = (c & 255)
-    ob3_ = _new(_iso2.CertificateChainType)
+    ob3_ = _new(_K_iso2_CertificateChainType)
     ob3_.Id = f_3_Id
     ob3_.Certificate = f_3_Certificate
     ob3_.SubCertificates = f_3_SubCertificates
@@ -6345,7 +6465,7 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'CertificateInstallationResType', 'expected EE, SE(DHpublickey), AT(Id)')
     u = (c & 255)
-    ob5_ = _new(_iso2.ContractSignatureEncryptedPrivateKeyType)
+    ob5_ = _new(_K_iso2_ContractSignatureEncryptedPrivateKeyType)
     ob5_.Id = f_5_Id
     ob5_.value = f_5_value
     f_ContractSignatureEncryptedPrivateKey = ob5_
@@ -6409,7 +6529,7 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'CertificateInstallationResType', 'expected EE, SE(eMAID), AT(Id)')
     u = (c & 255)
-    ob6_ = _new(_iso2.DiffieHellmanPublickeyType)
+    ob6_ = _new(_K_iso2_DiffieHellmanPublickeyType)
     ob6_.Id = f_6_Id
     ob6_.value = f_6_value
     f_DHpublickey = ob6_
@@ -6472,12 +6592,12 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
     c = (win >> av) & 0x3
     if c:
         raise r.fail_at(av + 2, 'CertificateInstallationResType', 'expected EE, EE')
-    ob7_ = _new(_iso2.EMAIDType)
+    ob7_ = _new(_K_iso2_EMAIDType)
     ob7_.Id = f_7_Id
     ob7_.value = f_7_value
     f_eMAID = ob7_
     r.avail = av
-    ob = _new(_iso2.CertificateInstallationResType)
+    ob = _new(_K_iso2_CertificateInstallationResType)
     ob.ResponseCode = f_ResponseCode
     ob.SAProvisioningCertificateChain = f_SAProvisioningCertificateChain
     ob.ContractSignatureCertChain = f_ContractSignatureCertChain
@@ -6585,17 +6705,13 @@ def _e_iso2_CertificateInstallationResType(w: BitWriter, o: _iso2.CertificateIns
     if k >= 1024:
         w.spill()
 
-def _d_iso2_CertificateUpdateReqType(r: BitReader) -> _iso2.CertificateUpdateReqType:
+def _d_iso2_CertificateUpdateReqType(r: BitReader, c: int) -> _iso2.CertificateUpdateReqType:
     win = r.win
     av = r.avail
     f_Id: str
     f_ContractSignatureCertChain: _iso2.CertificateChainType
     f_eMAID: str
     f_ListOfRootCertificateIDs: _iso2.ListOfRootCertificateIDsType
-    av -= 9
-    if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
         raise r.fail_at(av + 9, 'CertificateUpdateReqType', 'expected AT(Id)')
     u = (c & 255)
@@ -6894,7 +7010,7 @@ def _d_iso2_CertificateUpdateReqType(r: BitReader) -> _iso2.CertificateUpdateReq
             raise r.fail_at(av + 11, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
         if c & 0x400 != 0x0:
             raise r.fail_at(av + 11, 'CertificateChainType[2]', 'expected EE')
-        ob2_ = _new(_iso2.SubCertificatesType)
+        ob2_ = _new(_K_iso2_SubCertificatesType)
         ob2_.Certificate = f_2_Certificate
         f_1_SubCertificates = ob2_
     elif ec == 1:
@@ -6904,7 +7020,7 @@ def _d_iso2_CertificateUpdateReqType(r: BitReader) -> _iso2.CertificateUpdateReq
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'CertificateUpdateReqType', 'expected SE(eMAID), CH of eMAID')
     u = (c & 255)
-    ob1_ = _new(_iso2.CertificateChainType)
+    ob1_ = _new(_K_iso2_CertificateChainType)
     ob1_.Id = f_1_Id
     ob1_.Certificate = f_1_Certificate
     ob1_.SubCertificates = f_1_SubCertificates
@@ -6932,14 +7048,14 @@ def _d_iso2_CertificateUpdateReqType(r: BitReader) -> _iso2.CertificateUpdateReq
     f_eMAID = r.string_of(u, 15)
     win = r.win
     av = r.avail
-    av -= 2
+    av -= 13
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    if c:
-        raise r.fail_at(av + 2, 'CertificateUpdateReqType', 'expected EE of eMAID, SE(ListOfRootCertificateIDs)')
+        win, av = r.refill(av, 13)
+    c = (win >> av) & 0x1fff
+    if c & 0x1800 != 0x0:
+        raise r.fail_at(av + 13, 'CertificateUpdateReqType', 'expected EE of eMAID, SE(ListOfRootCertificateIDs)')
     r.avail = av
-    f_ListOfRootCertificateIDs = _d_iso2_ListOfRootCertificateIDsType(r)
+    f_ListOfRootCertificateIDs = _d_iso2_ListOfRootCertificateIDsType(r, c)
     win = r.win
     av = r.avail
     av -= 1
@@ -6949,7 +7065,7 @@ def _d_iso2_CertificateUpdateReqType(r: BitReader) -> _iso2.CertificateUpdateReq
     if c:
         raise r.fail_at(av + 1, 'CertificateUpdateReqType', 'expected EE')
     r.avail = av
-    ob = _new(_iso2.CertificateUpdateReqType)
+    ob = _new(_K_iso2_CertificateUpdateReqType)
     ob.Id = f_Id
     ob.ContractSignatureCertChain = f_ContractSignatureCertChain
     ob.eMAID = f_eMAID
@@ -7004,7 +7120,7 @@ def _e_iso2_CertificateUpdateReqType(w: BitWriter, o: _iso2.CertificateUpdateReq
     if k >= 1024:
         w.spill()
 
-def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateResType:
+def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateUpdateResType:
     win = r.win
     av = r.avail
     f_ResponseCode: _iso2.responseCodeType
@@ -7014,12 +7130,8 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
     f_DHpublickey: _iso2.DiffieHellmanPublickeyType
     f_eMAID: _iso2.EMAIDType
     f_RetryCounter: int | None = None
-    av -= 20
-    if av < 0:
-        win, av = r.refill(av, 20)
-    c = (win >> av) & 0xfffff
     try:
-        f_ResponseCode, ec = _Td89332ae[c >> 9]
+        f_ResponseCode, ec = _Td89332ae[(c >> 9) & 0x7ff]
     except KeyError:  # not a valid pattern: say why
         if c & 0xc1800 != 0x0:
             raise r.fail_at(av + 20, 'CertificateUpdateResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(SAProvisioningCertificateChain)') from None
@@ -7291,7 +7403,7 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
             raise r.fail_at(av + 13, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
         if c & 0x1000 != 0x0:
             raise r.fail_at(av + 13, 'CertificateChainType[2]', 'expected EE')
-        ob2_ = _new(_iso2.SubCertificatesType)
+        ob2_ = _new(_K_iso2_SubCertificatesType)
         ob2_.Certificate = f_2_Certificate
         f_1_SubCertificates = ob2_
     elif ec == 1:
@@ -7304,7 +7416,7 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
         if c & 0x800 != 0x0:
             raise r.fail_at(av + 12, 'CertificateUpdateResType', 'expected SE(ContractSignatureCertChain)') from None
         ec = ((c >> 9) & 3)
-    ob1_ = _new(_iso2.CertificateChainType)
+    ob1_ = _new(_K_iso2_CertificateChainType)
     ob1_.Id = f_1_Id
     ob1_.Certificate = f_1_Certificate
     ob1_.SubCertificates = f_1_SubCertificates
@@ -7571,7 +7683,7 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
             raise r.fail_at(av + 11, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
         if c & 0x400 != 0x0:
             raise r.fail_at(av + 11, 'CertificateChainType[2]', 'expected EE')
-        ob4_ = _new(_iso2.SubCertificatesType)
+        ob4_ = _new(_K_iso2_SubCertificatesType)
         ob4_.Certificate = f_4_Certificate
         f_3_SubCertificates = ob4_
     elif ec == 1:
@@ -7581,7 +7693,7 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'CertificateUpdateResType', 'expected SE(ContractSignatureEncryptedPrivateKey), AT(Id)')
     u = (c & 255)
-    ob3_ = _new(_iso2.CertificateChainType)
+    ob3_ = _new(_K_iso2_CertificateChainType)
     ob3_.Id = f_3_Id
     ob3_.Certificate = f_3_Certificate
     ob3_.SubCertificates = f_3_SubCertificates
@@ -7646,7 +7758,7 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'CertificateUpdateResType', 'expected EE, SE(DHpublickey), AT(Id)')
     u = (c & 255)
-    ob5_ = _new(_iso2.ContractSignatureEncryptedPrivateKeyType)
+    ob5_ = _new(_K_iso2_ContractSignatureEncryptedPrivateKeyType)
     ob5_.Id = f_5_Id
     ob5_.value = f_5_value
     f_ContractSignatureEncryptedPrivateKey = ob5_
@@ -7710,7 +7822,7 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'CertificateUpdateResType', 'expected EE, SE(eMAID), AT(Id)')
     u = (c & 255)
-    ob6_ = _new(_iso2.DiffieHellmanPublickeyType)
+    ob6_ = _new(_K_iso2_DiffieHellmanPublickeyType)
     ob6_.Id = f_6_Id
     ob6_.value = f_6_value
     f_DHpublickey = ob6_
@@ -7777,7 +7889,7 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
         if c & 0x4000 != 0x0:
             raise r.fail_at(av + 15, 'CertificateUpdateResType', 'expected EE') from None
         ec = ((c >> 12) & 3)
-    ob7_ = _new(_iso2.EMAIDType)
+    ob7_ = _new(_K_iso2_EMAIDType)
     ob7_.Id = f_7_Id
     ob7_.value = f_7_value
     f_eMAID = ob7_
@@ -7823,7 +7935,7 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
     else:
         raise r.fail_at(av + 12, 'CertificateUpdateResType[6]', f'event code {ec}, expected SE(RetryCounter), EE')
     r.avail = av
-    ob = _new(_iso2.CertificateUpdateResType)
+    ob = _new(_K_iso2_CertificateUpdateResType)
     ob.ResponseCode = f_ResponseCode
     ob.SAProvisioningCertificateChain = f_SAProvisioningCertificateChain
     ob.ContractSignatureCertChain = f_ContractSignatureCertChain
@@ -7938,26 +8050,26 @@ def _e_iso2_CertificateUpdateResType(w: BitWriter, o: _iso2.CertificateUpdateRes
         t1 = o.RetryCounter
         if (w.strict and (t1 < -32768 or t1 > 32767)):
             raise encode_error('CertificateUpdateResType.RetryCounter', 'outside -32768..32767', t1)
-        a = (a << 4) | (1 if t1 < 0 else 0)
-        k += 4
         u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 13) | (1 if t1 < 0 else 0) << 9 | (u) << 1
+            k += 13
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 21) | (1 if t1 < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+            k += 21
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 29) | (1 if t1 < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+            k += 29
         else:
+            a = (a << 4) | (1 if t1 < 0 else 0)
+            k += 4
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 1
-        k += 1
+            a <<= 1
+            k += 1
         s = 7
     else:
         a = (a << 2) | 0x1
@@ -7973,7 +8085,7 @@ def _e_iso2_CertificateUpdateResType(w: BitWriter, o: _iso2.CertificateUpdateRes
     if k >= 1024:
         w.spill()
 
-def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2.ChargeParameterDiscoveryReqType:
+def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _iso2.ChargeParameterDiscoveryReqType:
     win = r.win
     av = r.avail
     f_MaxEntriesSAScheduleTuple: int | None = None
@@ -7981,71 +8093,66 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2.ChargeParamet
     f_AC_EVChargeParameter: _iso2.AC_EVChargeParameterType | None = None
     f_DC_EVChargeParameter: _iso2.DC_EVChargeParameterType | None = None
     f_EVChargeParameter: _iso2.EVChargeParameterType | None = None
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    ec = (c >> 28)
+    ec = ((c >> 26) & 3)
     if ec == 0:
-        if c & 0x8000000 != 0x0:
-            raise r.fail_at(av + 28, 'ChargeParameterDiscoveryReqType[0]', 'expected CH of MaxEntriesSAScheduleTuple')
-        u = ((c >> 19) & 255)
+        if c & 0x2000000 != 0x0:
+            raise r.fail_at(av + 26, 'ChargeParameterDiscoveryReqType[0]', 'expected CH of MaxEntriesSAScheduleTuple')
+        u = ((c >> 17) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            u2 = c >> 19
+            u2 = (c >> 9) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 27)
-                c = (win >> av) & 0x7ffffff
-                u2 = c >> 19
+                    win, av = r.refill(av, 17)
+                c = (win >> av) & 0x1ffff
+                u2 = c >> 9
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 19
+                    av += 9
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 19
+                    av -= 9
                     if av < 0:
-                        win, av = r.refill(av, 19)
-                    c = (win >> av) & 0x7ffff
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+        else:
+            av += 8
+            c >>= 8
         f_MaxEntriesSAScheduleTuple = u
         try:
-            f_RequestedEnergyTransferMode = _T66893bf5[(c >> 12) & 0x7f]
+            f_RequestedEnergyTransferMode = _T66893bf5[(c >> 2) & 0x7f]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x71000 != 0x0:
-                raise r.fail_at(av + 19, 'ChargeParameterDiscoveryReqType[0]', 'expected EE of MaxEntriesSAScheduleTuple, SE(RequestedEnergyTransferMode), CH of RequestedEnergyTransferMode, EE of RequestedEnergyTransferMode') from None
-            iv = ((c >> 13) & 7)
+            if c & 0x1c4 != 0x0:
+                raise r.fail_at(av + 9, 'ChargeParameterDiscoveryReqType[0]', 'expected EE of MaxEntriesSAScheduleTuple, SE(RequestedEnergyTransferMode), CH of RequestedEnergyTransferMode, EE of RequestedEnergyTransferMode') from None
+            iv = ((c >> 3) & 7)
             if iv >= 6:
-                raise r.fail_at(av + 12, 'ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 2, 'ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', f'enumeration index {iv}') from None
             f_RequestedEnergyTransferMode = _E_iso2_EnergyTransferModeType[iv]
-        av -= 18
+        av -= 28
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     elif ec == 1:
         try:
-            f_RequestedEnergyTransferMode = _T4326b017[(c >> 23) & 0x1f]
+            f_RequestedEnergyTransferMode = _T4326b017[(c >> 21) & 0x1f]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x8800000 != 0x0:
-                raise r.fail_at(av + 28, 'ChargeParameterDiscoveryReqType[0]', 'expected CH of RequestedEnergyTransferMode, EE of RequestedEnergyTransferMode') from None
-            iv = ((c >> 24) & 7)
+            if c & 0x2200000 != 0x0:
+                raise r.fail_at(av + 26, 'ChargeParameterDiscoveryReqType[0]', 'expected CH of RequestedEnergyTransferMode, EE of RequestedEnergyTransferMode') from None
+            iv = ((c >> 22) & 7)
             if iv >= 6:
-                raise r.fail_at(av + 23, 'ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 21, 'ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', f'enumeration index {iv}') from None
             f_RequestedEnergyTransferMode = _E_iso2_EnergyTransferModeType[iv]
-        av -= 7
+        av -= 9
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av + 28, 'ChargeParameterDiscoveryReqType[0]', f'event code {ec}, expected SE(MaxEntriesSAScheduleTuple), SE(RequestedEnergyTransferMode)')
+        raise r.fail_at(av + 26, 'ChargeParameterDiscoveryReqType[0]', f'event code {ec}, expected SE(MaxEntriesSAScheduleTuple), SE(RequestedEnergyTransferMode)')
     ec = ((c >> 28) & 3)
     if ec == 0:
         ec = ((c >> 26) & 3)
@@ -8055,33 +8162,32 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2.ChargeParamet
                 raise r.fail_at(av + 26, 'AC_EVChargeParameterType[0]', 'expected CH of DepartureTime')
             u = ((c >> 17) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 25)
-                c = (win >> av) & 0x1ffffff
-                u2 = c >> 17
+                u2 = (c >> 9) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 25)
-                    c = (win >> av) & 0x1ffffff
-                    u2 = c >> 17
+                        win, av = r.refill(av, 17)
+                    c = (win >> av) & 0x1ffff
+                    u2 = c >> 9
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 17
+                        av += 9
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 17
+                        av -= 9
                         if av < 0:
-                            win, av = r.refill(av, 17)
-                        c = (win >> av) & 0x1ffff
+                            win, av = r.refill(av, 9)
+                        c = (win >> av) & 0x1ff
+            else:
+                av += 8
+                c >>= 8
             f_1_DepartureTime = u
-            av -= 13
+            av -= 21
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
@@ -8126,7 +8232,7 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2.ChargeParamet
             f_2_Value = -u - 1 if sg else u
             if c & 0x18 != 0x0:
                 raise r.fail_at(av + 5, 'AC_EVChargeParameterType[0]', 'expected EE of Value, EE')
-            ob2_ = _new(_iso2.PhysicalValueType)
+            ob2_ = _new(_K_iso2_PhysicalValueType)
             ob2_.Multiplier = f_2_Multiplier
             ob2_.Unit = f_2_Unit
             ob2_.Value = f_2_Value
@@ -8177,7 +8283,7 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2.ChargeParamet
             f_3_Value = -u - 1 if sg else u
             if c & 0x6 != 0x0:
                 raise r.fail_at(av + 3, 'AC_EVChargeParameterType[0]', 'expected EE of Value, EE')
-            ob3_ = _new(_iso2.PhysicalValueType)
+            ob3_ = _new(_K_iso2_PhysicalValueType)
             ob3_.Multiplier = f_3_Multiplier
             ob3_.Unit = f_3_Unit
             ob3_.Value = f_3_Value
@@ -8243,7 +8349,7 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2.ChargeParamet
             f_5_Unit = _E_iso2_unitSymbolType[iv]
             sg = ((c >> 12) & 1)
         u = ((c >> 4) & 255)
-        ob4_ = _new(_iso2.PhysicalValueType)
+        ob4_ = _new(_K_iso2_PhysicalValueType)
         ob4_.Multiplier = f_4_Multiplier
         ob4_.Unit = f_4_Unit
         ob4_.Value = f_4_Value
@@ -8291,7 +8397,7 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2.ChargeParamet
             f_6_Unit = _E_iso2_unitSymbolType[iv]
             sg = ((c >> 12) & 1)
         u = ((c >> 4) & 255)
-        ob5_ = _new(_iso2.PhysicalValueType)
+        ob5_ = _new(_K_iso2_PhysicalValueType)
         ob5_.Multiplier = f_5_Multiplier
         ob5_.Unit = f_5_Unit
         ob5_.Value = f_5_Value
@@ -8325,12 +8431,12 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2.ChargeParamet
         f_6_Value = -u - 1 if sg else u
         if c & 0xe != 0x0:
             raise r.fail_at(av + 4, 'ChargeParameterDiscoveryReqType[2]', 'expected EE of Value, EE, EE')
-        ob6_ = _new(_iso2.PhysicalValueType)
+        ob6_ = _new(_K_iso2_PhysicalValueType)
         ob6_.Multiplier = f_6_Multiplier
         ob6_.Unit = f_6_Unit
         ob6_.Value = f_6_Value
         f_1_EVMinCurrent = ob6_
-        ob1_ = _new(_iso2.AC_EVChargeParameterType)
+        ob1_ = _new(_K_iso2_AC_EVChargeParameterType)
         ob1_.DepartureTime = f_1_DepartureTime
         ob1_.EAmount = f_1_EAmount
         ob1_.EVMaxVoltage = f_1_EVMaxVoltage
@@ -8338,9 +8444,8 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2.ChargeParamet
         ob1_.EVMinCurrent = f_1_EVMinCurrent
         f_AC_EVChargeParameter = ob1_
     elif ec == 1:
-        av += 28
         r.avail = av
-        f_DC_EVChargeParameter = _d_iso2_DC_EVChargeParameterType(r)
+        f_DC_EVChargeParameter = _d_iso2_DC_EVChargeParameterType(r, c)
         win = r.win
         av = r.avail
         av -= 1
@@ -8391,7 +8496,7 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2.ChargeParamet
             c >>= 25
         else:
             raise r.fail_at(av + 12, 'EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), EE')
-        ob7_ = _new(_iso2.EVChargeParameterType)
+        ob7_ = _new(_K_iso2_EVChargeParameterType)
         ob7_.DepartureTime = f_7_DepartureTime
         f_EVChargeParameter = ob7_
     else:
@@ -8399,7 +8504,7 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2.ChargeParamet
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType', 'expected EE')
     r.avail = av
-    ob = _new(_iso2.ChargeParameterDiscoveryReqType)
+    ob = _new(_K_iso2_ChargeParameterDiscoveryReqType)
     ob.MaxEntriesSAScheduleTuple = f_MaxEntriesSAScheduleTuple
     ob.RequestedEnergyTransferMode = f_RequestedEnergyTransferMode
     ob.AC_EVChargeParameter = f_AC_EVChargeParameter
@@ -8412,29 +8517,29 @@ def _e_iso2_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso2.ChargeParamet
     k = w.n
     s = 0
     if o.MaxEntriesSAScheduleTuple is not None:
-        a <<= 3
-        k += 3
         t1 = o.MaxEntriesSAScheduleTuple
         if t1 < 0 or (w.strict and (t1 > 65535)):
             raise encode_error('ChargeParameterDiscoveryReqType.MaxEntriesSAScheduleTuple', 'outside 0..65535', t1)
         u = t1
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 12) | (u) << 1
+            k += 12
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 20) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+            k += 20
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 28) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+            k += 28
         else:
+            a <<= 3
+            k += 3
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 1
-        k += 1
+            a <<= 1
+            k += 1
         s = 1
     elif o.RequestedEnergyTransferMode is not None:
         a = (a << 7) | (_I_iso2_EnergyTransferModeType[o.RequestedEnergyTransferMode]) << 1 | 0x20
@@ -8492,7 +8597,7 @@ def _e_iso2_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso2.ChargeParamet
     if k >= 1024:
         w.spill()
 
-def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParameterDiscoveryResType:
+def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso2.ChargeParameterDiscoveryResType:
     win = r.win
     av = r.avail
     f_ResponseCode: _iso2.responseCodeType
@@ -8503,194 +8608,222 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
     f_DC_EVSEChargeParameter: _iso2.DC_EVSEChargeParameterType | None = None
     f_EVSEChargeParameter: _iso2.EVSEChargeParameterType | None = None
     s = 0
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    if c & 0x30720000 != 0x0:
-        raise r.fail_at(av + 30, 'ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing')
-    iv = ((c >> 23) & 31)
+    if c & 0xc1c8000 != 0x0:
+        raise r.fail_at(av + 28, 'ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing')
+    iv = ((c >> 21) & 31)
     if iv >= 26:
-        raise r.fail_at(av + 14, 'ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av + 12, 'ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
-    iv = ((c >> 18) & 3)
+    iv = ((c >> 16) & 3)
     if iv >= 3:
-        raise r.fail_at(av + 14, 'ChargeParameterDiscoveryResType.EVSEProcessing', f'enumeration index {iv}')
+        raise r.fail_at(av + 12, 'ChargeParameterDiscoveryResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso2_EVSEProcessingType[iv]
-    ec = ((c >> 14) & 7)
+    ec = ((c >> 12) & 7)
     s = 1
     s = 2
     if ec == 0:
         f_1_SAScheduleTuple: list[_iso2.SAScheduleTupleType] = []
-        av += 1
+        av -= 18
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
         try:
-            f_2_SAScheduleTupleID = _Tc55d9a41[(c >> 1) & 0x1fff]
+            f_2_SAScheduleTupleID = _Tc55d9a41[c >> 17]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x3806 != 0x0:
-                raise r.fail_at(av + 13, 'ChargeParameterDiscoveryResType[2]', 'expected SE(SAScheduleTuple), SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(PMaxSchedule)') from None
-            f_2_SAScheduleTupleID = ((c >> 3) & 255) + 1
+            if c & 0x38060000 != 0x0:
+                raise r.fail_at(av + 30, 'ChargeParameterDiscoveryResType[2]', 'expected SE(SAScheduleTuple), SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(PMaxSchedule)') from None
+            f_2_SAScheduleTupleID = ((c >> 19) & 255) + 1
         f_2_SalesTariff: _iso2.SalesTariffType | None = None
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_2_PMaxSchedule = _d_iso2_PMaxScheduleType(r)
+        f_2_PMaxSchedule = _d_iso2_PMaxScheduleType(r, c)
         win = r.win
         av = r.avail
-        av -= 16
+        av -= 30
         if av < 0:
-            win, av = r.refill(av, 16)
-        c = (win >> av) & 0xffff
-        ec = (c >> 14)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        ec = (c >> 28)
         if ec == 0:
-            av += 14
             r.avail = av
-            f_2_SalesTariff = _d_iso2_SalesTariffType(r)
+            f_2_SalesTariff = _d_iso2_SalesTariffType(r, c)
             win = r.win
             av = r.avail
-            av -= 15
+            av -= 30
             if av < 0:
-                win, av = r.refill(av, 15)
-            c = (win >> av) & 0x7fff
-            if c & 0x4000 != 0x0:
-                raise r.fail_at(av + 15, 'SAScheduleTupleType[2]', 'expected EE')
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x20000000 != 0x0:
+                raise r.fail_at(av + 30, 'SAScheduleTupleType[2]', 'expected EE')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
         elif ec == 1:
-            pass
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
         else:
-            raise r.fail_at(av + 14, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
-        ec = ((c >> 12) & 3)
-        ob2_ = _new(_iso2.SAScheduleTupleType)
+            raise r.fail_at(av + 28, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
+        ec = ((c >> 28) & 3)
+        ob2_ = _new(_K_iso2_SAScheduleTupleType)
         ob2_.SAScheduleTupleID = f_2_SAScheduleTupleID
         ob2_.PMaxSchedule = f_2_PMaxSchedule
         ob2_.SalesTariff = f_2_SalesTariff
         f_1_SAScheduleTuple.append(ob2_)
         if ec == 0:
             try:
-                f_3_SAScheduleTupleID = _T4d006aa5[c & 0xfff]
+                f_3_SAScheduleTupleID = _T4d006aa5[(c >> 16) & 0xfff]
             except KeyError:  # not a valid pattern: say why
-                if c & 0xc03 != 0x0:
-                    raise r.fail_at(av + 12, 'SAScheduleListType[1]', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(PMaxSchedule)') from None
-                f_3_SAScheduleTupleID = ((c >> 2) & 255) + 1
+                if c & 0xc030000 != 0x0:
+                    raise r.fail_at(av + 28, 'SAScheduleListType[1]', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(PMaxSchedule)') from None
+                f_3_SAScheduleTupleID = ((c >> 18) & 255) + 1
             f_3_SalesTariff: _iso2.SalesTariffType | None = None
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             r.avail = av
-            f_3_PMaxSchedule = _d_iso2_PMaxScheduleType(r)
+            f_3_PMaxSchedule = _d_iso2_PMaxScheduleType(r, c)
             win = r.win
             av = r.avail
-            av -= 16
+            av -= 30
             if av < 0:
-                win, av = r.refill(av, 16)
-            c = (win >> av) & 0xffff
-            ec = (c >> 14)
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            ec = (c >> 28)
             if ec == 0:
-                av += 14
                 r.avail = av
-                f_3_SalesTariff = _d_iso2_SalesTariffType(r)
+                f_3_SalesTariff = _d_iso2_SalesTariffType(r, c)
                 win = r.win
                 av = r.avail
-                av -= 15
+                av -= 30
                 if av < 0:
-                    win, av = r.refill(av, 15)
-                c = (win >> av) & 0x7fff
-                if c & 0x4000 != 0x0:
-                    raise r.fail_at(av + 15, 'SAScheduleTupleType[2]', 'expected EE')
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                if c & 0x20000000 != 0x0:
+                    raise r.fail_at(av + 30, 'SAScheduleTupleType[2]', 'expected EE')
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
             elif ec == 1:
-                pass
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
             else:
-                raise r.fail_at(av + 14, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
-            ec = ((c >> 12) & 3)
-            ob3_ = _new(_iso2.SAScheduleTupleType)
+                raise r.fail_at(av + 28, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
+            ec = ((c >> 28) & 3)
+            ob3_ = _new(_K_iso2_SAScheduleTupleType)
             ob3_.SAScheduleTupleID = f_3_SAScheduleTupleID
             ob3_.PMaxSchedule = f_3_PMaxSchedule
             ob3_.SalesTariff = f_3_SalesTariff
             f_1_SAScheduleTuple.append(ob3_)
             if ec == 0:
                 try:
-                    f_4_SAScheduleTupleID = _T4d006aa5[c & 0xfff]
+                    f_4_SAScheduleTupleID = _T4d006aa5[(c >> 16) & 0xfff]
                 except KeyError:  # not a valid pattern: say why
-                    if c & 0xc03 != 0x0:
-                        raise r.fail_at(av + 12, 'SAScheduleListType[2]', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(PMaxSchedule)') from None
-                    f_4_SAScheduleTupleID = ((c >> 2) & 255) + 1
+                    if c & 0xc030000 != 0x0:
+                        raise r.fail_at(av + 28, 'SAScheduleListType[2]', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(PMaxSchedule)') from None
+                    f_4_SAScheduleTupleID = ((c >> 18) & 255) + 1
                 f_4_SalesTariff: _iso2.SalesTariffType | None = None
+                av -= 12
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
                 r.avail = av
-                f_4_PMaxSchedule = _d_iso2_PMaxScheduleType(r)
+                f_4_PMaxSchedule = _d_iso2_PMaxScheduleType(r, c)
                 win = r.win
                 av = r.avail
-                av -= 3
+                av -= 30
                 if av < 0:
-                    win, av = r.refill(av, 3)
-                c = (win >> av) & 0x7
-                ec = (c >> 1)
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                ec = (c >> 28)
                 if ec == 0:
-                    av += 1
                     r.avail = av
-                    f_4_SalesTariff = _d_iso2_SalesTariffType(r)
+                    f_4_SalesTariff = _d_iso2_SalesTariffType(r, c)
                     win = r.win
                     av = r.avail
-                    av -= 2
+                    av -= 30
                     if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
-                    if c & 0x2 != 0x0:
-                        raise r.fail_at(av + 2, 'SAScheduleTupleType[2]', 'expected EE')
+                        win, av = r.refill(av, 30)
+                    c = (win >> av) & 0x3fffffff
+                    if c & 0x20000000 != 0x0:
+                        raise r.fail_at(av + 30, 'SAScheduleTupleType[2]', 'expected EE')
                 elif ec == 1:
-                    pass
+                    av -= 1
+                    if av < 0:
+                        win, av = r.refill(av, 29)
+                    c = (win >> av) & 0x1fffffff
                 else:
-                    raise r.fail_at(av + 1, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
-                if c & 0x1 != 0x0:
-                    raise r.fail_at(av + 1, 'SAScheduleListType[2]', 'expected EE')
-                ob4_ = _new(_iso2.SAScheduleTupleType)
+                    raise r.fail_at(av + 28, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
+                if c & 0x10000000 != 0x0:
+                    raise r.fail_at(av + 29, 'SAScheduleListType[2]', 'expected EE')
+                ob4_ = _new(_K_iso2_SAScheduleTupleType)
                 ob4_.SAScheduleTupleID = f_4_SAScheduleTupleID
                 ob4_.PMaxSchedule = f_4_PMaxSchedule
                 ob4_.SalesTariff = f_4_SalesTariff
                 f_1_SAScheduleTuple.append(ob4_)
             elif ec == 1:
-                av += 12
+                pass
             else:
-                raise r.fail_at(av + 12, 'SAScheduleListType[2]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
+                raise r.fail_at(av + 28, 'SAScheduleListType[2]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
         elif ec == 1:
-            av += 12
+            pass
         else:
-            raise r.fail_at(av + 12, 'SAScheduleListType[1]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
-        ob1_ = _new(_iso2.SAScheduleListType)
+            raise r.fail_at(av + 28, 'SAScheduleListType[1]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
+        ob1_ = _new(_K_iso2_SAScheduleListType)
         ob1_.SAScheduleTuple = f_1_SAScheduleTuple
         f_SAScheduleList = ob1_
         s = 3
     elif ec == 1:
-        av += 13
-        if c & 0x2000 != 0x0:
-            raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType[2]', 'expected EE')
-        ob5_ = _new(_iso2.SASchedulesType)
+        if c & 0x800 != 0x0:
+            raise r.fail_at(av + 12, 'ChargeParameterDiscoveryResType[2]', 'expected EE')
+        ob5_ = _new(_K_iso2_SASchedulesType)
         f_SASchedules = ob5_
+        av -= 17
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 3
     elif ec == 2:
-        if c & 0x3800 != 0x0:
-            raise r.fail_at(av + 14, 'ChargeParameterDiscoveryResType[2]', 'expected SE(AC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-        u = ((c >> 3) & 255)
+        if c & 0xe00 != 0x0:
+            raise r.fail_at(av + 12, 'ChargeParameterDiscoveryResType[2]', 'expected SE(AC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        u = ((c >> 1) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                u2 = c >> 1
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 3
+                    av += 1
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 3
+                    av -= 1
                     if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
+                        win, av = r.refill(av, 1)
+                    c = (win >> av) & 0x1
         f_7_NotificationMaxDelay = u
-        av -= 32
+        av -= 34
         if av < 0:
             win, av = r.refill(av, 35)
         c = (win >> av) & 0x7ffffffff
@@ -8708,7 +8841,7 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
         f_8_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        ob7_ = _new(_iso2.AC_EVSEStatusType)
+        ob7_ = _new(_K_iso2_AC_EVSEStatusType)
         ob7_.NotificationMaxDelay = f_7_NotificationMaxDelay
         ob7_.EVSENotification = f_7_EVSENotification
         ob7_.RCD = f_7_RCD
@@ -8733,23 +8866,23 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
                     win = r.win
                     av = r.avail
         f_8_Value = -u - 1 if sg else u
-        av -= 29
+        av -= 30
         if av < 0:
-            win, av = r.refill(av, 29)
-        c = (win >> av) & 0x1fffffff
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
         try:
-            f_9_Multiplier, f_9_Unit, sg = _Td9e86f2b[c >> 11]
+            f_9_Multiplier, f_9_Unit, sg = _Td9e86f2b[c >> 12]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x1f1c7000 != 0x0:
-                raise r.fail_at(av + 29, 'ChargeParameterDiscoveryResType[2]', 'expected EE of Value, EE, SE(EVSEMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_9_Multiplier = ((c >> 21) & 7) - 3
-            iv = ((c >> 15) & 7)
+            if c & 0x3e38e000 != 0x0:
+                raise r.fail_at(av + 30, 'ChargeParameterDiscoveryResType[2]', 'expected EE of Value, EE, SE(EVSEMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+            f_9_Multiplier = ((c >> 22) & 7) - 3
+            iv = ((c >> 16) & 7)
             if iv >= 7:
-                raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
             f_9_Unit = _E_iso2_unitSymbolType[iv]
-            sg = ((c >> 11) & 1)
-        u = ((c >> 3) & 255)
-        ob8_ = _new(_iso2.PhysicalValueType)
+            sg = ((c >> 12) & 1)
+        u = ((c >> 4) & 255)
+        ob8_ = _new(_K_iso2_PhysicalValueType)
         ob8_.Multiplier = f_8_Multiplier
         ob8_.Unit = f_8_Unit
         ob8_.Value = f_8_Value
@@ -8757,97 +8890,106 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 3
+                    av += 4
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 3
+                    av -= 4
                     if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
+                        win, av = r.refill(av, 4)
+                    c = (win >> av) & 0xf
         f_9_Value = -u - 1 if sg else u
-        if c & 0x7 != 0x0:
-            raise r.fail_at(av + 3, 'ChargeParameterDiscoveryResType[2]', 'expected EE of Value, EE, EE')
-        ob9_ = _new(_iso2.PhysicalValueType)
+        if c & 0xe != 0x0:
+            raise r.fail_at(av + 4, 'ChargeParameterDiscoveryResType[2]', 'expected EE of Value, EE, EE')
+        ob9_ = _new(_K_iso2_PhysicalValueType)
         ob9_.Multiplier = f_9_Multiplier
         ob9_.Unit = f_9_Unit
         ob9_.Value = f_9_Value
         f_6_EVSEMaxCurrent = ob9_
-        ob6_ = _new(_iso2.AC_EVSEChargeParameterType)
+        ob6_ = _new(_K_iso2_AC_EVSEChargeParameterType)
         ob6_.AC_EVSEStatus = f_6_AC_EVSEStatus
         ob6_.EVSENominalVoltage = f_6_EVSENominalVoltage
         ob6_.EVSEMaxCurrent = f_6_EVSEMaxCurrent
         f_AC_EVSEChargeParameter = ob6_
+        av -= 27
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 4
     elif ec == 3:
-        av += 14
+        av -= 16
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_DC_EVSEChargeParameter = _d_iso2_DC_EVSEChargeParameterType(r)
+        f_DC_EVSEChargeParameter = _d_iso2_DC_EVSEChargeParameterType(r, c)
         win = r.win
         av = r.avail
+        av -= 28
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 4
     elif ec == 4:
-        av += 13
-        if c & 0x2000 != 0x0:
-            raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType[2]', 'expected EE')
-        ob10_ = _new(_iso2.EVSEChargeParameterType)
+        if c & 0x800 != 0x0:
+            raise r.fail_at(av + 12, 'ChargeParameterDiscoveryResType[2]', 'expected EE')
+        ob10_ = _new(_K_iso2_EVSEChargeParameterType)
         f_EVSEChargeParameter = ob10_
+        av -= 17
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 4
     else:
-        raise r.fail_at(av + 14, 'ChargeParameterDiscoveryResType[2]', f'event code {ec}, expected SE(SAScheduleList), SE(SASchedules), SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
+        raise r.fail_at(av + 12, 'ChargeParameterDiscoveryResType[2]', f'event code {ec}, expected SE(SAScheduleList), SE(SASchedules), SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
     if s == 3:
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        ec = (c >> 28)
+        ec = ((c >> 26) & 3)
         if ec == 0:
-            if c & 0xe000000 != 0x0:
-                raise r.fail_at(av + 28, 'ChargeParameterDiscoveryResType[3]', 'expected SE(AC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-            u = ((c >> 17) & 255)
+            if c & 0x3800000 != 0x0:
+                raise r.fail_at(av + 26, 'ChargeParameterDiscoveryResType[3]', 'expected SE(AC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            u = ((c >> 15) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 25)
-                c = (win >> av) & 0x1ffffff
-                u2 = c >> 17
+                u2 = (c >> 7) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 25)
-                    c = (win >> av) & 0x1ffffff
-                    u2 = c >> 17
+                        win, av = r.refill(av, 15)
+                    c = (win >> av) & 0x7fff
+                    u2 = c >> 7
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 17
+                        av += 7
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 17
+                        av -= 7
                         if av < 0:
-                            win, av = r.refill(av, 17)
-                        c = (win >> av) & 0x1ffff
+                            win, av = r.refill(av, 7)
+                        c = (win >> av) & 0x7f
+            else:
+                av += 8
+                c >>= 8
             f_12_NotificationMaxDelay = u
-            av -= 18
+            av -= 28
             if av < 0:
                 win, av = r.refill(av, 35)
             c = (win >> av) & 0x7ffffffff
@@ -8865,7 +9007,7 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
             f_13_Unit = _E_iso2_unitSymbolType[iv]
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            ob12_ = _new(_iso2.AC_EVSEStatusType)
+            ob12_ = _new(_K_iso2_AC_EVSEStatusType)
             ob12_.NotificationMaxDelay = f_12_NotificationMaxDelay
             ob12_.EVSENotification = f_12_EVSENotification
             ob12_.RCD = f_12_RCD
@@ -8890,23 +9032,23 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
                         win = r.win
                         av = r.avail
             f_13_Value = -u - 1 if sg else u
-            av -= 29
+            av -= 30
             if av < 0:
-                win, av = r.refill(av, 29)
-            c = (win >> av) & 0x1fffffff
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
             try:
-                f_14_Multiplier, f_14_Unit, sg = _Td9e86f2b[c >> 11]
+                f_14_Multiplier, f_14_Unit, sg = _Td9e86f2b[c >> 12]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x1f1c7000 != 0x0:
-                    raise r.fail_at(av + 29, 'ChargeParameterDiscoveryResType[3]', 'expected EE of Value, EE, SE(EVSEMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                f_14_Multiplier = ((c >> 21) & 7) - 3
-                iv = ((c >> 15) & 7)
+                if c & 0x3e38e000 != 0x0:
+                    raise r.fail_at(av + 30, 'ChargeParameterDiscoveryResType[3]', 'expected EE of Value, EE, SE(EVSEMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                f_14_Multiplier = ((c >> 22) & 7) - 3
+                iv = ((c >> 16) & 7)
                 if iv >= 7:
-                    raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
                 f_14_Unit = _E_iso2_unitSymbolType[iv]
-                sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            ob13_ = _new(_iso2.PhysicalValueType)
+                sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
+            ob13_ = _new(_K_iso2_PhysicalValueType)
             ob13_.Multiplier = f_13_Multiplier
             ob13_.Unit = f_13_Unit
             ob13_.Value = f_13_Value
@@ -8914,68 +9056,75 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 3
+                        av += 4
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 3
+                        av -= 4
                         if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
             f_14_Value = -u - 1 if sg else u
-            if c & 0x7 != 0x0:
-                raise r.fail_at(av + 3, 'ChargeParameterDiscoveryResType[3]', 'expected EE of Value, EE, EE')
-            ob14_ = _new(_iso2.PhysicalValueType)
+            if c & 0xe != 0x0:
+                raise r.fail_at(av + 4, 'ChargeParameterDiscoveryResType[3]', 'expected EE of Value, EE, EE')
+            ob14_ = _new(_K_iso2_PhysicalValueType)
             ob14_.Multiplier = f_14_Multiplier
             ob14_.Unit = f_14_Unit
             ob14_.Value = f_14_Value
             f_11_EVSEMaxCurrent = ob14_
-            ob11_ = _new(_iso2.AC_EVSEChargeParameterType)
+            ob11_ = _new(_K_iso2_AC_EVSEChargeParameterType)
             ob11_.AC_EVSEStatus = f_11_AC_EVSEStatus
             ob11_.EVSENominalVoltage = f_11_EVSENominalVoltage
             ob11_.EVSEMaxCurrent = f_11_EVSEMaxCurrent
             f_AC_EVSEChargeParameter = ob11_
             s = 4
         elif ec == 1:
-            av += 28
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             r.avail = av
-            f_DC_EVSEChargeParameter = _d_iso2_DC_EVSEChargeParameterType(r)
+            f_DC_EVSEChargeParameter = _d_iso2_DC_EVSEChargeParameterType(r, c)
             win = r.win
             av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
             s = 4
         elif ec == 2:
-            av += 27
-            if c & 0x8000000 != 0x0:
-                raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType[3]', 'expected EE')
-            ob15_ = _new(_iso2.EVSEChargeParameterType)
+            av += 24
+            if c & 0x2000000 != 0x0:
+                raise r.fail_at(av + 2, 'ChargeParameterDiscoveryResType[3]', 'expected EE')
+            ob15_ = _new(_K_iso2_EVSEChargeParameterType)
             f_EVSEChargeParameter = ob15_
+            c >>= 24
             s = 4
         else:
-            raise r.fail_at(av + 28, 'ChargeParameterDiscoveryResType[3]', f'event code {ec}, expected SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+            raise r.fail_at(av + 26, 'ChargeParameterDiscoveryResType[3]', f'event code {ec}, expected SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
+    else:
+        av += 27
+        c >>= 27
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType', 'expected EE')
     s = -1
     r.avail = av
-    ob = _new(_iso2.ChargeParameterDiscoveryResType)
+    ob = _new(_K_iso2_ChargeParameterDiscoveryResType)
     ob.ResponseCode = f_ResponseCode
     ob.EVSEProcessing = f_EVSEProcessing
     ob.SAScheduleList = f_SAScheduleList
@@ -9021,27 +9170,10 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
         c3 = c2.AC_EVSEStatus
         if c3.NotificationMaxDelay is None:
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-        a = (a << 6) | 0x10
-        k += 6
         t1 = c3.NotificationMaxDelay
         if t1 < 0 or (w.strict and (t1 > 65535)):
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t1)
         u = t1
-        if u < 0x80:
-            a = (a << 8) | u
-            k += 8
-        elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
-        elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
-        else:
-            w.acc = a
-            w.n = k
-            w.uint(u)
-            a = w.acc
-            k = w.n
         if c3.EVSENotification is None:
             raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
         if c3.RCD is None:
@@ -9061,24 +9193,26 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
         t3 = c4.Value
         if (w.strict and (t3 < -32768 or t3 > 32767)):
             raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t3)
-        a = (a << 27) | (_I_iso2_EVSENotificationType[c3.EVSENotification]) << 22 | (_BOOL[c3.RCD]) << 18 | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t3 < 0 else 0)
-        k += 27
-        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 41) | (u) << 27 | (_I_iso2_EVSENotificationType[c3.EVSENotification]) << 22 | (_BOOL[c3.RCD]) << 18 | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t3 < 0 else 0) | 0x8000000000
+            k += 41
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 49) | (u & 0x7F) << 35 | (u >> 7) << 27 | (_I_iso2_EVSENotificationType[c3.EVSENotification]) << 22 | (_BOOL[c3.RCD]) << 18 | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t3 < 0 else 0) | 0x840000000000
+            k += 49
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 57) | (u & 0x7F) << 43 | (u >> 7 & 0x7F) << 35 | (u >> 14) << 27 | (_I_iso2_EVSENotificationType[c3.EVSENotification]) << 22 | (_BOOL[c3.RCD]) << 18 | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t3 < 0 else 0) | 0x84040000000000
+            k += 57
         else:
+            a = (a << 6) | 0x10
+            k += 6
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
+            a = (a << 27) | (_I_iso2_EVSENotificationType[c3.EVSENotification]) << 22 | (_BOOL[c3.RCD]) << 18 | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t3 < 0 else 0)
+            k += 27
+        u = -t3 - 1 if t3 < 0 else t3
         if c2.EVSEMaxCurrent is None:
             raise encode_error('AC_EVSEChargeParameterType.EVSEMaxCurrent', 'required value missing')
         c5 = c2.EVSEMaxCurrent
@@ -9094,26 +9228,41 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
         t5 = c5.Value
         if (w.strict and (t5 < -32768 or t5 > 32767)):
             raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t5)
-        a = (a << 18) | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t5 < 0 else 0)
-        k += 18
-        u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 26) | (u) << 18 | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t5 < 0 else 0)
+            k += 26
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 34) | (u & 0x7F) << 26 | (u >> 7) << 18 | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t5 < 0 else 0) | 0x200000000
+            k += 34
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 42) | (u & 0x7F) << 34 | (u >> 7 & 0x7F) << 26 | (u >> 14) << 18 | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t5 < 0 else 0) | 0x20200000000
+            k += 42
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 3
-        k += 3
+            a = (a << 18) | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t5 < 0 else 0)
+            k += 18
+        u = -t5 - 1 if t5 < 0 else t5
+        if u < 0x80:
+            a = (a << 11) | (u) << 3
+            k += 11
+        elif u < 0x4000:
+            a = (a << 19) | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+            k += 19
+        elif u < 0x200000:
+            a = (a << 27) | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+            k += 27
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+            a <<= 3
+            k += 3
         if o.DC_EVSEChargeParameter is not None:
             raise encode_error('ChargeParameterDiscoveryResType.DC_EVSEChargeParameter', 'cannot be combined with AC_EVSEChargeParameter')
         if o.EVSEChargeParameter is not None:
@@ -9146,27 +9295,10 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
             c8 = c7.AC_EVSEStatus
             if c8.NotificationMaxDelay is None:
                 raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-            a <<= 5
-            k += 5
             t6 = c8.NotificationMaxDelay
             if t6 < 0 or (w.strict and (t6 > 65535)):
                 raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t6)
             u = t6
-            if u < 0x80:
-                a = (a << 8) | u
-                k += 8
-            elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
-            elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
-            else:
-                w.acc = a
-                w.n = k
-                w.uint(u)
-                a = w.acc
-                k = w.n
             if c8.EVSENotification is None:
                 raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
             if c8.RCD is None:
@@ -9186,24 +9318,26 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
             t8 = c9.Value
             if (w.strict and (t8 < -32768 or t8 > 32767)):
                 raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t8)
-            a = (a << 27) | (_I_iso2_EVSENotificationType[c8.EVSENotification]) << 22 | (_BOOL[c8.RCD]) << 18 | (t7 + 3) << 10 | (_I_iso2_unitSymbolType[c9.Unit]) << 4 | (1 if t8 < 0 else 0)
-            k += 27
-            u = -t8 - 1 if t8 < 0 else t8
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 40) | (u) << 27 | (_I_iso2_EVSENotificationType[c8.EVSENotification]) << 22 | (_BOOL[c8.RCD]) << 18 | (t7 + 3) << 10 | (_I_iso2_unitSymbolType[c9.Unit]) << 4 | (1 if t8 < 0 else 0)
+                k += 40
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 48) | (u & 0x7F) << 35 | (u >> 7) << 27 | (_I_iso2_EVSENotificationType[c8.EVSENotification]) << 22 | (_BOOL[c8.RCD]) << 18 | (t7 + 3) << 10 | (_I_iso2_unitSymbolType[c9.Unit]) << 4 | (1 if t8 < 0 else 0) | 0x40000000000
+                k += 48
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 56) | (u & 0x7F) << 43 | (u >> 7 & 0x7F) << 35 | (u >> 14) << 27 | (_I_iso2_EVSENotificationType[c8.EVSENotification]) << 22 | (_BOOL[c8.RCD]) << 18 | (t7 + 3) << 10 | (_I_iso2_unitSymbolType[c9.Unit]) << 4 | (1 if t8 < 0 else 0) | 0x4040000000000
+                k += 56
             else:
+                a <<= 5
+                k += 5
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
+                a = (a << 27) | (_I_iso2_EVSENotificationType[c8.EVSENotification]) << 22 | (_BOOL[c8.RCD]) << 18 | (t7 + 3) << 10 | (_I_iso2_unitSymbolType[c9.Unit]) << 4 | (1 if t8 < 0 else 0)
+                k += 27
+            u = -t8 - 1 if t8 < 0 else t8
             if c7.EVSEMaxCurrent is None:
                 raise encode_error('AC_EVSEChargeParameterType.EVSEMaxCurrent', 'required value missing')
             c10 = c7.EVSEMaxCurrent
@@ -9219,26 +9353,41 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
             t10 = c10.Value
             if (w.strict and (t10 < -32768 or t10 > 32767)):
                 raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t10)
-            a = (a << 18) | (t9 + 3) << 10 | (_I_iso2_unitSymbolType[c10.Unit]) << 4 | (1 if t10 < 0 else 0)
-            k += 18
-            u = -t10 - 1 if t10 < 0 else t10
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (u) << 18 | (t9 + 3) << 10 | (_I_iso2_unitSymbolType[c10.Unit]) << 4 | (1 if t10 < 0 else 0)
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (u & 0x7F) << 26 | (u >> 7) << 18 | (t9 + 3) << 10 | (_I_iso2_unitSymbolType[c10.Unit]) << 4 | (1 if t10 < 0 else 0) | 0x200000000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (u & 0x7F) << 34 | (u >> 7 & 0x7F) << 26 | (u >> 14) << 18 | (t9 + 3) << 10 | (_I_iso2_unitSymbolType[c10.Unit]) << 4 | (1 if t10 < 0 else 0) | 0x20200000000
+                k += 42
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 3
-            k += 3
+                a = (a << 18) | (t9 + 3) << 10 | (_I_iso2_unitSymbolType[c10.Unit]) << 4 | (1 if t10 < 0 else 0)
+                k += 18
+            u = -t10 - 1 if t10 < 0 else t10
+            if u < 0x80:
+                a = (a << 11) | (u) << 3
+                k += 11
+            elif u < 0x4000:
+                a = (a << 19) | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+                k += 19
+            elif u < 0x200000:
+                a = (a << 27) | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+                k += 27
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+                a <<= 3
+                k += 3
             if o.DC_EVSEChargeParameter is not None:
                 raise encode_error('ChargeParameterDiscoveryResType.DC_EVSEChargeParameter', 'cannot be combined with AC_EVSEChargeParameter')
             if o.EVSEChargeParameter is not None:
@@ -9271,17 +9420,12 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
     if k >= 1024:
         w.spill()
 
-def _d_iso2_ChargingStatusReqType(r: BitReader) -> _iso2.ChargingStatusReqType:
-    win = r.win
+def _d_iso2_ChargingStatusReqType(r: BitReader, c: int) -> _iso2.ChargingStatusReqType:
     av = r.avail
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ChargingStatusReqType', 'expected EE')
     r.avail = av
-    ob = _new(_iso2.ChargingStatusReqType)
+    ob = _new(_K_iso2_ChargingStatusReqType)
     return ob
 
 def _e_iso2_ChargingStatusReqType(w: BitWriter, o: _iso2.ChargingStatusReqType) -> None:
@@ -9294,7 +9438,7 @@ def _e_iso2_ChargingStatusReqType(w: BitWriter, o: _iso2.ChargingStatusReqType) 
     if k >= 1024:
         w.spill()
 
-def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
+def _d_iso2_ChargingStatusResType(r: BitReader, c: int) -> _iso2.ChargingStatusResType:
     win = r.win
     av = r.avail
     f_ResponseCode: _iso2.responseCodeType
@@ -9305,12 +9449,8 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
     f_ReceiptRequired: bool | None = None
     f_AC_EVSEStatus: _iso2.AC_EVSEStatusType
     s = 0
-    av -= 18
-    if av < 0:
-        win, av = r.refill(av, 18)
-    c = (win >> av) & 0x3ffff
     try:
-        f_ResponseCode = _T71c1fe91[c >> 8]
+        f_ResponseCode = _T71c1fe91[(c >> 8) & 0x3ff]
     except KeyError:  # not a valid pattern: say why
         if c & 0x30700 != 0x0:
             raise r.fail_at(av + 18, 'ChargingStatusResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID') from None
@@ -9403,17 +9543,24 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
             if c & 0x60 != 0x0:
                 raise r.fail_at(av + 7, 'ChargingStatusResType[3]', 'expected EE of Value, EE') from None
             ec = ((c >> 3) & 3)
-        ob1_ = _new(_iso2.PhysicalValueType)
+        ob1_ = _new(_K_iso2_PhysicalValueType)
         ob1_.Multiplier = f_1_Multiplier
         ob1_.Unit = f_1_Unit
         ob1_.Value = f_1_Value
         f_EVSEMaxCurrent = ob1_
         if ec == 0:
-            av += 3
+            av -= 7
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             r.avail = av
-            f_MeterInfo = _d_iso2_MeterInfoType(r)
+            f_MeterInfo = _d_iso2_MeterInfoType(r, c)
             win = r.win
             av = r.avail
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 5
         elif ec == 1:
             try:
@@ -9422,75 +9569,90 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
                 if c & 0x5 != 0x0:
                     raise r.fail_at(av + 3, 'ChargingStatusResType[4]', 'expected CH of ReceiptRequired, EE of ReceiptRequired') from None
                 f_ReceiptRequired = ((c >> 1) & 1) == 1
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 6
         elif ec == 2:
-            av -= 18
+            av -= 27
             if av < 0:
-                win, av = r.refill(av, 21)
-            c = (win >> av) & 0x1fffff
-            if c & 0x180000 != 0x0:
-                raise r.fail_at(av + 21, 'ChargingStatusResType[4]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-            u = ((c >> 11) & 255)
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x30000000 != 0x0:
+                raise r.fail_at(av + 30, 'ChargingStatusResType[4]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            u = ((c >> 20) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
-                u2 = c >> 11
+                u2 = (c >> 12) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 19)
-                    c = (win >> av) & 0x7ffff
-                    u2 = c >> 11
+                        win, av = r.refill(av, 20)
+                    c = (win >> av) & 0xfffff
+                    u2 = c >> 12
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 11
+                        av += 12
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 11
+                        av -= 12
                         if av < 0:
-                            win, av = r.refill(av, 11)
-                        c = (win >> av) & 0x7ff
+                            win, av = r.refill(av, 12)
+                        c = (win >> av) & 0xfff
+            else:
+                av += 8
+                c >>= 8
             f_2_NotificationMaxDelay = u
             try:
-                f_2_EVSENotification, f_2_RCD = _T247139eb[c & 0x7ff]
+                f_2_EVSENotification, f_2_RCD = _T247139eb[(c >> 1) & 0x7ff]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x73b != 0x0:
-                    raise r.fail_at(av + 11, 'ChargingStatusResType[4]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE') from None
-                iv = ((c >> 6) & 3)
+                if c & 0xe76 != 0x0:
+                    raise r.fail_at(av + 12, 'ChargingStatusResType[4]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE') from None
+                iv = ((c >> 7) & 3)
                 if iv >= 3:
-                    raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 1, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
                 f_2_EVSENotification = _E_iso2_EVSENotificationType[iv]
-                f_2_RCD = ((c >> 2) & 1) == 1
-            ob2_ = _new(_iso2.AC_EVSEStatusType)
+                f_2_RCD = ((c >> 3) & 1) == 1
+            ob2_ = _new(_K_iso2_AC_EVSEStatusType)
             ob2_.NotificationMaxDelay = f_2_NotificationMaxDelay
             ob2_.EVSENotification = f_2_EVSENotification
             ob2_.RCD = f_2_RCD
             f_AC_EVSEStatus = ob2_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 7
         else:
             raise r.fail_at(av + 3, 'ChargingStatusResType[4]', f'event code {ec}, expected SE(MeterInfo), SE(ReceiptRequired), SE(AC_EVSEStatus)')
     elif ec == 1:
-        av += 15
+        av += 5
+        c >>= 5
         r.avail = av
-        f_MeterInfo = _d_iso2_MeterInfoType(r)
+        f_MeterInfo = _d_iso2_MeterInfoType(r, c)
         win = r.win
         av = r.avail
+        av -= 28
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 5
     elif ec == 2:
-        av += 12
         try:
             f_ReceiptRequired = _Ta870a97b[(c >> 12) & 0x7]
         except KeyError:  # not a valid pattern: say why
             if c & 0x5000 != 0x0:
-                raise r.fail_at(av + 3, 'ChargingStatusResType[3]', 'expected CH of ReceiptRequired, EE of ReceiptRequired') from None
+                raise r.fail_at(av + 15, 'ChargingStatusResType[3]', 'expected CH of ReceiptRequired, EE of ReceiptRequired') from None
             f_ReceiptRequired = ((c >> 13) & 1) == 1
+        av -= 16
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 6
     elif ec == 3:
         if c & 0x6000 != 0x0:
@@ -9523,152 +9685,160 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
                         win, av = r.refill(av, 5)
                     c = (win >> av) & 0x1f
         f_3_NotificationMaxDelay = u
-        av -= 6
+        av -= 25
         if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
         try:
-            f_3_EVSENotification, f_3_RCD = _T247139eb[c]
+            f_3_EVSENotification, f_3_RCD = _T247139eb[c >> 19]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x73b != 0x0:
-                raise r.fail_at(av + 11, 'ChargingStatusResType[3]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE') from None
-            iv = ((c >> 6) & 3)
+            if c & 0x39d80000 != 0x0:
+                raise r.fail_at(av + 30, 'ChargingStatusResType[3]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE') from None
+            iv = ((c >> 25) & 3)
             if iv >= 3:
-                raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 19, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_3_EVSENotification = _E_iso2_EVSENotificationType[iv]
-            f_3_RCD = ((c >> 2) & 1) == 1
-        ob3_ = _new(_iso2.AC_EVSEStatusType)
+            f_3_RCD = ((c >> 21) & 1) == 1
+        ob3_ = _new(_K_iso2_AC_EVSEStatusType)
         ob3_.NotificationMaxDelay = f_3_NotificationMaxDelay
         ob3_.EVSENotification = f_3_EVSENotification
         ob3_.RCD = f_3_RCD
         f_AC_EVSEStatus = ob3_
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 7
     else:
         raise r.fail_at(av + 15, 'ChargingStatusResType[3]', f'event code {ec}, expected SE(EVSEMaxCurrent), SE(MeterInfo), SE(ReceiptRequired), SE(AC_EVSEStatus)')
     if s == 5:
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        ec = (c >> 21)
+        ec = ((c >> 26) & 3)
         if ec == 0:
-            av += 18
             try:
-                f_ReceiptRequired = _Ta870a97b[(c >> 18) & 0x7]
+                f_ReceiptRequired = _Ta870a97b[(c >> 23) & 0x7]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x140000 != 0x0:
-                    raise r.fail_at(av + 3, 'ChargingStatusResType[5]', 'expected CH of ReceiptRequired, EE of ReceiptRequired') from None
-                f_ReceiptRequired = ((c >> 19) & 1) == 1
+                if c & 0x2800000 != 0x0:
+                    raise r.fail_at(av + 26, 'ChargingStatusResType[5]', 'expected CH of ReceiptRequired, EE of ReceiptRequired') from None
+                f_ReceiptRequired = ((c >> 24) & 1) == 1
+            av -= 5
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 6
         elif ec == 1:
-            if c & 0x180000 != 0x0:
-                raise r.fail_at(av + 21, 'ChargingStatusResType[5]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-            u = ((c >> 11) & 255)
+            if c & 0x3000000 != 0x0:
+                raise r.fail_at(av + 26, 'ChargingStatusResType[5]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            u = ((c >> 16) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
-                u2 = c >> 11
+                u2 = (c >> 8) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 19)
-                    c = (win >> av) & 0x7ffff
-                    u2 = c >> 11
+                        win, av = r.refill(av, 16)
+                    c = (win >> av) & 0xffff
+                    u2 = c >> 8
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 11
+                        av += 8
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 11
+                        av -= 8
                         if av < 0:
-                            win, av = r.refill(av, 11)
-                        c = (win >> av) & 0x7ff
+                            win, av = r.refill(av, 8)
+                        c = (win >> av) & 0xff
+            else:
+                av += 8
+                c >>= 8
             f_4_NotificationMaxDelay = u
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
             try:
-                f_4_EVSENotification, f_4_RCD = _T247139eb[c & 0x7ff]
+                f_4_EVSENotification, f_4_RCD = _T247139eb[c >> 19]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x73b != 0x0:
-                    raise r.fail_at(av + 11, 'ChargingStatusResType[5]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE') from None
-                iv = ((c >> 6) & 3)
+                if c & 0x39d80000 != 0x0:
+                    raise r.fail_at(av + 30, 'ChargingStatusResType[5]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE') from None
+                iv = ((c >> 25) & 3)
                 if iv >= 3:
-                    raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 19, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
                 f_4_EVSENotification = _E_iso2_EVSENotificationType[iv]
-                f_4_RCD = ((c >> 2) & 1) == 1
-            ob4_ = _new(_iso2.AC_EVSEStatusType)
+                f_4_RCD = ((c >> 21) & 1) == 1
+            ob4_ = _new(_K_iso2_AC_EVSEStatusType)
             ob4_.NotificationMaxDelay = f_4_NotificationMaxDelay
             ob4_.EVSENotification = f_4_EVSENotification
             ob4_.RCD = f_4_RCD
             f_AC_EVSEStatus = ob4_
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 7
         else:
-            raise r.fail_at(av + 21, 'ChargingStatusResType[5]', f'event code {ec}, expected SE(ReceiptRequired), SE(AC_EVSEStatus)')
+            raise r.fail_at(av + 26, 'ChargingStatusResType[5]', f'event code {ec}, expected SE(ReceiptRequired), SE(AC_EVSEStatus)')
     if s == 6:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x380000 != 0x0:
-            raise r.fail_at(av + 22, 'ChargingStatusResType[6]', 'expected SE(AC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-        u = ((c >> 11) & 255)
+        if c & 0xe000000 != 0x0:
+            raise r.fail_at(av + 28, 'ChargingStatusResType', 'expected SE(AC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        u = ((c >> 17) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 19)
-            c = (win >> av) & 0x7ffff
-            u2 = c >> 11
+            u2 = (c >> 9) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
-                u2 = c >> 11
+                    win, av = r.refill(av, 17)
+                c = (win >> av) & 0x1ffff
+                u2 = c >> 9
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 11
+                    av += 9
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 11
+                    av -= 9
                     if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+        else:
+            av += 8
+            c >>= 8
         f_5_NotificationMaxDelay = u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
         try:
-            f_5_EVSENotification, f_5_RCD = _T247139eb[c & 0x7ff]
+            f_5_EVSENotification, f_5_RCD = _T247139eb[c >> 1]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x73b != 0x0:
-                raise r.fail_at(av + 11, 'ChargingStatusResType[6]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE') from None
-            iv = ((c >> 6) & 3)
+            if c & 0xe76 != 0x0:
+                raise r.fail_at(av + 12, 'ChargingStatusResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE') from None
+            iv = ((c >> 7) & 3)
             if iv >= 3:
-                raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 1, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_5_EVSENotification = _E_iso2_EVSENotificationType[iv]
-            f_5_RCD = ((c >> 2) & 1) == 1
-        ob5_ = _new(_iso2.AC_EVSEStatusType)
+            f_5_RCD = ((c >> 3) & 1) == 1
+        ob5_ = _new(_K_iso2_AC_EVSEStatusType)
         ob5_.NotificationMaxDelay = f_5_NotificationMaxDelay
         ob5_.EVSENotification = f_5_EVSENotification
         ob5_.RCD = f_5_RCD
         f_AC_EVSEStatus = ob5_
         s = 7
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    else:
+        av += 27
+        c >>= 27
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ChargingStatusResType', 'expected EE')
     s = -1
     r.avail = av
-    ob = _new(_iso2.ChargingStatusResType)
+    ob = _new(_K_iso2_ChargingStatusResType)
     ob.ResponseCode = f_ResponseCode
     ob.EVSEID = f_EVSEID
     ob.SAScheduleTupleID = f_SAScheduleTupleID
@@ -9719,26 +9889,26 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
         t3 = c1.Value
         if (w.strict and (t3 < -32768 or t3 > 32767)):
             raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t3)
-        a = (a << 18) | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t3 < 0 else 0)
-        k += 18
         u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 28) | (t2 + 3) << 20 | (_I_iso2_unitSymbolType[c1.Unit]) << 14 | (1 if t3 < 0 else 0) << 10 | (u) << 2
+            k += 28
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 36) | (t2 + 3) << 28 | (_I_iso2_unitSymbolType[c1.Unit]) << 22 | (1 if t3 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+            k += 36
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 44) | (t2 + 3) << 36 | (_I_iso2_unitSymbolType[c1.Unit]) << 30 | (1 if t3 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+            k += 44
         else:
+            a = (a << 18) | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t3 < 0 else 0)
+            k += 18
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 4
     elif o.MeterInfo is not None:
         a = (a << 3) | 0x1
@@ -9757,33 +9927,33 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
         c2 = o.AC_EVSEStatus
         if c2.NotificationMaxDelay is None:
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-        a = (a << 5) | 0xc
-        k += 5
         t4 = c2.NotificationMaxDelay
         if t4 < 0 or (w.strict and (t4 > 65535)):
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t4)
         u = t4
+        if c2.EVSENotification is None:
+            raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
+        if c2.RCD is None:
+            raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
-        elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
-        elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            a = (a << 24) | (u) << 11 | (_I_iso2_EVSENotificationType[c2.EVSENotification]) << 6 | (_BOOL[c2.RCD]) << 2 | 0x600000
             k += 24
+        elif u < 0x4000:
+            a = (a << 32) | (u & 0x7F) << 19 | (u >> 7) << 11 | (_I_iso2_EVSENotificationType[c2.EVSENotification]) << 6 | (_BOOL[c2.RCD]) << 2 | 0x64000000
+            k += 32
+        elif u < 0x200000:
+            a = (a << 40) | (u & 0x7F) << 27 | (u >> 7 & 0x7F) << 19 | (u >> 14) << 11 | (_I_iso2_EVSENotificationType[c2.EVSENotification]) << 6 | (_BOOL[c2.RCD]) << 2 | 0x6404000000
+            k += 40
         else:
+            a = (a << 5) | 0xc
+            k += 5
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if c2.EVSENotification is None:
-            raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-        if c2.RCD is None:
-            raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-        a = (a << 11) | (_I_iso2_EVSENotificationType[c2.EVSENotification]) << 6 | (_BOOL[c2.RCD]) << 2
-        k += 11
+            a = (a << 11) | (_I_iso2_EVSENotificationType[c2.EVSENotification]) << 6 | (_BOOL[c2.RCD]) << 2
+            k += 11
         s = 7
     else:
         raise encode_error('ChargingStatusResType', 'missing SE(EVSEMaxCurrent), SE(MeterInfo), SE(ReceiptRequired), SE(AC_EVSEStatus)')
@@ -9805,33 +9975,33 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
             c3 = o.AC_EVSEStatus
             if c3.NotificationMaxDelay is None:
                 raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-            a = (a << 4) | 0x8
-            k += 4
             t5 = c3.NotificationMaxDelay
             if t5 < 0 or (w.strict and (t5 > 65535)):
                 raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t5)
             u = t5
+            if c3.EVSENotification is None:
+                raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
+            if c3.RCD is None:
+                raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 23) | (u) << 11 | (_I_iso2_EVSENotificationType[c3.EVSENotification]) << 6 | (_BOOL[c3.RCD]) << 2 | 0x400000
+                k += 23
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 31) | (u & 0x7F) << 19 | (u >> 7) << 11 | (_I_iso2_EVSENotificationType[c3.EVSENotification]) << 6 | (_BOOL[c3.RCD]) << 2 | 0x44000000
+                k += 31
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 39) | (u & 0x7F) << 27 | (u >> 7 & 0x7F) << 19 | (u >> 14) << 11 | (_I_iso2_EVSENotificationType[c3.EVSENotification]) << 6 | (_BOOL[c3.RCD]) << 2 | 0x4404000000
+                k += 39
             else:
+                a = (a << 4) | 0x8
+                k += 4
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c3.EVSENotification is None:
-                raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-            if c3.RCD is None:
-                raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-            a = (a << 11) | (_I_iso2_EVSENotificationType[c3.EVSENotification]) << 6 | (_BOOL[c3.RCD]) << 2
-            k += 11
+                a = (a << 11) | (_I_iso2_EVSENotificationType[c3.EVSENotification]) << 6 | (_BOOL[c3.RCD]) << 2
+                k += 11
             s = 7
         else:
             raise encode_error('ChargingStatusResType', 'missing SE(MeterInfo), SE(ReceiptRequired), SE(AC_EVSEStatus)')
@@ -9844,33 +10014,33 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
             c4 = o.AC_EVSEStatus
             if c4.NotificationMaxDelay is None:
                 raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-            a = (a << 4) | 0x4
-            k += 4
             t6 = c4.NotificationMaxDelay
             if t6 < 0 or (w.strict and (t6 > 65535)):
                 raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t6)
             u = t6
+            if c4.EVSENotification is None:
+                raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
+            if c4.RCD is None:
+                raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 23) | (u) << 11 | (_I_iso2_EVSENotificationType[c4.EVSENotification]) << 6 | (_BOOL[c4.RCD]) << 2 | 0x200000
+                k += 23
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 31) | (u & 0x7F) << 19 | (u >> 7) << 11 | (_I_iso2_EVSENotificationType[c4.EVSENotification]) << 6 | (_BOOL[c4.RCD]) << 2 | 0x24000000
+                k += 31
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 39) | (u & 0x7F) << 27 | (u >> 7 & 0x7F) << 19 | (u >> 14) << 11 | (_I_iso2_EVSENotificationType[c4.EVSENotification]) << 6 | (_BOOL[c4.RCD]) << 2 | 0x2404000000
+                k += 39
             else:
+                a = (a << 4) | 0x4
+                k += 4
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c4.EVSENotification is None:
-                raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-            if c4.RCD is None:
-                raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-            a = (a << 11) | (_I_iso2_EVSENotificationType[c4.EVSENotification]) << 6 | (_BOOL[c4.RCD]) << 2
-            k += 11
+                a = (a << 11) | (_I_iso2_EVSENotificationType[c4.EVSENotification]) << 6 | (_BOOL[c4.RCD]) << 2
+                k += 11
             s = 7
         else:
             raise encode_error('ChargingStatusResType', 'missing SE(ReceiptRequired), SE(AC_EVSEStatus)')
@@ -9879,33 +10049,33 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
             c5 = o.AC_EVSEStatus
             if c5.NotificationMaxDelay is None:
                 raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-            a <<= 3
-            k += 3
             t7 = c5.NotificationMaxDelay
             if t7 < 0 or (w.strict and (t7 > 65535)):
                 raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t7)
             u = t7
+            if c5.EVSENotification is None:
+                raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
+            if c5.RCD is None:
+                raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 22) | (u) << 11 | (_I_iso2_EVSENotificationType[c5.EVSENotification]) << 6 | (_BOOL[c5.RCD]) << 2
+                k += 22
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 30) | (u & 0x7F) << 19 | (u >> 7) << 11 | (_I_iso2_EVSENotificationType[c5.EVSENotification]) << 6 | (_BOOL[c5.RCD]) << 2 | 0x4000000
+                k += 30
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 38) | (u & 0x7F) << 27 | (u >> 7 & 0x7F) << 19 | (u >> 14) << 11 | (_I_iso2_EVSENotificationType[c5.EVSENotification]) << 6 | (_BOOL[c5.RCD]) << 2 | 0x404000000
+                k += 38
             else:
+                a <<= 3
+                k += 3
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c5.EVSENotification is None:
-                raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-            if c5.RCD is None:
-                raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-            a = (a << 11) | (_I_iso2_EVSENotificationType[c5.EVSENotification]) << 6 | (_BOOL[c5.RCD]) << 2
-            k += 11
+                a = (a << 11) | (_I_iso2_EVSENotificationType[c5.EVSENotification]) << 6 | (_BOOL[c5.RCD]) << 2
+                k += 11
             s = 7
         else:
             raise encode_error('ChargingStatusResType', 'missing SE(AC_EVSEStatus)')
@@ -9917,7 +10087,7 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
     if k >= 1024:
         w.spill()
 
-def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
+def _d_iso2_CurrentDemandReqType(r: BitReader, c: int) -> _iso2.CurrentDemandReqType:
     win = r.win
     av = r.avail
     f_DC_EVStatus: _iso2.DC_EVStatusType
@@ -9931,7 +10101,7 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
     f_RemainingTimeToBulkSoC: _iso2.PhysicalValueType | None = None
     f_EVTargetVoltage: _iso2.PhysicalValueType
     s = 0
-    av -= 47
+    av -= 19
     if av < 0:
         win, av = r.refill(av, 47)
     c = (win >> av) & 0x7fffffffffff
@@ -9950,7 +10120,7 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
     f_2_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    ob1_ = _new(_iso2.DC_EVStatusType)
+    ob1_ = _new(_K_iso2_DC_EVStatusType)
     ob1_.EVReady = f_1_EVReady
     ob1_.EVErrorCode = f_1_EVErrorCode
     ob1_.EVRESSSOC = f_1_EVRESSSOC
@@ -9986,7 +10156,7 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
         if c & 0x30000000 != 0x0:
             raise r.fail_at(av + 30, 'CurrentDemandReqType', 'expected EE of Value, EE') from None
         ec = ((c >> 25) & 7)
-    ob2_ = _new(_iso2.PhysicalValueType)
+    ob2_ = _new(_K_iso2_PhysicalValueType)
     ob2_.Multiplier = f_2_Multiplier
     ob2_.Unit = f_2_Unit
     ob2_.Value = f_2_Value
@@ -10042,7 +10212,7 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
             if c & 0x30000000 != 0x0:
                 raise r.fail_at(av + 30, 'CurrentDemandReqType[2]', 'expected EE of Value, EE') from None
             ec = ((c >> 25) & 7)
-        ob3_ = _new(_iso2.PhysicalValueType)
+        ob3_ = _new(_K_iso2_PhysicalValueType)
         ob3_.Multiplier = f_3_Multiplier
         ob3_.Unit = f_3_Unit
         ob3_.Value = f_3_Value
@@ -10089,11 +10259,15 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
             f_4_Value = -u - 1 if sg else u
             if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'CurrentDemandReqType[3]', 'expected EE of Value, EE')
-            ob4_ = _new(_iso2.PhysicalValueType)
+            ob4_ = _new(_K_iso2_PhysicalValueType)
             ob4_.Multiplier = f_4_Multiplier
             ob4_.Unit = f_4_Unit
             ob4_.Value = f_4_Value
             f_EVMaximumCurrentLimit = ob4_
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 4
         elif ec == 1:
             try:
@@ -10137,29 +10311,39 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
             f_5_Value = -u - 1 if sg else u
             if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'CurrentDemandReqType[3]', 'expected EE of Value, EE')
-            ob5_ = _new(_iso2.PhysicalValueType)
+            ob5_ = _new(_K_iso2_PhysicalValueType)
             ob5_.Multiplier = f_5_Multiplier
             ob5_.Unit = f_5_Unit
             ob5_.Value = f_5_Value
             f_EVMaximumPowerLimit = ob5_
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 5
         elif ec == 2:
-            av += 22
             try:
                 f_BulkChargingComplete = _Ta870a97b[(c >> 22) & 0x7]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x1400000 != 0x0:
-                    raise r.fail_at(av + 3, 'CurrentDemandReqType[3]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete') from None
+                    raise r.fail_at(av + 25, 'CurrentDemandReqType[3]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete') from None
                 f_BulkChargingComplete = ((c >> 23) & 1) == 1
+            av -= 6
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 6
         elif ec == 3:
-            av += 22
             try:
                 f_ChargingComplete = _Ta870a97b[(c >> 22) & 0x7]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x1400000 != 0x0:
-                    raise r.fail_at(av + 3, 'CurrentDemandReqType[3]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
+                    raise r.fail_at(av + 25, 'CurrentDemandReqType[3]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
                 f_ChargingComplete = ((c >> 23) & 1) == 1
+            av -= 6
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 7
         else:
             raise r.fail_at(av + 25, 'CurrentDemandReqType[3]', f'event code {ec}, expected SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
@@ -10205,11 +10389,15 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
         f_6_Value = -u - 1 if sg else u
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'CurrentDemandReqType[2]', 'expected EE of Value, EE')
-        ob6_ = _new(_iso2.PhysicalValueType)
+        ob6_ = _new(_K_iso2_PhysicalValueType)
         ob6_.Multiplier = f_6_Multiplier
         ob6_.Unit = f_6_Unit
         ob6_.Value = f_6_Value
         f_EVMaximumCurrentLimit = ob6_
+        av -= 28
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 4
     elif ec == 2:
         try:
@@ -10253,147 +10441,168 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
         f_7_Value = -u - 1 if sg else u
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'CurrentDemandReqType[2]', 'expected EE of Value, EE')
-        ob7_ = _new(_iso2.PhysicalValueType)
+        ob7_ = _new(_K_iso2_PhysicalValueType)
         ob7_.Multiplier = f_7_Multiplier
         ob7_.Unit = f_7_Unit
         ob7_.Value = f_7_Value
         f_EVMaximumPowerLimit = ob7_
+        av -= 28
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 5
     elif ec == 3:
-        av += 22
         try:
             f_BulkChargingComplete = _Ta870a97b[(c >> 22) & 0x7]
         except KeyError:  # not a valid pattern: say why
             if c & 0x1400000 != 0x0:
-                raise r.fail_at(av + 3, 'CurrentDemandReqType[2]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete') from None
+                raise r.fail_at(av + 25, 'CurrentDemandReqType[2]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete') from None
             f_BulkChargingComplete = ((c >> 23) & 1) == 1
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 6
     elif ec == 4:
-        av += 22
         try:
             f_ChargingComplete = _Ta870a97b[(c >> 22) & 0x7]
         except KeyError:  # not a valid pattern: say why
             if c & 0x1400000 != 0x0:
-                raise r.fail_at(av + 3, 'CurrentDemandReqType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
+                raise r.fail_at(av + 25, 'CurrentDemandReqType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
             f_ChargingComplete = ((c >> 23) & 1) == 1
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 7
     else:
         raise r.fail_at(av + 25, 'CurrentDemandReqType[2]', f'event code {ec}, expected SE(EVMaximumVoltageLimit), SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 4:
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        ec = (c >> 25)
+        ec = ((c >> 26) & 3)
         if ec == 0:
             try:
-                f_8_Multiplier, f_8_Unit, sg = _Tea8843d1[(c >> 10) & 0x7fff]
+                f_8_Multiplier, f_8_Unit, sg = _Tea8843d1[(c >> 11) & 0x7fff]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x18e3800 != 0x0:
-                    raise r.fail_at(av + 25, 'CurrentDemandReqType[4]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                f_8_Multiplier = ((c >> 20) & 7) - 3
-                iv = ((c >> 14) & 7)
+                if c & 0x31c7000 != 0x0:
+                    raise r.fail_at(av + 26, 'CurrentDemandReqType[4]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                f_8_Multiplier = ((c >> 21) & 7) - 3
+                iv = ((c >> 15) & 7)
                 if iv >= 7:
-                    raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
                 f_8_Unit = _E_iso2_unitSymbolType[iv]
-                sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+                sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_8_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'CurrentDemandReqType[4]', 'expected EE of Value, EE')
-            ob8_ = _new(_iso2.PhysicalValueType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'CurrentDemandReqType[4]', 'expected EE of Value, EE')
+            ob8_ = _new(_K_iso2_PhysicalValueType)
             ob8_.Multiplier = f_8_Multiplier
             ob8_.Unit = f_8_Unit
             ob8_.Value = f_8_Value
             f_EVMaximumPowerLimit = ob8_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 5
         elif ec == 1:
-            av += 22
             try:
-                f_BulkChargingComplete = _Ta870a97b[(c >> 22) & 0x7]
+                f_BulkChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x1400000 != 0x0:
-                    raise r.fail_at(av + 3, 'CurrentDemandReqType[4]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete') from None
-                f_BulkChargingComplete = ((c >> 23) & 1) == 1
+                if c & 0x2800000 != 0x0:
+                    raise r.fail_at(av + 26, 'CurrentDemandReqType[4]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete') from None
+                f_BulkChargingComplete = ((c >> 24) & 1) == 1
+            av -= 5
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 6
         elif ec == 2:
-            av += 22
             try:
-                f_ChargingComplete = _Ta870a97b[(c >> 22) & 0x7]
+                f_ChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x1400000 != 0x0:
-                    raise r.fail_at(av + 3, 'CurrentDemandReqType[4]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
-                f_ChargingComplete = ((c >> 23) & 1) == 1
+                if c & 0x2800000 != 0x0:
+                    raise r.fail_at(av + 26, 'CurrentDemandReqType[4]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
+                f_ChargingComplete = ((c >> 24) & 1) == 1
+            av -= 5
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 7
         else:
-            raise r.fail_at(av + 25, 'CurrentDemandReqType[4]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
+            raise r.fail_at(av + 26, 'CurrentDemandReqType[4]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 5:
-        av -= 5
-        if av < 0:
-            win, av = r.refill(av, 5)
-        c = (win >> av) & 0x1f
-        ec = (c >> 3)
+        ec = ((c >> 26) & 3)
         if ec == 0:
             try:
-                f_BulkChargingComplete = _Ta870a97b[c & 0x7]
+                f_BulkChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x5 != 0x0:
-                    raise r.fail_at(av + 3, 'CurrentDemandReqType[5]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete') from None
-                f_BulkChargingComplete = ((c >> 1) & 1) == 1
+                if c & 0x2800000 != 0x0:
+                    raise r.fail_at(av + 26, 'CurrentDemandReqType[5]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete') from None
+                f_BulkChargingComplete = ((c >> 24) & 1) == 1
+            av -= 5
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 6
         elif ec == 1:
             try:
-                f_ChargingComplete = _Ta870a97b[c & 0x7]
+                f_ChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x5 != 0x0:
-                    raise r.fail_at(av + 3, 'CurrentDemandReqType[5]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
-                f_ChargingComplete = ((c >> 1) & 1) == 1
+                if c & 0x2800000 != 0x0:
+                    raise r.fail_at(av + 26, 'CurrentDemandReqType[5]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
+                f_ChargingComplete = ((c >> 24) & 1) == 1
+            av -= 5
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 7
         else:
-            raise r.fail_at(av + 3, 'CurrentDemandReqType[5]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
+            raise r.fail_at(av + 26, 'CurrentDemandReqType[5]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 6:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
         try:
-            f_ChargingComplete = _Tadfaa03d[c]
+            f_ChargingComplete = _Tadfaa03d[(c >> 24) & 0xf]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xd != 0x0:
-                raise r.fail_at(av + 4, 'CurrentDemandReqType[6]', 'expected SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete') from None
-            f_ChargingComplete = ((c >> 1) & 1) == 1
+            if c & 0xd000000 != 0x0:
+                raise r.fail_at(av + 28, 'CurrentDemandReqType', 'expected SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete') from None
+            f_ChargingComplete = ((c >> 25) & 1) == 1
         s = 7
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    ec = (c >> 28)
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    else:
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    ec = ((c >> 28) & 3)
     if ec == 0:
         try:
             f_9_Multiplier, f_9_Unit, sg = _Tea8843d1[(c >> 13) & 0x7fff]
@@ -10440,282 +10649,287 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
             if c & 0x18 != 0x0:
                 raise r.fail_at(av + 5, 'CurrentDemandReqType[7]', 'expected EE of Value, EE') from None
             ec = ((c >> 1) & 3)
-        ob9_ = _new(_iso2.PhysicalValueType)
+        ob9_ = _new(_K_iso2_PhysicalValueType)
         ob9_.Multiplier = f_9_Multiplier
         ob9_.Unit = f_9_Unit
         ob9_.Value = f_9_Value
         f_RemainingTimeToFullSoC = ob9_
         if ec == 0:
-            av -= 24
+            av -= 29
             if av < 0:
-                win, av = r.refill(av, 25)
-            c = (win >> av) & 0x1ffffff
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
             try:
-                f_10_Multiplier, f_10_Unit, sg = _Tea8843d1[c >> 10]
+                f_10_Multiplier, f_10_Unit, sg = _Tea8843d1[c >> 15]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x18e3800 != 0x0:
-                    raise r.fail_at(av + 25, 'CurrentDemandReqType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                f_10_Multiplier = ((c >> 20) & 7) - 3
-                iv = ((c >> 14) & 7)
+                if c & 0x31c70000 != 0x0:
+                    raise r.fail_at(av + 30, 'CurrentDemandReqType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                f_10_Multiplier = ((c >> 25) & 7) - 3
+                iv = ((c >> 19) & 7)
                 if iv >= 7:
-                    raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 15, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
                 f_10_Unit = _E_iso2_unitSymbolType[iv]
-                sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+                sg = ((c >> 15) & 1)
+            u = ((c >> 7) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 15)
+                c = (win >> av) & 0x7fff
+                u2 = c >> 7
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 15)
+                    c = (win >> av) & 0x7fff
+                    u2 = c >> 7
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 7
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 7
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 7)
+                        c = (win >> av) & 0x7f
             f_10_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'CurrentDemandReqType[8]', 'expected EE of Value, EE')
-            ob10_ = _new(_iso2.PhysicalValueType)
+            if c & 0x60 != 0x0:
+                raise r.fail_at(av + 7, 'CurrentDemandReqType[8]', 'expected EE of Value, EE')
+            ob10_ = _new(_K_iso2_PhysicalValueType)
             ob10_.Multiplier = f_10_Multiplier
             ob10_.Unit = f_10_Unit
             ob10_.Value = f_10_Value
             f_RemainingTimeToBulkSoC = ob10_
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
             s = 9
         elif ec == 1:
-            av -= 24
+            av -= 29
             if av < 0:
-                win, av = r.refill(av, 25)
-            c = (win >> av) & 0x1ffffff
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
             try:
-                f_11_Multiplier, f_11_Unit, sg = _Tea8843d1[c >> 10]
+                f_11_Multiplier, f_11_Unit, sg = _Tea8843d1[c >> 15]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x18e3800 != 0x0:
-                    raise r.fail_at(av + 25, 'CurrentDemandReqType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                f_11_Multiplier = ((c >> 20) & 7) - 3
-                iv = ((c >> 14) & 7)
+                if c & 0x31c70000 != 0x0:
+                    raise r.fail_at(av + 30, 'CurrentDemandReqType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                f_11_Multiplier = ((c >> 25) & 7) - 3
+                iv = ((c >> 19) & 7)
                 if iv >= 7:
-                    raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 15, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
                 f_11_Unit = _E_iso2_unitSymbolType[iv]
-                sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+                sg = ((c >> 15) & 1)
+            u = ((c >> 7) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 15)
+                c = (win >> av) & 0x7fff
+                u2 = c >> 7
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 15)
+                    c = (win >> av) & 0x7fff
+                    u2 = c >> 7
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 7
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 7
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 7)
+                        c = (win >> av) & 0x7f
             f_11_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'CurrentDemandReqType[8]', 'expected EE of Value, EE')
-            ob11_ = _new(_iso2.PhysicalValueType)
+            if c & 0x60 != 0x0:
+                raise r.fail_at(av + 7, 'CurrentDemandReqType[8]', 'expected EE of Value, EE')
+            ob11_ = _new(_K_iso2_PhysicalValueType)
             ob11_.Multiplier = f_11_Multiplier
             ob11_.Unit = f_11_Unit
             ob11_.Value = f_11_Value
             f_EVTargetVoltage = ob11_
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
             s = 10
         else:
             raise r.fail_at(av + 1, 'CurrentDemandReqType[8]', f'event code {ec}, expected SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
     elif ec == 1:
-        av += 3
         try:
             f_12_Multiplier, f_12_Unit, sg = _Tea8843d1[(c >> 13) & 0x7fff]
         except KeyError:  # not a valid pattern: say why
             if c & 0xc71c000 != 0x0:
-                raise r.fail_at(av + 25, 'CurrentDemandReqType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                raise r.fail_at(av + 28, 'CurrentDemandReqType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
             f_12_Multiplier = ((c >> 23) & 7) - 3
             iv = ((c >> 17) & 7)
             if iv >= 7:
-                raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 13, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
             f_12_Unit = _E_iso2_unitSymbolType[iv]
             sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
+                    av += 5
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
+                    av -= 5
                     if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
-        else:
-            c >>= 3
+                        win, av = r.refill(av, 5)
+                    c = (win >> av) & 0x1f
         f_12_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'CurrentDemandReqType[7]', 'expected EE of Value, EE')
-        ob12_ = _new(_iso2.PhysicalValueType)
+        if c & 0x18 != 0x0:
+            raise r.fail_at(av + 5, 'CurrentDemandReqType[7]', 'expected EE of Value, EE')
+        ob12_ = _new(_K_iso2_PhysicalValueType)
         ob12_.Multiplier = f_12_Multiplier
         ob12_.Unit = f_12_Unit
         ob12_.Value = f_12_Value
         f_RemainingTimeToBulkSoC = ob12_
+        av -= 24
+        if av < 0:
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
         s = 9
     elif ec == 2:
-        av += 3
         try:
             f_13_Multiplier, f_13_Unit, sg = _Tea8843d1[(c >> 13) & 0x7fff]
         except KeyError:  # not a valid pattern: say why
             if c & 0xc71c000 != 0x0:
-                raise r.fail_at(av + 25, 'CurrentDemandReqType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                raise r.fail_at(av + 28, 'CurrentDemandReqType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
             f_13_Multiplier = ((c >> 23) & 7) - 3
             iv = ((c >> 17) & 7)
             if iv >= 7:
-                raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 13, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
             f_13_Unit = _E_iso2_unitSymbolType[iv]
             sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
+                    av += 5
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
+                    av -= 5
                     if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
-        else:
-            c >>= 3
+                        win, av = r.refill(av, 5)
+                    c = (win >> av) & 0x1f
         f_13_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'CurrentDemandReqType[7]', 'expected EE of Value, EE')
-        ob13_ = _new(_iso2.PhysicalValueType)
+        if c & 0x18 != 0x0:
+            raise r.fail_at(av + 5, 'CurrentDemandReqType[7]', 'expected EE of Value, EE')
+        ob13_ = _new(_K_iso2_PhysicalValueType)
         ob13_.Multiplier = f_13_Multiplier
         ob13_.Unit = f_13_Unit
         ob13_.Value = f_13_Value
         f_EVTargetVoltage = ob13_
+        av -= 24
+        if av < 0:
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
         s = 10
     else:
         raise r.fail_at(av + 28, 'CurrentDemandReqType[7]', f'event code {ec}, expected SE(RemainingTimeToFullSoC), SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
     if s == 9:
-        av -= 26
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
         try:
-            f_14_Multiplier, f_14_Unit, sg = _T3b5e3738[c >> 10]
+            f_14_Multiplier, f_14_Unit, sg = _T3b5e3738[(c >> 11) & 0xffff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x38e3800 != 0x0:
-                raise r.fail_at(av + 26, 'CurrentDemandReqType[9]', 'expected SE(EVTargetVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_14_Multiplier = ((c >> 20) & 7) - 3
-            iv = ((c >> 14) & 7)
+            if c & 0x71c7000 != 0x0:
+                raise r.fail_at(av + 27, 'CurrentDemandReqType', 'expected SE(EVTargetVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+            f_14_Multiplier = ((c >> 21) & 7) - 3
+            iv = ((c >> 15) & 7)
             if iv >= 7:
-                raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
             f_14_Unit = _E_iso2_unitSymbolType[iv]
-            sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
+            sg = ((c >> 11) & 1)
+        u = ((c >> 3) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
+                    av += 3
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
+                    av -= 3
                     if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
         f_14_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'CurrentDemandReqType[9]', 'expected EE of Value, EE')
-        ob14_ = _new(_iso2.PhysicalValueType)
+        if c & 0x6 != 0x0:
+            raise r.fail_at(av + 3, 'CurrentDemandReqType', 'expected EE of Value, EE')
+        ob14_ = _new(_K_iso2_PhysicalValueType)
         ob14_.Multiplier = f_14_Multiplier
         ob14_.Unit = f_14_Unit
         ob14_.Value = f_14_Value
         f_EVTargetVoltage = ob14_
         s = 10
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    else:
+        av += 26
+        c >>= 26
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'CurrentDemandReqType', 'expected EE')
     s = -1
     r.avail = av
-    ob = _new(_iso2.CurrentDemandReqType)
+    ob = _new(_K_iso2_CurrentDemandReqType)
     ob.DC_EVStatus = f_DC_EVStatus
     ob.EVTargetCurrent = f_EVTargetCurrent
     ob.EVMaximumVoltageLimit = f_EVMaximumVoltageLimit
@@ -10761,25 +10975,25 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
         raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t3)
     a = (a << 39) | (_BOOL[c1.EVReady]) << 35 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 28 | (t1) << 18 | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t3 < 0 else 0)
     k += 39
-    s = 1
     u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 10) | (u) << 2
+        k += 10
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 18) | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+        k += 18
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 26) | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+        k += 26
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 2
-    k += 2
+        a <<= 2
+        k += 2
+    s = 1
     s = 2
     if o.EVMaximumVoltageLimit is not None:
         c3 = o.EVMaximumVoltageLimit
@@ -10795,26 +11009,26 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
         t5 = c3.Value
         if (w.strict and (t5 < -32768 or t5 > 32767)):
             raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t5)
-        a = (a << 18) | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t5 < 0 else 0)
-        k += 18
         u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 28) | (t4 + 3) << 20 | (_I_iso2_unitSymbolType[c3.Unit]) << 14 | (1 if t5 < 0 else 0) << 10 | (u) << 2
+            k += 28
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 36) | (t4 + 3) << 28 | (_I_iso2_unitSymbolType[c3.Unit]) << 22 | (1 if t5 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+            k += 36
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 44) | (t4 + 3) << 36 | (_I_iso2_unitSymbolType[c3.Unit]) << 30 | (1 if t5 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+            k += 44
         else:
+            a = (a << 18) | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t5 < 0 else 0)
+            k += 18
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 3
     elif o.EVMaximumCurrentLimit is not None:
         c4 = o.EVMaximumCurrentLimit
@@ -10830,26 +11044,26 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
         t7 = c4.Value
         if (w.strict and (t7 < -32768 or t7 > 32767)):
             raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t7)
-        a = (a << 18) | (t6 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t7 < 0 else 0) | 0x8000
-        k += 18
         u = -t7 - 1 if t7 < 0 else t7
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 28) | (t6 + 3) << 20 | (_I_iso2_unitSymbolType[c4.Unit]) << 14 | (1 if t7 < 0 else 0) << 10 | (u) << 2 | 0x2000000
+            k += 28
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 36) | (t6 + 3) << 28 | (_I_iso2_unitSymbolType[c4.Unit]) << 22 | (1 if t7 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x200020000
+            k += 36
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 44) | (t6 + 3) << 36 | (_I_iso2_unitSymbolType[c4.Unit]) << 30 | (1 if t7 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x20002020000
+            k += 44
         else:
+            a = (a << 18) | (t6 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t7 < 0 else 0) | 0x8000
+            k += 18
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 4
     elif o.EVMaximumPowerLimit is not None:
         c5 = o.EVMaximumPowerLimit
@@ -10865,26 +11079,26 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
         t9 = c5.Value
         if (w.strict and (t9 < -32768 or t9 > 32767)):
             raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t9)
-        a = (a << 18) | (t8 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t9 < 0 else 0) | 0x10000
-        k += 18
         u = -t9 - 1 if t9 < 0 else t9
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 28) | (t8 + 3) << 20 | (_I_iso2_unitSymbolType[c5.Unit]) << 14 | (1 if t9 < 0 else 0) << 10 | (u) << 2 | 0x4000000
+            k += 28
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 36) | (t8 + 3) << 28 | (_I_iso2_unitSymbolType[c5.Unit]) << 22 | (1 if t9 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x400020000
+            k += 36
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 44) | (t8 + 3) << 36 | (_I_iso2_unitSymbolType[c5.Unit]) << 30 | (1 if t9 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x40002020000
+            k += 44
         else:
+            a = (a << 18) | (t8 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t9 < 0 else 0) | 0x10000
+            k += 18
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 5
     elif o.BulkChargingComplete is not None:
         a = (a << 6) | (_BOOL[o.BulkChargingComplete]) << 1 | 0x18
@@ -10911,26 +11125,26 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
             t11 = c6.Value
             if (w.strict and (t11 < -32768 or t11 > 32767)):
                 raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t11)
-            a = (a << 18) | (t10 + 3) << 10 | (_I_iso2_unitSymbolType[c6.Unit]) << 4 | (1 if t11 < 0 else 0)
-            k += 18
             u = -t11 - 1 if t11 < 0 else t11
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 28) | (t10 + 3) << 20 | (_I_iso2_unitSymbolType[c6.Unit]) << 14 | (1 if t11 < 0 else 0) << 10 | (u) << 2
+                k += 28
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 36) | (t10 + 3) << 28 | (_I_iso2_unitSymbolType[c6.Unit]) << 22 | (1 if t11 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 36
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 44) | (t10 + 3) << 36 | (_I_iso2_unitSymbolType[c6.Unit]) << 30 | (1 if t11 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 44
             else:
+                a = (a << 18) | (t10 + 3) << 10 | (_I_iso2_unitSymbolType[c6.Unit]) << 4 | (1 if t11 < 0 else 0)
+                k += 18
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 4
         elif o.EVMaximumPowerLimit is not None:
             c7 = o.EVMaximumPowerLimit
@@ -10946,26 +11160,26 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
             t13 = c7.Value
             if (w.strict and (t13 < -32768 or t13 > 32767)):
                 raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t13)
-            a = (a << 18) | (t12 + 3) << 10 | (_I_iso2_unitSymbolType[c7.Unit]) << 4 | (1 if t13 < 0 else 0) | 0x8000
-            k += 18
             u = -t13 - 1 if t13 < 0 else t13
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 28) | (t12 + 3) << 20 | (_I_iso2_unitSymbolType[c7.Unit]) << 14 | (1 if t13 < 0 else 0) << 10 | (u) << 2 | 0x2000000
+                k += 28
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 36) | (t12 + 3) << 28 | (_I_iso2_unitSymbolType[c7.Unit]) << 22 | (1 if t13 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x200020000
+                k += 36
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 44) | (t12 + 3) << 36 | (_I_iso2_unitSymbolType[c7.Unit]) << 30 | (1 if t13 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x20002020000
+                k += 44
             else:
+                a = (a << 18) | (t12 + 3) << 10 | (_I_iso2_unitSymbolType[c7.Unit]) << 4 | (1 if t13 < 0 else 0) | 0x8000
+                k += 18
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 5
         elif o.BulkChargingComplete is not None:
             a = (a << 6) | (_BOOL[o.BulkChargingComplete]) << 1 | 0x10
@@ -10992,26 +11206,26 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
             t15 = c8.Value
             if (w.strict and (t15 < -32768 or t15 > 32767)):
                 raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t15)
-            a = (a << 17) | (t14 + 3) << 10 | (_I_iso2_unitSymbolType[c8.Unit]) << 4 | (1 if t15 < 0 else 0)
-            k += 17
             u = -t15 - 1 if t15 < 0 else t15
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t14 + 3) << 20 | (_I_iso2_unitSymbolType[c8.Unit]) << 14 | (1 if t15 < 0 else 0) << 10 | (u) << 2
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t14 + 3) << 28 | (_I_iso2_unitSymbolType[c8.Unit]) << 22 | (1 if t15 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t14 + 3) << 36 | (_I_iso2_unitSymbolType[c8.Unit]) << 30 | (1 if t15 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 43
             else:
+                a = (a << 17) | (t14 + 3) << 10 | (_I_iso2_unitSymbolType[c8.Unit]) << 4 | (1 if t15 < 0 else 0)
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 5
         elif o.BulkChargingComplete is not None:
             a = (a << 5) | (_BOOL[o.BulkChargingComplete]) << 1 | 0x8
@@ -11055,26 +11269,26 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
         t17 = c9.Value
         if (w.strict and (t17 < -32768 or t17 > 32767)):
             raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t17)
-        a = (a << 17) | (t16 + 3) << 10 | (_I_iso2_unitSymbolType[c9.Unit]) << 4 | (1 if t17 < 0 else 0)
-        k += 17
         u = -t17 - 1 if t17 < 0 else t17
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t16 + 3) << 20 | (_I_iso2_unitSymbolType[c9.Unit]) << 14 | (1 if t17 < 0 else 0) << 10 | (u) << 2
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t16 + 3) << 28 | (_I_iso2_unitSymbolType[c9.Unit]) << 22 | (1 if t17 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t16 + 3) << 36 | (_I_iso2_unitSymbolType[c9.Unit]) << 30 | (1 if t17 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+            k += 43
         else:
+            a = (a << 17) | (t16 + 3) << 10 | (_I_iso2_unitSymbolType[c9.Unit]) << 4 | (1 if t17 < 0 else 0)
+            k += 17
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 8
     elif o.RemainingTimeToBulkSoC is not None:
         c10 = o.RemainingTimeToBulkSoC
@@ -11090,26 +11304,26 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
         t19 = c10.Value
         if (w.strict and (t19 < -32768 or t19 > 32767)):
             raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t19)
-        a = (a << 17) | (t18 + 3) << 10 | (_I_iso2_unitSymbolType[c10.Unit]) << 4 | (1 if t19 < 0 else 0) | 0x8000
-        k += 17
         u = -t19 - 1 if t19 < 0 else t19
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t18 + 3) << 20 | (_I_iso2_unitSymbolType[c10.Unit]) << 14 | (1 if t19 < 0 else 0) << 10 | (u) << 2 | 0x2000000
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t18 + 3) << 28 | (_I_iso2_unitSymbolType[c10.Unit]) << 22 | (1 if t19 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x200020000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t18 + 3) << 36 | (_I_iso2_unitSymbolType[c10.Unit]) << 30 | (1 if t19 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x20002020000
+            k += 43
         else:
+            a = (a << 17) | (t18 + 3) << 10 | (_I_iso2_unitSymbolType[c10.Unit]) << 4 | (1 if t19 < 0 else 0) | 0x8000
+            k += 17
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 9
     elif o.EVTargetVoltage is not None:
         c11 = o.EVTargetVoltage
@@ -11125,26 +11339,26 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
         t21 = c11.Value
         if (w.strict and (t21 < -32768 or t21 > 32767)):
             raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t21)
-        a = (a << 17) | (t20 + 3) << 10 | (_I_iso2_unitSymbolType[c11.Unit]) << 4 | (1 if t21 < 0 else 0) | 0x10000
-        k += 17
         u = -t21 - 1 if t21 < 0 else t21
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t20 + 3) << 20 | (_I_iso2_unitSymbolType[c11.Unit]) << 14 | (1 if t21 < 0 else 0) << 10 | (u) << 2 | 0x4000000
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t20 + 3) << 28 | (_I_iso2_unitSymbolType[c11.Unit]) << 22 | (1 if t21 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x400020000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t20 + 3) << 36 | (_I_iso2_unitSymbolType[c11.Unit]) << 30 | (1 if t21 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x40002020000
+            k += 43
         else:
+            a = (a << 17) | (t20 + 3) << 10 | (_I_iso2_unitSymbolType[c11.Unit]) << 4 | (1 if t21 < 0 else 0) | 0x10000
+            k += 17
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 10
     else:
         raise encode_error('CurrentDemandReqType', 'missing SE(RemainingTimeToFullSoC), SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
@@ -11163,26 +11377,26 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
             t23 = c12.Value
             if (w.strict and (t23 < -32768 or t23 > 32767)):
                 raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t23)
-            a = (a << 17) | (t22 + 3) << 10 | (_I_iso2_unitSymbolType[c12.Unit]) << 4 | (1 if t23 < 0 else 0)
-            k += 17
             u = -t23 - 1 if t23 < 0 else t23
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t22 + 3) << 20 | (_I_iso2_unitSymbolType[c12.Unit]) << 14 | (1 if t23 < 0 else 0) << 10 | (u) << 2
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t22 + 3) << 28 | (_I_iso2_unitSymbolType[c12.Unit]) << 22 | (1 if t23 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t22 + 3) << 36 | (_I_iso2_unitSymbolType[c12.Unit]) << 30 | (1 if t23 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 43
             else:
+                a = (a << 17) | (t22 + 3) << 10 | (_I_iso2_unitSymbolType[c12.Unit]) << 4 | (1 if t23 < 0 else 0)
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 9
         elif o.EVTargetVoltage is not None:
             c13 = o.EVTargetVoltage
@@ -11198,26 +11412,26 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
             t25 = c13.Value
             if (w.strict and (t25 < -32768 or t25 > 32767)):
                 raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t25)
-            a = (a << 17) | (t24 + 3) << 10 | (_I_iso2_unitSymbolType[c13.Unit]) << 4 | (1 if t25 < 0 else 0) | 0x8000
-            k += 17
             u = -t25 - 1 if t25 < 0 else t25
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t24 + 3) << 20 | (_I_iso2_unitSymbolType[c13.Unit]) << 14 | (1 if t25 < 0 else 0) << 10 | (u) << 2 | 0x2000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t24 + 3) << 28 | (_I_iso2_unitSymbolType[c13.Unit]) << 22 | (1 if t25 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x200020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t24 + 3) << 36 | (_I_iso2_unitSymbolType[c13.Unit]) << 30 | (1 if t25 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x20002020000
+                k += 43
             else:
+                a = (a << 17) | (t24 + 3) << 10 | (_I_iso2_unitSymbolType[c13.Unit]) << 4 | (1 if t25 < 0 else 0) | 0x8000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 10
         else:
             raise encode_error('CurrentDemandReqType', 'missing SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
@@ -11236,26 +11450,26 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
             t27 = c14.Value
             if (w.strict and (t27 < -32768 or t27 > 32767)):
                 raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t27)
-            a = (a << 16) | (t26 + 3) << 10 | (_I_iso2_unitSymbolType[c14.Unit]) << 4 | (1 if t27 < 0 else 0)
-            k += 16
             u = -t27 - 1 if t27 < 0 else t27
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t26 + 3) << 20 | (_I_iso2_unitSymbolType[c14.Unit]) << 14 | (1 if t27 < 0 else 0) << 10 | (u) << 2
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t26 + 3) << 28 | (_I_iso2_unitSymbolType[c14.Unit]) << 22 | (1 if t27 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t26 + 3) << 36 | (_I_iso2_unitSymbolType[c14.Unit]) << 30 | (1 if t27 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 42
             else:
+                a = (a << 16) | (t26 + 3) << 10 | (_I_iso2_unitSymbolType[c14.Unit]) << 4 | (1 if t27 < 0 else 0)
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 10
         else:
             raise encode_error('CurrentDemandReqType', 'missing SE(EVTargetVoltage)')
@@ -11267,7 +11481,7 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
     if k >= 1024:
         w.spill()
 
-def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
+def _d_iso2_CurrentDemandResType(r: BitReader, c: int) -> _iso2.CurrentDemandResType:
     win = r.win
     av = r.avail
     f_ResponseCode: _iso2.responseCodeType
@@ -11285,101 +11499,92 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
     f_MeterInfo: _iso2.MeterInfoType | None = None
     f_ReceiptRequired: bool | None = None
     s = 0
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
     try:
-        f_ResponseCode = _Te9aa56c0[c >> 19]
+        f_ResponseCode = _Te9aa56c0[(c >> 17) & 0x7ff]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x30780000 != 0x0:
-            raise r.fail_at(av + 30, 'CurrentDemandResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
-        iv = ((c >> 23) & 31)
+        if c & 0xc1e0000 != 0x0:
+            raise r.fail_at(av + 28, 'CurrentDemandResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
+        iv = ((c >> 21) & 31)
         if iv >= 26:
-            raise r.fail_at(av + 19, 'CurrentDemandResType.ResponseCode', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 17, 'CurrentDemandResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso2_responseCodeType[iv]
-    u = ((c >> 11) & 255)
+    u = ((c >> 9) & 255)
     s = 1
     f_1_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 19)
-        c = (win >> av) & 0x7ffff
-        u2 = c >> 11
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 19)
-            c = (win >> av) & 0x7ffff
-            u2 = c >> 11
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 11
+                av += 1
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 11
+                av -= 1
                 if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     f_1_NotificationMaxDelay = u
+    av -= 29
+    if av < 0:
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
     try:
-        f_1_EVSENotification, ec = _Ta34fb74f[(c >> 3) & 0xff]
+        f_1_EVSENotification, ec = _Ta34fb74f[c >> 22]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x720 != 0x0:
-            raise r.fail_at(av + 11, 'CurrentDemandResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
-        iv = ((c >> 6) & 3)
+        if c & 0x39000000 != 0x0:
+            raise r.fail_at(av + 30, 'CurrentDemandResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
+        iv = ((c >> 25) & 3)
         if iv >= 3:
-            raise r.fail_at(av + 3, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 22, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_1_EVSENotification = _E_iso2_EVSENotificationType[iv]
-        ec = ((c >> 3) & 3)
+        ec = ((c >> 22) & 3)
     if ec == 0:
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
         try:
-            f_1_EVSEIsolationStatus, f_1_EVSEStatusCode = _T7e11f26f[c >> 18]
+            f_1_EVSEIsolationStatus, f_1_EVSEStatusCode = _T7e11f26f[(c >> 10) & 0xfff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x23840000 != 0x0:
-                raise r.fail_at(av + 30, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            iv = ((c >> 26) & 7)
+            if c & 0x238400 != 0x0:
+                raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+            iv = ((c >> 18) & 7)
             if iv >= 5:
-                raise r.fail_at(av + 18, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 10, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}') from None
             f_1_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
-            iv = ((c >> 19) & 15)
+            iv = ((c >> 11) & 15)
             if iv >= 12:
-                raise r.fail_at(av + 18, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 10, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
             f_1_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-        av -= 12
+        av -= 20
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     elif ec == 1:
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
         try:
-            f_1_EVSEStatusCode = _Tf61d13e1[c >> 24]
+            f_1_EVSEStatusCode = _Tf61d13e1[(c >> 16) & 0x3f]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x21000000 != 0x0:
-                raise r.fail_at(av + 30, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            iv = ((c >> 25) & 15)
+            if c & 0x210000 != 0x0:
+                raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+            iv = ((c >> 17) & 15)
             if iv >= 12:
-                raise r.fail_at(av + 24, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 16, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
             f_1_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-        av -= 6
+        av -= 14
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av + 3, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+        raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     try:
         f_2_Multiplier, f_2_Unit, sg = _T9dbb19d6[(c >> 13) & 0x1ffff]
     except KeyError:  # not a valid pattern: say why
@@ -11392,7 +11597,7 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
         f_2_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob1_ = _new(_iso2.DC_EVSEStatusType)
+    ob1_ = _new(_K_iso2_DC_EVSEStatusType)
     ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
     ob1_.EVSENotification = f_1_EVSENotification
     ob1_.EVSEIsolationStatus = f_1_EVSEIsolationStatus
@@ -11442,7 +11647,7 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
         f_3_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 12) & 1)
     u = ((c >> 4) & 255)
-    ob2_ = _new(_iso2.PhysicalValueType)
+    ob2_ = _new(_K_iso2_PhysicalValueType)
     ob2_.Multiplier = f_2_Multiplier
     ob2_.Unit = f_2_Unit
     ob2_.Value = f_2_Value
@@ -11488,7 +11693,7 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
         f_EVSEVoltageLimitAchieved = ((c >> 21) & 1) == 1
         f_EVSEPowerLimitAchieved = ((c >> 17) & 1) == 1
         ec = ((c >> 13) & 7)
-    ob3_ = _new(_iso2.PhysicalValueType)
+    ob3_ = _new(_K_iso2_PhysicalValueType)
     ob3_.Multiplier = f_3_Multiplier
     ob3_.Unit = f_3_Unit
     ob3_.Value = f_3_Value
@@ -11547,114 +11752,122 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
             if c & 0x60 != 0x0:
                 raise r.fail_at(av + 7, 'CurrentDemandResType[7]', 'expected EE of Value, EE') from None
             ec = ((c >> 3) & 3)
-        ob4_ = _new(_iso2.PhysicalValueType)
+        ob4_ = _new(_K_iso2_PhysicalValueType)
         ob4_.Multiplier = f_4_Multiplier
         ob4_.Unit = f_4_Unit
         ob4_.Value = f_4_Value
         f_EVSEMaximumVoltageLimit = ob4_
         if ec == 0:
-            av -= 22
+            av -= 27
             if av < 0:
-                win, av = r.refill(av, 25)
-            c = (win >> av) & 0x1ffffff
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
             try:
-                f_5_Multiplier, f_5_Unit, sg = _Tea8843d1[c >> 10]
+                f_5_Multiplier, f_5_Unit, sg = _Tea8843d1[c >> 15]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x18e3800 != 0x0:
-                    raise r.fail_at(av + 25, 'CurrentDemandResType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                f_5_Multiplier = ((c >> 20) & 7) - 3
-                iv = ((c >> 14) & 7)
+                if c & 0x31c70000 != 0x0:
+                    raise r.fail_at(av + 30, 'CurrentDemandResType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                f_5_Multiplier = ((c >> 25) & 7) - 3
+                iv = ((c >> 19) & 7)
                 if iv >= 7:
-                    raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 15, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
                 f_5_Unit = _E_iso2_unitSymbolType[iv]
-                sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+                sg = ((c >> 15) & 1)
+            u = ((c >> 7) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 15)
+                c = (win >> av) & 0x7fff
+                u2 = c >> 7
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 15)
+                    c = (win >> av) & 0x7fff
+                    u2 = c >> 7
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 7
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 7
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 7)
+                        c = (win >> av) & 0x7f
             f_5_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'CurrentDemandResType[8]', 'expected EE of Value, EE')
-            ob5_ = _new(_iso2.PhysicalValueType)
+            if c & 0x60 != 0x0:
+                raise r.fail_at(av + 7, 'CurrentDemandResType[8]', 'expected EE of Value, EE')
+            ob5_ = _new(_K_iso2_PhysicalValueType)
             ob5_.Multiplier = f_5_Multiplier
             ob5_.Unit = f_5_Unit
             ob5_.Value = f_5_Value
             f_EVSEMaximumCurrentLimit = ob5_
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 9
         elif ec == 1:
-            av -= 22
+            av -= 27
             if av < 0:
-                win, av = r.refill(av, 25)
-            c = (win >> av) & 0x1ffffff
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
             try:
-                f_6_Multiplier, f_6_Unit, sg = _Tea8843d1[c >> 10]
+                f_6_Multiplier, f_6_Unit, sg = _Tea8843d1[c >> 15]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x18e3800 != 0x0:
-                    raise r.fail_at(av + 25, 'CurrentDemandResType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                f_6_Multiplier = ((c >> 20) & 7) - 3
-                iv = ((c >> 14) & 7)
+                if c & 0x31c70000 != 0x0:
+                    raise r.fail_at(av + 30, 'CurrentDemandResType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                f_6_Multiplier = ((c >> 25) & 7) - 3
+                iv = ((c >> 19) & 7)
                 if iv >= 7:
-                    raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 15, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
                 f_6_Unit = _E_iso2_unitSymbolType[iv]
-                sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+                sg = ((c >> 15) & 1)
+            u = ((c >> 7) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 15)
+                c = (win >> av) & 0x7fff
+                u2 = c >> 7
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 15)
+                    c = (win >> av) & 0x7fff
+                    u2 = c >> 7
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 7
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 7
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 7)
+                        c = (win >> av) & 0x7f
             f_6_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'CurrentDemandResType[8]', 'expected EE of Value, EE')
-            ob6_ = _new(_iso2.PhysicalValueType)
+            if c & 0x60 != 0x0:
+                raise r.fail_at(av + 7, 'CurrentDemandResType[8]', 'expected EE of Value, EE')
+            ob6_ = _new(_K_iso2_PhysicalValueType)
             ob6_.Multiplier = f_6_Multiplier
             ob6_.Unit = f_6_Unit
             ob6_.Value = f_6_Value
             f_EVSEMaximumPowerLimit = ob6_
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 10
         elif ec == 2:
             av -= 6
@@ -11687,118 +11900,126 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
             f_EVSEID = r.string_of(u, 37)
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 29
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'CurrentDemandResType[8]', 'expected EE of EVSEID')
+                win, av = r.refill(av, 29)
+            c = (win >> av) & 0x1fffffff
+            if c & 0x10000000 != 0x0:
+                raise r.fail_at(av + 29, 'CurrentDemandResType[8]', 'expected EE of EVSEID')
             s = 11
         else:
             raise r.fail_at(av + 3, 'CurrentDemandResType[8]', f'event code {ec}, expected SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), SE(EVSEID)')
     elif ec == 1:
-        av -= 12
+        av -= 17
         if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
         try:
-            f_7_Multiplier, f_7_Unit, sg = _Tea8843d1[c >> 10]
+            f_7_Multiplier, f_7_Unit, sg = _Tea8843d1[c >> 15]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x18e3800 != 0x0:
-                raise r.fail_at(av + 25, 'CurrentDemandResType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_7_Multiplier = ((c >> 20) & 7) - 3
-            iv = ((c >> 14) & 7)
+            if c & 0x31c70000 != 0x0:
+                raise r.fail_at(av + 30, 'CurrentDemandResType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+            f_7_Multiplier = ((c >> 25) & 7) - 3
+            iv = ((c >> 19) & 7)
             if iv >= 7:
-                raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 15, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
             f_7_Unit = _E_iso2_unitSymbolType[iv]
-            sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
+            sg = ((c >> 15) & 1)
+        u = ((c >> 7) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            u2 = c >> 7
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 15)
+                c = (win >> av) & 0x7fff
+                u2 = c >> 7
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
+                    av += 7
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
+                    av -= 7
                     if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
+                        win, av = r.refill(av, 7)
+                    c = (win >> av) & 0x7f
         f_7_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'CurrentDemandResType[7]', 'expected EE of Value, EE')
-        ob7_ = _new(_iso2.PhysicalValueType)
+        if c & 0x60 != 0x0:
+            raise r.fail_at(av + 7, 'CurrentDemandResType[7]', 'expected EE of Value, EE')
+        ob7_ = _new(_K_iso2_PhysicalValueType)
         ob7_.Multiplier = f_7_Multiplier
         ob7_.Unit = f_7_Unit
         ob7_.Value = f_7_Value
         f_EVSEMaximumCurrentLimit = ob7_
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 9
     elif ec == 2:
-        av -= 12
+        av -= 17
         if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
         try:
-            f_8_Multiplier, f_8_Unit, sg = _Tea8843d1[c >> 10]
+            f_8_Multiplier, f_8_Unit, sg = _Tea8843d1[c >> 15]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x18e3800 != 0x0:
-                raise r.fail_at(av + 25, 'CurrentDemandResType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_8_Multiplier = ((c >> 20) & 7) - 3
-            iv = ((c >> 14) & 7)
+            if c & 0x31c70000 != 0x0:
+                raise r.fail_at(av + 30, 'CurrentDemandResType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+            f_8_Multiplier = ((c >> 25) & 7) - 3
+            iv = ((c >> 19) & 7)
             if iv >= 7:
-                raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 15, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
             f_8_Unit = _E_iso2_unitSymbolType[iv]
-            sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
+            sg = ((c >> 15) & 1)
+        u = ((c >> 7) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            u2 = c >> 7
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 15)
+                c = (win >> av) & 0x7fff
+                u2 = c >> 7
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
+                    av += 7
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
+                    av -= 7
                     if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
+                        win, av = r.refill(av, 7)
+                    c = (win >> av) & 0x7f
         f_8_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'CurrentDemandResType[7]', 'expected EE of Value, EE')
-        ob8_ = _new(_iso2.PhysicalValueType)
+        if c & 0x60 != 0x0:
+            raise r.fail_at(av + 7, 'CurrentDemandResType[7]', 'expected EE of Value, EE')
+        ob8_ = _new(_K_iso2_PhysicalValueType)
         ob8_.Multiplier = f_8_Multiplier
         ob8_.Unit = f_8_Unit
         ob8_.Value = f_8_Value
         f_EVSEMaximumPowerLimit = ob8_
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 10
     elif ec == 3:
         av += 4
@@ -11828,74 +12049,74 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
         f_EVSEID = r.string_of(u, 37)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 29
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'CurrentDemandResType[7]', 'expected EE of EVSEID')
+            win, av = r.refill(av, 29)
+        c = (win >> av) & 0x1fffffff
+        if c & 0x10000000 != 0x0:
+            raise r.fail_at(av + 29, 'CurrentDemandResType[7]', 'expected EE of EVSEID')
         s = 11
     else:
         raise r.fail_at(av + 13, 'CurrentDemandResType[7]', f'event code {ec}, expected SE(EVSEMaximumVoltageLimit), SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), SE(EVSEID)')
     if s == 9:
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        ec = (c >> 25)
+        ec = ((c >> 26) & 3)
         if ec == 0:
             try:
-                f_9_Multiplier, f_9_Unit, sg = _Tea8843d1[(c >> 10) & 0x7fff]
+                f_9_Multiplier, f_9_Unit, sg = _Tea8843d1[(c >> 11) & 0x7fff]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x18e3800 != 0x0:
-                    raise r.fail_at(av + 25, 'CurrentDemandResType[9]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                f_9_Multiplier = ((c >> 20) & 7) - 3
-                iv = ((c >> 14) & 7)
+                if c & 0x31c7000 != 0x0:
+                    raise r.fail_at(av + 26, 'CurrentDemandResType[9]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                f_9_Multiplier = ((c >> 21) & 7) - 3
+                iv = ((c >> 15) & 7)
                 if iv >= 7:
-                    raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
                 f_9_Unit = _E_iso2_unitSymbolType[iv]
-                sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+                sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_9_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'CurrentDemandResType[9]', 'expected EE of Value, EE')
-            ob9_ = _new(_iso2.PhysicalValueType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'CurrentDemandResType[9]', 'expected EE of Value, EE')
+            ob9_ = _new(_K_iso2_PhysicalValueType)
             ob9_.Multiplier = f_9_Multiplier
             ob9_.Unit = f_9_Unit
             ob9_.Value = f_9_Value
             f_EVSEMaximumPowerLimit = ob9_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 10
         elif ec == 1:
-            av += 16
-            if c & 0x1000000 != 0x0:
+            av += 17
+            if c & 0x2000000 != 0x0:
                 raise r.fail_at(av + 9, 'CurrentDemandResType[9]', 'expected CH of EVSEID')
-            u = ((c >> 16) & 255)
+            u = ((c >> 17) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -11919,23 +12140,20 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
             f_EVSEID = r.string_of(u, 37)
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 29
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'CurrentDemandResType[9]', 'expected EE of EVSEID')
+                win, av = r.refill(av, 29)
+            c = (win >> av) & 0x1fffffff
+            if c & 0x10000000 != 0x0:
+                raise r.fail_at(av + 29, 'CurrentDemandResType[9]', 'expected EE of EVSEID')
             s = 11
         else:
-            raise r.fail_at(av + 25, 'CurrentDemandResType[9]', f'event code {ec}, expected SE(EVSEMaximumPowerLimit), SE(EVSEID)')
+            raise r.fail_at(av + 26, 'CurrentDemandResType[9]', f'event code {ec}, expected SE(EVSEMaximumPowerLimit), SE(EVSEID)')
     if s == 10:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
-            raise r.fail_at(av + 10, 'CurrentDemandResType[10]', 'expected SE(EVSEID), CH of EVSEID')
-        u = (c & 255)
+        av += 18
+        if c & 0xc000000 != 0x0:
+            raise r.fail_at(av + 10, 'CurrentDemandResType', 'expected SE(EVSEID), CH of EVSEID')
+        u = ((c >> 18) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -11959,69 +12177,67 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
         f_EVSEID = r.string_of(u, 37)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 24
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'CurrentDemandResType[10]', 'expected EE of EVSEID')
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0x800000 != 0x0:
+            raise r.fail_at(av + 24, 'CurrentDemandResType', 'expected EE of EVSEID')
         s = 11
-    av -= 16
-    if av < 0:
-        win, av = r.refill(av, 16)
-    c = (win >> av) & 0xffff
-    if c & 0xc020 != 0x0:
-        raise r.fail_at(av + 16, 'CurrentDemandResType', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID')
-    f_SAScheduleTupleID = ((c >> 6) & 255) + 1
-    ec = ((c >> 3) & 3)
+    else:
+        av += 5
+        c >>= 5
+    if c & 0x601000 != 0x0:
+        raise r.fail_at(av + 23, 'CurrentDemandResType', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID')
+    f_SAScheduleTupleID = ((c >> 13) & 255) + 1
+    ec = ((c >> 10) & 3)
     s = 12
     if ec == 0:
-        av += 3
         r.avail = av
-        f_MeterInfo = _d_iso2_MeterInfoType(r)
+        f_MeterInfo = _d_iso2_MeterInfoType(r, c)
         win = r.win
         av = r.avail
-        av -= 5
+        av -= 6
         if av < 0:
-            win, av = r.refill(av, 5)
-        c = (win >> av) & 0x1f
-        ec = (c >> 3)
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        ec = (c >> 4)
         if ec == 0:
             try:
-                f_ReceiptRequired = _Ta870a97b[c & 0x7]
+                f_ReceiptRequired = _Ta870a97b[(c >> 1) & 0x7]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x5 != 0x0:
-                    raise r.fail_at(av + 3, 'CurrentDemandResType[13]', 'expected CH of ReceiptRequired, EE of ReceiptRequired') from None
-                f_ReceiptRequired = ((c >> 1) & 1) == 1
+                if c & 0xa != 0x0:
+                    raise r.fail_at(av + 4, 'CurrentDemandResType[13]', 'expected CH of ReceiptRequired, EE of ReceiptRequired') from None
+                f_ReceiptRequired = ((c >> 2) & 1) == 1
             s = 14
         elif ec == 1:
             av += 3
             s = -1
         else:
-            raise r.fail_at(av + 3, 'CurrentDemandResType[13]', f'event code {ec}, expected SE(ReceiptRequired), EE')
+            raise r.fail_at(av + 4, 'CurrentDemandResType[13]', f'event code {ec}, expected SE(ReceiptRequired), EE')
     elif ec == 1:
+        av += 6
         try:
-            f_ReceiptRequired = _Ta870a97b[c & 0x7]
+            f_ReceiptRequired = _Ta870a97b[(c >> 7) & 0x7]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x5 != 0x0:
-                raise r.fail_at(av + 3, 'CurrentDemandResType[12]', 'expected CH of ReceiptRequired, EE of ReceiptRequired') from None
-            f_ReceiptRequired = ((c >> 1) & 1) == 1
+            if c & 0x280 != 0x0:
+                raise r.fail_at(av + 4, 'CurrentDemandResType[12]', 'expected CH of ReceiptRequired, EE of ReceiptRequired') from None
+            f_ReceiptRequired = ((c >> 8) & 1) == 1
+        c >>= 6
         s = 14
     elif ec == 2:
-        av += 3
+        av += 9
         s = -1
     else:
-        raise r.fail_at(av + 3, 'CurrentDemandResType[12]', f'event code {ec}, expected SE(MeterInfo), SE(ReceiptRequired), EE')
+        raise r.fail_at(av + 10, 'CurrentDemandResType[12]', f'event code {ec}, expected SE(MeterInfo), SE(ReceiptRequired), EE')
     if s == 14:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'CurrentDemandResType[14]', 'expected EE')
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'CurrentDemandResType', 'expected EE')
         s = -1
+    else:
+        av += 1
     r.avail = av
-    ob = _new(_iso2.CurrentDemandResType)
+    ob = _new(_K_iso2_CurrentDemandResType)
     ob.ResponseCode = f_ResponseCode
     ob.DC_EVSEStatus = f_DC_EVSEStatus
     ob.EVSEPresentVoltage = f_EVSEPresentVoltage
@@ -12069,25 +12285,7 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
         raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t2)
-    a = (a << 16) | (t1 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t2 < 0 else 0)
-    k += 16
-    s = 2
     u = -t2 - 1 if t2 < 0 else t2
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
     if o.EVSEPresentCurrent is None:
         raise encode_error('CurrentDemandResType.EVSEPresentCurrent', 'required value missing')
     c2 = o.EVSEPresentCurrent
@@ -12103,33 +12301,51 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
     t4 = c2.Value
     if (w.strict and (t4 < -32768 or t4 > 32767)):
         raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t4)
-    a = (a << 18) | (t3 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t4 < 0 else 0)
-    k += 18
-    s = 3
-    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 42) | (t1 + 3) << 36 | (_I_iso2_unitSymbolType[c1.Unit]) << 30 | (1 if t2 < 0 else 0) << 26 | (u) << 18 | (t3 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t4 < 0 else 0)
+        k += 42
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 50) | (t1 + 3) << 44 | (_I_iso2_unitSymbolType[c1.Unit]) << 38 | (1 if t2 < 0 else 0) << 34 | (u & 0x7F) << 26 | (u >> 7) << 18 | (t3 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t4 < 0 else 0) | 0x200000000
+        k += 50
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 58) | (t1 + 3) << 52 | (_I_iso2_unitSymbolType[c1.Unit]) << 46 | (1 if t2 < 0 else 0) << 42 | (u & 0x7F) << 34 | (u >> 7 & 0x7F) << 26 | (u >> 14) << 18 | (t3 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t4 < 0 else 0) | 0x20200000000
+        k += 58
     else:
+        a = (a << 16) | (t1 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t2 < 0 else 0)
+        k += 16
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 18) | (t3 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t4 < 0 else 0)
+        k += 18
+    s = 2
+    s = 3
+    u = -t4 - 1 if t4 < 0 else t4
     if o.EVSECurrentLimitAchieved is None:
         raise encode_error('CurrentDemandResType.EVSECurrentLimitAchieved', 'required value missing')
     if o.EVSEVoltageLimitAchieved is None:
         raise encode_error('CurrentDemandResType.EVSEVoltageLimitAchieved', 'required value missing')
     if o.EVSEPowerLimitAchieved is None:
         raise encode_error('CurrentDemandResType.EVSEPowerLimitAchieved', 'required value missing')
-    a = (a << 14) | (_BOOL[o.EVSECurrentLimitAchieved]) << 9 | (_BOOL[o.EVSEVoltageLimitAchieved]) << 5 | (_BOOL[o.EVSEPowerLimitAchieved]) << 1
-    k += 14
+    if u < 0x80:
+        a = (a << 22) | (u) << 14 | (_BOOL[o.EVSECurrentLimitAchieved]) << 9 | (_BOOL[o.EVSEVoltageLimitAchieved]) << 5 | (_BOOL[o.EVSEPowerLimitAchieved]) << 1
+        k += 22
+    elif u < 0x4000:
+        a = (a << 30) | (u & 0x7F) << 22 | (u >> 7) << 14 | (_BOOL[o.EVSECurrentLimitAchieved]) << 9 | (_BOOL[o.EVSEVoltageLimitAchieved]) << 5 | (_BOOL[o.EVSEPowerLimitAchieved]) << 1 | 0x20000000
+        k += 30
+    elif u < 0x200000:
+        a = (a << 38) | (u & 0x7F) << 30 | (u >> 7 & 0x7F) << 22 | (u >> 14) << 14 | (_BOOL[o.EVSECurrentLimitAchieved]) << 9 | (_BOOL[o.EVSEVoltageLimitAchieved]) << 5 | (_BOOL[o.EVSEPowerLimitAchieved]) << 1 | 0x2020000000
+        k += 38
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a = (a << 14) | (_BOOL[o.EVSECurrentLimitAchieved]) << 9 | (_BOOL[o.EVSEVoltageLimitAchieved]) << 5 | (_BOOL[o.EVSEPowerLimitAchieved]) << 1
+        k += 14
     s = 4
     s = 5
     s = 6
@@ -12148,26 +12364,26 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
         t6 = c3.Value
         if (w.strict and (t6 < -32768 or t6 > 32767)):
             raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t6)
-        a = (a << 18) | (t5 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t6 < 0 else 0)
-        k += 18
         u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 28) | (t5 + 3) << 20 | (_I_iso2_unitSymbolType[c3.Unit]) << 14 | (1 if t6 < 0 else 0) << 10 | (u) << 2
+            k += 28
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 36) | (t5 + 3) << 28 | (_I_iso2_unitSymbolType[c3.Unit]) << 22 | (1 if t6 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+            k += 36
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 44) | (t5 + 3) << 36 | (_I_iso2_unitSymbolType[c3.Unit]) << 30 | (1 if t6 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+            k += 44
         else:
+            a = (a << 18) | (t5 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t6 < 0 else 0)
+            k += 18
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 8
     elif o.EVSEMaximumCurrentLimit is not None:
         c4 = o.EVSEMaximumCurrentLimit
@@ -12183,26 +12399,26 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
         t8 = c4.Value
         if (w.strict and (t8 < -32768 or t8 > 32767)):
             raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t8)
-        a = (a << 18) | (t7 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t8 < 0 else 0) | 0x8000
-        k += 18
         u = -t8 - 1 if t8 < 0 else t8
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 28) | (t7 + 3) << 20 | (_I_iso2_unitSymbolType[c4.Unit]) << 14 | (1 if t8 < 0 else 0) << 10 | (u) << 2 | 0x2000000
+            k += 28
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 36) | (t7 + 3) << 28 | (_I_iso2_unitSymbolType[c4.Unit]) << 22 | (1 if t8 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x200020000
+            k += 36
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 44) | (t7 + 3) << 36 | (_I_iso2_unitSymbolType[c4.Unit]) << 30 | (1 if t8 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x20002020000
+            k += 44
         else:
+            a = (a << 18) | (t7 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t8 < 0 else 0) | 0x8000
+            k += 18
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 9
     elif o.EVSEMaximumPowerLimit is not None:
         c5 = o.EVSEMaximumPowerLimit
@@ -12218,26 +12434,26 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
         t10 = c5.Value
         if (w.strict and (t10 < -32768 or t10 > 32767)):
             raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t10)
-        a = (a << 18) | (t9 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t10 < 0 else 0) | 0x10000
-        k += 18
         u = -t10 - 1 if t10 < 0 else t10
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 28) | (t9 + 3) << 20 | (_I_iso2_unitSymbolType[c5.Unit]) << 14 | (1 if t10 < 0 else 0) << 10 | (u) << 2 | 0x4000000
+            k += 28
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 36) | (t9 + 3) << 28 | (_I_iso2_unitSymbolType[c5.Unit]) << 22 | (1 if t10 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x400020000
+            k += 36
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 44) | (t9 + 3) << 36 | (_I_iso2_unitSymbolType[c5.Unit]) << 30 | (1 if t10 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x40002020000
+            k += 44
         else:
+            a = (a << 18) | (t9 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t10 < 0 else 0) | 0x10000
+            k += 18
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 10
     elif o.EVSEID is not None:
         a = (a << 4) | 0x6
@@ -12269,26 +12485,26 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
             t12 = c6.Value
             if (w.strict and (t12 < -32768 or t12 > 32767)):
                 raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t12)
-            a = (a << 17) | (t11 + 3) << 10 | (_I_iso2_unitSymbolType[c6.Unit]) << 4 | (1 if t12 < 0 else 0)
-            k += 17
             u = -t12 - 1 if t12 < 0 else t12
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t11 + 3) << 20 | (_I_iso2_unitSymbolType[c6.Unit]) << 14 | (1 if t12 < 0 else 0) << 10 | (u) << 2
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t11 + 3) << 28 | (_I_iso2_unitSymbolType[c6.Unit]) << 22 | (1 if t12 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t11 + 3) << 36 | (_I_iso2_unitSymbolType[c6.Unit]) << 30 | (1 if t12 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 43
             else:
+                a = (a << 17) | (t11 + 3) << 10 | (_I_iso2_unitSymbolType[c6.Unit]) << 4 | (1 if t12 < 0 else 0)
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 9
         elif o.EVSEMaximumPowerLimit is not None:
             c7 = o.EVSEMaximumPowerLimit
@@ -12304,26 +12520,26 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
             t14 = c7.Value
             if (w.strict and (t14 < -32768 or t14 > 32767)):
                 raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t14)
-            a = (a << 17) | (t13 + 3) << 10 | (_I_iso2_unitSymbolType[c7.Unit]) << 4 | (1 if t14 < 0 else 0) | 0x8000
-            k += 17
             u = -t14 - 1 if t14 < 0 else t14
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t13 + 3) << 20 | (_I_iso2_unitSymbolType[c7.Unit]) << 14 | (1 if t14 < 0 else 0) << 10 | (u) << 2 | 0x2000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t13 + 3) << 28 | (_I_iso2_unitSymbolType[c7.Unit]) << 22 | (1 if t14 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x200020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t13 + 3) << 36 | (_I_iso2_unitSymbolType[c7.Unit]) << 30 | (1 if t14 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x20002020000
+                k += 43
             else:
+                a = (a << 17) | (t13 + 3) << 10 | (_I_iso2_unitSymbolType[c7.Unit]) << 4 | (1 if t14 < 0 else 0) | 0x8000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 10
         elif o.EVSEID is not None:
             a = (a << 3) | 0x4
@@ -12355,26 +12571,26 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
             t16 = c8.Value
             if (w.strict and (t16 < -32768 or t16 > 32767)):
                 raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t16)
-            a = (a << 17) | (t15 + 3) << 10 | (_I_iso2_unitSymbolType[c8.Unit]) << 4 | (1 if t16 < 0 else 0)
-            k += 17
             u = -t16 - 1 if t16 < 0 else t16
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t15 + 3) << 20 | (_I_iso2_unitSymbolType[c8.Unit]) << 14 | (1 if t16 < 0 else 0) << 10 | (u) << 2
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t15 + 3) << 28 | (_I_iso2_unitSymbolType[c8.Unit]) << 22 | (1 if t16 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t15 + 3) << 36 | (_I_iso2_unitSymbolType[c8.Unit]) << 30 | (1 if t16 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 43
             else:
+                a = (a << 17) | (t15 + 3) << 10 | (_I_iso2_unitSymbolType[c8.Unit]) << 4 | (1 if t16 < 0 else 0)
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 10
         elif o.EVSEID is not None:
             a = (a << 3) | 0x2
@@ -12451,18 +12667,14 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
     if k >= 1024:
         w.spill()
 
-def _d_iso2_MeteringReceiptReqType(r: BitReader) -> _iso2.MeteringReceiptReqType:
+def _d_iso2_MeteringReceiptReqType(r: BitReader, c: int) -> _iso2.MeteringReceiptReqType:
     win = r.win
     av = r.avail
     f_Id: str | None = None
     f_SessionID: bytes
     f_SAScheduleTupleID: int | None = None
     f_MeterInfo: _iso2.MeterInfoType
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    ec = (c >> 9)
+    ec = ((c >> 9) & 3)
     if ec == 0:
         av += 1
         u = ((c >> 1) & 255)
@@ -12519,12 +12731,12 @@ def _d_iso2_MeteringReceiptReqType(r: BitReader) -> _iso2.MeteringReceiptReqType
         f_SessionID = r.binary_of(u, 8)
         win = r.win
         av = r.avail
-        av -= 14
+        av -= 24
         if av < 0:
-            win, av = r.refill(av, 14)
-        c = (win >> av) & 0x3fff
-        if c & 0x2000 != 0x0:
-            raise r.fail_at(av + 14, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0x800000 != 0x0:
+            raise r.fail_at(av + 24, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
     elif ec == 1:
         if c & 0x100 != 0x0:
             raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', 'expected CH of SessionID')
@@ -12552,24 +12764,24 @@ def _d_iso2_MeteringReceiptReqType(r: BitReader) -> _iso2.MeteringReceiptReqType
         f_SessionID = r.binary_of(u, 8)
         win = r.win
         av = r.avail
-        av -= 14
+        av -= 24
         if av < 0:
-            win, av = r.refill(av, 14)
-        c = (win >> av) & 0x3fff
-        if c & 0x2000 != 0x0:
-            raise r.fail_at(av + 14, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0x800000 != 0x0:
+            raise r.fail_at(av + 24, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
     else:
         raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', f'event code {ec}, expected AT(Id), SE(SessionID)')
-    ec = ((c >> 11) & 3)
+    ec = ((c >> 21) & 3)
     if ec == 0:
         try:
-            f_SAScheduleTupleID = _T8849f7c9[c & 0x7ff]
+            f_SAScheduleTupleID = _T8849f7c9[(c >> 10) & 0x7ff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x403 != 0x0:
-                raise r.fail_at(av + 11, 'MeteringReceiptReqType[2]', 'expected CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(MeterInfo)') from None
-            f_SAScheduleTupleID = ((c >> 2) & 255) + 1
+            if c & 0x100c00 != 0x0:
+                raise r.fail_at(av + 21, 'MeteringReceiptReqType[2]', 'expected CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(MeterInfo)') from None
+            f_SAScheduleTupleID = ((c >> 12) & 255) + 1
         r.avail = av
-        f_MeterInfo = _d_iso2_MeterInfoType(r)
+        f_MeterInfo = _d_iso2_MeterInfoType(r, c)
         win = r.win
         av = r.avail
         av -= 1
@@ -12578,8 +12790,9 @@ def _d_iso2_MeteringReceiptReqType(r: BitReader) -> _iso2.MeteringReceiptReqType
         c = (win >> av) & 0x1
     elif ec == 1:
         av += 11
+        c >>= 11
         r.avail = av
-        f_MeterInfo = _d_iso2_MeterInfoType(r)
+        f_MeterInfo = _d_iso2_MeterInfoType(r, c)
         win = r.win
         av = r.avail
         av -= 1
@@ -12587,11 +12800,11 @@ def _d_iso2_MeteringReceiptReqType(r: BitReader) -> _iso2.MeteringReceiptReqType
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
     else:
-        raise r.fail_at(av + 11, 'MeteringReceiptReqType[2]', f'event code {ec}, expected SE(SAScheduleTupleID), SE(MeterInfo)')
+        raise r.fail_at(av + 21, 'MeteringReceiptReqType[2]', f'event code {ec}, expected SE(SAScheduleTupleID), SE(MeterInfo)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'MeteringReceiptReqType', 'expected EE')
     r.avail = av
-    ob = _new(_iso2.MeteringReceiptReqType)
+    ob = _new(_K_iso2_MeteringReceiptReqType)
     ob.Id = f_Id
     ob.SessionID = f_SessionID
     ob.SAScheduleTupleID = f_SAScheduleTupleID
@@ -12680,59 +12893,48 @@ def _e_iso2_MeteringReceiptReqType(w: BitWriter, o: _iso2.MeteringReceiptReqType
     if k >= 1024:
         w.spill()
 
-def _d_iso2_MeteringReceiptResType(r: BitReader) -> _iso2.MeteringReceiptResType:
+def _d_iso2_MeteringReceiptResType(r: BitReader, c: int) -> _iso2.MeteringReceiptResType:
     win = r.win
     av = r.avail
     f_ResponseCode: _iso2.responseCodeType
     f_AC_EVSEStatus: _iso2.AC_EVSEStatusType | None = None
     f_DC_EVSEStatus: _iso2.DC_EVSEStatusType | None = None
     f_EVSEStatus: _iso2.EVSEStatusType | None = None
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
     try:
-        f_ResponseCode, ec = _T9be1c3c2[c >> 20]
+        f_ResponseCode, ec = _T9be1c3c2[(c >> 18) & 0x3ff]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x30400000 != 0x0:
-            raise r.fail_at(av + 30, 'MeteringReceiptResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode') from None
-        iv = ((c >> 23) & 31)
+        if c & 0xc100000 != 0x0:
+            raise r.fail_at(av + 28, 'MeteringReceiptResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode') from None
+        iv = ((c >> 21) & 31)
         if iv >= 26:
-            raise r.fail_at(av + 20, 'MeteringReceiptResType.ResponseCode', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 18, 'MeteringReceiptResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso2_responseCodeType[iv]
-        ec = ((c >> 20) & 3)
+        ec = ((c >> 18) & 3)
     if ec == 0:
-        if c & 0xc0000 != 0x0:
-            raise r.fail_at(av + 20, 'MeteringReceiptResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-        u = ((c >> 10) & 255)
+        if c & 0x30000 != 0x0:
+            raise r.fail_at(av + 18, 'MeteringReceiptResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        u = ((c >> 8) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 18)
-            c = (win >> av) & 0x3ffff
-            u2 = c >> 10
+            u2 = c & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
-                u2 = c >> 10
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 10
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 10
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
+        else:
+            av += 8
         f_1_NotificationMaxDelay = u
-        av -= 2
+        av -= 12
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
@@ -12746,60 +12948,53 @@ def _d_iso2_MeteringReceiptResType(r: BitReader) -> _iso2.MeteringReceiptResType
                 raise r.fail_at(av + 1, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_1_EVSENotification = _E_iso2_EVSENotificationType[iv]
             f_1_RCD = ((c >> 3) & 1) == 1
-        ob1_ = _new(_iso2.AC_EVSEStatusType)
+        ob1_ = _new(_K_iso2_AC_EVSEStatusType)
         ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
         ob1_.EVSENotification = f_1_EVSENotification
         ob1_.RCD = f_1_RCD
         f_AC_EVSEStatus = ob1_
     elif ec == 1:
-        if c & 0xc0000 != 0x0:
-            raise r.fail_at(av + 20, 'MeteringReceiptResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-        u = ((c >> 10) & 255)
+        if c & 0x30000 != 0x0:
+            raise r.fail_at(av + 18, 'MeteringReceiptResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        u = ((c >> 8) & 255)
         f_2_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 18)
-            c = (win >> av) & 0x3ffff
-            u2 = c >> 10
+            u2 = c & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
-                u2 = c >> 10
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 10
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 10
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
+        else:
+            av += 8
         f_2_NotificationMaxDelay = u
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         try:
-            f_2_EVSENotification, ec = _Ta34fb74f[(c >> 2) & 0xff]
+            f_2_EVSENotification, ec = _Ta34fb74f[c >> 14]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x390 != 0x0:
-                raise r.fail_at(av + 10, 'MeteringReceiptResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
-            iv = ((c >> 5) & 3)
+            if c & 0x390000 != 0x0:
+                raise r.fail_at(av + 22, 'MeteringReceiptResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
+            iv = ((c >> 17) & 3)
             if iv >= 3:
-                raise r.fail_at(av + 2, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 14, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_2_EVSENotification = _E_iso2_EVSENotificationType[iv]
-            ec = ((c >> 2) & 3)
+            ec = ((c >> 14) & 3)
         if ec == 0:
-            av -= 12
-            if av < 0:
-                win, av = r.refill(av, 14)
-            c = (win >> av) & 0x3fff
             try:
-                f_2_EVSEIsolationStatus, f_2_EVSEStatusCode = _T7e11f26f[c >> 2]
+                f_2_EVSEIsolationStatus, f_2_EVSEStatusCode = _T7e11f26f[(c >> 2) & 0xfff]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x2384 != 0x0:
                     raise r.fail_at(av + 14, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
@@ -12812,65 +13007,57 @@ def _d_iso2_MeteringReceiptResType(r: BitReader) -> _iso2.MeteringReceiptResType
                     raise r.fail_at(av + 2, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
                 f_2_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
         elif ec == 1:
-            av -= 6
-            if av < 0:
-                win, av = r.refill(av, 8)
-            c = (win >> av) & 0xff
+            av += 6
             try:
-                f_2_EVSEStatusCode = _Tf61d13e1[c >> 2]
+                f_2_EVSEStatusCode = _Tf61d13e1[(c >> 8) & 0x3f]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x84 != 0x0:
+                if c & 0x2100 != 0x0:
                     raise r.fail_at(av + 8, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                iv = ((c >> 3) & 15)
+                iv = ((c >> 9) & 15)
                 if iv >= 12:
                     raise r.fail_at(av + 2, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
                 f_2_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+            c >>= 6
         else:
-            raise r.fail_at(av + 2, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+            raise r.fail_at(av + 14, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
         if c & 0x2 != 0x0:
             raise r.fail_at(av + 2, 'MeteringReceiptResType[1]', 'expected EE')
-        ob2_ = _new(_iso2.DC_EVSEStatusType)
+        ob2_ = _new(_K_iso2_DC_EVSEStatusType)
         ob2_.NotificationMaxDelay = f_2_NotificationMaxDelay
         ob2_.EVSENotification = f_2_EVSENotification
         ob2_.EVSEIsolationStatus = f_2_EVSEIsolationStatus
         ob2_.EVSEStatusCode = f_2_EVSEStatusCode
         f_DC_EVSEStatus = ob2_
     elif ec == 2:
-        av += 2
-        if c & 0xc0000 != 0x0:
+        if c & 0x30000 != 0x0:
             raise r.fail_at(av + 18, 'MeteringReceiptResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-        u = ((c >> 10) & 255)
+        u = ((c >> 8) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 16)
-            c = (win >> av) & 0xffff
-            u2 = c >> 8
+            u2 = c & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 16)
-                c = (win >> av) & 0xffff
-                u2 = c >> 8
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    c = (win >> av) & 0xff
         else:
-            c >>= 2
+            av += 8
         f_3_NotificationMaxDelay = u
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         try:
-            f_3_EVSENotification = _T098c27c7[(c >> 1) & 0x7f]
+            f_3_EVSENotification = _T098c27c7[c >> 1]
         except KeyError:  # not a valid pattern: say why
             if c & 0xe6 != 0x0:
                 raise r.fail_at(av + 8, 'MeteringReceiptResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE') from None
@@ -12878,16 +13065,16 @@ def _d_iso2_MeteringReceiptResType(r: BitReader) -> _iso2.MeteringReceiptResType
             if iv >= 3:
                 raise r.fail_at(av + 1, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_3_EVSENotification = _E_iso2_EVSENotificationType[iv]
-        ob3_ = _new(_iso2.EVSEStatusType)
+        ob3_ = _new(_K_iso2_EVSEStatusType)
         ob3_.NotificationMaxDelay = f_3_NotificationMaxDelay
         ob3_.EVSENotification = f_3_EVSENotification
         f_EVSEStatus = ob3_
     else:
-        raise r.fail_at(av + 20, 'MeteringReceiptResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
+        raise r.fail_at(av + 18, 'MeteringReceiptResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'MeteringReceiptResType', 'expected EE')
     r.avail = av
-    ob = _new(_iso2.MeteringReceiptResType)
+    ob = _new(_K_iso2_MeteringReceiptResType)
     ob.ResponseCode = f_ResponseCode
     ob.AC_EVSEStatus = f_AC_EVSEStatus
     ob.DC_EVSEStatus = f_DC_EVSEStatus
@@ -12905,33 +13092,33 @@ def _e_iso2_MeteringReceiptResType(w: BitWriter, o: _iso2.MeteringReceiptResType
         c1 = o.AC_EVSEStatus
         if c1.NotificationMaxDelay is None:
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-        a <<= 4
-        k += 4
         t1 = c1.NotificationMaxDelay
         if t1 < 0 or (w.strict and (t1 > 65535)):
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t1)
         u = t1
+        if c1.EVSENotification is None:
+            raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
+        if c1.RCD is None:
+            raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 23) | (u) << 11 | (_I_iso2_EVSENotificationType[c1.EVSENotification]) << 6 | (_BOOL[c1.RCD]) << 2
+            k += 23
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 31) | (u & 0x7F) << 19 | (u >> 7) << 11 | (_I_iso2_EVSENotificationType[c1.EVSENotification]) << 6 | (_BOOL[c1.RCD]) << 2 | 0x4000000
+            k += 31
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 39) | (u & 0x7F) << 27 | (u >> 7 & 0x7F) << 19 | (u >> 14) << 11 | (_I_iso2_EVSENotificationType[c1.EVSENotification]) << 6 | (_BOOL[c1.RCD]) << 2 | 0x404000000
+            k += 39
         else:
+            a <<= 4
+            k += 4
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if c1.EVSENotification is None:
-            raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-        if c1.RCD is None:
-            raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-        a = (a << 11) | (_I_iso2_EVSENotificationType[c1.EVSENotification]) << 6 | (_BOOL[c1.RCD]) << 2
-        k += 11
+            a = (a << 11) | (_I_iso2_EVSENotificationType[c1.EVSENotification]) << 6 | (_BOOL[c1.RCD]) << 2
+            k += 11
         if o.DC_EVSEStatus is not None:
             raise encode_error('MeteringReceiptResType.DC_EVSEStatus', 'cannot be combined with AC_EVSEStatus')
         if o.EVSEStatus is not None:
@@ -12950,31 +13137,31 @@ def _e_iso2_MeteringReceiptResType(w: BitWriter, o: _iso2.MeteringReceiptResType
         c2 = o.EVSEStatus
         if c2.NotificationMaxDelay is None:
             raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
-        a = (a << 4) | 0x8
-        k += 4
         t2 = c2.NotificationMaxDelay
         if t2 < 0 or (w.strict and (t2 > 65535)):
             raise encode_error('EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t2)
         u = t2
+        if c2.EVSENotification is None:
+            raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 19) | (u) << 7 | (_I_iso2_EVSENotificationType[c2.EVSENotification]) << 2 | 0x40000
+            k += 19
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 27) | (u & 0x7F) << 15 | (u >> 7) << 7 | (_I_iso2_EVSENotificationType[c2.EVSENotification]) << 2 | 0x4400000
+            k += 27
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 35) | (u & 0x7F) << 23 | (u >> 7 & 0x7F) << 15 | (u >> 14) << 7 | (_I_iso2_EVSENotificationType[c2.EVSENotification]) << 2 | 0x440400000
+            k += 35
         else:
+            a = (a << 4) | 0x8
+            k += 4
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if c2.EVSENotification is None:
-            raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
-        a = (a << 7) | (_I_iso2_EVSENotificationType[c2.EVSENotification]) << 2
-        k += 7
+            a = (a << 7) | (_I_iso2_EVSENotificationType[c2.EVSENotification]) << 2
+            k += 7
     else:
         raise encode_error('MeteringReceiptResType', 'missing SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
     a <<= 1
@@ -12984,15 +13171,11 @@ def _e_iso2_MeteringReceiptResType(w: BitWriter, o: _iso2.MeteringReceiptResType
     if k >= 1024:
         w.spill()
 
-def _d_iso2_PaymentDetailsReqType(r: BitReader) -> _iso2.PaymentDetailsReqType:
+def _d_iso2_PaymentDetailsReqType(r: BitReader, c: int) -> _iso2.PaymentDetailsReqType:
     win = r.win
     av = r.avail
     f_eMAID: str
     f_ContractSignatureCertChain: _iso2.CertificateChainType
-    av -= 10
-    if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'PaymentDetailsReqType', 'expected SE(eMAID), CH of eMAID')
     u = (c & 255)
@@ -13291,7 +13474,7 @@ def _d_iso2_PaymentDetailsReqType(r: BitReader) -> _iso2.PaymentDetailsReqType:
             raise r.fail_at(av + 9, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
         if c & 0x2 != 0x0:
             raise r.fail_at(av + 2, 'CertificateChainType[2]', 'expected EE')
-        ob2_ = _new(_iso2.SubCertificatesType)
+        ob2_ = _new(_K_iso2_SubCertificatesType)
         ob2_.Certificate = f_2_Certificate
         f_1_SubCertificates = ob2_
     elif ec == 1:
@@ -13301,13 +13484,13 @@ def _d_iso2_PaymentDetailsReqType(r: BitReader) -> _iso2.PaymentDetailsReqType:
         raise r.fail_at(av + 10, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'PaymentDetailsReqType', 'expected EE')
-    ob1_ = _new(_iso2.CertificateChainType)
+    ob1_ = _new(_K_iso2_CertificateChainType)
     ob1_.Id = f_1_Id
     ob1_.Certificate = f_1_Certificate
     ob1_.SubCertificates = f_1_SubCertificates
     f_ContractSignatureCertChain = ob1_
     r.avail = av
-    ob = _new(_iso2.PaymentDetailsReqType)
+    ob = _new(_K_iso2_PaymentDetailsReqType)
     ob.eMAID = f_eMAID
     ob.ContractSignatureCertChain = f_ContractSignatureCertChain
     return ob
@@ -13342,18 +13525,14 @@ def _e_iso2_PaymentDetailsReqType(w: BitWriter, o: _iso2.PaymentDetailsReqType) 
     if k >= 1024:
         w.spill()
 
-def _d_iso2_PaymentDetailsResType(r: BitReader) -> _iso2.PaymentDetailsResType:
+def _d_iso2_PaymentDetailsResType(r: BitReader, c: int) -> _iso2.PaymentDetailsResType:
     win = r.win
     av = r.avail
     f_ResponseCode: _iso2.responseCodeType
     f_GenChallenge: bytes
     f_EVSETimeStamp: int
-    av -= 18
-    if av < 0:
-        win, av = r.refill(av, 18)
-    c = (win >> av) & 0x3ffff
     try:
-        f_ResponseCode = _T71c1fe91[c >> 8]
+        f_ResponseCode = _T71c1fe91[(c >> 8) & 0x3ff]
     except KeyError:  # not a valid pattern: say why
         if c & 0x30700 != 0x0:
             raise r.fail_at(av + 18, 'PaymentDetailsResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(GenChallenge), CH of GenChallenge') from None
@@ -13385,23 +13564,19 @@ def _d_iso2_PaymentDetailsResType(r: BitReader) -> _iso2.PaymentDetailsResType:
     f_GenChallenge = r.binary_of(u, 16)
     win = r.win
     av = r.avail
-    av -= 14
+    av -= 22
     if av < 0:
-        win, av = r.refill(av, 14)
-    c = (win >> av) & 0x3fff
+        win, av = r.refill(av, 22)
+    c = (win >> av) & 0x3fffff
     try:
-        sg = _T143a83e6[c >> 10]
+        sg = _T143a83e6[c >> 18]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x3800 != 0x0:
-            raise r.fail_at(av + 14, 'PaymentDetailsResType', 'expected EE of GenChallenge, SE(EVSETimeStamp), CH of EVSETimeStamp') from None
-        sg = ((c >> 10) & 1)
-    u = ((c >> 2) & 255)
+        if c & 0x380000 != 0x0:
+            raise r.fail_at(av + 22, 'PaymentDetailsResType', 'expected EE of GenChallenge, SE(EVSETimeStamp), CH of EVSETimeStamp') from None
+        sg = ((c >> 18) & 1)
+    u = ((c >> 10) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        u2 = c >> 2
+        u2 = (c >> 2) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -13422,11 +13597,14 @@ def _d_iso2_PaymentDetailsResType(r: BitReader) -> _iso2.PaymentDetailsResType:
                 if av < 0:
                     win, av = r.refill(av, 2)
                 c = (win >> av) & 0x3
+    else:
+        av += 8
+        c >>= 8
     f_EVSETimeStamp = -u - 1 if sg else u
     if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'PaymentDetailsResType', 'expected EE of EVSETimeStamp, EE')
     r.avail = av
-    ob = _new(_iso2.PaymentDetailsResType)
+    ob = _new(_K_iso2_PaymentDetailsResType)
     ob.ResponseCode = f_ResponseCode
     ob.GenChallenge = f_GenChallenge
     ob.EVSETimeStamp = f_EVSETimeStamp
@@ -13453,48 +13631,48 @@ def _e_iso2_PaymentDetailsResType(w: BitWriter, o: _iso2.PaymentDetailsResType) 
     t1 = o.EVSETimeStamp
     if (w.strict and (t1 < -9223372036854775808 or t1 > 9223372036854775807)):
         raise encode_error('PaymentDetailsResType.EVSETimeStamp', 'outside -9223372036854775808..9223372036854775807', t1)
-    a = (a << 4) | (1 if t1 < 0 else 0)
-    k += 4
     u = -t1 - 1 if t1 < 0 else t1
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 14) | (1 if t1 < 0 else 0) << 10 | (u) << 2
+        k += 14
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 22) | (1 if t1 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+        k += 22
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 30) | (1 if t1 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+        k += 30
     else:
+        a = (a << 4) | (1 if t1 < 0 else 0)
+        k += 4
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 2
-    k += 2
+        a <<= 2
+        k += 2
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_iso2_PaymentServiceSelectionReqType(r: BitReader) -> _iso2.PaymentServiceSelectionReqType:
+def _d_iso2_PaymentServiceSelectionReqType(r: BitReader, c: int) -> _iso2.PaymentServiceSelectionReqType:
     win = r.win
     av = r.avail
     f_SelectedPaymentOption: _iso2.paymentOptionType
     f_SelectedServiceList: _iso2.SelectedServiceListType
-    av -= 5
-    if av < 0:
-        win, av = r.refill(av, 5)
-    c = (win >> av) & 0x1f
     try:
-        f_SelectedPaymentOption = _T6e3fb4ca[c]
+        f_SelectedPaymentOption = _T6e3fb4ca[(c >> 23) & 0x1f]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x1b != 0x0:
-            raise r.fail_at(av + 5, 'PaymentServiceSelectionReqType', 'expected SE(SelectedPaymentOption), CH of SelectedPaymentOption, EE of SelectedPaymentOption, SE(SelectedServiceList)') from None
-        f_SelectedPaymentOption = _E_iso2_paymentOptionType[((c >> 2) & 1)]
+        if c & 0xd800000 != 0x0:
+            raise r.fail_at(av + 28, 'PaymentServiceSelectionReqType', 'expected SE(SelectedPaymentOption), CH of SelectedPaymentOption, EE of SelectedPaymentOption, SE(SelectedServiceList)') from None
+        f_SelectedPaymentOption = _E_iso2_paymentOptionType[((c >> 25) & 1)]
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 26)
+    c = (win >> av) & 0x3ffffff
     r.avail = av
-    f_SelectedServiceList = _d_iso2_SelectedServiceListType(r)
+    f_SelectedServiceList = _d_iso2_SelectedServiceListType(r, c)
     win = r.win
     av = r.avail
     av -= 1
@@ -13504,7 +13682,7 @@ def _d_iso2_PaymentServiceSelectionReqType(r: BitReader) -> _iso2.PaymentService
     if c:
         raise r.fail_at(av + 1, 'PaymentServiceSelectionReqType', 'expected EE')
     r.avail = av
-    ob = _new(_iso2.PaymentServiceSelectionReqType)
+    ob = _new(_K_iso2_PaymentServiceSelectionReqType)
     ob.SelectedPaymentOption = f_SelectedPaymentOption
     ob.SelectedServiceList = f_SelectedServiceList
     return ob
@@ -13530,16 +13708,11 @@ def _e_iso2_PaymentServiceSelectionReqType(w: BitWriter, o: _iso2.PaymentService
     if k >= 1024:
         w.spill()
 
-def _d_iso2_PaymentServiceSelectionResType(r: BitReader) -> _iso2.PaymentServiceSelectionResType:
-    win = r.win
+def _d_iso2_PaymentServiceSelectionResType(r: BitReader, c: int) -> _iso2.PaymentServiceSelectionResType:
     av = r.avail
     f_ResponseCode: _iso2.responseCodeType
-    av -= 9
-    if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
     try:
-        f_ResponseCode = _Tdf4a1f7e[c]
+        f_ResponseCode = _Tdf4a1f7e[c & 0x1ff]
     except KeyError:  # not a valid pattern: say why
         if c & 0x183 != 0x0:
             raise r.fail_at(av + 9, 'PaymentServiceSelectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE') from None
@@ -13548,7 +13721,7 @@ def _d_iso2_PaymentServiceSelectionResType(r: BitReader) -> _iso2.PaymentService
             raise r.fail_at(av, 'PaymentServiceSelectionResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso2_responseCodeType[iv]
     r.avail = av
-    ob = _new(_iso2.PaymentServiceSelectionResType)
+    ob = _new(_K_iso2_PaymentServiceSelectionResType)
     ob.ResponseCode = f_ResponseCode
     return ob
 
@@ -13564,7 +13737,7 @@ def _e_iso2_PaymentServiceSelectionResType(w: BitWriter, o: _iso2.PaymentService
     if k >= 1024:
         w.spill()
 
-def _d_iso2_PowerDeliveryReqType(r: BitReader) -> _iso2.PowerDeliveryReqType:
+def _d_iso2_PowerDeliveryReqType(r: BitReader, c: int) -> _iso2.PowerDeliveryReqType:
     win = r.win
     av = r.avail
     f_ChargeProgress: _iso2.chargeProgressType
@@ -13573,24 +13746,23 @@ def _d_iso2_PowerDeliveryReqType(r: BitReader) -> _iso2.PowerDeliveryReqType:
     f_DC_EVPowerDeliveryParameter: _iso2.DC_EVPowerDeliveryParameterType | None = None
     f_EVPowerDeliveryParameter: _iso2.EVPowerDeliveryParameterType | None = None
     s = 0
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    if c & 0x33804000 != 0x0:
-        raise r.fail_at(av + 30, 'PowerDeliveryReqType', 'expected SE(ChargeProgress), CH of ChargeProgress, EE of ChargeProgress, SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID')
-    iv = ((c >> 26) & 3)
+    if c & 0xce01000 != 0x0:
+        raise r.fail_at(av + 28, 'PowerDeliveryReqType', 'expected SE(ChargeProgress), CH of ChargeProgress, EE of ChargeProgress, SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID')
+    iv = ((c >> 24) & 3)
     if iv >= 3:
-        raise r.fail_at(av + 11, 'PowerDeliveryReqType.ChargeProgress', f'enumeration index {iv}')
+        raise r.fail_at(av + 9, 'PowerDeliveryReqType.ChargeProgress', f'enumeration index {iv}')
     f_ChargeProgress = _E_iso2_chargeProgressType[iv]
-    f_SAScheduleTupleID = ((c >> 15) & 255) + 1
-    ec = ((c >> 11) & 7)
+    f_SAScheduleTupleID = ((c >> 13) & 255) + 1
+    ec = ((c >> 9) & 7)
     s = 1
     s = 2
     if ec == 0:
-        av += 11
+        av -= 19
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_ChargingProfile = _d_iso2_ChargingProfileType(r)
+        f_ChargingProfile = _d_iso2_ChargingProfileType(r, c)
         win = r.win
         av = r.avail
         av -= 30
@@ -13609,23 +13781,23 @@ def _d_iso2_PowerDeliveryReqType(r: BitReader) -> _iso2.PowerDeliveryReqType:
             f_2_EVRESSSOC = ((c >> 7) & 127)
             ec = ((c >> 3) & 3)
             f_1_BulkChargingComplete: bool | None = None
-            ob2_ = _new(_iso2.DC_EVStatusType)
+            ob2_ = _new(_K_iso2_DC_EVStatusType)
             ob2_.EVReady = f_2_EVReady
             ob2_.EVErrorCode = f_2_EVErrorCode
             ob2_.EVRESSSOC = f_2_EVRESSSOC
             f_1_DC_EVStatus = ob2_
             if ec == 0:
-                av -= 5
+                av -= 6
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                c = (win >> av) & 0xff
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
                 try:
-                    f_1_BulkChargingComplete, f_1_ChargingComplete = _Ta135abd8[c >> 1]
+                    f_1_BulkChargingComplete, f_1_ChargingComplete = _Ta135abd8[c >> 2]
                 except KeyError:  # not a valid pattern: say why
-                    if c & 0xba != 0x0:
-                        raise r.fail_at(av + 8, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete, SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete') from None
-                    f_1_BulkChargingComplete = ((c >> 6) & 1) == 1
-                    f_1_ChargingComplete = ((c >> 2) & 1) == 1
+                    if c & 0x174 != 0x0:
+                        raise r.fail_at(av + 9, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete, SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete') from None
+                    f_1_BulkChargingComplete = ((c >> 7) & 1) == 1
+                    f_1_ChargingComplete = ((c >> 3) & 1) == 1
             elif ec == 1:
                 try:
                     f_1_ChargingComplete = _Ta870a97b[c & 0x7]
@@ -13633,34 +13805,35 @@ def _d_iso2_PowerDeliveryReqType(r: BitReader) -> _iso2.PowerDeliveryReqType:
                     if c & 0x5 != 0x0:
                         raise r.fail_at(av + 3, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
                     f_1_ChargingComplete = ((c >> 1) & 1) == 1
-                av -= 1
+                av -= 2
                 if av < 0:
-                    win, av = r.refill(av, 1)
-                c = (win >> av) & 0x1
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
             else:
                 raise r.fail_at(av + 3, 'DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'PowerDeliveryReqType[3]', 'expected EE')
-            ob1_ = _new(_iso2.DC_EVPowerDeliveryParameterType)
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'PowerDeliveryReqType[3]', 'expected EE')
+            ob1_ = _new(_K_iso2_DC_EVPowerDeliveryParameterType)
             ob1_.DC_EVStatus = f_1_DC_EVStatus
             ob1_.BulkChargingComplete = f_1_BulkChargingComplete
             ob1_.ChargingComplete = f_1_ChargingComplete
             f_DC_EVPowerDeliveryParameter = ob1_
             s = 4
         elif ec == 1:
-            av += 27
+            av += 26
             if c & 0x8000000 != 0x0:
-                raise r.fail_at(av + 1, 'PowerDeliveryReqType[3]', 'expected EE')
-            ob3_ = _new(_iso2.EVPowerDeliveryParameterType)
+                raise r.fail_at(av + 2, 'PowerDeliveryReqType[3]', 'expected EE')
+            ob3_ = _new(_K_iso2_EVPowerDeliveryParameterType)
             f_EVPowerDeliveryParameter = ob3_
+            c >>= 26
             s = 4
         elif ec == 2:
-            av += 28
+            av += 27
             s = -1
         else:
             raise r.fail_at(av + 28, 'PowerDeliveryReqType[3]', f'event code {ec}, expected SE(DC_EVPowerDeliveryParameter), SE(EVPowerDeliveryParameter), EE')
     elif ec == 1:
-        av -= 19
+        av -= 21
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
@@ -13674,64 +13847,61 @@ def _d_iso2_PowerDeliveryReqType(r: BitReader) -> _iso2.PowerDeliveryReqType:
         f_5_EVRESSSOC = ((c >> 9) & 127)
         ec = ((c >> 5) & 3)
         f_4_BulkChargingComplete: bool | None = None
-        ob5_ = _new(_iso2.DC_EVStatusType)
+        ob5_ = _new(_K_iso2_DC_EVStatusType)
         ob5_.EVReady = f_5_EVReady
         ob5_.EVErrorCode = f_5_EVErrorCode
         ob5_.EVRESSSOC = f_5_EVRESSSOC
         f_4_DC_EVStatus = ob5_
         if ec == 0:
-            av -= 3
+            av -= 4
             if av < 0:
-                win, av = r.refill(av, 8)
-            c = (win >> av) & 0xff
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             try:
-                f_4_BulkChargingComplete, f_4_ChargingComplete = _Ta135abd8[c >> 1]
+                f_4_BulkChargingComplete, f_4_ChargingComplete = _Ta135abd8[c >> 2]
             except KeyError:  # not a valid pattern: say why
-                if c & 0xba != 0x0:
-                    raise r.fail_at(av + 8, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete, SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete') from None
-                f_4_BulkChargingComplete = ((c >> 6) & 1) == 1
-                f_4_ChargingComplete = ((c >> 2) & 1) == 1
+                if c & 0x174 != 0x0:
+                    raise r.fail_at(av + 9, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete, SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete') from None
+                f_4_BulkChargingComplete = ((c >> 7) & 1) == 1
+                f_4_ChargingComplete = ((c >> 3) & 1) == 1
         elif ec == 1:
-            av += 1
             try:
                 f_4_ChargingComplete = _Ta870a97b[(c >> 2) & 0x7]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x14 != 0x0:
-                    raise r.fail_at(av + 4, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
+                    raise r.fail_at(av + 5, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
                 f_4_ChargingComplete = ((c >> 3) & 1) == 1
-            c >>= 1
         else:
             raise r.fail_at(av + 5, 'DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
-        if c & 0x1 != 0x0:
-            raise r.fail_at(av + 1, 'PowerDeliveryReqType[2]', 'expected EE')
-        ob4_ = _new(_iso2.DC_EVPowerDeliveryParameterType)
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'PowerDeliveryReqType[2]', 'expected EE')
+        ob4_ = _new(_K_iso2_DC_EVPowerDeliveryParameterType)
         ob4_.DC_EVStatus = f_4_DC_EVStatus
         ob4_.BulkChargingComplete = f_4_BulkChargingComplete
         ob4_.ChargingComplete = f_4_ChargingComplete
         f_DC_EVPowerDeliveryParameter = ob4_
         s = 4
     elif ec == 2:
-        av += 10
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 1, 'PowerDeliveryReqType[2]', 'expected EE')
-        ob6_ = _new(_iso2.EVPowerDeliveryParameterType)
+        av += 7
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 2, 'PowerDeliveryReqType[2]', 'expected EE')
+        ob6_ = _new(_K_iso2_EVPowerDeliveryParameterType)
         f_EVPowerDeliveryParameter = ob6_
+        c >>= 7
         s = 4
     elif ec == 3:
-        av += 11
+        av += 8
         s = -1
     else:
-        raise r.fail_at(av + 11, 'PowerDeliveryReqType[2]', f'event code {ec}, expected SE(ChargingProfile), SE(DC_EVPowerDeliveryParameter), SE(EVPowerDeliveryParameter), EE')
+        raise r.fail_at(av + 9, 'PowerDeliveryReqType[2]', f'event code {ec}, expected SE(ChargingProfile), SE(DC_EVPowerDeliveryParameter), SE(EVPowerDeliveryParameter), EE')
     if s == 4:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'PowerDeliveryReqType[4]', 'expected EE')
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'PowerDeliveryReqType', 'expected EE')
         s = -1
+    else:
+        av += 1
     r.avail = av
-    ob = _new(_iso2.PowerDeliveryReqType)
+    ob = _new(_K_iso2_PowerDeliveryReqType)
     ob.ChargeProgress = f_ChargeProgress
     ob.SAScheduleTupleID = f_SAScheduleTupleID
     ob.ChargingProfile = f_ChargingProfile
@@ -13816,59 +13986,48 @@ def _e_iso2_PowerDeliveryReqType(w: BitWriter, o: _iso2.PowerDeliveryReqType) ->
     if k >= 1024:
         w.spill()
 
-def _d_iso2_PowerDeliveryResType(r: BitReader) -> _iso2.PowerDeliveryResType:
+def _d_iso2_PowerDeliveryResType(r: BitReader, c: int) -> _iso2.PowerDeliveryResType:
     win = r.win
     av = r.avail
     f_ResponseCode: _iso2.responseCodeType
     f_AC_EVSEStatus: _iso2.AC_EVSEStatusType | None = None
     f_DC_EVSEStatus: _iso2.DC_EVSEStatusType | None = None
     f_EVSEStatus: _iso2.EVSEStatusType | None = None
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
     try:
-        f_ResponseCode, ec = _T9be1c3c2[c >> 20]
+        f_ResponseCode, ec = _T9be1c3c2[(c >> 18) & 0x3ff]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x30400000 != 0x0:
-            raise r.fail_at(av + 30, 'PowerDeliveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode') from None
-        iv = ((c >> 23) & 31)
+        if c & 0xc100000 != 0x0:
+            raise r.fail_at(av + 28, 'PowerDeliveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode') from None
+        iv = ((c >> 21) & 31)
         if iv >= 26:
-            raise r.fail_at(av + 20, 'PowerDeliveryResType.ResponseCode', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 18, 'PowerDeliveryResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso2_responseCodeType[iv]
-        ec = ((c >> 20) & 3)
+        ec = ((c >> 18) & 3)
     if ec == 0:
-        if c & 0xc0000 != 0x0:
-            raise r.fail_at(av + 20, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-        u = ((c >> 10) & 255)
+        if c & 0x30000 != 0x0:
+            raise r.fail_at(av + 18, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        u = ((c >> 8) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 18)
-            c = (win >> av) & 0x3ffff
-            u2 = c >> 10
+            u2 = c & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
-                u2 = c >> 10
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 10
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 10
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
+        else:
+            av += 8
         f_1_NotificationMaxDelay = u
-        av -= 2
+        av -= 12
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
@@ -13882,60 +14041,53 @@ def _d_iso2_PowerDeliveryResType(r: BitReader) -> _iso2.PowerDeliveryResType:
                 raise r.fail_at(av + 1, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_1_EVSENotification = _E_iso2_EVSENotificationType[iv]
             f_1_RCD = ((c >> 3) & 1) == 1
-        ob1_ = _new(_iso2.AC_EVSEStatusType)
+        ob1_ = _new(_K_iso2_AC_EVSEStatusType)
         ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
         ob1_.EVSENotification = f_1_EVSENotification
         ob1_.RCD = f_1_RCD
         f_AC_EVSEStatus = ob1_
     elif ec == 1:
-        if c & 0xc0000 != 0x0:
-            raise r.fail_at(av + 20, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-        u = ((c >> 10) & 255)
+        if c & 0x30000 != 0x0:
+            raise r.fail_at(av + 18, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        u = ((c >> 8) & 255)
         f_2_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 18)
-            c = (win >> av) & 0x3ffff
-            u2 = c >> 10
+            u2 = c & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
-                u2 = c >> 10
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 10
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 10
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
+        else:
+            av += 8
         f_2_NotificationMaxDelay = u
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         try:
-            f_2_EVSENotification, ec = _Ta34fb74f[(c >> 2) & 0xff]
+            f_2_EVSENotification, ec = _Ta34fb74f[c >> 14]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x390 != 0x0:
-                raise r.fail_at(av + 10, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
-            iv = ((c >> 5) & 3)
+            if c & 0x390000 != 0x0:
+                raise r.fail_at(av + 22, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
+            iv = ((c >> 17) & 3)
             if iv >= 3:
-                raise r.fail_at(av + 2, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 14, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_2_EVSENotification = _E_iso2_EVSENotificationType[iv]
-            ec = ((c >> 2) & 3)
+            ec = ((c >> 14) & 3)
         if ec == 0:
-            av -= 12
-            if av < 0:
-                win, av = r.refill(av, 14)
-            c = (win >> av) & 0x3fff
             try:
-                f_2_EVSEIsolationStatus, f_2_EVSEStatusCode = _T7e11f26f[c >> 2]
+                f_2_EVSEIsolationStatus, f_2_EVSEStatusCode = _T7e11f26f[(c >> 2) & 0xfff]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x2384 != 0x0:
                     raise r.fail_at(av + 14, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
@@ -13948,65 +14100,57 @@ def _d_iso2_PowerDeliveryResType(r: BitReader) -> _iso2.PowerDeliveryResType:
                     raise r.fail_at(av + 2, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
                 f_2_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
         elif ec == 1:
-            av -= 6
-            if av < 0:
-                win, av = r.refill(av, 8)
-            c = (win >> av) & 0xff
+            av += 6
             try:
-                f_2_EVSEStatusCode = _Tf61d13e1[c >> 2]
+                f_2_EVSEStatusCode = _Tf61d13e1[(c >> 8) & 0x3f]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x84 != 0x0:
+                if c & 0x2100 != 0x0:
                     raise r.fail_at(av + 8, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                iv = ((c >> 3) & 15)
+                iv = ((c >> 9) & 15)
                 if iv >= 12:
                     raise r.fail_at(av + 2, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
                 f_2_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+            c >>= 6
         else:
-            raise r.fail_at(av + 2, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+            raise r.fail_at(av + 14, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
         if c & 0x2 != 0x0:
             raise r.fail_at(av + 2, 'PowerDeliveryResType[1]', 'expected EE')
-        ob2_ = _new(_iso2.DC_EVSEStatusType)
+        ob2_ = _new(_K_iso2_DC_EVSEStatusType)
         ob2_.NotificationMaxDelay = f_2_NotificationMaxDelay
         ob2_.EVSENotification = f_2_EVSENotification
         ob2_.EVSEIsolationStatus = f_2_EVSEIsolationStatus
         ob2_.EVSEStatusCode = f_2_EVSEStatusCode
         f_DC_EVSEStatus = ob2_
     elif ec == 2:
-        av += 2
-        if c & 0xc0000 != 0x0:
+        if c & 0x30000 != 0x0:
             raise r.fail_at(av + 18, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-        u = ((c >> 10) & 255)
+        u = ((c >> 8) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 16)
-            c = (win >> av) & 0xffff
-            u2 = c >> 8
+            u2 = c & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 16)
-                c = (win >> av) & 0xffff
-                u2 = c >> 8
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    c = (win >> av) & 0xff
         else:
-            c >>= 2
+            av += 8
         f_3_NotificationMaxDelay = u
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         try:
-            f_3_EVSENotification = _T098c27c7[(c >> 1) & 0x7f]
+            f_3_EVSENotification = _T098c27c7[c >> 1]
         except KeyError:  # not a valid pattern: say why
             if c & 0xe6 != 0x0:
                 raise r.fail_at(av + 8, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE') from None
@@ -14014,16 +14158,16 @@ def _d_iso2_PowerDeliveryResType(r: BitReader) -> _iso2.PowerDeliveryResType:
             if iv >= 3:
                 raise r.fail_at(av + 1, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_3_EVSENotification = _E_iso2_EVSENotificationType[iv]
-        ob3_ = _new(_iso2.EVSEStatusType)
+        ob3_ = _new(_K_iso2_EVSEStatusType)
         ob3_.NotificationMaxDelay = f_3_NotificationMaxDelay
         ob3_.EVSENotification = f_3_EVSENotification
         f_EVSEStatus = ob3_
     else:
-        raise r.fail_at(av + 20, 'PowerDeliveryResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
+        raise r.fail_at(av + 18, 'PowerDeliveryResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'PowerDeliveryResType', 'expected EE')
     r.avail = av
-    ob = _new(_iso2.PowerDeliveryResType)
+    ob = _new(_K_iso2_PowerDeliveryResType)
     ob.ResponseCode = f_ResponseCode
     ob.AC_EVSEStatus = f_AC_EVSEStatus
     ob.DC_EVSEStatus = f_DC_EVSEStatus
@@ -14041,33 +14185,33 @@ def _e_iso2_PowerDeliveryResType(w: BitWriter, o: _iso2.PowerDeliveryResType) ->
         c1 = o.AC_EVSEStatus
         if c1.NotificationMaxDelay is None:
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-        a <<= 4
-        k += 4
         t1 = c1.NotificationMaxDelay
         if t1 < 0 or (w.strict and (t1 > 65535)):
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t1)
         u = t1
+        if c1.EVSENotification is None:
+            raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
+        if c1.RCD is None:
+            raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 23) | (u) << 11 | (_I_iso2_EVSENotificationType[c1.EVSENotification]) << 6 | (_BOOL[c1.RCD]) << 2
+            k += 23
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 31) | (u & 0x7F) << 19 | (u >> 7) << 11 | (_I_iso2_EVSENotificationType[c1.EVSENotification]) << 6 | (_BOOL[c1.RCD]) << 2 | 0x4000000
+            k += 31
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 39) | (u & 0x7F) << 27 | (u >> 7 & 0x7F) << 19 | (u >> 14) << 11 | (_I_iso2_EVSENotificationType[c1.EVSENotification]) << 6 | (_BOOL[c1.RCD]) << 2 | 0x404000000
+            k += 39
         else:
+            a <<= 4
+            k += 4
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if c1.EVSENotification is None:
-            raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-        if c1.RCD is None:
-            raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-        a = (a << 11) | (_I_iso2_EVSENotificationType[c1.EVSENotification]) << 6 | (_BOOL[c1.RCD]) << 2
-        k += 11
+            a = (a << 11) | (_I_iso2_EVSENotificationType[c1.EVSENotification]) << 6 | (_BOOL[c1.RCD]) << 2
+            k += 11
         if o.DC_EVSEStatus is not None:
             raise encode_error('PowerDeliveryResType.DC_EVSEStatus', 'cannot be combined with AC_EVSEStatus')
         if o.EVSEStatus is not None:
@@ -14086,31 +14230,31 @@ def _e_iso2_PowerDeliveryResType(w: BitWriter, o: _iso2.PowerDeliveryResType) ->
         c2 = o.EVSEStatus
         if c2.NotificationMaxDelay is None:
             raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
-        a = (a << 4) | 0x8
-        k += 4
         t2 = c2.NotificationMaxDelay
         if t2 < 0 or (w.strict and (t2 > 65535)):
             raise encode_error('EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t2)
         u = t2
+        if c2.EVSENotification is None:
+            raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 19) | (u) << 7 | (_I_iso2_EVSENotificationType[c2.EVSENotification]) << 2 | 0x40000
+            k += 19
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 27) | (u & 0x7F) << 15 | (u >> 7) << 7 | (_I_iso2_EVSENotificationType[c2.EVSENotification]) << 2 | 0x4400000
+            k += 27
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 35) | (u & 0x7F) << 23 | (u >> 7 & 0x7F) << 15 | (u >> 14) << 7 | (_I_iso2_EVSENotificationType[c2.EVSENotification]) << 2 | 0x440400000
+            k += 35
         else:
+            a = (a << 4) | 0x8
+            k += 4
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if c2.EVSENotification is None:
-            raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
-        a = (a << 7) | (_I_iso2_EVSENotificationType[c2.EVSENotification]) << 2
-        k += 7
+            a = (a << 7) | (_I_iso2_EVSENotificationType[c2.EVSENotification]) << 2
+            k += 7
     else:
         raise encode_error('PowerDeliveryResType', 'missing SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
     a <<= 1
@@ -14120,13 +14264,13 @@ def _e_iso2_PowerDeliveryResType(w: BitWriter, o: _iso2.PowerDeliveryResType) ->
     if k >= 1024:
         w.spill()
 
-def _d_iso2_PreChargeReqType(r: BitReader) -> _iso2.PreChargeReqType:
+def _d_iso2_PreChargeReqType(r: BitReader, c: int) -> _iso2.PreChargeReqType:
     win = r.win
     av = r.avail
     f_DC_EVStatus: _iso2.DC_EVStatusType
     f_EVTargetVoltage: _iso2.PhysicalValueType
     f_EVTargetCurrent: _iso2.PhysicalValueType
-    av -= 47
+    av -= 19
     if av < 0:
         win, av = r.refill(av, 47)
     c = (win >> av) & 0x7fffffffffff
@@ -14145,7 +14289,7 @@ def _d_iso2_PreChargeReqType(r: BitReader) -> _iso2.PreChargeReqType:
     f_2_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    ob1_ = _new(_iso2.DC_EVStatusType)
+    ob1_ = _new(_K_iso2_DC_EVStatusType)
     ob1_.EVReady = f_1_EVReady
     ob1_.EVErrorCode = f_1_EVErrorCode
     ob1_.EVRESSSOC = f_1_EVRESSSOC
@@ -14170,23 +14314,23 @@ def _d_iso2_PreChargeReqType(r: BitReader) -> _iso2.PreChargeReqType:
                 win = r.win
                 av = r.avail
     f_2_Value = -u - 1 if sg else u
-    av -= 29
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 29)
-    c = (win >> av) & 0x1fffffff
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
     try:
-        f_3_Multiplier, f_3_Unit, sg = _Td9e86f2b[c >> 11]
+        f_3_Multiplier, f_3_Unit, sg = _Td9e86f2b[c >> 12]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x1f1c7000 != 0x0:
-            raise r.fail_at(av + 29, 'PreChargeReqType', 'expected EE of Value, EE, SE(EVTargetCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-        f_3_Multiplier = ((c >> 21) & 7) - 3
-        iv = ((c >> 15) & 7)
+        if c & 0x3e38e000 != 0x0:
+            raise r.fail_at(av + 30, 'PreChargeReqType', 'expected EE of Value, EE, SE(EVTargetCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+        f_3_Multiplier = ((c >> 22) & 7) - 3
+        iv = ((c >> 16) & 7)
         if iv >= 7:
-            raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
         f_3_Unit = _E_iso2_unitSymbolType[iv]
-        sg = ((c >> 11) & 1)
-    u = ((c >> 3) & 255)
-    ob2_ = _new(_iso2.PhysicalValueType)
+        sg = ((c >> 12) & 1)
+    u = ((c >> 4) & 255)
+    ob2_ = _new(_K_iso2_PhysicalValueType)
     ob2_.Multiplier = f_2_Multiplier
     ob2_.Unit = f_2_Unit
     ob2_.Value = f_2_Value
@@ -14194,39 +14338,40 @@ def _d_iso2_PreChargeReqType(r: BitReader) -> _iso2.PreChargeReqType:
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        u2 = c >> 3
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        u2 = c >> 4
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 3
+                av += 4
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 3
+                av -= 4
                 if av < 0:
-                    win, av = r.refill(av, 3)
-                c = (win >> av) & 0x7
+                    win, av = r.refill(av, 4)
+                c = (win >> av) & 0xf
     f_3_Value = -u - 1 if sg else u
-    if c & 0x7 != 0x0:
+    av += 1
+    if c & 0xe != 0x0:
         raise r.fail_at(av + 3, 'PreChargeReqType', 'expected EE of Value, EE, EE')
-    ob3_ = _new(_iso2.PhysicalValueType)
+    ob3_ = _new(_K_iso2_PhysicalValueType)
     ob3_.Multiplier = f_3_Multiplier
     ob3_.Unit = f_3_Unit
     ob3_.Value = f_3_Value
     f_EVTargetCurrent = ob3_
     r.avail = av
-    ob = _new(_iso2.PreChargeReqType)
+    ob = _new(_K_iso2_PreChargeReqType)
     ob.DC_EVStatus = f_DC_EVStatus
     ob.EVTargetVoltage = f_EVTargetVoltage
     ob.EVTargetCurrent = f_EVTargetCurrent
@@ -14265,21 +14410,6 @@ def _e_iso2_PreChargeReqType(w: BitWriter, o: _iso2.PreChargeReqType) -> None:
     a = (a << 39) | (_BOOL[c1.EVReady]) << 35 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 28 | (t1) << 18 | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t3 < 0 else 0)
     k += 39
     u = -t3 - 1 if t3 < 0 else t3
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
     if o.EVTargetCurrent is None:
         raise encode_error('PreChargeReqType.EVTargetCurrent', 'required value missing')
     c3 = o.EVTargetCurrent
@@ -14295,131 +14425,137 @@ def _e_iso2_PreChargeReqType(w: BitWriter, o: _iso2.PreChargeReqType) -> None:
     t5 = c3.Value
     if (w.strict and (t5 < -32768 or t5 > 32767)):
         raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t5)
-    a = (a << 18) | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t5 < 0 else 0)
-    k += 18
-    u = -t5 - 1 if t5 < 0 else t5
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 26) | (u) << 18 | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t5 < 0 else 0)
+        k += 26
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 34) | (u & 0x7F) << 26 | (u >> 7) << 18 | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t5 < 0 else 0) | 0x200000000
+        k += 34
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 42) | (u & 0x7F) << 34 | (u >> 7 & 0x7F) << 26 | (u >> 14) << 18 | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t5 < 0 else 0) | 0x20200000000
+        k += 42
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 3
-    k += 3
+        a = (a << 18) | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t5 < 0 else 0)
+        k += 18
+    u = -t5 - 1 if t5 < 0 else t5
+    if u < 0x80:
+        a = (a << 11) | (u) << 3
+        k += 11
+    elif u < 0x4000:
+        a = (a << 19) | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+        k += 19
+    elif u < 0x200000:
+        a = (a << 27) | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+        k += 27
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a <<= 3
+        k += 3
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_iso2_PreChargeResType(r: BitReader) -> _iso2.PreChargeResType:
+def _d_iso2_PreChargeResType(r: BitReader, c: int) -> _iso2.PreChargeResType:
     win = r.win
     av = r.avail
     f_ResponseCode: _iso2.responseCodeType
     f_DC_EVSEStatus: _iso2.DC_EVSEStatusType
     f_EVSEPresentVoltage: _iso2.PhysicalValueType
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
     try:
-        f_ResponseCode = _Te9aa56c0[c >> 19]
+        f_ResponseCode = _Te9aa56c0[(c >> 17) & 0x7ff]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x30780000 != 0x0:
-            raise r.fail_at(av + 30, 'PreChargeResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
-        iv = ((c >> 23) & 31)
+        if c & 0xc1e0000 != 0x0:
+            raise r.fail_at(av + 28, 'PreChargeResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
+        iv = ((c >> 21) & 31)
         if iv >= 26:
-            raise r.fail_at(av + 19, 'PreChargeResType.ResponseCode', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 17, 'PreChargeResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso2_responseCodeType[iv]
-    u = ((c >> 11) & 255)
+    u = ((c >> 9) & 255)
     f_1_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 19)
-        c = (win >> av) & 0x7ffff
-        u2 = c >> 11
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 19)
-            c = (win >> av) & 0x7ffff
-            u2 = c >> 11
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 11
+                av += 1
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 11
+                av -= 1
                 if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     f_1_NotificationMaxDelay = u
+    av -= 29
+    if av < 0:
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
     try:
-        f_1_EVSENotification, ec = _Ta34fb74f[(c >> 3) & 0xff]
+        f_1_EVSENotification, ec = _Ta34fb74f[c >> 22]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x720 != 0x0:
-            raise r.fail_at(av + 11, 'PreChargeResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
-        iv = ((c >> 6) & 3)
+        if c & 0x39000000 != 0x0:
+            raise r.fail_at(av + 30, 'PreChargeResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
+        iv = ((c >> 25) & 3)
         if iv >= 3:
-            raise r.fail_at(av + 3, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 22, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_1_EVSENotification = _E_iso2_EVSENotificationType[iv]
-        ec = ((c >> 3) & 3)
+        ec = ((c >> 22) & 3)
     if ec == 0:
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
         try:
-            f_1_EVSEIsolationStatus, f_1_EVSEStatusCode = _T7e11f26f[c >> 18]
+            f_1_EVSEIsolationStatus, f_1_EVSEStatusCode = _T7e11f26f[(c >> 10) & 0xfff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x23840000 != 0x0:
-                raise r.fail_at(av + 30, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            iv = ((c >> 26) & 7)
+            if c & 0x238400 != 0x0:
+                raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+            iv = ((c >> 18) & 7)
             if iv >= 5:
-                raise r.fail_at(av + 18, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 10, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}') from None
             f_1_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
-            iv = ((c >> 19) & 15)
+            iv = ((c >> 11) & 15)
             if iv >= 12:
-                raise r.fail_at(av + 18, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 10, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
             f_1_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-        av -= 10
+        av -= 18
         if av < 0:
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
     elif ec == 1:
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
         try:
-            f_1_EVSEStatusCode = _Tf61d13e1[c >> 24]
+            f_1_EVSEStatusCode = _Tf61d13e1[(c >> 16) & 0x3f]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x21000000 != 0x0:
-                raise r.fail_at(av + 30, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            iv = ((c >> 25) & 15)
+            if c & 0x210000 != 0x0:
+                raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+            iv = ((c >> 17) & 15)
             if iv >= 12:
-                raise r.fail_at(av + 24, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 16, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
             f_1_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-        av -= 4
+        av -= 12
         if av < 0:
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
     else:
-        raise r.fail_at(av + 3, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+        raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     try:
         f_2_Multiplier, f_2_Unit, sg = _T9dbb19d6[(c >> 11) & 0x1ffff]
     except KeyError:  # not a valid pattern: say why
@@ -14432,7 +14568,7 @@ def _d_iso2_PreChargeResType(r: BitReader) -> _iso2.PreChargeResType:
         f_2_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 11) & 1)
     u = ((c >> 3) & 255)
-    ob1_ = _new(_iso2.DC_EVSEStatusType)
+    ob1_ = _new(_K_iso2_DC_EVSEStatusType)
     ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
     ob1_.EVSENotification = f_1_EVSENotification
     ob1_.EVSEIsolationStatus = f_1_EVSEIsolationStatus
@@ -14467,13 +14603,13 @@ def _d_iso2_PreChargeResType(r: BitReader) -> _iso2.PreChargeResType:
     f_2_Value = -u - 1 if sg else u
     if c & 0x7 != 0x0:
         raise r.fail_at(av + 3, 'PreChargeResType', 'expected EE of Value, EE, EE')
-    ob2_ = _new(_iso2.PhysicalValueType)
+    ob2_ = _new(_K_iso2_PhysicalValueType)
     ob2_.Multiplier = f_2_Multiplier
     ob2_.Unit = f_2_Unit
     ob2_.Value = f_2_Value
     f_EVSEPresentVoltage = ob2_
     r.avail = av
-    ob = _new(_iso2.PreChargeResType)
+    ob = _new(_K_iso2_PreChargeResType)
     ob.ResponseCode = f_ResponseCode
     ob.DC_EVSEStatus = f_DC_EVSEStatus
     ob.EVSEPresentVoltage = f_EVSEPresentVoltage
@@ -14508,39 +14644,35 @@ def _e_iso2_PreChargeResType(w: BitWriter, o: _iso2.PreChargeResType) -> None:
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
         raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t2)
-    a = (a << 16) | (t1 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t2 < 0 else 0)
-    k += 16
     u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 27) | (t1 + 3) << 21 | (_I_iso2_unitSymbolType[c1.Unit]) << 15 | (1 if t2 < 0 else 0) << 11 | (u) << 3
+        k += 27
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 35) | (t1 + 3) << 29 | (_I_iso2_unitSymbolType[c1.Unit]) << 23 | (1 if t2 < 0 else 0) << 19 | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+        k += 35
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 43) | (t1 + 3) << 37 | (_I_iso2_unitSymbolType[c1.Unit]) << 31 | (1 if t2 < 0 else 0) << 27 | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+        k += 43
     else:
+        a = (a << 16) | (t1 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t2 < 0 else 0)
+        k += 16
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 3
-    k += 3
+        a <<= 3
+        k += 3
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_iso2_ServiceDetailReqType(r: BitReader) -> _iso2.ServiceDetailReqType:
+def _d_iso2_ServiceDetailReqType(r: BitReader, c: int) -> _iso2.ServiceDetailReqType:
     win = r.win
     av = r.avail
     f_ServiceID: int
-    av -= 12
-    if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
     if c & 0xc00 != 0x0:
         raise r.fail_at(av + 12, 'ServiceDetailReqType', 'expected SE(ServiceID), CH of ServiceID')
     u = ((c >> 2) & 255)
@@ -14574,7 +14706,7 @@ def _d_iso2_ServiceDetailReqType(r: BitReader) -> _iso2.ServiceDetailReqType:
     if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'ServiceDetailReqType', 'expected EE of ServiceID, EE')
     r.avail = av
-    ob = _new(_iso2.ServiceDetailReqType)
+    ob = _new(_K_iso2_ServiceDetailReqType)
     ob.ServiceID = f_ServiceID
     return ob
 
@@ -14583,90 +14715,89 @@ def _e_iso2_ServiceDetailReqType(w: BitWriter, o: _iso2.ServiceDetailReqType) ->
     k = w.n
     if o.ServiceID is None:
         raise encode_error('ServiceDetailReqType.ServiceID', 'required value missing')
-    a <<= 2
-    k += 2
     t1 = o.ServiceID
     if t1 < 0 or (w.strict and (t1 > 65535)):
         raise encode_error('ServiceDetailReqType.ServiceID', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 12) | (u) << 2
+        k += 12
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 20) | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+        k += 20
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 28) | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+        k += 28
     else:
+        a <<= 2
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 2
-    k += 2
+        a <<= 2
+        k += 2
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_iso2_ServiceDetailResType(r: BitReader) -> _iso2.ServiceDetailResType:
+def _d_iso2_ServiceDetailResType(r: BitReader, c: int) -> _iso2.ServiceDetailResType:
     win = r.win
     av = r.avail
     f_ResponseCode: _iso2.responseCodeType
     f_ServiceID: int
     f_ServiceParameterList: _iso2.ServiceParameterListType | None = None
-    av -= 21
-    if av < 0:
-        win, av = r.refill(av, 21)
-    c = (win >> av) & 0x1fffff
     try:
-        f_ResponseCode = _T71c1fe91[c >> 11]
+        f_ResponseCode = _T71c1fe91[(c >> 18) & 0x3ff]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x183800 != 0x0:
-            raise r.fail_at(av + 21, 'ServiceDetailResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceID), CH of ServiceID') from None
-        iv = ((c >> 14) & 31)
+        if c & 0xc1c0000 != 0x0:
+            raise r.fail_at(av + 28, 'ServiceDetailResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceID), CH of ServiceID') from None
+        iv = ((c >> 21) & 31)
         if iv >= 26:
-            raise r.fail_at(av + 11, 'ServiceDetailResType.ResponseCode', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 18, 'ServiceDetailResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso2_responseCodeType[iv]
-    u = ((c >> 3) & 255)
+    u = ((c >> 10) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        u2 = c >> 3
+        u2 = (c >> 2) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 3
+                av += 2
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 3
+                av -= 2
                 if av < 0:
-                    win, av = r.refill(av, 3)
-                c = (win >> av) & 0x7
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+    else:
+        av += 8
+        c >>= 8
     f_ServiceID = u
+    av -= 24
+    if av < 0:
+        win, av = r.refill(av, 26)
+    c = (win >> av) & 0x3ffffff
     try:
-        ec = _Taa5bbe96[c & 0x7]
+        ec = _Taa5bbe96[c >> 23]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x4 != 0x0:
-            raise r.fail_at(av + 3, 'ServiceDetailResType', 'expected EE of ServiceID') from None
-        ec = (c & 3)
+        if c & 0x2000000 != 0x0:
+            raise r.fail_at(av + 26, 'ServiceDetailResType', 'expected EE of ServiceID') from None
+        ec = ((c >> 23) & 3)
     if ec == 0:
         r.avail = av
-        f_ServiceParameterList = _d_iso2_ServiceParameterListType(r)
+        f_ServiceParameterList = _d_iso2_ServiceParameterListType(r, c)
         win = r.win
         av = r.avail
         av -= 1
@@ -14676,11 +14807,11 @@ def _d_iso2_ServiceDetailResType(r: BitReader) -> _iso2.ServiceDetailResType:
         if c:
             raise r.fail_at(av + 1, 'ServiceDetailResType[2]', 'expected EE')
     elif ec == 1:
-        pass
+        av += 23
     else:
-        raise r.fail_at(av, 'ServiceDetailResType[2]', f'event code {ec}, expected SE(ServiceParameterList), EE')
+        raise r.fail_at(av + 23, 'ServiceDetailResType[2]', f'event code {ec}, expected SE(ServiceParameterList), EE')
     r.avail = av
-    ob = _new(_iso2.ServiceDetailResType)
+    ob = _new(_K_iso2_ServiceDetailResType)
     ob.ResponseCode = f_ResponseCode
     ob.ServiceID = f_ServiceID
     ob.ServiceParameterList = f_ServiceParameterList
@@ -14694,30 +14825,30 @@ def _e_iso2_ServiceDetailResType(w: BitWriter, o: _iso2.ServiceDetailResType) ->
         raise encode_error('ServiceDetailResType.ResponseCode', 'required value missing')
     if o.ServiceID is None:
         raise encode_error('ServiceDetailResType.ServiceID', 'required value missing')
-    a = (a << 10) | (_I_iso2_responseCodeType[o.ResponseCode]) << 3
-    k += 10
-    s = 1
     t1 = o.ServiceID
     if t1 < 0 or (w.strict and (t1 > 65535)):
         raise encode_error('ServiceDetailResType.ServiceID', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 19) | (_I_iso2_responseCodeType[o.ResponseCode]) << 12 | (u) << 1
+        k += 19
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 27) | (_I_iso2_responseCodeType[o.ResponseCode]) << 20 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 27
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 35) | (_I_iso2_responseCodeType[o.ResponseCode]) << 28 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 35
     else:
+        a = (a << 10) | (_I_iso2_responseCodeType[o.ResponseCode]) << 3
+        k += 10
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
+    s = 1
     s = 2
     if o.ServiceParameterList is not None:
         a <<= 2
@@ -14742,17 +14873,13 @@ def _e_iso2_ServiceDetailResType(w: BitWriter, o: _iso2.ServiceDetailResType) ->
     if k >= 1024:
         w.spill()
 
-def _d_iso2_ServiceDiscoveryReqType(r: BitReader) -> _iso2.ServiceDiscoveryReqType:
+def _d_iso2_ServiceDiscoveryReqType(r: BitReader, c: int) -> _iso2.ServiceDiscoveryReqType:
     win = r.win
     av = r.avail
     f_ServiceScope: str | None = None
     f_ServiceCategory: _iso2.serviceCategoryType | None = None
     s = 0
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    ec = (c >> 9)
+    ec = ((c >> 9) & 3)
     if ec == 0:
         if c & 0x100 != 0x0:
             raise r.fail_at(av + 9, 'ServiceDiscoveryReqType[0]', 'expected CH of ServiceScope')
@@ -14780,53 +14907,52 @@ def _d_iso2_ServiceDiscoveryReqType(r: BitReader) -> _iso2.ServiceDiscoveryReqTy
         f_ServiceScope = r.string_of(u, 64)
         win = r.win
         av = r.avail
-        av -= 7
+        av -= 8
         if av < 0:
-            win, av = r.refill(av, 7)
-        c = (win >> av) & 0x7f
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         try:
-            ec = _Taa5bbe96[c >> 4]
+            ec = _Taa5bbe96[c >> 5]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x40 != 0x0:
-                raise r.fail_at(av + 7, 'ServiceDiscoveryReqType[0]', 'expected EE of ServiceScope') from None
-            ec = ((c >> 4) & 3)
+            if c & 0x80 != 0x0:
+                raise r.fail_at(av + 8, 'ServiceDiscoveryReqType[0]', 'expected EE of ServiceScope') from None
+            ec = ((c >> 5) & 3)
         if ec == 0:
             try:
-                f_ServiceCategory = _Tbf93dfca[c & 0xf]
+                f_ServiceCategory = _Tbf93dfca[(c >> 1) & 0xf]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x9 != 0x0:
-                    raise r.fail_at(av + 4, 'ServiceDiscoveryReqType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
-                f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 1) & 3)]
+                if c & 0x12 != 0x0:
+                    raise r.fail_at(av + 5, 'ServiceDiscoveryReqType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
+                f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 2) & 3)]
             s = 2
         elif ec == 1:
             av += 4
             s = -1
         else:
-            raise r.fail_at(av + 4, 'ServiceDiscoveryReqType[1]', f'event code {ec}, expected SE(ServiceCategory), EE')
+            raise r.fail_at(av + 5, 'ServiceDiscoveryReqType[1]', f'event code {ec}, expected SE(ServiceCategory), EE')
     elif ec == 1:
-        av += 5
+        av += 4
         try:
             f_ServiceCategory = _Tbf93dfca[(c >> 5) & 0xf]
         except KeyError:  # not a valid pattern: say why
             if c & 0x120 != 0x0:
-                raise r.fail_at(av + 4, 'ServiceDiscoveryReqType[0]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
+                raise r.fail_at(av + 5, 'ServiceDiscoveryReqType[0]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
             f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 6) & 3)]
+        c >>= 4
         s = 2
     elif ec == 2:
-        av += 9
+        av += 8
         s = -1
     else:
         raise r.fail_at(av + 9, 'ServiceDiscoveryReqType[0]', f'event code {ec}, expected SE(ServiceScope), SE(ServiceCategory), EE')
     if s == 2:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ServiceDiscoveryReqType[2]', 'expected EE')
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'ServiceDiscoveryReqType', 'expected EE')
         s = -1
+    else:
+        av += 1
     r.avail = av
-    ob = _new(_iso2.ServiceDiscoveryReqType)
+    ob = _new(_K_iso2_ServiceDiscoveryReqType)
     ob.ServiceScope = f_ServiceScope
     ob.ServiceCategory = f_ServiceCategory
     return ob
@@ -14875,57 +15001,59 @@ def _e_iso2_ServiceDiscoveryReqType(w: BitWriter, o: _iso2.ServiceDiscoveryReqTy
     if k >= 1024:
         w.spill()
 
-def _d_iso2_ServiceDiscoveryResType(r: BitReader) -> _iso2.ServiceDiscoveryResType:
+def _d_iso2_ServiceDiscoveryResType(r: BitReader, c: int) -> _iso2.ServiceDiscoveryResType:
     win = r.win
     av = r.avail
     f_ResponseCode: _iso2.responseCodeType
     f_PaymentOptionList: _iso2.PaymentOptionListType
     f_ChargeService: _iso2.ChargeServiceType
     f_ServiceList: _iso2.ServiceListType | None = None
-    av -= 20
-    if av < 0:
-        win, av = r.refill(av, 20)
-    c = (win >> av) & 0xfffff
     try:
-        f_ResponseCode = _Tdf4a1f7e[c >> 11]
+        f_ResponseCode = _Tdf4a1f7e[(c >> 19) & 0x1ff]
     except KeyError:  # not a valid pattern: say why
-        if c & 0xc1800 != 0x0:
-            raise r.fail_at(av + 20, 'ServiceDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PaymentOptionList)') from None
-        iv = ((c >> 13) & 31)
+        if c & 0xc180000 != 0x0:
+            raise r.fail_at(av + 28, 'ServiceDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PaymentOptionList)') from None
+        iv = ((c >> 21) & 31)
         if iv >= 26:
-            raise r.fail_at(av + 11, 'ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 19, 'ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso2_responseCodeType[iv]
     f_1_PaymentOption: list[_iso2.paymentOptionType] = []
-    if c & 0x680 != 0x0:
-        raise r.fail_at(av + 11, 'ServiceDiscoveryResType', 'expected SE(PaymentOption), CH of PaymentOption, EE of PaymentOption')
-    f_1_PaymentOption.append(_E_iso2_paymentOptionType[((c >> 8) & 1)])
-    ec = ((c >> 5) & 3)
+    if c & 0x68000 != 0x0:
+        raise r.fail_at(av + 19, 'ServiceDiscoveryResType', 'expected SE(PaymentOption), CH of PaymentOption, EE of PaymentOption')
+    f_1_PaymentOption.append(_E_iso2_paymentOptionType[((c >> 16) & 1)])
+    ec = ((c >> 13) & 3)
     if ec == 0:
-        if c & 0x16 != 0x0:
-            raise r.fail_at(av + 5, 'PaymentOptionListType[1]', 'expected CH of PaymentOption, EE of PaymentOption, EE')
-        f_1_PaymentOption.append(_E_iso2_paymentOptionType[((c >> 3) & 1)])
+        if c & 0x1600 != 0x0:
+            raise r.fail_at(av + 13, 'PaymentOptionListType[1]', 'expected CH of PaymentOption, EE of PaymentOption, EE')
+        f_1_PaymentOption.append(_E_iso2_paymentOptionType[((c >> 11) & 1)])
+        av -= 20
+        if av < 0:
+            win, av = r.refill(av, 29)
+        c = (win >> av) & 0x1fffffff
     elif ec == 1:
-        av += 4
-        c >>= 4
+        av -= 16
+        if av < 0:
+            win, av = r.refill(av, 29)
+        c = (win >> av) & 0x1fffffff
     else:
-        raise r.fail_at(av + 5, 'PaymentOptionListType[1]', f'event code {ec}, expected SE(PaymentOption), EE')
-    if c & 0x1 != 0x0:
-        raise r.fail_at(av + 1, 'ServiceDiscoveryResType', 'expected SE(ChargeService)')
-    ob1_ = _new(_iso2.PaymentOptionListType)
+        raise r.fail_at(av + 13, 'PaymentOptionListType[1]', f'event code {ec}, expected SE(PaymentOption), EE')
+    if c & 0x10000000 != 0x0:
+        raise r.fail_at(av + 29, 'ServiceDiscoveryResType', 'expected SE(ChargeService)')
+    ob1_ = _new(_K_iso2_PaymentOptionListType)
     ob1_.PaymentOption = f_1_PaymentOption
     f_PaymentOptionList = ob1_
     r.avail = av
-    f_ChargeService = _d_iso2_ChargeServiceType(r)
+    f_ChargeService = _d_iso2_ChargeServiceType(r, c)
     win = r.win
     av = r.avail
-    av -= 2
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    ec = (c >> 28)
     if ec == 0:
         r.avail = av
-        f_ServiceList = _d_iso2_ServiceListType(r)
+        f_ServiceList = _d_iso2_ServiceListType(r, c)
         win = r.win
         av = r.avail
         av -= 1
@@ -14935,11 +15063,11 @@ def _d_iso2_ServiceDiscoveryResType(r: BitReader) -> _iso2.ServiceDiscoveryResTy
         if c:
             raise r.fail_at(av + 1, 'ServiceDiscoveryResType[3]', 'expected EE')
     elif ec == 1:
-        pass
+        av += 28
     else:
-        raise r.fail_at(av, 'ServiceDiscoveryResType[3]', f'event code {ec}, expected SE(ServiceList), EE')
+        raise r.fail_at(av + 28, 'ServiceDiscoveryResType[3]', f'event code {ec}, expected SE(ServiceList), EE')
     r.avail = av
-    ob = _new(_iso2.ServiceDiscoveryResType)
+    ob = _new(_K_iso2_ServiceDiscoveryResType)
     ob.ResponseCode = f_ResponseCode
     ob.PaymentOptionList = f_PaymentOptionList
     ob.ChargeService = f_ChargeService
@@ -14996,14 +15124,10 @@ def _e_iso2_ServiceDiscoveryResType(w: BitWriter, o: _iso2.ServiceDiscoveryResTy
     if k >= 1024:
         w.spill()
 
-def _d_iso2_SessionSetupReqType(r: BitReader) -> _iso2.SessionSetupReqType:
+def _d_iso2_SessionSetupReqType(r: BitReader, c: int) -> _iso2.SessionSetupReqType:
     win = r.win
     av = r.avail
     f_EVCCID: bytes
-    av -= 10
-    if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'SessionSetupReqType', 'expected SE(EVCCID), CH of EVCCID')
     u = (c & 255)
@@ -15037,7 +15161,7 @@ def _d_iso2_SessionSetupReqType(r: BitReader) -> _iso2.SessionSetupReqType:
     if c:
         raise r.fail_at(av + 2, 'SessionSetupReqType', 'expected EE of EVCCID, EE')
     r.avail = av
-    ob = _new(_iso2.SessionSetupReqType)
+    ob = _new(_K_iso2_SessionSetupReqType)
     ob.EVCCID = f_EVCCID
     return ob
 
@@ -15062,18 +15186,14 @@ def _e_iso2_SessionSetupReqType(w: BitWriter, o: _iso2.SessionSetupReqType) -> N
     if k >= 1024:
         w.spill()
 
-def _d_iso2_SessionSetupResType(r: BitReader) -> _iso2.SessionSetupResType:
+def _d_iso2_SessionSetupResType(r: BitReader, c: int) -> _iso2.SessionSetupResType:
     win = r.win
     av = r.avail
     f_ResponseCode: _iso2.responseCodeType
     f_EVSEID: str
     f_EVSETimeStamp: int | None = None
-    av -= 18
-    if av < 0:
-        win, av = r.refill(av, 18)
-    c = (win >> av) & 0x3ffff
     try:
-        f_ResponseCode = _T71c1fe91[c >> 8]
+        f_ResponseCode = _T71c1fe91[(c >> 8) & 0x3ff]
     except KeyError:  # not a valid pattern: say why
         if c & 0x30700 != 0x0:
             raise r.fail_at(av + 18, 'SessionSetupResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID') from None
@@ -15157,7 +15277,7 @@ def _d_iso2_SessionSetupResType(r: BitReader) -> _iso2.SessionSetupResType:
     else:
         raise r.fail_at(av + 12, 'SessionSetupResType[2]', f'event code {ec}, expected SE(EVSETimeStamp), EE')
     r.avail = av
-    ob = _new(_iso2.SessionSetupResType)
+    ob = _new(_K_iso2_SessionSetupResType)
     ob.ResponseCode = f_ResponseCode
     ob.EVSEID = f_EVSEID
     ob.EVSETimeStamp = f_EVSETimeStamp
@@ -15188,26 +15308,26 @@ def _e_iso2_SessionSetupResType(w: BitWriter, o: _iso2.SessionSetupResType) -> N
         t1 = o.EVSETimeStamp
         if (w.strict and (t1 < -9223372036854775808 or t1 > 9223372036854775807)):
             raise encode_error('SessionSetupResType.EVSETimeStamp', 'outside -9223372036854775808..9223372036854775807', t1)
-        a = (a << 4) | (1 if t1 < 0 else 0)
-        k += 4
         u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 13) | (1 if t1 < 0 else 0) << 9 | (u) << 1
+            k += 13
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 21) | (1 if t1 < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+            k += 21
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 29) | (1 if t1 < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+            k += 29
         else:
+            a = (a << 4) | (1 if t1 < 0 else 0)
+            k += 4
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 1
-        k += 1
+            a <<= 1
+            k += 1
         s = 3
     else:
         a = (a << 2) | 0x1
@@ -15223,22 +15343,17 @@ def _e_iso2_SessionSetupResType(w: BitWriter, o: _iso2.SessionSetupResType) -> N
     if k >= 1024:
         w.spill()
 
-def _d_iso2_SessionStopReqType(r: BitReader) -> _iso2.SessionStopReqType:
-    win = r.win
+def _d_iso2_SessionStopReqType(r: BitReader, c: int) -> _iso2.SessionStopReqType:
     av = r.avail
     f_ChargingSession: _iso2.chargingSessionType
-    av -= 5
-    if av < 0:
-        win, av = r.refill(av, 5)
-    c = (win >> av) & 0x1f
     try:
-        f_ChargingSession = _T7520debf[c]
+        f_ChargingSession = _T7520debf[c & 0x1f]
     except KeyError:  # not a valid pattern: say why
         if c & 0x1b != 0x0:
             raise r.fail_at(av + 5, 'SessionStopReqType', 'expected SE(ChargingSession), CH of ChargingSession, EE of ChargingSession, EE') from None
         f_ChargingSession = _E_iso2_chargingSessionType[((c >> 2) & 1)]
     r.avail = av
-    ob = _new(_iso2.SessionStopReqType)
+    ob = _new(_K_iso2_SessionStopReqType)
     ob.ChargingSession = f_ChargingSession
     return ob
 
@@ -15254,16 +15369,11 @@ def _e_iso2_SessionStopReqType(w: BitWriter, o: _iso2.SessionStopReqType) -> Non
     if k >= 1024:
         w.spill()
 
-def _d_iso2_SessionStopResType(r: BitReader) -> _iso2.SessionStopResType:
-    win = r.win
+def _d_iso2_SessionStopResType(r: BitReader, c: int) -> _iso2.SessionStopResType:
     av = r.avail
     f_ResponseCode: _iso2.responseCodeType
-    av -= 9
-    if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
     try:
-        f_ResponseCode = _Tdf4a1f7e[c]
+        f_ResponseCode = _Tdf4a1f7e[c & 0x1ff]
     except KeyError:  # not a valid pattern: say why
         if c & 0x183 != 0x0:
             raise r.fail_at(av + 9, 'SessionStopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE') from None
@@ -15272,7 +15382,7 @@ def _d_iso2_SessionStopResType(r: BitReader) -> _iso2.SessionStopResType:
             raise r.fail_at(av, 'SessionStopResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso2_responseCodeType[iv]
     r.avail = av
-    ob = _new(_iso2.SessionStopResType)
+    ob = _new(_K_iso2_SessionStopResType)
     ob.ResponseCode = f_ResponseCode
     return ob
 
@@ -15288,14 +15398,9 @@ def _e_iso2_SessionStopResType(w: BitWriter, o: _iso2.SessionStopResType) -> Non
     if k >= 1024:
         w.spill()
 
-def _d_iso2_WeldingDetectionReqType(r: BitReader) -> _iso2.WeldingDetectionReqType:
-    win = r.win
+def _d_iso2_WeldingDetectionReqType(r: BitReader, c: int) -> _iso2.WeldingDetectionReqType:
     av = r.avail
     f_DC_EVStatus: _iso2.DC_EVStatusType
-    av -= 24
-    if av < 0:
-        win, av = r.refill(av, 24)
-    c = (win >> av) & 0xffffff
     if c & 0xee1c07 != 0x0:
         raise r.fail_at(av + 24, 'WeldingDetectionReqType', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, EE')
     f_1_EVReady = ((c >> 20) & 1) == 1
@@ -15304,13 +15409,13 @@ def _d_iso2_WeldingDetectionReqType(r: BitReader) -> _iso2.WeldingDetectionReqTy
         raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
     f_1_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
     f_1_EVRESSSOC = ((c >> 3) & 127)
-    ob1_ = _new(_iso2.DC_EVStatusType)
+    ob1_ = _new(_K_iso2_DC_EVStatusType)
     ob1_.EVReady = f_1_EVReady
     ob1_.EVErrorCode = f_1_EVErrorCode
     ob1_.EVRESSSOC = f_1_EVRESSSOC
     f_DC_EVStatus = ob1_
     r.avail = av
-    ob = _new(_iso2.WeldingDetectionReqType)
+    ob = _new(_K_iso2_WeldingDetectionReqType)
     ob.DC_EVStatus = f_DC_EVStatus
     return ob
 
@@ -15336,106 +15441,97 @@ def _e_iso2_WeldingDetectionReqType(w: BitWriter, o: _iso2.WeldingDetectionReqTy
     if k >= 1024:
         w.spill()
 
-def _d_iso2_WeldingDetectionResType(r: BitReader) -> _iso2.WeldingDetectionResType:
+def _d_iso2_WeldingDetectionResType(r: BitReader, c: int) -> _iso2.WeldingDetectionResType:
     win = r.win
     av = r.avail
     f_ResponseCode: _iso2.responseCodeType
     f_DC_EVSEStatus: _iso2.DC_EVSEStatusType
     f_EVSEPresentVoltage: _iso2.PhysicalValueType
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
     try:
-        f_ResponseCode = _Te9aa56c0[c >> 19]
+        f_ResponseCode = _Te9aa56c0[(c >> 17) & 0x7ff]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x30780000 != 0x0:
-            raise r.fail_at(av + 30, 'WeldingDetectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
-        iv = ((c >> 23) & 31)
+        if c & 0xc1e0000 != 0x0:
+            raise r.fail_at(av + 28, 'WeldingDetectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
+        iv = ((c >> 21) & 31)
         if iv >= 26:
-            raise r.fail_at(av + 19, 'WeldingDetectionResType.ResponseCode', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 17, 'WeldingDetectionResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso2_responseCodeType[iv]
-    u = ((c >> 11) & 255)
+    u = ((c >> 9) & 255)
     f_1_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 19)
-        c = (win >> av) & 0x7ffff
-        u2 = c >> 11
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 19)
-            c = (win >> av) & 0x7ffff
-            u2 = c >> 11
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 11
+                av += 1
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 11
+                av -= 1
                 if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     f_1_NotificationMaxDelay = u
+    av -= 29
+    if av < 0:
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
     try:
-        f_1_EVSENotification, ec = _Ta34fb74f[(c >> 3) & 0xff]
+        f_1_EVSENotification, ec = _Ta34fb74f[c >> 22]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x720 != 0x0:
-            raise r.fail_at(av + 11, 'WeldingDetectionResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
-        iv = ((c >> 6) & 3)
+        if c & 0x39000000 != 0x0:
+            raise r.fail_at(av + 30, 'WeldingDetectionResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
+        iv = ((c >> 25) & 3)
         if iv >= 3:
-            raise r.fail_at(av + 3, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 22, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_1_EVSENotification = _E_iso2_EVSENotificationType[iv]
-        ec = ((c >> 3) & 3)
+        ec = ((c >> 22) & 3)
     if ec == 0:
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
         try:
-            f_1_EVSEIsolationStatus, f_1_EVSEStatusCode = _T7e11f26f[c >> 18]
+            f_1_EVSEIsolationStatus, f_1_EVSEStatusCode = _T7e11f26f[(c >> 10) & 0xfff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x23840000 != 0x0:
-                raise r.fail_at(av + 30, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            iv = ((c >> 26) & 7)
+            if c & 0x238400 != 0x0:
+                raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+            iv = ((c >> 18) & 7)
             if iv >= 5:
-                raise r.fail_at(av + 18, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 10, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}') from None
             f_1_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
-            iv = ((c >> 19) & 15)
+            iv = ((c >> 11) & 15)
             if iv >= 12:
-                raise r.fail_at(av + 18, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 10, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
             f_1_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-        av -= 10
+        av -= 18
         if av < 0:
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
     elif ec == 1:
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
         try:
-            f_1_EVSEStatusCode = _Tf61d13e1[c >> 24]
+            f_1_EVSEStatusCode = _Tf61d13e1[(c >> 16) & 0x3f]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x21000000 != 0x0:
-                raise r.fail_at(av + 30, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            iv = ((c >> 25) & 15)
+            if c & 0x210000 != 0x0:
+                raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+            iv = ((c >> 17) & 15)
             if iv >= 12:
-                raise r.fail_at(av + 24, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 16, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
             f_1_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-        av -= 4
+        av -= 12
         if av < 0:
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
     else:
-        raise r.fail_at(av + 3, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+        raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     try:
         f_2_Multiplier, f_2_Unit, sg = _T9dbb19d6[(c >> 11) & 0x1ffff]
     except KeyError:  # not a valid pattern: say why
@@ -15448,7 +15544,7 @@ def _d_iso2_WeldingDetectionResType(r: BitReader) -> _iso2.WeldingDetectionResTy
         f_2_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 11) & 1)
     u = ((c >> 3) & 255)
-    ob1_ = _new(_iso2.DC_EVSEStatusType)
+    ob1_ = _new(_K_iso2_DC_EVSEStatusType)
     ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
     ob1_.EVSENotification = f_1_EVSENotification
     ob1_.EVSEIsolationStatus = f_1_EVSEIsolationStatus
@@ -15483,13 +15579,13 @@ def _d_iso2_WeldingDetectionResType(r: BitReader) -> _iso2.WeldingDetectionResTy
     f_2_Value = -u - 1 if sg else u
     if c & 0x7 != 0x0:
         raise r.fail_at(av + 3, 'WeldingDetectionResType', 'expected EE of Value, EE, EE')
-    ob2_ = _new(_iso2.PhysicalValueType)
+    ob2_ = _new(_K_iso2_PhysicalValueType)
     ob2_.Multiplier = f_2_Multiplier
     ob2_.Unit = f_2_Unit
     ob2_.Value = f_2_Value
     f_EVSEPresentVoltage = ob2_
     r.avail = av
-    ob = _new(_iso2.WeldingDetectionResType)
+    ob = _new(_K_iso2_WeldingDetectionResType)
     ob.ResponseCode = f_ResponseCode
     ob.DC_EVSEStatus = f_DC_EVSEStatus
     ob.EVSEPresentVoltage = f_EVSEPresentVoltage
@@ -15524,32 +15620,32 @@ def _e_iso2_WeldingDetectionResType(w: BitWriter, o: _iso2.WeldingDetectionResTy
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
         raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t2)
-    a = (a << 16) | (t1 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t2 < 0 else 0)
-    k += 16
     u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 27) | (t1 + 3) << 21 | (_I_iso2_unitSymbolType[c1.Unit]) << 15 | (1 if t2 < 0 else 0) << 11 | (u) << 3
+        k += 27
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 35) | (t1 + 3) << 29 | (_I_iso2_unitSymbolType[c1.Unit]) << 23 | (1 if t2 < 0 else 0) << 19 | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+        k += 35
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 43) | (t1 + 3) << 37 | (_I_iso2_unitSymbolType[c1.Unit]) << 31 | (1 if t2 < 0 else 0) << 27 | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+        k += 43
     else:
+        a = (a << 16) | (t1 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t2 < 0 else 0)
+        k += 16
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 3
-    k += 3
+        a <<= 3
+        k += 3
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameterType:
+def _d_iso2_AC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.AC_EVChargeParameterType:
     win = r.win
     av = r.avail
     f_DepartureTime: int | None = None
@@ -15557,43 +15653,38 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
     f_EVMaxVoltage: _iso2.PhysicalValueType
     f_EVMaxCurrent: _iso2.PhysicalValueType
     f_EVMinCurrent: _iso2.PhysicalValueType
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    ec = (c >> 28)
+    ec = ((c >> 26) & 3)
     if ec == 0:
-        if c & 0x8000000 != 0x0:
-            raise r.fail_at(av + 28, 'AC_EVChargeParameterType[0]', 'expected CH of DepartureTime')
-        u = ((c >> 19) & 255)
+        if c & 0x2000000 != 0x0:
+            raise r.fail_at(av + 26, 'AC_EVChargeParameterType[0]', 'expected CH of DepartureTime')
+        u = ((c >> 17) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            u2 = c >> 19
+            u2 = (c >> 9) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 27)
-                c = (win >> av) & 0x7ffffff
-                u2 = c >> 19
+                    win, av = r.refill(av, 17)
+                c = (win >> av) & 0x1ffff
+                u2 = c >> 9
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 19
+                    av += 9
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 19
+                    av -= 9
                     if av < 0:
-                        win, av = r.refill(av, 19)
-                    c = (win >> av) & 0x7ffff
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+        else:
+            av += 8
+            c >>= 8
         f_DepartureTime = u
-        av -= 11
+        av -= 21
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
@@ -15638,7 +15729,7 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
         f_1_Value = -u - 1 if sg else u
         if c & 0x18 != 0x0:
             raise r.fail_at(av + 5, 'AC_EVChargeParameterType[0]', 'expected EE of Value, EE')
-        ob1_ = _new(_iso2.PhysicalValueType)
+        ob1_ = _new(_K_iso2_PhysicalValueType)
         ob1_.Multiplier = f_1_Multiplier
         ob1_.Unit = f_1_Unit
         ob1_.Value = f_1_Value
@@ -15649,57 +15740,57 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
         c = (win >> av) & 0x3fffffff
     elif ec == 1:
         try:
-            f_2_Multiplier, f_2_Unit, sg = _Tea8843d1[(c >> 13) & 0x7fff]
+            f_2_Multiplier, f_2_Unit, sg = _Tea8843d1[(c >> 11) & 0x7fff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xc71c000 != 0x0:
-                raise r.fail_at(av + 28, 'AC_EVChargeParameterType[0]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_2_Multiplier = ((c >> 23) & 7) - 3
-            iv = ((c >> 17) & 7)
+            if c & 0x31c7000 != 0x0:
+                raise r.fail_at(av + 26, 'AC_EVChargeParameterType[0]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+            f_2_Multiplier = ((c >> 21) & 7) - 3
+            iv = ((c >> 15) & 7)
             if iv >= 7:
-                raise r.fail_at(av + 13, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
             f_2_Unit = _E_iso2_unitSymbolType[iv]
-            sg = ((c >> 13) & 1)
-        u = ((c >> 5) & 255)
+            sg = ((c >> 11) & 1)
+        u = ((c >> 3) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 13)
-            c = (win >> av) & 0x1fff
-            u2 = c >> 5
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 13)
-                c = (win >> av) & 0x1fff
-                u2 = c >> 5
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 5
+                    av += 3
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 5
+                    av -= 3
                     if av < 0:
-                        win, av = r.refill(av, 5)
-                    c = (win >> av) & 0x1f
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
         f_2_Value = -u - 1 if sg else u
-        if c & 0x18 != 0x0:
-            raise r.fail_at(av + 5, 'AC_EVChargeParameterType[0]', 'expected EE of Value, EE')
-        ob2_ = _new(_iso2.PhysicalValueType)
+        if c & 0x6 != 0x0:
+            raise r.fail_at(av + 3, 'AC_EVChargeParameterType[0]', 'expected EE of Value, EE')
+        ob2_ = _new(_K_iso2_PhysicalValueType)
         ob2_.Multiplier = f_2_Multiplier
         ob2_.Unit = f_2_Unit
         ob2_.Value = f_2_Value
         f_EAmount = ob2_
-        av -= 27
+        av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av + 28, 'AC_EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EAmount)')
+        raise r.fail_at(av + 26, 'AC_EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EAmount)')
     try:
         f_3_Multiplier, f_3_Unit, sg = _T3b5e3738[(c >> 14) & 0xffff]
     except KeyError:  # not a valid pattern: say why
@@ -15755,7 +15846,7 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
         f_4_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 12) & 1)
     u = ((c >> 4) & 255)
-    ob3_ = _new(_iso2.PhysicalValueType)
+    ob3_ = _new(_K_iso2_PhysicalValueType)
     ob3_.Multiplier = f_3_Multiplier
     ob3_.Unit = f_3_Unit
     ob3_.Value = f_3_Value
@@ -15787,23 +15878,23 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
                     win, av = r.refill(av, 4)
                 c = (win >> av) & 0xf
     f_4_Value = -u - 1 if sg else u
-    av -= 25
+    av -= 26
     if av < 0:
-        win, av = r.refill(av, 29)
-    c = (win >> av) & 0x1fffffff
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
     try:
-        f_5_Multiplier, f_5_Unit, sg = _Td9e86f2b[c >> 11]
+        f_5_Multiplier, f_5_Unit, sg = _Td9e86f2b[c >> 12]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x1f1c7000 != 0x0:
-            raise r.fail_at(av + 29, 'AC_EVChargeParameterType', 'expected EE of Value, EE, SE(EVMinCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-        f_5_Multiplier = ((c >> 21) & 7) - 3
-        iv = ((c >> 15) & 7)
+        if c & 0x3e38e000 != 0x0:
+            raise r.fail_at(av + 30, 'AC_EVChargeParameterType', 'expected EE of Value, EE, SE(EVMinCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+        f_5_Multiplier = ((c >> 22) & 7) - 3
+        iv = ((c >> 16) & 7)
         if iv >= 7:
-            raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
         f_5_Unit = _E_iso2_unitSymbolType[iv]
-        sg = ((c >> 11) & 1)
-    u = ((c >> 3) & 255)
-    ob4_ = _new(_iso2.PhysicalValueType)
+        sg = ((c >> 12) & 1)
+    u = ((c >> 4) & 255)
+    ob4_ = _new(_K_iso2_PhysicalValueType)
     ob4_.Multiplier = f_4_Multiplier
     ob4_.Unit = f_4_Unit
     ob4_.Value = f_4_Value
@@ -15811,39 +15902,40 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        u2 = c >> 3
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        u2 = c >> 4
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 3
+                av += 4
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 3
+                av -= 4
                 if av < 0:
-                    win, av = r.refill(av, 3)
-                c = (win >> av) & 0x7
+                    win, av = r.refill(av, 4)
+                c = (win >> av) & 0xf
     f_5_Value = -u - 1 if sg else u
-    if c & 0x7 != 0x0:
+    av += 1
+    if c & 0xe != 0x0:
         raise r.fail_at(av + 3, 'AC_EVChargeParameterType', 'expected EE of Value, EE, EE')
-    ob5_ = _new(_iso2.PhysicalValueType)
+    ob5_ = _new(_K_iso2_PhysicalValueType)
     ob5_.Multiplier = f_5_Multiplier
     ob5_.Unit = f_5_Unit
     ob5_.Value = f_5_Value
     f_EVMinCurrent = ob5_
     r.avail = av
-    ob = _new(_iso2.AC_EVChargeParameterType)
+    ob = _new(_K_iso2_AC_EVChargeParameterType)
     ob.DepartureTime = f_DepartureTime
     ob.EAmount = f_EAmount
     ob.EVMaxVoltage = f_EVMaxVoltage
@@ -15856,29 +15948,29 @@ def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameter
     k = w.n
     s = 0
     if o.DepartureTime is not None:
-        a <<= 3
-        k += 3
         t1 = o.DepartureTime
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
             raise encode_error('AC_EVChargeParameterType.DepartureTime', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 12) | (u) << 1
+            k += 12
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 20) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+            k += 20
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 28) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+            k += 28
         else:
+            a <<= 3
+            k += 3
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 1
-        k += 1
+            a <<= 1
+            k += 1
         s = 1
     elif o.EAmount is not None:
         c1 = o.EAmount
@@ -15894,26 +15986,26 @@ def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameter
         t3 = c1.Value
         if (w.strict and (t3 < -32768 or t3 > 32767)):
             raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t3)
-        a = (a << 17) | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t3 < 0 else 0) | 0x8000
-        k += 17
         u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t2 + 3) << 20 | (_I_iso2_unitSymbolType[c1.Unit]) << 14 | (1 if t3 < 0 else 0) << 10 | (u) << 2 | 0x2000000
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t2 + 3) << 28 | (_I_iso2_unitSymbolType[c1.Unit]) << 22 | (1 if t3 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x200020000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t2 + 3) << 36 | (_I_iso2_unitSymbolType[c1.Unit]) << 30 | (1 if t3 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x20002020000
+            k += 43
         else:
+            a = (a << 17) | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t3 < 0 else 0) | 0x8000
+            k += 17
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 2
     else:
         raise encode_error('AC_EVChargeParameterType', 'missing SE(DepartureTime), SE(EAmount)')
@@ -15932,26 +16024,26 @@ def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameter
             t5 = c2.Value
             if (w.strict and (t5 < -32768 or t5 > 32767)):
                 raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t5)
-            a = (a << 16) | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t5 < 0 else 0)
-            k += 16
             u = -t5 - 1 if t5 < 0 else t5
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t4 + 3) << 20 | (_I_iso2_unitSymbolType[c2.Unit]) << 14 | (1 if t5 < 0 else 0) << 10 | (u) << 2
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t4 + 3) << 28 | (_I_iso2_unitSymbolType[c2.Unit]) << 22 | (1 if t5 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t4 + 3) << 36 | (_I_iso2_unitSymbolType[c2.Unit]) << 30 | (1 if t5 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 42
             else:
+                a = (a << 16) | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t5 < 0 else 0)
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 2
         else:
             raise encode_error('AC_EVChargeParameterType', 'missing SE(EAmount)')
@@ -15970,24 +16062,7 @@ def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameter
     t7 = c3.Value
     if (w.strict and (t7 < -32768 or t7 > 32767)):
         raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t7)
-    a = (a << 16) | (t6 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t7 < 0 else 0)
-    k += 16
     u = -t7 - 1 if t7 < 0 else t7
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
     if o.EVMaxCurrent is None:
         raise encode_error('AC_EVChargeParameterType.EVMaxCurrent', 'required value missing')
     c4 = o.EVMaxCurrent
@@ -16003,25 +16078,27 @@ def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameter
     t9 = c4.Value
     if (w.strict and (t9 < -32768 or t9 > 32767)):
         raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t9)
-    a = (a << 18) | (t8 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t9 < 0 else 0)
-    k += 18
-    s = 3
-    u = -t9 - 1 if t9 < 0 else t9
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 42) | (t6 + 3) << 36 | (_I_iso2_unitSymbolType[c3.Unit]) << 30 | (1 if t7 < 0 else 0) << 26 | (u) << 18 | (t8 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t9 < 0 else 0)
+        k += 42
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 50) | (t6 + 3) << 44 | (_I_iso2_unitSymbolType[c3.Unit]) << 38 | (1 if t7 < 0 else 0) << 34 | (u & 0x7F) << 26 | (u >> 7) << 18 | (t8 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t9 < 0 else 0) | 0x200000000
+        k += 50
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 58) | (t6 + 3) << 52 | (_I_iso2_unitSymbolType[c3.Unit]) << 46 | (1 if t7 < 0 else 0) << 42 | (u & 0x7F) << 34 | (u >> 7 & 0x7F) << 26 | (u >> 14) << 18 | (t8 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t9 < 0 else 0) | 0x20200000000
+        k += 58
     else:
+        a = (a << 16) | (t6 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t7 < 0 else 0)
+        k += 16
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 18) | (t8 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t9 < 0 else 0)
+        k += 18
+    s = 3
+    u = -t9 - 1 if t9 < 0 else t9
     if o.EVMinCurrent is None:
         raise encode_error('AC_EVChargeParameterType.EVMinCurrent', 'required value missing')
     c5 = o.EVMinCurrent
@@ -16037,27 +16114,42 @@ def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameter
     t11 = c5.Value
     if (w.strict and (t11 < -32768 or t11 > 32767)):
         raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t11)
-    a = (a << 18) | (t10 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t11 < 0 else 0)
-    k += 18
-    s = 4
-    u = -t11 - 1 if t11 < 0 else t11
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 26) | (u) << 18 | (t10 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t11 < 0 else 0)
+        k += 26
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 34) | (u & 0x7F) << 26 | (u >> 7) << 18 | (t10 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t11 < 0 else 0) | 0x200000000
+        k += 34
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 42) | (u & 0x7F) << 34 | (u >> 7 & 0x7F) << 26 | (u >> 14) << 18 | (t10 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t11 < 0 else 0) | 0x20200000000
+        k += 42
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 3
-    k += 3
+        a = (a << 18) | (t10 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t11 < 0 else 0)
+        k += 18
+    s = 4
+    u = -t11 - 1 if t11 < 0 else t11
+    if u < 0x80:
+        a = (a << 11) | (u) << 3
+        k += 11
+    elif u < 0x4000:
+        a = (a << 19) | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+        k += 19
+    elif u < 0x200000:
+        a = (a << 27) | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+        k += 27
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a <<= 3
+        k += 3
     s = 5
     s = -1
     w.acc = a
@@ -16065,47 +16157,42 @@ def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameter
     if k >= 1024:
         w.spill()
 
-def _d_iso2_AC_EVSEChargeParameterType(r: BitReader) -> _iso2.AC_EVSEChargeParameterType:
+def _d_iso2_AC_EVSEChargeParameterType(r: BitReader, c: int) -> _iso2.AC_EVSEChargeParameterType:
     win = r.win
     av = r.avail
     f_AC_EVSEStatus: _iso2.AC_EVSEStatusType
     f_EVSENominalVoltage: _iso2.PhysicalValueType
     f_EVSEMaxCurrent: _iso2.PhysicalValueType
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
-        raise r.fail_at(av + 30, 'AC_EVSEChargeParameterType', 'expected SE(AC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-    u = ((c >> 19) & 255)
+    if c & 0xe000000 != 0x0:
+        raise r.fail_at(av + 28, 'AC_EVSEChargeParameterType', 'expected SE(AC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+    u = ((c >> 17) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        u2 = c >> 19
+        u2 = (c >> 9) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            u2 = c >> 19
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            u2 = c >> 9
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 19
+                av += 9
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 19
+                av -= 9
                 if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+    else:
+        av += 8
+        c >>= 8
     f_1_NotificationMaxDelay = u
-    av -= 16
+    av -= 26
     if av < 0:
         win, av = r.refill(av, 35)
     c = (win >> av) & 0x7ffffffff
@@ -16123,7 +16210,7 @@ def _d_iso2_AC_EVSEChargeParameterType(r: BitReader) -> _iso2.AC_EVSEChargeParam
     f_2_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    ob1_ = _new(_iso2.AC_EVSEStatusType)
+    ob1_ = _new(_K_iso2_AC_EVSEStatusType)
     ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
     ob1_.EVSENotification = f_1_EVSENotification
     ob1_.RCD = f_1_RCD
@@ -16148,23 +16235,23 @@ def _d_iso2_AC_EVSEChargeParameterType(r: BitReader) -> _iso2.AC_EVSEChargeParam
                 win = r.win
                 av = r.avail
     f_2_Value = -u - 1 if sg else u
-    av -= 29
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 29)
-    c = (win >> av) & 0x1fffffff
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
     try:
-        f_3_Multiplier, f_3_Unit, sg = _Td9e86f2b[c >> 11]
+        f_3_Multiplier, f_3_Unit, sg = _Td9e86f2b[c >> 12]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x1f1c7000 != 0x0:
-            raise r.fail_at(av + 29, 'AC_EVSEChargeParameterType', 'expected EE of Value, EE, SE(EVSEMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-        f_3_Multiplier = ((c >> 21) & 7) - 3
-        iv = ((c >> 15) & 7)
+        if c & 0x3e38e000 != 0x0:
+            raise r.fail_at(av + 30, 'AC_EVSEChargeParameterType', 'expected EE of Value, EE, SE(EVSEMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+        f_3_Multiplier = ((c >> 22) & 7) - 3
+        iv = ((c >> 16) & 7)
         if iv >= 7:
-            raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
         f_3_Unit = _E_iso2_unitSymbolType[iv]
-        sg = ((c >> 11) & 1)
-    u = ((c >> 3) & 255)
-    ob2_ = _new(_iso2.PhysicalValueType)
+        sg = ((c >> 12) & 1)
+    u = ((c >> 4) & 255)
+    ob2_ = _new(_K_iso2_PhysicalValueType)
     ob2_.Multiplier = f_2_Multiplier
     ob2_.Unit = f_2_Unit
     ob2_.Value = f_2_Value
@@ -16172,9 +16259,162 @@ def _d_iso2_AC_EVSEChargeParameterType(r: BitReader) -> _iso2.AC_EVSEChargeParam
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        u2 = c >> 3
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        u2 = c >> 4
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                av += 4
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+                av -= 4
+                if av < 0:
+                    win, av = r.refill(av, 4)
+                c = (win >> av) & 0xf
+    f_3_Value = -u - 1 if sg else u
+    av += 1
+    if c & 0xe != 0x0:
+        raise r.fail_at(av + 3, 'AC_EVSEChargeParameterType', 'expected EE of Value, EE, EE')
+    ob3_ = _new(_K_iso2_PhysicalValueType)
+    ob3_.Multiplier = f_3_Multiplier
+    ob3_.Unit = f_3_Unit
+    ob3_.Value = f_3_Value
+    f_EVSEMaxCurrent = ob3_
+    r.avail = av
+    ob = _new(_K_iso2_AC_EVSEChargeParameterType)
+    ob.AC_EVSEStatus = f_AC_EVSEStatus
+    ob.EVSENominalVoltage = f_EVSENominalVoltage
+    ob.EVSEMaxCurrent = f_EVSEMaxCurrent
+    return ob
+
+def _e_iso2_AC_EVSEChargeParameterType(w: BitWriter, o: _iso2.AC_EVSEChargeParameterType) -> None:
+    a = w.acc
+    k = w.n
+    if o.AC_EVSEStatus is None:
+        raise encode_error('AC_EVSEChargeParameterType.AC_EVSEStatus', 'required value missing')
+    c1 = o.AC_EVSEStatus
+    if c1.NotificationMaxDelay is None:
+        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
+    t1 = c1.NotificationMaxDelay
+    if t1 < 0 or (w.strict and (t1 > 65535)):
+        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t1)
+    u = t1
+    if c1.EVSENotification is None:
+        raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
+    if c1.RCD is None:
+        raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
+    if o.EVSENominalVoltage is None:
+        raise encode_error('AC_EVSEChargeParameterType.EVSENominalVoltage', 'required value missing')
+    c2 = o.EVSENominalVoltage
+    if c2.Multiplier is None:
+        raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+    t2 = c2.Multiplier
+    if t2 < -3 or t2 > 4 or (w.strict and (t2 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t2)
+    if c2.Unit is None:
+        raise encode_error('PhysicalValueType.Unit', 'required value missing')
+    if c2.Value is None:
+        raise encode_error('PhysicalValueType.Value', 'required value missing')
+    t3 = c2.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t3)
+    if u < 0x80:
+        a = (a << 38) | (u) << 27 | (_I_iso2_EVSENotificationType[c1.EVSENotification]) << 22 | (_BOOL[c1.RCD]) << 18 | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t3 < 0 else 0)
+        k += 38
+    elif u < 0x4000:
+        a = (a << 46) | (u & 0x7F) << 35 | (u >> 7) << 27 | (_I_iso2_EVSENotificationType[c1.EVSENotification]) << 22 | (_BOOL[c1.RCD]) << 18 | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t3 < 0 else 0) | 0x40000000000
+        k += 46
+    elif u < 0x200000:
+        a = (a << 54) | (u & 0x7F) << 43 | (u >> 7 & 0x7F) << 35 | (u >> 14) << 27 | (_I_iso2_EVSENotificationType[c1.EVSENotification]) << 22 | (_BOOL[c1.RCD]) << 18 | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t3 < 0 else 0) | 0x4040000000000
+        k += 54
+    else:
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a = (a << 27) | (_I_iso2_EVSENotificationType[c1.EVSENotification]) << 22 | (_BOOL[c1.RCD]) << 18 | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t3 < 0 else 0)
+        k += 27
+    u = -t3 - 1 if t3 < 0 else t3
+    if o.EVSEMaxCurrent is None:
+        raise encode_error('AC_EVSEChargeParameterType.EVSEMaxCurrent', 'required value missing')
+    c3 = o.EVSEMaxCurrent
+    if c3.Multiplier is None:
+        raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+    t4 = c3.Multiplier
+    if t4 < -3 or t4 > 4 or (w.strict and (t4 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t4)
+    if c3.Unit is None:
+        raise encode_error('PhysicalValueType.Unit', 'required value missing')
+    if c3.Value is None:
+        raise encode_error('PhysicalValueType.Value', 'required value missing')
+    t5 = c3.Value
+    if (w.strict and (t5 < -32768 or t5 > 32767)):
+        raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t5)
+    if u < 0x80:
+        a = (a << 26) | (u) << 18 | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t5 < 0 else 0)
+        k += 26
+    elif u < 0x4000:
+        a = (a << 34) | (u & 0x7F) << 26 | (u >> 7) << 18 | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t5 < 0 else 0) | 0x200000000
+        k += 34
+    elif u < 0x200000:
+        a = (a << 42) | (u & 0x7F) << 34 | (u >> 7 & 0x7F) << 26 | (u >> 14) << 18 | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t5 < 0 else 0) | 0x20200000000
+        k += 42
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a = (a << 18) | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t5 < 0 else 0)
+        k += 18
+    u = -t5 - 1 if t5 < 0 else t5
+    if u < 0x80:
+        a = (a << 11) | (u) << 3
+        k += 11
+    elif u < 0x4000:
+        a = (a << 19) | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+        k += 19
+    elif u < 0x200000:
+        a = (a << 27) | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+        k += 27
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a <<= 3
+        k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
+
+def _d_iso2_AC_EVSEStatusType(r: BitReader, c: int) -> _iso2.AC_EVSEStatusType:
+    win = r.win
+    av = r.avail
+    f_NotificationMaxDelay: int
+    f_EVSENotification: _iso2.EVSENotificationType
+    f_RCD: bool
+    if c & 0x180000 != 0x0:
+        raise r.fail_at(av + 21, 'AC_EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+    u = ((c >> 11) & 255)
+    if u > 127:
+        u2 = (c >> 3) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -16195,169 +16435,16 @@ def _d_iso2_AC_EVSEChargeParameterType(r: BitReader) -> _iso2.AC_EVSEChargeParam
                 if av < 0:
                     win, av = r.refill(av, 3)
                 c = (win >> av) & 0x7
-    f_3_Value = -u - 1 if sg else u
-    if c & 0x7 != 0x0:
-        raise r.fail_at(av + 3, 'AC_EVSEChargeParameterType', 'expected EE of Value, EE, EE')
-    ob3_ = _new(_iso2.PhysicalValueType)
-    ob3_.Multiplier = f_3_Multiplier
-    ob3_.Unit = f_3_Unit
-    ob3_.Value = f_3_Value
-    f_EVSEMaxCurrent = ob3_
-    r.avail = av
-    ob = _new(_iso2.AC_EVSEChargeParameterType)
-    ob.AC_EVSEStatus = f_AC_EVSEStatus
-    ob.EVSENominalVoltage = f_EVSENominalVoltage
-    ob.EVSEMaxCurrent = f_EVSEMaxCurrent
-    return ob
-
-def _e_iso2_AC_EVSEChargeParameterType(w: BitWriter, o: _iso2.AC_EVSEChargeParameterType) -> None:
-    a = w.acc
-    k = w.n
-    if o.AC_EVSEStatus is None:
-        raise encode_error('AC_EVSEChargeParameterType.AC_EVSEStatus', 'required value missing')
-    c1 = o.AC_EVSEStatus
-    if c1.NotificationMaxDelay is None:
-        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-    a <<= 3
-    k += 3
-    t1 = c1.NotificationMaxDelay
-    if t1 < 0 or (w.strict and (t1 > 65535)):
-        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t1)
-    u = t1
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
     else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
-    if c1.EVSENotification is None:
-        raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-    if c1.RCD is None:
-        raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-    if o.EVSENominalVoltage is None:
-        raise encode_error('AC_EVSEChargeParameterType.EVSENominalVoltage', 'required value missing')
-    c2 = o.EVSENominalVoltage
-    if c2.Multiplier is None:
-        raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    t2 = c2.Multiplier
-    if t2 < -3 or t2 > 4 or (w.strict and (t2 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t2)
-    if c2.Unit is None:
-        raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if c2.Value is None:
-        raise encode_error('PhysicalValueType.Value', 'required value missing')
-    t3 = c2.Value
-    if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t3)
-    a = (a << 27) | (_I_iso2_EVSENotificationType[c1.EVSENotification]) << 22 | (_BOOL[c1.RCD]) << 18 | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t3 < 0 else 0)
-    k += 27
-    u = -t3 - 1 if t3 < 0 else t3
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
-    if o.EVSEMaxCurrent is None:
-        raise encode_error('AC_EVSEChargeParameterType.EVSEMaxCurrent', 'required value missing')
-    c3 = o.EVSEMaxCurrent
-    if c3.Multiplier is None:
-        raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    t4 = c3.Multiplier
-    if t4 < -3 or t4 > 4 or (w.strict and (t4 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t4)
-    if c3.Unit is None:
-        raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if c3.Value is None:
-        raise encode_error('PhysicalValueType.Value', 'required value missing')
-    t5 = c3.Value
-    if (w.strict and (t5 < -32768 or t5 > 32767)):
-        raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t5)
-    a = (a << 18) | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t5 < 0 else 0)
-    k += 18
-    u = -t5 - 1 if t5 < 0 else t5
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
-    a <<= 3
-    k += 3
-    w.acc = a
-    w.n = k
-    if k >= 1024:
-        w.spill()
-
-def _d_iso2_AC_EVSEStatusType(r: BitReader) -> _iso2.AC_EVSEStatusType:
-    win = r.win
-    av = r.avail
-    f_NotificationMaxDelay: int
-    f_EVSENotification: _iso2.EVSENotificationType
-    f_RCD: bool
-    av -= 21
-    if av < 0:
-        win, av = r.refill(av, 21)
-    c = (win >> av) & 0x1fffff
-    if c & 0x180000 != 0x0:
-        raise r.fail_at(av + 21, 'AC_EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-    u = ((c >> 11) & 255)
-    if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 19)
-        c = (win >> av) & 0x7ffff
-        u2 = c >> 11
-        if u2 < 128:
-            u += _U2[u2]
-        else:
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 19)
-            c = (win >> av) & 0x7ffff
-            u2 = c >> 11
-            u |= (u2 & 0x7F) << 14
-            if u2 > 127:
-                av += 11
-                r.avail = av
-                u = r.uint_more(u, 21)
-                win = r.win
-                av = r.avail
-                av -= 11
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
+        av += 8
+        c >>= 8
     f_NotificationMaxDelay = u
+    av -= 8
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     try:
-        f_EVSENotification, f_RCD = _T247139eb[c & 0x7ff]
+        f_EVSENotification, f_RCD = _T247139eb[c]
     except KeyError:  # not a valid pattern: say why
         if c & 0x73b != 0x0:
             raise r.fail_at(av + 11, 'AC_EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE') from None
@@ -16367,7 +16454,7 @@ def _d_iso2_AC_EVSEStatusType(r: BitReader) -> _iso2.AC_EVSEStatusType:
         f_EVSENotification = _E_iso2_EVSENotificationType[iv]
         f_RCD = ((c >> 2) & 1) == 1
     r.avail = av
-    ob = _new(_iso2.AC_EVSEStatusType)
+    ob = _new(_K_iso2_AC_EVSEStatusType)
     ob.NotificationMaxDelay = f_NotificationMaxDelay
     ob.EVSENotification = f_EVSENotification
     ob.RCD = f_RCD
@@ -16378,49 +16465,45 @@ def _e_iso2_AC_EVSEStatusType(w: BitWriter, o: _iso2.AC_EVSEStatusType) -> None:
     k = w.n
     if o.NotificationMaxDelay is None:
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-    a <<= 2
-    k += 2
     t1 = o.NotificationMaxDelay
     if t1 < 0 or (w.strict and (t1 > 65535)):
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t1)
     u = t1
+    if o.EVSENotification is None:
+        raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
+    if o.RCD is None:
+        raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 21) | (u) << 11 | (_I_iso2_EVSENotificationType[o.EVSENotification]) << 6 | (_BOOL[o.RCD]) << 2
+        k += 21
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 29) | (u & 0x7F) << 19 | (u >> 7) << 11 | (_I_iso2_EVSENotificationType[o.EVSENotification]) << 6 | (_BOOL[o.RCD]) << 2 | 0x4000000
+        k += 29
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 37) | (u & 0x7F) << 27 | (u >> 7 & 0x7F) << 19 | (u >> 14) << 11 | (_I_iso2_EVSENotificationType[o.EVSENotification]) << 6 | (_BOOL[o.RCD]) << 2 | 0x404000000
+        k += 37
     else:
+        a <<= 2
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if o.EVSENotification is None:
-        raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-    if o.RCD is None:
-        raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-    a = (a << 11) | (_I_iso2_EVSENotificationType[o.EVSENotification]) << 6 | (_BOOL[o.RCD]) << 2
-    k += 11
+        a = (a << 11) | (_I_iso2_EVSENotificationType[o.EVSENotification]) << 6 | (_BOOL[o.RCD]) << 2
+        k += 11
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_iso2_CertificateChainType(r: BitReader) -> _iso2.CertificateChainType:
+def _d_iso2_CertificateChainType(r: BitReader, c: int) -> _iso2.CertificateChainType:
     win = r.win
     av = r.avail
     f_Id: str | None = None
     f_Certificate: bytes
     f_SubCertificates: _iso2.SubCertificatesType | None = None
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    ec = (c >> 9)
+    ec = ((c >> 9) & 3)
     if ec == 0:
         av += 1
         u = ((c >> 1) & 255)
@@ -16681,7 +16764,7 @@ def _d_iso2_CertificateChainType(r: BitReader) -> _iso2.CertificateChainType:
             raise r.fail_at(av + 9, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
         if c & 0x1 != 0x0:
             raise r.fail_at(av + 1, 'CertificateChainType[2]', 'expected EE')
-        ob1_ = _new(_iso2.SubCertificatesType)
+        ob1_ = _new(_K_iso2_SubCertificatesType)
         ob1_.Certificate = f_1_Certificate
         f_SubCertificates = ob1_
     elif ec == 1:
@@ -16689,7 +16772,7 @@ def _d_iso2_CertificateChainType(r: BitReader) -> _iso2.CertificateChainType:
     else:
         raise r.fail_at(av + 10, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     r.avail = av
-    ob = _new(_iso2.CertificateChainType)
+    ob = _new(_K_iso2_CertificateChainType)
     ob.Id = f_Id
     ob.Certificate = f_Certificate
     ob.SubCertificates = f_SubCertificates
@@ -16762,7 +16845,7 @@ def _e_iso2_CertificateChainType(w: BitWriter, o: _iso2.CertificateChainType) ->
     if k >= 1024:
         w.spill()
 
-def _d_iso2_ChargeServiceType(r: BitReader) -> _iso2.ChargeServiceType:
+def _d_iso2_ChargeServiceType(r: BitReader, c: int) -> _iso2.ChargeServiceType:
     win = r.win
     av = r.avail
     f_ServiceID: int
@@ -16771,51 +16854,49 @@ def _d_iso2_ChargeServiceType(r: BitReader) -> _iso2.ChargeServiceType:
     f_ServiceScope: str | None = None
     f_FreeService: bool
     f_SupportedEnergyTransferMode: _iso2.SupportedEnergyTransferModeType
-    av -= 28
-    if av < 0:
-        win, av = r.refill(av, 28)
-    c = (win >> av) & 0xfffffff
     if c & 0xc000000 != 0x0:
         raise r.fail_at(av + 28, 'ChargeServiceType', 'expected SE(ServiceID), CH of ServiceID')
     u = ((c >> 18) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        u2 = c >> 18
+        u2 = (c >> 10) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 26)
-            c = (win >> av) & 0x3ffffff
-            u2 = c >> 18
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 18
+                av += 10
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 18
+                av -= 10
                 if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
     f_ServiceID = u
     try:
-        ec = _Taa5bbe96[(c >> 15) & 0x7]
+        ec = _Taa5bbe96[(c >> 7) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x20000 != 0x0:
-            raise r.fail_at(av + 18, 'ChargeServiceType', 'expected EE of ServiceID') from None
-        ec = ((c >> 15) & 3)
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'ChargeServiceType', 'expected EE of ServiceID') from None
+        ec = ((c >> 7) & 3)
     if ec == 0:
-        av += 6
-        if c & 0x4000 != 0x0:
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
             raise r.fail_at(av + 9, 'ChargeServiceType[1]', 'expected CH of ServiceName')
-        u = ((c >> 6) & 255)
+        u = (c & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -16839,30 +16920,35 @@ def _d_iso2_ChargeServiceType(r: BitReader) -> _iso2.ChargeServiceType:
         f_ServiceName = r.string_of(u, 32)
         win = r.win
         av = r.avail
-        av -= 17
+        av -= 18
         if av < 0:
-            win, av = r.refill(av, 17)
-        c = (win >> av) & 0x1ffff
+            win, av = r.refill(av, 18)
+        c = (win >> av) & 0x3ffff
         try:
-            f_ServiceCategory = _Tf287b242[c >> 11]
+            f_ServiceCategory = _Tf287b242[c >> 12]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x1c800 != 0x0:
-                raise r.fail_at(av + 17, 'ChargeServiceType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory') from None
-            f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 12) & 3)]
+            if c & 0x39000 != 0x0:
+                raise r.fail_at(av + 18, 'ChargeServiceType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory') from None
+            f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 13) & 3)]
     elif ec == 1:
         try:
-            f_ServiceCategory = _Tbf93dfca[(c >> 11) & 0xf]
+            f_ServiceCategory = _Tbf93dfca[(c >> 3) & 0xf]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x4800 != 0x0:
-                raise r.fail_at(av + 15, 'ChargeServiceType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
-            f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 12) & 3)]
+            if c & 0x48 != 0x0:
+                raise r.fail_at(av + 7, 'ChargeServiceType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
+            f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 4) & 3)]
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
     else:
-        raise r.fail_at(av + 15, 'ChargeServiceType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
-    ec = ((c >> 9) & 3)
+        raise r.fail_at(av + 7, 'ChargeServiceType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
+    ec = ((c >> 10) & 3)
     if ec == 0:
-        if c & 0x100 != 0x0:
+        av += 1
+        if c & 0x200 != 0x0:
             raise r.fail_at(av + 9, 'ChargeServiceType[3]', 'expected CH of ServiceScope')
-        u = (c & 255)
+        u = ((c >> 1) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -16886,31 +16972,29 @@ def _d_iso2_ChargeServiceType(r: BitReader) -> _iso2.ChargeServiceType:
         f_ServiceScope = r.string_of(u, 64)
         win = r.win
         av = r.avail
-        av -= 6
+        av -= 12
         if av < 0:
-            win, av = r.refill(av, 6)
-        c = (win >> av) & 0x3f
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
         try:
-            f_FreeService = _T68b33d51[c >> 1]
+            f_FreeService = _T68b33d51[c >> 7]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x3a != 0x0:
-                raise r.fail_at(av + 6, 'ChargeServiceType[3]', 'expected EE of ServiceScope, SE(FreeService), CH of FreeService, EE of FreeService') from None
-            f_FreeService = ((c >> 2) & 1) == 1
+            if c & 0xe80 != 0x0:
+                raise r.fail_at(av + 12, 'ChargeServiceType[3]', 'expected EE of ServiceScope, SE(FreeService), CH of FreeService, EE of FreeService') from None
+            f_FreeService = ((c >> 8) & 1) == 1
     elif ec == 1:
-        av += 5
         try:
-            f_FreeService = _Ta870a97b[(c >> 6) & 0x7]
+            f_FreeService = _Ta870a97b[(c >> 7) & 0x7]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x140 != 0x0:
-                raise r.fail_at(av + 4, 'ChargeServiceType[3]', 'expected CH of FreeService, EE of FreeService') from None
-            f_FreeService = ((c >> 7) & 1) == 1
-        c >>= 5
+            if c & 0x280 != 0x0:
+                raise r.fail_at(av + 10, 'ChargeServiceType[3]', 'expected CH of FreeService, EE of FreeService') from None
+            f_FreeService = ((c >> 8) & 1) == 1
     else:
-        raise r.fail_at(av + 9, 'ChargeServiceType[3]', f'event code {ec}, expected SE(ServiceScope), SE(FreeService)')
-    if c & 0x1 != 0x0:
-        raise r.fail_at(av + 1, 'ChargeServiceType', 'expected SE(SupportedEnergyTransferMode)')
+        raise r.fail_at(av + 10, 'ChargeServiceType[3]', f'event code {ec}, expected SE(ServiceScope), SE(FreeService)')
+    if c & 0x40 != 0x0:
+        raise r.fail_at(av + 7, 'ChargeServiceType', 'expected SE(SupportedEnergyTransferMode)')
     r.avail = av
-    f_SupportedEnergyTransferMode = _d_iso2_SupportedEnergyTransferModeType(r)
+    f_SupportedEnergyTransferMode = _d_iso2_SupportedEnergyTransferModeType(r, c)
     win = r.win
     av = r.avail
     av -= 1
@@ -16920,7 +17004,7 @@ def _d_iso2_ChargeServiceType(r: BitReader) -> _iso2.ChargeServiceType:
     if c:
         raise r.fail_at(av + 1, 'ChargeServiceType', 'expected EE')
     r.avail = av
-    ob = _new(_iso2.ChargeServiceType)
+    ob = _new(_K_iso2_ChargeServiceType)
     ob.ServiceID = f_ServiceID
     ob.ServiceName = f_ServiceName
     ob.ServiceCategory = f_ServiceCategory
@@ -16935,29 +17019,29 @@ def _e_iso2_ChargeServiceType(w: BitWriter, o: _iso2.ChargeServiceType) -> None:
     s = 0
     if o.ServiceID is None:
         raise encode_error('ChargeServiceType.ServiceID', 'required value missing')
-    a <<= 2
-    k += 2
     t1 = o.ServiceID
     if t1 < 0 or (w.strict and (t1 > 65535)):
         raise encode_error('ChargeServiceType.ServiceID', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (u) << 1
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 27
     else:
+        a <<= 2
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     s = 1
     if o.ServiceName is not None:
         a <<= 3
@@ -17029,47 +17113,42 @@ def _e_iso2_ChargeServiceType(w: BitWriter, o: _iso2.ChargeServiceType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_iso2_ChargingProfileType(r: BitReader) -> _iso2.ChargingProfileType:
+def _d_iso2_ChargingProfileType(r: BitReader, c: int) -> _iso2.ChargingProfileType:
     win = r.win
     av = r.avail
     f_ProfileEntry: list[_iso2.ProfileEntryType] = []
     s = 0
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
-        raise r.fail_at(av + 30, 'ChargingProfileType', 'expected SE(ProfileEntry), SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
-    u = ((c >> 19) & 255)
+    if c & 0xe000000 != 0x0:
+        raise r.fail_at(av + 28, 'ChargingProfileType', 'expected SE(ProfileEntry), SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
+    u = ((c >> 17) & 255)
     f_1_ChargingProfileEntryMaxNumberOfPhasesInUse: int | None = None
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        u2 = c >> 19
+        u2 = (c >> 9) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            u2 = c >> 19
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            u2 = c >> 9
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 19
+                av += 9
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 19
+                av -= 9
                 if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+    else:
+        av += 8
+        c >>= 8
     f_1_ChargingProfileEntryStart = u
-    av -= 11
+    av -= 21
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
@@ -17118,7 +17197,7 @@ def _d_iso2_ChargingProfileType(r: BitReader) -> _iso2.ChargingProfileType:
         if c & 0x18 != 0x0:
             raise r.fail_at(av + 5, 'ChargingProfileType', 'expected EE of Value, EE') from None
         ec = ((c >> 1) & 3)
-    ob2_ = _new(_iso2.PhysicalValueType)
+    ob2_ = _new(_K_iso2_PhysicalValueType)
     ob2_.Multiplier = f_2_Multiplier
     ob2_.Unit = f_2_Unit
     ob2_.Value = f_2_Value
@@ -17138,7 +17217,7 @@ def _d_iso2_ChargingProfileType(r: BitReader) -> _iso2.ChargingProfileType:
         av += 1
     else:
         raise r.fail_at(av + 1, 'ProfileEntryType[2]', f'event code {ec}, expected SE(ChargingProfileEntryMaxNumberOfPhasesInUse), EE')
-    ob1_ = _new(_iso2.ProfileEntryType)
+    ob1_ = _new(_K_iso2_ProfileEntryType)
     ob1_.ChargingProfileEntryStart = f_1_ChargingProfileEntryStart
     ob1_.ChargingProfileEntryMaxPower = f_1_ChargingProfileEntryMaxPower
     ob1_.ChargingProfileEntryMaxNumberOfPhasesInUse = f_1_ChargingProfileEntryMaxNumberOfPhasesInUse
@@ -17157,33 +17236,32 @@ def _d_iso2_ChargingProfileType(r: BitReader) -> _iso2.ChargingProfileType:
             u = ((c >> 18) & 255)
             f_3_ChargingProfileEntryMaxNumberOfPhasesInUse: int | None = None
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 26)
-                c = (win >> av) & 0x3ffffff
-                u2 = c >> 18
+                u2 = (c >> 10) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 26)
-                    c = (win >> av) & 0x3ffffff
-                    u2 = c >> 18
+                        win, av = r.refill(av, 18)
+                    c = (win >> av) & 0x3ffff
+                    u2 = c >> 10
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 18
+                        av += 10
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 18
+                        av -= 10
                         if av < 0:
-                            win, av = r.refill(av, 18)
-                        c = (win >> av) & 0x3ffff
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+            else:
+                av += 8
+                c >>= 8
             f_3_ChargingProfileEntryStart = u
-            av -= 12
+            av -= 20
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
@@ -17232,7 +17310,7 @@ def _d_iso2_ChargingProfileType(r: BitReader) -> _iso2.ChargingProfileType:
                 if c & 0x18 != 0x0:
                     raise r.fail_at(av + 5, 'ChargingProfileType[1]', 'expected EE of Value, EE') from None
                 ec = ((c >> 1) & 3)
-            ob4_ = _new(_iso2.PhysicalValueType)
+            ob4_ = _new(_K_iso2_PhysicalValueType)
             ob4_.Multiplier = f_4_Multiplier
             ob4_.Unit = f_4_Unit
             ob4_.Value = f_4_Value
@@ -17252,7 +17330,7 @@ def _d_iso2_ChargingProfileType(r: BitReader) -> _iso2.ChargingProfileType:
                 av += 1
             else:
                 raise r.fail_at(av + 1, 'ProfileEntryType[2]', f'event code {ec}, expected SE(ChargingProfileEntryMaxNumberOfPhasesInUse), EE')
-            ob3_ = _new(_iso2.ProfileEntryType)
+            ob3_ = _new(_K_iso2_ProfileEntryType)
             ob3_.ChargingProfileEntryStart = f_3_ChargingProfileEntryStart
             ob3_.ChargingProfileEntryMaxPower = f_3_ChargingProfileEntryMaxPower
             ob3_.ChargingProfileEntryMaxNumberOfPhasesInUse = f_3_ChargingProfileEntryMaxNumberOfPhasesInUse
@@ -17267,16 +17345,18 @@ def _d_iso2_ChargingProfileType(r: BitReader) -> _iso2.ChargingProfileType:
             break
         else:
             raise r.fail_at(av + 28, 'ChargingProfileType[1]', f'event code {ec}, expected SE(ProfileEntry), EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
     if s == 24:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ChargingProfileType[24]', 'expected EE')
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'ChargingProfileType', 'expected EE')
         s = -1
+    else:
+        av += 1
     r.avail = av
-    ob = _new(_iso2.ChargingProfileType)
+    ob = _new(_K_iso2_ChargingProfileType)
     ob.ProfileEntry = f_ProfileEntry
     return ob
 
@@ -17331,55 +17411,51 @@ def _e_iso2_ChargingProfileType(w: BitWriter, o: _iso2.ChargingProfileType) -> N
     if k >= 1024:
         w.spill()
 
-def _d_iso2_ConsumptionCostType(r: BitReader) -> _iso2.ConsumptionCostType:
+def _d_iso2_ConsumptionCostType(r: BitReader, c: int) -> _iso2.ConsumptionCostType:
     win = r.win
     av = r.avail
     f_startValue: _iso2.PhysicalValueType
     f_Cost: list[_iso2.CostType] = []
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
     try:
-        f_1_Multiplier, f_1_Unit, sg = _T3b5e3738[c >> 14]
+        f_1_Multiplier, f_1_Unit, sg = _T3b5e3738[(c >> 12) & 0xffff]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x38e38000 != 0x0:
-            raise r.fail_at(av + 30, 'ConsumptionCostType', 'expected SE(startValue), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-        f_1_Multiplier = ((c >> 24) & 7) - 3
-        iv = ((c >> 18) & 7)
+        if c & 0xe38e000 != 0x0:
+            raise r.fail_at(av + 28, 'ConsumptionCostType', 'expected SE(startValue), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+        f_1_Multiplier = ((c >> 22) & 7) - 3
+        iv = ((c >> 16) & 7)
         if iv >= 7:
-            raise r.fail_at(av + 14, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
         f_1_Unit = _E_iso2_unitSymbolType[iv]
-        sg = ((c >> 14) & 1)
-    u = ((c >> 6) & 255)
+        sg = ((c >> 12) & 1)
+    u = ((c >> 4) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 14)
-        c = (win >> av) & 0x3fff
-        u2 = c >> 6
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        u2 = c >> 4
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 14)
-            c = (win >> av) & 0x3fff
-            u2 = c >> 6
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 6
+                av += 4
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 6
+                av -= 4
                 if av < 0:
-                    win, av = r.refill(av, 6)
-                c = (win >> av) & 0x3f
+                    win, av = r.refill(av, 4)
+                c = (win >> av) & 0xf
     f_1_Value = -u - 1 if sg else u
-    av -= 24
+    av -= 26
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
@@ -17393,65 +17469,68 @@ def _d_iso2_ConsumptionCostType(r: BitReader) -> _iso2.ConsumptionCostType:
             raise r.fail_at(av + 20, 'CostType.costKind', f'enumeration index {iv}') from None
         f_2_costKind = _E_iso2_costKindType[iv]
     u = ((c >> 12) & 255)
-    ob1_ = _new(_iso2.PhysicalValueType)
+    ob1_ = _new(_K_iso2_PhysicalValueType)
     ob1_.Multiplier = f_1_Multiplier
     ob1_.Unit = f_1_Unit
     ob1_.Value = f_1_Value
     f_startValue = ob1_
     f_2_amountMultiplier: int | None = None
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 20)
-        c = (win >> av) & 0xfffff
-        u2 = c >> 12
+        u2 = (c >> 4) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 20)
-            c = (win >> av) & 0xfffff
-            u2 = c >> 12
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 12
+                av += 4
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 12
+                av -= 4
                 if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
+                    win, av = r.refill(av, 4)
+                c = (win >> av) & 0xf
+    else:
+        av += 8
+        c >>= 8
     f_2_amount = u
     try:
-        ec = _Taa5bbe96[(c >> 9) & 0x7]
+        ec = _Taa5bbe96[(c >> 1) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x800 != 0x0:
-            raise r.fail_at(av + 12, 'ConsumptionCostType', 'expected EE of amount') from None
-        ec = ((c >> 9) & 3)
+        if c & 0x8 != 0x0:
+            raise r.fail_at(av + 4, 'ConsumptionCostType', 'expected EE of amount') from None
+        ec = ((c >> 1) & 3)
     if ec == 0:
+        av -= 29
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
         try:
-            f_2_amountMultiplier = _Tae58e352[(c >> 3) & 0x3f]
+            f_2_amountMultiplier = _Tae58e352[c >> 24]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x118 != 0x0:
-                raise r.fail_at(av + 9, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
-            f_2_amountMultiplier = ((c >> 5) & 7) - 3
-        av -= 27
+            if c & 0x23000000 != 0x0:
+                raise r.fail_at(av + 30, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
+            f_2_amountMultiplier = ((c >> 26) & 7) - 3
+        av -= 6
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     elif ec == 1:
-        av -= 21
+        av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av + 9, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+        raise r.fail_at(av + 1, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
     ec = ((c >> 28) & 3)
-    ob2_ = _new(_iso2.CostType)
+    ob2_ = _new(_K_iso2_CostType)
     ob2_.costKind = f_2_costKind
     ob2_.amount = f_2_amount
     ob2_.amountMultiplier = f_2_amountMultiplier
@@ -17469,58 +17548,61 @@ def _d_iso2_ConsumptionCostType(r: BitReader) -> _iso2.ConsumptionCostType:
         u = ((c >> 13) & 255)
         f_3_amountMultiplier: int | None = None
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 21)
-            c = (win >> av) & 0x1fffff
-            u2 = c >> 13
+            u2 = (c >> 5) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 21)
-                c = (win >> av) & 0x1fffff
-                u2 = c >> 13
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 13
+                    av += 5
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 13
+                    av -= 5
                     if av < 0:
-                        win, av = r.refill(av, 13)
-                    c = (win >> av) & 0x1fff
+                        win, av = r.refill(av, 5)
+                    c = (win >> av) & 0x1f
+        else:
+            av += 8
+            c >>= 8
         f_3_amount = u
         try:
-            ec = _Taa5bbe96[(c >> 10) & 0x7]
+            ec = _Taa5bbe96[(c >> 2) & 0x7]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x1000 != 0x0:
-                raise r.fail_at(av + 13, 'ConsumptionCostType[2]', 'expected EE of amount') from None
-            ec = ((c >> 10) & 3)
+            if c & 0x10 != 0x0:
+                raise r.fail_at(av + 5, 'ConsumptionCostType[2]', 'expected EE of amount') from None
+            ec = ((c >> 2) & 3)
         if ec == 0:
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
             try:
-                f_3_amountMultiplier = _Tae58e352[(c >> 4) & 0x3f]
+                f_3_amountMultiplier = _Tae58e352[c >> 24]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x230 != 0x0:
-                    raise r.fail_at(av + 10, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
-                f_3_amountMultiplier = ((c >> 6) & 7) - 3
-            av -= 23
+                if c & 0x23000000 != 0x0:
+                    raise r.fail_at(av + 30, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
+                f_3_amountMultiplier = ((c >> 26) & 7) - 3
+            av -= 3
             if av < 0:
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
         elif ec == 1:
-            av -= 17
+            av -= 25
             if av < 0:
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
         else:
-            raise r.fail_at(av + 10, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+            raise r.fail_at(av + 2, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
         ec = ((c >> 25) & 3)
-        ob3_ = _new(_iso2.CostType)
+        ob3_ = _new(_K_iso2_CostType)
         ob3_.costKind = f_3_costKind
         ob3_.amount = f_3_amount
         ob3_.amountMultiplier = f_3_amountMultiplier
@@ -17538,34 +17620,37 @@ def _d_iso2_ConsumptionCostType(r: BitReader) -> _iso2.ConsumptionCostType:
             u = ((c >> 10) & 255)
             f_4_amountMultiplier: int | None = None
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
-                u2 = c >> 10
+                u2 = (c >> 2) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 18)
-                    c = (win >> av) & 0x3ffff
-                    u2 = c >> 10
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 10
+                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 10
+                        av -= 2
                         if av < 0:
-                            win, av = r.refill(av, 10)
-                        c = (win >> av) & 0x3ff
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
+            else:
+                av += 8
+                c >>= 8
             f_4_amount = u
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             try:
-                ec = _Taa5bbe96[(c >> 7) & 0x7]
+                ec = _Taa5bbe96[c >> 7]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x200 != 0x0:
                     raise r.fail_at(av + 10, 'ConsumptionCostType[3]', 'expected EE of amount') from None
@@ -17584,7 +17669,7 @@ def _d_iso2_ConsumptionCostType(r: BitReader) -> _iso2.ConsumptionCostType:
                 raise r.fail_at(av + 7, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
             if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'ConsumptionCostType[3]', 'expected EE')
-            ob4_ = _new(_iso2.CostType)
+            ob4_ = _new(_K_iso2_CostType)
             ob4_.costKind = f_4_costKind
             ob4_.amount = f_4_amount
             ob4_.amountMultiplier = f_4_amountMultiplier
@@ -17598,7 +17683,7 @@ def _d_iso2_ConsumptionCostType(r: BitReader) -> _iso2.ConsumptionCostType:
     else:
         raise r.fail_at(av + 28, 'ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
     r.avail = av
-    ob = _new(_iso2.ConsumptionCostType)
+    ob = _new(_K_iso2_ConsumptionCostType)
     ob.startValue = f_startValue
     ob.Cost = f_Cost
     return ob
@@ -17623,26 +17708,26 @@ def _e_iso2_ConsumptionCostType(w: BitWriter, o: _iso2.ConsumptionCostType) -> N
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
         raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t2)
-    a = (a << 16) | (t1 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t2 < 0 else 0)
-    k += 16
     u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 26) | (t1 + 3) << 20 | (_I_iso2_unitSymbolType[c1.Unit]) << 14 | (1 if t2 < 0 else 0) << 10 | (u) << 2
+        k += 26
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 34) | (t1 + 3) << 28 | (_I_iso2_unitSymbolType[c1.Unit]) << 22 | (1 if t2 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+        k += 34
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 42) | (t1 + 3) << 36 | (_I_iso2_unitSymbolType[c1.Unit]) << 30 | (1 if t2 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+        k += 42
     else:
+        a = (a << 16) | (t1 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t2 < 0 else 0)
+        k += 16
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 2
-    k += 2
+        a <<= 2
+        k += 2
     s = 1
     if i_Cost < len(o.Cost):
         a <<= 1
@@ -17697,18 +17782,14 @@ def _e_iso2_ConsumptionCostType(w: BitWriter, o: _iso2.ConsumptionCostType) -> N
             s = -1
     w.acc = a
     w.n = k
-    if k >= 1024:
+    if k >= 256:
         w.spill()
 
-def _d_iso2_ContractSignatureEncryptedPrivateKeyType(r: BitReader) -> _iso2.ContractSignatureEncryptedPrivateKeyType:
+def _d_iso2_ContractSignatureEncryptedPrivateKeyType(r: BitReader, c: int) -> _iso2.ContractSignatureEncryptedPrivateKeyType:
     win = r.win
     av = r.avail
     f_Id: str
     f_value: bytes
-    av -= 9
-    if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
         raise r.fail_at(av + 9, 'ContractSignatureEncryptedPrivateKeyType', 'expected AT(Id)')
     u = (c & 255)
@@ -17772,7 +17853,7 @@ def _d_iso2_ContractSignatureEncryptedPrivateKeyType(r: BitReader) -> _iso2.Cont
     if c:
         raise r.fail_at(av + 1, 'ContractSignatureEncryptedPrivateKeyType', 'expected EE')
     r.avail = av
-    ob = _new(_iso2.ContractSignatureEncryptedPrivateKeyType)
+    ob = _new(_K_iso2_ContractSignatureEncryptedPrivateKeyType)
     ob.Id = f_Id
     ob.value = f_value
     return ob
@@ -17807,18 +17888,14 @@ def _e_iso2_ContractSignatureEncryptedPrivateKeyType(w: BitWriter, o: _iso2.Cont
     if k >= 1024:
         w.spill()
 
-def _d_iso2_CostType(r: BitReader) -> _iso2.CostType:
+def _d_iso2_CostType(r: BitReader, c: int) -> _iso2.CostType:
     win = r.win
     av = r.avail
     f_costKind: _iso2.costKindType
     f_amount: int
     f_amountMultiplier: int | None = None
-    av -= 24
-    if av < 0:
-        win, av = r.refill(av, 24)
-    c = (win >> av) & 0xffffff
     try:
-        f_costKind = _Tdbae0062[c >> 17]
+        f_costKind = _Tdbae0062[(c >> 17) & 0x7f]
     except KeyError:  # not a valid pattern: say why
         if c & 0xce0000 != 0x0:
             raise r.fail_at(av + 24, 'CostType', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount') from None
@@ -17828,34 +17905,37 @@ def _d_iso2_CostType(r: BitReader) -> _iso2.CostType:
         f_costKind = _E_iso2_costKindType[iv]
     u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 17)
-        c = (win >> av) & 0x1ffff
-        u2 = c >> 9
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 17)
-            c = (win >> av) & 0x1ffff
-            u2 = c >> 9
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            u2 = c >> 1
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 9
+                av += 1
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 9
+                av -= 1
                 if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     f_amount = u
+    av -= 8
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     try:
-        ec = _Taa5bbe96[(c >> 6) & 0x7]
+        ec = _Taa5bbe96[c >> 6]
     except KeyError:  # not a valid pattern: say why
         if c & 0x100 != 0x0:
             raise r.fail_at(av + 9, 'CostType', 'expected EE of amount') from None
@@ -17872,7 +17952,7 @@ def _d_iso2_CostType(r: BitReader) -> _iso2.CostType:
     else:
         raise r.fail_at(av + 6, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
     r.avail = av
-    ob = _new(_iso2.CostType)
+    ob = _new(_K_iso2_CostType)
     ob.costKind = f_costKind
     ob.amount = f_amount
     ob.amountMultiplier = f_amountMultiplier
@@ -17886,30 +17966,30 @@ def _e_iso2_CostType(w: BitWriter, o: _iso2.CostType) -> None:
         raise encode_error('CostType.costKind', 'required value missing')
     if o.amount is None:
         raise encode_error('CostType.amount', 'required value missing')
-    a = (a << 7) | (_I_iso2_costKindType[o.costKind]) << 3
-    k += 7
-    s = 1
     t1 = o.amount
     if t1 < 0 or (w.strict and (t1 > 4294967295)):
         raise encode_error('CostType.amount', 'outside 0..4294967295', t1)
     u = t1
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        a = (a << 16) | (_I_iso2_costKindType[o.costKind]) << 12 | (u) << 1
         k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+    elif u < 0x4000:
+        a = (a << 24) | (_I_iso2_costKindType[o.costKind]) << 20 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
         k += 24
+    elif u < 0x200000:
+        a = (a << 32) | (_I_iso2_costKindType[o.costKind]) << 28 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 32
     else:
+        a = (a << 7) | (_I_iso2_costKindType[o.costKind]) << 3
+        k += 7
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
+    s = 1
     s = 2
     if o.amountMultiplier is not None:
         t2 = o.amountMultiplier
@@ -17929,10 +18009,10 @@ def _e_iso2_CostType(w: BitWriter, o: _iso2.CostType) -> None:
             s = -1
     w.acc = a
     w.n = k
-    if k >= 1024:
+    if k >= 256:
         w.spill()
 
-def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameterType:
+def _d_iso2_DC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVChargeParameterType:
     win = r.win
     av = r.avail
     f_DepartureTime: int | None = None
@@ -17945,43 +18025,38 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
     f_FullSOC: int | None = None
     f_BulkSOC: int | None = None
     s = 0
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    ec = (c >> 28)
+    ec = ((c >> 26) & 3)
     if ec == 0:
-        if c & 0x8000000 != 0x0:
-            raise r.fail_at(av + 28, 'DC_EVChargeParameterType[0]', 'expected CH of DepartureTime')
-        u = ((c >> 19) & 255)
+        if c & 0x2000000 != 0x0:
+            raise r.fail_at(av + 26, 'DC_EVChargeParameterType[0]', 'expected CH of DepartureTime')
+        u = ((c >> 17) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            u2 = c >> 19
+            u2 = (c >> 9) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 27)
-                c = (win >> av) & 0x7ffffff
-                u2 = c >> 19
+                    win, av = r.refill(av, 17)
+                c = (win >> av) & 0x1ffff
+                u2 = c >> 9
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 19
+                    av += 9
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 19
+                    av -= 9
                     if av < 0:
-                        win, av = r.refill(av, 19)
-                    c = (win >> av) & 0x7ffff
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+        else:
+            av += 8
+            c >>= 8
         f_DepartureTime = u
-        av -= 11
+        av -= 21
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
@@ -17993,7 +18068,7 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
             raise r.fail_at(av + 6, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
         f_1_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
         f_1_EVRESSSOC = ((c >> 8) & 127)
-        ob1_ = _new(_iso2.DC_EVStatusType)
+        ob1_ = _new(_K_iso2_DC_EVStatusType)
         ob1_.EVReady = f_1_EVReady
         ob1_.EVErrorCode = f_1_EVErrorCode
         ob1_.EVRESSSOC = f_1_EVRESSSOC
@@ -18004,26 +18079,26 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     elif ec == 1:
-        if c & 0xdc380c0 != 0x0:
-            raise r.fail_at(av + 28, 'DC_EVChargeParameterType[0]', 'expected SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
-        f_2_EVReady = ((c >> 25) & 1) == 1
-        iv = ((c >> 18) & 15)
+        if c & 0x370e030 != 0x0:
+            raise r.fail_at(av + 26, 'DC_EVChargeParameterType[0]', 'expected SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
+        f_2_EVReady = ((c >> 23) & 1) == 1
+        iv = ((c >> 16) & 15)
         if iv >= 12:
-            raise r.fail_at(av + 6, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+            raise r.fail_at(av + 4, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
         f_2_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
-        f_2_EVRESSSOC = ((c >> 8) & 127)
-        ob2_ = _new(_iso2.DC_EVStatusType)
+        f_2_EVRESSSOC = ((c >> 6) & 127)
+        ob2_ = _new(_K_iso2_DC_EVStatusType)
         ob2_.EVReady = f_2_EVReady
         ob2_.EVErrorCode = f_2_EVErrorCode
         ob2_.EVRESSSOC = f_2_EVRESSSOC
         f_DC_EVStatus = ob2_
-        av -= 24
+        av -= 26
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         s = 2
     else:
-        raise r.fail_at(av + 28, 'DC_EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), SE(DC_EVStatus)')
+        raise r.fail_at(av + 26, 'DC_EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), SE(DC_EVStatus)')
     try:
         f_3_Multiplier, f_3_Unit, sg = _T3b5e3738[(c >> 14) & 0xffff]
     except KeyError:  # not a valid pattern: say why
@@ -18069,7 +18144,7 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
         if c & 0x30 != 0x0:
             raise r.fail_at(av + 6, 'DC_EVChargeParameterType', 'expected EE of Value, EE') from None
         ec = ((c >> 2) & 3)
-    ob3_ = _new(_iso2.PhysicalValueType)
+    ob3_ = _new(_K_iso2_PhysicalValueType)
     ob3_.Multiplier = f_3_Multiplier
     ob3_.Unit = f_3_Unit
     ob3_.Value = f_3_Value
@@ -18135,7 +18210,7 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
             f_5_Unit = _E_iso2_unitSymbolType[iv]
             sg = ((c >> 12) & 1)
         u = ((c >> 4) & 255)
-        ob4_ = _new(_iso2.PhysicalValueType)
+        ob4_ = _new(_K_iso2_PhysicalValueType)
         ob4_.Multiplier = f_4_Multiplier
         ob4_.Unit = f_4_Unit
         ob4_.Value = f_4_Value
@@ -18169,7 +18244,7 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
         f_5_Value = -u - 1 if sg else u
         if c & 0xc != 0x0:
             raise r.fail_at(av + 4, 'DC_EVChargeParameterType[3]', 'expected EE of Value, EE')
-        ob5_ = _new(_iso2.PhysicalValueType)
+        ob5_ = _new(_K_iso2_PhysicalValueType)
         ob5_.Multiplier = f_5_Multiplier
         ob5_.Unit = f_5_Unit
         ob5_.Value = f_5_Value
@@ -18225,7 +18300,7 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
         f_6_Value = -u - 1 if sg else u
         if c & 0x60 != 0x0:
             raise r.fail_at(av + 7, 'DC_EVChargeParameterType[3]', 'expected EE of Value, EE')
-        ob6_ = _new(_iso2.PhysicalValueType)
+        ob6_ = _new(_K_iso2_PhysicalValueType)
         ob6_.Multiplier = f_6_Multiplier
         ob6_.Unit = f_6_Unit
         ob6_.Value = f_6_Value
@@ -18288,7 +18363,7 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
             if c & 0x30000000 != 0x0:
                 raise r.fail_at(av + 30, 'DC_EVChargeParameterType[5]', 'expected EE of Value, EE') from None
             ec = ((c >> 25) & 7)
-        ob7_ = _new(_iso2.PhysicalValueType)
+        ob7_ = _new(_K_iso2_PhysicalValueType)
         ob7_.Multiplier = f_7_Multiplier
         ob7_.Unit = f_7_Unit
         ob7_.Value = f_7_Value
@@ -18335,165 +18410,185 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
             f_8_Value = -u - 1 if sg else u
             if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'DC_EVChargeParameterType[6]', 'expected EE of Value, EE')
-            ob8_ = _new(_iso2.PhysicalValueType)
+            ob8_ = _new(_K_iso2_PhysicalValueType)
             ob8_.Multiplier = f_8_Multiplier
             ob8_.Unit = f_8_Unit
             ob8_.Value = f_8_Value
             f_EVEnergyRequest = ob8_
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             s = 7
         elif ec == 1:
-            av += 16
             try:
                 f_FullSOC = _Tf00db23f[(c >> 16) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x1010000 != 0x0:
-                    raise r.fail_at(av + 9, 'DC_EVChargeParameterType[6]', 'expected CH of FullSOC, EE of FullSOC') from None
+                    raise r.fail_at(av + 25, 'DC_EVChargeParameterType[6]', 'expected CH of FullSOC, EE of FullSOC') from None
                 f_FullSOC = ((c >> 17) & 127)
+            av -= 7
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             s = 8
         elif ec == 2:
-            av += 16
             try:
                 f_BulkSOC = _Tf00db23f[(c >> 16) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x1010000 != 0x0:
-                    raise r.fail_at(av + 9, 'DC_EVChargeParameterType[6]', 'expected CH of BulkSOC, EE of BulkSOC') from None
+                    raise r.fail_at(av + 25, 'DC_EVChargeParameterType[6]', 'expected CH of BulkSOC, EE of BulkSOC') from None
                 f_BulkSOC = ((c >> 17) & 127)
+            av -= 7
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             s = 9
         elif ec == 3:
-            av += 25
+            av += 2
             s = -1
         else:
             raise r.fail_at(av + 25, 'DC_EVChargeParameterType[6]', f'event code {ec}, expected SE(EVEnergyRequest), SE(FullSOC), SE(BulkSOC), EE')
     elif ec == 1:
-        av += 2
         try:
             f_9_Multiplier, f_9_Unit, sg = _Tea8843d1[(c >> 12) & 0x7fff]
         except KeyError:  # not a valid pattern: say why
             if c & 0x638e000 != 0x0:
-                raise r.fail_at(av + 25, 'DC_EVChargeParameterType[5]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                raise r.fail_at(av + 27, 'DC_EVChargeParameterType[5]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
             f_9_Multiplier = ((c >> 22) & 7) - 3
             iv = ((c >> 16) & 7)
             if iv >= 7:
-                raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
             f_9_Unit = _E_iso2_unitSymbolType[iv]
             sg = ((c >> 12) & 1)
         u = ((c >> 4) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
+                    av += 4
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
+                    av -= 4
                     if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
-        else:
-            c >>= 2
+                        win, av = r.refill(av, 4)
+                    c = (win >> av) & 0xf
         f_9_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'DC_EVChargeParameterType[5]', 'expected EE of Value, EE')
-        ob9_ = _new(_iso2.PhysicalValueType)
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'DC_EVChargeParameterType[5]', 'expected EE of Value, EE')
+        ob9_ = _new(_K_iso2_PhysicalValueType)
         ob9_.Multiplier = f_9_Multiplier
         ob9_.Unit = f_9_Unit
         ob9_.Value = f_9_Value
         f_EVEnergyRequest = ob9_
+        av -= 21
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         s = 7
     elif ec == 2:
-        av += 18
         try:
             f_FullSOC = _Tf00db23f[(c >> 18) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
             if c & 0x4040000 != 0x0:
-                raise r.fail_at(av + 9, 'DC_EVChargeParameterType[5]', 'expected CH of FullSOC, EE of FullSOC') from None
+                raise r.fail_at(av + 27, 'DC_EVChargeParameterType[5]', 'expected CH of FullSOC, EE of FullSOC') from None
             f_FullSOC = ((c >> 19) & 127)
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         s = 8
     elif ec == 3:
-        av += 18
         try:
             f_BulkSOC = _Tf00db23f[(c >> 18) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
             if c & 0x4040000 != 0x0:
-                raise r.fail_at(av + 9, 'DC_EVChargeParameterType[5]', 'expected CH of BulkSOC, EE of BulkSOC') from None
+                raise r.fail_at(av + 27, 'DC_EVChargeParameterType[5]', 'expected CH of BulkSOC, EE of BulkSOC') from None
             f_BulkSOC = ((c >> 19) & 127)
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         s = 9
     elif ec == 4:
-        av += 27
+        av += 4
         s = -1
     else:
         raise r.fail_at(av + 27, 'DC_EVChargeParameterType[5]', f'event code {ec}, expected SE(EVEnergyCapacity), SE(EVEnergyRequest), SE(FullSOC), SE(BulkSOC), EE')
     if s == 7:
-        av -= 11
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        ec = (c >> 9)
+        ec = ((c >> 21) & 3)
         if ec == 0:
             try:
-                f_FullSOC = _Tf00db23f[c & 0x1ff]
+                f_FullSOC = _Tf00db23f[(c >> 12) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x101 != 0x0:
-                    raise r.fail_at(av + 9, 'DC_EVChargeParameterType[7]', 'expected CH of FullSOC, EE of FullSOC') from None
-                f_FullSOC = ((c >> 1) & 127)
+                if c & 0x101000 != 0x0:
+                    raise r.fail_at(av + 21, 'DC_EVChargeParameterType[7]', 'expected CH of FullSOC, EE of FullSOC') from None
+                f_FullSOC = ((c >> 13) & 127)
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             s = 8
         elif ec == 1:
             try:
-                f_BulkSOC = _Tf00db23f[c & 0x1ff]
+                f_BulkSOC = _Tf00db23f[(c >> 12) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x101 != 0x0:
-                    raise r.fail_at(av + 9, 'DC_EVChargeParameterType[7]', 'expected CH of BulkSOC, EE of BulkSOC') from None
-                f_BulkSOC = ((c >> 1) & 127)
+                if c & 0x101000 != 0x0:
+                    raise r.fail_at(av + 21, 'DC_EVChargeParameterType[7]', 'expected CH of BulkSOC, EE of BulkSOC') from None
+                f_BulkSOC = ((c >> 13) & 127)
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             s = 9
         elif ec == 2:
-            av += 9
+            av -= 2
             s = -1
         else:
-            raise r.fail_at(av + 9, 'DC_EVChargeParameterType[7]', f'event code {ec}, expected SE(FullSOC), SE(BulkSOC), EE')
+            raise r.fail_at(av + 21, 'DC_EVChargeParameterType[7]', f'event code {ec}, expected SE(FullSOC), SE(BulkSOC), EE')
     if s == 8:
-        av -= 11
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        ec = (c >> 9)
+        ec = ((c >> 21) & 3)
         if ec == 0:
             try:
-                f_BulkSOC = _Tf00db23f[c & 0x1ff]
+                f_BulkSOC = _Tf00db23f[(c >> 12) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x101 != 0x0:
-                    raise r.fail_at(av + 9, 'DC_EVChargeParameterType[8]', 'expected CH of BulkSOC, EE of BulkSOC') from None
-                f_BulkSOC = ((c >> 1) & 127)
+                if c & 0x101000 != 0x0:
+                    raise r.fail_at(av + 21, 'DC_EVChargeParameterType[8]', 'expected CH of BulkSOC, EE of BulkSOC') from None
+                f_BulkSOC = ((c >> 13) & 127)
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             s = 9
         elif ec == 1:
-            av += 9
+            av -= 2
             s = -1
         else:
-            raise r.fail_at(av + 9, 'DC_EVChargeParameterType[8]', f'event code {ec}, expected SE(BulkSOC), EE')
+            raise r.fail_at(av + 21, 'DC_EVChargeParameterType[8]', f'event code {ec}, expected SE(BulkSOC), EE')
     if s == 9:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DC_EVChargeParameterType[9]', 'expected EE')
+        av += 22
+        if c & 0x400000 != 0x0:
+            raise r.fail_at(av + 1, 'DC_EVChargeParameterType', 'expected EE')
         s = -1
+    else:
+        av += 23
     r.avail = av
-    ob = _new(_iso2.DC_EVChargeParameterType)
+    ob = _new(_K_iso2_DC_EVChargeParameterType)
     ob.DepartureTime = f_DepartureTime
     ob.DC_EVStatus = f_DC_EVStatus
     ob.EVMaximumCurrentLimit = f_EVMaximumCurrentLimit
@@ -18510,29 +18605,29 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
     k = w.n
     s = 0
     if o.DepartureTime is not None:
-        a <<= 3
-        k += 3
         t1 = o.DepartureTime
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
             raise encode_error('DC_EVChargeParameterType.DepartureTime', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 12) | (u) << 1
+            k += 12
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 20) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+            k += 20
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 28) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+            k += 28
         else:
+            a <<= 3
+            k += 3
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 1
-        k += 1
+            a <<= 1
+            k += 1
         s = 1
     elif o.DC_EVStatus is not None:
         c1 = o.DC_EVStatus
@@ -18582,26 +18677,26 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
     t5 = c3.Value
     if (w.strict and (t5 < -32768 or t5 > 32767)):
         raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t5)
-    a = (a << 16) | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t5 < 0 else 0)
-    k += 16
     u = -t5 - 1 if t5 < 0 else t5
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 26) | (t4 + 3) << 20 | (_I_iso2_unitSymbolType[c3.Unit]) << 14 | (1 if t5 < 0 else 0) << 10 | (u) << 2
+        k += 26
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 34) | (t4 + 3) << 28 | (_I_iso2_unitSymbolType[c3.Unit]) << 22 | (1 if t5 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+        k += 34
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 42) | (t4 + 3) << 36 | (_I_iso2_unitSymbolType[c3.Unit]) << 30 | (1 if t5 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+        k += 42
     else:
+        a = (a << 16) | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t5 < 0 else 0)
+        k += 16
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 2
-    k += 2
+        a <<= 2
+        k += 2
     s = 3
     if o.EVMaximumPowerLimit is not None:
         c4 = o.EVMaximumPowerLimit
@@ -18617,26 +18712,26 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
         t7 = c4.Value
         if (w.strict and (t7 < -32768 or t7 > 32767)):
             raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t7)
-        a = (a << 17) | (t6 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t7 < 0 else 0)
-        k += 17
         u = -t7 - 1 if t7 < 0 else t7
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t6 + 3) << 20 | (_I_iso2_unitSymbolType[c4.Unit]) << 14 | (1 if t7 < 0 else 0) << 10 | (u) << 2
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t6 + 3) << 28 | (_I_iso2_unitSymbolType[c4.Unit]) << 22 | (1 if t7 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t6 + 3) << 36 | (_I_iso2_unitSymbolType[c4.Unit]) << 30 | (1 if t7 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+            k += 43
         else:
+            a = (a << 17) | (t6 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t7 < 0 else 0)
+            k += 17
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 4
     elif o.EVMaximumVoltageLimit is not None:
         c5 = o.EVMaximumVoltageLimit
@@ -18652,26 +18747,26 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
         t9 = c5.Value
         if (w.strict and (t9 < -32768 or t9 > 32767)):
             raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t9)
-        a = (a << 17) | (t8 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t9 < 0 else 0) | 0x8000
-        k += 17
         u = -t9 - 1 if t9 < 0 else t9
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t8 + 3) << 20 | (_I_iso2_unitSymbolType[c5.Unit]) << 14 | (1 if t9 < 0 else 0) << 10 | (u) << 2 | 0x2000000
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t8 + 3) << 28 | (_I_iso2_unitSymbolType[c5.Unit]) << 22 | (1 if t9 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x200020000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t8 + 3) << 36 | (_I_iso2_unitSymbolType[c5.Unit]) << 30 | (1 if t9 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x20002020000
+            k += 43
         else:
+            a = (a << 17) | (t8 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t9 < 0 else 0) | 0x8000
+            k += 17
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 5
     else:
         raise encode_error('DC_EVChargeParameterType', 'missing SE(EVMaximumPowerLimit), SE(EVMaximumVoltageLimit)')
@@ -18690,26 +18785,26 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
             t11 = c6.Value
             if (w.strict and (t11 < -32768 or t11 > 32767)):
                 raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t11)
-            a = (a << 16) | (t10 + 3) << 10 | (_I_iso2_unitSymbolType[c6.Unit]) << 4 | (1 if t11 < 0 else 0)
-            k += 16
             u = -t11 - 1 if t11 < 0 else t11
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t10 + 3) << 20 | (_I_iso2_unitSymbolType[c6.Unit]) << 14 | (1 if t11 < 0 else 0) << 10 | (u) << 2
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t10 + 3) << 28 | (_I_iso2_unitSymbolType[c6.Unit]) << 22 | (1 if t11 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t10 + 3) << 36 | (_I_iso2_unitSymbolType[c6.Unit]) << 30 | (1 if t11 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 42
             else:
+                a = (a << 16) | (t10 + 3) << 10 | (_I_iso2_unitSymbolType[c6.Unit]) << 4 | (1 if t11 < 0 else 0)
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 5
         else:
             raise encode_error('DC_EVChargeParameterType', 'missing SE(EVMaximumVoltageLimit)')
@@ -18727,26 +18822,26 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
         t13 = c7.Value
         if (w.strict and (t13 < -32768 or t13 > 32767)):
             raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t13)
-        a = (a << 18) | (t12 + 3) << 10 | (_I_iso2_unitSymbolType[c7.Unit]) << 4 | (1 if t13 < 0 else 0)
-        k += 18
         u = -t13 - 1 if t13 < 0 else t13
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 28) | (t12 + 3) << 20 | (_I_iso2_unitSymbolType[c7.Unit]) << 14 | (1 if t13 < 0 else 0) << 10 | (u) << 2
+            k += 28
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 36) | (t12 + 3) << 28 | (_I_iso2_unitSymbolType[c7.Unit]) << 22 | (1 if t13 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+            k += 36
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 44) | (t12 + 3) << 36 | (_I_iso2_unitSymbolType[c7.Unit]) << 30 | (1 if t13 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+            k += 44
         else:
+            a = (a << 18) | (t12 + 3) << 10 | (_I_iso2_unitSymbolType[c7.Unit]) << 4 | (1 if t13 < 0 else 0)
+            k += 18
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 6
     elif o.EVEnergyRequest is not None:
         c8 = o.EVEnergyRequest
@@ -18762,26 +18857,26 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
         t15 = c8.Value
         if (w.strict and (t15 < -32768 or t15 > 32767)):
             raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t15)
-        a = (a << 18) | (t14 + 3) << 10 | (_I_iso2_unitSymbolType[c8.Unit]) << 4 | (1 if t15 < 0 else 0) | 0x8000
-        k += 18
         u = -t15 - 1 if t15 < 0 else t15
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 28) | (t14 + 3) << 20 | (_I_iso2_unitSymbolType[c8.Unit]) << 14 | (1 if t15 < 0 else 0) << 10 | (u) << 2 | 0x2000000
+            k += 28
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 36) | (t14 + 3) << 28 | (_I_iso2_unitSymbolType[c8.Unit]) << 22 | (1 if t15 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x200020000
+            k += 36
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 44) | (t14 + 3) << 36 | (_I_iso2_unitSymbolType[c8.Unit]) << 30 | (1 if t15 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x20002020000
+            k += 44
         else:
+            a = (a << 18) | (t14 + 3) << 10 | (_I_iso2_unitSymbolType[c8.Unit]) << 4 | (1 if t15 < 0 else 0) | 0x8000
+            k += 18
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 7
     elif o.FullSOC is not None:
         t16 = o.FullSOC
@@ -18816,26 +18911,26 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
             t19 = c9.Value
             if (w.strict and (t19 < -32768 or t19 > 32767)):
                 raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t19)
-            a = (a << 18) | (t18 + 3) << 10 | (_I_iso2_unitSymbolType[c9.Unit]) << 4 | (1 if t19 < 0 else 0)
-            k += 18
             u = -t19 - 1 if t19 < 0 else t19
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 28) | (t18 + 3) << 20 | (_I_iso2_unitSymbolType[c9.Unit]) << 14 | (1 if t19 < 0 else 0) << 10 | (u) << 2
+                k += 28
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 36) | (t18 + 3) << 28 | (_I_iso2_unitSymbolType[c9.Unit]) << 22 | (1 if t19 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 36
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 44) | (t18 + 3) << 36 | (_I_iso2_unitSymbolType[c9.Unit]) << 30 | (1 if t19 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 44
             else:
+                a = (a << 18) | (t18 + 3) << 10 | (_I_iso2_unitSymbolType[c9.Unit]) << 4 | (1 if t19 < 0 else 0)
+                k += 18
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 7
         elif o.FullSOC is not None:
             t20 = o.FullSOC
@@ -18896,32 +18991,28 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
     if k >= 1024:
         w.spill()
 
-def _d_iso2_DC_EVPowerDeliveryParameterType(r: BitReader) -> _iso2.DC_EVPowerDeliveryParameterType:
+def _d_iso2_DC_EVPowerDeliveryParameterType(r: BitReader, c: int) -> _iso2.DC_EVPowerDeliveryParameterType:
     win = r.win
     av = r.avail
     f_DC_EVStatus: _iso2.DC_EVStatusType
     f_BulkChargingComplete: bool | None = None
     f_ChargingComplete: bool
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    if c & 0x3b870180 != 0x0:
-        raise r.fail_at(av + 30, 'DC_EVPowerDeliveryParameterType', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
-    f_1_EVReady = ((c >> 26) & 1) == 1
-    iv = ((c >> 19) & 15)
+    if c & 0xee1c060 != 0x0:
+        raise r.fail_at(av + 28, 'DC_EVPowerDeliveryParameterType', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
+    f_1_EVReady = ((c >> 24) & 1) == 1
+    iv = ((c >> 17) & 15)
     if iv >= 12:
-        raise r.fail_at(av + 5, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+        raise r.fail_at(av + 3, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
     f_1_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
-    f_1_EVRESSSOC = ((c >> 9) & 127)
-    ec = ((c >> 5) & 3)
-    ob1_ = _new(_iso2.DC_EVStatusType)
+    f_1_EVRESSSOC = ((c >> 7) & 127)
+    ec = ((c >> 3) & 3)
+    ob1_ = _new(_K_iso2_DC_EVStatusType)
     ob1_.EVReady = f_1_EVReady
     ob1_.EVErrorCode = f_1_EVErrorCode
     ob1_.EVRESSSOC = f_1_EVRESSSOC
     f_DC_EVStatus = ob1_
     if ec == 0:
-        av -= 3
+        av -= 5
         if av < 0:
             win, av = r.refill(av, 8)
         c = (win >> av) & 0xff
@@ -18933,20 +19024,22 @@ def _d_iso2_DC_EVPowerDeliveryParameterType(r: BitReader) -> _iso2.DC_EVPowerDel
             f_BulkChargingComplete = ((c >> 6) & 1) == 1
             f_ChargingComplete = ((c >> 2) & 1) == 1
     elif ec == 1:
-        av += 1
         try:
-            f_ChargingComplete = _Ta870a97b[(c >> 2) & 0x7]
+            f_ChargingComplete = _Ta870a97b[c & 0x7]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x14 != 0x0:
-                raise r.fail_at(av + 4, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
-            f_ChargingComplete = ((c >> 3) & 1) == 1
-        c >>= 1
+            if c & 0x5 != 0x0:
+                raise r.fail_at(av + 3, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
+            f_ChargingComplete = ((c >> 1) & 1) == 1
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
     else:
-        raise r.fail_at(av + 5, 'DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
+        raise r.fail_at(av + 3, 'DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'DC_EVPowerDeliveryParameterType', 'expected EE')
     r.avail = av
-    ob = _new(_iso2.DC_EVPowerDeliveryParameterType)
+    ob = _new(_K_iso2_DC_EVPowerDeliveryParameterType)
     ob.DC_EVStatus = f_DC_EVStatus
     ob.BulkChargingComplete = f_BulkChargingComplete
     ob.ChargingComplete = f_ChargingComplete
@@ -18996,7 +19089,7 @@ def _e_iso2_DC_EVPowerDeliveryParameterType(w: BitWriter, o: _iso2.DC_EVPowerDel
     if k >= 1024:
         w.spill()
 
-def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParameterType:
+def _d_iso2_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVSEChargeParameterType:
     win = r.win
     av = r.avail
     f_DC_EVSEStatus: _iso2.DC_EVSEStatusType
@@ -19008,53 +19101,48 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
     f_EVSECurrentRegulationTolerance: _iso2.PhysicalValueType | None = None
     f_EVSEPeakCurrentRipple: _iso2.PhysicalValueType
     f_EVSEEnergyToBeDelivered: _iso2.PhysicalValueType | None = None
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
-        raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType', 'expected SE(DC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-    u = ((c >> 19) & 255)
+    if c & 0xe000000 != 0x0:
+        raise r.fail_at(av + 28, 'DC_EVSEChargeParameterType', 'expected SE(DC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+    u = ((c >> 17) & 255)
     f_1_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        u2 = c >> 19
+        u2 = (c >> 9) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            u2 = c >> 19
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            u2 = c >> 9
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 19
+                av += 9
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 19
+                av -= 9
                 if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+    else:
+        av += 8
+        c >>= 8
     f_1_NotificationMaxDelay = u
     try:
-        f_1_EVSENotification, ec = _Ta34fb74f[(c >> 11) & 0xff]
+        f_1_EVSENotification, ec = _Ta34fb74f[(c >> 1) & 0xff]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x72000 != 0x0:
-            raise r.fail_at(av + 19, 'DC_EVSEChargeParameterType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
-        iv = ((c >> 14) & 3)
+        if c & 0x1c8 != 0x0:
+            raise r.fail_at(av + 9, 'DC_EVSEChargeParameterType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
+        iv = ((c >> 4) & 3)
         if iv >= 3:
-            raise r.fail_at(av + 11, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 1, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_1_EVSENotification = _E_iso2_EVSENotificationType[iv]
-        ec = ((c >> 11) & 3)
+        ec = ((c >> 1) & 3)
     if ec == 0:
-        av -= 19
+        av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
@@ -19076,21 +19164,25 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     elif ec == 1:
+        av -= 29
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
         try:
-            f_1_EVSEStatusCode = _Tf61d13e1[(c >> 5) & 0x3f]
+            f_1_EVSEStatusCode = _Tf61d13e1[c >> 24]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x420 != 0x0:
-                raise r.fail_at(av + 11, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            iv = ((c >> 6) & 15)
+            if c & 0x21000000 != 0x0:
+                raise r.fail_at(av + 30, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+            iv = ((c >> 25) & 15)
             if iv >= 12:
-                raise r.fail_at(av + 5, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 24, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
             f_1_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-        av -= 25
+        av -= 6
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av + 11, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+        raise r.fail_at(av + 1, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     try:
         f_2_Multiplier, f_2_Unit, sg = _T9dbb19d6[(c >> 13) & 0x1ffff]
     except KeyError:  # not a valid pattern: say why
@@ -19103,7 +19195,7 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
         f_2_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob1_ = _new(_iso2.DC_EVSEStatusType)
+    ob1_ = _new(_K_iso2_DC_EVSEStatusType)
     ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
     ob1_.EVSENotification = f_1_EVSENotification
     ob1_.EVSEIsolationStatus = f_1_EVSEIsolationStatus
@@ -19152,7 +19244,7 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
         f_3_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 12) & 1)
     u = ((c >> 4) & 255)
-    ob2_ = _new(_iso2.PhysicalValueType)
+    ob2_ = _new(_K_iso2_PhysicalValueType)
     ob2_.Multiplier = f_2_Multiplier
     ob2_.Unit = f_2_Unit
     ob2_.Value = f_2_Value
@@ -19200,7 +19292,7 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
         f_4_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 12) & 1)
     u = ((c >> 4) & 255)
-    ob3_ = _new(_iso2.PhysicalValueType)
+    ob3_ = _new(_K_iso2_PhysicalValueType)
     ob3_.Multiplier = f_3_Multiplier
     ob3_.Unit = f_3_Unit
     ob3_.Value = f_3_Value
@@ -19248,7 +19340,7 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
         f_5_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 12) & 1)
     u = ((c >> 4) & 255)
-    ob4_ = _new(_iso2.PhysicalValueType)
+    ob4_ = _new(_K_iso2_PhysicalValueType)
     ob4_.Multiplier = f_4_Multiplier
     ob4_.Unit = f_4_Unit
     ob4_.Value = f_4_Value
@@ -19296,7 +19388,7 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
         f_6_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 12) & 1)
     u = ((c >> 4) & 255)
-    ob5_ = _new(_iso2.PhysicalValueType)
+    ob5_ = _new(_K_iso2_PhysicalValueType)
     ob5_.Multiplier = f_5_Multiplier
     ob5_.Unit = f_5_Unit
     ob5_.Value = f_5_Value
@@ -19334,7 +19426,7 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
         if c & 0xc != 0x0:
             raise r.fail_at(av + 4, 'DC_EVSEChargeParameterType', 'expected EE of Value, EE') from None
         ec = (c & 3)
-    ob6_ = _new(_iso2.PhysicalValueType)
+    ob6_ = _new(_K_iso2_PhysicalValueType)
     ob6_.Multiplier = f_6_Multiplier
     ob6_.Unit = f_6_Unit
     ob6_.Value = f_6_Value
@@ -19399,7 +19491,7 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
             f_8_Unit = _E_iso2_unitSymbolType[iv]
             sg = ((c >> 12) & 1)
         u = ((c >> 4) & 255)
-        ob7_ = _new(_iso2.PhysicalValueType)
+        ob7_ = _new(_K_iso2_PhysicalValueType)
         ob7_.Multiplier = f_7_Multiplier
         ob7_.Unit = f_7_Unit
         ob7_.Value = f_7_Value
@@ -19433,7 +19525,7 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
         f_8_Value = -u - 1 if sg else u
         if c & 0xc != 0x0:
             raise r.fail_at(av + 4, 'DC_EVSEChargeParameterType[6]', 'expected EE of Value, EE')
-        ob8_ = _new(_iso2.PhysicalValueType)
+        ob8_ = _new(_K_iso2_PhysicalValueType)
         ob8_.Multiplier = f_8_Multiplier
         ob8_.Unit = f_8_Unit
         ob8_.Value = f_8_Value
@@ -19488,7 +19580,7 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
         f_9_Value = -u - 1 if sg else u
         if c & 0x60 != 0x0:
             raise r.fail_at(av + 7, 'DC_EVSEChargeParameterType[6]', 'expected EE of Value, EE')
-        ob9_ = _new(_iso2.PhysicalValueType)
+        ob9_ = _new(_K_iso2_PhysicalValueType)
         ob9_.Multiplier = f_9_Multiplier
         ob9_.Unit = f_9_Unit
         ob9_.Value = f_9_Value
@@ -19542,7 +19634,7 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
         f_10_Value = -u - 1 if sg else u
         if c & 0x7 != 0x0:
             raise r.fail_at(av + 3, 'DC_EVSEChargeParameterType[8]', 'expected EE of Value, EE, EE')
-        ob10_ = _new(_iso2.PhysicalValueType)
+        ob10_ = _new(_K_iso2_PhysicalValueType)
         ob10_.Multiplier = f_10_Multiplier
         ob10_.Unit = f_10_Unit
         ob10_.Value = f_10_Value
@@ -19552,7 +19644,7 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
     else:
         raise r.fail_at(av + 26, 'DC_EVSEChargeParameterType[8]', f'event code {ec}, expected SE(EVSEEnergyToBeDelivered), EE')
     r.avail = av
-    ob = _new(_iso2.DC_EVSEChargeParameterType)
+    ob = _new(_K_iso2_DC_EVSEChargeParameterType)
     ob.DC_EVSEStatus = f_DC_EVSEStatus
     ob.EVSEMaximumCurrentLimit = f_EVSEMaximumCurrentLimit
     ob.EVSEMaximumPowerLimit = f_EVSEMaximumPowerLimit
@@ -19592,25 +19684,7 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
         raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t2)
-    a = (a << 16) | (t1 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t2 < 0 else 0)
-    k += 16
-    s = 1
     u = -t2 - 1 if t2 < 0 else t2
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
     if o.EVSEMaximumPowerLimit is None:
         raise encode_error('DC_EVSEChargeParameterType.EVSEMaximumPowerLimit', 'required value missing')
     c2 = o.EVSEMaximumPowerLimit
@@ -19626,25 +19700,28 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
     t4 = c2.Value
     if (w.strict and (t4 < -32768 or t4 > 32767)):
         raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t4)
-    a = (a << 18) | (t3 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t4 < 0 else 0)
-    k += 18
-    s = 2
-    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 42) | (t1 + 3) << 36 | (_I_iso2_unitSymbolType[c1.Unit]) << 30 | (1 if t2 < 0 else 0) << 26 | (u) << 18 | (t3 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t4 < 0 else 0)
+        k += 42
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 50) | (t1 + 3) << 44 | (_I_iso2_unitSymbolType[c1.Unit]) << 38 | (1 if t2 < 0 else 0) << 34 | (u & 0x7F) << 26 | (u >> 7) << 18 | (t3 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t4 < 0 else 0) | 0x200000000
+        k += 50
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 58) | (t1 + 3) << 52 | (_I_iso2_unitSymbolType[c1.Unit]) << 46 | (1 if t2 < 0 else 0) << 42 | (u & 0x7F) << 34 | (u >> 7 & 0x7F) << 26 | (u >> 14) << 18 | (t3 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t4 < 0 else 0) | 0x20200000000
+        k += 58
     else:
+        a = (a << 16) | (t1 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t2 < 0 else 0)
+        k += 16
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 18) | (t3 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t4 < 0 else 0)
+        k += 18
+    s = 1
+    s = 2
+    u = -t4 - 1 if t4 < 0 else t4
     if o.EVSEMaximumVoltageLimit is None:
         raise encode_error('DC_EVSEChargeParameterType.EVSEMaximumVoltageLimit', 'required value missing')
     c3 = o.EVSEMaximumVoltageLimit
@@ -19660,25 +19737,25 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
     t6 = c3.Value
     if (w.strict and (t6 < -32768 or t6 > 32767)):
         raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t6)
-    a = (a << 18) | (t5 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t6 < 0 else 0)
-    k += 18
-    s = 3
-    u = -t6 - 1 if t6 < 0 else t6
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 26) | (u) << 18 | (t5 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t6 < 0 else 0)
+        k += 26
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 34) | (u & 0x7F) << 26 | (u >> 7) << 18 | (t5 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t6 < 0 else 0) | 0x200000000
+        k += 34
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 42) | (u & 0x7F) << 34 | (u >> 7 & 0x7F) << 26 | (u >> 14) << 18 | (t5 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t6 < 0 else 0) | 0x20200000000
+        k += 42
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 18) | (t5 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t6 < 0 else 0)
+        k += 18
+    s = 3
+    u = -t6 - 1 if t6 < 0 else t6
     if o.EVSEMinimumCurrentLimit is None:
         raise encode_error('DC_EVSEChargeParameterType.EVSEMinimumCurrentLimit', 'required value missing')
     c4 = o.EVSEMinimumCurrentLimit
@@ -19694,25 +19771,25 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
     t8 = c4.Value
     if (w.strict and (t8 < -32768 or t8 > 32767)):
         raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t8)
-    a = (a << 18) | (t7 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t8 < 0 else 0)
-    k += 18
-    s = 4
-    u = -t8 - 1 if t8 < 0 else t8
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 26) | (u) << 18 | (t7 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t8 < 0 else 0)
+        k += 26
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 34) | (u & 0x7F) << 26 | (u >> 7) << 18 | (t7 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t8 < 0 else 0) | 0x200000000
+        k += 34
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 42) | (u & 0x7F) << 34 | (u >> 7 & 0x7F) << 26 | (u >> 14) << 18 | (t7 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t8 < 0 else 0) | 0x20200000000
+        k += 42
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 18) | (t7 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t8 < 0 else 0)
+        k += 18
+    s = 4
+    u = -t8 - 1 if t8 < 0 else t8
     if o.EVSEMinimumVoltageLimit is None:
         raise encode_error('DC_EVSEChargeParameterType.EVSEMinimumVoltageLimit', 'required value missing')
     c5 = o.EVSEMinimumVoltageLimit
@@ -19728,27 +19805,42 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
     t10 = c5.Value
     if (w.strict and (t10 < -32768 or t10 > 32767)):
         raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t10)
-    a = (a << 18) | (t9 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t10 < 0 else 0)
-    k += 18
-    s = 5
-    u = -t10 - 1 if t10 < 0 else t10
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 26) | (u) << 18 | (t9 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t10 < 0 else 0)
+        k += 26
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 34) | (u & 0x7F) << 26 | (u >> 7) << 18 | (t9 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t10 < 0 else 0) | 0x200000000
+        k += 34
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 42) | (u & 0x7F) << 34 | (u >> 7 & 0x7F) << 26 | (u >> 14) << 18 | (t9 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t10 < 0 else 0) | 0x20200000000
+        k += 42
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 2
-    k += 2
+        a = (a << 18) | (t9 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t10 < 0 else 0)
+        k += 18
+    s = 5
+    u = -t10 - 1 if t10 < 0 else t10
+    if u < 0x80:
+        a = (a << 10) | (u) << 2
+        k += 10
+    elif u < 0x4000:
+        a = (a << 18) | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+        k += 18
+    elif u < 0x200000:
+        a = (a << 26) | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+        k += 26
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a <<= 2
+        k += 2
     s = 6
     if o.EVSECurrentRegulationTolerance is not None:
         c6 = o.EVSECurrentRegulationTolerance
@@ -19764,26 +19856,26 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
         t12 = c6.Value
         if (w.strict and (t12 < -32768 or t12 > 32767)):
             raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t12)
-        a = (a << 17) | (t11 + 3) << 10 | (_I_iso2_unitSymbolType[c6.Unit]) << 4 | (1 if t12 < 0 else 0)
-        k += 17
         u = -t12 - 1 if t12 < 0 else t12
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t11 + 3) << 20 | (_I_iso2_unitSymbolType[c6.Unit]) << 14 | (1 if t12 < 0 else 0) << 10 | (u) << 2
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t11 + 3) << 28 | (_I_iso2_unitSymbolType[c6.Unit]) << 22 | (1 if t12 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t11 + 3) << 36 | (_I_iso2_unitSymbolType[c6.Unit]) << 30 | (1 if t12 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+            k += 43
         else:
+            a = (a << 17) | (t11 + 3) << 10 | (_I_iso2_unitSymbolType[c6.Unit]) << 4 | (1 if t12 < 0 else 0)
+            k += 17
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 7
     elif o.EVSEPeakCurrentRipple is not None:
         c7 = o.EVSEPeakCurrentRipple
@@ -19799,26 +19891,26 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
         t14 = c7.Value
         if (w.strict and (t14 < -32768 or t14 > 32767)):
             raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t14)
-        a = (a << 17) | (t13 + 3) << 10 | (_I_iso2_unitSymbolType[c7.Unit]) << 4 | (1 if t14 < 0 else 0) | 0x8000
-        k += 17
         u = -t14 - 1 if t14 < 0 else t14
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t13 + 3) << 20 | (_I_iso2_unitSymbolType[c7.Unit]) << 14 | (1 if t14 < 0 else 0) << 10 | (u) << 2 | 0x2000000
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t13 + 3) << 28 | (_I_iso2_unitSymbolType[c7.Unit]) << 22 | (1 if t14 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x200020000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t13 + 3) << 36 | (_I_iso2_unitSymbolType[c7.Unit]) << 30 | (1 if t14 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x20002020000
+            k += 43
         else:
+            a = (a << 17) | (t13 + 3) << 10 | (_I_iso2_unitSymbolType[c7.Unit]) << 4 | (1 if t14 < 0 else 0) | 0x8000
+            k += 17
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 8
     else:
         raise encode_error('DC_EVSEChargeParameterType', 'missing SE(EVSECurrentRegulationTolerance), SE(EVSEPeakCurrentRipple)')
@@ -19837,26 +19929,26 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
             t16 = c8.Value
             if (w.strict and (t16 < -32768 or t16 > 32767)):
                 raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t16)
-            a = (a << 16) | (t15 + 3) << 10 | (_I_iso2_unitSymbolType[c8.Unit]) << 4 | (1 if t16 < 0 else 0)
-            k += 16
             u = -t16 - 1 if t16 < 0 else t16
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t15 + 3) << 20 | (_I_iso2_unitSymbolType[c8.Unit]) << 14 | (1 if t16 < 0 else 0) << 10 | (u) << 2
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t15 + 3) << 28 | (_I_iso2_unitSymbolType[c8.Unit]) << 22 | (1 if t16 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t15 + 3) << 36 | (_I_iso2_unitSymbolType[c8.Unit]) << 30 | (1 if t16 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 42
             else:
+                a = (a << 16) | (t15 + 3) << 10 | (_I_iso2_unitSymbolType[c8.Unit]) << 4 | (1 if t16 < 0 else 0)
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 8
         else:
             raise encode_error('DC_EVSEChargeParameterType', 'missing SE(EVSEPeakCurrentRipple)')
@@ -19874,26 +19966,26 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
         t18 = c9.Value
         if (w.strict and (t18 < -32768 or t18 > 32767)):
             raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t18)
-        a = (a << 17) | (t17 + 3) << 10 | (_I_iso2_unitSymbolType[c9.Unit]) << 4 | (1 if t18 < 0 else 0)
-        k += 17
         u = -t18 - 1 if t18 < 0 else t18
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t17 + 3) << 20 | (_I_iso2_unitSymbolType[c9.Unit]) << 14 | (1 if t18 < 0 else 0) << 10 | (u) << 2
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t17 + 3) << 28 | (_I_iso2_unitSymbolType[c9.Unit]) << 22 | (1 if t18 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t17 + 3) << 36 | (_I_iso2_unitSymbolType[c9.Unit]) << 30 | (1 if t18 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+            k += 43
         else:
+            a = (a << 17) | (t17 + 3) << 10 | (_I_iso2_unitSymbolType[c9.Unit]) << 4 | (1 if t18 < 0 else 0)
+            k += 17
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 9
     else:
         a = (a << 2) | 0x1
@@ -19909,93 +20001,90 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
     if k >= 1024:
         w.spill()
 
-def _d_iso2_DC_EVSEStatusType(r: BitReader) -> _iso2.DC_EVSEStatusType:
+def _d_iso2_DC_EVSEStatusType(r: BitReader, c: int) -> _iso2.DC_EVSEStatusType:
     win = r.win
     av = r.avail
     f_NotificationMaxDelay: int
     f_EVSENotification: _iso2.EVSENotificationType
     f_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
     f_EVSEStatusCode: _iso2.DC_EVSEStatusCodeType
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    if c & 0x30000000 != 0x0:
-        raise r.fail_at(av + 30, 'DC_EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-    u = ((c >> 20) & 255)
+    if c & 0xc000000 != 0x0:
+        raise r.fail_at(av + 28, 'DC_EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+    u = ((c >> 18) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        u2 = c >> 20
+        u2 = (c >> 10) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            u2 = c >> 20
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 20
+                av += 10
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 20
+                av -= 10
                 if av < 0:
-                    win, av = r.refill(av, 20)
-                c = (win >> av) & 0xfffff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
     f_NotificationMaxDelay = u
     try:
-        f_EVSENotification, ec = _Ta34fb74f[(c >> 12) & 0xff]
+        f_EVSENotification, ec = _Ta34fb74f[(c >> 2) & 0xff]
     except KeyError:  # not a valid pattern: say why
-        if c & 0xe4000 != 0x0:
-            raise r.fail_at(av + 20, 'DC_EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
-        iv = ((c >> 15) & 3)
+        if c & 0x390 != 0x0:
+            raise r.fail_at(av + 10, 'DC_EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
+        iv = ((c >> 5) & 3)
         if iv >= 3:
-            raise r.fail_at(av + 12, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 2, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_EVSENotification = _E_iso2_EVSENotificationType[iv]
-        ec = ((c >> 12) & 3)
+        ec = ((c >> 2) & 3)
     if ec == 0:
-        try:
-            f_EVSEIsolationStatus, f_EVSEStatusCode = _T7e11f26f[c & 0xfff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x8e1 != 0x0:
-                raise r.fail_at(av + 12, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            iv = ((c >> 8) & 7)
-            if iv >= 5:
-                raise r.fail_at(av, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}') from None
-            f_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
-            iv = ((c >> 1) & 15)
-            if iv >= 12:
-                raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-            f_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-        av -= 1
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-    elif ec == 1:
-        av += 5
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
         try:
-            f_EVSEStatusCode = _Tf61d13e1[(c >> 6) & 0x3f]
+            f_EVSEIsolationStatus, f_EVSEStatusCode = _T7e11f26f[c >> 1]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x840 != 0x0:
-                raise r.fail_at(av + 7, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            iv = ((c >> 7) & 15)
+            if c & 0x11c2 != 0x0:
+                raise r.fail_at(av + 13, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+            iv = ((c >> 9) & 7)
+            if iv >= 5:
+                raise r.fail_at(av + 1, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}') from None
+            f_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
+            iv = ((c >> 2) & 15)
             if iv >= 12:
                 raise r.fail_at(av + 1, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
             f_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-        c >>= 5
+    elif ec == 1:
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 7)
+        c = (win >> av) & 0x7f
+        try:
+            f_EVSEStatusCode = _Tf61d13e1[c >> 1]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x42 != 0x0:
+                raise r.fail_at(av + 7, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+            iv = ((c >> 2) & 15)
+            if iv >= 12:
+                raise r.fail_at(av + 1, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+            f_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
     else:
-        raise r.fail_at(av + 12, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+        raise r.fail_at(av + 2, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'DC_EVSEStatusType', 'expected EE')
     r.avail = av
-    ob = _new(_iso2.DC_EVSEStatusType)
+    ob = _new(_K_iso2_DC_EVSEStatusType)
     ob.NotificationMaxDelay = f_NotificationMaxDelay
     ob.EVSENotification = f_EVSENotification
     ob.EVSEIsolationStatus = f_EVSEIsolationStatus
@@ -20008,31 +20097,31 @@ def _e_iso2_DC_EVSEStatusType(w: BitWriter, o: _iso2.DC_EVSEStatusType) -> None:
     s = 0
     if o.NotificationMaxDelay is None:
         raise encode_error('DC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-    a <<= 2
-    k += 2
     t1 = o.NotificationMaxDelay
     if t1 < 0 or (w.strict and (t1 > 65535)):
         raise encode_error('DC_EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t1)
     u = t1
+    if o.EVSENotification is None:
+        raise encode_error('DC_EVSEStatusType.EVSENotification', 'required value missing')
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        a = (a << 16) | (u) << 6 | (_I_iso2_EVSENotificationType[o.EVSENotification]) << 1
         k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+    elif u < 0x4000:
+        a = (a << 24) | (u & 0x7F) << 14 | (u >> 7) << 6 | (_I_iso2_EVSENotificationType[o.EVSENotification]) << 1 | 0x200000
         k += 24
+    elif u < 0x200000:
+        a = (a << 32) | (u & 0x7F) << 22 | (u >> 7 & 0x7F) << 14 | (u >> 14) << 6 | (_I_iso2_EVSENotificationType[o.EVSENotification]) << 1 | 0x20200000
+        k += 32
     else:
+        a <<= 2
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if o.EVSENotification is None:
-        raise encode_error('DC_EVSEStatusType.EVSENotification', 'required value missing')
-    a = (a << 6) | (_I_iso2_EVSENotificationType[o.EVSENotification]) << 1
-    k += 6
+        a = (a << 6) | (_I_iso2_EVSENotificationType[o.EVSENotification]) << 1
+        k += 6
     s = 1
     s = 2
     if o.EVSEIsolationStatus is not None:
@@ -20060,16 +20149,11 @@ def _e_iso2_DC_EVSEStatusType(w: BitWriter, o: _iso2.DC_EVSEStatusType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_iso2_DC_EVStatusType(r: BitReader) -> _iso2.DC_EVStatusType:
-    win = r.win
+def _d_iso2_DC_EVStatusType(r: BitReader, c: int) -> _iso2.DC_EVStatusType:
     av = r.avail
     f_EVReady: bool
     f_EVErrorCode: _iso2.DC_EVErrorCodeType
     f_EVRESSSOC: int
-    av -= 22
-    if av < 0:
-        win, av = r.refill(av, 22)
-    c = (win >> av) & 0x3fffff
     if c & 0x370e03 != 0x0:
         raise r.fail_at(av + 22, 'DC_EVStatusType', 'expected SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
     f_EVReady = ((c >> 19) & 1) == 1
@@ -20079,7 +20163,7 @@ def _d_iso2_DC_EVStatusType(r: BitReader) -> _iso2.DC_EVStatusType:
     f_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
     f_EVRESSSOC = ((c >> 2) & 127)
     r.avail = av
-    ob = _new(_iso2.DC_EVStatusType)
+    ob = _new(_K_iso2_DC_EVStatusType)
     ob.EVReady = f_EVReady
     ob.EVErrorCode = f_EVErrorCode
     ob.EVRESSSOC = f_EVRESSSOC
@@ -20104,15 +20188,11 @@ def _e_iso2_DC_EVStatusType(w: BitWriter, o: _iso2.DC_EVStatusType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_iso2_DiffieHellmanPublickeyType(r: BitReader) -> _iso2.DiffieHellmanPublickeyType:
+def _d_iso2_DiffieHellmanPublickeyType(r: BitReader, c: int) -> _iso2.DiffieHellmanPublickeyType:
     win = r.win
     av = r.avail
     f_Id: str
     f_value: bytes
-    av -= 9
-    if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
         raise r.fail_at(av + 9, 'DiffieHellmanPublickeyType', 'expected AT(Id)')
     u = (c & 255)
@@ -20176,7 +20256,7 @@ def _d_iso2_DiffieHellmanPublickeyType(r: BitReader) -> _iso2.DiffieHellmanPubli
     if c:
         raise r.fail_at(av + 1, 'DiffieHellmanPublickeyType', 'expected EE')
     r.avail = av
-    ob = _new(_iso2.DiffieHellmanPublickeyType)
+    ob = _new(_K_iso2_DiffieHellmanPublickeyType)
     ob.Id = f_Id
     ob.value = f_value
     return ob
@@ -20211,15 +20291,11 @@ def _e_iso2_DiffieHellmanPublickeyType(w: BitWriter, o: _iso2.DiffieHellmanPubli
     if k >= 1024:
         w.spill()
 
-def _d_iso2_EMAIDType(r: BitReader) -> _iso2.EMAIDType:
+def _d_iso2_EMAIDType(r: BitReader, c: int) -> _iso2.EMAIDType:
     win = r.win
     av = r.avail
     f_Id: str
     f_value: str
-    av -= 9
-    if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
         raise r.fail_at(av + 9, 'EMAIDType', 'expected AT(Id)')
     u = (c & 255)
@@ -20283,7 +20359,7 @@ def _d_iso2_EMAIDType(r: BitReader) -> _iso2.EMAIDType:
     if c:
         raise r.fail_at(av + 1, 'EMAIDType', 'expected EE')
     r.avail = av
-    ob = _new(_iso2.EMAIDType)
+    ob = _new(_K_iso2_EMAIDType)
     ob.Id = f_Id
     ob.value = f_value
     return ob
@@ -20318,15 +20394,11 @@ def _e_iso2_EMAIDType(w: BitWriter, o: _iso2.EMAIDType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_iso2_EVChargeParameterType(r: BitReader) -> _iso2.EVChargeParameterType:
+def _d_iso2_EVChargeParameterType(r: BitReader, c: int) -> _iso2.EVChargeParameterType:
     win = r.win
     av = r.avail
     f_DepartureTime: int | None = None
-    av -= 13
-    if av < 0:
-        win, av = r.refill(av, 13)
-    c = (win >> av) & 0x1fff
-    ec = (c >> 11)
+    ec = ((c >> 11) & 3)
     if ec == 0:
         if c & 0x400 != 0x0:
             raise r.fail_at(av + 11, 'EVChargeParameterType[0]', 'expected CH of DepartureTime')
@@ -20365,7 +20437,7 @@ def _d_iso2_EVChargeParameterType(r: BitReader) -> _iso2.EVChargeParameterType:
     else:
         raise r.fail_at(av + 11, 'EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), EE')
     r.avail = av
-    ob = _new(_iso2.EVChargeParameterType)
+    ob = _new(_K_iso2_EVChargeParameterType)
     ob.DepartureTime = f_DepartureTime
     return ob
 
@@ -20374,29 +20446,29 @@ def _e_iso2_EVChargeParameterType(w: BitWriter, o: _iso2.EVChargeParameterType) 
     k = w.n
     s = 0
     if o.DepartureTime is not None:
-        a <<= 3
-        k += 3
         t1 = o.DepartureTime
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
             raise encode_error('EVChargeParameterType.DepartureTime', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 12) | (u) << 1
+            k += 12
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 20) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+            k += 20
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 28) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+            k += 28
         else:
+            a <<= 3
+            k += 3
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 1
-        k += 1
+            a <<= 1
+            k += 1
         s = 1
     else:
         a = (a << 2) | 0x1
@@ -20412,17 +20484,12 @@ def _e_iso2_EVChargeParameterType(w: BitWriter, o: _iso2.EVChargeParameterType) 
     if k >= 1024:
         w.spill()
 
-def _d_iso2_EVPowerDeliveryParameterType(r: BitReader) -> _iso2.EVPowerDeliveryParameterType:
-    win = r.win
+def _d_iso2_EVPowerDeliveryParameterType(r: BitReader, c: int) -> _iso2.EVPowerDeliveryParameterType:
     av = r.avail
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'EVPowerDeliveryParameterType', 'expected EE')
     r.avail = av
-    ob = _new(_iso2.EVPowerDeliveryParameterType)
+    ob = _new(_K_iso2_EVPowerDeliveryParameterType)
     return ob
 
 def _e_iso2_EVPowerDeliveryParameterType(w: BitWriter, o: _iso2.EVPowerDeliveryParameterType) -> None:
@@ -20435,17 +20502,12 @@ def _e_iso2_EVPowerDeliveryParameterType(w: BitWriter, o: _iso2.EVPowerDeliveryP
     if k >= 1024:
         w.spill()
 
-def _d_iso2_EVSEChargeParameterType(r: BitReader) -> _iso2.EVSEChargeParameterType:
-    win = r.win
+def _d_iso2_EVSEChargeParameterType(r: BitReader, c: int) -> _iso2.EVSEChargeParameterType:
     av = r.avail
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'EVSEChargeParameterType', 'expected EE')
     r.avail = av
-    ob = _new(_iso2.EVSEChargeParameterType)
+    ob = _new(_K_iso2_EVSEChargeParameterType)
     return ob
 
 def _e_iso2_EVSEChargeParameterType(w: BitWriter, o: _iso2.EVSEChargeParameterType) -> None:
@@ -20458,15 +20520,11 @@ def _e_iso2_EVSEChargeParameterType(w: BitWriter, o: _iso2.EVSEChargeParameterTy
     if k >= 1024:
         w.spill()
 
-def _d_iso2_EVSEStatusType(r: BitReader) -> _iso2.EVSEStatusType:
+def _d_iso2_EVSEStatusType(r: BitReader, c: int) -> _iso2.EVSEStatusType:
     win = r.win
     av = r.avail
     f_NotificationMaxDelay: int
     f_EVSENotification: _iso2.EVSENotificationType
-    av -= 17
-    if av < 0:
-        win, av = r.refill(av, 17)
-    c = (win >> av) & 0x1ffff
     if c & 0x18000 != 0x0:
         raise r.fail_at(av + 17, 'EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     u = ((c >> 7) & 255)
@@ -20507,7 +20565,7 @@ def _d_iso2_EVSEStatusType(r: BitReader) -> _iso2.EVSEStatusType:
             raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_EVSENotification = _E_iso2_EVSENotificationType[iv]
     r.avail = av
-    ob = _new(_iso2.EVSEStatusType)
+    ob = _new(_K_iso2_EVSEStatusType)
     ob.NotificationMaxDelay = f_NotificationMaxDelay
     ob.EVSENotification = f_EVSENotification
     return ob
@@ -20517,47 +20575,42 @@ def _e_iso2_EVSEStatusType(w: BitWriter, o: _iso2.EVSEStatusType) -> None:
     k = w.n
     if o.NotificationMaxDelay is None:
         raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
-    a <<= 2
-    k += 2
     t1 = o.NotificationMaxDelay
     if t1 < 0 or (w.strict and (t1 > 65535)):
         raise encode_error('EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t1)
     u = t1
+    if o.EVSENotification is None:
+        raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 17) | (u) << 7 | (_I_iso2_EVSENotificationType[o.EVSENotification]) << 2
+        k += 17
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 25) | (u & 0x7F) << 15 | (u >> 7) << 7 | (_I_iso2_EVSENotificationType[o.EVSENotification]) << 2 | 0x400000
+        k += 25
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 33) | (u & 0x7F) << 23 | (u >> 7 & 0x7F) << 15 | (u >> 14) << 7 | (_I_iso2_EVSENotificationType[o.EVSENotification]) << 2 | 0x40400000
+        k += 33
     else:
+        a <<= 2
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if o.EVSENotification is None:
-        raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
-    a = (a << 7) | (_I_iso2_EVSENotificationType[o.EVSENotification]) << 2
-    k += 7
+        a = (a << 7) | (_I_iso2_EVSENotificationType[o.EVSENotification]) << 2
+        k += 7
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_iso2_EVStatusType(r: BitReader) -> _iso2.EVStatusType:
-    win = r.win
+def _d_iso2_EVStatusType(r: BitReader, c: int) -> _iso2.EVStatusType:
     av = r.avail
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'EVStatusType', 'expected EE')
     r.avail = av
-    ob = _new(_iso2.EVStatusType)
+    ob = _new(_K_iso2_EVStatusType)
     return ob
 
 def _e_iso2_EVStatusType(w: BitWriter, o: _iso2.EVStatusType) -> None:
@@ -20570,64 +20623,59 @@ def _e_iso2_EVStatusType(w: BitWriter, o: _iso2.EVStatusType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_iso2_EntryType(r: BitReader) -> _iso2.EntryType:
+def _d_iso2_EntryType(r: BitReader, c: int) -> _iso2.EntryType:
     win = r.win
     av = r.avail
     f_RelativeTimeInterval: _iso2.RelativeTimeIntervalType | None = None
     f_TimeInterval: _iso2.IntervalType | None = None
-    av -= 27
-    if av < 0:
-        win, av = r.refill(av, 27)
-    c = (win >> av) & 0x7ffffff
-    ec = (c >> 25)
+    ec = ((c >> 25) & 3)
     if ec == 0:
         if c & 0x1800000 != 0x0:
             raise r.fail_at(av + 25, 'EntryType[0]', 'expected SE(start), CH of start')
         u = ((c >> 15) & 255)
         f_1_duration: int | None = None
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 23)
-            c = (win >> av) & 0x7fffff
-            u2 = c >> 15
+            u2 = (c >> 7) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 23)
-                c = (win >> av) & 0x7fffff
-                u2 = c >> 15
+                    win, av = r.refill(av, 15)
+                c = (win >> av) & 0x7fff
+                u2 = c >> 7
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 15
+                    av += 7
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 15
+                    av -= 7
                     if av < 0:
-                        win, av = r.refill(av, 15)
-                    c = (win >> av) & 0x7fff
+                        win, av = r.refill(av, 7)
+                    c = (win >> av) & 0x7f
+        else:
+            av += 8
+            c >>= 8
         f_1_start = u
         try:
-            ec = _Taa5bbe96[(c >> 12) & 0x7]
+            ec = _Taa5bbe96[(c >> 4) & 0x7]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x4000 != 0x0:
-                raise r.fail_at(av + 15, 'EntryType[0]', 'expected EE of start') from None
-            ec = ((c >> 12) & 3)
+            if c & 0x40 != 0x0:
+                raise r.fail_at(av + 7, 'EntryType[0]', 'expected EE of start') from None
+            ec = ((c >> 4) & 3)
         if ec == 0:
-            if c & 0x800 != 0x0:
-                raise r.fail_at(av + 12, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
-            u = ((c >> 3) & 255)
+            av -= 16
+            if av < 0:
+                win, av = r.refill(av, 20)
+            c = (win >> av) & 0xfffff
+            if c & 0x80000 != 0x0:
+                raise r.fail_at(av + 20, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
+            u = ((c >> 11) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
+                u2 = (c >> 3) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
@@ -20648,15 +20696,18 @@ def _d_iso2_EntryType(r: BitReader) -> _iso2.EntryType:
                         if av < 0:
                             win, av = r.refill(av, 3)
                         c = (win >> av) & 0x7
+            else:
+                av += 8
+                c >>= 8
             f_1_duration = u
             if c & 0x6 != 0x0:
                 raise r.fail_at(av + 3, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
         elif ec == 1:
-            av += 11
-            c >>= 11
+            av += 3
+            c >>= 3
         else:
-            raise r.fail_at(av + 12, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
-        ob1_ = _new(_iso2.RelativeTimeIntervalType)
+            raise r.fail_at(av + 4, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+        ob1_ = _new(_K_iso2_RelativeTimeIntervalType)
         ob1_.start = f_1_start
         ob1_.duration = f_1_duration
         f_RelativeTimeInterval = ob1_
@@ -20664,7 +20715,7 @@ def _d_iso2_EntryType(r: BitReader) -> _iso2.EntryType:
         av += 23
         if c & 0x1000000 != 0x0:
             raise r.fail_at(av + 2, 'EntryType[0]', 'expected EE')
-        ob2_ = _new(_iso2.IntervalType)
+        ob2_ = _new(_K_iso2_IntervalType)
         f_TimeInterval = ob2_
         c >>= 23
     else:
@@ -20672,7 +20723,7 @@ def _d_iso2_EntryType(r: BitReader) -> _iso2.EntryType:
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'EntryType', 'expected EE')
     r.avail = av
-    ob = _new(_iso2.EntryType)
+    ob = _new(_K_iso2_EntryType)
     ob.RelativeTimeInterval = f_RelativeTimeInterval
     ob.TimeInterval = f_TimeInterval
     return ob
@@ -20704,17 +20755,12 @@ def _e_iso2_EntryType(w: BitWriter, o: _iso2.EntryType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_iso2_IntervalType(r: BitReader) -> _iso2.IntervalType:
-    win = r.win
+def _d_iso2_IntervalType(r: BitReader, c: int) -> _iso2.IntervalType:
     av = r.avail
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'IntervalType', 'expected EE')
     r.avail = av
-    ob = _new(_iso2.IntervalType)
+    ob = _new(_K_iso2_IntervalType)
     return ob
 
 def _e_iso2_IntervalType(w: BitWriter, o: _iso2.IntervalType) -> None:
@@ -20727,15 +20773,11 @@ def _e_iso2_IntervalType(w: BitWriter, o: _iso2.IntervalType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_iso2_ListOfRootCertificateIDsType(r: BitReader) -> _iso2.ListOfRootCertificateIDsType:
+def _d_iso2_ListOfRootCertificateIDsType(r: BitReader, c: int) -> _iso2.ListOfRootCertificateIDsType:
     win = r.win
     av = r.avail
     f_RootCertificateID: list[_xmldsig.X509IssuerSerialType] = []
     s = 0
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID), SE(X509IssuerName), CH of X509IssuerName')
     u = (c & 255)
@@ -20762,23 +20804,19 @@ def _d_iso2_ListOfRootCertificateIDsType(r: BitReader) -> _iso2.ListOfRootCertif
     f_1_X509IssuerName = r.string_of(u, None)
     win = r.win
     av = r.avail
-    av -= 14
+    av -= 22
     if av < 0:
-        win, av = r.refill(av, 14)
-    c = (win >> av) & 0x3fff
+        win, av = r.refill(av, 22)
+    c = (win >> av) & 0x3fffff
     try:
-        sg = _T143a83e6[c >> 10]
+        sg = _T143a83e6[c >> 18]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x3800 != 0x0:
-            raise r.fail_at(av + 14, 'ListOfRootCertificateIDsType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber') from None
-        sg = ((c >> 10) & 1)
-    u = ((c >> 2) & 255)
+        if c & 0x380000 != 0x0:
+            raise r.fail_at(av + 22, 'ListOfRootCertificateIDsType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber') from None
+        sg = ((c >> 18) & 1)
+    u = ((c >> 10) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        u2 = c >> 2
+        u2 = (c >> 2) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -20799,10 +20837,13 @@ def _d_iso2_ListOfRootCertificateIDsType(r: BitReader) -> _iso2.ListOfRootCertif
                 if av < 0:
                     win, av = r.refill(av, 2)
                 c = (win >> av) & 0x3
+    else:
+        av += 8
+        c >>= 8
     f_1_X509SerialNumber = -u - 1 if sg else u
     if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'ListOfRootCertificateIDsType', 'expected EE of X509SerialNumber, EE')
-    ob1_ = _new(_xmldsig.X509IssuerSerialType)
+    ob1_ = _new(_K_xmldsig_X509IssuerSerialType)
     ob1_.X509IssuerName = f_1_X509IssuerName
     ob1_.X509SerialNumber = f_1_X509SerialNumber
     f_RootCertificateID.append(ob1_)
@@ -20841,23 +20882,19 @@ def _d_iso2_ListOfRootCertificateIDsType(r: BitReader) -> _iso2.ListOfRootCertif
             f_2_X509IssuerName = r.string_of(u, None)
             win = r.win
             av = r.avail
-            av -= 14
+            av -= 22
             if av < 0:
-                win, av = r.refill(av, 14)
-            c = (win >> av) & 0x3fff
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             try:
-                sg = _T143a83e6[c >> 10]
+                sg = _T143a83e6[c >> 18]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x3800 != 0x0:
-                    raise r.fail_at(av + 14, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber') from None
-                sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+                if c & 0x380000 != 0x0:
+                    raise r.fail_at(av + 22, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber') from None
+                sg = ((c >> 18) & 1)
+            u = ((c >> 10) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                u2 = (c >> 2) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
@@ -20878,10 +20915,13 @@ def _d_iso2_ListOfRootCertificateIDsType(r: BitReader) -> _iso2.ListOfRootCertif
                         if av < 0:
                             win, av = r.refill(av, 2)
                         c = (win >> av) & 0x3
+            else:
+                av += 8
+                c >>= 8
             f_2_X509SerialNumber = -u - 1 if sg else u
             if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509SerialNumber, EE')
-            ob2_ = _new(_xmldsig.X509IssuerSerialType)
+            ob2_ = _new(_K_xmldsig_X509IssuerSerialType)
             ob2_.X509IssuerName = f_2_X509IssuerName
             ob2_.X509SerialNumber = f_2_X509SerialNumber
             f_RootCertificateID.append(ob2_)
@@ -20895,16 +20935,18 @@ def _d_iso2_ListOfRootCertificateIDsType(r: BitReader) -> _iso2.ListOfRootCertif
             break
         else:
             raise r.fail_at(av + 10, 'ListOfRootCertificateIDsType[1]', f'event code {ec}, expected SE(RootCertificateID), EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
     if s == 20:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ListOfRootCertificateIDsType[20]', 'expected EE')
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'ListOfRootCertificateIDsType', 'expected EE')
         s = -1
+    else:
+        av += 1
     r.avail = av
-    ob = _new(_iso2.ListOfRootCertificateIDsType)
+    ob = _new(_K_iso2_ListOfRootCertificateIDsType)
     ob.RootCertificateID = f_RootCertificateID
     return ob
 
@@ -20933,26 +20975,26 @@ def _e_iso2_ListOfRootCertificateIDsType(w: BitWriter, o: _iso2.ListOfRootCertif
         t1 = c1.X509SerialNumber
         if t1.bit_length() > 4096:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t1)
-        a = (a << 4) | (1 if t1 < 0 else 0)
-        k += 4
         u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 14) | (1 if t1 < 0 else 0) << 10 | (u) << 2
+            k += 14
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 22) | (1 if t1 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+            k += 22
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 30) | (1 if t1 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+            k += 30
         else:
+            a = (a << 4) | (1 if t1 < 0 else 0)
+            k += 4
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 1
     else:
         raise encode_error('ListOfRootCertificateIDsType', 'missing SE(RootCertificateID)')
@@ -20978,26 +21020,26 @@ def _e_iso2_ListOfRootCertificateIDsType(w: BitWriter, o: _iso2.ListOfRootCertif
             t2 = c2.X509SerialNumber
             if t2.bit_length() > 4096:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t2)
-            a = (a << 4) | (1 if t2 < 0 else 0)
-            k += 4
             u = -t2 - 1 if t2 < 0 else t2
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 14) | (1 if t2 < 0 else 0) << 10 | (u) << 2
+                k += 14
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 22) | (1 if t2 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 22
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 30) | (1 if t2 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 30
             else:
+                a = (a << 4) | (1 if t2 < 0 else 0)
+                k += 4
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             n += 1
             if n == 19:
                 s = 20
@@ -21019,7 +21061,7 @@ def _e_iso2_ListOfRootCertificateIDsType(w: BitWriter, o: _iso2.ListOfRootCertif
     if k >= 1024:
         w.spill()
 
-def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
+def _d_iso2_MeterInfoType(r: BitReader, c: int) -> _iso2.MeterInfoType:
     win = r.win
     av = r.avail
     f_MeterID: str
@@ -21028,10 +21070,6 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
     f_MeterStatus: int | None = None
     f_TMeter: int | None = None
     s = 0
-    av -= 10
-    if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
     u = (c & 255)
@@ -21058,59 +21096,61 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
     f_MeterID = r.string_of(u, 32)
     win = r.win
     av = r.avail
-    av -= 28
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 28)
-    c = (win >> av) & 0xfffffff
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
     try:
-        ec = _T4243fd73[c >> 24]
+        ec = _T4243fd73[c >> 26]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x8000000 != 0x0:
-            raise r.fail_at(av + 28, 'MeterInfoType', 'expected EE of MeterID') from None
-        ec = ((c >> 24) & 7)
+        if c & 0x20000000 != 0x0:
+            raise r.fail_at(av + 30, 'MeterInfoType', 'expected EE of MeterID') from None
+        ec = ((c >> 26) & 7)
     s = 1
     if ec == 0:
-        if c & 0x800000 != 0x0:
-            raise r.fail_at(av + 24, 'MeterInfoType[1]', 'expected CH of MeterReading')
-        u = ((c >> 15) & 255)
+        if c & 0x2000000 != 0x0:
+            raise r.fail_at(av + 26, 'MeterInfoType[1]', 'expected CH of MeterReading')
+        u = ((c >> 17) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 23)
-            c = (win >> av) & 0x7fffff
-            u2 = c >> 15
+            u2 = (c >> 9) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 23)
-                c = (win >> av) & 0x7fffff
-                u2 = c >> 15
+                    win, av = r.refill(av, 17)
+                c = (win >> av) & 0x1ffff
+                u2 = c >> 9
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 15
+                    av += 9
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 15
+                    av -= 9
                     if av < 0:
-                        win, av = r.refill(av, 15)
-                    c = (win >> av) & 0x7fff
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+        else:
+            av += 8
+            c >>= 8
         f_MeterReading = u
         try:
-            ec = _T4243fd73[(c >> 11) & 0xf]
+            ec = _T4243fd73[(c >> 5) & 0xf]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x4000 != 0x0:
-                raise r.fail_at(av + 15, 'MeterInfoType[1]', 'expected EE of MeterReading') from None
-            ec = ((c >> 11) & 7)
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'MeterInfoType[1]', 'expected EE of MeterReading') from None
+            ec = ((c >> 5) & 7)
         if ec == 0:
-            av += 2
-            if c & 0x400 != 0x0:
+            av -= 4
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
                 raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of SigMeterReading')
-            u = ((c >> 2) & 255)
+            u = (c & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -21134,99 +21174,113 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
             f_SigMeterReading = r.binary_of(u, 64)
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 28
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of SigMeterReading')
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            if c & 0x8000000 != 0x0:
+                raise r.fail_at(av + 28, 'MeterInfoType[2]', 'expected EE of SigMeterReading')
             s = 3
         elif ec == 1:
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
             try:
-                sg = _T071cdf68[(c >> 9) & 0x3]
+                sg = _T071cdf68[c >> 28]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x400 != 0x0:
-                    raise r.fail_at(av + 11, 'MeterInfoType[2]', 'expected CH of MeterStatus') from None
-                sg = ((c >> 9) & 1)
-            u = ((c >> 1) & 255)
+                if c & 0x20000000 != 0x0:
+                    raise r.fail_at(av + 30, 'MeterInfoType[2]', 'expected CH of MeterStatus') from None
+                sg = ((c >> 28) & 1)
+            u = ((c >> 20) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
-                u2 = c >> 1
+                u2 = (c >> 12) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-                    u2 = c >> 1
+                        win, av = r.refill(av, 20)
+                    c = (win >> av) & 0xfffff
+                    u2 = c >> 12
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 1
+                        av += 12
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 1
+                        av -= 12
                         if av < 0:
-                            win, av = r.refill(av, 1)
-                        c = (win >> av) & 0x1
+                            win, av = r.refill(av, 12)
+                        c = (win >> av) & 0xfff
+            else:
+                av += 8
+                c >>= 8
             f_MeterStatus = -u - 1 if sg else u
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
+            if c & 0x800 != 0x0:
+                raise r.fail_at(av + 12, 'MeterInfoType[2]', 'expected EE of MeterStatus')
+            av -= 16
+            if av < 0:
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
             s = 4
         elif ec == 2:
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
             try:
-                sg = _T071cdf68[(c >> 9) & 0x3]
+                sg = _T071cdf68[c >> 28]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x400 != 0x0:
-                    raise r.fail_at(av + 11, 'MeterInfoType[2]', 'expected CH of TMeter') from None
-                sg = ((c >> 9) & 1)
-            u = ((c >> 1) & 255)
+                if c & 0x20000000 != 0x0:
+                    raise r.fail_at(av + 30, 'MeterInfoType[2]', 'expected CH of TMeter') from None
+                sg = ((c >> 28) & 1)
+            u = ((c >> 20) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
-                u2 = c >> 1
+                u2 = (c >> 12) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-                    u2 = c >> 1
+                        win, av = r.refill(av, 20)
+                    c = (win >> av) & 0xfffff
+                    u2 = c >> 12
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 1
+                        av += 12
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 1
+                        av -= 12
                         if av < 0:
-                            win, av = r.refill(av, 1)
-                        c = (win >> av) & 0x1
+                            win, av = r.refill(av, 12)
+                        c = (win >> av) & 0xfff
+            else:
+                av += 8
+                c >>= 8
             f_TMeter = -u - 1 if sg else u
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of TMeter')
+            if c & 0x800 != 0x0:
+                raise r.fail_at(av + 12, 'MeterInfoType[2]', 'expected EE of TMeter')
+            av -= 16
+            if av < 0:
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
             s = 5
         elif ec == 3:
-            av += 11
+            av -= 22
             s = -1
         else:
-            raise r.fail_at(av + 11, 'MeterInfoType[2]', f'event code {ec}, expected SE(SigMeterReading), SE(MeterStatus), SE(TMeter), EE')
+            raise r.fail_at(av + 5, 'MeterInfoType[2]', f'event code {ec}, expected SE(SigMeterReading), SE(MeterStatus), SE(TMeter), EE')
     elif ec == 1:
-        av += 15
-        if c & 0x800000 != 0x0:
+        av += 17
+        if c & 0x2000000 != 0x0:
             raise r.fail_at(av + 9, 'MeterInfoType[1]', 'expected CH of SigMeterReading')
-        u = ((c >> 15) & 255)
+        u = ((c >> 17) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -21250,246 +21304,246 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
         f_SigMeterReading = r.binary_of(u, 64)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 28
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeterInfoType[1]', 'expected EE of SigMeterReading')
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
+        if c & 0x8000000 != 0x0:
+            raise r.fail_at(av + 28, 'MeterInfoType[1]', 'expected EE of SigMeterReading')
         s = 3
     elif ec == 2:
-        av += 13
         try:
-            sg = _T071cdf68[(c >> 22) & 0x3]
+            sg = _T071cdf68[(c >> 24) & 0x3]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x800000 != 0x0:
-                raise r.fail_at(av + 11, 'MeterInfoType[1]', 'expected CH of MeterStatus') from None
-            sg = ((c >> 22) & 1)
-        u = ((c >> 14) & 255)
+            if c & 0x2000000 != 0x0:
+                raise r.fail_at(av + 26, 'MeterInfoType[1]', 'expected CH of MeterStatus') from None
+            sg = ((c >> 24) & 1)
+        u = ((c >> 16) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            u2 = c >> 1
+            u2 = (c >> 8) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
-                u2 = c >> 1
+                    win, av = r.refill(av, 16)
+                c = (win >> av) & 0xffff
+                u2 = c >> 8
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 1
+                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 1
+                    av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 1)
-                    c = (win >> av) & 0x1
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
         else:
-            c >>= 13
+            av += 8
+            c >>= 8
         f_MeterStatus = -u - 1 if sg else u
-        if c & 0x1 != 0x0:
-            raise r.fail_at(av + 1, 'MeterInfoType[1]', 'expected EE of MeterStatus')
+        if c & 0x80 != 0x0:
+            raise r.fail_at(av + 8, 'MeterInfoType[1]', 'expected EE of MeterStatus')
+        av -= 20
+        if av < 0:
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
         s = 4
     elif ec == 3:
-        av += 13
         try:
-            sg = _T071cdf68[(c >> 22) & 0x3]
+            sg = _T071cdf68[(c >> 24) & 0x3]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x800000 != 0x0:
-                raise r.fail_at(av + 11, 'MeterInfoType[1]', 'expected CH of TMeter') from None
-            sg = ((c >> 22) & 1)
-        u = ((c >> 14) & 255)
+            if c & 0x2000000 != 0x0:
+                raise r.fail_at(av + 26, 'MeterInfoType[1]', 'expected CH of TMeter') from None
+            sg = ((c >> 24) & 1)
+        u = ((c >> 16) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            u2 = c >> 1
+            u2 = (c >> 8) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
-                u2 = c >> 1
+                    win, av = r.refill(av, 16)
+                c = (win >> av) & 0xffff
+                u2 = c >> 8
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 1
+                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 1
+                    av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 1)
-                    c = (win >> av) & 0x1
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
         else:
-            c >>= 13
+            av += 8
+            c >>= 8
         f_TMeter = -u - 1 if sg else u
-        if c & 0x1 != 0x0:
-            raise r.fail_at(av + 1, 'MeterInfoType[1]', 'expected EE of TMeter')
+        if c & 0x80 != 0x0:
+            raise r.fail_at(av + 8, 'MeterInfoType[1]', 'expected EE of TMeter')
+        av -= 20
+        if av < 0:
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
         s = 5
     elif ec == 4:
-        av += 24
+        av -= 1
         s = -1
     else:
-        raise r.fail_at(av + 24, 'MeterInfoType[1]', f'event code {ec}, expected SE(MeterReading), SE(SigMeterReading), SE(MeterStatus), SE(TMeter), EE')
+        raise r.fail_at(av + 26, 'MeterInfoType[1]', f'event code {ec}, expected SE(MeterReading), SE(SigMeterReading), SE(MeterStatus), SE(TMeter), EE')
     if s == 3:
-        av -= 13
-        if av < 0:
-            win, av = r.refill(av, 13)
-        c = (win >> av) & 0x1fff
-        ec = (c >> 11)
+        ec = ((c >> 25) & 3)
         if ec == 0:
             try:
-                sg = _T071cdf68[(c >> 9) & 0x3]
+                sg = _T071cdf68[(c >> 23) & 0x3]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x400 != 0x0:
-                    raise r.fail_at(av + 11, 'MeterInfoType[3]', 'expected CH of MeterStatus') from None
-                sg = ((c >> 9) & 1)
-            u = ((c >> 1) & 255)
+                if c & 0x1000000 != 0x0:
+                    raise r.fail_at(av + 25, 'MeterInfoType[3]', 'expected CH of MeterStatus') from None
+                sg = ((c >> 23) & 1)
+            u = ((c >> 15) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
-                u2 = c >> 1
+                u2 = (c >> 7) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-                    u2 = c >> 1
+                        win, av = r.refill(av, 15)
+                    c = (win >> av) & 0x7fff
+                    u2 = c >> 7
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 1
+                        av += 7
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 1
+                        av -= 7
                         if av < 0:
-                            win, av = r.refill(av, 1)
-                        c = (win >> av) & 0x1
+                            win, av = r.refill(av, 7)
+                        c = (win >> av) & 0x7f
+            else:
+                av += 8
+                c >>= 8
             f_MeterStatus = -u - 1 if sg else u
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'MeterInfoType[3]', 'expected EE of MeterStatus')
+            if c & 0x40 != 0x0:
+                raise r.fail_at(av + 7, 'MeterInfoType[3]', 'expected EE of MeterStatus')
+            av -= 21
+            if av < 0:
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
             s = 4
         elif ec == 1:
             try:
-                sg = _T071cdf68[(c >> 9) & 0x3]
+                sg = _T071cdf68[(c >> 23) & 0x3]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x400 != 0x0:
-                    raise r.fail_at(av + 11, 'MeterInfoType[3]', 'expected CH of TMeter') from None
-                sg = ((c >> 9) & 1)
-            u = ((c >> 1) & 255)
+                if c & 0x1000000 != 0x0:
+                    raise r.fail_at(av + 25, 'MeterInfoType[3]', 'expected CH of TMeter') from None
+                sg = ((c >> 23) & 1)
+            u = ((c >> 15) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
-                u2 = c >> 1
+                u2 = (c >> 7) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-                    u2 = c >> 1
+                        win, av = r.refill(av, 15)
+                    c = (win >> av) & 0x7fff
+                    u2 = c >> 7
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 1
+                        av += 7
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 1
+                        av -= 7
                         if av < 0:
-                            win, av = r.refill(av, 1)
-                        c = (win >> av) & 0x1
+                            win, av = r.refill(av, 7)
+                        c = (win >> av) & 0x7f
+            else:
+                av += 8
+                c >>= 8
             f_TMeter = -u - 1 if sg else u
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'MeterInfoType[3]', 'expected EE of TMeter')
+            if c & 0x40 != 0x0:
+                raise r.fail_at(av + 7, 'MeterInfoType[3]', 'expected EE of TMeter')
+            av -= 21
+            if av < 0:
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
             s = 5
         elif ec == 2:
-            av += 11
+            av -= 2
             s = -1
         else:
-            raise r.fail_at(av + 11, 'MeterInfoType[3]', f'event code {ec}, expected SE(MeterStatus), SE(TMeter), EE')
+            raise r.fail_at(av + 25, 'MeterInfoType[3]', f'event code {ec}, expected SE(MeterStatus), SE(TMeter), EE')
     if s == 4:
-        av -= 13
-        if av < 0:
-            win, av = r.refill(av, 13)
-        c = (win >> av) & 0x1fff
-        ec = (c >> 11)
+        ec = ((c >> 25) & 3)
         if ec == 0:
             try:
-                sg = _T071cdf68[(c >> 9) & 0x3]
+                sg = _T071cdf68[(c >> 23) & 0x3]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x400 != 0x0:
-                    raise r.fail_at(av + 11, 'MeterInfoType[4]', 'expected CH of TMeter') from None
-                sg = ((c >> 9) & 1)
-            u = ((c >> 1) & 255)
+                if c & 0x1000000 != 0x0:
+                    raise r.fail_at(av + 25, 'MeterInfoType[4]', 'expected CH of TMeter') from None
+                sg = ((c >> 23) & 1)
+            u = ((c >> 15) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
-                u2 = c >> 1
+                u2 = (c >> 7) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-                    u2 = c >> 1
+                        win, av = r.refill(av, 15)
+                    c = (win >> av) & 0x7fff
+                    u2 = c >> 7
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 1
+                        av += 7
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 1
+                        av -= 7
                         if av < 0:
-                            win, av = r.refill(av, 1)
-                        c = (win >> av) & 0x1
+                            win, av = r.refill(av, 7)
+                        c = (win >> av) & 0x7f
+            else:
+                av += 8
+                c >>= 8
             f_TMeter = -u - 1 if sg else u
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'MeterInfoType[4]', 'expected EE of TMeter')
+            if c & 0x40 != 0x0:
+                raise r.fail_at(av + 7, 'MeterInfoType[4]', 'expected EE of TMeter')
+            av -= 21
+            if av < 0:
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
             s = 5
         elif ec == 1:
-            av += 11
+            av -= 2
             s = -1
         else:
-            raise r.fail_at(av + 11, 'MeterInfoType[4]', f'event code {ec}, expected SE(TMeter), EE')
+            raise r.fail_at(av + 25, 'MeterInfoType[4]', f'event code {ec}, expected SE(TMeter), EE')
     if s == 5:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeterInfoType[5]', 'expected EE')
+        av += 26
+        if c & 0x4000000 != 0x0:
+            raise r.fail_at(av + 1, 'MeterInfoType', 'expected EE')
         s = -1
+    else:
+        av += 27
     r.avail = av
-    ob = _new(_iso2.MeterInfoType)
+    ob = _new(_K_iso2_MeterInfoType)
     ob.MeterID = f_MeterID
     ob.MeterReading = f_MeterReading
     ob.SigMeterReading = f_SigMeterReading
@@ -21516,29 +21570,29 @@ def _e_iso2_MeterInfoType(w: BitWriter, o: _iso2.MeterInfoType) -> None:
     k += 1
     s = 1
     if o.MeterReading is not None:
-        a <<= 4
-        k += 4
         t1 = o.MeterReading
         if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
             raise encode_error('MeterInfoType.MeterReading', 'outside 0..18446744073709551615', t1)
         u = t1
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 13) | (u) << 1
+            k += 13
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 21) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+            k += 21
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 29) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+            k += 29
         else:
+            a <<= 4
+            k += 4
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 1
-        k += 1
+            a <<= 1
+            k += 1
         s = 2
     elif o.SigMeterReading is not None:
         a = (a << 4) | 0x2
@@ -21557,51 +21611,51 @@ def _e_iso2_MeterInfoType(w: BitWriter, o: _iso2.MeterInfoType) -> None:
         t2 = o.MeterStatus
         if (w.strict and (t2 < -32768 or t2 > 32767)):
             raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t2)
-        a = (a << 5) | (1 if t2 < 0 else 0) | 0x8
-        k += 5
         u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 14) | (1 if t2 < 0 else 0) << 9 | (u) << 1 | 0x1000
+            k += 14
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 22) | (1 if t2 < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x110000
+            k += 22
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 30) | (1 if t2 < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x11010000
+            k += 30
         else:
+            a = (a << 5) | (1 if t2 < 0 else 0) | 0x8
+            k += 5
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 1
-        k += 1
+            a <<= 1
+            k += 1
         s = 4
     elif o.TMeter is not None:
         t3 = o.TMeter
         if (w.strict and (t3 < -9223372036854775808 or t3 > 9223372036854775807)):
             raise encode_error('MeterInfoType.TMeter', 'outside -9223372036854775808..9223372036854775807', t3)
-        a = (a << 5) | (1 if t3 < 0 else 0) | 0xc
-        k += 5
         u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 14) | (1 if t3 < 0 else 0) << 9 | (u) << 1 | 0x1800
+            k += 14
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 22) | (1 if t3 < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x190000
+            k += 22
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 30) | (1 if t3 < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x19010000
+            k += 30
         else:
+            a = (a << 5) | (1 if t3 < 0 else 0) | 0xc
+            k += 5
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 1
-        k += 1
+            a <<= 1
+            k += 1
         s = 5
     else:
         a = (a << 3) | 0x4
@@ -21625,51 +21679,51 @@ def _e_iso2_MeterInfoType(w: BitWriter, o: _iso2.MeterInfoType) -> None:
             t4 = o.MeterStatus
             if (w.strict and (t4 < -32768 or t4 > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t4)
-            a = (a << 5) | (1 if t4 < 0 else 0) | 0x4
-            k += 5
             u = -t4 - 1 if t4 < 0 else t4
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 14) | (1 if t4 < 0 else 0) << 9 | (u) << 1 | 0x800
+                k += 14
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 22) | (1 if t4 < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x90000
+                k += 22
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 30) | (1 if t4 < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x9010000
+                k += 30
             else:
+                a = (a << 5) | (1 if t4 < 0 else 0) | 0x4
+                k += 5
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 1
-            k += 1
+                a <<= 1
+                k += 1
             s = 4
         elif o.TMeter is not None:
             t5 = o.TMeter
             if (w.strict and (t5 < -9223372036854775808 or t5 > 9223372036854775807)):
                 raise encode_error('MeterInfoType.TMeter', 'outside -9223372036854775808..9223372036854775807', t5)
-            a = (a << 5) | (1 if t5 < 0 else 0) | 0x8
-            k += 5
             u = -t5 - 1 if t5 < 0 else t5
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 14) | (1 if t5 < 0 else 0) << 9 | (u) << 1 | 0x1000
+                k += 14
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 22) | (1 if t5 < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x110000
+                k += 22
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 30) | (1 if t5 < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x11010000
+                k += 30
             else:
+                a = (a << 5) | (1 if t5 < 0 else 0) | 0x8
+                k += 5
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 1
-            k += 1
+                a <<= 1
+                k += 1
             s = 5
         else:
             a = (a << 3) | 0x3
@@ -21680,51 +21734,51 @@ def _e_iso2_MeterInfoType(w: BitWriter, o: _iso2.MeterInfoType) -> None:
             t6 = o.MeterStatus
             if (w.strict and (t6 < -32768 or t6 > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t6)
-            a = (a << 4) | (1 if t6 < 0 else 0)
-            k += 4
             u = -t6 - 1 if t6 < 0 else t6
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 13) | (1 if t6 < 0 else 0) << 9 | (u) << 1
+                k += 13
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 21) | (1 if t6 < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+                k += 21
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 29) | (1 if t6 < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+                k += 29
             else:
+                a = (a << 4) | (1 if t6 < 0 else 0)
+                k += 4
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 1
-            k += 1
+                a <<= 1
+                k += 1
             s = 4
         elif o.TMeter is not None:
             t7 = o.TMeter
             if (w.strict and (t7 < -9223372036854775808 or t7 > 9223372036854775807)):
                 raise encode_error('MeterInfoType.TMeter', 'outside -9223372036854775808..9223372036854775807', t7)
-            a = (a << 4) | (1 if t7 < 0 else 0) | 0x4
-            k += 4
             u = -t7 - 1 if t7 < 0 else t7
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 13) | (1 if t7 < 0 else 0) << 9 | (u) << 1 | 0x800
+                k += 13
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 21) | (1 if t7 < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x90000
+                k += 21
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 29) | (1 if t7 < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x9010000
+                k += 29
             else:
+                a = (a << 4) | (1 if t7 < 0 else 0) | 0x4
+                k += 4
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 1
-            k += 1
+                a <<= 1
+                k += 1
             s = 5
         else:
             a = (a << 2) | 0x2
@@ -21735,26 +21789,26 @@ def _e_iso2_MeterInfoType(w: BitWriter, o: _iso2.MeterInfoType) -> None:
             t8 = o.TMeter
             if (w.strict and (t8 < -9223372036854775808 or t8 > 9223372036854775807)):
                 raise encode_error('MeterInfoType.TMeter', 'outside -9223372036854775808..9223372036854775807', t8)
-            a = (a << 4) | (1 if t8 < 0 else 0)
-            k += 4
             u = -t8 - 1 if t8 < 0 else t8
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 13) | (1 if t8 < 0 else 0) << 9 | (u) << 1
+                k += 13
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 21) | (1 if t8 < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+                k += 21
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 29) | (1 if t8 < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+                k += 29
             else:
+                a = (a << 4) | (1 if t8 < 0 else 0)
+                k += 4
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 1
-            k += 1
+                a <<= 1
+                k += 1
             s = 5
         else:
             a = (a << 2) | 0x1
@@ -21770,17 +21824,13 @@ def _e_iso2_MeterInfoType(w: BitWriter, o: _iso2.MeterInfoType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_iso2_NotificationType(r: BitReader) -> _iso2.NotificationType:
+def _d_iso2_NotificationType(r: BitReader, c: int) -> _iso2.NotificationType:
     win = r.win
     av = r.avail
     f_FaultCode: _iso2.faultCodeType
     f_FaultMsg: str | None = None
-    av -= 16
-    if av < 0:
-        win, av = r.refill(av, 16)
-    c = (win >> av) & 0xffff
     try:
-        f_FaultCode, ec = _Tcf93028d[c >> 9]
+        f_FaultCode, ec = _Tcf93028d[(c >> 9) & 0x7f]
     except KeyError:  # not a valid pattern: say why
         if c & 0xc800 != 0x0:
             raise r.fail_at(av + 16, 'NotificationType', 'expected SE(FaultCode), CH of FaultCode, EE of FaultCode') from None
@@ -21827,7 +21877,7 @@ def _d_iso2_NotificationType(r: BitReader) -> _iso2.NotificationType:
     else:
         raise r.fail_at(av + 9, 'NotificationType[1]', f'event code {ec}, expected SE(FaultMsg), EE')
     r.avail = av
-    ob = _new(_iso2.NotificationType)
+    ob = _new(_K_iso2_NotificationType)
     ob.FaultCode = f_FaultCode
     ob.FaultMsg = f_FaultMsg
     return ob
@@ -21868,110 +21918,112 @@ def _e_iso2_NotificationType(w: BitWriter, o: _iso2.NotificationType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_iso2_PMaxScheduleEntryType(r: BitReader) -> _iso2.PMaxScheduleEntryType:
+def _d_iso2_PMaxScheduleEntryType(r: BitReader, c: int) -> _iso2.PMaxScheduleEntryType:
     win = r.win
     av = r.avail
     f_RelativeTimeInterval: _iso2.RelativeTimeIntervalType | None = None
     f_TimeInterval: _iso2.IntervalType | None = None
     f_PMax: _iso2.PhysicalValueType
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    ec = (c >> 28)
+    ec = ((c >> 26) & 3)
     if ec == 0:
-        if c & 0xc000000 != 0x0:
-            raise r.fail_at(av + 28, 'PMaxScheduleEntryType[0]', 'expected SE(start), CH of start')
-        u = ((c >> 18) & 255)
+        if c & 0x3000000 != 0x0:
+            raise r.fail_at(av + 26, 'PMaxScheduleEntryType[0]', 'expected SE(start), CH of start')
+        u = ((c >> 16) & 255)
         f_1_duration: int | None = None
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 26)
-            c = (win >> av) & 0x3ffffff
-            u2 = c >> 18
+            u2 = (c >> 8) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 26)
-                c = (win >> av) & 0x3ffffff
-                u2 = c >> 18
+                    win, av = r.refill(av, 16)
+                c = (win >> av) & 0xffff
+                u2 = c >> 8
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 18
+                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 18
+                    av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 18)
-                    c = (win >> av) & 0x3ffff
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+        else:
+            av += 8
+            c >>= 8
         f_1_start = u
         try:
-            ec = _Taa5bbe96[(c >> 15) & 0x7]
+            ec = _Taa5bbe96[(c >> 5) & 0x7]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x20000 != 0x0:
-                raise r.fail_at(av + 18, 'PMaxScheduleEntryType[0]', 'expected EE of start') from None
-            ec = ((c >> 15) & 3)
+            if c & 0x80 != 0x0:
+                raise r.fail_at(av + 8, 'PMaxScheduleEntryType[0]', 'expected EE of start') from None
+            ec = ((c >> 5) & 3)
         if ec == 0:
-            if c & 0x4000 != 0x0:
-                raise r.fail_at(av + 15, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
-            u = ((c >> 6) & 255)
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x20000000 != 0x0:
+                raise r.fail_at(av + 30, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
+            u = ((c >> 21) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 14)
-                c = (win >> av) & 0x3fff
-                u2 = c >> 6
+                u2 = (c >> 13) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 14)
-                    c = (win >> av) & 0x3fff
-                    u2 = c >> 6
+                        win, av = r.refill(av, 21)
+                    c = (win >> av) & 0x1fffff
+                    u2 = c >> 13
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 6
+                        av += 13
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 6
+                        av -= 13
                         if av < 0:
-                            win, av = r.refill(av, 6)
-                        c = (win >> av) & 0x3f
+                            win, av = r.refill(av, 13)
+                        c = (win >> av) & 0x1fff
+            else:
+                av += 8
+                c >>= 8
             f_1_duration = u
-            if c & 0x30 != 0x0:
-                raise r.fail_at(av + 6, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
-            av -= 23
+            if c & 0x1800 != 0x0:
+                raise r.fail_at(av + 13, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
+            av -= 16
             if av < 0:
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
         elif ec == 1:
-            av -= 12
+            av -= 22
             if av < 0:
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
         else:
-            raise r.fail_at(av + 15, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
-        ob1_ = _new(_iso2.RelativeTimeIntervalType)
+            raise r.fail_at(av + 5, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+        ob1_ = _new(_K_iso2_RelativeTimeIntervalType)
         ob1_.start = f_1_start
         ob1_.duration = f_1_duration
         f_RelativeTimeInterval = ob1_
     elif ec == 1:
-        if c & 0x8000000 != 0x0:
-            raise r.fail_at(av + 28, 'PMaxScheduleEntryType[0]', 'expected EE')
-        ob2_ = _new(_iso2.IntervalType)
+        if c & 0x2000000 != 0x0:
+            raise r.fail_at(av + 26, 'PMaxScheduleEntryType[0]', 'expected EE')
+        ob2_ = _new(_K_iso2_IntervalType)
         f_TimeInterval = ob2_
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
     else:
-        raise r.fail_at(av + 28, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
+        raise r.fail_at(av + 26, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
     try:
         f_3_Multiplier, f_3_Unit, sg = _T3b5e3738[(c >> 11) & 0xffff]
     except KeyError:  # not a valid pattern: say why
@@ -22013,13 +22065,13 @@ def _d_iso2_PMaxScheduleEntryType(r: BitReader) -> _iso2.PMaxScheduleEntryType:
     f_3_Value = -u - 1 if sg else u
     if c & 0x7 != 0x0:
         raise r.fail_at(av + 3, 'PMaxScheduleEntryType', 'expected EE of Value, EE, EE')
-    ob3_ = _new(_iso2.PhysicalValueType)
+    ob3_ = _new(_K_iso2_PhysicalValueType)
     ob3_.Multiplier = f_3_Multiplier
     ob3_.Unit = f_3_Unit
     ob3_.Value = f_3_Value
     f_PMax = ob3_
     r.avail = av
-    ob = _new(_iso2.PMaxScheduleEntryType)
+    ob = _new(_K_iso2_PMaxScheduleEntryType)
     ob.RelativeTimeInterval = f_RelativeTimeInterval
     ob.TimeInterval = f_TimeInterval
     ob.PMax = f_PMax
@@ -22060,145 +22112,143 @@ def _e_iso2_PMaxScheduleEntryType(w: BitWriter, o: _iso2.PMaxScheduleEntryType) 
     t2 = c2.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
         raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t2)
-    a = (a << 16) | (t1 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t2 < 0 else 0)
-    k += 16
     u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 27) | (t1 + 3) << 21 | (_I_iso2_unitSymbolType[c2.Unit]) << 15 | (1 if t2 < 0 else 0) << 11 | (u) << 3
+        k += 27
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 35) | (t1 + 3) << 29 | (_I_iso2_unitSymbolType[c2.Unit]) << 23 | (1 if t2 < 0 else 0) << 19 | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+        k += 35
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 43) | (t1 + 3) << 37 | (_I_iso2_unitSymbolType[c2.Unit]) << 31 | (1 if t2 < 0 else 0) << 27 | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+        k += 43
     else:
+        a = (a << 16) | (t1 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t2 < 0 else 0)
+        k += 16
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 3
-    k += 3
+        a <<= 3
+        k += 3
     w.acc = a
     w.n = k
-    if k >= 1024:
+    if k >= 256:
         w.spill()
 
-def _d_iso2_PMaxScheduleType(r: BitReader) -> _iso2.PMaxScheduleType:
+def _d_iso2_PMaxScheduleType(r: BitReader, c: int) -> _iso2.PMaxScheduleType:
     win = r.win
     av = r.avail
     f_PMaxScheduleEntry: list[_iso2.PMaxScheduleEntryType] = []
     s = 0
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
     try:
-        ec = _Taa5bbe96[c >> 27]
+        ec = _Taa5bbe96[(c >> 25) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x20000000 != 0x0:
-            raise r.fail_at(av + 30, 'PMaxScheduleType', 'expected SE(PMaxScheduleEntry)') from None
-        ec = ((c >> 27) & 3)
+        if c & 0x8000000 != 0x0:
+            raise r.fail_at(av + 28, 'PMaxScheduleType', 'expected SE(PMaxScheduleEntry)') from None
+        ec = ((c >> 25) & 3)
     f_1_RelativeTimeInterval: _iso2.RelativeTimeIntervalType | None = None
     f_1_TimeInterval: _iso2.IntervalType | None = None
     if ec == 0:
-        if c & 0x6000000 != 0x0:
-            raise r.fail_at(av + 27, 'PMaxScheduleEntryType[0]', 'expected SE(start), CH of start')
-        u = ((c >> 17) & 255)
+        if c & 0x1800000 != 0x0:
+            raise r.fail_at(av + 25, 'PMaxScheduleEntryType[0]', 'expected SE(start), CH of start')
+        u = ((c >> 15) & 255)
         f_2_duration: int | None = None
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 25)
-            c = (win >> av) & 0x1ffffff
-            u2 = c >> 17
+            u2 = (c >> 7) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 25)
-                c = (win >> av) & 0x1ffffff
-                u2 = c >> 17
+                    win, av = r.refill(av, 15)
+                c = (win >> av) & 0x7fff
+                u2 = c >> 7
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 17
+                    av += 7
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 17
+                    av -= 7
                     if av < 0:
-                        win, av = r.refill(av, 17)
-                    c = (win >> av) & 0x1ffff
+                        win, av = r.refill(av, 7)
+                    c = (win >> av) & 0x7f
+        else:
+            av += 8
+            c >>= 8
         f_2_start = u
         try:
-            ec = _Taa5bbe96[(c >> 14) & 0x7]
+            ec = _Taa5bbe96[(c >> 4) & 0x7]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x10000 != 0x0:
-                raise r.fail_at(av + 17, 'PMaxScheduleEntryType[0]', 'expected EE of start') from None
-            ec = ((c >> 14) & 3)
+            if c & 0x40 != 0x0:
+                raise r.fail_at(av + 7, 'PMaxScheduleEntryType[0]', 'expected EE of start') from None
+            ec = ((c >> 4) & 3)
         if ec == 0:
-            if c & 0x2000 != 0x0:
-                raise r.fail_at(av + 14, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
-            u = ((c >> 5) & 255)
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x20000000 != 0x0:
+                raise r.fail_at(av + 30, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
+            u = ((c >> 21) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 13)
-                c = (win >> av) & 0x1fff
-                u2 = c >> 5
+                u2 = (c >> 13) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 13)
-                    c = (win >> av) & 0x1fff
-                    u2 = c >> 5
+                        win, av = r.refill(av, 21)
+                    c = (win >> av) & 0x1fffff
+                    u2 = c >> 13
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 5
+                        av += 13
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 5
+                        av -= 13
                         if av < 0:
-                            win, av = r.refill(av, 5)
-                        c = (win >> av) & 0x1f
+                            win, av = r.refill(av, 13)
+                        c = (win >> av) & 0x1fff
+            else:
+                av += 8
+                c >>= 8
             f_2_duration = u
-            if c & 0x18 != 0x0:
-                raise r.fail_at(av + 5, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
-            av -= 24
+            if c & 0x1800 != 0x0:
+                raise r.fail_at(av + 13, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
+            av -= 16
             if av < 0:
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
         elif ec == 1:
-            av -= 13
+            av -= 23
             if av < 0:
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
         else:
-            raise r.fail_at(av + 14, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
-        ob2_ = _new(_iso2.RelativeTimeIntervalType)
+            raise r.fail_at(av + 4, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+        ob2_ = _new(_K_iso2_RelativeTimeIntervalType)
         ob2_.start = f_2_start
         ob2_.duration = f_2_duration
         f_1_RelativeTimeInterval = ob2_
     elif ec == 1:
-        if c & 0x4000000 != 0x0:
-            raise r.fail_at(av + 27, 'PMaxScheduleEntryType[0]', 'expected EE')
-        ob3_ = _new(_iso2.IntervalType)
+        if c & 0x1000000 != 0x0:
+            raise r.fail_at(av + 25, 'PMaxScheduleEntryType[0]', 'expected EE')
+        ob3_ = _new(_K_iso2_IntervalType)
         f_1_TimeInterval = ob3_
-        av -= 1
+        av -= 3
         if av < 0:
             win, av = r.refill(av, 27)
         c = (win >> av) & 0x7ffffff
     else:
-        raise r.fail_at(av + 27, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
+        raise r.fail_at(av + 25, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
     try:
         f_4_Multiplier, f_4_Unit, sg = _T3b5e3738[(c >> 11) & 0xffff]
     except KeyError:  # not a valid pattern: say why
@@ -22240,12 +22290,12 @@ def _d_iso2_PMaxScheduleType(r: BitReader) -> _iso2.PMaxScheduleType:
     f_4_Value = -u - 1 if sg else u
     if c & 0x7 != 0x0:
         raise r.fail_at(av + 3, 'PMaxScheduleType', 'expected EE of Value, EE, EE')
-    ob4_ = _new(_iso2.PhysicalValueType)
+    ob4_ = _new(_K_iso2_PhysicalValueType)
     ob4_.Multiplier = f_4_Multiplier
     ob4_.Unit = f_4_Unit
     ob4_.Value = f_4_Value
     f_1_PMax = ob4_
-    ob1_ = _new(_iso2.PMaxScheduleEntryType)
+    ob1_ = _new(_K_iso2_PMaxScheduleEntryType)
     ob1_.RelativeTimeInterval = f_1_RelativeTimeInterval
     ob1_.TimeInterval = f_1_TimeInterval
     ob1_.PMax = f_1_PMax
@@ -22268,90 +22318,92 @@ def _d_iso2_PMaxScheduleType(r: BitReader) -> _iso2.PMaxScheduleType:
                 u = ((c >> 16) & 255)
                 f_6_duration: int | None = None
                 if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 24)
-                    c = (win >> av) & 0xffffff
-                    u2 = c >> 16
+                    u2 = (c >> 8) & 0xFF
                     if u2 < 128:
                         u += _U2[u2]
                     else:
                         u = (u & 0x7F) | (u2 & 0x7F) << 7
                         av -= 8
                         if av < 0:
-                            win, av = r.refill(av, 24)
-                        c = (win >> av) & 0xffffff
-                        u2 = c >> 16
+                            win, av = r.refill(av, 16)
+                        c = (win >> av) & 0xffff
+                        u2 = c >> 8
                         u |= (u2 & 0x7F) << 14
                         if u2 > 127:
-                            av += 16
+                            av += 8
                             r.avail = av
                             u = r.uint_more(u, 21)
                             win = r.win
                             av = r.avail
-                            av -= 16
+                            av -= 8
                             if av < 0:
-                                win, av = r.refill(av, 16)
-                            c = (win >> av) & 0xffff
+                                win, av = r.refill(av, 8)
+                            c = (win >> av) & 0xff
+                else:
+                    av += 8
+                    c >>= 8
                 f_6_start = u
                 try:
-                    ec = _Taa5bbe96[(c >> 13) & 0x7]
+                    ec = _Taa5bbe96[(c >> 5) & 0x7]
                 except KeyError:  # not a valid pattern: say why
-                    if c & 0x8000 != 0x0:
-                        raise r.fail_at(av + 16, 'PMaxScheduleEntryType[0]', 'expected EE of start') from None
-                    ec = ((c >> 13) & 3)
+                    if c & 0x80 != 0x0:
+                        raise r.fail_at(av + 8, 'PMaxScheduleEntryType[0]', 'expected EE of start') from None
+                    ec = ((c >> 5) & 3)
                 if ec == 0:
-                    if c & 0x1000 != 0x0:
-                        raise r.fail_at(av + 13, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
-                    u = ((c >> 4) & 255)
+                    av -= 25
+                    if av < 0:
+                        win, av = r.refill(av, 30)
+                    c = (win >> av) & 0x3fffffff
+                    if c & 0x20000000 != 0x0:
+                        raise r.fail_at(av + 30, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
+                    u = ((c >> 21) & 255)
                     if u > 127:
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 12)
-                        c = (win >> av) & 0xfff
-                        u2 = c >> 4
+                        u2 = (c >> 13) & 0xFF
                         if u2 < 128:
                             u += _U2[u2]
                         else:
                             u = (u & 0x7F) | (u2 & 0x7F) << 7
                             av -= 8
                             if av < 0:
-                                win, av = r.refill(av, 12)
-                            c = (win >> av) & 0xfff
-                            u2 = c >> 4
+                                win, av = r.refill(av, 21)
+                            c = (win >> av) & 0x1fffff
+                            u2 = c >> 13
                             u |= (u2 & 0x7F) << 14
                             if u2 > 127:
-                                av += 4
+                                av += 13
                                 r.avail = av
                                 u = r.uint_more(u, 21)
                                 win = r.win
                                 av = r.avail
-                                av -= 4
+                                av -= 13
                                 if av < 0:
-                                    win, av = r.refill(av, 4)
-                                c = (win >> av) & 0xf
+                                    win, av = r.refill(av, 13)
+                                c = (win >> av) & 0x1fff
+                    else:
+                        av += 8
+                        c >>= 8
                     f_6_duration = u
-                    if c & 0xc != 0x0:
-                        raise r.fail_at(av + 4, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
-                    av -= 25
+                    if c & 0x1800 != 0x0:
+                        raise r.fail_at(av + 13, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
+                    av -= 16
                     if av < 0:
                         win, av = r.refill(av, 27)
                     c = (win >> av) & 0x7ffffff
                 elif ec == 1:
-                    av -= 14
+                    av -= 22
                     if av < 0:
                         win, av = r.refill(av, 27)
                     c = (win >> av) & 0x7ffffff
                 else:
-                    raise r.fail_at(av + 13, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
-                ob6_ = _new(_iso2.RelativeTimeIntervalType)
+                    raise r.fail_at(av + 5, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+                ob6_ = _new(_K_iso2_RelativeTimeIntervalType)
                 ob6_.start = f_6_start
                 ob6_.duration = f_6_duration
                 f_5_RelativeTimeInterval = ob6_
             elif ec == 1:
                 if c & 0x2000000 != 0x0:
                     raise r.fail_at(av + 26, 'PMaxScheduleEntryType[0]', 'expected EE')
-                ob7_ = _new(_iso2.IntervalType)
+                ob7_ = _new(_K_iso2_IntervalType)
                 f_5_TimeInterval = ob7_
                 av -= 2
                 if av < 0:
@@ -22400,12 +22452,12 @@ def _d_iso2_PMaxScheduleType(r: BitReader) -> _iso2.PMaxScheduleType:
             f_8_Value = -u - 1 if sg else u
             if c & 0x7 != 0x0:
                 raise r.fail_at(av + 3, 'PMaxScheduleType[1]', 'expected EE of Value, EE, EE')
-            ob8_ = _new(_iso2.PhysicalValueType)
+            ob8_ = _new(_K_iso2_PhysicalValueType)
             ob8_.Multiplier = f_8_Multiplier
             ob8_.Unit = f_8_Unit
             ob8_.Value = f_8_Value
             f_5_PMax = ob8_
-            ob5_ = _new(_iso2.PMaxScheduleEntryType)
+            ob5_ = _new(_K_iso2_PMaxScheduleEntryType)
             ob5_.RelativeTimeInterval = f_5_RelativeTimeInterval
             ob5_.TimeInterval = f_5_TimeInterval
             ob5_.PMax = f_5_PMax
@@ -22420,16 +22472,18 @@ def _d_iso2_PMaxScheduleType(r: BitReader) -> _iso2.PMaxScheduleType:
             break
         else:
             raise r.fail_at(av + 28, 'PMaxScheduleType[1]', f'event code {ec}, expected SE(PMaxScheduleEntry), EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
     if s == 1024:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'PMaxScheduleType[1024]', 'expected EE')
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'PMaxScheduleType', 'expected EE')
         s = -1
+    else:
+        av += 1
     r.avail = av
-    ob = _new(_iso2.PMaxScheduleType)
+    ob = _new(_K_iso2_PMaxScheduleType)
     ob.PMaxScheduleEntry = f_PMaxScheduleEntry
     return ob
 
@@ -22484,50 +22538,49 @@ def _e_iso2_PMaxScheduleType(w: BitWriter, o: _iso2.PMaxScheduleType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_iso2_ParameterSetType(r: BitReader) -> _iso2.ParameterSetType:
+def _d_iso2_ParameterSetType(r: BitReader, c: int) -> _iso2.ParameterSetType:
     win = r.win
     av = r.avail
     f_ParameterSetID: int
     f_Parameter: list[_iso2.ParameterType] = []
     s = 0
-    av -= 22
-    if av < 0:
-        win, av = r.refill(av, 22)
-    c = (win >> av) & 0x3fffff
     try:
-        sg = _Tc1962e75[c >> 19]
+        sg = _Tc1962e75[(c >> 19) & 0x7]
     except KeyError:  # not a valid pattern: say why
         if c & 0x300000 != 0x0:
             raise r.fail_at(av + 22, 'ParameterSetType', 'expected SE(ParameterSetID), CH of ParameterSetID') from None
         sg = ((c >> 19) & 1)
     u = ((c >> 11) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 19)
-        c = (win >> av) & 0x7ffff
-        u2 = c >> 11
+        u2 = (c >> 3) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 19)
-            c = (win >> av) & 0x7ffff
-            u2 = c >> 11
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 11
+                av += 3
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 11
+                av -= 3
                 if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+    else:
+        av += 8
+        c >>= 8
     f_ParameterSetID = -u - 1 if sg else u
+    av -= 8
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'ParameterSetType', 'expected EE of ParameterSetID, SE(Parameter), AT(Name)')
     u = (c & 255)
@@ -22585,20 +22638,16 @@ def _d_iso2_ParameterSetType(r: BitReader) -> _iso2.ParameterSetType:
             f_1_byteValue = ((c >> 17) & 255) - 128
         c >>= 15
     elif ec == 2:
-        av += 14
+        av += 6
         try:
             sg = _T071cdf68[(c >> 24) & 0x3]
         except KeyError:  # not a valid pattern: say why
             if c & 0x2000000 != 0x0:
-                raise r.fail_at(av + 12, 'ParameterType[1]', 'expected CH of shortValue') from None
+                raise r.fail_at(av + 20, 'ParameterType[1]', 'expected CH of shortValue') from None
             sg = ((c >> 24) & 1)
         u = ((c >> 16) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = (c >> 8) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
@@ -22619,26 +22668,25 @@ def _d_iso2_ParameterSetType(r: BitReader) -> _iso2.ParameterSetType:
                     if av < 0:
                         win, av = r.refill(av, 2)
                     c = (win >> av) & 0x3
+                c <<= 6
         else:
-            c >>= 14
+            av += 8
+            c >>= 8
         f_1_shortValue = -u - 1 if sg else u
-        if c & 0x2 != 0x0:
+        if c & 0x80 != 0x0:
             raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of shortValue')
+        c >>= 6
     elif ec == 3:
-        av += 14
+        av += 6
         try:
             sg = _T071cdf68[(c >> 24) & 0x3]
         except KeyError:  # not a valid pattern: say why
             if c & 0x2000000 != 0x0:
-                raise r.fail_at(av + 12, 'ParameterType[1]', 'expected CH of intValue') from None
+                raise r.fail_at(av + 20, 'ParameterType[1]', 'expected CH of intValue') from None
             sg = ((c >> 24) & 1)
         u = ((c >> 16) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = (c >> 8) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
@@ -22659,11 +22707,14 @@ def _d_iso2_ParameterSetType(r: BitReader) -> _iso2.ParameterSetType:
                     if av < 0:
                         win, av = r.refill(av, 2)
                     c = (win >> av) & 0x3
+                c <<= 6
         else:
-            c >>= 14
+            av += 8
+            c >>= 8
         f_1_intValue = -u - 1 if sg else u
-        if c & 0x2 != 0x0:
+        if c & 0x80 != 0x0:
             raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of intValue')
+        c >>= 6
     elif ec == 4:
         try:
             f_2_Multiplier, f_2_Unit, sg = _Tea8843d1[(c >> 11) & 0x7fff]
@@ -22706,7 +22757,7 @@ def _d_iso2_ParameterSetType(r: BitReader) -> _iso2.ParameterSetType:
         f_2_Value = -u - 1 if sg else u
         if c & 0x6 != 0x0:
             raise r.fail_at(av + 3, 'ParameterType[1]', 'expected EE of Value, EE')
-        ob2_ = _new(_iso2.PhysicalValueType)
+        ob2_ = _new(_K_iso2_PhysicalValueType)
         ob2_.Multiplier = f_2_Multiplier
         ob2_.Unit = f_2_Unit
         ob2_.Value = f_2_Value
@@ -22749,7 +22800,7 @@ def _d_iso2_ParameterSetType(r: BitReader) -> _iso2.ParameterSetType:
         raise r.fail_at(av + 26, 'ParameterType[1]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ParameterSetType', 'expected EE')
-    ob1_ = _new(_iso2.ParameterType)
+    ob1_ = _new(_K_iso2_ParameterType)
     ob1_.Name = f_1_Name
     ob1_.boolValue = f_1_boolValue
     ob1_.byteValue = f_1_byteValue
@@ -22823,20 +22874,16 @@ def _d_iso2_ParameterSetType(r: BitReader) -> _iso2.ParameterSetType:
                     f_3_byteValue = ((c >> 17) & 255) - 128
                 c >>= 15
             elif ec == 2:
-                av += 14
+                av += 6
                 try:
                     sg = _T071cdf68[(c >> 24) & 0x3]
                 except KeyError:  # not a valid pattern: say why
                     if c & 0x2000000 != 0x0:
-                        raise r.fail_at(av + 12, 'ParameterType[1]', 'expected CH of shortValue') from None
+                        raise r.fail_at(av + 20, 'ParameterType[1]', 'expected CH of shortValue') from None
                     sg = ((c >> 24) & 1)
                 u = ((c >> 16) & 255)
                 if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                    u2 = (c >> 8) & 0xFF
                     if u2 < 128:
                         u += _U2[u2]
                     else:
@@ -22857,26 +22904,25 @@ def _d_iso2_ParameterSetType(r: BitReader) -> _iso2.ParameterSetType:
                             if av < 0:
                                 win, av = r.refill(av, 2)
                             c = (win >> av) & 0x3
+                        c <<= 6
                 else:
-                    c >>= 14
+                    av += 8
+                    c >>= 8
                 f_3_shortValue = -u - 1 if sg else u
-                if c & 0x2 != 0x0:
+                if c & 0x80 != 0x0:
                     raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of shortValue')
+                c >>= 6
             elif ec == 3:
-                av += 14
+                av += 6
                 try:
                     sg = _T071cdf68[(c >> 24) & 0x3]
                 except KeyError:  # not a valid pattern: say why
                     if c & 0x2000000 != 0x0:
-                        raise r.fail_at(av + 12, 'ParameterType[1]', 'expected CH of intValue') from None
+                        raise r.fail_at(av + 20, 'ParameterType[1]', 'expected CH of intValue') from None
                     sg = ((c >> 24) & 1)
                 u = ((c >> 16) & 255)
                 if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                    u2 = (c >> 8) & 0xFF
                     if u2 < 128:
                         u += _U2[u2]
                     else:
@@ -22897,11 +22943,14 @@ def _d_iso2_ParameterSetType(r: BitReader) -> _iso2.ParameterSetType:
                             if av < 0:
                                 win, av = r.refill(av, 2)
                             c = (win >> av) & 0x3
+                        c <<= 6
                 else:
-                    c >>= 14
+                    av += 8
+                    c >>= 8
                 f_3_intValue = -u - 1 if sg else u
-                if c & 0x2 != 0x0:
+                if c & 0x80 != 0x0:
                     raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of intValue')
+                c >>= 6
             elif ec == 4:
                 try:
                     f_4_Multiplier, f_4_Unit, sg = _Tea8843d1[(c >> 11) & 0x7fff]
@@ -22944,7 +22993,7 @@ def _d_iso2_ParameterSetType(r: BitReader) -> _iso2.ParameterSetType:
                 f_4_Value = -u - 1 if sg else u
                 if c & 0x6 != 0x0:
                     raise r.fail_at(av + 3, 'ParameterType[1]', 'expected EE of Value, EE')
-                ob4_ = _new(_iso2.PhysicalValueType)
+                ob4_ = _new(_K_iso2_PhysicalValueType)
                 ob4_.Multiplier = f_4_Multiplier
                 ob4_.Unit = f_4_Unit
                 ob4_.Value = f_4_Value
@@ -22987,7 +23036,7 @@ def _d_iso2_ParameterSetType(r: BitReader) -> _iso2.ParameterSetType:
                 raise r.fail_at(av + 26, 'ParameterType[1]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
             if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'ParameterSetType[2]', 'expected EE')
-            ob3_ = _new(_iso2.ParameterType)
+            ob3_ = _new(_K_iso2_ParameterType)
             ob3_.Name = f_3_Name
             ob3_.boolValue = f_3_boolValue
             ob3_.byteValue = f_3_byteValue
@@ -23006,16 +23055,18 @@ def _d_iso2_ParameterSetType(r: BitReader) -> _iso2.ParameterSetType:
             break
         else:
             raise r.fail_at(av + 9, 'ParameterSetType[2]', f'event code {ec}, expected SE(Parameter), EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
     if s == 17:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ParameterSetType[17]', 'expected EE')
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'ParameterSetType', 'expected EE')
         s = -1
+    else:
+        av += 1
     r.avail = av
-    ob = _new(_iso2.ParameterSetType)
+    ob = _new(_K_iso2_ParameterSetType)
     ob.ParameterSetID = f_ParameterSetID
     ob.Parameter = f_Parameter
     return ob
@@ -23030,26 +23081,26 @@ def _e_iso2_ParameterSetType(w: BitWriter, o: _iso2.ParameterSetType) -> None:
     t1 = o.ParameterSetID
     if (w.strict and (t1 < -32768 or t1 > 32767)):
         raise encode_error('ParameterSetType.ParameterSetID', 'outside -32768..32767', t1)
-    a = (a << 3) | (1 if t1 < 0 else 0)
-    k += 3
     u = -t1 - 1 if t1 < 0 else t1
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 12) | (1 if t1 < 0 else 0) << 9 | (u) << 1
+        k += 12
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 20) | (1 if t1 < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 20
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 28) | (1 if t1 < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 28
     else:
+        a = (a << 3) | (1 if t1 < 0 else 0)
+        k += 3
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     s = 1
     if i_Parameter < len(o.Parameter):
         a <<= 1
@@ -23094,10 +23145,10 @@ def _e_iso2_ParameterSetType(w: BitWriter, o: _iso2.ParameterSetType) -> None:
             s = -1
     w.acc = a
     w.n = k
-    if k >= 1024:
+    if k >= 256:
         w.spill()
 
-def _d_iso2_ParameterType(r: BitReader) -> _iso2.ParameterType:
+def _d_iso2_ParameterType(r: BitReader, c: int) -> _iso2.ParameterType:
     win = r.win
     av = r.avail
     f_Name: str
@@ -23107,10 +23158,6 @@ def _d_iso2_ParameterType(r: BitReader) -> _iso2.ParameterType:
     f_intValue: int | None = None
     f_physicalValue: _iso2.PhysicalValueType | None = None
     f_stringValue: str | None = None
-    av -= 9
-    if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
         raise r.fail_at(av + 9, 'ParameterType', 'expected AT(Name)')
     u = (c & 255)
@@ -23161,20 +23208,16 @@ def _d_iso2_ParameterType(r: BitReader) -> _iso2.ParameterType:
             f_byteValue = ((c >> 17) & 255) - 128
         c >>= 15
     elif ec == 2:
-        av += 14
+        av += 6
         try:
             sg = _T071cdf68[(c >> 24) & 0x3]
         except KeyError:  # not a valid pattern: say why
             if c & 0x2000000 != 0x0:
-                raise r.fail_at(av + 12, 'ParameterType[1]', 'expected CH of shortValue') from None
+                raise r.fail_at(av + 20, 'ParameterType[1]', 'expected CH of shortValue') from None
             sg = ((c >> 24) & 1)
         u = ((c >> 16) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = (c >> 8) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
@@ -23195,26 +23238,25 @@ def _d_iso2_ParameterType(r: BitReader) -> _iso2.ParameterType:
                     if av < 0:
                         win, av = r.refill(av, 2)
                     c = (win >> av) & 0x3
+                c <<= 6
         else:
-            c >>= 14
+            av += 8
+            c >>= 8
         f_shortValue = -u - 1 if sg else u
-        if c & 0x2 != 0x0:
+        if c & 0x80 != 0x0:
             raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of shortValue')
+        c >>= 6
     elif ec == 3:
-        av += 14
+        av += 6
         try:
             sg = _T071cdf68[(c >> 24) & 0x3]
         except KeyError:  # not a valid pattern: say why
             if c & 0x2000000 != 0x0:
-                raise r.fail_at(av + 12, 'ParameterType[1]', 'expected CH of intValue') from None
+                raise r.fail_at(av + 20, 'ParameterType[1]', 'expected CH of intValue') from None
             sg = ((c >> 24) & 1)
         u = ((c >> 16) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = (c >> 8) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
@@ -23235,11 +23277,14 @@ def _d_iso2_ParameterType(r: BitReader) -> _iso2.ParameterType:
                     if av < 0:
                         win, av = r.refill(av, 2)
                     c = (win >> av) & 0x3
+                c <<= 6
         else:
-            c >>= 14
+            av += 8
+            c >>= 8
         f_intValue = -u - 1 if sg else u
-        if c & 0x2 != 0x0:
+        if c & 0x80 != 0x0:
             raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of intValue')
+        c >>= 6
     elif ec == 4:
         try:
             f_1_Multiplier, f_1_Unit, sg = _Tea8843d1[(c >> 11) & 0x7fff]
@@ -23282,7 +23327,7 @@ def _d_iso2_ParameterType(r: BitReader) -> _iso2.ParameterType:
         f_1_Value = -u - 1 if sg else u
         if c & 0x6 != 0x0:
             raise r.fail_at(av + 3, 'ParameterType[1]', 'expected EE of Value, EE')
-        ob1_ = _new(_iso2.PhysicalValueType)
+        ob1_ = _new(_K_iso2_PhysicalValueType)
         ob1_.Multiplier = f_1_Multiplier
         ob1_.Unit = f_1_Unit
         ob1_.Value = f_1_Value
@@ -23326,7 +23371,7 @@ def _d_iso2_ParameterType(r: BitReader) -> _iso2.ParameterType:
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ParameterType', 'expected EE')
     r.avail = av
-    ob = _new(_iso2.ParameterType)
+    ob = _new(_K_iso2_ParameterType)
     ob.Name = f_Name
     ob.boolValue = f_boolValue
     ob.byteValue = f_byteValue
@@ -23379,26 +23424,26 @@ def _e_iso2_ParameterType(w: BitWriter, o: _iso2.ParameterType) -> None:
         t2 = o.shortValue
         if (w.strict and (t2 < -32768 or t2 > 32767)):
             raise encode_error('ParameterType.shortValue', 'outside -32768..32767', t2)
-        a = (a << 5) | (1 if t2 < 0 else 0) | 0x8
-        k += 5
         u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 14) | (1 if t2 < 0 else 0) << 9 | (u) << 1 | 0x1000
+            k += 14
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 22) | (1 if t2 < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x110000
+            k += 22
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 30) | (1 if t2 < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x11010000
+            k += 30
         else:
+            a = (a << 5) | (1 if t2 < 0 else 0) | 0x8
+            k += 5
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 1
-        k += 1
+            a <<= 1
+            k += 1
         if o.intValue is not None:
             raise encode_error('ParameterType.intValue', 'cannot be combined with shortValue')
         if o.physicalValue is not None:
@@ -23409,26 +23454,26 @@ def _e_iso2_ParameterType(w: BitWriter, o: _iso2.ParameterType) -> None:
         t3 = o.intValue
         if (w.strict and (t3 < -2147483648 or t3 > 2147483647)):
             raise encode_error('ParameterType.intValue', 'outside -2147483648..2147483647', t3)
-        a = (a << 5) | (1 if t3 < 0 else 0) | 0xc
-        k += 5
         u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 14) | (1 if t3 < 0 else 0) << 9 | (u) << 1 | 0x1800
+            k += 14
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 22) | (1 if t3 < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x190000
+            k += 22
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 30) | (1 if t3 < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x19010000
+            k += 30
         else:
+            a = (a << 5) | (1 if t3 < 0 else 0) | 0xc
+            k += 5
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 1
-        k += 1
+            a <<= 1
+            k += 1
         if o.physicalValue is not None:
             raise encode_error('ParameterType.physicalValue', 'cannot be combined with intValue')
         if o.stringValue is not None:
@@ -23447,26 +23492,26 @@ def _e_iso2_ParameterType(w: BitWriter, o: _iso2.ParameterType) -> None:
         t5 = c1.Value
         if (w.strict and (t5 < -32768 or t5 > 32767)):
             raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t5)
-        a = (a << 18) | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t5 < 0 else 0) | 0x20000
-        k += 18
         u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 28) | (t4 + 3) << 20 | (_I_iso2_unitSymbolType[c1.Unit]) << 14 | (1 if t5 < 0 else 0) << 10 | (u) << 2 | 0x8000000
+            k += 28
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 36) | (t4 + 3) << 28 | (_I_iso2_unitSymbolType[c1.Unit]) << 22 | (1 if t5 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x800020000
+            k += 36
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 44) | (t4 + 3) << 36 | (_I_iso2_unitSymbolType[c1.Unit]) << 30 | (1 if t5 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x80002020000
+            k += 44
         else:
+            a = (a << 18) | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t5 < 0 else 0) | 0x20000
+            k += 18
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         if o.stringValue is not None:
             raise encode_error('ParameterType.stringValue', 'cannot be combined with physicalValue')
     elif o.stringValue is not None:
@@ -23485,17 +23530,12 @@ def _e_iso2_ParameterType(w: BitWriter, o: _iso2.ParameterType) -> None:
     k += 1
     w.acc = a
     w.n = k
-    if k >= 1024:
+    if k >= 256:
         w.spill()
 
-def _d_iso2_PaymentOptionListType(r: BitReader) -> _iso2.PaymentOptionListType:
-    win = r.win
+def _d_iso2_PaymentOptionListType(r: BitReader, c: int) -> _iso2.PaymentOptionListType:
     av = r.avail
     f_PaymentOption: list[_iso2.paymentOptionType] = []
-    av -= 10
-    if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
     if c & 0x340 != 0x0:
         raise r.fail_at(av + 10, 'PaymentOptionListType', 'expected SE(PaymentOption), CH of PaymentOption, EE of PaymentOption')
     f_PaymentOption.append(_E_iso2_paymentOptionType[((c >> 7) & 1)])
@@ -23509,7 +23549,7 @@ def _d_iso2_PaymentOptionListType(r: BitReader) -> _iso2.PaymentOptionListType:
     else:
         raise r.fail_at(av + 4, 'PaymentOptionListType[1]', f'event code {ec}, expected SE(PaymentOption), EE')
     r.avail = av
-    ob = _new(_iso2.PaymentOptionListType)
+    ob = _new(_K_iso2_PaymentOptionListType)
     ob.PaymentOption = f_PaymentOption
     return ob
 
@@ -23548,18 +23588,14 @@ def _e_iso2_PaymentOptionListType(w: BitWriter, o: _iso2.PaymentOptionListType) 
     if k >= 1024:
         w.spill()
 
-def _d_iso2_PhysicalValueType(r: BitReader) -> _iso2.PhysicalValueType:
+def _d_iso2_PhysicalValueType(r: BitReader, c: int) -> _iso2.PhysicalValueType:
     win = r.win
     av = r.avail
     f_Multiplier: int
     f_Unit: _iso2.unitSymbolType
     f_Value: int
-    av -= 25
-    if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
     try:
-        f_Multiplier, f_Unit, sg = _Tea8843d1[c >> 10]
+        f_Multiplier, f_Unit, sg = _Tea8843d1[(c >> 10) & 0x7fff]
     except KeyError:  # not a valid pattern: say why
         if c & 0x18e3800 != 0x0:
             raise r.fail_at(av + 25, 'PhysicalValueType', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
@@ -23600,7 +23636,7 @@ def _d_iso2_PhysicalValueType(r: BitReader) -> _iso2.PhysicalValueType:
     if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'PhysicalValueType', 'expected EE of Value, EE')
     r.avail = av
-    ob = _new(_iso2.PhysicalValueType)
+    ob = _new(_K_iso2_PhysicalValueType)
     ob.Multiplier = f_Multiplier
     ob.Unit = f_Unit
     ob.Value = f_Value
@@ -23621,72 +23657,67 @@ def _e_iso2_PhysicalValueType(w: BitWriter, o: _iso2.PhysicalValueType) -> None:
     t2 = o.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
         raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t2)
-    a = (a << 15) | (t1 + 3) << 10 | (_I_iso2_unitSymbolType[o.Unit]) << 4 | (1 if t2 < 0 else 0)
-    k += 15
     u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (t1 + 3) << 20 | (_I_iso2_unitSymbolType[o.Unit]) << 14 | (1 if t2 < 0 else 0) << 10 | (u) << 2
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (t1 + 3) << 28 | (_I_iso2_unitSymbolType[o.Unit]) << 22 | (1 if t2 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (t1 + 3) << 36 | (_I_iso2_unitSymbolType[o.Unit]) << 30 | (1 if t2 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+        k += 41
     else:
+        a = (a << 15) | (t1 + 3) << 10 | (_I_iso2_unitSymbolType[o.Unit]) << 4 | (1 if t2 < 0 else 0)
+        k += 15
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 2
-    k += 2
+        a <<= 2
+        k += 2
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_iso2_ProfileEntryType(r: BitReader) -> _iso2.ProfileEntryType:
+def _d_iso2_ProfileEntryType(r: BitReader, c: int) -> _iso2.ProfileEntryType:
     win = r.win
     av = r.avail
     f_ChargingProfileEntryStart: int
     f_ChargingProfileEntryMaxPower: _iso2.PhysicalValueType
     f_ChargingProfileEntryMaxNumberOfPhasesInUse: int | None = None
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    if c & 0x30000000 != 0x0:
-        raise r.fail_at(av + 30, 'ProfileEntryType', 'expected SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
-    u = ((c >> 20) & 255)
+    if c & 0xc000000 != 0x0:
+        raise r.fail_at(av + 28, 'ProfileEntryType', 'expected SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
+    u = ((c >> 18) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        u2 = c >> 20
+        u2 = (c >> 10) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            u2 = c >> 20
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 20
+                av += 10
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 20
+                av -= 10
                 if av < 0:
-                    win, av = r.refill(av, 20)
-                c = (win >> av) & 0xfffff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
     f_ChargingProfileEntryStart = u
-    av -= 10
+    av -= 20
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
@@ -23735,7 +23766,7 @@ def _d_iso2_ProfileEntryType(r: BitReader) -> _iso2.ProfileEntryType:
         if c & 0x18 != 0x0:
             raise r.fail_at(av + 5, 'ProfileEntryType', 'expected EE of Value, EE') from None
         ec = ((c >> 1) & 3)
-    ob1_ = _new(_iso2.PhysicalValueType)
+    ob1_ = _new(_K_iso2_PhysicalValueType)
     ob1_.Multiplier = f_1_Multiplier
     ob1_.Unit = f_1_Unit
     ob1_.Value = f_1_Value
@@ -23756,7 +23787,7 @@ def _d_iso2_ProfileEntryType(r: BitReader) -> _iso2.ProfileEntryType:
     else:
         raise r.fail_at(av + 1, 'ProfileEntryType[2]', f'event code {ec}, expected SE(ChargingProfileEntryMaxNumberOfPhasesInUse), EE')
     r.avail = av
-    ob = _new(_iso2.ProfileEntryType)
+    ob = _new(_K_iso2_ProfileEntryType)
     ob.ChargingProfileEntryStart = f_ChargingProfileEntryStart
     ob.ChargingProfileEntryMaxPower = f_ChargingProfileEntryMaxPower
     ob.ChargingProfileEntryMaxNumberOfPhasesInUse = f_ChargingProfileEntryMaxNumberOfPhasesInUse
@@ -23768,27 +23799,10 @@ def _e_iso2_ProfileEntryType(w: BitWriter, o: _iso2.ProfileEntryType) -> None:
     s = 0
     if o.ChargingProfileEntryStart is None:
         raise encode_error('ProfileEntryType.ChargingProfileEntryStart', 'required value missing')
-    a <<= 2
-    k += 2
     t1 = o.ChargingProfileEntryStart
     if t1 < 0 or (w.strict and (t1 > 4294967295)):
         raise encode_error('ProfileEntryType.ChargingProfileEntryStart', 'outside 0..4294967295', t1)
     u = t1
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
     if o.ChargingProfileEntryMaxPower is None:
         raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'required value missing')
     c1 = o.ChargingProfileEntryMaxPower
@@ -23804,27 +23818,44 @@ def _e_iso2_ProfileEntryType(w: BitWriter, o: _iso2.ProfileEntryType) -> None:
     t3 = c1.Value
     if (w.strict and (t3 < -32768 or t3 > 32767)):
         raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t3)
-    a = (a << 17) | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t3 < 0 else 0)
-    k += 17
+    if u < 0x80:
+        a = (a << 27) | (u) << 17 | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t3 < 0 else 0)
+        k += 27
+    elif u < 0x4000:
+        a = (a << 35) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t3 < 0 else 0) | 0x100000000
+        k += 35
+    elif u < 0x200000:
+        a = (a << 43) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t3 < 0 else 0) | 0x10100000000
+        k += 43
+    else:
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a = (a << 17) | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t3 < 0 else 0)
+        k += 17
     s = 1
     u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 10) | (u) << 2
+        k += 10
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 18) | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+        k += 18
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 26) | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+        k += 26
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 2
-    k += 2
+        a <<= 2
+        k += 2
     s = 2
     if o.ChargingProfileEntryMaxNumberOfPhasesInUse is not None:
         t4 = o.ChargingProfileEntryMaxNumberOfPhasesInUse
@@ -23844,64 +23875,59 @@ def _e_iso2_ProfileEntryType(w: BitWriter, o: _iso2.ProfileEntryType) -> None:
             s = -1
     w.acc = a
     w.n = k
-    if k >= 1024:
+    if k >= 256:
         w.spill()
 
-def _d_iso2_RelativeTimeIntervalType(r: BitReader) -> _iso2.RelativeTimeIntervalType:
+def _d_iso2_RelativeTimeIntervalType(r: BitReader, c: int) -> _iso2.RelativeTimeIntervalType:
     win = r.win
     av = r.avail
     f_start: int
     f_duration: int | None = None
-    av -= 24
-    if av < 0:
-        win, av = r.refill(av, 24)
-    c = (win >> av) & 0xffffff
     if c & 0xc00000 != 0x0:
         raise r.fail_at(av + 24, 'RelativeTimeIntervalType', 'expected SE(start), CH of start')
     u = ((c >> 14) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        u2 = c >> 14
+        u2 = (c >> 6) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            u2 = c >> 14
+                win, av = r.refill(av, 14)
+            c = (win >> av) & 0x3fff
+            u2 = c >> 6
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 14
+                av += 6
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 14
+                av -= 6
                 if av < 0:
-                    win, av = r.refill(av, 14)
-                c = (win >> av) & 0x3fff
+                    win, av = r.refill(av, 6)
+                c = (win >> av) & 0x3f
+    else:
+        av += 8
+        c >>= 8
     f_start = u
     try:
-        ec = _Taa5bbe96[(c >> 11) & 0x7]
+        ec = _Taa5bbe96[(c >> 3) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x2000 != 0x0:
-            raise r.fail_at(av + 14, 'RelativeTimeIntervalType', 'expected EE of start') from None
-        ec = ((c >> 11) & 3)
+        if c & 0x20 != 0x0:
+            raise r.fail_at(av + 6, 'RelativeTimeIntervalType', 'expected EE of start') from None
+        ec = ((c >> 3) & 3)
     if ec == 0:
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
-        u = ((c >> 2) & 255)
+        av -= 16
+        if av < 0:
+            win, av = r.refill(av, 19)
+        c = (win >> av) & 0x7ffff
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
+        u = ((c >> 10) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = (c >> 2) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
@@ -23922,15 +23948,18 @@ def _d_iso2_RelativeTimeIntervalType(r: BitReader) -> _iso2.RelativeTimeInterval
                     if av < 0:
                         win, av = r.refill(av, 2)
                     c = (win >> av) & 0x3
+        else:
+            av += 8
+            c >>= 8
         f_duration = u
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
     elif ec == 1:
-        av += 11
+        av += 3
     else:
-        raise r.fail_at(av + 11, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+        raise r.fail_at(av + 3, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
     r.avail = av
-    ob = _new(_iso2.RelativeTimeIntervalType)
+    ob = _new(_K_iso2_RelativeTimeIntervalType)
     ob.start = f_start
     ob.duration = f_duration
     return ob
@@ -23941,54 +23970,54 @@ def _e_iso2_RelativeTimeIntervalType(w: BitWriter, o: _iso2.RelativeTimeInterval
     s = 0
     if o.start is None:
         raise encode_error('RelativeTimeIntervalType.start', 'required value missing')
-    a <<= 2
-    k += 2
     t1 = o.start
     if t1 < 0 or (w.strict and (t1 > 16777214)):
         raise encode_error('RelativeTimeIntervalType.start', 'outside 0..16777214', t1)
     u = t1
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (u) << 1
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 27
     else:
+        a <<= 2
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     s = 1
     if o.duration is not None:
-        a <<= 3
-        k += 3
         t2 = o.duration
         if t2 < 0 or (w.strict and (t2 > 86400)):
             raise encode_error('RelativeTimeIntervalType.duration', 'outside 0..86400', t2)
         u = t2
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 12) | (u) << 1
+            k += 12
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 20) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+            k += 20
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 28) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+            k += 28
         else:
+            a <<= 3
+            k += 3
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 1
-        k += 1
+            a <<= 1
+            k += 1
         s = 2
     else:
         a = (a << 2) | 0x1
@@ -24004,112 +24033,131 @@ def _e_iso2_RelativeTimeIntervalType(w: BitWriter, o: _iso2.RelativeTimeInterval
     if k >= 1024:
         w.spill()
 
-def _d_iso2_SAScheduleListType(r: BitReader) -> _iso2.SAScheduleListType:
+def _d_iso2_SAScheduleListType(r: BitReader, c: int) -> _iso2.SAScheduleListType:
     win = r.win
     av = r.avail
     f_SAScheduleTuple: list[_iso2.SAScheduleTupleType] = []
+    try:
+        f_1_SAScheduleTupleID = _Tc55d9a41[(c >> 15) & 0x1fff]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0xe018000 != 0x0:
+            raise r.fail_at(av + 28, 'SAScheduleListType', 'expected SE(SAScheduleTuple), SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(PMaxSchedule)') from None
+        f_1_SAScheduleTupleID = ((c >> 17) & 255) + 1
+    f_1_SalesTariff: _iso2.SalesTariffType | None = None
     av -= 13
     if av < 0:
-        win, av = r.refill(av, 13)
-    c = (win >> av) & 0x1fff
-    try:
-        f_1_SAScheduleTupleID = _Tc55d9a41[c]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x1c03 != 0x0:
-            raise r.fail_at(av + 13, 'SAScheduleListType', 'expected SE(SAScheduleTuple), SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(PMaxSchedule)') from None
-        f_1_SAScheduleTupleID = ((c >> 2) & 255) + 1
-    f_1_SalesTariff: _iso2.SalesTariffType | None = None
+        win, av = r.refill(av, 28)
+    c = (win >> av) & 0xfffffff
     r.avail = av
-    f_1_PMaxSchedule = _d_iso2_PMaxScheduleType(r)
+    f_1_PMaxSchedule = _d_iso2_PMaxScheduleType(r, c)
     win = r.win
     av = r.avail
-    av -= 16
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 16)
-    c = (win >> av) & 0xffff
-    ec = (c >> 14)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    ec = (c >> 28)
     if ec == 0:
-        av += 14
         r.avail = av
-        f_1_SalesTariff = _d_iso2_SalesTariffType(r)
+        f_1_SalesTariff = _d_iso2_SalesTariffType(r, c)
         win = r.win
         av = r.avail
-        av -= 15
+        av -= 30
         if av < 0:
-            win, av = r.refill(av, 15)
-        c = (win >> av) & 0x7fff
-        if c & 0x4000 != 0x0:
-            raise r.fail_at(av + 15, 'SAScheduleTupleType[2]', 'expected EE')
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x20000000 != 0x0:
+            raise r.fail_at(av + 30, 'SAScheduleTupleType[2]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     elif ec == 1:
-        pass
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av + 14, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
-    ec = ((c >> 12) & 3)
-    ob1_ = _new(_iso2.SAScheduleTupleType)
+        raise r.fail_at(av + 28, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
+    ec = ((c >> 28) & 3)
+    ob1_ = _new(_K_iso2_SAScheduleTupleType)
     ob1_.SAScheduleTupleID = f_1_SAScheduleTupleID
     ob1_.PMaxSchedule = f_1_PMaxSchedule
     ob1_.SalesTariff = f_1_SalesTariff
     f_SAScheduleTuple.append(ob1_)
     if ec == 0:
         try:
-            f_2_SAScheduleTupleID = _T4d006aa5[c & 0xfff]
+            f_2_SAScheduleTupleID = _T4d006aa5[(c >> 16) & 0xfff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xc03 != 0x0:
-                raise r.fail_at(av + 12, 'SAScheduleListType[1]', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(PMaxSchedule)') from None
-            f_2_SAScheduleTupleID = ((c >> 2) & 255) + 1
+            if c & 0xc030000 != 0x0:
+                raise r.fail_at(av + 28, 'SAScheduleListType[1]', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(PMaxSchedule)') from None
+            f_2_SAScheduleTupleID = ((c >> 18) & 255) + 1
         f_2_SalesTariff: _iso2.SalesTariffType | None = None
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_2_PMaxSchedule = _d_iso2_PMaxScheduleType(r)
+        f_2_PMaxSchedule = _d_iso2_PMaxScheduleType(r, c)
         win = r.win
         av = r.avail
-        av -= 16
+        av -= 30
         if av < 0:
-            win, av = r.refill(av, 16)
-        c = (win >> av) & 0xffff
-        ec = (c >> 14)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        ec = (c >> 28)
         if ec == 0:
-            av += 14
             r.avail = av
-            f_2_SalesTariff = _d_iso2_SalesTariffType(r)
+            f_2_SalesTariff = _d_iso2_SalesTariffType(r, c)
             win = r.win
             av = r.avail
-            av -= 15
+            av -= 30
             if av < 0:
-                win, av = r.refill(av, 15)
-            c = (win >> av) & 0x7fff
-            if c & 0x4000 != 0x0:
-                raise r.fail_at(av + 15, 'SAScheduleTupleType[2]', 'expected EE')
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x20000000 != 0x0:
+                raise r.fail_at(av + 30, 'SAScheduleTupleType[2]', 'expected EE')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
         elif ec == 1:
-            pass
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
         else:
-            raise r.fail_at(av + 14, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
-        ec = ((c >> 12) & 3)
-        ob2_ = _new(_iso2.SAScheduleTupleType)
+            raise r.fail_at(av + 28, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
+        ec = ((c >> 28) & 3)
+        ob2_ = _new(_K_iso2_SAScheduleTupleType)
         ob2_.SAScheduleTupleID = f_2_SAScheduleTupleID
         ob2_.PMaxSchedule = f_2_PMaxSchedule
         ob2_.SalesTariff = f_2_SalesTariff
         f_SAScheduleTuple.append(ob2_)
         if ec == 0:
             try:
-                f_3_SAScheduleTupleID = _T4d006aa5[c & 0xfff]
+                f_3_SAScheduleTupleID = _T4d006aa5[(c >> 16) & 0xfff]
             except KeyError:  # not a valid pattern: say why
-                if c & 0xc03 != 0x0:
-                    raise r.fail_at(av + 12, 'SAScheduleListType[2]', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(PMaxSchedule)') from None
-                f_3_SAScheduleTupleID = ((c >> 2) & 255) + 1
+                if c & 0xc030000 != 0x0:
+                    raise r.fail_at(av + 28, 'SAScheduleListType[2]', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(PMaxSchedule)') from None
+                f_3_SAScheduleTupleID = ((c >> 18) & 255) + 1
             f_3_SalesTariff: _iso2.SalesTariffType | None = None
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             r.avail = av
-            f_3_PMaxSchedule = _d_iso2_PMaxScheduleType(r)
+            f_3_PMaxSchedule = _d_iso2_PMaxScheduleType(r, c)
             win = r.win
             av = r.avail
-            av -= 3
+            av -= 30
             if av < 0:
-                win, av = r.refill(av, 3)
-            c = (win >> av) & 0x7
-            ec = (c >> 1)
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            ec = (c >> 28)
             if ec == 0:
-                av += 1
                 r.avail = av
-                f_3_SalesTariff = _d_iso2_SalesTariffType(r)
+                f_3_SalesTariff = _d_iso2_SalesTariffType(r, c)
                 win = r.win
                 av = r.avail
                 av -= 2
@@ -24119,26 +24167,27 @@ def _d_iso2_SAScheduleListType(r: BitReader) -> _iso2.SAScheduleListType:
                 if c & 0x2 != 0x0:
                     raise r.fail_at(av + 2, 'SAScheduleTupleType[2]', 'expected EE')
             elif ec == 1:
-                pass
+                av += 27
+                c >>= 27
             else:
-                raise r.fail_at(av + 1, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
+                raise r.fail_at(av + 28, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
             if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'SAScheduleListType[2]', 'expected EE')
-            ob3_ = _new(_iso2.SAScheduleTupleType)
+            ob3_ = _new(_K_iso2_SAScheduleTupleType)
             ob3_.SAScheduleTupleID = f_3_SAScheduleTupleID
             ob3_.PMaxSchedule = f_3_PMaxSchedule
             ob3_.SalesTariff = f_3_SalesTariff
             f_SAScheduleTuple.append(ob3_)
         elif ec == 1:
-            av += 12
+            av += 28
         else:
-            raise r.fail_at(av + 12, 'SAScheduleListType[2]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
+            raise r.fail_at(av + 28, 'SAScheduleListType[2]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
     elif ec == 1:
-        av += 12
+        av += 28
     else:
-        raise r.fail_at(av + 12, 'SAScheduleListType[1]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
+        raise r.fail_at(av + 28, 'SAScheduleListType[1]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
     r.avail = av
-    ob = _new(_iso2.SAScheduleListType)
+    ob = _new(_K_iso2_SAScheduleListType)
     ob.SAScheduleTuple = f_SAScheduleTuple
     return ob
 
@@ -24203,34 +24252,34 @@ def _e_iso2_SAScheduleListType(w: BitWriter, o: _iso2.SAScheduleListType) -> Non
     if k >= 1024:
         w.spill()
 
-def _d_iso2_SAScheduleTupleType(r: BitReader) -> _iso2.SAScheduleTupleType:
+def _d_iso2_SAScheduleTupleType(r: BitReader, c: int) -> _iso2.SAScheduleTupleType:
     win = r.win
     av = r.avail
     f_SAScheduleTupleID: int
     f_PMaxSchedule: _iso2.PMaxScheduleType
     f_SalesTariff: _iso2.SalesTariffType | None = None
+    try:
+        f_SAScheduleTupleID = _T4d006aa5[(c >> 16) & 0xfff]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0xc030000 != 0x0:
+            raise r.fail_at(av + 28, 'SAScheduleTupleType', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(PMaxSchedule)') from None
+        f_SAScheduleTupleID = ((c >> 18) & 255) + 1
     av -= 12
     if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
-    try:
-        f_SAScheduleTupleID = _T4d006aa5[c]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0xc03 != 0x0:
-            raise r.fail_at(av + 12, 'SAScheduleTupleType', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(PMaxSchedule)') from None
-        f_SAScheduleTupleID = ((c >> 2) & 255) + 1
+        win, av = r.refill(av, 28)
+    c = (win >> av) & 0xfffffff
     r.avail = av
-    f_PMaxSchedule = _d_iso2_PMaxScheduleType(r)
+    f_PMaxSchedule = _d_iso2_PMaxScheduleType(r, c)
     win = r.win
     av = r.avail
-    av -= 2
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    ec = (c >> 28)
     if ec == 0:
         r.avail = av
-        f_SalesTariff = _d_iso2_SalesTariffType(r)
+        f_SalesTariff = _d_iso2_SalesTariffType(r, c)
         win = r.win
         av = r.avail
         av -= 1
@@ -24240,11 +24289,11 @@ def _d_iso2_SAScheduleTupleType(r: BitReader) -> _iso2.SAScheduleTupleType:
         if c:
             raise r.fail_at(av + 1, 'SAScheduleTupleType[2]', 'expected EE')
     elif ec == 1:
-        pass
+        av += 28
     else:
-        raise r.fail_at(av, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
+        raise r.fail_at(av + 28, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
     r.avail = av
-    ob = _new(_iso2.SAScheduleTupleType)
+    ob = _new(_K_iso2_SAScheduleTupleType)
     ob.SAScheduleTupleID = f_SAScheduleTupleID
     ob.PMaxSchedule = f_PMaxSchedule
     ob.SalesTariff = f_SalesTariff
@@ -24290,20 +24339,15 @@ def _e_iso2_SAScheduleTupleType(w: BitWriter, o: _iso2.SAScheduleTupleType) -> N
             s = -1
     w.acc = a
     w.n = k
-    if k >= 1024:
+    if k >= 256:
         w.spill()
 
-def _d_iso2_SASchedulesType(r: BitReader) -> _iso2.SASchedulesType:
-    win = r.win
+def _d_iso2_SASchedulesType(r: BitReader, c: int) -> _iso2.SASchedulesType:
     av = r.avail
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
+    if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'SASchedulesType', 'expected EE')
     r.avail = av
-    ob = _new(_iso2.SASchedulesType)
+    ob = _new(_K_iso2_SASchedulesType)
     return ob
 
 def _e_iso2_SASchedulesType(w: BitWriter, o: _iso2.SASchedulesType) -> None:
@@ -24316,7 +24360,7 @@ def _e_iso2_SASchedulesType(w: BitWriter, o: _iso2.SASchedulesType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_iso2_SalesTariffEntryType(r: BitReader) -> _iso2.SalesTariffEntryType:
+def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntryType:
     win = r.win
     av = r.avail
     f_RelativeTimeInterval: _iso2.RelativeTimeIntervalType | None = None
@@ -24324,110 +24368,108 @@ def _d_iso2_SalesTariffEntryType(r: BitReader) -> _iso2.SalesTariffEntryType:
     f_EPriceLevel: int | None = None
     f_ConsumptionCost: list[_iso2.ConsumptionCostType] = []
     s = 0
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    ec = (c >> 28)
+    ec = ((c >> 26) & 3)
     if ec == 0:
-        if c & 0xc000000 != 0x0:
-            raise r.fail_at(av + 28, 'SalesTariffEntryType[0]', 'expected SE(start), CH of start')
-        u = ((c >> 18) & 255)
+        if c & 0x3000000 != 0x0:
+            raise r.fail_at(av + 26, 'SalesTariffEntryType[0]', 'expected SE(start), CH of start')
+        u = ((c >> 16) & 255)
         f_1_duration: int | None = None
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 26)
-            c = (win >> av) & 0x3ffffff
-            u2 = c >> 18
+            u2 = (c >> 8) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 26)
-                c = (win >> av) & 0x3ffffff
-                u2 = c >> 18
+                    win, av = r.refill(av, 16)
+                c = (win >> av) & 0xffff
+                u2 = c >> 8
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 18
+                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 18
+                    av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 18)
-                    c = (win >> av) & 0x3ffff
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+        else:
+            av += 8
+            c >>= 8
         f_1_start = u
         try:
-            ec = _Taa5bbe96[(c >> 15) & 0x7]
+            ec = _Taa5bbe96[(c >> 5) & 0x7]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x20000 != 0x0:
-                raise r.fail_at(av + 18, 'SalesTariffEntryType[0]', 'expected EE of start') from None
-            ec = ((c >> 15) & 3)
+            if c & 0x80 != 0x0:
+                raise r.fail_at(av + 8, 'SalesTariffEntryType[0]', 'expected EE of start') from None
+            ec = ((c >> 5) & 3)
         if ec == 0:
-            if c & 0x4000 != 0x0:
-                raise r.fail_at(av + 15, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
-            u = ((c >> 6) & 255)
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x20000000 != 0x0:
+                raise r.fail_at(av + 30, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
+            u = ((c >> 21) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 14)
-                c = (win >> av) & 0x3fff
-                u2 = c >> 6
+                u2 = (c >> 13) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 14)
-                    c = (win >> av) & 0x3fff
-                    u2 = c >> 6
+                        win, av = r.refill(av, 21)
+                    c = (win >> av) & 0x1fffff
+                    u2 = c >> 13
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 6
+                        av += 13
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 6
+                        av -= 13
                         if av < 0:
-                            win, av = r.refill(av, 6)
-                        c = (win >> av) & 0x3f
+                            win, av = r.refill(av, 13)
+                        c = (win >> av) & 0x1fff
+            else:
+                av += 8
+                c >>= 8
             f_1_duration = u
-            if c & 0x30 != 0x0:
-                raise r.fail_at(av + 6, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
-            av -= 26
+            if c & 0x1800 != 0x0:
+                raise r.fail_at(av + 13, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
+            av -= 19
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
         elif ec == 1:
-            av -= 15
+            av -= 25
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
         else:
-            raise r.fail_at(av + 15, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
-        ob1_ = _new(_iso2.RelativeTimeIntervalType)
+            raise r.fail_at(av + 5, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+        ob1_ = _new(_K_iso2_RelativeTimeIntervalType)
         ob1_.start = f_1_start
         ob1_.duration = f_1_duration
         f_RelativeTimeInterval = ob1_
         s = 1
     elif ec == 1:
-        if c & 0x8000000 != 0x0:
-            raise r.fail_at(av + 28, 'SalesTariffEntryType[0]', 'expected EE')
-        ob2_ = _new(_iso2.IntervalType)
+        if c & 0x2000000 != 0x0:
+            raise r.fail_at(av + 26, 'SalesTariffEntryType[0]', 'expected EE')
+        ob2_ = _new(_K_iso2_IntervalType)
         f_TimeInterval = ob2_
-        av -= 3
+        av -= 5
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         s = 1
     else:
-        raise r.fail_at(av + 28, 'SalesTariffEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
+        raise r.fail_at(av + 26, 'SalesTariffEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
     ec = ((c >> 28) & 3)
     if ec == 0:
         if c & 0x8040000 != 0x0:
@@ -24493,65 +24535,68 @@ def _d_iso2_SalesTariffEntryType(r: BitReader) -> _iso2.SalesTariffEntryType:
                     raise r.fail_at(av + 20, 'CostType.costKind', f'enumeration index {iv}') from None
                 f_5_costKind = _E_iso2_costKindType[iv]
             u = ((c >> 12) & 255)
-            ob4_ = _new(_iso2.PhysicalValueType)
+            ob4_ = _new(_K_iso2_PhysicalValueType)
             ob4_.Multiplier = f_4_Multiplier
             ob4_.Unit = f_4_Unit
             ob4_.Value = f_4_Value
             f_3_startValue = ob4_
             f_5_amountMultiplier: int | None = None
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 20)
-                c = (win >> av) & 0xfffff
-                u2 = c >> 12
+                u2 = (c >> 4) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 20)
-                    c = (win >> av) & 0xfffff
-                    u2 = c >> 12
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 12
+                        av += 4
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 12
+                        av -= 4
                         if av < 0:
-                            win, av = r.refill(av, 12)
-                        c = (win >> av) & 0xfff
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            else:
+                av += 8
+                c >>= 8
             f_5_amount = u
             try:
-                ec = _Taa5bbe96[(c >> 9) & 0x7]
+                ec = _Taa5bbe96[(c >> 1) & 0x7]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x800 != 0x0:
-                    raise r.fail_at(av + 12, 'SalesTariffEntryType[2]', 'expected EE of amount') from None
-                ec = ((c >> 9) & 3)
+                if c & 0x8 != 0x0:
+                    raise r.fail_at(av + 4, 'SalesTariffEntryType[2]', 'expected EE of amount') from None
+                ec = ((c >> 1) & 3)
             if ec == 0:
+                av -= 29
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
                 try:
-                    f_5_amountMultiplier = _Tae58e352[(c >> 3) & 0x3f]
+                    f_5_amountMultiplier = _Tae58e352[c >> 24]
                 except KeyError:  # not a valid pattern: say why
-                    if c & 0x118 != 0x0:
-                        raise r.fail_at(av + 9, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
-                    f_5_amountMultiplier = ((c >> 5) & 7) - 3
-                av -= 27
+                    if c & 0x23000000 != 0x0:
+                        raise r.fail_at(av + 30, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
+                    f_5_amountMultiplier = ((c >> 26) & 7) - 3
+                av -= 6
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
             elif ec == 1:
-                av -= 21
+                av -= 29
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
             else:
-                raise r.fail_at(av + 9, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+                raise r.fail_at(av + 1, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
             ec = ((c >> 28) & 3)
-            ob5_ = _new(_iso2.CostType)
+            ob5_ = _new(_K_iso2_CostType)
             ob5_.costKind = f_5_costKind
             ob5_.amount = f_5_amount
             ob5_.amountMultiplier = f_5_amountMultiplier
@@ -24569,141 +24614,153 @@ def _d_iso2_SalesTariffEntryType(r: BitReader) -> _iso2.SalesTariffEntryType:
                 u = ((c >> 13) & 255)
                 f_6_amountMultiplier: int | None = None
                 if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 21)
-                    c = (win >> av) & 0x1fffff
-                    u2 = c >> 13
+                    u2 = (c >> 5) & 0xFF
                     if u2 < 128:
                         u += _U2[u2]
                     else:
                         u = (u & 0x7F) | (u2 & 0x7F) << 7
                         av -= 8
                         if av < 0:
-                            win, av = r.refill(av, 21)
-                        c = (win >> av) & 0x1fffff
-                        u2 = c >> 13
+                            win, av = r.refill(av, 13)
+                        c = (win >> av) & 0x1fff
+                        u2 = c >> 5
                         u |= (u2 & 0x7F) << 14
                         if u2 > 127:
-                            av += 13
+                            av += 5
                             r.avail = av
                             u = r.uint_more(u, 21)
                             win = r.win
                             av = r.avail
-                            av -= 13
+                            av -= 5
                             if av < 0:
-                                win, av = r.refill(av, 13)
-                            c = (win >> av) & 0x1fff
+                                win, av = r.refill(av, 5)
+                            c = (win >> av) & 0x1f
+                else:
+                    av += 8
+                    c >>= 8
                 f_6_amount = u
                 try:
-                    ec = _Taa5bbe96[(c >> 10) & 0x7]
+                    ec = _Taa5bbe96[(c >> 2) & 0x7]
                 except KeyError:  # not a valid pattern: say why
-                    if c & 0x1000 != 0x0:
-                        raise r.fail_at(av + 13, 'ConsumptionCostType[2]', 'expected EE of amount') from None
-                    ec = ((c >> 10) & 3)
+                    if c & 0x10 != 0x0:
+                        raise r.fail_at(av + 5, 'ConsumptionCostType[2]', 'expected EE of amount') from None
+                    ec = ((c >> 2) & 3)
                 if ec == 0:
+                    av -= 28
+                    if av < 0:
+                        win, av = r.refill(av, 30)
+                    c = (win >> av) & 0x3fffffff
                     try:
-                        f_6_amountMultiplier = _Tae58e352[(c >> 4) & 0x3f]
+                        f_6_amountMultiplier = _Tae58e352[c >> 24]
                     except KeyError:  # not a valid pattern: say why
-                        if c & 0x230 != 0x0:
-                            raise r.fail_at(av + 10, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
-                        f_6_amountMultiplier = ((c >> 6) & 7) - 3
-                    av -= 23
+                        if c & 0x23000000 != 0x0:
+                            raise r.fail_at(av + 30, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
+                        f_6_amountMultiplier = ((c >> 26) & 7) - 3
+                    av -= 6
                     if av < 0:
-                        win, av = r.refill(av, 27)
-                    c = (win >> av) & 0x7ffffff
+                        win, av = r.refill(av, 30)
+                    c = (win >> av) & 0x3fffffff
                 elif ec == 1:
-                    av -= 17
+                    av -= 28
                     if av < 0:
-                        win, av = r.refill(av, 27)
-                    c = (win >> av) & 0x7ffffff
+                        win, av = r.refill(av, 30)
+                    c = (win >> av) & 0x3fffffff
                 else:
-                    raise r.fail_at(av + 10, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
-                ec = ((c >> 25) & 3)
-                ob6_ = _new(_iso2.CostType)
+                    raise r.fail_at(av + 2, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+                ec = ((c >> 28) & 3)
+                ob6_ = _new(_K_iso2_CostType)
                 ob6_.costKind = f_6_costKind
                 ob6_.amount = f_6_amount
                 ob6_.amountMultiplier = f_6_amountMultiplier
                 f_3_Cost.append(ob6_)
                 if ec == 0:
                     try:
-                        f_7_costKind = _Tdbae0062[(c >> 18) & 0x7f]
+                        f_7_costKind = _Tdbae0062[(c >> 21) & 0x7f]
                     except KeyError:  # not a valid pattern: say why
-                        if c & 0x19c0000 != 0x0:
-                            raise r.fail_at(av + 25, 'ConsumptionCostType[3]', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount') from None
-                        iv = ((c >> 21) & 3)
+                        if c & 0xce00000 != 0x0:
+                            raise r.fail_at(av + 28, 'ConsumptionCostType[3]', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount') from None
+                        iv = ((c >> 24) & 3)
                         if iv >= 3:
-                            raise r.fail_at(av + 18, 'CostType.costKind', f'enumeration index {iv}') from None
+                            raise r.fail_at(av + 21, 'CostType.costKind', f'enumeration index {iv}') from None
                         f_7_costKind = _E_iso2_costKindType[iv]
-                    u = ((c >> 10) & 255)
+                    u = ((c >> 13) & 255)
                     f_7_amountMultiplier: int | None = None
                     if u > 127:
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 18)
-                        c = (win >> av) & 0x3ffff
-                        u2 = c >> 10
+                        u2 = (c >> 5) & 0xFF
                         if u2 < 128:
                             u += _U2[u2]
                         else:
                             u = (u & 0x7F) | (u2 & 0x7F) << 7
                             av -= 8
                             if av < 0:
-                                win, av = r.refill(av, 18)
-                            c = (win >> av) & 0x3ffff
-                            u2 = c >> 10
+                                win, av = r.refill(av, 13)
+                            c = (win >> av) & 0x1fff
+                            u2 = c >> 5
                             u |= (u2 & 0x7F) << 14
                             if u2 > 127:
-                                av += 10
+                                av += 5
                                 r.avail = av
                                 u = r.uint_more(u, 21)
                                 win = r.win
                                 av = r.avail
-                                av -= 10
+                                av -= 5
                                 if av < 0:
-                                    win, av = r.refill(av, 10)
-                                c = (win >> av) & 0x3ff
+                                    win, av = r.refill(av, 5)
+                                c = (win >> av) & 0x1f
+                    else:
+                        av += 8
+                        c >>= 8
                     f_7_amount = u
                     try:
-                        ec = _Taa5bbe96[(c >> 7) & 0x7]
+                        ec = _Taa5bbe96[(c >> 2) & 0x7]
                     except KeyError:  # not a valid pattern: say why
-                        if c & 0x200 != 0x0:
-                            raise r.fail_at(av + 10, 'ConsumptionCostType[3]', 'expected EE of amount') from None
-                        ec = ((c >> 7) & 3)
+                        if c & 0x10 != 0x0:
+                            raise r.fail_at(av + 5, 'ConsumptionCostType[3]', 'expected EE of amount') from None
+                        ec = ((c >> 2) & 3)
                     if ec == 0:
+                        av -= 28
+                        if av < 0:
+                            win, av = r.refill(av, 30)
+                        c = (win >> av) & 0x3fffffff
                         try:
-                            f_7_amountMultiplier = _Tae58e352[(c >> 1) & 0x3f]
+                            f_7_amountMultiplier = _Tae58e352[c >> 24]
                         except KeyError:  # not a valid pattern: say why
-                            if c & 0x46 != 0x0:
-                                raise r.fail_at(av + 7, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
-                            f_7_amountMultiplier = ((c >> 3) & 7) - 3
+                            if c & 0x23000000 != 0x0:
+                                raise r.fail_at(av + 30, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
+                            f_7_amountMultiplier = ((c >> 26) & 7) - 3
+                        av -= 5
+                        if av < 0:
+                            win, av = r.refill(av, 29)
+                        c = (win >> av) & 0x1fffffff
                     elif ec == 1:
-                        av += 6
-                        c >>= 6
+                        av -= 27
+                        if av < 0:
+                            win, av = r.refill(av, 29)
+                        c = (win >> av) & 0x1fffffff
                     else:
-                        raise r.fail_at(av + 7, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
-                    if c & 0x1 != 0x0:
-                        raise r.fail_at(av + 1, 'ConsumptionCostType[3]', 'expected EE')
-                    ob7_ = _new(_iso2.CostType)
+                        raise r.fail_at(av + 2, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+                    if c & 0x10000000 != 0x0:
+                        raise r.fail_at(av + 29, 'ConsumptionCostType[3]', 'expected EE')
+                    ob7_ = _new(_K_iso2_CostType)
                     ob7_.costKind = f_7_costKind
                     ob7_.amount = f_7_amount
                     ob7_.amountMultiplier = f_7_amountMultiplier
                     f_3_Cost.append(ob7_)
                 elif ec == 1:
-                    av += 25
+                    pass
                 else:
-                    raise r.fail_at(av + 25, 'ConsumptionCostType[3]', f'event code {ec}, expected SE(Cost), EE')
+                    raise r.fail_at(av + 28, 'ConsumptionCostType[3]', f'event code {ec}, expected SE(Cost), EE')
             elif ec == 1:
-                av += 28
+                pass
             else:
                 raise r.fail_at(av + 28, 'ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
-            ob3_ = _new(_iso2.ConsumptionCostType)
+            ob3_ = _new(_K_iso2_ConsumptionCostType)
             ob3_.startValue = f_3_startValue
             ob3_.Cost = f_3_Cost
             f_ConsumptionCost.append(ob3_)
             s = 3
         elif ec == 1:
-            av += 16
+            av -= 12
             s = -1
         else:
             raise r.fail_at(av + 16, 'SalesTariffEntryType[2]', f'event code {ec}, expected SE(ConsumptionCost), EE')
@@ -24762,65 +24819,68 @@ def _d_iso2_SalesTariffEntryType(r: BitReader) -> _iso2.SalesTariffEntryType:
                 raise r.fail_at(av + 20, 'CostType.costKind', f'enumeration index {iv}') from None
             f_10_costKind = _E_iso2_costKindType[iv]
         u = ((c >> 12) & 255)
-        ob9_ = _new(_iso2.PhysicalValueType)
+        ob9_ = _new(_K_iso2_PhysicalValueType)
         ob9_.Multiplier = f_9_Multiplier
         ob9_.Unit = f_9_Unit
         ob9_.Value = f_9_Value
         f_8_startValue = ob9_
         f_10_amountMultiplier: int | None = None
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 20)
-            c = (win >> av) & 0xfffff
-            u2 = c >> 12
+            u2 = (c >> 4) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 20)
-                c = (win >> av) & 0xfffff
-                u2 = c >> 12
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 12
+                    av += 4
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 12
+                    av -= 4
                     if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
+                        win, av = r.refill(av, 4)
+                    c = (win >> av) & 0xf
+        else:
+            av += 8
+            c >>= 8
         f_10_amount = u
         try:
-            ec = _Taa5bbe96[(c >> 9) & 0x7]
+            ec = _Taa5bbe96[(c >> 1) & 0x7]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x800 != 0x0:
-                raise r.fail_at(av + 12, 'SalesTariffEntryType[1]', 'expected EE of amount') from None
-            ec = ((c >> 9) & 3)
+            if c & 0x8 != 0x0:
+                raise r.fail_at(av + 4, 'SalesTariffEntryType[1]', 'expected EE of amount') from None
+            ec = ((c >> 1) & 3)
         if ec == 0:
+            av -= 29
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
             try:
-                f_10_amountMultiplier = _Tae58e352[(c >> 3) & 0x3f]
+                f_10_amountMultiplier = _Tae58e352[c >> 24]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x118 != 0x0:
-                    raise r.fail_at(av + 9, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
-                f_10_amountMultiplier = ((c >> 5) & 7) - 3
-            av -= 27
+                if c & 0x23000000 != 0x0:
+                    raise r.fail_at(av + 30, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
+                f_10_amountMultiplier = ((c >> 26) & 7) - 3
+            av -= 6
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
         elif ec == 1:
-            av -= 21
+            av -= 29
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
         else:
-            raise r.fail_at(av + 9, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+            raise r.fail_at(av + 1, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
         ec = ((c >> 28) & 3)
-        ob10_ = _new(_iso2.CostType)
+        ob10_ = _new(_K_iso2_CostType)
         ob10_.costKind = f_10_costKind
         ob10_.amount = f_10_amount
         ob10_.amountMultiplier = f_10_amountMultiplier
@@ -24838,170 +24898,220 @@ def _d_iso2_SalesTariffEntryType(r: BitReader) -> _iso2.SalesTariffEntryType:
             u = ((c >> 13) & 255)
             f_11_amountMultiplier: int | None = None
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 21)
-                c = (win >> av) & 0x1fffff
-                u2 = c >> 13
+                u2 = (c >> 5) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 21)
-                    c = (win >> av) & 0x1fffff
-                    u2 = c >> 13
+                        win, av = r.refill(av, 13)
+                    c = (win >> av) & 0x1fff
+                    u2 = c >> 5
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 13
+                        av += 5
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 13
+                        av -= 5
                         if av < 0:
-                            win, av = r.refill(av, 13)
-                        c = (win >> av) & 0x1fff
+                            win, av = r.refill(av, 5)
+                        c = (win >> av) & 0x1f
+            else:
+                av += 8
+                c >>= 8
             f_11_amount = u
             try:
-                ec = _Taa5bbe96[(c >> 10) & 0x7]
+                ec = _Taa5bbe96[(c >> 2) & 0x7]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x1000 != 0x0:
-                    raise r.fail_at(av + 13, 'ConsumptionCostType[2]', 'expected EE of amount') from None
-                ec = ((c >> 10) & 3)
+                if c & 0x10 != 0x0:
+                    raise r.fail_at(av + 5, 'ConsumptionCostType[2]', 'expected EE of amount') from None
+                ec = ((c >> 2) & 3)
             if ec == 0:
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
                 try:
-                    f_11_amountMultiplier = _Tae58e352[(c >> 4) & 0x3f]
+                    f_11_amountMultiplier = _Tae58e352[c >> 24]
                 except KeyError:  # not a valid pattern: say why
-                    if c & 0x230 != 0x0:
-                        raise r.fail_at(av + 10, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
-                    f_11_amountMultiplier = ((c >> 6) & 7) - 3
-                av -= 23
+                    if c & 0x23000000 != 0x0:
+                        raise r.fail_at(av + 30, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
+                    f_11_amountMultiplier = ((c >> 26) & 7) - 3
+                av -= 6
                 if av < 0:
-                    win, av = r.refill(av, 27)
-                c = (win >> av) & 0x7ffffff
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
             elif ec == 1:
-                av -= 17
+                av -= 28
                 if av < 0:
-                    win, av = r.refill(av, 27)
-                c = (win >> av) & 0x7ffffff
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
             else:
-                raise r.fail_at(av + 10, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
-            ec = ((c >> 25) & 3)
-            ob11_ = _new(_iso2.CostType)
+                raise r.fail_at(av + 2, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+            ec = ((c >> 28) & 3)
+            ob11_ = _new(_K_iso2_CostType)
             ob11_.costKind = f_11_costKind
             ob11_.amount = f_11_amount
             ob11_.amountMultiplier = f_11_amountMultiplier
             f_8_Cost.append(ob11_)
             if ec == 0:
                 try:
-                    f_12_costKind = _Tdbae0062[(c >> 18) & 0x7f]
+                    f_12_costKind = _Tdbae0062[(c >> 21) & 0x7f]
                 except KeyError:  # not a valid pattern: say why
-                    if c & 0x19c0000 != 0x0:
-                        raise r.fail_at(av + 25, 'ConsumptionCostType[3]', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount') from None
-                    iv = ((c >> 21) & 3)
+                    if c & 0xce00000 != 0x0:
+                        raise r.fail_at(av + 28, 'ConsumptionCostType[3]', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount') from None
+                    iv = ((c >> 24) & 3)
                     if iv >= 3:
-                        raise r.fail_at(av + 18, 'CostType.costKind', f'enumeration index {iv}') from None
+                        raise r.fail_at(av + 21, 'CostType.costKind', f'enumeration index {iv}') from None
                     f_12_costKind = _E_iso2_costKindType[iv]
-                u = ((c >> 10) & 255)
+                u = ((c >> 13) & 255)
                 f_12_amountMultiplier: int | None = None
                 if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 18)
-                    c = (win >> av) & 0x3ffff
-                    u2 = c >> 10
+                    u2 = (c >> 5) & 0xFF
                     if u2 < 128:
                         u += _U2[u2]
                     else:
                         u = (u & 0x7F) | (u2 & 0x7F) << 7
                         av -= 8
                         if av < 0:
-                            win, av = r.refill(av, 18)
-                        c = (win >> av) & 0x3ffff
-                        u2 = c >> 10
+                            win, av = r.refill(av, 13)
+                        c = (win >> av) & 0x1fff
+                        u2 = c >> 5
                         u |= (u2 & 0x7F) << 14
                         if u2 > 127:
-                            av += 10
+                            av += 5
                             r.avail = av
                             u = r.uint_more(u, 21)
                             win = r.win
                             av = r.avail
-                            av -= 10
+                            av -= 5
                             if av < 0:
-                                win, av = r.refill(av, 10)
-                            c = (win >> av) & 0x3ff
+                                win, av = r.refill(av, 5)
+                            c = (win >> av) & 0x1f
+                else:
+                    av += 8
+                    c >>= 8
                 f_12_amount = u
                 try:
-                    ec = _Taa5bbe96[(c >> 7) & 0x7]
+                    ec = _Taa5bbe96[(c >> 2) & 0x7]
                 except KeyError:  # not a valid pattern: say why
-                    if c & 0x200 != 0x0:
-                        raise r.fail_at(av + 10, 'ConsumptionCostType[3]', 'expected EE of amount') from None
-                    ec = ((c >> 7) & 3)
+                    if c & 0x10 != 0x0:
+                        raise r.fail_at(av + 5, 'ConsumptionCostType[3]', 'expected EE of amount') from None
+                    ec = ((c >> 2) & 3)
                 if ec == 0:
+                    av -= 28
+                    if av < 0:
+                        win, av = r.refill(av, 30)
+                    c = (win >> av) & 0x3fffffff
                     try:
-                        f_12_amountMultiplier = _Tae58e352[(c >> 1) & 0x3f]
+                        f_12_amountMultiplier = _Tae58e352[c >> 24]
                     except KeyError:  # not a valid pattern: say why
-                        if c & 0x46 != 0x0:
-                            raise r.fail_at(av + 7, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
-                        f_12_amountMultiplier = ((c >> 3) & 7) - 3
+                        if c & 0x23000000 != 0x0:
+                            raise r.fail_at(av + 30, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
+                        f_12_amountMultiplier = ((c >> 26) & 7) - 3
+                    av -= 5
+                    if av < 0:
+                        win, av = r.refill(av, 29)
+                    c = (win >> av) & 0x1fffffff
                 elif ec == 1:
-                    av += 6
-                    c >>= 6
+                    av -= 27
+                    if av < 0:
+                        win, av = r.refill(av, 29)
+                    c = (win >> av) & 0x1fffffff
                 else:
-                    raise r.fail_at(av + 7, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
-                if c & 0x1 != 0x0:
-                    raise r.fail_at(av + 1, 'ConsumptionCostType[3]', 'expected EE')
-                ob12_ = _new(_iso2.CostType)
+                    raise r.fail_at(av + 2, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+                if c & 0x10000000 != 0x0:
+                    raise r.fail_at(av + 29, 'ConsumptionCostType[3]', 'expected EE')
+                ob12_ = _new(_K_iso2_CostType)
                 ob12_.costKind = f_12_costKind
                 ob12_.amount = f_12_amount
                 ob12_.amountMultiplier = f_12_amountMultiplier
                 f_8_Cost.append(ob12_)
             elif ec == 1:
-                av += 25
+                pass
             else:
-                raise r.fail_at(av + 25, 'ConsumptionCostType[3]', f'event code {ec}, expected SE(Cost), EE')
+                raise r.fail_at(av + 28, 'ConsumptionCostType[3]', f'event code {ec}, expected SE(Cost), EE')
         elif ec == 1:
-            av += 28
+            pass
         else:
             raise r.fail_at(av + 28, 'ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
-        ob8_ = _new(_iso2.ConsumptionCostType)
+        ob8_ = _new(_K_iso2_ConsumptionCostType)
         ob8_.startValue = f_8_startValue
         ob8_.Cost = f_8_Cost
         f_ConsumptionCost.append(ob8_)
         s = 3
     elif ec == 2:
-        av += 28
         s = -1
     else:
         raise r.fail_at(av + 28, 'SalesTariffEntryType[1]', f'event code {ec}, expected SE(EPriceLevel), SE(ConsumptionCost), EE')
     if s == 3:
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        ec = (c >> 28)
+        ec = ((c >> 26) & 3)
         if ec == 0:
             f_13_Cost: list[_iso2.CostType] = []
             try:
-                f_14_Multiplier, f_14_Unit, sg = _T3b5e3738[(c >> 12) & 0xffff]
+                f_14_Multiplier, f_14_Unit, sg = _T3b5e3738[(c >> 10) & 0xffff]
             except KeyError:  # not a valid pattern: say why
-                if c & 0xe38e000 != 0x0:
-                    raise r.fail_at(av + 28, 'SalesTariffEntryType[3]', 'expected SE(startValue), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                f_14_Multiplier = ((c >> 22) & 7) - 3
-                iv = ((c >> 16) & 7)
+                if c & 0x38e3800 != 0x0:
+                    raise r.fail_at(av + 26, 'SalesTariffEntryType[3]', 'expected SE(startValue), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                f_14_Multiplier = ((c >> 20) & 7) - 3
+                iv = ((c >> 14) & 7)
                 if iv >= 7:
-                    raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
                 f_14_Unit = _E_iso2_unitSymbolType[iv]
-                sg = ((c >> 12) & 1)
-            u = ((c >> 4) & 255)
+                sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 2
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
+            f_14_Value = -u - 1 if sg else u
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            try:
+                f_15_costKind = _T7d0ceb30[c >> 20]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x3e700000 != 0x0:
+                    raise r.fail_at(av + 30, 'SalesTariffEntryType[3]', 'expected EE of Value, EE, SE(Cost), SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount') from None
+                iv = ((c >> 23) & 3)
+                if iv >= 3:
+                    raise r.fail_at(av + 20, 'CostType.costKind', f'enumeration index {iv}') from None
+                f_15_costKind = _E_iso2_costKindType[iv]
+            u = ((c >> 12) & 255)
+            ob14_ = _new(_K_iso2_PhysicalValueType)
+            ob14_.Multiplier = f_14_Multiplier
+            ob14_.Unit = f_14_Unit
+            ob14_.Value = f_14_Value
+            f_13_startValue = ob14_
+            f_15_amountMultiplier: int | None = None
+            if u > 127:
+                u2 = (c >> 4) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
@@ -25022,80 +25132,40 @@ def _d_iso2_SalesTariffEntryType(r: BitReader) -> _iso2.SalesTariffEntryType:
                         if av < 0:
                             win, av = r.refill(av, 4)
                         c = (win >> av) & 0xf
-            f_14_Value = -u - 1 if sg else u
-            av -= 26
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            try:
-                f_15_costKind = _T7d0ceb30[c >> 20]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x3e700000 != 0x0:
-                    raise r.fail_at(av + 30, 'SalesTariffEntryType[3]', 'expected EE of Value, EE, SE(Cost), SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount') from None
-                iv = ((c >> 23) & 3)
-                if iv >= 3:
-                    raise r.fail_at(av + 20, 'CostType.costKind', f'enumeration index {iv}') from None
-                f_15_costKind = _E_iso2_costKindType[iv]
-            u = ((c >> 12) & 255)
-            ob14_ = _new(_iso2.PhysicalValueType)
-            ob14_.Multiplier = f_14_Multiplier
-            ob14_.Unit = f_14_Unit
-            ob14_.Value = f_14_Value
-            f_13_startValue = ob14_
-            f_15_amountMultiplier: int | None = None
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 20)
-                c = (win >> av) & 0xfffff
-                u2 = c >> 12
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 20)
-                    c = (win >> av) & 0xfffff
-                    u2 = c >> 12
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 12
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 12
-                        if av < 0:
-                            win, av = r.refill(av, 12)
-                        c = (win >> av) & 0xfff
+            else:
+                av += 8
+                c >>= 8
             f_15_amount = u
             try:
-                ec = _Taa5bbe96[(c >> 9) & 0x7]
+                ec = _Taa5bbe96[(c >> 1) & 0x7]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x800 != 0x0:
-                    raise r.fail_at(av + 12, 'SalesTariffEntryType[3]', 'expected EE of amount') from None
-                ec = ((c >> 9) & 3)
+                if c & 0x8 != 0x0:
+                    raise r.fail_at(av + 4, 'SalesTariffEntryType[3]', 'expected EE of amount') from None
+                ec = ((c >> 1) & 3)
             if ec == 0:
+                av -= 29
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
                 try:
-                    f_15_amountMultiplier = _Tae58e352[(c >> 3) & 0x3f]
+                    f_15_amountMultiplier = _Tae58e352[c >> 24]
                 except KeyError:  # not a valid pattern: say why
-                    if c & 0x118 != 0x0:
-                        raise r.fail_at(av + 9, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
-                    f_15_amountMultiplier = ((c >> 5) & 7) - 3
-                av -= 27
+                    if c & 0x23000000 != 0x0:
+                        raise r.fail_at(av + 30, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
+                    f_15_amountMultiplier = ((c >> 26) & 7) - 3
+                av -= 6
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
             elif ec == 1:
-                av -= 21
+                av -= 29
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
             else:
-                raise r.fail_at(av + 9, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+                raise r.fail_at(av + 1, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
             ec = ((c >> 28) & 3)
-            ob15_ = _new(_iso2.CostType)
+            ob15_ = _new(_K_iso2_CostType)
             ob15_.costKind = f_15_costKind
             ob15_.amount = f_15_amount
             ob15_.amountMultiplier = f_15_amountMultiplier
@@ -25113,58 +25183,61 @@ def _d_iso2_SalesTariffEntryType(r: BitReader) -> _iso2.SalesTariffEntryType:
                 u = ((c >> 13) & 255)
                 f_16_amountMultiplier: int | None = None
                 if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 21)
-                    c = (win >> av) & 0x1fffff
-                    u2 = c >> 13
+                    u2 = (c >> 5) & 0xFF
                     if u2 < 128:
                         u += _U2[u2]
                     else:
                         u = (u & 0x7F) | (u2 & 0x7F) << 7
                         av -= 8
                         if av < 0:
-                            win, av = r.refill(av, 21)
-                        c = (win >> av) & 0x1fffff
-                        u2 = c >> 13
+                            win, av = r.refill(av, 13)
+                        c = (win >> av) & 0x1fff
+                        u2 = c >> 5
                         u |= (u2 & 0x7F) << 14
                         if u2 > 127:
-                            av += 13
+                            av += 5
                             r.avail = av
                             u = r.uint_more(u, 21)
                             win = r.win
                             av = r.avail
-                            av -= 13
+                            av -= 5
                             if av < 0:
-                                win, av = r.refill(av, 13)
-                            c = (win >> av) & 0x1fff
+                                win, av = r.refill(av, 5)
+                            c = (win >> av) & 0x1f
+                else:
+                    av += 8
+                    c >>= 8
                 f_16_amount = u
                 try:
-                    ec = _Taa5bbe96[(c >> 10) & 0x7]
+                    ec = _Taa5bbe96[(c >> 2) & 0x7]
                 except KeyError:  # not a valid pattern: say why
-                    if c & 0x1000 != 0x0:
-                        raise r.fail_at(av + 13, 'ConsumptionCostType[2]', 'expected EE of amount') from None
-                    ec = ((c >> 10) & 3)
+                    if c & 0x10 != 0x0:
+                        raise r.fail_at(av + 5, 'ConsumptionCostType[2]', 'expected EE of amount') from None
+                    ec = ((c >> 2) & 3)
                 if ec == 0:
+                    av -= 28
+                    if av < 0:
+                        win, av = r.refill(av, 30)
+                    c = (win >> av) & 0x3fffffff
                     try:
-                        f_16_amountMultiplier = _Tae58e352[(c >> 4) & 0x3f]
+                        f_16_amountMultiplier = _Tae58e352[c >> 24]
                     except KeyError:  # not a valid pattern: say why
-                        if c & 0x230 != 0x0:
-                            raise r.fail_at(av + 10, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
-                        f_16_amountMultiplier = ((c >> 6) & 7) - 3
-                    av -= 26
+                        if c & 0x23000000 != 0x0:
+                            raise r.fail_at(av + 30, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
+                        f_16_amountMultiplier = ((c >> 26) & 7) - 3
+                    av -= 6
                     if av < 0:
                         win, av = r.refill(av, 30)
                     c = (win >> av) & 0x3fffffff
                 elif ec == 1:
-                    av -= 20
+                    av -= 28
                     if av < 0:
                         win, av = r.refill(av, 30)
                     c = (win >> av) & 0x3fffffff
                 else:
-                    raise r.fail_at(av + 10, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+                    raise r.fail_at(av + 2, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
                 ec = ((c >> 28) & 3)
-                ob16_ = _new(_iso2.CostType)
+                ob16_ = _new(_K_iso2_CostType)
                 ob16_.costKind = f_16_costKind
                 ob16_.amount = f_16_amount
                 ob16_.amountMultiplier = f_16_amountMultiplier
@@ -25182,59 +25255,62 @@ def _d_iso2_SalesTariffEntryType(r: BitReader) -> _iso2.SalesTariffEntryType:
                     u = ((c >> 13) & 255)
                     f_17_amountMultiplier: int | None = None
                     if u > 127:
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 21)
-                        c = (win >> av) & 0x1fffff
-                        u2 = c >> 13
+                        u2 = (c >> 5) & 0xFF
                         if u2 < 128:
                             u += _U2[u2]
                         else:
                             u = (u & 0x7F) | (u2 & 0x7F) << 7
                             av -= 8
                             if av < 0:
-                                win, av = r.refill(av, 21)
-                            c = (win >> av) & 0x1fffff
-                            u2 = c >> 13
+                                win, av = r.refill(av, 13)
+                            c = (win >> av) & 0x1fff
+                            u2 = c >> 5
                             u |= (u2 & 0x7F) << 14
                             if u2 > 127:
-                                av += 13
+                                av += 5
                                 r.avail = av
                                 u = r.uint_more(u, 21)
                                 win = r.win
                                 av = r.avail
-                                av -= 13
+                                av -= 5
                                 if av < 0:
-                                    win, av = r.refill(av, 13)
-                                c = (win >> av) & 0x1fff
+                                    win, av = r.refill(av, 5)
+                                c = (win >> av) & 0x1f
+                    else:
+                        av += 8
+                        c >>= 8
                     f_17_amount = u
                     try:
-                        ec = _Taa5bbe96[(c >> 10) & 0x7]
+                        ec = _Taa5bbe96[(c >> 2) & 0x7]
                     except KeyError:  # not a valid pattern: say why
-                        if c & 0x1000 != 0x0:
-                            raise r.fail_at(av + 13, 'ConsumptionCostType[3]', 'expected EE of amount') from None
-                        ec = ((c >> 10) & 3)
+                        if c & 0x10 != 0x0:
+                            raise r.fail_at(av + 5, 'ConsumptionCostType[3]', 'expected EE of amount') from None
+                        ec = ((c >> 2) & 3)
                     if ec == 0:
+                        av -= 28
+                        if av < 0:
+                            win, av = r.refill(av, 30)
+                        c = (win >> av) & 0x3fffffff
                         try:
-                            f_17_amountMultiplier = _Tae58e352[(c >> 4) & 0x3f]
+                            f_17_amountMultiplier = _Tae58e352[c >> 24]
                         except KeyError:  # not a valid pattern: say why
-                            if c & 0x230 != 0x0:
-                                raise r.fail_at(av + 10, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
-                            f_17_amountMultiplier = ((c >> 6) & 7) - 3
-                        av -= 26
+                            if c & 0x23000000 != 0x0:
+                                raise r.fail_at(av + 30, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
+                            f_17_amountMultiplier = ((c >> 26) & 7) - 3
+                        av -= 6
                         if av < 0:
                             win, av = r.refill(av, 30)
                         c = (win >> av) & 0x3fffffff
                     elif ec == 1:
-                        av -= 20
+                        av -= 28
                         if av < 0:
                             win, av = r.refill(av, 30)
                         c = (win >> av) & 0x3fffffff
                     else:
-                        raise r.fail_at(av + 10, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+                        raise r.fail_at(av + 2, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
                     if c & 0x20000000 != 0x0:
                         raise r.fail_at(av + 30, 'ConsumptionCostType[3]', 'expected EE')
-                    ob17_ = _new(_iso2.CostType)
+                    ob17_ = _new(_K_iso2_CostType)
                     ob17_.costKind = f_17_costKind
                     ob17_.amount = f_17_amount
                     ob17_.amountMultiplier = f_17_amountMultiplier
@@ -25258,7 +25334,7 @@ def _d_iso2_SalesTariffEntryType(r: BitReader) -> _iso2.SalesTariffEntryType:
             else:
                 raise r.fail_at(av + 28, 'ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
             ec = ((c >> 28) & 3)
-            ob13_ = _new(_iso2.ConsumptionCostType)
+            ob13_ = _new(_K_iso2_ConsumptionCostType)
             ob13_.startValue = f_13_startValue
             ob13_.Cost = f_13_Cost
             f_ConsumptionCost.append(ob13_)
@@ -25317,65 +25393,68 @@ def _d_iso2_SalesTariffEntryType(r: BitReader) -> _iso2.SalesTariffEntryType:
                         raise r.fail_at(av + 20, 'CostType.costKind', f'enumeration index {iv}') from None
                     f_20_costKind = _E_iso2_costKindType[iv]
                 u = ((c >> 12) & 255)
-                ob19_ = _new(_iso2.PhysicalValueType)
+                ob19_ = _new(_K_iso2_PhysicalValueType)
                 ob19_.Multiplier = f_19_Multiplier
                 ob19_.Unit = f_19_Unit
                 ob19_.Value = f_19_Value
                 f_18_startValue = ob19_
                 f_20_amountMultiplier: int | None = None
                 if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 20)
-                    c = (win >> av) & 0xfffff
-                    u2 = c >> 12
+                    u2 = (c >> 4) & 0xFF
                     if u2 < 128:
                         u += _U2[u2]
                     else:
                         u = (u & 0x7F) | (u2 & 0x7F) << 7
                         av -= 8
                         if av < 0:
-                            win, av = r.refill(av, 20)
-                        c = (win >> av) & 0xfffff
-                        u2 = c >> 12
+                            win, av = r.refill(av, 12)
+                        c = (win >> av) & 0xfff
+                        u2 = c >> 4
                         u |= (u2 & 0x7F) << 14
                         if u2 > 127:
-                            av += 12
+                            av += 4
                             r.avail = av
                             u = r.uint_more(u, 21)
                             win = r.win
                             av = r.avail
-                            av -= 12
+                            av -= 4
                             if av < 0:
-                                win, av = r.refill(av, 12)
-                            c = (win >> av) & 0xfff
+                                win, av = r.refill(av, 4)
+                            c = (win >> av) & 0xf
+                else:
+                    av += 8
+                    c >>= 8
                 f_20_amount = u
                 try:
-                    ec = _Taa5bbe96[(c >> 9) & 0x7]
+                    ec = _Taa5bbe96[(c >> 1) & 0x7]
                 except KeyError:  # not a valid pattern: say why
-                    if c & 0x800 != 0x0:
-                        raise r.fail_at(av + 12, 'SalesTariffEntryType[4]', 'expected EE of amount') from None
-                    ec = ((c >> 9) & 3)
+                    if c & 0x8 != 0x0:
+                        raise r.fail_at(av + 4, 'SalesTariffEntryType[4]', 'expected EE of amount') from None
+                    ec = ((c >> 1) & 3)
                 if ec == 0:
+                    av -= 29
+                    if av < 0:
+                        win, av = r.refill(av, 30)
+                    c = (win >> av) & 0x3fffffff
                     try:
-                        f_20_amountMultiplier = _Tae58e352[(c >> 3) & 0x3f]
+                        f_20_amountMultiplier = _Tae58e352[c >> 24]
                     except KeyError:  # not a valid pattern: say why
-                        if c & 0x118 != 0x0:
-                            raise r.fail_at(av + 9, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
-                        f_20_amountMultiplier = ((c >> 5) & 7) - 3
-                    av -= 27
+                        if c & 0x23000000 != 0x0:
+                            raise r.fail_at(av + 30, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
+                        f_20_amountMultiplier = ((c >> 26) & 7) - 3
+                    av -= 6
                     if av < 0:
                         win, av = r.refill(av, 30)
                     c = (win >> av) & 0x3fffffff
                 elif ec == 1:
-                    av -= 21
+                    av -= 29
                     if av < 0:
                         win, av = r.refill(av, 30)
                     c = (win >> av) & 0x3fffffff
                 else:
-                    raise r.fail_at(av + 9, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+                    raise r.fail_at(av + 1, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
                 ec = ((c >> 28) & 3)
-                ob20_ = _new(_iso2.CostType)
+                ob20_ = _new(_K_iso2_CostType)
                 ob20_.costKind = f_20_costKind
                 ob20_.amount = f_20_amount
                 ob20_.amountMultiplier = f_20_amountMultiplier
@@ -25393,58 +25472,61 @@ def _d_iso2_SalesTariffEntryType(r: BitReader) -> _iso2.SalesTariffEntryType:
                     u = ((c >> 13) & 255)
                     f_21_amountMultiplier: int | None = None
                     if u > 127:
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 21)
-                        c = (win >> av) & 0x1fffff
-                        u2 = c >> 13
+                        u2 = (c >> 5) & 0xFF
                         if u2 < 128:
                             u += _U2[u2]
                         else:
                             u = (u & 0x7F) | (u2 & 0x7F) << 7
                             av -= 8
                             if av < 0:
-                                win, av = r.refill(av, 21)
-                            c = (win >> av) & 0x1fffff
-                            u2 = c >> 13
+                                win, av = r.refill(av, 13)
+                            c = (win >> av) & 0x1fff
+                            u2 = c >> 5
                             u |= (u2 & 0x7F) << 14
                             if u2 > 127:
-                                av += 13
+                                av += 5
                                 r.avail = av
                                 u = r.uint_more(u, 21)
                                 win = r.win
                                 av = r.avail
-                                av -= 13
+                                av -= 5
                                 if av < 0:
-                                    win, av = r.refill(av, 13)
-                                c = (win >> av) & 0x1fff
+                                    win, av = r.refill(av, 5)
+                                c = (win >> av) & 0x1f
+                    else:
+                        av += 8
+                        c >>= 8
                     f_21_amount = u
                     try:
-                        ec = _Taa5bbe96[(c >> 10) & 0x7]
+                        ec = _Taa5bbe96[(c >> 2) & 0x7]
                     except KeyError:  # not a valid pattern: say why
-                        if c & 0x1000 != 0x0:
-                            raise r.fail_at(av + 13, 'ConsumptionCostType[2]', 'expected EE of amount') from None
-                        ec = ((c >> 10) & 3)
+                        if c & 0x10 != 0x0:
+                            raise r.fail_at(av + 5, 'ConsumptionCostType[2]', 'expected EE of amount') from None
+                        ec = ((c >> 2) & 3)
                     if ec == 0:
+                        av -= 28
+                        if av < 0:
+                            win, av = r.refill(av, 30)
+                        c = (win >> av) & 0x3fffffff
                         try:
-                            f_21_amountMultiplier = _Tae58e352[(c >> 4) & 0x3f]
+                            f_21_amountMultiplier = _Tae58e352[c >> 24]
                         except KeyError:  # not a valid pattern: say why
-                            if c & 0x230 != 0x0:
-                                raise r.fail_at(av + 10, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
-                            f_21_amountMultiplier = ((c >> 6) & 7) - 3
-                        av -= 24
+                            if c & 0x23000000 != 0x0:
+                                raise r.fail_at(av + 30, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
+                            f_21_amountMultiplier = ((c >> 26) & 7) - 3
+                        av -= 4
                         if av < 0:
                             win, av = r.refill(av, 28)
                         c = (win >> av) & 0xfffffff
                     elif ec == 1:
-                        av -= 18
+                        av -= 26
                         if av < 0:
                             win, av = r.refill(av, 28)
                         c = (win >> av) & 0xfffffff
                     else:
-                        raise r.fail_at(av + 10, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+                        raise r.fail_at(av + 2, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
                     ec = ((c >> 26) & 3)
-                    ob21_ = _new(_iso2.CostType)
+                    ob21_ = _new(_K_iso2_CostType)
                     ob21_.costKind = f_21_costKind
                     ob21_.amount = f_21_amount
                     ob21_.amountMultiplier = f_21_amountMultiplier
@@ -25462,53 +25544,58 @@ def _d_iso2_SalesTariffEntryType(r: BitReader) -> _iso2.SalesTariffEntryType:
                         u = ((c >> 11) & 255)
                         f_22_amountMultiplier: int | None = None
                         if u > 127:
-                            av -= 8
-                            if av < 0:
-                                win, av = r.refill(av, 19)
-                            c = (win >> av) & 0x7ffff
-                            u2 = c >> 11
+                            u2 = (c >> 3) & 0xFF
                             if u2 < 128:
                                 u += _U2[u2]
                             else:
                                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                                 av -= 8
                                 if av < 0:
-                                    win, av = r.refill(av, 19)
-                                c = (win >> av) & 0x7ffff
-                                u2 = c >> 11
+                                    win, av = r.refill(av, 11)
+                                c = (win >> av) & 0x7ff
+                                u2 = c >> 3
                                 u |= (u2 & 0x7F) << 14
                                 if u2 > 127:
-                                    av += 11
+                                    av += 3
                                     r.avail = av
                                     u = r.uint_more(u, 21)
                                     win = r.win
                                     av = r.avail
-                                    av -= 11
+                                    av -= 3
                                     if av < 0:
-                                        win, av = r.refill(av, 11)
-                                    c = (win >> av) & 0x7ff
+                                        win, av = r.refill(av, 3)
+                                    c = (win >> av) & 0x7
+                        else:
+                            av += 8
+                            c >>= 8
                         f_22_amount = u
                         try:
-                            ec = _Taa5bbe96[(c >> 8) & 0x7]
+                            ec = _Taa5bbe96[c & 0x7]
                         except KeyError:  # not a valid pattern: say why
-                            if c & 0x400 != 0x0:
-                                raise r.fail_at(av + 11, 'ConsumptionCostType[3]', 'expected EE of amount') from None
-                            ec = ((c >> 8) & 3)
+                            if c & 0x4 != 0x0:
+                                raise r.fail_at(av + 3, 'ConsumptionCostType[3]', 'expected EE of amount') from None
+                            ec = (c & 3)
                         if ec == 0:
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            c = (win >> av) & 0xff
                             try:
-                                f_22_amountMultiplier = _Tae58e352[(c >> 2) & 0x3f]
+                                f_22_amountMultiplier = _Tae58e352[c >> 2]
                             except KeyError:  # not a valid pattern: say why
                                 if c & 0x8c != 0x0:
                                     raise r.fail_at(av + 8, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
                                 f_22_amountMultiplier = ((c >> 4) & 7) - 3
                         elif ec == 1:
-                            av += 6
-                            c >>= 6
+                            av -= 2
+                            if av < 0:
+                                win, av = r.refill(av, 2)
+                            c = (win >> av) & 0x3
                         else:
-                            raise r.fail_at(av + 8, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+                            raise r.fail_at(av, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
                         if c & 0x2 != 0x0:
                             raise r.fail_at(av + 2, 'ConsumptionCostType[3]', 'expected EE')
-                        ob22_ = _new(_iso2.CostType)
+                        ob22_ = _new(_K_iso2_CostType)
                         ob22_.costKind = f_22_costKind
                         ob22_.amount = f_22_amount
                         ob22_.amountMultiplier = f_22_amountMultiplier
@@ -25525,7 +25612,7 @@ def _d_iso2_SalesTariffEntryType(r: BitReader) -> _iso2.SalesTariffEntryType:
                     raise r.fail_at(av + 28, 'ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
                 if c & 0x1 != 0x0:
                     raise r.fail_at(av + 1, 'SalesTariffEntryType[4]', 'expected EE')
-                ob18_ = _new(_iso2.ConsumptionCostType)
+                ob18_ = _new(_K_iso2_ConsumptionCostType)
                 ob18_.startValue = f_18_startValue
                 ob18_.Cost = f_18_Cost
                 f_ConsumptionCost.append(ob18_)
@@ -25536,12 +25623,14 @@ def _d_iso2_SalesTariffEntryType(r: BitReader) -> _iso2.SalesTariffEntryType:
             else:
                 raise r.fail_at(av + 28, 'SalesTariffEntryType[4]', f'event code {ec}, expected SE(ConsumptionCost), EE')
         elif ec == 1:
-            av += 28
+            av += 26
             s = -1
         else:
-            raise r.fail_at(av + 28, 'SalesTariffEntryType[3]', f'event code {ec}, expected SE(ConsumptionCost), EE')
+            raise r.fail_at(av + 26, 'SalesTariffEntryType[3]', f'event code {ec}, expected SE(ConsumptionCost), EE')
+    else:
+        av += 28
     r.avail = av
-    ob = _new(_iso2.SalesTariffEntryType)
+    ob = _new(_K_iso2_SalesTariffEntryType)
     ob.RelativeTimeInterval = f_RelativeTimeInterval
     ob.TimeInterval = f_TimeInterval
     ob.EPriceLevel = f_EPriceLevel
@@ -25651,10 +25740,10 @@ def _e_iso2_SalesTariffEntryType(w: BitWriter, o: _iso2.SalesTariffEntryType) ->
             s = -1
     w.acc = a
     w.n = k
-    if k >= 1024:
+    if k >= 256:
         w.spill()
 
-def _d_iso2_SalesTariffType(r: BitReader) -> _iso2.SalesTariffType:
+def _d_iso2_SalesTariffType(r: BitReader, c: int) -> _iso2.SalesTariffType:
     win = r.win
     av = r.avail
     f_Id: str | None = None
@@ -25663,14 +25752,10 @@ def _d_iso2_SalesTariffType(r: BitReader) -> _iso2.SalesTariffType:
     f_NumEPriceLevels: int | None = None
     f_SalesTariffEntry: list[_iso2.SalesTariffEntryType] = []
     s = 0
-    av -= 24
-    if av < 0:
-        win, av = r.refill(av, 24)
-    c = (win >> av) & 0xffffff
-    ec = (c >> 22)
+    ec = ((c >> 26) & 3)
     if ec == 0:
-        av += 14
-        u = ((c >> 14) & 255)
+        av += 18
+        u = ((c >> 18) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -25694,33 +25779,41 @@ def _d_iso2_SalesTariffType(r: BitReader) -> _iso2.SalesTariffType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        av -= 23
+        av -= 30
         if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
         try:
-            f_SalesTariffID = _Tfc4202e6[c >> 12]
+            f_SalesTariffID = _Tfc4202e6[c >> 19]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x601000 != 0x0:
-                raise r.fail_at(av + 23, 'SalesTariffType[0]', 'expected SE(SalesTariffID), CH of SalesTariffID, EE of SalesTariffID') from None
-            f_SalesTariffID = ((c >> 13) & 255) + 1
+            if c & 0x30080000 != 0x0:
+                raise r.fail_at(av + 30, 'SalesTariffType[0]', 'expected SE(SalesTariffID), CH of SalesTariffID, EE of SalesTariffID') from None
+            f_SalesTariffID = ((c >> 20) & 255) + 1
         s = 2
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     elif ec == 1:
         try:
-            f_SalesTariffID = _Tf9c80ba0[(c >> 12) & 0x3ff]
+            f_SalesTariffID = _Tf9c80ba0[(c >> 16) & 0x3ff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x201000 != 0x0:
-                raise r.fail_at(av + 22, 'SalesTariffType[0]', 'expected CH of SalesTariffID, EE of SalesTariffID') from None
-            f_SalesTariffID = ((c >> 13) & 255) + 1
+            if c & 0x2010000 != 0x0:
+                raise r.fail_at(av + 26, 'SalesTariffType[0]', 'expected CH of SalesTariffID, EE of SalesTariffID') from None
+            f_SalesTariffID = ((c >> 17) & 255) + 1
+        av -= 14
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
         s = 2
     else:
-        raise r.fail_at(av + 22, 'SalesTariffType[0]', f'event code {ec}, expected AT(Id), SE(SalesTariffID)')
-    ec = ((c >> 10) & 3)
+        raise r.fail_at(av + 26, 'SalesTariffType[0]', f'event code {ec}, expected AT(Id), SE(SalesTariffID)')
+    ec = ((c >> 28) & 3)
     if ec == 0:
-        av += 1
-        if c & 0x200 != 0x0:
+        av += 19
+        if c & 0x8000000 != 0x0:
             raise r.fail_at(av + 9, 'SalesTariffType[2]', 'expected CH of SalesTariffDescription')
-        u = ((c >> 1) & 255)
+        u = ((c >> 19) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -25744,72 +25837,92 @@ def _d_iso2_SalesTariffType(r: BitReader) -> _iso2.SalesTariffType:
         f_SalesTariffDescription = r.string_of(u, 32)
         win = r.win
         av = r.avail
-        av -= 13
+        av -= 30
         if av < 0:
-            win, av = r.refill(av, 13)
-        c = (win >> av) & 0x1fff
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
         try:
-            ec = _Taa5bbe96[c >> 10]
+            ec = _Taa5bbe96[c >> 27]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x1000 != 0x0:
-                raise r.fail_at(av + 13, 'SalesTariffType[2]', 'expected EE of SalesTariffDescription') from None
-            ec = ((c >> 10) & 3)
+            if c & 0x20000000 != 0x0:
+                raise r.fail_at(av + 30, 'SalesTariffType[2]', 'expected EE of SalesTariffDescription') from None
+            ec = ((c >> 27) & 3)
         if ec == 0:
             try:
-                f_NumEPriceLevels = _T3924a0e8[c & 0x3ff]
+                f_NumEPriceLevels = _T3924a0e8[(c >> 17) & 0x3ff]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x201 != 0x0:
-                    raise r.fail_at(av + 10, 'SalesTariffType[3]', 'expected CH of NumEPriceLevels, EE of NumEPriceLevels') from None
-                f_NumEPriceLevels = ((c >> 1) & 255)
+                if c & 0x4020000 != 0x0:
+                    raise r.fail_at(av + 27, 'SalesTariffType[3]', 'expected CH of NumEPriceLevels, EE of NumEPriceLevels') from None
+                f_NumEPriceLevels = ((c >> 18) & 255)
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 4
         elif ec == 1:
-            av += 10
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             r.avail = av
-            f_SalesTariffEntry.append(_d_iso2_SalesTariffEntryType(r))
+            f_SalesTariffEntry.append(_d_iso2_SalesTariffEntryType(r, c))
             win = r.win
             av = r.avail
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 5
         else:
-            raise r.fail_at(av + 10, 'SalesTariffType[3]', f'event code {ec}, expected SE(NumEPriceLevels), SE(SalesTariffEntry)')
+            raise r.fail_at(av + 27, 'SalesTariffType[3]', f'event code {ec}, expected SE(NumEPriceLevels), SE(SalesTariffEntry)')
     elif ec == 1:
         try:
-            f_NumEPriceLevels = _T3924a0e8[c & 0x3ff]
+            f_NumEPriceLevels = _T3924a0e8[(c >> 18) & 0x3ff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x201 != 0x0:
-                raise r.fail_at(av + 10, 'SalesTariffType[2]', 'expected CH of NumEPriceLevels, EE of NumEPriceLevels') from None
-            f_NumEPriceLevels = ((c >> 1) & 255)
+            if c & 0x8040000 != 0x0:
+                raise r.fail_at(av + 28, 'SalesTariffType[2]', 'expected CH of NumEPriceLevels, EE of NumEPriceLevels') from None
+            f_NumEPriceLevels = ((c >> 19) & 255)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 4
     elif ec == 2:
-        av += 10
         r.avail = av
-        f_SalesTariffEntry.append(_d_iso2_SalesTariffEntryType(r))
+        f_SalesTariffEntry.append(_d_iso2_SalesTariffEntryType(r, c))
+        win = r.win
+        av = r.avail
+        av -= 28
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
+        s = 5
+    else:
+        raise r.fail_at(av + 28, 'SalesTariffType[2]', f'event code {ec}, expected SE(SalesTariffDescription), SE(NumEPriceLevels), SE(SalesTariffEntry)')
+    if s == 4:
+        if c & 0x8000000 != 0x0:
+            raise r.fail_at(av + 28, 'SalesTariffType', 'expected SE(SalesTariffEntry)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
+        r.avail = av
+        f_SalesTariffEntry.append(_d_iso2_SalesTariffEntryType(r, c))
         win = r.win
         av = r.avail
         s = 5
     else:
-        raise r.fail_at(av + 10, 'SalesTariffType[2]', f'event code {ec}, expected SE(SalesTariffDescription), SE(NumEPriceLevels), SE(SalesTariffEntry)')
-    if s == 4:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SalesTariffType[4]', 'expected SE(SalesTariffEntry)')
-        r.avail = av
-        f_SalesTariffEntry.append(_d_iso2_SalesTariffEntryType(r))
-        win = r.win
-        av = r.avail
-        s = 5
+        av += 28
     n = 0
     while True:
-        av -= 2
+        av -= 30
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        ec = c
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        ec = (c >> 28)
         if ec == 0:
             r.avail = av
-            f_SalesTariffEntry.append(_d_iso2_SalesTariffEntryType(r))
+            f_SalesTariffEntry.append(_d_iso2_SalesTariffEntryType(r, c))
             win = r.win
             av = r.avail
             n += 1
@@ -25817,20 +25930,23 @@ def _d_iso2_SalesTariffType(r: BitReader) -> _iso2.SalesTariffType:
                 s = 1028
                 break
         elif ec == 1:
+            av += 28
             s = -1
             break
         else:
-            raise r.fail_at(av, 'SalesTariffType[5]', f'event code {ec}, expected SE(SalesTariffEntry), EE')
+            raise r.fail_at(av + 28, 'SalesTariffType[5]', f'event code {ec}, expected SE(SalesTariffEntry), EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
     if s == 1028:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SalesTariffType[1028]', 'expected EE')
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'SalesTariffType', 'expected EE')
         s = -1
+    else:
+        av += 1
     r.avail = av
-    ob = _new(_iso2.SalesTariffType)
+    ob = _new(_K_iso2_SalesTariffType)
     ob.Id = f_Id
     ob.SalesTariffID = f_SalesTariffID
     ob.SalesTariffDescription = f_SalesTariffDescription
@@ -25972,66 +26088,61 @@ def _e_iso2_SalesTariffType(w: BitWriter, o: _iso2.SalesTariffType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_iso2_SelectedServiceListType(r: BitReader) -> _iso2.SelectedServiceListType:
+def _d_iso2_SelectedServiceListType(r: BitReader, c: int) -> _iso2.SelectedServiceListType:
     win = r.win
     av = r.avail
     f_SelectedService: list[_iso2.SelectedServiceType] = []
     s = 0
-    av -= 26
-    if av < 0:
-        win, av = r.refill(av, 26)
-    c = (win >> av) & 0x3ffffff
     if c & 0x3800000 != 0x0:
         raise r.fail_at(av + 26, 'SelectedServiceListType', 'expected SE(SelectedService), SE(ServiceID), CH of ServiceID')
     u = ((c >> 15) & 255)
     f_1_ParameterSetID: int | None = None
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        u2 = c >> 15
+        u2 = (c >> 7) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 23)
-            c = (win >> av) & 0x7fffff
-            u2 = c >> 15
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            u2 = c >> 7
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 15
+                av += 7
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 15
+                av -= 7
                 if av < 0:
-                    win, av = r.refill(av, 15)
-                c = (win >> av) & 0x7fff
+                    win, av = r.refill(av, 7)
+                c = (win >> av) & 0x7f
+    else:
+        av += 8
+        c >>= 8
     f_1_ServiceID = u
     try:
-        ec = _Taa5bbe96[(c >> 12) & 0x7]
+        ec = _Taa5bbe96[(c >> 4) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x4000 != 0x0:
-            raise r.fail_at(av + 15, 'SelectedServiceListType', 'expected EE of ServiceID') from None
-        ec = ((c >> 12) & 3)
+        if c & 0x40 != 0x0:
+            raise r.fail_at(av + 7, 'SelectedServiceListType', 'expected EE of ServiceID') from None
+        ec = ((c >> 4) & 3)
     if ec == 0:
+        av -= 16
+        if av < 0:
+            win, av = r.refill(av, 20)
+        c = (win >> av) & 0xfffff
         try:
-            sg = _T071cdf68[(c >> 10) & 0x3]
+            sg = _T071cdf68[c >> 18]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x800 != 0x0:
-                raise r.fail_at(av + 12, 'SelectedServiceType[1]', 'expected CH of ParameterSetID') from None
-            sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
+            if c & 0x80000 != 0x0:
+                raise r.fail_at(av + 20, 'SelectedServiceType[1]', 'expected CH of ParameterSetID') from None
+            sg = ((c >> 18) & 1)
+        u = ((c >> 10) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = (c >> 2) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
@@ -26052,14 +26163,17 @@ def _d_iso2_SelectedServiceListType(r: BitReader) -> _iso2.SelectedServiceListTy
                     if av < 0:
                         win, av = r.refill(av, 2)
                     c = (win >> av) & 0x3
+        else:
+            av += 8
+            c >>= 8
         f_1_ParameterSetID = -u - 1 if sg else u
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'SelectedServiceType[1]', 'expected EE of ParameterSetID, EE')
     elif ec == 1:
-        av += 12
+        av += 4
     else:
-        raise r.fail_at(av + 12, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
-    ob1_ = _new(_iso2.SelectedServiceType)
+        raise r.fail_at(av + 4, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
+    ob1_ = _new(_K_iso2_SelectedServiceType)
     ob1_.ServiceID = f_1_ServiceID
     ob1_.ParameterSetID = f_1_ParameterSetID
     f_SelectedService.append(ob1_)
@@ -26077,52 +26191,51 @@ def _d_iso2_SelectedServiceListType(r: BitReader) -> _iso2.SelectedServiceListTy
             u = ((c >> 15) & 255)
             f_2_ParameterSetID: int | None = None
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 23)
-                c = (win >> av) & 0x7fffff
-                u2 = c >> 15
+                u2 = (c >> 7) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 23)
-                    c = (win >> av) & 0x7fffff
-                    u2 = c >> 15
+                        win, av = r.refill(av, 15)
+                    c = (win >> av) & 0x7fff
+                    u2 = c >> 7
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 15
+                        av += 7
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 15
+                        av -= 7
                         if av < 0:
-                            win, av = r.refill(av, 15)
-                        c = (win >> av) & 0x7fff
+                            win, av = r.refill(av, 7)
+                        c = (win >> av) & 0x7f
+            else:
+                av += 8
+                c >>= 8
             f_2_ServiceID = u
             try:
-                ec = _Taa5bbe96[(c >> 12) & 0x7]
+                ec = _Taa5bbe96[(c >> 4) & 0x7]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x4000 != 0x0:
-                    raise r.fail_at(av + 15, 'SelectedServiceListType[1]', 'expected EE of ServiceID') from None
-                ec = ((c >> 12) & 3)
+                if c & 0x40 != 0x0:
+                    raise r.fail_at(av + 7, 'SelectedServiceListType[1]', 'expected EE of ServiceID') from None
+                ec = ((c >> 4) & 3)
             if ec == 0:
+                av -= 16
+                if av < 0:
+                    win, av = r.refill(av, 20)
+                c = (win >> av) & 0xfffff
                 try:
-                    sg = _T071cdf68[(c >> 10) & 0x3]
+                    sg = _T071cdf68[c >> 18]
                 except KeyError:  # not a valid pattern: say why
-                    if c & 0x800 != 0x0:
-                        raise r.fail_at(av + 12, 'SelectedServiceType[1]', 'expected CH of ParameterSetID') from None
-                    sg = ((c >> 10) & 1)
-                u = ((c >> 2) & 255)
+                    if c & 0x80000 != 0x0:
+                        raise r.fail_at(av + 20, 'SelectedServiceType[1]', 'expected CH of ParameterSetID') from None
+                    sg = ((c >> 18) & 1)
+                u = ((c >> 10) & 255)
                 if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                    u2 = (c >> 2) & 0xFF
                     if u2 < 128:
                         u += _U2[u2]
                     else:
@@ -26143,14 +26256,17 @@ def _d_iso2_SelectedServiceListType(r: BitReader) -> _iso2.SelectedServiceListTy
                             if av < 0:
                                 win, av = r.refill(av, 2)
                             c = (win >> av) & 0x3
+                else:
+                    av += 8
+                    c >>= 8
                 f_2_ParameterSetID = -u - 1 if sg else u
                 if c & 0x3 != 0x0:
                     raise r.fail_at(av + 2, 'SelectedServiceType[1]', 'expected EE of ParameterSetID, EE')
             elif ec == 1:
-                av += 12
+                av += 4
             else:
-                raise r.fail_at(av + 12, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
-            ob2_ = _new(_iso2.SelectedServiceType)
+                raise r.fail_at(av + 4, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
+            ob2_ = _new(_K_iso2_SelectedServiceType)
             ob2_.ServiceID = f_2_ServiceID
             ob2_.ParameterSetID = f_2_ParameterSetID
             f_SelectedService.append(ob2_)
@@ -26164,16 +26280,18 @@ def _d_iso2_SelectedServiceListType(r: BitReader) -> _iso2.SelectedServiceListTy
             break
         else:
             raise r.fail_at(av + 25, 'SelectedServiceListType[1]', f'event code {ec}, expected SE(SelectedService), EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
     if s == 16:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SelectedServiceListType[16]', 'expected EE')
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'SelectedServiceListType', 'expected EE')
         s = -1
+    else:
+        av += 1
     r.avail = av
-    ob = _new(_iso2.SelectedServiceListType)
+    ob = _new(_K_iso2_SelectedServiceListType)
     ob.SelectedService = f_SelectedService
     return ob
 
@@ -26228,65 +26346,60 @@ def _e_iso2_SelectedServiceListType(w: BitWriter, o: _iso2.SelectedServiceListTy
     if k >= 1024:
         w.spill()
 
-def _d_iso2_SelectedServiceType(r: BitReader) -> _iso2.SelectedServiceType:
+def _d_iso2_SelectedServiceType(r: BitReader, c: int) -> _iso2.SelectedServiceType:
     win = r.win
     av = r.avail
     f_ServiceID: int
     f_ParameterSetID: int | None = None
-    av -= 25
-    if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
     if c & 0x1800000 != 0x0:
         raise r.fail_at(av + 25, 'SelectedServiceType', 'expected SE(ServiceID), CH of ServiceID')
     u = ((c >> 15) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        u2 = c >> 15
+        u2 = (c >> 7) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 23)
-            c = (win >> av) & 0x7fffff
-            u2 = c >> 15
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            u2 = c >> 7
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 15
+                av += 7
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 15
+                av -= 7
                 if av < 0:
-                    win, av = r.refill(av, 15)
-                c = (win >> av) & 0x7fff
+                    win, av = r.refill(av, 7)
+                c = (win >> av) & 0x7f
+    else:
+        av += 8
+        c >>= 8
     f_ServiceID = u
     try:
-        ec = _Taa5bbe96[(c >> 12) & 0x7]
+        ec = _Taa5bbe96[(c >> 4) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x4000 != 0x0:
-            raise r.fail_at(av + 15, 'SelectedServiceType', 'expected EE of ServiceID') from None
-        ec = ((c >> 12) & 3)
+        if c & 0x40 != 0x0:
+            raise r.fail_at(av + 7, 'SelectedServiceType', 'expected EE of ServiceID') from None
+        ec = ((c >> 4) & 3)
     if ec == 0:
+        av -= 16
+        if av < 0:
+            win, av = r.refill(av, 20)
+        c = (win >> av) & 0xfffff
         try:
-            sg = _T071cdf68[(c >> 10) & 0x3]
+            sg = _T071cdf68[c >> 18]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x800 != 0x0:
-                raise r.fail_at(av + 12, 'SelectedServiceType[1]', 'expected CH of ParameterSetID') from None
-            sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
+            if c & 0x80000 != 0x0:
+                raise r.fail_at(av + 20, 'SelectedServiceType[1]', 'expected CH of ParameterSetID') from None
+            sg = ((c >> 18) & 1)
+        u = ((c >> 10) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = (c >> 2) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
@@ -26307,15 +26420,18 @@ def _d_iso2_SelectedServiceType(r: BitReader) -> _iso2.SelectedServiceType:
                     if av < 0:
                         win, av = r.refill(av, 2)
                     c = (win >> av) & 0x3
+        else:
+            av += 8
+            c >>= 8
         f_ParameterSetID = -u - 1 if sg else u
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'SelectedServiceType[1]', 'expected EE of ParameterSetID, EE')
     elif ec == 1:
-        av += 12
+        av += 4
     else:
-        raise r.fail_at(av + 12, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
+        raise r.fail_at(av + 4, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
     r.avail = av
-    ob = _new(_iso2.SelectedServiceType)
+    ob = _new(_K_iso2_SelectedServiceType)
     ob.ServiceID = f_ServiceID
     ob.ParameterSetID = f_ParameterSetID
     return ob
@@ -26326,54 +26442,54 @@ def _e_iso2_SelectedServiceType(w: BitWriter, o: _iso2.SelectedServiceType) -> N
     s = 0
     if o.ServiceID is None:
         raise encode_error('SelectedServiceType.ServiceID', 'required value missing')
-    a <<= 2
-    k += 2
     t1 = o.ServiceID
     if t1 < 0 or (w.strict and (t1 > 65535)):
         raise encode_error('SelectedServiceType.ServiceID', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (u) << 1
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 27
     else:
+        a <<= 2
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     s = 1
     if o.ParameterSetID is not None:
         t2 = o.ParameterSetID
         if (w.strict and (t2 < -32768 or t2 > 32767)):
             raise encode_error('SelectedServiceType.ParameterSetID', 'outside -32768..32767', t2)
-        a = (a << 4) | (1 if t2 < 0 else 0)
-        k += 4
         u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 13) | (1 if t2 < 0 else 0) << 9 | (u) << 1
+            k += 13
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 21) | (1 if t2 < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+            k += 21
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 29) | (1 if t2 < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+            k += 29
         else:
+            a = (a << 4) | (1 if t2 < 0 else 0)
+            k += 4
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 1
-        k += 1
+            a <<= 1
+            k += 1
         s = 2
     else:
         a = (a << 2) | 0x1
@@ -26386,61 +26502,59 @@ def _e_iso2_SelectedServiceType(w: BitWriter, o: _iso2.SelectedServiceType) -> N
             s = -1
     w.acc = a
     w.n = k
-    if k >= 1024:
+    if k >= 256:
         w.spill()
 
-def _d_iso2_ServiceListType(r: BitReader) -> _iso2.ServiceListType:
+def _d_iso2_ServiceListType(r: BitReader, c: int) -> _iso2.ServiceListType:
     win = r.win
     av = r.avail
     f_Service: list[_iso2.ServiceType] = []
     s = 0
-    av -= 29
-    if av < 0:
-        win, av = r.refill(av, 29)
-    c = (win >> av) & 0x1fffffff
-    if c & 0x1c000000 != 0x0:
-        raise r.fail_at(av + 29, 'ServiceListType', 'expected SE(Service), SE(ServiceID), CH of ServiceID')
-    u = ((c >> 18) & 255)
+    if c & 0xe000000 != 0x0:
+        raise r.fail_at(av + 28, 'ServiceListType', 'expected SE(Service), SE(ServiceID), CH of ServiceID')
+    u = ((c >> 17) & 255)
     f_1_ServiceName: str | None = None
     f_1_ServiceScope: str | None = None
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        u2 = c >> 18
+        u2 = (c >> 9) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 26)
-            c = (win >> av) & 0x3ffffff
-            u2 = c >> 18
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            u2 = c >> 9
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 18
+                av += 9
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 18
+                av -= 9
                 if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+    else:
+        av += 8
+        c >>= 8
     f_1_ServiceID = u
     try:
-        ec = _Taa5bbe96[(c >> 15) & 0x7]
+        ec = _Taa5bbe96[(c >> 6) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x20000 != 0x0:
-            raise r.fail_at(av + 18, 'ServiceListType', 'expected EE of ServiceID') from None
-        ec = ((c >> 15) & 3)
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'ServiceListType', 'expected EE of ServiceID') from None
+        ec = ((c >> 6) & 3)
     if ec == 0:
-        av += 6
-        if c & 0x4000 != 0x0:
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
             raise r.fail_at(av + 9, 'ServiceType[1]', 'expected CH of ServiceName')
-        u = ((c >> 6) & 255)
+        u = (c & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -26476,13 +26590,17 @@ def _d_iso2_ServiceListType(r: BitReader) -> _iso2.ServiceListType:
             f_1_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 12) & 3)]
     elif ec == 1:
         try:
-            f_1_ServiceCategory = _Tbf93dfca[(c >> 11) & 0xf]
+            f_1_ServiceCategory = _Tbf93dfca[(c >> 2) & 0xf]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x4800 != 0x0:
-                raise r.fail_at(av + 15, 'ServiceType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
-            f_1_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 12) & 3)]
+            if c & 0x24 != 0x0:
+                raise r.fail_at(av + 6, 'ServiceType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
+            f_1_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 3) & 3)]
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
     else:
-        raise r.fail_at(av + 15, 'ServiceType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
+        raise r.fail_at(av + 6, 'ServiceType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
     ec = ((c >> 9) & 3)
     if ec == 0:
         if c & 0x100 != 0x0:
@@ -26534,7 +26652,7 @@ def _d_iso2_ServiceListType(r: BitReader) -> _iso2.ServiceListType:
         raise r.fail_at(av + 9, 'ServiceType[3]', f'event code {ec}, expected SE(ServiceScope), SE(FreeService)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ServiceListType', 'expected EE')
-    ob1_ = _new(_iso2.ServiceType)
+    ob1_ = _new(_K_iso2_ServiceType)
     ob1_.ServiceID = f_1_ServiceID
     ob1_.ServiceName = f_1_ServiceName
     ob1_.ServiceCategory = f_1_ServiceCategory
@@ -26556,43 +26674,45 @@ def _d_iso2_ServiceListType(r: BitReader) -> _iso2.ServiceListType:
             f_2_ServiceName: str | None = None
             f_2_ServiceScope: str | None = None
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 26)
-                c = (win >> av) & 0x3ffffff
-                u2 = c >> 18
+                u2 = (c >> 10) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 26)
-                    c = (win >> av) & 0x3ffffff
-                    u2 = c >> 18
+                        win, av = r.refill(av, 18)
+                    c = (win >> av) & 0x3ffff
+                    u2 = c >> 10
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 18
+                        av += 10
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 18
+                        av -= 10
                         if av < 0:
-                            win, av = r.refill(av, 18)
-                        c = (win >> av) & 0x3ffff
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+            else:
+                av += 8
+                c >>= 8
             f_2_ServiceID = u
             try:
-                ec = _Taa5bbe96[(c >> 15) & 0x7]
+                ec = _Taa5bbe96[(c >> 7) & 0x7]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x20000 != 0x0:
-                    raise r.fail_at(av + 18, 'ServiceListType[1]', 'expected EE of ServiceID') from None
-                ec = ((c >> 15) & 3)
+                if c & 0x200 != 0x0:
+                    raise r.fail_at(av + 10, 'ServiceListType[1]', 'expected EE of ServiceID') from None
+                ec = ((c >> 7) & 3)
             if ec == 0:
-                av += 6
-                if c & 0x4000 != 0x0:
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                if c & 0x100 != 0x0:
                     raise r.fail_at(av + 9, 'ServiceType[1]', 'expected CH of ServiceName')
-                u = ((c >> 6) & 255)
+                u = (c & 255)
                 if u > 127:
                     av -= 8
                     if av < 0:
@@ -26628,13 +26748,17 @@ def _d_iso2_ServiceListType(r: BitReader) -> _iso2.ServiceListType:
                     f_2_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 12) & 3)]
             elif ec == 1:
                 try:
-                    f_2_ServiceCategory = _Tbf93dfca[(c >> 11) & 0xf]
+                    f_2_ServiceCategory = _Tbf93dfca[(c >> 3) & 0xf]
                 except KeyError:  # not a valid pattern: say why
-                    if c & 0x4800 != 0x0:
-                        raise r.fail_at(av + 15, 'ServiceType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
-                    f_2_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 12) & 3)]
+                    if c & 0x48 != 0x0:
+                        raise r.fail_at(av + 7, 'ServiceType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
+                    f_2_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 4) & 3)]
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
             else:
-                raise r.fail_at(av + 15, 'ServiceType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
+                raise r.fail_at(av + 7, 'ServiceType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
             ec = ((c >> 9) & 3)
             if ec == 0:
                 if c & 0x100 != 0x0:
@@ -26686,7 +26810,7 @@ def _d_iso2_ServiceListType(r: BitReader) -> _iso2.ServiceListType:
                 raise r.fail_at(av + 9, 'ServiceType[3]', f'event code {ec}, expected SE(ServiceScope), SE(FreeService)')
             if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'ServiceListType[1]', 'expected EE')
-            ob2_ = _new(_iso2.ServiceType)
+            ob2_ = _new(_K_iso2_ServiceType)
             ob2_.ServiceID = f_2_ServiceID
             ob2_.ServiceName = f_2_ServiceName
             ob2_.ServiceCategory = f_2_ServiceCategory
@@ -26703,16 +26827,18 @@ def _d_iso2_ServiceListType(r: BitReader) -> _iso2.ServiceListType:
             break
         else:
             raise r.fail_at(av + 28, 'ServiceListType[1]', f'event code {ec}, expected SE(Service), EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
     if s == 8:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ServiceListType[8]', 'expected EE')
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'ServiceListType', 'expected EE')
         s = -1
+    else:
+        av += 1
     r.avail = av
-    ob = _new(_iso2.ServiceListType)
+    ob = _new(_K_iso2_ServiceListType)
     ob.Service = f_Service
     return ob
 
@@ -26767,32 +26893,28 @@ def _e_iso2_ServiceListType(w: BitWriter, o: _iso2.ServiceListType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_iso2_ServiceParameterListType(r: BitReader) -> _iso2.ServiceParameterListType:
+def _d_iso2_ServiceParameterListType(r: BitReader, c: int) -> _iso2.ServiceParameterListType:
     win = r.win
     av = r.avail
     f_ParameterSet: list[_iso2.ParameterSetType] = []
     s = 0
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ServiceParameterListType', 'expected SE(ParameterSet)')
+    if c & 0x400000 != 0x0:
+        raise r.fail_at(av + 23, 'ServiceParameterListType', 'expected SE(ParameterSet)')
     r.avail = av
-    f_ParameterSet.append(_d_iso2_ParameterSetType(r))
+    f_ParameterSet.append(_d_iso2_ParameterSetType(r, c))
     win = r.win
     av = r.avail
     s = 1
     n = 0
     while True:
-        av -= 2
+        av -= 24
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        ec = c
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        ec = (c >> 22)
         if ec == 0:
             r.avail = av
-            f_ParameterSet.append(_d_iso2_ParameterSetType(r))
+            f_ParameterSet.append(_d_iso2_ParameterSetType(r, c))
             win = r.win
             av = r.avail
             n += 1
@@ -26800,20 +26922,23 @@ def _d_iso2_ServiceParameterListType(r: BitReader) -> _iso2.ServiceParameterList
                 s = 255
                 break
         elif ec == 1:
+            av += 22
             s = -1
             break
         else:
-            raise r.fail_at(av, 'ServiceParameterListType[1]', f'event code {ec}, expected SE(ParameterSet), EE')
+            raise r.fail_at(av + 22, 'ServiceParameterListType[1]', f'event code {ec}, expected SE(ParameterSet), EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
     if s == 255:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ServiceParameterListType[255]', 'expected EE')
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'ServiceParameterListType', 'expected EE')
         s = -1
+    else:
+        av += 1
     r.avail = av
-    ob = _new(_iso2.ServiceParameterListType)
+    ob = _new(_K_iso2_ServiceParameterListType)
     ob.ParameterSet = f_ParameterSet
     return ob
 
@@ -26868,7 +26993,7 @@ def _e_iso2_ServiceParameterListType(w: BitWriter, o: _iso2.ServiceParameterList
     if k >= 1024:
         w.spill()
 
-def _d_iso2_ServiceType(r: BitReader) -> _iso2.ServiceType:
+def _d_iso2_ServiceType(r: BitReader, c: int) -> _iso2.ServiceType:
     win = r.win
     av = r.avail
     f_ServiceID: int
@@ -26876,51 +27001,49 @@ def _d_iso2_ServiceType(r: BitReader) -> _iso2.ServiceType:
     f_ServiceCategory: _iso2.serviceCategoryType
     f_ServiceScope: str | None = None
     f_FreeService: bool
-    av -= 28
-    if av < 0:
-        win, av = r.refill(av, 28)
-    c = (win >> av) & 0xfffffff
     if c & 0xc000000 != 0x0:
         raise r.fail_at(av + 28, 'ServiceType', 'expected SE(ServiceID), CH of ServiceID')
     u = ((c >> 18) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        u2 = c >> 18
+        u2 = (c >> 10) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 26)
-            c = (win >> av) & 0x3ffffff
-            u2 = c >> 18
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 18
+                av += 10
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 18
+                av -= 10
                 if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
     f_ServiceID = u
     try:
-        ec = _Taa5bbe96[(c >> 15) & 0x7]
+        ec = _Taa5bbe96[(c >> 7) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x20000 != 0x0:
-            raise r.fail_at(av + 18, 'ServiceType', 'expected EE of ServiceID') from None
-        ec = ((c >> 15) & 3)
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'ServiceType', 'expected EE of ServiceID') from None
+        ec = ((c >> 7) & 3)
     if ec == 0:
-        av += 6
-        if c & 0x4000 != 0x0:
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
             raise r.fail_at(av + 9, 'ServiceType[1]', 'expected CH of ServiceName')
-        u = ((c >> 6) & 255)
+        u = (c & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -26956,13 +27079,17 @@ def _d_iso2_ServiceType(r: BitReader) -> _iso2.ServiceType:
             f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 12) & 3)]
     elif ec == 1:
         try:
-            f_ServiceCategory = _Tbf93dfca[(c >> 11) & 0xf]
+            f_ServiceCategory = _Tbf93dfca[(c >> 3) & 0xf]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x4800 != 0x0:
-                raise r.fail_at(av + 15, 'ServiceType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
-            f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 12) & 3)]
+            if c & 0x48 != 0x0:
+                raise r.fail_at(av + 7, 'ServiceType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
+            f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 4) & 3)]
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
     else:
-        raise r.fail_at(av + 15, 'ServiceType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
+        raise r.fail_at(av + 7, 'ServiceType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
     ec = ((c >> 9) & 3)
     if ec == 0:
         if c & 0x100 != 0x0:
@@ -27015,7 +27142,7 @@ def _d_iso2_ServiceType(r: BitReader) -> _iso2.ServiceType:
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ServiceType', 'expected EE')
     r.avail = av
-    ob = _new(_iso2.ServiceType)
+    ob = _new(_K_iso2_ServiceType)
     ob.ServiceID = f_ServiceID
     ob.ServiceName = f_ServiceName
     ob.ServiceCategory = f_ServiceCategory
@@ -27029,29 +27156,29 @@ def _e_iso2_ServiceType(w: BitWriter, o: _iso2.ServiceType) -> None:
     s = 0
     if o.ServiceID is None:
         raise encode_error('ServiceType.ServiceID', 'required value missing')
-    a <<= 2
-    k += 2
     t1 = o.ServiceID
     if t1 < 0 or (w.strict and (t1 > 65535)):
         raise encode_error('ServiceType.ServiceID', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (u) << 1
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 27
     else:
+        a <<= 2
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     s = 1
     if o.ServiceName is not None:
         a <<= 3
@@ -27110,17 +27237,13 @@ def _e_iso2_ServiceType(w: BitWriter, o: _iso2.ServiceType) -> None:
     s = -1
     w.acc = a
     w.n = k
-    if k >= 1024:
+    if k >= 256:
         w.spill()
 
-def _d_iso2_SubCertificatesType(r: BitReader) -> _iso2.SubCertificatesType:
+def _d_iso2_SubCertificatesType(r: BitReader, c: int) -> _iso2.SubCertificatesType:
     win = r.win
     av = r.avail
     f_Certificate: list[bytes] = []
-    av -= 10
-    if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'SubCertificatesType', 'expected SE(Certificate), CH of Certificate')
     u = (c & 255)
@@ -27277,7 +27400,7 @@ def _d_iso2_SubCertificatesType(r: BitReader) -> _iso2.SubCertificatesType:
     else:
         raise r.fail_at(av + 9, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
     r.avail = av
-    ob = _new(_iso2.SubCertificatesType)
+    ob = _new(_K_iso2_SubCertificatesType)
     ob.Certificate = f_Certificate
     return ob
 
@@ -27374,15 +27497,11 @@ def _e_iso2_SubCertificatesType(w: BitWriter, o: _iso2.SubCertificatesType) -> N
     if k >= 1024:
         w.spill()
 
-def _d_iso2_SupportedEnergyTransferModeType(r: BitReader) -> _iso2.SupportedEnergyTransferModeType:
+def _d_iso2_SupportedEnergyTransferModeType(r: BitReader, c: int) -> _iso2.SupportedEnergyTransferModeType:
     win = r.win
     av = r.avail
     f_EnergyTransferMode: list[_iso2.EnergyTransferModeType] = []
     s = 0
-    av -= 6
-    if av < 0:
-        win, av = r.refill(av, 6)
-    c = (win >> av) & 0x3f
     if c & 0x31 != 0x0:
         raise r.fail_at(av + 6, 'SupportedEnergyTransferModeType', 'expected SE(EnergyTransferMode), CH of EnergyTransferMode, EE of EnergyTransferMode')
     iv = ((c >> 1) & 7)
@@ -27414,16 +27533,18 @@ def _d_iso2_SupportedEnergyTransferModeType(r: BitReader) -> _iso2.SupportedEner
             break
         else:
             raise r.fail_at(av + 5, 'SupportedEnergyTransferModeType[1]', f'event code {ec}, expected SE(EnergyTransferMode), EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
     if s == 6:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SupportedEnergyTransferModeType[6]', 'expected EE')
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'SupportedEnergyTransferModeType', 'expected EE')
         s = -1
+    else:
+        av += 1
     r.avail = av
-    ob = _new(_iso2.SupportedEnergyTransferModeType)
+    ob = _new(_K_iso2_SupportedEnergyTransferModeType)
     ob.EnergyTransferMode = f_EnergyTransferMode
     return ob
 
@@ -27468,29 +27589,25 @@ def _e_iso2_SupportedEnergyTransferModeType(w: BitWriter, o: _iso2.SupportedEner
     if k >= 1024:
         w.spill()
 
-def _d_iso2_V2G_Message(r: BitReader) -> _iso2.V2G_Message:
+def _d_iso2_V2G_Message(r: BitReader, c: int) -> _iso2.V2G_Message:
     win = r.win
     av = r.avail
     f_Header: _iso2.MessageHeaderType
     f_Body: _iso2.BodyType
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'V2G_Message', 'expected SE(Header)')
+    if c & 0x400 != 0x0:
+        raise r.fail_at(av + 11, 'V2G_Message', 'expected SE(Header)')
     r.avail = av
-    f_Header = _d_iso2_MessageHeaderType(r)
+    f_Header = _d_iso2_MessageHeaderType(r, c)
     win = r.win
     av = r.avail
-    av -= 1
+    av -= 29
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'V2G_Message', 'expected SE(Body)')
+        win, av = r.refill(av, 29)
+    c = (win >> av) & 0x1fffffff
+    if c & 0x10000000 != 0x0:
+        raise r.fail_at(av + 29, 'V2G_Message', 'expected SE(Body)')
     r.avail = av
-    f_Body = _d_iso2_BodyType(r)
+    f_Body = _d_iso2_BodyType(r, c)
     win = r.win
     av = r.avail
     av -= 1
@@ -27500,7 +27617,7 @@ def _d_iso2_V2G_Message(r: BitReader) -> _iso2.V2G_Message:
     if c:
         raise r.fail_at(av + 1, 'V2G_Message', 'expected EE')
     r.avail = av
-    ob = _new(_iso2.V2G_Message)
+    ob = _new(_K_iso2_V2G_Message)
     ob.Header = f_Header
     ob.Body = f_Body
     return ob
@@ -27533,17 +27650,13 @@ def _e_iso2_V2G_Message(w: BitWriter, o: _iso2.V2G_Message) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_iso2_MessageHeaderType(r: BitReader) -> _iso2.MessageHeaderType:
+def _d_iso2_MessageHeaderType(r: BitReader, c: int) -> _iso2.MessageHeaderType:
     win = r.win
     av = r.avail
     f_SessionID: bytes
     f_Notification: _iso2.NotificationType | None = None
     f_Signature: _xmldsig.SignatureType | None = None
     s = 0
-    av -= 10
-    if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
     u = (c & 255)
@@ -27570,33 +27683,34 @@ def _d_iso2_MessageHeaderType(r: BitReader) -> _iso2.MessageHeaderType:
     f_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 19
+    av -= 25
     if av < 0:
-        win, av = r.refill(av, 19)
-    c = (win >> av) & 0x7ffff
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     try:
-        ec = _Taa5bbe96[c >> 16]
+        ec = _Taa5bbe96[c >> 22]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
-            raise r.fail_at(av + 19, 'MessageHeaderType', 'expected EE of SessionID') from None
-        ec = ((c >> 16) & 3)
+        if c & 0x1000000 != 0x0:
+            raise r.fail_at(av + 25, 'MessageHeaderType', 'expected EE of SessionID') from None
+        ec = ((c >> 22) & 3)
     s = 1
     if ec == 0:
         try:
-            f_1_FaultCode, ec = _Tcf93028d[(c >> 9) & 0x7f]
+            f_1_FaultCode, ec = _Tcf93028d[(c >> 15) & 0x7f]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xc800 != 0x0:
-                raise r.fail_at(av + 16, 'MessageHeaderType[1]', 'expected SE(FaultCode), CH of FaultCode, EE of FaultCode') from None
-            iv = ((c >> 12) & 3)
+            if c & 0x320000 != 0x0:
+                raise r.fail_at(av + 22, 'MessageHeaderType[1]', 'expected SE(FaultCode), CH of FaultCode, EE of FaultCode') from None
+            iv = ((c >> 18) & 3)
             if iv >= 3:
-                raise r.fail_at(av + 9, 'NotificationType.FaultCode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 15, 'NotificationType.FaultCode', f'enumeration index {iv}') from None
             f_1_FaultCode = _E_iso2_faultCodeType[iv]
-            ec = ((c >> 9) & 3)
+            ec = ((c >> 15) & 3)
         f_1_FaultMsg: str | None = None
         if ec == 0:
-            if c & 0x100 != 0x0:
+            av += 6
+            if c & 0x4000 != 0x0:
                 raise r.fail_at(av + 9, 'NotificationType[1]', 'expected CH of FaultMsg')
-            u = (c & 255)
+            u = ((c >> 6) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -27620,54 +27734,61 @@ def _d_iso2_MessageHeaderType(r: BitReader) -> _iso2.MessageHeaderType:
             f_1_FaultMsg = r.string_of(u, 64)
             win = r.win
             av = r.avail
-            av -= 4
+            av -= 17
             if av < 0:
-                win, av = r.refill(av, 4)
-            c = (win >> av) & 0xf
-            if c & 0xc != 0x0:
-                raise r.fail_at(av + 4, 'NotificationType[1]', 'expected EE of FaultMsg, EE')
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x18000 != 0x0:
+                raise r.fail_at(av + 17, 'NotificationType[1]', 'expected EE of FaultMsg, EE')
         elif ec == 1:
-            av += 7
-            c >>= 7
+            pass
         else:
-            raise r.fail_at(av + 9, 'NotificationType[1]', f'event code {ec}, expected SE(FaultMsg), EE')
-        ec = (c & 3)
-        ob1_ = _new(_iso2.NotificationType)
+            raise r.fail_at(av + 15, 'NotificationType[1]', f'event code {ec}, expected SE(FaultMsg), EE')
+        ec = ((c >> 13) & 3)
+        ob1_ = _new(_K_iso2_NotificationType)
         ob1_.FaultCode = f_1_FaultCode
         ob1_.FaultMsg = f_1_FaultMsg
         f_Notification = ob1_
         if ec == 0:
             r.avail = av
-            f_Signature = _d_xmldsig_SignatureType(r)
+            f_Signature = _d_xmldsig_SignatureType(r, c)
             win = r.win
             av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
             s = 3
         elif ec == 1:
+            av += 12
             s = -1
         else:
-            raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+            raise r.fail_at(av + 13, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     elif ec == 1:
-        av += 16
+        av += 9
+        c >>= 9
         r.avail = av
-        f_Signature = _d_xmldsig_SignatureType(r)
+        f_Signature = _d_xmldsig_SignatureType(r, c)
         win = r.win
         av = r.avail
-        s = 3
-    elif ec == 2:
-        av += 16
-        s = -1
-    else:
-        raise r.fail_at(av + 16, 'MessageHeaderType[1]', f'event code {ec}, expected SE(Notification), SE(Signature), EE')
-    if s == 3:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MessageHeaderType[3]', 'expected EE')
+        s = 3
+    elif ec == 2:
+        av += 21
         s = -1
+    else:
+        raise r.fail_at(av + 22, 'MessageHeaderType[1]', f'event code {ec}, expected SE(Notification), SE(Signature), EE')
+    if s == 3:
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'MessageHeaderType', 'expected EE')
+        s = -1
+    else:
+        av += 1
     r.avail = av
-    ob = _new(_iso2.MessageHeaderType)
+    ob = _new(_K_iso2_MessageHeaderType)
     ob.SessionID = f_SessionID
     ob.Notification = f_Notification
     ob.Signature = f_Signature
@@ -27737,7 +27858,7 @@ def _e_iso2_MessageHeaderType(w: BitWriter, o: _iso2.MessageHeaderType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v0(r: BitReader) -> object:
+def _d_v0(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -27796,7 +27917,7 @@ def _e_v0(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v1(r: BitReader) -> object:
+def _d_v1(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -27855,7 +27976,7 @@ def _e_v1(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v2(r: BitReader) -> object:
+def _d_v2(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 3
@@ -27881,7 +28002,7 @@ def _e_v2(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v3(r: BitReader) -> object:
+def _d_v3(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -27909,7 +28030,7 @@ def _e_v3(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v4(r: BitReader) -> object:
+def _d_v4(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -27970,7 +28091,7 @@ def _e_v4(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v5(r: BitReader) -> object:
+def _d_v5(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 4
@@ -27999,7 +28120,7 @@ def _e_v5(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v6(r: BitReader) -> object:
+def _d_v6(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 4
@@ -28027,22 +28148,18 @@ def _e_v6(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v7(r: BitReader) -> object:
+def _d_v7(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 10
+    av -= 18
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x200 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH')
-    u = ((c >> 1) & 255)
+        win, av = r.refill(av, 18)
+    c = (win >> av) & 0x3ffff
+    if c & 0x20000 != 0x0:
+        raise r.fail_at(av + 18, 'value', 'expected CH')
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -28063,6 +28180,9 @@ def _d_v7(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -28072,34 +28192,34 @@ def _d_v7(r: BitReader) -> object:
 def _e_v7(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
-    a <<= 1
-    k += 1
     if o < 0 or (w.strict and (o > 4294967295)):
         raise encode_error('value', 'outside 0..4294967295', o)
     u = o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 10) | (u) << 1
+        k += 10
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 18) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 18
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 26) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 26
     else:
+        a <<= 1
+        k += 1
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v8(r: BitReader) -> object:
+def _d_v8(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 3
@@ -28125,7 +28245,7 @@ def _e_v8(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v9(r: BitReader) -> object:
+def _d_v9(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 10
@@ -28153,7 +28273,7 @@ def _e_v9(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v10(r: BitReader) -> object:
+def _d_v10(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -28214,7 +28334,7 @@ def _e_v10(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v11(r: BitReader) -> object:
+def _d_v11(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 6
@@ -28243,7 +28363,7 @@ def _e_v11(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v12(r: BitReader) -> object:
+def _d_v12(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -28304,7 +28424,7 @@ def _e_v12(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v13(r: BitReader) -> object:
+def _d_v13(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 5
@@ -28333,7 +28453,7 @@ def _e_v13(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v14(r: BitReader) -> object:
+def _d_v14(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 4
@@ -28362,7 +28482,7 @@ def _e_v14(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v15(r: BitReader) -> object:
+def _d_v15(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 4
@@ -28391,7 +28511,7 @@ def _e_v15(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v16(r: BitReader) -> object:
+def _d_v16(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 6
@@ -28420,26 +28540,22 @@ def _e_v16(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v17(r: BitReader) -> object:
+def _d_v17(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 19
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
     try:
-        sg = _T071cdf68[c >> 9]
+        sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'value', 'expected CH') from None
-        sg = ((c >> 9) & 1)
-    u = ((c >> 1) & 255)
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'value', 'expected CH') from None
+        sg = ((c >> 17) & 1)
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -28460,6 +28576,9 @@ def _d_v17(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = -u - 1 if sg else u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -28471,32 +28590,32 @@ def _e_v17(w: BitWriter, o: Any) -> None:
     k = w.n
     if (w.strict and (o < -9223372036854775808 or o > 9223372036854775807)):
         raise encode_error('value', 'outside -9223372036854775808..9223372036854775807', o)
-    a = (a << 2) | (1 if o < 0 else 0)
-    k += 2
     u = -o - 1 if o < 0 else o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (1 if o < 0 else 0) << 9 | (u) << 1
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (1 if o < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (1 if o < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 27
     else:
+        a = (a << 2) | (1 if o < 0 else 0)
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v18(r: BitReader) -> object:
+def _d_v18(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 5
@@ -28525,7 +28644,7 @@ def _e_v18(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v19(r: BitReader) -> object:
+def _d_v19(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -28584,7 +28703,7 @@ def _e_v19(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v20(r: BitReader) -> object:
+def _d_v20(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 4
@@ -28613,7 +28732,7 @@ def _e_v20(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v21(r: BitReader) -> object:
+def _d_v21(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -28674,7 +28793,7 @@ def _e_v21(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v22(r: BitReader) -> object:
+def _d_v22(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -28735,26 +28854,22 @@ def _e_v22(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v23(r: BitReader) -> object:
+def _d_v23(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 19
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
     try:
-        sg = _T071cdf68[c >> 9]
+        sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'value', 'expected CH') from None
-        sg = ((c >> 9) & 1)
-    u = ((c >> 1) & 255)
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'value', 'expected CH') from None
+        sg = ((c >> 17) & 1)
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -28775,6 +28890,9 @@ def _d_v23(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = -u - 1 if sg else u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -28786,47 +28904,43 @@ def _e_v23(w: BitWriter, o: Any) -> None:
     k = w.n
     if o.bit_length() > 4096:
         raise encode_error('value', 'outside ..', o)
-    a = (a << 2) | (1 if o < 0 else 0)
-    k += 2
     u = -o - 1 if o < 0 else o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (1 if o < 0 else 0) << 9 | (u) << 1
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (1 if o < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (1 if o < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 27
     else:
+        a = (a << 2) | (1 if o < 0 else 0)
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v24(r: BitReader) -> object:
+def _d_v24(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 10
+    av -= 18
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x200 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH')
-    u = ((c >> 1) & 255)
+        win, av = r.refill(av, 18)
+    c = (win >> av) & 0x3ffff
+    if c & 0x20000 != 0x0:
+        raise r.fail_at(av + 18, 'value', 'expected CH')
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -28847,6 +28961,9 @@ def _d_v24(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -28856,34 +28973,34 @@ def _d_v24(r: BitReader) -> object:
 def _e_v24(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
-    a <<= 1
-    k += 1
     if o < 0 or (w.strict and (o > 65535)):
         raise encode_error('value', 'outside 0..65535', o)
     u = o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 10) | (u) << 1
+        k += 10
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 18) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 18
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 26) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 26
     else:
+        a <<= 1
+        k += 1
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v25(r: BitReader) -> object:
+def _d_v25(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -28944,22 +29061,18 @@ def _e_v25(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v26(r: BitReader) -> object:
+def _d_v26(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 10
+    av -= 18
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x200 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH')
-    u = ((c >> 1) & 255)
+        win, av = r.refill(av, 18)
+    c = (win >> av) & 0x3ffff
+    if c & 0x20000 != 0x0:
+        raise r.fail_at(av + 18, 'value', 'expected CH')
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -28980,6 +29093,9 @@ def _d_v26(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -28989,53 +29105,49 @@ def _d_v26(r: BitReader) -> object:
 def _e_v26(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
-    a <<= 1
-    k += 1
     if o < 0 or (w.strict and (o > 18446744073709551615)):
         raise encode_error('value', 'outside 0..18446744073709551615', o)
     u = o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 10) | (u) << 1
+        k += 10
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 18) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 18
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 26) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 26
     else:
+        a <<= 1
+        k += 1
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v27(r: BitReader) -> object:
+def _d_v27(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 19
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
     try:
-        sg = _T071cdf68[c >> 9]
+        sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'value', 'expected CH') from None
-        sg = ((c >> 9) & 1)
-    u = ((c >> 1) & 255)
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'value', 'expected CH') from None
+        sg = ((c >> 17) & 1)
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -29056,6 +29168,9 @@ def _d_v27(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = -u - 1 if sg else u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -29067,32 +29182,32 @@ def _e_v27(w: BitWriter, o: Any) -> None:
     k = w.n
     if (w.strict and (o < -32768 or o > 32767)):
         raise encode_error('value', 'outside -32768..32767', o)
-    a = (a << 2) | (1 if o < 0 else 0)
-    k += 2
     u = -o - 1 if o < 0 else o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (1 if o < 0 else 0) << 9 | (u) << 1
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (1 if o < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (1 if o < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 27
     else:
+        a = (a << 2) | (1 if o < 0 else 0)
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v28(r: BitReader) -> object:
+def _d_v28(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 5
@@ -29120,7 +29235,7 @@ def _e_v28(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v29(r: BitReader) -> object:
+def _d_v29(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -29179,26 +29294,22 @@ def _e_v29(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v30(r: BitReader) -> object:
+def _d_v30(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 19
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
     try:
-        sg = _T071cdf68[c >> 9]
+        sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'value', 'expected CH') from None
-        sg = ((c >> 9) & 1)
-    u = ((c >> 1) & 255)
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'value', 'expected CH') from None
+        sg = ((c >> 17) & 1)
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -29219,6 +29330,9 @@ def _d_v30(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = -u - 1 if sg else u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -29230,32 +29344,32 @@ def _e_v30(w: BitWriter, o: Any) -> None:
     k = w.n
     if (w.strict and (o < -32768 or o > 32767)):
         raise encode_error('value', 'outside -32768..32767', o)
-    a = (a << 2) | (1 if o < 0 else 0)
-    k += 2
     u = -o - 1 if o < 0 else o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (1 if o < 0 else 0) << 9 | (u) << 1
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (1 if o < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (1 if o < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 27
     else:
+        a = (a << 2) | (1 if o < 0 else 0)
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v31(r: BitReader) -> object:
+def _d_v31(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 3
@@ -29281,7 +29395,7 @@ def _e_v31(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v32(r: BitReader) -> object:
+def _d_v32(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 7
@@ -29310,7 +29424,7 @@ def _e_v32(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v33(r: BitReader) -> object:
+def _d_v33(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 10
@@ -29338,7 +29452,7 @@ def _e_v33(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v34(r: BitReader) -> object:
+def _d_v34(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -29399,7 +29513,7 @@ def _e_v34(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v35(r: BitReader) -> object:
+def _d_v35(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 4
@@ -29425,22 +29539,18 @@ def _e_v35(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v36(r: BitReader) -> object:
+def _d_v36(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 10
+    av -= 18
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x200 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH')
-    u = ((c >> 1) & 255)
+        win, av = r.refill(av, 18)
+    c = (win >> av) & 0x3ffff
+    if c & 0x20000 != 0x0:
+        raise r.fail_at(av + 18, 'value', 'expected CH')
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -29461,6 +29571,9 @@ def _d_v36(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -29470,34 +29583,34 @@ def _d_v36(r: BitReader) -> object:
 def _e_v36(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
-    a <<= 1
-    k += 1
     if o < 0 or (w.strict and (o > 65535)):
         raise encode_error('value', 'outside 0..65535', o)
     u = o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 10) | (u) << 1
+        k += 10
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 18) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 18
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 26) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 26
     else:
+        a <<= 1
+        k += 1
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v37(r: BitReader) -> object:
+def _d_v37(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -29558,7 +29671,7 @@ def _e_v37(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v38(r: BitReader) -> object:
+def _d_v38(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -29619,7 +29732,7 @@ def _e_v38(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v39(r: BitReader) -> object:
+def _d_v39(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -29680,7 +29793,7 @@ def _e_v39(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v40(r: BitReader) -> object:
+def _d_v40(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -29741,7 +29854,7 @@ def _e_v40(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v41(r: BitReader) -> object:
+def _d_v41(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 5
@@ -29770,26 +29883,22 @@ def _e_v41(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v42(r: BitReader) -> object:
+def _d_v42(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 19
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
     try:
-        sg = _T071cdf68[c >> 9]
+        sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'value', 'expected CH') from None
-        sg = ((c >> 9) & 1)
-    u = ((c >> 1) & 255)
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'value', 'expected CH') from None
+        sg = ((c >> 17) & 1)
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -29810,6 +29919,9 @@ def _d_v42(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = -u - 1 if sg else u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -29821,32 +29933,32 @@ def _e_v42(w: BitWriter, o: Any) -> None:
     k = w.n
     if o.bit_length() > 4096:
         raise encode_error('value', 'outside ..', o)
-    a = (a << 2) | (1 if o < 0 else 0)
-    k += 2
     u = -o - 1 if o < 0 else o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (1 if o < 0 else 0) << 9 | (u) << 1
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (1 if o < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (1 if o < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 27
     else:
+        a = (a << 2) | (1 if o < 0 else 0)
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v43(r: BitReader) -> object:
+def _d_v43(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 10
@@ -29874,7 +29986,7 @@ def _e_v43(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v44(r: BitReader) -> object:
+def _d_v44(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 4
@@ -29903,22 +30015,18 @@ def _e_v44(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v45(r: BitReader) -> object:
+def _d_v45(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 10
+    av -= 18
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x200 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH')
-    u = ((c >> 1) & 255)
+        win, av = r.refill(av, 18)
+    c = (win >> av) & 0x3ffff
+    if c & 0x20000 != 0x0:
+        raise r.fail_at(av + 18, 'value', 'expected CH')
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -29939,6 +30047,9 @@ def _d_v45(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -29948,53 +30059,49 @@ def _d_v45(r: BitReader) -> object:
 def _e_v45(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
-    a <<= 1
-    k += 1
     if o < 0 or (w.strict and (o > 86400)):
         raise encode_error('value', 'outside 0..86400', o)
     u = o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 10) | (u) << 1
+        k += 10
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 18) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 18
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 26) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 26
     else:
+        a <<= 1
+        k += 1
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v46(r: BitReader) -> object:
+def _d_v46(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 19
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
     try:
-        sg = _T071cdf68[c >> 9]
+        sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'value', 'expected CH') from None
-        sg = ((c >> 9) & 1)
-    u = ((c >> 1) & 255)
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'value', 'expected CH') from None
+        sg = ((c >> 17) & 1)
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -30015,6 +30122,9 @@ def _d_v46(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = -u - 1 if sg else u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -30026,47 +30136,43 @@ def _e_v46(w: BitWriter, o: Any) -> None:
     k = w.n
     if (w.strict and (o < -2147483648 or o > 2147483647)):
         raise encode_error('value', 'outside -2147483648..2147483647', o)
-    a = (a << 2) | (1 if o < 0 else 0)
-    k += 2
     u = -o - 1 if o < 0 else o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (1 if o < 0 else 0) << 9 | (u) << 1
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (1 if o < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (1 if o < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 27
     else:
+        a = (a << 2) | (1 if o < 0 else 0)
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v47(r: BitReader) -> object:
+def _d_v47(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 10
+    av -= 18
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x200 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH')
-    u = ((c >> 1) & 255)
+        win, av = r.refill(av, 18)
+    c = (win >> av) & 0x3ffff
+    if c & 0x20000 != 0x0:
+        raise r.fail_at(av + 18, 'value', 'expected CH')
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -30087,6 +30193,9 @@ def _d_v47(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -30096,28 +30205,28 @@ def _d_v47(r: BitReader) -> object:
 def _e_v47(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
-    a <<= 1
-    k += 1
     if o < 0 or (w.strict and (o > 16777214)):
         raise encode_error('value', 'outside 0..16777214', o)
     u = o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 10) | (u) << 1
+        k += 10
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 18) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 18
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 26) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 26
     else:
+        a <<= 1
+        k += 1
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
@@ -30204,6 +30313,13 @@ DOCUMENT: EntryTable = (
     ('urn:iso:15118:2:2013:MsgBody', 'WeldingDetectionReq', _d_iso2_WeldingDetectionReqType, _e_iso2_WeldingDetectionReqType, _iso2.WeldingDetectionReqType),
     ('urn:iso:15118:2:2013:MsgBody', 'WeldingDetectionRes', _d_iso2_WeldingDetectionResType, _e_iso2_WeldingDetectionResType, _iso2.WeldingDetectionResType),
     ('http://www.w3.org/2000/09/xmldsig#', 'X509Data', _d_xmldsig_X509DataType, _e_xmldsig_X509DataType, _xmldsig.X509DataType),
+)
+
+DOCUMENT_LEADS: tuple[int, ...] = (
+    28, 28, 21, 11, 14, 1, 24, 28, 9, 9, 20, 9, 20, 28, 28, 1, 18, 28, 28, 28, 28, 28, 28, 22,
+    11, 9, 0, 13, 1, 1, 17, 1, 27, 19, 0, 0, 15, 11, 28, 0, 14, 11, 28, 10, 18, 28, 9, 28,
+    28, 28, 28, 10, 13, 24, 15, 28, 1, 0, 28, 12, 28, 11, 28, 10, 18, 5, 9, 13, 9, 12, 10, 10,
+    11, 1, 9, 10, 11, 24, 28, 13,
 )
 
 FRAGMENT: EntryTable = (
@@ -30450,4 +30566,18 @@ FRAGMENT: EntryTable = (
     ('urn:iso:15118:2:2013:MsgDataTypes', 'start', _d_v47, _e_v47, 'int'),
     ('urn:iso:15118:2:2013:MsgDataTypes', 'startValue', _d_iso2_PhysicalValueType, _e_iso2_PhysicalValueType, _iso2.PhysicalValueType),
     ('urn:iso:15118:2:2013:MsgDataTypes', 'stringValue', _d_v1, _e_v1, 'str'),
+)
+
+FRAGMENT_LEADS: tuple[int, ...] = (
+    28, 28, 21, 21, 11, 14, 28, 1, 0, 0, 0, 24, 28, 9, 0, 9, 20, 9, 20, 28, 28, 0, 28, 0,
+    0, 28, 0, 25, 0, 0, 1, 18, 28, 11, 9, 24, 28, 28, 28, 28, 28, 28, 28, 22, 22, 9, 11, 0,
+    9, 0, 25, 0, 0, 13, 25, 25, 0, 25, 25, 25, 25, 25, 25, 25, 25, 25, 1, 0, 0, 1, 0, 25,
+    25, 0, 0, 25, 25, 25, 25, 25, 25, 25, 25, 25, 25, 25, 0, 25, 0, 25, 25, 0, 17, 0, 0, 0,
+    1, 25, 25, 0, 27, 0, 0, 0, 0, 0, 0, 0, 0, 10, 0, 19, 0, 0, 11, 15, 0, 0, 10, 0,
+    0, 11, 28, 0, 0, 0, 16, 0, 0, 0, 14, 0, 11, 0, 0, 25, 28, 28, 9, 22, 0, 10, 18, 0,
+    10, 28, 9, 0, 28, 28, 28, 28, 28, 0, 0, 10, 0, 13, 24, 25, 25, 0, 0, 15, 0, 10, 11, 28,
+    28, 0, 0, 1, 0, 0, 28, 0, 28, 0, 0, 0, 25, 26, 28, 0, 0, 12, 28, 11, 28, 0, 0, 28,
+    0, 23, 0, 0, 0, 0, 10, 18, 5, 9, 0, 13, 9, 12, 10, 10, 11, 10, 6, 0, 1, 9, 10, 0,
+    11, 0, 24, 28, 0, 0, 13, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 25, 0,
+    0, 25, 0,
 )

@@ -85,7 +85,9 @@ _BOOL = {False: 0, True: 1}
 _U2 = tuple((i << 7) - 128 for i in range(128))  # adds a second octet to the first
 
 EntryTable = tuple[
-    tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
+    tuple[
+        str, str, Callable[[BitReader, int], Any], Callable[[BitWriter, Any], None], object
+    ],
     ...,
 ]
 DOCUMENT_WIDTH = 6  # 34 global elements + SE(*)
@@ -126,17 +128,22 @@ _Tca2b455a = run_table(((1, 0, None), (3, None, _E_iso20_common_types_evseNotifi
 _Te87cb351 = run_table(((1, 0, None), (1, 0, None), (2, None, _E_iso20_acdp_electricalChargingDeviceStatusType), (1, 0, None), (1, 0, None),))
 _Tf00db23f = run_table(((1, 0, None), (7, None, range(0, 128)), (1, 0, None),))
 _Tf9028ac5 = run_table(((1, 0, None), (4, None, _E_iso20_acdp_errorCodeType), (1, 0, None),))
+_K_iso20_acdp_ACDP_ConnectReqType = _iso20_acdp.ACDP_ConnectReqType
+_K_iso20_acdp_ACDP_ConnectResType = _iso20_acdp.ACDP_ConnectResType
+_K_iso20_acdp_ACDP_SystemStatusReqType = _iso20_acdp.ACDP_SystemStatusReqType
+_K_iso20_acdp_ACDP_SystemStatusResType = _iso20_acdp.ACDP_SystemStatusResType
+_K_iso20_acdp_ACDP_VehiclePositioningReqType = _iso20_acdp.ACDP_VehiclePositioningReqType
+_K_iso20_acdp_ACDP_VehiclePositioningResType = _iso20_acdp.ACDP_VehiclePositioningResType
+_K_iso20_acdp_EVTechnicalStatusType = _iso20_acdp.EVTechnicalStatusType
+_K_iso20_common_types_MessageHeaderType = _iso20_common_types.MessageHeaderType
+_K_iso20_common_types_RationalNumberType = _iso20_common_types.RationalNumberType
 
 
-def _d_iso20_acdp_ACDP_ConnectReqType(r: BitReader) -> _iso20_acdp.ACDP_ConnectReqType:
+def _d_iso20_acdp_ACDP_ConnectReqType(r: BitReader, c: int) -> _iso20_acdp.ACDP_ConnectReqType:
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_EVElectricalChargingDeviceStatus: _iso20_acdp.electricalChargingDeviceStatusType
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'ACDP_ConnectReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
     u = (c & 255)
@@ -164,50 +171,52 @@ def _d_iso20_acdp_ACDP_ConnectReqType(r: BitReader) -> _iso20_acdp.ACDP_ConnectR
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 20
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 20)
-    c = (win >> av) & 0xfffff
-    if c & 0xe0000 != 0x0:
-        raise r.fail_at(av + 20, 'ACDP_ConnectReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 9) & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38000000 != 0x0:
+        raise r.fail_at(av + 30, 'ACDP_ConnectReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 19) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 17)
-        c = (win >> av) & 0x1ffff
-        u2 = c >> 9
+        u2 = (c >> 11) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 17)
-            c = (win >> av) & 0x1ffff
-            u2 = c >> 9
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            u2 = c >> 11
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 9
+                av += 11
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 9
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+    else:
+        av += 8
+        c >>= 8
     f_1_TimeStamp = u
     try:
-        ec = _Taa5bbe96[(c >> 6) & 0x7]
+        ec = _Taa5bbe96[(c >> 8) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'ACDP_ConnectReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 6) & 3)
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'ACDP_ConnectReqType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 8) & 3)
     if ec == 0:
-        av += 6
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
         r.avail = av
-        f_1_Signature = _d_xmldsig_SignatureType(r)
+        f_1_Signature = _d_xmldsig_SignatureType(r, c)
         win = r.win
         av = r.avail
         av -= 7
@@ -217,22 +226,23 @@ def _d_iso20_acdp_ACDP_ConnectReqType(r: BitReader) -> _iso20_acdp.ACDP_ConnectR
         if c & 0x40 != 0x0:
             raise r.fail_at(av + 7, 'MessageHeaderType[2]', 'expected EE')
     elif ec == 1:
-        pass
+        av += 2
+        c >>= 2
     else:
-        raise r.fail_at(av + 6, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_EVElectricalChargingDeviceStatus = _Te87cb351[c & 0x3f]
     except KeyError:  # not a valid pattern: say why
         if c & 0x33 != 0x0:
             raise r.fail_at(av + 6, 'ACDP_ConnectReqType', 'expected SE(EVElectricalChargingDeviceStatus), CH of EVElectricalChargingDeviceStatus, EE of EVElectricalChargingDeviceStatus, EE') from None
         f_EVElectricalChargingDeviceStatus = _E_iso20_acdp_electricalChargingDeviceStatusType[((c >> 2) & 3)]
-    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
     f_Header = ob1_
     r.avail = av
-    ob = _new(_iso20_acdp.ACDP_ConnectReqType)
+    ob = _new(_K_iso20_acdp_ACDP_ConnectReqType)
     ob.Header = f_Header
     ob.EVElectricalChargingDeviceStatus = f_EVElectricalChargingDeviceStatus
     return ob
@@ -258,7 +268,7 @@ def _e_iso20_acdp_ACDP_ConnectReqType(w: BitWriter, o: _iso20_acdp.ACDP_ConnectR
     if k >= 1024:
         w.spill()
 
-def _d_iso20_acdp_ACDP_ConnectResType(r: BitReader) -> _iso20_acdp.ACDP_ConnectResType:
+def _d_iso20_acdp_ACDP_ConnectResType(r: BitReader, c: int) -> _iso20_acdp.ACDP_ConnectResType:
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
@@ -266,10 +276,6 @@ def _d_iso20_acdp_ACDP_ConnectResType(r: BitReader) -> _iso20_acdp.ACDP_ConnectR
     f_EVSEProcessing: _iso20_common_types.processingType
     f_EVSEElectricalChargingDeviceStatus: _iso20_acdp.electricalChargingDeviceStatusType
     f_EVSEMechanicalChargingDeviceStatus: _iso20_acdp.mechanicalChargingDeviceStatusType
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'ACDP_ConnectResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
     u = (c & 255)
@@ -305,42 +311,44 @@ def _d_iso20_acdp_ACDP_ConnectResType(r: BitReader) -> _iso20_acdp.ACDP_ConnectR
         raise r.fail_at(av + 30, 'ACDP_ConnectResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
     u = ((c >> 19) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        u2 = c >> 19
+        u2 = (c >> 11) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            u2 = c >> 19
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            u2 = c >> 11
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 19
+                av += 11
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 19
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+    else:
+        av += 8
+        c >>= 8
     f_1_TimeStamp = u
     try:
-        ec = _Taa5bbe96[(c >> 16) & 0x7]
+        ec = _Taa5bbe96[(c >> 8) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
-            raise r.fail_at(av + 19, 'ACDP_ConnectResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 16) & 3)
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'ACDP_ConnectResType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 8) & 3)
     if ec == 0:
-        av += 16
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
         r.avail = av
-        f_1_Signature = _d_xmldsig_SignatureType(r)
+        f_1_Signature = _d_xmldsig_SignatureType(r, c)
         win = r.win
         av = r.avail
         av -= 26
@@ -350,12 +358,12 @@ def _d_iso20_acdp_ACDP_ConnectResType(r: BitReader) -> _iso20_acdp.ACDP_ConnectR
         if c & 0x2000000 != 0x0:
             raise r.fail_at(av + 26, 'MessageHeaderType[2]', 'expected EE')
     elif ec == 1:
-        av -= 9
+        av -= 17
         if av < 0:
             win, av = r.refill(av, 25)
         c = (win >> av) & 0x1ffffff
     else:
-        raise r.fail_at(av + 16, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x181ce73 != 0x0:
         raise r.fail_at(av + 25, 'ACDP_ConnectResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, SE(EVSEElectricalChargingDeviceStatus), CH of EVSEElectricalChargingDeviceStatus, EE of EVSEElectricalChargingDeviceStatus, SE(EVSEMechanicalChargingDeviceStatus), CH of EVSEMechanicalChargingDeviceStatus, EE of EVSEMechanicalChargingDeviceStatus, EE')
     iv = ((c >> 17) & 63)
@@ -371,13 +379,13 @@ def _d_iso20_acdp_ACDP_ConnectResType(r: BitReader) -> _iso20_acdp.ACDP_ConnectR
     if iv >= 3:
         raise r.fail_at(av, 'ACDP_ConnectResType.EVSEMechanicalChargingDeviceStatus', f'enumeration index {iv}')
     f_EVSEMechanicalChargingDeviceStatus = _E_iso20_acdp_mechanicalChargingDeviceStatusType[iv]
-    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
     f_Header = ob1_
     r.avail = av
-    ob = _new(_iso20_acdp.ACDP_ConnectResType)
+    ob = _new(_K_iso20_acdp_ACDP_ConnectResType)
     ob.Header = f_Header
     ob.ResponseCode = f_ResponseCode
     ob.EVSEProcessing = f_EVSEProcessing
@@ -412,15 +420,11 @@ def _e_iso20_acdp_ACDP_ConnectResType(w: BitWriter, o: _iso20_acdp.ACDP_ConnectR
     if k >= 1024:
         w.spill()
 
-def _d_iso20_acdp_ACDP_SystemStatusReqType(r: BitReader) -> _iso20_acdp.ACDP_SystemStatusReqType:
+def _d_iso20_acdp_ACDP_SystemStatusReqType(r: BitReader, c: int) -> _iso20_acdp.ACDP_SystemStatusReqType:
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_EVTechnicalStatus: _iso20_acdp.EVTechnicalStatusType
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'ACDP_SystemStatusReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
     u = (c & 255)
@@ -448,71 +452,76 @@ def _d_iso20_acdp_ACDP_SystemStatusReqType(r: BitReader) -> _iso20_acdp.ACDP_Sys
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 15
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 15)
-    c = (win >> av) & 0x7fff
-    if c & 0x7000 != 0x0:
-        raise r.fail_at(av + 15, 'ACDP_SystemStatusReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 4) & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38000000 != 0x0:
+        raise r.fail_at(av + 30, 'ACDP_SystemStatusReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 19) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 12)
-        c = (win >> av) & 0xfff
-        u2 = c >> 4
+        u2 = (c >> 11) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            u2 = c >> 4
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            u2 = c >> 11
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 4
+                av += 11
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 4
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 4)
-                c = (win >> av) & 0xf
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+    else:
+        av += 8
+        c >>= 8
     f_1_TimeStamp = u
     try:
-        ec = _Taa5bbe96[(c >> 1) & 0x7]
+        ec = _Taa5bbe96[(c >> 8) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x8 != 0x0:
-            raise r.fail_at(av + 4, 'ACDP_SystemStatusReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 1) & 3)
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'ACDP_SystemStatusReqType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 8) & 3)
     if ec == 0:
-        av += 1
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
         r.avail = av
-        f_1_Signature = _d_xmldsig_SignatureType(r)
+        f_1_Signature = _d_xmldsig_SignatureType(r, c)
         win = r.win
         av = r.avail
-        av -= 2
+        av -= 30
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c & 0x2 != 0x0:
-            raise r.fail_at(av + 2, 'MessageHeaderType[2]', 'expected EE')
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x20000000 != 0x0:
+            raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
     elif ec == 1:
-        pass
+        av -= 21
+        if av < 0:
+            win, av = r.refill(av, 29)
+        c = (win >> av) & 0x1fffffff
     else:
-        raise r.fail_at(av + 1, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    if c & 0x1 != 0x0:
-        raise r.fail_at(av + 1, 'ACDP_SystemStatusReqType', 'expected SE(EVTechnicalStatus)')
-    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    if c & 0x10000000 != 0x0:
+        raise r.fail_at(av + 29, 'ACDP_SystemStatusReqType', 'expected SE(EVTechnicalStatus)')
+    ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
     f_Header = ob1_
     r.avail = av
-    f_EVTechnicalStatus = _d_iso20_acdp_EVTechnicalStatusType(r)
+    f_EVTechnicalStatus = _d_iso20_acdp_EVTechnicalStatusType(r, c)
     win = r.win
     av = r.avail
     av -= 1
@@ -522,7 +531,7 @@ def _d_iso20_acdp_ACDP_SystemStatusReqType(r: BitReader) -> _iso20_acdp.ACDP_Sys
     if c:
         raise r.fail_at(av + 1, 'ACDP_SystemStatusReqType', 'expected EE')
     r.avail = av
-    ob = _new(_iso20_acdp.ACDP_SystemStatusReqType)
+    ob = _new(_K_iso20_acdp_ACDP_SystemStatusReqType)
     ob.Header = f_Header
     ob.EVTechnicalStatus = f_EVTechnicalStatus
     return ob
@@ -555,7 +564,7 @@ def _e_iso20_acdp_ACDP_SystemStatusReqType(w: BitWriter, o: _iso20_acdp.ACDP_Sys
     if k >= 1024:
         w.spill()
 
-def _d_iso20_acdp_ACDP_SystemStatusResType(r: BitReader) -> _iso20_acdp.ACDP_SystemStatusResType:
+def _d_iso20_acdp_ACDP_SystemStatusResType(r: BitReader, c: int) -> _iso20_acdp.ACDP_SystemStatusResType:
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
@@ -569,10 +578,6 @@ def _d_iso20_acdp_ACDP_SystemStatusResType(r: BitReader) -> _iso20_acdp.ACDP_Sys
     f_EVSEMalfunction: bool
     f_EVInChargePosition: bool
     f_EVAssociationStatus: bool
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'ACDP_SystemStatusResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
     u = (c & 255)
@@ -608,42 +613,44 @@ def _d_iso20_acdp_ACDP_SystemStatusResType(r: BitReader) -> _iso20_acdp.ACDP_Sys
         raise r.fail_at(av + 30, 'ACDP_SystemStatusResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
     u = ((c >> 19) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        u2 = c >> 19
+        u2 = (c >> 11) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            u2 = c >> 19
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            u2 = c >> 11
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 19
+                av += 11
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 19
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+    else:
+        av += 8
+        c >>= 8
     f_1_TimeStamp = u
     try:
-        ec = _Taa5bbe96[(c >> 16) & 0x7]
+        ec = _Taa5bbe96[(c >> 8) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
-            raise r.fail_at(av + 19, 'ACDP_SystemStatusResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 16) & 3)
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'ACDP_SystemStatusResType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 8) & 3)
     if ec == 0:
-        av += 16
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
         r.avail = av
-        f_1_Signature = _d_xmldsig_SignatureType(r)
+        f_1_Signature = _d_xmldsig_SignatureType(r, c)
         win = r.win
         av = r.avail
         av -= 30
@@ -657,12 +664,12 @@ def _d_iso20_acdp_ACDP_SystemStatusResType(r: BitReader) -> _iso20_acdp.ACDP_Sys
             win, av = r.refill(av, 48)
         c = (win >> av) & 0xffffffffffff
     elif ec == 1:
-        av -= 32
+        av -= 40
         if av < 0:
             win, av = r.refill(av, 48)
         c = (win >> av) & 0xffffffffffff
     else:
-        raise r.fail_at(av + 16, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0xc0e773bbbbbb != 0x0:
         raise r.fail_at(av + 48, 'ACDP_SystemStatusResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEMechanicalChargingDeviceStatus), CH of EVSEMechanicalChargingDeviceStatus, EE of EVSEMechanicalChargingDeviceStatus, SE(EVSEReadyToCharge), CH of EVSEReadyToCharge, EE of EVSEReadyToCharge, SE(EVSEIsolationStatus), CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEDisabled), CH of EVSEDisabled, EE of EVSEDisabled, SE(EVSEUtilityInterruptEvent), CH of EVSEUtilityInterruptEvent, EE of EVSEUtilityInterruptEvent, SE(EVSEEmergencyShutdown), CH of EVSEEmergencyShutdown, EE of EVSEEmergencyShutdown, SE(EVSEMalfunction), CH of EVSEMalfunction, EE of EVSEMalfunction, SE(EVInChargePosition), CH of EVInChargePosition, EE of EVInChargePosition, SE(EVAssociationStatus), CH of EVAssociationStatus, EE of EVAssociationStatus, EE')
     iv = ((c >> 40) & 63)
@@ -681,13 +688,13 @@ def _d_iso20_acdp_ACDP_SystemStatusResType(r: BitReader) -> _iso20_acdp.ACDP_Sys
     f_EVSEMalfunction = ((c >> 10) & 1) == 1
     f_EVInChargePosition = ((c >> 6) & 1) == 1
     f_EVAssociationStatus = ((c >> 2) & 1) == 1
-    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
     f_Header = ob1_
     r.avail = av
-    ob = _new(_iso20_acdp.ACDP_SystemStatusResType)
+    ob = _new(_K_iso20_acdp_ACDP_SystemStatusResType)
     ob.Header = f_Header
     ob.ResponseCode = f_ResponseCode
     ob.EVSEMechanicalChargingDeviceStatus = f_EVSEMechanicalChargingDeviceStatus
@@ -740,16 +747,12 @@ def _e_iso20_acdp_ACDP_SystemStatusResType(w: BitWriter, o: _iso20_acdp.ACDP_Sys
     if k >= 1024:
         w.spill()
 
-def _d_iso20_acdp_ACDP_VehiclePositioningReqType(r: BitReader) -> _iso20_acdp.ACDP_VehiclePositioningReqType:
+def _d_iso20_acdp_ACDP_VehiclePositioningReqType(r: BitReader, c: int) -> _iso20_acdp.ACDP_VehiclePositioningReqType:
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_EVMobilityStatus: bool
     f_EVPositioningSupport: bool
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'ACDP_VehiclePositioningReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
     u = (c & 255)
@@ -777,50 +780,52 @@ def _d_iso20_acdp_ACDP_VehiclePositioningReqType(r: BitReader) -> _iso20_acdp.AC
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 23
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 23)
-    c = (win >> av) & 0x7fffff
-    if c & 0x700000 != 0x0:
-        raise r.fail_at(av + 23, 'ACDP_VehiclePositioningReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 12) & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38000000 != 0x0:
+        raise r.fail_at(av + 30, 'ACDP_VehiclePositioningReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 19) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 20)
-        c = (win >> av) & 0xfffff
-        u2 = c >> 12
+        u2 = (c >> 11) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 20)
-            c = (win >> av) & 0xfffff
-            u2 = c >> 12
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            u2 = c >> 11
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 12
+                av += 11
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 12
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+    else:
+        av += 8
+        c >>= 8
     f_1_TimeStamp = u
     try:
-        ec = _Taa5bbe96[(c >> 9) & 0x7]
+        ec = _Taa5bbe96[(c >> 8) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x800 != 0x0:
-            raise r.fail_at(av + 12, 'ACDP_VehiclePositioningReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 9) & 3)
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'ACDP_VehiclePositioningReqType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 8) & 3)
     if ec == 0:
-        av += 9
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
         r.avail = av
-        f_1_Signature = _d_xmldsig_SignatureType(r)
+        f_1_Signature = _d_xmldsig_SignatureType(r, c)
         win = r.win
         av = r.avail
         av -= 10
@@ -830,9 +835,12 @@ def _d_iso20_acdp_ACDP_VehiclePositioningReqType(r: BitReader) -> _iso20_acdp.AC
         if c & 0x200 != 0x0:
             raise r.fail_at(av + 10, 'MessageHeaderType[2]', 'expected EE')
     elif ec == 1:
-        pass
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
     else:
-        raise r.fail_at(av + 9, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_EVMobilityStatus, f_EVPositioningSupport = _T1b80a8c5[c & 0x1ff]
     except KeyError:  # not a valid pattern: say why
@@ -840,13 +848,13 @@ def _d_iso20_acdp_ACDP_VehiclePositioningReqType(r: BitReader) -> _iso20_acdp.AC
             raise r.fail_at(av + 9, 'ACDP_VehiclePositioningReqType', 'expected SE(EVMobilityStatus), CH of EVMobilityStatus, EE of EVMobilityStatus, SE(EVPositioningSupport), CH of EVPositioningSupport, EE of EVPositioningSupport, EE') from None
         f_EVMobilityStatus = ((c >> 6) & 1) == 1
         f_EVPositioningSupport = ((c >> 2) & 1) == 1
-    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
     f_Header = ob1_
     r.avail = av
-    ob = _new(_iso20_acdp.ACDP_VehiclePositioningReqType)
+    ob = _new(_K_iso20_acdp_ACDP_VehiclePositioningReqType)
     ob.Header = f_Header
     ob.EVMobilityStatus = f_EVMobilityStatus
     ob.EVPositioningSupport = f_EVPositioningSupport
@@ -875,7 +883,7 @@ def _e_iso20_acdp_ACDP_VehiclePositioningReqType(w: BitWriter, o: _iso20_acdp.AC
     if k >= 1024:
         w.spill()
 
-def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader) -> _iso20_acdp.ACDP_VehiclePositioningResType:
+def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader, c: int) -> _iso20_acdp.ACDP_VehiclePositioningResType:
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
@@ -887,10 +895,6 @@ def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader) -> _iso20_acdp.AC
     f_ContactWindowXc: int
     f_ContactWindowYc: int
     f_EVInChargePosition: bool
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'ACDP_VehiclePositioningResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
     u = (c & 255)
@@ -926,42 +930,44 @@ def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader) -> _iso20_acdp.AC
         raise r.fail_at(av + 30, 'ACDP_VehiclePositioningResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
     u = ((c >> 19) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        u2 = c >> 19
+        u2 = (c >> 11) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            u2 = c >> 19
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            u2 = c >> 11
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 19
+                av += 11
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 19
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+    else:
+        av += 8
+        c >>= 8
     f_1_TimeStamp = u
     try:
-        ec = _Taa5bbe96[(c >> 16) & 0x7]
+        ec = _Taa5bbe96[(c >> 8) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
-            raise r.fail_at(av + 19, 'ACDP_VehiclePositioningResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 16) & 3)
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'ACDP_VehiclePositioningResType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 8) & 3)
     if ec == 0:
-        av += 16
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
         r.avail = av
-        f_1_Signature = _d_xmldsig_SignatureType(r)
+        f_1_Signature = _d_xmldsig_SignatureType(r, c)
         win = r.win
         av = r.avail
         av -= 30
@@ -975,12 +981,12 @@ def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader) -> _iso20_acdp.AC
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     elif ec == 1:
-        av -= 14
+        av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av + 16, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x3039dc00 != 0x0:
         raise r.fail_at(av + 30, 'ACDP_VehiclePositioningResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, SE(EVSEPositioningSupport), CH of EVSEPositioningSupport, EE of EVSEPositioningSupport, SE(EVRelativeXDeviation), CH of EVRelativeXDeviation')
     iv = ((c >> 22) & 63)
@@ -994,7 +1000,7 @@ def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader) -> _iso20_acdp.AC
     f_EVSEPositioningSupport = ((c >> 13) & 1) == 1
     sg = ((c >> 9) & 1)
     u = ((c >> 1) & 255)
-    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
@@ -1038,83 +1044,81 @@ def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader) -> _iso20_acdp.AC
         sg = ((c >> 26) & 1)
     u = ((c >> 18) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        u2 = c >> 18
+        u2 = (c >> 10) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 26)
-            c = (win >> av) & 0x3ffffff
-            u2 = c >> 18
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 18
+                av += 10
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 18
+                av -= 10
                 if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
     f_EVRelativeYDeviation = -u - 1 if sg else u
-    try:
-        sg = _T143a83e6[(c >> 14) & 0xf]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x38000 != 0x0:
-            raise r.fail_at(av + 18, 'ACDP_VehiclePositioningResType', 'expected EE of EVRelativeYDeviation, SE(ContactWindowXc), CH of ContactWindowXc') from None
-        sg = ((c >> 14) & 1)
-    u = ((c >> 6) & 255)
-    if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 14)
-        c = (win >> av) & 0x3fff
-        u2 = c >> 6
-        if u2 < 128:
-            u += _U2[u2]
-        else:
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 14)
-            c = (win >> av) & 0x3fff
-            u2 = c >> 6
-            u |= (u2 & 0x7F) << 14
-            if u2 > 127:
-                av += 6
-                r.avail = av
-                u = r.uint_more(u, 21)
-                win = r.win
-                av = r.avail
-                av -= 6
-                if av < 0:
-                    win, av = r.refill(av, 6)
-                c = (win >> av) & 0x3f
-    f_ContactWindowXc = -u - 1 if sg else u
-    av -= 12
+    av -= 20
     if av < 0:
-        win, av = r.refill(av, 18)
-    c = (win >> av) & 0x3ffff
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
     try:
-        sg = _T143a83e6[c >> 14]
+        sg = _T143a83e6[c >> 26]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x38000 != 0x0:
-            raise r.fail_at(av + 18, 'ACDP_VehiclePositioningResType', 'expected EE of ContactWindowXc, SE(ContactWindowYc), CH of ContactWindowYc') from None
-        sg = ((c >> 14) & 1)
-    u = ((c >> 6) & 255)
+        if c & 0x38000000 != 0x0:
+            raise r.fail_at(av + 30, 'ACDP_VehiclePositioningResType', 'expected EE of EVRelativeYDeviation, SE(ContactWindowXc), CH of ContactWindowXc') from None
+        sg = ((c >> 26) & 1)
+    u = ((c >> 18) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 14)
-        c = (win >> av) & 0x3fff
-        u2 = c >> 6
+        u2 = (c >> 10) & 0xFF
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                av += 10
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
+    f_ContactWindowXc = -u - 1 if sg else u
+    av -= 16
+    if av < 0:
+        win, av = r.refill(av, 26)
+    c = (win >> av) & 0x3ffffff
+    try:
+        sg = _T143a83e6[c >> 22]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x3800000 != 0x0:
+            raise r.fail_at(av + 26, 'ACDP_VehiclePositioningResType', 'expected EE of ContactWindowXc, SE(ContactWindowYc), CH of ContactWindowYc') from None
+        sg = ((c >> 22) & 1)
+    u = ((c >> 14) & 255)
+    if u > 127:
+        u2 = (c >> 6) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -1135,6 +1139,9 @@ def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader) -> _iso20_acdp.AC
                 if av < 0:
                     win, av = r.refill(av, 6)
                 c = (win >> av) & 0x3f
+    else:
+        av += 8
+        c >>= 8
     f_ContactWindowYc = -u - 1 if sg else u
     try:
         f_EVInChargePosition = _T96877384[c & 0x3f]
@@ -1143,7 +1150,7 @@ def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader) -> _iso20_acdp.AC
             raise r.fail_at(av + 6, 'ACDP_VehiclePositioningResType', 'expected EE of ContactWindowYc, SE(EVInChargePosition), CH of EVInChargePosition, EE of EVInChargePosition, EE') from None
         f_EVInChargePosition = ((c >> 2) & 1) == 1
     r.avail = av
-    ob = _new(_iso20_acdp.ACDP_VehiclePositioningResType)
+    ob = _new(_K_iso20_acdp_ACDP_VehiclePositioningResType)
     ob.Header = f_Header
     ob.ResponseCode = f_ResponseCode
     ob.EVSEProcessing = f_EVSEProcessing
@@ -1178,103 +1185,103 @@ def _e_iso20_acdp_ACDP_VehiclePositioningResType(w: BitWriter, o: _iso20_acdp.AC
     t1 = o.EVRelativeXDeviation
     if (w.strict and (t1 < -32768 or t1 > 32767)):
         raise encode_error('ACDP_VehiclePositioningResType.EVRelativeXDeviation', 'outside -32768..32767', t1)
-    a = (a << 21) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 13 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 8 | (_BOOL[o.EVSEPositioningSupport]) << 4 | (1 if t1 < 0 else 0)
-    k += 21
     u = -t1 - 1 if t1 < 0 else t1
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
     if o.EVRelativeYDeviation is None:
         raise encode_error('ACDP_VehiclePositioningResType.EVRelativeYDeviation', 'required value missing')
     t2 = o.EVRelativeYDeviation
     if (w.strict and (t2 < -32768 or t2 > 32767)):
         raise encode_error('ACDP_VehiclePositioningResType.EVRelativeYDeviation', 'outside -32768..32767', t2)
-    a = (a << 4) | (1 if t2 < 0 else 0)
-    k += 4
-    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 33) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 25 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 20 | (_BOOL[o.EVSEPositioningSupport]) << 16 | (1 if t1 < 0 else 0) << 12 | (u) << 4 | (1 if t2 < 0 else 0)
+        k += 33
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 41) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 33 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 28 | (_BOOL[o.EVSEPositioningSupport]) << 24 | (1 if t1 < 0 else 0) << 20 | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t2 < 0 else 0) | 0x80000
+        k += 41
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 49) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 41 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 36 | (_BOOL[o.EVSEPositioningSupport]) << 32 | (1 if t1 < 0 else 0) << 28 | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t2 < 0 else 0) | 0x8080000
+        k += 49
     else:
+        a = (a << 21) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 13 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 8 | (_BOOL[o.EVSEPositioningSupport]) << 4 | (1 if t1 < 0 else 0)
+        k += 21
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 4) | (1 if t2 < 0 else 0)
+        k += 4
+    u = -t2 - 1 if t2 < 0 else t2
     if o.ContactWindowXc is None:
         raise encode_error('ACDP_VehiclePositioningResType.ContactWindowXc', 'required value missing')
     t3 = o.ContactWindowXc
     if (w.strict and (t3 < -32768 or t3 > 32767)):
         raise encode_error('ACDP_VehiclePositioningResType.ContactWindowXc', 'outside -32768..32767', t3)
-    a = (a << 4) | (1 if t3 < 0 else 0)
-    k += 4
-    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 12) | (u) << 4 | (1 if t3 < 0 else 0)
+        k += 12
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 20) | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t3 < 0 else 0) | 0x80000
+        k += 20
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 28) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t3 < 0 else 0) | 0x8080000
+        k += 28
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 4) | (1 if t3 < 0 else 0)
+        k += 4
+    u = -t3 - 1 if t3 < 0 else t3
     if o.ContactWindowYc is None:
         raise encode_error('ACDP_VehiclePositioningResType.ContactWindowYc', 'required value missing')
     t4 = o.ContactWindowYc
     if (w.strict and (t4 < -32768 or t4 > 32767)):
         raise encode_error('ACDP_VehiclePositioningResType.ContactWindowYc', 'outside -32768..32767', t4)
-    a = (a << 4) | (1 if t4 < 0 else 0)
-    k += 4
-    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 12) | (u) << 4 | (1 if t4 < 0 else 0)
+        k += 12
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 20) | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t4 < 0 else 0) | 0x80000
+        k += 20
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 28) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t4 < 0 else 0) | 0x8080000
+        k += 28
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 4) | (1 if t4 < 0 else 0)
+        k += 4
+    u = -t4 - 1 if t4 < 0 else t4
     if o.EVInChargePosition is None:
         raise encode_error('ACDP_VehiclePositioningResType.EVInChargePosition', 'required value missing')
-    a = (a << 6) | (_BOOL[o.EVInChargePosition]) << 2
-    k += 6
+    if u < 0x80:
+        a = (a << 14) | (u) << 6 | (_BOOL[o.EVInChargePosition]) << 2
+        k += 14
+    elif u < 0x4000:
+        a = (a << 22) | (u & 0x7F) << 14 | (u >> 7) << 6 | (_BOOL[o.EVInChargePosition]) << 2 | 0x200000
+        k += 22
+    elif u < 0x200000:
+        a = (a << 30) | (u & 0x7F) << 22 | (u >> 7 & 0x7F) << 14 | (u >> 14) << 6 | (_BOOL[o.EVInChargePosition]) << 2 | 0x20200000
+        k += 30
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a = (a << 6) | (_BOOL[o.EVInChargePosition]) << 2
+        k += 6
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader) -> _iso20_acdp.EVTechnicalStatusType:
+def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader, c: int) -> _iso20_acdp.EVTechnicalStatusType:
     win = r.win
     av = r.avail
     f_EVReadyToCharge: bool
@@ -1286,362 +1293,393 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader) -> _iso20_acdp.EVTechnical
     f_EVErrorCode: _iso20_acdp.errorCodeType | None = None
     f_EVTimeout: bool | None = None
     s = 0
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
     try:
-        f_EVReadyToCharge, f_EVImmobilizationRequest, ec = _T0cce319b[c >> 19]
+        f_EVReadyToCharge, f_EVImmobilizationRequest, ec = _T0cce319b[(c >> 17) & 0x7ff]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x37400000 != 0x0:
-            raise r.fail_at(av + 30, 'EVTechnicalStatusType', 'expected SE(EVReadyToCharge), CH of EVReadyToCharge, EE of EVReadyToCharge, SE(EVImmobilizationRequest), CH of EVImmobilizationRequest, EE of EVImmobilizationRequest') from None
-        f_EVReadyToCharge = ((c >> 27) & 1) == 1
-        f_EVImmobilizationRequest = ((c >> 23) & 1) == 1
-        ec = ((c >> 19) & 7)
+        if c & 0xdd00000 != 0x0:
+            raise r.fail_at(av + 28, 'EVTechnicalStatusType', 'expected SE(EVReadyToCharge), CH of EVReadyToCharge, EE of EVReadyToCharge, SE(EVImmobilizationRequest), CH of EVImmobilizationRequest, EE of EVImmobilizationRequest') from None
+        f_EVReadyToCharge = ((c >> 25) & 1) == 1
+        f_EVImmobilizationRequest = ((c >> 21) & 1) == 1
+        ec = ((c >> 17) & 7)
     s = 1
     s = 2
     if ec == 0:
         try:
-            f_EVImmobilized, ec = _Tc8d518ff[(c >> 13) & 0x3f]
+            f_EVImmobilized, ec = _Tc8d518ff[(c >> 11) & 0x3f]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x50000 != 0x0:
-                raise r.fail_at(av + 19, 'EVTechnicalStatusType[2]', 'expected CH of EVImmobilized, EE of EVImmobilized') from None
-            f_EVImmobilized = ((c >> 17) & 1) == 1
-            ec = ((c >> 13) & 7)
+            if c & 0x14000 != 0x0:
+                raise r.fail_at(av + 17, 'EVTechnicalStatusType[2]', 'expected CH of EVImmobilized, EE of EVImmobilized') from None
+            f_EVImmobilized = ((c >> 15) & 1) == 1
+            ec = ((c >> 11) & 7)
         if ec == 0:
-            av -= 11
+            av -= 19
             if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'EVTechnicalStatusType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_1_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x300e0000 != 0x0:
+                raise r.fail_at(av + 30, 'EVTechnicalStatusType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_1_Exponent = ((c >> 20) & 255) - 128
+            sg = ((c >> 16) & 1)
+            u = ((c >> 8) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                u2 = c & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+            else:
+                av += 8
             f_1_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'EVTechnicalStatusType[3]', 'expected EE of Value, EE')
-            ob1_ = _new(_iso20_common_types.RationalNumberType)
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x30000000 != 0x0:
+                raise r.fail_at(av + 30, 'EVTechnicalStatusType[3]', 'expected EE of Value, EE')
+            ob1_ = _new(_K_iso20_common_types_RationalNumberType)
             ob1_.Exponent = f_1_Exponent
             ob1_.Value = f_1_Value
             f_EVWLANStrength = ob1_
             s = 4
         elif ec == 1:
-            av += 8
             try:
-                f_EVCPStatus = _T2a0a9292[(c >> 8) & 0x1f]
+                f_EVCPStatus = _T2a0a9292[(c >> 6) & 0x1f]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x1100 != 0x0:
-                    raise r.fail_at(av + 5, 'EVTechnicalStatusType[3]', 'expected CH of EVCPStatus, EE of EVCPStatus') from None
-                iv = ((c >> 9) & 7)
+                if c & 0x440 != 0x0:
+                    raise r.fail_at(av + 11, 'EVTechnicalStatusType[3]', 'expected CH of EVCPStatus, EE of EVCPStatus') from None
+                iv = ((c >> 7) & 7)
                 if iv >= 5:
-                    raise r.fail_at(av, 'EVTechnicalStatusType.EVCPStatus', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 6, 'EVTechnicalStatusType.EVCPStatus', f'enumeration index {iv}') from None
                 f_EVCPStatus = _E_iso20_acdp_cpStatusType[iv]
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 5
         elif ec == 2:
-            av += 4
             try:
-                f_EVSOC = _Tf00db23f[(c >> 4) & 0x1ff]
+                f_EVSOC = _Tf00db23f[(c >> 2) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x1010 != 0x0:
-                    raise r.fail_at(av + 9, 'EVTechnicalStatusType[3]', 'expected CH of EVSOC, EE of EVSOC') from None
-                f_EVSOC = ((c >> 5) & 127)
+                if c & 0x404 != 0x0:
+                    raise r.fail_at(av + 11, 'EVTechnicalStatusType[3]', 'expected CH of EVSOC, EE of EVSOC') from None
+                f_EVSOC = ((c >> 3) & 127)
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 6
         elif ec == 3:
-            av += 7
             try:
-                f_EVErrorCode = _Tf9028ac5[(c >> 7) & 0x3f]
+                f_EVErrorCode = _Tf9028ac5[(c >> 5) & 0x3f]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x1080 != 0x0:
-                    raise r.fail_at(av + 6, 'EVTechnicalStatusType[3]', 'expected CH of EVErrorCode, EE of EVErrorCode') from None
-                iv = ((c >> 8) & 15)
+                if c & 0x420 != 0x0:
+                    raise r.fail_at(av + 11, 'EVTechnicalStatusType[3]', 'expected CH of EVErrorCode, EE of EVErrorCode') from None
+                iv = ((c >> 6) & 15)
                 if iv >= 10:
-                    raise r.fail_at(av, 'EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 5, 'EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv}') from None
                 f_EVErrorCode = _E_iso20_acdp_errorCodeType[iv]
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 7
         elif ec == 4:
-            av += 10
             try:
-                f_EVTimeout = _Ta870a97b[(c >> 10) & 0x7]
+                f_EVTimeout = _Ta870a97b[(c >> 8) & 0x7]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x1400 != 0x0:
-                    raise r.fail_at(av + 3, 'EVTechnicalStatusType[3]', 'expected CH of EVTimeout, EE of EVTimeout') from None
-                f_EVTimeout = ((c >> 11) & 1) == 1
+                if c & 0x500 != 0x0:
+                    raise r.fail_at(av + 11, 'EVTechnicalStatusType[3]', 'expected CH of EVTimeout, EE of EVTimeout') from None
+                f_EVTimeout = ((c >> 9) & 1) == 1
+            av -= 20
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 8
         elif ec == 5:
-            av += 13
+            av -= 17
             s = -1
         else:
-            raise r.fail_at(av + 13, 'EVTechnicalStatusType[3]', f'event code {ec}, expected SE(EVWLANStrength), SE(EVCPStatus), SE(EVSOC), SE(EVErrorCode), SE(EVTimeout), EE')
+            raise r.fail_at(av + 11, 'EVTechnicalStatusType[3]', f'event code {ec}, expected SE(EVWLANStrength), SE(EVCPStatus), SE(EVSOC), SE(EVErrorCode), SE(EVTimeout), EE')
     elif ec == 1:
-        av -= 5
+        av -= 13
         if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        if c & 0xc03800 != 0x0:
-            raise r.fail_at(av + 24, 'EVTechnicalStatusType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 14) & 255) - 128
-        sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x300e0000 != 0x0:
+            raise r.fail_at(av + 30, 'EVTechnicalStatusType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 20) & 255) - 128
+        sg = ((c >> 16) & 1)
+        u = ((c >> 8) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = c & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
+        else:
+            av += 8
         f_2_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'EVTechnicalStatusType[2]', 'expected EE of Value, EE')
-        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x30000000 != 0x0:
+            raise r.fail_at(av + 30, 'EVTechnicalStatusType[2]', 'expected EE of Value, EE')
+        ob2_ = _new(_K_iso20_common_types_RationalNumberType)
         ob2_.Exponent = f_2_Exponent
         ob2_.Value = f_2_Value
         f_EVWLANStrength = ob2_
         s = 4
     elif ec == 2:
-        av += 14
         try:
-            f_EVCPStatus = _T2a0a9292[(c >> 14) & 0x1f]
+            f_EVCPStatus = _T2a0a9292[(c >> 12) & 0x1f]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x44000 != 0x0:
-                raise r.fail_at(av + 5, 'EVTechnicalStatusType[2]', 'expected CH of EVCPStatus, EE of EVCPStatus') from None
-            iv = ((c >> 15) & 7)
+            if c & 0x11000 != 0x0:
+                raise r.fail_at(av + 17, 'EVTechnicalStatusType[2]', 'expected CH of EVCPStatus, EE of EVCPStatus') from None
+            iv = ((c >> 13) & 7)
             if iv >= 5:
-                raise r.fail_at(av, 'EVTechnicalStatusType.EVCPStatus', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 12, 'EVTechnicalStatusType.EVCPStatus', f'enumeration index {iv}') from None
             f_EVCPStatus = _E_iso20_acdp_cpStatusType[iv]
+        av -= 16
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 5
     elif ec == 3:
-        av += 10
         try:
-            f_EVSOC = _Tf00db23f[(c >> 10) & 0x1ff]
+            f_EVSOC = _Tf00db23f[(c >> 8) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x40400 != 0x0:
-                raise r.fail_at(av + 9, 'EVTechnicalStatusType[2]', 'expected CH of EVSOC, EE of EVSOC') from None
-            f_EVSOC = ((c >> 11) & 127)
+            if c & 0x10100 != 0x0:
+                raise r.fail_at(av + 17, 'EVTechnicalStatusType[2]', 'expected CH of EVSOC, EE of EVSOC') from None
+            f_EVSOC = ((c >> 9) & 127)
+        av -= 20
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 6
     elif ec == 4:
-        av += 13
         try:
-            f_EVErrorCode = _Tf9028ac5[(c >> 13) & 0x3f]
+            f_EVErrorCode = _Tf9028ac5[(c >> 11) & 0x3f]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x42000 != 0x0:
-                raise r.fail_at(av + 6, 'EVTechnicalStatusType[2]', 'expected CH of EVErrorCode, EE of EVErrorCode') from None
-            iv = ((c >> 14) & 15)
+            if c & 0x10800 != 0x0:
+                raise r.fail_at(av + 17, 'EVTechnicalStatusType[2]', 'expected CH of EVErrorCode, EE of EVErrorCode') from None
+            iv = ((c >> 12) & 15)
             if iv >= 10:
-                raise r.fail_at(av, 'EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv}') from None
+                raise r.fail_at(av + 11, 'EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv}') from None
             f_EVErrorCode = _E_iso20_acdp_errorCodeType[iv]
+        av -= 17
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 7
     elif ec == 5:
-        av += 16
         try:
-            f_EVTimeout = _Ta870a97b[(c >> 16) & 0x7]
+            f_EVTimeout = _Ta870a97b[(c >> 14) & 0x7]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x50000 != 0x0:
-                raise r.fail_at(av + 3, 'EVTechnicalStatusType[2]', 'expected CH of EVTimeout, EE of EVTimeout') from None
-            f_EVTimeout = ((c >> 17) & 1) == 1
+            if c & 0x14000 != 0x0:
+                raise r.fail_at(av + 17, 'EVTechnicalStatusType[2]', 'expected CH of EVTimeout, EE of EVTimeout') from None
+            f_EVTimeout = ((c >> 15) & 1) == 1
+        av -= 14
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 8
     elif ec == 6:
-        av += 19
+        av -= 11
         s = -1
     else:
-        raise r.fail_at(av + 19, 'EVTechnicalStatusType[2]', f'event code {ec}, expected SE(EVImmobilized), SE(EVWLANStrength), SE(EVCPStatus), SE(EVSOC), SE(EVErrorCode), SE(EVTimeout), EE')
+        raise r.fail_at(av + 17, 'EVTechnicalStatusType[2]', f'event code {ec}, expected SE(EVImmobilized), SE(EVWLANStrength), SE(EVCPStatus), SE(EVSOC), SE(EVErrorCode), SE(EVTimeout), EE')
     if s == 4:
-        av -= 12
-        if av < 0:
-            win, av = r.refill(av, 12)
-        c = (win >> av) & 0xfff
-        ec = (c >> 9)
+        ec = ((c >> 25) & 7)
         if ec == 0:
-            av += 4
             try:
-                f_EVCPStatus = _T2a0a9292[(c >> 4) & 0x1f]
+                f_EVCPStatus = _T2a0a9292[(c >> 20) & 0x1f]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x110 != 0x0:
-                    raise r.fail_at(av + 5, 'EVTechnicalStatusType[4]', 'expected CH of EVCPStatus, EE of EVCPStatus') from None
-                iv = ((c >> 5) & 7)
+                if c & 0x1100000 != 0x0:
+                    raise r.fail_at(av + 25, 'EVTechnicalStatusType[4]', 'expected CH of EVCPStatus, EE of EVCPStatus') from None
+                iv = ((c >> 21) & 7)
                 if iv >= 5:
-                    raise r.fail_at(av, 'EVTechnicalStatusType.EVCPStatus', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 20, 'EVTechnicalStatusType.EVCPStatus', f'enumeration index {iv}') from None
                 f_EVCPStatus = _E_iso20_acdp_cpStatusType[iv]
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 5
         elif ec == 1:
             try:
-                f_EVSOC = _Tf00db23f[c & 0x1ff]
+                f_EVSOC = _Tf00db23f[(c >> 16) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x101 != 0x0:
-                    raise r.fail_at(av + 9, 'EVTechnicalStatusType[4]', 'expected CH of EVSOC, EE of EVSOC') from None
-                f_EVSOC = ((c >> 1) & 127)
+                if c & 0x1010000 != 0x0:
+                    raise r.fail_at(av + 25, 'EVTechnicalStatusType[4]', 'expected CH of EVSOC, EE of EVSOC') from None
+                f_EVSOC = ((c >> 17) & 127)
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 6
         elif ec == 2:
-            av += 3
             try:
-                f_EVErrorCode = _Tf9028ac5[(c >> 3) & 0x3f]
+                f_EVErrorCode = _Tf9028ac5[(c >> 19) & 0x3f]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x108 != 0x0:
-                    raise r.fail_at(av + 6, 'EVTechnicalStatusType[4]', 'expected CH of EVErrorCode, EE of EVErrorCode') from None
-                iv = ((c >> 4) & 15)
+                if c & 0x1080000 != 0x0:
+                    raise r.fail_at(av + 25, 'EVTechnicalStatusType[4]', 'expected CH of EVErrorCode, EE of EVErrorCode') from None
+                iv = ((c >> 20) & 15)
                 if iv >= 10:
-                    raise r.fail_at(av, 'EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 19, 'EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv}') from None
                 f_EVErrorCode = _E_iso20_acdp_errorCodeType[iv]
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 7
         elif ec == 3:
-            av += 6
             try:
-                f_EVTimeout = _Ta870a97b[(c >> 6) & 0x7]
+                f_EVTimeout = _Ta870a97b[(c >> 22) & 0x7]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x140 != 0x0:
-                    raise r.fail_at(av + 3, 'EVTechnicalStatusType[4]', 'expected CH of EVTimeout, EE of EVTimeout') from None
-                f_EVTimeout = ((c >> 7) & 1) == 1
+                if c & 0x1400000 != 0x0:
+                    raise r.fail_at(av + 25, 'EVTechnicalStatusType[4]', 'expected CH of EVTimeout, EE of EVTimeout') from None
+                f_EVTimeout = ((c >> 23) & 1) == 1
+            av -= 6
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 8
         elif ec == 4:
-            av += 9
+            av -= 3
             s = -1
         else:
-            raise r.fail_at(av + 9, 'EVTechnicalStatusType[4]', f'event code {ec}, expected SE(EVCPStatus), SE(EVSOC), SE(EVErrorCode), SE(EVTimeout), EE')
+            raise r.fail_at(av + 25, 'EVTechnicalStatusType[4]', f'event code {ec}, expected SE(EVCPStatus), SE(EVSOC), SE(EVErrorCode), SE(EVTimeout), EE')
     if s == 5:
-        av -= 12
-        if av < 0:
-            win, av = r.refill(av, 12)
-        c = (win >> av) & 0xfff
-        ec = (c >> 9)
+        ec = ((c >> 25) & 7)
         if ec == 0:
             try:
-                f_EVSOC = _Tf00db23f[c & 0x1ff]
+                f_EVSOC = _Tf00db23f[(c >> 16) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x101 != 0x0:
-                    raise r.fail_at(av + 9, 'EVTechnicalStatusType[5]', 'expected CH of EVSOC, EE of EVSOC') from None
-                f_EVSOC = ((c >> 1) & 127)
+                if c & 0x1010000 != 0x0:
+                    raise r.fail_at(av + 25, 'EVTechnicalStatusType[5]', 'expected CH of EVSOC, EE of EVSOC') from None
+                f_EVSOC = ((c >> 17) & 127)
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 6
         elif ec == 1:
-            av += 3
             try:
-                f_EVErrorCode = _Tf9028ac5[(c >> 3) & 0x3f]
+                f_EVErrorCode = _Tf9028ac5[(c >> 19) & 0x3f]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x108 != 0x0:
-                    raise r.fail_at(av + 6, 'EVTechnicalStatusType[5]', 'expected CH of EVErrorCode, EE of EVErrorCode') from None
-                iv = ((c >> 4) & 15)
+                if c & 0x1080000 != 0x0:
+                    raise r.fail_at(av + 25, 'EVTechnicalStatusType[5]', 'expected CH of EVErrorCode, EE of EVErrorCode') from None
+                iv = ((c >> 20) & 15)
                 if iv >= 10:
-                    raise r.fail_at(av, 'EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 19, 'EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv}') from None
                 f_EVErrorCode = _E_iso20_acdp_errorCodeType[iv]
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 7
         elif ec == 2:
-            av += 6
             try:
-                f_EVTimeout = _Ta870a97b[(c >> 6) & 0x7]
+                f_EVTimeout = _Ta870a97b[(c >> 22) & 0x7]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x140 != 0x0:
-                    raise r.fail_at(av + 3, 'EVTechnicalStatusType[5]', 'expected CH of EVTimeout, EE of EVTimeout') from None
-                f_EVTimeout = ((c >> 7) & 1) == 1
+                if c & 0x1400000 != 0x0:
+                    raise r.fail_at(av + 25, 'EVTechnicalStatusType[5]', 'expected CH of EVTimeout, EE of EVTimeout') from None
+                f_EVTimeout = ((c >> 23) & 1) == 1
+            av -= 6
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 8
         elif ec == 3:
-            av += 9
+            av -= 3
             s = -1
         else:
-            raise r.fail_at(av + 9, 'EVTechnicalStatusType[5]', f'event code {ec}, expected SE(EVSOC), SE(EVErrorCode), SE(EVTimeout), EE')
+            raise r.fail_at(av + 25, 'EVTechnicalStatusType[5]', f'event code {ec}, expected SE(EVSOC), SE(EVErrorCode), SE(EVTimeout), EE')
     if s == 6:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        ec = (c >> 6)
+        ec = ((c >> 26) & 3)
         if ec == 0:
             try:
-                f_EVErrorCode = _Tf9028ac5[c & 0x3f]
+                f_EVErrorCode = _Tf9028ac5[(c >> 20) & 0x3f]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x21 != 0x0:
-                    raise r.fail_at(av + 6, 'EVTechnicalStatusType[6]', 'expected CH of EVErrorCode, EE of EVErrorCode') from None
-                iv = ((c >> 1) & 15)
+                if c & 0x2100000 != 0x0:
+                    raise r.fail_at(av + 26, 'EVTechnicalStatusType[6]', 'expected CH of EVErrorCode, EE of EVErrorCode') from None
+                iv = ((c >> 21) & 15)
                 if iv >= 10:
-                    raise r.fail_at(av, 'EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv}') from None
+                    raise r.fail_at(av + 20, 'EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv}') from None
                 f_EVErrorCode = _E_iso20_acdp_errorCodeType[iv]
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 7
         elif ec == 1:
-            av += 3
             try:
-                f_EVTimeout = _Ta870a97b[(c >> 3) & 0x7]
+                f_EVTimeout = _Ta870a97b[(c >> 23) & 0x7]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x28 != 0x0:
-                    raise r.fail_at(av + 3, 'EVTechnicalStatusType[6]', 'expected CH of EVTimeout, EE of EVTimeout') from None
-                f_EVTimeout = ((c >> 4) & 1) == 1
+                if c & 0x2800000 != 0x0:
+                    raise r.fail_at(av + 26, 'EVTechnicalStatusType[6]', 'expected CH of EVTimeout, EE of EVTimeout') from None
+                f_EVTimeout = ((c >> 24) & 1) == 1
+            av -= 5
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 8
         elif ec == 2:
-            av += 6
+            av -= 2
             s = -1
         else:
-            raise r.fail_at(av + 6, 'EVTechnicalStatusType[6]', f'event code {ec}, expected SE(EVErrorCode), SE(EVTimeout), EE')
+            raise r.fail_at(av + 26, 'EVTechnicalStatusType[6]', f'event code {ec}, expected SE(EVErrorCode), SE(EVTimeout), EE')
     if s == 7:
-        av -= 5
-        if av < 0:
-            win, av = r.refill(av, 5)
-        c = (win >> av) & 0x1f
-        ec = (c >> 3)
+        ec = ((c >> 26) & 3)
         if ec == 0:
             try:
-                f_EVTimeout = _Ta870a97b[c & 0x7]
+                f_EVTimeout = _Ta870a97b[(c >> 23) & 0x7]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x5 != 0x0:
-                    raise r.fail_at(av + 3, 'EVTechnicalStatusType[7]', 'expected CH of EVTimeout, EE of EVTimeout') from None
-                f_EVTimeout = ((c >> 1) & 1) == 1
+                if c & 0x2800000 != 0x0:
+                    raise r.fail_at(av + 26, 'EVTechnicalStatusType[7]', 'expected CH of EVTimeout, EE of EVTimeout') from None
+                f_EVTimeout = ((c >> 24) & 1) == 1
+            av -= 5
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 8
         elif ec == 1:
-            av += 3
+            av -= 2
             s = -1
         else:
-            raise r.fail_at(av + 3, 'EVTechnicalStatusType[7]', f'event code {ec}, expected SE(EVTimeout), EE')
+            raise r.fail_at(av + 26, 'EVTechnicalStatusType[7]', f'event code {ec}, expected SE(EVTimeout), EE')
     if s == 8:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'EVTechnicalStatusType[8]', 'expected EE')
+        av += 27
+        if c & 0x8000000 != 0x0:
+            raise r.fail_at(av + 1, 'EVTechnicalStatusType', 'expected EE')
         s = -1
+    else:
+        av += 28
     r.avail = av
-    ob = _new(_iso20_acdp.EVTechnicalStatusType)
+    ob = _new(_K_iso20_acdp_EVTechnicalStatusType)
     ob.EVReadyToCharge = f_EVReadyToCharge
     ob.EVImmobilizationRequest = f_EVImmobilizationRequest
     ob.EVImmobilized = f_EVImmobilized
@@ -1680,26 +1718,26 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
         t2 = c1.Value
         if (w.strict and (t2 < -32768 or t2 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
-        a = (a << 17) | (t1 + 128) << 4 | (1 if t2 < 0 else 0) | 0x4000
-        k += 17
         u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t1 + 128) << 14 | (1 if t2 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t1 + 128) << 22 | (1 if t2 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t1 + 128) << 30 | (1 if t2 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+            k += 43
         else:
+            a = (a << 17) | (t1 + 128) << 4 | (1 if t2 < 0 else 0) | 0x4000
+            k += 17
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 4
     elif o.EVCPStatus is not None:
         a = (a << 8) | (_I_iso20_acdp_cpStatusType[o.EVCPStatus]) << 1 | 0x40
@@ -1737,26 +1775,26 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
             t5 = c2.Value
             if (w.strict and (t5 < -32768 or t5 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t5)
-            a = (a << 17) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
-            k += 17
             u = -t5 - 1 if t5 < 0 else t5
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t4 + 128) << 14 | (1 if t5 < 0 else 0) << 10 | (u) << 2
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t4 + 128) << 22 | (1 if t5 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t4 + 128) << 30 | (1 if t5 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 43
             else:
+                a = (a << 17) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 4
         elif o.EVCPStatus is not None:
             a = (a << 8) | (_I_iso20_acdp_cpStatusType[o.EVCPStatus]) << 1 | 0x20
@@ -1857,7 +1895,7 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
     if k >= 1024:
         w.spill()
 
-def _d_v0(r: BitReader) -> object:
+def _d_v0(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -1916,7 +1954,7 @@ def _e_v0(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v1(r: BitReader) -> object:
+def _d_v1(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -1975,22 +2013,18 @@ def _e_v1(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v2(r: BitReader) -> object:
+def _d_v2(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 10
+    av -= 18
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x200 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH')
-    u = ((c >> 1) & 255)
+        win, av = r.refill(av, 18)
+    c = (win >> av) & 0x3ffff
+    if c & 0x20000 != 0x0:
+        raise r.fail_at(av + 18, 'value', 'expected CH')
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -2011,6 +2045,9 @@ def _d_v2(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -2020,49 +2057,45 @@ def _d_v2(r: BitReader) -> object:
 def _e_v2(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
-    a <<= 1
-    k += 1
     if o < 0 or (w.strict and (o > 65535)):
         raise encode_error('value', 'outside 0..65535', o)
     u = o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 10) | (u) << 1
+        k += 10
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 18) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 18
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 26) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 26
     else:
+        a <<= 1
+        k += 1
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v3(r: BitReader) -> object:
+def _d_v3(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 10
+    av -= 18
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x200 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH')
-    u = ((c >> 1) & 255)
+        win, av = r.refill(av, 18)
+    c = (win >> av) & 0x3ffff
+    if c & 0x20000 != 0x0:
+        raise r.fail_at(av + 18, 'value', 'expected CH')
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -2083,6 +2116,9 @@ def _d_v3(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -2092,34 +2128,34 @@ def _d_v3(r: BitReader) -> object:
 def _e_v3(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
-    a <<= 1
-    k += 1
     if o < 0 or (w.strict and (o > 18446744073709551615)):
         raise encode_error('value', 'outside 0..18446744073709551615', o)
     u = o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 10) | (u) << 1
+        k += 10
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 18) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 18
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 26) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 26
     else:
+        a <<= 1
+        k += 1
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v4(r: BitReader) -> object:
+def _d_v4(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 3
@@ -2145,26 +2181,22 @@ def _e_v4(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v5(r: BitReader) -> object:
+def _d_v5(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 19
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
     try:
-        sg = _T071cdf68[c >> 9]
+        sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'value', 'expected CH') from None
-        sg = ((c >> 9) & 1)
-    u = ((c >> 1) & 255)
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'value', 'expected CH') from None
+        sg = ((c >> 17) & 1)
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -2185,6 +2217,9 @@ def _d_v5(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = -u - 1 if sg else u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -2196,47 +2231,43 @@ def _e_v5(w: BitWriter, o: Any) -> None:
     k = w.n
     if (w.strict and (o < -32768 or o > 32767)):
         raise encode_error('value', 'outside -32768..32767', o)
-    a = (a << 2) | (1 if o < 0 else 0)
-    k += 2
     u = -o - 1 if o < 0 else o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (1 if o < 0 else 0) << 9 | (u) << 1
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (1 if o < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (1 if o < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 27
     else:
+        a = (a << 2) | (1 if o < 0 else 0)
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v6(r: BitReader) -> object:
+def _d_v6(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 10
+    av -= 18
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x200 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH')
-    u = ((c >> 1) & 255)
+        win, av = r.refill(av, 18)
+    c = (win >> av) & 0x3ffff
+    if c & 0x20000 != 0x0:
+        raise r.fail_at(av + 18, 'value', 'expected CH')
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -2257,6 +2288,9 @@ def _d_v6(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -2266,34 +2300,34 @@ def _d_v6(r: BitReader) -> object:
 def _e_v6(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
-    a <<= 1
-    k += 1
     if o < 0 or (w.strict and (o > 4294967295)):
         raise encode_error('value', 'outside 0..4294967295', o)
     u = o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 10) | (u) << 1
+        k += 10
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 18) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 18
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 26) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 26
     else:
+        a <<= 1
+        k += 1
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v7(r: BitReader) -> object:
+def _d_v7(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 5
@@ -2322,7 +2356,7 @@ def _e_v7(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v8(r: BitReader) -> object:
+def _d_v8(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 4
@@ -2348,7 +2382,7 @@ def _e_v8(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v9(r: BitReader) -> object:
+def _d_v9(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 6
@@ -2377,7 +2411,7 @@ def _e_v9(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v10(r: BitReader) -> object:
+def _d_v10(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 4
@@ -2403,7 +2437,7 @@ def _e_v10(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v11(r: BitReader) -> object:
+def _d_v11(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 4
@@ -2432,7 +2466,7 @@ def _e_v11(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v12(r: BitReader) -> object:
+def _d_v12(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 5
@@ -2461,7 +2495,7 @@ def _e_v12(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v13(r: BitReader) -> object:
+def _d_v13(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 4
@@ -2490,7 +2524,7 @@ def _e_v13(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v14(r: BitReader) -> object:
+def _d_v14(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -2518,7 +2552,7 @@ def _e_v14(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v15(r: BitReader) -> object:
+def _d_v15(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -2577,7 +2611,7 @@ def _e_v15(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v16(r: BitReader) -> object:
+def _d_v16(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 10
@@ -2605,26 +2639,22 @@ def _e_v16(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v17(r: BitReader) -> object:
+def _d_v17(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 19
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
     try:
-        sg = _T071cdf68[c >> 9]
+        sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'value', 'expected CH') from None
-        sg = ((c >> 9) & 1)
-    u = ((c >> 1) & 255)
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'value', 'expected CH') from None
+        sg = ((c >> 17) & 1)
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -2645,6 +2675,9 @@ def _d_v17(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = -u - 1 if sg else u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -2656,32 +2689,32 @@ def _e_v17(w: BitWriter, o: Any) -> None:
     k = w.n
     if o.bit_length() > 4096:
         raise encode_error('value', 'outside ..', o)
-    a = (a << 2) | (1 if o < 0 else 0)
-    k += 2
     u = -o - 1 if o < 0 else o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (1 if o < 0 else 0) << 9 | (u) << 1
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (1 if o < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (1 if o < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 27
     else:
+        a = (a << 2) | (1 if o < 0 else 0)
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v18(r: BitReader) -> object:
+def _d_v18(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -2742,7 +2775,7 @@ def _e_v18(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v19(r: BitReader) -> object:
+def _d_v19(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -2803,7 +2836,7 @@ def _e_v19(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v20(r: BitReader) -> object:
+def _d_v20(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -2862,7 +2895,7 @@ def _e_v20(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v21(r: BitReader) -> object:
+def _d_v21(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 8
@@ -2891,7 +2924,7 @@ def _e_v21(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v22(r: BitReader) -> object:
+def _d_v22(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -2952,22 +2985,18 @@ def _e_v22(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v23(r: BitReader) -> object:
+def _d_v23(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 10
+    av -= 18
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x200 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH')
-    u = ((c >> 1) & 255)
+        win, av = r.refill(av, 18)
+    c = (win >> av) & 0x3ffff
+    if c & 0x20000 != 0x0:
+        raise r.fail_at(av + 18, 'value', 'expected CH')
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -2988,6 +3017,9 @@ def _d_v23(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -2997,53 +3029,49 @@ def _d_v23(r: BitReader) -> object:
 def _e_v23(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
-    a <<= 1
-    k += 1
     if o < 0 or (w.strict and (o < 1 or o > 4294967295)):
         raise encode_error('value', 'outside 1..4294967295', o)
     u = o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 10) | (u) << 1
+        k += 10
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 18) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 18
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 26) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 26
     else:
+        a <<= 1
+        k += 1
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v24(r: BitReader) -> object:
+def _d_v24(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 19
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
     try:
-        sg = _T071cdf68[c >> 9]
+        sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'value', 'expected CH') from None
-        sg = ((c >> 9) & 1)
-    u = ((c >> 1) & 255)
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'value', 'expected CH') from None
+        sg = ((c >> 17) & 1)
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -3064,6 +3092,9 @@ def _d_v24(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = -u - 1 if sg else u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -3075,26 +3106,26 @@ def _e_v24(w: BitWriter, o: Any) -> None:
     k = w.n
     if o.bit_length() > 4096:
         raise encode_error('value', 'outside ..', o)
-    a = (a << 2) | (1 if o < 0 else 0)
-    k += 2
     u = -o - 1 if o < 0 else o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (1 if o < 0 else 0) << 9 | (u) << 1
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (1 if o < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (1 if o < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 27
     else:
+        a = (a << 2) | (1 if o < 0 else 0)
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
@@ -3135,6 +3166,11 @@ DOCUMENT: EntryTable = (
     ('http://www.w3.org/2000/09/xmldsig#', 'Transform', _d_xmldsig_TransformType, _e_xmldsig_TransformType, _xmldsig.TransformType),
     ('http://www.w3.org/2000/09/xmldsig#', 'Transforms', _d_xmldsig_TransformsType, _e_xmldsig_TransformsType, _xmldsig.TransformsType),
     ('http://www.w3.org/2000/09/xmldsig#', 'X509Data', _d_xmldsig_X509DataType, _e_xmldsig_X509DataType, _xmldsig.X509DataType),
+)
+
+DOCUMENT_LEADS: tuple[int, ...] = (
+    11, 11, 11, 11, 11, 11, 11, 11, 1, 1, 9, 11, 9, 0, 19, 0, 0, 15, 0, 14, 11, 10, 13, 15,
+    0, 13, 9, 12, 10, 10, 11, 9, 10, 13,
 )
 
 FRAGMENT: EntryTable = (
@@ -3267,4 +3303,13 @@ FRAGMENT: EntryTable = (
     ('http://www.w3.org/2000/09/xmldsig#', 'X509SubjectName', _d_v1, _e_v1, 'str'),
     ('http://www.w3.org/2000/09/xmldsig#', 'XPath', _d_v1, _e_v1, 'str'),
     ('http://www.w3.org/2000/09/xmldsig#', 'Y', _d_v15, _e_v15, 'bytes'),
+)
+
+FRAGMENT_LEADS: tuple[int, ...] = (
+    11, 11, 11, 11, 11, 11, 11, 11, 0, 28, 24, 0, 0, 24, 1, 1, 9, 0, 0, 0, 0, 0, 24, 11,
+    0, 9, 0, 28, 0, 0, 0, 0, 0, 0, 0, 24, 24, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 18, 0, 0, 24, 28, 0, 24, 28, 0, 0, 0, 0, 10, 0, 0, 19, 0, 0, 15, 0,
+    0, 10, 0, 0, 0, 0, 0, 0, 0, 0, 14, 28, 28, 0, 11, 0, 0, 0, 0, 0, 10, 28, 13, 0,
+    0, 0, 0, 15, 10, 0, 0, 0, 0, 13, 9, 12, 10, 10, 11, 0, 28, 0, 0, 0, 9, 10, 0, 0,
+    0, 13, 0, 10, 0, 0, 0, 0, 0,
 )

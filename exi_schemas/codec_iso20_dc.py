@@ -85,7 +85,9 @@ _BOOL = {False: 0, True: 1}
 _U2 = tuple((i << 7) - 128 for i in range(128))  # adds a second octet to the first
 
 EntryTable = tuple[
-    tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
+    tuple[
+        str, str, Callable[[BitReader, int], Any], Callable[[BitWriter, Any], None], object
+    ],
     ...,
 ]
 DOCUMENT_WIDTH = 6  # 48 global elements + SE(*)
@@ -116,9 +118,36 @@ _Taa5bbe96 = run_table(((1, 0, None), (2, None, range(4)),))
 _Tadfaa03d = run_table(((1, 0, None), (1, 0, None), (1, None, (False, True)), (1, 0, None),))
 _Tca2b455a = run_table(((1, 0, None), (3, None, _E_iso20_common_types_evseNotificationType), (1, 0, None),))
 _Tf00db23f = run_table(((1, 0, None), (7, None, range(0, 128)), (1, 0, None),))
+_K_iso20_common_types_CLReqControlModeType = _iso20_common_types.CLReqControlModeType
+_K_iso20_common_types_CLResControlModeType = _iso20_common_types.CLResControlModeType
+_K_iso20_common_types_EVSEStatusType = _iso20_common_types.EVSEStatusType
+_K_iso20_common_types_MessageHeaderType = _iso20_common_types.MessageHeaderType
+_K_iso20_common_types_RationalNumberType = _iso20_common_types.RationalNumberType
+_K_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType = _iso20_dc.BPT_DC_CPDReqEnergyTransferModeType
+_K_iso20_dc_BPT_DC_CPDResEnergyTransferModeType = _iso20_dc.BPT_DC_CPDResEnergyTransferModeType
+_K_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType = _iso20_dc.BPT_Dynamic_DC_CLReqControlModeType
+_K_iso20_dc_BPT_Dynamic_DC_CLResControlModeType = _iso20_dc.BPT_Dynamic_DC_CLResControlModeType
+_K_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType = _iso20_dc.BPT_Scheduled_DC_CLReqControlModeType
+_K_iso20_dc_BPT_Scheduled_DC_CLResControlModeType = _iso20_dc.BPT_Scheduled_DC_CLResControlModeType
+_K_iso20_dc_DC_CPDReqEnergyTransferModeType = _iso20_dc.DC_CPDReqEnergyTransferModeType
+_K_iso20_dc_DC_CPDResEnergyTransferModeType = _iso20_dc.DC_CPDResEnergyTransferModeType
+_K_iso20_dc_DC_CableCheckReqType = _iso20_dc.DC_CableCheckReqType
+_K_iso20_dc_DC_CableCheckResType = _iso20_dc.DC_CableCheckResType
+_K_iso20_dc_DC_ChargeLoopReqType = _iso20_dc.DC_ChargeLoopReqType
+_K_iso20_dc_DC_ChargeLoopResType = _iso20_dc.DC_ChargeLoopResType
+_K_iso20_dc_DC_ChargeParameterDiscoveryReqType = _iso20_dc.DC_ChargeParameterDiscoveryReqType
+_K_iso20_dc_DC_ChargeParameterDiscoveryResType = _iso20_dc.DC_ChargeParameterDiscoveryResType
+_K_iso20_dc_DC_PreChargeReqType = _iso20_dc.DC_PreChargeReqType
+_K_iso20_dc_DC_PreChargeResType = _iso20_dc.DC_PreChargeResType
+_K_iso20_dc_DC_WeldingDetectionReqType = _iso20_dc.DC_WeldingDetectionReqType
+_K_iso20_dc_DC_WeldingDetectionResType = _iso20_dc.DC_WeldingDetectionResType
+_K_iso20_dc_Dynamic_DC_CLReqControlModeType = _iso20_dc.Dynamic_DC_CLReqControlModeType
+_K_iso20_dc_Dynamic_DC_CLResControlModeType = _iso20_dc.Dynamic_DC_CLResControlModeType
+_K_iso20_dc_Scheduled_DC_CLReqControlModeType = _iso20_dc.Scheduled_DC_CLReqControlModeType
+_K_iso20_dc_Scheduled_DC_CLResControlModeType = _iso20_dc.Scheduled_DC_CLResControlModeType
 
 
-def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.BPT_DC_CPDReqEnergyTransferModeType:
+def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _iso20_dc.BPT_DC_CPDReqEnergyTransferModeType:
     win = r.win
     av = r.avail
     f_EVMaximumChargePower: _iso20_common_types.RationalNumberType
@@ -132,43 +161,39 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_EVMinimumDischargePower: _iso20_common_types.RationalNumberType
     f_EVMaximumDischargeCurrent: _iso20_common_types.RationalNumberType
     f_EVMinimumDischargeCurrent: _iso20_common_types.RationalNumberType
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    if c & 0x38070000 != 0x0:
-        raise r.fail_at(av + 30, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected SE(EVMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 19) & 255) - 128
-    sg = ((c >> 15) & 1)
-    u = ((c >> 7) & 255)
+    if c & 0xe01c000 != 0x0:
+        raise r.fail_at(av + 28, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected SE(EVMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 15)
-        c = (win >> av) & 0x7fff
-        u2 = c >> 7
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 15)
-            c = (win >> av) & 0x7fff
-            u2 = c >> 7
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 7
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 7
+                av -= 5
                 if av < 0:
-                    win, av = r.refill(av, 7)
-                c = (win >> av) & 0x7f
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_1_Value = -u - 1 if sg else u
-    av -= 23
+    av -= 25
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
@@ -177,7 +202,7 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_2_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_ = _new(_K_iso20_common_types_RationalNumberType)
     ob1_.Exponent = f_1_Exponent
     ob1_.Value = f_1_Value
     f_EVMaximumChargePower = ob1_
@@ -217,7 +242,7 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_3_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_ = _new(_K_iso20_common_types_RationalNumberType)
     ob2_.Exponent = f_2_Exponent
     ob2_.Value = f_2_Value
     f_EVMinimumChargePower = ob2_
@@ -257,7 +282,7 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_4_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob3_ = _new(_iso20_common_types.RationalNumberType)
+    ob3_ = _new(_K_iso20_common_types_RationalNumberType)
     ob3_.Exponent = f_3_Exponent
     ob3_.Value = f_3_Value
     f_EVMaximumChargeCurrent = ob3_
@@ -297,7 +322,7 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_5_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob4_ = _new(_iso20_common_types.RationalNumberType)
+    ob4_ = _new(_K_iso20_common_types_RationalNumberType)
     ob4_.Exponent = f_4_Exponent
     ob4_.Value = f_4_Value
     f_EVMinimumChargeCurrent = ob4_
@@ -337,7 +362,7 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_6_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob5_ = _new(_iso20_common_types.RationalNumberType)
+    ob5_ = _new(_K_iso20_common_types_RationalNumberType)
     ob5_.Exponent = f_5_Exponent
     ob5_.Value = f_5_Value
     f_EVMaximumVoltage = ob5_
@@ -374,7 +399,7 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         if c & 0x18 != 0x0:
             raise r.fail_at(av + 5, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE') from None
         ec = ((c >> 1) & 3)
-    ob6_ = _new(_iso20_common_types.RationalNumberType)
+    ob6_ = _new(_K_iso20_common_types_RationalNumberType)
     ob6_.Exponent = f_6_Exponent
     ob6_.Value = f_6_Value
     f_EVMinimumVoltage = ob6_
@@ -415,7 +440,7 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         c = (win >> av) & 0x3fffffff
         if c & 0x30000000 != 0x0:
             raise r.fail_at(av + 30, 'BPT_DC_CPDReqEnergyTransferModeType[6]', 'expected EE of Value, EE')
-        ob7_ = _new(_iso20_common_types.RationalNumberType)
+        ob7_ = _new(_K_iso20_common_types_RationalNumberType)
         ob7_.Exponent = f_7_Exponent
         ob7_.Value = f_7_Value
         f_EVMaximumDischargePower = ob7_
@@ -434,39 +459,36 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 16)
-            c = (win >> av) & 0xffff
-            u2 = c >> 8
+            u2 = c & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 16)
-                c = (win >> av) & 0xffff
-                u2 = c >> 8
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    c = (win >> av) & 0xff
+        else:
+            av += 8
         f_8_Value = -u - 1 if sg else u
-        if c & 0xc0 != 0x0:
-            raise r.fail_at(av + 8, 'BPT_DC_CPDReqEnergyTransferModeType[6]', 'expected EE of Value, EE')
-        ob8_ = _new(_iso20_common_types.RationalNumberType)
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x30000000 != 0x0:
+            raise r.fail_at(av + 30, 'BPT_DC_CPDReqEnergyTransferModeType[6]', 'expected EE of Value, EE')
+        ob8_ = _new(_K_iso20_common_types_RationalNumberType)
         ob8_.Exponent = f_8_Exponent
         ob8_.Value = f_8_Value
         f_EVMaximumDischargePower = ob8_
-        av -= 24
+        av -= 2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
@@ -513,7 +535,7 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_10_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob9_ = _new(_iso20_common_types.RationalNumberType)
+    ob9_ = _new(_K_iso20_common_types_RationalNumberType)
     ob9_.Exponent = f_9_Exponent
     ob9_.Value = f_9_Value
     f_EVMinimumDischargePower = ob9_
@@ -544,54 +566,55 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
                     win, av = r.refill(av, 5)
                 c = (win >> av) & 0x1f
     f_10_Value = -u - 1 if sg else u
-    av -= 23
+    av -= 25
     if av < 0:
-        win, av = r.refill(av, 28)
-    c = (win >> av) & 0xfffffff
-    if c & 0xf807000 != 0x0:
-        raise r.fail_at(av + 28, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_11_Exponent = ((c >> 15) & 255) - 128
-    sg = ((c >> 11) & 1)
-    u = ((c >> 3) & 255)
-    ob10_ = _new(_iso20_common_types.RationalNumberType)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_11_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
+    ob10_ = _new(_K_iso20_common_types_RationalNumberType)
     ob10_.Exponent = f_10_Exponent
     ob10_.Value = f_10_Value
     f_EVMaximumDischargeCurrent = ob10_
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        u2 = c >> 3
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 3
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 3
+                av -= 5
                 if av < 0:
-                    win, av = r.refill(av, 3)
-                c = (win >> av) & 0x7
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_11_Value = -u - 1 if sg else u
-    if c & 0x7 != 0x0:
+    av += 2
+    if c & 0x1c != 0x0:
         raise r.fail_at(av + 3, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, EE')
-    ob11_ = _new(_iso20_common_types.RationalNumberType)
+    ob11_ = _new(_K_iso20_common_types_RationalNumberType)
     ob11_.Exponent = f_11_Exponent
     ob11_.Value = f_11_Value
     f_EVMinimumDischargeCurrent = ob11_
     r.avail = av
-    ob = _new(_iso20_dc.BPT_DC_CPDReqEnergyTransferModeType)
+    ob = _new(_K_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType)
     ob.EVMaximumChargePower = f_EVMaximumChargePower
     ob.EVMinimumChargePower = f_EVMinimumChargePower
     ob.EVMaximumChargeCurrent = f_EVMaximumChargeCurrent
@@ -622,24 +645,7 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
-    a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
-    k += 15
     u = -t2 - 1 if t2 < 0 else t2
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
     if o.EVMinimumChargePower is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMinimumChargePower', 'required value missing')
     c2 = o.EVMinimumChargePower
@@ -653,25 +659,27 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
     t4 = c2.Value
     if (w.strict and (t4 < -32768 or t4 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
-    a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
-    k += 17
-    s = 1
-    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 40) | (t1 + 128) << 29 | (1 if t2 < 0 else 0) << 25 | (u) << 17 | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
+        k += 40
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 48) | (t1 + 128) << 37 | (1 if t2 < 0 else 0) << 33 | (u & 0x7F) << 25 | (u >> 7) << 17 | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x100000000
+        k += 48
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 56) | (t1 + 128) << 45 | (1 if t2 < 0 else 0) << 41 | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x10100000000
+        k += 56
     else:
+        a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
+        k += 15
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
+        k += 17
+    s = 1
+    u = -t4 - 1 if t4 < 0 else t4
     if o.EVMaximumChargeCurrent is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMaximumChargeCurrent', 'required value missing')
     c3 = o.EVMaximumChargeCurrent
@@ -685,25 +693,25 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
     t6 = c3.Value
     if (w.strict and (t6 < -32768 or t6 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
-    a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
-    k += 17
-    s = 2
-    u = -t6 - 1 if t6 < 0 else t6
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
+        k += 17
+    s = 2
+    u = -t6 - 1 if t6 < 0 else t6
     if o.EVMinimumChargeCurrent is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMinimumChargeCurrent', 'required value missing')
     c4 = o.EVMinimumChargeCurrent
@@ -717,25 +725,25 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
     t8 = c4.Value
     if (w.strict and (t8 < -32768 or t8 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
-    a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
-    k += 17
-    s = 3
-    u = -t8 - 1 if t8 < 0 else t8
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
+        k += 17
+    s = 3
+    u = -t8 - 1 if t8 < 0 else t8
     if o.EVMaximumVoltage is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMaximumVoltage', 'required value missing')
     c5 = o.EVMaximumVoltage
@@ -749,25 +757,25 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
     t10 = c5.Value
     if (w.strict and (t10 < -32768 or t10 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t10)
-    a = (a << 17) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
-    k += 17
-    s = 4
-    u = -t10 - 1 if t10 < 0 else t10
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
+        k += 17
+    s = 4
+    u = -t10 - 1 if t10 < 0 else t10
     if o.EVMinimumVoltage is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMinimumVoltage', 'required value missing')
     c6 = o.EVMinimumVoltage
@@ -781,27 +789,42 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
     t12 = c6.Value
     if (w.strict and (t12 < -32768 or t12 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t12)
-    a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
-    k += 17
-    s = 5
-    u = -t12 - 1 if t12 < 0 else t12
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 2
-    k += 2
+        a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
+        k += 17
+    s = 5
+    u = -t12 - 1 if t12 < 0 else t12
+    if u < 0x80:
+        a = (a << 10) | (u) << 2
+        k += 10
+    elif u < 0x4000:
+        a = (a << 18) | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+        k += 18
+    elif u < 0x200000:
+        a = (a << 26) | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+        k += 26
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a <<= 2
+        k += 2
     s = 6
     if o.TargetSOC is not None:
         t13 = o.TargetSOC
@@ -822,26 +845,26 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         t15 = c7.Value
         if (w.strict and (t15 < -32768 or t15 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t15)
-        a = (a << 16) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x4000
-        k += 16
         u = -t15 - 1 if t15 < 0 else t15
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 26) | (t14 + 128) << 14 | (1 if t15 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+            k += 26
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 34) | (t14 + 128) << 22 | (1 if t15 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+            k += 34
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 42) | (t14 + 128) << 30 | (1 if t15 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+            k += 42
         else:
+            a = (a << 16) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x4000
+            k += 16
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 8
     else:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType', 'missing SE(TargetSOC), SE(EVMaximumDischargePower)')
@@ -858,26 +881,26 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
             t17 = c8.Value
             if (w.strict and (t17 < -32768 or t17 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t17)
-            a = (a << 15) | (t16 + 128) << 4 | (1 if t17 < 0 else 0)
-            k += 15
             u = -t17 - 1 if t17 < 0 else t17
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 25) | (t16 + 128) << 14 | (1 if t17 < 0 else 0) << 10 | (u) << 2
+                k += 25
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 33) | (t16 + 128) << 22 | (1 if t17 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 33
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 41) | (t16 + 128) << 30 | (1 if t17 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 41
             else:
+                a = (a << 15) | (t16 + 128) << 4 | (1 if t17 < 0 else 0)
+                k += 15
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 8
         else:
             raise encode_error('BPT_DC_CPDReqEnergyTransferModeType', 'missing SE(EVMaximumDischargePower)')
@@ -894,24 +917,7 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
     t19 = c9.Value
     if (w.strict and (t19 < -32768 or t19 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t19)
-    a = (a << 15) | (t18 + 128) << 4 | (1 if t19 < 0 else 0)
-    k += 15
     u = -t19 - 1 if t19 < 0 else t19
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
     if o.EVMaximumDischargeCurrent is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMaximumDischargeCurrent', 'required value missing')
     c10 = o.EVMaximumDischargeCurrent
@@ -925,25 +931,27 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
     t21 = c10.Value
     if (w.strict and (t21 < -32768 or t21 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t21)
-    a = (a << 17) | (t20 + 128) << 4 | (1 if t21 < 0 else 0)
-    k += 17
-    s = 9
-    u = -t21 - 1 if t21 < 0 else t21
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 40) | (t18 + 128) << 29 | (1 if t19 < 0 else 0) << 25 | (u) << 17 | (t20 + 128) << 4 | (1 if t21 < 0 else 0)
+        k += 40
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 48) | (t18 + 128) << 37 | (1 if t19 < 0 else 0) << 33 | (u & 0x7F) << 25 | (u >> 7) << 17 | (t20 + 128) << 4 | (1 if t21 < 0 else 0) | 0x100000000
+        k += 48
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 56) | (t18 + 128) << 45 | (1 if t19 < 0 else 0) << 41 | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t20 + 128) << 4 | (1 if t21 < 0 else 0) | 0x10100000000
+        k += 56
     else:
+        a = (a << 15) | (t18 + 128) << 4 | (1 if t19 < 0 else 0)
+        k += 15
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t20 + 128) << 4 | (1 if t21 < 0 else 0)
+        k += 17
+    s = 9
+    u = -t21 - 1 if t21 < 0 else t21
     if o.EVMinimumDischargeCurrent is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMinimumDischargeCurrent', 'required value missing')
     c11 = o.EVMinimumDischargeCurrent
@@ -957,27 +965,42 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
     t23 = c11.Value
     if (w.strict and (t23 < -32768 or t23 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t23)
-    a = (a << 17) | (t22 + 128) << 4 | (1 if t23 < 0 else 0)
-    k += 17
-    s = 10
-    u = -t23 - 1 if t23 < 0 else t23
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t22 + 128) << 4 | (1 if t23 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t22 + 128) << 4 | (1 if t23 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t22 + 128) << 4 | (1 if t23 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 3
-    k += 3
+        a = (a << 17) | (t22 + 128) << 4 | (1 if t23 < 0 else 0)
+        k += 17
+    s = 10
+    u = -t23 - 1 if t23 < 0 else t23
+    if u < 0x80:
+        a = (a << 11) | (u) << 3
+        k += 11
+    elif u < 0x4000:
+        a = (a << 19) | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+        k += 19
+    elif u < 0x200000:
+        a = (a << 27) | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+        k += 27
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a <<= 3
+        k += 3
     s = 11
     s = -1
     w.acc = a
@@ -985,7 +1008,7 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
     if k >= 1024:
         w.spill()
 
-def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.BPT_DC_CPDResEnergyTransferModeType:
+def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_dc.BPT_DC_CPDResEnergyTransferModeType:
     win = r.win
     av = r.avail
     f_EVSEMaximumChargePower: _iso20_common_types.RationalNumberType
@@ -999,43 +1022,39 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_EVSEMinimumDischargePower: _iso20_common_types.RationalNumberType
     f_EVSEMaximumDischargeCurrent: _iso20_common_types.RationalNumberType
     f_EVSEMinimumDischargeCurrent: _iso20_common_types.RationalNumberType
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    if c & 0x38070000 != 0x0:
-        raise r.fail_at(av + 30, 'BPT_DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 19) & 255) - 128
-    sg = ((c >> 15) & 1)
-    u = ((c >> 7) & 255)
+    if c & 0xe01c000 != 0x0:
+        raise r.fail_at(av + 28, 'BPT_DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 15)
-        c = (win >> av) & 0x7fff
-        u2 = c >> 7
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 15)
-            c = (win >> av) & 0x7fff
-            u2 = c >> 7
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 7
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 7
+                av -= 5
                 if av < 0:
-                    win, av = r.refill(av, 7)
-                c = (win >> av) & 0x7f
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_1_Value = -u - 1 if sg else u
-    av -= 23
+    av -= 25
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
@@ -1044,7 +1063,7 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_2_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_ = _new(_K_iso20_common_types_RationalNumberType)
     ob1_.Exponent = f_1_Exponent
     ob1_.Value = f_1_Value
     f_EVSEMaximumChargePower = ob1_
@@ -1084,7 +1103,7 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_3_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_ = _new(_K_iso20_common_types_RationalNumberType)
     ob2_.Exponent = f_2_Exponent
     ob2_.Value = f_2_Value
     f_EVSEMinimumChargePower = ob2_
@@ -1124,7 +1143,7 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_4_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob3_ = _new(_iso20_common_types.RationalNumberType)
+    ob3_ = _new(_K_iso20_common_types_RationalNumberType)
     ob3_.Exponent = f_3_Exponent
     ob3_.Value = f_3_Value
     f_EVSEMaximumChargeCurrent = ob3_
@@ -1164,7 +1183,7 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_5_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob4_ = _new(_iso20_common_types.RationalNumberType)
+    ob4_ = _new(_K_iso20_common_types_RationalNumberType)
     ob4_.Exponent = f_4_Exponent
     ob4_.Value = f_4_Value
     f_EVSEMinimumChargeCurrent = ob4_
@@ -1204,7 +1223,7 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_6_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob5_ = _new(_iso20_common_types.RationalNumberType)
+    ob5_ = _new(_K_iso20_common_types_RationalNumberType)
     ob5_.Exponent = f_5_Exponent
     ob5_.Value = f_5_Value
     f_EVSEMaximumVoltage = ob5_
@@ -1241,7 +1260,7 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         if c & 0x18 != 0x0:
             raise r.fail_at(av + 5, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE') from None
         ec = ((c >> 1) & 3)
-    ob6_ = _new(_iso20_common_types.RationalNumberType)
+    ob6_ = _new(_K_iso20_common_types_RationalNumberType)
     ob6_.Exponent = f_6_Exponent
     ob6_.Value = f_6_Value
     f_EVSEMinimumVoltage = ob6_
@@ -1256,33 +1275,26 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 16)
-            c = (win >> av) & 0xffff
-            u2 = c >> 8
+            u2 = c & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 16)
-                c = (win >> av) & 0xffff
-                u2 = c >> 8
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    c = (win >> av) & 0xff
+        else:
+            av += 8
         f_7_Value = -u - 1 if sg else u
-        av -= 22
+        av -= 30
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
@@ -1291,7 +1303,7 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         f_8_Exponent = ((c >> 17) & 255) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
-        ob7_ = _new(_iso20_common_types.RationalNumberType)
+        ob7_ = _new(_K_iso20_common_types_RationalNumberType)
         ob7_.Exponent = f_7_Exponent
         ob7_.Value = f_7_Value
         f_EVSEPowerRampLimitation = ob7_
@@ -1324,7 +1336,7 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         f_8_Value = -u - 1 if sg else u
         if c & 0x18 != 0x0:
             raise r.fail_at(av + 5, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected EE of Value, EE')
-        ob8_ = _new(_iso20_common_types.RationalNumberType)
+        ob8_ = _new(_K_iso20_common_types_RationalNumberType)
         ob8_.Exponent = f_8_Exponent
         ob8_.Value = f_8_Value
         f_EVSEMaximumDischargePower = ob8_
@@ -1343,39 +1355,36 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 16)
-            c = (win >> av) & 0xffff
-            u2 = c >> 8
+            u2 = c & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 16)
-                c = (win >> av) & 0xffff
-                u2 = c >> 8
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    c = (win >> av) & 0xff
+        else:
+            av += 8
         f_9_Value = -u - 1 if sg else u
-        if c & 0xc0 != 0x0:
-            raise r.fail_at(av + 8, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected EE of Value, EE')
-        ob9_ = _new(_iso20_common_types.RationalNumberType)
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x30000000 != 0x0:
+            raise r.fail_at(av + 30, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected EE of Value, EE')
+        ob9_ = _new(_K_iso20_common_types_RationalNumberType)
         ob9_.Exponent = f_9_Exponent
         ob9_.Value = f_9_Value
         f_EVSEMaximumDischargePower = ob9_
-        av -= 24
+        av -= 2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
@@ -1422,7 +1431,7 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_11_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob10_ = _new(_iso20_common_types.RationalNumberType)
+    ob10_ = _new(_K_iso20_common_types_RationalNumberType)
     ob10_.Exponent = f_10_Exponent
     ob10_.Value = f_10_Value
     f_EVSEMinimumDischargePower = ob10_
@@ -1453,54 +1462,55 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
                     win, av = r.refill(av, 5)
                 c = (win >> av) & 0x1f
     f_11_Value = -u - 1 if sg else u
-    av -= 23
+    av -= 25
     if av < 0:
-        win, av = r.refill(av, 28)
-    c = (win >> av) & 0xfffffff
-    if c & 0xf807000 != 0x0:
-        raise r.fail_at(av + 28, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_12_Exponent = ((c >> 15) & 255) - 128
-    sg = ((c >> 11) & 1)
-    u = ((c >> 3) & 255)
-    ob11_ = _new(_iso20_common_types.RationalNumberType)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_12_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
+    ob11_ = _new(_K_iso20_common_types_RationalNumberType)
     ob11_.Exponent = f_11_Exponent
     ob11_.Value = f_11_Value
     f_EVSEMaximumDischargeCurrent = ob11_
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        u2 = c >> 3
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 3
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 3
+                av -= 5
                 if av < 0:
-                    win, av = r.refill(av, 3)
-                c = (win >> av) & 0x7
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_12_Value = -u - 1 if sg else u
-    if c & 0x7 != 0x0:
+    av += 2
+    if c & 0x1c != 0x0:
         raise r.fail_at(av + 3, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, EE')
-    ob12_ = _new(_iso20_common_types.RationalNumberType)
+    ob12_ = _new(_K_iso20_common_types_RationalNumberType)
     ob12_.Exponent = f_12_Exponent
     ob12_.Value = f_12_Value
     f_EVSEMinimumDischargeCurrent = ob12_
     r.avail = av
-    ob = _new(_iso20_dc.BPT_DC_CPDResEnergyTransferModeType)
+    ob = _new(_K_iso20_dc_BPT_DC_CPDResEnergyTransferModeType)
     ob.EVSEMaximumChargePower = f_EVSEMaximumChargePower
     ob.EVSEMinimumChargePower = f_EVSEMinimumChargePower
     ob.EVSEMaximumChargeCurrent = f_EVSEMaximumChargeCurrent
@@ -1531,24 +1541,7 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
-    a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
-    k += 15
     u = -t2 - 1 if t2 < 0 else t2
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
     if o.EVSEMinimumChargePower is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMinimumChargePower', 'required value missing')
     c2 = o.EVSEMinimumChargePower
@@ -1562,25 +1555,27 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
     t4 = c2.Value
     if (w.strict and (t4 < -32768 or t4 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
-    a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
-    k += 17
-    s = 1
-    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 40) | (t1 + 128) << 29 | (1 if t2 < 0 else 0) << 25 | (u) << 17 | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
+        k += 40
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 48) | (t1 + 128) << 37 | (1 if t2 < 0 else 0) << 33 | (u & 0x7F) << 25 | (u >> 7) << 17 | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x100000000
+        k += 48
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 56) | (t1 + 128) << 45 | (1 if t2 < 0 else 0) << 41 | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x10100000000
+        k += 56
     else:
+        a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
+        k += 15
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
+        k += 17
+    s = 1
+    u = -t4 - 1 if t4 < 0 else t4
     if o.EVSEMaximumChargeCurrent is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMaximumChargeCurrent', 'required value missing')
     c3 = o.EVSEMaximumChargeCurrent
@@ -1594,25 +1589,25 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
     t6 = c3.Value
     if (w.strict and (t6 < -32768 or t6 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
-    a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
-    k += 17
-    s = 2
-    u = -t6 - 1 if t6 < 0 else t6
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
+        k += 17
+    s = 2
+    u = -t6 - 1 if t6 < 0 else t6
     if o.EVSEMinimumChargeCurrent is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMinimumChargeCurrent', 'required value missing')
     c4 = o.EVSEMinimumChargeCurrent
@@ -1626,25 +1621,25 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
     t8 = c4.Value
     if (w.strict and (t8 < -32768 or t8 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
-    a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
-    k += 17
-    s = 3
-    u = -t8 - 1 if t8 < 0 else t8
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
+        k += 17
+    s = 3
+    u = -t8 - 1 if t8 < 0 else t8
     if o.EVSEMaximumVoltage is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMaximumVoltage', 'required value missing')
     c5 = o.EVSEMaximumVoltage
@@ -1658,25 +1653,25 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
     t10 = c5.Value
     if (w.strict and (t10 < -32768 or t10 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t10)
-    a = (a << 17) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
-    k += 17
-    s = 4
-    u = -t10 - 1 if t10 < 0 else t10
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
+        k += 17
+    s = 4
+    u = -t10 - 1 if t10 < 0 else t10
     if o.EVSEMinimumVoltage is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMinimumVoltage', 'required value missing')
     c6 = o.EVSEMinimumVoltage
@@ -1690,27 +1685,42 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
     t12 = c6.Value
     if (w.strict and (t12 < -32768 or t12 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t12)
-    a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
-    k += 17
-    s = 5
-    u = -t12 - 1 if t12 < 0 else t12
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 2
-    k += 2
+        a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
+        k += 17
+    s = 5
+    u = -t12 - 1 if t12 < 0 else t12
+    if u < 0x80:
+        a = (a << 10) | (u) << 2
+        k += 10
+    elif u < 0x4000:
+        a = (a << 18) | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+        k += 18
+    elif u < 0x200000:
+        a = (a << 26) | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+        k += 26
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a <<= 2
+        k += 2
     s = 6
     if o.EVSEPowerRampLimitation is not None:
         c7 = o.EVSEPowerRampLimitation
@@ -1724,26 +1734,26 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         t14 = c7.Value
         if (w.strict and (t14 < -32768 or t14 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t14)
-        a = (a << 16) | (t13 + 128) << 4 | (1 if t14 < 0 else 0)
-        k += 16
         u = -t14 - 1 if t14 < 0 else t14
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 26) | (t13 + 128) << 14 | (1 if t14 < 0 else 0) << 10 | (u) << 2
+            k += 26
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 34) | (t13 + 128) << 22 | (1 if t14 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+            k += 34
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 42) | (t13 + 128) << 30 | (1 if t14 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+            k += 42
         else:
+            a = (a << 16) | (t13 + 128) << 4 | (1 if t14 < 0 else 0)
+            k += 16
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 7
     elif o.EVSEMaximumDischargePower is not None:
         c8 = o.EVSEMaximumDischargePower
@@ -1757,26 +1767,26 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         t16 = c8.Value
         if (w.strict and (t16 < -32768 or t16 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t16)
-        a = (a << 16) | (t15 + 128) << 4 | (1 if t16 < 0 else 0) | 0x4000
-        k += 16
         u = -t16 - 1 if t16 < 0 else t16
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 26) | (t15 + 128) << 14 | (1 if t16 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+            k += 26
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 34) | (t15 + 128) << 22 | (1 if t16 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+            k += 34
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 42) | (t15 + 128) << 30 | (1 if t16 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+            k += 42
         else:
+            a = (a << 16) | (t15 + 128) << 4 | (1 if t16 < 0 else 0) | 0x4000
+            k += 16
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 8
     else:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType', 'missing SE(EVSEPowerRampLimitation), SE(EVSEMaximumDischargePower)')
@@ -1793,26 +1803,26 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
             t18 = c9.Value
             if (w.strict and (t18 < -32768 or t18 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t18)
-            a = (a << 15) | (t17 + 128) << 4 | (1 if t18 < 0 else 0)
-            k += 15
             u = -t18 - 1 if t18 < 0 else t18
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 25) | (t17 + 128) << 14 | (1 if t18 < 0 else 0) << 10 | (u) << 2
+                k += 25
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 33) | (t17 + 128) << 22 | (1 if t18 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 33
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 41) | (t17 + 128) << 30 | (1 if t18 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 41
             else:
+                a = (a << 15) | (t17 + 128) << 4 | (1 if t18 < 0 else 0)
+                k += 15
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 8
         else:
             raise encode_error('BPT_DC_CPDResEnergyTransferModeType', 'missing SE(EVSEMaximumDischargePower)')
@@ -1829,24 +1839,7 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
     t20 = c10.Value
     if (w.strict and (t20 < -32768 or t20 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t20)
-    a = (a << 15) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
-    k += 15
     u = -t20 - 1 if t20 < 0 else t20
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
     if o.EVSEMaximumDischargeCurrent is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMaximumDischargeCurrent', 'required value missing')
     c11 = o.EVSEMaximumDischargeCurrent
@@ -1860,25 +1853,27 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
     t22 = c11.Value
     if (w.strict and (t22 < -32768 or t22 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t22)
-    a = (a << 17) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
-    k += 17
-    s = 9
-    u = -t22 - 1 if t22 < 0 else t22
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 40) | (t19 + 128) << 29 | (1 if t20 < 0 else 0) << 25 | (u) << 17 | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
+        k += 40
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 48) | (t19 + 128) << 37 | (1 if t20 < 0 else 0) << 33 | (u & 0x7F) << 25 | (u >> 7) << 17 | (t21 + 128) << 4 | (1 if t22 < 0 else 0) | 0x100000000
+        k += 48
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 56) | (t19 + 128) << 45 | (1 if t20 < 0 else 0) << 41 | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t21 + 128) << 4 | (1 if t22 < 0 else 0) | 0x10100000000
+        k += 56
     else:
+        a = (a << 15) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
+        k += 15
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
+        k += 17
+    s = 9
+    u = -t22 - 1 if t22 < 0 else t22
     if o.EVSEMinimumDischargeCurrent is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMinimumDischargeCurrent', 'required value missing')
     c12 = o.EVSEMinimumDischargeCurrent
@@ -1892,27 +1887,42 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
     t24 = c12.Value
     if (w.strict and (t24 < -32768 or t24 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t24)
-    a = (a << 17) | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
-    k += 17
-    s = 10
-    u = -t24 - 1 if t24 < 0 else t24
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t23 + 128) << 4 | (1 if t24 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t23 + 128) << 4 | (1 if t24 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 3
-    k += 3
+        a = (a << 17) | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
+        k += 17
+    s = 10
+    u = -t24 - 1 if t24 < 0 else t24
+    if u < 0x80:
+        a = (a << 11) | (u) << 3
+        k += 11
+    elif u < 0x4000:
+        a = (a << 19) | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+        k += 19
+    elif u < 0x200000:
+        a = (a << 27) | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+        k += 27
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a <<= 3
+        k += 3
     s = 11
     s = -1
     w.acc = a
@@ -1920,7 +1930,7 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
     if k >= 1024:
         w.spill()
 
-def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.BPT_Dynamic_DC_CLReqControlModeType:
+def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_dc.BPT_Dynamic_DC_CLReqControlModeType:
     win = r.win
     av = r.avail
     f_DepartureTime: int | None = None
@@ -1938,43 +1948,38 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     f_EVMaximumV2XEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     f_EVMinimumV2XEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    ec = (c >> 28)
+    ec = ((c >> 26) & 3)
     if ec == 0:
-        if c & 0x8000000 != 0x0:
-            raise r.fail_at(av + 28, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected CH of DepartureTime')
-        u = ((c >> 19) & 255)
+        if c & 0x2000000 != 0x0:
+            raise r.fail_at(av + 26, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected CH of DepartureTime')
+        u = ((c >> 17) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            u2 = c >> 19
+            u2 = (c >> 9) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 27)
-                c = (win >> av) & 0x7ffffff
-                u2 = c >> 19
+                    win, av = r.refill(av, 17)
+                c = (win >> av) & 0x1ffff
+                u2 = c >> 9
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 19
+                    av += 9
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 19
+                    av -= 9
                     if av < 0:
-                        win, av = r.refill(av, 19)
-                    c = (win >> av) & 0x7ffff
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+        else:
+            av += 8
+            c >>= 8
         f_DepartureTime = u
-        av -= 11
+        av -= 21
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
@@ -2012,7 +2017,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
         f_1_Value = -u - 1 if sg else u
         if c & 0x30 != 0x0:
             raise r.fail_at(av + 6, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_ = _new(_K_iso20_common_types_RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVTargetEnergyRequest = ob1_
@@ -2022,51 +2027,51 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     elif ec == 1:
-        if c & 0xc038000 != 0x0:
-            raise r.fail_at(av + 28, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 18) & 255) - 128
-        sg = ((c >> 14) & 1)
-        u = ((c >> 6) & 255)
+        if c & 0x300e000 != 0x0:
+            raise r.fail_at(av + 26, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 16) & 255) - 128
+        sg = ((c >> 12) & 1)
+        u = ((c >> 4) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 14)
-            c = (win >> av) & 0x3fff
-            u2 = c >> 6
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 14)
-                c = (win >> av) & 0x3fff
-                u2 = c >> 6
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 6
+                    av += 4
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 6
+                    av -= 4
                     if av < 0:
-                        win, av = r.refill(av, 6)
-                    c = (win >> av) & 0x3f
+                        win, av = r.refill(av, 4)
+                    c = (win >> av) & 0xf
         f_2_Value = -u - 1 if sg else u
-        if c & 0x30 != 0x0:
-            raise r.fail_at(av + 6, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob2_ = _new(_K_iso20_common_types_RationalNumberType)
         ob2_.Exponent = f_2_Exponent
         ob2_.Value = f_2_Value
         f_EVTargetEnergyRequest = ob2_
-        av -= 26
+        av -= 28
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         s = 2
     else:
-        raise r.fail_at(av + 28, 'BPT_Dynamic_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
+        raise r.fail_at(av + 26, 'BPT_Dynamic_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_3_Exponent = ((c >> 19) & 255) - 128
@@ -2108,7 +2113,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     f_4_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob3_ = _new(_iso20_common_types.RationalNumberType)
+    ob3_ = _new(_K_iso20_common_types_RationalNumberType)
     ob3_.Exponent = f_3_Exponent
     ob3_.Value = f_3_Value
     f_EVMaximumEnergyRequest = ob3_
@@ -2149,7 +2154,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     f_5_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob4_ = _new(_iso20_common_types.RationalNumberType)
+    ob4_ = _new(_K_iso20_common_types_RationalNumberType)
     ob4_.Exponent = f_4_Exponent
     ob4_.Value = f_4_Value
     f_EVMinimumEnergyRequest = ob4_
@@ -2190,7 +2195,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     f_6_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob5_ = _new(_iso20_common_types.RationalNumberType)
+    ob5_ = _new(_K_iso20_common_types_RationalNumberType)
     ob5_.Exponent = f_5_Exponent
     ob5_.Value = f_5_Value
     f_EVMaximumChargePower = ob5_
@@ -2231,7 +2236,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     f_7_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob6_ = _new(_iso20_common_types.RationalNumberType)
+    ob6_ = _new(_K_iso20_common_types_RationalNumberType)
     ob6_.Exponent = f_6_Exponent
     ob6_.Value = f_6_Value
     f_EVMinimumChargePower = ob6_
@@ -2272,7 +2277,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     f_8_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob7_ = _new(_iso20_common_types.RationalNumberType)
+    ob7_ = _new(_K_iso20_common_types_RationalNumberType)
     ob7_.Exponent = f_7_Exponent
     ob7_.Value = f_7_Value
     f_EVMaximumChargeCurrent = ob7_
@@ -2313,7 +2318,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     f_9_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob8_ = _new(_iso20_common_types.RationalNumberType)
+    ob8_ = _new(_K_iso20_common_types_RationalNumberType)
     ob8_.Exponent = f_8_Exponent
     ob8_.Value = f_8_Value
     f_EVMaximumVoltage = ob8_
@@ -2354,7 +2359,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     f_10_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob9_ = _new(_iso20_common_types.RationalNumberType)
+    ob9_ = _new(_K_iso20_common_types_RationalNumberType)
     ob9_.Exponent = f_9_Exponent
     ob9_.Value = f_9_Value
     f_EVMinimumVoltage = ob9_
@@ -2395,7 +2400,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     f_11_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob10_ = _new(_iso20_common_types.RationalNumberType)
+    ob10_ = _new(_K_iso20_common_types_RationalNumberType)
     ob10_.Exponent = f_10_Exponent
     ob10_.Value = f_10_Value
     f_EVMaximumDischargePower = ob10_
@@ -2436,7 +2441,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     f_12_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob11_ = _new(_iso20_common_types.RationalNumberType)
+    ob11_ = _new(_K_iso20_common_types_RationalNumberType)
     ob11_.Exponent = f_11_Exponent
     ob11_.Value = f_11_Value
     f_EVMinimumDischargePower = ob11_
@@ -2474,7 +2479,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
         if c & 0x18 != 0x0:
             raise r.fail_at(av + 5, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE') from None
         ec = ((c >> 1) & 3)
-    ob12_ = _new(_iso20_common_types.RationalNumberType)
+    ob12_ = _new(_K_iso20_common_types_RationalNumberType)
     ob12_.Exponent = f_12_Exponent
     ob12_.Value = f_12_Value
     f_EVMaximumDischargeCurrent = ob12_
@@ -2490,150 +2495,137 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 16)
-            c = (win >> av) & 0xffff
-            u2 = c >> 8
+            u2 = c & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 16)
-                c = (win >> av) & 0xffff
-                u2 = c >> 8
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    c = (win >> av) & 0xff
+        else:
+            av += 8
         f_13_Value = -u - 1 if sg else u
+        av -= 29
+        if av < 0:
+            win, av = r.refill(av, 29)
+        c = (win >> av) & 0x1fffffff
         try:
-            ec = _T6cd14f8b[(c >> 4) & 0xf]
+            ec = _T6cd14f8b[c >> 25]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xc0 != 0x0:
-                raise r.fail_at(av + 8, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected EE of Value, EE') from None
-            ec = ((c >> 4) & 3)
-        ob13_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x18000000 != 0x0:
+                raise r.fail_at(av + 29, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected EE of Value, EE') from None
+            ec = ((c >> 25) & 3)
+        ob13_ = _new(_K_iso20_common_types_RationalNumberType)
         ob13_.Exponent = f_13_Exponent
         ob13_.Value = f_13_Value
         f_EVMaximumV2XEnergyRequest = ob13_
         if ec == 0:
-            av -= 20
-            if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Dynamic_DC_CLReqControlModeType[13]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_14_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLReqControlModeType[13]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_14_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_14_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLReqControlModeType[13]', 'expected EE of Value, EE')
-            ob14_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Dynamic_DC_CLReqControlModeType[13]', 'expected EE of Value, EE')
+            ob14_ = _new(_K_iso20_common_types_RationalNumberType)
             ob14_.Exponent = f_14_Exponent
             ob14_.Value = f_14_Value
             f_EVMinimumV2XEnergyRequest = ob14_
             s = 14
         elif ec == 1:
-            av += 4
+            av += 24
             s = -1
         else:
-            raise r.fail_at(av + 4, 'BPT_Dynamic_DC_CLReqControlModeType[13]', f'event code {ec}, expected SE(EVMinimumV2XEnergyRequest), EE')
+            raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLReqControlModeType[13]', f'event code {ec}, expected SE(EVMinimumV2XEnergyRequest), EE')
     elif ec == 1:
-        av -= 23
+        av -= 29
         if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        if c & 0xc03800 != 0x0:
-            raise r.fail_at(av + 24, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_15_Exponent = ((c >> 14) & 255) - 128
-        sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x300e0000 != 0x0:
+            raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_15_Exponent = ((c >> 20) & 255) - 128
+        sg = ((c >> 16) & 1)
+        u = ((c >> 8) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = c & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
+        else:
+            av += 8
         f_15_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected EE of Value, EE')
-        ob15_ = _new(_iso20_common_types.RationalNumberType)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x6 != 0x0:
+            raise r.fail_at(av + 3, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected EE of Value, EE')
+        ob15_ = _new(_K_iso20_common_types_RationalNumberType)
         ob15_.Exponent = f_15_Exponent
         ob15_.Value = f_15_Value
         f_EVMinimumV2XEnergyRequest = ob15_
         s = 14
     elif ec == 2:
-        av += 1
         s = -1
     else:
         raise r.fail_at(av + 1, 'BPT_Dynamic_DC_CLReqControlModeType[12]', f'event code {ec}, expected SE(EVMaximumV2XEnergyRequest), SE(EVMinimumV2XEnergyRequest), EE')
     if s == 14:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'BPT_Dynamic_DC_CLReqControlModeType[14]', 'expected EE')
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE')
         s = -1
+    else:
+        av += 1
     r.avail = av
-    ob = _new(_iso20_dc.BPT_Dynamic_DC_CLReqControlModeType)
+    ob = _new(_K_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType)
     ob.DepartureTime = f_DepartureTime
     ob.EVTargetEnergyRequest = f_EVTargetEnergyRequest
     ob.EVMaximumEnergyRequest = f_EVMaximumEnergyRequest
@@ -2655,29 +2647,29 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
     k = w.n
     s = 0
     if o.DepartureTime is not None:
-        a <<= 3
-        k += 3
         t1 = o.DepartureTime
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
             raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.DepartureTime', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 12) | (u) << 1
+            k += 12
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 20) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+            k += 20
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 28) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+            k += 28
         else:
+            a <<= 3
+            k += 3
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 1
-        k += 1
+            a <<= 1
+            k += 1
         s = 1
     elif o.EVTargetEnergyRequest is not None:
         c1 = o.EVTargetEnergyRequest
@@ -2691,26 +2683,26 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         t3 = c1.Value
         if (w.strict and (t3 < -32768 or t3 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
-        a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0x4000
-        k += 16
         u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 26) | (t2 + 128) << 14 | (1 if t3 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+            k += 26
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 34) | (t2 + 128) << 22 | (1 if t3 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+            k += 34
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 42) | (t2 + 128) << 30 | (1 if t3 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+            k += 42
         else:
+            a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0x4000
+            k += 16
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 2
     else:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType', 'missing SE(DepartureTime), SE(EVTargetEnergyRequest)')
@@ -2727,26 +2719,26 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
             t5 = c2.Value
             if (w.strict and (t5 < -32768 or t5 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t5)
-            a = (a << 15) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
-            k += 15
             u = -t5 - 1 if t5 < 0 else t5
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 25) | (t4 + 128) << 14 | (1 if t5 < 0 else 0) << 10 | (u) << 2
+                k += 25
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 33) | (t4 + 128) << 22 | (1 if t5 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 33
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 41) | (t4 + 128) << 30 | (1 if t5 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 41
             else:
+                a = (a << 15) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
+                k += 15
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 2
         else:
             raise encode_error('BPT_Dynamic_DC_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
@@ -2763,24 +2755,7 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
     t7 = c3.Value
     if (w.strict and (t7 < -32768 or t7 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t7)
-    a = (a << 15) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
-    k += 15
     u = -t7 - 1 if t7 < 0 else t7
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
     if o.EVMinimumEnergyRequest is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
     c4 = o.EVMinimumEnergyRequest
@@ -2794,25 +2769,27 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
     t9 = c4.Value
     if (w.strict and (t9 < -32768 or t9 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t9)
-    a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
-    k += 17
-    s = 3
-    u = -t9 - 1 if t9 < 0 else t9
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 40) | (t6 + 128) << 29 | (1 if t7 < 0 else 0) << 25 | (u) << 17 | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
+        k += 40
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 48) | (t6 + 128) << 37 | (1 if t7 < 0 else 0) << 33 | (u & 0x7F) << 25 | (u >> 7) << 17 | (t8 + 128) << 4 | (1 if t9 < 0 else 0) | 0x100000000
+        k += 48
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 56) | (t6 + 128) << 45 | (1 if t7 < 0 else 0) << 41 | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t8 + 128) << 4 | (1 if t9 < 0 else 0) | 0x10100000000
+        k += 56
     else:
+        a = (a << 15) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
+        k += 15
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
+        k += 17
+    s = 3
+    u = -t9 - 1 if t9 < 0 else t9
     if o.EVMaximumChargePower is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMaximumChargePower', 'required value missing')
     c5 = o.EVMaximumChargePower
@@ -2826,25 +2803,25 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
     t11 = c5.Value
     if (w.strict and (t11 < -32768 or t11 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t11)
-    a = (a << 17) | (t10 + 128) << 4 | (1 if t11 < 0 else 0)
-    k += 17
-    s = 4
-    u = -t11 - 1 if t11 < 0 else t11
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t10 + 128) << 4 | (1 if t11 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t10 + 128) << 4 | (1 if t11 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t10 + 128) << 4 | (1 if t11 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t10 + 128) << 4 | (1 if t11 < 0 else 0)
+        k += 17
+    s = 4
+    u = -t11 - 1 if t11 < 0 else t11
     if o.EVMinimumChargePower is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMinimumChargePower', 'required value missing')
     c6 = o.EVMinimumChargePower
@@ -2858,25 +2835,25 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
     t13 = c6.Value
     if (w.strict and (t13 < -32768 or t13 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t13)
-    a = (a << 17) | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
-    k += 17
-    s = 5
-    u = -t13 - 1 if t13 < 0 else t13
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t12 + 128) << 4 | (1 if t13 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t12 + 128) << 4 | (1 if t13 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
+        k += 17
+    s = 5
+    u = -t13 - 1 if t13 < 0 else t13
     if o.EVMaximumChargeCurrent is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMaximumChargeCurrent', 'required value missing')
     c7 = o.EVMaximumChargeCurrent
@@ -2890,25 +2867,25 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
     t15 = c7.Value
     if (w.strict and (t15 < -32768 or t15 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t15)
-    a = (a << 17) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
-    k += 17
-    s = 6
-    u = -t15 - 1 if t15 < 0 else t15
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
+        k += 17
+    s = 6
+    u = -t15 - 1 if t15 < 0 else t15
     if o.EVMaximumVoltage is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMaximumVoltage', 'required value missing')
     c8 = o.EVMaximumVoltage
@@ -2922,25 +2899,25 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
     t17 = c8.Value
     if (w.strict and (t17 < -32768 or t17 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t17)
-    a = (a << 17) | (t16 + 128) << 4 | (1 if t17 < 0 else 0)
-    k += 17
-    s = 7
-    u = -t17 - 1 if t17 < 0 else t17
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t16 + 128) << 4 | (1 if t17 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t16 + 128) << 4 | (1 if t17 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t16 + 128) << 4 | (1 if t17 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t16 + 128) << 4 | (1 if t17 < 0 else 0)
+        k += 17
+    s = 7
+    u = -t17 - 1 if t17 < 0 else t17
     if o.EVMinimumVoltage is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMinimumVoltage', 'required value missing')
     c9 = o.EVMinimumVoltage
@@ -2954,25 +2931,25 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
     t19 = c9.Value
     if (w.strict and (t19 < -32768 or t19 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t19)
-    a = (a << 17) | (t18 + 128) << 4 | (1 if t19 < 0 else 0)
-    k += 17
-    s = 8
-    u = -t19 - 1 if t19 < 0 else t19
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t18 + 128) << 4 | (1 if t19 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t18 + 128) << 4 | (1 if t19 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t18 + 128) << 4 | (1 if t19 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t18 + 128) << 4 | (1 if t19 < 0 else 0)
+        k += 17
+    s = 8
+    u = -t19 - 1 if t19 < 0 else t19
     if o.EVMaximumDischargePower is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMaximumDischargePower', 'required value missing')
     c10 = o.EVMaximumDischargePower
@@ -2986,25 +2963,25 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
     t21 = c10.Value
     if (w.strict and (t21 < -32768 or t21 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t21)
-    a = (a << 17) | (t20 + 128) << 4 | (1 if t21 < 0 else 0)
-    k += 17
-    s = 9
-    u = -t21 - 1 if t21 < 0 else t21
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t20 + 128) << 4 | (1 if t21 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t20 + 128) << 4 | (1 if t21 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t20 + 128) << 4 | (1 if t21 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t20 + 128) << 4 | (1 if t21 < 0 else 0)
+        k += 17
+    s = 9
+    u = -t21 - 1 if t21 < 0 else t21
     if o.EVMinimumDischargePower is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMinimumDischargePower', 'required value missing')
     c11 = o.EVMinimumDischargePower
@@ -3018,25 +2995,25 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
     t23 = c11.Value
     if (w.strict and (t23 < -32768 or t23 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t23)
-    a = (a << 17) | (t22 + 128) << 4 | (1 if t23 < 0 else 0)
-    k += 17
-    s = 10
-    u = -t23 - 1 if t23 < 0 else t23
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t22 + 128) << 4 | (1 if t23 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t22 + 128) << 4 | (1 if t23 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t22 + 128) << 4 | (1 if t23 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t22 + 128) << 4 | (1 if t23 < 0 else 0)
+        k += 17
+    s = 10
+    u = -t23 - 1 if t23 < 0 else t23
     if o.EVMaximumDischargeCurrent is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMaximumDischargeCurrent', 'required value missing')
     c12 = o.EVMaximumDischargeCurrent
@@ -3050,27 +3027,42 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
     t25 = c12.Value
     if (w.strict and (t25 < -32768 or t25 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t25)
-    a = (a << 17) | (t24 + 128) << 4 | (1 if t25 < 0 else 0)
-    k += 17
-    s = 11
-    u = -t25 - 1 if t25 < 0 else t25
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t24 + 128) << 4 | (1 if t25 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t24 + 128) << 4 | (1 if t25 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t24 + 128) << 4 | (1 if t25 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 2
-    k += 2
+        a = (a << 17) | (t24 + 128) << 4 | (1 if t25 < 0 else 0)
+        k += 17
+    s = 11
+    u = -t25 - 1 if t25 < 0 else t25
+    if u < 0x80:
+        a = (a << 10) | (u) << 2
+        k += 10
+    elif u < 0x4000:
+        a = (a << 18) | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+        k += 18
+    elif u < 0x200000:
+        a = (a << 26) | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+        k += 26
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a <<= 2
+        k += 2
     s = 12
     if o.EVMaximumV2XEnergyRequest is not None:
         c13 = o.EVMaximumV2XEnergyRequest
@@ -3084,26 +3076,26 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         t27 = c13.Value
         if (w.strict and (t27 < -32768 or t27 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t27)
-        a = (a << 16) | (t26 + 128) << 4 | (1 if t27 < 0 else 0)
-        k += 16
         u = -t27 - 1 if t27 < 0 else t27
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 26) | (t26 + 128) << 14 | (1 if t27 < 0 else 0) << 10 | (u) << 2
+            k += 26
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 34) | (t26 + 128) << 22 | (1 if t27 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+            k += 34
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 42) | (t26 + 128) << 30 | (1 if t27 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+            k += 42
         else:
+            a = (a << 16) | (t26 + 128) << 4 | (1 if t27 < 0 else 0)
+            k += 16
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 13
     elif o.EVMinimumV2XEnergyRequest is not None:
         c14 = o.EVMinimumV2XEnergyRequest
@@ -3117,26 +3109,26 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         t29 = c14.Value
         if (w.strict and (t29 < -32768 or t29 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t29)
-        a = (a << 16) | (t28 + 128) << 4 | (1 if t29 < 0 else 0) | 0x4000
-        k += 16
         u = -t29 - 1 if t29 < 0 else t29
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 26) | (t28 + 128) << 14 | (1 if t29 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+            k += 26
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 34) | (t28 + 128) << 22 | (1 if t29 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+            k += 34
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 42) | (t28 + 128) << 30 | (1 if t29 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+            k += 42
         else:
+            a = (a << 16) | (t28 + 128) << 4 | (1 if t29 < 0 else 0) | 0x4000
+            k += 16
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 14
     else:
         a = (a << 2) | 0x2
@@ -3155,26 +3147,26 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
             t31 = c15.Value
             if (w.strict and (t31 < -32768 or t31 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t31)
-            a = (a << 16) | (t30 + 128) << 4 | (1 if t31 < 0 else 0)
-            k += 16
             u = -t31 - 1 if t31 < 0 else t31
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t30 + 128) << 14 | (1 if t31 < 0 else 0) << 10 | (u) << 2
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t30 + 128) << 22 | (1 if t31 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t30 + 128) << 30 | (1 if t31 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 42
             else:
+                a = (a << 16) | (t30 + 128) << 4 | (1 if t31 < 0 else 0)
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 14
         else:
             a = (a << 2) | 0x1
@@ -3190,7 +3182,7 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
     if k >= 1024:
         w.spill()
 
-def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.BPT_Dynamic_DC_CLResControlModeType:
+def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _iso20_dc.BPT_Dynamic_DC_CLResControlModeType:
     win = r.win
     av = r.avail
     f_DepartureTime: int | None = None
@@ -3206,476 +3198,497 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
     f_EVSEMaximumDischargeCurrent: _iso20_common_types.RationalNumberType
     f_EVSEMinimumVoltage: _iso20_common_types.RationalNumberType
     s = 0
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    ec = (c >> 27)
+    ec = ((c >> 25) & 7)
     if ec == 0:
-        if c & 0x4000000 != 0x0:
-            raise r.fail_at(av + 27, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of DepartureTime')
-        u = ((c >> 18) & 255)
+        if c & 0x1000000 != 0x0:
+            raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of DepartureTime')
+        u = ((c >> 16) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 26)
-            c = (win >> av) & 0x3ffffff
-            u2 = c >> 18
+            u2 = (c >> 8) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 26)
-                c = (win >> av) & 0x3ffffff
-                u2 = c >> 18
+                    win, av = r.refill(av, 16)
+                c = (win >> av) & 0xffff
+                u2 = c >> 8
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 18
+                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 18
+                    av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 18)
-                    c = (win >> av) & 0x3ffff
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+        else:
+            av += 8
+            c >>= 8
         f_DepartureTime = u
         try:
-            ec = _T4243fd73[(c >> 14) & 0xf]
+            ec = _T4243fd73[(c >> 4) & 0xf]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x20000 != 0x0:
-                raise r.fail_at(av + 18, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected EE of DepartureTime') from None
-            ec = ((c >> 14) & 7)
+            if c & 0x80 != 0x0:
+                raise r.fail_at(av + 8, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected EE of DepartureTime') from None
+            ec = ((c >> 4) & 7)
         if ec == 0:
-            av += 5
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
             try:
-                f_MinimumSOC = _Tf00db23f[(c >> 5) & 0x1ff]
+                f_MinimumSOC = _Tf00db23f[c >> 21]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x2020 != 0x0:
-                    raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC') from None
-                f_MinimumSOC = ((c >> 6) & 127)
+                if c & 0x20200000 != 0x0:
+                    raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC') from None
+                f_MinimumSOC = ((c >> 22) & 127)
+            av -= 7
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 2
         elif ec == 1:
-            av += 5
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
             try:
-                f_TargetSOC = _Tf00db23f[(c >> 5) & 0x1ff]
+                f_TargetSOC = _Tf00db23f[c >> 21]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x2020 != 0x0:
-                    raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC') from None
-                f_TargetSOC = ((c >> 6) & 127)
+                if c & 0x20200000 != 0x0:
+                    raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC') from None
+                f_TargetSOC = ((c >> 22) & 127)
+            av -= 7
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 3
         elif ec == 2:
-            av += 4
-            if c & 0x2000 != 0x0:
-                raise r.fail_at(av + 10, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
-            u = ((c >> 5) & 255)
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x20000000 != 0x0:
+                raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
+            u = ((c >> 21) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
-                u2 = c >> 1
+                u2 = (c >> 13) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-                    u2 = c >> 1
+                        win, av = r.refill(av, 21)
+                    c = (win >> av) & 0x1fffff
+                    u2 = c >> 13
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 1
+                        av += 13
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 1
+                        av -= 13
                         if av < 0:
-                            win, av = r.refill(av, 1)
-                        c = (win >> av) & 0x1
+                            win, av = r.refill(av, 13)
+                        c = (win >> av) & 0x1fff
             else:
-                c >>= 4
+                av += 8
+                c >>= 8
             f_AckMaxDelay = u
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected EE of AckMaxDelay')
+            if c & 0x1000 != 0x0:
+                raise r.fail_at(av + 13, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected EE of AckMaxDelay')
+            av -= 16
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 4
         elif ec == 3:
-            av -= 10
+            av -= 26
             if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_1_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x300e0000 != 0x0:
+                raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_1_Exponent = ((c >> 20) & 255) - 128
+            sg = ((c >> 16) & 1)
+            u = ((c >> 8) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                u2 = c & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+            else:
+                av += 8
             f_1_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob1_ = _new(_iso20_common_types.RationalNumberType)
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x30000000 != 0x0:
+                raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+            ob1_ = _new(_K_iso20_common_types_RationalNumberType)
             ob1_.Exponent = f_1_Exponent
             ob1_.Value = f_1_Value
             f_EVSEMaximumChargePower = ob1_
             s = 5
         else:
-            raise r.fail_at(av + 14, 'BPT_Dynamic_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
+            raise r.fail_at(av + 4, 'BPT_Dynamic_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     elif ec == 1:
-        av += 18
         try:
-            f_MinimumSOC = _Tf00db23f[(c >> 18) & 0x1ff]
+            f_MinimumSOC = _Tf00db23f[(c >> 16) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x4040000 != 0x0:
-                raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC') from None
-            f_MinimumSOC = ((c >> 19) & 127)
+            if c & 0x1010000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC') from None
+            f_MinimumSOC = ((c >> 17) & 127)
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 2
     elif ec == 2:
-        av += 18
         try:
-            f_TargetSOC = _Tf00db23f[(c >> 18) & 0x1ff]
+            f_TargetSOC = _Tf00db23f[(c >> 16) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x4040000 != 0x0:
-                raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC') from None
-            f_TargetSOC = ((c >> 19) & 127)
+            if c & 0x1010000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC') from None
+            f_TargetSOC = ((c >> 17) & 127)
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 3
     elif ec == 3:
-        av += 17
-        if c & 0x4000000 != 0x0:
-            raise r.fail_at(av + 10, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
-        u = ((c >> 18) & 255)
+        if c & 0x1000000 != 0x0:
+            raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
+        u = ((c >> 16) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            u2 = c >> 1
+            u2 = (c >> 8) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
-                u2 = c >> 1
+                    win, av = r.refill(av, 16)
+                c = (win >> av) & 0xffff
+                u2 = c >> 8
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 1
+                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 1
+                    av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 1)
-                    c = (win >> av) & 0x1
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
         else:
-            c >>= 17
+            av += 8
+            c >>= 8
         f_AckMaxDelay = u
-        if c & 0x1 != 0x0:
-            raise r.fail_at(av + 1, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
+        if c & 0x80 != 0x0:
+            raise r.fail_at(av + 8, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
+        av -= 21
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 4
     elif ec == 4:
-        av += 3
-        if c & 0x601c000 != 0x0:
-            raise r.fail_at(av + 24, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 17) & 255) - 128
+        if c & 0x1807000 != 0x0:
+            raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 15) & 255) - 128
+        sg = ((c >> 11) & 1)
+        u = ((c >> 3) & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 3
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 3
+                    if av < 0:
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
+        f_2_Value = -u - 1 if sg else u
+        if c & 0x6 != 0x0:
+            raise r.fail_at(av + 3, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ob2_ = _new(_K_iso20_common_types_RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVSEMaximumChargePower = ob2_
+        av -= 27
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
+        s = 5
+    else:
+        raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
+    if s == 2:
+        ec = ((c >> 26) & 3)
+        if ec == 0:
+            try:
+                f_TargetSOC = _Tf00db23f[(c >> 17) & 0x1ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x2020000 != 0x0:
+                    raise r.fail_at(av + 26, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC') from None
+                f_TargetSOC = ((c >> 18) & 127)
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 3
+        elif ec == 1:
+            if c & 0x2000000 != 0x0:
+                raise r.fail_at(av + 26, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
+            u = ((c >> 17) & 255)
+            if u > 127:
+                u2 = (c >> 9) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 17)
+                    c = (win >> av) & 0x1ffff
+                    u2 = c >> 9
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 9
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 9
+                        if av < 0:
+                            win, av = r.refill(av, 9)
+                        c = (win >> av) & 0x1ff
+            else:
+                av += 8
+                c >>= 8
+            f_AckMaxDelay = u
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected EE of AckMaxDelay')
+            av -= 20
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 4
+        elif ec == 2:
+            if c & 0x300e000 != 0x0:
+                raise r.fail_at(av + 26, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_3_Exponent = ((c >> 16) & 255) - 128
+            sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 4
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 4
+                        if av < 0:
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            f_3_Value = -u - 1 if sg else u
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+            ob3_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_EVSEMaximumChargePower = ob3_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 5
+        else:
+            raise r.fail_at(av + 26, 'BPT_Dynamic_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
+    if s == 3:
+        ec = ((c >> 26) & 3)
+        if ec == 0:
+            if c & 0x2000000 != 0x0:
+                raise r.fail_at(av + 26, 'BPT_Dynamic_DC_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
+            u = ((c >> 17) & 255)
+            if u > 127:
+                u2 = (c >> 9) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 17)
+                    c = (win >> av) & 0x1ffff
+                    u2 = c >> 9
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 9
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 9
+                        if av < 0:
+                            win, av = r.refill(av, 9)
+                        c = (win >> av) & 0x1ff
+            else:
+                av += 8
+                c >>= 8
+            f_AckMaxDelay = u
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[3]', 'expected EE of AckMaxDelay')
+            av -= 20
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 4
+        elif ec == 1:
+            if c & 0x300e000 != 0x0:
+                raise r.fail_at(av + 26, 'BPT_Dynamic_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_4_Exponent = ((c >> 16) & 255) - 128
+            sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 4
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 4
+                        if av < 0:
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            f_4_Value = -u - 1 if sg else u
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'BPT_Dynamic_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
+            ob4_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_EVSEMaximumChargePower = ob4_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 5
+        else:
+            raise r.fail_at(av + 26, 'BPT_Dynamic_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
+    if s == 4:
+        if c & 0xe01c000 != 0x0:
+            raise r.fail_at(av + 28, 'BPT_Dynamic_DC_CLResControlModeType', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_5_Exponent = ((c >> 17) & 255) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
+                    av += 5
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
+                    av -= 5
                     if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
-        else:
-            c >>= 3
-        f_2_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob2_ = _new(_iso20_common_types.RationalNumberType)
-        ob2_.Exponent = f_2_Exponent
-        ob2_.Value = f_2_Value
-        f_EVSEMaximumChargePower = ob2_
-        s = 5
-    else:
-        raise r.fail_at(av + 27, 'BPT_Dynamic_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
-    if s == 2:
-        av -= 26
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        ec = (c >> 24)
-        if ec == 0:
-            av += 15
-            try:
-                f_TargetSOC = _Tf00db23f[(c >> 15) & 0x1ff]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x808000 != 0x0:
-                    raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC') from None
-                f_TargetSOC = ((c >> 16) & 127)
-            s = 3
-        elif ec == 1:
-            av += 14
-            if c & 0x800000 != 0x0:
-                raise r.fail_at(av + 10, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
-            u = ((c >> 15) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
-                u2 = c >> 1
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-                    u2 = c >> 1
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 1
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 1
-                        if av < 0:
-                            win, av = r.refill(av, 1)
-                        c = (win >> av) & 0x1
-            else:
-                c >>= 14
-            f_AckMaxDelay = u
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected EE of AckMaxDelay')
-            s = 4
-        elif ec == 2:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_3_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            ob3_ = _new(_iso20_common_types.RationalNumberType)
-            ob3_.Exponent = f_3_Exponent
-            ob3_.Value = f_3_Value
-            f_EVSEMaximumChargePower = ob3_
-            s = 5
-        else:
-            raise r.fail_at(av + 24, 'BPT_Dynamic_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
-    if s == 3:
-        av -= 26
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        ec = (c >> 24)
-        if ec == 0:
-            av += 14
-            if c & 0x800000 != 0x0:
-                raise r.fail_at(av + 10, 'BPT_Dynamic_DC_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
-            u = ((c >> 15) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
-                u2 = c >> 1
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-                    u2 = c >> 1
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 1
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 1
-                        if av < 0:
-                            win, av = r.refill(av, 1)
-                        c = (win >> av) & 0x1
-            else:
-                c >>= 14
-            f_AckMaxDelay = u
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'BPT_Dynamic_DC_CLResControlModeType[3]', 'expected EE of AckMaxDelay')
-            s = 4
-        elif ec == 1:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Dynamic_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_4_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_4_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
-            ob4_ = _new(_iso20_common_types.RationalNumberType)
-            ob4_.Exponent = f_4_Exponent
-            ob4_.Value = f_4_Value
-            f_EVSEMaximumChargePower = ob4_
-            s = 5
-        else:
-            raise r.fail_at(av + 24, 'BPT_Dynamic_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
-    if s == 4:
-        av -= 25
-        if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        if c & 0x1c03800 != 0x0:
-            raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLResControlModeType[4]', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_5_Exponent = ((c >> 14) & 255) - 128
-        sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 2
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
+                        win, av = r.refill(av, 5)
+                    c = (win >> av) & 0x1f
         f_5_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
-        ob5_ = _new(_iso20_common_types.RationalNumberType)
+        if c & 0x18 != 0x0:
+            raise r.fail_at(av + 5, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE')
+        ob5_ = _new(_K_iso20_common_types_RationalNumberType)
         ob5_.Exponent = f_5_Exponent
         ob5_.Value = f_5_Value
         f_EVSEMaximumChargePower = ob5_
         s = 5
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
+        av -= 27
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    else:
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLResControlModeType', 'expected SE(EVSEMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_6_Exponent = ((c >> 19) & 255) - 128
@@ -3717,7 +3730,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
     f_7_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob6_ = _new(_iso20_common_types.RationalNumberType)
+    ob6_ = _new(_K_iso20_common_types_RationalNumberType)
     ob6_.Exponent = f_6_Exponent
     ob6_.Value = f_6_Value
     f_EVSEMinimumChargePower = ob6_
@@ -3758,7 +3771,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
     f_8_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob7_ = _new(_iso20_common_types.RationalNumberType)
+    ob7_ = _new(_K_iso20_common_types_RationalNumberType)
     ob7_.Exponent = f_7_Exponent
     ob7_.Value = f_7_Value
     f_EVSEMaximumChargeCurrent = ob7_
@@ -3799,7 +3812,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
     f_9_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob8_ = _new(_iso20_common_types.RationalNumberType)
+    ob8_ = _new(_K_iso20_common_types_RationalNumberType)
     ob8_.Exponent = f_8_Exponent
     ob8_.Value = f_8_Value
     f_EVSEMaximumVoltage = ob8_
@@ -3840,7 +3853,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
     f_10_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob9_ = _new(_iso20_common_types.RationalNumberType)
+    ob9_ = _new(_K_iso20_common_types_RationalNumberType)
     ob9_.Exponent = f_9_Exponent
     ob9_.Value = f_9_Value
     f_EVSEMaximumDischargePower = ob9_
@@ -3881,7 +3894,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
     f_11_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob10_ = _new(_iso20_common_types.RationalNumberType)
+    ob10_ = _new(_K_iso20_common_types_RationalNumberType)
     ob10_.Exponent = f_10_Exponent
     ob10_.Value = f_10_Value
     f_EVSEMinimumDischargePower = ob10_
@@ -3913,16 +3926,16 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
                     win, av = r.refill(av, 5)
                 c = (win >> av) & 0x1f
     f_11_Value = -u - 1 if sg else u
-    av -= 23
+    av -= 25
     if av < 0:
-        win, av = r.refill(av, 28)
-    c = (win >> av) & 0xfffffff
-    if c & 0xf807000 != 0x0:
-        raise r.fail_at(av + 28, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_12_Exponent = ((c >> 15) & 255) - 128
-    sg = ((c >> 11) & 1)
-    u = ((c >> 3) & 255)
-    ob11_ = _new(_iso20_common_types.RationalNumberType)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_12_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
+    ob11_ = _new(_K_iso20_common_types_RationalNumberType)
     ob11_.Exponent = f_11_Exponent
     ob11_.Value = f_11_Value
     f_EVSEMaximumDischargeCurrent = ob11_
@@ -3930,40 +3943,41 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        u2 = c >> 3
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 3
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 3
+                av -= 5
                 if av < 0:
-                    win, av = r.refill(av, 3)
-                c = (win >> av) & 0x7
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_12_Value = -u - 1 if sg else u
-    if c & 0x7 != 0x0:
+    av += 2
+    if c & 0x1c != 0x0:
         raise r.fail_at(av + 3, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, EE')
-    ob12_ = _new(_iso20_common_types.RationalNumberType)
+    ob12_ = _new(_K_iso20_common_types_RationalNumberType)
     ob12_.Exponent = f_12_Exponent
     ob12_.Value = f_12_Value
     f_EVSEMinimumVoltage = ob12_
     s = 12
     s = -1
     r.avail = av
-    ob = _new(_iso20_dc.BPT_Dynamic_DC_CLResControlModeType)
+    ob = _new(_K_iso20_dc_BPT_Dynamic_DC_CLResControlModeType)
     ob.DepartureTime = f_DepartureTime
     ob.MinimumSOC = f_MinimumSOC
     ob.TargetSOC = f_TargetSOC
@@ -3983,29 +3997,29 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
     k = w.n
     s = 0
     if o.DepartureTime is not None:
-        a <<= 4
-        k += 4
         t1 = o.DepartureTime
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
             raise encode_error('BPT_Dynamic_DC_CLResControlModeType.DepartureTime', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 13) | (u) << 1
+            k += 13
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 21) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+            k += 21
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 29) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+            k += 29
         else:
+            a <<= 4
+            k += 4
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 1
-        k += 1
+            a <<= 1
+            k += 1
         s = 1
     elif o.MinimumSOC is not None:
         t2 = o.MinimumSOC
@@ -4022,29 +4036,29 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         k += 12
         s = 3
     elif o.AckMaxDelay is not None:
-        a = (a << 4) | 0x6
-        k += 4
         t4 = o.AckMaxDelay
         if t4 < 0 or (w.strict and (t4 > 65535)):
             raise encode_error('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t4)
         u = t4
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 13) | (u) << 1 | 0xc00
+            k += 13
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 21) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0xd0000
+            k += 21
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 29) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0xd010000
+            k += 29
         else:
+            a = (a << 4) | 0x6
+            k += 4
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 1
-        k += 1
+            a <<= 1
+            k += 1
         s = 4
     elif o.EVSEMaximumChargePower is not None:
         c1 = o.EVSEMaximumChargePower
@@ -4058,26 +4072,26 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         t6 = c1.Value
         if (w.strict and (t6 < -32768 or t6 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
-        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x10000
-        k += 17
         u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t5 + 128) << 14 | (1 if t6 < 0 else 0) << 10 | (u) << 2 | 0x4000000
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t5 + 128) << 22 | (1 if t6 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x400020000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t5 + 128) << 30 | (1 if t6 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x40002020000
+            k += 43
         else:
+            a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x10000
+            k += 17
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 5
     else:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType', 'missing SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
@@ -4097,29 +4111,29 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
             k += 12
             s = 3
         elif o.AckMaxDelay is not None:
-            a = (a << 4) | 0x4
-            k += 4
             t9 = o.AckMaxDelay
             if t9 < 0 or (w.strict and (t9 > 65535)):
                 raise encode_error('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t9)
             u = t9
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 13) | (u) << 1 | 0x800
+                k += 13
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 21) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x90000
+                k += 21
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 29) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x9010000
+                k += 29
             else:
+                a = (a << 4) | 0x4
+                k += 4
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 1
-            k += 1
+                a <<= 1
+                k += 1
             s = 4
         elif o.EVSEMaximumChargePower is not None:
             c2 = o.EVSEMaximumChargePower
@@ -4133,26 +4147,26 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
             t11 = c2.Value
             if (w.strict and (t11 < -32768 or t11 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t11)
-            a = (a << 17) | (t10 + 128) << 4 | (1 if t11 < 0 else 0) | 0xc000
-            k += 17
             u = -t11 - 1 if t11 < 0 else t11
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t10 + 128) << 14 | (1 if t11 < 0 else 0) << 10 | (u) << 2 | 0x3000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t10 + 128) << 22 | (1 if t11 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x300020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t10 + 128) << 30 | (1 if t11 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x30002020000
+                k += 43
             else:
+                a = (a << 17) | (t10 + 128) << 4 | (1 if t11 < 0 else 0) | 0xc000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 5
         else:
             raise encode_error('BPT_Dynamic_DC_CLResControlModeType', 'missing SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
@@ -4165,29 +4179,29 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
             k += 11
             s = 3
         elif o.AckMaxDelay is not None:
-            a = (a << 3) | 0x2
-            k += 3
             t13 = o.AckMaxDelay
             if t13 < 0 or (w.strict and (t13 > 65535)):
                 raise encode_error('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t13)
             u = t13
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 12) | (u) << 1 | 0x400
+                k += 12
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 20) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x50000
+                k += 20
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 28) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x5010000
+                k += 28
             else:
+                a = (a << 3) | 0x2
+                k += 3
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 1
-            k += 1
+                a <<= 1
+                k += 1
             s = 4
         elif o.EVSEMaximumChargePower is not None:
             c3 = o.EVSEMaximumChargePower
@@ -4201,54 +4215,54 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
             t15 = c3.Value
             if (w.strict and (t15 < -32768 or t15 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t15)
-            a = (a << 16) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x8000
-            k += 16
             u = -t15 - 1 if t15 < 0 else t15
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t14 + 128) << 14 | (1 if t15 < 0 else 0) << 10 | (u) << 2 | 0x2000000
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t14 + 128) << 22 | (1 if t15 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x200020000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t14 + 128) << 30 | (1 if t15 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x20002020000
+                k += 42
             else:
+                a = (a << 16) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x8000
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 5
         else:
             raise encode_error('BPT_Dynamic_DC_CLResControlModeType', 'missing SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 3:
         if o.AckMaxDelay is not None:
-            a <<= 3
-            k += 3
             t16 = o.AckMaxDelay
             if t16 < 0 or (w.strict and (t16 > 65535)):
                 raise encode_error('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t16)
             u = t16
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 12) | (u) << 1
+                k += 12
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 20) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+                k += 20
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 28) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+                k += 28
             else:
+                a <<= 3
+                k += 3
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 1
-            k += 1
+                a <<= 1
+                k += 1
             s = 4
         elif o.EVSEMaximumChargePower is not None:
             c4 = o.EVSEMaximumChargePower
@@ -4262,26 +4276,26 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
             t18 = c4.Value
             if (w.strict and (t18 < -32768 or t18 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t18)
-            a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x4000
-            k += 16
             u = -t18 - 1 if t18 < 0 else t18
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t17 + 128) << 14 | (1 if t18 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t17 + 128) << 22 | (1 if t18 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t17 + 128) << 30 | (1 if t18 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+                k += 42
             else:
+                a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x4000
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 5
         else:
             raise encode_error('BPT_Dynamic_DC_CLResControlModeType', 'missing SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
@@ -4298,26 +4312,26 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
             t20 = c5.Value
             if (w.strict and (t20 < -32768 or t20 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t20)
-            a = (a << 15) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
-            k += 15
             u = -t20 - 1 if t20 < 0 else t20
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 25) | (t19 + 128) << 14 | (1 if t20 < 0 else 0) << 10 | (u) << 2
+                k += 25
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 33) | (t19 + 128) << 22 | (1 if t20 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 33
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 41) | (t19 + 128) << 30 | (1 if t20 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 41
             else:
+                a = (a << 15) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
+                k += 15
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 5
         else:
             raise encode_error('BPT_Dynamic_DC_CLResControlModeType', 'missing SE(EVSEMaximumChargePower)')
@@ -4334,24 +4348,7 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
     t22 = c6.Value
     if (w.strict and (t22 < -32768 or t22 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t22)
-    a = (a << 15) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
-    k += 15
     u = -t22 - 1 if t22 < 0 else t22
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
     if o.EVSEMaximumChargeCurrent is None:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType.EVSEMaximumChargeCurrent', 'required value missing')
     c7 = o.EVSEMaximumChargeCurrent
@@ -4365,25 +4362,27 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
     t24 = c7.Value
     if (w.strict and (t24 < -32768 or t24 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t24)
-    a = (a << 17) | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
-    k += 17
-    s = 6
-    u = -t24 - 1 if t24 < 0 else t24
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 40) | (t21 + 128) << 29 | (1 if t22 < 0 else 0) << 25 | (u) << 17 | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
+        k += 40
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 48) | (t21 + 128) << 37 | (1 if t22 < 0 else 0) << 33 | (u & 0x7F) << 25 | (u >> 7) << 17 | (t23 + 128) << 4 | (1 if t24 < 0 else 0) | 0x100000000
+        k += 48
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 56) | (t21 + 128) << 45 | (1 if t22 < 0 else 0) << 41 | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t23 + 128) << 4 | (1 if t24 < 0 else 0) | 0x10100000000
+        k += 56
     else:
+        a = (a << 15) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
+        k += 15
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
+        k += 17
+    s = 6
+    u = -t24 - 1 if t24 < 0 else t24
     if o.EVSEMaximumVoltage is None:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType.EVSEMaximumVoltage', 'required value missing')
     c8 = o.EVSEMaximumVoltage
@@ -4397,25 +4396,25 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
     t26 = c8.Value
     if (w.strict and (t26 < -32768 or t26 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t26)
-    a = (a << 17) | (t25 + 128) << 4 | (1 if t26 < 0 else 0)
-    k += 17
-    s = 7
-    u = -t26 - 1 if t26 < 0 else t26
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t25 + 128) << 4 | (1 if t26 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t25 + 128) << 4 | (1 if t26 < 0 else 0)
+        k += 17
+    s = 7
+    u = -t26 - 1 if t26 < 0 else t26
     if o.EVSEMaximumDischargePower is None:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType.EVSEMaximumDischargePower', 'required value missing')
     c9 = o.EVSEMaximumDischargePower
@@ -4429,25 +4428,25 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
     t28 = c9.Value
     if (w.strict and (t28 < -32768 or t28 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t28)
-    a = (a << 17) | (t27 + 128) << 4 | (1 if t28 < 0 else 0)
-    k += 17
-    s = 8
-    u = -t28 - 1 if t28 < 0 else t28
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t27 + 128) << 4 | (1 if t28 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t27 + 128) << 4 | (1 if t28 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t27 + 128) << 4 | (1 if t28 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t27 + 128) << 4 | (1 if t28 < 0 else 0)
+        k += 17
+    s = 8
+    u = -t28 - 1 if t28 < 0 else t28
     if o.EVSEMinimumDischargePower is None:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType.EVSEMinimumDischargePower', 'required value missing')
     c10 = o.EVSEMinimumDischargePower
@@ -4461,25 +4460,25 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
     t30 = c10.Value
     if (w.strict and (t30 < -32768 or t30 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t30)
-    a = (a << 17) | (t29 + 128) << 4 | (1 if t30 < 0 else 0)
-    k += 17
-    s = 9
-    u = -t30 - 1 if t30 < 0 else t30
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t29 + 128) << 4 | (1 if t30 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t29 + 128) << 4 | (1 if t30 < 0 else 0)
+        k += 17
+    s = 9
+    u = -t30 - 1 if t30 < 0 else t30
     if o.EVSEMaximumDischargeCurrent is None:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType.EVSEMaximumDischargeCurrent', 'required value missing')
     c11 = o.EVSEMaximumDischargeCurrent
@@ -4493,25 +4492,25 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
     t32 = c11.Value
     if (w.strict and (t32 < -32768 or t32 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t32)
-    a = (a << 17) | (t31 + 128) << 4 | (1 if t32 < 0 else 0)
-    k += 17
-    s = 10
-    u = -t32 - 1 if t32 < 0 else t32
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t31 + 128) << 4 | (1 if t32 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t31 + 128) << 4 | (1 if t32 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t31 + 128) << 4 | (1 if t32 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t31 + 128) << 4 | (1 if t32 < 0 else 0)
+        k += 17
+    s = 10
+    u = -t32 - 1 if t32 < 0 else t32
     if o.EVSEMinimumVoltage is None:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType.EVSEMinimumVoltage', 'required value missing')
     c12 = o.EVSEMinimumVoltage
@@ -4525,27 +4524,42 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
     t34 = c12.Value
     if (w.strict and (t34 < -32768 or t34 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t34)
-    a = (a << 17) | (t33 + 128) << 4 | (1 if t34 < 0 else 0)
-    k += 17
-    s = 11
-    u = -t34 - 1 if t34 < 0 else t34
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t33 + 128) << 4 | (1 if t34 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t33 + 128) << 4 | (1 if t34 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t33 + 128) << 4 | (1 if t34 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 3
-    k += 3
+        a = (a << 17) | (t33 + 128) << 4 | (1 if t34 < 0 else 0)
+        k += 17
+    s = 11
+    u = -t34 - 1 if t34 < 0 else t34
+    if u < 0x80:
+        a = (a << 11) | (u) << 3
+        k += 11
+    elif u < 0x4000:
+        a = (a << 19) | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+        k += 19
+    elif u < 0x200000:
+        a = (a << 27) | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+        k += 27
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a <<= 3
+        k += 3
     s = 12
     s = -1
     w.acc = a
@@ -4553,7 +4567,7 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
     if k >= 1024:
         w.spill()
 
-def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.BPT_Scheduled_DC_CLReqControlModeType:
+def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_dc.BPT_Scheduled_DC_CLReqControlModeType:
     win = r.win
     av = r.avail
     f_EVTargetEnergyRequest: _iso20_common_types.RationalNumberType | None = None
@@ -4570,15 +4584,418 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
     f_EVMinimumDischargePower: _iso20_common_types.RationalNumberType | None = None
     f_EVMaximumDischargeCurrent: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    ec = (c >> 27)
+    ec = ((c >> 25) & 7)
     if ec == 0:
-        if c & 0x601c000 != 0x0:
-            raise r.fail_at(av + 27, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 17) & 255) - 128
+        if c & 0x1807000 != 0x0:
+            raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 15) & 255) - 128
+        sg = ((c >> 11) & 1)
+        u = ((c >> 3) & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 3
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 3
+                    if av < 0:
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
+        f_1_Value = -u - 1 if sg else u
+        av -= 27
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        try:
+            ec = _T6cd14f8b[c >> 26]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x30000000 != 0x0:
+                raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE') from None
+            ec = ((c >> 26) & 3)
+        ob1_ = _new(_K_iso20_common_types_RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_EVTargetEnergyRequest = ob1_
+        if ec == 0:
+            if c & 0x300e000 != 0x0:
+                raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_2_Exponent = ((c >> 16) & 255) - 128
+            sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 4
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 4
+                        if av < 0:
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            f_2_Value = -u - 1 if sg else u
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
+            ob2_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_EVMaximumEnergyRequest = ob2_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 2
+        elif ec == 1:
+            if c & 0x300e000 != 0x0:
+                raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_3_Exponent = ((c >> 16) & 255) - 128
+            sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 4
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 4
+                        if av < 0:
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            f_3_Value = -u - 1 if sg else u
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
+            ob3_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_EVMinimumEnergyRequest = ob3_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 3
+        elif ec == 2:
+            if c & 0x300e000 != 0x0:
+                raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_4_Exponent = ((c >> 16) & 255) - 128
+            sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 4
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 4
+                        if av < 0:
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            f_4_Value = -u - 1 if sg else u
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
+            ob4_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_EVTargetCurrent = ob4_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 4
+        else:
+            raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
+    elif ec == 1:
+        if c & 0x1807000 != 0x0:
+            raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_5_Exponent = ((c >> 15) & 255) - 128
+        sg = ((c >> 11) & 1)
+        u = ((c >> 3) & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 3
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 3
+                    if av < 0:
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
+        f_5_Value = -u - 1 if sg else u
+        if c & 0x6 != 0x0:
+            raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob5_ = _new(_K_iso20_common_types_RationalNumberType)
+        ob5_.Exponent = f_5_Exponent
+        ob5_.Value = f_5_Value
+        f_EVMaximumEnergyRequest = ob5_
+        av -= 27
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
+        s = 2
+    elif ec == 2:
+        if c & 0x1807000 != 0x0:
+            raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_6_Exponent = ((c >> 15) & 255) - 128
+        sg = ((c >> 11) & 1)
+        u = ((c >> 3) & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 3
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 3
+                    if av < 0:
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
+        f_6_Value = -u - 1 if sg else u
+        if c & 0x6 != 0x0:
+            raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob6_ = _new(_K_iso20_common_types_RationalNumberType)
+        ob6_.Exponent = f_6_Exponent
+        ob6_.Value = f_6_Value
+        f_EVMinimumEnergyRequest = ob6_
+        av -= 27
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
+        s = 3
+    elif ec == 3:
+        if c & 0x1807000 != 0x0:
+            raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_7_Exponent = ((c >> 15) & 255) - 128
+        sg = ((c >> 11) & 1)
+        u = ((c >> 3) & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 3
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 3
+                    if av < 0:
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
+        f_7_Value = -u - 1 if sg else u
+        if c & 0x6 != 0x0:
+            raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob7_ = _new(_K_iso20_common_types_RationalNumberType)
+        ob7_.Exponent = f_7_Exponent
+        ob7_.Value = f_7_Value
+        f_EVTargetCurrent = ob7_
+        av -= 27
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
+        s = 4
+    else:
+        raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
+    if s == 2:
+        ec = ((c >> 26) & 3)
+        if ec == 0:
+            if c & 0x300e000 != 0x0:
+                raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_8_Exponent = ((c >> 16) & 255) - 128
+            sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 4
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 4
+                        if av < 0:
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            f_8_Value = -u - 1 if sg else u
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'BPT_Scheduled_DC_CLReqControlModeType[2]', 'expected EE of Value, EE')
+            ob8_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob8_.Exponent = f_8_Exponent
+            ob8_.Value = f_8_Value
+            f_EVMinimumEnergyRequest = ob8_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 3
+        elif ec == 1:
+            if c & 0x300e000 != 0x0:
+                raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_9_Exponent = ((c >> 16) & 255) - 128
+            sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 4
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 4
+                        if av < 0:
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            f_9_Value = -u - 1 if sg else u
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'BPT_Scheduled_DC_CLReqControlModeType[2]', 'expected EE of Value, EE')
+            ob9_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob9_.Exponent = f_9_Exponent
+            ob9_.Value = f_9_Value
+            f_EVTargetCurrent = ob9_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 4
+        else:
+            raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
+    if s == 3:
+        if c & 0xe01c000 != 0x0:
+            raise r.fail_at(av + 28, 'BPT_Scheduled_DC_CLReqControlModeType', 'expected SE(EVTargetCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_10_Exponent = ((c >> 17) & 255) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -4607,418 +5024,23 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                     if av < 0:
                         win, av = r.refill(av, 5)
                     c = (win >> av) & 0x1f
-        f_1_Value = -u - 1 if sg else u
-        try:
-            ec = _T6cd14f8b[(c >> 1) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x18 != 0x0:
-                raise r.fail_at(av + 5, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE') from None
-            ec = ((c >> 1) & 3)
-        ob1_ = _new(_iso20_common_types.RationalNumberType)
-        ob1_.Exponent = f_1_Exponent
-        ob1_.Value = f_1_Value
-        f_EVTargetEnergyRequest = ob1_
-        if ec == 0:
-            av -= 23
-            if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_2_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_2_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob2_ = _new(_iso20_common_types.RationalNumberType)
-            ob2_.Exponent = f_2_Exponent
-            ob2_.Value = f_2_Value
-            f_EVMaximumEnergyRequest = ob2_
-            s = 2
-        elif ec == 1:
-            av -= 23
-            if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_3_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob3_ = _new(_iso20_common_types.RationalNumberType)
-            ob3_.Exponent = f_3_Exponent
-            ob3_.Value = f_3_Value
-            f_EVMinimumEnergyRequest = ob3_
-            s = 3
-        elif ec == 2:
-            av -= 23
-            if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_4_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_4_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob4_ = _new(_iso20_common_types.RationalNumberType)
-            ob4_.Exponent = f_4_Exponent
-            ob4_.Value = f_4_Value
-            f_EVTargetCurrent = ob4_
-            s = 4
-        else:
-            raise r.fail_at(av + 1, 'BPT_Scheduled_DC_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
-    elif ec == 1:
-        av += 3
-        if c & 0x601c000 != 0x0:
-            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_5_Exponent = ((c >> 17) & 255) - 128
-        sg = ((c >> 13) & 1)
-        u = ((c >> 5) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 2
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
-        else:
-            c >>= 3
-        f_5_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob5_ = _new(_iso20_common_types.RationalNumberType)
-        ob5_.Exponent = f_5_Exponent
-        ob5_.Value = f_5_Value
-        f_EVMaximumEnergyRequest = ob5_
-        s = 2
-    elif ec == 2:
-        av += 3
-        if c & 0x601c000 != 0x0:
-            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = ((c >> 17) & 255) - 128
-        sg = ((c >> 13) & 1)
-        u = ((c >> 5) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 2
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
-        else:
-            c >>= 3
-        f_6_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob6_ = _new(_iso20_common_types.RationalNumberType)
-        ob6_.Exponent = f_6_Exponent
-        ob6_.Value = f_6_Value
-        f_EVMinimumEnergyRequest = ob6_
-        s = 3
-    elif ec == 3:
-        av += 3
-        if c & 0x601c000 != 0x0:
-            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_7_Exponent = ((c >> 17) & 255) - 128
-        sg = ((c >> 13) & 1)
-        u = ((c >> 5) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 2
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
-        else:
-            c >>= 3
-        f_7_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob7_ = _new(_iso20_common_types.RationalNumberType)
-        ob7_.Exponent = f_7_Exponent
-        ob7_.Value = f_7_Value
-        f_EVTargetCurrent = ob7_
-        s = 4
-    else:
-        raise r.fail_at(av + 27, 'BPT_Scheduled_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
-    if s == 2:
-        av -= 26
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        ec = (c >> 24)
-        if ec == 0:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_8_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_8_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[2]', 'expected EE of Value, EE')
-            ob8_ = _new(_iso20_common_types.RationalNumberType)
-            ob8_.Exponent = f_8_Exponent
-            ob8_.Value = f_8_Value
-            f_EVMinimumEnergyRequest = ob8_
-            s = 3
-        elif ec == 1:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_9_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_9_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[2]', 'expected EE of Value, EE')
-            ob9_ = _new(_iso20_common_types.RationalNumberType)
-            ob9_.Exponent = f_9_Exponent
-            ob9_.Value = f_9_Value
-            f_EVTargetCurrent = ob9_
-            s = 4
-        else:
-            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
-    if s == 3:
-        av -= 25
-        if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        if c & 0x1c03800 != 0x0:
-            raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[3]', 'expected SE(EVTargetCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_10_Exponent = ((c >> 14) & 255) - 128
-        sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 2
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
         f_10_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[3]', 'expected EE of Value, EE')
-        ob10_ = _new(_iso20_common_types.RationalNumberType)
+        if c & 0x18 != 0x0:
+            raise r.fail_at(av + 5, 'BPT_Scheduled_DC_CLReqControlModeType', 'expected EE of Value, EE')
+        ob10_ = _new(_K_iso20_common_types_RationalNumberType)
         ob10_.Exponent = f_10_Exponent
         ob10_.Value = f_10_Value
         f_EVTargetCurrent = ob10_
         s = 4
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
+        av -= 27
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    else:
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType', 'expected SE(EVTargetVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_11_Exponent = ((c >> 19) & 255) - 128
@@ -5057,7 +5079,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
         if c & 0x60 != 0x0:
             raise r.fail_at(av + 7, 'BPT_Scheduled_DC_CLReqControlModeType', 'expected EE of Value, EE') from None
         ec = ((c >> 1) & 15)
-    ob11_ = _new(_iso20_common_types.RationalNumberType)
+    ob11_ = _new(_K_iso20_common_types_RationalNumberType)
     ob11_.Exponent = f_11_Exponent
     ob11_.Value = f_11_Value
     f_EVTargetVoltage = ob11_
@@ -5073,47 +5095,40 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 16)
-            c = (win >> av) & 0xffff
-            u2 = c >> 8
+            u2 = c & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 16)
-                c = (win >> av) & 0xffff
-                u2 = c >> 8
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    c = (win >> av) & 0xff
+        else:
+            av += 8
         f_12_Value = -u - 1 if sg else u
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
         try:
-            ec = _T09ea0bb6[(c >> 2) & 0x3f]
+            ec = _T09ea0bb6[c >> 24]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xc0 != 0x0:
-                raise r.fail_at(av + 8, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE') from None
-            ec = ((c >> 2) & 15)
-        ob12_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x30000000 != 0x0:
+                raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE') from None
+            ec = ((c >> 24) & 15)
+        ob12_ = _new(_K_iso20_common_types_RationalNumberType)
         ob12_.Exponent = f_12_Exponent
         ob12_.Value = f_12_Value
         f_EVMaximumChargePower = ob12_
         if ec == 0:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_13_Exponent = ((c >> 14) & 255) - 128
@@ -5148,16 +5163,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             f_13_Value = -u - 1 if sg else u
             if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            ob13_ = _new(_iso20_common_types.RationalNumberType)
+            ob13_ = _new(_K_iso20_common_types_RationalNumberType)
             ob13_.Exponent = f_13_Exponent
             ob13_.Value = f_13_Value
             f_EVMinimumChargePower = ob13_
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 7
         elif ec == 1:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_14_Exponent = ((c >> 14) & 255) - 128
@@ -5192,16 +5207,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             f_14_Value = -u - 1 if sg else u
             if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            ob14_ = _new(_iso20_common_types.RationalNumberType)
+            ob14_ = _new(_K_iso20_common_types_RationalNumberType)
             ob14_.Exponent = f_14_Exponent
             ob14_.Value = f_14_Value
             f_EVMaximumChargeCurrent = ob14_
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 8
         elif ec == 2:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_15_Exponent = ((c >> 14) & 255) - 128
@@ -5236,16 +5251,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             f_15_Value = -u - 1 if sg else u
             if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            ob15_ = _new(_iso20_common_types.RationalNumberType)
+            ob15_ = _new(_K_iso20_common_types_RationalNumberType)
             ob15_.Exponent = f_15_Exponent
             ob15_.Value = f_15_Value
             f_EVMaximumVoltage = ob15_
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 9
         elif ec == 3:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_16_Exponent = ((c >> 14) & 255) - 128
@@ -5280,16 +5295,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             f_16_Value = -u - 1 if sg else u
             if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            ob16_ = _new(_iso20_common_types.RationalNumberType)
+            ob16_ = _new(_K_iso20_common_types_RationalNumberType)
             ob16_.Exponent = f_16_Exponent
             ob16_.Value = f_16_Value
             f_EVMinimumVoltage = ob16_
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 10
         elif ec == 4:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_17_Exponent = ((c >> 14) & 255) - 128
@@ -5324,16 +5339,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             f_17_Value = -u - 1 if sg else u
             if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            ob17_ = _new(_iso20_common_types.RationalNumberType)
+            ob17_ = _new(_K_iso20_common_types_RationalNumberType)
             ob17_.Exponent = f_17_Exponent
             ob17_.Value = f_17_Value
             f_EVMaximumDischargePower = ob17_
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 11
         elif ec == 5:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_18_Exponent = ((c >> 14) & 255) - 128
@@ -5368,16 +5383,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             f_18_Value = -u - 1 if sg else u
             if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            ob18_ = _new(_iso20_common_types.RationalNumberType)
+            ob18_ = _new(_K_iso20_common_types_RationalNumberType)
             ob18_.Exponent = f_18_Exponent
             ob18_.Value = f_18_Value
             f_EVMinimumDischargePower = ob18_
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 12
         elif ec == 6:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_19_Exponent = ((c >> 14) & 255) - 128
@@ -5412,1245 +5427,1287 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             f_19_Value = -u - 1 if sg else u
             if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            ob19_ = _new(_iso20_common_types.RationalNumberType)
+            ob19_ = _new(_K_iso20_common_types_RationalNumberType)
             ob19_.Exponent = f_19_Exponent
             ob19_.Value = f_19_Value
             f_EVMaximumDischargeCurrent = ob19_
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 13
         elif ec == 7:
-            av += 2
+            av -= 4
             s = -1
         else:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', f'event code {ec}, expected SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
+            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', f'event code {ec}, expected SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
     elif ec == 1:
-        av -= 23
+        av -= 29
         if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        if c & 0xc03800 != 0x0:
-            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_20_Exponent = ((c >> 14) & 255) - 128
-        sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x300e0000 != 0x0:
+            raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_20_Exponent = ((c >> 20) & 255) - 128
+        sg = ((c >> 16) & 1)
+        u = ((c >> 8) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = c & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
+        else:
+            av += 8
         f_20_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob20_ = _new(_iso20_common_types.RationalNumberType)
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x30000000 != 0x0:
+            raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        ob20_ = _new(_K_iso20_common_types_RationalNumberType)
         ob20_.Exponent = f_20_Exponent
         ob20_.Value = f_20_Value
         f_EVMinimumChargePower = ob20_
         s = 7
     elif ec == 2:
-        av -= 23
+        av -= 29
         if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        if c & 0xc03800 != 0x0:
-            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_21_Exponent = ((c >> 14) & 255) - 128
-        sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x300e0000 != 0x0:
+            raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_21_Exponent = ((c >> 20) & 255) - 128
+        sg = ((c >> 16) & 1)
+        u = ((c >> 8) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = c & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
+        else:
+            av += 8
         f_21_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob21_ = _new(_iso20_common_types.RationalNumberType)
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x30000000 != 0x0:
+            raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        ob21_ = _new(_K_iso20_common_types_RationalNumberType)
         ob21_.Exponent = f_21_Exponent
         ob21_.Value = f_21_Value
         f_EVMaximumChargeCurrent = ob21_
         s = 8
     elif ec == 3:
-        av -= 23
+        av -= 29
         if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        if c & 0xc03800 != 0x0:
-            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_22_Exponent = ((c >> 14) & 255) - 128
-        sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x300e0000 != 0x0:
+            raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_22_Exponent = ((c >> 20) & 255) - 128
+        sg = ((c >> 16) & 1)
+        u = ((c >> 8) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = c & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
+        else:
+            av += 8
         f_22_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob22_ = _new(_iso20_common_types.RationalNumberType)
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x30000000 != 0x0:
+            raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        ob22_ = _new(_K_iso20_common_types_RationalNumberType)
         ob22_.Exponent = f_22_Exponent
         ob22_.Value = f_22_Value
         f_EVMaximumVoltage = ob22_
         s = 9
     elif ec == 4:
-        av -= 23
+        av -= 29
         if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        if c & 0xc03800 != 0x0:
-            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_23_Exponent = ((c >> 14) & 255) - 128
-        sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x300e0000 != 0x0:
+            raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_23_Exponent = ((c >> 20) & 255) - 128
+        sg = ((c >> 16) & 1)
+        u = ((c >> 8) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = c & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
+        else:
+            av += 8
         f_23_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob23_ = _new(_iso20_common_types.RationalNumberType)
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x30000000 != 0x0:
+            raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        ob23_ = _new(_K_iso20_common_types_RationalNumberType)
         ob23_.Exponent = f_23_Exponent
         ob23_.Value = f_23_Value
         f_EVMinimumVoltage = ob23_
         s = 10
     elif ec == 5:
-        av -= 23
+        av -= 29
         if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        if c & 0xc03800 != 0x0:
-            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_24_Exponent = ((c >> 14) & 255) - 128
-        sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x300e0000 != 0x0:
+            raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_24_Exponent = ((c >> 20) & 255) - 128
+        sg = ((c >> 16) & 1)
+        u = ((c >> 8) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = c & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
+        else:
+            av += 8
         f_24_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob24_ = _new(_iso20_common_types.RationalNumberType)
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x30000000 != 0x0:
+            raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        ob24_ = _new(_K_iso20_common_types_RationalNumberType)
         ob24_.Exponent = f_24_Exponent
         ob24_.Value = f_24_Value
         f_EVMaximumDischargePower = ob24_
         s = 11
     elif ec == 6:
-        av -= 23
+        av -= 29
         if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        if c & 0xc03800 != 0x0:
-            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_25_Exponent = ((c >> 14) & 255) - 128
-        sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x300e0000 != 0x0:
+            raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_25_Exponent = ((c >> 20) & 255) - 128
+        sg = ((c >> 16) & 1)
+        u = ((c >> 8) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = c & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
+        else:
+            av += 8
         f_25_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob25_ = _new(_iso20_common_types.RationalNumberType)
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x30000000 != 0x0:
+            raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        ob25_ = _new(_K_iso20_common_types_RationalNumberType)
         ob25_.Exponent = f_25_Exponent
         ob25_.Value = f_25_Value
         f_EVMinimumDischargePower = ob25_
         s = 12
     elif ec == 7:
-        av -= 23
+        av -= 29
         if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        if c & 0xc03800 != 0x0:
-            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_26_Exponent = ((c >> 14) & 255) - 128
-        sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x300e0000 != 0x0:
+            raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_26_Exponent = ((c >> 20) & 255) - 128
+        sg = ((c >> 16) & 1)
+        u = ((c >> 8) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = c & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
+        else:
+            av += 8
         f_26_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob26_ = _new(_iso20_common_types.RationalNumberType)
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x30000000 != 0x0:
+            raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        ob26_ = _new(_K_iso20_common_types_RationalNumberType)
         ob26_.Exponent = f_26_Exponent
         ob26_.Value = f_26_Value
         f_EVMaximumDischargeCurrent = ob26_
         s = 13
     elif ec == 8:
-        av += 1
+        av -= 27
         s = -1
     else:
         raise r.fail_at(av + 1, 'BPT_Scheduled_DC_CLReqControlModeType[5]', f'event code {ec}, expected SE(EVMaximumChargePower), SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
     if s == 7:
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        ec = (c >> 24)
+        ec = ((c >> 25) & 7)
         if ec == 0:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_27_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_27_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_27_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
-            ob27_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
+            ob27_ = _new(_K_iso20_common_types_RationalNumberType)
             ob27_.Exponent = f_27_Exponent
             ob27_.Value = f_27_Value
             f_EVMaximumChargeCurrent = ob27_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 8
         elif ec == 1:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_28_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_28_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_28_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
-            ob28_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
+            ob28_ = _new(_K_iso20_common_types_RationalNumberType)
             ob28_.Exponent = f_28_Exponent
             ob28_.Value = f_28_Value
             f_EVMaximumVoltage = ob28_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 9
         elif ec == 2:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_29_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_29_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_29_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
-            ob29_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
+            ob29_ = _new(_K_iso20_common_types_RationalNumberType)
             ob29_.Exponent = f_29_Exponent
             ob29_.Value = f_29_Value
             f_EVMinimumVoltage = ob29_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 10
         elif ec == 3:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_30_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_30_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_30_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
-            ob30_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
+            ob30_ = _new(_K_iso20_common_types_RationalNumberType)
             ob30_.Exponent = f_30_Exponent
             ob30_.Value = f_30_Value
             f_EVMaximumDischargePower = ob30_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 11
         elif ec == 4:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_31_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_31_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_31_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
-            ob31_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
+            ob31_ = _new(_K_iso20_common_types_RationalNumberType)
             ob31_.Exponent = f_31_Exponent
             ob31_.Value = f_31_Value
             f_EVMinimumDischargePower = ob31_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 12
         elif ec == 5:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_32_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_32_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_32_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
-            ob32_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
+            ob32_ = _new(_K_iso20_common_types_RationalNumberType)
             ob32_.Exponent = f_32_Exponent
             ob32_.Value = f_32_Value
             f_EVMaximumDischargeCurrent = ob32_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 13
         elif ec == 6:
-            av += 24
+            av -= 3
             s = -1
         else:
-            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[7]', f'event code {ec}, expected SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
+            raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[7]', f'event code {ec}, expected SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
     if s == 8:
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        ec = (c >> 24)
+        ec = ((c >> 25) & 7)
         if ec == 0:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_33_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_33_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_33_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
-            ob33_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
+            ob33_ = _new(_K_iso20_common_types_RationalNumberType)
             ob33_.Exponent = f_33_Exponent
             ob33_.Value = f_33_Value
             f_EVMaximumVoltage = ob33_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 9
         elif ec == 1:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_34_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_34_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_34_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
-            ob34_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
+            ob34_ = _new(_K_iso20_common_types_RationalNumberType)
             ob34_.Exponent = f_34_Exponent
             ob34_.Value = f_34_Value
             f_EVMinimumVoltage = ob34_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 10
         elif ec == 2:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_35_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_35_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_35_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
-            ob35_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
+            ob35_ = _new(_K_iso20_common_types_RationalNumberType)
             ob35_.Exponent = f_35_Exponent
             ob35_.Value = f_35_Value
             f_EVMaximumDischargePower = ob35_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 11
         elif ec == 3:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_36_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_36_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_36_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
-            ob36_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
+            ob36_ = _new(_K_iso20_common_types_RationalNumberType)
             ob36_.Exponent = f_36_Exponent
             ob36_.Value = f_36_Value
             f_EVMinimumDischargePower = ob36_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 12
         elif ec == 4:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_37_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_37_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_37_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
-            ob37_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
+            ob37_ = _new(_K_iso20_common_types_RationalNumberType)
             ob37_.Exponent = f_37_Exponent
             ob37_.Value = f_37_Value
             f_EVMaximumDischargeCurrent = ob37_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 13
         elif ec == 5:
-            av += 24
+            av -= 3
             s = -1
         else:
-            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[8]', f'event code {ec}, expected SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
+            raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[8]', f'event code {ec}, expected SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
     if s == 9:
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        ec = (c >> 24)
+        ec = ((c >> 25) & 7)
         if ec == 0:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_38_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_38_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_38_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
-            ob38_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
+            ob38_ = _new(_K_iso20_common_types_RationalNumberType)
             ob38_.Exponent = f_38_Exponent
             ob38_.Value = f_38_Value
             f_EVMinimumVoltage = ob38_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 10
         elif ec == 1:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_39_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_39_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_39_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
-            ob39_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
+            ob39_ = _new(_K_iso20_common_types_RationalNumberType)
             ob39_.Exponent = f_39_Exponent
             ob39_.Value = f_39_Value
             f_EVMaximumDischargePower = ob39_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 11
         elif ec == 2:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_40_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_40_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_40_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
-            ob40_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
+            ob40_ = _new(_K_iso20_common_types_RationalNumberType)
             ob40_.Exponent = f_40_Exponent
             ob40_.Value = f_40_Value
             f_EVMinimumDischargePower = ob40_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 12
         elif ec == 3:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_41_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_41_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_41_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
-            ob41_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
+            ob41_ = _new(_K_iso20_common_types_RationalNumberType)
             ob41_.Exponent = f_41_Exponent
             ob41_.Value = f_41_Value
             f_EVMaximumDischargeCurrent = ob41_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 13
         elif ec == 4:
-            av += 24
+            av -= 3
             s = -1
         else:
-            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[9]', f'event code {ec}, expected SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
+            raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[9]', f'event code {ec}, expected SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
     if s == 10:
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        ec = (c >> 24)
+        ec = ((c >> 25) & 7)
         if ec == 0:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_42_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_42_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_42_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-            ob42_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected EE of Value, EE')
+            ob42_ = _new(_K_iso20_common_types_RationalNumberType)
             ob42_.Exponent = f_42_Exponent
             ob42_.Value = f_42_Value
             f_EVMaximumDischargePower = ob42_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 11
         elif ec == 1:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_43_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_43_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_43_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-            ob43_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected EE of Value, EE')
+            ob43_ = _new(_K_iso20_common_types_RationalNumberType)
             ob43_.Exponent = f_43_Exponent
             ob43_.Value = f_43_Value
             f_EVMinimumDischargePower = ob43_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 12
         elif ec == 2:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_44_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_44_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_44_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-            ob44_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected EE of Value, EE')
+            ob44_ = _new(_K_iso20_common_types_RationalNumberType)
             ob44_.Exponent = f_44_Exponent
             ob44_.Value = f_44_Value
             f_EVMaximumDischargeCurrent = ob44_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 13
         elif ec == 3:
-            av += 24
+            av -= 3
             s = -1
         else:
-            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[10]', f'event code {ec}, expected SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
+            raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[10]', f'event code {ec}, expected SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
     if s == 11:
-        av -= 26
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        ec = (c >> 24)
+        ec = ((c >> 26) & 3)
         if ec == 0:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_45_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x300e000 != 0x0:
+                raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_45_Exponent = ((c >> 16) & 255) - 128
+            sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 4
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 4
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
             f_45_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-            ob45_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'BPT_Scheduled_DC_CLReqControlModeType[11]', 'expected EE of Value, EE')
+            ob45_ = _new(_K_iso20_common_types_RationalNumberType)
             ob45_.Exponent = f_45_Exponent
             ob45_.Value = f_45_Value
             f_EVMinimumDischargePower = ob45_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 12
         elif ec == 1:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_46_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x300e000 != 0x0:
+                raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_46_Exponent = ((c >> 16) & 255) - 128
+            sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 4
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 4
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
             f_46_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-            ob46_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'BPT_Scheduled_DC_CLReqControlModeType[11]', 'expected EE of Value, EE')
+            ob46_ = _new(_K_iso20_common_types_RationalNumberType)
             ob46_.Exponent = f_46_Exponent
             ob46_.Value = f_46_Value
             f_EVMaximumDischargeCurrent = ob46_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 13
         elif ec == 2:
-            av += 24
+            av -= 2
             s = -1
         else:
-            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[11]', f'event code {ec}, expected SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
+            raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[11]', f'event code {ec}, expected SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
     if s == 12:
-        av -= 26
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        ec = (c >> 24)
+        ec = ((c >> 26) & 3)
         if ec == 0:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_47_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x300e000 != 0x0:
+                raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_47_Exponent = ((c >> 16) & 255) - 128
+            sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 4
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 4
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
             f_47_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[12]', 'expected EE of Value, EE')
-            ob47_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'BPT_Scheduled_DC_CLReqControlModeType[12]', 'expected EE of Value, EE')
+            ob47_ = _new(_K_iso20_common_types_RationalNumberType)
             ob47_.Exponent = f_47_Exponent
             ob47_.Value = f_47_Value
             f_EVMaximumDischargeCurrent = ob47_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 13
         elif ec == 1:
-            av += 24
+            av -= 2
             s = -1
         else:
-            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[12]', f'event code {ec}, expected SE(EVMaximumDischargeCurrent), EE')
+            raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[12]', f'event code {ec}, expected SE(EVMaximumDischargeCurrent), EE')
     if s == 13:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'BPT_Scheduled_DC_CLReqControlModeType[13]', 'expected EE')
+        av += 27
+        if c & 0x8000000 != 0x0:
+            raise r.fail_at(av + 1, 'BPT_Scheduled_DC_CLReqControlModeType', 'expected EE')
         s = -1
+    else:
+        av += 28
     r.avail = av
-    ob = _new(_iso20_dc.BPT_Scheduled_DC_CLReqControlModeType)
+    ob = _new(_K_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType)
     ob.EVTargetEnergyRequest = f_EVTargetEnergyRequest
     ob.EVMaximumEnergyRequest = f_EVMaximumEnergyRequest
     ob.EVMinimumEnergyRequest = f_EVMinimumEnergyRequest
@@ -6682,26 +6739,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         t2 = c1.Value
         if (w.strict and (t2 < -32768 or t2 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
-        a = (a << 17) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
-        k += 17
         u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t1 + 128) << 14 | (1 if t2 < 0 else 0) << 10 | (u) << 2
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t1 + 128) << 22 | (1 if t2 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t1 + 128) << 30 | (1 if t2 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+            k += 43
         else:
+            a = (a << 17) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
+            k += 17
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 1
     elif o.EVMaximumEnergyRequest is not None:
         c2 = o.EVMaximumEnergyRequest
@@ -6715,26 +6772,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         t4 = c2.Value
         if (w.strict and (t4 < -32768 or t4 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
-        a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
-        k += 17
         u = -t4 - 1 if t4 < 0 else t4
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t3 + 128) << 14 | (1 if t4 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t3 + 128) << 22 | (1 if t4 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t3 + 128) << 30 | (1 if t4 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+            k += 43
         else:
+            a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
+            k += 17
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 2
     elif o.EVMinimumEnergyRequest is not None:
         c3 = o.EVMinimumEnergyRequest
@@ -6748,26 +6805,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         t6 = c3.Value
         if (w.strict and (t6 < -32768 or t6 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
-        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x8000
-        k += 17
         u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t5 + 128) << 14 | (1 if t6 < 0 else 0) << 10 | (u) << 2 | 0x2000000
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t5 + 128) << 22 | (1 if t6 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x200020000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t5 + 128) << 30 | (1 if t6 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x20002020000
+            k += 43
         else:
+            a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x8000
+            k += 17
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 3
     elif o.EVTargetCurrent is not None:
         c4 = o.EVTargetCurrent
@@ -6781,26 +6838,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         t8 = c4.Value
         if (w.strict and (t8 < -32768 or t8 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
-        a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0xc000
-        k += 17
         u = -t8 - 1 if t8 < 0 else t8
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t7 + 128) << 14 | (1 if t8 < 0 else 0) << 10 | (u) << 2 | 0x3000000
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t7 + 128) << 22 | (1 if t8 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x300020000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t7 + 128) << 30 | (1 if t8 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x30002020000
+            k += 43
         else:
+            a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0xc000
+            k += 17
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 4
     else:
         raise encode_error('BPT_Scheduled_DC_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
@@ -6817,26 +6874,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             t10 = c5.Value
             if (w.strict and (t10 < -32768 or t10 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t10)
-            a = (a << 16) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
-            k += 16
             u = -t10 - 1 if t10 < 0 else t10
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t9 + 128) << 14 | (1 if t10 < 0 else 0) << 10 | (u) << 2
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t9 + 128) << 22 | (1 if t10 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t9 + 128) << 30 | (1 if t10 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 42
             else:
+                a = (a << 16) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 2
         elif o.EVMinimumEnergyRequest is not None:
             c6 = o.EVMinimumEnergyRequest
@@ -6850,26 +6907,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             t12 = c6.Value
             if (w.strict and (t12 < -32768 or t12 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t12)
-            a = (a << 16) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x4000
-            k += 16
             u = -t12 - 1 if t12 < 0 else t12
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t11 + 128) << 14 | (1 if t12 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t11 + 128) << 22 | (1 if t12 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t11 + 128) << 30 | (1 if t12 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+                k += 42
             else:
+                a = (a << 16) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x4000
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 3
         elif o.EVTargetCurrent is not None:
             c7 = o.EVTargetCurrent
@@ -6883,26 +6940,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             t14 = c7.Value
             if (w.strict and (t14 < -32768 or t14 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t14)
-            a = (a << 16) | (t13 + 128) << 4 | (1 if t14 < 0 else 0) | 0x8000
-            k += 16
             u = -t14 - 1 if t14 < 0 else t14
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t13 + 128) << 14 | (1 if t14 < 0 else 0) << 10 | (u) << 2 | 0x2000000
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t13 + 128) << 22 | (1 if t14 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x200020000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t13 + 128) << 30 | (1 if t14 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x20002020000
+                k += 42
             else:
+                a = (a << 16) | (t13 + 128) << 4 | (1 if t14 < 0 else 0) | 0x8000
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 4
         else:
             raise encode_error('BPT_Scheduled_DC_CLReqControlModeType', 'missing SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
@@ -6919,26 +6976,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             t16 = c8.Value
             if (w.strict and (t16 < -32768 or t16 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t16)
-            a = (a << 16) | (t15 + 128) << 4 | (1 if t16 < 0 else 0)
-            k += 16
             u = -t16 - 1 if t16 < 0 else t16
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t15 + 128) << 14 | (1 if t16 < 0 else 0) << 10 | (u) << 2
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t15 + 128) << 22 | (1 if t16 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t15 + 128) << 30 | (1 if t16 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 42
             else:
+                a = (a << 16) | (t15 + 128) << 4 | (1 if t16 < 0 else 0)
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 3
         elif o.EVTargetCurrent is not None:
             c9 = o.EVTargetCurrent
@@ -6952,26 +7009,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             t18 = c9.Value
             if (w.strict and (t18 < -32768 or t18 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t18)
-            a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x4000
-            k += 16
             u = -t18 - 1 if t18 < 0 else t18
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t17 + 128) << 14 | (1 if t18 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t17 + 128) << 22 | (1 if t18 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t17 + 128) << 30 | (1 if t18 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+                k += 42
             else:
+                a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x4000
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 4
         else:
             raise encode_error('BPT_Scheduled_DC_CLReqControlModeType', 'missing SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
@@ -6988,26 +7045,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             t20 = c10.Value
             if (w.strict and (t20 < -32768 or t20 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t20)
-            a = (a << 15) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
-            k += 15
             u = -t20 - 1 if t20 < 0 else t20
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 25) | (t19 + 128) << 14 | (1 if t20 < 0 else 0) << 10 | (u) << 2
+                k += 25
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 33) | (t19 + 128) << 22 | (1 if t20 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 33
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 41) | (t19 + 128) << 30 | (1 if t20 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 41
             else:
+                a = (a << 15) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
+                k += 15
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 4
         else:
             raise encode_error('BPT_Scheduled_DC_CLReqControlModeType', 'missing SE(EVTargetCurrent)')
@@ -7024,26 +7081,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
     t22 = c11.Value
     if (w.strict and (t22 < -32768 or t22 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t22)
-    a = (a << 15) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
-    k += 15
     u = -t22 - 1 if t22 < 0 else t22
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (t21 + 128) << 14 | (1 if t22 < 0 else 0) << 10 | (u) << 2
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (t21 + 128) << 22 | (1 if t22 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (t21 + 128) << 30 | (1 if t22 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+        k += 41
     else:
+        a = (a << 15) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
+        k += 15
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 2
-    k += 2
+        a <<= 2
+        k += 2
     s = 5
     if o.EVMaximumChargePower is not None:
         c12 = o.EVMaximumChargePower
@@ -7057,26 +7114,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         t24 = c12.Value
         if (w.strict and (t24 < -32768 or t24 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t24)
-        a = (a << 18) | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
-        k += 18
         u = -t24 - 1 if t24 < 0 else t24
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 28) | (t23 + 128) << 14 | (1 if t24 < 0 else 0) << 10 | (u) << 2
+            k += 28
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 36) | (t23 + 128) << 22 | (1 if t24 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+            k += 36
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 44) | (t23 + 128) << 30 | (1 if t24 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+            k += 44
         else:
+            a = (a << 18) | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
+            k += 18
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 6
     elif o.EVMinimumChargePower is not None:
         c13 = o.EVMinimumChargePower
@@ -7090,26 +7147,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         t26 = c13.Value
         if (w.strict and (t26 < -32768 or t26 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t26)
-        a = (a << 18) | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x4000
-        k += 18
         u = -t26 - 1 if t26 < 0 else t26
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 28) | (t25 + 128) << 14 | (1 if t26 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+            k += 28
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 36) | (t25 + 128) << 22 | (1 if t26 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+            k += 36
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 44) | (t25 + 128) << 30 | (1 if t26 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+            k += 44
         else:
+            a = (a << 18) | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x4000
+            k += 18
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 7
     elif o.EVMaximumChargeCurrent is not None:
         c14 = o.EVMaximumChargeCurrent
@@ -7123,26 +7180,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         t28 = c14.Value
         if (w.strict and (t28 < -32768 or t28 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t28)
-        a = (a << 18) | (t27 + 128) << 4 | (1 if t28 < 0 else 0) | 0x8000
-        k += 18
         u = -t28 - 1 if t28 < 0 else t28
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 28) | (t27 + 128) << 14 | (1 if t28 < 0 else 0) << 10 | (u) << 2 | 0x2000000
+            k += 28
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 36) | (t27 + 128) << 22 | (1 if t28 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x200020000
+            k += 36
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 44) | (t27 + 128) << 30 | (1 if t28 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x20002020000
+            k += 44
         else:
+            a = (a << 18) | (t27 + 128) << 4 | (1 if t28 < 0 else 0) | 0x8000
+            k += 18
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 8
     elif o.EVMaximumVoltage is not None:
         c15 = o.EVMaximumVoltage
@@ -7156,26 +7213,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         t30 = c15.Value
         if (w.strict and (t30 < -32768 or t30 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t30)
-        a = (a << 18) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0xc000
-        k += 18
         u = -t30 - 1 if t30 < 0 else t30
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 28) | (t29 + 128) << 14 | (1 if t30 < 0 else 0) << 10 | (u) << 2 | 0x3000000
+            k += 28
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 36) | (t29 + 128) << 22 | (1 if t30 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x300020000
+            k += 36
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 44) | (t29 + 128) << 30 | (1 if t30 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x30002020000
+            k += 44
         else:
+            a = (a << 18) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0xc000
+            k += 18
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 9
     elif o.EVMinimumVoltage is not None:
         c16 = o.EVMinimumVoltage
@@ -7189,26 +7246,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         t32 = c16.Value
         if (w.strict and (t32 < -32768 or t32 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t32)
-        a = (a << 18) | (t31 + 128) << 4 | (1 if t32 < 0 else 0) | 0x10000
-        k += 18
         u = -t32 - 1 if t32 < 0 else t32
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 28) | (t31 + 128) << 14 | (1 if t32 < 0 else 0) << 10 | (u) << 2 | 0x4000000
+            k += 28
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 36) | (t31 + 128) << 22 | (1 if t32 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x400020000
+            k += 36
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 44) | (t31 + 128) << 30 | (1 if t32 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x40002020000
+            k += 44
         else:
+            a = (a << 18) | (t31 + 128) << 4 | (1 if t32 < 0 else 0) | 0x10000
+            k += 18
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 10
     elif o.EVMaximumDischargePower is not None:
         c17 = o.EVMaximumDischargePower
@@ -7222,26 +7279,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         t34 = c17.Value
         if (w.strict and (t34 < -32768 or t34 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t34)
-        a = (a << 18) | (t33 + 128) << 4 | (1 if t34 < 0 else 0) | 0x14000
-        k += 18
         u = -t34 - 1 if t34 < 0 else t34
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 28) | (t33 + 128) << 14 | (1 if t34 < 0 else 0) << 10 | (u) << 2 | 0x5000000
+            k += 28
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 36) | (t33 + 128) << 22 | (1 if t34 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x500020000
+            k += 36
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 44) | (t33 + 128) << 30 | (1 if t34 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x50002020000
+            k += 44
         else:
+            a = (a << 18) | (t33 + 128) << 4 | (1 if t34 < 0 else 0) | 0x14000
+            k += 18
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 11
     elif o.EVMinimumDischargePower is not None:
         c18 = o.EVMinimumDischargePower
@@ -7255,26 +7312,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         t36 = c18.Value
         if (w.strict and (t36 < -32768 or t36 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t36)
-        a = (a << 18) | (t35 + 128) << 4 | (1 if t36 < 0 else 0) | 0x18000
-        k += 18
         u = -t36 - 1 if t36 < 0 else t36
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 28) | (t35 + 128) << 14 | (1 if t36 < 0 else 0) << 10 | (u) << 2 | 0x6000000
+            k += 28
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 36) | (t35 + 128) << 22 | (1 if t36 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x600020000
+            k += 36
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 44) | (t35 + 128) << 30 | (1 if t36 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x60002020000
+            k += 44
         else:
+            a = (a << 18) | (t35 + 128) << 4 | (1 if t36 < 0 else 0) | 0x18000
+            k += 18
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 12
     elif o.EVMaximumDischargeCurrent is not None:
         c19 = o.EVMaximumDischargeCurrent
@@ -7288,26 +7345,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         t38 = c19.Value
         if (w.strict and (t38 < -32768 or t38 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t38)
-        a = (a << 18) | (t37 + 128) << 4 | (1 if t38 < 0 else 0) | 0x1c000
-        k += 18
         u = -t38 - 1 if t38 < 0 else t38
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 28) | (t37 + 128) << 14 | (1 if t38 < 0 else 0) << 10 | (u) << 2 | 0x7000000
+            k += 28
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 36) | (t37 + 128) << 22 | (1 if t38 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x700020000
+            k += 36
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 44) | (t37 + 128) << 30 | (1 if t38 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x70002020000
+            k += 44
         else:
+            a = (a << 18) | (t37 + 128) << 4 | (1 if t38 < 0 else 0) | 0x1c000
+            k += 18
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 13
     else:
         a = (a << 4) | 0x8
@@ -7326,26 +7383,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             t40 = c20.Value
             if (w.strict and (t40 < -32768 or t40 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t40)
-            a = (a << 18) | (t39 + 128) << 4 | (1 if t40 < 0 else 0)
-            k += 18
             u = -t40 - 1 if t40 < 0 else t40
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 28) | (t39 + 128) << 14 | (1 if t40 < 0 else 0) << 10 | (u) << 2
+                k += 28
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 36) | (t39 + 128) << 22 | (1 if t40 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 36
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 44) | (t39 + 128) << 30 | (1 if t40 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 44
             else:
+                a = (a << 18) | (t39 + 128) << 4 | (1 if t40 < 0 else 0)
+                k += 18
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 7
         elif o.EVMaximumChargeCurrent is not None:
             c21 = o.EVMaximumChargeCurrent
@@ -7359,26 +7416,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             t42 = c21.Value
             if (w.strict and (t42 < -32768 or t42 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t42)
-            a = (a << 18) | (t41 + 128) << 4 | (1 if t42 < 0 else 0) | 0x4000
-            k += 18
             u = -t42 - 1 if t42 < 0 else t42
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 28) | (t41 + 128) << 14 | (1 if t42 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+                k += 28
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 36) | (t41 + 128) << 22 | (1 if t42 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+                k += 36
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 44) | (t41 + 128) << 30 | (1 if t42 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+                k += 44
             else:
+                a = (a << 18) | (t41 + 128) << 4 | (1 if t42 < 0 else 0) | 0x4000
+                k += 18
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 8
         elif o.EVMaximumVoltage is not None:
             c22 = o.EVMaximumVoltage
@@ -7392,26 +7449,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             t44 = c22.Value
             if (w.strict and (t44 < -32768 or t44 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t44)
-            a = (a << 18) | (t43 + 128) << 4 | (1 if t44 < 0 else 0) | 0x8000
-            k += 18
             u = -t44 - 1 if t44 < 0 else t44
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 28) | (t43 + 128) << 14 | (1 if t44 < 0 else 0) << 10 | (u) << 2 | 0x2000000
+                k += 28
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 36) | (t43 + 128) << 22 | (1 if t44 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x200020000
+                k += 36
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 44) | (t43 + 128) << 30 | (1 if t44 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x20002020000
+                k += 44
             else:
+                a = (a << 18) | (t43 + 128) << 4 | (1 if t44 < 0 else 0) | 0x8000
+                k += 18
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 9
         elif o.EVMinimumVoltage is not None:
             c23 = o.EVMinimumVoltage
@@ -7425,26 +7482,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             t46 = c23.Value
             if (w.strict and (t46 < -32768 or t46 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t46)
-            a = (a << 18) | (t45 + 128) << 4 | (1 if t46 < 0 else 0) | 0xc000
-            k += 18
             u = -t46 - 1 if t46 < 0 else t46
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 28) | (t45 + 128) << 14 | (1 if t46 < 0 else 0) << 10 | (u) << 2 | 0x3000000
+                k += 28
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 36) | (t45 + 128) << 22 | (1 if t46 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x300020000
+                k += 36
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 44) | (t45 + 128) << 30 | (1 if t46 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x30002020000
+                k += 44
             else:
+                a = (a << 18) | (t45 + 128) << 4 | (1 if t46 < 0 else 0) | 0xc000
+                k += 18
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 10
         elif o.EVMaximumDischargePower is not None:
             c24 = o.EVMaximumDischargePower
@@ -7458,26 +7515,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             t48 = c24.Value
             if (w.strict and (t48 < -32768 or t48 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t48)
-            a = (a << 18) | (t47 + 128) << 4 | (1 if t48 < 0 else 0) | 0x10000
-            k += 18
             u = -t48 - 1 if t48 < 0 else t48
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 28) | (t47 + 128) << 14 | (1 if t48 < 0 else 0) << 10 | (u) << 2 | 0x4000000
+                k += 28
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 36) | (t47 + 128) << 22 | (1 if t48 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x400020000
+                k += 36
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 44) | (t47 + 128) << 30 | (1 if t48 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x40002020000
+                k += 44
             else:
+                a = (a << 18) | (t47 + 128) << 4 | (1 if t48 < 0 else 0) | 0x10000
+                k += 18
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 11
         elif o.EVMinimumDischargePower is not None:
             c25 = o.EVMinimumDischargePower
@@ -7491,26 +7548,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             t50 = c25.Value
             if (w.strict and (t50 < -32768 or t50 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t50)
-            a = (a << 18) | (t49 + 128) << 4 | (1 if t50 < 0 else 0) | 0x14000
-            k += 18
             u = -t50 - 1 if t50 < 0 else t50
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 28) | (t49 + 128) << 14 | (1 if t50 < 0 else 0) << 10 | (u) << 2 | 0x5000000
+                k += 28
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 36) | (t49 + 128) << 22 | (1 if t50 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x500020000
+                k += 36
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 44) | (t49 + 128) << 30 | (1 if t50 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x50002020000
+                k += 44
             else:
+                a = (a << 18) | (t49 + 128) << 4 | (1 if t50 < 0 else 0) | 0x14000
+                k += 18
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 12
         elif o.EVMaximumDischargeCurrent is not None:
             c26 = o.EVMaximumDischargeCurrent
@@ -7524,26 +7581,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             t52 = c26.Value
             if (w.strict and (t52 < -32768 or t52 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t52)
-            a = (a << 18) | (t51 + 128) << 4 | (1 if t52 < 0 else 0) | 0x18000
-            k += 18
             u = -t52 - 1 if t52 < 0 else t52
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 28) | (t51 + 128) << 14 | (1 if t52 < 0 else 0) << 10 | (u) << 2 | 0x6000000
+                k += 28
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 36) | (t51 + 128) << 22 | (1 if t52 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x600020000
+                k += 36
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 44) | (t51 + 128) << 30 | (1 if t52 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x60002020000
+                k += 44
             else:
+                a = (a << 18) | (t51 + 128) << 4 | (1 if t52 < 0 else 0) | 0x18000
+                k += 18
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 13
         else:
             a = (a << 4) | 0x7
@@ -7562,26 +7619,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             t54 = c27.Value
             if (w.strict and (t54 < -32768 or t54 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t54)
-            a = (a << 17) | (t53 + 128) << 4 | (1 if t54 < 0 else 0)
-            k += 17
             u = -t54 - 1 if t54 < 0 else t54
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t53 + 128) << 14 | (1 if t54 < 0 else 0) << 10 | (u) << 2
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t53 + 128) << 22 | (1 if t54 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t53 + 128) << 30 | (1 if t54 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 43
             else:
+                a = (a << 17) | (t53 + 128) << 4 | (1 if t54 < 0 else 0)
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 8
         elif o.EVMaximumVoltage is not None:
             c28 = o.EVMaximumVoltage
@@ -7595,26 +7652,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             t56 = c28.Value
             if (w.strict and (t56 < -32768 or t56 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t56)
-            a = (a << 17) | (t55 + 128) << 4 | (1 if t56 < 0 else 0) | 0x4000
-            k += 17
             u = -t56 - 1 if t56 < 0 else t56
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t55 + 128) << 14 | (1 if t56 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t55 + 128) << 22 | (1 if t56 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t55 + 128) << 30 | (1 if t56 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+                k += 43
             else:
+                a = (a << 17) | (t55 + 128) << 4 | (1 if t56 < 0 else 0) | 0x4000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 9
         elif o.EVMinimumVoltage is not None:
             c29 = o.EVMinimumVoltage
@@ -7628,26 +7685,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             t58 = c29.Value
             if (w.strict and (t58 < -32768 or t58 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t58)
-            a = (a << 17) | (t57 + 128) << 4 | (1 if t58 < 0 else 0) | 0x8000
-            k += 17
             u = -t58 - 1 if t58 < 0 else t58
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t57 + 128) << 14 | (1 if t58 < 0 else 0) << 10 | (u) << 2 | 0x2000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t57 + 128) << 22 | (1 if t58 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x200020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t57 + 128) << 30 | (1 if t58 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x20002020000
+                k += 43
             else:
+                a = (a << 17) | (t57 + 128) << 4 | (1 if t58 < 0 else 0) | 0x8000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 10
         elif o.EVMaximumDischargePower is not None:
             c30 = o.EVMaximumDischargePower
@@ -7661,26 +7718,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             t60 = c30.Value
             if (w.strict and (t60 < -32768 or t60 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t60)
-            a = (a << 17) | (t59 + 128) << 4 | (1 if t60 < 0 else 0) | 0xc000
-            k += 17
             u = -t60 - 1 if t60 < 0 else t60
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t59 + 128) << 14 | (1 if t60 < 0 else 0) << 10 | (u) << 2 | 0x3000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t59 + 128) << 22 | (1 if t60 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x300020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t59 + 128) << 30 | (1 if t60 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x30002020000
+                k += 43
             else:
+                a = (a << 17) | (t59 + 128) << 4 | (1 if t60 < 0 else 0) | 0xc000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 11
         elif o.EVMinimumDischargePower is not None:
             c31 = o.EVMinimumDischargePower
@@ -7694,26 +7751,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             t62 = c31.Value
             if (w.strict and (t62 < -32768 or t62 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t62)
-            a = (a << 17) | (t61 + 128) << 4 | (1 if t62 < 0 else 0) | 0x10000
-            k += 17
             u = -t62 - 1 if t62 < 0 else t62
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t61 + 128) << 14 | (1 if t62 < 0 else 0) << 10 | (u) << 2 | 0x4000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t61 + 128) << 22 | (1 if t62 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x400020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t61 + 128) << 30 | (1 if t62 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x40002020000
+                k += 43
             else:
+                a = (a << 17) | (t61 + 128) << 4 | (1 if t62 < 0 else 0) | 0x10000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 12
         elif o.EVMaximumDischargeCurrent is not None:
             c32 = o.EVMaximumDischargeCurrent
@@ -7727,26 +7784,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             t64 = c32.Value
             if (w.strict and (t64 < -32768 or t64 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t64)
-            a = (a << 17) | (t63 + 128) << 4 | (1 if t64 < 0 else 0) | 0x14000
-            k += 17
             u = -t64 - 1 if t64 < 0 else t64
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t63 + 128) << 14 | (1 if t64 < 0 else 0) << 10 | (u) << 2 | 0x5000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t63 + 128) << 22 | (1 if t64 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x500020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t63 + 128) << 30 | (1 if t64 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x50002020000
+                k += 43
             else:
+                a = (a << 17) | (t63 + 128) << 4 | (1 if t64 < 0 else 0) | 0x14000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 13
         else:
             a = (a << 3) | 0x6
@@ -7765,26 +7822,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             t66 = c33.Value
             if (w.strict and (t66 < -32768 or t66 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t66)
-            a = (a << 17) | (t65 + 128) << 4 | (1 if t66 < 0 else 0)
-            k += 17
             u = -t66 - 1 if t66 < 0 else t66
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t65 + 128) << 14 | (1 if t66 < 0 else 0) << 10 | (u) << 2
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t65 + 128) << 22 | (1 if t66 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t65 + 128) << 30 | (1 if t66 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 43
             else:
+                a = (a << 17) | (t65 + 128) << 4 | (1 if t66 < 0 else 0)
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 9
         elif o.EVMinimumVoltage is not None:
             c34 = o.EVMinimumVoltage
@@ -7798,26 +7855,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             t68 = c34.Value
             if (w.strict and (t68 < -32768 or t68 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t68)
-            a = (a << 17) | (t67 + 128) << 4 | (1 if t68 < 0 else 0) | 0x4000
-            k += 17
             u = -t68 - 1 if t68 < 0 else t68
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t67 + 128) << 14 | (1 if t68 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t67 + 128) << 22 | (1 if t68 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t67 + 128) << 30 | (1 if t68 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+                k += 43
             else:
+                a = (a << 17) | (t67 + 128) << 4 | (1 if t68 < 0 else 0) | 0x4000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 10
         elif o.EVMaximumDischargePower is not None:
             c35 = o.EVMaximumDischargePower
@@ -7831,26 +7888,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             t70 = c35.Value
             if (w.strict and (t70 < -32768 or t70 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t70)
-            a = (a << 17) | (t69 + 128) << 4 | (1 if t70 < 0 else 0) | 0x8000
-            k += 17
             u = -t70 - 1 if t70 < 0 else t70
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t69 + 128) << 14 | (1 if t70 < 0 else 0) << 10 | (u) << 2 | 0x2000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t69 + 128) << 22 | (1 if t70 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x200020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t69 + 128) << 30 | (1 if t70 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x20002020000
+                k += 43
             else:
+                a = (a << 17) | (t69 + 128) << 4 | (1 if t70 < 0 else 0) | 0x8000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 11
         elif o.EVMinimumDischargePower is not None:
             c36 = o.EVMinimumDischargePower
@@ -7864,26 +7921,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             t72 = c36.Value
             if (w.strict and (t72 < -32768 or t72 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t72)
-            a = (a << 17) | (t71 + 128) << 4 | (1 if t72 < 0 else 0) | 0xc000
-            k += 17
             u = -t72 - 1 if t72 < 0 else t72
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t71 + 128) << 14 | (1 if t72 < 0 else 0) << 10 | (u) << 2 | 0x3000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t71 + 128) << 22 | (1 if t72 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x300020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t71 + 128) << 30 | (1 if t72 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x30002020000
+                k += 43
             else:
+                a = (a << 17) | (t71 + 128) << 4 | (1 if t72 < 0 else 0) | 0xc000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 12
         elif o.EVMaximumDischargeCurrent is not None:
             c37 = o.EVMaximumDischargeCurrent
@@ -7897,26 +7954,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             t74 = c37.Value
             if (w.strict and (t74 < -32768 or t74 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t74)
-            a = (a << 17) | (t73 + 128) << 4 | (1 if t74 < 0 else 0) | 0x10000
-            k += 17
             u = -t74 - 1 if t74 < 0 else t74
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t73 + 128) << 14 | (1 if t74 < 0 else 0) << 10 | (u) << 2 | 0x4000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t73 + 128) << 22 | (1 if t74 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x400020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t73 + 128) << 30 | (1 if t74 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x40002020000
+                k += 43
             else:
+                a = (a << 17) | (t73 + 128) << 4 | (1 if t74 < 0 else 0) | 0x10000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 13
         else:
             a = (a << 3) | 0x5
@@ -7935,26 +7992,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             t76 = c38.Value
             if (w.strict and (t76 < -32768 or t76 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t76)
-            a = (a << 17) | (t75 + 128) << 4 | (1 if t76 < 0 else 0)
-            k += 17
             u = -t76 - 1 if t76 < 0 else t76
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t75 + 128) << 14 | (1 if t76 < 0 else 0) << 10 | (u) << 2
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t75 + 128) << 22 | (1 if t76 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t75 + 128) << 30 | (1 if t76 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 43
             else:
+                a = (a << 17) | (t75 + 128) << 4 | (1 if t76 < 0 else 0)
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 10
         elif o.EVMaximumDischargePower is not None:
             c39 = o.EVMaximumDischargePower
@@ -7968,26 +8025,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             t78 = c39.Value
             if (w.strict and (t78 < -32768 or t78 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t78)
-            a = (a << 17) | (t77 + 128) << 4 | (1 if t78 < 0 else 0) | 0x4000
-            k += 17
             u = -t78 - 1 if t78 < 0 else t78
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t77 + 128) << 14 | (1 if t78 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t77 + 128) << 22 | (1 if t78 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t77 + 128) << 30 | (1 if t78 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+                k += 43
             else:
+                a = (a << 17) | (t77 + 128) << 4 | (1 if t78 < 0 else 0) | 0x4000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 11
         elif o.EVMinimumDischargePower is not None:
             c40 = o.EVMinimumDischargePower
@@ -8001,26 +8058,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             t80 = c40.Value
             if (w.strict and (t80 < -32768 or t80 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t80)
-            a = (a << 17) | (t79 + 128) << 4 | (1 if t80 < 0 else 0) | 0x8000
-            k += 17
             u = -t80 - 1 if t80 < 0 else t80
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t79 + 128) << 14 | (1 if t80 < 0 else 0) << 10 | (u) << 2 | 0x2000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t79 + 128) << 22 | (1 if t80 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x200020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t79 + 128) << 30 | (1 if t80 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x20002020000
+                k += 43
             else:
+                a = (a << 17) | (t79 + 128) << 4 | (1 if t80 < 0 else 0) | 0x8000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 12
         elif o.EVMaximumDischargeCurrent is not None:
             c41 = o.EVMaximumDischargeCurrent
@@ -8034,26 +8091,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             t82 = c41.Value
             if (w.strict and (t82 < -32768 or t82 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t82)
-            a = (a << 17) | (t81 + 128) << 4 | (1 if t82 < 0 else 0) | 0xc000
-            k += 17
             u = -t82 - 1 if t82 < 0 else t82
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t81 + 128) << 14 | (1 if t82 < 0 else 0) << 10 | (u) << 2 | 0x3000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t81 + 128) << 22 | (1 if t82 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x300020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t81 + 128) << 30 | (1 if t82 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x30002020000
+                k += 43
             else:
+                a = (a << 17) | (t81 + 128) << 4 | (1 if t82 < 0 else 0) | 0xc000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 13
         else:
             a = (a << 3) | 0x4
@@ -8072,26 +8129,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             t84 = c42.Value
             if (w.strict and (t84 < -32768 or t84 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t84)
-            a = (a << 17) | (t83 + 128) << 4 | (1 if t84 < 0 else 0)
-            k += 17
             u = -t84 - 1 if t84 < 0 else t84
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t83 + 128) << 14 | (1 if t84 < 0 else 0) << 10 | (u) << 2
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t83 + 128) << 22 | (1 if t84 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t83 + 128) << 30 | (1 if t84 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 43
             else:
+                a = (a << 17) | (t83 + 128) << 4 | (1 if t84 < 0 else 0)
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 11
         elif o.EVMinimumDischargePower is not None:
             c43 = o.EVMinimumDischargePower
@@ -8105,26 +8162,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             t86 = c43.Value
             if (w.strict and (t86 < -32768 or t86 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t86)
-            a = (a << 17) | (t85 + 128) << 4 | (1 if t86 < 0 else 0) | 0x4000
-            k += 17
             u = -t86 - 1 if t86 < 0 else t86
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t85 + 128) << 14 | (1 if t86 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t85 + 128) << 22 | (1 if t86 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t85 + 128) << 30 | (1 if t86 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+                k += 43
             else:
+                a = (a << 17) | (t85 + 128) << 4 | (1 if t86 < 0 else 0) | 0x4000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 12
         elif o.EVMaximumDischargeCurrent is not None:
             c44 = o.EVMaximumDischargeCurrent
@@ -8138,26 +8195,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             t88 = c44.Value
             if (w.strict and (t88 < -32768 or t88 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t88)
-            a = (a << 17) | (t87 + 128) << 4 | (1 if t88 < 0 else 0) | 0x8000
-            k += 17
             u = -t88 - 1 if t88 < 0 else t88
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t87 + 128) << 14 | (1 if t88 < 0 else 0) << 10 | (u) << 2 | 0x2000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t87 + 128) << 22 | (1 if t88 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x200020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t87 + 128) << 30 | (1 if t88 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x20002020000
+                k += 43
             else:
+                a = (a << 17) | (t87 + 128) << 4 | (1 if t88 < 0 else 0) | 0x8000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 13
         else:
             a = (a << 3) | 0x3
@@ -8176,26 +8233,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             t90 = c45.Value
             if (w.strict and (t90 < -32768 or t90 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t90)
-            a = (a << 16) | (t89 + 128) << 4 | (1 if t90 < 0 else 0)
-            k += 16
             u = -t90 - 1 if t90 < 0 else t90
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t89 + 128) << 14 | (1 if t90 < 0 else 0) << 10 | (u) << 2
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t89 + 128) << 22 | (1 if t90 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t89 + 128) << 30 | (1 if t90 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 42
             else:
+                a = (a << 16) | (t89 + 128) << 4 | (1 if t90 < 0 else 0)
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 12
         elif o.EVMaximumDischargeCurrent is not None:
             c46 = o.EVMaximumDischargeCurrent
@@ -8209,26 +8266,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             t92 = c46.Value
             if (w.strict and (t92 < -32768 or t92 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t92)
-            a = (a << 16) | (t91 + 128) << 4 | (1 if t92 < 0 else 0) | 0x4000
-            k += 16
             u = -t92 - 1 if t92 < 0 else t92
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t91 + 128) << 14 | (1 if t92 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t91 + 128) << 22 | (1 if t92 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t91 + 128) << 30 | (1 if t92 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+                k += 42
             else:
+                a = (a << 16) | (t91 + 128) << 4 | (1 if t92 < 0 else 0) | 0x4000
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 13
         else:
             a = (a << 2) | 0x2
@@ -8247,26 +8304,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             t94 = c47.Value
             if (w.strict and (t94 < -32768 or t94 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t94)
-            a = (a << 16) | (t93 + 128) << 4 | (1 if t94 < 0 else 0)
-            k += 16
             u = -t94 - 1 if t94 < 0 else t94
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t93 + 128) << 14 | (1 if t94 < 0 else 0) << 10 | (u) << 2
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t93 + 128) << 22 | (1 if t94 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t93 + 128) << 30 | (1 if t94 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 42
             else:
+                a = (a << 16) | (t93 + 128) << 4 | (1 if t94 < 0 else 0)
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 13
         else:
             a = (a << 2) | 0x1
@@ -8282,7 +8339,7 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
     if k >= 1024:
         w.spill()
 
-def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.BPT_Scheduled_DC_CLResControlModeType:
+def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _iso20_dc.BPT_Scheduled_DC_CLResControlModeType:
     win = r.win
     av = r.avail
     f_EVSEMaximumChargePower: _iso20_common_types.RationalNumberType | None = None
@@ -8294,45 +8351,41 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
     f_EVSEMaximumDischargeCurrent: _iso20_common_types.RationalNumberType | None = None
     f_EVSEMinimumVoltage: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    ec = (c >> 26)
+    ec = ((c >> 24) & 15)
     if ec == 0:
-        if c & 0x300e000 != 0x0:
-            raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 16) & 255) - 128
-        sg = ((c >> 12) & 1)
-        u = ((c >> 4) & 255)
+        if c & 0xc03800 != 0x0:
+            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 14) & 255) - 128
+        sg = ((c >> 10) & 1)
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            u2 = c >> 4
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            u2 = c >> 2
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 4
+                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 4
+                    av -= 2
                     if av < 0:
-                        win, av = r.refill(av, 4)
-                    c = (win >> av) & 0xf
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
         f_1_Value = -u - 1 if sg else u
-        av -= 26
+        av -= 28
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
@@ -8342,7 +8395,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             if c & 0x30000000 != 0x0:
                 raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE') from None
             ec = ((c >> 24) & 15)
-        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_ = _new(_K_iso20_common_types_RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVSEMaximumChargePower = ob1_
@@ -8381,10 +8434,14 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             f_2_Value = -u - 1 if sg else u
             if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob2_ = _new(_iso20_common_types.RationalNumberType)
+            ob2_ = _new(_K_iso20_common_types_RationalNumberType)
             ob2_.Exponent = f_2_Exponent
             ob2_.Value = f_2_Value
             f_EVSEMinimumChargePower = ob2_
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 2
         elif ec == 1:
             if c & 0xc03800 != 0x0:
@@ -8421,10 +8478,14 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             f_3_Value = -u - 1 if sg else u
             if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_ = _new(_K_iso20_common_types_RationalNumberType)
             ob3_.Exponent = f_3_Exponent
             ob3_.Value = f_3_Value
             f_EVSEMaximumChargeCurrent = ob3_
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 3
         elif ec == 2:
             if c & 0xc03800 != 0x0:
@@ -8461,10 +8522,14 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             f_4_Value = -u - 1 if sg else u
             if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob4_ = _new(_iso20_common_types.RationalNumberType)
+            ob4_ = _new(_K_iso20_common_types_RationalNumberType)
             ob4_.Exponent = f_4_Exponent
             ob4_.Value = f_4_Value
             f_EVSEMaximumVoltage = ob4_
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 4
         elif ec == 3:
             if c & 0xc03800 != 0x0:
@@ -8501,10 +8566,14 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             f_5_Value = -u - 1 if sg else u
             if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob5_ = _new(_iso20_common_types.RationalNumberType)
+            ob5_ = _new(_K_iso20_common_types_RationalNumberType)
             ob5_.Exponent = f_5_Exponent
             ob5_.Value = f_5_Value
             f_EVSEMaximumDischargePower = ob5_
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 5
         elif ec == 4:
             if c & 0xc03800 != 0x0:
@@ -8541,10 +8610,14 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             f_6_Value = -u - 1 if sg else u
             if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob6_ = _new(_iso20_common_types.RationalNumberType)
+            ob6_ = _new(_K_iso20_common_types_RationalNumberType)
             ob6_.Exponent = f_6_Exponent
             ob6_.Value = f_6_Value
             f_EVSEMinimumDischargePower = ob6_
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 6
         elif ec == 5:
             if c & 0xc03800 != 0x0:
@@ -8581,10 +8654,14 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             f_7_Value = -u - 1 if sg else u
             if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob7_ = _new(_iso20_common_types.RationalNumberType)
+            ob7_ = _new(_K_iso20_common_types_RationalNumberType)
             ob7_.Exponent = f_7_Exponent
             ob7_.Value = f_7_Value
             f_EVSEMaximumDischargeCurrent = ob7_
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 7
         elif ec == 6:
             if c & 0xc03800 != 0x0:
@@ -8621,23 +8698,26 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             f_8_Value = -u - 1 if sg else u
             if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob8_ = _new(_iso20_common_types.RationalNumberType)
+            ob8_ = _new(_K_iso20_common_types_RationalNumberType)
             ob8_.Exponent = f_8_Exponent
             ob8_.Value = f_8_Value
             f_EVSEMinimumVoltage = ob8_
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 8
         elif ec == 7:
-            av += 24
+            av -= 4
             s = -1
         else:
             raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
     elif ec == 1:
-        av += 2
-        if c & 0x300e000 != 0x0:
+        if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_9_Exponent = ((c >> 16) & 255) - 128
-        sg = ((c >> 12) & 1)
-        u = ((c >> 4) & 255)
+        f_9_Exponent = ((c >> 14) & 255) - 128
+        sg = ((c >> 10) & 1)
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -8664,23 +8744,24 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                     if av < 0:
                         win, av = r.refill(av, 2)
                     c = (win >> av) & 0x3
-        else:
-            c >>= 2
         f_9_Value = -u - 1 if sg else u
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob9_ = _new(_iso20_common_types.RationalNumberType)
+        ob9_ = _new(_K_iso20_common_types_RationalNumberType)
         ob9_.Exponent = f_9_Exponent
         ob9_.Value = f_9_Value
         f_EVSEMinimumChargePower = ob9_
+        av -= 28
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 2
     elif ec == 2:
-        av += 2
-        if c & 0x300e000 != 0x0:
+        if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_10_Exponent = ((c >> 16) & 255) - 128
-        sg = ((c >> 12) & 1)
-        u = ((c >> 4) & 255)
+        f_10_Exponent = ((c >> 14) & 255) - 128
+        sg = ((c >> 10) & 1)
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -8707,23 +8788,24 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                     if av < 0:
                         win, av = r.refill(av, 2)
                     c = (win >> av) & 0x3
-        else:
-            c >>= 2
         f_10_Value = -u - 1 if sg else u
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob10_ = _new(_iso20_common_types.RationalNumberType)
+        ob10_ = _new(_K_iso20_common_types_RationalNumberType)
         ob10_.Exponent = f_10_Exponent
         ob10_.Value = f_10_Value
         f_EVSEMaximumChargeCurrent = ob10_
+        av -= 28
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 3
     elif ec == 3:
-        av += 2
-        if c & 0x300e000 != 0x0:
+        if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_11_Exponent = ((c >> 16) & 255) - 128
-        sg = ((c >> 12) & 1)
-        u = ((c >> 4) & 255)
+        f_11_Exponent = ((c >> 14) & 255) - 128
+        sg = ((c >> 10) & 1)
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -8750,23 +8832,24 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                     if av < 0:
                         win, av = r.refill(av, 2)
                     c = (win >> av) & 0x3
-        else:
-            c >>= 2
         f_11_Value = -u - 1 if sg else u
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob11_ = _new(_iso20_common_types.RationalNumberType)
+        ob11_ = _new(_K_iso20_common_types_RationalNumberType)
         ob11_.Exponent = f_11_Exponent
         ob11_.Value = f_11_Value
         f_EVSEMaximumVoltage = ob11_
+        av -= 28
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 4
     elif ec == 4:
-        av += 2
-        if c & 0x300e000 != 0x0:
+        if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_12_Exponent = ((c >> 16) & 255) - 128
-        sg = ((c >> 12) & 1)
-        u = ((c >> 4) & 255)
+        f_12_Exponent = ((c >> 14) & 255) - 128
+        sg = ((c >> 10) & 1)
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -8793,23 +8876,24 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                     if av < 0:
                         win, av = r.refill(av, 2)
                     c = (win >> av) & 0x3
-        else:
-            c >>= 2
         f_12_Value = -u - 1 if sg else u
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob12_ = _new(_iso20_common_types.RationalNumberType)
+        ob12_ = _new(_K_iso20_common_types_RationalNumberType)
         ob12_.Exponent = f_12_Exponent
         ob12_.Value = f_12_Value
         f_EVSEMaximumDischargePower = ob12_
+        av -= 28
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 5
     elif ec == 5:
-        av += 2
-        if c & 0x300e000 != 0x0:
+        if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_13_Exponent = ((c >> 16) & 255) - 128
-        sg = ((c >> 12) & 1)
-        u = ((c >> 4) & 255)
+        f_13_Exponent = ((c >> 14) & 255) - 128
+        sg = ((c >> 10) & 1)
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -8836,23 +8920,24 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                     if av < 0:
                         win, av = r.refill(av, 2)
                     c = (win >> av) & 0x3
-        else:
-            c >>= 2
         f_13_Value = -u - 1 if sg else u
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob13_ = _new(_iso20_common_types.RationalNumberType)
+        ob13_ = _new(_K_iso20_common_types_RationalNumberType)
         ob13_.Exponent = f_13_Exponent
         ob13_.Value = f_13_Value
         f_EVSEMinimumDischargePower = ob13_
+        av -= 28
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 6
     elif ec == 6:
-        av += 2
-        if c & 0x300e000 != 0x0:
+        if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_14_Exponent = ((c >> 16) & 255) - 128
-        sg = ((c >> 12) & 1)
-        u = ((c >> 4) & 255)
+        f_14_Exponent = ((c >> 14) & 255) - 128
+        sg = ((c >> 10) & 1)
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -8879,23 +8964,24 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                     if av < 0:
                         win, av = r.refill(av, 2)
                     c = (win >> av) & 0x3
-        else:
-            c >>= 2
         f_14_Value = -u - 1 if sg else u
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob14_ = _new(_iso20_common_types.RationalNumberType)
+        ob14_ = _new(_K_iso20_common_types_RationalNumberType)
         ob14_.Exponent = f_14_Exponent
         ob14_.Value = f_14_Value
         f_EVSEMaximumDischargeCurrent = ob14_
+        av -= 28
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 7
     elif ec == 7:
-        av += 2
-        if c & 0x300e000 != 0x0:
+        if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_15_Exponent = ((c >> 16) & 255) - 128
-        sg = ((c >> 12) & 1)
-        u = ((c >> 4) & 255)
+        f_15_Exponent = ((c >> 14) & 255) - 128
+        sg = ((c >> 10) & 1)
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -8922,937 +9008,998 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                     if av < 0:
                         win, av = r.refill(av, 2)
                     c = (win >> av) & 0x3
-        else:
-            c >>= 2
         f_15_Value = -u - 1 if sg else u
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob15_ = _new(_iso20_common_types.RationalNumberType)
+        ob15_ = _new(_K_iso20_common_types_RationalNumberType)
         ob15_.Exponent = f_15_Exponent
         ob15_.Value = f_15_Value
         f_EVSEMinimumVoltage = ob15_
+        av -= 28
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 8
     elif ec == 8:
-        av += 26
+        av -= 4
         s = -1
     else:
-        raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(EVSEMaximumChargePower), SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
+        raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(EVSEMaximumChargePower), SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
     if s == 2:
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        ec = (c >> 24)
+        ec = ((c >> 25) & 7)
         if ec == 0:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_16_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_16_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_16_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            ob16_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+            ob16_ = _new(_K_iso20_common_types_RationalNumberType)
             ob16_.Exponent = f_16_Exponent
             ob16_.Value = f_16_Value
             f_EVSEMaximumChargeCurrent = ob16_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 3
         elif ec == 1:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_17_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_17_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_17_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            ob17_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+            ob17_ = _new(_K_iso20_common_types_RationalNumberType)
             ob17_.Exponent = f_17_Exponent
             ob17_.Value = f_17_Value
             f_EVSEMaximumVoltage = ob17_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 4
         elif ec == 2:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_18_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_18_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_18_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            ob18_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+            ob18_ = _new(_K_iso20_common_types_RationalNumberType)
             ob18_.Exponent = f_18_Exponent
             ob18_.Value = f_18_Value
             f_EVSEMaximumDischargePower = ob18_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 5
         elif ec == 3:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_19_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_19_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_19_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            ob19_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+            ob19_ = _new(_K_iso20_common_types_RationalNumberType)
             ob19_.Exponent = f_19_Exponent
             ob19_.Value = f_19_Value
             f_EVSEMinimumDischargePower = ob19_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 6
         elif ec == 4:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_20_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_20_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_20_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            ob20_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+            ob20_ = _new(_K_iso20_common_types_RationalNumberType)
             ob20_.Exponent = f_20_Exponent
             ob20_.Value = f_20_Value
             f_EVSEMaximumDischargeCurrent = ob20_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 7
         elif ec == 5:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_21_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_21_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_21_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            ob21_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+            ob21_ = _new(_K_iso20_common_types_RationalNumberType)
             ob21_.Exponent = f_21_Exponent
             ob21_.Value = f_21_Value
             f_EVSEMinimumVoltage = ob21_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 8
         elif ec == 6:
-            av += 24
+            av -= 3
             s = -1
         else:
-            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
+            raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
     if s == 3:
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        ec = (c >> 24)
+        ec = ((c >> 25) & 7)
         if ec == 0:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_22_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_22_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_22_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
-            ob22_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
+            ob22_ = _new(_K_iso20_common_types_RationalNumberType)
             ob22_.Exponent = f_22_Exponent
             ob22_.Value = f_22_Value
             f_EVSEMaximumVoltage = ob22_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 4
         elif ec == 1:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_23_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_23_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_23_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
-            ob23_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
+            ob23_ = _new(_K_iso20_common_types_RationalNumberType)
             ob23_.Exponent = f_23_Exponent
             ob23_.Value = f_23_Value
             f_EVSEMaximumDischargePower = ob23_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 5
         elif ec == 2:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_24_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_24_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_24_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
-            ob24_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
+            ob24_ = _new(_K_iso20_common_types_RationalNumberType)
             ob24_.Exponent = f_24_Exponent
             ob24_.Value = f_24_Value
             f_EVSEMinimumDischargePower = ob24_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 6
         elif ec == 3:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_25_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_25_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_25_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
-            ob25_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
+            ob25_ = _new(_K_iso20_common_types_RationalNumberType)
             ob25_.Exponent = f_25_Exponent
             ob25_.Value = f_25_Value
             f_EVSEMaximumDischargeCurrent = ob25_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 7
         elif ec == 4:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_26_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_26_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_26_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
-            ob26_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
+            ob26_ = _new(_K_iso20_common_types_RationalNumberType)
             ob26_.Exponent = f_26_Exponent
             ob26_.Value = f_26_Value
             f_EVSEMinimumVoltage = ob26_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 8
         elif ec == 5:
-            av += 24
+            av -= 3
             s = -1
         else:
-            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
+            raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
     if s == 4:
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        ec = (c >> 24)
+        ec = ((c >> 25) & 7)
         if ec == 0:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_27_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_27_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_27_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
-            ob27_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
+            ob27_ = _new(_K_iso20_common_types_RationalNumberType)
             ob27_.Exponent = f_27_Exponent
             ob27_.Value = f_27_Value
             f_EVSEMaximumDischargePower = ob27_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 5
         elif ec == 1:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_28_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_28_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_28_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
-            ob28_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
+            ob28_ = _new(_K_iso20_common_types_RationalNumberType)
             ob28_.Exponent = f_28_Exponent
             ob28_.Value = f_28_Value
             f_EVSEMinimumDischargePower = ob28_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 6
         elif ec == 2:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_29_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_29_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_29_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
-            ob29_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
+            ob29_ = _new(_K_iso20_common_types_RationalNumberType)
             ob29_.Exponent = f_29_Exponent
             ob29_.Value = f_29_Value
             f_EVSEMaximumDischargeCurrent = ob29_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 7
         elif ec == 3:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_30_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_30_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_30_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
-            ob30_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
+            ob30_ = _new(_K_iso20_common_types_RationalNumberType)
             ob30_.Exponent = f_30_Exponent
             ob30_.Value = f_30_Value
             f_EVSEMinimumVoltage = ob30_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 8
         elif ec == 4:
-            av += 24
+            av -= 3
             s = -1
         else:
-            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[4]', f'event code {ec}, expected SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
+            raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[4]', f'event code {ec}, expected SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
     if s == 5:
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        ec = (c >> 24)
+        ec = ((c >> 25) & 7)
         if ec == 0:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_31_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_31_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_31_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected EE of Value, EE')
-            ob31_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected EE of Value, EE')
+            ob31_ = _new(_K_iso20_common_types_RationalNumberType)
             ob31_.Exponent = f_31_Exponent
             ob31_.Value = f_31_Value
             f_EVSEMinimumDischargePower = ob31_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 6
         elif ec == 1:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_32_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_32_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_32_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected EE of Value, EE')
-            ob32_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected EE of Value, EE')
+            ob32_ = _new(_K_iso20_common_types_RationalNumberType)
             ob32_.Exponent = f_32_Exponent
             ob32_.Value = f_32_Value
             f_EVSEMaximumDischargeCurrent = ob32_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 7
         elif ec == 2:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_33_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_33_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_33_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected EE of Value, EE')
-            ob33_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected EE of Value, EE')
+            ob33_ = _new(_K_iso20_common_types_RationalNumberType)
             ob33_.Exponent = f_33_Exponent
             ob33_.Value = f_33_Value
             f_EVSEMinimumVoltage = ob33_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 8
         elif ec == 3:
-            av += 24
+            av -= 3
             s = -1
         else:
-            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[5]', f'event code {ec}, expected SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
+            raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[5]', f'event code {ec}, expected SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
     if s == 6:
-        av -= 26
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        ec = (c >> 24)
+        ec = ((c >> 26) & 3)
         if ec == 0:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_34_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x300e000 != 0x0:
+                raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_34_Exponent = ((c >> 16) & 255) - 128
+            sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 4
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 4
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
             f_34_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            ob34_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'BPT_Scheduled_DC_CLResControlModeType[6]', 'expected EE of Value, EE')
+            ob34_ = _new(_K_iso20_common_types_RationalNumberType)
             ob34_.Exponent = f_34_Exponent
             ob34_.Value = f_34_Value
             f_EVSEMaximumDischargeCurrent = ob34_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 7
         elif ec == 1:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_35_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x300e000 != 0x0:
+                raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_35_Exponent = ((c >> 16) & 255) - 128
+            sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 4
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 4
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
             f_35_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            ob35_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'BPT_Scheduled_DC_CLResControlModeType[6]', 'expected EE of Value, EE')
+            ob35_ = _new(_K_iso20_common_types_RationalNumberType)
             ob35_.Exponent = f_35_Exponent
             ob35_.Value = f_35_Value
             f_EVSEMinimumVoltage = ob35_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 8
         elif ec == 2:
-            av += 24
+            av -= 2
             s = -1
         else:
-            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[6]', f'event code {ec}, expected SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
+            raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLResControlModeType[6]', f'event code {ec}, expected SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
     if s == 7:
-        av -= 26
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        ec = (c >> 24)
+        ec = ((c >> 26) & 3)
         if ec == 0:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_36_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x300e000 != 0x0:
+                raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLResControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_36_Exponent = ((c >> 16) & 255) - 128
+            sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 4
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 4
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
             f_36_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[7]', 'expected EE of Value, EE')
-            ob36_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'BPT_Scheduled_DC_CLResControlModeType[7]', 'expected EE of Value, EE')
+            ob36_ = _new(_K_iso20_common_types_RationalNumberType)
             ob36_.Exponent = f_36_Exponent
             ob36_.Value = f_36_Value
             f_EVSEMinimumVoltage = ob36_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 8
         elif ec == 1:
-            av += 24
+            av -= 2
             s = -1
         else:
-            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[7]', f'event code {ec}, expected SE(EVSEMinimumVoltage), EE')
+            raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLResControlModeType[7]', f'event code {ec}, expected SE(EVSEMinimumVoltage), EE')
     if s == 8:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'BPT_Scheduled_DC_CLResControlModeType[8]', 'expected EE')
+        av += 27
+        if c & 0x8000000 != 0x0:
+            raise r.fail_at(av + 1, 'BPT_Scheduled_DC_CLResControlModeType', 'expected EE')
         s = -1
+    else:
+        av += 28
     r.avail = av
-    ob = _new(_iso20_dc.BPT_Scheduled_DC_CLResControlModeType)
+    ob = _new(_K_iso20_dc_BPT_Scheduled_DC_CLResControlModeType)
     ob.EVSEMaximumChargePower = f_EVSEMaximumChargePower
     ob.EVSEMinimumChargePower = f_EVSEMinimumChargePower
     ob.EVSEMaximumChargeCurrent = f_EVSEMaximumChargeCurrent
@@ -9879,26 +10026,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
         t2 = c1.Value
         if (w.strict and (t2 < -32768 or t2 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
-        a = (a << 18) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
-        k += 18
         u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 28) | (t1 + 128) << 14 | (1 if t2 < 0 else 0) << 10 | (u) << 2
+            k += 28
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 36) | (t1 + 128) << 22 | (1 if t2 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+            k += 36
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 44) | (t1 + 128) << 30 | (1 if t2 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+            k += 44
         else:
+            a = (a << 18) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
+            k += 18
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 1
     elif o.EVSEMinimumChargePower is not None:
         c2 = o.EVSEMinimumChargePower
@@ -9912,26 +10059,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
         t4 = c2.Value
         if (w.strict and (t4 < -32768 or t4 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
-        a = (a << 18) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
-        k += 18
         u = -t4 - 1 if t4 < 0 else t4
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 28) | (t3 + 128) << 14 | (1 if t4 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+            k += 28
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 36) | (t3 + 128) << 22 | (1 if t4 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+            k += 36
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 44) | (t3 + 128) << 30 | (1 if t4 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+            k += 44
         else:
+            a = (a << 18) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
+            k += 18
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 2
     elif o.EVSEMaximumChargeCurrent is not None:
         c3 = o.EVSEMaximumChargeCurrent
@@ -9945,26 +10092,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
         t6 = c3.Value
         if (w.strict and (t6 < -32768 or t6 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
-        a = (a << 18) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x8000
-        k += 18
         u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 28) | (t5 + 128) << 14 | (1 if t6 < 0 else 0) << 10 | (u) << 2 | 0x2000000
+            k += 28
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 36) | (t5 + 128) << 22 | (1 if t6 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x200020000
+            k += 36
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 44) | (t5 + 128) << 30 | (1 if t6 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x20002020000
+            k += 44
         else:
+            a = (a << 18) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x8000
+            k += 18
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 3
     elif o.EVSEMaximumVoltage is not None:
         c4 = o.EVSEMaximumVoltage
@@ -9978,26 +10125,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
         t8 = c4.Value
         if (w.strict and (t8 < -32768 or t8 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
-        a = (a << 18) | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0xc000
-        k += 18
         u = -t8 - 1 if t8 < 0 else t8
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 28) | (t7 + 128) << 14 | (1 if t8 < 0 else 0) << 10 | (u) << 2 | 0x3000000
+            k += 28
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 36) | (t7 + 128) << 22 | (1 if t8 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x300020000
+            k += 36
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 44) | (t7 + 128) << 30 | (1 if t8 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x30002020000
+            k += 44
         else:
+            a = (a << 18) | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0xc000
+            k += 18
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 4
     elif o.EVSEMaximumDischargePower is not None:
         c5 = o.EVSEMaximumDischargePower
@@ -10011,26 +10158,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
         t10 = c5.Value
         if (w.strict and (t10 < -32768 or t10 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t10)
-        a = (a << 18) | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x10000
-        k += 18
         u = -t10 - 1 if t10 < 0 else t10
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 28) | (t9 + 128) << 14 | (1 if t10 < 0 else 0) << 10 | (u) << 2 | 0x4000000
+            k += 28
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 36) | (t9 + 128) << 22 | (1 if t10 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x400020000
+            k += 36
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 44) | (t9 + 128) << 30 | (1 if t10 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x40002020000
+            k += 44
         else:
+            a = (a << 18) | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x10000
+            k += 18
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 5
     elif o.EVSEMinimumDischargePower is not None:
         c6 = o.EVSEMinimumDischargePower
@@ -10044,26 +10191,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
         t12 = c6.Value
         if (w.strict and (t12 < -32768 or t12 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t12)
-        a = (a << 18) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x14000
-        k += 18
         u = -t12 - 1 if t12 < 0 else t12
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 28) | (t11 + 128) << 14 | (1 if t12 < 0 else 0) << 10 | (u) << 2 | 0x5000000
+            k += 28
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 36) | (t11 + 128) << 22 | (1 if t12 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x500020000
+            k += 36
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 44) | (t11 + 128) << 30 | (1 if t12 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x50002020000
+            k += 44
         else:
+            a = (a << 18) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x14000
+            k += 18
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 6
     elif o.EVSEMaximumDischargeCurrent is not None:
         c7 = o.EVSEMaximumDischargeCurrent
@@ -10077,26 +10224,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
         t14 = c7.Value
         if (w.strict and (t14 < -32768 or t14 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t14)
-        a = (a << 18) | (t13 + 128) << 4 | (1 if t14 < 0 else 0) | 0x18000
-        k += 18
         u = -t14 - 1 if t14 < 0 else t14
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 28) | (t13 + 128) << 14 | (1 if t14 < 0 else 0) << 10 | (u) << 2 | 0x6000000
+            k += 28
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 36) | (t13 + 128) << 22 | (1 if t14 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x600020000
+            k += 36
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 44) | (t13 + 128) << 30 | (1 if t14 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x60002020000
+            k += 44
         else:
+            a = (a << 18) | (t13 + 128) << 4 | (1 if t14 < 0 else 0) | 0x18000
+            k += 18
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 7
     elif o.EVSEMinimumVoltage is not None:
         c8 = o.EVSEMinimumVoltage
@@ -10110,26 +10257,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
         t16 = c8.Value
         if (w.strict and (t16 < -32768 or t16 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t16)
-        a = (a << 18) | (t15 + 128) << 4 | (1 if t16 < 0 else 0) | 0x1c000
-        k += 18
         u = -t16 - 1 if t16 < 0 else t16
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 28) | (t15 + 128) << 14 | (1 if t16 < 0 else 0) << 10 | (u) << 2 | 0x7000000
+            k += 28
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 36) | (t15 + 128) << 22 | (1 if t16 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x700020000
+            k += 36
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 44) | (t15 + 128) << 30 | (1 if t16 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x70002020000
+            k += 44
         else:
+            a = (a << 18) | (t15 + 128) << 4 | (1 if t16 < 0 else 0) | 0x1c000
+            k += 18
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 8
     else:
         a = (a << 4) | 0x8
@@ -10148,26 +10295,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             t18 = c9.Value
             if (w.strict and (t18 < -32768 or t18 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t18)
-            a = (a << 18) | (t17 + 128) << 4 | (1 if t18 < 0 else 0)
-            k += 18
             u = -t18 - 1 if t18 < 0 else t18
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 28) | (t17 + 128) << 14 | (1 if t18 < 0 else 0) << 10 | (u) << 2
+                k += 28
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 36) | (t17 + 128) << 22 | (1 if t18 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 36
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 44) | (t17 + 128) << 30 | (1 if t18 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 44
             else:
+                a = (a << 18) | (t17 + 128) << 4 | (1 if t18 < 0 else 0)
+                k += 18
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 2
         elif o.EVSEMaximumChargeCurrent is not None:
             c10 = o.EVSEMaximumChargeCurrent
@@ -10181,26 +10328,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             t20 = c10.Value
             if (w.strict and (t20 < -32768 or t20 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t20)
-            a = (a << 18) | (t19 + 128) << 4 | (1 if t20 < 0 else 0) | 0x4000
-            k += 18
             u = -t20 - 1 if t20 < 0 else t20
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 28) | (t19 + 128) << 14 | (1 if t20 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+                k += 28
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 36) | (t19 + 128) << 22 | (1 if t20 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+                k += 36
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 44) | (t19 + 128) << 30 | (1 if t20 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+                k += 44
             else:
+                a = (a << 18) | (t19 + 128) << 4 | (1 if t20 < 0 else 0) | 0x4000
+                k += 18
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 3
         elif o.EVSEMaximumVoltage is not None:
             c11 = o.EVSEMaximumVoltage
@@ -10214,26 +10361,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             t22 = c11.Value
             if (w.strict and (t22 < -32768 or t22 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t22)
-            a = (a << 18) | (t21 + 128) << 4 | (1 if t22 < 0 else 0) | 0x8000
-            k += 18
             u = -t22 - 1 if t22 < 0 else t22
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 28) | (t21 + 128) << 14 | (1 if t22 < 0 else 0) << 10 | (u) << 2 | 0x2000000
+                k += 28
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 36) | (t21 + 128) << 22 | (1 if t22 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x200020000
+                k += 36
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 44) | (t21 + 128) << 30 | (1 if t22 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x20002020000
+                k += 44
             else:
+                a = (a << 18) | (t21 + 128) << 4 | (1 if t22 < 0 else 0) | 0x8000
+                k += 18
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 4
         elif o.EVSEMaximumDischargePower is not None:
             c12 = o.EVSEMaximumDischargePower
@@ -10247,26 +10394,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             t24 = c12.Value
             if (w.strict and (t24 < -32768 or t24 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t24)
-            a = (a << 18) | (t23 + 128) << 4 | (1 if t24 < 0 else 0) | 0xc000
-            k += 18
             u = -t24 - 1 if t24 < 0 else t24
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 28) | (t23 + 128) << 14 | (1 if t24 < 0 else 0) << 10 | (u) << 2 | 0x3000000
+                k += 28
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 36) | (t23 + 128) << 22 | (1 if t24 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x300020000
+                k += 36
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 44) | (t23 + 128) << 30 | (1 if t24 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x30002020000
+                k += 44
             else:
+                a = (a << 18) | (t23 + 128) << 4 | (1 if t24 < 0 else 0) | 0xc000
+                k += 18
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 5
         elif o.EVSEMinimumDischargePower is not None:
             c13 = o.EVSEMinimumDischargePower
@@ -10280,26 +10427,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             t26 = c13.Value
             if (w.strict and (t26 < -32768 or t26 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t26)
-            a = (a << 18) | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x10000
-            k += 18
             u = -t26 - 1 if t26 < 0 else t26
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 28) | (t25 + 128) << 14 | (1 if t26 < 0 else 0) << 10 | (u) << 2 | 0x4000000
+                k += 28
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 36) | (t25 + 128) << 22 | (1 if t26 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x400020000
+                k += 36
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 44) | (t25 + 128) << 30 | (1 if t26 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x40002020000
+                k += 44
             else:
+                a = (a << 18) | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x10000
+                k += 18
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 6
         elif o.EVSEMaximumDischargeCurrent is not None:
             c14 = o.EVSEMaximumDischargeCurrent
@@ -10313,26 +10460,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             t28 = c14.Value
             if (w.strict and (t28 < -32768 or t28 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t28)
-            a = (a << 18) | (t27 + 128) << 4 | (1 if t28 < 0 else 0) | 0x14000
-            k += 18
             u = -t28 - 1 if t28 < 0 else t28
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 28) | (t27 + 128) << 14 | (1 if t28 < 0 else 0) << 10 | (u) << 2 | 0x5000000
+                k += 28
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 36) | (t27 + 128) << 22 | (1 if t28 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x500020000
+                k += 36
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 44) | (t27 + 128) << 30 | (1 if t28 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x50002020000
+                k += 44
             else:
+                a = (a << 18) | (t27 + 128) << 4 | (1 if t28 < 0 else 0) | 0x14000
+                k += 18
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 7
         elif o.EVSEMinimumVoltage is not None:
             c15 = o.EVSEMinimumVoltage
@@ -10346,26 +10493,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             t30 = c15.Value
             if (w.strict and (t30 < -32768 or t30 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t30)
-            a = (a << 18) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0x18000
-            k += 18
             u = -t30 - 1 if t30 < 0 else t30
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 28) | (t29 + 128) << 14 | (1 if t30 < 0 else 0) << 10 | (u) << 2 | 0x6000000
+                k += 28
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 36) | (t29 + 128) << 22 | (1 if t30 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x600020000
+                k += 36
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 44) | (t29 + 128) << 30 | (1 if t30 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x60002020000
+                k += 44
             else:
+                a = (a << 18) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0x18000
+                k += 18
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 8
         else:
             a = (a << 4) | 0x7
@@ -10384,26 +10531,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             t32 = c16.Value
             if (w.strict and (t32 < -32768 or t32 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t32)
-            a = (a << 17) | (t31 + 128) << 4 | (1 if t32 < 0 else 0)
-            k += 17
             u = -t32 - 1 if t32 < 0 else t32
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t31 + 128) << 14 | (1 if t32 < 0 else 0) << 10 | (u) << 2
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t31 + 128) << 22 | (1 if t32 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t31 + 128) << 30 | (1 if t32 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 43
             else:
+                a = (a << 17) | (t31 + 128) << 4 | (1 if t32 < 0 else 0)
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 3
         elif o.EVSEMaximumVoltage is not None:
             c17 = o.EVSEMaximumVoltage
@@ -10417,26 +10564,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             t34 = c17.Value
             if (w.strict and (t34 < -32768 or t34 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t34)
-            a = (a << 17) | (t33 + 128) << 4 | (1 if t34 < 0 else 0) | 0x4000
-            k += 17
             u = -t34 - 1 if t34 < 0 else t34
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t33 + 128) << 14 | (1 if t34 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t33 + 128) << 22 | (1 if t34 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t33 + 128) << 30 | (1 if t34 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+                k += 43
             else:
+                a = (a << 17) | (t33 + 128) << 4 | (1 if t34 < 0 else 0) | 0x4000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 4
         elif o.EVSEMaximumDischargePower is not None:
             c18 = o.EVSEMaximumDischargePower
@@ -10450,26 +10597,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             t36 = c18.Value
             if (w.strict and (t36 < -32768 or t36 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t36)
-            a = (a << 17) | (t35 + 128) << 4 | (1 if t36 < 0 else 0) | 0x8000
-            k += 17
             u = -t36 - 1 if t36 < 0 else t36
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t35 + 128) << 14 | (1 if t36 < 0 else 0) << 10 | (u) << 2 | 0x2000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t35 + 128) << 22 | (1 if t36 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x200020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t35 + 128) << 30 | (1 if t36 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x20002020000
+                k += 43
             else:
+                a = (a << 17) | (t35 + 128) << 4 | (1 if t36 < 0 else 0) | 0x8000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 5
         elif o.EVSEMinimumDischargePower is not None:
             c19 = o.EVSEMinimumDischargePower
@@ -10483,26 +10630,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             t38 = c19.Value
             if (w.strict and (t38 < -32768 or t38 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t38)
-            a = (a << 17) | (t37 + 128) << 4 | (1 if t38 < 0 else 0) | 0xc000
-            k += 17
             u = -t38 - 1 if t38 < 0 else t38
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t37 + 128) << 14 | (1 if t38 < 0 else 0) << 10 | (u) << 2 | 0x3000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t37 + 128) << 22 | (1 if t38 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x300020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t37 + 128) << 30 | (1 if t38 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x30002020000
+                k += 43
             else:
+                a = (a << 17) | (t37 + 128) << 4 | (1 if t38 < 0 else 0) | 0xc000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 6
         elif o.EVSEMaximumDischargeCurrent is not None:
             c20 = o.EVSEMaximumDischargeCurrent
@@ -10516,26 +10663,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             t40 = c20.Value
             if (w.strict and (t40 < -32768 or t40 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t40)
-            a = (a << 17) | (t39 + 128) << 4 | (1 if t40 < 0 else 0) | 0x10000
-            k += 17
             u = -t40 - 1 if t40 < 0 else t40
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t39 + 128) << 14 | (1 if t40 < 0 else 0) << 10 | (u) << 2 | 0x4000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t39 + 128) << 22 | (1 if t40 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x400020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t39 + 128) << 30 | (1 if t40 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x40002020000
+                k += 43
             else:
+                a = (a << 17) | (t39 + 128) << 4 | (1 if t40 < 0 else 0) | 0x10000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 7
         elif o.EVSEMinimumVoltage is not None:
             c21 = o.EVSEMinimumVoltage
@@ -10549,26 +10696,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             t42 = c21.Value
             if (w.strict and (t42 < -32768 or t42 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t42)
-            a = (a << 17) | (t41 + 128) << 4 | (1 if t42 < 0 else 0) | 0x14000
-            k += 17
             u = -t42 - 1 if t42 < 0 else t42
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t41 + 128) << 14 | (1 if t42 < 0 else 0) << 10 | (u) << 2 | 0x5000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t41 + 128) << 22 | (1 if t42 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x500020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t41 + 128) << 30 | (1 if t42 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x50002020000
+                k += 43
             else:
+                a = (a << 17) | (t41 + 128) << 4 | (1 if t42 < 0 else 0) | 0x14000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 8
         else:
             a = (a << 3) | 0x6
@@ -10587,26 +10734,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             t44 = c22.Value
             if (w.strict and (t44 < -32768 or t44 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t44)
-            a = (a << 17) | (t43 + 128) << 4 | (1 if t44 < 0 else 0)
-            k += 17
             u = -t44 - 1 if t44 < 0 else t44
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t43 + 128) << 14 | (1 if t44 < 0 else 0) << 10 | (u) << 2
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t43 + 128) << 22 | (1 if t44 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t43 + 128) << 30 | (1 if t44 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 43
             else:
+                a = (a << 17) | (t43 + 128) << 4 | (1 if t44 < 0 else 0)
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 4
         elif o.EVSEMaximumDischargePower is not None:
             c23 = o.EVSEMaximumDischargePower
@@ -10620,26 +10767,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             t46 = c23.Value
             if (w.strict and (t46 < -32768 or t46 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t46)
-            a = (a << 17) | (t45 + 128) << 4 | (1 if t46 < 0 else 0) | 0x4000
-            k += 17
             u = -t46 - 1 if t46 < 0 else t46
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t45 + 128) << 14 | (1 if t46 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t45 + 128) << 22 | (1 if t46 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t45 + 128) << 30 | (1 if t46 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+                k += 43
             else:
+                a = (a << 17) | (t45 + 128) << 4 | (1 if t46 < 0 else 0) | 0x4000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 5
         elif o.EVSEMinimumDischargePower is not None:
             c24 = o.EVSEMinimumDischargePower
@@ -10653,26 +10800,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             t48 = c24.Value
             if (w.strict and (t48 < -32768 or t48 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t48)
-            a = (a << 17) | (t47 + 128) << 4 | (1 if t48 < 0 else 0) | 0x8000
-            k += 17
             u = -t48 - 1 if t48 < 0 else t48
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t47 + 128) << 14 | (1 if t48 < 0 else 0) << 10 | (u) << 2 | 0x2000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t47 + 128) << 22 | (1 if t48 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x200020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t47 + 128) << 30 | (1 if t48 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x20002020000
+                k += 43
             else:
+                a = (a << 17) | (t47 + 128) << 4 | (1 if t48 < 0 else 0) | 0x8000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 6
         elif o.EVSEMaximumDischargeCurrent is not None:
             c25 = o.EVSEMaximumDischargeCurrent
@@ -10686,26 +10833,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             t50 = c25.Value
             if (w.strict and (t50 < -32768 or t50 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t50)
-            a = (a << 17) | (t49 + 128) << 4 | (1 if t50 < 0 else 0) | 0xc000
-            k += 17
             u = -t50 - 1 if t50 < 0 else t50
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t49 + 128) << 14 | (1 if t50 < 0 else 0) << 10 | (u) << 2 | 0x3000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t49 + 128) << 22 | (1 if t50 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x300020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t49 + 128) << 30 | (1 if t50 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x30002020000
+                k += 43
             else:
+                a = (a << 17) | (t49 + 128) << 4 | (1 if t50 < 0 else 0) | 0xc000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 7
         elif o.EVSEMinimumVoltage is not None:
             c26 = o.EVSEMinimumVoltage
@@ -10719,26 +10866,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             t52 = c26.Value
             if (w.strict and (t52 < -32768 or t52 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t52)
-            a = (a << 17) | (t51 + 128) << 4 | (1 if t52 < 0 else 0) | 0x10000
-            k += 17
             u = -t52 - 1 if t52 < 0 else t52
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t51 + 128) << 14 | (1 if t52 < 0 else 0) << 10 | (u) << 2 | 0x4000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t51 + 128) << 22 | (1 if t52 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x400020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t51 + 128) << 30 | (1 if t52 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x40002020000
+                k += 43
             else:
+                a = (a << 17) | (t51 + 128) << 4 | (1 if t52 < 0 else 0) | 0x10000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 8
         else:
             a = (a << 3) | 0x5
@@ -10757,26 +10904,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             t54 = c27.Value
             if (w.strict and (t54 < -32768 or t54 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t54)
-            a = (a << 17) | (t53 + 128) << 4 | (1 if t54 < 0 else 0)
-            k += 17
             u = -t54 - 1 if t54 < 0 else t54
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t53 + 128) << 14 | (1 if t54 < 0 else 0) << 10 | (u) << 2
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t53 + 128) << 22 | (1 if t54 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t53 + 128) << 30 | (1 if t54 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 43
             else:
+                a = (a << 17) | (t53 + 128) << 4 | (1 if t54 < 0 else 0)
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 5
         elif o.EVSEMinimumDischargePower is not None:
             c28 = o.EVSEMinimumDischargePower
@@ -10790,26 +10937,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             t56 = c28.Value
             if (w.strict and (t56 < -32768 or t56 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t56)
-            a = (a << 17) | (t55 + 128) << 4 | (1 if t56 < 0 else 0) | 0x4000
-            k += 17
             u = -t56 - 1 if t56 < 0 else t56
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t55 + 128) << 14 | (1 if t56 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t55 + 128) << 22 | (1 if t56 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t55 + 128) << 30 | (1 if t56 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+                k += 43
             else:
+                a = (a << 17) | (t55 + 128) << 4 | (1 if t56 < 0 else 0) | 0x4000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 6
         elif o.EVSEMaximumDischargeCurrent is not None:
             c29 = o.EVSEMaximumDischargeCurrent
@@ -10823,26 +10970,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             t58 = c29.Value
             if (w.strict and (t58 < -32768 or t58 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t58)
-            a = (a << 17) | (t57 + 128) << 4 | (1 if t58 < 0 else 0) | 0x8000
-            k += 17
             u = -t58 - 1 if t58 < 0 else t58
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t57 + 128) << 14 | (1 if t58 < 0 else 0) << 10 | (u) << 2 | 0x2000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t57 + 128) << 22 | (1 if t58 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x200020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t57 + 128) << 30 | (1 if t58 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x20002020000
+                k += 43
             else:
+                a = (a << 17) | (t57 + 128) << 4 | (1 if t58 < 0 else 0) | 0x8000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 7
         elif o.EVSEMinimumVoltage is not None:
             c30 = o.EVSEMinimumVoltage
@@ -10856,26 +11003,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             t60 = c30.Value
             if (w.strict and (t60 < -32768 or t60 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t60)
-            a = (a << 17) | (t59 + 128) << 4 | (1 if t60 < 0 else 0) | 0xc000
-            k += 17
             u = -t60 - 1 if t60 < 0 else t60
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t59 + 128) << 14 | (1 if t60 < 0 else 0) << 10 | (u) << 2 | 0x3000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t59 + 128) << 22 | (1 if t60 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x300020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t59 + 128) << 30 | (1 if t60 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x30002020000
+                k += 43
             else:
+                a = (a << 17) | (t59 + 128) << 4 | (1 if t60 < 0 else 0) | 0xc000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 8
         else:
             a = (a << 3) | 0x4
@@ -10894,26 +11041,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             t62 = c31.Value
             if (w.strict and (t62 < -32768 or t62 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t62)
-            a = (a << 17) | (t61 + 128) << 4 | (1 if t62 < 0 else 0)
-            k += 17
             u = -t62 - 1 if t62 < 0 else t62
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t61 + 128) << 14 | (1 if t62 < 0 else 0) << 10 | (u) << 2
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t61 + 128) << 22 | (1 if t62 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t61 + 128) << 30 | (1 if t62 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 43
             else:
+                a = (a << 17) | (t61 + 128) << 4 | (1 if t62 < 0 else 0)
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 6
         elif o.EVSEMaximumDischargeCurrent is not None:
             c32 = o.EVSEMaximumDischargeCurrent
@@ -10927,26 +11074,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             t64 = c32.Value
             if (w.strict and (t64 < -32768 or t64 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t64)
-            a = (a << 17) | (t63 + 128) << 4 | (1 if t64 < 0 else 0) | 0x4000
-            k += 17
             u = -t64 - 1 if t64 < 0 else t64
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t63 + 128) << 14 | (1 if t64 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t63 + 128) << 22 | (1 if t64 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t63 + 128) << 30 | (1 if t64 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+                k += 43
             else:
+                a = (a << 17) | (t63 + 128) << 4 | (1 if t64 < 0 else 0) | 0x4000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 7
         elif o.EVSEMinimumVoltage is not None:
             c33 = o.EVSEMinimumVoltage
@@ -10960,26 +11107,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             t66 = c33.Value
             if (w.strict and (t66 < -32768 or t66 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t66)
-            a = (a << 17) | (t65 + 128) << 4 | (1 if t66 < 0 else 0) | 0x8000
-            k += 17
             u = -t66 - 1 if t66 < 0 else t66
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t65 + 128) << 14 | (1 if t66 < 0 else 0) << 10 | (u) << 2 | 0x2000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t65 + 128) << 22 | (1 if t66 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x200020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t65 + 128) << 30 | (1 if t66 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x20002020000
+                k += 43
             else:
+                a = (a << 17) | (t65 + 128) << 4 | (1 if t66 < 0 else 0) | 0x8000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 8
         else:
             a = (a << 3) | 0x3
@@ -10998,26 +11145,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             t68 = c34.Value
             if (w.strict and (t68 < -32768 or t68 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t68)
-            a = (a << 16) | (t67 + 128) << 4 | (1 if t68 < 0 else 0)
-            k += 16
             u = -t68 - 1 if t68 < 0 else t68
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t67 + 128) << 14 | (1 if t68 < 0 else 0) << 10 | (u) << 2
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t67 + 128) << 22 | (1 if t68 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t67 + 128) << 30 | (1 if t68 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 42
             else:
+                a = (a << 16) | (t67 + 128) << 4 | (1 if t68 < 0 else 0)
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 7
         elif o.EVSEMinimumVoltage is not None:
             c35 = o.EVSEMinimumVoltage
@@ -11031,26 +11178,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             t70 = c35.Value
             if (w.strict and (t70 < -32768 or t70 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t70)
-            a = (a << 16) | (t69 + 128) << 4 | (1 if t70 < 0 else 0) | 0x4000
-            k += 16
             u = -t70 - 1 if t70 < 0 else t70
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t69 + 128) << 14 | (1 if t70 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t69 + 128) << 22 | (1 if t70 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t69 + 128) << 30 | (1 if t70 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+                k += 42
             else:
+                a = (a << 16) | (t69 + 128) << 4 | (1 if t70 < 0 else 0) | 0x4000
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 8
         else:
             a = (a << 2) | 0x2
@@ -11069,26 +11216,26 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             t72 = c36.Value
             if (w.strict and (t72 < -32768 or t72 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t72)
-            a = (a << 16) | (t71 + 128) << 4 | (1 if t72 < 0 else 0)
-            k += 16
             u = -t72 - 1 if t72 < 0 else t72
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t71 + 128) << 14 | (1 if t72 < 0 else 0) << 10 | (u) << 2
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t71 + 128) << 22 | (1 if t72 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t71 + 128) << 30 | (1 if t72 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 42
             else:
+                a = (a << 16) | (t71 + 128) << 4 | (1 if t72 < 0 else 0)
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 8
         else:
             a = (a << 2) | 0x1
@@ -11104,7 +11251,7 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
     if k >= 1024:
         w.spill()
 
-def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CPDReqEnergyTransferModeType:
+def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _iso20_dc.DC_CPDReqEnergyTransferModeType:
     win = r.win
     av = r.avail
     f_EVMaximumChargePower: _iso20_common_types.RationalNumberType
@@ -11114,43 +11261,39 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     f_EVMaximumVoltage: _iso20_common_types.RationalNumberType
     f_EVMinimumVoltage: _iso20_common_types.RationalNumberType
     f_TargetSOC: int | None = None
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    if c & 0x38070000 != 0x0:
-        raise r.fail_at(av + 30, 'DC_CPDReqEnergyTransferModeType', 'expected SE(EVMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 19) & 255) - 128
-    sg = ((c >> 15) & 1)
-    u = ((c >> 7) & 255)
+    if c & 0xe01c000 != 0x0:
+        raise r.fail_at(av + 28, 'DC_CPDReqEnergyTransferModeType', 'expected SE(EVMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 15)
-        c = (win >> av) & 0x7fff
-        u2 = c >> 7
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 15)
-            c = (win >> av) & 0x7fff
-            u2 = c >> 7
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 7
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 7
+                av -= 5
                 if av < 0:
-                    win, av = r.refill(av, 7)
-                c = (win >> av) & 0x7f
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_1_Value = -u - 1 if sg else u
-    av -= 23
+    av -= 25
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
@@ -11159,7 +11302,7 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     f_2_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_ = _new(_K_iso20_common_types_RationalNumberType)
     ob1_.Exponent = f_1_Exponent
     ob1_.Value = f_1_Value
     f_EVMaximumChargePower = ob1_
@@ -11199,7 +11342,7 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     f_3_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_ = _new(_K_iso20_common_types_RationalNumberType)
     ob2_.Exponent = f_2_Exponent
     ob2_.Value = f_2_Value
     f_EVMinimumChargePower = ob2_
@@ -11239,7 +11382,7 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     f_4_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob3_ = _new(_iso20_common_types.RationalNumberType)
+    ob3_ = _new(_K_iso20_common_types_RationalNumberType)
     ob3_.Exponent = f_3_Exponent
     ob3_.Value = f_3_Value
     f_EVMaximumChargeCurrent = ob3_
@@ -11279,7 +11422,7 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     f_5_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob4_ = _new(_iso20_common_types.RationalNumberType)
+    ob4_ = _new(_K_iso20_common_types_RationalNumberType)
     ob4_.Exponent = f_4_Exponent
     ob4_.Value = f_4_Value
     f_EVMinimumChargeCurrent = ob4_
@@ -11319,7 +11462,7 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     f_6_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob5_ = _new(_iso20_common_types.RationalNumberType)
+    ob5_ = _new(_K_iso20_common_types_RationalNumberType)
     ob5_.Exponent = f_5_Exponent
     ob5_.Value = f_5_Value
     f_EVMaximumVoltage = ob5_
@@ -11356,7 +11499,7 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
         if c & 0x18 != 0x0:
             raise r.fail_at(av + 5, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE') from None
         ec = ((c >> 1) & 3)
-    ob6_ = _new(_iso20_common_types.RationalNumberType)
+    ob6_ = _new(_K_iso20_common_types_RationalNumberType)
     ob6_.Exponent = f_6_Exponent
     ob6_.Value = f_6_Value
     f_EVMinimumVoltage = ob6_
@@ -11376,7 +11519,7 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     else:
         raise r.fail_at(av + 1, 'DC_CPDReqEnergyTransferModeType[6]', f'event code {ec}, expected SE(TargetSOC), EE')
     r.avail = av
-    ob = _new(_iso20_dc.DC_CPDReqEnergyTransferModeType)
+    ob = _new(_K_iso20_dc_DC_CPDReqEnergyTransferModeType)
     ob.EVMaximumChargePower = f_EVMaximumChargePower
     ob.EVMinimumChargePower = f_EVMinimumChargePower
     ob.EVMaximumChargeCurrent = f_EVMaximumChargeCurrent
@@ -11403,24 +11546,7 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
-    a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
-    k += 15
     u = -t2 - 1 if t2 < 0 else t2
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
     if o.EVMinimumChargePower is None:
         raise encode_error('DC_CPDReqEnergyTransferModeType.EVMinimumChargePower', 'required value missing')
     c2 = o.EVMinimumChargePower
@@ -11434,25 +11560,27 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
     t4 = c2.Value
     if (w.strict and (t4 < -32768 or t4 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
-    a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
-    k += 17
-    s = 1
-    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 40) | (t1 + 128) << 29 | (1 if t2 < 0 else 0) << 25 | (u) << 17 | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
+        k += 40
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 48) | (t1 + 128) << 37 | (1 if t2 < 0 else 0) << 33 | (u & 0x7F) << 25 | (u >> 7) << 17 | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x100000000
+        k += 48
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 56) | (t1 + 128) << 45 | (1 if t2 < 0 else 0) << 41 | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x10100000000
+        k += 56
     else:
+        a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
+        k += 15
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
+        k += 17
+    s = 1
+    u = -t4 - 1 if t4 < 0 else t4
     if o.EVMaximumChargeCurrent is None:
         raise encode_error('DC_CPDReqEnergyTransferModeType.EVMaximumChargeCurrent', 'required value missing')
     c3 = o.EVMaximumChargeCurrent
@@ -11466,25 +11594,25 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
     t6 = c3.Value
     if (w.strict and (t6 < -32768 or t6 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
-    a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
-    k += 17
-    s = 2
-    u = -t6 - 1 if t6 < 0 else t6
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
+        k += 17
+    s = 2
+    u = -t6 - 1 if t6 < 0 else t6
     if o.EVMinimumChargeCurrent is None:
         raise encode_error('DC_CPDReqEnergyTransferModeType.EVMinimumChargeCurrent', 'required value missing')
     c4 = o.EVMinimumChargeCurrent
@@ -11498,25 +11626,25 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
     t8 = c4.Value
     if (w.strict and (t8 < -32768 or t8 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
-    a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
-    k += 17
-    s = 3
-    u = -t8 - 1 if t8 < 0 else t8
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
+        k += 17
+    s = 3
+    u = -t8 - 1 if t8 < 0 else t8
     if o.EVMaximumVoltage is None:
         raise encode_error('DC_CPDReqEnergyTransferModeType.EVMaximumVoltage', 'required value missing')
     c5 = o.EVMaximumVoltage
@@ -11530,25 +11658,25 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
     t10 = c5.Value
     if (w.strict and (t10 < -32768 or t10 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t10)
-    a = (a << 17) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
-    k += 17
-    s = 4
-    u = -t10 - 1 if t10 < 0 else t10
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
+        k += 17
+    s = 4
+    u = -t10 - 1 if t10 < 0 else t10
     if o.EVMinimumVoltage is None:
         raise encode_error('DC_CPDReqEnergyTransferModeType.EVMinimumVoltage', 'required value missing')
     c6 = o.EVMinimumVoltage
@@ -11562,27 +11690,42 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
     t12 = c6.Value
     if (w.strict and (t12 < -32768 or t12 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t12)
-    a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
-    k += 17
-    s = 5
-    u = -t12 - 1 if t12 < 0 else t12
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 2
-    k += 2
+        a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
+        k += 17
+    s = 5
+    u = -t12 - 1 if t12 < 0 else t12
+    if u < 0x80:
+        a = (a << 10) | (u) << 2
+        k += 10
+    elif u < 0x4000:
+        a = (a << 18) | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+        k += 18
+    elif u < 0x200000:
+        a = (a << 26) | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+        k += 26
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a <<= 2
+        k += 2
     s = 6
     if o.TargetSOC is not None:
         t13 = o.TargetSOC
@@ -11605,7 +11748,7 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
     if k >= 1024:
         w.spill()
 
-def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CPDResEnergyTransferModeType:
+def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_dc.DC_CPDResEnergyTransferModeType:
     win = r.win
     av = r.avail
     f_EVSEMaximumChargePower: _iso20_common_types.RationalNumberType
@@ -11615,43 +11758,39 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     f_EVSEMaximumVoltage: _iso20_common_types.RationalNumberType
     f_EVSEMinimumVoltage: _iso20_common_types.RationalNumberType
     f_EVSEPowerRampLimitation: _iso20_common_types.RationalNumberType | None = None
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    if c & 0x38070000 != 0x0:
-        raise r.fail_at(av + 30, 'DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 19) & 255) - 128
-    sg = ((c >> 15) & 1)
-    u = ((c >> 7) & 255)
+    if c & 0xe01c000 != 0x0:
+        raise r.fail_at(av + 28, 'DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 15)
-        c = (win >> av) & 0x7fff
-        u2 = c >> 7
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 15)
-            c = (win >> av) & 0x7fff
-            u2 = c >> 7
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 7
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 7
+                av -= 5
                 if av < 0:
-                    win, av = r.refill(av, 7)
-                c = (win >> av) & 0x7f
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_1_Value = -u - 1 if sg else u
-    av -= 23
+    av -= 25
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
@@ -11660,7 +11799,7 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     f_2_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_ = _new(_K_iso20_common_types_RationalNumberType)
     ob1_.Exponent = f_1_Exponent
     ob1_.Value = f_1_Value
     f_EVSEMaximumChargePower = ob1_
@@ -11700,7 +11839,7 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     f_3_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_ = _new(_K_iso20_common_types_RationalNumberType)
     ob2_.Exponent = f_2_Exponent
     ob2_.Value = f_2_Value
     f_EVSEMinimumChargePower = ob2_
@@ -11740,7 +11879,7 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     f_4_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob3_ = _new(_iso20_common_types.RationalNumberType)
+    ob3_ = _new(_K_iso20_common_types_RationalNumberType)
     ob3_.Exponent = f_3_Exponent
     ob3_.Value = f_3_Value
     f_EVSEMaximumChargeCurrent = ob3_
@@ -11780,7 +11919,7 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     f_5_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob4_ = _new(_iso20_common_types.RationalNumberType)
+    ob4_ = _new(_K_iso20_common_types_RationalNumberType)
     ob4_.Exponent = f_4_Exponent
     ob4_.Value = f_4_Value
     f_EVSEMinimumChargeCurrent = ob4_
@@ -11820,7 +11959,7 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     f_6_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob5_ = _new(_iso20_common_types.RationalNumberType)
+    ob5_ = _new(_K_iso20_common_types_RationalNumberType)
     ob5_.Exponent = f_5_Exponent
     ob5_.Value = f_5_Value
     f_EVSEMaximumVoltage = ob5_
@@ -11857,50 +11996,47 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
         if c & 0x18 != 0x0:
             raise r.fail_at(av + 5, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE') from None
         ec = ((c >> 1) & 3)
-    ob6_ = _new(_iso20_common_types.RationalNumberType)
+    ob6_ = _new(_K_iso20_common_types_RationalNumberType)
     ob6_.Exponent = f_6_Exponent
     ob6_.Value = f_6_Value
     f_EVSEMinimumVoltage = ob6_
     if ec == 0:
-        av -= 24
+        av -= 29
         if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        if c & 0x1807000 != 0x0:
-            raise r.fail_at(av + 25, 'DC_CPDResEnergyTransferModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_7_Exponent = ((c >> 15) & 255) - 128
-        sg = ((c >> 11) & 1)
-        u = ((c >> 3) & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x300e0000 != 0x0:
+            raise r.fail_at(av + 30, 'DC_CPDResEnergyTransferModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_7_Exponent = ((c >> 20) & 255) - 128
+        sg = ((c >> 16) & 1)
+        u = ((c >> 8) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
+            u2 = c & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 3
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
+        else:
+            av += 8
         f_7_Value = -u - 1 if sg else u
-        if c & 0x7 != 0x0:
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c:
             raise r.fail_at(av + 3, 'DC_CPDResEnergyTransferModeType[6]', 'expected EE of Value, EE, EE')
-        ob7_ = _new(_iso20_common_types.RationalNumberType)
+        ob7_ = _new(_K_iso20_common_types_RationalNumberType)
         ob7_.Exponent = f_7_Exponent
         ob7_.Value = f_7_Value
         f_EVSEPowerRampLimitation = ob7_
@@ -11909,7 +12045,7 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     else:
         raise r.fail_at(av + 1, 'DC_CPDResEnergyTransferModeType[6]', f'event code {ec}, expected SE(EVSEPowerRampLimitation), EE')
     r.avail = av
-    ob = _new(_iso20_dc.DC_CPDResEnergyTransferModeType)
+    ob = _new(_K_iso20_dc_DC_CPDResEnergyTransferModeType)
     ob.EVSEMaximumChargePower = f_EVSEMaximumChargePower
     ob.EVSEMinimumChargePower = f_EVSEMinimumChargePower
     ob.EVSEMaximumChargeCurrent = f_EVSEMaximumChargeCurrent
@@ -11936,24 +12072,7 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
-    a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
-    k += 15
     u = -t2 - 1 if t2 < 0 else t2
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
     if o.EVSEMinimumChargePower is None:
         raise encode_error('DC_CPDResEnergyTransferModeType.EVSEMinimumChargePower', 'required value missing')
     c2 = o.EVSEMinimumChargePower
@@ -11967,25 +12086,27 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
     t4 = c2.Value
     if (w.strict and (t4 < -32768 or t4 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
-    a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
-    k += 17
-    s = 1
-    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 40) | (t1 + 128) << 29 | (1 if t2 < 0 else 0) << 25 | (u) << 17 | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
+        k += 40
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 48) | (t1 + 128) << 37 | (1 if t2 < 0 else 0) << 33 | (u & 0x7F) << 25 | (u >> 7) << 17 | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x100000000
+        k += 48
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 56) | (t1 + 128) << 45 | (1 if t2 < 0 else 0) << 41 | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x10100000000
+        k += 56
     else:
+        a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
+        k += 15
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
+        k += 17
+    s = 1
+    u = -t4 - 1 if t4 < 0 else t4
     if o.EVSEMaximumChargeCurrent is None:
         raise encode_error('DC_CPDResEnergyTransferModeType.EVSEMaximumChargeCurrent', 'required value missing')
     c3 = o.EVSEMaximumChargeCurrent
@@ -11999,25 +12120,25 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
     t6 = c3.Value
     if (w.strict and (t6 < -32768 or t6 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
-    a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
-    k += 17
-    s = 2
-    u = -t6 - 1 if t6 < 0 else t6
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
+        k += 17
+    s = 2
+    u = -t6 - 1 if t6 < 0 else t6
     if o.EVSEMinimumChargeCurrent is None:
         raise encode_error('DC_CPDResEnergyTransferModeType.EVSEMinimumChargeCurrent', 'required value missing')
     c4 = o.EVSEMinimumChargeCurrent
@@ -12031,25 +12152,25 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
     t8 = c4.Value
     if (w.strict and (t8 < -32768 or t8 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
-    a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
-    k += 17
-    s = 3
-    u = -t8 - 1 if t8 < 0 else t8
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
+        k += 17
+    s = 3
+    u = -t8 - 1 if t8 < 0 else t8
     if o.EVSEMaximumVoltage is None:
         raise encode_error('DC_CPDResEnergyTransferModeType.EVSEMaximumVoltage', 'required value missing')
     c5 = o.EVSEMaximumVoltage
@@ -12063,25 +12184,25 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
     t10 = c5.Value
     if (w.strict and (t10 < -32768 or t10 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t10)
-    a = (a << 17) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
-    k += 17
-    s = 4
-    u = -t10 - 1 if t10 < 0 else t10
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
+        k += 17
+    s = 4
+    u = -t10 - 1 if t10 < 0 else t10
     if o.EVSEMinimumVoltage is None:
         raise encode_error('DC_CPDResEnergyTransferModeType.EVSEMinimumVoltage', 'required value missing')
     c6 = o.EVSEMinimumVoltage
@@ -12095,27 +12216,42 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
     t12 = c6.Value
     if (w.strict and (t12 < -32768 or t12 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t12)
-    a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
-    k += 17
-    s = 5
-    u = -t12 - 1 if t12 < 0 else t12
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 2
-    k += 2
+        a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
+        k += 17
+    s = 5
+    u = -t12 - 1 if t12 < 0 else t12
+    if u < 0x80:
+        a = (a << 10) | (u) << 2
+        k += 10
+    elif u < 0x4000:
+        a = (a << 18) | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+        k += 18
+    elif u < 0x200000:
+        a = (a << 26) | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+        k += 26
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a <<= 2
+        k += 2
     s = 6
     if o.EVSEPowerRampLimitation is not None:
         c7 = o.EVSEPowerRampLimitation
@@ -12129,26 +12265,26 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         t14 = c7.Value
         if (w.strict and (t14 < -32768 or t14 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t14)
-        a = (a << 16) | (t13 + 128) << 4 | (1 if t14 < 0 else 0)
-        k += 16
         u = -t14 - 1 if t14 < 0 else t14
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 26) | (t13 + 128) << 14 | (1 if t14 < 0 else 0) << 10 | (u) << 2
+            k += 26
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 34) | (t13 + 128) << 22 | (1 if t14 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+            k += 34
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 42) | (t13 + 128) << 30 | (1 if t14 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+            k += 42
         else:
+            a = (a << 16) | (t13 + 128) << 4 | (1 if t14 < 0 else 0)
+            k += 16
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 7
     else:
         a = (a << 2) | 0x1
@@ -12164,14 +12300,10 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
     if k >= 1024:
         w.spill()
 
-def _d_iso20_dc_DC_CableCheckReqType(r: BitReader) -> _iso20_dc.DC_CableCheckReqType:
+def _d_iso20_dc_DC_CableCheckReqType(r: BitReader, c: int) -> _iso20_dc.DC_CableCheckReqType:
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'DC_CableCheckReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
     u = (c & 255)
@@ -12199,50 +12331,52 @@ def _d_iso20_dc_DC_CableCheckReqType(r: BitReader) -> _iso20_dc.DC_CableCheckReq
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 15
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 15)
-    c = (win >> av) & 0x7fff
-    if c & 0x7000 != 0x0:
-        raise r.fail_at(av + 15, 'DC_CableCheckReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 4) & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38000000 != 0x0:
+        raise r.fail_at(av + 30, 'DC_CableCheckReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 19) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 12)
-        c = (win >> av) & 0xfff
-        u2 = c >> 4
+        u2 = (c >> 11) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            u2 = c >> 4
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            u2 = c >> 11
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 4
+                av += 11
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 4
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 4)
-                c = (win >> av) & 0xf
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+    else:
+        av += 8
+        c >>= 8
     f_1_TimeStamp = u
     try:
-        ec = _Taa5bbe96[(c >> 1) & 0x7]
+        ec = _Taa5bbe96[(c >> 8) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x8 != 0x0:
-            raise r.fail_at(av + 4, 'DC_CableCheckReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 1) & 3)
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'DC_CableCheckReqType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 8) & 3)
     if ec == 0:
-        av += 1
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
         r.avail = av
-        f_1_Signature = _d_xmldsig_SignatureType(r)
+        f_1_Signature = _d_xmldsig_SignatureType(r, c)
         win = r.win
         av = r.avail
         av -= 2
@@ -12252,18 +12386,19 @@ def _d_iso20_dc_DC_CableCheckReqType(r: BitReader) -> _iso20_dc.DC_CableCheckReq
         if c & 0x2 != 0x0:
             raise r.fail_at(av + 2, 'MessageHeaderType[2]', 'expected EE')
     elif ec == 1:
-        pass
+        av += 7
+        c >>= 7
     else:
-        raise r.fail_at(av + 1, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'DC_CableCheckReqType', 'expected EE')
-    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
     f_Header = ob1_
     r.avail = av
-    ob = _new(_iso20_dc.DC_CableCheckReqType)
+    ob = _new(_K_iso20_dc_DC_CableCheckReqType)
     ob.Header = f_Header
     return ob
 
@@ -12286,16 +12421,12 @@ def _e_iso20_dc_DC_CableCheckReqType(w: BitWriter, o: _iso20_dc.DC_CableCheckReq
     if k >= 1024:
         w.spill()
 
-def _d_iso20_dc_DC_CableCheckResType(r: BitReader) -> _iso20_dc.DC_CableCheckResType:
+def _d_iso20_dc_DC_CableCheckResType(r: BitReader, c: int) -> _iso20_dc.DC_CableCheckResType:
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSEProcessing: _iso20_common_types.processingType
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'DC_CableCheckResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
     u = (c & 255)
@@ -12323,50 +12454,52 @@ def _d_iso20_dc_DC_CableCheckResType(r: BitReader) -> _iso20_dc.DC_CableCheckRes
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 29
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 29)
-    c = (win >> av) & 0x1fffffff
-    if c & 0x1c000000 != 0x0:
-        raise r.fail_at(av + 29, 'DC_CableCheckResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 18) & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38000000 != 0x0:
+        raise r.fail_at(av + 30, 'DC_CableCheckResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 19) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        u2 = c >> 18
+        u2 = (c >> 11) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 26)
-            c = (win >> av) & 0x3ffffff
-            u2 = c >> 18
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            u2 = c >> 11
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 18
+                av += 11
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 18
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+    else:
+        av += 8
+        c >>= 8
     f_1_TimeStamp = u
     try:
-        ec = _Taa5bbe96[(c >> 15) & 0x7]
+        ec = _Taa5bbe96[(c >> 8) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x20000 != 0x0:
-            raise r.fail_at(av + 18, 'DC_CableCheckResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 15) & 3)
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'DC_CableCheckResType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 8) & 3)
     if ec == 0:
-        av += 15
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
         r.avail = av
-        f_1_Signature = _d_xmldsig_SignatureType(r)
+        f_1_Signature = _d_xmldsig_SignatureType(r, c)
         win = r.win
         av = r.avail
         av -= 16
@@ -12376,9 +12509,12 @@ def _d_iso20_dc_DC_CableCheckResType(r: BitReader) -> _iso20_dc.DC_CableCheckRes
         if c & 0x8000 != 0x0:
             raise r.fail_at(av + 16, 'MessageHeaderType[2]', 'expected EE')
     elif ec == 1:
-        pass
+        av -= 7
+        if av < 0:
+            win, av = r.refill(av, 15)
+        c = (win >> av) & 0x7fff
     else:
-        raise r.fail_at(av + 15, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_ResponseCode, f_EVSEProcessing = _T416167d0[c & 0x7fff]
     except KeyError:  # not a valid pattern: say why
@@ -12392,13 +12528,13 @@ def _d_iso20_dc_DC_CableCheckResType(r: BitReader) -> _iso20_dc.DC_CableCheckRes
         if iv >= 3:
             raise r.fail_at(av, 'DC_CableCheckResType.EVSEProcessing', f'enumeration index {iv}') from None
         f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
-    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
     f_Header = ob1_
     r.avail = av
-    ob = _new(_iso20_dc.DC_CableCheckResType)
+    ob = _new(_K_iso20_dc_DC_CableCheckResType)
     ob.Header = f_Header
     ob.ResponseCode = f_ResponseCode
     ob.EVSEProcessing = f_EVSEProcessing
@@ -12427,7 +12563,7 @@ def _e_iso20_dc_DC_CableCheckResType(w: BitWriter, o: _iso20_dc.DC_CableCheckRes
     if k >= 1024:
         w.spill()
 
-def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader) -> _iso20_dc.DC_ChargeLoopReqType:
+def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_dc.DC_ChargeLoopReqType:
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
@@ -12439,10 +12575,6 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader) -> _iso20_dc.DC_ChargeLoopReq
     f_CLReqControlMode: _iso20_common_types.CLReqControlModeType | None = None
     f_Dynamic_DC_CLReqControlMode: _iso20_dc.Dynamic_DC_CLReqControlModeType | None = None
     f_Scheduled_DC_CLReqControlMode: _iso20_dc.Scheduled_DC_CLReqControlModeType | None = None
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'DC_ChargeLoopReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
     u = (c & 255)
@@ -12478,42 +12610,44 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader) -> _iso20_dc.DC_ChargeLoopReq
         raise r.fail_at(av + 30, 'DC_ChargeLoopReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
     u = ((c >> 19) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        u2 = c >> 19
+        u2 = (c >> 11) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            u2 = c >> 19
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            u2 = c >> 11
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 19
+                av += 11
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 19
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+    else:
+        av += 8
+        c >>= 8
     f_1_TimeStamp = u
     try:
-        ec = _Taa5bbe96[(c >> 16) & 0x7]
+        ec = _Taa5bbe96[(c >> 8) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
-            raise r.fail_at(av + 19, 'DC_ChargeLoopReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 16) & 3)
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'DC_ChargeLoopReqType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 8) & 3)
     if ec == 0:
-        av += 16
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
         r.avail = av
-        f_1_Signature = _d_xmldsig_SignatureType(r)
+        f_1_Signature = _d_xmldsig_SignatureType(r, c)
         win = r.win
         av = r.avail
         av -= 30
@@ -12527,22 +12661,21 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader) -> _iso20_dc.DC_ChargeLoopReq
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     elif ec == 1:
-        av -= 14
+        av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av + 16, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     ec = ((c >> 28) & 3)
-    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
     f_Header = ob1_
     if ec == 0:
-        av += 28
         r.avail = av
-        f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r)
+        f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r, c)
         win = r.win
         av = r.avail
         av -= 30
@@ -12610,14 +12743,17 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader) -> _iso20_dc.DC_ChargeLoopReq
         if c & 0x60 != 0x0:
             raise r.fail_at(av + 7, 'DC_ChargeLoopReqType', 'expected EE of Value, EE') from None
         ec = ((c >> 2) & 7)
-    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_ = _new(_K_iso20_common_types_RationalNumberType)
     ob2_.Exponent = f_2_Exponent
     ob2_.Value = f_2_Value
     f_EVPresentVoltage = ob2_
     if ec == 0:
-        av += 2
+        av -= 26
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_BPT_Dynamic_DC_CLReqControlMode = _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r)
+        f_BPT_Dynamic_DC_CLReqControlMode = _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r, c)
         win = r.win
         av = r.avail
         av -= 1
@@ -12625,9 +12761,12 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader) -> _iso20_dc.DC_ChargeLoopReq
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
     elif ec == 1:
-        av += 2
+        av -= 26
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_BPT_Scheduled_DC_CLReqControlMode = _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r)
+        f_BPT_Scheduled_DC_CLReqControlMode = _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r, c)
         win = r.win
         av = r.avail
         av -= 1
@@ -12637,12 +12776,15 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader) -> _iso20_dc.DC_ChargeLoopReq
     elif ec == 2:
         if c & 0x2 != 0x0:
             raise r.fail_at(av + 2, 'DC_ChargeLoopReqType[4]', 'expected EE')
-        ob3_ = _new(_iso20_common_types.CLReqControlModeType)
+        ob3_ = _new(_K_iso20_common_types_CLReqControlModeType)
         f_CLReqControlMode = ob3_
     elif ec == 3:
-        av += 2
+        av -= 26
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_Dynamic_DC_CLReqControlMode = _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r)
+        f_Dynamic_DC_CLReqControlMode = _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r, c)
         win = r.win
         av = r.avail
         av -= 1
@@ -12650,9 +12792,12 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader) -> _iso20_dc.DC_ChargeLoopReq
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
     elif ec == 4:
-        av += 2
+        av -= 26
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_Scheduled_DC_CLReqControlMode = _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r)
+        f_Scheduled_DC_CLReqControlMode = _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r, c)
         win = r.win
         av = r.avail
         av -= 1
@@ -12664,7 +12809,7 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader) -> _iso20_dc.DC_ChargeLoopReq
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'DC_ChargeLoopReqType', 'expected EE')
     r.avail = av
-    ob = _new(_iso20_dc.DC_ChargeLoopReqType)
+    ob = _new(_K_iso20_dc_DC_ChargeLoopReqType)
     ob.Header = f_Header
     ob.DisplayParameters = f_DisplayParameters
     ob.MeterInfoRequested = f_MeterInfoRequested
@@ -12725,26 +12870,26 @@ def _e_iso20_dc_DC_ChargeLoopReqType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopReq
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
-    a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
-    k += 15
     u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (t1 + 128) << 14 | (1 if t2 < 0 else 0) << 10 | (u) << 2
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (t1 + 128) << 22 | (1 if t2 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (t1 + 128) << 30 | (1 if t2 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+        k += 41
     else:
+        a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
+        k += 15
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 2
-    k += 2
+        a <<= 2
+        k += 2
     s = 4
     if o.BPT_Dynamic_DC_CLReqControlMode is not None:
         a <<= 3
@@ -12818,7 +12963,7 @@ def _e_iso20_dc_DC_ChargeLoopReqType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopReq
     if k >= 1024:
         w.spill()
 
-def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopResType:
+def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_dc.DC_ChargeLoopResType:
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
@@ -12837,10 +12982,6 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
     f_Dynamic_DC_CLResControlMode: _iso20_dc.Dynamic_DC_CLResControlModeType | None = None
     f_Scheduled_DC_CLResControlMode: _iso20_dc.Scheduled_DC_CLResControlModeType | None = None
     s = 0
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'DC_ChargeLoopResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
     u = (c & 255)
@@ -12876,42 +13017,44 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
         raise r.fail_at(av + 30, 'DC_ChargeLoopResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
     u = ((c >> 19) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        u2 = c >> 19
+        u2 = (c >> 11) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            u2 = c >> 19
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            u2 = c >> 11
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 19
+                av += 11
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 19
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+    else:
+        av += 8
+        c >>= 8
     f_1_TimeStamp = u
     try:
-        ec = _Taa5bbe96[(c >> 16) & 0x7]
+        ec = _Taa5bbe96[(c >> 8) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
-            raise r.fail_at(av + 19, 'DC_ChargeLoopResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 16) & 3)
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'DC_ChargeLoopResType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 8) & 3)
     if ec == 0:
-        av += 16
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
         r.avail = av
-        f_1_Signature = _d_xmldsig_SignatureType(r)
+        f_1_Signature = _d_xmldsig_SignatureType(r, c)
         win = r.win
         av = r.avail
         av -= 30
@@ -12925,12 +13068,12 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     elif ec == 1:
-        av -= 14
+        av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av + 16, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x30200000 != 0x0:
         raise r.fail_at(av + 30, 'DC_ChargeLoopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
     iv = ((c >> 22) & 63)
@@ -12938,7 +13081,7 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
         raise r.fail_at(av + 18, 'DC_ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     ec = ((c >> 18) & 7)
-    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
@@ -12950,33 +13093,26 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
             raise r.fail_at(av + 18, 'DC_ChargeLoopResType[2]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         u = ((c >> 8) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 16)
-            c = (win >> av) & 0xffff
-            u2 = c >> 8
+            u2 = c & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 16)
-                c = (win >> av) & 0xffff
-                u2 = c >> 8
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    c = (win >> av) & 0xff
+        else:
+            av += 8
         f_2_NotificationMaxDelay = u
-        av -= 22
+        av -= 30
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
@@ -12990,64 +13126,73 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
                 raise r.fail_at(av + 20, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_2_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
             ec = ((c >> 20) & 3)
-        ob2_ = _new(_iso20_common_types.EVSEStatusType)
+        ob2_ = _new(_K_iso20_common_types_EVSEStatusType)
         ob2_.NotificationMaxDelay = f_2_NotificationMaxDelay
         ob2_.EVSENotification = f_2_EVSENotification
         f_EVSEStatus = ob2_
         if ec == 0:
-            av += 20
+            av += 10
+            c >>= 10
             r.avail = av
-            f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
+            f_MeterInfo = _d_iso20_common_types_MeterInfoType(r, c)
             win = r.win
             av = r.avail
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 4
         elif ec == 1:
-            av += 20
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             r.avail = av
-            f_Receipt = _d_iso20_common_types_ReceiptType(r)
+            f_Receipt = _d_iso20_common_types_ReceiptType(r, c)
             win = r.win
             av = r.avail
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 5
         elif ec == 2:
-            av -= 4
+            av -= 10
             if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'DC_ChargeLoopResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x300e0000 != 0x0:
+                raise r.fail_at(av + 30, 'DC_ChargeLoopResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_3_Exponent = ((c >> 20) & 255) - 128
+            sg = ((c >> 16) & 1)
+            u = ((c >> 8) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                u2 = c & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+            else:
+                av += 8
             f_3_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'DC_ChargeLoopResType[3]', 'expected EE of Value, EE')
-            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x30000000 != 0x0:
+                raise r.fail_at(av + 30, 'DC_ChargeLoopResType[3]', 'expected EE of Value, EE')
+            ob3_ = _new(_K_iso20_common_types_RationalNumberType)
             ob3_.Exponent = f_3_Exponent
             ob3_.Value = f_3_Value
             f_EVSEPresentCurrent = ob3_
@@ -13055,59 +13200,68 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
         else:
             raise r.fail_at(av + 20, 'DC_ChargeLoopResType[3]', f'event code {ec}, expected SE(MeterInfo), SE(Receipt), SE(EVSEPresentCurrent)')
     elif ec == 1:
-        av += 18
+        av += 8
+        c >>= 8
         r.avail = av
-        f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
+        f_MeterInfo = _d_iso20_common_types_MeterInfoType(r, c)
         win = r.win
         av = r.avail
+        av -= 28
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 4
     elif ec == 2:
-        av += 18
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_Receipt = _d_iso20_common_types_ReceiptType(r)
+        f_Receipt = _d_iso20_common_types_ReceiptType(r, c)
         win = r.win
         av = r.avail
+        av -= 28
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 5
     elif ec == 3:
-        av -= 6
+        av -= 12
         if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        if c & 0xc03800 != 0x0:
-            raise r.fail_at(av + 24, 'DC_ChargeLoopResType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_4_Exponent = ((c >> 14) & 255) - 128
-        sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x300e0000 != 0x0:
+            raise r.fail_at(av + 30, 'DC_ChargeLoopResType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_4_Exponent = ((c >> 20) & 255) - 128
+        sg = ((c >> 16) & 1)
+        u = ((c >> 8) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = c & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
+        else:
+            av += 8
         f_4_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'DC_ChargeLoopResType[2]', 'expected EE of Value, EE')
-        ob4_ = _new(_iso20_common_types.RationalNumberType)
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x30000000 != 0x0:
+            raise r.fail_at(av + 30, 'DC_ChargeLoopResType[2]', 'expected EE of Value, EE')
+        ob4_ = _new(_K_iso20_common_types_RationalNumberType)
         ob4_.Exponent = f_4_Exponent
         ob4_.Value = f_4_Value
         f_EVSEPresentCurrent = ob4_
@@ -13115,108 +13269,116 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
     else:
         raise r.fail_at(av + 18, 'DC_ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVSEPresentCurrent)')
     if s == 4:
-        av -= 26
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        ec = (c >> 24)
+        ec = ((c >> 26) & 3)
         if ec == 0:
-            av += 24
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             r.avail = av
-            f_Receipt = _d_iso20_common_types_ReceiptType(r)
+            f_Receipt = _d_iso20_common_types_ReceiptType(r, c)
             win = r.win
             av = r.avail
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 5
         elif ec == 1:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'DC_ChargeLoopResType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_5_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x300e000 != 0x0:
+                raise r.fail_at(av + 26, 'DC_ChargeLoopResType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_5_Exponent = ((c >> 16) & 255) - 128
+            sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 4
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 4
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
             f_5_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'DC_ChargeLoopResType[4]', 'expected EE of Value, EE')
-            ob5_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'DC_ChargeLoopResType[4]', 'expected EE of Value, EE')
+            ob5_ = _new(_K_iso20_common_types_RationalNumberType)
             ob5_.Exponent = f_5_Exponent
             ob5_.Value = f_5_Value
             f_EVSEPresentCurrent = ob5_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 6
         else:
-            raise r.fail_at(av + 24, 'DC_ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), SE(EVSEPresentCurrent)')
+            raise r.fail_at(av + 26, 'DC_ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), SE(EVSEPresentCurrent)')
     if s == 5:
-        av -= 25
-        if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        if c & 0x1c03800 != 0x0:
-            raise r.fail_at(av + 25, 'DC_ChargeLoopResType[5]', 'expected SE(EVSEPresentCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = ((c >> 14) & 255) - 128
-        sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
+        if c & 0xe01c000 != 0x0:
+            raise r.fail_at(av + 28, 'DC_ChargeLoopResType', 'expected SE(EVSEPresentCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_6_Exponent = ((c >> 17) & 255) - 128
+        sg = ((c >> 13) & 1)
+        u = ((c >> 5) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
+                    av += 5
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
+                    av -= 5
                     if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
+                        win, av = r.refill(av, 5)
+                    c = (win >> av) & 0x1f
         f_6_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'DC_ChargeLoopResType[5]', 'expected EE of Value, EE')
-        ob6_ = _new(_iso20_common_types.RationalNumberType)
+        if c & 0x18 != 0x0:
+            raise r.fail_at(av + 5, 'DC_ChargeLoopResType', 'expected EE of Value, EE')
+        ob6_ = _new(_K_iso20_common_types_RationalNumberType)
         ob6_.Exponent = f_6_Exponent
         ob6_.Value = f_6_Value
         f_EVSEPresentCurrent = ob6_
         s = 6
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
+        av -= 27
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    else:
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'DC_ChargeLoopResType', 'expected SE(EVSEPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_7_Exponent = ((c >> 19) & 255) - 128
@@ -13249,20 +13411,20 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
                     win, av = r.refill(av, 7)
                 c = (win >> av) & 0x7f
     f_7_Value = -u - 1 if sg else u
-    av -= 12
+    av -= 23
     if av < 0:
-        win, av = r.refill(av, 19)
-    c = (win >> av) & 0x7ffff
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
     try:
-        f_EVSEPowerLimitAchieved, f_EVSECurrentLimitAchieved, f_EVSEVoltageLimitAchieved, ec = _Ta1e7f27a[c >> 2]
+        f_EVSEPowerLimitAchieved, f_EVSECurrentLimitAchieved, f_EVSEVoltageLimitAchieved, ec = _Ta1e7f27a[c >> 13]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x7bba0 != 0x0:
-            raise r.fail_at(av + 19, 'DC_ChargeLoopResType', 'expected EE of Value, EE, SE(EVSEPowerLimitAchieved), CH of EVSEPowerLimitAchieved, EE of EVSEPowerLimitAchieved, SE(EVSECurrentLimitAchieved), CH of EVSECurrentLimitAchieved, EE of EVSECurrentLimitAchieved, SE(EVSEVoltageLimitAchieved), CH of EVSEVoltageLimitAchieved, EE of EVSEVoltageLimitAchieved') from None
-        f_EVSEPowerLimitAchieved = ((c >> 14) & 1) == 1
-        f_EVSECurrentLimitAchieved = ((c >> 10) & 1) == 1
-        f_EVSEVoltageLimitAchieved = ((c >> 6) & 1) == 1
-        ec = ((c >> 2) & 7)
-    ob7_ = _new(_iso20_common_types.RationalNumberType)
+        if c & 0x3ddd0000 != 0x0:
+            raise r.fail_at(av + 30, 'DC_ChargeLoopResType', 'expected EE of Value, EE, SE(EVSEPowerLimitAchieved), CH of EVSEPowerLimitAchieved, EE of EVSEPowerLimitAchieved, SE(EVSECurrentLimitAchieved), CH of EVSECurrentLimitAchieved, EE of EVSECurrentLimitAchieved, SE(EVSEVoltageLimitAchieved), CH of EVSEVoltageLimitAchieved, EE of EVSEVoltageLimitAchieved') from None
+        f_EVSEPowerLimitAchieved = ((c >> 25) & 1) == 1
+        f_EVSECurrentLimitAchieved = ((c >> 21) & 1) == 1
+        f_EVSEVoltageLimitAchieved = ((c >> 17) & 1) == 1
+        ec = ((c >> 13) & 7)
+    ob7_ = _new(_K_iso20_common_types_RationalNumberType)
     ob7_.Exponent = f_7_Exponent
     ob7_.Value = f_7_Value
     f_EVSEPresentVoltage = ob7_
@@ -13271,9 +13433,12 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
     s = 9
     s = 10
     if ec == 0:
-        av += 2
+        av -= 15
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_BPT_Dynamic_DC_CLResControlMode = _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r)
+        f_BPT_Dynamic_DC_CLResControlMode = _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r, c)
         win = r.win
         av = r.avail
         av -= 1
@@ -13282,9 +13447,12 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
         c = (win >> av) & 0x1
         s = 11
     elif ec == 1:
-        av += 2
+        av -= 15
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_BPT_Scheduled_DC_CLResControlMode = _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r)
+        f_BPT_Scheduled_DC_CLResControlMode = _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r, c)
         win = r.win
         av = r.avail
         av -= 1
@@ -13293,15 +13461,20 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
         c = (win >> av) & 0x1
         s = 11
     elif ec == 2:
-        if c & 0x2 != 0x0:
+        av += 11
+        if c & 0x1000 != 0x0:
             raise r.fail_at(av + 2, 'DC_ChargeLoopResType[10]', 'expected EE')
-        ob8_ = _new(_iso20_common_types.CLResControlModeType)
+        ob8_ = _new(_K_iso20_common_types_CLResControlModeType)
         f_CLResControlMode = ob8_
+        c >>= 11
         s = 11
     elif ec == 3:
-        av += 2
+        av -= 15
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_Dynamic_DC_CLResControlMode = _d_iso20_dc_Dynamic_DC_CLResControlModeType(r)
+        f_Dynamic_DC_CLResControlMode = _d_iso20_dc_Dynamic_DC_CLResControlModeType(r, c)
         win = r.win
         av = r.avail
         av -= 1
@@ -13310,9 +13483,12 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
         c = (win >> av) & 0x1
         s = 11
     elif ec == 4:
-        av += 2
+        av -= 15
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_Scheduled_DC_CLResControlMode = _d_iso20_dc_Scheduled_DC_CLResControlModeType(r)
+        f_Scheduled_DC_CLResControlMode = _d_iso20_dc_Scheduled_DC_CLResControlModeType(r, c)
         win = r.win
         av = r.avail
         av -= 1
@@ -13321,12 +13497,12 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
         c = (win >> av) & 0x1
         s = 11
     else:
-        raise r.fail_at(av + 2, 'DC_ChargeLoopResType[10]', f'event code {ec}, expected SE(BPT_Dynamic_DC_CLResControlMode), SE(BPT_Scheduled_DC_CLResControlMode), SE(CLResControlMode), SE(Dynamic_DC_CLResControlMode), SE(Scheduled_DC_CLResControlMode)')
+        raise r.fail_at(av + 13, 'DC_ChargeLoopResType[10]', f'event code {ec}, expected SE(BPT_Dynamic_DC_CLResControlMode), SE(BPT_Scheduled_DC_CLResControlMode), SE(CLResControlMode), SE(Dynamic_DC_CLResControlMode), SE(Scheduled_DC_CLResControlMode)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'DC_ChargeLoopResType', 'expected EE')
     s = -1
     r.avail = av
-    ob = _new(_iso20_dc.DC_ChargeLoopResType)
+    ob = _new(_K_iso20_dc_DC_ChargeLoopResType)
     ob.Header = f_Header
     ob.ResponseCode = f_ResponseCode
     ob.EVSEStatus = f_EVSEStatus
@@ -13367,31 +13543,31 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
         c1 = o.EVSEStatus
         if c1.NotificationMaxDelay is None:
             raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
-        a <<= 5
-        k += 5
         t1 = c1.NotificationMaxDelay
         if t1 < 0 or (w.strict and (t1 > 65535)):
             raise encode_error('EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t1)
         u = t1
+        if c1.EVSENotification is None:
+            raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 21) | (u) << 8 | (_I_iso20_common_types_evseNotificationType[c1.EVSENotification]) << 2
+            k += 21
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 29) | (u & 0x7F) << 16 | (u >> 7) << 8 | (_I_iso20_common_types_evseNotificationType[c1.EVSENotification]) << 2 | 0x800000
+            k += 29
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 37) | (u & 0x7F) << 24 | (u >> 7 & 0x7F) << 16 | (u >> 14) << 8 | (_I_iso20_common_types_evseNotificationType[c1.EVSENotification]) << 2 | 0x80800000
+            k += 37
         else:
+            a <<= 5
+            k += 5
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if c1.EVSENotification is None:
-            raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
-        a = (a << 8) | (_I_iso20_common_types_evseNotificationType[c1.EVSENotification]) << 2
-        k += 8
+            a = (a << 8) | (_I_iso20_common_types_evseNotificationType[c1.EVSENotification]) << 2
+            k += 8
         s = 3
     elif o.MeterInfo is not None:
         a = (a << 3) | 0x1
@@ -13423,26 +13599,26 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
         t3 = c2.Value
         if (w.strict and (t3 < -32768 or t3 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
-        a = (a << 17) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0xc000
-        k += 17
         u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t2 + 128) << 14 | (1 if t3 < 0 else 0) << 10 | (u) << 2 | 0x3000000
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t2 + 128) << 22 | (1 if t3 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x300020000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t2 + 128) << 30 | (1 if t3 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x30002020000
+            k += 43
         else:
+            a = (a << 17) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0xc000
+            k += 17
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 6
     else:
         raise encode_error('DC_ChargeLoopResType', 'missing SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVSEPresentCurrent)')
@@ -13477,26 +13653,26 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
             t5 = c3.Value
             if (w.strict and (t5 < -32768 or t5 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t5)
-            a = (a << 16) | (t4 + 128) << 4 | (1 if t5 < 0 else 0) | 0x8000
-            k += 16
             u = -t5 - 1 if t5 < 0 else t5
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t4 + 128) << 14 | (1 if t5 < 0 else 0) << 10 | (u) << 2 | 0x2000000
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t4 + 128) << 22 | (1 if t5 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x200020000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t4 + 128) << 30 | (1 if t5 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x20002020000
+                k += 42
             else:
+                a = (a << 16) | (t4 + 128) << 4 | (1 if t5 < 0 else 0) | 0x8000
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 6
         else:
             raise encode_error('DC_ChargeLoopResType', 'missing SE(MeterInfo), SE(Receipt), SE(EVSEPresentCurrent)')
@@ -13522,26 +13698,26 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
             t7 = c4.Value
             if (w.strict and (t7 < -32768 or t7 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t7)
-            a = (a << 16) | (t6 + 128) << 4 | (1 if t7 < 0 else 0) | 0x4000
-            k += 16
             u = -t7 - 1 if t7 < 0 else t7
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t6 + 128) << 14 | (1 if t7 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t6 + 128) << 22 | (1 if t7 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t6 + 128) << 30 | (1 if t7 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+                k += 42
             else:
+                a = (a << 16) | (t6 + 128) << 4 | (1 if t7 < 0 else 0) | 0x4000
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 6
         else:
             raise encode_error('DC_ChargeLoopResType', 'missing SE(Receipt), SE(EVSEPresentCurrent)')
@@ -13558,26 +13734,26 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
             t9 = c5.Value
             if (w.strict and (t9 < -32768 or t9 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t9)
-            a = (a << 15) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
-            k += 15
             u = -t9 - 1 if t9 < 0 else t9
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 25) | (t8 + 128) << 14 | (1 if t9 < 0 else 0) << 10 | (u) << 2
+                k += 25
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 33) | (t8 + 128) << 22 | (1 if t9 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 33
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 41) | (t8 + 128) << 30 | (1 if t9 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 41
             else:
+                a = (a << 15) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
+                k += 15
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 6
         else:
             raise encode_error('DC_ChargeLoopResType', 'missing SE(EVSEPresentCurrent)')
@@ -13594,32 +13770,32 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
     t11 = c6.Value
     if (w.strict and (t11 < -32768 or t11 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t11)
-    a = (a << 15) | (t10 + 128) << 4 | (1 if t11 < 0 else 0)
-    k += 15
     u = -t11 - 1 if t11 < 0 else t11
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
     if o.EVSEPowerLimitAchieved is None:
         raise encode_error('DC_ChargeLoopResType.EVSEPowerLimitAchieved', 'required value missing')
     if o.EVSECurrentLimitAchieved is None:
         raise encode_error('DC_ChargeLoopResType.EVSECurrentLimitAchieved', 'required value missing')
     if o.EVSEVoltageLimitAchieved is None:
         raise encode_error('DC_ChargeLoopResType.EVSEVoltageLimitAchieved', 'required value missing')
-    a = (a << 14) | (_BOOL[o.EVSEPowerLimitAchieved]) << 9 | (_BOOL[o.EVSECurrentLimitAchieved]) << 5 | (_BOOL[o.EVSEVoltageLimitAchieved]) << 1
-    k += 14
+    if u < 0x80:
+        a = (a << 37) | (t10 + 128) << 26 | (1 if t11 < 0 else 0) << 22 | (u) << 14 | (_BOOL[o.EVSEPowerLimitAchieved]) << 9 | (_BOOL[o.EVSECurrentLimitAchieved]) << 5 | (_BOOL[o.EVSEVoltageLimitAchieved]) << 1
+        k += 37
+    elif u < 0x4000:
+        a = (a << 45) | (t10 + 128) << 34 | (1 if t11 < 0 else 0) << 30 | (u & 0x7F) << 22 | (u >> 7) << 14 | (_BOOL[o.EVSEPowerLimitAchieved]) << 9 | (_BOOL[o.EVSECurrentLimitAchieved]) << 5 | (_BOOL[o.EVSEVoltageLimitAchieved]) << 1 | 0x20000000
+        k += 45
+    elif u < 0x200000:
+        a = (a << 53) | (t10 + 128) << 42 | (1 if t11 < 0 else 0) << 38 | (u & 0x7F) << 30 | (u >> 7 & 0x7F) << 22 | (u >> 14) << 14 | (_BOOL[o.EVSEPowerLimitAchieved]) << 9 | (_BOOL[o.EVSECurrentLimitAchieved]) << 5 | (_BOOL[o.EVSEVoltageLimitAchieved]) << 1 | 0x2020000000
+        k += 53
+    else:
+        a = (a << 15) | (t10 + 128) << 4 | (1 if t11 < 0 else 0)
+        k += 15
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a = (a << 14) | (_BOOL[o.EVSEPowerLimitAchieved]) << 9 | (_BOOL[o.EVSECurrentLimitAchieved]) << 5 | (_BOOL[o.EVSEVoltageLimitAchieved]) << 1
+        k += 14
     s = 7
     s = 8
     s = 9
@@ -13696,16 +13872,12 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
     if k >= 1024:
         w.spill()
 
-def _d_iso20_dc_DC_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_dc.DC_ChargeParameterDiscoveryReqType:
+def _d_iso20_dc_DC_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _iso20_dc.DC_ChargeParameterDiscoveryReqType:
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_BPT_DC_CPDReqEnergyTransferMode: _iso20_dc.BPT_DC_CPDReqEnergyTransferModeType | None = None
     f_DC_CPDReqEnergyTransferMode: _iso20_dc.DC_CPDReqEnergyTransferModeType | None = None
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'DC_ChargeParameterDiscoveryReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
     u = (c & 255)
@@ -13733,71 +13905,80 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_dc.DC
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 16
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 16)
-    c = (win >> av) & 0xffff
-    if c & 0xe000 != 0x0:
-        raise r.fail_at(av + 16, 'DC_ChargeParameterDiscoveryReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 5) & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38000000 != 0x0:
+        raise r.fail_at(av + 30, 'DC_ChargeParameterDiscoveryReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 19) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 13)
-        c = (win >> av) & 0x1fff
-        u2 = c >> 5
+        u2 = (c >> 11) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 13)
-            c = (win >> av) & 0x1fff
-            u2 = c >> 5
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            u2 = c >> 11
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 5
+                av += 11
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 5
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 5)
-                c = (win >> av) & 0x1f
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+    else:
+        av += 8
+        c >>= 8
     f_1_TimeStamp = u
     try:
-        ec = _Taa5bbe96[(c >> 2) & 0x7]
+        ec = _Taa5bbe96[(c >> 8) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x10 != 0x0:
-            raise r.fail_at(av + 5, 'DC_ChargeParameterDiscoveryReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 2) & 3)
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'DC_ChargeParameterDiscoveryReqType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 8) & 3)
     if ec == 0:
-        av += 2
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
         r.avail = av
-        f_1_Signature = _d_xmldsig_SignatureType(r)
+        f_1_Signature = _d_xmldsig_SignatureType(r, c)
         win = r.win
         av = r.avail
-        av -= 3
+        av -= 30
         if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c & 0x4 != 0x0:
-            raise r.fail_at(av + 3, 'MessageHeaderType[2]', 'expected EE')
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x20000000 != 0x0:
+            raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     elif ec == 1:
-        pass
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av + 2, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    ec = (c & 3)
-    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    ec = ((c >> 28) & 3)
+    ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
     f_Header = ob1_
     if ec == 0:
         r.avail = av
-        f_BPT_DC_CPDReqEnergyTransferMode = _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r)
+        f_BPT_DC_CPDReqEnergyTransferMode = _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r, c)
         win = r.win
         av = r.avail
         av -= 1
@@ -13806,7 +13987,7 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_dc.DC
         c = (win >> av) & 0x1
     elif ec == 1:
         r.avail = av
-        f_DC_CPDReqEnergyTransferMode = _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r)
+        f_DC_CPDReqEnergyTransferMode = _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r, c)
         win = r.win
         av = r.avail
         av -= 1
@@ -13814,11 +13995,11 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_dc.DC
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
     else:
-        raise r.fail_at(av, 'DC_ChargeParameterDiscoveryReqType[1]', f'event code {ec}, expected SE(BPT_DC_CPDReqEnergyTransferMode), SE(DC_CPDReqEnergyTransferMode)')
+        raise r.fail_at(av + 28, 'DC_ChargeParameterDiscoveryReqType[1]', f'event code {ec}, expected SE(BPT_DC_CPDReqEnergyTransferMode), SE(DC_CPDReqEnergyTransferMode)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'DC_ChargeParameterDiscoveryReqType', 'expected EE')
     r.avail = av
-    ob = _new(_iso20_dc.DC_ChargeParameterDiscoveryReqType)
+    ob = _new(_K_iso20_dc_DC_ChargeParameterDiscoveryReqType)
     ob.Header = f_Header
     ob.BPT_DC_CPDReqEnergyTransferMode = f_BPT_DC_CPDReqEnergyTransferMode
     ob.DC_CPDReqEnergyTransferMode = f_DC_CPDReqEnergyTransferMode
@@ -13863,17 +14044,13 @@ def _e_iso20_dc_DC_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_dc.DC
     if k >= 1024:
         w.spill()
 
-def _d_iso20_dc_DC_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_dc.DC_ChargeParameterDiscoveryResType:
+def _d_iso20_dc_DC_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso20_dc.DC_ChargeParameterDiscoveryResType:
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_BPT_DC_CPDResEnergyTransferMode: _iso20_dc.BPT_DC_CPDResEnergyTransferModeType | None = None
     f_DC_CPDResEnergyTransferMode: _iso20_dc.DC_CPDResEnergyTransferModeType | None = None
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'DC_ChargeParameterDiscoveryResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
     u = (c & 255)
@@ -13901,80 +14078,93 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_dc.DC
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 25
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1c00000 != 0x0:
-        raise r.fail_at(av + 25, 'DC_ChargeParameterDiscoveryResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 14) & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38000000 != 0x0:
+        raise r.fail_at(av + 30, 'DC_ChargeParameterDiscoveryResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 19) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        u2 = c >> 14
+        u2 = (c >> 11) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 22)
-            c = (win >> av) & 0x3fffff
-            u2 = c >> 14
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            u2 = c >> 11
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 14
+                av += 11
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 14
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 14)
-                c = (win >> av) & 0x3fff
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+    else:
+        av += 8
+        c >>= 8
     f_1_TimeStamp = u
     try:
-        ec = _Taa5bbe96[(c >> 11) & 0x7]
+        ec = _Taa5bbe96[(c >> 8) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x2000 != 0x0:
-            raise r.fail_at(av + 14, 'DC_ChargeParameterDiscoveryResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 11) & 3)
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'DC_ChargeParameterDiscoveryResType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 8) & 3)
     if ec == 0:
-        av += 11
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
         r.avail = av
-        f_1_Signature = _d_xmldsig_SignatureType(r)
+        f_1_Signature = _d_xmldsig_SignatureType(r, c)
         win = r.win
         av = r.avail
-        av -= 12
+        av -= 30
         if av < 0:
-            win, av = r.refill(av, 12)
-        c = (win >> av) & 0xfff
-        if c & 0x800 != 0x0:
-            raise r.fail_at(av + 12, 'MessageHeaderType[2]', 'expected EE')
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x20000000 != 0x0:
+            raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     elif ec == 1:
-        pass
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av + 11, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
-        f_ResponseCode, ec = _T9208fcde[c & 0x7ff]
+        f_ResponseCode, ec = _T9208fcde[(c >> 19) & 0x7ff]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x604 != 0x0:
-            raise r.fail_at(av + 11, 'DC_ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode') from None
-        iv = ((c >> 3) & 63)
+        if c & 0x30200000 != 0x0:
+            raise r.fail_at(av + 30, 'DC_ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode') from None
+        iv = ((c >> 22) & 63)
         if iv >= 40:
-            raise r.fail_at(av, 'DC_ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 19, 'DC_ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-        ec = (c & 3)
-    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+        ec = ((c >> 19) & 3)
+    ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
     f_Header = ob1_
     if ec == 0:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_BPT_DC_CPDResEnergyTransferMode = _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r)
+        f_BPT_DC_CPDResEnergyTransferMode = _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r, c)
         win = r.win
         av = r.avail
         av -= 1
@@ -13982,8 +14172,12 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_dc.DC
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
     elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_DC_CPDResEnergyTransferMode = _d_iso20_dc_DC_CPDResEnergyTransferModeType(r)
+        f_DC_CPDResEnergyTransferMode = _d_iso20_dc_DC_CPDResEnergyTransferModeType(r, c)
         win = r.win
         av = r.avail
         av -= 1
@@ -13991,11 +14185,11 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_dc.DC
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
     else:
-        raise r.fail_at(av, 'DC_ChargeParameterDiscoveryResType[2]', f'event code {ec}, expected SE(BPT_DC_CPDResEnergyTransferMode), SE(DC_CPDResEnergyTransferMode)')
+        raise r.fail_at(av + 19, 'DC_ChargeParameterDiscoveryResType[2]', f'event code {ec}, expected SE(BPT_DC_CPDResEnergyTransferMode), SE(DC_CPDResEnergyTransferMode)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'DC_ChargeParameterDiscoveryResType', 'expected EE')
     r.avail = av
-    ob = _new(_iso20_dc.DC_ChargeParameterDiscoveryResType)
+    ob = _new(_K_iso20_dc_DC_ChargeParameterDiscoveryResType)
     ob.Header = f_Header
     ob.ResponseCode = f_ResponseCode
     ob.BPT_DC_CPDResEnergyTransferMode = f_BPT_DC_CPDResEnergyTransferMode
@@ -14045,17 +14239,13 @@ def _e_iso20_dc_DC_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_dc.DC
     if k >= 1024:
         w.spill()
 
-def _d_iso20_dc_DC_PreChargeReqType(r: BitReader) -> _iso20_dc.DC_PreChargeReqType:
+def _d_iso20_dc_DC_PreChargeReqType(r: BitReader, c: int) -> _iso20_dc.DC_PreChargeReqType:
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_EVProcessing: _iso20_common_types.processingType
     f_EVPresentVoltage: _iso20_common_types.RationalNumberType
     f_EVTargetVoltage: _iso20_common_types.RationalNumberType
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'DC_PreChargeReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
     u = (c & 255)
@@ -14091,42 +14281,44 @@ def _d_iso20_dc_DC_PreChargeReqType(r: BitReader) -> _iso20_dc.DC_PreChargeReqTy
         raise r.fail_at(av + 30, 'DC_PreChargeReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
     u = ((c >> 19) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        u2 = c >> 19
+        u2 = (c >> 11) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            u2 = c >> 19
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            u2 = c >> 11
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 19
+                av += 11
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 19
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+    else:
+        av += 8
+        c >>= 8
     f_1_TimeStamp = u
     try:
-        ec = _Taa5bbe96[(c >> 16) & 0x7]
+        ec = _Taa5bbe96[(c >> 8) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
-            raise r.fail_at(av + 19, 'DC_PreChargeReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 16) & 3)
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'DC_PreChargeReqType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 8) & 3)
     if ec == 0:
-        av += 16
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
         r.avail = av
-        f_1_Signature = _d_xmldsig_SignatureType(r)
+        f_1_Signature = _d_xmldsig_SignatureType(r, c)
         win = r.win
         av = r.avail
         av -= 30
@@ -14140,12 +14332,12 @@ def _d_iso20_dc_DC_PreChargeReqType(r: BitReader) -> _iso20_dc.DC_PreChargeReqTy
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     elif ec == 1:
-        av -= 14
+        av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av + 16, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x33c03800 != 0x0:
         raise r.fail_at(av + 30, 'DC_PreChargeReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing, SE(EVPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     iv = ((c >> 26) & 3)
@@ -14155,7 +14347,7 @@ def _d_iso20_dc_DC_PreChargeReqType(r: BitReader) -> _iso20_dc.DC_PreChargeReqTy
     f_2_Exponent = ((c >> 14) & 255) - 128
     sg = ((c >> 10) & 1)
     u = ((c >> 2) & 255)
-    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
@@ -14187,54 +14379,55 @@ def _d_iso20_dc_DC_PreChargeReqType(r: BitReader) -> _iso20_dc.DC_PreChargeReqTy
                     win, av = r.refill(av, 2)
                 c = (win >> av) & 0x3
     f_2_Value = -u - 1 if sg else u
-    av -= 26
+    av -= 28
     if av < 0:
-        win, av = r.refill(av, 28)
-    c = (win >> av) & 0xfffffff
-    if c & 0xf807000 != 0x0:
-        raise r.fail_at(av + 28, 'DC_PreChargeReqType', 'expected EE of Value, EE, SE(EVTargetVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_3_Exponent = ((c >> 15) & 255) - 128
-    sg = ((c >> 11) & 1)
-    u = ((c >> 3) & 255)
-    ob2_ = _new(_iso20_common_types.RationalNumberType)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'DC_PreChargeReqType', 'expected EE of Value, EE, SE(EVTargetVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_3_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
+    ob2_ = _new(_K_iso20_common_types_RationalNumberType)
     ob2_.Exponent = f_2_Exponent
     ob2_.Value = f_2_Value
     f_EVPresentVoltage = ob2_
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        u2 = c >> 3
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 3
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 3
+                av -= 5
                 if av < 0:
-                    win, av = r.refill(av, 3)
-                c = (win >> av) & 0x7
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_3_Value = -u - 1 if sg else u
-    if c & 0x7 != 0x0:
+    av += 2
+    if c & 0x1c != 0x0:
         raise r.fail_at(av + 3, 'DC_PreChargeReqType', 'expected EE of Value, EE, EE')
-    ob3_ = _new(_iso20_common_types.RationalNumberType)
+    ob3_ = _new(_K_iso20_common_types_RationalNumberType)
     ob3_.Exponent = f_3_Exponent
     ob3_.Value = f_3_Value
     f_EVTargetVoltage = ob3_
     r.avail = av
-    ob = _new(_iso20_dc.DC_PreChargeReqType)
+    ob = _new(_K_iso20_dc_DC_PreChargeReqType)
     ob.Header = f_Header
     ob.EVProcessing = f_EVProcessing
     ob.EVPresentVoltage = f_EVPresentVoltage
@@ -14268,24 +14461,7 @@ def _e_iso20_dc_DC_PreChargeReqType(w: BitWriter, o: _iso20_dc.DC_PreChargeReqTy
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
-    a = (a << 20) | (_I_iso20_common_types_processingType[o.EVProcessing]) << 16 | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
-    k += 20
     u = -t2 - 1 if t2 < 0 else t2
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
     if o.EVTargetVoltage is None:
         raise encode_error('DC_PreChargeReqType.EVTargetVoltage', 'required value missing')
     c2 = o.EVTargetVoltage
@@ -14299,41 +14475,54 @@ def _e_iso20_dc_DC_PreChargeReqType(w: BitWriter, o: _iso20_dc.DC_PreChargeReqTy
     t4 = c2.Value
     if (w.strict and (t4 < -32768 or t4 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
-    a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
-    k += 17
+    if u < 0x80:
+        a = (a << 45) | (_I_iso20_common_types_processingType[o.EVProcessing]) << 41 | (t1 + 128) << 29 | (1 if t2 < 0 else 0) << 25 | (u) << 17 | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
+        k += 45
+    elif u < 0x4000:
+        a = (a << 53) | (_I_iso20_common_types_processingType[o.EVProcessing]) << 49 | (t1 + 128) << 37 | (1 if t2 < 0 else 0) << 33 | (u & 0x7F) << 25 | (u >> 7) << 17 | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x100000000
+        k += 53
+    elif u < 0x200000:
+        a = (a << 61) | (_I_iso20_common_types_processingType[o.EVProcessing]) << 57 | (t1 + 128) << 45 | (1 if t2 < 0 else 0) << 41 | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x10100000000
+        k += 61
+    else:
+        a = (a << 20) | (_I_iso20_common_types_processingType[o.EVProcessing]) << 16 | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
+        k += 20
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
+        k += 17
     u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (u) << 3
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+        k += 27
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 3
-    k += 3
+        a <<= 3
+        k += 3
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_iso20_dc_DC_PreChargeResType(r: BitReader) -> _iso20_dc.DC_PreChargeResType:
+def _d_iso20_dc_DC_PreChargeResType(r: BitReader, c: int) -> _iso20_dc.DC_PreChargeResType:
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSEPresentVoltage: _iso20_common_types.RationalNumberType
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'DC_PreChargeResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
     u = (c & 255)
@@ -14369,42 +14558,44 @@ def _d_iso20_dc_DC_PreChargeResType(r: BitReader) -> _iso20_dc.DC_PreChargeResTy
         raise r.fail_at(av + 30, 'DC_PreChargeResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
     u = ((c >> 19) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        u2 = c >> 19
+        u2 = (c >> 11) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            u2 = c >> 19
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            u2 = c >> 11
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 19
+                av += 11
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 19
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+    else:
+        av += 8
+        c >>= 8
     f_1_TimeStamp = u
     try:
-        ec = _Taa5bbe96[(c >> 16) & 0x7]
+        ec = _Taa5bbe96[(c >> 8) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
-            raise r.fail_at(av + 19, 'DC_PreChargeResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 16) & 3)
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'DC_PreChargeResType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 8) & 3)
     if ec == 0:
-        av += 16
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
         r.avail = av
-        f_1_Signature = _d_xmldsig_SignatureType(r)
+        f_1_Signature = _d_xmldsig_SignatureType(r, c)
         win = r.win
         av = r.avail
         av -= 30
@@ -14418,12 +14609,12 @@ def _d_iso20_dc_DC_PreChargeResType(r: BitReader) -> _iso20_dc.DC_PreChargeResTy
             win, av = r.refill(av, 32)
         c = (win >> av) & 0xffffffff
     elif ec == 1:
-        av -= 16
+        av -= 24
         if av < 0:
             win, av = r.refill(av, 32)
         c = (win >> av) & 0xffffffff
     else:
-        raise r.fail_at(av + 16, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0xc0f00e00 != 0x0:
         raise r.fail_at(av + 32, 'DC_PreChargeResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     iv = ((c >> 24) & 63)
@@ -14433,7 +14624,7 @@ def _d_iso20_dc_DC_PreChargeResType(r: BitReader) -> _iso20_dc.DC_PreChargeResTy
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
@@ -14464,12 +14655,12 @@ def _d_iso20_dc_DC_PreChargeResType(r: BitReader) -> _iso20_dc.DC_PreChargeResTy
     c = (win >> av) & 0x7
     if c:
         raise r.fail_at(av + 3, 'DC_PreChargeResType', 'expected EE of Value, EE, EE')
-    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_ = _new(_K_iso20_common_types_RationalNumberType)
     ob2_.Exponent = f_2_Exponent
     ob2_.Value = f_2_Value
     f_EVSEPresentVoltage = ob2_
     r.avail = av
-    ob = _new(_iso20_dc.DC_PreChargeResType)
+    ob = _new(_K_iso20_dc_DC_PreChargeResType)
     ob.Header = f_Header
     ob.ResponseCode = f_ResponseCode
     ob.EVSEPresentVoltage = f_EVSEPresentVoltage
@@ -14502,40 +14693,36 @@ def _e_iso20_dc_DC_PreChargeResType(w: BitWriter, o: _iso20_dc.DC_PreChargeResTy
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
-    a = (a << 24) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 16 | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
-    k += 24
     u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 35) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 27 | (t1 + 128) << 15 | (1 if t2 < 0 else 0) << 11 | (u) << 3
+        k += 35
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 43) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 35 | (t1 + 128) << 23 | (1 if t2 < 0 else 0) << 19 | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+        k += 43
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 51) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 43 | (t1 + 128) << 31 | (1 if t2 < 0 else 0) << 27 | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+        k += 51
     else:
+        a = (a << 24) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 16 | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
+        k += 24
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 3
-    k += 3
+        a <<= 3
+        k += 3
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_iso20_dc_DC_WeldingDetectionReqType(r: BitReader) -> _iso20_dc.DC_WeldingDetectionReqType:
+def _d_iso20_dc_DC_WeldingDetectionReqType(r: BitReader, c: int) -> _iso20_dc.DC_WeldingDetectionReqType:
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_EVProcessing: _iso20_common_types.processingType
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'DC_WeldingDetectionReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
     u = (c & 255)
@@ -14563,50 +14750,52 @@ def _d_iso20_dc_DC_WeldingDetectionReqType(r: BitReader) -> _iso20_dc.DC_Welding
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 20
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 20)
-    c = (win >> av) & 0xfffff
-    if c & 0xe0000 != 0x0:
-        raise r.fail_at(av + 20, 'DC_WeldingDetectionReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 9) & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38000000 != 0x0:
+        raise r.fail_at(av + 30, 'DC_WeldingDetectionReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 19) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 17)
-        c = (win >> av) & 0x1ffff
-        u2 = c >> 9
+        u2 = (c >> 11) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 17)
-            c = (win >> av) & 0x1ffff
-            u2 = c >> 9
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            u2 = c >> 11
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 9
+                av += 11
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 9
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+    else:
+        av += 8
+        c >>= 8
     f_1_TimeStamp = u
     try:
-        ec = _Taa5bbe96[(c >> 6) & 0x7]
+        ec = _Taa5bbe96[(c >> 8) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'DC_WeldingDetectionReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 6) & 3)
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'DC_WeldingDetectionReqType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 8) & 3)
     if ec == 0:
-        av += 6
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
         r.avail = av
-        f_1_Signature = _d_xmldsig_SignatureType(r)
+        f_1_Signature = _d_xmldsig_SignatureType(r, c)
         win = r.win
         av = r.avail
         av -= 7
@@ -14616,9 +14805,10 @@ def _d_iso20_dc_DC_WeldingDetectionReqType(r: BitReader) -> _iso20_dc.DC_Welding
         if c & 0x40 != 0x0:
             raise r.fail_at(av + 7, 'MessageHeaderType[2]', 'expected EE')
     elif ec == 1:
-        pass
+        av += 2
+        c >>= 2
     else:
-        raise r.fail_at(av + 6, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_EVProcessing = _T56b422b4[c & 0x3f]
     except KeyError:  # not a valid pattern: say why
@@ -14628,13 +14818,13 @@ def _d_iso20_dc_DC_WeldingDetectionReqType(r: BitReader) -> _iso20_dc.DC_Welding
         if iv >= 3:
             raise r.fail_at(av, 'DC_WeldingDetectionReqType.EVProcessing', f'enumeration index {iv}') from None
         f_EVProcessing = _E_iso20_common_types_processingType[iv]
-    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
     f_Header = ob1_
     r.avail = av
-    ob = _new(_iso20_dc.DC_WeldingDetectionReqType)
+    ob = _new(_K_iso20_dc_DC_WeldingDetectionReqType)
     ob.Header = f_Header
     ob.EVProcessing = f_EVProcessing
     return ob
@@ -14660,16 +14850,12 @@ def _e_iso20_dc_DC_WeldingDetectionReqType(w: BitWriter, o: _iso20_dc.DC_Welding
     if k >= 1024:
         w.spill()
 
-def _d_iso20_dc_DC_WeldingDetectionResType(r: BitReader) -> _iso20_dc.DC_WeldingDetectionResType:
+def _d_iso20_dc_DC_WeldingDetectionResType(r: BitReader, c: int) -> _iso20_dc.DC_WeldingDetectionResType:
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSEPresentVoltage: _iso20_common_types.RationalNumberType
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'DC_WeldingDetectionResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
     u = (c & 255)
@@ -14705,42 +14891,44 @@ def _d_iso20_dc_DC_WeldingDetectionResType(r: BitReader) -> _iso20_dc.DC_Welding
         raise r.fail_at(av + 30, 'DC_WeldingDetectionResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
     u = ((c >> 19) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        u2 = c >> 19
+        u2 = (c >> 11) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            u2 = c >> 19
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            u2 = c >> 11
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 19
+                av += 11
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 19
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+    else:
+        av += 8
+        c >>= 8
     f_1_TimeStamp = u
     try:
-        ec = _Taa5bbe96[(c >> 16) & 0x7]
+        ec = _Taa5bbe96[(c >> 8) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
-            raise r.fail_at(av + 19, 'DC_WeldingDetectionResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 16) & 3)
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'DC_WeldingDetectionResType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 8) & 3)
     if ec == 0:
-        av += 16
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
         r.avail = av
-        f_1_Signature = _d_xmldsig_SignatureType(r)
+        f_1_Signature = _d_xmldsig_SignatureType(r, c)
         win = r.win
         av = r.avail
         av -= 30
@@ -14754,12 +14942,12 @@ def _d_iso20_dc_DC_WeldingDetectionResType(r: BitReader) -> _iso20_dc.DC_Welding
             win, av = r.refill(av, 32)
         c = (win >> av) & 0xffffffff
     elif ec == 1:
-        av -= 16
+        av -= 24
         if av < 0:
             win, av = r.refill(av, 32)
         c = (win >> av) & 0xffffffff
     else:
-        raise r.fail_at(av + 16, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0xc0f00e00 != 0x0:
         raise r.fail_at(av + 32, 'DC_WeldingDetectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     iv = ((c >> 24) & 63)
@@ -14769,7 +14957,7 @@ def _d_iso20_dc_DC_WeldingDetectionResType(r: BitReader) -> _iso20_dc.DC_Welding
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
@@ -14800,12 +14988,12 @@ def _d_iso20_dc_DC_WeldingDetectionResType(r: BitReader) -> _iso20_dc.DC_Welding
     c = (win >> av) & 0x7
     if c:
         raise r.fail_at(av + 3, 'DC_WeldingDetectionResType', 'expected EE of Value, EE, EE')
-    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_ = _new(_K_iso20_common_types_RationalNumberType)
     ob2_.Exponent = f_2_Exponent
     ob2_.Value = f_2_Value
     f_EVSEPresentVoltage = ob2_
     r.avail = av
-    ob = _new(_iso20_dc.DC_WeldingDetectionResType)
+    ob = _new(_K_iso20_dc_DC_WeldingDetectionResType)
     ob.Header = f_Header
     ob.ResponseCode = f_ResponseCode
     ob.EVSEPresentVoltage = f_EVSEPresentVoltage
@@ -14838,32 +15026,32 @@ def _e_iso20_dc_DC_WeldingDetectionResType(w: BitWriter, o: _iso20_dc.DC_Welding
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
-    a = (a << 24) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 16 | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
-    k += 24
     u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 35) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 27 | (t1 + 128) << 15 | (1 if t2 < 0 else 0) << 11 | (u) << 3
+        k += 35
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 43) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 35 | (t1 + 128) << 23 | (1 if t2 < 0 else 0) << 19 | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+        k += 43
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 51) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 43 | (t1 + 128) << 31 | (1 if t2 < 0 else 0) << 27 | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+        k += 51
     else:
+        a = (a << 24) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 16 | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
+        k += 24
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 3
-    k += 3
+        a <<= 3
+        k += 3
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynamic_DC_CLReqControlModeType:
+def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_dc.Dynamic_DC_CLReqControlModeType:
     win = r.win
     av = r.avail
     f_DepartureTime: int | None = None
@@ -14875,43 +15063,38 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
     f_EVMaximumChargeCurrent: _iso20_common_types.RationalNumberType
     f_EVMaximumVoltage: _iso20_common_types.RationalNumberType
     f_EVMinimumVoltage: _iso20_common_types.RationalNumberType
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    ec = (c >> 28)
+    ec = ((c >> 26) & 3)
     if ec == 0:
-        if c & 0x8000000 != 0x0:
-            raise r.fail_at(av + 28, 'Dynamic_DC_CLReqControlModeType[0]', 'expected CH of DepartureTime')
-        u = ((c >> 19) & 255)
+        if c & 0x2000000 != 0x0:
+            raise r.fail_at(av + 26, 'Dynamic_DC_CLReqControlModeType[0]', 'expected CH of DepartureTime')
+        u = ((c >> 17) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            u2 = c >> 19
+            u2 = (c >> 9) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 27)
-                c = (win >> av) & 0x7ffffff
-                u2 = c >> 19
+                    win, av = r.refill(av, 17)
+                c = (win >> av) & 0x1ffff
+                u2 = c >> 9
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 19
+                    av += 9
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 19
+                    av -= 9
                     if av < 0:
-                        win, av = r.refill(av, 19)
-                    c = (win >> av) & 0x7ffff
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+        else:
+            av += 8
+            c >>= 8
         f_DepartureTime = u
-        av -= 11
+        av -= 21
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
@@ -14949,7 +15132,7 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
         f_1_Value = -u - 1 if sg else u
         if c & 0x30 != 0x0:
             raise r.fail_at(av + 6, 'Dynamic_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_ = _new(_K_iso20_common_types_RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVTargetEnergyRequest = ob1_
@@ -14958,50 +15141,50 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     elif ec == 1:
-        if c & 0xc038000 != 0x0:
-            raise r.fail_at(av + 28, 'Dynamic_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 18) & 255) - 128
-        sg = ((c >> 14) & 1)
-        u = ((c >> 6) & 255)
+        if c & 0x300e000 != 0x0:
+            raise r.fail_at(av + 26, 'Dynamic_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 16) & 255) - 128
+        sg = ((c >> 12) & 1)
+        u = ((c >> 4) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 14)
-            c = (win >> av) & 0x3fff
-            u2 = c >> 6
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 14)
-                c = (win >> av) & 0x3fff
-                u2 = c >> 6
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 6
+                    av += 4
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 6
+                    av -= 4
                     if av < 0:
-                        win, av = r.refill(av, 6)
-                    c = (win >> av) & 0x3f
+                        win, av = r.refill(av, 4)
+                    c = (win >> av) & 0xf
         f_2_Value = -u - 1 if sg else u
-        if c & 0x30 != 0x0:
-            raise r.fail_at(av + 6, 'Dynamic_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'Dynamic_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob2_ = _new(_K_iso20_common_types_RationalNumberType)
         ob2_.Exponent = f_2_Exponent
         ob2_.Value = f_2_Value
         f_EVTargetEnergyRequest = ob2_
-        av -= 26
+        av -= 28
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av + 28, 'Dynamic_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
+        raise r.fail_at(av + 26, 'Dynamic_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'Dynamic_DC_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_3_Exponent = ((c >> 19) & 255) - 128
@@ -15043,7 +15226,7 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
     f_4_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob3_ = _new(_iso20_common_types.RationalNumberType)
+    ob3_ = _new(_K_iso20_common_types_RationalNumberType)
     ob3_.Exponent = f_3_Exponent
     ob3_.Value = f_3_Value
     f_EVMaximumEnergyRequest = ob3_
@@ -15083,7 +15266,7 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
     f_5_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob4_ = _new(_iso20_common_types.RationalNumberType)
+    ob4_ = _new(_K_iso20_common_types_RationalNumberType)
     ob4_.Exponent = f_4_Exponent
     ob4_.Value = f_4_Value
     f_EVMinimumEnergyRequest = ob4_
@@ -15123,7 +15306,7 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
     f_6_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob5_ = _new(_iso20_common_types.RationalNumberType)
+    ob5_ = _new(_K_iso20_common_types_RationalNumberType)
     ob5_.Exponent = f_5_Exponent
     ob5_.Value = f_5_Value
     f_EVMaximumChargePower = ob5_
@@ -15163,7 +15346,7 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
     f_7_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob6_ = _new(_iso20_common_types.RationalNumberType)
+    ob6_ = _new(_K_iso20_common_types_RationalNumberType)
     ob6_.Exponent = f_6_Exponent
     ob6_.Value = f_6_Value
     f_EVMinimumChargePower = ob6_
@@ -15203,7 +15386,7 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
     f_8_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob7_ = _new(_iso20_common_types.RationalNumberType)
+    ob7_ = _new(_K_iso20_common_types_RationalNumberType)
     ob7_.Exponent = f_7_Exponent
     ob7_.Value = f_7_Value
     f_EVMaximumChargeCurrent = ob7_
@@ -15234,54 +15417,55 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
                     win, av = r.refill(av, 5)
                 c = (win >> av) & 0x1f
     f_8_Value = -u - 1 if sg else u
-    av -= 23
+    av -= 25
     if av < 0:
-        win, av = r.refill(av, 28)
-    c = (win >> av) & 0xfffffff
-    if c & 0xf807000 != 0x0:
-        raise r.fail_at(av + 28, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_9_Exponent = ((c >> 15) & 255) - 128
-    sg = ((c >> 11) & 1)
-    u = ((c >> 3) & 255)
-    ob8_ = _new(_iso20_common_types.RationalNumberType)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_9_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
+    ob8_ = _new(_K_iso20_common_types_RationalNumberType)
     ob8_.Exponent = f_8_Exponent
     ob8_.Value = f_8_Value
     f_EVMaximumVoltage = ob8_
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        u2 = c >> 3
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 3
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 3
+                av -= 5
                 if av < 0:
-                    win, av = r.refill(av, 3)
-                c = (win >> av) & 0x7
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_9_Value = -u - 1 if sg else u
-    if c & 0x7 != 0x0:
+    av += 2
+    if c & 0x1c != 0x0:
         raise r.fail_at(av + 3, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, EE')
-    ob9_ = _new(_iso20_common_types.RationalNumberType)
+    ob9_ = _new(_K_iso20_common_types_RationalNumberType)
     ob9_.Exponent = f_9_Exponent
     ob9_.Value = f_9_Value
     f_EVMinimumVoltage = ob9_
     r.avail = av
-    ob = _new(_iso20_dc.Dynamic_DC_CLReqControlModeType)
+    ob = _new(_K_iso20_dc_Dynamic_DC_CLReqControlModeType)
     ob.DepartureTime = f_DepartureTime
     ob.EVTargetEnergyRequest = f_EVTargetEnergyRequest
     ob.EVMaximumEnergyRequest = f_EVMaximumEnergyRequest
@@ -15298,29 +15482,29 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
     k = w.n
     s = 0
     if o.DepartureTime is not None:
-        a <<= 3
-        k += 3
         t1 = o.DepartureTime
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
             raise encode_error('Dynamic_DC_CLReqControlModeType.DepartureTime', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 12) | (u) << 1
+            k += 12
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 20) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+            k += 20
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 28) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+            k += 28
         else:
+            a <<= 3
+            k += 3
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 1
-        k += 1
+            a <<= 1
+            k += 1
         s = 1
     elif o.EVTargetEnergyRequest is not None:
         c1 = o.EVTargetEnergyRequest
@@ -15334,26 +15518,26 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         t3 = c1.Value
         if (w.strict and (t3 < -32768 or t3 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
-        a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0x4000
-        k += 16
         u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 26) | (t2 + 128) << 14 | (1 if t3 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+            k += 26
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 34) | (t2 + 128) << 22 | (1 if t3 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+            k += 34
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 42) | (t2 + 128) << 30 | (1 if t3 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+            k += 42
         else:
+            a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0x4000
+            k += 16
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 2
     else:
         raise encode_error('Dynamic_DC_CLReqControlModeType', 'missing SE(DepartureTime), SE(EVTargetEnergyRequest)')
@@ -15370,26 +15554,26 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
             t5 = c2.Value
             if (w.strict and (t5 < -32768 or t5 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t5)
-            a = (a << 15) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
-            k += 15
             u = -t5 - 1 if t5 < 0 else t5
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 25) | (t4 + 128) << 14 | (1 if t5 < 0 else 0) << 10 | (u) << 2
+                k += 25
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 33) | (t4 + 128) << 22 | (1 if t5 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 33
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 41) | (t4 + 128) << 30 | (1 if t5 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 41
             else:
+                a = (a << 15) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
+                k += 15
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 2
         else:
             raise encode_error('Dynamic_DC_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
@@ -15406,24 +15590,7 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
     t7 = c3.Value
     if (w.strict and (t7 < -32768 or t7 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t7)
-    a = (a << 15) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
-    k += 15
     u = -t7 - 1 if t7 < 0 else t7
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
     if o.EVMinimumEnergyRequest is None:
         raise encode_error('Dynamic_DC_CLReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
     c4 = o.EVMinimumEnergyRequest
@@ -15437,25 +15604,27 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
     t9 = c4.Value
     if (w.strict and (t9 < -32768 or t9 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t9)
-    a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
-    k += 17
-    s = 3
-    u = -t9 - 1 if t9 < 0 else t9
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 40) | (t6 + 128) << 29 | (1 if t7 < 0 else 0) << 25 | (u) << 17 | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
+        k += 40
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 48) | (t6 + 128) << 37 | (1 if t7 < 0 else 0) << 33 | (u & 0x7F) << 25 | (u >> 7) << 17 | (t8 + 128) << 4 | (1 if t9 < 0 else 0) | 0x100000000
+        k += 48
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 56) | (t6 + 128) << 45 | (1 if t7 < 0 else 0) << 41 | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t8 + 128) << 4 | (1 if t9 < 0 else 0) | 0x10100000000
+        k += 56
     else:
+        a = (a << 15) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
+        k += 15
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
+        k += 17
+    s = 3
+    u = -t9 - 1 if t9 < 0 else t9
     if o.EVMaximumChargePower is None:
         raise encode_error('Dynamic_DC_CLReqControlModeType.EVMaximumChargePower', 'required value missing')
     c5 = o.EVMaximumChargePower
@@ -15469,25 +15638,25 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
     t11 = c5.Value
     if (w.strict and (t11 < -32768 or t11 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t11)
-    a = (a << 17) | (t10 + 128) << 4 | (1 if t11 < 0 else 0)
-    k += 17
-    s = 4
-    u = -t11 - 1 if t11 < 0 else t11
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t10 + 128) << 4 | (1 if t11 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t10 + 128) << 4 | (1 if t11 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t10 + 128) << 4 | (1 if t11 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t10 + 128) << 4 | (1 if t11 < 0 else 0)
+        k += 17
+    s = 4
+    u = -t11 - 1 if t11 < 0 else t11
     if o.EVMinimumChargePower is None:
         raise encode_error('Dynamic_DC_CLReqControlModeType.EVMinimumChargePower', 'required value missing')
     c6 = o.EVMinimumChargePower
@@ -15501,25 +15670,25 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
     t13 = c6.Value
     if (w.strict and (t13 < -32768 or t13 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t13)
-    a = (a << 17) | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
-    k += 17
-    s = 5
-    u = -t13 - 1 if t13 < 0 else t13
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t12 + 128) << 4 | (1 if t13 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t12 + 128) << 4 | (1 if t13 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
+        k += 17
+    s = 5
+    u = -t13 - 1 if t13 < 0 else t13
     if o.EVMaximumChargeCurrent is None:
         raise encode_error('Dynamic_DC_CLReqControlModeType.EVMaximumChargeCurrent', 'required value missing')
     c7 = o.EVMaximumChargeCurrent
@@ -15533,25 +15702,25 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
     t15 = c7.Value
     if (w.strict and (t15 < -32768 or t15 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t15)
-    a = (a << 17) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
-    k += 17
-    s = 6
-    u = -t15 - 1 if t15 < 0 else t15
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
+        k += 17
+    s = 6
+    u = -t15 - 1 if t15 < 0 else t15
     if o.EVMaximumVoltage is None:
         raise encode_error('Dynamic_DC_CLReqControlModeType.EVMaximumVoltage', 'required value missing')
     c8 = o.EVMaximumVoltage
@@ -15565,25 +15734,25 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
     t17 = c8.Value
     if (w.strict and (t17 < -32768 or t17 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t17)
-    a = (a << 17) | (t16 + 128) << 4 | (1 if t17 < 0 else 0)
-    k += 17
-    s = 7
-    u = -t17 - 1 if t17 < 0 else t17
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t16 + 128) << 4 | (1 if t17 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t16 + 128) << 4 | (1 if t17 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t16 + 128) << 4 | (1 if t17 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t16 + 128) << 4 | (1 if t17 < 0 else 0)
+        k += 17
+    s = 7
+    u = -t17 - 1 if t17 < 0 else t17
     if o.EVMinimumVoltage is None:
         raise encode_error('Dynamic_DC_CLReqControlModeType.EVMinimumVoltage', 'required value missing')
     c9 = o.EVMinimumVoltage
@@ -15597,27 +15766,42 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
     t19 = c9.Value
     if (w.strict and (t19 < -32768 or t19 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t19)
-    a = (a << 17) | (t18 + 128) << 4 | (1 if t19 < 0 else 0)
-    k += 17
-    s = 8
-    u = -t19 - 1 if t19 < 0 else t19
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t18 + 128) << 4 | (1 if t19 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t18 + 128) << 4 | (1 if t19 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t18 + 128) << 4 | (1 if t19 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 3
-    k += 3
+        a = (a << 17) | (t18 + 128) << 4 | (1 if t19 < 0 else 0)
+        k += 17
+    s = 8
+    u = -t19 - 1 if t19 < 0 else t19
+    if u < 0x80:
+        a = (a << 11) | (u) << 3
+        k += 11
+    elif u < 0x4000:
+        a = (a << 19) | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+        k += 19
+    elif u < 0x200000:
+        a = (a << 27) | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+        k += 27
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a <<= 3
+        k += 3
     s = 9
     s = -1
     w.acc = a
@@ -15625,7 +15809,7 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
     if k >= 1024:
         w.spill()
 
-def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynamic_DC_CLResControlModeType:
+def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _iso20_dc.Dynamic_DC_CLResControlModeType:
     win = r.win
     av = r.avail
     f_DepartureTime: int | None = None
@@ -15637,476 +15821,497 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
     f_EVSEMaximumChargeCurrent: _iso20_common_types.RationalNumberType
     f_EVSEMaximumVoltage: _iso20_common_types.RationalNumberType
     s = 0
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    ec = (c >> 27)
+    ec = ((c >> 25) & 7)
     if ec == 0:
-        if c & 0x4000000 != 0x0:
-            raise r.fail_at(av + 27, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of DepartureTime')
-        u = ((c >> 18) & 255)
+        if c & 0x1000000 != 0x0:
+            raise r.fail_at(av + 25, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of DepartureTime')
+        u = ((c >> 16) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 26)
-            c = (win >> av) & 0x3ffffff
-            u2 = c >> 18
+            u2 = (c >> 8) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 26)
-                c = (win >> av) & 0x3ffffff
-                u2 = c >> 18
+                    win, av = r.refill(av, 16)
+                c = (win >> av) & 0xffff
+                u2 = c >> 8
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 18
+                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 18
+                    av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 18)
-                    c = (win >> av) & 0x3ffff
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+        else:
+            av += 8
+            c >>= 8
         f_DepartureTime = u
         try:
-            ec = _T4243fd73[(c >> 14) & 0xf]
+            ec = _T4243fd73[(c >> 4) & 0xf]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x20000 != 0x0:
-                raise r.fail_at(av + 18, 'Dynamic_DC_CLResControlModeType[0]', 'expected EE of DepartureTime') from None
-            ec = ((c >> 14) & 7)
+            if c & 0x80 != 0x0:
+                raise r.fail_at(av + 8, 'Dynamic_DC_CLResControlModeType[0]', 'expected EE of DepartureTime') from None
+            ec = ((c >> 4) & 7)
         if ec == 0:
-            av += 5
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
             try:
-                f_MinimumSOC = _Tf00db23f[(c >> 5) & 0x1ff]
+                f_MinimumSOC = _Tf00db23f[c >> 21]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x2020 != 0x0:
-                    raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC') from None
-                f_MinimumSOC = ((c >> 6) & 127)
+                if c & 0x20200000 != 0x0:
+                    raise r.fail_at(av + 30, 'Dynamic_DC_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC') from None
+                f_MinimumSOC = ((c >> 22) & 127)
+            av -= 7
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 2
         elif ec == 1:
-            av += 5
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
             try:
-                f_TargetSOC = _Tf00db23f[(c >> 5) & 0x1ff]
+                f_TargetSOC = _Tf00db23f[c >> 21]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x2020 != 0x0:
-                    raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC') from None
-                f_TargetSOC = ((c >> 6) & 127)
+                if c & 0x20200000 != 0x0:
+                    raise r.fail_at(av + 30, 'Dynamic_DC_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC') from None
+                f_TargetSOC = ((c >> 22) & 127)
+            av -= 7
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 3
         elif ec == 2:
-            av += 4
-            if c & 0x2000 != 0x0:
-                raise r.fail_at(av + 10, 'Dynamic_DC_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
-            u = ((c >> 5) & 255)
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x20000000 != 0x0:
+                raise r.fail_at(av + 30, 'Dynamic_DC_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
+            u = ((c >> 21) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
-                u2 = c >> 1
+                u2 = (c >> 13) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-                    u2 = c >> 1
+                        win, av = r.refill(av, 21)
+                    c = (win >> av) & 0x1fffff
+                    u2 = c >> 13
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 1
+                        av += 13
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 1
+                        av -= 13
                         if av < 0:
-                            win, av = r.refill(av, 1)
-                        c = (win >> av) & 0x1
+                            win, av = r.refill(av, 13)
+                        c = (win >> av) & 0x1fff
             else:
-                c >>= 4
+                av += 8
+                c >>= 8
             f_AckMaxDelay = u
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'Dynamic_DC_CLResControlModeType[1]', 'expected EE of AckMaxDelay')
+            if c & 0x1000 != 0x0:
+                raise r.fail_at(av + 13, 'Dynamic_DC_CLResControlModeType[1]', 'expected EE of AckMaxDelay')
+            av -= 16
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 4
         elif ec == 3:
-            av -= 10
+            av -= 26
             if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'Dynamic_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_1_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x300e0000 != 0x0:
+                raise r.fail_at(av + 30, 'Dynamic_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_1_Exponent = ((c >> 20) & 255) - 128
+            sg = ((c >> 16) & 1)
+            u = ((c >> 8) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                u2 = c & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+            else:
+                av += 8
             f_1_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'Dynamic_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob1_ = _new(_iso20_common_types.RationalNumberType)
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x30000000 != 0x0:
+                raise r.fail_at(av + 30, 'Dynamic_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+            ob1_ = _new(_K_iso20_common_types_RationalNumberType)
             ob1_.Exponent = f_1_Exponent
             ob1_.Value = f_1_Value
             f_EVSEMaximumChargePower = ob1_
             s = 5
         else:
-            raise r.fail_at(av + 14, 'Dynamic_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
+            raise r.fail_at(av + 4, 'Dynamic_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     elif ec == 1:
-        av += 18
         try:
-            f_MinimumSOC = _Tf00db23f[(c >> 18) & 0x1ff]
+            f_MinimumSOC = _Tf00db23f[(c >> 16) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x4040000 != 0x0:
-                raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC') from None
-            f_MinimumSOC = ((c >> 19) & 127)
+            if c & 0x1010000 != 0x0:
+                raise r.fail_at(av + 25, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC') from None
+            f_MinimumSOC = ((c >> 17) & 127)
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 2
     elif ec == 2:
-        av += 18
         try:
-            f_TargetSOC = _Tf00db23f[(c >> 18) & 0x1ff]
+            f_TargetSOC = _Tf00db23f[(c >> 16) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x4040000 != 0x0:
-                raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC') from None
-            f_TargetSOC = ((c >> 19) & 127)
+            if c & 0x1010000 != 0x0:
+                raise r.fail_at(av + 25, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC') from None
+            f_TargetSOC = ((c >> 17) & 127)
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 3
     elif ec == 3:
-        av += 17
-        if c & 0x4000000 != 0x0:
-            raise r.fail_at(av + 10, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
-        u = ((c >> 18) & 255)
+        if c & 0x1000000 != 0x0:
+            raise r.fail_at(av + 25, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
+        u = ((c >> 16) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            u2 = c >> 1
+            u2 = (c >> 8) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
-                u2 = c >> 1
+                    win, av = r.refill(av, 16)
+                c = (win >> av) & 0xffff
+                u2 = c >> 8
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 1
+                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 1
+                    av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 1)
-                    c = (win >> av) & 0x1
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
         else:
-            c >>= 17
+            av += 8
+            c >>= 8
         f_AckMaxDelay = u
-        if c & 0x1 != 0x0:
-            raise r.fail_at(av + 1, 'Dynamic_DC_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
+        if c & 0x80 != 0x0:
+            raise r.fail_at(av + 8, 'Dynamic_DC_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
+        av -= 21
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 4
     elif ec == 4:
-        av += 3
-        if c & 0x601c000 != 0x0:
-            raise r.fail_at(av + 24, 'Dynamic_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 17) & 255) - 128
+        if c & 0x1807000 != 0x0:
+            raise r.fail_at(av + 25, 'Dynamic_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 15) & 255) - 128
+        sg = ((c >> 11) & 1)
+        u = ((c >> 3) & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 3
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 3
+                    if av < 0:
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
+        f_2_Value = -u - 1 if sg else u
+        if c & 0x6 != 0x0:
+            raise r.fail_at(av + 3, 'Dynamic_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ob2_ = _new(_K_iso20_common_types_RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVSEMaximumChargePower = ob2_
+        av -= 27
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
+        s = 5
+    else:
+        raise r.fail_at(av + 25, 'Dynamic_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
+    if s == 2:
+        ec = ((c >> 26) & 3)
+        if ec == 0:
+            try:
+                f_TargetSOC = _Tf00db23f[(c >> 17) & 0x1ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x2020000 != 0x0:
+                    raise r.fail_at(av + 26, 'Dynamic_DC_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC') from None
+                f_TargetSOC = ((c >> 18) & 127)
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 3
+        elif ec == 1:
+            if c & 0x2000000 != 0x0:
+                raise r.fail_at(av + 26, 'Dynamic_DC_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
+            u = ((c >> 17) & 255)
+            if u > 127:
+                u2 = (c >> 9) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 17)
+                    c = (win >> av) & 0x1ffff
+                    u2 = c >> 9
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 9
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 9
+                        if av < 0:
+                            win, av = r.refill(av, 9)
+                        c = (win >> av) & 0x1ff
+            else:
+                av += 8
+                c >>= 8
+            f_AckMaxDelay = u
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[2]', 'expected EE of AckMaxDelay')
+            av -= 20
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 4
+        elif ec == 2:
+            if c & 0x300e000 != 0x0:
+                raise r.fail_at(av + 26, 'Dynamic_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_3_Exponent = ((c >> 16) & 255) - 128
+            sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 4
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 4
+                        if av < 0:
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            f_3_Value = -u - 1 if sg else u
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'Dynamic_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+            ob3_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_EVSEMaximumChargePower = ob3_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 5
+        else:
+            raise r.fail_at(av + 26, 'Dynamic_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
+    if s == 3:
+        ec = ((c >> 26) & 3)
+        if ec == 0:
+            if c & 0x2000000 != 0x0:
+                raise r.fail_at(av + 26, 'Dynamic_DC_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
+            u = ((c >> 17) & 255)
+            if u > 127:
+                u2 = (c >> 9) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 17)
+                    c = (win >> av) & 0x1ffff
+                    u2 = c >> 9
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 9
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 9
+                        if av < 0:
+                            win, av = r.refill(av, 9)
+                        c = (win >> av) & 0x1ff
+            else:
+                av += 8
+                c >>= 8
+            f_AckMaxDelay = u
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[3]', 'expected EE of AckMaxDelay')
+            av -= 20
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 4
+        elif ec == 1:
+            if c & 0x300e000 != 0x0:
+                raise r.fail_at(av + 26, 'Dynamic_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_4_Exponent = ((c >> 16) & 255) - 128
+            sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 4
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 4
+                        if av < 0:
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            f_4_Value = -u - 1 if sg else u
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'Dynamic_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
+            ob4_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_EVSEMaximumChargePower = ob4_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 5
+        else:
+            raise r.fail_at(av + 26, 'Dynamic_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
+    if s == 4:
+        if c & 0xe01c000 != 0x0:
+            raise r.fail_at(av + 28, 'Dynamic_DC_CLResControlModeType', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_5_Exponent = ((c >> 17) & 255) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
+                    av += 5
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
+                    av -= 5
                     if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
-        else:
-            c >>= 3
-        f_2_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'Dynamic_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob2_ = _new(_iso20_common_types.RationalNumberType)
-        ob2_.Exponent = f_2_Exponent
-        ob2_.Value = f_2_Value
-        f_EVSEMaximumChargePower = ob2_
-        s = 5
-    else:
-        raise r.fail_at(av + 27, 'Dynamic_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
-    if s == 2:
-        av -= 26
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        ec = (c >> 24)
-        if ec == 0:
-            av += 15
-            try:
-                f_TargetSOC = _Tf00db23f[(c >> 15) & 0x1ff]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x808000 != 0x0:
-                    raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC') from None
-                f_TargetSOC = ((c >> 16) & 127)
-            s = 3
-        elif ec == 1:
-            av += 14
-            if c & 0x800000 != 0x0:
-                raise r.fail_at(av + 10, 'Dynamic_DC_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
-            u = ((c >> 15) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
-                u2 = c >> 1
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-                    u2 = c >> 1
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 1
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 1
-                        if av < 0:
-                            win, av = r.refill(av, 1)
-                        c = (win >> av) & 0x1
-            else:
-                c >>= 14
-            f_AckMaxDelay = u
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'Dynamic_DC_CLResControlModeType[2]', 'expected EE of AckMaxDelay')
-            s = 4
-        elif ec == 2:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'Dynamic_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_3_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'Dynamic_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            ob3_ = _new(_iso20_common_types.RationalNumberType)
-            ob3_.Exponent = f_3_Exponent
-            ob3_.Value = f_3_Value
-            f_EVSEMaximumChargePower = ob3_
-            s = 5
-        else:
-            raise r.fail_at(av + 24, 'Dynamic_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
-    if s == 3:
-        av -= 26
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        ec = (c >> 24)
-        if ec == 0:
-            av += 14
-            if c & 0x800000 != 0x0:
-                raise r.fail_at(av + 10, 'Dynamic_DC_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
-            u = ((c >> 15) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
-                u2 = c >> 1
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-                    u2 = c >> 1
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 1
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 1
-                        if av < 0:
-                            win, av = r.refill(av, 1)
-                        c = (win >> av) & 0x1
-            else:
-                c >>= 14
-            f_AckMaxDelay = u
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'Dynamic_DC_CLResControlModeType[3]', 'expected EE of AckMaxDelay')
-            s = 4
-        elif ec == 1:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'Dynamic_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_4_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_4_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'Dynamic_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
-            ob4_ = _new(_iso20_common_types.RationalNumberType)
-            ob4_.Exponent = f_4_Exponent
-            ob4_.Value = f_4_Value
-            f_EVSEMaximumChargePower = ob4_
-            s = 5
-        else:
-            raise r.fail_at(av + 24, 'Dynamic_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
-    if s == 4:
-        av -= 25
-        if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        if c & 0x1c03800 != 0x0:
-            raise r.fail_at(av + 25, 'Dynamic_DC_CLResControlModeType[4]', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_5_Exponent = ((c >> 14) & 255) - 128
-        sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 2
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
+                        win, av = r.refill(av, 5)
+                    c = (win >> av) & 0x1f
         f_5_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'Dynamic_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
-        ob5_ = _new(_iso20_common_types.RationalNumberType)
+        if c & 0x18 != 0x0:
+            raise r.fail_at(av + 5, 'Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE')
+        ob5_ = _new(_K_iso20_common_types_RationalNumberType)
         ob5_.Exponent = f_5_Exponent
         ob5_.Value = f_5_Value
         f_EVSEMaximumChargePower = ob5_
         s = 5
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
+        av -= 27
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    else:
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'Dynamic_DC_CLResControlModeType', 'expected SE(EVSEMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_6_Exponent = ((c >> 19) & 255) - 128
@@ -16148,7 +16353,7 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
     f_7_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob6_ = _new(_iso20_common_types.RationalNumberType)
+    ob6_ = _new(_K_iso20_common_types_RationalNumberType)
     ob6_.Exponent = f_6_Exponent
     ob6_.Value = f_6_Value
     f_EVSEMinimumChargePower = ob6_
@@ -16180,16 +16385,16 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
                     win, av = r.refill(av, 5)
                 c = (win >> av) & 0x1f
     f_7_Value = -u - 1 if sg else u
-    av -= 23
+    av -= 25
     if av < 0:
-        win, av = r.refill(av, 28)
-    c = (win >> av) & 0xfffffff
-    if c & 0xf807000 != 0x0:
-        raise r.fail_at(av + 28, 'Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_8_Exponent = ((c >> 15) & 255) - 128
-    sg = ((c >> 11) & 1)
-    u = ((c >> 3) & 255)
-    ob7_ = _new(_iso20_common_types.RationalNumberType)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_8_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
+    ob7_ = _new(_K_iso20_common_types_RationalNumberType)
     ob7_.Exponent = f_7_Exponent
     ob7_.Value = f_7_Value
     f_EVSEMaximumChargeCurrent = ob7_
@@ -16197,40 +16402,41 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        u2 = c >> 3
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 3
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 3
+                av -= 5
                 if av < 0:
-                    win, av = r.refill(av, 3)
-                c = (win >> av) & 0x7
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_8_Value = -u - 1 if sg else u
-    if c & 0x7 != 0x0:
+    av += 2
+    if c & 0x1c != 0x0:
         raise r.fail_at(av + 3, 'Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, EE')
-    ob8_ = _new(_iso20_common_types.RationalNumberType)
+    ob8_ = _new(_K_iso20_common_types_RationalNumberType)
     ob8_.Exponent = f_8_Exponent
     ob8_.Value = f_8_Value
     f_EVSEMaximumVoltage = ob8_
     s = 8
     s = -1
     r.avail = av
-    ob = _new(_iso20_dc.Dynamic_DC_CLResControlModeType)
+    ob = _new(_K_iso20_dc_Dynamic_DC_CLResControlModeType)
     ob.DepartureTime = f_DepartureTime
     ob.MinimumSOC = f_MinimumSOC
     ob.TargetSOC = f_TargetSOC
@@ -16246,29 +16452,29 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
     k = w.n
     s = 0
     if o.DepartureTime is not None:
-        a <<= 4
-        k += 4
         t1 = o.DepartureTime
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
             raise encode_error('Dynamic_DC_CLResControlModeType.DepartureTime', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 13) | (u) << 1
+            k += 13
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 21) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+            k += 21
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 29) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+            k += 29
         else:
+            a <<= 4
+            k += 4
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 1
-        k += 1
+            a <<= 1
+            k += 1
         s = 1
     elif o.MinimumSOC is not None:
         t2 = o.MinimumSOC
@@ -16285,29 +16491,29 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         k += 12
         s = 3
     elif o.AckMaxDelay is not None:
-        a = (a << 4) | 0x6
-        k += 4
         t4 = o.AckMaxDelay
         if t4 < 0 or (w.strict and (t4 > 65535)):
             raise encode_error('Dynamic_DC_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t4)
         u = t4
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 13) | (u) << 1 | 0xc00
+            k += 13
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 21) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0xd0000
+            k += 21
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 29) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0xd010000
+            k += 29
         else:
+            a = (a << 4) | 0x6
+            k += 4
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 1
-        k += 1
+            a <<= 1
+            k += 1
         s = 4
     elif o.EVSEMaximumChargePower is not None:
         c1 = o.EVSEMaximumChargePower
@@ -16321,26 +16527,26 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         t6 = c1.Value
         if (w.strict and (t6 < -32768 or t6 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
-        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x10000
-        k += 17
         u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t5 + 128) << 14 | (1 if t6 < 0 else 0) << 10 | (u) << 2 | 0x4000000
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t5 + 128) << 22 | (1 if t6 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x400020000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t5 + 128) << 30 | (1 if t6 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x40002020000
+            k += 43
         else:
+            a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x10000
+            k += 17
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 5
     else:
         raise encode_error('Dynamic_DC_CLResControlModeType', 'missing SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
@@ -16360,29 +16566,29 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
             k += 12
             s = 3
         elif o.AckMaxDelay is not None:
-            a = (a << 4) | 0x4
-            k += 4
             t9 = o.AckMaxDelay
             if t9 < 0 or (w.strict and (t9 > 65535)):
                 raise encode_error('Dynamic_DC_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t9)
             u = t9
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 13) | (u) << 1 | 0x800
+                k += 13
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 21) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x90000
+                k += 21
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 29) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x9010000
+                k += 29
             else:
+                a = (a << 4) | 0x4
+                k += 4
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 1
-            k += 1
+                a <<= 1
+                k += 1
             s = 4
         elif o.EVSEMaximumChargePower is not None:
             c2 = o.EVSEMaximumChargePower
@@ -16396,26 +16602,26 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
             t11 = c2.Value
             if (w.strict and (t11 < -32768 or t11 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t11)
-            a = (a << 17) | (t10 + 128) << 4 | (1 if t11 < 0 else 0) | 0xc000
-            k += 17
             u = -t11 - 1 if t11 < 0 else t11
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t10 + 128) << 14 | (1 if t11 < 0 else 0) << 10 | (u) << 2 | 0x3000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t10 + 128) << 22 | (1 if t11 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x300020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t10 + 128) << 30 | (1 if t11 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x30002020000
+                k += 43
             else:
+                a = (a << 17) | (t10 + 128) << 4 | (1 if t11 < 0 else 0) | 0xc000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 5
         else:
             raise encode_error('Dynamic_DC_CLResControlModeType', 'missing SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
@@ -16428,29 +16634,29 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
             k += 11
             s = 3
         elif o.AckMaxDelay is not None:
-            a = (a << 3) | 0x2
-            k += 3
             t13 = o.AckMaxDelay
             if t13 < 0 or (w.strict and (t13 > 65535)):
                 raise encode_error('Dynamic_DC_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t13)
             u = t13
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 12) | (u) << 1 | 0x400
+                k += 12
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 20) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x50000
+                k += 20
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 28) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x5010000
+                k += 28
             else:
+                a = (a << 3) | 0x2
+                k += 3
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 1
-            k += 1
+                a <<= 1
+                k += 1
             s = 4
         elif o.EVSEMaximumChargePower is not None:
             c3 = o.EVSEMaximumChargePower
@@ -16464,54 +16670,54 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
             t15 = c3.Value
             if (w.strict and (t15 < -32768 or t15 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t15)
-            a = (a << 16) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x8000
-            k += 16
             u = -t15 - 1 if t15 < 0 else t15
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t14 + 128) << 14 | (1 if t15 < 0 else 0) << 10 | (u) << 2 | 0x2000000
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t14 + 128) << 22 | (1 if t15 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x200020000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t14 + 128) << 30 | (1 if t15 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x20002020000
+                k += 42
             else:
+                a = (a << 16) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x8000
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 5
         else:
             raise encode_error('Dynamic_DC_CLResControlModeType', 'missing SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 3:
         if o.AckMaxDelay is not None:
-            a <<= 3
-            k += 3
             t16 = o.AckMaxDelay
             if t16 < 0 or (w.strict and (t16 > 65535)):
                 raise encode_error('Dynamic_DC_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t16)
             u = t16
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 12) | (u) << 1
+                k += 12
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 20) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+                k += 20
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 28) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+                k += 28
             else:
+                a <<= 3
+                k += 3
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 1
-            k += 1
+                a <<= 1
+                k += 1
             s = 4
         elif o.EVSEMaximumChargePower is not None:
             c4 = o.EVSEMaximumChargePower
@@ -16525,26 +16731,26 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
             t18 = c4.Value
             if (w.strict and (t18 < -32768 or t18 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t18)
-            a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x4000
-            k += 16
             u = -t18 - 1 if t18 < 0 else t18
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t17 + 128) << 14 | (1 if t18 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t17 + 128) << 22 | (1 if t18 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t17 + 128) << 30 | (1 if t18 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+                k += 42
             else:
+                a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x4000
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 5
         else:
             raise encode_error('Dynamic_DC_CLResControlModeType', 'missing SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
@@ -16561,26 +16767,26 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
             t20 = c5.Value
             if (w.strict and (t20 < -32768 or t20 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t20)
-            a = (a << 15) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
-            k += 15
             u = -t20 - 1 if t20 < 0 else t20
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 25) | (t19 + 128) << 14 | (1 if t20 < 0 else 0) << 10 | (u) << 2
+                k += 25
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 33) | (t19 + 128) << 22 | (1 if t20 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 33
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 41) | (t19 + 128) << 30 | (1 if t20 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 41
             else:
+                a = (a << 15) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
+                k += 15
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 5
         else:
             raise encode_error('Dynamic_DC_CLResControlModeType', 'missing SE(EVSEMaximumChargePower)')
@@ -16597,24 +16803,7 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
     t22 = c6.Value
     if (w.strict and (t22 < -32768 or t22 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t22)
-    a = (a << 15) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
-    k += 15
     u = -t22 - 1 if t22 < 0 else t22
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
     if o.EVSEMaximumChargeCurrent is None:
         raise encode_error('Dynamic_DC_CLResControlModeType.EVSEMaximumChargeCurrent', 'required value missing')
     c7 = o.EVSEMaximumChargeCurrent
@@ -16628,25 +16817,27 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
     t24 = c7.Value
     if (w.strict and (t24 < -32768 or t24 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t24)
-    a = (a << 17) | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
-    k += 17
-    s = 6
-    u = -t24 - 1 if t24 < 0 else t24
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 40) | (t21 + 128) << 29 | (1 if t22 < 0 else 0) << 25 | (u) << 17 | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
+        k += 40
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 48) | (t21 + 128) << 37 | (1 if t22 < 0 else 0) << 33 | (u & 0x7F) << 25 | (u >> 7) << 17 | (t23 + 128) << 4 | (1 if t24 < 0 else 0) | 0x100000000
+        k += 48
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 56) | (t21 + 128) << 45 | (1 if t22 < 0 else 0) << 41 | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t23 + 128) << 4 | (1 if t24 < 0 else 0) | 0x10100000000
+        k += 56
     else:
+        a = (a << 15) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
+        k += 15
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
+        k += 17
+    s = 6
+    u = -t24 - 1 if t24 < 0 else t24
     if o.EVSEMaximumVoltage is None:
         raise encode_error('Dynamic_DC_CLResControlModeType.EVSEMaximumVoltage', 'required value missing')
     c8 = o.EVSEMaximumVoltage
@@ -16660,27 +16851,42 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
     t26 = c8.Value
     if (w.strict and (t26 < -32768 or t26 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t26)
-    a = (a << 17) | (t25 + 128) << 4 | (1 if t26 < 0 else 0)
-    k += 17
-    s = 7
-    u = -t26 - 1 if t26 < 0 else t26
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t25 + 128) << 4 | (1 if t26 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 3
-    k += 3
+        a = (a << 17) | (t25 + 128) << 4 | (1 if t26 < 0 else 0)
+        k += 17
+    s = 7
+    u = -t26 - 1 if t26 < 0 else t26
+    if u < 0x80:
+        a = (a << 11) | (u) << 3
+        k += 11
+    elif u < 0x4000:
+        a = (a << 19) | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+        k += 19
+    elif u < 0x200000:
+        a = (a << 27) | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+        k += 27
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a <<= 3
+        k += 3
     s = 8
     s = -1
     w.acc = a
@@ -16688,7 +16894,7 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
     if k >= 1024:
         w.spill()
 
-def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Scheduled_DC_CLReqControlModeType:
+def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_dc.Scheduled_DC_CLReqControlModeType:
     win = r.win
     av = r.avail
     f_EVTargetEnergyRequest: _iso20_common_types.RationalNumberType | None = None
@@ -16702,15 +16908,418 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
     f_EVMaximumVoltage: _iso20_common_types.RationalNumberType | None = None
     f_EVMinimumVoltage: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    ec = (c >> 27)
+    ec = ((c >> 25) & 7)
     if ec == 0:
-        if c & 0x601c000 != 0x0:
-            raise r.fail_at(av + 27, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 17) & 255) - 128
+        if c & 0x1807000 != 0x0:
+            raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 15) & 255) - 128
+        sg = ((c >> 11) & 1)
+        u = ((c >> 3) & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 3
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 3
+                    if av < 0:
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
+        f_1_Value = -u - 1 if sg else u
+        av -= 27
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        try:
+            ec = _T6cd14f8b[c >> 26]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x30000000 != 0x0:
+                raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE') from None
+            ec = ((c >> 26) & 3)
+        ob1_ = _new(_K_iso20_common_types_RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_EVTargetEnergyRequest = ob1_
+        if ec == 0:
+            if c & 0x300e000 != 0x0:
+                raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_2_Exponent = ((c >> 16) & 255) - 128
+            sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 4
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 4
+                        if av < 0:
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            f_2_Value = -u - 1 if sg else u
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
+            ob2_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_EVMaximumEnergyRequest = ob2_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 2
+        elif ec == 1:
+            if c & 0x300e000 != 0x0:
+                raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_3_Exponent = ((c >> 16) & 255) - 128
+            sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 4
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 4
+                        if av < 0:
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            f_3_Value = -u - 1 if sg else u
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
+            ob3_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_EVMinimumEnergyRequest = ob3_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 3
+        elif ec == 2:
+            if c & 0x300e000 != 0x0:
+                raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_4_Exponent = ((c >> 16) & 255) - 128
+            sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 4
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 4
+                        if av < 0:
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            f_4_Value = -u - 1 if sg else u
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
+            ob4_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_EVTargetCurrent = ob4_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 4
+        else:
+            raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
+    elif ec == 1:
+        if c & 0x1807000 != 0x0:
+            raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_5_Exponent = ((c >> 15) & 255) - 128
+        sg = ((c >> 11) & 1)
+        u = ((c >> 3) & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 3
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 3
+                    if av < 0:
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
+        f_5_Value = -u - 1 if sg else u
+        if c & 0x6 != 0x0:
+            raise r.fail_at(av + 3, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob5_ = _new(_K_iso20_common_types_RationalNumberType)
+        ob5_.Exponent = f_5_Exponent
+        ob5_.Value = f_5_Value
+        f_EVMaximumEnergyRequest = ob5_
+        av -= 27
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
+        s = 2
+    elif ec == 2:
+        if c & 0x1807000 != 0x0:
+            raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_6_Exponent = ((c >> 15) & 255) - 128
+        sg = ((c >> 11) & 1)
+        u = ((c >> 3) & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 3
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 3
+                    if av < 0:
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
+        f_6_Value = -u - 1 if sg else u
+        if c & 0x6 != 0x0:
+            raise r.fail_at(av + 3, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob6_ = _new(_K_iso20_common_types_RationalNumberType)
+        ob6_.Exponent = f_6_Exponent
+        ob6_.Value = f_6_Value
+        f_EVMinimumEnergyRequest = ob6_
+        av -= 27
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
+        s = 3
+    elif ec == 3:
+        if c & 0x1807000 != 0x0:
+            raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_7_Exponent = ((c >> 15) & 255) - 128
+        sg = ((c >> 11) & 1)
+        u = ((c >> 3) & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 3
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 3
+                    if av < 0:
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
+        f_7_Value = -u - 1 if sg else u
+        if c & 0x6 != 0x0:
+            raise r.fail_at(av + 3, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob7_ = _new(_K_iso20_common_types_RationalNumberType)
+        ob7_.Exponent = f_7_Exponent
+        ob7_.Value = f_7_Value
+        f_EVTargetCurrent = ob7_
+        av -= 27
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
+        s = 4
+    else:
+        raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
+    if s == 2:
+        ec = ((c >> 26) & 3)
+        if ec == 0:
+            if c & 0x300e000 != 0x0:
+                raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_8_Exponent = ((c >> 16) & 255) - 128
+            sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 4
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 4
+                        if av < 0:
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            f_8_Value = -u - 1 if sg else u
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'Scheduled_DC_CLReqControlModeType[2]', 'expected EE of Value, EE')
+            ob8_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob8_.Exponent = f_8_Exponent
+            ob8_.Value = f_8_Value
+            f_EVMinimumEnergyRequest = ob8_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 3
+        elif ec == 1:
+            if c & 0x300e000 != 0x0:
+                raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_9_Exponent = ((c >> 16) & 255) - 128
+            sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 4
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 4
+                        if av < 0:
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            f_9_Value = -u - 1 if sg else u
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'Scheduled_DC_CLReqControlModeType[2]', 'expected EE of Value, EE')
+            ob9_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob9_.Exponent = f_9_Exponent
+            ob9_.Value = f_9_Value
+            f_EVTargetCurrent = ob9_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 4
+        else:
+            raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
+    if s == 3:
+        if c & 0xe01c000 != 0x0:
+            raise r.fail_at(av + 28, 'Scheduled_DC_CLReqControlModeType', 'expected SE(EVTargetCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_10_Exponent = ((c >> 17) & 255) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -16739,418 +17348,23 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
                     if av < 0:
                         win, av = r.refill(av, 5)
                     c = (win >> av) & 0x1f
-        f_1_Value = -u - 1 if sg else u
-        try:
-            ec = _T6cd14f8b[(c >> 1) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x18 != 0x0:
-                raise r.fail_at(av + 5, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE') from None
-            ec = ((c >> 1) & 3)
-        ob1_ = _new(_iso20_common_types.RationalNumberType)
-        ob1_.Exponent = f_1_Exponent
-        ob1_.Value = f_1_Value
-        f_EVTargetEnergyRequest = ob1_
-        if ec == 0:
-            av -= 23
-            if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_2_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_2_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob2_ = _new(_iso20_common_types.RationalNumberType)
-            ob2_.Exponent = f_2_Exponent
-            ob2_.Value = f_2_Value
-            f_EVMaximumEnergyRequest = ob2_
-            s = 2
-        elif ec == 1:
-            av -= 23
-            if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_3_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob3_ = _new(_iso20_common_types.RationalNumberType)
-            ob3_.Exponent = f_3_Exponent
-            ob3_.Value = f_3_Value
-            f_EVMinimumEnergyRequest = ob3_
-            s = 3
-        elif ec == 2:
-            av -= 23
-            if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_4_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_4_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob4_ = _new(_iso20_common_types.RationalNumberType)
-            ob4_.Exponent = f_4_Exponent
-            ob4_.Value = f_4_Value
-            f_EVTargetCurrent = ob4_
-            s = 4
-        else:
-            raise r.fail_at(av + 1, 'Scheduled_DC_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
-    elif ec == 1:
-        av += 3
-        if c & 0x601c000 != 0x0:
-            raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_5_Exponent = ((c >> 17) & 255) - 128
-        sg = ((c >> 13) & 1)
-        u = ((c >> 5) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 2
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
-        else:
-            c >>= 3
-        f_5_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob5_ = _new(_iso20_common_types.RationalNumberType)
-        ob5_.Exponent = f_5_Exponent
-        ob5_.Value = f_5_Value
-        f_EVMaximumEnergyRequest = ob5_
-        s = 2
-    elif ec == 2:
-        av += 3
-        if c & 0x601c000 != 0x0:
-            raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = ((c >> 17) & 255) - 128
-        sg = ((c >> 13) & 1)
-        u = ((c >> 5) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 2
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
-        else:
-            c >>= 3
-        f_6_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob6_ = _new(_iso20_common_types.RationalNumberType)
-        ob6_.Exponent = f_6_Exponent
-        ob6_.Value = f_6_Value
-        f_EVMinimumEnergyRequest = ob6_
-        s = 3
-    elif ec == 3:
-        av += 3
-        if c & 0x601c000 != 0x0:
-            raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_7_Exponent = ((c >> 17) & 255) - 128
-        sg = ((c >> 13) & 1)
-        u = ((c >> 5) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 2
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
-        else:
-            c >>= 3
-        f_7_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob7_ = _new(_iso20_common_types.RationalNumberType)
-        ob7_.Exponent = f_7_Exponent
-        ob7_.Value = f_7_Value
-        f_EVTargetCurrent = ob7_
-        s = 4
-    else:
-        raise r.fail_at(av + 27, 'Scheduled_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
-    if s == 2:
-        av -= 26
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        ec = (c >> 24)
-        if ec == 0:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_8_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_8_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[2]', 'expected EE of Value, EE')
-            ob8_ = _new(_iso20_common_types.RationalNumberType)
-            ob8_.Exponent = f_8_Exponent
-            ob8_.Value = f_8_Value
-            f_EVMinimumEnergyRequest = ob8_
-            s = 3
-        elif ec == 1:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_9_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_9_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[2]', 'expected EE of Value, EE')
-            ob9_ = _new(_iso20_common_types.RationalNumberType)
-            ob9_.Exponent = f_9_Exponent
-            ob9_.Value = f_9_Value
-            f_EVTargetCurrent = ob9_
-            s = 4
-        else:
-            raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
-    if s == 3:
-        av -= 25
-        if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        if c & 0x1c03800 != 0x0:
-            raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[3]', 'expected SE(EVTargetCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_10_Exponent = ((c >> 14) & 255) - 128
-        sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 2
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
         f_10_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[3]', 'expected EE of Value, EE')
-        ob10_ = _new(_iso20_common_types.RationalNumberType)
+        if c & 0x18 != 0x0:
+            raise r.fail_at(av + 5, 'Scheduled_DC_CLReqControlModeType', 'expected EE of Value, EE')
+        ob10_ = _new(_K_iso20_common_types_RationalNumberType)
         ob10_.Exponent = f_10_Exponent
         ob10_.Value = f_10_Value
         f_EVTargetCurrent = ob10_
         s = 4
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
+        av -= 27
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    else:
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType', 'expected SE(EVTargetVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_11_Exponent = ((c >> 19) & 255) - 128
@@ -17189,7 +17403,7 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
         if c & 0x60 != 0x0:
             raise r.fail_at(av + 7, 'Scheduled_DC_CLReqControlModeType', 'expected EE of Value, EE') from None
         ec = ((c >> 2) & 7)
-    ob11_ = _new(_iso20_common_types.RationalNumberType)
+    ob11_ = _new(_K_iso20_common_types_RationalNumberType)
     ob11_.Exponent = f_11_Exponent
     ob11_.Value = f_11_Value
     f_EVTargetVoltage = ob11_
@@ -17205,687 +17419,683 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 16)
-            c = (win >> av) & 0xffff
-            u2 = c >> 8
+            u2 = c & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 16)
-                c = (win >> av) & 0xffff
-                u2 = c >> 8
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    c = (win >> av) & 0xff
+        else:
+            av += 8
         f_12_Value = -u - 1 if sg else u
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
         try:
-            ec = _T84c90c6e[(c >> 3) & 0x1f]
+            ec = _T84c90c6e[c >> 25]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xc0 != 0x0:
-                raise r.fail_at(av + 8, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE') from None
-            ec = ((c >> 3) & 7)
-        ob12_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x30000000 != 0x0:
+                raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE') from None
+            ec = ((c >> 25) & 7)
+        ob12_ = _new(_K_iso20_common_types_RationalNumberType)
         ob12_.Exponent = f_12_Exponent
         ob12_.Value = f_12_Value
         f_EVMaximumChargePower = ob12_
         if ec == 0:
-            av -= 21
-            if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_13_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_13_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_13_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            ob13_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
+            ob13_ = _new(_K_iso20_common_types_RationalNumberType)
             ob13_.Exponent = f_13_Exponent
             ob13_.Value = f_13_Value
             f_EVMinimumChargePower = ob13_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 7
         elif ec == 1:
-            av -= 21
-            if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_14_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_14_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_14_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            ob14_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
+            ob14_ = _new(_K_iso20_common_types_RationalNumberType)
             ob14_.Exponent = f_14_Exponent
             ob14_.Value = f_14_Value
             f_EVMaximumChargeCurrent = ob14_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 8
         elif ec == 2:
-            av -= 21
-            if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_15_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_15_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_15_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            ob15_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
+            ob15_ = _new(_K_iso20_common_types_RationalNumberType)
             ob15_.Exponent = f_15_Exponent
             ob15_.Value = f_15_Value
             f_EVMaximumVoltage = ob15_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 9
         elif ec == 3:
-            av -= 21
-            if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_16_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_16_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_16_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            ob16_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
+            ob16_ = _new(_K_iso20_common_types_RationalNumberType)
             ob16_.Exponent = f_16_Exponent
             ob16_.Value = f_16_Value
             f_EVMinimumVoltage = ob16_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 10
         elif ec == 4:
-            av += 3
+            av -= 3
             s = -1
         else:
-            raise r.fail_at(av + 3, 'Scheduled_DC_CLReqControlModeType[6]', f'event code {ec}, expected SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
+            raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[6]', f'event code {ec}, expected SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
     elif ec == 1:
-        av -= 22
+        av -= 28
         if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        if c & 0xc03800 != 0x0:
-            raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_17_Exponent = ((c >> 14) & 255) - 128
-        sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x300e0000 != 0x0:
+            raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_17_Exponent = ((c >> 20) & 255) - 128
+        sg = ((c >> 16) & 1)
+        u = ((c >> 8) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = c & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
+        else:
+            av += 8
         f_17_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob17_ = _new(_iso20_common_types.RationalNumberType)
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x30000000 != 0x0:
+            raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        ob17_ = _new(_K_iso20_common_types_RationalNumberType)
         ob17_.Exponent = f_17_Exponent
         ob17_.Value = f_17_Value
         f_EVMinimumChargePower = ob17_
         s = 7
     elif ec == 2:
-        av -= 22
+        av -= 28
         if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        if c & 0xc03800 != 0x0:
-            raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_18_Exponent = ((c >> 14) & 255) - 128
-        sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x300e0000 != 0x0:
+            raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_18_Exponent = ((c >> 20) & 255) - 128
+        sg = ((c >> 16) & 1)
+        u = ((c >> 8) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = c & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
+        else:
+            av += 8
         f_18_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob18_ = _new(_iso20_common_types.RationalNumberType)
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x30000000 != 0x0:
+            raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        ob18_ = _new(_K_iso20_common_types_RationalNumberType)
         ob18_.Exponent = f_18_Exponent
         ob18_.Value = f_18_Value
         f_EVMaximumChargeCurrent = ob18_
         s = 8
     elif ec == 3:
-        av -= 22
+        av -= 28
         if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        if c & 0xc03800 != 0x0:
-            raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_19_Exponent = ((c >> 14) & 255) - 128
-        sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x300e0000 != 0x0:
+            raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_19_Exponent = ((c >> 20) & 255) - 128
+        sg = ((c >> 16) & 1)
+        u = ((c >> 8) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = c & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
+        else:
+            av += 8
         f_19_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob19_ = _new(_iso20_common_types.RationalNumberType)
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x30000000 != 0x0:
+            raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        ob19_ = _new(_K_iso20_common_types_RationalNumberType)
         ob19_.Exponent = f_19_Exponent
         ob19_.Value = f_19_Value
         f_EVMaximumVoltage = ob19_
         s = 9
     elif ec == 4:
-        av -= 22
+        av -= 28
         if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        if c & 0xc03800 != 0x0:
-            raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_20_Exponent = ((c >> 14) & 255) - 128
-        sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x300e0000 != 0x0:
+            raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_20_Exponent = ((c >> 20) & 255) - 128
+        sg = ((c >> 16) & 1)
+        u = ((c >> 8) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = c & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
+        else:
+            av += 8
         f_20_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob20_ = _new(_iso20_common_types.RationalNumberType)
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x30000000 != 0x0:
+            raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        ob20_ = _new(_K_iso20_common_types_RationalNumberType)
         ob20_.Exponent = f_20_Exponent
         ob20_.Value = f_20_Value
         f_EVMinimumVoltage = ob20_
         s = 10
     elif ec == 5:
-        av += 2
+        av -= 26
         s = -1
     else:
         raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[5]', f'event code {ec}, expected SE(EVMaximumChargePower), SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
     if s == 7:
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        ec = (c >> 24)
+        ec = ((c >> 25) & 7)
         if ec == 0:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_21_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_21_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_21_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
-            ob21_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
+            ob21_ = _new(_K_iso20_common_types_RationalNumberType)
             ob21_.Exponent = f_21_Exponent
             ob21_.Value = f_21_Value
             f_EVMaximumChargeCurrent = ob21_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 8
         elif ec == 1:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_22_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_22_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_22_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
-            ob22_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
+            ob22_ = _new(_K_iso20_common_types_RationalNumberType)
             ob22_.Exponent = f_22_Exponent
             ob22_.Value = f_22_Value
             f_EVMaximumVoltage = ob22_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 9
         elif ec == 2:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_23_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_23_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_23_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
-            ob23_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
+            ob23_ = _new(_K_iso20_common_types_RationalNumberType)
             ob23_.Exponent = f_23_Exponent
             ob23_.Value = f_23_Value
             f_EVMinimumVoltage = ob23_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 10
         elif ec == 3:
-            av += 24
+            av -= 3
             s = -1
         else:
-            raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[7]', f'event code {ec}, expected SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
+            raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[7]', f'event code {ec}, expected SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
     if s == 8:
-        av -= 26
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        ec = (c >> 24)
+        ec = ((c >> 26) & 3)
         if ec == 0:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_24_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x300e000 != 0x0:
+                raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_24_Exponent = ((c >> 16) & 255) - 128
+            sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 4
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 4
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
             f_24_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
-            ob24_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
+            ob24_ = _new(_K_iso20_common_types_RationalNumberType)
             ob24_.Exponent = f_24_Exponent
             ob24_.Value = f_24_Value
             f_EVMaximumVoltage = ob24_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 9
         elif ec == 1:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_25_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x300e000 != 0x0:
+                raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_25_Exponent = ((c >> 16) & 255) - 128
+            sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 4
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 4
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
             f_25_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
-            ob25_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
+            ob25_ = _new(_K_iso20_common_types_RationalNumberType)
             ob25_.Exponent = f_25_Exponent
             ob25_.Value = f_25_Value
             f_EVMinimumVoltage = ob25_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 10
         elif ec == 2:
-            av += 24
+            av -= 2
             s = -1
         else:
-            raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[8]', f'event code {ec}, expected SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
+            raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[8]', f'event code {ec}, expected SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
     if s == 9:
-        av -= 26
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        ec = (c >> 24)
+        ec = ((c >> 26) & 3)
         if ec == 0:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_26_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x300e000 != 0x0:
+                raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_26_Exponent = ((c >> 16) & 255) - 128
+            sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 4
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 4
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
             f_26_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
-            ob26_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
+            ob26_ = _new(_K_iso20_common_types_RationalNumberType)
             ob26_.Exponent = f_26_Exponent
             ob26_.Value = f_26_Value
             f_EVMinimumVoltage = ob26_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 10
         elif ec == 1:
-            av += 24
+            av -= 2
             s = -1
         else:
-            raise r.fail_at(av + 24, 'Scheduled_DC_CLReqControlModeType[9]', f'event code {ec}, expected SE(EVMinimumVoltage), EE')
+            raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[9]', f'event code {ec}, expected SE(EVMinimumVoltage), EE')
     if s == 10:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'Scheduled_DC_CLReqControlModeType[10]', 'expected EE')
+        av += 27
+        if c & 0x8000000 != 0x0:
+            raise r.fail_at(av + 1, 'Scheduled_DC_CLReqControlModeType', 'expected EE')
         s = -1
+    else:
+        av += 28
     r.avail = av
-    ob = _new(_iso20_dc.Scheduled_DC_CLReqControlModeType)
+    ob = _new(_K_iso20_dc_Scheduled_DC_CLReqControlModeType)
     ob.EVTargetEnergyRequest = f_EVTargetEnergyRequest
     ob.EVMaximumEnergyRequest = f_EVMaximumEnergyRequest
     ob.EVMinimumEnergyRequest = f_EVMinimumEnergyRequest
@@ -17914,26 +18124,26 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
         t2 = c1.Value
         if (w.strict and (t2 < -32768 or t2 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
-        a = (a << 17) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
-        k += 17
         u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t1 + 128) << 14 | (1 if t2 < 0 else 0) << 10 | (u) << 2
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t1 + 128) << 22 | (1 if t2 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t1 + 128) << 30 | (1 if t2 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+            k += 43
         else:
+            a = (a << 17) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
+            k += 17
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 1
     elif o.EVMaximumEnergyRequest is not None:
         c2 = o.EVMaximumEnergyRequest
@@ -17947,26 +18157,26 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
         t4 = c2.Value
         if (w.strict and (t4 < -32768 or t4 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
-        a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
-        k += 17
         u = -t4 - 1 if t4 < 0 else t4
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t3 + 128) << 14 | (1 if t4 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t3 + 128) << 22 | (1 if t4 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t3 + 128) << 30 | (1 if t4 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+            k += 43
         else:
+            a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
+            k += 17
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 2
     elif o.EVMinimumEnergyRequest is not None:
         c3 = o.EVMinimumEnergyRequest
@@ -17980,26 +18190,26 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
         t6 = c3.Value
         if (w.strict and (t6 < -32768 or t6 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
-        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x8000
-        k += 17
         u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t5 + 128) << 14 | (1 if t6 < 0 else 0) << 10 | (u) << 2 | 0x2000000
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t5 + 128) << 22 | (1 if t6 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x200020000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t5 + 128) << 30 | (1 if t6 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x20002020000
+            k += 43
         else:
+            a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x8000
+            k += 17
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 3
     elif o.EVTargetCurrent is not None:
         c4 = o.EVTargetCurrent
@@ -18013,26 +18223,26 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
         t8 = c4.Value
         if (w.strict and (t8 < -32768 or t8 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
-        a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0xc000
-        k += 17
         u = -t8 - 1 if t8 < 0 else t8
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t7 + 128) << 14 | (1 if t8 < 0 else 0) << 10 | (u) << 2 | 0x3000000
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t7 + 128) << 22 | (1 if t8 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x300020000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t7 + 128) << 30 | (1 if t8 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x30002020000
+            k += 43
         else:
+            a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0xc000
+            k += 17
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 4
     else:
         raise encode_error('Scheduled_DC_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
@@ -18049,26 +18259,26 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             t10 = c5.Value
             if (w.strict and (t10 < -32768 or t10 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t10)
-            a = (a << 16) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
-            k += 16
             u = -t10 - 1 if t10 < 0 else t10
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t9 + 128) << 14 | (1 if t10 < 0 else 0) << 10 | (u) << 2
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t9 + 128) << 22 | (1 if t10 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t9 + 128) << 30 | (1 if t10 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 42
             else:
+                a = (a << 16) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 2
         elif o.EVMinimumEnergyRequest is not None:
             c6 = o.EVMinimumEnergyRequest
@@ -18082,26 +18292,26 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             t12 = c6.Value
             if (w.strict and (t12 < -32768 or t12 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t12)
-            a = (a << 16) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x4000
-            k += 16
             u = -t12 - 1 if t12 < 0 else t12
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t11 + 128) << 14 | (1 if t12 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t11 + 128) << 22 | (1 if t12 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t11 + 128) << 30 | (1 if t12 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+                k += 42
             else:
+                a = (a << 16) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x4000
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 3
         elif o.EVTargetCurrent is not None:
             c7 = o.EVTargetCurrent
@@ -18115,26 +18325,26 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             t14 = c7.Value
             if (w.strict and (t14 < -32768 or t14 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t14)
-            a = (a << 16) | (t13 + 128) << 4 | (1 if t14 < 0 else 0) | 0x8000
-            k += 16
             u = -t14 - 1 if t14 < 0 else t14
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t13 + 128) << 14 | (1 if t14 < 0 else 0) << 10 | (u) << 2 | 0x2000000
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t13 + 128) << 22 | (1 if t14 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x200020000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t13 + 128) << 30 | (1 if t14 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x20002020000
+                k += 42
             else:
+                a = (a << 16) | (t13 + 128) << 4 | (1 if t14 < 0 else 0) | 0x8000
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 4
         else:
             raise encode_error('Scheduled_DC_CLReqControlModeType', 'missing SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
@@ -18151,26 +18361,26 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             t16 = c8.Value
             if (w.strict and (t16 < -32768 or t16 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t16)
-            a = (a << 16) | (t15 + 128) << 4 | (1 if t16 < 0 else 0)
-            k += 16
             u = -t16 - 1 if t16 < 0 else t16
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t15 + 128) << 14 | (1 if t16 < 0 else 0) << 10 | (u) << 2
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t15 + 128) << 22 | (1 if t16 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t15 + 128) << 30 | (1 if t16 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 42
             else:
+                a = (a << 16) | (t15 + 128) << 4 | (1 if t16 < 0 else 0)
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 3
         elif o.EVTargetCurrent is not None:
             c9 = o.EVTargetCurrent
@@ -18184,26 +18394,26 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             t18 = c9.Value
             if (w.strict and (t18 < -32768 or t18 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t18)
-            a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x4000
-            k += 16
             u = -t18 - 1 if t18 < 0 else t18
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t17 + 128) << 14 | (1 if t18 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t17 + 128) << 22 | (1 if t18 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t17 + 128) << 30 | (1 if t18 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+                k += 42
             else:
+                a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x4000
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 4
         else:
             raise encode_error('Scheduled_DC_CLReqControlModeType', 'missing SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
@@ -18220,26 +18430,26 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             t20 = c10.Value
             if (w.strict and (t20 < -32768 or t20 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t20)
-            a = (a << 15) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
-            k += 15
             u = -t20 - 1 if t20 < 0 else t20
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 25) | (t19 + 128) << 14 | (1 if t20 < 0 else 0) << 10 | (u) << 2
+                k += 25
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 33) | (t19 + 128) << 22 | (1 if t20 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 33
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 41) | (t19 + 128) << 30 | (1 if t20 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 41
             else:
+                a = (a << 15) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
+                k += 15
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 4
         else:
             raise encode_error('Scheduled_DC_CLReqControlModeType', 'missing SE(EVTargetCurrent)')
@@ -18256,26 +18466,26 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
     t22 = c11.Value
     if (w.strict and (t22 < -32768 or t22 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t22)
-    a = (a << 15) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
-    k += 15
     u = -t22 - 1 if t22 < 0 else t22
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (t21 + 128) << 14 | (1 if t22 < 0 else 0) << 10 | (u) << 2
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (t21 + 128) << 22 | (1 if t22 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (t21 + 128) << 30 | (1 if t22 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+        k += 41
     else:
+        a = (a << 15) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
+        k += 15
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 2
-    k += 2
+        a <<= 2
+        k += 2
     s = 5
     if o.EVMaximumChargePower is not None:
         c12 = o.EVMaximumChargePower
@@ -18289,26 +18499,26 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
         t24 = c12.Value
         if (w.strict and (t24 < -32768 or t24 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t24)
-        a = (a << 17) | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
-        k += 17
         u = -t24 - 1 if t24 < 0 else t24
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t23 + 128) << 14 | (1 if t24 < 0 else 0) << 10 | (u) << 2
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t23 + 128) << 22 | (1 if t24 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t23 + 128) << 30 | (1 if t24 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+            k += 43
         else:
+            a = (a << 17) | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
+            k += 17
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 6
     elif o.EVMinimumChargePower is not None:
         c13 = o.EVMinimumChargePower
@@ -18322,26 +18532,26 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
         t26 = c13.Value
         if (w.strict and (t26 < -32768 or t26 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t26)
-        a = (a << 17) | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x4000
-        k += 17
         u = -t26 - 1 if t26 < 0 else t26
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t25 + 128) << 14 | (1 if t26 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t25 + 128) << 22 | (1 if t26 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t25 + 128) << 30 | (1 if t26 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+            k += 43
         else:
+            a = (a << 17) | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x4000
+            k += 17
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 7
     elif o.EVMaximumChargeCurrent is not None:
         c14 = o.EVMaximumChargeCurrent
@@ -18355,26 +18565,26 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
         t28 = c14.Value
         if (w.strict and (t28 < -32768 or t28 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t28)
-        a = (a << 17) | (t27 + 128) << 4 | (1 if t28 < 0 else 0) | 0x8000
-        k += 17
         u = -t28 - 1 if t28 < 0 else t28
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t27 + 128) << 14 | (1 if t28 < 0 else 0) << 10 | (u) << 2 | 0x2000000
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t27 + 128) << 22 | (1 if t28 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x200020000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t27 + 128) << 30 | (1 if t28 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x20002020000
+            k += 43
         else:
+            a = (a << 17) | (t27 + 128) << 4 | (1 if t28 < 0 else 0) | 0x8000
+            k += 17
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 8
     elif o.EVMaximumVoltage is not None:
         c15 = o.EVMaximumVoltage
@@ -18388,26 +18598,26 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
         t30 = c15.Value
         if (w.strict and (t30 < -32768 or t30 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t30)
-        a = (a << 17) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0xc000
-        k += 17
         u = -t30 - 1 if t30 < 0 else t30
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t29 + 128) << 14 | (1 if t30 < 0 else 0) << 10 | (u) << 2 | 0x3000000
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t29 + 128) << 22 | (1 if t30 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x300020000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t29 + 128) << 30 | (1 if t30 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x30002020000
+            k += 43
         else:
+            a = (a << 17) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0xc000
+            k += 17
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 9
     elif o.EVMinimumVoltage is not None:
         c16 = o.EVMinimumVoltage
@@ -18421,26 +18631,26 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
         t32 = c16.Value
         if (w.strict and (t32 < -32768 or t32 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t32)
-        a = (a << 17) | (t31 + 128) << 4 | (1 if t32 < 0 else 0) | 0x10000
-        k += 17
         u = -t32 - 1 if t32 < 0 else t32
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t31 + 128) << 14 | (1 if t32 < 0 else 0) << 10 | (u) << 2 | 0x4000000
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t31 + 128) << 22 | (1 if t32 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x400020000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t31 + 128) << 30 | (1 if t32 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x40002020000
+            k += 43
         else:
+            a = (a << 17) | (t31 + 128) << 4 | (1 if t32 < 0 else 0) | 0x10000
+            k += 17
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 10
     else:
         a = (a << 3) | 0x5
@@ -18459,26 +18669,26 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             t34 = c17.Value
             if (w.strict and (t34 < -32768 or t34 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t34)
-            a = (a << 17) | (t33 + 128) << 4 | (1 if t34 < 0 else 0)
-            k += 17
             u = -t34 - 1 if t34 < 0 else t34
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t33 + 128) << 14 | (1 if t34 < 0 else 0) << 10 | (u) << 2
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t33 + 128) << 22 | (1 if t34 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t33 + 128) << 30 | (1 if t34 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 43
             else:
+                a = (a << 17) | (t33 + 128) << 4 | (1 if t34 < 0 else 0)
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 7
         elif o.EVMaximumChargeCurrent is not None:
             c18 = o.EVMaximumChargeCurrent
@@ -18492,26 +18702,26 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             t36 = c18.Value
             if (w.strict and (t36 < -32768 or t36 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t36)
-            a = (a << 17) | (t35 + 128) << 4 | (1 if t36 < 0 else 0) | 0x4000
-            k += 17
             u = -t36 - 1 if t36 < 0 else t36
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t35 + 128) << 14 | (1 if t36 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t35 + 128) << 22 | (1 if t36 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t35 + 128) << 30 | (1 if t36 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+                k += 43
             else:
+                a = (a << 17) | (t35 + 128) << 4 | (1 if t36 < 0 else 0) | 0x4000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 8
         elif o.EVMaximumVoltage is not None:
             c19 = o.EVMaximumVoltage
@@ -18525,26 +18735,26 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             t38 = c19.Value
             if (w.strict and (t38 < -32768 or t38 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t38)
-            a = (a << 17) | (t37 + 128) << 4 | (1 if t38 < 0 else 0) | 0x8000
-            k += 17
             u = -t38 - 1 if t38 < 0 else t38
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t37 + 128) << 14 | (1 if t38 < 0 else 0) << 10 | (u) << 2 | 0x2000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t37 + 128) << 22 | (1 if t38 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x200020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t37 + 128) << 30 | (1 if t38 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x20002020000
+                k += 43
             else:
+                a = (a << 17) | (t37 + 128) << 4 | (1 if t38 < 0 else 0) | 0x8000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 9
         elif o.EVMinimumVoltage is not None:
             c20 = o.EVMinimumVoltage
@@ -18558,26 +18768,26 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             t40 = c20.Value
             if (w.strict and (t40 < -32768 or t40 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t40)
-            a = (a << 17) | (t39 + 128) << 4 | (1 if t40 < 0 else 0) | 0xc000
-            k += 17
             u = -t40 - 1 if t40 < 0 else t40
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t39 + 128) << 14 | (1 if t40 < 0 else 0) << 10 | (u) << 2 | 0x3000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t39 + 128) << 22 | (1 if t40 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x300020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t39 + 128) << 30 | (1 if t40 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x30002020000
+                k += 43
             else:
+                a = (a << 17) | (t39 + 128) << 4 | (1 if t40 < 0 else 0) | 0xc000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 10
         else:
             a = (a << 3) | 0x4
@@ -18596,26 +18806,26 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             t42 = c21.Value
             if (w.strict and (t42 < -32768 or t42 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t42)
-            a = (a << 17) | (t41 + 128) << 4 | (1 if t42 < 0 else 0)
-            k += 17
             u = -t42 - 1 if t42 < 0 else t42
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t41 + 128) << 14 | (1 if t42 < 0 else 0) << 10 | (u) << 2
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t41 + 128) << 22 | (1 if t42 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t41 + 128) << 30 | (1 if t42 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 43
             else:
+                a = (a << 17) | (t41 + 128) << 4 | (1 if t42 < 0 else 0)
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 8
         elif o.EVMaximumVoltage is not None:
             c22 = o.EVMaximumVoltage
@@ -18629,26 +18839,26 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             t44 = c22.Value
             if (w.strict and (t44 < -32768 or t44 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t44)
-            a = (a << 17) | (t43 + 128) << 4 | (1 if t44 < 0 else 0) | 0x4000
-            k += 17
             u = -t44 - 1 if t44 < 0 else t44
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t43 + 128) << 14 | (1 if t44 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t43 + 128) << 22 | (1 if t44 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t43 + 128) << 30 | (1 if t44 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+                k += 43
             else:
+                a = (a << 17) | (t43 + 128) << 4 | (1 if t44 < 0 else 0) | 0x4000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 9
         elif o.EVMinimumVoltage is not None:
             c23 = o.EVMinimumVoltage
@@ -18662,26 +18872,26 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             t46 = c23.Value
             if (w.strict and (t46 < -32768 or t46 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t46)
-            a = (a << 17) | (t45 + 128) << 4 | (1 if t46 < 0 else 0) | 0x8000
-            k += 17
             u = -t46 - 1 if t46 < 0 else t46
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t45 + 128) << 14 | (1 if t46 < 0 else 0) << 10 | (u) << 2 | 0x2000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t45 + 128) << 22 | (1 if t46 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x200020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t45 + 128) << 30 | (1 if t46 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x20002020000
+                k += 43
             else:
+                a = (a << 17) | (t45 + 128) << 4 | (1 if t46 < 0 else 0) | 0x8000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 10
         else:
             a = (a << 3) | 0x3
@@ -18700,26 +18910,26 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             t48 = c24.Value
             if (w.strict and (t48 < -32768 or t48 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t48)
-            a = (a << 16) | (t47 + 128) << 4 | (1 if t48 < 0 else 0)
-            k += 16
             u = -t48 - 1 if t48 < 0 else t48
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t47 + 128) << 14 | (1 if t48 < 0 else 0) << 10 | (u) << 2
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t47 + 128) << 22 | (1 if t48 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t47 + 128) << 30 | (1 if t48 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 42
             else:
+                a = (a << 16) | (t47 + 128) << 4 | (1 if t48 < 0 else 0)
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 9
         elif o.EVMinimumVoltage is not None:
             c25 = o.EVMinimumVoltage
@@ -18733,26 +18943,26 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             t50 = c25.Value
             if (w.strict and (t50 < -32768 or t50 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t50)
-            a = (a << 16) | (t49 + 128) << 4 | (1 if t50 < 0 else 0) | 0x4000
-            k += 16
             u = -t50 - 1 if t50 < 0 else t50
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t49 + 128) << 14 | (1 if t50 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t49 + 128) << 22 | (1 if t50 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t49 + 128) << 30 | (1 if t50 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+                k += 42
             else:
+                a = (a << 16) | (t49 + 128) << 4 | (1 if t50 < 0 else 0) | 0x4000
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 10
         else:
             a = (a << 2) | 0x2
@@ -18771,26 +18981,26 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             t52 = c26.Value
             if (w.strict and (t52 < -32768 or t52 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t52)
-            a = (a << 16) | (t51 + 128) << 4 | (1 if t52 < 0 else 0)
-            k += 16
             u = -t52 - 1 if t52 < 0 else t52
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t51 + 128) << 14 | (1 if t52 < 0 else 0) << 10 | (u) << 2
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t51 + 128) << 22 | (1 if t52 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t51 + 128) << 30 | (1 if t52 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 42
             else:
+                a = (a << 16) | (t51 + 128) << 4 | (1 if t52 < 0 else 0)
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 10
         else:
             a = (a << 2) | 0x1
@@ -18806,7 +19016,7 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
     if k >= 1024:
         w.spill()
 
-def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Scheduled_DC_CLResControlModeType:
+def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _iso20_dc.Scheduled_DC_CLResControlModeType:
     win = r.win
     av = r.avail
     f_EVSEMaximumChargePower: _iso20_common_types.RationalNumberType | None = None
@@ -18814,476 +19024,483 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
     f_EVSEMaximumChargeCurrent: _iso20_common_types.RationalNumberType | None = None
     f_EVSEMaximumVoltage: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    ec = (c >> 27)
+    ec = ((c >> 25) & 7)
     if ec == 0:
-        if c & 0x601c000 != 0x0:
-            raise r.fail_at(av + 27, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 17) & 255) - 128
-        sg = ((c >> 13) & 1)
-        u = ((c >> 5) & 255)
+        if c & 0x1807000 != 0x0:
+            raise r.fail_at(av + 25, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 15) & 255) - 128
+        sg = ((c >> 11) & 1)
+        u = ((c >> 3) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 13)
-            c = (win >> av) & 0x1fff
-            u2 = c >> 5
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 13)
-                c = (win >> av) & 0x1fff
-                u2 = c >> 5
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 5
+                    av += 3
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 5
+                    av -= 3
                     if av < 0:
-                        win, av = r.refill(av, 5)
-                    c = (win >> av) & 0x1f
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
         f_1_Value = -u - 1 if sg else u
+        av -= 27
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
         try:
-            ec = _T84c90c6e[c & 0x1f]
+            ec = _T84c90c6e[c >> 25]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x18 != 0x0:
-                raise r.fail_at(av + 5, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE') from None
-            ec = (c & 7)
-        ob1_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x30000000 != 0x0:
+                raise r.fail_at(av + 30, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE') from None
+            ec = ((c >> 25) & 7)
+        ob1_ = _new(_K_iso20_common_types_RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVSEMaximumChargePower = ob1_
         if ec == 0:
-            av -= 24
-            if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_2_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_2_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_2_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob2_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+            ob2_ = _new(_K_iso20_common_types_RationalNumberType)
             ob2_.Exponent = f_2_Exponent
             ob2_.Value = f_2_Value
             f_EVSEMinimumChargePower = ob2_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 2
         elif ec == 1:
-            av -= 24
-            if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_3_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_3_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+            ob3_ = _new(_K_iso20_common_types_RationalNumberType)
             ob3_.Exponent = f_3_Exponent
             ob3_.Value = f_3_Value
             f_EVSEMaximumChargeCurrent = ob3_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 3
         elif ec == 2:
-            av -= 24
-            if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_4_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_4_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_4_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob4_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+            ob4_ = _new(_K_iso20_common_types_RationalNumberType)
             ob4_.Exponent = f_4_Exponent
             ob4_.Value = f_4_Value
             f_EVSEMaximumVoltage = ob4_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 4
         elif ec == 3:
+            av -= 3
             s = -1
         else:
-            raise r.fail_at(av, 'Scheduled_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), EE')
+            raise r.fail_at(av + 25, 'Scheduled_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), EE')
     elif ec == 1:
-        av += 3
-        if c & 0x601c000 != 0x0:
-            raise r.fail_at(av + 24, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_5_Exponent = ((c >> 17) & 255) - 128
-        sg = ((c >> 13) & 1)
-        u = ((c >> 5) & 255)
+        if c & 0x1807000 != 0x0:
+            raise r.fail_at(av + 25, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_5_Exponent = ((c >> 15) & 255) - 128
+        sg = ((c >> 11) & 1)
+        u = ((c >> 3) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
+                    av += 3
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
+                    av -= 3
                     if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
-        else:
-            c >>= 3
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
         f_5_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob5_ = _new(_iso20_common_types.RationalNumberType)
+        if c & 0x6 != 0x0:
+            raise r.fail_at(av + 3, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ob5_ = _new(_K_iso20_common_types_RationalNumberType)
         ob5_.Exponent = f_5_Exponent
         ob5_.Value = f_5_Value
         f_EVSEMinimumChargePower = ob5_
+        av -= 27
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 2
     elif ec == 2:
-        av += 3
-        if c & 0x601c000 != 0x0:
-            raise r.fail_at(av + 24, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = ((c >> 17) & 255) - 128
-        sg = ((c >> 13) & 1)
-        u = ((c >> 5) & 255)
+        if c & 0x1807000 != 0x0:
+            raise r.fail_at(av + 25, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_6_Exponent = ((c >> 15) & 255) - 128
+        sg = ((c >> 11) & 1)
+        u = ((c >> 3) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
+                    av += 3
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
+                    av -= 3
                     if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
-        else:
-            c >>= 3
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
         f_6_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob6_ = _new(_iso20_common_types.RationalNumberType)
+        if c & 0x6 != 0x0:
+            raise r.fail_at(av + 3, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ob6_ = _new(_K_iso20_common_types_RationalNumberType)
         ob6_.Exponent = f_6_Exponent
         ob6_.Value = f_6_Value
         f_EVSEMaximumChargeCurrent = ob6_
+        av -= 27
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 3
     elif ec == 3:
-        av += 3
-        if c & 0x601c000 != 0x0:
-            raise r.fail_at(av + 24, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_7_Exponent = ((c >> 17) & 255) - 128
-        sg = ((c >> 13) & 1)
-        u = ((c >> 5) & 255)
+        if c & 0x1807000 != 0x0:
+            raise r.fail_at(av + 25, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_7_Exponent = ((c >> 15) & 255) - 128
+        sg = ((c >> 11) & 1)
+        u = ((c >> 3) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            u2 = c >> 3
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
+                    av += 3
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
+                    av -= 3
                     if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
-        else:
-            c >>= 3
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
         f_7_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob7_ = _new(_iso20_common_types.RationalNumberType)
+        if c & 0x6 != 0x0:
+            raise r.fail_at(av + 3, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ob7_ = _new(_K_iso20_common_types_RationalNumberType)
         ob7_.Exponent = f_7_Exponent
         ob7_.Value = f_7_Value
         f_EVSEMaximumVoltage = ob7_
+        av -= 27
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 4
     elif ec == 4:
-        av += 27
+        av -= 3
         s = -1
     else:
-        raise r.fail_at(av + 27, 'Scheduled_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(EVSEMaximumChargePower), SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), EE')
+        raise r.fail_at(av + 25, 'Scheduled_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(EVSEMaximumChargePower), SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), EE')
     if s == 2:
-        av -= 26
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        ec = (c >> 24)
+        ec = ((c >> 26) & 3)
         if ec == 0:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_8_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x300e000 != 0x0:
+                raise r.fail_at(av + 26, 'Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_8_Exponent = ((c >> 16) & 255) - 128
+            sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 4
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 4
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
             f_8_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            ob8_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+            ob8_ = _new(_K_iso20_common_types_RationalNumberType)
             ob8_.Exponent = f_8_Exponent
             ob8_.Value = f_8_Value
             f_EVSEMaximumChargeCurrent = ob8_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 3
         elif ec == 1:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_9_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x300e000 != 0x0:
+                raise r.fail_at(av + 26, 'Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_9_Exponent = ((c >> 16) & 255) - 128
+            sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 4
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 4
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
             f_9_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            ob9_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+            ob9_ = _new(_K_iso20_common_types_RationalNumberType)
             ob9_.Exponent = f_9_Exponent
             ob9_.Value = f_9_Value
             f_EVSEMaximumVoltage = ob9_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 4
         elif ec == 2:
-            av += 24
+            av -= 2
             s = -1
         else:
-            raise r.fail_at(av + 24, 'Scheduled_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), EE')
+            raise r.fail_at(av + 26, 'Scheduled_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), EE')
     if s == 3:
-        av -= 26
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        ec = (c >> 24)
+        ec = ((c >> 26) & 3)
         if ec == 0:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_10_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x300e000 != 0x0:
+                raise r.fail_at(av + 26, 'Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_10_Exponent = ((c >> 16) & 255) - 128
+            sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 4
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 4
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
             f_10_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
-            ob10_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
+            ob10_ = _new(_K_iso20_common_types_RationalNumberType)
             ob10_.Exponent = f_10_Exponent
             ob10_.Value = f_10_Value
             f_EVSEMaximumVoltage = ob10_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 4
         elif ec == 1:
-            av += 24
+            av -= 2
             s = -1
         else:
-            raise r.fail_at(av + 24, 'Scheduled_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(EVSEMaximumVoltage), EE')
+            raise r.fail_at(av + 26, 'Scheduled_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(EVSEMaximumVoltage), EE')
     if s == 4:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'Scheduled_DC_CLResControlModeType[4]', 'expected EE')
+        av += 27
+        if c & 0x8000000 != 0x0:
+            raise r.fail_at(av + 1, 'Scheduled_DC_CLResControlModeType', 'expected EE')
         s = -1
+    else:
+        av += 28
     r.avail = av
-    ob = _new(_iso20_dc.Scheduled_DC_CLResControlModeType)
+    ob = _new(_K_iso20_dc_Scheduled_DC_CLResControlModeType)
     ob.EVSEMaximumChargePower = f_EVSEMaximumChargePower
     ob.EVSEMinimumChargePower = f_EVSEMinimumChargePower
     ob.EVSEMaximumChargeCurrent = f_EVSEMaximumChargeCurrent
@@ -19306,26 +19523,26 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
         t2 = c1.Value
         if (w.strict and (t2 < -32768 or t2 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
-        a = (a << 17) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
-        k += 17
         u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t1 + 128) << 14 | (1 if t2 < 0 else 0) << 10 | (u) << 2
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t1 + 128) << 22 | (1 if t2 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t1 + 128) << 30 | (1 if t2 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+            k += 43
         else:
+            a = (a << 17) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
+            k += 17
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 1
     elif o.EVSEMinimumChargePower is not None:
         c2 = o.EVSEMinimumChargePower
@@ -19339,26 +19556,26 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
         t4 = c2.Value
         if (w.strict and (t4 < -32768 or t4 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
-        a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
-        k += 17
         u = -t4 - 1 if t4 < 0 else t4
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t3 + 128) << 14 | (1 if t4 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t3 + 128) << 22 | (1 if t4 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t3 + 128) << 30 | (1 if t4 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+            k += 43
         else:
+            a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
+            k += 17
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 2
     elif o.EVSEMaximumChargeCurrent is not None:
         c3 = o.EVSEMaximumChargeCurrent
@@ -19372,26 +19589,26 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
         t6 = c3.Value
         if (w.strict and (t6 < -32768 or t6 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
-        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x8000
-        k += 17
         u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t5 + 128) << 14 | (1 if t6 < 0 else 0) << 10 | (u) << 2 | 0x2000000
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t5 + 128) << 22 | (1 if t6 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x200020000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t5 + 128) << 30 | (1 if t6 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x20002020000
+            k += 43
         else:
+            a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x8000
+            k += 17
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 3
     elif o.EVSEMaximumVoltage is not None:
         c4 = o.EVSEMaximumVoltage
@@ -19405,26 +19622,26 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
         t8 = c4.Value
         if (w.strict and (t8 < -32768 or t8 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
-        a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0xc000
-        k += 17
         u = -t8 - 1 if t8 < 0 else t8
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t7 + 128) << 14 | (1 if t8 < 0 else 0) << 10 | (u) << 2 | 0x3000000
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t7 + 128) << 22 | (1 if t8 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x300020000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t7 + 128) << 30 | (1 if t8 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x30002020000
+            k += 43
         else:
+            a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0xc000
+            k += 17
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 4
     else:
         a = (a << 3) | 0x4
@@ -19443,26 +19660,26 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
             t10 = c5.Value
             if (w.strict and (t10 < -32768 or t10 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t10)
-            a = (a << 17) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
-            k += 17
             u = -t10 - 1 if t10 < 0 else t10
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t9 + 128) << 14 | (1 if t10 < 0 else 0) << 10 | (u) << 2
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t9 + 128) << 22 | (1 if t10 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t9 + 128) << 30 | (1 if t10 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 43
             else:
+                a = (a << 17) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 2
         elif o.EVSEMaximumChargeCurrent is not None:
             c6 = o.EVSEMaximumChargeCurrent
@@ -19476,26 +19693,26 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
             t12 = c6.Value
             if (w.strict and (t12 < -32768 or t12 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t12)
-            a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x4000
-            k += 17
             u = -t12 - 1 if t12 < 0 else t12
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t11 + 128) << 14 | (1 if t12 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t11 + 128) << 22 | (1 if t12 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t11 + 128) << 30 | (1 if t12 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+                k += 43
             else:
+                a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x4000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 3
         elif o.EVSEMaximumVoltage is not None:
             c7 = o.EVSEMaximumVoltage
@@ -19509,26 +19726,26 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
             t14 = c7.Value
             if (w.strict and (t14 < -32768 or t14 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t14)
-            a = (a << 17) | (t13 + 128) << 4 | (1 if t14 < 0 else 0) | 0x8000
-            k += 17
             u = -t14 - 1 if t14 < 0 else t14
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 27) | (t13 + 128) << 14 | (1 if t14 < 0 else 0) << 10 | (u) << 2 | 0x2000000
+                k += 27
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 35) | (t13 + 128) << 22 | (1 if t14 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x200020000
+                k += 35
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 43) | (t13 + 128) << 30 | (1 if t14 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x20002020000
+                k += 43
             else:
+                a = (a << 17) | (t13 + 128) << 4 | (1 if t14 < 0 else 0) | 0x8000
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 4
         else:
             a = (a << 3) | 0x3
@@ -19547,26 +19764,26 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
             t16 = c8.Value
             if (w.strict and (t16 < -32768 or t16 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t16)
-            a = (a << 16) | (t15 + 128) << 4 | (1 if t16 < 0 else 0)
-            k += 16
             u = -t16 - 1 if t16 < 0 else t16
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t15 + 128) << 14 | (1 if t16 < 0 else 0) << 10 | (u) << 2
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t15 + 128) << 22 | (1 if t16 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t15 + 128) << 30 | (1 if t16 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 42
             else:
+                a = (a << 16) | (t15 + 128) << 4 | (1 if t16 < 0 else 0)
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 3
         elif o.EVSEMaximumVoltage is not None:
             c9 = o.EVSEMaximumVoltage
@@ -19580,26 +19797,26 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
             t18 = c9.Value
             if (w.strict and (t18 < -32768 or t18 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t18)
-            a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x4000
-            k += 16
             u = -t18 - 1 if t18 < 0 else t18
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t17 + 128) << 14 | (1 if t18 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t17 + 128) << 22 | (1 if t18 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t17 + 128) << 30 | (1 if t18 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+                k += 42
             else:
+                a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x4000
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 4
         else:
             a = (a << 2) | 0x2
@@ -19618,26 +19835,26 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
             t20 = c10.Value
             if (w.strict and (t20 < -32768 or t20 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t20)
-            a = (a << 16) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
-            k += 16
             u = -t20 - 1 if t20 < 0 else t20
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t19 + 128) << 14 | (1 if t20 < 0 else 0) << 10 | (u) << 2
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t19 + 128) << 22 | (1 if t20 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t19 + 128) << 30 | (1 if t20 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 42
             else:
+                a = (a << 16) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 4
         else:
             a = (a << 2) | 0x1
@@ -19653,7 +19870,7 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
     if k >= 1024:
         w.spill()
 
-def _d_v0(r: BitReader) -> object:
+def _d_v0(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -19712,7 +19929,7 @@ def _e_v0(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v1(r: BitReader) -> object:
+def _d_v1(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -19771,22 +19988,18 @@ def _e_v1(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v2(r: BitReader) -> object:
+def _d_v2(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 10
+    av -= 18
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x200 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH')
-    u = ((c >> 1) & 255)
+        win, av = r.refill(av, 18)
+    c = (win >> av) & 0x3ffff
+    if c & 0x20000 != 0x0:
+        raise r.fail_at(av + 18, 'value', 'expected CH')
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -19807,6 +20020,9 @@ def _d_v2(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -19816,49 +20032,45 @@ def _d_v2(r: BitReader) -> object:
 def _e_v2(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
-    a <<= 1
-    k += 1
     if o < 0 or (w.strict and (o > 65535)):
         raise encode_error('value', 'outside 0..65535', o)
     u = o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 10) | (u) << 1
+        k += 10
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 18) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 18
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 26) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 26
     else:
+        a <<= 1
+        k += 1
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v3(r: BitReader) -> object:
+def _d_v3(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 10
+    av -= 18
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x200 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH')
-    u = ((c >> 1) & 255)
+        win, av = r.refill(av, 18)
+    c = (win >> av) & 0x3ffff
+    if c & 0x20000 != 0x0:
+        raise r.fail_at(av + 18, 'value', 'expected CH')
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -19879,6 +20091,9 @@ def _d_v3(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -19888,34 +20103,34 @@ def _d_v3(r: BitReader) -> object:
 def _e_v3(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
-    a <<= 1
-    k += 1
     if o < 0 or (w.strict and (o > 18446744073709551615)):
         raise encode_error('value', 'outside 0..18446744073709551615', o)
     u = o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 10) | (u) << 1
+        k += 10
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 18) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 18
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 26) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 26
     else:
+        a <<= 1
+        k += 1
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v4(r: BitReader) -> object:
+def _d_v4(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 3
@@ -19941,22 +20156,18 @@ def _e_v4(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v5(r: BitReader) -> object:
+def _d_v5(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 10
+    av -= 18
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x200 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH')
-    u = ((c >> 1) & 255)
+        win, av = r.refill(av, 18)
+    c = (win >> av) & 0x3ffff
+    if c & 0x20000 != 0x0:
+        raise r.fail_at(av + 18, 'value', 'expected CH')
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -19977,6 +20188,9 @@ def _d_v5(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -19986,34 +20200,34 @@ def _d_v5(r: BitReader) -> object:
 def _e_v5(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
-    a <<= 1
-    k += 1
     if o < 0 or (w.strict and (o > 4294967295)):
         raise encode_error('value', 'outside 0..4294967295', o)
     u = o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 10) | (u) << 1
+        k += 10
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 18) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 18
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 26) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 26
     else:
+        a <<= 1
+        k += 1
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v6(r: BitReader) -> object:
+def _d_v6(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 4
@@ -20042,7 +20256,7 @@ def _e_v6(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v7(r: BitReader) -> object:
+def _d_v7(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 5
@@ -20071,7 +20285,7 @@ def _e_v7(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v8(r: BitReader) -> object:
+def _d_v8(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -20130,7 +20344,7 @@ def _e_v8(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v9(r: BitReader) -> object:
+def _d_v9(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 10
@@ -20158,26 +20372,22 @@ def _e_v9(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v10(r: BitReader) -> object:
+def _d_v10(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 19
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
     try:
-        sg = _T071cdf68[c >> 9]
+        sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'value', 'expected CH') from None
-        sg = ((c >> 9) & 1)
-    u = ((c >> 1) & 255)
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'value', 'expected CH') from None
+        sg = ((c >> 17) & 1)
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -20198,6 +20408,9 @@ def _d_v10(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = -u - 1 if sg else u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -20209,32 +20422,32 @@ def _e_v10(w: BitWriter, o: Any) -> None:
     k = w.n
     if o.bit_length() > 4096:
         raise encode_error('value', 'outside ..', o)
-    a = (a << 2) | (1 if o < 0 else 0)
-    k += 2
     u = -o - 1 if o < 0 else o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (1 if o < 0 else 0) << 9 | (u) << 1
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (1 if o < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (1 if o < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 27
     else:
+        a = (a << 2) | (1 if o < 0 else 0)
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v11(r: BitReader) -> object:
+def _d_v11(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -20262,7 +20475,7 @@ def _e_v11(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v12(r: BitReader) -> object:
+def _d_v12(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -20323,7 +20536,7 @@ def _e_v12(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v13(r: BitReader) -> object:
+def _d_v13(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -20384,26 +20597,22 @@ def _e_v13(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v14(r: BitReader) -> object:
+def _d_v14(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 19
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
     try:
-        sg = _T071cdf68[c >> 9]
+        sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'value', 'expected CH') from None
-        sg = ((c >> 9) & 1)
-    u = ((c >> 1) & 255)
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'value', 'expected CH') from None
+        sg = ((c >> 17) & 1)
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -20424,6 +20633,9 @@ def _d_v14(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = -u - 1 if sg else u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -20435,32 +20647,32 @@ def _e_v14(w: BitWriter, o: Any) -> None:
     k = w.n
     if (w.strict and (o < -32768 or o > 32767)):
         raise encode_error('value', 'outside -32768..32767', o)
-    a = (a << 2) | (1 if o < 0 else 0)
-    k += 2
     u = -o - 1 if o < 0 else o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (1 if o < 0 else 0) << 9 | (u) << 1
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (1 if o < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (1 if o < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 27
     else:
+        a = (a << 2) | (1 if o < 0 else 0)
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v15(r: BitReader) -> object:
+def _d_v15(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -20519,7 +20731,7 @@ def _e_v15(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v16(r: BitReader) -> object:
+def _d_v16(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 8
@@ -20548,7 +20760,7 @@ def _e_v16(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v17(r: BitReader) -> object:
+def _d_v17(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -20609,22 +20821,18 @@ def _e_v17(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v18(r: BitReader) -> object:
+def _d_v18(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 10
+    av -= 18
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x200 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH')
-    u = ((c >> 1) & 255)
+        win, av = r.refill(av, 18)
+    c = (win >> av) & 0x3ffff
+    if c & 0x20000 != 0x0:
+        raise r.fail_at(av + 18, 'value', 'expected CH')
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -20645,6 +20853,9 @@ def _d_v18(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -20654,53 +20865,49 @@ def _d_v18(r: BitReader) -> object:
 def _e_v18(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
-    a <<= 1
-    k += 1
     if o < 0 or (w.strict and (o < 1 or o > 4294967295)):
         raise encode_error('value', 'outside 1..4294967295', o)
     u = o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 10) | (u) << 1
+        k += 10
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 18) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 18
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 26) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 26
     else:
+        a <<= 1
+        k += 1
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v19(r: BitReader) -> object:
+def _d_v19(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 19
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
     try:
-        sg = _T071cdf68[c >> 9]
+        sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'value', 'expected CH') from None
-        sg = ((c >> 9) & 1)
-    u = ((c >> 1) & 255)
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'value', 'expected CH') from None
+        sg = ((c >> 17) & 1)
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -20721,6 +20928,9 @@ def _d_v19(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = -u - 1 if sg else u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -20732,26 +20942,26 @@ def _e_v19(w: BitWriter, o: Any) -> None:
     k = w.n
     if o.bit_length() > 4096:
         raise encode_error('value', 'outside ..', o)
-    a = (a << 2) | (1 if o < 0 else 0)
-    k += 2
     u = -o - 1 if o < 0 else o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (1 if o < 0 else 0) << 9 | (u) << 1
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (1 if o < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (1 if o < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 27
     else:
+        a = (a << 2) | (1 if o < 0 else 0)
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
@@ -20806,6 +21016,11 @@ DOCUMENT: EntryTable = (
     ('http://www.w3.org/2000/09/xmldsig#', 'Transform', _d_xmldsig_TransformType, _e_xmldsig_TransformType, _xmldsig.TransformType),
     ('http://www.w3.org/2000/09/xmldsig#', 'Transforms', _d_xmldsig_TransformsType, _e_xmldsig_TransformsType, _xmldsig.TransformsType),
     ('http://www.w3.org/2000/09/xmldsig#', 'X509Data', _d_xmldsig_X509DataType, _e_xmldsig_X509DataType, _xmldsig.X509DataType),
+)
+
+DOCUMENT_LEADS: tuple[int, ...] = (
+    28, 28, 28, 28, 28, 28, 1, 1, 9, 28, 28, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 9, 0,
+    28, 28, 19, 0, 0, 15, 0, 14, 11, 10, 13, 15, 0, 28, 28, 13, 9, 12, 10, 10, 11, 9, 10, 13,
 )
 
 FRAGMENT: EntryTable = (
@@ -20958,4 +21173,14 @@ FRAGMENT: EntryTable = (
     ('http://www.w3.org/2000/09/xmldsig#', 'X509SubjectName', _d_v1, _e_v1, 'str'),
     ('http://www.w3.org/2000/09/xmldsig#', 'XPath', _d_v1, _e_v1, 'str'),
     ('http://www.w3.org/2000/09/xmldsig#', 'Y', _d_v8, _e_v8, 'bytes'),
+)
+
+FRAGMENT_LEADS: tuple[int, ...] = (
+    0, 28, 24, 28, 28, 0, 28, 28, 0, 28, 28, 24, 1, 1, 9, 0, 0, 0, 24, 28, 28, 11, 11, 11,
+    11, 11, 11, 11, 11, 11, 11, 11, 0, 9, 0, 28, 28, 28, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24,
+    24, 24, 24, 24, 24, 0, 0, 24, 24, 24, 24, 24, 24, 24, 24, 24, 24, 0, 0, 24, 24, 24, 0, 18,
+    0, 24, 24, 24, 28, 0, 0, 0, 0, 10, 0, 0, 19, 0, 0, 15, 0, 0, 10, 0, 0, 0, 0, 0,
+    0, 0, 0, 14, 28, 28, 0, 11, 0, 0, 0, 0, 0, 10, 28, 13, 0, 0, 0, 0, 15, 10, 0, 0,
+    28, 28, 0, 0, 13, 9, 12, 10, 10, 11, 0, 0, 28, 0, 0, 0, 9, 10, 0, 0, 0, 13, 0, 10,
+    0, 0, 0, 0, 0,
 )

@@ -85,7 +85,9 @@ _BOOL = {False: 0, True: 1}
 _U2 = tuple((i << 7) - 128 for i in range(128))  # adds a second octet to the first
 
 EntryTable = tuple[
-    tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
+    tuple[
+        str, str, Callable[[BitReader, int], Any], Callable[[BitWriter, Any], None], object
+    ],
     ...,
 ]
 DOCUMENT_WIDTH = 6  # 38 global elements + SE(*)
@@ -146,34 +148,71 @@ _Tdf4eb2a9 = run_table(((1, 0, None), (1, 0, None), (8, None, range(0, 256)), (1
 _Te0eecdb5 = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (1, 0, None), (1, None, (False, True)), (1, 0, None),))
 _Tf00db23f = run_table(((1, 0, None), (7, None, range(0, 128)), (1, 0, None),))
 _Tf844871b = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (1, 0, None), (2, None, _E_iso20_wpt_WPT_EVResultType), (1, 0, None),))
+_K_iso20_common_types_EVSEStatusType = _iso20_common_types.EVSEStatusType
+_K_iso20_common_types_MessageHeaderType = _iso20_common_types.MessageHeaderType
+_K_iso20_common_types_RationalNumberType = _iso20_common_types.RationalNumberType
+_K_iso20_wpt_AlternativeSECCListType = _iso20_wpt.AlternativeSECCListType
+_K_iso20_wpt_AlternativeSECCType = _iso20_wpt.AlternativeSECCType
+_K_iso20_wpt_WPT_AlignmentCheckMethodListType = _iso20_wpt.WPT_AlignmentCheckMethodListType
+_K_iso20_wpt_WPT_AlignmentCheckReqType = _iso20_wpt.WPT_AlignmentCheckReqType
+_K_iso20_wpt_WPT_AlignmentCheckResType = _iso20_wpt.WPT_AlignmentCheckResType
+_K_iso20_wpt_WPT_ChargeLoopReqType = _iso20_wpt.WPT_ChargeLoopReqType
+_K_iso20_wpt_WPT_ChargeLoopResType = _iso20_wpt.WPT_ChargeLoopResType
+_K_iso20_wpt_WPT_ChargeParameterDiscoveryReqType = _iso20_wpt.WPT_ChargeParameterDiscoveryReqType
+_K_iso20_wpt_WPT_ChargeParameterDiscoveryResType = _iso20_wpt.WPT_ChargeParameterDiscoveryResType
+_K_iso20_wpt_WPT_CoordinateXYZType = _iso20_wpt.WPT_CoordinateXYZType
+_K_iso20_wpt_WPT_EVPCPowerControlParameterType = _iso20_wpt.WPT_EVPCPowerControlParameterType
+_K_iso20_wpt_WPT_FinePositioningMethodListType = _iso20_wpt.WPT_FinePositioningMethodListType
+_K_iso20_wpt_WPT_FinePositioningReqType = _iso20_wpt.WPT_FinePositioningReqType
+_K_iso20_wpt_WPT_FinePositioningResType = _iso20_wpt.WPT_FinePositioningResType
+_K_iso20_wpt_WPT_FinePositioningSetupReqType = _iso20_wpt.WPT_FinePositioningSetupReqType
+_K_iso20_wpt_WPT_FinePositioningSetupResType = _iso20_wpt.WPT_FinePositioningSetupResType
+_K_iso20_wpt_WPT_LF_DataPackageListType = _iso20_wpt.WPT_LF_DataPackageListType
+_K_iso20_wpt_WPT_LF_DataPackageType = _iso20_wpt.WPT_LF_DataPackageType
+_K_iso20_wpt_WPT_LF_ReceiverDataType = _iso20_wpt.WPT_LF_ReceiverDataType
+_K_iso20_wpt_WPT_LF_RxDataListType = _iso20_wpt.WPT_LF_RxDataListType
+_K_iso20_wpt_WPT_LF_RxDataType = _iso20_wpt.WPT_LF_RxDataType
+_K_iso20_wpt_WPT_LF_RxRSSIListType = _iso20_wpt.WPT_LF_RxRSSIListType
+_K_iso20_wpt_WPT_LF_RxRSSIType = _iso20_wpt.WPT_LF_RxRSSIType
+_K_iso20_wpt_WPT_LF_SystemSetupDataType = _iso20_wpt.WPT_LF_SystemSetupDataType
+_K_iso20_wpt_WPT_LF_TransmitterDataType = _iso20_wpt.WPT_LF_TransmitterDataType
+_K_iso20_wpt_WPT_LF_TxDataListType = _iso20_wpt.WPT_LF_TxDataListType
+_K_iso20_wpt_WPT_LF_TxDataType = _iso20_wpt.WPT_LF_TxDataType
+_K_iso20_wpt_WPT_PairingMethodListType = _iso20_wpt.WPT_PairingMethodListType
+_K_iso20_wpt_WPT_PairingReqType = _iso20_wpt.WPT_PairingReqType
+_K_iso20_wpt_WPT_PairingResType = _iso20_wpt.WPT_PairingResType
+_K_iso20_wpt_WPT_SPCPowerControlParameterType = _iso20_wpt.WPT_SPCPowerControlParameterType
+_K_iso20_wpt_WPT_TxRxPackageSpecDataType = _iso20_wpt.WPT_TxRxPackageSpecDataType
+_K_iso20_wpt_WPT_TxRxPulseOrderType = _iso20_wpt.WPT_TxRxPulseOrderType
+_K_iso20_wpt_WPT_TxRxSpecDataType = _iso20_wpt.WPT_TxRxSpecDataType
 
 
-def _d_iso20_wpt_AlternativeSECCListType(r: BitReader) -> _iso20_wpt.AlternativeSECCListType:
+def _d_iso20_wpt_AlternativeSECCListType(r: BitReader, c: int) -> _iso20_wpt.AlternativeSECCListType:
     win = r.win
     av = r.avail
     f_AlternativeSECC: list[_iso20_wpt.AlternativeSECCType] = []
     s = 0
+    if c & 0x8000000 != 0x0:
+        raise r.fail_at(av + 28, 'AlternativeSECCListType', 'expected SE(AlternativeSECC)')
     av -= 1
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'AlternativeSECCListType', 'expected SE(AlternativeSECC)')
+        win, av = r.refill(av, 28)
+    c = (win >> av) & 0xfffffff
     r.avail = av
-    f_AlternativeSECC.append(_d_iso20_wpt_AlternativeSECCType(r))
+    f_AlternativeSECC.append(_d_iso20_wpt_AlternativeSECCType(r, c))
     win = r.win
     av = r.avail
     s = 1
     n = 0
     while True:
-        av -= 2
+        av -= 30
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        ec = c
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        ec = (c >> 28)
         if ec == 0:
             r.avail = av
-            f_AlternativeSECC.append(_d_iso20_wpt_AlternativeSECCType(r))
+            f_AlternativeSECC.append(_d_iso20_wpt_AlternativeSECCType(r, c))
             win = r.win
             av = r.avail
             n += 1
@@ -181,20 +220,23 @@ def _d_iso20_wpt_AlternativeSECCListType(r: BitReader) -> _iso20_wpt.Alternative
                 s = 8
                 break
         elif ec == 1:
+            av += 28
             s = -1
             break
         else:
-            raise r.fail_at(av, 'AlternativeSECCListType[1]', f'event code {ec}, expected SE(AlternativeSECC), EE')
+            raise r.fail_at(av + 28, 'AlternativeSECCListType[1]', f'event code {ec}, expected SE(AlternativeSECC), EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
     if s == 8:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'AlternativeSECCListType[8]', 'expected EE')
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'AlternativeSECCListType', 'expected EE')
         s = -1
+    else:
+        av += 1
     r.avail = av
-    ob = _new(_iso20_wpt.AlternativeSECCListType)
+    ob = _new(_K_iso20_wpt_AlternativeSECCListType)
     ob.AlternativeSECC = f_AlternativeSECC
     return ob
 
@@ -249,7 +291,7 @@ def _e_iso20_wpt_AlternativeSECCListType(w: BitWriter, o: _iso20_wpt.Alternative
     if k >= 1024:
         w.spill()
 
-def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECCType:
+def _d_iso20_wpt_AlternativeSECCType(r: BitReader, c: int) -> _iso20_wpt.AlternativeSECCType:
     win = r.win
     av = r.avail
     f_SSID: str | None = None
@@ -257,16 +299,12 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
     f_IPAddress: str | None = None
     f_Port: int | None = None
     s = 0
-    av -= 13
-    if av < 0:
-        win, av = r.refill(av, 13)
-    c = (win >> av) & 0x1fff
-    ec = (c >> 10)
+    ec = ((c >> 25) & 7)
     if ec == 0:
-        av += 1
-        if c & 0x200 != 0x0:
+        av += 16
+        if c & 0x1000000 != 0x0:
             raise r.fail_at(av + 9, 'AlternativeSECCType[0]', 'expected CH of SSID')
-        u = ((c >> 1) & 255)
+        u = ((c >> 16) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -290,21 +328,21 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
         f_SSID = r.string_of(u, 255)
         win = r.win
         av = r.avail
-        av -= 14
+        av -= 30
         if av < 0:
-            win, av = r.refill(av, 14)
-        c = (win >> av) & 0x3fff
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
         try:
-            ec = _T4243fd73[c >> 10]
+            ec = _T4243fd73[c >> 26]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x2000 != 0x0:
-                raise r.fail_at(av + 14, 'AlternativeSECCType[0]', 'expected EE of SSID') from None
-            ec = ((c >> 10) & 7)
+            if c & 0x20000000 != 0x0:
+                raise r.fail_at(av + 30, 'AlternativeSECCType[0]', 'expected EE of SSID') from None
+            ec = ((c >> 26) & 7)
         if ec == 0:
-            av += 1
-            if c & 0x200 != 0x0:
+            av += 17
+            if c & 0x2000000 != 0x0:
                 raise r.fail_at(av + 9, 'AlternativeSECCType[1]', 'expected CH of BSSID')
-            u = ((c >> 1) & 255)
+            u = ((c >> 17) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -328,18 +366,18 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
             f_BSSID = r.string_of(u, 12)
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 26
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'AlternativeSECCType[1]', 'expected EE of BSSID')
+                win, av = r.refill(av, 26)
+            c = (win >> av) & 0x3ffffff
+            if c & 0x2000000 != 0x0:
+                raise r.fail_at(av + 26, 'AlternativeSECCType[1]', 'expected EE of BSSID')
             s = 2
         elif ec == 1:
-            av += 1
-            if c & 0x200 != 0x0:
+            av += 17
+            if c & 0x2000000 != 0x0:
                 raise r.fail_at(av + 9, 'AlternativeSECCType[1]', 'expected CH of IPAddress')
-            u = ((c >> 1) & 255)
+            u = ((c >> 17) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -363,57 +401,60 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
             f_IPAddress = r.string_of(u, 39)
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 26
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'AlternativeSECCType[1]', 'expected EE of IPAddress')
+                win, av = r.refill(av, 26)
+            c = (win >> av) & 0x3ffffff
+            if c & 0x2000000 != 0x0:
+                raise r.fail_at(av + 26, 'AlternativeSECCType[1]', 'expected EE of IPAddress')
             s = 3
         elif ec == 2:
-            if c & 0x200 != 0x0:
-                raise r.fail_at(av + 10, 'AlternativeSECCType[1]', 'expected CH of Port')
-            u = ((c >> 1) & 255)
+            if c & 0x2000000 != 0x0:
+                raise r.fail_at(av + 26, 'AlternativeSECCType[1]', 'expected CH of Port')
+            u = ((c >> 17) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
-                u2 = c >> 1
+                u2 = (c >> 9) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-                    u2 = c >> 1
+                        win, av = r.refill(av, 17)
+                    c = (win >> av) & 0x1ffff
+                    u2 = c >> 9
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 1
+                        av += 9
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 1
+                        av -= 9
                         if av < 0:
-                            win, av = r.refill(av, 1)
-                        c = (win >> av) & 0x1
+                            win, av = r.refill(av, 9)
+                        c = (win >> av) & 0x1ff
+            else:
+                av += 8
+                c >>= 8
             f_Port = u
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'AlternativeSECCType[1]', 'expected EE of Port')
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'AlternativeSECCType[1]', 'expected EE of Port')
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
             s = 4
         elif ec == 3:
-            av += 10
+            av += 1
             s = -1
         else:
-            raise r.fail_at(av + 10, 'AlternativeSECCType[1]', f'event code {ec}, expected SE(BSSID), SE(IPAddress), SE(Port), EE')
+            raise r.fail_at(av + 26, 'AlternativeSECCType[1]', f'event code {ec}, expected SE(BSSID), SE(IPAddress), SE(Port), EE')
     elif ec == 1:
-        av += 1
-        if c & 0x200 != 0x0:
+        av += 16
+        if c & 0x1000000 != 0x0:
             raise r.fail_at(av + 9, 'AlternativeSECCType[0]', 'expected CH of BSSID')
-        u = ((c >> 1) & 255)
+        u = ((c >> 16) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -437,18 +478,18 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
         f_BSSID = r.string_of(u, 12)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 26
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'AlternativeSECCType[0]', 'expected EE of BSSID')
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        if c & 0x2000000 != 0x0:
+            raise r.fail_at(av + 26, 'AlternativeSECCType[0]', 'expected EE of BSSID')
         s = 2
     elif ec == 2:
-        av += 1
-        if c & 0x200 != 0x0:
+        av += 16
+        if c & 0x1000000 != 0x0:
             raise r.fail_at(av + 9, 'AlternativeSECCType[0]', 'expected CH of IPAddress')
-        u = ((c >> 1) & 255)
+        u = ((c >> 16) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -472,63 +513,61 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
         f_IPAddress = r.string_of(u, 39)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 26
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'AlternativeSECCType[0]', 'expected EE of IPAddress')
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        if c & 0x2000000 != 0x0:
+            raise r.fail_at(av + 26, 'AlternativeSECCType[0]', 'expected EE of IPAddress')
         s = 3
     elif ec == 3:
-        if c & 0x200 != 0x0:
-            raise r.fail_at(av + 10, 'AlternativeSECCType[0]', 'expected CH of Port')
-        u = ((c >> 1) & 255)
+        if c & 0x1000000 != 0x0:
+            raise r.fail_at(av + 25, 'AlternativeSECCType[0]', 'expected CH of Port')
+        u = ((c >> 16) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            u2 = c >> 1
+            u2 = (c >> 8) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
-                u2 = c >> 1
+                    win, av = r.refill(av, 16)
+                c = (win >> av) & 0xffff
+                u2 = c >> 8
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 1
+                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 1
+                    av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 1)
-                    c = (win >> av) & 0x1
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+        else:
+            av += 8
+            c >>= 8
         f_Port = u
-        if c & 0x1 != 0x0:
-            raise r.fail_at(av + 1, 'AlternativeSECCType[0]', 'expected EE of Port')
+        if c & 0x80 != 0x0:
+            raise r.fail_at(av + 8, 'AlternativeSECCType[0]', 'expected EE of Port')
+        av -= 18
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
         s = 4
     elif ec == 4:
-        av += 10
         s = -1
     else:
-        raise r.fail_at(av + 10, 'AlternativeSECCType[0]', f'event code {ec}, expected SE(SSID), SE(BSSID), SE(IPAddress), SE(Port), EE')
+        raise r.fail_at(av + 25, 'AlternativeSECCType[0]', f'event code {ec}, expected SE(SSID), SE(BSSID), SE(IPAddress), SE(Port), EE')
     if s == 2:
-        av -= 12
-        if av < 0:
-            win, av = r.refill(av, 12)
-        c = (win >> av) & 0xfff
-        ec = (c >> 10)
+        ec = ((c >> 23) & 3)
         if ec == 0:
-            av += 1
-            if c & 0x200 != 0x0:
+            av += 14
+            if c & 0x400000 != 0x0:
                 raise r.fail_at(av + 9, 'AlternativeSECCType[2]', 'expected CH of IPAddress')
-            u = ((c >> 1) & 255)
+            u = ((c >> 14) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -552,107 +591,108 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
             f_IPAddress = r.string_of(u, 39)
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 26
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'AlternativeSECCType[2]', 'expected EE of IPAddress')
+                win, av = r.refill(av, 26)
+            c = (win >> av) & 0x3ffffff
+            if c & 0x2000000 != 0x0:
+                raise r.fail_at(av + 26, 'AlternativeSECCType[2]', 'expected EE of IPAddress')
             s = 3
         elif ec == 1:
-            if c & 0x200 != 0x0:
-                raise r.fail_at(av + 10, 'AlternativeSECCType[2]', 'expected CH of Port')
-            u = ((c >> 1) & 255)
+            if c & 0x400000 != 0x0:
+                raise r.fail_at(av + 23, 'AlternativeSECCType[2]', 'expected CH of Port')
+            u = ((c >> 14) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
-                u2 = c >> 1
+                u2 = (c >> 6) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-                    u2 = c >> 1
+                        win, av = r.refill(av, 14)
+                    c = (win >> av) & 0x3fff
+                    u2 = c >> 6
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 1
+                        av += 6
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 1
+                        av -= 6
                         if av < 0:
-                            win, av = r.refill(av, 1)
-                        c = (win >> av) & 0x1
+                            win, av = r.refill(av, 6)
+                        c = (win >> av) & 0x3f
+            else:
+                av += 8
+                c >>= 8
             f_Port = u
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'AlternativeSECCType[2]', 'expected EE of Port')
+            if c & 0x20 != 0x0:
+                raise r.fail_at(av + 6, 'AlternativeSECCType[2]', 'expected EE of Port')
+            av -= 20
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
             s = 4
         elif ec == 2:
-            av += 10
+            av -= 2
             s = -1
         else:
-            raise r.fail_at(av + 10, 'AlternativeSECCType[2]', f'event code {ec}, expected SE(IPAddress), SE(Port), EE')
+            raise r.fail_at(av + 23, 'AlternativeSECCType[2]', f'event code {ec}, expected SE(IPAddress), SE(Port), EE')
     if s == 3:
-        av -= 12
-        if av < 0:
-            win, av = r.refill(av, 12)
-        c = (win >> av) & 0xfff
-        ec = (c >> 10)
+        ec = ((c >> 23) & 3)
         if ec == 0:
-            if c & 0x200 != 0x0:
-                raise r.fail_at(av + 10, 'AlternativeSECCType[3]', 'expected CH of Port')
-            u = ((c >> 1) & 255)
+            if c & 0x400000 != 0x0:
+                raise r.fail_at(av + 23, 'AlternativeSECCType[3]', 'expected CH of Port')
+            u = ((c >> 14) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
-                u2 = c >> 1
+                u2 = (c >> 6) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-                    u2 = c >> 1
+                        win, av = r.refill(av, 14)
+                    c = (win >> av) & 0x3fff
+                    u2 = c >> 6
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 1
+                        av += 6
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 1
+                        av -= 6
                         if av < 0:
-                            win, av = r.refill(av, 1)
-                        c = (win >> av) & 0x1
+                            win, av = r.refill(av, 6)
+                        c = (win >> av) & 0x3f
+            else:
+                av += 8
+                c >>= 8
             f_Port = u
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'AlternativeSECCType[3]', 'expected EE of Port')
+            if c & 0x20 != 0x0:
+                raise r.fail_at(av + 6, 'AlternativeSECCType[3]', 'expected EE of Port')
+            av -= 20
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
             s = 4
         elif ec == 1:
-            av += 10
+            av -= 2
             s = -1
         else:
-            raise r.fail_at(av + 10, 'AlternativeSECCType[3]', f'event code {ec}, expected SE(Port), EE')
+            raise r.fail_at(av + 23, 'AlternativeSECCType[3]', f'event code {ec}, expected SE(Port), EE')
     if s == 4:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'AlternativeSECCType[4]', 'expected EE')
+        av += 24
+        if c & 0x1000000 != 0x0:
+            raise r.fail_at(av + 1, 'AlternativeSECCType', 'expected EE')
         s = -1
+    else:
+        av += 25
     r.avail = av
-    ob = _new(_iso20_wpt.AlternativeSECCType)
+    ob = _new(_K_iso20_wpt_AlternativeSECCType)
     ob.SSID = f_SSID
     ob.BSSID = f_BSSID
     ob.IPAddress = f_IPAddress
@@ -703,29 +743,29 @@ def _e_iso20_wpt_AlternativeSECCType(w: BitWriter, o: _iso20_wpt.AlternativeSECC
         k += 1
         s = 3
     elif o.Port is not None:
-        a = (a << 4) | 0x6
-        k += 4
         t1 = o.Port
         if t1 < 0 or (w.strict and (t1 > 65535)):
             raise encode_error('AlternativeSECCType.Port', 'outside 0..65535', t1)
         u = t1
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 13) | (u) << 1 | 0xc00
+            k += 13
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 21) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0xd0000
+            k += 21
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 29) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0xd010000
+            k += 29
         else:
+            a = (a << 4) | 0x6
+            k += 4
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 1
-        k += 1
+            a <<= 1
+            k += 1
         s = 4
     else:
         a = (a << 3) | 0x4
@@ -759,29 +799,29 @@ def _e_iso20_wpt_AlternativeSECCType(w: BitWriter, o: _iso20_wpt.AlternativeSECC
             k += 1
             s = 3
         elif o.Port is not None:
-            a = (a << 4) | 0x4
-            k += 4
             t2 = o.Port
             if t2 < 0 or (w.strict and (t2 > 65535)):
                 raise encode_error('AlternativeSECCType.Port', 'outside 0..65535', t2)
             u = t2
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 13) | (u) << 1 | 0x800
+                k += 13
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 21) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x90000
+                k += 21
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 29) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x9010000
+                k += 29
             else:
+                a = (a << 4) | 0x4
+                k += 4
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 1
-            k += 1
+                a <<= 1
+                k += 1
             s = 4
         else:
             a = (a << 3) | 0x3
@@ -802,29 +842,29 @@ def _e_iso20_wpt_AlternativeSECCType(w: BitWriter, o: _iso20_wpt.AlternativeSECC
             k += 1
             s = 3
         elif o.Port is not None:
-            a = (a << 3) | 0x2
-            k += 3
             t3 = o.Port
             if t3 < 0 or (w.strict and (t3 > 65535)):
                 raise encode_error('AlternativeSECCType.Port', 'outside 0..65535', t3)
             u = t3
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 12) | (u) << 1 | 0x400
+                k += 12
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 20) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x50000
+                k += 20
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 28) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x5010000
+                k += 28
             else:
+                a = (a << 3) | 0x2
+                k += 3
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 1
-            k += 1
+                a <<= 1
+                k += 1
             s = 4
         else:
             a = (a << 2) | 0x2
@@ -832,29 +872,29 @@ def _e_iso20_wpt_AlternativeSECCType(w: BitWriter, o: _iso20_wpt.AlternativeSECC
             s = -1
     if s == 3:
         if o.Port is not None:
-            a <<= 3
-            k += 3
             t4 = o.Port
             if t4 < 0 or (w.strict and (t4 > 65535)):
                 raise encode_error('AlternativeSECCType.Port', 'outside 0..65535', t4)
             u = t4
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 12) | (u) << 1
+                k += 12
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 20) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+                k += 20
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 28) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+                k += 28
             else:
+                a <<= 3
+                k += 3
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 1
-            k += 1
+                a <<= 1
+                k += 1
             s = 4
         else:
             a = (a << 2) | 0x1
@@ -867,18 +907,14 @@ def _e_iso20_wpt_AlternativeSECCType(w: BitWriter, o: _iso20_wpt.AlternativeSECC
             s = -1
     w.acc = a
     w.n = k
-    if k >= 1024:
+    if k >= 256:
         w.spill()
 
-def _d_iso20_wpt_WPT_AlignmentCheckMethodListType(r: BitReader) -> _iso20_wpt.WPT_AlignmentCheckMethodListType:
+def _d_iso20_wpt_WPT_AlignmentCheckMethodListType(r: BitReader, c: int) -> _iso20_wpt.WPT_AlignmentCheckMethodListType:
     win = r.win
     av = r.avail
     f_WPT_AlignmentCheckMethod: list[_iso20_wpt.WPT_AlignmentCheckMethodType] = []
     s = 0
-    av -= 5
-    if av < 0:
-        win, av = r.refill(av, 5)
-    c = (win >> av) & 0x1f
     if c & 0x19 != 0x0:
         raise r.fail_at(av + 5, 'WPT_AlignmentCheckMethodListType', 'expected SE(WPT_AlignmentCheckMethod), CH of WPT_AlignmentCheckMethod, EE of WPT_AlignmentCheckMethod')
     iv = ((c >> 1) & 3)
@@ -910,16 +946,18 @@ def _d_iso20_wpt_WPT_AlignmentCheckMethodListType(r: BitReader) -> _iso20_wpt.WP
             break
         else:
             raise r.fail_at(av + 4, 'WPT_AlignmentCheckMethodListType[1]', f'event code {ec}, expected SE(WPT_AlignmentCheckMethod), EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
     if s == 8:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'WPT_AlignmentCheckMethodListType[8]', 'expected EE')
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'WPT_AlignmentCheckMethodListType', 'expected EE')
         s = -1
+    else:
+        av += 1
     r.avail = av
-    ob = _new(_iso20_wpt.WPT_AlignmentCheckMethodListType)
+    ob = _new(_K_iso20_wpt_WPT_AlignmentCheckMethodListType)
     ob.WPT_AlignmentCheckMethod = f_WPT_AlignmentCheckMethod
     return ob
 
@@ -964,7 +1002,7 @@ def _e_iso20_wpt_WPT_AlignmentCheckMethodListType(w: BitWriter, o: _iso20_wpt.WP
     if k >= 1024:
         w.spill()
 
-def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_AlignmentCheckReqType:
+def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_AlignmentCheckReqType:
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
@@ -973,10 +1011,6 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_Align
     f_EVResultCode: _iso20_wpt.WPT_EVResultType
     f_VendorSpecificDataContainer: list[bytes] = []
     s = 0
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'WPT_AlignmentCheckReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
     u = (c & 255)
@@ -1012,42 +1046,44 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_Align
         raise r.fail_at(av + 30, 'WPT_AlignmentCheckReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
     u = ((c >> 19) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        u2 = c >> 19
+        u2 = (c >> 11) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            u2 = c >> 19
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            u2 = c >> 11
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 19
+                av += 11
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 19
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+    else:
+        av += 8
+        c >>= 8
     f_1_TimeStamp = u
     try:
-        ec = _Taa5bbe96[(c >> 16) & 0x7]
+        ec = _Taa5bbe96[(c >> 8) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
-            raise r.fail_at(av + 19, 'WPT_AlignmentCheckReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 16) & 3)
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'WPT_AlignmentCheckReqType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 8) & 3)
     if ec == 0:
-        av += 16
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
         r.avail = av
-        f_1_Signature = _d_xmldsig_SignatureType(r)
+        f_1_Signature = _d_xmldsig_SignatureType(r, c)
         win = r.win
         av = r.avail
         av -= 30
@@ -1061,12 +1097,12 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_Align
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     elif ec == 1:
-        av -= 14
+        av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av + 16, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_EVProcessing, ec = _T2c3d00f9[(c >> 23) & 0x7f]
     except KeyError:  # not a valid pattern: say why
@@ -1077,7 +1113,7 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_Align
             raise r.fail_at(av + 23, 'WPT_AlignmentCheckReqType.EVProcessing', f'enumeration index {iv}') from None
         f_EVProcessing = _E_iso20_common_types_processingType[iv]
         ec = ((c >> 23) & 3)
-    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
@@ -1130,7 +1166,7 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_Align
             if iv >= 3:
                 raise r.fail_at(av, 'WPT_AlignmentCheckReqType.EVResultCode', f'enumeration index {iv}') from None
             f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
-        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_ = _new(_K_iso20_common_types_RationalNumberType)
         ob2_.Exponent = f_2_Exponent
         ob2_.Value = f_2_Value
         f_TargetCoilCurrent = ob2_
@@ -1199,16 +1235,18 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_Align
             break
         else:
             raise r.fail_at(av + 9, 'WPT_AlignmentCheckReqType[4]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
     if s == 20:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'WPT_AlignmentCheckReqType[20]', 'expected EE')
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'WPT_AlignmentCheckReqType', 'expected EE')
         s = -1
+    else:
+        av += 1
     r.avail = av
-    ob = _new(_iso20_wpt.WPT_AlignmentCheckReqType)
+    ob = _new(_K_iso20_wpt_WPT_AlignmentCheckReqType)
     ob.Header = f_Header
     ob.EVProcessing = f_EVProcessing
     ob.TargetCoilCurrent = f_TargetCoilCurrent
@@ -1248,26 +1286,26 @@ def _e_iso20_wpt_WPT_AlignmentCheckReqType(w: BitWriter, o: _iso20_wpt.WPT_Align
         t2 = c1.Value
         if (w.strict and (t2 < -32768 or t2 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
-        a = (a << 16) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
-        k += 16
         u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 26) | (t1 + 128) << 14 | (1 if t2 < 0 else 0) << 10 | (u) << 2
+            k += 26
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 34) | (t1 + 128) << 22 | (1 if t2 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+            k += 34
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 42) | (t1 + 128) << 30 | (1 if t2 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+            k += 42
         else:
+            a = (a << 16) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
+            k += 16
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 3
     elif o.EVResultCode is not None:
         a = (a << 6) | (_I_iso20_wpt_WPT_EVResultType[o.EVResultCode]) << 1 | 0x10
@@ -1319,7 +1357,7 @@ def _e_iso20_wpt_WPT_AlignmentCheckReqType(w: BitWriter, o: _iso20_wpt.WPT_Align
     if k >= 1024:
         w.spill()
 
-def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_AlignmentCheckResType:
+def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader, c: int) -> _iso20_wpt.WPT_AlignmentCheckResType:
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
@@ -1329,10 +1367,6 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
     f_SupplyDeviceCurrent: _iso20_common_types.RationalNumberType | None = None
     f_VendorSpecificDataContainer: list[bytes] = []
     s = 0
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'WPT_AlignmentCheckResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
     u = (c & 255)
@@ -1368,42 +1402,44 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
         raise r.fail_at(av + 30, 'WPT_AlignmentCheckResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
     u = ((c >> 19) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        u2 = c >> 19
+        u2 = (c >> 11) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            u2 = c >> 19
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            u2 = c >> 11
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 19
+                av += 11
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 19
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+    else:
+        av += 8
+        c >>= 8
     f_1_TimeStamp = u
     try:
-        ec = _Taa5bbe96[(c >> 16) & 0x7]
+        ec = _Taa5bbe96[(c >> 8) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
-            raise r.fail_at(av + 19, 'WPT_AlignmentCheckResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 16) & 3)
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'WPT_AlignmentCheckResType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 8) & 3)
     if ec == 0:
-        av += 16
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
         r.avail = av
-        f_1_Signature = _d_xmldsig_SignatureType(r)
+        f_1_Signature = _d_xmldsig_SignatureType(r, c)
         win = r.win
         av = r.avail
         av -= 30
@@ -1417,12 +1453,12 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     elif ec == 1:
-        av -= 14
+        av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av + 16, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x30390000 != 0x0:
         raise r.fail_at(av + 30, 'WPT_AlignmentCheckResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing')
     iv = ((c >> 22) & 63)
@@ -1434,7 +1470,7 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
         raise r.fail_at(av + 13, 'WPT_AlignmentCheckResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
     ec = ((c >> 13) & 7)
-    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
@@ -1453,94 +1489,88 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 16)
-            c = (win >> av) & 0xffff
-            u2 = c >> 8
+            u2 = c & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 16)
-                c = (win >> av) & 0xffff
-                u2 = c >> 8
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    c = (win >> av) & 0xff
+        else:
+            av += 8
         f_2_Value = -u - 1 if sg else u
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
         try:
-            ec = _T6cd14f8b[(c >> 4) & 0xf]
+            ec = _T6cd14f8b[c >> 26]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xc0 != 0x0:
-                raise r.fail_at(av + 8, 'WPT_AlignmentCheckResType[3]', 'expected EE of Value, EE') from None
-            ec = ((c >> 4) & 3)
-        ob2_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x30000000 != 0x0:
+                raise r.fail_at(av + 30, 'WPT_AlignmentCheckResType[3]', 'expected EE of Value, EE') from None
+            ec = ((c >> 26) & 3)
+        ob2_ = _new(_K_iso20_common_types_RationalNumberType)
         ob2_.Exponent = f_2_Exponent
         ob2_.Value = f_2_Value
         f_PowerTransmitted = ob2_
         if ec == 0:
-            av -= 20
-            if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'WPT_AlignmentCheckResType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x300e000 != 0x0:
+                raise r.fail_at(av + 26, 'WPT_AlignmentCheckResType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_3_Exponent = ((c >> 16) & 255) - 128
+            sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 4
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 4
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
             f_3_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'WPT_AlignmentCheckResType[4]', 'expected EE of Value, EE')
-            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'WPT_AlignmentCheckResType[4]', 'expected EE of Value, EE')
+            ob3_ = _new(_K_iso20_common_types_RationalNumberType)
             ob3_.Exponent = f_3_Exponent
             ob3_.Value = f_3_Value
             f_SupplyDeviceCurrent = ob3_
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
             s = 5
         elif ec == 1:
-            av -= 5
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            if c & 0x100 != 0x0:
+            av += 17
+            if c & 0x2000000 != 0x0:
                 raise r.fail_at(av + 9, 'WPT_AlignmentCheckResType[4]', 'expected CH of VendorSpecificDataContainer')
-            u = (c & 255)
+            u = ((c >> 17) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -1564,58 +1594,55 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
             f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 12
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'WPT_AlignmentCheckResType[4]', 'expected EE of VendorSpecificDataContainer')
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            if c & 0x800 != 0x0:
+                raise r.fail_at(av + 12, 'WPT_AlignmentCheckResType[4]', 'expected EE of VendorSpecificDataContainer')
             s = 6
         elif ec == 2:
-            av += 4
+            av += 15
             s = -1
         else:
-            raise r.fail_at(av + 4, 'WPT_AlignmentCheckResType[4]', f'event code {ec}, expected SE(SupplyDeviceCurrent), SE(VendorSpecificDataContainer), EE')
+            raise r.fail_at(av + 26, 'WPT_AlignmentCheckResType[4]', f'event code {ec}, expected SE(SupplyDeviceCurrent), SE(VendorSpecificDataContainer), EE')
     elif ec == 1:
-        av -= 11
+        av -= 17
         if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        if c & 0xc03800 != 0x0:
-            raise r.fail_at(av + 24, 'WPT_AlignmentCheckResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_4_Exponent = ((c >> 14) & 255) - 128
-        sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x300e0000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_AlignmentCheckResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_4_Exponent = ((c >> 20) & 255) - 128
+        sg = ((c >> 16) & 1)
+        u = ((c >> 8) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = c & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
+        else:
+            av += 8
         f_4_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'WPT_AlignmentCheckResType[3]', 'expected EE of Value, EE')
-        ob4_ = _new(_iso20_common_types.RationalNumberType)
+        av -= 13
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        if c & 0x1800 != 0x0:
+            raise r.fail_at(av + 13, 'WPT_AlignmentCheckResType[3]', 'expected EE of Value, EE')
+        ob4_ = _new(_K_iso20_common_types_RationalNumberType)
         ob4_.Exponent = f_4_Exponent
         ob4_.Value = f_4_Value
         f_SupplyDeviceCurrent = ob4_
@@ -1648,24 +1675,20 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
         f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 12
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'WPT_AlignmentCheckResType[3]', 'expected EE of VendorSpecificDataContainer')
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        if c & 0x800 != 0x0:
+            raise r.fail_at(av + 12, 'WPT_AlignmentCheckResType[3]', 'expected EE of VendorSpecificDataContainer')
         s = 6
     elif ec == 3:
-        av += 13
+        av += 2
         s = -1
     else:
         raise r.fail_at(av + 13, 'WPT_AlignmentCheckResType[3]', f'event code {ec}, expected SE(PowerTransmitted), SE(SupplyDeviceCurrent), SE(VendorSpecificDataContainer), EE')
     if s == 5:
-        av -= 11
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        ec = (c >> 9)
+        ec = ((c >> 9) & 3)
         if ec == 0:
             if c & 0x100 != 0x0:
                 raise r.fail_at(av + 9, 'WPT_AlignmentCheckResType[5]', 'expected CH of VendorSpecificDataContainer')
@@ -1705,6 +1728,8 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
             s = -1
         else:
             raise r.fail_at(av + 9, 'WPT_AlignmentCheckResType[5]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
+    else:
+        av += 11
     if s == 6:
         n = 0
         while True:
@@ -1756,16 +1781,18 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
                 break
             else:
                 raise r.fail_at(av + 9, 'WPT_AlignmentCheckResType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
     if s == 21:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'WPT_AlignmentCheckResType[21]', 'expected EE')
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'WPT_AlignmentCheckResType', 'expected EE')
         s = -1
+    else:
+        av += 1
     r.avail = av
-    ob = _new(_iso20_wpt.WPT_AlignmentCheckResType)
+    ob = _new(_K_iso20_wpt_WPT_AlignmentCheckResType)
     ob.Header = f_Header
     ob.ResponseCode = f_ResponseCode
     ob.EVSEProcessing = f_EVSEProcessing
@@ -1809,26 +1836,26 @@ def _e_iso20_wpt_WPT_AlignmentCheckResType(w: BitWriter, o: _iso20_wpt.WPT_Align
         t2 = c1.Value
         if (w.strict and (t2 < -32768 or t2 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
-        a = (a << 17) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
-        k += 17
         u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t1 + 128) << 14 | (1 if t2 < 0 else 0) << 10 | (u) << 2
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t1 + 128) << 22 | (1 if t2 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t1 + 128) << 30 | (1 if t2 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+            k += 43
         else:
+            a = (a << 17) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
+            k += 17
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 4
     elif o.SupplyDeviceCurrent is not None:
         c2 = o.SupplyDeviceCurrent
@@ -1842,26 +1869,26 @@ def _e_iso20_wpt_WPT_AlignmentCheckResType(w: BitWriter, o: _iso20_wpt.WPT_Align
         t4 = c2.Value
         if (w.strict and (t4 < -32768 or t4 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
-        a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
-        k += 17
         u = -t4 - 1 if t4 < 0 else t4
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t3 + 128) << 14 | (1 if t4 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t3 + 128) << 22 | (1 if t4 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t3 + 128) << 30 | (1 if t4 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+            k += 43
         else:
+            a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
+            k += 17
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 5
     elif i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
         x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
@@ -1895,26 +1922,26 @@ def _e_iso20_wpt_WPT_AlignmentCheckResType(w: BitWriter, o: _iso20_wpt.WPT_Align
             t6 = c3.Value
             if (w.strict and (t6 < -32768 or t6 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
-            a = (a << 16) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
-            k += 16
             u = -t6 - 1 if t6 < 0 else t6
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t5 + 128) << 14 | (1 if t6 < 0 else 0) << 10 | (u) << 2
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t5 + 128) << 22 | (1 if t6 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t5 + 128) << 30 | (1 if t6 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 42
             else:
+                a = (a << 16) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 5
         elif i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
             x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
@@ -1993,7 +2020,7 @@ def _e_iso20_wpt_WPT_AlignmentCheckResType(w: BitWriter, o: _iso20_wpt.WPT_Align
     if k >= 1024:
         w.spill()
 
-def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoopReqType:
+def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_ChargeLoopReqType:
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
@@ -2006,10 +2033,6 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
     f_EVPCPowerControlParameter: _iso20_wpt.WPT_EVPCPowerControlParameterType | None = None
     f_ManufacturerSpecificDataContainer: list[bytes] = []
     s = 0
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'WPT_ChargeLoopReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
     u = (c & 255)
@@ -2045,42 +2068,44 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
     u = ((c >> 19) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        u2 = c >> 19
+        u2 = (c >> 11) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            u2 = c >> 19
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            u2 = c >> 11
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 19
+                av += 11
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 19
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+    else:
+        av += 8
+        c >>= 8
     f_1_TimeStamp = u
     try:
-        ec = _Taa5bbe96[(c >> 16) & 0x7]
+        ec = _Taa5bbe96[(c >> 8) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
-            raise r.fail_at(av + 19, 'WPT_ChargeLoopReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 16) & 3)
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'WPT_ChargeLoopReqType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 8) & 3)
     if ec == 0:
-        av += 16
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
         r.avail = av
-        f_1_Signature = _d_xmldsig_SignatureType(r)
+        f_1_Signature = _d_xmldsig_SignatureType(r, c)
         win = r.win
         av = r.avail
         av -= 30
@@ -2094,23 +2119,22 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     elif ec == 1:
-        av -= 14
+        av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av + 16, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     ec = ((c >> 28) & 3)
-    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
     f_Header = ob1_
     s = 1
     if ec == 0:
-        av += 28
         r.avail = av
-        f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r)
+        f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r, c)
         win = r.win
         av = r.avail
         av -= 30
@@ -2183,7 +2207,7 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
     f_3_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_ = _new(_K_iso20_common_types_RationalNumberType)
     ob2_.Exponent = f_2_Exponent
     ob2_.Value = f_2_Value
     f_EVPCPowerRequest = ob2_
@@ -2226,7 +2250,7 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType', 'expected EE of Value, EE, SE(EVPCChargeDiagnostics), CH of EVPCChargeDiagnostics, EE of EVPCChargeDiagnostics') from None
         f_EVPCChargeDiagnostics = _E_iso20_wpt_WPT_EVPCChargeDiagnosticsType[((c >> 24) & 3)]
         ec = ((c >> 20) & 7)
-    ob3_ = _new(_iso20_common_types.RationalNumberType)
+    ob3_ = _new(_K_iso20_common_types_RationalNumberType)
     ob3_.Exponent = f_3_Exponent
     ob3_.Value = f_3_Value
     f_EVPCPowerOutput = ob3_
@@ -2243,80 +2267,73 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 16)
-            c = (win >> av) & 0xffff
-            u2 = c >> 8
+            u2 = c & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 16)
-                c = (win >> av) & 0xffff
-                u2 = c >> 8
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    c = (win >> av) & 0xff
+        else:
+            av += 8
         f_4_Value = -u - 1 if sg else u
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
         try:
-            ec = _T6cd14f8b[(c >> 4) & 0xf]
+            ec = _T6cd14f8b[c >> 26]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xc0 != 0x0:
-                raise r.fail_at(av + 8, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE') from None
-            ec = ((c >> 4) & 3)
-        ob4_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x30000000 != 0x0:
+                raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE') from None
+            ec = ((c >> 26) & 3)
+        ob4_ = _new(_K_iso20_common_types_RationalNumberType)
         ob4_.Exponent = f_4_Exponent
         ob4_.Value = f_4_Value
         f_EVPCOperatingFrequency = ob4_
         if ec == 0:
-            av -= 26
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            if c & 0x38070000 != 0x0:
-                raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType[7]', 'expected SE(EVPCCoilCurrentRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_6_Exponent = ((c >> 19) & 255) - 128
-            sg = ((c >> 15) & 1)
-            u = ((c >> 7) & 255)
+            if c & 0x3807000 != 0x0:
+                raise r.fail_at(av + 26, 'WPT_ChargeLoopReqType[7]', 'expected SE(EVPCCoilCurrentRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_6_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 15)
-                c = (win >> av) & 0x7fff
-                u2 = c >> 7
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 15)
-                    c = (win >> av) & 0x7fff
-                    u2 = c >> 7
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 7
+                        av += 3
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 7
+                        av -= 3
                         if av < 0:
-                            win, av = r.refill(av, 7)
-                        c = (win >> av) & 0x7f
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
             f_6_Value = -u - 1 if sg else u
-            av -= 23
+            av -= 27
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
@@ -2325,7 +2342,7 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             f_7_Exponent = ((c >> 17) & 255) - 128
             sg = ((c >> 13) & 1)
             u = ((c >> 5) & 255)
-            ob6_ = _new(_iso20_common_types.RationalNumberType)
+            ob6_ = _new(_K_iso20_common_types_RationalNumberType)
             ob6_.Exponent = f_6_Exponent
             ob6_.Value = f_6_Value
             f_5_EVPCCoilCurrentRequest = ob6_
@@ -2365,7 +2382,7 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             f_8_Exponent = ((c >> 17) & 255) - 128
             sg = ((c >> 13) & 1)
             u = ((c >> 5) & 255)
-            ob7_ = _new(_iso20_common_types.RationalNumberType)
+            ob7_ = _new(_K_iso20_common_types_RationalNumberType)
             ob7_.Exponent = f_7_Exponent
             ob7_.Value = f_7_Value
             f_5_EVPCCoilCurrentInformation = ob7_
@@ -2396,67 +2413,68 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                             win, av = r.refill(av, 5)
                         c = (win >> av) & 0x1f
             f_8_Value = -u - 1 if sg else u
-            av -= 23
+            av -= 25
             if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            if c & 0xf807000 != 0x0:
-                raise r.fail_at(av + 28, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, SE(EVPCVoltageOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_9_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            ob8_ = _new(_iso20_common_types.RationalNumberType)
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x3e01c000 != 0x0:
+                raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, SE(EVPCVoltageOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_9_Exponent = ((c >> 17) & 255) - 128
+            sg = ((c >> 13) & 1)
+            u = ((c >> 5) & 255)
+            ob8_ = _new(_K_iso20_common_types_RationalNumberType)
             ob8_.Exponent = f_8_Exponent
             ob8_.Value = f_8_Value
             f_5_EVPCCurrentOutputInformation = ob8_
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
+                        win, av = r.refill(av, 13)
+                    c = (win >> av) & 0x1fff
+                    u2 = c >> 5
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 3
+                        av += 5
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 3
+                        av -= 5
                         if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
+                            win, av = r.refill(av, 5)
+                        c = (win >> av) & 0x1f
             f_9_Value = -u - 1 if sg else u
-            if c & 0x7 != 0x0:
-                raise r.fail_at(av + 3, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, EE')
-            ob9_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x1c != 0x0:
+                raise r.fail_at(av + 5, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, EE')
+            ob9_ = _new(_K_iso20_common_types_RationalNumberType)
             ob9_.Exponent = f_9_Exponent
             ob9_.Value = f_9_Value
             f_5_EVPCVoltageOutputInformation = ob9_
-            ob5_ = _new(_iso20_wpt.WPT_EVPCPowerControlParameterType)
+            ob5_ = _new(_K_iso20_wpt_WPT_EVPCPowerControlParameterType)
             ob5_.EVPCCoilCurrentRequest = f_5_EVPCCoilCurrentRequest
             ob5_.EVPCCoilCurrentInformation = f_5_EVPCCoilCurrentInformation
             ob5_.EVPCCurrentOutputInformation = f_5_EVPCCurrentOutputInformation
             ob5_.EVPCVoltageOutputInformation = f_5_EVPCVoltageOutputInformation
             f_EVPCPowerControlParameter = ob5_
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
             s = 8
         elif ec == 1:
-            av -= 5
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            if c & 0x100 != 0x0:
+            av += 17
+            if c & 0x2000000 != 0x0:
                 raise r.fail_at(av + 9, 'WPT_ChargeLoopReqType[7]', 'expected CH of ManufacturerSpecificDataContainer')
-            u = (c & 255)
+            u = ((c >> 17) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -2480,18 +2498,18 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 12
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'WPT_ChargeLoopReqType[7]', 'expected EE of ManufacturerSpecificDataContainer')
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            if c & 0x800 != 0x0:
+                raise r.fail_at(av + 12, 'WPT_ChargeLoopReqType[7]', 'expected EE of ManufacturerSpecificDataContainer')
             s = 9
         elif ec == 2:
-            av += 4
+            av += 15
             s = -1
         else:
-            raise r.fail_at(av + 4, 'WPT_ChargeLoopReqType[7]', f'event code {ec}, expected SE(EVPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
+            raise r.fail_at(av + 26, 'WPT_ChargeLoopReqType[7]', f'event code {ec}, expected SE(EVPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
     elif ec == 1:
         av -= 10
         if av < 0:
@@ -2538,7 +2556,7 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         f_12_Exponent = ((c >> 17) & 255) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
-        ob11_ = _new(_iso20_common_types.RationalNumberType)
+        ob11_ = _new(_K_iso20_common_types_RationalNumberType)
         ob11_.Exponent = f_11_Exponent
         ob11_.Value = f_11_Value
         f_10_EVPCCoilCurrentRequest = ob11_
@@ -2578,7 +2596,7 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         f_13_Exponent = ((c >> 17) & 255) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
-        ob12_ = _new(_iso20_common_types.RationalNumberType)
+        ob12_ = _new(_K_iso20_common_types_RationalNumberType)
         ob12_.Exponent = f_12_Exponent
         ob12_.Value = f_12_Value
         f_10_EVPCCoilCurrentInformation = ob12_
@@ -2609,58 +2627,62 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                         win, av = r.refill(av, 5)
                     c = (win >> av) & 0x1f
         f_13_Value = -u - 1 if sg else u
-        av -= 23
+        av -= 25
         if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        if c & 0xf807000 != 0x0:
-            raise r.fail_at(av + 28, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, SE(EVPCVoltageOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_14_Exponent = ((c >> 15) & 255) - 128
-        sg = ((c >> 11) & 1)
-        u = ((c >> 3) & 255)
-        ob13_ = _new(_iso20_common_types.RationalNumberType)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x3e01c000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, SE(EVPCVoltageOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_14_Exponent = ((c >> 17) & 255) - 128
+        sg = ((c >> 13) & 1)
+        u = ((c >> 5) & 255)
+        ob13_ = _new(_K_iso20_common_types_RationalNumberType)
         ob13_.Exponent = f_13_Exponent
         ob13_.Value = f_13_Value
         f_10_EVPCCurrentOutputInformation = ob13_
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 3
+                    av += 5
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 3
+                    av -= 5
                     if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
+                        win, av = r.refill(av, 5)
+                    c = (win >> av) & 0x1f
         f_14_Value = -u - 1 if sg else u
-        if c & 0x7 != 0x0:
-            raise r.fail_at(av + 3, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, EE')
-        ob14_ = _new(_iso20_common_types.RationalNumberType)
+        if c & 0x1c != 0x0:
+            raise r.fail_at(av + 5, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, EE')
+        ob14_ = _new(_K_iso20_common_types_RationalNumberType)
         ob14_.Exponent = f_14_Exponent
         ob14_.Value = f_14_Value
         f_10_EVPCVoltageOutputInformation = ob14_
-        ob10_ = _new(_iso20_wpt.WPT_EVPCPowerControlParameterType)
+        ob10_ = _new(_K_iso20_wpt_WPT_EVPCPowerControlParameterType)
         ob10_.EVPCCoilCurrentRequest = f_10_EVPCCoilCurrentRequest
         ob10_.EVPCCoilCurrentInformation = f_10_EVPCCoilCurrentInformation
         ob10_.EVPCCurrentOutputInformation = f_10_EVPCCurrentOutputInformation
         ob10_.EVPCVoltageOutputInformation = f_10_EVPCVoltageOutputInformation
         f_EVPCPowerControlParameter = ob10_
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
         s = 8
     elif ec == 2:
         av += 11
@@ -2690,24 +2712,20 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 12
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'WPT_ChargeLoopReqType[6]', 'expected EE of ManufacturerSpecificDataContainer')
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        if c & 0x800 != 0x0:
+            raise r.fail_at(av + 12, 'WPT_ChargeLoopReqType[6]', 'expected EE of ManufacturerSpecificDataContainer')
         s = 9
     elif ec == 3:
-        av += 20
+        av += 9
         s = -1
     else:
         raise r.fail_at(av + 20, 'WPT_ChargeLoopReqType[6]', f'event code {ec}, expected SE(EVPCOperatingFrequency), SE(EVPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
     if s == 8:
-        av -= 11
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        ec = (c >> 9)
+        ec = ((c >> 9) & 3)
         if ec == 0:
             if c & 0x100 != 0x0:
                 raise r.fail_at(av + 9, 'WPT_ChargeLoopReqType[8]', 'expected CH of ManufacturerSpecificDataContainer')
@@ -2747,6 +2765,8 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             s = -1
         else:
             raise r.fail_at(av + 9, 'WPT_ChargeLoopReqType[8]', f'event code {ec}, expected SE(ManufacturerSpecificDataContainer), EE')
+    else:
+        av += 11
     if s == 9:
         n = 0
         while True:
@@ -2798,16 +2818,18 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                 break
             else:
                 raise r.fail_at(av + 9, 'WPT_ChargeLoopReqType[9]', f'event code {ec}, expected SE(ManufacturerSpecificDataContainer), EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
     if s == 24:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'WPT_ChargeLoopReqType[24]', 'expected EE')
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'WPT_ChargeLoopReqType', 'expected EE')
         s = -1
+    else:
+        av += 1
     r.avail = av
-    ob = _new(_iso20_wpt.WPT_ChargeLoopReqType)
+    ob = _new(_K_iso20_wpt_WPT_ChargeLoopReqType)
     ob.Header = f_Header
     ob.DisplayParameters = f_DisplayParameters
     ob.MeterInfoRequested = f_MeterInfoRequested
@@ -2869,24 +2891,7 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
-    a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
-    k += 15
     u = -t2 - 1 if t2 < 0 else t2
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
     if o.EVPCPowerOutput is None:
         raise encode_error('WPT_ChargeLoopReqType.EVPCPowerOutput', 'required value missing')
     c2 = o.EVPCPowerOutput
@@ -2900,29 +2905,46 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
     t4 = c2.Value
     if (w.strict and (t4 < -32768 or t4 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
-    a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
-    k += 17
+    if u < 0x80:
+        a = (a << 40) | (t1 + 128) << 29 | (1 if t2 < 0 else 0) << 25 | (u) << 17 | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
+        k += 40
+    elif u < 0x4000:
+        a = (a << 48) | (t1 + 128) << 37 | (1 if t2 < 0 else 0) << 33 | (u & 0x7F) << 25 | (u >> 7) << 17 | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x100000000
+        k += 48
+    elif u < 0x200000:
+        a = (a << 56) | (t1 + 128) << 45 | (1 if t2 < 0 else 0) << 41 | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x10100000000
+        k += 56
+    else:
+        a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
+        k += 15
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
+        k += 17
     s = 4
     u = -t4 - 1 if t4 < 0 else t4
+    if o.EVPCChargeDiagnostics is None:
+        raise encode_error('WPT_ChargeLoopReqType.EVPCChargeDiagnostics', 'required value missing')
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 15) | (u) << 7 | (_I_iso20_wpt_WPT_EVPCChargeDiagnosticsType[o.EVPCChargeDiagnostics]) << 1
+        k += 15
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 23) | (u & 0x7F) << 15 | (u >> 7) << 7 | (_I_iso20_wpt_WPT_EVPCChargeDiagnosticsType[o.EVPCChargeDiagnostics]) << 1 | 0x400000
+        k += 23
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 31) | (u & 0x7F) << 23 | (u >> 7 & 0x7F) << 15 | (u >> 14) << 7 | (_I_iso20_wpt_WPT_EVPCChargeDiagnosticsType[o.EVPCChargeDiagnostics]) << 1 | 0x40400000
+        k += 31
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if o.EVPCChargeDiagnostics is None:
-        raise encode_error('WPT_ChargeLoopReqType.EVPCChargeDiagnostics', 'required value missing')
-    a = (a << 7) | (_I_iso20_wpt_WPT_EVPCChargeDiagnosticsType[o.EVPCChargeDiagnostics]) << 1
-    k += 7
+        a = (a << 7) | (_I_iso20_wpt_WPT_EVPCChargeDiagnosticsType[o.EVPCChargeDiagnostics]) << 1
+        k += 7
     s = 5
     s = 6
     if o.EVPCOperatingFrequency is not None:
@@ -2937,26 +2959,26 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         t6 = c3.Value
         if (w.strict and (t6 < -32768 or t6 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
-        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
-        k += 17
         u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t5 + 128) << 14 | (1 if t6 < 0 else 0) << 10 | (u) << 2
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t5 + 128) << 22 | (1 if t6 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t5 + 128) << 30 | (1 if t6 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+            k += 43
         else:
+            a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
+            k += 17
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 7
     elif o.EVPCPowerControlParameter is not None:
         c4 = o.EVPCPowerControlParameter
@@ -2973,24 +2995,7 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         t8 = c5.Value
         if (w.strict and (t8 < -32768 or t8 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
-        a = (a << 18) | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0x8000
-        k += 18
         u = -t8 - 1 if t8 < 0 else t8
-        if u < 0x80:
-            a = (a << 8) | u
-            k += 8
-        elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
-        elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
-        else:
-            w.acc = a
-            w.n = k
-            w.uint(u)
-            a = w.acc
-            k = w.n
         if c4.EVPCCoilCurrentInformation is None:
             raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCoilCurrentInformation', 'required value missing')
         c6 = c4.EVPCCoilCurrentInformation
@@ -3004,24 +3009,26 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         t10 = c6.Value
         if (w.strict and (t10 < -32768 or t10 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t10)
-        a = (a << 17) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
-        k += 17
-        u = -t10 - 1 if t10 < 0 else t10
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 43) | (t7 + 128) << 29 | (1 if t8 < 0 else 0) << 25 | (u) << 17 | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x10000000000
+            k += 43
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 51) | (t7 + 128) << 37 | (1 if t8 < 0 else 0) << 33 | (u & 0x7F) << 25 | (u >> 7) << 17 | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x1000100000000
+            k += 51
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 59) | (t7 + 128) << 45 | (1 if t8 < 0 else 0) << 41 | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x100010100000000
+            k += 59
         else:
+            a = (a << 18) | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0x8000
+            k += 18
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
+            a = (a << 17) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
+            k += 17
+        u = -t10 - 1 if t10 < 0 else t10
         if c4.EVPCCurrentOutputInformation is None:
             raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCurrentOutputInformation', 'required value missing')
         c7 = c4.EVPCCurrentOutputInformation
@@ -3035,24 +3042,24 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         t12 = c7.Value
         if (w.strict and (t12 < -32768 or t12 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t12)
-        a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
-        k += 17
-        u = -t12 - 1 if t12 < 0 else t12
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 25) | (u) << 17 | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
+            k += 25
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x100000000
+            k += 33
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x10100000000
+            k += 41
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
+            a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
+            k += 17
+        u = -t12 - 1 if t12 < 0 else t12
         if c4.EVPCVoltageOutputInformation is None:
             raise encode_error('WPT_EVPCPowerControlParameterType.EVPCVoltageOutputInformation', 'required value missing')
         c8 = c4.EVPCVoltageOutputInformation
@@ -3066,26 +3073,41 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         t14 = c8.Value
         if (w.strict and (t14 < -32768 or t14 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t14)
-        a = (a << 17) | (t13 + 128) << 4 | (1 if t14 < 0 else 0)
-        k += 17
-        u = -t14 - 1 if t14 < 0 else t14
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 25) | (u) << 17 | (t13 + 128) << 4 | (1 if t14 < 0 else 0)
+            k += 25
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t13 + 128) << 4 | (1 if t14 < 0 else 0) | 0x100000000
+            k += 33
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t13 + 128) << 4 | (1 if t14 < 0 else 0) | 0x10100000000
+            k += 41
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 3
-        k += 3
+            a = (a << 17) | (t13 + 128) << 4 | (1 if t14 < 0 else 0)
+            k += 17
+        u = -t14 - 1 if t14 < 0 else t14
+        if u < 0x80:
+            a = (a << 11) | (u) << 3
+            k += 11
+        elif u < 0x4000:
+            a = (a << 19) | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+            k += 19
+        elif u < 0x200000:
+            a = (a << 27) | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+            k += 27
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+            a <<= 3
+            k += 3
         s = 8
     elif i_ManufacturerSpecificDataContainer < len(o.ManufacturerSpecificDataContainer):
         x_ManufacturerSpecificDataContainer = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
@@ -3122,24 +3144,7 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             t16 = c10.Value
             if (w.strict and (t16 < -32768 or t16 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t16)
-            a = (a << 17) | (t15 + 128) << 4 | (1 if t16 < 0 else 0)
-            k += 17
             u = -t16 - 1 if t16 < 0 else t16
-            if u < 0x80:
-                a = (a << 8) | u
-                k += 8
-            elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
-            elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
-            else:
-                w.acc = a
-                w.n = k
-                w.uint(u)
-                a = w.acc
-                k = w.n
             if c9.EVPCCoilCurrentInformation is None:
                 raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCoilCurrentInformation', 'required value missing')
             c11 = c9.EVPCCoilCurrentInformation
@@ -3153,24 +3158,26 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             t18 = c11.Value
             if (w.strict and (t18 < -32768 or t18 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t18)
-            a = (a << 17) | (t17 + 128) << 4 | (1 if t18 < 0 else 0)
-            k += 17
-            u = -t18 - 1 if t18 < 0 else t18
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 42) | (t15 + 128) << 29 | (1 if t16 < 0 else 0) << 25 | (u) << 17 | (t17 + 128) << 4 | (1 if t18 < 0 else 0)
+                k += 42
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 50) | (t15 + 128) << 37 | (1 if t16 < 0 else 0) << 33 | (u & 0x7F) << 25 | (u >> 7) << 17 | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x100000000
+                k += 50
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 58) | (t15 + 128) << 45 | (1 if t16 < 0 else 0) << 41 | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x10100000000
+                k += 58
             else:
+                a = (a << 17) | (t15 + 128) << 4 | (1 if t16 < 0 else 0)
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
+                a = (a << 17) | (t17 + 128) << 4 | (1 if t18 < 0 else 0)
+                k += 17
+            u = -t18 - 1 if t18 < 0 else t18
             if c9.EVPCCurrentOutputInformation is None:
                 raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCurrentOutputInformation', 'required value missing')
             c12 = c9.EVPCCurrentOutputInformation
@@ -3184,24 +3191,24 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             t20 = c12.Value
             if (w.strict and (t20 < -32768 or t20 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t20)
-            a = (a << 17) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
-            k += 17
-            u = -t20 - 1 if t20 < 0 else t20
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 25) | (u) << 17 | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
+                k += 25
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t19 + 128) << 4 | (1 if t20 < 0 else 0) | 0x100000000
+                k += 33
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t19 + 128) << 4 | (1 if t20 < 0 else 0) | 0x10100000000
+                k += 41
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
+                a = (a << 17) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
+                k += 17
+            u = -t20 - 1 if t20 < 0 else t20
             if c9.EVPCVoltageOutputInformation is None:
                 raise encode_error('WPT_EVPCPowerControlParameterType.EVPCVoltageOutputInformation', 'required value missing')
             c13 = c9.EVPCVoltageOutputInformation
@@ -3215,26 +3222,41 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             t22 = c13.Value
             if (w.strict and (t22 < -32768 or t22 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t22)
-            a = (a << 17) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
-            k += 17
-            u = -t22 - 1 if t22 < 0 else t22
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 25) | (u) << 17 | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
+                k += 25
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t21 + 128) << 4 | (1 if t22 < 0 else 0) | 0x100000000
+                k += 33
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t21 + 128) << 4 | (1 if t22 < 0 else 0) | 0x10100000000
+                k += 41
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 3
-            k += 3
+                a = (a << 17) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
+                k += 17
+            u = -t22 - 1 if t22 < 0 else t22
+            if u < 0x80:
+                a = (a << 11) | (u) << 3
+                k += 11
+            elif u < 0x4000:
+                a = (a << 19) | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+                k += 19
+            elif u < 0x200000:
+                a = (a << 27) | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+                k += 27
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+                a <<= 3
+                k += 3
             s = 8
         elif i_ManufacturerSpecificDataContainer < len(o.ManufacturerSpecificDataContainer):
             x_ManufacturerSpecificDataContainer = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
@@ -3313,7 +3335,7 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
     if k >= 1024:
         w.spill()
 
-def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoopResType:
+def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_ChargeLoopResType:
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
@@ -3330,10 +3352,6 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
     f_SPCPowerControlParameter: _iso20_wpt.WPT_SPCPowerControlParameterType | None = None
     f_ManufacturerSpecificDataContainer: list[bytes] = []
     s = 0
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'WPT_ChargeLoopResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
     u = (c & 255)
@@ -3369,42 +3387,44 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         raise r.fail_at(av + 30, 'WPT_ChargeLoopResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
     u = ((c >> 19) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        u2 = c >> 19
+        u2 = (c >> 11) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            u2 = c >> 19
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            u2 = c >> 11
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 19
+                av += 11
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 19
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+    else:
+        av += 8
+        c >>= 8
     f_1_TimeStamp = u
     try:
-        ec = _Taa5bbe96[(c >> 16) & 0x7]
+        ec = _Taa5bbe96[(c >> 8) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
-            raise r.fail_at(av + 19, 'WPT_ChargeLoopResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 16) & 3)
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'WPT_ChargeLoopResType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 8) & 3)
     if ec == 0:
-        av += 16
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
         r.avail = av
-        f_1_Signature = _d_xmldsig_SignatureType(r)
+        f_1_Signature = _d_xmldsig_SignatureType(r, c)
         win = r.win
         av = r.avail
         av -= 30
@@ -3418,12 +3438,12 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     elif ec == 1:
-        av -= 14
+        av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av + 16, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x30200000 != 0x0:
         raise r.fail_at(av + 30, 'WPT_ChargeLoopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
     iv = ((c >> 22) & 63)
@@ -3431,7 +3451,7 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         raise r.fail_at(av + 18, 'WPT_ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     ec = ((c >> 18) & 7)
-    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
@@ -3443,33 +3463,26 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             raise r.fail_at(av + 18, 'WPT_ChargeLoopResType[2]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         u = ((c >> 8) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 16)
-            c = (win >> av) & 0xffff
-            u2 = c >> 8
+            u2 = c & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 16)
-                c = (win >> av) & 0xffff
-                u2 = c >> 8
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    c = (win >> av) & 0xff
+        else:
+            av += 8
         f_2_NotificationMaxDelay = u
-        av -= 22
+        av -= 30
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
@@ -3483,64 +3496,73 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                 raise r.fail_at(av + 20, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_2_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
             ec = ((c >> 20) & 3)
-        ob2_ = _new(_iso20_common_types.EVSEStatusType)
+        ob2_ = _new(_K_iso20_common_types_EVSEStatusType)
         ob2_.NotificationMaxDelay = f_2_NotificationMaxDelay
         ob2_.EVSENotification = f_2_EVSENotification
         f_EVSEStatus = ob2_
         if ec == 0:
-            av += 20
+            av += 10
+            c >>= 10
             r.avail = av
-            f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
+            f_MeterInfo = _d_iso20_common_types_MeterInfoType(r, c)
             win = r.win
             av = r.avail
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 4
         elif ec == 1:
-            av += 20
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             r.avail = av
-            f_Receipt = _d_iso20_common_types_ReceiptType(r)
+            f_Receipt = _d_iso20_common_types_ReceiptType(r, c)
             win = r.win
             av = r.avail
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 5
         elif ec == 2:
-            av -= 4
+            av -= 10
             if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'WPT_ChargeLoopResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x300e0000 != 0x0:
+                raise r.fail_at(av + 30, 'WPT_ChargeLoopResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_3_Exponent = ((c >> 20) & 255) - 128
+            sg = ((c >> 16) & 1)
+            u = ((c >> 8) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                u2 = c & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+            else:
+                av += 8
             f_3_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[3]', 'expected EE of Value, EE')
-            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x30000000 != 0x0:
+                raise r.fail_at(av + 30, 'WPT_ChargeLoopResType[3]', 'expected EE of Value, EE')
+            ob3_ = _new(_K_iso20_common_types_RationalNumberType)
             ob3_.Exponent = f_3_Exponent
             ob3_.Value = f_3_Value
             f_EVPCPowerRequest = ob3_
@@ -3548,59 +3570,68 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         else:
             raise r.fail_at(av + 20, 'WPT_ChargeLoopResType[3]', f'event code {ec}, expected SE(MeterInfo), SE(Receipt), SE(EVPCPowerRequest)')
     elif ec == 1:
-        av += 18
+        av += 8
+        c >>= 8
         r.avail = av
-        f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
+        f_MeterInfo = _d_iso20_common_types_MeterInfoType(r, c)
         win = r.win
         av = r.avail
+        av -= 28
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 4
     elif ec == 2:
-        av += 18
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_Receipt = _d_iso20_common_types_ReceiptType(r)
+        f_Receipt = _d_iso20_common_types_ReceiptType(r, c)
         win = r.win
         av = r.avail
+        av -= 28
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         s = 5
     elif ec == 3:
-        av -= 6
+        av -= 12
         if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        if c & 0xc03800 != 0x0:
-            raise r.fail_at(av + 24, 'WPT_ChargeLoopResType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_4_Exponent = ((c >> 14) & 255) - 128
-        sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x300e0000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_ChargeLoopResType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_4_Exponent = ((c >> 20) & 255) - 128
+        sg = ((c >> 16) & 1)
+        u = ((c >> 8) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = c & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
+        else:
+            av += 8
         f_4_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[2]', 'expected EE of Value, EE')
-        ob4_ = _new(_iso20_common_types.RationalNumberType)
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x30000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_ChargeLoopResType[2]', 'expected EE of Value, EE')
+        ob4_ = _new(_K_iso20_common_types_RationalNumberType)
         ob4_.Exponent = f_4_Exponent
         ob4_.Value = f_4_Value
         f_EVPCPowerRequest = ob4_
@@ -3608,109 +3639,117 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
     else:
         raise r.fail_at(av + 18, 'WPT_ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVPCPowerRequest)')
     if s == 4:
-        av -= 26
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        ec = (c >> 24)
+        ec = ((c >> 26) & 3)
         if ec == 0:
-            av += 24
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             r.avail = av
-            f_Receipt = _d_iso20_common_types_ReceiptType(r)
+            f_Receipt = _d_iso20_common_types_ReceiptType(r, c)
             win = r.win
             av = r.avail
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 5
         elif ec == 1:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'WPT_ChargeLoopResType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_5_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+            if c & 0x300e000 != 0x0:
+                raise r.fail_at(av + 26, 'WPT_ChargeLoopResType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_5_Exponent = ((c >> 16) & 255) - 128
+            sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 2
+                        av += 4
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 2
+                        av -= 4
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
             f_5_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[4]', 'expected EE of Value, EE')
-            ob5_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'WPT_ChargeLoopResType[4]', 'expected EE of Value, EE')
+            ob5_ = _new(_K_iso20_common_types_RationalNumberType)
             ob5_.Exponent = f_5_Exponent
             ob5_.Value = f_5_Value
             f_EVPCPowerRequest = ob5_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 6
         else:
-            raise r.fail_at(av + 24, 'WPT_ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), SE(EVPCPowerRequest)')
+            raise r.fail_at(av + 26, 'WPT_ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), SE(EVPCPowerRequest)')
     if s == 5:
-        av -= 25
-        if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        if c & 0x1c03800 != 0x0:
-            raise r.fail_at(av + 25, 'WPT_ChargeLoopResType[5]', 'expected SE(EVPCPowerRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = ((c >> 14) & 255) - 128
-        sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
+        if c & 0xe01c000 != 0x0:
+            raise r.fail_at(av + 28, 'WPT_ChargeLoopResType', 'expected SE(EVPCPowerRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_6_Exponent = ((c >> 17) & 255) - 128
+        sg = ((c >> 13) & 1)
+        u = ((c >> 5) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
+                    av += 5
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
+                    av -= 5
                     if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
+                        win, av = r.refill(av, 5)
+                    c = (win >> av) & 0x1f
         f_6_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[5]', 'expected EE of Value, EE')
-        ob6_ = _new(_iso20_common_types.RationalNumberType)
+        if c & 0x18 != 0x0:
+            raise r.fail_at(av + 5, 'WPT_ChargeLoopResType', 'expected EE of Value, EE')
+        ob6_ = _new(_K_iso20_common_types_RationalNumberType)
         ob6_.Exponent = f_6_Exponent
         ob6_.Value = f_6_Value
         f_EVPCPowerRequest = ob6_
         s = 6
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    ec = (c >> 28)
+        av -= 27
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    else:
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    ec = ((c >> 28) & 3)
     if ec == 0:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'WPT_ChargeLoopResType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
@@ -3753,7 +3792,7 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         f_8_Exponent = ((c >> 17) & 255) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
-        ob7_ = _new(_iso20_common_types.RationalNumberType)
+        ob7_ = _new(_K_iso20_common_types_RationalNumberType)
         ob7_.Exponent = f_7_Exponent
         ob7_.Value = f_7_Value
         f_SDPowerInput = ob7_
@@ -3786,7 +3825,7 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         f_8_Value = -u - 1 if sg else u
         if c & 0x18 != 0x0:
             raise r.fail_at(av + 5, 'WPT_ChargeLoopResType[6]', 'expected EE of Value, EE')
-        ob8_ = _new(_iso20_common_types.RationalNumberType)
+        ob8_ = _new(_K_iso20_common_types_RationalNumberType)
         ob8_.Exponent = f_8_Exponent
         ob8_.Value = f_8_Value
         f_SPCMaxOutputPowerLimit = ob8_
@@ -3830,7 +3869,7 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         f_9_Value = -u - 1 if sg else u
         if c & 0x30 != 0x0:
             raise r.fail_at(av + 6, 'WPT_ChargeLoopResType[6]', 'expected EE of Value, EE')
-        ob9_ = _new(_iso20_common_types.RationalNumberType)
+        ob9_ = _new(_K_iso20_common_types_RationalNumberType)
         ob9_.Exponent = f_9_Exponent
         ob9_.Value = f_9_Value
         f_SPCMaxOutputPowerLimit = ob9_
@@ -3887,7 +3926,7 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             raise r.fail_at(av + 19, 'WPT_ChargeLoopResType.SPCChargeDiagnostics', f'enumeration index {iv}') from None
         f_SPCChargeDiagnostics = _E_iso20_wpt_WPT_SPCChargeDiagnosticsType[iv]
         ec = ((c >> 19) & 7)
-    ob10_ = _new(_iso20_common_types.RationalNumberType)
+    ob10_ = _new(_K_iso20_common_types_RationalNumberType)
     ob10_.Exponent = f_10_Exponent
     ob10_.Value = f_10_Value
     f_SPCMinOutputPowerLimit = ob10_
@@ -3904,47 +3943,40 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 16)
-            c = (win >> av) & 0xffff
-            u2 = c >> 8
+            u2 = c & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 16)
-                c = (win >> av) & 0xffff
-                u2 = c >> 8
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 8
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    c = (win >> av) & 0xff
+        else:
+            av += 8
         f_11_Value = -u - 1 if sg else u
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
         try:
-            ec = _T6cd14f8b[(c >> 4) & 0xf]
+            ec = _T6cd14f8b[c >> 26]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xc0 != 0x0:
-                raise r.fail_at(av + 8, 'WPT_ChargeLoopResType[10]', 'expected EE of Value, EE') from None
-            ec = ((c >> 4) & 3)
-        ob11_ = _new(_iso20_common_types.RationalNumberType)
+            if c & 0x30000000 != 0x0:
+                raise r.fail_at(av + 30, 'WPT_ChargeLoopResType[10]', 'expected EE of Value, EE') from None
+            ec = ((c >> 26) & 3)
+        ob11_ = _new(_K_iso20_common_types_RationalNumberType)
         ob11_.Exponent = f_11_Exponent
         ob11_.Value = f_11_Value
         f_SPCOperatingFrequency = ob11_
         if ec == 0:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 26)
-            c = (win >> av) & 0x3ffffff
             if c & 0x3807000 != 0x0:
                 raise r.fail_at(av + 26, 'WPT_ChargeLoopResType[11]', 'expected SE(SPCPrimaryDeviceCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_13_Exponent = ((c >> 15) & 255) - 128
@@ -3979,22 +4011,23 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             f_13_Value = -u - 1 if sg else u
             if c & 0x7 != 0x0:
                 raise r.fail_at(av + 3, 'WPT_ChargeLoopResType[11]', 'expected EE of Value, EE, EE')
-            ob13_ = _new(_iso20_common_types.RationalNumberType)
+            ob13_ = _new(_K_iso20_common_types_RationalNumberType)
             ob13_.Exponent = f_13_Exponent
             ob13_.Value = f_13_Value
             f_12_SPCPrimaryDeviceCoilCurrentInformation = ob13_
-            ob12_ = _new(_iso20_wpt.WPT_SPCPowerControlParameterType)
+            ob12_ = _new(_K_iso20_wpt_WPT_SPCPowerControlParameterType)
             ob12_.SPCPrimaryDeviceCoilCurrentInformation = f_12_SPCPrimaryDeviceCoilCurrentInformation
             f_SPCPowerControlParameter = ob12_
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
             s = 12
         elif ec == 1:
-            av -= 5
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            if c & 0x100 != 0x0:
+            av += 17
+            if c & 0x2000000 != 0x0:
                 raise r.fail_at(av + 9, 'WPT_ChargeLoopResType[11]', 'expected CH of ManufacturerSpecificDataContainer')
-            u = (c & 255)
+            u = ((c >> 17) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -4018,64 +4051,68 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 12
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'WPT_ChargeLoopResType[11]', 'expected EE of ManufacturerSpecificDataContainer')
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            if c & 0x800 != 0x0:
+                raise r.fail_at(av + 12, 'WPT_ChargeLoopResType[11]', 'expected EE of ManufacturerSpecificDataContainer')
             s = 13
         elif ec == 2:
-            av += 4
+            av += 15
             s = -1
         else:
-            raise r.fail_at(av + 4, 'WPT_ChargeLoopResType[11]', f'event code {ec}, expected SE(SPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
+            raise r.fail_at(av + 26, 'WPT_ChargeLoopResType[11]', f'event code {ec}, expected SE(SPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
     elif ec == 1:
-        av -= 7
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        if c & 0x3807000 != 0x0:
-            raise r.fail_at(av + 26, 'WPT_ChargeLoopResType[10]', 'expected SE(SPCPrimaryDeviceCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_15_Exponent = ((c >> 15) & 255) - 128
-        sg = ((c >> 11) & 1)
-        u = ((c >> 3) & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x38070000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_ChargeLoopResType[10]', 'expected SE(SPCPrimaryDeviceCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_15_Exponent = ((c >> 19) & 255) - 128
+        sg = ((c >> 15) & 1)
+        u = ((c >> 7) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            u2 = c >> 7
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
+                    win, av = r.refill(av, 15)
+                c = (win >> av) & 0x7fff
+                u2 = c >> 7
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 3
+                    av += 7
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 3
+                    av -= 7
                     if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
+                        win, av = r.refill(av, 7)
+                    c = (win >> av) & 0x7f
         f_15_Value = -u - 1 if sg else u
-        if c & 0x7 != 0x0:
-            raise r.fail_at(av + 3, 'WPT_ChargeLoopResType[10]', 'expected EE of Value, EE, EE')
-        ob15_ = _new(_iso20_common_types.RationalNumberType)
+        if c & 0x70 != 0x0:
+            raise r.fail_at(av + 7, 'WPT_ChargeLoopResType[10]', 'expected EE of Value, EE, EE')
+        ob15_ = _new(_K_iso20_common_types_RationalNumberType)
         ob15_.Exponent = f_15_Exponent
         ob15_.Value = f_15_Value
         f_14_SPCPrimaryDeviceCoilCurrentInformation = ob15_
-        ob14_ = _new(_iso20_wpt.WPT_SPCPowerControlParameterType)
+        ob14_ = _new(_K_iso20_wpt_WPT_SPCPowerControlParameterType)
         ob14_.SPCPrimaryDeviceCoilCurrentInformation = f_14_SPCPrimaryDeviceCoilCurrentInformation
         f_SPCPowerControlParameter = ob14_
+        av -= 7
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
         s = 12
     elif ec == 2:
         av += 10
@@ -4105,24 +4142,20 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 12
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'WPT_ChargeLoopResType[10]', 'expected EE of ManufacturerSpecificDataContainer')
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        if c & 0x800 != 0x0:
+            raise r.fail_at(av + 12, 'WPT_ChargeLoopResType[10]', 'expected EE of ManufacturerSpecificDataContainer')
         s = 13
     elif ec == 3:
-        av += 19
+        av += 8
         s = -1
     else:
         raise r.fail_at(av + 19, 'WPT_ChargeLoopResType[10]', f'event code {ec}, expected SE(SPCOperatingFrequency), SE(SPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
     if s == 12:
-        av -= 11
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        ec = (c >> 9)
+        ec = ((c >> 9) & 3)
         if ec == 0:
             if c & 0x100 != 0x0:
                 raise r.fail_at(av + 9, 'WPT_ChargeLoopResType[12]', 'expected CH of ManufacturerSpecificDataContainer')
@@ -4162,6 +4195,8 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             s = -1
         else:
             raise r.fail_at(av + 9, 'WPT_ChargeLoopResType[12]', f'event code {ec}, expected SE(ManufacturerSpecificDataContainer), EE')
+    else:
+        av += 11
     if s == 13:
         n = 0
         while True:
@@ -4213,16 +4248,18 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                 break
             else:
                 raise r.fail_at(av + 9, 'WPT_ChargeLoopResType[13]', f'event code {ec}, expected SE(ManufacturerSpecificDataContainer), EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
     if s == 28:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'WPT_ChargeLoopResType[28]', 'expected EE')
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'WPT_ChargeLoopResType', 'expected EE')
         s = -1
+    else:
+        av += 1
     r.avail = av
-    ob = _new(_iso20_wpt.WPT_ChargeLoopResType)
+    ob = _new(_K_iso20_wpt_WPT_ChargeLoopResType)
     ob.Header = f_Header
     ob.ResponseCode = f_ResponseCode
     ob.EVSEStatus = f_EVSEStatus
@@ -4262,31 +4299,31 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         c1 = o.EVSEStatus
         if c1.NotificationMaxDelay is None:
             raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
-        a <<= 5
-        k += 5
         t1 = c1.NotificationMaxDelay
         if t1 < 0 or (w.strict and (t1 > 65535)):
             raise encode_error('EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t1)
         u = t1
+        if c1.EVSENotification is None:
+            raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 21) | (u) << 8 | (_I_iso20_common_types_evseNotificationType[c1.EVSENotification]) << 2
+            k += 21
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 29) | (u & 0x7F) << 16 | (u >> 7) << 8 | (_I_iso20_common_types_evseNotificationType[c1.EVSENotification]) << 2 | 0x800000
+            k += 29
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 37) | (u & 0x7F) << 24 | (u >> 7 & 0x7F) << 16 | (u >> 14) << 8 | (_I_iso20_common_types_evseNotificationType[c1.EVSENotification]) << 2 | 0x80800000
+            k += 37
         else:
+            a <<= 5
+            k += 5
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if c1.EVSENotification is None:
-            raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
-        a = (a << 8) | (_I_iso20_common_types_evseNotificationType[c1.EVSENotification]) << 2
-        k += 8
+            a = (a << 8) | (_I_iso20_common_types_evseNotificationType[c1.EVSENotification]) << 2
+            k += 8
         s = 3
     elif o.MeterInfo is not None:
         a = (a << 3) | 0x1
@@ -4318,26 +4355,26 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         t3 = c2.Value
         if (w.strict and (t3 < -32768 or t3 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
-        a = (a << 17) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0xc000
-        k += 17
         u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t2 + 128) << 14 | (1 if t3 < 0 else 0) << 10 | (u) << 2 | 0x3000000
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t2 + 128) << 22 | (1 if t3 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x300020000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t2 + 128) << 30 | (1 if t3 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x30002020000
+            k += 43
         else:
+            a = (a << 17) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0xc000
+            k += 17
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 6
     else:
         raise encode_error('WPT_ChargeLoopResType', 'missing SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVPCPowerRequest)')
@@ -4372,26 +4409,26 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             t5 = c3.Value
             if (w.strict and (t5 < -32768 or t5 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t5)
-            a = (a << 16) | (t4 + 128) << 4 | (1 if t5 < 0 else 0) | 0x8000
-            k += 16
             u = -t5 - 1 if t5 < 0 else t5
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t4 + 128) << 14 | (1 if t5 < 0 else 0) << 10 | (u) << 2 | 0x2000000
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t4 + 128) << 22 | (1 if t5 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x200020000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t4 + 128) << 30 | (1 if t5 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x20002020000
+                k += 42
             else:
+                a = (a << 16) | (t4 + 128) << 4 | (1 if t5 < 0 else 0) | 0x8000
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 6
         else:
             raise encode_error('WPT_ChargeLoopResType', 'missing SE(MeterInfo), SE(Receipt), SE(EVPCPowerRequest)')
@@ -4417,26 +4454,26 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             t7 = c4.Value
             if (w.strict and (t7 < -32768 or t7 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t7)
-            a = (a << 16) | (t6 + 128) << 4 | (1 if t7 < 0 else 0) | 0x4000
-            k += 16
             u = -t7 - 1 if t7 < 0 else t7
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 26) | (t6 + 128) << 14 | (1 if t7 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+                k += 26
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 34) | (t6 + 128) << 22 | (1 if t7 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+                k += 34
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 42) | (t6 + 128) << 30 | (1 if t7 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+                k += 42
             else:
+                a = (a << 16) | (t6 + 128) << 4 | (1 if t7 < 0 else 0) | 0x4000
+                k += 16
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 6
         else:
             raise encode_error('WPT_ChargeLoopResType', 'missing SE(Receipt), SE(EVPCPowerRequest)')
@@ -4453,26 +4490,26 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             t9 = c5.Value
             if (w.strict and (t9 < -32768 or t9 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t9)
-            a = (a << 15) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
-            k += 15
             u = -t9 - 1 if t9 < 0 else t9
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 25) | (t8 + 128) << 14 | (1 if t9 < 0 else 0) << 10 | (u) << 2
+                k += 25
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 33) | (t8 + 128) << 22 | (1 if t9 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 33
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 41) | (t8 + 128) << 30 | (1 if t9 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 41
             else:
+                a = (a << 15) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
+                k += 15
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 6
         else:
             raise encode_error('WPT_ChargeLoopResType', 'missing SE(EVPCPowerRequest)')
@@ -4488,26 +4525,26 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         t11 = c6.Value
         if (w.strict and (t11 < -32768 or t11 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t11)
-        a = (a << 16) | (t10 + 128) << 4 | (1 if t11 < 0 else 0)
-        k += 16
         u = -t11 - 1 if t11 < 0 else t11
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 26) | (t10 + 128) << 14 | (1 if t11 < 0 else 0) << 10 | (u) << 2
+            k += 26
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 34) | (t10 + 128) << 22 | (1 if t11 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+            k += 34
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 42) | (t10 + 128) << 30 | (1 if t11 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+            k += 42
         else:
+            a = (a << 16) | (t10 + 128) << 4 | (1 if t11 < 0 else 0)
+            k += 16
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 7
     elif o.SPCMaxOutputPowerLimit is not None:
         c7 = o.SPCMaxOutputPowerLimit
@@ -4521,26 +4558,26 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         t13 = c7.Value
         if (w.strict and (t13 < -32768 or t13 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t13)
-        a = (a << 16) | (t12 + 128) << 4 | (1 if t13 < 0 else 0) | 0x4000
-        k += 16
         u = -t13 - 1 if t13 < 0 else t13
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 26) | (t12 + 128) << 14 | (1 if t13 < 0 else 0) << 10 | (u) << 2 | 0x1000000
+            k += 26
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 34) | (t12 + 128) << 22 | (1 if t13 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x100020000
+            k += 34
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 42) | (t12 + 128) << 30 | (1 if t13 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x10002020000
+            k += 42
         else:
+            a = (a << 16) | (t12 + 128) << 4 | (1 if t13 < 0 else 0) | 0x4000
+            k += 16
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 8
     else:
         raise encode_error('WPT_ChargeLoopResType', 'missing SE(SDPowerInput), SE(SPCMaxOutputPowerLimit)')
@@ -4557,26 +4594,26 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             t15 = c8.Value
             if (w.strict and (t15 < -32768 or t15 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t15)
-            a = (a << 15) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
-            k += 15
             u = -t15 - 1 if t15 < 0 else t15
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 25) | (t14 + 128) << 14 | (1 if t15 < 0 else 0) << 10 | (u) << 2
+                k += 25
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 33) | (t14 + 128) << 22 | (1 if t15 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 33
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 41) | (t14 + 128) << 30 | (1 if t15 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 41
             else:
+                a = (a << 15) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
+                k += 15
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             s = 8
         else:
             raise encode_error('WPT_ChargeLoopResType', 'missing SE(SPCMaxOutputPowerLimit)')
@@ -4593,28 +4630,28 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
     t17 = c9.Value
     if (w.strict and (t17 < -32768 or t17 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t17)
-    a = (a << 15) | (t16 + 128) << 4 | (1 if t17 < 0 else 0)
-    k += 15
     u = -t17 - 1 if t17 < 0 else t17
+    if o.SPCChargeDiagnostics is None:
+        raise encode_error('WPT_ChargeLoopResType.SPCChargeDiagnostics', 'required value missing')
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 31) | (t16 + 128) << 20 | (1 if t17 < 0 else 0) << 16 | (u) << 8 | (_I_iso20_wpt_WPT_SPCChargeDiagnosticsType[o.SPCChargeDiagnostics]) << 1
+        k += 31
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 39) | (t16 + 128) << 28 | (1 if t17 < 0 else 0) << 24 | (u & 0x7F) << 16 | (u >> 7) << 8 | (_I_iso20_wpt_WPT_SPCChargeDiagnosticsType[o.SPCChargeDiagnostics]) << 1 | 0x800000
+        k += 39
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 47) | (t16 + 128) << 36 | (1 if t17 < 0 else 0) << 32 | (u & 0x7F) << 24 | (u >> 7 & 0x7F) << 16 | (u >> 14) << 8 | (_I_iso20_wpt_WPT_SPCChargeDiagnosticsType[o.SPCChargeDiagnostics]) << 1 | 0x80800000
+        k += 47
     else:
+        a = (a << 15) | (t16 + 128) << 4 | (1 if t17 < 0 else 0)
+        k += 15
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if o.SPCChargeDiagnostics is None:
-        raise encode_error('WPT_ChargeLoopResType.SPCChargeDiagnostics', 'required value missing')
-    a = (a << 8) | (_I_iso20_wpt_WPT_SPCChargeDiagnosticsType[o.SPCChargeDiagnostics]) << 1
-    k += 8
+        a = (a << 8) | (_I_iso20_wpt_WPT_SPCChargeDiagnosticsType[o.SPCChargeDiagnostics]) << 1
+        k += 8
     s = 9
     s = 10
     if o.SPCOperatingFrequency is not None:
@@ -4629,26 +4666,26 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         t19 = c10.Value
         if (w.strict and (t19 < -32768 or t19 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t19)
-        a = (a << 17) | (t18 + 128) << 4 | (1 if t19 < 0 else 0)
-        k += 17
         u = -t19 - 1 if t19 < 0 else t19
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 27) | (t18 + 128) << 14 | (1 if t19 < 0 else 0) << 10 | (u) << 2
+            k += 27
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 35) | (t18 + 128) << 22 | (1 if t19 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+            k += 35
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 43) | (t18 + 128) << 30 | (1 if t19 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+            k += 43
         else:
+            a = (a << 17) | (t18 + 128) << 4 | (1 if t19 < 0 else 0)
+            k += 17
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 11
     elif o.SPCPowerControlParameter is not None:
         c11 = o.SPCPowerControlParameter
@@ -4665,26 +4702,26 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         t21 = c12.Value
         if (w.strict and (t21 < -32768 or t21 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t21)
-        a = (a << 18) | (t20 + 128) << 4 | (1 if t21 < 0 else 0) | 0x8000
-        k += 18
         u = -t21 - 1 if t21 < 0 else t21
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 29) | (t20 + 128) << 15 | (1 if t21 < 0 else 0) << 11 | (u) << 3 | 0x4000000
+            k += 29
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 37) | (t20 + 128) << 23 | (1 if t21 < 0 else 0) << 19 | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x400040000
+            k += 37
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 45) | (t20 + 128) << 31 | (1 if t21 < 0 else 0) << 27 | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x40004040000
+            k += 45
         else:
+            a = (a << 18) | (t20 + 128) << 4 | (1 if t21 < 0 else 0) | 0x8000
+            k += 18
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 3
-        k += 3
+            a <<= 3
+            k += 3
         s = 12
     elif i_ManufacturerSpecificDataContainer < len(o.ManufacturerSpecificDataContainer):
         x_ManufacturerSpecificDataContainer = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
@@ -4721,26 +4758,26 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             t23 = c14.Value
             if (w.strict and (t23 < -32768 or t23 > 32767)):
                 raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t23)
-            a = (a << 17) | (t22 + 128) << 4 | (1 if t23 < 0 else 0)
-            k += 17
             u = -t23 - 1 if t23 < 0 else t23
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 28) | (t22 + 128) << 15 | (1 if t23 < 0 else 0) << 11 | (u) << 3
+                k += 28
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 36) | (t22 + 128) << 23 | (1 if t23 < 0 else 0) << 19 | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+                k += 36
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 44) | (t22 + 128) << 31 | (1 if t23 < 0 else 0) << 27 | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+                k += 44
             else:
+                a = (a << 17) | (t22 + 128) << 4 | (1 if t23 < 0 else 0)
+                k += 17
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 3
-            k += 3
+                a <<= 3
+                k += 3
             s = 12
         elif i_ManufacturerSpecificDataContainer < len(o.ManufacturerSpecificDataContainer):
             x_ManufacturerSpecificDataContainer = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
@@ -4819,7 +4856,7 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
     if k >= 1024:
         w.spill()
 
-def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeParameterDiscoveryReqType:
+def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_ChargeParameterDiscoveryReqType:
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
@@ -4830,10 +4867,6 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
     f_EVPCDeviceLocalControl: bool
     f_VendorSpecificDataContainer: list[bytes] = []
     s = 0
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'WPT_ChargeParameterDiscoveryReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
     u = (c & 255)
@@ -4869,42 +4902,44 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
         raise r.fail_at(av + 30, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
     u = ((c >> 19) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        u2 = c >> 19
+        u2 = (c >> 11) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            u2 = c >> 19
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            u2 = c >> 11
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 19
+                av += 11
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 19
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+    else:
+        av += 8
+        c >>= 8
     f_1_TimeStamp = u
     try:
-        ec = _Taa5bbe96[(c >> 16) & 0x7]
+        ec = _Taa5bbe96[(c >> 8) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
-            raise r.fail_at(av + 19, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 16) & 3)
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 8) & 3)
     if ec == 0:
-        av += 16
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
         r.avail = av
-        f_1_Signature = _d_xmldsig_SignatureType(r)
+        f_1_Signature = _d_xmldsig_SignatureType(r, c)
         win = r.win
         av = r.avail
         av -= 30
@@ -4918,18 +4953,18 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     elif ec == 1:
-        av -= 14
+        av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av + 16, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'WPT_ChargeParameterDiscoveryReqType', 'expected SE(EVPCMaxReceivablePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_2_Exponent = ((c >> 19) & 255) - 128
     sg = ((c >> 15) & 1)
     u = ((c >> 7) & 255)
-    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
@@ -4969,70 +5004,72 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
     if c & 0x3c000000 != 0x0:
         raise r.fail_at(av + 30, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of Value, EE, SE(SDMaxGroundClearence), CH of SDMaxGroundClearence')
     u = ((c >> 18) & 255)
-    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_ = _new(_K_iso20_common_types_RationalNumberType)
     ob2_.Exponent = f_2_Exponent
     ob2_.Value = f_2_Value
     f_EVPCMaxReceivablePower = ob2_
     s = 2
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        u2 = c >> 18
+        u2 = (c >> 10) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 26)
-            c = (win >> av) & 0x3ffffff
-            u2 = c >> 18
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 18
+                av += 10
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 18
+                av -= 10
                 if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
     f_SDMaxGroundClearence = u
-    if c & 0x38000 != 0x0:
-        raise r.fail_at(av + 18, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of SDMaxGroundClearence, SE(SDMinGroundClearence), CH of SDMinGroundClearence')
-    u = ((c >> 7) & 255)
+    av -= 20
+    if av < 0:
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38000000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of SDMaxGroundClearence, SE(SDMinGroundClearence), CH of SDMinGroundClearence')
+    u = ((c >> 19) & 255)
     s = 3
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 15)
-        c = (win >> av) & 0x7fff
-        u2 = c >> 7
+        u2 = (c >> 11) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 15)
-            c = (win >> av) & 0x7fff
-            u2 = c >> 7
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            u2 = c >> 11
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 7
+                av += 11
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 7
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 7)
-                c = (win >> av) & 0x7f
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+    else:
+        av += 8
+        c >>= 8
     f_SDMinGroundClearence = u
-    av -= 23
+    av -= 19
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
@@ -5075,7 +5112,7 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
         if c & 0x3d != 0x0:
             raise r.fail_at(av + 6, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of Value, EE, SE(EVPCDeviceLocalControl), CH of EVPCDeviceLocalControl, EE of EVPCDeviceLocalControl') from None
         f_EVPCDeviceLocalControl = ((c >> 1) & 1) == 1
-    ob3_ = _new(_iso20_common_types.RationalNumberType)
+    ob3_ = _new(_K_iso20_common_types_RationalNumberType)
     ob3_.Exponent = f_3_Exponent
     ob3_.Value = f_3_Value
     f_EVPCNaturalFrequency = ob3_
@@ -5131,16 +5168,18 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
             break
         else:
             raise r.fail_at(av + 9, 'WPT_ChargeParameterDiscoveryReqType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
     if s == 22:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'WPT_ChargeParameterDiscoveryReqType[22]', 'expected EE')
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE')
         s = -1
+    else:
+        av += 1
     r.avail = av
-    ob = _new(_iso20_wpt.WPT_ChargeParameterDiscoveryReqType)
+    ob = _new(_K_iso20_wpt_WPT_ChargeParameterDiscoveryReqType)
     ob.Header = f_Header
     ob.EVPCMaxReceivablePower = f_EVPCMaxReceivablePower
     ob.SDMaxGroundClearence = f_SDMaxGroundClearence
@@ -5177,73 +5216,58 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_wpt
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
-    a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
-    k += 15
-    s = 1
     u = -t2 - 1 if t2 < 0 else t2
+    if o.SDMaxGroundClearence is None:
+        raise encode_error('WPT_ChargeParameterDiscoveryReqType.SDMaxGroundClearence', 'required value missing')
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 27) | (t1 + 128) << 16 | (1 if t2 < 0 else 0) << 12 | (u) << 4
+        k += 27
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 35) | (t1 + 128) << 24 | (1 if t2 < 0 else 0) << 20 | (u & 0x7F) << 12 | (u >> 7) << 4 | 0x80000
+        k += 35
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 43) | (t1 + 128) << 32 | (1 if t2 < 0 else 0) << 28 | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | 0x8080000
+        k += 43
     else:
+        a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
+        k += 15
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if o.SDMaxGroundClearence is None:
-        raise encode_error('WPT_ChargeParameterDiscoveryReqType.SDMaxGroundClearence', 'required value missing')
-    a <<= 4
-    k += 4
+        a <<= 4
+        k += 4
+    s = 1
     s = 2
     t3 = o.SDMaxGroundClearence
     if t3 < 0 or (w.strict and (t3 > 65535)):
         raise encode_error('WPT_ChargeParameterDiscoveryReqType.SDMaxGroundClearence', 'outside 0..65535', t3)
     u = t3
+    if o.SDMinGroundClearence is None:
+        raise encode_error('WPT_ChargeParameterDiscoveryReqType.SDMinGroundClearence', 'required value missing')
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (u) << 3
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+        k += 27
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if o.SDMinGroundClearence is None:
-        raise encode_error('WPT_ChargeParameterDiscoveryReqType.SDMinGroundClearence', 'required value missing')
-    a <<= 3
-    k += 3
+        a <<= 3
+        k += 3
     s = 3
     t4 = o.SDMinGroundClearence
     if t4 < 0 or (w.strict and (t4 > 65535)):
         raise encode_error('WPT_ChargeParameterDiscoveryReqType.SDMinGroundClearence', 'outside 0..65535', t4)
     u = t4
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
     if o.EVPCNaturalFrequency is None:
         raise encode_error('WPT_ChargeParameterDiscoveryReqType.EVPCNaturalFrequency', 'required value missing')
     c2 = o.EVPCNaturalFrequency
@@ -5257,29 +5281,44 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_wpt
     t6 = c2.Value
     if (w.strict and (t6 < -32768 or t6 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
-    a = (a << 16) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
-    k += 16
-    s = 4
-    u = -t6 - 1 if t6 < 0 else t6
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        a = (a << 24) | (u) << 16 | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
         k += 24
+    elif u < 0x4000:
+        a = (a << 32) | (u & 0x7F) << 24 | (u >> 7) << 16 | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x80000000
+        k += 32
+    elif u < 0x200000:
+        a = (a << 40) | (u & 0x7F) << 32 | (u >> 7 & 0x7F) << 24 | (u >> 14) << 16 | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x8080000000
+        k += 40
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 16) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
+        k += 16
+    s = 4
+    u = -t6 - 1 if t6 < 0 else t6
     if o.EVPCDeviceLocalControl is None:
         raise encode_error('WPT_ChargeParameterDiscoveryReqType.EVPCDeviceLocalControl', 'required value missing')
-    a = (a << 6) | (_BOOL[o.EVPCDeviceLocalControl]) << 1
-    k += 6
+    if u < 0x80:
+        a = (a << 14) | (u) << 6 | (_BOOL[o.EVPCDeviceLocalControl]) << 1
+        k += 14
+    elif u < 0x4000:
+        a = (a << 22) | (u & 0x7F) << 14 | (u >> 7) << 6 | (_BOOL[o.EVPCDeviceLocalControl]) << 1 | 0x200000
+        k += 22
+    elif u < 0x200000:
+        a = (a << 30) | (u & 0x7F) << 22 | (u >> 7 & 0x7F) << 14 | (u >> 14) << 6 | (_BOOL[o.EVPCDeviceLocalControl]) << 1 | 0x20200000
+        k += 30
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a = (a << 6) | (_BOOL[o.EVPCDeviceLocalControl]) << 1
+        k += 6
     s = 5
     s = 6
     n = 0
@@ -5319,7 +5358,7 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_wpt
     if k >= 1024:
         w.spill()
 
-def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt.WPT_ChargeParameterDiscoveryResType:
+def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso20_wpt.WPT_ChargeParameterDiscoveryResType:
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
@@ -5333,10 +5372,6 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
     f_PDMaxCoilCurrent: _iso20_common_types.RationalNumberType
     f_SDManufacturerSpecificDataContainer: list[bytes] = []
     s = 0
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'WPT_ChargeParameterDiscoveryResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
     u = (c & 255)
@@ -5372,42 +5407,44 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
         raise r.fail_at(av + 30, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
     u = ((c >> 19) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        u2 = c >> 19
+        u2 = (c >> 11) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            u2 = c >> 19
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            u2 = c >> 11
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 19
+                av += 11
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 19
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+    else:
+        av += 8
+        c >>= 8
     f_1_TimeStamp = u
     try:
-        ec = _Taa5bbe96[(c >> 16) & 0x7]
+        ec = _Taa5bbe96[(c >> 8) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
-            raise r.fail_at(av + 19, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 16) & 3)
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 8) & 3)
     if ec == 0:
-        av += 16
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
         r.avail = av
-        f_1_Signature = _d_xmldsig_SignatureType(r)
+        f_1_Signature = _d_xmldsig_SignatureType(r, c)
         win = r.win
         av = r.avail
         av -= 30
@@ -5421,12 +5458,12 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
             win, av = r.refill(av, 37)
         c = (win >> av) & 0x1fffffffff
     elif ec == 1:
-        av -= 21
+        av -= 29
         if av < 0:
             win, av = r.refill(av, 37)
         c = (win >> av) & 0x1fffffffff
     else:
-        raise r.fail_at(av + 16, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x181cf00e00 != 0x0:
         raise r.fail_at(av + 37, 'WPT_ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PDInputPowerClass), CH of PDInputPowerClass, EE of PDInputPowerClass, SE(SDMinOutputPower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     iv = ((c >> 29) & 63)
@@ -5437,7 +5474,7 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
@@ -5474,7 +5511,7 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
     f_3_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_ = _new(_K_iso20_common_types_RationalNumberType)
     ob2_.Exponent = f_2_Exponent
     ob2_.Value = f_2_Value
     f_SDMinOutputPower = ob2_
@@ -5513,70 +5550,72 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
     if c & 0x3c000000 != 0x0:
         raise r.fail_at(av + 30, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of Value, EE, SE(SDMaxGroundClearanceSupport), CH of SDMaxGroundClearanceSupport')
     u = ((c >> 18) & 255)
-    ob3_ = _new(_iso20_common_types.RationalNumberType)
+    ob3_ = _new(_K_iso20_common_types_RationalNumberType)
     ob3_.Exponent = f_3_Exponent
     ob3_.Value = f_3_Value
     f_SDMaxOutputPower = ob3_
     s = 5
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        u2 = c >> 18
+        u2 = (c >> 10) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 26)
-            c = (win >> av) & 0x3ffffff
-            u2 = c >> 18
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 18
+                av += 10
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 18
+                av -= 10
                 if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
     f_SDMaxGroundClearanceSupport = u
-    if c & 0x38000 != 0x0:
-        raise r.fail_at(av + 18, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of SDMaxGroundClearanceSupport, SE(SDMinGroundClearanceSupport), CH of SDMinGroundClearanceSupport')
-    u = ((c >> 7) & 255)
+    av -= 20
+    if av < 0:
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38000000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of SDMaxGroundClearanceSupport, SE(SDMinGroundClearanceSupport), CH of SDMinGroundClearanceSupport')
+    u = ((c >> 19) & 255)
     s = 6
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 15)
-        c = (win >> av) & 0x7fff
-        u2 = c >> 7
+        u2 = (c >> 11) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 15)
-            c = (win >> av) & 0x7fff
-            u2 = c >> 7
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            u2 = c >> 11
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 7
+                av += 11
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 7
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 7)
-                c = (win >> av) & 0x7f
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+    else:
+        av += 8
+        c >>= 8
     f_SDMinGroundClearanceSupport = u
-    av -= 23
+    av -= 19
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
@@ -5613,16 +5652,16 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
                     win, av = r.refill(av, 6)
                 c = (win >> av) & 0x3f
     f_4_Value = -u - 1 if sg else u
-    av -= 21
+    av -= 24
     if av < 0:
-        win, av = r.refill(av, 27)
-    c = (win >> av) & 0x7ffffff
-    if c & 0x7c03800 != 0x0:
-        raise r.fail_at(av + 27, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of Value, EE, SE(PDMaxCoilCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_5_Exponent = ((c >> 14) & 255) - 128
-    sg = ((c >> 10) & 1)
-    u = ((c >> 2) & 255)
-    ob4_ = _new(_iso20_common_types.RationalNumberType)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of Value, EE, SE(PDMaxCoilCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_5_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
+    ob4_ = _new(_K_iso20_common_types_RationalNumberType)
     ob4_.Exponent = f_4_Exponent
     ob4_.Value = f_4_Value
     f_PDMinCoilCurrent = ob4_
@@ -5630,33 +5669,34 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        u2 = c >> 2
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 2
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 2
+                av -= 5
                 if av < 0:
-                    win, av = r.refill(av, 2)
-                c = (win >> av) & 0x3
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_5_Value = -u - 1 if sg else u
-    if c & 0x3 != 0x0:
+    av += 3
+    if c & 0x18 != 0x0:
         raise r.fail_at(av + 2, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of Value, EE')
-    ob5_ = _new(_iso20_common_types.RationalNumberType)
+    ob5_ = _new(_K_iso20_common_types_RationalNumberType)
     ob5_.Exponent = f_5_Exponent
     ob5_.Value = f_5_Value
     f_PDMaxCoilCurrent = ob5_
@@ -5711,16 +5751,18 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
             break
         else:
             raise r.fail_at(av + 9, 'WPT_ChargeParameterDiscoveryResType[9]', f'event code {ec}, expected SE(SDManufacturerSpecificDataContainer), EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
     if s == 25:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'WPT_ChargeParameterDiscoveryResType[25]', 'expected EE')
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'WPT_ChargeParameterDiscoveryResType', 'expected EE')
         s = -1
+    else:
+        av += 1
     r.avail = av
-    ob = _new(_iso20_wpt.WPT_ChargeParameterDiscoveryResType)
+    ob = _new(_K_iso20_wpt_WPT_ChargeParameterDiscoveryResType)
     ob.Header = f_Header
     ob.ResponseCode = f_ResponseCode
     ob.PDInputPowerClass = f_PDInputPowerClass
@@ -5764,32 +5806,35 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
-    a = (a << 29) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 21 | (_I_iso20_wpt_WPT_PowerClassType[o.PDInputPowerClass]) << 16 | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
-    k += 29
-    s = 1
-    s = 2
-    s = 3
     u = -t2 - 1 if t2 < 0 else t2
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
     if o.SDMaxOutputPower is None:
         raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMaxOutputPower', 'required value missing')
     c2 = o.SDMaxOutputPower
     if c2.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if u < 0x80:
+        a = (a << 42) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 34 | (_I_iso20_wpt_WPT_PowerClassType[o.PDInputPowerClass]) << 29 | (t1 + 128) << 17 | (1 if t2 < 0 else 0) << 13 | (u) << 5
+        k += 42
+    elif u < 0x4000:
+        a = (a << 50) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 42 | (_I_iso20_wpt_WPT_PowerClassType[o.PDInputPowerClass]) << 37 | (t1 + 128) << 25 | (1 if t2 < 0 else 0) << 21 | (u & 0x7F) << 13 | (u >> 7) << 5 | 0x100000
+        k += 50
+    elif u < 0x200000:
+        a = (a << 58) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 50 | (_I_iso20_wpt_WPT_PowerClassType[o.PDInputPowerClass]) << 45 | (t1 + 128) << 33 | (1 if t2 < 0 else 0) << 29 | (u & 0x7F) << 21 | (u >> 7 & 0x7F) << 13 | (u >> 14) << 5 | 0x10100000
+        k += 58
+    else:
+        a = (a << 29) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 21 | (_I_iso20_wpt_WPT_PowerClassType[o.PDInputPowerClass]) << 16 | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
+        k += 29
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a <<= 5
+        k += 5
+    s = 1
+    s = 2
+    s = 3
+    s = 4
     t3 = c2.Exponent
     if t3 < -128 or t3 > 127:
         raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
@@ -5798,73 +5843,57 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt
     t4 = c2.Value
     if (w.strict and (t4 < -32768 or t4 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
-    a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
-    k += 17
-    s = 4
     u = -t4 - 1 if t4 < 0 else t4
+    if o.SDMaxGroundClearanceSupport is None:
+        raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMaxGroundClearanceSupport', 'required value missing')
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        a = (a << 24) | (t3 + 128) << 16 | (1 if t4 < 0 else 0) << 12 | (u) << 4
         k += 24
+    elif u < 0x4000:
+        a = (a << 32) | (t3 + 128) << 24 | (1 if t4 < 0 else 0) << 20 | (u & 0x7F) << 12 | (u >> 7) << 4 | 0x80000
+        k += 32
+    elif u < 0x200000:
+        a = (a << 40) | (t3 + 128) << 32 | (1 if t4 < 0 else 0) << 28 | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | 0x8080000
+        k += 40
     else:
+        a = (a << 12) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
+        k += 12
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if o.SDMaxGroundClearanceSupport is None:
-        raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMaxGroundClearanceSupport', 'required value missing')
-    a <<= 4
-    k += 4
+        a <<= 4
+        k += 4
     s = 5
     t5 = o.SDMaxGroundClearanceSupport
     if t5 < 0 or (w.strict and (t5 > 65535)):
         raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMaxGroundClearanceSupport', 'outside 0..65535', t5)
     u = t5
+    if o.SDMinGroundClearanceSupport is None:
+        raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMinGroundClearanceSupport', 'required value missing')
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (u) << 3
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+        k += 27
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if o.SDMinGroundClearanceSupport is None:
-        raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMinGroundClearanceSupport', 'required value missing')
-    a <<= 3
-    k += 3
+        a <<= 3
+        k += 3
     s = 6
     t6 = o.SDMinGroundClearanceSupport
     if t6 < 0 or (w.strict and (t6 > 65535)):
         raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMinGroundClearanceSupport', 'outside 0..65535', t6)
     u = t6
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
     if o.PDMinCoilCurrent is None:
         raise encode_error('WPT_ChargeParameterDiscoveryResType.PDMinCoilCurrent', 'required value missing')
     c3 = o.PDMinCoilCurrent
@@ -5878,25 +5907,25 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt
     t8 = c3.Value
     if (w.strict and (t8 < -32768 or t8 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
-    a = (a << 16) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
-    k += 16
-    s = 7
-    u = -t8 - 1 if t8 < 0 else t8
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        a = (a << 24) | (u) << 16 | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
         k += 24
+    elif u < 0x4000:
+        a = (a << 32) | (u & 0x7F) << 24 | (u >> 7) << 16 | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0x80000000
+        k += 32
+    elif u < 0x200000:
+        a = (a << 40) | (u & 0x7F) << 32 | (u >> 7 & 0x7F) << 24 | (u >> 14) << 16 | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0x8080000000
+        k += 40
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 16) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
+        k += 16
+    s = 7
+    u = -t8 - 1 if t8 < 0 else t8
     if o.PDMaxCoilCurrent is None:
         raise encode_error('WPT_ChargeParameterDiscoveryResType.PDMaxCoilCurrent', 'required value missing')
     c4 = o.PDMaxCoilCurrent
@@ -5910,27 +5939,42 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt
     t10 = c4.Value
     if (w.strict and (t10 < -32768 or t10 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t10)
-    a = (a << 17) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
-    k += 17
-    s = 8
-    u = -t10 - 1 if t10 < 0 else t10
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 2
-    k += 2
+        a = (a << 17) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
+        k += 17
+    s = 8
+    u = -t10 - 1 if t10 < 0 else t10
+    if u < 0x80:
+        a = (a << 10) | (u) << 2
+        k += 10
+    elif u < 0x4000:
+        a = (a << 18) | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+        k += 18
+    elif u < 0x200000:
+        a = (a << 26) | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+        k += 26
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a <<= 2
+        k += 2
     s = 9
     n = 0
     while True:
@@ -5969,101 +6013,95 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt
     if k >= 1024:
         w.spill()
 
-def _d_iso20_wpt_WPT_CoordinateXYZType(r: BitReader) -> _iso20_wpt.WPT_CoordinateXYZType:
+def _d_iso20_wpt_WPT_CoordinateXYZType(r: BitReader, c: int) -> _iso20_wpt.WPT_CoordinateXYZType:
     win = r.win
     av = r.avail
     f_Coord_X: int
     f_Coord_Y: int
     f_Coord_Z: int
-    av -= 30
+    try:
+        sg = _Tc1962e75[(c >> 25) & 0x7]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0xc000000 != 0x0:
+            raise r.fail_at(av + 28, 'WPT_CoordinateXYZType', 'expected SE(Coord_X), CH of Coord_X') from None
+        sg = ((c >> 25) & 1)
+    u = ((c >> 17) & 255)
+    if u > 127:
+        u2 = (c >> 9) & 0xFF
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            u2 = c >> 9
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                av += 9
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+    else:
+        av += 8
+        c >>= 8
+    f_Coord_X = -u - 1 if sg else u
+    av -= 21
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
     try:
-        sg = _Tc1962e75[c >> 27]
+        sg = _T143a83e6[c >> 26]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x30000000 != 0x0:
-            raise r.fail_at(av + 30, 'WPT_CoordinateXYZType', 'expected SE(Coord_X), CH of Coord_X') from None
-        sg = ((c >> 27) & 1)
-    u = ((c >> 19) & 255)
+        if c & 0x38000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_CoordinateXYZType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
+        sg = ((c >> 26) & 1)
+    u = ((c >> 18) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        u2 = c >> 19
+        u2 = (c >> 10) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            u2 = c >> 19
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 19
+                av += 10
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 19
+                av -= 10
                 if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
-    f_Coord_X = -u - 1 if sg else u
-    try:
-        sg = _T143a83e6[(c >> 15) & 0xf]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x70000 != 0x0:
-            raise r.fail_at(av + 19, 'WPT_CoordinateXYZType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
-        sg = ((c >> 15) & 1)
-    u = ((c >> 7) & 255)
-    if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 15)
-        c = (win >> av) & 0x7fff
-        u2 = c >> 7
-        if u2 < 128:
-            u += _U2[u2]
-        else:
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 15)
-            c = (win >> av) & 0x7fff
-            u2 = c >> 7
-            u |= (u2 & 0x7F) << 14
-            if u2 > 127:
-                av += 7
-                r.avail = av
-                u = r.uint_more(u, 21)
-                win = r.win
-                av = r.avail
-                av -= 7
-                if av < 0:
-                    win, av = r.refill(av, 7)
-                c = (win >> av) & 0x7f
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
     f_Coord_Y = -u - 1 if sg else u
-    av -= 7
+    av -= 12
     if av < 0:
-        win, av = r.refill(av, 14)
-    c = (win >> av) & 0x3fff
+        win, av = r.refill(av, 22)
+    c = (win >> av) & 0x3fffff
     try:
-        sg = _T143a83e6[c >> 10]
+        sg = _T143a83e6[c >> 18]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x3800 != 0x0:
-            raise r.fail_at(av + 14, 'WPT_CoordinateXYZType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
-        sg = ((c >> 10) & 1)
-    u = ((c >> 2) & 255)
+        if c & 0x380000 != 0x0:
+            raise r.fail_at(av + 22, 'WPT_CoordinateXYZType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
+        sg = ((c >> 18) & 1)
+    u = ((c >> 10) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        u2 = c >> 2
+        u2 = (c >> 2) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -6084,11 +6122,14 @@ def _d_iso20_wpt_WPT_CoordinateXYZType(r: BitReader) -> _iso20_wpt.WPT_Coordinat
                 if av < 0:
                     win, av = r.refill(av, 2)
                 c = (win >> av) & 0x3
+    else:
+        av += 8
+        c >>= 8
     f_Coord_Z = -u - 1 if sg else u
     if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'WPT_CoordinateXYZType', 'expected EE of Coord_Z, EE')
     r.avail = av
-    ob = _new(_iso20_wpt.WPT_CoordinateXYZType)
+    ob = _new(_K_iso20_wpt_WPT_CoordinateXYZType)
     ob.Coord_X = f_Coord_X
     ob.Coord_Y = f_Coord_Y
     ob.Coord_Z = f_Coord_Z
@@ -6102,121 +6143,117 @@ def _e_iso20_wpt_WPT_CoordinateXYZType(w: BitWriter, o: _iso20_wpt.WPT_Coordinat
     t1 = o.Coord_X
     if (w.strict and (t1 < -32768 or t1 > 32767)):
         raise encode_error('WPT_CoordinateXYZType.Coord_X', 'outside -32768..32767', t1)
-    a = (a << 3) | (1 if t1 < 0 else 0)
-    k += 3
     u = -t1 - 1 if t1 < 0 else t1
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
     if o.Coord_Y is None:
         raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
     t2 = o.Coord_Y
     if (w.strict and (t2 < -32768 or t2 > 32767)):
         raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'outside -32768..32767', t2)
-    a = (a << 4) | (1 if t2 < 0 else 0)
-    k += 4
-    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 15) | (1 if t1 < 0 else 0) << 12 | (u) << 4 | (1 if t2 < 0 else 0)
+        k += 15
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 23) | (1 if t1 < 0 else 0) << 20 | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t2 < 0 else 0) | 0x80000
+        k += 23
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 31) | (1 if t1 < 0 else 0) << 28 | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t2 < 0 else 0) | 0x8080000
+        k += 31
     else:
+        a = (a << 3) | (1 if t1 < 0 else 0)
+        k += 3
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 4) | (1 if t2 < 0 else 0)
+        k += 4
+    u = -t2 - 1 if t2 < 0 else t2
     if o.Coord_Z is None:
         raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
     t3 = o.Coord_Z
     if (w.strict and (t3 < -32768 or t3 > 32767)):
         raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'outside -32768..32767', t3)
-    a = (a << 4) | (1 if t3 < 0 else 0)
-    k += 4
-    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 12) | (u) << 4 | (1 if t3 < 0 else 0)
+        k += 12
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 20) | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t3 < 0 else 0) | 0x80000
+        k += 20
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 28) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t3 < 0 else 0) | 0x8080000
+        k += 28
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 2
-    k += 2
+        a = (a << 4) | (1 if t3 < 0 else 0)
+        k += 4
+    u = -t3 - 1 if t3 < 0 else t3
+    if u < 0x80:
+        a = (a << 10) | (u) << 2
+        k += 10
+    elif u < 0x4000:
+        a = (a << 18) | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+        k += 18
+    elif u < 0x200000:
+        a = (a << 26) | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+        k += 26
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a <<= 2
+        k += 2
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_iso20_wpt_WPT_EVPCPowerControlParameterType(r: BitReader) -> _iso20_wpt.WPT_EVPCPowerControlParameterType:
+def _d_iso20_wpt_WPT_EVPCPowerControlParameterType(r: BitReader, c: int) -> _iso20_wpt.WPT_EVPCPowerControlParameterType:
     win = r.win
     av = r.avail
     f_EVPCCoilCurrentRequest: _iso20_common_types.RationalNumberType
     f_EVPCCoilCurrentInformation: _iso20_common_types.RationalNumberType
     f_EVPCCurrentOutputInformation: _iso20_common_types.RationalNumberType
     f_EVPCVoltageOutputInformation: _iso20_common_types.RationalNumberType
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    if c & 0x38070000 != 0x0:
-        raise r.fail_at(av + 30, 'WPT_EVPCPowerControlParameterType', 'expected SE(EVPCCoilCurrentRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 19) & 255) - 128
-    sg = ((c >> 15) & 1)
-    u = ((c >> 7) & 255)
+    if c & 0xe01c000 != 0x0:
+        raise r.fail_at(av + 28, 'WPT_EVPCPowerControlParameterType', 'expected SE(EVPCCoilCurrentRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 15)
-        c = (win >> av) & 0x7fff
-        u2 = c >> 7
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 15)
-            c = (win >> av) & 0x7fff
-            u2 = c >> 7
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 7
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 7
+                av -= 5
                 if av < 0:
-                    win, av = r.refill(av, 7)
-                c = (win >> av) & 0x7f
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_1_Value = -u - 1 if sg else u
-    av -= 23
+    av -= 25
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
@@ -6225,7 +6262,7 @@ def _d_iso20_wpt_WPT_EVPCPowerControlParameterType(r: BitReader) -> _iso20_wpt.W
     f_2_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_ = _new(_K_iso20_common_types_RationalNumberType)
     ob1_.Exponent = f_1_Exponent
     ob1_.Value = f_1_Value
     f_EVPCCoilCurrentRequest = ob1_
@@ -6265,7 +6302,7 @@ def _d_iso20_wpt_WPT_EVPCPowerControlParameterType(r: BitReader) -> _iso20_wpt.W
     f_3_Exponent = ((c >> 17) & 255) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
-    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_ = _new(_K_iso20_common_types_RationalNumberType)
     ob2_.Exponent = f_2_Exponent
     ob2_.Value = f_2_Value
     f_EVPCCoilCurrentInformation = ob2_
@@ -6296,54 +6333,55 @@ def _d_iso20_wpt_WPT_EVPCPowerControlParameterType(r: BitReader) -> _iso20_wpt.W
                     win, av = r.refill(av, 5)
                 c = (win >> av) & 0x1f
     f_3_Value = -u - 1 if sg else u
-    av -= 23
+    av -= 25
     if av < 0:
-        win, av = r.refill(av, 28)
-    c = (win >> av) & 0xfffffff
-    if c & 0xf807000 != 0x0:
-        raise r.fail_at(av + 28, 'WPT_EVPCPowerControlParameterType', 'expected EE of Value, EE, SE(EVPCVoltageOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_4_Exponent = ((c >> 15) & 255) - 128
-    sg = ((c >> 11) & 1)
-    u = ((c >> 3) & 255)
-    ob3_ = _new(_iso20_common_types.RationalNumberType)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e01c000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_EVPCPowerControlParameterType', 'expected EE of Value, EE, SE(EVPCVoltageOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_4_Exponent = ((c >> 17) & 255) - 128
+    sg = ((c >> 13) & 1)
+    u = ((c >> 5) & 255)
+    ob3_ = _new(_K_iso20_common_types_RationalNumberType)
     ob3_.Exponent = f_3_Exponent
     ob3_.Value = f_3_Value
     f_EVPCCurrentOutputInformation = ob3_
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        u2 = c >> 3
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        u2 = c >> 5
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 3
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 3
+                av -= 5
                 if av < 0:
-                    win, av = r.refill(av, 3)
-                c = (win >> av) & 0x7
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
     f_4_Value = -u - 1 if sg else u
-    if c & 0x7 != 0x0:
+    av += 2
+    if c & 0x1c != 0x0:
         raise r.fail_at(av + 3, 'WPT_EVPCPowerControlParameterType', 'expected EE of Value, EE, EE')
-    ob4_ = _new(_iso20_common_types.RationalNumberType)
+    ob4_ = _new(_K_iso20_common_types_RationalNumberType)
     ob4_.Exponent = f_4_Exponent
     ob4_.Value = f_4_Value
     f_EVPCVoltageOutputInformation = ob4_
     r.avail = av
-    ob = _new(_iso20_wpt.WPT_EVPCPowerControlParameterType)
+    ob = _new(_K_iso20_wpt_WPT_EVPCPowerControlParameterType)
     ob.EVPCCoilCurrentRequest = f_EVPCCoilCurrentRequest
     ob.EVPCCoilCurrentInformation = f_EVPCCoilCurrentInformation
     ob.EVPCCurrentOutputInformation = f_EVPCCurrentOutputInformation
@@ -6366,24 +6404,7 @@ def _e_iso20_wpt_WPT_EVPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.W
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
-    a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
-    k += 15
     u = -t2 - 1 if t2 < 0 else t2
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
     if o.EVPCCoilCurrentInformation is None:
         raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCoilCurrentInformation', 'required value missing')
     c2 = o.EVPCCoilCurrentInformation
@@ -6397,24 +6418,26 @@ def _e_iso20_wpt_WPT_EVPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.W
     t4 = c2.Value
     if (w.strict and (t4 < -32768 or t4 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
-    a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
-    k += 17
-    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 40) | (t1 + 128) << 29 | (1 if t2 < 0 else 0) << 25 | (u) << 17 | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
+        k += 40
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 48) | (t1 + 128) << 37 | (1 if t2 < 0 else 0) << 33 | (u & 0x7F) << 25 | (u >> 7) << 17 | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x100000000
+        k += 48
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 56) | (t1 + 128) << 45 | (1 if t2 < 0 else 0) << 41 | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x10100000000
+        k += 56
     else:
+        a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
+        k += 15
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
+        k += 17
+    u = -t4 - 1 if t4 < 0 else t4
     if o.EVPCCurrentOutputInformation is None:
         raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCurrentOutputInformation', 'required value missing')
     c3 = o.EVPCCurrentOutputInformation
@@ -6428,24 +6451,24 @@ def _e_iso20_wpt_WPT_EVPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.W
     t6 = c3.Value
     if (w.strict and (t6 < -32768 or t6 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
-    a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
-    k += 17
-    u = -t6 - 1 if t6 < 0 else t6
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
+        k += 17
+    u = -t6 - 1 if t6 < 0 else t6
     if o.EVPCVoltageOutputInformation is None:
         raise encode_error('WPT_EVPCPowerControlParameterType.EVPCVoltageOutputInformation', 'required value missing')
     c4 = o.EVPCVoltageOutputInformation
@@ -6459,40 +6482,51 @@ def _e_iso20_wpt_WPT_EVPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.W
     t8 = c4.Value
     if (w.strict and (t8 < -32768 or t8 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
-    a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
-    k += 17
-    u = -t8 - 1 if t8 < 0 else t8
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 25) | (u) << 17 | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
+        k += 25
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 33) | (u & 0x7F) << 25 | (u >> 7) << 17 | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0x100000000
+        k += 33
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 41) | (u & 0x7F) << 33 | (u >> 7 & 0x7F) << 25 | (u >> 14) << 17 | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0x10100000000
+        k += 41
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 3
-    k += 3
+        a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
+        k += 17
+    u = -t8 - 1 if t8 < 0 else t8
+    if u < 0x80:
+        a = (a << 11) | (u) << 3
+        k += 11
+    elif u < 0x4000:
+        a = (a << 19) | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+        k += 19
+    elif u < 0x200000:
+        a = (a << 27) | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+        k += 27
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a <<= 3
+        k += 3
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_iso20_wpt_WPT_FinePositioningMethodListType(r: BitReader) -> _iso20_wpt.WPT_FinePositioningMethodListType:
+def _d_iso20_wpt_WPT_FinePositioningMethodListType(r: BitReader, c: int) -> _iso20_wpt.WPT_FinePositioningMethodListType:
     win = r.win
     av = r.avail
     f_WPT_FinePositioningMethod: list[_iso20_wpt.WPT_FinePositioningMethodType] = []
     s = 0
-    av -= 6
-    if av < 0:
-        win, av = r.refill(av, 6)
-    c = (win >> av) & 0x3f
     if c & 0x31 != 0x0:
         raise r.fail_at(av + 6, 'WPT_FinePositioningMethodListType', 'expected SE(WPT_FinePositioningMethod), CH of WPT_FinePositioningMethod, EE of WPT_FinePositioningMethod')
     iv = ((c >> 1) & 7)
@@ -6524,16 +6558,18 @@ def _d_iso20_wpt_WPT_FinePositioningMethodListType(r: BitReader) -> _iso20_wpt.W
             break
         else:
             raise r.fail_at(av + 5, 'WPT_FinePositioningMethodListType[1]', f'event code {ec}, expected SE(WPT_FinePositioningMethod), EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
     if s == 8:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'WPT_FinePositioningMethodListType[8]', 'expected EE')
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'WPT_FinePositioningMethodListType', 'expected EE')
         s = -1
+    else:
+        av += 1
     r.avail = av
-    ob = _new(_iso20_wpt.WPT_FinePositioningMethodListType)
+    ob = _new(_K_iso20_wpt_WPT_FinePositioningMethodListType)
     ob.WPT_FinePositioningMethod = f_WPT_FinePositioningMethod
     return ob
 
@@ -6578,7 +6614,7 @@ def _e_iso20_wpt_WPT_FinePositioningMethodListType(w: BitWriter, o: _iso20_wpt.W
     if k >= 1024:
         w.spill()
 
-def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader) -> _iso20_wpt.WPT_FinePositioningReqType:
+def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_FinePositioningReqType:
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
@@ -6587,10 +6623,6 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader) -> _iso20_wpt.WPT_Fine
     f_VendorSpecificDataContainer: list[bytes] = []
     f_WPT_LF_DataPackageList: _iso20_wpt.WPT_LF_DataPackageListType | None = None
     s = 0
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'WPT_FinePositioningReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
     u = (c & 255)
@@ -6618,50 +6650,52 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader) -> _iso20_wpt.WPT_Fine
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 24
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 24)
-    c = (win >> av) & 0xffffff
-    if c & 0xe00000 != 0x0:
-        raise r.fail_at(av + 24, 'WPT_FinePositioningReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 13) & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38000000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_FinePositioningReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 19) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 21)
-        c = (win >> av) & 0x1fffff
-        u2 = c >> 13
+        u2 = (c >> 11) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 21)
-            c = (win >> av) & 0x1fffff
-            u2 = c >> 13
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            u2 = c >> 11
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 13
+                av += 11
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 13
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 13)
-                c = (win >> av) & 0x1fff
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+    else:
+        av += 8
+        c >>= 8
     f_1_TimeStamp = u
     try:
-        ec = _Taa5bbe96[(c >> 10) & 0x7]
+        ec = _Taa5bbe96[(c >> 8) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x1000 != 0x0:
-            raise r.fail_at(av + 13, 'WPT_FinePositioningReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 10) & 3)
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'WPT_FinePositioningReqType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 8) & 3)
     if ec == 0:
-        av += 10
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
         r.avail = av
-        f_1_Signature = _d_xmldsig_SignatureType(r)
+        f_1_Signature = _d_xmldsig_SignatureType(r, c)
         win = r.win
         av = r.avail
         av -= 11
@@ -6671,9 +6705,12 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader) -> _iso20_wpt.WPT_Fine
         if c & 0x400 != 0x0:
             raise r.fail_at(av + 11, 'MessageHeaderType[2]', 'expected EE')
     elif ec == 1:
-        pass
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
     else:
-        raise r.fail_at(av + 10, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_EVProcessing, f_EVResultCode = _T692aa52a[c & 0x3ff]
     except KeyError:  # not a valid pattern: say why
@@ -6687,7 +6724,7 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader) -> _iso20_wpt.WPT_Fine
         if iv >= 3:
             raise r.fail_at(av, 'WPT_FinePositioningReqType.EVResultCode', f'enumeration index {iv}') from None
         f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
-    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
@@ -6697,16 +6734,16 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader) -> _iso20_wpt.WPT_Fine
     s = 3
     n = 0
     while True:
-        av -= 28
+        av -= 30
         if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        ec = (c >> 26)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        ec = (c >> 28)
         if ec == 0:
-            av += 17
-            if c & 0x2000000 != 0x0:
+            av += 19
+            if c & 0x8000000 != 0x0:
                 raise r.fail_at(av + 9, 'WPT_FinePositioningReqType[3]', 'expected CH of VendorSpecificDataContainer')
-            u = ((c >> 17) & 255)
+            u = ((c >> 19) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -6741,18 +6778,22 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader) -> _iso20_wpt.WPT_Fine
                 s = 20
                 break
         elif ec == 1:
-            if c & 0x300f008 != 0x0:
-                raise r.fail_at(av + 26, 'WPT_FinePositioningReqType[3]', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage), SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
-            f_2_NumPackages = ((c >> 16) & 255)
-            f_3_PackageIndex = ((c >> 4) & 255)
-            ec = ((c >> 1) & 3)
+            if c & 0xc03c020 != 0x0:
+                raise r.fail_at(av + 28, 'WPT_FinePositioningReqType[3]', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage), SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
+            f_2_NumPackages = ((c >> 18) & 255)
+            f_3_PackageIndex = ((c >> 6) & 255)
+            ec = ((c >> 3) & 3)
             f_3_LF_TxData: _iso20_wpt.WPT_LF_TxDataListType | None = None
             f_3_LF_RxData: _iso20_wpt.WPT_LF_RxDataListType | None = None
             if ec == 0:
-                if c & 0x1 != 0x0:
-                    raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_TxDataList)')
+                if c & 0x4 != 0x0:
+                    raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_TxDataList)')
+                av -= 26
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
                 r.avail = av
-                f_4_WPT_LF_TxDataList = _d_iso20_wpt_WPT_LF_TxDataType(r)
+                f_4_WPT_LF_TxDataList = _d_iso20_wpt_WPT_LF_TxDataType(r, c)
                 win = r.win
                 av = r.avail
                 av -= 3
@@ -6761,14 +6802,18 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader) -> _iso20_wpt.WPT_Fine
                 c = (win >> av) & 0x7
                 if c & 0x4 != 0x0:
                     raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected EE')
-                ob4_ = _new(_iso20_wpt.WPT_LF_TxDataListType)
+                ob4_ = _new(_K_iso20_wpt_WPT_LF_TxDataListType)
                 ob4_.WPT_LF_TxDataList = f_4_WPT_LF_TxDataList
                 f_3_LF_TxData = ob4_
             elif ec == 1:
-                if c & 0x1 != 0x0:
-                    raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList)')
+                if c & 0x4 != 0x0:
+                    raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList)')
+                av -= 26
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
                 r.avail = av
-                f_5_WPT_LF_RxDataList = _d_iso20_wpt_WPT_LF_RxDataType(r)
+                f_5_WPT_LF_RxDataList = _d_iso20_wpt_WPT_LF_RxDataType(r, c)
                 win = r.win
                 av = r.avail
                 av -= 3
@@ -6777,36 +6822,36 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader) -> _iso20_wpt.WPT_Fine
                 c = (win >> av) & 0x7
                 if c & 0x4 != 0x0:
                     raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected EE')
-                ob5_ = _new(_iso20_wpt.WPT_LF_RxDataListType)
+                ob5_ = _new(_K_iso20_wpt_WPT_LF_RxDataListType)
                 ob5_.WPT_LF_RxDataList = f_5_WPT_LF_RxDataList
                 f_3_LF_RxData = ob5_
             else:
-                raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
+                raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
             if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'WPT_FinePositioningReqType[3]', 'expected EE, EE')
-            ob3_ = _new(_iso20_wpt.WPT_LF_DataPackageType)
+            ob3_ = _new(_K_iso20_wpt_WPT_LF_DataPackageType)
             ob3_.PackageIndex = f_3_PackageIndex
             ob3_.LF_TxData = f_3_LF_TxData
             ob3_.LF_RxData = f_3_LF_RxData
             f_2_WPT_LF_DataPackage = ob3_
-            ob2_ = _new(_iso20_wpt.WPT_LF_DataPackageListType)
+            ob2_ = _new(_K_iso20_wpt_WPT_LF_DataPackageListType)
             ob2_.NumPackages = f_2_NumPackages
             ob2_.WPT_LF_DataPackage = f_2_WPT_LF_DataPackage
             f_WPT_LF_DataPackageList = ob2_
             s = 5
             break
         elif ec == 2:
-            av += 26
+            av += 28
             s = -1
             break
         else:
-            raise r.fail_at(av + 26, 'WPT_FinePositioningReqType[3]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(WPT_LF_DataPackageList), EE')
+            raise r.fail_at(av + 28, 'WPT_FinePositioningReqType[3]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(WPT_LF_DataPackageList), EE')
+    av -= 28
+    if av < 0:
+        win, av = r.refill(av, 28)
+    c = (win >> av) & 0xfffffff
     if s == 20:
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        ec = (c >> 26)
+        ec = ((c >> 26) & 3)
         if ec == 0:
             if c & 0x300f008 != 0x0:
                 raise r.fail_at(av + 26, 'WPT_FinePositioningReqType[20]', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage), SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
@@ -6818,64 +6863,79 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader) -> _iso20_wpt.WPT_Fine
             if ec == 0:
                 if c & 0x1 != 0x0:
                     raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_TxDataList)')
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
                 r.avail = av
-                f_8_WPT_LF_TxDataList = _d_iso20_wpt_WPT_LF_TxDataType(r)
+                f_8_WPT_LF_TxDataList = _d_iso20_wpt_WPT_LF_TxDataType(r, c)
                 win = r.win
                 av = r.avail
-                av -= 3
+                av -= 30
                 if av < 0:
-                    win, av = r.refill(av, 3)
-                c = (win >> av) & 0x7
-                if c & 0x4 != 0x0:
-                    raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected EE')
-                ob8_ = _new(_iso20_wpt.WPT_LF_TxDataListType)
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                if c & 0x20000000 != 0x0:
+                    raise r.fail_at(av + 30, 'WPT_LF_DataPackageType[1]', 'expected EE')
+                ob8_ = _new(_K_iso20_wpt_WPT_LF_TxDataListType)
                 ob8_.WPT_LF_TxDataList = f_8_WPT_LF_TxDataList
                 f_7_LF_TxData = ob8_
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
             elif ec == 1:
                 if c & 0x1 != 0x0:
                     raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList)')
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
                 r.avail = av
-                f_9_WPT_LF_RxDataList = _d_iso20_wpt_WPT_LF_RxDataType(r)
+                f_9_WPT_LF_RxDataList = _d_iso20_wpt_WPT_LF_RxDataType(r, c)
                 win = r.win
                 av = r.avail
-                av -= 3
+                av -= 30
                 if av < 0:
-                    win, av = r.refill(av, 3)
-                c = (win >> av) & 0x7
-                if c & 0x4 != 0x0:
-                    raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected EE')
-                ob9_ = _new(_iso20_wpt.WPT_LF_RxDataListType)
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                if c & 0x20000000 != 0x0:
+                    raise r.fail_at(av + 30, 'WPT_LF_DataPackageType[1]', 'expected EE')
+                ob9_ = _new(_K_iso20_wpt_WPT_LF_RxDataListType)
                 ob9_.WPT_LF_RxDataList = f_9_WPT_LF_RxDataList
                 f_7_LF_RxData = ob9_
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
             else:
                 raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'WPT_FinePositioningReqType[20]', 'expected EE, EE')
-            ob7_ = _new(_iso20_wpt.WPT_LF_DataPackageType)
+            if c & 0x30000000 != 0x0:
+                raise r.fail_at(av + 30, 'WPT_FinePositioningReqType[20]', 'expected EE, EE')
+            ob7_ = _new(_K_iso20_wpt_WPT_LF_DataPackageType)
             ob7_.PackageIndex = f_7_PackageIndex
             ob7_.LF_TxData = f_7_LF_TxData
             ob7_.LF_RxData = f_7_LF_RxData
             f_6_WPT_LF_DataPackage = ob7_
-            ob6_ = _new(_iso20_wpt.WPT_LF_DataPackageListType)
+            ob6_ = _new(_K_iso20_wpt_WPT_LF_DataPackageListType)
             ob6_.NumPackages = f_6_NumPackages
             ob6_.WPT_LF_DataPackage = f_6_WPT_LF_DataPackage
             f_WPT_LF_DataPackageList = ob6_
             s = 5
         elif ec == 1:
-            av += 26
+            av -= 2
             s = -1
         else:
             raise r.fail_at(av + 26, 'WPT_FinePositioningReqType[20]', f'event code {ec}, expected SE(WPT_LF_DataPackageList), EE')
     if s == 5:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'WPT_FinePositioningReqType[5]', 'expected EE')
+        av += 27
+        if c & 0x8000000 != 0x0:
+            raise r.fail_at(av + 1, 'WPT_FinePositioningReqType', 'expected EE')
         s = -1
+    else:
+        av += 28
     r.avail = av
-    ob = _new(_iso20_wpt.WPT_FinePositioningReqType)
+    ob = _new(_K_iso20_wpt_WPT_FinePositioningReqType)
     ob.Header = f_Header
     ob.EVProcessing = f_EVProcessing
     ob.EVResultCode = f_EVResultCode
@@ -6987,7 +7047,7 @@ def _e_iso20_wpt_WPT_FinePositioningReqType(w: BitWriter, o: _iso20_wpt.WPT_Fine
     if k >= 1024:
         w.spill()
 
-def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader) -> _iso20_wpt.WPT_FinePositioningResType:
+def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader, c: int) -> _iso20_wpt.WPT_FinePositioningResType:
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
@@ -6996,10 +7056,6 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader) -> _iso20_wpt.WPT_Fine
     f_VendorSpecificDataContainer: list[bytes] = []
     f_WPT_LF_DataPackageList: _iso20_wpt.WPT_LF_DataPackageListType | None = None
     s = 0
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'WPT_FinePositioningResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
     u = (c & 255)
@@ -7027,50 +7083,52 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader) -> _iso20_wpt.WPT_Fine
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 28
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 28)
-    c = (win >> av) & 0xfffffff
-    if c & 0xe000000 != 0x0:
-        raise r.fail_at(av + 28, 'WPT_FinePositioningResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 17) & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38000000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_FinePositioningResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 19) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        u2 = c >> 17
+        u2 = (c >> 11) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 25)
-            c = (win >> av) & 0x1ffffff
-            u2 = c >> 17
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            u2 = c >> 11
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 17
+                av += 11
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 17
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 17)
-                c = (win >> av) & 0x1ffff
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+    else:
+        av += 8
+        c >>= 8
     f_1_TimeStamp = u
     try:
-        ec = _Taa5bbe96[(c >> 14) & 0x7]
+        ec = _Taa5bbe96[(c >> 8) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x10000 != 0x0:
-            raise r.fail_at(av + 17, 'WPT_FinePositioningResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 14) & 3)
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'WPT_FinePositioningResType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 8) & 3)
     if ec == 0:
-        av += 14
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
         r.avail = av
-        f_1_Signature = _d_xmldsig_SignatureType(r)
+        f_1_Signature = _d_xmldsig_SignatureType(r, c)
         win = r.win
         av = r.avail
         av -= 15
@@ -7080,9 +7138,12 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader) -> _iso20_wpt.WPT_Fine
         if c & 0x4000 != 0x0:
             raise r.fail_at(av + 15, 'MessageHeaderType[2]', 'expected EE')
     elif ec == 1:
-        pass
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 14)
+        c = (win >> av) & 0x3fff
     else:
-        raise r.fail_at(av + 14, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_ResponseCode, f_EVSEProcessing = _T00dfeb55[c & 0x3fff]
     except KeyError:  # not a valid pattern: say why
@@ -7096,7 +7157,7 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader) -> _iso20_wpt.WPT_Fine
         if iv >= 3:
             raise r.fail_at(av, 'WPT_FinePositioningResType.EVSEProcessing', f'enumeration index {iv}') from None
         f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
-    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
@@ -7106,16 +7167,16 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader) -> _iso20_wpt.WPT_Fine
     s = 3
     n = 0
     while True:
-        av -= 28
+        av -= 30
         if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        ec = (c >> 26)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        ec = (c >> 28)
         if ec == 0:
-            av += 17
-            if c & 0x2000000 != 0x0:
+            av += 19
+            if c & 0x8000000 != 0x0:
                 raise r.fail_at(av + 9, 'WPT_FinePositioningResType[3]', 'expected CH of VendorSpecificDataContainer')
-            u = ((c >> 17) & 255)
+            u = ((c >> 19) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -7150,18 +7211,22 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader) -> _iso20_wpt.WPT_Fine
                 s = 20
                 break
         elif ec == 1:
-            if c & 0x300f008 != 0x0:
-                raise r.fail_at(av + 26, 'WPT_FinePositioningResType[3]', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage), SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
-            f_2_NumPackages = ((c >> 16) & 255)
-            f_3_PackageIndex = ((c >> 4) & 255)
-            ec = ((c >> 1) & 3)
+            if c & 0xc03c020 != 0x0:
+                raise r.fail_at(av + 28, 'WPT_FinePositioningResType[3]', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage), SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
+            f_2_NumPackages = ((c >> 18) & 255)
+            f_3_PackageIndex = ((c >> 6) & 255)
+            ec = ((c >> 3) & 3)
             f_3_LF_TxData: _iso20_wpt.WPT_LF_TxDataListType | None = None
             f_3_LF_RxData: _iso20_wpt.WPT_LF_RxDataListType | None = None
             if ec == 0:
-                if c & 0x1 != 0x0:
-                    raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_TxDataList)')
+                if c & 0x4 != 0x0:
+                    raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_TxDataList)')
+                av -= 26
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
                 r.avail = av
-                f_4_WPT_LF_TxDataList = _d_iso20_wpt_WPT_LF_TxDataType(r)
+                f_4_WPT_LF_TxDataList = _d_iso20_wpt_WPT_LF_TxDataType(r, c)
                 win = r.win
                 av = r.avail
                 av -= 3
@@ -7170,14 +7235,18 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader) -> _iso20_wpt.WPT_Fine
                 c = (win >> av) & 0x7
                 if c & 0x4 != 0x0:
                     raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected EE')
-                ob4_ = _new(_iso20_wpt.WPT_LF_TxDataListType)
+                ob4_ = _new(_K_iso20_wpt_WPT_LF_TxDataListType)
                 ob4_.WPT_LF_TxDataList = f_4_WPT_LF_TxDataList
                 f_3_LF_TxData = ob4_
             elif ec == 1:
-                if c & 0x1 != 0x0:
-                    raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList)')
+                if c & 0x4 != 0x0:
+                    raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList)')
+                av -= 26
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
                 r.avail = av
-                f_5_WPT_LF_RxDataList = _d_iso20_wpt_WPT_LF_RxDataType(r)
+                f_5_WPT_LF_RxDataList = _d_iso20_wpt_WPT_LF_RxDataType(r, c)
                 win = r.win
                 av = r.avail
                 av -= 3
@@ -7186,36 +7255,36 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader) -> _iso20_wpt.WPT_Fine
                 c = (win >> av) & 0x7
                 if c & 0x4 != 0x0:
                     raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected EE')
-                ob5_ = _new(_iso20_wpt.WPT_LF_RxDataListType)
+                ob5_ = _new(_K_iso20_wpt_WPT_LF_RxDataListType)
                 ob5_.WPT_LF_RxDataList = f_5_WPT_LF_RxDataList
                 f_3_LF_RxData = ob5_
             else:
-                raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
+                raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
             if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'WPT_FinePositioningResType[3]', 'expected EE, EE')
-            ob3_ = _new(_iso20_wpt.WPT_LF_DataPackageType)
+            ob3_ = _new(_K_iso20_wpt_WPT_LF_DataPackageType)
             ob3_.PackageIndex = f_3_PackageIndex
             ob3_.LF_TxData = f_3_LF_TxData
             ob3_.LF_RxData = f_3_LF_RxData
             f_2_WPT_LF_DataPackage = ob3_
-            ob2_ = _new(_iso20_wpt.WPT_LF_DataPackageListType)
+            ob2_ = _new(_K_iso20_wpt_WPT_LF_DataPackageListType)
             ob2_.NumPackages = f_2_NumPackages
             ob2_.WPT_LF_DataPackage = f_2_WPT_LF_DataPackage
             f_WPT_LF_DataPackageList = ob2_
             s = 5
             break
         elif ec == 2:
-            av += 26
+            av += 28
             s = -1
             break
         else:
-            raise r.fail_at(av + 26, 'WPT_FinePositioningResType[3]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(WPT_LF_DataPackageList), EE')
+            raise r.fail_at(av + 28, 'WPT_FinePositioningResType[3]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(WPT_LF_DataPackageList), EE')
+    av -= 28
+    if av < 0:
+        win, av = r.refill(av, 28)
+    c = (win >> av) & 0xfffffff
     if s == 20:
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        ec = (c >> 26)
+        ec = ((c >> 26) & 3)
         if ec == 0:
             if c & 0x300f008 != 0x0:
                 raise r.fail_at(av + 26, 'WPT_FinePositioningResType[20]', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage), SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
@@ -7227,64 +7296,79 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader) -> _iso20_wpt.WPT_Fine
             if ec == 0:
                 if c & 0x1 != 0x0:
                     raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_TxDataList)')
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
                 r.avail = av
-                f_8_WPT_LF_TxDataList = _d_iso20_wpt_WPT_LF_TxDataType(r)
+                f_8_WPT_LF_TxDataList = _d_iso20_wpt_WPT_LF_TxDataType(r, c)
                 win = r.win
                 av = r.avail
-                av -= 3
+                av -= 30
                 if av < 0:
-                    win, av = r.refill(av, 3)
-                c = (win >> av) & 0x7
-                if c & 0x4 != 0x0:
-                    raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected EE')
-                ob8_ = _new(_iso20_wpt.WPT_LF_TxDataListType)
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                if c & 0x20000000 != 0x0:
+                    raise r.fail_at(av + 30, 'WPT_LF_DataPackageType[1]', 'expected EE')
+                ob8_ = _new(_K_iso20_wpt_WPT_LF_TxDataListType)
                 ob8_.WPT_LF_TxDataList = f_8_WPT_LF_TxDataList
                 f_7_LF_TxData = ob8_
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
             elif ec == 1:
                 if c & 0x1 != 0x0:
                     raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList)')
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
                 r.avail = av
-                f_9_WPT_LF_RxDataList = _d_iso20_wpt_WPT_LF_RxDataType(r)
+                f_9_WPT_LF_RxDataList = _d_iso20_wpt_WPT_LF_RxDataType(r, c)
                 win = r.win
                 av = r.avail
-                av -= 3
+                av -= 30
                 if av < 0:
-                    win, av = r.refill(av, 3)
-                c = (win >> av) & 0x7
-                if c & 0x4 != 0x0:
-                    raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected EE')
-                ob9_ = _new(_iso20_wpt.WPT_LF_RxDataListType)
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                if c & 0x20000000 != 0x0:
+                    raise r.fail_at(av + 30, 'WPT_LF_DataPackageType[1]', 'expected EE')
+                ob9_ = _new(_K_iso20_wpt_WPT_LF_RxDataListType)
                 ob9_.WPT_LF_RxDataList = f_9_WPT_LF_RxDataList
                 f_7_LF_RxData = ob9_
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
             else:
                 raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'WPT_FinePositioningResType[20]', 'expected EE, EE')
-            ob7_ = _new(_iso20_wpt.WPT_LF_DataPackageType)
+            if c & 0x30000000 != 0x0:
+                raise r.fail_at(av + 30, 'WPT_FinePositioningResType[20]', 'expected EE, EE')
+            ob7_ = _new(_K_iso20_wpt_WPT_LF_DataPackageType)
             ob7_.PackageIndex = f_7_PackageIndex
             ob7_.LF_TxData = f_7_LF_TxData
             ob7_.LF_RxData = f_7_LF_RxData
             f_6_WPT_LF_DataPackage = ob7_
-            ob6_ = _new(_iso20_wpt.WPT_LF_DataPackageListType)
+            ob6_ = _new(_K_iso20_wpt_WPT_LF_DataPackageListType)
             ob6_.NumPackages = f_6_NumPackages
             ob6_.WPT_LF_DataPackage = f_6_WPT_LF_DataPackage
             f_WPT_LF_DataPackageList = ob6_
             s = 5
         elif ec == 1:
-            av += 26
+            av -= 2
             s = -1
         else:
             raise r.fail_at(av + 26, 'WPT_FinePositioningResType[20]', f'event code {ec}, expected SE(WPT_LF_DataPackageList), EE')
     if s == 5:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'WPT_FinePositioningResType[5]', 'expected EE')
+        av += 27
+        if c & 0x8000000 != 0x0:
+            raise r.fail_at(av + 1, 'WPT_FinePositioningResType', 'expected EE')
         s = -1
+    else:
+        av += 28
     r.avail = av
-    ob = _new(_iso20_wpt.WPT_FinePositioningResType)
+    ob = _new(_K_iso20_wpt_WPT_FinePositioningResType)
     ob.Header = f_Header
     ob.ResponseCode = f_ResponseCode
     ob.EVSEProcessing = f_EVSEProcessing
@@ -7396,7 +7480,7 @@ def _e_iso20_wpt_WPT_FinePositioningResType(w: BitWriter, o: _iso20_wpt.WPT_Fine
     if k >= 1024:
         w.spill()
 
-def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT_FinePositioningSetupReqType:
+def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_FinePositioningSetupReqType:
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
@@ -7408,10 +7492,6 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT
     f_VendorSpecificDataContainer: list[bytes] = []
     f_LF_SystemSetupData: _iso20_wpt.WPT_LF_SystemSetupDataType | None = None
     s = 0
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'WPT_FinePositioningSetupReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
     u = (c & 255)
@@ -7439,72 +7519,77 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 20
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 20)
-    c = (win >> av) & 0xfffff
-    if c & 0xe0000 != 0x0:
-        raise r.fail_at(av + 20, 'WPT_FinePositioningSetupReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 9) & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38000000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_FinePositioningSetupReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 19) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 17)
-        c = (win >> av) & 0x1ffff
-        u2 = c >> 9
+        u2 = (c >> 11) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 17)
-            c = (win >> av) & 0x1ffff
-            u2 = c >> 9
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            u2 = c >> 11
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 9
+                av += 11
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 9
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+    else:
+        av += 8
+        c >>= 8
     f_1_TimeStamp = u
     try:
-        ec = _Taa5bbe96[(c >> 6) & 0x7]
+        ec = _Taa5bbe96[(c >> 8) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'WPT_FinePositioningSetupReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 6) & 3)
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'WPT_FinePositioningSetupReqType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 8) & 3)
     if ec == 0:
-        av += 6
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
         r.avail = av
-        f_1_Signature = _d_xmldsig_SignatureType(r)
+        f_1_Signature = _d_xmldsig_SignatureType(r, c)
         win = r.win
         av = r.avail
-        av -= 7
+        av -= 13
         if av < 0:
-            win, av = r.refill(av, 7)
-        c = (win >> av) & 0x7f
-        if c & 0x40 != 0x0:
-            raise r.fail_at(av + 7, 'MessageHeaderType[2]', 'expected EE')
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        if c & 0x1000 != 0x0:
+            raise r.fail_at(av + 13, 'MessageHeaderType[2]', 'expected EE')
     elif ec == 1:
-        pass
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
     else:
-        raise r.fail_at(av + 6, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
-        f_EVProcessing = _T56b422b4[c & 0x3f]
+        f_EVProcessing = _T56b422b4[(c >> 6) & 0x3f]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x33 != 0x0:
-            raise r.fail_at(av + 6, 'WPT_FinePositioningSetupReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing, SE(EVDeviceFinePositioningMethodList)') from None
-        iv = ((c >> 2) & 3)
+        if c & 0xcc0 != 0x0:
+            raise r.fail_at(av + 12, 'WPT_FinePositioningSetupReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing, SE(EVDeviceFinePositioningMethodList)') from None
+        iv = ((c >> 8) & 3)
         if iv >= 3:
-            raise r.fail_at(av, 'WPT_FinePositioningSetupReqType.EVProcessing', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 6, 'WPT_FinePositioningSetupReqType.EVProcessing', f'enumeration index {iv}') from None
         f_EVProcessing = _E_iso20_common_types_processingType[iv]
-    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
@@ -7512,45 +7597,41 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT
     s = 1
     s = 2
     r.avail = av
-    f_EVDeviceFinePositioningMethodList = _d_iso20_wpt_WPT_FinePositioningMethodListType(r)
+    f_EVDeviceFinePositioningMethodList = _d_iso20_wpt_WPT_FinePositioningMethodListType(r, c)
     win = r.win
     av = r.avail
-    av -= 1
+    av -= 7
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'WPT_FinePositioningSetupReqType', 'expected SE(EVDevicePairingMethodList)')
+        win, av = r.refill(av, 7)
+    c = (win >> av) & 0x7f
+    if c & 0x40 != 0x0:
+        raise r.fail_at(av + 7, 'WPT_FinePositioningSetupReqType', 'expected SE(EVDevicePairingMethodList)')
     s = 3
     r.avail = av
-    f_EVDevicePairingMethodList = _d_iso20_wpt_WPT_PairingMethodListType(r)
+    f_EVDevicePairingMethodList = _d_iso20_wpt_WPT_PairingMethodListType(r, c)
     win = r.win
     av = r.avail
-    av -= 1
+    av -= 6
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'WPT_FinePositioningSetupReqType', 'expected SE(EVDeviceAlignmentCheckMethodList)')
+        win, av = r.refill(av, 6)
+    c = (win >> av) & 0x3f
+    if c & 0x20 != 0x0:
+        raise r.fail_at(av + 6, 'WPT_FinePositioningSetupReqType', 'expected SE(EVDeviceAlignmentCheckMethodList)')
     s = 4
     r.avail = av
-    f_EVDeviceAlignmentCheckMethodList = _d_iso20_wpt_WPT_AlignmentCheckMethodListType(r)
+    f_EVDeviceAlignmentCheckMethodList = _d_iso20_wpt_WPT_AlignmentCheckMethodListType(r, c)
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 19
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x600 != 0x0:
-        raise r.fail_at(av + 11, 'WPT_FinePositioningSetupReqType', 'expected SE(NaturalOffset), CH of NaturalOffset')
-    u = ((c >> 1) & 255)
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
+    if c & 0x60000 != 0x0:
+        raise r.fail_at(av + 19, 'WPT_FinePositioningSetupReqType', 'expected SE(NaturalOffset), CH of NaturalOffset')
+    u = ((c >> 9) & 255)
     s = 5
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -7571,21 +7652,25 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     f_NaturalOffset = u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'WPT_FinePositioningSetupReqType', 'expected EE of NaturalOffset')
     s = 6
     n = 0
     while True:
-        av -= 11
+        av -= 30
         if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        ec = (c >> 9)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        ec = (c >> 28)
         if ec == 0:
-            if c & 0x100 != 0x0:
+            av += 19
+            if c & 0x8000000 != 0x0:
                 raise r.fail_at(av + 9, 'WPT_FinePositioningSetupReqType[6]', 'expected CH of VendorSpecificDataContainer')
-            u = (c & 255)
+            u = ((c >> 19) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -7620,13 +7705,16 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT
                 s = 23
                 break
         elif ec == 1:
-            av += 7
-            ec = ((c >> 7) & 3)
+            ec = ((c >> 26) & 3)
             f_2_LF_TransmitterSetupData: _iso20_wpt.WPT_LF_TransmitterDataType | None = None
             f_2_LF_ReceiverSetupData: _iso20_wpt.WPT_LF_ReceiverDataType | None = None
             if ec == 0:
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
                 r.avail = av
-                f_2_LF_TransmitterSetupData = _d_iso20_wpt_WPT_LF_TransmitterDataType(r)
+                f_2_LF_TransmitterSetupData = _d_iso20_wpt_WPT_LF_TransmitterDataType(r, c)
                 win = r.win
                 av = r.avail
                 av -= 1
@@ -7634,8 +7722,12 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
             elif ec == 1:
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
                 r.avail = av
-                f_2_LF_ReceiverSetupData = _d_iso20_wpt_WPT_LF_ReceiverDataType(r)
+                f_2_LF_ReceiverSetupData = _d_iso20_wpt_WPT_LF_ReceiverDataType(r, c)
                 win = r.win
                 av = r.avail
                 av -= 1
@@ -7643,73 +7735,80 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
             else:
-                raise r.fail_at(av, 'WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
+                raise r.fail_at(av + 26, 'WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
             if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'WPT_FinePositioningSetupReqType[6]', 'expected EE')
-            ob2_ = _new(_iso20_wpt.WPT_LF_SystemSetupDataType)
+            ob2_ = _new(_K_iso20_wpt_WPT_LF_SystemSetupDataType)
             ob2_.LF_TransmitterSetupData = f_2_LF_TransmitterSetupData
             ob2_.LF_ReceiverSetupData = f_2_LF_ReceiverSetupData
             f_LF_SystemSetupData = ob2_
             s = 8
             break
         elif ec == 2:
-            av += 9
+            av += 28
             s = -1
             break
         else:
-            raise r.fail_at(av + 9, 'WPT_FinePositioningSetupReqType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(LF_SystemSetupData), EE')
+            raise r.fail_at(av + 28, 'WPT_FinePositioningSetupReqType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(LF_SystemSetupData), EE')
+    av -= 28
+    if av < 0:
+        win, av = r.refill(av, 28)
+    c = (win >> av) & 0xfffffff
     if s == 23:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
-        ec = (c >> 2)
+        ec = ((c >> 26) & 3)
         if ec == 0:
-            ec = (c & 3)
+            ec = ((c >> 24) & 3)
             f_3_LF_TransmitterSetupData: _iso20_wpt.WPT_LF_TransmitterDataType | None = None
             f_3_LF_ReceiverSetupData: _iso20_wpt.WPT_LF_ReceiverDataType | None = None
             if ec == 0:
+                av -= 4
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
                 r.avail = av
-                f_3_LF_TransmitterSetupData = _d_iso20_wpt_WPT_LF_TransmitterDataType(r)
+                f_3_LF_TransmitterSetupData = _d_iso20_wpt_WPT_LF_TransmitterDataType(r, c)
                 win = r.win
                 av = r.avail
-                av -= 1
+                av -= 29
                 if av < 0:
-                    win, av = r.refill(av, 1)
-                c = (win >> av) & 0x1
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
             elif ec == 1:
+                av -= 4
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
                 r.avail = av
-                f_3_LF_ReceiverSetupData = _d_iso20_wpt_WPT_LF_ReceiverDataType(r)
+                f_3_LF_ReceiverSetupData = _d_iso20_wpt_WPT_LF_ReceiverDataType(r, c)
                 win = r.win
                 av = r.avail
-                av -= 1
+                av -= 29
                 if av < 0:
-                    win, av = r.refill(av, 1)
-                c = (win >> av) & 0x1
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
             else:
-                raise r.fail_at(av, 'WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'WPT_FinePositioningSetupReqType[23]', 'expected EE')
-            ob3_ = _new(_iso20_wpt.WPT_LF_SystemSetupDataType)
+                raise r.fail_at(av + 24, 'WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
+            if c & 0x10000000 != 0x0:
+                raise r.fail_at(av + 29, 'WPT_FinePositioningSetupReqType[23]', 'expected EE')
+            ob3_ = _new(_K_iso20_wpt_WPT_LF_SystemSetupDataType)
             ob3_.LF_TransmitterSetupData = f_3_LF_TransmitterSetupData
             ob3_.LF_ReceiverSetupData = f_3_LF_ReceiverSetupData
             f_LF_SystemSetupData = ob3_
             s = 8
         elif ec == 1:
-            av += 2
+            av -= 2
             s = -1
         else:
-            raise r.fail_at(av + 2, 'WPT_FinePositioningSetupReqType[23]', f'event code {ec}, expected SE(LF_SystemSetupData), EE')
+            raise r.fail_at(av + 26, 'WPT_FinePositioningSetupReqType[23]', f'event code {ec}, expected SE(LF_SystemSetupData), EE')
     if s == 8:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'WPT_FinePositioningSetupReqType[8]', 'expected EE')
+        av += 27
+        if c & 0x8000000 != 0x0:
+            raise r.fail_at(av + 1, 'WPT_FinePositioningSetupReqType', 'expected EE')
         s = -1
+    else:
+        av += 28
     r.avail = av
-    ob = _new(_iso20_wpt.WPT_FinePositioningSetupReqType)
+    ob = _new(_K_iso20_wpt_WPT_FinePositioningSetupReqType)
     ob.Header = f_Header
     ob.EVProcessing = f_EVProcessing
     ob.EVDeviceFinePositioningMethodList = f_EVDeviceFinePositioningMethodList
@@ -7769,30 +7868,30 @@ def _e_iso20_wpt_WPT_FinePositioningSetupReqType(w: BitWriter, o: _iso20_wpt.WPT
     k = w.n
     if o.NaturalOffset is None:
         raise encode_error('WPT_FinePositioningSetupReqType.NaturalOffset', 'required value missing')
-    a <<= 2
-    k += 2
-    s = 5
     t1 = o.NaturalOffset
     if t1 < 0 or (w.strict and (t1 > 65535)):
         raise encode_error('WPT_FinePositioningSetupReqType.NaturalOffset', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (u) << 1
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 27
     else:
+        a <<= 2
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
+    s = 5
     s = 6
     n = 0
     while True:
@@ -7855,7 +7954,7 @@ def _e_iso20_wpt_WPT_FinePositioningSetupReqType(w: BitWriter, o: _iso20_wpt.WPT
     if k >= 1024:
         w.spill()
 
-def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT_FinePositioningSetupResType:
+def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader, c: int) -> _iso20_wpt.WPT_FinePositioningSetupResType:
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
@@ -7867,10 +7966,6 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT
     f_VendorSpecificDataContainer: list[bytes] = []
     f_LF_SystemSetupData: _iso20_wpt.WPT_LF_SystemSetupDataType | None = None
     s = 0
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'WPT_FinePositioningSetupResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
     u = (c & 255)
@@ -7898,72 +7993,77 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT
     f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 24
+    av -= 30
     if av < 0:
-        win, av = r.refill(av, 24)
-    c = (win >> av) & 0xffffff
-    if c & 0xe00000 != 0x0:
-        raise r.fail_at(av + 24, 'WPT_FinePositioningSetupResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 13) & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x38000000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_FinePositioningSetupResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = ((c >> 19) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 21)
-        c = (win >> av) & 0x1fffff
-        u2 = c >> 13
+        u2 = (c >> 11) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 21)
-            c = (win >> av) & 0x1fffff
-            u2 = c >> 13
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            u2 = c >> 11
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 13
+                av += 11
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 13
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 13)
-                c = (win >> av) & 0x1fff
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+    else:
+        av += 8
+        c >>= 8
     f_1_TimeStamp = u
     try:
-        ec = _Taa5bbe96[(c >> 10) & 0x7]
+        ec = _Taa5bbe96[(c >> 8) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x1000 != 0x0:
-            raise r.fail_at(av + 13, 'WPT_FinePositioningSetupResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 10) & 3)
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'WPT_FinePositioningSetupResType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 8) & 3)
     if ec == 0:
-        av += 10
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
         r.avail = av
-        f_1_Signature = _d_xmldsig_SignatureType(r)
+        f_1_Signature = _d_xmldsig_SignatureType(r, c)
         win = r.win
         av = r.avail
-        av -= 11
+        av -= 17
         if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'MessageHeaderType[2]', 'expected EE')
+            win, av = r.refill(av, 17)
+        c = (win >> av) & 0x1ffff
+        if c & 0x10000 != 0x0:
+            raise r.fail_at(av + 17, 'MessageHeaderType[2]', 'expected EE')
     elif ec == 1:
-        pass
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 16)
+        c = (win >> av) & 0xffff
     else:
-        raise r.fail_at(av + 10, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
-        f_ResponseCode = _T5d15a1ca[c & 0x3ff]
+        f_ResponseCode = _T5d15a1ca[(c >> 6) & 0x3ff]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x303 != 0x0:
-            raise r.fail_at(av + 10, 'WPT_FinePositioningSetupResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PrimaryDeviceFinePositioningMethodList)') from None
-        iv = ((c >> 2) & 63)
+        if c & 0xc0c0 != 0x0:
+            raise r.fail_at(av + 16, 'WPT_FinePositioningSetupResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PrimaryDeviceFinePositioningMethodList)') from None
+        iv = ((c >> 8) & 63)
         if iv >= 40:
-            raise r.fail_at(av, 'WPT_FinePositioningSetupResType.ResponseCode', f'enumeration index {iv}') from None
+            raise r.fail_at(av + 6, 'WPT_FinePositioningSetupResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
@@ -7971,45 +8071,41 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT
     s = 1
     s = 2
     r.avail = av
-    f_PrimaryDeviceFinePositioningMethodList = _d_iso20_wpt_WPT_FinePositioningMethodListType(r)
+    f_PrimaryDeviceFinePositioningMethodList = _d_iso20_wpt_WPT_FinePositioningMethodListType(r, c)
     win = r.win
     av = r.avail
-    av -= 1
+    av -= 7
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'WPT_FinePositioningSetupResType', 'expected SE(PrimaryDevicePairingMethodList)')
+        win, av = r.refill(av, 7)
+    c = (win >> av) & 0x7f
+    if c & 0x40 != 0x0:
+        raise r.fail_at(av + 7, 'WPT_FinePositioningSetupResType', 'expected SE(PrimaryDevicePairingMethodList)')
     s = 3
     r.avail = av
-    f_PrimaryDevicePairingMethodList = _d_iso20_wpt_WPT_PairingMethodListType(r)
+    f_PrimaryDevicePairingMethodList = _d_iso20_wpt_WPT_PairingMethodListType(r, c)
     win = r.win
     av = r.avail
-    av -= 1
+    av -= 6
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'WPT_FinePositioningSetupResType', 'expected SE(PrimaryDeviceAlignmentCheckMethodList)')
+        win, av = r.refill(av, 6)
+    c = (win >> av) & 0x3f
+    if c & 0x20 != 0x0:
+        raise r.fail_at(av + 6, 'WPT_FinePositioningSetupResType', 'expected SE(PrimaryDeviceAlignmentCheckMethodList)')
     s = 4
     r.avail = av
-    f_PrimaryDeviceAlignmentCheckMethodList = _d_iso20_wpt_WPT_AlignmentCheckMethodListType(r)
+    f_PrimaryDeviceAlignmentCheckMethodList = _d_iso20_wpt_WPT_AlignmentCheckMethodListType(r, c)
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 19
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x600 != 0x0:
-        raise r.fail_at(av + 11, 'WPT_FinePositioningSetupResType', 'expected SE(NaturalOffset), CH of NaturalOffset')
-    u = ((c >> 1) & 255)
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
+    if c & 0x60000 != 0x0:
+        raise r.fail_at(av + 19, 'WPT_FinePositioningSetupResType', 'expected SE(NaturalOffset), CH of NaturalOffset')
+    u = ((c >> 9) & 255)
     s = 5
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -8030,21 +8126,25 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     f_NaturalOffset = u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'WPT_FinePositioningSetupResType', 'expected EE of NaturalOffset')
     s = 6
     n = 0
     while True:
-        av -= 11
+        av -= 30
         if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        ec = (c >> 9)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        ec = (c >> 28)
         if ec == 0:
-            if c & 0x100 != 0x0:
+            av += 19
+            if c & 0x8000000 != 0x0:
                 raise r.fail_at(av + 9, 'WPT_FinePositioningSetupResType[6]', 'expected CH of VendorSpecificDataContainer')
-            u = (c & 255)
+            u = ((c >> 19) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -8079,13 +8179,16 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT
                 s = 23
                 break
         elif ec == 1:
-            av += 7
-            ec = ((c >> 7) & 3)
+            ec = ((c >> 26) & 3)
             f_2_LF_TransmitterSetupData: _iso20_wpt.WPT_LF_TransmitterDataType | None = None
             f_2_LF_ReceiverSetupData: _iso20_wpt.WPT_LF_ReceiverDataType | None = None
             if ec == 0:
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
                 r.avail = av
-                f_2_LF_TransmitterSetupData = _d_iso20_wpt_WPT_LF_TransmitterDataType(r)
+                f_2_LF_TransmitterSetupData = _d_iso20_wpt_WPT_LF_TransmitterDataType(r, c)
                 win = r.win
                 av = r.avail
                 av -= 1
@@ -8093,8 +8196,12 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
             elif ec == 1:
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
                 r.avail = av
-                f_2_LF_ReceiverSetupData = _d_iso20_wpt_WPT_LF_ReceiverDataType(r)
+                f_2_LF_ReceiverSetupData = _d_iso20_wpt_WPT_LF_ReceiverDataType(r, c)
                 win = r.win
                 av = r.avail
                 av -= 1
@@ -8102,73 +8209,80 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
             else:
-                raise r.fail_at(av, 'WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
+                raise r.fail_at(av + 26, 'WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
             if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'WPT_FinePositioningSetupResType[6]', 'expected EE')
-            ob2_ = _new(_iso20_wpt.WPT_LF_SystemSetupDataType)
+            ob2_ = _new(_K_iso20_wpt_WPT_LF_SystemSetupDataType)
             ob2_.LF_TransmitterSetupData = f_2_LF_TransmitterSetupData
             ob2_.LF_ReceiverSetupData = f_2_LF_ReceiverSetupData
             f_LF_SystemSetupData = ob2_
             s = 8
             break
         elif ec == 2:
-            av += 9
+            av += 28
             s = -1
             break
         else:
-            raise r.fail_at(av + 9, 'WPT_FinePositioningSetupResType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(LF_SystemSetupData), EE')
+            raise r.fail_at(av + 28, 'WPT_FinePositioningSetupResType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(LF_SystemSetupData), EE')
+    av -= 28
+    if av < 0:
+        win, av = r.refill(av, 28)
+    c = (win >> av) & 0xfffffff
     if s == 23:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
-        ec = (c >> 2)
+        ec = ((c >> 26) & 3)
         if ec == 0:
-            ec = (c & 3)
+            ec = ((c >> 24) & 3)
             f_3_LF_TransmitterSetupData: _iso20_wpt.WPT_LF_TransmitterDataType | None = None
             f_3_LF_ReceiverSetupData: _iso20_wpt.WPT_LF_ReceiverDataType | None = None
             if ec == 0:
+                av -= 4
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
                 r.avail = av
-                f_3_LF_TransmitterSetupData = _d_iso20_wpt_WPT_LF_TransmitterDataType(r)
+                f_3_LF_TransmitterSetupData = _d_iso20_wpt_WPT_LF_TransmitterDataType(r, c)
                 win = r.win
                 av = r.avail
-                av -= 1
+                av -= 29
                 if av < 0:
-                    win, av = r.refill(av, 1)
-                c = (win >> av) & 0x1
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
             elif ec == 1:
+                av -= 4
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
                 r.avail = av
-                f_3_LF_ReceiverSetupData = _d_iso20_wpt_WPT_LF_ReceiverDataType(r)
+                f_3_LF_ReceiverSetupData = _d_iso20_wpt_WPT_LF_ReceiverDataType(r, c)
                 win = r.win
                 av = r.avail
-                av -= 1
+                av -= 29
                 if av < 0:
-                    win, av = r.refill(av, 1)
-                c = (win >> av) & 0x1
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
             else:
-                raise r.fail_at(av, 'WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'WPT_FinePositioningSetupResType[23]', 'expected EE')
-            ob3_ = _new(_iso20_wpt.WPT_LF_SystemSetupDataType)
+                raise r.fail_at(av + 24, 'WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
+            if c & 0x10000000 != 0x0:
+                raise r.fail_at(av + 29, 'WPT_FinePositioningSetupResType[23]', 'expected EE')
+            ob3_ = _new(_K_iso20_wpt_WPT_LF_SystemSetupDataType)
             ob3_.LF_TransmitterSetupData = f_3_LF_TransmitterSetupData
             ob3_.LF_ReceiverSetupData = f_3_LF_ReceiverSetupData
             f_LF_SystemSetupData = ob3_
             s = 8
         elif ec == 1:
-            av += 2
+            av -= 2
             s = -1
         else:
-            raise r.fail_at(av + 2, 'WPT_FinePositioningSetupResType[23]', f'event code {ec}, expected SE(LF_SystemSetupData), EE')
+            raise r.fail_at(av + 26, 'WPT_FinePositioningSetupResType[23]', f'event code {ec}, expected SE(LF_SystemSetupData), EE')
     if s == 8:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'WPT_FinePositioningSetupResType[8]', 'expected EE')
+        av += 27
+        if c & 0x8000000 != 0x0:
+            raise r.fail_at(av + 1, 'WPT_FinePositioningSetupResType', 'expected EE')
         s = -1
+    else:
+        av += 28
     r.avail = av
-    ob = _new(_iso20_wpt.WPT_FinePositioningSetupResType)
+    ob = _new(_K_iso20_wpt_WPT_FinePositioningSetupResType)
     ob.Header = f_Header
     ob.ResponseCode = f_ResponseCode
     ob.PrimaryDeviceFinePositioningMethodList = f_PrimaryDeviceFinePositioningMethodList
@@ -8228,30 +8342,30 @@ def _e_iso20_wpt_WPT_FinePositioningSetupResType(w: BitWriter, o: _iso20_wpt.WPT
     k = w.n
     if o.NaturalOffset is None:
         raise encode_error('WPT_FinePositioningSetupResType.NaturalOffset', 'required value missing')
-    a <<= 2
-    k += 2
-    s = 5
     t1 = o.NaturalOffset
     if t1 < 0 or (w.strict and (t1 > 65535)):
         raise encode_error('WPT_FinePositioningSetupResType.NaturalOffset', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (u) << 1
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 27
     else:
+        a <<= 2
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
+    s = 5
     s = 6
     n = 0
     while True:
@@ -8314,61 +8428,60 @@ def _e_iso20_wpt_WPT_FinePositioningSetupResType(w: BitWriter, o: _iso20_wpt.WPT
     if k >= 1024:
         w.spill()
 
-def _d_iso20_wpt_WPT_LF_DataPackageListType(r: BitReader) -> _iso20_wpt.WPT_LF_DataPackageListType:
+def _d_iso20_wpt_WPT_LF_DataPackageListType(r: BitReader, c: int) -> _iso20_wpt.WPT_LF_DataPackageListType:
     win = r.win
     av = r.avail
     f_NumPackages: int
     f_WPT_LF_DataPackage: _iso20_wpt.WPT_LF_DataPackageType
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    if c & 0x300f0080 != 0x0:
-        raise r.fail_at(av + 30, 'WPT_LF_DataPackageListType', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage), SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
-    f_NumPackages = ((c >> 20) & 255)
-    f_1_PackageIndex = ((c >> 8) & 255)
-    ec = ((c >> 5) & 3)
+    if c & 0xc03c020 != 0x0:
+        raise r.fail_at(av + 28, 'WPT_LF_DataPackageListType', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage), SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
+    f_NumPackages = ((c >> 18) & 255)
+    f_1_PackageIndex = ((c >> 6) & 255)
+    ec = ((c >> 3) & 3)
     f_1_LF_TxData: _iso20_wpt.WPT_LF_TxDataListType | None = None
     f_1_LF_RxData: _iso20_wpt.WPT_LF_RxDataListType | None = None
     if ec == 0:
-        av -= 8
+        av -= 27
         if av < 0:
-            win, av = r.refill(av, 13)
-        c = (win >> av) & 0x1fff
-        if c & 0x1c00 != 0x0:
-            raise r.fail_at(av + 13, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_TxDataList), SE(TxIdentifier), CH of TxIdentifier')
-        u = ((c >> 2) & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x38000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_TxDataList), SE(TxIdentifier), CH of TxIdentifier')
+        u = ((c >> 19) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = (c >> 11) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 19)
+                c = (win >> av) & 0x7ffff
+                u2 = c >> 11
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
+                    av += 11
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
+                    av -= 11
                     if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+        else:
+            av += 8
+            c >>= 8
         f_3_TxIdentifier = u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'WPT_LF_DataPackageType[1]', 'expected EE of TxIdentifier, SE(EIRP)')
+        if c & 0x600 != 0x0:
+            raise r.fail_at(av + 11, 'WPT_LF_DataPackageType[1]', 'expected EE of TxIdentifier, SE(EIRP)')
+        av -= 15
+        if av < 0:
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
         r.avail = av
-        f_3_EIRP = _d_iso20_common_types_RationalNumberType(r)
+        f_3_EIRP = _d_iso20_common_types_RationalNumberType(r, c)
         win = r.win
         av = r.avail
         av -= 4
@@ -8377,52 +8490,55 @@ def _d_iso20_wpt_WPT_LF_DataPackageListType(r: BitReader) -> _iso20_wpt.WPT_LF_D
         c = (win >> av) & 0xf
         if c & 0xc != 0x0:
             raise r.fail_at(av + 4, 'WPT_LF_DataPackageType[1]', 'expected EE, EE')
-        ob3_ = _new(_iso20_wpt.WPT_LF_TxDataType)
+        ob3_ = _new(_K_iso20_wpt_WPT_LF_TxDataType)
         ob3_.TxIdentifier = f_3_TxIdentifier
         ob3_.EIRP = f_3_EIRP
         f_2_WPT_LF_TxDataList = ob3_
-        ob2_ = _new(_iso20_wpt.WPT_LF_TxDataListType)
+        ob2_ = _new(_K_iso20_wpt_WPT_LF_TxDataListType)
         ob2_.WPT_LF_TxDataList = f_2_WPT_LF_TxDataList
         f_1_LF_TxData = ob2_
     elif ec == 1:
-        av -= 8
+        av -= 27
         if av < 0:
-            win, av = r.refill(av, 13)
-        c = (win >> av) & 0x1fff
-        if c & 0x1c00 != 0x0:
-            raise r.fail_at(av + 13, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList), SE(RxIdentifier), CH of RxIdentifier')
-        u = ((c >> 2) & 255)
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x38000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList), SE(RxIdentifier), CH of RxIdentifier')
+        u = ((c >> 19) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = (c >> 11) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                    win, av = r.refill(av, 19)
+                c = (win >> av) & 0x7ffff
+                u2 = c >> 11
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 2
+                    av += 11
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 2
+                    av -= 11
                     if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+        else:
+            av += 8
+            c >>= 8
         f_5_RxIdentifier = u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'WPT_LF_DataPackageType[1]', 'expected EE of RxIdentifier, SE(RSSIData)')
+        if c & 0x600 != 0x0:
+            raise r.fail_at(av + 11, 'WPT_LF_DataPackageType[1]', 'expected EE of RxIdentifier, SE(RSSIData)')
+        av -= 19
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_5_RSSIData = _d_iso20_wpt_WPT_LF_RxRSSIListType(r)
+        f_5_RSSIData = _d_iso20_wpt_WPT_LF_RxRSSIListType(r, c)
         win = r.win
         av = r.avail
         av -= 4
@@ -8431,24 +8547,24 @@ def _d_iso20_wpt_WPT_LF_DataPackageListType(r: BitReader) -> _iso20_wpt.WPT_LF_D
         c = (win >> av) & 0xf
         if c & 0xc != 0x0:
             raise r.fail_at(av + 4, 'WPT_LF_DataPackageType[1]', 'expected EE, EE')
-        ob5_ = _new(_iso20_wpt.WPT_LF_RxDataType)
+        ob5_ = _new(_K_iso20_wpt_WPT_LF_RxDataType)
         ob5_.RxIdentifier = f_5_RxIdentifier
         ob5_.RSSIData = f_5_RSSIData
         f_4_WPT_LF_RxDataList = ob5_
-        ob4_ = _new(_iso20_wpt.WPT_LF_RxDataListType)
+        ob4_ = _new(_K_iso20_wpt_WPT_LF_RxDataListType)
         ob4_.WPT_LF_RxDataList = f_4_WPT_LF_RxDataList
         f_1_LF_RxData = ob4_
     else:
-        raise r.fail_at(av + 5, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
+        raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
     if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'WPT_LF_DataPackageListType', 'expected EE, EE')
-    ob1_ = _new(_iso20_wpt.WPT_LF_DataPackageType)
+    ob1_ = _new(_K_iso20_wpt_WPT_LF_DataPackageType)
     ob1_.PackageIndex = f_1_PackageIndex
     ob1_.LF_TxData = f_1_LF_TxData
     ob1_.LF_RxData = f_1_LF_RxData
     f_WPT_LF_DataPackage = ob1_
     r.avail = av
-    ob = _new(_iso20_wpt.WPT_LF_DataPackageListType)
+    ob = _new(_K_iso20_wpt_WPT_LF_DataPackageListType)
     ob.NumPackages = f_NumPackages
     ob.WPT_LF_DataPackage = f_WPT_LF_DataPackage
     return ob
@@ -8477,23 +8593,55 @@ def _e_iso20_wpt_WPT_LF_DataPackageListType(w: BitWriter, o: _iso20_wpt.WPT_LF_D
     if k >= 1024:
         w.spill()
 
-def _d_iso20_wpt_WPT_LF_DataPackageType(r: BitReader) -> _iso20_wpt.WPT_LF_DataPackageType:
+def _d_iso20_wpt_WPT_LF_DataPackageType(r: BitReader, c: int) -> _iso20_wpt.WPT_LF_DataPackageType:
     win = r.win
     av = r.avail
     f_PackageIndex: int
     f_LF_TxData: _iso20_wpt.WPT_LF_TxDataListType | None = None
     f_LF_RxData: _iso20_wpt.WPT_LF_RxDataListType | None = None
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    if c & 0x30080000 != 0x0:
-        raise r.fail_at(av + 30, 'WPT_LF_DataPackageType', 'expected SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
-    f_PackageIndex = ((c >> 20) & 255)
-    ec = ((c >> 17) & 3)
+    if c & 0xc020000 != 0x0:
+        raise r.fail_at(av + 28, 'WPT_LF_DataPackageType', 'expected SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
+    f_PackageIndex = ((c >> 18) & 255)
+    ec = ((c >> 15) & 3)
     if ec == 0:
-        if c & 0x1c000 != 0x0:
-            raise r.fail_at(av + 17, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_TxDataList), SE(TxIdentifier), CH of TxIdentifier')
+        if c & 0x7000 != 0x0:
+            raise r.fail_at(av + 15, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_TxDataList), SE(TxIdentifier), CH of TxIdentifier')
+        u = ((c >> 4) & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 4
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 4
+                    if av < 0:
+                        win, av = r.refill(av, 4)
+                    c = (win >> av) & 0xf
+        f_2_TxIdentifier = u
+        av -= 26
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x3c038000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_LF_DataPackageType[1]', 'expected EE of TxIdentifier, SE(EIRP), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_3_Exponent = ((c >> 18) & 255) - 128
+        sg = ((c >> 14) & 1)
         u = ((c >> 6) & 255)
         if u > 127:
             av -= 8
@@ -8521,94 +8669,61 @@ def _d_iso20_wpt_WPT_LF_DataPackageType(r: BitReader) -> _iso20_wpt.WPT_LF_DataP
                     if av < 0:
                         win, av = r.refill(av, 6)
                     c = (win >> av) & 0x3f
-        f_2_TxIdentifier = u
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 29)
-        c = (win >> av) & 0x1fffffff
-        if c & 0x1e01c000 != 0x0:
-            raise r.fail_at(av + 29, 'WPT_LF_DataPackageType[1]', 'expected EE of TxIdentifier, SE(EIRP), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_3_Exponent = ((c >> 17) & 255) - 128
-        sg = ((c >> 13) & 1)
-        u = ((c >> 5) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 13)
-            c = (win >> av) & 0x1fff
-            u2 = c >> 5
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 13)
-                c = (win >> av) & 0x1fff
-                u2 = c >> 5
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 5
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 5
-                    if av < 0:
-                        win, av = r.refill(av, 5)
-                    c = (win >> av) & 0x1f
         f_3_Value = -u - 1 if sg else u
-        if c & 0x1e != 0x0:
+        av += 1
+        if c & 0x3c != 0x0:
             raise r.fail_at(av + 5, 'WPT_LF_DataPackageType[1]', 'expected EE of Value, EE, EE, EE')
-        ob3_ = _new(_iso20_common_types.RationalNumberType)
+        ob3_ = _new(_K_iso20_common_types_RationalNumberType)
         ob3_.Exponent = f_3_Exponent
         ob3_.Value = f_3_Value
         f_2_EIRP = ob3_
-        ob2_ = _new(_iso20_wpt.WPT_LF_TxDataType)
+        ob2_ = _new(_K_iso20_wpt_WPT_LF_TxDataType)
         ob2_.TxIdentifier = f_2_TxIdentifier
         ob2_.EIRP = f_2_EIRP
         f_1_WPT_LF_TxDataList = ob2_
-        ob1_ = _new(_iso20_wpt.WPT_LF_TxDataListType)
+        ob1_ = _new(_K_iso20_wpt_WPT_LF_TxDataListType)
         ob1_.WPT_LF_TxDataList = f_1_WPT_LF_TxDataList
         f_LF_TxData = ob1_
+        c >>= 1
     elif ec == 1:
-        av += 3
-        if c & 0x1c000 != 0x0:
-            raise r.fail_at(av + 14, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList), SE(RxIdentifier), CH of RxIdentifier')
-        u = ((c >> 6) & 255)
+        if c & 0x7000 != 0x0:
+            raise r.fail_at(av + 15, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList), SE(RxIdentifier), CH of RxIdentifier')
+        u = ((c >> 4) & 255)
         if u > 127:
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 3
+                    av += 4
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 3
+                    av -= 4
                     if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-        else:
-            c >>= 3
+                        win, av = r.refill(av, 4)
+                    c = (win >> av) & 0xf
         f_5_RxIdentifier = u
-        if c & 0x7 != 0x0:
-            raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected EE of RxIdentifier, SE(RSSIData), SE(RSSIDataList)')
+        if c & 0xe != 0x0:
+            raise r.fail_at(av + 4, 'WPT_LF_DataPackageType[1]', 'expected EE of RxIdentifier, SE(RSSIData), SE(RSSIDataList)')
+        av -= 27
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_6_RSSIDataList = _d_iso20_wpt_WPT_LF_RxRSSIType(r)
+        f_6_RSSIDataList = _d_iso20_wpt_WPT_LF_RxRSSIType(r, c)
         win = r.win
         av = r.avail
         av -= 4
@@ -8617,22 +8732,22 @@ def _d_iso20_wpt_WPT_LF_DataPackageType(r: BitReader) -> _iso20_wpt.WPT_LF_DataP
         c = (win >> av) & 0xf
         if c & 0xe != 0x0:
             raise r.fail_at(av + 4, 'WPT_LF_DataPackageType[1]', 'expected EE, EE, EE')
-        ob6_ = _new(_iso20_wpt.WPT_LF_RxRSSIListType)
+        ob6_ = _new(_K_iso20_wpt_WPT_LF_RxRSSIListType)
         ob6_.RSSIDataList = f_6_RSSIDataList
         f_5_RSSIData = ob6_
-        ob5_ = _new(_iso20_wpt.WPT_LF_RxDataType)
+        ob5_ = _new(_K_iso20_wpt_WPT_LF_RxDataType)
         ob5_.RxIdentifier = f_5_RxIdentifier
         ob5_.RSSIData = f_5_RSSIData
         f_4_WPT_LF_RxDataList = ob5_
-        ob4_ = _new(_iso20_wpt.WPT_LF_RxDataListType)
+        ob4_ = _new(_K_iso20_wpt_WPT_LF_RxDataListType)
         ob4_.WPT_LF_RxDataList = f_4_WPT_LF_RxDataList
         f_LF_RxData = ob4_
     else:
-        raise r.fail_at(av + 17, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
+        raise r.fail_at(av + 15, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'WPT_LF_DataPackageType', 'expected EE')
     r.avail = av
-    ob = _new(_iso20_wpt.WPT_LF_DataPackageType)
+    ob = _new(_K_iso20_wpt_WPT_LF_DataPackageType)
     ob.PackageIndex = f_PackageIndex
     ob.LF_TxData = f_LF_TxData
     ob.LF_RxData = f_LF_RxData
@@ -8655,27 +8770,10 @@ def _e_iso20_wpt_WPT_LF_DataPackageType(w: BitWriter, o: _iso20_wpt.WPT_LF_DataP
         c2 = c1.WPT_LF_TxDataList
         if c2.TxIdentifier is None:
             raise encode_error('WPT_LF_TxDataType.TxIdentifier', 'required value missing')
-        a <<= 5
-        k += 5
         t2 = c2.TxIdentifier
         if t2 < 0 or (w.strict and (t2 < 1 or t2 > 4294967295)):
             raise encode_error('WPT_LF_TxDataType.TxIdentifier', 'outside 1..4294967295', t2)
         u = t2
-        if u < 0x80:
-            a = (a << 8) | u
-            k += 8
-        elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
-        elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
-        else:
-            w.acc = a
-            w.n = k
-            w.uint(u)
-            a = w.acc
-            k = w.n
         if c2.EIRP is None:
             raise encode_error('WPT_LF_TxDataType.EIRP', 'required value missing')
         c3 = c2.EIRP
@@ -8689,26 +8787,43 @@ def _e_iso20_wpt_WPT_LF_DataPackageType(w: BitWriter, o: _iso20_wpt.WPT_LF_DataP
         t4 = c3.Value
         if (w.strict and (t4 < -32768 or t4 > 32767)):
             raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
-        a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
-        k += 16
+        if u < 0x80:
+            a = (a << 29) | (u) << 16 | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
+            k += 29
+        elif u < 0x4000:
+            a = (a << 37) | (u & 0x7F) << 24 | (u >> 7) << 16 | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x80000000
+            k += 37
+        elif u < 0x200000:
+            a = (a << 45) | (u & 0x7F) << 32 | (u >> 7 & 0x7F) << 24 | (u >> 14) << 16 | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x8080000000
+            k += 45
+        else:
+            a <<= 5
+            k += 5
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+            a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
+            k += 16
         u = -t4 - 1 if t4 < 0 else t4
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 12) | (u) << 4
+            k += 12
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 20) | (u & 0x7F) << 12 | (u >> 7) << 4 | 0x80000
+            k += 20
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 28) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | 0x8080000
+            k += 28
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 4
-        k += 4
+            a <<= 4
+            k += 4
         if o.LF_RxData is not None:
             raise encode_error('WPT_LF_DataPackageType.LF_RxData', 'cannot be combined with LF_TxData')
     elif o.LF_RxData is not None:
@@ -8718,34 +8833,34 @@ def _e_iso20_wpt_WPT_LF_DataPackageType(w: BitWriter, o: _iso20_wpt.WPT_LF_DataP
         c5 = c4.WPT_LF_RxDataList
         if c5.RxIdentifier is None:
             raise encode_error('WPT_LF_RxDataType.RxIdentifier', 'required value missing')
-        a = (a << 5) | 0x8
-        k += 5
         t5 = c5.RxIdentifier
         if t5 < 0 or (w.strict and (t5 < 1 or t5 > 4294967295)):
             raise encode_error('WPT_LF_RxDataType.RxIdentifier', 'outside 1..4294967295', t5)
         u = t5
-        if u < 0x80:
-            a = (a << 8) | u
-            k += 8
-        elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
-        elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
-        else:
-            w.acc = a
-            w.n = k
-            w.uint(u)
-            a = w.acc
-            k = w.n
         if c5.RSSIData is None:
             raise encode_error('WPT_LF_RxDataType.RSSIData', 'required value missing')
         c6 = c5.RSSIData
         if c6.RSSIDataList is None:
             raise encode_error('WPT_LF_RxRSSIListType.RSSIDataList', 'required value missing')
-        a <<= 3
-        k += 3
+        if u < 0x80:
+            a = (a << 16) | (u) << 3 | 0x4000
+            k += 16
+        elif u < 0x4000:
+            a = (a << 24) | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x440000
+            k += 24
+        elif u < 0x200000:
+            a = (a << 32) | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x44040000
+            k += 32
+        else:
+            a = (a << 5) | 0x8
+            k += 5
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+            a <<= 3
+            k += 3
         w.acc = a
         w.n = k
         _e_iso20_wpt_WPT_LF_RxRSSIType(w, c6.RSSIDataList)
@@ -8762,30 +8877,176 @@ def _e_iso20_wpt_WPT_LF_DataPackageType(w: BitWriter, o: _iso20_wpt.WPT_LF_DataP
     if k >= 1024:
         w.spill()
 
-def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_ReceiverDataType:
+def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader, c: int) -> _iso20_wpt.WPT_LF_ReceiverDataType:
     win = r.win
     av = r.avail
     f_NumberOfReceivers: int
     f_RxSpecData: list[_iso20_wpt.WPT_TxRxSpecDataType] = []
     s = 0
-    av -= 30
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
     try:
-        f_NumberOfReceivers = _Tdf4eb2a9[c >> 16]
+        f_NumberOfReceivers = _Tdf4eb2a9[(c >> 14) & 0x3fff]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x300f0000 != 0x0:
-            raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType', 'expected SE(NumberOfReceivers), CH of NumberOfReceivers, EE of NumberOfReceivers, SE(RxSpecData), SE(TxRxIdentifier), CH of TxRxIdentifier') from None
-        f_NumberOfReceivers = ((c >> 20) & 255)
-    u = ((c >> 8) & 255)
+        if c & 0xc03c000 != 0x0:
+            raise r.fail_at(av + 28, 'WPT_LF_ReceiverDataType', 'expected SE(NumberOfReceivers), CH of NumberOfReceivers, EE of NumberOfReceivers, SE(RxSpecData), SE(TxRxIdentifier), CH of TxRxIdentifier') from None
+        f_NumberOfReceivers = ((c >> 18) & 255)
+    u = ((c >> 6) & 255)
     s = 1
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 16)
-        c = (win >> av) & 0xffff
-        u2 = c >> 8
+            win, av = r.refill(av, 14)
+        c = (win >> av) & 0x3fff
+        u2 = c >> 6
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 14)
+            c = (win >> av) & 0x3fff
+            u2 = c >> 6
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                av += 6
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+                av -= 6
+                if av < 0:
+                    win, av = r.refill(av, 6)
+                c = (win >> av) & 0x3f
+    f_1_TxRxIdentifier = u
+    av -= 24
+    if av < 0:
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    try:
+        sg = _Tda56c64f[c >> 25]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x3c000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X') from None
+        sg = ((c >> 25) & 1)
+    u = ((c >> 17) & 255)
+    if u > 127:
+        u2 = (c >> 9) & 0xFF
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            u2 = c >> 9
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                av += 9
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+    else:
+        av += 8
+        c >>= 8
+    f_2_Coord_X = -u - 1 if sg else u
+    av -= 21
+    if av < 0:
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    try:
+        sg = _T143a83e6[c >> 26]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x38000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
+        sg = ((c >> 26) & 1)
+    u = ((c >> 18) & 255)
+    if u > 127:
+        u2 = (c >> 10) & 0xFF
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                av += 10
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
+    f_2_Coord_Y = -u - 1 if sg else u
+    av -= 20
+    if av < 0:
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    try:
+        sg = _T143a83e6[c >> 26]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x38000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
+        sg = ((c >> 26) & 1)
+    u = ((c >> 18) & 255)
+    if u > 127:
+        u2 = (c >> 10) & 0xFF
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                av += 10
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
+    f_2_Coord_Z = -u - 1 if sg else u
+    av -= 20
+    if av < 0:
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    try:
+        sg = _T4432aa72[c >> 24]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x3e000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X') from None
+        sg = ((c >> 24) & 1)
+    u = ((c >> 16) & 255)
+    ob2_ = _new(_K_iso20_wpt_WPT_CoordinateXYZType)
+    ob2_.Coord_X = f_2_Coord_X
+    ob2_.Coord_Y = f_2_Coord_Y
+    ob2_.Coord_Z = f_2_Coord_Z
+    f_1_TxRxPosition = ob2_
+    if u > 127:
+        u2 = (c >> 8) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -8806,7 +9067,128 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
                 if av < 0:
                     win, av = r.refill(av, 8)
                 c = (win >> av) & 0xff
-    f_1_TxRxIdentifier = u
+    else:
+        av += 8
+        c >>= 8
+    f_3_Coord_X = -u - 1 if sg else u
+    av -= 22
+    if av < 0:
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    try:
+        sg = _T143a83e6[c >> 26]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x38000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
+        sg = ((c >> 26) & 1)
+    u = ((c >> 18) & 255)
+    if u > 127:
+        u2 = (c >> 10) & 0xFF
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                av += 10
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
+    f_3_Coord_Y = -u - 1 if sg else u
+    av -= 20
+    if av < 0:
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    try:
+        sg = _T143a83e6[c >> 26]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x38000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
+        sg = ((c >> 26) & 1)
+    u = ((c >> 18) & 255)
+    if u > 127:
+        u2 = (c >> 10) & 0xFF
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                av += 10
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
+    f_3_Coord_Z = -u - 1 if sg else u
+    av -= 20
+    if av < 0:
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3f000000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Z, EE, EE, SE(RxSpecData), SE(TxRxIdentifier), CH of TxRxIdentifier')
+    u = ((c >> 16) & 255)
+    ob3_ = _new(_K_iso20_wpt_WPT_CoordinateXYZType)
+    ob3_.Coord_X = f_3_Coord_X
+    ob3_.Coord_Y = f_3_Coord_Y
+    ob3_.Coord_Z = f_3_Coord_Z
+    f_1_TxRxOrientation = ob3_
+    ob1_ = _new(_K_iso20_wpt_WPT_TxRxSpecDataType)
+    ob1_.TxRxIdentifier = f_1_TxRxIdentifier
+    ob1_.TxRxPosition = f_1_TxRxPosition
+    ob1_.TxRxOrientation = f_1_TxRxOrientation
+    f_RxSpecData.append(ob1_)
+    s = 2
+    if u > 127:
+        u2 = (c >> 8) & 0xFF
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 16)
+            c = (win >> av) & 0xffff
+            u2 = c >> 8
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                av += 8
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+    else:
+        av += 8
+        c >>= 8
+    f_4_TxRxIdentifier = u
     av -= 22
     if av < 0:
         win, av = r.refill(av, 30)
@@ -8819,67 +9201,69 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
         sg = ((c >> 25) & 1)
     u = ((c >> 17) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        u2 = c >> 17
+        u2 = (c >> 9) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 25)
-            c = (win >> av) & 0x1ffffff
-            u2 = c >> 17
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            u2 = c >> 9
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 17
+                av += 9
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 17
+                av -= 9
                 if av < 0:
-                    win, av = r.refill(av, 17)
-                c = (win >> av) & 0x1ffff
-    f_2_Coord_X = -u - 1 if sg else u
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+    else:
+        av += 8
+        c >>= 8
+    f_5_Coord_X = -u - 1 if sg else u
+    av -= 21
+    if av < 0:
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
     try:
-        sg = _T143a83e6[(c >> 13) & 0xf]
+        sg = _T143a83e6[c >> 26]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x1c000 != 0x0:
-            raise r.fail_at(av + 17, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
-        sg = ((c >> 13) & 1)
-    u = ((c >> 5) & 255)
+        if c & 0x38000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
+        sg = ((c >> 26) & 1)
+    u = ((c >> 18) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 13)
-        c = (win >> av) & 0x1fff
-        u2 = c >> 5
+        u2 = (c >> 10) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 13)
-            c = (win >> av) & 0x1fff
-            u2 = c >> 5
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 5
+                av += 10
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 5
+                av -= 10
                 if av < 0:
-                    win, av = r.refill(av, 5)
-                c = (win >> av) & 0x1f
-    f_2_Coord_Y = -u - 1 if sg else u
-    av -= 25
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
+    f_5_Coord_Y = -u - 1 if sg else u
+    av -= 20
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
@@ -8891,295 +9275,32 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
         sg = ((c >> 26) & 1)
     u = ((c >> 18) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        u2 = c >> 18
+        u2 = (c >> 10) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 26)
-            c = (win >> av) & 0x3ffffff
-            u2 = c >> 18
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 18
+                av += 10
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 18
+                av -= 10
                 if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
-    f_2_Coord_Z = -u - 1 if sg else u
-    try:
-        sg = _T4432aa72[(c >> 12) & 0x3f]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x3e000 != 0x0:
-            raise r.fail_at(av + 18, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X') from None
-        sg = ((c >> 12) & 1)
-    u = ((c >> 4) & 255)
-    ob2_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
-    ob2_.Coord_X = f_2_Coord_X
-    ob2_.Coord_Y = f_2_Coord_Y
-    ob2_.Coord_Z = f_2_Coord_Z
-    f_1_TxRxPosition = ob2_
-    if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 12)
-        c = (win >> av) & 0xfff
-        u2 = c >> 4
-        if u2 < 128:
-            u += _U2[u2]
-        else:
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            u2 = c >> 4
-            u |= (u2 & 0x7F) << 14
-            if u2 > 127:
-                av += 4
-                r.avail = av
-                u = r.uint_more(u, 21)
-                win = r.win
-                av = r.avail
-                av -= 4
-                if av < 0:
-                    win, av = r.refill(av, 4)
-                c = (win >> av) & 0xf
-    f_3_Coord_X = -u - 1 if sg else u
-    av -= 26
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    try:
-        sg = _T143a83e6[c >> 26]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x38000000 != 0x0:
-            raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
-        sg = ((c >> 26) & 1)
-    u = ((c >> 18) & 255)
-    if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        u2 = c >> 18
-        if u2 < 128:
-            u += _U2[u2]
-        else:
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 26)
-            c = (win >> av) & 0x3ffffff
-            u2 = c >> 18
-            u |= (u2 & 0x7F) << 14
-            if u2 > 127:
-                av += 18
-                r.avail = av
-                u = r.uint_more(u, 21)
-                win = r.win
-                av = r.avail
-                av -= 18
-                if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
-    f_3_Coord_Y = -u - 1 if sg else u
-    try:
-        sg = _T143a83e6[(c >> 14) & 0xf]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x38000 != 0x0:
-            raise r.fail_at(av + 18, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
-        sg = ((c >> 14) & 1)
-    u = ((c >> 6) & 255)
-    if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 14)
-        c = (win >> av) & 0x3fff
-        u2 = c >> 6
-        if u2 < 128:
-            u += _U2[u2]
-        else:
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 14)
-            c = (win >> av) & 0x3fff
-            u2 = c >> 6
-            u |= (u2 & 0x7F) << 14
-            if u2 > 127:
-                av += 6
-                r.avail = av
-                u = r.uint_more(u, 21)
-                win = r.win
-                av = r.avail
-                av -= 6
-                if av < 0:
-                    win, av = r.refill(av, 6)
-                c = (win >> av) & 0x3f
-    f_3_Coord_Z = -u - 1 if sg else u
-    av -= 24
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    if c & 0x3f000000 != 0x0:
-        raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Z, EE, EE, SE(RxSpecData), SE(TxRxIdentifier), CH of TxRxIdentifier')
-    u = ((c >> 16) & 255)
-    ob3_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
-    ob3_.Coord_X = f_3_Coord_X
-    ob3_.Coord_Y = f_3_Coord_Y
-    ob3_.Coord_Z = f_3_Coord_Z
-    f_1_TxRxOrientation = ob3_
-    ob1_ = _new(_iso20_wpt.WPT_TxRxSpecDataType)
-    ob1_.TxRxIdentifier = f_1_TxRxIdentifier
-    ob1_.TxRxPosition = f_1_TxRxPosition
-    ob1_.TxRxOrientation = f_1_TxRxOrientation
-    f_RxSpecData.append(ob1_)
-    s = 2
-    if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        u2 = c >> 16
-        if u2 < 128:
-            u += _U2[u2]
-        else:
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
-            u2 = c >> 16
-            u |= (u2 & 0x7F) << 14
-            if u2 > 127:
-                av += 16
-                r.avail = av
-                u = r.uint_more(u, 21)
-                win = r.win
-                av = r.avail
-                av -= 16
-                if av < 0:
-                    win, av = r.refill(av, 16)
-                c = (win >> av) & 0xffff
-    f_4_TxRxIdentifier = u
-    try:
-        sg = _Tda56c64f[(c >> 11) & 0x1f]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0xf000 != 0x0:
-            raise r.fail_at(av + 16, 'WPT_LF_ReceiverDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X') from None
-        sg = ((c >> 11) & 1)
-    u = ((c >> 3) & 255)
-    if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        u2 = c >> 3
-        if u2 < 128:
-            u += _U2[u2]
-        else:
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
-            u |= (u2 & 0x7F) << 14
-            if u2 > 127:
-                av += 3
-                r.avail = av
-                u = r.uint_more(u, 21)
-                win = r.win
-                av = r.avail
-                av -= 3
-                if av < 0:
-                    win, av = r.refill(av, 3)
-                c = (win >> av) & 0x7
-    f_5_Coord_X = -u - 1 if sg else u
-    av -= 27
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    try:
-        sg = _T143a83e6[c >> 26]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x38000000 != 0x0:
-            raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
-        sg = ((c >> 26) & 1)
-    u = ((c >> 18) & 255)
-    if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        u2 = c >> 18
-        if u2 < 128:
-            u += _U2[u2]
-        else:
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 26)
-            c = (win >> av) & 0x3ffffff
-            u2 = c >> 18
-            u |= (u2 & 0x7F) << 14
-            if u2 > 127:
-                av += 18
-                r.avail = av
-                u = r.uint_more(u, 21)
-                win = r.win
-                av = r.avail
-                av -= 18
-                if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
-    f_5_Coord_Y = -u - 1 if sg else u
-    try:
-        sg = _T143a83e6[(c >> 14) & 0xf]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x38000 != 0x0:
-            raise r.fail_at(av + 18, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
-        sg = ((c >> 14) & 1)
-    u = ((c >> 6) & 255)
-    if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 14)
-        c = (win >> av) & 0x3fff
-        u2 = c >> 6
-        if u2 < 128:
-            u += _U2[u2]
-        else:
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 14)
-            c = (win >> av) & 0x3fff
-            u2 = c >> 6
-            u |= (u2 & 0x7F) << 14
-            if u2 > 127:
-                av += 6
-                r.avail = av
-                u = r.uint_more(u, 21)
-                win = r.win
-                av = r.avail
-                av -= 6
-                if av < 0:
-                    win, av = r.refill(av, 6)
-                c = (win >> av) & 0x3f
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
     f_5_Coord_Z = -u - 1 if sg else u
-    av -= 24
+    av -= 20
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
@@ -9190,89 +9311,87 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
             raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X') from None
         sg = ((c >> 24) & 1)
     u = ((c >> 16) & 255)
-    ob5_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
+    ob5_ = _new(_K_iso20_wpt_WPT_CoordinateXYZType)
     ob5_.Coord_X = f_5_Coord_X
     ob5_.Coord_Y = f_5_Coord_Y
     ob5_.Coord_Z = f_5_Coord_Z
     f_4_TxRxPosition = ob5_
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        u2 = c >> 16
+        u2 = (c >> 8) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
-            u2 = c >> 16
+                win, av = r.refill(av, 16)
+            c = (win >> av) & 0xffff
+            u2 = c >> 8
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 16
+                av += 8
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 16
+                av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 16)
-                c = (win >> av) & 0xffff
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+    else:
+        av += 8
+        c >>= 8
     f_6_Coord_X = -u - 1 if sg else u
+    av -= 22
+    if av < 0:
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
     try:
-        sg = _T143a83e6[(c >> 12) & 0xf]
+        sg = _T143a83e6[c >> 26]
     except KeyError:  # not a valid pattern: say why
-        if c & 0xe000 != 0x0:
-            raise r.fail_at(av + 16, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
-        sg = ((c >> 12) & 1)
-    u = ((c >> 4) & 255)
+        if c & 0x38000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
+        sg = ((c >> 26) & 1)
+    u = ((c >> 18) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 12)
-        c = (win >> av) & 0xfff
-        u2 = c >> 4
+        u2 = (c >> 10) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            u2 = c >> 4
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 4
+                av += 10
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 4
+                av -= 10
                 if av < 0:
-                    win, av = r.refill(av, 4)
-                c = (win >> av) & 0xf
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
     f_6_Coord_Y = -u - 1 if sg else u
-    av -= 11
+    av -= 13
     if av < 0:
-        win, av = r.refill(av, 15)
-    c = (win >> av) & 0x7fff
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
     try:
-        sg = _T143a83e6[c >> 11]
+        sg = _T143a83e6[c >> 19]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x7000 != 0x0:
-            raise r.fail_at(av + 15, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
-        sg = ((c >> 11) & 1)
-    u = ((c >> 3) & 255)
+        if c & 0x700000 != 0x0:
+            raise r.fail_at(av + 23, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
+        sg = ((c >> 19) & 1)
+    u = ((c >> 11) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        u2 = c >> 3
+        u2 = (c >> 3) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -9293,15 +9412,18 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
                 if av < 0:
                     win, av = r.refill(av, 3)
                 c = (win >> av) & 0x7
+    else:
+        av += 8
+        c >>= 8
     f_6_Coord_Z = -u - 1 if sg else u
     if c & 0x7 != 0x0:
         raise r.fail_at(av + 3, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Z, EE, EE')
-    ob6_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
+    ob6_ = _new(_K_iso20_wpt_WPT_CoordinateXYZType)
     ob6_.Coord_X = f_6_Coord_X
     ob6_.Coord_Y = f_6_Coord_Y
     ob6_.Coord_Z = f_6_Coord_Z
     f_4_TxRxOrientation = ob6_
-    ob4_ = _new(_iso20_wpt.WPT_TxRxSpecDataType)
+    ob4_ = _new(_K_iso20_wpt_WPT_TxRxSpecDataType)
     ob4_.TxRxIdentifier = f_4_TxRxIdentifier
     ob4_.TxRxPosition = f_4_TxRxPosition
     ob4_.TxRxOrientation = f_4_TxRxOrientation
@@ -9319,67 +9441,69 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
                 raise r.fail_at(av + 28, 'WPT_LF_ReceiverDataType[3]', 'expected SE(TxRxIdentifier), CH of TxRxIdentifier')
             u = ((c >> 18) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 26)
-                c = (win >> av) & 0x3ffffff
-                u2 = c >> 18
+                u2 = (c >> 10) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 26)
-                    c = (win >> av) & 0x3ffffff
-                    u2 = c >> 18
+                        win, av = r.refill(av, 18)
+                    c = (win >> av) & 0x3ffff
+                    u2 = c >> 10
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 18
+                        av += 10
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 18
+                        av -= 10
                         if av < 0:
-                            win, av = r.refill(av, 18)
-                        c = (win >> av) & 0x3ffff
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+            else:
+                av += 8
+                c >>= 8
             f_7_TxRxIdentifier = u
+            av -= 20
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
             try:
-                sg = _Tda56c64f[(c >> 13) & 0x1f]
+                sg = _Tda56c64f[c >> 25]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x3c000 != 0x0:
-                    raise r.fail_at(av + 18, 'WPT_LF_ReceiverDataType[3]', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X') from None
-                sg = ((c >> 13) & 1)
-            u = ((c >> 5) & 255)
+                if c & 0x3c000000 != 0x0:
+                    raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType[3]', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X') from None
+                sg = ((c >> 25) & 1)
+            u = ((c >> 17) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 13)
-                c = (win >> av) & 0x1fff
-                u2 = c >> 5
+                u2 = (c >> 9) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 13)
-                    c = (win >> av) & 0x1fff
-                    u2 = c >> 5
+                        win, av = r.refill(av, 17)
+                    c = (win >> av) & 0x1ffff
+                    u2 = c >> 9
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 5
+                        av += 9
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 5
+                        av -= 9
                         if av < 0:
-                            win, av = r.refill(av, 5)
-                        c = (win >> av) & 0x1f
+                            win, av = r.refill(av, 9)
+                        c = (win >> av) & 0x1ff
+            else:
+                av += 8
+                c >>= 8
             f_8_Coord_X = -u - 1 if sg else u
-            av -= 25
+            av -= 21
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
@@ -9391,67 +9515,69 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
                 sg = ((c >> 26) & 1)
             u = ((c >> 18) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 26)
-                c = (win >> av) & 0x3ffffff
-                u2 = c >> 18
+                u2 = (c >> 10) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 26)
-                    c = (win >> av) & 0x3ffffff
-                    u2 = c >> 18
+                        win, av = r.refill(av, 18)
+                    c = (win >> av) & 0x3ffff
+                    u2 = c >> 10
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 18
+                        av += 10
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 18
+                        av -= 10
                         if av < 0:
-                            win, av = r.refill(av, 18)
-                        c = (win >> av) & 0x3ffff
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+            else:
+                av += 8
+                c >>= 8
             f_8_Coord_Y = -u - 1 if sg else u
+            av -= 20
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
             try:
-                sg = _T143a83e6[(c >> 14) & 0xf]
+                sg = _T143a83e6[c >> 26]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x38000 != 0x0:
-                    raise r.fail_at(av + 18, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
-                sg = ((c >> 14) & 1)
-            u = ((c >> 6) & 255)
+                if c & 0x38000000 != 0x0:
+                    raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
+                sg = ((c >> 26) & 1)
+            u = ((c >> 18) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 14)
-                c = (win >> av) & 0x3fff
-                u2 = c >> 6
+                u2 = (c >> 10) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 14)
-                    c = (win >> av) & 0x3fff
-                    u2 = c >> 6
+                        win, av = r.refill(av, 18)
+                    c = (win >> av) & 0x3ffff
+                    u2 = c >> 10
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 6
+                        av += 10
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 6
+                        av -= 10
                         if av < 0:
-                            win, av = r.refill(av, 6)
-                        c = (win >> av) & 0x3f
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+            else:
+                av += 8
+                c >>= 8
             f_8_Coord_Z = -u - 1 if sg else u
-            av -= 24
+            av -= 20
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
@@ -9462,89 +9588,87 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
                     raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X') from None
                 sg = ((c >> 24) & 1)
             u = ((c >> 16) & 255)
-            ob8_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
+            ob8_ = _new(_K_iso20_wpt_WPT_CoordinateXYZType)
             ob8_.Coord_X = f_8_Coord_X
             ob8_.Coord_Y = f_8_Coord_Y
             ob8_.Coord_Z = f_8_Coord_Z
             f_7_TxRxPosition = ob8_
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 24)
-                c = (win >> av) & 0xffffff
-                u2 = c >> 16
+                u2 = (c >> 8) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 24)
-                    c = (win >> av) & 0xffffff
-                    u2 = c >> 16
+                        win, av = r.refill(av, 16)
+                    c = (win >> av) & 0xffff
+                    u2 = c >> 8
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 16
+                        av += 8
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 16
+                        av -= 8
                         if av < 0:
-                            win, av = r.refill(av, 16)
-                        c = (win >> av) & 0xffff
+                            win, av = r.refill(av, 8)
+                        c = (win >> av) & 0xff
+            else:
+                av += 8
+                c >>= 8
             f_9_Coord_X = -u - 1 if sg else u
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
             try:
-                sg = _T143a83e6[(c >> 12) & 0xf]
+                sg = _T143a83e6[c >> 26]
             except KeyError:  # not a valid pattern: say why
-                if c & 0xe000 != 0x0:
-                    raise r.fail_at(av + 16, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
-                sg = ((c >> 12) & 1)
-            u = ((c >> 4) & 255)
+                if c & 0x38000000 != 0x0:
+                    raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
+                sg = ((c >> 26) & 1)
+            u = ((c >> 18) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
+                u2 = (c >> 10) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-                    u2 = c >> 4
+                        win, av = r.refill(av, 18)
+                    c = (win >> av) & 0x3ffff
+                    u2 = c >> 10
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 4
+                        av += 10
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 4
+                        av -= 10
                         if av < 0:
-                            win, av = r.refill(av, 4)
-                        c = (win >> av) & 0xf
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+            else:
+                av += 8
+                c >>= 8
             f_9_Coord_Y = -u - 1 if sg else u
-            av -= 11
+            av -= 13
             if av < 0:
-                win, av = r.refill(av, 15)
-            c = (win >> av) & 0x7fff
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             try:
-                sg = _T143a83e6[c >> 11]
+                sg = _T143a83e6[c >> 19]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x7000 != 0x0:
-                    raise r.fail_at(av + 15, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
-                sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
+                if c & 0x700000 != 0x0:
+                    raise r.fail_at(av + 23, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
+                sg = ((c >> 19) & 1)
+            u = ((c >> 11) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
+                u2 = (c >> 3) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
@@ -9565,15 +9689,18 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
                         if av < 0:
                             win, av = r.refill(av, 3)
                         c = (win >> av) & 0x7
+            else:
+                av += 8
+                c >>= 8
             f_9_Coord_Z = -u - 1 if sg else u
             if c & 0x7 != 0x0:
                 raise r.fail_at(av + 3, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_Z, EE, EE')
-            ob9_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
+            ob9_ = _new(_K_iso20_wpt_WPT_CoordinateXYZType)
             ob9_.Coord_X = f_9_Coord_X
             ob9_.Coord_Y = f_9_Coord_Y
             ob9_.Coord_Z = f_9_Coord_Z
             f_7_TxRxOrientation = ob9_
-            ob7_ = _new(_iso20_wpt.WPT_TxRxSpecDataType)
+            ob7_ = _new(_K_iso20_wpt_WPT_TxRxSpecDataType)
             ob7_.TxRxIdentifier = f_7_TxRxIdentifier
             ob7_.TxRxPosition = f_7_TxRxPosition
             ob7_.TxRxOrientation = f_7_TxRxOrientation
@@ -9588,16 +9715,18 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
             break
         else:
             raise r.fail_at(av + 28, 'WPT_LF_ReceiverDataType[3]', f'event code {ec}, expected SE(RxSpecData), EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
     if s == 256:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'WPT_LF_ReceiverDataType[256]', 'expected EE')
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'WPT_LF_ReceiverDataType', 'expected EE')
         s = -1
+    else:
+        av += 1
     r.avail = av
-    ob = _new(_iso20_wpt.WPT_LF_ReceiverDataType)
+    ob = _new(_K_iso20_wpt_WPT_LF_ReceiverDataType)
     ob.NumberOfReceivers = f_NumberOfReceivers
     ob.RxSpecData = f_RxSpecData
     return ob
@@ -9623,27 +9752,10 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
         c1 = x_RxSpecData
         if c1.TxRxIdentifier is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'required value missing')
-        a <<= 2
-        k += 2
         t2 = c1.TxRxIdentifier
         if t2 < 0 or (w.strict and (t2 < 1 or t2 > 4294967295)):
             raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'outside 1..4294967295', t2)
         u = t2
-        if u < 0x80:
-            a = (a << 8) | u
-            k += 8
-        elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
-        elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
-        else:
-            w.acc = a
-            w.n = k
-            w.uint(u)
-            a = w.acc
-            k = w.n
         if c1.TxRxPosition is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
         c2 = c1.TxRxPosition
@@ -9652,70 +9764,72 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
         t3 = c2.Coord_X
         if (w.strict and (t3 < -32768 or t3 > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'outside -32768..32767', t3)
-        a = (a << 5) | (1 if t3 < 0 else 0)
-        k += 5
-        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 15) | (u) << 5 | (1 if t3 < 0 else 0)
+            k += 15
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 23) | (u & 0x7F) << 13 | (u >> 7) << 5 | (1 if t3 < 0 else 0) | 0x100000
+            k += 23
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 31) | (u & 0x7F) << 21 | (u >> 7 & 0x7F) << 13 | (u >> 14) << 5 | (1 if t3 < 0 else 0) | 0x10100000
+            k += 31
         else:
+            a <<= 2
+            k += 2
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
+            a = (a << 5) | (1 if t3 < 0 else 0)
+            k += 5
+        u = -t3 - 1 if t3 < 0 else t3
         if c2.Coord_Y is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
         t4 = c2.Coord_Y
         if (w.strict and (t4 < -32768 or t4 > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'outside -32768..32767', t4)
-        a = (a << 4) | (1 if t4 < 0 else 0)
-        k += 4
-        u = -t4 - 1 if t4 < 0 else t4
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 12) | (u) << 4 | (1 if t4 < 0 else 0)
+            k += 12
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 20) | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t4 < 0 else 0) | 0x80000
+            k += 20
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 28) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t4 < 0 else 0) | 0x8080000
+            k += 28
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
+            a = (a << 4) | (1 if t4 < 0 else 0)
+            k += 4
+        u = -t4 - 1 if t4 < 0 else t4
         if c2.Coord_Z is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
         t5 = c2.Coord_Z
         if (w.strict and (t5 < -32768 or t5 > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'outside -32768..32767', t5)
-        a = (a << 4) | (1 if t5 < 0 else 0)
-        k += 4
-        u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 12) | (u) << 4 | (1 if t5 < 0 else 0)
+            k += 12
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 20) | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t5 < 0 else 0) | 0x80000
+            k += 20
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 28) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t5 < 0 else 0) | 0x8080000
+            k += 28
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
+            a = (a << 4) | (1 if t5 < 0 else 0)
+            k += 4
+        u = -t5 - 1 if t5 < 0 else t5
         if c1.TxRxOrientation is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
         c3 = c1.TxRxOrientation
@@ -9724,72 +9838,87 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
         t6 = c3.Coord_X
         if (w.strict and (t6 < -32768 or t6 > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'outside -32768..32767', t6)
-        a = (a << 6) | (1 if t6 < 0 else 0)
-        k += 6
-        u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 14) | (u) << 6 | (1 if t6 < 0 else 0)
+            k += 14
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 22) | (u & 0x7F) << 14 | (u >> 7) << 6 | (1 if t6 < 0 else 0) | 0x200000
+            k += 22
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 30) | (u & 0x7F) << 22 | (u >> 7 & 0x7F) << 14 | (u >> 14) << 6 | (1 if t6 < 0 else 0) | 0x20200000
+            k += 30
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
+            a = (a << 6) | (1 if t6 < 0 else 0)
+            k += 6
+        u = -t6 - 1 if t6 < 0 else t6
         if c3.Coord_Y is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
         t7 = c3.Coord_Y
         if (w.strict and (t7 < -32768 or t7 > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'outside -32768..32767', t7)
-        a = (a << 4) | (1 if t7 < 0 else 0)
-        k += 4
-        u = -t7 - 1 if t7 < 0 else t7
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 12) | (u) << 4 | (1 if t7 < 0 else 0)
+            k += 12
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 20) | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t7 < 0 else 0) | 0x80000
+            k += 20
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 28) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t7 < 0 else 0) | 0x8080000
+            k += 28
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
+            a = (a << 4) | (1 if t7 < 0 else 0)
+            k += 4
+        u = -t7 - 1 if t7 < 0 else t7
         if c3.Coord_Z is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
         t8 = c3.Coord_Z
         if (w.strict and (t8 < -32768 or t8 > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'outside -32768..32767', t8)
-        a = (a << 4) | (1 if t8 < 0 else 0)
-        k += 4
-        u = -t8 - 1 if t8 < 0 else t8
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 12) | (u) << 4 | (1 if t8 < 0 else 0)
+            k += 12
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 20) | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t8 < 0 else 0) | 0x80000
+            k += 20
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 28) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t8 < 0 else 0) | 0x8080000
+            k += 28
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 3
-        k += 3
+            a = (a << 4) | (1 if t8 < 0 else 0)
+            k += 4
+        u = -t8 - 1 if t8 < 0 else t8
+        if u < 0x80:
+            a = (a << 11) | (u) << 3
+            k += 11
+        elif u < 0x4000:
+            a = (a << 19) | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+            k += 19
+        elif u < 0x200000:
+            a = (a << 27) | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+            k += 27
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+            a <<= 3
+            k += 3
         s = 2
     else:
         raise encode_error('WPT_LF_ReceiverDataType', 'missing SE(RxSpecData)')
@@ -9801,27 +9930,10 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
         c4 = x_RxSpecData
         if c4.TxRxIdentifier is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'required value missing')
-        a <<= 2
-        k += 2
         t9 = c4.TxRxIdentifier
         if t9 < 0 or (w.strict and (t9 < 1 or t9 > 4294967295)):
             raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'outside 1..4294967295', t9)
         u = t9
-        if u < 0x80:
-            a = (a << 8) | u
-            k += 8
-        elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
-        elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
-        else:
-            w.acc = a
-            w.n = k
-            w.uint(u)
-            a = w.acc
-            k = w.n
         if c4.TxRxPosition is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
         c5 = c4.TxRxPosition
@@ -9830,70 +9942,72 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
         t10 = c5.Coord_X
         if (w.strict and (t10 < -32768 or t10 > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'outside -32768..32767', t10)
-        a = (a << 5) | (1 if t10 < 0 else 0)
-        k += 5
-        u = -t10 - 1 if t10 < 0 else t10
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 15) | (u) << 5 | (1 if t10 < 0 else 0)
+            k += 15
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 23) | (u & 0x7F) << 13 | (u >> 7) << 5 | (1 if t10 < 0 else 0) | 0x100000
+            k += 23
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 31) | (u & 0x7F) << 21 | (u >> 7 & 0x7F) << 13 | (u >> 14) << 5 | (1 if t10 < 0 else 0) | 0x10100000
+            k += 31
         else:
+            a <<= 2
+            k += 2
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
+            a = (a << 5) | (1 if t10 < 0 else 0)
+            k += 5
+        u = -t10 - 1 if t10 < 0 else t10
         if c5.Coord_Y is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
         t11 = c5.Coord_Y
         if (w.strict and (t11 < -32768 or t11 > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'outside -32768..32767', t11)
-        a = (a << 4) | (1 if t11 < 0 else 0)
-        k += 4
-        u = -t11 - 1 if t11 < 0 else t11
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 12) | (u) << 4 | (1 if t11 < 0 else 0)
+            k += 12
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 20) | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t11 < 0 else 0) | 0x80000
+            k += 20
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 28) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t11 < 0 else 0) | 0x8080000
+            k += 28
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
+            a = (a << 4) | (1 if t11 < 0 else 0)
+            k += 4
+        u = -t11 - 1 if t11 < 0 else t11
         if c5.Coord_Z is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
         t12 = c5.Coord_Z
         if (w.strict and (t12 < -32768 or t12 > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'outside -32768..32767', t12)
-        a = (a << 4) | (1 if t12 < 0 else 0)
-        k += 4
-        u = -t12 - 1 if t12 < 0 else t12
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 12) | (u) << 4 | (1 if t12 < 0 else 0)
+            k += 12
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 20) | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t12 < 0 else 0) | 0x80000
+            k += 20
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 28) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t12 < 0 else 0) | 0x8080000
+            k += 28
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
+            a = (a << 4) | (1 if t12 < 0 else 0)
+            k += 4
+        u = -t12 - 1 if t12 < 0 else t12
         if c4.TxRxOrientation is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
         c6 = c4.TxRxOrientation
@@ -9902,72 +10016,87 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
         t13 = c6.Coord_X
         if (w.strict and (t13 < -32768 or t13 > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'outside -32768..32767', t13)
-        a = (a << 6) | (1 if t13 < 0 else 0)
-        k += 6
-        u = -t13 - 1 if t13 < 0 else t13
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 14) | (u) << 6 | (1 if t13 < 0 else 0)
+            k += 14
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 22) | (u & 0x7F) << 14 | (u >> 7) << 6 | (1 if t13 < 0 else 0) | 0x200000
+            k += 22
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 30) | (u & 0x7F) << 22 | (u >> 7 & 0x7F) << 14 | (u >> 14) << 6 | (1 if t13 < 0 else 0) | 0x20200000
+            k += 30
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
+            a = (a << 6) | (1 if t13 < 0 else 0)
+            k += 6
+        u = -t13 - 1 if t13 < 0 else t13
         if c6.Coord_Y is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
         t14 = c6.Coord_Y
         if (w.strict and (t14 < -32768 or t14 > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'outside -32768..32767', t14)
-        a = (a << 4) | (1 if t14 < 0 else 0)
-        k += 4
-        u = -t14 - 1 if t14 < 0 else t14
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 12) | (u) << 4 | (1 if t14 < 0 else 0)
+            k += 12
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 20) | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t14 < 0 else 0) | 0x80000
+            k += 20
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 28) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t14 < 0 else 0) | 0x8080000
+            k += 28
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
+            a = (a << 4) | (1 if t14 < 0 else 0)
+            k += 4
+        u = -t14 - 1 if t14 < 0 else t14
         if c6.Coord_Z is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
         t15 = c6.Coord_Z
         if (w.strict and (t15 < -32768 or t15 > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'outside -32768..32767', t15)
-        a = (a << 4) | (1 if t15 < 0 else 0)
-        k += 4
-        u = -t15 - 1 if t15 < 0 else t15
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 12) | (u) << 4 | (1 if t15 < 0 else 0)
+            k += 12
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 20) | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t15 < 0 else 0) | 0x80000
+            k += 20
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 28) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t15 < 0 else 0) | 0x8080000
+            k += 28
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 3
-        k += 3
+            a = (a << 4) | (1 if t15 < 0 else 0)
+            k += 4
+        u = -t15 - 1 if t15 < 0 else t15
+        if u < 0x80:
+            a = (a << 11) | (u) << 3
+            k += 11
+        elif u < 0x4000:
+            a = (a << 19) | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+            k += 19
+        elif u < 0x200000:
+            a = (a << 27) | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+            k += 27
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+            a <<= 3
+            k += 3
         s = 3
     else:
         raise encode_error('WPT_LF_ReceiverDataType', 'missing SE(RxSpecData)')
@@ -9981,27 +10110,10 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
             c7 = x_RxSpecData
             if c7.TxRxIdentifier is None:
                 raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'required value missing')
-            a <<= 2
-            k += 2
             t16 = c7.TxRxIdentifier
             if t16 < 0 or (w.strict and (t16 < 1 or t16 > 4294967295)):
                 raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'outside 1..4294967295', t16)
             u = t16
-            if u < 0x80:
-                a = (a << 8) | u
-                k += 8
-            elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
-            elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
-            else:
-                w.acc = a
-                w.n = k
-                w.uint(u)
-                a = w.acc
-                k = w.n
             if c7.TxRxPosition is None:
                 raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
             c8 = c7.TxRxPosition
@@ -10010,70 +10122,72 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
             t17 = c8.Coord_X
             if (w.strict and (t17 < -32768 or t17 > 32767)):
                 raise encode_error('WPT_CoordinateXYZType.Coord_X', 'outside -32768..32767', t17)
-            a = (a << 5) | (1 if t17 < 0 else 0)
-            k += 5
-            u = -t17 - 1 if t17 < 0 else t17
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 15) | (u) << 5 | (1 if t17 < 0 else 0)
+                k += 15
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 23) | (u & 0x7F) << 13 | (u >> 7) << 5 | (1 if t17 < 0 else 0) | 0x100000
+                k += 23
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 31) | (u & 0x7F) << 21 | (u >> 7 & 0x7F) << 13 | (u >> 14) << 5 | (1 if t17 < 0 else 0) | 0x10100000
+                k += 31
             else:
+                a <<= 2
+                k += 2
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
+                a = (a << 5) | (1 if t17 < 0 else 0)
+                k += 5
+            u = -t17 - 1 if t17 < 0 else t17
             if c8.Coord_Y is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
             t18 = c8.Coord_Y
             if (w.strict and (t18 < -32768 or t18 > 32767)):
                 raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'outside -32768..32767', t18)
-            a = (a << 4) | (1 if t18 < 0 else 0)
-            k += 4
-            u = -t18 - 1 if t18 < 0 else t18
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 12) | (u) << 4 | (1 if t18 < 0 else 0)
+                k += 12
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 20) | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t18 < 0 else 0) | 0x80000
+                k += 20
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 28) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t18 < 0 else 0) | 0x8080000
+                k += 28
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
+                a = (a << 4) | (1 if t18 < 0 else 0)
+                k += 4
+            u = -t18 - 1 if t18 < 0 else t18
             if c8.Coord_Z is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
             t19 = c8.Coord_Z
             if (w.strict and (t19 < -32768 or t19 > 32767)):
                 raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'outside -32768..32767', t19)
-            a = (a << 4) | (1 if t19 < 0 else 0)
-            k += 4
-            u = -t19 - 1 if t19 < 0 else t19
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 12) | (u) << 4 | (1 if t19 < 0 else 0)
+                k += 12
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 20) | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t19 < 0 else 0) | 0x80000
+                k += 20
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 28) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t19 < 0 else 0) | 0x8080000
+                k += 28
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
+                a = (a << 4) | (1 if t19 < 0 else 0)
+                k += 4
+            u = -t19 - 1 if t19 < 0 else t19
             if c7.TxRxOrientation is None:
                 raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
             c9 = c7.TxRxOrientation
@@ -10082,72 +10196,87 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
             t20 = c9.Coord_X
             if (w.strict and (t20 < -32768 or t20 > 32767)):
                 raise encode_error('WPT_CoordinateXYZType.Coord_X', 'outside -32768..32767', t20)
-            a = (a << 6) | (1 if t20 < 0 else 0)
-            k += 6
-            u = -t20 - 1 if t20 < 0 else t20
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 14) | (u) << 6 | (1 if t20 < 0 else 0)
+                k += 14
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 22) | (u & 0x7F) << 14 | (u >> 7) << 6 | (1 if t20 < 0 else 0) | 0x200000
+                k += 22
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 30) | (u & 0x7F) << 22 | (u >> 7 & 0x7F) << 14 | (u >> 14) << 6 | (1 if t20 < 0 else 0) | 0x20200000
+                k += 30
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
+                a = (a << 6) | (1 if t20 < 0 else 0)
+                k += 6
+            u = -t20 - 1 if t20 < 0 else t20
             if c9.Coord_Y is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
             t21 = c9.Coord_Y
             if (w.strict and (t21 < -32768 or t21 > 32767)):
                 raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'outside -32768..32767', t21)
-            a = (a << 4) | (1 if t21 < 0 else 0)
-            k += 4
-            u = -t21 - 1 if t21 < 0 else t21
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 12) | (u) << 4 | (1 if t21 < 0 else 0)
+                k += 12
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 20) | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t21 < 0 else 0) | 0x80000
+                k += 20
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 28) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t21 < 0 else 0) | 0x8080000
+                k += 28
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
+                a = (a << 4) | (1 if t21 < 0 else 0)
+                k += 4
+            u = -t21 - 1 if t21 < 0 else t21
             if c9.Coord_Z is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
             t22 = c9.Coord_Z
             if (w.strict and (t22 < -32768 or t22 > 32767)):
                 raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'outside -32768..32767', t22)
-            a = (a << 4) | (1 if t22 < 0 else 0)
-            k += 4
-            u = -t22 - 1 if t22 < 0 else t22
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 12) | (u) << 4 | (1 if t22 < 0 else 0)
+                k += 12
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 20) | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t22 < 0 else 0) | 0x80000
+                k += 20
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 28) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t22 < 0 else 0) | 0x8080000
+                k += 28
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 3
-            k += 3
+                a = (a << 4) | (1 if t22 < 0 else 0)
+                k += 4
+            u = -t22 - 1 if t22 < 0 else t22
+            if u < 0x80:
+                a = (a << 11) | (u) << 3
+                k += 11
+            elif u < 0x4000:
+                a = (a << 19) | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+                k += 19
+            elif u < 0x200000:
+                a = (a << 27) | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+                k += 27
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+                a <<= 3
+                k += 3
             n += 1
             if n == 253:
                 s = 256
@@ -10169,78 +10298,80 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
     if k >= 1024:
         w.spill()
 
-def _d_iso20_wpt_WPT_LF_RxDataListType(r: BitReader) -> _iso20_wpt.WPT_LF_RxDataListType:
+def _d_iso20_wpt_WPT_LF_RxDataListType(r: BitReader, c: int) -> _iso20_wpt.WPT_LF_RxDataListType:
     win = r.win
     av = r.avail
     f_WPT_LF_RxDataList: _iso20_wpt.WPT_LF_RxDataType
-    av -= 26
-    if av < 0:
-        win, av = r.refill(av, 26)
-    c = (win >> av) & 0x3ffffff
-    if c & 0x3800000 != 0x0:
-        raise r.fail_at(av + 26, 'WPT_LF_RxDataListType', 'expected SE(WPT_LF_RxDataList), SE(RxIdentifier), CH of RxIdentifier')
-    u = ((c >> 15) & 255)
+    if c & 0xe000000 != 0x0:
+        raise r.fail_at(av + 28, 'WPT_LF_RxDataListType', 'expected SE(WPT_LF_RxDataList), SE(RxIdentifier), CH of RxIdentifier')
+    u = ((c >> 17) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        u2 = c >> 15
+        u2 = (c >> 9) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 23)
-            c = (win >> av) & 0x7fffff
-            u2 = c >> 15
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            u2 = c >> 9
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 15
+                av += 9
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 15
+                av -= 9
                 if av < 0:
-                    win, av = r.refill(av, 15)
-                c = (win >> av) & 0x7fff
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+    else:
+        av += 8
+        c >>= 8
     f_1_RxIdentifier = u
-    if c & 0x7c00 != 0x0:
-        raise r.fail_at(av + 15, 'WPT_LF_RxDataListType', 'expected EE of RxIdentifier, SE(RSSIData), SE(RSSIDataList), SE(TxIdentifier), CH of TxIdentifier')
-    u = ((c >> 2) & 255)
+    av -= 21
+    if av < 0:
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e000000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_LF_RxDataListType', 'expected EE of RxIdentifier, SE(RSSIData), SE(RSSIDataList), SE(TxIdentifier), CH of TxIdentifier')
+    u = ((c >> 17) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        u2 = c >> 2
+        u2 = (c >> 9) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            u2 = c >> 9
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 2
+                av += 9
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 2
+                av -= 9
                 if av < 0:
-                    win, av = r.refill(av, 2)
-                c = (win >> av) & 0x3
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+    else:
+        av += 8
+        c >>= 8
     f_3_TxIdentifier = u
-    if c & 0x3 != 0x0:
-        raise r.fail_at(av + 2, 'WPT_LF_RxDataListType', 'expected EE of TxIdentifier, SE(RSSI)')
+    if c & 0x180 != 0x0:
+        raise r.fail_at(av + 9, 'WPT_LF_RxDataListType', 'expected EE of TxIdentifier, SE(RSSI)')
+    av -= 17
+    if av < 0:
+        win, av = r.refill(av, 24)
+    c = (win >> av) & 0xffffff
     r.avail = av
-    f_3_RSSI = _d_iso20_common_types_RationalNumberType(r)
+    f_3_RSSI = _d_iso20_common_types_RationalNumberType(r, c)
     win = r.win
     av = r.avail
     av -= 4
@@ -10249,19 +10380,19 @@ def _d_iso20_wpt_WPT_LF_RxDataListType(r: BitReader) -> _iso20_wpt.WPT_LF_RxData
     c = (win >> av) & 0xf
     if c:
         raise r.fail_at(av + 4, 'WPT_LF_RxDataListType', 'expected EE, EE, EE, EE')
-    ob3_ = _new(_iso20_wpt.WPT_LF_RxRSSIType)
+    ob3_ = _new(_K_iso20_wpt_WPT_LF_RxRSSIType)
     ob3_.TxIdentifier = f_3_TxIdentifier
     ob3_.RSSI = f_3_RSSI
     f_2_RSSIDataList = ob3_
-    ob2_ = _new(_iso20_wpt.WPT_LF_RxRSSIListType)
+    ob2_ = _new(_K_iso20_wpt_WPT_LF_RxRSSIListType)
     ob2_.RSSIDataList = f_2_RSSIDataList
     f_1_RSSIData = ob2_
-    ob1_ = _new(_iso20_wpt.WPT_LF_RxDataType)
+    ob1_ = _new(_K_iso20_wpt_WPT_LF_RxDataType)
     ob1_.RxIdentifier = f_1_RxIdentifier
     ob1_.RSSIData = f_1_RSSIData
     f_WPT_LF_RxDataList = ob1_
     r.avail = av
-    ob = _new(_iso20_wpt.WPT_LF_RxDataListType)
+    ob = _new(_K_iso20_wpt_WPT_LF_RxDataListType)
     ob.WPT_LF_RxDataList = f_WPT_LF_RxDataList
     return ob
 
@@ -10273,27 +10404,10 @@ def _e_iso20_wpt_WPT_LF_RxDataListType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxData
     c1 = o.WPT_LF_RxDataList
     if c1.RxIdentifier is None:
         raise encode_error('WPT_LF_RxDataType.RxIdentifier', 'required value missing')
-    a <<= 3
-    k += 3
     t1 = c1.RxIdentifier
     if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
         raise encode_error('WPT_LF_RxDataType.RxIdentifier', 'outside 1..4294967295', t1)
     u = t1
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
     if c1.RSSIData is None:
         raise encode_error('WPT_LF_RxDataType.RSSIData', 'required value missing')
     c2 = c1.RSSIData
@@ -10302,31 +10416,48 @@ def _e_iso20_wpt_WPT_LF_RxDataListType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxData
     c3 = c2.RSSIDataList
     if c3.TxIdentifier is None:
         raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', 'required value missing')
-    a <<= 5
-    k += 5
+    if u < 0x80:
+        a = (a << 16) | (u) << 5
+        k += 16
+    elif u < 0x4000:
+        a = (a << 24) | (u & 0x7F) << 13 | (u >> 7) << 5 | 0x100000
+        k += 24
+    elif u < 0x200000:
+        a = (a << 32) | (u & 0x7F) << 21 | (u >> 7 & 0x7F) << 13 | (u >> 14) << 5 | 0x10100000
+        k += 32
+    else:
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a <<= 5
+        k += 5
     t2 = c3.TxIdentifier
     if t2 < 0 or (w.strict and (t2 < 1 or t2 > 4294967295)):
         raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', 'outside 1..4294967295', t2)
     u = t2
+    if c3.RSSI is None:
+        raise encode_error('WPT_LF_RxRSSIType.RSSI', 'required value missing')
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 10) | (u) << 2
+        k += 10
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 18) | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+        k += 18
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 26) | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+        k += 26
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if c3.RSSI is None:
-        raise encode_error('WPT_LF_RxRSSIType.RSSI', 'required value missing')
-    a <<= 2
-    k += 2
+        a <<= 2
+        k += 2
     w.acc = a
     w.n = k
     _e_iso20_common_types_RationalNumberType(w, c3.RSSI)
@@ -10339,126 +10470,125 @@ def _e_iso20_wpt_WPT_LF_RxDataListType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxData
     if k >= 1024:
         w.spill()
 
-def _d_iso20_wpt_WPT_LF_RxDataType(r: BitReader) -> _iso20_wpt.WPT_LF_RxDataType:
+def _d_iso20_wpt_WPT_LF_RxDataType(r: BitReader, c: int) -> _iso20_wpt.WPT_LF_RxDataType:
     win = r.win
     av = r.avail
     f_RxIdentifier: int
     f_RSSIData: _iso20_wpt.WPT_LF_RxRSSIListType
-    av -= 30
+    if c & 0xc000000 != 0x0:
+        raise r.fail_at(av + 28, 'WPT_LF_RxDataType', 'expected SE(RxIdentifier), CH of RxIdentifier')
+    u = ((c >> 18) & 255)
+    if u > 127:
+        u2 = (c >> 10) & 0xFF
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                av += 10
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
+    f_RxIdentifier = u
+    av -= 20
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x30000000 != 0x0:
-        raise r.fail_at(av + 30, 'WPT_LF_RxDataType', 'expected SE(RxIdentifier), CH of RxIdentifier')
-    u = ((c >> 20) & 255)
+    if c & 0x3e000000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_LF_RxDataType', 'expected EE of RxIdentifier, SE(RSSIData), SE(RSSIDataList), SE(TxIdentifier), CH of TxIdentifier')
+    u = ((c >> 17) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        u2 = c >> 20
+        u2 = (c >> 9) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            u2 = c >> 20
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            u2 = c >> 9
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 20
+                av += 9
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 20
+                av -= 9
                 if av < 0:
-                    win, av = r.refill(av, 20)
-                c = (win >> av) & 0xfffff
-    f_RxIdentifier = u
-    if c & 0xf8000 != 0x0:
-        raise r.fail_at(av + 20, 'WPT_LF_RxDataType', 'expected EE of RxIdentifier, SE(RSSIData), SE(RSSIDataList), SE(TxIdentifier), CH of TxIdentifier')
-    u = ((c >> 7) & 255)
-    if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 15)
-        c = (win >> av) & 0x7fff
-        u2 = c >> 7
-        if u2 < 128:
-            u += _U2[u2]
-        else:
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 15)
-            c = (win >> av) & 0x7fff
-            u2 = c >> 7
-            u |= (u2 & 0x7F) << 14
-            if u2 > 127:
-                av += 7
-                r.avail = av
-                u = r.uint_more(u, 21)
-                win = r.win
-                av = r.avail
-                av -= 7
-                if av < 0:
-                    win, av = r.refill(av, 7)
-                c = (win >> av) & 0x7f
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+    else:
+        av += 8
+        c >>= 8
     f_2_TxIdentifier = u
-    av -= 22
+    av -= 21
     if av < 0:
-        win, av = r.refill(av, 29)
-    c = (win >> av) & 0x1fffffff
-    if c & 0x1e01c000 != 0x0:
-        raise r.fail_at(av + 29, 'WPT_LF_RxDataType', 'expected EE of TxIdentifier, SE(RSSI), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_3_Exponent = ((c >> 17) & 255) - 128
-    sg = ((c >> 13) & 1)
-    u = ((c >> 5) & 255)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3c038000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_LF_RxDataType', 'expected EE of TxIdentifier, SE(RSSI), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_3_Exponent = ((c >> 18) & 255) - 128
+    sg = ((c >> 14) & 1)
+    u = ((c >> 6) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 13)
-        c = (win >> av) & 0x1fff
-        u2 = c >> 5
+            win, av = r.refill(av, 14)
+        c = (win >> av) & 0x3fff
+        u2 = c >> 6
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 13)
-            c = (win >> av) & 0x1fff
-            u2 = c >> 5
+                win, av = r.refill(av, 14)
+            c = (win >> av) & 0x3fff
+            u2 = c >> 6
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 5
+                av += 6
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 5
+                av -= 6
                 if av < 0:
-                    win, av = r.refill(av, 5)
-                c = (win >> av) & 0x1f
+                    win, av = r.refill(av, 6)
+                c = (win >> av) & 0x3f
     f_3_Value = -u - 1 if sg else u
-    if c & 0x1f != 0x0:
+    av += 1
+    if c & 0x3e != 0x0:
         raise r.fail_at(av + 5, 'WPT_LF_RxDataType', 'expected EE of Value, EE, EE, EE, EE')
-    ob3_ = _new(_iso20_common_types.RationalNumberType)
+    ob3_ = _new(_K_iso20_common_types_RationalNumberType)
     ob3_.Exponent = f_3_Exponent
     ob3_.Value = f_3_Value
     f_2_RSSI = ob3_
-    ob2_ = _new(_iso20_wpt.WPT_LF_RxRSSIType)
+    ob2_ = _new(_K_iso20_wpt_WPT_LF_RxRSSIType)
     ob2_.TxIdentifier = f_2_TxIdentifier
     ob2_.RSSI = f_2_RSSI
     f_1_RSSIDataList = ob2_
-    ob1_ = _new(_iso20_wpt.WPT_LF_RxRSSIListType)
+    ob1_ = _new(_K_iso20_wpt_WPT_LF_RxRSSIListType)
     ob1_.RSSIDataList = f_1_RSSIDataList
     f_RSSIData = ob1_
     r.avail = av
-    ob = _new(_iso20_wpt.WPT_LF_RxDataType)
+    ob = _new(_K_iso20_wpt_WPT_LF_RxDataType)
     ob.RxIdentifier = f_RxIdentifier
     ob.RSSIData = f_RSSIData
     return ob
@@ -10468,27 +10598,10 @@ def _e_iso20_wpt_WPT_LF_RxDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxDataType
     k = w.n
     if o.RxIdentifier is None:
         raise encode_error('WPT_LF_RxDataType.RxIdentifier', 'required value missing')
-    a <<= 2
-    k += 2
     t1 = o.RxIdentifier
     if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
         raise encode_error('WPT_LF_RxDataType.RxIdentifier', 'outside 1..4294967295', t1)
     u = t1
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
     if o.RSSIData is None:
         raise encode_error('WPT_LF_RxDataType.RSSIData', 'required value missing')
     c1 = o.RSSIData
@@ -10497,27 +10610,29 @@ def _e_iso20_wpt_WPT_LF_RxDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxDataType
     c2 = c1.RSSIDataList
     if c2.TxIdentifier is None:
         raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', 'required value missing')
-    a <<= 5
-    k += 5
-    t2 = c2.TxIdentifier
-    if t2 < 0 or (w.strict and (t2 < 1 or t2 > 4294967295)):
-        raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', 'outside 1..4294967295', t2)
-    u = t2
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 15) | (u) << 5
+        k += 15
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 23) | (u & 0x7F) << 13 | (u >> 7) << 5 | 0x100000
+        k += 23
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 31) | (u & 0x7F) << 21 | (u >> 7 & 0x7F) << 13 | (u >> 14) << 5 | 0x10100000
+        k += 31
     else:
+        a <<= 2
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a <<= 5
+        k += 5
+    t2 = c2.TxIdentifier
+    if t2 < 0 or (w.strict and (t2 < 1 or t2 > 4294967295)):
+        raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', 'outside 1..4294967295', t2)
+    u = t2
     if c2.RSSI is None:
         raise encode_error('WPT_LF_RxRSSIType.RSSI', 'required value missing')
     c3 = c2.RSSI
@@ -10531,117 +10646,128 @@ def _e_iso20_wpt_WPT_LF_RxDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxDataType
     t4 = c3.Value
     if (w.strict and (t4 < -32768 or t4 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
-    a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
-    k += 16
-    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        a = (a << 24) | (u) << 16 | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
         k += 24
+    elif u < 0x4000:
+        a = (a << 32) | (u & 0x7F) << 24 | (u >> 7) << 16 | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x80000000
+        k += 32
+    elif u < 0x200000:
+        a = (a << 40) | (u & 0x7F) << 32 | (u >> 7 & 0x7F) << 24 | (u >> 14) << 16 | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x8080000000
+        k += 40
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 5
-    k += 5
+        a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
+        k += 16
+    u = -t4 - 1 if t4 < 0 else t4
+    if u < 0x80:
+        a = (a << 13) | (u) << 5
+        k += 13
+    elif u < 0x4000:
+        a = (a << 21) | (u & 0x7F) << 13 | (u >> 7) << 5 | 0x100000
+        k += 21
+    elif u < 0x200000:
+        a = (a << 29) | (u & 0x7F) << 21 | (u >> 7 & 0x7F) << 13 | (u >> 14) << 5 | 0x10100000
+        k += 29
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a <<= 5
+        k += 5
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_iso20_wpt_WPT_LF_RxRSSIListType(r: BitReader) -> _iso20_wpt.WPT_LF_RxRSSIListType:
+def _d_iso20_wpt_WPT_LF_RxRSSIListType(r: BitReader, c: int) -> _iso20_wpt.WPT_LF_RxRSSIListType:
     win = r.win
     av = r.avail
     f_RSSIDataList: _iso20_wpt.WPT_LF_RxRSSIType
-    av -= 30
+    if c & 0xe000000 != 0x0:
+        raise r.fail_at(av + 28, 'WPT_LF_RxRSSIListType', 'expected SE(RSSIDataList), SE(TxIdentifier), CH of TxIdentifier')
+    u = ((c >> 17) & 255)
+    if u > 127:
+        u2 = (c >> 9) & 0xFF
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            u2 = c >> 9
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                av += 9
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+    else:
+        av += 8
+        c >>= 8
+    f_1_TxIdentifier = u
+    av -= 21
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
-        raise r.fail_at(av + 30, 'WPT_LF_RxRSSIListType', 'expected SE(RSSIDataList), SE(TxIdentifier), CH of TxIdentifier')
-    u = ((c >> 19) & 255)
+    if c & 0x3c038000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_LF_RxRSSIListType', 'expected EE of TxIdentifier, SE(RSSI), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_2_Exponent = ((c >> 18) & 255) - 128
+    sg = ((c >> 14) & 1)
+    u = ((c >> 6) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        u2 = c >> 19
+            win, av = r.refill(av, 14)
+        c = (win >> av) & 0x3fff
+        u2 = c >> 6
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            u2 = c >> 19
+                win, av = r.refill(av, 14)
+            c = (win >> av) & 0x3fff
+            u2 = c >> 6
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 19
+                av += 6
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 19
+                av -= 6
                 if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
-    f_1_TxIdentifier = u
-    av -= 9
-    if av < 0:
-        win, av = r.refill(av, 28)
-    c = (win >> av) & 0xfffffff
-    if c & 0xf00e000 != 0x0:
-        raise r.fail_at(av + 28, 'WPT_LF_RxRSSIListType', 'expected EE of TxIdentifier, SE(RSSI), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_2_Exponent = ((c >> 16) & 255) - 128
-    sg = ((c >> 12) & 1)
-    u = ((c >> 4) & 255)
-    if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 12)
-        c = (win >> av) & 0xfff
-        u2 = c >> 4
-        if u2 < 128:
-            u += _U2[u2]
-        else:
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            u2 = c >> 4
-            u |= (u2 & 0x7F) << 14
-            if u2 > 127:
-                av += 4
-                r.avail = av
-                u = r.uint_more(u, 21)
-                win = r.win
-                av = r.avail
-                av -= 4
-                if av < 0:
-                    win, av = r.refill(av, 4)
-                c = (win >> av) & 0xf
+                    win, av = r.refill(av, 6)
+                c = (win >> av) & 0x3f
     f_2_Value = -u - 1 if sg else u
-    if c & 0xf != 0x0:
+    av += 2
+    if c & 0x3c != 0x0:
         raise r.fail_at(av + 4, 'WPT_LF_RxRSSIListType', 'expected EE of Value, EE, EE, EE')
-    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_ = _new(_K_iso20_common_types_RationalNumberType)
     ob2_.Exponent = f_2_Exponent
     ob2_.Value = f_2_Value
     f_1_RSSI = ob2_
-    ob1_ = _new(_iso20_wpt.WPT_LF_RxRSSIType)
+    ob1_ = _new(_K_iso20_wpt_WPT_LF_RxRSSIType)
     ob1_.TxIdentifier = f_1_TxIdentifier
     ob1_.RSSI = f_1_RSSI
     f_RSSIDataList = ob1_
     r.avail = av
-    ob = _new(_iso20_wpt.WPT_LF_RxRSSIListType)
+    ob = _new(_K_iso20_wpt_WPT_LF_RxRSSIListType)
     ob.RSSIDataList = f_RSSIDataList
     return ob
 
@@ -10653,27 +10779,10 @@ def _e_iso20_wpt_WPT_LF_RxRSSIListType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxRSSI
     c1 = o.RSSIDataList
     if c1.TxIdentifier is None:
         raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', 'required value missing')
-    a <<= 3
-    k += 3
     t1 = c1.TxIdentifier
     if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
         raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', 'outside 1..4294967295', t1)
     u = t1
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
     if c1.RSSI is None:
         raise encode_error('WPT_LF_RxRSSIType.RSSI', 'required value missing')
     c2 = c1.RSSI
@@ -10687,114 +10796,127 @@ def _e_iso20_wpt_WPT_LF_RxRSSIListType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxRSSI
     t3 = c2.Value
     if (w.strict and (t3 < -32768 or t3 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
-    a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
-    k += 16
+    if u < 0x80:
+        a = (a << 27) | (u) << 16 | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+        k += 27
+    elif u < 0x4000:
+        a = (a << 35) | (u & 0x7F) << 24 | (u >> 7) << 16 | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0x80000000
+        k += 35
+    elif u < 0x200000:
+        a = (a << 43) | (u & 0x7F) << 32 | (u >> 7 & 0x7F) << 24 | (u >> 14) << 16 | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0x8080000000
+        k += 43
+    else:
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+        k += 16
     u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 12) | (u) << 4
+        k += 12
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 20) | (u & 0x7F) << 12 | (u >> 7) << 4 | 0x80000
+        k += 20
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 28) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | 0x8080000
+        k += 28
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 4
-    k += 4
+        a <<= 4
+        k += 4
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_iso20_wpt_WPT_LF_RxRSSIType(r: BitReader) -> _iso20_wpt.WPT_LF_RxRSSIType:
+def _d_iso20_wpt_WPT_LF_RxRSSIType(r: BitReader, c: int) -> _iso20_wpt.WPT_LF_RxRSSIType:
     win = r.win
     av = r.avail
     f_TxIdentifier: int
     f_RSSI: _iso20_common_types.RationalNumberType
-    av -= 30
+    if c & 0xc000000 != 0x0:
+        raise r.fail_at(av + 28, 'WPT_LF_RxRSSIType', 'expected SE(TxIdentifier), CH of TxIdentifier')
+    u = ((c >> 18) & 255)
+    if u > 127:
+        u2 = (c >> 10) & 0xFF
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                av += 10
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
+    f_TxIdentifier = u
+    av -= 20
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x30000000 != 0x0:
-        raise r.fail_at(av + 30, 'WPT_LF_RxRSSIType', 'expected SE(TxIdentifier), CH of TxIdentifier')
-    u = ((c >> 20) & 255)
+    if c & 0x3c038000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_LF_RxRSSIType', 'expected EE of TxIdentifier, SE(RSSI), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 18) & 255) - 128
+    sg = ((c >> 14) & 1)
+    u = ((c >> 6) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        u2 = c >> 20
+            win, av = r.refill(av, 14)
+        c = (win >> av) & 0x3fff
+        u2 = c >> 6
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            u2 = c >> 20
+                win, av = r.refill(av, 14)
+            c = (win >> av) & 0x3fff
+            u2 = c >> 6
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 20
+                av += 6
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 20
+                av -= 6
                 if av < 0:
-                    win, av = r.refill(av, 20)
-                c = (win >> av) & 0xfffff
-    f_TxIdentifier = u
-    av -= 7
-    if av < 0:
-        win, av = r.refill(av, 27)
-    c = (win >> av) & 0x7ffffff
-    if c & 0x7807000 != 0x0:
-        raise r.fail_at(av + 27, 'WPT_LF_RxRSSIType', 'expected EE of TxIdentifier, SE(RSSI), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 15) & 255) - 128
-    sg = ((c >> 11) & 1)
-    u = ((c >> 3) & 255)
-    if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        u2 = c >> 3
-        if u2 < 128:
-            u += _U2[u2]
-        else:
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
-            u |= (u2 & 0x7F) << 14
-            if u2 > 127:
-                av += 3
-                r.avail = av
-                u = r.uint_more(u, 21)
-                win = r.win
-                av = r.avail
-                av -= 3
-                if av < 0:
-                    win, av = r.refill(av, 3)
-                c = (win >> av) & 0x7
+                    win, av = r.refill(av, 6)
+                c = (win >> av) & 0x3f
     f_1_Value = -u - 1 if sg else u
-    if c & 0x7 != 0x0:
+    av += 3
+    if c & 0x38 != 0x0:
         raise r.fail_at(av + 3, 'WPT_LF_RxRSSIType', 'expected EE of Value, EE, EE')
-    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_ = _new(_K_iso20_common_types_RationalNumberType)
     ob1_.Exponent = f_1_Exponent
     ob1_.Value = f_1_Value
     f_RSSI = ob1_
     r.avail = av
-    ob = _new(_iso20_wpt.WPT_LF_RxRSSIType)
+    ob = _new(_K_iso20_wpt_WPT_LF_RxRSSIType)
     ob.TxIdentifier = f_TxIdentifier
     ob.RSSI = f_RSSI
     return ob
@@ -10804,27 +10926,10 @@ def _e_iso20_wpt_WPT_LF_RxRSSIType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxRSSIType
     k = w.n
     if o.TxIdentifier is None:
         raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', 'required value missing')
-    a <<= 2
-    k += 2
     t1 = o.TxIdentifier
     if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
         raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', 'outside 1..4294967295', t1)
     u = t1
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
     if o.RSSI is None:
         raise encode_error('WPT_LF_RxRSSIType.RSSI', 'required value missing')
     c1 = o.RSSI
@@ -10838,44 +10943,61 @@ def _e_iso20_wpt_WPT_LF_RxRSSIType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxRSSIType
     t3 = c1.Value
     if (w.strict and (t3 < -32768 or t3 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
-    a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
-    k += 16
+    if u < 0x80:
+        a = (a << 26) | (u) << 16 | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+        k += 26
+    elif u < 0x4000:
+        a = (a << 34) | (u & 0x7F) << 24 | (u >> 7) << 16 | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0x80000000
+        k += 34
+    elif u < 0x200000:
+        a = (a << 42) | (u & 0x7F) << 32 | (u >> 7 & 0x7F) << 24 | (u >> 14) << 16 | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0x8080000000
+        k += 42
+    else:
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+        k += 16
     u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (u) << 3
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+        k += 27
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 3
-    k += 3
+        a <<= 3
+        k += 3
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_iso20_wpt_WPT_LF_SystemSetupDataType(r: BitReader) -> _iso20_wpt.WPT_LF_SystemSetupDataType:
+def _d_iso20_wpt_WPT_LF_SystemSetupDataType(r: BitReader, c: int) -> _iso20_wpt.WPT_LF_SystemSetupDataType:
     win = r.win
     av = r.avail
     f_LF_TransmitterSetupData: _iso20_wpt.WPT_LF_TransmitterDataType | None = None
     f_LF_ReceiverSetupData: _iso20_wpt.WPT_LF_ReceiverDataType | None = None
-    av -= 2
-    if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
+    ec = ((c >> 26) & 3)
     if ec == 0:
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_LF_TransmitterSetupData = _d_iso20_wpt_WPT_LF_TransmitterDataType(r)
+        f_LF_TransmitterSetupData = _d_iso20_wpt_WPT_LF_TransmitterDataType(r, c)
         win = r.win
         av = r.avail
         av -= 1
@@ -10883,8 +11005,12 @@ def _d_iso20_wpt_WPT_LF_SystemSetupDataType(r: BitReader) -> _iso20_wpt.WPT_LF_S
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
     elif ec == 1:
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_LF_ReceiverSetupData = _d_iso20_wpt_WPT_LF_ReceiverDataType(r)
+        f_LF_ReceiverSetupData = _d_iso20_wpt_WPT_LF_ReceiverDataType(r, c)
         win = r.win
         av = r.avail
         av -= 1
@@ -10892,11 +11018,11 @@ def _d_iso20_wpt_WPT_LF_SystemSetupDataType(r: BitReader) -> _iso20_wpt.WPT_LF_S
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
     else:
-        raise r.fail_at(av, 'WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
+        raise r.fail_at(av + 26, 'WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'WPT_LF_SystemSetupDataType', 'expected EE')
     r.avail = av
-    ob = _new(_iso20_wpt.WPT_LF_SystemSetupDataType)
+    ob = _new(_K_iso20_wpt_WPT_LF_SystemSetupDataType)
     ob.LF_TransmitterSetupData = f_LF_TransmitterSetupData
     ob.LF_ReceiverSetupData = f_LF_ReceiverSetupData
     return ob
@@ -10931,7 +11057,7 @@ def _e_iso20_wpt_WPT_LF_SystemSetupDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_S
     if k >= 1024:
         w.spill()
 
-def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_TransmitterDataType:
+def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader, c: int) -> _iso20_wpt.WPT_LF_TransmitterDataType:
     win = r.win
     av = r.avail
     f_NumberOfTransmitters: int
@@ -10939,7 +11065,7 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
     f_TxSpecData: list[_iso20_wpt.WPT_TxRxSpecDataType] = []
     f_TxPackageSpecData: _iso20_wpt.WPT_TxRxPackageSpecDataType | None = None
     s = 0
-    av -= 34
+    av -= 6
     if av < 0:
         win, av = r.refill(av, 34)
     c = (win >> av) & 0x3ffffffff
@@ -10977,301 +11103,38 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
     if c & 0x3e000000 != 0x0:
         raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType', 'expected EE of Value, EE, SE(TxSpecData), SE(TxRxIdentifier), CH of TxRxIdentifier')
     u = ((c >> 17) & 255)
-    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_ = _new(_K_iso20_common_types_RationalNumberType)
     ob1_.Exponent = f_1_Exponent
     ob1_.Value = f_1_Value
     f_SignalFrequency = ob1_
     s = 2
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        u2 = c >> 17
+        u2 = (c >> 9) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 25)
-            c = (win >> av) & 0x1ffffff
-            u2 = c >> 17
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            u2 = c >> 9
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 17
+                av += 9
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 17
+                av -= 9
                 if av < 0:
-                    win, av = r.refill(av, 17)
-                c = (win >> av) & 0x1ffff
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+    else:
+        av += 8
+        c >>= 8
     f_2_TxRxIdentifier = u
-    try:
-        sg = _Tda56c64f[(c >> 12) & 0x1f]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x1e000 != 0x0:
-            raise r.fail_at(av + 17, 'WPT_LF_TransmitterDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X') from None
-        sg = ((c >> 12) & 1)
-    u = ((c >> 4) & 255)
-    if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 12)
-        c = (win >> av) & 0xfff
-        u2 = c >> 4
-        if u2 < 128:
-            u += _U2[u2]
-        else:
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            u2 = c >> 4
-            u |= (u2 & 0x7F) << 14
-            if u2 > 127:
-                av += 4
-                r.avail = av
-                u = r.uint_more(u, 21)
-                win = r.win
-                av = r.avail
-                av -= 4
-                if av < 0:
-                    win, av = r.refill(av, 4)
-                c = (win >> av) & 0xf
-    f_3_Coord_X = -u - 1 if sg else u
-    av -= 26
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    try:
-        sg = _T143a83e6[c >> 26]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x38000000 != 0x0:
-            raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
-        sg = ((c >> 26) & 1)
-    u = ((c >> 18) & 255)
-    if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        u2 = c >> 18
-        if u2 < 128:
-            u += _U2[u2]
-        else:
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 26)
-            c = (win >> av) & 0x3ffffff
-            u2 = c >> 18
-            u |= (u2 & 0x7F) << 14
-            if u2 > 127:
-                av += 18
-                r.avail = av
-                u = r.uint_more(u, 21)
-                win = r.win
-                av = r.avail
-                av -= 18
-                if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
-    f_3_Coord_Y = -u - 1 if sg else u
-    try:
-        sg = _T143a83e6[(c >> 14) & 0xf]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x38000 != 0x0:
-            raise r.fail_at(av + 18, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
-        sg = ((c >> 14) & 1)
-    u = ((c >> 6) & 255)
-    if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 14)
-        c = (win >> av) & 0x3fff
-        u2 = c >> 6
-        if u2 < 128:
-            u += _U2[u2]
-        else:
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 14)
-            c = (win >> av) & 0x3fff
-            u2 = c >> 6
-            u |= (u2 & 0x7F) << 14
-            if u2 > 127:
-                av += 6
-                r.avail = av
-                u = r.uint_more(u, 21)
-                win = r.win
-                av = r.avail
-                av -= 6
-                if av < 0:
-                    win, av = r.refill(av, 6)
-                c = (win >> av) & 0x3f
-    f_3_Coord_Z = -u - 1 if sg else u
-    av -= 24
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    try:
-        sg = _T4432aa72[c >> 24]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x3e000000 != 0x0:
-            raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X') from None
-        sg = ((c >> 24) & 1)
-    u = ((c >> 16) & 255)
-    ob3_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
-    ob3_.Coord_X = f_3_Coord_X
-    ob3_.Coord_Y = f_3_Coord_Y
-    ob3_.Coord_Z = f_3_Coord_Z
-    f_2_TxRxPosition = ob3_
-    if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        u2 = c >> 16
-        if u2 < 128:
-            u += _U2[u2]
-        else:
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
-            u2 = c >> 16
-            u |= (u2 & 0x7F) << 14
-            if u2 > 127:
-                av += 16
-                r.avail = av
-                u = r.uint_more(u, 21)
-                win = r.win
-                av = r.avail
-                av -= 16
-                if av < 0:
-                    win, av = r.refill(av, 16)
-                c = (win >> av) & 0xffff
-    f_4_Coord_X = -u - 1 if sg else u
-    try:
-        sg = _T143a83e6[(c >> 12) & 0xf]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0xe000 != 0x0:
-            raise r.fail_at(av + 16, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
-        sg = ((c >> 12) & 1)
-    u = ((c >> 4) & 255)
-    if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 12)
-        c = (win >> av) & 0xfff
-        u2 = c >> 4
-        if u2 < 128:
-            u += _U2[u2]
-        else:
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            u2 = c >> 4
-            u |= (u2 & 0x7F) << 14
-            if u2 > 127:
-                av += 4
-                r.avail = av
-                u = r.uint_more(u, 21)
-                win = r.win
-                av = r.avail
-                av -= 4
-                if av < 0:
-                    win, av = r.refill(av, 4)
-                c = (win >> av) & 0xf
-    f_4_Coord_Y = -u - 1 if sg else u
-    av -= 26
-    if av < 0:
-        win, av = r.refill(av, 30)
-    c = (win >> av) & 0x3fffffff
-    try:
-        sg = _T143a83e6[c >> 26]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x38000000 != 0x0:
-            raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
-        sg = ((c >> 26) & 1)
-    u = ((c >> 18) & 255)
-    if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        u2 = c >> 18
-        if u2 < 128:
-            u += _U2[u2]
-        else:
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 26)
-            c = (win >> av) & 0x3ffffff
-            u2 = c >> 18
-            u |= (u2 & 0x7F) << 14
-            if u2 > 127:
-                av += 18
-                r.avail = av
-                u = r.uint_more(u, 21)
-                win = r.win
-                av = r.avail
-                av -= 18
-                if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
-    f_4_Coord_Z = -u - 1 if sg else u
-    if c & 0x3f000 != 0x0:
-        raise r.fail_at(av + 18, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Z, EE, EE, SE(TxSpecData), SE(TxRxIdentifier), CH of TxRxIdentifier')
-    u = ((c >> 4) & 255)
-    ob4_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
-    ob4_.Coord_X = f_4_Coord_X
-    ob4_.Coord_Y = f_4_Coord_Y
-    ob4_.Coord_Z = f_4_Coord_Z
-    f_2_TxRxOrientation = ob4_
-    ob2_ = _new(_iso20_wpt.WPT_TxRxSpecDataType)
-    ob2_.TxRxIdentifier = f_2_TxRxIdentifier
-    ob2_.TxRxPosition = f_2_TxRxPosition
-    ob2_.TxRxOrientation = f_2_TxRxOrientation
-    f_TxSpecData.append(ob2_)
-    s = 3
-    if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 12)
-        c = (win >> av) & 0xfff
-        u2 = c >> 4
-        if u2 < 128:
-            u += _U2[u2]
-        else:
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            u2 = c >> 4
-            u |= (u2 & 0x7F) << 14
-            if u2 > 127:
-                av += 4
-                r.avail = av
-                u = r.uint_more(u, 21)
-                win = r.win
-                av = r.avail
-                av -= 4
-                if av < 0:
-                    win, av = r.refill(av, 4)
-                c = (win >> av) & 0xf
-    f_5_TxRxIdentifier = u
-    av -= 26
+    av -= 21
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
@@ -11283,67 +11146,69 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
         sg = ((c >> 25) & 1)
     u = ((c >> 17) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        u2 = c >> 17
+        u2 = (c >> 9) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 25)
-            c = (win >> av) & 0x1ffffff
-            u2 = c >> 17
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            u2 = c >> 9
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 17
+                av += 9
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 17
+                av -= 9
                 if av < 0:
-                    win, av = r.refill(av, 17)
-                c = (win >> av) & 0x1ffff
-    f_6_Coord_X = -u - 1 if sg else u
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+    else:
+        av += 8
+        c >>= 8
+    f_3_Coord_X = -u - 1 if sg else u
+    av -= 21
+    if av < 0:
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
     try:
-        sg = _T143a83e6[(c >> 13) & 0xf]
+        sg = _T143a83e6[c >> 26]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x1c000 != 0x0:
-            raise r.fail_at(av + 17, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
-        sg = ((c >> 13) & 1)
-    u = ((c >> 5) & 255)
+        if c & 0x38000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
+        sg = ((c >> 26) & 1)
+    u = ((c >> 18) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 13)
-        c = (win >> av) & 0x1fff
-        u2 = c >> 5
+        u2 = (c >> 10) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 13)
-            c = (win >> av) & 0x1fff
-            u2 = c >> 5
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 5
+                av += 10
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 5
+                av -= 10
                 if av < 0:
-                    win, av = r.refill(av, 5)
-                c = (win >> av) & 0x1f
-    f_6_Coord_Y = -u - 1 if sg else u
-    av -= 25
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
+    f_3_Coord_Y = -u - 1 if sg else u
+    av -= 20
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
@@ -11355,122 +11220,394 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
         sg = ((c >> 26) & 1)
     u = ((c >> 18) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        u2 = c >> 18
+        u2 = (c >> 10) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 26)
-            c = (win >> av) & 0x3ffffff
-            u2 = c >> 18
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 18
+                av += 10
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 18
+                av -= 10
                 if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
-    f_6_Coord_Z = -u - 1 if sg else u
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
+    f_3_Coord_Z = -u - 1 if sg else u
+    av -= 20
+    if av < 0:
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
     try:
-        sg = _T4432aa72[(c >> 12) & 0x3f]
+        sg = _T4432aa72[c >> 24]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x3e000 != 0x0:
-            raise r.fail_at(av + 18, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X') from None
-        sg = ((c >> 12) & 1)
-    u = ((c >> 4) & 255)
-    ob6_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
+        if c & 0x3e000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X') from None
+        sg = ((c >> 24) & 1)
+    u = ((c >> 16) & 255)
+    ob3_ = _new(_K_iso20_wpt_WPT_CoordinateXYZType)
+    ob3_.Coord_X = f_3_Coord_X
+    ob3_.Coord_Y = f_3_Coord_Y
+    ob3_.Coord_Z = f_3_Coord_Z
+    f_2_TxRxPosition = ob3_
+    if u > 127:
+        u2 = (c >> 8) & 0xFF
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 16)
+            c = (win >> av) & 0xffff
+            u2 = c >> 8
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                av += 8
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+    else:
+        av += 8
+        c >>= 8
+    f_4_Coord_X = -u - 1 if sg else u
+    av -= 22
+    if av < 0:
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    try:
+        sg = _T143a83e6[c >> 26]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x38000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
+        sg = ((c >> 26) & 1)
+    u = ((c >> 18) & 255)
+    if u > 127:
+        u2 = (c >> 10) & 0xFF
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                av += 10
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
+    f_4_Coord_Y = -u - 1 if sg else u
+    av -= 20
+    if av < 0:
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    try:
+        sg = _T143a83e6[c >> 26]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x38000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
+        sg = ((c >> 26) & 1)
+    u = ((c >> 18) & 255)
+    if u > 127:
+        u2 = (c >> 10) & 0xFF
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                av += 10
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
+    f_4_Coord_Z = -u - 1 if sg else u
+    av -= 20
+    if av < 0:
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3f000000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Z, EE, EE, SE(TxSpecData), SE(TxRxIdentifier), CH of TxRxIdentifier')
+    u = ((c >> 16) & 255)
+    ob4_ = _new(_K_iso20_wpt_WPT_CoordinateXYZType)
+    ob4_.Coord_X = f_4_Coord_X
+    ob4_.Coord_Y = f_4_Coord_Y
+    ob4_.Coord_Z = f_4_Coord_Z
+    f_2_TxRxOrientation = ob4_
+    ob2_ = _new(_K_iso20_wpt_WPT_TxRxSpecDataType)
+    ob2_.TxRxIdentifier = f_2_TxRxIdentifier
+    ob2_.TxRxPosition = f_2_TxRxPosition
+    ob2_.TxRxOrientation = f_2_TxRxOrientation
+    f_TxSpecData.append(ob2_)
+    s = 3
+    if u > 127:
+        u2 = (c >> 8) & 0xFF
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 16)
+            c = (win >> av) & 0xffff
+            u2 = c >> 8
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                av += 8
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+    else:
+        av += 8
+        c >>= 8
+    f_5_TxRxIdentifier = u
+    av -= 22
+    if av < 0:
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    try:
+        sg = _Tda56c64f[c >> 25]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x3c000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X') from None
+        sg = ((c >> 25) & 1)
+    u = ((c >> 17) & 255)
+    if u > 127:
+        u2 = (c >> 9) & 0xFF
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            u2 = c >> 9
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                av += 9
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+    else:
+        av += 8
+        c >>= 8
+    f_6_Coord_X = -u - 1 if sg else u
+    av -= 21
+    if av < 0:
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    try:
+        sg = _T143a83e6[c >> 26]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x38000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
+        sg = ((c >> 26) & 1)
+    u = ((c >> 18) & 255)
+    if u > 127:
+        u2 = (c >> 10) & 0xFF
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                av += 10
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
+    f_6_Coord_Y = -u - 1 if sg else u
+    av -= 20
+    if av < 0:
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    try:
+        sg = _T143a83e6[c >> 26]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x38000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
+        sg = ((c >> 26) & 1)
+    u = ((c >> 18) & 255)
+    if u > 127:
+        u2 = (c >> 10) & 0xFF
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                av += 10
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
+    f_6_Coord_Z = -u - 1 if sg else u
+    av -= 20
+    if av < 0:
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    try:
+        sg = _T4432aa72[c >> 24]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x3e000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X') from None
+        sg = ((c >> 24) & 1)
+    u = ((c >> 16) & 255)
+    ob6_ = _new(_K_iso20_wpt_WPT_CoordinateXYZType)
     ob6_.Coord_X = f_6_Coord_X
     ob6_.Coord_Y = f_6_Coord_Y
     ob6_.Coord_Z = f_6_Coord_Z
     f_5_TxRxPosition = ob6_
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 12)
-        c = (win >> av) & 0xfff
-        u2 = c >> 4
+        u2 = (c >> 8) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            u2 = c >> 4
+                win, av = r.refill(av, 16)
+            c = (win >> av) & 0xffff
+            u2 = c >> 8
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 4
+                av += 8
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 4
+                av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 4)
-                c = (win >> av) & 0xf
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+    else:
+        av += 8
+        c >>= 8
     f_7_Coord_X = -u - 1 if sg else u
-    av -= 23
+    av -= 22
     if av < 0:
-        win, av = r.refill(av, 27)
-    c = (win >> av) & 0x7ffffff
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
     try:
-        sg = _T143a83e6[c >> 23]
+        sg = _T143a83e6[c >> 26]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x7000000 != 0x0:
-            raise r.fail_at(av + 27, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
-        sg = ((c >> 23) & 1)
-    u = ((c >> 15) & 255)
+        if c & 0x38000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
+        sg = ((c >> 26) & 1)
+    u = ((c >> 18) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        u2 = c >> 15
+        u2 = (c >> 10) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 23)
-            c = (win >> av) & 0x7fffff
-            u2 = c >> 15
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 15
+                av += 10
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 15
+                av -= 10
                 if av < 0:
-                    win, av = r.refill(av, 15)
-                c = (win >> av) & 0x7fff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
     f_7_Coord_Y = -u - 1 if sg else u
+    av -= 13
+    if av < 0:
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
     try:
-        sg = _T143a83e6[(c >> 11) & 0xf]
+        sg = _T143a83e6[c >> 19]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x7000 != 0x0:
-            raise r.fail_at(av + 15, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
-        sg = ((c >> 11) & 1)
-    u = ((c >> 3) & 255)
+        if c & 0x700000 != 0x0:
+            raise r.fail_at(av + 23, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
+        sg = ((c >> 19) & 1)
+    u = ((c >> 11) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        u2 = c >> 3
+        u2 = (c >> 3) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -11491,15 +11628,18 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
                 if av < 0:
                     win, av = r.refill(av, 3)
                 c = (win >> av) & 0x7
+    else:
+        av += 8
+        c >>= 8
     f_7_Coord_Z = -u - 1 if sg else u
     if c & 0x7 != 0x0:
         raise r.fail_at(av + 3, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Z, EE, EE')
-    ob7_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
+    ob7_ = _new(_K_iso20_wpt_WPT_CoordinateXYZType)
     ob7_.Coord_X = f_7_Coord_X
     ob7_.Coord_Y = f_7_Coord_Y
     ob7_.Coord_Z = f_7_Coord_Z
     f_5_TxRxOrientation = ob7_
-    ob5_ = _new(_iso20_wpt.WPT_TxRxSpecDataType)
+    ob5_ = _new(_K_iso20_wpt_WPT_TxRxSpecDataType)
     ob5_.TxRxIdentifier = f_5_TxRxIdentifier
     ob5_.TxRxPosition = f_5_TxRxPosition
     ob5_.TxRxOrientation = f_5_TxRxOrientation
@@ -11517,67 +11657,69 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
                 raise r.fail_at(av + 28, 'WPT_LF_TransmitterDataType[4]', 'expected SE(TxRxIdentifier), CH of TxRxIdentifier')
             u = ((c >> 18) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 26)
-                c = (win >> av) & 0x3ffffff
-                u2 = c >> 18
+                u2 = (c >> 10) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 26)
-                    c = (win >> av) & 0x3ffffff
-                    u2 = c >> 18
+                        win, av = r.refill(av, 18)
+                    c = (win >> av) & 0x3ffff
+                    u2 = c >> 10
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 18
+                        av += 10
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 18
+                        av -= 10
                         if av < 0:
-                            win, av = r.refill(av, 18)
-                        c = (win >> av) & 0x3ffff
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+            else:
+                av += 8
+                c >>= 8
             f_8_TxRxIdentifier = u
+            av -= 20
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
             try:
-                sg = _Tda56c64f[(c >> 13) & 0x1f]
+                sg = _Tda56c64f[c >> 25]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x3c000 != 0x0:
-                    raise r.fail_at(av + 18, 'WPT_LF_TransmitterDataType[4]', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X') from None
-                sg = ((c >> 13) & 1)
-            u = ((c >> 5) & 255)
+                if c & 0x3c000000 != 0x0:
+                    raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType[4]', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X') from None
+                sg = ((c >> 25) & 1)
+            u = ((c >> 17) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 13)
-                c = (win >> av) & 0x1fff
-                u2 = c >> 5
+                u2 = (c >> 9) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 13)
-                    c = (win >> av) & 0x1fff
-                    u2 = c >> 5
+                        win, av = r.refill(av, 17)
+                    c = (win >> av) & 0x1ffff
+                    u2 = c >> 9
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 5
+                        av += 9
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 5
+                        av -= 9
                         if av < 0:
-                            win, av = r.refill(av, 5)
-                        c = (win >> av) & 0x1f
+                            win, av = r.refill(av, 9)
+                        c = (win >> av) & 0x1ff
+            else:
+                av += 8
+                c >>= 8
             f_9_Coord_X = -u - 1 if sg else u
-            av -= 25
+            av -= 21
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
@@ -11589,67 +11731,69 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
                 sg = ((c >> 26) & 1)
             u = ((c >> 18) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 26)
-                c = (win >> av) & 0x3ffffff
-                u2 = c >> 18
+                u2 = (c >> 10) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 26)
-                    c = (win >> av) & 0x3ffffff
-                    u2 = c >> 18
+                        win, av = r.refill(av, 18)
+                    c = (win >> av) & 0x3ffff
+                    u2 = c >> 10
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 18
+                        av += 10
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 18
+                        av -= 10
                         if av < 0:
-                            win, av = r.refill(av, 18)
-                        c = (win >> av) & 0x3ffff
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+            else:
+                av += 8
+                c >>= 8
             f_9_Coord_Y = -u - 1 if sg else u
+            av -= 20
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
             try:
-                sg = _T143a83e6[(c >> 14) & 0xf]
+                sg = _T143a83e6[c >> 26]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x38000 != 0x0:
-                    raise r.fail_at(av + 18, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
-                sg = ((c >> 14) & 1)
-            u = ((c >> 6) & 255)
+                if c & 0x38000000 != 0x0:
+                    raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
+                sg = ((c >> 26) & 1)
+            u = ((c >> 18) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 14)
-                c = (win >> av) & 0x3fff
-                u2 = c >> 6
+                u2 = (c >> 10) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 14)
-                    c = (win >> av) & 0x3fff
-                    u2 = c >> 6
+                        win, av = r.refill(av, 18)
+                    c = (win >> av) & 0x3ffff
+                    u2 = c >> 10
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 6
+                        av += 10
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 6
+                        av -= 10
                         if av < 0:
-                            win, av = r.refill(av, 6)
-                        c = (win >> av) & 0x3f
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+            else:
+                av += 8
+                c >>= 8
             f_9_Coord_Z = -u - 1 if sg else u
-            av -= 24
+            av -= 20
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
@@ -11660,89 +11804,87 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
                     raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X') from None
                 sg = ((c >> 24) & 1)
             u = ((c >> 16) & 255)
-            ob9_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
+            ob9_ = _new(_K_iso20_wpt_WPT_CoordinateXYZType)
             ob9_.Coord_X = f_9_Coord_X
             ob9_.Coord_Y = f_9_Coord_Y
             ob9_.Coord_Z = f_9_Coord_Z
             f_8_TxRxPosition = ob9_
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 24)
-                c = (win >> av) & 0xffffff
-                u2 = c >> 16
+                u2 = (c >> 8) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 24)
-                    c = (win >> av) & 0xffffff
-                    u2 = c >> 16
+                        win, av = r.refill(av, 16)
+                    c = (win >> av) & 0xffff
+                    u2 = c >> 8
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 16
+                        av += 8
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 16
+                        av -= 8
                         if av < 0:
-                            win, av = r.refill(av, 16)
-                        c = (win >> av) & 0xffff
+                            win, av = r.refill(av, 8)
+                        c = (win >> av) & 0xff
+            else:
+                av += 8
+                c >>= 8
             f_10_Coord_X = -u - 1 if sg else u
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
             try:
-                sg = _T143a83e6[(c >> 12) & 0xf]
+                sg = _T143a83e6[c >> 26]
             except KeyError:  # not a valid pattern: say why
-                if c & 0xe000 != 0x0:
-                    raise r.fail_at(av + 16, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
-                sg = ((c >> 12) & 1)
-            u = ((c >> 4) & 255)
+                if c & 0x38000000 != 0x0:
+                    raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
+                sg = ((c >> 26) & 1)
+            u = ((c >> 18) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
+                u2 = (c >> 10) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-                    u2 = c >> 4
+                        win, av = r.refill(av, 18)
+                    c = (win >> av) & 0x3ffff
+                    u2 = c >> 10
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 4
+                        av += 10
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 4
+                        av -= 10
                         if av < 0:
-                            win, av = r.refill(av, 4)
-                        c = (win >> av) & 0xf
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+            else:
+                av += 8
+                c >>= 8
             f_10_Coord_Y = -u - 1 if sg else u
-            av -= 11
+            av -= 13
             if av < 0:
-                win, av = r.refill(av, 15)
-            c = (win >> av) & 0x7fff
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             try:
-                sg = _T143a83e6[c >> 11]
+                sg = _T143a83e6[c >> 19]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x7000 != 0x0:
-                    raise r.fail_at(av + 15, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
-                sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
+                if c & 0x700000 != 0x0:
+                    raise r.fail_at(av + 23, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
+                sg = ((c >> 19) & 1)
+            u = ((c >> 11) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
+                u2 = (c >> 3) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
@@ -11763,15 +11905,18 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
                         if av < 0:
                             win, av = r.refill(av, 3)
                         c = (win >> av) & 0x7
+            else:
+                av += 8
+                c >>= 8
             f_10_Coord_Z = -u - 1 if sg else u
             if c & 0x7 != 0x0:
                 raise r.fail_at(av + 3, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_Z, EE, EE')
-            ob10_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
+            ob10_ = _new(_K_iso20_wpt_WPT_CoordinateXYZType)
             ob10_.Coord_X = f_10_Coord_X
             ob10_.Coord_Y = f_10_Coord_Y
             ob10_.Coord_Z = f_10_Coord_Z
             f_8_TxRxOrientation = ob10_
-            ob8_ = _new(_iso20_wpt.WPT_TxRxSpecDataType)
+            ob8_ = _new(_K_iso20_wpt_WPT_TxRxSpecDataType)
             ob8_.TxRxIdentifier = f_8_TxRxIdentifier
             ob8_.TxRxPosition = f_8_TxRxPosition
             ob8_.TxRxOrientation = f_8_TxRxOrientation
@@ -11781,9 +11926,8 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
                 s = 258
                 break
         elif ec == 1:
-            av += 28
             r.avail = av
-            f_TxPackageSpecData = _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r)
+            f_TxPackageSpecData = _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r, c)
             win = r.win
             av = r.avail
             s = 6
@@ -11794,32 +11938,40 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
             break
         else:
             raise r.fail_at(av + 28, 'WPT_LF_TransmitterDataType[4]', f'event code {ec}, expected SE(TxSpecData), SE(TxPackageSpecData), EE')
+    av -= 28
+    if av < 0:
+        win, av = r.refill(av, 28)
+    c = (win >> av) & 0xfffffff
     if s == 258:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        ec = c
+        ec = ((c >> 26) & 3)
         if ec == 0:
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             r.avail = av
-            f_TxPackageSpecData = _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r)
+            f_TxPackageSpecData = _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r, c)
             win = r.win
             av = r.avail
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             s = 6
         elif ec == 1:
+            av -= 2
             s = -1
         else:
-            raise r.fail_at(av, 'WPT_LF_TransmitterDataType[258]', f'event code {ec}, expected SE(TxPackageSpecData), EE')
+            raise r.fail_at(av + 26, 'WPT_LF_TransmitterDataType[258]', f'event code {ec}, expected SE(TxPackageSpecData), EE')
     if s == 6:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'WPT_LF_TransmitterDataType[6]', 'expected EE')
+        av += 27
+        if c & 0x8000000 != 0x0:
+            raise r.fail_at(av + 1, 'WPT_LF_TransmitterDataType', 'expected EE')
         s = -1
+    else:
+        av += 28
     r.avail = av
-    ob = _new(_iso20_wpt.WPT_LF_TransmitterDataType)
+    ob = _new(_K_iso20_wpt_WPT_LF_TransmitterDataType)
     ob.NumberOfTransmitters = f_NumberOfTransmitters
     ob.SignalFrequency = f_SignalFrequency
     ob.TxSpecData = f_TxSpecData
@@ -11849,27 +12001,27 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
     t3 = c1.Value
     if (w.strict and (t3 < -32768 or t3 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
-    a = (a << 26) | (t1) << 16 | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
-    k += 26
-    s = 1
     u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 36) | (t1) << 26 | (t2 + 128) << 14 | (1 if t3 < 0 else 0) << 10 | (u) << 2
+        k += 36
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 44) | (t1) << 34 | (t2 + 128) << 22 | (1 if t3 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+        k += 44
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 52) | (t1) << 42 | (t2 + 128) << 30 | (1 if t3 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+        k += 52
     else:
+        a = (a << 26) | (t1) << 16 | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+        k += 26
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 2
-    k += 2
+        a <<= 2
+        k += 2
+    s = 1
     s = 2
     if i_TxSpecData < len(o.TxSpecData):
         a <<= 1
@@ -11879,27 +12031,10 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
         c2 = x_TxSpecData
         if c2.TxRxIdentifier is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'required value missing')
-        a <<= 2
-        k += 2
         t4 = c2.TxRxIdentifier
         if t4 < 0 or (w.strict and (t4 < 1 or t4 > 4294967295)):
             raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'outside 1..4294967295', t4)
         u = t4
-        if u < 0x80:
-            a = (a << 8) | u
-            k += 8
-        elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
-        elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
-        else:
-            w.acc = a
-            w.n = k
-            w.uint(u)
-            a = w.acc
-            k = w.n
         if c2.TxRxPosition is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
         c3 = c2.TxRxPosition
@@ -11908,70 +12043,72 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
         t5 = c3.Coord_X
         if (w.strict and (t5 < -32768 or t5 > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'outside -32768..32767', t5)
-        a = (a << 5) | (1 if t5 < 0 else 0)
-        k += 5
-        u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 15) | (u) << 5 | (1 if t5 < 0 else 0)
+            k += 15
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 23) | (u & 0x7F) << 13 | (u >> 7) << 5 | (1 if t5 < 0 else 0) | 0x100000
+            k += 23
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 31) | (u & 0x7F) << 21 | (u >> 7 & 0x7F) << 13 | (u >> 14) << 5 | (1 if t5 < 0 else 0) | 0x10100000
+            k += 31
         else:
+            a <<= 2
+            k += 2
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
+            a = (a << 5) | (1 if t5 < 0 else 0)
+            k += 5
+        u = -t5 - 1 if t5 < 0 else t5
         if c3.Coord_Y is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
         t6 = c3.Coord_Y
         if (w.strict and (t6 < -32768 or t6 > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'outside -32768..32767', t6)
-        a = (a << 4) | (1 if t6 < 0 else 0)
-        k += 4
-        u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 12) | (u) << 4 | (1 if t6 < 0 else 0)
+            k += 12
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 20) | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t6 < 0 else 0) | 0x80000
+            k += 20
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 28) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t6 < 0 else 0) | 0x8080000
+            k += 28
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
+            a = (a << 4) | (1 if t6 < 0 else 0)
+            k += 4
+        u = -t6 - 1 if t6 < 0 else t6
         if c3.Coord_Z is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
         t7 = c3.Coord_Z
         if (w.strict and (t7 < -32768 or t7 > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'outside -32768..32767', t7)
-        a = (a << 4) | (1 if t7 < 0 else 0)
-        k += 4
-        u = -t7 - 1 if t7 < 0 else t7
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 12) | (u) << 4 | (1 if t7 < 0 else 0)
+            k += 12
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 20) | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t7 < 0 else 0) | 0x80000
+            k += 20
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 28) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t7 < 0 else 0) | 0x8080000
+            k += 28
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
+            a = (a << 4) | (1 if t7 < 0 else 0)
+            k += 4
+        u = -t7 - 1 if t7 < 0 else t7
         if c2.TxRxOrientation is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
         c4 = c2.TxRxOrientation
@@ -11980,72 +12117,87 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
         t8 = c4.Coord_X
         if (w.strict and (t8 < -32768 or t8 > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'outside -32768..32767', t8)
-        a = (a << 6) | (1 if t8 < 0 else 0)
-        k += 6
-        u = -t8 - 1 if t8 < 0 else t8
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 14) | (u) << 6 | (1 if t8 < 0 else 0)
+            k += 14
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 22) | (u & 0x7F) << 14 | (u >> 7) << 6 | (1 if t8 < 0 else 0) | 0x200000
+            k += 22
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 30) | (u & 0x7F) << 22 | (u >> 7 & 0x7F) << 14 | (u >> 14) << 6 | (1 if t8 < 0 else 0) | 0x20200000
+            k += 30
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
+            a = (a << 6) | (1 if t8 < 0 else 0)
+            k += 6
+        u = -t8 - 1 if t8 < 0 else t8
         if c4.Coord_Y is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
         t9 = c4.Coord_Y
         if (w.strict and (t9 < -32768 or t9 > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'outside -32768..32767', t9)
-        a = (a << 4) | (1 if t9 < 0 else 0)
-        k += 4
-        u = -t9 - 1 if t9 < 0 else t9
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 12) | (u) << 4 | (1 if t9 < 0 else 0)
+            k += 12
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 20) | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t9 < 0 else 0) | 0x80000
+            k += 20
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 28) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t9 < 0 else 0) | 0x8080000
+            k += 28
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
+            a = (a << 4) | (1 if t9 < 0 else 0)
+            k += 4
+        u = -t9 - 1 if t9 < 0 else t9
         if c4.Coord_Z is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
         t10 = c4.Coord_Z
         if (w.strict and (t10 < -32768 or t10 > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'outside -32768..32767', t10)
-        a = (a << 4) | (1 if t10 < 0 else 0)
-        k += 4
-        u = -t10 - 1 if t10 < 0 else t10
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 12) | (u) << 4 | (1 if t10 < 0 else 0)
+            k += 12
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 20) | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t10 < 0 else 0) | 0x80000
+            k += 20
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 28) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t10 < 0 else 0) | 0x8080000
+            k += 28
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 3
-        k += 3
+            a = (a << 4) | (1 if t10 < 0 else 0)
+            k += 4
+        u = -t10 - 1 if t10 < 0 else t10
+        if u < 0x80:
+            a = (a << 11) | (u) << 3
+            k += 11
+        elif u < 0x4000:
+            a = (a << 19) | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+            k += 19
+        elif u < 0x200000:
+            a = (a << 27) | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+            k += 27
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+            a <<= 3
+            k += 3
         s = 3
     else:
         raise encode_error('WPT_LF_TransmitterDataType', 'missing SE(TxSpecData)')
@@ -12057,27 +12209,10 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
         c5 = x_TxSpecData
         if c5.TxRxIdentifier is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'required value missing')
-        a <<= 2
-        k += 2
         t11 = c5.TxRxIdentifier
         if t11 < 0 or (w.strict and (t11 < 1 or t11 > 4294967295)):
             raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'outside 1..4294967295', t11)
         u = t11
-        if u < 0x80:
-            a = (a << 8) | u
-            k += 8
-        elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
-        elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
-        else:
-            w.acc = a
-            w.n = k
-            w.uint(u)
-            a = w.acc
-            k = w.n
         if c5.TxRxPosition is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
         c6 = c5.TxRxPosition
@@ -12086,70 +12221,72 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
         t12 = c6.Coord_X
         if (w.strict and (t12 < -32768 or t12 > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'outside -32768..32767', t12)
-        a = (a << 5) | (1 if t12 < 0 else 0)
-        k += 5
-        u = -t12 - 1 if t12 < 0 else t12
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 15) | (u) << 5 | (1 if t12 < 0 else 0)
+            k += 15
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 23) | (u & 0x7F) << 13 | (u >> 7) << 5 | (1 if t12 < 0 else 0) | 0x100000
+            k += 23
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 31) | (u & 0x7F) << 21 | (u >> 7 & 0x7F) << 13 | (u >> 14) << 5 | (1 if t12 < 0 else 0) | 0x10100000
+            k += 31
         else:
+            a <<= 2
+            k += 2
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
+            a = (a << 5) | (1 if t12 < 0 else 0)
+            k += 5
+        u = -t12 - 1 if t12 < 0 else t12
         if c6.Coord_Y is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
         t13 = c6.Coord_Y
         if (w.strict and (t13 < -32768 or t13 > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'outside -32768..32767', t13)
-        a = (a << 4) | (1 if t13 < 0 else 0)
-        k += 4
-        u = -t13 - 1 if t13 < 0 else t13
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 12) | (u) << 4 | (1 if t13 < 0 else 0)
+            k += 12
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 20) | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t13 < 0 else 0) | 0x80000
+            k += 20
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 28) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t13 < 0 else 0) | 0x8080000
+            k += 28
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
+            a = (a << 4) | (1 if t13 < 0 else 0)
+            k += 4
+        u = -t13 - 1 if t13 < 0 else t13
         if c6.Coord_Z is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
         t14 = c6.Coord_Z
         if (w.strict and (t14 < -32768 or t14 > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'outside -32768..32767', t14)
-        a = (a << 4) | (1 if t14 < 0 else 0)
-        k += 4
-        u = -t14 - 1 if t14 < 0 else t14
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 12) | (u) << 4 | (1 if t14 < 0 else 0)
+            k += 12
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 20) | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t14 < 0 else 0) | 0x80000
+            k += 20
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 28) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t14 < 0 else 0) | 0x8080000
+            k += 28
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
+            a = (a << 4) | (1 if t14 < 0 else 0)
+            k += 4
+        u = -t14 - 1 if t14 < 0 else t14
         if c5.TxRxOrientation is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
         c7 = c5.TxRxOrientation
@@ -12158,72 +12295,87 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
         t15 = c7.Coord_X
         if (w.strict and (t15 < -32768 or t15 > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'outside -32768..32767', t15)
-        a = (a << 6) | (1 if t15 < 0 else 0)
-        k += 6
-        u = -t15 - 1 if t15 < 0 else t15
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 14) | (u) << 6 | (1 if t15 < 0 else 0)
+            k += 14
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 22) | (u & 0x7F) << 14 | (u >> 7) << 6 | (1 if t15 < 0 else 0) | 0x200000
+            k += 22
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 30) | (u & 0x7F) << 22 | (u >> 7 & 0x7F) << 14 | (u >> 14) << 6 | (1 if t15 < 0 else 0) | 0x20200000
+            k += 30
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
+            a = (a << 6) | (1 if t15 < 0 else 0)
+            k += 6
+        u = -t15 - 1 if t15 < 0 else t15
         if c7.Coord_Y is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
         t16 = c7.Coord_Y
         if (w.strict and (t16 < -32768 or t16 > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'outside -32768..32767', t16)
-        a = (a << 4) | (1 if t16 < 0 else 0)
-        k += 4
-        u = -t16 - 1 if t16 < 0 else t16
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 12) | (u) << 4 | (1 if t16 < 0 else 0)
+            k += 12
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 20) | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t16 < 0 else 0) | 0x80000
+            k += 20
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 28) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t16 < 0 else 0) | 0x8080000
+            k += 28
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
+            a = (a << 4) | (1 if t16 < 0 else 0)
+            k += 4
+        u = -t16 - 1 if t16 < 0 else t16
         if c7.Coord_Z is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
         t17 = c7.Coord_Z
         if (w.strict and (t17 < -32768 or t17 > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'outside -32768..32767', t17)
-        a = (a << 4) | (1 if t17 < 0 else 0)
-        k += 4
-        u = -t17 - 1 if t17 < 0 else t17
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 12) | (u) << 4 | (1 if t17 < 0 else 0)
+            k += 12
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 20) | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t17 < 0 else 0) | 0x80000
+            k += 20
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 28) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t17 < 0 else 0) | 0x8080000
+            k += 28
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 3
-        k += 3
+            a = (a << 4) | (1 if t17 < 0 else 0)
+            k += 4
+        u = -t17 - 1 if t17 < 0 else t17
+        if u < 0x80:
+            a = (a << 11) | (u) << 3
+            k += 11
+        elif u < 0x4000:
+            a = (a << 19) | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+            k += 19
+        elif u < 0x200000:
+            a = (a << 27) | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+            k += 27
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+            a <<= 3
+            k += 3
         s = 4
     else:
         raise encode_error('WPT_LF_TransmitterDataType', 'missing SE(TxSpecData)')
@@ -12237,27 +12389,10 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
             c8 = x_TxSpecData
             if c8.TxRxIdentifier is None:
                 raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'required value missing')
-            a <<= 2
-            k += 2
             t18 = c8.TxRxIdentifier
             if t18 < 0 or (w.strict and (t18 < 1 or t18 > 4294967295)):
                 raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'outside 1..4294967295', t18)
             u = t18
-            if u < 0x80:
-                a = (a << 8) | u
-                k += 8
-            elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
-            elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
-            else:
-                w.acc = a
-                w.n = k
-                w.uint(u)
-                a = w.acc
-                k = w.n
             if c8.TxRxPosition is None:
                 raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
             c9 = c8.TxRxPosition
@@ -12266,70 +12401,72 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
             t19 = c9.Coord_X
             if (w.strict and (t19 < -32768 or t19 > 32767)):
                 raise encode_error('WPT_CoordinateXYZType.Coord_X', 'outside -32768..32767', t19)
-            a = (a << 5) | (1 if t19 < 0 else 0)
-            k += 5
-            u = -t19 - 1 if t19 < 0 else t19
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 15) | (u) << 5 | (1 if t19 < 0 else 0)
+                k += 15
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 23) | (u & 0x7F) << 13 | (u >> 7) << 5 | (1 if t19 < 0 else 0) | 0x100000
+                k += 23
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 31) | (u & 0x7F) << 21 | (u >> 7 & 0x7F) << 13 | (u >> 14) << 5 | (1 if t19 < 0 else 0) | 0x10100000
+                k += 31
             else:
+                a <<= 2
+                k += 2
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
+                a = (a << 5) | (1 if t19 < 0 else 0)
+                k += 5
+            u = -t19 - 1 if t19 < 0 else t19
             if c9.Coord_Y is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
             t20 = c9.Coord_Y
             if (w.strict and (t20 < -32768 or t20 > 32767)):
                 raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'outside -32768..32767', t20)
-            a = (a << 4) | (1 if t20 < 0 else 0)
-            k += 4
-            u = -t20 - 1 if t20 < 0 else t20
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 12) | (u) << 4 | (1 if t20 < 0 else 0)
+                k += 12
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 20) | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t20 < 0 else 0) | 0x80000
+                k += 20
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 28) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t20 < 0 else 0) | 0x8080000
+                k += 28
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
+                a = (a << 4) | (1 if t20 < 0 else 0)
+                k += 4
+            u = -t20 - 1 if t20 < 0 else t20
             if c9.Coord_Z is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
             t21 = c9.Coord_Z
             if (w.strict and (t21 < -32768 or t21 > 32767)):
                 raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'outside -32768..32767', t21)
-            a = (a << 4) | (1 if t21 < 0 else 0)
-            k += 4
-            u = -t21 - 1 if t21 < 0 else t21
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 12) | (u) << 4 | (1 if t21 < 0 else 0)
+                k += 12
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 20) | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t21 < 0 else 0) | 0x80000
+                k += 20
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 28) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t21 < 0 else 0) | 0x8080000
+                k += 28
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
+                a = (a << 4) | (1 if t21 < 0 else 0)
+                k += 4
+            u = -t21 - 1 if t21 < 0 else t21
             if c8.TxRxOrientation is None:
                 raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
             c10 = c8.TxRxOrientation
@@ -12338,72 +12475,87 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
             t22 = c10.Coord_X
             if (w.strict and (t22 < -32768 or t22 > 32767)):
                 raise encode_error('WPT_CoordinateXYZType.Coord_X', 'outside -32768..32767', t22)
-            a = (a << 6) | (1 if t22 < 0 else 0)
-            k += 6
-            u = -t22 - 1 if t22 < 0 else t22
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 14) | (u) << 6 | (1 if t22 < 0 else 0)
+                k += 14
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 22) | (u & 0x7F) << 14 | (u >> 7) << 6 | (1 if t22 < 0 else 0) | 0x200000
+                k += 22
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 30) | (u & 0x7F) << 22 | (u >> 7 & 0x7F) << 14 | (u >> 14) << 6 | (1 if t22 < 0 else 0) | 0x20200000
+                k += 30
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
+                a = (a << 6) | (1 if t22 < 0 else 0)
+                k += 6
+            u = -t22 - 1 if t22 < 0 else t22
             if c10.Coord_Y is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
             t23 = c10.Coord_Y
             if (w.strict and (t23 < -32768 or t23 > 32767)):
                 raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'outside -32768..32767', t23)
-            a = (a << 4) | (1 if t23 < 0 else 0)
-            k += 4
-            u = -t23 - 1 if t23 < 0 else t23
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 12) | (u) << 4 | (1 if t23 < 0 else 0)
+                k += 12
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 20) | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t23 < 0 else 0) | 0x80000
+                k += 20
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 28) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t23 < 0 else 0) | 0x8080000
+                k += 28
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
+                a = (a << 4) | (1 if t23 < 0 else 0)
+                k += 4
+            u = -t23 - 1 if t23 < 0 else t23
             if c10.Coord_Z is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
             t24 = c10.Coord_Z
             if (w.strict and (t24 < -32768 or t24 > 32767)):
                 raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'outside -32768..32767', t24)
-            a = (a << 4) | (1 if t24 < 0 else 0)
-            k += 4
-            u = -t24 - 1 if t24 < 0 else t24
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 12) | (u) << 4 | (1 if t24 < 0 else 0)
+                k += 12
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 20) | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t24 < 0 else 0) | 0x80000
+                k += 20
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 28) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t24 < 0 else 0) | 0x8080000
+                k += 28
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 3
-            k += 3
+                a = (a << 4) | (1 if t24 < 0 else 0)
+                k += 4
+            u = -t24 - 1 if t24 < 0 else t24
+            if u < 0x80:
+                a = (a << 11) | (u) << 3
+                k += 11
+            elif u < 0x4000:
+                a = (a << 19) | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+                k += 19
+            elif u < 0x200000:
+                a = (a << 27) | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+                k += 27
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+                a <<= 3
+                k += 3
             n += 1
             if n == 253:
                 s = 258
@@ -12449,92 +12601,88 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
     if k >= 1024:
         w.spill()
 
-def _d_iso20_wpt_WPT_LF_TxDataListType(r: BitReader) -> _iso20_wpt.WPT_LF_TxDataListType:
+def _d_iso20_wpt_WPT_LF_TxDataListType(r: BitReader, c: int) -> _iso20_wpt.WPT_LF_TxDataListType:
     win = r.win
     av = r.avail
     f_WPT_LF_TxDataList: _iso20_wpt.WPT_LF_TxDataType
-    av -= 30
+    if c & 0xe000000 != 0x0:
+        raise r.fail_at(av + 28, 'WPT_LF_TxDataListType', 'expected SE(WPT_LF_TxDataList), SE(TxIdentifier), CH of TxIdentifier')
+    u = ((c >> 17) & 255)
+    if u > 127:
+        u2 = (c >> 9) & 0xFF
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            u2 = c >> 9
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                av += 9
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+    else:
+        av += 8
+        c >>= 8
+    f_1_TxIdentifier = u
+    av -= 21
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
-        raise r.fail_at(av + 30, 'WPT_LF_TxDataListType', 'expected SE(WPT_LF_TxDataList), SE(TxIdentifier), CH of TxIdentifier')
-    u = ((c >> 19) & 255)
+    if c & 0x3c038000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_LF_TxDataListType', 'expected EE of TxIdentifier, SE(EIRP), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_2_Exponent = ((c >> 18) & 255) - 128
+    sg = ((c >> 14) & 1)
+    u = ((c >> 6) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        u2 = c >> 19
+            win, av = r.refill(av, 14)
+        c = (win >> av) & 0x3fff
+        u2 = c >> 6
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            u2 = c >> 19
+                win, av = r.refill(av, 14)
+            c = (win >> av) & 0x3fff
+            u2 = c >> 6
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 19
+                av += 6
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 19
+                av -= 6
                 if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
-    f_1_TxIdentifier = u
-    av -= 9
-    if av < 0:
-        win, av = r.refill(av, 28)
-    c = (win >> av) & 0xfffffff
-    if c & 0xf00e000 != 0x0:
-        raise r.fail_at(av + 28, 'WPT_LF_TxDataListType', 'expected EE of TxIdentifier, SE(EIRP), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_2_Exponent = ((c >> 16) & 255) - 128
-    sg = ((c >> 12) & 1)
-    u = ((c >> 4) & 255)
-    if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 12)
-        c = (win >> av) & 0xfff
-        u2 = c >> 4
-        if u2 < 128:
-            u += _U2[u2]
-        else:
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            u2 = c >> 4
-            u |= (u2 & 0x7F) << 14
-            if u2 > 127:
-                av += 4
-                r.avail = av
-                u = r.uint_more(u, 21)
-                win = r.win
-                av = r.avail
-                av -= 4
-                if av < 0:
-                    win, av = r.refill(av, 4)
-                c = (win >> av) & 0xf
+                    win, av = r.refill(av, 6)
+                c = (win >> av) & 0x3f
     f_2_Value = -u - 1 if sg else u
-    if c & 0xf != 0x0:
+    av += 2
+    if c & 0x3c != 0x0:
         raise r.fail_at(av + 4, 'WPT_LF_TxDataListType', 'expected EE of Value, EE, EE, EE')
-    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_ = _new(_K_iso20_common_types_RationalNumberType)
     ob2_.Exponent = f_2_Exponent
     ob2_.Value = f_2_Value
     f_1_EIRP = ob2_
-    ob1_ = _new(_iso20_wpt.WPT_LF_TxDataType)
+    ob1_ = _new(_K_iso20_wpt_WPT_LF_TxDataType)
     ob1_.TxIdentifier = f_1_TxIdentifier
     ob1_.EIRP = f_1_EIRP
     f_WPT_LF_TxDataList = ob1_
     r.avail = av
-    ob = _new(_iso20_wpt.WPT_LF_TxDataListType)
+    ob = _new(_K_iso20_wpt_WPT_LF_TxDataListType)
     ob.WPT_LF_TxDataList = f_WPT_LF_TxDataList
     return ob
 
@@ -12546,27 +12694,10 @@ def _e_iso20_wpt_WPT_LF_TxDataListType(w: BitWriter, o: _iso20_wpt.WPT_LF_TxData
     c1 = o.WPT_LF_TxDataList
     if c1.TxIdentifier is None:
         raise encode_error('WPT_LF_TxDataType.TxIdentifier', 'required value missing')
-    a <<= 3
-    k += 3
     t1 = c1.TxIdentifier
     if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
         raise encode_error('WPT_LF_TxDataType.TxIdentifier', 'outside 1..4294967295', t1)
     u = t1
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
     if c1.EIRP is None:
         raise encode_error('WPT_LF_TxDataType.EIRP', 'required value missing')
     c2 = c1.EIRP
@@ -12580,114 +12711,127 @@ def _e_iso20_wpt_WPT_LF_TxDataListType(w: BitWriter, o: _iso20_wpt.WPT_LF_TxData
     t3 = c2.Value
     if (w.strict and (t3 < -32768 or t3 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
-    a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
-    k += 16
+    if u < 0x80:
+        a = (a << 27) | (u) << 16 | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+        k += 27
+    elif u < 0x4000:
+        a = (a << 35) | (u & 0x7F) << 24 | (u >> 7) << 16 | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0x80000000
+        k += 35
+    elif u < 0x200000:
+        a = (a << 43) | (u & 0x7F) << 32 | (u >> 7 & 0x7F) << 24 | (u >> 14) << 16 | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0x8080000000
+        k += 43
+    else:
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+        k += 16
     u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 12) | (u) << 4
+        k += 12
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 20) | (u & 0x7F) << 12 | (u >> 7) << 4 | 0x80000
+        k += 20
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 28) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | 0x8080000
+        k += 28
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 4
-    k += 4
+        a <<= 4
+        k += 4
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_iso20_wpt_WPT_LF_TxDataType(r: BitReader) -> _iso20_wpt.WPT_LF_TxDataType:
+def _d_iso20_wpt_WPT_LF_TxDataType(r: BitReader, c: int) -> _iso20_wpt.WPT_LF_TxDataType:
     win = r.win
     av = r.avail
     f_TxIdentifier: int
     f_EIRP: _iso20_common_types.RationalNumberType
-    av -= 30
+    if c & 0xc000000 != 0x0:
+        raise r.fail_at(av + 28, 'WPT_LF_TxDataType', 'expected SE(TxIdentifier), CH of TxIdentifier')
+    u = ((c >> 18) & 255)
+    if u > 127:
+        u2 = (c >> 10) & 0xFF
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                av += 10
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
+    f_TxIdentifier = u
+    av -= 20
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x30000000 != 0x0:
-        raise r.fail_at(av + 30, 'WPT_LF_TxDataType', 'expected SE(TxIdentifier), CH of TxIdentifier')
-    u = ((c >> 20) & 255)
+    if c & 0x3c038000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_LF_TxDataType', 'expected EE of TxIdentifier, SE(EIRP), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 18) & 255) - 128
+    sg = ((c >> 14) & 1)
+    u = ((c >> 6) & 255)
     if u > 127:
         av -= 8
         if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        u2 = c >> 20
+            win, av = r.refill(av, 14)
+        c = (win >> av) & 0x3fff
+        u2 = c >> 6
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            u2 = c >> 20
+                win, av = r.refill(av, 14)
+            c = (win >> av) & 0x3fff
+            u2 = c >> 6
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 20
+                av += 6
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 20
+                av -= 6
                 if av < 0:
-                    win, av = r.refill(av, 20)
-                c = (win >> av) & 0xfffff
-    f_TxIdentifier = u
-    av -= 7
-    if av < 0:
-        win, av = r.refill(av, 27)
-    c = (win >> av) & 0x7ffffff
-    if c & 0x7807000 != 0x0:
-        raise r.fail_at(av + 27, 'WPT_LF_TxDataType', 'expected EE of TxIdentifier, SE(EIRP), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 15) & 255) - 128
-    sg = ((c >> 11) & 1)
-    u = ((c >> 3) & 255)
-    if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        u2 = c >> 3
-        if u2 < 128:
-            u += _U2[u2]
-        else:
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
-            u |= (u2 & 0x7F) << 14
-            if u2 > 127:
-                av += 3
-                r.avail = av
-                u = r.uint_more(u, 21)
-                win = r.win
-                av = r.avail
-                av -= 3
-                if av < 0:
-                    win, av = r.refill(av, 3)
-                c = (win >> av) & 0x7
+                    win, av = r.refill(av, 6)
+                c = (win >> av) & 0x3f
     f_1_Value = -u - 1 if sg else u
-    if c & 0x7 != 0x0:
+    av += 3
+    if c & 0x38 != 0x0:
         raise r.fail_at(av + 3, 'WPT_LF_TxDataType', 'expected EE of Value, EE, EE')
-    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_ = _new(_K_iso20_common_types_RationalNumberType)
     ob1_.Exponent = f_1_Exponent
     ob1_.Value = f_1_Value
     f_EIRP = ob1_
     r.avail = av
-    ob = _new(_iso20_wpt.WPT_LF_TxDataType)
+    ob = _new(_K_iso20_wpt_WPT_LF_TxDataType)
     ob.TxIdentifier = f_TxIdentifier
     ob.EIRP = f_EIRP
     return ob
@@ -12697,27 +12841,10 @@ def _e_iso20_wpt_WPT_LF_TxDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_TxDataType
     k = w.n
     if o.TxIdentifier is None:
         raise encode_error('WPT_LF_TxDataType.TxIdentifier', 'required value missing')
-    a <<= 2
-    k += 2
     t1 = o.TxIdentifier
     if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
         raise encode_error('WPT_LF_TxDataType.TxIdentifier', 'outside 1..4294967295', t1)
     u = t1
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
     if o.EIRP is None:
         raise encode_error('WPT_LF_TxDataType.EIRP', 'required value missing')
     c1 = o.EIRP
@@ -12731,40 +12858,53 @@ def _e_iso20_wpt_WPT_LF_TxDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_TxDataType
     t3 = c1.Value
     if (w.strict and (t3 < -32768 or t3 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
-    a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
-    k += 16
+    if u < 0x80:
+        a = (a << 26) | (u) << 16 | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+        k += 26
+    elif u < 0x4000:
+        a = (a << 34) | (u & 0x7F) << 24 | (u >> 7) << 16 | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0x80000000
+        k += 34
+    elif u < 0x200000:
+        a = (a << 42) | (u & 0x7F) << 32 | (u >> 7 & 0x7F) << 24 | (u >> 14) << 16 | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0x8080000000
+        k += 42
+    else:
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+        k += 16
     u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (u) << 3
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+        k += 27
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 3
-    k += 3
+        a <<= 3
+        k += 3
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_iso20_wpt_WPT_PairingMethodListType(r: BitReader) -> _iso20_wpt.WPT_PairingMethodListType:
+def _d_iso20_wpt_WPT_PairingMethodListType(r: BitReader, c: int) -> _iso20_wpt.WPT_PairingMethodListType:
     win = r.win
     av = r.avail
     f_WPT_PairingMethod: list[_iso20_wpt.WPT_PairingMethodType] = []
     s = 0
-    av -= 6
-    if av < 0:
-        win, av = r.refill(av, 6)
-    c = (win >> av) & 0x3f
     if c & 0x31 != 0x0:
         raise r.fail_at(av + 6, 'WPT_PairingMethodListType', 'expected SE(WPT_PairingMethod), CH of WPT_PairingMethod, EE of WPT_PairingMethod')
     iv = ((c >> 1) & 7)
@@ -12796,16 +12936,18 @@ def _d_iso20_wpt_WPT_PairingMethodListType(r: BitReader) -> _iso20_wpt.WPT_Pairi
             break
         else:
             raise r.fail_at(av + 5, 'WPT_PairingMethodListType[1]', f'event code {ec}, expected SE(WPT_PairingMethod), EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
     if s == 8:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'WPT_PairingMethodListType[8]', 'expected EE')
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'WPT_PairingMethodListType', 'expected EE')
         s = -1
+    else:
+        av += 1
     r.avail = av
-    ob = _new(_iso20_wpt.WPT_PairingMethodListType)
+    ob = _new(_K_iso20_wpt_WPT_PairingMethodListType)
     ob.WPT_PairingMethod = f_WPT_PairingMethod
     return ob
 
@@ -12850,7 +12992,7 @@ def _e_iso20_wpt_WPT_PairingMethodListType(w: BitWriter, o: _iso20_wpt.WPT_Pairi
     if k >= 1024:
         w.spill()
 
-def _d_iso20_wpt_WPT_PairingReqType(r: BitReader) -> _iso20_wpt.WPT_PairingReqType:
+def _d_iso20_wpt_WPT_PairingReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_PairingReqType:
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
@@ -12859,10 +13001,6 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader) -> _iso20_wpt.WPT_PairingReqTy
     f_EVResultCode: _iso20_wpt.WPT_EVResultType
     f_VendorSpecificDataContainer: list[bytes] = []
     s = 0
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'WPT_PairingReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
     u = (c & 255)
@@ -12898,42 +13036,44 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader) -> _iso20_wpt.WPT_PairingReqTy
         raise r.fail_at(av + 30, 'WPT_PairingReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
     u = ((c >> 19) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        u2 = c >> 19
+        u2 = (c >> 11) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            u2 = c >> 19
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            u2 = c >> 11
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 19
+                av += 11
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 19
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+    else:
+        av += 8
+        c >>= 8
     f_1_TimeStamp = u
     try:
-        ec = _Taa5bbe96[(c >> 16) & 0x7]
+        ec = _Taa5bbe96[(c >> 8) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
-            raise r.fail_at(av + 19, 'WPT_PairingReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 16) & 3)
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'WPT_PairingReqType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 8) & 3)
     if ec == 0:
-        av += 16
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
         r.avail = av
-        f_1_Signature = _d_xmldsig_SignatureType(r)
+        f_1_Signature = _d_xmldsig_SignatureType(r, c)
         win = r.win
         av = r.avail
         av -= 23
@@ -12943,12 +13083,12 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader) -> _iso20_wpt.WPT_PairingReqTy
         if c & 0x400000 != 0x0:
             raise r.fail_at(av + 23, 'MessageHeaderType[2]', 'expected EE')
     elif ec == 1:
-        av -= 6
+        av -= 14
         if av < 0:
             win, av = r.refill(av, 22)
         c = (win >> av) & 0x3fffff
     else:
-        raise r.fail_at(av + 16, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_EVProcessing, ec = _T2c3d00f9[(c >> 15) & 0x7f]
     except KeyError:  # not a valid pattern: say why
@@ -12959,7 +13099,7 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader) -> _iso20_wpt.WPT_PairingReqTy
             raise r.fail_at(av + 15, 'WPT_PairingReqType.EVProcessing', f'enumeration index {iv}') from None
         f_EVProcessing = _E_iso20_common_types_processingType[iv]
         ec = ((c >> 15) & 3)
-    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
@@ -13071,16 +13211,18 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader) -> _iso20_wpt.WPT_PairingReqTy
             break
         else:
             raise r.fail_at(av + 9, 'WPT_PairingReqType[4]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
     if s == 20:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'WPT_PairingReqType[20]', 'expected EE')
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'WPT_PairingReqType', 'expected EE')
         s = -1
+    else:
+        av += 1
     r.avail = av
-    ob = _new(_iso20_wpt.WPT_PairingReqType)
+    ob = _new(_K_iso20_wpt_WPT_PairingReqType)
     ob.Header = f_Header
     ob.EVProcessing = f_EVProcessing
     ob.ObservedIDCode = f_ObservedIDCode
@@ -13109,29 +13251,29 @@ def _e_iso20_wpt_WPT_PairingReqType(w: BitWriter, o: _iso20_wpt.WPT_PairingReqTy
     s = 1
     s = 2
     if o.ObservedIDCode is not None:
-        a <<= 3
-        k += 3
         t1 = o.ObservedIDCode
         if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
             raise encode_error('WPT_PairingReqType.ObservedIDCode', 'outside 1..4294967295', t1)
         u = t1
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 12) | (u) << 1
+            k += 12
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 20) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+            k += 20
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 28) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+            k += 28
         else:
+            a <<= 3
+            k += 3
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 1
-        k += 1
+            a <<= 1
+            k += 1
         s = 3
     elif o.EVResultCode is not None:
         a = (a << 6) | (_I_iso20_wpt_WPT_EVResultType[o.EVResultCode]) << 1 | 0x10
@@ -13183,7 +13325,7 @@ def _e_iso20_wpt_WPT_PairingReqType(w: BitWriter, o: _iso20_wpt.WPT_PairingReqTy
     if k >= 1024:
         w.spill()
 
-def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResType:
+def _d_iso20_wpt_WPT_PairingResType(r: BitReader, c: int) -> _iso20_wpt.WPT_PairingResType:
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
@@ -13193,10 +13335,6 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
     f_AlternativeSECCList: _iso20_wpt.AlternativeSECCListType | None = None
     f_VendorSpecificDataContainer: list[bytes] = []
     s = 0
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'WPT_PairingResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
     u = (c & 255)
@@ -13232,42 +13370,44 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
         raise r.fail_at(av + 30, 'WPT_PairingResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
     u = ((c >> 19) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        u2 = c >> 19
+        u2 = (c >> 11) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            u2 = c >> 19
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            u2 = c >> 11
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 19
+                av += 11
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 19
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+    else:
+        av += 8
+        c >>= 8
     f_1_TimeStamp = u
     try:
-        ec = _Taa5bbe96[(c >> 16) & 0x7]
+        ec = _Taa5bbe96[(c >> 8) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
-            raise r.fail_at(av + 19, 'WPT_PairingResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 16) & 3)
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'WPT_PairingResType', 'expected EE of TimeStamp') from None
+        ec = ((c >> 8) & 3)
     if ec == 0:
-        av += 16
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
         r.avail = av
-        f_1_Signature = _d_xmldsig_SignatureType(r)
+        f_1_Signature = _d_xmldsig_SignatureType(r, c)
         win = r.win
         av = r.avail
         av -= 30
@@ -13281,12 +13421,12 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     elif ec == 1:
-        av -= 14
+        av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
-        raise r.fail_at(av + 16, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x30390000 != 0x0:
         raise r.fail_at(av + 30, 'WPT_PairingResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing')
     iv = ((c >> 22) & 63)
@@ -13298,7 +13438,7 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
         raise r.fail_at(av + 13, 'WPT_PairingResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
     ec = ((c >> 13) & 7)
-    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
@@ -13344,11 +13484,18 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
                 raise r.fail_at(av + 4, 'WPT_PairingResType[3]', 'expected EE of ObservedIDCode') from None
             ec = ((c >> 1) & 3)
         if ec == 0:
-            av += 1
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
             r.avail = av
-            f_AlternativeSECCList = _d_iso20_wpt_AlternativeSECCListType(r)
+            f_AlternativeSECCList = _d_iso20_wpt_AlternativeSECCListType(r, c)
             win = r.win
             av = r.avail
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
             s = 5
         elif ec == 1:
             av -= 8
@@ -13381,24 +13528,31 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
             f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 12
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'WPT_PairingResType[4]', 'expected EE of VendorSpecificDataContainer')
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            if c & 0x800 != 0x0:
+                raise r.fail_at(av + 12, 'WPT_PairingResType[4]', 'expected EE of VendorSpecificDataContainer')
             s = 6
         elif ec == 2:
-            av += 1
+            av -= 10
             s = -1
         else:
             raise r.fail_at(av + 1, 'WPT_PairingResType[4]', f'event code {ec}, expected SE(AlternativeSECCList), SE(VendorSpecificDataContainer), EE')
     elif ec == 1:
-        av += 13
+        av -= 15
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
         r.avail = av
-        f_AlternativeSECCList = _d_iso20_wpt_AlternativeSECCListType(r)
+        f_AlternativeSECCList = _d_iso20_wpt_AlternativeSECCListType(r, c)
         win = r.win
         av = r.avail
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
         s = 5
     elif ec == 2:
         av += 4
@@ -13428,24 +13582,20 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
         f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 12
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'WPT_PairingResType[3]', 'expected EE of VendorSpecificDataContainer')
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        if c & 0x800 != 0x0:
+            raise r.fail_at(av + 12, 'WPT_PairingResType[3]', 'expected EE of VendorSpecificDataContainer')
         s = 6
     elif ec == 3:
-        av += 13
+        av += 2
         s = -1
     else:
         raise r.fail_at(av + 13, 'WPT_PairingResType[3]', f'event code {ec}, expected SE(ObservedIDCode), SE(AlternativeSECCList), SE(VendorSpecificDataContainer), EE')
     if s == 5:
-        av -= 11
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        ec = (c >> 9)
+        ec = ((c >> 9) & 3)
         if ec == 0:
             if c & 0x100 != 0x0:
                 raise r.fail_at(av + 9, 'WPT_PairingResType[5]', 'expected CH of VendorSpecificDataContainer')
@@ -13485,6 +13635,8 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
             s = -1
         else:
             raise r.fail_at(av + 9, 'WPT_PairingResType[5]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
+    else:
+        av += 11
     if s == 6:
         n = 0
         while True:
@@ -13536,16 +13688,18 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
                 break
             else:
                 raise r.fail_at(av + 9, 'WPT_PairingResType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
     if s == 21:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'WPT_PairingResType[21]', 'expected EE')
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'WPT_PairingResType', 'expected EE')
         s = -1
+    else:
+        av += 1
     r.avail = av
-    ob = _new(_iso20_wpt.WPT_PairingResType)
+    ob = _new(_K_iso20_wpt_WPT_PairingResType)
     ob.Header = f_Header
     ob.ResponseCode = f_ResponseCode
     ob.EVSEProcessing = f_EVSEProcessing
@@ -13578,29 +13732,29 @@ def _e_iso20_wpt_WPT_PairingResType(w: BitWriter, o: _iso20_wpt.WPT_PairingResTy
     s = 2
     s = 3
     if o.ObservedIDCode is not None:
-        a <<= 4
-        k += 4
         t1 = o.ObservedIDCode
         if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
             raise encode_error('WPT_PairingResType.ObservedIDCode', 'outside 1..4294967295', t1)
         u = t1
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 13) | (u) << 1
+            k += 13
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 21) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+            k += 21
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 29) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+            k += 29
         else:
+            a <<= 4
+            k += 4
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 1
-        k += 1
+            a <<= 1
+            k += 1
         s = 4
     elif o.AlternativeSECCList is not None:
         a = (a << 3) | 0x1
@@ -13717,14 +13871,10 @@ def _e_iso20_wpt_WPT_PairingResType(w: BitWriter, o: _iso20_wpt.WPT_PairingResTy
     if k >= 1024:
         w.spill()
 
-def _d_iso20_wpt_WPT_SPCPowerControlParameterType(r: BitReader) -> _iso20_wpt.WPT_SPCPowerControlParameterType:
+def _d_iso20_wpt_WPT_SPCPowerControlParameterType(r: BitReader, c: int) -> _iso20_wpt.WPT_SPCPowerControlParameterType:
     win = r.win
     av = r.avail
     f_SPCPrimaryDeviceCoilCurrentInformation: _iso20_common_types.RationalNumberType
-    av -= 26
-    if av < 0:
-        win, av = r.refill(av, 26)
-    c = (win >> av) & 0x3ffffff
     if c & 0x3807000 != 0x0:
         raise r.fail_at(av + 26, 'WPT_SPCPowerControlParameterType', 'expected SE(SPCPrimaryDeviceCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_1_Exponent = ((c >> 15) & 255) - 128
@@ -13759,12 +13909,12 @@ def _d_iso20_wpt_WPT_SPCPowerControlParameterType(r: BitReader) -> _iso20_wpt.WP
     f_1_Value = -u - 1 if sg else u
     if c & 0x7 != 0x0:
         raise r.fail_at(av + 3, 'WPT_SPCPowerControlParameterType', 'expected EE of Value, EE, EE')
-    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_ = _new(_K_iso20_common_types_RationalNumberType)
     ob1_.Exponent = f_1_Exponent
     ob1_.Value = f_1_Value
     f_SPCPrimaryDeviceCoilCurrentInformation = ob1_
     r.avail = av
-    ob = _new(_iso20_wpt.WPT_SPCPowerControlParameterType)
+    ob = _new(_K_iso20_wpt_WPT_SPCPowerControlParameterType)
     ob.SPCPrimaryDeviceCoilCurrentInformation = f_SPCPrimaryDeviceCoilCurrentInformation
     return ob
 
@@ -13784,32 +13934,32 @@ def _e_iso20_wpt_WPT_SPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.WP
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
         raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
-    a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
-    k += 15
     u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 26) | (t1 + 128) << 15 | (1 if t2 < 0 else 0) << 11 | (u) << 3
+        k += 26
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 34) | (t1 + 128) << 23 | (1 if t2 < 0 else 0) << 19 | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+        k += 34
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 42) | (t1 + 128) << 31 | (1 if t2 < 0 else 0) << 27 | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+        k += 42
     else:
+        a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
+        k += 15
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 3
-    k += 3
+        a <<= 3
+        k += 3
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxRxPackageSpecDataType:
+def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader, c: int) -> _iso20_wpt.WPT_TxRxPackageSpecDataType:
     win = r.win
     av = r.avail
     f_PulseSequenceOrder: list[_iso20_wpt.WPT_TxRxPulseOrderType] = []
@@ -13817,118 +13967,115 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxR
     f_PulseDuration: int
     f_PackageSeparationTime: int
     s = 0
-    av -= 30
+    if c & 0xe000000 != 0x0:
+        raise r.fail_at(av + 28, 'WPT_TxRxPackageSpecDataType', 'expected SE(PulseSequenceOrder), SE(IndexNumber), CH of IndexNumber')
+    u = ((c >> 17) & 255)
+    if u > 127:
+        u2 = (c >> 9) & 0xFF
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            u2 = c >> 9
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                av += 9
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+    else:
+        av += 8
+        c >>= 8
+    f_1_IndexNumber = u
+    av -= 21
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
     if c & 0x38000000 != 0x0:
-        raise r.fail_at(av + 30, 'WPT_TxRxPackageSpecDataType', 'expected SE(PulseSequenceOrder), SE(IndexNumber), CH of IndexNumber')
+        raise r.fail_at(av + 30, 'WPT_TxRxPackageSpecDataType', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
     u = ((c >> 19) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        u2 = c >> 19
+        u2 = (c >> 11) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            u2 = c >> 19
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            u2 = c >> 11
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 19
+                av += 11
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 19
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
-    f_1_IndexNumber = u
-    if c & 0x70000 != 0x0:
-        raise r.fail_at(av + 19, 'WPT_TxRxPackageSpecDataType', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
-    u = ((c >> 8) & 255)
-    if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 16)
-        c = (win >> av) & 0xffff
-        u2 = c >> 8
-        if u2 < 128:
-            u += _U2[u2]
-        else:
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 16)
-            c = (win >> av) & 0xffff
-            u2 = c >> 8
-            u |= (u2 & 0x7F) << 14
-            if u2 > 127:
-                av += 8
-                r.avail = av
-                u = r.uint_more(u, 21)
-                win = r.win
-                av = r.avail
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                c = (win >> av) & 0xff
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+    else:
+        av += 8
+        c >>= 8
     f_1_TxRxIdentifier = u
-    av -= 18
+    av -= 19
     if av < 0:
-        win, av = r.refill(av, 26)
-    c = (win >> av) & 0x3ffffff
-    if c & 0x3e00000 != 0x0:
-        raise r.fail_at(av + 26, 'WPT_TxRxPackageSpecDataType', 'expected EE of TxRxIdentifier, EE, SE(PulseSequenceOrder), SE(IndexNumber), CH of IndexNumber')
-    u = ((c >> 13) & 255)
-    ob1_ = _new(_iso20_wpt.WPT_TxRxPulseOrderType)
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
+    if c & 0x3e000000 != 0x0:
+        raise r.fail_at(av + 30, 'WPT_TxRxPackageSpecDataType', 'expected EE of TxRxIdentifier, EE, SE(PulseSequenceOrder), SE(IndexNumber), CH of IndexNumber')
+    u = ((c >> 17) & 255)
+    ob1_ = _new(_K_iso20_wpt_WPT_TxRxPulseOrderType)
     ob1_.IndexNumber = f_1_IndexNumber
     ob1_.TxRxIdentifier = f_1_TxRxIdentifier
     f_PulseSequenceOrder.append(ob1_)
     s = 1
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 21)
-        c = (win >> av) & 0x1fffff
-        u2 = c >> 13
+        u2 = (c >> 9) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 21)
-            c = (win >> av) & 0x1fffff
-            u2 = c >> 13
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            u2 = c >> 9
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 13
+                av += 9
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 13
+                av -= 9
                 if av < 0:
-                    win, av = r.refill(av, 13)
-                c = (win >> av) & 0x1fff
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+    else:
+        av += 8
+        c >>= 8
     f_2_IndexNumber = u
-    if c & 0x1c00 != 0x0:
-        raise r.fail_at(av + 13, 'WPT_TxRxPackageSpecDataType', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
-    u = ((c >> 2) & 255)
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 21)
+    c = (win >> av) & 0x1fffff
+    if c & 0x1c0000 != 0x0:
+        raise r.fail_at(av + 21, 'WPT_TxRxPackageSpecDataType', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
+    u = ((c >> 10) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        u2 = c >> 2
+        u2 = (c >> 2) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -13949,10 +14096,13 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxR
                 if av < 0:
                     win, av = r.refill(av, 2)
                 c = (win >> av) & 0x3
+    else:
+        av += 8
+        c >>= 8
     f_2_TxRxIdentifier = u
     if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'WPT_TxRxPackageSpecDataType', 'expected EE of TxRxIdentifier, EE')
-    ob2_ = _new(_iso20_wpt.WPT_TxRxPulseOrderType)
+    ob2_ = _new(_K_iso20_wpt_WPT_TxRxPulseOrderType)
     ob2_.IndexNumber = f_2_IndexNumber
     ob2_.TxRxIdentifier = f_2_TxRxIdentifier
     f_PulseSequenceOrder.append(ob2_)
@@ -13969,41 +14119,40 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxR
                 raise r.fail_at(av + 23, 'WPT_TxRxPackageSpecDataType[2]', 'expected SE(IndexNumber), CH of IndexNumber')
             u = ((c >> 13) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 21)
-                c = (win >> av) & 0x1fffff
-                u2 = c >> 13
+                u2 = (c >> 5) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 21)
-                    c = (win >> av) & 0x1fffff
-                    u2 = c >> 13
+                        win, av = r.refill(av, 13)
+                    c = (win >> av) & 0x1fff
+                    u2 = c >> 5
                     u |= (u2 & 0x7F) << 14
                     if u2 > 127:
-                        av += 13
+                        av += 5
                         r.avail = av
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-                        av -= 13
+                        av -= 5
                         if av < 0:
-                            win, av = r.refill(av, 13)
-                        c = (win >> av) & 0x1fff
+                            win, av = r.refill(av, 5)
+                        c = (win >> av) & 0x1f
+            else:
+                av += 8
+                c >>= 8
             f_3_IndexNumber = u
-            if c & 0x1c00 != 0x0:
-                raise r.fail_at(av + 13, 'WPT_TxRxPackageSpecDataType[2]', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
-            u = ((c >> 2) & 255)
+            av -= 16
+            if av < 0:
+                win, av = r.refill(av, 21)
+            c = (win >> av) & 0x1fffff
+            if c & 0x1c0000 != 0x0:
+                raise r.fail_at(av + 21, 'WPT_TxRxPackageSpecDataType[2]', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
+            u = ((c >> 10) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                u2 = (c >> 2) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
@@ -14024,10 +14173,13 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxR
                         if av < 0:
                             win, av = r.refill(av, 2)
                         c = (win >> av) & 0x3
+            else:
+                av += 8
+                c >>= 8
             f_3_TxRxIdentifier = u
             if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'WPT_TxRxPackageSpecDataType[2]', 'expected EE of TxRxIdentifier, EE')
-            ob3_ = _new(_iso20_wpt.WPT_TxRxPulseOrderType)
+            ob3_ = _new(_K_iso20_wpt_WPT_TxRxPulseOrderType)
             ob3_.IndexNumber = f_3_IndexNumber
             ob3_.TxRxIdentifier = f_3_TxRxIdentifier
             f_PulseSequenceOrder.append(ob3_)
@@ -14036,16 +14188,12 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxR
                 s = 258
                 break
         elif ec == 1:
-            av += 13
+            av += 5
             if c & 0x400000 != 0x0:
-                raise r.fail_at(av + 10, 'WPT_TxRxPackageSpecDataType[2]', 'expected CH of PulseSeparationTime')
+                raise r.fail_at(av + 18, 'WPT_TxRxPackageSpecDataType[2]', 'expected CH of PulseSeparationTime')
             u = ((c >> 14) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
-                u2 = c >> 1
+                u2 = (c >> 6) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
@@ -14066,97 +14214,100 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxR
                         if av < 0:
                             win, av = r.refill(av, 1)
                         c = (win >> av) & 0x1
+                    c <<= 5
             else:
-                c >>= 13
+                av += 8
+                c >>= 8
             f_PulseSeparationTime = u
-            if c & 0x1 != 0x0:
+            if c & 0x20 != 0x0:
                 raise r.fail_at(av + 1, 'WPT_TxRxPackageSpecDataType[2]', 'expected EE of PulseSeparationTime')
             s = 4
             break
         else:
             raise r.fail_at(av + 23, 'WPT_TxRxPackageSpecDataType[2]', f'event code {ec}, expected SE(PulseSequenceOrder), SE(PulseSeparationTime)')
+    av -= 28
+    if av < 0:
+        win, av = r.refill(av, 28)
+    c = (win >> av) & 0xfffffff
     if s == 258:
-        av -= 11
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        if c & 0x600 != 0x0:
-            raise r.fail_at(av + 11, 'WPT_TxRxPackageSpecDataType[258]', 'expected SE(PulseSeparationTime), CH of PulseSeparationTime')
-        u = ((c >> 1) & 255)
+        if c & 0xc000000 != 0x0:
+            raise r.fail_at(av + 28, 'WPT_TxRxPackageSpecDataType', 'expected SE(PulseSeparationTime), CH of PulseSeparationTime')
+        u = ((c >> 18) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            u2 = c >> 1
+            u2 = (c >> 10) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
-                u2 = c >> 1
+                    win, av = r.refill(av, 18)
+                c = (win >> av) & 0x3ffff
+                u2 = c >> 10
                 u |= (u2 & 0x7F) << 14
                 if u2 > 127:
-                    av += 1
+                    av += 10
                     r.avail = av
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-                    av -= 1
+                    av -= 10
                     if av < 0:
-                        win, av = r.refill(av, 1)
-                    c = (win >> av) & 0x1
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+        else:
+            av += 8
+            c >>= 8
         f_PulseSeparationTime = u
-        if c & 0x1 != 0x0:
-            raise r.fail_at(av + 1, 'WPT_TxRxPackageSpecDataType[258]', 'expected EE of PulseSeparationTime')
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'WPT_TxRxPackageSpecDataType', 'expected EE of PulseSeparationTime')
         s = 4
-    av -= 23
-    if av < 0:
-        win, av = r.refill(av, 23)
-    c = (win >> av) & 0x7fffff
+        av -= 14
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
+    else:
+        av += 5
+        c >>= 5
     if c & 0x600000 != 0x0:
         raise r.fail_at(av + 23, 'WPT_TxRxPackageSpecDataType', 'expected SE(PulseDuration), CH of PulseDuration')
     u = ((c >> 13) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 21)
-        c = (win >> av) & 0x1fffff
-        u2 = c >> 13
+        u2 = (c >> 5) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 21)
-            c = (win >> av) & 0x1fffff
-            u2 = c >> 13
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 13
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 13
+                av -= 5
                 if av < 0:
-                    win, av = r.refill(av, 13)
-                c = (win >> av) & 0x1fff
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
+    else:
+        av += 8
+        c >>= 8
     f_PulseDuration = u
-    if c & 0x1c00 != 0x0:
-        raise r.fail_at(av + 13, 'WPT_TxRxPackageSpecDataType', 'expected EE of PulseDuration, SE(PackageSeparationTime), CH of PackageSeparationTime')
-    u = ((c >> 2) & 255)
+    av -= 16
+    if av < 0:
+        win, av = r.refill(av, 21)
+    c = (win >> av) & 0x1fffff
+    if c & 0x1c0000 != 0x0:
+        raise r.fail_at(av + 21, 'WPT_TxRxPackageSpecDataType', 'expected EE of PulseDuration, SE(PackageSeparationTime), CH of PackageSeparationTime')
+    u = ((c >> 10) & 255)
     s = 6
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        u2 = c >> 2
+        u2 = (c >> 2) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -14177,13 +14328,16 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxR
                 if av < 0:
                     win, av = r.refill(av, 2)
                 c = (win >> av) & 0x3
+    else:
+        av += 8
+        c >>= 8
     f_PackageSeparationTime = u
     if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'WPT_TxRxPackageSpecDataType', 'expected EE of PackageSeparationTime, EE')
     s = 8
     s = -1
     r.avail = av
-    ob = _new(_iso20_wpt.WPT_TxRxPackageSpecDataType)
+    ob = _new(_K_iso20_wpt_WPT_TxRxPackageSpecDataType)
     ob.PulseSequenceOrder = f_PulseSequenceOrder
     ob.PulseSeparationTime = f_PulseSeparationTime
     ob.PulseDuration = f_PulseDuration
@@ -14203,52 +14357,52 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
         c1 = x_PulseSequenceOrder
         if c1.IndexNumber is None:
             raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', 'required value missing')
-        a <<= 2
-        k += 2
         t1 = c1.IndexNumber
         if t1 < 0 or (w.strict and (t1 > 65535)):
             raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', 'outside 0..65535', t1)
         u = t1
+        if c1.TxRxIdentifier is None:
+            raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', 'required value missing')
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 13) | (u) << 3
+            k += 13
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 21) | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+            k += 21
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 29) | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+            k += 29
         else:
+            a <<= 2
+            k += 2
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if c1.TxRxIdentifier is None:
-            raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', 'required value missing')
-        a <<= 3
-        k += 3
+            a <<= 3
+            k += 3
         t2 = c1.TxRxIdentifier
         if t2 < 0 or (w.strict and (t2 < 1 or t2 > 4294967295)):
             raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', 'outside 1..4294967295', t2)
         u = t2
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 10) | (u) << 2
+            k += 10
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 18) | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+            k += 18
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 26) | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+            k += 26
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 1
     else:
         raise encode_error('WPT_TxRxPackageSpecDataType', 'missing SE(PulseSequenceOrder)')
@@ -14260,52 +14414,52 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
         c2 = x_PulseSequenceOrder
         if c2.IndexNumber is None:
             raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', 'required value missing')
-        a <<= 2
-        k += 2
         t3 = c2.IndexNumber
         if t3 < 0 or (w.strict and (t3 > 65535)):
             raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', 'outside 0..65535', t3)
         u = t3
+        if c2.TxRxIdentifier is None:
+            raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', 'required value missing')
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 13) | (u) << 3
+            k += 13
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 21) | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+            k += 21
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 29) | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+            k += 29
         else:
+            a <<= 2
+            k += 2
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if c2.TxRxIdentifier is None:
-            raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', 'required value missing')
-        a <<= 3
-        k += 3
+            a <<= 3
+            k += 3
         t4 = c2.TxRxIdentifier
         if t4 < 0 or (w.strict and (t4 < 1 or t4 > 4294967295)):
             raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', 'outside 1..4294967295', t4)
         u = t4
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 10) | (u) << 2
+            k += 10
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 18) | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+            k += 18
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 26) | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+            k += 26
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
         s = 2
     else:
         raise encode_error('WPT_TxRxPackageSpecDataType', 'missing SE(PulseSequenceOrder)')
@@ -14319,52 +14473,52 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
             c3 = x_PulseSequenceOrder
             if c3.IndexNumber is None:
                 raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', 'required value missing')
-            a <<= 2
-            k += 2
             t5 = c3.IndexNumber
             if t5 < 0 or (w.strict and (t5 > 65535)):
                 raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', 'outside 0..65535', t5)
             u = t5
+            if c3.TxRxIdentifier is None:
+                raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', 'required value missing')
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 13) | (u) << 3
+                k += 13
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 21) | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+                k += 21
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 29) | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+                k += 29
             else:
+                a <<= 2
+                k += 2
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c3.TxRxIdentifier is None:
-                raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', 'required value missing')
-            a <<= 3
-            k += 3
+                a <<= 3
+                k += 3
             t6 = c3.TxRxIdentifier
             if t6 < 0 or (w.strict and (t6 < 1 or t6 > 4294967295)):
                 raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', 'outside 1..4294967295', t6)
             u = t6
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 10) | (u) << 2
+                k += 10
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 18) | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 18
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 26) | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 26
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
             n += 1
             if n == 253:
                 s = 258
@@ -14372,110 +14526,110 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
                     raise encode_error('WPT_TxRxPackageSpecDataType.PulseSequenceOrder', 'too many entries')
                 break
         elif o.PulseSeparationTime is not None:
-            a = (a << 3) | 0x2
-            k += 3
             t7 = o.PulseSeparationTime
             if t7 < 0 or (w.strict and (t7 > 65535)):
                 raise encode_error('WPT_TxRxPackageSpecDataType.PulseSeparationTime', 'outside 0..65535', t7)
             u = t7
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 12) | (u) << 1 | 0x400
+                k += 12
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 20) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x50000
+                k += 20
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 28) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x5010000
+                k += 28
             else:
+                a = (a << 3) | 0x2
+                k += 3
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 1
-            k += 1
+                a <<= 1
+                k += 1
             s = 4
             break
         else:
             raise encode_error('WPT_TxRxPackageSpecDataType', 'missing SE(PulseSequenceOrder), SE(PulseSeparationTime)')
     if s == 258:
         if o.PulseSeparationTime is not None:
-            a <<= 2
-            k += 2
             t8 = o.PulseSeparationTime
             if t8 < 0 or (w.strict and (t8 > 65535)):
                 raise encode_error('WPT_TxRxPackageSpecDataType.PulseSeparationTime', 'outside 0..65535', t8)
             u = t8
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 11) | (u) << 1
+                k += 11
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 19) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+                k += 19
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 27) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+                k += 27
             else:
+                a <<= 2
+                k += 2
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 1
-            k += 1
+                a <<= 1
+                k += 1
             s = 4
         else:
             raise encode_error('WPT_TxRxPackageSpecDataType', 'missing SE(PulseSeparationTime)')
     if o.PulseDuration is None:
         raise encode_error('WPT_TxRxPackageSpecDataType.PulseDuration', 'required value missing')
-    a <<= 2
-    k += 2
     t9 = o.PulseDuration
     if t9 < 0 or (w.strict and (t9 > 65535)):
         raise encode_error('WPT_TxRxPackageSpecDataType.PulseDuration', 'outside 0..65535', t9)
     u = t9
+    if o.PackageSeparationTime is None:
+        raise encode_error('WPT_TxRxPackageSpecDataType.PackageSeparationTime', 'required value missing')
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 13) | (u) << 3
+        k += 13
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 21) | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+        k += 21
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 29) | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+        k += 29
     else:
+        a <<= 2
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if o.PackageSeparationTime is None:
-        raise encode_error('WPT_TxRxPackageSpecDataType.PackageSeparationTime', 'required value missing')
-    a <<= 3
-    k += 3
+        a <<= 3
+        k += 3
     s = 6
     t10 = o.PackageSeparationTime
     if t10 < 0 or (w.strict and (t10 > 65535)):
         raise encode_error('WPT_TxRxPackageSpecDataType.PackageSeparationTime', 'outside 0..65535', t10)
     u = t10
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 10) | (u) << 2
+        k += 10
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 18) | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+        k += 18
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 26) | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+        k += 26
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 2
-    k += 2
+        a <<= 2
+        k += 2
     s = 8
     s = -1
     w.acc = a
@@ -14483,54 +14637,49 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
     if k >= 1024:
         w.spill()
 
-def _d_iso20_wpt_WPT_TxRxPulseOrderType(r: BitReader) -> _iso20_wpt.WPT_TxRxPulseOrderType:
+def _d_iso20_wpt_WPT_TxRxPulseOrderType(r: BitReader, c: int) -> _iso20_wpt.WPT_TxRxPulseOrderType:
     win = r.win
     av = r.avail
     f_IndexNumber: int
     f_TxRxIdentifier: int
-    av -= 23
-    if av < 0:
-        win, av = r.refill(av, 23)
-    c = (win >> av) & 0x7fffff
     if c & 0x600000 != 0x0:
         raise r.fail_at(av + 23, 'WPT_TxRxPulseOrderType', 'expected SE(IndexNumber), CH of IndexNumber')
     u = ((c >> 13) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 21)
-        c = (win >> av) & 0x1fffff
-        u2 = c >> 13
+        u2 = (c >> 5) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 21)
-            c = (win >> av) & 0x1fffff
-            u2 = c >> 13
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            u2 = c >> 5
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 13
+                av += 5
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 13
+                av -= 5
                 if av < 0:
-                    win, av = r.refill(av, 13)
-                c = (win >> av) & 0x1fff
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
+    else:
+        av += 8
+        c >>= 8
     f_IndexNumber = u
-    if c & 0x1c00 != 0x0:
-        raise r.fail_at(av + 13, 'WPT_TxRxPulseOrderType', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
-    u = ((c >> 2) & 255)
+    av -= 16
+    if av < 0:
+        win, av = r.refill(av, 21)
+    c = (win >> av) & 0x1fffff
+    if c & 0x1c0000 != 0x0:
+        raise r.fail_at(av + 21, 'WPT_TxRxPulseOrderType', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
+    u = ((c >> 10) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        u2 = c >> 2
+        u2 = (c >> 2) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -14551,11 +14700,14 @@ def _d_iso20_wpt_WPT_TxRxPulseOrderType(r: BitReader) -> _iso20_wpt.WPT_TxRxPuls
                 if av < 0:
                     win, av = r.refill(av, 2)
                 c = (win >> av) & 0x3
+    else:
+        av += 8
+        c >>= 8
     f_TxRxIdentifier = u
     if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'WPT_TxRxPulseOrderType', 'expected EE of TxRxIdentifier, EE')
     r.avail = av
-    ob = _new(_iso20_wpt.WPT_TxRxPulseOrderType)
+    ob = _new(_K_iso20_wpt_WPT_TxRxPulseOrderType)
     ob.IndexNumber = f_IndexNumber
     ob.TxRxIdentifier = f_TxRxIdentifier
     return ob
@@ -14565,132 +14717,130 @@ def _e_iso20_wpt_WPT_TxRxPulseOrderType(w: BitWriter, o: _iso20_wpt.WPT_TxRxPuls
     k = w.n
     if o.IndexNumber is None:
         raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', 'required value missing')
-    a <<= 2
-    k += 2
     t1 = o.IndexNumber
     if t1 < 0 or (w.strict and (t1 > 65535)):
         raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', 'outside 0..65535', t1)
     u = t1
+    if o.TxRxIdentifier is None:
+        raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', 'required value missing')
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 13) | (u) << 3
+        k += 13
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 21) | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+        k += 21
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 29) | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+        k += 29
     else:
+        a <<= 2
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if o.TxRxIdentifier is None:
-        raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', 'required value missing')
-    a <<= 3
-    k += 3
+        a <<= 3
+        k += 3
     t2 = o.TxRxIdentifier
     if t2 < 0 or (w.strict and (t2 < 1 or t2 > 4294967295)):
         raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', 'outside 1..4294967295', t2)
     u = t2
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 10) | (u) << 2
+        k += 10
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 18) | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+        k += 18
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 26) | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+        k += 26
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 2
-    k += 2
+        a <<= 2
+        k += 2
     w.acc = a
     w.n = k
-    if k >= 1024:
+    if k >= 256:
         w.spill()
 
-def _d_iso20_wpt_WPT_TxRxSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxRxSpecDataType:
+def _d_iso20_wpt_WPT_TxRxSpecDataType(r: BitReader, c: int) -> _iso20_wpt.WPT_TxRxSpecDataType:
     win = r.win
     av = r.avail
     f_TxRxIdentifier: int
     f_TxRxPosition: _iso20_wpt.WPT_CoordinateXYZType
     f_TxRxOrientation: _iso20_wpt.WPT_CoordinateXYZType
-    av -= 30
+    if c & 0xc000000 != 0x0:
+        raise r.fail_at(av + 28, 'WPT_TxRxSpecDataType', 'expected SE(TxRxIdentifier), CH of TxRxIdentifier')
+    u = ((c >> 18) & 255)
+    if u > 127:
+        u2 = (c >> 10) & 0xFF
+        if u2 < 128:
+            u += _U2[u2]
+        else:
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                av += 10
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
+    f_TxRxIdentifier = u
+    av -= 20
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x30000000 != 0x0:
-        raise r.fail_at(av + 30, 'WPT_TxRxSpecDataType', 'expected SE(TxRxIdentifier), CH of TxRxIdentifier')
-    u = ((c >> 20) & 255)
-    if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        u2 = c >> 20
-        if u2 < 128:
-            u += _U2[u2]
-        else:
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            u2 = c >> 20
-            u |= (u2 & 0x7F) << 14
-            if u2 > 127:
-                av += 20
-                r.avail = av
-                u = r.uint_more(u, 21)
-                win = r.win
-                av = r.avail
-                av -= 20
-                if av < 0:
-                    win, av = r.refill(av, 20)
-                c = (win >> av) & 0xfffff
-    f_TxRxIdentifier = u
     try:
-        sg = _Tda56c64f[(c >> 15) & 0x1f]
+        sg = _Tda56c64f[c >> 25]
     except KeyError:  # not a valid pattern: say why
-        if c & 0xf0000 != 0x0:
-            raise r.fail_at(av + 20, 'WPT_TxRxSpecDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X') from None
-        sg = ((c >> 15) & 1)
-    u = ((c >> 7) & 255)
+        if c & 0x3c000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_TxRxSpecDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X') from None
+        sg = ((c >> 25) & 1)
+    u = ((c >> 17) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 15)
-        c = (win >> av) & 0x7fff
-        u2 = c >> 7
+        u2 = (c >> 9) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 15)
-            c = (win >> av) & 0x7fff
-            u2 = c >> 7
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            u2 = c >> 9
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 7
+                av += 9
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 7
+                av -= 9
                 if av < 0:
-                    win, av = r.refill(av, 7)
-                c = (win >> av) & 0x7f
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+    else:
+        av += 8
+        c >>= 8
     f_1_Coord_X = -u - 1 if sg else u
-    av -= 23
+    av -= 21
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
@@ -14702,67 +14852,69 @@ def _d_iso20_wpt_WPT_TxRxSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxRxSpecDa
         sg = ((c >> 26) & 1)
     u = ((c >> 18) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        u2 = c >> 18
+        u2 = (c >> 10) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 26)
-            c = (win >> av) & 0x3ffffff
-            u2 = c >> 18
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 18
+                av += 10
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 18
+                av -= 10
                 if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
     f_1_Coord_Y = -u - 1 if sg else u
+    av -= 20
+    if av < 0:
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
     try:
-        sg = _T143a83e6[(c >> 14) & 0xf]
+        sg = _T143a83e6[c >> 26]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x38000 != 0x0:
-            raise r.fail_at(av + 18, 'WPT_TxRxSpecDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
-        sg = ((c >> 14) & 1)
-    u = ((c >> 6) & 255)
+        if c & 0x38000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_TxRxSpecDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
+        sg = ((c >> 26) & 1)
+    u = ((c >> 18) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 14)
-        c = (win >> av) & 0x3fff
-        u2 = c >> 6
+        u2 = (c >> 10) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 14)
-            c = (win >> av) & 0x3fff
-            u2 = c >> 6
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 6
+                av += 10
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 6
+                av -= 10
                 if av < 0:
-                    win, av = r.refill(av, 6)
-                c = (win >> av) & 0x3f
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
     f_1_Coord_Z = -u - 1 if sg else u
-    av -= 24
+    av -= 20
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
@@ -14773,89 +14925,87 @@ def _d_iso20_wpt_WPT_TxRxSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxRxSpecDa
             raise r.fail_at(av + 30, 'WPT_TxRxSpecDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X') from None
         sg = ((c >> 24) & 1)
     u = ((c >> 16) & 255)
-    ob1_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
+    ob1_ = _new(_K_iso20_wpt_WPT_CoordinateXYZType)
     ob1_.Coord_X = f_1_Coord_X
     ob1_.Coord_Y = f_1_Coord_Y
     ob1_.Coord_Z = f_1_Coord_Z
     f_TxRxPosition = ob1_
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        u2 = c >> 16
+        u2 = (c >> 8) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
-            u2 = c >> 16
+                win, av = r.refill(av, 16)
+            c = (win >> av) & 0xffff
+            u2 = c >> 8
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 16
+                av += 8
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 16
+                av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 16)
-                c = (win >> av) & 0xffff
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+    else:
+        av += 8
+        c >>= 8
     f_2_Coord_X = -u - 1 if sg else u
+    av -= 22
+    if av < 0:
+        win, av = r.refill(av, 30)
+    c = (win >> av) & 0x3fffffff
     try:
-        sg = _T143a83e6[(c >> 12) & 0xf]
+        sg = _T143a83e6[c >> 26]
     except KeyError:  # not a valid pattern: say why
-        if c & 0xe000 != 0x0:
-            raise r.fail_at(av + 16, 'WPT_TxRxSpecDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
-        sg = ((c >> 12) & 1)
-    u = ((c >> 4) & 255)
+        if c & 0x38000000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_TxRxSpecDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
+        sg = ((c >> 26) & 1)
+    u = ((c >> 18) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 12)
-        c = (win >> av) & 0xfff
-        u2 = c >> 4
+        u2 = (c >> 10) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             av -= 8
             if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            u2 = c >> 4
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            u2 = c >> 10
             u |= (u2 & 0x7F) << 14
             if u2 > 127:
-                av += 4
+                av += 10
                 r.avail = av
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-                av -= 4
+                av -= 10
                 if av < 0:
-                    win, av = r.refill(av, 4)
-                c = (win >> av) & 0xf
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+    else:
+        av += 8
+        c >>= 8
     f_2_Coord_Y = -u - 1 if sg else u
-    av -= 11
+    av -= 13
     if av < 0:
-        win, av = r.refill(av, 15)
-    c = (win >> av) & 0x7fff
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
     try:
-        sg = _T143a83e6[c >> 11]
+        sg = _T143a83e6[c >> 19]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x7000 != 0x0:
-            raise r.fail_at(av + 15, 'WPT_TxRxSpecDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
-        sg = ((c >> 11) & 1)
-    u = ((c >> 3) & 255)
+        if c & 0x700000 != 0x0:
+            raise r.fail_at(av + 23, 'WPT_TxRxSpecDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
+        sg = ((c >> 19) & 1)
+    u = ((c >> 11) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        u2 = c >> 3
+        u2 = (c >> 3) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -14876,16 +15026,19 @@ def _d_iso20_wpt_WPT_TxRxSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxRxSpecDa
                 if av < 0:
                     win, av = r.refill(av, 3)
                 c = (win >> av) & 0x7
+    else:
+        av += 8
+        c >>= 8
     f_2_Coord_Z = -u - 1 if sg else u
     if c & 0x7 != 0x0:
         raise r.fail_at(av + 3, 'WPT_TxRxSpecDataType', 'expected EE of Coord_Z, EE, EE')
-    ob2_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
+    ob2_ = _new(_K_iso20_wpt_WPT_CoordinateXYZType)
     ob2_.Coord_X = f_2_Coord_X
     ob2_.Coord_Y = f_2_Coord_Y
     ob2_.Coord_Z = f_2_Coord_Z
     f_TxRxOrientation = ob2_
     r.avail = av
-    ob = _new(_iso20_wpt.WPT_TxRxSpecDataType)
+    ob = _new(_K_iso20_wpt_WPT_TxRxSpecDataType)
     ob.TxRxIdentifier = f_TxRxIdentifier
     ob.TxRxPosition = f_TxRxPosition
     ob.TxRxOrientation = f_TxRxOrientation
@@ -14896,27 +15049,10 @@ def _e_iso20_wpt_WPT_TxRxSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxRxSpecDa
     k = w.n
     if o.TxRxIdentifier is None:
         raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'required value missing')
-    a <<= 2
-    k += 2
     t1 = o.TxRxIdentifier
     if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
         raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'outside 1..4294967295', t1)
     u = t1
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
     if o.TxRxPosition is None:
         raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
     c1 = o.TxRxPosition
@@ -14925,70 +15061,72 @@ def _e_iso20_wpt_WPT_TxRxSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxRxSpecDa
     t2 = c1.Coord_X
     if (w.strict and (t2 < -32768 or t2 > 32767)):
         raise encode_error('WPT_CoordinateXYZType.Coord_X', 'outside -32768..32767', t2)
-    a = (a << 5) | (1 if t2 < 0 else 0)
-    k += 5
-    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 15) | (u) << 5 | (1 if t2 < 0 else 0)
+        k += 15
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 23) | (u & 0x7F) << 13 | (u >> 7) << 5 | (1 if t2 < 0 else 0) | 0x100000
+        k += 23
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 31) | (u & 0x7F) << 21 | (u >> 7 & 0x7F) << 13 | (u >> 14) << 5 | (1 if t2 < 0 else 0) | 0x10100000
+        k += 31
     else:
+        a <<= 2
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 5) | (1 if t2 < 0 else 0)
+        k += 5
+    u = -t2 - 1 if t2 < 0 else t2
     if c1.Coord_Y is None:
         raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
     t3 = c1.Coord_Y
     if (w.strict and (t3 < -32768 or t3 > 32767)):
         raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'outside -32768..32767', t3)
-    a = (a << 4) | (1 if t3 < 0 else 0)
-    k += 4
-    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 12) | (u) << 4 | (1 if t3 < 0 else 0)
+        k += 12
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 20) | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t3 < 0 else 0) | 0x80000
+        k += 20
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 28) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t3 < 0 else 0) | 0x8080000
+        k += 28
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 4) | (1 if t3 < 0 else 0)
+        k += 4
+    u = -t3 - 1 if t3 < 0 else t3
     if c1.Coord_Z is None:
         raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
     t4 = c1.Coord_Z
     if (w.strict and (t4 < -32768 or t4 > 32767)):
         raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'outside -32768..32767', t4)
-    a = (a << 4) | (1 if t4 < 0 else 0)
-    k += 4
-    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 12) | (u) << 4 | (1 if t4 < 0 else 0)
+        k += 12
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 20) | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t4 < 0 else 0) | 0x80000
+        k += 20
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 28) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t4 < 0 else 0) | 0x8080000
+        k += 28
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 4) | (1 if t4 < 0 else 0)
+        k += 4
+    u = -t4 - 1 if t4 < 0 else t4
     if o.TxRxOrientation is None:
         raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
     c2 = o.TxRxOrientation
@@ -14997,78 +15135,93 @@ def _e_iso20_wpt_WPT_TxRxSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxRxSpecDa
     t5 = c2.Coord_X
     if (w.strict and (t5 < -32768 or t5 > 32767)):
         raise encode_error('WPT_CoordinateXYZType.Coord_X', 'outside -32768..32767', t5)
-    a = (a << 6) | (1 if t5 < 0 else 0)
-    k += 6
-    u = -t5 - 1 if t5 < 0 else t5
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 14) | (u) << 6 | (1 if t5 < 0 else 0)
+        k += 14
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 22) | (u & 0x7F) << 14 | (u >> 7) << 6 | (1 if t5 < 0 else 0) | 0x200000
+        k += 22
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 30) | (u & 0x7F) << 22 | (u >> 7 & 0x7F) << 14 | (u >> 14) << 6 | (1 if t5 < 0 else 0) | 0x20200000
+        k += 30
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 6) | (1 if t5 < 0 else 0)
+        k += 6
+    u = -t5 - 1 if t5 < 0 else t5
     if c2.Coord_Y is None:
         raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
     t6 = c2.Coord_Y
     if (w.strict and (t6 < -32768 or t6 > 32767)):
         raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'outside -32768..32767', t6)
-    a = (a << 4) | (1 if t6 < 0 else 0)
-    k += 4
-    u = -t6 - 1 if t6 < 0 else t6
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 12) | (u) << 4 | (1 if t6 < 0 else 0)
+        k += 12
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 20) | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t6 < 0 else 0) | 0x80000
+        k += 20
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 28) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t6 < 0 else 0) | 0x8080000
+        k += 28
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
+        a = (a << 4) | (1 if t6 < 0 else 0)
+        k += 4
+    u = -t6 - 1 if t6 < 0 else t6
     if c2.Coord_Z is None:
         raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
     t7 = c2.Coord_Z
     if (w.strict and (t7 < -32768 or t7 > 32767)):
         raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'outside -32768..32767', t7)
-    a = (a << 4) | (1 if t7 < 0 else 0)
-    k += 4
-    u = -t7 - 1 if t7 < 0 else t7
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 12) | (u) << 4 | (1 if t7 < 0 else 0)
+        k += 12
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 20) | (u & 0x7F) << 12 | (u >> 7) << 4 | (1 if t7 < 0 else 0) | 0x80000
+        k += 20
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 28) | (u & 0x7F) << 20 | (u >> 7 & 0x7F) << 12 | (u >> 14) << 4 | (1 if t7 < 0 else 0) | 0x8080000
+        k += 28
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 3
-    k += 3
+        a = (a << 4) | (1 if t7 < 0 else 0)
+        k += 4
+    u = -t7 - 1 if t7 < 0 else t7
+    if u < 0x80:
+        a = (a << 11) | (u) << 3
+        k += 11
+    elif u < 0x4000:
+        a = (a << 19) | (u & 0x7F) << 11 | (u >> 7) << 3 | 0x40000
+        k += 19
+    elif u < 0x200000:
+        a = (a << 27) | (u & 0x7F) << 19 | (u >> 7 & 0x7F) << 11 | (u >> 14) << 3 | 0x4040000
+        k += 27
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+        a <<= 3
+        k += 3
     w.acc = a
     w.n = k
-    if k >= 1024:
+    if k >= 256:
         w.spill()
 
-def _d_v0(r: BitReader) -> object:
+def _d_v0(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -15127,7 +15280,7 @@ def _e_v0(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v1(r: BitReader) -> object:
+def _d_v1(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -15186,22 +15339,18 @@ def _e_v1(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v2(r: BitReader) -> object:
+def _d_v2(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 10
+    av -= 18
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x200 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH')
-    u = ((c >> 1) & 255)
+        win, av = r.refill(av, 18)
+    c = (win >> av) & 0x3ffff
+    if c & 0x20000 != 0x0:
+        raise r.fail_at(av + 18, 'value', 'expected CH')
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -15222,6 +15371,9 @@ def _d_v2(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -15231,49 +15383,45 @@ def _d_v2(r: BitReader) -> object:
 def _e_v2(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
-    a <<= 1
-    k += 1
     if o < 0 or (w.strict and (o > 65535)):
         raise encode_error('value', 'outside 0..65535', o)
     u = o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 10) | (u) << 1
+        k += 10
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 18) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 18
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 26) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 26
     else:
+        a <<= 1
+        k += 1
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v3(r: BitReader) -> object:
+def _d_v3(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 10
+    av -= 18
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x200 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH')
-    u = ((c >> 1) & 255)
+        win, av = r.refill(av, 18)
+    c = (win >> av) & 0x3ffff
+    if c & 0x20000 != 0x0:
+        raise r.fail_at(av + 18, 'value', 'expected CH')
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -15294,6 +15442,9 @@ def _d_v3(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -15303,34 +15454,34 @@ def _d_v3(r: BitReader) -> object:
 def _e_v3(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
-    a <<= 1
-    k += 1
     if o < 0 or (w.strict and (o > 18446744073709551615)):
         raise encode_error('value', 'outside 0..18446744073709551615', o)
     u = o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 10) | (u) << 1
+        k += 10
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 18) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 18
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 26) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 26
     else:
+        a <<= 1
+        k += 1
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v4(r: BitReader) -> object:
+def _d_v4(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -15391,7 +15542,7 @@ def _e_v4(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v5(r: BitReader) -> object:
+def _d_v5(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 3
@@ -15417,26 +15568,22 @@ def _e_v5(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v6(r: BitReader) -> object:
+def _d_v6(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 19
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
     try:
-        sg = _T071cdf68[c >> 9]
+        sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'value', 'expected CH') from None
-        sg = ((c >> 9) & 1)
-    u = ((c >> 1) & 255)
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'value', 'expected CH') from None
+        sg = ((c >> 17) & 1)
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -15457,6 +15604,9 @@ def _d_v6(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = -u - 1 if sg else u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -15468,47 +15618,43 @@ def _e_v6(w: BitWriter, o: Any) -> None:
     k = w.n
     if (w.strict and (o < -32768 or o > 32767)):
         raise encode_error('value', 'outside -32768..32767', o)
-    a = (a << 2) | (1 if o < 0 else 0)
-    k += 2
     u = -o - 1 if o < 0 else o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (1 if o < 0 else 0) << 9 | (u) << 1
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (1 if o < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (1 if o < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 27
     else:
+        a = (a << 2) | (1 if o < 0 else 0)
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v7(r: BitReader) -> object:
+def _d_v7(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 10
+    av -= 18
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x200 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH')
-    u = ((c >> 1) & 255)
+        win, av = r.refill(av, 18)
+    c = (win >> av) & 0x3ffff
+    if c & 0x20000 != 0x0:
+        raise r.fail_at(av + 18, 'value', 'expected CH')
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -15529,6 +15675,9 @@ def _d_v7(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -15538,34 +15687,34 @@ def _d_v7(r: BitReader) -> object:
 def _e_v7(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
-    a <<= 1
-    k += 1
     if o < 0 or (w.strict and (o > 4294967295)):
         raise encode_error('value', 'outside 0..4294967295', o)
     u = o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 10) | (u) << 1
+        k += 10
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 18) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 18
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 26) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 26
     else:
+        a <<= 1
+        k += 1
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v8(r: BitReader) -> object:
+def _d_v8(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 4
@@ -15591,7 +15740,7 @@ def _e_v8(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v9(r: BitReader) -> object:
+def _d_v9(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 4
@@ -15620,7 +15769,7 @@ def _e_v9(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v10(r: BitReader) -> object:
+def _d_v10(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 4
@@ -15649,7 +15798,7 @@ def _e_v10(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v11(r: BitReader) -> object:
+def _d_v11(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 5
@@ -15678,7 +15827,7 @@ def _e_v11(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v12(r: BitReader) -> object:
+def _d_v12(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -15737,7 +15886,7 @@ def _e_v12(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v13(r: BitReader) -> object:
+def _d_v13(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 10
@@ -15765,26 +15914,22 @@ def _e_v13(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v14(r: BitReader) -> object:
+def _d_v14(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 19
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
     try:
-        sg = _T071cdf68[c >> 9]
+        sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'value', 'expected CH') from None
-        sg = ((c >> 9) & 1)
-    u = ((c >> 1) & 255)
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'value', 'expected CH') from None
+        sg = ((c >> 17) & 1)
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -15805,6 +15950,9 @@ def _d_v14(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = -u - 1 if sg else u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -15816,32 +15964,32 @@ def _e_v14(w: BitWriter, o: Any) -> None:
     k = w.n
     if o.bit_length() > 4096:
         raise encode_error('value', 'outside ..', o)
-    a = (a << 2) | (1 if o < 0 else 0)
-    k += 2
     u = -o - 1 if o < 0 else o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (1 if o < 0 else 0) << 9 | (u) << 1
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (1 if o < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (1 if o < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 27
     else:
+        a = (a << 2) | (1 if o < 0 else 0)
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v15(r: BitReader) -> object:
+def _d_v15(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -15902,7 +16050,7 @@ def _e_v15(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v16(r: BitReader) -> object:
+def _d_v16(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -15963,7 +16111,7 @@ def _e_v16(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v17(r: BitReader) -> object:
+def _d_v17(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -15991,7 +16139,7 @@ def _e_v17(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v18(r: BitReader) -> object:
+def _d_v18(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -16052,7 +16200,7 @@ def _e_v18(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v19(r: BitReader) -> object:
+def _d_v19(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -16113,7 +16261,7 @@ def _e_v19(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v20(r: BitReader) -> object:
+def _d_v20(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 10
@@ -16141,22 +16289,18 @@ def _e_v20(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v21(r: BitReader) -> object:
+def _d_v21(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 10
+    av -= 18
     if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    if c & 0x200 != 0x0:
-        raise r.fail_at(av + 10, 'value', 'expected CH')
-    u = ((c >> 1) & 255)
+        win, av = r.refill(av, 18)
+    c = (win >> av) & 0x3ffff
+    if c & 0x20000 != 0x0:
+        raise r.fail_at(av + 18, 'value', 'expected CH')
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -16177,6 +16321,9 @@ def _d_v21(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -16186,34 +16333,34 @@ def _d_v21(r: BitReader) -> object:
 def _e_v21(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
-    a <<= 1
-    k += 1
     if o < 0 or (w.strict and (o < 1 or o > 4294967295)):
         raise encode_error('value', 'outside 1..4294967295', o)
     u = o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 10) | (u) << 1
+        k += 10
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 18) | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 18
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 26) | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 26
     else:
+        a <<= 1
+        k += 1
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v22(r: BitReader) -> object:
+def _d_v22(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 4
@@ -16239,7 +16386,7 @@ def _e_v22(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v23(r: BitReader) -> object:
+def _d_v23(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -16298,7 +16445,7 @@ def _e_v23(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v24(r: BitReader) -> object:
+def _d_v24(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 8
@@ -16327,7 +16474,7 @@ def _e_v24(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v25(r: BitReader) -> object:
+def _d_v25(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 5
@@ -16356,7 +16503,7 @@ def _e_v25(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v26(r: BitReader) -> object:
+def _d_v26(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -16417,7 +16564,7 @@ def _e_v26(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v27(r: BitReader) -> object:
+def _d_v27(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -16478,7 +16625,7 @@ def _e_v27(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v28(r: BitReader) -> object:
+def _d_v28(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 4
@@ -16507,7 +16654,7 @@ def _e_v28(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v29(r: BitReader) -> object:
+def _d_v29(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 5
@@ -16536,7 +16683,7 @@ def _e_v29(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v30(r: BitReader) -> object:
+def _d_v30(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 5
@@ -16565,26 +16712,22 @@ def _e_v30(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v31(r: BitReader) -> object:
+def _d_v31(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 19
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
     try:
-        sg = _T071cdf68[c >> 9]
+        sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'value', 'expected CH') from None
-        sg = ((c >> 9) & 1)
-    u = ((c >> 1) & 255)
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'value', 'expected CH') from None
+        sg = ((c >> 17) & 1)
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -16605,6 +16748,9 @@ def _d_v31(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = -u - 1 if sg else u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -16616,26 +16762,26 @@ def _e_v31(w: BitWriter, o: Any) -> None:
     k = w.n
     if o.bit_length() > 4096:
         raise encode_error('value', 'outside ..', o)
-    a = (a << 2) | (1 if o < 0 else 0)
-    k += 2
     u = -o - 1 if o < 0 else o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (1 if o < 0 else 0) << 9 | (u) << 1
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (1 if o < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (1 if o < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 27
     else:
+        a = (a << 2) | (1 if o < 0 else 0)
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
@@ -16680,6 +16826,11 @@ DOCUMENT: EntryTable = (
     ('urn:iso:std:iso:15118:-20:WPT', 'WPT_PairingReq', _d_iso20_wpt_WPT_PairingReqType, _e_iso20_wpt_WPT_PairingReqType, _iso20_wpt.WPT_PairingReqType),
     ('urn:iso:std:iso:15118:-20:WPT', 'WPT_PairingRes', _d_iso20_wpt_WPT_PairingResType, _e_iso20_wpt_WPT_PairingResType, _iso20_wpt.WPT_PairingResType),
     ('http://www.w3.org/2000/09/xmldsig#', 'X509Data', _d_xmldsig_X509DataType, _e_xmldsig_X509DataType, _xmldsig.X509DataType),
+)
+
+DOCUMENT_LEADS: tuple[int, ...] = (
+    1, 1, 9, 11, 9, 0, 19, 0, 0, 15, 0, 14, 11, 10, 13, 15, 0, 13, 9, 12, 10, 10, 11, 9,
+    10, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 13,
 )
 
 FRAGMENT: EntryTable = (
@@ -16876,4 +17027,16 @@ FRAGMENT: EntryTable = (
     ('http://www.w3.org/2000/09/xmldsig#', 'X509SubjectName', _d_v1, _e_v1, 'str'),
     ('http://www.w3.org/2000/09/xmldsig#', 'XPath', _d_v1, _e_v1, 'str'),
     ('http://www.w3.org/2000/09/xmldsig#', 'Y', _d_v12, _e_v12, 'bytes'),
+)
+
+FRAGMENT_LEADS: tuple[int, ...] = (
+    0, 28, 28, 28, 24, 0, 0, 0, 24, 1, 1, 9, 0, 0, 0, 0, 0, 0, 24, 11, 0, 9, 0, 28,
+    24, 5, 6, 6, 24, 24, 0, 24, 24, 24, 0, 24, 24, 24, 28, 24, 24, 24, 0, 0, 0, 0, 18, 24,
+    28, 0, 0, 0, 0, 10, 0, 0, 0, 0, 19, 0, 0, 28, 28, 28, 28, 28, 15, 0, 0, 0, 10, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 14, 0, 28, 28, 0, 0, 24, 24, 11, 0, 0, 0, 0,
+    0, 0, 24, 0, 5, 6, 6, 0, 0, 23, 0, 10, 24, 28, 28, 28, 13, 0, 0, 0, 0, 15, 10, 0,
+    28, 0, 0, 0, 24, 0, 0, 24, 24, 0, 24, 24, 24, 26, 24, 0, 0, 0, 0, 0, 24, 13, 9, 12,
+    10, 10, 11, 24, 24, 0, 28, 0, 0, 0, 9, 10, 0, 28, 0, 28, 28, 28, 0, 0, 0, 11, 11, 11,
+    11, 11, 11, 0, 11, 11, 11, 11, 28, 28, 28, 28, 0, 11, 11, 0, 0, 13, 0, 10, 0, 0, 0, 0,
+    0,
 )

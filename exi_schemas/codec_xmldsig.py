@@ -15,7 +15,9 @@ _BOOL = {False: 0, True: 1}
 _U2 = tuple((i << 7) - 128 for i in range(128))  # adds a second octet to the first
 
 EntryTable = tuple[
-    tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
+    tuple[
+        str, str, Callable[[BitReader, int], Any], Callable[[BitWriter, Any], None], object
+    ],
     ...,
 ]
 DOCUMENT_WIDTH = 5  # 24 global elements + SE(*)
@@ -24,17 +26,35 @@ FRAGMENT_WIDTH = 6  # 45 elements + SE(*) + ED
 _T071cdf68 = run_table(((1, 0, None), (1, None, range(2)),))
 _T143a83e6 = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (1, None, range(2)),))
 _Taa5bbe96 = run_table(((1, 0, None), (2, None, range(4)),))
+_K_xmldsig_CanonicalizationMethodType = _xmldsig.CanonicalizationMethodType
+_K_xmldsig_DSAKeyValueType = _xmldsig.DSAKeyValueType
+_K_xmldsig_DigestMethodType = _xmldsig.DigestMethodType
+_K_xmldsig_KeyInfoType = _xmldsig.KeyInfoType
+_K_xmldsig_KeyValueType = _xmldsig.KeyValueType
+_K_xmldsig_ManifestType = _xmldsig.ManifestType
+_K_xmldsig_ObjectType = _xmldsig.ObjectType
+_K_xmldsig_PGPDataType = _xmldsig.PGPDataType
+_K_xmldsig_RSAKeyValueType = _xmldsig.RSAKeyValueType
+_K_xmldsig_ReferenceType = _xmldsig.ReferenceType
+_K_xmldsig_RetrievalMethodType = _xmldsig.RetrievalMethodType
+_K_xmldsig_SPKIDataType = _xmldsig.SPKIDataType
+_K_xmldsig_SignatureMethodType = _xmldsig.SignatureMethodType
+_K_xmldsig_SignaturePropertiesType = _xmldsig.SignaturePropertiesType
+_K_xmldsig_SignaturePropertyType = _xmldsig.SignaturePropertyType
+_K_xmldsig_SignatureType = _xmldsig.SignatureType
+_K_xmldsig_SignatureValueType = _xmldsig.SignatureValueType
+_K_xmldsig_SignedInfoType = _xmldsig.SignedInfoType
+_K_xmldsig_TransformType = _xmldsig.TransformType
+_K_xmldsig_TransformsType = _xmldsig.TransformsType
+_K_xmldsig_X509DataType = _xmldsig.X509DataType
+_K_xmldsig_X509IssuerSerialType = _xmldsig.X509IssuerSerialType
 
 
-def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.CanonicalizationMethodType:
+def _d_xmldsig_CanonicalizationMethodType(r: BitReader, c: int) -> _xmldsig.CanonicalizationMethodType:
     win = r.win
     av = r.avail
     f_Algorithm: str
     s = 0
-    av -= 9
-    if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
         raise r.fail_at(av + 9, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
@@ -94,7 +114,7 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
             else:
                 raise r.fail_at(av, 'CanonicalizationMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    ob = _new(_xmldsig.CanonicalizationMethodType)
+    ob = _new(_K_xmldsig_CanonicalizationMethodType)
     ob.Algorithm = f_Algorithm
     return ob
 
@@ -126,7 +146,7 @@ def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.Canonicaliza
     if k >= 1024:
         w.spill()
 
-def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
+def _d_xmldsig_DSAKeyValueType(r: BitReader, c: int) -> _xmldsig.DSAKeyValueType:
     win = r.win
     av = r.avail
     f_P: bytes | None = None
@@ -137,11 +157,7 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     f_Seed: bytes | None = None
     f_PgenCounter: bytes | None = None
     s = 0
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    ec = (c >> 9)
+    ec = ((c >> 9) & 3)
     if ec == 0:
         if c & 0x100 != 0x0:
             raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of P')
@@ -199,12 +215,12 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         f_Q = r.binary_of(u, None)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 13
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of Q')
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        if c & 0x1000 != 0x0:
+            raise r.fail_at(av + 13, 'DSAKeyValueType[0]', 'expected EE of Q')
         s = 4
     elif ec == 1:
         if c & 0x100 != 0x0:
@@ -233,12 +249,12 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         f_G = r.binary_of(u, None)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 13
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of G')
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        if c & 0x1000 != 0x0:
+            raise r.fail_at(av + 13, 'DSAKeyValueType[0]', 'expected EE of G')
         s = 2
     elif ec == 2:
         if c & 0x100 != 0x0:
@@ -267,25 +283,22 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         f_Y = r.binary_of(u, None)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 13
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of Y')
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        if c & 0x1000 != 0x0:
+            raise r.fail_at(av + 13, 'DSAKeyValueType[0]', 'expected EE of Y')
         s = 3
     else:
         raise r.fail_at(av + 9, 'DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
     if s == 4:
-        av -= 11
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        ec = (c >> 9)
+        av += 1
+        ec = ((c >> 10) & 3)
         if ec == 0:
-            if c & 0x100 != 0x0:
+            if c & 0x200 != 0x0:
                 raise r.fail_at(av + 9, 'DSAKeyValueType[4]', 'expected CH of G')
-            u = (c & 255)
+            u = ((c >> 1) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -309,17 +322,17 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             f_G = r.binary_of(u, None)
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 13
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'DSAKeyValueType[4]', 'expected EE of G')
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            if c & 0x1000 != 0x0:
+                raise r.fail_at(av + 13, 'DSAKeyValueType[4]', 'expected EE of G')
             s = 2
         elif ec == 1:
-            if c & 0x100 != 0x0:
+            if c & 0x200 != 0x0:
                 raise r.fail_at(av + 9, 'DSAKeyValueType[4]', 'expected CH of Y')
-            u = (c & 255)
+            u = ((c >> 1) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -343,23 +356,20 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             f_Y = r.binary_of(u, None)
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 13
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'DSAKeyValueType[4]', 'expected EE of Y')
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            if c & 0x1000 != 0x0:
+                raise r.fail_at(av + 13, 'DSAKeyValueType[4]', 'expected EE of Y')
             s = 3
         else:
             raise r.fail_at(av + 9, 'DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
     if s == 2:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
-            raise r.fail_at(av + 10, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
-        u = (c & 255)
+        av += 2
+        if c & 0xc00 != 0x0:
+            raise r.fail_at(av + 10, 'DSAKeyValueType', 'expected SE(Y), CH of Y')
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -383,22 +393,19 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         f_Y = r.binary_of(u, None)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 13
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DSAKeyValueType[2]', 'expected EE of Y')
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        if c & 0x1000 != 0x0:
+            raise r.fail_at(av + 13, 'DSAKeyValueType', 'expected EE of Y')
         s = 3
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    ec = (c >> 9)
+    ec = ((c >> 10) & 3)
     if ec == 0:
-        if c & 0x100 != 0x0:
+        av += 1
+        if c & 0x200 != 0x0:
             raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of J')
-        u = (c & 255)
+        u = ((c >> 1) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -422,20 +429,21 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         f_J = r.binary_of(u, None)
         win = r.win
         av = r.avail
-        av -= 12
+        av -= 13
         if av < 0:
-            win, av = r.refill(av, 12)
-        c = (win >> av) & 0xfff
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
         try:
-            ec = _Taa5bbe96[c >> 9]
+            ec = _Taa5bbe96[c >> 10]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x800 != 0x0:
-                raise r.fail_at(av + 12, 'DSAKeyValueType[3]', 'expected EE of J') from None
-            ec = ((c >> 9) & 3)
+            if c & 0x1000 != 0x0:
+                raise r.fail_at(av + 13, 'DSAKeyValueType[3]', 'expected EE of J') from None
+            ec = ((c >> 10) & 3)
         if ec == 0:
-            if c & 0x100 != 0x0:
+            av += 1
+            if c & 0x200 != 0x0:
                 raise r.fail_at(av + 9, 'DSAKeyValueType[5]', 'expected CH of Seed')
-            u = (c & 255)
+            u = ((c >> 1) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -459,22 +467,22 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             f_Seed = r.binary_of(u, None)
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 11
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'DSAKeyValueType[5]', 'expected EE of Seed')
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            if c & 0x400 != 0x0:
+                raise r.fail_at(av + 11, 'DSAKeyValueType[5]', 'expected EE of Seed')
             s = 6
         elif ec == 1:
-            av += 9
             s = -1
         else:
-            raise r.fail_at(av + 9, 'DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
+            raise r.fail_at(av + 10, 'DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
     elif ec == 1:
-        if c & 0x100 != 0x0:
+        av += 1
+        if c & 0x200 != 0x0:
             raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of Seed')
-        u = (c & 255)
+        u = ((c >> 1) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -498,25 +506,20 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         f_Seed = r.binary_of(u, None)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DSAKeyValueType[3]', 'expected EE of Seed')
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'DSAKeyValueType[3]', 'expected EE of Seed')
         s = 6
     elif ec == 2:
-        av += 9
         s = -1
     else:
-        raise r.fail_at(av + 9, 'DSAKeyValueType[3]', f'event code {ec}, expected SE(J), SE(Seed), EE')
+        raise r.fail_at(av + 10, 'DSAKeyValueType[3]', f'event code {ec}, expected SE(J), SE(Seed), EE')
     if s == 6:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_at(av + 10, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
+            raise r.fail_at(av + 10, 'DSAKeyValueType', 'expected SE(PgenCounter), CH of PgenCounter')
         u = (c & 255)
         if u > 127:
             av -= 8
@@ -541,23 +544,22 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         f_PgenCounter = r.binary_of(u, None)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DSAKeyValueType[6]', 'expected EE of PgenCounter')
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'DSAKeyValueType', 'expected EE of PgenCounter')
         s = 7
     if s == 7:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DSAKeyValueType[7]', 'expected EE')
+        av += 9
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 1, 'DSAKeyValueType', 'expected EE')
         s = -1
+    else:
+        av += 10
     r.avail = av
-    ob = _new(_xmldsig.DSAKeyValueType)
+    ob = _new(_K_xmldsig_DSAKeyValueType)
     ob.P = f_P
     ob.Q = f_Q
     ob.G = f_G
@@ -725,15 +727,11 @@ def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> Non
     if k >= 1024:
         w.spill()
 
-def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
+def _d_xmldsig_DigestMethodType(r: BitReader, c: int) -> _xmldsig.DigestMethodType:
     win = r.win
     av = r.avail
     f_Algorithm: str
     s = 0
-    av -= 9
-    if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
         raise r.fail_at(av + 9, 'DigestMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
@@ -793,7 +791,7 @@ def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
             else:
                 raise r.fail_at(av, 'DigestMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    ob = _new(_xmldsig.DigestMethodType)
+    ob = _new(_K_xmldsig_DigestMethodType)
     ob.Algorithm = f_Algorithm
     return ob
 
@@ -825,7 +823,7 @@ def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> N
     if k >= 1024:
         w.spill()
 
-def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
+def _d_xmldsig_KeyInfoType(r: BitReader, c: int) -> _xmldsig.KeyInfoType:
     win = r.win
     av = r.avail
     f_Id: str | None = None
@@ -837,14 +835,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     f_SPKIData: list[_xmldsig.SPKIDataType] = []
     f_MgmtData: list[str] = []
     s = 0
-    av -= 13
-    if av < 0:
-        win, av = r.refill(av, 13)
-    c = (win >> av) & 0x1fff
-    ec = (c >> 9)
+    ec = ((c >> 15) & 15)
     if ec == 0:
-        av += 1
-        u = ((c >> 1) & 255)
+        av += 7
+        u = ((c >> 7) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -870,9 +864,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         av = r.avail
         s = 1
     elif ec == 1:
-        if c & 0x100 != 0x0:
+        av += 6
+        if c & 0x4000 != 0x0:
             raise r.fail_at(av + 9, 'KeyInfoType[0]', 'expected CH of KeyName')
-        u = (c & 255)
+        u = ((c >> 6) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -904,44 +899,46 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             raise r.fail_at(av + 1, 'KeyInfoType[0]', 'expected EE of KeyName')
         s = 2
     elif ec == 2:
-        av += 9
+        av += 15
         r.avail = av
-        f_KeyValue.append(_d_xmldsig_KeyValueType(r))
+        f_KeyValue.append(_d_xmldsig_KeyValueType(r, c))
         win = r.win
         av = r.avail
         s = 2
     elif ec == 3:
-        av += 9
         r.avail = av
-        f_RetrievalMethod.append(_d_xmldsig_RetrievalMethodType(r))
+        f_RetrievalMethod.append(_d_xmldsig_RetrievalMethodType(r, c))
         win = r.win
         av = r.avail
         s = 2
     elif ec == 4:
-        av += 9
+        av += 2
+        c >>= 2
         r.avail = av
-        f_X509Data.append(_d_xmldsig_X509DataType(r))
+        f_X509Data.append(_d_xmldsig_X509DataType(r, c))
         win = r.win
         av = r.avail
         s = 2
     elif ec == 5:
-        av += 9
+        av += 4
+        c >>= 4
         r.avail = av
-        f_PGPData.append(_d_xmldsig_PGPDataType(r))
+        f_PGPData.append(_d_xmldsig_PGPDataType(r, c))
         win = r.win
         av = r.avail
         s = 2
     elif ec == 6:
-        av += 9
+        av += 15
         r.avail = av
-        f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
+        f_SPKIData.append(_d_xmldsig_SPKIDataType(r, c))
         win = r.win
         av = r.avail
         s = 2
     elif ec == 7:
-        if c & 0x100 != 0x0:
+        av += 6
+        if c & 0x4000 != 0x0:
             raise r.fail_at(av + 9, 'KeyInfoType[0]', 'expected CH of MgmtData')
-        u = (c & 255)
+        u = ((c >> 6) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -973,24 +970,25 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             raise r.fail_at(av + 1, 'KeyInfoType[0]', 'expected EE of MgmtData')
         s = 2
     elif ec == 8:
-        av += 9
+        av += 15
         raise r.fail_at(av, 'KeyInfoType[0]', 'wildcard element content is not supported')
     elif ec == 9:
-        av += 9
+        av += 15
         raise r.fail_at(av, 'KeyInfoType[0]', 'untyped character content is not supported')
     else:
-        raise r.fail_at(av + 9, 'KeyInfoType[0]', f'event code {ec}, expected AT(Id), SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
+        raise r.fail_at(av + 15, 'KeyInfoType[0]', f'event code {ec}, expected AT(Id), SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
     if s == 1:
         while True:
-            av -= 13
+            av -= 19
             if av < 0:
-                win, av = r.refill(av, 13)
-            c = (win >> av) & 0x1fff
-            ec = (c >> 9)
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            ec = (c >> 15)
             if ec == 0:
-                if c & 0x100 != 0x0:
+                av += 6
+                if c & 0x4000 != 0x0:
                     raise r.fail_at(av + 9, 'KeyInfoType[1]', 'expected CH of KeyName')
-                u = (c & 255)
+                u = ((c >> 6) & 255)
                 if u > 127:
                     av -= 8
                     if av < 0:
@@ -1023,49 +1021,51 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 s = 2
                 break
             elif ec == 1:
-                av += 9
+                av += 15
                 r.avail = av
-                f_KeyValue.append(_d_xmldsig_KeyValueType(r))
+                f_KeyValue.append(_d_xmldsig_KeyValueType(r, c))
                 win = r.win
                 av = r.avail
                 s = 2
                 break
             elif ec == 2:
-                av += 9
                 r.avail = av
-                f_RetrievalMethod.append(_d_xmldsig_RetrievalMethodType(r))
+                f_RetrievalMethod.append(_d_xmldsig_RetrievalMethodType(r, c))
                 win = r.win
                 av = r.avail
                 s = 2
                 break
             elif ec == 3:
-                av += 9
+                av += 2
+                c >>= 2
                 r.avail = av
-                f_X509Data.append(_d_xmldsig_X509DataType(r))
+                f_X509Data.append(_d_xmldsig_X509DataType(r, c))
                 win = r.win
                 av = r.avail
                 s = 2
                 break
             elif ec == 4:
-                av += 9
+                av += 4
+                c >>= 4
                 r.avail = av
-                f_PGPData.append(_d_xmldsig_PGPDataType(r))
+                f_PGPData.append(_d_xmldsig_PGPDataType(r, c))
                 win = r.win
                 av = r.avail
                 s = 2
                 break
             elif ec == 5:
-                av += 9
+                av += 15
                 r.avail = av
-                f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
+                f_SPKIData.append(_d_xmldsig_SPKIDataType(r, c))
                 win = r.win
                 av = r.avail
                 s = 2
                 break
             elif ec == 6:
-                if c & 0x100 != 0x0:
+                av += 6
+                if c & 0x4000 != 0x0:
                     raise r.fail_at(av + 9, 'KeyInfoType[1]', 'expected CH of MgmtData')
-                u = (c & 255)
+                u = ((c >> 6) & 255)
                 if u > 127:
                     av -= 8
                     if av < 0:
@@ -1098,23 +1098,24 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 s = 2
                 break
             elif ec == 7:
-                av += 9
+                av += 15
                 raise r.fail_at(av, 'KeyInfoType[1]', 'wildcard element content is not supported')
             elif ec == 8:
-                av += 9
+                av += 15
                 raise r.fail_at(av, 'KeyInfoType[1]', 'untyped character content is not supported')
             else:
-                raise r.fail_at(av + 9, 'KeyInfoType[1]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
+                raise r.fail_at(av + 15, 'KeyInfoType[1]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
     while True:
-        av -= 13
+        av -= 19
         if av < 0:
-            win, av = r.refill(av, 13)
-        c = (win >> av) & 0x1fff
-        ec = (c >> 9)
+            win, av = r.refill(av, 19)
+        c = (win >> av) & 0x7ffff
+        ec = (c >> 15)
         if ec == 0:
-            if c & 0x100 != 0x0:
+            av += 6
+            if c & 0x4000 != 0x0:
                 raise r.fail_at(av + 9, 'KeyInfoType[2]', 'expected CH of KeyName')
-            u = (c & 255)
+            u = ((c >> 6) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -1145,39 +1146,41 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             if c:
                 raise r.fail_at(av + 1, 'KeyInfoType[2]', 'expected EE of KeyName')
         elif ec == 1:
-            av += 9
+            av += 15
             r.avail = av
-            f_KeyValue.append(_d_xmldsig_KeyValueType(r))
+            f_KeyValue.append(_d_xmldsig_KeyValueType(r, c))
             win = r.win
             av = r.avail
         elif ec == 2:
-            av += 9
             r.avail = av
-            f_RetrievalMethod.append(_d_xmldsig_RetrievalMethodType(r))
+            f_RetrievalMethod.append(_d_xmldsig_RetrievalMethodType(r, c))
             win = r.win
             av = r.avail
         elif ec == 3:
-            av += 9
+            av += 2
+            c >>= 2
             r.avail = av
-            f_X509Data.append(_d_xmldsig_X509DataType(r))
+            f_X509Data.append(_d_xmldsig_X509DataType(r, c))
             win = r.win
             av = r.avail
         elif ec == 4:
-            av += 9
+            av += 4
+            c >>= 4
             r.avail = av
-            f_PGPData.append(_d_xmldsig_PGPDataType(r))
+            f_PGPData.append(_d_xmldsig_PGPDataType(r, c))
             win = r.win
             av = r.avail
         elif ec == 5:
-            av += 9
+            av += 15
             r.avail = av
-            f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
+            f_SPKIData.append(_d_xmldsig_SPKIDataType(r, c))
             win = r.win
             av = r.avail
         elif ec == 6:
-            if c & 0x100 != 0x0:
+            av += 6
+            if c & 0x4000 != 0x0:
                 raise r.fail_at(av + 9, 'KeyInfoType[2]', 'expected CH of MgmtData')
-            u = (c & 255)
+            u = ((c >> 6) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -1208,19 +1211,19 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             if c:
                 raise r.fail_at(av + 1, 'KeyInfoType[2]', 'expected EE of MgmtData')
         elif ec == 7:
-            av += 9
+            av += 15
             raise r.fail_at(av, 'KeyInfoType[2]', 'wildcard element content is not supported')
         elif ec == 8:
-            av += 9
+            av += 15
             s = -1
             break
         elif ec == 9:
-            av += 9
+            av += 15
             raise r.fail_at(av, 'KeyInfoType[2]', 'untyped character content is not supported')
         else:
-            raise r.fail_at(av + 9, 'KeyInfoType[2]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av + 15, 'KeyInfoType[2]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), EE, CH(untyped)')
     r.avail = av
-    ob = _new(_xmldsig.KeyInfoType)
+    ob = _new(_K_xmldsig_KeyInfoType)
     ob.Id = f_Id
     ob.KeyName = f_KeyName
     ob.KeyValue = f_KeyValue
@@ -1503,28 +1506,28 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
+def _d_xmldsig_KeyValueType(r: BitReader, c: int) -> _xmldsig.KeyValueType:
     win = r.win
     av = r.avail
     f_DSAKeyValue: _xmldsig.DSAKeyValueType | None = None
     f_RSAKeyValue: _xmldsig.RSAKeyValueType | None = None
     while True:
-        av -= 13
+        av -= 14
         if av < 0:
-            win, av = r.refill(av, 13)
-        c = (win >> av) & 0x1fff
-        ec = (c >> 10)
+            win, av = r.refill(av, 14)
+        c = (win >> av) & 0x3fff
+        ec = (c >> 11)
         if ec == 0:
-            av += 10
             r.avail = av
-            f_DSAKeyValue = _d_xmldsig_DSAKeyValueType(r)
+            f_DSAKeyValue = _d_xmldsig_DSAKeyValueType(r, c)
             win = r.win
             av = r.avail
             break
         elif ec == 1:
-            if c & 0x300 != 0x0:
+            av += 1
+            if c & 0x600 != 0x0:
                 raise r.fail_at(av + 10, 'KeyValueType[0]', 'expected SE(Modulus), CH of Modulus')
-            u = (c & 255)
+            u = ((c >> 1) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -1584,19 +1587,19 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
             c = (win >> av) & 0x3
             if c:
                 raise r.fail_at(av + 2, 'KeyValueType[0]', 'expected EE of Exponent, EE')
-            ob1_ = _new(_xmldsig.RSAKeyValueType)
+            ob1_ = _new(_K_xmldsig_RSAKeyValueType)
             ob1_.Modulus = f_1_Modulus
             ob1_.Exponent = f_1_Exponent
             f_RSAKeyValue = ob1_
             break
         elif ec == 2:
-            av += 10
+            av += 11
             raise r.fail_at(av, 'KeyValueType[0]', 'wildcard element content is not supported')
         elif ec == 3:
-            av += 10
+            av += 11
             raise r.fail_at(av, 'KeyValueType[0]', 'untyped character content is not supported')
         else:
-            raise r.fail_at(av + 10, 'KeyValueType[0]', f'event code {ec}, expected SE(DSAKeyValue), SE(RSAKeyValue), SE(*), CH(untyped)')
+            raise r.fail_at(av + 11, 'KeyValueType[0]', f'event code {ec}, expected SE(DSAKeyValue), SE(RSAKeyValue), SE(*), CH(untyped)')
     while True:
         av -= 2
         if av < 0:
@@ -1610,7 +1613,7 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
         else:
             raise r.fail_at(av, 'KeyValueType[1]', f'event code {ec}, expected EE, CH(untyped)')
     r.avail = av
-    ob = _new(_xmldsig.KeyValueType)
+    ob = _new(_K_xmldsig_KeyValueType)
     ob.DSAKeyValue = f_DSAKeyValue
     ob.RSAKeyValue = f_RSAKeyValue
     return ob
@@ -1658,22 +1661,19 @@ def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
         pass
     w.acc = a
     w.n = k
-    if k >= 1024:
+    if k >= 256:
         w.spill()
 
-def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
+def _d_xmldsig_ManifestType(r: BitReader, c: int) -> _xmldsig.ManifestType:
     win = r.win
     av = r.avail
     f_Id: str | None = None
     f_Reference: list[_xmldsig.ReferenceType] = []
     s = 0
-    av -= 10
-    if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    ec = (c >> 8)
+    ec = ((c >> 13) & 3)
     if ec == 0:
-        u = (c & 255)
+        av += 5
+        u = ((c >> 5) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -1697,64 +1697,65 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 14
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ManifestType[0]', 'expected SE(Reference)')
+            win, av = r.refill(av, 14)
+        c = (win >> av) & 0x3fff
+        if c & 0x2000 != 0x0:
+            raise r.fail_at(av + 14, 'ManifestType[0]', 'expected SE(Reference)')
         r.avail = av
-        f_Reference.append(_d_xmldsig_ReferenceType(r))
+        f_Reference.append(_d_xmldsig_ReferenceType(r, c))
         win = r.win
         av = r.avail
         s = 2
-        av -= 2
+        av -= 15
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
+            win, av = r.refill(av, 15)
+        c = (win >> av) & 0x7fff
     elif ec == 1:
-        av += 8
         r.avail = av
-        f_Reference.append(_d_xmldsig_ReferenceType(r))
+        f_Reference.append(_d_xmldsig_ReferenceType(r, c))
         win = r.win
         av = r.avail
-        av -= 2
+        av -= 15
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
+            win, av = r.refill(av, 15)
+        c = (win >> av) & 0x7fff
         s = 2
     else:
-        raise r.fail_at(av + 8, 'ManifestType[0]', f'event code {ec}, expected AT(Id), SE(Reference)')
-    ec = (c & 3)
+        raise r.fail_at(av + 13, 'ManifestType[0]', f'event code {ec}, expected AT(Id), SE(Reference)')
+    ec = ((c >> 13) & 3)
     if ec == 0:
         r.avail = av
-        f_Reference.append(_d_xmldsig_ReferenceType(r))
+        f_Reference.append(_d_xmldsig_ReferenceType(r, c))
         win = r.win
         av = r.avail
         s = 3
     elif ec == 1:
+        av += 13
         s = -1
     else:
-        raise r.fail_at(av, 'ManifestType[2]', f'event code {ec}, expected SE(Reference), EE')
+        raise r.fail_at(av + 13, 'ManifestType[2]', f'event code {ec}, expected SE(Reference), EE')
     if s == 3:
         while True:
-            av -= 2
+            av -= 15
             if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            ec = c
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            ec = (c >> 13)
             if ec == 0:
                 r.avail = av
-                f_Reference.append(_d_xmldsig_ReferenceType(r))
+                f_Reference.append(_d_xmldsig_ReferenceType(r, c))
                 win = r.win
                 av = r.avail
             elif ec == 1:
+                av += 13
                 s = -1
                 break
             else:
-                raise r.fail_at(av, 'ManifestType[3]', f'event code {ec}, expected SE(Reference), EE')
+                raise r.fail_at(av + 13, 'ManifestType[3]', f'event code {ec}, expected SE(Reference), EE')
     r.avail = av
-    ob = _new(_xmldsig.ManifestType)
+    ob = _new(_K_xmldsig_ManifestType)
     ob.Id = f_Id
     ob.Reference = f_Reference
     return ob
@@ -1837,20 +1838,17 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
+def _d_xmldsig_ObjectType(r: BitReader, c: int) -> _xmldsig.ObjectType:
     win = r.win
     av = r.avail
     f_Encoding: str | None = None
     f_Id: str | None = None
     f_MimeType: str | None = None
     s = 0
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    ec = (c >> 8)
+    ec = ((c >> 11) & 7)
     if ec == 0:
-        u = (c & 255)
+        av += 3
+        u = ((c >> 3) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -1874,13 +1872,14 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
         f_Encoding = r.string_of(u, None)
         win = r.win
         av = r.avail
-        av -= 11
+        av -= 14
         if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        ec = (c >> 8)
+            win, av = r.refill(av, 14)
+        c = (win >> av) & 0x3fff
+        ec = (c >> 11)
         if ec == 0:
-            u = (c & 255)
+            av += 3
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -1904,9 +1903,14 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             f_Id = r.string_of(u, None)
             win = r.win
             av = r.avail
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
             s = 2
         elif ec == 1:
-            u = (c & 255)
+            av += 3
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -1930,20 +1934,24 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             f_MimeType = r.string_of(u, None)
             win = r.win
             av = r.avail
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
             s = 3
         elif ec == 2:
-            av += 8
+            av += 11
             raise r.fail_at(av, 'ObjectType[1]', 'wildcard element content is not supported')
         elif ec == 3:
-            av += 8
             s = -1
         elif ec == 4:
-            av += 8
+            av += 11
             raise r.fail_at(av, 'ObjectType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail_at(av + 8, 'ObjectType[1]', f'event code {ec}, expected AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av + 11, 'ObjectType[1]', f'event code {ec}, expected AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
     elif ec == 1:
-        u = (c & 255)
+        av += 3
+        u = ((c >> 3) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -1967,9 +1975,14 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
         s = 2
     elif ec == 2:
-        u = (c & 255)
+        av += 3
+        u = ((c >> 3) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -1993,24 +2006,23 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
         f_MimeType = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 3
-    elif ec == 3:
-        av += 8
-        raise r.fail_at(av, 'ObjectType[0]', 'wildcard element content is not supported')
-    elif ec == 4:
-        av += 8
-        s = -1
-    elif ec == 5:
-        av += 8
-        raise r.fail_at(av, 'ObjectType[0]', 'untyped character content is not supported')
-    else:
-        raise r.fail_at(av + 8, 'ObjectType[0]', f'event code {ec}, expected AT(Encoding), AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
-    if s == 2:
         av -= 11
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        ec = (c >> 8)
+        s = 3
+    elif ec == 3:
+        av += 11
+        raise r.fail_at(av, 'ObjectType[0]', 'wildcard element content is not supported')
+    elif ec == 4:
+        s = -1
+    elif ec == 5:
+        av += 11
+        raise r.fail_at(av, 'ObjectType[0]', 'untyped character content is not supported')
+    else:
+        raise r.fail_at(av + 11, 'ObjectType[0]', f'event code {ec}, expected AT(Encoding), AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
+    if s == 2:
+        ec = ((c >> 8) & 7)
         if ec == 0:
             u = (c & 255)
             if u > 127:
@@ -2048,6 +2060,8 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             raise r.fail_at(av, 'ObjectType[2]', 'untyped character content is not supported')
         else:
             raise r.fail_at(av + 8, 'ObjectType[2]', f'event code {ec}, expected AT(MimeType), SE(*), EE, CH(untyped)')
+    else:
+        av += 11
     if s == 3:
         while True:
             av -= 2
@@ -2081,7 +2095,7 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             else:
                 raise r.fail_at(av, 'ObjectType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    ob = _new(_xmldsig.ObjectType)
+    ob = _new(_K_xmldsig_ObjectType)
     ob.Encoding = f_Encoding
     ob.Id = f_Id
     ob.MimeType = f_MimeType
@@ -2171,20 +2185,16 @@ def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
             s = -1
     w.acc = a
     w.n = k
-    if k >= 1024:
+    if k >= 256:
         w.spill()
 
-def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
+def _d_xmldsig_PGPDataType(r: BitReader, c: int) -> _xmldsig.PGPDataType:
     win = r.win
     av = r.avail
     f_PGPKeyID: bytes | None = None
     f_PGPKeyPacket: bytes | None = None
     s = 0
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    ec = (c >> 9)
+    ec = ((c >> 9) & 3)
     if ec == 0:
         if c & 0x100 != 0x0:
             raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyID')
@@ -2347,7 +2357,7 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             else:
                 raise r.fail_at(av, 'PGPDataType[5]', f'event code {ec}, expected SE(*), EE')
     r.avail = av
-    ob = _new(_xmldsig.PGPDataType)
+    ob = _new(_K_xmldsig_PGPDataType)
     ob.PGPKeyID = f_PGPKeyID
     ob.PGPKeyPacket = f_PGPKeyPacket
     return ob
@@ -2418,18 +2428,14 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
             s = -1
     w.acc = a
     w.n = k
-    if k >= 1024:
+    if k >= 256:
         w.spill()
 
-def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
+def _d_xmldsig_RSAKeyValueType(r: BitReader, c: int) -> _xmldsig.RSAKeyValueType:
     win = r.win
     av = r.avail
     f_Modulus: bytes
     f_Exponent: bytes
-    av -= 10
-    if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
     u = (c & 255)
@@ -2493,7 +2499,7 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     if c:
         raise r.fail_at(av + 2, 'RSAKeyValueType', 'expected EE of Exponent, EE')
     r.avail = av
-    ob = _new(_xmldsig.RSAKeyValueType)
+    ob = _new(_K_xmldsig_RSAKeyValueType)
     ob.Modulus = f_Modulus
     ob.Exponent = f_Exponent
     return ob
@@ -2526,7 +2532,7 @@ def _e_xmldsig_RSAKeyValueType(w: BitWriter, o: _xmldsig.RSAKeyValueType) -> Non
     if k >= 1024:
         w.spill()
 
-def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
+def _d_xmldsig_ReferenceType(r: BitReader, c: int) -> _xmldsig.ReferenceType:
     win = r.win
     av = r.avail
     f_Id: str | None = None
@@ -2536,13 +2542,10 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     f_DigestMethod: _xmldsig.DigestMethodType
     f_DigestValue: bytes
     s = 0
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    ec = (c >> 8)
+    ec = ((c >> 10) & 7)
     if ec == 0:
-        u = (c & 255)
+        av += 2
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -2566,13 +2569,14 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        av -= 11
+        av -= 13
         if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        ec = (c >> 8)
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        ec = (c >> 10)
         if ec == 0:
-            u = (c & 255)
+            av += 2
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -2596,9 +2600,14 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             f_Type = r.string_of(u, None)
             win = r.win
             av = r.avail
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
             s = 2
         elif ec == 1:
-            u = (c & 255)
+            av += 2
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -2622,25 +2631,38 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             f_URI = r.string_of(u, None)
             win = r.win
             av = r.avail
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
             s = 3
         elif ec == 2:
-            av += 8
             r.avail = av
-            f_Transforms = _d_xmldsig_TransformsType(r)
+            f_Transforms = _d_xmldsig_TransformsType(r, c)
             win = r.win
             av = r.avail
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
             s = 4
         elif ec == 3:
-            av += 8
+            av += 1
+            c >>= 1
             r.avail = av
-            f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+            f_DigestMethod = _d_xmldsig_DigestMethodType(r, c)
             win = r.win
             av = r.avail
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
             s = 5
         else:
-            raise r.fail_at(av + 8, 'ReferenceType[1]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
+            raise r.fail_at(av + 10, 'ReferenceType[1]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     elif ec == 1:
-        u = (c & 255)
+        av += 2
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -2664,9 +2686,14 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         f_Type = r.string_of(u, None)
         win = r.win
         av = r.avail
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
         s = 2
     elif ec == 2:
-        u = (c & 255)
+        av += 2
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -2690,31 +2717,40 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         f_URI = r.string_of(u, None)
         win = r.win
         av = r.avail
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
         s = 3
     elif ec == 3:
-        av += 8
         r.avail = av
-        f_Transforms = _d_xmldsig_TransformsType(r)
+        f_Transforms = _d_xmldsig_TransformsType(r, c)
         win = r.win
         av = r.avail
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
         s = 4
     elif ec == 4:
-        av += 8
+        av += 1
+        c >>= 1
         r.avail = av
-        f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+        f_DigestMethod = _d_xmldsig_DigestMethodType(r, c)
         win = r.win
         av = r.avail
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
         s = 5
     else:
-        raise r.fail_at(av + 8, 'ReferenceType[0]', f'event code {ec}, expected AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
+        raise r.fail_at(av + 10, 'ReferenceType[0]', f'event code {ec}, expected AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 2:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        ec = (c >> 8)
+        ec = ((c >> 10) & 3)
         if ec == 0:
-            u = (c & 255)
+            av += 2
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -2738,59 +2774,78 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             f_URI = r.string_of(u, None)
             win = r.win
             av = r.avail
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
             s = 3
         elif ec == 1:
-            av += 8
             r.avail = av
-            f_Transforms = _d_xmldsig_TransformsType(r)
+            f_Transforms = _d_xmldsig_TransformsType(r, c)
             win = r.win
             av = r.avail
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
             s = 4
         elif ec == 2:
-            av += 8
+            av += 1
+            c >>= 1
             r.avail = av
-            f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+            f_DigestMethod = _d_xmldsig_DigestMethodType(r, c)
             win = r.win
             av = r.avail
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
             s = 5
         else:
-            raise r.fail_at(av + 8, 'ReferenceType[2]', f'event code {ec}, expected AT(URI), SE(Transforms), SE(DigestMethod)')
+            raise r.fail_at(av + 10, 'ReferenceType[2]', f'event code {ec}, expected AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 3:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        ec = c
+        ec = ((c >> 10) & 3)
         if ec == 0:
             r.avail = av
-            f_Transforms = _d_xmldsig_TransformsType(r)
+            f_Transforms = _d_xmldsig_TransformsType(r, c)
             win = r.win
             av = r.avail
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
             s = 4
         elif ec == 1:
+            av += 1
+            c >>= 1
             r.avail = av
-            f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+            f_DigestMethod = _d_xmldsig_DigestMethodType(r, c)
             win = r.win
             av = r.avail
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
             s = 5
         else:
-            raise r.fail_at(av, 'ReferenceType[3]', f'event code {ec}, expected SE(Transforms), SE(DigestMethod)')
+            raise r.fail_at(av + 10, 'ReferenceType[3]', f'event code {ec}, expected SE(Transforms), SE(DigestMethod)')
     if s == 4:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ReferenceType[4]', 'expected SE(DigestMethod)')
+        av += 2
+        if c & 0x800 != 0x0:
+            raise r.fail_at(av + 10, 'ReferenceType', 'expected SE(DigestMethod)')
+        c >>= 2
         r.avail = av
-        f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+        f_DigestMethod = _d_xmldsig_DigestMethodType(r, c)
         win = r.win
         av = r.avail
         s = 5
-    av -= 10
-    if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+    else:
+        av += 2
+        c >>= 2
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
     u = (c & 255)
@@ -2826,7 +2881,7 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     s = 6
     s = -1
     r.avail = av
-    ob = _new(_xmldsig.ReferenceType)
+    ob = _new(_K_xmldsig_ReferenceType)
     ob.Id = f_Id
     ob.Type = f_Type
     ob.URI = f_URI
@@ -3003,23 +3058,20 @@ def _e_xmldsig_ReferenceType(w: BitWriter, o: _xmldsig.ReferenceType) -> None:
     s = -1
     w.acc = a
     w.n = k
-    if k >= 1024:
+    if k >= 256:
         w.spill()
 
-def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType:
+def _d_xmldsig_RetrievalMethodType(r: BitReader, c: int) -> _xmldsig.RetrievalMethodType:
     win = r.win
     av = r.avail
     f_Type: str | None = None
     f_URI: str | None = None
     f_Transforms: _xmldsig.TransformsType | None = None
     s = 0
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    ec = (c >> 8)
+    ec = ((c >> 12) & 7)
     if ec == 0:
-        u = (c & 255)
+        av += 4
+        u = ((c >> 4) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -3043,13 +3095,14 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
         f_Type = r.string_of(u, None)
         win = r.win
         av = r.avail
-        av -= 10
+        av -= 14
         if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        ec = (c >> 8)
+            win, av = r.refill(av, 14)
+        c = (win >> av) & 0x3fff
+        ec = (c >> 12)
         if ec == 0:
-            u = (c & 255)
+            av += 4
+            u = ((c >> 4) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -3073,21 +3126,30 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             f_URI = r.string_of(u, None)
             win = r.win
             av = r.avail
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
             s = 2
         elif ec == 1:
-            av += 8
+            av += 2
+            c >>= 2
             r.avail = av
-            f_Transforms = _d_xmldsig_TransformsType(r)
+            f_Transforms = _d_xmldsig_TransformsType(r, c)
             win = r.win
             av = r.avail
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
             s = 3
         elif ec == 2:
-            av += 8
             s = -1
         else:
-            raise r.fail_at(av + 8, 'RetrievalMethodType[1]', f'event code {ec}, expected AT(URI), SE(Transforms), EE')
+            raise r.fail_at(av + 12, 'RetrievalMethodType[1]', f'event code {ec}, expected AT(URI), SE(Transforms), EE')
     elif ec == 1:
-        u = (c & 255)
+        av += 4
+        u = ((c >> 4) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -3111,45 +3173,53 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
         f_URI = r.string_of(u, None)
         win = r.win
         av = r.avail
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
         s = 2
     elif ec == 2:
-        av += 8
+        av += 2
+        c >>= 2
         r.avail = av
-        f_Transforms = _d_xmldsig_TransformsType(r)
+        f_Transforms = _d_xmldsig_TransformsType(r, c)
         win = r.win
         av = r.avail
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
         s = 3
     elif ec == 3:
-        av += 8
         s = -1
     else:
-        raise r.fail_at(av + 8, 'RetrievalMethodType[0]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), EE')
+        raise r.fail_at(av + 12, 'RetrievalMethodType[0]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), EE')
     if s == 2:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        ec = c
+        ec = ((c >> 10) & 3)
         if ec == 0:
             r.avail = av
-            f_Transforms = _d_xmldsig_TransformsType(r)
+            f_Transforms = _d_xmldsig_TransformsType(r, c)
             win = r.win
             av = r.avail
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
             s = 3
         elif ec == 1:
+            av -= 2
             s = -1
         else:
-            raise r.fail_at(av, 'RetrievalMethodType[2]', f'event code {ec}, expected SE(Transforms), EE')
+            raise r.fail_at(av + 10, 'RetrievalMethodType[2]', f'event code {ec}, expected SE(Transforms), EE')
     if s == 3:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'RetrievalMethodType[3]', 'expected EE')
+        av += 11
+        if c & 0x800 != 0x0:
+            raise r.fail_at(av + 1, 'RetrievalMethodType', 'expected EE')
         s = -1
+    else:
+        av += 12
     r.avail = av
-    ob = _new(_xmldsig.RetrievalMethodType)
+    ob = _new(_K_xmldsig_RetrievalMethodType)
     ob.Type = f_Type
     ob.URI = f_URI
     ob.Transforms = f_Transforms
@@ -3234,22 +3304,22 @@ def _e_xmldsig_RetrievalMethodType(w: BitWriter, o: _xmldsig.RetrievalMethodType
             s = -1
     w.acc = a
     w.n = k
-    if k >= 1024:
+    if k >= 256:
         w.spill()
 
-def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
+def _d_xmldsig_SPKIDataType(r: BitReader, c: int) -> _xmldsig.SPKIDataType:
     win = r.win
     av = r.avail
     f_SPKISexp: list[bytes] = []
     s = 0
     while s >= 0:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if s == 0:
-            av -= 10
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_at(av + 10, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
+                raise r.fail_at(av + 10, 'SPKIDataType', 'expected SE(SPKISexp), CH of SPKISexp')
             u = (c & 255)
             if u > 127:
                 av -= 8
@@ -3279,8 +3349,10 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                 win, av = r.refill(av, 1)
             c = (win >> av) & 0x1
             if c:
-                raise r.fail_at(av + 1, 'SPKIDataType[0]', 'expected EE of SPKISexp')
+                raise r.fail_at(av + 1, 'SPKIDataType', 'expected EE of SPKISexp')
             s = 1
+        else:
+            av += 10
         if s == 1:
             while True:
                 av -= 11
@@ -3330,12 +3402,12 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                     break
                 else:
                     raise r.fail_at(av + 9, 'SPKIDataType[1]', f'event code {ec}, expected SE(SPKISexp), SE(*), EE')
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
         if s == 2:
-            av -= 11
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            ec = (c >> 9)
+            ec = ((c >> 9) & 3)
             if ec == 0:
                 if c & 0x100 != 0x0:
                     raise r.fail_at(av + 9, 'SPKIDataType[2]', 'expected CH of SPKISexp')
@@ -3375,8 +3447,10 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                 s = -1
             else:
                 raise r.fail_at(av + 9, 'SPKIDataType[2]', f'event code {ec}, expected SE(SPKISexp), EE')
+        else:
+            av += 11
     r.avail = av
-    ob = _new(_xmldsig.SPKIDataType)
+    ob = _new(_K_xmldsig_SPKIDataType)
     ob.SPKISexp = f_SPKISexp
     return ob
 
@@ -3441,19 +3515,15 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
                 s = -1
     w.acc = a
     w.n = k
-    if k >= 1024:
+    if k >= 256:
         w.spill()
 
-def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType:
+def _d_xmldsig_SignatureMethodType(r: BitReader, c: int) -> _xmldsig.SignatureMethodType:
     win = r.win
     av = r.avail
     f_Algorithm: str
     f_HMACOutputLength: int | None = None
     s = 0
-    av -= 9
-    if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
         raise r.fail_at(av + 9, 'SignatureMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
@@ -3571,7 +3641,7 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
             else:
                 raise r.fail_at(av, 'SignatureMethodType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    ob = _new(_xmldsig.SignatureMethodType)
+    ob = _new(_K_xmldsig_SignatureMethodType)
     ob.Algorithm = f_Algorithm
     ob.HMACOutputLength = f_HMACOutputLength
     return ob
@@ -3594,26 +3664,26 @@ def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType
         t1 = o.HMACOutputLength
         if t1.bit_length() > 4096:
             raise encode_error('SignatureMethodType.HMACOutputLength', 'outside ..', t1)
-        a = (a << 5) | (1 if t1 < 0 else 0)
-        k += 5
         u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 14) | (1 if t1 < 0 else 0) << 9 | (u) << 1
+            k += 14
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 22) | (1 if t1 < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+            k += 22
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 30) | (1 if t1 < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+            k += 30
         else:
+            a = (a << 5) | (1 if t1 < 0 else 0)
+            k += 5
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 1
-        k += 1
+            a <<= 1
+            k += 1
         s = 2
     else:
         a = (a << 3) | 0x2
@@ -3634,19 +3704,16 @@ def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType
     if k >= 1024:
         w.spill()
 
-def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignaturePropertiesType:
+def _d_xmldsig_SignaturePropertiesType(r: BitReader, c: int) -> _xmldsig.SignaturePropertiesType:
     win = r.win
     av = r.avail
     f_Id: str | None = None
     f_SignatureProperty: list[_xmldsig.SignaturePropertyType] = []
     s = 0
-    av -= 10
-    if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    ec = (c >> 8)
+    ec = ((c >> 10) & 3)
     if ec == 0:
-        u = (c & 255)
+        av += 2
+        u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -3670,64 +3737,65 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SignaturePropertiesType[0]', 'expected SE(SignatureProperty)')
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x400 != 0x0:
+            raise r.fail_at(av + 11, 'SignaturePropertiesType[0]', 'expected SE(SignatureProperty)')
         r.avail = av
-        f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+        f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r, c))
         win = r.win
         av = r.avail
         s = 2
-        av -= 2
+        av -= 12
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
     elif ec == 1:
-        av += 8
         r.avail = av
-        f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+        f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r, c))
         win = r.win
         av = r.avail
-        av -= 2
+        av -= 12
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
         s = 2
     else:
-        raise r.fail_at(av + 8, 'SignaturePropertiesType[0]', f'event code {ec}, expected AT(Id), SE(SignatureProperty)')
-    ec = (c & 3)
+        raise r.fail_at(av + 10, 'SignaturePropertiesType[0]', f'event code {ec}, expected AT(Id), SE(SignatureProperty)')
+    ec = ((c >> 10) & 3)
     if ec == 0:
         r.avail = av
-        f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+        f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r, c))
         win = r.win
         av = r.avail
         s = 3
     elif ec == 1:
+        av += 10
         s = -1
     else:
-        raise r.fail_at(av, 'SignaturePropertiesType[2]', f'event code {ec}, expected SE(SignatureProperty), EE')
+        raise r.fail_at(av + 10, 'SignaturePropertiesType[2]', f'event code {ec}, expected SE(SignatureProperty), EE')
     if s == 3:
         while True:
-            av -= 2
+            av -= 12
             if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            ec = c
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            ec = (c >> 10)
             if ec == 0:
                 r.avail = av
-                f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+                f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r, c))
                 win = r.win
                 av = r.avail
             elif ec == 1:
+                av += 10
                 s = -1
                 break
             else:
-                raise r.fail_at(av, 'SignaturePropertiesType[3]', f'event code {ec}, expected SE(SignatureProperty), EE')
+                raise r.fail_at(av + 10, 'SignaturePropertiesType[3]', f'event code {ec}, expected SE(SignatureProperty), EE')
     r.avail = av
-    ob = _new(_xmldsig.SignaturePropertiesType)
+    ob = _new(_K_xmldsig_SignaturePropertiesType)
     ob.Id = f_Id
     ob.SignatureProperty = f_SignatureProperty
     return ob
@@ -3810,17 +3878,13 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
     if k >= 1024:
         w.spill()
 
-def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignaturePropertyType:
+def _d_xmldsig_SignaturePropertyType(r: BitReader, c: int) -> _xmldsig.SignaturePropertyType:
     win = r.win
     av = r.avail
     f_Id: str | None = None
     f_Target: str
     s = 0
-    av -= 10
-    if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    ec = (c >> 8)
+    ec = ((c >> 8) & 3)
     if ec == 0:
         u = (c & 255)
         if u > 127:
@@ -3949,7 +4013,7 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
             else:
                 raise r.fail_at(av, 'SignaturePropertyType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    ob = _new(_xmldsig.SignaturePropertyType)
+    ob = _new(_K_xmldsig_SignaturePropertyType)
     ob.Id = f_Id
     ob.Target = f_Target
     return ob
@@ -4002,10 +4066,10 @@ def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignatureProperty
             s = -1
     w.acc = a
     w.n = k
-    if k >= 1024:
+    if k >= 256:
         w.spill()
 
-def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
+def _d_xmldsig_SignatureType(r: BitReader, c: int) -> _xmldsig.SignatureType:
     win = r.win
     av = r.avail
     f_Id: str | None = None
@@ -4014,13 +4078,10 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
     f_KeyInfo: _xmldsig.KeyInfoType | None = None
     f_Object: list[_xmldsig.ObjectType] = []
     s = 0
-    av -= 10
-    if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    ec = (c >> 8)
+    ec = ((c >> 11) & 3)
     if ec == 0:
-        u = (c & 255)
+        av += 3
+        u = ((c >> 3) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -4044,14 +4105,14 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 12
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SignatureType[0]', 'expected SE(SignedInfo)')
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        if c & 0x800 != 0x0:
+            raise r.fail_at(av + 12, 'SignatureType[0]', 'expected SE(SignedInfo)')
         r.avail = av
-        f_SignedInfo = _d_xmldsig_SignedInfoType(r)
+        f_SignedInfo = _d_xmldsig_SignedInfoType(r, c)
         win = r.win
         av = r.avail
         s = 2
@@ -4060,9 +4121,8 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
     elif ec == 1:
-        av += 8
         r.avail = av
-        f_SignedInfo = _d_xmldsig_SignedInfoType(r)
+        f_SignedInfo = _d_xmldsig_SignedInfoType(r, c)
         win = r.win
         av = r.avail
         av -= 11
@@ -4071,7 +4131,7 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         c = (win >> av) & 0x7ff
         s = 2
     else:
-        raise r.fail_at(av + 8, 'SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
+        raise r.fail_at(av + 11, 'SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
     try:
         ec = _Taa5bbe96[(c >> 8) & 0x7]
     except KeyError:  # not a valid pattern: say why
@@ -4134,10 +4194,10 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         f_1_value = r.binary_of(u, None)
         win = r.win
         av = r.avail
-        av -= 3
+        av -= 22
         if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
     elif ec == 1:
         u = (c & 255)
         if u > 127:
@@ -4163,72 +4223,77 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         f_1_value = r.binary_of(u, None)
         win = r.win
         av = r.avail
-        av -= 3
+        av -= 22
         if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
     else:
         raise r.fail_at(av + 8, 'SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
     try:
-        ec = _Taa5bbe96[c & 0x7]
+        ec = _Taa5bbe96[(c >> 19) & 0x7]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x4 != 0x0:
-            raise r.fail_at(av + 3, 'SignatureType', 'expected EE') from None
-        ec = (c & 3)
-    ob1_ = _new(_xmldsig.SignatureValueType)
+        if c & 0x200000 != 0x0:
+            raise r.fail_at(av + 22, 'SignatureType', 'expected EE') from None
+        ec = ((c >> 19) & 3)
+    ob1_ = _new(_K_xmldsig_SignatureValueType)
     ob1_.Id = f_1_Id
     ob1_.value = f_1_value
     f_SignatureValue = ob1_
     s = 3
     if ec == 0:
         r.avail = av
-        f_KeyInfo = _d_xmldsig_KeyInfoType(r)
+        f_KeyInfo = _d_xmldsig_KeyInfoType(r, c)
         win = r.win
         av = r.avail
-        av -= 2
+        av -= 16
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        ec = c
+            win, av = r.refill(av, 16)
+        c = (win >> av) & 0xffff
+        ec = (c >> 14)
         if ec == 0:
             r.avail = av
-            f_Object.append(_d_xmldsig_ObjectType(r))
+            f_Object.append(_d_xmldsig_ObjectType(r, c))
             win = r.win
             av = r.avail
             s = 5
         elif ec == 1:
+            av += 14
             s = -1
         else:
-            raise r.fail_at(av, 'SignatureType[4]', f'event code {ec}, expected SE(Object), EE')
+            raise r.fail_at(av + 14, 'SignatureType[4]', f'event code {ec}, expected SE(Object), EE')
     elif ec == 1:
+        av += 5
+        c >>= 5
         r.avail = av
-        f_Object.append(_d_xmldsig_ObjectType(r))
+        f_Object.append(_d_xmldsig_ObjectType(r, c))
         win = r.win
         av = r.avail
         s = 5
     elif ec == 2:
+        av += 19
         s = -1
     else:
-        raise r.fail_at(av, 'SignatureType[3]', f'event code {ec}, expected SE(KeyInfo), SE(Object), EE')
+        raise r.fail_at(av + 19, 'SignatureType[3]', f'event code {ec}, expected SE(KeyInfo), SE(Object), EE')
     if s == 5:
         while True:
-            av -= 2
+            av -= 16
             if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            ec = c
+                win, av = r.refill(av, 16)
+            c = (win >> av) & 0xffff
+            ec = (c >> 14)
             if ec == 0:
                 r.avail = av
-                f_Object.append(_d_xmldsig_ObjectType(r))
+                f_Object.append(_d_xmldsig_ObjectType(r, c))
                 win = r.win
                 av = r.avail
             elif ec == 1:
+                av += 14
                 s = -1
                 break
             else:
-                raise r.fail_at(av, 'SignatureType[5]', f'event code {ec}, expected SE(Object), EE')
+                raise r.fail_at(av + 14, 'SignatureType[5]', f'event code {ec}, expected SE(Object), EE')
     r.avail = av
-    ob = _new(_xmldsig.SignatureType)
+    ob = _new(_K_xmldsig_SignatureType)
     ob.Id = f_Id
     ob.SignedInfo = f_SignedInfo
     ob.SignatureValue = f_SignatureValue
@@ -4345,16 +4410,12 @@ def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
+def _d_xmldsig_SignatureValueType(r: BitReader, c: int) -> _xmldsig.SignatureValueType:
     win = r.win
     av = r.avail
     f_Id: str | None = None
     f_value: bytes
-    av -= 10
-    if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    ec = (c >> 8)
+    ec = ((c >> 8) & 3)
     if ec == 0:
         u = (c & 255)
         if u > 127:
@@ -4448,7 +4509,7 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'SignatureValueType', 'expected EE')
     r.avail = av
-    ob = _new(_xmldsig.SignatureValueType)
+    ob = _new(_K_xmldsig_SignatureValueType)
     ob.Id = f_Id
     ob.value = f_value
     return ob
@@ -4497,7 +4558,7 @@ def _e_xmldsig_SignatureValueType(w: BitWriter, o: _xmldsig.SignatureValueType) 
     if k >= 1024:
         w.spill()
 
-def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
+def _d_xmldsig_SignedInfoType(r: BitReader, c: int) -> _xmldsig.SignedInfoType:
     win = r.win
     av = r.avail
     f_Id: str | None = None
@@ -4505,13 +4566,10 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     f_SignatureMethod: _xmldsig.SignatureMethodType
     f_Reference: list[_xmldsig.ReferenceType] = []
     s = 0
-    av -= 10
-    if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
-    ec = (c >> 8)
+    ec = ((c >> 9) & 3)
     if ec == 0:
-        u = (c & 255)
+        av += 1
+        u = ((c >> 1) & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -4535,86 +4593,87 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 10
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SignedInfoType[0]', 'expected SE(CanonicalizationMethod)')
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'SignedInfoType[0]', 'expected SE(CanonicalizationMethod)')
         r.avail = av
-        f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
+        f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r, c)
         win = r.win
         av = r.avail
         s = 2
-        av -= 1
+        av -= 10
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
     elif ec == 1:
-        av += 8
         r.avail = av
-        f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
+        f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r, c)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 10
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         s = 2
     else:
-        raise r.fail_at(av + 8, 'SignedInfoType[0]', f'event code {ec}, expected AT(Id), SE(CanonicalizationMethod)')
-    if c & 0x1 != 0x0:
-        raise r.fail_at(av + 1, 'SignedInfoType', 'expected SE(SignatureMethod)')
+        raise r.fail_at(av + 9, 'SignedInfoType[0]', f'event code {ec}, expected AT(Id), SE(CanonicalizationMethod)')
+    if c & 0x200 != 0x0:
+        raise r.fail_at(av + 10, 'SignedInfoType', 'expected SE(SignatureMethod)')
     r.avail = av
-    f_SignatureMethod = _d_xmldsig_SignatureMethodType(r)
+    f_SignatureMethod = _d_xmldsig_SignatureMethodType(r, c)
     win = r.win
     av = r.avail
-    av -= 1
+    av -= 14
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'SignedInfoType', 'expected SE(Reference)')
+        win, av = r.refill(av, 14)
+    c = (win >> av) & 0x3fff
+    if c & 0x2000 != 0x0:
+        raise r.fail_at(av + 14, 'SignedInfoType', 'expected SE(Reference)')
     s = 3
     r.avail = av
-    f_Reference.append(_d_xmldsig_ReferenceType(r))
+    f_Reference.append(_d_xmldsig_ReferenceType(r, c))
     win = r.win
     av = r.avail
-    av -= 2
+    av -= 15
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
+        win, av = r.refill(av, 15)
+    c = (win >> av) & 0x7fff
+    ec = (c >> 13)
     s = 4
     if ec == 0:
         r.avail = av
-        f_Reference.append(_d_xmldsig_ReferenceType(r))
+        f_Reference.append(_d_xmldsig_ReferenceType(r, c))
         win = r.win
         av = r.avail
         s = 5
     elif ec == 1:
+        av += 13
         s = -1
     else:
-        raise r.fail_at(av, 'SignedInfoType[4]', f'event code {ec}, expected SE(Reference), EE')
+        raise r.fail_at(av + 13, 'SignedInfoType[4]', f'event code {ec}, expected SE(Reference), EE')
     if s == 5:
         while True:
-            av -= 2
+            av -= 15
             if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            ec = c
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            ec = (c >> 13)
             if ec == 0:
                 r.avail = av
-                f_Reference.append(_d_xmldsig_ReferenceType(r))
+                f_Reference.append(_d_xmldsig_ReferenceType(r, c))
                 win = r.win
                 av = r.avail
             elif ec == 1:
+                av += 13
                 s = -1
                 break
             else:
-                raise r.fail_at(av, 'SignedInfoType[5]', f'event code {ec}, expected SE(Reference), EE')
+                raise r.fail_at(av + 13, 'SignedInfoType[5]', f'event code {ec}, expected SE(Reference), EE')
     r.avail = av
-    ob = _new(_xmldsig.SignedInfoType)
+    ob = _new(_K_xmldsig_SignedInfoType)
     ob.Id = f_Id
     ob.CanonicalizationMethod = f_CanonicalizationMethod
     ob.SignatureMethod = f_SignatureMethod
@@ -4718,15 +4777,11 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
+def _d_xmldsig_TransformType(r: BitReader, c: int) -> _xmldsig.TransformType:
     win = r.win
     av = r.avail
     f_Algorithm: str
     f_XPath: list[str] = []
-    av -= 9
-    if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
         raise r.fail_at(av + 9, 'TransformType', 'expected AT(Algorithm)')
     u = (c & 255)
@@ -4804,7 +4859,7 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
         else:
             raise r.fail_at(av + 9, 'TransformType[1]', f'event code {ec}, expected SE(XPath), SE(*), EE, CH(untyped)')
     r.avail = av
-    ob = _new(_xmldsig.TransformType)
+    ob = _new(_K_xmldsig_TransformType)
     ob.Algorithm = f_Algorithm
     ob.XPath = f_XPath
     return ob
@@ -4842,59 +4897,57 @@ def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
             break
     w.acc = a
     w.n = k
-    if k >= 1024:
+    if k >= 256:
         w.spill()
 
-def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
+def _d_xmldsig_TransformsType(r: BitReader, c: int) -> _xmldsig.TransformsType:
     win = r.win
     av = r.avail
     f_Transform: list[_xmldsig.TransformType] = []
     s = 0
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'TransformsType', 'expected SE(Transform)')
+    if c & 0x200 != 0x0:
+        raise r.fail_at(av + 10, 'TransformsType', 'expected SE(Transform)')
     r.avail = av
-    f_Transform.append(_d_xmldsig_TransformType(r))
+    f_Transform.append(_d_xmldsig_TransformType(r, c))
     win = r.win
     av = r.avail
-    av -= 2
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    ec = (c >> 9)
     s = 1
     if ec == 0:
         r.avail = av
-        f_Transform.append(_d_xmldsig_TransformType(r))
+        f_Transform.append(_d_xmldsig_TransformType(r, c))
         win = r.win
         av = r.avail
         s = 2
     elif ec == 1:
+        av += 9
         s = -1
     else:
-        raise r.fail_at(av, 'TransformsType[1]', f'event code {ec}, expected SE(Transform), EE')
+        raise r.fail_at(av + 9, 'TransformsType[1]', f'event code {ec}, expected SE(Transform), EE')
     if s == 2:
         while True:
-            av -= 2
+            av -= 11
             if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            ec = c
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            ec = (c >> 9)
             if ec == 0:
                 r.avail = av
-                f_Transform.append(_d_xmldsig_TransformType(r))
+                f_Transform.append(_d_xmldsig_TransformType(r, c))
                 win = r.win
                 av = r.avail
             elif ec == 1:
+                av += 9
                 s = -1
                 break
             else:
-                raise r.fail_at(av, 'TransformsType[2]', f'event code {ec}, expected SE(Transform), EE')
+                raise r.fail_at(av + 9, 'TransformsType[2]', f'event code {ec}, expected SE(Transform), EE')
     r.avail = av
-    ob = _new(_xmldsig.TransformsType)
+    ob = _new(_K_xmldsig_TransformsType)
     ob.Transform = f_Transform
     return ob
 
@@ -4953,7 +5006,7 @@ def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
+def _d_xmldsig_X509DataType(r: BitReader, c: int) -> _xmldsig.X509DataType:
     win = r.win
     av = r.avail
     f_X509IssuerSerial: list[_xmldsig.X509IssuerSerialType] = []
@@ -4961,11 +5014,7 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     f_X509SubjectName: list[str] = []
     f_X509Certificate: list[bytes] = []
     f_X509CRL: list[bytes] = []
-    av -= 13
-    if av < 0:
-        win, av = r.refill(av, 13)
-    c = (win >> av) & 0x1fff
-    ec = (c >> 10)
+    ec = ((c >> 10) & 7)
     if ec == 0:
         if c & 0x300 != 0x0:
             raise r.fail_at(av + 10, 'X509DataType[0]', 'expected SE(X509IssuerName), CH of X509IssuerName')
@@ -4993,23 +5042,19 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
         f_1_X509IssuerName = r.string_of(u, None)
         win = r.win
         av = r.avail
-        av -= 14
+        av -= 22
         if av < 0:
-            win, av = r.refill(av, 14)
-        c = (win >> av) & 0x3fff
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         try:
-            sg = _T143a83e6[c >> 10]
+            sg = _T143a83e6[c >> 18]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x3800 != 0x0:
-                raise r.fail_at(av + 14, 'X509DataType[0]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber') from None
-            sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
+            if c & 0x380000 != 0x0:
+                raise r.fail_at(av + 22, 'X509DataType[0]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber') from None
+            sg = ((c >> 18) & 1)
+        u = ((c >> 10) & 255)
         if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
+            u2 = (c >> 2) & 0xFF
             if u2 < 128:
                 u += _U2[u2]
             else:
@@ -5030,10 +5075,13 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                     if av < 0:
                         win, av = r.refill(av, 2)
                     c = (win >> av) & 0x3
+        else:
+            av += 8
+            c >>= 8
         f_1_X509SerialNumber = -u - 1 if sg else u
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'X509DataType[0]', 'expected EE of X509SerialNumber, EE')
-        ob1_ = _new(_xmldsig.X509IssuerSerialType)
+        ob1_ = _new(_K_xmldsig_X509IssuerSerialType)
         ob1_.X509IssuerName = f_1_X509IssuerName
         ob1_.X509SerialNumber = f_1_X509SerialNumber
         f_X509IssuerSerial.append(ob1_)
@@ -5211,23 +5259,19 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             f_2_X509IssuerName = r.string_of(u, None)
             win = r.win
             av = r.avail
-            av -= 14
+            av -= 22
             if av < 0:
-                win, av = r.refill(av, 14)
-            c = (win >> av) & 0x3fff
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             try:
-                sg = _T143a83e6[c >> 10]
+                sg = _T143a83e6[c >> 18]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x3800 != 0x0:
-                    raise r.fail_at(av + 14, 'X509DataType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber') from None
-                sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
+                if c & 0x380000 != 0x0:
+                    raise r.fail_at(av + 22, 'X509DataType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber') from None
+                sg = ((c >> 18) & 1)
+            u = ((c >> 10) & 255)
             if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
+                u2 = (c >> 2) & 0xFF
                 if u2 < 128:
                     u += _U2[u2]
                 else:
@@ -5248,10 +5292,13 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                         if av < 0:
                             win, av = r.refill(av, 2)
                         c = (win >> av) & 0x3
+            else:
+                av += 8
+                c >>= 8
             f_2_X509SerialNumber = -u - 1 if sg else u
             if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'X509DataType[1]', 'expected EE of X509SerialNumber, EE')
-            ob2_ = _new(_xmldsig.X509IssuerSerialType)
+            ob2_ = _new(_K_xmldsig_X509IssuerSerialType)
             ob2_.X509IssuerName = f_2_X509IssuerName
             ob2_.X509SerialNumber = f_2_X509SerialNumber
             f_X509IssuerSerial.append(ob2_)
@@ -5400,7 +5447,7 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
         else:
             raise r.fail_at(av + 10, 'X509DataType[1]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*), EE')
     r.avail = av
-    ob = _new(_xmldsig.X509DataType)
+    ob = _new(_K_xmldsig_X509DataType)
     ob.X509IssuerSerial = f_X509IssuerSerial
     ob.X509SKI = f_X509SKI
     ob.X509SubjectName = f_X509SubjectName
@@ -5436,26 +5483,26 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         t1 = c1.X509SerialNumber
         if t1.bit_length() > 4096:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t1)
-        a = (a << 4) | (1 if t1 < 0 else 0)
-        k += 4
         u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
-            a = (a << 8) | u
-            k += 8
+            a = (a << 14) | (1 if t1 < 0 else 0) << 10 | (u) << 2
+            k += 14
         elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
+            a = (a << 22) | (1 if t1 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+            k += 22
         elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
+            a = (a << 30) | (1 if t1 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+            k += 30
         else:
+            a = (a << 4) | (1 if t1 < 0 else 0)
+            k += 4
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        a <<= 2
-        k += 2
+            a <<= 2
+            k += 2
     elif i_X509SKI < len(o.X509SKI):
         x_X509SKI = o.X509SKI[i_X509SKI]
         i_X509SKI += 1
@@ -5527,26 +5574,26 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
             t2 = c2.X509SerialNumber
             if t2.bit_length() > 4096:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t2)
-            a = (a << 4) | (1 if t2 < 0 else 0)
-            k += 4
             u = -t2 - 1 if t2 < 0 else t2
             if u < 0x80:
-                a = (a << 8) | u
-                k += 8
+                a = (a << 14) | (1 if t2 < 0 else 0) << 10 | (u) << 2
+                k += 14
             elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
+                a = (a << 22) | (1 if t2 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+                k += 22
             elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
+                a = (a << 30) | (1 if t2 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+                k += 30
             else:
+                a = (a << 4) | (1 if t2 < 0 else 0)
+                k += 4
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            a <<= 2
-            k += 2
+                a <<= 2
+                k += 2
         elif i_X509SKI < len(o.X509SKI):
             x_X509SKI = o.X509SKI[i_X509SKI]
             i_X509SKI += 1
@@ -5602,18 +5649,14 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
             break
     w.acc = a
     w.n = k
-    if k >= 1024:
+    if k >= 256:
         w.spill()
 
-def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialType:
+def _d_xmldsig_X509IssuerSerialType(r: BitReader, c: int) -> _xmldsig.X509IssuerSerialType:
     win = r.win
     av = r.avail
     f_X509IssuerName: str
     f_X509SerialNumber: int
-    av -= 10
-    if av < 0:
-        win, av = r.refill(av, 10)
-    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
     u = (c & 255)
@@ -5640,23 +5683,19 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
     f_X509IssuerName = r.string_of(u, None)
     win = r.win
     av = r.avail
-    av -= 14
+    av -= 22
     if av < 0:
-        win, av = r.refill(av, 14)
-    c = (win >> av) & 0x3fff
+        win, av = r.refill(av, 22)
+    c = (win >> av) & 0x3fffff
     try:
-        sg = _T143a83e6[c >> 10]
+        sg = _T143a83e6[c >> 18]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x3800 != 0x0:
-            raise r.fail_at(av + 14, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber') from None
-        sg = ((c >> 10) & 1)
-    u = ((c >> 2) & 255)
+        if c & 0x380000 != 0x0:
+            raise r.fail_at(av + 22, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber') from None
+        sg = ((c >> 18) & 1)
+    u = ((c >> 10) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        u2 = c >> 2
+        u2 = (c >> 2) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -5677,11 +5716,14 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
                 if av < 0:
                     win, av = r.refill(av, 2)
                 c = (win >> av) & 0x3
+    else:
+        av += 8
+        c >>= 8
     f_X509SerialNumber = -u - 1 if sg else u
     if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
     r.avail = av
-    ob = _new(_xmldsig.X509IssuerSerialType)
+    ob = _new(_K_xmldsig_X509IssuerSerialType)
     ob.X509IssuerName = f_X509IssuerName
     ob.X509SerialNumber = f_X509SerialNumber
     return ob
@@ -5703,32 +5745,32 @@ def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialTy
     t1 = o.X509SerialNumber
     if t1.bit_length() > 4096:
         raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t1)
-    a = (a << 4) | (1 if t1 < 0 else 0)
-    k += 4
     u = -t1 - 1 if t1 < 0 else t1
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 14) | (1 if t1 < 0 else 0) << 10 | (u) << 2
+        k += 14
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 22) | (1 if t1 < 0 else 0) << 18 | (u & 0x7F) << 10 | (u >> 7) << 2 | 0x20000
+        k += 22
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 30) | (1 if t1 < 0 else 0) << 26 | (u & 0x7F) << 18 | (u >> 7 & 0x7F) << 10 | (u >> 14) << 2 | 0x2020000
+        k += 30
     else:
+        a = (a << 4) | (1 if t1 < 0 else 0)
+        k += 4
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 2
-    k += 2
+        a <<= 2
+        k += 2
     w.acc = a
     w.n = k
-    if k >= 1024:
+    if k >= 256:
         w.spill()
 
-def _d_v0(r: BitReader) -> object:
+def _d_v0(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -5787,7 +5829,7 @@ def _e_v0(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v1(r: BitReader) -> object:
+def _d_v1(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -5846,7 +5888,7 @@ def _e_v1(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v2(r: BitReader) -> object:
+def _d_v2(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -5905,26 +5947,22 @@ def _e_v2(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v3(r: BitReader) -> object:
+def _d_v3(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 19
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
     try:
-        sg = _T071cdf68[c >> 9]
+        sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'value', 'expected CH') from None
-        sg = ((c >> 9) & 1)
-    u = ((c >> 1) & 255)
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'value', 'expected CH') from None
+        sg = ((c >> 17) & 1)
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -5945,6 +5983,9 @@ def _d_v3(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = -u - 1 if sg else u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -5956,32 +5997,32 @@ def _e_v3(w: BitWriter, o: Any) -> None:
     k = w.n
     if o.bit_length() > 4096:
         raise encode_error('value', 'outside ..', o)
-    a = (a << 2) | (1 if o < 0 else 0)
-    k += 2
     u = -o - 1 if o < 0 else o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (1 if o < 0 else 0) << 9 | (u) << 1
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (1 if o < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (1 if o < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 27
     else:
+        a = (a << 2) | (1 if o < 0 else 0)
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
         w.spill()
 
-def _d_v4(r: BitReader) -> object:
+def _d_v4(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
     av -= 9
@@ -6040,26 +6081,22 @@ def _e_v4(w: BitWriter, o: Any) -> None:
     if k >= 1024:
         w.spill()
 
-def _d_v5(r: BitReader) -> object:
+def _d_v5(r: BitReader, c: int) -> object:
     win = r.win
     av = r.avail
-    av -= 11
+    av -= 19
     if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
     try:
-        sg = _T071cdf68[c >> 9]
+        sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'value', 'expected CH') from None
-        sg = ((c >> 9) & 1)
-    u = ((c >> 1) & 255)
+        if c & 0x40000 != 0x0:
+            raise r.fail_at(av + 19, 'value', 'expected CH') from None
+        sg = ((c >> 17) & 1)
+    u = ((c >> 9) & 255)
     if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        u2 = c >> 1
+        u2 = (c >> 1) & 0xFF
         if u2 < 128:
             u += _U2[u2]
         else:
@@ -6080,6 +6117,9 @@ def _d_v5(r: BitReader) -> object:
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
+    else:
+        av += 8
+        c >>= 8
     v = -u - 1 if sg else u
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'value', 'expected EE')
@@ -6091,26 +6131,26 @@ def _e_v5(w: BitWriter, o: Any) -> None:
     k = w.n
     if o.bit_length() > 4096:
         raise encode_error('value', 'outside ..', o)
-    a = (a << 2) | (1 if o < 0 else 0)
-    k += 2
     u = -o - 1 if o < 0 else o
     if u < 0x80:
-        a = (a << 8) | u
-        k += 8
+        a = (a << 11) | (1 if o < 0 else 0) << 9 | (u) << 1
+        k += 11
     elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
+        a = (a << 19) | (1 if o < 0 else 0) << 17 | (u & 0x7F) << 9 | (u >> 7) << 1 | 0x10000
+        k += 19
     elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
+        a = (a << 27) | (1 if o < 0 else 0) << 25 | (u & 0x7F) << 17 | (u >> 7 & 0x7F) << 9 | (u >> 14) << 1 | 0x1010000
+        k += 27
     else:
+        a = (a << 2) | (1 if o < 0 else 0)
+        k += 2
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    a <<= 1
-    k += 1
+        a <<= 1
+        k += 1
     w.acc = a
     w.n = k
     if k >= 1024:
@@ -6141,6 +6181,10 @@ DOCUMENT: EntryTable = (
     ('http://www.w3.org/2000/09/xmldsig#', 'Transform', _d_xmldsig_TransformType, _e_xmldsig_TransformType, _xmldsig.TransformType),
     ('http://www.w3.org/2000/09/xmldsig#', 'Transforms', _d_xmldsig_TransformsType, _e_xmldsig_TransformsType, _xmldsig.TransformsType),
     ('http://www.w3.org/2000/09/xmldsig#', 'X509Data', _d_xmldsig_X509DataType, _e_xmldsig_X509DataType, _xmldsig.X509DataType),
+)
+
+DOCUMENT_LEADS: tuple[int, ...] = (
+    9, 11, 9, 0, 19, 0, 0, 15, 0, 14, 11, 10, 13, 15, 0, 13, 9, 12, 10, 10, 11, 9, 10, 13,
 )
 
 FRAGMENT: EntryTable = (
@@ -6189,4 +6233,9 @@ FRAGMENT: EntryTable = (
     ('http://www.w3.org/2000/09/xmldsig#', 'X509SubjectName', _d_v1, _e_v1, 'str'),
     ('http://www.w3.org/2000/09/xmldsig#', 'XPath', _d_v1, _e_v1, 'str'),
     ('http://www.w3.org/2000/09/xmldsig#', 'Y', _d_v2, _e_v2, 'bytes'),
+)
+
+FRAGMENT_LEADS: tuple[int, ...] = (
+    9, 11, 9, 0, 0, 0, 0, 0, 19, 0, 0, 15, 0, 0, 14, 0, 11, 0, 0, 0, 0, 10, 13, 15,
+    0, 0, 0, 13, 9, 12, 10, 10, 11, 9, 10, 0, 0, 13, 0, 10, 0, 0, 0, 0, 0,
 )

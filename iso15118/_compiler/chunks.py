@@ -4,17 +4,18 @@ A schema-informed stream is mostly small fixed-width pieces: event codes, the CH
 codes around simple values, enumerations, booleans, bounded integers.  Where the grammar
 leaves no choice between them, the generated code reads (or writes) a whole run at once
 and takes the pieces apart with shifts, or looks the run up in a table of its valid bit
-patterns when it holds several small values.  Decoders also read ahead across choices and
-after the first octet of an integer (see "reading ahead" below).
+patterns when it holds several small values.  Decoders also read ahead across choices, after
+the first octet of an integer, into the states several ways lead to and into the decoder
+they call (see "reading ahead" below).  Encoders write an Unsigned Integer together with
+the runs on either side of it.
 """
 
 from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 MAX_RUN = 62  # bits per call, so that every chunk stays a small int
 MAX_TABLE = 256  # entries of a run table (see _table_run)
@@ -44,6 +45,14 @@ class WriteBits:
     width: int
     expr: int | str
     pre: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class WriteUInt:
+    """An Unsigned Integer in `u` (set by `pre`, after its checks): written in one piece
+    with the fixed-width runs before and after it (EXI 1.0 section 7.1.6)."""
+
+    pre: list[str]
 
 
 @dataclass(slots=True)
@@ -83,40 +92,88 @@ class UIntTail:
     reads: bool = False
 
 
-ReadItem = ReadBits | Raw | Stmt | Choice | UIntTail
+@dataclass(slots=True)
+class ReadCall:
+    """A call of another type's decoder: `lines` (they use the reader) run with the next
+    `lead` bits of the stream in the low bits of `c` (junk above them), the reader after
+    them: the callee's first read, done by the caller's last."""
+
+    lines: list[str]
+    lead: int
 
 
-def flush_reads(items: Sequence[ReadItem], where: str) -> list[str]:
-    return _Reads(where).flush(items, _Ahead(0, 0), 0)[0]
+@dataclass(slots=True)
+class Guard:
+    """Code for a state that several ways lead into: `items` run when `cond` holds.  Both
+    ways start from the same place of the stream, so the bits read ahead before it serve
+    the state's code, or else what follows it."""
+
+    cond: str
+    items: list[ReadItem]
 
 
-def flush_writes(items: Sequence[WriteBits | Raw | Stmt]) -> list[str]:
-    return _flush(items, _write_run)
+ReadItem = ReadBits | Raw | Stmt | Choice | UIntTail | ReadCall | Guard
 
 
-Bits = TypeVar("Bits", ReadBits, WriteBits)
+def flush_reads(items: Sequence[ReadItem], where: str, lead: int = 0, want: int = 0) -> list[str]:
+    """Code for `items`, entered with the next `lead` bits in the low bits of `c`; it
+    leaves the next `want` bits there."""
+    _LEADS.clear()
+    return _Reads(where).flush(items, _Ahead(lead, 0), want)[0]
 
 
-def _flush(
-    items: Sequence[Bits | Raw | Stmt], emit: Callable[[list[Bits]], list[str]]
-) -> list[str]:
-    """Code for `items`: runs of fixed-width pieces (at most MAX_RUN bits) become one call
-    each; Raw code ends a run; Stmt lines follow the run they sit in."""
+def entry_lead(items: Sequence[ReadItem]) -> int:
+    """How many bits a decoder whose body is `items` wants read ahead by its caller (a
+    little less than a whole read, so that a caller's event code fits with them)."""
+    _LEADS.clear()
+    return min(_lead(items), AHEAD - 2)
+
+
+def flush_writes(items: Sequence[WriteBits | WriteUInt | Raw | Stmt]) -> list[str]:
+    """Code for `items`: runs of fixed-width pieces (at most MAX_RUN bits) become one shift
+    of the accumulator each, an Unsigned Integer joins the runs on either side; Raw code
+    ends a run; Stmt lines follow the run they sit in."""
     out: list[str] = []
-    run: list[Bits] = []
+    run: list[WriteBits] = []
     later: list[str] = []
-    for item in items:
+    i = 0
+    while i < len(items):
+        item = items[i]
+        i += 1
         if isinstance(item, Stmt):
             later += item.lines
         elif isinstance(item, Raw):
-            out += emit(run) + later + item.lines
+            out += _write_run(run) + later + item.lines
+            run, later = [], []
+        elif isinstance(item, WriteUInt):
+            if _wwidth(run) + 24 > MAX_RUN:
+                out += _write_run(run)
+                run = []
+            after: list[WriteBits] = []
+            while i < len(items):
+                nxt = items[i]
+                if isinstance(nxt, Stmt):
+                    later += nxt.lines
+                elif (
+                    isinstance(nxt, WriteBits)
+                    and _wwidth(run) + 24 + _wwidth(after) + nxt.width <= MAX_RUN
+                ):
+                    after.append(nxt)
+                else:
+                    break
+                i += 1
+            out += _write_uint(run, item, after) + later
             run, later = [], []
         else:
-            if run and sum(b.width for b in run) + item.width > MAX_RUN:
-                out += emit(run) + later
+            if run and _wwidth(run) + item.width > MAX_RUN:
+                out += _write_run(run) + later
                 run, later = [], []
             run.append(item)
-    return out + emit(run) + later
+    return out + _write_run(run) + later
+
+
+def _wwidth(run: Sequence[WriteBits]) -> int:
+    return sum(b.width for b in run)
 
 
 def read_into(var: str, width: int) -> list[str]:
@@ -140,7 +197,9 @@ def with_reader(lines: list[str]) -> list[str]:
 # Taking bits out of the window costs far more than splitting a small int, so a read also
 # takes the bits of what follows when that is fixed-width: the alternatives after an event
 # code, the rest after an Unsigned Integer's first octet (most values fit in one), the run
-# after a choice.  Bits read ahead sit in `c`; what is not used is handed back (`av += n`).
+# after a choice, the first bits of a called decoder (ReadCall) or of a state entered from
+# several places (Guard).  Bits read ahead sit in `c`; what is not used is handed back
+# (`av += n`).
 # The generated reader pads the stream with zero octets (BitReader.refill), so reading ahead
 # past the end is harmless; the decoder refuses a document that ends beyond the data.
 
@@ -161,9 +220,20 @@ def _passive(item: ReadItem) -> bool:
     return isinstance(item, Stmt) or (isinstance(item, Raw) and not item.reads)
 
 
+_LEADS: dict[tuple[tuple[int, ...], int], int] = {}  # (items by id, after) -> _lead
+
+
 def _lead(items: Sequence[ReadItem], after: int = 0) -> int:
     """How many bits the first read of `items` takes (with what it reads ahead), when the
     next `after` bits are wanted after them."""
+    key = (tuple(map(id, items)), after)
+    lead = _LEADS.get(key)
+    if lead is None:
+        lead = _LEADS[key] = _first_read(items, after)
+    return lead
+
+
+def _first_read(items: Sequence[ReadItem], after: int) -> int:
     total = 0
     for i, item in enumerate(items):
         if _passive(item):
@@ -178,6 +248,12 @@ def _lead(items: Sequence[ReadItem], after: int = 0) -> int:
             continue
         if isinstance(item, UIntTail) and not item.reads:
             return total + min(_lead(items[i + 1 :], after), max(0, AHEAD - total))
+        if isinstance(item, ReadCall):
+            return total + min(item.lead, max(0, AHEAD - total))
+        if isinstance(item, Guard):
+            rest = items[i + 1 :]
+            lead = max(_lead([*item.items, *rest], after), _lead(rest, after))
+            return total + min(lead, max(0, AHEAD - 2 - total))  # as entry_lead
         return total
     return total + min(after, max(0, AHEAD - total))
 
@@ -211,6 +287,7 @@ class _Reads:
             out.extend(lines + later)
             run, later = [], []
 
+        shared = 0  # what a run of guards reads ahead
         for i, item in enumerate(items):
             rest = items[i + 1 :]
             if isinstance(item, Stmt):
@@ -225,6 +302,26 @@ class _Reads:
                 out += item.lines
                 if _ends_in_raise(item.lines):
                     return out, True
+            elif isinstance(item, ReadCall):
+                emit(item.lead)
+                out += self.settle(ahead, item.lead) + item.lines
+                ahead = _Ahead(0, 0)
+            elif isinstance(item, Guard):
+                # guards one after another share what they read ahead: whichever runs
+                # leaves as much for the next, so that skipping one costs nothing
+                later_guard = next((x for x in rest if not _passive(x)), None)
+                if isinstance(later_guard, Guard):
+                    shared = max(shared, _lead(rest, want))
+                lead = max(shared, _lead(items[i:], want))
+                emit(lead)
+                out += self.settle(ahead, lead)
+                want_next = lead if isinstance(later_guard, Guard) else _lead(rest, want)
+                taken, _raised = _Reads(self.where).flush(item.items, _Ahead(lead, 0), want_next)
+                skipped = self.settle(_Ahead(lead, 0), want_next)
+                out += [item.cond, *_indent(taken or ["pass"])]
+                out += ["else:", *_indent(skipped)] if skipped else []
+                ahead = _Ahead(want_next, 0)
+                shared = want_next if isinstance(later_guard, Guard) else 0
             elif isinstance(item, ReadBits | Choice):
                 if _width(run) + item.width > MAX_RUN:
                     emit(_lead(items[i:], want))
@@ -238,10 +335,18 @@ class _Reads:
                 want_next = _lead(rest, want)
                 out += self.chain(item, ahead, want_next)
                 ahead = _Ahead(want_next, 0)
-            else:
-                emit(0 if item.reads else _lead(rest, want))
+            elif item.reads:
+                emit(0)
                 out += _uint_more(ahead) + item.lines
                 ahead = _Ahead(ahead.n, 0)
+            else:
+                emit(_lead(rest, want) + 8)  # with the second octet if there is room
+                if ahead.n >= 8:
+                    out += _uint_second_octet(ahead) + item.lines
+                    ahead = _Ahead(ahead.n - 8, ahead.off)
+                else:
+                    out += _uint_more(ahead) + item.lines
+                    ahead = _Ahead(ahead.n, 0)
         emit(want)
         out += self.settle(ahead, want)
         return out, False
@@ -251,6 +356,9 @@ class _Reads:
         `want` bits in the low bits of `c`."""
         if ahead.n == want:
             return [f"c >>= {ahead.off}"] if want and ahead.off else []
+        if ahead.n > want:  # hand the bits after them back
+            drop = ahead.off + ahead.n - want
+            return [f"av += {ahead.n - want}", *([f"c >>= {drop}"] if want and drop else [])]
         return [
             f"av -= {want - ahead.n}",
             "if av < 0:",
@@ -262,7 +370,14 @@ class _Reads:
         out: list[str] = []
         sub = _Reads(choice.where)
         for i, (items, tail) in enumerate(zip(choice.branches, choice.tails, strict=True)):
-            code, raised = sub.flush(items, ahead, want)
+            if want and any(isinstance(x, Stmt) and "s = -1" in x.lines for x in items):
+                # the end of the element: only guards of states that cannot come now
+                # follow, and they just hand back what the code before them read
+                # ahead; so this reads nothing ahead, but counts it read
+                code, raised = sub.flush(items, ahead, 0)
+                code = _count_read(code, want)
+            else:
+                code, raised = sub.flush(items, ahead, want)
             if not raised:
                 code += tail
             out += [f"{'if' if i == 0 else 'elif'} ec == {i}:", *_indent(code or ["pass"])]
@@ -273,6 +388,20 @@ class _Reads:
 
 def _indent(lines: list[str], depth: int = 1) -> list[str]:
     return [_IND * depth + line for line in lines]
+
+
+def _count_read(code: list[str], n: int) -> list[str]:
+    """`code`, then `av -= n`: merged into a hand-back that ends it, if any (only state
+    numbers set after it)."""
+    for i in range(len(code) - 1, -1, -1):
+        found = re.fullmatch(r"av ([+-])= (\d+)", code[i])
+        if found:
+            delta = int(found.group(2)) * (1 if found.group(1) == "+" else -1) - n
+            line = [f"av += {delta}" if delta > 0 else f"av -= {-delta}"] if delta else []
+            return code[:i] + line + code[i + 1 :]
+        if not re.fullmatch(r"s = -?\d+", code[i]):
+            break
+    return [*code, f"av -= {n}"]
 
 
 def _uint_more(ahead: _Ahead) -> list[str]:
@@ -309,6 +438,39 @@ def _uint_more(ahead: _Ahead) -> list[str]:
         _IND * 2 + "if u2 > 127:",
         *_indent(last, 3),
         *(["else:", *_indent(fast)] if fast else []),
+    ]
+
+
+def _uint_second_octet(ahead: _Ahead) -> list[str]:
+    """After the first octet `u` of an Unsigned Integer, with the `ahead.n` bits read
+    after it (8 or more, so the second octet is among them): the second octet from them,
+    the third and more as in _uint_more.  Leaves the `ahead.n - 8` bits after the value at
+    `ahead.off` in `c` whatever its length."""
+    q, off = ahead.n, ahead.off
+    rest = q - 8
+    octet = f"(c >> {off + rest}) & 0xFF" if off + rest else "c & 0xFF"
+    last = [*([f"av += {rest}"] if rest else []), *with_reader(["u = r.uint_more(u, 21)"])]
+    if rest:
+        last += read_into("c", rest)
+    one = ["av += 8", *(["c >>= 8"] if rest else [])]  # one octet: hand the second back
+    return [
+        "if u > 127:",
+        _IND + f"u2 = {octet}",
+        _IND + "if u2 < 128:",  # two octets, the most frequent case after one
+        _IND * 2 + "u += _U2[u2]",
+        _IND + "else:",
+        _IND * 2 + "u = (u & 0x7F) | (u2 & 0x7F) << 7",
+        _IND * 2 + "av -= 8",  # the third octet and the bits after it
+        _IND * 2 + "if av < 0:",
+        _IND * 3 + f"win, av = r.refill(av, {q})",
+        _IND * 2 + f"c = (win >> av) & {(1 << q) - 1:#x}",
+        _IND * 2 + (f"u2 = c >> {rest}" if rest else "u2 = c"),
+        _IND * 2 + "u |= (u2 & 0x7F) << 14",
+        _IND * 2 + "if u2 > 127:",
+        *_indent(last, 3),
+        *([_IND * 2 + f"c <<= {off}"] if off and rest else []),
+        "else:",
+        *_indent(one),
     ]
 
 
@@ -427,28 +589,68 @@ def _fields(run: list[ReadBits], where: str, low: int, exact: bool, q: int) -> l
     return out + values
 
 
-def _write_run(run: list[WriteBits]) -> list[str]:
-    if not run:
-        return []
-    out = [line for b in run for line in b.pre]
-    total = sum(b.width for b in run)
+def _run_parts(run: Sequence[WriteBits], base: int) -> tuple[list[str], int]:
+    """The value of `run` shifted left by `base`: its expressions and its constant bits."""
     const = 0
     parts = []
-    shift = total
+    shift = base + _wwidth(run)
     for b in run:
         shift -= b.width
         if isinstance(b.expr, int):
             const |= b.expr << shift
         else:
             parts.append(f"({b.expr}) << {shift}" if shift else f"({b.expr})")
+    return parts, const
+
+
+def _shift_in(total: int, parts: list[str], const: int) -> list[str]:
+    """Append `total` bits (the or of `parts` and `const`) to the accumulator."""
     if const or not parts:
-        parts.append(f"{const:#x}")
+        parts = [*parts, f"{const:#x}"]
     expr = " | ".join(parts)
     return [
-        *out,
         f"a = (a << {total}) | {expr}" if expr != "0x0" else f"a <<= {total}",
         f"k += {total}",
     ]
+
+
+def _write_run(run: list[WriteBits]) -> list[str]:
+    if not run:
+        return []
+    return [line for b in run for line in b.pre] + _shift_in(_wwidth(run), *_run_parts(run, 0))
+
+
+# The octets of an Unsigned Integer `u` below 2**21 (7-bit groups, least significant first,
+# the continuation bit set on all but the last): (limit, width, expressions, constant bits)
+_UINT_FORMS = (
+    ("0x80", 8, [("u", 0)], 0),
+    ("0x4000", 16, [("u & 0x7F", 8), ("u >> 7", 0)], 0x8000),
+    ("0x200000", 24, [("u & 0x7F", 16), ("u >> 7 & 0x7F", 8), ("u >> 14", 0)], 0x808000),
+)
+
+
+def _write_uint(before: list[WriteBits], uint: WriteUInt, after: list[WriteBits]) -> list[str]:
+    """`before`, the Unsigned Integer `u`, `after`: one shift of the accumulator for values
+    of up to three octets; longer ones by the writer."""
+    out = [*(line for b in before for line in b.pre), *uint.pre]
+    out += [line for b in after for line in b.pre]
+    n_before, n_after = _wwidth(before), _wwidth(after)
+    low_parts, low_const = _run_parts(after, 0)
+    for i, (limit, width, pieces, bits) in enumerate(_UINT_FORMS):
+        high_parts, high_const = _run_parts(before, width + n_after)
+        mid = [
+            f"({p}) << {shift + n_after}" if shift + n_after else f"({p})" for p, shift in pieces
+        ]
+        const = high_const | bits << n_after | low_const
+        out += [f"{'if' if i == 0 else 'elif'} u < {limit}:"]
+        out += _indent(_shift_in(n_before + width + n_after, high_parts + mid + low_parts, const))
+    out += ["else:"]
+    if before:
+        out += _indent(_shift_in(n_before, *_run_parts(before, 0)))
+    out += _indent(with_writer(["w.uint(u)"]))
+    if after:
+        out += _indent(_shift_in(n_after, low_parts, low_const))
+    return out
 
 
 def with_writer(lines: list[str]) -> list[str]:

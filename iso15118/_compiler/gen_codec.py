@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from .chunks import ReadBits, WriteBits, flush_reads, flush_writes, table_definitions
-from .gen_functions import ENCODER_EPILOGUE, FunctionWriter, _indent
+from .gen_functions import FunctionWriter, _indent, alias_definitions, encoder_epilogue
 from .gen_types import HEADER, enum_name
 from .model import ClassModel, LoadedSet, module_of
 from .xsd import ComplexType, ElementDecl, QName, SimpleType
@@ -40,23 +40,27 @@ class CodecWriter(FunctionWriter):
                 *self.read_value(st, "v = {v}", "value"),
                 ReadBits(1, "EE", expect=0),
             ]
-            out.append(f"def _d{name}(r: BitReader) -> object:")
+            out.append(f"def _d{name}(r: BitReader, c: int) -> object:")
             body = ["win = r.win", "av = r.avail", *flush_reads(reads, "value"), "r.avail = av"]
             out += [*_indent(body), f"{_IND}return v", ""]
             out.append(f"def _e{name}(w: BitWriter, o: Any) -> None:")
             writes = [WriteBits(1, 0), *self.write_value(st, "o", "value", []), WriteBits(1, 0)]
-            body = ["a = w.acc", "k = w.n", *flush_writes(writes), *ENCODER_EPILOGUE]
+            body = ["a = w.acc", "k = w.n", *flush_writes(writes), *encoder_epilogue()]
             out += [*_indent(body), ""]
         return out
 
     def entries(self, decls: list[ElementDecl], label: str) -> tuple[list[str], int]:
-        """A table of (namespace, name, decoder, encoder) in event-code order."""
+        """A table of (namespace, name, decoder, encoder, kind) in event-code order, and
+        the bits each decoder wants read ahead (see chunks.ReadCall)."""
         rows = []
+        leads = []
         for decl in decls:
+            leads.append(0)
             if isinstance(decl.type, ComplexType):
                 k = self.key_of(decl.type)
                 dec, enc = self.fn(k, "d"), self.fn(k, "e")
                 kind = self.cls_ref(k)
+                leads[-1] = self.entry_lead(decl.type)
             else:
                 dec, enc = self.simple_root(decl)
                 st = decl.type
@@ -66,7 +70,11 @@ class CodecWriter(FunctionWriter):
                     else repr(_SCALAR_TAG.get(st.primitive, "str"))
                 )
             rows.append(f"    ({decl.name[0]!r}, {decl.name[1]!r}, {dec}, {enc}, {kind}),")
-        return [f"{label}: EntryTable = (", *rows, ")"], len(decls)
+        lead_rows = [
+            "    " + " ".join(f"{n}," for n in leads[i : i + 24]) for i in range(0, len(leads), 24)
+        ]
+        table = [f"{label}: EntryTable = (", *rows, ")", ""]
+        return [*table, f"{label}_LEADS: tuple[int, ...] = (", *lead_rows, ")"], len(decls)
 
 
 def type_functions(loaded: LoadedSet, classes: dict[QName, ClassModel]) -> dict[QName, str]:
@@ -149,9 +157,10 @@ def generate_codec_module(
         "_U2 = tuple((i << 7) - 128 for i in range(128))  # adds a second octet to the first\n"
     )
     out.append("EntryTable = tuple[")
-    out.append(
-        "    tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],"
-    )
+    decoder, encoder = "Callable[[BitReader, int], Any]", "Callable[[BitWriter, Any], None]"
+    out.append("    tuple[")
+    out.append(f"        str, str, {decoder}, {encoder}, object")
+    out.append("    ],")
     out.append("    ...,")
     out.append("]")
     out.append(f"DOCUMENT_WIDTH = {n_doc.bit_length()}  # {n_doc} global elements + SE(*)")
@@ -164,6 +173,7 @@ def generate_codec_module(
         out.append(f"_E_{name} = tuple({ref})")
         out.append(f"_I_{name} = {{m: i for i, m in enumerate(_E_{name})}}")
     out += tables
+    out += alias_definitions("\n".join(functions))
     out.append("\n")
     out += functions
     out += roots

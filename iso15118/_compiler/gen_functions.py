@@ -13,12 +13,16 @@ from contextlib import contextmanager
 
 from .chunks import (
     Choice,
+    Guard,
     Raw,
     ReadBits,
+    ReadCall,
     ReadItem,
     Stmt,
     UIntTail,
     WriteBits,
+    WriteUInt,
+    entry_lead,
     flush_reads,
     flush_writes,
     with_reader,
@@ -34,7 +38,14 @@ from .xsd import ComplexType, QName, SimpleType
 _IND = "    "
 MAX_INTEGER_BITS = 4096  # iso15118.exi._bits.MAX_UINT_BITS: the longest integer a stream may carry
 _PY_SCALAR = {"boolean": "bool", "integer": "int", "base64Binary": "bytes", "hexBinary": "bytes"}
-WriteItem = WriteBits | Raw | Stmt
+WriteItem = WriteBits | WriteUInt | Raw | Stmt
+CLASS_ALIASES: dict[str, str] = {}  # module-level name -> the class it stands for
+
+
+def alias_definitions(code: str) -> list[str]:
+    """The class aliases that `code` uses, as module-level assignments."""
+    names = sorted(set(re.findall(r"\b_K_\w+", code)))
+    return [f"{name} = {CLASS_ALIASES[name]}" for name in names]
 
 
 def int_plan(st: SimpleType) -> tuple[str, int | None, int | None, int]:
@@ -53,7 +64,14 @@ def _first_octet(where: str) -> list[ReadBits]:
     return [ReadBits(8, where, lines=["u = {x}"])]
 
 
-ENCODER_EPILOGUE = ["w.acc = a", "w.n = k", "if k >= 1024:", _IND + "w.spill()"]
+SPILL_BITS = 1024  # iso15118.exi._bits.FLUSH_BITS
+SPILL_BITS_ENTRY = 256
+
+
+def encoder_epilogue(limit: int = SPILL_BITS) -> list[str]:
+    """Hand the accumulator back; past `limit` bits its whole octets go to the buffer (the
+    longer it grows, the more each shift costs; a spill costs a call)."""
+    return ["w.acc = a", "w.n = k", f"if k >= {limit}:", _IND + "w.spill()"]
 
 
 def _drop_state_variable(lines: list[str]) -> list[str]:
@@ -101,32 +119,13 @@ def _chain_states(g: Grammar, start: int, length: int, x: int) -> list[int]:
 def _prepend(items: list[WriteItem], lines: list[str]) -> None:
     """Put `lines` before everything `items` does."""
     for item in items:
-        if isinstance(item, WriteBits):
+        if isinstance(item, WriteBits | WriteUInt):
             item.pre[:0] = lines
             return
         if isinstance(item, Raw):
             item.lines[:0] = lines
             return
     items.insert(0, Raw(lines))
-
-
-def _uint_lines() -> list[str]:
-    """Write the Unsigned Integer `u`: up to three octets in place, longer ones by the writer
-    (EXI 1.0 section 7.1.6: 7-bit groups, least significant first)."""
-    return [
-        "if u < 0x80:",
-        _IND + "a = (a << 8) | u",
-        _IND + "k += 8",
-        "elif u < 0x4000:",
-        _IND + "a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7",
-        _IND + "k += 16",
-        "elif u < 0x200000:",
-        _IND + "a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8"
-        " | u >> 14",
-        _IND + "k += 24",
-        "else:",
-        *_indent(with_writer(["w.uint(u)"])),
-    ]
 
 
 def _indent(lines: list[str], depth: int = 1) -> list[str]:
@@ -167,6 +166,12 @@ class FunctionWriter:
         self.inlined = 0
         self.temps = 0
         self.depth = 0  # of inlined children
+        self.leads: dict[QName, int] = {}  # type -> its decoder's entry lead (see ReadCall)
+        self.computing: set[QName] = set()
+        self.recursive: set[QName] = set()
+        self.entry_types = {  # the types of repeated elements
+            fm.complex_key for cm in classes.values() for fm in cm.fields if fm.is_list
+        }
 
     def grammar(self, ct: ComplexType) -> Grammar:
         g = self.grammar_of.get(id(ct))
@@ -204,6 +209,22 @@ class FunctionWriter:
         if cyclic or any(p.kind not in (AT, SE, CH, EE) for st in g.states for p in st.productions):
             return False
         return set(order) - mandatory <= _single_entry_states(g, {})
+
+    def entry_lead(self, ct: ComplexType) -> int:
+        """The bits the decoder of `ct` wants read ahead by its caller (see ReadCall)."""
+        key = self.key_of(ct)
+        if key in self.computing:  # a recursive type: it reads for itself
+            self.recursive.add(key)
+            return 0
+        if key not in self.leads:
+            self.computing.add(key)
+            sub = type(self)(self.loaded, self.classes)
+            sub.leads, sub.computing, sub.recursive = self.leads, self.computing, self.recursive
+            sub.decode_function(ct, self.grammar(ct))
+            self.computing.discard(key)
+            if key in self.recursive:
+                self.leads[key] = 0
+        return self.leads[key]
 
     # -- names --------------------------------------------------------------------------------
     def cls_ref(self, key: QName) -> str:
@@ -356,9 +377,9 @@ class FunctionWriter:
                 offset = "" if not lo else f" - {lo}" if lo > 0 else f" + {-lo}"
                 return [WriteBits(bits, expr + offset, pre + check)]
             if kind == "uint":
-                return [Raw([*pre, *check, "u = " + expr, *_uint_lines()])]
+                return [WriteUInt([*pre, *check, "u = " + expr])]
             sign = WriteBits(1, f"1 if {expr} < 0 else 0", [*pre, *check])
-            return [sign, Raw([f"u = -{expr} - 1 if {expr} < 0 else {expr}", *_uint_lines()])]
+            return [sign, WriteUInt([f"u = -{expr} - 1 if {expr} < 0 else {expr}"])]
         check = _length_check(st, expr, where)
         call = "w.binary" if prim in ("base64Binary", "hexBinary") else "w.string"
         if prim not in ("base64Binary", "hexBinary", "string"):
@@ -374,7 +395,7 @@ class FunctionWriter:
         self.chains = find_chains(g)
         order = skip_chain_interiors(order, g, self.chains)
         self.inlined = 0
-        out = [f"def {self.fn(key, 'd')}(r: BitReader) -> {self.cls_ref(key)}:"]
+        out = [f"def {self.fn(key, 'd')}(r: BitReader, c: int) -> {self.cls_ref(key)}:"]
         out += [f"{_IND}win = r.win", f"{_IND}av = r.avail"]
         for fm in cm.fields:
             t = self.py_type(fm)
@@ -390,11 +411,16 @@ class FunctionWriter:
         for k in order:
             if k not in self.absorbed:
                 items += self.decode_block(cm, g, k, k not in mandatory or cyclic)
-        body = flush_reads(items, cm.name)
+        lead = self.leads.get(key)
+        if lead is None:  # no caller has asked yet
+            lead = self.leads[key] = 0 if cyclic else entry_lead(items)
+        body = flush_reads(items, cm.name, lead)
         if self.need_s and not cyclic and not any(line.startswith("if s == ") for line in body):
             body = _drop_state_variable(body)  # every guarded state was absorbed
         elif self.need_s:
             out.append(f"{_IND}s = 0")
+        if not any(re.search(r"\bwin\b", line) for line in body):
+            out.remove(f"{_IND}win = r.win")  # everything came read ahead by the caller
         if cyclic:
             out += [f"{_IND}while s >= 0:", *_indent(body, 2)]
         else:
@@ -415,11 +441,7 @@ class FunctionWriter:
             items += self.decode_action(cm, prods[0], where)
             if prods[0].kind != EE and self.need_s:
                 items.append(Stmt([f"s = {prods[0].target}"]))
-            return (
-                [Raw([f"if s == {k}:", *_indent(flush_reads(items, where))])]
-                if (guarded)
-                else items
-            )
+            return self.joined(k, items, where, guarded) if guarded else items
         branches: list[list[ReadItem]] = []
         tails: list[list[str]] = []
         for i, p in enumerate(prods):
@@ -443,10 +465,23 @@ class FunctionWriter:
         choice = Choice(state.width, where, expected, branches, tails)
         if not selfloop and not guarded:
             return [choice]
-        lines = flush_reads([choice], where)
-        if selfloop:
-            lines = ["while True:", *_indent(lines)]
-        if chain is not None:
+        return self.joined(k, [choice], where, guarded, selfloop, chain is not None)
+
+    def joined(
+        self,
+        k: int,
+        items: list[ReadItem],
+        where: str,
+        guarded: bool,
+        loop: bool = False,
+        counted: bool = False,
+    ) -> list[ReadItem]:
+        """State k's code where it cannot simply follow the code before it: a state entered
+        from several places (run when the state variable says so) or a loop."""
+        if not loop:
+            return [Guard(f"if s == {k}:", items)]
+        lines = ["while True:", *_indent(flush_reads(items, where))]
+        if counted:
             lines.insert(0, "n = 0")
         if guarded:
             lines = [f"if s == {k}:", *_indent(lines)]
@@ -465,8 +500,9 @@ class FunctionWriter:
         if p.kind == SE and p.element is not None and isinstance(p.element.type, ComplexType):
             if self.inlinable_read(p.element.type):
                 return self.inline_decode(p.element.type, target)
-            call = f"{self.fn(self.key_of(p.element.type), 'd')}(r)"
-            return [Raw(with_reader([target.replace("{v}", call)]))]
+            call = f"{self.fn(self.key_of(p.element.type), 'd')}(r, c)"
+            lines = with_reader([target.replace("{v}", call)])
+            return [ReadCall(lines, self.entry_lead(p.element.type))]
         if p.kind == SE:
             assert p.element is not None and isinstance(p.element.type, SimpleType)
             return [
@@ -482,9 +518,11 @@ class FunctionWriter:
         """Build the decoded object without its __init__ (a third of the cost): every slot is
         set from the locals.  `target` is a statement taking the object as `{v}`."""
         ref = self.cls_ref(cm.key)
+        alias = f"_K_{cm.module}_{cm.name}"  # one global look-up instead of two
+        CLASS_ALIASES[alias] = ref
         ignore = "  # type: ignore[assignment]" if cyclic else ""
         ob = f"ob{prefix}"
-        lines = [f"{ob} = _new({ref})"]
+        lines = [f"{ob} = _new({alias})"]
         for fm in cm.fields:
             required = fm.min > 0 and not fm.is_list
             lines.append(f"{ob}.{fm.py} = f_{prefix}{fm.py}{ignore if required else ''}")
@@ -592,7 +630,10 @@ class FunctionWriter:
             out += [f"{_IND}while s >= 0:", *_indent(body, 2)]
         else:
             out += _indent(body)
-        return [*out, *_indent(ENCODER_EPILOGUE)]
+        # an entry of a repeated element spills sooner: long lists keep the accumulator short
+        # while short documents never spill
+        limit = SPILL_BITS_ENTRY if key in self.entry_types else SPILL_BITS
+        return [*out, *_indent(encoder_epilogue(limit))]
 
     def encode_block(
         self, cm: ClassModel, g: Grammar, k: int, guarded: bool, reach: list[set[str]]

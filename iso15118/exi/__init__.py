@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from ._bits import BitReader, BitWriter
+from ._bits import AHEAD, BitReader, BitWriter
 from ._check import find_type_error
 from ._json import from_json_element, to_json_value, to_xml_element
 from .errors import ExiDecodeError, ExiEncodeError, ExiError
@@ -73,6 +73,8 @@ class _Codec:
         self.schema = schema
         self.document = module.DOCUMENT
         self.fragment = module.FRAGMENT
+        self.document_leads: tuple[int, ...] = module.DOCUMENT_LEADS
+        self.fragment_leads: tuple[int, ...] = module.FRAGMENT_LEADS
         self.document_width: int = module.DOCUMENT_WIDTH
         self.fragment_width: int = module.FRAGMENT_WIDTH
         self.document_index = {(ns, n): i for i, (ns, n, *_rest) in enumerate(self.document)}
@@ -119,26 +121,27 @@ def _root_of(message: Any) -> tuple[tuple[str, str], Any]:
     return element, message
 
 
-def _read_root(data: bytes, table: Any, width: int, what: str) -> tuple[BitReader, Any]:
-    """The header, the first event code and the element it names: (reader, table row)."""
-    r = BitReader(data)
-    head = r.bits(8 + width)
-    code = head & ((1 << width) - 1)
-    if head >> width != EXI_HEADER:
-        r.pos = 0
-        raise r.fail("header", "not an EXI stream with header 0x80 (no options, version 1)")
-    if code >= len(table):
-        raise r.fail(what, f"event code {code} is not an element the {what} grammar knows")
-    return r, table[code]
-
-
-def _decode(data: bytes, table: Any, width: int, fragment: bool) -> Any:
+def _decode(data: bytes, table: Any, leads: tuple[int, ...], width: int, fragment: bool) -> Any:
     r: BitReader | None = None
     try:
-        r, (namespace, name, decoder, *_rest) = _read_root(
-            data, table, width, "fragment" if fragment else "document"
-        )
-        value = decoder(r)
+        r = BitReader(data)
+        # the header, the first event code, and the bits its decoder reads first (which
+        # the decoder wants read ahead, see iso15118._compiler.chunks.ReadCall)
+        head = r.ahead(8 + width + AHEAD)
+        if r.end < 8 + width:
+            raise ExiDecodeError("unexpected end of stream", bit_offset=r.end, position="")
+        code = (head >> AHEAD) & ((1 << width) - 1)
+        if head >> (width + AHEAD) != EXI_HEADER:
+            r.pos = 0
+            raise r.fail("header", "not an EXI stream with header 0x80 (no options, version 1)")
+        if code >= len(table):
+            what = "fragment" if fragment else "document"
+            r.pos = 8 + width
+            raise r.fail(what, f"event code {code} is not an element the {what} grammar knows")
+        namespace, name, decoder, *_rest = table[code]
+        lead = leads[code]
+        r.avail += AHEAD - lead
+        value = decoder(r, head >> (AHEAD - lead))
         # a fragment ends with ED, after SE(*); a document's ED has a 0-bit event code
         if fragment and r.bits(width) != len(table) + 1:
             raise r.fail("fragment", "expected the end of the fragment (one element only)")
@@ -154,7 +157,7 @@ def _decode(data: bytes, table: Any, width: int, fragment: bool) -> Any:
 def decode(schema: str, data: bytes) -> Any:
     """Decode one EXI document (the V2GTP payload, starting with the 0x80 header)."""
     codec = _codec(schema)
-    return _decode(data, codec.document, codec.document_width, False)
+    return _decode(data, codec.document, codec.document_leads, codec.document_width, False)
 
 
 def encode(schema: str, message: Any, *, strict: bool = True) -> bytes:
@@ -198,7 +201,7 @@ def _encode(
 def decode_fragment(schema: str, data: bytes) -> Any:
     """Decode an EXI fragment holding one element, as XML signatures digest them."""
     codec = _codec(schema)
-    return _decode(data, codec.fragment, codec.fragment_width, True)
+    return _decode(data, codec.fragment, codec.fragment_leads, codec.fragment_width, True)
 
 
 def encode_fragment(schema: str, message: Any, *, strict: bool = True) -> bytes:

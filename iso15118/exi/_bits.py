@@ -14,6 +14,7 @@ from typing import Any
 from .errors import ExiDecodeError, ExiEncodeError
 
 WINDOW = 64  # octets loaded into the read window at a time
+AHEAD = 30  # the most bits a generated decoder wants read ahead by its caller
 PAD = 8  # zero octets after the end that generated decoders may read ahead into (see refill)
 MAX_UINT_BITS = 4096  # the longest Unsigned Integer a stream may carry (see uint_more)
 _ZEROS = bytes(PAD)
@@ -42,12 +43,13 @@ class BitReader:
     PAD zero octets follow the data; `finish` then refuses a document that ended in them, and
     an error found there is reported as the unexpected end of the stream it is."""
 
-    __slots__ = ("avail", "data", "end", "next", "win")
+    __slots__ = ("avail", "data", "end", "next", "padded", "win")
 
     def __init__(self, data: bytes) -> None:
         self.data = data = data if type(data) is bytes else bytes(data)
+        self.padded = padded = data + _ZEROS
         self.end = len(data) * 8
-        first = data[:WINDOW]
+        first = padded[:WINDOW]
         self.win = int.from_bytes(first, "big")  # the window; its low `avail` bits are unread
         self.avail = len(first) * 8
         self.next = len(first)  # index of the first octet not yet in the window
@@ -82,28 +84,42 @@ class BitReader:
         return self._fail(bit_offset, _grammar_position(), reason)
 
     def refill(self, avail: int, n: int) -> tuple[int, int]:
-        """Load more octets for a read of `n` bits that left `avail` (< 0) in the window:
-        the new window and its unread bits after that read.  Up to PAD zero octets follow
-        the data (for reading ahead)."""
-        self.avail = avail + n
-        self._load(n, PAD)
-        return self.win, self.avail - n
+        """Load a new window for a read of `n` bits that left `avail` (< 0) in the window:
+        the window and its unread bits after that read.  It starts at the octet that holds
+        the first unread bit; up to PAD zero octets follow the data (for reading ahead)."""
+        pos = (self.next << 3) - avail - n  # where the read starts
+        start = pos >> 3
+        chunk = self.padded[start : start + WINDOW]
+        self.next = start + len(chunk)
+        self.win = win = int.from_bytes(chunk, "big")
+        self.avail = avail = (len(chunk) << 3) - (pos & 7) - n
+        if avail < 0:
+            raise self._error("unexpected end of stream", pos)
+        return win, avail
+
+    def ahead(self, n: int) -> int:
+        """The next `n` bits, read ahead (as a generated decoder's caller does): the reader
+        is after them, and zero octets may follow the data."""
+        avail = self.avail - n
+        win = self.win
+        if avail < 0:
+            win, avail = self.refill(avail, n)
+        self.avail = avail
+        return (win >> avail) & ((1 << n) - 1)
 
     def bits(self, n: int) -> int:
         avail = self.avail - n
         if avail < 0:
-            self._load(n, 0)
+            self._load(n)
             avail = self.avail - n
         if self.next * 8 - avail > self.end:  # the window may hold zero octets read ahead
             raise self._error("unexpected end of stream", self.end)
         self.avail = avail
         return (self.win >> avail) & ((1 << n) - 1)
 
-    def _load(self, n: int, pad: int) -> None:
+    def _load(self, n: int) -> None:
         start = self.next
         chunk = self.data[start : start + WINDOW]
-        if len(chunk) < WINDOW and pad:
-            chunk += _ZEROS[: len(self.data) + pad - start - len(chunk)]
         if self.avail + len(chunk) * 8 < n:
             raise self._error("unexpected end of stream", self.pos)
         rest = self.win & ((1 << self.avail) - 1)
