@@ -245,8 +245,8 @@ def _received(result: EvResult, name: str) -> list[Any]:
     ]
 
 
-def _check_samples(samples: list[Sample]) -> None:
-    assert len(samples) > 200, len(samples)
+def _check_samples(samples: list[Sample], *, at_least: int = 200) -> None:
+    assert len(samples) > at_least, len(samples)
     for sample in samples:
         assert sample.limit is not None
         total = sum(sample.power.values())
@@ -392,6 +392,49 @@ def test_four_evses_share_the_site_limit_and_follow_its_changes(tmp_path: Path) 
             _check_samples(site.samples)
             _binds(site.samples, SITE_LIMIT)
             _binds(site.samples, LOW_LIMIT)
+
+    asyncio.run(test())
+
+
+def test_four_cars_arriving_together_share_the_limit(tmp_path: Path) -> None:
+    """All four cars plug in at once: each one's arrival moves the others' caps between their
+    ChargeParameterDiscovery and PowerDelivery; every request is still answered OK, the site
+    limit holds at every sample, and all settle on their shares."""
+    _load_codecs()
+
+    async def test() -> None:
+        async with running_site(tmp_path) as site:
+            stop_sampling = asyncio.Event()
+            sampler = asyncio.create_task(_sampler(site, stop_sampling))
+            cars = site.cars
+            try:
+                cars.extend(asyncio.create_task(_car(site, plan)) for plan in PLANS)
+                await _until(lambda: _settled(site, PLANS), "all four cars charge", site)
+                settled = site.allocation()
+                for server in site.station.servers.values():
+                    for session_id in list(server.live):
+                        assert await site.station.stop_session(session_id)
+                async with asyncio.timeout(10):
+                    results = await asyncio.gather(*cars)
+            finally:
+                stop_sampling.set()
+                await sampler
+                for task in cars:
+                    task.cancel()
+                await asyncio.gather(*cars, return_exceptions=True)
+            assert not site.failures
+            for plan, result in zip(PLANS, results, strict=True):
+                assert result.ok, (plan.evse_id, result.reason)
+                codes = {
+                    code
+                    for _name, code in (
+                        (n, getattr(r, "ResponseCode", "OK"))
+                        for n, r in site.exchanged[plan.evse_id]
+                    )
+                }
+                assert all(str(c).startswith("OK") for c in codes), (plan.evse_id, codes)
+            _check_samples(site.samples, at_least=50)
+            assert sum(c or 0 for c in settled.values()) == SITE_LIMIT
 
     asyncio.run(test())
 
