@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -69,6 +70,8 @@ logger = logging.getLogger("secc.server")
 
 #: how long a backend call may take before the SECC treats the backend as unavailable
 BACKEND_TIMEOUT = 30.0
+#: billing records kept in memory (`SeccServer.records`); the store has every one
+RECENT_RECORDS = 100
 
 
 class BackendHook(Protocol):
@@ -170,12 +173,13 @@ class SeccServer:
         self.processor = processor
         #: called with each billing record once it is committed to the store
         self.billing_listeners: list[Callable[[BillingRecord], None]] = []
-        #: called after each response is handed to the transport
+        #: called with each answered request, once its response is ready to send
         self.exchange_observers: list[Callable[[Exchange], None]] = []
         self.power_cap: float | None = None
         self.drivers: dict[str, _ConnectionDriver] = {}
         self.paused: dict[bytes, ResumeState] = {}
-        self.records: list[BillingRecord] = []
+        #: the latest billing records (the store keeps them all; this is for a quick look)
+        self.records: deque[BillingRecord] = deque(maxlen=RECENT_RECORDS)
         self.live: dict[str, SeccSession] = {}
         self._servers: list[V2GTPServer] = []
         self._background: set[asyncio.Task[None]] = set()
@@ -313,12 +317,10 @@ class _ConnectionDriver:
         self.session: SeccSession | None = None
         self.closing = False
         self.stop_reason: StopReason | None = None
-        self.last_status: EvseStatus | None = None
         self._received_at = self.loop.time()
 
     async def _status(self) -> EvseStatus:
         status = await self.server.controller.status()
-        self.last_status = status
         return self.server.effective_status(status, self.stop_reason)
 
     def renegotiate(self) -> None:
