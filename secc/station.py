@@ -415,18 +415,13 @@ class Station:
         if self._site_limit is None and all(u.allocated is None for u in self._units.values()):
             return
         async with self._lock:
-            target: dict[str, float | None]
-            if self._site_limit is None:
-                target = {evse_id: None for evse_id in self._units}
+            changes: list[tuple[str, float | None]]
+            if self._site_limit is None:  # the limit was lifted: every cap goes
+                changes = [(evse_id, None) for evse_id in self._units]
             else:
                 demands = [self._demand(unit) for unit in self._units.values()]
-                target = dict(allocate(self._site_limit, demands))
-            current = {evse_id: unit.allocated for evse_id, unit in self._units.items()}
-            changes: list[tuple[str, float | None]] = [
-                (evse_id, None) for evse_id, cap in target.items() if cap is None
-            ]
-            capped = {k: v for k, v in target.items() if v is not None}
-            changes += list(apply_order(current, capped))
+                current = {evse_id: unit.allocated for evse_id, unit in self._units.items()}
+                changes = list(apply_order(current, allocate(self._site_limit, demands)))
             for evse_id, cap in changes:
                 unit = self._units[evse_id]
                 if unit.allocated == cap:
