@@ -46,6 +46,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from billing_child import Announcing, Say
+
 from evcc.battery import BatteryParams
 from evcc.client import run_ev
 from evcc.config import EvccConfig, Payment
@@ -57,15 +59,12 @@ from secc.billing.webhook import WebhookProcessor
 from secc.context import SeccConfig
 from secc.events import Authorize, MessageExchanged, SessionEnded, SessionEvent, SessionStarted
 from secc.evse import EvseStatus
-from secc.payment import PaymentProcessor, Settlement
 from secc.records import BillingRecord
 from secc.server import SeccServer, SeccServerConfig
 from secc.simulated import SimulatedEVSE
 from secc.station import Station
 from secc.store import OutboxState, SessionStore
 from secc.tariff import Tariff
-
-Say = Callable[[str], None]
 
 EVSE_ID = "DE*ABC*E0000001*1"
 TARIFF = Tariff(
@@ -132,23 +131,6 @@ class HoldingStore(SessionStore):
             self.say(f"STORED {record.record_id} {record.session_id}")
             time.sleep(0.2)
         return stored
-
-
-class Announcing(PaymentProcessor):
-    """Says SETTLED when the real processor acknowledged, optionally waits after it."""
-
-    def __init__(self, inner: PaymentProcessor, hold: float, say: Say) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.hold = hold
-        self.say = say
-
-    async def settle(self, record: BillingRecord, *, idempotency_key: str) -> Settlement:
-        settled = await self.inner.settle(record, idempotency_key=idempotency_key)
-        self.say(f"SETTLED {idempotency_key}")
-        if self.hold:
-            await asyncio.sleep(self.hold)
-        return settled
 
 
 def announce(say: Say) -> Callable[[SessionEvent], None]:
