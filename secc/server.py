@@ -72,6 +72,25 @@ logger = logging.getLogger("secc.server")
 BACKEND_TIMEOUT = 30.0
 #: billing records kept in memory (`SeccServer.records`); the store has every one
 RECENT_RECORDS = 100
+#: paused sessions kept for their cars to resume; beyond this the oldest is forgotten (its
+#: car gets a new session; the paused part is already billed)
+MAX_PAUSED = 64
+
+
+def remember_paused(
+    paused: dict[bytes, ResumeState], session_id: bytes, resume: ResumeState
+) -> None:
+    """Keep `resume` for the car's return, forgetting the oldest beyond `MAX_PAUSED`."""
+    paused.pop(session_id, None)
+    paused[session_id] = resume
+    while len(paused) > MAX_PAUSED:
+        forgotten = next(iter(paused))
+        del paused[forgotten]
+        logger.info(
+            "paused session forgotten (more than %d paused)",
+            MAX_PAUSED,
+            extra={"session_id": forgotten.hex().upper()},
+        )
 
 
 class BackendHook(Protocol):
@@ -445,7 +464,7 @@ class _ConnectionDriver:
                     s.paused.pop(bytes.fromhex(session_id), None)
                 await c.session_started(session_id)
             case SessionPaused(session_id, resume, record):
-                s.paused[bytes.fromhex(session_id)] = resume
+                remember_paused(s.paused, bytes.fromhex(session_id), resume)
                 if record is not None:
                     await self._billed(record)
                 await c.session_ended(session_id, StopReason.EV_PAUSED)

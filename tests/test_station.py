@@ -286,3 +286,15 @@ def test_prepaid_card_site_authorises_charges_and_refuses_at_zero(tmp_path: Path
             store.close()
 
     asyncio.run(test())
+
+
+def test_paused_sessions_are_bounded() -> None:
+    from secc.server import MAX_PAUSED, remember_paused
+
+    paused: dict[bytes, Any] = {}
+    for n in range(MAX_PAUSED + 5):
+        remember_paused(paused, n.to_bytes(8, "big"), f"resume {n}")  # type: ignore[arg-type]
+    assert len(paused) == MAX_PAUSED
+    assert next(iter(paused)) == (5).to_bytes(8, "big")  # the oldest went first
+    remember_paused(paused, (5).to_bytes(8, "big"), "again")  # type: ignore[arg-type]
+    assert list(paused)[-1] == (5).to_bytes(8, "big") and len(paused) == MAX_PAUSED
