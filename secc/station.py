@@ -41,6 +41,7 @@ from enum import Enum
 from functools import partial
 from typing import Any, Protocol
 
+from secc.context import SessionData
 from secc.events import (
     Authorize,
     SessionEnded,
@@ -315,9 +316,7 @@ class Station:
                 if data is None:
                     continue
                 status = unit.status
-                energy = 0.0
-                if data.meter_start is not None and status is not None and status.meter:
-                    energy = max(0.0, status.meter.energy_wh - data.meter_start.energy_wh)
+                energy = _session_energy(status, data) or 0.0
                 authorization = data.authorization
                 out.append(
                     LiveSession(
@@ -718,9 +717,7 @@ class Station:
         else:
             state = EvseState.AVAILABLE
         meter = None if status is None or status.meter is None else status.meter.energy_wh
-        energy = None
-        if data is not None and data.meter_start is not None and meter is not None:
-            energy = float(max(0, meter - data.meter_start.energy_wh))
+        energy = None if data is None else _session_energy(status, data)
         return EvseView(
             evse_id=unit.evse_id,
             state=state,
@@ -759,6 +756,13 @@ class Station:
         except Exception:
             logger.exception("outbox counts unavailable")
             return {}
+
+
+def _session_energy(status: EvseStatus | None, data: SessionData) -> float | None:
+    """Wh the session has drawn so far (None before its meter start or without a reading)."""
+    if data.meter_start is None or status is None or status.meter is None:
+        return None
+    return float(max(0, status.meter.energy_wh - data.meter_start.energy_wh))
 
 
 def _power(status: EvseStatus | None) -> float:
