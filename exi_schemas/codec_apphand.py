@@ -43,9 +43,9 @@ def _d_apphand_AppProtocolType(r: BitReader, c: int) -> _apphand.AppProtocolType
     f_VersionNumberMinor: int
     f_SchemaID: int
     f_Priority: int
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'AppProtocolType', 'expected SE(ProtocolNamespace), CH of ProtocolNamespace')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -73,9 +73,9 @@ def _d_apphand_AppProtocolType(r: BitReader, c: int) -> _apphand.AppProtocolType
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'AppProtocolType', 'expected EE of ProtocolNamespace, SE(VersionNumberMajor), CH of VersionNumberMajor')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -131,7 +131,7 @@ def _d_apphand_AppProtocolType(r: BitReader, c: int) -> _apphand.AppProtocolType
     c = (win >> av) & 0x1fffff
     if c & 0x1c0383 != 0x0:
         raise r.fail_at(av + 21, 'AppProtocolType', 'expected EE of VersionNumberMinor, SE(SchemaID), CH of SchemaID, EE of SchemaID, SE(Priority), CH of Priority, EE of Priority, EE')
-    f_SchemaID = ((c >> 10) & 255)
+    f_SchemaID = (c >> 10)
     f_Priority = ((c >> 2) & 31) + 1
     r.avail = av
     ob = _new(_K_apphand_AppProtocolType)
@@ -224,9 +224,9 @@ def _d_apphand_supportedAppProtocolReq(r: BitReader, c: int) -> _apphand.support
     av = r.avail
     f_AppProtocol: list[_apphand.AppProtocolType] = []
     s = 0
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'supportedAppProtocolReq', 'expected SE(AppProtocol), SE(ProtocolNamespace), CH of ProtocolNamespace')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -254,9 +254,9 @@ def _d_apphand_supportedAppProtocolReq(r: BitReader, c: int) -> _apphand.support
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'supportedAppProtocolReq', 'expected EE of ProtocolNamespace, SE(VersionNumberMajor), CH of VersionNumberMajor')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -312,7 +312,7 @@ def _d_apphand_supportedAppProtocolReq(r: BitReader, c: int) -> _apphand.support
     c = (win >> av) & 0x1fffff
     if c & 0x1c0383 != 0x0:
         raise r.fail_at(av + 21, 'supportedAppProtocolReq', 'expected EE of VersionNumberMinor, SE(SchemaID), CH of SchemaID, EE of SchemaID, SE(Priority), CH of Priority, EE of Priority, EE')
-    f_1_SchemaID = ((c >> 10) & 255)
+    f_1_SchemaID = (c >> 10)
     f_1_Priority = ((c >> 2) & 31) + 1
     ob1_ = _new(_K_apphand_AppProtocolType)
     ob1_.ProtocolNamespace = f_1_ProtocolNamespace
@@ -328,11 +328,10 @@ def _d_apphand_supportedAppProtocolReq(r: BitReader, c: int) -> _apphand.support
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-        ec = (c >> 10)
-        if ec == 0:
-            if c & 0x300 != 0x0:
+        if c < 0x400:
+            if c >= 0x100:
                 raise r.fail_at(av + 10, 'supportedAppProtocolReq[1]', 'expected SE(ProtocolNamespace), CH of ProtocolNamespace')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -360,9 +359,9 @@ def _d_apphand_supportedAppProtocolReq(r: BitReader, c: int) -> _apphand.support
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x38000000 != 0x0:
+            if c >= 0x8000000:
                 raise r.fail_at(av + 30, 'supportedAppProtocolReq[1]', 'expected EE of ProtocolNamespace, SE(VersionNumberMajor), CH of VersionNumberMajor')
-            u = ((c >> 19) & 255)
+            u = (c >> 19)
             if u > 127:
                 u2 = (c >> 11) & 0xFF
                 if u2 < 128:
@@ -418,7 +417,7 @@ def _d_apphand_supportedAppProtocolReq(r: BitReader, c: int) -> _apphand.support
             c = (win >> av) & 0x1fffff
             if c & 0x1c0383 != 0x0:
                 raise r.fail_at(av + 21, 'supportedAppProtocolReq[1]', 'expected EE of VersionNumberMinor, SE(SchemaID), CH of SchemaID, EE of SchemaID, SE(Priority), CH of Priority, EE of Priority, EE')
-            f_2_SchemaID = ((c >> 10) & 255)
+            f_2_SchemaID = (c >> 10)
             f_2_Priority = ((c >> 2) & 31) + 1
             ob2_ = _new(_K_apphand_AppProtocolType)
             ob2_.ProtocolNamespace = f_2_ProtocolNamespace
@@ -431,18 +430,19 @@ def _d_apphand_supportedAppProtocolReq(r: BitReader, c: int) -> _apphand.support
             if n == 19:
                 s = 20
                 break
-        elif ec == 1:
+        elif c < 0x800:
             av += 10
             s = -1
             break
         else:
+            ec = (c >> 10) & 0x3
             raise r.fail_at(av + 10, 'supportedAppProtocolReq[1]', f'event code {ec}, expected SE(AppProtocol), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 20:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'supportedAppProtocolReq', 'expected EE')
         s = -1
     else:
@@ -638,11 +638,11 @@ def _d_apphand_supportedAppProtocolRes(r: BitReader, c: int) -> _apphand.support
     f_ResponseCode: _apphand.responseCodeType
     f_SchemaID: int | None = None
     try:
-        f_ResponseCode, ec = _T96a9b220[(c >> 11) & 0x7f]
+        f_ResponseCode, ec = _T96a9b220[c >> 11]
     except KeyError:  # not a valid pattern: say why
         if c & 0x32000 != 0x0:
             raise r.fail_at(av + 18, 'supportedAppProtocolRes', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode') from None
-        iv = ((c >> 14) & 3)
+        iv = (c >> 14)
         if iv >= 3:
             raise r.fail_at(av + 11, 'supportedAppProtocolRes.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_apphand_responseCodeType[iv]
@@ -706,7 +706,7 @@ def _d_v0(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x41 != 0x0:
             raise r.fail_at(av + 7, 'value', 'expected CH, EE') from None
-        v = ((c >> 1) & 31) + 1
+        v = (c >> 1) + 1
     r.avail = av
     return v
 
@@ -729,9 +729,9 @@ def _d_v1(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -795,7 +795,7 @@ def _d_v2(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x9 != 0x0:
             raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 3)
+        iv = (c >> 1)
         if iv >= 3:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_apphand_responseCodeType[iv]
@@ -824,7 +824,7 @@ def _d_v3(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x201 != 0x0:
             raise r.fail_at(av + 10, 'value', 'expected CH, EE') from None
-        v = ((c >> 1) & 255)
+        v = (c >> 1)
     r.avail = av
     return v
 
@@ -847,9 +847,9 @@ def _d_v4(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 18)
     c = (win >> av) & 0x3ffff
-    if c & 0x20000 != 0x0:
+    if c >= 0x20000:
         raise r.fail_at(av + 18, 'value', 'expected CH')
-    u = ((c >> 9) & 255)
+    u = (c >> 9)
     if u > 127:
         u2 = (c >> 1) & 0xFF
         if u2 < 128:

@@ -114,7 +114,6 @@ _T314b1fff = run_table(((1, 0, None), (1, 0, None), (1, None, (False, True)), (1
 _T36ee64b9 = run_table(((1, 0, None), (1, 0, None), (1, None, _E_din_paymentOptionType), (1, 0, None), (1, 0, None),))
 _T38c3effb = run_table(((1, 0, None), (3, None, _E_din_valueType), (3, None, range(8)),))
 _T3924a0e8 = run_table(((1, 0, None), (8, None, range(0, 256)), (1, 0, None),))
-_T4243fd73 = run_table(((1, 0, None), (3, None, range(8)),))
 _T4520956c = run_table(((1, 0, None), (8, None, range(-128, 128)), (1, 0, None),))
 _T57d954ab = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (1, None, (False, True)), (1, 0, None), (1, 0, None), (1, 0, None), (1, None, (False, True)), (1, 0, None), (1, 0, None), (1, 0, None), (1, None, (False, True)), (1, 0, None), (3, None, range(8)),))
 _T59ab808f = run_table(((1, 0, None), (1, 0, None), (5, None, _E_din_responseCodeType), (1, 0, None), (1, 0, None),))
@@ -127,7 +126,6 @@ _T685e51b1 = run_table(((1, 0, None), (1, 0, None), (5, None, _E_din_responseCod
 _T693f70e7 = run_table(((1, 0, None), (1, None, _E_din_paymentOptionType), (1, 0, None),))
 _T6a5e394a = run_table(((1, 0, None), (1, 0, None), (1, None, (False, True)), (1, 0, None), (1, 0, None), (2, None, range(4)),))
 _T6b55cf38 = run_table(((1, 0, None), (2, None, _E_din_isolationLevelType), (1, 0, None), (1, 0, None), (1, 0, None), (4, None, _E_din_DC_EVSEStatusCodeType), (1, 0, None),))
-_T6cd14f8b = run_table(((1, 0, None), (1, 0, None), (2, None, range(4)),))
 _T6d995e88 = run_table(((1, 0, None), (1, 0, None), (7, None, range(0, 128)), (1, 0, None), (1, 0, None),))
 _T71021874 = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (2, None, _E_din_EVSENotificationType), (1, 0, None), (1, 0, None), (1, 0, None), (1, 0, None), (1, 0, None), (3, None, range(-3, 5)), (1, 0, None), (2, None, range(4)),))
 _T7f58918e = run_table(((1, 0, None), (4, None, _E_din_unitSymbolType), (1, 0, None), (1, 0, None), (1, 0, None), (1, None, range(2)),))
@@ -140,7 +138,6 @@ _Ta135abd8 = run_table(((1, 0, None), (1, None, (False, True)), (1, 0, None), (1
 _Ta6852fec = run_table(((1, 0, None), (4, None, _E_din_DC_EVErrorCodeType), (1, 0, None),))
 _Ta7d8a1bb = run_table(((1, 0, None), (3, None, range(-3, 5)), (1, 0, None),))
 _Ta870a97b = run_table(((1, 0, None), (1, None, (False, True)), (1, 0, None),))
-_Taa5bbe96 = run_table(((1, 0, None), (2, None, range(4)),))
 _Tab4bdb8a = run_table(((1, 0, None), (1, 0, None), (1, None, (False, True)), (1, 0, None), (1, 0, None), (1, 0, None), (4, None, _E_din_EVSESupportedEnergyTransferType), (1, 0, None), (1, 0, None), (2, None, range(4)),))
 _Tadfaa03d = run_table(((1, 0, None), (1, 0, None), (1, None, (False, True)), (1, 0, None),))
 _Tae58e352 = run_table(((1, 0, None), (3, None, range(-3, 5)), (1, 0, None), (1, 0, None),))
@@ -248,7 +245,7 @@ def _d_din_CableCheckReqType(r: BitReader, c: int) -> _din.CableCheckReqType:
     win = r.win
     av = r.avail
     f_DC_EVStatus: _din.DC_EVStatusType
-    if c & 0x8000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 28, 'CableCheckReqType', 'expected SE(DC_EVStatus)')
     av -= 1
     if av < 0:
@@ -295,11 +292,11 @@ def _d_din_CableCheckResType(r: BitReader, c: int) -> _din.CableCheckResType:
     f_DC_EVSEStatus: _din.DC_EVSEStatusType
     f_EVSEProcessing: _din.EVSEProcessingType
     try:
-        f_ResponseCode, ec = _T2cf7554e[(c >> 17) & 0x7ff]
+        f_ResponseCode, ec = _T2cf7554e[c >> 17]
     except KeyError:  # not a valid pattern: say why
         if c & 0xc180000 != 0x0:
             raise r.fail_at(av + 28, 'CableCheckResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)') from None
-        iv = ((c >> 21) & 31)
+        iv = (c >> 21)
         if iv >= 23:
             raise r.fail_at(av + 17, 'CableCheckResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_din_responseCodeType[iv]
@@ -336,9 +333,9 @@ def _d_din_CableCheckResType(r: BitReader, c: int) -> _din.CableCheckResType:
         c = (win >> av) & 0x3fffff
     else:
         raise r.fail_at(av + 17, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
-    if c & 0x300000 != 0x0:
+    if c >= 0x100000:
         raise r.fail_at(av + 22, 'CableCheckResType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-    u = ((c >> 12) & 255)
+    u = (c >> 12)
     if u > 127:
         u2 = (c >> 4) & 0xFF
         if u2 < 128:
@@ -374,7 +371,7 @@ def _d_din_CableCheckResType(r: BitReader, c: int) -> _din.CableCheckResType:
     except KeyError:  # not a valid pattern: say why
         if c & 0xe7b != 0x0:
             raise r.fail_at(av + 12, 'CableCheckResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE') from None
-        iv = ((c >> 7) & 3)
+        iv = (c >> 7)
         if iv >= 3:
             raise r.fail_at(av, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_1_EVSENotification = _E_din_EVSENotificationType[iv]
@@ -422,10 +419,9 @@ def _d_din_CertificateInstallationReqType(r: BitReader, c: int) -> _din.Certific
     f_OEMProvisioningCert: bytes
     f_ListOfRootCertificateIDs: _din.ListOfRootCertificateIDsType
     f_DHParams: bytes
-    ec = ((c >> 9) & 3)
-    if ec == 0:
+    if c < 0x200:
         av += 1
-        u = ((c >> 1) & 255)
+        u = (c >> 1)
         if u > 127:
             av -= 8
             if av < 0:
@@ -453,9 +449,9 @@ def _d_din_CertificateInstallationReqType(r: BitReader, c: int) -> _din.Certific
         if av < 0:
             win, av = r.refill(av, 10)
         c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 10, 'CertificateInstallationReqType[0]', 'expected SE(OEMProvisioningCert), CH of OEMProvisioningCert')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -483,10 +479,10 @@ def _d_din_CertificateInstallationReqType(r: BitReader, c: int) -> _din.Certific
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-        if c & 0x800 != 0x0:
+        if c >= 0x800:
             raise r.fail_at(av + 12, 'CertificateInstallationReqType[0]', 'expected EE of OEMProvisioningCert')
-    elif ec == 1:
-        if c & 0x100 != 0x0:
+    elif c < 0x400:
+        if c >= 0x300:
             raise r.fail_at(av + 9, 'CertificateInstallationReqType[0]', 'expected CH of OEMProvisioningCert')
         u = (c & 255)
         if u > 127:
@@ -516,11 +512,12 @@ def _d_din_CertificateInstallationReqType(r: BitReader, c: int) -> _din.Certific
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-        if c & 0x800 != 0x0:
+        if c >= 0x800:
             raise r.fail_at(av + 12, 'CertificateInstallationReqType[0]', 'expected EE of OEMProvisioningCert')
     else:
+        ec = (c >> 9) & 0x3
         raise r.fail_at(av + 9, 'CertificateInstallationReqType[0]', f'event code {ec}, expected AT(Id), SE(OEMProvisioningCert)')
-    if c & 0x400 != 0x0:
+    if c >= 0x400:
         raise r.fail_at(av + 11, 'CertificateInstallationReqType', 'expected SE(ListOfRootCertificateIDs)')
     r.avail = av
     f_ListOfRootCertificateIDs = _d_din_ListOfRootCertificateIDsType(r, c)
@@ -530,9 +527,9 @@ def _d_din_CertificateInstallationReqType(r: BitReader, c: int) -> _din.Certific
     if av < 0:
         win, av = r.refill(av, 10)
     c = (win >> av) & 0x3ff
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'CertificateInstallationReqType', 'expected SE(DHParams), CH of DHParams')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -653,9 +650,9 @@ def _d_din_CertificateInstallationResType(r: BitReader, c: int) -> _din.Certific
     f_ContractSignatureEncryptedPrivateKey: bytes
     f_DHParams: bytes
     f_ContractID: str
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'CertificateInstallationResType', 'expected AT(Id)')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -688,7 +685,7 @@ def _d_din_CertificateInstallationResType(r: BitReader, c: int) -> _din.Certific
     except KeyError:  # not a valid pattern: say why
         if c & 0x60f00 != 0x0:
             raise r.fail_at(av + 19, 'CertificateInstallationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ContractSignatureCertChain), SE(Certificate), CH of Certificate') from None
-        iv = ((c >> 12) & 31)
+        iv = (c >> 12)
         if iv >= 23:
             raise r.fail_at(av + 8, 'CertificateInstallationResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_din_responseCodeType[iv]
@@ -721,13 +718,9 @@ def _d_din_CertificateInstallationResType(r: BitReader, c: int) -> _din.Certific
     if av < 0:
         win, av = r.refill(av, 13)
     c = (win >> av) & 0x1fff
-    try:
-        ec = _Taa5bbe96[c >> 10]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x1000 != 0x0:
-            raise r.fail_at(av + 13, 'CertificateInstallationResType', 'expected EE of Certificate') from None
-        ec = ((c >> 10) & 3)
-    if ec == 0:
+    if c >= 0x1000:
+        raise r.fail_at(av + 13, 'CertificateInstallationResType', 'expected EE of Certificate')
+    if c < 0x400:
         r.avail = av
         f_1_SubCertificates = _d_din_SubCertificatesType(r, c)
         win = r.win
@@ -736,11 +729,12 @@ def _d_din_CertificateInstallationResType(r: BitReader, c: int) -> _din.Certific
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c & 0x400 != 0x0:
+        if c >= 0x400:
             raise r.fail_at(av + 11, 'CertificateChainType[1]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x800:
         pass
     else:
+        ec = (c >> 10) & 0x3
         raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'CertificateInstallationResType', 'expected SE(ContractSignatureEncryptedPrivateKey), CH of ContractSignatureEncryptedPrivateKey')
@@ -776,9 +770,9 @@ def _d_din_CertificateInstallationResType(r: BitReader, c: int) -> _din.Certific
     if av < 0:
         win, av = r.refill(av, 11)
     c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'CertificateInstallationResType', 'expected EE of ContractSignatureEncryptedPrivateKey, SE(DHParams), CH of DHParams')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -806,9 +800,9 @@ def _d_din_CertificateInstallationResType(r: BitReader, c: int) -> _din.Certific
     if av < 0:
         win, av = r.refill(av, 11)
     c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'CertificateInstallationResType', 'expected EE of DHParams, SE(ContractID), CH of ContractID')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -919,10 +913,9 @@ def _d_din_CertificateUpdateReqType(r: BitReader, c: int) -> _din.CertificateUpd
     f_ContractID: str
     f_ListOfRootCertificateIDs: _din.ListOfRootCertificateIDsType
     f_DHParams: bytes
-    ec = ((c >> 10) & 3)
-    if ec == 0:
+    if c < 0x400:
         av += 2
-        u = ((c >> 2) & 255)
+        u = (c >> 2)
         if u > 127:
             av -= 8
             if av < 0:
@@ -950,9 +943,9 @@ def _d_din_CertificateUpdateReqType(r: BitReader, c: int) -> _din.CertificateUpd
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c & 0x700 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 11, 'CertificateUpdateReqType[0]', 'expected SE(ContractSignatureCertChain), SE(Certificate), CH of Certificate')
-        u = (c & 255)
+        u = c
         f_1_SubCertificates: _din.SubCertificatesType | None = None
         if u > 127:
             av -= 8
@@ -981,13 +974,9 @@ def _d_din_CertificateUpdateReqType(r: BitReader, c: int) -> _din.CertificateUpd
         if av < 0:
             win, av = r.refill(av, 13)
         c = (win >> av) & 0x1fff
-        try:
-            ec = _Taa5bbe96[c >> 10]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x1000 != 0x0:
-                raise r.fail_at(av + 13, 'CertificateUpdateReqType[0]', 'expected EE of Certificate') from None
-            ec = ((c >> 10) & 3)
-        if ec == 0:
+        if c >= 0x1000:
+            raise r.fail_at(av + 13, 'CertificateUpdateReqType[0]', 'expected EE of Certificate')
+        if c < 0x400:
             r.avail = av
             f_1_SubCertificates = _d_din_SubCertificatesType(r, c)
             win = r.win
@@ -996,18 +985,19 @@ def _d_din_CertificateUpdateReqType(r: BitReader, c: int) -> _din.CertificateUpd
             if av < 0:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
-            if c & 0x400 != 0x0:
+            if c >= 0x400:
                 raise r.fail_at(av + 11, 'CertificateChainType[1]', 'expected EE')
-        elif ec == 1:
+        elif c < 0x800:
             pass
         else:
+            ec = (c >> 10) & 0x3
             raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
         ob1_ = _new(_K_din_CertificateChainType)
         ob1_.Certificate = f_1_Certificate
         ob1_.SubCertificates = f_1_SubCertificates
         f_ContractSignatureCertChain = ob1_
-    elif ec == 1:
-        if c & 0x300 != 0x0:
+    elif c < 0x800:
+        if c >= 0x500:
             raise r.fail_at(av + 10, 'CertificateUpdateReqType[0]', 'expected SE(Certificate), CH of Certificate')
         u = (c & 255)
         f_2_SubCertificates: _din.SubCertificatesType | None = None
@@ -1038,13 +1028,9 @@ def _d_din_CertificateUpdateReqType(r: BitReader, c: int) -> _din.CertificateUpd
         if av < 0:
             win, av = r.refill(av, 13)
         c = (win >> av) & 0x1fff
-        try:
-            ec = _Taa5bbe96[c >> 10]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x1000 != 0x0:
-                raise r.fail_at(av + 13, 'CertificateUpdateReqType[0]', 'expected EE of Certificate') from None
-            ec = ((c >> 10) & 3)
-        if ec == 0:
+        if c >= 0x1000:
+            raise r.fail_at(av + 13, 'CertificateUpdateReqType[0]', 'expected EE of Certificate')
+        if c < 0x400:
             r.avail = av
             f_2_SubCertificates = _d_din_SubCertificatesType(r, c)
             win = r.win
@@ -1053,17 +1039,19 @@ def _d_din_CertificateUpdateReqType(r: BitReader, c: int) -> _din.CertificateUpd
             if av < 0:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
-            if c & 0x400 != 0x0:
+            if c >= 0x400:
                 raise r.fail_at(av + 11, 'CertificateChainType[1]', 'expected EE')
-        elif ec == 1:
+        elif c < 0x800:
             pass
         else:
+            ec = (c >> 10) & 0x3
             raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
         ob2_ = _new(_K_din_CertificateChainType)
         ob2_.Certificate = f_2_Certificate
         ob2_.SubCertificates = f_2_SubCertificates
         f_ContractSignatureCertChain = ob2_
     else:
+        ec = (c >> 10) & 0x3
         raise r.fail_at(av + 10, 'CertificateUpdateReqType[0]', f'event code {ec}, expected AT(Id), SE(ContractSignatureCertChain)')
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'CertificateUpdateReqType', 'expected SE(ContractID), CH of ContractID')
@@ -1095,7 +1083,7 @@ def _d_din_CertificateUpdateReqType(r: BitReader, c: int) -> _din.CertificateUpd
     if av < 0:
         win, av = r.refill(av, 12)
     c = (win >> av) & 0xfff
-    if c & 0xc00 != 0x0:
+    if c >= 0x400:
         raise r.fail_at(av + 12, 'CertificateUpdateReqType', 'expected EE of ContractID, SE(ListOfRootCertificateIDs)')
     r.avail = av
     f_ListOfRootCertificateIDs = _d_din_ListOfRootCertificateIDsType(r, c)
@@ -1105,9 +1093,9 @@ def _d_din_CertificateUpdateReqType(r: BitReader, c: int) -> _din.CertificateUpd
     if av < 0:
         win, av = r.refill(av, 10)
     c = (win >> av) & 0x3ff
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'CertificateUpdateReqType', 'expected SE(DHParams), CH of DHParams')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -1234,9 +1222,9 @@ def _d_din_CertificateUpdateResType(r: BitReader, c: int) -> _din.CertificateUpd
     f_DHParams: bytes
     f_ContractID: str
     f_RetryCounter: int
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'CertificateUpdateResType', 'expected AT(Id)')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -1269,7 +1257,7 @@ def _d_din_CertificateUpdateResType(r: BitReader, c: int) -> _din.CertificateUpd
     except KeyError:  # not a valid pattern: say why
         if c & 0x60f00 != 0x0:
             raise r.fail_at(av + 19, 'CertificateUpdateResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ContractSignatureCertChain), SE(Certificate), CH of Certificate') from None
-        iv = ((c >> 12) & 31)
+        iv = (c >> 12)
         if iv >= 23:
             raise r.fail_at(av + 8, 'CertificateUpdateResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_din_responseCodeType[iv]
@@ -1302,13 +1290,9 @@ def _d_din_CertificateUpdateResType(r: BitReader, c: int) -> _din.CertificateUpd
     if av < 0:
         win, av = r.refill(av, 13)
     c = (win >> av) & 0x1fff
-    try:
-        ec = _Taa5bbe96[c >> 10]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x1000 != 0x0:
-            raise r.fail_at(av + 13, 'CertificateUpdateResType', 'expected EE of Certificate') from None
-        ec = ((c >> 10) & 3)
-    if ec == 0:
+    if c >= 0x1000:
+        raise r.fail_at(av + 13, 'CertificateUpdateResType', 'expected EE of Certificate')
+    if c < 0x400:
         r.avail = av
         f_1_SubCertificates = _d_din_SubCertificatesType(r, c)
         win = r.win
@@ -1317,11 +1301,12 @@ def _d_din_CertificateUpdateResType(r: BitReader, c: int) -> _din.CertificateUpd
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c & 0x400 != 0x0:
+        if c >= 0x400:
             raise r.fail_at(av + 11, 'CertificateChainType[1]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x800:
         pass
     else:
+        ec = (c >> 10) & 0x3
         raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'CertificateUpdateResType', 'expected SE(ContractSignatureEncryptedPrivateKey), CH of ContractSignatureEncryptedPrivateKey')
@@ -1357,9 +1342,9 @@ def _d_din_CertificateUpdateResType(r: BitReader, c: int) -> _din.CertificateUpd
     if av < 0:
         win, av = r.refill(av, 11)
     c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'CertificateUpdateResType', 'expected EE of ContractSignatureEncryptedPrivateKey, SE(DHParams), CH of DHParams')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -1387,9 +1372,9 @@ def _d_din_CertificateUpdateResType(r: BitReader, c: int) -> _din.CertificateUpd
     if av < 0:
         win, av = r.refill(av, 11)
     c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'CertificateUpdateResType', 'expected EE of DHParams, SE(ContractID), CH of ContractID')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -1420,9 +1405,9 @@ def _d_din_CertificateUpdateResType(r: BitReader, c: int) -> _din.CertificateUpd
     try:
         sg = _T143a83e6[c >> 18]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x380000 != 0x0:
+        if c >= 0x80000:
             raise r.fail_at(av + 22, 'CertificateUpdateResType', 'expected EE of ContractID, SE(RetryCounter), CH of RetryCounter') from None
-        sg = ((c >> 18) & 1)
+        sg = (c >> 18)
     u = ((c >> 10) & 255)
     if u > 127:
         u2 = (c >> 2) & 0xFF
@@ -1557,11 +1542,11 @@ def _d_din_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _din.ChargeP
     f_DC_EVChargeParameter: _din.DC_EVChargeParameterType | None = None
     f_EVChargeParameter: _din.EVChargeParameterType | None = None
     try:
-        f_EVRequestedEnergyTransferType, ec = _Tf35cf714[(c >> 20) & 0xff]
+        f_EVRequestedEnergyTransferType, ec = _Tf35cf714[c >> 20]
     except KeyError:  # not a valid pattern: say why
         if c & 0xc400000 != 0x0:
             raise r.fail_at(av + 28, 'ChargeParameterDiscoveryReqType', 'expected SE(EVRequestedEnergyTransferType), CH of EVRequestedEnergyTransferType, EE of EVRequestedEnergyTransferType') from None
-        iv = ((c >> 23) & 7)
+        iv = (c >> 23)
         if iv >= 6:
             raise r.fail_at(av + 20, 'ChargeParameterDiscoveryReqType.EVRequestedEnergyTransferType', f'enumeration index {iv}') from None
         f_EVRequestedEnergyTransferType = _E_din_EVRequestedEnergyTransferType[iv]
@@ -1605,7 +1590,7 @@ def _d_din_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _din.ChargeP
         except KeyError:  # not a valid pattern: say why
             if c & 0x3c400000 != 0x0:
                 raise r.fail_at(av + 30, 'ChargeParameterDiscoveryReqType[1]', 'expected EE of DepartureTime, SE(EAmount), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_2_Multiplier = ((c >> 23) & 7) - 3
+            f_2_Multiplier = (c >> 23) - 3
             ec = ((c >> 20) & 3)
         f_2_Unit: _din.unitSymbolType | None = None
         if ec == 0:
@@ -1696,11 +1681,11 @@ def _d_din_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _din.ChargeP
         else:
             raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         try:
-            f_3_Multiplier, ec = _Tdfa9f4aa[(c >> 20) & 0x3ff]
+            f_3_Multiplier, ec = _Tdfa9f4aa[c >> 20]
         except KeyError:  # not a valid pattern: say why
             if c & 0x3c400000 != 0x0:
                 raise r.fail_at(av + 30, 'ChargeParameterDiscoveryReqType[1]', 'expected EE, SE(EVMaxVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_3_Multiplier = ((c >> 23) & 7) - 3
+            f_3_Multiplier = (c >> 23) - 3
             ec = ((c >> 20) & 3)
         ob2_ = _new(_K_din_PhysicalValueType)
         ob2_.Multiplier = f_2_Multiplier
@@ -1796,11 +1781,11 @@ def _d_din_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _din.ChargeP
         else:
             raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         try:
-            f_4_Multiplier, ec = _Tdfa9f4aa[(c >> 20) & 0x3ff]
+            f_4_Multiplier, ec = _Tdfa9f4aa[c >> 20]
         except KeyError:  # not a valid pattern: say why
             if c & 0x3c400000 != 0x0:
                 raise r.fail_at(av + 30, 'ChargeParameterDiscoveryReqType[1]', 'expected EE, SE(EVMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_4_Multiplier = ((c >> 23) & 7) - 3
+            f_4_Multiplier = (c >> 23) - 3
             ec = ((c >> 20) & 3)
         ob3_ = _new(_K_din_PhysicalValueType)
         ob3_.Multiplier = f_3_Multiplier
@@ -1896,11 +1881,11 @@ def _d_din_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _din.ChargeP
         else:
             raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         try:
-            f_5_Multiplier, ec = _Tdfa9f4aa[(c >> 20) & 0x3ff]
+            f_5_Multiplier, ec = _Tdfa9f4aa[c >> 20]
         except KeyError:  # not a valid pattern: say why
             if c & 0x3c400000 != 0x0:
                 raise r.fail_at(av + 30, 'ChargeParameterDiscoveryReqType[1]', 'expected EE, SE(EVMinCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_5_Multiplier = ((c >> 23) & 7) - 3
+            f_5_Multiplier = (c >> 23) - 3
             ec = ((c >> 20) & 3)
         ob4_ = _new(_K_din_PhysicalValueType)
         ob4_.Multiplier = f_4_Multiplier
@@ -1995,7 +1980,7 @@ def _d_din_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _din.ChargeP
             c = (win >> av) & 0x7
         else:
             raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c & 0x6 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 3, 'ChargeParameterDiscoveryReqType[1]', 'expected EE, EE')
         ob5_ = _new(_K_din_PhysicalValueType)
         ob5_.Multiplier = f_5_Multiplier
@@ -2150,11 +2135,11 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _din.ChargeP
     f_DC_EVSEChargeParameter: _din.DC_EVSEChargeParameterType | None = None
     f_EVSEChargeParameter: _din.EVSEChargeParameterType | None = None
     try:
-        f_ResponseCode, f_EVSEProcessing, ec = _T2dc8b5b6[(c >> 14) & 0x3fff]
+        f_ResponseCode, f_EVSEProcessing, ec = _T2dc8b5b6[c >> 14]
     except KeyError:  # not a valid pattern: say why
         if c & 0xc1d0000 != 0x0:
             raise r.fail_at(av + 28, 'ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing') from None
-        iv = ((c >> 21) & 31)
+        iv = (c >> 21)
         if iv >= 23:
             raise r.fail_at(av + 14, 'ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_din_responseCodeType[iv]
@@ -2184,14 +2169,13 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _din.ChargeP
         c = (win >> av) & 0x3fffffff
     else:
         raise r.fail_at(av + 14, 'ChargeParameterDiscoveryResType[2]', f'event code {ec}, expected SE(SAScheduleList), SE(SASchedules)')
-    ec = ((c >> 28) & 3)
-    if ec == 0:
+    if c < 0x10000000:
         try:
-            f_3_PowerSwitchClosed, f_3_RCD = _T93e74479[(c >> 17) & 0x7ff]
+            f_3_PowerSwitchClosed, f_3_RCD = _T93e74479[c >> 17]
         except KeyError:  # not a valid pattern: say why
             if c & 0xeee0000 != 0x0:
                 raise r.fail_at(av + 28, 'ChargeParameterDiscoveryResType[3]', 'expected SE(AC_EVSEStatus), SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
-            f_3_PowerSwitchClosed = ((c >> 24) & 1) == 1
+            f_3_PowerSwitchClosed = (c >> 24) == 1
             f_3_RCD = ((c >> 20) & 1) == 1
         u = ((c >> 9) & 255)
         if u > 127:
@@ -2229,7 +2213,7 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _din.ChargeP
         except KeyError:  # not a valid pattern: say why
             if c & 0x39f10000 != 0x0:
                 raise r.fail_at(av + 30, 'ChargeParameterDiscoveryResType[3]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEMaxVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            iv = ((c >> 25) & 3)
+            iv = (c >> 25)
             if iv >= 3:
                 raise r.fail_at(av + 14, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_3_EVSENotification = _E_din_EVSENotificationType[iv]
@@ -2252,7 +2236,7 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _din.ChargeP
             except KeyError:  # not a valid pattern: say why
                 if c & 0x21c00000 != 0x0:
                     raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                iv = ((c >> 25) & 15)
+                iv = (c >> 25)
                 if iv >= 10:
                     raise r.fail_at(av + 21, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
                 f_4_Unit = _E_din_unitSymbolType[iv]
@@ -2334,11 +2318,11 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _din.ChargeP
         else:
             raise r.fail_at(av + 14, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         try:
-            f_5_Multiplier, ec = _Tdfa9f4aa[(c >> 20) & 0x3ff]
+            f_5_Multiplier, ec = _Tdfa9f4aa[c >> 20]
         except KeyError:  # not a valid pattern: say why
             if c & 0x3c400000 != 0x0:
                 raise r.fail_at(av + 30, 'ChargeParameterDiscoveryResType[3]', 'expected EE, SE(EVSEMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_5_Multiplier = ((c >> 23) & 7) - 3
+            f_5_Multiplier = (c >> 23) - 3
             ec = ((c >> 20) & 3)
         ob4_ = _new(_K_din_PhysicalValueType)
         ob4_.Multiplier = f_4_Multiplier
@@ -2434,11 +2418,11 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _din.ChargeP
         else:
             raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         try:
-            f_6_Multiplier, ec = _Tdfa9f4aa[(c >> 20) & 0x3ff]
+            f_6_Multiplier, ec = _Tdfa9f4aa[c >> 20]
         except KeyError:  # not a valid pattern: say why
             if c & 0x3c400000 != 0x0:
                 raise r.fail_at(av + 30, 'ChargeParameterDiscoveryResType[3]', 'expected EE, SE(EVSEMinCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_6_Multiplier = ((c >> 23) & 7) - 3
+            f_6_Multiplier = (c >> 23) - 3
             ec = ((c >> 20) & 3)
         ob5_ = _new(_K_din_PhysicalValueType)
         ob5_.Multiplier = f_5_Multiplier
@@ -2533,7 +2517,7 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _din.ChargeP
             c = (win >> av) & 0x7
         else:
             raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c & 0x6 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 3, 'ChargeParameterDiscoveryResType[3]', 'expected EE, EE')
         ob6_ = _new(_K_din_PhysicalValueType)
         ob6_.Multiplier = f_6_Multiplier
@@ -2546,7 +2530,8 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _din.ChargeP
         ob2_.EVSEMaxCurrent = f_2_EVSEMaxCurrent
         ob2_.EVSEMinCurrent = f_2_EVSEMinCurrent
         f_AC_EVSEChargeParameter = ob2_
-    elif ec == 1:
+    elif c < 0x20000000:
+        c &= 0xfffffff
         r.avail = av
         f_DC_EVSEChargeParameter = _d_din_DC_EVSEChargeParameterType(r, c)
         win = r.win
@@ -2555,14 +2540,15 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _din.ChargeP
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
-    elif ec == 2:
+    elif c < 0x30000000:
         av += 26
-        if c & 0x8000000 != 0x0:
+        if c >= 0x28000000:
             raise r.fail_at(av + 2, 'ChargeParameterDiscoveryResType[3]', 'expected EE')
         ob7_ = _new(_K_din_EVSEChargeParameterType)
         f_EVSEChargeParameter = ob7_
         c >>= 26
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'ChargeParameterDiscoveryResType[3]', f'event code {ec}, expected SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType', 'expected EE')
@@ -2696,7 +2682,7 @@ def _e_din_ChargeParameterDiscoveryResType(w: BitWriter, o: _din.ChargeParameter
 
 def _d_din_ChargingStatusReqType(r: BitReader, c: int) -> _din.ChargingStatusReqType:
     av = r.avail
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'ChargingStatusReqType', 'expected EE')
     r.avail = av
     ob = _new(_K_din_ChargingStatusReqType)
@@ -2724,11 +2710,11 @@ def _d_din_ChargingStatusResType(r: BitReader, c: int) -> _din.ChargingStatusRes
     f_AC_EVSEStatus: _din.AC_EVSEStatusType
     s = 0
     try:
-        f_ResponseCode = _Tfaaba5e3[(c >> 8) & 0x3ff]
+        f_ResponseCode = _Tfaaba5e3[c >> 8]
     except KeyError:  # not a valid pattern: say why
         if c & 0x30700 != 0x0:
             raise r.fail_at(av + 18, 'ChargingStatusResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID') from None
-        iv = ((c >> 11) & 31)
+        iv = (c >> 11)
         if iv >= 23:
             raise r.fail_at(av + 8, 'ChargingStatusResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_din_responseCodeType[iv]
@@ -2764,9 +2750,9 @@ def _d_din_ChargingStatusResType(r: BitReader, c: int) -> _din.ChargingStatusRes
     try:
         sg = _T143a83e6[c >> 26]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x38000000 != 0x0:
+        if c >= 0x8000000:
             raise r.fail_at(av + 30, 'ChargingStatusResType', 'expected EE of EVSEID, SE(SAScheduleTupleID), CH of SAScheduleTupleID') from None
-        sg = ((c >> 26) & 1)
+        sg = (c >> 26)
     u = ((c >> 18) & 255)
     s = 2
     if u > 127:
@@ -2795,14 +2781,11 @@ def _d_din_ChargingStatusResType(r: BitReader, c: int) -> _din.ChargingStatusRes
         av += 8
         c >>= 8
     f_SAScheduleTupleID = -u - 1 if sg else u
-    try:
-        ec = _Taa5bbe96[(c >> 7) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x200 != 0x0:
-            raise r.fail_at(av + 10, 'ChargingStatusResType', 'expected EE of SAScheduleTupleID') from None
-        ec = ((c >> 7) & 3)
+    c &= 0x3ff
+    if c >= 0x200:
+        raise r.fail_at(av + 10, 'ChargingStatusResType', 'expected EE of SAScheduleTupleID')
     s = 3
-    if ec == 0:
+    if c < 0x80:
         av -= 23
         if av < 0:
             win, av = r.refill(av, 30)
@@ -2812,7 +2795,7 @@ def _d_din_ChargingStatusResType(r: BitReader, c: int) -> _din.ChargingStatusRes
         except KeyError:  # not a valid pattern: say why
             if c & 0x31000000 != 0x0:
                 raise r.fail_at(av + 30, 'ChargingStatusResType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_1_Multiplier = ((c >> 25) & 7) - 3
+            f_1_Multiplier = (c >> 25) - 3
             ec = ((c >> 22) & 3)
         f_1_Unit: _din.unitSymbolType | None = None
         if ec == 0:
@@ -2902,18 +2885,14 @@ def _d_din_ChargingStatusResType(r: BitReader, c: int) -> _din.ChargingStatusRes
             c = (win >> av) & 0x3fffffff
         else:
             raise r.fail_at(av + 22, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        try:
-            ec = _Taa5bbe96[(c >> 27) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x20000000 != 0x0:
-                raise r.fail_at(av + 30, 'ChargingStatusResType[3]', 'expected EE') from None
-            ec = ((c >> 27) & 3)
+        if c >= 0x20000000:
+            raise r.fail_at(av + 30, 'ChargingStatusResType[3]', 'expected EE')
         ob1_ = _new(_K_din_PhysicalValueType)
         ob1_.Multiplier = f_1_Multiplier
         ob1_.Unit = f_1_Unit
         ob1_.Value = f_1_Value
         f_EVSEMaxCurrent = ob1_
-        if ec == 0:
+        if c < 0x8000000:
             av += 17
             c >>= 17
             r.avail = av
@@ -2925,7 +2904,7 @@ def _d_din_ChargingStatusResType(r: BitReader, c: int) -> _din.ChargingStatusRes
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 1:
+        elif c < 0x10000000:
             try:
                 f_ReceiptRequired = _Ta870a97b[(c >> 24) & 0x7]
             except KeyError:  # not a valid pattern: say why
@@ -2938,8 +2917,9 @@ def _d_din_ChargingStatusResType(r: BitReader, c: int) -> _din.ChargingStatusRes
             c = (win >> av) & 0xfffffff
             s = 6
         else:
+            ec = (c >> 27) & 0x3
             raise r.fail_at(av + 27, 'ChargingStatusResType[4]', f'event code {ec}, expected SE(MeterInfo), SE(ReceiptRequired)')
-    elif ec == 1:
+    elif c < 0x100:
         av -= 3
         if av < 0:
             win, av = r.refill(av, 10)
@@ -2953,7 +2933,7 @@ def _d_din_ChargingStatusResType(r: BitReader, c: int) -> _din.ChargingStatusRes
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 5
-    elif ec == 2:
+    elif c < 0x180:
         try:
             f_ReceiptRequired = _Ta870a97b[(c >> 4) & 0x7]
         except KeyError:  # not a valid pattern: say why
@@ -2966,14 +2946,15 @@ def _d_din_ChargingStatusResType(r: BitReader, c: int) -> _din.ChargingStatusRes
         c = (win >> av) & 0xfffffff
         s = 6
     else:
+        ec = (c >> 7) & 0x3
         raise r.fail_at(av + 7, 'ChargingStatusResType[3]', f'event code {ec}, expected SE(EVSEMaxCurrent), SE(MeterInfo), SE(ReceiptRequired)')
     if s == 5:
         try:
-            f_ReceiptRequired = _Tadfaa03d[(c >> 24) & 0xf]
+            f_ReceiptRequired = _Tadfaa03d[c >> 24]
         except KeyError:  # not a valid pattern: say why
             if c & 0xd000000 != 0x0:
                 raise r.fail_at(av + 28, 'ChargingStatusResType', 'expected SE(ReceiptRequired), CH of ReceiptRequired, EE of ReceiptRequired') from None
-            f_ReceiptRequired = ((c >> 25) & 1) == 1
+            f_ReceiptRequired = (c >> 25) == 1
         s = 6
         av -= 3
         if av < 0:
@@ -2983,11 +2964,11 @@ def _d_din_ChargingStatusResType(r: BitReader, c: int) -> _din.ChargingStatusRes
         av += 1
         c >>= 1
     try:
-        f_2_PowerSwitchClosed, f_2_RCD = _T93e74479[(c >> 16) & 0x7ff]
+        f_2_PowerSwitchClosed, f_2_RCD = _T93e74479[c >> 16]
     except KeyError:  # not a valid pattern: say why
         if c & 0x7770000 != 0x0:
             raise r.fail_at(av + 27, 'ChargingStatusResType', 'expected SE(AC_EVSEStatus), SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
-        f_2_PowerSwitchClosed = ((c >> 23) & 1) == 1
+        f_2_PowerSwitchClosed = (c >> 23) == 1
         f_2_RCD = ((c >> 19) & 1) == 1
     u = ((c >> 8) & 255)
     if u > 127:
@@ -3019,7 +3000,7 @@ def _d_din_ChargingStatusResType(r: BitReader, c: int) -> _din.ChargingStatusRes
     except KeyError:  # not a valid pattern: say why
         if c & 0xe7 != 0x0:
             raise r.fail_at(av + 8, 'ChargingStatusResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, EE') from None
-        iv = ((c >> 3) & 3)
+        iv = (c >> 3)
         if iv >= 3:
             raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_2_EVSENotification = _E_din_EVSENotificationType[iv]
@@ -3181,10 +3162,9 @@ def _d_din_ContractAuthenticationReqType(r: BitReader, c: int) -> _din.ContractA
     f_Id: str | None = None
     f_GenChallenge: str | None = None
     s = 0
-    ec = ((c >> 9) & 3)
-    if ec == 0:
+    if c < 0x200:
         av += 1
-        u = ((c >> 1) & 255)
+        u = (c >> 1)
         if u > 127:
             av -= 8
             if av < 0:
@@ -3212,11 +3192,10 @@ def _d_din_ContractAuthenticationReqType(r: BitReader, c: int) -> _din.ContractA
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        ec = (c >> 9)
-        if ec == 0:
-            if c & 0x100 != 0x0:
+        if c < 0x200:
+            if c >= 0x100:
                 raise r.fail_at(av + 9, 'ContractAuthenticationReqType[1]', 'expected CH of GenChallenge')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -3244,16 +3223,17 @@ def _d_din_ContractAuthenticationReqType(r: BitReader, c: int) -> _din.ContractA
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
-            if c & 0x2 != 0x0:
+            if c >= 0x2:
                 raise r.fail_at(av + 2, 'ContractAuthenticationReqType[1]', 'expected EE of GenChallenge')
             s = 2
-        elif ec == 1:
+        elif c < 0x400:
             av += 8
             s = -1
         else:
+            ec = (c >> 9) & 0x3
             raise r.fail_at(av + 9, 'ContractAuthenticationReqType[1]', f'event code {ec}, expected SE(GenChallenge), EE')
-    elif ec == 1:
-        if c & 0x100 != 0x0:
+    elif c < 0x400:
+        if c >= 0x300:
             raise r.fail_at(av + 9, 'ContractAuthenticationReqType[0]', 'expected CH of GenChallenge')
         u = (c & 255)
         if u > 127:
@@ -3283,13 +3263,14 @@ def _d_din_ContractAuthenticationReqType(r: BitReader, c: int) -> _din.ContractA
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
-        if c & 0x2 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 2, 'ContractAuthenticationReqType[0]', 'expected EE of GenChallenge')
         s = 2
-    elif ec == 2:
+    elif c < 0x600:
         av += 8
         s = -1
     else:
+        ec = (c >> 9) & 0x3
         raise r.fail_at(av + 9, 'ContractAuthenticationReqType[0]', f'event code {ec}, expected AT(Id), SE(GenChallenge), EE')
     if s == 2:
         if c & 0x1 != 0x0:
@@ -3362,11 +3343,11 @@ def _d_din_ContractAuthenticationResType(r: BitReader, c: int) -> _din.ContractA
     f_ResponseCode: _din.responseCodeType
     f_EVSEProcessing: _din.EVSEProcessingType
     try:
-        f_ResponseCode, f_EVSEProcessing = _Te0fda70f[c & 0x1fff]
+        f_ResponseCode, f_EVSEProcessing = _Te0fda70f[c]
     except KeyError:  # not a valid pattern: say why
         if c & 0x183b != 0x0:
             raise r.fail_at(av + 13, 'ContractAuthenticationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE') from None
-        iv = ((c >> 6) & 31)
+        iv = (c >> 6)
         if iv >= 23:
             raise r.fail_at(av, 'ContractAuthenticationResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_din_responseCodeType[iv]
@@ -3405,7 +3386,7 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
     f_RemainingTimeToBulkSoC: _din.PhysicalValueType | None = None
     f_EVTargetVoltage: _din.PhysicalValueType
     s = 0
-    if c & 0x8000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 28, 'CurrentDemandReqType', 'expected SE(DC_EVStatus)')
     av -= 1
     if av < 0:
@@ -3424,7 +3405,7 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
     except KeyError:  # not a valid pattern: say why
         if c & 0x38800000 != 0x0:
             raise r.fail_at(av + 30, 'CurrentDemandReqType', 'expected SE(EVTargetCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-        f_1_Multiplier = ((c >> 24) & 7) - 3
+        f_1_Multiplier = (c >> 24) - 3
         ec = ((c >> 21) & 3)
     s = 1
     f_1_Unit: _din.unitSymbolType | None = None
@@ -3515,25 +3496,21 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
         c = (win >> av) & 0x3fffffff
     else:
         raise r.fail_at(av + 21, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-    try:
-        ec = _T4243fd73[(c >> 26) & 0xf]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x20000000 != 0x0:
-            raise r.fail_at(av + 30, 'CurrentDemandReqType', 'expected EE') from None
-        ec = ((c >> 26) & 7)
+    if c >= 0x20000000:
+        raise r.fail_at(av + 30, 'CurrentDemandReqType', 'expected EE')
     ob1_ = _new(_K_din_PhysicalValueType)
     ob1_.Multiplier = f_1_Multiplier
     ob1_.Unit = f_1_Unit
     ob1_.Value = f_1_Value
     f_EVTargetCurrent = ob1_
     s = 2
-    if ec == 0:
+    if c < 0x4000000:
         try:
-            f_2_Multiplier, ec = _T1fd725cf[(c >> 18) & 0xff]
+            f_2_Multiplier, ec = _T1fd725cf[c >> 18]
         except KeyError:  # not a valid pattern: say why
             if c & 0x3100000 != 0x0:
                 raise r.fail_at(av + 26, 'CurrentDemandReqType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_2_Multiplier = ((c >> 21) & 7) - 3
+            f_2_Multiplier = (c >> 21) - 3
             ec = ((c >> 18) & 3)
         f_2_Unit: _din.unitSymbolType | None = None
         if ec == 0:
@@ -3613,7 +3590,7 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x20000000 != 0x0:
+            if c >= 0x20000000:
                 raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected EE of Value')
             av -= 1
             if av < 0:
@@ -3621,24 +3598,20 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
             c = (win >> av) & 0x3fffffff
         else:
             raise r.fail_at(av + 18, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        try:
-            ec = _T4243fd73[(c >> 26) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x20000000 != 0x0:
-                raise r.fail_at(av + 30, 'CurrentDemandReqType[2]', 'expected EE') from None
-            ec = ((c >> 26) & 7)
+        if c >= 0x20000000:
+            raise r.fail_at(av + 30, 'CurrentDemandReqType[2]', 'expected EE')
         ob2_ = _new(_K_din_PhysicalValueType)
         ob2_.Multiplier = f_2_Multiplier
         ob2_.Unit = f_2_Unit
         ob2_.Value = f_2_Value
         f_EVMaximumVoltageLimit = ob2_
-        if ec == 0:
+        if c < 0x4000000:
             try:
-                f_3_Multiplier, ec = _T1fd725cf[(c >> 18) & 0xff]
+                f_3_Multiplier, ec = _T1fd725cf[c >> 18]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x3100000 != 0x0:
                     raise r.fail_at(av + 26, 'CurrentDemandReqType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-                f_3_Multiplier = ((c >> 21) & 7) - 3
+                f_3_Multiplier = (c >> 21) - 3
                 ec = ((c >> 18) & 3)
             f_3_Unit: _din.unitSymbolType | None = None
             if ec == 0:
@@ -3718,11 +3691,11 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-                if c & 0x20000000 != 0x0:
+                if c >= 0x20000000:
                     raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected EE of Value')
             else:
                 raise r.fail_at(av + 18, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-            if c & 0x10000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 29, 'CurrentDemandReqType[3]', 'expected EE')
             ob3_ = _new(_K_din_PhysicalValueType)
             ob3_.Multiplier = f_3_Multiplier
@@ -3730,7 +3703,7 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
             ob3_.Value = f_3_Value
             f_EVMaximumCurrentLimit = ob3_
             s = 4
-        elif ec == 1:
+        elif c < 0x8000000:
             try:
                 f_4_Multiplier, ec = _T1fd725cf[(c >> 18) & 0xff]
             except KeyError:  # not a valid pattern: say why
@@ -3816,11 +3789,11 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-                if c & 0x20000000 != 0x0:
+                if c >= 0x20000000:
                     raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected EE of Value')
             else:
                 raise r.fail_at(av + 18, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-            if c & 0x10000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 29, 'CurrentDemandReqType[3]', 'expected EE')
             ob4_ = _new(_K_din_PhysicalValueType)
             ob4_.Multiplier = f_4_Multiplier
@@ -3828,7 +3801,7 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
             ob4_.Value = f_4_Value
             f_EVMaximumPowerLimit = ob4_
             s = 5
-        elif ec == 2:
+        elif c < 0xc000000:
             try:
                 f_BulkChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
             except KeyError:  # not a valid pattern: say why
@@ -3840,7 +3813,7 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 3:
+        elif c < 0x10000000:
             try:
                 f_ChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
             except KeyError:  # not a valid pattern: say why
@@ -3853,8 +3826,9 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
             c = (win >> av) & 0xfffffff
             s = 7
         else:
+            ec = (c >> 26) & 0x7
             raise r.fail_at(av + 26, 'CurrentDemandReqType[3]', f'event code {ec}, expected SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
-    elif ec == 1:
+    elif c < 0x8000000:
         try:
             f_5_Multiplier, ec = _T1fd725cf[(c >> 18) & 0xff]
         except KeyError:  # not a valid pattern: say why
@@ -3940,11 +3914,11 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x20000000 != 0x0:
+            if c >= 0x20000000:
                 raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected EE of Value')
         else:
             raise r.fail_at(av + 18, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c & 0x10000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 29, 'CurrentDemandReqType[2]', 'expected EE')
         ob5_ = _new(_K_din_PhysicalValueType)
         ob5_.Multiplier = f_5_Multiplier
@@ -3952,7 +3926,7 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
         ob5_.Value = f_5_Value
         f_EVMaximumCurrentLimit = ob5_
         s = 4
-    elif ec == 2:
+    elif c < 0xc000000:
         try:
             f_6_Multiplier, ec = _T1fd725cf[(c >> 18) & 0xff]
         except KeyError:  # not a valid pattern: say why
@@ -4038,11 +4012,11 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x20000000 != 0x0:
+            if c >= 0x20000000:
                 raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected EE of Value')
         else:
             raise r.fail_at(av + 18, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c & 0x10000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 29, 'CurrentDemandReqType[2]', 'expected EE')
         ob6_ = _new(_K_din_PhysicalValueType)
         ob6_.Multiplier = f_6_Multiplier
@@ -4050,7 +4024,7 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
         ob6_.Value = f_6_Value
         f_EVMaximumPowerLimit = ob6_
         s = 5
-    elif ec == 3:
+    elif c < 0x10000000:
         try:
             f_BulkChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
         except KeyError:  # not a valid pattern: say why
@@ -4062,7 +4036,7 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 6
-    elif ec == 4:
+    elif c < 0x14000000:
         try:
             f_ChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
         except KeyError:  # not a valid pattern: say why
@@ -4075,16 +4049,16 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
         c = (win >> av) & 0xfffffff
         s = 7
     else:
+        ec = (c >> 26) & 0x7
         raise r.fail_at(av + 26, 'CurrentDemandReqType[2]', f'event code {ec}, expected SE(EVMaximumVoltageLimit), SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 4:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        if c < 0x4000000:
             try:
-                f_7_Multiplier, ec = _T1fd725cf[(c >> 18) & 0xff]
+                f_7_Multiplier, ec = _T1fd725cf[c >> 18]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x3100000 != 0x0:
                     raise r.fail_at(av + 26, 'CurrentDemandReqType[4]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-                f_7_Multiplier = ((c >> 21) & 7) - 3
+                f_7_Multiplier = (c >> 21) - 3
                 ec = ((c >> 18) & 3)
             f_7_Unit: _din.unitSymbolType | None = None
             if ec == 0:
@@ -4164,11 +4138,11 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-                if c & 0x20000000 != 0x0:
+                if c >= 0x20000000:
                     raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected EE of Value')
             else:
                 raise r.fail_at(av + 18, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-            if c & 0x10000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 29, 'CurrentDemandReqType[4]', 'expected EE')
             ob7_ = _new(_K_din_PhysicalValueType)
             ob7_.Multiplier = f_7_Multiplier
@@ -4176,7 +4150,7 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
             ob7_.Value = f_7_Value
             f_EVMaximumPowerLimit = ob7_
             s = 5
-        elif ec == 1:
+        elif c < 0x8000000:
             try:
                 f_BulkChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
             except KeyError:  # not a valid pattern: say why
@@ -4188,7 +4162,7 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 2:
+        elif c < 0xc000000:
             try:
                 f_ChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
             except KeyError:  # not a valid pattern: say why
@@ -4201,22 +4175,22 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
             c = (win >> av) & 0xfffffff
             s = 7
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'CurrentDemandReqType[4]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 5:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        if c < 0x4000000:
             try:
-                f_BulkChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
+                f_BulkChargingComplete = _Ta870a97b[c >> 23]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x2800000 != 0x0:
                     raise r.fail_at(av + 26, 'CurrentDemandReqType[5]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete') from None
-                f_BulkChargingComplete = ((c >> 24) & 1) == 1
+                f_BulkChargingComplete = (c >> 24) == 1
             av -= 5
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 1:
+        elif c < 0x8000000:
             try:
                 f_ChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
             except KeyError:  # not a valid pattern: say why
@@ -4229,14 +4203,15 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
             c = (win >> av) & 0xfffffff
             s = 7
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'CurrentDemandReqType[5]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 6:
         try:
-            f_ChargingComplete = _Tadfaa03d[(c >> 24) & 0xf]
+            f_ChargingComplete = _Tadfaa03d[c >> 24]
         except KeyError:  # not a valid pattern: say why
             if c & 0xd000000 != 0x0:
                 raise r.fail_at(av + 28, 'CurrentDemandReqType', 'expected SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete') from None
-            f_ChargingComplete = ((c >> 25) & 1) == 1
+            f_ChargingComplete = (c >> 25) == 1
         s = 7
         av -= 6
         if av < 0:
@@ -4247,14 +4222,13 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    ec = ((c >> 28) & 3)
-    if ec == 0:
+    if c < 0x10000000:
         try:
-            f_8_Multiplier, ec = _T1fd725cf[(c >> 20) & 0xff]
+            f_8_Multiplier, ec = _T1fd725cf[c >> 20]
         except KeyError:  # not a valid pattern: say why
             if c & 0xc400000 != 0x0:
                 raise r.fail_at(av + 28, 'CurrentDemandReqType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_8_Multiplier = ((c >> 23) & 7) - 3
+            f_8_Multiplier = (c >> 23) - 3
             ec = ((c >> 20) & 3)
         f_8_Unit: _din.unitSymbolType | None = None
         if ec == 0:
@@ -4344,24 +4318,20 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
             c = (win >> av) & 0x3fffffff
         else:
             raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        try:
-            ec = _Taa5bbe96[(c >> 27) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x20000000 != 0x0:
-                raise r.fail_at(av + 30, 'CurrentDemandReqType[7]', 'expected EE') from None
-            ec = ((c >> 27) & 3)
+        if c >= 0x20000000:
+            raise r.fail_at(av + 30, 'CurrentDemandReqType[7]', 'expected EE')
         ob8_ = _new(_K_din_PhysicalValueType)
         ob8_.Multiplier = f_8_Multiplier
         ob8_.Unit = f_8_Unit
         ob8_.Value = f_8_Value
         f_RemainingTimeToFullSoC = ob8_
-        if ec == 0:
+        if c < 0x8000000:
             try:
-                f_9_Multiplier, ec = _T1fd725cf[(c >> 19) & 0xff]
+                f_9_Multiplier, ec = _T1fd725cf[c >> 19]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x6200000 != 0x0:
                     raise r.fail_at(av + 27, 'CurrentDemandReqType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-                f_9_Multiplier = ((c >> 22) & 7) - 3
+                f_9_Multiplier = (c >> 22) - 3
                 ec = ((c >> 19) & 3)
             f_9_Unit: _din.unitSymbolType | None = None
             if ec == 0:
@@ -4451,7 +4421,7 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
                 c = (win >> av) & 0x1fffffff
             else:
                 raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-            if c & 0x10000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 29, 'CurrentDemandReqType[8]', 'expected EE')
             ob9_ = _new(_K_din_PhysicalValueType)
             ob9_.Multiplier = f_9_Multiplier
@@ -4459,7 +4429,7 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
             ob9_.Value = f_9_Value
             f_RemainingTimeToBulkSoC = ob9_
             s = 9
-        elif ec == 1:
+        elif c < 0x10000000:
             try:
                 f_10_Multiplier, ec = _T1fd725cf[(c >> 19) & 0xff]
             except KeyError:  # not a valid pattern: say why
@@ -4555,7 +4525,7 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
                 c = (win >> av) & 0x1fffffff
             else:
                 raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-            if c & 0x10000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 29, 'CurrentDemandReqType[8]', 'expected EE')
             ob10_ = _new(_K_din_PhysicalValueType)
             ob10_.Multiplier = f_10_Multiplier
@@ -4564,8 +4534,9 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
             f_EVTargetVoltage = ob10_
             s = 10
         else:
+            ec = (c >> 27) & 0x3
             raise r.fail_at(av + 27, 'CurrentDemandReqType[8]', f'event code {ec}, expected SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
-    elif ec == 1:
+    elif c < 0x20000000:
         try:
             f_11_Multiplier, ec = _T1fd725cf[(c >> 20) & 0xff]
         except KeyError:  # not a valid pattern: say why
@@ -4661,7 +4632,7 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
             c = (win >> av) & 0x1fffffff
         else:
             raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c & 0x10000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 29, 'CurrentDemandReqType[7]', 'expected EE')
         ob11_ = _new(_K_din_PhysicalValueType)
         ob11_.Multiplier = f_11_Multiplier
@@ -4669,7 +4640,7 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
         ob11_.Value = f_11_Value
         f_RemainingTimeToBulkSoC = ob11_
         s = 9
-    elif ec == 2:
+    elif c < 0x30000000:
         try:
             f_12_Multiplier, ec = _T1fd725cf[(c >> 20) & 0xff]
         except KeyError:  # not a valid pattern: say why
@@ -4765,7 +4736,7 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
             c = (win >> av) & 0x1fffffff
         else:
             raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c & 0x10000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 29, 'CurrentDemandReqType[7]', 'expected EE')
         ob12_ = _new(_K_din_PhysicalValueType)
         ob12_.Multiplier = f_12_Multiplier
@@ -4774,14 +4745,15 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
         f_EVTargetVoltage = ob12_
         s = 10
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'CurrentDemandReqType[7]', f'event code {ec}, expected SE(RemainingTimeToFullSoC), SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
     if s == 9:
         try:
-            f_13_Multiplier, ec = _T0c77b141[(c >> 19) & 0x1ff]
+            f_13_Multiplier, ec = _T0c77b141[c >> 19]
         except KeyError:  # not a valid pattern: say why
             if c & 0xe200000 != 0x0:
                 raise r.fail_at(av + 28, 'CurrentDemandReqType', 'expected SE(EVTargetVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_13_Multiplier = ((c >> 22) & 7) - 3
+            f_13_Multiplier = (c >> 22) - 3
             ec = ((c >> 19) & 3)
         f_13_Unit: _din.unitSymbolType | None = None
         if ec == 0:
@@ -4871,7 +4843,7 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
             c = (win >> av) & 0x3
         else:
             raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c & 0x2 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 2, 'CurrentDemandReqType', 'expected EE')
         ob13_ = _new(_K_din_PhysicalValueType)
         ob13_.Multiplier = f_13_Multiplier
@@ -4882,7 +4854,7 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
     else:
         av += 27
         c >>= 27
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'CurrentDemandReqType', 'expected EE')
     s = -1
     r.avail = av
@@ -5112,11 +5084,11 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
     f_EVSEMaximumPowerLimit: _din.PhysicalValueType | None = None
     s = 0
     try:
-        f_ResponseCode, ec = _T2cf7554e[(c >> 17) & 0x7ff]
+        f_ResponseCode, ec = _T2cf7554e[c >> 17]
     except KeyError:  # not a valid pattern: say why
         if c & 0xc180000 != 0x0:
             raise r.fail_at(av + 28, 'CurrentDemandResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)') from None
-        iv = ((c >> 21) & 31)
+        iv = (c >> 21)
         if iv >= 23:
             raise r.fail_at(av + 17, 'CurrentDemandResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_din_responseCodeType[iv]
@@ -5154,9 +5126,9 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
         c = (win >> av) & 0x3fffffff
     else:
         raise r.fail_at(av + 17, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
-    if c & 0x30000000 != 0x0:
+    if c >= 0x10000000:
         raise r.fail_at(av + 30, 'CurrentDemandResType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-    u = ((c >> 20) & 255)
+    u = (c >> 20)
     if u > 127:
         u2 = (c >> 12) & 0xFF
         if u2 < 128:
@@ -5192,7 +5164,7 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
     except KeyError:  # not a valid pattern: say why
         if c & 0x39f10000 != 0x0:
             raise r.fail_at(av + 30, 'CurrentDemandResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-        iv = ((c >> 25) & 3)
+        iv = (c >> 25)
         if iv >= 3:
             raise r.fail_at(av + 14, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_1_EVSENotification = _E_din_EVSENotificationType[iv]
@@ -5216,7 +5188,7 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
         except KeyError:  # not a valid pattern: say why
             if c & 0x21c00000 != 0x0:
                 raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            iv = ((c >> 25) & 15)
+            iv = (c >> 25)
             if iv >= 10:
                 raise r.fail_at(av + 21, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
             f_2_Unit = _E_din_unitSymbolType[iv]
@@ -5298,11 +5270,11 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
     else:
         raise r.fail_at(av + 14, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     try:
-        f_3_Multiplier, ec = _Tdfa9f4aa[(c >> 20) & 0x3ff]
+        f_3_Multiplier, ec = _Tdfa9f4aa[c >> 20]
     except KeyError:  # not a valid pattern: say why
         if c & 0x3c400000 != 0x0:
             raise r.fail_at(av + 30, 'CurrentDemandResType', 'expected EE, SE(EVSEPresentCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-        f_3_Multiplier = ((c >> 23) & 7) - 3
+        f_3_Multiplier = (c >> 23) - 3
         ec = ((c >> 20) & 3)
     ob2_ = _new(_K_din_PhysicalValueType)
     ob2_.Multiplier = f_2_Multiplier
@@ -5399,11 +5371,11 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
     else:
         raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     try:
-        f_EVSECurrentLimitAchieved, f_EVSEVoltageLimitAchieved, f_EVSEPowerLimitAchieved, ec = _T57d954ab[(c >> 14) & 0xffff]
+        f_EVSECurrentLimitAchieved, f_EVSEVoltageLimitAchieved, f_EVSEPowerLimitAchieved, ec = _T57d954ab[c >> 14]
     except KeyError:  # not a valid pattern: say why
         if c & 0x3bba0000 != 0x0:
             raise r.fail_at(av + 30, 'CurrentDemandResType', 'expected EE, SE(EVSECurrentLimitAchieved), CH of EVSECurrentLimitAchieved, EE of EVSECurrentLimitAchieved, SE(EVSEVoltageLimitAchieved), CH of EVSEVoltageLimitAchieved, EE of EVSEVoltageLimitAchieved, SE(EVSEPowerLimitAchieved), CH of EVSEPowerLimitAchieved, EE of EVSEPowerLimitAchieved') from None
-        f_EVSECurrentLimitAchieved = ((c >> 26) & 1) == 1
+        f_EVSECurrentLimitAchieved = (c >> 26) == 1
         f_EVSEVoltageLimitAchieved = ((c >> 22) & 1) == 1
         f_EVSEPowerLimitAchieved = ((c >> 18) & 1) == 1
         ec = ((c >> 14) & 7)
@@ -5435,7 +5407,7 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
             except KeyError:  # not a valid pattern: say why
                 if c & 0x21c00000 != 0x0:
                     raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                iv = ((c >> 25) & 15)
+                iv = (c >> 25)
                 if iv >= 10:
                     raise r.fail_at(av + 21, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
                 f_4_Unit = _E_din_unitSymbolType[iv]
@@ -5481,9 +5453,9 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
             try:
                 sg = _T071cdf68[c >> 28]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x20000000 != 0x0:
+                if c >= 0x20000000:
                     raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 28) & 1)
+                sg = (c >> 28)
             u = ((c >> 20) & 255)
             if u > 127:
                 u2 = (c >> 12) & 0xFF
@@ -5519,24 +5491,20 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
             c = (win >> av) & 0x3fffffff
         else:
             raise r.fail_at(av + 6, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        try:
-            ec = _Taa5bbe96[(c >> 27) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x20000000 != 0x0:
-                raise r.fail_at(av + 30, 'CurrentDemandResType[7]', 'expected EE') from None
-            ec = ((c >> 27) & 3)
+        if c >= 0x20000000:
+            raise r.fail_at(av + 30, 'CurrentDemandResType[7]', 'expected EE')
         ob4_ = _new(_K_din_PhysicalValueType)
         ob4_.Multiplier = f_4_Multiplier
         ob4_.Unit = f_4_Unit
         ob4_.Value = f_4_Value
         f_EVSEMaximumVoltageLimit = ob4_
-        if ec == 0:
+        if c < 0x8000000:
             try:
-                f_5_Multiplier, ec = _T1fd725cf[(c >> 19) & 0xff]
+                f_5_Multiplier, ec = _T1fd725cf[c >> 19]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x6200000 != 0x0:
                     raise r.fail_at(av + 27, 'CurrentDemandResType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-                f_5_Multiplier = ((c >> 22) & 7) - 3
+                f_5_Multiplier = (c >> 22) - 3
                 ec = ((c >> 19) & 3)
             f_5_Unit: _din.unitSymbolType | None = None
             if ec == 0:
@@ -5626,7 +5594,7 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
                 c = (win >> av) & 0x1fffffff
             else:
                 raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-            if c & 0x10000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 29, 'CurrentDemandResType[8]', 'expected EE')
             ob5_ = _new(_K_din_PhysicalValueType)
             ob5_.Multiplier = f_5_Multiplier
@@ -5634,7 +5602,7 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
             ob5_.Value = f_5_Value
             f_EVSEMaximumCurrentLimit = ob5_
             s = 9
-        elif ec == 1:
+        elif c < 0x10000000:
             try:
                 f_6_Multiplier, ec = _T1fd725cf[(c >> 19) & 0xff]
             except KeyError:  # not a valid pattern: say why
@@ -5730,7 +5698,7 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
                 c = (win >> av) & 0x1fffffff
             else:
                 raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-            if c & 0x10000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 29, 'CurrentDemandResType[8]', 'expected EE')
             ob6_ = _new(_K_din_PhysicalValueType)
             ob6_.Multiplier = f_6_Multiplier
@@ -5738,10 +5706,11 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
             ob6_.Value = f_6_Value
             f_EVSEMaximumPowerLimit = ob6_
             s = 10
-        elif ec == 2:
+        elif c < 0x18000000:
             av -= 1
             s = -1
         else:
+            ec = (c >> 27) & 0x3
             raise r.fail_at(av + 27, 'CurrentDemandResType[8]', f'event code {ec}, expected SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), EE')
     elif ec == 1:
         try:
@@ -5762,7 +5731,7 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
             except KeyError:  # not a valid pattern: say why
                 if c & 0x21c00000 != 0x0:
                     raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                iv = ((c >> 25) & 15)
+                iv = (c >> 25)
                 if iv >= 10:
                     raise r.fail_at(av + 21, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
                 f_7_Unit = _E_din_unitSymbolType[iv]
@@ -5808,9 +5777,9 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
             try:
                 sg = _T071cdf68[c >> 28]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x20000000 != 0x0:
+                if c >= 0x20000000:
                     raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 28) & 1)
+                sg = (c >> 28)
             u = ((c >> 20) & 255)
             if u > 127:
                 u2 = (c >> 12) & 0xFF
@@ -5846,7 +5815,7 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
             c = (win >> av) & 0x1fffffff
         else:
             raise r.fail_at(av + 6, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c & 0x10000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 29, 'CurrentDemandResType[7]', 'expected EE')
         ob7_ = _new(_K_din_PhysicalValueType)
         ob7_.Multiplier = f_7_Multiplier
@@ -5873,7 +5842,7 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
             except KeyError:  # not a valid pattern: say why
                 if c & 0x21c00000 != 0x0:
                     raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                iv = ((c >> 25) & 15)
+                iv = (c >> 25)
                 if iv >= 10:
                     raise r.fail_at(av + 21, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
                 f_8_Unit = _E_din_unitSymbolType[iv]
@@ -5919,9 +5888,9 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
             try:
                 sg = _T071cdf68[c >> 28]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x20000000 != 0x0:
+                if c >= 0x20000000:
                     raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 28) & 1)
+                sg = (c >> 28)
             u = ((c >> 20) & 255)
             if u > 127:
                 u2 = (c >> 12) & 0xFF
@@ -5957,7 +5926,7 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
             c = (win >> av) & 0x1fffffff
         else:
             raise r.fail_at(av + 6, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c & 0x10000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 29, 'CurrentDemandResType[7]', 'expected EE')
         ob8_ = _new(_K_din_PhysicalValueType)
         ob8_.Multiplier = f_8_Multiplier
@@ -5971,14 +5940,14 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
     else:
         raise r.fail_at(av + 14, 'CurrentDemandResType[7]', f'event code {ec}, expected SE(EVSEMaximumVoltageLimit), SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), EE')
     if s == 9:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x4000000:
             try:
-                f_9_Multiplier, ec = _T1fd725cf[(c >> 18) & 0xff]
+                f_9_Multiplier, ec = _T1fd725cf[c >> 18]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x3100000 != 0x0:
                     raise r.fail_at(av + 26, 'CurrentDemandResType[9]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-                f_9_Multiplier = ((c >> 21) & 7) - 3
+                f_9_Multiplier = (c >> 21) - 3
                 ec = ((c >> 18) & 3)
             f_9_Unit: _din.unitSymbolType | None = None
             if ec == 0:
@@ -6058,11 +6027,11 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-                if c & 0x20000000 != 0x0:
+                if c >= 0x20000000:
                     raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected EE of Value')
             else:
                 raise r.fail_at(av + 18, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-            if c & 0x10000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 29, 'CurrentDemandResType[9]', 'expected EE')
             ob9_ = _new(_K_din_PhysicalValueType)
             ob9_.Multiplier = f_9_Multiplier
@@ -6070,10 +6039,11 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
             ob9_.Value = f_9_Value
             f_EVSEMaximumPowerLimit = ob9_
             s = 10
-        elif ec == 1:
+        elif c < 0x8000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'CurrentDemandResType[9]', f'event code {ec}, expected SE(EVSEMaximumPowerLimit), EE')
     if s == 10:
         av += 27
@@ -6229,10 +6199,9 @@ def _d_din_MeteringReceiptReqType(r: BitReader, c: int) -> _din.MeteringReceiptR
     f_SessionID: bytes
     f_SAScheduleTupleID: int | None = None
     f_MeterInfo: _din.MeterInfoType
-    ec = ((c >> 9) & 3)
-    if ec == 0:
+    if c < 0x200:
         av += 1
-        u = ((c >> 1) & 255)
+        u = (c >> 1)
         if u > 127:
             av -= 8
             if av < 0:
@@ -6260,9 +6229,9 @@ def _d_din_MeteringReceiptReqType(r: BitReader, c: int) -> _din.MeteringReceiptR
         if av < 0:
             win, av = r.refill(av, 10)
         c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 10, 'MeteringReceiptReqType[0]', 'expected SE(SessionID), CH of SessionID')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -6290,10 +6259,10 @@ def _d_din_MeteringReceiptReqType(r: BitReader, c: int) -> _din.MeteringReceiptR
         if av < 0:
             win, av = r.refill(av, 25)
         c = (win >> av) & 0x1ffffff
-        if c & 0x1000000 != 0x0:
+        if c >= 0x1000000:
             raise r.fail_at(av + 25, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
-    elif ec == 1:
-        if c & 0x100 != 0x0:
+    elif c < 0x400:
+        if c >= 0x300:
             raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', 'expected CH of SessionID')
         u = (c & 255)
         if u > 127:
@@ -6323,18 +6292,18 @@ def _d_din_MeteringReceiptReqType(r: BitReader, c: int) -> _din.MeteringReceiptR
         if av < 0:
             win, av = r.refill(av, 25)
         c = (win >> av) & 0x1ffffff
-        if c & 0x1000000 != 0x0:
+        if c >= 0x1000000:
             raise r.fail_at(av + 25, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
     else:
+        ec = (c >> 9) & 0x3
         raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', f'event code {ec}, expected AT(Id), SE(SessionID)')
-    ec = ((c >> 22) & 3)
-    if ec == 0:
+    if c < 0x400000:
         try:
-            sg = _T071cdf68[(c >> 20) & 0x3]
+            sg = _T071cdf68[c >> 20]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x200000 != 0x0:
+            if c >= 0x200000:
                 raise r.fail_at(av + 22, 'MeteringReceiptReqType[2]', 'expected CH of SAScheduleTupleID') from None
-            sg = ((c >> 20) & 1)
+            sg = (c >> 20)
         u = ((c >> 12) & 255)
         if u > 127:
             u2 = (c >> 4) & 0xFF
@@ -6376,9 +6345,10 @@ def _d_din_MeteringReceiptReqType(r: BitReader, c: int) -> _din.MeteringReceiptR
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
-    elif ec == 1:
+    elif c < 0x800000:
         av += 12
         c >>= 12
+        c &= 0x3ff
         r.avail = av
         f_MeterInfo = _d_din_MeterInfoType(r, c)
         win = r.win
@@ -6388,8 +6358,9 @@ def _d_din_MeteringReceiptReqType(r: BitReader, c: int) -> _din.MeteringReceiptR
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
     else:
+        ec = (c >> 22) & 0x3
         raise r.fail_at(av + 22, 'MeteringReceiptReqType[2]', f'event code {ec}, expected SE(SAScheduleTupleID), SE(MeterInfo)')
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'MeteringReceiptReqType', 'expected EE')
     r.avail = av
     ob = _new(_K_din_MeteringReceiptReqType)
@@ -6505,11 +6476,11 @@ def _d_din_MeteringReceiptResType(r: BitReader, c: int) -> _din.MeteringReceiptR
     f_ResponseCode: _din.responseCodeType
     f_AC_EVSEStatus: _din.AC_EVSEStatusType
     try:
-        f_ResponseCode, f_1_PowerSwitchClosed, f_1_RCD = _Tba1614df[(c >> 9) & 0x7ffff]
+        f_ResponseCode, f_1_PowerSwitchClosed, f_1_RCD = _Tba1614df[c >> 9]
     except KeyError:  # not a valid pattern: say why
         if c & 0xc1eee00 != 0x0:
             raise r.fail_at(av + 28, 'MeteringReceiptResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(AC_EVSEStatus), SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
-        iv = ((c >> 21) & 31)
+        iv = (c >> 21)
         if iv >= 23:
             raise r.fail_at(av + 9, 'MeteringReceiptResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_din_responseCodeType[iv]
@@ -6552,7 +6523,7 @@ def _d_din_MeteringReceiptResType(r: BitReader, c: int) -> _din.MeteringReceiptR
     except KeyError:  # not a valid pattern: say why
         if c & 0xe7 != 0x0:
             raise r.fail_at(av + 8, 'MeteringReceiptResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, EE') from None
-        iv = ((c >> 3) & 3)
+        iv = (c >> 3)
         if iv >= 3:
             raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_1_EVSENotification = _E_din_EVSENotificationType[iv]
@@ -6617,9 +6588,9 @@ def _d_din_PaymentDetailsReqType(r: BitReader, c: int) -> _din.PaymentDetailsReq
     av = r.avail
     f_ContractID: str
     f_ContractSignatureCertChain: _din.CertificateChainType
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'PaymentDetailsReqType', 'expected SE(ContractID), CH of ContractID')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -6647,9 +6618,9 @@ def _d_din_PaymentDetailsReqType(r: BitReader, c: int) -> _din.PaymentDetailsReq
     if av < 0:
         win, av = r.refill(av, 12)
     c = (win >> av) & 0xfff
-    if c & 0xf00 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 12, 'PaymentDetailsReqType', 'expected EE of ContractID, SE(ContractSignatureCertChain), SE(Certificate), CH of Certificate')
-    u = (c & 255)
+    u = c
     f_1_SubCertificates: _din.SubCertificatesType | None = None
     if u > 127:
         av -= 8
@@ -6678,13 +6649,9 @@ def _d_din_PaymentDetailsReqType(r: BitReader, c: int) -> _din.PaymentDetailsReq
     if av < 0:
         win, av = r.refill(av, 13)
     c = (win >> av) & 0x1fff
-    try:
-        ec = _Taa5bbe96[c >> 10]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x1000 != 0x0:
-            raise r.fail_at(av + 13, 'PaymentDetailsReqType', 'expected EE of Certificate') from None
-        ec = ((c >> 10) & 3)
-    if ec == 0:
+    if c >= 0x1000:
+        raise r.fail_at(av + 13, 'PaymentDetailsReqType', 'expected EE of Certificate')
+    if c < 0x400:
         r.avail = av
         f_1_SubCertificates = _d_din_SubCertificatesType(r, c)
         win = r.win
@@ -6693,12 +6660,13 @@ def _d_din_PaymentDetailsReqType(r: BitReader, c: int) -> _din.PaymentDetailsReq
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
-        if c & 0x2 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 2, 'CertificateChainType[1]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x800:
         av += 9
         c >>= 9
     else:
+        ec = (c >> 10) & 0x3
         raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'PaymentDetailsReqType', 'expected EE')
@@ -6749,11 +6717,11 @@ def _d_din_PaymentDetailsResType(r: BitReader, c: int) -> _din.PaymentDetailsRes
     f_GenChallenge: str
     f_DateTimeNow: int
     try:
-        f_ResponseCode = _Tfaaba5e3[(c >> 8) & 0x3ff]
+        f_ResponseCode = _Tfaaba5e3[c >> 8]
     except KeyError:  # not a valid pattern: say why
         if c & 0x30700 != 0x0:
             raise r.fail_at(av + 18, 'PaymentDetailsResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(GenChallenge), CH of GenChallenge') from None
-        iv = ((c >> 11) & 31)
+        iv = (c >> 11)
         if iv >= 23:
             raise r.fail_at(av + 8, 'PaymentDetailsResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_din_responseCodeType[iv]
@@ -6788,9 +6756,9 @@ def _d_din_PaymentDetailsResType(r: BitReader, c: int) -> _din.PaymentDetailsRes
     try:
         sg = _T143a83e6[c >> 18]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x380000 != 0x0:
+        if c >= 0x80000:
             raise r.fail_at(av + 22, 'PaymentDetailsResType', 'expected EE of GenChallenge, SE(DateTimeNow), CH of DateTimeNow') from None
-        sg = ((c >> 18) & 1)
+        sg = (c >> 18)
     u = ((c >> 10) & 255)
     if u > 127:
         u2 = (c >> 2) & 0xFF
@@ -6880,11 +6848,11 @@ def _d_din_PowerDeliveryReqType(r: BitReader, c: int) -> _din.PowerDeliveryReqTy
     f_EVPowerDeliveryParameter: _din.EVPowerDeliveryParameterType | None = None
     s = 0
     try:
-        f_ReadyToChargeState, ec = _T314b1fff[(c >> 21) & 0x7f]
+        f_ReadyToChargeState, ec = _T314b1fff[c >> 21]
     except KeyError:  # not a valid pattern: say why
         if c & 0xd000000 != 0x0:
             raise r.fail_at(av + 28, 'PowerDeliveryReqType', 'expected SE(ReadyToChargeState), CH of ReadyToChargeState, EE of ReadyToChargeState') from None
-        f_ReadyToChargeState = ((c >> 25) & 1) == 1
+        f_ReadyToChargeState = (c >> 25) == 1
         ec = ((c >> 21) & 7)
     s = 1
     if ec == 0:
@@ -6900,9 +6868,8 @@ def _d_din_PowerDeliveryReqType(r: BitReader, c: int) -> _din.PowerDeliveryReqTy
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        ec = (c >> 28)
-        if ec == 0:
-            if c & 0x8000000 != 0x0:
+        if c < 0x10000000:
+            if c >= 0x8000000:
                 raise r.fail_at(av + 28, 'PowerDeliveryReqType[2]', 'expected SE(DC_EVStatus)')
             f_1_BulkChargingComplete: bool | None = None
             av -= 1
@@ -6917,16 +6884,15 @@ def _d_din_PowerDeliveryReqType(r: BitReader, c: int) -> _din.PowerDeliveryReqTy
             if av < 0:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
-            ec = (c >> 9)
-            if ec == 0:
+            if c < 0x200:
                 try:
-                    f_1_BulkChargingComplete, f_1_ChargingComplete = _Ta135abd8[(c >> 2) & 0x7f]
+                    f_1_BulkChargingComplete, f_1_ChargingComplete = _Ta135abd8[c >> 2]
                 except KeyError:  # not a valid pattern: say why
                     if c & 0x174 != 0x0:
                         raise r.fail_at(av + 9, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete, SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete') from None
-                    f_1_BulkChargingComplete = ((c >> 7) & 1) == 1
+                    f_1_BulkChargingComplete = (c >> 7) == 1
                     f_1_ChargingComplete = ((c >> 3) & 1) == 1
-            elif ec == 1:
+            elif c < 0x400:
                 av += 4
                 try:
                     f_1_ChargingComplete = _Ta870a97b[(c >> 6) & 0x7]
@@ -6936,6 +6902,7 @@ def _d_din_PowerDeliveryReqType(r: BitReader, c: int) -> _din.PowerDeliveryReqTy
                     f_1_ChargingComplete = ((c >> 7) & 1) == 1
                 c >>= 4
             else:
+                ec = (c >> 9) & 0x3
                 raise r.fail_at(av + 9, 'DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
             if c & 0x2 != 0x0:
                 raise r.fail_at(av + 2, 'PowerDeliveryReqType[2]', 'expected EE')
@@ -6945,18 +6912,19 @@ def _d_din_PowerDeliveryReqType(r: BitReader, c: int) -> _din.PowerDeliveryReqTy
             ob1_.ChargingComplete = f_1_ChargingComplete
             f_DC_EVPowerDeliveryParameter = ob1_
             s = 3
-        elif ec == 1:
+        elif c < 0x20000000:
             av += 26
-            if c & 0x8000000 != 0x0:
+            if c >= 0x18000000:
                 raise r.fail_at(av + 2, 'PowerDeliveryReqType[2]', 'expected EE')
             ob2_ = _new(_K_din_EVPowerDeliveryParameterType)
             f_EVPowerDeliveryParameter = ob2_
             c >>= 26
             s = 3
-        elif ec == 2:
+        elif c < 0x30000000:
             av += 27
             s = -1
         else:
+            ec = (c >> 28) & 0x3
             raise r.fail_at(av + 28, 'PowerDeliveryReqType[2]', f'event code {ec}, expected SE(DC_EVPowerDeliveryParameter), SE(EVPowerDeliveryParameter), EE')
     elif ec == 1:
         if c & 0x100000 != 0x0:
@@ -6974,16 +6942,15 @@ def _d_din_PowerDeliveryReqType(r: BitReader, c: int) -> _din.PowerDeliveryReqTy
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        ec = (c >> 9)
-        if ec == 0:
+        if c < 0x200:
             try:
-                f_3_BulkChargingComplete, f_3_ChargingComplete = _Ta135abd8[(c >> 2) & 0x7f]
+                f_3_BulkChargingComplete, f_3_ChargingComplete = _Ta135abd8[c >> 2]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x174 != 0x0:
                     raise r.fail_at(av + 9, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete, SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete') from None
-                f_3_BulkChargingComplete = ((c >> 7) & 1) == 1
+                f_3_BulkChargingComplete = (c >> 7) == 1
                 f_3_ChargingComplete = ((c >> 3) & 1) == 1
-        elif ec == 1:
+        elif c < 0x400:
             av += 4
             try:
                 f_3_ChargingComplete = _Ta870a97b[(c >> 6) & 0x7]
@@ -6993,6 +6960,7 @@ def _d_din_PowerDeliveryReqType(r: BitReader, c: int) -> _din.PowerDeliveryReqTy
                 f_3_ChargingComplete = ((c >> 7) & 1) == 1
             c >>= 4
         else:
+            ec = (c >> 9) & 0x3
             raise r.fail_at(av + 9, 'DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
         if c & 0x2 != 0x0:
             raise r.fail_at(av + 2, 'PowerDeliveryReqType[1]', 'expected EE')
@@ -7108,11 +7076,11 @@ def _d_din_PowerDeliveryResType(r: BitReader, c: int) -> _din.PowerDeliveryResTy
     f_DC_EVSEStatus: _din.DC_EVSEStatusType | None = None
     f_EVSEStatus: _din.EVSEStatusType | None = None
     try:
-        f_ResponseCode, ec = _T685e51b1[(c >> 18) & 0x3ff]
+        f_ResponseCode, ec = _T685e51b1[c >> 18]
     except KeyError:  # not a valid pattern: say why
         if c & 0xc100000 != 0x0:
             raise r.fail_at(av + 28, 'PowerDeliveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode') from None
-        iv = ((c >> 21) & 31)
+        iv = (c >> 21)
         if iv >= 23:
             raise r.fail_at(av + 18, 'PowerDeliveryResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_din_responseCodeType[iv]
@@ -7155,7 +7123,7 @@ def _d_din_PowerDeliveryResType(r: BitReader, c: int) -> _din.PowerDeliveryResTy
         except KeyError:  # not a valid pattern: say why
             if c & 0xe6 != 0x0:
                 raise r.fail_at(av + 8, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE') from None
-            iv = ((c >> 3) & 3)
+            iv = (c >> 3)
             if iv >= 3:
                 raise r.fail_at(av + 1, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_1_EVSENotification = _E_din_EVSENotificationType[iv]
@@ -7166,15 +7134,15 @@ def _d_din_PowerDeliveryResType(r: BitReader, c: int) -> _din.PowerDeliveryResTy
         ob1_.EVSENotification = f_1_EVSENotification
         f_AC_EVSEStatus = ob1_
     elif ec == 1:
-        ec = ((c >> 16) & 3)
+        c &= 0x3ffff
         f_2_EVSEIsolationStatus: _din.isolationLevelType | None = None
-        if ec == 0:
+        if c < 0x10000:
             try:
-                f_2_EVSEIsolationStatus, f_2_EVSEStatusCode = _T6b55cf38[(c >> 5) & 0x7ff]
+                f_2_EVSEIsolationStatus, f_2_EVSEStatusCode = _T6b55cf38[c >> 5]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x9c20 != 0x0:
                     raise r.fail_at(av + 16, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                f_2_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 13) & 3)]
+                f_2_EVSEIsolationStatus = _E_din_isolationLevelType[(c >> 13)]
                 iv = ((c >> 6) & 15)
                 if iv >= 12:
                     raise r.fail_at(av + 5, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
@@ -7183,7 +7151,7 @@ def _d_din_PowerDeliveryResType(r: BitReader, c: int) -> _din.PowerDeliveryResTy
             if av < 0:
                 win, av = r.refill(av, 18)
             c = (win >> av) & 0x3ffff
-        elif ec == 1:
+        elif c < 0x20000:
             try:
                 f_2_EVSEStatusCode = _T886122e8[(c >> 10) & 0x3f]
             except KeyError:  # not a valid pattern: say why
@@ -7198,10 +7166,11 @@ def _d_din_PowerDeliveryResType(r: BitReader, c: int) -> _din.PowerDeliveryResTy
                 win, av = r.refill(av, 18)
             c = (win >> av) & 0x3ffff
         else:
+            ec = (c >> 16) & 0x3
             raise r.fail_at(av + 16, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
-        if c & 0x30000 != 0x0:
+        if c >= 0x10000:
             raise r.fail_at(av + 18, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-        u = ((c >> 8) & 255)
+        u = (c >> 8)
         if u > 127:
             u2 = c & 0xFF
             if u2 < 128:
@@ -7231,7 +7200,7 @@ def _d_din_PowerDeliveryResType(r: BitReader, c: int) -> _din.PowerDeliveryResTy
         except KeyError:  # not a valid pattern: say why
             if c & 0xe6 != 0x0:
                 raise r.fail_at(av + 8, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE') from None
-            iv = ((c >> 3) & 3)
+            iv = (c >> 3)
             if iv >= 3:
                 raise r.fail_at(av + 1, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_2_EVSENotification = _E_din_EVSENotificationType[iv]
@@ -7334,7 +7303,7 @@ def _d_din_PreChargeReqType(r: BitReader, c: int) -> _din.PreChargeReqType:
     f_DC_EVStatus: _din.DC_EVStatusType
     f_EVTargetVoltage: _din.PhysicalValueType
     f_EVTargetCurrent: _din.PhysicalValueType
-    if c & 0x8000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 28, 'PreChargeReqType', 'expected SE(DC_EVStatus)')
     av -= 1
     if av < 0:
@@ -7353,7 +7322,7 @@ def _d_din_PreChargeReqType(r: BitReader, c: int) -> _din.PreChargeReqType:
     except KeyError:  # not a valid pattern: say why
         if c & 0x38800000 != 0x0:
             raise r.fail_at(av + 30, 'PreChargeReqType', 'expected SE(EVTargetVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-        f_1_Multiplier = ((c >> 24) & 7) - 3
+        f_1_Multiplier = (c >> 24) - 3
         ec = ((c >> 21) & 3)
     f_1_Unit: _din.unitSymbolType | None = None
     if ec == 0:
@@ -7444,11 +7413,11 @@ def _d_din_PreChargeReqType(r: BitReader, c: int) -> _din.PreChargeReqType:
     else:
         raise r.fail_at(av + 21, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     try:
-        f_2_Multiplier, ec = _Tdfa9f4aa[(c >> 20) & 0x3ff]
+        f_2_Multiplier, ec = _Tdfa9f4aa[c >> 20]
     except KeyError:  # not a valid pattern: say why
         if c & 0x3c400000 != 0x0:
             raise r.fail_at(av + 30, 'PreChargeReqType', 'expected EE, SE(EVTargetCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-        f_2_Multiplier = ((c >> 23) & 7) - 3
+        f_2_Multiplier = (c >> 23) - 3
         ec = ((c >> 20) & 3)
     ob1_ = _new(_K_din_PhysicalValueType)
     ob1_.Multiplier = f_1_Multiplier
@@ -7597,11 +7566,11 @@ def _d_din_PreChargeResType(r: BitReader, c: int) -> _din.PreChargeResType:
     f_DC_EVSEStatus: _din.DC_EVSEStatusType
     f_EVSEPresentVoltage: _din.PhysicalValueType
     try:
-        f_ResponseCode, ec = _T2cf7554e[(c >> 17) & 0x7ff]
+        f_ResponseCode, ec = _T2cf7554e[c >> 17]
     except KeyError:  # not a valid pattern: say why
         if c & 0xc180000 != 0x0:
             raise r.fail_at(av + 28, 'PreChargeResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)') from None
-        iv = ((c >> 21) & 31)
+        iv = (c >> 21)
         if iv >= 23:
             raise r.fail_at(av + 17, 'PreChargeResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_din_responseCodeType[iv]
@@ -7638,9 +7607,9 @@ def _d_din_PreChargeResType(r: BitReader, c: int) -> _din.PreChargeResType:
         c = (win >> av) & 0x3fffffff
     else:
         raise r.fail_at(av + 17, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
-    if c & 0x30000000 != 0x0:
+    if c >= 0x10000000:
         raise r.fail_at(av + 30, 'PreChargeResType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-    u = ((c >> 20) & 255)
+    u = (c >> 20)
     if u > 127:
         u2 = (c >> 12) & 0xFF
         if u2 < 128:
@@ -7676,7 +7645,7 @@ def _d_din_PreChargeResType(r: BitReader, c: int) -> _din.PreChargeResType:
     except KeyError:  # not a valid pattern: say why
         if c & 0x39f10000 != 0x0:
             raise r.fail_at(av + 30, 'PreChargeResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-        iv = ((c >> 25) & 3)
+        iv = (c >> 25)
         if iv >= 3:
             raise r.fail_at(av + 14, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_1_EVSENotification = _E_din_EVSENotificationType[iv]
@@ -7699,7 +7668,7 @@ def _d_din_PreChargeResType(r: BitReader, c: int) -> _din.PreChargeResType:
         except KeyError:  # not a valid pattern: say why
             if c & 0x8700000 != 0x0:
                 raise r.fail_at(av + 28, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            iv = ((c >> 23) & 15)
+            iv = (c >> 23)
             if iv >= 10:
                 raise r.fail_at(av + 19, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
             f_2_Unit = _E_din_unitSymbolType[iv]
@@ -7822,9 +7791,9 @@ def _d_din_ServiceDetailReqType(r: BitReader, c: int) -> _din.ServiceDetailReqTy
     win = r.win
     av = r.avail
     f_ServiceID: int
-    if c & 0xc00 != 0x0:
+    if c >= 0x400:
         raise r.fail_at(av + 12, 'ServiceDetailReqType', 'expected SE(ServiceID), CH of ServiceID')
-    u = ((c >> 2) & 255)
+    u = (c >> 2)
     if u > 127:
         av -= 8
         if av < 0:
@@ -7899,11 +7868,11 @@ def _d_din_ServiceDetailResType(r: BitReader, c: int) -> _din.ServiceDetailResTy
     f_ServiceID: int
     f_ServiceParameterList: _din.ServiceParameterListType | None = None
     try:
-        f_ResponseCode = _Tfaaba5e3[(c >> 18) & 0x3ff]
+        f_ResponseCode = _Tfaaba5e3[c >> 18]
     except KeyError:  # not a valid pattern: say why
         if c & 0xc1c0000 != 0x0:
             raise r.fail_at(av + 28, 'ServiceDetailResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceID), CH of ServiceID') from None
-        iv = ((c >> 21) & 31)
+        iv = (c >> 21)
         if iv >= 23:
             raise r.fail_at(av + 18, 'ServiceDetailResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_din_responseCodeType[iv]
@@ -7938,13 +7907,9 @@ def _d_din_ServiceDetailResType(r: BitReader, c: int) -> _din.ServiceDetailResTy
     if av < 0:
         win, av = r.refill(av, 26)
     c = (win >> av) & 0x3ffffff
-    try:
-        ec = _Taa5bbe96[c >> 23]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x2000000 != 0x0:
-            raise r.fail_at(av + 26, 'ServiceDetailResType', 'expected EE of ServiceID') from None
-        ec = ((c >> 23) & 3)
-    if ec == 0:
+    if c >= 0x2000000:
+        raise r.fail_at(av + 26, 'ServiceDetailResType', 'expected EE of ServiceID')
+    if c < 0x800000:
         r.avail = av
         f_ServiceParameterList = _d_din_ServiceParameterListType(r, c)
         win = r.win
@@ -7955,9 +7920,10 @@ def _d_din_ServiceDetailResType(r: BitReader, c: int) -> _din.ServiceDetailResTy
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'ServiceDetailResType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x1000000:
         av += 23
     else:
+        ec = (c >> 23) & 0x3
         raise r.fail_at(av + 23, 'ServiceDetailResType[2]', f'event code {ec}, expected SE(ServiceParameterList), EE')
     r.avail = av
     ob = _new(_K_din_ServiceDetailResType)
@@ -8028,11 +7994,10 @@ def _d_din_ServiceDiscoveryReqType(r: BitReader, c: int) -> _din.ServiceDiscover
     f_ServiceScope: str | None = None
     f_ServiceCategory: _din.serviceCategoryType | None = None
     s = 0
-    ec = ((c >> 9) & 3)
-    if ec == 0:
-        if c & 0x100 != 0x0:
+    if c < 0x200:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'ServiceDiscoveryReqType[0]', 'expected CH of ServiceScope')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -8060,26 +8025,23 @@ def _d_din_ServiceDiscoveryReqType(r: BitReader, c: int) -> _din.ServiceDiscover
         if av < 0:
             win, av = r.refill(av, 8)
         c = (win >> av) & 0xff
-        try:
-            ec = _Taa5bbe96[c >> 5]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x80 != 0x0:
-                raise r.fail_at(av + 8, 'ServiceDiscoveryReqType[0]', 'expected EE of ServiceScope') from None
-            ec = ((c >> 5) & 3)
-        if ec == 0:
+        if c >= 0x80:
+            raise r.fail_at(av + 8, 'ServiceDiscoveryReqType[0]', 'expected EE of ServiceScope')
+        if c < 0x20:
             try:
-                f_ServiceCategory = _Tfd5e134c[(c >> 1) & 0xf]
+                f_ServiceCategory = _Tfd5e134c[c >> 1]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x12 != 0x0:
                     raise r.fail_at(av + 5, 'ServiceDiscoveryReqType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
-                f_ServiceCategory = _E_din_serviceCategoryType[((c >> 2) & 3)]
+                f_ServiceCategory = _E_din_serviceCategoryType[(c >> 2)]
             s = 2
-        elif ec == 1:
+        elif c < 0x40:
             av += 4
             s = -1
         else:
+            ec = (c >> 5) & 0x3
             raise r.fail_at(av + 5, 'ServiceDiscoveryReqType[1]', f'event code {ec}, expected SE(ServiceCategory), EE')
-    elif ec == 1:
+    elif c < 0x400:
         av += 4
         try:
             f_ServiceCategory = _Tfd5e134c[(c >> 5) & 0xf]
@@ -8089,10 +8051,11 @@ def _d_din_ServiceDiscoveryReqType(r: BitReader, c: int) -> _din.ServiceDiscover
             f_ServiceCategory = _E_din_serviceCategoryType[((c >> 6) & 3)]
         c >>= 4
         s = 2
-    elif ec == 2:
+    elif c < 0x600:
         av += 8
         s = -1
     else:
+        ec = (c >> 9) & 0x3
         raise r.fail_at(av + 9, 'ServiceDiscoveryReqType[0]', f'event code {ec}, expected SE(ServiceScope), SE(ServiceCategory), EE')
     if s == 2:
         if c & 0x1 != 0x0:
@@ -8158,14 +8121,15 @@ def _d_din_ServiceDiscoveryResType(r: BitReader, c: int) -> _din.ServiceDiscover
     f_ChargeService: _din.ServiceChargeType
     f_ServiceList: _din.ServiceTagListType | None = None
     try:
-        f_ResponseCode = _T59ab808f[(c >> 9) & 0x1ff]
+        f_ResponseCode = _T59ab808f[c >> 9]
     except KeyError:  # not a valid pattern: say why
         if c & 0x30600 != 0x0:
             raise r.fail_at(av + 18, 'ServiceDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PaymentOptions)') from None
-        iv = ((c >> 11) & 31)
+        iv = (c >> 11)
         if iv >= 23:
             raise r.fail_at(av + 9, 'ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_din_responseCodeType[iv]
+    c &= 0x1ff
     r.avail = av
     f_PaymentOptions = _d_din_PaymentOptionsType(r, c)
     win = r.win
@@ -8174,9 +8138,9 @@ def _d_din_ServiceDiscoveryResType(r: BitReader, c: int) -> _din.ServiceDiscover
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x3c000000 != 0x0:
+    if c >= 0x4000000:
         raise r.fail_at(av + 30, 'ServiceDiscoveryResType', 'expected SE(ChargeService), SE(ServiceTag), SE(ServiceID), CH of ServiceID')
-    u = ((c >> 18) & 255)
+    u = (c >> 18)
     f_2_ServiceName: str | None = None
     f_2_ServiceScope: str | None = None
     if u > 127:
@@ -8205,20 +8169,17 @@ def _d_din_ServiceDiscoveryResType(r: BitReader, c: int) -> _din.ServiceDiscover
         av += 8
         c >>= 8
     f_2_ServiceID = u
-    try:
-        ec = _Taa5bbe96[(c >> 7) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x200 != 0x0:
-            raise r.fail_at(av + 10, 'ServiceDiscoveryResType', 'expected EE of ServiceID') from None
-        ec = ((c >> 7) & 3)
-    if ec == 0:
+    c &= 0x3ff
+    if c >= 0x200:
+        raise r.fail_at(av + 10, 'ServiceDiscoveryResType', 'expected EE of ServiceID')
+    if c < 0x80:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 9)
         c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'ServiceTagType[1]', 'expected CH of ServiceName')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -8251,12 +8212,12 @@ def _d_din_ServiceDiscoveryResType(r: BitReader, c: int) -> _din.ServiceDiscover
         except KeyError:  # not a valid pattern: say why
             if c & 0x39000000 != 0x0:
                 raise r.fail_at(av + 30, 'ServiceTagType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory') from None
-            f_2_ServiceCategory = _E_din_serviceCategoryType[((c >> 25) & 3)]
+            f_2_ServiceCategory = _E_din_serviceCategoryType[(c >> 25)]
         av -= 6
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x100:
         try:
             f_2_ServiceCategory = _Tfd5e134c[(c >> 3) & 0xf]
         except KeyError:  # not a valid pattern: say why
@@ -8268,13 +8229,13 @@ def _d_din_ServiceDiscoveryResType(r: BitReader, c: int) -> _din.ServiceDiscover
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 7) & 0x3
         raise r.fail_at(av + 7, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
-    ec = ((c >> 28) & 3)
-    if ec == 0:
+    if c < 0x10000000:
         av += 19
-        if c & 0x8000000 != 0x0:
+        if c >= 0x8000000:
             raise r.fail_at(av + 9, 'ServiceTagType[3]', 'expected CH of ServiceScope')
-        u = ((c >> 19) & 255)
+        u = (c >> 19)
         if u > 127:
             av -= 8
             if av < 0:
@@ -8302,25 +8263,26 @@ def _d_din_ServiceDiscoveryResType(r: BitReader, c: int) -> _din.ServiceDiscover
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'ServiceTagType[3]', 'expected EE of ServiceScope, EE')
         av -= 2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x20000000:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'ServiceTagType[3]', f'event code {ec}, expected SE(ServiceScope), EE')
     try:
-        f_1_FreeService, f_1_EnergyTransferType, ec = _Tab4bdb8a[(c >> 16) & 0x3fff]
+        f_1_FreeService, f_1_EnergyTransferType, ec = _Tab4bdb8a[c >> 16]
     except KeyError:  # not a valid pattern: say why
         if c & 0x370c0000 != 0x0:
             raise r.fail_at(av + 30, 'ServiceDiscoveryResType', 'expected SE(FreeService), CH of FreeService, EE of FreeService, SE(EnergyTransferType), CH of EnergyTransferType, EE of EnergyTransferType, EE') from None
-        f_1_FreeService = ((c >> 27) & 1) == 1
+        f_1_FreeService = (c >> 27) == 1
         iv = ((c >> 20) & 15)
         if iv >= 10:
             raise r.fail_at(av + 16, 'ServiceChargeType.EnergyTransferType', f'enumeration index {iv}') from None
@@ -8429,11 +8391,11 @@ def _d_din_ServicePaymentSelectionReqType(r: BitReader, c: int) -> _din.ServiceP
     f_SelectedPaymentOption: _din.paymentOptionType
     f_SelectedServiceList: _din.SelectedServiceListType
     try:
-        f_SelectedPaymentOption = _T36ee64b9[(c >> 23) & 0x1f]
+        f_SelectedPaymentOption = _T36ee64b9[c >> 23]
     except KeyError:  # not a valid pattern: say why
         if c & 0xd800000 != 0x0:
             raise r.fail_at(av + 28, 'ServicePaymentSelectionReqType', 'expected SE(SelectedPaymentOption), CH of SelectedPaymentOption, EE of SelectedPaymentOption, SE(SelectedServiceList)') from None
-        f_SelectedPaymentOption = _E_din_paymentOptionType[((c >> 25) & 1)]
+        f_SelectedPaymentOption = _E_din_paymentOptionType[(c >> 25)]
     av -= 5
     if av < 0:
         win, av = r.refill(av, 28)
@@ -8479,11 +8441,11 @@ def _d_din_ServicePaymentSelectionResType(r: BitReader, c: int) -> _din.ServiceP
     av = r.avail
     f_ResponseCode: _din.responseCodeType
     try:
-        f_ResponseCode = _T59ab808f[c & 0x1ff]
+        f_ResponseCode = _T59ab808f[c]
     except KeyError:  # not a valid pattern: say why
         if c & 0x183 != 0x0:
             raise r.fail_at(av + 9, 'ServicePaymentSelectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE') from None
-        iv = ((c >> 2) & 31)
+        iv = (c >> 2)
         if iv >= 23:
             raise r.fail_at(av, 'ServicePaymentSelectionResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_din_responseCodeType[iv]
@@ -8508,9 +8470,9 @@ def _d_din_SessionSetupReqType(r: BitReader, c: int) -> _din.SessionSetupReqType
     win = r.win
     av = r.avail
     f_EVCCID: bytes
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'SessionSetupReqType', 'expected SE(EVCCID), CH of EVCCID')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -8573,11 +8535,11 @@ def _d_din_SessionSetupResType(r: BitReader, c: int) -> _din.SessionSetupResType
     f_EVSEID: bytes
     f_DateTimeNow: int | None = None
     try:
-        f_ResponseCode = _Tfaaba5e3[(c >> 8) & 0x3ff]
+        f_ResponseCode = _Tfaaba5e3[c >> 8]
     except KeyError:  # not a valid pattern: say why
         if c & 0x30700 != 0x0:
             raise r.fail_at(av + 18, 'SessionSetupResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID') from None
-        iv = ((c >> 11) & 31)
+        iv = (c >> 11)
         if iv >= 23:
             raise r.fail_at(av + 8, 'SessionSetupResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_din_responseCodeType[iv]
@@ -8609,19 +8571,15 @@ def _d_din_SessionSetupResType(r: BitReader, c: int) -> _din.SessionSetupResType
     if av < 0:
         win, av = r.refill(av, 15)
     c = (win >> av) & 0x7fff
-    try:
-        ec = _Taa5bbe96[c >> 12]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x4000 != 0x0:
-            raise r.fail_at(av + 15, 'SessionSetupResType', 'expected EE of EVSEID') from None
-        ec = ((c >> 12) & 3)
-    if ec == 0:
+    if c >= 0x4000:
+        raise r.fail_at(av + 15, 'SessionSetupResType', 'expected EE of EVSEID')
+    if c < 0x1000:
         try:
-            sg = _T071cdf68[(c >> 10) & 0x3]
+            sg = _T071cdf68[c >> 10]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x800 != 0x0:
+            if c >= 0x800:
                 raise r.fail_at(av + 12, 'SessionSetupResType[2]', 'expected CH of DateTimeNow') from None
-            sg = ((c >> 10) & 1)
+            sg = (c >> 10)
         u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
@@ -8652,9 +8610,10 @@ def _d_din_SessionSetupResType(r: BitReader, c: int) -> _din.SessionSetupResType
         f_DateTimeNow = -u - 1 if sg else u
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'SessionSetupResType[2]', 'expected EE of DateTimeNow, EE')
-    elif ec == 1:
+    elif c < 0x2000:
         av += 12
     else:
+        ec = (c >> 12) & 0x3
         raise r.fail_at(av + 12, 'SessionSetupResType[2]', f'event code {ec}, expected SE(DateTimeNow), EE')
     r.avail = av
     ob = _new(_K_din_SessionSetupResType)
@@ -8727,11 +8686,11 @@ def _d_din_SessionStopResType(r: BitReader, c: int) -> _din.SessionStopResType:
     av = r.avail
     f_ResponseCode: _din.responseCodeType
     try:
-        f_ResponseCode = _T59ab808f[c & 0x1ff]
+        f_ResponseCode = _T59ab808f[c]
     except KeyError:  # not a valid pattern: say why
         if c & 0x183 != 0x0:
             raise r.fail_at(av + 9, 'SessionStopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE') from None
-        iv = ((c >> 2) & 31)
+        iv = (c >> 2)
         if iv >= 23:
             raise r.fail_at(av, 'SessionStopResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_din_responseCodeType[iv]
@@ -8754,7 +8713,7 @@ def _e_din_SessionStopResType(w: BitWriter, o: _din.SessionStopResType) -> None:
 
 def _d_din_SessionStopType(r: BitReader, c: int) -> _din.SessionStopType:
     av = r.avail
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'SessionStopType', 'expected EE')
     r.avail = av
     ob = _new(_K_din_SessionStopType)
@@ -8774,7 +8733,7 @@ def _d_din_WeldingDetectionReqType(r: BitReader, c: int) -> _din.WeldingDetectio
     win = r.win
     av = r.avail
     f_DC_EVStatus: _din.DC_EVStatusType
-    if c & 0x8000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 28, 'WeldingDetectionReqType', 'expected SE(DC_EVStatus)')
     av -= 1
     if av < 0:
@@ -8821,11 +8780,11 @@ def _d_din_WeldingDetectionResType(r: BitReader, c: int) -> _din.WeldingDetectio
     f_DC_EVSEStatus: _din.DC_EVSEStatusType
     f_EVSEPresentVoltage: _din.PhysicalValueType
     try:
-        f_ResponseCode, ec = _T2cf7554e[(c >> 17) & 0x7ff]
+        f_ResponseCode, ec = _T2cf7554e[c >> 17]
     except KeyError:  # not a valid pattern: say why
         if c & 0xc180000 != 0x0:
             raise r.fail_at(av + 28, 'WeldingDetectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)') from None
-        iv = ((c >> 21) & 31)
+        iv = (c >> 21)
         if iv >= 23:
             raise r.fail_at(av + 17, 'WeldingDetectionResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_din_responseCodeType[iv]
@@ -8862,9 +8821,9 @@ def _d_din_WeldingDetectionResType(r: BitReader, c: int) -> _din.WeldingDetectio
         c = (win >> av) & 0x3fffffff
     else:
         raise r.fail_at(av + 17, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
-    if c & 0x30000000 != 0x0:
+    if c >= 0x10000000:
         raise r.fail_at(av + 30, 'WeldingDetectionResType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-    u = ((c >> 20) & 255)
+    u = (c >> 20)
     if u > 127:
         u2 = (c >> 12) & 0xFF
         if u2 < 128:
@@ -8900,7 +8859,7 @@ def _d_din_WeldingDetectionResType(r: BitReader, c: int) -> _din.WeldingDetectio
     except KeyError:  # not a valid pattern: say why
         if c & 0x39f10000 != 0x0:
             raise r.fail_at(av + 30, 'WeldingDetectionResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-        iv = ((c >> 25) & 3)
+        iv = (c >> 25)
         if iv >= 3:
             raise r.fail_at(av + 14, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_1_EVSENotification = _E_din_EVSENotificationType[iv]
@@ -8923,7 +8882,7 @@ def _d_din_WeldingDetectionResType(r: BitReader, c: int) -> _din.WeldingDetectio
         except KeyError:  # not a valid pattern: say why
             if c & 0x8700000 != 0x0:
                 raise r.fail_at(av + 28, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            iv = ((c >> 23) & 15)
+            iv = (c >> 23)
             if iv >= 10:
                 raise r.fail_at(av + 19, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
             f_2_Unit = _E_din_unitSymbolType[iv]
@@ -9050,9 +9009,9 @@ def _d_din_AC_EVChargeParameterType(r: BitReader, c: int) -> _din.AC_EVChargePar
     f_EVMaxVoltage: _din.PhysicalValueType
     f_EVMaxCurrent: _din.PhysicalValueType
     f_EVMinCurrent: _din.PhysicalValueType
-    if c & 0xc000000 != 0x0:
+    if c >= 0x4000000:
         raise r.fail_at(av + 28, 'AC_EVChargeParameterType', 'expected SE(DepartureTime), CH of DepartureTime')
-    u = ((c >> 18) & 255)
+    u = (c >> 18)
     if u > 127:
         u2 = (c >> 10) & 0xFF
         if u2 < 128:
@@ -9097,7 +9056,7 @@ def _d_din_AC_EVChargeParameterType(r: BitReader, c: int) -> _din.AC_EVChargePar
         except KeyError:  # not a valid pattern: say why
             if c & 0x21c00000 != 0x0:
                 raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            iv = ((c >> 25) & 15)
+            iv = (c >> 25)
             if iv >= 10:
                 raise r.fail_at(av + 21, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
             f_1_Unit = _E_din_unitSymbolType[iv]
@@ -9143,9 +9102,9 @@ def _d_din_AC_EVChargeParameterType(r: BitReader, c: int) -> _din.AC_EVChargePar
         try:
             sg = _T071cdf68[c >> 28]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x20000000 != 0x0:
+            if c >= 0x20000000:
                 raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected CH of Value') from None
-            sg = ((c >> 28) & 1)
+            sg = (c >> 28)
         u = ((c >> 20) & 255)
         if u > 127:
             u2 = (c >> 12) & 0xFF
@@ -9182,11 +9141,11 @@ def _d_din_AC_EVChargeParameterType(r: BitReader, c: int) -> _din.AC_EVChargePar
     else:
         raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     try:
-        f_2_Multiplier, ec = _Tdfa9f4aa[(c >> 20) & 0x3ff]
+        f_2_Multiplier, ec = _Tdfa9f4aa[c >> 20]
     except KeyError:  # not a valid pattern: say why
         if c & 0x3c400000 != 0x0:
             raise r.fail_at(av + 30, 'AC_EVChargeParameterType', 'expected EE, SE(EVMaxVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-        f_2_Multiplier = ((c >> 23) & 7) - 3
+        f_2_Multiplier = (c >> 23) - 3
         ec = ((c >> 20) & 3)
     ob1_ = _new(_K_din_PhysicalValueType)
     ob1_.Multiplier = f_1_Multiplier
@@ -9282,11 +9241,11 @@ def _d_din_AC_EVChargeParameterType(r: BitReader, c: int) -> _din.AC_EVChargePar
     else:
         raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     try:
-        f_3_Multiplier, ec = _Tdfa9f4aa[(c >> 20) & 0x3ff]
+        f_3_Multiplier, ec = _Tdfa9f4aa[c >> 20]
     except KeyError:  # not a valid pattern: say why
         if c & 0x3c400000 != 0x0:
             raise r.fail_at(av + 30, 'AC_EVChargeParameterType', 'expected EE, SE(EVMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-        f_3_Multiplier = ((c >> 23) & 7) - 3
+        f_3_Multiplier = (c >> 23) - 3
         ec = ((c >> 20) & 3)
     ob2_ = _new(_K_din_PhysicalValueType)
     ob2_.Multiplier = f_2_Multiplier
@@ -9382,11 +9341,11 @@ def _d_din_AC_EVChargeParameterType(r: BitReader, c: int) -> _din.AC_EVChargePar
     else:
         raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     try:
-        f_4_Multiplier, ec = _Tdfa9f4aa[(c >> 20) & 0x3ff]
+        f_4_Multiplier, ec = _Tdfa9f4aa[c >> 20]
     except KeyError:  # not a valid pattern: say why
         if c & 0x3c400000 != 0x0:
             raise r.fail_at(av + 30, 'AC_EVChargeParameterType', 'expected EE, SE(EVMinCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-        f_4_Multiplier = ((c >> 23) & 7) - 3
+        f_4_Multiplier = (c >> 23) - 3
         ec = ((c >> 20) & 3)
     ob3_ = _new(_K_din_PhysicalValueType)
     ob3_.Multiplier = f_3_Multiplier
@@ -9570,11 +9529,11 @@ def _d_din_AC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.AC_EVSECharg
     f_EVSEMaxCurrent: _din.PhysicalValueType
     f_EVSEMinCurrent: _din.PhysicalValueType
     try:
-        f_1_PowerSwitchClosed, f_1_RCD = _T93e74479[(c >> 17) & 0x7ff]
+        f_1_PowerSwitchClosed, f_1_RCD = _T93e74479[c >> 17]
     except KeyError:  # not a valid pattern: say why
         if c & 0xeee0000 != 0x0:
             raise r.fail_at(av + 28, 'AC_EVSEChargeParameterType', 'expected SE(AC_EVSEStatus), SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
-        f_1_PowerSwitchClosed = ((c >> 24) & 1) == 1
+        f_1_PowerSwitchClosed = (c >> 24) == 1
         f_1_RCD = ((c >> 20) & 1) == 1
     u = ((c >> 9) & 255)
     if u > 127:
@@ -9612,7 +9571,7 @@ def _d_din_AC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.AC_EVSECharg
     except KeyError:  # not a valid pattern: say why
         if c & 0x39f10000 != 0x0:
             raise r.fail_at(av + 30, 'AC_EVSEChargeParameterType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEMaxVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-        iv = ((c >> 25) & 3)
+        iv = (c >> 25)
         if iv >= 3:
             raise r.fail_at(av + 14, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_1_EVSENotification = _E_din_EVSENotificationType[iv]
@@ -9635,7 +9594,7 @@ def _d_din_AC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.AC_EVSECharg
         except KeyError:  # not a valid pattern: say why
             if c & 0x21c00000 != 0x0:
                 raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            iv = ((c >> 25) & 15)
+            iv = (c >> 25)
             if iv >= 10:
                 raise r.fail_at(av + 21, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
             f_2_Unit = _E_din_unitSymbolType[iv]
@@ -9717,11 +9676,11 @@ def _d_din_AC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.AC_EVSECharg
     else:
         raise r.fail_at(av + 14, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     try:
-        f_3_Multiplier, ec = _Tdfa9f4aa[(c >> 20) & 0x3ff]
+        f_3_Multiplier, ec = _Tdfa9f4aa[c >> 20]
     except KeyError:  # not a valid pattern: say why
         if c & 0x3c400000 != 0x0:
             raise r.fail_at(av + 30, 'AC_EVSEChargeParameterType', 'expected EE, SE(EVSEMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-        f_3_Multiplier = ((c >> 23) & 7) - 3
+        f_3_Multiplier = (c >> 23) - 3
         ec = ((c >> 20) & 3)
     ob2_ = _new(_K_din_PhysicalValueType)
     ob2_.Multiplier = f_2_Multiplier
@@ -9817,11 +9776,11 @@ def _d_din_AC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.AC_EVSECharg
     else:
         raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     try:
-        f_4_Multiplier, ec = _Tdfa9f4aa[(c >> 20) & 0x3ff]
+        f_4_Multiplier, ec = _Tdfa9f4aa[c >> 20]
     except KeyError:  # not a valid pattern: say why
         if c & 0x3c400000 != 0x0:
             raise r.fail_at(av + 30, 'AC_EVSEChargeParameterType', 'expected EE, SE(EVSEMinCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-        f_4_Multiplier = ((c >> 23) & 7) - 3
+        f_4_Multiplier = (c >> 23) - 3
         ec = ((c >> 20) & 3)
     ob3_ = _new(_K_din_PhysicalValueType)
     ob3_.Multiplier = f_3_Multiplier
@@ -10004,11 +9963,11 @@ def _d_din_AC_EVSEStatusType(r: BitReader, c: int) -> _din.AC_EVSEStatusType:
     f_NotificationMaxDelay: int
     f_EVSENotification: _din.EVSENotificationType
     try:
-        f_PowerSwitchClosed, f_RCD = _T67dfcfc9[(c >> 15) & 0x3ff]
+        f_PowerSwitchClosed, f_RCD = _T67dfcfc9[c >> 15]
     except KeyError:  # not a valid pattern: say why
         if c & 0x1bb8000 != 0x0:
             raise r.fail_at(av + 25, 'AC_EVSEStatusType', 'expected SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
-        f_PowerSwitchClosed = ((c >> 22) & 1) == 1
+        f_PowerSwitchClosed = (c >> 22) == 1
         f_RCD = ((c >> 18) & 1) == 1
     u = ((c >> 7) & 255)
     if u > 127:
@@ -10099,9 +10058,9 @@ def _d_din_CertificateChainType(r: BitReader, c: int) -> _din.CertificateChainTy
     av = r.avail
     f_Certificate: bytes
     f_SubCertificates: _din.SubCertificatesType | None = None
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'CertificateChainType', 'expected SE(Certificate), CH of Certificate')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -10129,13 +10088,9 @@ def _d_din_CertificateChainType(r: BitReader, c: int) -> _din.CertificateChainTy
     if av < 0:
         win, av = r.refill(av, 13)
     c = (win >> av) & 0x1fff
-    try:
-        ec = _Taa5bbe96[c >> 10]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x1000 != 0x0:
-            raise r.fail_at(av + 13, 'CertificateChainType', 'expected EE of Certificate') from None
-        ec = ((c >> 10) & 3)
-    if ec == 0:
+    if c >= 0x1000:
+        raise r.fail_at(av + 13, 'CertificateChainType', 'expected EE of Certificate')
+    if c < 0x400:
         r.avail = av
         f_SubCertificates = _d_din_SubCertificatesType(r, c)
         win = r.win
@@ -10146,9 +10101,10 @@ def _d_din_CertificateChainType(r: BitReader, c: int) -> _din.CertificateChainTy
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'CertificateChainType[1]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x800:
         av += 10
     else:
+        ec = (c >> 10) & 0x3
         raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
     r.avail = av
     ob = _new(_K_din_CertificateChainType)
@@ -10204,11 +10160,11 @@ def _d_din_ChargingProfileType(r: BitReader, c: int) -> _din.ChargingProfileType
     f_ProfileEntry: list[_din.ProfileEntryType] = []
     s = 0
     try:
-        sg = _Tc1962e75[(c >> 25) & 0x7]
+        sg = _Tc1962e75[c >> 25]
     except KeyError:  # not a valid pattern: say why
-        if c & 0xc000000 != 0x0:
+        if c >= 0x4000000:
             raise r.fail_at(av + 28, 'ChargingProfileType', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID') from None
-        sg = ((c >> 25) & 1)
+        sg = (c >> 25)
     u = ((c >> 17) & 255)
     if u > 127:
         u2 = (c >> 9) & 0xFF
@@ -10240,9 +10196,9 @@ def _d_din_ChargingProfileType(r: BitReader, c: int) -> _din.ChargingProfileType
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x3c000000 != 0x0:
+    if c >= 0x4000000:
         raise r.fail_at(av + 30, 'ChargingProfileType', 'expected EE of SAScheduleTupleID, SE(ProfileEntry), SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
-    u = ((c >> 18) & 255)
+    u = (c >> 18)
     s = 1
     if u > 127:
         u2 = (c >> 10) & 0xFF
@@ -10277,9 +10233,9 @@ def _d_din_ChargingProfileType(r: BitReader, c: int) -> _din.ChargingProfileType
     try:
         sg = _T143a83e6[c >> 26]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x38000000 != 0x0:
+        if c >= 0x8000000:
             raise r.fail_at(av + 30, 'ChargingProfileType', 'expected EE of ChargingProfileEntryStart, SE(ChargingProfileEntryMaxPower), CH of ChargingProfileEntryMaxPower') from None
-        sg = ((c >> 26) & 1)
+        sg = (c >> 26)
     u = ((c >> 18) & 255)
     if u > 127:
         u2 = (c >> 10) & 0xFF
@@ -10307,25 +10263,22 @@ def _d_din_ChargingProfileType(r: BitReader, c: int) -> _din.ChargingProfileType
         av += 8
         c >>= 8
     f_1_ChargingProfileEntryMaxPower = -u - 1 if sg else u
-    try:
-        ec = _T6cd14f8b[(c >> 6) & 0xf]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x300 != 0x0:
-            raise r.fail_at(av + 10, 'ChargingProfileType', 'expected EE of ChargingProfileEntryMaxPower, EE') from None
-        ec = ((c >> 6) & 3)
+    c &= 0x3ff
+    if c >= 0x100:
+        raise r.fail_at(av + 10, 'ChargingProfileType', 'expected EE of ChargingProfileEntryMaxPower, EE')
     ob1_ = _new(_K_din_ProfileEntryType)
     ob1_.ChargingProfileEntryStart = f_1_ChargingProfileEntryStart
     ob1_.ChargingProfileEntryMaxPower = f_1_ChargingProfileEntryMaxPower
     f_ProfileEntry.append(ob1_)
     s = 2
-    if ec == 0:
+    if c < 0x40:
         av -= 24
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'ChargingProfileType[2]', 'expected SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
-        u = ((c >> 20) & 255)
+        u = (c >> 20)
         if u > 127:
             u2 = (c >> 12) & 0xFF
             if u2 < 128:
@@ -10390,10 +10343,11 @@ def _d_din_ChargingProfileType(r: BitReader, c: int) -> _din.ChargingProfileType
         ob2_.ChargingProfileEntryMaxPower = f_2_ChargingProfileEntryMaxPower
         f_ProfileEntry.append(ob2_)
         s = 3
-    elif ec == 1:
+    elif c < 0x80:
         av += 6
         s = -1
     else:
+        ec = (c >> 6) & 0x3
         raise r.fail_at(av + 6, 'ChargingProfileType[2]', f'event code {ec}, expected SE(ProfileEntry), EE')
     if s == 3:
         while True:
@@ -10401,11 +10355,10 @@ def _d_din_ChargingProfileType(r: BitReader, c: int) -> _din.ChargingProfileType
             if av < 0:
                 win, av = r.refill(av, 26)
             c = (win >> av) & 0x3ffffff
-            ec = (c >> 24)
-            if ec == 0:
-                if c & 0xc00000 != 0x0:
+            if c < 0x1000000:
+                if c >= 0x400000:
                     raise r.fail_at(av + 24, 'ChargingProfileType[3]', 'expected SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
-                u = ((c >> 14) & 255)
+                u = (c >> 14)
                 if u > 127:
                     u2 = (c >> 6) & 0xFF
                     if u2 < 128:
@@ -10439,9 +10392,9 @@ def _d_din_ChargingProfileType(r: BitReader, c: int) -> _din.ChargingProfileType
                 try:
                     sg = _T143a83e6[c >> 18]
                 except KeyError:  # not a valid pattern: say why
-                    if c & 0x380000 != 0x0:
+                    if c >= 0x80000:
                         raise r.fail_at(av + 22, 'ChargingProfileType[3]', 'expected EE of ChargingProfileEntryStart, SE(ChargingProfileEntryMaxPower), CH of ChargingProfileEntryMaxPower') from None
-                    sg = ((c >> 18) & 1)
+                    sg = (c >> 18)
                 u = ((c >> 10) & 255)
                 if u > 127:
                     u2 = (c >> 2) & 0xFF
@@ -10475,11 +10428,12 @@ def _d_din_ChargingProfileType(r: BitReader, c: int) -> _din.ChargingProfileType
                 ob3_.ChargingProfileEntryStart = f_3_ChargingProfileEntryStart
                 ob3_.ChargingProfileEntryMaxPower = f_3_ChargingProfileEntryMaxPower
                 f_ProfileEntry.append(ob3_)
-            elif ec == 1:
+            elif c < 0x2000000:
                 av += 24
                 s = -1
                 break
             else:
+                ec = (c >> 24) & 0x3
                 raise r.fail_at(av + 24, 'ChargingProfileType[3]', f'event code {ec}, expected SE(ProfileEntry), EE')
     r.avail = av
     ob = _new(_K_din_ChargingProfileType)
@@ -10706,9 +10660,9 @@ def _d_din_ConsumptionCostType(r: BitReader, c: int) -> _din.ConsumptionCostType
     f_startValue: int
     f_Cost: list[_din.CostType] = []
     s = 0
-    if c & 0xc000000 != 0x0:
+    if c >= 0x4000000:
         raise r.fail_at(av + 28, 'ConsumptionCostType', 'expected SE(startValue), CH of startValue')
-    u = ((c >> 18) & 255)
+    u = (c >> 18)
     if u > 127:
         u2 = (c >> 10) & 0xFF
         if u2 < 128:
@@ -10735,14 +10689,11 @@ def _d_din_ConsumptionCostType(r: BitReader, c: int) -> _din.ConsumptionCostType
         av += 8
         c >>= 8
     f_startValue = u
-    try:
-        ec = _Taa5bbe96[(c >> 7) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x200 != 0x0:
-            raise r.fail_at(av + 10, 'ConsumptionCostType', 'expected EE of startValue') from None
-        ec = ((c >> 7) & 3)
+    c &= 0x3ff
+    if c >= 0x200:
+        raise r.fail_at(av + 10, 'ConsumptionCostType', 'expected EE of startValue')
     s = 1
-    if ec == 0:
+    if c < 0x80:
         av -= 23
         if av < 0:
             win, av = r.refill(av, 30)
@@ -10752,7 +10703,7 @@ def _d_din_ConsumptionCostType(r: BitReader, c: int) -> _din.ConsumptionCostType
         except KeyError:  # not a valid pattern: say why
             if c & 0x33800000 != 0x0:
                 raise r.fail_at(av + 30, 'ConsumptionCostType[1]', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount') from None
-            iv = ((c >> 26) & 3)
+            iv = (c >> 26)
             if iv >= 3:
                 raise r.fail_at(av + 23, 'CostType.costKind', f'enumeration index {iv}') from None
             f_1_costKind = _E_din_costKindType[iv]
@@ -10784,13 +10735,10 @@ def _d_din_ConsumptionCostType(r: BitReader, c: int) -> _din.ConsumptionCostType
             av += 8
             c >>= 8
         f_1_amount = u
-        try:
-            ec = _Taa5bbe96[(c >> 4) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x40 != 0x0:
-                raise r.fail_at(av + 7, 'ConsumptionCostType[1]', 'expected EE of amount') from None
-            ec = ((c >> 4) & 3)
-        if ec == 0:
+        c &= 0x7f
+        if c >= 0x40:
+            raise r.fail_at(av + 7, 'ConsumptionCostType[1]', 'expected EE of amount')
+        if c < 0x10:
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 6)
@@ -10800,10 +10748,11 @@ def _d_din_ConsumptionCostType(r: BitReader, c: int) -> _din.ConsumptionCostType
             except KeyError:  # not a valid pattern: say why
                 if c & 0x23 != 0x0:
                     raise r.fail_at(av + 6, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
-                f_1_amountMultiplier = ((c >> 2) & 7) - 3
-        elif ec == 1:
+                f_1_amountMultiplier = (c >> 2) - 3
+        elif c < 0x20:
             av += 4
         else:
+            ec = (c >> 4) & 0x3
             raise r.fail_at(av + 4, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
         ob1_ = _new(_K_din_CostType)
         ob1_.costKind = f_1_costKind
@@ -10811,10 +10760,11 @@ def _d_din_ConsumptionCostType(r: BitReader, c: int) -> _din.ConsumptionCostType
         ob1_.amountMultiplier = f_1_amountMultiplier
         f_Cost.append(ob1_)
         s = 2
-    elif ec == 1:
+    elif c < 0x100:
         av += 7
         s = -1
     else:
+        ec = (c >> 7) & 0x3
         raise r.fail_at(av + 7, 'ConsumptionCostType[1]', f'event code {ec}, expected SE(Cost), EE')
     if s == 2:
         while True:
@@ -10822,14 +10772,13 @@ def _d_din_ConsumptionCostType(r: BitReader, c: int) -> _din.ConsumptionCostType
             if av < 0:
                 win, av = r.refill(av, 26)
             c = (win >> av) & 0x3ffffff
-            ec = (c >> 24)
-            if ec == 0:
+            if c < 0x1000000:
                 try:
-                    f_2_costKind = _Td4c7604f[(c >> 17) & 0x7f]
+                    f_2_costKind = _Td4c7604f[c >> 17]
                 except KeyError:  # not a valid pattern: say why
                     if c & 0xce0000 != 0x0:
                         raise r.fail_at(av + 24, 'ConsumptionCostType[2]', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount') from None
-                    iv = ((c >> 20) & 3)
+                    iv = (c >> 20)
                     if iv >= 3:
                         raise r.fail_at(av + 17, 'CostType.costKind', f'enumeration index {iv}') from None
                     f_2_costKind = _E_din_costKindType[iv]
@@ -10865,33 +10814,31 @@ def _d_din_ConsumptionCostType(r: BitReader, c: int) -> _din.ConsumptionCostType
                 if av < 0:
                     win, av = r.refill(av, 9)
                 c = (win >> av) & 0x1ff
-                try:
-                    ec = _Taa5bbe96[c >> 6]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x100 != 0x0:
-                        raise r.fail_at(av + 9, 'ConsumptionCostType[2]', 'expected EE of amount') from None
-                    ec = ((c >> 6) & 3)
-                if ec == 0:
+                if c >= 0x100:
+                    raise r.fail_at(av + 9, 'ConsumptionCostType[2]', 'expected EE of amount')
+                if c < 0x40:
                     try:
-                        f_2_amountMultiplier = _Tae58e352[c & 0x3f]
+                        f_2_amountMultiplier = _Tae58e352[c]
                     except KeyError:  # not a valid pattern: say why
                         if c & 0x23 != 0x0:
                             raise r.fail_at(av + 6, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
-                        f_2_amountMultiplier = ((c >> 2) & 7) - 3
-                elif ec == 1:
+                        f_2_amountMultiplier = (c >> 2) - 3
+                elif c < 0x80:
                     av += 6
                 else:
+                    ec = (c >> 6) & 0x3
                     raise r.fail_at(av + 6, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
                 ob2_ = _new(_K_din_CostType)
                 ob2_.costKind = f_2_costKind
                 ob2_.amount = f_2_amount
                 ob2_.amountMultiplier = f_2_amountMultiplier
                 f_Cost.append(ob2_)
-            elif ec == 1:
+            elif c < 0x2000000:
                 av += 24
                 s = -1
                 break
             else:
+                ec = (c >> 24) & 0x3
                 raise r.fail_at(av + 24, 'ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
     r.avail = av
     ob = _new(_K_din_ConsumptionCostType)
@@ -10974,11 +10921,11 @@ def _d_din_CostType(r: BitReader, c: int) -> _din.CostType:
     f_amount: int
     f_amountMultiplier: int | None = None
     try:
-        f_costKind = _Td4c7604f[(c >> 17) & 0x7f]
+        f_costKind = _Td4c7604f[c >> 17]
     except KeyError:  # not a valid pattern: say why
         if c & 0xce0000 != 0x0:
             raise r.fail_at(av + 24, 'CostType', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount') from None
-        iv = ((c >> 20) & 3)
+        iv = (c >> 20)
         if iv >= 3:
             raise r.fail_at(av + 17, 'CostType.costKind', f'enumeration index {iv}') from None
         f_costKind = _E_din_costKindType[iv]
@@ -11013,22 +10960,19 @@ def _d_din_CostType(r: BitReader, c: int) -> _din.CostType:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    try:
-        ec = _Taa5bbe96[c >> 6]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'CostType', 'expected EE of amount') from None
-        ec = ((c >> 6) & 3)
-    if ec == 0:
+    if c >= 0x100:
+        raise r.fail_at(av + 9, 'CostType', 'expected EE of amount')
+    if c < 0x40:
         try:
-            f_amountMultiplier = _Tae58e352[c & 0x3f]
+            f_amountMultiplier = _Tae58e352[c]
         except KeyError:  # not a valid pattern: say why
             if c & 0x23 != 0x0:
                 raise r.fail_at(av + 6, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
-            f_amountMultiplier = ((c >> 2) & 7) - 3
-    elif ec == 1:
+            f_amountMultiplier = (c >> 2) - 3
+    elif c < 0x80:
         av += 6
     else:
+        ec = (c >> 6) & 0x3
         raise r.fail_at(av + 6, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
     r.avail = av
     ob = _new(_K_din_CostType)
@@ -11103,7 +11047,7 @@ def _d_din_DC_EVChargeParameterType(r: BitReader, c: int) -> _din.DC_EVChargePar
     f_FullSOC: int | None = None
     f_BulkSOC: int | None = None
     s = 0
-    if c & 0x8000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 28, 'DC_EVChargeParameterType', 'expected SE(DC_EVStatus)')
     av -= 1
     if av < 0:
@@ -11122,7 +11066,7 @@ def _d_din_DC_EVChargeParameterType(r: BitReader, c: int) -> _din.DC_EVChargePar
     except KeyError:  # not a valid pattern: say why
         if c & 0x38800000 != 0x0:
             raise r.fail_at(av + 30, 'DC_EVChargeParameterType', 'expected SE(EVMaximumCurrentLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-        f_1_Multiplier = ((c >> 24) & 7) - 3
+        f_1_Multiplier = (c >> 24) - 3
         ec = ((c >> 21) & 3)
     s = 1
     f_1_Unit: _din.unitSymbolType | None = None
@@ -11213,25 +11157,21 @@ def _d_din_DC_EVChargeParameterType(r: BitReader, c: int) -> _din.DC_EVChargePar
         c = (win >> av) & 0x3fffffff
     else:
         raise r.fail_at(av + 21, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-    try:
-        ec = _Taa5bbe96[(c >> 27) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x20000000 != 0x0:
-            raise r.fail_at(av + 30, 'DC_EVChargeParameterType', 'expected EE') from None
-        ec = ((c >> 27) & 3)
+    if c >= 0x20000000:
+        raise r.fail_at(av + 30, 'DC_EVChargeParameterType', 'expected EE')
     ob1_ = _new(_K_din_PhysicalValueType)
     ob1_.Multiplier = f_1_Multiplier
     ob1_.Unit = f_1_Unit
     ob1_.Value = f_1_Value
     f_EVMaximumCurrentLimit = ob1_
     s = 2
-    if ec == 0:
+    if c < 0x8000000:
         try:
-            f_2_Multiplier, ec = _T1fd725cf[(c >> 19) & 0xff]
+            f_2_Multiplier, ec = _T1fd725cf[c >> 19]
         except KeyError:  # not a valid pattern: say why
             if c & 0x6200000 != 0x0:
                 raise r.fail_at(av + 27, 'DC_EVChargeParameterType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_2_Multiplier = ((c >> 22) & 7) - 3
+            f_2_Multiplier = (c >> 22) - 3
             ec = ((c >> 19) & 3)
         f_2_Unit: _din.unitSymbolType | None = None
         if ec == 0:
@@ -11322,11 +11262,11 @@ def _d_din_DC_EVChargeParameterType(r: BitReader, c: int) -> _din.DC_EVChargePar
         else:
             raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         try:
-            f_3_Multiplier, ec = _Tdfa9f4aa[(c >> 20) & 0x3ff]
+            f_3_Multiplier, ec = _Tdfa9f4aa[c >> 20]
         except KeyError:  # not a valid pattern: say why
             if c & 0x3c400000 != 0x0:
                 raise r.fail_at(av + 30, 'DC_EVChargeParameterType[2]', 'expected EE, SE(EVMaximumVoltageLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_3_Multiplier = ((c >> 23) & 7) - 3
+            f_3_Multiplier = (c >> 23) - 3
             ec = ((c >> 20) & 3)
         ob2_ = _new(_K_din_PhysicalValueType)
         ob2_.Multiplier = f_2_Multiplier
@@ -11421,7 +11361,7 @@ def _d_din_DC_EVChargeParameterType(r: BitReader, c: int) -> _din.DC_EVChargePar
             c = (win >> av) & 0x3fffffff
         else:
             raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'DC_EVChargeParameterType[2]', 'expected EE')
         ob3_ = _new(_K_din_PhysicalValueType)
         ob3_.Multiplier = f_3_Multiplier
@@ -11433,7 +11373,7 @@ def _d_din_DC_EVChargeParameterType(r: BitReader, c: int) -> _din.DC_EVChargePar
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x10000000:
         try:
             f_4_Multiplier, ec = _T1fd725cf[(c >> 19) & 0xff]
         except KeyError:  # not a valid pattern: say why
@@ -11529,7 +11469,7 @@ def _d_din_DC_EVChargeParameterType(r: BitReader, c: int) -> _din.DC_EVChargePar
             c = (win >> av) & 0x3fffffff
         else:
             raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'DC_EVChargeParameterType[2]', 'expected EE')
         ob4_ = _new(_K_din_PhysicalValueType)
         ob4_.Multiplier = f_4_Multiplier
@@ -11542,15 +11482,15 @@ def _d_din_DC_EVChargeParameterType(r: BitReader, c: int) -> _din.DC_EVChargePar
         c = (win >> av) & 0x3fffffff
         s = 4
     else:
+        ec = (c >> 27) & 0x3
         raise r.fail_at(av + 27, 'DC_EVChargeParameterType[2]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(EVMaximumVoltageLimit)')
-    ec = ((c >> 27) & 7)
-    if ec == 0:
+    if c < 0x8000000:
         try:
-            f_5_Multiplier, ec = _T1fd725cf[(c >> 19) & 0xff]
+            f_5_Multiplier, ec = _T1fd725cf[c >> 19]
         except KeyError:  # not a valid pattern: say why
             if c & 0x6200000 != 0x0:
                 raise r.fail_at(av + 27, 'DC_EVChargeParameterType[4]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_5_Multiplier = ((c >> 22) & 7) - 3
+            f_5_Multiplier = (c >> 22) - 3
             ec = ((c >> 19) & 3)
         f_5_Unit: _din.unitSymbolType | None = None
         if ec == 0:
@@ -11640,24 +11580,20 @@ def _d_din_DC_EVChargeParameterType(r: BitReader, c: int) -> _din.DC_EVChargePar
             c = (win >> av) & 0x3fffffff
         else:
             raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        try:
-            ec = _T4243fd73[(c >> 26) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x20000000 != 0x0:
-                raise r.fail_at(av + 30, 'DC_EVChargeParameterType[4]', 'expected EE') from None
-            ec = ((c >> 26) & 7)
+        if c >= 0x20000000:
+            raise r.fail_at(av + 30, 'DC_EVChargeParameterType[4]', 'expected EE')
         ob5_ = _new(_K_din_PhysicalValueType)
         ob5_.Multiplier = f_5_Multiplier
         ob5_.Unit = f_5_Unit
         ob5_.Value = f_5_Value
         f_EVEnergyCapacity = ob5_
-        if ec == 0:
+        if c < 0x4000000:
             try:
-                f_6_Multiplier, ec = _T1fd725cf[(c >> 18) & 0xff]
+                f_6_Multiplier, ec = _T1fd725cf[c >> 18]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x3100000 != 0x0:
                     raise r.fail_at(av + 26, 'DC_EVChargeParameterType[5]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-                f_6_Multiplier = ((c >> 21) & 7) - 3
+                f_6_Multiplier = (c >> 21) - 3
                 ec = ((c >> 18) & 3)
             f_6_Unit: _din.unitSymbolType | None = None
             if ec == 0:
@@ -11737,11 +11673,11 @@ def _d_din_DC_EVChargeParameterType(r: BitReader, c: int) -> _din.DC_EVChargePar
                 if av < 0:
                     win, av = r.refill(av, 25)
                 c = (win >> av) & 0x1ffffff
-                if c & 0x1000000 != 0x0:
+                if c >= 0x1000000:
                     raise r.fail_at(av + 25, 'PhysicalValueType[1]', 'expected EE of Value')
             else:
                 raise r.fail_at(av + 18, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-            if c & 0x800000 != 0x0:
+            if c >= 0x800000:
                 raise r.fail_at(av + 24, 'DC_EVChargeParameterType[5]', 'expected EE')
             ob6_ = _new(_K_din_PhysicalValueType)
             ob6_.Multiplier = f_6_Multiplier
@@ -11749,7 +11685,7 @@ def _d_din_DC_EVChargeParameterType(r: BitReader, c: int) -> _din.DC_EVChargePar
             ob6_.Value = f_6_Value
             f_EVEnergyRequest = ob6_
             s = 6
-        elif ec == 1:
+        elif c < 0x8000000:
             try:
                 f_FullSOC = _Tf00db23f[(c >> 17) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
@@ -11761,7 +11697,7 @@ def _d_din_DC_EVChargeParameterType(r: BitReader, c: int) -> _din.DC_EVChargePar
                 win, av = r.refill(av, 23)
             c = (win >> av) & 0x7fffff
             s = 7
-        elif ec == 2:
+        elif c < 0xc000000:
             try:
                 f_BulkSOC = _Tf00db23f[(c >> 17) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
@@ -11773,12 +11709,13 @@ def _d_din_DC_EVChargeParameterType(r: BitReader, c: int) -> _din.DC_EVChargePar
                 win, av = r.refill(av, 23)
             c = (win >> av) & 0x7fffff
             s = 8
-        elif ec == 3:
+        elif c < 0x10000000:
             av += 3
             s = -1
         else:
+            ec = (c >> 26) & 0x7
             raise r.fail_at(av + 26, 'DC_EVChargeParameterType[5]', f'event code {ec}, expected SE(EVEnergyRequest), SE(FullSOC), SE(BulkSOC), EE')
-    elif ec == 1:
+    elif c < 0x10000000:
         try:
             f_7_Multiplier, ec = _T1fd725cf[(c >> 19) & 0xff]
         except KeyError:  # not a valid pattern: say why
@@ -11874,7 +11811,7 @@ def _d_din_DC_EVChargeParameterType(r: BitReader, c: int) -> _din.DC_EVChargePar
             c = (win >> av) & 0xffffff
         else:
             raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c & 0x800000 != 0x0:
+        if c >= 0x800000:
             raise r.fail_at(av + 24, 'DC_EVChargeParameterType[4]', 'expected EE')
         ob7_ = _new(_K_din_PhysicalValueType)
         ob7_.Multiplier = f_7_Multiplier
@@ -11882,7 +11819,7 @@ def _d_din_DC_EVChargeParameterType(r: BitReader, c: int) -> _din.DC_EVChargePar
         ob7_.Value = f_7_Value
         f_EVEnergyRequest = ob7_
         s = 6
-    elif ec == 2:
+    elif c < 0x18000000:
         try:
             f_FullSOC = _Tf00db23f[(c >> 18) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
@@ -11894,7 +11831,7 @@ def _d_din_DC_EVChargeParameterType(r: BitReader, c: int) -> _din.DC_EVChargePar
             win, av = r.refill(av, 23)
         c = (win >> av) & 0x7fffff
         s = 7
-    elif ec == 3:
+    elif c < 0x20000000:
         try:
             f_BulkSOC = _Tf00db23f[(c >> 18) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
@@ -11906,26 +11843,27 @@ def _d_din_DC_EVChargeParameterType(r: BitReader, c: int) -> _din.DC_EVChargePar
             win, av = r.refill(av, 23)
         c = (win >> av) & 0x7fffff
         s = 8
-    elif ec == 4:
+    elif c < 0x28000000:
         av += 4
         s = -1
     else:
+        ec = (c >> 27) & 0x7
         raise r.fail_at(av + 27, 'DC_EVChargeParameterType[4]', f'event code {ec}, expected SE(EVEnergyCapacity), SE(EVEnergyRequest), SE(FullSOC), SE(BulkSOC), EE')
     if s == 6:
-        ec = ((c >> 21) & 3)
-        if ec == 0:
+        c &= 0x7fffff
+        if c < 0x200000:
             try:
-                f_FullSOC = _Tf00db23f[(c >> 12) & 0x1ff]
+                f_FullSOC = _Tf00db23f[c >> 12]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x101000 != 0x0:
                     raise r.fail_at(av + 21, 'DC_EVChargeParameterType[6]', 'expected CH of FullSOC, EE of FullSOC') from None
-                f_FullSOC = ((c >> 13) & 127)
+                f_FullSOC = (c >> 13)
             av -= 11
             if av < 0:
                 win, av = r.refill(av, 23)
             c = (win >> av) & 0x7fffff
             s = 7
-        elif ec == 1:
+        elif c < 0x400000:
             try:
                 f_BulkSOC = _Tf00db23f[(c >> 12) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
@@ -11937,29 +11875,31 @@ def _d_din_DC_EVChargeParameterType(r: BitReader, c: int) -> _din.DC_EVChargePar
                 win, av = r.refill(av, 23)
             c = (win >> av) & 0x7fffff
             s = 8
-        elif ec == 2:
+        elif c < 0x600000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 21) & 0x3
             raise r.fail_at(av + 21, 'DC_EVChargeParameterType[6]', f'event code {ec}, expected SE(FullSOC), SE(BulkSOC), EE')
     if s == 7:
-        ec = ((c >> 21) & 3)
-        if ec == 0:
+        c &= 0x7fffff
+        if c < 0x200000:
             try:
-                f_BulkSOC = _Tf00db23f[(c >> 12) & 0x1ff]
+                f_BulkSOC = _Tf00db23f[c >> 12]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x101000 != 0x0:
                     raise r.fail_at(av + 21, 'DC_EVChargeParameterType[7]', 'expected CH of BulkSOC, EE of BulkSOC') from None
-                f_BulkSOC = ((c >> 13) & 127)
+                f_BulkSOC = (c >> 13)
             av -= 11
             if av < 0:
                 win, av = r.refill(av, 23)
             c = (win >> av) & 0x7fffff
             s = 8
-        elif ec == 1:
+        elif c < 0x400000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 21) & 0x3
             raise r.fail_at(av + 21, 'DC_EVChargeParameterType[7]', f'event code {ec}, expected SE(BulkSOC), EE')
     if s == 8:
         av += 22
@@ -12147,7 +12087,7 @@ def _d_din_DC_EVPowerDeliveryParameterType(r: BitReader, c: int) -> _din.DC_EVPo
     f_DC_EVStatus: _din.DC_EVStatusType
     f_BulkChargingComplete: bool | None = None
     f_ChargingComplete: bool
-    if c & 0x8000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 28, 'DC_EVPowerDeliveryParameterType', 'expected SE(DC_EVStatus)')
     av -= 1
     if av < 0:
@@ -12161,16 +12101,15 @@ def _d_din_DC_EVPowerDeliveryParameterType(r: BitReader, c: int) -> _din.DC_EVPo
     if av < 0:
         win, av = r.refill(av, 10)
     c = (win >> av) & 0x3ff
-    ec = (c >> 8)
-    if ec == 0:
+    if c < 0x100:
         try:
-            f_BulkChargingComplete, f_ChargingComplete = _Ta135abd8[(c >> 1) & 0x7f]
+            f_BulkChargingComplete, f_ChargingComplete = _Ta135abd8[c >> 1]
         except KeyError:  # not a valid pattern: say why
             if c & 0xba != 0x0:
                 raise r.fail_at(av + 8, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete, SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete') from None
-            f_BulkChargingComplete = ((c >> 6) & 1) == 1
+            f_BulkChargingComplete = (c >> 6) == 1
             f_ChargingComplete = ((c >> 2) & 1) == 1
-    elif ec == 1:
+    elif c < 0x200:
         av += 4
         try:
             f_ChargingComplete = _Ta870a97b[(c >> 5) & 0x7]
@@ -12180,6 +12119,7 @@ def _d_din_DC_EVPowerDeliveryParameterType(r: BitReader, c: int) -> _din.DC_EVPo
             f_ChargingComplete = ((c >> 6) & 1) == 1
         c >>= 4
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'DC_EVPowerDeliveryParameterType', 'expected EE')
@@ -12241,20 +12181,16 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
     f_EVSECurrentRegulationTolerance: _din.PhysicalValueType | None = None
     f_EVSEPeakCurrentRipple: _din.PhysicalValueType
     f_EVSEEnergyToBeDelivered: _din.PhysicalValueType | None = None
-    try:
-        ec = _Taa5bbe96[(c >> 25) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x8000000 != 0x0:
-            raise r.fail_at(av + 28, 'DC_EVSEChargeParameterType', 'expected SE(DC_EVSEStatus)') from None
-        ec = ((c >> 25) & 3)
+    if c >= 0x8000000:
+        raise r.fail_at(av + 28, 'DC_EVSEChargeParameterType', 'expected SE(DC_EVSEStatus)')
     f_1_EVSEIsolationStatus: _din.isolationLevelType | None = None
-    if ec == 0:
+    if c < 0x2000000:
         try:
-            f_1_EVSEIsolationStatus, f_1_EVSEStatusCode = _T6b55cf38[(c >> 14) & 0x7ff]
+            f_1_EVSEIsolationStatus, f_1_EVSEStatusCode = _T6b55cf38[c >> 14]
         except KeyError:  # not a valid pattern: say why
             if c & 0x1384000 != 0x0:
                 raise r.fail_at(av + 25, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            f_1_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 22) & 3)]
+            f_1_EVSEIsolationStatus = _E_din_isolationLevelType[(c >> 22)]
             iv = ((c >> 15) & 15)
             if iv >= 12:
                 raise r.fail_at(av + 14, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
@@ -12263,7 +12199,7 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x4000000:
         try:
             f_1_EVSEStatusCode = _T886122e8[(c >> 19) & 0x3f]
         except KeyError:  # not a valid pattern: say why
@@ -12278,10 +12214,11 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 25) & 0x3
         raise r.fail_at(av + 25, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
-    if c & 0x30000000 != 0x0:
+    if c >= 0x10000000:
         raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-    u = ((c >> 20) & 255)
+    u = (c >> 20)
     if u > 127:
         u2 = (c >> 12) & 0xFF
         if u2 < 128:
@@ -12317,7 +12254,7 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
     except KeyError:  # not a valid pattern: say why
         if c & 0x39f10000 != 0x0:
             raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEMaximumCurrentLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-        iv = ((c >> 25) & 3)
+        iv = (c >> 25)
         if iv >= 3:
             raise r.fail_at(av + 14, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_1_EVSENotification = _E_din_EVSENotificationType[iv]
@@ -12340,7 +12277,7 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
         except KeyError:  # not a valid pattern: say why
             if c & 0x21c00000 != 0x0:
                 raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            iv = ((c >> 25) & 15)
+            iv = (c >> 25)
             if iv >= 10:
                 raise r.fail_at(av + 21, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
             f_2_Unit = _E_din_unitSymbolType[iv]
@@ -12421,24 +12358,20 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
         c = (win >> av) & 0x3fffffff
     else:
         raise r.fail_at(av + 14, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-    try:
-        ec = _Taa5bbe96[(c >> 27) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x20000000 != 0x0:
-            raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType', 'expected EE') from None
-        ec = ((c >> 27) & 3)
+    if c >= 0x20000000:
+        raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType', 'expected EE')
     ob2_ = _new(_K_din_PhysicalValueType)
     ob2_.Multiplier = f_2_Multiplier
     ob2_.Unit = f_2_Unit
     ob2_.Value = f_2_Value
     f_EVSEMaximumCurrentLimit = ob2_
-    if ec == 0:
+    if c < 0x8000000:
         try:
-            f_3_Multiplier, ec = _T1fd725cf[(c >> 19) & 0xff]
+            f_3_Multiplier, ec = _T1fd725cf[c >> 19]
         except KeyError:  # not a valid pattern: say why
             if c & 0x6200000 != 0x0:
                 raise r.fail_at(av + 27, 'DC_EVSEChargeParameterType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_3_Multiplier = ((c >> 22) & 7) - 3
+            f_3_Multiplier = (c >> 22) - 3
             ec = ((c >> 19) & 3)
         f_3_Unit: _din.unitSymbolType | None = None
         if ec == 0:
@@ -12529,11 +12462,11 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
         else:
             raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         try:
-            f_4_Multiplier, ec = _Tdfa9f4aa[(c >> 20) & 0x3ff]
+            f_4_Multiplier, ec = _Tdfa9f4aa[c >> 20]
         except KeyError:  # not a valid pattern: say why
             if c & 0x3c400000 != 0x0:
                 raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType[2]', 'expected EE, SE(EVSEMaximumVoltageLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_4_Multiplier = ((c >> 23) & 7) - 3
+            f_4_Multiplier = (c >> 23) - 3
             ec = ((c >> 20) & 3)
         ob3_ = _new(_K_din_PhysicalValueType)
         ob3_.Multiplier = f_3_Multiplier
@@ -12628,7 +12561,7 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
             c = (win >> av) & 0x3fffffff
         else:
             raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType[2]', 'expected EE')
         ob4_ = _new(_K_din_PhysicalValueType)
         ob4_.Multiplier = f_4_Multiplier
@@ -12639,7 +12572,7 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x10000000:
         try:
             f_5_Multiplier, ec = _T1fd725cf[(c >> 19) & 0xff]
         except KeyError:  # not a valid pattern: say why
@@ -12735,7 +12668,7 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
             c = (win >> av) & 0x3fffffff
         else:
             raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType[2]', 'expected EE')
         ob5_ = _new(_K_din_PhysicalValueType)
         ob5_.Multiplier = f_5_Multiplier
@@ -12747,13 +12680,14 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 27) & 0x3
         raise r.fail_at(av + 27, 'DC_EVSEChargeParameterType[2]', f'event code {ec}, expected SE(EVSEMaximumPowerLimit), SE(EVSEMaximumVoltageLimit)')
     try:
-        f_6_Multiplier, ec = _T0c77b141[(c >> 21) & 0x1ff]
+        f_6_Multiplier, ec = _T0c77b141[c >> 21]
     except KeyError:  # not a valid pattern: say why
         if c & 0x38800000 != 0x0:
             raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType', 'expected SE(EVSEMinimumCurrentLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-        f_6_Multiplier = ((c >> 24) & 7) - 3
+        f_6_Multiplier = (c >> 24) - 3
         ec = ((c >> 21) & 3)
     f_6_Unit: _din.unitSymbolType | None = None
     if ec == 0:
@@ -12844,11 +12778,11 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
     else:
         raise r.fail_at(av + 21, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     try:
-        f_7_Multiplier, ec = _Tdfa9f4aa[(c >> 20) & 0x3ff]
+        f_7_Multiplier, ec = _Tdfa9f4aa[c >> 20]
     except KeyError:  # not a valid pattern: say why
         if c & 0x3c400000 != 0x0:
             raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType', 'expected EE, SE(EVSEMinimumVoltageLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-        f_7_Multiplier = ((c >> 23) & 7) - 3
+        f_7_Multiplier = (c >> 23) - 3
         ec = ((c >> 20) & 3)
     ob6_ = _new(_K_din_PhysicalValueType)
     ob6_.Multiplier = f_6_Multiplier
@@ -12943,24 +12877,20 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
         c = (win >> av) & 0x3fffffff
     else:
         raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-    try:
-        ec = _Taa5bbe96[(c >> 27) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x20000000 != 0x0:
-            raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType', 'expected EE') from None
-        ec = ((c >> 27) & 3)
+    if c >= 0x20000000:
+        raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType', 'expected EE')
     ob7_ = _new(_K_din_PhysicalValueType)
     ob7_.Multiplier = f_7_Multiplier
     ob7_.Unit = f_7_Unit
     ob7_.Value = f_7_Value
     f_EVSEMinimumVoltageLimit = ob7_
-    if ec == 0:
+    if c < 0x8000000:
         try:
-            f_8_Multiplier, ec = _T1fd725cf[(c >> 19) & 0xff]
+            f_8_Multiplier, ec = _T1fd725cf[c >> 19]
         except KeyError:  # not a valid pattern: say why
             if c & 0x6200000 != 0x0:
                 raise r.fail_at(av + 27, 'DC_EVSEChargeParameterType[6]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_8_Multiplier = ((c >> 22) & 7) - 3
+            f_8_Multiplier = (c >> 22) - 3
             ec = ((c >> 19) & 3)
         f_8_Unit: _din.unitSymbolType | None = None
         if ec == 0:
@@ -13051,11 +12981,11 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
         else:
             raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         try:
-            f_9_Multiplier, ec = _Tdfa9f4aa[(c >> 20) & 0x3ff]
+            f_9_Multiplier, ec = _Tdfa9f4aa[c >> 20]
         except KeyError:  # not a valid pattern: say why
             if c & 0x3c400000 != 0x0:
                 raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType[6]', 'expected EE, SE(EVSEPeakCurrentRipple), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_9_Multiplier = ((c >> 23) & 7) - 3
+            f_9_Multiplier = (c >> 23) - 3
             ec = ((c >> 20) & 3)
         ob8_ = _new(_K_din_PhysicalValueType)
         ob8_.Multiplier = f_8_Multiplier
@@ -13150,7 +13080,7 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
             c = (win >> av) & 0x3fffffff
         else:
             raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType[6]', 'expected EE')
         ob9_ = _new(_K_din_PhysicalValueType)
         ob9_.Multiplier = f_9_Multiplier
@@ -13161,7 +13091,7 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x10000000:
         try:
             f_10_Multiplier, ec = _T1fd725cf[(c >> 19) & 0xff]
         except KeyError:  # not a valid pattern: say why
@@ -13257,7 +13187,7 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
             c = (win >> av) & 0x3fffffff
         else:
             raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType[6]', 'expected EE')
         ob10_ = _new(_K_din_PhysicalValueType)
         ob10_.Multiplier = f_10_Multiplier
@@ -13269,15 +13199,15 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 27) & 0x3
         raise r.fail_at(av + 27, 'DC_EVSEChargeParameterType[6]', f'event code {ec}, expected SE(EVSECurrentRegulationTolerance), SE(EVSEPeakCurrentRipple)')
-    ec = ((c >> 28) & 3)
-    if ec == 0:
+    if c < 0x10000000:
         try:
-            f_11_Multiplier, ec = _T1fd725cf[(c >> 20) & 0xff]
+            f_11_Multiplier, ec = _T1fd725cf[c >> 20]
         except KeyError:  # not a valid pattern: say why
             if c & 0xc400000 != 0x0:
                 raise r.fail_at(av + 28, 'DC_EVSEChargeParameterType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_11_Multiplier = ((c >> 23) & 7) - 3
+            f_11_Multiplier = (c >> 23) - 3
             ec = ((c >> 20) & 3)
         f_11_Unit: _din.unitSymbolType | None = None
         if ec == 0:
@@ -13370,9 +13300,10 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
         ob11_.Unit = f_11_Unit
         ob11_.Value = f_11_Value
         f_EVSEEnergyToBeDelivered = ob11_
-    elif ec == 1:
+    elif c < 0x20000000:
         av += 28
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'DC_EVSEChargeParameterType[8]', f'event code {ec}, expected SE(EVSEEnergyToBeDelivered), EE')
     r.avail = av
     ob = _new(_K_din_DC_EVSEChargeParameterType)
@@ -13525,14 +13456,13 @@ def _d_din_DC_EVSEStatusType(r: BitReader, c: int) -> _din.DC_EVSEStatusType:
     f_EVSEStatusCode: _din.DC_EVSEStatusCodeType
     f_NotificationMaxDelay: int
     f_EVSENotification: _din.EVSENotificationType
-    ec = ((c >> 26) & 3)
-    if ec == 0:
+    if c < 0x4000000:
         try:
-            f_EVSEIsolationStatus, f_EVSEStatusCode = _T6b55cf38[(c >> 15) & 0x7ff]
+            f_EVSEIsolationStatus, f_EVSEStatusCode = _T6b55cf38[c >> 15]
         except KeyError:  # not a valid pattern: say why
             if c & 0x2708000 != 0x0:
                 raise r.fail_at(av + 26, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            f_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 23) & 3)]
+            f_EVSEIsolationStatus = _E_din_isolationLevelType[(c >> 23)]
             iv = ((c >> 16) & 15)
             if iv >= 12:
                 raise r.fail_at(av + 15, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
@@ -13541,7 +13471,7 @@ def _d_din_DC_EVSEStatusType(r: BitReader, c: int) -> _din.DC_EVSEStatusType:
         if av < 0:
             win, av = r.refill(av, 17)
         c = (win >> av) & 0x1ffff
-    elif ec == 1:
+    elif c < 0x8000000:
         av += 3
         try:
             f_EVSEStatusCode = _T886122e8[(c >> 20) & 0x3f]
@@ -13554,6 +13484,7 @@ def _d_din_DC_EVSEStatusType(r: BitReader, c: int) -> _din.DC_EVSEStatusType:
             f_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
         c >>= 3
     else:
+        ec = (c >> 26) & 0x3
         raise r.fail_at(av + 26, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     if c & 0x18000 != 0x0:
         raise r.fail_at(av + 17, 'DC_EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
@@ -13668,11 +13599,11 @@ def _d_din_DC_EVStatusType(r: BitReader, c: int) -> _din.DC_EVStatusType:
     f_EVRESSSOC: int
     s = 0
     try:
-        f_EVReady, ec = _Td9535c1a[(c >> 22) & 0x3f]
+        f_EVReady, ec = _Td9535c1a[c >> 22]
     except KeyError:  # not a valid pattern: say why
         if c & 0xd000000 != 0x0:
             raise r.fail_at(av + 28, 'DC_EVStatusType', 'expected SE(EVReady), CH of EVReady, EE of EVReady') from None
-        f_EVReady = ((c >> 25) & 1) == 1
+        f_EVReady = (c >> 25) == 1
         ec = ((c >> 22) & 3)
     s = 1
     if ec == 0:
@@ -13827,7 +13758,7 @@ def _e_din_DC_EVStatusType(w: BitWriter, o: _din.DC_EVStatusType) -> None:
 
 def _d_din_EVChargeParameterType(r: BitReader, c: int) -> _din.EVChargeParameterType:
     av = r.avail
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'EVChargeParameterType', 'expected EE')
     r.avail = av
     ob = _new(_K_din_EVChargeParameterType)
@@ -13845,7 +13776,7 @@ def _e_din_EVChargeParameterType(w: BitWriter, o: _din.EVChargeParameterType) ->
 
 def _d_din_EVPowerDeliveryParameterType(r: BitReader, c: int) -> _din.EVPowerDeliveryParameterType:
     av = r.avail
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'EVPowerDeliveryParameterType', 'expected EE')
     r.avail = av
     ob = _new(_K_din_EVPowerDeliveryParameterType)
@@ -13863,7 +13794,7 @@ def _e_din_EVPowerDeliveryParameterType(w: BitWriter, o: _din.EVPowerDeliveryPar
 
 def _d_din_EVSEChargeParameterType(r: BitReader, c: int) -> _din.EVSEChargeParameterType:
     av = r.avail
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'EVSEChargeParameterType', 'expected EE')
     r.avail = av
     ob = _new(_K_din_EVSEChargeParameterType)
@@ -13881,7 +13812,7 @@ def _e_din_EVSEChargeParameterType(w: BitWriter, o: _din.EVSEChargeParameterType
 
 def _d_din_EVSEStatusType(r: BitReader, c: int) -> _din.EVSEStatusType:
     av = r.avail
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'EVSEStatusType', 'expected EE')
     r.avail = av
     ob = _new(_K_din_EVSEStatusType)
@@ -13899,7 +13830,7 @@ def _e_din_EVSEStatusType(w: BitWriter, o: _din.EVSEStatusType) -> None:
 
 def _d_din_EVStatusType(r: BitReader, c: int) -> _din.EVStatusType:
     av = r.avail
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'EVStatusType', 'expected EE')
     r.avail = av
     ob = _new(_K_din_EVStatusType)
@@ -13920,11 +13851,10 @@ def _d_din_EntryType(r: BitReader, c: int) -> _din.EntryType:
     av = r.avail
     f_RelativeTimeInterval: _din.RelativeTimeIntervalType | None = None
     f_TimeInterval: _din.IntervalType | None = None
-    ec = ((c >> 25) & 3)
-    if ec == 0:
-        if c & 0x1800000 != 0x0:
+    if c < 0x2000000:
+        if c >= 0x800000:
             raise r.fail_at(av + 25, 'EntryType[0]', 'expected SE(start), CH of start')
-        u = ((c >> 15) & 255)
+        u = (c >> 15)
         f_1_duration: int | None = None
         if u > 127:
             u2 = (c >> 7) & 0xFF
@@ -13952,20 +13882,17 @@ def _d_din_EntryType(r: BitReader, c: int) -> _din.EntryType:
             av += 8
             c >>= 8
         f_1_start = u
-        try:
-            ec = _Taa5bbe96[(c >> 4) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x40 != 0x0:
-                raise r.fail_at(av + 7, 'EntryType[0]', 'expected EE of start') from None
-            ec = ((c >> 4) & 3)
-        if ec == 0:
+        c &= 0x7f
+        if c >= 0x40:
+            raise r.fail_at(av + 7, 'EntryType[0]', 'expected EE of start')
+        if c < 0x10:
             av -= 16
             if av < 0:
                 win, av = r.refill(av, 20)
             c = (win >> av) & 0xfffff
-            if c & 0x80000 != 0x0:
+            if c >= 0x80000:
                 raise r.fail_at(av + 20, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
-            u = ((c >> 11) & 255)
+            u = (c >> 11)
             if u > 127:
                 u2 = (c >> 3) & 0xFF
                 if u2 < 128:
@@ -13994,23 +13921,25 @@ def _d_din_EntryType(r: BitReader, c: int) -> _din.EntryType:
             f_1_duration = u
             if c & 0x6 != 0x0:
                 raise r.fail_at(av + 3, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
-        elif ec == 1:
+        elif c < 0x20:
             av += 3
             c >>= 3
         else:
+            ec = (c >> 4) & 0x3
             raise r.fail_at(av + 4, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
         ob1_ = _new(_K_din_RelativeTimeIntervalType)
         ob1_.start = f_1_start
         ob1_.duration = f_1_duration
         f_RelativeTimeInterval = ob1_
-    elif ec == 1:
+    elif c < 0x4000000:
         av += 23
-        if c & 0x1000000 != 0x0:
+        if c >= 0x3000000:
             raise r.fail_at(av + 2, 'EntryType[0]', 'expected EE')
         ob2_ = _new(_K_din_IntervalType)
         f_TimeInterval = ob2_
         c >>= 23
     else:
+        ec = (c >> 25) & 0x3
         raise r.fail_at(av + 25, 'EntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'EntryType', 'expected EE')
@@ -14049,7 +13978,7 @@ def _e_din_EntryType(w: BitWriter, o: _din.EntryType) -> None:
 
 def _d_din_IntervalType(r: BitReader, c: int) -> _din.IntervalType:
     av = r.avail
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'IntervalType', 'expected EE')
     r.avail = av
     ob = _new(_K_din_IntervalType)
@@ -14070,9 +13999,9 @@ def _d_din_ListOfRootCertificateIDsType(r: BitReader, c: int) -> _din.ListOfRoot
     av = r.avail
     f_RootCertificateID: list[str] = []
     s = 0
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID), CH of RootCertificateID')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -14100,17 +14029,13 @@ def _d_din_ListOfRootCertificateIDsType(r: BitReader, c: int) -> _din.ListOfRoot
     if av < 0:
         win, av = r.refill(av, 12)
     c = (win >> av) & 0xfff
-    try:
-        ec = _Taa5bbe96[c >> 9]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x800 != 0x0:
-            raise r.fail_at(av + 12, 'ListOfRootCertificateIDsType', 'expected EE of RootCertificateID') from None
-        ec = ((c >> 9) & 3)
+    if c >= 0x800:
+        raise r.fail_at(av + 12, 'ListOfRootCertificateIDsType', 'expected EE of RootCertificateID')
     s = 1
-    if ec == 0:
-        if c & 0x100 != 0x0:
+    if c < 0x200:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'ListOfRootCertificateIDsType[1]', 'expected CH of RootCertificateID')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -14141,10 +14066,11 @@ def _d_din_ListOfRootCertificateIDsType(r: BitReader, c: int) -> _din.ListOfRoot
         if c:
             raise r.fail_at(av + 1, 'ListOfRootCertificateIDsType[1]', 'expected EE of RootCertificateID')
         s = 2
-    elif ec == 1:
+    elif c < 0x400:
         av += 9
         s = -1
     else:
+        ec = (c >> 9) & 0x3
         raise r.fail_at(av + 9, 'ListOfRootCertificateIDsType[1]', f'event code {ec}, expected SE(RootCertificateID), EE')
     if s == 2:
         while True:
@@ -14152,11 +14078,10 @@ def _d_din_ListOfRootCertificateIDsType(r: BitReader, c: int) -> _din.ListOfRoot
             if av < 0:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
-            ec = (c >> 9)
-            if ec == 0:
-                if c & 0x100 != 0x0:
+            if c < 0x200:
+                if c >= 0x100:
                     raise r.fail_at(av + 9, 'ListOfRootCertificateIDsType[2]', 'expected CH of RootCertificateID')
-                u = (c & 255)
+                u = c
                 if u > 127:
                     av -= 8
                     if av < 0:
@@ -14186,11 +14111,12 @@ def _d_din_ListOfRootCertificateIDsType(r: BitReader, c: int) -> _din.ListOfRoot
                 c = (win >> av) & 0x1
                 if c:
                     raise r.fail_at(av + 1, 'ListOfRootCertificateIDsType[2]', 'expected EE of RootCertificateID')
-            elif ec == 1:
+            elif c < 0x400:
                 av += 9
                 s = -1
                 break
             else:
+                ec = (c >> 9) & 0x3
                 raise r.fail_at(av + 9, 'ListOfRootCertificateIDsType[2]', f'event code {ec}, expected SE(RootCertificateID), EE')
     r.avail = av
     ob = _new(_K_din_ListOfRootCertificateIDsType)
@@ -14273,9 +14199,9 @@ def _d_din_MeterInfoType(r: BitReader, c: int) -> _din.MeterInfoType:
     f_MeterStatus: int | None = None
     f_TMeter: int | None = None
     s = 0
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -14303,20 +14229,16 @@ def _d_din_MeterInfoType(r: BitReader, c: int) -> _din.MeterInfoType:
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    try:
-        ec = _T4243fd73[c >> 26]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x20000000 != 0x0:
-            raise r.fail_at(av + 30, 'MeterInfoType', 'expected EE of MeterID') from None
-        ec = ((c >> 26) & 7)
+    if c >= 0x20000000:
+        raise r.fail_at(av + 30, 'MeterInfoType', 'expected EE of MeterID')
     s = 1
-    if ec == 0:
+    if c < 0x4000000:
         try:
-            f_1_Multiplier, ec = _T1fd725cf[(c >> 18) & 0xff]
+            f_1_Multiplier, ec = _T1fd725cf[c >> 18]
         except KeyError:  # not a valid pattern: say why
             if c & 0x3100000 != 0x0:
                 raise r.fail_at(av + 26, 'MeterInfoType[1]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_1_Multiplier = ((c >> 21) & 7) - 3
+            f_1_Multiplier = (c >> 21) - 3
             ec = ((c >> 18) & 3)
         f_1_Unit: _din.unitSymbolType | None = None
         if ec == 0:
@@ -14396,7 +14318,7 @@ def _d_din_MeterInfoType(r: BitReader, c: int) -> _din.MeterInfoType:
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x20000000 != 0x0:
+            if c >= 0x20000000:
                 raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected EE of Value')
             av -= 1
             if av < 0:
@@ -14404,22 +14326,18 @@ def _d_din_MeterInfoType(r: BitReader, c: int) -> _din.MeterInfoType:
             c = (win >> av) & 0x3fffffff
         else:
             raise r.fail_at(av + 18, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        try:
-            ec = _T4243fd73[(c >> 26) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x20000000 != 0x0:
-                raise r.fail_at(av + 30, 'MeterInfoType[1]', 'expected EE') from None
-            ec = ((c >> 26) & 7)
+        if c >= 0x20000000:
+            raise r.fail_at(av + 30, 'MeterInfoType[1]', 'expected EE')
         ob1_ = _new(_K_din_PhysicalValueType)
         ob1_.Multiplier = f_1_Multiplier
         ob1_.Unit = f_1_Unit
         ob1_.Value = f_1_Value
         f_MeterReading = ob1_
-        if ec == 0:
+        if c < 0x4000000:
             av += 17
-            if c & 0x2000000 != 0x0:
+            if c >= 0x2000000:
                 raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of SigMeterReading')
-            u = ((c >> 17) & 255)
+            u = (c >> 17)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -14447,14 +14365,14 @@ def _d_din_MeterInfoType(r: BitReader, c: int) -> _din.MeterInfoType:
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
-            if c & 0x8000000 != 0x0:
+            if c >= 0x8000000:
                 raise r.fail_at(av + 28, 'MeterInfoType[2]', 'expected EE of SigMeterReading')
             s = 3
-        elif ec == 1:
+        elif c < 0x8000000:
             try:
                 sg = _T071cdf68[(c >> 24) & 0x3]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x2000000 != 0x0:
+                if c >= 0x6000000:
                     raise r.fail_at(av + 26, 'MeterInfoType[2]', 'expected CH of MeterStatus') from None
                 sg = ((c >> 24) & 1)
             u = ((c >> 16) & 255)
@@ -14491,11 +14409,11 @@ def _d_din_MeterInfoType(r: BitReader, c: int) -> _din.MeterInfoType:
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
             s = 4
-        elif ec == 2:
+        elif c < 0xc000000:
             try:
                 sg = _T071cdf68[(c >> 24) & 0x3]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x2000000 != 0x0:
+                if c >= 0xa000000:
                     raise r.fail_at(av + 26, 'MeterInfoType[2]', 'expected CH of TMeter') from None
                 sg = ((c >> 24) & 1)
             u = ((c >> 16) & 255)
@@ -14532,14 +14450,15 @@ def _d_din_MeterInfoType(r: BitReader, c: int) -> _din.MeterInfoType:
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
             s = 5
-        elif ec == 3:
+        elif c < 0x10000000:
             av -= 1
             s = -1
         else:
+            ec = (c >> 26) & 0x7
             raise r.fail_at(av + 26, 'MeterInfoType[2]', f'event code {ec}, expected SE(SigMeterReading), SE(MeterStatus), SE(TMeter), EE')
-    elif ec == 1:
+    elif c < 0x8000000:
         av += 17
-        if c & 0x2000000 != 0x0:
+        if c >= 0x6000000:
             raise r.fail_at(av + 9, 'MeterInfoType[1]', 'expected CH of SigMeterReading')
         u = ((c >> 17) & 255)
         if u > 127:
@@ -14569,14 +14488,14 @@ def _d_din_MeterInfoType(r: BitReader, c: int) -> _din.MeterInfoType:
         if av < 0:
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
-        if c & 0x8000000 != 0x0:
+        if c >= 0x8000000:
             raise r.fail_at(av + 28, 'MeterInfoType[1]', 'expected EE of SigMeterReading')
         s = 3
-    elif ec == 2:
+    elif c < 0xc000000:
         try:
             sg = _T071cdf68[(c >> 24) & 0x3]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x2000000 != 0x0:
+            if c >= 0xa000000:
                 raise r.fail_at(av + 26, 'MeterInfoType[1]', 'expected CH of MeterStatus') from None
             sg = ((c >> 24) & 1)
         u = ((c >> 16) & 255)
@@ -14613,11 +14532,11 @@ def _d_din_MeterInfoType(r: BitReader, c: int) -> _din.MeterInfoType:
             win, av = r.refill(av, 27)
         c = (win >> av) & 0x7ffffff
         s = 4
-    elif ec == 3:
+    elif c < 0x10000000:
         try:
             sg = _T071cdf68[(c >> 24) & 0x3]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x2000000 != 0x0:
+            if c >= 0xe000000:
                 raise r.fail_at(av + 26, 'MeterInfoType[1]', 'expected CH of TMeter') from None
             sg = ((c >> 24) & 1)
         u = ((c >> 16) & 255)
@@ -14654,20 +14573,21 @@ def _d_din_MeterInfoType(r: BitReader, c: int) -> _din.MeterInfoType:
             win, av = r.refill(av, 27)
         c = (win >> av) & 0x7ffffff
         s = 5
-    elif ec == 4:
+    elif c < 0x14000000:
         av -= 1
         s = -1
     else:
+        ec = (c >> 26) & 0x7
         raise r.fail_at(av + 26, 'MeterInfoType[1]', f'event code {ec}, expected SE(MeterReading), SE(SigMeterReading), SE(MeterStatus), SE(TMeter), EE')
     if s == 3:
-        ec = ((c >> 25) & 3)
-        if ec == 0:
+        c &= 0x7ffffff
+        if c < 0x2000000:
             try:
-                sg = _T071cdf68[(c >> 23) & 0x3]
+                sg = _T071cdf68[c >> 23]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x1000000 != 0x0:
+                if c >= 0x1000000:
                     raise r.fail_at(av + 25, 'MeterInfoType[3]', 'expected CH of MeterStatus') from None
-                sg = ((c >> 23) & 1)
+                sg = (c >> 23)
             u = ((c >> 15) & 255)
             if u > 127:
                 u2 = (c >> 7) & 0xFF
@@ -14702,11 +14622,11 @@ def _d_din_MeterInfoType(r: BitReader, c: int) -> _din.MeterInfoType:
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
             s = 4
-        elif ec == 1:
+        elif c < 0x4000000:
             try:
                 sg = _T071cdf68[(c >> 23) & 0x3]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x1000000 != 0x0:
+                if c >= 0x3000000:
                     raise r.fail_at(av + 25, 'MeterInfoType[3]', 'expected CH of TMeter') from None
                 sg = ((c >> 23) & 1)
             u = ((c >> 15) & 255)
@@ -14743,20 +14663,21 @@ def _d_din_MeterInfoType(r: BitReader, c: int) -> _din.MeterInfoType:
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
             s = 5
-        elif ec == 2:
+        elif c < 0x6000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 25) & 0x3
             raise r.fail_at(av + 25, 'MeterInfoType[3]', f'event code {ec}, expected SE(MeterStatus), SE(TMeter), EE')
     if s == 4:
-        ec = ((c >> 25) & 3)
-        if ec == 0:
+        c &= 0x7ffffff
+        if c < 0x2000000:
             try:
-                sg = _T071cdf68[(c >> 23) & 0x3]
+                sg = _T071cdf68[c >> 23]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x1000000 != 0x0:
+                if c >= 0x1000000:
                     raise r.fail_at(av + 25, 'MeterInfoType[4]', 'expected CH of TMeter') from None
-                sg = ((c >> 23) & 1)
+                sg = (c >> 23)
             u = ((c >> 15) & 255)
             if u > 127:
                 u2 = (c >> 7) & 0xFF
@@ -14791,10 +14712,11 @@ def _d_din_MeterInfoType(r: BitReader, c: int) -> _din.MeterInfoType:
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
             s = 5
-        elif ec == 1:
+        elif c < 0x4000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 25) & 0x3
             raise r.fail_at(av + 25, 'MeterInfoType[4]', f'event code {ec}, expected SE(TMeter), EE')
     if s == 5:
         av += 26
@@ -15075,11 +14997,11 @@ def _d_din_NotificationType(r: BitReader, c: int) -> _din.NotificationType:
     f_FaultCode: _din.faultCodeType
     f_FaultMsg: str | None = None
     try:
-        f_FaultCode, ec = _Te2f0d922[(c >> 9) & 0x7f]
+        f_FaultCode, ec = _Te2f0d922[c >> 9]
     except KeyError:  # not a valid pattern: say why
         if c & 0xc800 != 0x0:
             raise r.fail_at(av + 16, 'NotificationType', 'expected SE(FaultCode), CH of FaultCode, EE of FaultCode') from None
-        iv = ((c >> 12) & 3)
+        iv = (c >> 12)
         if iv >= 3:
             raise r.fail_at(av + 9, 'NotificationType.FaultCode', f'enumeration index {iv}') from None
         f_FaultCode = _E_din_faultCodeType[iv]
@@ -15169,11 +15091,10 @@ def _d_din_PMaxScheduleEntryType(r: BitReader, c: int) -> _din.PMaxScheduleEntry
     f_RelativeTimeInterval: _din.RelativeTimeIntervalType | None = None
     f_TimeInterval: _din.IntervalType | None = None
     f_PMax: int
-    ec = ((c >> 26) & 3)
-    if ec == 0:
-        if c & 0x3000000 != 0x0:
+    if c < 0x4000000:
+        if c >= 0x1000000:
             raise r.fail_at(av + 26, 'PMaxScheduleEntryType[0]', 'expected SE(start), CH of start')
-        u = ((c >> 16) & 255)
+        u = (c >> 16)
         f_1_duration: int | None = None
         if u > 127:
             u2 = (c >> 8) & 0xFF
@@ -15201,20 +15122,17 @@ def _d_din_PMaxScheduleEntryType(r: BitReader, c: int) -> _din.PMaxScheduleEntry
             av += 8
             c >>= 8
         f_1_start = u
-        try:
-            ec = _Taa5bbe96[(c >> 5) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x80 != 0x0:
-                raise r.fail_at(av + 8, 'PMaxScheduleEntryType[0]', 'expected EE of start') from None
-            ec = ((c >> 5) & 3)
-        if ec == 0:
+        c &= 0xff
+        if c >= 0x80:
+            raise r.fail_at(av + 8, 'PMaxScheduleEntryType[0]', 'expected EE of start')
+        if c < 0x20:
             av -= 25
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x20000000 != 0x0:
+            if c >= 0x20000000:
                 raise r.fail_at(av + 30, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
-            u = ((c >> 21) & 255)
+            u = (c >> 21)
             if u > 127:
                 u2 = (c >> 13) & 0xFF
                 if u2 < 128:
@@ -15247,25 +15165,27 @@ def _d_din_PMaxScheduleEntryType(r: BitReader, c: int) -> _din.PMaxScheduleEntry
             if av < 0:
                 win, av = r.refill(av, 13)
             c = (win >> av) & 0x1fff
-        elif ec == 1:
+        elif c < 0x40:
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 13)
             c = (win >> av) & 0x1fff
         else:
+            ec = (c >> 5) & 0x3
             raise r.fail_at(av + 5, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
         ob1_ = _new(_K_din_RelativeTimeIntervalType)
         ob1_.start = f_1_start
         ob1_.duration = f_1_duration
         f_RelativeTimeInterval = ob1_
-    elif ec == 1:
+    elif c < 0x8000000:
         av += 12
-        if c & 0x2000000 != 0x0:
+        if c >= 0x6000000:
             raise r.fail_at(av + 14, 'PMaxScheduleEntryType[0]', 'expected EE')
         ob2_ = _new(_K_din_IntervalType)
         f_TimeInterval = ob2_
         c >>= 12
     else:
+        ec = (c >> 26) & 0x3
         raise r.fail_at(av + 26, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
     try:
         sg = _Tc1962e75[(c >> 10) & 0x7]
@@ -15367,11 +15287,11 @@ def _d_din_PMaxScheduleType(r: BitReader, c: int) -> _din.PMaxScheduleType:
     f_PMaxScheduleEntry: list[_din.PMaxScheduleEntryType] = []
     s = 0
     try:
-        sg = _Tc1962e75[(c >> 25) & 0x7]
+        sg = _Tc1962e75[c >> 25]
     except KeyError:  # not a valid pattern: say why
-        if c & 0xc000000 != 0x0:
+        if c >= 0x4000000:
             raise r.fail_at(av + 28, 'PMaxScheduleType', 'expected SE(PMaxScheduleID), CH of PMaxScheduleID') from None
-        sg = ((c >> 25) & 1)
+        sg = (c >> 25)
     u = ((c >> 17) & 255)
     if u > 127:
         u2 = (c >> 9) & 0xFF
@@ -15399,23 +15319,20 @@ def _d_din_PMaxScheduleType(r: BitReader, c: int) -> _din.PMaxScheduleType:
         av += 8
         c >>= 8
     f_PMaxScheduleID = -u - 1 if sg else u
-    try:
-        ec = _T6cd14f8b[(c >> 5) & 0xf]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x180 != 0x0:
-            raise r.fail_at(av + 9, 'PMaxScheduleType', 'expected EE of PMaxScheduleID, SE(PMaxScheduleEntry)') from None
-        ec = ((c >> 5) & 3)
+    c &= 0x1ff
+    if c >= 0x80:
+        raise r.fail_at(av + 9, 'PMaxScheduleType', 'expected EE of PMaxScheduleID, SE(PMaxScheduleEntry)')
     s = 1
     f_1_RelativeTimeInterval: _din.RelativeTimeIntervalType | None = None
     f_1_TimeInterval: _din.IntervalType | None = None
-    if ec == 0:
+    if c < 0x20:
         av -= 25
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'PMaxScheduleEntryType[0]', 'expected SE(start), CH of start')
-        u = ((c >> 20) & 255)
+        u = (c >> 20)
         f_2_duration: int | None = None
         if u > 127:
             u2 = (c >> 12) & 0xFF
@@ -15443,16 +15360,13 @@ def _d_din_PMaxScheduleType(r: BitReader, c: int) -> _din.PMaxScheduleType:
             av += 8
             c >>= 8
         f_2_start = u
-        try:
-            ec = _Taa5bbe96[(c >> 9) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x800 != 0x0:
-                raise r.fail_at(av + 12, 'PMaxScheduleEntryType[0]', 'expected EE of start') from None
-            ec = ((c >> 9) & 3)
-        if ec == 0:
-            if c & 0x100 != 0x0:
+        c &= 0xfff
+        if c >= 0x800:
+            raise r.fail_at(av + 12, 'PMaxScheduleEntryType[0]', 'expected EE of start')
+        if c < 0x200:
+            if c >= 0x100:
                 raise r.fail_at(av + 9, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -15477,25 +15391,26 @@ def _d_din_PMaxScheduleType(r: BitReader, c: int) -> _din.PMaxScheduleType:
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif ec == 1:
+        elif c < 0x400:
             av -= 21
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
         else:
+            ec = (c >> 9) & 0x3
             raise r.fail_at(av + 9, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
         ob2_ = _new(_K_din_RelativeTimeIntervalType)
         ob2_.start = f_2_start
         ob2_.duration = f_2_duration
         f_1_RelativeTimeInterval = ob2_
-    elif ec == 1:
-        if c & 0x10 != 0x0:
+    elif c < 0x40:
+        if c >= 0x30:
             raise r.fail_at(av + 5, 'PMaxScheduleEntryType[0]', 'expected EE')
         ob3_ = _new(_K_din_IntervalType)
         f_1_TimeInterval = ob3_
@@ -15504,13 +15419,14 @@ def _d_din_PMaxScheduleType(r: BitReader, c: int) -> _din.PMaxScheduleType:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 5) & 0x3
         raise r.fail_at(av + 5, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
     try:
-        sg = _Tc1962e75[(c >> 27) & 0x7]
+        sg = _Tc1962e75[c >> 27]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'PMaxScheduleType', 'expected SE(PMax), CH of PMax') from None
-        sg = ((c >> 27) & 1)
+        sg = (c >> 27)
     u = ((c >> 19) & 255)
     if u > 127:
         u2 = (c >> 11) & 0xFF
@@ -15538,30 +15454,26 @@ def _d_din_PMaxScheduleType(r: BitReader, c: int) -> _din.PMaxScheduleType:
         av += 8
         c >>= 8
     f_1_PMax = -u - 1 if sg else u
-    try:
-        ec = _T6cd14f8b[(c >> 7) & 0xf]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x600 != 0x0:
-            raise r.fail_at(av + 11, 'PMaxScheduleType', 'expected EE of PMax, EE') from None
-        ec = ((c >> 7) & 3)
+    c &= 0x7ff
+    if c >= 0x200:
+        raise r.fail_at(av + 11, 'PMaxScheduleType', 'expected EE of PMax, EE')
     ob1_ = _new(_K_din_PMaxScheduleEntryType)
     ob1_.RelativeTimeInterval = f_1_RelativeTimeInterval
     ob1_.TimeInterval = f_1_TimeInterval
     ob1_.PMax = f_1_PMax
     f_PMaxScheduleEntry.append(ob1_)
     s = 2
-    if ec == 0:
-        ec = ((c >> 5) & 3)
+    if c < 0x80:
         f_4_RelativeTimeInterval: _din.RelativeTimeIntervalType | None = None
         f_4_TimeInterval: _din.IntervalType | None = None
-        if ec == 0:
+        if c < 0x20:
             av -= 25
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'PMaxScheduleEntryType[0]', 'expected SE(start), CH of start')
-            u = ((c >> 20) & 255)
+            u = (c >> 20)
             f_5_duration: int | None = None
             if u > 127:
                 u2 = (c >> 12) & 0xFF
@@ -15589,16 +15501,13 @@ def _d_din_PMaxScheduleType(r: BitReader, c: int) -> _din.PMaxScheduleType:
                 av += 8
                 c >>= 8
             f_5_start = u
-            try:
-                ec = _Taa5bbe96[(c >> 9) & 0x7]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x800 != 0x0:
-                    raise r.fail_at(av + 12, 'PMaxScheduleEntryType[0]', 'expected EE of start') from None
-                ec = ((c >> 9) & 3)
-            if ec == 0:
-                if c & 0x100 != 0x0:
+            c &= 0xfff
+            if c >= 0x800:
+                raise r.fail_at(av + 12, 'PMaxScheduleEntryType[0]', 'expected EE of start')
+            if c < 0x200:
+                if c >= 0x100:
                     raise r.fail_at(av + 9, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
-                u = (c & 255)
+                u = c
                 if u > 127:
                     av -= 8
                     if av < 0:
@@ -15623,21 +15532,22 @@ def _d_din_PMaxScheduleType(r: BitReader, c: int) -> _din.PMaxScheduleType:
                 if av < 0:
                     win, av = r.refill(av, 15)
                 c = (win >> av) & 0x7fff
-                if c & 0x6000 != 0x0:
+                if c >= 0x2000:
                     raise r.fail_at(av + 15, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
-            elif ec == 1:
+            elif c < 0x400:
                 av -= 4
                 if av < 0:
                     win, av = r.refill(av, 13)
                 c = (win >> av) & 0x1fff
             else:
+                ec = (c >> 9) & 0x3
                 raise r.fail_at(av + 9, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
             ob5_ = _new(_K_din_RelativeTimeIntervalType)
             ob5_.start = f_5_start
             ob5_.duration = f_5_duration
             f_4_RelativeTimeInterval = ob5_
-        elif ec == 1:
-            if c & 0x10 != 0x0:
+        elif c < 0x40:
+            if c >= 0x30:
                 raise r.fail_at(av + 5, 'PMaxScheduleEntryType[0]', 'expected EE')
             ob6_ = _new(_K_din_IntervalType)
             f_4_TimeInterval = ob6_
@@ -15646,13 +15556,14 @@ def _d_din_PMaxScheduleType(r: BitReader, c: int) -> _din.PMaxScheduleType:
                 win, av = r.refill(av, 13)
             c = (win >> av) & 0x1fff
         else:
+            ec = (c >> 5) & 0x3
             raise r.fail_at(av + 5, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
         try:
-            sg = _Tc1962e75[(c >> 10) & 0x7]
+            sg = _Tc1962e75[c >> 10]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x1800 != 0x0:
+            if c >= 0x800:
                 raise r.fail_at(av + 13, 'PMaxScheduleType[2]', 'expected SE(PMax), CH of PMax') from None
-            sg = ((c >> 10) & 1)
+            sg = (c >> 10)
         u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
@@ -15689,10 +15600,11 @@ def _d_din_PMaxScheduleType(r: BitReader, c: int) -> _din.PMaxScheduleType:
         ob4_.PMax = f_4_PMax
         f_PMaxScheduleEntry.append(ob4_)
         s = 3
-    elif ec == 1:
+    elif c < 0x100:
         av += 7
         s = -1
     else:
+        ec = (c >> 7) & 0x3
         raise r.fail_at(av + 7, 'PMaxScheduleType[2]', f'event code {ec}, expected SE(PMaxScheduleEntry), EE')
     if s == 3:
         while True:
@@ -15700,15 +15612,13 @@ def _d_din_PMaxScheduleType(r: BitReader, c: int) -> _din.PMaxScheduleType:
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            ec = (c >> 28)
-            if ec == 0:
-                ec = ((c >> 26) & 3)
+            if c < 0x10000000:
                 f_7_RelativeTimeInterval: _din.RelativeTimeIntervalType | None = None
                 f_7_TimeInterval: _din.IntervalType | None = None
-                if ec == 0:
-                    if c & 0x3000000 != 0x0:
+                if c < 0x4000000:
+                    if c >= 0x1000000:
                         raise r.fail_at(av + 26, 'PMaxScheduleEntryType[0]', 'expected SE(start), CH of start')
-                    u = ((c >> 16) & 255)
+                    u = (c >> 16)
                     f_8_duration: int | None = None
                     if u > 127:
                         u2 = (c >> 8) & 0xFF
@@ -15736,20 +15646,17 @@ def _d_din_PMaxScheduleType(r: BitReader, c: int) -> _din.PMaxScheduleType:
                         av += 8
                         c >>= 8
                     f_8_start = u
-                    try:
-                        ec = _Taa5bbe96[(c >> 5) & 0x7]
-                    except KeyError:  # not a valid pattern: say why
-                        if c & 0x80 != 0x0:
-                            raise r.fail_at(av + 8, 'PMaxScheduleEntryType[0]', 'expected EE of start') from None
-                        ec = ((c >> 5) & 3)
-                    if ec == 0:
+                    c &= 0xff
+                    if c >= 0x80:
+                        raise r.fail_at(av + 8, 'PMaxScheduleEntryType[0]', 'expected EE of start')
+                    if c < 0x20:
                         av -= 25
                         if av < 0:
                             win, av = r.refill(av, 30)
                         c = (win >> av) & 0x3fffffff
-                        if c & 0x20000000 != 0x0:
+                        if c >= 0x20000000:
                             raise r.fail_at(av + 30, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
-                        u = ((c >> 21) & 255)
+                        u = (c >> 21)
                         if u > 127:
                             u2 = (c >> 13) & 0xFF
                             if u2 < 128:
@@ -15782,25 +15689,27 @@ def _d_din_PMaxScheduleType(r: BitReader, c: int) -> _din.PMaxScheduleType:
                         if av < 0:
                             win, av = r.refill(av, 13)
                         c = (win >> av) & 0x1fff
-                    elif ec == 1:
+                    elif c < 0x40:
                         av -= 8
                         if av < 0:
                             win, av = r.refill(av, 13)
                         c = (win >> av) & 0x1fff
                     else:
+                        ec = (c >> 5) & 0x3
                         raise r.fail_at(av + 5, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
                     ob8_ = _new(_K_din_RelativeTimeIntervalType)
                     ob8_.start = f_8_start
                     ob8_.duration = f_8_duration
                     f_7_RelativeTimeInterval = ob8_
-                elif ec == 1:
+                elif c < 0x8000000:
                     av += 12
-                    if c & 0x2000000 != 0x0:
+                    if c >= 0x6000000:
                         raise r.fail_at(av + 14, 'PMaxScheduleEntryType[0]', 'expected EE')
                     ob9_ = _new(_K_din_IntervalType)
                     f_7_TimeInterval = ob9_
                     c >>= 12
                 else:
+                    ec = (c >> 26) & 0x3
                     raise r.fail_at(av + 26, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
                 try:
                     sg = _Tc1962e75[(c >> 10) & 0x7]
@@ -15843,11 +15752,12 @@ def _d_din_PMaxScheduleType(r: BitReader, c: int) -> _din.PMaxScheduleType:
                 ob7_.TimeInterval = f_7_TimeInterval
                 ob7_.PMax = f_7_PMax
                 f_PMaxScheduleEntry.append(ob7_)
-            elif ec == 1:
+            elif c < 0x20000000:
                 av += 28
                 s = -1
                 break
             else:
+                ec = (c >> 28) & 0x3
                 raise r.fail_at(av + 28, 'PMaxScheduleType[3]', f'event code {ec}, expected SE(PMaxScheduleEntry), EE')
     r.avail = av
     ob = _new(_K_din_PMaxScheduleType)
@@ -15943,11 +15853,11 @@ def _d_din_ParameterSetType(r: BitReader, c: int) -> _din.ParameterSetType:
     f_Parameter: list[_din.ParameterType] = []
     s = 0
     try:
-        sg = _Tc1962e75[(c >> 19) & 0x7]
+        sg = _Tc1962e75[c >> 19]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x300000 != 0x0:
+        if c >= 0x100000:
             raise r.fail_at(av + 22, 'ParameterSetType', 'expected SE(ParameterSetID), CH of ParameterSetID') from None
-        sg = ((c >> 19) & 1)
+        sg = (c >> 19)
     u = ((c >> 11) & 255)
     if u > 127:
         u2 = (c >> 3) & 0xFF
@@ -15979,9 +15889,9 @@ def _d_din_ParameterSetType(r: BitReader, c: int) -> _din.ParameterSetType:
     if av < 0:
         win, av = r.refill(av, 11)
     c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'ParameterSetType', 'expected EE of ParameterSetID, SE(Parameter), AT(Name)')
-    u = (c & 255)
+    u = c
     s = 1
     f_1_boolValue: bool | None = None
     f_1_byteValue: int | None = None
@@ -16019,9 +15929,9 @@ def _d_din_ParameterSetType(r: BitReader, c: int) -> _din.ParameterSetType:
     try:
         f_1_ValueType, ec = _T38c3effb[c >> 23]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'ParameterSetType', 'expected AT(ValueType)') from None
-        iv = ((c >> 26) & 7)
+        iv = (c >> 26)
         if iv >= 6:
             raise r.fail_at(av + 23, 'ParameterType.ValueType', f'enumeration index {iv}') from None
         f_1_ValueType = _E_din_valueType[iv]
@@ -16143,7 +16053,7 @@ def _d_din_ParameterSetType(r: BitReader, c: int) -> _din.ParameterSetType:
             except KeyError:  # not a valid pattern: say why
                 if c & 0x21c00000 != 0x0:
                     raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                iv = ((c >> 25) & 15)
+                iv = (c >> 25)
                 if iv >= 10:
                     raise r.fail_at(av + 21, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
                 f_2_Unit = _E_din_unitSymbolType[iv]
@@ -16224,7 +16134,7 @@ def _d_din_ParameterSetType(r: BitReader, c: int) -> _din.ParameterSetType:
             c = (win >> av) & 0x1fff
         else:
             raise r.fail_at(av + 15, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c & 0x1000 != 0x0:
+        if c >= 0x1000:
             raise r.fail_at(av + 13, 'ParameterType[2]', 'expected EE')
         ob2_ = _new(_K_din_PhysicalValueType)
         ob2_.Multiplier = f_2_Multiplier
@@ -16263,16 +16173,13 @@ def _d_din_ParameterSetType(r: BitReader, c: int) -> _din.ParameterSetType:
         if av < 0:
             win, av = r.refill(av, 13)
         c = (win >> av) & 0x1fff
-        if c & 0x1000 != 0x0:
+        if c >= 0x1000:
             raise r.fail_at(av + 13, 'ParameterType[2]', 'expected EE of stringValue')
     else:
         raise r.fail_at(av + 23, 'ParameterType[2]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
-    try:
-        ec = _Taa5bbe96[(c >> 9) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x800 != 0x0:
-            raise r.fail_at(av + 12, 'ParameterSetType', 'expected EE') from None
-        ec = ((c >> 9) & 3)
+    c &= 0xfff
+    if c >= 0x800:
+        raise r.fail_at(av + 12, 'ParameterSetType', 'expected EE')
     ob1_ = _new(_K_din_ParameterType)
     ob1_.Name = f_1_Name
     ob1_.ValueType = f_1_ValueType
@@ -16284,10 +16191,10 @@ def _d_din_ParameterSetType(r: BitReader, c: int) -> _din.ParameterSetType:
     ob1_.stringValue = f_1_stringValue
     f_Parameter.append(ob1_)
     s = 2
-    if ec == 0:
-        if c & 0x100 != 0x0:
+    if c < 0x200:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'ParameterSetType[2]', 'expected AT(Name)')
-        u = (c & 255)
+        u = c
         f_3_boolValue: bool | None = None
         f_3_byteValue: int | None = None
         f_3_shortValue: int | None = None
@@ -16324,9 +16231,9 @@ def _d_din_ParameterSetType(r: BitReader, c: int) -> _din.ParameterSetType:
         try:
             f_3_ValueType, ec = _T38c3effb[c >> 23]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x20000000 != 0x0:
+            if c >= 0x20000000:
                 raise r.fail_at(av + 30, 'ParameterSetType[2]', 'expected AT(ValueType)') from None
-            iv = ((c >> 26) & 7)
+            iv = (c >> 26)
             if iv >= 6:
                 raise r.fail_at(av + 23, 'ParameterType.ValueType', f'enumeration index {iv}') from None
             f_3_ValueType = _E_din_valueType[iv]
@@ -16446,7 +16353,7 @@ def _d_din_ParameterSetType(r: BitReader, c: int) -> _din.ParameterSetType:
                 except KeyError:  # not a valid pattern: say why
                     if c & 0x8700000 != 0x0:
                         raise r.fail_at(av + 28, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                    iv = ((c >> 23) & 15)
+                    iv = (c >> 23)
                     if iv >= 10:
                         raise r.fail_at(av + 19, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
                     f_4_Unit = _E_din_unitSymbolType[iv]
@@ -16560,7 +16467,7 @@ def _d_din_ParameterSetType(r: BitReader, c: int) -> _din.ParameterSetType:
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
-            if c & 0x2 != 0x0:
+            if c >= 0x2:
                 raise r.fail_at(av + 2, 'ParameterType[2]', 'expected EE of stringValue')
         else:
             raise r.fail_at(av + 23, 'ParameterType[2]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
@@ -16577,10 +16484,11 @@ def _d_din_ParameterSetType(r: BitReader, c: int) -> _din.ParameterSetType:
         ob3_.stringValue = f_3_stringValue
         f_Parameter.append(ob3_)
         s = 3
-    elif ec == 1:
+    elif c < 0x400:
         av += 9
         s = -1
     else:
+        ec = (c >> 9) & 0x3
         raise r.fail_at(av + 9, 'ParameterSetType[2]', f'event code {ec}, expected SE(Parameter), EE')
     if s == 3:
         while True:
@@ -16588,11 +16496,10 @@ def _d_din_ParameterSetType(r: BitReader, c: int) -> _din.ParameterSetType:
             if av < 0:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
-            ec = (c >> 9)
-            if ec == 0:
-                if c & 0x100 != 0x0:
+            if c < 0x200:
+                if c >= 0x100:
                     raise r.fail_at(av + 9, 'ParameterSetType[3]', 'expected AT(Name)')
-                u = (c & 255)
+                u = c
                 f_5_boolValue: bool | None = None
                 f_5_byteValue: int | None = None
                 f_5_shortValue: int | None = None
@@ -16629,9 +16536,9 @@ def _d_din_ParameterSetType(r: BitReader, c: int) -> _din.ParameterSetType:
                 try:
                     f_5_ValueType, ec = _T38c3effb[c >> 23]
                 except KeyError:  # not a valid pattern: say why
-                    if c & 0x20000000 != 0x0:
+                    if c >= 0x20000000:
                         raise r.fail_at(av + 30, 'ParameterSetType[3]', 'expected AT(ValueType)') from None
-                    iv = ((c >> 26) & 7)
+                    iv = (c >> 26)
                     if iv >= 6:
                         raise r.fail_at(av + 23, 'ParameterType.ValueType', f'enumeration index {iv}') from None
                     f_5_ValueType = _E_din_valueType[iv]
@@ -16751,7 +16658,7 @@ def _d_din_ParameterSetType(r: BitReader, c: int) -> _din.ParameterSetType:
                         except KeyError:  # not a valid pattern: say why
                             if c & 0x8700000 != 0x0:
                                 raise r.fail_at(av + 28, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                            iv = ((c >> 23) & 15)
+                            iv = (c >> 23)
                             if iv >= 10:
                                 raise r.fail_at(av + 19, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
                             f_6_Unit = _E_din_unitSymbolType[iv]
@@ -16865,7 +16772,7 @@ def _d_din_ParameterSetType(r: BitReader, c: int) -> _din.ParameterSetType:
                     if av < 0:
                         win, av = r.refill(av, 2)
                     c = (win >> av) & 0x3
-                    if c & 0x2 != 0x0:
+                    if c >= 0x2:
                         raise r.fail_at(av + 2, 'ParameterType[2]', 'expected EE of stringValue')
                 else:
                     raise r.fail_at(av + 23, 'ParameterType[2]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
@@ -16881,11 +16788,12 @@ def _d_din_ParameterSetType(r: BitReader, c: int) -> _din.ParameterSetType:
                 ob5_.physicalValue = f_5_physicalValue
                 ob5_.stringValue = f_5_stringValue
                 f_Parameter.append(ob5_)
-            elif ec == 1:
+            elif c < 0x400:
                 av += 9
                 s = -1
                 break
             else:
+                ec = (c >> 9) & 0x3
                 raise r.fail_at(av + 9, 'ParameterSetType[3]', f'event code {ec}, expected SE(Parameter), EE')
     r.avail = av
     ob = _new(_K_din_ParameterSetType)
@@ -16985,9 +16893,9 @@ def _d_din_ParameterType(r: BitReader, c: int) -> _din.ParameterType:
     f_intValue: int | None = None
     f_physicalValue: _din.PhysicalValueType | None = None
     f_stringValue: str | None = None
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'ParameterType', 'expected AT(Name)')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -17018,9 +16926,9 @@ def _d_din_ParameterType(r: BitReader, c: int) -> _din.ParameterType:
     try:
         f_ValueType, ec = _T38c3effb[c >> 23]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'ParameterType', 'expected AT(ValueType)') from None
-        iv = ((c >> 26) & 7)
+        iv = (c >> 26)
         if iv >= 6:
             raise r.fail_at(av + 23, 'ParameterType.ValueType', f'enumeration index {iv}') from None
         f_ValueType = _E_din_valueType[iv]
@@ -17140,7 +17048,7 @@ def _d_din_ParameterType(r: BitReader, c: int) -> _din.ParameterType:
             except KeyError:  # not a valid pattern: say why
                 if c & 0x8700000 != 0x0:
                     raise r.fail_at(av + 28, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                iv = ((c >> 23) & 15)
+                iv = (c >> 23)
                 if iv >= 10:
                     raise r.fail_at(av + 19, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
                 f_1_Unit = _E_din_unitSymbolType[iv]
@@ -17254,7 +17162,7 @@ def _d_din_ParameterType(r: BitReader, c: int) -> _din.ParameterType:
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
-        if c & 0x2 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 2, 'ParameterType[2]', 'expected EE of stringValue')
     else:
         raise r.fail_at(av + 23, 'ParameterType[2]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
@@ -17409,7 +17317,7 @@ def _d_din_PaymentOptionsType(r: BitReader, c: int) -> _din.PaymentOptionsType:
     s = 0
     if c & 0x1a0 != 0x0:
         raise r.fail_at(av + 9, 'PaymentOptionsType', 'expected SE(PaymentOption), CH of PaymentOption, EE of PaymentOption')
-    f_PaymentOption.append(_E_din_paymentOptionType[((c >> 6) & 1)])
+    f_PaymentOption.append(_E_din_paymentOptionType[(c >> 6)])
     ec = ((c >> 3) & 3)
     s = 1
     if ec == 0:
@@ -17428,16 +17336,16 @@ def _d_din_PaymentOptionsType(r: BitReader, c: int) -> _din.PaymentOptionsType:
             if av < 0:
                 win, av = r.refill(av, 5)
             c = (win >> av) & 0x1f
-            ec = (c >> 3)
-            if ec == 0:
+            if c < 0x8:
                 if c & 0x5 != 0x0:
                     raise r.fail_at(av + 3, 'PaymentOptionsType[2]', 'expected CH of PaymentOption, EE of PaymentOption')
-                f_PaymentOption.append(_E_din_paymentOptionType[((c >> 1) & 1)])
-            elif ec == 1:
+                f_PaymentOption.append(_E_din_paymentOptionType[(c >> 1)])
+            elif c < 0x10:
                 av += 3
                 s = -1
                 break
             else:
+                ec = (c >> 3) & 0x3
                 raise r.fail_at(av + 3, 'PaymentOptionsType[2]', f'event code {ec}, expected SE(PaymentOption), EE')
     r.avail = av
     ob = _new(_K_din_PaymentOptionsType)
@@ -17491,11 +17399,11 @@ def _d_din_PhysicalValueType(r: BitReader, c: int) -> _din.PhysicalValueType:
     f_Unit: _din.unitSymbolType | None = None
     f_Value: int
     try:
-        f_Multiplier, ec = _T1fd725cf[(c >> 19) & 0xff]
+        f_Multiplier, ec = _T1fd725cf[c >> 19]
     except KeyError:  # not a valid pattern: say why
         if c & 0x6200000 != 0x0:
             raise r.fail_at(av + 27, 'PhysicalValueType', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-        f_Multiplier = ((c >> 22) & 7) - 3
+        f_Multiplier = (c >> 22) - 3
         ec = ((c >> 19) & 3)
     if ec == 0:
         try:
@@ -17673,9 +17581,9 @@ def _d_din_ProfileEntryType(r: BitReader, c: int) -> _din.ProfileEntryType:
     av = r.avail
     f_ChargingProfileEntryStart: int
     f_ChargingProfileEntryMaxPower: int
-    if c & 0xc00000 != 0x0:
+    if c >= 0x400000:
         raise r.fail_at(av + 24, 'ProfileEntryType', 'expected SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
-    u = ((c >> 14) & 255)
+    u = (c >> 14)
     if u > 127:
         u2 = (c >> 6) & 0xFF
         if u2 < 128:
@@ -17709,9 +17617,9 @@ def _d_din_ProfileEntryType(r: BitReader, c: int) -> _din.ProfileEntryType:
     try:
         sg = _T143a83e6[c >> 18]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x380000 != 0x0:
+        if c >= 0x80000:
             raise r.fail_at(av + 22, 'ProfileEntryType', 'expected EE of ChargingProfileEntryStart, SE(ChargingProfileEntryMaxPower), CH of ChargingProfileEntryMaxPower') from None
-        sg = ((c >> 18) & 1)
+        sg = (c >> 18)
     u = ((c >> 10) & 255)
     if u > 127:
         u2 = (c >> 2) & 0xFF
@@ -17808,9 +17716,9 @@ def _d_din_RelativeTimeIntervalType(r: BitReader, c: int) -> _din.RelativeTimeIn
     av = r.avail
     f_start: int
     f_duration: int | None = None
-    if c & 0xc00000 != 0x0:
+    if c >= 0x400000:
         raise r.fail_at(av + 24, 'RelativeTimeIntervalType', 'expected SE(start), CH of start')
-    u = ((c >> 14) & 255)
+    u = (c >> 14)
     if u > 127:
         u2 = (c >> 6) & 0xFF
         if u2 < 128:
@@ -17837,20 +17745,17 @@ def _d_din_RelativeTimeIntervalType(r: BitReader, c: int) -> _din.RelativeTimeIn
         av += 8
         c >>= 8
     f_start = u
-    try:
-        ec = _Taa5bbe96[(c >> 3) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x20 != 0x0:
-            raise r.fail_at(av + 6, 'RelativeTimeIntervalType', 'expected EE of start') from None
-        ec = ((c >> 3) & 3)
-    if ec == 0:
+    c &= 0x3f
+    if c >= 0x20:
+        raise r.fail_at(av + 6, 'RelativeTimeIntervalType', 'expected EE of start')
+    if c < 0x8:
         av -= 16
         if av < 0:
             win, av = r.refill(av, 19)
         c = (win >> av) & 0x7ffff
-        if c & 0x40000 != 0x0:
+        if c >= 0x40000:
             raise r.fail_at(av + 19, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
-        u = ((c >> 10) & 255)
+        u = (c >> 10)
         if u > 127:
             u2 = (c >> 2) & 0xFF
             if u2 < 128:
@@ -17879,9 +17784,10 @@ def _d_din_RelativeTimeIntervalType(r: BitReader, c: int) -> _din.RelativeTimeIn
         f_duration = u
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
-    elif ec == 1:
+    elif c < 0x10:
         av += 3
     else:
+        ec = (c >> 3) & 0x3
         raise r.fail_at(av + 3, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
     r.avail = av
     ob = _new(_K_din_RelativeTimeIntervalType)
@@ -17964,11 +17870,11 @@ def _d_din_SAScheduleListType(r: BitReader, c: int) -> _din.SAScheduleListType:
     f_SAScheduleTuple: list[_din.SAScheduleTupleType] = []
     s = 0
     try:
-        sg = _T143a83e6[(c >> 24) & 0xf]
+        sg = _T143a83e6[c >> 24]
     except KeyError:  # not a valid pattern: say why
-        if c & 0xe000000 != 0x0:
+        if c >= 0x2000000:
             raise r.fail_at(av + 28, 'SAScheduleListType', 'expected SE(SAScheduleTuple), SE(SAScheduleTupleID), CH of SAScheduleTupleID') from None
-        sg = ((c >> 24) & 1)
+        sg = (c >> 24)
     u = ((c >> 16) & 255)
     f_1_SalesTariff: _din.SalesTariffType | None = None
     if u > 127:
@@ -18011,8 +17917,7 @@ def _d_din_SAScheduleListType(r: BitReader, c: int) -> _din.SAScheduleListType:
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    ec = (c >> 28)
-    if ec == 0:
+    if c < 0x10000000:
         av += 19
         c >>= 19
         r.avail = av
@@ -18023,33 +17928,33 @@ def _d_din_SAScheduleListType(r: BitReader, c: int) -> _din.SAScheduleListType:
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'SAScheduleTupleType[2]', 'expected EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x20000000:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
-    ec = ((c >> 28) & 3)
     ob1_ = _new(_K_din_SAScheduleTupleType)
     ob1_.SAScheduleTupleID = f_1_SAScheduleTupleID
     ob1_.PMaxSchedule = f_1_PMaxSchedule
     ob1_.SalesTariff = f_1_SalesTariff
     f_SAScheduleTuple.append(ob1_)
     s = 1
-    if ec == 0:
+    if c < 0x10000000:
         try:
-            sg = _Tc1962e75[(c >> 25) & 0x7]
+            sg = _Tc1962e75[c >> 25]
         except KeyError:  # not a valid pattern: say why
-            if c & 0xc000000 != 0x0:
+            if c >= 0x4000000:
                 raise r.fail_at(av + 28, 'SAScheduleListType[1]', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID') from None
-            sg = ((c >> 25) & 1)
+            sg = (c >> 25)
         u = ((c >> 17) & 255)
         f_2_SalesTariff: _din.SalesTariffType | None = None
         if u > 127:
@@ -18092,8 +17997,7 @@ def _d_din_SAScheduleListType(r: BitReader, c: int) -> _din.SAScheduleListType:
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        ec = (c >> 9)
-        if ec == 0:
+        if c < 0x200:
             r.avail = av
             f_2_SalesTariff = _d_din_SalesTariffType(r, c)
             win = r.win
@@ -18104,9 +18008,10 @@ def _d_din_SAScheduleListType(r: BitReader, c: int) -> _din.SAScheduleListType:
             c = (win >> av) & 0x1
             if c:
                 raise r.fail_at(av + 1, 'SAScheduleTupleType[2]', 'expected EE')
-        elif ec == 1:
+        elif c < 0x400:
             av += 9
         else:
+            ec = (c >> 9) & 0x3
             raise r.fail_at(av + 9, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
         ob2_ = _new(_K_din_SAScheduleTupleType)
         ob2_.SAScheduleTupleID = f_2_SAScheduleTupleID
@@ -18114,10 +18019,11 @@ def _d_din_SAScheduleListType(r: BitReader, c: int) -> _din.SAScheduleListType:
         ob2_.SalesTariff = f_2_SalesTariff
         f_SAScheduleTuple.append(ob2_)
         s = 2
-    elif ec == 1:
+    elif c < 0x20000000:
         av += 28
         s = -1
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'SAScheduleListType[1]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
     if s == 2:
         while True:
@@ -18125,14 +18031,13 @@ def _d_din_SAScheduleListType(r: BitReader, c: int) -> _din.SAScheduleListType:
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            ec = (c >> 28)
-            if ec == 0:
+            if c < 0x10000000:
                 try:
-                    sg = _Tc1962e75[(c >> 25) & 0x7]
+                    sg = _Tc1962e75[c >> 25]
                 except KeyError:  # not a valid pattern: say why
-                    if c & 0xc000000 != 0x0:
+                    if c >= 0x4000000:
                         raise r.fail_at(av + 28, 'SAScheduleListType[2]', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID') from None
-                    sg = ((c >> 25) & 1)
+                    sg = (c >> 25)
                 u = ((c >> 17) & 255)
                 f_3_SalesTariff: _din.SalesTariffType | None = None
                 if u > 127:
@@ -18175,8 +18080,7 @@ def _d_din_SAScheduleListType(r: BitReader, c: int) -> _din.SAScheduleListType:
                 if av < 0:
                     win, av = r.refill(av, 11)
                 c = (win >> av) & 0x7ff
-                ec = (c >> 9)
-                if ec == 0:
+                if c < 0x200:
                     r.avail = av
                     f_3_SalesTariff = _d_din_SalesTariffType(r, c)
                     win = r.win
@@ -18187,20 +18091,22 @@ def _d_din_SAScheduleListType(r: BitReader, c: int) -> _din.SAScheduleListType:
                     c = (win >> av) & 0x1
                     if c:
                         raise r.fail_at(av + 1, 'SAScheduleTupleType[2]', 'expected EE')
-                elif ec == 1:
+                elif c < 0x400:
                     av += 9
                 else:
+                    ec = (c >> 9) & 0x3
                     raise r.fail_at(av + 9, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
                 ob3_ = _new(_K_din_SAScheduleTupleType)
                 ob3_.SAScheduleTupleID = f_3_SAScheduleTupleID
                 ob3_.PMaxSchedule = f_3_PMaxSchedule
                 ob3_.SalesTariff = f_3_SalesTariff
                 f_SAScheduleTuple.append(ob3_)
-            elif ec == 1:
+            elif c < 0x20000000:
                 av += 28
                 s = -1
                 break
             else:
+                ec = (c >> 28) & 0x3
                 raise r.fail_at(av + 28, 'SAScheduleListType[2]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
     r.avail = av
     ob = _new(_K_din_SAScheduleListType)
@@ -18269,11 +18175,11 @@ def _d_din_SAScheduleTupleType(r: BitReader, c: int) -> _din.SAScheduleTupleType
     f_PMaxSchedule: _din.PMaxScheduleType
     f_SalesTariff: _din.SalesTariffType | None = None
     try:
-        sg = _Tc1962e75[(c >> 25) & 0x7]
+        sg = _Tc1962e75[c >> 25]
     except KeyError:  # not a valid pattern: say why
-        if c & 0xc000000 != 0x0:
+        if c >= 0x4000000:
             raise r.fail_at(av + 28, 'SAScheduleTupleType', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID') from None
-        sg = ((c >> 25) & 1)
+        sg = (c >> 25)
     u = ((c >> 17) & 255)
     if u > 127:
         u2 = (c >> 9) & 0xFF
@@ -18315,8 +18221,7 @@ def _d_din_SAScheduleTupleType(r: BitReader, c: int) -> _din.SAScheduleTupleType
     if av < 0:
         win, av = r.refill(av, 11)
     c = (win >> av) & 0x7ff
-    ec = (c >> 9)
-    if ec == 0:
+    if c < 0x200:
         r.avail = av
         f_SalesTariff = _d_din_SalesTariffType(r, c)
         win = r.win
@@ -18327,9 +18232,10 @@ def _d_din_SAScheduleTupleType(r: BitReader, c: int) -> _din.SAScheduleTupleType
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'SAScheduleTupleType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x400:
         av += 9
     else:
+        ec = (c >> 9) & 0x3
         raise r.fail_at(av + 9, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
     r.avail = av
     ob = _new(_K_din_SAScheduleTupleType)
@@ -18401,7 +18307,7 @@ def _e_din_SAScheduleTupleType(w: BitWriter, o: _din.SAScheduleTupleType) -> Non
 
 def _d_din_SASchedulesType(r: BitReader, c: int) -> _din.SASchedulesType:
     av = r.avail
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'SASchedulesType', 'expected EE')
     r.avail = av
     ob = _new(_K_din_SASchedulesType)
@@ -18425,11 +18331,10 @@ def _d_din_SalesTariffEntryType(r: BitReader, c: int) -> _din.SalesTariffEntryTy
     f_EPriceLevel: int
     f_ConsumptionCost: list[_din.ConsumptionCostType] = []
     s = 0
-    ec = ((c >> 26) & 3)
-    if ec == 0:
-        if c & 0x3000000 != 0x0:
+    if c < 0x4000000:
+        if c >= 0x1000000:
             raise r.fail_at(av + 26, 'SalesTariffEntryType[0]', 'expected SE(start), CH of start')
-        u = ((c >> 16) & 255)
+        u = (c >> 16)
         f_1_duration: int | None = None
         if u > 127:
             u2 = (c >> 8) & 0xFF
@@ -18457,20 +18362,17 @@ def _d_din_SalesTariffEntryType(r: BitReader, c: int) -> _din.SalesTariffEntryTy
             av += 8
             c >>= 8
         f_1_start = u
-        try:
-            ec = _Taa5bbe96[(c >> 5) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x80 != 0x0:
-                raise r.fail_at(av + 8, 'SalesTariffEntryType[0]', 'expected EE of start') from None
-            ec = ((c >> 5) & 3)
-        if ec == 0:
+        c &= 0xff
+        if c >= 0x80:
+            raise r.fail_at(av + 8, 'SalesTariffEntryType[0]', 'expected EE of start')
+        if c < 0x20:
             av -= 25
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x20000000 != 0x0:
+            if c >= 0x20000000:
                 raise r.fail_at(av + 30, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
-            u = ((c >> 21) & 255)
+            u = (c >> 21)
             if u > 127:
                 u2 = (c >> 13) & 0xFF
                 if u2 < 128:
@@ -18503,20 +18405,21 @@ def _d_din_SalesTariffEntryType(r: BitReader, c: int) -> _din.SalesTariffEntryTy
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif ec == 1:
+        elif c < 0x40:
             av -= 25
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
         else:
+            ec = (c >> 5) & 0x3
             raise r.fail_at(av + 5, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
         ob1_ = _new(_K_din_RelativeTimeIntervalType)
         ob1_.start = f_1_start
         ob1_.duration = f_1_duration
         f_RelativeTimeInterval = ob1_
         s = 1
-    elif ec == 1:
-        if c & 0x2000000 != 0x0:
+    elif c < 0x8000000:
+        if c >= 0x6000000:
             raise r.fail_at(av + 26, 'SalesTariffEntryType[0]', 'expected EE')
         ob2_ = _new(_K_din_IntervalType)
         f_TimeInterval = ob2_
@@ -18526,10 +18429,11 @@ def _d_din_SalesTariffEntryType(r: BitReader, c: int) -> _din.SalesTariffEntryTy
         c = (win >> av) & 0x3fffffff
         s = 1
     else:
+        ec = (c >> 26) & 0x3
         raise r.fail_at(av + 26, 'SalesTariffEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
     if c & 0x30080000 != 0x0:
         raise r.fail_at(av + 30, 'SalesTariffEntryType', 'expected SE(EPriceLevel), CH of EPriceLevel, EE of EPriceLevel')
-    f_EPriceLevel = ((c >> 20) & 255)
+    f_EPriceLevel = (c >> 20)
     ec = ((c >> 17) & 3)
     s = 2
     if ec == 0:
@@ -18553,17 +18457,17 @@ def _d_din_SalesTariffEntryType(r: BitReader, c: int) -> _din.SalesTariffEntryTy
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            ec = (c >> 28)
-            if ec == 0:
+            if c < 0x10000000:
                 r.avail = av
                 f_ConsumptionCost.append(_d_din_ConsumptionCostType(r, c))
                 win = r.win
                 av = r.avail
-            elif ec == 1:
+            elif c < 0x20000000:
                 av += 28
                 s = -1
                 break
             else:
+                ec = (c >> 28) & 0x3
                 raise r.fail_at(av + 28, 'SalesTariffEntryType[3]', f'event code {ec}, expected SE(ConsumptionCost), EE')
     r.avail = av
     ob = _new(_K_din_SalesTariffEntryType)
@@ -18651,9 +18555,9 @@ def _d_din_SalesTariffType(r: BitReader, c: int) -> _din.SalesTariffType:
     f_NumEPriceLevels: int
     f_SalesTariffEntry: list[_din.SalesTariffEntryType] = []
     s = 0
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'SalesTariffType', 'expected AT(Id)')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -18684,9 +18588,9 @@ def _d_din_SalesTariffType(r: BitReader, c: int) -> _din.SalesTariffType:
     try:
         sg = _Tc1962e75[c >> 27]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'SalesTariffType', 'expected SE(SalesTariffID), CH of SalesTariffID') from None
-        sg = ((c >> 27) & 1)
+        sg = (c >> 27)
     u = ((c >> 19) & 255)
     s = 1
     if u > 127:
@@ -18715,21 +18619,18 @@ def _d_din_SalesTariffType(r: BitReader, c: int) -> _din.SalesTariffType:
         av += 8
         c >>= 8
     f_SalesTariffID = -u - 1 if sg else u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'SalesTariffType', 'expected EE of SalesTariffID') from None
-        ec = ((c >> 8) & 3)
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'SalesTariffType', 'expected EE of SalesTariffID')
     s = 2
-    if ec == 0:
+    if c < 0x100:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 9)
         c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'SalesTariffType[2]', 'expected CH of SalesTariffDescription')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -18762,13 +18663,13 @@ def _d_din_SalesTariffType(r: BitReader, c: int) -> _din.SalesTariffType:
         except KeyError:  # not a valid pattern: say why
             if c & 0x38040000 != 0x0:
                 raise r.fail_at(av + 30, 'SalesTariffType[2]', 'expected EE of SalesTariffDescription, SE(NumEPriceLevels), CH of NumEPriceLevels, EE of NumEPriceLevels') from None
-            f_NumEPriceLevels = ((c >> 19) & 255)
+            f_NumEPriceLevels = (c >> 19)
         s = 4
         av -= 11
         if av < 0:
             win, av = r.refill(av, 29)
         c = (win >> av) & 0x1fffffff
-    elif ec == 1:
+    elif c < 0x200:
         av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
@@ -18778,15 +18679,16 @@ def _d_din_SalesTariffType(r: BitReader, c: int) -> _din.SalesTariffType:
         except KeyError:  # not a valid pattern: say why
             if c & 0x20100000 != 0x0:
                 raise r.fail_at(av + 30, 'SalesTariffType[2]', 'expected CH of NumEPriceLevels, EE of NumEPriceLevels') from None
-            f_NumEPriceLevels = ((c >> 21) & 255)
+            f_NumEPriceLevels = (c >> 21)
         av -= 9
         if av < 0:
             win, av = r.refill(av, 29)
         c = (win >> av) & 0x1fffffff
         s = 4
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'SalesTariffType[2]', f'event code {ec}, expected SE(SalesTariffDescription), SE(NumEPriceLevels)')
-    if c & 0x10000000 != 0x0:
+    if c >= 0x10000000:
         raise r.fail_at(av + 29, 'SalesTariffType', 'expected SE(SalesTariffEntry)')
     r.avail = av
     f_SalesTariffEntry.append(_d_din_SalesTariffEntryType(r, c))
@@ -18796,18 +18698,18 @@ def _d_din_SalesTariffType(r: BitReader, c: int) -> _din.SalesTariffType:
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    ec = (c >> 28)
     s = 5
-    if ec == 0:
+    if c < 0x10000000:
         r.avail = av
         f_SalesTariffEntry.append(_d_din_SalesTariffEntryType(r, c))
         win = r.win
         av = r.avail
         s = 6
-    elif ec == 1:
+    elif c < 0x20000000:
         av += 28
         s = -1
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'SalesTariffType[5]', f'event code {ec}, expected SE(SalesTariffEntry), EE')
     if s == 6:
         while True:
@@ -18815,17 +18717,17 @@ def _d_din_SalesTariffType(r: BitReader, c: int) -> _din.SalesTariffType:
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            ec = (c >> 28)
-            if ec == 0:
+            if c < 0x10000000:
                 r.avail = av
                 f_SalesTariffEntry.append(_d_din_SalesTariffEntryType(r, c))
                 win = r.win
                 av = r.avail
-            elif ec == 1:
+            elif c < 0x20000000:
                 av += 28
                 s = -1
                 break
             else:
+                ec = (c >> 28) & 0x3
                 raise r.fail_at(av + 28, 'SalesTariffType[6]', f'event code {ec}, expected SE(SalesTariffEntry), EE')
     r.avail = av
     ob = _new(_K_din_SalesTariffType)
@@ -18964,9 +18866,9 @@ def _d_din_SelectedServiceListType(r: BitReader, c: int) -> _din.SelectedService
     av = r.avail
     f_SelectedService: list[_din.SelectedServiceType] = []
     s = 0
-    if c & 0xe000000 != 0x0:
+    if c >= 0x2000000:
         raise r.fail_at(av + 28, 'SelectedServiceListType', 'expected SE(SelectedService), SE(ServiceID), CH of ServiceID')
-    u = ((c >> 17) & 255)
+    u = (c >> 17)
     f_1_ParameterSetID: int | None = None
     if u > 127:
         u2 = (c >> 9) & 0xFF
@@ -18994,13 +18896,10 @@ def _d_din_SelectedServiceListType(r: BitReader, c: int) -> _din.SelectedService
         av += 8
         c >>= 8
     f_1_ServiceID = u
-    try:
-        ec = _Taa5bbe96[(c >> 6) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'SelectedServiceListType', 'expected EE of ServiceID') from None
-        ec = ((c >> 6) & 3)
-    if ec == 0:
+    c &= 0x1ff
+    if c >= 0x100:
+        raise r.fail_at(av + 9, 'SelectedServiceListType', 'expected EE of ServiceID')
+    if c < 0x40:
         av -= 24
         if av < 0:
             win, av = r.refill(av, 30)
@@ -19008,9 +18907,9 @@ def _d_din_SelectedServiceListType(r: BitReader, c: int) -> _din.SelectedService
         try:
             sg = _T071cdf68[c >> 28]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x20000000 != 0x0:
+            if c >= 0x20000000:
                 raise r.fail_at(av + 30, 'SelectedServiceType[1]', 'expected CH of ParameterSetID') from None
-            sg = ((c >> 28) & 1)
+            sg = (c >> 28)
         u = ((c >> 20) & 255)
         if u > 127:
             u2 = (c >> 12) & 0xFF
@@ -19044,23 +18943,23 @@ def _d_din_SelectedServiceListType(r: BitReader, c: int) -> _din.SelectedService
         if av < 0:
             win, av = r.refill(av, 27)
         c = (win >> av) & 0x7ffffff
-    elif ec == 1:
+    elif c < 0x80:
         av -= 21
         if av < 0:
             win, av = r.refill(av, 27)
         c = (win >> av) & 0x7ffffff
     else:
+        ec = (c >> 6) & 0x3
         raise r.fail_at(av + 6, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
-    ec = ((c >> 25) & 3)
     ob1_ = _new(_K_din_SelectedServiceType)
     ob1_.ServiceID = f_1_ServiceID
     ob1_.ParameterSetID = f_1_ParameterSetID
     f_SelectedService.append(ob1_)
     s = 1
-    if ec == 0:
-        if c & 0x1800000 != 0x0:
+    if c < 0x2000000:
+        if c >= 0x800000:
             raise r.fail_at(av + 25, 'SelectedServiceListType[1]', 'expected SE(ServiceID), CH of ServiceID')
-        u = ((c >> 15) & 255)
+        u = (c >> 15)
         f_2_ParameterSetID: int | None = None
         if u > 127:
             u2 = (c >> 7) & 0xFF
@@ -19088,13 +18987,10 @@ def _d_din_SelectedServiceListType(r: BitReader, c: int) -> _din.SelectedService
             av += 8
             c >>= 8
         f_2_ServiceID = u
-        try:
-            ec = _Taa5bbe96[(c >> 4) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x40 != 0x0:
-                raise r.fail_at(av + 7, 'SelectedServiceListType[1]', 'expected EE of ServiceID') from None
-            ec = ((c >> 4) & 3)
-        if ec == 0:
+        c &= 0x7f
+        if c >= 0x40:
+            raise r.fail_at(av + 7, 'SelectedServiceListType[1]', 'expected EE of ServiceID')
+        if c < 0x10:
             av -= 16
             if av < 0:
                 win, av = r.refill(av, 20)
@@ -19102,9 +18998,9 @@ def _d_din_SelectedServiceListType(r: BitReader, c: int) -> _din.SelectedService
             try:
                 sg = _T071cdf68[c >> 18]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x80000 != 0x0:
+                if c >= 0x80000:
                     raise r.fail_at(av + 20, 'SelectedServiceType[1]', 'expected CH of ParameterSetID') from None
-                sg = ((c >> 18) & 1)
+                sg = (c >> 18)
             u = ((c >> 10) & 255)
             if u > 127:
                 u2 = (c >> 2) & 0xFF
@@ -19134,19 +19030,21 @@ def _d_din_SelectedServiceListType(r: BitReader, c: int) -> _din.SelectedService
             f_2_ParameterSetID = -u - 1 if sg else u
             if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'SelectedServiceType[1]', 'expected EE of ParameterSetID, EE')
-        elif ec == 1:
+        elif c < 0x20:
             av += 4
         else:
+            ec = (c >> 4) & 0x3
             raise r.fail_at(av + 4, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
         ob2_ = _new(_K_din_SelectedServiceType)
         ob2_.ServiceID = f_2_ServiceID
         ob2_.ParameterSetID = f_2_ParameterSetID
         f_SelectedService.append(ob2_)
         s = 2
-    elif ec == 1:
+    elif c < 0x4000000:
         av += 25
         s = -1
     else:
+        ec = (c >> 25) & 0x3
         raise r.fail_at(av + 25, 'SelectedServiceListType[1]', f'event code {ec}, expected SE(SelectedService), EE')
     if s == 2:
         while True:
@@ -19154,11 +19052,10 @@ def _d_din_SelectedServiceListType(r: BitReader, c: int) -> _din.SelectedService
             if av < 0:
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
-            ec = (c >> 25)
-            if ec == 0:
-                if c & 0x1800000 != 0x0:
+            if c < 0x2000000:
+                if c >= 0x800000:
                     raise r.fail_at(av + 25, 'SelectedServiceListType[2]', 'expected SE(ServiceID), CH of ServiceID')
-                u = ((c >> 15) & 255)
+                u = (c >> 15)
                 f_3_ParameterSetID: int | None = None
                 if u > 127:
                     u2 = (c >> 7) & 0xFF
@@ -19186,13 +19083,10 @@ def _d_din_SelectedServiceListType(r: BitReader, c: int) -> _din.SelectedService
                     av += 8
                     c >>= 8
                 f_3_ServiceID = u
-                try:
-                    ec = _Taa5bbe96[(c >> 4) & 0x7]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x40 != 0x0:
-                        raise r.fail_at(av + 7, 'SelectedServiceListType[2]', 'expected EE of ServiceID') from None
-                    ec = ((c >> 4) & 3)
-                if ec == 0:
+                c &= 0x7f
+                if c >= 0x40:
+                    raise r.fail_at(av + 7, 'SelectedServiceListType[2]', 'expected EE of ServiceID')
+                if c < 0x10:
                     av -= 16
                     if av < 0:
                         win, av = r.refill(av, 20)
@@ -19200,9 +19094,9 @@ def _d_din_SelectedServiceListType(r: BitReader, c: int) -> _din.SelectedService
                     try:
                         sg = _T071cdf68[c >> 18]
                     except KeyError:  # not a valid pattern: say why
-                        if c & 0x80000 != 0x0:
+                        if c >= 0x80000:
                             raise r.fail_at(av + 20, 'SelectedServiceType[1]', 'expected CH of ParameterSetID') from None
-                        sg = ((c >> 18) & 1)
+                        sg = (c >> 18)
                     u = ((c >> 10) & 255)
                     if u > 127:
                         u2 = (c >> 2) & 0xFF
@@ -19232,19 +19126,21 @@ def _d_din_SelectedServiceListType(r: BitReader, c: int) -> _din.SelectedService
                     f_3_ParameterSetID = -u - 1 if sg else u
                     if c & 0x3 != 0x0:
                         raise r.fail_at(av + 2, 'SelectedServiceType[1]', 'expected EE of ParameterSetID, EE')
-                elif ec == 1:
+                elif c < 0x20:
                     av += 4
                 else:
+                    ec = (c >> 4) & 0x3
                     raise r.fail_at(av + 4, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
                 ob3_ = _new(_K_din_SelectedServiceType)
                 ob3_.ServiceID = f_3_ServiceID
                 ob3_.ParameterSetID = f_3_ParameterSetID
                 f_SelectedService.append(ob3_)
-            elif ec == 1:
+            elif c < 0x4000000:
                 av += 25
                 s = -1
                 break
             else:
+                ec = (c >> 25) & 0x3
                 raise r.fail_at(av + 25, 'SelectedServiceListType[2]', f'event code {ec}, expected SE(SelectedService), EE')
     r.avail = av
     ob = _new(_K_din_SelectedServiceListType)
@@ -19311,9 +19207,9 @@ def _d_din_SelectedServiceType(r: BitReader, c: int) -> _din.SelectedServiceType
     av = r.avail
     f_ServiceID: int
     f_ParameterSetID: int | None = None
-    if c & 0x1800000 != 0x0:
+    if c >= 0x800000:
         raise r.fail_at(av + 25, 'SelectedServiceType', 'expected SE(ServiceID), CH of ServiceID')
-    u = ((c >> 15) & 255)
+    u = (c >> 15)
     if u > 127:
         u2 = (c >> 7) & 0xFF
         if u2 < 128:
@@ -19340,13 +19236,10 @@ def _d_din_SelectedServiceType(r: BitReader, c: int) -> _din.SelectedServiceType
         av += 8
         c >>= 8
     f_ServiceID = u
-    try:
-        ec = _Taa5bbe96[(c >> 4) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x40 != 0x0:
-            raise r.fail_at(av + 7, 'SelectedServiceType', 'expected EE of ServiceID') from None
-        ec = ((c >> 4) & 3)
-    if ec == 0:
+    c &= 0x7f
+    if c >= 0x40:
+        raise r.fail_at(av + 7, 'SelectedServiceType', 'expected EE of ServiceID')
+    if c < 0x10:
         av -= 16
         if av < 0:
             win, av = r.refill(av, 20)
@@ -19354,9 +19247,9 @@ def _d_din_SelectedServiceType(r: BitReader, c: int) -> _din.SelectedServiceType
         try:
             sg = _T071cdf68[c >> 18]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x80000 != 0x0:
+            if c >= 0x80000:
                 raise r.fail_at(av + 20, 'SelectedServiceType[1]', 'expected CH of ParameterSetID') from None
-            sg = ((c >> 18) & 1)
+            sg = (c >> 18)
         u = ((c >> 10) & 255)
         if u > 127:
             u2 = (c >> 2) & 0xFF
@@ -19386,9 +19279,10 @@ def _d_din_SelectedServiceType(r: BitReader, c: int) -> _din.SelectedServiceType
         f_ParameterSetID = -u - 1 if sg else u
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'SelectedServiceType[1]', 'expected EE of ParameterSetID, EE')
-    elif ec == 1:
+    elif c < 0x20:
         av += 4
     else:
+        ec = (c >> 4) & 0x3
         raise r.fail_at(av + 4, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
     r.avail = av
     ob = _new(_K_din_SelectedServiceType)
@@ -19471,9 +19365,9 @@ def _d_din_ServiceChargeType(r: BitReader, c: int) -> _din.ServiceChargeType:
     f_ServiceTag: _din.ServiceTagType
     f_FreeService: bool
     f_EnergyTransferType: _din.EVSESupportedEnergyTransferType
-    if c & 0xe000000 != 0x0:
+    if c >= 0x2000000:
         raise r.fail_at(av + 28, 'ServiceChargeType', 'expected SE(ServiceTag), SE(ServiceID), CH of ServiceID')
-    u = ((c >> 17) & 255)
+    u = (c >> 17)
     f_1_ServiceName: str | None = None
     f_1_ServiceScope: str | None = None
     if u > 127:
@@ -19502,20 +19396,17 @@ def _d_din_ServiceChargeType(r: BitReader, c: int) -> _din.ServiceChargeType:
         av += 8
         c >>= 8
     f_1_ServiceID = u
-    try:
-        ec = _Taa5bbe96[(c >> 6) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'ServiceChargeType', 'expected EE of ServiceID') from None
-        ec = ((c >> 6) & 3)
-    if ec == 0:
+    c &= 0x1ff
+    if c >= 0x100:
+        raise r.fail_at(av + 9, 'ServiceChargeType', 'expected EE of ServiceID')
+    if c < 0x40:
         av -= 3
         if av < 0:
             win, av = r.refill(av, 9)
         c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'ServiceTagType[1]', 'expected CH of ServiceName')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -19548,8 +19439,8 @@ def _d_din_ServiceChargeType(r: BitReader, c: int) -> _din.ServiceChargeType:
         except KeyError:  # not a valid pattern: say why
             if c & 0xe4000 != 0x0:
                 raise r.fail_at(av + 20, 'ServiceTagType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory') from None
-            f_1_ServiceCategory = _E_din_serviceCategoryType[((c >> 15) & 3)]
-    elif ec == 1:
+            f_1_ServiceCategory = _E_din_serviceCategoryType[(c >> 15)]
+    elif c < 0x80:
         try:
             f_1_ServiceCategory = _Tfd5e134c[(c >> 2) & 0xf]
         except KeyError:  # not a valid pattern: say why
@@ -19561,13 +19452,14 @@ def _d_din_ServiceChargeType(r: BitReader, c: int) -> _din.ServiceChargeType:
             win, av = r.refill(av, 14)
         c = (win >> av) & 0x3fff
     else:
+        ec = (c >> 6) & 0x3
         raise r.fail_at(av + 6, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
-    ec = ((c >> 12) & 3)
-    if ec == 0:
+    c &= 0x3fff
+    if c < 0x1000:
         av += 3
-        if c & 0x800 != 0x0:
+        if c >= 0x800:
             raise r.fail_at(av + 9, 'ServiceTagType[3]', 'expected CH of ServiceScope')
-        u = ((c >> 3) & 255)
+        u = (c >> 3)
         if u > 127:
             av -= 8
             if av < 0:
@@ -19595,11 +19487,12 @@ def _d_din_ServiceChargeType(r: BitReader, c: int) -> _din.ServiceChargeType:
         if av < 0:
             win, av = r.refill(av, 14)
         c = (win >> av) & 0x3fff
-        if c & 0x3000 != 0x0:
+        if c >= 0x1000:
             raise r.fail_at(av + 14, 'ServiceTagType[3]', 'expected EE of ServiceScope, EE')
-    elif ec == 1:
+    elif c < 0x2000:
         pass
     else:
+        ec = (c >> 12) & 0x3
         raise r.fail_at(av + 12, 'ServiceTagType[3]', f'event code {ec}, expected SE(ServiceScope), EE')
     try:
         f_FreeService, f_EnergyTransferType = _Tcb5ef6e9[c & 0xfff]
@@ -19652,7 +19545,7 @@ def _d_din_ServiceParameterListType(r: BitReader, c: int) -> _din.ServiceParamet
     av = r.avail
     f_ParameterSet: list[_din.ParameterSetType] = []
     s = 0
-    if c & 0x400000 != 0x0:
+    if c >= 0x400000:
         raise r.fail_at(av + 23, 'ServiceParameterListType', 'expected SE(ParameterSet)')
     r.avail = av
     f_ParameterSet.append(_d_din_ParameterSetType(r, c))
@@ -19662,18 +19555,18 @@ def _d_din_ServiceParameterListType(r: BitReader, c: int) -> _din.ServiceParamet
     if av < 0:
         win, av = r.refill(av, 24)
     c = (win >> av) & 0xffffff
-    ec = (c >> 22)
     s = 1
-    if ec == 0:
+    if c < 0x400000:
         r.avail = av
         f_ParameterSet.append(_d_din_ParameterSetType(r, c))
         win = r.win
         av = r.avail
         s = 2
-    elif ec == 1:
+    elif c < 0x800000:
         av += 22
         s = -1
     else:
+        ec = (c >> 22) & 0x3
         raise r.fail_at(av + 22, 'ServiceParameterListType[1]', f'event code {ec}, expected SE(ParameterSet), EE')
     if s == 2:
         while True:
@@ -19681,17 +19574,17 @@ def _d_din_ServiceParameterListType(r: BitReader, c: int) -> _din.ServiceParamet
             if av < 0:
                 win, av = r.refill(av, 24)
             c = (win >> av) & 0xffffff
-            ec = (c >> 22)
-            if ec == 0:
+            if c < 0x400000:
                 r.avail = av
                 f_ParameterSet.append(_d_din_ParameterSetType(r, c))
                 win = r.win
                 av = r.avail
-            elif ec == 1:
+            elif c < 0x800000:
                 av += 22
                 s = -1
                 break
             else:
+                ec = (c >> 22) & 0x3
                 raise r.fail_at(av + 22, 'ServiceParameterListType[2]', f'event code {ec}, expected SE(ParameterSet), EE')
     r.avail = av
     ob = _new(_K_din_ServiceParameterListType)
@@ -19758,9 +19651,9 @@ def _d_din_ServiceTagListType(r: BitReader, c: int) -> _din.ServiceTagListType:
     av = r.avail
     f_Service: list[_din.ServiceType] = []
     s = 0
-    if c & 0xf000000 != 0x0:
+    if c >= 0x1000000:
         raise r.fail_at(av + 28, 'ServiceTagListType', 'expected SE(Service), SE(ServiceTag), SE(ServiceID), CH of ServiceID')
-    u = ((c >> 16) & 255)
+    u = (c >> 16)
     f_2_ServiceName: str | None = None
     f_2_ServiceScope: str | None = None
     if u > 127:
@@ -19789,20 +19682,17 @@ def _d_din_ServiceTagListType(r: BitReader, c: int) -> _din.ServiceTagListType:
         av += 8
         c >>= 8
     f_2_ServiceID = u
-    try:
-        ec = _Taa5bbe96[(c >> 5) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x80 != 0x0:
-            raise r.fail_at(av + 8, 'ServiceTagListType', 'expected EE of ServiceID') from None
-        ec = ((c >> 5) & 3)
-    if ec == 0:
+    c &= 0xff
+    if c >= 0x80:
+        raise r.fail_at(av + 8, 'ServiceTagListType', 'expected EE of ServiceID')
+    if c < 0x20:
         av -= 4
         if av < 0:
             win, av = r.refill(av, 9)
         c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'ServiceTagType[1]', 'expected CH of ServiceName')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -19835,12 +19725,12 @@ def _d_din_ServiceTagListType(r: BitReader, c: int) -> _din.ServiceTagListType:
         except KeyError:  # not a valid pattern: say why
             if c & 0x39000000 != 0x0:
                 raise r.fail_at(av + 30, 'ServiceTagType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory') from None
-            f_2_ServiceCategory = _E_din_serviceCategoryType[((c >> 25) & 3)]
+            f_2_ServiceCategory = _E_din_serviceCategoryType[(c >> 25)]
         av -= 6
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x40:
         try:
             f_2_ServiceCategory = _Tfd5e134c[(c >> 1) & 0xf]
         except KeyError:  # not a valid pattern: say why
@@ -19852,13 +19742,13 @@ def _d_din_ServiceTagListType(r: BitReader, c: int) -> _din.ServiceTagListType:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 5) & 0x3
         raise r.fail_at(av + 5, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
-    ec = ((c >> 28) & 3)
-    if ec == 0:
+    if c < 0x10000000:
         av += 19
-        if c & 0x8000000 != 0x0:
+        if c >= 0x8000000:
             raise r.fail_at(av + 9, 'ServiceTagType[3]', 'expected CH of ServiceScope')
-        u = ((c >> 19) & 255)
+        u = (c >> 19)
         if u > 127:
             av -= 8
             if av < 0:
@@ -19886,25 +19776,26 @@ def _d_din_ServiceTagListType(r: BitReader, c: int) -> _din.ServiceTagListType:
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'ServiceTagType[3]', 'expected EE of ServiceScope, EE')
         av -= 2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x20000000:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'ServiceTagType[3]', f'event code {ec}, expected SE(ServiceScope), EE')
     try:
-        f_1_FreeService, ec = _T6a5e394a[(c >> 23) & 0x7f]
+        f_1_FreeService, ec = _T6a5e394a[c >> 23]
     except KeyError:  # not a valid pattern: say why
         if c & 0x36000000 != 0x0:
             raise r.fail_at(av + 30, 'ServiceTagListType', 'expected SE(FreeService), CH of FreeService, EE of FreeService, EE') from None
-        f_1_FreeService = ((c >> 27) & 1) == 1
+        f_1_FreeService = (c >> 27) == 1
         ec = ((c >> 23) & 3)
     ob2_ = _new(_K_din_ServiceTagType)
     ob2_.ServiceID = f_2_ServiceID
@@ -19949,20 +19840,17 @@ def _d_din_ServiceTagListType(r: BitReader, c: int) -> _din.ServiceTagListType:
             av += 8
             c >>= 8
         f_4_ServiceID = u
-        try:
-            ec = _Taa5bbe96[(c >> 1) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x8 != 0x0:
-                raise r.fail_at(av + 4, 'ServiceTagListType[1]', 'expected EE of ServiceID') from None
-            ec = ((c >> 1) & 3)
-        if ec == 0:
+        c &= 0xf
+        if c >= 0x8:
+            raise r.fail_at(av + 4, 'ServiceTagListType[1]', 'expected EE of ServiceID')
+        if c < 0x2:
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 9)
             c = (win >> av) & 0x1ff
-            if c & 0x100 != 0x0:
+            if c >= 0x100:
                 raise r.fail_at(av + 9, 'ServiceTagType[1]', 'expected CH of ServiceName')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -19995,8 +19883,8 @@ def _d_din_ServiceTagListType(r: BitReader, c: int) -> _din.ServiceTagListType:
             except KeyError:  # not a valid pattern: say why
                 if c & 0x1c800 != 0x0:
                     raise r.fail_at(av + 17, 'ServiceTagType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory') from None
-                f_4_ServiceCategory = _E_din_serviceCategoryType[((c >> 12) & 3)]
-        elif ec == 1:
+                f_4_ServiceCategory = _E_din_serviceCategoryType[(c >> 12)]
+        elif c < 0x4:
             av -= 14
             if av < 0:
                 win, av = r.refill(av, 15)
@@ -20006,14 +19894,15 @@ def _d_din_ServiceTagListType(r: BitReader, c: int) -> _din.ServiceTagListType:
             except KeyError:  # not a valid pattern: say why
                 if c & 0x4800 != 0x0:
                     raise r.fail_at(av + 15, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
-                f_4_ServiceCategory = _E_din_serviceCategoryType[((c >> 12) & 3)]
+                f_4_ServiceCategory = _E_din_serviceCategoryType[(c >> 12)]
         else:
+            ec = (c >> 1) & 0x3
             raise r.fail_at(av + 1, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
-        ec = ((c >> 9) & 3)
-        if ec == 0:
-            if c & 0x100 != 0x0:
+        c &= 0x7ff
+        if c < 0x200:
+            if c >= 0x100:
                 raise r.fail_at(av + 9, 'ServiceTagType[3]', 'expected CH of ServiceScope')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -20041,12 +19930,13 @@ def _d_din_ServiceTagListType(r: BitReader, c: int) -> _din.ServiceTagListType:
             if av < 0:
                 win, av = r.refill(av, 7)
             c = (win >> av) & 0x7f
-            if c & 0x60 != 0x0:
+            if c >= 0x20:
                 raise r.fail_at(av + 7, 'ServiceTagType[3]', 'expected EE of ServiceScope, EE')
-        elif ec == 1:
+        elif c < 0x400:
             av += 4
             c >>= 4
         else:
+            ec = (c >> 9) & 0x3
             raise r.fail_at(av + 9, 'ServiceTagType[3]', f'event code {ec}, expected SE(ServiceScope), EE')
         try:
             f_3_FreeService = _T1eda8360[c & 0x1f]
@@ -20076,11 +19966,10 @@ def _d_din_ServiceTagListType(r: BitReader, c: int) -> _din.ServiceTagListType:
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            ec = (c >> 28)
-            if ec == 0:
-                if c & 0xe000000 != 0x0:
+            if c < 0x10000000:
+                if c >= 0x2000000:
                     raise r.fail_at(av + 28, 'ServiceTagListType[2]', 'expected SE(ServiceTag), SE(ServiceID), CH of ServiceID')
-                u = ((c >> 17) & 255)
+                u = (c >> 17)
                 f_6_ServiceName: str | None = None
                 f_6_ServiceScope: str | None = None
                 if u > 127:
@@ -20109,20 +19998,17 @@ def _d_din_ServiceTagListType(r: BitReader, c: int) -> _din.ServiceTagListType:
                     av += 8
                     c >>= 8
                 f_6_ServiceID = u
-                try:
-                    ec = _Taa5bbe96[(c >> 6) & 0x7]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x100 != 0x0:
-                        raise r.fail_at(av + 9, 'ServiceTagListType[2]', 'expected EE of ServiceID') from None
-                    ec = ((c >> 6) & 3)
-                if ec == 0:
+                c &= 0x1ff
+                if c >= 0x100:
+                    raise r.fail_at(av + 9, 'ServiceTagListType[2]', 'expected EE of ServiceID')
+                if c < 0x40:
                     av -= 3
                     if av < 0:
                         win, av = r.refill(av, 9)
                     c = (win >> av) & 0x1ff
-                    if c & 0x100 != 0x0:
+                    if c >= 0x100:
                         raise r.fail_at(av + 9, 'ServiceTagType[1]', 'expected CH of ServiceName')
-                    u = (c & 255)
+                    u = c
                     if u > 127:
                         av -= 8
                         if av < 0:
@@ -20155,8 +20041,8 @@ def _d_din_ServiceTagListType(r: BitReader, c: int) -> _din.ServiceTagListType:
                     except KeyError:  # not a valid pattern: say why
                         if c & 0x1c800 != 0x0:
                             raise r.fail_at(av + 17, 'ServiceTagType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory') from None
-                        f_6_ServiceCategory = _E_din_serviceCategoryType[((c >> 12) & 3)]
-                elif ec == 1:
+                        f_6_ServiceCategory = _E_din_serviceCategoryType[(c >> 12)]
+                elif c < 0x80:
                     try:
                         f_6_ServiceCategory = _Tfd5e134c[(c >> 2) & 0xf]
                     except KeyError:  # not a valid pattern: say why
@@ -20168,12 +20054,13 @@ def _d_din_ServiceTagListType(r: BitReader, c: int) -> _din.ServiceTagListType:
                         win, av = r.refill(av, 11)
                     c = (win >> av) & 0x7ff
                 else:
+                    ec = (c >> 6) & 0x3
                     raise r.fail_at(av + 6, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
-                ec = ((c >> 9) & 3)
-                if ec == 0:
-                    if c & 0x100 != 0x0:
+                c &= 0x7ff
+                if c < 0x200:
+                    if c >= 0x100:
                         raise r.fail_at(av + 9, 'ServiceTagType[3]', 'expected CH of ServiceScope')
-                    u = (c & 255)
+                    u = c
                     if u > 127:
                         av -= 8
                         if av < 0:
@@ -20201,12 +20088,13 @@ def _d_din_ServiceTagListType(r: BitReader, c: int) -> _din.ServiceTagListType:
                     if av < 0:
                         win, av = r.refill(av, 7)
                     c = (win >> av) & 0x7f
-                    if c & 0x60 != 0x0:
+                    if c >= 0x20:
                         raise r.fail_at(av + 7, 'ServiceTagType[3]', 'expected EE of ServiceScope, EE')
-                elif ec == 1:
+                elif c < 0x400:
                     av += 4
                     c >>= 4
                 else:
+                    ec = (c >> 9) & 0x3
                     raise r.fail_at(av + 9, 'ServiceTagType[3]', f'event code {ec}, expected SE(ServiceScope), EE')
                 try:
                     f_5_FreeService = _T1eda8360[c & 0x1f]
@@ -20224,11 +20112,12 @@ def _d_din_ServiceTagListType(r: BitReader, c: int) -> _din.ServiceTagListType:
                 ob5_.ServiceTag = f_5_ServiceTag
                 ob5_.FreeService = f_5_FreeService
                 f_Service.append(ob5_)
-            elif ec == 1:
+            elif c < 0x20000000:
                 av += 28
                 s = -1
                 break
             else:
+                ec = (c >> 28) & 0x3
                 raise r.fail_at(av + 28, 'ServiceTagListType[2]', f'event code {ec}, expected SE(Service), EE')
     r.avail = av
     ob = _new(_K_din_ServiceTagListType)
@@ -20324,9 +20213,9 @@ def _d_din_ServiceTagType(r: BitReader, c: int) -> _din.ServiceTagType:
     f_ServiceName: str | None = None
     f_ServiceCategory: _din.serviceCategoryType
     f_ServiceScope: str | None = None
-    if c & 0xc000000 != 0x0:
+    if c >= 0x4000000:
         raise r.fail_at(av + 28, 'ServiceTagType', 'expected SE(ServiceID), CH of ServiceID')
-    u = ((c >> 18) & 255)
+    u = (c >> 18)
     if u > 127:
         u2 = (c >> 10) & 0xFF
         if u2 < 128:
@@ -20353,20 +20242,17 @@ def _d_din_ServiceTagType(r: BitReader, c: int) -> _din.ServiceTagType:
         av += 8
         c >>= 8
     f_ServiceID = u
-    try:
-        ec = _Taa5bbe96[(c >> 7) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x200 != 0x0:
-            raise r.fail_at(av + 10, 'ServiceTagType', 'expected EE of ServiceID') from None
-        ec = ((c >> 7) & 3)
-    if ec == 0:
+    c &= 0x3ff
+    if c >= 0x200:
+        raise r.fail_at(av + 10, 'ServiceTagType', 'expected EE of ServiceID')
+    if c < 0x80:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 9)
         c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'ServiceTagType[1]', 'expected CH of ServiceName')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -20399,8 +20285,8 @@ def _d_din_ServiceTagType(r: BitReader, c: int) -> _din.ServiceTagType:
         except KeyError:  # not a valid pattern: say why
             if c & 0x1c800 != 0x0:
                 raise r.fail_at(av + 17, 'ServiceTagType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory') from None
-            f_ServiceCategory = _E_din_serviceCategoryType[((c >> 12) & 3)]
-    elif ec == 1:
+            f_ServiceCategory = _E_din_serviceCategoryType[(c >> 12)]
+    elif c < 0x100:
         try:
             f_ServiceCategory = _Tfd5e134c[(c >> 3) & 0xf]
         except KeyError:  # not a valid pattern: say why
@@ -20412,12 +20298,13 @@ def _d_din_ServiceTagType(r: BitReader, c: int) -> _din.ServiceTagType:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
     else:
+        ec = (c >> 7) & 0x3
         raise r.fail_at(av + 7, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
-    ec = ((c >> 9) & 3)
-    if ec == 0:
-        if c & 0x100 != 0x0:
+    c &= 0x7ff
+    if c < 0x200:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'ServiceTagType[3]', 'expected CH of ServiceScope')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -20447,9 +20334,10 @@ def _d_din_ServiceTagType(r: BitReader, c: int) -> _din.ServiceTagType:
         c = (win >> av) & 0x3
         if c:
             raise r.fail_at(av + 2, 'ServiceTagType[3]', 'expected EE of ServiceScope, EE')
-    elif ec == 1:
+    elif c < 0x400:
         av += 9
     else:
+        ec = (c >> 9) & 0x3
         raise r.fail_at(av + 9, 'ServiceTagType[3]', f'event code {ec}, expected SE(ServiceScope), EE')
     r.avail = av
     ob = _new(_K_din_ServiceTagType)
@@ -20547,9 +20435,9 @@ def _d_din_ServiceType(r: BitReader, c: int) -> _din.ServiceType:
     av = r.avail
     f_ServiceTag: _din.ServiceTagType
     f_FreeService: bool
-    if c & 0xe000000 != 0x0:
+    if c >= 0x2000000:
         raise r.fail_at(av + 28, 'ServiceType', 'expected SE(ServiceTag), SE(ServiceID), CH of ServiceID')
-    u = ((c >> 17) & 255)
+    u = (c >> 17)
     f_1_ServiceName: str | None = None
     f_1_ServiceScope: str | None = None
     if u > 127:
@@ -20578,20 +20466,17 @@ def _d_din_ServiceType(r: BitReader, c: int) -> _din.ServiceType:
         av += 8
         c >>= 8
     f_1_ServiceID = u
-    try:
-        ec = _Taa5bbe96[(c >> 6) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'ServiceType', 'expected EE of ServiceID') from None
-        ec = ((c >> 6) & 3)
-    if ec == 0:
+    c &= 0x1ff
+    if c >= 0x100:
+        raise r.fail_at(av + 9, 'ServiceType', 'expected EE of ServiceID')
+    if c < 0x40:
         av -= 3
         if av < 0:
             win, av = r.refill(av, 9)
         c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'ServiceTagType[1]', 'expected CH of ServiceName')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -20624,8 +20509,8 @@ def _d_din_ServiceType(r: BitReader, c: int) -> _din.ServiceType:
         except KeyError:  # not a valid pattern: say why
             if c & 0x1c800 != 0x0:
                 raise r.fail_at(av + 17, 'ServiceTagType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory') from None
-            f_1_ServiceCategory = _E_din_serviceCategoryType[((c >> 12) & 3)]
-    elif ec == 1:
+            f_1_ServiceCategory = _E_din_serviceCategoryType[(c >> 12)]
+    elif c < 0x80:
         try:
             f_1_ServiceCategory = _Tfd5e134c[(c >> 2) & 0xf]
         except KeyError:  # not a valid pattern: say why
@@ -20637,12 +20522,13 @@ def _d_din_ServiceType(r: BitReader, c: int) -> _din.ServiceType:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
     else:
+        ec = (c >> 6) & 0x3
         raise r.fail_at(av + 6, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
-    ec = ((c >> 9) & 3)
-    if ec == 0:
-        if c & 0x100 != 0x0:
+    c &= 0x7ff
+    if c < 0x200:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'ServiceTagType[3]', 'expected CH of ServiceScope')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -20670,12 +20556,13 @@ def _d_din_ServiceType(r: BitReader, c: int) -> _din.ServiceType:
         if av < 0:
             win, av = r.refill(av, 7)
         c = (win >> av) & 0x7f
-        if c & 0x60 != 0x0:
+        if c >= 0x20:
             raise r.fail_at(av + 7, 'ServiceTagType[3]', 'expected EE of ServiceScope, EE')
-    elif ec == 1:
+    elif c < 0x400:
         av += 4
         c >>= 4
     else:
+        ec = (c >> 9) & 0x3
         raise r.fail_at(av + 9, 'ServiceTagType[3]', f'event code {ec}, expected SE(ServiceScope), EE')
     try:
         f_FreeService = _T1eda8360[c & 0x1f]
@@ -20721,9 +20608,9 @@ def _d_din_SubCertificatesType(r: BitReader, c: int) -> _din.SubCertificatesType
     av = r.avail
     f_Certificate: list[bytes] = []
     s = 0
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'SubCertificatesType', 'expected SE(Certificate), CH of Certificate')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -20751,17 +20638,13 @@ def _d_din_SubCertificatesType(r: BitReader, c: int) -> _din.SubCertificatesType
     if av < 0:
         win, av = r.refill(av, 12)
     c = (win >> av) & 0xfff
-    try:
-        ec = _Taa5bbe96[c >> 9]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x800 != 0x0:
-            raise r.fail_at(av + 12, 'SubCertificatesType', 'expected EE of Certificate') from None
-        ec = ((c >> 9) & 3)
+    if c >= 0x800:
+        raise r.fail_at(av + 12, 'SubCertificatesType', 'expected EE of Certificate')
     s = 1
-    if ec == 0:
-        if c & 0x100 != 0x0:
+    if c < 0x200:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -20792,10 +20675,11 @@ def _d_din_SubCertificatesType(r: BitReader, c: int) -> _din.SubCertificatesType
         if c:
             raise r.fail_at(av + 1, 'SubCertificatesType[1]', 'expected EE of Certificate')
         s = 2
-    elif ec == 1:
+    elif c < 0x400:
         av += 9
         s = -1
     else:
+        ec = (c >> 9) & 0x3
         raise r.fail_at(av + 9, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
     if s == 2:
         while True:
@@ -20803,11 +20687,10 @@ def _d_din_SubCertificatesType(r: BitReader, c: int) -> _din.SubCertificatesType
             if av < 0:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
-            ec = (c >> 9)
-            if ec == 0:
-                if c & 0x100 != 0x0:
+            if c < 0x200:
+                if c >= 0x100:
                     raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
-                u = (c & 255)
+                u = c
                 if u > 127:
                     av -= 8
                     if av < 0:
@@ -20837,11 +20720,12 @@ def _d_din_SubCertificatesType(r: BitReader, c: int) -> _din.SubCertificatesType
                 c = (win >> av) & 0x1
                 if c:
                     raise r.fail_at(av + 1, 'SubCertificatesType[2]', 'expected EE of Certificate')
-            elif ec == 1:
+            elif c < 0x400:
                 av += 9
                 s = -1
                 break
             else:
+                ec = (c >> 9) & 0x3
                 raise r.fail_at(av + 9, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
     r.avail = av
     ob = _new(_K_din_SubCertificatesType)
@@ -20917,7 +20801,7 @@ def _e_din_SubCertificatesType(w: BitWriter, o: _din.SubCertificatesType) -> Non
 
 def _d_din_BodyBaseType(r: BitReader, c: int) -> _din.BodyBaseType:
     av = r.avail
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'BodyBaseType', 'expected EE')
     r.avail = av
     ob = _new(_K_din_BodyBaseType)
@@ -20972,17 +20856,16 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
     f_WeldingDetectionReq: _din.WeldingDetectionReqType | None = None
     f_WeldingDetectionRes: _din.WeldingDetectionResType | None = None
     s = 0
-    ec = ((c >> 22) & 63)
-    if ec == 0:
+    if c < 0x400000:
         av += 20
-        if c & 0x200000 != 0x0:
+        if c >= 0x200000:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
         ob1_ = _new(_K_din_BodyBaseType)
         f_BodyElement = ob1_
         c >>= 20
         s = 1
-    elif ec == 1:
-        if c & 0x200000 != 0x0:
+    elif c < 0x800000:
+        if c >= 0x600000:
             raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(DC_EVStatus)')
         av -= 7
         if av < 0:
@@ -20996,13 +20879,13 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
-        if c & 0x2 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
         ob2_ = _new(_K_din_CableCheckReqType)
         ob2_.DC_EVStatus = f_2_DC_EVStatus
         f_CableCheckReq = ob2_
         s = 1
-    elif ec == 2:
+    elif c < 0xc00000:
         try:
             f_3_ResponseCode, ec = _T2cf7554e[(c >> 11) & 0x7ff]
         except KeyError:  # not a valid pattern: say why
@@ -21045,9 +20928,9 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             c = (win >> av) & 0x7fffff
         else:
             raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
-        if c & 0x600000 != 0x0:
+        if c >= 0x200000:
             raise r.fail_at(av + 23, 'BodyType[0]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-        u = ((c >> 13) & 255)
+        u = (c >> 13)
         if u > 127:
             u2 = (c >> 5) & 0xFF
             if u2 < 128:
@@ -21083,7 +20966,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         except KeyError:  # not a valid pattern: say why
             if c & 0x1cf6 != 0x0:
                 raise r.fail_at(av + 13, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE') from None
-            iv = ((c >> 8) & 3)
+            iv = (c >> 8)
             if iv >= 3:
                 raise r.fail_at(av + 1, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_4_EVSENotification = _E_din_EVSENotificationType[iv]
@@ -21100,11 +20983,10 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         ob3_.EVSEProcessing = f_3_EVSEProcessing
         f_CableCheckRes = ob3_
         s = 1
-    elif ec == 3:
+    elif c < 0x1000000:
         av += 11
-        ec = ((c >> 20) & 3)
         f_5_Id: str | None = None
-        if ec == 0:
+        if c < 0xd00000:
             av += 1
             u = ((c >> 12) & 255)
             if u > 127:
@@ -21134,9 +21016,9 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             if av < 0:
                 win, av = r.refill(av, 10)
             c = (win >> av) & 0x3ff
-            if c & 0x300 != 0x0:
+            if c >= 0x100:
                 raise r.fail_at(av + 10, 'CertificateInstallationReqType[0]', 'expected SE(OEMProvisioningCert), CH of OEMProvisioningCert')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -21164,10 +21046,10 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             if av < 0:
                 win, av = r.refill(av, 12)
             c = (win >> av) & 0xfff
-            if c & 0x800 != 0x0:
+            if c >= 0x800:
                 raise r.fail_at(av + 12, 'CertificateInstallationReqType[0]', 'expected EE of OEMProvisioningCert')
-        elif ec == 1:
-            if c & 0x80000 != 0x0:
+        elif c < 0xe00000:
+            if c >= 0xd80000:
                 raise r.fail_at(av + 9, 'CertificateInstallationReqType[0]', 'expected CH of OEMProvisioningCert')
             u = ((c >> 11) & 255)
             if u > 127:
@@ -21197,11 +21079,12 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             if av < 0:
                 win, av = r.refill(av, 12)
             c = (win >> av) & 0xfff
-            if c & 0x800 != 0x0:
+            if c >= 0x800:
                 raise r.fail_at(av + 12, 'CertificateInstallationReqType[0]', 'expected EE of OEMProvisioningCert')
         else:
+            ec = (c >> 20) & 0x3
             raise r.fail_at(av + 9, 'CertificateInstallationReqType[0]', f'event code {ec}, expected AT(Id), SE(OEMProvisioningCert)')
-        if c & 0x400 != 0x0:
+        if c >= 0x400:
             raise r.fail_at(av + 11, 'BodyType[0]', 'expected SE(ListOfRootCertificateIDs)')
         r.avail = av
         f_5_ListOfRootCertificateIDs = _d_din_ListOfRootCertificateIDsType(r, c)
@@ -21211,9 +21094,9 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         if av < 0:
             win, av = r.refill(av, 10)
         c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(DHParams), CH of DHParams')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -21241,7 +21124,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         if av < 0:
             win, av = r.refill(av, 3)
         c = (win >> av) & 0x7
-        if c & 0x6 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of DHParams, EE')
         ob5_ = _new(_K_din_CertificateInstallationReqType)
         ob5_.Id = f_5_Id
@@ -21250,9 +21133,9 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         ob5_.DHParams = f_5_DHParams
         f_CertificateInstallationReq = ob5_
         s = 1
-    elif ec == 4:
+    elif c < 0x1400000:
         av += 13
-        if c & 0x200000 != 0x0:
+        if c >= 0x1200000:
             raise r.fail_at(av + 9, 'BodyType[0]', 'expected AT(Id)')
         u = ((c >> 13) & 255)
         if u > 127:
@@ -21287,7 +21170,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         except KeyError:  # not a valid pattern: say why
             if c & 0x60f00 != 0x0:
                 raise r.fail_at(av + 19, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ContractSignatureCertChain), SE(Certificate), CH of Certificate') from None
-            iv = ((c >> 12) & 31)
+            iv = (c >> 12)
             if iv >= 23:
                 raise r.fail_at(av + 8, 'CertificateInstallationResType.ResponseCode', f'enumeration index {iv}') from None
             f_6_ResponseCode = _E_din_responseCodeType[iv]
@@ -21320,13 +21203,9 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         if av < 0:
             win, av = r.refill(av, 13)
         c = (win >> av) & 0x1fff
-        try:
-            ec = _Taa5bbe96[c >> 10]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x1000 != 0x0:
-                raise r.fail_at(av + 13, 'BodyType[0]', 'expected EE of Certificate') from None
-            ec = ((c >> 10) & 3)
-        if ec == 0:
+        if c >= 0x1000:
+            raise r.fail_at(av + 13, 'BodyType[0]', 'expected EE of Certificate')
+        if c < 0x400:
             r.avail = av
             f_7_SubCertificates = _d_din_SubCertificatesType(r, c)
             win = r.win
@@ -21335,11 +21214,12 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             if av < 0:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
-            if c & 0x400 != 0x0:
+            if c >= 0x400:
                 raise r.fail_at(av + 11, 'CertificateChainType[1]', 'expected EE')
-        elif ec == 1:
+        elif c < 0x800:
             pass
         else:
+            ec = (c >> 10) & 0x3
             raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
         if c & 0x300 != 0x0:
             raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ContractSignatureEncryptedPrivateKey), CH of ContractSignatureEncryptedPrivateKey')
@@ -21375,9 +21255,9 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c & 0x700 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 11, 'BodyType[0]', 'expected EE of ContractSignatureEncryptedPrivateKey, SE(DHParams), CH of DHParams')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -21405,9 +21285,9 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c & 0x700 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 11, 'BodyType[0]', 'expected EE of DHParams, SE(ContractID), CH of ContractID')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -21435,7 +21315,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         if av < 0:
             win, av = r.refill(av, 3)
         c = (win >> av) & 0x7
-        if c & 0x6 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of ContractID, EE')
         ob6_ = _new(_K_din_CertificateInstallationResType)
         ob6_.Id = f_6_Id
@@ -21446,11 +21326,10 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         ob6_.ContractID = f_6_ContractID
         f_CertificateInstallationRes = ob6_
         s = 1
-    elif ec == 5:
+    elif c < 0x1800000:
         av += 10
-        ec = ((c >> 20) & 3)
         f_8_Id: str | None = None
-        if ec == 0:
+        if c < 0x1500000:
             av += 2
             u = ((c >> 12) & 255)
             if u > 127:
@@ -21480,9 +21359,9 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             if av < 0:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
-            if c & 0x700 != 0x0:
+            if c >= 0x100:
                 raise r.fail_at(av + 11, 'CertificateUpdateReqType[0]', 'expected SE(ContractSignatureCertChain), SE(Certificate), CH of Certificate')
-            u = (c & 255)
+            u = c
             f_9_SubCertificates: _din.SubCertificatesType | None = None
             if u > 127:
                 av -= 8
@@ -21511,13 +21390,9 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             if av < 0:
                 win, av = r.refill(av, 13)
             c = (win >> av) & 0x1fff
-            try:
-                ec = _Taa5bbe96[c >> 10]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x1000 != 0x0:
-                    raise r.fail_at(av + 13, 'CertificateUpdateReqType[0]', 'expected EE of Certificate') from None
-                ec = ((c >> 10) & 3)
-            if ec == 0:
+            if c >= 0x1000:
+                raise r.fail_at(av + 13, 'CertificateUpdateReqType[0]', 'expected EE of Certificate')
+            if c < 0x400:
                 r.avail = av
                 f_9_SubCertificates = _d_din_SubCertificatesType(r, c)
                 win = r.win
@@ -21526,18 +21401,19 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
                 if av < 0:
                     win, av = r.refill(av, 11)
                 c = (win >> av) & 0x7ff
-                if c & 0x400 != 0x0:
+                if c >= 0x400:
                     raise r.fail_at(av + 11, 'CertificateChainType[1]', 'expected EE')
-            elif ec == 1:
+            elif c < 0x800:
                 pass
             else:
+                ec = (c >> 10) & 0x3
                 raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
             ob9_ = _new(_K_din_CertificateChainType)
             ob9_.Certificate = f_9_Certificate
             ob9_.SubCertificates = f_9_SubCertificates
             f_8_ContractSignatureCertChain = ob9_
-        elif ec == 1:
-            if c & 0xc0000 != 0x0:
+        elif c < 0x1600000:
+            if c >= 0x1540000:
                 raise r.fail_at(av + 10, 'CertificateUpdateReqType[0]', 'expected SE(Certificate), CH of Certificate')
             u = ((c >> 10) & 255)
             f_10_SubCertificates: _din.SubCertificatesType | None = None
@@ -21568,13 +21444,9 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             if av < 0:
                 win, av = r.refill(av, 13)
             c = (win >> av) & 0x1fff
-            try:
-                ec = _Taa5bbe96[c >> 10]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x1000 != 0x0:
-                    raise r.fail_at(av + 13, 'CertificateUpdateReqType[0]', 'expected EE of Certificate') from None
-                ec = ((c >> 10) & 3)
-            if ec == 0:
+            if c >= 0x1000:
+                raise r.fail_at(av + 13, 'CertificateUpdateReqType[0]', 'expected EE of Certificate')
+            if c < 0x400:
                 r.avail = av
                 f_10_SubCertificates = _d_din_SubCertificatesType(r, c)
                 win = r.win
@@ -21583,17 +21455,19 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
                 if av < 0:
                     win, av = r.refill(av, 11)
                 c = (win >> av) & 0x7ff
-                if c & 0x400 != 0x0:
+                if c >= 0x400:
                     raise r.fail_at(av + 11, 'CertificateChainType[1]', 'expected EE')
-            elif ec == 1:
+            elif c < 0x800:
                 pass
             else:
+                ec = (c >> 10) & 0x3
                 raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
             ob10_ = _new(_K_din_CertificateChainType)
             ob10_.Certificate = f_10_Certificate
             ob10_.SubCertificates = f_10_SubCertificates
             f_8_ContractSignatureCertChain = ob10_
         else:
+            ec = (c >> 20) & 0x3
             raise r.fail_at(av + 10, 'CertificateUpdateReqType[0]', f'event code {ec}, expected AT(Id), SE(ContractSignatureCertChain)')
         if c & 0x300 != 0x0:
             raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ContractID), CH of ContractID')
@@ -21625,7 +21499,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-        if c & 0xc00 != 0x0:
+        if c >= 0x400:
             raise r.fail_at(av + 12, 'BodyType[0]', 'expected EE of ContractID, SE(ListOfRootCertificateIDs)')
         r.avail = av
         f_8_ListOfRootCertificateIDs = _d_din_ListOfRootCertificateIDsType(r, c)
@@ -21635,9 +21509,9 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         if av < 0:
             win, av = r.refill(av, 10)
         c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(DHParams), CH of DHParams')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -21665,7 +21539,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         if av < 0:
             win, av = r.refill(av, 3)
         c = (win >> av) & 0x7
-        if c & 0x6 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of DHParams, EE')
         ob8_ = _new(_K_din_CertificateUpdateReqType)
         ob8_.Id = f_8_Id
@@ -21675,9 +21549,9 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         ob8_.DHParams = f_8_DHParams
         f_CertificateUpdateReq = ob8_
         s = 1
-    elif ec == 6:
+    elif c < 0x1c00000:
         av += 13
-        if c & 0x200000 != 0x0:
+        if c >= 0x1a00000:
             raise r.fail_at(av + 9, 'BodyType[0]', 'expected AT(Id)')
         u = ((c >> 13) & 255)
         if u > 127:
@@ -21712,7 +21586,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         except KeyError:  # not a valid pattern: say why
             if c & 0x60f00 != 0x0:
                 raise r.fail_at(av + 19, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ContractSignatureCertChain), SE(Certificate), CH of Certificate') from None
-            iv = ((c >> 12) & 31)
+            iv = (c >> 12)
             if iv >= 23:
                 raise r.fail_at(av + 8, 'CertificateUpdateResType.ResponseCode', f'enumeration index {iv}') from None
             f_11_ResponseCode = _E_din_responseCodeType[iv]
@@ -21745,13 +21619,9 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         if av < 0:
             win, av = r.refill(av, 13)
         c = (win >> av) & 0x1fff
-        try:
-            ec = _Taa5bbe96[c >> 10]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x1000 != 0x0:
-                raise r.fail_at(av + 13, 'BodyType[0]', 'expected EE of Certificate') from None
-            ec = ((c >> 10) & 3)
-        if ec == 0:
+        if c >= 0x1000:
+            raise r.fail_at(av + 13, 'BodyType[0]', 'expected EE of Certificate')
+        if c < 0x400:
             r.avail = av
             f_12_SubCertificates = _d_din_SubCertificatesType(r, c)
             win = r.win
@@ -21760,11 +21630,12 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             if av < 0:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
-            if c & 0x400 != 0x0:
+            if c >= 0x400:
                 raise r.fail_at(av + 11, 'CertificateChainType[1]', 'expected EE')
-        elif ec == 1:
+        elif c < 0x800:
             pass
         else:
+            ec = (c >> 10) & 0x3
             raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
         if c & 0x300 != 0x0:
             raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ContractSignatureEncryptedPrivateKey), CH of ContractSignatureEncryptedPrivateKey')
@@ -21800,9 +21671,9 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c & 0x700 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 11, 'BodyType[0]', 'expected EE of ContractSignatureEncryptedPrivateKey, SE(DHParams), CH of DHParams')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -21830,9 +21701,9 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c & 0x700 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 11, 'BodyType[0]', 'expected EE of DHParams, SE(ContractID), CH of ContractID')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -21863,9 +21734,9 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         try:
             sg = _T143a83e6[c >> 19]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x700000 != 0x0:
+            if c >= 0x100000:
                 raise r.fail_at(av + 23, 'BodyType[0]', 'expected EE of ContractID, SE(RetryCounter), CH of RetryCounter') from None
-            sg = ((c >> 19) & 1)
+            sg = (c >> 19)
         u = ((c >> 11) & 255)
         if u > 127:
             u2 = (c >> 3) & 0xFF
@@ -21905,7 +21776,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         ob11_.RetryCounter = f_11_RetryCounter
         f_CertificateUpdateRes = ob11_
         s = 1
-    elif ec == 7:
+    elif c < 0x2000000:
         try:
             f_13_EVRequestedEnergyTransferType, ec = _Tf35cf714[(c >> 14) & 0xff]
         except KeyError:  # not a valid pattern: say why
@@ -21964,7 +21835,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
-            if c & 0x8000000 != 0x0:
+            if c >= 0x8000000:
                 raise r.fail_at(av + 28, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(EVMaxVoltage)')
             r.avail = av
             f_14_EVMaxVoltage = _d_din_PhysicalValueType(r, c)
@@ -21974,7 +21845,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
-            if c & 0x8000000 != 0x0:
+            if c >= 0x8000000:
                 raise r.fail_at(av + 28, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(EVMaxCurrent)')
             r.avail = av
             f_14_EVMaxCurrent = _d_din_PhysicalValueType(r, c)
@@ -21984,7 +21855,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
-            if c & 0x8000000 != 0x0:
+            if c >= 0x8000000:
                 raise r.fail_at(av + 28, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(EVMinCurrent)')
             r.avail = av
             f_14_EVMinCurrent = _d_din_PhysicalValueType(r, c)
@@ -21994,7 +21865,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             if av < 0:
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
-            if c & 0x4 != 0x0:
+            if c >= 0x4:
                 raise r.fail_at(av + 3, 'ChargeParameterDiscoveryReqType[1]', 'expected EE')
             ob14_ = _new(_K_din_AC_EVChargeParameterType)
             ob14_.DepartureTime = f_14_DepartureTime
@@ -22034,7 +21905,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         ob13_.EVChargeParameter = f_13_EVChargeParameter
         f_ChargeParameterDiscoveryReq = ob13_
         s = 1
-    elif ec == 8:
+    elif c < 0x2400000:
         try:
             f_16_ResponseCode, f_16_EVSEProcessing, ec = _T2dc8b5b6[(c >> 8) & 0x3fff]
         except KeyError:  # not a valid pattern: say why
@@ -22075,14 +21946,13 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             c = (win >> av) & 0x3fffffff
         else:
             raise r.fail_at(av + 8, 'ChargeParameterDiscoveryResType[2]', f'event code {ec}, expected SE(SAScheduleList), SE(SASchedules)')
-        ec = ((c >> 28) & 3)
-        if ec == 0:
+        if c < 0x10000000:
             try:
-                f_19_PowerSwitchClosed, f_19_RCD = _T93e74479[(c >> 17) & 0x7ff]
+                f_19_PowerSwitchClosed, f_19_RCD = _T93e74479[c >> 17]
             except KeyError:  # not a valid pattern: say why
                 if c & 0xeee0000 != 0x0:
                     raise r.fail_at(av + 28, 'ChargeParameterDiscoveryResType[3]', 'expected SE(AC_EVSEStatus), SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
-                f_19_PowerSwitchClosed = ((c >> 24) & 1) == 1
+                f_19_PowerSwitchClosed = (c >> 24) == 1
                 f_19_RCD = ((c >> 20) & 1) == 1
             u = ((c >> 9) & 255)
             if u > 127:
@@ -22120,7 +21990,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             except KeyError:  # not a valid pattern: say why
                 if c & 0x39c00000 != 0x0:
                     raise r.fail_at(av + 30, 'ChargeParameterDiscoveryResType[3]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEMaxVoltage)') from None
-                iv = ((c >> 25) & 3)
+                iv = (c >> 25)
                 if iv >= 3:
                     raise r.fail_at(av + 22, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
                 f_19_EVSENotification = _E_din_EVSENotificationType[iv]
@@ -22142,7 +22012,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
-            if c & 0x8000000 != 0x0:
+            if c >= 0x8000000:
                 raise r.fail_at(av + 28, 'ChargeParameterDiscoveryResType[3]', 'expected SE(EVSEMaxCurrent)')
             r.avail = av
             f_18_EVSEMaxCurrent = _d_din_PhysicalValueType(r, c)
@@ -22152,7 +22022,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
-            if c & 0x8000000 != 0x0:
+            if c >= 0x8000000:
                 raise r.fail_at(av + 28, 'ChargeParameterDiscoveryResType[3]', 'expected SE(EVSEMinCurrent)')
             r.avail = av
             f_18_EVSEMinCurrent = _d_din_PhysicalValueType(r, c)
@@ -22162,7 +22032,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             if av < 0:
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
-            if c & 0x4 != 0x0:
+            if c >= 0x4:
                 raise r.fail_at(av + 3, 'ChargeParameterDiscoveryResType[3]', 'expected EE')
             ob18_ = _new(_K_din_AC_EVSEChargeParameterType)
             ob18_.AC_EVSEStatus = f_18_AC_EVSEStatus
@@ -22170,7 +22040,8 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             ob18_.EVSEMaxCurrent = f_18_EVSEMaxCurrent
             ob18_.EVSEMinCurrent = f_18_EVSEMinCurrent
             f_16_AC_EVSEChargeParameter = ob18_
-        elif ec == 1:
+        elif c < 0x20000000:
+            c &= 0xfffffff
             r.avail = av
             f_16_DC_EVSEChargeParameter = _d_din_DC_EVSEChargeParameterType(r, c)
             win = r.win
@@ -22179,14 +22050,15 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
-        elif ec == 2:
+        elif c < 0x30000000:
             av += 25
-            if c & 0x8000000 != 0x0:
+            if c >= 0x28000000:
                 raise r.fail_at(av + 3, 'ChargeParameterDiscoveryResType[3]', 'expected EE')
             ob20_ = _new(_K_din_EVSEChargeParameterType)
             f_16_EVSEChargeParameter = ob20_
             c >>= 25
         else:
+            ec = (c >> 28) & 0x3
             raise r.fail_at(av + 28, 'ChargeParameterDiscoveryResType[3]', f'event code {ec}, expected SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
         if c & 0x2 != 0x0:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
@@ -22200,17 +22072,18 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         ob16_.EVSEChargeParameter = f_16_EVSEChargeParameter
         f_ChargeParameterDiscoveryRes = ob16_
         s = 1
-    elif ec == 9:
+    elif c < 0x2800000:
         av += 20
-        if c & 0x200000 != 0x0:
+        if c >= 0x2600000:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
         ob21_ = _new(_K_din_ChargingStatusReqType)
         f_ChargingStatusReq = ob21_
         c >>= 20
         s = 1
-    elif ec == 10:
+    elif c < 0x2c00000:
         av += 4
         c >>= 4
+        c &= 0x3ffff
         r.avail = av
         f_ChargingStatusRes = _d_din_ChargingStatusResType(r, c)
         win = r.win
@@ -22220,9 +22093,10 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         s = 1
-    elif ec == 11:
+    elif c < 0x3000000:
         av += 11
         c >>= 11
+        c &= 0x7ff
         r.avail = av
         f_ContractAuthenticationReq = _d_din_ContractAuthenticationReqType(r, c)
         win = r.win
@@ -22232,7 +22106,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         s = 1
-    elif ec == 12:
+    elif c < 0x3400000:
         av += 8
         try:
             f_22_ResponseCode, f_22_EVSEProcessing = _Te0fda70f[(c >> 9) & 0x1fff]
@@ -22250,7 +22124,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         f_ContractAuthenticationRes = ob22_
         c >>= 8
         s = 1
-    elif ec == 13:
+    elif c < 0x3800000:
         av -= 6
         if av < 0:
             win, av = r.refill(av, 28)
@@ -22264,7 +22138,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         s = 1
-    elif ec == 14:
+    elif c < 0x3c00000:
         av -= 6
         if av < 0:
             win, av = r.refill(av, 28)
@@ -22278,12 +22152,11 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         s = 1
-    elif ec == 15:
+    elif c < 0x4000000:
         av += 11
-        ec = ((c >> 20) & 3)
         f_23_Id: str | None = None
         f_23_SAScheduleTupleID: int | None = None
-        if ec == 0:
+        if c < 0x3d00000:
             av += 1
             u = ((c >> 12) & 255)
             if u > 127:
@@ -22313,9 +22186,9 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             if av < 0:
                 win, av = r.refill(av, 10)
             c = (win >> av) & 0x3ff
-            if c & 0x300 != 0x0:
+            if c >= 0x100:
                 raise r.fail_at(av + 10, 'MeteringReceiptReqType[0]', 'expected SE(SessionID), CH of SessionID')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -22343,10 +22216,10 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             if av < 0:
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
-            if c & 0x1000000 != 0x0:
+            if c >= 0x1000000:
                 raise r.fail_at(av + 25, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
-        elif ec == 1:
-            if c & 0x80000 != 0x0:
+        elif c < 0x3e00000:
+            if c >= 0x3d80000:
                 raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', 'expected CH of SessionID')
             u = ((c >> 11) & 255)
             if u > 127:
@@ -22376,18 +22249,18 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             if av < 0:
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
-            if c & 0x1000000 != 0x0:
+            if c >= 0x1000000:
                 raise r.fail_at(av + 25, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
         else:
+            ec = (c >> 20) & 0x3
             raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', f'event code {ec}, expected AT(Id), SE(SessionID)')
-        ec = ((c >> 22) & 3)
-        if ec == 0:
+        if c < 0x400000:
             try:
-                sg = _T071cdf68[(c >> 20) & 0x3]
+                sg = _T071cdf68[c >> 20]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x200000 != 0x0:
+                if c >= 0x200000:
                     raise r.fail_at(av + 22, 'MeteringReceiptReqType[2]', 'expected CH of SAScheduleTupleID') from None
-                sg = ((c >> 20) & 1)
+                sg = (c >> 20)
             u = ((c >> 12) & 255)
             if u > 127:
                 u2 = (c >> 4) & 0xFF
@@ -22429,9 +22302,10 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
-        elif ec == 1:
+        elif c < 0x800000:
             av += 12
             c >>= 12
+            c &= 0x3ff
             r.avail = av
             f_23_MeterInfo = _d_din_MeterInfoType(r, c)
             win = r.win
@@ -22441,8 +22315,9 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
         else:
+            ec = (c >> 22) & 0x3
             raise r.fail_at(av + 22, 'MeteringReceiptReqType[2]', f'event code {ec}, expected SE(SAScheduleTupleID), SE(MeterInfo)')
-        if c & 0x2 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
         ob23_ = _new(_K_din_MeteringReceiptReqType)
         ob23_.Id = f_23_Id
@@ -22451,7 +22326,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         ob23_.MeterInfo = f_23_MeterInfo
         f_MeteringReceiptReq = ob23_
         s = 1
-    elif ec == 16:
+    elif c < 0x4400000:
         av -= 8
         if av < 0:
             win, av = r.refill(av, 30)
@@ -22461,7 +22336,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         except KeyError:  # not a valid pattern: say why
             if c & 0x307bb800 != 0x0:
                 raise r.fail_at(av + 30, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(AC_EVSEStatus), SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
-            iv = ((c >> 23) & 31)
+            iv = (c >> 23)
             if iv >= 23:
                 raise r.fail_at(av + 11, 'MeteringReceiptResType.ResponseCode', f'enumeration index {iv}') from None
             f_24_ResponseCode = _E_din_responseCodeType[iv]
@@ -22504,7 +22379,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         except KeyError:  # not a valid pattern: say why
             if c & 0x1ce != 0x0:
                 raise r.fail_at(av + 9, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, EE') from None
-            iv = ((c >> 4) & 3)
+            iv = (c >> 4)
             if iv >= 3:
                 raise r.fail_at(av + 1, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_25_EVSENotification = _E_din_EVSENotificationType[iv]
@@ -22519,9 +22394,9 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         ob24_.AC_EVSEStatus = f_24_AC_EVSEStatus
         f_MeteringReceiptRes = ob24_
         s = 1
-    elif ec == 17:
+    elif c < 0x4800000:
         av += 12
-        if c & 0x300000 != 0x0:
+        if c >= 0x4500000:
             raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ContractID), CH of ContractID')
         u = ((c >> 12) & 255)
         if u > 127:
@@ -22551,9 +22426,9 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-        if c & 0xf00 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 12, 'BodyType[0]', 'expected EE of ContractID, SE(ContractSignatureCertChain), SE(Certificate), CH of Certificate')
-        u = (c & 255)
+        u = c
         f_27_SubCertificates: _din.SubCertificatesType | None = None
         if u > 127:
             av -= 8
@@ -22582,13 +22457,9 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         if av < 0:
             win, av = r.refill(av, 13)
         c = (win >> av) & 0x1fff
-        try:
-            ec = _Taa5bbe96[c >> 10]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x1000 != 0x0:
-                raise r.fail_at(av + 13, 'BodyType[0]', 'expected EE of Certificate') from None
-            ec = ((c >> 10) & 3)
-        if ec == 0:
+        if c >= 0x1000:
+            raise r.fail_at(av + 13, 'BodyType[0]', 'expected EE of Certificate')
+        if c < 0x400:
             r.avail = av
             f_27_SubCertificates = _d_din_SubCertificatesType(r, c)
             win = r.win
@@ -22597,12 +22468,13 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             if av < 0:
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
-            if c & 0x4 != 0x0:
+            if c >= 0x4:
                 raise r.fail_at(av + 3, 'CertificateChainType[1]', 'expected EE')
-        elif ec == 1:
+        elif c < 0x800:
             av += 8
             c >>= 8
         else:
+            ec = (c >> 10) & 0x3
             raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
         if c & 0x2 != 0x0:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
@@ -22615,7 +22487,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         ob26_.ContractSignatureCertChain = f_26_ContractSignatureCertChain
         f_PaymentDetailsReq = ob26_
         s = 1
-    elif ec == 18:
+    elif c < 0x4c00000:
         av += 4
         try:
             f_28_ResponseCode = _Tfaaba5e3[(c >> 12) & 0x3ff]
@@ -22657,9 +22529,9 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         try:
             sg = _T143a83e6[c >> 19]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x700000 != 0x0:
+            if c >= 0x100000:
                 raise r.fail_at(av + 23, 'BodyType[0]', 'expected EE of GenChallenge, SE(DateTimeNow), CH of DateTimeNow') from None
-            sg = ((c >> 19) & 1)
+            sg = (c >> 19)
         u = ((c >> 11) & 255)
         if u > 127:
             u2 = (c >> 3) & 0xFF
@@ -22695,7 +22567,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         ob28_.DateTimeNow = f_28_DateTimeNow
         f_PaymentDetailsRes = ob28_
         s = 1
-    elif ec == 19:
+    elif c < 0x5000000:
         av -= 6
         if av < 0:
             win, av = r.refill(av, 28)
@@ -22709,7 +22581,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         s = 1
-    elif ec == 20:
+    elif c < 0x5400000:
         try:
             f_29_ResponseCode, ec = _T685e51b1[(c >> 12) & 0x3ff]
         except KeyError:  # not a valid pattern: say why
@@ -22733,7 +22605,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             except KeyError:  # not a valid pattern: say why
                 if c & 0x37700000 != 0x0:
                     raise r.fail_at(av + 30, 'PowerDeliveryResType[1]', 'expected SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
-                f_30_PowerSwitchClosed = ((c >> 27) & 1) == 1
+                f_30_PowerSwitchClosed = (c >> 27) == 1
                 f_30_RCD = ((c >> 23) & 1) == 1
             u = ((c >> 12) & 255)
             if u > 127:
@@ -22771,7 +22643,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             except KeyError:  # not a valid pattern: say why
                 if c & 0x1cc != 0x0:
                     raise r.fail_at(av + 9, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE') from None
-                iv = ((c >> 4) & 3)
+                iv = (c >> 4)
                 if iv >= 3:
                     raise r.fail_at(av + 2, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
                 f_30_EVSENotification = _E_din_EVSENotificationType[iv]
@@ -22782,9 +22654,9 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             ob30_.EVSENotification = f_30_EVSENotification
             f_29_AC_EVSEStatus = ob30_
         elif ec == 1:
-            ec = ((c >> 10) & 3)
+            c &= 0xfff
             f_31_EVSEIsolationStatus: _din.isolationLevelType | None = None
-            if ec == 0:
+            if c < 0x400:
                 av -= 20
                 if av < 0:
                     win, av = r.refill(av, 30)
@@ -22794,12 +22666,12 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
                 except KeyError:  # not a valid pattern: say why
                     if c & 0x27080000 != 0x0:
                         raise r.fail_at(av + 30, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                    f_31_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 27) & 3)]
+                    f_31_EVSEIsolationStatus = _E_din_isolationLevelType[(c >> 27)]
                     iv = ((c >> 20) & 15)
                     if iv >= 12:
                         raise r.fail_at(av + 19, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
                     f_31_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-            elif ec == 1:
+            elif c < 0x800:
                 try:
                     f_31_EVSEStatusCode = _T886122e8[(c >> 4) & 0x3f]
                 except KeyError:  # not a valid pattern: say why
@@ -22814,6 +22686,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
                     win, av = r.refill(av, 19)
                 c = (win >> av) & 0x7ffff
             else:
+                ec = (c >> 10) & 0x3
                 raise r.fail_at(av + 10, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
             if c & 0x60000 != 0x0:
                 raise r.fail_at(av + 19, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
@@ -22853,7 +22726,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             except KeyError:  # not a valid pattern: say why
                 if c & 0x1cc != 0x0:
                     raise r.fail_at(av + 9, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE') from None
-                iv = ((c >> 4) & 3)
+                iv = (c >> 4)
                 if iv >= 3:
                     raise r.fail_at(av + 2, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
                 f_31_EVSENotification = _E_din_EVSENotificationType[iv]
@@ -22881,8 +22754,8 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         ob29_.EVSEStatus = f_29_EVSEStatus
         f_PowerDeliveryRes = ob29_
         s = 1
-    elif ec == 21:
-        if c & 0x200000 != 0x0:
+    elif c < 0x5800000:
+        if c >= 0x5600000:
             raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(DC_EVStatus)')
         av -= 7
         if av < 0:
@@ -22901,7 +22774,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         except KeyError:  # not a valid pattern: say why
             if c & 0x38800000 != 0x0:
                 raise r.fail_at(av + 30, 'BodyType[0]', 'expected SE(EVTargetVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_34_Multiplier = ((c >> 24) & 7) - 3
+            f_34_Multiplier = (c >> 24) - 3
             ec = ((c >> 21) & 3)
         f_34_Unit: _din.unitSymbolType | None = None
         if ec == 0:
@@ -22992,11 +22865,11 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         else:
             raise r.fail_at(av + 21, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         try:
-            f_35_Multiplier, ec = _Tdfa9f4aa[(c >> 20) & 0x3ff]
+            f_35_Multiplier, ec = _Tdfa9f4aa[c >> 20]
         except KeyError:  # not a valid pattern: say why
             if c & 0x3c400000 != 0x0:
                 raise r.fail_at(av + 30, 'BodyType[0]', 'expected EE, SE(EVTargetCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_35_Multiplier = ((c >> 23) & 7) - 3
+            f_35_Multiplier = (c >> 23) - 3
             ec = ((c >> 20) & 3)
         ob34_ = _new(_K_din_PhysicalValueType)
         ob34_.Multiplier = f_34_Multiplier
@@ -23091,7 +22964,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             c = (win >> av) & 0x7
         else:
             raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c & 0x6 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE, EE')
         ob35_ = _new(_K_din_PhysicalValueType)
         ob35_.Multiplier = f_35_Multiplier
@@ -23104,7 +22977,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         ob33_.EVTargetCurrent = f_33_EVTargetCurrent
         f_PreChargeReq = ob33_
         s = 1
-    elif ec == 22:
+    elif c < 0x5c00000:
         try:
             f_36_ResponseCode, ec = _T2cf7554e[(c >> 11) & 0x7ff]
         except KeyError:  # not a valid pattern: say why
@@ -23147,9 +23020,9 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             c = (win >> av) & 0x3fffffff
         else:
             raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'BodyType[0]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-        u = ((c >> 20) & 255)
+        u = (c >> 20)
         if u > 127:
             u2 = (c >> 12) & 0xFF
             if u2 < 128:
@@ -23185,7 +23058,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         except KeyError:  # not a valid pattern: say why
             if c & 0x39f10000 != 0x0:
                 raise r.fail_at(av + 30, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            iv = ((c >> 25) & 3)
+            iv = (c >> 25)
             if iv >= 3:
                 raise r.fail_at(av + 14, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_37_EVSENotification = _E_din_EVSENotificationType[iv]
@@ -23208,7 +23081,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             except KeyError:  # not a valid pattern: say why
                 if c & 0x10e00000 != 0x0:
                     raise r.fail_at(av + 29, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                iv = ((c >> 24) & 15)
+                iv = (c >> 24)
                 if iv >= 10:
                     raise r.fail_at(av + 20, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
                 f_38_Unit = _E_din_unitSymbolType[iv]
@@ -23294,9 +23167,9 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         ob36_.EVSEPresentVoltage = f_36_EVSEPresentVoltage
         f_PreChargeRes = ob36_
         s = 1
-    elif ec == 23:
+    elif c < 0x6000000:
         av += 1
-        if c & 0x300000 != 0x0:
+        if c >= 0x5d00000:
             raise r.fail_at(av + 21, 'BodyType[0]', 'expected SE(ServiceID), CH of ServiceID')
         u = ((c >> 12) & 255)
         if u > 127:
@@ -23333,7 +23206,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         f_ServiceDetailReq = ob39_
         c >>= 1
         s = 1
-    elif ec == 24:
+    elif c < 0x6400000:
         try:
             f_40_ResponseCode = _Tfaaba5e3[(c >> 12) & 0x3ff]
         except KeyError:  # not a valid pattern: say why
@@ -23372,13 +23245,10 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
                         win, av = r.refill(av, 4)
                     c = (win >> av) & 0xf
         f_40_ServiceID = u
-        try:
-            ec = _Taa5bbe96[(c >> 1) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x8 != 0x0:
-                raise r.fail_at(av + 4, 'BodyType[0]', 'expected EE of ServiceID') from None
-            ec = ((c >> 1) & 3)
-        if ec == 0:
+        c &= 0xf
+        if c >= 0x8:
+            raise r.fail_at(av + 4, 'BodyType[0]', 'expected EE of ServiceID')
+        if c < 0x2:
             av -= 22
             if av < 0:
                 win, av = r.refill(av, 23)
@@ -23391,11 +23261,12 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
-            if c & 0x2 != 0x0:
+            if c >= 0x2:
                 raise r.fail_at(av + 2, 'ServiceDetailResType[2]', 'expected EE')
-        elif ec == 1:
+        elif c < 0x4:
             pass
         else:
+            ec = (c >> 1) & 0x3
             raise r.fail_at(av + 1, 'ServiceDetailResType[2]', f'event code {ec}, expected SE(ServiceParameterList), EE')
         ob40_ = _new(_K_din_ServiceDetailResType)
         ob40_.ResponseCode = f_40_ResponseCode
@@ -23403,9 +23274,10 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         ob40_.ServiceParameterList = f_40_ServiceParameterList
         f_ServiceDetailRes = ob40_
         s = 1
-    elif ec == 25:
+    elif c < 0x6800000:
         av += 11
         c >>= 11
+        c &= 0x7ff
         r.avail = av
         f_ServiceDiscoveryReq = _d_din_ServiceDiscoveryReqType(r, c)
         win = r.win
@@ -23415,7 +23287,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         s = 1
-    elif ec == 26:
+    elif c < 0x6c00000:
         av += 4
         try:
             f_41_ResponseCode = _T59ab808f[(c >> 13) & 0x1ff]
@@ -23428,6 +23300,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             f_41_ResponseCode = _E_din_responseCodeType[iv]
         f_41_ServiceList: _din.ServiceTagListType | None = None
         c >>= 4
+        c &= 0x1ff
         r.avail = av
         f_41_PaymentOptions = _d_din_PaymentOptionsType(r, c)
         win = r.win
@@ -23436,7 +23309,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'BodyType[0]', 'expected SE(ChargeService), SE(ServiceTag)')
         r.avail = av
         f_42_ServiceTag = _d_din_ServiceTagType(r, c)
@@ -23451,7 +23324,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         except KeyError:  # not a valid pattern: say why
             if c & 0x370c0000 != 0x0:
                 raise r.fail_at(av + 30, 'BodyType[0]', 'expected SE(FreeService), CH of FreeService, EE of FreeService, SE(EnergyTransferType), CH of EnergyTransferType, EE of EnergyTransferType, EE') from None
-            f_42_FreeService = ((c >> 27) & 1) == 1
+            f_42_FreeService = (c >> 27) == 1
             iv = ((c >> 20) & 15)
             if iv >= 10:
                 raise r.fail_at(av + 16, 'ServiceChargeType.EnergyTransferType', f'enumeration index {iv}') from None
@@ -23475,7 +23348,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
-            if c & 0x2 != 0x0:
+            if c >= 0x2:
                 raise r.fail_at(av + 2, 'ServiceDiscoveryResType[3]', 'expected EE')
         elif ec == 1:
             av += 15
@@ -23489,7 +23362,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         ob41_.ServiceList = f_41_ServiceList
         f_ServiceDiscoveryRes = ob41_
         s = 1
-    elif ec == 27:
+    elif c < 0x7000000:
         try:
             f_43_SelectedPaymentOption = _T36ee64b9[(c >> 17) & 0x1f]
         except KeyError:  # not a valid pattern: say why
@@ -23508,14 +23381,14 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
-        if c & 0x2 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
         ob43_ = _new(_K_din_ServicePaymentSelectionReqType)
         ob43_.SelectedPaymentOption = f_43_SelectedPaymentOption
         ob43_.SelectedServiceList = f_43_SelectedServiceList
         f_ServicePaymentSelectionReq = ob43_
         s = 1
-    elif ec == 28:
+    elif c < 0x7400000:
         av += 12
         try:
             f_44_ResponseCode = _T59ab808f[(c >> 13) & 0x1ff]
@@ -23531,9 +23404,9 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         f_ServicePaymentSelectionRes = ob44_
         c >>= 12
         s = 1
-    elif ec == 29:
+    elif c < 0x7800000:
         av += 12
-        if c & 0x300000 != 0x0:
+        if c >= 0x7500000:
             raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(EVCCID), CH of EVCCID')
         u = ((c >> 12) & 255)
         if u > 127:
@@ -23563,13 +23436,13 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         if av < 0:
             win, av = r.refill(av, 3)
         c = (win >> av) & 0x7
-        if c & 0x6 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of EVCCID, EE')
         ob45_ = _new(_K_din_SessionSetupReqType)
         ob45_.EVCCID = f_45_EVCCID
         f_SessionSetupReq = ob45_
         s = 1
-    elif ec == 30:
+    elif c < 0x7c00000:
         av += 4
         try:
             f_46_ResponseCode = _Tfaaba5e3[(c >> 12) & 0x3ff]
@@ -23609,19 +23482,15 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         if av < 0:
             win, av = r.refill(av, 16)
         c = (win >> av) & 0xffff
-        try:
-            ec = _Taa5bbe96[c >> 13]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x8000 != 0x0:
-                raise r.fail_at(av + 16, 'BodyType[0]', 'expected EE of EVSEID') from None
-            ec = ((c >> 13) & 3)
-        if ec == 0:
+        if c >= 0x8000:
+            raise r.fail_at(av + 16, 'BodyType[0]', 'expected EE of EVSEID')
+        if c < 0x2000:
             try:
-                sg = _T071cdf68[(c >> 11) & 0x3]
+                sg = _T071cdf68[c >> 11]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x1000 != 0x0:
+                if c >= 0x1000:
                     raise r.fail_at(av + 13, 'SessionSetupResType[2]', 'expected CH of DateTimeNow') from None
-                sg = ((c >> 11) & 1)
+                sg = (c >> 11)
             u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
@@ -23652,10 +23521,11 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             f_46_DateTimeNow = -u - 1 if sg else u
             if c & 0x6 != 0x0:
                 raise r.fail_at(av + 3, 'SessionSetupResType[2]', 'expected EE of DateTimeNow, EE')
-        elif ec == 1:
+        elif c < 0x4000:
             av += 12
             c >>= 12
         else:
+            ec = (c >> 13) & 0x3
             raise r.fail_at(av + 13, 'SessionSetupResType[2]', f'event code {ec}, expected SE(DateTimeNow), EE')
         ob46_ = _new(_K_din_SessionSetupResType)
         ob46_.ResponseCode = f_46_ResponseCode
@@ -23663,15 +23533,15 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         ob46_.DateTimeNow = f_46_DateTimeNow
         f_SessionSetupRes = ob46_
         s = 1
-    elif ec == 31:
+    elif c < 0x8000000:
         av += 20
-        if c & 0x200000 != 0x0:
+        if c >= 0x7e00000:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
         ob47_ = _new(_K_din_SessionStopType)
         f_SessionStopReq = ob47_
         c >>= 20
         s = 1
-    elif ec == 32:
+    elif c < 0x8400000:
         av += 12
         try:
             f_48_ResponseCode = _T59ab808f[(c >> 13) & 0x1ff]
@@ -23687,8 +23557,8 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         f_SessionStopRes = ob48_
         c >>= 12
         s = 1
-    elif ec == 33:
-        if c & 0x200000 != 0x0:
+    elif c < 0x8800000:
+        if c >= 0x8600000:
             raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(DC_EVStatus)')
         av -= 7
         if av < 0:
@@ -23702,13 +23572,13 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
-        if c & 0x2 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
         ob49_ = _new(_K_din_WeldingDetectionReqType)
         ob49_.DC_EVStatus = f_49_DC_EVStatus
         f_WeldingDetectionReq = ob49_
         s = 1
-    elif ec == 34:
+    elif c < 0x8c00000:
         try:
             f_50_ResponseCode, ec = _T2cf7554e[(c >> 11) & 0x7ff]
         except KeyError:  # not a valid pattern: say why
@@ -23751,9 +23621,9 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             c = (win >> av) & 0x3fffffff
         else:
             raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'BodyType[0]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-        u = ((c >> 20) & 255)
+        u = (c >> 20)
         if u > 127:
             u2 = (c >> 12) & 0xFF
             if u2 < 128:
@@ -23789,7 +23659,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         except KeyError:  # not a valid pattern: say why
             if c & 0x39f10000 != 0x0:
                 raise r.fail_at(av + 30, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            iv = ((c >> 25) & 3)
+            iv = (c >> 25)
             if iv >= 3:
                 raise r.fail_at(av + 14, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_51_EVSENotification = _E_din_EVSENotificationType[iv]
@@ -23812,7 +23682,7 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             except KeyError:  # not a valid pattern: say why
                 if c & 0x10e00000 != 0x0:
                     raise r.fail_at(av + 29, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                iv = ((c >> 24) & 15)
+                iv = (c >> 24)
                 if iv >= 10:
                     raise r.fail_at(av + 20, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
                 f_52_Unit = _E_din_unitSymbolType[iv]
@@ -23898,10 +23768,11 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         ob50_.EVSEPresentVoltage = f_50_EVSEPresentVoltage
         f_WeldingDetectionRes = ob50_
         s = 1
-    elif ec == 35:
+    elif c < 0x9000000:
         av += 21
         s = -1
     else:
+        ec = (c >> 22) & 0x3f
         raise r.fail_at(av + 22, 'BodyType[0]', f'event code {ec}, expected SE(BodyElement), SE(CableCheckReq), SE(CableCheckRes), SE(CertificateInstallationReq), SE(CertificateInstallationRes), SE(CertificateUpdateReq), SE(CertificateUpdateRes), SE(ChargeParameterDiscoveryReq), SE(ChargeParameterDiscoveryRes), SE(ChargingStatusReq), SE(ChargingStatusRes), SE(ContractAuthenticationReq), SE(ContractAuthenticationRes), SE(CurrentDemandReq), SE(CurrentDemandRes), SE(MeteringReceiptReq), SE(MeteringReceiptRes), SE(PaymentDetailsReq), SE(PaymentDetailsRes), SE(PowerDeliveryReq), SE(PowerDeliveryRes), SE(PreChargeReq), SE(PreChargeRes), SE(ServiceDetailReq), SE(ServiceDetailRes), SE(ServiceDiscoveryReq), SE(ServiceDiscoveryRes), SE(ServicePaymentSelectionReq), SE(ServicePaymentSelectionRes), SE(SessionSetupReq), SE(SessionSetupRes), SE(SessionStopReq), SE(SessionStopRes), SE(WeldingDetectionReq), SE(WeldingDetectionRes), EE')
     if s == 1:
         if c & 0x1 != 0x0:
@@ -25767,7 +25638,7 @@ def _d_din_V2G_Message(r: BitReader, c: int) -> _din.V2G_Message:
     av = r.avail
     f_Header: _din.MessageHeaderType
     f_Body: _din.BodyType
-    if c & 0x400 != 0x0:
+    if c >= 0x400:
         raise r.fail_at(av + 11, 'V2G_Message', 'expected SE(Header)')
     r.avail = av
     f_Header = _d_din_MessageHeaderType(r, c)
@@ -25777,7 +25648,7 @@ def _d_din_V2G_Message(r: BitReader, c: int) -> _din.V2G_Message:
     if av < 0:
         win, av = r.refill(av, 29)
     c = (win >> av) & 0x1fffffff
-    if c & 0x10000000 != 0x0:
+    if c >= 0x10000000:
         raise r.fail_at(av + 29, 'V2G_Message', 'expected SE(Body)')
     r.avail = av
     f_Body = _d_din_BodyType(r, c)
@@ -25830,9 +25701,9 @@ def _d_din_MessageHeaderType(r: BitReader, c: int) -> _din.MessageHeaderType:
     f_Notification: _din.NotificationType | None = None
     f_Signature: _xmldsig.SignatureType | None = None
     s = 0
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -25860,20 +25731,16 @@ def _d_din_MessageHeaderType(r: BitReader, c: int) -> _din.MessageHeaderType:
     if av < 0:
         win, av = r.refill(av, 25)
     c = (win >> av) & 0x1ffffff
-    try:
-        ec = _Taa5bbe96[c >> 22]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x1000000 != 0x0:
-            raise r.fail_at(av + 25, 'MessageHeaderType', 'expected EE of SessionID') from None
-        ec = ((c >> 22) & 3)
+    if c >= 0x1000000:
+        raise r.fail_at(av + 25, 'MessageHeaderType', 'expected EE of SessionID')
     s = 1
-    if ec == 0:
+    if c < 0x400000:
         try:
-            f_1_FaultCode, ec = _Te2f0d922[(c >> 15) & 0x7f]
+            f_1_FaultCode, ec = _Te2f0d922[c >> 15]
         except KeyError:  # not a valid pattern: say why
             if c & 0x320000 != 0x0:
                 raise r.fail_at(av + 22, 'MessageHeaderType[1]', 'expected SE(FaultCode), CH of FaultCode, EE of FaultCode') from None
-            iv = ((c >> 18) & 3)
+            iv = (c >> 18)
             if iv >= 3:
                 raise r.fail_at(av + 15, 'NotificationType.FaultCode', f'enumeration index {iv}') from None
             f_1_FaultCode = _E_din_faultCodeType[iv]
@@ -25911,18 +25778,18 @@ def _d_din_MessageHeaderType(r: BitReader, c: int) -> _din.MessageHeaderType:
             if av < 0:
                 win, av = r.refill(av, 17)
             c = (win >> av) & 0x1ffff
-            if c & 0x18000 != 0x0:
+            if c >= 0x8000:
                 raise r.fail_at(av + 17, 'NotificationType[1]', 'expected EE of FaultMsg, EE')
         elif ec == 1:
             pass
         else:
             raise r.fail_at(av + 15, 'NotificationType[1]', f'event code {ec}, expected SE(FaultMsg), EE')
-        ec = ((c >> 13) & 3)
+        c &= 0x7fff
         ob1_ = _new(_K_din_NotificationType)
         ob1_.FaultCode = f_1_FaultCode
         ob1_.FaultMsg = f_1_FaultMsg
         f_Notification = ob1_
-        if ec == 0:
+        if c < 0x2000:
             r.avail = av
             f_Signature = _d_xmldsig_SignatureType(r, c)
             win = r.win
@@ -25932,14 +25799,16 @@ def _d_din_MessageHeaderType(r: BitReader, c: int) -> _din.MessageHeaderType:
                 win, av = r.refill(av, 1)
             c = (win >> av) & 0x1
             s = 3
-        elif ec == 1:
+        elif c < 0x4000:
             av += 12
             s = -1
         else:
+            ec = (c >> 13) & 0x3
             raise r.fail_at(av + 13, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    elif ec == 1:
+    elif c < 0x800000:
         av += 9
         c >>= 9
+        c &= 0x1fff
         r.avail = av
         f_Signature = _d_xmldsig_SignatureType(r, c)
         win = r.win
@@ -25949,10 +25818,11 @@ def _d_din_MessageHeaderType(r: BitReader, c: int) -> _din.MessageHeaderType:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         s = 3
-    elif ec == 2:
+    elif c < 0xc00000:
         av += 21
         s = -1
     else:
+        ec = (c >> 22) & 0x3
         raise r.fail_at(av + 22, 'MessageHeaderType[1]', f'event code {ec}, expected SE(Notification), SE(Signature), EE')
     if s == 3:
         if c & 0x1 != 0x0:
@@ -26038,9 +25908,9 @@ def _d_v0(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -26097,9 +25967,9 @@ def _d_v1(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -26161,7 +26031,7 @@ def _d_v2(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'value', 'expected CH, EE') from None
-        v = ((c >> 1) & 1) == 1
+        v = (c >> 1) == 1
     r.avail = av
     return v
 
@@ -26187,7 +26057,7 @@ def _d_v3(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x101 != 0x0:
             raise r.fail_at(av + 9, 'value', 'expected CH, EE') from None
-        v = ((c >> 1) & 127)
+        v = (c >> 1)
     r.avail = av
     return v
 
@@ -26210,9 +26080,9 @@ def _d_v4(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -26274,9 +26144,9 @@ def _d_v5(r: BitReader, c: int) -> object:
     try:
         sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
+        if c >= 0x40000:
             raise r.fail_at(av + 19, 'value', 'expected CH') from None
-        sg = ((c >> 17) & 1)
+        sg = (c >> 17)
     u = ((c >> 9) & 255)
     if u > 127:
         u2 = (c >> 1) & 0xFF
@@ -26346,9 +26216,9 @@ def _d_v6(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 18)
     c = (win >> av) & 0x3ffff
-    if c & 0x20000 != 0x0:
+    if c >= 0x20000:
         raise r.fail_at(av + 18, 'value', 'expected CH')
-    u = ((c >> 9) & 255)
+    u = (c >> 9)
     if u > 127:
         u2 = (c >> 1) & 0xFF
         if u2 < 128:
@@ -26417,9 +26287,9 @@ def _d_v7(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -26478,9 +26348,9 @@ def _d_v8(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -26539,9 +26409,9 @@ def _d_v9(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -26603,9 +26473,9 @@ def _d_v10(r: BitReader, c: int) -> object:
     try:
         sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
+        if c >= 0x40000:
             raise r.fail_at(av + 19, 'value', 'expected CH') from None
-        sg = ((c >> 17) & 1)
+        sg = (c >> 17)
     u = ((c >> 9) & 255)
     if u > 127:
         u2 = (c >> 1) & 0xFF
@@ -26680,7 +26550,7 @@ def _d_v11(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x201 != 0x0:
             raise r.fail_at(av + 10, 'value', 'expected CH, EE') from None
-        v = ((c >> 1) & 255)
+        v = (c >> 1)
     r.avail = av
     return v
 
@@ -26703,9 +26573,9 @@ def _d_v12(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -26769,7 +26639,7 @@ def _d_v13(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x21 != 0x0:
             raise r.fail_at(av + 6, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 15)
+        iv = (c >> 1)
         if iv >= 12:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_din_DC_EVErrorCodeType[iv]
@@ -26798,7 +26668,7 @@ def _d_v14(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x11 != 0x0:
             raise r.fail_at(av + 5, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 7)
+        iv = (c >> 1)
         if iv >= 6:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_din_EVRequestedEnergyTransferType[iv]
@@ -26822,9 +26692,9 @@ def _d_v15(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -26888,7 +26758,7 @@ def _d_v16(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x9 != 0x0:
             raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
-        v = _E_din_isolationLevelType[((c >> 1) & 3)]
+        v = _E_din_isolationLevelType[(c >> 1)]
     r.avail = av
     return v
 
@@ -26914,7 +26784,7 @@ def _d_v17(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x9 != 0x0:
             raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 3)
+        iv = (c >> 1)
         if iv >= 3:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_din_EVSENotificationType[iv]
@@ -26943,7 +26813,7 @@ def _d_v18(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'value', 'expected CH, EE') from None
-        v = _E_din_EVSEProcessingType[((c >> 1) & 1)]
+        v = _E_din_EVSEProcessingType[(c >> 1)]
     r.avail = av
     return v
 
@@ -26969,7 +26839,7 @@ def _d_v19(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x21 != 0x0:
             raise r.fail_at(av + 6, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 15)
+        iv = (c >> 1)
         if iv >= 12:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_din_DC_EVSEStatusCodeType[iv]
@@ -26998,7 +26868,7 @@ def _d_v20(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x21 != 0x0:
             raise r.fail_at(av + 6, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 15)
+        iv = (c >> 1)
         if iv >= 10:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_din_EVSESupportedEnergyTransferType[iv]
@@ -27022,9 +26892,9 @@ def _d_v21(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -27086,7 +26956,7 @@ def _d_v22(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x9 != 0x0:
             raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 3)
+        iv = (c >> 1)
         if iv >= 3:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_din_faultCodeType[iv]
@@ -27110,9 +26980,9 @@ def _d_v23(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -27171,9 +27041,9 @@ def _d_v24(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -27233,9 +27103,9 @@ def _d_v25(r: BitReader, c: int) -> object:
     try:
         sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
+        if c >= 0x40000:
             raise r.fail_at(av + 19, 'value', 'expected CH') from None
-        sg = ((c >> 17) & 1)
+        sg = (c >> 17)
     u = ((c >> 9) & 255)
     if u > 127:
         u2 = (c >> 1) & 0xFF
@@ -27305,9 +27175,9 @@ def _d_v26(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -27369,9 +27239,9 @@ def _d_v27(r: BitReader, c: int) -> object:
     try:
         sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
+        if c >= 0x40000:
             raise r.fail_at(av + 19, 'value', 'expected CH') from None
-        sg = ((c >> 17) & 1)
+        sg = (c >> 17)
     u = ((c >> 9) & 255)
     if u > 127:
         u2 = (c >> 1) & 0xFF
@@ -27446,7 +27316,7 @@ def _d_v28(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x11 != 0x0:
             raise r.fail_at(av + 5, 'value', 'expected CH, EE') from None
-        v = ((c >> 1) & 7) - 3
+        v = (c >> 1) - 3
     r.avail = av
     return v
 
@@ -27469,9 +27339,9 @@ def _d_v29(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -27531,9 +27401,9 @@ def _d_v30(r: BitReader, c: int) -> object:
     try:
         sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
+        if c >= 0x40000:
             raise r.fail_at(av + 19, 'value', 'expected CH') from None
-        sg = ((c >> 17) & 1)
+        sg = (c >> 17)
     u = ((c >> 9) & 255)
     if u > 127:
         u2 = (c >> 1) & 0xFF
@@ -27606,9 +27476,9 @@ def _d_v31(r: BitReader, c: int) -> object:
     try:
         sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
+        if c >= 0x40000:
             raise r.fail_at(av + 19, 'value', 'expected CH') from None
-        sg = ((c >> 17) & 1)
+        sg = (c >> 17)
     u = ((c >> 9) & 255)
     if u > 127:
         u2 = (c >> 1) & 0xFF
@@ -27683,7 +27553,7 @@ def _d_v32(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'value', 'expected CH, EE') from None
-        v = _E_din_paymentOptionType[((c >> 1) & 1)]
+        v = _E_din_paymentOptionType[(c >> 1)]
     r.avail = av
     return v
 
@@ -27709,7 +27579,7 @@ def _d_v33(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x41 != 0x0:
             raise r.fail_at(av + 7, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 31)
+        iv = (c >> 1)
         if iv >= 23:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_din_responseCodeType[iv]
@@ -27733,9 +27603,9 @@ def _d_v34(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -27794,9 +27664,9 @@ def _d_v35(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -27860,7 +27730,7 @@ def _d_v36(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x9 != 0x0:
             raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
-        v = _E_din_serviceCategoryType[((c >> 1) & 3)]
+        v = _E_din_serviceCategoryType[(c >> 1)]
     r.avail = av
     return v
 
@@ -27881,9 +27751,9 @@ def _d_v37(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 18)
     c = (win >> av) & 0x3ffff
-    if c & 0x20000 != 0x0:
+    if c >= 0x20000:
         raise r.fail_at(av + 18, 'value', 'expected CH')
-    u = ((c >> 9) & 255)
+    u = (c >> 9)
     if u > 127:
         u2 = (c >> 1) & 0xFF
         if u2 < 128:
@@ -27952,9 +27822,9 @@ def _d_v38(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -28013,9 +27883,9 @@ def _d_v39(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -28074,9 +27944,9 @@ def _d_v40(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -28135,9 +28005,9 @@ def _d_v41(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -28201,7 +28071,7 @@ def _d_v42(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x21 != 0x0:
             raise r.fail_at(av + 6, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 15)
+        iv = (c >> 1)
         if iv >= 10:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_din_unitSymbolType[iv]
@@ -28228,9 +28098,9 @@ def _d_v43(r: BitReader, c: int) -> object:
     try:
         sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
+        if c >= 0x40000:
             raise r.fail_at(av + 19, 'value', 'expected CH') from None
-        sg = ((c >> 17) & 1)
+        sg = (c >> 17)
     u = ((c >> 9) & 255)
     if u > 127:
         u2 = (c >> 1) & 0xFF
@@ -28305,7 +28175,7 @@ def _d_v44(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x201 != 0x0:
             raise r.fail_at(av + 10, 'value', 'expected CH, EE') from None
-        v = ((c >> 1) & 255) - 128
+        v = (c >> 1) - 128
     r.avail = av
     return v
 
@@ -28333,7 +28203,7 @@ def _d_v45(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x9 != 0x0:
             raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 3)
+        iv = (c >> 1)
         if iv >= 3:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_din_costKindType[iv]
@@ -28360,9 +28230,9 @@ def _d_v46(r: BitReader, c: int) -> object:
     try:
         sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
+        if c >= 0x40000:
             raise r.fail_at(av + 19, 'value', 'expected CH') from None
-        sg = ((c >> 17) & 1)
+        sg = (c >> 17)
     u = ((c >> 9) & 255)
     if u > 127:
         u2 = (c >> 1) & 0xFF

@@ -109,7 +109,6 @@ _T2b9a6226 = run_table(((1, 0, None), (2, None, range(1, 5)), (1, 0, None),))
 _T2dcefb25 = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (2, None, _E_iso2_EVSEProcessingType), (1, 0, None), (1, 0, None),))
 _T3924a0e8 = run_table(((1, 0, None), (8, None, range(0, 256)), (1, 0, None),))
 _T3b5e3738 = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (3, None, range(-3, 5)), (1, 0, None), (1, 0, None), (1, 0, None), (3, None, _E_iso2_unitSymbolType), (1, 0, None), (1, 0, None), (1, 0, None), (1, None, range(2)),))
-_T4243fd73 = run_table(((1, 0, None), (3, None, range(8)),))
 _T4326b017 = run_table(((1, 0, None), (3, None, _E_iso2_EnergyTransferModeType), (1, 0, None),))
 _T4520956c = run_table(((1, 0, None), (8, None, range(-128, 128)), (1, 0, None),))
 _T4d006aa5 = run_table(((1, 0, None), (1, 0, None), (8, None, range(1, 257)), (1, 0, None), (1, 0, None),))
@@ -117,13 +116,11 @@ _T534f0523 = run_table(((1, 0, None), (2, None, _E_iso2_chargeProgressType), (1,
 _T66893bf5 = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (3, None, _E_iso2_EnergyTransferModeType), (1, 0, None),))
 _T68b33d51 = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (1, None, (False, True)), (1, 0, None),))
 _T68bff448 = run_table(((1, 0, None), (1, None, _E_iso2_paymentOptionType), (1, 0, None),))
-_T6cd14f8b = run_table(((1, 0, None), (1, 0, None), (2, None, range(4)),))
 _T6e3fb4ca = run_table(((1, 0, None), (1, 0, None), (1, None, _E_iso2_paymentOptionType), (1, 0, None), (1, 0, None),))
 _T71c1fe91 = run_table(((1, 0, None), (1, 0, None), (5, None, _E_iso2_responseCodeType), (1, 0, None), (1, 0, None), (1, 0, None),))
 _T7520debf = run_table(((1, 0, None), (1, 0, None), (1, None, _E_iso2_chargingSessionType), (1, 0, None), (1, 0, None),))
 _T7d0ceb30 = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (1, 0, None), (1, 0, None), (2, None, _E_iso2_costKindType), (1, 0, None), (1, 0, None), (1, 0, None),))
 _T7e11f26f = run_table(((1, 0, None), (3, None, _E_iso2_isolationLevelType), (1, 0, None), (1, 0, None), (1, 0, None), (4, None, _E_iso2_DC_EVSEStatusCodeType), (1, 0, None),))
-_T84c90c6e = run_table(((1, 0, None), (1, 0, None), (3, None, range(8)),))
 _T8849f7c9 = run_table(((1, 0, None), (8, None, range(1, 257)), (1, 0, None), (1, 0, None),))
 _T96c5d526 = run_table(((1, 0, None), (1, None, _E_iso2_chargingSessionType), (1, 0, None),))
 _T9be1c3c2 = run_table(((1, 0, None), (1, 0, None), (5, None, _E_iso2_responseCodeType), (1, 0, None), (2, None, range(4)),))
@@ -136,7 +133,6 @@ _Ta6e67ce0 = run_table(((1, 0, None), (2, None, _E_iso2_EVSEProcessingType), (1,
 _Ta7d8a1bb = run_table(((1, 0, None), (3, None, range(-3, 5)), (1, 0, None),))
 _Ta82a9d50 = run_table(((1, 0, None), (1, 0, None), (5, None, _E_iso2_responseCodeType), (1, 0, None), (1, 0, None), (1, 0, None), (2, None, _E_iso2_EVSEProcessingType), (1, 0, None), (1, 0, None),))
 _Ta870a97b = run_table(((1, 0, None), (1, None, (False, True)), (1, 0, None),))
-_Taa5bbe96 = run_table(((1, 0, None), (2, None, range(4)),))
 _Taba86c6d = run_table(((1, 0, None), (4, None, _E_iso2_DC_EVErrorCodeType), (1, 0, None),))
 _Tadfaa03d = run_table(((1, 0, None), (1, 0, None), (1, None, (False, True)), (1, 0, None),))
 _Tae58e352 = run_table(((1, 0, None), (3, None, range(-3, 5)), (1, 0, None), (1, 0, None),))
@@ -251,10 +247,9 @@ def _d_iso2_AuthorizationReqType(r: BitReader, c: int) -> _iso2.AuthorizationReq
     f_Id: str | None = None
     f_GenChallenge: bytes | None = None
     s = 0
-    ec = ((c >> 9) & 3)
-    if ec == 0:
+    if c < 0x200:
         av += 1
-        u = ((c >> 1) & 255)
+        u = (c >> 1)
         if u > 127:
             av -= 8
             if av < 0:
@@ -282,11 +277,10 @@ def _d_iso2_AuthorizationReqType(r: BitReader, c: int) -> _iso2.AuthorizationReq
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        ec = (c >> 9)
-        if ec == 0:
-            if c & 0x100 != 0x0:
+        if c < 0x200:
+            if c >= 0x100:
                 raise r.fail_at(av + 9, 'AuthorizationReqType[1]', 'expected CH of GenChallenge')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -314,16 +308,17 @@ def _d_iso2_AuthorizationReqType(r: BitReader, c: int) -> _iso2.AuthorizationReq
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
-            if c & 0x2 != 0x0:
+            if c >= 0x2:
                 raise r.fail_at(av + 2, 'AuthorizationReqType[1]', 'expected EE of GenChallenge')
             s = 2
-        elif ec == 1:
+        elif c < 0x400:
             av += 8
             s = -1
         else:
+            ec = (c >> 9) & 0x3
             raise r.fail_at(av + 9, 'AuthorizationReqType[1]', f'event code {ec}, expected SE(GenChallenge), EE')
-    elif ec == 1:
-        if c & 0x100 != 0x0:
+    elif c < 0x400:
+        if c >= 0x300:
             raise r.fail_at(av + 9, 'AuthorizationReqType[0]', 'expected CH of GenChallenge')
         u = (c & 255)
         if u > 127:
@@ -353,13 +348,14 @@ def _d_iso2_AuthorizationReqType(r: BitReader, c: int) -> _iso2.AuthorizationReq
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
-        if c & 0x2 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 2, 'AuthorizationReqType[0]', 'expected EE of GenChallenge')
         s = 2
-    elif ec == 2:
+    elif c < 0x600:
         av += 8
         s = -1
     else:
+        ec = (c >> 9) & 0x3
         raise r.fail_at(av + 9, 'AuthorizationReqType[0]', f'event code {ec}, expected AT(Id), SE(GenChallenge), EE')
     if s == 2:
         if c & 0x1 != 0x0:
@@ -436,11 +432,11 @@ def _d_iso2_AuthorizationResType(r: BitReader, c: int) -> _iso2.AuthorizationRes
     f_ResponseCode: _iso2.responseCodeType
     f_EVSEProcessing: _iso2.EVSEProcessingType
     try:
-        f_ResponseCode, f_EVSEProcessing = _Ta82a9d50[c & 0x3fff]
+        f_ResponseCode, f_EVSEProcessing = _Ta82a9d50[c]
     except KeyError:  # not a valid pattern: say why
         if c & 0x3073 != 0x0:
             raise r.fail_at(av + 14, 'AuthorizationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE') from None
-        iv = ((c >> 7) & 31)
+        iv = (c >> 7)
         if iv >= 26:
             raise r.fail_at(av, 'AuthorizationResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso2_responseCodeType[iv]
@@ -470,7 +466,7 @@ def _e_iso2_AuthorizationResType(w: BitWriter, o: _iso2.AuthorizationResType) ->
 
 def _d_iso2_BodyBaseType(r: BitReader, c: int) -> _iso2.BodyBaseType:
     av = r.avail
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'BodyBaseType', 'expected EE')
     r.avail = av
     ob = _new(_K_iso2_BodyBaseType)
@@ -525,8 +521,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
     f_WeldingDetectionReq: _iso2.WeldingDetectionReqType | None = None
     f_WeldingDetectionRes: _iso2.WeldingDetectionResType | None = None
     s = 0
-    ec = ((c >> 22) & 63)
-    if ec == 0:
+    if c < 0x400000:
         av += 11
         c >>= 11
         r.avail = av
@@ -538,7 +533,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         s = 1
-    elif ec == 1:
+    elif c < 0x800000:
         av += 7
         try:
             f_1_ResponseCode, f_1_EVSEProcessing = _Ta82a9d50[(c >> 8) & 0x3fff]
@@ -559,22 +554,22 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         f_AuthorizationRes = ob1_
         c >>= 7
         s = 1
-    elif ec == 2:
+    elif c < 0xc00000:
         av += 20
-        if c & 0x200000 != 0x0:
+        if c >= 0xa00000:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
         ob2_ = _new(_K_iso2_BodyBaseType)
         f_BodyElement = ob2_
         c >>= 20
         s = 1
-    elif ec == 3:
+    elif c < 0x1000000:
         av -= 3
         if av < 0:
             win, av = r.refill(av, 25)
         c = (win >> av) & 0x1ffffff
         if c & 0x1dc380e != 0x0:
             raise r.fail_at(av + 25, 'BodyType[0]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, EE')
-        f_4_EVReady = ((c >> 21) & 1) == 1
+        f_4_EVReady = (c >> 21) == 1
         iv = ((c >> 14) & 15)
         if iv >= 12:
             raise r.fail_at(av + 1, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
@@ -589,7 +584,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         ob3_.DC_EVStatus = f_3_DC_EVStatus
         f_CableCheckReq = ob3_
         s = 1
-    elif ec == 4:
+    elif c < 0x1400000:
         try:
             f_5_ResponseCode = _Te9aa56c0[(c >> 11) & 0x7ff]
         except KeyError:  # not a valid pattern: say why
@@ -637,7 +632,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         except KeyError:  # not a valid pattern: say why
             if c & 0xe400000 != 0x0:
                 raise r.fail_at(av + 28, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
-            iv = ((c >> 23) & 3)
+            iv = (c >> 23)
             if iv >= 3:
                 raise r.fail_at(av + 20, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_6_EVSENotification = _E_iso2_EVSENotificationType[iv]
@@ -691,9 +686,9 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         ob5_.EVSEProcessing = f_5_EVSEProcessing
         f_CableCheckRes = ob5_
         s = 1
-    elif ec == 5:
+    elif c < 0x1800000:
         av += 13
-        if c & 0x200000 != 0x0:
+        if c >= 0x1600000:
             raise r.fail_at(av + 9, 'BodyType[0]', 'expected AT(Id)')
         u = ((c >> 13) & 255)
         if u > 127:
@@ -723,9 +718,9 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         if av < 0:
             win, av = r.refill(av, 10)
         c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(OEMProvisioningCert), CH of OEMProvisioningCert')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -753,7 +748,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         if av < 0:
             win, av = r.refill(av, 13)
         c = (win >> av) & 0x1fff
-        if c & 0x1800 != 0x0:
+        if c >= 0x800:
             raise r.fail_at(av + 13, 'BodyType[0]', 'expected EE of OEMProvisioningCert, SE(ListOfRootCertificateIDs)')
         r.avail = av
         f_7_ListOfRootCertificateIDs = _d_iso2_ListOfRootCertificateIDsType(r, c)
@@ -763,7 +758,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
-        if c & 0x2 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
         ob7_ = _new(_K_iso2_CertificateInstallationReqType)
         ob7_.Id = f_7_Id
@@ -771,7 +766,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         ob7_.ListOfRootCertificateIDs = f_7_ListOfRootCertificateIDs
         f_CertificateInstallationReq = ob7_
         s = 1
-    elif ec == 6:
+    elif c < 0x1c00000:
         av += 2
         try:
             f_8_ResponseCode, ec = _Td89332ae[(c >> 11) & 0x7ff]
@@ -815,9 +810,9 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             if av < 0:
                 win, av = r.refill(av, 10)
             c = (win >> av) & 0x3ff
-            if c & 0x300 != 0x0:
+            if c >= 0x100:
                 raise r.fail_at(av + 10, 'CertificateChainType[0]', 'expected SE(Certificate), CH of Certificate')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -845,7 +840,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             if av < 0:
                 win, av = r.refill(av, 15)
             c = (win >> av) & 0x7fff
-            if c & 0x4000 != 0x0:
+            if c >= 0x4000:
                 raise r.fail_at(av + 15, 'CertificateChainType[0]', 'expected EE of Certificate')
         elif ec == 1:
             if c & 0x400 != 0x0:
@@ -878,12 +873,11 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             if av < 0:
                 win, av = r.refill(av, 15)
             c = (win >> av) & 0x7fff
-            if c & 0x4000 != 0x0:
+            if c >= 0x4000:
                 raise r.fail_at(av + 15, 'CertificateChainType[0]', 'expected EE of Certificate')
         else:
             raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
-        ec = ((c >> 12) & 3)
-        if ec == 0:
+        if c < 0x1000:
             av += 2
             c >>= 2
             r.avail = av
@@ -894,18 +888,16 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             if av < 0:
                 win, av = r.refill(av, 13)
             c = (win >> av) & 0x1fff
-            if c & 0x1000 != 0x0:
+            if c >= 0x1000:
                 raise r.fail_at(av + 13, 'CertificateChainType[2]', 'expected EE')
-        elif ec == 1:
+        elif c < 0x2000:
             pass
         else:
+            ec = (c >> 12) & 0x3
             raise r.fail_at(av + 12, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
-        try:
-            ec = _Taa5bbe96[(c >> 9) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x800 != 0x0:
-                raise r.fail_at(av + 12, 'BodyType[0]', 'expected SE(ContractSignatureCertChain)') from None
-            ec = ((c >> 9) & 3)
+        c &= 0xfff
+        if c >= 0x800:
+            raise r.fail_at(av + 12, 'BodyType[0]', 'expected SE(ContractSignatureCertChain)')
         ob9_ = _new(_K_iso2_CertificateChainType)
         ob9_.Id = f_9_Id
         ob9_.Certificate = f_9_Certificate
@@ -913,9 +905,9 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         f_8_SAProvisioningCertificateChain = ob9_
         f_10_Id: str | None = None
         f_10_SubCertificates: _iso2.SubCertificatesType | None = None
-        if ec == 0:
+        if c < 0x200:
             av += 1
-            u = ((c >> 1) & 255)
+            u = (c >> 1)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -943,9 +935,9 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             if av < 0:
                 win, av = r.refill(av, 10)
             c = (win >> av) & 0x3ff
-            if c & 0x300 != 0x0:
+            if c >= 0x100:
                 raise r.fail_at(av + 10, 'CertificateChainType[0]', 'expected SE(Certificate), CH of Certificate')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -973,10 +965,10 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             if av < 0:
                 win, av = r.refill(av, 13)
             c = (win >> av) & 0x1fff
-            if c & 0x1000 != 0x0:
+            if c >= 0x1000:
                 raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
-        elif ec == 1:
-            if c & 0x100 != 0x0:
+        elif c < 0x400:
+            if c >= 0x300:
                 raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
             u = (c & 255)
             if u > 127:
@@ -1006,12 +998,12 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             if av < 0:
                 win, av = r.refill(av, 13)
             c = (win >> av) & 0x1fff
-            if c & 0x1000 != 0x0:
+            if c >= 0x1000:
                 raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
         else:
+            ec = (c >> 9) & 0x3
             raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
-        ec = ((c >> 10) & 3)
-        if ec == 0:
+        if c < 0x400:
             r.avail = av
             f_10_SubCertificates = _d_iso2_SubCertificatesType(r, c)
             win = r.win
@@ -1020,11 +1012,12 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             if av < 0:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
-            if c & 0x400 != 0x0:
+            if c >= 0x400:
                 raise r.fail_at(av + 11, 'CertificateChainType[2]', 'expected EE')
-        elif ec == 1:
+        elif c < 0x800:
             pass
         else:
+            ec = (c >> 10) & 0x3
             raise r.fail_at(av + 10, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
         if c & 0x300 != 0x0:
             raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ContractSignatureEncryptedPrivateKey), AT(Id)')
@@ -1061,9 +1054,9 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         if av < 0:
             win, av = r.refill(av, 9)
         c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'BodyType[0]', 'expected CH')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -1091,9 +1084,9 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c & 0x700 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 11, 'BodyType[0]', 'expected EE, SE(DHpublickey), AT(Id)')
-        u = (c & 255)
+        u = c
         ob11_ = _new(_K_iso2_ContractSignatureEncryptedPrivateKeyType)
         ob11_.Id = f_11_Id
         ob11_.value = f_11_value
@@ -1125,9 +1118,9 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         if av < 0:
             win, av = r.refill(av, 9)
         c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'BodyType[0]', 'expected CH')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -1155,9 +1148,9 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c & 0x700 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 11, 'BodyType[0]', 'expected EE, SE(eMAID), AT(Id)')
-        u = (c & 255)
+        u = c
         ob12_ = _new(_K_iso2_DiffieHellmanPublickeyType)
         ob12_.Id = f_12_Id
         ob12_.value = f_12_value
@@ -1189,9 +1182,9 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         if av < 0:
             win, av = r.refill(av, 9)
         c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'BodyType[0]', 'expected CH')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -1219,7 +1212,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         if av < 0:
             win, av = r.refill(av, 3)
         c = (win >> av) & 0x7
-        if c & 0x6 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE, EE')
         ob13_ = _new(_K_iso2_EMAIDType)
         ob13_.Id = f_13_Id
@@ -1234,9 +1227,9 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         ob8_.eMAID = f_8_eMAID
         f_CertificateInstallationRes = ob8_
         s = 1
-    elif ec == 7:
+    elif c < 0x2000000:
         av += 13
-        if c & 0x200000 != 0x0:
+        if c >= 0x1e00000:
             raise r.fail_at(av + 9, 'BodyType[0]', 'expected AT(Id)')
         u = ((c >> 13) & 255)
         if u > 127:
@@ -1266,17 +1259,13 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-        try:
-            ec = _Taa5bbe96[c >> 9]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x800 != 0x0:
-                raise r.fail_at(av + 12, 'BodyType[0]', 'expected SE(ContractSignatureCertChain)') from None
-            ec = ((c >> 9) & 3)
+        if c >= 0x800:
+            raise r.fail_at(av + 12, 'BodyType[0]', 'expected SE(ContractSignatureCertChain)')
         f_15_Id: str | None = None
         f_15_SubCertificates: _iso2.SubCertificatesType | None = None
-        if ec == 0:
+        if c < 0x200:
             av += 1
-            u = ((c >> 1) & 255)
+            u = (c >> 1)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -1304,9 +1293,9 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             if av < 0:
                 win, av = r.refill(av, 10)
             c = (win >> av) & 0x3ff
-            if c & 0x300 != 0x0:
+            if c >= 0x100:
                 raise r.fail_at(av + 10, 'CertificateChainType[0]', 'expected SE(Certificate), CH of Certificate')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -1334,10 +1323,10 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             if av < 0:
                 win, av = r.refill(av, 13)
             c = (win >> av) & 0x1fff
-            if c & 0x1000 != 0x0:
+            if c >= 0x1000:
                 raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
-        elif ec == 1:
-            if c & 0x100 != 0x0:
+        elif c < 0x400:
+            if c >= 0x300:
                 raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
             u = (c & 255)
             if u > 127:
@@ -1367,12 +1356,12 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             if av < 0:
                 win, av = r.refill(av, 13)
             c = (win >> av) & 0x1fff
-            if c & 0x1000 != 0x0:
+            if c >= 0x1000:
                 raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
         else:
+            ec = (c >> 9) & 0x3
             raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
-        ec = ((c >> 10) & 3)
-        if ec == 0:
+        if c < 0x400:
             r.avail = av
             f_15_SubCertificates = _d_iso2_SubCertificatesType(r, c)
             win = r.win
@@ -1381,11 +1370,12 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             if av < 0:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
-            if c & 0x400 != 0x0:
+            if c >= 0x400:
                 raise r.fail_at(av + 11, 'CertificateChainType[2]', 'expected EE')
-        elif ec == 1:
+        elif c < 0x800:
             pass
         else:
+            ec = (c >> 10) & 0x3
             raise r.fail_at(av + 10, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
         if c & 0x300 != 0x0:
             raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(eMAID), CH of eMAID')
@@ -1422,7 +1412,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         if av < 0:
             win, av = r.refill(av, 13)
         c = (win >> av) & 0x1fff
-        if c & 0x1800 != 0x0:
+        if c >= 0x800:
             raise r.fail_at(av + 13, 'BodyType[0]', 'expected EE of eMAID, SE(ListOfRootCertificateIDs)')
         r.avail = av
         f_14_ListOfRootCertificateIDs = _d_iso2_ListOfRootCertificateIDsType(r, c)
@@ -1432,7 +1422,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
-        if c & 0x2 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
         ob14_ = _new(_K_iso2_CertificateUpdateReqType)
         ob14_.Id = f_14_Id
@@ -1441,9 +1431,10 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         ob14_.ListOfRootCertificateIDs = f_14_ListOfRootCertificateIDs
         f_CertificateUpdateReq = ob14_
         s = 1
-    elif ec == 8:
+    elif c < 0x2400000:
         av += 2
         c >>= 2
+        c &= 0xfffff
         r.avail = av
         f_CertificateUpdateRes = _d_iso2_CertificateUpdateResType(r, c)
         win = r.win
@@ -1453,14 +1444,13 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         s = 1
-    elif ec == 9:
-        ec = ((c >> 20) & 3)
+    elif c < 0x2800000:
         f_16_MaxEntriesSAScheduleTuple: int | None = None
         f_16_AC_EVChargeParameter: _iso2.AC_EVChargeParameterType | None = None
         f_16_DC_EVChargeParameter: _iso2.DC_EVChargeParameterType | None = None
         f_16_EVChargeParameter: _iso2.EVChargeParameterType | None = None
-        if ec == 0:
-            if c & 0x80000 != 0x0:
+        if c < 0x2500000:
+            if c >= 0x2480000:
                 raise r.fail_at(av + 20, 'ChargeParameterDiscoveryReqType[0]', 'expected CH of MaxEntriesSAScheduleTuple')
             u = ((c >> 11) & 255)
             if u > 127:
@@ -1498,7 +1488,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             except KeyError:  # not a valid pattern: say why
                 if c & 0x38800000 != 0x0:
                     raise r.fail_at(av + 30, 'ChargeParameterDiscoveryReqType[0]', 'expected EE of MaxEntriesSAScheduleTuple, SE(RequestedEnergyTransferMode), CH of RequestedEnergyTransferMode, EE of RequestedEnergyTransferMode') from None
-                iv = ((c >> 24) & 7)
+                iv = (c >> 24)
                 if iv >= 6:
                     raise r.fail_at(av + 23, 'ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', f'enumeration index {iv}') from None
                 f_16_RequestedEnergyTransferMode = _E_iso2_EnergyTransferModeType[iv]
@@ -1506,7 +1496,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif ec == 1:
+        elif c < 0x2600000:
             try:
                 f_16_RequestedEnergyTransferMode = _T4326b017[(c >> 15) & 0x1f]
             except KeyError:  # not a valid pattern: say why
@@ -1521,15 +1511,14 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
         else:
+            ec = (c >> 20) & 0x3
             raise r.fail_at(av + 20, 'ChargeParameterDiscoveryReqType[0]', f'event code {ec}, expected SE(MaxEntriesSAScheduleTuple), SE(RequestedEnergyTransferMode)')
-        ec = ((c >> 28) & 3)
-        if ec == 0:
-            ec = ((c >> 26) & 3)
+        if c < 0x10000000:
             f_17_DepartureTime: int | None = None
-            if ec == 0:
-                if c & 0x2000000 != 0x0:
+            if c < 0x4000000:
+                if c >= 0x2000000:
                     raise r.fail_at(av + 26, 'AC_EVChargeParameterType[0]', 'expected CH of DepartureTime')
-                u = ((c >> 17) & 255)
+                u = (c >> 17)
                 if u > 127:
                     u2 = (c >> 9) & 0xFF
                     if u2 < 128:
@@ -1565,7 +1554,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
                 except KeyError:  # not a valid pattern: say why
                     if c & 0x3c71c000 != 0x0:
                         raise r.fail_at(av + 30, 'AC_EVChargeParameterType[0]', 'expected EE of DepartureTime, SE(EAmount), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                    f_18_Multiplier = ((c >> 23) & 7) - 3
+                    f_18_Multiplier = (c >> 23) - 3
                     iv = ((c >> 17) & 7)
                     if iv >= 7:
                         raise r.fail_at(av + 13, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -1610,7 +1599,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-            elif ec == 1:
+            elif c < 0x8000000:
                 try:
                     f_19_Multiplier, f_19_Unit, sg = _Tea8843d1[(c >> 11) & 0x7fff]
                 except KeyError:  # not a valid pattern: say why
@@ -1662,13 +1651,14 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
             else:
+                ec = (c >> 26) & 0x3
                 raise r.fail_at(av + 26, 'AC_EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EAmount)')
             try:
-                f_20_Multiplier, f_20_Unit, sg = _T3b5e3738[(c >> 14) & 0xffff]
+                f_20_Multiplier, f_20_Unit, sg = _T3b5e3738[c >> 14]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x38e38000 != 0x0:
                     raise r.fail_at(av + 30, 'ChargeParameterDiscoveryReqType[2]', 'expected SE(EVMaxVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                f_20_Multiplier = ((c >> 24) & 7) - 3
+                f_20_Multiplier = (c >> 24) - 3
                 iv = ((c >> 18) & 7)
                 if iv >= 7:
                     raise r.fail_at(av + 14, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -1711,7 +1701,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             except KeyError:  # not a valid pattern: say why
                 if c & 0x3e38e000 != 0x0:
                     raise r.fail_at(av + 30, 'ChargeParameterDiscoveryReqType[2]', 'expected EE of Value, EE, SE(EVMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                f_21_Multiplier = ((c >> 22) & 7) - 3
+                f_21_Multiplier = (c >> 22) - 3
                 iv = ((c >> 16) & 7)
                 if iv >= 7:
                     raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -1759,7 +1749,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             except KeyError:  # not a valid pattern: say why
                 if c & 0x3e38e000 != 0x0:
                     raise r.fail_at(av + 30, 'ChargeParameterDiscoveryReqType[2]', 'expected EE of Value, EE, SE(EVMinCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                f_22_Multiplier = ((c >> 22) & 7) - 3
+                f_22_Multiplier = (c >> 22) - 3
                 iv = ((c >> 16) & 7)
                 if iv >= 7:
                     raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -1816,7 +1806,8 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
-        elif ec == 1:
+        elif c < 0x20000000:
+            c &= 0xfffffff
             r.avail = av
             f_16_DC_EVChargeParameter = _d_iso2_DC_EVChargeParameterType(r, c)
             win = r.win
@@ -1825,12 +1816,11 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
-        elif ec == 2:
+        elif c < 0x30000000:
             av += 13
-            ec = ((c >> 26) & 3)
             f_23_DepartureTime: int | None = None
-            if ec == 0:
-                if c & 0x2000000 != 0x0:
+            if c < 0x24000000:
+                if c >= 0x22000000:
                     raise r.fail_at(av + 13, 'EVChargeParameterType[0]', 'expected CH of DepartureTime')
                 u = ((c >> 17) & 255)
                 if u > 127:
@@ -1864,15 +1854,17 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
                 f_23_DepartureTime = u
                 if c & 0xc != 0x0:
                     raise r.fail_at(av + 4, 'EVChargeParameterType[0]', 'expected EE of DepartureTime, EE')
-            elif ec == 1:
+            elif c < 0x28000000:
                 av += 11
                 c >>= 24
             else:
+                ec = (c >> 26) & 0x3
                 raise r.fail_at(av + 13, 'EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), EE')
             ob23_ = _new(_K_iso2_EVChargeParameterType)
             ob23_.DepartureTime = f_23_DepartureTime
             f_16_EVChargeParameter = ob23_
         else:
+            ec = (c >> 28) & 0x3
             raise r.fail_at(av + 28, 'ChargeParameterDiscoveryReqType[2]', f'event code {ec}, expected SE(AC_EVChargeParameter), SE(DC_EVChargeParameter), SE(EVChargeParameter)')
         if c & 0x2 != 0x0:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
@@ -1884,7 +1876,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         ob16_.EVChargeParameter = f_16_EVChargeParameter
         f_ChargeParameterDiscoveryReq = ob16_
         s = 1
-    elif ec == 10:
+    elif c < 0x2c00000:
         av -= 6
         if av < 0:
             win, av = r.refill(av, 28)
@@ -1898,17 +1890,18 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         s = 1
-    elif ec == 11:
+    elif c < 0x3000000:
         av += 20
-        if c & 0x200000 != 0x0:
+        if c >= 0x2e00000:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
         ob24_ = _new(_K_iso2_ChargingStatusReqType)
         f_ChargingStatusReq = ob24_
         c >>= 20
         s = 1
-    elif ec == 12:
+    elif c < 0x3400000:
         av += 4
         c >>= 4
+        c &= 0x3ffff
         r.avail = av
         f_ChargingStatusRes = _d_iso2_ChargingStatusResType(r, c)
         win = r.win
@@ -1918,7 +1911,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         s = 1
-    elif ec == 13:
+    elif c < 0x3800000:
         av -= 6
         if av < 0:
             win, av = r.refill(av, 28)
@@ -1932,7 +1925,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         s = 1
-    elif ec == 14:
+    elif c < 0x3c00000:
         av -= 6
         if av < 0:
             win, av = r.refill(av, 28)
@@ -1946,12 +1939,11 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         s = 1
-    elif ec == 15:
+    elif c < 0x4000000:
         av += 11
-        ec = ((c >> 20) & 3)
         f_25_Id: str | None = None
         f_25_SAScheduleTupleID: int | None = None
-        if ec == 0:
+        if c < 0x3d00000:
             av += 1
             u = ((c >> 12) & 255)
             if u > 127:
@@ -1981,9 +1973,9 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             if av < 0:
                 win, av = r.refill(av, 10)
             c = (win >> av) & 0x3ff
-            if c & 0x300 != 0x0:
+            if c >= 0x100:
                 raise r.fail_at(av + 10, 'MeteringReceiptReqType[0]', 'expected SE(SessionID), CH of SessionID')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -2011,10 +2003,10 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             if av < 0:
                 win, av = r.refill(av, 24)
             c = (win >> av) & 0xffffff
-            if c & 0x800000 != 0x0:
+            if c >= 0x800000:
                 raise r.fail_at(av + 24, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
-        elif ec == 1:
-            if c & 0x80000 != 0x0:
+        elif c < 0x3e00000:
+            if c >= 0x3d80000:
                 raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', 'expected CH of SessionID')
             u = ((c >> 11) & 255)
             if u > 127:
@@ -2044,18 +2036,19 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             if av < 0:
                 win, av = r.refill(av, 24)
             c = (win >> av) & 0xffffff
-            if c & 0x800000 != 0x0:
+            if c >= 0x800000:
                 raise r.fail_at(av + 24, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
         else:
+            ec = (c >> 20) & 0x3
             raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', f'event code {ec}, expected AT(Id), SE(SessionID)')
-        ec = ((c >> 21) & 3)
-        if ec == 0:
+        if c < 0x200000:
             try:
-                f_25_SAScheduleTupleID = _T8849f7c9[(c >> 10) & 0x7ff]
+                f_25_SAScheduleTupleID = _T8849f7c9[c >> 10]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x100c00 != 0x0:
                     raise r.fail_at(av + 21, 'MeteringReceiptReqType[2]', 'expected CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(MeterInfo)') from None
-                f_25_SAScheduleTupleID = ((c >> 12) & 255) + 1
+                f_25_SAScheduleTupleID = (c >> 12) + 1
+            c &= 0x3ff
             r.avail = av
             f_25_MeterInfo = _d_iso2_MeterInfoType(r, c)
             win = r.win
@@ -2064,9 +2057,10 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
-        elif ec == 1:
+        elif c < 0x400000:
             av += 11
             c >>= 11
+            c &= 0x3ff
             r.avail = av
             f_25_MeterInfo = _d_iso2_MeterInfoType(r, c)
             win = r.win
@@ -2076,8 +2070,9 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
         else:
+            ec = (c >> 21) & 0x3
             raise r.fail_at(av + 21, 'MeteringReceiptReqType[2]', f'event code {ec}, expected SE(SAScheduleTupleID), SE(MeterInfo)')
-        if c & 0x2 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
         ob25_ = _new(_K_iso2_MeteringReceiptReqType)
         ob25_.Id = f_25_Id
@@ -2086,7 +2081,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         ob25_.MeterInfo = f_25_MeterInfo
         f_MeteringReceiptReq = ob25_
         s = 1
-    elif ec == 16:
+    elif c < 0x4400000:
         try:
             f_26_ResponseCode, ec = _T9be1c3c2[(c >> 12) & 0x3ff]
         except KeyError:  # not a valid pattern: say why
@@ -2140,7 +2135,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             except KeyError:  # not a valid pattern: say why
                 if c & 0x1cec != 0x0:
                     raise r.fail_at(av + 13, 'MeteringReceiptResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE') from None
-                iv = ((c >> 8) & 3)
+                iv = (c >> 8)
                 if iv >= 3:
                     raise r.fail_at(av + 2, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
                 f_27_EVSENotification = _E_iso2_EVSENotificationType[iv]
@@ -2191,7 +2186,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             except KeyError:  # not a valid pattern: say why
                 if c & 0x720000 != 0x0:
                     raise r.fail_at(av + 23, 'MeteringReceiptResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
-                iv = ((c >> 18) & 3)
+                iv = (c >> 18)
                 if iv >= 3:
                     raise r.fail_at(av + 15, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
                 f_28_EVSENotification = _E_iso2_EVSENotificationType[iv]
@@ -2272,7 +2267,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             except KeyError:  # not a valid pattern: say why
                 if c & 0x1cc != 0x0:
                     raise r.fail_at(av + 9, 'MeteringReceiptResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE') from None
-                iv = ((c >> 4) & 3)
+                iv = (c >> 4)
                 if iv >= 3:
                     raise r.fail_at(av + 2, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
                 f_29_EVSENotification = _E_iso2_EVSENotificationType[iv]
@@ -2291,9 +2286,9 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         ob26_.EVSEStatus = f_26_EVSEStatus
         f_MeteringReceiptRes = ob26_
         s = 1
-    elif ec == 17:
+    elif c < 0x4800000:
         av += 12
-        if c & 0x300000 != 0x0:
+        if c >= 0x4500000:
             raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(eMAID), CH of eMAID')
         u = ((c >> 12) & 255)
         if u > 127:
@@ -2323,17 +2318,13 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         if av < 0:
             win, av = r.refill(av, 13)
         c = (win >> av) & 0x1fff
-        try:
-            ec = _T6cd14f8b[c >> 9]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x1800 != 0x0:
-                raise r.fail_at(av + 13, 'BodyType[0]', 'expected EE of eMAID, SE(ContractSignatureCertChain)') from None
-            ec = ((c >> 9) & 3)
+        if c >= 0x800:
+            raise r.fail_at(av + 13, 'BodyType[0]', 'expected EE of eMAID, SE(ContractSignatureCertChain)')
         f_31_Id: str | None = None
         f_31_SubCertificates: _iso2.SubCertificatesType | None = None
-        if ec == 0:
+        if c < 0x200:
             av += 1
-            u = ((c >> 1) & 255)
+            u = (c >> 1)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -2361,9 +2352,9 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             if av < 0:
                 win, av = r.refill(av, 10)
             c = (win >> av) & 0x3ff
-            if c & 0x300 != 0x0:
+            if c >= 0x100:
                 raise r.fail_at(av + 10, 'CertificateChainType[0]', 'expected SE(Certificate), CH of Certificate')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -2391,10 +2382,10 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             if av < 0:
                 win, av = r.refill(av, 13)
             c = (win >> av) & 0x1fff
-            if c & 0x1000 != 0x0:
+            if c >= 0x1000:
                 raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
-        elif ec == 1:
-            if c & 0x100 != 0x0:
+        elif c < 0x400:
+            if c >= 0x300:
                 raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
             u = (c & 255)
             if u > 127:
@@ -2424,12 +2415,12 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             if av < 0:
                 win, av = r.refill(av, 13)
             c = (win >> av) & 0x1fff
-            if c & 0x1000 != 0x0:
+            if c >= 0x1000:
                 raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
         else:
+            ec = (c >> 9) & 0x3
             raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
-        ec = ((c >> 10) & 3)
-        if ec == 0:
+        if c < 0x400:
             r.avail = av
             f_31_SubCertificates = _d_iso2_SubCertificatesType(r, c)
             win = r.win
@@ -2438,12 +2429,13 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             if av < 0:
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
-            if c & 0x4 != 0x0:
+            if c >= 0x4:
                 raise r.fail_at(av + 3, 'CertificateChainType[2]', 'expected EE')
-        elif ec == 1:
+        elif c < 0x800:
             av += 8
             c >>= 8
         else:
+            ec = (c >> 10) & 0x3
             raise r.fail_at(av + 10, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
         if c & 0x2 != 0x0:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
@@ -2457,7 +2449,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         ob30_.ContractSignatureCertChain = f_30_ContractSignatureCertChain
         f_PaymentDetailsReq = ob30_
         s = 1
-    elif ec == 18:
+    elif c < 0x4c00000:
         av += 4
         try:
             f_32_ResponseCode = _T71c1fe91[(c >> 12) & 0x3ff]
@@ -2499,9 +2491,9 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         try:
             sg = _T143a83e6[c >> 19]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x700000 != 0x0:
+            if c >= 0x100000:
                 raise r.fail_at(av + 23, 'BodyType[0]', 'expected EE of GenChallenge, SE(EVSETimeStamp), CH of EVSETimeStamp') from None
-            sg = ((c >> 19) & 1)
+            sg = (c >> 19)
         u = ((c >> 11) & 255)
         if u > 127:
             u2 = (c >> 3) & 0xFF
@@ -2537,7 +2529,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         ob32_.EVSETimeStamp = f_32_EVSETimeStamp
         f_PaymentDetailsRes = ob32_
         s = 1
-    elif ec == 19:
+    elif c < 0x5000000:
         try:
             f_33_SelectedPaymentOption = _T6e3fb4ca[(c >> 17) & 0x1f]
         except KeyError:  # not a valid pattern: say why
@@ -2556,14 +2548,14 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
-        if c & 0x2 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
         ob33_ = _new(_K_iso2_PaymentServiceSelectionReqType)
         ob33_.SelectedPaymentOption = f_33_SelectedPaymentOption
         ob33_.SelectedServiceList = f_33_SelectedServiceList
         f_PaymentServiceSelectionReq = ob33_
         s = 1
-    elif ec == 20:
+    elif c < 0x5400000:
         av += 12
         try:
             f_34_ResponseCode = _Tdf4a1f7e[(c >> 13) & 0x1ff]
@@ -2579,7 +2571,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         f_PaymentServiceSelectionRes = ob34_
         c >>= 12
         s = 1
-    elif ec == 21:
+    elif c < 0x5800000:
         av -= 6
         if av < 0:
             win, av = r.refill(av, 28)
@@ -2593,7 +2585,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         s = 1
-    elif ec == 22:
+    elif c < 0x5c00000:
         try:
             f_35_ResponseCode, ec = _T9be1c3c2[(c >> 12) & 0x3ff]
         except KeyError:  # not a valid pattern: say why
@@ -2647,7 +2639,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             except KeyError:  # not a valid pattern: say why
                 if c & 0x1cec != 0x0:
                     raise r.fail_at(av + 13, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE') from None
-                iv = ((c >> 8) & 3)
+                iv = (c >> 8)
                 if iv >= 3:
                     raise r.fail_at(av + 2, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
                 f_36_EVSENotification = _E_iso2_EVSENotificationType[iv]
@@ -2698,7 +2690,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             except KeyError:  # not a valid pattern: say why
                 if c & 0x720000 != 0x0:
                     raise r.fail_at(av + 23, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
-                iv = ((c >> 18) & 3)
+                iv = (c >> 18)
                 if iv >= 3:
                     raise r.fail_at(av + 15, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
                 f_37_EVSENotification = _E_iso2_EVSENotificationType[iv]
@@ -2779,7 +2771,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             except KeyError:  # not a valid pattern: say why
                 if c & 0x1cc != 0x0:
                     raise r.fail_at(av + 9, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE') from None
-                iv = ((c >> 4) & 3)
+                iv = (c >> 4)
                 if iv >= 3:
                     raise r.fail_at(av + 2, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
                 f_38_EVSENotification = _E_iso2_EVSENotificationType[iv]
@@ -2798,14 +2790,14 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         ob35_.EVSEStatus = f_35_EVSEStatus
         f_PowerDeliveryRes = ob35_
         s = 1
-    elif ec == 23:
+    elif c < 0x6000000:
         av -= 25
         if av < 0:
             win, av = r.refill(av, 47)
         c = (win >> av) & 0x7fffffffffff
         if c & 0x770e03e38e00 != 0x0:
             raise r.fail_at(av + 47, 'BodyType[0]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, SE(EVTargetVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-        f_40_EVReady = ((c >> 43) & 1) == 1
+        f_40_EVReady = (c >> 43) == 1
         iv = ((c >> 36) & 15)
         if iv >= 12:
             raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
@@ -2852,7 +2844,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         except KeyError:  # not a valid pattern: say why
             if c & 0x3e38e000 != 0x0:
                 raise r.fail_at(av + 30, 'BodyType[0]', 'expected EE of Value, EE, SE(EVTargetCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_42_Multiplier = ((c >> 22) & 7) - 3
+            f_42_Multiplier = (c >> 22) - 3
             iv = ((c >> 16) & 7)
             if iv >= 7:
                 raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -2904,7 +2896,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         ob39_.EVTargetCurrent = f_39_EVTargetCurrent
         f_PreChargeReq = ob39_
         s = 1
-    elif ec == 24:
+    elif c < 0x6400000:
         try:
             f_43_ResponseCode = _Te9aa56c0[(c >> 11) & 0x7ff]
         except KeyError:  # not a valid pattern: say why
@@ -2952,7 +2944,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         except KeyError:  # not a valid pattern: say why
             if c & 0x39000000 != 0x0:
                 raise r.fail_at(av + 30, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
-            iv = ((c >> 25) & 3)
+            iv = (c >> 25)
             if iv >= 3:
                 raise r.fail_at(av + 22, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_44_EVSENotification = _E_iso2_EVSENotificationType[iv]
@@ -2992,11 +2984,11 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         else:
             raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
         try:
-            f_45_Multiplier, f_45_Unit, sg = _T9dbb19d6[(c >> 12) & 0x1ffff]
+            f_45_Multiplier, f_45_Unit, sg = _T9dbb19d6[c >> 12]
         except KeyError:  # not a valid pattern: say why
             if c & 0x1e38e000 != 0x0:
                 raise r.fail_at(av + 29, 'BodyType[0]', 'expected EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_45_Multiplier = ((c >> 22) & 7) - 3
+            f_45_Multiplier = (c >> 22) - 3
             iv = ((c >> 16) & 7)
             if iv >= 7:
                 raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -3049,9 +3041,9 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         ob43_.EVSEPresentVoltage = f_43_EVSEPresentVoltage
         f_PreChargeRes = ob43_
         s = 1
-    elif ec == 25:
+    elif c < 0x6800000:
         av += 1
-        if c & 0x300000 != 0x0:
+        if c >= 0x6500000:
             raise r.fail_at(av + 21, 'BodyType[0]', 'expected SE(ServiceID), CH of ServiceID')
         u = ((c >> 12) & 255)
         if u > 127:
@@ -3088,7 +3080,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         f_ServiceDetailReq = ob46_
         c >>= 1
         s = 1
-    elif ec == 26:
+    elif c < 0x6c00000:
         try:
             f_47_ResponseCode = _T71c1fe91[(c >> 12) & 0x3ff]
         except KeyError:  # not a valid pattern: say why
@@ -3127,13 +3119,10 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
                         win, av = r.refill(av, 4)
                     c = (win >> av) & 0xf
         f_47_ServiceID = u
-        try:
-            ec = _Taa5bbe96[(c >> 1) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x8 != 0x0:
-                raise r.fail_at(av + 4, 'BodyType[0]', 'expected EE of ServiceID') from None
-            ec = ((c >> 1) & 3)
-        if ec == 0:
+        c &= 0xf
+        if c >= 0x8:
+            raise r.fail_at(av + 4, 'BodyType[0]', 'expected EE of ServiceID')
+        if c < 0x2:
             av -= 22
             if av < 0:
                 win, av = r.refill(av, 23)
@@ -3146,11 +3135,12 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
-            if c & 0x2 != 0x0:
+            if c >= 0x2:
                 raise r.fail_at(av + 2, 'ServiceDetailResType[2]', 'expected EE')
-        elif ec == 1:
+        elif c < 0x4:
             pass
         else:
+            ec = (c >> 1) & 0x3
             raise r.fail_at(av + 1, 'ServiceDetailResType[2]', f'event code {ec}, expected SE(ServiceParameterList), EE')
         ob47_ = _new(_K_iso2_ServiceDetailResType)
         ob47_.ResponseCode = f_47_ResponseCode
@@ -3158,9 +3148,10 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         ob47_.ServiceParameterList = f_47_ServiceParameterList
         f_ServiceDetailRes = ob47_
         s = 1
-    elif ec == 27:
+    elif c < 0x7000000:
         av += 11
         c >>= 11
+        c &= 0x7ff
         r.avail = av
         f_ServiceDiscoveryReq = _d_iso2_ServiceDiscoveryReqType(r, c)
         win = r.win
@@ -3170,7 +3161,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         s = 1
-    elif ec == 28:
+    elif c < 0x7400000:
         try:
             f_48_ResponseCode = _Tdf4a1f7e[(c >> 13) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
@@ -3201,7 +3192,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             c = (win >> av) & 0x1fffffff
         else:
             raise r.fail_at(av + 7, 'PaymentOptionListType[1]', f'event code {ec}, expected SE(PaymentOption), EE')
-        if c & 0x10000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 29, 'BodyType[0]', 'expected SE(ChargeService)')
         ob49_ = _new(_K_iso2_PaymentOptionListType)
         ob49_.PaymentOption = f_49_PaymentOption
@@ -3214,8 +3205,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        ec = (c >> 28)
-        if ec == 0:
+        if c < 0x10000000:
             r.avail = av
             f_48_ServiceList = _d_iso2_ServiceListType(r, c)
             win = r.win
@@ -3224,12 +3214,13 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
-            if c & 0x2 != 0x0:
+            if c >= 0x2:
                 raise r.fail_at(av + 2, 'ServiceDiscoveryResType[3]', 'expected EE')
-        elif ec == 1:
+        elif c < 0x20000000:
             av += 27
             c >>= 27
         else:
+            ec = (c >> 28) & 0x3
             raise r.fail_at(av + 28, 'ServiceDiscoveryResType[3]', f'event code {ec}, expected SE(ServiceList), EE')
         ob48_ = _new(_K_iso2_ServiceDiscoveryResType)
         ob48_.ResponseCode = f_48_ResponseCode
@@ -3238,9 +3229,9 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         ob48_.ServiceList = f_48_ServiceList
         f_ServiceDiscoveryRes = ob48_
         s = 1
-    elif ec == 29:
+    elif c < 0x7800000:
         av += 12
-        if c & 0x300000 != 0x0:
+        if c >= 0x7500000:
             raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(EVCCID), CH of EVCCID')
         u = ((c >> 12) & 255)
         if u > 127:
@@ -3270,13 +3261,13 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         if av < 0:
             win, av = r.refill(av, 3)
         c = (win >> av) & 0x7
-        if c & 0x6 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of EVCCID, EE')
         ob50_ = _new(_K_iso2_SessionSetupReqType)
         ob50_.EVCCID = f_50_EVCCID
         f_SessionSetupReq = ob50_
         s = 1
-    elif ec == 30:
+    elif c < 0x7c00000:
         av += 4
         try:
             f_51_ResponseCode = _T71c1fe91[(c >> 12) & 0x3ff]
@@ -3316,19 +3307,15 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         if av < 0:
             win, av = r.refill(av, 16)
         c = (win >> av) & 0xffff
-        try:
-            ec = _Taa5bbe96[c >> 13]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x8000 != 0x0:
-                raise r.fail_at(av + 16, 'BodyType[0]', 'expected EE of EVSEID') from None
-            ec = ((c >> 13) & 3)
-        if ec == 0:
+        if c >= 0x8000:
+            raise r.fail_at(av + 16, 'BodyType[0]', 'expected EE of EVSEID')
+        if c < 0x2000:
             try:
-                sg = _T071cdf68[(c >> 11) & 0x3]
+                sg = _T071cdf68[c >> 11]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x1000 != 0x0:
+                if c >= 0x1000:
                     raise r.fail_at(av + 13, 'SessionSetupResType[2]', 'expected CH of EVSETimeStamp') from None
-                sg = ((c >> 11) & 1)
+                sg = (c >> 11)
             u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
@@ -3359,10 +3346,11 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             f_51_EVSETimeStamp = -u - 1 if sg else u
             if c & 0x6 != 0x0:
                 raise r.fail_at(av + 3, 'SessionSetupResType[2]', 'expected EE of EVSETimeStamp, EE')
-        elif ec == 1:
+        elif c < 0x4000:
             av += 12
             c >>= 12
         else:
+            ec = (c >> 13) & 0x3
             raise r.fail_at(av + 13, 'SessionSetupResType[2]', f'event code {ec}, expected SE(EVSETimeStamp), EE')
         ob51_ = _new(_K_iso2_SessionSetupResType)
         ob51_.ResponseCode = f_51_ResponseCode
@@ -3370,7 +3358,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         ob51_.EVSETimeStamp = f_51_EVSETimeStamp
         f_SessionSetupRes = ob51_
         s = 1
-    elif ec == 31:
+    elif c < 0x8000000:
         av += 16
         try:
             f_52_ChargingSession = _T7520debf[(c >> 17) & 0x1f]
@@ -3383,7 +3371,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         f_SessionStopReq = ob52_
         c >>= 16
         s = 1
-    elif ec == 32:
+    elif c < 0x8400000:
         av += 12
         try:
             f_53_ResponseCode = _Tdf4a1f7e[(c >> 13) & 0x1ff]
@@ -3399,14 +3387,14 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         f_SessionStopRes = ob53_
         c >>= 12
         s = 1
-    elif ec == 33:
+    elif c < 0x8800000:
         av -= 3
         if av < 0:
             win, av = r.refill(av, 25)
         c = (win >> av) & 0x1ffffff
         if c & 0x1dc380e != 0x0:
             raise r.fail_at(av + 25, 'BodyType[0]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, EE')
-        f_55_EVReady = ((c >> 21) & 1) == 1
+        f_55_EVReady = (c >> 21) == 1
         iv = ((c >> 14) & 15)
         if iv >= 12:
             raise r.fail_at(av + 1, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
@@ -3421,7 +3409,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         ob54_.DC_EVStatus = f_54_DC_EVStatus
         f_WeldingDetectionReq = ob54_
         s = 1
-    elif ec == 34:
+    elif c < 0x8c00000:
         try:
             f_56_ResponseCode = _Te9aa56c0[(c >> 11) & 0x7ff]
         except KeyError:  # not a valid pattern: say why
@@ -3469,7 +3457,7 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         except KeyError:  # not a valid pattern: say why
             if c & 0x39000000 != 0x0:
                 raise r.fail_at(av + 30, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
-            iv = ((c >> 25) & 3)
+            iv = (c >> 25)
             if iv >= 3:
                 raise r.fail_at(av + 22, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_57_EVSENotification = _E_iso2_EVSENotificationType[iv]
@@ -3509,11 +3497,11 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         else:
             raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
         try:
-            f_58_Multiplier, f_58_Unit, sg = _T9dbb19d6[(c >> 12) & 0x1ffff]
+            f_58_Multiplier, f_58_Unit, sg = _T9dbb19d6[c >> 12]
         except KeyError:  # not a valid pattern: say why
             if c & 0x1e38e000 != 0x0:
                 raise r.fail_at(av + 29, 'BodyType[0]', 'expected EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_58_Multiplier = ((c >> 22) & 7) - 3
+            f_58_Multiplier = (c >> 22) - 3
             iv = ((c >> 16) & 7)
             if iv >= 7:
                 raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -3566,10 +3554,11 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         ob56_.EVSEPresentVoltage = f_56_EVSEPresentVoltage
         f_WeldingDetectionRes = ob56_
         s = 1
-    elif ec == 35:
+    elif c < 0x9000000:
         av += 21
         s = -1
     else:
+        ec = (c >> 22) & 0x3f
         raise r.fail_at(av + 22, 'BodyType[0]', f'event code {ec}, expected SE(AuthorizationReq), SE(AuthorizationRes), SE(BodyElement), SE(CableCheckReq), SE(CableCheckRes), SE(CertificateInstallationReq), SE(CertificateInstallationRes), SE(CertificateUpdateReq), SE(CertificateUpdateRes), SE(ChargeParameterDiscoveryReq), SE(ChargeParameterDiscoveryRes), SE(ChargingStatusReq), SE(ChargingStatusRes), SE(CurrentDemandReq), SE(CurrentDemandRes), SE(MeteringReceiptReq), SE(MeteringReceiptRes), SE(PaymentDetailsReq), SE(PaymentDetailsRes), SE(PaymentServiceSelectionReq), SE(PaymentServiceSelectionRes), SE(PowerDeliveryReq), SE(PowerDeliveryRes), SE(PreChargeReq), SE(PreChargeRes), SE(ServiceDetailReq), SE(ServiceDetailRes), SE(ServiceDiscoveryReq), SE(ServiceDiscoveryRes), SE(SessionSetupReq), SE(SessionSetupRes), SE(SessionStopReq), SE(SessionStopRes), SE(WeldingDetectionReq), SE(WeldingDetectionRes), EE')
     if s == 1:
         if c & 0x1 != 0x0:
@@ -5536,7 +5525,7 @@ def _d_iso2_CableCheckReqType(r: BitReader, c: int) -> _iso2.CableCheckReqType:
     f_DC_EVStatus: _iso2.DC_EVStatusType
     if c & 0xee1c07 != 0x0:
         raise r.fail_at(av + 24, 'CableCheckReqType', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, EE')
-    f_1_EVReady = ((c >> 20) & 1) == 1
+    f_1_EVReady = (c >> 20) == 1
     iv = ((c >> 13) & 15)
     if iv >= 12:
         raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
@@ -5581,11 +5570,11 @@ def _d_iso2_CableCheckResType(r: BitReader, c: int) -> _iso2.CableCheckResType:
     f_DC_EVSEStatus: _iso2.DC_EVSEStatusType
     f_EVSEProcessing: _iso2.EVSEProcessingType
     try:
-        f_ResponseCode = _Te9aa56c0[(c >> 17) & 0x7ff]
+        f_ResponseCode = _Te9aa56c0[c >> 17]
     except KeyError:  # not a valid pattern: say why
         if c & 0xc1e0000 != 0x0:
             raise r.fail_at(av + 28, 'CableCheckResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
-        iv = ((c >> 21) & 31)
+        iv = (c >> 21)
         if iv >= 26:
             raise r.fail_at(av + 17, 'CableCheckResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso2_responseCodeType[iv]
@@ -5626,7 +5615,7 @@ def _d_iso2_CableCheckResType(r: BitReader, c: int) -> _iso2.CableCheckResType:
     except KeyError:  # not a valid pattern: say why
         if c & 0x7200000 != 0x0:
             raise r.fail_at(av + 27, 'CableCheckResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
-        iv = ((c >> 22) & 3)
+        iv = (c >> 22)
         if iv >= 3:
             raise r.fail_at(av + 19, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_1_EVSENotification = _E_iso2_EVSENotificationType[iv]
@@ -5710,9 +5699,9 @@ def _d_iso2_CertificateInstallationReqType(r: BitReader, c: int) -> _iso2.Certif
     f_Id: str
     f_OEMProvisioningCert: bytes
     f_ListOfRootCertificateIDs: _iso2.ListOfRootCertificateIDsType
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'CertificateInstallationReqType', 'expected AT(Id)')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -5740,9 +5729,9 @@ def _d_iso2_CertificateInstallationReqType(r: BitReader, c: int) -> _iso2.Certif
     if av < 0:
         win, av = r.refill(av, 10)
     c = (win >> av) & 0x3ff
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'CertificateInstallationReqType', 'expected SE(OEMProvisioningCert), CH of OEMProvisioningCert')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -5770,7 +5759,7 @@ def _d_iso2_CertificateInstallationReqType(r: BitReader, c: int) -> _iso2.Certif
     if av < 0:
         win, av = r.refill(av, 13)
     c = (win >> av) & 0x1fff
-    if c & 0x1800 != 0x0:
+    if c >= 0x800:
         raise r.fail_at(av + 13, 'CertificateInstallationReqType', 'expected EE of OEMProvisioningCert, SE(ListOfRootCertificateIDs)')
     r.avail = av
     f_ListOfRootCertificateIDs = _d_iso2_ListOfRootCertificateIDsType(r, c)
@@ -5838,11 +5827,11 @@ def _d_iso2_CertificateInstallationResType(r: BitReader, c: int) -> _iso2.Certif
     f_DHpublickey: _iso2.DiffieHellmanPublickeyType
     f_eMAID: _iso2.EMAIDType
     try:
-        f_ResponseCode, ec = _Td89332ae[(c >> 9) & 0x7ff]
+        f_ResponseCode, ec = _Td89332ae[c >> 9]
     except KeyError:  # not a valid pattern: say why
         if c & 0xc1800 != 0x0:
             raise r.fail_at(av + 20, 'CertificateInstallationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(SAProvisioningCertificateChain)') from None
-        iv = ((c >> 13) & 31)
+        iv = (c >> 13)
         if iv >= 26:
             raise r.fail_at(av + 9, 'CertificateInstallationResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso2_responseCodeType[iv]
@@ -5879,9 +5868,9 @@ def _d_iso2_CertificateInstallationResType(r: BitReader, c: int) -> _iso2.Certif
         if av < 0:
             win, av = r.refill(av, 10)
         c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 10, 'CertificateChainType[0]', 'expected SE(Certificate), CH of Certificate')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -5909,7 +5898,7 @@ def _d_iso2_CertificateInstallationResType(r: BitReader, c: int) -> _iso2.Certif
         if av < 0:
             win, av = r.refill(av, 15)
         c = (win >> av) & 0x7fff
-        if c & 0x4000 != 0x0:
+        if c >= 0x4000:
             raise r.fail_at(av + 15, 'CertificateChainType[0]', 'expected EE of Certificate')
     elif ec == 1:
         if c & 0x100 != 0x0:
@@ -5942,17 +5931,16 @@ def _d_iso2_CertificateInstallationResType(r: BitReader, c: int) -> _iso2.Certif
         if av < 0:
             win, av = r.refill(av, 15)
         c = (win >> av) & 0x7fff
-        if c & 0x4000 != 0x0:
+        if c >= 0x4000:
             raise r.fail_at(av + 15, 'CertificateChainType[0]', 'expected EE of Certificate')
     else:
         raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
-    ec = ((c >> 12) & 3)
-    if ec == 0:
+    if c < 0x1000:
         f_2_Certificate: list[bytes] = []
         av += 2
-        if c & 0xc00 != 0x0:
+        if c >= 0x400:
             raise r.fail_at(av + 10, 'CertificateChainType[2]', 'expected SE(Certificate), CH of Certificate')
-        u = ((c >> 2) & 255)
+        u = (c >> 2)
         if u > 127:
             av -= 8
             if av < 0:
@@ -5980,17 +5968,13 @@ def _d_iso2_CertificateInstallationResType(r: BitReader, c: int) -> _iso2.Certif
         if av < 0:
             win, av = r.refill(av, 16)
         c = (win >> av) & 0xffff
-        try:
-            ec = _Taa5bbe96[c >> 13]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x8000 != 0x0:
-                raise r.fail_at(av + 16, 'CertificateChainType[2]', 'expected EE of Certificate') from None
-            ec = ((c >> 13) & 3)
-        if ec == 0:
+        if c >= 0x8000:
+            raise r.fail_at(av + 16, 'CertificateChainType[2]', 'expected EE of Certificate')
+        if c < 0x2000:
             av += 4
-            if c & 0x1000 != 0x0:
+            if c >= 0x1000:
                 raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
-            u = ((c >> 4) & 255)
+            u = (c >> 4)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -6018,17 +6002,13 @@ def _d_iso2_CertificateInstallationResType(r: BitReader, c: int) -> _iso2.Certif
             if av < 0:
                 win, av = r.refill(av, 16)
             c = (win >> av) & 0xffff
-            try:
-                ec = _Taa5bbe96[c >> 13]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x8000 != 0x0:
-                    raise r.fail_at(av + 16, 'SubCertificatesType[1]', 'expected EE of Certificate') from None
-                ec = ((c >> 13) & 3)
-            if ec == 0:
+            if c >= 0x8000:
+                raise r.fail_at(av + 16, 'SubCertificatesType[1]', 'expected EE of Certificate')
+            if c < 0x2000:
                 av += 4
-                if c & 0x1000 != 0x0:
+                if c >= 0x1000:
                     raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
-                u = ((c >> 4) & 255)
+                u = (c >> 4)
                 if u > 127:
                     av -= 8
                     if av < 0:
@@ -6056,17 +6036,13 @@ def _d_iso2_CertificateInstallationResType(r: BitReader, c: int) -> _iso2.Certif
                 if av < 0:
                     win, av = r.refill(av, 16)
                 c = (win >> av) & 0xffff
-                try:
-                    ec = _Taa5bbe96[c >> 13]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x8000 != 0x0:
-                        raise r.fail_at(av + 16, 'SubCertificatesType[2]', 'expected EE of Certificate') from None
-                    ec = ((c >> 13) & 3)
-                if ec == 0:
+                if c >= 0x8000:
+                    raise r.fail_at(av + 16, 'SubCertificatesType[2]', 'expected EE of Certificate')
+                if c < 0x2000:
                     av += 4
-                    if c & 0x1000 != 0x0:
+                    if c >= 0x1000:
                         raise r.fail_at(av + 9, 'SubCertificatesType[3]', 'expected CH of Certificate')
-                    u = ((c >> 4) & 255)
+                    u = (c >> 4)
                     if u > 127:
                         av -= 8
                         if av < 0:
@@ -6094,35 +6070,36 @@ def _d_iso2_CertificateInstallationResType(r: BitReader, c: int) -> _iso2.Certif
                     if av < 0:
                         win, av = r.refill(av, 15)
                     c = (win >> av) & 0x7fff
-                    if c & 0x6000 != 0x0:
+                    if c >= 0x2000:
                         raise r.fail_at(av + 15, 'SubCertificatesType[3]', 'expected EE of Certificate, EE')
-                elif ec == 1:
+                elif c < 0x4000:
                     pass
                 else:
+                    ec = (c >> 13) & 0x3
                     raise r.fail_at(av + 13, 'SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
-            elif ec == 1:
+            elif c < 0x4000:
                 pass
             else:
+                ec = (c >> 13) & 0x3
                 raise r.fail_at(av + 13, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
-        elif ec == 1:
+        elif c < 0x4000:
             pass
         else:
+            ec = (c >> 13) & 0x3
             raise r.fail_at(av + 13, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
         if c & 0x1000 != 0x0:
             raise r.fail_at(av + 13, 'CertificateChainType[2]', 'expected EE')
         ob2_ = _new(_K_iso2_SubCertificatesType)
         ob2_.Certificate = f_2_Certificate
         f_1_SubCertificates = ob2_
-    elif ec == 1:
+    elif c < 0x2000:
         pass
     else:
+        ec = (c >> 12) & 0x3
         raise r.fail_at(av + 12, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
-    try:
-        ec = _Taa5bbe96[(c >> 9) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x800 != 0x0:
-            raise r.fail_at(av + 12, 'CertificateInstallationResType', 'expected SE(ContractSignatureCertChain)') from None
-        ec = ((c >> 9) & 3)
+    c &= 0xfff
+    if c >= 0x800:
+        raise r.fail_at(av + 12, 'CertificateInstallationResType', 'expected SE(ContractSignatureCertChain)')
     ob1_ = _new(_K_iso2_CertificateChainType)
     ob1_.Id = f_1_Id
     ob1_.Certificate = f_1_Certificate
@@ -6130,9 +6107,9 @@ def _d_iso2_CertificateInstallationResType(r: BitReader, c: int) -> _iso2.Certif
     f_SAProvisioningCertificateChain = ob1_
     f_3_Id: str | None = None
     f_3_SubCertificates: _iso2.SubCertificatesType | None = None
-    if ec == 0:
+    if c < 0x200:
         av += 1
-        u = ((c >> 1) & 255)
+        u = (c >> 1)
         if u > 127:
             av -= 8
             if av < 0:
@@ -6160,9 +6137,9 @@ def _d_iso2_CertificateInstallationResType(r: BitReader, c: int) -> _iso2.Certif
         if av < 0:
             win, av = r.refill(av, 10)
         c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 10, 'CertificateChainType[0]', 'expected SE(Certificate), CH of Certificate')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -6190,10 +6167,10 @@ def _d_iso2_CertificateInstallationResType(r: BitReader, c: int) -> _iso2.Certif
         if av < 0:
             win, av = r.refill(av, 13)
         c = (win >> av) & 0x1fff
-        if c & 0x1000 != 0x0:
+        if c >= 0x1000:
             raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
-    elif ec == 1:
-        if c & 0x100 != 0x0:
+    elif c < 0x400:
+        if c >= 0x300:
             raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
         u = (c & 255)
         if u > 127:
@@ -6223,16 +6200,16 @@ def _d_iso2_CertificateInstallationResType(r: BitReader, c: int) -> _iso2.Certif
         if av < 0:
             win, av = r.refill(av, 13)
         c = (win >> av) & 0x1fff
-        if c & 0x1000 != 0x0:
+        if c >= 0x1000:
             raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
     else:
+        ec = (c >> 9) & 0x3
         raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
-    ec = ((c >> 10) & 3)
-    if ec == 0:
+    if c < 0x400:
         f_4_Certificate: list[bytes] = []
-        if c & 0x300 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 10, 'CertificateChainType[2]', 'expected SE(Certificate), CH of Certificate')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -6260,17 +6237,13 @@ def _d_iso2_CertificateInstallationResType(r: BitReader, c: int) -> _iso2.Certif
         if av < 0:
             win, av = r.refill(av, 14)
         c = (win >> av) & 0x3fff
-        try:
-            ec = _Taa5bbe96[c >> 11]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x2000 != 0x0:
-                raise r.fail_at(av + 14, 'CertificateChainType[2]', 'expected EE of Certificate') from None
-            ec = ((c >> 11) & 3)
-        if ec == 0:
+        if c >= 0x2000:
+            raise r.fail_at(av + 14, 'CertificateChainType[2]', 'expected EE of Certificate')
+        if c < 0x800:
             av += 2
-            if c & 0x400 != 0x0:
+            if c >= 0x400:
                 raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
-            u = ((c >> 2) & 255)
+            u = (c >> 2)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -6298,17 +6271,13 @@ def _d_iso2_CertificateInstallationResType(r: BitReader, c: int) -> _iso2.Certif
             if av < 0:
                 win, av = r.refill(av, 14)
             c = (win >> av) & 0x3fff
-            try:
-                ec = _Taa5bbe96[c >> 11]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x2000 != 0x0:
-                    raise r.fail_at(av + 14, 'SubCertificatesType[1]', 'expected EE of Certificate') from None
-                ec = ((c >> 11) & 3)
-            if ec == 0:
+            if c >= 0x2000:
+                raise r.fail_at(av + 14, 'SubCertificatesType[1]', 'expected EE of Certificate')
+            if c < 0x800:
                 av += 2
-                if c & 0x400 != 0x0:
+                if c >= 0x400:
                     raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
-                u = ((c >> 2) & 255)
+                u = (c >> 2)
                 if u > 127:
                     av -= 8
                     if av < 0:
@@ -6336,17 +6305,13 @@ def _d_iso2_CertificateInstallationResType(r: BitReader, c: int) -> _iso2.Certif
                 if av < 0:
                     win, av = r.refill(av, 14)
                 c = (win >> av) & 0x3fff
-                try:
-                    ec = _Taa5bbe96[c >> 11]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x2000 != 0x0:
-                        raise r.fail_at(av + 14, 'SubCertificatesType[2]', 'expected EE of Certificate') from None
-                    ec = ((c >> 11) & 3)
-                if ec == 0:
+                if c >= 0x2000:
+                    raise r.fail_at(av + 14, 'SubCertificatesType[2]', 'expected EE of Certificate')
+                if c < 0x800:
                     av += 2
-                    if c & 0x400 != 0x0:
+                    if c >= 0x400:
                         raise r.fail_at(av + 9, 'SubCertificatesType[3]', 'expected CH of Certificate')
-                    u = ((c >> 2) & 255)
+                    u = (c >> 2)
                     if u > 127:
                         av -= 8
                         if av < 0:
@@ -6374,28 +6339,32 @@ def _d_iso2_CertificateInstallationResType(r: BitReader, c: int) -> _iso2.Certif
                     if av < 0:
                         win, av = r.refill(av, 13)
                     c = (win >> av) & 0x1fff
-                    if c & 0x1800 != 0x0:
+                    if c >= 0x800:
                         raise r.fail_at(av + 13, 'SubCertificatesType[3]', 'expected EE of Certificate, EE')
-                elif ec == 1:
+                elif c < 0x1000:
                     pass
                 else:
+                    ec = (c >> 11) & 0x3
                     raise r.fail_at(av + 11, 'SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
-            elif ec == 1:
+            elif c < 0x1000:
                 pass
             else:
+                ec = (c >> 11) & 0x3
                 raise r.fail_at(av + 11, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
-        elif ec == 1:
+        elif c < 0x1000:
             pass
         else:
+            ec = (c >> 11) & 0x3
             raise r.fail_at(av + 11, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
         if c & 0x400 != 0x0:
             raise r.fail_at(av + 11, 'CertificateChainType[2]', 'expected EE')
         ob4_ = _new(_K_iso2_SubCertificatesType)
         ob4_.Certificate = f_4_Certificate
         f_3_SubCertificates = ob4_
-    elif ec == 1:
+    elif c < 0x800:
         pass
     else:
+        ec = (c >> 10) & 0x3
         raise r.fail_at(av + 10, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'CertificateInstallationResType', 'expected SE(ContractSignatureEncryptedPrivateKey), AT(Id)')
@@ -6432,9 +6401,9 @@ def _d_iso2_CertificateInstallationResType(r: BitReader, c: int) -> _iso2.Certif
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'CertificateInstallationResType', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -6462,9 +6431,9 @@ def _d_iso2_CertificateInstallationResType(r: BitReader, c: int) -> _iso2.Certif
     if av < 0:
         win, av = r.refill(av, 11)
     c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'CertificateInstallationResType', 'expected EE, SE(DHpublickey), AT(Id)')
-    u = (c & 255)
+    u = c
     ob5_ = _new(_K_iso2_ContractSignatureEncryptedPrivateKeyType)
     ob5_.Id = f_5_Id
     ob5_.value = f_5_value
@@ -6496,9 +6465,9 @@ def _d_iso2_CertificateInstallationResType(r: BitReader, c: int) -> _iso2.Certif
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'CertificateInstallationResType', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -6526,9 +6495,9 @@ def _d_iso2_CertificateInstallationResType(r: BitReader, c: int) -> _iso2.Certif
     if av < 0:
         win, av = r.refill(av, 11)
     c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'CertificateInstallationResType', 'expected EE, SE(eMAID), AT(Id)')
-    u = (c & 255)
+    u = c
     ob6_ = _new(_K_iso2_DiffieHellmanPublickeyType)
     ob6_.Id = f_6_Id
     ob6_.value = f_6_value
@@ -6560,9 +6529,9 @@ def _d_iso2_CertificateInstallationResType(r: BitReader, c: int) -> _iso2.Certif
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'CertificateInstallationResType', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -6712,9 +6681,9 @@ def _d_iso2_CertificateUpdateReqType(r: BitReader, c: int) -> _iso2.CertificateU
     f_ContractSignatureCertChain: _iso2.CertificateChainType
     f_eMAID: str
     f_ListOfRootCertificateIDs: _iso2.ListOfRootCertificateIDsType
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'CertificateUpdateReqType', 'expected AT(Id)')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -6742,17 +6711,13 @@ def _d_iso2_CertificateUpdateReqType(r: BitReader, c: int) -> _iso2.CertificateU
     if av < 0:
         win, av = r.refill(av, 12)
     c = (win >> av) & 0xfff
-    try:
-        ec = _Taa5bbe96[c >> 9]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x800 != 0x0:
-            raise r.fail_at(av + 12, 'CertificateUpdateReqType', 'expected SE(ContractSignatureCertChain)') from None
-        ec = ((c >> 9) & 3)
+    if c >= 0x800:
+        raise r.fail_at(av + 12, 'CertificateUpdateReqType', 'expected SE(ContractSignatureCertChain)')
     f_1_Id: str | None = None
     f_1_SubCertificates: _iso2.SubCertificatesType | None = None
-    if ec == 0:
+    if c < 0x200:
         av += 1
-        u = ((c >> 1) & 255)
+        u = (c >> 1)
         if u > 127:
             av -= 8
             if av < 0:
@@ -6780,9 +6745,9 @@ def _d_iso2_CertificateUpdateReqType(r: BitReader, c: int) -> _iso2.CertificateU
         if av < 0:
             win, av = r.refill(av, 10)
         c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 10, 'CertificateChainType[0]', 'expected SE(Certificate), CH of Certificate')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -6810,10 +6775,10 @@ def _d_iso2_CertificateUpdateReqType(r: BitReader, c: int) -> _iso2.CertificateU
         if av < 0:
             win, av = r.refill(av, 13)
         c = (win >> av) & 0x1fff
-        if c & 0x1000 != 0x0:
+        if c >= 0x1000:
             raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
-    elif ec == 1:
-        if c & 0x100 != 0x0:
+    elif c < 0x400:
+        if c >= 0x300:
             raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
         u = (c & 255)
         if u > 127:
@@ -6843,16 +6808,16 @@ def _d_iso2_CertificateUpdateReqType(r: BitReader, c: int) -> _iso2.CertificateU
         if av < 0:
             win, av = r.refill(av, 13)
         c = (win >> av) & 0x1fff
-        if c & 0x1000 != 0x0:
+        if c >= 0x1000:
             raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
     else:
+        ec = (c >> 9) & 0x3
         raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
-    ec = ((c >> 10) & 3)
-    if ec == 0:
+    if c < 0x400:
         f_2_Certificate: list[bytes] = []
-        if c & 0x300 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 10, 'CertificateChainType[2]', 'expected SE(Certificate), CH of Certificate')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -6880,17 +6845,13 @@ def _d_iso2_CertificateUpdateReqType(r: BitReader, c: int) -> _iso2.CertificateU
         if av < 0:
             win, av = r.refill(av, 14)
         c = (win >> av) & 0x3fff
-        try:
-            ec = _Taa5bbe96[c >> 11]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x2000 != 0x0:
-                raise r.fail_at(av + 14, 'CertificateChainType[2]', 'expected EE of Certificate') from None
-            ec = ((c >> 11) & 3)
-        if ec == 0:
+        if c >= 0x2000:
+            raise r.fail_at(av + 14, 'CertificateChainType[2]', 'expected EE of Certificate')
+        if c < 0x800:
             av += 2
-            if c & 0x400 != 0x0:
+            if c >= 0x400:
                 raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
-            u = ((c >> 2) & 255)
+            u = (c >> 2)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -6918,17 +6879,13 @@ def _d_iso2_CertificateUpdateReqType(r: BitReader, c: int) -> _iso2.CertificateU
             if av < 0:
                 win, av = r.refill(av, 14)
             c = (win >> av) & 0x3fff
-            try:
-                ec = _Taa5bbe96[c >> 11]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x2000 != 0x0:
-                    raise r.fail_at(av + 14, 'SubCertificatesType[1]', 'expected EE of Certificate') from None
-                ec = ((c >> 11) & 3)
-            if ec == 0:
+            if c >= 0x2000:
+                raise r.fail_at(av + 14, 'SubCertificatesType[1]', 'expected EE of Certificate')
+            if c < 0x800:
                 av += 2
-                if c & 0x400 != 0x0:
+                if c >= 0x400:
                     raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
-                u = ((c >> 2) & 255)
+                u = (c >> 2)
                 if u > 127:
                     av -= 8
                     if av < 0:
@@ -6956,17 +6913,13 @@ def _d_iso2_CertificateUpdateReqType(r: BitReader, c: int) -> _iso2.CertificateU
                 if av < 0:
                     win, av = r.refill(av, 14)
                 c = (win >> av) & 0x3fff
-                try:
-                    ec = _Taa5bbe96[c >> 11]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x2000 != 0x0:
-                        raise r.fail_at(av + 14, 'SubCertificatesType[2]', 'expected EE of Certificate') from None
-                    ec = ((c >> 11) & 3)
-                if ec == 0:
+                if c >= 0x2000:
+                    raise r.fail_at(av + 14, 'SubCertificatesType[2]', 'expected EE of Certificate')
+                if c < 0x800:
                     av += 2
-                    if c & 0x400 != 0x0:
+                    if c >= 0x400:
                         raise r.fail_at(av + 9, 'SubCertificatesType[3]', 'expected CH of Certificate')
-                    u = ((c >> 2) & 255)
+                    u = (c >> 2)
                     if u > 127:
                         av -= 8
                         if av < 0:
@@ -6994,28 +6947,32 @@ def _d_iso2_CertificateUpdateReqType(r: BitReader, c: int) -> _iso2.CertificateU
                     if av < 0:
                         win, av = r.refill(av, 13)
                     c = (win >> av) & 0x1fff
-                    if c & 0x1800 != 0x0:
+                    if c >= 0x800:
                         raise r.fail_at(av + 13, 'SubCertificatesType[3]', 'expected EE of Certificate, EE')
-                elif ec == 1:
+                elif c < 0x1000:
                     pass
                 else:
+                    ec = (c >> 11) & 0x3
                     raise r.fail_at(av + 11, 'SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
-            elif ec == 1:
+            elif c < 0x1000:
                 pass
             else:
+                ec = (c >> 11) & 0x3
                 raise r.fail_at(av + 11, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
-        elif ec == 1:
+        elif c < 0x1000:
             pass
         else:
+            ec = (c >> 11) & 0x3
             raise r.fail_at(av + 11, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
         if c & 0x400 != 0x0:
             raise r.fail_at(av + 11, 'CertificateChainType[2]', 'expected EE')
         ob2_ = _new(_K_iso2_SubCertificatesType)
         ob2_.Certificate = f_2_Certificate
         f_1_SubCertificates = ob2_
-    elif ec == 1:
+    elif c < 0x800:
         pass
     else:
+        ec = (c >> 10) & 0x3
         raise r.fail_at(av + 10, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'CertificateUpdateReqType', 'expected SE(eMAID), CH of eMAID')
@@ -7052,7 +7009,7 @@ def _d_iso2_CertificateUpdateReqType(r: BitReader, c: int) -> _iso2.CertificateU
     if av < 0:
         win, av = r.refill(av, 13)
     c = (win >> av) & 0x1fff
-    if c & 0x1800 != 0x0:
+    if c >= 0x800:
         raise r.fail_at(av + 13, 'CertificateUpdateReqType', 'expected EE of eMAID, SE(ListOfRootCertificateIDs)')
     r.avail = av
     f_ListOfRootCertificateIDs = _d_iso2_ListOfRootCertificateIDsType(r, c)
@@ -7131,11 +7088,11 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
     f_eMAID: _iso2.EMAIDType
     f_RetryCounter: int | None = None
     try:
-        f_ResponseCode, ec = _Td89332ae[(c >> 9) & 0x7ff]
+        f_ResponseCode, ec = _Td89332ae[c >> 9]
     except KeyError:  # not a valid pattern: say why
         if c & 0xc1800 != 0x0:
             raise r.fail_at(av + 20, 'CertificateUpdateResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(SAProvisioningCertificateChain)') from None
-        iv = ((c >> 13) & 31)
+        iv = (c >> 13)
         if iv >= 26:
             raise r.fail_at(av + 9, 'CertificateUpdateResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso2_responseCodeType[iv]
@@ -7172,9 +7129,9 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
         if av < 0:
             win, av = r.refill(av, 10)
         c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 10, 'CertificateChainType[0]', 'expected SE(Certificate), CH of Certificate')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -7202,7 +7159,7 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
         if av < 0:
             win, av = r.refill(av, 15)
         c = (win >> av) & 0x7fff
-        if c & 0x4000 != 0x0:
+        if c >= 0x4000:
             raise r.fail_at(av + 15, 'CertificateChainType[0]', 'expected EE of Certificate')
     elif ec == 1:
         if c & 0x100 != 0x0:
@@ -7235,17 +7192,16 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
         if av < 0:
             win, av = r.refill(av, 15)
         c = (win >> av) & 0x7fff
-        if c & 0x4000 != 0x0:
+        if c >= 0x4000:
             raise r.fail_at(av + 15, 'CertificateChainType[0]', 'expected EE of Certificate')
     else:
         raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
-    ec = ((c >> 12) & 3)
-    if ec == 0:
+    if c < 0x1000:
         f_2_Certificate: list[bytes] = []
         av += 2
-        if c & 0xc00 != 0x0:
+        if c >= 0x400:
             raise r.fail_at(av + 10, 'CertificateChainType[2]', 'expected SE(Certificate), CH of Certificate')
-        u = ((c >> 2) & 255)
+        u = (c >> 2)
         if u > 127:
             av -= 8
             if av < 0:
@@ -7273,17 +7229,13 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
         if av < 0:
             win, av = r.refill(av, 16)
         c = (win >> av) & 0xffff
-        try:
-            ec = _Taa5bbe96[c >> 13]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x8000 != 0x0:
-                raise r.fail_at(av + 16, 'CertificateChainType[2]', 'expected EE of Certificate') from None
-            ec = ((c >> 13) & 3)
-        if ec == 0:
+        if c >= 0x8000:
+            raise r.fail_at(av + 16, 'CertificateChainType[2]', 'expected EE of Certificate')
+        if c < 0x2000:
             av += 4
-            if c & 0x1000 != 0x0:
+            if c >= 0x1000:
                 raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
-            u = ((c >> 4) & 255)
+            u = (c >> 4)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -7311,17 +7263,13 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
             if av < 0:
                 win, av = r.refill(av, 16)
             c = (win >> av) & 0xffff
-            try:
-                ec = _Taa5bbe96[c >> 13]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x8000 != 0x0:
-                    raise r.fail_at(av + 16, 'SubCertificatesType[1]', 'expected EE of Certificate') from None
-                ec = ((c >> 13) & 3)
-            if ec == 0:
+            if c >= 0x8000:
+                raise r.fail_at(av + 16, 'SubCertificatesType[1]', 'expected EE of Certificate')
+            if c < 0x2000:
                 av += 4
-                if c & 0x1000 != 0x0:
+                if c >= 0x1000:
                     raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
-                u = ((c >> 4) & 255)
+                u = (c >> 4)
                 if u > 127:
                     av -= 8
                     if av < 0:
@@ -7349,17 +7297,13 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
                 if av < 0:
                     win, av = r.refill(av, 16)
                 c = (win >> av) & 0xffff
-                try:
-                    ec = _Taa5bbe96[c >> 13]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x8000 != 0x0:
-                        raise r.fail_at(av + 16, 'SubCertificatesType[2]', 'expected EE of Certificate') from None
-                    ec = ((c >> 13) & 3)
-                if ec == 0:
+                if c >= 0x8000:
+                    raise r.fail_at(av + 16, 'SubCertificatesType[2]', 'expected EE of Certificate')
+                if c < 0x2000:
                     av += 4
-                    if c & 0x1000 != 0x0:
+                    if c >= 0x1000:
                         raise r.fail_at(av + 9, 'SubCertificatesType[3]', 'expected CH of Certificate')
-                    u = ((c >> 4) & 255)
+                    u = (c >> 4)
                     if u > 127:
                         av -= 8
                         if av < 0:
@@ -7387,35 +7331,36 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
                     if av < 0:
                         win, av = r.refill(av, 15)
                     c = (win >> av) & 0x7fff
-                    if c & 0x6000 != 0x0:
+                    if c >= 0x2000:
                         raise r.fail_at(av + 15, 'SubCertificatesType[3]', 'expected EE of Certificate, EE')
-                elif ec == 1:
+                elif c < 0x4000:
                     pass
                 else:
+                    ec = (c >> 13) & 0x3
                     raise r.fail_at(av + 13, 'SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
-            elif ec == 1:
+            elif c < 0x4000:
                 pass
             else:
+                ec = (c >> 13) & 0x3
                 raise r.fail_at(av + 13, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
-        elif ec == 1:
+        elif c < 0x4000:
             pass
         else:
+            ec = (c >> 13) & 0x3
             raise r.fail_at(av + 13, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
         if c & 0x1000 != 0x0:
             raise r.fail_at(av + 13, 'CertificateChainType[2]', 'expected EE')
         ob2_ = _new(_K_iso2_SubCertificatesType)
         ob2_.Certificate = f_2_Certificate
         f_1_SubCertificates = ob2_
-    elif ec == 1:
+    elif c < 0x2000:
         pass
     else:
+        ec = (c >> 12) & 0x3
         raise r.fail_at(av + 12, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
-    try:
-        ec = _Taa5bbe96[(c >> 9) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x800 != 0x0:
-            raise r.fail_at(av + 12, 'CertificateUpdateResType', 'expected SE(ContractSignatureCertChain)') from None
-        ec = ((c >> 9) & 3)
+    c &= 0xfff
+    if c >= 0x800:
+        raise r.fail_at(av + 12, 'CertificateUpdateResType', 'expected SE(ContractSignatureCertChain)')
     ob1_ = _new(_K_iso2_CertificateChainType)
     ob1_.Id = f_1_Id
     ob1_.Certificate = f_1_Certificate
@@ -7423,9 +7368,9 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
     f_SAProvisioningCertificateChain = ob1_
     f_3_Id: str | None = None
     f_3_SubCertificates: _iso2.SubCertificatesType | None = None
-    if ec == 0:
+    if c < 0x200:
         av += 1
-        u = ((c >> 1) & 255)
+        u = (c >> 1)
         if u > 127:
             av -= 8
             if av < 0:
@@ -7453,9 +7398,9 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
         if av < 0:
             win, av = r.refill(av, 10)
         c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 10, 'CertificateChainType[0]', 'expected SE(Certificate), CH of Certificate')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -7483,10 +7428,10 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
         if av < 0:
             win, av = r.refill(av, 13)
         c = (win >> av) & 0x1fff
-        if c & 0x1000 != 0x0:
+        if c >= 0x1000:
             raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
-    elif ec == 1:
-        if c & 0x100 != 0x0:
+    elif c < 0x400:
+        if c >= 0x300:
             raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
         u = (c & 255)
         if u > 127:
@@ -7516,16 +7461,16 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
         if av < 0:
             win, av = r.refill(av, 13)
         c = (win >> av) & 0x1fff
-        if c & 0x1000 != 0x0:
+        if c >= 0x1000:
             raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
     else:
+        ec = (c >> 9) & 0x3
         raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
-    ec = ((c >> 10) & 3)
-    if ec == 0:
+    if c < 0x400:
         f_4_Certificate: list[bytes] = []
-        if c & 0x300 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 10, 'CertificateChainType[2]', 'expected SE(Certificate), CH of Certificate')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -7553,17 +7498,13 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
         if av < 0:
             win, av = r.refill(av, 14)
         c = (win >> av) & 0x3fff
-        try:
-            ec = _Taa5bbe96[c >> 11]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x2000 != 0x0:
-                raise r.fail_at(av + 14, 'CertificateChainType[2]', 'expected EE of Certificate') from None
-            ec = ((c >> 11) & 3)
-        if ec == 0:
+        if c >= 0x2000:
+            raise r.fail_at(av + 14, 'CertificateChainType[2]', 'expected EE of Certificate')
+        if c < 0x800:
             av += 2
-            if c & 0x400 != 0x0:
+            if c >= 0x400:
                 raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
-            u = ((c >> 2) & 255)
+            u = (c >> 2)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -7591,17 +7532,13 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
             if av < 0:
                 win, av = r.refill(av, 14)
             c = (win >> av) & 0x3fff
-            try:
-                ec = _Taa5bbe96[c >> 11]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x2000 != 0x0:
-                    raise r.fail_at(av + 14, 'SubCertificatesType[1]', 'expected EE of Certificate') from None
-                ec = ((c >> 11) & 3)
-            if ec == 0:
+            if c >= 0x2000:
+                raise r.fail_at(av + 14, 'SubCertificatesType[1]', 'expected EE of Certificate')
+            if c < 0x800:
                 av += 2
-                if c & 0x400 != 0x0:
+                if c >= 0x400:
                     raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
-                u = ((c >> 2) & 255)
+                u = (c >> 2)
                 if u > 127:
                     av -= 8
                     if av < 0:
@@ -7629,17 +7566,13 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
                 if av < 0:
                     win, av = r.refill(av, 14)
                 c = (win >> av) & 0x3fff
-                try:
-                    ec = _Taa5bbe96[c >> 11]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x2000 != 0x0:
-                        raise r.fail_at(av + 14, 'SubCertificatesType[2]', 'expected EE of Certificate') from None
-                    ec = ((c >> 11) & 3)
-                if ec == 0:
+                if c >= 0x2000:
+                    raise r.fail_at(av + 14, 'SubCertificatesType[2]', 'expected EE of Certificate')
+                if c < 0x800:
                     av += 2
-                    if c & 0x400 != 0x0:
+                    if c >= 0x400:
                         raise r.fail_at(av + 9, 'SubCertificatesType[3]', 'expected CH of Certificate')
-                    u = ((c >> 2) & 255)
+                    u = (c >> 2)
                     if u > 127:
                         av -= 8
                         if av < 0:
@@ -7667,28 +7600,32 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
                     if av < 0:
                         win, av = r.refill(av, 13)
                     c = (win >> av) & 0x1fff
-                    if c & 0x1800 != 0x0:
+                    if c >= 0x800:
                         raise r.fail_at(av + 13, 'SubCertificatesType[3]', 'expected EE of Certificate, EE')
-                elif ec == 1:
+                elif c < 0x1000:
                     pass
                 else:
+                    ec = (c >> 11) & 0x3
                     raise r.fail_at(av + 11, 'SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
-            elif ec == 1:
+            elif c < 0x1000:
                 pass
             else:
+                ec = (c >> 11) & 0x3
                 raise r.fail_at(av + 11, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
-        elif ec == 1:
+        elif c < 0x1000:
             pass
         else:
+            ec = (c >> 11) & 0x3
             raise r.fail_at(av + 11, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
         if c & 0x400 != 0x0:
             raise r.fail_at(av + 11, 'CertificateChainType[2]', 'expected EE')
         ob4_ = _new(_K_iso2_SubCertificatesType)
         ob4_.Certificate = f_4_Certificate
         f_3_SubCertificates = ob4_
-    elif ec == 1:
+    elif c < 0x800:
         pass
     else:
+        ec = (c >> 10) & 0x3
         raise r.fail_at(av + 10, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'CertificateUpdateResType', 'expected SE(ContractSignatureEncryptedPrivateKey), AT(Id)')
@@ -7725,9 +7662,9 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'CertificateUpdateResType', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -7755,9 +7692,9 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
     if av < 0:
         win, av = r.refill(av, 11)
     c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'CertificateUpdateResType', 'expected EE, SE(DHpublickey), AT(Id)')
-    u = (c & 255)
+    u = c
     ob5_ = _new(_K_iso2_ContractSignatureEncryptedPrivateKeyType)
     ob5_.Id = f_5_Id
     ob5_.value = f_5_value
@@ -7789,9 +7726,9 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'CertificateUpdateResType', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -7819,9 +7756,9 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
     if av < 0:
         win, av = r.refill(av, 11)
     c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'CertificateUpdateResType', 'expected EE, SE(eMAID), AT(Id)')
-    u = (c & 255)
+    u = c
     ob6_ = _new(_K_iso2_DiffieHellmanPublickeyType)
     ob6_.Id = f_6_Id
     ob6_.value = f_6_value
@@ -7853,9 +7790,9 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'CertificateUpdateResType', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -7883,23 +7820,19 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
     if av < 0:
         win, av = r.refill(av, 15)
     c = (win >> av) & 0x7fff
-    try:
-        ec = _Taa5bbe96[c >> 12]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x4000 != 0x0:
-            raise r.fail_at(av + 15, 'CertificateUpdateResType', 'expected EE') from None
-        ec = ((c >> 12) & 3)
+    if c >= 0x4000:
+        raise r.fail_at(av + 15, 'CertificateUpdateResType', 'expected EE')
     ob7_ = _new(_K_iso2_EMAIDType)
     ob7_.Id = f_7_Id
     ob7_.value = f_7_value
     f_eMAID = ob7_
-    if ec == 0:
+    if c < 0x1000:
         try:
-            sg = _T071cdf68[(c >> 10) & 0x3]
+            sg = _T071cdf68[c >> 10]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x800 != 0x0:
+            if c >= 0x800:
                 raise r.fail_at(av + 12, 'CertificateUpdateResType[6]', 'expected CH of RetryCounter') from None
-            sg = ((c >> 10) & 1)
+            sg = (c >> 10)
         u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
@@ -7930,9 +7863,10 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
         f_RetryCounter = -u - 1 if sg else u
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'CertificateUpdateResType[6]', 'expected EE of RetryCounter, EE')
-    elif ec == 1:
+    elif c < 0x2000:
         av += 12
     else:
+        ec = (c >> 12) & 0x3
         raise r.fail_at(av + 12, 'CertificateUpdateResType[6]', f'event code {ec}, expected SE(RetryCounter), EE')
     r.avail = av
     ob = _new(_K_iso2_CertificateUpdateResType)
@@ -8093,11 +8027,10 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _iso2.Charg
     f_AC_EVChargeParameter: _iso2.AC_EVChargeParameterType | None = None
     f_DC_EVChargeParameter: _iso2.DC_EVChargeParameterType | None = None
     f_EVChargeParameter: _iso2.EVChargeParameterType | None = None
-    ec = ((c >> 26) & 3)
-    if ec == 0:
-        if c & 0x2000000 != 0x0:
+    if c < 0x4000000:
+        if c >= 0x2000000:
             raise r.fail_at(av + 26, 'ChargeParameterDiscoveryReqType[0]', 'expected CH of MaxEntriesSAScheduleTuple')
-        u = ((c >> 17) & 255)
+        u = (c >> 17)
         if u > 127:
             u2 = (c >> 9) & 0xFF
             if u2 < 128:
@@ -8137,7 +8070,7 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _iso2.Charg
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x8000000:
         try:
             f_RequestedEnergyTransferMode = _T4326b017[(c >> 21) & 0x1f]
         except KeyError:  # not a valid pattern: say why
@@ -8152,15 +8085,14 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _iso2.Charg
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 26) & 0x3
         raise r.fail_at(av + 26, 'ChargeParameterDiscoveryReqType[0]', f'event code {ec}, expected SE(MaxEntriesSAScheduleTuple), SE(RequestedEnergyTransferMode)')
-    ec = ((c >> 28) & 3)
-    if ec == 0:
-        ec = ((c >> 26) & 3)
+    if c < 0x10000000:
         f_1_DepartureTime: int | None = None
-        if ec == 0:
-            if c & 0x2000000 != 0x0:
+        if c < 0x4000000:
+            if c >= 0x2000000:
                 raise r.fail_at(av + 26, 'AC_EVChargeParameterType[0]', 'expected CH of DepartureTime')
-            u = ((c >> 17) & 255)
+            u = (c >> 17)
             if u > 127:
                 u2 = (c >> 9) & 0xFF
                 if u2 < 128:
@@ -8196,7 +8128,7 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _iso2.Charg
             except KeyError:  # not a valid pattern: say why
                 if c & 0x3c71c000 != 0x0:
                     raise r.fail_at(av + 30, 'AC_EVChargeParameterType[0]', 'expected EE of DepartureTime, SE(EAmount), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                f_2_Multiplier = ((c >> 23) & 7) - 3
+                f_2_Multiplier = (c >> 23) - 3
                 iv = ((c >> 17) & 7)
                 if iv >= 7:
                     raise r.fail_at(av + 13, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -8241,7 +8173,7 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _iso2.Charg
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif ec == 1:
+        elif c < 0x8000000:
             try:
                 f_3_Multiplier, f_3_Unit, sg = _Tea8843d1[(c >> 11) & 0x7fff]
             except KeyError:  # not a valid pattern: say why
@@ -8293,13 +8225,14 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _iso2.Charg
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'AC_EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EAmount)')
         try:
-            f_4_Multiplier, f_4_Unit, sg = _T3b5e3738[(c >> 14) & 0xffff]
+            f_4_Multiplier, f_4_Unit, sg = _T3b5e3738[c >> 14]
         except KeyError:  # not a valid pattern: say why
             if c & 0x38e38000 != 0x0:
                 raise r.fail_at(av + 30, 'ChargeParameterDiscoveryReqType[2]', 'expected SE(EVMaxVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_4_Multiplier = ((c >> 24) & 7) - 3
+            f_4_Multiplier = (c >> 24) - 3
             iv = ((c >> 18) & 7)
             if iv >= 7:
                 raise r.fail_at(av + 14, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -8342,7 +8275,7 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _iso2.Charg
         except KeyError:  # not a valid pattern: say why
             if c & 0x3e38e000 != 0x0:
                 raise r.fail_at(av + 30, 'ChargeParameterDiscoveryReqType[2]', 'expected EE of Value, EE, SE(EVMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_5_Multiplier = ((c >> 22) & 7) - 3
+            f_5_Multiplier = (c >> 22) - 3
             iv = ((c >> 16) & 7)
             if iv >= 7:
                 raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -8390,7 +8323,7 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _iso2.Charg
         except KeyError:  # not a valid pattern: say why
             if c & 0x3e38e000 != 0x0:
                 raise r.fail_at(av + 30, 'ChargeParameterDiscoveryReqType[2]', 'expected EE of Value, EE, SE(EVMinCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_6_Multiplier = ((c >> 22) & 7) - 3
+            f_6_Multiplier = (c >> 22) - 3
             iv = ((c >> 16) & 7)
             if iv >= 7:
                 raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -8443,7 +8376,8 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _iso2.Charg
         ob1_.EVMaxCurrent = f_1_EVMaxCurrent
         ob1_.EVMinCurrent = f_1_EVMinCurrent
         f_AC_EVChargeParameter = ob1_
-    elif ec == 1:
+    elif c < 0x20000000:
+        c &= 0xfffffff
         r.avail = av
         f_DC_EVChargeParameter = _d_iso2_DC_EVChargeParameterType(r, c)
         win = r.win
@@ -8452,12 +8386,11 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _iso2.Charg
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
-    elif ec == 2:
+    elif c < 0x30000000:
         av += 14
-        ec = ((c >> 26) & 3)
         f_7_DepartureTime: int | None = None
-        if ec == 0:
-            if c & 0x2000000 != 0x0:
+        if c < 0x24000000:
+            if c >= 0x22000000:
                 raise r.fail_at(av + 12, 'EVChargeParameterType[0]', 'expected CH of DepartureTime')
             u = ((c >> 17) & 255)
             if u > 127:
@@ -8491,15 +8424,17 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _iso2.Charg
             f_7_DepartureTime = u
             if c & 0x6 != 0x0:
                 raise r.fail_at(av + 3, 'EVChargeParameterType[0]', 'expected EE of DepartureTime, EE')
-        elif ec == 1:
+        elif c < 0x28000000:
             av += 11
             c >>= 25
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 12, 'EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), EE')
         ob7_ = _new(_K_iso2_EVChargeParameterType)
         ob7_.DepartureTime = f_7_DepartureTime
         f_EVChargeParameter = ob7_
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'ChargeParameterDiscoveryReqType[2]', f'event code {ec}, expected SE(AC_EVChargeParameter), SE(DC_EVChargeParameter), SE(EVChargeParameter)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType', 'expected EE')
@@ -8610,7 +8545,7 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso2.Charg
     s = 0
     if c & 0xc1c8000 != 0x0:
         raise r.fail_at(av + 28, 'ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing')
-    iv = ((c >> 21) & 31)
+    iv = (c >> 21)
     if iv >= 26:
         raise r.fail_at(av + 12, 'ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
@@ -8632,7 +8567,7 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso2.Charg
         except KeyError:  # not a valid pattern: say why
             if c & 0x38060000 != 0x0:
                 raise r.fail_at(av + 30, 'ChargeParameterDiscoveryResType[2]', 'expected SE(SAScheduleTuple), SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(PMaxSchedule)') from None
-            f_2_SAScheduleTupleID = ((c >> 19) & 255) + 1
+            f_2_SAScheduleTupleID = (c >> 19) + 1
         f_2_SalesTariff: _iso2.SalesTariffType | None = None
         av -= 11
         if av < 0:
@@ -8646,8 +8581,7 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso2.Charg
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        ec = (c >> 28)
-        if ec == 0:
+        if c < 0x10000000:
             r.avail = av
             f_2_SalesTariff = _d_iso2_SalesTariffType(r, c)
             win = r.win
@@ -8656,32 +8590,32 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso2.Charg
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x20000000 != 0x0:
+            if c >= 0x20000000:
                 raise r.fail_at(av + 30, 'SAScheduleTupleType[2]', 'expected EE')
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif ec == 1:
+        elif c < 0x20000000:
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
         else:
+            ec = (c >> 28) & 0x3
             raise r.fail_at(av + 28, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
-        ec = ((c >> 28) & 3)
         ob2_ = _new(_K_iso2_SAScheduleTupleType)
         ob2_.SAScheduleTupleID = f_2_SAScheduleTupleID
         ob2_.PMaxSchedule = f_2_PMaxSchedule
         ob2_.SalesTariff = f_2_SalesTariff
         f_1_SAScheduleTuple.append(ob2_)
-        if ec == 0:
+        if c < 0x10000000:
             try:
-                f_3_SAScheduleTupleID = _T4d006aa5[(c >> 16) & 0xfff]
+                f_3_SAScheduleTupleID = _T4d006aa5[c >> 16]
             except KeyError:  # not a valid pattern: say why
                 if c & 0xc030000 != 0x0:
                     raise r.fail_at(av + 28, 'SAScheduleListType[1]', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(PMaxSchedule)') from None
-                f_3_SAScheduleTupleID = ((c >> 18) & 255) + 1
+                f_3_SAScheduleTupleID = (c >> 18) + 1
             f_3_SalesTariff: _iso2.SalesTariffType | None = None
             av -= 12
             if av < 0:
@@ -8695,8 +8629,7 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso2.Charg
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            ec = (c >> 28)
-            if ec == 0:
+            if c < 0x10000000:
                 r.avail = av
                 f_3_SalesTariff = _d_iso2_SalesTariffType(r, c)
                 win = r.win
@@ -8705,32 +8638,32 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso2.Charg
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-                if c & 0x20000000 != 0x0:
+                if c >= 0x20000000:
                     raise r.fail_at(av + 30, 'SAScheduleTupleType[2]', 'expected EE')
                 av -= 1
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-            elif ec == 1:
+            elif c < 0x20000000:
                 av -= 2
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
             else:
+                ec = (c >> 28) & 0x3
                 raise r.fail_at(av + 28, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
-            ec = ((c >> 28) & 3)
             ob3_ = _new(_K_iso2_SAScheduleTupleType)
             ob3_.SAScheduleTupleID = f_3_SAScheduleTupleID
             ob3_.PMaxSchedule = f_3_PMaxSchedule
             ob3_.SalesTariff = f_3_SalesTariff
             f_1_SAScheduleTuple.append(ob3_)
-            if ec == 0:
+            if c < 0x10000000:
                 try:
-                    f_4_SAScheduleTupleID = _T4d006aa5[(c >> 16) & 0xfff]
+                    f_4_SAScheduleTupleID = _T4d006aa5[c >> 16]
                 except KeyError:  # not a valid pattern: say why
                     if c & 0xc030000 != 0x0:
                         raise r.fail_at(av + 28, 'SAScheduleListType[2]', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(PMaxSchedule)') from None
-                    f_4_SAScheduleTupleID = ((c >> 18) & 255) + 1
+                    f_4_SAScheduleTupleID = (c >> 18) + 1
                 f_4_SalesTariff: _iso2.SalesTariffType | None = None
                 av -= 12
                 if av < 0:
@@ -8744,8 +8677,7 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso2.Charg
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-                ec = (c >> 28)
-                if ec == 0:
+                if c < 0x10000000:
                     r.avail = av
                     f_4_SalesTariff = _d_iso2_SalesTariffType(r, c)
                     win = r.win
@@ -8754,29 +8686,32 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso2.Charg
                     if av < 0:
                         win, av = r.refill(av, 30)
                     c = (win >> av) & 0x3fffffff
-                    if c & 0x20000000 != 0x0:
+                    if c >= 0x20000000:
                         raise r.fail_at(av + 30, 'SAScheduleTupleType[2]', 'expected EE')
-                elif ec == 1:
+                elif c < 0x20000000:
                     av -= 1
                     if av < 0:
                         win, av = r.refill(av, 29)
                     c = (win >> av) & 0x1fffffff
                 else:
+                    ec = (c >> 28) & 0x3
                     raise r.fail_at(av + 28, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
-                if c & 0x10000000 != 0x0:
+                if c >= 0x10000000:
                     raise r.fail_at(av + 29, 'SAScheduleListType[2]', 'expected EE')
                 ob4_ = _new(_K_iso2_SAScheduleTupleType)
                 ob4_.SAScheduleTupleID = f_4_SAScheduleTupleID
                 ob4_.PMaxSchedule = f_4_PMaxSchedule
                 ob4_.SalesTariff = f_4_SalesTariff
                 f_1_SAScheduleTuple.append(ob4_)
-            elif ec == 1:
+            elif c < 0x20000000:
                 pass
             else:
+                ec = (c >> 28) & 0x3
                 raise r.fail_at(av + 28, 'SAScheduleListType[2]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
-        elif ec == 1:
+        elif c < 0x20000000:
             pass
         else:
+            ec = (c >> 28) & 0x3
             raise r.fail_at(av + 28, 'SAScheduleListType[1]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
         ob1_ = _new(_K_iso2_SAScheduleListType)
         ob1_.SAScheduleTuple = f_1_SAScheduleTuple
@@ -8829,7 +8764,7 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso2.Charg
         c = (win >> av) & 0x7ffffffff
         if c & 0x73be38e00 != 0x0:
             raise r.fail_at(av + 35, 'ChargeParameterDiscoveryResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE, SE(EVSENominalVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-        iv = ((c >> 30) & 3)
+        iv = (c >> 30)
         if iv >= 3:
             raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_7_EVSENotification = _E_iso2_EVSENotificationType[iv]
@@ -8875,7 +8810,7 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso2.Charg
         except KeyError:  # not a valid pattern: say why
             if c & 0x3e38e000 != 0x0:
                 raise r.fail_at(av + 30, 'ChargeParameterDiscoveryResType[2]', 'expected EE of Value, EE, SE(EVSEMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_9_Multiplier = ((c >> 22) & 7) - 3
+            f_9_Multiplier = (c >> 22) - 3
             iv = ((c >> 16) & 7)
             if iv >= 7:
                 raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -8958,11 +8893,11 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso2.Charg
     else:
         raise r.fail_at(av + 12, 'ChargeParameterDiscoveryResType[2]', f'event code {ec}, expected SE(SAScheduleList), SE(SASchedules), SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
     if s == 3:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
-            if c & 0x3800000 != 0x0:
+        c &= 0xfffffff
+        if c < 0x4000000:
+            if c >= 0x800000:
                 raise r.fail_at(av + 26, 'ChargeParameterDiscoveryResType[3]', 'expected SE(AC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-            u = ((c >> 15) & 255)
+            u = (c >> 15)
             if u > 127:
                 u2 = (c >> 7) & 0xFF
                 if u2 < 128:
@@ -8995,7 +8930,7 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso2.Charg
             c = (win >> av) & 0x7ffffffff
             if c & 0x73be38e00 != 0x0:
                 raise r.fail_at(av + 35, 'ChargeParameterDiscoveryResType[3]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE, SE(EVSENominalVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-            iv = ((c >> 30) & 3)
+            iv = (c >> 30)
             if iv >= 3:
                 raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
             f_12_EVSENotification = _E_iso2_EVSENotificationType[iv]
@@ -9041,7 +8976,7 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso2.Charg
             except KeyError:  # not a valid pattern: say why
                 if c & 0x3e38e000 != 0x0:
                     raise r.fail_at(av + 30, 'ChargeParameterDiscoveryResType[3]', 'expected EE of Value, EE, SE(EVSEMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                f_14_Multiplier = ((c >> 22) & 7) - 3
+                f_14_Multiplier = (c >> 22) - 3
                 iv = ((c >> 16) & 7)
                 if iv >= 7:
                     raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -9093,7 +9028,7 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso2.Charg
             ob11_.EVSEMaxCurrent = f_11_EVSEMaxCurrent
             f_AC_EVSEChargeParameter = ob11_
             s = 4
-        elif ec == 1:
+        elif c < 0x8000000:
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -9107,15 +9042,16 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso2.Charg
                 win, av = r.refill(av, 1)
             c = (win >> av) & 0x1
             s = 4
-        elif ec == 2:
+        elif c < 0xc000000:
             av += 24
-            if c & 0x2000000 != 0x0:
+            if c >= 0xa000000:
                 raise r.fail_at(av + 2, 'ChargeParameterDiscoveryResType[3]', 'expected EE')
             ob15_ = _new(_K_iso2_EVSEChargeParameterType)
             f_EVSEChargeParameter = ob15_
             c >>= 24
             s = 4
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'ChargeParameterDiscoveryResType[3]', f'event code {ec}, expected SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
     else:
         av += 27
@@ -9422,7 +9358,7 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
 
 def _d_iso2_ChargingStatusReqType(r: BitReader, c: int) -> _iso2.ChargingStatusReqType:
     av = r.avail
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'ChargingStatusReqType', 'expected EE')
     r.avail = av
     ob = _new(_K_iso2_ChargingStatusReqType)
@@ -9450,11 +9386,11 @@ def _d_iso2_ChargingStatusResType(r: BitReader, c: int) -> _iso2.ChargingStatusR
     f_AC_EVSEStatus: _iso2.AC_EVSEStatusType
     s = 0
     try:
-        f_ResponseCode = _T71c1fe91[(c >> 8) & 0x3ff]
+        f_ResponseCode = _T71c1fe91[c >> 8]
     except KeyError:  # not a valid pattern: say why
         if c & 0x30700 != 0x0:
             raise r.fail_at(av + 18, 'ChargingStatusResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID') from None
-        iv = ((c >> 11) & 31)
+        iv = (c >> 11)
         if iv >= 26:
             raise r.fail_at(av + 8, 'ChargingStatusResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso2_responseCodeType[iv]
@@ -9489,7 +9425,7 @@ def _d_iso2_ChargingStatusResType(r: BitReader, c: int) -> _iso2.ChargingStatusR
     c = (win >> av) & 0x3fffffff
     if c & 0x38040000 != 0x0:
         raise r.fail_at(av + 30, 'ChargingStatusResType', 'expected EE of EVSEID, SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID')
-    f_SAScheduleTupleID = ((c >> 19) & 255) + 1
+    f_SAScheduleTupleID = (c >> 19) + 1
     ec = ((c >> 15) & 7)
     s = 2
     s = 3
@@ -9503,7 +9439,7 @@ def _d_iso2_ChargingStatusResType(r: BitReader, c: int) -> _iso2.ChargingStatusR
         except KeyError:  # not a valid pattern: say why
             if c & 0x31c70000 != 0x0:
                 raise r.fail_at(av + 30, 'ChargingStatusResType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_1_Multiplier = ((c >> 25) & 7) - 3
+            f_1_Multiplier = (c >> 25) - 3
             iv = ((c >> 19) & 7)
             if iv >= 7:
                 raise r.fail_at(av + 15, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -9537,18 +9473,15 @@ def _d_iso2_ChargingStatusResType(r: BitReader, c: int) -> _iso2.ChargingStatusR
                         win, av = r.refill(av, 7)
                     c = (win >> av) & 0x7f
         f_1_Value = -u - 1 if sg else u
-        try:
-            ec = _T6cd14f8b[(c >> 3) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x60 != 0x0:
-                raise r.fail_at(av + 7, 'ChargingStatusResType[3]', 'expected EE of Value, EE') from None
-            ec = ((c >> 3) & 3)
+        c &= 0x7f
+        if c >= 0x20:
+            raise r.fail_at(av + 7, 'ChargingStatusResType[3]', 'expected EE of Value, EE')
         ob1_ = _new(_K_iso2_PhysicalValueType)
         ob1_.Multiplier = f_1_Multiplier
         ob1_.Unit = f_1_Unit
         ob1_.Value = f_1_Value
         f_EVSEMaxCurrent = ob1_
-        if ec == 0:
+        if c < 0x8:
             av -= 7
             if av < 0:
                 win, av = r.refill(av, 10)
@@ -9562,7 +9495,7 @@ def _d_iso2_ChargingStatusResType(r: BitReader, c: int) -> _iso2.ChargingStatusR
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 1:
+        elif c < 0x10:
             try:
                 f_ReceiptRequired = _Ta870a97b[c & 0x7]
             except KeyError:  # not a valid pattern: say why
@@ -9574,14 +9507,14 @@ def _d_iso2_ChargingStatusResType(r: BitReader, c: int) -> _iso2.ChargingStatusR
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 2:
+        elif c < 0x18:
             av -= 27
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'ChargingStatusResType[4]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-            u = ((c >> 20) & 255)
+            u = (c >> 20)
             if u > 127:
                 u2 = (c >> 12) & 0xFF
                 if u2 < 128:
@@ -9629,10 +9562,12 @@ def _d_iso2_ChargingStatusResType(r: BitReader, c: int) -> _iso2.ChargingStatusR
             c = (win >> av) & 0xfffffff
             s = 7
         else:
+            ec = (c >> 3) & 0x3
             raise r.fail_at(av + 3, 'ChargingStatusResType[4]', f'event code {ec}, expected SE(MeterInfo), SE(ReceiptRequired), SE(AC_EVSEStatus)')
     elif ec == 1:
         av += 5
         c >>= 5
+        c &= 0x3ff
         r.avail = av
         f_MeterInfo = _d_iso2_MeterInfoType(r, c)
         win = r.win
@@ -9694,7 +9629,7 @@ def _d_iso2_ChargingStatusResType(r: BitReader, c: int) -> _iso2.ChargingStatusR
         except KeyError:  # not a valid pattern: say why
             if c & 0x39d80000 != 0x0:
                 raise r.fail_at(av + 30, 'ChargingStatusResType[3]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE') from None
-            iv = ((c >> 25) & 3)
+            iv = (c >> 25)
             if iv >= 3:
                 raise r.fail_at(av + 19, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_3_EVSENotification = _E_iso2_EVSENotificationType[iv]
@@ -9712,21 +9647,20 @@ def _d_iso2_ChargingStatusResType(r: BitReader, c: int) -> _iso2.ChargingStatusR
     else:
         raise r.fail_at(av + 15, 'ChargingStatusResType[3]', f'event code {ec}, expected SE(EVSEMaxCurrent), SE(MeterInfo), SE(ReceiptRequired), SE(AC_EVSEStatus)')
     if s == 5:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        if c < 0x4000000:
             try:
-                f_ReceiptRequired = _Ta870a97b[(c >> 23) & 0x7]
+                f_ReceiptRequired = _Ta870a97b[c >> 23]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x2800000 != 0x0:
                     raise r.fail_at(av + 26, 'ChargingStatusResType[5]', 'expected CH of ReceiptRequired, EE of ReceiptRequired') from None
-                f_ReceiptRequired = ((c >> 24) & 1) == 1
+                f_ReceiptRequired = (c >> 24) == 1
             av -= 5
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 1:
-            if c & 0x3000000 != 0x0:
+        elif c < 0x8000000:
+            if c >= 0x5000000:
                 raise r.fail_at(av + 26, 'ChargingStatusResType[5]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
             u = ((c >> 16) & 255)
             if u > 127:
@@ -9764,7 +9698,7 @@ def _d_iso2_ChargingStatusResType(r: BitReader, c: int) -> _iso2.ChargingStatusR
             except KeyError:  # not a valid pattern: say why
                 if c & 0x39d80000 != 0x0:
                     raise r.fail_at(av + 30, 'ChargingStatusResType[5]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE') from None
-                iv = ((c >> 25) & 3)
+                iv = (c >> 25)
                 if iv >= 3:
                     raise r.fail_at(av + 19, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
                 f_4_EVSENotification = _E_iso2_EVSENotificationType[iv]
@@ -9780,11 +9714,12 @@ def _d_iso2_ChargingStatusResType(r: BitReader, c: int) -> _iso2.ChargingStatusR
             c = (win >> av) & 0xfffffff
             s = 7
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'ChargingStatusResType[5]', f'event code {ec}, expected SE(ReceiptRequired), SE(AC_EVSEStatus)')
     if s == 6:
-        if c & 0xe000000 != 0x0:
+        if c >= 0x2000000:
             raise r.fail_at(av + 28, 'ChargingStatusResType', 'expected SE(AC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-        u = ((c >> 17) & 255)
+        u = (c >> 17)
         if u > 127:
             u2 = (c >> 9) & 0xFF
             if u2 < 128:
@@ -9820,7 +9755,7 @@ def _d_iso2_ChargingStatusResType(r: BitReader, c: int) -> _iso2.ChargingStatusR
         except KeyError:  # not a valid pattern: say why
             if c & 0xe76 != 0x0:
                 raise r.fail_at(av + 12, 'ChargingStatusResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE') from None
-            iv = ((c >> 7) & 3)
+            iv = (c >> 7)
             if iv >= 3:
                 raise r.fail_at(av + 1, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_5_EVSENotification = _E_iso2_EVSENotificationType[iv]
@@ -10107,7 +10042,7 @@ def _d_iso2_CurrentDemandReqType(r: BitReader, c: int) -> _iso2.CurrentDemandReq
     c = (win >> av) & 0x7fffffffffff
     if c & 0x770e03e38e00 != 0x0:
         raise r.fail_at(av + 47, 'CurrentDemandReqType', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, SE(EVTargetCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-    f_1_EVReady = ((c >> 43) & 1) == 1
+    f_1_EVReady = (c >> 43) == 1
     iv = ((c >> 36) & 15)
     if iv >= 12:
         raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
@@ -10150,25 +10085,21 @@ def _d_iso2_CurrentDemandReqType(r: BitReader, c: int) -> _iso2.CurrentDemandReq
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    try:
-        ec = _T84c90c6e[c >> 25]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x30000000 != 0x0:
-            raise r.fail_at(av + 30, 'CurrentDemandReqType', 'expected EE of Value, EE') from None
-        ec = ((c >> 25) & 7)
+    if c >= 0x10000000:
+        raise r.fail_at(av + 30, 'CurrentDemandReqType', 'expected EE of Value, EE')
     ob2_ = _new(_K_iso2_PhysicalValueType)
     ob2_.Multiplier = f_2_Multiplier
     ob2_.Unit = f_2_Unit
     ob2_.Value = f_2_Value
     f_EVTargetCurrent = ob2_
     s = 2
-    if ec == 0:
+    if c < 0x2000000:
         try:
-            f_3_Multiplier, f_3_Unit, sg = _Tea8843d1[(c >> 10) & 0x7fff]
+            f_3_Multiplier, f_3_Unit, sg = _Tea8843d1[c >> 10]
         except KeyError:  # not a valid pattern: say why
             if c & 0x18e3800 != 0x0:
                 raise r.fail_at(av + 25, 'CurrentDemandReqType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_3_Multiplier = ((c >> 20) & 7) - 3
+            f_3_Multiplier = (c >> 20) - 3
             iv = ((c >> 14) & 7)
             if iv >= 7:
                 raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -10206,24 +10137,20 @@ def _d_iso2_CurrentDemandReqType(r: BitReader, c: int) -> _iso2.CurrentDemandReq
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        try:
-            ec = _T84c90c6e[c >> 25]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30000000 != 0x0:
-                raise r.fail_at(av + 30, 'CurrentDemandReqType[2]', 'expected EE of Value, EE') from None
-            ec = ((c >> 25) & 7)
+        if c >= 0x10000000:
+            raise r.fail_at(av + 30, 'CurrentDemandReqType[2]', 'expected EE of Value, EE')
         ob3_ = _new(_K_iso2_PhysicalValueType)
         ob3_.Multiplier = f_3_Multiplier
         ob3_.Unit = f_3_Unit
         ob3_.Value = f_3_Value
         f_EVMaximumVoltageLimit = ob3_
-        if ec == 0:
+        if c < 0x2000000:
             try:
-                f_4_Multiplier, f_4_Unit, sg = _Tea8843d1[(c >> 10) & 0x7fff]
+                f_4_Multiplier, f_4_Unit, sg = _Tea8843d1[c >> 10]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x18e3800 != 0x0:
                     raise r.fail_at(av + 25, 'CurrentDemandReqType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                f_4_Multiplier = ((c >> 20) & 7) - 3
+                f_4_Multiplier = (c >> 20) - 3
                 iv = ((c >> 14) & 7)
                 if iv >= 7:
                     raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -10269,7 +10196,7 @@ def _d_iso2_CurrentDemandReqType(r: BitReader, c: int) -> _iso2.CurrentDemandReq
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 1:
+        elif c < 0x4000000:
             try:
                 f_5_Multiplier, f_5_Unit, sg = _Tea8843d1[(c >> 10) & 0x7fff]
             except KeyError:  # not a valid pattern: say why
@@ -10321,7 +10248,7 @@ def _d_iso2_CurrentDemandReqType(r: BitReader, c: int) -> _iso2.CurrentDemandReq
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 2:
+        elif c < 0x6000000:
             try:
                 f_BulkChargingComplete = _Ta870a97b[(c >> 22) & 0x7]
             except KeyError:  # not a valid pattern: say why
@@ -10333,7 +10260,7 @@ def _d_iso2_CurrentDemandReqType(r: BitReader, c: int) -> _iso2.CurrentDemandReq
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 3:
+        elif c < 0x8000000:
             try:
                 f_ChargingComplete = _Ta870a97b[(c >> 22) & 0x7]
             except KeyError:  # not a valid pattern: say why
@@ -10346,8 +10273,9 @@ def _d_iso2_CurrentDemandReqType(r: BitReader, c: int) -> _iso2.CurrentDemandReq
             c = (win >> av) & 0xfffffff
             s = 7
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'CurrentDemandReqType[3]', f'event code {ec}, expected SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
-    elif ec == 1:
+    elif c < 0x4000000:
         try:
             f_6_Multiplier, f_6_Unit, sg = _Tea8843d1[(c >> 10) & 0x7fff]
         except KeyError:  # not a valid pattern: say why
@@ -10399,7 +10327,7 @@ def _d_iso2_CurrentDemandReqType(r: BitReader, c: int) -> _iso2.CurrentDemandReq
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 4
-    elif ec == 2:
+    elif c < 0x6000000:
         try:
             f_7_Multiplier, f_7_Unit, sg = _Tea8843d1[(c >> 10) & 0x7fff]
         except KeyError:  # not a valid pattern: say why
@@ -10451,7 +10379,7 @@ def _d_iso2_CurrentDemandReqType(r: BitReader, c: int) -> _iso2.CurrentDemandReq
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 5
-    elif ec == 3:
+    elif c < 0x8000000:
         try:
             f_BulkChargingComplete = _Ta870a97b[(c >> 22) & 0x7]
         except KeyError:  # not a valid pattern: say why
@@ -10463,7 +10391,7 @@ def _d_iso2_CurrentDemandReqType(r: BitReader, c: int) -> _iso2.CurrentDemandReq
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 6
-    elif ec == 4:
+    elif c < 0xa000000:
         try:
             f_ChargingComplete = _Ta870a97b[(c >> 22) & 0x7]
         except KeyError:  # not a valid pattern: say why
@@ -10476,16 +10404,16 @@ def _d_iso2_CurrentDemandReqType(r: BitReader, c: int) -> _iso2.CurrentDemandReq
         c = (win >> av) & 0xfffffff
         s = 7
     else:
+        ec = (c >> 25) & 0x7
         raise r.fail_at(av + 25, 'CurrentDemandReqType[2]', f'event code {ec}, expected SE(EVMaximumVoltageLimit), SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 4:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        if c < 0x4000000:
             try:
-                f_8_Multiplier, f_8_Unit, sg = _Tea8843d1[(c >> 11) & 0x7fff]
+                f_8_Multiplier, f_8_Unit, sg = _Tea8843d1[c >> 11]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x31c7000 != 0x0:
                     raise r.fail_at(av + 26, 'CurrentDemandReqType[4]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                f_8_Multiplier = ((c >> 21) & 7) - 3
+                f_8_Multiplier = (c >> 21) - 3
                 iv = ((c >> 15) & 7)
                 if iv >= 7:
                     raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -10531,7 +10459,7 @@ def _d_iso2_CurrentDemandReqType(r: BitReader, c: int) -> _iso2.CurrentDemandReq
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 1:
+        elif c < 0x8000000:
             try:
                 f_BulkChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
             except KeyError:  # not a valid pattern: say why
@@ -10543,7 +10471,7 @@ def _d_iso2_CurrentDemandReqType(r: BitReader, c: int) -> _iso2.CurrentDemandReq
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 2:
+        elif c < 0xc000000:
             try:
                 f_ChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
             except KeyError:  # not a valid pattern: say why
@@ -10556,22 +10484,22 @@ def _d_iso2_CurrentDemandReqType(r: BitReader, c: int) -> _iso2.CurrentDemandReq
             c = (win >> av) & 0xfffffff
             s = 7
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'CurrentDemandReqType[4]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 5:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        if c < 0x4000000:
             try:
-                f_BulkChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
+                f_BulkChargingComplete = _Ta870a97b[c >> 23]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x2800000 != 0x0:
                     raise r.fail_at(av + 26, 'CurrentDemandReqType[5]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete') from None
-                f_BulkChargingComplete = ((c >> 24) & 1) == 1
+                f_BulkChargingComplete = (c >> 24) == 1
             av -= 5
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 1:
+        elif c < 0x8000000:
             try:
                 f_ChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
             except KeyError:  # not a valid pattern: say why
@@ -10584,14 +10512,15 @@ def _d_iso2_CurrentDemandReqType(r: BitReader, c: int) -> _iso2.CurrentDemandReq
             c = (win >> av) & 0xfffffff
             s = 7
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'CurrentDemandReqType[5]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 6:
         try:
-            f_ChargingComplete = _Tadfaa03d[(c >> 24) & 0xf]
+            f_ChargingComplete = _Tadfaa03d[c >> 24]
         except KeyError:  # not a valid pattern: say why
             if c & 0xd000000 != 0x0:
                 raise r.fail_at(av + 28, 'CurrentDemandReqType', 'expected SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete') from None
-            f_ChargingComplete = ((c >> 25) & 1) == 1
+            f_ChargingComplete = (c >> 25) == 1
         s = 7
         av -= 6
         if av < 0:
@@ -10602,14 +10531,13 @@ def _d_iso2_CurrentDemandReqType(r: BitReader, c: int) -> _iso2.CurrentDemandReq
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    ec = ((c >> 28) & 3)
-    if ec == 0:
+    if c < 0x10000000:
         try:
-            f_9_Multiplier, f_9_Unit, sg = _Tea8843d1[(c >> 13) & 0x7fff]
+            f_9_Multiplier, f_9_Unit, sg = _Tea8843d1[c >> 13]
         except KeyError:  # not a valid pattern: say why
             if c & 0xc71c000 != 0x0:
                 raise r.fail_at(av + 28, 'CurrentDemandReqType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_9_Multiplier = ((c >> 23) & 7) - 3
+            f_9_Multiplier = (c >> 23) - 3
             iv = ((c >> 17) & 7)
             if iv >= 7:
                 raise r.fail_at(av + 13, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -10643,18 +10571,15 @@ def _d_iso2_CurrentDemandReqType(r: BitReader, c: int) -> _iso2.CurrentDemandReq
                         win, av = r.refill(av, 5)
                     c = (win >> av) & 0x1f
         f_9_Value = -u - 1 if sg else u
-        try:
-            ec = _T6cd14f8b[(c >> 1) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x18 != 0x0:
-                raise r.fail_at(av + 5, 'CurrentDemandReqType[7]', 'expected EE of Value, EE') from None
-            ec = ((c >> 1) & 3)
+        c &= 0x1f
+        if c >= 0x8:
+            raise r.fail_at(av + 5, 'CurrentDemandReqType[7]', 'expected EE of Value, EE')
         ob9_ = _new(_K_iso2_PhysicalValueType)
         ob9_.Multiplier = f_9_Multiplier
         ob9_.Unit = f_9_Unit
         ob9_.Value = f_9_Value
         f_RemainingTimeToFullSoC = ob9_
-        if ec == 0:
+        if c < 0x2:
             av -= 29
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -10664,7 +10589,7 @@ def _d_iso2_CurrentDemandReqType(r: BitReader, c: int) -> _iso2.CurrentDemandReq
             except KeyError:  # not a valid pattern: say why
                 if c & 0x31c70000 != 0x0:
                     raise r.fail_at(av + 30, 'CurrentDemandReqType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                f_10_Multiplier = ((c >> 25) & 7) - 3
+                f_10_Multiplier = (c >> 25) - 3
                 iv = ((c >> 19) & 7)
                 if iv >= 7:
                     raise r.fail_at(av + 15, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -10710,7 +10635,7 @@ def _d_iso2_CurrentDemandReqType(r: BitReader, c: int) -> _iso2.CurrentDemandReq
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
             s = 9
-        elif ec == 1:
+        elif c < 0x4:
             av -= 29
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -10720,7 +10645,7 @@ def _d_iso2_CurrentDemandReqType(r: BitReader, c: int) -> _iso2.CurrentDemandReq
             except KeyError:  # not a valid pattern: say why
                 if c & 0x31c70000 != 0x0:
                     raise r.fail_at(av + 30, 'CurrentDemandReqType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                f_11_Multiplier = ((c >> 25) & 7) - 3
+                f_11_Multiplier = (c >> 25) - 3
                 iv = ((c >> 19) & 7)
                 if iv >= 7:
                     raise r.fail_at(av + 15, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -10767,8 +10692,9 @@ def _d_iso2_CurrentDemandReqType(r: BitReader, c: int) -> _iso2.CurrentDemandReq
             c = (win >> av) & 0x7ffffff
             s = 10
         else:
+            ec = (c >> 1) & 0x3
             raise r.fail_at(av + 1, 'CurrentDemandReqType[8]', f'event code {ec}, expected SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
-    elif ec == 1:
+    elif c < 0x20000000:
         try:
             f_12_Multiplier, f_12_Unit, sg = _Tea8843d1[(c >> 13) & 0x7fff]
         except KeyError:  # not a valid pattern: say why
@@ -10820,7 +10746,7 @@ def _d_iso2_CurrentDemandReqType(r: BitReader, c: int) -> _iso2.CurrentDemandReq
             win, av = r.refill(av, 27)
         c = (win >> av) & 0x7ffffff
         s = 9
-    elif ec == 2:
+    elif c < 0x30000000:
         try:
             f_13_Multiplier, f_13_Unit, sg = _Tea8843d1[(c >> 13) & 0x7fff]
         except KeyError:  # not a valid pattern: say why
@@ -10873,14 +10799,15 @@ def _d_iso2_CurrentDemandReqType(r: BitReader, c: int) -> _iso2.CurrentDemandReq
         c = (win >> av) & 0x7ffffff
         s = 10
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'CurrentDemandReqType[7]', f'event code {ec}, expected SE(RemainingTimeToFullSoC), SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
     if s == 9:
         try:
-            f_14_Multiplier, f_14_Unit, sg = _T3b5e3738[(c >> 11) & 0xffff]
+            f_14_Multiplier, f_14_Unit, sg = _T3b5e3738[c >> 11]
         except KeyError:  # not a valid pattern: say why
             if c & 0x71c7000 != 0x0:
                 raise r.fail_at(av + 27, 'CurrentDemandReqType', 'expected SE(EVTargetVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_14_Multiplier = ((c >> 21) & 7) - 3
+            f_14_Multiplier = (c >> 21) - 3
             iv = ((c >> 15) & 7)
             if iv >= 7:
                 raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -11500,11 +11427,11 @@ def _d_iso2_CurrentDemandResType(r: BitReader, c: int) -> _iso2.CurrentDemandRes
     f_ReceiptRequired: bool | None = None
     s = 0
     try:
-        f_ResponseCode = _Te9aa56c0[(c >> 17) & 0x7ff]
+        f_ResponseCode = _Te9aa56c0[c >> 17]
     except KeyError:  # not a valid pattern: say why
         if c & 0xc1e0000 != 0x0:
             raise r.fail_at(av + 28, 'CurrentDemandResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
-        iv = ((c >> 21) & 31)
+        iv = (c >> 21)
         if iv >= 26:
             raise r.fail_at(av + 17, 'CurrentDemandResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso2_responseCodeType[iv]
@@ -11546,7 +11473,7 @@ def _d_iso2_CurrentDemandResType(r: BitReader, c: int) -> _iso2.CurrentDemandRes
     except KeyError:  # not a valid pattern: say why
         if c & 0x39000000 != 0x0:
             raise r.fail_at(av + 30, 'CurrentDemandResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
-        iv = ((c >> 25) & 3)
+        iv = (c >> 25)
         if iv >= 3:
             raise r.fail_at(av + 22, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_1_EVSENotification = _E_iso2_EVSENotificationType[iv]
@@ -11586,11 +11513,11 @@ def _d_iso2_CurrentDemandResType(r: BitReader, c: int) -> _iso2.CurrentDemandRes
     else:
         raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     try:
-        f_2_Multiplier, f_2_Unit, sg = _T9dbb19d6[(c >> 13) & 0x1ffff]
+        f_2_Multiplier, f_2_Unit, sg = _T9dbb19d6[c >> 13]
     except KeyError:  # not a valid pattern: say why
         if c & 0x3c71c000 != 0x0:
             raise r.fail_at(av + 30, 'CurrentDemandResType', 'expected EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-        f_2_Multiplier = ((c >> 23) & 7) - 3
+        f_2_Multiplier = (c >> 23) - 3
         iv = ((c >> 17) & 7)
         if iv >= 7:
             raise r.fail_at(av + 13, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -11640,7 +11567,7 @@ def _d_iso2_CurrentDemandResType(r: BitReader, c: int) -> _iso2.CurrentDemandRes
     except KeyError:  # not a valid pattern: say why
         if c & 0x3e38e000 != 0x0:
             raise r.fail_at(av + 30, 'CurrentDemandResType', 'expected EE of Value, EE, SE(EVSEPresentCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-        f_3_Multiplier = ((c >> 22) & 7) - 3
+        f_3_Multiplier = (c >> 22) - 3
         iv = ((c >> 16) & 7)
         if iv >= 7:
             raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -11689,7 +11616,7 @@ def _d_iso2_CurrentDemandResType(r: BitReader, c: int) -> _iso2.CurrentDemandRes
     except KeyError:  # not a valid pattern: say why
         if c & 0x3ddd0000 != 0x0:
             raise r.fail_at(av + 30, 'CurrentDemandResType', 'expected EE of Value, EE, SE(EVSECurrentLimitAchieved), CH of EVSECurrentLimitAchieved, EE of EVSECurrentLimitAchieved, SE(EVSEVoltageLimitAchieved), CH of EVSEVoltageLimitAchieved, EE of EVSEVoltageLimitAchieved, SE(EVSEPowerLimitAchieved), CH of EVSEPowerLimitAchieved, EE of EVSEPowerLimitAchieved') from None
-        f_EVSECurrentLimitAchieved = ((c >> 25) & 1) == 1
+        f_EVSECurrentLimitAchieved = (c >> 25) == 1
         f_EVSEVoltageLimitAchieved = ((c >> 21) & 1) == 1
         f_EVSEPowerLimitAchieved = ((c >> 17) & 1) == 1
         ec = ((c >> 13) & 7)
@@ -11712,7 +11639,7 @@ def _d_iso2_CurrentDemandResType(r: BitReader, c: int) -> _iso2.CurrentDemandRes
         except KeyError:  # not a valid pattern: say why
             if c & 0x31c70000 != 0x0:
                 raise r.fail_at(av + 30, 'CurrentDemandResType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_4_Multiplier = ((c >> 25) & 7) - 3
+            f_4_Multiplier = (c >> 25) - 3
             iv = ((c >> 19) & 7)
             if iv >= 7:
                 raise r.fail_at(av + 15, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -11746,18 +11673,15 @@ def _d_iso2_CurrentDemandResType(r: BitReader, c: int) -> _iso2.CurrentDemandRes
                         win, av = r.refill(av, 7)
                     c = (win >> av) & 0x7f
         f_4_Value = -u - 1 if sg else u
-        try:
-            ec = _T6cd14f8b[(c >> 3) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x60 != 0x0:
-                raise r.fail_at(av + 7, 'CurrentDemandResType[7]', 'expected EE of Value, EE') from None
-            ec = ((c >> 3) & 3)
+        c &= 0x7f
+        if c >= 0x20:
+            raise r.fail_at(av + 7, 'CurrentDemandResType[7]', 'expected EE of Value, EE')
         ob4_ = _new(_K_iso2_PhysicalValueType)
         ob4_.Multiplier = f_4_Multiplier
         ob4_.Unit = f_4_Unit
         ob4_.Value = f_4_Value
         f_EVSEMaximumVoltageLimit = ob4_
-        if ec == 0:
+        if c < 0x8:
             av -= 27
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -11767,7 +11691,7 @@ def _d_iso2_CurrentDemandResType(r: BitReader, c: int) -> _iso2.CurrentDemandRes
             except KeyError:  # not a valid pattern: say why
                 if c & 0x31c70000 != 0x0:
                     raise r.fail_at(av + 30, 'CurrentDemandResType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                f_5_Multiplier = ((c >> 25) & 7) - 3
+                f_5_Multiplier = (c >> 25) - 3
                 iv = ((c >> 19) & 7)
                 if iv >= 7:
                     raise r.fail_at(av + 15, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -11813,7 +11737,7 @@ def _d_iso2_CurrentDemandResType(r: BitReader, c: int) -> _iso2.CurrentDemandRes
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 1:
+        elif c < 0x10:
             av -= 27
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -11823,7 +11747,7 @@ def _d_iso2_CurrentDemandResType(r: BitReader, c: int) -> _iso2.CurrentDemandRes
             except KeyError:  # not a valid pattern: say why
                 if c & 0x31c70000 != 0x0:
                     raise r.fail_at(av + 30, 'CurrentDemandResType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                f_6_Multiplier = ((c >> 25) & 7) - 3
+                f_6_Multiplier = (c >> 25) - 3
                 iv = ((c >> 19) & 7)
                 if iv >= 7:
                     raise r.fail_at(av + 15, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -11869,14 +11793,14 @@ def _d_iso2_CurrentDemandResType(r: BitReader, c: int) -> _iso2.CurrentDemandRes
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 10
-        elif ec == 2:
+        elif c < 0x18:
             av -= 6
             if av < 0:
                 win, av = r.refill(av, 9)
             c = (win >> av) & 0x1ff
-            if c & 0x100 != 0x0:
+            if c >= 0x100:
                 raise r.fail_at(av + 9, 'CurrentDemandResType[8]', 'expected CH of EVSEID')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -11904,10 +11828,11 @@ def _d_iso2_CurrentDemandResType(r: BitReader, c: int) -> _iso2.CurrentDemandRes
             if av < 0:
                 win, av = r.refill(av, 29)
             c = (win >> av) & 0x1fffffff
-            if c & 0x10000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 29, 'CurrentDemandResType[8]', 'expected EE of EVSEID')
             s = 11
         else:
+            ec = (c >> 3) & 0x3
             raise r.fail_at(av + 3, 'CurrentDemandResType[8]', f'event code {ec}, expected SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), SE(EVSEID)')
     elif ec == 1:
         av -= 17
@@ -11919,7 +11844,7 @@ def _d_iso2_CurrentDemandResType(r: BitReader, c: int) -> _iso2.CurrentDemandRes
         except KeyError:  # not a valid pattern: say why
             if c & 0x31c70000 != 0x0:
                 raise r.fail_at(av + 30, 'CurrentDemandResType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_7_Multiplier = ((c >> 25) & 7) - 3
+            f_7_Multiplier = (c >> 25) - 3
             iv = ((c >> 19) & 7)
             if iv >= 7:
                 raise r.fail_at(av + 15, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -11975,7 +11900,7 @@ def _d_iso2_CurrentDemandResType(r: BitReader, c: int) -> _iso2.CurrentDemandRes
         except KeyError:  # not a valid pattern: say why
             if c & 0x31c70000 != 0x0:
                 raise r.fail_at(av + 30, 'CurrentDemandResType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_8_Multiplier = ((c >> 25) & 7) - 3
+            f_8_Multiplier = (c >> 25) - 3
             iv = ((c >> 19) & 7)
             if iv >= 7:
                 raise r.fail_at(av + 15, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -12053,20 +11978,19 @@ def _d_iso2_CurrentDemandResType(r: BitReader, c: int) -> _iso2.CurrentDemandRes
         if av < 0:
             win, av = r.refill(av, 29)
         c = (win >> av) & 0x1fffffff
-        if c & 0x10000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 29, 'CurrentDemandResType[7]', 'expected EE of EVSEID')
         s = 11
     else:
         raise r.fail_at(av + 13, 'CurrentDemandResType[7]', f'event code {ec}, expected SE(EVSEMaximumVoltageLimit), SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), SE(EVSEID)')
     if s == 9:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        if c < 0x4000000:
             try:
-                f_9_Multiplier, f_9_Unit, sg = _Tea8843d1[(c >> 11) & 0x7fff]
+                f_9_Multiplier, f_9_Unit, sg = _Tea8843d1[c >> 11]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x31c7000 != 0x0:
                     raise r.fail_at(av + 26, 'CurrentDemandResType[9]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                f_9_Multiplier = ((c >> 21) & 7) - 3
+                f_9_Multiplier = (c >> 21) - 3
                 iv = ((c >> 15) & 7)
                 if iv >= 7:
                     raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -12112,9 +12036,9 @@ def _d_iso2_CurrentDemandResType(r: BitReader, c: int) -> _iso2.CurrentDemandRes
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 10
-        elif ec == 1:
+        elif c < 0x8000000:
             av += 17
-            if c & 0x2000000 != 0x0:
+            if c >= 0x6000000:
                 raise r.fail_at(av + 9, 'CurrentDemandResType[9]', 'expected CH of EVSEID')
             u = ((c >> 17) & 255)
             if u > 127:
@@ -12144,16 +12068,17 @@ def _d_iso2_CurrentDemandResType(r: BitReader, c: int) -> _iso2.CurrentDemandRes
             if av < 0:
                 win, av = r.refill(av, 29)
             c = (win >> av) & 0x1fffffff
-            if c & 0x10000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 29, 'CurrentDemandResType[9]', 'expected EE of EVSEID')
             s = 11
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'CurrentDemandResType[9]', f'event code {ec}, expected SE(EVSEMaximumPowerLimit), SE(EVSEID)')
     if s == 10:
         av += 18
-        if c & 0xc000000 != 0x0:
+        if c >= 0x4000000:
             raise r.fail_at(av + 10, 'CurrentDemandResType', 'expected SE(EVSEID), CH of EVSEID')
-        u = ((c >> 18) & 255)
+        u = (c >> 18)
         if u > 127:
             av -= 8
             if av < 0:
@@ -12181,7 +12106,7 @@ def _d_iso2_CurrentDemandResType(r: BitReader, c: int) -> _iso2.CurrentDemandRes
         if av < 0:
             win, av = r.refill(av, 24)
         c = (win >> av) & 0xffffff
-        if c & 0x800000 != 0x0:
+        if c >= 0x800000:
             raise r.fail_at(av + 24, 'CurrentDemandResType', 'expected EE of EVSEID')
         s = 11
     else:
@@ -12189,10 +12114,11 @@ def _d_iso2_CurrentDemandResType(r: BitReader, c: int) -> _iso2.CurrentDemandRes
         c >>= 5
     if c & 0x601000 != 0x0:
         raise r.fail_at(av + 23, 'CurrentDemandResType', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID')
-    f_SAScheduleTupleID = ((c >> 13) & 255) + 1
+    f_SAScheduleTupleID = (c >> 13) + 1
     ec = ((c >> 10) & 3)
     s = 12
     if ec == 0:
+        c &= 0x3ff
         r.avail = av
         f_MeterInfo = _d_iso2_MeterInfoType(r, c)
         win = r.win
@@ -12201,19 +12127,19 @@ def _d_iso2_CurrentDemandResType(r: BitReader, c: int) -> _iso2.CurrentDemandRes
         if av < 0:
             win, av = r.refill(av, 6)
         c = (win >> av) & 0x3f
-        ec = (c >> 4)
-        if ec == 0:
+        if c < 0x10:
             try:
-                f_ReceiptRequired = _Ta870a97b[(c >> 1) & 0x7]
+                f_ReceiptRequired = _Ta870a97b[c >> 1]
             except KeyError:  # not a valid pattern: say why
                 if c & 0xa != 0x0:
                     raise r.fail_at(av + 4, 'CurrentDemandResType[13]', 'expected CH of ReceiptRequired, EE of ReceiptRequired') from None
-                f_ReceiptRequired = ((c >> 2) & 1) == 1
+                f_ReceiptRequired = (c >> 2) == 1
             s = 14
-        elif ec == 1:
+        elif c < 0x20:
             av += 3
             s = -1
         else:
+            ec = (c >> 4) & 0x3
             raise r.fail_at(av + 4, 'CurrentDemandResType[13]', f'event code {ec}, expected SE(ReceiptRequired), EE')
     elif ec == 1:
         av += 6
@@ -12674,10 +12600,9 @@ def _d_iso2_MeteringReceiptReqType(r: BitReader, c: int) -> _iso2.MeteringReceip
     f_SessionID: bytes
     f_SAScheduleTupleID: int | None = None
     f_MeterInfo: _iso2.MeterInfoType
-    ec = ((c >> 9) & 3)
-    if ec == 0:
+    if c < 0x200:
         av += 1
-        u = ((c >> 1) & 255)
+        u = (c >> 1)
         if u > 127:
             av -= 8
             if av < 0:
@@ -12705,9 +12630,9 @@ def _d_iso2_MeteringReceiptReqType(r: BitReader, c: int) -> _iso2.MeteringReceip
         if av < 0:
             win, av = r.refill(av, 10)
         c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 10, 'MeteringReceiptReqType[0]', 'expected SE(SessionID), CH of SessionID')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -12735,10 +12660,10 @@ def _d_iso2_MeteringReceiptReqType(r: BitReader, c: int) -> _iso2.MeteringReceip
         if av < 0:
             win, av = r.refill(av, 24)
         c = (win >> av) & 0xffffff
-        if c & 0x800000 != 0x0:
+        if c >= 0x800000:
             raise r.fail_at(av + 24, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
-    elif ec == 1:
-        if c & 0x100 != 0x0:
+    elif c < 0x400:
+        if c >= 0x300:
             raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', 'expected CH of SessionID')
         u = (c & 255)
         if u > 127:
@@ -12768,18 +12693,19 @@ def _d_iso2_MeteringReceiptReqType(r: BitReader, c: int) -> _iso2.MeteringReceip
         if av < 0:
             win, av = r.refill(av, 24)
         c = (win >> av) & 0xffffff
-        if c & 0x800000 != 0x0:
+        if c >= 0x800000:
             raise r.fail_at(av + 24, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
     else:
+        ec = (c >> 9) & 0x3
         raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', f'event code {ec}, expected AT(Id), SE(SessionID)')
-    ec = ((c >> 21) & 3)
-    if ec == 0:
+    if c < 0x200000:
         try:
-            f_SAScheduleTupleID = _T8849f7c9[(c >> 10) & 0x7ff]
+            f_SAScheduleTupleID = _T8849f7c9[c >> 10]
         except KeyError:  # not a valid pattern: say why
             if c & 0x100c00 != 0x0:
                 raise r.fail_at(av + 21, 'MeteringReceiptReqType[2]', 'expected CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(MeterInfo)') from None
-            f_SAScheduleTupleID = ((c >> 12) & 255) + 1
+            f_SAScheduleTupleID = (c >> 12) + 1
+        c &= 0x3ff
         r.avail = av
         f_MeterInfo = _d_iso2_MeterInfoType(r, c)
         win = r.win
@@ -12788,9 +12714,10 @@ def _d_iso2_MeteringReceiptReqType(r: BitReader, c: int) -> _iso2.MeteringReceip
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
-    elif ec == 1:
+    elif c < 0x400000:
         av += 11
         c >>= 11
+        c &= 0x3ff
         r.avail = av
         f_MeterInfo = _d_iso2_MeterInfoType(r, c)
         win = r.win
@@ -12800,8 +12727,9 @@ def _d_iso2_MeteringReceiptReqType(r: BitReader, c: int) -> _iso2.MeteringReceip
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
     else:
+        ec = (c >> 21) & 0x3
         raise r.fail_at(av + 21, 'MeteringReceiptReqType[2]', f'event code {ec}, expected SE(SAScheduleTupleID), SE(MeterInfo)')
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'MeteringReceiptReqType', 'expected EE')
     r.avail = av
     ob = _new(_K_iso2_MeteringReceiptReqType)
@@ -12901,11 +12829,11 @@ def _d_iso2_MeteringReceiptResType(r: BitReader, c: int) -> _iso2.MeteringReceip
     f_DC_EVSEStatus: _iso2.DC_EVSEStatusType | None = None
     f_EVSEStatus: _iso2.EVSEStatusType | None = None
     try:
-        f_ResponseCode, ec = _T9be1c3c2[(c >> 18) & 0x3ff]
+        f_ResponseCode, ec = _T9be1c3c2[c >> 18]
     except KeyError:  # not a valid pattern: say why
         if c & 0xc100000 != 0x0:
             raise r.fail_at(av + 28, 'MeteringReceiptResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode') from None
-        iv = ((c >> 21) & 31)
+        iv = (c >> 21)
         if iv >= 26:
             raise r.fail_at(av + 18, 'MeteringReceiptResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso2_responseCodeType[iv]
@@ -12943,7 +12871,7 @@ def _d_iso2_MeteringReceiptResType(r: BitReader, c: int) -> _iso2.MeteringReceip
         except KeyError:  # not a valid pattern: say why
             if c & 0xe76 != 0x0:
                 raise r.fail_at(av + 12, 'MeteringReceiptResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE') from None
-            iv = ((c >> 7) & 3)
+            iv = (c >> 7)
             if iv >= 3:
                 raise r.fail_at(av + 1, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_1_EVSENotification = _E_iso2_EVSENotificationType[iv]
@@ -12987,7 +12915,7 @@ def _d_iso2_MeteringReceiptResType(r: BitReader, c: int) -> _iso2.MeteringReceip
         except KeyError:  # not a valid pattern: say why
             if c & 0x390000 != 0x0:
                 raise r.fail_at(av + 22, 'MeteringReceiptResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
-            iv = ((c >> 17) & 3)
+            iv = (c >> 17)
             if iv >= 3:
                 raise r.fail_at(av + 14, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_2_EVSENotification = _E_iso2_EVSENotificationType[iv]
@@ -13061,7 +12989,7 @@ def _d_iso2_MeteringReceiptResType(r: BitReader, c: int) -> _iso2.MeteringReceip
         except KeyError:  # not a valid pattern: say why
             if c & 0xe6 != 0x0:
                 raise r.fail_at(av + 8, 'MeteringReceiptResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE') from None
-            iv = ((c >> 3) & 3)
+            iv = (c >> 3)
             if iv >= 3:
                 raise r.fail_at(av + 1, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_3_EVSENotification = _E_iso2_EVSENotificationType[iv]
@@ -13176,9 +13104,9 @@ def _d_iso2_PaymentDetailsReqType(r: BitReader, c: int) -> _iso2.PaymentDetailsR
     av = r.avail
     f_eMAID: str
     f_ContractSignatureCertChain: _iso2.CertificateChainType
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'PaymentDetailsReqType', 'expected SE(eMAID), CH of eMAID')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -13206,17 +13134,13 @@ def _d_iso2_PaymentDetailsReqType(r: BitReader, c: int) -> _iso2.PaymentDetailsR
     if av < 0:
         win, av = r.refill(av, 13)
     c = (win >> av) & 0x1fff
-    try:
-        ec = _T6cd14f8b[c >> 9]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x1800 != 0x0:
-            raise r.fail_at(av + 13, 'PaymentDetailsReqType', 'expected EE of eMAID, SE(ContractSignatureCertChain)') from None
-        ec = ((c >> 9) & 3)
+    if c >= 0x800:
+        raise r.fail_at(av + 13, 'PaymentDetailsReqType', 'expected EE of eMAID, SE(ContractSignatureCertChain)')
     f_1_Id: str | None = None
     f_1_SubCertificates: _iso2.SubCertificatesType | None = None
-    if ec == 0:
+    if c < 0x200:
         av += 1
-        u = ((c >> 1) & 255)
+        u = (c >> 1)
         if u > 127:
             av -= 8
             if av < 0:
@@ -13244,9 +13168,9 @@ def _d_iso2_PaymentDetailsReqType(r: BitReader, c: int) -> _iso2.PaymentDetailsR
         if av < 0:
             win, av = r.refill(av, 10)
         c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 10, 'CertificateChainType[0]', 'expected SE(Certificate), CH of Certificate')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -13274,10 +13198,10 @@ def _d_iso2_PaymentDetailsReqType(r: BitReader, c: int) -> _iso2.PaymentDetailsR
         if av < 0:
             win, av = r.refill(av, 13)
         c = (win >> av) & 0x1fff
-        if c & 0x1000 != 0x0:
+        if c >= 0x1000:
             raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
-    elif ec == 1:
-        if c & 0x100 != 0x0:
+    elif c < 0x400:
+        if c >= 0x300:
             raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
         u = (c & 255)
         if u > 127:
@@ -13307,16 +13231,16 @@ def _d_iso2_PaymentDetailsReqType(r: BitReader, c: int) -> _iso2.PaymentDetailsR
         if av < 0:
             win, av = r.refill(av, 13)
         c = (win >> av) & 0x1fff
-        if c & 0x1000 != 0x0:
+        if c >= 0x1000:
             raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
     else:
+        ec = (c >> 9) & 0x3
         raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
-    ec = ((c >> 10) & 3)
-    if ec == 0:
+    if c < 0x400:
         f_2_Certificate: list[bytes] = []
-        if c & 0x300 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 10, 'CertificateChainType[2]', 'expected SE(Certificate), CH of Certificate')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -13344,16 +13268,12 @@ def _d_iso2_PaymentDetailsReqType(r: BitReader, c: int) -> _iso2.PaymentDetailsR
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-        try:
-            ec = _Taa5bbe96[c >> 9]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x800 != 0x0:
-                raise r.fail_at(av + 12, 'CertificateChainType[2]', 'expected EE of Certificate') from None
-            ec = ((c >> 9) & 3)
-        if ec == 0:
-            if c & 0x100 != 0x0:
+        if c >= 0x800:
+            raise r.fail_at(av + 12, 'CertificateChainType[2]', 'expected EE of Certificate')
+        if c < 0x200:
+            if c >= 0x100:
                 raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -13381,16 +13301,12 @@ def _d_iso2_PaymentDetailsReqType(r: BitReader, c: int) -> _iso2.PaymentDetailsR
             if av < 0:
                 win, av = r.refill(av, 12)
             c = (win >> av) & 0xfff
-            try:
-                ec = _Taa5bbe96[c >> 9]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x800 != 0x0:
-                    raise r.fail_at(av + 12, 'SubCertificatesType[1]', 'expected EE of Certificate') from None
-                ec = ((c >> 9) & 3)
-            if ec == 0:
-                if c & 0x100 != 0x0:
+            if c >= 0x800:
+                raise r.fail_at(av + 12, 'SubCertificatesType[1]', 'expected EE of Certificate')
+            if c < 0x200:
+                if c >= 0x100:
                     raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
-                u = (c & 255)
+                u = c
                 if u > 127:
                     av -= 8
                     if av < 0:
@@ -13418,16 +13334,12 @@ def _d_iso2_PaymentDetailsReqType(r: BitReader, c: int) -> _iso2.PaymentDetailsR
                 if av < 0:
                     win, av = r.refill(av, 12)
                 c = (win >> av) & 0xfff
-                try:
-                    ec = _Taa5bbe96[c >> 9]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x800 != 0x0:
-                        raise r.fail_at(av + 12, 'SubCertificatesType[2]', 'expected EE of Certificate') from None
-                    ec = ((c >> 9) & 3)
-                if ec == 0:
-                    if c & 0x100 != 0x0:
+                if c >= 0x800:
+                    raise r.fail_at(av + 12, 'SubCertificatesType[2]', 'expected EE of Certificate')
+                if c < 0x200:
+                    if c >= 0x100:
                         raise r.fail_at(av + 9, 'SubCertificatesType[3]', 'expected CH of Certificate')
-                    u = (c & 255)
+                    u = c
                     if u > 127:
                         av -= 8
                         if av < 0:
@@ -13455,32 +13367,36 @@ def _d_iso2_PaymentDetailsReqType(r: BitReader, c: int) -> _iso2.PaymentDetailsR
                     if av < 0:
                         win, av = r.refill(av, 4)
                     c = (win >> av) & 0xf
-                    if c & 0xc != 0x0:
+                    if c >= 0x4:
                         raise r.fail_at(av + 4, 'SubCertificatesType[3]', 'expected EE of Certificate, EE')
-                elif ec == 1:
+                elif c < 0x400:
                     av += 7
                     c >>= 7
                 else:
+                    ec = (c >> 9) & 0x3
                     raise r.fail_at(av + 9, 'SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
-            elif ec == 1:
+            elif c < 0x400:
                 av += 7
                 c >>= 7
             else:
+                ec = (c >> 9) & 0x3
                 raise r.fail_at(av + 9, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
-        elif ec == 1:
+        elif c < 0x400:
             av += 7
             c >>= 7
         else:
+            ec = (c >> 9) & 0x3
             raise r.fail_at(av + 9, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
         if c & 0x2 != 0x0:
             raise r.fail_at(av + 2, 'CertificateChainType[2]', 'expected EE')
         ob2_ = _new(_K_iso2_SubCertificatesType)
         ob2_.Certificate = f_2_Certificate
         f_1_SubCertificates = ob2_
-    elif ec == 1:
+    elif c < 0x800:
         av += 9
         c >>= 9
     else:
+        ec = (c >> 10) & 0x3
         raise r.fail_at(av + 10, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'PaymentDetailsReqType', 'expected EE')
@@ -13532,11 +13448,11 @@ def _d_iso2_PaymentDetailsResType(r: BitReader, c: int) -> _iso2.PaymentDetailsR
     f_GenChallenge: bytes
     f_EVSETimeStamp: int
     try:
-        f_ResponseCode = _T71c1fe91[(c >> 8) & 0x3ff]
+        f_ResponseCode = _T71c1fe91[c >> 8]
     except KeyError:  # not a valid pattern: say why
         if c & 0x30700 != 0x0:
             raise r.fail_at(av + 18, 'PaymentDetailsResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(GenChallenge), CH of GenChallenge') from None
-        iv = ((c >> 11) & 31)
+        iv = (c >> 11)
         if iv >= 26:
             raise r.fail_at(av + 8, 'PaymentDetailsResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso2_responseCodeType[iv]
@@ -13571,9 +13487,9 @@ def _d_iso2_PaymentDetailsResType(r: BitReader, c: int) -> _iso2.PaymentDetailsR
     try:
         sg = _T143a83e6[c >> 18]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x380000 != 0x0:
+        if c >= 0x80000:
             raise r.fail_at(av + 22, 'PaymentDetailsResType', 'expected EE of GenChallenge, SE(EVSETimeStamp), CH of EVSETimeStamp') from None
-        sg = ((c >> 18) & 1)
+        sg = (c >> 18)
     u = ((c >> 10) & 255)
     if u > 127:
         u2 = (c >> 2) & 0xFF
@@ -13662,11 +13578,11 @@ def _d_iso2_PaymentServiceSelectionReqType(r: BitReader, c: int) -> _iso2.Paymen
     f_SelectedPaymentOption: _iso2.paymentOptionType
     f_SelectedServiceList: _iso2.SelectedServiceListType
     try:
-        f_SelectedPaymentOption = _T6e3fb4ca[(c >> 23) & 0x1f]
+        f_SelectedPaymentOption = _T6e3fb4ca[c >> 23]
     except KeyError:  # not a valid pattern: say why
         if c & 0xd800000 != 0x0:
             raise r.fail_at(av + 28, 'PaymentServiceSelectionReqType', 'expected SE(SelectedPaymentOption), CH of SelectedPaymentOption, EE of SelectedPaymentOption, SE(SelectedServiceList)') from None
-        f_SelectedPaymentOption = _E_iso2_paymentOptionType[((c >> 25) & 1)]
+        f_SelectedPaymentOption = _E_iso2_paymentOptionType[(c >> 25)]
     av -= 3
     if av < 0:
         win, av = r.refill(av, 26)
@@ -13712,11 +13628,11 @@ def _d_iso2_PaymentServiceSelectionResType(r: BitReader, c: int) -> _iso2.Paymen
     av = r.avail
     f_ResponseCode: _iso2.responseCodeType
     try:
-        f_ResponseCode = _Tdf4a1f7e[c & 0x1ff]
+        f_ResponseCode = _Tdf4a1f7e[c]
     except KeyError:  # not a valid pattern: say why
         if c & 0x183 != 0x0:
             raise r.fail_at(av + 9, 'PaymentServiceSelectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE') from None
-        iv = ((c >> 2) & 31)
+        iv = (c >> 2)
         if iv >= 26:
             raise r.fail_at(av, 'PaymentServiceSelectionResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso2_responseCodeType[iv]
@@ -13748,7 +13664,7 @@ def _d_iso2_PowerDeliveryReqType(r: BitReader, c: int) -> _iso2.PowerDeliveryReq
     s = 0
     if c & 0xce01000 != 0x0:
         raise r.fail_at(av + 28, 'PowerDeliveryReqType', 'expected SE(ChargeProgress), CH of ChargeProgress, EE of ChargeProgress, SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID')
-    iv = ((c >> 24) & 3)
+    iv = (c >> 24)
     if iv >= 3:
         raise r.fail_at(av + 9, 'PowerDeliveryReqType.ChargeProgress', f'enumeration index {iv}')
     f_ChargeProgress = _E_iso2_chargeProgressType[iv]
@@ -13769,11 +13685,10 @@ def _d_iso2_PowerDeliveryReqType(r: BitReader, c: int) -> _iso2.PowerDeliveryReq
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        ec = (c >> 28)
-        if ec == 0:
+        if c < 0x10000000:
             if c & 0xee1c060 != 0x0:
                 raise r.fail_at(av + 28, 'PowerDeliveryReqType[3]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
-            f_2_EVReady = ((c >> 24) & 1) == 1
+            f_2_EVReady = (c >> 24) == 1
             iv = ((c >> 17) & 15)
             if iv >= 12:
                 raise r.fail_at(av + 3, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
@@ -13796,7 +13711,7 @@ def _d_iso2_PowerDeliveryReqType(r: BitReader, c: int) -> _iso2.PowerDeliveryReq
                 except KeyError:  # not a valid pattern: say why
                     if c & 0x174 != 0x0:
                         raise r.fail_at(av + 9, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete, SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete') from None
-                    f_1_BulkChargingComplete = ((c >> 7) & 1) == 1
+                    f_1_BulkChargingComplete = (c >> 7) == 1
                     f_1_ChargingComplete = ((c >> 3) & 1) == 1
             elif ec == 1:
                 try:
@@ -13819,18 +13734,19 @@ def _d_iso2_PowerDeliveryReqType(r: BitReader, c: int) -> _iso2.PowerDeliveryReq
             ob1_.ChargingComplete = f_1_ChargingComplete
             f_DC_EVPowerDeliveryParameter = ob1_
             s = 4
-        elif ec == 1:
+        elif c < 0x20000000:
             av += 26
-            if c & 0x8000000 != 0x0:
+            if c >= 0x18000000:
                 raise r.fail_at(av + 2, 'PowerDeliveryReqType[3]', 'expected EE')
             ob3_ = _new(_K_iso2_EVPowerDeliveryParameterType)
             f_EVPowerDeliveryParameter = ob3_
             c >>= 26
             s = 4
-        elif ec == 2:
+        elif c < 0x30000000:
             av += 27
             s = -1
         else:
+            ec = (c >> 28) & 0x3
             raise r.fail_at(av + 28, 'PowerDeliveryReqType[3]', f'event code {ec}, expected SE(DC_EVPowerDeliveryParameter), SE(EVPowerDeliveryParameter), EE')
     elif ec == 1:
         av -= 21
@@ -13839,7 +13755,7 @@ def _d_iso2_PowerDeliveryReqType(r: BitReader, c: int) -> _iso2.PowerDeliveryReq
         c = (win >> av) & 0x3fffffff
         if c & 0x3b870180 != 0x0:
             raise r.fail_at(av + 30, 'PowerDeliveryReqType[2]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
-        f_5_EVReady = ((c >> 26) & 1) == 1
+        f_5_EVReady = (c >> 26) == 1
         iv = ((c >> 19) & 15)
         if iv >= 12:
             raise r.fail_at(av + 5, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
@@ -13862,7 +13778,7 @@ def _d_iso2_PowerDeliveryReqType(r: BitReader, c: int) -> _iso2.PowerDeliveryReq
             except KeyError:  # not a valid pattern: say why
                 if c & 0x174 != 0x0:
                     raise r.fail_at(av + 9, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete, SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete') from None
-                f_4_BulkChargingComplete = ((c >> 7) & 1) == 1
+                f_4_BulkChargingComplete = (c >> 7) == 1
                 f_4_ChargingComplete = ((c >> 3) & 1) == 1
         elif ec == 1:
             try:
@@ -13994,11 +13910,11 @@ def _d_iso2_PowerDeliveryResType(r: BitReader, c: int) -> _iso2.PowerDeliveryRes
     f_DC_EVSEStatus: _iso2.DC_EVSEStatusType | None = None
     f_EVSEStatus: _iso2.EVSEStatusType | None = None
     try:
-        f_ResponseCode, ec = _T9be1c3c2[(c >> 18) & 0x3ff]
+        f_ResponseCode, ec = _T9be1c3c2[c >> 18]
     except KeyError:  # not a valid pattern: say why
         if c & 0xc100000 != 0x0:
             raise r.fail_at(av + 28, 'PowerDeliveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode') from None
-        iv = ((c >> 21) & 31)
+        iv = (c >> 21)
         if iv >= 26:
             raise r.fail_at(av + 18, 'PowerDeliveryResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso2_responseCodeType[iv]
@@ -14036,7 +13952,7 @@ def _d_iso2_PowerDeliveryResType(r: BitReader, c: int) -> _iso2.PowerDeliveryRes
         except KeyError:  # not a valid pattern: say why
             if c & 0xe76 != 0x0:
                 raise r.fail_at(av + 12, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE') from None
-            iv = ((c >> 7) & 3)
+            iv = (c >> 7)
             if iv >= 3:
                 raise r.fail_at(av + 1, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_1_EVSENotification = _E_iso2_EVSENotificationType[iv]
@@ -14080,7 +13996,7 @@ def _d_iso2_PowerDeliveryResType(r: BitReader, c: int) -> _iso2.PowerDeliveryRes
         except KeyError:  # not a valid pattern: say why
             if c & 0x390000 != 0x0:
                 raise r.fail_at(av + 22, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
-            iv = ((c >> 17) & 3)
+            iv = (c >> 17)
             if iv >= 3:
                 raise r.fail_at(av + 14, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_2_EVSENotification = _E_iso2_EVSENotificationType[iv]
@@ -14154,7 +14070,7 @@ def _d_iso2_PowerDeliveryResType(r: BitReader, c: int) -> _iso2.PowerDeliveryRes
         except KeyError:  # not a valid pattern: say why
             if c & 0xe6 != 0x0:
                 raise r.fail_at(av + 8, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE') from None
-            iv = ((c >> 3) & 3)
+            iv = (c >> 3)
             if iv >= 3:
                 raise r.fail_at(av + 1, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_3_EVSENotification = _E_iso2_EVSENotificationType[iv]
@@ -14276,7 +14192,7 @@ def _d_iso2_PreChargeReqType(r: BitReader, c: int) -> _iso2.PreChargeReqType:
     c = (win >> av) & 0x7fffffffffff
     if c & 0x770e03e38e00 != 0x0:
         raise r.fail_at(av + 47, 'PreChargeReqType', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, SE(EVTargetVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-    f_1_EVReady = ((c >> 43) & 1) == 1
+    f_1_EVReady = (c >> 43) == 1
     iv = ((c >> 36) & 15)
     if iv >= 12:
         raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
@@ -14323,7 +14239,7 @@ def _d_iso2_PreChargeReqType(r: BitReader, c: int) -> _iso2.PreChargeReqType:
     except KeyError:  # not a valid pattern: say why
         if c & 0x3e38e000 != 0x0:
             raise r.fail_at(av + 30, 'PreChargeReqType', 'expected EE of Value, EE, SE(EVTargetCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-        f_3_Multiplier = ((c >> 22) & 7) - 3
+        f_3_Multiplier = (c >> 22) - 3
         iv = ((c >> 16) & 7)
         if iv >= 7:
             raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -14472,11 +14388,11 @@ def _d_iso2_PreChargeResType(r: BitReader, c: int) -> _iso2.PreChargeResType:
     f_DC_EVSEStatus: _iso2.DC_EVSEStatusType
     f_EVSEPresentVoltage: _iso2.PhysicalValueType
     try:
-        f_ResponseCode = _Te9aa56c0[(c >> 17) & 0x7ff]
+        f_ResponseCode = _Te9aa56c0[c >> 17]
     except KeyError:  # not a valid pattern: say why
         if c & 0xc1e0000 != 0x0:
             raise r.fail_at(av + 28, 'PreChargeResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
-        iv = ((c >> 21) & 31)
+        iv = (c >> 21)
         if iv >= 26:
             raise r.fail_at(av + 17, 'PreChargeResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso2_responseCodeType[iv]
@@ -14517,7 +14433,7 @@ def _d_iso2_PreChargeResType(r: BitReader, c: int) -> _iso2.PreChargeResType:
     except KeyError:  # not a valid pattern: say why
         if c & 0x39000000 != 0x0:
             raise r.fail_at(av + 30, 'PreChargeResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
-        iv = ((c >> 25) & 3)
+        iv = (c >> 25)
         if iv >= 3:
             raise r.fail_at(av + 22, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_1_EVSENotification = _E_iso2_EVSENotificationType[iv]
@@ -14557,11 +14473,11 @@ def _d_iso2_PreChargeResType(r: BitReader, c: int) -> _iso2.PreChargeResType:
     else:
         raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     try:
-        f_2_Multiplier, f_2_Unit, sg = _T9dbb19d6[(c >> 11) & 0x1ffff]
+        f_2_Multiplier, f_2_Unit, sg = _T9dbb19d6[c >> 11]
     except KeyError:  # not a valid pattern: say why
         if c & 0xf1c7000 != 0x0:
             raise r.fail_at(av + 28, 'PreChargeResType', 'expected EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-        f_2_Multiplier = ((c >> 21) & 7) - 3
+        f_2_Multiplier = (c >> 21) - 3
         iv = ((c >> 15) & 7)
         if iv >= 7:
             raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -14673,9 +14589,9 @@ def _d_iso2_ServiceDetailReqType(r: BitReader, c: int) -> _iso2.ServiceDetailReq
     win = r.win
     av = r.avail
     f_ServiceID: int
-    if c & 0xc00 != 0x0:
+    if c >= 0x400:
         raise r.fail_at(av + 12, 'ServiceDetailReqType', 'expected SE(ServiceID), CH of ServiceID')
-    u = ((c >> 2) & 255)
+    u = (c >> 2)
     if u > 127:
         av -= 8
         if av < 0:
@@ -14750,11 +14666,11 @@ def _d_iso2_ServiceDetailResType(r: BitReader, c: int) -> _iso2.ServiceDetailRes
     f_ServiceID: int
     f_ServiceParameterList: _iso2.ServiceParameterListType | None = None
     try:
-        f_ResponseCode = _T71c1fe91[(c >> 18) & 0x3ff]
+        f_ResponseCode = _T71c1fe91[c >> 18]
     except KeyError:  # not a valid pattern: say why
         if c & 0xc1c0000 != 0x0:
             raise r.fail_at(av + 28, 'ServiceDetailResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceID), CH of ServiceID') from None
-        iv = ((c >> 21) & 31)
+        iv = (c >> 21)
         if iv >= 26:
             raise r.fail_at(av + 18, 'ServiceDetailResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso2_responseCodeType[iv]
@@ -14789,13 +14705,9 @@ def _d_iso2_ServiceDetailResType(r: BitReader, c: int) -> _iso2.ServiceDetailRes
     if av < 0:
         win, av = r.refill(av, 26)
     c = (win >> av) & 0x3ffffff
-    try:
-        ec = _Taa5bbe96[c >> 23]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x2000000 != 0x0:
-            raise r.fail_at(av + 26, 'ServiceDetailResType', 'expected EE of ServiceID') from None
-        ec = ((c >> 23) & 3)
-    if ec == 0:
+    if c >= 0x2000000:
+        raise r.fail_at(av + 26, 'ServiceDetailResType', 'expected EE of ServiceID')
+    if c < 0x800000:
         r.avail = av
         f_ServiceParameterList = _d_iso2_ServiceParameterListType(r, c)
         win = r.win
@@ -14806,9 +14718,10 @@ def _d_iso2_ServiceDetailResType(r: BitReader, c: int) -> _iso2.ServiceDetailRes
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'ServiceDetailResType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x1000000:
         av += 23
     else:
+        ec = (c >> 23) & 0x3
         raise r.fail_at(av + 23, 'ServiceDetailResType[2]', f'event code {ec}, expected SE(ServiceParameterList), EE')
     r.avail = av
     ob = _new(_K_iso2_ServiceDetailResType)
@@ -14879,11 +14792,10 @@ def _d_iso2_ServiceDiscoveryReqType(r: BitReader, c: int) -> _iso2.ServiceDiscov
     f_ServiceScope: str | None = None
     f_ServiceCategory: _iso2.serviceCategoryType | None = None
     s = 0
-    ec = ((c >> 9) & 3)
-    if ec == 0:
-        if c & 0x100 != 0x0:
+    if c < 0x200:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'ServiceDiscoveryReqType[0]', 'expected CH of ServiceScope')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -14911,26 +14823,23 @@ def _d_iso2_ServiceDiscoveryReqType(r: BitReader, c: int) -> _iso2.ServiceDiscov
         if av < 0:
             win, av = r.refill(av, 8)
         c = (win >> av) & 0xff
-        try:
-            ec = _Taa5bbe96[c >> 5]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x80 != 0x0:
-                raise r.fail_at(av + 8, 'ServiceDiscoveryReqType[0]', 'expected EE of ServiceScope') from None
-            ec = ((c >> 5) & 3)
-        if ec == 0:
+        if c >= 0x80:
+            raise r.fail_at(av + 8, 'ServiceDiscoveryReqType[0]', 'expected EE of ServiceScope')
+        if c < 0x20:
             try:
-                f_ServiceCategory = _Tbf93dfca[(c >> 1) & 0xf]
+                f_ServiceCategory = _Tbf93dfca[c >> 1]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x12 != 0x0:
                     raise r.fail_at(av + 5, 'ServiceDiscoveryReqType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
-                f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 2) & 3)]
+                f_ServiceCategory = _E_iso2_serviceCategoryType[(c >> 2)]
             s = 2
-        elif ec == 1:
+        elif c < 0x40:
             av += 4
             s = -1
         else:
+            ec = (c >> 5) & 0x3
             raise r.fail_at(av + 5, 'ServiceDiscoveryReqType[1]', f'event code {ec}, expected SE(ServiceCategory), EE')
-    elif ec == 1:
+    elif c < 0x400:
         av += 4
         try:
             f_ServiceCategory = _Tbf93dfca[(c >> 5) & 0xf]
@@ -14940,10 +14849,11 @@ def _d_iso2_ServiceDiscoveryReqType(r: BitReader, c: int) -> _iso2.ServiceDiscov
             f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 6) & 3)]
         c >>= 4
         s = 2
-    elif ec == 2:
+    elif c < 0x600:
         av += 8
         s = -1
     else:
+        ec = (c >> 9) & 0x3
         raise r.fail_at(av + 9, 'ServiceDiscoveryReqType[0]', f'event code {ec}, expected SE(ServiceScope), SE(ServiceCategory), EE')
     if s == 2:
         if c & 0x1 != 0x0:
@@ -15009,11 +14919,11 @@ def _d_iso2_ServiceDiscoveryResType(r: BitReader, c: int) -> _iso2.ServiceDiscov
     f_ChargeService: _iso2.ChargeServiceType
     f_ServiceList: _iso2.ServiceListType | None = None
     try:
-        f_ResponseCode = _Tdf4a1f7e[(c >> 19) & 0x1ff]
+        f_ResponseCode = _Tdf4a1f7e[c >> 19]
     except KeyError:  # not a valid pattern: say why
         if c & 0xc180000 != 0x0:
             raise r.fail_at(av + 28, 'ServiceDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PaymentOptionList)') from None
-        iv = ((c >> 21) & 31)
+        iv = (c >> 21)
         if iv >= 26:
             raise r.fail_at(av + 19, 'ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso2_responseCodeType[iv]
@@ -15037,7 +14947,7 @@ def _d_iso2_ServiceDiscoveryResType(r: BitReader, c: int) -> _iso2.ServiceDiscov
         c = (win >> av) & 0x1fffffff
     else:
         raise r.fail_at(av + 13, 'PaymentOptionListType[1]', f'event code {ec}, expected SE(PaymentOption), EE')
-    if c & 0x10000000 != 0x0:
+    if c >= 0x10000000:
         raise r.fail_at(av + 29, 'ServiceDiscoveryResType', 'expected SE(ChargeService)')
     ob1_ = _new(_K_iso2_PaymentOptionListType)
     ob1_.PaymentOption = f_1_PaymentOption
@@ -15050,8 +14960,7 @@ def _d_iso2_ServiceDiscoveryResType(r: BitReader, c: int) -> _iso2.ServiceDiscov
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    ec = (c >> 28)
-    if ec == 0:
+    if c < 0x10000000:
         r.avail = av
         f_ServiceList = _d_iso2_ServiceListType(r, c)
         win = r.win
@@ -15062,9 +14971,10 @@ def _d_iso2_ServiceDiscoveryResType(r: BitReader, c: int) -> _iso2.ServiceDiscov
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'ServiceDiscoveryResType[3]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x20000000:
         av += 28
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'ServiceDiscoveryResType[3]', f'event code {ec}, expected SE(ServiceList), EE')
     r.avail = av
     ob = _new(_K_iso2_ServiceDiscoveryResType)
@@ -15128,9 +15038,9 @@ def _d_iso2_SessionSetupReqType(r: BitReader, c: int) -> _iso2.SessionSetupReqTy
     win = r.win
     av = r.avail
     f_EVCCID: bytes
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'SessionSetupReqType', 'expected SE(EVCCID), CH of EVCCID')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -15193,11 +15103,11 @@ def _d_iso2_SessionSetupResType(r: BitReader, c: int) -> _iso2.SessionSetupResTy
     f_EVSEID: str
     f_EVSETimeStamp: int | None = None
     try:
-        f_ResponseCode = _T71c1fe91[(c >> 8) & 0x3ff]
+        f_ResponseCode = _T71c1fe91[c >> 8]
     except KeyError:  # not a valid pattern: say why
         if c & 0x30700 != 0x0:
             raise r.fail_at(av + 18, 'SessionSetupResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID') from None
-        iv = ((c >> 11) & 31)
+        iv = (c >> 11)
         if iv >= 26:
             raise r.fail_at(av + 8, 'SessionSetupResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso2_responseCodeType[iv]
@@ -15229,19 +15139,15 @@ def _d_iso2_SessionSetupResType(r: BitReader, c: int) -> _iso2.SessionSetupResTy
     if av < 0:
         win, av = r.refill(av, 15)
     c = (win >> av) & 0x7fff
-    try:
-        ec = _Taa5bbe96[c >> 12]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x4000 != 0x0:
-            raise r.fail_at(av + 15, 'SessionSetupResType', 'expected EE of EVSEID') from None
-        ec = ((c >> 12) & 3)
-    if ec == 0:
+    if c >= 0x4000:
+        raise r.fail_at(av + 15, 'SessionSetupResType', 'expected EE of EVSEID')
+    if c < 0x1000:
         try:
-            sg = _T071cdf68[(c >> 10) & 0x3]
+            sg = _T071cdf68[c >> 10]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x800 != 0x0:
+            if c >= 0x800:
                 raise r.fail_at(av + 12, 'SessionSetupResType[2]', 'expected CH of EVSETimeStamp') from None
-            sg = ((c >> 10) & 1)
+            sg = (c >> 10)
         u = ((c >> 2) & 255)
         if u > 127:
             av -= 8
@@ -15272,9 +15178,10 @@ def _d_iso2_SessionSetupResType(r: BitReader, c: int) -> _iso2.SessionSetupResTy
         f_EVSETimeStamp = -u - 1 if sg else u
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'SessionSetupResType[2]', 'expected EE of EVSETimeStamp, EE')
-    elif ec == 1:
+    elif c < 0x2000:
         av += 12
     else:
+        ec = (c >> 12) & 0x3
         raise r.fail_at(av + 12, 'SessionSetupResType[2]', f'event code {ec}, expected SE(EVSETimeStamp), EE')
     r.avail = av
     ob = _new(_K_iso2_SessionSetupResType)
@@ -15347,11 +15254,11 @@ def _d_iso2_SessionStopReqType(r: BitReader, c: int) -> _iso2.SessionStopReqType
     av = r.avail
     f_ChargingSession: _iso2.chargingSessionType
     try:
-        f_ChargingSession = _T7520debf[c & 0x1f]
+        f_ChargingSession = _T7520debf[c]
     except KeyError:  # not a valid pattern: say why
         if c & 0x1b != 0x0:
             raise r.fail_at(av + 5, 'SessionStopReqType', 'expected SE(ChargingSession), CH of ChargingSession, EE of ChargingSession, EE') from None
-        f_ChargingSession = _E_iso2_chargingSessionType[((c >> 2) & 1)]
+        f_ChargingSession = _E_iso2_chargingSessionType[(c >> 2)]
     r.avail = av
     ob = _new(_K_iso2_SessionStopReqType)
     ob.ChargingSession = f_ChargingSession
@@ -15373,11 +15280,11 @@ def _d_iso2_SessionStopResType(r: BitReader, c: int) -> _iso2.SessionStopResType
     av = r.avail
     f_ResponseCode: _iso2.responseCodeType
     try:
-        f_ResponseCode = _Tdf4a1f7e[c & 0x1ff]
+        f_ResponseCode = _Tdf4a1f7e[c]
     except KeyError:  # not a valid pattern: say why
         if c & 0x183 != 0x0:
             raise r.fail_at(av + 9, 'SessionStopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE') from None
-        iv = ((c >> 2) & 31)
+        iv = (c >> 2)
         if iv >= 26:
             raise r.fail_at(av, 'SessionStopResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso2_responseCodeType[iv]
@@ -15403,7 +15310,7 @@ def _d_iso2_WeldingDetectionReqType(r: BitReader, c: int) -> _iso2.WeldingDetect
     f_DC_EVStatus: _iso2.DC_EVStatusType
     if c & 0xee1c07 != 0x0:
         raise r.fail_at(av + 24, 'WeldingDetectionReqType', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, EE')
-    f_1_EVReady = ((c >> 20) & 1) == 1
+    f_1_EVReady = (c >> 20) == 1
     iv = ((c >> 13) & 15)
     if iv >= 12:
         raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
@@ -15448,11 +15355,11 @@ def _d_iso2_WeldingDetectionResType(r: BitReader, c: int) -> _iso2.WeldingDetect
     f_DC_EVSEStatus: _iso2.DC_EVSEStatusType
     f_EVSEPresentVoltage: _iso2.PhysicalValueType
     try:
-        f_ResponseCode = _Te9aa56c0[(c >> 17) & 0x7ff]
+        f_ResponseCode = _Te9aa56c0[c >> 17]
     except KeyError:  # not a valid pattern: say why
         if c & 0xc1e0000 != 0x0:
             raise r.fail_at(av + 28, 'WeldingDetectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
-        iv = ((c >> 21) & 31)
+        iv = (c >> 21)
         if iv >= 26:
             raise r.fail_at(av + 17, 'WeldingDetectionResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso2_responseCodeType[iv]
@@ -15493,7 +15400,7 @@ def _d_iso2_WeldingDetectionResType(r: BitReader, c: int) -> _iso2.WeldingDetect
     except KeyError:  # not a valid pattern: say why
         if c & 0x39000000 != 0x0:
             raise r.fail_at(av + 30, 'WeldingDetectionResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
-        iv = ((c >> 25) & 3)
+        iv = (c >> 25)
         if iv >= 3:
             raise r.fail_at(av + 22, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_1_EVSENotification = _E_iso2_EVSENotificationType[iv]
@@ -15533,11 +15440,11 @@ def _d_iso2_WeldingDetectionResType(r: BitReader, c: int) -> _iso2.WeldingDetect
     else:
         raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     try:
-        f_2_Multiplier, f_2_Unit, sg = _T9dbb19d6[(c >> 11) & 0x1ffff]
+        f_2_Multiplier, f_2_Unit, sg = _T9dbb19d6[c >> 11]
     except KeyError:  # not a valid pattern: say why
         if c & 0xf1c7000 != 0x0:
             raise r.fail_at(av + 28, 'WeldingDetectionResType', 'expected EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-        f_2_Multiplier = ((c >> 21) & 7) - 3
+        f_2_Multiplier = (c >> 21) - 3
         iv = ((c >> 15) & 7)
         if iv >= 7:
             raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -15653,11 +15560,10 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.AC_EVChargeP
     f_EVMaxVoltage: _iso2.PhysicalValueType
     f_EVMaxCurrent: _iso2.PhysicalValueType
     f_EVMinCurrent: _iso2.PhysicalValueType
-    ec = ((c >> 26) & 3)
-    if ec == 0:
-        if c & 0x2000000 != 0x0:
+    if c < 0x4000000:
+        if c >= 0x2000000:
             raise r.fail_at(av + 26, 'AC_EVChargeParameterType[0]', 'expected CH of DepartureTime')
-        u = ((c >> 17) & 255)
+        u = (c >> 17)
         if u > 127:
             u2 = (c >> 9) & 0xFF
             if u2 < 128:
@@ -15693,7 +15599,7 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.AC_EVChargeP
         except KeyError:  # not a valid pattern: say why
             if c & 0x3c71c000 != 0x0:
                 raise r.fail_at(av + 30, 'AC_EVChargeParameterType[0]', 'expected EE of DepartureTime, SE(EAmount), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_1_Multiplier = ((c >> 23) & 7) - 3
+            f_1_Multiplier = (c >> 23) - 3
             iv = ((c >> 17) & 7)
             if iv >= 7:
                 raise r.fail_at(av + 13, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -15738,7 +15644,7 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.AC_EVChargeP
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x8000000:
         try:
             f_2_Multiplier, f_2_Unit, sg = _Tea8843d1[(c >> 11) & 0x7fff]
         except KeyError:  # not a valid pattern: say why
@@ -15790,13 +15696,14 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.AC_EVChargeP
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 26) & 0x3
         raise r.fail_at(av + 26, 'AC_EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EAmount)')
     try:
-        f_3_Multiplier, f_3_Unit, sg = _T3b5e3738[(c >> 14) & 0xffff]
+        f_3_Multiplier, f_3_Unit, sg = _T3b5e3738[c >> 14]
     except KeyError:  # not a valid pattern: say why
         if c & 0x38e38000 != 0x0:
             raise r.fail_at(av + 30, 'AC_EVChargeParameterType', 'expected SE(EVMaxVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-        f_3_Multiplier = ((c >> 24) & 7) - 3
+        f_3_Multiplier = (c >> 24) - 3
         iv = ((c >> 18) & 7)
         if iv >= 7:
             raise r.fail_at(av + 14, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -15839,7 +15746,7 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.AC_EVChargeP
     except KeyError:  # not a valid pattern: say why
         if c & 0x3e38e000 != 0x0:
             raise r.fail_at(av + 30, 'AC_EVChargeParameterType', 'expected EE of Value, EE, SE(EVMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-        f_4_Multiplier = ((c >> 22) & 7) - 3
+        f_4_Multiplier = (c >> 22) - 3
         iv = ((c >> 16) & 7)
         if iv >= 7:
             raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -15887,7 +15794,7 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.AC_EVChargeP
     except KeyError:  # not a valid pattern: say why
         if c & 0x3e38e000 != 0x0:
             raise r.fail_at(av + 30, 'AC_EVChargeParameterType', 'expected EE of Value, EE, SE(EVMinCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-        f_5_Multiplier = ((c >> 22) & 7) - 3
+        f_5_Multiplier = (c >> 22) - 3
         iv = ((c >> 16) & 7)
         if iv >= 7:
             raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -16163,9 +16070,9 @@ def _d_iso2_AC_EVSEChargeParameterType(r: BitReader, c: int) -> _iso2.AC_EVSECha
     f_AC_EVSEStatus: _iso2.AC_EVSEStatusType
     f_EVSENominalVoltage: _iso2.PhysicalValueType
     f_EVSEMaxCurrent: _iso2.PhysicalValueType
-    if c & 0xe000000 != 0x0:
+    if c >= 0x2000000:
         raise r.fail_at(av + 28, 'AC_EVSEChargeParameterType', 'expected SE(AC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-    u = ((c >> 17) & 255)
+    u = (c >> 17)
     if u > 127:
         u2 = (c >> 9) & 0xFF
         if u2 < 128:
@@ -16198,7 +16105,7 @@ def _d_iso2_AC_EVSEChargeParameterType(r: BitReader, c: int) -> _iso2.AC_EVSECha
     c = (win >> av) & 0x7ffffffff
     if c & 0x73be38e00 != 0x0:
         raise r.fail_at(av + 35, 'AC_EVSEChargeParameterType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE, SE(EVSENominalVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-    iv = ((c >> 30) & 3)
+    iv = (c >> 30)
     if iv >= 3:
         raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
     f_1_EVSENotification = _E_iso2_EVSENotificationType[iv]
@@ -16244,7 +16151,7 @@ def _d_iso2_AC_EVSEChargeParameterType(r: BitReader, c: int) -> _iso2.AC_EVSECha
     except KeyError:  # not a valid pattern: say why
         if c & 0x3e38e000 != 0x0:
             raise r.fail_at(av + 30, 'AC_EVSEChargeParameterType', 'expected EE of Value, EE, SE(EVSEMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-        f_3_Multiplier = ((c >> 22) & 7) - 3
+        f_3_Multiplier = (c >> 22) - 3
         iv = ((c >> 16) & 7)
         if iv >= 7:
             raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -16410,9 +16317,9 @@ def _d_iso2_AC_EVSEStatusType(r: BitReader, c: int) -> _iso2.AC_EVSEStatusType:
     f_NotificationMaxDelay: int
     f_EVSENotification: _iso2.EVSENotificationType
     f_RCD: bool
-    if c & 0x180000 != 0x0:
+    if c >= 0x80000:
         raise r.fail_at(av + 21, 'AC_EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-    u = ((c >> 11) & 255)
+    u = (c >> 11)
     if u > 127:
         u2 = (c >> 3) & 0xFF
         if u2 < 128:
@@ -16448,7 +16355,7 @@ def _d_iso2_AC_EVSEStatusType(r: BitReader, c: int) -> _iso2.AC_EVSEStatusType:
     except KeyError:  # not a valid pattern: say why
         if c & 0x73b != 0x0:
             raise r.fail_at(av + 11, 'AC_EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE') from None
-        iv = ((c >> 6) & 3)
+        iv = (c >> 6)
         if iv >= 3:
             raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_EVSENotification = _E_iso2_EVSENotificationType[iv]
@@ -16503,10 +16410,9 @@ def _d_iso2_CertificateChainType(r: BitReader, c: int) -> _iso2.CertificateChain
     f_Id: str | None = None
     f_Certificate: bytes
     f_SubCertificates: _iso2.SubCertificatesType | None = None
-    ec = ((c >> 9) & 3)
-    if ec == 0:
+    if c < 0x200:
         av += 1
-        u = ((c >> 1) & 255)
+        u = (c >> 1)
         if u > 127:
             av -= 8
             if av < 0:
@@ -16534,9 +16440,9 @@ def _d_iso2_CertificateChainType(r: BitReader, c: int) -> _iso2.CertificateChain
         if av < 0:
             win, av = r.refill(av, 10)
         c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 10, 'CertificateChainType[0]', 'expected SE(Certificate), CH of Certificate')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -16564,10 +16470,10 @@ def _d_iso2_CertificateChainType(r: BitReader, c: int) -> _iso2.CertificateChain
         if av < 0:
             win, av = r.refill(av, 13)
         c = (win >> av) & 0x1fff
-        if c & 0x1000 != 0x0:
+        if c >= 0x1000:
             raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
-    elif ec == 1:
-        if c & 0x100 != 0x0:
+    elif c < 0x400:
+        if c >= 0x300:
             raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
         u = (c & 255)
         if u > 127:
@@ -16597,16 +16503,16 @@ def _d_iso2_CertificateChainType(r: BitReader, c: int) -> _iso2.CertificateChain
         if av < 0:
             win, av = r.refill(av, 13)
         c = (win >> av) & 0x1fff
-        if c & 0x1000 != 0x0:
+        if c >= 0x1000:
             raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
     else:
+        ec = (c >> 9) & 0x3
         raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
-    ec = ((c >> 10) & 3)
-    if ec == 0:
+    if c < 0x400:
         f_1_Certificate: list[bytes] = []
-        if c & 0x300 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 10, 'CertificateChainType[2]', 'expected SE(Certificate), CH of Certificate')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -16634,16 +16540,12 @@ def _d_iso2_CertificateChainType(r: BitReader, c: int) -> _iso2.CertificateChain
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-        try:
-            ec = _Taa5bbe96[c >> 9]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x800 != 0x0:
-                raise r.fail_at(av + 12, 'CertificateChainType[2]', 'expected EE of Certificate') from None
-            ec = ((c >> 9) & 3)
-        if ec == 0:
-            if c & 0x100 != 0x0:
+        if c >= 0x800:
+            raise r.fail_at(av + 12, 'CertificateChainType[2]', 'expected EE of Certificate')
+        if c < 0x200:
+            if c >= 0x100:
                 raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -16671,16 +16573,12 @@ def _d_iso2_CertificateChainType(r: BitReader, c: int) -> _iso2.CertificateChain
             if av < 0:
                 win, av = r.refill(av, 12)
             c = (win >> av) & 0xfff
-            try:
-                ec = _Taa5bbe96[c >> 9]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x800 != 0x0:
-                    raise r.fail_at(av + 12, 'SubCertificatesType[1]', 'expected EE of Certificate') from None
-                ec = ((c >> 9) & 3)
-            if ec == 0:
-                if c & 0x100 != 0x0:
+            if c >= 0x800:
+                raise r.fail_at(av + 12, 'SubCertificatesType[1]', 'expected EE of Certificate')
+            if c < 0x200:
+                if c >= 0x100:
                     raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
-                u = (c & 255)
+                u = c
                 if u > 127:
                     av -= 8
                     if av < 0:
@@ -16708,16 +16606,12 @@ def _d_iso2_CertificateChainType(r: BitReader, c: int) -> _iso2.CertificateChain
                 if av < 0:
                     win, av = r.refill(av, 12)
                 c = (win >> av) & 0xfff
-                try:
-                    ec = _Taa5bbe96[c >> 9]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x800 != 0x0:
-                        raise r.fail_at(av + 12, 'SubCertificatesType[2]', 'expected EE of Certificate') from None
-                    ec = ((c >> 9) & 3)
-                if ec == 0:
-                    if c & 0x100 != 0x0:
+                if c >= 0x800:
+                    raise r.fail_at(av + 12, 'SubCertificatesType[2]', 'expected EE of Certificate')
+                if c < 0x200:
+                    if c >= 0x100:
                         raise r.fail_at(av + 9, 'SubCertificatesType[3]', 'expected CH of Certificate')
-                    u = (c & 255)
+                    u = c
                     if u > 127:
                         av -= 8
                         if av < 0:
@@ -16745,31 +16639,35 @@ def _d_iso2_CertificateChainType(r: BitReader, c: int) -> _iso2.CertificateChain
                     if av < 0:
                         win, av = r.refill(av, 3)
                     c = (win >> av) & 0x7
-                    if c & 0x6 != 0x0:
+                    if c >= 0x2:
                         raise r.fail_at(av + 3, 'SubCertificatesType[3]', 'expected EE of Certificate, EE')
-                elif ec == 1:
+                elif c < 0x400:
                     av += 8
                     c >>= 8
                 else:
+                    ec = (c >> 9) & 0x3
                     raise r.fail_at(av + 9, 'SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
-            elif ec == 1:
+            elif c < 0x400:
                 av += 8
                 c >>= 8
             else:
+                ec = (c >> 9) & 0x3
                 raise r.fail_at(av + 9, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
-        elif ec == 1:
+        elif c < 0x400:
             av += 8
             c >>= 8
         else:
+            ec = (c >> 9) & 0x3
             raise r.fail_at(av + 9, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
         if c & 0x1 != 0x0:
             raise r.fail_at(av + 1, 'CertificateChainType[2]', 'expected EE')
         ob1_ = _new(_K_iso2_SubCertificatesType)
         ob1_.Certificate = f_1_Certificate
         f_SubCertificates = ob1_
-    elif ec == 1:
+    elif c < 0x800:
         av += 10
     else:
+        ec = (c >> 10) & 0x3
         raise r.fail_at(av + 10, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     r.avail = av
     ob = _new(_K_iso2_CertificateChainType)
@@ -16854,9 +16752,9 @@ def _d_iso2_ChargeServiceType(r: BitReader, c: int) -> _iso2.ChargeServiceType:
     f_ServiceScope: str | None = None
     f_FreeService: bool
     f_SupportedEnergyTransferMode: _iso2.SupportedEnergyTransferModeType
-    if c & 0xc000000 != 0x0:
+    if c >= 0x4000000:
         raise r.fail_at(av + 28, 'ChargeServiceType', 'expected SE(ServiceID), CH of ServiceID')
-    u = ((c >> 18) & 255)
+    u = (c >> 18)
     if u > 127:
         u2 = (c >> 10) & 0xFF
         if u2 < 128:
@@ -16883,20 +16781,17 @@ def _d_iso2_ChargeServiceType(r: BitReader, c: int) -> _iso2.ChargeServiceType:
         av += 8
         c >>= 8
     f_ServiceID = u
-    try:
-        ec = _Taa5bbe96[(c >> 7) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x200 != 0x0:
-            raise r.fail_at(av + 10, 'ChargeServiceType', 'expected EE of ServiceID') from None
-        ec = ((c >> 7) & 3)
-    if ec == 0:
+    c &= 0x3ff
+    if c >= 0x200:
+        raise r.fail_at(av + 10, 'ChargeServiceType', 'expected EE of ServiceID')
+    if c < 0x80:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 9)
         c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'ChargeServiceType[1]', 'expected CH of ServiceName')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -16929,8 +16824,8 @@ def _d_iso2_ChargeServiceType(r: BitReader, c: int) -> _iso2.ChargeServiceType:
         except KeyError:  # not a valid pattern: say why
             if c & 0x39000 != 0x0:
                 raise r.fail_at(av + 18, 'ChargeServiceType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory') from None
-            f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 13) & 3)]
-    elif ec == 1:
+            f_ServiceCategory = _E_iso2_serviceCategoryType[(c >> 13)]
+    elif c < 0x100:
         try:
             f_ServiceCategory = _Tbf93dfca[(c >> 3) & 0xf]
         except KeyError:  # not a valid pattern: say why
@@ -16942,13 +16837,14 @@ def _d_iso2_ChargeServiceType(r: BitReader, c: int) -> _iso2.ChargeServiceType:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
     else:
+        ec = (c >> 7) & 0x3
         raise r.fail_at(av + 7, 'ChargeServiceType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
-    ec = ((c >> 10) & 3)
-    if ec == 0:
+    c &= 0xfff
+    if c < 0x400:
         av += 1
-        if c & 0x200 != 0x0:
+        if c >= 0x200:
             raise r.fail_at(av + 9, 'ChargeServiceType[3]', 'expected CH of ServiceScope')
-        u = ((c >> 1) & 255)
+        u = (c >> 1)
         if u > 127:
             av -= 8
             if av < 0:
@@ -16981,8 +16877,8 @@ def _d_iso2_ChargeServiceType(r: BitReader, c: int) -> _iso2.ChargeServiceType:
         except KeyError:  # not a valid pattern: say why
             if c & 0xe80 != 0x0:
                 raise r.fail_at(av + 12, 'ChargeServiceType[3]', 'expected EE of ServiceScope, SE(FreeService), CH of FreeService, EE of FreeService') from None
-            f_FreeService = ((c >> 8) & 1) == 1
-    elif ec == 1:
+            f_FreeService = (c >> 8) == 1
+    elif c < 0x800:
         try:
             f_FreeService = _Ta870a97b[(c >> 7) & 0x7]
         except KeyError:  # not a valid pattern: say why
@@ -16990,9 +16886,11 @@ def _d_iso2_ChargeServiceType(r: BitReader, c: int) -> _iso2.ChargeServiceType:
                 raise r.fail_at(av + 10, 'ChargeServiceType[3]', 'expected CH of FreeService, EE of FreeService') from None
             f_FreeService = ((c >> 8) & 1) == 1
     else:
+        ec = (c >> 10) & 0x3
         raise r.fail_at(av + 10, 'ChargeServiceType[3]', f'event code {ec}, expected SE(ServiceScope), SE(FreeService)')
     if c & 0x40 != 0x0:
         raise r.fail_at(av + 7, 'ChargeServiceType', 'expected SE(SupportedEnergyTransferMode)')
+    c &= 0x3f
     r.avail = av
     f_SupportedEnergyTransferMode = _d_iso2_SupportedEnergyTransferModeType(r, c)
     win = r.win
@@ -17118,9 +17016,9 @@ def _d_iso2_ChargingProfileType(r: BitReader, c: int) -> _iso2.ChargingProfileTy
     av = r.avail
     f_ProfileEntry: list[_iso2.ProfileEntryType] = []
     s = 0
-    if c & 0xe000000 != 0x0:
+    if c >= 0x2000000:
         raise r.fail_at(av + 28, 'ChargingProfileType', 'expected SE(ProfileEntry), SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
-    u = ((c >> 17) & 255)
+    u = (c >> 17)
     f_1_ChargingProfileEntryMaxNumberOfPhasesInUse: int | None = None
     if u > 127:
         u2 = (c >> 9) & 0xFF
@@ -17157,7 +17055,7 @@ def _d_iso2_ChargingProfileType(r: BitReader, c: int) -> _iso2.ChargingProfileTy
     except KeyError:  # not a valid pattern: say why
         if c & 0x3c71c000 != 0x0:
             raise r.fail_at(av + 30, 'ChargingProfileType', 'expected EE of ChargingProfileEntryStart, SE(ChargingProfileEntryMaxPower), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-        f_2_Multiplier = ((c >> 23) & 7) - 3
+        f_2_Multiplier = (c >> 23) - 3
         iv = ((c >> 17) & 7)
         if iv >= 7:
             raise r.fail_at(av + 13, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -17191,18 +17089,15 @@ def _d_iso2_ChargingProfileType(r: BitReader, c: int) -> _iso2.ChargingProfileTy
                     win, av = r.refill(av, 5)
                 c = (win >> av) & 0x1f
     f_2_Value = -u - 1 if sg else u
-    try:
-        ec = _T6cd14f8b[(c >> 1) & 0xf]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x18 != 0x0:
-            raise r.fail_at(av + 5, 'ChargingProfileType', 'expected EE of Value, EE') from None
-        ec = ((c >> 1) & 3)
+    c &= 0x1f
+    if c >= 0x8:
+        raise r.fail_at(av + 5, 'ChargingProfileType', 'expected EE of Value, EE')
     ob2_ = _new(_K_iso2_PhysicalValueType)
     ob2_.Multiplier = f_2_Multiplier
     ob2_.Unit = f_2_Unit
     ob2_.Value = f_2_Value
     f_1_ChargingProfileEntryMaxPower = ob2_
-    if ec == 0:
+    if c < 0x2:
         av -= 4
         if av < 0:
             win, av = r.refill(av, 5)
@@ -17212,10 +17107,11 @@ def _d_iso2_ChargingProfileType(r: BitReader, c: int) -> _iso2.ChargingProfileTy
         except KeyError:  # not a valid pattern: say why
             if c & 0x13 != 0x0:
                 raise r.fail_at(av + 5, 'ProfileEntryType[2]', 'expected CH of ChargingProfileEntryMaxNumberOfPhasesInUse, EE of ChargingProfileEntryMaxNumberOfPhasesInUse, EE') from None
-            f_1_ChargingProfileEntryMaxNumberOfPhasesInUse = ((c >> 2) & 3) + 1
-    elif ec == 1:
+            f_1_ChargingProfileEntryMaxNumberOfPhasesInUse = (c >> 2) + 1
+    elif c < 0x4:
         av += 1
     else:
+        ec = (c >> 1) & 0x3
         raise r.fail_at(av + 1, 'ProfileEntryType[2]', f'event code {ec}, expected SE(ChargingProfileEntryMaxNumberOfPhasesInUse), EE')
     ob1_ = _new(_K_iso2_ProfileEntryType)
     ob1_.ChargingProfileEntryStart = f_1_ChargingProfileEntryStart
@@ -17229,11 +17125,10 @@ def _d_iso2_ChargingProfileType(r: BitReader, c: int) -> _iso2.ChargingProfileTy
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        ec = (c >> 28)
-        if ec == 0:
-            if c & 0xc000000 != 0x0:
+        if c < 0x10000000:
+            if c >= 0x4000000:
                 raise r.fail_at(av + 28, 'ChargingProfileType[1]', 'expected SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
-            u = ((c >> 18) & 255)
+            u = (c >> 18)
             f_3_ChargingProfileEntryMaxNumberOfPhasesInUse: int | None = None
             if u > 127:
                 u2 = (c >> 10) & 0xFF
@@ -17270,7 +17165,7 @@ def _d_iso2_ChargingProfileType(r: BitReader, c: int) -> _iso2.ChargingProfileTy
             except KeyError:  # not a valid pattern: say why
                 if c & 0x3c71c000 != 0x0:
                     raise r.fail_at(av + 30, 'ChargingProfileType[1]', 'expected EE of ChargingProfileEntryStart, SE(ChargingProfileEntryMaxPower), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                f_4_Multiplier = ((c >> 23) & 7) - 3
+                f_4_Multiplier = (c >> 23) - 3
                 iv = ((c >> 17) & 7)
                 if iv >= 7:
                     raise r.fail_at(av + 13, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -17304,18 +17199,15 @@ def _d_iso2_ChargingProfileType(r: BitReader, c: int) -> _iso2.ChargingProfileTy
                             win, av = r.refill(av, 5)
                         c = (win >> av) & 0x1f
             f_4_Value = -u - 1 if sg else u
-            try:
-                ec = _T6cd14f8b[(c >> 1) & 0xf]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x18 != 0x0:
-                    raise r.fail_at(av + 5, 'ChargingProfileType[1]', 'expected EE of Value, EE') from None
-                ec = ((c >> 1) & 3)
+            c &= 0x1f
+            if c >= 0x8:
+                raise r.fail_at(av + 5, 'ChargingProfileType[1]', 'expected EE of Value, EE')
             ob4_ = _new(_K_iso2_PhysicalValueType)
             ob4_.Multiplier = f_4_Multiplier
             ob4_.Unit = f_4_Unit
             ob4_.Value = f_4_Value
             f_3_ChargingProfileEntryMaxPower = ob4_
-            if ec == 0:
+            if c < 0x2:
                 av -= 4
                 if av < 0:
                     win, av = r.refill(av, 5)
@@ -17325,10 +17217,11 @@ def _d_iso2_ChargingProfileType(r: BitReader, c: int) -> _iso2.ChargingProfileTy
                 except KeyError:  # not a valid pattern: say why
                     if c & 0x13 != 0x0:
                         raise r.fail_at(av + 5, 'ProfileEntryType[2]', 'expected CH of ChargingProfileEntryMaxNumberOfPhasesInUse, EE of ChargingProfileEntryMaxNumberOfPhasesInUse, EE') from None
-                    f_3_ChargingProfileEntryMaxNumberOfPhasesInUse = ((c >> 2) & 3) + 1
-            elif ec == 1:
+                    f_3_ChargingProfileEntryMaxNumberOfPhasesInUse = (c >> 2) + 1
+            elif c < 0x4:
                 av += 1
             else:
+                ec = (c >> 1) & 0x3
                 raise r.fail_at(av + 1, 'ProfileEntryType[2]', f'event code {ec}, expected SE(ChargingProfileEntryMaxNumberOfPhasesInUse), EE')
             ob3_ = _new(_K_iso2_ProfileEntryType)
             ob3_.ChargingProfileEntryStart = f_3_ChargingProfileEntryStart
@@ -17339,18 +17232,19 @@ def _d_iso2_ChargingProfileType(r: BitReader, c: int) -> _iso2.ChargingProfileTy
             if n == 23:
                 s = 24
                 break
-        elif ec == 1:
+        elif c < 0x20000000:
             av += 28
             s = -1
             break
         else:
+            ec = (c >> 28) & 0x3
             raise r.fail_at(av + 28, 'ChargingProfileType[1]', f'event code {ec}, expected SE(ProfileEntry), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 24:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'ChargingProfileType', 'expected EE')
         s = -1
     else:
@@ -17417,11 +17311,11 @@ def _d_iso2_ConsumptionCostType(r: BitReader, c: int) -> _iso2.ConsumptionCostTy
     f_startValue: _iso2.PhysicalValueType
     f_Cost: list[_iso2.CostType] = []
     try:
-        f_1_Multiplier, f_1_Unit, sg = _T3b5e3738[(c >> 12) & 0xffff]
+        f_1_Multiplier, f_1_Unit, sg = _T3b5e3738[c >> 12]
     except KeyError:  # not a valid pattern: say why
         if c & 0xe38e000 != 0x0:
             raise r.fail_at(av + 28, 'ConsumptionCostType', 'expected SE(startValue), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-        f_1_Multiplier = ((c >> 22) & 7) - 3
+        f_1_Multiplier = (c >> 22) - 3
         iv = ((c >> 16) & 7)
         if iv >= 7:
             raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -17464,7 +17358,7 @@ def _d_iso2_ConsumptionCostType(r: BitReader, c: int) -> _iso2.ConsumptionCostTy
     except KeyError:  # not a valid pattern: say why
         if c & 0x3e700000 != 0x0:
             raise r.fail_at(av + 30, 'ConsumptionCostType', 'expected EE of Value, EE, SE(Cost), SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount') from None
-        iv = ((c >> 23) & 3)
+        iv = (c >> 23)
         if iv >= 3:
             raise r.fail_at(av + 20, 'CostType.costKind', f'enumeration index {iv}') from None
         f_2_costKind = _E_iso2_costKindType[iv]
@@ -17501,13 +17395,10 @@ def _d_iso2_ConsumptionCostType(r: BitReader, c: int) -> _iso2.ConsumptionCostTy
         av += 8
         c >>= 8
     f_2_amount = u
-    try:
-        ec = _Taa5bbe96[(c >> 1) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x8 != 0x0:
-            raise r.fail_at(av + 4, 'ConsumptionCostType', 'expected EE of amount') from None
-        ec = ((c >> 1) & 3)
-    if ec == 0:
+    c &= 0xf
+    if c >= 0x8:
+        raise r.fail_at(av + 4, 'ConsumptionCostType', 'expected EE of amount')
+    if c < 0x2:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
@@ -17517,31 +17408,31 @@ def _d_iso2_ConsumptionCostType(r: BitReader, c: int) -> _iso2.ConsumptionCostTy
         except KeyError:  # not a valid pattern: say why
             if c & 0x23000000 != 0x0:
                 raise r.fail_at(av + 30, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
-            f_2_amountMultiplier = ((c >> 26) & 7) - 3
+            f_2_amountMultiplier = (c >> 26) - 3
         av -= 6
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x4:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 1) & 0x3
         raise r.fail_at(av + 1, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
-    ec = ((c >> 28) & 3)
     ob2_ = _new(_K_iso2_CostType)
     ob2_.costKind = f_2_costKind
     ob2_.amount = f_2_amount
     ob2_.amountMultiplier = f_2_amountMultiplier
     f_Cost.append(ob2_)
-    if ec == 0:
+    if c < 0x10000000:
         try:
-            f_3_costKind = _Tdbae0062[(c >> 21) & 0x7f]
+            f_3_costKind = _Tdbae0062[c >> 21]
         except KeyError:  # not a valid pattern: say why
             if c & 0xce00000 != 0x0:
                 raise r.fail_at(av + 28, 'ConsumptionCostType[2]', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount') from None
-            iv = ((c >> 24) & 3)
+            iv = (c >> 24)
             if iv >= 3:
                 raise r.fail_at(av + 21, 'CostType.costKind', f'enumeration index {iv}') from None
             f_3_costKind = _E_iso2_costKindType[iv]
@@ -17573,13 +17464,10 @@ def _d_iso2_ConsumptionCostType(r: BitReader, c: int) -> _iso2.ConsumptionCostTy
             av += 8
             c >>= 8
         f_3_amount = u
-        try:
-            ec = _Taa5bbe96[(c >> 2) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x10 != 0x0:
-                raise r.fail_at(av + 5, 'ConsumptionCostType[2]', 'expected EE of amount') from None
-            ec = ((c >> 2) & 3)
-        if ec == 0:
+        c &= 0x1f
+        if c >= 0x10:
+            raise r.fail_at(av + 5, 'ConsumptionCostType[2]', 'expected EE of amount')
+        if c < 0x4:
             av -= 28
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -17589,31 +17477,31 @@ def _d_iso2_ConsumptionCostType(r: BitReader, c: int) -> _iso2.ConsumptionCostTy
             except KeyError:  # not a valid pattern: say why
                 if c & 0x23000000 != 0x0:
                     raise r.fail_at(av + 30, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
-                f_3_amountMultiplier = ((c >> 26) & 7) - 3
+                f_3_amountMultiplier = (c >> 26) - 3
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
-        elif ec == 1:
+        elif c < 0x8:
             av -= 25
             if av < 0:
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
         else:
+            ec = (c >> 2) & 0x3
             raise r.fail_at(av + 2, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
-        ec = ((c >> 25) & 3)
         ob3_ = _new(_K_iso2_CostType)
         ob3_.costKind = f_3_costKind
         ob3_.amount = f_3_amount
         ob3_.amountMultiplier = f_3_amountMultiplier
         f_Cost.append(ob3_)
-        if ec == 0:
+        if c < 0x2000000:
             try:
-                f_4_costKind = _Tdbae0062[(c >> 18) & 0x7f]
+                f_4_costKind = _Tdbae0062[c >> 18]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x19c0000 != 0x0:
                     raise r.fail_at(av + 25, 'ConsumptionCostType[3]', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount') from None
-                iv = ((c >> 21) & 3)
+                iv = (c >> 21)
                 if iv >= 3:
                     raise r.fail_at(av + 18, 'CostType.costKind', f'enumeration index {iv}') from None
                 f_4_costKind = _E_iso2_costKindType[iv]
@@ -17649,23 +17537,20 @@ def _d_iso2_ConsumptionCostType(r: BitReader, c: int) -> _iso2.ConsumptionCostTy
             if av < 0:
                 win, av = r.refill(av, 10)
             c = (win >> av) & 0x3ff
-            try:
-                ec = _Taa5bbe96[c >> 7]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x200 != 0x0:
-                    raise r.fail_at(av + 10, 'ConsumptionCostType[3]', 'expected EE of amount') from None
-                ec = ((c >> 7) & 3)
-            if ec == 0:
+            if c >= 0x200:
+                raise r.fail_at(av + 10, 'ConsumptionCostType[3]', 'expected EE of amount')
+            if c < 0x80:
                 try:
-                    f_4_amountMultiplier = _Tae58e352[(c >> 1) & 0x3f]
+                    f_4_amountMultiplier = _Tae58e352[c >> 1]
                 except KeyError:  # not a valid pattern: say why
                     if c & 0x46 != 0x0:
                         raise r.fail_at(av + 7, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
-                    f_4_amountMultiplier = ((c >> 3) & 7) - 3
-            elif ec == 1:
+                    f_4_amountMultiplier = (c >> 3) - 3
+            elif c < 0x100:
                 av += 6
                 c >>= 6
             else:
+                ec = (c >> 7) & 0x3
                 raise r.fail_at(av + 7, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
             if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'ConsumptionCostType[3]', 'expected EE')
@@ -17674,13 +17559,15 @@ def _d_iso2_ConsumptionCostType(r: BitReader, c: int) -> _iso2.ConsumptionCostTy
             ob4_.amount = f_4_amount
             ob4_.amountMultiplier = f_4_amountMultiplier
             f_Cost.append(ob4_)
-        elif ec == 1:
+        elif c < 0x4000000:
             av += 25
         else:
+            ec = (c >> 25) & 0x3
             raise r.fail_at(av + 25, 'ConsumptionCostType[3]', f'event code {ec}, expected SE(Cost), EE')
-    elif ec == 1:
+    elif c < 0x20000000:
         av += 28
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
     r.avail = av
     ob = _new(_K_iso2_ConsumptionCostType)
@@ -17790,9 +17677,9 @@ def _d_iso2_ContractSignatureEncryptedPrivateKeyType(r: BitReader, c: int) -> _i
     av = r.avail
     f_Id: str
     f_value: bytes
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'ContractSignatureEncryptedPrivateKeyType', 'expected AT(Id)')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -17820,9 +17707,9 @@ def _d_iso2_ContractSignatureEncryptedPrivateKeyType(r: BitReader, c: int) -> _i
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'ContractSignatureEncryptedPrivateKeyType', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -17895,11 +17782,11 @@ def _d_iso2_CostType(r: BitReader, c: int) -> _iso2.CostType:
     f_amount: int
     f_amountMultiplier: int | None = None
     try:
-        f_costKind = _Tdbae0062[(c >> 17) & 0x7f]
+        f_costKind = _Tdbae0062[c >> 17]
     except KeyError:  # not a valid pattern: say why
         if c & 0xce0000 != 0x0:
             raise r.fail_at(av + 24, 'CostType', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount') from None
-        iv = ((c >> 20) & 3)
+        iv = (c >> 20)
         if iv >= 3:
             raise r.fail_at(av + 17, 'CostType.costKind', f'enumeration index {iv}') from None
         f_costKind = _E_iso2_costKindType[iv]
@@ -17934,22 +17821,19 @@ def _d_iso2_CostType(r: BitReader, c: int) -> _iso2.CostType:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    try:
-        ec = _Taa5bbe96[c >> 6]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'CostType', 'expected EE of amount') from None
-        ec = ((c >> 6) & 3)
-    if ec == 0:
+    if c >= 0x100:
+        raise r.fail_at(av + 9, 'CostType', 'expected EE of amount')
+    if c < 0x40:
         try:
-            f_amountMultiplier = _Tae58e352[c & 0x3f]
+            f_amountMultiplier = _Tae58e352[c]
         except KeyError:  # not a valid pattern: say why
             if c & 0x23 != 0x0:
                 raise r.fail_at(av + 6, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
-            f_amountMultiplier = ((c >> 2) & 7) - 3
-    elif ec == 1:
+            f_amountMultiplier = (c >> 2) - 3
+    elif c < 0x80:
         av += 6
     else:
+        ec = (c >> 6) & 0x3
         raise r.fail_at(av + 6, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
     r.avail = av
     ob = _new(_K_iso2_CostType)
@@ -18025,11 +17909,10 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVChargeP
     f_FullSOC: int | None = None
     f_BulkSOC: int | None = None
     s = 0
-    ec = ((c >> 26) & 3)
-    if ec == 0:
-        if c & 0x2000000 != 0x0:
+    if c < 0x4000000:
+        if c >= 0x2000000:
             raise r.fail_at(av + 26, 'DC_EVChargeParameterType[0]', 'expected CH of DepartureTime')
-        u = ((c >> 17) & 255)
+        u = (c >> 17)
         if u > 127:
             u2 = (c >> 9) & 0xFF
             if u2 < 128:
@@ -18062,7 +17945,7 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVChargeP
         c = (win >> av) & 0x3fffffff
         if c & 0x3dc380c0 != 0x0:
             raise r.fail_at(av + 30, 'DC_EVChargeParameterType[0]', 'expected EE of DepartureTime, SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
-        f_1_EVReady = ((c >> 25) & 1) == 1
+        f_1_EVReady = (c >> 25) == 1
         iv = ((c >> 18) & 15)
         if iv >= 12:
             raise r.fail_at(av + 6, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
@@ -18078,7 +17961,7 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVChargeP
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x8000000:
         if c & 0x370e030 != 0x0:
             raise r.fail_at(av + 26, 'DC_EVChargeParameterType[0]', 'expected SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
         f_2_EVReady = ((c >> 23) & 1) == 1
@@ -18098,13 +17981,14 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVChargeP
         c = (win >> av) & 0x3fffffff
         s = 2
     else:
+        ec = (c >> 26) & 0x3
         raise r.fail_at(av + 26, 'DC_EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), SE(DC_EVStatus)')
     try:
-        f_3_Multiplier, f_3_Unit, sg = _T3b5e3738[(c >> 14) & 0xffff]
+        f_3_Multiplier, f_3_Unit, sg = _T3b5e3738[c >> 14]
     except KeyError:  # not a valid pattern: say why
         if c & 0x38e38000 != 0x0:
             raise r.fail_at(av + 30, 'DC_EVChargeParameterType', 'expected SE(EVMaximumCurrentLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-        f_3_Multiplier = ((c >> 24) & 7) - 3
+        f_3_Multiplier = (c >> 24) - 3
         iv = ((c >> 18) & 7)
         if iv >= 7:
             raise r.fail_at(av + 14, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -18138,19 +18022,16 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVChargeP
                     win, av = r.refill(av, 6)
                 c = (win >> av) & 0x3f
     f_3_Value = -u - 1 if sg else u
-    try:
-        ec = _T6cd14f8b[(c >> 2) & 0xf]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x30 != 0x0:
-            raise r.fail_at(av + 6, 'DC_EVChargeParameterType', 'expected EE of Value, EE') from None
-        ec = ((c >> 2) & 3)
+    c &= 0x3f
+    if c >= 0x10:
+        raise r.fail_at(av + 6, 'DC_EVChargeParameterType', 'expected EE of Value, EE')
     ob3_ = _new(_K_iso2_PhysicalValueType)
     ob3_.Multiplier = f_3_Multiplier
     ob3_.Unit = f_3_Unit
     ob3_.Value = f_3_Value
     f_EVMaximumCurrentLimit = ob3_
     s = 3
-    if ec == 0:
+    if c < 0x4:
         av -= 28
         if av < 0:
             win, av = r.refill(av, 30)
@@ -18160,7 +18041,7 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVChargeP
         except KeyError:  # not a valid pattern: say why
             if c & 0x31c70000 != 0x0:
                 raise r.fail_at(av + 30, 'DC_EVChargeParameterType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_4_Multiplier = ((c >> 25) & 7) - 3
+            f_4_Multiplier = (c >> 25) - 3
             iv = ((c >> 19) & 7)
             if iv >= 7:
                 raise r.fail_at(av + 15, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -18203,7 +18084,7 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVChargeP
         except KeyError:  # not a valid pattern: say why
             if c & 0x3e38e000 != 0x0:
                 raise r.fail_at(av + 30, 'DC_EVChargeParameterType[3]', 'expected EE of Value, EE, SE(EVMaximumVoltageLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_5_Multiplier = ((c >> 22) & 7) - 3
+            f_5_Multiplier = (c >> 22) - 3
             iv = ((c >> 16) & 7)
             if iv >= 7:
                 raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -18254,7 +18135,7 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVChargeP
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x8:
         av -= 28
         if av < 0:
             win, av = r.refill(av, 30)
@@ -18264,7 +18145,7 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVChargeP
         except KeyError:  # not a valid pattern: say why
             if c & 0x31c70000 != 0x0:
                 raise r.fail_at(av + 30, 'DC_EVChargeParameterType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_6_Multiplier = ((c >> 25) & 7) - 3
+            f_6_Multiplier = (c >> 25) - 3
             iv = ((c >> 19) & 7)
             if iv >= 7:
                 raise r.fail_at(av + 15, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -18311,15 +18192,15 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVChargeP
         c = (win >> av) & 0x3fffffff
         s = 5
     else:
+        ec = (c >> 2) & 0x3
         raise r.fail_at(av + 2, 'DC_EVChargeParameterType[3]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(EVMaximumVoltageLimit)')
-    ec = ((c >> 27) & 7)
-    if ec == 0:
+    if c < 0x8000000:
         try:
-            f_7_Multiplier, f_7_Unit, sg = _Tea8843d1[(c >> 12) & 0x7fff]
+            f_7_Multiplier, f_7_Unit, sg = _Tea8843d1[c >> 12]
         except KeyError:  # not a valid pattern: say why
             if c & 0x638e000 != 0x0:
                 raise r.fail_at(av + 27, 'DC_EVChargeParameterType[5]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_7_Multiplier = ((c >> 22) & 7) - 3
+            f_7_Multiplier = (c >> 22) - 3
             iv = ((c >> 16) & 7)
             if iv >= 7:
                 raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -18357,24 +18238,20 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVChargeP
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        try:
-            ec = _T84c90c6e[c >> 25]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30000000 != 0x0:
-                raise r.fail_at(av + 30, 'DC_EVChargeParameterType[5]', 'expected EE of Value, EE') from None
-            ec = ((c >> 25) & 7)
+        if c >= 0x10000000:
+            raise r.fail_at(av + 30, 'DC_EVChargeParameterType[5]', 'expected EE of Value, EE')
         ob7_ = _new(_K_iso2_PhysicalValueType)
         ob7_.Multiplier = f_7_Multiplier
         ob7_.Unit = f_7_Unit
         ob7_.Value = f_7_Value
         f_EVEnergyCapacity = ob7_
-        if ec == 0:
+        if c < 0x2000000:
             try:
-                f_8_Multiplier, f_8_Unit, sg = _Tea8843d1[(c >> 10) & 0x7fff]
+                f_8_Multiplier, f_8_Unit, sg = _Tea8843d1[c >> 10]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x18e3800 != 0x0:
                     raise r.fail_at(av + 25, 'DC_EVChargeParameterType[6]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                f_8_Multiplier = ((c >> 20) & 7) - 3
+                f_8_Multiplier = (c >> 20) - 3
                 iv = ((c >> 14) & 7)
                 if iv >= 7:
                     raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -18420,7 +18297,7 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVChargeP
                 win, av = r.refill(av, 23)
             c = (win >> av) & 0x7fffff
             s = 7
-        elif ec == 1:
+        elif c < 0x4000000:
             try:
                 f_FullSOC = _Tf00db23f[(c >> 16) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
@@ -18432,7 +18309,7 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVChargeP
                 win, av = r.refill(av, 23)
             c = (win >> av) & 0x7fffff
             s = 8
-        elif ec == 2:
+        elif c < 0x6000000:
             try:
                 f_BulkSOC = _Tf00db23f[(c >> 16) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
@@ -18444,12 +18321,13 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVChargeP
                 win, av = r.refill(av, 23)
             c = (win >> av) & 0x7fffff
             s = 9
-        elif ec == 3:
+        elif c < 0x8000000:
             av += 2
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'DC_EVChargeParameterType[6]', f'event code {ec}, expected SE(EVEnergyRequest), SE(FullSOC), SE(BulkSOC), EE')
-    elif ec == 1:
+    elif c < 0x10000000:
         try:
             f_9_Multiplier, f_9_Unit, sg = _Tea8843d1[(c >> 12) & 0x7fff]
         except KeyError:  # not a valid pattern: say why
@@ -18501,7 +18379,7 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVChargeP
             win, av = r.refill(av, 23)
         c = (win >> av) & 0x7fffff
         s = 7
-    elif ec == 2:
+    elif c < 0x18000000:
         try:
             f_FullSOC = _Tf00db23f[(c >> 18) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
@@ -18513,7 +18391,7 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVChargeP
             win, av = r.refill(av, 23)
         c = (win >> av) & 0x7fffff
         s = 8
-    elif ec == 3:
+    elif c < 0x20000000:
         try:
             f_BulkSOC = _Tf00db23f[(c >> 18) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
@@ -18525,26 +18403,27 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVChargeP
             win, av = r.refill(av, 23)
         c = (win >> av) & 0x7fffff
         s = 9
-    elif ec == 4:
+    elif c < 0x28000000:
         av += 4
         s = -1
     else:
+        ec = (c >> 27) & 0x7
         raise r.fail_at(av + 27, 'DC_EVChargeParameterType[5]', f'event code {ec}, expected SE(EVEnergyCapacity), SE(EVEnergyRequest), SE(FullSOC), SE(BulkSOC), EE')
     if s == 7:
-        ec = ((c >> 21) & 3)
-        if ec == 0:
+        c &= 0x7fffff
+        if c < 0x200000:
             try:
-                f_FullSOC = _Tf00db23f[(c >> 12) & 0x1ff]
+                f_FullSOC = _Tf00db23f[c >> 12]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x101000 != 0x0:
                     raise r.fail_at(av + 21, 'DC_EVChargeParameterType[7]', 'expected CH of FullSOC, EE of FullSOC') from None
-                f_FullSOC = ((c >> 13) & 127)
+                f_FullSOC = (c >> 13)
             av -= 11
             if av < 0:
                 win, av = r.refill(av, 23)
             c = (win >> av) & 0x7fffff
             s = 8
-        elif ec == 1:
+        elif c < 0x400000:
             try:
                 f_BulkSOC = _Tf00db23f[(c >> 12) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
@@ -18556,29 +18435,31 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVChargeP
                 win, av = r.refill(av, 23)
             c = (win >> av) & 0x7fffff
             s = 9
-        elif ec == 2:
+        elif c < 0x600000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 21) & 0x3
             raise r.fail_at(av + 21, 'DC_EVChargeParameterType[7]', f'event code {ec}, expected SE(FullSOC), SE(BulkSOC), EE')
     if s == 8:
-        ec = ((c >> 21) & 3)
-        if ec == 0:
+        c &= 0x7fffff
+        if c < 0x200000:
             try:
-                f_BulkSOC = _Tf00db23f[(c >> 12) & 0x1ff]
+                f_BulkSOC = _Tf00db23f[c >> 12]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x101000 != 0x0:
                     raise r.fail_at(av + 21, 'DC_EVChargeParameterType[8]', 'expected CH of BulkSOC, EE of BulkSOC') from None
-                f_BulkSOC = ((c >> 13) & 127)
+                f_BulkSOC = (c >> 13)
             av -= 11
             if av < 0:
                 win, av = r.refill(av, 23)
             c = (win >> av) & 0x7fffff
             s = 9
-        elif ec == 1:
+        elif c < 0x400000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 21) & 0x3
             raise r.fail_at(av + 21, 'DC_EVChargeParameterType[8]', f'event code {ec}, expected SE(BulkSOC), EE')
     if s == 9:
         av += 22
@@ -18999,7 +18880,7 @@ def _d_iso2_DC_EVPowerDeliveryParameterType(r: BitReader, c: int) -> _iso2.DC_EV
     f_ChargingComplete: bool
     if c & 0xee1c060 != 0x0:
         raise r.fail_at(av + 28, 'DC_EVPowerDeliveryParameterType', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
-    f_1_EVReady = ((c >> 24) & 1) == 1
+    f_1_EVReady = (c >> 24) == 1
     iv = ((c >> 17) & 15)
     if iv >= 12:
         raise r.fail_at(av + 3, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
@@ -19021,7 +18902,7 @@ def _d_iso2_DC_EVPowerDeliveryParameterType(r: BitReader, c: int) -> _iso2.DC_EV
         except KeyError:  # not a valid pattern: say why
             if c & 0xba != 0x0:
                 raise r.fail_at(av + 8, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete, SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete') from None
-            f_BulkChargingComplete = ((c >> 6) & 1) == 1
+            f_BulkChargingComplete = (c >> 6) == 1
             f_ChargingComplete = ((c >> 2) & 1) == 1
     elif ec == 1:
         try:
@@ -19101,9 +18982,9 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVSECha
     f_EVSECurrentRegulationTolerance: _iso2.PhysicalValueType | None = None
     f_EVSEPeakCurrentRipple: _iso2.PhysicalValueType
     f_EVSEEnergyToBeDelivered: _iso2.PhysicalValueType | None = None
-    if c & 0xe000000 != 0x0:
+    if c >= 0x2000000:
         raise r.fail_at(av + 28, 'DC_EVSEChargeParameterType', 'expected SE(DC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-    u = ((c >> 17) & 255)
+    u = (c >> 17)
     f_1_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
     if u > 127:
         u2 = (c >> 9) & 0xFF
@@ -19151,7 +19032,7 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVSECha
         except KeyError:  # not a valid pattern: say why
             if c & 0x23840000 != 0x0:
                 raise r.fail_at(av + 30, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            iv = ((c >> 26) & 7)
+            iv = (c >> 26)
             if iv >= 5:
                 raise r.fail_at(av + 18, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}') from None
             f_1_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
@@ -19173,7 +19054,7 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVSECha
         except KeyError:  # not a valid pattern: say why
             if c & 0x21000000 != 0x0:
                 raise r.fail_at(av + 30, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            iv = ((c >> 25) & 15)
+            iv = (c >> 25)
             if iv >= 12:
                 raise r.fail_at(av + 24, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
             f_1_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
@@ -19184,11 +19065,11 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVSECha
     else:
         raise r.fail_at(av + 1, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     try:
-        f_2_Multiplier, f_2_Unit, sg = _T9dbb19d6[(c >> 13) & 0x1ffff]
+        f_2_Multiplier, f_2_Unit, sg = _T9dbb19d6[c >> 13]
     except KeyError:  # not a valid pattern: say why
         if c & 0x3c71c000 != 0x0:
             raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType', 'expected EE, SE(EVSEMaximumCurrentLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-        f_2_Multiplier = ((c >> 23) & 7) - 3
+        f_2_Multiplier = (c >> 23) - 3
         iv = ((c >> 17) & 7)
         if iv >= 7:
             raise r.fail_at(av + 13, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -19237,7 +19118,7 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVSECha
     except KeyError:  # not a valid pattern: say why
         if c & 0x3e38e000 != 0x0:
             raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType', 'expected EE of Value, EE, SE(EVSEMaximumPowerLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-        f_3_Multiplier = ((c >> 22) & 7) - 3
+        f_3_Multiplier = (c >> 22) - 3
         iv = ((c >> 16) & 7)
         if iv >= 7:
             raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -19285,7 +19166,7 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVSECha
     except KeyError:  # not a valid pattern: say why
         if c & 0x3e38e000 != 0x0:
             raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType', 'expected EE of Value, EE, SE(EVSEMaximumVoltageLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-        f_4_Multiplier = ((c >> 22) & 7) - 3
+        f_4_Multiplier = (c >> 22) - 3
         iv = ((c >> 16) & 7)
         if iv >= 7:
             raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -19333,7 +19214,7 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVSECha
     except KeyError:  # not a valid pattern: say why
         if c & 0x3e38e000 != 0x0:
             raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType', 'expected EE of Value, EE, SE(EVSEMinimumCurrentLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-        f_5_Multiplier = ((c >> 22) & 7) - 3
+        f_5_Multiplier = (c >> 22) - 3
         iv = ((c >> 16) & 7)
         if iv >= 7:
             raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -19381,7 +19262,7 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVSECha
     except KeyError:  # not a valid pattern: say why
         if c & 0x3e38e000 != 0x0:
             raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType', 'expected EE of Value, EE, SE(EVSEMinimumVoltageLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-        f_6_Multiplier = ((c >> 22) & 7) - 3
+        f_6_Multiplier = (c >> 22) - 3
         iv = ((c >> 16) & 7)
         if iv >= 7:
             raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -19420,18 +19301,15 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVSECha
                     win, av = r.refill(av, 4)
                 c = (win >> av) & 0xf
     f_6_Value = -u - 1 if sg else u
-    try:
-        ec = _T6cd14f8b[c & 0xf]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0xc != 0x0:
-            raise r.fail_at(av + 4, 'DC_EVSEChargeParameterType', 'expected EE of Value, EE') from None
-        ec = (c & 3)
+    c &= 0xf
+    if c >= 0x4:
+        raise r.fail_at(av + 4, 'DC_EVSEChargeParameterType', 'expected EE of Value, EE')
     ob6_ = _new(_K_iso2_PhysicalValueType)
     ob6_.Multiplier = f_6_Multiplier
     ob6_.Unit = f_6_Unit
     ob6_.Value = f_6_Value
     f_EVSEMinimumVoltageLimit = ob6_
-    if ec == 0:
+    if c < 0x1:
         av -= 30
         if av < 0:
             win, av = r.refill(av, 30)
@@ -19441,7 +19319,7 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVSECha
         except KeyError:  # not a valid pattern: say why
             if c & 0x31c70000 != 0x0:
                 raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType[6]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_7_Multiplier = ((c >> 25) & 7) - 3
+            f_7_Multiplier = (c >> 25) - 3
             iv = ((c >> 19) & 7)
             if iv >= 7:
                 raise r.fail_at(av + 15, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -19484,7 +19362,7 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVSECha
         except KeyError:  # not a valid pattern: say why
             if c & 0x3e38e000 != 0x0:
                 raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType[6]', 'expected EE of Value, EE, SE(EVSEPeakCurrentRipple), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_8_Multiplier = ((c >> 22) & 7) - 3
+            f_8_Multiplier = (c >> 22) - 3
             iv = ((c >> 16) & 7)
             if iv >= 7:
                 raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -19534,7 +19412,7 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVSECha
         if av < 0:
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
-    elif ec == 1:
+    elif c < 0x2:
         av -= 30
         if av < 0:
             win, av = r.refill(av, 30)
@@ -19544,7 +19422,7 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVSECha
         except KeyError:  # not a valid pattern: say why
             if c & 0x31c70000 != 0x0:
                 raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType[6]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_9_Multiplier = ((c >> 25) & 7) - 3
+            f_9_Multiplier = (c >> 25) - 3
             iv = ((c >> 19) & 7)
             if iv >= 7:
                 raise r.fail_at(av + 15, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -19590,15 +19468,15 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVSECha
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
     else:
+        ec = (c >> 0) & 0x3
         raise r.fail_at(av, 'DC_EVSEChargeParameterType[6]', f'event code {ec}, expected SE(EVSECurrentRegulationTolerance), SE(EVSEPeakCurrentRipple)')
-    ec = ((c >> 26) & 3)
-    if ec == 0:
+    if c < 0x4000000:
         try:
-            f_10_Multiplier, f_10_Unit, sg = _Tea8843d1[(c >> 11) & 0x7fff]
+            f_10_Multiplier, f_10_Unit, sg = _Tea8843d1[c >> 11]
         except KeyError:  # not a valid pattern: say why
             if c & 0x31c7000 != 0x0:
                 raise r.fail_at(av + 26, 'DC_EVSEChargeParameterType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_10_Multiplier = ((c >> 21) & 7) - 3
+            f_10_Multiplier = (c >> 21) - 3
             iv = ((c >> 15) & 7)
             if iv >= 7:
                 raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -19639,9 +19517,10 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVSECha
         ob10_.Unit = f_10_Unit
         ob10_.Value = f_10_Value
         f_EVSEEnergyToBeDelivered = ob10_
-    elif ec == 1:
+    elif c < 0x8000000:
         av += 26
     else:
+        ec = (c >> 26) & 0x3
         raise r.fail_at(av + 26, 'DC_EVSEChargeParameterType[8]', f'event code {ec}, expected SE(EVSEEnergyToBeDelivered), EE')
     r.avail = av
     ob = _new(_K_iso2_DC_EVSEChargeParameterType)
@@ -20008,9 +19887,9 @@ def _d_iso2_DC_EVSEStatusType(r: BitReader, c: int) -> _iso2.DC_EVSEStatusType:
     f_EVSENotification: _iso2.EVSENotificationType
     f_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
     f_EVSEStatusCode: _iso2.DC_EVSEStatusCodeType
-    if c & 0xc000000 != 0x0:
+    if c >= 0x4000000:
         raise r.fail_at(av + 28, 'DC_EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-    u = ((c >> 18) & 255)
+    u = (c >> 18)
     if u > 127:
         u2 = (c >> 10) & 0xFF
         if u2 < 128:
@@ -20057,7 +19936,7 @@ def _d_iso2_DC_EVSEStatusType(r: BitReader, c: int) -> _iso2.DC_EVSEStatusType:
         except KeyError:  # not a valid pattern: say why
             if c & 0x11c2 != 0x0:
                 raise r.fail_at(av + 13, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            iv = ((c >> 9) & 7)
+            iv = (c >> 9)
             if iv >= 5:
                 raise r.fail_at(av + 1, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}') from None
             f_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
@@ -20075,7 +19954,7 @@ def _d_iso2_DC_EVSEStatusType(r: BitReader, c: int) -> _iso2.DC_EVSEStatusType:
         except KeyError:  # not a valid pattern: say why
             if c & 0x42 != 0x0:
                 raise r.fail_at(av + 7, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            iv = ((c >> 2) & 15)
+            iv = (c >> 2)
             if iv >= 12:
                 raise r.fail_at(av + 1, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
             f_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
@@ -20156,7 +20035,7 @@ def _d_iso2_DC_EVStatusType(r: BitReader, c: int) -> _iso2.DC_EVStatusType:
     f_EVRESSSOC: int
     if c & 0x370e03 != 0x0:
         raise r.fail_at(av + 22, 'DC_EVStatusType', 'expected SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
-    f_EVReady = ((c >> 19) & 1) == 1
+    f_EVReady = (c >> 19) == 1
     iv = ((c >> 12) & 15)
     if iv >= 12:
         raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
@@ -20193,9 +20072,9 @@ def _d_iso2_DiffieHellmanPublickeyType(r: BitReader, c: int) -> _iso2.DiffieHell
     av = r.avail
     f_Id: str
     f_value: bytes
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'DiffieHellmanPublickeyType', 'expected AT(Id)')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -20223,9 +20102,9 @@ def _d_iso2_DiffieHellmanPublickeyType(r: BitReader, c: int) -> _iso2.DiffieHell
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'DiffieHellmanPublickeyType', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -20296,9 +20175,9 @@ def _d_iso2_EMAIDType(r: BitReader, c: int) -> _iso2.EMAIDType:
     av = r.avail
     f_Id: str
     f_value: str
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'EMAIDType', 'expected AT(Id)')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -20326,9 +20205,9 @@ def _d_iso2_EMAIDType(r: BitReader, c: int) -> _iso2.EMAIDType:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'EMAIDType', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -20398,11 +20277,10 @@ def _d_iso2_EVChargeParameterType(r: BitReader, c: int) -> _iso2.EVChargeParamet
     win = r.win
     av = r.avail
     f_DepartureTime: int | None = None
-    ec = ((c >> 11) & 3)
-    if ec == 0:
-        if c & 0x400 != 0x0:
+    if c < 0x800:
+        if c >= 0x400:
             raise r.fail_at(av + 11, 'EVChargeParameterType[0]', 'expected CH of DepartureTime')
-        u = ((c >> 2) & 255)
+        u = (c >> 2)
         if u > 127:
             av -= 8
             if av < 0:
@@ -20432,9 +20310,10 @@ def _d_iso2_EVChargeParameterType(r: BitReader, c: int) -> _iso2.EVChargeParamet
         f_DepartureTime = u
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'EVChargeParameterType[0]', 'expected EE of DepartureTime, EE')
-    elif ec == 1:
+    elif c < 0x1000:
         av += 11
     else:
+        ec = (c >> 11) & 0x3
         raise r.fail_at(av + 11, 'EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), EE')
     r.avail = av
     ob = _new(_K_iso2_EVChargeParameterType)
@@ -20486,7 +20365,7 @@ def _e_iso2_EVChargeParameterType(w: BitWriter, o: _iso2.EVChargeParameterType) 
 
 def _d_iso2_EVPowerDeliveryParameterType(r: BitReader, c: int) -> _iso2.EVPowerDeliveryParameterType:
     av = r.avail
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'EVPowerDeliveryParameterType', 'expected EE')
     r.avail = av
     ob = _new(_K_iso2_EVPowerDeliveryParameterType)
@@ -20504,7 +20383,7 @@ def _e_iso2_EVPowerDeliveryParameterType(w: BitWriter, o: _iso2.EVPowerDeliveryP
 
 def _d_iso2_EVSEChargeParameterType(r: BitReader, c: int) -> _iso2.EVSEChargeParameterType:
     av = r.avail
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'EVSEChargeParameterType', 'expected EE')
     r.avail = av
     ob = _new(_K_iso2_EVSEChargeParameterType)
@@ -20525,9 +20404,9 @@ def _d_iso2_EVSEStatusType(r: BitReader, c: int) -> _iso2.EVSEStatusType:
     av = r.avail
     f_NotificationMaxDelay: int
     f_EVSENotification: _iso2.EVSENotificationType
-    if c & 0x18000 != 0x0:
+    if c >= 0x8000:
         raise r.fail_at(av + 17, 'EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-    u = ((c >> 7) & 255)
+    u = (c >> 7)
     if u > 127:
         av -= 8
         if av < 0:
@@ -20607,7 +20486,7 @@ def _e_iso2_EVSEStatusType(w: BitWriter, o: _iso2.EVSEStatusType) -> None:
 
 def _d_iso2_EVStatusType(r: BitReader, c: int) -> _iso2.EVStatusType:
     av = r.avail
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'EVStatusType', 'expected EE')
     r.avail = av
     ob = _new(_K_iso2_EVStatusType)
@@ -20628,11 +20507,10 @@ def _d_iso2_EntryType(r: BitReader, c: int) -> _iso2.EntryType:
     av = r.avail
     f_RelativeTimeInterval: _iso2.RelativeTimeIntervalType | None = None
     f_TimeInterval: _iso2.IntervalType | None = None
-    ec = ((c >> 25) & 3)
-    if ec == 0:
-        if c & 0x1800000 != 0x0:
+    if c < 0x2000000:
+        if c >= 0x800000:
             raise r.fail_at(av + 25, 'EntryType[0]', 'expected SE(start), CH of start')
-        u = ((c >> 15) & 255)
+        u = (c >> 15)
         f_1_duration: int | None = None
         if u > 127:
             u2 = (c >> 7) & 0xFF
@@ -20660,20 +20538,17 @@ def _d_iso2_EntryType(r: BitReader, c: int) -> _iso2.EntryType:
             av += 8
             c >>= 8
         f_1_start = u
-        try:
-            ec = _Taa5bbe96[(c >> 4) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x40 != 0x0:
-                raise r.fail_at(av + 7, 'EntryType[0]', 'expected EE of start') from None
-            ec = ((c >> 4) & 3)
-        if ec == 0:
+        c &= 0x7f
+        if c >= 0x40:
+            raise r.fail_at(av + 7, 'EntryType[0]', 'expected EE of start')
+        if c < 0x10:
             av -= 16
             if av < 0:
                 win, av = r.refill(av, 20)
             c = (win >> av) & 0xfffff
-            if c & 0x80000 != 0x0:
+            if c >= 0x80000:
                 raise r.fail_at(av + 20, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
-            u = ((c >> 11) & 255)
+            u = (c >> 11)
             if u > 127:
                 u2 = (c >> 3) & 0xFF
                 if u2 < 128:
@@ -20702,23 +20577,25 @@ def _d_iso2_EntryType(r: BitReader, c: int) -> _iso2.EntryType:
             f_1_duration = u
             if c & 0x6 != 0x0:
                 raise r.fail_at(av + 3, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
-        elif ec == 1:
+        elif c < 0x20:
             av += 3
             c >>= 3
         else:
+            ec = (c >> 4) & 0x3
             raise r.fail_at(av + 4, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
         ob1_ = _new(_K_iso2_RelativeTimeIntervalType)
         ob1_.start = f_1_start
         ob1_.duration = f_1_duration
         f_RelativeTimeInterval = ob1_
-    elif ec == 1:
+    elif c < 0x4000000:
         av += 23
-        if c & 0x1000000 != 0x0:
+        if c >= 0x3000000:
             raise r.fail_at(av + 2, 'EntryType[0]', 'expected EE')
         ob2_ = _new(_K_iso2_IntervalType)
         f_TimeInterval = ob2_
         c >>= 23
     else:
+        ec = (c >> 25) & 0x3
         raise r.fail_at(av + 25, 'EntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'EntryType', 'expected EE')
@@ -20757,7 +20634,7 @@ def _e_iso2_EntryType(w: BitWriter, o: _iso2.EntryType) -> None:
 
 def _d_iso2_IntervalType(r: BitReader, c: int) -> _iso2.IntervalType:
     av = r.avail
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'IntervalType', 'expected EE')
     r.avail = av
     ob = _new(_K_iso2_IntervalType)
@@ -20778,9 +20655,9 @@ def _d_iso2_ListOfRootCertificateIDsType(r: BitReader, c: int) -> _iso2.ListOfRo
     av = r.avail
     f_RootCertificateID: list[_xmldsig.X509IssuerSerialType] = []
     s = 0
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID), SE(X509IssuerName), CH of X509IssuerName')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -20811,9 +20688,9 @@ def _d_iso2_ListOfRootCertificateIDsType(r: BitReader, c: int) -> _iso2.ListOfRo
     try:
         sg = _T143a83e6[c >> 18]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x380000 != 0x0:
+        if c >= 0x80000:
             raise r.fail_at(av + 22, 'ListOfRootCertificateIDsType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber') from None
-        sg = ((c >> 18) & 1)
+        sg = (c >> 18)
     u = ((c >> 10) & 255)
     if u > 127:
         u2 = (c >> 2) & 0xFF
@@ -20854,11 +20731,10 @@ def _d_iso2_ListOfRootCertificateIDsType(r: BitReader, c: int) -> _iso2.ListOfRo
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-        ec = (c >> 10)
-        if ec == 0:
-            if c & 0x300 != 0x0:
+        if c < 0x400:
+            if c >= 0x100:
                 raise r.fail_at(av + 10, 'ListOfRootCertificateIDsType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -20889,9 +20765,9 @@ def _d_iso2_ListOfRootCertificateIDsType(r: BitReader, c: int) -> _iso2.ListOfRo
             try:
                 sg = _T143a83e6[c >> 18]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x380000 != 0x0:
+                if c >= 0x80000:
                     raise r.fail_at(av + 22, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber') from None
-                sg = ((c >> 18) & 1)
+                sg = (c >> 18)
             u = ((c >> 10) & 255)
             if u > 127:
                 u2 = (c >> 2) & 0xFF
@@ -20929,18 +20805,19 @@ def _d_iso2_ListOfRootCertificateIDsType(r: BitReader, c: int) -> _iso2.ListOfRo
             if n == 19:
                 s = 20
                 break
-        elif ec == 1:
+        elif c < 0x800:
             av += 10
             s = -1
             break
         else:
+            ec = (c >> 10) & 0x3
             raise r.fail_at(av + 10, 'ListOfRootCertificateIDsType[1]', f'event code {ec}, expected SE(RootCertificateID), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 20:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'ListOfRootCertificateIDsType', 'expected EE')
         s = -1
     else:
@@ -21070,9 +20947,9 @@ def _d_iso2_MeterInfoType(r: BitReader, c: int) -> _iso2.MeterInfoType:
     f_MeterStatus: int | None = None
     f_TMeter: int | None = None
     s = 0
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -21100,17 +20977,13 @@ def _d_iso2_MeterInfoType(r: BitReader, c: int) -> _iso2.MeterInfoType:
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    try:
-        ec = _T4243fd73[c >> 26]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x20000000 != 0x0:
-            raise r.fail_at(av + 30, 'MeterInfoType', 'expected EE of MeterID') from None
-        ec = ((c >> 26) & 7)
+    if c >= 0x20000000:
+        raise r.fail_at(av + 30, 'MeterInfoType', 'expected EE of MeterID')
     s = 1
-    if ec == 0:
-        if c & 0x2000000 != 0x0:
+    if c < 0x4000000:
+        if c >= 0x2000000:
             raise r.fail_at(av + 26, 'MeterInfoType[1]', 'expected CH of MeterReading')
-        u = ((c >> 17) & 255)
+        u = (c >> 17)
         if u > 127:
             u2 = (c >> 9) & 0xFF
             if u2 < 128:
@@ -21137,20 +21010,17 @@ def _d_iso2_MeterInfoType(r: BitReader, c: int) -> _iso2.MeterInfoType:
             av += 8
             c >>= 8
         f_MeterReading = u
-        try:
-            ec = _T4243fd73[(c >> 5) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x100 != 0x0:
-                raise r.fail_at(av + 9, 'MeterInfoType[1]', 'expected EE of MeterReading') from None
-            ec = ((c >> 5) & 7)
-        if ec == 0:
+        c &= 0x1ff
+        if c >= 0x100:
+            raise r.fail_at(av + 9, 'MeterInfoType[1]', 'expected EE of MeterReading')
+        if c < 0x20:
             av -= 4
             if av < 0:
                 win, av = r.refill(av, 9)
             c = (win >> av) & 0x1ff
-            if c & 0x100 != 0x0:
+            if c >= 0x100:
                 raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of SigMeterReading')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -21178,10 +21048,10 @@ def _d_iso2_MeterInfoType(r: BitReader, c: int) -> _iso2.MeterInfoType:
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
-            if c & 0x8000000 != 0x0:
+            if c >= 0x8000000:
                 raise r.fail_at(av + 28, 'MeterInfoType[2]', 'expected EE of SigMeterReading')
             s = 3
-        elif ec == 1:
+        elif c < 0x40:
             av -= 25
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -21189,9 +21059,9 @@ def _d_iso2_MeterInfoType(r: BitReader, c: int) -> _iso2.MeterInfoType:
             try:
                 sg = _T071cdf68[c >> 28]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x20000000 != 0x0:
+                if c >= 0x20000000:
                     raise r.fail_at(av + 30, 'MeterInfoType[2]', 'expected CH of MeterStatus') from None
-                sg = ((c >> 28) & 1)
+                sg = (c >> 28)
             u = ((c >> 20) & 255)
             if u > 127:
                 u2 = (c >> 12) & 0xFF
@@ -21226,7 +21096,7 @@ def _d_iso2_MeterInfoType(r: BitReader, c: int) -> _iso2.MeterInfoType:
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
             s = 4
-        elif ec == 2:
+        elif c < 0x60:
             av -= 25
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -21234,9 +21104,9 @@ def _d_iso2_MeterInfoType(r: BitReader, c: int) -> _iso2.MeterInfoType:
             try:
                 sg = _T071cdf68[c >> 28]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x20000000 != 0x0:
+                if c >= 0x20000000:
                     raise r.fail_at(av + 30, 'MeterInfoType[2]', 'expected CH of TMeter') from None
-                sg = ((c >> 28) & 1)
+                sg = (c >> 28)
             u = ((c >> 20) & 255)
             if u > 127:
                 u2 = (c >> 12) & 0xFF
@@ -21271,14 +21141,15 @@ def _d_iso2_MeterInfoType(r: BitReader, c: int) -> _iso2.MeterInfoType:
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
             s = 5
-        elif ec == 3:
+        elif c < 0x80:
             av -= 22
             s = -1
         else:
+            ec = (c >> 5) & 0x7
             raise r.fail_at(av + 5, 'MeterInfoType[2]', f'event code {ec}, expected SE(SigMeterReading), SE(MeterStatus), SE(TMeter), EE')
-    elif ec == 1:
+    elif c < 0x8000000:
         av += 17
-        if c & 0x2000000 != 0x0:
+        if c >= 0x6000000:
             raise r.fail_at(av + 9, 'MeterInfoType[1]', 'expected CH of SigMeterReading')
         u = ((c >> 17) & 255)
         if u > 127:
@@ -21308,14 +21179,14 @@ def _d_iso2_MeterInfoType(r: BitReader, c: int) -> _iso2.MeterInfoType:
         if av < 0:
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
-        if c & 0x8000000 != 0x0:
+        if c >= 0x8000000:
             raise r.fail_at(av + 28, 'MeterInfoType[1]', 'expected EE of SigMeterReading')
         s = 3
-    elif ec == 2:
+    elif c < 0xc000000:
         try:
             sg = _T071cdf68[(c >> 24) & 0x3]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x2000000 != 0x0:
+            if c >= 0xa000000:
                 raise r.fail_at(av + 26, 'MeterInfoType[1]', 'expected CH of MeterStatus') from None
             sg = ((c >> 24) & 1)
         u = ((c >> 16) & 255)
@@ -21352,11 +21223,11 @@ def _d_iso2_MeterInfoType(r: BitReader, c: int) -> _iso2.MeterInfoType:
             win, av = r.refill(av, 27)
         c = (win >> av) & 0x7ffffff
         s = 4
-    elif ec == 3:
+    elif c < 0x10000000:
         try:
             sg = _T071cdf68[(c >> 24) & 0x3]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x2000000 != 0x0:
+            if c >= 0xe000000:
                 raise r.fail_at(av + 26, 'MeterInfoType[1]', 'expected CH of TMeter') from None
             sg = ((c >> 24) & 1)
         u = ((c >> 16) & 255)
@@ -21393,20 +21264,21 @@ def _d_iso2_MeterInfoType(r: BitReader, c: int) -> _iso2.MeterInfoType:
             win, av = r.refill(av, 27)
         c = (win >> av) & 0x7ffffff
         s = 5
-    elif ec == 4:
+    elif c < 0x14000000:
         av -= 1
         s = -1
     else:
+        ec = (c >> 26) & 0x7
         raise r.fail_at(av + 26, 'MeterInfoType[1]', f'event code {ec}, expected SE(MeterReading), SE(SigMeterReading), SE(MeterStatus), SE(TMeter), EE')
     if s == 3:
-        ec = ((c >> 25) & 3)
-        if ec == 0:
+        c &= 0x7ffffff
+        if c < 0x2000000:
             try:
-                sg = _T071cdf68[(c >> 23) & 0x3]
+                sg = _T071cdf68[c >> 23]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x1000000 != 0x0:
+                if c >= 0x1000000:
                     raise r.fail_at(av + 25, 'MeterInfoType[3]', 'expected CH of MeterStatus') from None
-                sg = ((c >> 23) & 1)
+                sg = (c >> 23)
             u = ((c >> 15) & 255)
             if u > 127:
                 u2 = (c >> 7) & 0xFF
@@ -21441,11 +21313,11 @@ def _d_iso2_MeterInfoType(r: BitReader, c: int) -> _iso2.MeterInfoType:
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
             s = 4
-        elif ec == 1:
+        elif c < 0x4000000:
             try:
                 sg = _T071cdf68[(c >> 23) & 0x3]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x1000000 != 0x0:
+                if c >= 0x3000000:
                     raise r.fail_at(av + 25, 'MeterInfoType[3]', 'expected CH of TMeter') from None
                 sg = ((c >> 23) & 1)
             u = ((c >> 15) & 255)
@@ -21482,20 +21354,21 @@ def _d_iso2_MeterInfoType(r: BitReader, c: int) -> _iso2.MeterInfoType:
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
             s = 5
-        elif ec == 2:
+        elif c < 0x6000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 25) & 0x3
             raise r.fail_at(av + 25, 'MeterInfoType[3]', f'event code {ec}, expected SE(MeterStatus), SE(TMeter), EE')
     if s == 4:
-        ec = ((c >> 25) & 3)
-        if ec == 0:
+        c &= 0x7ffffff
+        if c < 0x2000000:
             try:
-                sg = _T071cdf68[(c >> 23) & 0x3]
+                sg = _T071cdf68[c >> 23]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x1000000 != 0x0:
+                if c >= 0x1000000:
                     raise r.fail_at(av + 25, 'MeterInfoType[4]', 'expected CH of TMeter') from None
-                sg = ((c >> 23) & 1)
+                sg = (c >> 23)
             u = ((c >> 15) & 255)
             if u > 127:
                 u2 = (c >> 7) & 0xFF
@@ -21530,10 +21403,11 @@ def _d_iso2_MeterInfoType(r: BitReader, c: int) -> _iso2.MeterInfoType:
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
             s = 5
-        elif ec == 1:
+        elif c < 0x4000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 25) & 0x3
             raise r.fail_at(av + 25, 'MeterInfoType[4]', f'event code {ec}, expected SE(TMeter), EE')
     if s == 5:
         av += 26
@@ -21830,11 +21704,11 @@ def _d_iso2_NotificationType(r: BitReader, c: int) -> _iso2.NotificationType:
     f_FaultCode: _iso2.faultCodeType
     f_FaultMsg: str | None = None
     try:
-        f_FaultCode, ec = _Tcf93028d[(c >> 9) & 0x7f]
+        f_FaultCode, ec = _Tcf93028d[c >> 9]
     except KeyError:  # not a valid pattern: say why
         if c & 0xc800 != 0x0:
             raise r.fail_at(av + 16, 'NotificationType', 'expected SE(FaultCode), CH of FaultCode, EE of FaultCode') from None
-        iv = ((c >> 12) & 3)
+        iv = (c >> 12)
         if iv >= 3:
             raise r.fail_at(av + 9, 'NotificationType.FaultCode', f'enumeration index {iv}') from None
         f_FaultCode = _E_iso2_faultCodeType[iv]
@@ -21924,11 +21798,10 @@ def _d_iso2_PMaxScheduleEntryType(r: BitReader, c: int) -> _iso2.PMaxScheduleEnt
     f_RelativeTimeInterval: _iso2.RelativeTimeIntervalType | None = None
     f_TimeInterval: _iso2.IntervalType | None = None
     f_PMax: _iso2.PhysicalValueType
-    ec = ((c >> 26) & 3)
-    if ec == 0:
-        if c & 0x3000000 != 0x0:
+    if c < 0x4000000:
+        if c >= 0x1000000:
             raise r.fail_at(av + 26, 'PMaxScheduleEntryType[0]', 'expected SE(start), CH of start')
-        u = ((c >> 16) & 255)
+        u = (c >> 16)
         f_1_duration: int | None = None
         if u > 127:
             u2 = (c >> 8) & 0xFF
@@ -21956,20 +21829,17 @@ def _d_iso2_PMaxScheduleEntryType(r: BitReader, c: int) -> _iso2.PMaxScheduleEnt
             av += 8
             c >>= 8
         f_1_start = u
-        try:
-            ec = _Taa5bbe96[(c >> 5) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x80 != 0x0:
-                raise r.fail_at(av + 8, 'PMaxScheduleEntryType[0]', 'expected EE of start') from None
-            ec = ((c >> 5) & 3)
-        if ec == 0:
+        c &= 0xff
+        if c >= 0x80:
+            raise r.fail_at(av + 8, 'PMaxScheduleEntryType[0]', 'expected EE of start')
+        if c < 0x20:
             av -= 25
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x20000000 != 0x0:
+            if c >= 0x20000000:
                 raise r.fail_at(av + 30, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
-            u = ((c >> 21) & 255)
+            u = (c >> 21)
             if u > 127:
                 u2 = (c >> 13) & 0xFF
                 if u2 < 128:
@@ -22002,19 +21872,20 @@ def _d_iso2_PMaxScheduleEntryType(r: BitReader, c: int) -> _iso2.PMaxScheduleEnt
             if av < 0:
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
-        elif ec == 1:
+        elif c < 0x40:
             av -= 22
             if av < 0:
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
         else:
+            ec = (c >> 5) & 0x3
             raise r.fail_at(av + 5, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
         ob1_ = _new(_K_iso2_RelativeTimeIntervalType)
         ob1_.start = f_1_start
         ob1_.duration = f_1_duration
         f_RelativeTimeInterval = ob1_
-    elif ec == 1:
-        if c & 0x2000000 != 0x0:
+    elif c < 0x8000000:
+        if c >= 0x6000000:
             raise r.fail_at(av + 26, 'PMaxScheduleEntryType[0]', 'expected EE')
         ob2_ = _new(_K_iso2_IntervalType)
         f_TimeInterval = ob2_
@@ -22023,13 +21894,14 @@ def _d_iso2_PMaxScheduleEntryType(r: BitReader, c: int) -> _iso2.PMaxScheduleEnt
             win, av = r.refill(av, 27)
         c = (win >> av) & 0x7ffffff
     else:
+        ec = (c >> 26) & 0x3
         raise r.fail_at(av + 26, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
     try:
-        f_3_Multiplier, f_3_Unit, sg = _T3b5e3738[(c >> 11) & 0xffff]
+        f_3_Multiplier, f_3_Unit, sg = _T3b5e3738[c >> 11]
     except KeyError:  # not a valid pattern: say why
         if c & 0x71c7000 != 0x0:
             raise r.fail_at(av + 27, 'PMaxScheduleEntryType', 'expected SE(PMax), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-        f_3_Multiplier = ((c >> 21) & 7) - 3
+        f_3_Multiplier = (c >> 21) - 3
         iv = ((c >> 15) & 7)
         if iv >= 7:
             raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -22142,18 +22014,14 @@ def _d_iso2_PMaxScheduleType(r: BitReader, c: int) -> _iso2.PMaxScheduleType:
     av = r.avail
     f_PMaxScheduleEntry: list[_iso2.PMaxScheduleEntryType] = []
     s = 0
-    try:
-        ec = _Taa5bbe96[(c >> 25) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x8000000 != 0x0:
-            raise r.fail_at(av + 28, 'PMaxScheduleType', 'expected SE(PMaxScheduleEntry)') from None
-        ec = ((c >> 25) & 3)
+    if c >= 0x8000000:
+        raise r.fail_at(av + 28, 'PMaxScheduleType', 'expected SE(PMaxScheduleEntry)')
     f_1_RelativeTimeInterval: _iso2.RelativeTimeIntervalType | None = None
     f_1_TimeInterval: _iso2.IntervalType | None = None
-    if ec == 0:
-        if c & 0x1800000 != 0x0:
+    if c < 0x2000000:
+        if c >= 0x800000:
             raise r.fail_at(av + 25, 'PMaxScheduleEntryType[0]', 'expected SE(start), CH of start')
-        u = ((c >> 15) & 255)
+        u = (c >> 15)
         f_2_duration: int | None = None
         if u > 127:
             u2 = (c >> 7) & 0xFF
@@ -22181,20 +22049,17 @@ def _d_iso2_PMaxScheduleType(r: BitReader, c: int) -> _iso2.PMaxScheduleType:
             av += 8
             c >>= 8
         f_2_start = u
-        try:
-            ec = _Taa5bbe96[(c >> 4) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x40 != 0x0:
-                raise r.fail_at(av + 7, 'PMaxScheduleEntryType[0]', 'expected EE of start') from None
-            ec = ((c >> 4) & 3)
-        if ec == 0:
+        c &= 0x7f
+        if c >= 0x40:
+            raise r.fail_at(av + 7, 'PMaxScheduleEntryType[0]', 'expected EE of start')
+        if c < 0x10:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x20000000 != 0x0:
+            if c >= 0x20000000:
                 raise r.fail_at(av + 30, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
-            u = ((c >> 21) & 255)
+            u = (c >> 21)
             if u > 127:
                 u2 = (c >> 13) & 0xFF
                 if u2 < 128:
@@ -22227,19 +22092,20 @@ def _d_iso2_PMaxScheduleType(r: BitReader, c: int) -> _iso2.PMaxScheduleType:
             if av < 0:
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
-        elif ec == 1:
+        elif c < 0x20:
             av -= 23
             if av < 0:
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
         else:
+            ec = (c >> 4) & 0x3
             raise r.fail_at(av + 4, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
         ob2_ = _new(_K_iso2_RelativeTimeIntervalType)
         ob2_.start = f_2_start
         ob2_.duration = f_2_duration
         f_1_RelativeTimeInterval = ob2_
-    elif ec == 1:
-        if c & 0x1000000 != 0x0:
+    elif c < 0x4000000:
+        if c >= 0x3000000:
             raise r.fail_at(av + 25, 'PMaxScheduleEntryType[0]', 'expected EE')
         ob3_ = _new(_K_iso2_IntervalType)
         f_1_TimeInterval = ob3_
@@ -22248,13 +22114,14 @@ def _d_iso2_PMaxScheduleType(r: BitReader, c: int) -> _iso2.PMaxScheduleType:
             win, av = r.refill(av, 27)
         c = (win >> av) & 0x7ffffff
     else:
+        ec = (c >> 25) & 0x3
         raise r.fail_at(av + 25, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
     try:
-        f_4_Multiplier, f_4_Unit, sg = _T3b5e3738[(c >> 11) & 0xffff]
+        f_4_Multiplier, f_4_Unit, sg = _T3b5e3738[c >> 11]
     except KeyError:  # not a valid pattern: say why
         if c & 0x71c7000 != 0x0:
             raise r.fail_at(av + 27, 'PMaxScheduleType', 'expected SE(PMax), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-        f_4_Multiplier = ((c >> 21) & 7) - 3
+        f_4_Multiplier = (c >> 21) - 3
         iv = ((c >> 15) & 7)
         if iv >= 7:
             raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -22307,15 +22174,13 @@ def _d_iso2_PMaxScheduleType(r: BitReader, c: int) -> _iso2.PMaxScheduleType:
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        ec = (c >> 28)
-        if ec == 0:
-            ec = ((c >> 26) & 3)
+        if c < 0x10000000:
             f_5_RelativeTimeInterval: _iso2.RelativeTimeIntervalType | None = None
             f_5_TimeInterval: _iso2.IntervalType | None = None
-            if ec == 0:
-                if c & 0x3000000 != 0x0:
+            if c < 0x4000000:
+                if c >= 0x1000000:
                     raise r.fail_at(av + 26, 'PMaxScheduleEntryType[0]', 'expected SE(start), CH of start')
-                u = ((c >> 16) & 255)
+                u = (c >> 16)
                 f_6_duration: int | None = None
                 if u > 127:
                     u2 = (c >> 8) & 0xFF
@@ -22343,20 +22208,17 @@ def _d_iso2_PMaxScheduleType(r: BitReader, c: int) -> _iso2.PMaxScheduleType:
                     av += 8
                     c >>= 8
                 f_6_start = u
-                try:
-                    ec = _Taa5bbe96[(c >> 5) & 0x7]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x80 != 0x0:
-                        raise r.fail_at(av + 8, 'PMaxScheduleEntryType[0]', 'expected EE of start') from None
-                    ec = ((c >> 5) & 3)
-                if ec == 0:
+                c &= 0xff
+                if c >= 0x80:
+                    raise r.fail_at(av + 8, 'PMaxScheduleEntryType[0]', 'expected EE of start')
+                if c < 0x20:
                     av -= 25
                     if av < 0:
                         win, av = r.refill(av, 30)
                     c = (win >> av) & 0x3fffffff
-                    if c & 0x20000000 != 0x0:
+                    if c >= 0x20000000:
                         raise r.fail_at(av + 30, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
-                    u = ((c >> 21) & 255)
+                    u = (c >> 21)
                     if u > 127:
                         u2 = (c >> 13) & 0xFF
                         if u2 < 128:
@@ -22389,19 +22251,20 @@ def _d_iso2_PMaxScheduleType(r: BitReader, c: int) -> _iso2.PMaxScheduleType:
                     if av < 0:
                         win, av = r.refill(av, 27)
                     c = (win >> av) & 0x7ffffff
-                elif ec == 1:
+                elif c < 0x40:
                     av -= 22
                     if av < 0:
                         win, av = r.refill(av, 27)
                     c = (win >> av) & 0x7ffffff
                 else:
+                    ec = (c >> 5) & 0x3
                     raise r.fail_at(av + 5, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
                 ob6_ = _new(_K_iso2_RelativeTimeIntervalType)
                 ob6_.start = f_6_start
                 ob6_.duration = f_6_duration
                 f_5_RelativeTimeInterval = ob6_
-            elif ec == 1:
-                if c & 0x2000000 != 0x0:
+            elif c < 0x8000000:
+                if c >= 0x6000000:
                     raise r.fail_at(av + 26, 'PMaxScheduleEntryType[0]', 'expected EE')
                 ob7_ = _new(_K_iso2_IntervalType)
                 f_5_TimeInterval = ob7_
@@ -22410,13 +22273,14 @@ def _d_iso2_PMaxScheduleType(r: BitReader, c: int) -> _iso2.PMaxScheduleType:
                     win, av = r.refill(av, 27)
                 c = (win >> av) & 0x7ffffff
             else:
+                ec = (c >> 26) & 0x3
                 raise r.fail_at(av + 26, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
             try:
-                f_8_Multiplier, f_8_Unit, sg = _T3b5e3738[(c >> 11) & 0xffff]
+                f_8_Multiplier, f_8_Unit, sg = _T3b5e3738[c >> 11]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x71c7000 != 0x0:
                     raise r.fail_at(av + 27, 'PMaxScheduleType[1]', 'expected SE(PMax), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                f_8_Multiplier = ((c >> 21) & 7) - 3
+                f_8_Multiplier = (c >> 21) - 3
                 iv = ((c >> 15) & 7)
                 if iv >= 7:
                     raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -22466,18 +22330,19 @@ def _d_iso2_PMaxScheduleType(r: BitReader, c: int) -> _iso2.PMaxScheduleType:
             if n == 1023:
                 s = 1024
                 break
-        elif ec == 1:
+        elif c < 0x20000000:
             av += 28
             s = -1
             break
         else:
+            ec = (c >> 28) & 0x3
             raise r.fail_at(av + 28, 'PMaxScheduleType[1]', f'event code {ec}, expected SE(PMaxScheduleEntry), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 1024:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'PMaxScheduleType', 'expected EE')
         s = -1
     else:
@@ -22545,11 +22410,11 @@ def _d_iso2_ParameterSetType(r: BitReader, c: int) -> _iso2.ParameterSetType:
     f_Parameter: list[_iso2.ParameterType] = []
     s = 0
     try:
-        sg = _Tc1962e75[(c >> 19) & 0x7]
+        sg = _Tc1962e75[c >> 19]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x300000 != 0x0:
+        if c >= 0x100000:
             raise r.fail_at(av + 22, 'ParameterSetType', 'expected SE(ParameterSetID), CH of ParameterSetID') from None
-        sg = ((c >> 19) & 1)
+        sg = (c >> 19)
     u = ((c >> 11) & 255)
     if u > 127:
         u2 = (c >> 3) & 0xFF
@@ -22581,9 +22446,9 @@ def _d_iso2_ParameterSetType(r: BitReader, c: int) -> _iso2.ParameterSetType:
     if av < 0:
         win, av = r.refill(av, 11)
     c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'ParameterSetType', 'expected EE of ParameterSetID, SE(Parameter), AT(Name)')
-    u = (c & 255)
+    u = c
     s = 1
     f_1_boolValue: bool | None = None
     f_1_byteValue: int | None = None
@@ -22618,17 +22483,16 @@ def _d_iso2_ParameterSetType(r: BitReader, c: int) -> _iso2.ParameterSetType:
     if av < 0:
         win, av = r.refill(av, 29)
     c = (win >> av) & 0x1fffffff
-    ec = (c >> 26)
-    if ec == 0:
+    if c < 0x4000000:
         av += 22
         try:
-            f_1_boolValue = _Ta870a97b[(c >> 23) & 0x7]
+            f_1_boolValue = _Ta870a97b[c >> 23]
         except KeyError:  # not a valid pattern: say why
             if c & 0x2800000 != 0x0:
                 raise r.fail_at(av + 4, 'ParameterType[1]', 'expected CH of boolValue, EE of boolValue') from None
-            f_1_boolValue = ((c >> 24) & 1) == 1
+            f_1_boolValue = (c >> 24) == 1
         c >>= 22
-    elif ec == 1:
+    elif c < 0x8000000:
         av += 15
         try:
             f_1_byteValue = _T4520956c[(c >> 16) & 0x3ff]
@@ -22637,12 +22501,12 @@ def _d_iso2_ParameterSetType(r: BitReader, c: int) -> _iso2.ParameterSetType:
                 raise r.fail_at(av + 11, 'ParameterType[1]', 'expected CH of byteValue, EE of byteValue') from None
             f_1_byteValue = ((c >> 17) & 255) - 128
         c >>= 15
-    elif ec == 2:
+    elif c < 0xc000000:
         av += 6
         try:
             sg = _T071cdf68[(c >> 24) & 0x3]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x2000000 != 0x0:
+            if c >= 0xa000000:
                 raise r.fail_at(av + 20, 'ParameterType[1]', 'expected CH of shortValue') from None
             sg = ((c >> 24) & 1)
         u = ((c >> 16) & 255)
@@ -22676,12 +22540,12 @@ def _d_iso2_ParameterSetType(r: BitReader, c: int) -> _iso2.ParameterSetType:
         if c & 0x80 != 0x0:
             raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of shortValue')
         c >>= 6
-    elif ec == 3:
+    elif c < 0x10000000:
         av += 6
         try:
             sg = _T071cdf68[(c >> 24) & 0x3]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x2000000 != 0x0:
+            if c >= 0xe000000:
                 raise r.fail_at(av + 20, 'ParameterType[1]', 'expected CH of intValue') from None
             sg = ((c >> 24) & 1)
         u = ((c >> 16) & 255)
@@ -22715,7 +22579,7 @@ def _d_iso2_ParameterSetType(r: BitReader, c: int) -> _iso2.ParameterSetType:
         if c & 0x80 != 0x0:
             raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of intValue')
         c >>= 6
-    elif ec == 4:
+    elif c < 0x14000000:
         try:
             f_2_Multiplier, f_2_Unit, sg = _Tea8843d1[(c >> 11) & 0x7fff]
         except KeyError:  # not a valid pattern: say why
@@ -22762,9 +22626,9 @@ def _d_iso2_ParameterSetType(r: BitReader, c: int) -> _iso2.ParameterSetType:
         ob2_.Unit = f_2_Unit
         ob2_.Value = f_2_Value
         f_1_physicalValue = ob2_
-    elif ec == 5:
+    elif c < 0x18000000:
         av += 17
-        if c & 0x2000000 != 0x0:
+        if c >= 0x16000000:
             raise r.fail_at(av + 9, 'ParameterType[1]', 'expected CH of stringValue')
         u = ((c >> 17) & 255)
         if u > 127:
@@ -22794,9 +22658,10 @@ def _d_iso2_ParameterSetType(r: BitReader, c: int) -> _iso2.ParameterSetType:
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
-        if c & 0x2 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of stringValue')
     else:
+        ec = (c >> 26) & 0x7
         raise r.fail_at(av + 26, 'ParameterType[1]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ParameterSetType', 'expected EE')
@@ -22816,11 +22681,10 @@ def _d_iso2_ParameterSetType(r: BitReader, c: int) -> _iso2.ParameterSetType:
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        ec = (c >> 9)
-        if ec == 0:
-            if c & 0x100 != 0x0:
+        if c < 0x200:
+            if c >= 0x100:
                 raise r.fail_at(av + 9, 'ParameterSetType[2]', 'expected AT(Name)')
-            u = (c & 255)
+            u = c
             f_3_boolValue: bool | None = None
             f_3_byteValue: int | None = None
             f_3_shortValue: int | None = None
@@ -22854,17 +22718,16 @@ def _d_iso2_ParameterSetType(r: BitReader, c: int) -> _iso2.ParameterSetType:
             if av < 0:
                 win, av = r.refill(av, 29)
             c = (win >> av) & 0x1fffffff
-            ec = (c >> 26)
-            if ec == 0:
+            if c < 0x4000000:
                 av += 22
                 try:
-                    f_3_boolValue = _Ta870a97b[(c >> 23) & 0x7]
+                    f_3_boolValue = _Ta870a97b[c >> 23]
                 except KeyError:  # not a valid pattern: say why
                     if c & 0x2800000 != 0x0:
                         raise r.fail_at(av + 4, 'ParameterType[1]', 'expected CH of boolValue, EE of boolValue') from None
-                    f_3_boolValue = ((c >> 24) & 1) == 1
+                    f_3_boolValue = (c >> 24) == 1
                 c >>= 22
-            elif ec == 1:
+            elif c < 0x8000000:
                 av += 15
                 try:
                     f_3_byteValue = _T4520956c[(c >> 16) & 0x3ff]
@@ -22873,12 +22736,12 @@ def _d_iso2_ParameterSetType(r: BitReader, c: int) -> _iso2.ParameterSetType:
                         raise r.fail_at(av + 11, 'ParameterType[1]', 'expected CH of byteValue, EE of byteValue') from None
                     f_3_byteValue = ((c >> 17) & 255) - 128
                 c >>= 15
-            elif ec == 2:
+            elif c < 0xc000000:
                 av += 6
                 try:
                     sg = _T071cdf68[(c >> 24) & 0x3]
                 except KeyError:  # not a valid pattern: say why
-                    if c & 0x2000000 != 0x0:
+                    if c >= 0xa000000:
                         raise r.fail_at(av + 20, 'ParameterType[1]', 'expected CH of shortValue') from None
                     sg = ((c >> 24) & 1)
                 u = ((c >> 16) & 255)
@@ -22912,12 +22775,12 @@ def _d_iso2_ParameterSetType(r: BitReader, c: int) -> _iso2.ParameterSetType:
                 if c & 0x80 != 0x0:
                     raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of shortValue')
                 c >>= 6
-            elif ec == 3:
+            elif c < 0x10000000:
                 av += 6
                 try:
                     sg = _T071cdf68[(c >> 24) & 0x3]
                 except KeyError:  # not a valid pattern: say why
-                    if c & 0x2000000 != 0x0:
+                    if c >= 0xe000000:
                         raise r.fail_at(av + 20, 'ParameterType[1]', 'expected CH of intValue') from None
                     sg = ((c >> 24) & 1)
                 u = ((c >> 16) & 255)
@@ -22951,7 +22814,7 @@ def _d_iso2_ParameterSetType(r: BitReader, c: int) -> _iso2.ParameterSetType:
                 if c & 0x80 != 0x0:
                     raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of intValue')
                 c >>= 6
-            elif ec == 4:
+            elif c < 0x14000000:
                 try:
                     f_4_Multiplier, f_4_Unit, sg = _Tea8843d1[(c >> 11) & 0x7fff]
                 except KeyError:  # not a valid pattern: say why
@@ -22998,9 +22861,9 @@ def _d_iso2_ParameterSetType(r: BitReader, c: int) -> _iso2.ParameterSetType:
                 ob4_.Unit = f_4_Unit
                 ob4_.Value = f_4_Value
                 f_3_physicalValue = ob4_
-            elif ec == 5:
+            elif c < 0x18000000:
                 av += 17
-                if c & 0x2000000 != 0x0:
+                if c >= 0x16000000:
                     raise r.fail_at(av + 9, 'ParameterType[1]', 'expected CH of stringValue')
                 u = ((c >> 17) & 255)
                 if u > 127:
@@ -23030,9 +22893,10 @@ def _d_iso2_ParameterSetType(r: BitReader, c: int) -> _iso2.ParameterSetType:
                 if av < 0:
                     win, av = r.refill(av, 2)
                 c = (win >> av) & 0x3
-                if c & 0x2 != 0x0:
+                if c >= 0x2:
                     raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of stringValue')
             else:
+                ec = (c >> 26) & 0x7
                 raise r.fail_at(av + 26, 'ParameterType[1]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
             if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'ParameterSetType[2]', 'expected EE')
@@ -23049,18 +22913,19 @@ def _d_iso2_ParameterSetType(r: BitReader, c: int) -> _iso2.ParameterSetType:
             if n == 15:
                 s = 17
                 break
-        elif ec == 1:
+        elif c < 0x400:
             av += 9
             s = -1
             break
         else:
+            ec = (c >> 9) & 0x3
             raise r.fail_at(av + 9, 'ParameterSetType[2]', f'event code {ec}, expected SE(Parameter), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 17:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'ParameterSetType', 'expected EE')
         s = -1
     else:
@@ -23158,9 +23023,9 @@ def _d_iso2_ParameterType(r: BitReader, c: int) -> _iso2.ParameterType:
     f_intValue: int | None = None
     f_physicalValue: _iso2.PhysicalValueType | None = None
     f_stringValue: str | None = None
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'ParameterType', 'expected AT(Name)')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -23188,17 +23053,16 @@ def _d_iso2_ParameterType(r: BitReader, c: int) -> _iso2.ParameterType:
     if av < 0:
         win, av = r.refill(av, 29)
     c = (win >> av) & 0x1fffffff
-    ec = (c >> 26)
-    if ec == 0:
+    if c < 0x4000000:
         av += 22
         try:
-            f_boolValue = _Ta870a97b[(c >> 23) & 0x7]
+            f_boolValue = _Ta870a97b[c >> 23]
         except KeyError:  # not a valid pattern: say why
             if c & 0x2800000 != 0x0:
                 raise r.fail_at(av + 4, 'ParameterType[1]', 'expected CH of boolValue, EE of boolValue') from None
-            f_boolValue = ((c >> 24) & 1) == 1
+            f_boolValue = (c >> 24) == 1
         c >>= 22
-    elif ec == 1:
+    elif c < 0x8000000:
         av += 15
         try:
             f_byteValue = _T4520956c[(c >> 16) & 0x3ff]
@@ -23207,12 +23071,12 @@ def _d_iso2_ParameterType(r: BitReader, c: int) -> _iso2.ParameterType:
                 raise r.fail_at(av + 11, 'ParameterType[1]', 'expected CH of byteValue, EE of byteValue') from None
             f_byteValue = ((c >> 17) & 255) - 128
         c >>= 15
-    elif ec == 2:
+    elif c < 0xc000000:
         av += 6
         try:
             sg = _T071cdf68[(c >> 24) & 0x3]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x2000000 != 0x0:
+            if c >= 0xa000000:
                 raise r.fail_at(av + 20, 'ParameterType[1]', 'expected CH of shortValue') from None
             sg = ((c >> 24) & 1)
         u = ((c >> 16) & 255)
@@ -23246,12 +23110,12 @@ def _d_iso2_ParameterType(r: BitReader, c: int) -> _iso2.ParameterType:
         if c & 0x80 != 0x0:
             raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of shortValue')
         c >>= 6
-    elif ec == 3:
+    elif c < 0x10000000:
         av += 6
         try:
             sg = _T071cdf68[(c >> 24) & 0x3]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x2000000 != 0x0:
+            if c >= 0xe000000:
                 raise r.fail_at(av + 20, 'ParameterType[1]', 'expected CH of intValue') from None
             sg = ((c >> 24) & 1)
         u = ((c >> 16) & 255)
@@ -23285,7 +23149,7 @@ def _d_iso2_ParameterType(r: BitReader, c: int) -> _iso2.ParameterType:
         if c & 0x80 != 0x0:
             raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of intValue')
         c >>= 6
-    elif ec == 4:
+    elif c < 0x14000000:
         try:
             f_1_Multiplier, f_1_Unit, sg = _Tea8843d1[(c >> 11) & 0x7fff]
         except KeyError:  # not a valid pattern: say why
@@ -23332,9 +23196,9 @@ def _d_iso2_ParameterType(r: BitReader, c: int) -> _iso2.ParameterType:
         ob1_.Unit = f_1_Unit
         ob1_.Value = f_1_Value
         f_physicalValue = ob1_
-    elif ec == 5:
+    elif c < 0x18000000:
         av += 17
-        if c & 0x2000000 != 0x0:
+        if c >= 0x16000000:
             raise r.fail_at(av + 9, 'ParameterType[1]', 'expected CH of stringValue')
         u = ((c >> 17) & 255)
         if u > 127:
@@ -23364,9 +23228,10 @@ def _d_iso2_ParameterType(r: BitReader, c: int) -> _iso2.ParameterType:
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
-        if c & 0x2 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of stringValue')
     else:
+        ec = (c >> 26) & 0x7
         raise r.fail_at(av + 26, 'ParameterType[1]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ParameterType', 'expected EE')
@@ -23538,7 +23403,7 @@ def _d_iso2_PaymentOptionListType(r: BitReader, c: int) -> _iso2.PaymentOptionLi
     f_PaymentOption: list[_iso2.paymentOptionType] = []
     if c & 0x340 != 0x0:
         raise r.fail_at(av + 10, 'PaymentOptionListType', 'expected SE(PaymentOption), CH of PaymentOption, EE of PaymentOption')
-    f_PaymentOption.append(_E_iso2_paymentOptionType[((c >> 7) & 1)])
+    f_PaymentOption.append(_E_iso2_paymentOptionType[(c >> 7)])
     ec = ((c >> 4) & 3)
     if ec == 0:
         if c & 0xb != 0x0:
@@ -23595,11 +23460,11 @@ def _d_iso2_PhysicalValueType(r: BitReader, c: int) -> _iso2.PhysicalValueType:
     f_Unit: _iso2.unitSymbolType
     f_Value: int
     try:
-        f_Multiplier, f_Unit, sg = _Tea8843d1[(c >> 10) & 0x7fff]
+        f_Multiplier, f_Unit, sg = _Tea8843d1[c >> 10]
     except KeyError:  # not a valid pattern: say why
         if c & 0x18e3800 != 0x0:
             raise r.fail_at(av + 25, 'PhysicalValueType', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-        f_Multiplier = ((c >> 20) & 7) - 3
+        f_Multiplier = (c >> 20) - 3
         iv = ((c >> 14) & 7)
         if iv >= 7:
             raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -23688,9 +23553,9 @@ def _d_iso2_ProfileEntryType(r: BitReader, c: int) -> _iso2.ProfileEntryType:
     f_ChargingProfileEntryStart: int
     f_ChargingProfileEntryMaxPower: _iso2.PhysicalValueType
     f_ChargingProfileEntryMaxNumberOfPhasesInUse: int | None = None
-    if c & 0xc000000 != 0x0:
+    if c >= 0x4000000:
         raise r.fail_at(av + 28, 'ProfileEntryType', 'expected SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
-    u = ((c >> 18) & 255)
+    u = (c >> 18)
     if u > 127:
         u2 = (c >> 10) & 0xFF
         if u2 < 128:
@@ -23726,7 +23591,7 @@ def _d_iso2_ProfileEntryType(r: BitReader, c: int) -> _iso2.ProfileEntryType:
     except KeyError:  # not a valid pattern: say why
         if c & 0x3c71c000 != 0x0:
             raise r.fail_at(av + 30, 'ProfileEntryType', 'expected EE of ChargingProfileEntryStart, SE(ChargingProfileEntryMaxPower), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-        f_1_Multiplier = ((c >> 23) & 7) - 3
+        f_1_Multiplier = (c >> 23) - 3
         iv = ((c >> 17) & 7)
         if iv >= 7:
             raise r.fail_at(av + 13, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -23760,18 +23625,15 @@ def _d_iso2_ProfileEntryType(r: BitReader, c: int) -> _iso2.ProfileEntryType:
                     win, av = r.refill(av, 5)
                 c = (win >> av) & 0x1f
     f_1_Value = -u - 1 if sg else u
-    try:
-        ec = _T6cd14f8b[(c >> 1) & 0xf]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x18 != 0x0:
-            raise r.fail_at(av + 5, 'ProfileEntryType', 'expected EE of Value, EE') from None
-        ec = ((c >> 1) & 3)
+    c &= 0x1f
+    if c >= 0x8:
+        raise r.fail_at(av + 5, 'ProfileEntryType', 'expected EE of Value, EE')
     ob1_ = _new(_K_iso2_PhysicalValueType)
     ob1_.Multiplier = f_1_Multiplier
     ob1_.Unit = f_1_Unit
     ob1_.Value = f_1_Value
     f_ChargingProfileEntryMaxPower = ob1_
-    if ec == 0:
+    if c < 0x2:
         av -= 4
         if av < 0:
             win, av = r.refill(av, 5)
@@ -23781,10 +23643,11 @@ def _d_iso2_ProfileEntryType(r: BitReader, c: int) -> _iso2.ProfileEntryType:
         except KeyError:  # not a valid pattern: say why
             if c & 0x13 != 0x0:
                 raise r.fail_at(av + 5, 'ProfileEntryType[2]', 'expected CH of ChargingProfileEntryMaxNumberOfPhasesInUse, EE of ChargingProfileEntryMaxNumberOfPhasesInUse, EE') from None
-            f_ChargingProfileEntryMaxNumberOfPhasesInUse = ((c >> 2) & 3) + 1
-    elif ec == 1:
+            f_ChargingProfileEntryMaxNumberOfPhasesInUse = (c >> 2) + 1
+    elif c < 0x4:
         av += 1
     else:
+        ec = (c >> 1) & 0x3
         raise r.fail_at(av + 1, 'ProfileEntryType[2]', f'event code {ec}, expected SE(ChargingProfileEntryMaxNumberOfPhasesInUse), EE')
     r.avail = av
     ob = _new(_K_iso2_ProfileEntryType)
@@ -23883,9 +23746,9 @@ def _d_iso2_RelativeTimeIntervalType(r: BitReader, c: int) -> _iso2.RelativeTime
     av = r.avail
     f_start: int
     f_duration: int | None = None
-    if c & 0xc00000 != 0x0:
+    if c >= 0x400000:
         raise r.fail_at(av + 24, 'RelativeTimeIntervalType', 'expected SE(start), CH of start')
-    u = ((c >> 14) & 255)
+    u = (c >> 14)
     if u > 127:
         u2 = (c >> 6) & 0xFF
         if u2 < 128:
@@ -23912,20 +23775,17 @@ def _d_iso2_RelativeTimeIntervalType(r: BitReader, c: int) -> _iso2.RelativeTime
         av += 8
         c >>= 8
     f_start = u
-    try:
-        ec = _Taa5bbe96[(c >> 3) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x20 != 0x0:
-            raise r.fail_at(av + 6, 'RelativeTimeIntervalType', 'expected EE of start') from None
-        ec = ((c >> 3) & 3)
-    if ec == 0:
+    c &= 0x3f
+    if c >= 0x20:
+        raise r.fail_at(av + 6, 'RelativeTimeIntervalType', 'expected EE of start')
+    if c < 0x8:
         av -= 16
         if av < 0:
             win, av = r.refill(av, 19)
         c = (win >> av) & 0x7ffff
-        if c & 0x40000 != 0x0:
+        if c >= 0x40000:
             raise r.fail_at(av + 19, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
-        u = ((c >> 10) & 255)
+        u = (c >> 10)
         if u > 127:
             u2 = (c >> 2) & 0xFF
             if u2 < 128:
@@ -23954,9 +23814,10 @@ def _d_iso2_RelativeTimeIntervalType(r: BitReader, c: int) -> _iso2.RelativeTime
         f_duration = u
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
-    elif ec == 1:
+    elif c < 0x10:
         av += 3
     else:
+        ec = (c >> 3) & 0x3
         raise r.fail_at(av + 3, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
     r.avail = av
     ob = _new(_K_iso2_RelativeTimeIntervalType)
@@ -24038,11 +23899,11 @@ def _d_iso2_SAScheduleListType(r: BitReader, c: int) -> _iso2.SAScheduleListType
     av = r.avail
     f_SAScheduleTuple: list[_iso2.SAScheduleTupleType] = []
     try:
-        f_1_SAScheduleTupleID = _Tc55d9a41[(c >> 15) & 0x1fff]
+        f_1_SAScheduleTupleID = _Tc55d9a41[c >> 15]
     except KeyError:  # not a valid pattern: say why
         if c & 0xe018000 != 0x0:
             raise r.fail_at(av + 28, 'SAScheduleListType', 'expected SE(SAScheduleTuple), SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(PMaxSchedule)') from None
-        f_1_SAScheduleTupleID = ((c >> 17) & 255) + 1
+        f_1_SAScheduleTupleID = (c >> 17) + 1
     f_1_SalesTariff: _iso2.SalesTariffType | None = None
     av -= 13
     if av < 0:
@@ -24056,8 +23917,7 @@ def _d_iso2_SAScheduleListType(r: BitReader, c: int) -> _iso2.SAScheduleListType
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    ec = (c >> 28)
-    if ec == 0:
+    if c < 0x10000000:
         r.avail = av
         f_1_SalesTariff = _d_iso2_SalesTariffType(r, c)
         win = r.win
@@ -24066,32 +23926,32 @@ def _d_iso2_SAScheduleListType(r: BitReader, c: int) -> _iso2.SAScheduleListType
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'SAScheduleTupleType[2]', 'expected EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x20000000:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
-    ec = ((c >> 28) & 3)
     ob1_ = _new(_K_iso2_SAScheduleTupleType)
     ob1_.SAScheduleTupleID = f_1_SAScheduleTupleID
     ob1_.PMaxSchedule = f_1_PMaxSchedule
     ob1_.SalesTariff = f_1_SalesTariff
     f_SAScheduleTuple.append(ob1_)
-    if ec == 0:
+    if c < 0x10000000:
         try:
-            f_2_SAScheduleTupleID = _T4d006aa5[(c >> 16) & 0xfff]
+            f_2_SAScheduleTupleID = _T4d006aa5[c >> 16]
         except KeyError:  # not a valid pattern: say why
             if c & 0xc030000 != 0x0:
                 raise r.fail_at(av + 28, 'SAScheduleListType[1]', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(PMaxSchedule)') from None
-            f_2_SAScheduleTupleID = ((c >> 18) & 255) + 1
+            f_2_SAScheduleTupleID = (c >> 18) + 1
         f_2_SalesTariff: _iso2.SalesTariffType | None = None
         av -= 12
         if av < 0:
@@ -24105,8 +23965,7 @@ def _d_iso2_SAScheduleListType(r: BitReader, c: int) -> _iso2.SAScheduleListType
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        ec = (c >> 28)
-        if ec == 0:
+        if c < 0x10000000:
             r.avail = av
             f_2_SalesTariff = _d_iso2_SalesTariffType(r, c)
             win = r.win
@@ -24115,32 +23974,32 @@ def _d_iso2_SAScheduleListType(r: BitReader, c: int) -> _iso2.SAScheduleListType
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x20000000 != 0x0:
+            if c >= 0x20000000:
                 raise r.fail_at(av + 30, 'SAScheduleTupleType[2]', 'expected EE')
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif ec == 1:
+        elif c < 0x20000000:
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
         else:
+            ec = (c >> 28) & 0x3
             raise r.fail_at(av + 28, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
-        ec = ((c >> 28) & 3)
         ob2_ = _new(_K_iso2_SAScheduleTupleType)
         ob2_.SAScheduleTupleID = f_2_SAScheduleTupleID
         ob2_.PMaxSchedule = f_2_PMaxSchedule
         ob2_.SalesTariff = f_2_SalesTariff
         f_SAScheduleTuple.append(ob2_)
-        if ec == 0:
+        if c < 0x10000000:
             try:
-                f_3_SAScheduleTupleID = _T4d006aa5[(c >> 16) & 0xfff]
+                f_3_SAScheduleTupleID = _T4d006aa5[c >> 16]
             except KeyError:  # not a valid pattern: say why
                 if c & 0xc030000 != 0x0:
                     raise r.fail_at(av + 28, 'SAScheduleListType[2]', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(PMaxSchedule)') from None
-                f_3_SAScheduleTupleID = ((c >> 18) & 255) + 1
+                f_3_SAScheduleTupleID = (c >> 18) + 1
             f_3_SalesTariff: _iso2.SalesTariffType | None = None
             av -= 12
             if av < 0:
@@ -24154,8 +24013,7 @@ def _d_iso2_SAScheduleListType(r: BitReader, c: int) -> _iso2.SAScheduleListType
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            ec = (c >> 28)
-            if ec == 0:
+            if c < 0x10000000:
                 r.avail = av
                 f_3_SalesTariff = _d_iso2_SalesTariffType(r, c)
                 win = r.win
@@ -24164,12 +24022,13 @@ def _d_iso2_SAScheduleListType(r: BitReader, c: int) -> _iso2.SAScheduleListType
                 if av < 0:
                     win, av = r.refill(av, 2)
                 c = (win >> av) & 0x3
-                if c & 0x2 != 0x0:
+                if c >= 0x2:
                     raise r.fail_at(av + 2, 'SAScheduleTupleType[2]', 'expected EE')
-            elif ec == 1:
+            elif c < 0x20000000:
                 av += 27
                 c >>= 27
             else:
+                ec = (c >> 28) & 0x3
                 raise r.fail_at(av + 28, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
             if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'SAScheduleListType[2]', 'expected EE')
@@ -24178,13 +24037,15 @@ def _d_iso2_SAScheduleListType(r: BitReader, c: int) -> _iso2.SAScheduleListType
             ob3_.PMaxSchedule = f_3_PMaxSchedule
             ob3_.SalesTariff = f_3_SalesTariff
             f_SAScheduleTuple.append(ob3_)
-        elif ec == 1:
+        elif c < 0x20000000:
             av += 28
         else:
+            ec = (c >> 28) & 0x3
             raise r.fail_at(av + 28, 'SAScheduleListType[2]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
-    elif ec == 1:
+    elif c < 0x20000000:
         av += 28
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'SAScheduleListType[1]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
     r.avail = av
     ob = _new(_K_iso2_SAScheduleListType)
@@ -24259,11 +24120,11 @@ def _d_iso2_SAScheduleTupleType(r: BitReader, c: int) -> _iso2.SAScheduleTupleTy
     f_PMaxSchedule: _iso2.PMaxScheduleType
     f_SalesTariff: _iso2.SalesTariffType | None = None
     try:
-        f_SAScheduleTupleID = _T4d006aa5[(c >> 16) & 0xfff]
+        f_SAScheduleTupleID = _T4d006aa5[c >> 16]
     except KeyError:  # not a valid pattern: say why
         if c & 0xc030000 != 0x0:
             raise r.fail_at(av + 28, 'SAScheduleTupleType', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(PMaxSchedule)') from None
-        f_SAScheduleTupleID = ((c >> 18) & 255) + 1
+        f_SAScheduleTupleID = (c >> 18) + 1
     av -= 12
     if av < 0:
         win, av = r.refill(av, 28)
@@ -24276,8 +24137,7 @@ def _d_iso2_SAScheduleTupleType(r: BitReader, c: int) -> _iso2.SAScheduleTupleTy
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    ec = (c >> 28)
-    if ec == 0:
+    if c < 0x10000000:
         r.avail = av
         f_SalesTariff = _d_iso2_SalesTariffType(r, c)
         win = r.win
@@ -24288,9 +24148,10 @@ def _d_iso2_SAScheduleTupleType(r: BitReader, c: int) -> _iso2.SAScheduleTupleTy
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'SAScheduleTupleType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x20000000:
         av += 28
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
     r.avail = av
     ob = _new(_K_iso2_SAScheduleTupleType)
@@ -24344,7 +24205,7 @@ def _e_iso2_SAScheduleTupleType(w: BitWriter, o: _iso2.SAScheduleTupleType) -> N
 
 def _d_iso2_SASchedulesType(r: BitReader, c: int) -> _iso2.SASchedulesType:
     av = r.avail
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'SASchedulesType', 'expected EE')
     r.avail = av
     ob = _new(_K_iso2_SASchedulesType)
@@ -24368,11 +24229,10 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
     f_EPriceLevel: int | None = None
     f_ConsumptionCost: list[_iso2.ConsumptionCostType] = []
     s = 0
-    ec = ((c >> 26) & 3)
-    if ec == 0:
-        if c & 0x3000000 != 0x0:
+    if c < 0x4000000:
+        if c >= 0x1000000:
             raise r.fail_at(av + 26, 'SalesTariffEntryType[0]', 'expected SE(start), CH of start')
-        u = ((c >> 16) & 255)
+        u = (c >> 16)
         f_1_duration: int | None = None
         if u > 127:
             u2 = (c >> 8) & 0xFF
@@ -24400,20 +24260,17 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
             av += 8
             c >>= 8
         f_1_start = u
-        try:
-            ec = _Taa5bbe96[(c >> 5) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x80 != 0x0:
-                raise r.fail_at(av + 8, 'SalesTariffEntryType[0]', 'expected EE of start') from None
-            ec = ((c >> 5) & 3)
-        if ec == 0:
+        c &= 0xff
+        if c >= 0x80:
+            raise r.fail_at(av + 8, 'SalesTariffEntryType[0]', 'expected EE of start')
+        if c < 0x20:
             av -= 25
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x20000000 != 0x0:
+            if c >= 0x20000000:
                 raise r.fail_at(av + 30, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
-            u = ((c >> 21) & 255)
+            u = (c >> 21)
             if u > 127:
                 u2 = (c >> 13) & 0xFF
                 if u2 < 128:
@@ -24446,20 +24303,21 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif ec == 1:
+        elif c < 0x40:
             av -= 25
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
         else:
+            ec = (c >> 5) & 0x3
             raise r.fail_at(av + 5, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
         ob1_ = _new(_K_iso2_RelativeTimeIntervalType)
         ob1_.start = f_1_start
         ob1_.duration = f_1_duration
         f_RelativeTimeInterval = ob1_
         s = 1
-    elif ec == 1:
-        if c & 0x2000000 != 0x0:
+    elif c < 0x8000000:
+        if c >= 0x6000000:
             raise r.fail_at(av + 26, 'SalesTariffEntryType[0]', 'expected EE')
         ob2_ = _new(_K_iso2_IntervalType)
         f_TimeInterval = ob2_
@@ -24469,12 +24327,12 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
         c = (win >> av) & 0x3fffffff
         s = 1
     else:
+        ec = (c >> 26) & 0x3
         raise r.fail_at(av + 26, 'SalesTariffEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
-    ec = ((c >> 28) & 3)
-    if ec == 0:
+    if c < 0x10000000:
         if c & 0x8040000 != 0x0:
             raise r.fail_at(av + 28, 'SalesTariffEntryType[1]', 'expected CH of EPriceLevel, EE of EPriceLevel')
-        f_EPriceLevel = ((c >> 19) & 255)
+        f_EPriceLevel = (c >> 19)
         ec = ((c >> 16) & 3)
         if ec == 0:
             f_3_Cost: list[_iso2.CostType] = []
@@ -24487,7 +24345,7 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
             except KeyError:  # not a valid pattern: say why
                 if c & 0x38e38000 != 0x0:
                     raise r.fail_at(av + 30, 'SalesTariffEntryType[2]', 'expected SE(startValue), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                f_4_Multiplier = ((c >> 24) & 7) - 3
+                f_4_Multiplier = (c >> 24) - 3
                 iv = ((c >> 18) & 7)
                 if iv >= 7:
                     raise r.fail_at(av + 14, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -24530,7 +24388,7 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
             except KeyError:  # not a valid pattern: say why
                 if c & 0x3e700000 != 0x0:
                     raise r.fail_at(av + 30, 'SalesTariffEntryType[2]', 'expected EE of Value, EE, SE(Cost), SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount') from None
-                iv = ((c >> 23) & 3)
+                iv = (c >> 23)
                 if iv >= 3:
                     raise r.fail_at(av + 20, 'CostType.costKind', f'enumeration index {iv}') from None
                 f_5_costKind = _E_iso2_costKindType[iv]
@@ -24567,13 +24425,10 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                 av += 8
                 c >>= 8
             f_5_amount = u
-            try:
-                ec = _Taa5bbe96[(c >> 1) & 0x7]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x8 != 0x0:
-                    raise r.fail_at(av + 4, 'SalesTariffEntryType[2]', 'expected EE of amount') from None
-                ec = ((c >> 1) & 3)
-            if ec == 0:
+            c &= 0xf
+            if c >= 0x8:
+                raise r.fail_at(av + 4, 'SalesTariffEntryType[2]', 'expected EE of amount')
+            if c < 0x2:
                 av -= 29
                 if av < 0:
                     win, av = r.refill(av, 30)
@@ -24583,31 +24438,31 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                 except KeyError:  # not a valid pattern: say why
                     if c & 0x23000000 != 0x0:
                         raise r.fail_at(av + 30, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
-                    f_5_amountMultiplier = ((c >> 26) & 7) - 3
+                    f_5_amountMultiplier = (c >> 26) - 3
                 av -= 6
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-            elif ec == 1:
+            elif c < 0x4:
                 av -= 29
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
             else:
+                ec = (c >> 1) & 0x3
                 raise r.fail_at(av + 1, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
-            ec = ((c >> 28) & 3)
             ob5_ = _new(_K_iso2_CostType)
             ob5_.costKind = f_5_costKind
             ob5_.amount = f_5_amount
             ob5_.amountMultiplier = f_5_amountMultiplier
             f_3_Cost.append(ob5_)
-            if ec == 0:
+            if c < 0x10000000:
                 try:
-                    f_6_costKind = _Tdbae0062[(c >> 21) & 0x7f]
+                    f_6_costKind = _Tdbae0062[c >> 21]
                 except KeyError:  # not a valid pattern: say why
                     if c & 0xce00000 != 0x0:
                         raise r.fail_at(av + 28, 'ConsumptionCostType[2]', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount') from None
-                    iv = ((c >> 24) & 3)
+                    iv = (c >> 24)
                     if iv >= 3:
                         raise r.fail_at(av + 21, 'CostType.costKind', f'enumeration index {iv}') from None
                     f_6_costKind = _E_iso2_costKindType[iv]
@@ -24639,13 +24494,10 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                     av += 8
                     c >>= 8
                 f_6_amount = u
-                try:
-                    ec = _Taa5bbe96[(c >> 2) & 0x7]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x10 != 0x0:
-                        raise r.fail_at(av + 5, 'ConsumptionCostType[2]', 'expected EE of amount') from None
-                    ec = ((c >> 2) & 3)
-                if ec == 0:
+                c &= 0x1f
+                if c >= 0x10:
+                    raise r.fail_at(av + 5, 'ConsumptionCostType[2]', 'expected EE of amount')
+                if c < 0x4:
                     av -= 28
                     if av < 0:
                         win, av = r.refill(av, 30)
@@ -24655,31 +24507,31 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                     except KeyError:  # not a valid pattern: say why
                         if c & 0x23000000 != 0x0:
                             raise r.fail_at(av + 30, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
-                        f_6_amountMultiplier = ((c >> 26) & 7) - 3
+                        f_6_amountMultiplier = (c >> 26) - 3
                     av -= 6
                     if av < 0:
                         win, av = r.refill(av, 30)
                     c = (win >> av) & 0x3fffffff
-                elif ec == 1:
+                elif c < 0x8:
                     av -= 28
                     if av < 0:
                         win, av = r.refill(av, 30)
                     c = (win >> av) & 0x3fffffff
                 else:
+                    ec = (c >> 2) & 0x3
                     raise r.fail_at(av + 2, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
-                ec = ((c >> 28) & 3)
                 ob6_ = _new(_K_iso2_CostType)
                 ob6_.costKind = f_6_costKind
                 ob6_.amount = f_6_amount
                 ob6_.amountMultiplier = f_6_amountMultiplier
                 f_3_Cost.append(ob6_)
-                if ec == 0:
+                if c < 0x10000000:
                     try:
-                        f_7_costKind = _Tdbae0062[(c >> 21) & 0x7f]
+                        f_7_costKind = _Tdbae0062[c >> 21]
                     except KeyError:  # not a valid pattern: say why
                         if c & 0xce00000 != 0x0:
                             raise r.fail_at(av + 28, 'ConsumptionCostType[3]', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount') from None
-                        iv = ((c >> 24) & 3)
+                        iv = (c >> 24)
                         if iv >= 3:
                             raise r.fail_at(av + 21, 'CostType.costKind', f'enumeration index {iv}') from None
                         f_7_costKind = _E_iso2_costKindType[iv]
@@ -24711,13 +24563,10 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                         av += 8
                         c >>= 8
                     f_7_amount = u
-                    try:
-                        ec = _Taa5bbe96[(c >> 2) & 0x7]
-                    except KeyError:  # not a valid pattern: say why
-                        if c & 0x10 != 0x0:
-                            raise r.fail_at(av + 5, 'ConsumptionCostType[3]', 'expected EE of amount') from None
-                        ec = ((c >> 2) & 3)
-                    if ec == 0:
+                    c &= 0x1f
+                    if c >= 0x10:
+                        raise r.fail_at(av + 5, 'ConsumptionCostType[3]', 'expected EE of amount')
+                    if c < 0x4:
                         av -= 28
                         if av < 0:
                             win, av = r.refill(av, 30)
@@ -24727,32 +24576,35 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                         except KeyError:  # not a valid pattern: say why
                             if c & 0x23000000 != 0x0:
                                 raise r.fail_at(av + 30, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
-                            f_7_amountMultiplier = ((c >> 26) & 7) - 3
+                            f_7_amountMultiplier = (c >> 26) - 3
                         av -= 5
                         if av < 0:
                             win, av = r.refill(av, 29)
                         c = (win >> av) & 0x1fffffff
-                    elif ec == 1:
+                    elif c < 0x8:
                         av -= 27
                         if av < 0:
                             win, av = r.refill(av, 29)
                         c = (win >> av) & 0x1fffffff
                     else:
+                        ec = (c >> 2) & 0x3
                         raise r.fail_at(av + 2, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
-                    if c & 0x10000000 != 0x0:
+                    if c >= 0x10000000:
                         raise r.fail_at(av + 29, 'ConsumptionCostType[3]', 'expected EE')
                     ob7_ = _new(_K_iso2_CostType)
                     ob7_.costKind = f_7_costKind
                     ob7_.amount = f_7_amount
                     ob7_.amountMultiplier = f_7_amountMultiplier
                     f_3_Cost.append(ob7_)
-                elif ec == 1:
+                elif c < 0x20000000:
                     pass
                 else:
+                    ec = (c >> 28) & 0x3
                     raise r.fail_at(av + 28, 'ConsumptionCostType[3]', f'event code {ec}, expected SE(Cost), EE')
-            elif ec == 1:
+            elif c < 0x20000000:
                 pass
             else:
+                ec = (c >> 28) & 0x3
                 raise r.fail_at(av + 28, 'ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
             ob3_ = _new(_K_iso2_ConsumptionCostType)
             ob3_.startValue = f_3_startValue
@@ -24764,7 +24616,7 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
             s = -1
         else:
             raise r.fail_at(av + 16, 'SalesTariffEntryType[2]', f'event code {ec}, expected SE(ConsumptionCost), EE')
-    elif ec == 1:
+    elif c < 0x20000000:
         f_8_Cost: list[_iso2.CostType] = []
         try:
             f_9_Multiplier, f_9_Unit, sg = _T3b5e3738[(c >> 12) & 0xffff]
@@ -24814,7 +24666,7 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
         except KeyError:  # not a valid pattern: say why
             if c & 0x3e700000 != 0x0:
                 raise r.fail_at(av + 30, 'SalesTariffEntryType[1]', 'expected EE of Value, EE, SE(Cost), SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount') from None
-            iv = ((c >> 23) & 3)
+            iv = (c >> 23)
             if iv >= 3:
                 raise r.fail_at(av + 20, 'CostType.costKind', f'enumeration index {iv}') from None
             f_10_costKind = _E_iso2_costKindType[iv]
@@ -24851,13 +24703,10 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
             av += 8
             c >>= 8
         f_10_amount = u
-        try:
-            ec = _Taa5bbe96[(c >> 1) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x8 != 0x0:
-                raise r.fail_at(av + 4, 'SalesTariffEntryType[1]', 'expected EE of amount') from None
-            ec = ((c >> 1) & 3)
-        if ec == 0:
+        c &= 0xf
+        if c >= 0x8:
+            raise r.fail_at(av + 4, 'SalesTariffEntryType[1]', 'expected EE of amount')
+        if c < 0x2:
             av -= 29
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -24867,31 +24716,31 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
             except KeyError:  # not a valid pattern: say why
                 if c & 0x23000000 != 0x0:
                     raise r.fail_at(av + 30, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
-                f_10_amountMultiplier = ((c >> 26) & 7) - 3
+                f_10_amountMultiplier = (c >> 26) - 3
             av -= 6
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif ec == 1:
+        elif c < 0x4:
             av -= 29
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
         else:
+            ec = (c >> 1) & 0x3
             raise r.fail_at(av + 1, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
-        ec = ((c >> 28) & 3)
         ob10_ = _new(_K_iso2_CostType)
         ob10_.costKind = f_10_costKind
         ob10_.amount = f_10_amount
         ob10_.amountMultiplier = f_10_amountMultiplier
         f_8_Cost.append(ob10_)
-        if ec == 0:
+        if c < 0x10000000:
             try:
-                f_11_costKind = _Tdbae0062[(c >> 21) & 0x7f]
+                f_11_costKind = _Tdbae0062[c >> 21]
             except KeyError:  # not a valid pattern: say why
                 if c & 0xce00000 != 0x0:
                     raise r.fail_at(av + 28, 'ConsumptionCostType[2]', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount') from None
-                iv = ((c >> 24) & 3)
+                iv = (c >> 24)
                 if iv >= 3:
                     raise r.fail_at(av + 21, 'CostType.costKind', f'enumeration index {iv}') from None
                 f_11_costKind = _E_iso2_costKindType[iv]
@@ -24923,13 +24772,10 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                 av += 8
                 c >>= 8
             f_11_amount = u
-            try:
-                ec = _Taa5bbe96[(c >> 2) & 0x7]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x10 != 0x0:
-                    raise r.fail_at(av + 5, 'ConsumptionCostType[2]', 'expected EE of amount') from None
-                ec = ((c >> 2) & 3)
-            if ec == 0:
+            c &= 0x1f
+            if c >= 0x10:
+                raise r.fail_at(av + 5, 'ConsumptionCostType[2]', 'expected EE of amount')
+            if c < 0x4:
                 av -= 28
                 if av < 0:
                     win, av = r.refill(av, 30)
@@ -24939,31 +24785,31 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                 except KeyError:  # not a valid pattern: say why
                     if c & 0x23000000 != 0x0:
                         raise r.fail_at(av + 30, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
-                    f_11_amountMultiplier = ((c >> 26) & 7) - 3
+                    f_11_amountMultiplier = (c >> 26) - 3
                 av -= 6
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-            elif ec == 1:
+            elif c < 0x8:
                 av -= 28
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
             else:
+                ec = (c >> 2) & 0x3
                 raise r.fail_at(av + 2, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
-            ec = ((c >> 28) & 3)
             ob11_ = _new(_K_iso2_CostType)
             ob11_.costKind = f_11_costKind
             ob11_.amount = f_11_amount
             ob11_.amountMultiplier = f_11_amountMultiplier
             f_8_Cost.append(ob11_)
-            if ec == 0:
+            if c < 0x10000000:
                 try:
-                    f_12_costKind = _Tdbae0062[(c >> 21) & 0x7f]
+                    f_12_costKind = _Tdbae0062[c >> 21]
                 except KeyError:  # not a valid pattern: say why
                     if c & 0xce00000 != 0x0:
                         raise r.fail_at(av + 28, 'ConsumptionCostType[3]', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount') from None
-                    iv = ((c >> 24) & 3)
+                    iv = (c >> 24)
                     if iv >= 3:
                         raise r.fail_at(av + 21, 'CostType.costKind', f'enumeration index {iv}') from None
                     f_12_costKind = _E_iso2_costKindType[iv]
@@ -24995,13 +24841,10 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                     av += 8
                     c >>= 8
                 f_12_amount = u
-                try:
-                    ec = _Taa5bbe96[(c >> 2) & 0x7]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x10 != 0x0:
-                        raise r.fail_at(av + 5, 'ConsumptionCostType[3]', 'expected EE of amount') from None
-                    ec = ((c >> 2) & 3)
-                if ec == 0:
+                c &= 0x1f
+                if c >= 0x10:
+                    raise r.fail_at(av + 5, 'ConsumptionCostType[3]', 'expected EE of amount')
+                if c < 0x4:
                     av -= 28
                     if av < 0:
                         win, av = r.refill(av, 30)
@@ -25011,52 +24854,56 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                     except KeyError:  # not a valid pattern: say why
                         if c & 0x23000000 != 0x0:
                             raise r.fail_at(av + 30, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
-                        f_12_amountMultiplier = ((c >> 26) & 7) - 3
+                        f_12_amountMultiplier = (c >> 26) - 3
                     av -= 5
                     if av < 0:
                         win, av = r.refill(av, 29)
                     c = (win >> av) & 0x1fffffff
-                elif ec == 1:
+                elif c < 0x8:
                     av -= 27
                     if av < 0:
                         win, av = r.refill(av, 29)
                     c = (win >> av) & 0x1fffffff
                 else:
+                    ec = (c >> 2) & 0x3
                     raise r.fail_at(av + 2, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
-                if c & 0x10000000 != 0x0:
+                if c >= 0x10000000:
                     raise r.fail_at(av + 29, 'ConsumptionCostType[3]', 'expected EE')
                 ob12_ = _new(_K_iso2_CostType)
                 ob12_.costKind = f_12_costKind
                 ob12_.amount = f_12_amount
                 ob12_.amountMultiplier = f_12_amountMultiplier
                 f_8_Cost.append(ob12_)
-            elif ec == 1:
+            elif c < 0x20000000:
                 pass
             else:
+                ec = (c >> 28) & 0x3
                 raise r.fail_at(av + 28, 'ConsumptionCostType[3]', f'event code {ec}, expected SE(Cost), EE')
-        elif ec == 1:
+        elif c < 0x20000000:
             pass
         else:
+            ec = (c >> 28) & 0x3
             raise r.fail_at(av + 28, 'ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
         ob8_ = _new(_K_iso2_ConsumptionCostType)
         ob8_.startValue = f_8_startValue
         ob8_.Cost = f_8_Cost
         f_ConsumptionCost.append(ob8_)
         s = 3
-    elif ec == 2:
+    elif c < 0x30000000:
         s = -1
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'SalesTariffEntryType[1]', f'event code {ec}, expected SE(EPriceLevel), SE(ConsumptionCost), EE')
     if s == 3:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x4000000:
             f_13_Cost: list[_iso2.CostType] = []
             try:
-                f_14_Multiplier, f_14_Unit, sg = _T3b5e3738[(c >> 10) & 0xffff]
+                f_14_Multiplier, f_14_Unit, sg = _T3b5e3738[c >> 10]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x38e3800 != 0x0:
                     raise r.fail_at(av + 26, 'SalesTariffEntryType[3]', 'expected SE(startValue), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                f_14_Multiplier = ((c >> 20) & 7) - 3
+                f_14_Multiplier = (c >> 20) - 3
                 iv = ((c >> 14) & 7)
                 if iv >= 7:
                     raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -25099,7 +24946,7 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
             except KeyError:  # not a valid pattern: say why
                 if c & 0x3e700000 != 0x0:
                     raise r.fail_at(av + 30, 'SalesTariffEntryType[3]', 'expected EE of Value, EE, SE(Cost), SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount') from None
-                iv = ((c >> 23) & 3)
+                iv = (c >> 23)
                 if iv >= 3:
                     raise r.fail_at(av + 20, 'CostType.costKind', f'enumeration index {iv}') from None
                 f_15_costKind = _E_iso2_costKindType[iv]
@@ -25136,13 +24983,10 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                 av += 8
                 c >>= 8
             f_15_amount = u
-            try:
-                ec = _Taa5bbe96[(c >> 1) & 0x7]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x8 != 0x0:
-                    raise r.fail_at(av + 4, 'SalesTariffEntryType[3]', 'expected EE of amount') from None
-                ec = ((c >> 1) & 3)
-            if ec == 0:
+            c &= 0xf
+            if c >= 0x8:
+                raise r.fail_at(av + 4, 'SalesTariffEntryType[3]', 'expected EE of amount')
+            if c < 0x2:
                 av -= 29
                 if av < 0:
                     win, av = r.refill(av, 30)
@@ -25152,31 +24996,31 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                 except KeyError:  # not a valid pattern: say why
                     if c & 0x23000000 != 0x0:
                         raise r.fail_at(av + 30, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
-                    f_15_amountMultiplier = ((c >> 26) & 7) - 3
+                    f_15_amountMultiplier = (c >> 26) - 3
                 av -= 6
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-            elif ec == 1:
+            elif c < 0x4:
                 av -= 29
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
             else:
+                ec = (c >> 1) & 0x3
                 raise r.fail_at(av + 1, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
-            ec = ((c >> 28) & 3)
             ob15_ = _new(_K_iso2_CostType)
             ob15_.costKind = f_15_costKind
             ob15_.amount = f_15_amount
             ob15_.amountMultiplier = f_15_amountMultiplier
             f_13_Cost.append(ob15_)
-            if ec == 0:
+            if c < 0x10000000:
                 try:
-                    f_16_costKind = _Tdbae0062[(c >> 21) & 0x7f]
+                    f_16_costKind = _Tdbae0062[c >> 21]
                 except KeyError:  # not a valid pattern: say why
                     if c & 0xce00000 != 0x0:
                         raise r.fail_at(av + 28, 'ConsumptionCostType[2]', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount') from None
-                    iv = ((c >> 24) & 3)
+                    iv = (c >> 24)
                     if iv >= 3:
                         raise r.fail_at(av + 21, 'CostType.costKind', f'enumeration index {iv}') from None
                     f_16_costKind = _E_iso2_costKindType[iv]
@@ -25208,13 +25052,10 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                     av += 8
                     c >>= 8
                 f_16_amount = u
-                try:
-                    ec = _Taa5bbe96[(c >> 2) & 0x7]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x10 != 0x0:
-                        raise r.fail_at(av + 5, 'ConsumptionCostType[2]', 'expected EE of amount') from None
-                    ec = ((c >> 2) & 3)
-                if ec == 0:
+                c &= 0x1f
+                if c >= 0x10:
+                    raise r.fail_at(av + 5, 'ConsumptionCostType[2]', 'expected EE of amount')
+                if c < 0x4:
                     av -= 28
                     if av < 0:
                         win, av = r.refill(av, 30)
@@ -25224,31 +25065,31 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                     except KeyError:  # not a valid pattern: say why
                         if c & 0x23000000 != 0x0:
                             raise r.fail_at(av + 30, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
-                        f_16_amountMultiplier = ((c >> 26) & 7) - 3
+                        f_16_amountMultiplier = (c >> 26) - 3
                     av -= 6
                     if av < 0:
                         win, av = r.refill(av, 30)
                     c = (win >> av) & 0x3fffffff
-                elif ec == 1:
+                elif c < 0x8:
                     av -= 28
                     if av < 0:
                         win, av = r.refill(av, 30)
                     c = (win >> av) & 0x3fffffff
                 else:
+                    ec = (c >> 2) & 0x3
                     raise r.fail_at(av + 2, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
-                ec = ((c >> 28) & 3)
                 ob16_ = _new(_K_iso2_CostType)
                 ob16_.costKind = f_16_costKind
                 ob16_.amount = f_16_amount
                 ob16_.amountMultiplier = f_16_amountMultiplier
                 f_13_Cost.append(ob16_)
-                if ec == 0:
+                if c < 0x10000000:
                     try:
-                        f_17_costKind = _Tdbae0062[(c >> 21) & 0x7f]
+                        f_17_costKind = _Tdbae0062[c >> 21]
                     except KeyError:  # not a valid pattern: say why
                         if c & 0xce00000 != 0x0:
                             raise r.fail_at(av + 28, 'ConsumptionCostType[3]', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount') from None
-                        iv = ((c >> 24) & 3)
+                        iv = (c >> 24)
                         if iv >= 3:
                             raise r.fail_at(av + 21, 'CostType.costKind', f'enumeration index {iv}') from None
                         f_17_costKind = _E_iso2_costKindType[iv]
@@ -25280,13 +25121,10 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                         av += 8
                         c >>= 8
                     f_17_amount = u
-                    try:
-                        ec = _Taa5bbe96[(c >> 2) & 0x7]
-                    except KeyError:  # not a valid pattern: say why
-                        if c & 0x10 != 0x0:
-                            raise r.fail_at(av + 5, 'ConsumptionCostType[3]', 'expected EE of amount') from None
-                        ec = ((c >> 2) & 3)
-                    if ec == 0:
+                    c &= 0x1f
+                    if c >= 0x10:
+                        raise r.fail_at(av + 5, 'ConsumptionCostType[3]', 'expected EE of amount')
+                    if c < 0x4:
                         av -= 28
                         if av < 0:
                             win, av = r.refill(av, 30)
@@ -25296,19 +25134,20 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                         except KeyError:  # not a valid pattern: say why
                             if c & 0x23000000 != 0x0:
                                 raise r.fail_at(av + 30, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
-                            f_17_amountMultiplier = ((c >> 26) & 7) - 3
+                            f_17_amountMultiplier = (c >> 26) - 3
                         av -= 6
                         if av < 0:
                             win, av = r.refill(av, 30)
                         c = (win >> av) & 0x3fffffff
-                    elif ec == 1:
+                    elif c < 0x8:
                         av -= 28
                         if av < 0:
                             win, av = r.refill(av, 30)
                         c = (win >> av) & 0x3fffffff
                     else:
+                        ec = (c >> 2) & 0x3
                         raise r.fail_at(av + 2, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
-                    if c & 0x20000000 != 0x0:
+                    if c >= 0x20000000:
                         raise r.fail_at(av + 30, 'ConsumptionCostType[3]', 'expected EE')
                     ob17_ = _new(_K_iso2_CostType)
                     ob17_.costKind = f_17_costKind
@@ -25319,33 +25158,34 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                     if av < 0:
                         win, av = r.refill(av, 30)
                     c = (win >> av) & 0x3fffffff
-                elif ec == 1:
+                elif c < 0x20000000:
                     av -= 2
                     if av < 0:
                         win, av = r.refill(av, 30)
                     c = (win >> av) & 0x3fffffff
                 else:
+                    ec = (c >> 28) & 0x3
                     raise r.fail_at(av + 28, 'ConsumptionCostType[3]', f'event code {ec}, expected SE(Cost), EE')
-            elif ec == 1:
+            elif c < 0x20000000:
                 av -= 2
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
             else:
+                ec = (c >> 28) & 0x3
                 raise r.fail_at(av + 28, 'ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
-            ec = ((c >> 28) & 3)
             ob13_ = _new(_K_iso2_ConsumptionCostType)
             ob13_.startValue = f_13_startValue
             ob13_.Cost = f_13_Cost
             f_ConsumptionCost.append(ob13_)
-            if ec == 0:
+            if c < 0x10000000:
                 f_18_Cost: list[_iso2.CostType] = []
                 try:
-                    f_19_Multiplier, f_19_Unit, sg = _T3b5e3738[(c >> 12) & 0xffff]
+                    f_19_Multiplier, f_19_Unit, sg = _T3b5e3738[c >> 12]
                 except KeyError:  # not a valid pattern: say why
                     if c & 0xe38e000 != 0x0:
                         raise r.fail_at(av + 28, 'SalesTariffEntryType[4]', 'expected SE(startValue), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                    f_19_Multiplier = ((c >> 22) & 7) - 3
+                    f_19_Multiplier = (c >> 22) - 3
                     iv = ((c >> 16) & 7)
                     if iv >= 7:
                         raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
@@ -25388,7 +25228,7 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                 except KeyError:  # not a valid pattern: say why
                     if c & 0x3e700000 != 0x0:
                         raise r.fail_at(av + 30, 'SalesTariffEntryType[4]', 'expected EE of Value, EE, SE(Cost), SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount') from None
-                    iv = ((c >> 23) & 3)
+                    iv = (c >> 23)
                     if iv >= 3:
                         raise r.fail_at(av + 20, 'CostType.costKind', f'enumeration index {iv}') from None
                     f_20_costKind = _E_iso2_costKindType[iv]
@@ -25425,13 +25265,10 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                     av += 8
                     c >>= 8
                 f_20_amount = u
-                try:
-                    ec = _Taa5bbe96[(c >> 1) & 0x7]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x8 != 0x0:
-                        raise r.fail_at(av + 4, 'SalesTariffEntryType[4]', 'expected EE of amount') from None
-                    ec = ((c >> 1) & 3)
-                if ec == 0:
+                c &= 0xf
+                if c >= 0x8:
+                    raise r.fail_at(av + 4, 'SalesTariffEntryType[4]', 'expected EE of amount')
+                if c < 0x2:
                     av -= 29
                     if av < 0:
                         win, av = r.refill(av, 30)
@@ -25441,31 +25278,31 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                     except KeyError:  # not a valid pattern: say why
                         if c & 0x23000000 != 0x0:
                             raise r.fail_at(av + 30, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
-                        f_20_amountMultiplier = ((c >> 26) & 7) - 3
+                        f_20_amountMultiplier = (c >> 26) - 3
                     av -= 6
                     if av < 0:
                         win, av = r.refill(av, 30)
                     c = (win >> av) & 0x3fffffff
-                elif ec == 1:
+                elif c < 0x4:
                     av -= 29
                     if av < 0:
                         win, av = r.refill(av, 30)
                     c = (win >> av) & 0x3fffffff
                 else:
+                    ec = (c >> 1) & 0x3
                     raise r.fail_at(av + 1, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
-                ec = ((c >> 28) & 3)
                 ob20_ = _new(_K_iso2_CostType)
                 ob20_.costKind = f_20_costKind
                 ob20_.amount = f_20_amount
                 ob20_.amountMultiplier = f_20_amountMultiplier
                 f_18_Cost.append(ob20_)
-                if ec == 0:
+                if c < 0x10000000:
                     try:
-                        f_21_costKind = _Tdbae0062[(c >> 21) & 0x7f]
+                        f_21_costKind = _Tdbae0062[c >> 21]
                     except KeyError:  # not a valid pattern: say why
                         if c & 0xce00000 != 0x0:
                             raise r.fail_at(av + 28, 'ConsumptionCostType[2]', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount') from None
-                        iv = ((c >> 24) & 3)
+                        iv = (c >> 24)
                         if iv >= 3:
                             raise r.fail_at(av + 21, 'CostType.costKind', f'enumeration index {iv}') from None
                         f_21_costKind = _E_iso2_costKindType[iv]
@@ -25497,13 +25334,10 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                         av += 8
                         c >>= 8
                     f_21_amount = u
-                    try:
-                        ec = _Taa5bbe96[(c >> 2) & 0x7]
-                    except KeyError:  # not a valid pattern: say why
-                        if c & 0x10 != 0x0:
-                            raise r.fail_at(av + 5, 'ConsumptionCostType[2]', 'expected EE of amount') from None
-                        ec = ((c >> 2) & 3)
-                    if ec == 0:
+                    c &= 0x1f
+                    if c >= 0x10:
+                        raise r.fail_at(av + 5, 'ConsumptionCostType[2]', 'expected EE of amount')
+                    if c < 0x4:
                         av -= 28
                         if av < 0:
                             win, av = r.refill(av, 30)
@@ -25513,31 +25347,31 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                         except KeyError:  # not a valid pattern: say why
                             if c & 0x23000000 != 0x0:
                                 raise r.fail_at(av + 30, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
-                            f_21_amountMultiplier = ((c >> 26) & 7) - 3
+                            f_21_amountMultiplier = (c >> 26) - 3
                         av -= 4
                         if av < 0:
                             win, av = r.refill(av, 28)
                         c = (win >> av) & 0xfffffff
-                    elif ec == 1:
+                    elif c < 0x8:
                         av -= 26
                         if av < 0:
                             win, av = r.refill(av, 28)
                         c = (win >> av) & 0xfffffff
                     else:
+                        ec = (c >> 2) & 0x3
                         raise r.fail_at(av + 2, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
-                    ec = ((c >> 26) & 3)
                     ob21_ = _new(_K_iso2_CostType)
                     ob21_.costKind = f_21_costKind
                     ob21_.amount = f_21_amount
                     ob21_.amountMultiplier = f_21_amountMultiplier
                     f_18_Cost.append(ob21_)
-                    if ec == 0:
+                    if c < 0x4000000:
                         try:
-                            f_22_costKind = _Tdbae0062[(c >> 19) & 0x7f]
+                            f_22_costKind = _Tdbae0062[c >> 19]
                         except KeyError:  # not a valid pattern: say why
                             if c & 0x3380000 != 0x0:
                                 raise r.fail_at(av + 26, 'ConsumptionCostType[3]', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount') from None
-                            iv = ((c >> 22) & 3)
+                            iv = (c >> 22)
                             if iv >= 3:
                                 raise r.fail_at(av + 19, 'CostType.costKind', f'enumeration index {iv}') from None
                             f_22_costKind = _E_iso2_costKindType[iv]
@@ -25569,13 +25403,10 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                             av += 8
                             c >>= 8
                         f_22_amount = u
-                        try:
-                            ec = _Taa5bbe96[c & 0x7]
-                        except KeyError:  # not a valid pattern: say why
-                            if c & 0x4 != 0x0:
-                                raise r.fail_at(av + 3, 'ConsumptionCostType[3]', 'expected EE of amount') from None
-                            ec = (c & 3)
-                        if ec == 0:
+                        c &= 0x7
+                        if c >= 0x4:
+                            raise r.fail_at(av + 3, 'ConsumptionCostType[3]', 'expected EE of amount')
+                        if c < 0x1:
                             av -= 8
                             if av < 0:
                                 win, av = r.refill(av, 8)
@@ -25585,13 +25416,14 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                             except KeyError:  # not a valid pattern: say why
                                 if c & 0x8c != 0x0:
                                     raise r.fail_at(av + 8, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
-                                f_22_amountMultiplier = ((c >> 4) & 7) - 3
-                        elif ec == 1:
+                                f_22_amountMultiplier = (c >> 4) - 3
+                        elif c < 0x2:
                             av -= 2
                             if av < 0:
                                 win, av = r.refill(av, 2)
                             c = (win >> av) & 0x3
                         else:
+                            ec = (c >> 0) & 0x3
                             raise r.fail_at(av, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
                         if c & 0x2 != 0x0:
                             raise r.fail_at(av + 2, 'ConsumptionCostType[3]', 'expected EE')
@@ -25600,15 +25432,17 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                         ob22_.amount = f_22_amount
                         ob22_.amountMultiplier = f_22_amountMultiplier
                         f_18_Cost.append(ob22_)
-                    elif ec == 1:
+                    elif c < 0x8000000:
                         av += 25
                         c >>= 25
                     else:
+                        ec = (c >> 26) & 0x3
                         raise r.fail_at(av + 26, 'ConsumptionCostType[3]', f'event code {ec}, expected SE(Cost), EE')
-                elif ec == 1:
+                elif c < 0x20000000:
                     av += 27
                     c >>= 27
                 else:
+                    ec = (c >> 28) & 0x3
                     raise r.fail_at(av + 28, 'ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
                 if c & 0x1 != 0x0:
                     raise r.fail_at(av + 1, 'SalesTariffEntryType[4]', 'expected EE')
@@ -25617,15 +25451,17 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                 ob18_.Cost = f_18_Cost
                 f_ConsumptionCost.append(ob18_)
                 s = -1
-            elif ec == 1:
+            elif c < 0x20000000:
                 av += 28
                 s = -1
             else:
+                ec = (c >> 28) & 0x3
                 raise r.fail_at(av + 28, 'SalesTariffEntryType[4]', f'event code {ec}, expected SE(ConsumptionCost), EE')
-        elif ec == 1:
+        elif c < 0x8000000:
             av += 26
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'SalesTariffEntryType[3]', f'event code {ec}, expected SE(ConsumptionCost), EE')
     else:
         av += 28
@@ -25752,10 +25588,9 @@ def _d_iso2_SalesTariffType(r: BitReader, c: int) -> _iso2.SalesTariffType:
     f_NumEPriceLevels: int | None = None
     f_SalesTariffEntry: list[_iso2.SalesTariffEntryType] = []
     s = 0
-    ec = ((c >> 26) & 3)
-    if ec == 0:
+    if c < 0x4000000:
         av += 18
-        u = ((c >> 18) & 255)
+        u = (c >> 18)
         if u > 127:
             av -= 8
             if av < 0:
@@ -25788,13 +25623,13 @@ def _d_iso2_SalesTariffType(r: BitReader, c: int) -> _iso2.SalesTariffType:
         except KeyError:  # not a valid pattern: say why
             if c & 0x30080000 != 0x0:
                 raise r.fail_at(av + 30, 'SalesTariffType[0]', 'expected SE(SalesTariffID), CH of SalesTariffID, EE of SalesTariffID') from None
-            f_SalesTariffID = ((c >> 20) & 255) + 1
+            f_SalesTariffID = (c >> 20) + 1
         s = 2
         av -= 11
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x8000000:
         try:
             f_SalesTariffID = _Tf9c80ba0[(c >> 16) & 0x3ff]
         except KeyError:  # not a valid pattern: say why
@@ -25807,13 +25642,13 @@ def _d_iso2_SalesTariffType(r: BitReader, c: int) -> _iso2.SalesTariffType:
         c = (win >> av) & 0x3fffffff
         s = 2
     else:
+        ec = (c >> 26) & 0x3
         raise r.fail_at(av + 26, 'SalesTariffType[0]', f'event code {ec}, expected AT(Id), SE(SalesTariffID)')
-    ec = ((c >> 28) & 3)
-    if ec == 0:
+    if c < 0x10000000:
         av += 19
-        if c & 0x8000000 != 0x0:
+        if c >= 0x8000000:
             raise r.fail_at(av + 9, 'SalesTariffType[2]', 'expected CH of SalesTariffDescription')
-        u = ((c >> 19) & 255)
+        u = (c >> 19)
         if u > 127:
             av -= 8
             if av < 0:
@@ -25841,25 +25676,21 @@ def _d_iso2_SalesTariffType(r: BitReader, c: int) -> _iso2.SalesTariffType:
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        try:
-            ec = _Taa5bbe96[c >> 27]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x20000000 != 0x0:
-                raise r.fail_at(av + 30, 'SalesTariffType[2]', 'expected EE of SalesTariffDescription') from None
-            ec = ((c >> 27) & 3)
-        if ec == 0:
+        if c >= 0x20000000:
+            raise r.fail_at(av + 30, 'SalesTariffType[2]', 'expected EE of SalesTariffDescription')
+        if c < 0x8000000:
             try:
-                f_NumEPriceLevels = _T3924a0e8[(c >> 17) & 0x3ff]
+                f_NumEPriceLevels = _T3924a0e8[c >> 17]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x4020000 != 0x0:
                     raise r.fail_at(av + 27, 'SalesTariffType[3]', 'expected CH of NumEPriceLevels, EE of NumEPriceLevels') from None
-                f_NumEPriceLevels = ((c >> 18) & 255)
+                f_NumEPriceLevels = (c >> 18)
             av -= 11
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 1:
+        elif c < 0x10000000:
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -25874,8 +25705,9 @@ def _d_iso2_SalesTariffType(r: BitReader, c: int) -> _iso2.SalesTariffType:
             c = (win >> av) & 0xfffffff
             s = 5
         else:
+            ec = (c >> 27) & 0x3
             raise r.fail_at(av + 27, 'SalesTariffType[3]', f'event code {ec}, expected SE(NumEPriceLevels), SE(SalesTariffEntry)')
-    elif ec == 1:
+    elif c < 0x20000000:
         try:
             f_NumEPriceLevels = _T3924a0e8[(c >> 18) & 0x3ff]
         except KeyError:  # not a valid pattern: say why
@@ -25887,7 +25719,8 @@ def _d_iso2_SalesTariffType(r: BitReader, c: int) -> _iso2.SalesTariffType:
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 4
-    elif ec == 2:
+    elif c < 0x30000000:
+        c &= 0xfffffff
         r.avail = av
         f_SalesTariffEntry.append(_d_iso2_SalesTariffEntryType(r, c))
         win = r.win
@@ -25898,9 +25731,10 @@ def _d_iso2_SalesTariffType(r: BitReader, c: int) -> _iso2.SalesTariffType:
         c = (win >> av) & 0xfffffff
         s = 5
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'SalesTariffType[2]', f'event code {ec}, expected SE(SalesTariffDescription), SE(NumEPriceLevels), SE(SalesTariffEntry)')
     if s == 4:
-        if c & 0x8000000 != 0x0:
+        if c >= 0x8000000:
             raise r.fail_at(av + 28, 'SalesTariffType', 'expected SE(SalesTariffEntry)')
         av -= 1
         if av < 0:
@@ -25919,8 +25753,7 @@ def _d_iso2_SalesTariffType(r: BitReader, c: int) -> _iso2.SalesTariffType:
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        ec = (c >> 28)
-        if ec == 0:
+        if c < 0x10000000:
             r.avail = av
             f_SalesTariffEntry.append(_d_iso2_SalesTariffEntryType(r, c))
             win = r.win
@@ -25929,18 +25762,19 @@ def _d_iso2_SalesTariffType(r: BitReader, c: int) -> _iso2.SalesTariffType:
             if n == 1023:
                 s = 1028
                 break
-        elif ec == 1:
+        elif c < 0x20000000:
             av += 28
             s = -1
             break
         else:
+            ec = (c >> 28) & 0x3
             raise r.fail_at(av + 28, 'SalesTariffType[5]', f'event code {ec}, expected SE(SalesTariffEntry), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 1028:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'SalesTariffType', 'expected EE')
         s = -1
     else:
@@ -26093,9 +25927,9 @@ def _d_iso2_SelectedServiceListType(r: BitReader, c: int) -> _iso2.SelectedServi
     av = r.avail
     f_SelectedService: list[_iso2.SelectedServiceType] = []
     s = 0
-    if c & 0x3800000 != 0x0:
+    if c >= 0x800000:
         raise r.fail_at(av + 26, 'SelectedServiceListType', 'expected SE(SelectedService), SE(ServiceID), CH of ServiceID')
-    u = ((c >> 15) & 255)
+    u = (c >> 15)
     f_1_ParameterSetID: int | None = None
     if u > 127:
         u2 = (c >> 7) & 0xFF
@@ -26123,13 +25957,10 @@ def _d_iso2_SelectedServiceListType(r: BitReader, c: int) -> _iso2.SelectedServi
         av += 8
         c >>= 8
     f_1_ServiceID = u
-    try:
-        ec = _Taa5bbe96[(c >> 4) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x40 != 0x0:
-            raise r.fail_at(av + 7, 'SelectedServiceListType', 'expected EE of ServiceID') from None
-        ec = ((c >> 4) & 3)
-    if ec == 0:
+    c &= 0x7f
+    if c >= 0x40:
+        raise r.fail_at(av + 7, 'SelectedServiceListType', 'expected EE of ServiceID')
+    if c < 0x10:
         av -= 16
         if av < 0:
             win, av = r.refill(av, 20)
@@ -26137,9 +25968,9 @@ def _d_iso2_SelectedServiceListType(r: BitReader, c: int) -> _iso2.SelectedServi
         try:
             sg = _T071cdf68[c >> 18]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x80000 != 0x0:
+            if c >= 0x80000:
                 raise r.fail_at(av + 20, 'SelectedServiceType[1]', 'expected CH of ParameterSetID') from None
-            sg = ((c >> 18) & 1)
+            sg = (c >> 18)
         u = ((c >> 10) & 255)
         if u > 127:
             u2 = (c >> 2) & 0xFF
@@ -26169,9 +26000,10 @@ def _d_iso2_SelectedServiceListType(r: BitReader, c: int) -> _iso2.SelectedServi
         f_1_ParameterSetID = -u - 1 if sg else u
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'SelectedServiceType[1]', 'expected EE of ParameterSetID, EE')
-    elif ec == 1:
+    elif c < 0x20:
         av += 4
     else:
+        ec = (c >> 4) & 0x3
         raise r.fail_at(av + 4, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
     ob1_ = _new(_K_iso2_SelectedServiceType)
     ob1_.ServiceID = f_1_ServiceID
@@ -26184,11 +26016,10 @@ def _d_iso2_SelectedServiceListType(r: BitReader, c: int) -> _iso2.SelectedServi
         if av < 0:
             win, av = r.refill(av, 27)
         c = (win >> av) & 0x7ffffff
-        ec = (c >> 25)
-        if ec == 0:
-            if c & 0x1800000 != 0x0:
+        if c < 0x2000000:
+            if c >= 0x800000:
                 raise r.fail_at(av + 25, 'SelectedServiceListType[1]', 'expected SE(ServiceID), CH of ServiceID')
-            u = ((c >> 15) & 255)
+            u = (c >> 15)
             f_2_ParameterSetID: int | None = None
             if u > 127:
                 u2 = (c >> 7) & 0xFF
@@ -26216,13 +26047,10 @@ def _d_iso2_SelectedServiceListType(r: BitReader, c: int) -> _iso2.SelectedServi
                 av += 8
                 c >>= 8
             f_2_ServiceID = u
-            try:
-                ec = _Taa5bbe96[(c >> 4) & 0x7]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x40 != 0x0:
-                    raise r.fail_at(av + 7, 'SelectedServiceListType[1]', 'expected EE of ServiceID') from None
-                ec = ((c >> 4) & 3)
-            if ec == 0:
+            c &= 0x7f
+            if c >= 0x40:
+                raise r.fail_at(av + 7, 'SelectedServiceListType[1]', 'expected EE of ServiceID')
+            if c < 0x10:
                 av -= 16
                 if av < 0:
                     win, av = r.refill(av, 20)
@@ -26230,9 +26058,9 @@ def _d_iso2_SelectedServiceListType(r: BitReader, c: int) -> _iso2.SelectedServi
                 try:
                     sg = _T071cdf68[c >> 18]
                 except KeyError:  # not a valid pattern: say why
-                    if c & 0x80000 != 0x0:
+                    if c >= 0x80000:
                         raise r.fail_at(av + 20, 'SelectedServiceType[1]', 'expected CH of ParameterSetID') from None
-                    sg = ((c >> 18) & 1)
+                    sg = (c >> 18)
                 u = ((c >> 10) & 255)
                 if u > 127:
                     u2 = (c >> 2) & 0xFF
@@ -26262,9 +26090,10 @@ def _d_iso2_SelectedServiceListType(r: BitReader, c: int) -> _iso2.SelectedServi
                 f_2_ParameterSetID = -u - 1 if sg else u
                 if c & 0x3 != 0x0:
                     raise r.fail_at(av + 2, 'SelectedServiceType[1]', 'expected EE of ParameterSetID, EE')
-            elif ec == 1:
+            elif c < 0x20:
                 av += 4
             else:
+                ec = (c >> 4) & 0x3
                 raise r.fail_at(av + 4, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
             ob2_ = _new(_K_iso2_SelectedServiceType)
             ob2_.ServiceID = f_2_ServiceID
@@ -26274,18 +26103,19 @@ def _d_iso2_SelectedServiceListType(r: BitReader, c: int) -> _iso2.SelectedServi
             if n == 15:
                 s = 16
                 break
-        elif ec == 1:
+        elif c < 0x4000000:
             av += 25
             s = -1
             break
         else:
+            ec = (c >> 25) & 0x3
             raise r.fail_at(av + 25, 'SelectedServiceListType[1]', f'event code {ec}, expected SE(SelectedService), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 16:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'SelectedServiceListType', 'expected EE')
         s = -1
     else:
@@ -26351,9 +26181,9 @@ def _d_iso2_SelectedServiceType(r: BitReader, c: int) -> _iso2.SelectedServiceTy
     av = r.avail
     f_ServiceID: int
     f_ParameterSetID: int | None = None
-    if c & 0x1800000 != 0x0:
+    if c >= 0x800000:
         raise r.fail_at(av + 25, 'SelectedServiceType', 'expected SE(ServiceID), CH of ServiceID')
-    u = ((c >> 15) & 255)
+    u = (c >> 15)
     if u > 127:
         u2 = (c >> 7) & 0xFF
         if u2 < 128:
@@ -26380,13 +26210,10 @@ def _d_iso2_SelectedServiceType(r: BitReader, c: int) -> _iso2.SelectedServiceTy
         av += 8
         c >>= 8
     f_ServiceID = u
-    try:
-        ec = _Taa5bbe96[(c >> 4) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x40 != 0x0:
-            raise r.fail_at(av + 7, 'SelectedServiceType', 'expected EE of ServiceID') from None
-        ec = ((c >> 4) & 3)
-    if ec == 0:
+    c &= 0x7f
+    if c >= 0x40:
+        raise r.fail_at(av + 7, 'SelectedServiceType', 'expected EE of ServiceID')
+    if c < 0x10:
         av -= 16
         if av < 0:
             win, av = r.refill(av, 20)
@@ -26394,9 +26221,9 @@ def _d_iso2_SelectedServiceType(r: BitReader, c: int) -> _iso2.SelectedServiceTy
         try:
             sg = _T071cdf68[c >> 18]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x80000 != 0x0:
+            if c >= 0x80000:
                 raise r.fail_at(av + 20, 'SelectedServiceType[1]', 'expected CH of ParameterSetID') from None
-            sg = ((c >> 18) & 1)
+            sg = (c >> 18)
         u = ((c >> 10) & 255)
         if u > 127:
             u2 = (c >> 2) & 0xFF
@@ -26426,9 +26253,10 @@ def _d_iso2_SelectedServiceType(r: BitReader, c: int) -> _iso2.SelectedServiceTy
         f_ParameterSetID = -u - 1 if sg else u
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'SelectedServiceType[1]', 'expected EE of ParameterSetID, EE')
-    elif ec == 1:
+    elif c < 0x20:
         av += 4
     else:
+        ec = (c >> 4) & 0x3
         raise r.fail_at(av + 4, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
     r.avail = av
     ob = _new(_K_iso2_SelectedServiceType)
@@ -26510,9 +26338,9 @@ def _d_iso2_ServiceListType(r: BitReader, c: int) -> _iso2.ServiceListType:
     av = r.avail
     f_Service: list[_iso2.ServiceType] = []
     s = 0
-    if c & 0xe000000 != 0x0:
+    if c >= 0x2000000:
         raise r.fail_at(av + 28, 'ServiceListType', 'expected SE(Service), SE(ServiceID), CH of ServiceID')
-    u = ((c >> 17) & 255)
+    u = (c >> 17)
     f_1_ServiceName: str | None = None
     f_1_ServiceScope: str | None = None
     if u > 127:
@@ -26541,20 +26369,17 @@ def _d_iso2_ServiceListType(r: BitReader, c: int) -> _iso2.ServiceListType:
         av += 8
         c >>= 8
     f_1_ServiceID = u
-    try:
-        ec = _Taa5bbe96[(c >> 6) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'ServiceListType', 'expected EE of ServiceID') from None
-        ec = ((c >> 6) & 3)
-    if ec == 0:
+    c &= 0x1ff
+    if c >= 0x100:
+        raise r.fail_at(av + 9, 'ServiceListType', 'expected EE of ServiceID')
+    if c < 0x40:
         av -= 3
         if av < 0:
             win, av = r.refill(av, 9)
         c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'ServiceType[1]', 'expected CH of ServiceName')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -26587,8 +26412,8 @@ def _d_iso2_ServiceListType(r: BitReader, c: int) -> _iso2.ServiceListType:
         except KeyError:  # not a valid pattern: say why
             if c & 0x1c800 != 0x0:
                 raise r.fail_at(av + 17, 'ServiceType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory') from None
-            f_1_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 12) & 3)]
-    elif ec == 1:
+            f_1_ServiceCategory = _E_iso2_serviceCategoryType[(c >> 12)]
+    elif c < 0x80:
         try:
             f_1_ServiceCategory = _Tbf93dfca[(c >> 2) & 0xf]
         except KeyError:  # not a valid pattern: say why
@@ -26600,12 +26425,13 @@ def _d_iso2_ServiceListType(r: BitReader, c: int) -> _iso2.ServiceListType:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
     else:
+        ec = (c >> 6) & 0x3
         raise r.fail_at(av + 6, 'ServiceType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
-    ec = ((c >> 9) & 3)
-    if ec == 0:
-        if c & 0x100 != 0x0:
+    c &= 0x7ff
+    if c < 0x200:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'ServiceType[3]', 'expected CH of ServiceScope')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -26638,8 +26464,8 @@ def _d_iso2_ServiceListType(r: BitReader, c: int) -> _iso2.ServiceListType:
         except KeyError:  # not a valid pattern: say why
             if c & 0x3a != 0x0:
                 raise r.fail_at(av + 6, 'ServiceType[3]', 'expected EE of ServiceScope, SE(FreeService), CH of FreeService, EE of FreeService') from None
-            f_1_FreeService = ((c >> 2) & 1) == 1
-    elif ec == 1:
+            f_1_FreeService = (c >> 2) == 1
+    elif c < 0x400:
         av += 5
         try:
             f_1_FreeService = _Ta870a97b[(c >> 6) & 0x7]
@@ -26649,6 +26475,7 @@ def _d_iso2_ServiceListType(r: BitReader, c: int) -> _iso2.ServiceListType:
             f_1_FreeService = ((c >> 7) & 1) == 1
         c >>= 5
     else:
+        ec = (c >> 9) & 0x3
         raise r.fail_at(av + 9, 'ServiceType[3]', f'event code {ec}, expected SE(ServiceScope), SE(FreeService)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ServiceListType', 'expected EE')
@@ -26666,11 +26493,10 @@ def _d_iso2_ServiceListType(r: BitReader, c: int) -> _iso2.ServiceListType:
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        ec = (c >> 28)
-        if ec == 0:
-            if c & 0xc000000 != 0x0:
+        if c < 0x10000000:
+            if c >= 0x4000000:
                 raise r.fail_at(av + 28, 'ServiceListType[1]', 'expected SE(ServiceID), CH of ServiceID')
-            u = ((c >> 18) & 255)
+            u = (c >> 18)
             f_2_ServiceName: str | None = None
             f_2_ServiceScope: str | None = None
             if u > 127:
@@ -26699,20 +26525,17 @@ def _d_iso2_ServiceListType(r: BitReader, c: int) -> _iso2.ServiceListType:
                 av += 8
                 c >>= 8
             f_2_ServiceID = u
-            try:
-                ec = _Taa5bbe96[(c >> 7) & 0x7]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x200 != 0x0:
-                    raise r.fail_at(av + 10, 'ServiceListType[1]', 'expected EE of ServiceID') from None
-                ec = ((c >> 7) & 3)
-            if ec == 0:
+            c &= 0x3ff
+            if c >= 0x200:
+                raise r.fail_at(av + 10, 'ServiceListType[1]', 'expected EE of ServiceID')
+            if c < 0x80:
                 av -= 2
                 if av < 0:
                     win, av = r.refill(av, 9)
                 c = (win >> av) & 0x1ff
-                if c & 0x100 != 0x0:
+                if c >= 0x100:
                     raise r.fail_at(av + 9, 'ServiceType[1]', 'expected CH of ServiceName')
-                u = (c & 255)
+                u = c
                 if u > 127:
                     av -= 8
                     if av < 0:
@@ -26745,8 +26568,8 @@ def _d_iso2_ServiceListType(r: BitReader, c: int) -> _iso2.ServiceListType:
                 except KeyError:  # not a valid pattern: say why
                     if c & 0x1c800 != 0x0:
                         raise r.fail_at(av + 17, 'ServiceType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory') from None
-                    f_2_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 12) & 3)]
-            elif ec == 1:
+                    f_2_ServiceCategory = _E_iso2_serviceCategoryType[(c >> 12)]
+            elif c < 0x100:
                 try:
                     f_2_ServiceCategory = _Tbf93dfca[(c >> 3) & 0xf]
                 except KeyError:  # not a valid pattern: say why
@@ -26758,12 +26581,13 @@ def _d_iso2_ServiceListType(r: BitReader, c: int) -> _iso2.ServiceListType:
                     win, av = r.refill(av, 11)
                 c = (win >> av) & 0x7ff
             else:
+                ec = (c >> 7) & 0x3
                 raise r.fail_at(av + 7, 'ServiceType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
-            ec = ((c >> 9) & 3)
-            if ec == 0:
-                if c & 0x100 != 0x0:
+            c &= 0x7ff
+            if c < 0x200:
+                if c >= 0x100:
                     raise r.fail_at(av + 9, 'ServiceType[3]', 'expected CH of ServiceScope')
-                u = (c & 255)
+                u = c
                 if u > 127:
                     av -= 8
                     if av < 0:
@@ -26796,8 +26620,8 @@ def _d_iso2_ServiceListType(r: BitReader, c: int) -> _iso2.ServiceListType:
                 except KeyError:  # not a valid pattern: say why
                     if c & 0x3a != 0x0:
                         raise r.fail_at(av + 6, 'ServiceType[3]', 'expected EE of ServiceScope, SE(FreeService), CH of FreeService, EE of FreeService') from None
-                    f_2_FreeService = ((c >> 2) & 1) == 1
-            elif ec == 1:
+                    f_2_FreeService = (c >> 2) == 1
+            elif c < 0x400:
                 av += 5
                 try:
                     f_2_FreeService = _Ta870a97b[(c >> 6) & 0x7]
@@ -26807,6 +26631,7 @@ def _d_iso2_ServiceListType(r: BitReader, c: int) -> _iso2.ServiceListType:
                     f_2_FreeService = ((c >> 7) & 1) == 1
                 c >>= 5
             else:
+                ec = (c >> 9) & 0x3
                 raise r.fail_at(av + 9, 'ServiceType[3]', f'event code {ec}, expected SE(ServiceScope), SE(FreeService)')
             if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'ServiceListType[1]', 'expected EE')
@@ -26821,18 +26646,19 @@ def _d_iso2_ServiceListType(r: BitReader, c: int) -> _iso2.ServiceListType:
             if n == 7:
                 s = 8
                 break
-        elif ec == 1:
+        elif c < 0x20000000:
             av += 28
             s = -1
             break
         else:
+            ec = (c >> 28) & 0x3
             raise r.fail_at(av + 28, 'ServiceListType[1]', f'event code {ec}, expected SE(Service), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 8:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'ServiceListType', 'expected EE')
         s = -1
     else:
@@ -26898,7 +26724,7 @@ def _d_iso2_ServiceParameterListType(r: BitReader, c: int) -> _iso2.ServiceParam
     av = r.avail
     f_ParameterSet: list[_iso2.ParameterSetType] = []
     s = 0
-    if c & 0x400000 != 0x0:
+    if c >= 0x400000:
         raise r.fail_at(av + 23, 'ServiceParameterListType', 'expected SE(ParameterSet)')
     r.avail = av
     f_ParameterSet.append(_d_iso2_ParameterSetType(r, c))
@@ -26911,8 +26737,7 @@ def _d_iso2_ServiceParameterListType(r: BitReader, c: int) -> _iso2.ServiceParam
         if av < 0:
             win, av = r.refill(av, 24)
         c = (win >> av) & 0xffffff
-        ec = (c >> 22)
-        if ec == 0:
+        if c < 0x400000:
             r.avail = av
             f_ParameterSet.append(_d_iso2_ParameterSetType(r, c))
             win = r.win
@@ -26921,18 +26746,19 @@ def _d_iso2_ServiceParameterListType(r: BitReader, c: int) -> _iso2.ServiceParam
             if n == 254:
                 s = 255
                 break
-        elif ec == 1:
+        elif c < 0x800000:
             av += 22
             s = -1
             break
         else:
+            ec = (c >> 22) & 0x3
             raise r.fail_at(av + 22, 'ServiceParameterListType[1]', f'event code {ec}, expected SE(ParameterSet), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 255:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'ServiceParameterListType', 'expected EE')
         s = -1
     else:
@@ -27001,9 +26827,9 @@ def _d_iso2_ServiceType(r: BitReader, c: int) -> _iso2.ServiceType:
     f_ServiceCategory: _iso2.serviceCategoryType
     f_ServiceScope: str | None = None
     f_FreeService: bool
-    if c & 0xc000000 != 0x0:
+    if c >= 0x4000000:
         raise r.fail_at(av + 28, 'ServiceType', 'expected SE(ServiceID), CH of ServiceID')
-    u = ((c >> 18) & 255)
+    u = (c >> 18)
     if u > 127:
         u2 = (c >> 10) & 0xFF
         if u2 < 128:
@@ -27030,20 +26856,17 @@ def _d_iso2_ServiceType(r: BitReader, c: int) -> _iso2.ServiceType:
         av += 8
         c >>= 8
     f_ServiceID = u
-    try:
-        ec = _Taa5bbe96[(c >> 7) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x200 != 0x0:
-            raise r.fail_at(av + 10, 'ServiceType', 'expected EE of ServiceID') from None
-        ec = ((c >> 7) & 3)
-    if ec == 0:
+    c &= 0x3ff
+    if c >= 0x200:
+        raise r.fail_at(av + 10, 'ServiceType', 'expected EE of ServiceID')
+    if c < 0x80:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 9)
         c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'ServiceType[1]', 'expected CH of ServiceName')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -27076,8 +26899,8 @@ def _d_iso2_ServiceType(r: BitReader, c: int) -> _iso2.ServiceType:
         except KeyError:  # not a valid pattern: say why
             if c & 0x1c800 != 0x0:
                 raise r.fail_at(av + 17, 'ServiceType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory') from None
-            f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 12) & 3)]
-    elif ec == 1:
+            f_ServiceCategory = _E_iso2_serviceCategoryType[(c >> 12)]
+    elif c < 0x100:
         try:
             f_ServiceCategory = _Tbf93dfca[(c >> 3) & 0xf]
         except KeyError:  # not a valid pattern: say why
@@ -27089,12 +26912,13 @@ def _d_iso2_ServiceType(r: BitReader, c: int) -> _iso2.ServiceType:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
     else:
+        ec = (c >> 7) & 0x3
         raise r.fail_at(av + 7, 'ServiceType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
-    ec = ((c >> 9) & 3)
-    if ec == 0:
-        if c & 0x100 != 0x0:
+    c &= 0x7ff
+    if c < 0x200:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'ServiceType[3]', 'expected CH of ServiceScope')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -27127,8 +26951,8 @@ def _d_iso2_ServiceType(r: BitReader, c: int) -> _iso2.ServiceType:
         except KeyError:  # not a valid pattern: say why
             if c & 0x3a != 0x0:
                 raise r.fail_at(av + 6, 'ServiceType[3]', 'expected EE of ServiceScope, SE(FreeService), CH of FreeService, EE of FreeService') from None
-            f_FreeService = ((c >> 2) & 1) == 1
-    elif ec == 1:
+            f_FreeService = (c >> 2) == 1
+    elif c < 0x400:
         av += 5
         try:
             f_FreeService = _Ta870a97b[(c >> 6) & 0x7]
@@ -27138,6 +26962,7 @@ def _d_iso2_ServiceType(r: BitReader, c: int) -> _iso2.ServiceType:
             f_FreeService = ((c >> 7) & 1) == 1
         c >>= 5
     else:
+        ec = (c >> 9) & 0x3
         raise r.fail_at(av + 9, 'ServiceType[3]', f'event code {ec}, expected SE(ServiceScope), SE(FreeService)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ServiceType', 'expected EE')
@@ -27244,9 +27069,9 @@ def _d_iso2_SubCertificatesType(r: BitReader, c: int) -> _iso2.SubCertificatesTy
     win = r.win
     av = r.avail
     f_Certificate: list[bytes] = []
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'SubCertificatesType', 'expected SE(Certificate), CH of Certificate')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -27274,16 +27099,12 @@ def _d_iso2_SubCertificatesType(r: BitReader, c: int) -> _iso2.SubCertificatesTy
     if av < 0:
         win, av = r.refill(av, 12)
     c = (win >> av) & 0xfff
-    try:
-        ec = _Taa5bbe96[c >> 9]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x800 != 0x0:
-            raise r.fail_at(av + 12, 'SubCertificatesType', 'expected EE of Certificate') from None
-        ec = ((c >> 9) & 3)
-    if ec == 0:
-        if c & 0x100 != 0x0:
+    if c >= 0x800:
+        raise r.fail_at(av + 12, 'SubCertificatesType', 'expected EE of Certificate')
+    if c < 0x200:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -27311,16 +27132,12 @@ def _d_iso2_SubCertificatesType(r: BitReader, c: int) -> _iso2.SubCertificatesTy
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-        try:
-            ec = _Taa5bbe96[c >> 9]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x800 != 0x0:
-                raise r.fail_at(av + 12, 'SubCertificatesType[1]', 'expected EE of Certificate') from None
-            ec = ((c >> 9) & 3)
-        if ec == 0:
-            if c & 0x100 != 0x0:
+        if c >= 0x800:
+            raise r.fail_at(av + 12, 'SubCertificatesType[1]', 'expected EE of Certificate')
+        if c < 0x200:
+            if c >= 0x100:
                 raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -27348,16 +27165,12 @@ def _d_iso2_SubCertificatesType(r: BitReader, c: int) -> _iso2.SubCertificatesTy
             if av < 0:
                 win, av = r.refill(av, 12)
             c = (win >> av) & 0xfff
-            try:
-                ec = _Taa5bbe96[c >> 9]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x800 != 0x0:
-                    raise r.fail_at(av + 12, 'SubCertificatesType[2]', 'expected EE of Certificate') from None
-                ec = ((c >> 9) & 3)
-            if ec == 0:
-                if c & 0x100 != 0x0:
+            if c >= 0x800:
+                raise r.fail_at(av + 12, 'SubCertificatesType[2]', 'expected EE of Certificate')
+            if c < 0x200:
+                if c >= 0x100:
                     raise r.fail_at(av + 9, 'SubCertificatesType[3]', 'expected CH of Certificate')
-                u = (c & 255)
+                u = c
                 if u > 127:
                     av -= 8
                     if av < 0:
@@ -27387,17 +27200,20 @@ def _d_iso2_SubCertificatesType(r: BitReader, c: int) -> _iso2.SubCertificatesTy
                 c = (win >> av) & 0x3
                 if c:
                     raise r.fail_at(av + 2, 'SubCertificatesType[3]', 'expected EE of Certificate, EE')
-            elif ec == 1:
+            elif c < 0x400:
                 av += 9
             else:
+                ec = (c >> 9) & 0x3
                 raise r.fail_at(av + 9, 'SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
-        elif ec == 1:
+        elif c < 0x400:
             av += 9
         else:
+            ec = (c >> 9) & 0x3
             raise r.fail_at(av + 9, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
-    elif ec == 1:
+    elif c < 0x400:
         av += 9
     else:
+        ec = (c >> 9) & 0x3
         raise r.fail_at(av + 9, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
     r.avail = av
     ob = _new(_K_iso2_SubCertificatesType)
@@ -27504,7 +27320,7 @@ def _d_iso2_SupportedEnergyTransferModeType(r: BitReader, c: int) -> _iso2.Suppo
     s = 0
     if c & 0x31 != 0x0:
         raise r.fail_at(av + 6, 'SupportedEnergyTransferModeType', 'expected SE(EnergyTransferMode), CH of EnergyTransferMode, EE of EnergyTransferMode')
-    iv = ((c >> 1) & 7)
+    iv = (c >> 1)
     if iv >= 6:
         raise r.fail_at(av, 'SupportedEnergyTransferModeType.EnergyTransferMode', f'enumeration index {iv}')
     f_EnergyTransferMode.append(_E_iso2_EnergyTransferModeType[iv])
@@ -27515,11 +27331,10 @@ def _d_iso2_SupportedEnergyTransferModeType(r: BitReader, c: int) -> _iso2.Suppo
         if av < 0:
             win, av = r.refill(av, 7)
         c = (win >> av) & 0x7f
-        ec = (c >> 5)
-        if ec == 0:
+        if c < 0x20:
             if c & 0x11 != 0x0:
                 raise r.fail_at(av + 5, 'SupportedEnergyTransferModeType[1]', 'expected CH of EnergyTransferMode, EE of EnergyTransferMode')
-            iv = ((c >> 1) & 7)
+            iv = (c >> 1)
             if iv >= 6:
                 raise r.fail_at(av, 'SupportedEnergyTransferModeType.EnergyTransferMode', f'enumeration index {iv}')
             f_EnergyTransferMode.append(_E_iso2_EnergyTransferModeType[iv])
@@ -27527,18 +27342,19 @@ def _d_iso2_SupportedEnergyTransferModeType(r: BitReader, c: int) -> _iso2.Suppo
             if n == 5:
                 s = 6
                 break
-        elif ec == 1:
+        elif c < 0x40:
             av += 5
             s = -1
             break
         else:
+            ec = (c >> 5) & 0x3
             raise r.fail_at(av + 5, 'SupportedEnergyTransferModeType[1]', f'event code {ec}, expected SE(EnergyTransferMode), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 6:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'SupportedEnergyTransferModeType', 'expected EE')
         s = -1
     else:
@@ -27594,7 +27410,7 @@ def _d_iso2_V2G_Message(r: BitReader, c: int) -> _iso2.V2G_Message:
     av = r.avail
     f_Header: _iso2.MessageHeaderType
     f_Body: _iso2.BodyType
-    if c & 0x400 != 0x0:
+    if c >= 0x400:
         raise r.fail_at(av + 11, 'V2G_Message', 'expected SE(Header)')
     r.avail = av
     f_Header = _d_iso2_MessageHeaderType(r, c)
@@ -27604,7 +27420,7 @@ def _d_iso2_V2G_Message(r: BitReader, c: int) -> _iso2.V2G_Message:
     if av < 0:
         win, av = r.refill(av, 29)
     c = (win >> av) & 0x1fffffff
-    if c & 0x10000000 != 0x0:
+    if c >= 0x10000000:
         raise r.fail_at(av + 29, 'V2G_Message', 'expected SE(Body)')
     r.avail = av
     f_Body = _d_iso2_BodyType(r, c)
@@ -27657,9 +27473,9 @@ def _d_iso2_MessageHeaderType(r: BitReader, c: int) -> _iso2.MessageHeaderType:
     f_Notification: _iso2.NotificationType | None = None
     f_Signature: _xmldsig.SignatureType | None = None
     s = 0
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -27687,20 +27503,16 @@ def _d_iso2_MessageHeaderType(r: BitReader, c: int) -> _iso2.MessageHeaderType:
     if av < 0:
         win, av = r.refill(av, 25)
     c = (win >> av) & 0x1ffffff
-    try:
-        ec = _Taa5bbe96[c >> 22]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x1000000 != 0x0:
-            raise r.fail_at(av + 25, 'MessageHeaderType', 'expected EE of SessionID') from None
-        ec = ((c >> 22) & 3)
+    if c >= 0x1000000:
+        raise r.fail_at(av + 25, 'MessageHeaderType', 'expected EE of SessionID')
     s = 1
-    if ec == 0:
+    if c < 0x400000:
         try:
-            f_1_FaultCode, ec = _Tcf93028d[(c >> 15) & 0x7f]
+            f_1_FaultCode, ec = _Tcf93028d[c >> 15]
         except KeyError:  # not a valid pattern: say why
             if c & 0x320000 != 0x0:
                 raise r.fail_at(av + 22, 'MessageHeaderType[1]', 'expected SE(FaultCode), CH of FaultCode, EE of FaultCode') from None
-            iv = ((c >> 18) & 3)
+            iv = (c >> 18)
             if iv >= 3:
                 raise r.fail_at(av + 15, 'NotificationType.FaultCode', f'enumeration index {iv}') from None
             f_1_FaultCode = _E_iso2_faultCodeType[iv]
@@ -27738,18 +27550,18 @@ def _d_iso2_MessageHeaderType(r: BitReader, c: int) -> _iso2.MessageHeaderType:
             if av < 0:
                 win, av = r.refill(av, 17)
             c = (win >> av) & 0x1ffff
-            if c & 0x18000 != 0x0:
+            if c >= 0x8000:
                 raise r.fail_at(av + 17, 'NotificationType[1]', 'expected EE of FaultMsg, EE')
         elif ec == 1:
             pass
         else:
             raise r.fail_at(av + 15, 'NotificationType[1]', f'event code {ec}, expected SE(FaultMsg), EE')
-        ec = ((c >> 13) & 3)
+        c &= 0x7fff
         ob1_ = _new(_K_iso2_NotificationType)
         ob1_.FaultCode = f_1_FaultCode
         ob1_.FaultMsg = f_1_FaultMsg
         f_Notification = ob1_
-        if ec == 0:
+        if c < 0x2000:
             r.avail = av
             f_Signature = _d_xmldsig_SignatureType(r, c)
             win = r.win
@@ -27759,14 +27571,16 @@ def _d_iso2_MessageHeaderType(r: BitReader, c: int) -> _iso2.MessageHeaderType:
                 win, av = r.refill(av, 1)
             c = (win >> av) & 0x1
             s = 3
-        elif ec == 1:
+        elif c < 0x4000:
             av += 12
             s = -1
         else:
+            ec = (c >> 13) & 0x3
             raise r.fail_at(av + 13, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    elif ec == 1:
+    elif c < 0x800000:
         av += 9
         c >>= 9
+        c &= 0x1fff
         r.avail = av
         f_Signature = _d_xmldsig_SignatureType(r, c)
         win = r.win
@@ -27776,10 +27590,11 @@ def _d_iso2_MessageHeaderType(r: BitReader, c: int) -> _iso2.MessageHeaderType:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         s = 3
-    elif ec == 2:
+    elif c < 0xc00000:
         av += 21
         s = -1
     else:
+        ec = (c >> 22) & 0x3
         raise r.fail_at(av + 22, 'MessageHeaderType[1]', f'event code {ec}, expected SE(Notification), SE(Signature), EE')
     if s == 3:
         if c & 0x1 != 0x0:
@@ -27865,9 +27680,9 @@ def _d_v0(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -27924,9 +27739,9 @@ def _d_v1(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -27988,7 +27803,7 @@ def _d_v2(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'value', 'expected CH, EE') from None
-        v = ((c >> 1) & 1) == 1
+        v = (c >> 1) == 1
     r.avail = av
     return v
 
@@ -28014,7 +27829,7 @@ def _d_v3(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x101 != 0x0:
             raise r.fail_at(av + 9, 'value', 'expected CH, EE') from None
-        v = ((c >> 1) & 127)
+        v = (c >> 1)
     r.avail = av
     return v
 
@@ -28037,9 +27852,9 @@ def _d_v4(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -28103,7 +27918,7 @@ def _d_v5(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x9 != 0x0:
             raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 3)
+        iv = (c >> 1)
         if iv >= 3:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso2_chargeProgressType[iv]
@@ -28132,7 +27947,7 @@ def _d_v6(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x9 != 0x0:
             raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
-        v = ((c >> 1) & 3) + 1
+        v = (c >> 1) + 1
     r.avail = av
     return v
 
@@ -28155,9 +27970,9 @@ def _d_v7(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 18)
     c = (win >> av) & 0x3ffff
-    if c & 0x20000 != 0x0:
+    if c >= 0x20000:
         raise r.fail_at(av + 18, 'value', 'expected CH')
-    u = ((c >> 9) & 255)
+    u = (c >> 9)
     if u > 127:
         u2 = (c >> 1) & 0xFF
         if u2 < 128:
@@ -28231,7 +28046,7 @@ def _d_v8(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'value', 'expected CH, EE') from None
-        v = _E_iso2_chargingSessionType[((c >> 1) & 1)]
+        v = _E_iso2_chargingSessionType[(c >> 1)]
     r.avail = av
     return v
 
@@ -28257,7 +28072,7 @@ def _d_v9(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x201 != 0x0:
             raise r.fail_at(av + 10, 'value', 'expected CH, EE') from None
-        v = ((c >> 1) & 255)
+        v = (c >> 1)
     r.avail = av
     return v
 
@@ -28280,9 +28095,9 @@ def _d_v10(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -28346,7 +28161,7 @@ def _d_v11(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x21 != 0x0:
             raise r.fail_at(av + 6, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 15)
+        iv = (c >> 1)
         if iv >= 12:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso2_DC_EVErrorCodeType[iv]
@@ -28370,9 +28185,9 @@ def _d_v12(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -28436,7 +28251,7 @@ def _d_v13(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x11 != 0x0:
             raise r.fail_at(av + 5, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 7)
+        iv = (c >> 1)
         if iv >= 5:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso2_isolationLevelType[iv]
@@ -28465,7 +28280,7 @@ def _d_v14(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x9 != 0x0:
             raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 3)
+        iv = (c >> 1)
         if iv >= 3:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso2_EVSENotificationType[iv]
@@ -28494,7 +28309,7 @@ def _d_v15(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x9 != 0x0:
             raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 3)
+        iv = (c >> 1)
         if iv >= 3:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso2_EVSEProcessingType[iv]
@@ -28523,7 +28338,7 @@ def _d_v16(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x21 != 0x0:
             raise r.fail_at(av + 6, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 15)
+        iv = (c >> 1)
         if iv >= 12:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso2_DC_EVSEStatusCodeType[iv]
@@ -28550,9 +28365,9 @@ def _d_v17(r: BitReader, c: int) -> object:
     try:
         sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
+        if c >= 0x40000:
             raise r.fail_at(av + 19, 'value', 'expected CH') from None
-        sg = ((c >> 17) & 1)
+        sg = (c >> 17)
     u = ((c >> 9) & 255)
     if u > 127:
         u2 = (c >> 1) & 0xFF
@@ -28627,7 +28442,7 @@ def _d_v18(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x11 != 0x0:
             raise r.fail_at(av + 5, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 7)
+        iv = (c >> 1)
         if iv >= 6:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso2_EnergyTransferModeType[iv]
@@ -28651,9 +28466,9 @@ def _d_v19(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -28715,7 +28530,7 @@ def _d_v20(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x9 != 0x0:
             raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 3)
+        iv = (c >> 1)
         if iv >= 3:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso2_faultCodeType[iv]
@@ -28739,9 +28554,9 @@ def _d_v21(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -28800,9 +28615,9 @@ def _d_v22(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -28864,9 +28679,9 @@ def _d_v23(r: BitReader, c: int) -> object:
     try:
         sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
+        if c >= 0x40000:
             raise r.fail_at(av + 19, 'value', 'expected CH') from None
-        sg = ((c >> 17) & 1)
+        sg = (c >> 17)
     u = ((c >> 9) & 255)
     if u > 127:
         u2 = (c >> 1) & 0xFF
@@ -28936,9 +28751,9 @@ def _d_v24(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 18)
     c = (win >> av) & 0x3ffff
-    if c & 0x20000 != 0x0:
+    if c >= 0x20000:
         raise r.fail_at(av + 18, 'value', 'expected CH')
-    u = ((c >> 9) & 255)
+    u = (c >> 9)
     if u > 127:
         u2 = (c >> 1) & 0xFF
         if u2 < 128:
@@ -29007,9 +28822,9 @@ def _d_v25(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -29068,9 +28883,9 @@ def _d_v26(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 18)
     c = (win >> av) & 0x3ffff
-    if c & 0x20000 != 0x0:
+    if c >= 0x20000:
         raise r.fail_at(av + 18, 'value', 'expected CH')
-    u = ((c >> 9) & 255)
+    u = (c >> 9)
     if u > 127:
         u2 = (c >> 1) & 0xFF
         if u2 < 128:
@@ -29142,9 +28957,9 @@ def _d_v27(r: BitReader, c: int) -> object:
     try:
         sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
+        if c >= 0x40000:
             raise r.fail_at(av + 19, 'value', 'expected CH') from None
-        sg = ((c >> 17) & 1)
+        sg = (c >> 17)
     u = ((c >> 9) & 255)
     if u > 127:
         u2 = (c >> 1) & 0xFF
@@ -29219,7 +29034,7 @@ def _d_v28(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x11 != 0x0:
             raise r.fail_at(av + 5, 'value', 'expected CH, EE') from None
-        v = ((c >> 1) & 7) - 3
+        v = (c >> 1) - 3
     r.avail = av
     return v
 
@@ -29242,9 +29057,9 @@ def _d_v29(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -29304,9 +29119,9 @@ def _d_v30(r: BitReader, c: int) -> object:
     try:
         sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
+        if c >= 0x40000:
             raise r.fail_at(av + 19, 'value', 'expected CH') from None
-        sg = ((c >> 17) & 1)
+        sg = (c >> 17)
     u = ((c >> 9) & 255)
     if u > 127:
         u2 = (c >> 1) & 0xFF
@@ -29381,7 +29196,7 @@ def _d_v31(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'value', 'expected CH, EE') from None
-        v = _E_iso2_paymentOptionType[((c >> 1) & 1)]
+        v = _E_iso2_paymentOptionType[(c >> 1)]
     r.avail = av
     return v
 
@@ -29407,7 +29222,7 @@ def _d_v32(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x41 != 0x0:
             raise r.fail_at(av + 7, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 31)
+        iv = (c >> 1)
         if iv >= 26:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso2_responseCodeType[iv]
@@ -29436,7 +29251,7 @@ def _d_v33(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x201 != 0x0:
             raise r.fail_at(av + 10, 'value', 'expected CH, EE') from None
-        v = ((c >> 1) & 255) + 1
+        v = (c >> 1) + 1
     r.avail = av
     return v
 
@@ -29459,9 +29274,9 @@ def _d_v34(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -29525,7 +29340,7 @@ def _d_v35(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x9 != 0x0:
             raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
-        v = _E_iso2_serviceCategoryType[((c >> 1) & 3)]
+        v = _E_iso2_serviceCategoryType[(c >> 1)]
     r.avail = av
     return v
 
@@ -29546,9 +29361,9 @@ def _d_v36(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 18)
     c = (win >> av) & 0x3ffff
-    if c & 0x20000 != 0x0:
+    if c >= 0x20000:
         raise r.fail_at(av + 18, 'value', 'expected CH')
-    u = ((c >> 9) & 255)
+    u = (c >> 9)
     if u > 127:
         u2 = (c >> 1) & 0xFF
         if u2 < 128:
@@ -29617,9 +29432,9 @@ def _d_v37(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -29678,9 +29493,9 @@ def _d_v38(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -29739,9 +29554,9 @@ def _d_v39(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -29800,9 +29615,9 @@ def _d_v40(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -29866,7 +29681,7 @@ def _d_v41(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x11 != 0x0:
             raise r.fail_at(av + 5, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 7)
+        iv = (c >> 1)
         if iv >= 7:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso2_unitSymbolType[iv]
@@ -29893,9 +29708,9 @@ def _d_v42(r: BitReader, c: int) -> object:
     try:
         sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
+        if c >= 0x40000:
             raise r.fail_at(av + 19, 'value', 'expected CH') from None
-        sg = ((c >> 17) & 1)
+        sg = (c >> 17)
     u = ((c >> 9) & 255)
     if u > 127:
         u2 = (c >> 1) & 0xFF
@@ -29970,7 +29785,7 @@ def _d_v43(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x201 != 0x0:
             raise r.fail_at(av + 10, 'value', 'expected CH, EE') from None
-        v = ((c >> 1) & 255) - 128
+        v = (c >> 1) - 128
     r.avail = av
     return v
 
@@ -29998,7 +29813,7 @@ def _d_v44(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x9 != 0x0:
             raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 3)
+        iv = (c >> 1)
         if iv >= 3:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso2_costKindType[iv]
@@ -30022,9 +29837,9 @@ def _d_v45(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 18)
     c = (win >> av) & 0x3ffff
-    if c & 0x20000 != 0x0:
+    if c >= 0x20000:
         raise r.fail_at(av + 18, 'value', 'expected CH')
-    u = ((c >> 9) & 255)
+    u = (c >> 9)
     if u > 127:
         u2 = (c >> 1) & 0xFF
         if u2 < 128:
@@ -30096,9 +29911,9 @@ def _d_v46(r: BitReader, c: int) -> object:
     try:
         sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
+        if c >= 0x40000:
             raise r.fail_at(av + 19, 'value', 'expected CH') from None
-        sg = ((c >> 17) & 1)
+        sg = (c >> 17)
     u = ((c >> 9) & 255)
     if u > 127:
         u2 = (c >> 1) & 0xFF
@@ -30168,9 +29983,9 @@ def _d_v47(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 18)
     c = (win >> av) & 0x3ffff
-    if c & 0x20000 != 0x0:
+    if c >= 0x20000:
         raise r.fail_at(av + 18, 'value', 'expected CH')
-    u = ((c >> 9) & 255)
+    u = (c >> 9)
     if u > 127:
         u2 = (c >> 1) & 0xFF
         if u2 < 128:

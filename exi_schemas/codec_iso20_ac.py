@@ -99,15 +99,10 @@ _E_iso20_common_types_responseCodeType = tuple(_iso20_common_types.responseCodeT
 _I_iso20_common_types_responseCodeType = {m: i for i, m in enumerate(_E_iso20_common_types_responseCodeType)}
 _T071cdf68 = run_table(((1, 0, None), (1, None, range(2)),))
 _T097f1957 = run_table(((1, 0, None), (6, None, _E_iso20_common_types_responseCodeType), (1, 0, None),))
-_T09ea0bb6 = run_table(((1, 0, None), (1, 0, None), (4, None, range(16)),))
 _T135c2cfd = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (3, None, _E_iso20_common_types_evseNotificationType), (1, 0, None), (1, 0, None), (4, None, range(16)),))
-_T4243fd73 = run_table(((1, 0, None), (3, None, range(8)),))
 _T4520956c = run_table(((1, 0, None), (8, None, range(-128, 128)), (1, 0, None),))
-_T6cd14f8b = run_table(((1, 0, None), (1, 0, None), (2, None, range(4)),))
-_T84c90c6e = run_table(((1, 0, None), (1, 0, None), (3, None, range(8)),))
 _T9208fcde = run_table(((1, 0, None), (1, 0, None), (6, None, _E_iso20_common_types_responseCodeType), (1, 0, None), (2, None, range(4)),))
 _Ta870a97b = run_table(((1, 0, None), (1, None, (False, True)), (1, 0, None),))
-_Taa5bbe96 = run_table(((1, 0, None), (2, None, range(4)),))
 _Tadfaa03d = run_table(((1, 0, None), (1, 0, None), (1, None, (False, True)), (1, 0, None),))
 _Tca2b455a = run_table(((1, 0, None), (3, None, _E_iso20_common_types_evseNotificationType), (1, 0, None),))
 _Tf00db23f = run_table(((1, 0, None), (7, None, range(0, 128)), (1, 0, None),))
@@ -146,7 +141,7 @@ def _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
     s = 0
     if c & 0xe01c000 != 0x0:
         raise r.fail_at(av + 28, 'AC_CPDReqEnergyTransferModeType', 'expected SE(EVMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 17) & 255) - 128
+    f_1_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     if u > 127:
@@ -176,25 +171,22 @@ def _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
                     win, av = r.refill(av, 5)
                 c = (win >> av) & 0x1f
     f_1_Value = -u - 1 if sg else u
-    try:
-        ec = _T6cd14f8b[(c >> 1) & 0xf]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x18 != 0x0:
-            raise r.fail_at(av + 5, 'AC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE') from None
-        ec = ((c >> 1) & 3)
+    c &= 0x1f
+    if c >= 0x8:
+        raise r.fail_at(av + 5, 'AC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE')
     ob1_ = _new(_K_iso20_common_types_RationalNumberType)
     ob1_.Exponent = f_1_Exponent
     ob1_.Value = f_1_Value
     f_EVMaximumChargePower = ob1_
     s = 1
-    if ec == 0:
+    if c < 0x2:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'AC_CPDReqEnergyTransferModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 20) & 255) - 128
+        f_2_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -221,20 +213,16 @@ def _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        try:
-            ec = _T6cd14f8b[c >> 26]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30000000 != 0x0:
-                raise r.fail_at(av + 30, 'AC_CPDReqEnergyTransferModeType[1]', 'expected EE of Value, EE') from None
-            ec = ((c >> 26) & 3)
+        if c >= 0x10000000:
+            raise r.fail_at(av + 30, 'AC_CPDReqEnergyTransferModeType[1]', 'expected EE of Value, EE')
         ob2_ = _new(_K_iso20_common_types_RationalNumberType)
         ob2_.Exponent = f_2_Exponent
         ob2_.Value = f_2_Value
         f_EVMaximumChargePower_L2 = ob2_
-        if ec == 0:
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'AC_CPDReqEnergyTransferModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 16) & 255) - 128
+            f_3_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -275,7 +263,7 @@ def _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'AC_CPDReqEnergyTransferModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_4_Exponent = ((c >> 16) & 255) - 128
@@ -320,15 +308,16 @@ def _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
             c = (win >> av) & 0xfffffff
             s = 4
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'AC_CPDReqEnergyTransferModeType[2]', f'event code {ec}, expected SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
-    elif ec == 1:
+    elif c < 0x4:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'AC_CPDReqEnergyTransferModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_5_Exponent = ((c >> 20) & 255) - 128
+        f_5_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -355,21 +344,21 @@ def _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'AC_CPDReqEnergyTransferModeType[1]', 'expected EE of Value, EE')
         ob5_ = _new(_K_iso20_common_types_RationalNumberType)
         ob5_.Exponent = f_5_Exponent
         ob5_.Value = f_5_Value
         f_EVMaximumChargePower_L3 = ob5_
         s = 3
-    elif ec == 2:
+    elif c < 0x6:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'AC_CPDReqEnergyTransferModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = ((c >> 20) & 255) - 128
+        f_6_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -396,7 +385,7 @@ def _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'AC_CPDReqEnergyTransferModeType[1]', 'expected EE of Value, EE')
         ob6_ = _new(_K_iso20_common_types_RationalNumberType)
         ob6_.Exponent = f_6_Exponent
@@ -404,11 +393,12 @@ def _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
         f_EVMinimumChargePower = ob6_
         s = 4
     else:
+        ec = (c >> 1) & 0x3
         raise r.fail_at(av + 1, 'AC_CPDReqEnergyTransferModeType[1]', f'event code {ec}, expected SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
     if s == 3:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'AC_CPDReqEnergyTransferModeType', 'expected SE(EVMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_7_Exponent = ((c >> 17) & 255) - 128
+        f_7_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -454,11 +444,10 @@ def _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    ec = ((c >> 28) & 3)
-    if ec == 0:
+    if c < 0x10000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'AC_CPDReqEnergyTransferModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_8_Exponent = ((c >> 18) & 255) - 128
+        f_8_Exponent = (c >> 18) - 128
         sg = ((c >> 14) & 1)
         u = ((c >> 6) & 255)
         if u > 127:
@@ -488,24 +477,21 @@ def _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
                         win, av = r.refill(av, 6)
                     c = (win >> av) & 0x3f
         f_8_Value = -u - 1 if sg else u
-        try:
-            ec = _T6cd14f8b[(c >> 2) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30 != 0x0:
-                raise r.fail_at(av + 6, 'AC_CPDReqEnergyTransferModeType[4]', 'expected EE of Value, EE') from None
-            ec = ((c >> 2) & 3)
+        c &= 0x3f
+        if c >= 0x10:
+            raise r.fail_at(av + 6, 'AC_CPDReqEnergyTransferModeType[4]', 'expected EE of Value, EE')
         ob8_ = _new(_K_iso20_common_types_RationalNumberType)
         ob8_.Exponent = f_8_Exponent
         ob8_.Value = f_8_Value
         f_EVMinimumChargePower_L2 = ob8_
-        if ec == 0:
+        if c < 0x4:
             av -= 28
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'AC_CPDReqEnergyTransferModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_9_Exponent = ((c >> 20) & 255) - 128
+            f_9_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -532,19 +518,20 @@ def _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
             if av < 0:
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
-            if c & 0x6 != 0x0:
+            if c >= 0x2:
                 raise r.fail_at(av + 3, 'AC_CPDReqEnergyTransferModeType[5]', 'expected EE of Value, EE')
             ob9_ = _new(_K_iso20_common_types_RationalNumberType)
             ob9_.Exponent = f_9_Exponent
             ob9_.Value = f_9_Value
             f_EVMinimumChargePower_L3 = ob9_
             s = 6
-        elif ec == 1:
+        elif c < 0x8:
             av += 1
             s = -1
         else:
+            ec = (c >> 2) & 0x3
             raise r.fail_at(av + 2, 'AC_CPDReqEnergyTransferModeType[5]', f'event code {ec}, expected SE(EVMinimumChargePower_L3), EE')
-    elif ec == 1:
+    elif c < 0x20000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'AC_CPDReqEnergyTransferModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_10_Exponent = ((c >> 18) & 255) - 128
@@ -586,10 +573,11 @@ def _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
         f_EVMinimumChargePower_L3 = ob10_
         c >>= 3
         s = 6
-    elif ec == 2:
+    elif c < 0x30000000:
         av += 27
         s = -1
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'AC_CPDReqEnergyTransferModeType[4]', f'event code {ec}, expected SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), EE')
     if s == 6:
         if c & 0x1 != 0x0:
@@ -987,7 +975,7 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
     s = 0
     if c & 0xe01c000 != 0x0:
         raise r.fail_at(av + 28, 'AC_CPDResEnergyTransferModeType', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 17) & 255) - 128
+    f_1_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     if u > 127:
@@ -1017,25 +1005,22 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
                     win, av = r.refill(av, 5)
                 c = (win >> av) & 0x1f
     f_1_Value = -u - 1 if sg else u
-    try:
-        ec = _T6cd14f8b[(c >> 1) & 0xf]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x18 != 0x0:
-            raise r.fail_at(av + 5, 'AC_CPDResEnergyTransferModeType', 'expected EE of Value, EE') from None
-        ec = ((c >> 1) & 3)
+    c &= 0x1f
+    if c >= 0x8:
+        raise r.fail_at(av + 5, 'AC_CPDResEnergyTransferModeType', 'expected EE of Value, EE')
     ob1_ = _new(_K_iso20_common_types_RationalNumberType)
     ob1_.Exponent = f_1_Exponent
     ob1_.Value = f_1_Value
     f_EVSEMaximumChargePower = ob1_
     s = 1
-    if ec == 0:
+    if c < 0x2:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'AC_CPDResEnergyTransferModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 20) & 255) - 128
+        f_2_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -1062,20 +1047,16 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        try:
-            ec = _T6cd14f8b[c >> 26]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30000000 != 0x0:
-                raise r.fail_at(av + 30, 'AC_CPDResEnergyTransferModeType[1]', 'expected EE of Value, EE') from None
-            ec = ((c >> 26) & 3)
+        if c >= 0x10000000:
+            raise r.fail_at(av + 30, 'AC_CPDResEnergyTransferModeType[1]', 'expected EE of Value, EE')
         ob2_ = _new(_K_iso20_common_types_RationalNumberType)
         ob2_.Exponent = f_2_Exponent
         ob2_.Value = f_2_Value
         f_EVSEMaximumChargePower_L2 = ob2_
-        if ec == 0:
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'AC_CPDResEnergyTransferModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 16) & 255) - 128
+            f_3_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -1116,7 +1097,7 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'AC_CPDResEnergyTransferModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_4_Exponent = ((c >> 16) & 255) - 128
@@ -1161,15 +1142,16 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
             c = (win >> av) & 0xfffffff
             s = 4
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'AC_CPDResEnergyTransferModeType[2]', f'event code {ec}, expected SE(EVSEMaximumChargePower_L3), SE(EVSEMinimumChargePower)')
-    elif ec == 1:
+    elif c < 0x4:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'AC_CPDResEnergyTransferModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_5_Exponent = ((c >> 20) & 255) - 128
+        f_5_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -1196,21 +1178,21 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'AC_CPDResEnergyTransferModeType[1]', 'expected EE of Value, EE')
         ob5_ = _new(_K_iso20_common_types_RationalNumberType)
         ob5_.Exponent = f_5_Exponent
         ob5_.Value = f_5_Value
         f_EVSEMaximumChargePower_L3 = ob5_
         s = 3
-    elif ec == 2:
+    elif c < 0x6:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'AC_CPDResEnergyTransferModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = ((c >> 20) & 255) - 128
+        f_6_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -1237,7 +1219,7 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'AC_CPDResEnergyTransferModeType[1]', 'expected EE of Value, EE')
         ob6_ = _new(_K_iso20_common_types_RationalNumberType)
         ob6_.Exponent = f_6_Exponent
@@ -1245,11 +1227,12 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
         f_EVSEMinimumChargePower = ob6_
         s = 4
     else:
+        ec = (c >> 1) & 0x3
         raise r.fail_at(av + 1, 'AC_CPDResEnergyTransferModeType[1]', f'event code {ec}, expected SE(EVSEMaximumChargePower_L2), SE(EVSEMaximumChargePower_L3), SE(EVSEMinimumChargePower)')
     if s == 3:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'AC_CPDResEnergyTransferModeType', 'expected SE(EVSEMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_7_Exponent = ((c >> 17) & 255) - 128
+        f_7_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -1295,11 +1278,10 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    ec = ((c >> 28) & 3)
-    if ec == 0:
+    if c < 0x10000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'AC_CPDResEnergyTransferModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_8_Exponent = ((c >> 18) & 255) - 128
+        f_8_Exponent = (c >> 18) - 128
         sg = ((c >> 14) & 1)
         u = ((c >> 6) & 255)
         if u > 127:
@@ -1329,24 +1311,21 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
                         win, av = r.refill(av, 6)
                     c = (win >> av) & 0x3f
         f_8_Value = -u - 1 if sg else u
-        try:
-            ec = _T6cd14f8b[(c >> 2) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30 != 0x0:
-                raise r.fail_at(av + 6, 'AC_CPDResEnergyTransferModeType[4]', 'expected EE of Value, EE') from None
-            ec = ((c >> 2) & 3)
+        c &= 0x3f
+        if c >= 0x10:
+            raise r.fail_at(av + 6, 'AC_CPDResEnergyTransferModeType[4]', 'expected EE of Value, EE')
         ob8_ = _new(_K_iso20_common_types_RationalNumberType)
         ob8_.Exponent = f_8_Exponent
         ob8_.Value = f_8_Value
         f_EVSEMinimumChargePower_L2 = ob8_
-        if ec == 0:
+        if c < 0x4:
             av -= 28
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'AC_CPDResEnergyTransferModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_9_Exponent = ((c >> 20) & 255) - 128
+            f_9_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -1373,21 +1352,21 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'AC_CPDResEnergyTransferModeType[5]', 'expected EE of Value, EE')
             ob9_ = _new(_K_iso20_common_types_RationalNumberType)
             ob9_.Exponent = f_9_Exponent
             ob9_.Value = f_9_Value
             f_EVSEMinimumChargePower_L3 = ob9_
             s = 6
-        elif ec == 1:
+        elif c < 0x8:
             av -= 28
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'AC_CPDResEnergyTransferModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_10_Exponent = ((c >> 20) & 255) - 128
+            f_10_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -1414,7 +1393,7 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'AC_CPDResEnergyTransferModeType[5]', 'expected EE of Value, EE')
             ob10_ = _new(_K_iso20_common_types_RationalNumberType)
             ob10_.Exponent = f_10_Exponent
@@ -1422,8 +1401,9 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
             f_EVSENominalFrequency = ob10_
             s = 7
         else:
+            ec = (c >> 2) & 0x3
             raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[5]', f'event code {ec}, expected SE(EVSEMinimumChargePower_L3), SE(EVSENominalFrequency)')
-    elif ec == 1:
+    elif c < 0x20000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'AC_CPDResEnergyTransferModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_11_Exponent = ((c >> 18) & 255) - 128
@@ -1467,7 +1447,7 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 6
-    elif ec == 2:
+    elif c < 0x30000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'AC_CPDResEnergyTransferModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_12_Exponent = ((c >> 18) & 255) - 128
@@ -1512,11 +1492,12 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
         c = (win >> av) & 0xfffffff
         s = 7
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'AC_CPDResEnergyTransferModeType[4]', f'event code {ec}, expected SE(EVSEMinimumChargePower_L2), SE(EVSEMinimumChargePower_L3), SE(EVSENominalFrequency)')
     if s == 6:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'AC_CPDResEnergyTransferModeType', 'expected SE(EVSENominalFrequency), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_13_Exponent = ((c >> 17) & 255) - 128
+        f_13_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -1562,11 +1543,10 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    ec = ((c >> 27) & 7)
-    if ec == 0:
+    if c < 0x8000000:
         if c & 0x601c000 != 0x0:
             raise r.fail_at(av + 27, 'AC_CPDResEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_14_Exponent = ((c >> 17) & 255) - 128
+        f_14_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -1596,24 +1576,21 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
                         win, av = r.refill(av, 5)
                     c = (win >> av) & 0x1f
         f_14_Value = -u - 1 if sg else u
-        try:
-            ec = _T84c90c6e[c & 0x1f]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x18 != 0x0:
-                raise r.fail_at(av + 5, 'AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE') from None
-            ec = (c & 7)
+        c &= 0x1f
+        if c >= 0x8:
+            raise r.fail_at(av + 5, 'AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
         ob14_ = _new(_K_iso20_common_types_RationalNumberType)
         ob14_.Exponent = f_14_Exponent
         ob14_.Value = f_14_Value
         f_MaximumPowerAsymmetry = ob14_
-        if ec == 0:
+        if c < 0x1:
             av -= 30
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'AC_CPDResEnergyTransferModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_15_Exponent = ((c >> 20) & 255) - 128
+            f_15_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -1640,21 +1617,21 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'AC_CPDResEnergyTransferModeType[8]', 'expected EE of Value, EE')
             ob15_ = _new(_K_iso20_common_types_RationalNumberType)
             ob15_.Exponent = f_15_Exponent
             ob15_.Value = f_15_Value
             f_EVSEPowerRampLimitation = ob15_
             s = 9
-        elif ec == 1:
+        elif c < 0x2:
             av -= 30
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'AC_CPDResEnergyTransferModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_16_Exponent = ((c >> 20) & 255) - 128
+            f_16_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -1681,21 +1658,21 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'AC_CPDResEnergyTransferModeType[8]', 'expected EE of Value, EE')
             ob16_ = _new(_K_iso20_common_types_RationalNumberType)
             ob16_.Exponent = f_16_Exponent
             ob16_.Value = f_16_Value
             f_EVSEPresentActivePower = ob16_
             s = 10
-        elif ec == 2:
+        elif c < 0x3:
             av -= 30
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'AC_CPDResEnergyTransferModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_17_Exponent = ((c >> 20) & 255) - 128
+            f_17_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -1722,21 +1699,21 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'AC_CPDResEnergyTransferModeType[8]', 'expected EE of Value, EE')
             ob17_ = _new(_K_iso20_common_types_RationalNumberType)
             ob17_.Exponent = f_17_Exponent
             ob17_.Value = f_17_Value
             f_EVSEPresentActivePower_L2 = ob17_
             s = 11
-        elif ec == 3:
+        elif c < 0x4:
             av -= 30
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'AC_CPDResEnergyTransferModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_18_Exponent = ((c >> 20) & 255) - 128
+            f_18_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -1763,19 +1740,20 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'AC_CPDResEnergyTransferModeType[8]', 'expected EE of Value, EE')
             ob18_ = _new(_K_iso20_common_types_RationalNumberType)
             ob18_.Exponent = f_18_Exponent
             ob18_.Value = f_18_Value
             f_EVSEPresentActivePower_L3 = ob18_
             s = 12
-        elif ec == 4:
+        elif c < 0x5:
             s = -1
             av -= 28
         else:
+            ec = (c >> 0) & 0x7
             raise r.fail_at(av, 'AC_CPDResEnergyTransferModeType[8]', f'event code {ec}, expected SE(EVSEPowerRampLimitation), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
-    elif ec == 1:
+    elif c < 0x10000000:
         if c & 0x601c000 != 0x0:
             raise r.fail_at(av + 27, 'AC_CPDResEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_19_Exponent = ((c >> 17) & 255) - 128
@@ -1819,7 +1797,7 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 9
-    elif ec == 2:
+    elif c < 0x18000000:
         if c & 0x601c000 != 0x0:
             raise r.fail_at(av + 27, 'AC_CPDResEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_20_Exponent = ((c >> 17) & 255) - 128
@@ -1863,7 +1841,7 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 10
-    elif ec == 3:
+    elif c < 0x20000000:
         if c & 0x601c000 != 0x0:
             raise r.fail_at(av + 27, 'AC_CPDResEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_21_Exponent = ((c >> 17) & 255) - 128
@@ -1907,7 +1885,7 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 11
-    elif ec == 4:
+    elif c < 0x28000000:
         if c & 0x601c000 != 0x0:
             raise r.fail_at(av + 27, 'AC_CPDResEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_22_Exponent = ((c >> 17) & 255) - 128
@@ -1951,17 +1929,18 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 12
-    elif ec == 5:
+    elif c < 0x30000000:
         av -= 1
         s = -1
     else:
+        ec = (c >> 27) & 0x7
         raise r.fail_at(av + 27, 'AC_CPDResEnergyTransferModeType[7]', f'event code {ec}, expected SE(MaximumPowerAsymmetry), SE(EVSEPowerRampLimitation), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
     if s == 9:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'AC_CPDResEnergyTransferModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_23_Exponent = ((c >> 15) & 255) - 128
+            f_23_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -2002,7 +1981,7 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 10
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'AC_CPDResEnergyTransferModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_24_Exponent = ((c >> 15) & 255) - 128
@@ -2046,7 +2025,7 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 11
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'AC_CPDResEnergyTransferModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_25_Exponent = ((c >> 15) & 255) - 128
@@ -2090,17 +2069,18 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 12
-        elif ec == 3:
+        elif c < 0x8000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'AC_CPDResEnergyTransferModeType[9]', f'event code {ec}, expected SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
     if s == 10:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'AC_CPDResEnergyTransferModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_26_Exponent = ((c >> 16) & 255) - 128
+            f_26_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -2141,7 +2121,7 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 11
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'AC_CPDResEnergyTransferModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_27_Exponent = ((c >> 16) & 255) - 128
@@ -2185,17 +2165,18 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 12
-        elif ec == 2:
+        elif c < 0xc000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'AC_CPDResEnergyTransferModeType[10]', f'event code {ec}, expected SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
     if s == 11:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'AC_CPDResEnergyTransferModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_28_Exponent = ((c >> 16) & 255) - 128
+            f_28_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -2236,10 +2217,11 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 12
-        elif ec == 1:
+        elif c < 0x8000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'AC_CPDResEnergyTransferModeType[11]', f'event code {ec}, expected SE(EVSEPresentActivePower_L3), EE')
     if s == 12:
         av += 27
@@ -3254,9 +3236,9 @@ def _d_iso20_ac_AC_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
     f_CLReqControlMode: _iso20_common_types.CLReqControlModeType | None = None
     f_Dynamic_AC_CLReqControlMode: _iso20_ac.Dynamic_AC_CLReqControlModeType | None = None
     f_Scheduled_AC_CLReqControlMode: _iso20_ac.Scheduled_AC_CLReqControlModeType | None = None
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'AC_ChargeLoopReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -3285,9 +3267,9 @@ def _d_iso20_ac_AC_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'AC_ChargeLoopReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -3314,13 +3296,10 @@ def _d_iso20_ac_AC_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'AC_ChargeLoopReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'AC_ChargeLoopReqType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -3333,26 +3312,26 @@ def _d_iso20_ac_AC_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x200:
         av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    ec = ((c >> 28) & 3)
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
     f_Header = ob1_
-    if ec == 0:
+    if c < 0x10000000:
         r.avail = av
         f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r, c)
         win = r.win
@@ -3366,12 +3345,12 @@ def _d_iso20_ac_AC_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
         except KeyError:  # not a valid pattern: say why
             if c & 0x34000000 != 0x0:
                 raise r.fail_at(av + 30, 'AC_ChargeLoopReqType[1]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested') from None
-            f_MeterInfoRequested = ((c >> 27) & 1) == 1
+            f_MeterInfoRequested = (c >> 27) == 1
         av -= 4
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x20000000:
         try:
             f_MeterInfoRequested = _Ta870a97b[(c >> 25) & 0x7]
         except KeyError:  # not a valid pattern: say why
@@ -3383,9 +3362,9 @@ def _d_iso20_ac_AC_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'AC_ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
-    ec = ((c >> 27) & 7)
-    if ec == 0:
+    if c < 0x8000000:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 28)
@@ -3398,7 +3377,7 @@ def _d_iso20_ac_AC_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
-    elif ec == 1:
+    elif c < 0x10000000:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 28)
@@ -3411,14 +3390,14 @@ def _d_iso20_ac_AC_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
-    elif ec == 2:
+    elif c < 0x18000000:
         av += 25
-        if c & 0x4000000 != 0x0:
+        if c >= 0x14000000:
             raise r.fail_at(av + 2, 'AC_ChargeLoopReqType[3]', 'expected EE')
         ob2_ = _new(_K_iso20_common_types_CLReqControlModeType)
         f_CLReqControlMode = ob2_
         c >>= 25
-    elif ec == 3:
+    elif c < 0x20000000:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 28)
@@ -3431,7 +3410,7 @@ def _d_iso20_ac_AC_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
-    elif ec == 4:
+    elif c < 0x28000000:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 28)
@@ -3445,6 +3424,7 @@ def _d_iso20_ac_AC_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
     else:
+        ec = (c >> 27) & 0x7
         raise r.fail_at(av + 27, 'AC_ChargeLoopReqType[3]', f'event code {ec}, expected SE(BPT_Dynamic_AC_CLReqControlMode), SE(BPT_Scheduled_AC_CLReqControlMode), SE(CLReqControlMode), SE(Dynamic_AC_CLReqControlMode), SE(Scheduled_AC_CLReqControlMode)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'AC_ChargeLoopReqType', 'expected EE')
@@ -3583,9 +3563,9 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
     f_Dynamic_AC_CLResControlMode: _iso20_ac.Dynamic_AC_CLResControlModeType | None = None
     f_Scheduled_AC_CLResControlMode: _iso20_ac.Scheduled_AC_CLResControlModeType | None = None
     s = 0
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'AC_ChargeLoopResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -3614,9 +3594,9 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'AC_ChargeLoopResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -3643,13 +3623,10 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'AC_ChargeLoopResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'AC_ChargeLoopResType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -3662,22 +3639,23 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x200:
         av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x30200000 != 0x0:
         raise r.fail_at(av + 30, 'AC_ChargeLoopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
-    iv = ((c >> 22) & 63)
+    iv = (c >> 22)
     if iv >= 40:
         raise r.fail_at(av + 17, 'AC_ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
@@ -3729,7 +3707,7 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
         except KeyError:  # not a valid pattern: say why
             if c & 0x38c00000 != 0x0:
                 raise r.fail_at(av + 30, 'AC_ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE') from None
-            iv = ((c >> 24) & 7)
+            iv = (c >> 24)
             if iv >= 6:
                 raise r.fail_at(av + 18, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_2_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
@@ -3741,6 +3719,7 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
         if ec == 0:
             av += 8
             c >>= 8
+            c &= 0x3ff
             r.avail = av
             f_MeterInfo = _d_iso20_common_types_MeterInfoType(r, c)
             win = r.win
@@ -3771,7 +3750,7 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'AC_ChargeLoopResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 20) & 255) - 128
+            f_3_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -3798,7 +3777,7 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'AC_ChargeLoopResType[3]', 'expected EE of Value, EE')
             ob3_ = _new(_K_iso20_common_types_RationalNumberType)
             ob3_.Exponent = f_3_Exponent
@@ -3876,6 +3855,7 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
     elif ec == 1:
         av += 7
         c >>= 7
+        c &= 0x3ff
         r.avail = av
         f_MeterInfo = _d_iso20_common_types_MeterInfoType(r, c)
         win = r.win
@@ -3906,7 +3886,7 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'AC_ChargeLoopResType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_5_Exponent = ((c >> 20) & 255) - 128
+        f_5_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -3933,7 +3913,7 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'AC_ChargeLoopResType[2]', 'expected EE of Value, EE')
         ob5_ = _new(_K_iso20_common_types_RationalNumberType)
         ob5_.Exponent = f_5_Exponent
@@ -4009,8 +3989,7 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
     else:
         raise r.fail_at(av + 17, 'AC_ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVSETargetFrequency), SE(BPT_Dynamic_AC_CLResControlMode), SE(BPT_Scheduled_AC_CLResControlMode), SE(CLResControlMode), SE(Dynamic_AC_CLResControlMode), SE(Scheduled_AC_CLResControlMode)')
     if s == 4:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        if c < 0x2000000:
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -4024,7 +4003,7 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'AC_ChargeLoopResType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_7_Exponent = ((c >> 15) & 255) - 128
@@ -4068,7 +4047,7 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 2:
+        elif c < 0x6000000:
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -4082,7 +4061,7 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 3:
+        elif c < 0x8000000:
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -4096,8 +4075,8 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 4:
-            if c & 0x1000000 != 0x0:
+        elif c < 0xa000000:
+            if c >= 0x9000000:
                 raise r.fail_at(av + 25, 'AC_ChargeLoopResType[4]', 'expected EE')
             ob8_ = _new(_K_iso20_common_types_CLResControlModeType)
             f_CLResControlMode = ob8_
@@ -4106,7 +4085,7 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 5:
+        elif c < 0xc000000:
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -4120,7 +4099,7 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 6:
+        elif c < 0xe000000:
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -4135,13 +4114,13 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
             c = (win >> av) & 0xfffffff
             s = 7
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'AC_ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), SE(EVSETargetFrequency), SE(BPT_Dynamic_AC_CLResControlMode), SE(BPT_Scheduled_AC_CLResControlMode), SE(CLResControlMode), SE(Dynamic_AC_CLResControlMode), SE(Scheduled_AC_CLResControlMode)')
     if s == 5:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'AC_ChargeLoopResType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_9_Exponent = ((c >> 15) & 255) - 128
+            f_9_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -4182,7 +4161,7 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 1:
+        elif c < 0x4000000:
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -4196,7 +4175,7 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 2:
+        elif c < 0x6000000:
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -4210,8 +4189,8 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 3:
-            if c & 0x1000000 != 0x0:
+        elif c < 0x8000000:
+            if c >= 0x7000000:
                 raise r.fail_at(av + 25, 'AC_ChargeLoopResType[5]', 'expected EE')
             ob10_ = _new(_K_iso20_common_types_CLResControlModeType)
             f_CLResControlMode = ob10_
@@ -4220,7 +4199,7 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 4:
+        elif c < 0xa000000:
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -4234,7 +4213,7 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 5:
+        elif c < 0xc000000:
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -4249,10 +4228,10 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
             c = (win >> av) & 0xfffffff
             s = 7
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'AC_ChargeLoopResType[5]', f'event code {ec}, expected SE(EVSETargetFrequency), SE(BPT_Dynamic_AC_CLResControlMode), SE(BPT_Scheduled_AC_CLResControlMode), SE(CLResControlMode), SE(Dynamic_AC_CLResControlMode), SE(Scheduled_AC_CLResControlMode)')
     if s == 6:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        if c < 0x2000000:
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -4266,7 +4245,7 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
                 win, av = r.refill(av, 1)
             c = (win >> av) & 0x1
             s = 7
-        elif ec == 1:
+        elif c < 0x4000000:
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -4280,15 +4259,15 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
                 win, av = r.refill(av, 1)
             c = (win >> av) & 0x1
             s = 7
-        elif ec == 2:
+        elif c < 0x6000000:
             av += 23
-            if c & 0x1000000 != 0x0:
+            if c >= 0x5000000:
                 raise r.fail_at(av + 2, 'AC_ChargeLoopResType[6]', 'expected EE')
             ob11_ = _new(_K_iso20_common_types_CLResControlModeType)
             f_CLResControlMode = ob11_
             c >>= 23
             s = 7
-        elif ec == 3:
+        elif c < 0x8000000:
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -4302,7 +4281,7 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
                 win, av = r.refill(av, 1)
             c = (win >> av) & 0x1
             s = 7
-        elif ec == 4:
+        elif c < 0xa000000:
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -4317,6 +4296,7 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_ac.AC_Charg
             c = (win >> av) & 0x1
             s = 7
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'AC_ChargeLoopResType[6]', f'event code {ec}, expected SE(BPT_Dynamic_AC_CLResControlMode), SE(BPT_Scheduled_AC_CLResControlMode), SE(CLResControlMode), SE(Dynamic_AC_CLResControlMode), SE(Scheduled_AC_CLResControlMode)')
     else:
         av += 27
@@ -4903,9 +4883,9 @@ def _d_iso20_ac_AC_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _iso
     f_Header: _iso20_common_types.MessageHeaderType
     f_AC_CPDReqEnergyTransferMode: _iso20_ac.AC_CPDReqEnergyTransferModeType | None = None
     f_BPT_AC_CPDReqEnergyTransferMode: _iso20_ac.BPT_AC_CPDReqEnergyTransferModeType | None = None
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'AC_ChargeParameterDiscoveryReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -4934,9 +4914,9 @@ def _d_iso20_ac_AC_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _iso
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'AC_ChargeParameterDiscoveryReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -4963,13 +4943,10 @@ def _d_iso20_ac_AC_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _iso
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'AC_ChargeParameterDiscoveryReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'AC_ChargeParameterDiscoveryReqType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -4982,26 +4959,26 @@ def _d_iso20_ac_AC_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _iso
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x200:
         av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    ec = ((c >> 28) & 3)
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
     f_Header = ob1_
-    if ec == 0:
+    if c < 0x10000000:
         r.avail = av
         f_AC_CPDReqEnergyTransferMode = _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r, c)
         win = r.win
@@ -5010,7 +4987,8 @@ def _d_iso20_ac_AC_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _iso
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
-    elif ec == 1:
+    elif c < 0x20000000:
+        c &= 0xfffffff
         r.avail = av
         f_BPT_AC_CPDReqEnergyTransferMode = _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r, c)
         win = r.win
@@ -5020,8 +4998,9 @@ def _d_iso20_ac_AC_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _iso
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'AC_ChargeParameterDiscoveryReqType[1]', f'event code {ec}, expected SE(AC_CPDReqEnergyTransferMode), SE(BPT_AC_CPDReqEnergyTransferMode)')
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'AC_ChargeParameterDiscoveryReqType', 'expected EE')
     r.avail = av
     ob = _new(_K_iso20_ac_AC_ChargeParameterDiscoveryReqType)
@@ -5076,9 +5055,9 @@ def _d_iso20_ac_AC_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_AC_CPDResEnergyTransferMode: _iso20_ac.AC_CPDResEnergyTransferModeType | None = None
     f_BPT_AC_CPDResEnergyTransferMode: _iso20_ac.BPT_AC_CPDResEnergyTransferModeType | None = None
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'AC_ChargeParameterDiscoveryResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -5107,9 +5086,9 @@ def _d_iso20_ac_AC_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'AC_ChargeParameterDiscoveryResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -5136,13 +5115,10 @@ def _d_iso20_ac_AC_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'AC_ChargeParameterDiscoveryResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'AC_ChargeParameterDiscoveryResType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -5155,25 +5131,26 @@ def _d_iso20_ac_AC_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x200:
         av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
-        f_ResponseCode, ec = _T9208fcde[(c >> 19) & 0x7ff]
+        f_ResponseCode, ec = _T9208fcde[c >> 19]
     except KeyError:  # not a valid pattern: say why
         if c & 0x30200000 != 0x0:
             raise r.fail_at(av + 30, 'AC_ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode') from None
-        iv = ((c >> 22) & 63)
+        iv = (c >> 22)
         if iv >= 40:
             raise r.fail_at(av + 19, 'AC_ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
@@ -5211,7 +5188,7 @@ def _d_iso20_ac_AC_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso
         c = (win >> av) & 0x1
     else:
         raise r.fail_at(av + 19, 'AC_ChargeParameterDiscoveryResType[2]', f'event code {ec}, expected SE(AC_CPDResEnergyTransferMode), SE(BPT_AC_CPDResEnergyTransferMode)')
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'AC_ChargeParameterDiscoveryResType', 'expected EE')
     r.avail = av
     ob = _new(_K_iso20_ac_AC_ChargeParameterDiscoveryResType)
@@ -5282,7 +5259,7 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
     s = 0
     if c & 0xe01c000 != 0x0:
         raise r.fail_at(av + 28, 'BPT_AC_CPDReqEnergyTransferModeType', 'expected SE(EVMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 17) & 255) - 128
+    f_1_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     if u > 127:
@@ -5312,25 +5289,22 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
                     win, av = r.refill(av, 5)
                 c = (win >> av) & 0x1f
     f_1_Value = -u - 1 if sg else u
-    try:
-        ec = _T6cd14f8b[(c >> 1) & 0xf]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x18 != 0x0:
-            raise r.fail_at(av + 5, 'BPT_AC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE') from None
-        ec = ((c >> 1) & 3)
+    c &= 0x1f
+    if c >= 0x8:
+        raise r.fail_at(av + 5, 'BPT_AC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE')
     ob1_ = _new(_K_iso20_common_types_RationalNumberType)
     ob1_.Exponent = f_1_Exponent
     ob1_.Value = f_1_Value
     f_EVMaximumChargePower = ob1_
     s = 1
-    if ec == 0:
+    if c < 0x2:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'BPT_AC_CPDReqEnergyTransferModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 20) & 255) - 128
+        f_2_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -5357,20 +5331,16 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        try:
-            ec = _T6cd14f8b[c >> 26]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30000000 != 0x0:
-                raise r.fail_at(av + 30, 'BPT_AC_CPDReqEnergyTransferModeType[1]', 'expected EE of Value, EE') from None
-            ec = ((c >> 26) & 3)
+        if c >= 0x10000000:
+            raise r.fail_at(av + 30, 'BPT_AC_CPDReqEnergyTransferModeType[1]', 'expected EE of Value, EE')
         ob2_ = _new(_K_iso20_common_types_RationalNumberType)
         ob2_.Exponent = f_2_Exponent
         ob2_.Value = f_2_Value
         f_EVMaximumChargePower_L2 = ob2_
-        if ec == 0:
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_AC_CPDReqEnergyTransferModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 16) & 255) - 128
+            f_3_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -5411,7 +5381,7 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_AC_CPDReqEnergyTransferModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_4_Exponent = ((c >> 16) & 255) - 128
@@ -5456,15 +5426,16 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
             c = (win >> av) & 0xfffffff
             s = 4
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'BPT_AC_CPDReqEnergyTransferModeType[2]', f'event code {ec}, expected SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
-    elif ec == 1:
+    elif c < 0x4:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'BPT_AC_CPDReqEnergyTransferModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_5_Exponent = ((c >> 20) & 255) - 128
+        f_5_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -5491,21 +5462,21 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'BPT_AC_CPDReqEnergyTransferModeType[1]', 'expected EE of Value, EE')
         ob5_ = _new(_K_iso20_common_types_RationalNumberType)
         ob5_.Exponent = f_5_Exponent
         ob5_.Value = f_5_Value
         f_EVMaximumChargePower_L3 = ob5_
         s = 3
-    elif ec == 2:
+    elif c < 0x6:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'BPT_AC_CPDReqEnergyTransferModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = ((c >> 20) & 255) - 128
+        f_6_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -5532,7 +5503,7 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'BPT_AC_CPDReqEnergyTransferModeType[1]', 'expected EE of Value, EE')
         ob6_ = _new(_K_iso20_common_types_RationalNumberType)
         ob6_.Exponent = f_6_Exponent
@@ -5540,11 +5511,12 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
         f_EVMinimumChargePower = ob6_
         s = 4
     else:
+        ec = (c >> 1) & 0x3
         raise r.fail_at(av + 1, 'BPT_AC_CPDReqEnergyTransferModeType[1]', f'event code {ec}, expected SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
     if s == 3:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_AC_CPDReqEnergyTransferModeType', 'expected SE(EVMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_7_Exponent = ((c >> 17) & 255) - 128
+        f_7_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -5590,11 +5562,10 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    ec = ((c >> 28) & 3)
-    if ec == 0:
+    if c < 0x10000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_AC_CPDReqEnergyTransferModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_8_Exponent = ((c >> 18) & 255) - 128
+        f_8_Exponent = (c >> 18) - 128
         sg = ((c >> 14) & 1)
         u = ((c >> 6) & 255)
         if u > 127:
@@ -5624,24 +5595,21 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
                         win, av = r.refill(av, 6)
                     c = (win >> av) & 0x3f
         f_8_Value = -u - 1 if sg else u
-        try:
-            ec = _T6cd14f8b[(c >> 2) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30 != 0x0:
-                raise r.fail_at(av + 6, 'BPT_AC_CPDReqEnergyTransferModeType[4]', 'expected EE of Value, EE') from None
-            ec = ((c >> 2) & 3)
+        c &= 0x3f
+        if c >= 0x10:
+            raise r.fail_at(av + 6, 'BPT_AC_CPDReqEnergyTransferModeType[4]', 'expected EE of Value, EE')
         ob8_ = _new(_K_iso20_common_types_RationalNumberType)
         ob8_.Exponent = f_8_Exponent
         ob8_.Value = f_8_Value
         f_EVMinimumChargePower_L2 = ob8_
-        if ec == 0:
+        if c < 0x4:
             av -= 28
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'BPT_AC_CPDReqEnergyTransferModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_9_Exponent = ((c >> 20) & 255) - 128
+            f_9_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -5668,21 +5636,21 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'BPT_AC_CPDReqEnergyTransferModeType[5]', 'expected EE of Value, EE')
             ob9_ = _new(_K_iso20_common_types_RationalNumberType)
             ob9_.Exponent = f_9_Exponent
             ob9_.Value = f_9_Value
             f_EVMinimumChargePower_L3 = ob9_
             s = 6
-        elif ec == 1:
+        elif c < 0x8:
             av -= 28
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'BPT_AC_CPDReqEnergyTransferModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_10_Exponent = ((c >> 20) & 255) - 128
+            f_10_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -5709,7 +5677,7 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'BPT_AC_CPDReqEnergyTransferModeType[5]', 'expected EE of Value, EE')
             ob10_ = _new(_K_iso20_common_types_RationalNumberType)
             ob10_.Exponent = f_10_Exponent
@@ -5717,8 +5685,9 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
             f_EVMaximumDischargePower = ob10_
             s = 7
         else:
+            ec = (c >> 2) & 0x3
             raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[5]', f'event code {ec}, expected SE(EVMinimumChargePower_L3), SE(EVMaximumDischargePower)')
-    elif ec == 1:
+    elif c < 0x20000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_AC_CPDReqEnergyTransferModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_11_Exponent = ((c >> 18) & 255) - 128
@@ -5762,7 +5731,7 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 6
-    elif ec == 2:
+    elif c < 0x30000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_AC_CPDReqEnergyTransferModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_12_Exponent = ((c >> 18) & 255) - 128
@@ -5807,11 +5776,12 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
         c = (win >> av) & 0xfffffff
         s = 7
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'BPT_AC_CPDReqEnergyTransferModeType[4]', f'event code {ec}, expected SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVMaximumDischargePower)')
     if s == 6:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_AC_CPDReqEnergyTransferModeType', 'expected SE(EVMaximumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_13_Exponent = ((c >> 17) & 255) - 128
+        f_13_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -5857,11 +5827,10 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    ec = ((c >> 28) & 3)
-    if ec == 0:
+    if c < 0x10000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_AC_CPDReqEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_14_Exponent = ((c >> 18) & 255) - 128
+        f_14_Exponent = (c >> 18) - 128
         sg = ((c >> 14) & 1)
         u = ((c >> 6) & 255)
         if u > 127:
@@ -5891,24 +5860,21 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
                         win, av = r.refill(av, 6)
                     c = (win >> av) & 0x3f
         f_14_Value = -u - 1 if sg else u
-        try:
-            ec = _T6cd14f8b[(c >> 2) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30 != 0x0:
-                raise r.fail_at(av + 6, 'BPT_AC_CPDReqEnergyTransferModeType[7]', 'expected EE of Value, EE') from None
-            ec = ((c >> 2) & 3)
+        c &= 0x3f
+        if c >= 0x10:
+            raise r.fail_at(av + 6, 'BPT_AC_CPDReqEnergyTransferModeType[7]', 'expected EE of Value, EE')
         ob14_ = _new(_K_iso20_common_types_RationalNumberType)
         ob14_.Exponent = f_14_Exponent
         ob14_.Value = f_14_Value
         f_EVMaximumDischargePower_L2 = ob14_
-        if ec == 0:
+        if c < 0x4:
             av -= 28
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'BPT_AC_CPDReqEnergyTransferModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_15_Exponent = ((c >> 20) & 255) - 128
+            f_15_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -5935,21 +5901,21 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'BPT_AC_CPDReqEnergyTransferModeType[8]', 'expected EE of Value, EE')
             ob15_ = _new(_K_iso20_common_types_RationalNumberType)
             ob15_.Exponent = f_15_Exponent
             ob15_.Value = f_15_Value
             f_EVMaximumDischargePower_L3 = ob15_
             s = 9
-        elif ec == 1:
+        elif c < 0x8:
             av -= 28
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'BPT_AC_CPDReqEnergyTransferModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_16_Exponent = ((c >> 20) & 255) - 128
+            f_16_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -5976,7 +5942,7 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'BPT_AC_CPDReqEnergyTransferModeType[8]', 'expected EE of Value, EE')
             ob16_ = _new(_K_iso20_common_types_RationalNumberType)
             ob16_.Exponent = f_16_Exponent
@@ -5984,8 +5950,9 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
             f_EVMinimumDischargePower = ob16_
             s = 10
         else:
+            ec = (c >> 2) & 0x3
             raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[8]', f'event code {ec}, expected SE(EVMaximumDischargePower_L3), SE(EVMinimumDischargePower)')
-    elif ec == 1:
+    elif c < 0x20000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_AC_CPDReqEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_17_Exponent = ((c >> 18) & 255) - 128
@@ -6029,7 +5996,7 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 9
-    elif ec == 2:
+    elif c < 0x30000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_AC_CPDReqEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_18_Exponent = ((c >> 18) & 255) - 128
@@ -6074,11 +6041,12 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
         c = (win >> av) & 0xfffffff
         s = 10
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'BPT_AC_CPDReqEnergyTransferModeType[7]', f'event code {ec}, expected SE(EVMaximumDischargePower_L2), SE(EVMaximumDischargePower_L3), SE(EVMinimumDischargePower)')
     if s == 9:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_AC_CPDReqEnergyTransferModeType', 'expected SE(EVMinimumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_19_Exponent = ((c >> 17) & 255) - 128
+        f_19_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -6124,11 +6092,10 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    ec = ((c >> 28) & 3)
-    if ec == 0:
+    if c < 0x10000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_AC_CPDReqEnergyTransferModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_20_Exponent = ((c >> 18) & 255) - 128
+        f_20_Exponent = (c >> 18) - 128
         sg = ((c >> 14) & 1)
         u = ((c >> 6) & 255)
         if u > 127:
@@ -6158,24 +6125,21 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
                         win, av = r.refill(av, 6)
                     c = (win >> av) & 0x3f
         f_20_Value = -u - 1 if sg else u
-        try:
-            ec = _T6cd14f8b[(c >> 2) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30 != 0x0:
-                raise r.fail_at(av + 6, 'BPT_AC_CPDReqEnergyTransferModeType[10]', 'expected EE of Value, EE') from None
-            ec = ((c >> 2) & 3)
+        c &= 0x3f
+        if c >= 0x10:
+            raise r.fail_at(av + 6, 'BPT_AC_CPDReqEnergyTransferModeType[10]', 'expected EE of Value, EE')
         ob20_ = _new(_K_iso20_common_types_RationalNumberType)
         ob20_.Exponent = f_20_Exponent
         ob20_.Value = f_20_Value
         f_EVMinimumDischargePower_L2 = ob20_
-        if ec == 0:
+        if c < 0x4:
             av -= 28
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'BPT_AC_CPDReqEnergyTransferModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_21_Exponent = ((c >> 20) & 255) - 128
+            f_21_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -6202,19 +6166,20 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
             if av < 0:
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
-            if c & 0x6 != 0x0:
+            if c >= 0x2:
                 raise r.fail_at(av + 3, 'BPT_AC_CPDReqEnergyTransferModeType[11]', 'expected EE of Value, EE')
             ob21_ = _new(_K_iso20_common_types_RationalNumberType)
             ob21_.Exponent = f_21_Exponent
             ob21_.Value = f_21_Value
             f_EVMinimumDischargePower_L3 = ob21_
             s = 12
-        elif ec == 1:
+        elif c < 0x8:
             av += 1
             s = -1
         else:
+            ec = (c >> 2) & 0x3
             raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[11]', f'event code {ec}, expected SE(EVMinimumDischargePower_L3), EE')
-    elif ec == 1:
+    elif c < 0x20000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_AC_CPDReqEnergyTransferModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_22_Exponent = ((c >> 18) & 255) - 128
@@ -6256,10 +6221,11 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
         f_EVMinimumDischargePower_L3 = ob22_
         c >>= 3
         s = 12
-    elif ec == 2:
+    elif c < 0x30000000:
         av += 27
         s = -1
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'BPT_AC_CPDReqEnergyTransferModeType[10]', f'event code {ec}, expected SE(EVMinimumDischargePower_L2), SE(EVMinimumDischargePower_L3), EE')
     if s == 12:
         if c & 0x1 != 0x0:
@@ -7081,7 +7047,7 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
     s = 0
     if c & 0xe01c000 != 0x0:
         raise r.fail_at(av + 28, 'BPT_AC_CPDResEnergyTransferModeType', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 17) & 255) - 128
+    f_1_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     if u > 127:
@@ -7111,25 +7077,22 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
                     win, av = r.refill(av, 5)
                 c = (win >> av) & 0x1f
     f_1_Value = -u - 1 if sg else u
-    try:
-        ec = _T6cd14f8b[(c >> 1) & 0xf]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x18 != 0x0:
-            raise r.fail_at(av + 5, 'BPT_AC_CPDResEnergyTransferModeType', 'expected EE of Value, EE') from None
-        ec = ((c >> 1) & 3)
+    c &= 0x1f
+    if c >= 0x8:
+        raise r.fail_at(av + 5, 'BPT_AC_CPDResEnergyTransferModeType', 'expected EE of Value, EE')
     ob1_ = _new(_K_iso20_common_types_RationalNumberType)
     ob1_.Exponent = f_1_Exponent
     ob1_.Value = f_1_Value
     f_EVSEMaximumChargePower = ob1_
     s = 1
-    if ec == 0:
+    if c < 0x2:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'BPT_AC_CPDResEnergyTransferModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 20) & 255) - 128
+        f_2_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -7156,20 +7119,16 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        try:
-            ec = _T6cd14f8b[c >> 26]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30000000 != 0x0:
-                raise r.fail_at(av + 30, 'BPT_AC_CPDResEnergyTransferModeType[1]', 'expected EE of Value, EE') from None
-            ec = ((c >> 26) & 3)
+        if c >= 0x10000000:
+            raise r.fail_at(av + 30, 'BPT_AC_CPDResEnergyTransferModeType[1]', 'expected EE of Value, EE')
         ob2_ = _new(_K_iso20_common_types_RationalNumberType)
         ob2_.Exponent = f_2_Exponent
         ob2_.Value = f_2_Value
         f_EVSEMaximumChargePower_L2 = ob2_
-        if ec == 0:
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_AC_CPDResEnergyTransferModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 16) & 255) - 128
+            f_3_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -7210,7 +7169,7 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_AC_CPDResEnergyTransferModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_4_Exponent = ((c >> 16) & 255) - 128
@@ -7255,15 +7214,16 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
             c = (win >> av) & 0xfffffff
             s = 4
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'BPT_AC_CPDResEnergyTransferModeType[2]', f'event code {ec}, expected SE(EVSEMaximumChargePower_L3), SE(EVSEMinimumChargePower)')
-    elif ec == 1:
+    elif c < 0x4:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'BPT_AC_CPDResEnergyTransferModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_5_Exponent = ((c >> 20) & 255) - 128
+        f_5_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -7290,21 +7250,21 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'BPT_AC_CPDResEnergyTransferModeType[1]', 'expected EE of Value, EE')
         ob5_ = _new(_K_iso20_common_types_RationalNumberType)
         ob5_.Exponent = f_5_Exponent
         ob5_.Value = f_5_Value
         f_EVSEMaximumChargePower_L3 = ob5_
         s = 3
-    elif ec == 2:
+    elif c < 0x6:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'BPT_AC_CPDResEnergyTransferModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = ((c >> 20) & 255) - 128
+        f_6_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -7331,7 +7291,7 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'BPT_AC_CPDResEnergyTransferModeType[1]', 'expected EE of Value, EE')
         ob6_ = _new(_K_iso20_common_types_RationalNumberType)
         ob6_.Exponent = f_6_Exponent
@@ -7339,11 +7299,12 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
         f_EVSEMinimumChargePower = ob6_
         s = 4
     else:
+        ec = (c >> 1) & 0x3
         raise r.fail_at(av + 1, 'BPT_AC_CPDResEnergyTransferModeType[1]', f'event code {ec}, expected SE(EVSEMaximumChargePower_L2), SE(EVSEMaximumChargePower_L3), SE(EVSEMinimumChargePower)')
     if s == 3:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_AC_CPDResEnergyTransferModeType', 'expected SE(EVSEMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_7_Exponent = ((c >> 17) & 255) - 128
+        f_7_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -7389,11 +7350,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    ec = ((c >> 28) & 3)
-    if ec == 0:
+    if c < 0x10000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_AC_CPDResEnergyTransferModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_8_Exponent = ((c >> 18) & 255) - 128
+        f_8_Exponent = (c >> 18) - 128
         sg = ((c >> 14) & 1)
         u = ((c >> 6) & 255)
         if u > 127:
@@ -7423,24 +7383,21 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
                         win, av = r.refill(av, 6)
                     c = (win >> av) & 0x3f
         f_8_Value = -u - 1 if sg else u
-        try:
-            ec = _T6cd14f8b[(c >> 2) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30 != 0x0:
-                raise r.fail_at(av + 6, 'BPT_AC_CPDResEnergyTransferModeType[4]', 'expected EE of Value, EE') from None
-            ec = ((c >> 2) & 3)
+        c &= 0x3f
+        if c >= 0x10:
+            raise r.fail_at(av + 6, 'BPT_AC_CPDResEnergyTransferModeType[4]', 'expected EE of Value, EE')
         ob8_ = _new(_K_iso20_common_types_RationalNumberType)
         ob8_.Exponent = f_8_Exponent
         ob8_.Value = f_8_Value
         f_EVSEMinimumChargePower_L2 = ob8_
-        if ec == 0:
+        if c < 0x4:
             av -= 28
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'BPT_AC_CPDResEnergyTransferModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_9_Exponent = ((c >> 20) & 255) - 128
+            f_9_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -7467,21 +7424,21 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'BPT_AC_CPDResEnergyTransferModeType[5]', 'expected EE of Value, EE')
             ob9_ = _new(_K_iso20_common_types_RationalNumberType)
             ob9_.Exponent = f_9_Exponent
             ob9_.Value = f_9_Value
             f_EVSEMinimumChargePower_L3 = ob9_
             s = 6
-        elif ec == 1:
+        elif c < 0x8:
             av -= 28
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'BPT_AC_CPDResEnergyTransferModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_10_Exponent = ((c >> 20) & 255) - 128
+            f_10_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -7508,7 +7465,7 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'BPT_AC_CPDResEnergyTransferModeType[5]', 'expected EE of Value, EE')
             ob10_ = _new(_K_iso20_common_types_RationalNumberType)
             ob10_.Exponent = f_10_Exponent
@@ -7516,8 +7473,9 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
             f_EVSENominalFrequency = ob10_
             s = 7
         else:
+            ec = (c >> 2) & 0x3
             raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[5]', f'event code {ec}, expected SE(EVSEMinimumChargePower_L3), SE(EVSENominalFrequency)')
-    elif ec == 1:
+    elif c < 0x20000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_AC_CPDResEnergyTransferModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_11_Exponent = ((c >> 18) & 255) - 128
@@ -7561,7 +7519,7 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 6
-    elif ec == 2:
+    elif c < 0x30000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_AC_CPDResEnergyTransferModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_12_Exponent = ((c >> 18) & 255) - 128
@@ -7606,11 +7564,12 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
         c = (win >> av) & 0xfffffff
         s = 7
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'BPT_AC_CPDResEnergyTransferModeType[4]', f'event code {ec}, expected SE(EVSEMinimumChargePower_L2), SE(EVSEMinimumChargePower_L3), SE(EVSENominalFrequency)')
     if s == 6:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_AC_CPDResEnergyTransferModeType', 'expected SE(EVSENominalFrequency), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_13_Exponent = ((c >> 17) & 255) - 128
+        f_13_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -7656,11 +7615,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    ec = ((c >> 27) & 7)
-    if ec == 0:
+    if c < 0x8000000:
         if c & 0x601c000 != 0x0:
             raise r.fail_at(av + 27, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_14_Exponent = ((c >> 17) & 255) - 128
+        f_14_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -7690,24 +7648,21 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
                         win, av = r.refill(av, 5)
                     c = (win >> av) & 0x1f
         f_14_Value = -u - 1 if sg else u
-        try:
-            ec = _T84c90c6e[c & 0x1f]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x18 != 0x0:
-                raise r.fail_at(av + 5, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE') from None
-            ec = (c & 7)
+        c &= 0x1f
+        if c >= 0x8:
+            raise r.fail_at(av + 5, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
         ob14_ = _new(_K_iso20_common_types_RationalNumberType)
         ob14_.Exponent = f_14_Exponent
         ob14_.Value = f_14_Value
         f_MaximumPowerAsymmetry = ob14_
-        if ec == 0:
+        if c < 0x1:
             av -= 30
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'BPT_AC_CPDResEnergyTransferModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_15_Exponent = ((c >> 20) & 255) - 128
+            f_15_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -7734,21 +7689,21 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'BPT_AC_CPDResEnergyTransferModeType[8]', 'expected EE of Value, EE')
             ob15_ = _new(_K_iso20_common_types_RationalNumberType)
             ob15_.Exponent = f_15_Exponent
             ob15_.Value = f_15_Value
             f_EVSEPowerRampLimitation = ob15_
             s = 9
-        elif ec == 1:
+        elif c < 0x2:
             av -= 30
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'BPT_AC_CPDResEnergyTransferModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_16_Exponent = ((c >> 20) & 255) - 128
+            f_16_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -7775,21 +7730,21 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'BPT_AC_CPDResEnergyTransferModeType[8]', 'expected EE of Value, EE')
             ob16_ = _new(_K_iso20_common_types_RationalNumberType)
             ob16_.Exponent = f_16_Exponent
             ob16_.Value = f_16_Value
             f_EVSEPresentActivePower = ob16_
             s = 10
-        elif ec == 2:
+        elif c < 0x3:
             av -= 30
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'BPT_AC_CPDResEnergyTransferModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_17_Exponent = ((c >> 20) & 255) - 128
+            f_17_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -7816,21 +7771,21 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'BPT_AC_CPDResEnergyTransferModeType[8]', 'expected EE of Value, EE')
             ob17_ = _new(_K_iso20_common_types_RationalNumberType)
             ob17_.Exponent = f_17_Exponent
             ob17_.Value = f_17_Value
             f_EVSEPresentActivePower_L2 = ob17_
             s = 11
-        elif ec == 3:
+        elif c < 0x4:
             av -= 30
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'BPT_AC_CPDResEnergyTransferModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_18_Exponent = ((c >> 20) & 255) - 128
+            f_18_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -7857,21 +7812,21 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'BPT_AC_CPDResEnergyTransferModeType[8]', 'expected EE of Value, EE')
             ob18_ = _new(_K_iso20_common_types_RationalNumberType)
             ob18_.Exponent = f_18_Exponent
             ob18_.Value = f_18_Value
             f_EVSEPresentActivePower_L3 = ob18_
             s = 12
-        elif ec == 4:
+        elif c < 0x5:
             av -= 30
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'BPT_AC_CPDResEnergyTransferModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_19_Exponent = ((c >> 20) & 255) - 128
+            f_19_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -7898,7 +7853,7 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'BPT_AC_CPDResEnergyTransferModeType[8]', 'expected EE of Value, EE')
             ob19_ = _new(_K_iso20_common_types_RationalNumberType)
             ob19_.Exponent = f_19_Exponent
@@ -7906,8 +7861,9 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
             f_EVSEMaximumDischargePower = ob19_
             s = 13
         else:
+            ec = (c >> 0) & 0x7
             raise r.fail_at(av, 'BPT_AC_CPDResEnergyTransferModeType[8]', f'event code {ec}, expected SE(EVSEPowerRampLimitation), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), SE(EVSEMaximumDischargePower)')
-    elif ec == 1:
+    elif c < 0x10000000:
         if c & 0x601c000 != 0x0:
             raise r.fail_at(av + 27, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_20_Exponent = ((c >> 17) & 255) - 128
@@ -7951,7 +7907,7 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 9
-    elif ec == 2:
+    elif c < 0x18000000:
         if c & 0x601c000 != 0x0:
             raise r.fail_at(av + 27, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_21_Exponent = ((c >> 17) & 255) - 128
@@ -7995,7 +7951,7 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 10
-    elif ec == 3:
+    elif c < 0x20000000:
         if c & 0x601c000 != 0x0:
             raise r.fail_at(av + 27, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_22_Exponent = ((c >> 17) & 255) - 128
@@ -8039,7 +7995,7 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 11
-    elif ec == 4:
+    elif c < 0x28000000:
         if c & 0x601c000 != 0x0:
             raise r.fail_at(av + 27, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_23_Exponent = ((c >> 17) & 255) - 128
@@ -8083,7 +8039,7 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 12
-    elif ec == 5:
+    elif c < 0x30000000:
         if c & 0x601c000 != 0x0:
             raise r.fail_at(av + 27, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_24_Exponent = ((c >> 17) & 255) - 128
@@ -8128,13 +8084,13 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
         c = (win >> av) & 0xfffffff
         s = 13
     else:
+        ec = (c >> 27) & 0x7
         raise r.fail_at(av + 27, 'BPT_AC_CPDResEnergyTransferModeType[7]', f'event code {ec}, expected SE(MaximumPowerAsymmetry), SE(EVSEPowerRampLimitation), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), SE(EVSEMaximumDischargePower)')
     if s == 9:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_AC_CPDResEnergyTransferModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_25_Exponent = ((c >> 15) & 255) - 128
+            f_25_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -8175,7 +8131,7 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 10
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_AC_CPDResEnergyTransferModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_26_Exponent = ((c >> 15) & 255) - 128
@@ -8219,7 +8175,7 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 11
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_AC_CPDResEnergyTransferModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_27_Exponent = ((c >> 15) & 255) - 128
@@ -8263,7 +8219,7 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 12
-        elif ec == 3:
+        elif c < 0x8000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_AC_CPDResEnergyTransferModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_28_Exponent = ((c >> 15) & 255) - 128
@@ -8308,13 +8264,13 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
             c = (win >> av) & 0xfffffff
             s = 13
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'BPT_AC_CPDResEnergyTransferModeType[9]', f'event code {ec}, expected SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), SE(EVSEMaximumDischargePower)')
     if s == 10:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_AC_CPDResEnergyTransferModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_29_Exponent = ((c >> 16) & 255) - 128
+            f_29_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -8355,7 +8311,7 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 11
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_AC_CPDResEnergyTransferModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_30_Exponent = ((c >> 16) & 255) - 128
@@ -8399,7 +8355,7 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 12
-        elif ec == 2:
+        elif c < 0xc000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_AC_CPDResEnergyTransferModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_31_Exponent = ((c >> 16) & 255) - 128
@@ -8444,13 +8400,13 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
             c = (win >> av) & 0xfffffff
             s = 13
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'BPT_AC_CPDResEnergyTransferModeType[10]', f'event code {ec}, expected SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), SE(EVSEMaximumDischargePower)')
     if s == 11:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_AC_CPDResEnergyTransferModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_32_Exponent = ((c >> 16) & 255) - 128
+            f_32_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -8491,7 +8447,7 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 12
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_AC_CPDResEnergyTransferModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_33_Exponent = ((c >> 16) & 255) - 128
@@ -8536,11 +8492,12 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
             c = (win >> av) & 0xfffffff
             s = 13
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'BPT_AC_CPDResEnergyTransferModeType[11]', f'event code {ec}, expected SE(EVSEPresentActivePower_L3), SE(EVSEMaximumDischargePower)')
     if s == 12:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_AC_CPDResEnergyTransferModeType', 'expected SE(EVSEMaximumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_34_Exponent = ((c >> 17) & 255) - 128
+        f_34_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -8586,11 +8543,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    ec = ((c >> 28) & 3)
-    if ec == 0:
+    if c < 0x10000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_AC_CPDResEnergyTransferModeType[13]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_35_Exponent = ((c >> 18) & 255) - 128
+        f_35_Exponent = (c >> 18) - 128
         sg = ((c >> 14) & 1)
         u = ((c >> 6) & 255)
         if u > 127:
@@ -8620,24 +8576,21 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
                         win, av = r.refill(av, 6)
                     c = (win >> av) & 0x3f
         f_35_Value = -u - 1 if sg else u
-        try:
-            ec = _T6cd14f8b[(c >> 2) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30 != 0x0:
-                raise r.fail_at(av + 6, 'BPT_AC_CPDResEnergyTransferModeType[13]', 'expected EE of Value, EE') from None
-            ec = ((c >> 2) & 3)
+        c &= 0x3f
+        if c >= 0x10:
+            raise r.fail_at(av + 6, 'BPT_AC_CPDResEnergyTransferModeType[13]', 'expected EE of Value, EE')
         ob35_ = _new(_K_iso20_common_types_RationalNumberType)
         ob35_.Exponent = f_35_Exponent
         ob35_.Value = f_35_Value
         f_EVSEMaximumDischargePower_L2 = ob35_
-        if ec == 0:
+        if c < 0x4:
             av -= 28
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'BPT_AC_CPDResEnergyTransferModeType[14]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_36_Exponent = ((c >> 20) & 255) - 128
+            f_36_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -8664,21 +8617,21 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'BPT_AC_CPDResEnergyTransferModeType[14]', 'expected EE of Value, EE')
             ob36_ = _new(_K_iso20_common_types_RationalNumberType)
             ob36_.Exponent = f_36_Exponent
             ob36_.Value = f_36_Value
             f_EVSEMaximumDischargePower_L3 = ob36_
             s = 15
-        elif ec == 1:
+        elif c < 0x8:
             av -= 28
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'BPT_AC_CPDResEnergyTransferModeType[14]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_37_Exponent = ((c >> 20) & 255) - 128
+            f_37_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -8705,7 +8658,7 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'BPT_AC_CPDResEnergyTransferModeType[14]', 'expected EE of Value, EE')
             ob37_ = _new(_K_iso20_common_types_RationalNumberType)
             ob37_.Exponent = f_37_Exponent
@@ -8713,8 +8666,9 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
             f_EVSEMinimumDischargePower = ob37_
             s = 16
         else:
+            ec = (c >> 2) & 0x3
             raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[14]', f'event code {ec}, expected SE(EVSEMaximumDischargePower_L3), SE(EVSEMinimumDischargePower)')
-    elif ec == 1:
+    elif c < 0x20000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_AC_CPDResEnergyTransferModeType[13]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_38_Exponent = ((c >> 18) & 255) - 128
@@ -8758,7 +8712,7 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 15
-    elif ec == 2:
+    elif c < 0x30000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_AC_CPDResEnergyTransferModeType[13]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_39_Exponent = ((c >> 18) & 255) - 128
@@ -8803,11 +8757,12 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
         c = (win >> av) & 0xfffffff
         s = 16
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'BPT_AC_CPDResEnergyTransferModeType[13]', f'event code {ec}, expected SE(EVSEMaximumDischargePower_L2), SE(EVSEMaximumDischargePower_L3), SE(EVSEMinimumDischargePower)')
     if s == 15:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_AC_CPDResEnergyTransferModeType', 'expected SE(EVSEMinimumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_40_Exponent = ((c >> 17) & 255) - 128
+        f_40_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -8853,11 +8808,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    ec = ((c >> 28) & 3)
-    if ec == 0:
+    if c < 0x10000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_AC_CPDResEnergyTransferModeType[16]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_41_Exponent = ((c >> 18) & 255) - 128
+        f_41_Exponent = (c >> 18) - 128
         sg = ((c >> 14) & 1)
         u = ((c >> 6) & 255)
         if u > 127:
@@ -8887,24 +8841,21 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
                         win, av = r.refill(av, 6)
                     c = (win >> av) & 0x3f
         f_41_Value = -u - 1 if sg else u
-        try:
-            ec = _T6cd14f8b[(c >> 2) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30 != 0x0:
-                raise r.fail_at(av + 6, 'BPT_AC_CPDResEnergyTransferModeType[16]', 'expected EE of Value, EE') from None
-            ec = ((c >> 2) & 3)
+        c &= 0x3f
+        if c >= 0x10:
+            raise r.fail_at(av + 6, 'BPT_AC_CPDResEnergyTransferModeType[16]', 'expected EE of Value, EE')
         ob41_ = _new(_K_iso20_common_types_RationalNumberType)
         ob41_.Exponent = f_41_Exponent
         ob41_.Value = f_41_Value
         f_EVSEMinimumDischargePower_L2 = ob41_
-        if ec == 0:
+        if c < 0x4:
             av -= 28
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'BPT_AC_CPDResEnergyTransferModeType[17]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_42_Exponent = ((c >> 20) & 255) - 128
+            f_42_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -8931,19 +8882,20 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
             if av < 0:
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
-            if c & 0x6 != 0x0:
+            if c >= 0x2:
                 raise r.fail_at(av + 3, 'BPT_AC_CPDResEnergyTransferModeType[17]', 'expected EE of Value, EE')
             ob42_ = _new(_K_iso20_common_types_RationalNumberType)
             ob42_.Exponent = f_42_Exponent
             ob42_.Value = f_42_Value
             f_EVSEMinimumDischargePower_L3 = ob42_
             s = 18
-        elif ec == 1:
+        elif c < 0x8:
             av += 1
             s = -1
         else:
+            ec = (c >> 2) & 0x3
             raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[17]', f'event code {ec}, expected SE(EVSEMinimumDischargePower_L3), EE')
-    elif ec == 1:
+    elif c < 0x20000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_AC_CPDResEnergyTransferModeType[16]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_43_Exponent = ((c >> 18) & 255) - 128
@@ -8985,10 +8937,11 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
         f_EVSEMinimumDischargePower_L3 = ob43_
         c >>= 3
         s = 18
-    elif ec == 2:
+    elif c < 0x30000000:
         av += 27
         s = -1
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'BPT_AC_CPDResEnergyTransferModeType[16]', f'event code {ec}, expected SE(EVSEMinimumDischargePower_L2), SE(EVSEMinimumDischargePower_L3), EE')
     if s == 18:
         if c & 0x1 != 0x0:
@@ -10530,11 +10483,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
     f_EVMaximumV2XEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     f_EVMinimumV2XEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    ec = ((c >> 26) & 3)
-    if ec == 0:
-        if c & 0x2000000 != 0x0:
+    if c < 0x4000000:
+        if c >= 0x2000000:
             raise r.fail_at(av + 26, 'BPT_Dynamic_AC_CLReqControlModeType[0]', 'expected CH of DepartureTime')
-        u = ((c >> 17) & 255)
+        u = (c >> 17)
         if u > 127:
             u2 = (c >> 9) & 0xFF
             if u2 < 128:
@@ -10567,7 +10519,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
         c = (win >> av) & 0x3fffffff
         if c & 0x3c038000 != 0x0:
             raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLReqControlModeType[0]', 'expected EE of DepartureTime, SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 18) & 255) - 128
+        f_1_Exponent = (c >> 18) - 128
         sg = ((c >> 14) & 1)
         u = ((c >> 6) & 255)
         if u > 127:
@@ -10608,7 +10560,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x8000000:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'BPT_Dynamic_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 16) & 255) - 128
@@ -10653,10 +10605,11 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
         c = (win >> av) & 0x3fffffff
         s = 2
     else:
+        ec = (c >> 26) & 0x3
         raise r.fail_at(av + 26, 'BPT_Dynamic_AC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_3_Exponent = ((c >> 19) & 255) - 128
+    f_3_Exponent = (c >> 19) - 128
     sg = ((c >> 15) & 1)
     u = ((c >> 7) & 255)
     if u > 127:
@@ -10692,7 +10645,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_4_Exponent = ((c >> 17) & 255) - 128
+    f_4_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob3_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -10733,7 +10686,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_5_Exponent = ((c >> 17) & 255) - 128
+    f_5_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob4_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -10768,25 +10721,22 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
                     win, av = r.refill(av, 5)
                 c = (win >> av) & 0x1f
     f_5_Value = -u - 1 if sg else u
-    try:
-        ec = _T6cd14f8b[(c >> 1) & 0xf]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x18 != 0x0:
-            raise r.fail_at(av + 5, 'BPT_Dynamic_AC_CLReqControlModeType', 'expected EE of Value, EE') from None
-        ec = ((c >> 1) & 3)
+    c &= 0x1f
+    if c >= 0x8:
+        raise r.fail_at(av + 5, 'BPT_Dynamic_AC_CLReqControlModeType', 'expected EE of Value, EE')
     ob5_ = _new(_K_iso20_common_types_RationalNumberType)
     ob5_.Exponent = f_5_Exponent
     ob5_.Value = f_5_Value
     f_EVMaximumChargePower = ob5_
     s = 5
-    if ec == 0:
+    if c < 0x2:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = ((c >> 20) & 255) - 128
+        f_6_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -10813,20 +10763,16 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        try:
-            ec = _T6cd14f8b[c >> 26]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30000000 != 0x0:
-                raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLReqControlModeType[5]', 'expected EE of Value, EE') from None
-            ec = ((c >> 26) & 3)
+        if c >= 0x10000000:
+            raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         ob6_ = _new(_K_iso20_common_types_RationalNumberType)
         ob6_.Exponent = f_6_Exponent
         ob6_.Value = f_6_Value
         f_EVMaximumChargePower_L2 = ob6_
-        if ec == 0:
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Dynamic_AC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_7_Exponent = ((c >> 16) & 255) - 128
+            f_7_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -10867,7 +10813,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Dynamic_AC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_8_Exponent = ((c >> 16) & 255) - 128
@@ -10912,15 +10858,16 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
             c = (win >> av) & 0xfffffff
             s = 8
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'BPT_Dynamic_AC_CLReqControlModeType[6]', f'event code {ec}, expected SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
-    elif ec == 1:
+    elif c < 0x4:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_9_Exponent = ((c >> 20) & 255) - 128
+        f_9_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -10947,21 +10894,21 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         ob9_ = _new(_K_iso20_common_types_RationalNumberType)
         ob9_.Exponent = f_9_Exponent
         ob9_.Value = f_9_Value
         f_EVMaximumChargePower_L3 = ob9_
         s = 7
-    elif ec == 2:
+    elif c < 0x6:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_10_Exponent = ((c >> 20) & 255) - 128
+        f_10_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -10988,7 +10935,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         ob10_ = _new(_K_iso20_common_types_RationalNumberType)
         ob10_.Exponent = f_10_Exponent
@@ -10996,11 +10943,12 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
         f_EVMinimumChargePower = ob10_
         s = 8
     else:
+        ec = (c >> 1) & 0x3
         raise r.fail_at(av + 1, 'BPT_Dynamic_AC_CLReqControlModeType[5]', f'event code {ec}, expected SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
     if s == 7:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_Dynamic_AC_CLReqControlModeType', 'expected SE(EVMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_11_Exponent = ((c >> 17) & 255) - 128
+        f_11_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -11046,11 +10994,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    ec = ((c >> 28) & 3)
-    if ec == 0:
+    if c < 0x10000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_Dynamic_AC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_12_Exponent = ((c >> 18) & 255) - 128
+        f_12_Exponent = (c >> 18) - 128
         sg = ((c >> 14) & 1)
         u = ((c >> 6) & 255)
         if u > 127:
@@ -11080,24 +11027,21 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
                         win, av = r.refill(av, 6)
                     c = (win >> av) & 0x3f
         f_12_Value = -u - 1 if sg else u
-        try:
-            ec = _T6cd14f8b[(c >> 2) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30 != 0x0:
-                raise r.fail_at(av + 6, 'BPT_Dynamic_AC_CLReqControlModeType[8]', 'expected EE of Value, EE') from None
-            ec = ((c >> 2) & 3)
+        c &= 0x3f
+        if c >= 0x10:
+            raise r.fail_at(av + 6, 'BPT_Dynamic_AC_CLReqControlModeType[8]', 'expected EE of Value, EE')
         ob12_ = _new(_K_iso20_common_types_RationalNumberType)
         ob12_.Exponent = f_12_Exponent
         ob12_.Value = f_12_Value
         f_EVMinimumChargePower_L2 = ob12_
-        if ec == 0:
+        if c < 0x4:
             av -= 28
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_13_Exponent = ((c >> 20) & 255) - 128
+            f_13_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -11124,21 +11068,21 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLReqControlModeType[9]', 'expected EE of Value, EE')
             ob13_ = _new(_K_iso20_common_types_RationalNumberType)
             ob13_.Exponent = f_13_Exponent
             ob13_.Value = f_13_Value
             f_EVMinimumChargePower_L3 = ob13_
             s = 10
-        elif ec == 1:
+        elif c < 0x8:
             av -= 28
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_14_Exponent = ((c >> 20) & 255) - 128
+            f_14_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -11165,7 +11109,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLReqControlModeType[9]', 'expected EE of Value, EE')
             ob14_ = _new(_K_iso20_common_types_RationalNumberType)
             ob14_.Exponent = f_14_Exponent
@@ -11173,8 +11117,9 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
             f_EVPresentActivePower = ob14_
             s = 11
         else:
+            ec = (c >> 2) & 0x3
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[9]', f'event code {ec}, expected SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
-    elif ec == 1:
+    elif c < 0x20000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_Dynamic_AC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_15_Exponent = ((c >> 18) & 255) - 128
@@ -11218,7 +11163,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 10
-    elif ec == 2:
+    elif c < 0x30000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_Dynamic_AC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_16_Exponent = ((c >> 18) & 255) - 128
@@ -11263,11 +11208,12 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
         c = (win >> av) & 0xfffffff
         s = 11
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'BPT_Dynamic_AC_CLReqControlModeType[8]', f'event code {ec}, expected SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 10:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_Dynamic_AC_CLReqControlModeType', 'expected SE(EVPresentActivePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_17_Exponent = ((c >> 17) & 255) - 128
+        f_17_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -11313,11 +11259,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    ec = ((c >> 28) & 3)
-    if ec == 0:
+    if c < 0x10000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_Dynamic_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_18_Exponent = ((c >> 18) & 255) - 128
+        f_18_Exponent = (c >> 18) - 128
         sg = ((c >> 14) & 1)
         u = ((c >> 6) & 255)
         if u > 127:
@@ -11347,24 +11292,21 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
                         win, av = r.refill(av, 6)
                     c = (win >> av) & 0x3f
         f_18_Value = -u - 1 if sg else u
-        try:
-            ec = _T6cd14f8b[(c >> 2) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30 != 0x0:
-                raise r.fail_at(av + 6, 'BPT_Dynamic_AC_CLReqControlModeType[11]', 'expected EE of Value, EE') from None
-            ec = ((c >> 2) & 3)
+        c &= 0x3f
+        if c >= 0x10:
+            raise r.fail_at(av + 6, 'BPT_Dynamic_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
         ob18_ = _new(_K_iso20_common_types_RationalNumberType)
         ob18_.Exponent = f_18_Exponent
         ob18_.Value = f_18_Value
         f_EVPresentActivePower_L2 = ob18_
-        if ec == 0:
+        if c < 0x4:
             av -= 28
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_19_Exponent = ((c >> 20) & 255) - 128
+            f_19_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -11391,21 +11333,21 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLReqControlModeType[12]', 'expected EE of Value, EE')
             ob19_ = _new(_K_iso20_common_types_RationalNumberType)
             ob19_.Exponent = f_19_Exponent
             ob19_.Value = f_19_Value
             f_EVPresentActivePower_L3 = ob19_
             s = 13
-        elif ec == 1:
+        elif c < 0x8:
             av -= 28
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_20_Exponent = ((c >> 20) & 255) - 128
+            f_20_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -11432,7 +11374,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLReqControlModeType[12]', 'expected EE of Value, EE')
             ob20_ = _new(_K_iso20_common_types_RationalNumberType)
             ob20_.Exponent = f_20_Exponent
@@ -11440,8 +11382,9 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
             f_EVPresentReactivePower = ob20_
             s = 14
         else:
+            ec = (c >> 2) & 0x3
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[12]', f'event code {ec}, expected SE(EVPresentActivePower_L3), SE(EVPresentReactivePower)')
-    elif ec == 1:
+    elif c < 0x20000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_Dynamic_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_21_Exponent = ((c >> 18) & 255) - 128
@@ -11485,7 +11428,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 13
-    elif ec == 2:
+    elif c < 0x30000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_Dynamic_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_22_Exponent = ((c >> 18) & 255) - 128
@@ -11530,11 +11473,12 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
         c = (win >> av) & 0xfffffff
         s = 14
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'BPT_Dynamic_AC_CLReqControlModeType[11]', f'event code {ec}, expected SE(EVPresentActivePower_L2), SE(EVPresentActivePower_L3), SE(EVPresentReactivePower)')
     if s == 13:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_Dynamic_AC_CLReqControlModeType', 'expected SE(EVPresentReactivePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_23_Exponent = ((c >> 17) & 255) - 128
+        f_23_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -11580,11 +11524,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    ec = ((c >> 28) & 3)
-    if ec == 0:
+    if c < 0x10000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_Dynamic_AC_CLReqControlModeType[14]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_24_Exponent = ((c >> 18) & 255) - 128
+        f_24_Exponent = (c >> 18) - 128
         sg = ((c >> 14) & 1)
         u = ((c >> 6) & 255)
         if u > 127:
@@ -11614,24 +11557,21 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
                         win, av = r.refill(av, 6)
                     c = (win >> av) & 0x3f
         f_24_Value = -u - 1 if sg else u
-        try:
-            ec = _T6cd14f8b[(c >> 2) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30 != 0x0:
-                raise r.fail_at(av + 6, 'BPT_Dynamic_AC_CLReqControlModeType[14]', 'expected EE of Value, EE') from None
-            ec = ((c >> 2) & 3)
+        c &= 0x3f
+        if c >= 0x10:
+            raise r.fail_at(av + 6, 'BPT_Dynamic_AC_CLReqControlModeType[14]', 'expected EE of Value, EE')
         ob24_ = _new(_K_iso20_common_types_RationalNumberType)
         ob24_.Exponent = f_24_Exponent
         ob24_.Value = f_24_Value
         f_EVPresentReactivePower_L2 = ob24_
-        if ec == 0:
+        if c < 0x4:
             av -= 28
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLReqControlModeType[15]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_25_Exponent = ((c >> 20) & 255) - 128
+            f_25_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -11658,21 +11598,21 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLReqControlModeType[15]', 'expected EE of Value, EE')
             ob25_ = _new(_K_iso20_common_types_RationalNumberType)
             ob25_.Exponent = f_25_Exponent
             ob25_.Value = f_25_Value
             f_EVPresentReactivePower_L3 = ob25_
             s = 16
-        elif ec == 1:
+        elif c < 0x8:
             av -= 28
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLReqControlModeType[15]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_26_Exponent = ((c >> 20) & 255) - 128
+            f_26_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -11699,7 +11639,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLReqControlModeType[15]', 'expected EE of Value, EE')
             ob26_ = _new(_K_iso20_common_types_RationalNumberType)
             ob26_.Exponent = f_26_Exponent
@@ -11707,8 +11647,9 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
             f_EVMaximumDischargePower = ob26_
             s = 17
         else:
+            ec = (c >> 2) & 0x3
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[15]', f'event code {ec}, expected SE(EVPresentReactivePower_L3), SE(EVMaximumDischargePower)')
-    elif ec == 1:
+    elif c < 0x20000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_Dynamic_AC_CLReqControlModeType[14]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_27_Exponent = ((c >> 18) & 255) - 128
@@ -11752,7 +11693,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 16
-    elif ec == 2:
+    elif c < 0x30000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_Dynamic_AC_CLReqControlModeType[14]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_28_Exponent = ((c >> 18) & 255) - 128
@@ -11797,11 +11738,12 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
         c = (win >> av) & 0xfffffff
         s = 17
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'BPT_Dynamic_AC_CLReqControlModeType[14]', f'event code {ec}, expected SE(EVPresentReactivePower_L2), SE(EVPresentReactivePower_L3), SE(EVMaximumDischargePower)')
     if s == 16:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_Dynamic_AC_CLReqControlModeType', 'expected SE(EVMaximumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_29_Exponent = ((c >> 17) & 255) - 128
+        f_29_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -11847,11 +11789,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    ec = ((c >> 28) & 3)
-    if ec == 0:
+    if c < 0x10000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_Dynamic_AC_CLReqControlModeType[17]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_30_Exponent = ((c >> 18) & 255) - 128
+        f_30_Exponent = (c >> 18) - 128
         sg = ((c >> 14) & 1)
         u = ((c >> 6) & 255)
         if u > 127:
@@ -11881,24 +11822,21 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
                         win, av = r.refill(av, 6)
                     c = (win >> av) & 0x3f
         f_30_Value = -u - 1 if sg else u
-        try:
-            ec = _T6cd14f8b[(c >> 2) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30 != 0x0:
-                raise r.fail_at(av + 6, 'BPT_Dynamic_AC_CLReqControlModeType[17]', 'expected EE of Value, EE') from None
-            ec = ((c >> 2) & 3)
+        c &= 0x3f
+        if c >= 0x10:
+            raise r.fail_at(av + 6, 'BPT_Dynamic_AC_CLReqControlModeType[17]', 'expected EE of Value, EE')
         ob30_ = _new(_K_iso20_common_types_RationalNumberType)
         ob30_.Exponent = f_30_Exponent
         ob30_.Value = f_30_Value
         f_EVMaximumDischargePower_L2 = ob30_
-        if ec == 0:
+        if c < 0x4:
             av -= 28
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLReqControlModeType[18]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_31_Exponent = ((c >> 20) & 255) - 128
+            f_31_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -11925,21 +11863,21 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLReqControlModeType[18]', 'expected EE of Value, EE')
             ob31_ = _new(_K_iso20_common_types_RationalNumberType)
             ob31_.Exponent = f_31_Exponent
             ob31_.Value = f_31_Value
             f_EVMaximumDischargePower_L3 = ob31_
             s = 19
-        elif ec == 1:
+        elif c < 0x8:
             av -= 28
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLReqControlModeType[18]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_32_Exponent = ((c >> 20) & 255) - 128
+            f_32_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -11966,7 +11904,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLReqControlModeType[18]', 'expected EE of Value, EE')
             ob32_ = _new(_K_iso20_common_types_RationalNumberType)
             ob32_.Exponent = f_32_Exponent
@@ -11974,8 +11912,9 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
             f_EVMinimumDischargePower = ob32_
             s = 20
         else:
+            ec = (c >> 2) & 0x3
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[18]', f'event code {ec}, expected SE(EVMaximumDischargePower_L3), SE(EVMinimumDischargePower)')
-    elif ec == 1:
+    elif c < 0x20000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_Dynamic_AC_CLReqControlModeType[17]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_33_Exponent = ((c >> 18) & 255) - 128
@@ -12019,7 +11958,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 19
-    elif ec == 2:
+    elif c < 0x30000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_Dynamic_AC_CLReqControlModeType[17]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_34_Exponent = ((c >> 18) & 255) - 128
@@ -12064,11 +12003,12 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
         c = (win >> av) & 0xfffffff
         s = 20
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'BPT_Dynamic_AC_CLReqControlModeType[17]', f'event code {ec}, expected SE(EVMaximumDischargePower_L2), SE(EVMaximumDischargePower_L3), SE(EVMinimumDischargePower)')
     if s == 19:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_Dynamic_AC_CLReqControlModeType', 'expected SE(EVMinimumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_35_Exponent = ((c >> 17) & 255) - 128
+        f_35_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -12114,11 +12054,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    ec = ((c >> 27) & 7)
-    if ec == 0:
+    if c < 0x8000000:
         if c & 0x601c000 != 0x0:
             raise r.fail_at(av + 27, 'BPT_Dynamic_AC_CLReqControlModeType[20]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_36_Exponent = ((c >> 17) & 255) - 128
+        f_36_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -12148,24 +12087,21 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
                         win, av = r.refill(av, 5)
                     c = (win >> av) & 0x1f
         f_36_Value = -u - 1 if sg else u
-        try:
-            ec = _T84c90c6e[c & 0x1f]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x18 != 0x0:
-                raise r.fail_at(av + 5, 'BPT_Dynamic_AC_CLReqControlModeType[20]', 'expected EE of Value, EE') from None
-            ec = (c & 7)
+        c &= 0x1f
+        if c >= 0x8:
+            raise r.fail_at(av + 5, 'BPT_Dynamic_AC_CLReqControlModeType[20]', 'expected EE of Value, EE')
         ob36_ = _new(_K_iso20_common_types_RationalNumberType)
         ob36_.Exponent = f_36_Exponent
         ob36_.Value = f_36_Value
         f_EVMinimumDischargePower_L2 = ob36_
-        if ec == 0:
+        if c < 0x1:
             av -= 30
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLReqControlModeType[21]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_37_Exponent = ((c >> 20) & 255) - 128
+            f_37_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -12192,21 +12128,21 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLReqControlModeType[21]', 'expected EE of Value, EE')
             ob37_ = _new(_K_iso20_common_types_RationalNumberType)
             ob37_.Exponent = f_37_Exponent
             ob37_.Value = f_37_Value
             f_EVMinimumDischargePower_L3 = ob37_
             s = 22
-        elif ec == 1:
+        elif c < 0x2:
             av -= 30
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLReqControlModeType[21]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_38_Exponent = ((c >> 20) & 255) - 128
+            f_38_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -12233,21 +12169,21 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLReqControlModeType[21]', 'expected EE of Value, EE')
             ob38_ = _new(_K_iso20_common_types_RationalNumberType)
             ob38_.Exponent = f_38_Exponent
             ob38_.Value = f_38_Value
             f_EVMaximumV2XEnergyRequest = ob38_
             s = 23
-        elif ec == 2:
+        elif c < 0x3:
             av -= 30
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLReqControlModeType[21]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_39_Exponent = ((c >> 20) & 255) - 128
+            f_39_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -12274,19 +12210,20 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLReqControlModeType[21]', 'expected EE of Value, EE')
             ob39_ = _new(_K_iso20_common_types_RationalNumberType)
             ob39_.Exponent = f_39_Exponent
             ob39_.Value = f_39_Value
             f_EVMinimumV2XEnergyRequest = ob39_
             s = 24
-        elif ec == 3:
+        elif c < 0x4:
             s = -1
             av -= 28
         else:
+            ec = (c >> 0) & 0x7
             raise r.fail_at(av, 'BPT_Dynamic_AC_CLReqControlModeType[21]', f'event code {ec}, expected SE(EVMinimumDischargePower_L3), SE(EVMaximumV2XEnergyRequest), SE(EVMinimumV2XEnergyRequest), EE')
-    elif ec == 1:
+    elif c < 0x10000000:
         if c & 0x601c000 != 0x0:
             raise r.fail_at(av + 27, 'BPT_Dynamic_AC_CLReqControlModeType[20]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_40_Exponent = ((c >> 17) & 255) - 128
@@ -12330,7 +12267,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 22
-    elif ec == 2:
+    elif c < 0x18000000:
         if c & 0x601c000 != 0x0:
             raise r.fail_at(av + 27, 'BPT_Dynamic_AC_CLReqControlModeType[20]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_41_Exponent = ((c >> 17) & 255) - 128
@@ -12374,7 +12311,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 23
-    elif ec == 3:
+    elif c < 0x20000000:
         if c & 0x601c000 != 0x0:
             raise r.fail_at(av + 27, 'BPT_Dynamic_AC_CLReqControlModeType[20]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_42_Exponent = ((c >> 17) & 255) - 128
@@ -12418,17 +12355,18 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 24
-    elif ec == 4:
+    elif c < 0x28000000:
         av -= 1
         s = -1
     else:
+        ec = (c >> 27) & 0x7
         raise r.fail_at(av + 27, 'BPT_Dynamic_AC_CLReqControlModeType[20]', f'event code {ec}, expected SE(EVMinimumDischargePower_L2), SE(EVMinimumDischargePower_L3), SE(EVMaximumV2XEnergyRequest), SE(EVMinimumV2XEnergyRequest), EE')
     if s == 22:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Dynamic_AC_CLReqControlModeType[22]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_43_Exponent = ((c >> 16) & 255) - 128
+            f_43_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -12469,7 +12407,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 23
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Dynamic_AC_CLReqControlModeType[22]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_44_Exponent = ((c >> 16) & 255) - 128
@@ -12513,17 +12451,18 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 24
-        elif ec == 2:
+        elif c < 0xc000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'BPT_Dynamic_AC_CLReqControlModeType[22]', f'event code {ec}, expected SE(EVMaximumV2XEnergyRequest), SE(EVMinimumV2XEnergyRequest), EE')
     if s == 23:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Dynamic_AC_CLReqControlModeType[23]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_45_Exponent = ((c >> 16) & 255) - 128
+            f_45_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -12564,10 +12503,11 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 24
-        elif ec == 1:
+        elif c < 0x8000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'BPT_Dynamic_AC_CLReqControlModeType[23]', f'event code {ec}, expected SE(EVMinimumV2XEnergyRequest), EE')
     if s == 24:
         av += 27
@@ -14208,11 +14148,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
     f_EVSEPresentActivePower_L2: _iso20_common_types.RationalNumberType | None = None
     f_EVSEPresentActivePower_L3: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    ec = ((c >> 25) & 7)
-    if ec == 0:
-        if c & 0x1000000 != 0x0:
+    if c < 0x2000000:
+        if c >= 0x1000000:
             raise r.fail_at(av + 25, 'BPT_Dynamic_AC_CLResControlModeType[0]', 'expected CH of DepartureTime')
-        u = ((c >> 16) & 255)
+        u = (c >> 16)
         if u > 127:
             u2 = (c >> 8) & 0xFF
             if u2 < 128:
@@ -14239,13 +14178,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
             av += 8
             c >>= 8
         f_DepartureTime = u
-        try:
-            ec = _T4243fd73[(c >> 4) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x80 != 0x0:
-                raise r.fail_at(av + 8, 'BPT_Dynamic_AC_CLResControlModeType[0]', 'expected EE of DepartureTime') from None
-            ec = ((c >> 4) & 7)
-        if ec == 0:
+        c &= 0xff
+        if c >= 0x80:
+            raise r.fail_at(av + 8, 'BPT_Dynamic_AC_CLResControlModeType[0]', 'expected EE of DepartureTime')
+        if c < 0x10:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -14255,13 +14191,13 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
             except KeyError:  # not a valid pattern: say why
                 if c & 0x20200000 != 0x0:
                     raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC') from None
-                f_MinimumSOC = ((c >> 22) & 127)
+                f_MinimumSOC = (c >> 22)
             av -= 7
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 2
-        elif ec == 1:
+        elif c < 0x20:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -14271,20 +14207,20 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
             except KeyError:  # not a valid pattern: say why
                 if c & 0x20200000 != 0x0:
                     raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC') from None
-                f_TargetSOC = ((c >> 22) & 127)
+                f_TargetSOC = (c >> 22)
             av -= 7
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 2:
+        elif c < 0x30:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x20000000 != 0x0:
+            if c >= 0x20000000:
                 raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
-            u = ((c >> 21) & 255)
+            u = (c >> 21)
             if u > 127:
                 u2 = (c >> 13) & 0xFF
                 if u2 < 128:
@@ -14318,14 +14254,14 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 3:
+        elif c < 0x40:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_1_Exponent = ((c >> 20) & 255) - 128
+            f_1_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -14352,7 +14288,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
             ob1_ = _new(_K_iso20_common_types_RationalNumberType)
             ob1_.Exponent = f_1_Exponent
@@ -14360,8 +14296,9 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
             f_EVSETargetActivePower = ob1_
             s = 5
         else:
+            ec = (c >> 4) & 0x7
             raise r.fail_at(av + 4, 'BPT_Dynamic_AC_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSETargetActivePower)')
-    elif ec == 1:
+    elif c < 0x4000000:
         try:
             f_MinimumSOC = _Tf00db23f[(c >> 16) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
@@ -14373,7 +14310,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 2
-    elif ec == 2:
+    elif c < 0x6000000:
         try:
             f_TargetSOC = _Tf00db23f[(c >> 16) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
@@ -14385,8 +14322,8 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 3
-    elif ec == 3:
-        if c & 0x1000000 != 0x0:
+    elif c < 0x8000000:
+        if c >= 0x7000000:
             raise r.fail_at(av + 25, 'BPT_Dynamic_AC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
         u = ((c >> 16) & 255)
         if u > 127:
@@ -14422,7 +14359,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 4
-    elif ec == 4:
+    elif c < 0xa000000:
         if c & 0x1807000 != 0x0:
             raise r.fail_at(av + 25, 'BPT_Dynamic_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 15) & 255) - 128
@@ -14467,23 +14404,23 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
         c = (win >> av) & 0xfffffff
         s = 5
     else:
+        ec = (c >> 25) & 0x7
         raise r.fail_at(av + 25, 'BPT_Dynamic_AC_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSETargetActivePower)')
     if s == 2:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        if c < 0x4000000:
             try:
-                f_TargetSOC = _Tf00db23f[(c >> 17) & 0x1ff]
+                f_TargetSOC = _Tf00db23f[c >> 17]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x2020000 != 0x0:
                     raise r.fail_at(av + 26, 'BPT_Dynamic_AC_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC') from None
-                f_TargetSOC = ((c >> 18) & 127)
+                f_TargetSOC = (c >> 18)
             av -= 11
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 1:
-            if c & 0x2000000 != 0x0:
+        elif c < 0x8000000:
+            if c >= 0x6000000:
                 raise r.fail_at(av + 26, 'BPT_Dynamic_AC_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
             u = ((c >> 17) & 255)
             if u > 127:
@@ -14519,7 +14456,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 2:
+        elif c < 0xc000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Dynamic_AC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_3_Exponent = ((c >> 16) & 255) - 128
@@ -14564,13 +14501,13 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
             c = (win >> av) & 0xfffffff
             s = 5
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'BPT_Dynamic_AC_CLResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AckMaxDelay), SE(EVSETargetActivePower)')
     if s == 3:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
-            if c & 0x2000000 != 0x0:
+        if c < 0x4000000:
+            if c >= 0x2000000:
                 raise r.fail_at(av + 26, 'BPT_Dynamic_AC_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
-            u = ((c >> 17) & 255)
+            u = (c >> 17)
             if u > 127:
                 u2 = (c >> 9) & 0xFF
                 if u2 < 128:
@@ -14604,7 +14541,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Dynamic_AC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_4_Exponent = ((c >> 16) & 255) - 128
@@ -14649,11 +14586,12 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
             c = (win >> av) & 0xfffffff
             s = 5
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'BPT_Dynamic_AC_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), SE(EVSETargetActivePower)')
     if s == 4:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_Dynamic_AC_CLResControlModeType', 'expected SE(EVSETargetActivePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_5_Exponent = ((c >> 17) & 255) - 128
+        f_5_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -14699,11 +14637,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    ec = ((c >> 26) & 15)
-    if ec == 0:
+    if c < 0x4000000:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = ((c >> 16) & 255) - 128
+        f_6_Exponent = (c >> 16) - 128
         sg = ((c >> 12) & 1)
         u = ((c >> 4) & 255)
         if u > 127:
@@ -14737,20 +14674,16 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        try:
-            ec = _T09ea0bb6[c >> 24]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30000000 != 0x0:
-                raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE') from None
-            ec = ((c >> 24) & 15)
+        if c >= 0x10000000:
+            raise r.fail_at(av + 30, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
         ob6_ = _new(_K_iso20_common_types_RationalNumberType)
         ob6_.Exponent = f_6_Exponent
         ob6_.Value = f_6_Value
         f_EVSETargetActivePower_L2 = ob6_
-        if ec == 0:
+        if c < 0x1000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Dynamic_AC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_7_Exponent = ((c >> 14) & 255) - 128
+            f_7_Exponent = (c >> 14) - 128
             sg = ((c >> 10) & 1)
             u = ((c >> 2) & 255)
             if u > 127:
@@ -14791,7 +14724,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 1:
+        elif c < 0x2000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Dynamic_AC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_8_Exponent = ((c >> 14) & 255) - 128
@@ -14835,7 +14768,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 2:
+        elif c < 0x3000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Dynamic_AC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_9_Exponent = ((c >> 14) & 255) - 128
@@ -14879,7 +14812,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 3:
+        elif c < 0x4000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Dynamic_AC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_10_Exponent = ((c >> 14) & 255) - 128
@@ -14923,7 +14856,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 10
-        elif ec == 4:
+        elif c < 0x5000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Dynamic_AC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_11_Exponent = ((c >> 14) & 255) - 128
@@ -14967,7 +14900,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 11
-        elif ec == 5:
+        elif c < 0x6000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Dynamic_AC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_12_Exponent = ((c >> 14) & 255) - 128
@@ -15011,7 +14944,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 12
-        elif ec == 6:
+        elif c < 0x7000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Dynamic_AC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_13_Exponent = ((c >> 14) & 255) - 128
@@ -15055,12 +14988,13 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 13
-        elif ec == 7:
+        elif c < 0x8000000:
             av -= 4
             s = -1
         else:
+            ec = (c >> 24) & 0xf
             raise r.fail_at(av + 24, 'BPT_Dynamic_AC_CLResControlModeType[6]', f'event code {ec}, expected SE(EVSETargetActivePower_L3), SE(EVSETargetReactivePower), SE(EVSETargetReactivePower_L2), SE(EVSETargetReactivePower_L3), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
-    elif ec == 1:
+    elif c < 0x8000000:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_14_Exponent = ((c >> 16) & 255) - 128
@@ -15104,7 +15038,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 7
-    elif ec == 2:
+    elif c < 0xc000000:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_15_Exponent = ((c >> 16) & 255) - 128
@@ -15148,7 +15082,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 8
-    elif ec == 3:
+    elif c < 0x10000000:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_16_Exponent = ((c >> 16) & 255) - 128
@@ -15192,7 +15126,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 9
-    elif ec == 4:
+    elif c < 0x14000000:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_17_Exponent = ((c >> 16) & 255) - 128
@@ -15236,7 +15170,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 10
-    elif ec == 5:
+    elif c < 0x18000000:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_18_Exponent = ((c >> 16) & 255) - 128
@@ -15280,7 +15214,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 11
-    elif ec == 6:
+    elif c < 0x1c000000:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_19_Exponent = ((c >> 16) & 255) - 128
@@ -15324,7 +15258,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 12
-    elif ec == 7:
+    elif c < 0x20000000:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_20_Exponent = ((c >> 16) & 255) - 128
@@ -15368,17 +15302,18 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 13
-    elif ec == 8:
+    elif c < 0x24000000:
         av -= 2
         s = -1
     else:
+        ec = (c >> 26) & 0xf
         raise r.fail_at(av + 26, 'BPT_Dynamic_AC_CLResControlModeType[5]', f'event code {ec}, expected SE(EVSETargetActivePower_L2), SE(EVSETargetActivePower_L3), SE(EVSETargetReactivePower), SE(EVSETargetReactivePower_L2), SE(EVSETargetReactivePower_L3), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
     if s == 7:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Dynamic_AC_CLResControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_21_Exponent = ((c >> 15) & 255) - 128
+            f_21_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -15419,7 +15354,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Dynamic_AC_CLResControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_22_Exponent = ((c >> 15) & 255) - 128
@@ -15463,7 +15398,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Dynamic_AC_CLResControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_23_Exponent = ((c >> 15) & 255) - 128
@@ -15507,7 +15442,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 10
-        elif ec == 3:
+        elif c < 0x8000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Dynamic_AC_CLResControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_24_Exponent = ((c >> 15) & 255) - 128
@@ -15551,7 +15486,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 11
-        elif ec == 4:
+        elif c < 0xa000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Dynamic_AC_CLResControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_25_Exponent = ((c >> 15) & 255) - 128
@@ -15595,7 +15530,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 12
-        elif ec == 5:
+        elif c < 0xc000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Dynamic_AC_CLResControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_26_Exponent = ((c >> 15) & 255) - 128
@@ -15639,17 +15574,18 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 13
-        elif ec == 6:
+        elif c < 0xe000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'BPT_Dynamic_AC_CLResControlModeType[7]', f'event code {ec}, expected SE(EVSETargetReactivePower), SE(EVSETargetReactivePower_L2), SE(EVSETargetReactivePower_L3), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
     if s == 8:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Dynamic_AC_CLResControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_27_Exponent = ((c >> 15) & 255) - 128
+            f_27_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -15690,7 +15626,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Dynamic_AC_CLResControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_28_Exponent = ((c >> 15) & 255) - 128
@@ -15734,7 +15670,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 10
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Dynamic_AC_CLResControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_29_Exponent = ((c >> 15) & 255) - 128
@@ -15778,7 +15714,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 11
-        elif ec == 3:
+        elif c < 0x8000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Dynamic_AC_CLResControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_30_Exponent = ((c >> 15) & 255) - 128
@@ -15822,7 +15758,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 12
-        elif ec == 4:
+        elif c < 0xa000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Dynamic_AC_CLResControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_31_Exponent = ((c >> 15) & 255) - 128
@@ -15866,17 +15802,18 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 13
-        elif ec == 5:
+        elif c < 0xc000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'BPT_Dynamic_AC_CLResControlModeType[8]', f'event code {ec}, expected SE(EVSETargetReactivePower_L2), SE(EVSETargetReactivePower_L3), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
     if s == 9:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Dynamic_AC_CLResControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_32_Exponent = ((c >> 15) & 255) - 128
+            f_32_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -15917,7 +15854,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 10
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Dynamic_AC_CLResControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_33_Exponent = ((c >> 15) & 255) - 128
@@ -15961,7 +15898,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 11
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Dynamic_AC_CLResControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_34_Exponent = ((c >> 15) & 255) - 128
@@ -16005,7 +15942,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 12
-        elif ec == 3:
+        elif c < 0x8000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Dynamic_AC_CLResControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_35_Exponent = ((c >> 15) & 255) - 128
@@ -16049,17 +15986,18 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 13
-        elif ec == 4:
+        elif c < 0xa000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'BPT_Dynamic_AC_CLResControlModeType[9]', f'event code {ec}, expected SE(EVSETargetReactivePower_L3), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
     if s == 10:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Dynamic_AC_CLResControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_36_Exponent = ((c >> 15) & 255) - 128
+            f_36_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -16100,7 +16038,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 11
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Dynamic_AC_CLResControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_37_Exponent = ((c >> 15) & 255) - 128
@@ -16144,7 +16082,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 12
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Dynamic_AC_CLResControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_38_Exponent = ((c >> 15) & 255) - 128
@@ -16188,17 +16126,18 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 13
-        elif ec == 3:
+        elif c < 0x8000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'BPT_Dynamic_AC_CLResControlModeType[10]', f'event code {ec}, expected SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
     if s == 11:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Dynamic_AC_CLResControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_39_Exponent = ((c >> 16) & 255) - 128
+            f_39_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -16239,7 +16178,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 12
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Dynamic_AC_CLResControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_40_Exponent = ((c >> 16) & 255) - 128
@@ -16283,17 +16222,18 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 13
-        elif ec == 2:
+        elif c < 0xc000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'BPT_Dynamic_AC_CLResControlModeType[11]', f'event code {ec}, expected SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
     if s == 12:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Dynamic_AC_CLResControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_41_Exponent = ((c >> 16) & 255) - 128
+            f_41_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -16334,10 +16274,11 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 13
-        elif ec == 1:
+        elif c < 0x8000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'BPT_Dynamic_AC_CLResControlModeType[12]', f'event code {ec}, expected SE(EVSEPresentActivePower_L3), EE')
     if s == 13:
         av += 27
@@ -17968,11 +17909,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
     f_EVMinimumDischargePower_L2: _iso20_common_types.RationalNumberType | None = None
     f_EVMinimumDischargePower_L3: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    ec = ((c >> 24) & 15)
-    if ec == 0:
+    if c < 0x1000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 14) & 255) - 128
+        f_1_Exponent = (c >> 14) - 128
         sg = ((c >> 10) & 1)
         u = ((c >> 2) & 255)
         if u > 127:
@@ -18006,20 +17946,16 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        try:
-            ec = _T09ea0bb6[c >> 24]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30000000 != 0x0:
-                raise r.fail_at(av + 30, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE') from None
-            ec = ((c >> 24) & 15)
+        if c >= 0x10000000:
+            raise r.fail_at(av + 30, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
         ob1_ = _new(_K_iso20_common_types_RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVTargetEnergyRequest = ob1_
-        if ec == 0:
+        if c < 0x1000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_2_Exponent = ((c >> 14) & 255) - 128
+            f_2_Exponent = (c >> 14) - 128
             sg = ((c >> 10) & 1)
             u = ((c >> 2) & 255)
             if u > 127:
@@ -18060,7 +17996,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 2
-        elif ec == 1:
+        elif c < 0x2000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_3_Exponent = ((c >> 14) & 255) - 128
@@ -18104,7 +18040,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 2:
+        elif c < 0x3000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_4_Exponent = ((c >> 14) & 255) - 128
@@ -18148,7 +18084,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 3:
+        elif c < 0x4000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_5_Exponent = ((c >> 14) & 255) - 128
@@ -18192,7 +18128,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 4:
+        elif c < 0x5000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_6_Exponent = ((c >> 14) & 255) - 128
@@ -18236,7 +18172,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 5:
+        elif c < 0x6000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_7_Exponent = ((c >> 14) & 255) - 128
@@ -18280,7 +18216,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 6:
+        elif c < 0x7000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_8_Exponent = ((c >> 14) & 255) - 128
@@ -18324,7 +18260,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 7:
+        elif c < 0x8000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_9_Exponent = ((c >> 14) & 255) - 128
@@ -18368,7 +18304,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 8:
+        elif c < 0x9000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_10_Exponent = ((c >> 14) & 255) - 128
@@ -18413,8 +18349,9 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
             c = (win >> av) & 0xfffffff
             s = 10
         else:
+            ec = (c >> 24) & 0xf
             raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVMaximumChargePower), SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
-    elif ec == 1:
+    elif c < 0x2000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_11_Exponent = ((c >> 14) & 255) - 128
@@ -18458,7 +18395,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 2
-    elif ec == 2:
+    elif c < 0x3000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_12_Exponent = ((c >> 14) & 255) - 128
@@ -18502,7 +18439,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 3
-    elif ec == 3:
+    elif c < 0x4000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_13_Exponent = ((c >> 14) & 255) - 128
@@ -18546,7 +18483,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 4
-    elif ec == 4:
+    elif c < 0x5000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_14_Exponent = ((c >> 14) & 255) - 128
@@ -18590,7 +18527,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 5
-    elif ec == 5:
+    elif c < 0x6000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_15_Exponent = ((c >> 14) & 255) - 128
@@ -18634,7 +18571,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 6
-    elif ec == 6:
+    elif c < 0x7000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_16_Exponent = ((c >> 14) & 255) - 128
@@ -18678,7 +18615,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 7
-    elif ec == 7:
+    elif c < 0x8000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_17_Exponent = ((c >> 14) & 255) - 128
@@ -18722,7 +18659,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 8
-    elif ec == 8:
+    elif c < 0x9000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_18_Exponent = ((c >> 14) & 255) - 128
@@ -18766,7 +18703,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 9
-    elif ec == 9:
+    elif c < 0xa000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_19_Exponent = ((c >> 14) & 255) - 128
@@ -18811,13 +18748,13 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
         c = (win >> av) & 0xfffffff
         s = 10
     else:
+        ec = (c >> 24) & 0xf
         raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVMaximumChargePower), SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 2:
-        ec = ((c >> 24) & 15)
-        if ec == 0:
+        if c < 0x1000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_20_Exponent = ((c >> 14) & 255) - 128
+            f_20_Exponent = (c >> 14) - 128
             sg = ((c >> 10) & 1)
             u = ((c >> 2) & 255)
             if u > 127:
@@ -18858,7 +18795,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 1:
+        elif c < 0x2000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_21_Exponent = ((c >> 14) & 255) - 128
@@ -18902,7 +18839,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 2:
+        elif c < 0x3000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_22_Exponent = ((c >> 14) & 255) - 128
@@ -18946,7 +18883,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 3:
+        elif c < 0x4000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_23_Exponent = ((c >> 14) & 255) - 128
@@ -18990,7 +18927,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 4:
+        elif c < 0x5000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_24_Exponent = ((c >> 14) & 255) - 128
@@ -19034,7 +18971,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 5:
+        elif c < 0x6000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_25_Exponent = ((c >> 14) & 255) - 128
@@ -19078,7 +19015,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 6:
+        elif c < 0x7000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_26_Exponent = ((c >> 14) & 255) - 128
@@ -19122,7 +19059,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 7:
+        elif c < 0x8000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_27_Exponent = ((c >> 14) & 255) - 128
@@ -19167,13 +19104,13 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
             c = (win >> av) & 0xfffffff
             s = 10
         else:
+            ec = (c >> 24) & 0xf
             raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), SE(EVMaximumChargePower), SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 3:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_28_Exponent = ((c >> 15) & 255) - 128
+            f_28_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -19214,7 +19151,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_29_Exponent = ((c >> 15) & 255) - 128
@@ -19258,7 +19195,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_30_Exponent = ((c >> 15) & 255) - 128
@@ -19302,7 +19239,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 3:
+        elif c < 0x8000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_31_Exponent = ((c >> 15) & 255) - 128
@@ -19346,7 +19283,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 4:
+        elif c < 0xa000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_32_Exponent = ((c >> 15) & 255) - 128
@@ -19390,7 +19327,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 5:
+        elif c < 0xc000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_33_Exponent = ((c >> 15) & 255) - 128
@@ -19434,7 +19371,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 6:
+        elif c < 0xe000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_34_Exponent = ((c >> 15) & 255) - 128
@@ -19479,13 +19416,13 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
             c = (win >> av) & 0xfffffff
             s = 10
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[3]', f'event code {ec}, expected SE(EVMaximumChargePower), SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 4:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_35_Exponent = ((c >> 15) & 255) - 128
+            f_35_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -19526,7 +19463,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_36_Exponent = ((c >> 15) & 255) - 128
@@ -19570,7 +19507,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_37_Exponent = ((c >> 15) & 255) - 128
@@ -19614,7 +19551,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 3:
+        elif c < 0x8000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_38_Exponent = ((c >> 15) & 255) - 128
@@ -19658,7 +19595,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 4:
+        elif c < 0xa000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_39_Exponent = ((c >> 15) & 255) - 128
@@ -19702,7 +19639,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 5:
+        elif c < 0xc000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_40_Exponent = ((c >> 15) & 255) - 128
@@ -19747,13 +19684,13 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
             c = (win >> av) & 0xfffffff
             s = 10
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[4]', f'event code {ec}, expected SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 5:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_41_Exponent = ((c >> 15) & 255) - 128
+            f_41_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -19794,7 +19731,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_42_Exponent = ((c >> 15) & 255) - 128
@@ -19838,7 +19775,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_43_Exponent = ((c >> 15) & 255) - 128
@@ -19882,7 +19819,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 3:
+        elif c < 0x8000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_44_Exponent = ((c >> 15) & 255) - 128
@@ -19926,7 +19863,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 4:
+        elif c < 0xa000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_45_Exponent = ((c >> 15) & 255) - 128
@@ -19971,13 +19908,13 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
             c = (win >> av) & 0xfffffff
             s = 10
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[5]', f'event code {ec}, expected SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 6:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_46_Exponent = ((c >> 15) & 255) - 128
+            f_46_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -20018,7 +19955,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_47_Exponent = ((c >> 15) & 255) - 128
@@ -20062,7 +19999,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_48_Exponent = ((c >> 15) & 255) - 128
@@ -20106,7 +20043,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 3:
+        elif c < 0x8000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_49_Exponent = ((c >> 15) & 255) - 128
@@ -20151,13 +20088,13 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
             c = (win >> av) & 0xfffffff
             s = 10
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[6]', f'event code {ec}, expected SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 7:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Scheduled_AC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_50_Exponent = ((c >> 16) & 255) - 128
+            f_50_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -20198,7 +20135,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Scheduled_AC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_51_Exponent = ((c >> 16) & 255) - 128
@@ -20242,7 +20179,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 2:
+        elif c < 0xc000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Scheduled_AC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_52_Exponent = ((c >> 16) & 255) - 128
@@ -20287,13 +20224,13 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
             c = (win >> av) & 0xfffffff
             s = 10
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'BPT_Scheduled_AC_CLReqControlModeType[7]', f'event code {ec}, expected SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 8:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Scheduled_AC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_53_Exponent = ((c >> 16) & 255) - 128
+            f_53_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -20334,7 +20271,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Scheduled_AC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_54_Exponent = ((c >> 16) & 255) - 128
@@ -20379,11 +20316,12 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
             c = (win >> av) & 0xfffffff
             s = 10
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'BPT_Scheduled_AC_CLReqControlModeType[8]', f'event code {ec}, expected SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 9:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_Scheduled_AC_CLReqControlModeType', 'expected SE(EVPresentActivePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_55_Exponent = ((c >> 17) & 255) - 128
+        f_55_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -20429,11 +20367,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    ec = ((c >> 26) & 15)
-    if ec == 0:
+    if c < 0x4000000:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_56_Exponent = ((c >> 16) & 255) - 128
+        f_56_Exponent = (c >> 16) - 128
         sg = ((c >> 12) & 1)
         u = ((c >> 4) & 255)
         if u > 127:
@@ -20467,20 +20404,16 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        try:
-            ec = _T09ea0bb6[c >> 24]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30000000 != 0x0:
-                raise r.fail_at(av + 30, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE') from None
-            ec = ((c >> 24) & 15)
+        if c >= 0x10000000:
+            raise r.fail_at(av + 30, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
         ob56_ = _new(_K_iso20_common_types_RationalNumberType)
         ob56_.Exponent = f_56_Exponent
         ob56_.Value = f_56_Value
         f_EVPresentActivePower_L2 = ob56_
-        if ec == 0:
+        if c < 0x1000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_57_Exponent = ((c >> 14) & 255) - 128
+            f_57_Exponent = (c >> 14) - 128
             sg = ((c >> 10) & 1)
             u = ((c >> 2) & 255)
             if u > 127:
@@ -20521,7 +20454,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 12
-        elif ec == 1:
+        elif c < 0x2000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_58_Exponent = ((c >> 14) & 255) - 128
@@ -20565,7 +20498,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 13
-        elif ec == 2:
+        elif c < 0x3000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_59_Exponent = ((c >> 14) & 255) - 128
@@ -20609,7 +20542,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 14
-        elif ec == 3:
+        elif c < 0x4000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_60_Exponent = ((c >> 14) & 255) - 128
@@ -20653,7 +20586,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 15
-        elif ec == 4:
+        elif c < 0x5000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_61_Exponent = ((c >> 14) & 255) - 128
@@ -20697,7 +20630,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 16
-        elif ec == 5:
+        elif c < 0x6000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_62_Exponent = ((c >> 14) & 255) - 128
@@ -20741,7 +20674,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 17
-        elif ec == 6:
+        elif c < 0x7000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_63_Exponent = ((c >> 14) & 255) - 128
@@ -20785,7 +20718,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 18
-        elif ec == 7:
+        elif c < 0x8000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_64_Exponent = ((c >> 14) & 255) - 128
@@ -20829,7 +20762,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 19
-        elif ec == 8:
+        elif c < 0x9000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_65_Exponent = ((c >> 14) & 255) - 128
@@ -20873,7 +20806,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 20
-        elif ec == 9:
+        elif c < 0xa000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_66_Exponent = ((c >> 14) & 255) - 128
@@ -20917,12 +20850,13 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 21
-        elif ec == 10:
+        elif c < 0xb000000:
             av -= 4
             s = -1
         else:
+            ec = (c >> 24) & 0xf
             raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[11]', f'event code {ec}, expected SE(EVPresentActivePower_L3), SE(EVPresentReactivePower), SE(EVPresentReactivePower_L2), SE(EVPresentReactivePower_L3), SE(EVMaximumDischargePower), SE(EVMaximumDischargePower_L2), SE(EVMaximumDischargePower_L3), SE(EVMinimumDischargePower), SE(EVMinimumDischargePower_L2), SE(EVMinimumDischargePower_L3), EE')
-    elif ec == 1:
+    elif c < 0x8000000:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_67_Exponent = ((c >> 16) & 255) - 128
@@ -20966,7 +20900,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 12
-    elif ec == 2:
+    elif c < 0xc000000:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_68_Exponent = ((c >> 16) & 255) - 128
@@ -21010,7 +20944,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 13
-    elif ec == 3:
+    elif c < 0x10000000:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_69_Exponent = ((c >> 16) & 255) - 128
@@ -21054,7 +20988,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 14
-    elif ec == 4:
+    elif c < 0x14000000:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_70_Exponent = ((c >> 16) & 255) - 128
@@ -21098,7 +21032,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 15
-    elif ec == 5:
+    elif c < 0x18000000:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_71_Exponent = ((c >> 16) & 255) - 128
@@ -21142,7 +21076,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 16
-    elif ec == 6:
+    elif c < 0x1c000000:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_72_Exponent = ((c >> 16) & 255) - 128
@@ -21186,7 +21120,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 17
-    elif ec == 7:
+    elif c < 0x20000000:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_73_Exponent = ((c >> 16) & 255) - 128
@@ -21230,7 +21164,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 18
-    elif ec == 8:
+    elif c < 0x24000000:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_74_Exponent = ((c >> 16) & 255) - 128
@@ -21274,7 +21208,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 19
-    elif ec == 9:
+    elif c < 0x28000000:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_75_Exponent = ((c >> 16) & 255) - 128
@@ -21318,7 +21252,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 20
-    elif ec == 10:
+    elif c < 0x2c000000:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_76_Exponent = ((c >> 16) & 255) - 128
@@ -21362,17 +21296,18 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 21
-    elif ec == 11:
+    elif c < 0x30000000:
         av -= 2
         s = -1
     else:
+        ec = (c >> 26) & 0xf
         raise r.fail_at(av + 26, 'BPT_Scheduled_AC_CLReqControlModeType[10]', f'event code {ec}, expected SE(EVPresentActivePower_L2), SE(EVPresentActivePower_L3), SE(EVPresentReactivePower), SE(EVPresentReactivePower_L2), SE(EVPresentReactivePower_L3), SE(EVMaximumDischargePower), SE(EVMaximumDischargePower_L2), SE(EVMaximumDischargePower_L3), SE(EVMinimumDischargePower), SE(EVMinimumDischargePower_L2), SE(EVMinimumDischargePower_L3), EE')
     if s == 12:
-        ec = ((c >> 24) & 15)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x1000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_77_Exponent = ((c >> 14) & 255) - 128
+            f_77_Exponent = (c >> 14) - 128
             sg = ((c >> 10) & 1)
             u = ((c >> 2) & 255)
             if u > 127:
@@ -21413,7 +21348,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 13
-        elif ec == 1:
+        elif c < 0x2000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_78_Exponent = ((c >> 14) & 255) - 128
@@ -21457,7 +21392,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 14
-        elif ec == 2:
+        elif c < 0x3000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_79_Exponent = ((c >> 14) & 255) - 128
@@ -21501,7 +21436,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 15
-        elif ec == 3:
+        elif c < 0x4000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_80_Exponent = ((c >> 14) & 255) - 128
@@ -21545,7 +21480,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 16
-        elif ec == 4:
+        elif c < 0x5000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_81_Exponent = ((c >> 14) & 255) - 128
@@ -21589,7 +21524,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 17
-        elif ec == 5:
+        elif c < 0x6000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_82_Exponent = ((c >> 14) & 255) - 128
@@ -21633,7 +21568,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 18
-        elif ec == 6:
+        elif c < 0x7000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_83_Exponent = ((c >> 14) & 255) - 128
@@ -21677,7 +21612,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 19
-        elif ec == 7:
+        elif c < 0x8000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_84_Exponent = ((c >> 14) & 255) - 128
@@ -21721,7 +21656,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 20
-        elif ec == 8:
+        elif c < 0x9000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_85_Exponent = ((c >> 14) & 255) - 128
@@ -21765,17 +21700,18 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 21
-        elif ec == 9:
+        elif c < 0xa000000:
             av -= 4
             s = -1
         else:
+            ec = (c >> 24) & 0xf
             raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[12]', f'event code {ec}, expected SE(EVPresentReactivePower), SE(EVPresentReactivePower_L2), SE(EVPresentReactivePower_L3), SE(EVMaximumDischargePower), SE(EVMaximumDischargePower_L2), SE(EVMaximumDischargePower_L3), SE(EVMinimumDischargePower), SE(EVMinimumDischargePower_L2), SE(EVMinimumDischargePower_L3), EE')
     if s == 13:
-        ec = ((c >> 24) & 15)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x1000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[13]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_86_Exponent = ((c >> 14) & 255) - 128
+            f_86_Exponent = (c >> 14) - 128
             sg = ((c >> 10) & 1)
             u = ((c >> 2) & 255)
             if u > 127:
@@ -21816,7 +21752,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 14
-        elif ec == 1:
+        elif c < 0x2000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[13]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_87_Exponent = ((c >> 14) & 255) - 128
@@ -21860,7 +21796,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 15
-        elif ec == 2:
+        elif c < 0x3000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[13]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_88_Exponent = ((c >> 14) & 255) - 128
@@ -21904,7 +21840,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 16
-        elif ec == 3:
+        elif c < 0x4000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[13]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_89_Exponent = ((c >> 14) & 255) - 128
@@ -21948,7 +21884,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 17
-        elif ec == 4:
+        elif c < 0x5000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[13]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_90_Exponent = ((c >> 14) & 255) - 128
@@ -21992,7 +21928,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 18
-        elif ec == 5:
+        elif c < 0x6000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[13]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_91_Exponent = ((c >> 14) & 255) - 128
@@ -22036,7 +21972,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 19
-        elif ec == 6:
+        elif c < 0x7000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[13]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_92_Exponent = ((c >> 14) & 255) - 128
@@ -22080,7 +22016,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 20
-        elif ec == 7:
+        elif c < 0x8000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[13]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_93_Exponent = ((c >> 14) & 255) - 128
@@ -22124,17 +22060,18 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 21
-        elif ec == 8:
+        elif c < 0x9000000:
             av -= 4
             s = -1
         else:
+            ec = (c >> 24) & 0xf
             raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[13]', f'event code {ec}, expected SE(EVPresentReactivePower_L2), SE(EVPresentReactivePower_L3), SE(EVMaximumDischargePower), SE(EVMaximumDischargePower_L2), SE(EVMaximumDischargePower_L3), SE(EVMinimumDischargePower), SE(EVMinimumDischargePower_L2), SE(EVMinimumDischargePower_L3), EE')
     if s == 14:
-        ec = ((c >> 24) & 15)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x1000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[14]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_94_Exponent = ((c >> 14) & 255) - 128
+            f_94_Exponent = (c >> 14) - 128
             sg = ((c >> 10) & 1)
             u = ((c >> 2) & 255)
             if u > 127:
@@ -22175,7 +22112,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 15
-        elif ec == 1:
+        elif c < 0x2000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[14]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_95_Exponent = ((c >> 14) & 255) - 128
@@ -22219,7 +22156,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 16
-        elif ec == 2:
+        elif c < 0x3000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[14]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_96_Exponent = ((c >> 14) & 255) - 128
@@ -22263,7 +22200,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 17
-        elif ec == 3:
+        elif c < 0x4000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[14]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_97_Exponent = ((c >> 14) & 255) - 128
@@ -22307,7 +22244,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 18
-        elif ec == 4:
+        elif c < 0x5000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[14]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_98_Exponent = ((c >> 14) & 255) - 128
@@ -22351,7 +22288,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 19
-        elif ec == 5:
+        elif c < 0x6000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[14]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_99_Exponent = ((c >> 14) & 255) - 128
@@ -22395,7 +22332,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 20
-        elif ec == 6:
+        elif c < 0x7000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[14]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_100_Exponent = ((c >> 14) & 255) - 128
@@ -22439,17 +22376,18 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 21
-        elif ec == 7:
+        elif c < 0x8000000:
             av -= 4
             s = -1
         else:
+            ec = (c >> 24) & 0xf
             raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLReqControlModeType[14]', f'event code {ec}, expected SE(EVPresentReactivePower_L3), SE(EVMaximumDischargePower), SE(EVMaximumDischargePower_L2), SE(EVMaximumDischargePower_L3), SE(EVMinimumDischargePower), SE(EVMinimumDischargePower_L2), SE(EVMinimumDischargePower_L3), EE')
     if s == 15:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[15]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_101_Exponent = ((c >> 15) & 255) - 128
+            f_101_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -22490,7 +22428,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 16
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[15]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_102_Exponent = ((c >> 15) & 255) - 128
@@ -22534,7 +22472,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 17
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[15]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_103_Exponent = ((c >> 15) & 255) - 128
@@ -22578,7 +22516,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 18
-        elif ec == 3:
+        elif c < 0x8000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[15]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_104_Exponent = ((c >> 15) & 255) - 128
@@ -22622,7 +22560,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 19
-        elif ec == 4:
+        elif c < 0xa000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[15]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_105_Exponent = ((c >> 15) & 255) - 128
@@ -22666,7 +22604,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 20
-        elif ec == 5:
+        elif c < 0xc000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[15]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_106_Exponent = ((c >> 15) & 255) - 128
@@ -22710,17 +22648,18 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 21
-        elif ec == 6:
+        elif c < 0xe000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[15]', f'event code {ec}, expected SE(EVMaximumDischargePower), SE(EVMaximumDischargePower_L2), SE(EVMaximumDischargePower_L3), SE(EVMinimumDischargePower), SE(EVMinimumDischargePower_L2), SE(EVMinimumDischargePower_L3), EE')
     if s == 16:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[16]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_107_Exponent = ((c >> 15) & 255) - 128
+            f_107_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -22761,7 +22700,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 17
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[16]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_108_Exponent = ((c >> 15) & 255) - 128
@@ -22805,7 +22744,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 18
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[16]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_109_Exponent = ((c >> 15) & 255) - 128
@@ -22849,7 +22788,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 19
-        elif ec == 3:
+        elif c < 0x8000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[16]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_110_Exponent = ((c >> 15) & 255) - 128
@@ -22893,7 +22832,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 20
-        elif ec == 4:
+        elif c < 0xa000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[16]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_111_Exponent = ((c >> 15) & 255) - 128
@@ -22937,17 +22876,18 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 21
-        elif ec == 5:
+        elif c < 0xc000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[16]', f'event code {ec}, expected SE(EVMaximumDischargePower_L2), SE(EVMaximumDischargePower_L3), SE(EVMinimumDischargePower), SE(EVMinimumDischargePower_L2), SE(EVMinimumDischargePower_L3), EE')
     if s == 17:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[17]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_112_Exponent = ((c >> 15) & 255) - 128
+            f_112_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -22988,7 +22928,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 18
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[17]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_113_Exponent = ((c >> 15) & 255) - 128
@@ -23032,7 +22972,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 19
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[17]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_114_Exponent = ((c >> 15) & 255) - 128
@@ -23076,7 +23016,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 20
-        elif ec == 3:
+        elif c < 0x8000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[17]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_115_Exponent = ((c >> 15) & 255) - 128
@@ -23120,17 +23060,18 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 21
-        elif ec == 4:
+        elif c < 0xa000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[17]', f'event code {ec}, expected SE(EVMaximumDischargePower_L3), SE(EVMinimumDischargePower), SE(EVMinimumDischargePower_L2), SE(EVMinimumDischargePower_L3), EE')
     if s == 18:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[18]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_116_Exponent = ((c >> 15) & 255) - 128
+            f_116_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -23171,7 +23112,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 19
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[18]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_117_Exponent = ((c >> 15) & 255) - 128
@@ -23215,7 +23156,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 20
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[18]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_118_Exponent = ((c >> 15) & 255) - 128
@@ -23259,17 +23200,18 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 21
-        elif ec == 3:
+        elif c < 0x8000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLReqControlModeType[18]', f'event code {ec}, expected SE(EVMinimumDischargePower), SE(EVMinimumDischargePower_L2), SE(EVMinimumDischargePower_L3), EE')
     if s == 19:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Scheduled_AC_CLReqControlModeType[19]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_119_Exponent = ((c >> 16) & 255) - 128
+            f_119_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -23310,7 +23252,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 20
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Scheduled_AC_CLReqControlModeType[19]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_120_Exponent = ((c >> 16) & 255) - 128
@@ -23354,17 +23296,18 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 21
-        elif ec == 2:
+        elif c < 0xc000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'BPT_Scheduled_AC_CLReqControlModeType[19]', f'event code {ec}, expected SE(EVMinimumDischargePower_L2), SE(EVMinimumDischargePower_L3), EE')
     if s == 20:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Scheduled_AC_CLReqControlModeType[20]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_121_Exponent = ((c >> 16) & 255) - 128
+            f_121_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -23405,10 +23348,11 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 21
-        elif ec == 1:
+        elif c < 0x8000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'BPT_Scheduled_AC_CLReqControlModeType[20]', f'event code {ec}, expected SE(EVMinimumDischargePower_L3), EE')
     if s == 21:
         av += 27
@@ -27545,11 +27489,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
     f_EVSEPresentActivePower_L2: _iso20_common_types.RationalNumberType | None = None
     f_EVSEPresentActivePower_L3: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    ec = ((c >> 24) & 15)
-    if ec == 0:
+    if c < 0x1000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 14) & 255) - 128
+        f_1_Exponent = (c >> 14) - 128
         sg = ((c >> 10) & 1)
         u = ((c >> 2) & 255)
         if u > 127:
@@ -27583,20 +27526,16 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        try:
-            ec = _T09ea0bb6[c >> 24]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30000000 != 0x0:
-                raise r.fail_at(av + 30, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE') from None
-            ec = ((c >> 24) & 15)
+        if c >= 0x10000000:
+            raise r.fail_at(av + 30, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
         ob1_ = _new(_K_iso20_common_types_RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVSETargetActivePower = ob1_
-        if ec == 0:
+        if c < 0x1000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_2_Exponent = ((c >> 14) & 255) - 128
+            f_2_Exponent = (c >> 14) - 128
             sg = ((c >> 10) & 1)
             u = ((c >> 2) & 255)
             if u > 127:
@@ -27637,7 +27576,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 2
-        elif ec == 1:
+        elif c < 0x2000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_3_Exponent = ((c >> 14) & 255) - 128
@@ -27681,7 +27620,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 2:
+        elif c < 0x3000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_4_Exponent = ((c >> 14) & 255) - 128
@@ -27725,7 +27664,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 3:
+        elif c < 0x4000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_5_Exponent = ((c >> 14) & 255) - 128
@@ -27769,7 +27708,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 4:
+        elif c < 0x5000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_6_Exponent = ((c >> 14) & 255) - 128
@@ -27813,7 +27752,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 5:
+        elif c < 0x6000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_7_Exponent = ((c >> 14) & 255) - 128
@@ -27857,7 +27796,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 6:
+        elif c < 0x7000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_8_Exponent = ((c >> 14) & 255) - 128
@@ -27901,7 +27840,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 7:
+        elif c < 0x8000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_9_Exponent = ((c >> 14) & 255) - 128
@@ -27945,12 +27884,13 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 8:
+        elif c < 0x9000000:
             av -= 4
             s = -1
         else:
+            ec = (c >> 24) & 0xf
             raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLResControlModeType[1]', f'event code {ec}, expected SE(EVSETargetActivePower_L2), SE(EVSETargetActivePower_L3), SE(EVSETargetReactivePower), SE(EVSETargetReactivePower_L2), SE(EVSETargetReactivePower_L3), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
-    elif ec == 1:
+    elif c < 0x2000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_10_Exponent = ((c >> 14) & 255) - 128
@@ -27994,7 +27934,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 2
-    elif ec == 2:
+    elif c < 0x3000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_11_Exponent = ((c >> 14) & 255) - 128
@@ -28038,7 +27978,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 3
-    elif ec == 3:
+    elif c < 0x4000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_12_Exponent = ((c >> 14) & 255) - 128
@@ -28082,7 +28022,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 4
-    elif ec == 4:
+    elif c < 0x5000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_13_Exponent = ((c >> 14) & 255) - 128
@@ -28126,7 +28066,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 5
-    elif ec == 5:
+    elif c < 0x6000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_14_Exponent = ((c >> 14) & 255) - 128
@@ -28170,7 +28110,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 6
-    elif ec == 6:
+    elif c < 0x7000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_15_Exponent = ((c >> 14) & 255) - 128
@@ -28214,7 +28154,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 7
-    elif ec == 7:
+    elif c < 0x8000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_16_Exponent = ((c >> 14) & 255) - 128
@@ -28258,7 +28198,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 8
-    elif ec == 8:
+    elif c < 0x9000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_17_Exponent = ((c >> 14) & 255) - 128
@@ -28302,17 +28242,18 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 9
-    elif ec == 9:
+    elif c < 0xa000000:
         av -= 4
         s = -1
     else:
+        ec = (c >> 24) & 0xf
         raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLResControlModeType[0]', f'event code {ec}, expected SE(EVSETargetActivePower), SE(EVSETargetActivePower_L2), SE(EVSETargetActivePower_L3), SE(EVSETargetReactivePower), SE(EVSETargetReactivePower_L2), SE(EVSETargetReactivePower_L3), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
     if s == 2:
-        ec = ((c >> 24) & 15)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x1000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_18_Exponent = ((c >> 14) & 255) - 128
+            f_18_Exponent = (c >> 14) - 128
             sg = ((c >> 10) & 1)
             u = ((c >> 2) & 255)
             if u > 127:
@@ -28353,7 +28294,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 1:
+        elif c < 0x2000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_19_Exponent = ((c >> 14) & 255) - 128
@@ -28397,7 +28338,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 2:
+        elif c < 0x3000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_20_Exponent = ((c >> 14) & 255) - 128
@@ -28441,7 +28382,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 3:
+        elif c < 0x4000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_21_Exponent = ((c >> 14) & 255) - 128
@@ -28485,7 +28426,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 4:
+        elif c < 0x5000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_22_Exponent = ((c >> 14) & 255) - 128
@@ -28529,7 +28470,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 5:
+        elif c < 0x6000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_23_Exponent = ((c >> 14) & 255) - 128
@@ -28573,7 +28514,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 6:
+        elif c < 0x7000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_24_Exponent = ((c >> 14) & 255) - 128
@@ -28617,17 +28558,18 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 7:
+        elif c < 0x8000000:
             av -= 4
             s = -1
         else:
+            ec = (c >> 24) & 0xf
             raise r.fail_at(av + 24, 'BPT_Scheduled_AC_CLResControlModeType[2]', f'event code {ec}, expected SE(EVSETargetActivePower_L3), SE(EVSETargetReactivePower), SE(EVSETargetReactivePower_L2), SE(EVSETargetReactivePower_L3), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
     if s == 3:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_25_Exponent = ((c >> 15) & 255) - 128
+            f_25_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -28668,7 +28610,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_26_Exponent = ((c >> 15) & 255) - 128
@@ -28712,7 +28654,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_27_Exponent = ((c >> 15) & 255) - 128
@@ -28756,7 +28698,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 3:
+        elif c < 0x8000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_28_Exponent = ((c >> 15) & 255) - 128
@@ -28800,7 +28742,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 4:
+        elif c < 0xa000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_29_Exponent = ((c >> 15) & 255) - 128
@@ -28844,7 +28786,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 5:
+        elif c < 0xc000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_30_Exponent = ((c >> 15) & 255) - 128
@@ -28888,17 +28830,18 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 6:
+        elif c < 0xe000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLResControlModeType[3]', f'event code {ec}, expected SE(EVSETargetReactivePower), SE(EVSETargetReactivePower_L2), SE(EVSETargetReactivePower_L3), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
     if s == 4:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_31_Exponent = ((c >> 15) & 255) - 128
+            f_31_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -28939,7 +28882,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_32_Exponent = ((c >> 15) & 255) - 128
@@ -28983,7 +28926,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_33_Exponent = ((c >> 15) & 255) - 128
@@ -29027,7 +28970,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 3:
+        elif c < 0x8000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_34_Exponent = ((c >> 15) & 255) - 128
@@ -29071,7 +29014,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 4:
+        elif c < 0xa000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_35_Exponent = ((c >> 15) & 255) - 128
@@ -29115,17 +29058,18 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 5:
+        elif c < 0xc000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLResControlModeType[4]', f'event code {ec}, expected SE(EVSETargetReactivePower_L2), SE(EVSETargetReactivePower_L3), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
     if s == 5:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_36_Exponent = ((c >> 15) & 255) - 128
+            f_36_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -29166,7 +29110,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_37_Exponent = ((c >> 15) & 255) - 128
@@ -29210,7 +29154,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_38_Exponent = ((c >> 15) & 255) - 128
@@ -29254,7 +29198,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 3:
+        elif c < 0x8000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_39_Exponent = ((c >> 15) & 255) - 128
@@ -29298,17 +29242,18 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 4:
+        elif c < 0xa000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLResControlModeType[5]', f'event code {ec}, expected SE(EVSETargetReactivePower_L3), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
     if s == 6:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_40_Exponent = ((c >> 15) & 255) - 128
+            f_40_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -29349,7 +29294,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_41_Exponent = ((c >> 15) & 255) - 128
@@ -29393,7 +29338,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_42_Exponent = ((c >> 15) & 255) - 128
@@ -29437,17 +29382,18 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 3:
+        elif c < 0x8000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'BPT_Scheduled_AC_CLResControlModeType[6]', f'event code {ec}, expected SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
     if s == 7:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Scheduled_AC_CLResControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_43_Exponent = ((c >> 16) & 255) - 128
+            f_43_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -29488,7 +29434,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Scheduled_AC_CLResControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_44_Exponent = ((c >> 16) & 255) - 128
@@ -29532,17 +29478,18 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 2:
+        elif c < 0xc000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'BPT_Scheduled_AC_CLResControlModeType[7]', f'event code {ec}, expected SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
     if s == 8:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Scheduled_AC_CLResControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_45_Exponent = ((c >> 16) & 255) - 128
+            f_45_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -29583,10 +29530,11 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 1:
+        elif c < 0x8000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'BPT_Scheduled_AC_CLResControlModeType[8]', f'event code {ec}, expected SE(EVSEPresentActivePower_L3), EE')
     if s == 9:
         av += 27
@@ -31171,11 +31119,10 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
     f_EVPresentReactivePower_L2: _iso20_common_types.RationalNumberType | None = None
     f_EVPresentReactivePower_L3: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    ec = ((c >> 26) & 3)
-    if ec == 0:
-        if c & 0x2000000 != 0x0:
+    if c < 0x4000000:
+        if c >= 0x2000000:
             raise r.fail_at(av + 26, 'Dynamic_AC_CLReqControlModeType[0]', 'expected CH of DepartureTime')
-        u = ((c >> 17) & 255)
+        u = (c >> 17)
         if u > 127:
             u2 = (c >> 9) & 0xFF
             if u2 < 128:
@@ -31208,7 +31155,7 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
         c = (win >> av) & 0x3fffffff
         if c & 0x3c038000 != 0x0:
             raise r.fail_at(av + 30, 'Dynamic_AC_CLReqControlModeType[0]', 'expected EE of DepartureTime, SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 18) & 255) - 128
+        f_1_Exponent = (c >> 18) - 128
         sg = ((c >> 14) & 1)
         u = ((c >> 6) & 255)
         if u > 127:
@@ -31249,7 +31196,7 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x8000000:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'Dynamic_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 16) & 255) - 128
@@ -31294,10 +31241,11 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
         c = (win >> av) & 0x3fffffff
         s = 2
     else:
+        ec = (c >> 26) & 0x3
         raise r.fail_at(av + 26, 'Dynamic_AC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'Dynamic_AC_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_3_Exponent = ((c >> 19) & 255) - 128
+    f_3_Exponent = (c >> 19) - 128
     sg = ((c >> 15) & 1)
     u = ((c >> 7) & 255)
     if u > 127:
@@ -31333,7 +31281,7 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'Dynamic_AC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_4_Exponent = ((c >> 17) & 255) - 128
+    f_4_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob3_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -31374,7 +31322,7 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'Dynamic_AC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_5_Exponent = ((c >> 17) & 255) - 128
+    f_5_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob4_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -31409,25 +31357,22 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
                     win, av = r.refill(av, 5)
                 c = (win >> av) & 0x1f
     f_5_Value = -u - 1 if sg else u
-    try:
-        ec = _T6cd14f8b[(c >> 1) & 0xf]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x18 != 0x0:
-            raise r.fail_at(av + 5, 'Dynamic_AC_CLReqControlModeType', 'expected EE of Value, EE') from None
-        ec = ((c >> 1) & 3)
+    c &= 0x1f
+    if c >= 0x8:
+        raise r.fail_at(av + 5, 'Dynamic_AC_CLReqControlModeType', 'expected EE of Value, EE')
     ob5_ = _new(_K_iso20_common_types_RationalNumberType)
     ob5_.Exponent = f_5_Exponent
     ob5_.Value = f_5_Value
     f_EVMaximumChargePower = ob5_
     s = 5
-    if ec == 0:
+    if c < 0x2:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'Dynamic_AC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = ((c >> 20) & 255) - 128
+        f_6_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -31454,20 +31399,16 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        try:
-            ec = _T6cd14f8b[c >> 26]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30000000 != 0x0:
-                raise r.fail_at(av + 30, 'Dynamic_AC_CLReqControlModeType[5]', 'expected EE of Value, EE') from None
-            ec = ((c >> 26) & 3)
+        if c >= 0x10000000:
+            raise r.fail_at(av + 30, 'Dynamic_AC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         ob6_ = _new(_K_iso20_common_types_RationalNumberType)
         ob6_.Exponent = f_6_Exponent
         ob6_.Value = f_6_Value
         f_EVMaximumChargePower_L2 = ob6_
-        if ec == 0:
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Dynamic_AC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_7_Exponent = ((c >> 16) & 255) - 128
+            f_7_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -31508,7 +31449,7 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Dynamic_AC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_8_Exponent = ((c >> 16) & 255) - 128
@@ -31553,15 +31494,16 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
             c = (win >> av) & 0xfffffff
             s = 8
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'Dynamic_AC_CLReqControlModeType[6]', f'event code {ec}, expected SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
-    elif ec == 1:
+    elif c < 0x4:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'Dynamic_AC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_9_Exponent = ((c >> 20) & 255) - 128
+        f_9_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -31588,21 +31530,21 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'Dynamic_AC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         ob9_ = _new(_K_iso20_common_types_RationalNumberType)
         ob9_.Exponent = f_9_Exponent
         ob9_.Value = f_9_Value
         f_EVMaximumChargePower_L3 = ob9_
         s = 7
-    elif ec == 2:
+    elif c < 0x6:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'Dynamic_AC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_10_Exponent = ((c >> 20) & 255) - 128
+        f_10_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -31629,7 +31571,7 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'Dynamic_AC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         ob10_ = _new(_K_iso20_common_types_RationalNumberType)
         ob10_.Exponent = f_10_Exponent
@@ -31637,11 +31579,12 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
         f_EVMinimumChargePower = ob10_
         s = 8
     else:
+        ec = (c >> 1) & 0x3
         raise r.fail_at(av + 1, 'Dynamic_AC_CLReqControlModeType[5]', f'event code {ec}, expected SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
     if s == 7:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'Dynamic_AC_CLReqControlModeType', 'expected SE(EVMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_11_Exponent = ((c >> 17) & 255) - 128
+        f_11_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -31687,11 +31630,10 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    ec = ((c >> 28) & 3)
-    if ec == 0:
+    if c < 0x10000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'Dynamic_AC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_12_Exponent = ((c >> 18) & 255) - 128
+        f_12_Exponent = (c >> 18) - 128
         sg = ((c >> 14) & 1)
         u = ((c >> 6) & 255)
         if u > 127:
@@ -31721,24 +31663,21 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
                         win, av = r.refill(av, 6)
                     c = (win >> av) & 0x3f
         f_12_Value = -u - 1 if sg else u
-        try:
-            ec = _T6cd14f8b[(c >> 2) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30 != 0x0:
-                raise r.fail_at(av + 6, 'Dynamic_AC_CLReqControlModeType[8]', 'expected EE of Value, EE') from None
-            ec = ((c >> 2) & 3)
+        c &= 0x3f
+        if c >= 0x10:
+            raise r.fail_at(av + 6, 'Dynamic_AC_CLReqControlModeType[8]', 'expected EE of Value, EE')
         ob12_ = _new(_K_iso20_common_types_RationalNumberType)
         ob12_.Exponent = f_12_Exponent
         ob12_.Value = f_12_Value
         f_EVMinimumChargePower_L2 = ob12_
-        if ec == 0:
+        if c < 0x4:
             av -= 28
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'Dynamic_AC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_13_Exponent = ((c >> 20) & 255) - 128
+            f_13_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -31765,21 +31704,21 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'Dynamic_AC_CLReqControlModeType[9]', 'expected EE of Value, EE')
             ob13_ = _new(_K_iso20_common_types_RationalNumberType)
             ob13_.Exponent = f_13_Exponent
             ob13_.Value = f_13_Value
             f_EVMinimumChargePower_L3 = ob13_
             s = 10
-        elif ec == 1:
+        elif c < 0x8:
             av -= 28
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'Dynamic_AC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_14_Exponent = ((c >> 20) & 255) - 128
+            f_14_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -31806,7 +31745,7 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'Dynamic_AC_CLReqControlModeType[9]', 'expected EE of Value, EE')
             ob14_ = _new(_K_iso20_common_types_RationalNumberType)
             ob14_.Exponent = f_14_Exponent
@@ -31814,8 +31753,9 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
             f_EVPresentActivePower = ob14_
             s = 11
         else:
+            ec = (c >> 2) & 0x3
             raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[9]', f'event code {ec}, expected SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
-    elif ec == 1:
+    elif c < 0x20000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'Dynamic_AC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_15_Exponent = ((c >> 18) & 255) - 128
@@ -31859,7 +31799,7 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 10
-    elif ec == 2:
+    elif c < 0x30000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'Dynamic_AC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_16_Exponent = ((c >> 18) & 255) - 128
@@ -31904,11 +31844,12 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
         c = (win >> av) & 0xfffffff
         s = 11
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'Dynamic_AC_CLReqControlModeType[8]', f'event code {ec}, expected SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 10:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'Dynamic_AC_CLReqControlModeType', 'expected SE(EVPresentActivePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_17_Exponent = ((c >> 17) & 255) - 128
+        f_17_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -31954,11 +31895,10 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    ec = ((c >> 28) & 3)
-    if ec == 0:
+    if c < 0x10000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'Dynamic_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_18_Exponent = ((c >> 18) & 255) - 128
+        f_18_Exponent = (c >> 18) - 128
         sg = ((c >> 14) & 1)
         u = ((c >> 6) & 255)
         if u > 127:
@@ -31988,24 +31928,21 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
                         win, av = r.refill(av, 6)
                     c = (win >> av) & 0x3f
         f_18_Value = -u - 1 if sg else u
-        try:
-            ec = _T6cd14f8b[(c >> 2) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30 != 0x0:
-                raise r.fail_at(av + 6, 'Dynamic_AC_CLReqControlModeType[11]', 'expected EE of Value, EE') from None
-            ec = ((c >> 2) & 3)
+        c &= 0x3f
+        if c >= 0x10:
+            raise r.fail_at(av + 6, 'Dynamic_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
         ob18_ = _new(_K_iso20_common_types_RationalNumberType)
         ob18_.Exponent = f_18_Exponent
         ob18_.Value = f_18_Value
         f_EVPresentActivePower_L2 = ob18_
-        if ec == 0:
+        if c < 0x4:
             av -= 28
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'Dynamic_AC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_19_Exponent = ((c >> 20) & 255) - 128
+            f_19_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -32032,21 +31969,21 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'Dynamic_AC_CLReqControlModeType[12]', 'expected EE of Value, EE')
             ob19_ = _new(_K_iso20_common_types_RationalNumberType)
             ob19_.Exponent = f_19_Exponent
             ob19_.Value = f_19_Value
             f_EVPresentActivePower_L3 = ob19_
             s = 13
-        elif ec == 1:
+        elif c < 0x8:
             av -= 28
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'Dynamic_AC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_20_Exponent = ((c >> 20) & 255) - 128
+            f_20_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -32073,7 +32010,7 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'Dynamic_AC_CLReqControlModeType[12]', 'expected EE of Value, EE')
             ob20_ = _new(_K_iso20_common_types_RationalNumberType)
             ob20_.Exponent = f_20_Exponent
@@ -32081,8 +32018,9 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
             f_EVPresentReactivePower = ob20_
             s = 14
         else:
+            ec = (c >> 2) & 0x3
             raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[12]', f'event code {ec}, expected SE(EVPresentActivePower_L3), SE(EVPresentReactivePower)')
-    elif ec == 1:
+    elif c < 0x20000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'Dynamic_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_21_Exponent = ((c >> 18) & 255) - 128
@@ -32126,7 +32064,7 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 13
-    elif ec == 2:
+    elif c < 0x30000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'Dynamic_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_22_Exponent = ((c >> 18) & 255) - 128
@@ -32171,11 +32109,12 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
         c = (win >> av) & 0xfffffff
         s = 14
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'Dynamic_AC_CLReqControlModeType[11]', f'event code {ec}, expected SE(EVPresentActivePower_L2), SE(EVPresentActivePower_L3), SE(EVPresentReactivePower)')
     if s == 13:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'Dynamic_AC_CLReqControlModeType', 'expected SE(EVPresentReactivePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_23_Exponent = ((c >> 17) & 255) - 128
+        f_23_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -32221,11 +32160,10 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    ec = ((c >> 28) & 3)
-    if ec == 0:
+    if c < 0x10000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'Dynamic_AC_CLReqControlModeType[14]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_24_Exponent = ((c >> 18) & 255) - 128
+        f_24_Exponent = (c >> 18) - 128
         sg = ((c >> 14) & 1)
         u = ((c >> 6) & 255)
         if u > 127:
@@ -32255,24 +32193,21 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
                         win, av = r.refill(av, 6)
                     c = (win >> av) & 0x3f
         f_24_Value = -u - 1 if sg else u
-        try:
-            ec = _T6cd14f8b[(c >> 2) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30 != 0x0:
-                raise r.fail_at(av + 6, 'Dynamic_AC_CLReqControlModeType[14]', 'expected EE of Value, EE') from None
-            ec = ((c >> 2) & 3)
+        c &= 0x3f
+        if c >= 0x10:
+            raise r.fail_at(av + 6, 'Dynamic_AC_CLReqControlModeType[14]', 'expected EE of Value, EE')
         ob24_ = _new(_K_iso20_common_types_RationalNumberType)
         ob24_.Exponent = f_24_Exponent
         ob24_.Value = f_24_Value
         f_EVPresentReactivePower_L2 = ob24_
-        if ec == 0:
+        if c < 0x4:
             av -= 28
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'Dynamic_AC_CLReqControlModeType[15]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_25_Exponent = ((c >> 20) & 255) - 128
+            f_25_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -32299,19 +32234,20 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
             if av < 0:
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
-            if c & 0x6 != 0x0:
+            if c >= 0x2:
                 raise r.fail_at(av + 3, 'Dynamic_AC_CLReqControlModeType[15]', 'expected EE of Value, EE')
             ob25_ = _new(_K_iso20_common_types_RationalNumberType)
             ob25_.Exponent = f_25_Exponent
             ob25_.Value = f_25_Value
             f_EVPresentReactivePower_L3 = ob25_
             s = 16
-        elif ec == 1:
+        elif c < 0x8:
             av += 1
             s = -1
         else:
+            ec = (c >> 2) & 0x3
             raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[15]', f'event code {ec}, expected SE(EVPresentReactivePower_L3), EE')
-    elif ec == 1:
+    elif c < 0x20000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'Dynamic_AC_CLReqControlModeType[14]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_26_Exponent = ((c >> 18) & 255) - 128
@@ -32353,10 +32289,11 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
         f_EVPresentReactivePower_L3 = ob26_
         c >>= 3
         s = 16
-    elif ec == 2:
+    elif c < 0x30000000:
         av += 27
         s = -1
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'Dynamic_AC_CLReqControlModeType[14]', f'event code {ec}, expected SE(EVPresentReactivePower_L2), SE(EVPresentReactivePower_L3), EE')
     if s == 16:
         if c & 0x1 != 0x0:
@@ -33335,11 +33272,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
     f_EVSEPresentActivePower_L2: _iso20_common_types.RationalNumberType | None = None
     f_EVSEPresentActivePower_L3: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    ec = ((c >> 25) & 7)
-    if ec == 0:
-        if c & 0x1000000 != 0x0:
+    if c < 0x2000000:
+        if c >= 0x1000000:
             raise r.fail_at(av + 25, 'Dynamic_AC_CLResControlModeType[0]', 'expected CH of DepartureTime')
-        u = ((c >> 16) & 255)
+        u = (c >> 16)
         if u > 127:
             u2 = (c >> 8) & 0xFF
             if u2 < 128:
@@ -33366,13 +33302,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
             av += 8
             c >>= 8
         f_DepartureTime = u
-        try:
-            ec = _T4243fd73[(c >> 4) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x80 != 0x0:
-                raise r.fail_at(av + 8, 'Dynamic_AC_CLResControlModeType[0]', 'expected EE of DepartureTime') from None
-            ec = ((c >> 4) & 7)
-        if ec == 0:
+        c &= 0xff
+        if c >= 0x80:
+            raise r.fail_at(av + 8, 'Dynamic_AC_CLResControlModeType[0]', 'expected EE of DepartureTime')
+        if c < 0x10:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -33382,13 +33315,13 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
             except KeyError:  # not a valid pattern: say why
                 if c & 0x20200000 != 0x0:
                     raise r.fail_at(av + 30, 'Dynamic_AC_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC') from None
-                f_MinimumSOC = ((c >> 22) & 127)
+                f_MinimumSOC = (c >> 22)
             av -= 7
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 2
-        elif ec == 1:
+        elif c < 0x20:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -33398,20 +33331,20 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
             except KeyError:  # not a valid pattern: say why
                 if c & 0x20200000 != 0x0:
                     raise r.fail_at(av + 30, 'Dynamic_AC_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC') from None
-                f_TargetSOC = ((c >> 22) & 127)
+                f_TargetSOC = (c >> 22)
             av -= 7
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 2:
+        elif c < 0x30:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x20000000 != 0x0:
+            if c >= 0x20000000:
                 raise r.fail_at(av + 30, 'Dynamic_AC_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
-            u = ((c >> 21) & 255)
+            u = (c >> 21)
             if u > 127:
                 u2 = (c >> 13) & 0xFF
                 if u2 < 128:
@@ -33445,14 +33378,14 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 3:
+        elif c < 0x40:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'Dynamic_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_1_Exponent = ((c >> 20) & 255) - 128
+            f_1_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -33479,7 +33412,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'Dynamic_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
             ob1_ = _new(_K_iso20_common_types_RationalNumberType)
             ob1_.Exponent = f_1_Exponent
@@ -33487,8 +33420,9 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
             f_EVSETargetActivePower = ob1_
             s = 5
         else:
+            ec = (c >> 4) & 0x7
             raise r.fail_at(av + 4, 'Dynamic_AC_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSETargetActivePower)')
-    elif ec == 1:
+    elif c < 0x4000000:
         try:
             f_MinimumSOC = _Tf00db23f[(c >> 16) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
@@ -33500,7 +33434,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 2
-    elif ec == 2:
+    elif c < 0x6000000:
         try:
             f_TargetSOC = _Tf00db23f[(c >> 16) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
@@ -33512,8 +33446,8 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 3
-    elif ec == 3:
-        if c & 0x1000000 != 0x0:
+    elif c < 0x8000000:
+        if c >= 0x7000000:
             raise r.fail_at(av + 25, 'Dynamic_AC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
         u = ((c >> 16) & 255)
         if u > 127:
@@ -33549,7 +33483,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 4
-    elif ec == 4:
+    elif c < 0xa000000:
         if c & 0x1807000 != 0x0:
             raise r.fail_at(av + 25, 'Dynamic_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 15) & 255) - 128
@@ -33594,23 +33528,23 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
         c = (win >> av) & 0xfffffff
         s = 5
     else:
+        ec = (c >> 25) & 0x7
         raise r.fail_at(av + 25, 'Dynamic_AC_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSETargetActivePower)')
     if s == 2:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        if c < 0x4000000:
             try:
-                f_TargetSOC = _Tf00db23f[(c >> 17) & 0x1ff]
+                f_TargetSOC = _Tf00db23f[c >> 17]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x2020000 != 0x0:
                     raise r.fail_at(av + 26, 'Dynamic_AC_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC') from None
-                f_TargetSOC = ((c >> 18) & 127)
+                f_TargetSOC = (c >> 18)
             av -= 11
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 1:
-            if c & 0x2000000 != 0x0:
+        elif c < 0x8000000:
+            if c >= 0x6000000:
                 raise r.fail_at(av + 26, 'Dynamic_AC_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
             u = ((c >> 17) & 255)
             if u > 127:
@@ -33646,7 +33580,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 2:
+        elif c < 0xc000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Dynamic_AC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_3_Exponent = ((c >> 16) & 255) - 128
@@ -33691,13 +33625,13 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
             c = (win >> av) & 0xfffffff
             s = 5
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'Dynamic_AC_CLResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AckMaxDelay), SE(EVSETargetActivePower)')
     if s == 3:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
-            if c & 0x2000000 != 0x0:
+        if c < 0x4000000:
+            if c >= 0x2000000:
                 raise r.fail_at(av + 26, 'Dynamic_AC_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
-            u = ((c >> 17) & 255)
+            u = (c >> 17)
             if u > 127:
                 u2 = (c >> 9) & 0xFF
                 if u2 < 128:
@@ -33731,7 +33665,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Dynamic_AC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_4_Exponent = ((c >> 16) & 255) - 128
@@ -33776,11 +33710,12 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
             c = (win >> av) & 0xfffffff
             s = 5
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'Dynamic_AC_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), SE(EVSETargetActivePower)')
     if s == 4:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'Dynamic_AC_CLResControlModeType', 'expected SE(EVSETargetActivePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_5_Exponent = ((c >> 17) & 255) - 128
+        f_5_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -33826,11 +33761,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    ec = ((c >> 26) & 15)
-    if ec == 0:
+    if c < 0x4000000:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = ((c >> 16) & 255) - 128
+        f_6_Exponent = (c >> 16) - 128
         sg = ((c >> 12) & 1)
         u = ((c >> 4) & 255)
         if u > 127:
@@ -33864,20 +33798,16 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        try:
-            ec = _T09ea0bb6[c >> 24]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30000000 != 0x0:
-                raise r.fail_at(av + 30, 'Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE') from None
-            ec = ((c >> 24) & 15)
+        if c >= 0x10000000:
+            raise r.fail_at(av + 30, 'Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
         ob6_ = _new(_K_iso20_common_types_RationalNumberType)
         ob6_.Exponent = f_6_Exponent
         ob6_.Value = f_6_Value
         f_EVSETargetActivePower_L2 = ob6_
-        if ec == 0:
+        if c < 0x1000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Dynamic_AC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_7_Exponent = ((c >> 14) & 255) - 128
+            f_7_Exponent = (c >> 14) - 128
             sg = ((c >> 10) & 1)
             u = ((c >> 2) & 255)
             if u > 127:
@@ -33918,7 +33848,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 1:
+        elif c < 0x2000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Dynamic_AC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_8_Exponent = ((c >> 14) & 255) - 128
@@ -33962,7 +33892,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 2:
+        elif c < 0x3000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Dynamic_AC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_9_Exponent = ((c >> 14) & 255) - 128
@@ -34006,7 +33936,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 3:
+        elif c < 0x4000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Dynamic_AC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_10_Exponent = ((c >> 14) & 255) - 128
@@ -34050,7 +33980,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 10
-        elif ec == 4:
+        elif c < 0x5000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Dynamic_AC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_11_Exponent = ((c >> 14) & 255) - 128
@@ -34094,7 +34024,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 11
-        elif ec == 5:
+        elif c < 0x6000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Dynamic_AC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_12_Exponent = ((c >> 14) & 255) - 128
@@ -34138,7 +34068,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 12
-        elif ec == 6:
+        elif c < 0x7000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Dynamic_AC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_13_Exponent = ((c >> 14) & 255) - 128
@@ -34182,12 +34112,13 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 13
-        elif ec == 7:
+        elif c < 0x8000000:
             av -= 4
             s = -1
         else:
+            ec = (c >> 24) & 0xf
             raise r.fail_at(av + 24, 'Dynamic_AC_CLResControlModeType[6]', f'event code {ec}, expected SE(EVSETargetActivePower_L3), SE(EVSETargetReactivePower), SE(EVSETargetReactivePower_L2), SE(EVSETargetReactivePower_L3), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
-    elif ec == 1:
+    elif c < 0x8000000:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_14_Exponent = ((c >> 16) & 255) - 128
@@ -34231,7 +34162,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 7
-    elif ec == 2:
+    elif c < 0xc000000:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_15_Exponent = ((c >> 16) & 255) - 128
@@ -34275,7 +34206,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 8
-    elif ec == 3:
+    elif c < 0x10000000:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_16_Exponent = ((c >> 16) & 255) - 128
@@ -34319,7 +34250,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 9
-    elif ec == 4:
+    elif c < 0x14000000:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_17_Exponent = ((c >> 16) & 255) - 128
@@ -34363,7 +34294,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 10
-    elif ec == 5:
+    elif c < 0x18000000:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_18_Exponent = ((c >> 16) & 255) - 128
@@ -34407,7 +34338,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 11
-    elif ec == 6:
+    elif c < 0x1c000000:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_19_Exponent = ((c >> 16) & 255) - 128
@@ -34451,7 +34382,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 12
-    elif ec == 7:
+    elif c < 0x20000000:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_20_Exponent = ((c >> 16) & 255) - 128
@@ -34495,17 +34426,18 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 13
-    elif ec == 8:
+    elif c < 0x24000000:
         av -= 2
         s = -1
     else:
+        ec = (c >> 26) & 0xf
         raise r.fail_at(av + 26, 'Dynamic_AC_CLResControlModeType[5]', f'event code {ec}, expected SE(EVSETargetActivePower_L2), SE(EVSETargetActivePower_L3), SE(EVSETargetReactivePower), SE(EVSETargetReactivePower_L2), SE(EVSETargetReactivePower_L3), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
     if s == 7:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Dynamic_AC_CLResControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_21_Exponent = ((c >> 15) & 255) - 128
+            f_21_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -34546,7 +34478,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Dynamic_AC_CLResControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_22_Exponent = ((c >> 15) & 255) - 128
@@ -34590,7 +34522,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Dynamic_AC_CLResControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_23_Exponent = ((c >> 15) & 255) - 128
@@ -34634,7 +34566,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 10
-        elif ec == 3:
+        elif c < 0x8000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Dynamic_AC_CLResControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_24_Exponent = ((c >> 15) & 255) - 128
@@ -34678,7 +34610,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 11
-        elif ec == 4:
+        elif c < 0xa000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Dynamic_AC_CLResControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_25_Exponent = ((c >> 15) & 255) - 128
@@ -34722,7 +34654,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 12
-        elif ec == 5:
+        elif c < 0xc000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Dynamic_AC_CLResControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_26_Exponent = ((c >> 15) & 255) - 128
@@ -34766,17 +34698,18 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 13
-        elif ec == 6:
+        elif c < 0xe000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'Dynamic_AC_CLResControlModeType[7]', f'event code {ec}, expected SE(EVSETargetReactivePower), SE(EVSETargetReactivePower_L2), SE(EVSETargetReactivePower_L3), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
     if s == 8:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Dynamic_AC_CLResControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_27_Exponent = ((c >> 15) & 255) - 128
+            f_27_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -34817,7 +34750,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Dynamic_AC_CLResControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_28_Exponent = ((c >> 15) & 255) - 128
@@ -34861,7 +34794,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 10
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Dynamic_AC_CLResControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_29_Exponent = ((c >> 15) & 255) - 128
@@ -34905,7 +34838,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 11
-        elif ec == 3:
+        elif c < 0x8000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Dynamic_AC_CLResControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_30_Exponent = ((c >> 15) & 255) - 128
@@ -34949,7 +34882,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 12
-        elif ec == 4:
+        elif c < 0xa000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Dynamic_AC_CLResControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_31_Exponent = ((c >> 15) & 255) - 128
@@ -34993,17 +34926,18 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 13
-        elif ec == 5:
+        elif c < 0xc000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'Dynamic_AC_CLResControlModeType[8]', f'event code {ec}, expected SE(EVSETargetReactivePower_L2), SE(EVSETargetReactivePower_L3), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
     if s == 9:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Dynamic_AC_CLResControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_32_Exponent = ((c >> 15) & 255) - 128
+            f_32_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -35044,7 +34978,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 10
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Dynamic_AC_CLResControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_33_Exponent = ((c >> 15) & 255) - 128
@@ -35088,7 +35022,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 11
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Dynamic_AC_CLResControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_34_Exponent = ((c >> 15) & 255) - 128
@@ -35132,7 +35066,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 12
-        elif ec == 3:
+        elif c < 0x8000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Dynamic_AC_CLResControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_35_Exponent = ((c >> 15) & 255) - 128
@@ -35176,17 +35110,18 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 13
-        elif ec == 4:
+        elif c < 0xa000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'Dynamic_AC_CLResControlModeType[9]', f'event code {ec}, expected SE(EVSETargetReactivePower_L3), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
     if s == 10:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Dynamic_AC_CLResControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_36_Exponent = ((c >> 15) & 255) - 128
+            f_36_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -35227,7 +35162,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 11
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Dynamic_AC_CLResControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_37_Exponent = ((c >> 15) & 255) - 128
@@ -35271,7 +35206,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 12
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Dynamic_AC_CLResControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_38_Exponent = ((c >> 15) & 255) - 128
@@ -35315,17 +35250,18 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 13
-        elif ec == 3:
+        elif c < 0x8000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'Dynamic_AC_CLResControlModeType[10]', f'event code {ec}, expected SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
     if s == 11:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Dynamic_AC_CLResControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_39_Exponent = ((c >> 16) & 255) - 128
+            f_39_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -35366,7 +35302,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 12
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Dynamic_AC_CLResControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_40_Exponent = ((c >> 16) & 255) - 128
@@ -35410,17 +35346,18 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 13
-        elif ec == 2:
+        elif c < 0xc000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'Dynamic_AC_CLResControlModeType[11]', f'event code {ec}, expected SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
     if s == 12:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Dynamic_AC_CLResControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_41_Exponent = ((c >> 16) & 255) - 128
+            f_41_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -35461,10 +35398,11 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 13
-        elif ec == 1:
+        elif c < 0x8000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'Dynamic_AC_CLResControlModeType[12]', f'event code {ec}, expected SE(EVSEPresentActivePower_L3), EE')
     if s == 13:
         av += 27
@@ -37089,11 +37027,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
     f_EVPresentReactivePower_L2: _iso20_common_types.RationalNumberType | None = None
     f_EVPresentReactivePower_L3: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    ec = ((c >> 24) & 15)
-    if ec == 0:
+    if c < 0x1000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 14) & 255) - 128
+        f_1_Exponent = (c >> 14) - 128
         sg = ((c >> 10) & 1)
         u = ((c >> 2) & 255)
         if u > 127:
@@ -37127,20 +37064,16 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        try:
-            ec = _T09ea0bb6[c >> 24]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30000000 != 0x0:
-                raise r.fail_at(av + 30, 'Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE') from None
-            ec = ((c >> 24) & 15)
+        if c >= 0x10000000:
+            raise r.fail_at(av + 30, 'Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
         ob1_ = _new(_K_iso20_common_types_RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVTargetEnergyRequest = ob1_
-        if ec == 0:
+        if c < 0x1000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_2_Exponent = ((c >> 14) & 255) - 128
+            f_2_Exponent = (c >> 14) - 128
             sg = ((c >> 10) & 1)
             u = ((c >> 2) & 255)
             if u > 127:
@@ -37181,7 +37114,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 2
-        elif ec == 1:
+        elif c < 0x2000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_3_Exponent = ((c >> 14) & 255) - 128
@@ -37225,7 +37158,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 2:
+        elif c < 0x3000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_4_Exponent = ((c >> 14) & 255) - 128
@@ -37269,7 +37202,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 3:
+        elif c < 0x4000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_5_Exponent = ((c >> 14) & 255) - 128
@@ -37313,7 +37246,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 4:
+        elif c < 0x5000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_6_Exponent = ((c >> 14) & 255) - 128
@@ -37357,7 +37290,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 5:
+        elif c < 0x6000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_7_Exponent = ((c >> 14) & 255) - 128
@@ -37401,7 +37334,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 6:
+        elif c < 0x7000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_8_Exponent = ((c >> 14) & 255) - 128
@@ -37445,7 +37378,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 7:
+        elif c < 0x8000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_9_Exponent = ((c >> 14) & 255) - 128
@@ -37489,7 +37422,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 8:
+        elif c < 0x9000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_10_Exponent = ((c >> 14) & 255) - 128
@@ -37534,8 +37467,9 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
             c = (win >> av) & 0xfffffff
             s = 10
         else:
+            ec = (c >> 24) & 0xf
             raise r.fail_at(av + 24, 'Scheduled_AC_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVMaximumChargePower), SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
-    elif ec == 1:
+    elif c < 0x2000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_11_Exponent = ((c >> 14) & 255) - 128
@@ -37579,7 +37513,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 2
-    elif ec == 2:
+    elif c < 0x3000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_12_Exponent = ((c >> 14) & 255) - 128
@@ -37623,7 +37557,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 3
-    elif ec == 3:
+    elif c < 0x4000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_13_Exponent = ((c >> 14) & 255) - 128
@@ -37667,7 +37601,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 4
-    elif ec == 4:
+    elif c < 0x5000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_14_Exponent = ((c >> 14) & 255) - 128
@@ -37711,7 +37645,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 5
-    elif ec == 5:
+    elif c < 0x6000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_15_Exponent = ((c >> 14) & 255) - 128
@@ -37755,7 +37689,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 6
-    elif ec == 6:
+    elif c < 0x7000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_16_Exponent = ((c >> 14) & 255) - 128
@@ -37799,7 +37733,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 7
-    elif ec == 7:
+    elif c < 0x8000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_17_Exponent = ((c >> 14) & 255) - 128
@@ -37843,7 +37777,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 8
-    elif ec == 8:
+    elif c < 0x9000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_18_Exponent = ((c >> 14) & 255) - 128
@@ -37887,7 +37821,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 9
-    elif ec == 9:
+    elif c < 0xa000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_19_Exponent = ((c >> 14) & 255) - 128
@@ -37932,13 +37866,13 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
         c = (win >> av) & 0xfffffff
         s = 10
     else:
+        ec = (c >> 24) & 0xf
         raise r.fail_at(av + 24, 'Scheduled_AC_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVMaximumChargePower), SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 2:
-        ec = ((c >> 24) & 15)
-        if ec == 0:
+        if c < 0x1000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Scheduled_AC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_20_Exponent = ((c >> 14) & 255) - 128
+            f_20_Exponent = (c >> 14) - 128
             sg = ((c >> 10) & 1)
             u = ((c >> 2) & 255)
             if u > 127:
@@ -37979,7 +37913,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 1:
+        elif c < 0x2000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Scheduled_AC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_21_Exponent = ((c >> 14) & 255) - 128
@@ -38023,7 +37957,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 2:
+        elif c < 0x3000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Scheduled_AC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_22_Exponent = ((c >> 14) & 255) - 128
@@ -38067,7 +38001,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 3:
+        elif c < 0x4000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Scheduled_AC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_23_Exponent = ((c >> 14) & 255) - 128
@@ -38111,7 +38045,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 4:
+        elif c < 0x5000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Scheduled_AC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_24_Exponent = ((c >> 14) & 255) - 128
@@ -38155,7 +38089,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 5:
+        elif c < 0x6000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Scheduled_AC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_25_Exponent = ((c >> 14) & 255) - 128
@@ -38199,7 +38133,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 6:
+        elif c < 0x7000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Scheduled_AC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_26_Exponent = ((c >> 14) & 255) - 128
@@ -38243,7 +38177,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 7:
+        elif c < 0x8000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Scheduled_AC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_27_Exponent = ((c >> 14) & 255) - 128
@@ -38288,13 +38222,13 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
             c = (win >> av) & 0xfffffff
             s = 10
         else:
+            ec = (c >> 24) & 0xf
             raise r.fail_at(av + 24, 'Scheduled_AC_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), SE(EVMaximumChargePower), SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 3:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLReqControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_28_Exponent = ((c >> 15) & 255) - 128
+            f_28_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -38335,7 +38269,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLReqControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_29_Exponent = ((c >> 15) & 255) - 128
@@ -38379,7 +38313,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLReqControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_30_Exponent = ((c >> 15) & 255) - 128
@@ -38423,7 +38357,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 3:
+        elif c < 0x8000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLReqControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_31_Exponent = ((c >> 15) & 255) - 128
@@ -38467,7 +38401,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 4:
+        elif c < 0xa000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLReqControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_32_Exponent = ((c >> 15) & 255) - 128
@@ -38511,7 +38445,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 5:
+        elif c < 0xc000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLReqControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_33_Exponent = ((c >> 15) & 255) - 128
@@ -38555,7 +38489,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 6:
+        elif c < 0xe000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLReqControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_34_Exponent = ((c >> 15) & 255) - 128
@@ -38600,13 +38534,13 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
             c = (win >> av) & 0xfffffff
             s = 10
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'Scheduled_AC_CLReqControlModeType[3]', f'event code {ec}, expected SE(EVMaximumChargePower), SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 4:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLReqControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_35_Exponent = ((c >> 15) & 255) - 128
+            f_35_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -38647,7 +38581,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLReqControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_36_Exponent = ((c >> 15) & 255) - 128
@@ -38691,7 +38625,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLReqControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_37_Exponent = ((c >> 15) & 255) - 128
@@ -38735,7 +38669,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 3:
+        elif c < 0x8000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLReqControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_38_Exponent = ((c >> 15) & 255) - 128
@@ -38779,7 +38713,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 4:
+        elif c < 0xa000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLReqControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_39_Exponent = ((c >> 15) & 255) - 128
@@ -38823,7 +38757,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 5:
+        elif c < 0xc000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLReqControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_40_Exponent = ((c >> 15) & 255) - 128
@@ -38868,13 +38802,13 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
             c = (win >> av) & 0xfffffff
             s = 10
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'Scheduled_AC_CLReqControlModeType[4]', f'event code {ec}, expected SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 5:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_41_Exponent = ((c >> 15) & 255) - 128
+            f_41_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -38915,7 +38849,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_42_Exponent = ((c >> 15) & 255) - 128
@@ -38959,7 +38893,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_43_Exponent = ((c >> 15) & 255) - 128
@@ -39003,7 +38937,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 3:
+        elif c < 0x8000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_44_Exponent = ((c >> 15) & 255) - 128
@@ -39047,7 +38981,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 4:
+        elif c < 0xa000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_45_Exponent = ((c >> 15) & 255) - 128
@@ -39092,13 +39026,13 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
             c = (win >> av) & 0xfffffff
             s = 10
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'Scheduled_AC_CLReqControlModeType[5]', f'event code {ec}, expected SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 6:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_46_Exponent = ((c >> 15) & 255) - 128
+            f_46_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -39139,7 +39073,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_47_Exponent = ((c >> 15) & 255) - 128
@@ -39183,7 +39117,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_48_Exponent = ((c >> 15) & 255) - 128
@@ -39227,7 +39161,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 3:
+        elif c < 0x8000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_49_Exponent = ((c >> 15) & 255) - 128
@@ -39272,13 +39206,13 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
             c = (win >> av) & 0xfffffff
             s = 10
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'Scheduled_AC_CLReqControlModeType[6]', f'event code {ec}, expected SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 7:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Scheduled_AC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_50_Exponent = ((c >> 16) & 255) - 128
+            f_50_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -39319,7 +39253,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Scheduled_AC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_51_Exponent = ((c >> 16) & 255) - 128
@@ -39363,7 +39297,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 2:
+        elif c < 0xc000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Scheduled_AC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_52_Exponent = ((c >> 16) & 255) - 128
@@ -39408,13 +39342,13 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
             c = (win >> av) & 0xfffffff
             s = 10
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'Scheduled_AC_CLReqControlModeType[7]', f'event code {ec}, expected SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 8:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Scheduled_AC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_53_Exponent = ((c >> 16) & 255) - 128
+            f_53_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -39455,7 +39389,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Scheduled_AC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_54_Exponent = ((c >> 16) & 255) - 128
@@ -39500,11 +39434,12 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
             c = (win >> av) & 0xfffffff
             s = 10
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'Scheduled_AC_CLReqControlModeType[8]', f'event code {ec}, expected SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 9:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'Scheduled_AC_CLReqControlModeType', 'expected SE(EVPresentActivePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_55_Exponent = ((c >> 17) & 255) - 128
+        f_55_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -39550,11 +39485,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    ec = ((c >> 27) & 7)
-    if ec == 0:
+    if c < 0x8000000:
         if c & 0x601c000 != 0x0:
             raise r.fail_at(av + 27, 'Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_56_Exponent = ((c >> 17) & 255) - 128
+        f_56_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -39584,24 +39518,21 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                         win, av = r.refill(av, 5)
                     c = (win >> av) & 0x1f
         f_56_Value = -u - 1 if sg else u
-        try:
-            ec = _T84c90c6e[c & 0x1f]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x18 != 0x0:
-                raise r.fail_at(av + 5, 'Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE') from None
-            ec = (c & 7)
+        c &= 0x1f
+        if c >= 0x8:
+            raise r.fail_at(av + 5, 'Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
         ob56_ = _new(_K_iso20_common_types_RationalNumberType)
         ob56_.Exponent = f_56_Exponent
         ob56_.Value = f_56_Value
         f_EVPresentActivePower_L2 = ob56_
-        if ec == 0:
+        if c < 0x1:
             av -= 30
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'Scheduled_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_57_Exponent = ((c >> 20) & 255) - 128
+            f_57_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -39628,21 +39559,21 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'Scheduled_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
             ob57_ = _new(_K_iso20_common_types_RationalNumberType)
             ob57_.Exponent = f_57_Exponent
             ob57_.Value = f_57_Value
             f_EVPresentActivePower_L3 = ob57_
             s = 12
-        elif ec == 1:
+        elif c < 0x2:
             av -= 30
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'Scheduled_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_58_Exponent = ((c >> 20) & 255) - 128
+            f_58_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -39669,21 +39600,21 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'Scheduled_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
             ob58_ = _new(_K_iso20_common_types_RationalNumberType)
             ob58_.Exponent = f_58_Exponent
             ob58_.Value = f_58_Value
             f_EVPresentReactivePower = ob58_
             s = 13
-        elif ec == 2:
+        elif c < 0x3:
             av -= 30
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'Scheduled_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_59_Exponent = ((c >> 20) & 255) - 128
+            f_59_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -39710,21 +39641,21 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'Scheduled_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
             ob59_ = _new(_K_iso20_common_types_RationalNumberType)
             ob59_.Exponent = f_59_Exponent
             ob59_.Value = f_59_Value
             f_EVPresentReactivePower_L2 = ob59_
             s = 14
-        elif ec == 3:
+        elif c < 0x4:
             av -= 30
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'Scheduled_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_60_Exponent = ((c >> 20) & 255) - 128
+            f_60_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -39751,19 +39682,20 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'Scheduled_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
             ob60_ = _new(_K_iso20_common_types_RationalNumberType)
             ob60_.Exponent = f_60_Exponent
             ob60_.Value = f_60_Value
             f_EVPresentReactivePower_L3 = ob60_
             s = 15
-        elif ec == 4:
+        elif c < 0x5:
             s = -1
             av -= 28
         else:
+            ec = (c >> 0) & 0x7
             raise r.fail_at(av, 'Scheduled_AC_CLReqControlModeType[11]', f'event code {ec}, expected SE(EVPresentActivePower_L3), SE(EVPresentReactivePower), SE(EVPresentReactivePower_L2), SE(EVPresentReactivePower_L3), EE')
-    elif ec == 1:
+    elif c < 0x10000000:
         if c & 0x601c000 != 0x0:
             raise r.fail_at(av + 27, 'Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_61_Exponent = ((c >> 17) & 255) - 128
@@ -39807,7 +39739,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 12
-    elif ec == 2:
+    elif c < 0x18000000:
         if c & 0x601c000 != 0x0:
             raise r.fail_at(av + 27, 'Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_62_Exponent = ((c >> 17) & 255) - 128
@@ -39851,7 +39783,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 13
-    elif ec == 3:
+    elif c < 0x20000000:
         if c & 0x601c000 != 0x0:
             raise r.fail_at(av + 27, 'Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_63_Exponent = ((c >> 17) & 255) - 128
@@ -39895,7 +39827,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 14
-    elif ec == 4:
+    elif c < 0x28000000:
         if c & 0x601c000 != 0x0:
             raise r.fail_at(av + 27, 'Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_64_Exponent = ((c >> 17) & 255) - 128
@@ -39939,17 +39871,18 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 15
-    elif ec == 5:
+    elif c < 0x30000000:
         av -= 1
         s = -1
     else:
+        ec = (c >> 27) & 0x7
         raise r.fail_at(av + 27, 'Scheduled_AC_CLReqControlModeType[10]', f'event code {ec}, expected SE(EVPresentActivePower_L2), SE(EVPresentActivePower_L3), SE(EVPresentReactivePower), SE(EVPresentReactivePower_L2), SE(EVPresentReactivePower_L3), EE')
     if s == 12:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_65_Exponent = ((c >> 15) & 255) - 128
+            f_65_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -39990,7 +39923,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 13
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_66_Exponent = ((c >> 15) & 255) - 128
@@ -40034,7 +39967,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 14
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_67_Exponent = ((c >> 15) & 255) - 128
@@ -40078,17 +40011,18 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 15
-        elif ec == 3:
+        elif c < 0x8000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'Scheduled_AC_CLReqControlModeType[12]', f'event code {ec}, expected SE(EVPresentReactivePower), SE(EVPresentReactivePower_L2), SE(EVPresentReactivePower_L3), EE')
     if s == 13:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Scheduled_AC_CLReqControlModeType[13]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_68_Exponent = ((c >> 16) & 255) - 128
+            f_68_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -40129,7 +40063,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 14
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Scheduled_AC_CLReqControlModeType[13]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_69_Exponent = ((c >> 16) & 255) - 128
@@ -40173,17 +40107,18 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 15
-        elif ec == 2:
+        elif c < 0xc000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'Scheduled_AC_CLReqControlModeType[13]', f'event code {ec}, expected SE(EVPresentReactivePower_L2), SE(EVPresentReactivePower_L3), EE')
     if s == 14:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Scheduled_AC_CLReqControlModeType[14]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_70_Exponent = ((c >> 16) & 255) - 128
+            f_70_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -40224,10 +40159,11 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 15
-        elif ec == 1:
+        elif c < 0x8000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'Scheduled_AC_CLReqControlModeType[14]', f'event code {ec}, expected SE(EVPresentReactivePower_L3), EE')
     if s == 15:
         av += 27
@@ -42645,11 +42581,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
     f_EVSEPresentActivePower_L2: _iso20_common_types.RationalNumberType | None = None
     f_EVSEPresentActivePower_L3: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    ec = ((c >> 24) & 15)
-    if ec == 0:
+    if c < 0x1000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 14) & 255) - 128
+        f_1_Exponent = (c >> 14) - 128
         sg = ((c >> 10) & 1)
         u = ((c >> 2) & 255)
         if u > 127:
@@ -42683,20 +42618,16 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        try:
-            ec = _T09ea0bb6[c >> 24]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30000000 != 0x0:
-                raise r.fail_at(av + 30, 'Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE') from None
-            ec = ((c >> 24) & 15)
+        if c >= 0x10000000:
+            raise r.fail_at(av + 30, 'Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
         ob1_ = _new(_K_iso20_common_types_RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVSETargetActivePower = ob1_
-        if ec == 0:
+        if c < 0x1000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Scheduled_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_2_Exponent = ((c >> 14) & 255) - 128
+            f_2_Exponent = (c >> 14) - 128
             sg = ((c >> 10) & 1)
             u = ((c >> 2) & 255)
             if u > 127:
@@ -42737,7 +42668,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 2
-        elif ec == 1:
+        elif c < 0x2000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Scheduled_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_3_Exponent = ((c >> 14) & 255) - 128
@@ -42781,7 +42712,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 2:
+        elif c < 0x3000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Scheduled_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_4_Exponent = ((c >> 14) & 255) - 128
@@ -42825,7 +42756,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 3:
+        elif c < 0x4000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Scheduled_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_5_Exponent = ((c >> 14) & 255) - 128
@@ -42869,7 +42800,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 4:
+        elif c < 0x5000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Scheduled_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_6_Exponent = ((c >> 14) & 255) - 128
@@ -42913,7 +42844,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 5:
+        elif c < 0x6000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Scheduled_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_7_Exponent = ((c >> 14) & 255) - 128
@@ -42957,7 +42888,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 6:
+        elif c < 0x7000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Scheduled_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_8_Exponent = ((c >> 14) & 255) - 128
@@ -43001,7 +42932,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 7:
+        elif c < 0x8000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Scheduled_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_9_Exponent = ((c >> 14) & 255) - 128
@@ -43045,12 +42976,13 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 8:
+        elif c < 0x9000000:
             av -= 4
             s = -1
         else:
+            ec = (c >> 24) & 0xf
             raise r.fail_at(av + 24, 'Scheduled_AC_CLResControlModeType[1]', f'event code {ec}, expected SE(EVSETargetActivePower_L2), SE(EVSETargetActivePower_L3), SE(EVSETargetReactivePower), SE(EVSETargetReactivePower_L2), SE(EVSETargetReactivePower_L3), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
-    elif ec == 1:
+    elif c < 0x2000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_10_Exponent = ((c >> 14) & 255) - 128
@@ -43094,7 +43026,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 2
-    elif ec == 2:
+    elif c < 0x3000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_11_Exponent = ((c >> 14) & 255) - 128
@@ -43138,7 +43070,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 3
-    elif ec == 3:
+    elif c < 0x4000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_12_Exponent = ((c >> 14) & 255) - 128
@@ -43182,7 +43114,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 4
-    elif ec == 4:
+    elif c < 0x5000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_13_Exponent = ((c >> 14) & 255) - 128
@@ -43226,7 +43158,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 5
-    elif ec == 5:
+    elif c < 0x6000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_14_Exponent = ((c >> 14) & 255) - 128
@@ -43270,7 +43202,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 6
-    elif ec == 6:
+    elif c < 0x7000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_15_Exponent = ((c >> 14) & 255) - 128
@@ -43314,7 +43246,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 7
-    elif ec == 7:
+    elif c < 0x8000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_16_Exponent = ((c >> 14) & 255) - 128
@@ -43358,7 +43290,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 8
-    elif ec == 8:
+    elif c < 0x9000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_17_Exponent = ((c >> 14) & 255) - 128
@@ -43402,17 +43334,18 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 9
-    elif ec == 9:
+    elif c < 0xa000000:
         av -= 4
         s = -1
     else:
+        ec = (c >> 24) & 0xf
         raise r.fail_at(av + 24, 'Scheduled_AC_CLResControlModeType[0]', f'event code {ec}, expected SE(EVSETargetActivePower), SE(EVSETargetActivePower_L2), SE(EVSETargetActivePower_L3), SE(EVSETargetReactivePower), SE(EVSETargetReactivePower_L2), SE(EVSETargetReactivePower_L3), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
     if s == 2:
-        ec = ((c >> 24) & 15)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x1000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Scheduled_AC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_18_Exponent = ((c >> 14) & 255) - 128
+            f_18_Exponent = (c >> 14) - 128
             sg = ((c >> 10) & 1)
             u = ((c >> 2) & 255)
             if u > 127:
@@ -43453,7 +43386,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 1:
+        elif c < 0x2000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Scheduled_AC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_19_Exponent = ((c >> 14) & 255) - 128
@@ -43497,7 +43430,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 2:
+        elif c < 0x3000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Scheduled_AC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_20_Exponent = ((c >> 14) & 255) - 128
@@ -43541,7 +43474,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 3:
+        elif c < 0x4000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Scheduled_AC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_21_Exponent = ((c >> 14) & 255) - 128
@@ -43585,7 +43518,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 4:
+        elif c < 0x5000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Scheduled_AC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_22_Exponent = ((c >> 14) & 255) - 128
@@ -43629,7 +43562,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 5:
+        elif c < 0x6000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Scheduled_AC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_23_Exponent = ((c >> 14) & 255) - 128
@@ -43673,7 +43606,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 6:
+        elif c < 0x7000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'Scheduled_AC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_24_Exponent = ((c >> 14) & 255) - 128
@@ -43717,17 +43650,18 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 7:
+        elif c < 0x8000000:
             av -= 4
             s = -1
         else:
+            ec = (c >> 24) & 0xf
             raise r.fail_at(av + 24, 'Scheduled_AC_CLResControlModeType[2]', f'event code {ec}, expected SE(EVSETargetActivePower_L3), SE(EVSETargetReactivePower), SE(EVSETargetReactivePower_L2), SE(EVSETargetReactivePower_L3), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
     if s == 3:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_25_Exponent = ((c >> 15) & 255) - 128
+            f_25_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -43768,7 +43702,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_26_Exponent = ((c >> 15) & 255) - 128
@@ -43812,7 +43746,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_27_Exponent = ((c >> 15) & 255) - 128
@@ -43856,7 +43790,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 3:
+        elif c < 0x8000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_28_Exponent = ((c >> 15) & 255) - 128
@@ -43900,7 +43834,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 4:
+        elif c < 0xa000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_29_Exponent = ((c >> 15) & 255) - 128
@@ -43944,7 +43878,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 5:
+        elif c < 0xc000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_30_Exponent = ((c >> 15) & 255) - 128
@@ -43988,17 +43922,18 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 6:
+        elif c < 0xe000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'Scheduled_AC_CLResControlModeType[3]', f'event code {ec}, expected SE(EVSETargetReactivePower), SE(EVSETargetReactivePower_L2), SE(EVSETargetReactivePower_L3), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
     if s == 4:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_31_Exponent = ((c >> 15) & 255) - 128
+            f_31_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -44039,7 +43974,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_32_Exponent = ((c >> 15) & 255) - 128
@@ -44083,7 +44018,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_33_Exponent = ((c >> 15) & 255) - 128
@@ -44127,7 +44062,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 3:
+        elif c < 0x8000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_34_Exponent = ((c >> 15) & 255) - 128
@@ -44171,7 +44106,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 4:
+        elif c < 0xa000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_35_Exponent = ((c >> 15) & 255) - 128
@@ -44215,17 +44150,18 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 5:
+        elif c < 0xc000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'Scheduled_AC_CLResControlModeType[4]', f'event code {ec}, expected SE(EVSETargetReactivePower_L2), SE(EVSETargetReactivePower_L3), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
     if s == 5:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_36_Exponent = ((c >> 15) & 255) - 128
+            f_36_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -44266,7 +44202,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_37_Exponent = ((c >> 15) & 255) - 128
@@ -44310,7 +44246,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_38_Exponent = ((c >> 15) & 255) - 128
@@ -44354,7 +44290,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 3:
+        elif c < 0x8000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_39_Exponent = ((c >> 15) & 255) - 128
@@ -44398,17 +44334,18 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 4:
+        elif c < 0xa000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'Scheduled_AC_CLResControlModeType[5]', f'event code {ec}, expected SE(EVSETargetReactivePower_L3), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
     if s == 6:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_40_Exponent = ((c >> 15) & 255) - 128
+            f_40_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -44449,7 +44386,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_41_Exponent = ((c >> 15) & 255) - 128
@@ -44493,7 +44430,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_AC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_42_Exponent = ((c >> 15) & 255) - 128
@@ -44537,17 +44474,18 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 3:
+        elif c < 0x8000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'Scheduled_AC_CLResControlModeType[6]', f'event code {ec}, expected SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
     if s == 7:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Scheduled_AC_CLResControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_43_Exponent = ((c >> 16) & 255) - 128
+            f_43_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -44588,7 +44526,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Scheduled_AC_CLResControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_44_Exponent = ((c >> 16) & 255) - 128
@@ -44632,17 +44570,18 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 2:
+        elif c < 0xc000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'Scheduled_AC_CLResControlModeType[7]', f'event code {ec}, expected SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
     if s == 8:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Scheduled_AC_CLResControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_45_Exponent = ((c >> 16) & 255) - 128
+            f_45_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -44683,10 +44622,11 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 1:
+        elif c < 0x8000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'Scheduled_AC_CLResControlModeType[8]', f'event code {ec}, expected SE(EVSEPresentActivePower_L3), EE')
     if s == 9:
         av += 27
@@ -46258,9 +46198,9 @@ def _d_v0(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -46317,9 +46257,9 @@ def _d_v1(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -46376,9 +46316,9 @@ def _d_v2(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 18)
     c = (win >> av) & 0x3ffff
-    if c & 0x20000 != 0x0:
+    if c >= 0x20000:
         raise r.fail_at(av + 18, 'value', 'expected CH')
-    u = ((c >> 9) & 255)
+    u = (c >> 9)
     if u > 127:
         u2 = (c >> 1) & 0xFF
         if u2 < 128:
@@ -46447,9 +46387,9 @@ def _d_v3(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 18)
     c = (win >> av) & 0x3ffff
-    if c & 0x20000 != 0x0:
+    if c >= 0x20000:
         raise r.fail_at(av + 18, 'value', 'expected CH')
-    u = ((c >> 9) & 255)
+    u = (c >> 9)
     if u > 127:
         u2 = (c >> 1) & 0xFF
         if u2 < 128:
@@ -46523,7 +46463,7 @@ def _d_v4(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'value', 'expected CH, EE') from None
-        v = ((c >> 1) & 1) == 1
+        v = (c >> 1) == 1
     r.avail = av
     return v
 
@@ -46544,9 +46484,9 @@ def _d_v5(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 18)
     c = (win >> av) & 0x3ffff
-    if c & 0x20000 != 0x0:
+    if c >= 0x20000:
         raise r.fail_at(av + 18, 'value', 'expected CH')
-    u = ((c >> 9) & 255)
+    u = (c >> 9)
     if u > 127:
         u2 = (c >> 1) & 0xFF
         if u2 < 128:
@@ -46620,7 +46560,7 @@ def _d_v6(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x11 != 0x0:
             raise r.fail_at(av + 5, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 7)
+        iv = (c >> 1)
         if iv >= 6:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso20_common_types_evseNotificationType[iv]
@@ -46644,9 +46584,9 @@ def _d_v7(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -46708,7 +46648,7 @@ def _d_v8(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x201 != 0x0:
             raise r.fail_at(av + 10, 'value', 'expected CH, EE') from None
-        v = ((c >> 1) & 255) - 128
+        v = (c >> 1) - 128
     r.avail = av
     return v
 
@@ -46734,9 +46674,9 @@ def _d_v9(r: BitReader, c: int) -> object:
     try:
         sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
+        if c >= 0x40000:
             raise r.fail_at(av + 19, 'value', 'expected CH') from None
-        sg = ((c >> 17) & 1)
+        sg = (c >> 17)
     u = ((c >> 9) & 255)
     if u > 127:
         u2 = (c >> 1) & 0xFF
@@ -46811,7 +46751,7 @@ def _d_v10(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x101 != 0x0:
             raise r.fail_at(av + 9, 'value', 'expected CH, EE') from None
-        v = ((c >> 1) & 127)
+        v = (c >> 1)
     r.avail = av
     return v
 
@@ -46834,9 +46774,9 @@ def _d_v11(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -46895,9 +46835,9 @@ def _d_v12(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -46959,9 +46899,9 @@ def _d_v13(r: BitReader, c: int) -> object:
     try:
         sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
+        if c >= 0x40000:
             raise r.fail_at(av + 19, 'value', 'expected CH') from None
-        sg = ((c >> 17) & 1)
+        sg = (c >> 17)
     u = ((c >> 9) & 255)
     if u > 127:
         u2 = (c >> 1) & 0xFF
@@ -47031,9 +46971,9 @@ def _d_v14(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -47095,7 +47035,7 @@ def _d_v15(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x81 != 0x0:
             raise r.fail_at(av + 8, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 63)
+        iv = (c >> 1)
         if iv >= 40:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso20_common_types_responseCodeType[iv]
@@ -47119,9 +47059,9 @@ def _d_v16(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -47180,9 +47120,9 @@ def _d_v17(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 18)
     c = (win >> av) & 0x3ffff
-    if c & 0x20000 != 0x0:
+    if c >= 0x20000:
         raise r.fail_at(av + 18, 'value', 'expected CH')
-    u = ((c >> 9) & 255)
+    u = (c >> 9)
     if u > 127:
         u2 = (c >> 1) & 0xFF
         if u2 < 128:
@@ -47254,9 +47194,9 @@ def _d_v18(r: BitReader, c: int) -> object:
     try:
         sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
+        if c >= 0x40000:
             raise r.fail_at(av + 19, 'value', 'expected CH') from None
-        sg = ((c >> 17) & 1)
+        sg = (c >> 17)
     u = ((c >> 9) & 255)
     if u > 127:
         u2 = (c >> 1) & 0xFF

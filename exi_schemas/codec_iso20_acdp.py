@@ -121,7 +121,6 @@ _T68c31457 = run_table(((1, 0, None), (2, None, _E_iso20_common_types_processing
 _T8ca68b91 = run_table(((1, 0, None), (2, None, _E_iso20_acdp_mechanicalChargingDeviceStatusType), (1, 0, None),))
 _T96877384 = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (1, None, (False, True)), (1, 0, None), (1, 0, None),))
 _Ta870a97b = run_table(((1, 0, None), (1, None, (False, True)), (1, 0, None),))
-_Taa5bbe96 = run_table(((1, 0, None), (2, None, range(4)),))
 _Tbb3886dd = run_table(((1, 0, None), (2, None, _E_iso20_acdp_isolationStatusType), (1, 0, None),))
 _Tc8d518ff = run_table(((1, 0, None), (1, None, (False, True)), (1, 0, None), (3, None, range(8)),))
 _Tca2b455a = run_table(((1, 0, None), (3, None, _E_iso20_common_types_evseNotificationType), (1, 0, None),))
@@ -144,9 +143,9 @@ def _d_iso20_acdp_ACDP_ConnectReqType(r: BitReader, c: int) -> _iso20_acdp.ACDP_
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_EVElectricalChargingDeviceStatus: _iso20_acdp.electricalChargingDeviceStatusType
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'ACDP_ConnectReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -175,9 +174,9 @@ def _d_iso20_acdp_ACDP_ConnectReqType(r: BitReader, c: int) -> _iso20_acdp.ACDP_
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'ACDP_ConnectReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -204,13 +203,10 @@ def _d_iso20_acdp_ACDP_ConnectReqType(r: BitReader, c: int) -> _iso20_acdp.ACDP_
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'ACDP_ConnectReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'ACDP_ConnectReqType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -223,12 +219,13 @@ def _d_iso20_acdp_ACDP_ConnectReqType(r: BitReader, c: int) -> _iso20_acdp.ACDP_
         if av < 0:
             win, av = r.refill(av, 7)
         c = (win >> av) & 0x7f
-        if c & 0x40 != 0x0:
+        if c >= 0x40:
             raise r.fail_at(av + 7, 'MessageHeaderType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x200:
         av += 2
         c >>= 2
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_EVElectricalChargingDeviceStatus = _Te87cb351[c & 0x3f]
@@ -276,9 +273,9 @@ def _d_iso20_acdp_ACDP_ConnectResType(r: BitReader, c: int) -> _iso20_acdp.ACDP_
     f_EVSEProcessing: _iso20_common_types.processingType
     f_EVSEElectricalChargingDeviceStatus: _iso20_acdp.electricalChargingDeviceStatusType
     f_EVSEMechanicalChargingDeviceStatus: _iso20_acdp.mechanicalChargingDeviceStatusType
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'ACDP_ConnectResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -307,9 +304,9 @@ def _d_iso20_acdp_ACDP_ConnectResType(r: BitReader, c: int) -> _iso20_acdp.ACDP_
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'ACDP_ConnectResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -336,13 +333,10 @@ def _d_iso20_acdp_ACDP_ConnectResType(r: BitReader, c: int) -> _iso20_acdp.ACDP_
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'ACDP_ConnectResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'ACDP_ConnectResType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -355,18 +349,19 @@ def _d_iso20_acdp_ACDP_ConnectResType(r: BitReader, c: int) -> _iso20_acdp.ACDP_
         if av < 0:
             win, av = r.refill(av, 26)
         c = (win >> av) & 0x3ffffff
-        if c & 0x2000000 != 0x0:
+        if c >= 0x2000000:
             raise r.fail_at(av + 26, 'MessageHeaderType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x200:
         av -= 17
         if av < 0:
             win, av = r.refill(av, 25)
         c = (win >> av) & 0x1ffffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x181ce73 != 0x0:
         raise r.fail_at(av + 25, 'ACDP_ConnectResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, SE(EVSEElectricalChargingDeviceStatus), CH of EVSEElectricalChargingDeviceStatus, EE of EVSEElectricalChargingDeviceStatus, SE(EVSEMechanicalChargingDeviceStatus), CH of EVSEMechanicalChargingDeviceStatus, EE of EVSEMechanicalChargingDeviceStatus, EE')
-    iv = ((c >> 17) & 63)
+    iv = (c >> 17)
     if iv >= 40:
         raise r.fail_at(av, 'ACDP_ConnectResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
@@ -425,9 +420,9 @@ def _d_iso20_acdp_ACDP_SystemStatusReqType(r: BitReader, c: int) -> _iso20_acdp.
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_EVTechnicalStatus: _iso20_acdp.EVTechnicalStatusType
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'ACDP_SystemStatusReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -456,9 +451,9 @@ def _d_iso20_acdp_ACDP_SystemStatusReqType(r: BitReader, c: int) -> _iso20_acdp.
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'ACDP_SystemStatusReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -485,13 +480,10 @@ def _d_iso20_acdp_ACDP_SystemStatusReqType(r: BitReader, c: int) -> _iso20_acdp.
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'ACDP_SystemStatusReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'ACDP_SystemStatusReqType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -504,16 +496,17 @@ def _d_iso20_acdp_ACDP_SystemStatusReqType(r: BitReader, c: int) -> _iso20_acdp.
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x200:
         av -= 21
         if av < 0:
             win, av = r.refill(av, 29)
         c = (win >> av) & 0x1fffffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    if c & 0x10000000 != 0x0:
+    if c >= 0x10000000:
         raise r.fail_at(av + 29, 'ACDP_SystemStatusReqType', 'expected SE(EVTechnicalStatus)')
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
@@ -578,9 +571,9 @@ def _d_iso20_acdp_ACDP_SystemStatusResType(r: BitReader, c: int) -> _iso20_acdp.
     f_EVSEMalfunction: bool
     f_EVInChargePosition: bool
     f_EVAssociationStatus: bool
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'ACDP_SystemStatusResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -609,9 +602,9 @@ def _d_iso20_acdp_ACDP_SystemStatusResType(r: BitReader, c: int) -> _iso20_acdp.
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'ACDP_SystemStatusResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -638,13 +631,10 @@ def _d_iso20_acdp_ACDP_SystemStatusResType(r: BitReader, c: int) -> _iso20_acdp.
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'ACDP_SystemStatusResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'ACDP_SystemStatusResType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -657,22 +647,23 @@ def _d_iso20_acdp_ACDP_SystemStatusResType(r: BitReader, c: int) -> _iso20_acdp.
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 19
         if av < 0:
             win, av = r.refill(av, 48)
         c = (win >> av) & 0xffffffffffff
-    elif ec == 1:
+    elif c < 0x200:
         av -= 40
         if av < 0:
             win, av = r.refill(av, 48)
         c = (win >> av) & 0xffffffffffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0xc0e773bbbbbb != 0x0:
         raise r.fail_at(av + 48, 'ACDP_SystemStatusResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEMechanicalChargingDeviceStatus), CH of EVSEMechanicalChargingDeviceStatus, EE of EVSEMechanicalChargingDeviceStatus, SE(EVSEReadyToCharge), CH of EVSEReadyToCharge, EE of EVSEReadyToCharge, SE(EVSEIsolationStatus), CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEDisabled), CH of EVSEDisabled, EE of EVSEDisabled, SE(EVSEUtilityInterruptEvent), CH of EVSEUtilityInterruptEvent, EE of EVSEUtilityInterruptEvent, SE(EVSEEmergencyShutdown), CH of EVSEEmergencyShutdown, EE of EVSEEmergencyShutdown, SE(EVSEMalfunction), CH of EVSEMalfunction, EE of EVSEMalfunction, SE(EVInChargePosition), CH of EVInChargePosition, EE of EVInChargePosition, SE(EVAssociationStatus), CH of EVAssociationStatus, EE of EVAssociationStatus, EE')
-    iv = ((c >> 40) & 63)
+    iv = (c >> 40)
     if iv >= 40:
         raise r.fail_at(av, 'ACDP_SystemStatusResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
@@ -753,9 +744,9 @@ def _d_iso20_acdp_ACDP_VehiclePositioningReqType(r: BitReader, c: int) -> _iso20
     f_Header: _iso20_common_types.MessageHeaderType
     f_EVMobilityStatus: bool
     f_EVPositioningSupport: bool
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'ACDP_VehiclePositioningReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -784,9 +775,9 @@ def _d_iso20_acdp_ACDP_VehiclePositioningReqType(r: BitReader, c: int) -> _iso20
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'ACDP_VehiclePositioningReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -813,13 +804,10 @@ def _d_iso20_acdp_ACDP_VehiclePositioningReqType(r: BitReader, c: int) -> _iso20
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'ACDP_VehiclePositioningReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'ACDP_VehiclePositioningReqType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -832,21 +820,22 @@ def _d_iso20_acdp_ACDP_VehiclePositioningReqType(r: BitReader, c: int) -> _iso20
         if av < 0:
             win, av = r.refill(av, 10)
         c = (win >> av) & 0x3ff
-        if c & 0x200 != 0x0:
+        if c >= 0x200:
             raise r.fail_at(av + 10, 'MessageHeaderType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x200:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 9)
         c = (win >> av) & 0x1ff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
-        f_EVMobilityStatus, f_EVPositioningSupport = _T1b80a8c5[c & 0x1ff]
+        f_EVMobilityStatus, f_EVPositioningSupport = _T1b80a8c5[c]
     except KeyError:  # not a valid pattern: say why
         if c & 0x1bb != 0x0:
             raise r.fail_at(av + 9, 'ACDP_VehiclePositioningReqType', 'expected SE(EVMobilityStatus), CH of EVMobilityStatus, EE of EVMobilityStatus, SE(EVPositioningSupport), CH of EVPositioningSupport, EE of EVPositioningSupport, EE') from None
-        f_EVMobilityStatus = ((c >> 6) & 1) == 1
+        f_EVMobilityStatus = (c >> 6) == 1
         f_EVPositioningSupport = ((c >> 2) & 1) == 1
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
@@ -895,9 +884,9 @@ def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader, c: int) -> _iso20
     f_ContactWindowXc: int
     f_ContactWindowYc: int
     f_EVInChargePosition: bool
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'ACDP_VehiclePositioningResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -926,9 +915,9 @@ def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader, c: int) -> _iso20
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'ACDP_VehiclePositioningResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -955,13 +944,10 @@ def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader, c: int) -> _iso20
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'ACDP_VehiclePositioningResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'ACDP_VehiclePositioningResType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -974,22 +960,23 @@ def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader, c: int) -> _iso20
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x200:
         av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x3039dc00 != 0x0:
         raise r.fail_at(av + 30, 'ACDP_VehiclePositioningResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, SE(EVSEPositioningSupport), CH of EVSEPositioningSupport, EE of EVSEPositioningSupport, SE(EVRelativeXDeviation), CH of EVRelativeXDeviation')
-    iv = ((c >> 22) & 63)
+    iv = (c >> 22)
     if iv >= 40:
         raise r.fail_at(av + 1, 'ACDP_VehiclePositioningResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
@@ -1039,9 +1026,9 @@ def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader, c: int) -> _iso20
     try:
         sg = _T143a83e6[c >> 26]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x38000000 != 0x0:
+        if c >= 0x8000000:
             raise r.fail_at(av + 30, 'ACDP_VehiclePositioningResType', 'expected EE of EVRelativeXDeviation, SE(EVRelativeYDeviation), CH of EVRelativeYDeviation') from None
-        sg = ((c >> 26) & 1)
+        sg = (c >> 26)
     u = ((c >> 18) & 255)
     if u > 127:
         u2 = (c >> 10) & 0xFF
@@ -1076,9 +1063,9 @@ def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader, c: int) -> _iso20
     try:
         sg = _T143a83e6[c >> 26]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x38000000 != 0x0:
+        if c >= 0x8000000:
             raise r.fail_at(av + 30, 'ACDP_VehiclePositioningResType', 'expected EE of EVRelativeYDeviation, SE(ContactWindowXc), CH of ContactWindowXc') from None
-        sg = ((c >> 26) & 1)
+        sg = (c >> 26)
     u = ((c >> 18) & 255)
     if u > 127:
         u2 = (c >> 10) & 0xFF
@@ -1113,9 +1100,9 @@ def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader, c: int) -> _iso20
     try:
         sg = _T143a83e6[c >> 22]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x3800000 != 0x0:
+        if c >= 0x800000:
             raise r.fail_at(av + 26, 'ACDP_VehiclePositioningResType', 'expected EE of ContactWindowXc, SE(ContactWindowYc), CH of ContactWindowYc') from None
-        sg = ((c >> 22) & 1)
+        sg = (c >> 22)
     u = ((c >> 14) & 255)
     if u > 127:
         u2 = (c >> 6) & 0xFF
@@ -1294,11 +1281,11 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader, c: int) -> _iso20_acdp.EVT
     f_EVTimeout: bool | None = None
     s = 0
     try:
-        f_EVReadyToCharge, f_EVImmobilizationRequest, ec = _T0cce319b[(c >> 17) & 0x7ff]
+        f_EVReadyToCharge, f_EVImmobilizationRequest, ec = _T0cce319b[c >> 17]
     except KeyError:  # not a valid pattern: say why
         if c & 0xdd00000 != 0x0:
             raise r.fail_at(av + 28, 'EVTechnicalStatusType', 'expected SE(EVReadyToCharge), CH of EVReadyToCharge, EE of EVReadyToCharge, SE(EVImmobilizationRequest), CH of EVImmobilizationRequest, EE of EVImmobilizationRequest') from None
-        f_EVReadyToCharge = ((c >> 25) & 1) == 1
+        f_EVReadyToCharge = (c >> 25) == 1
         f_EVImmobilizationRequest = ((c >> 21) & 1) == 1
         ec = ((c >> 17) & 7)
     s = 1
@@ -1318,7 +1305,7 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader, c: int) -> _iso20_acdp.EVT
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'EVTechnicalStatusType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_1_Exponent = ((c >> 20) & 255) - 128
+            f_1_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -1345,7 +1332,7 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader, c: int) -> _iso20_acdp.EVT
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'EVTechnicalStatusType[3]', 'expected EE of Value, EE')
             ob1_ = _new(_K_iso20_common_types_RationalNumberType)
             ob1_.Exponent = f_1_Exponent
@@ -1418,7 +1405,7 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader, c: int) -> _iso20_acdp.EVT
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'EVTechnicalStatusType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 20) & 255) - 128
+        f_2_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -1445,7 +1432,7 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader, c: int) -> _iso20_acdp.EVT
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'EVTechnicalStatusType[2]', 'expected EE of Value, EE')
         ob2_ = _new(_K_iso20_common_types_RationalNumberType)
         ob2_.Exponent = f_2_Exponent
@@ -1512,14 +1499,14 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader, c: int) -> _iso20_acdp.EVT
     else:
         raise r.fail_at(av + 17, 'EVTechnicalStatusType[2]', f'event code {ec}, expected SE(EVImmobilized), SE(EVWLANStrength), SE(EVCPStatus), SE(EVSOC), SE(EVErrorCode), SE(EVTimeout), EE')
     if s == 4:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             try:
-                f_EVCPStatus = _T2a0a9292[(c >> 20) & 0x1f]
+                f_EVCPStatus = _T2a0a9292[c >> 20]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x1100000 != 0x0:
                     raise r.fail_at(av + 25, 'EVTechnicalStatusType[4]', 'expected CH of EVCPStatus, EE of EVCPStatus') from None
-                iv = ((c >> 21) & 7)
+                iv = (c >> 21)
                 if iv >= 5:
                     raise r.fail_at(av + 20, 'EVTechnicalStatusType.EVCPStatus', f'enumeration index {iv}') from None
                 f_EVCPStatus = _E_iso20_acdp_cpStatusType[iv]
@@ -1528,7 +1515,7 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader, c: int) -> _iso20_acdp.EVT
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 1:
+        elif c < 0x4000000:
             try:
                 f_EVSOC = _Tf00db23f[(c >> 16) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
@@ -1540,7 +1527,7 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader, c: int) -> _iso20_acdp.EVT
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 2:
+        elif c < 0x6000000:
             try:
                 f_EVErrorCode = _Tf9028ac5[(c >> 19) & 0x3f]
             except KeyError:  # not a valid pattern: say why
@@ -1555,7 +1542,7 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader, c: int) -> _iso20_acdp.EVT
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 3:
+        elif c < 0x8000000:
             try:
                 f_EVTimeout = _Ta870a97b[(c >> 22) & 0x7]
             except KeyError:  # not a valid pattern: say why
@@ -1567,26 +1554,27 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader, c: int) -> _iso20_acdp.EVT
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 4:
+        elif c < 0xa000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'EVTechnicalStatusType[4]', f'event code {ec}, expected SE(EVCPStatus), SE(EVSOC), SE(EVErrorCode), SE(EVTimeout), EE')
     if s == 5:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             try:
-                f_EVSOC = _Tf00db23f[(c >> 16) & 0x1ff]
+                f_EVSOC = _Tf00db23f[c >> 16]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x1010000 != 0x0:
                     raise r.fail_at(av + 25, 'EVTechnicalStatusType[5]', 'expected CH of EVSOC, EE of EVSOC') from None
-                f_EVSOC = ((c >> 17) & 127)
+                f_EVSOC = (c >> 17)
             av -= 12
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 1:
+        elif c < 0x4000000:
             try:
                 f_EVErrorCode = _Tf9028ac5[(c >> 19) & 0x3f]
             except KeyError:  # not a valid pattern: say why
@@ -1601,7 +1589,7 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader, c: int) -> _iso20_acdp.EVT
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 2:
+        elif c < 0x6000000:
             try:
                 f_EVTimeout = _Ta870a97b[(c >> 22) & 0x7]
             except KeyError:  # not a valid pattern: say why
@@ -1613,20 +1601,21 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader, c: int) -> _iso20_acdp.EVT
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 3:
+        elif c < 0x8000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'EVTechnicalStatusType[5]', f'event code {ec}, expected SE(EVSOC), SE(EVErrorCode), SE(EVTimeout), EE')
     if s == 6:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x4000000:
             try:
-                f_EVErrorCode = _Tf9028ac5[(c >> 20) & 0x3f]
+                f_EVErrorCode = _Tf9028ac5[c >> 20]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x2100000 != 0x0:
                     raise r.fail_at(av + 26, 'EVTechnicalStatusType[6]', 'expected CH of EVErrorCode, EE of EVErrorCode') from None
-                iv = ((c >> 21) & 15)
+                iv = (c >> 21)
                 if iv >= 10:
                     raise r.fail_at(av + 20, 'EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv}') from None
                 f_EVErrorCode = _E_iso20_acdp_errorCodeType[iv]
@@ -1635,7 +1624,7 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader, c: int) -> _iso20_acdp.EVT
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 1:
+        elif c < 0x8000000:
             try:
                 f_EVTimeout = _Ta870a97b[(c >> 23) & 0x7]
             except KeyError:  # not a valid pattern: say why
@@ -1647,29 +1636,31 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader, c: int) -> _iso20_acdp.EVT
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 2:
+        elif c < 0xc000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'EVTechnicalStatusType[6]', f'event code {ec}, expected SE(EVErrorCode), SE(EVTimeout), EE')
     if s == 7:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x4000000:
             try:
-                f_EVTimeout = _Ta870a97b[(c >> 23) & 0x7]
+                f_EVTimeout = _Ta870a97b[c >> 23]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x2800000 != 0x0:
                     raise r.fail_at(av + 26, 'EVTechnicalStatusType[7]', 'expected CH of EVTimeout, EE of EVTimeout') from None
-                f_EVTimeout = ((c >> 24) & 1) == 1
+                f_EVTimeout = (c >> 24) == 1
             av -= 5
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 1:
+        elif c < 0x8000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'EVTechnicalStatusType[7]', f'event code {ec}, expected SE(EVTimeout), EE')
     if s == 8:
         av += 27
@@ -1902,9 +1893,9 @@ def _d_v0(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -1961,9 +1952,9 @@ def _d_v1(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -2020,9 +2011,9 @@ def _d_v2(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 18)
     c = (win >> av) & 0x3ffff
-    if c & 0x20000 != 0x0:
+    if c >= 0x20000:
         raise r.fail_at(av + 18, 'value', 'expected CH')
-    u = ((c >> 9) & 255)
+    u = (c >> 9)
     if u > 127:
         u2 = (c >> 1) & 0xFF
         if u2 < 128:
@@ -2091,9 +2082,9 @@ def _d_v3(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 18)
     c = (win >> av) & 0x3ffff
-    if c & 0x20000 != 0x0:
+    if c >= 0x20000:
         raise r.fail_at(av + 18, 'value', 'expected CH')
-    u = ((c >> 9) & 255)
+    u = (c >> 9)
     if u > 127:
         u2 = (c >> 1) & 0xFF
         if u2 < 128:
@@ -2167,7 +2158,7 @@ def _d_v4(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'value', 'expected CH, EE') from None
-        v = ((c >> 1) & 1) == 1
+        v = (c >> 1) == 1
     r.avail = av
     return v
 
@@ -2191,9 +2182,9 @@ def _d_v5(r: BitReader, c: int) -> object:
     try:
         sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
+        if c >= 0x40000:
             raise r.fail_at(av + 19, 'value', 'expected CH') from None
-        sg = ((c >> 17) & 1)
+        sg = (c >> 17)
     u = ((c >> 9) & 255)
     if u > 127:
         u2 = (c >> 1) & 0xFF
@@ -2263,9 +2254,9 @@ def _d_v6(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 18)
     c = (win >> av) & 0x3ffff
-    if c & 0x20000 != 0x0:
+    if c >= 0x20000:
         raise r.fail_at(av + 18, 'value', 'expected CH')
-    u = ((c >> 9) & 255)
+    u = (c >> 9)
     if u > 127:
         u2 = (c >> 1) & 0xFF
         if u2 < 128:
@@ -2339,7 +2330,7 @@ def _d_v7(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x11 != 0x0:
             raise r.fail_at(av + 5, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 7)
+        iv = (c >> 1)
         if iv >= 5:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso20_acdp_cpStatusType[iv]
@@ -2368,7 +2359,7 @@ def _d_v8(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x9 != 0x0:
             raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
-        v = _E_iso20_acdp_electricalChargingDeviceStatusType[((c >> 1) & 3)]
+        v = _E_iso20_acdp_electricalChargingDeviceStatusType[(c >> 1)]
     r.avail = av
     return v
 
@@ -2394,7 +2385,7 @@ def _d_v9(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x21 != 0x0:
             raise r.fail_at(av + 6, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 15)
+        iv = (c >> 1)
         if iv >= 10:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso20_acdp_errorCodeType[iv]
@@ -2423,7 +2414,7 @@ def _d_v10(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x9 != 0x0:
             raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
-        v = _E_iso20_acdp_isolationStatusType[((c >> 1) & 3)]
+        v = _E_iso20_acdp_isolationStatusType[(c >> 1)]
     r.avail = av
     return v
 
@@ -2449,7 +2440,7 @@ def _d_v11(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x9 != 0x0:
             raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 3)
+        iv = (c >> 1)
         if iv >= 3:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso20_acdp_mechanicalChargingDeviceStatusType[iv]
@@ -2478,7 +2469,7 @@ def _d_v12(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x11 != 0x0:
             raise r.fail_at(av + 5, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 7)
+        iv = (c >> 1)
         if iv >= 6:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso20_common_types_evseNotificationType[iv]
@@ -2507,7 +2498,7 @@ def _d_v13(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x9 != 0x0:
             raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 3)
+        iv = (c >> 1)
         if iv >= 3:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso20_common_types_processingType[iv]
@@ -2536,7 +2527,7 @@ def _d_v14(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x101 != 0x0:
             raise r.fail_at(av + 9, 'value', 'expected CH, EE') from None
-        v = ((c >> 1) & 127)
+        v = (c >> 1)
     r.avail = av
     return v
 
@@ -2559,9 +2550,9 @@ def _d_v15(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -2623,7 +2614,7 @@ def _d_v16(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x201 != 0x0:
             raise r.fail_at(av + 10, 'value', 'expected CH, EE') from None
-        v = ((c >> 1) & 255) - 128
+        v = (c >> 1) - 128
     r.avail = av
     return v
 
@@ -2649,9 +2640,9 @@ def _d_v17(r: BitReader, c: int) -> object:
     try:
         sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
+        if c >= 0x40000:
             raise r.fail_at(av + 19, 'value', 'expected CH') from None
-        sg = ((c >> 17) & 1)
+        sg = (c >> 17)
     u = ((c >> 9) & 255)
     if u > 127:
         u2 = (c >> 1) & 0xFF
@@ -2721,9 +2712,9 @@ def _d_v18(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -2782,9 +2773,9 @@ def _d_v19(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -2843,9 +2834,9 @@ def _d_v20(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -2907,7 +2898,7 @@ def _d_v21(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x81 != 0x0:
             raise r.fail_at(av + 8, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 63)
+        iv = (c >> 1)
         if iv >= 40:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso20_common_types_responseCodeType[iv]
@@ -2931,9 +2922,9 @@ def _d_v22(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -2992,9 +2983,9 @@ def _d_v23(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 18)
     c = (win >> av) & 0x3ffff
-    if c & 0x20000 != 0x0:
+    if c >= 0x20000:
         raise r.fail_at(av + 18, 'value', 'expected CH')
-    u = ((c >> 9) & 255)
+    u = (c >> 9)
     if u > 127:
         u2 = (c >> 1) & 0xFF
         if u2 < 128:
@@ -3066,9 +3057,9 @@ def _d_v24(r: BitReader, c: int) -> object:
     try:
         sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
+        if c >= 0x40000:
             raise r.fail_at(av + 19, 'value', 'expected CH') from None
-        sg = ((c >> 17) & 1)
+        sg = (c >> 17)
     u = ((c >> 9) & 255)
     if u > 127:
         u2 = (c >> 1) & 0xFF

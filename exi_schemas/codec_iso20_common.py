@@ -111,17 +111,13 @@ _T3d599f5c = run_table(((1, 0, None), (1, 0, None), (6, None, _E_iso20_common_ty
 _T3f6de095 = run_table(((1, 0, None), (2, None, _E_iso20_common_messages_chargingSessionType), (1, 0, None),))
 _T416167d0 = run_table(((1, 0, None), (1, 0, None), (6, None, _E_iso20_common_types_responseCodeType), (1, 0, None), (1, 0, None), (1, 0, None), (2, None, _E_iso20_common_types_processingType), (1, 0, None), (1, 0, None),))
 _T42277c45 = run_table(((1, 0, None), (2, None, _E_iso20_common_messages_evCheckOutStatusType), (1, 0, None),))
-_T4243fd73 = run_table(((1, 0, None), (3, None, range(8)),))
 _T4520956c = run_table(((1, 0, None), (8, None, range(-128, 128)), (1, 0, None),))
 _T476a0817 = run_table(((1, 0, None), (1, 0, None), (1, None, _E_iso20_common_messages_authorizationType), (1, 0, None), (2, None, range(4)),))
-_T5165a1fd = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (3, None, range(8)),))
 _T5d15a1ca = run_table(((1, 0, None), (1, 0, None), (6, None, _E_iso20_common_types_responseCodeType), (1, 0, None), (1, 0, None),))
 _T5d1d16e7 = run_table(((1, 0, None), (1, 0, None), (2, None, _E_iso20_common_messages_chargingSessionType), (1, 0, None), (2, None, range(4)),))
 _T68c31457 = run_table(((1, 0, None), (2, None, _E_iso20_common_types_processingType), (1, 0, None),))
-_T6cd14f8b = run_table(((1, 0, None), (1, 0, None), (2, None, range(4)),))
 _T75bbf861 = run_table(((1, 0, None), (1, None, _E_iso20_common_messages_evseCheckOutStatusType), (1, 0, None),))
 _T7c5f5777 = run_table(((1, 0, None), (1, 0, None), (6, None, _E_iso20_common_types_responseCodeType), (1, 0, None), (1, 0, None), (1, 0, None),))
-_T84c90c6e = run_table(((1, 0, None), (1, 0, None), (3, None, range(8)),))
 _T8b761740 = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (3, None, _E_iso20_common_types_evseNotificationType), (1, 0, None), (1, 0, None),))
 _T9208fcde = run_table(((1, 0, None), (1, 0, None), (6, None, _E_iso20_common_types_responseCodeType), (1, 0, None), (2, None, range(4)),))
 _T92cbe9eb = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (3, None, _E_iso20_common_types_evseNotificationType), (1, 0, None), (1, 0, None), (1, 0, None),))
@@ -131,7 +127,6 @@ _T9d0ae6d0 = run_table(((1, 0, None), (1, None, _E_iso20_common_messages_powerTo
 _Ta135abd8 = run_table(((1, 0, None), (1, None, (False, True)), (1, 0, None), (1, 0, None), (1, 0, None), (1, None, (False, True)), (1, 0, None),))
 _Ta3022ae3 = run_table(((1, 0, None), (1, None, _E_iso20_common_messages_ecdhCurveType), (1, 0, None),))
 _Ta870a97b = run_table(((1, 0, None), (1, None, (False, True)), (1, 0, None),))
-_Taa5bbe96 = run_table(((1, 0, None), (2, None, range(4)),))
 _Tadfaa03d = run_table(((1, 0, None), (1, 0, None), (1, None, (False, True)), (1, 0, None),))
 _Taf56c0de = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (8, None, range(0, 256)), (1, 0, None), (1, 0, None),))
 _Tb5c59759 = run_table(((1, 0, None), (1, None, _E_iso20_common_messages_authorizationType), (1, 0, None),))
@@ -271,10 +266,9 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader, c: int) -> 
     f_OverstayRules: _iso20_common_messages.OverstayRuleListType | None = None
     f_AdditionalSelectedServices: _iso20_common_messages.AdditionalServiceListType | None = None
     s = 0
-    ec = ((c >> 26) & 3)
-    if ec == 0:
+    if c < 0x4000000:
         av += 18
-        u = ((c >> 18) & 255)
+        u = (c >> 18)
         if u > 127:
             av -= 8
             if av < 0:
@@ -302,9 +296,9 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader, c: int) -> 
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'AbsolutePriceScheduleType[0]', 'expected SE(TimeAnchor), CH of TimeAnchor')
-        u = ((c >> 20) & 255)
+        u = (c >> 20)
         if u > 127:
             u2 = (c >> 12) & 0xFF
             if u2 < 128:
@@ -338,8 +332,8 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader, c: int) -> 
         if av < 0:
             win, av = r.refill(av, 22)
         c = (win >> av) & 0x3fffff
-    elif ec == 1:
-        if c & 0x2000000 != 0x0:
+    elif c < 0x8000000:
+        if c >= 0x6000000:
             raise r.fail_at(av + 26, 'AbsolutePriceScheduleType[0]', 'expected CH of TimeAnchor')
         u = ((c >> 17) & 255)
         if u > 127:
@@ -376,10 +370,11 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader, c: int) -> 
         c = (win >> av) & 0x3fffff
         s = 2
     else:
+        ec = (c >> 26) & 0x3
         raise r.fail_at(av + 26, 'AbsolutePriceScheduleType[0]', f'event code {ec}, expected AT(Id), SE(TimeAnchor)')
-    if c & 0x300000 != 0x0:
+    if c >= 0x100000:
         raise r.fail_at(av + 22, 'AbsolutePriceScheduleType', 'expected SE(PriceScheduleID), CH of PriceScheduleID')
-    u = ((c >> 12) & 255)
+    u = (c >> 12)
     if u > 127:
         u2 = (c >> 4) & 0xFF
         if u2 < 128:
@@ -406,21 +401,18 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader, c: int) -> 
         av += 8
         c >>= 8
     f_PriceScheduleID = u
-    try:
-        ec = _Taa5bbe96[(c >> 1) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x8 != 0x0:
-            raise r.fail_at(av + 4, 'AbsolutePriceScheduleType', 'expected EE of PriceScheduleID') from None
-        ec = ((c >> 1) & 3)
+    c &= 0xf
+    if c >= 0x8:
+        raise r.fail_at(av + 4, 'AbsolutePriceScheduleType', 'expected EE of PriceScheduleID')
     s = 3
-    if ec == 0:
+    if c < 0x2:
         av -= 8
         if av < 0:
             win, av = r.refill(av, 9)
         c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'AbsolutePriceScheduleType[3]', 'expected CH of PriceScheduleDescription')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -448,9 +440,9 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader, c: int) -> 
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c & 0x700 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 11, 'AbsolutePriceScheduleType[3]', 'expected EE of PriceScheduleDescription, SE(Currency), CH of Currency')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -478,17 +470,17 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader, c: int) -> 
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c & 0x400 != 0x0:
+        if c >= 0x400:
             raise r.fail_at(av + 11, 'AbsolutePriceScheduleType[3]', 'expected EE of Currency')
         s = 5
-    elif ec == 1:
+    elif c < 0x4:
         av -= 8
         if av < 0:
             win, av = r.refill(av, 9)
         c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'AbsolutePriceScheduleType[3]', 'expected CH of Currency')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -516,14 +508,15 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader, c: int) -> 
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c & 0x400 != 0x0:
+        if c >= 0x400:
             raise r.fail_at(av + 11, 'AbsolutePriceScheduleType[3]', 'expected EE of Currency')
         s = 5
     else:
+        ec = (c >> 1) & 0x3
         raise r.fail_at(av + 1, 'AbsolutePriceScheduleType[3]', f'event code {ec}, expected SE(PriceScheduleDescription), SE(Currency)')
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'AbsolutePriceScheduleType', 'expected SE(Language), CH of Language')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -551,9 +544,9 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader, c: int) -> 
     if av < 0:
         win, av = r.refill(av, 11)
     c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'AbsolutePriceScheduleType', 'expected EE of Language, SE(PriceAlgorithm), CH of PriceAlgorithm')
-    u = (c & 255)
+    u = c
     s = 6
     if u > 127:
         av -= 8
@@ -582,17 +575,13 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader, c: int) -> 
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    try:
-        ec = _T4243fd73[c >> 26]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x20000000 != 0x0:
-            raise r.fail_at(av + 30, 'AbsolutePriceScheduleType', 'expected EE of PriceAlgorithm') from None
-        ec = ((c >> 26) & 7)
+    if c >= 0x20000000:
+        raise r.fail_at(av + 30, 'AbsolutePriceScheduleType', 'expected EE of PriceAlgorithm')
     s = 7
-    if ec == 0:
+    if c < 0x4000000:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'AbsolutePriceScheduleType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 16) & 255) - 128
+        f_1_Exponent = (c >> 16) - 128
         sg = ((c >> 12) & 1)
         u = ((c >> 4) & 255)
         if u > 127:
@@ -622,24 +611,21 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader, c: int) -> 
                         win, av = r.refill(av, 4)
                     c = (win >> av) & 0xf
         f_1_Value = -u - 1 if sg else u
-        try:
-            ec = _T6cd14f8b[c & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0xc != 0x0:
-                raise r.fail_at(av + 4, 'AbsolutePriceScheduleType[7]', 'expected EE of Value, EE') from None
-            ec = (c & 3)
+        c &= 0xf
+        if c >= 0x4:
+            raise r.fail_at(av + 4, 'AbsolutePriceScheduleType[7]', 'expected EE of Value, EE')
         ob1_ = _new(_K_iso20_common_types_RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_MinimumCost = ob1_
-        if ec == 0:
+        if c < 0x1:
             av -= 30
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'AbsolutePriceScheduleType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_2_Exponent = ((c >> 20) & 255) - 128
+            f_2_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -666,14 +652,14 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader, c: int) -> 
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'AbsolutePriceScheduleType[8]', 'expected EE of Value, EE')
             ob2_ = _new(_K_iso20_common_types_RationalNumberType)
             ob2_.Exponent = f_2_Exponent
             ob2_.Value = f_2_Value
             f_MaximumCost = ob2_
             s = 9
-        elif ec == 1:
+        elif c < 0x2:
             av -= 28
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -687,7 +673,7 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader, c: int) -> 
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 10
-        elif ec == 2:
+        elif c < 0x3:
             av -= 28
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -702,8 +688,9 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader, c: int) -> 
             c = (win >> av) & 0xfffffff
             s = 11
         else:
+            ec = (c >> 0) & 0x3
             raise r.fail_at(av, 'AbsolutePriceScheduleType[8]', f'event code {ec}, expected SE(MaximumCost), SE(TaxRules), SE(PriceRuleStacks)')
-    elif ec == 1:
+    elif c < 0x8000000:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'AbsolutePriceScheduleType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_3_Exponent = ((c >> 16) & 255) - 128
@@ -747,7 +734,7 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader, c: int) -> 
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 9
-    elif ec == 2:
+    elif c < 0xc000000:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 28)
@@ -761,7 +748,7 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader, c: int) -> 
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 10
-    elif ec == 3:
+    elif c < 0x10000000:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 28)
@@ -776,10 +763,10 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader, c: int) -> 
         c = (win >> av) & 0xfffffff
         s = 11
     else:
+        ec = (c >> 26) & 0x7
         raise r.fail_at(av + 26, 'AbsolutePriceScheduleType[7]', f'event code {ec}, expected SE(MinimumCost), SE(MaximumCost), SE(TaxRules), SE(PriceRuleStacks)')
     if s == 9:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        if c < 0x4000000:
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -793,7 +780,7 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader, c: int) -> 
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 10
-        elif ec == 1:
+        elif c < 0x8000000:
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -808,9 +795,10 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader, c: int) -> 
             c = (win >> av) & 0xfffffff
             s = 11
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'AbsolutePriceScheduleType[9]', f'event code {ec}, expected SE(TaxRules), SE(PriceRuleStacks)')
     if s == 10:
-        if c & 0x8000000 != 0x0:
+        if c >= 0x8000000:
             raise r.fail_at(av + 28, 'AbsolutePriceScheduleType', 'expected SE(PriceRuleStacks)')
         av -= 1
         if av < 0:
@@ -830,8 +818,7 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader, c: int) -> 
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    ec = ((c >> 28) & 3)
-    if ec == 0:
+    if c < 0x10000000:
         r.avail = av
         f_OverstayRules = _d_iso20_common_messages_OverstayRuleListType(r, c)
         win = r.win
@@ -840,8 +827,7 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader, c: int) -> 
         if av < 0:
             win, av = r.refill(av, 13)
         c = (win >> av) & 0x1fff
-        ec = (c >> 11)
-        if ec == 0:
+        if c < 0x800:
             r.avail = av
             f_AdditionalSelectedServices = _d_iso20_common_messages_AdditionalServiceListType(r, c)
             win = r.win
@@ -851,14 +837,16 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader, c: int) -> 
                 win, av = r.refill(av, 1)
             c = (win >> av) & 0x1
             s = 13
-        elif ec == 1:
+        elif c < 0x1000:
             av += 10
             s = -1
         else:
+            ec = (c >> 11) & 0x3
             raise r.fail_at(av + 11, 'AbsolutePriceScheduleType[12]', f'event code {ec}, expected SE(AdditionalSelectedServices), EE')
-    elif ec == 1:
+    elif c < 0x20000000:
         av += 17
         c >>= 17
+        c &= 0x7ff
         r.avail = av
         f_AdditionalSelectedServices = _d_iso20_common_messages_AdditionalServiceListType(r, c)
         win = r.win
@@ -868,10 +856,11 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader, c: int) -> 
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         s = 13
-    elif ec == 2:
+    elif c < 0x30000000:
         av += 27
         s = -1
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'AbsolutePriceScheduleType[11]', f'event code {ec}, expected SE(OverstayRules), SE(AdditionalSelectedServices), EE')
     if s == 13:
         if c & 0x1 != 0x0:
@@ -1284,9 +1273,9 @@ def _d_iso20_common_messages_AdditionalServiceListType(r: BitReader, c: int) -> 
     av = r.avail
     f_AdditionalService: list[_iso20_common_messages.AdditionalServiceType] = []
     s = 0
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'AdditionalServiceListType', 'expected SE(AdditionalService), SE(ServiceName), CH of ServiceName')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -1316,7 +1305,7 @@ def _d_iso20_common_messages_AdditionalServiceListType(r: BitReader, c: int) -> 
     c = (win >> av) & 0x3fffffff
     if c & 0x3c038000 != 0x0:
         raise r.fail_at(av + 30, 'AdditionalServiceListType', 'expected EE of ServiceName, SE(ServiceFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_2_Exponent = ((c >> 18) & 255) - 128
+    f_2_Exponent = (c >> 18) - 128
     sg = ((c >> 14) & 1)
     u = ((c >> 6) & 255)
     if u > 127:
@@ -1364,11 +1353,10 @@ def _d_iso20_common_messages_AdditionalServiceListType(r: BitReader, c: int) -> 
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-        ec = (c >> 10)
-        if ec == 0:
-            if c & 0x300 != 0x0:
+        if c < 0x400:
+            if c >= 0x100:
                 raise r.fail_at(av + 10, 'AdditionalServiceListType[1]', 'expected SE(ServiceName), CH of ServiceName')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -1398,7 +1386,7 @@ def _d_iso20_common_messages_AdditionalServiceListType(r: BitReader, c: int) -> 
             c = (win >> av) & 0x3fffffff
             if c & 0x3c038000 != 0x0:
                 raise r.fail_at(av + 30, 'AdditionalServiceListType[1]', 'expected EE of ServiceName, SE(ServiceFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_4_Exponent = ((c >> 18) & 255) - 128
+            f_4_Exponent = (c >> 18) - 128
             sg = ((c >> 14) & 1)
             u = ((c >> 6) & 255)
             if u > 127:
@@ -1443,18 +1431,19 @@ def _d_iso20_common_messages_AdditionalServiceListType(r: BitReader, c: int) -> 
             if n == 4:
                 s = 5
                 break
-        elif ec == 1:
+        elif c < 0x800:
             av += 10
             s = -1
             break
         else:
+            ec = (c >> 10) & 0x3
             raise r.fail_at(av + 10, 'AdditionalServiceListType[1]', f'event code {ec}, expected SE(AdditionalService), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 5:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'AdditionalServiceListType', 'expected EE')
         s = -1
     else:
@@ -1600,9 +1589,9 @@ def _d_iso20_common_messages_AdditionalServiceType(r: BitReader, c: int) -> _iso
     av = r.avail
     f_ServiceName: str
     f_ServiceFee: _iso20_common_types.RationalNumberType
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'AdditionalServiceType', 'expected SE(ServiceName), CH of ServiceName')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -1632,7 +1621,7 @@ def _d_iso20_common_messages_AdditionalServiceType(r: BitReader, c: int) -> _iso
     c = (win >> av) & 0x3fffffff
     if c & 0x3c038000 != 0x0:
         raise r.fail_at(av + 30, 'AdditionalServiceType', 'expected EE of ServiceName, SE(ServiceFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 18) & 255) - 128
+    f_1_Exponent = (c >> 18) - 128
     sg = ((c >> 14) & 1)
     u = ((c >> 6) & 255)
     if u > 127:
@@ -1734,9 +1723,9 @@ def _d_iso20_common_messages_AuthorizationReqType(r: BitReader, c: int) -> _iso2
     f_SelectedAuthorizationService: _iso20_common_messages.authorizationType
     f_EIM_AReqAuthorizationMode: _iso20_common_messages.EIM_AReqAuthorizationModeType | None = None
     f_PnC_AReqAuthorizationMode: _iso20_common_messages.PnC_AReqAuthorizationModeType | None = None
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'AuthorizationReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -1765,9 +1754,9 @@ def _d_iso20_common_messages_AuthorizationReqType(r: BitReader, c: int) -> _iso2
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'AuthorizationReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -1794,13 +1783,10 @@ def _d_iso20_common_messages_AuthorizationReqType(r: BitReader, c: int) -> _iso2
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'AuthorizationReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'AuthorizationReqType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -1813,21 +1799,22 @@ def _d_iso20_common_messages_AuthorizationReqType(r: BitReader, c: int) -> _iso2
         if av < 0:
             win, av = r.refill(av, 16)
         c = (win >> av) & 0xffff
-        if c & 0x8000 != 0x0:
+        if c >= 0x8000:
             raise r.fail_at(av + 16, 'MessageHeaderType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x200:
         av -= 7
         if av < 0:
             win, av = r.refill(av, 15)
         c = (win >> av) & 0x7fff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
-        f_SelectedAuthorizationService, ec = _T476a0817[(c >> 9) & 0x3f]
+        f_SelectedAuthorizationService, ec = _T476a0817[c >> 9]
     except KeyError:  # not a valid pattern: say why
         if c & 0x6800 != 0x0:
             raise r.fail_at(av + 15, 'AuthorizationReqType', 'expected SE(SelectedAuthorizationService), CH of SelectedAuthorizationService, EE of SelectedAuthorizationService') from None
-        f_SelectedAuthorizationService = _E_iso20_common_messages_authorizationType[((c >> 12) & 1)]
+        f_SelectedAuthorizationService = _E_iso20_common_messages_authorizationType[(c >> 12)]
         ec = ((c >> 9) & 3)
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
@@ -1872,9 +1859,9 @@ def _d_iso20_common_messages_AuthorizationReqType(r: BitReader, c: int) -> _iso2
         if av < 0:
             win, av = r.refill(av, 10)
         c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 10, 'AuthorizationReqType[2]', 'expected SE(GenChallenge), CH of GenChallenge')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -1902,9 +1889,9 @@ def _d_iso20_common_messages_AuthorizationReqType(r: BitReader, c: int) -> _iso2
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-        if c & 0xf00 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 12, 'AuthorizationReqType[2]', 'expected EE of GenChallenge, SE(ContractCertificateChain), SE(Certificate), CH of Certificate')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -1932,7 +1919,7 @@ def _d_iso20_common_messages_AuthorizationReqType(r: BitReader, c: int) -> _iso2
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-        if c & 0xc00 != 0x0:
+        if c >= 0x400:
             raise r.fail_at(av + 12, 'AuthorizationReqType[2]', 'expected EE of Certificate, SE(SubCertificates)')
         r.avail = av
         f_4_SubCertificates = _d_iso20_common_messages_SubCertificatesType(r, c)
@@ -1942,7 +1929,7 @@ def _d_iso20_common_messages_AuthorizationReqType(r: BitReader, c: int) -> _iso2
         if av < 0:
             win, av = r.refill(av, 3)
         c = (win >> av) & 0x7
-        if c & 0x6 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 3, 'AuthorizationReqType[2]', 'expected EE, EE')
         ob4_ = _new(_K_iso20_common_messages_ContractCertificateChainType)
         ob4_.Certificate = f_4_Certificate
@@ -2050,9 +2037,9 @@ def _d_iso20_common_messages_AuthorizationResType(r: BitReader, c: int) -> _iso2
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSEProcessing: _iso20_common_types.processingType
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'AuthorizationResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -2081,9 +2068,9 @@ def _d_iso20_common_messages_AuthorizationResType(r: BitReader, c: int) -> _iso2
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'AuthorizationResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -2110,13 +2097,10 @@ def _d_iso20_common_messages_AuthorizationResType(r: BitReader, c: int) -> _iso2
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'AuthorizationResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'AuthorizationResType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -2129,21 +2113,22 @@ def _d_iso20_common_messages_AuthorizationResType(r: BitReader, c: int) -> _iso2
         if av < 0:
             win, av = r.refill(av, 16)
         c = (win >> av) & 0xffff
-        if c & 0x8000 != 0x0:
+        if c >= 0x8000:
             raise r.fail_at(av + 16, 'MessageHeaderType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x200:
         av -= 7
         if av < 0:
             win, av = r.refill(av, 15)
         c = (win >> av) & 0x7fff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
-        f_ResponseCode, f_EVSEProcessing = _T416167d0[c & 0x7fff]
+        f_ResponseCode, f_EVSEProcessing = _T416167d0[c]
     except KeyError:  # not a valid pattern: say why
         if c & 0x6073 != 0x0:
             raise r.fail_at(av + 15, 'AuthorizationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE') from None
-        iv = ((c >> 7) & 63)
+        iv = (c >> 7)
         if iv >= 40:
             raise r.fail_at(av, 'AuthorizationResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
@@ -2190,9 +2175,9 @@ def _d_iso20_common_messages_AuthorizationSetupReqType(r: BitReader, c: int) -> 
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'AuthorizationSetupReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -2221,9 +2206,9 @@ def _d_iso20_common_messages_AuthorizationSetupReqType(r: BitReader, c: int) -> 
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'AuthorizationSetupReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -2250,13 +2235,10 @@ def _d_iso20_common_messages_AuthorizationSetupReqType(r: BitReader, c: int) -> 
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'AuthorizationSetupReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'AuthorizationSetupReqType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -2269,12 +2251,13 @@ def _d_iso20_common_messages_AuthorizationSetupReqType(r: BitReader, c: int) -> 
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
-        if c & 0x2 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 2, 'MessageHeaderType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x200:
         av += 7
         c >>= 7
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'AuthorizationSetupReqType', 'expected EE')
@@ -2316,9 +2299,9 @@ def _d_iso20_common_messages_AuthorizationSetupResType(r: BitReader, c: int) -> 
     f_CertificateInstallationService: bool
     f_EIM_ASResAuthorizationMode: _iso20_common_messages.EIM_ASResAuthorizationModeType | None = None
     f_PnC_ASResAuthorizationMode: _iso20_common_messages.PnC_ASResAuthorizationModeType | None = None
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'AuthorizationSetupResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -2347,9 +2330,9 @@ def _d_iso20_common_messages_AuthorizationSetupResType(r: BitReader, c: int) -> 
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'AuthorizationSetupResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -2376,13 +2359,10 @@ def _d_iso20_common_messages_AuthorizationSetupResType(r: BitReader, c: int) -> 
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'AuthorizationSetupResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'AuthorizationSetupResType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -2395,22 +2375,23 @@ def _d_iso20_common_messages_AuthorizationSetupResType(r: BitReader, c: int) -> 
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x200:
         av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x303a0000 != 0x0:
         raise r.fail_at(av + 30, 'AuthorizationSetupResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(AuthorizationServices), CH of AuthorizationServices, EE of AuthorizationServices')
-    iv = ((c >> 22) & 63)
+    iv = (c >> 22)
     if iv >= 40:
         raise r.fail_at(av + 15, 'AuthorizationSetupResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
@@ -2439,16 +2420,16 @@ def _d_iso20_common_messages_AuthorizationSetupResType(r: BitReader, c: int) -> 
             f_CertificateInstallationService = ((c >> 13) & 1) == 1
     else:
         raise r.fail_at(av + 15, 'AuthorizationSetupResType[3]', f'event code {ec}, expected SE(AuthorizationServices), SE(CertificateInstallationService)')
-    ec = ((c >> 10) & 3)
-    if ec == 0:
+    c &= 0xfff
+    if c < 0x400:
         av += 8
-        if c & 0x200 != 0x0:
+        if c >= 0x200:
             raise r.fail_at(av + 2, 'AuthorizationSetupResType[5]', 'expected EE')
         ob2_ = _new(_K_iso20_common_messages_EIM_ASResAuthorizationModeType)
         f_EIM_ASResAuthorizationMode = ob2_
         c >>= 8
-    elif ec == 1:
-        if c & 0x300 != 0x0:
+    elif c < 0x800:
+        if c >= 0x500:
             raise r.fail_at(av + 10, 'AuthorizationSetupResType[5]', 'expected SE(GenChallenge), CH of GenChallenge')
         u = (c & 255)
         f_3_SupportedProviders: _iso20_common_messages.SupportedProvidersListType | None = None
@@ -2479,13 +2460,9 @@ def _d_iso20_common_messages_AuthorizationSetupResType(r: BitReader, c: int) -> 
         if av < 0:
             win, av = r.refill(av, 13)
         c = (win >> av) & 0x1fff
-        try:
-            ec = _Taa5bbe96[c >> 10]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x1000 != 0x0:
-                raise r.fail_at(av + 13, 'AuthorizationSetupResType[5]', 'expected EE of GenChallenge') from None
-            ec = ((c >> 10) & 3)
-        if ec == 0:
+        if c >= 0x1000:
+            raise r.fail_at(av + 13, 'AuthorizationSetupResType[5]', 'expected EE of GenChallenge')
+        if c < 0x400:
             r.avail = av
             f_3_SupportedProviders = _d_iso20_common_messages_SupportedProvidersListType(r, c)
             win = r.win
@@ -2494,18 +2471,20 @@ def _d_iso20_common_messages_AuthorizationSetupResType(r: BitReader, c: int) -> 
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
-            if c & 0x2 != 0x0:
+            if c >= 0x2:
                 raise r.fail_at(av + 2, 'PnC_ASResAuthorizationModeType[1]', 'expected EE')
-        elif ec == 1:
+        elif c < 0x800:
             av += 9
             c >>= 9
         else:
+            ec = (c >> 10) & 0x3
             raise r.fail_at(av + 10, 'PnC_ASResAuthorizationModeType[1]', f'event code {ec}, expected SE(SupportedProviders), EE')
         ob3_ = _new(_K_iso20_common_messages_PnC_ASResAuthorizationModeType)
         ob3_.GenChallenge = f_3_GenChallenge
         ob3_.SupportedProviders = f_3_SupportedProviders
         f_PnC_ASResAuthorizationMode = ob3_
     else:
+        ec = (c >> 10) & 0x3
         raise r.fail_at(av + 10, 'AuthorizationSetupResType[5]', f'event code {ec}, expected SE(EIM_ASResAuthorizationMode), SE(PnC_ASResAuthorizationMode)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'AuthorizationSetupResType', 'expected EE')
@@ -2600,9 +2579,9 @@ def _d_iso20_common_messages_CertificateChainType(r: BitReader, c: int) -> _iso2
     av = r.avail
     f_Certificate: bytes
     f_SubCertificates: _iso20_common_messages.SubCertificatesType | None = None
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'CertificateChainType', 'expected SE(Certificate), CH of Certificate')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -2630,17 +2609,13 @@ def _d_iso20_common_messages_CertificateChainType(r: BitReader, c: int) -> _iso2
     if av < 0:
         win, av = r.refill(av, 13)
     c = (win >> av) & 0x1fff
-    try:
-        ec = _Taa5bbe96[c >> 10]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x1000 != 0x0:
-            raise r.fail_at(av + 13, 'CertificateChainType', 'expected EE of Certificate') from None
-        ec = ((c >> 10) & 3)
-    if ec == 0:
+    if c >= 0x1000:
+        raise r.fail_at(av + 13, 'CertificateChainType', 'expected EE of Certificate')
+    if c < 0x400:
         f_1_Certificate: list[bytes] = []
-        if c & 0x300 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 10, 'CertificateChainType[1]', 'expected SE(Certificate), CH of Certificate')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -2668,16 +2643,12 @@ def _d_iso20_common_messages_CertificateChainType(r: BitReader, c: int) -> _iso2
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-        try:
-            ec = _Taa5bbe96[c >> 9]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x800 != 0x0:
-                raise r.fail_at(av + 12, 'CertificateChainType[1]', 'expected EE of Certificate') from None
-            ec = ((c >> 9) & 3)
-        if ec == 0:
-            if c & 0x100 != 0x0:
+        if c >= 0x800:
+            raise r.fail_at(av + 12, 'CertificateChainType[1]', 'expected EE of Certificate')
+        if c < 0x200:
+            if c >= 0x100:
                 raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -2705,16 +2676,12 @@ def _d_iso20_common_messages_CertificateChainType(r: BitReader, c: int) -> _iso2
             if av < 0:
                 win, av = r.refill(av, 12)
             c = (win >> av) & 0xfff
-            try:
-                ec = _Taa5bbe96[c >> 9]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x800 != 0x0:
-                    raise r.fail_at(av + 12, 'SubCertificatesType[1]', 'expected EE of Certificate') from None
-                ec = ((c >> 9) & 3)
-            if ec == 0:
-                if c & 0x100 != 0x0:
+            if c >= 0x800:
+                raise r.fail_at(av + 12, 'SubCertificatesType[1]', 'expected EE of Certificate')
+            if c < 0x200:
+                if c >= 0x100:
                     raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
-                u = (c & 255)
+                u = c
                 if u > 127:
                     av -= 8
                     if av < 0:
@@ -2742,26 +2709,29 @@ def _d_iso20_common_messages_CertificateChainType(r: BitReader, c: int) -> _iso2
                 if av < 0:
                     win, av = r.refill(av, 3)
                 c = (win >> av) & 0x7
-                if c & 0x6 != 0x0:
+                if c >= 0x2:
                     raise r.fail_at(av + 3, 'SubCertificatesType[2]', 'expected EE of Certificate, EE')
-            elif ec == 1:
+            elif c < 0x400:
                 av += 8
                 c >>= 8
             else:
+                ec = (c >> 9) & 0x3
                 raise r.fail_at(av + 9, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
-        elif ec == 1:
+        elif c < 0x400:
             av += 8
             c >>= 8
         else:
+            ec = (c >> 9) & 0x3
             raise r.fail_at(av + 9, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
         if c & 0x1 != 0x0:
             raise r.fail_at(av + 1, 'CertificateChainType[1]', 'expected EE')
         ob1_ = _new(_K_iso20_common_messages_SubCertificatesType)
         ob1_.Certificate = f_1_Certificate
         f_SubCertificates = ob1_
-    elif ec == 1:
+    elif c < 0x800:
         av += 10
     else:
+        ec = (c >> 10) & 0x3
         raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
     r.avail = av
     ob = _new(_K_iso20_common_messages_CertificateChainType)
@@ -2818,9 +2788,9 @@ def _d_iso20_common_messages_CertificateInstallationReqType(r: BitReader, c: int
     f_ListOfRootCertificateIDs: _iso20_common_types.ListOfRootCertificateIDsType
     f_MaximumContractCertificateChains: int
     f_PrioritizedEMAIDs: _iso20_common_messages.EMAIDListType | None = None
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'CertificateInstallationReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -2849,9 +2819,9 @@ def _d_iso20_common_messages_CertificateInstallationReqType(r: BitReader, c: int
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'CertificateInstallationReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -2878,13 +2848,10 @@ def _d_iso20_common_messages_CertificateInstallationReqType(r: BitReader, c: int
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'CertificateInstallationReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'CertificateInstallationReqType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -2897,18 +2864,19 @@ def _d_iso20_common_messages_CertificateInstallationReqType(r: BitReader, c: int
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c & 0x400 != 0x0:
+        if c >= 0x400:
             raise r.fail_at(av + 11, 'MessageHeaderType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x200:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 10)
         c = (win >> av) & 0x3ff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'CertificateInstallationReqType', 'expected SE(OEMProvisioningCertificateChain), AT(Id)')
-    u = (c & 255)
+    u = c
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
@@ -2942,9 +2910,9 @@ def _d_iso20_common_messages_CertificateInstallationReqType(r: BitReader, c: int
     if av < 0:
         win, av = r.refill(av, 10)
     c = (win >> av) & 0x3ff
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'CertificateInstallationReqType', 'expected SE(Certificate), CH of Certificate')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -2972,18 +2940,14 @@ def _d_iso20_common_messages_CertificateInstallationReqType(r: BitReader, c: int
     if av < 0:
         win, av = r.refill(av, 15)
     c = (win >> av) & 0x7fff
-    try:
-        ec = _Taa5bbe96[c >> 12]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x4000 != 0x0:
-            raise r.fail_at(av + 15, 'CertificateInstallationReqType', 'expected EE of Certificate') from None
-        ec = ((c >> 12) & 3)
-    if ec == 0:
+    if c >= 0x4000:
+        raise r.fail_at(av + 15, 'CertificateInstallationReqType', 'expected EE of Certificate')
+    if c < 0x1000:
         f_3_Certificate: list[bytes] = []
         av += 2
-        if c & 0xc00 != 0x0:
+        if c >= 0x400:
             raise r.fail_at(av + 10, 'SignedCertificateChainType[2]', 'expected SE(Certificate), CH of Certificate')
-        u = ((c >> 2) & 255)
+        u = (c >> 2)
         if u > 127:
             av -= 8
             if av < 0:
@@ -3011,17 +2975,13 @@ def _d_iso20_common_messages_CertificateInstallationReqType(r: BitReader, c: int
         if av < 0:
             win, av = r.refill(av, 16)
         c = (win >> av) & 0xffff
-        try:
-            ec = _Taa5bbe96[c >> 13]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x8000 != 0x0:
-                raise r.fail_at(av + 16, 'SignedCertificateChainType[2]', 'expected EE of Certificate') from None
-            ec = ((c >> 13) & 3)
-        if ec == 0:
+        if c >= 0x8000:
+            raise r.fail_at(av + 16, 'SignedCertificateChainType[2]', 'expected EE of Certificate')
+        if c < 0x2000:
             av += 4
-            if c & 0x1000 != 0x0:
+            if c >= 0x1000:
                 raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
-            u = ((c >> 4) & 255)
+            u = (c >> 4)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -3049,17 +3009,13 @@ def _d_iso20_common_messages_CertificateInstallationReqType(r: BitReader, c: int
             if av < 0:
                 win, av = r.refill(av, 16)
             c = (win >> av) & 0xffff
-            try:
-                ec = _Taa5bbe96[c >> 13]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x8000 != 0x0:
-                    raise r.fail_at(av + 16, 'SubCertificatesType[1]', 'expected EE of Certificate') from None
-                ec = ((c >> 13) & 3)
-            if ec == 0:
+            if c >= 0x8000:
+                raise r.fail_at(av + 16, 'SubCertificatesType[1]', 'expected EE of Certificate')
+            if c < 0x2000:
                 av += 4
-                if c & 0x1000 != 0x0:
+                if c >= 0x1000:
                     raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
-                u = ((c >> 4) & 255)
+                u = (c >> 4)
                 if u > 127:
                     av -= 8
                     if av < 0:
@@ -3087,24 +3043,27 @@ def _d_iso20_common_messages_CertificateInstallationReqType(r: BitReader, c: int
                 if av < 0:
                     win, av = r.refill(av, 15)
                 c = (win >> av) & 0x7fff
-                if c & 0x6000 != 0x0:
+                if c >= 0x2000:
                     raise r.fail_at(av + 15, 'SubCertificatesType[2]', 'expected EE of Certificate, EE')
-            elif ec == 1:
+            elif c < 0x4000:
                 pass
             else:
+                ec = (c >> 13) & 0x3
                 raise r.fail_at(av + 13, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
-        elif ec == 1:
+        elif c < 0x4000:
             pass
         else:
+            ec = (c >> 13) & 0x3
             raise r.fail_at(av + 13, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
         if c & 0x1000 != 0x0:
             raise r.fail_at(av + 13, 'SignedCertificateChainType[2]', 'expected EE')
         ob3_ = _new(_K_iso20_common_messages_SubCertificatesType)
         ob3_.Certificate = f_3_Certificate
         f_2_SubCertificates = ob3_
-    elif ec == 1:
+    elif c < 0x2000:
         pass
     else:
+        ec = (c >> 12) & 0x3
         raise r.fail_at(av + 12, 'SignedCertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     if c & 0x800 != 0x0:
         raise r.fail_at(av + 12, 'CertificateInstallationReqType', 'expected SE(ListOfRootCertificateIDs)')
@@ -3113,6 +3072,7 @@ def _d_iso20_common_messages_CertificateInstallationReqType(r: BitReader, c: int
     ob2_.Certificate = f_2_Certificate
     ob2_.SubCertificates = f_2_SubCertificates
     f_OEMProvisioningCertificateChain = ob2_
+    c &= 0x7ff
     r.avail = av
     f_ListOfRootCertificateIDs = _d_iso20_common_types_ListOfRootCertificateIDsType(r, c)
     win = r.win
@@ -3123,9 +3083,10 @@ def _d_iso20_common_messages_CertificateInstallationReqType(r: BitReader, c: int
     c = (win >> av) & 0x7fffff
     if c & 0x601000 != 0x0:
         raise r.fail_at(av + 23, 'CertificateInstallationReqType', 'expected SE(MaximumContractCertificateChains), CH of MaximumContractCertificateChains, EE of MaximumContractCertificateChains')
-    f_MaximumContractCertificateChains = ((c >> 13) & 255)
+    f_MaximumContractCertificateChains = (c >> 13)
     ec = ((c >> 10) & 3)
     if ec == 0:
+        c &= 0x3ff
         r.avail = av
         f_PrioritizedEMAIDs = _d_iso20_common_messages_EMAIDListType(r, c)
         win = r.win
@@ -3223,9 +3184,9 @@ def _d_iso20_common_messages_CertificateInstallationResType(r: BitReader, c: int
     f_CPSCertificateChain: _iso20_common_messages.CertificateChainType
     f_SignedInstallationData: _iso20_common_messages.SignedInstallationDataType
     f_RemainingContractCertificateChains: int
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'CertificateInstallationResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -3254,9 +3215,9 @@ def _d_iso20_common_messages_CertificateInstallationResType(r: BitReader, c: int
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'CertificateInstallationResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -3283,13 +3244,10 @@ def _d_iso20_common_messages_CertificateInstallationResType(r: BitReader, c: int
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'CertificateInstallationResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'CertificateInstallationResType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -3302,21 +3260,22 @@ def _d_iso20_common_messages_CertificateInstallationResType(r: BitReader, c: int
         if av < 0:
             win, av = r.refill(av, 26)
         c = (win >> av) & 0x3ffffff
-        if c & 0x2000000 != 0x0:
+        if c >= 0x2000000:
             raise r.fail_at(av + 26, 'MessageHeaderType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x200:
         av -= 17
         if av < 0:
             win, av = r.refill(av, 25)
         c = (win >> av) & 0x1ffffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
-        f_ResponseCode, f_EVSEProcessing = _T1502841f[(c >> 8) & 0x1ffff]
+        f_ResponseCode, f_EVSEProcessing = _T1502841f[c >> 8]
     except KeyError:  # not a valid pattern: say why
         if c & 0x181cf00 != 0x0:
             raise r.fail_at(av + 25, 'CertificateInstallationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, SE(CPSCertificateChain), SE(Certificate), CH of Certificate') from None
-        iv = ((c >> 17) & 63)
+        iv = (c >> 17)
         if iv >= 40:
             raise r.fail_at(av + 8, 'CertificateInstallationResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
@@ -3358,17 +3317,13 @@ def _d_iso20_common_messages_CertificateInstallationResType(r: BitReader, c: int
     if av < 0:
         win, av = r.refill(av, 13)
     c = (win >> av) & 0x1fff
-    try:
-        ec = _Taa5bbe96[c >> 10]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x1000 != 0x0:
-            raise r.fail_at(av + 13, 'CertificateInstallationResType', 'expected EE of Certificate') from None
-        ec = ((c >> 10) & 3)
-    if ec == 0:
+    if c >= 0x1000:
+        raise r.fail_at(av + 13, 'CertificateInstallationResType', 'expected EE of Certificate')
+    if c < 0x400:
         f_3_Certificate: list[bytes] = []
-        if c & 0x300 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 10, 'CertificateChainType[1]', 'expected SE(Certificate), CH of Certificate')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -3396,17 +3351,13 @@ def _d_iso20_common_messages_CertificateInstallationResType(r: BitReader, c: int
         if av < 0:
             win, av = r.refill(av, 14)
         c = (win >> av) & 0x3fff
-        try:
-            ec = _Taa5bbe96[c >> 11]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x2000 != 0x0:
-                raise r.fail_at(av + 14, 'CertificateChainType[1]', 'expected EE of Certificate') from None
-            ec = ((c >> 11) & 3)
-        if ec == 0:
+        if c >= 0x2000:
+            raise r.fail_at(av + 14, 'CertificateChainType[1]', 'expected EE of Certificate')
+        if c < 0x800:
             av += 2
-            if c & 0x400 != 0x0:
+            if c >= 0x400:
                 raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
-            u = ((c >> 2) & 255)
+            u = (c >> 2)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -3434,17 +3385,13 @@ def _d_iso20_common_messages_CertificateInstallationResType(r: BitReader, c: int
             if av < 0:
                 win, av = r.refill(av, 14)
             c = (win >> av) & 0x3fff
-            try:
-                ec = _Taa5bbe96[c >> 11]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x2000 != 0x0:
-                    raise r.fail_at(av + 14, 'SubCertificatesType[1]', 'expected EE of Certificate') from None
-                ec = ((c >> 11) & 3)
-            if ec == 0:
+            if c >= 0x2000:
+                raise r.fail_at(av + 14, 'SubCertificatesType[1]', 'expected EE of Certificate')
+            if c < 0x800:
                 av += 2
-                if c & 0x400 != 0x0:
+                if c >= 0x400:
                     raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
-                u = ((c >> 2) & 255)
+                u = (c >> 2)
                 if u > 127:
                     av -= 8
                     if av < 0:
@@ -3472,24 +3419,27 @@ def _d_iso20_common_messages_CertificateInstallationResType(r: BitReader, c: int
                 if av < 0:
                     win, av = r.refill(av, 13)
                 c = (win >> av) & 0x1fff
-                if c & 0x1800 != 0x0:
+                if c >= 0x800:
                     raise r.fail_at(av + 13, 'SubCertificatesType[2]', 'expected EE of Certificate, EE')
-            elif ec == 1:
+            elif c < 0x1000:
                 pass
             else:
+                ec = (c >> 11) & 0x3
                 raise r.fail_at(av + 11, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
-        elif ec == 1:
+        elif c < 0x1000:
             pass
         else:
+            ec = (c >> 11) & 0x3
             raise r.fail_at(av + 11, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
         if c & 0x400 != 0x0:
             raise r.fail_at(av + 11, 'CertificateChainType[1]', 'expected EE')
         ob3_ = _new(_K_iso20_common_messages_SubCertificatesType)
         ob3_.Certificate = f_3_Certificate
         f_2_SubCertificates = ob3_
-    elif ec == 1:
+    elif c < 0x800:
         pass
     else:
+        ec = (c >> 10) & 0x3
         raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'CertificateInstallationResType', 'expected SE(SignedInstallationData), AT(Id)')
@@ -3528,9 +3478,9 @@ def _d_iso20_common_messages_CertificateInstallationResType(r: BitReader, c: int
     if av < 0:
         win, av = r.refill(av, 11)
     c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'CertificateInstallationResType', 'expected SE(ContractCertificateChain), SE(Certificate), CH of Certificate')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -3558,7 +3508,7 @@ def _d_iso20_common_messages_CertificateInstallationResType(r: BitReader, c: int
     if av < 0:
         win, av = r.refill(av, 12)
     c = (win >> av) & 0xfff
-    if c & 0xc00 != 0x0:
+    if c >= 0x400:
         raise r.fail_at(av + 12, 'CertificateInstallationResType', 'expected EE of Certificate, SE(SubCertificates)')
     r.avail = av
     f_5_SubCertificates = _d_iso20_common_messages_SubCertificatesType(r, c)
@@ -3573,7 +3523,7 @@ def _d_iso20_common_messages_CertificateInstallationResType(r: BitReader, c: int
     except KeyError:  # not a valid pattern: say why
         if c & 0x7700 != 0x0:
             raise r.fail_at(av + 15, 'CertificateInstallationResType', 'expected EE, SE(ECDHCurve), CH of ECDHCurve, EE of ECDHCurve, SE(DHPublicKey), CH of DHPublicKey') from None
-        f_4_ECDHCurve = _E_iso20_common_messages_ecdhCurveType[((c >> 11) & 1)]
+        f_4_ECDHCurve = _E_iso20_common_messages_ecdhCurveType[(c >> 11)]
     u = (c & 255)
     ob5_ = _new(_K_iso20_common_messages_ContractCertificateChainType)
     ob5_.Certificate = f_5_Certificate
@@ -3606,16 +3556,12 @@ def _d_iso20_common_messages_CertificateInstallationResType(r: BitReader, c: int
     if av < 0:
         win, av = r.refill(av, 12)
     c = (win >> av) & 0xfff
-    try:
-        ec = _Taa5bbe96[c >> 9]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x800 != 0x0:
-            raise r.fail_at(av + 12, 'CertificateInstallationResType', 'expected EE of DHPublicKey') from None
-        ec = ((c >> 9) & 3)
-    if ec == 0:
-        if c & 0x100 != 0x0:
+    if c >= 0x800:
+        raise r.fail_at(av + 12, 'CertificateInstallationResType', 'expected EE of DHPublicKey')
+    if c < 0x200:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'SignedInstallationDataType[4]', 'expected CH of SECP521_EncryptedPrivateKey')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -3643,10 +3589,10 @@ def _d_iso20_common_messages_CertificateInstallationResType(r: BitReader, c: int
         if av < 0:
             win, av = r.refill(av, 14)
         c = (win >> av) & 0x3fff
-        if c & 0x2000 != 0x0:
+        if c >= 0x2000:
             raise r.fail_at(av + 14, 'SignedInstallationDataType[4]', 'expected EE of SECP521_EncryptedPrivateKey')
-    elif ec == 1:
-        if c & 0x100 != 0x0:
+    elif c < 0x400:
+        if c >= 0x300:
             raise r.fail_at(av + 9, 'SignedInstallationDataType[4]', 'expected CH of X448_EncryptedPrivateKey')
         u = (c & 255)
         if u > 127:
@@ -3676,10 +3622,10 @@ def _d_iso20_common_messages_CertificateInstallationResType(r: BitReader, c: int
         if av < 0:
             win, av = r.refill(av, 14)
         c = (win >> av) & 0x3fff
-        if c & 0x2000 != 0x0:
+        if c >= 0x2000:
             raise r.fail_at(av + 14, 'SignedInstallationDataType[4]', 'expected EE of X448_EncryptedPrivateKey')
-    elif ec == 2:
-        if c & 0x100 != 0x0:
+    elif c < 0x600:
+        if c >= 0x500:
             raise r.fail_at(av + 9, 'SignedInstallationDataType[4]', 'expected CH of TPM_EncryptedPrivateKey')
         u = (c & 255)
         if u > 127:
@@ -3709,16 +3655,17 @@ def _d_iso20_common_messages_CertificateInstallationResType(r: BitReader, c: int
         if av < 0:
             win, av = r.refill(av, 14)
         c = (win >> av) & 0x3fff
-        if c & 0x2000 != 0x0:
+        if c >= 0x2000:
             raise r.fail_at(av + 14, 'SignedInstallationDataType[4]', 'expected EE of TPM_EncryptedPrivateKey')
     else:
+        ec = (c >> 9) & 0x3
         raise r.fail_at(av + 9, 'SignedInstallationDataType[4]', f'event code {ec}, expected SE(SECP521_EncryptedPrivateKey), SE(X448_EncryptedPrivateKey), SE(TPM_EncryptedPrivateKey)')
     try:
-        f_RemainingContractCertificateChains = _Taf56c0de[c & 0x1fff]
+        f_RemainingContractCertificateChains = _Taf56c0de[c]
     except KeyError:  # not a valid pattern: say why
         if c & 0x1c03 != 0x0:
             raise r.fail_at(av + 13, 'CertificateInstallationResType', 'expected EE, SE(RemainingContractCertificateChains), CH of RemainingContractCertificateChains, EE of RemainingContractCertificateChains, EE') from None
-        f_RemainingContractCertificateChains = ((c >> 2) & 255)
+        f_RemainingContractCertificateChains = (c >> 2)
     ob4_ = _new(_K_iso20_common_messages_SignedInstallationDataType)
     ob4_.Id = f_4_Id
     ob4_.ContractCertificateChain = f_4_ContractCertificateChain
@@ -3791,7 +3738,7 @@ def _d_iso20_common_messages_ChargingScheduleType(r: BitReader, c: int) -> _iso2
     f_AbsolutePriceSchedule: _iso20_common_messages.AbsolutePriceScheduleType | None = None
     f_PriceLevelSchedule: _iso20_common_messages.PriceLevelScheduleType | None = None
     s = 0
-    if c & 0x8000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 28, 'ChargingScheduleType', 'expected SE(PowerSchedule)')
     av -= 1
     if av < 0:
@@ -3805,9 +3752,8 @@ def _d_iso20_common_messages_ChargingScheduleType(r: BitReader, c: int) -> _iso2
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    ec = (c >> 28)
     s = 1
-    if ec == 0:
+    if c < 0x10000000:
         r.avail = av
         f_AbsolutePriceSchedule = _d_iso20_common_messages_AbsolutePriceScheduleType(r, c)
         win = r.win
@@ -3817,7 +3763,8 @@ def _d_iso20_common_messages_ChargingScheduleType(r: BitReader, c: int) -> _iso2
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         s = 2
-    elif ec == 1:
+    elif c < 0x20000000:
+        c &= 0xfffffff
         r.avail = av
         f_PriceLevelSchedule = _d_iso20_common_messages_PriceLevelScheduleType(r, c)
         win = r.win
@@ -3827,10 +3774,11 @@ def _d_iso20_common_messages_ChargingScheduleType(r: BitReader, c: int) -> _iso2
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         s = 2
-    elif ec == 2:
+    elif c < 0x30000000:
         av += 27
         s = -1
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'ChargingScheduleType[1]', f'event code {ec}, expected SE(AbsolutePriceSchedule), SE(PriceLevelSchedule), EE')
     if s == 2:
         if c & 0x1 != 0x0:
@@ -3898,9 +3846,9 @@ def _d_iso20_common_messages_ContractCertificateChainType(r: BitReader, c: int) 
     av = r.avail
     f_Certificate: bytes
     f_SubCertificates: _iso20_common_messages.SubCertificatesType
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'ContractCertificateChainType', 'expected SE(Certificate), CH of Certificate')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -3928,12 +3876,12 @@ def _d_iso20_common_messages_ContractCertificateChainType(r: BitReader, c: int) 
     if av < 0:
         win, av = r.refill(av, 12)
     c = (win >> av) & 0xfff
-    if c & 0xc00 != 0x0:
+    if c >= 0x400:
         raise r.fail_at(av + 12, 'ContractCertificateChainType', 'expected EE of Certificate, SE(SubCertificates)')
     f_1_Certificate: list[bytes] = []
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'ContractCertificateChainType', 'expected SE(Certificate), CH of Certificate')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -3961,16 +3909,12 @@ def _d_iso20_common_messages_ContractCertificateChainType(r: BitReader, c: int) 
     if av < 0:
         win, av = r.refill(av, 12)
     c = (win >> av) & 0xfff
-    try:
-        ec = _Taa5bbe96[c >> 9]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x800 != 0x0:
-            raise r.fail_at(av + 12, 'ContractCertificateChainType', 'expected EE of Certificate') from None
-        ec = ((c >> 9) & 3)
-    if ec == 0:
-        if c & 0x100 != 0x0:
+    if c >= 0x800:
+        raise r.fail_at(av + 12, 'ContractCertificateChainType', 'expected EE of Certificate')
+    if c < 0x200:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -3998,16 +3942,12 @@ def _d_iso20_common_messages_ContractCertificateChainType(r: BitReader, c: int) 
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-        try:
-            ec = _Taa5bbe96[c >> 9]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x800 != 0x0:
-                raise r.fail_at(av + 12, 'SubCertificatesType[1]', 'expected EE of Certificate') from None
-            ec = ((c >> 9) & 3)
-        if ec == 0:
-            if c & 0x100 != 0x0:
+        if c >= 0x800:
+            raise r.fail_at(av + 12, 'SubCertificatesType[1]', 'expected EE of Certificate')
+        if c < 0x200:
+            if c >= 0x100:
                 raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -4035,17 +3975,19 @@ def _d_iso20_common_messages_ContractCertificateChainType(r: BitReader, c: int) 
             if av < 0:
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
-            if c & 0x6 != 0x0:
+            if c >= 0x2:
                 raise r.fail_at(av + 3, 'SubCertificatesType[2]', 'expected EE of Certificate, EE')
-        elif ec == 1:
+        elif c < 0x400:
             av += 8
             c >>= 8
         else:
+            ec = (c >> 9) & 0x3
             raise r.fail_at(av + 9, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
-    elif ec == 1:
+    elif c < 0x400:
         av += 8
         c >>= 8
     else:
+        ec = (c >> 9) & 0x3
         raise r.fail_at(av + 9, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ContractCertificateChainType', 'expected EE')
@@ -4090,7 +4032,7 @@ def _e_iso20_common_messages_ContractCertificateChainType(w: BitWriter, o: _iso2
 
 def _d_iso20_common_messages_Dynamic_EVPPTControlModeType(r: BitReader, c: int) -> _iso20_common_messages.Dynamic_EVPPTControlModeType:
     av = r.avail
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'Dynamic_EVPPTControlModeType', 'expected EE')
     r.avail = av
     ob = _new(_K_iso20_common_messages_Dynamic_EVPPTControlModeType)
@@ -4118,9 +4060,9 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader, c: int) 
     f_EVMaximumV2XEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     f_EVMinimumV2XEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    if c & 0xc000000 != 0x0:
+    if c >= 0x4000000:
         raise r.fail_at(av + 28, 'Dynamic_SEReqControlModeType', 'expected SE(DepartureTime), CH of DepartureTime')
-    u = ((c >> 18) & 255)
+    u = (c >> 18)
     if u > 127:
         u2 = (c >> 10) & 0xFF
         if u2 < 128:
@@ -4147,21 +4089,18 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader, c: int) 
         av += 8
         c >>= 8
     f_DepartureTime = u
-    try:
-        ec = _Taa5bbe96[(c >> 7) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x200 != 0x0:
-            raise r.fail_at(av + 10, 'Dynamic_SEReqControlModeType', 'expected EE of DepartureTime') from None
-        ec = ((c >> 7) & 3)
+    c &= 0x3ff
+    if c >= 0x200:
+        raise r.fail_at(av + 10, 'Dynamic_SEReqControlModeType', 'expected EE of DepartureTime')
     s = 1
-    if ec == 0:
+    if c < 0x80:
         av -= 23
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x20200000 != 0x0:
             raise r.fail_at(av + 30, 'Dynamic_SEReqControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        f_MinimumSOC = ((c >> 22) & 127)
+        f_MinimumSOC = (c >> 22)
         ec = ((c >> 19) & 3)
         if ec == 0:
             try:
@@ -4182,7 +4121,7 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader, c: int) 
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'Dynamic_SEReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_1_Exponent = ((c >> 20) & 255) - 128
+            f_1_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -4209,7 +4148,7 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader, c: int) 
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'Dynamic_SEReqControlModeType[2]', 'expected EE of Value, EE')
             ob1_ = _new(_K_iso20_common_types_RationalNumberType)
             ob1_.Exponent = f_1_Exponent
@@ -4218,7 +4157,7 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader, c: int) 
             s = 4
         else:
             raise r.fail_at(av + 19, 'Dynamic_SEReqControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(EVTargetEnergyRequest)')
-    elif ec == 1:
+    elif c < 0x100:
         av -= 23
         if av < 0:
             win, av = r.refill(av, 30)
@@ -4228,20 +4167,20 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader, c: int) 
         except KeyError:  # not a valid pattern: say why
             if c & 0x20200000 != 0x0:
                 raise r.fail_at(av + 30, 'Dynamic_SEReqControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC') from None
-            f_TargetSOC = ((c >> 22) & 127)
+            f_TargetSOC = (c >> 22)
         av -= 7
         if av < 0:
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 3
-    elif ec == 2:
+    elif c < 0x180:
         av -= 23
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'Dynamic_SEReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 20) & 255) - 128
+        f_2_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -4268,7 +4207,7 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader, c: int) 
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'Dynamic_SEReqControlModeType[1]', 'expected EE of Value, EE')
         ob2_ = _new(_K_iso20_common_types_RationalNumberType)
         ob2_.Exponent = f_2_Exponent
@@ -4276,11 +4215,12 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader, c: int) 
         f_EVTargetEnergyRequest = ob2_
         s = 4
     else:
+        ec = (c >> 7) & 0x3
         raise r.fail_at(av + 7, 'Dynamic_SEReqControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(EVTargetEnergyRequest)')
     if s == 3:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'Dynamic_SEReqControlModeType', 'expected SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_3_Exponent = ((c >> 17) & 255) - 128
+        f_3_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -4328,7 +4268,7 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader, c: int) 
         c = (win >> av) & 0x3fffffff
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'Dynamic_SEReqControlModeType', 'expected SE(EVMaximumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_4_Exponent = ((c >> 19) & 255) - 128
+    f_4_Exponent = (c >> 19) - 128
     sg = ((c >> 15) & 1)
     u = ((c >> 7) & 255)
     if u > 127:
@@ -4364,7 +4304,7 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader, c: int) 
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'Dynamic_SEReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_5_Exponent = ((c >> 17) & 255) - 128
+    f_5_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob4_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -4399,25 +4339,22 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader, c: int) 
                     win, av = r.refill(av, 5)
                 c = (win >> av) & 0x1f
     f_5_Value = -u - 1 if sg else u
-    try:
-        ec = _T6cd14f8b[(c >> 1) & 0xf]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x18 != 0x0:
-            raise r.fail_at(av + 5, 'Dynamic_SEReqControlModeType', 'expected EE of Value, EE') from None
-        ec = ((c >> 1) & 3)
+    c &= 0x1f
+    if c >= 0x8:
+        raise r.fail_at(av + 5, 'Dynamic_SEReqControlModeType', 'expected EE of Value, EE')
     ob5_ = _new(_K_iso20_common_types_RationalNumberType)
     ob5_.Exponent = f_5_Exponent
     ob5_.Value = f_5_Value
     f_EVMinimumEnergyRequest = ob5_
     s = 6
-    if ec == 0:
+    if c < 0x2:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'Dynamic_SEReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = ((c >> 20) & 255) - 128
+        f_6_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -4444,20 +4381,16 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader, c: int) 
         if av < 0:
             win, av = r.refill(av, 29)
         c = (win >> av) & 0x1fffffff
-        try:
-            ec = _T6cd14f8b[c >> 25]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x18000000 != 0x0:
-                raise r.fail_at(av + 29, 'Dynamic_SEReqControlModeType[6]', 'expected EE of Value, EE') from None
-            ec = ((c >> 25) & 3)
+        if c >= 0x8000000:
+            raise r.fail_at(av + 29, 'Dynamic_SEReqControlModeType[6]', 'expected EE of Value, EE')
         ob6_ = _new(_K_iso20_common_types_RationalNumberType)
         ob6_.Exponent = f_6_Exponent
         ob6_.Value = f_6_Value
         f_EVMaximumV2XEnergyRequest = ob6_
-        if ec == 0:
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Dynamic_SEReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_7_Exponent = ((c >> 15) & 255) - 128
+            f_7_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -4494,19 +4427,20 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader, c: int) 
             ob7_.Value = f_7_Value
             f_EVMinimumV2XEnergyRequest = ob7_
             s = 8
-        elif ec == 1:
+        elif c < 0x4000000:
             av += 24
             s = -1
         else:
+            ec = (c >> 25) & 0x3
             raise r.fail_at(av + 25, 'Dynamic_SEReqControlModeType[7]', f'event code {ec}, expected SE(EVMinimumV2XEnergyRequest), EE')
-    elif ec == 1:
+    elif c < 0x4:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'Dynamic_SEReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_8_Exponent = ((c >> 20) & 255) - 128
+        f_8_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -4533,16 +4467,17 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader, c: int) 
         if av < 0:
             win, av = r.refill(av, 3)
         c = (win >> av) & 0x7
-        if c & 0x6 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 3, 'Dynamic_SEReqControlModeType[6]', 'expected EE of Value, EE')
         ob8_ = _new(_K_iso20_common_types_RationalNumberType)
         ob8_.Exponent = f_8_Exponent
         ob8_.Value = f_8_Value
         f_EVMinimumV2XEnergyRequest = ob8_
         s = 8
-    elif ec == 2:
+    elif c < 0x6:
         s = -1
     else:
+        ec = (c >> 1) & 0x3
         raise r.fail_at(av + 1, 'Dynamic_SEReqControlModeType[6]', f'event code {ec}, expected SE(EVMaximumV2XEnergyRequest), SE(EVMinimumV2XEnergyRequest), EE')
     if s == 8:
         if c & 0x1 != 0x0:
@@ -4913,11 +4848,10 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader, c: int) 
     f_AbsolutePriceSchedule: _iso20_common_messages.AbsolutePriceScheduleType | None = None
     f_PriceLevelSchedule: _iso20_common_messages.PriceLevelScheduleType | None = None
     s = 0
-    ec = ((c >> 25) & 7)
-    if ec == 0:
-        if c & 0x1000000 != 0x0:
+    if c < 0x2000000:
+        if c >= 0x1000000:
             raise r.fail_at(av + 25, 'Dynamic_SEResControlModeType[0]', 'expected CH of DepartureTime')
-        u = ((c >> 16) & 255)
+        u = (c >> 16)
         if u > 127:
             u2 = (c >> 8) & 0xFF
             if u2 < 128:
@@ -4944,13 +4878,10 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader, c: int) 
             av += 8
             c >>= 8
         f_DepartureTime = u
-        try:
-            ec = _T4243fd73[(c >> 4) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x80 != 0x0:
-                raise r.fail_at(av + 8, 'Dynamic_SEResControlModeType[0]', 'expected EE of DepartureTime') from None
-            ec = ((c >> 4) & 7)
-        if ec == 0:
+        c &= 0xff
+        if c >= 0x80:
+            raise r.fail_at(av + 8, 'Dynamic_SEResControlModeType[0]', 'expected EE of DepartureTime')
+        if c < 0x10:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -4960,13 +4891,13 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader, c: int) 
             except KeyError:  # not a valid pattern: say why
                 if c & 0x20200000 != 0x0:
                     raise r.fail_at(av + 30, 'Dynamic_SEResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC') from None
-                f_MinimumSOC = ((c >> 22) & 127)
+                f_MinimumSOC = (c >> 22)
             av -= 7
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 2
-        elif ec == 1:
+        elif c < 0x20:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -4976,13 +4907,13 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader, c: int) 
             except KeyError:  # not a valid pattern: say why
                 if c & 0x20200000 != 0x0:
                     raise r.fail_at(av + 30, 'Dynamic_SEResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC') from None
-                f_TargetSOC = ((c >> 22) & 127)
+                f_TargetSOC = (c >> 22)
             av -= 7
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 2:
+        elif c < 0x30:
             av -= 24
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -4996,7 +4927,7 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader, c: int) 
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 3:
+        elif c < 0x40:
             av -= 24
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -5010,12 +4941,13 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader, c: int) 
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 4:
+        elif c < 0x50:
             av -= 24
             s = -1
         else:
+            ec = (c >> 4) & 0x7
             raise r.fail_at(av + 4, 'Dynamic_SEResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AbsolutePriceSchedule), SE(PriceLevelSchedule), EE')
-    elif ec == 1:
+    elif c < 0x4000000:
         try:
             f_MinimumSOC = _Tf00db23f[(c >> 16) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
@@ -5027,7 +4959,7 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader, c: int) 
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 2
-    elif ec == 2:
+    elif c < 0x6000000:
         try:
             f_TargetSOC = _Tf00db23f[(c >> 16) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
@@ -5039,7 +4971,7 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader, c: int) 
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 3
-    elif ec == 3:
+    elif c < 0x8000000:
         av -= 3
         if av < 0:
             win, av = r.refill(av, 28)
@@ -5053,7 +4985,7 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader, c: int) 
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 4
-    elif ec == 4:
+    elif c < 0xa000000:
         av -= 3
         if av < 0:
             win, av = r.refill(av, 28)
@@ -5067,26 +4999,27 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader, c: int) 
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 4
-    elif ec == 5:
+    elif c < 0xc000000:
         av -= 3
         s = -1
     else:
+        ec = (c >> 25) & 0x7
         raise r.fail_at(av + 25, 'Dynamic_SEResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AbsolutePriceSchedule), SE(PriceLevelSchedule), EE')
     if s == 2:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             try:
-                f_TargetSOC = _Tf00db23f[(c >> 16) & 0x1ff]
+                f_TargetSOC = _Tf00db23f[c >> 16]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x1010000 != 0x0:
                     raise r.fail_at(av + 25, 'Dynamic_SEResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC') from None
-                f_TargetSOC = ((c >> 17) & 127)
+                f_TargetSOC = (c >> 17)
             av -= 12
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 1:
+        elif c < 0x4000000:
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -5100,7 +5033,7 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader, c: int) 
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 2:
+        elif c < 0x6000000:
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -5114,14 +5047,15 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader, c: int) 
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 3:
+        elif c < 0x8000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'Dynamic_SEResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AbsolutePriceSchedule), SE(PriceLevelSchedule), EE')
     if s == 3:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x4000000:
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -5135,7 +5069,7 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader, c: int) 
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 1:
+        elif c < 0x8000000:
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -5149,10 +5083,11 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader, c: int) 
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 2:
+        elif c < 0xc000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'Dynamic_SEResControlModeType[3]', f'event code {ec}, expected SE(AbsolutePriceSchedule), SE(PriceLevelSchedule), EE')
     if s == 4:
         av += 27
@@ -5345,7 +5280,7 @@ def _e_iso20_common_messages_Dynamic_SEResControlModeType(w: BitWriter, o: _iso2
 
 def _d_iso20_common_messages_Dynamic_SMDTControlModeType(r: BitReader, c: int) -> _iso20_common_messages.Dynamic_SMDTControlModeType:
     av = r.avail
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'Dynamic_SMDTControlModeType', 'expected EE')
     r.avail = av
     ob = _new(_K_iso20_common_messages_Dynamic_SMDTControlModeType)
@@ -5363,7 +5298,7 @@ def _e_iso20_common_messages_Dynamic_SMDTControlModeType(w: BitWriter, o: _iso20
 
 def _d_iso20_common_messages_EIM_AReqAuthorizationModeType(r: BitReader, c: int) -> _iso20_common_messages.EIM_AReqAuthorizationModeType:
     av = r.avail
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'EIM_AReqAuthorizationModeType', 'expected EE')
     r.avail = av
     ob = _new(_K_iso20_common_messages_EIM_AReqAuthorizationModeType)
@@ -5381,7 +5316,7 @@ def _e_iso20_common_messages_EIM_AReqAuthorizationModeType(w: BitWriter, o: _iso
 
 def _d_iso20_common_messages_EIM_ASResAuthorizationModeType(r: BitReader, c: int) -> _iso20_common_messages.EIM_ASResAuthorizationModeType:
     av = r.avail
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'EIM_ASResAuthorizationModeType', 'expected EE')
     r.avail = av
     ob = _new(_K_iso20_common_messages_EIM_ASResAuthorizationModeType)
@@ -5402,9 +5337,9 @@ def _d_iso20_common_messages_EMAIDListType(r: BitReader, c: int) -> _iso20_commo
     av = r.avail
     f_EMAID: list[str] = []
     s = 0
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'EMAIDListType', 'expected SE(EMAID), CH of EMAID')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -5441,11 +5376,10 @@ def _d_iso20_common_messages_EMAIDListType(r: BitReader, c: int) -> _iso20_commo
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        ec = (c >> 9)
-        if ec == 0:
-            if c & 0x100 != 0x0:
+        if c < 0x200:
+            if c >= 0x100:
                 raise r.fail_at(av + 9, 'EMAIDListType[1]', 'expected CH of EMAID')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -5479,18 +5413,19 @@ def _d_iso20_common_messages_EMAIDListType(r: BitReader, c: int) -> _iso20_commo
             if n == 7:
                 s = 8
                 break
-        elif ec == 1:
+        elif c < 0x400:
             av += 9
             s = -1
             break
         else:
+            ec = (c >> 9) & 0x3
             raise r.fail_at(av + 9, 'EMAIDListType[1]', f'event code {ec}, expected SE(EMAID), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 8:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'EMAIDListType', 'expected EE')
         s = -1
     else:
@@ -5566,9 +5501,9 @@ def _d_iso20_common_messages_EVAbsolutePriceScheduleType(r: BitReader, c: int) -
     f_Currency: str
     f_PriceAlgorithm: str
     f_EVPriceRuleStacks: _iso20_common_messages.EVPriceRuleStackListType
-    if c & 0x180000 != 0x0:
+    if c >= 0x80000:
         raise r.fail_at(av + 21, 'EVAbsolutePriceScheduleType', 'expected SE(TimeAnchor), CH of TimeAnchor')
-    u = ((c >> 11) & 255)
+    u = (c >> 11)
     if u > 127:
         u2 = (c >> 3) & 0xFF
         if u2 < 128:
@@ -5599,9 +5534,9 @@ def _d_iso20_common_messages_EVAbsolutePriceScheduleType(r: BitReader, c: int) -
     if av < 0:
         win, av = r.refill(av, 11)
     c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'EVAbsolutePriceScheduleType', 'expected EE of TimeAnchor, SE(Currency), CH of Currency')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -5629,9 +5564,9 @@ def _d_iso20_common_messages_EVAbsolutePriceScheduleType(r: BitReader, c: int) -
     if av < 0:
         win, av = r.refill(av, 11)
     c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'EVAbsolutePriceScheduleType', 'expected EE of Currency, SE(PriceAlgorithm), CH of PriceAlgorithm')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -5659,7 +5594,7 @@ def _d_iso20_common_messages_EVAbsolutePriceScheduleType(r: BitReader, c: int) -
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x30000000 != 0x0:
+    if c >= 0x10000000:
         raise r.fail_at(av + 30, 'EVAbsolutePriceScheduleType', 'expected EE of PriceAlgorithm, SE(EVPriceRuleStacks)')
     r.avail = av
     f_EVPriceRuleStacks = _d_iso20_common_messages_EVPriceRuleStackListType(r, c)
@@ -5748,9 +5683,9 @@ def _d_iso20_common_messages_EVEnergyOfferType(r: BitReader, c: int) -> _iso20_c
     av = r.avail
     f_EVPowerSchedule: _iso20_common_messages.EVPowerScheduleType
     f_EVAbsolutePriceSchedule: _iso20_common_messages.EVAbsolutePriceScheduleType
-    if c & 0xe000000 != 0x0:
+    if c >= 0x2000000:
         raise r.fail_at(av + 28, 'EVEnergyOfferType', 'expected SE(EVPowerSchedule), SE(TimeAnchor), CH of TimeAnchor')
-    u = ((c >> 17) & 255)
+    u = (c >> 17)
     if u > 127:
         u2 = (c >> 9) & 0xFF
         if u2 < 128:
@@ -5791,9 +5726,9 @@ def _d_iso20_common_messages_EVEnergyOfferType(r: BitReader, c: int) -> _iso20_c
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x3c000000 != 0x0:
+    if c >= 0x4000000:
         raise r.fail_at(av + 30, 'EVEnergyOfferType', 'expected EE, SE(EVAbsolutePriceSchedule), SE(TimeAnchor), CH of TimeAnchor')
-    u = ((c >> 18) & 255)
+    u = (c >> 18)
     ob1_ = _new(_K_iso20_common_messages_EVPowerScheduleType)
     ob1_.TimeAnchor = f_1_TimeAnchor
     ob1_.EVPowerScheduleEntries = f_1_EVPowerScheduleEntries
@@ -5828,9 +5763,9 @@ def _d_iso20_common_messages_EVEnergyOfferType(r: BitReader, c: int) -> _iso20_c
     if av < 0:
         win, av = r.refill(av, 11)
     c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'EVEnergyOfferType', 'expected EE of TimeAnchor, SE(Currency), CH of Currency')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -5858,9 +5793,9 @@ def _d_iso20_common_messages_EVEnergyOfferType(r: BitReader, c: int) -> _iso20_c
     if av < 0:
         win, av = r.refill(av, 11)
     c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'EVEnergyOfferType', 'expected EE of Currency, SE(PriceAlgorithm), CH of PriceAlgorithm')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -5888,7 +5823,7 @@ def _d_iso20_common_messages_EVEnergyOfferType(r: BitReader, c: int) -> _iso20_c
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x30000000 != 0x0:
+    if c >= 0x10000000:
         raise r.fail_at(av + 30, 'EVEnergyOfferType', 'expected EE of PriceAlgorithm, SE(EVPriceRuleStacks)')
     r.avail = av
     f_2_EVPriceRuleStacks = _d_iso20_common_messages_EVPriceRuleStackListType(r, c)
@@ -6019,7 +5954,7 @@ def _d_iso20_common_messages_EVPowerProfileEntryListType(r: BitReader, c: int) -
     av = r.avail
     f_EVPowerProfileEntry: list[_iso20_common_messages.PowerScheduleEntryType] = []
     s = 0
-    if c & 0x8000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 28, 'EVPowerProfileEntryListType', 'expected SE(EVPowerProfileEntry)')
     av -= 1
     if av < 0:
@@ -6036,8 +5971,7 @@ def _d_iso20_common_messages_EVPowerProfileEntryListType(r: BitReader, c: int) -
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        ec = (c >> 28)
-        if ec == 0:
+        if c < 0x10000000:
             r.avail = av
             f_EVPowerProfileEntry.append(_d_iso20_common_messages_PowerScheduleEntryType(r, c))
             win = r.win
@@ -6046,18 +5980,19 @@ def _d_iso20_common_messages_EVPowerProfileEntryListType(r: BitReader, c: int) -
             if n == 2047:
                 s = 2048
                 break
-        elif ec == 1:
+        elif c < 0x20000000:
             av += 28
             s = -1
             break
         else:
+            ec = (c >> 28) & 0x3
             raise r.fail_at(av + 28, 'EVPowerProfileEntryListType[1]', f'event code {ec}, expected SE(EVPowerProfileEntry), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 2048:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'EVPowerProfileEntryListType', 'expected EE')
         s = -1
     else:
@@ -6125,9 +6060,9 @@ def _d_iso20_common_messages_EVPowerProfileType(r: BitReader, c: int) -> _iso20_
     f_Dynamic_EVPPTControlMode: _iso20_common_messages.Dynamic_EVPPTControlModeType | None = None
     f_Scheduled_EVPPTControlMode: _iso20_common_messages.Scheduled_EVPPTControlModeType | None = None
     f_EVPowerProfileEntries: _iso20_common_messages.EVPowerProfileEntryListType
-    if c & 0xc000000 != 0x0:
+    if c >= 0x4000000:
         raise r.fail_at(av + 28, 'EVPowerProfileType', 'expected SE(TimeAnchor), CH of TimeAnchor')
-    u = ((c >> 18) & 255)
+    u = (c >> 18)
     if u > 127:
         u2 = (c >> 10) & 0xFF
         if u2 < 128:
@@ -6154,14 +6089,11 @@ def _d_iso20_common_messages_EVPowerProfileType(r: BitReader, c: int) -> _iso20_
         av += 8
         c >>= 8
     f_TimeAnchor = u
-    try:
-        ec = _Taa5bbe96[(c >> 7) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x200 != 0x0:
-            raise r.fail_at(av + 10, 'EVPowerProfileType', 'expected EE of TimeAnchor') from None
-        ec = ((c >> 7) & 3)
-    if ec == 0:
-        if c & 0x40 != 0x0:
+    c &= 0x3ff
+    if c >= 0x200:
+        raise r.fail_at(av + 10, 'EVPowerProfileType', 'expected EE of TimeAnchor')
+    if c < 0x80:
+        if c >= 0x40:
             raise r.fail_at(av + 7, 'EVPowerProfileType[1]', 'expected EE')
         ob1_ = _new(_K_iso20_common_messages_Dynamic_EVPPTControlModeType)
         f_Dynamic_EVPPTControlMode = ob1_
@@ -6169,14 +6101,14 @@ def _d_iso20_common_messages_EVPowerProfileType(r: BitReader, c: int) -> _iso20_
         if av < 0:
             win, av = r.refill(av, 29)
         c = (win >> av) & 0x1fffffff
-    elif ec == 1:
+    elif c < 0x100:
         av -= 23
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'EVPowerProfileType[1]', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
-        u = ((c >> 20) & 255)
+        u = (c >> 20)
         f_2_PowerToleranceAcceptance: _iso20_common_messages.powerToleranceAcceptanceType | None = None
         if u > 127:
             u2 = (c >> 12) & 0xFF
@@ -6204,37 +6136,36 @@ def _d_iso20_common_messages_EVPowerProfileType(r: BitReader, c: int) -> _iso20_
             av += 8
             c >>= 8
         f_2_SelectedScheduleTupleID = u
-        try:
-            ec = _Taa5bbe96[(c >> 9) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x800 != 0x0:
-                raise r.fail_at(av + 12, 'EVPowerProfileType[1]', 'expected EE of SelectedScheduleTupleID') from None
-            ec = ((c >> 9) & 3)
-        if ec == 0:
+        c &= 0xfff
+        if c >= 0x800:
+            raise r.fail_at(av + 12, 'EVPowerProfileType[1]', 'expected EE of SelectedScheduleTupleID')
+        if c < 0x200:
             try:
-                f_2_PowerToleranceAcceptance = _T9d0ae6d0[(c >> 5) & 0xf]
+                f_2_PowerToleranceAcceptance = _T9d0ae6d0[c >> 5]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x160 != 0x0:
                     raise r.fail_at(av + 9, 'Scheduled_EVPPTControlModeType[1]', 'expected CH of PowerToleranceAcceptance, EE of PowerToleranceAcceptance, EE') from None
-                f_2_PowerToleranceAcceptance = _E_iso20_common_messages_powerToleranceAcceptanceType[((c >> 7) & 1)]
+                f_2_PowerToleranceAcceptance = _E_iso20_common_messages_powerToleranceAcceptanceType[(c >> 7)]
             av -= 24
             if av < 0:
                 win, av = r.refill(av, 29)
             c = (win >> av) & 0x1fffffff
-        elif ec == 1:
+        elif c < 0x400:
             av -= 20
             if av < 0:
                 win, av = r.refill(av, 29)
             c = (win >> av) & 0x1fffffff
         else:
+            ec = (c >> 9) & 0x3
             raise r.fail_at(av + 9, 'Scheduled_EVPPTControlModeType[1]', f'event code {ec}, expected SE(PowerToleranceAcceptance), EE')
         ob2_ = _new(_K_iso20_common_messages_Scheduled_EVPPTControlModeType)
         ob2_.SelectedScheduleTupleID = f_2_SelectedScheduleTupleID
         ob2_.PowerToleranceAcceptance = f_2_PowerToleranceAcceptance
         f_Scheduled_EVPPTControlMode = ob2_
     else:
+        ec = (c >> 7) & 0x3
         raise r.fail_at(av + 7, 'EVPowerProfileType[1]', f'event code {ec}, expected SE(Dynamic_EVPPTControlMode), SE(Scheduled_EVPPTControlMode)')
-    if c & 0x10000000 != 0x0:
+    if c >= 0x10000000:
         raise r.fail_at(av + 29, 'EVPowerProfileType', 'expected SE(EVPowerProfileEntries)')
     r.avail = av
     f_EVPowerProfileEntries = _d_iso20_common_messages_EVPowerProfileEntryListType(r, c)
@@ -6320,9 +6251,9 @@ def _d_iso20_common_messages_EVPowerScheduleEntryListType(r: BitReader, c: int) 
     av = r.avail
     f_EVPowerScheduleEntry: list[_iso20_common_messages.EVPowerScheduleEntryType] = []
     s = 0
-    if c & 0xe000000 != 0x0:
+    if c >= 0x2000000:
         raise r.fail_at(av + 28, 'EVPowerScheduleEntryListType', 'expected SE(EVPowerScheduleEntry), SE(Duration), CH of Duration')
-    u = ((c >> 17) & 255)
+    u = (c >> 17)
     if u > 127:
         u2 = (c >> 9) & 0xFF
         if u2 < 128:
@@ -6355,7 +6286,7 @@ def _d_iso20_common_messages_EVPowerScheduleEntryListType(r: BitReader, c: int) 
     c = (win >> av) & 0x3fffffff
     if c & 0x3c038000 != 0x0:
         raise r.fail_at(av + 30, 'EVPowerScheduleEntryListType', 'expected EE of Duration, SE(Power), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_2_Exponent = ((c >> 18) & 255) - 128
+    f_2_Exponent = (c >> 18) - 128
     sg = ((c >> 14) & 1)
     u = ((c >> 6) & 255)
     if u > 127:
@@ -6403,11 +6334,10 @@ def _d_iso20_common_messages_EVPowerScheduleEntryListType(r: BitReader, c: int) 
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        ec = (c >> 28)
-        if ec == 0:
-            if c & 0xc000000 != 0x0:
+        if c < 0x10000000:
+            if c >= 0x4000000:
                 raise r.fail_at(av + 28, 'EVPowerScheduleEntryListType[1]', 'expected SE(Duration), CH of Duration')
-            u = ((c >> 18) & 255)
+            u = (c >> 18)
             if u > 127:
                 u2 = (c >> 10) & 0xFF
                 if u2 < 128:
@@ -6440,7 +6370,7 @@ def _d_iso20_common_messages_EVPowerScheduleEntryListType(r: BitReader, c: int) 
             c = (win >> av) & 0x3fffffff
             if c & 0x3c038000 != 0x0:
                 raise r.fail_at(av + 30, 'EVPowerScheduleEntryListType[1]', 'expected EE of Duration, SE(Power), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_4_Exponent = ((c >> 18) & 255) - 128
+            f_4_Exponent = (c >> 18) - 128
             sg = ((c >> 14) & 1)
             u = ((c >> 6) & 255)
             if u > 127:
@@ -6485,18 +6415,19 @@ def _d_iso20_common_messages_EVPowerScheduleEntryListType(r: BitReader, c: int) 
             if n == 1023:
                 s = 1024
                 break
-        elif ec == 1:
+        elif c < 0x20000000:
             av += 28
             s = -1
             break
         else:
+            ec = (c >> 28) & 0x3
             raise r.fail_at(av + 28, 'EVPowerScheduleEntryListType[1]', f'event code {ec}, expected SE(EVPowerScheduleEntry), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 1024:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'EVPowerScheduleEntryListType', 'expected EE')
         s = -1
     else:
@@ -6666,9 +6597,9 @@ def _d_iso20_common_messages_EVPowerScheduleEntryType(r: BitReader, c: int) -> _
     av = r.avail
     f_Duration: int
     f_Power: _iso20_common_types.RationalNumberType
-    if c & 0xc000000 != 0x0:
+    if c >= 0x4000000:
         raise r.fail_at(av + 28, 'EVPowerScheduleEntryType', 'expected SE(Duration), CH of Duration')
-    u = ((c >> 18) & 255)
+    u = (c >> 18)
     if u > 127:
         u2 = (c >> 10) & 0xFF
         if u2 < 128:
@@ -6701,7 +6632,7 @@ def _d_iso20_common_messages_EVPowerScheduleEntryType(r: BitReader, c: int) -> _
     c = (win >> av) & 0x3fffffff
     if c & 0x3c038000 != 0x0:
         raise r.fail_at(av + 30, 'EVPowerScheduleEntryType', 'expected EE of Duration, SE(Power), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 18) & 255) - 128
+    f_1_Exponent = (c >> 18) - 128
     sg = ((c >> 14) & 1)
     u = ((c >> 6) & 255)
     if u > 127:
@@ -6813,9 +6744,9 @@ def _d_iso20_common_messages_EVPowerScheduleType(r: BitReader, c: int) -> _iso20
     av = r.avail
     f_TimeAnchor: int
     f_EVPowerScheduleEntries: _iso20_common_messages.EVPowerScheduleEntryListType
-    if c & 0xc000000 != 0x0:
+    if c >= 0x4000000:
         raise r.fail_at(av + 28, 'EVPowerScheduleType', 'expected SE(TimeAnchor), CH of TimeAnchor')
-    u = ((c >> 18) & 255)
+    u = (c >> 18)
     if u > 127:
         u2 = (c >> 10) & 0xFF
         if u2 < 128:
@@ -6911,7 +6842,7 @@ def _d_iso20_common_messages_EVPriceRuleStackListType(r: BitReader, c: int) -> _
     av = r.avail
     f_EVPriceRuleStack: list[_iso20_common_messages.EVPriceRuleStackType] = []
     s = 0
-    if c & 0x8000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 28, 'EVPriceRuleStackListType', 'expected SE(EVPriceRuleStack)')
     av -= 1
     if av < 0:
@@ -6928,8 +6859,7 @@ def _d_iso20_common_messages_EVPriceRuleStackListType(r: BitReader, c: int) -> _
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        ec = (c >> 28)
-        if ec == 0:
+        if c < 0x10000000:
             r.avail = av
             f_EVPriceRuleStack.append(_d_iso20_common_messages_EVPriceRuleStackType(r, c))
             win = r.win
@@ -6938,18 +6868,19 @@ def _d_iso20_common_messages_EVPriceRuleStackListType(r: BitReader, c: int) -> _
             if n == 1023:
                 s = 1024
                 break
-        elif ec == 1:
+        elif c < 0x20000000:
             av += 28
             s = -1
             break
         else:
+            ec = (c >> 28) & 0x3
             raise r.fail_at(av + 28, 'EVPriceRuleStackListType[1]', f'event code {ec}, expected SE(EVPriceRuleStack), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 1024:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'EVPriceRuleStackListType', 'expected EE')
         s = -1
     else:
@@ -7016,9 +6947,9 @@ def _d_iso20_common_messages_EVPriceRuleStackType(r: BitReader, c: int) -> _iso2
     f_Duration: int
     f_EVPriceRule: list[_iso20_common_messages.EVPriceRuleType] = []
     s = 0
-    if c & 0xc000000 != 0x0:
+    if c >= 0x4000000:
         raise r.fail_at(av + 28, 'EVPriceRuleStackType', 'expected SE(Duration), CH of Duration')
-    u = ((c >> 18) & 255)
+    u = (c >> 18)
     if u > 127:
         u2 = (c >> 10) & 0xFF
         if u2 < 128:
@@ -7051,7 +6982,7 @@ def _d_iso20_common_messages_EVPriceRuleStackType(r: BitReader, c: int) -> _iso2
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'EVPriceRuleStackType', 'expected EE of Duration, SE(EVPriceRule), SE(EnergyFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_2_Exponent = ((c >> 17) & 255) - 128
+    f_2_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     s = 1
@@ -7088,7 +7019,7 @@ def _d_iso20_common_messages_EVPriceRuleStackType(r: BitReader, c: int) -> _iso2
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'EVPriceRuleStackType', 'expected EE of Value, EE, SE(PowerRangeStart), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_3_Exponent = ((c >> 17) & 255) - 128
+    f_3_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob2_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -7140,11 +7071,10 @@ def _d_iso20_common_messages_EVPriceRuleStackType(r: BitReader, c: int) -> _iso2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        ec = (c >> 28)
-        if ec == 0:
+        if c < 0x10000000:
             if c & 0xe01c000 != 0x0:
                 raise r.fail_at(av + 28, 'EVPriceRuleStackType[2]', 'expected SE(EnergyFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_5_Exponent = ((c >> 17) & 255) - 128
+            f_5_Exponent = (c >> 17) - 128
             sg = ((c >> 13) & 1)
             u = ((c >> 5) & 255)
             if u > 127:
@@ -7180,7 +7110,7 @@ def _d_iso20_common_messages_EVPriceRuleStackType(r: BitReader, c: int) -> _iso2
             c = (win >> av) & 0x3fffffff
             if c & 0x3e01c000 != 0x0:
                 raise r.fail_at(av + 30, 'EVPriceRuleStackType[2]', 'expected EE of Value, EE, SE(PowerRangeStart), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_6_Exponent = ((c >> 17) & 255) - 128
+            f_6_Exponent = (c >> 17) - 128
             sg = ((c >> 13) & 1)
             u = ((c >> 5) & 255)
             ob5_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -7229,18 +7159,19 @@ def _d_iso20_common_messages_EVPriceRuleStackType(r: BitReader, c: int) -> _iso2
             if n == 7:
                 s = 9
                 break
-        elif ec == 1:
+        elif c < 0x20000000:
             av += 28
             s = -1
             break
         else:
+            ec = (c >> 28) & 0x3
             raise r.fail_at(av + 28, 'EVPriceRuleStackType[2]', f'event code {ec}, expected SE(EVPriceRule), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 9:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'EVPriceRuleStackType', 'expected EE')
         s = -1
     else:
@@ -7455,7 +7386,7 @@ def _d_iso20_common_messages_EVPriceRuleType(r: BitReader, c: int) -> _iso20_com
     f_PowerRangeStart: _iso20_common_types.RationalNumberType
     if c & 0xe01c000 != 0x0:
         raise r.fail_at(av + 28, 'EVPriceRuleType', 'expected SE(EnergyFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 17) & 255) - 128
+    f_1_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     if u > 127:
@@ -7491,7 +7422,7 @@ def _d_iso20_common_messages_EVPriceRuleType(r: BitReader, c: int) -> _iso20_com
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'EVPriceRuleType', 'expected EE of Value, EE, SE(PowerRangeStart), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_2_Exponent = ((c >> 17) & 255) - 128
+    f_2_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob1_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -7615,9 +7546,9 @@ def _d_iso20_common_messages_MeteringConfirmationReqType(r: BitReader, c: int) -
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_SignedMeteringData: _iso20_common_messages.SignedMeteringDataType
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'MeteringConfirmationReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -7646,9 +7577,9 @@ def _d_iso20_common_messages_MeteringConfirmationReqType(r: BitReader, c: int) -
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'MeteringConfirmationReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -7675,13 +7606,10 @@ def _d_iso20_common_messages_MeteringConfirmationReqType(r: BitReader, c: int) -
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'MeteringConfirmationReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'MeteringConfirmationReqType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -7694,18 +7622,19 @@ def _d_iso20_common_messages_MeteringConfirmationReqType(r: BitReader, c: int) -
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c & 0x400 != 0x0:
+        if c >= 0x400:
             raise r.fail_at(av + 11, 'MessageHeaderType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x200:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 10)
         c = (win >> av) & 0x3ff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'MeteringConfirmationReqType', 'expected SE(SignedMeteringData), AT(Id)')
-    u = (c & 255)
+    u = c
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
@@ -7741,9 +7670,9 @@ def _d_iso20_common_messages_MeteringConfirmationReqType(r: BitReader, c: int) -
     if av < 0:
         win, av = r.refill(av, 10)
     c = (win >> av) & 0x3ff
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'MeteringConfirmationReqType', 'expected SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -7771,7 +7700,7 @@ def _d_iso20_common_messages_MeteringConfirmationReqType(r: BitReader, c: int) -
     if av < 0:
         win, av = r.refill(av, 12)
     c = (win >> av) & 0xfff
-    if c & 0xc00 != 0x0:
+    if c >= 0x400:
         raise r.fail_at(av + 12, 'MeteringConfirmationReqType', 'expected EE of SessionID, SE(MeterInfo)')
     r.avail = av
     f_2_MeterInfo = _d_iso20_common_types_MeterInfoType(r, c)
@@ -7781,8 +7710,7 @@ def _d_iso20_common_messages_MeteringConfirmationReqType(r: BitReader, c: int) -
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    ec = (c >> 28)
-    if ec == 0:
+    if c < 0x10000000:
         r.avail = av
         f_2_Receipt = _d_iso20_common_types_ReceiptType(r, c)
         win = r.win
@@ -7791,16 +7719,15 @@ def _d_iso20_common_messages_MeteringConfirmationReqType(r: BitReader, c: int) -
         if av < 0:
             win, av = r.refill(av, 16)
         c = (win >> av) & 0xffff
-        ec = (c >> 14)
-        if ec == 0:
+        if c < 0x4000:
             av += 11
-            if c & 0x2000 != 0x0:
+            if c >= 0x2000:
                 raise r.fail_at(av + 3, 'SignedMeteringDataType[4]', 'expected EE')
             ob3_ = _new(_K_iso20_common_messages_Dynamic_SMDTControlModeType)
             f_2_Dynamic_SMDTControlMode = ob3_
             c >>= 11
-        elif ec == 1:
-            if c & 0x3000 != 0x0:
+        elif c < 0x8000:
+            if c >= 0x5000:
                 raise r.fail_at(av + 14, 'SignedMeteringDataType[4]', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
             u = ((c >> 4) & 255)
             if u > 127:
@@ -7836,17 +7763,18 @@ def _d_iso20_common_messages_MeteringConfirmationReqType(r: BitReader, c: int) -
             ob4_.SelectedScheduleTupleID = f_4_SelectedScheduleTupleID
             f_2_Scheduled_SMDTControlMode = ob4_
         else:
+            ec = (c >> 14) & 0x3
             raise r.fail_at(av + 14, 'SignedMeteringDataType[4]', f'event code {ec}, expected SE(Dynamic_SMDTControlMode), SE(Scheduled_SMDTControlMode)')
-    elif ec == 1:
+    elif c < 0x20000000:
         av += 25
-        if c & 0x8000000 != 0x0:
+        if c >= 0x18000000:
             raise r.fail_at(av + 3, 'SignedMeteringDataType[3]', 'expected EE')
         ob5_ = _new(_K_iso20_common_messages_Dynamic_SMDTControlModeType)
         f_2_Dynamic_SMDTControlMode = ob5_
         c >>= 25
-    elif ec == 2:
+    elif c < 0x30000000:
         av += 6
-        if c & 0xc000000 != 0x0:
+        if c >= 0x24000000:
             raise r.fail_at(av + 22, 'SignedMeteringDataType[3]', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
         u = ((c >> 18) & 255)
         if u > 127:
@@ -7883,6 +7811,7 @@ def _d_iso20_common_messages_MeteringConfirmationReqType(r: BitReader, c: int) -
         f_2_Scheduled_SMDTControlMode = ob6_
         c >>= 6
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'SignedMeteringDataType[3]', f'event code {ec}, expected SE(Receipt), SE(Dynamic_SMDTControlMode), SE(Scheduled_SMDTControlMode)')
     if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'MeteringConfirmationReqType', 'expected EE, EE')
@@ -7933,9 +7862,9 @@ def _d_iso20_common_messages_MeteringConfirmationResType(r: BitReader, c: int) -
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'MeteringConfirmationResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -7964,9 +7893,9 @@ def _d_iso20_common_messages_MeteringConfirmationResType(r: BitReader, c: int) -
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'MeteringConfirmationResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -7993,13 +7922,10 @@ def _d_iso20_common_messages_MeteringConfirmationResType(r: BitReader, c: int) -
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'MeteringConfirmationResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'MeteringConfirmationResType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -8012,21 +7938,22 @@ def _d_iso20_common_messages_MeteringConfirmationResType(r: BitReader, c: int) -
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c & 0x400 != 0x0:
+        if c >= 0x400:
             raise r.fail_at(av + 11, 'MessageHeaderType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x200:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 10)
         c = (win >> av) & 0x3ff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
-        f_ResponseCode = _T5d15a1ca[c & 0x3ff]
+        f_ResponseCode = _T5d15a1ca[c]
     except KeyError:  # not a valid pattern: say why
         if c & 0x303 != 0x0:
             raise r.fail_at(av + 10, 'MeteringConfirmationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE') from None
-        iv = ((c >> 2) & 63)
+        iv = (c >> 2)
         if iv >= 40:
             raise r.fail_at(av, 'MeteringConfirmationResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
@@ -8069,11 +7996,10 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader, c: int) -> _iso2
     f_OverstayPowerThreshold: _iso20_common_types.RationalNumberType | None = None
     f_OverstayRule: list[_iso20_common_messages.OverstayRuleType] = []
     s = 0
-    ec = ((c >> 26) & 3)
-    if ec == 0:
-        if c & 0x2000000 != 0x0:
+    if c < 0x4000000:
+        if c >= 0x2000000:
             raise r.fail_at(av + 26, 'OverstayRuleListType[0]', 'expected CH of OverstayTimeThreshold')
-        u = ((c >> 17) & 255)
+        u = (c >> 17)
         if u > 127:
             u2 = (c >> 9) & 0xFF
             if u2 < 128:
@@ -8100,20 +8026,17 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader, c: int) -> _iso2
             av += 8
             c >>= 8
         f_OverstayTimeThreshold = u
-        try:
-            ec = _Taa5bbe96[(c >> 6) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x100 != 0x0:
-                raise r.fail_at(av + 9, 'OverstayRuleListType[0]', 'expected EE of OverstayTimeThreshold') from None
-            ec = ((c >> 6) & 3)
-        if ec == 0:
+        c &= 0x1ff
+        if c >= 0x100:
+            raise r.fail_at(av + 9, 'OverstayRuleListType[0]', 'expected EE of OverstayTimeThreshold')
+        if c < 0x40:
             av -= 24
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'OverstayRuleListType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_1_Exponent = ((c >> 20) & 255) - 128
+            f_1_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -8140,24 +8063,23 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader, c: int) -> _iso2
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'OverstayRuleListType[1]', 'expected EE of Value, EE')
             ob1_ = _new(_K_iso20_common_types_RationalNumberType)
             ob1_.Exponent = f_1_Exponent
             ob1_.Value = f_1_Value
             f_OverstayPowerThreshold = ob1_
             s = 2
-        elif ec == 1:
-            ec = ((c >> 4) & 3)
+        elif c < 0x80:
             f_2_OverstayRuleDescription: str | None = None
-            if ec == 0:
+            if c < 0x50:
                 av -= 5
                 if av < 0:
                     win, av = r.refill(av, 9)
                 c = (win >> av) & 0x1ff
-                if c & 0x100 != 0x0:
+                if c >= 0x100:
                     raise r.fail_at(av + 9, 'OverstayRuleType[0]', 'expected CH of OverstayRuleDescription')
-                u = (c & 255)
+                u = c
                 if u > 127:
                     av -= 8
                     if av < 0:
@@ -8185,9 +8107,9 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader, c: int) -> _iso2
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-                if c & 0x38000000 != 0x0:
+                if c >= 0x8000000:
                     raise r.fail_at(av + 30, 'OverstayRuleType[0]', 'expected EE of OverstayRuleDescription, SE(StartTime), CH of StartTime')
-                u = ((c >> 19) & 255)
+                u = (c >> 19)
                 if u > 127:
                     u2 = (c >> 11) & 0xFF
                     if u2 < 128:
@@ -8220,14 +8142,14 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader, c: int) -> _iso2
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-            elif ec == 1:
+            elif c < 0x60:
                 av -= 26
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-                if c & 0x20000000 != 0x0:
+                if c >= 0x20000000:
                     raise r.fail_at(av + 30, 'OverstayRuleType[0]', 'expected CH of StartTime')
-                u = ((c >> 21) & 255)
+                u = (c >> 21)
                 if u > 127:
                     u2 = (c >> 13) & 0xFF
                     if u2 < 128:
@@ -8261,10 +8183,11 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader, c: int) -> _iso2
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
             else:
+                ec = (c >> 4) & 0x3
                 raise r.fail_at(av + 4, 'OverstayRuleType[0]', f'event code {ec}, expected SE(OverstayRuleDescription), SE(StartTime)')
             if c & 0x38070000 != 0x0:
                 raise r.fail_at(av + 30, 'OverstayRuleListType[1]', 'expected SE(OverstayFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 19) & 255) - 128
+            f_3_Exponent = (c >> 19) - 128
             sg = ((c >> 15) & 1)
             u = ((c >> 7) & 255)
             if u > 127:
@@ -8298,9 +8221,9 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader, c: int) -> _iso2
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x3c000000 != 0x0:
+            if c >= 0x4000000:
                 raise r.fail_at(av + 30, 'OverstayRuleListType[1]', 'expected EE of Value, EE, SE(OverstayFeePeriod), CH of OverstayFeePeriod')
-            u = ((c >> 18) & 255)
+            u = (c >> 18)
             ob3_ = _new(_K_iso20_common_types_RationalNumberType)
             ob3_.Exponent = f_3_Exponent
             ob3_.Value = f_3_Value
@@ -8345,8 +8268,9 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader, c: int) -> _iso2
             c = (win >> av) & 0xfffffff
             s = 3
         else:
+            ec = (c >> 6) & 0x3
             raise r.fail_at(av + 6, 'OverstayRuleListType[1]', f'event code {ec}, expected SE(OverstayPowerThreshold), SE(OverstayRule)')
-    elif ec == 1:
+    elif c < 0x8000000:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'OverstayRuleListType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_4_Exponent = ((c >> 16) & 255) - 128
@@ -8390,12 +8314,11 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader, c: int) -> _iso2
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 2
-    elif ec == 2:
-        ec = ((c >> 24) & 3)
+    elif c < 0xc000000:
         f_5_OverstayRuleDescription: str | None = None
-        if ec == 0:
+        if c < 0x9000000:
             av += 15
-            if c & 0x800000 != 0x0:
+            if c >= 0x8800000:
                 raise r.fail_at(av + 9, 'OverstayRuleType[0]', 'expected CH of OverstayRuleDescription')
             u = ((c >> 15) & 255)
             if u > 127:
@@ -8425,9 +8348,9 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader, c: int) -> _iso2
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x38000000 != 0x0:
+            if c >= 0x8000000:
                 raise r.fail_at(av + 30, 'OverstayRuleType[0]', 'expected EE of OverstayRuleDescription, SE(StartTime), CH of StartTime')
-            u = ((c >> 19) & 255)
+            u = (c >> 19)
             if u > 127:
                 u2 = (c >> 11) & 0xFF
                 if u2 < 128:
@@ -8460,8 +8383,8 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader, c: int) -> _iso2
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif ec == 1:
-            if c & 0x800000 != 0x0:
+        elif c < 0xa000000:
+            if c >= 0x9800000:
                 raise r.fail_at(av + 24, 'OverstayRuleType[0]', 'expected CH of StartTime')
             u = ((c >> 15) & 255)
             if u > 127:
@@ -8497,10 +8420,11 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
         else:
+            ec = (c >> 24) & 0x3
             raise r.fail_at(av + 24, 'OverstayRuleType[0]', f'event code {ec}, expected SE(OverstayRuleDescription), SE(StartTime)')
         if c & 0x38070000 != 0x0:
             raise r.fail_at(av + 30, 'OverstayRuleListType[0]', 'expected SE(OverstayFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = ((c >> 19) & 255) - 128
+        f_6_Exponent = (c >> 19) - 128
         sg = ((c >> 15) & 1)
         u = ((c >> 7) & 255)
         if u > 127:
@@ -8534,9 +8458,9 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader, c: int) -> _iso2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x3c000000 != 0x0:
+        if c >= 0x4000000:
             raise r.fail_at(av + 30, 'OverstayRuleListType[0]', 'expected EE of Value, EE, SE(OverstayFeePeriod), CH of OverstayFeePeriod')
-        u = ((c >> 18) & 255)
+        u = (c >> 18)
         ob6_ = _new(_K_iso20_common_types_RationalNumberType)
         ob6_.Exponent = f_6_Exponent
         ob6_.Value = f_6_Value
@@ -8581,20 +8505,17 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader, c: int) -> _iso2
         c = (win >> av) & 0xfffffff
         s = 3
     else:
+        ec = (c >> 26) & 0x3
         raise r.fail_at(av + 26, 'OverstayRuleListType[0]', f'event code {ec}, expected SE(OverstayTimeThreshold), SE(OverstayPowerThreshold), SE(OverstayRule)')
     if s == 2:
-        try:
-            ec = _Taa5bbe96[(c >> 25) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x8000000 != 0x0:
-                raise r.fail_at(av + 28, 'OverstayRuleListType', 'expected SE(OverstayRule)') from None
-            ec = ((c >> 25) & 3)
+        if c >= 0x8000000:
+            raise r.fail_at(av + 28, 'OverstayRuleListType', 'expected SE(OverstayRule)')
         f_7_OverstayRuleDescription: str | None = None
-        if ec == 0:
+        if c < 0x2000000:
             av += 16
-            if c & 0x1000000 != 0x0:
+            if c >= 0x1000000:
                 raise r.fail_at(av + 9, 'OverstayRuleType[0]', 'expected CH of OverstayRuleDescription')
-            u = ((c >> 16) & 255)
+            u = (c >> 16)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -8622,9 +8543,9 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader, c: int) -> _iso2
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x38000000 != 0x0:
+            if c >= 0x8000000:
                 raise r.fail_at(av + 30, 'OverstayRuleType[0]', 'expected EE of OverstayRuleDescription, SE(StartTime), CH of StartTime')
-            u = ((c >> 19) & 255)
+            u = (c >> 19)
             if u > 127:
                 u2 = (c >> 11) & 0xFF
                 if u2 < 128:
@@ -8657,8 +8578,8 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader, c: int) -> _iso2
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif ec == 1:
-            if c & 0x1000000 != 0x0:
+        elif c < 0x4000000:
+            if c >= 0x3000000:
                 raise r.fail_at(av + 25, 'OverstayRuleType[0]', 'expected CH of StartTime')
             u = ((c >> 16) & 255)
             if u > 127:
@@ -8694,10 +8615,11 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
         else:
+            ec = (c >> 25) & 0x3
             raise r.fail_at(av + 25, 'OverstayRuleType[0]', f'event code {ec}, expected SE(OverstayRuleDescription), SE(StartTime)')
         if c & 0x38070000 != 0x0:
             raise r.fail_at(av + 30, 'OverstayRuleListType', 'expected SE(OverstayFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_8_Exponent = ((c >> 19) & 255) - 128
+        f_8_Exponent = (c >> 19) - 128
         sg = ((c >> 15) & 1)
         u = ((c >> 7) & 255)
         if u > 127:
@@ -8731,9 +8653,9 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader, c: int) -> _iso2
         if av < 0:
             win, av = r.refill(av, 22)
         c = (win >> av) & 0x3fffff
-        if c & 0x3c0000 != 0x0:
+        if c >= 0x40000:
             raise r.fail_at(av + 22, 'OverstayRuleListType', 'expected EE of Value, EE, SE(OverstayFeePeriod), CH of OverstayFeePeriod')
-        u = ((c >> 10) & 255)
+        u = (c >> 10)
         ob8_ = _new(_K_iso20_common_types_RationalNumberType)
         ob8_.Exponent = f_8_Exponent
         ob8_.Value = f_8_Value
@@ -8781,15 +8703,13 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader, c: int) -> _iso2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        ec = (c >> 28)
-        if ec == 0:
-            ec = ((c >> 26) & 3)
+        if c < 0x10000000:
             f_9_OverstayRuleDescription: str | None = None
-            if ec == 0:
+            if c < 0x4000000:
                 av += 17
-                if c & 0x2000000 != 0x0:
+                if c >= 0x2000000:
                     raise r.fail_at(av + 9, 'OverstayRuleType[0]', 'expected CH of OverstayRuleDescription')
-                u = ((c >> 17) & 255)
+                u = (c >> 17)
                 if u > 127:
                     av -= 8
                     if av < 0:
@@ -8817,9 +8737,9 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader, c: int) -> _iso2
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-                if c & 0x38000000 != 0x0:
+                if c >= 0x8000000:
                     raise r.fail_at(av + 30, 'OverstayRuleType[0]', 'expected EE of OverstayRuleDescription, SE(StartTime), CH of StartTime')
-                u = ((c >> 19) & 255)
+                u = (c >> 19)
                 if u > 127:
                     u2 = (c >> 11) & 0xFF
                     if u2 < 128:
@@ -8852,8 +8772,8 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader, c: int) -> _iso2
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-            elif ec == 1:
-                if c & 0x2000000 != 0x0:
+            elif c < 0x8000000:
+                if c >= 0x6000000:
                     raise r.fail_at(av + 26, 'OverstayRuleType[0]', 'expected CH of StartTime')
                 u = ((c >> 17) & 255)
                 if u > 127:
@@ -8889,10 +8809,11 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader, c: int) -> _iso2
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
             else:
+                ec = (c >> 26) & 0x3
                 raise r.fail_at(av + 26, 'OverstayRuleType[0]', f'event code {ec}, expected SE(OverstayRuleDescription), SE(StartTime)')
             if c & 0x38070000 != 0x0:
                 raise r.fail_at(av + 30, 'OverstayRuleListType[3]', 'expected SE(OverstayFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_10_Exponent = ((c >> 19) & 255) - 128
+            f_10_Exponent = (c >> 19) - 128
             sg = ((c >> 15) & 1)
             u = ((c >> 7) & 255)
             if u > 127:
@@ -8926,9 +8847,9 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader, c: int) -> _iso2
             if av < 0:
                 win, av = r.refill(av, 22)
             c = (win >> av) & 0x3fffff
-            if c & 0x3c0000 != 0x0:
+            if c >= 0x40000:
                 raise r.fail_at(av + 22, 'OverstayRuleListType[3]', 'expected EE of Value, EE, SE(OverstayFeePeriod), CH of OverstayFeePeriod')
-            u = ((c >> 10) & 255)
+            u = (c >> 10)
             ob10_ = _new(_K_iso20_common_types_RationalNumberType)
             ob10_.Exponent = f_10_Exponent
             ob10_.Value = f_10_Value
@@ -8971,18 +8892,19 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader, c: int) -> _iso2
             if n == 4:
                 s = 7
                 break
-        elif ec == 1:
+        elif c < 0x20000000:
             av += 28
             s = -1
             break
         else:
+            ec = (c >> 28) & 0x3
             raise r.fail_at(av + 28, 'OverstayRuleListType[3]', f'event code {ec}, expected SE(OverstayRule), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 7:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'OverstayRuleListType', 'expected EE')
         s = -1
     else:
@@ -9171,12 +9093,11 @@ def _d_iso20_common_messages_OverstayRuleType(r: BitReader, c: int) -> _iso20_co
     f_StartTime: int
     f_OverstayFee: _iso20_common_types.RationalNumberType
     f_OverstayFeePeriod: int
-    ec = ((c >> 26) & 3)
-    if ec == 0:
+    if c < 0x4000000:
         av += 17
-        if c & 0x2000000 != 0x0:
+        if c >= 0x2000000:
             raise r.fail_at(av + 9, 'OverstayRuleType[0]', 'expected CH of OverstayRuleDescription')
-        u = ((c >> 17) & 255)
+        u = (c >> 17)
         if u > 127:
             av -= 8
             if av < 0:
@@ -9204,9 +9125,9 @@ def _d_iso20_common_messages_OverstayRuleType(r: BitReader, c: int) -> _iso20_co
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x38000000 != 0x0:
+        if c >= 0x8000000:
             raise r.fail_at(av + 30, 'OverstayRuleType[0]', 'expected EE of OverstayRuleDescription, SE(StartTime), CH of StartTime')
-        u = ((c >> 19) & 255)
+        u = (c >> 19)
         if u > 127:
             u2 = (c >> 11) & 0xFF
             if u2 < 128:
@@ -9239,8 +9160,8 @@ def _d_iso20_common_messages_OverstayRuleType(r: BitReader, c: int) -> _iso20_co
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
-        if c & 0x2000000 != 0x0:
+    elif c < 0x8000000:
+        if c >= 0x6000000:
             raise r.fail_at(av + 26, 'OverstayRuleType[0]', 'expected CH of StartTime')
         u = ((c >> 17) & 255)
         if u > 127:
@@ -9276,10 +9197,11 @@ def _d_iso20_common_messages_OverstayRuleType(r: BitReader, c: int) -> _iso20_co
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 26) & 0x3
         raise r.fail_at(av + 26, 'OverstayRuleType[0]', f'event code {ec}, expected SE(OverstayRuleDescription), SE(StartTime)')
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'OverstayRuleType', 'expected SE(OverstayFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 19) & 255) - 128
+    f_1_Exponent = (c >> 19) - 128
     sg = ((c >> 15) & 1)
     u = ((c >> 7) & 255)
     if u > 127:
@@ -9313,9 +9235,9 @@ def _d_iso20_common_messages_OverstayRuleType(r: BitReader, c: int) -> _iso20_co
     if av < 0:
         win, av = r.refill(av, 22)
     c = (win >> av) & 0x3fffff
-    if c & 0x3c0000 != 0x0:
+    if c >= 0x40000:
         raise r.fail_at(av + 22, 'OverstayRuleType', 'expected EE of Value, EE, SE(OverstayFeePeriod), CH of OverstayFeePeriod')
-    u = ((c >> 10) & 255)
+    u = (c >> 10)
     ob1_ = _new(_K_iso20_common_types_RationalNumberType)
     ob1_.Exponent = f_1_Exponent
     ob1_.Value = f_1_Value
@@ -9498,9 +9420,9 @@ def _d_iso20_common_messages_ParameterSetType(r: BitReader, c: int) -> _iso20_co
     f_ParameterSetID: int
     f_Parameter: list[_iso20_common_messages.ParameterType] = []
     s = 0
-    if c & 0x180000 != 0x0:
+    if c >= 0x80000:
         raise r.fail_at(av + 21, 'ParameterSetType', 'expected SE(ParameterSetID), CH of ParameterSetID')
-    u = ((c >> 11) & 255)
+    u = (c >> 11)
     if u > 127:
         u2 = (c >> 3) & 0xFF
         if u2 < 128:
@@ -9531,9 +9453,9 @@ def _d_iso20_common_messages_ParameterSetType(r: BitReader, c: int) -> _iso20_co
     if av < 0:
         win, av = r.refill(av, 11)
     c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'ParameterSetType', 'expected EE of ParameterSetID, SE(Parameter), AT(Name)')
-    u = (c & 255)
+    u = c
     s = 1
     f_1_boolValue: bool | None = None
     f_1_byteValue: int | None = None
@@ -9568,17 +9490,16 @@ def _d_iso20_common_messages_ParameterSetType(r: BitReader, c: int) -> _iso20_co
     if av < 0:
         win, av = r.refill(av, 28)
     c = (win >> av) & 0xfffffff
-    ec = (c >> 25)
-    if ec == 0:
+    if c < 0x2000000:
         av += 21
         try:
-            f_1_boolValue = _Ta870a97b[(c >> 22) & 0x7]
+            f_1_boolValue = _Ta870a97b[c >> 22]
         except KeyError:  # not a valid pattern: say why
             if c & 0x1400000 != 0x0:
                 raise r.fail_at(av + 4, 'ParameterType[1]', 'expected CH of boolValue, EE of boolValue') from None
-            f_1_boolValue = ((c >> 23) & 1) == 1
+            f_1_boolValue = (c >> 23) == 1
         c >>= 21
-    elif ec == 1:
+    elif c < 0x4000000:
         av += 14
         try:
             f_1_byteValue = _T4520956c[(c >> 15) & 0x3ff]
@@ -9587,12 +9508,12 @@ def _d_iso20_common_messages_ParameterSetType(r: BitReader, c: int) -> _iso20_co
                 raise r.fail_at(av + 11, 'ParameterType[1]', 'expected CH of byteValue, EE of byteValue') from None
             f_1_byteValue = ((c >> 16) & 255) - 128
         c >>= 14
-    elif ec == 2:
+    elif c < 0x6000000:
         av += 5
         try:
             sg = _T071cdf68[(c >> 23) & 0x3]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x1000000 != 0x0:
+            if c >= 0x5000000:
                 raise r.fail_at(av + 20, 'ParameterType[1]', 'expected CH of shortValue') from None
             sg = ((c >> 23) & 1)
         u = ((c >> 15) & 255)
@@ -9626,12 +9547,12 @@ def _d_iso20_common_messages_ParameterSetType(r: BitReader, c: int) -> _iso20_co
         if c & 0x40 != 0x0:
             raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of shortValue')
         c >>= 5
-    elif ec == 3:
+    elif c < 0x8000000:
         av += 5
         try:
             sg = _T071cdf68[(c >> 23) & 0x3]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x1000000 != 0x0:
+            if c >= 0x7000000:
                 raise r.fail_at(av + 20, 'ParameterType[1]', 'expected CH of intValue') from None
             sg = ((c >> 23) & 1)
         u = ((c >> 15) & 255)
@@ -9665,7 +9586,7 @@ def _d_iso20_common_messages_ParameterSetType(r: BitReader, c: int) -> _iso20_co
         if c & 0x40 != 0x0:
             raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of intValue')
         c >>= 5
-    elif ec == 4:
+    elif c < 0xa000000:
         if c & 0x1807000 != 0x0:
             raise r.fail_at(av + 25, 'ParameterType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 15) & 255) - 128
@@ -9704,9 +9625,9 @@ def _d_iso20_common_messages_ParameterSetType(r: BitReader, c: int) -> _iso20_co
         ob2_.Exponent = f_2_Exponent
         ob2_.Value = f_2_Value
         f_1_rationalNumber = ob2_
-    elif ec == 5:
+    elif c < 0xc000000:
         av += 16
-        if c & 0x1000000 != 0x0:
+        if c >= 0xb000000:
             raise r.fail_at(av + 9, 'ParameterType[1]', 'expected CH of finiteString')
         u = ((c >> 16) & 255)
         if u > 127:
@@ -9736,9 +9657,10 @@ def _d_iso20_common_messages_ParameterSetType(r: BitReader, c: int) -> _iso20_co
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
-        if c & 0x2 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of finiteString')
     else:
+        ec = (c >> 25) & 0x7
         raise r.fail_at(av + 25, 'ParameterType[1]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(rationalNumber), SE(finiteString)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ParameterSetType', 'expected EE')
@@ -9758,11 +9680,10 @@ def _d_iso20_common_messages_ParameterSetType(r: BitReader, c: int) -> _iso20_co
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        ec = (c >> 9)
-        if ec == 0:
-            if c & 0x100 != 0x0:
+        if c < 0x200:
+            if c >= 0x100:
                 raise r.fail_at(av + 9, 'ParameterSetType[2]', 'expected AT(Name)')
-            u = (c & 255)
+            u = c
             f_3_boolValue: bool | None = None
             f_3_byteValue: int | None = None
             f_3_shortValue: int | None = None
@@ -9796,17 +9717,16 @@ def _d_iso20_common_messages_ParameterSetType(r: BitReader, c: int) -> _iso20_co
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
-            ec = (c >> 25)
-            if ec == 0:
+            if c < 0x2000000:
                 av += 21
                 try:
-                    f_3_boolValue = _Ta870a97b[(c >> 22) & 0x7]
+                    f_3_boolValue = _Ta870a97b[c >> 22]
                 except KeyError:  # not a valid pattern: say why
                     if c & 0x1400000 != 0x0:
                         raise r.fail_at(av + 4, 'ParameterType[1]', 'expected CH of boolValue, EE of boolValue') from None
-                    f_3_boolValue = ((c >> 23) & 1) == 1
+                    f_3_boolValue = (c >> 23) == 1
                 c >>= 21
-            elif ec == 1:
+            elif c < 0x4000000:
                 av += 14
                 try:
                     f_3_byteValue = _T4520956c[(c >> 15) & 0x3ff]
@@ -9815,12 +9735,12 @@ def _d_iso20_common_messages_ParameterSetType(r: BitReader, c: int) -> _iso20_co
                         raise r.fail_at(av + 11, 'ParameterType[1]', 'expected CH of byteValue, EE of byteValue') from None
                     f_3_byteValue = ((c >> 16) & 255) - 128
                 c >>= 14
-            elif ec == 2:
+            elif c < 0x6000000:
                 av += 5
                 try:
                     sg = _T071cdf68[(c >> 23) & 0x3]
                 except KeyError:  # not a valid pattern: say why
-                    if c & 0x1000000 != 0x0:
+                    if c >= 0x5000000:
                         raise r.fail_at(av + 20, 'ParameterType[1]', 'expected CH of shortValue') from None
                     sg = ((c >> 23) & 1)
                 u = ((c >> 15) & 255)
@@ -9854,12 +9774,12 @@ def _d_iso20_common_messages_ParameterSetType(r: BitReader, c: int) -> _iso20_co
                 if c & 0x40 != 0x0:
                     raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of shortValue')
                 c >>= 5
-            elif ec == 3:
+            elif c < 0x8000000:
                 av += 5
                 try:
                     sg = _T071cdf68[(c >> 23) & 0x3]
                 except KeyError:  # not a valid pattern: say why
-                    if c & 0x1000000 != 0x0:
+                    if c >= 0x7000000:
                         raise r.fail_at(av + 20, 'ParameterType[1]', 'expected CH of intValue') from None
                     sg = ((c >> 23) & 1)
                 u = ((c >> 15) & 255)
@@ -9893,7 +9813,7 @@ def _d_iso20_common_messages_ParameterSetType(r: BitReader, c: int) -> _iso20_co
                 if c & 0x40 != 0x0:
                     raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of intValue')
                 c >>= 5
-            elif ec == 4:
+            elif c < 0xa000000:
                 if c & 0x1807000 != 0x0:
                     raise r.fail_at(av + 25, 'ParameterType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
                 f_4_Exponent = ((c >> 15) & 255) - 128
@@ -9932,9 +9852,9 @@ def _d_iso20_common_messages_ParameterSetType(r: BitReader, c: int) -> _iso20_co
                 ob4_.Exponent = f_4_Exponent
                 ob4_.Value = f_4_Value
                 f_3_rationalNumber = ob4_
-            elif ec == 5:
+            elif c < 0xc000000:
                 av += 16
-                if c & 0x1000000 != 0x0:
+                if c >= 0xb000000:
                     raise r.fail_at(av + 9, 'ParameterType[1]', 'expected CH of finiteString')
                 u = ((c >> 16) & 255)
                 if u > 127:
@@ -9964,9 +9884,10 @@ def _d_iso20_common_messages_ParameterSetType(r: BitReader, c: int) -> _iso20_co
                 if av < 0:
                     win, av = r.refill(av, 2)
                 c = (win >> av) & 0x3
-                if c & 0x2 != 0x0:
+                if c >= 0x2:
                     raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of finiteString')
             else:
+                ec = (c >> 25) & 0x7
                 raise r.fail_at(av + 25, 'ParameterType[1]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(rationalNumber), SE(finiteString)')
             if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'ParameterSetType[2]', 'expected EE')
@@ -9983,18 +9904,19 @@ def _d_iso20_common_messages_ParameterSetType(r: BitReader, c: int) -> _iso20_co
             if n == 31:
                 s = 33
                 break
-        elif ec == 1:
+        elif c < 0x400:
             av += 9
             s = -1
             break
         else:
+            ec = (c >> 9) & 0x3
             raise r.fail_at(av + 9, 'ParameterSetType[2]', f'event code {ec}, expected SE(Parameter), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 33:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'ParameterSetType', 'expected EE')
         s = -1
     else:
@@ -10092,9 +10014,9 @@ def _d_iso20_common_messages_ParameterType(r: BitReader, c: int) -> _iso20_commo
     f_intValue: int | None = None
     f_rationalNumber: _iso20_common_types.RationalNumberType | None = None
     f_finiteString: str | None = None
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'ParameterType', 'expected AT(Name)')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -10122,17 +10044,16 @@ def _d_iso20_common_messages_ParameterType(r: BitReader, c: int) -> _iso20_commo
     if av < 0:
         win, av = r.refill(av, 28)
     c = (win >> av) & 0xfffffff
-    ec = (c >> 25)
-    if ec == 0:
+    if c < 0x2000000:
         av += 21
         try:
-            f_boolValue = _Ta870a97b[(c >> 22) & 0x7]
+            f_boolValue = _Ta870a97b[c >> 22]
         except KeyError:  # not a valid pattern: say why
             if c & 0x1400000 != 0x0:
                 raise r.fail_at(av + 4, 'ParameterType[1]', 'expected CH of boolValue, EE of boolValue') from None
-            f_boolValue = ((c >> 23) & 1) == 1
+            f_boolValue = (c >> 23) == 1
         c >>= 21
-    elif ec == 1:
+    elif c < 0x4000000:
         av += 14
         try:
             f_byteValue = _T4520956c[(c >> 15) & 0x3ff]
@@ -10141,12 +10062,12 @@ def _d_iso20_common_messages_ParameterType(r: BitReader, c: int) -> _iso20_commo
                 raise r.fail_at(av + 11, 'ParameterType[1]', 'expected CH of byteValue, EE of byteValue') from None
             f_byteValue = ((c >> 16) & 255) - 128
         c >>= 14
-    elif ec == 2:
+    elif c < 0x6000000:
         av += 5
         try:
             sg = _T071cdf68[(c >> 23) & 0x3]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x1000000 != 0x0:
+            if c >= 0x5000000:
                 raise r.fail_at(av + 20, 'ParameterType[1]', 'expected CH of shortValue') from None
             sg = ((c >> 23) & 1)
         u = ((c >> 15) & 255)
@@ -10180,12 +10101,12 @@ def _d_iso20_common_messages_ParameterType(r: BitReader, c: int) -> _iso20_commo
         if c & 0x40 != 0x0:
             raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of shortValue')
         c >>= 5
-    elif ec == 3:
+    elif c < 0x8000000:
         av += 5
         try:
             sg = _T071cdf68[(c >> 23) & 0x3]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x1000000 != 0x0:
+            if c >= 0x7000000:
                 raise r.fail_at(av + 20, 'ParameterType[1]', 'expected CH of intValue') from None
             sg = ((c >> 23) & 1)
         u = ((c >> 15) & 255)
@@ -10219,7 +10140,7 @@ def _d_iso20_common_messages_ParameterType(r: BitReader, c: int) -> _iso20_commo
         if c & 0x40 != 0x0:
             raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of intValue')
         c >>= 5
-    elif ec == 4:
+    elif c < 0xa000000:
         if c & 0x1807000 != 0x0:
             raise r.fail_at(av + 25, 'ParameterType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 15) & 255) - 128
@@ -10258,9 +10179,9 @@ def _d_iso20_common_messages_ParameterType(r: BitReader, c: int) -> _iso20_commo
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_rationalNumber = ob1_
-    elif ec == 5:
+    elif c < 0xc000000:
         av += 16
-        if c & 0x1000000 != 0x0:
+        if c >= 0xb000000:
             raise r.fail_at(av + 9, 'ParameterType[1]', 'expected CH of finiteString')
         u = ((c >> 16) & 255)
         if u > 127:
@@ -10290,9 +10211,10 @@ def _d_iso20_common_messages_ParameterType(r: BitReader, c: int) -> _iso20_commo
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
-        if c & 0x2 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of finiteString')
     else:
+        ec = (c >> 25) & 0x7
         raise r.fail_at(av + 25, 'ParameterType[1]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(rationalNumber), SE(finiteString)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ParameterType', 'expected EE')
@@ -10467,9 +10389,9 @@ def _d_iso20_common_messages_PnC_AReqAuthorizationModeType(r: BitReader, c: int)
     f_Id: str
     f_GenChallenge: bytes
     f_ContractCertificateChain: _iso20_common_messages.ContractCertificateChainType
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'PnC_AReqAuthorizationModeType', 'expected AT(Id)')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -10497,9 +10419,9 @@ def _d_iso20_common_messages_PnC_AReqAuthorizationModeType(r: BitReader, c: int)
     if av < 0:
         win, av = r.refill(av, 10)
     c = (win >> av) & 0x3ff
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'PnC_AReqAuthorizationModeType', 'expected SE(GenChallenge), CH of GenChallenge')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -10527,9 +10449,9 @@ def _d_iso20_common_messages_PnC_AReqAuthorizationModeType(r: BitReader, c: int)
     if av < 0:
         win, av = r.refill(av, 12)
     c = (win >> av) & 0xfff
-    if c & 0xf00 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 12, 'PnC_AReqAuthorizationModeType', 'expected EE of GenChallenge, SE(ContractCertificateChain), SE(Certificate), CH of Certificate')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -10557,12 +10479,12 @@ def _d_iso20_common_messages_PnC_AReqAuthorizationModeType(r: BitReader, c: int)
     if av < 0:
         win, av = r.refill(av, 12)
     c = (win >> av) & 0xfff
-    if c & 0xc00 != 0x0:
+    if c >= 0x400:
         raise r.fail_at(av + 12, 'PnC_AReqAuthorizationModeType', 'expected EE of Certificate, SE(SubCertificates)')
     f_2_Certificate: list[bytes] = []
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'PnC_AReqAuthorizationModeType', 'expected SE(Certificate), CH of Certificate')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -10590,16 +10512,12 @@ def _d_iso20_common_messages_PnC_AReqAuthorizationModeType(r: BitReader, c: int)
     if av < 0:
         win, av = r.refill(av, 12)
     c = (win >> av) & 0xfff
-    try:
-        ec = _Taa5bbe96[c >> 9]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x800 != 0x0:
-            raise r.fail_at(av + 12, 'PnC_AReqAuthorizationModeType', 'expected EE of Certificate') from None
-        ec = ((c >> 9) & 3)
-    if ec == 0:
-        if c & 0x100 != 0x0:
+    if c >= 0x800:
+        raise r.fail_at(av + 12, 'PnC_AReqAuthorizationModeType', 'expected EE of Certificate')
+    if c < 0x200:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -10627,16 +10545,12 @@ def _d_iso20_common_messages_PnC_AReqAuthorizationModeType(r: BitReader, c: int)
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-        try:
-            ec = _Taa5bbe96[c >> 9]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x800 != 0x0:
-                raise r.fail_at(av + 12, 'SubCertificatesType[1]', 'expected EE of Certificate') from None
-            ec = ((c >> 9) & 3)
-        if ec == 0:
-            if c & 0x100 != 0x0:
+        if c >= 0x800:
+            raise r.fail_at(av + 12, 'SubCertificatesType[1]', 'expected EE of Certificate')
+        if c < 0x200:
+            if c >= 0x100:
                 raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -10664,17 +10578,19 @@ def _d_iso20_common_messages_PnC_AReqAuthorizationModeType(r: BitReader, c: int)
             if av < 0:
                 win, av = r.refill(av, 4)
             c = (win >> av) & 0xf
-            if c & 0xc != 0x0:
+            if c >= 0x4:
                 raise r.fail_at(av + 4, 'SubCertificatesType[2]', 'expected EE of Certificate, EE')
-        elif ec == 1:
+        elif c < 0x400:
             av += 7
             c >>= 7
         else:
+            ec = (c >> 9) & 0x3
             raise r.fail_at(av + 9, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
-    elif ec == 1:
+    elif c < 0x400:
         av += 7
         c >>= 7
     else:
+        ec = (c >> 9) & 0x3
         raise r.fail_at(av + 9, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
     if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'PnC_AReqAuthorizationModeType', 'expected EE, EE')
@@ -10750,9 +10666,9 @@ def _d_iso20_common_messages_PnC_ASResAuthorizationModeType(r: BitReader, c: int
     av = r.avail
     f_GenChallenge: bytes
     f_SupportedProviders: _iso20_common_messages.SupportedProvidersListType | None = None
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'PnC_ASResAuthorizationModeType', 'expected SE(GenChallenge), CH of GenChallenge')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -10780,13 +10696,9 @@ def _d_iso20_common_messages_PnC_ASResAuthorizationModeType(r: BitReader, c: int
     if av < 0:
         win, av = r.refill(av, 13)
     c = (win >> av) & 0x1fff
-    try:
-        ec = _Taa5bbe96[c >> 10]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x1000 != 0x0:
-            raise r.fail_at(av + 13, 'PnC_ASResAuthorizationModeType', 'expected EE of GenChallenge') from None
-        ec = ((c >> 10) & 3)
-    if ec == 0:
+    if c >= 0x1000:
+        raise r.fail_at(av + 13, 'PnC_ASResAuthorizationModeType', 'expected EE of GenChallenge')
+    if c < 0x400:
         r.avail = av
         f_SupportedProviders = _d_iso20_common_messages_SupportedProvidersListType(r, c)
         win = r.win
@@ -10797,9 +10709,10 @@ def _d_iso20_common_messages_PnC_ASResAuthorizationModeType(r: BitReader, c: int
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'PnC_ASResAuthorizationModeType[1]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x800:
         av += 10
     else:
+        ec = (c >> 10) & 0x3
         raise r.fail_at(av + 10, 'PnC_ASResAuthorizationModeType[1]', f'event code {ec}, expected SE(SupportedProviders), EE')
     r.avail = av
     ob = _new(_K_iso20_common_messages_PnC_ASResAuthorizationModeType)
@@ -10857,9 +10770,9 @@ def _d_iso20_common_messages_PowerDeliveryReqType(r: BitReader, c: int) -> _iso2
     f_EVPowerProfile: _iso20_common_messages.EVPowerProfileType | None = None
     f_BPT_ChannelSelection: _iso20_common_messages.channelSelectionType | None = None
     s = 0
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'PowerDeliveryReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -10888,9 +10801,9 @@ def _d_iso20_common_messages_PowerDeliveryReqType(r: BitReader, c: int) -> _iso2
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'PowerDeliveryReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -10917,13 +10830,10 @@ def _d_iso20_common_messages_PowerDeliveryReqType(r: BitReader, c: int) -> _iso2
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'PowerDeliveryReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'PowerDeliveryReqType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -10936,25 +10846,26 @@ def _d_iso20_common_messages_PowerDeliveryReqType(r: BitReader, c: int) -> _iso2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x200:
         av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
-        f_EVProcessing, f_ChargeProgress, ec = _Te5e07054[(c >> 18) & 0xfff]
+        f_EVProcessing, f_ChargeProgress, ec = _Te5e07054[c >> 18]
     except KeyError:  # not a valid pattern: say why
         if c & 0x33900000 != 0x0:
             raise r.fail_at(av + 30, 'PowerDeliveryReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing, SE(ChargeProgress), CH of ChargeProgress, EE of ChargeProgress') from None
-        iv = ((c >> 26) & 3)
+        iv = (c >> 26)
         if iv >= 3:
             raise r.fail_at(av + 18, 'PowerDeliveryReqType.EVProcessing', f'enumeration index {iv}') from None
         f_EVProcessing = _E_iso20_common_types_processingType[iv]
@@ -10998,14 +10909,10 @@ def _d_iso20_common_messages_PowerDeliveryReqType(r: BitReader, c: int) -> _iso2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        try:
-            ec = _Taa5bbe96[c >> 27]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x20000000 != 0x0:
-                raise r.fail_at(av + 30, 'PowerDeliveryReqType[3]', 'expected EE of TimeAnchor') from None
-            ec = ((c >> 27) & 3)
-        if ec == 0:
-            if c & 0x4000000 != 0x0:
+        if c >= 0x20000000:
+            raise r.fail_at(av + 30, 'PowerDeliveryReqType[3]', 'expected EE of TimeAnchor')
+        if c < 0x8000000:
+            if c >= 0x4000000:
                 raise r.fail_at(av + 27, 'EVPowerProfileType[1]', 'expected EE')
             ob3_ = _new(_K_iso20_common_messages_Dynamic_EVPPTControlModeType)
             f_2_Dynamic_EVPPTControlMode = ob3_
@@ -11013,8 +10920,8 @@ def _d_iso20_common_messages_PowerDeliveryReqType(r: BitReader, c: int) -> _iso2
             if av < 0:
                 win, av = r.refill(av, 29)
             c = (win >> av) & 0x1fffffff
-        elif ec == 1:
-            if c & 0x6000000 != 0x0:
+        elif c < 0x10000000:
+            if c >= 0xa000000:
                 raise r.fail_at(av + 27, 'EVPowerProfileType[1]', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
             u = ((c >> 17) & 255)
             f_4_PowerToleranceAcceptance: _iso20_common_messages.powerToleranceAcceptanceType | None = None
@@ -11044,37 +10951,36 @@ def _d_iso20_common_messages_PowerDeliveryReqType(r: BitReader, c: int) -> _iso2
                 av += 8
                 c >>= 8
             f_4_SelectedScheduleTupleID = u
-            try:
-                ec = _Taa5bbe96[(c >> 6) & 0x7]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x100 != 0x0:
-                    raise r.fail_at(av + 9, 'EVPowerProfileType[1]', 'expected EE of SelectedScheduleTupleID') from None
-                ec = ((c >> 6) & 3)
-            if ec == 0:
+            c &= 0x1ff
+            if c >= 0x100:
+                raise r.fail_at(av + 9, 'EVPowerProfileType[1]', 'expected EE of SelectedScheduleTupleID')
+            if c < 0x40:
                 try:
-                    f_4_PowerToleranceAcceptance = _T9d0ae6d0[(c >> 2) & 0xf]
+                    f_4_PowerToleranceAcceptance = _T9d0ae6d0[c >> 2]
                 except KeyError:  # not a valid pattern: say why
                     if c & 0x2c != 0x0:
                         raise r.fail_at(av + 6, 'Scheduled_EVPPTControlModeType[1]', 'expected CH of PowerToleranceAcceptance, EE of PowerToleranceAcceptance, EE') from None
-                    f_4_PowerToleranceAcceptance = _E_iso20_common_messages_powerToleranceAcceptanceType[((c >> 4) & 1)]
+                    f_4_PowerToleranceAcceptance = _E_iso20_common_messages_powerToleranceAcceptanceType[(c >> 4)]
                 av -= 27
                 if av < 0:
                     win, av = r.refill(av, 29)
                 c = (win >> av) & 0x1fffffff
-            elif ec == 1:
+            elif c < 0x80:
                 av -= 23
                 if av < 0:
                     win, av = r.refill(av, 29)
                 c = (win >> av) & 0x1fffffff
             else:
+                ec = (c >> 6) & 0x3
                 raise r.fail_at(av + 6, 'Scheduled_EVPPTControlModeType[1]', f'event code {ec}, expected SE(PowerToleranceAcceptance), EE')
             ob4_ = _new(_K_iso20_common_messages_Scheduled_EVPPTControlModeType)
             ob4_.SelectedScheduleTupleID = f_4_SelectedScheduleTupleID
             ob4_.PowerToleranceAcceptance = f_4_PowerToleranceAcceptance
             f_2_Scheduled_EVPPTControlMode = ob4_
         else:
+            ec = (c >> 27) & 0x3
             raise r.fail_at(av + 27, 'EVPowerProfileType[1]', f'event code {ec}, expected SE(Dynamic_EVPPTControlMode), SE(Scheduled_EVPPTControlMode)')
-        if c & 0x10000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 29, 'PowerDeliveryReqType[3]', 'expected SE(EVPowerProfileEntries)')
         r.avail = av
         f_2_EVPowerProfileEntries = _d_iso20_common_messages_EVPowerProfileEntryListType(r, c)
@@ -11084,30 +10990,27 @@ def _d_iso20_common_messages_PowerDeliveryReqType(r: BitReader, c: int) -> _iso2
         if av < 0:
             win, av = r.refill(av, 7)
         c = (win >> av) & 0x7f
-        try:
-            ec = _Taa5bbe96[c >> 4]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x40 != 0x0:
-                raise r.fail_at(av + 7, 'PowerDeliveryReqType[3]', 'expected EE') from None
-            ec = ((c >> 4) & 3)
+        if c >= 0x40:
+            raise r.fail_at(av + 7, 'PowerDeliveryReqType[3]', 'expected EE')
         ob2_ = _new(_K_iso20_common_messages_EVPowerProfileType)
         ob2_.TimeAnchor = f_2_TimeAnchor
         ob2_.Dynamic_EVPPTControlMode = f_2_Dynamic_EVPPTControlMode
         ob2_.Scheduled_EVPPTControlMode = f_2_Scheduled_EVPPTControlMode
         ob2_.EVPowerProfileEntries = f_2_EVPowerProfileEntries
         f_EVPowerProfile = ob2_
-        if ec == 0:
+        if c < 0x10:
             try:
-                f_BPT_ChannelSelection = _Tbfbb93a8[(c >> 1) & 0x7]
+                f_BPT_ChannelSelection = _Tbfbb93a8[c >> 1]
             except KeyError:  # not a valid pattern: say why
                 if c & 0xa != 0x0:
                     raise r.fail_at(av + 4, 'PowerDeliveryReqType[4]', 'expected CH of BPT_ChannelSelection, EE of BPT_ChannelSelection') from None
-                f_BPT_ChannelSelection = _E_iso20_common_messages_channelSelectionType[((c >> 2) & 1)]
+                f_BPT_ChannelSelection = _E_iso20_common_messages_channelSelectionType[(c >> 2)]
             s = 5
-        elif ec == 1:
+        elif c < 0x20:
             av += 3
             s = -1
         else:
+            ec = (c >> 4) & 0x3
             raise r.fail_at(av + 4, 'PowerDeliveryReqType[4]', f'event code {ec}, expected SE(BPT_ChannelSelection), EE')
     elif ec == 1:
         av += 14
@@ -11203,9 +11106,9 @@ def _d_iso20_common_messages_PowerDeliveryResType(r: BitReader, c: int) -> _iso2
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSEStatus: _iso20_common_types.EVSEStatusType | None = None
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'PowerDeliveryResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -11234,9 +11137,9 @@ def _d_iso20_common_messages_PowerDeliveryResType(r: BitReader, c: int) -> _iso2
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'PowerDeliveryResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -11263,13 +11166,10 @@ def _d_iso20_common_messages_PowerDeliveryResType(r: BitReader, c: int) -> _iso2
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'PowerDeliveryResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'PowerDeliveryResType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -11282,25 +11182,26 @@ def _d_iso20_common_messages_PowerDeliveryResType(r: BitReader, c: int) -> _iso2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x200:
         av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
-        f_ResponseCode, ec = _T9208fcde[(c >> 19) & 0x7ff]
+        f_ResponseCode, ec = _T9208fcde[c >> 19]
     except KeyError:  # not a valid pattern: say why
         if c & 0x30200000 != 0x0:
             raise r.fail_at(av + 30, 'PowerDeliveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode') from None
-        iv = ((c >> 22) & 63)
+        iv = (c >> 22)
         if iv >= 40:
             raise r.fail_at(av + 19, 'PowerDeliveryResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
@@ -11349,7 +11250,7 @@ def _d_iso20_common_messages_PowerDeliveryResType(r: BitReader, c: int) -> _iso2
         except KeyError:  # not a valid pattern: say why
             if c & 0x1c7 != 0x0:
                 raise r.fail_at(av + 9, 'PowerDeliveryResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, EE') from None
-            iv = ((c >> 3) & 7)
+            iv = (c >> 3)
             if iv >= 6:
                 raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_2_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
@@ -11436,7 +11337,7 @@ def _d_iso20_common_messages_PowerScheduleEntryListType(r: BitReader, c: int) ->
     av = r.avail
     f_PowerScheduleEntry: list[_iso20_common_messages.PowerScheduleEntryType] = []
     s = 0
-    if c & 0x8000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 28, 'PowerScheduleEntryListType', 'expected SE(PowerScheduleEntry)')
     av -= 1
     if av < 0:
@@ -11453,8 +11354,7 @@ def _d_iso20_common_messages_PowerScheduleEntryListType(r: BitReader, c: int) ->
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        ec = (c >> 28)
-        if ec == 0:
+        if c < 0x10000000:
             r.avail = av
             f_PowerScheduleEntry.append(_d_iso20_common_messages_PowerScheduleEntryType(r, c))
             win = r.win
@@ -11463,18 +11363,19 @@ def _d_iso20_common_messages_PowerScheduleEntryListType(r: BitReader, c: int) ->
             if n == 1023:
                 s = 1024
                 break
-        elif ec == 1:
+        elif c < 0x20000000:
             av += 28
             s = -1
             break
         else:
+            ec = (c >> 28) & 0x3
             raise r.fail_at(av + 28, 'PowerScheduleEntryListType[1]', f'event code {ec}, expected SE(PowerScheduleEntry), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 1024:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'PowerScheduleEntryListType', 'expected EE')
         s = -1
     else:
@@ -11543,9 +11444,9 @@ def _d_iso20_common_messages_PowerScheduleEntryType(r: BitReader, c: int) -> _is
     f_Power_L2: _iso20_common_types.RationalNumberType | None = None
     f_Power_L3: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    if c & 0xc000000 != 0x0:
+    if c >= 0x4000000:
         raise r.fail_at(av + 28, 'PowerScheduleEntryType', 'expected SE(Duration), CH of Duration')
-    u = ((c >> 18) & 255)
+    u = (c >> 18)
     if u > 127:
         u2 = (c >> 10) & 0xFF
         if u2 < 128:
@@ -11578,7 +11479,7 @@ def _d_iso20_common_messages_PowerScheduleEntryType(r: BitReader, c: int) -> _is
     c = (win >> av) & 0x3fffffff
     if c & 0x3c038000 != 0x0:
         raise r.fail_at(av + 30, 'PowerScheduleEntryType', 'expected EE of Duration, SE(Power), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 18) & 255) - 128
+    f_1_Exponent = (c >> 18) - 128
     sg = ((c >> 14) & 1)
     u = ((c >> 6) & 255)
     s = 1
@@ -11609,25 +11510,22 @@ def _d_iso20_common_messages_PowerScheduleEntryType(r: BitReader, c: int) -> _is
                     win, av = r.refill(av, 6)
                 c = (win >> av) & 0x3f
     f_1_Value = -u - 1 if sg else u
-    try:
-        ec = _T6cd14f8b[(c >> 2) & 0xf]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x30 != 0x0:
-            raise r.fail_at(av + 6, 'PowerScheduleEntryType', 'expected EE of Value, EE') from None
-        ec = ((c >> 2) & 3)
+    c &= 0x3f
+    if c >= 0x10:
+        raise r.fail_at(av + 6, 'PowerScheduleEntryType', 'expected EE of Value, EE')
     ob1_ = _new(_K_iso20_common_types_RationalNumberType)
     ob1_.Exponent = f_1_Exponent
     ob1_.Value = f_1_Value
     f_Power = ob1_
     s = 2
-    if ec == 0:
+    if c < 0x4:
         av -= 28
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'PowerScheduleEntryType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 20) & 255) - 128
+        f_2_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -11654,20 +11552,16 @@ def _d_iso20_common_messages_PowerScheduleEntryType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 29)
         c = (win >> av) & 0x1fffffff
-        try:
-            ec = _T6cd14f8b[c >> 25]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x18000000 != 0x0:
-                raise r.fail_at(av + 29, 'PowerScheduleEntryType[2]', 'expected EE of Value, EE') from None
-            ec = ((c >> 25) & 3)
+        if c >= 0x8000000:
+            raise r.fail_at(av + 29, 'PowerScheduleEntryType[2]', 'expected EE of Value, EE')
         ob2_ = _new(_K_iso20_common_types_RationalNumberType)
         ob2_.Exponent = f_2_Exponent
         ob2_.Value = f_2_Value
         f_Power_L2 = ob2_
-        if ec == 0:
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'PowerScheduleEntryType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 15) & 255) - 128
+            f_3_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -11704,19 +11598,20 @@ def _d_iso20_common_messages_PowerScheduleEntryType(r: BitReader, c: int) -> _is
             ob3_.Value = f_3_Value
             f_Power_L3 = ob3_
             s = 4
-        elif ec == 1:
+        elif c < 0x4000000:
             av += 24
             s = -1
         else:
+            ec = (c >> 25) & 0x3
             raise r.fail_at(av + 25, 'PowerScheduleEntryType[3]', f'event code {ec}, expected SE(Power_L3), EE')
-    elif ec == 1:
+    elif c < 0x8:
         av -= 28
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'PowerScheduleEntryType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_4_Exponent = ((c >> 20) & 255) - 128
+        f_4_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -11743,17 +11638,18 @@ def _d_iso20_common_messages_PowerScheduleEntryType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 3)
         c = (win >> av) & 0x7
-        if c & 0x6 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 3, 'PowerScheduleEntryType[2]', 'expected EE of Value, EE')
         ob4_ = _new(_K_iso20_common_types_RationalNumberType)
         ob4_.Exponent = f_4_Exponent
         ob4_.Value = f_4_Value
         f_Power_L3 = ob4_
         s = 4
-    elif ec == 2:
+    elif c < 0xc:
         av += 1
         s = -1
     else:
+        ec = (c >> 2) & 0x3
         raise r.fail_at(av + 2, 'PowerScheduleEntryType[2]', f'event code {ec}, expected SE(Power_L2), SE(Power_L3), EE')
     if s == 4:
         if c & 0x1 != 0x0:
@@ -11957,9 +11853,9 @@ def _d_iso20_common_messages_PowerScheduleType(r: BitReader, c: int) -> _iso20_c
     f_PowerTolerance: _iso20_common_types.RationalNumberType | None = None
     f_PowerScheduleEntries: _iso20_common_messages.PowerScheduleEntryListType
     s = 0
-    if c & 0xc000000 != 0x0:
+    if c >= 0x4000000:
         raise r.fail_at(av + 28, 'PowerScheduleType', 'expected SE(TimeAnchor), CH of TimeAnchor')
-    u = ((c >> 18) & 255)
+    u = (c >> 18)
     if u > 127:
         u2 = (c >> 10) & 0xFF
         if u2 < 128:
@@ -11986,21 +11882,18 @@ def _d_iso20_common_messages_PowerScheduleType(r: BitReader, c: int) -> _iso20_c
         av += 8
         c >>= 8
     f_TimeAnchor = u
-    try:
-        ec = _Taa5bbe96[(c >> 7) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x200 != 0x0:
-            raise r.fail_at(av + 10, 'PowerScheduleType', 'expected EE of TimeAnchor') from None
-        ec = ((c >> 7) & 3)
+    c &= 0x3ff
+    if c >= 0x200:
+        raise r.fail_at(av + 10, 'PowerScheduleType', 'expected EE of TimeAnchor')
     s = 1
-    if ec == 0:
+    if c < 0x80:
         av -= 23
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'PowerScheduleType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 20) & 255) - 128
+        f_1_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -12027,20 +11920,16 @@ def _d_iso20_common_messages_PowerScheduleType(r: BitReader, c: int) -> _iso20_c
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        try:
-            ec = _T6cd14f8b[c >> 26]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30000000 != 0x0:
-                raise r.fail_at(av + 30, 'PowerScheduleType[1]', 'expected EE of Value, EE') from None
-            ec = ((c >> 26) & 3)
+        if c >= 0x10000000:
+            raise r.fail_at(av + 30, 'PowerScheduleType[1]', 'expected EE of Value, EE')
         ob1_ = _new(_K_iso20_common_types_RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_AvailableEnergy = ob1_
-        if ec == 0:
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'PowerScheduleType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_2_Exponent = ((c >> 16) & 255) - 128
+            f_2_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -12081,7 +11970,7 @@ def _d_iso20_common_messages_PowerScheduleType(r: BitReader, c: int) -> _iso20_c
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 1:
+        elif c < 0x8000000:
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -12096,15 +11985,16 @@ def _d_iso20_common_messages_PowerScheduleType(r: BitReader, c: int) -> _iso20_c
             c = (win >> av) & 0xfffffff
             s = 4
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'PowerScheduleType[2]', f'event code {ec}, expected SE(PowerTolerance), SE(PowerScheduleEntries)')
-    elif ec == 1:
+    elif c < 0x100:
         av -= 23
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'PowerScheduleType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_3_Exponent = ((c >> 20) & 255) - 128
+        f_3_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -12131,14 +12021,14 @@ def _d_iso20_common_messages_PowerScheduleType(r: BitReader, c: int) -> _iso20_c
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'PowerScheduleType[1]', 'expected EE of Value, EE')
         ob3_ = _new(_K_iso20_common_types_RationalNumberType)
         ob3_.Exponent = f_3_Exponent
         ob3_.Value = f_3_Value
         f_PowerTolerance = ob3_
         s = 3
-    elif ec == 2:
+    elif c < 0x180:
         av -= 21
         if av < 0:
             win, av = r.refill(av, 28)
@@ -12153,9 +12043,10 @@ def _d_iso20_common_messages_PowerScheduleType(r: BitReader, c: int) -> _iso20_c
         c = (win >> av) & 0xfffffff
         s = 4
     else:
+        ec = (c >> 7) & 0x3
         raise r.fail_at(av + 7, 'PowerScheduleType[1]', f'event code {ec}, expected SE(AvailableEnergy), SE(PowerTolerance), SE(PowerScheduleEntries)')
     if s == 3:
-        if c & 0x8000000 != 0x0:
+        if c >= 0x8000000:
             raise r.fail_at(av + 28, 'PowerScheduleType', 'expected SE(PowerScheduleEntries)')
         av -= 1
         if av < 0:
@@ -12173,7 +12064,7 @@ def _d_iso20_common_messages_PowerScheduleType(r: BitReader, c: int) -> _iso20_c
     else:
         av += 27
         c >>= 27
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'PowerScheduleType', 'expected EE')
     s = -1
     r.avail = av
@@ -12361,9 +12252,9 @@ def _d_iso20_common_messages_PriceLevelScheduleEntryListType(r: BitReader, c: in
     av = r.avail
     f_PriceLevelScheduleEntry: list[_iso20_common_messages.PriceLevelScheduleEntryType] = []
     s = 0
-    if c & 0xe00000 != 0x0:
+    if c >= 0x200000:
         raise r.fail_at(av + 24, 'PriceLevelScheduleEntryListType', 'expected SE(PriceLevelScheduleEntry), SE(Duration), CH of Duration')
-    u = ((c >> 13) & 255)
+    u = (c >> 13)
     if u > 127:
         u2 = (c >> 5) & 0xFF
         if u2 < 128:
@@ -12399,7 +12290,7 @@ def _d_iso20_common_messages_PriceLevelScheduleEntryListType(r: BitReader, c: in
     except KeyError:  # not a valid pattern: say why
         if c & 0x1c03 != 0x0:
             raise r.fail_at(av + 13, 'PriceLevelScheduleEntryListType', 'expected EE of Duration, SE(PriceLevel), CH of PriceLevel, EE of PriceLevel, EE') from None
-        f_1_PriceLevel = ((c >> 2) & 255)
+        f_1_PriceLevel = (c >> 2)
     ob1_ = _new(_K_iso20_common_messages_PriceLevelScheduleEntryType)
     ob1_.Duration = f_1_Duration
     ob1_.PriceLevel = f_1_PriceLevel
@@ -12411,11 +12302,10 @@ def _d_iso20_common_messages_PriceLevelScheduleEntryListType(r: BitReader, c: in
         if av < 0:
             win, av = r.refill(av, 25)
         c = (win >> av) & 0x1ffffff
-        ec = (c >> 23)
-        if ec == 0:
-            if c & 0x600000 != 0x0:
+        if c < 0x800000:
+            if c >= 0x200000:
                 raise r.fail_at(av + 23, 'PriceLevelScheduleEntryListType[1]', 'expected SE(Duration), CH of Duration')
-            u = ((c >> 13) & 255)
+            u = (c >> 13)
             if u > 127:
                 u2 = (c >> 5) & 0xFF
                 if u2 < 128:
@@ -12451,7 +12341,7 @@ def _d_iso20_common_messages_PriceLevelScheduleEntryListType(r: BitReader, c: in
             except KeyError:  # not a valid pattern: say why
                 if c & 0x1c03 != 0x0:
                     raise r.fail_at(av + 13, 'PriceLevelScheduleEntryListType[1]', 'expected EE of Duration, SE(PriceLevel), CH of PriceLevel, EE of PriceLevel, EE') from None
-                f_2_PriceLevel = ((c >> 2) & 255)
+                f_2_PriceLevel = (c >> 2)
             ob2_ = _new(_K_iso20_common_messages_PriceLevelScheduleEntryType)
             ob2_.Duration = f_2_Duration
             ob2_.PriceLevel = f_2_PriceLevel
@@ -12460,18 +12350,19 @@ def _d_iso20_common_messages_PriceLevelScheduleEntryListType(r: BitReader, c: in
             if n == 1023:
                 s = 1024
                 break
-        elif ec == 1:
+        elif c < 0x1000000:
             av += 23
             s = -1
             break
         else:
+            ec = (c >> 23) & 0x3
             raise r.fail_at(av + 23, 'PriceLevelScheduleEntryListType[1]', f'event code {ec}, expected SE(PriceLevelScheduleEntry), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 1024:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'PriceLevelScheduleEntryListType', 'expected EE')
         s = -1
     else:
@@ -12589,9 +12480,9 @@ def _d_iso20_common_messages_PriceLevelScheduleEntryType(r: BitReader, c: int) -
     av = r.avail
     f_Duration: int
     f_PriceLevel: int
-    if c & 0x600000 != 0x0:
+    if c >= 0x200000:
         raise r.fail_at(av + 23, 'PriceLevelScheduleEntryType', 'expected SE(Duration), CH of Duration')
-    u = ((c >> 13) & 255)
+    u = (c >> 13)
     if u > 127:
         u2 = (c >> 5) & 0xFF
         if u2 < 128:
@@ -12627,7 +12518,7 @@ def _d_iso20_common_messages_PriceLevelScheduleEntryType(r: BitReader, c: int) -
     except KeyError:  # not a valid pattern: say why
         if c & 0x1c03 != 0x0:
             raise r.fail_at(av + 13, 'PriceLevelScheduleEntryType', 'expected EE of Duration, SE(PriceLevel), CH of PriceLevel, EE of PriceLevel, EE') from None
-        f_PriceLevel = ((c >> 2) & 255)
+        f_PriceLevel = (c >> 2)
     r.avail = av
     ob = _new(_K_iso20_common_messages_PriceLevelScheduleEntryType)
     ob.Duration = f_Duration
@@ -12681,10 +12572,9 @@ def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader, c: int) -> _is
     f_PriceScheduleDescription: str | None = None
     f_NumberOfPriceLevels: int
     f_PriceLevelScheduleEntries: _iso20_common_messages.PriceLevelScheduleEntryListType
-    ec = ((c >> 26) & 3)
-    if ec == 0:
+    if c < 0x4000000:
         av += 18
-        u = ((c >> 18) & 255)
+        u = (c >> 18)
         if u > 127:
             av -= 8
             if av < 0:
@@ -12712,9 +12602,9 @@ def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'PriceLevelScheduleType[0]', 'expected SE(TimeAnchor), CH of TimeAnchor')
-        u = ((c >> 20) & 255)
+        u = (c >> 20)
         if u > 127:
             u2 = (c >> 12) & 0xFF
             if u2 < 128:
@@ -12747,8 +12637,8 @@ def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
-        if c & 0x2000000 != 0x0:
+    elif c < 0x8000000:
+        if c >= 0x6000000:
             raise r.fail_at(av + 26, 'PriceLevelScheduleType[0]', 'expected CH of TimeAnchor')
         u = ((c >> 17) & 255)
         if u > 127:
@@ -12784,10 +12674,11 @@ def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader, c: int) -> _is
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 26) & 0x3
         raise r.fail_at(av + 26, 'PriceLevelScheduleType[0]', f'event code {ec}, expected AT(Id), SE(TimeAnchor)')
-    if c & 0x30000000 != 0x0:
+    if c >= 0x10000000:
         raise r.fail_at(av + 30, 'PriceLevelScheduleType', 'expected SE(PriceScheduleID), CH of PriceScheduleID')
-    u = ((c >> 20) & 255)
+    u = (c >> 20)
     if u > 127:
         u2 = (c >> 12) & 0xFF
         if u2 < 128:
@@ -12814,16 +12705,13 @@ def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader, c: int) -> _is
         av += 8
         c >>= 8
     f_PriceScheduleID = u
-    try:
-        ec = _Taa5bbe96[(c >> 9) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x800 != 0x0:
-            raise r.fail_at(av + 12, 'PriceLevelScheduleType', 'expected EE of PriceScheduleID') from None
-        ec = ((c >> 9) & 3)
-    if ec == 0:
-        if c & 0x100 != 0x0:
+    c &= 0xfff
+    if c >= 0x800:
+        raise r.fail_at(av + 12, 'PriceLevelScheduleType', 'expected EE of PriceScheduleID')
+    if c < 0x200:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'PriceLevelScheduleType[3]', 'expected CH of PriceScheduleDescription')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -12856,12 +12744,12 @@ def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader, c: int) -> _is
         except KeyError:  # not a valid pattern: say why
             if c & 0x38040000 != 0x0:
                 raise r.fail_at(av + 30, 'PriceLevelScheduleType[3]', 'expected EE of PriceScheduleDescription, SE(NumberOfPriceLevels), CH of NumberOfPriceLevels, EE of NumberOfPriceLevels') from None
-            f_NumberOfPriceLevels = ((c >> 19) & 255)
+            f_NumberOfPriceLevels = (c >> 19)
         av -= 7
         if av < 0:
             win, av = r.refill(av, 25)
         c = (win >> av) & 0x1ffffff
-    elif ec == 1:
+    elif c < 0x400:
         av -= 21
         if av < 0:
             win, av = r.refill(av, 30)
@@ -12871,14 +12759,15 @@ def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader, c: int) -> _is
         except KeyError:  # not a valid pattern: say why
             if c & 0x20100000 != 0x0:
                 raise r.fail_at(av + 30, 'PriceLevelScheduleType[3]', 'expected CH of NumberOfPriceLevels, EE of NumberOfPriceLevels') from None
-            f_NumberOfPriceLevels = ((c >> 21) & 255)
+            f_NumberOfPriceLevels = (c >> 21)
         av -= 5
         if av < 0:
             win, av = r.refill(av, 25)
         c = (win >> av) & 0x1ffffff
     else:
+        ec = (c >> 9) & 0x3
         raise r.fail_at(av + 9, 'PriceLevelScheduleType[3]', f'event code {ec}, expected SE(PriceScheduleDescription), SE(NumberOfPriceLevels)')
-    if c & 0x1000000 != 0x0:
+    if c >= 0x1000000:
         raise r.fail_at(av + 25, 'PriceLevelScheduleType', 'expected SE(PriceLevelScheduleEntries)')
     r.avail = av
     f_PriceLevelScheduleEntries = _d_iso20_common_messages_PriceLevelScheduleEntryListType(r, c)
@@ -13049,7 +12938,7 @@ def _d_iso20_common_messages_PriceRuleStackListType(r: BitReader, c: int) -> _is
     av = r.avail
     f_PriceRuleStack: list[_iso20_common_messages.PriceRuleStackType] = []
     s = 0
-    if c & 0x8000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 28, 'PriceRuleStackListType', 'expected SE(PriceRuleStack)')
     av -= 1
     if av < 0:
@@ -13066,8 +12955,7 @@ def _d_iso20_common_messages_PriceRuleStackListType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        ec = (c >> 28)
-        if ec == 0:
+        if c < 0x10000000:
             r.avail = av
             f_PriceRuleStack.append(_d_iso20_common_messages_PriceRuleStackType(r, c))
             win = r.win
@@ -13076,18 +12964,19 @@ def _d_iso20_common_messages_PriceRuleStackListType(r: BitReader, c: int) -> _is
             if n == 1023:
                 s = 1024
                 break
-        elif ec == 1:
+        elif c < 0x20000000:
             av += 28
             s = -1
             break
         else:
+            ec = (c >> 28) & 0x3
             raise r.fail_at(av + 28, 'PriceRuleStackListType[1]', f'event code {ec}, expected SE(PriceRuleStack), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 1024:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'PriceRuleStackListType', 'expected EE')
         s = -1
     else:
@@ -13154,9 +13043,9 @@ def _d_iso20_common_messages_PriceRuleStackType(r: BitReader, c: int) -> _iso20_
     f_Duration: int
     f_PriceRule: list[_iso20_common_messages.PriceRuleType] = []
     s = 0
-    if c & 0xc000000 != 0x0:
+    if c >= 0x4000000:
         raise r.fail_at(av + 28, 'PriceRuleStackType', 'expected SE(Duration), CH of Duration')
-    u = ((c >> 18) & 255)
+    u = (c >> 18)
     if u > 127:
         u2 = (c >> 10) & 0xFF
         if u2 < 128:
@@ -13201,8 +13090,7 @@ def _d_iso20_common_messages_PriceRuleStackType(r: BitReader, c: int) -> _iso20_
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        ec = (c >> 28)
-        if ec == 0:
+        if c < 0x10000000:
             r.avail = av
             f_PriceRule.append(_d_iso20_common_messages_PriceRuleType(r, c))
             win = r.win
@@ -13211,18 +13099,19 @@ def _d_iso20_common_messages_PriceRuleStackType(r: BitReader, c: int) -> _iso20_
             if n == 7:
                 s = 9
                 break
-        elif ec == 1:
+        elif c < 0x20000000:
             av += 28
             s = -1
             break
         else:
+            ec = (c >> 28) & 0x3
             raise r.fail_at(av + 28, 'PriceRuleStackType[2]', f'event code {ec}, expected SE(PriceRule), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 9:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'PriceRuleStackType', 'expected EE')
         s = -1
     else:
@@ -13322,7 +13211,7 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader, c: int) -> _iso20_commo
     s = 0
     if c & 0xe01c000 != 0x0:
         raise r.fail_at(av + 28, 'PriceRuleType', 'expected SE(EnergyFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 17) & 255) - 128
+    f_1_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     if u > 127:
@@ -13352,25 +13241,22 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader, c: int) -> _iso20_commo
                     win, av = r.refill(av, 5)
                 c = (win >> av) & 0x1f
     f_1_Value = -u - 1 if sg else u
-    try:
-        ec = _T84c90c6e[c & 0x1f]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x18 != 0x0:
-            raise r.fail_at(av + 5, 'PriceRuleType', 'expected EE of Value, EE') from None
-        ec = (c & 7)
+    c &= 0x1f
+    if c >= 0x8:
+        raise r.fail_at(av + 5, 'PriceRuleType', 'expected EE of Value, EE')
     ob1_ = _new(_K_iso20_common_types_RationalNumberType)
     ob1_.Exponent = f_1_Exponent
     ob1_.Value = f_1_Value
     f_EnergyFee = ob1_
     s = 1
-    if ec == 0:
+    if c < 0x1:
         av -= 30
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'PriceRuleType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 20) & 255) - 128
+        f_2_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -13397,20 +13283,16 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader, c: int) -> _iso20_commo
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        try:
-            ec = _T84c90c6e[c >> 25]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30000000 != 0x0:
-                raise r.fail_at(av + 30, 'PriceRuleType[1]', 'expected EE of Value, EE') from None
-            ec = ((c >> 25) & 7)
+        if c >= 0x10000000:
+            raise r.fail_at(av + 30, 'PriceRuleType[1]', 'expected EE of Value, EE')
         ob2_ = _new(_K_iso20_common_types_RationalNumberType)
         ob2_.Exponent = f_2_Exponent
         ob2_.Value = f_2_Value
         f_ParkingFee = ob2_
-        if ec == 0:
-            if c & 0x1000000 != 0x0:
+        if c < 0x2000000:
+            if c >= 0x1000000:
                 raise r.fail_at(av + 25, 'PriceRuleType[2]', 'expected CH of ParkingFeePeriod')
-            u = ((c >> 16) & 255)
+            u = (c >> 16)
             if u > 127:
                 u2 = (c >> 8) & 0xFF
                 if u2 < 128:
@@ -13444,8 +13326,8 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader, c: int) -> _iso20_commo
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 1:
-            if c & 0x1000000 != 0x0:
+        elif c < 0x4000000:
+            if c >= 0x3000000:
                 raise r.fail_at(av + 25, 'PriceRuleType[2]', 'expected CH of CarbonDioxideEmission')
             u = ((c >> 16) & 255)
             if u > 127:
@@ -13481,7 +13363,7 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader, c: int) -> _iso20_commo
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 2:
+        elif c < 0x6000000:
             try:
                 f_RenewableGenerationPercentage = _T3924a0e8[(c >> 15) & 0x3ff]
             except KeyError:  # not a valid pattern: say why
@@ -13493,7 +13375,7 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader, c: int) -> _iso20_commo
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 3:
+        elif c < 0x8000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'PriceRuleType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_3_Exponent = ((c >> 15) & 255) - 128
@@ -13538,15 +13420,16 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader, c: int) -> _iso20_commo
             c = (win >> av) & 0xfffffff
             s = 6
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'PriceRuleType[2]', f'event code {ec}, expected SE(ParkingFeePeriod), SE(CarbonDioxideEmission), SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
-    elif ec == 1:
+    elif c < 0x2:
         av -= 30
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'PriceRuleType[1]', 'expected CH of ParkingFeePeriod')
-        u = ((c >> 21) & 255)
+        u = (c >> 21)
         if u > 127:
             u2 = (c >> 13) & 0xFF
             if u2 < 128:
@@ -13580,14 +13463,14 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader, c: int) -> _iso20_commo
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 3
-    elif ec == 2:
+    elif c < 0x3:
         av -= 30
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'PriceRuleType[1]', 'expected CH of CarbonDioxideEmission')
-        u = ((c >> 21) & 255)
+        u = (c >> 21)
         if u > 127:
             u2 = (c >> 13) & 0xFF
             if u2 < 128:
@@ -13621,7 +13504,7 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader, c: int) -> _iso20_commo
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 4
-    elif ec == 3:
+    elif c < 0x4:
         av -= 30
         if av < 0:
             win, av = r.refill(av, 30)
@@ -13631,20 +13514,20 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader, c: int) -> _iso20_commo
         except KeyError:  # not a valid pattern: say why
             if c & 0x20100000 != 0x0:
                 raise r.fail_at(av + 30, 'PriceRuleType[1]', 'expected CH of RenewableGenerationPercentage, EE of RenewableGenerationPercentage') from None
-            f_RenewableGenerationPercentage = ((c >> 21) & 255)
+            f_RenewableGenerationPercentage = (c >> 21)
         av -= 8
         if av < 0:
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 5
-    elif ec == 4:
+    elif c < 0x5:
         av -= 30
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'PriceRuleType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_4_Exponent = ((c >> 20) & 255) - 128
+        f_4_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -13671,7 +13554,7 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader, c: int) -> _iso20_commo
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'PriceRuleType[1]', 'expected EE of Value, EE')
         ob4_ = _new(_K_iso20_common_types_RationalNumberType)
         ob4_.Exponent = f_4_Exponent
@@ -13679,13 +13562,13 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader, c: int) -> _iso20_commo
         f_PowerRangeStart = ob4_
         s = 6
     else:
+        ec = (c >> 0) & 0x7
         raise r.fail_at(av, 'PriceRuleType[1]', f'event code {ec}, expected SE(ParkingFee), SE(ParkingFeePeriod), SE(CarbonDioxideEmission), SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
     if s == 3:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
-            if c & 0x2000000 != 0x0:
+        if c < 0x4000000:
+            if c >= 0x2000000:
                 raise r.fail_at(av + 26, 'PriceRuleType[3]', 'expected CH of CarbonDioxideEmission')
-            u = ((c >> 17) & 255)
+            u = (c >> 17)
             if u > 127:
                 u2 = (c >> 9) & 0xFF
                 if u2 < 128:
@@ -13719,7 +13602,7 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader, c: int) -> _iso20_commo
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 1:
+        elif c < 0x8000000:
             try:
                 f_RenewableGenerationPercentage = _T3924a0e8[(c >> 16) & 0x3ff]
             except KeyError:  # not a valid pattern: say why
@@ -13731,7 +13614,7 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader, c: int) -> _iso20_commo
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 2:
+        elif c < 0xc000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'PriceRuleType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_5_Exponent = ((c >> 16) & 255) - 128
@@ -13776,22 +13659,22 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader, c: int) -> _iso20_commo
             c = (win >> av) & 0xfffffff
             s = 6
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'PriceRuleType[3]', f'event code {ec}, expected SE(CarbonDioxideEmission), SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
     if s == 4:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        if c < 0x4000000:
             try:
-                f_RenewableGenerationPercentage = _T3924a0e8[(c >> 16) & 0x3ff]
+                f_RenewableGenerationPercentage = _T3924a0e8[c >> 16]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x2010000 != 0x0:
                     raise r.fail_at(av + 26, 'PriceRuleType[4]', 'expected CH of RenewableGenerationPercentage, EE of RenewableGenerationPercentage') from None
-                f_RenewableGenerationPercentage = ((c >> 17) & 255)
+                f_RenewableGenerationPercentage = (c >> 17)
             av -= 12
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'PriceRuleType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_6_Exponent = ((c >> 16) & 255) - 128
@@ -13836,11 +13719,12 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader, c: int) -> _iso20_commo
             c = (win >> av) & 0xfffffff
             s = 6
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'PriceRuleType[4]', f'event code {ec}, expected SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
     if s == 5:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'PriceRuleType', 'expected SE(PowerRangeStart), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_7_Exponent = ((c >> 17) & 255) - 128
+        f_7_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -14312,9 +14196,9 @@ def _d_iso20_common_messages_PriceScheduleType(r: BitReader, c: int) -> _iso20_c
     f_TimeAnchor: int
     f_PriceScheduleID: int
     f_PriceScheduleDescription: str | None = None
-    if c & 0xc000000 != 0x0:
+    if c >= 0x4000000:
         raise r.fail_at(av + 28, 'PriceScheduleType', 'expected SE(TimeAnchor), CH of TimeAnchor')
-    u = ((c >> 18) & 255)
+    u = (c >> 18)
     if u > 127:
         u2 = (c >> 10) & 0xFF
         if u2 < 128:
@@ -14345,9 +14229,9 @@ def _d_iso20_common_messages_PriceScheduleType(r: BitReader, c: int) -> _iso20_c
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'PriceScheduleType', 'expected EE of TimeAnchor, SE(PriceScheduleID), CH of PriceScheduleID')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -14374,20 +14258,17 @@ def _d_iso20_common_messages_PriceScheduleType(r: BitReader, c: int) -> _iso20_c
         av += 8
         c >>= 8
     f_PriceScheduleID = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'PriceScheduleType', 'expected EE of PriceScheduleID') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'PriceScheduleType', 'expected EE of PriceScheduleID')
+    if c < 0x100:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 9)
         c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'PriceScheduleType[2]', 'expected CH of PriceScheduleDescription')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -14417,9 +14298,10 @@ def _d_iso20_common_messages_PriceScheduleType(r: BitReader, c: int) -> _iso20_c
         c = (win >> av) & 0x3
         if c:
             raise r.fail_at(av + 2, 'PriceScheduleType[2]', 'expected EE of PriceScheduleDescription, EE')
-    elif ec == 1:
+    elif c < 0x200:
         av += 8
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'PriceScheduleType[2]', f'event code {ec}, expected SE(PriceScheduleDescription), EE')
     r.avail = av
     ob = _new(_K_iso20_common_messages_PriceScheduleType)
@@ -14516,9 +14398,9 @@ def _d_iso20_common_messages_ScheduleExchangeReqType(r: BitReader, c: int) -> _i
     f_MaximumSupportingPoints: int
     f_Dynamic_SEReqControlMode: _iso20_common_messages.Dynamic_SEReqControlModeType | None = None
     f_Scheduled_SEReqControlMode: _iso20_common_messages.Scheduled_SEReqControlModeType | None = None
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'ScheduleExchangeReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -14547,9 +14429,9 @@ def _d_iso20_common_messages_ScheduleExchangeReqType(r: BitReader, c: int) -> _i
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'ScheduleExchangeReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -14576,13 +14458,10 @@ def _d_iso20_common_messages_ScheduleExchangeReqType(r: BitReader, c: int) -> _i
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'ScheduleExchangeReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'ScheduleExchangeReqType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -14595,22 +14474,23 @@ def _d_iso20_common_messages_ScheduleExchangeReqType(r: BitReader, c: int) -> _i
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x200:
         av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x30020000 != 0x0:
         raise r.fail_at(av + 30, 'ScheduleExchangeReqType', 'expected SE(MaximumSupportingPoints), CH of MaximumSupportingPoints, EE of MaximumSupportingPoints')
-    f_MaximumSupportingPoints = ((c >> 18) & 1023) + 12
+    f_MaximumSupportingPoints = (c >> 18) + 12
     ec = ((c >> 15) & 3)
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
@@ -14645,7 +14525,7 @@ def _d_iso20_common_messages_ScheduleExchangeReqType(r: BitReader, c: int) -> _i
         c = (win >> av) & 0x1
     else:
         raise r.fail_at(av + 15, 'ScheduleExchangeReqType[2]', f'event code {ec}, expected SE(Dynamic_SEReqControlMode), SE(Scheduled_SEReqControlMode)')
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'ScheduleExchangeReqType', 'expected EE')
     r.avail = av
     ob = _new(_K_iso20_common_messages_ScheduleExchangeReqType)
@@ -14710,9 +14590,9 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader, c: int) -> _i
     f_GoToPause: bool | None = None
     f_Dynamic_SEResControlMode: _iso20_common_messages.Dynamic_SEResControlModeType | None = None
     f_Scheduled_SEResControlMode: _iso20_common_messages.Scheduled_SEResControlModeType | None = None
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'ScheduleExchangeResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -14741,9 +14621,9 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader, c: int) -> _i
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'ScheduleExchangeResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -14770,13 +14650,10 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader, c: int) -> _i
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'ScheduleExchangeResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'ScheduleExchangeResType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -14789,22 +14666,23 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader, c: int) -> _i
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x200:
         av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x30390000 != 0x0:
         raise r.fail_at(av + 30, 'ScheduleExchangeResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing')
-    iv = ((c >> 22) & 63)
+    iv = (c >> 22)
     if iv >= 40:
         raise r.fail_at(av + 14, 'ScheduleExchangeResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
@@ -14845,9 +14723,9 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader, c: int) -> _i
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x38000000 != 0x0:
+            if c >= 0x8000000:
                 raise r.fail_at(av + 30, 'ScheduleExchangeResType[4]', 'expected SE(ScheduleTuple), SE(ScheduleTupleID), CH of ScheduleTupleID')
-            u = ((c >> 19) & 255)
+            u = (c >> 19)
             f_3_DischargingSchedule: _iso20_common_messages.ChargingScheduleType | None = None
             if u > 127:
                 u2 = (c >> 11) & 0xFF
@@ -14889,8 +14767,7 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader, c: int) -> _i
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            ec = (c >> 28)
-            if ec == 0:
+            if c < 0x10000000:
                 r.avail = av
                 f_3_DischargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r, c)
                 win = r.win
@@ -14899,29 +14776,29 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader, c: int) -> _i
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-                if c & 0x20000000 != 0x0:
+                if c >= 0x20000000:
                     raise r.fail_at(av + 30, 'ScheduleTupleType[2]', 'expected EE')
                 av -= 1
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-            elif ec == 1:
+            elif c < 0x20000000:
                 av -= 2
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
             else:
+                ec = (c >> 28) & 0x3
                 raise r.fail_at(av + 28, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
-            ec = ((c >> 28) & 3)
             ob3_ = _new(_K_iso20_common_messages_ScheduleTupleType)
             ob3_.ScheduleTupleID = f_3_ScheduleTupleID
             ob3_.ChargingSchedule = f_3_ChargingSchedule
             ob3_.DischargingSchedule = f_3_DischargingSchedule
             f_2_ScheduleTuple.append(ob3_)
-            if ec == 0:
-                if c & 0xc000000 != 0x0:
+            if c < 0x10000000:
+                if c >= 0x4000000:
                     raise r.fail_at(av + 28, 'Scheduled_SEResControlModeType[1]', 'expected SE(ScheduleTupleID), CH of ScheduleTupleID')
-                u = ((c >> 18) & 255)
+                u = (c >> 18)
                 f_4_DischargingSchedule: _iso20_common_messages.ChargingScheduleType | None = None
                 if u > 127:
                     u2 = (c >> 10) & 0xFF
@@ -14963,8 +14840,7 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader, c: int) -> _i
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-                ec = (c >> 28)
-                if ec == 0:
+                if c < 0x10000000:
                     r.avail = av
                     f_4_DischargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r, c)
                     win = r.win
@@ -14973,29 +14849,29 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader, c: int) -> _i
                     if av < 0:
                         win, av = r.refill(av, 30)
                     c = (win >> av) & 0x3fffffff
-                    if c & 0x20000000 != 0x0:
+                    if c >= 0x20000000:
                         raise r.fail_at(av + 30, 'ScheduleTupleType[2]', 'expected EE')
                     av -= 1
                     if av < 0:
                         win, av = r.refill(av, 30)
                     c = (win >> av) & 0x3fffffff
-                elif ec == 1:
+                elif c < 0x20000000:
                     av -= 2
                     if av < 0:
                         win, av = r.refill(av, 30)
                     c = (win >> av) & 0x3fffffff
                 else:
+                    ec = (c >> 28) & 0x3
                     raise r.fail_at(av + 28, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
-                ec = ((c >> 28) & 3)
                 ob4_ = _new(_K_iso20_common_messages_ScheduleTupleType)
                 ob4_.ScheduleTupleID = f_4_ScheduleTupleID
                 ob4_.ChargingSchedule = f_4_ChargingSchedule
                 ob4_.DischargingSchedule = f_4_DischargingSchedule
                 f_2_ScheduleTuple.append(ob4_)
-                if ec == 0:
-                    if c & 0xc000000 != 0x0:
+                if c < 0x10000000:
+                    if c >= 0x4000000:
                         raise r.fail_at(av + 28, 'Scheduled_SEResControlModeType[2]', 'expected SE(ScheduleTupleID), CH of ScheduleTupleID')
-                    u = ((c >> 18) & 255)
+                    u = (c >> 18)
                     f_5_DischargingSchedule: _iso20_common_messages.ChargingScheduleType | None = None
                     if u > 127:
                         u2 = (c >> 10) & 0xFF
@@ -15037,8 +14913,7 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader, c: int) -> _i
                     if av < 0:
                         win, av = r.refill(av, 30)
                     c = (win >> av) & 0x3fffffff
-                    ec = (c >> 28)
-                    if ec == 0:
+                    if c < 0x10000000:
                         r.avail = av
                         f_5_DischargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r, c)
                         win = r.win
@@ -15047,12 +14922,13 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader, c: int) -> _i
                         if av < 0:
                             win, av = r.refill(av, 3)
                         c = (win >> av) & 0x7
-                        if c & 0x4 != 0x0:
+                        if c >= 0x4:
                             raise r.fail_at(av + 3, 'ScheduleTupleType[2]', 'expected EE')
-                    elif ec == 1:
+                    elif c < 0x20000000:
                         av += 26
                         c >>= 26
                     else:
+                        ec = (c >> 28) & 0x3
                         raise r.fail_at(av + 28, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
                     if c & 0x2 != 0x0:
                         raise r.fail_at(av + 2, 'Scheduled_SEResControlModeType[2]', 'expected EE')
@@ -15061,15 +14937,17 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader, c: int) -> _i
                     ob5_.ChargingSchedule = f_5_ChargingSchedule
                     ob5_.DischargingSchedule = f_5_DischargingSchedule
                     f_2_ScheduleTuple.append(ob5_)
-                elif ec == 1:
+                elif c < 0x20000000:
                     av += 27
                     c >>= 27
                 else:
+                    ec = (c >> 28) & 0x3
                     raise r.fail_at(av + 28, 'Scheduled_SEResControlModeType[2]', f'event code {ec}, expected SE(ScheduleTuple), EE')
-            elif ec == 1:
+            elif c < 0x20000000:
                 av += 27
                 c >>= 27
             else:
+                ec = (c >> 28) & 0x3
                 raise r.fail_at(av + 28, 'Scheduled_SEResControlModeType[1]', f'event code {ec}, expected SE(ScheduleTuple), EE')
             ob2_ = _new(_K_iso20_common_messages_Scheduled_SEResControlModeType)
             ob2_.ScheduleTuple = f_2_ScheduleTuple
@@ -15136,8 +15014,7 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader, c: int) -> _i
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        ec = (c >> 28)
-        if ec == 0:
+        if c < 0x10000000:
             r.avail = av
             f_7_DischargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r, c)
             win = r.win
@@ -15146,29 +15023,29 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader, c: int) -> _i
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x20000000 != 0x0:
+            if c >= 0x20000000:
                 raise r.fail_at(av + 30, 'ScheduleTupleType[2]', 'expected EE')
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif ec == 1:
+        elif c < 0x20000000:
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
         else:
+            ec = (c >> 28) & 0x3
             raise r.fail_at(av + 28, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
-        ec = ((c >> 28) & 3)
         ob7_ = _new(_K_iso20_common_messages_ScheduleTupleType)
         ob7_.ScheduleTupleID = f_7_ScheduleTupleID
         ob7_.ChargingSchedule = f_7_ChargingSchedule
         ob7_.DischargingSchedule = f_7_DischargingSchedule
         f_6_ScheduleTuple.append(ob7_)
-        if ec == 0:
-            if c & 0xc000000 != 0x0:
+        if c < 0x10000000:
+            if c >= 0x4000000:
                 raise r.fail_at(av + 28, 'Scheduled_SEResControlModeType[1]', 'expected SE(ScheduleTupleID), CH of ScheduleTupleID')
-            u = ((c >> 18) & 255)
+            u = (c >> 18)
             f_8_DischargingSchedule: _iso20_common_messages.ChargingScheduleType | None = None
             if u > 127:
                 u2 = (c >> 10) & 0xFF
@@ -15210,8 +15087,7 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader, c: int) -> _i
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            ec = (c >> 28)
-            if ec == 0:
+            if c < 0x10000000:
                 r.avail = av
                 f_8_DischargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r, c)
                 win = r.win
@@ -15220,29 +15096,29 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader, c: int) -> _i
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-                if c & 0x20000000 != 0x0:
+                if c >= 0x20000000:
                     raise r.fail_at(av + 30, 'ScheduleTupleType[2]', 'expected EE')
                 av -= 1
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-            elif ec == 1:
+            elif c < 0x20000000:
                 av -= 2
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
             else:
+                ec = (c >> 28) & 0x3
                 raise r.fail_at(av + 28, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
-            ec = ((c >> 28) & 3)
             ob8_ = _new(_K_iso20_common_messages_ScheduleTupleType)
             ob8_.ScheduleTupleID = f_8_ScheduleTupleID
             ob8_.ChargingSchedule = f_8_ChargingSchedule
             ob8_.DischargingSchedule = f_8_DischargingSchedule
             f_6_ScheduleTuple.append(ob8_)
-            if ec == 0:
-                if c & 0xc000000 != 0x0:
+            if c < 0x10000000:
+                if c >= 0x4000000:
                     raise r.fail_at(av + 28, 'Scheduled_SEResControlModeType[2]', 'expected SE(ScheduleTupleID), CH of ScheduleTupleID')
-                u = ((c >> 18) & 255)
+                u = (c >> 18)
                 f_9_DischargingSchedule: _iso20_common_messages.ChargingScheduleType | None = None
                 if u > 127:
                     u2 = (c >> 10) & 0xFF
@@ -15284,8 +15160,7 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader, c: int) -> _i
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-                ec = (c >> 28)
-                if ec == 0:
+                if c < 0x10000000:
                     r.avail = av
                     f_9_DischargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r, c)
                     win = r.win
@@ -15294,12 +15169,13 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader, c: int) -> _i
                     if av < 0:
                         win, av = r.refill(av, 3)
                     c = (win >> av) & 0x7
-                    if c & 0x4 != 0x0:
+                    if c >= 0x4:
                         raise r.fail_at(av + 3, 'ScheduleTupleType[2]', 'expected EE')
-                elif ec == 1:
+                elif c < 0x20000000:
                     av += 26
                     c >>= 26
                 else:
+                    ec = (c >> 28) & 0x3
                     raise r.fail_at(av + 28, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
                 if c & 0x2 != 0x0:
                     raise r.fail_at(av + 2, 'Scheduled_SEResControlModeType[2]', 'expected EE')
@@ -15308,15 +15184,17 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader, c: int) -> _i
                 ob9_.ChargingSchedule = f_9_ChargingSchedule
                 ob9_.DischargingSchedule = f_9_DischargingSchedule
                 f_6_ScheduleTuple.append(ob9_)
-            elif ec == 1:
+            elif c < 0x20000000:
                 av += 27
                 c >>= 27
             else:
+                ec = (c >> 28) & 0x3
                 raise r.fail_at(av + 28, 'Scheduled_SEResControlModeType[2]', f'event code {ec}, expected SE(ScheduleTuple), EE')
-        elif ec == 1:
+        elif c < 0x20000000:
             av += 27
             c >>= 27
         else:
+            ec = (c >> 28) & 0x3
             raise r.fail_at(av + 28, 'Scheduled_SEResControlModeType[1]', f'event code {ec}, expected SE(ScheduleTuple), EE')
         ob6_ = _new(_K_iso20_common_messages_Scheduled_SEResControlModeType)
         ob6_.ScheduleTuple = f_6_ScheduleTuple
@@ -15420,9 +15298,9 @@ def _d_iso20_common_messages_ScheduleTupleType(r: BitReader, c: int) -> _iso20_c
     f_ScheduleTupleID: int
     f_ChargingSchedule: _iso20_common_messages.ChargingScheduleType
     f_DischargingSchedule: _iso20_common_messages.ChargingScheduleType | None = None
-    if c & 0xc000000 != 0x0:
+    if c >= 0x4000000:
         raise r.fail_at(av + 28, 'ScheduleTupleType', 'expected SE(ScheduleTupleID), CH of ScheduleTupleID')
-    u = ((c >> 18) & 255)
+    u = (c >> 18)
     if u > 127:
         u2 = (c >> 10) & 0xFF
         if u2 < 128:
@@ -15463,8 +15341,7 @@ def _d_iso20_common_messages_ScheduleTupleType(r: BitReader, c: int) -> _iso20_c
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    ec = (c >> 28)
-    if ec == 0:
+    if c < 0x10000000:
         r.avail = av
         f_DischargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r, c)
         win = r.win
@@ -15475,9 +15352,10 @@ def _d_iso20_common_messages_ScheduleTupleType(r: BitReader, c: int) -> _iso20_c
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'ScheduleTupleType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x20000000:
         av += 28
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
     r.avail = av
     ob = _new(_K_iso20_common_messages_ScheduleTupleType)
@@ -15552,9 +15430,9 @@ def _d_iso20_common_messages_Scheduled_EVPPTControlModeType(r: BitReader, c: int
     av = r.avail
     f_SelectedScheduleTupleID: int
     f_PowerToleranceAcceptance: _iso20_common_messages.powerToleranceAcceptanceType | None = None
-    if c & 0x18000 != 0x0:
+    if c >= 0x8000:
         raise r.fail_at(av + 17, 'Scheduled_EVPPTControlModeType', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
-    u = ((c >> 7) & 255)
+    u = (c >> 7)
     if u > 127:
         av -= 8
         if av < 0:
@@ -15582,22 +15460,20 @@ def _d_iso20_common_messages_Scheduled_EVPPTControlModeType(r: BitReader, c: int
                     win, av = r.refill(av, 7)
                 c = (win >> av) & 0x7f
     f_SelectedScheduleTupleID = u
-    try:
-        ec = _Taa5bbe96[(c >> 4) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x40 != 0x0:
-            raise r.fail_at(av + 7, 'Scheduled_EVPPTControlModeType', 'expected EE of SelectedScheduleTupleID') from None
-        ec = ((c >> 4) & 3)
-    if ec == 0:
+    c &= 0x7f
+    if c >= 0x40:
+        raise r.fail_at(av + 7, 'Scheduled_EVPPTControlModeType', 'expected EE of SelectedScheduleTupleID')
+    if c < 0x10:
         try:
-            f_PowerToleranceAcceptance = _T9d0ae6d0[c & 0xf]
+            f_PowerToleranceAcceptance = _T9d0ae6d0[c]
         except KeyError:  # not a valid pattern: say why
             if c & 0xb != 0x0:
                 raise r.fail_at(av + 4, 'Scheduled_EVPPTControlModeType[1]', 'expected CH of PowerToleranceAcceptance, EE of PowerToleranceAcceptance, EE') from None
-            f_PowerToleranceAcceptance = _E_iso20_common_messages_powerToleranceAcceptanceType[((c >> 2) & 1)]
-    elif ec == 1:
+            f_PowerToleranceAcceptance = _E_iso20_common_messages_powerToleranceAcceptanceType[(c >> 2)]
+    elif c < 0x20:
         av += 4
     else:
+        ec = (c >> 4) & 0x3
         raise r.fail_at(av + 4, 'Scheduled_EVPPTControlModeType[1]', f'event code {ec}, expected SE(PowerToleranceAcceptance), EE')
     r.avail = av
     ob = _new(_K_iso20_common_messages_Scheduled_EVPPTControlModeType)
@@ -15662,11 +15538,10 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
     f_EVMinimumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     f_EVEnergyOffer: _iso20_common_messages.EVEnergyOfferType | None = None
     s = 0
-    ec = ((c >> 25) & 7)
-    if ec == 0:
-        if c & 0x1000000 != 0x0:
+    if c < 0x2000000:
+        if c >= 0x1000000:
             raise r.fail_at(av + 25, 'Scheduled_SEReqControlModeType[0]', 'expected CH of DepartureTime')
-        u = ((c >> 16) & 255)
+        u = (c >> 16)
         if u > 127:
             u2 = (c >> 8) & 0xFF
             if u2 < 128:
@@ -15693,20 +15568,17 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             av += 8
             c >>= 8
         f_DepartureTime = u
-        try:
-            ec = _T4243fd73[(c >> 4) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x80 != 0x0:
-                raise r.fail_at(av + 8, 'Scheduled_SEReqControlModeType[0]', 'expected EE of DepartureTime') from None
-            ec = ((c >> 4) & 7)
-        if ec == 0:
+        c &= 0xff
+        if c >= 0x80:
+            raise r.fail_at(av + 8, 'Scheduled_SEReqControlModeType[0]', 'expected EE of DepartureTime')
+        if c < 0x10:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'Scheduled_SEReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_1_Exponent = ((c >> 20) & 255) - 128
+            f_1_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -15733,21 +15605,21 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'Scheduled_SEReqControlModeType[1]', 'expected EE of Value, EE')
             ob1_ = _new(_K_iso20_common_types_RationalNumberType)
             ob1_.Exponent = f_1_Exponent
             ob1_.Value = f_1_Value
             f_EVTargetEnergyRequest = ob1_
             s = 2
-        elif ec == 1:
+        elif c < 0x20:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'Scheduled_SEReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_2_Exponent = ((c >> 20) & 255) - 128
+            f_2_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -15774,21 +15646,21 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'Scheduled_SEReqControlModeType[1]', 'expected EE of Value, EE')
             ob2_ = _new(_K_iso20_common_types_RationalNumberType)
             ob2_.Exponent = f_2_Exponent
             ob2_.Value = f_2_Value
             f_EVMaximumEnergyRequest = ob2_
             s = 3
-        elif ec == 2:
+        elif c < 0x30:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'Scheduled_SEReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 20) & 255) - 128
+            f_3_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -15815,21 +15687,21 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'Scheduled_SEReqControlModeType[1]', 'expected EE of Value, EE')
             ob3_ = _new(_K_iso20_common_types_RationalNumberType)
             ob3_.Exponent = f_3_Exponent
             ob3_.Value = f_3_Value
             f_EVMinimumEnergyRequest = ob3_
             s = 4
-        elif ec == 3:
+        elif c < 0x40:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x38000000 != 0x0:
+            if c >= 0x8000000:
                 raise r.fail_at(av + 30, 'Scheduled_SEReqControlModeType[1]', 'expected SE(EVPowerSchedule), SE(TimeAnchor), CH of TimeAnchor')
-            u = ((c >> 19) & 255)
+            u = (c >> 19)
             if u > 127:
                 u2 = (c >> 11) & 0xFF
                 if u2 < 128:
@@ -15870,9 +15742,9 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x3c000000 != 0x0:
+            if c >= 0x4000000:
                 raise r.fail_at(av + 30, 'Scheduled_SEReqControlModeType[1]', 'expected EE, SE(EVAbsolutePriceSchedule), SE(TimeAnchor), CH of TimeAnchor')
-            u = ((c >> 18) & 255)
+            u = (c >> 18)
             ob5_ = _new(_K_iso20_common_messages_EVPowerScheduleType)
             ob5_.TimeAnchor = f_5_TimeAnchor
             ob5_.EVPowerScheduleEntries = f_5_EVPowerScheduleEntries
@@ -15907,9 +15779,9 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             if av < 0:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
-            if c & 0x700 != 0x0:
+            if c >= 0x100:
                 raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[1]', 'expected EE of TimeAnchor, SE(Currency), CH of Currency')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -15937,9 +15809,9 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             if av < 0:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
-            if c & 0x700 != 0x0:
+            if c >= 0x100:
                 raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[1]', 'expected EE of Currency, SE(PriceAlgorithm), CH of PriceAlgorithm')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -15967,7 +15839,7 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'Scheduled_SEReqControlModeType[1]', 'expected EE of PriceAlgorithm, SE(EVPriceRuleStacks)')
             r.avail = av
             f_6_EVPriceRuleStacks = _d_iso20_common_messages_EVPriceRuleStackListType(r, c)
@@ -15977,7 +15849,7 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'Scheduled_SEReqControlModeType[1]', 'expected EE, EE')
             ob6_ = _new(_K_iso20_common_messages_EVAbsolutePriceScheduleType)
             ob6_.TimeAnchor = f_6_TimeAnchor
@@ -15990,12 +15862,13 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             ob4_.EVAbsolutePriceSchedule = f_4_EVAbsolutePriceSchedule
             f_EVEnergyOffer = ob4_
             s = 5
-        elif ec == 4:
+        elif c < 0x50:
             av -= 24
             s = -1
         else:
+            ec = (c >> 4) & 0x7
             raise r.fail_at(av + 4, 'Scheduled_SEReqControlModeType[1]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVEnergyOffer), EE')
-    elif ec == 1:
+    elif c < 0x4000000:
         if c & 0x1807000 != 0x0:
             raise r.fail_at(av + 25, 'Scheduled_SEReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_7_Exponent = ((c >> 15) & 255) - 128
@@ -16039,7 +15912,7 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 2
-    elif ec == 2:
+    elif c < 0x6000000:
         if c & 0x1807000 != 0x0:
             raise r.fail_at(av + 25, 'Scheduled_SEReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_8_Exponent = ((c >> 15) & 255) - 128
@@ -16083,7 +15956,7 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 3
-    elif ec == 3:
+    elif c < 0x8000000:
         if c & 0x1807000 != 0x0:
             raise r.fail_at(av + 25, 'Scheduled_SEReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_9_Exponent = ((c >> 15) & 255) - 128
@@ -16127,8 +16000,8 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 4
-    elif ec == 4:
-        if c & 0x1c00000 != 0x0:
+    elif c < 0xa000000:
+        if c >= 0x8400000:
             raise r.fail_at(av + 25, 'Scheduled_SEReqControlModeType[0]', 'expected SE(EVPowerSchedule), SE(TimeAnchor), CH of TimeAnchor')
         u = ((c >> 14) & 255)
         if u > 127:
@@ -16171,9 +16044,9 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x3c000000 != 0x0:
+        if c >= 0x4000000:
             raise r.fail_at(av + 30, 'Scheduled_SEReqControlModeType[0]', 'expected EE, SE(EVAbsolutePriceSchedule), SE(TimeAnchor), CH of TimeAnchor')
-        u = ((c >> 18) & 255)
+        u = (c >> 18)
         ob11_ = _new(_K_iso20_common_messages_EVPowerScheduleType)
         ob11_.TimeAnchor = f_11_TimeAnchor
         ob11_.EVPowerScheduleEntries = f_11_EVPowerScheduleEntries
@@ -16208,9 +16081,9 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c & 0x700 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[0]', 'expected EE of TimeAnchor, SE(Currency), CH of Currency')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -16238,9 +16111,9 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c & 0x700 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[0]', 'expected EE of Currency, SE(PriceAlgorithm), CH of PriceAlgorithm')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -16268,7 +16141,7 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'Scheduled_SEReqControlModeType[0]', 'expected EE of PriceAlgorithm, SE(EVPriceRuleStacks)')
         r.avail = av
         f_12_EVPriceRuleStacks = _d_iso20_common_messages_EVPriceRuleStackListType(r, c)
@@ -16278,7 +16151,7 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'Scheduled_SEReqControlModeType[0]', 'expected EE, EE')
         ob12_ = _new(_K_iso20_common_messages_EVAbsolutePriceScheduleType)
         ob12_.TimeAnchor = f_12_TimeAnchor
@@ -16291,17 +16164,18 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
         ob10_.EVAbsolutePriceSchedule = f_10_EVAbsolutePriceSchedule
         f_EVEnergyOffer = ob10_
         s = 5
-    elif ec == 5:
+    elif c < 0xc000000:
         av -= 3
         s = -1
     else:
+        ec = (c >> 25) & 0x7
         raise r.fail_at(av + 25, 'Scheduled_SEReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVEnergyOffer), EE')
     if s == 2:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_SEReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_13_Exponent = ((c >> 15) & 255) - 128
+            f_13_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -16342,7 +16216,7 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_SEReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_14_Exponent = ((c >> 15) & 255) - 128
@@ -16386,8 +16260,8 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 2:
-            if c & 0x1c00000 != 0x0:
+        elif c < 0x6000000:
+            if c >= 0x4400000:
                 raise r.fail_at(av + 25, 'Scheduled_SEReqControlModeType[2]', 'expected SE(EVPowerSchedule), SE(TimeAnchor), CH of TimeAnchor')
             u = ((c >> 14) & 255)
             if u > 127:
@@ -16430,9 +16304,9 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x3c000000 != 0x0:
+            if c >= 0x4000000:
                 raise r.fail_at(av + 30, 'Scheduled_SEReqControlModeType[2]', 'expected EE, SE(EVAbsolutePriceSchedule), SE(TimeAnchor), CH of TimeAnchor')
-            u = ((c >> 18) & 255)
+            u = (c >> 18)
             ob16_ = _new(_K_iso20_common_messages_EVPowerScheduleType)
             ob16_.TimeAnchor = f_16_TimeAnchor
             ob16_.EVPowerScheduleEntries = f_16_EVPowerScheduleEntries
@@ -16467,9 +16341,9 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             if av < 0:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
-            if c & 0x700 != 0x0:
+            if c >= 0x100:
                 raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[2]', 'expected EE of TimeAnchor, SE(Currency), CH of Currency')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -16497,9 +16371,9 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             if av < 0:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
-            if c & 0x700 != 0x0:
+            if c >= 0x100:
                 raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[2]', 'expected EE of Currency, SE(PriceAlgorithm), CH of PriceAlgorithm')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -16527,7 +16401,7 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'Scheduled_SEReqControlModeType[2]', 'expected EE of PriceAlgorithm, SE(EVPriceRuleStacks)')
             r.avail = av
             f_17_EVPriceRuleStacks = _d_iso20_common_messages_EVPriceRuleStackListType(r, c)
@@ -16537,7 +16411,7 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'Scheduled_SEReqControlModeType[2]', 'expected EE, EE')
             ob17_ = _new(_K_iso20_common_messages_EVAbsolutePriceScheduleType)
             ob17_.TimeAnchor = f_17_TimeAnchor
@@ -16550,17 +16424,18 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             ob15_.EVAbsolutePriceSchedule = f_15_EVAbsolutePriceSchedule
             f_EVEnergyOffer = ob15_
             s = 5
-        elif ec == 3:
+        elif c < 0x8000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'Scheduled_SEReqControlModeType[2]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVEnergyOffer), EE')
     if s == 3:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Scheduled_SEReqControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_18_Exponent = ((c >> 16) & 255) - 128
+            f_18_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -16601,8 +16476,8 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 1:
-            if c & 0x3800000 != 0x0:
+        elif c < 0x8000000:
+            if c >= 0x4800000:
                 raise r.fail_at(av + 26, 'Scheduled_SEReqControlModeType[3]', 'expected SE(EVPowerSchedule), SE(TimeAnchor), CH of TimeAnchor')
             u = ((c >> 15) & 255)
             if u > 127:
@@ -16645,9 +16520,9 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x3c000000 != 0x0:
+            if c >= 0x4000000:
                 raise r.fail_at(av + 30, 'Scheduled_SEReqControlModeType[3]', 'expected EE, SE(EVAbsolutePriceSchedule), SE(TimeAnchor), CH of TimeAnchor')
-            u = ((c >> 18) & 255)
+            u = (c >> 18)
             ob20_ = _new(_K_iso20_common_messages_EVPowerScheduleType)
             ob20_.TimeAnchor = f_20_TimeAnchor
             ob20_.EVPowerScheduleEntries = f_20_EVPowerScheduleEntries
@@ -16682,9 +16557,9 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             if av < 0:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
-            if c & 0x700 != 0x0:
+            if c >= 0x100:
                 raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[3]', 'expected EE of TimeAnchor, SE(Currency), CH of Currency')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -16712,9 +16587,9 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             if av < 0:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
-            if c & 0x700 != 0x0:
+            if c >= 0x100:
                 raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[3]', 'expected EE of Currency, SE(PriceAlgorithm), CH of PriceAlgorithm')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -16742,7 +16617,7 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'Scheduled_SEReqControlModeType[3]', 'expected EE of PriceAlgorithm, SE(EVPriceRuleStacks)')
             r.avail = av
             f_21_EVPriceRuleStacks = _d_iso20_common_messages_EVPriceRuleStackListType(r, c)
@@ -16752,7 +16627,7 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'Scheduled_SEReqControlModeType[3]', 'expected EE, EE')
             ob21_ = _new(_K_iso20_common_messages_EVAbsolutePriceScheduleType)
             ob21_.TimeAnchor = f_21_TimeAnchor
@@ -16765,17 +16640,18 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             ob19_.EVAbsolutePriceSchedule = f_19_EVAbsolutePriceSchedule
             f_EVEnergyOffer = ob19_
             s = 5
-        elif ec == 2:
+        elif c < 0xc000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'Scheduled_SEReqControlModeType[3]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), SE(EVEnergyOffer), EE')
     if s == 4:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
-            if c & 0x3800000 != 0x0:
+        c &= 0xfffffff
+        if c < 0x4000000:
+            if c >= 0x800000:
                 raise r.fail_at(av + 26, 'Scheduled_SEReqControlModeType[4]', 'expected SE(EVPowerSchedule), SE(TimeAnchor), CH of TimeAnchor')
-            u = ((c >> 15) & 255)
+            u = (c >> 15)
             if u > 127:
                 u2 = (c >> 7) & 0xFF
                 if u2 < 128:
@@ -16816,9 +16692,9 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x3c000000 != 0x0:
+            if c >= 0x4000000:
                 raise r.fail_at(av + 30, 'Scheduled_SEReqControlModeType[4]', 'expected EE, SE(EVAbsolutePriceSchedule), SE(TimeAnchor), CH of TimeAnchor')
-            u = ((c >> 18) & 255)
+            u = (c >> 18)
             ob23_ = _new(_K_iso20_common_messages_EVPowerScheduleType)
             ob23_.TimeAnchor = f_23_TimeAnchor
             ob23_.EVPowerScheduleEntries = f_23_EVPowerScheduleEntries
@@ -16853,9 +16729,9 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             if av < 0:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
-            if c & 0x700 != 0x0:
+            if c >= 0x100:
                 raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[4]', 'expected EE of TimeAnchor, SE(Currency), CH of Currency')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -16883,9 +16759,9 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             if av < 0:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
-            if c & 0x700 != 0x0:
+            if c >= 0x100:
                 raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[4]', 'expected EE of Currency, SE(PriceAlgorithm), CH of PriceAlgorithm')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -16913,7 +16789,7 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'Scheduled_SEReqControlModeType[4]', 'expected EE of PriceAlgorithm, SE(EVPriceRuleStacks)')
             r.avail = av
             f_24_EVPriceRuleStacks = _d_iso20_common_messages_EVPriceRuleStackListType(r, c)
@@ -16923,7 +16799,7 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'Scheduled_SEReqControlModeType[4]', 'expected EE, EE')
             ob24_ = _new(_K_iso20_common_messages_EVAbsolutePriceScheduleType)
             ob24_.TimeAnchor = f_24_TimeAnchor
@@ -16936,10 +16812,11 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             ob22_.EVAbsolutePriceSchedule = f_22_EVAbsolutePriceSchedule
             f_EVEnergyOffer = ob22_
             s = 5
-        elif ec == 1:
+        elif c < 0x8000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'Scheduled_SEReqControlModeType[4]', f'event code {ec}, expected SE(EVEnergyOffer), EE')
     if s == 5:
         av += 27
@@ -17806,9 +17683,9 @@ def _d_iso20_common_messages_Scheduled_SEResControlModeType(r: BitReader, c: int
     win = r.win
     av = r.avail
     f_ScheduleTuple: list[_iso20_common_messages.ScheduleTupleType] = []
-    if c & 0xe000000 != 0x0:
+    if c >= 0x2000000:
         raise r.fail_at(av + 28, 'Scheduled_SEResControlModeType', 'expected SE(ScheduleTuple), SE(ScheduleTupleID), CH of ScheduleTupleID')
-    u = ((c >> 17) & 255)
+    u = (c >> 17)
     f_1_DischargingSchedule: _iso20_common_messages.ChargingScheduleType | None = None
     if u > 127:
         u2 = (c >> 9) & 0xFF
@@ -17850,8 +17727,7 @@ def _d_iso20_common_messages_Scheduled_SEResControlModeType(r: BitReader, c: int
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    ec = (c >> 28)
-    if ec == 0:
+    if c < 0x10000000:
         r.avail = av
         f_1_DischargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r, c)
         win = r.win
@@ -17860,29 +17736,29 @@ def _d_iso20_common_messages_Scheduled_SEResControlModeType(r: BitReader, c: int
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'ScheduleTupleType[2]', 'expected EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x20000000:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
-    ec = ((c >> 28) & 3)
     ob1_ = _new(_K_iso20_common_messages_ScheduleTupleType)
     ob1_.ScheduleTupleID = f_1_ScheduleTupleID
     ob1_.ChargingSchedule = f_1_ChargingSchedule
     ob1_.DischargingSchedule = f_1_DischargingSchedule
     f_ScheduleTuple.append(ob1_)
-    if ec == 0:
-        if c & 0xc000000 != 0x0:
+    if c < 0x10000000:
+        if c >= 0x4000000:
             raise r.fail_at(av + 28, 'Scheduled_SEResControlModeType[1]', 'expected SE(ScheduleTupleID), CH of ScheduleTupleID')
-        u = ((c >> 18) & 255)
+        u = (c >> 18)
         f_2_DischargingSchedule: _iso20_common_messages.ChargingScheduleType | None = None
         if u > 127:
             u2 = (c >> 10) & 0xFF
@@ -17924,8 +17800,7 @@ def _d_iso20_common_messages_Scheduled_SEResControlModeType(r: BitReader, c: int
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        ec = (c >> 28)
-        if ec == 0:
+        if c < 0x10000000:
             r.avail = av
             f_2_DischargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r, c)
             win = r.win
@@ -17934,29 +17809,29 @@ def _d_iso20_common_messages_Scheduled_SEResControlModeType(r: BitReader, c: int
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x20000000 != 0x0:
+            if c >= 0x20000000:
                 raise r.fail_at(av + 30, 'ScheduleTupleType[2]', 'expected EE')
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif ec == 1:
+        elif c < 0x20000000:
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
         else:
+            ec = (c >> 28) & 0x3
             raise r.fail_at(av + 28, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
-        ec = ((c >> 28) & 3)
         ob2_ = _new(_K_iso20_common_messages_ScheduleTupleType)
         ob2_.ScheduleTupleID = f_2_ScheduleTupleID
         ob2_.ChargingSchedule = f_2_ChargingSchedule
         ob2_.DischargingSchedule = f_2_DischargingSchedule
         f_ScheduleTuple.append(ob2_)
-        if ec == 0:
-            if c & 0xc000000 != 0x0:
+        if c < 0x10000000:
+            if c >= 0x4000000:
                 raise r.fail_at(av + 28, 'Scheduled_SEResControlModeType[2]', 'expected SE(ScheduleTupleID), CH of ScheduleTupleID')
-            u = ((c >> 18) & 255)
+            u = (c >> 18)
             f_3_DischargingSchedule: _iso20_common_messages.ChargingScheduleType | None = None
             if u > 127:
                 u2 = (c >> 10) & 0xFF
@@ -17998,8 +17873,7 @@ def _d_iso20_common_messages_Scheduled_SEResControlModeType(r: BitReader, c: int
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            ec = (c >> 28)
-            if ec == 0:
+            if c < 0x10000000:
                 r.avail = av
                 f_3_DischargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r, c)
                 win = r.win
@@ -18008,12 +17882,13 @@ def _d_iso20_common_messages_Scheduled_SEResControlModeType(r: BitReader, c: int
                 if av < 0:
                     win, av = r.refill(av, 2)
                 c = (win >> av) & 0x3
-                if c & 0x2 != 0x0:
+                if c >= 0x2:
                     raise r.fail_at(av + 2, 'ScheduleTupleType[2]', 'expected EE')
-            elif ec == 1:
+            elif c < 0x20000000:
                 av += 27
                 c >>= 27
             else:
+                ec = (c >> 28) & 0x3
                 raise r.fail_at(av + 28, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
             if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'Scheduled_SEResControlModeType[2]', 'expected EE')
@@ -18022,13 +17897,15 @@ def _d_iso20_common_messages_Scheduled_SEResControlModeType(r: BitReader, c: int
             ob3_.ChargingSchedule = f_3_ChargingSchedule
             ob3_.DischargingSchedule = f_3_DischargingSchedule
             f_ScheduleTuple.append(ob3_)
-        elif ec == 1:
+        elif c < 0x20000000:
             av += 28
         else:
+            ec = (c >> 28) & 0x3
             raise r.fail_at(av + 28, 'Scheduled_SEResControlModeType[2]', f'event code {ec}, expected SE(ScheduleTuple), EE')
-    elif ec == 1:
+    elif c < 0x20000000:
         av += 28
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'Scheduled_SEResControlModeType[1]', f'event code {ec}, expected SE(ScheduleTuple), EE')
     r.avail = av
     ob = _new(_K_iso20_common_messages_Scheduled_SEResControlModeType)
@@ -18100,9 +17977,9 @@ def _d_iso20_common_messages_Scheduled_SMDTControlModeType(r: BitReader, c: int)
     win = r.win
     av = r.avail
     f_SelectedScheduleTupleID: int
-    if c & 0xc00 != 0x0:
+    if c >= 0x400:
         raise r.fail_at(av + 12, 'Scheduled_SMDTControlModeType', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
-    u = ((c >> 2) & 255)
+    u = (c >> 2)
     if u > 127:
         av -= 8
         if av < 0:
@@ -18175,9 +18052,9 @@ def _d_iso20_common_messages_SelectedServiceListType(r: BitReader, c: int) -> _i
     av = r.avail
     f_SelectedService: list[_iso20_common_messages.SelectedServiceType] = []
     s = 0
-    if c & 0xe00000 != 0x0:
+    if c >= 0x200000:
         raise r.fail_at(av + 24, 'SelectedServiceListType', 'expected SE(SelectedService), SE(ServiceID), CH of ServiceID')
-    u = ((c >> 13) & 255)
+    u = (c >> 13)
     if u > 127:
         u2 = (c >> 5) & 0xFF
         if u2 < 128:
@@ -18208,9 +18085,9 @@ def _d_iso20_common_messages_SelectedServiceListType(r: BitReader, c: int) -> _i
     if av < 0:
         win, av = r.refill(av, 21)
     c = (win >> av) & 0x1fffff
-    if c & 0x1c0000 != 0x0:
+    if c >= 0x40000:
         raise r.fail_at(av + 21, 'SelectedServiceListType', 'expected EE of ServiceID, SE(ParameterSetID), CH of ParameterSetID')
-    u = ((c >> 10) & 255)
+    u = (c >> 10)
     if u > 127:
         u2 = (c >> 2) & 0xFF
         if u2 < 128:
@@ -18250,11 +18127,10 @@ def _d_iso20_common_messages_SelectedServiceListType(r: BitReader, c: int) -> _i
         if av < 0:
             win, av = r.refill(av, 25)
         c = (win >> av) & 0x1ffffff
-        ec = (c >> 23)
-        if ec == 0:
-            if c & 0x600000 != 0x0:
+        if c < 0x800000:
+            if c >= 0x200000:
                 raise r.fail_at(av + 23, 'SelectedServiceListType[1]', 'expected SE(ServiceID), CH of ServiceID')
-            u = ((c >> 13) & 255)
+            u = (c >> 13)
             if u > 127:
                 u2 = (c >> 5) & 0xFF
                 if u2 < 128:
@@ -18285,9 +18161,9 @@ def _d_iso20_common_messages_SelectedServiceListType(r: BitReader, c: int) -> _i
             if av < 0:
                 win, av = r.refill(av, 21)
             c = (win >> av) & 0x1fffff
-            if c & 0x1c0000 != 0x0:
+            if c >= 0x40000:
                 raise r.fail_at(av + 21, 'SelectedServiceListType[1]', 'expected EE of ServiceID, SE(ParameterSetID), CH of ParameterSetID')
-            u = ((c >> 10) & 255)
+            u = (c >> 10)
             if u > 127:
                 u2 = (c >> 2) & 0xFF
                 if u2 < 128:
@@ -18324,18 +18200,19 @@ def _d_iso20_common_messages_SelectedServiceListType(r: BitReader, c: int) -> _i
             if n == 15:
                 s = 16
                 break
-        elif ec == 1:
+        elif c < 0x1000000:
             av += 23
             s = -1
             break
         else:
+            ec = (c >> 23) & 0x3
             raise r.fail_at(av + 23, 'SelectedServiceListType[1]', f'event code {ec}, expected SE(SelectedService), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 16:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'SelectedServiceListType', 'expected EE')
         s = -1
     else:
@@ -18489,9 +18366,9 @@ def _d_iso20_common_messages_SelectedServiceType(r: BitReader, c: int) -> _iso20
     av = r.avail
     f_ServiceID: int
     f_ParameterSetID: int
-    if c & 0x600000 != 0x0:
+    if c >= 0x200000:
         raise r.fail_at(av + 23, 'SelectedServiceType', 'expected SE(ServiceID), CH of ServiceID')
-    u = ((c >> 13) & 255)
+    u = (c >> 13)
     if u > 127:
         u2 = (c >> 5) & 0xFF
         if u2 < 128:
@@ -18522,9 +18399,9 @@ def _d_iso20_common_messages_SelectedServiceType(r: BitReader, c: int) -> _iso20
     if av < 0:
         win, av = r.refill(av, 21)
     c = (win >> av) & 0x1fffff
-    if c & 0x1c0000 != 0x0:
+    if c >= 0x40000:
         raise r.fail_at(av + 21, 'SelectedServiceType', 'expected EE of ServiceID, SE(ParameterSetID), CH of ParameterSetID')
-    u = ((c >> 10) & 255)
+    u = (c >> 10)
     if u > 127:
         u2 = (c >> 2) & 0xFF
         if u2 < 128:
@@ -18620,9 +18497,9 @@ def _d_iso20_common_messages_ServiceDetailReqType(r: BitReader, c: int) -> _iso2
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ServiceID: int
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'ServiceDetailReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -18651,9 +18528,9 @@ def _d_iso20_common_messages_ServiceDetailReqType(r: BitReader, c: int) -> _iso2
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'ServiceDetailReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -18680,13 +18557,10 @@ def _d_iso20_common_messages_ServiceDetailReqType(r: BitReader, c: int) -> _iso2
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'ServiceDetailReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'ServiceDetailReqType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -18699,18 +18573,19 @@ def _d_iso20_common_messages_ServiceDetailReqType(r: BitReader, c: int) -> _iso2
         if av < 0:
             win, av = r.refill(av, 13)
         c = (win >> av) & 0x1fff
-        if c & 0x1000 != 0x0:
+        if c >= 0x1000:
             raise r.fail_at(av + 13, 'MessageHeaderType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x200:
         av -= 4
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    if c & 0xc00 != 0x0:
+    if c >= 0x400:
         raise r.fail_at(av + 12, 'ServiceDetailReqType', 'expected SE(ServiceID), CH of ServiceID')
-    u = ((c >> 2) & 255)
+    u = (c >> 2)
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
@@ -18800,9 +18675,9 @@ def _d_iso20_common_messages_ServiceDetailResType(r: BitReader, c: int) -> _iso2
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_ServiceID: int
     f_ServiceParameterList: _iso20_common_messages.ServiceParameterListType
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'ServiceDetailResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -18831,9 +18706,9 @@ def _d_iso20_common_messages_ServiceDetailResType(r: BitReader, c: int) -> _iso2
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'ServiceDetailResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -18860,13 +18735,10 @@ def _d_iso20_common_messages_ServiceDetailResType(r: BitReader, c: int) -> _iso2
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'ServiceDetailResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'ServiceDetailResType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -18879,25 +18751,26 @@ def _d_iso20_common_messages_ServiceDetailResType(r: BitReader, c: int) -> _iso2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x200:
         av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
-        f_ResponseCode = _T7c5f5777[(c >> 19) & 0x7ff]
+        f_ResponseCode = _T7c5f5777[c >> 19]
     except KeyError:  # not a valid pattern: say why
         if c & 0x30380000 != 0x0:
             raise r.fail_at(av + 30, 'ServiceDetailResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceID), CH of ServiceID') from None
-        iv = ((c >> 22) & 63)
+        iv = (c >> 22)
         if iv >= 40:
             raise r.fail_at(av + 19, 'ServiceDetailResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
@@ -19015,9 +18888,9 @@ def _d_iso20_common_messages_ServiceDiscoveryReqType(r: BitReader, c: int) -> _i
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_SupportedServiceIDs: _iso20_common_messages.ServiceIDListType | None = None
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'ServiceDiscoveryReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -19046,9 +18919,9 @@ def _d_iso20_common_messages_ServiceDiscoveryReqType(r: BitReader, c: int) -> _i
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'ServiceDiscoveryReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -19075,13 +18948,10 @@ def _d_iso20_common_messages_ServiceDiscoveryReqType(r: BitReader, c: int) -> _i
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'ServiceDiscoveryReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'ServiceDiscoveryReqType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -19094,22 +18964,22 @@ def _d_iso20_common_messages_ServiceDiscoveryReqType(r: BitReader, c: int) -> _i
         if av < 0:
             win, av = r.refill(av, 14)
         c = (win >> av) & 0x3fff
-        if c & 0x2000 != 0x0:
+        if c >= 0x2000:
             raise r.fail_at(av + 14, 'MessageHeaderType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x200:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
         c = (win >> av) & 0x1fff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    ec = ((c >> 11) & 3)
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
     f_Header = ob1_
-    if ec == 0:
+    if c < 0x800:
         r.avail = av
         f_SupportedServiceIDs = _d_iso20_common_messages_ServiceIDListType(r, c)
         win = r.win
@@ -19120,9 +18990,10 @@ def _d_iso20_common_messages_ServiceDiscoveryReqType(r: BitReader, c: int) -> _i
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'ServiceDiscoveryReqType[1]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x1000:
         av += 11
     else:
+        ec = (c >> 11) & 0x3
         raise r.fail_at(av + 11, 'ServiceDiscoveryReqType[1]', f'event code {ec}, expected SE(SupportedServiceIDs), EE')
     r.avail = av
     ob = _new(_K_iso20_common_messages_ServiceDiscoveryReqType)
@@ -19175,9 +19046,9 @@ def _d_iso20_common_messages_ServiceDiscoveryResType(r: BitReader, c: int) -> _i
     f_ServiceRenegotiationSupported: bool
     f_EnergyTransferServiceList: _iso20_common_messages.ServiceListType
     f_VASList: _iso20_common_messages.ServiceListType | None = None
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'ServiceDiscoveryResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -19206,9 +19077,9 @@ def _d_iso20_common_messages_ServiceDiscoveryResType(r: BitReader, c: int) -> _i
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'ServiceDiscoveryResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -19235,13 +19106,10 @@ def _d_iso20_common_messages_ServiceDiscoveryResType(r: BitReader, c: int) -> _i
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'ServiceDiscoveryResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'ServiceDiscoveryResType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -19254,25 +19122,26 @@ def _d_iso20_common_messages_ServiceDiscoveryResType(r: BitReader, c: int) -> _i
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x200:
         av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
-        f_ResponseCode, f_ServiceRenegotiationSupported = _Tf7a260cd[(c >> 16) & 0x3fff]
+        f_ResponseCode, f_ServiceRenegotiationSupported = _Tf7a260cd[c >> 16]
     except KeyError:  # not a valid pattern: say why
         if c & 0x303b0000 != 0x0:
             raise r.fail_at(av + 30, 'ServiceDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceRenegotiationSupported), CH of ServiceRenegotiationSupported, EE of ServiceRenegotiationSupported, SE(EnergyTransferServiceList)') from None
-        iv = ((c >> 22) & 63)
+        iv = (c >> 22)
         if iv >= 40:
             raise r.fail_at(av + 16, 'ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
@@ -19294,8 +19163,7 @@ def _d_iso20_common_messages_ServiceDiscoveryResType(r: BitReader, c: int) -> _i
     if av < 0:
         win, av = r.refill(av, 19)
     c = (win >> av) & 0x7ffff
-    ec = (c >> 17)
-    if ec == 0:
+    if c < 0x20000:
         r.avail = av
         f_VASList = _d_iso20_common_messages_ServiceListType(r, c)
         win = r.win
@@ -19306,9 +19174,10 @@ def _d_iso20_common_messages_ServiceDiscoveryResType(r: BitReader, c: int) -> _i
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'ServiceDiscoveryResType[4]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x40000:
         av += 17
     else:
+        ec = (c >> 17) & 0x3
         raise r.fail_at(av + 17, 'ServiceDiscoveryResType[4]', f'event code {ec}, expected SE(VASList), EE')
     r.avail = av
     ob = _new(_K_iso20_common_messages_ServiceDiscoveryResType)
@@ -19377,9 +19246,9 @@ def _d_iso20_common_messages_ServiceIDListType(r: BitReader, c: int) -> _iso20_c
     av = r.avail
     f_ServiceID: list[int] = []
     s = 0
-    if c & 0x600 != 0x0:
+    if c >= 0x200:
         raise r.fail_at(av + 11, 'ServiceIDListType', 'expected SE(ServiceID), CH of ServiceID')
-    u = ((c >> 1) & 255)
+    u = (c >> 1)
     if u > 127:
         av -= 8
         if av < 0:
@@ -19416,11 +19285,10 @@ def _d_iso20_common_messages_ServiceIDListType(r: BitReader, c: int) -> _iso20_c
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-        ec = (c >> 10)
-        if ec == 0:
-            if c & 0x200 != 0x0:
+        if c < 0x400:
+            if c >= 0x200:
                 raise r.fail_at(av + 10, 'ServiceIDListType[1]', 'expected CH of ServiceID')
-            u = ((c >> 1) & 255)
+            u = (c >> 1)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -19454,18 +19322,19 @@ def _d_iso20_common_messages_ServiceIDListType(r: BitReader, c: int) -> _iso20_c
             if n == 15:
                 s = 16
                 break
-        elif ec == 1:
+        elif c < 0x800:
             av += 10
             s = -1
             break
         else:
+            ec = (c >> 10) & 0x3
             raise r.fail_at(av + 10, 'ServiceIDListType[1]', f'event code {ec}, expected SE(ServiceID), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 16:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'ServiceIDListType', 'expected EE')
         s = -1
     else:
@@ -19561,9 +19430,9 @@ def _d_iso20_common_messages_ServiceListType(r: BitReader, c: int) -> _iso20_com
     av = r.avail
     f_Service: list[_iso20_common_messages.ServiceType] = []
     s = 0
-    if c & 0x1c000 != 0x0:
+    if c >= 0x4000:
         raise r.fail_at(av + 17, 'ServiceListType', 'expected SE(Service), SE(ServiceID), CH of ServiceID')
-    u = ((c >> 6) & 255)
+    u = (c >> 6)
     if u > 127:
         av -= 8
         if av < 0:
@@ -19608,11 +19477,10 @@ def _d_iso20_common_messages_ServiceListType(r: BitReader, c: int) -> _iso20_com
         if av < 0:
             win, av = r.refill(av, 18)
         c = (win >> av) & 0x3ffff
-        ec = (c >> 16)
-        if ec == 0:
-            if c & 0xc000 != 0x0:
+        if c < 0x10000:
+            if c >= 0x4000:
                 raise r.fail_at(av + 16, 'ServiceListType[1]', 'expected SE(ServiceID), CH of ServiceID')
-            u = ((c >> 6) & 255)
+            u = (c >> 6)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -19654,18 +19522,19 @@ def _d_iso20_common_messages_ServiceListType(r: BitReader, c: int) -> _iso20_com
             if n == 7:
                 s = 8
                 break
-        elif ec == 1:
+        elif c < 0x20000:
             av += 16
             s = -1
             break
         else:
+            ec = (c >> 16) & 0x3
             raise r.fail_at(av + 16, 'ServiceListType[1]', f'event code {ec}, expected SE(Service), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 8:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'ServiceListType', 'expected EE')
         s = -1
     else:
@@ -19777,7 +19646,7 @@ def _d_iso20_common_messages_ServiceParameterListType(r: BitReader, c: int) -> _
     av = r.avail
     f_ParameterSet: list[_iso20_common_messages.ParameterSetType] = []
     s = 0
-    if c & 0x200000 != 0x0:
+    if c >= 0x200000:
         raise r.fail_at(av + 22, 'ServiceParameterListType', 'expected SE(ParameterSet)')
     r.avail = av
     f_ParameterSet.append(_d_iso20_common_messages_ParameterSetType(r, c))
@@ -19790,8 +19659,7 @@ def _d_iso20_common_messages_ServiceParameterListType(r: BitReader, c: int) -> _
         if av < 0:
             win, av = r.refill(av, 23)
         c = (win >> av) & 0x7fffff
-        ec = (c >> 21)
-        if ec == 0:
+        if c < 0x200000:
             r.avail = av
             f_ParameterSet.append(_d_iso20_common_messages_ParameterSetType(r, c))
             win = r.win
@@ -19800,18 +19668,19 @@ def _d_iso20_common_messages_ServiceParameterListType(r: BitReader, c: int) -> _
             if n == 31:
                 s = 32
                 break
-        elif ec == 1:
+        elif c < 0x400000:
             av += 21
             s = -1
             break
         else:
+            ec = (c >> 21) & 0x3
             raise r.fail_at(av + 21, 'ServiceParameterListType[1]', f'event code {ec}, expected SE(ParameterSet), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 32:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'ServiceParameterListType', 'expected EE')
         s = -1
     else:
@@ -19878,9 +19747,9 @@ def _d_iso20_common_messages_ServiceSelectionReqType(r: BitReader, c: int) -> _i
     f_Header: _iso20_common_types.MessageHeaderType
     f_SelectedEnergyTransferService: _iso20_common_messages.SelectedServiceType
     f_SelectedVASList: _iso20_common_messages.SelectedServiceListType | None = None
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'ServiceSelectionReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -19909,9 +19778,9 @@ def _d_iso20_common_messages_ServiceSelectionReqType(r: BitReader, c: int) -> _i
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'ServiceSelectionReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -19938,13 +19807,10 @@ def _d_iso20_common_messages_ServiceSelectionReqType(r: BitReader, c: int) -> _i
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'ServiceSelectionReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'ServiceSelectionReqType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -19957,22 +19823,23 @@ def _d_iso20_common_messages_ServiceSelectionReqType(r: BitReader, c: int) -> _i
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x200:
         av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'ServiceSelectionReqType', 'expected SE(SelectedEnergyTransferService), SE(ServiceID), CH of ServiceID')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
@@ -20031,17 +19898,13 @@ def _d_iso20_common_messages_ServiceSelectionReqType(r: BitReader, c: int) -> _i
     if av < 0:
         win, av = r.refill(av, 28)
     c = (win >> av) & 0xfffffff
-    try:
-        ec = _T6cd14f8b[c >> 24]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0xc000000 != 0x0:
-            raise r.fail_at(av + 28, 'ServiceSelectionReqType', 'expected EE of ParameterSetID, EE') from None
-        ec = ((c >> 24) & 3)
+    if c >= 0x4000000:
+        raise r.fail_at(av + 28, 'ServiceSelectionReqType', 'expected EE of ParameterSetID, EE')
     ob2_ = _new(_K_iso20_common_messages_SelectedServiceType)
     ob2_.ServiceID = f_2_ServiceID
     ob2_.ParameterSetID = f_2_ParameterSetID
     f_SelectedEnergyTransferService = ob2_
-    if ec == 0:
+    if c < 0x1000000:
         r.avail = av
         f_SelectedVASList = _d_iso20_common_messages_SelectedServiceListType(r, c)
         win = r.win
@@ -20052,9 +19915,10 @@ def _d_iso20_common_messages_ServiceSelectionReqType(r: BitReader, c: int) -> _i
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'ServiceSelectionReqType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x2000000:
         av += 24
     else:
+        ec = (c >> 24) & 0x3
         raise r.fail_at(av + 24, 'ServiceSelectionReqType[2]', f'event code {ec}, expected SE(SelectedVASList), EE')
     r.avail = av
     ob = _new(_K_iso20_common_messages_ServiceSelectionReqType)
@@ -20157,9 +20021,9 @@ def _d_iso20_common_messages_ServiceSelectionResType(r: BitReader, c: int) -> _i
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'ServiceSelectionResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -20188,9 +20052,9 @@ def _d_iso20_common_messages_ServiceSelectionResType(r: BitReader, c: int) -> _i
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'ServiceSelectionResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -20217,13 +20081,10 @@ def _d_iso20_common_messages_ServiceSelectionResType(r: BitReader, c: int) -> _i
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'ServiceSelectionResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'ServiceSelectionResType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -20236,21 +20097,22 @@ def _d_iso20_common_messages_ServiceSelectionResType(r: BitReader, c: int) -> _i
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c & 0x400 != 0x0:
+        if c >= 0x400:
             raise r.fail_at(av + 11, 'MessageHeaderType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x200:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 10)
         c = (win >> av) & 0x3ff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
-        f_ResponseCode = _T5d15a1ca[c & 0x3ff]
+        f_ResponseCode = _T5d15a1ca[c]
     except KeyError:  # not a valid pattern: say why
         if c & 0x303 != 0x0:
             raise r.fail_at(av + 10, 'ServiceSelectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE') from None
-        iv = ((c >> 2) & 63)
+        iv = (c >> 2)
         if iv >= 40:
             raise r.fail_at(av, 'ServiceSelectionResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
@@ -20291,9 +20153,9 @@ def _d_iso20_common_messages_ServiceType(r: BitReader, c: int) -> _iso20_common_
     av = r.avail
     f_ServiceID: int
     f_FreeService: bool
-    if c & 0xc000 != 0x0:
+    if c >= 0x4000:
         raise r.fail_at(av + 16, 'ServiceType', 'expected SE(ServiceID), CH of ServiceID')
-    u = ((c >> 6) & 255)
+    u = (c >> 6)
     if u > 127:
         av -= 8
         if av < 0:
@@ -20373,9 +20235,9 @@ def _d_iso20_common_messages_SessionSetupReqType(r: BitReader, c: int) -> _iso20
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_EVCCID: str
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'SessionSetupReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -20404,9 +20266,9 @@ def _d_iso20_common_messages_SessionSetupReqType(r: BitReader, c: int) -> _iso20
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'SessionSetupReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -20433,13 +20295,10 @@ def _d_iso20_common_messages_SessionSetupReqType(r: BitReader, c: int) -> _iso20
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'SessionSetupReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'SessionSetupReqType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -20452,18 +20311,19 @@ def _d_iso20_common_messages_SessionSetupReqType(r: BitReader, c: int) -> _iso20
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c & 0x400 != 0x0:
+        if c >= 0x400:
             raise r.fail_at(av + 11, 'MessageHeaderType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x200:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 10)
         c = (win >> av) & 0x3ff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'SessionSetupReqType', 'expected SE(EVCCID), CH of EVCCID')
-    u = (c & 255)
+    u = c
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
@@ -20540,9 +20400,9 @@ def _d_iso20_common_messages_SessionSetupResType(r: BitReader, c: int) -> _iso20
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSEID: str
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'SessionSetupResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -20571,9 +20431,9 @@ def _d_iso20_common_messages_SessionSetupResType(r: BitReader, c: int) -> _iso20
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'SessionSetupResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -20600,13 +20460,10 @@ def _d_iso20_common_messages_SessionSetupResType(r: BitReader, c: int) -> _iso20
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'SessionSetupResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'SessionSetupResType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -20619,21 +20476,22 @@ def _d_iso20_common_messages_SessionSetupResType(r: BitReader, c: int) -> _iso20
         if av < 0:
             win, av = r.refill(av, 20)
         c = (win >> av) & 0xfffff
-        if c & 0x80000 != 0x0:
+        if c >= 0x80000:
             raise r.fail_at(av + 20, 'MessageHeaderType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x200:
         av -= 11
         if av < 0:
             win, av = r.refill(av, 19)
         c = (win >> av) & 0x7ffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
-        f_ResponseCode = _T7c5f5777[(c >> 8) & 0x7ff]
+        f_ResponseCode = _T7c5f5777[c >> 8]
     except KeyError:  # not a valid pattern: say why
         if c & 0x60700 != 0x0:
             raise r.fail_at(av + 19, 'SessionSetupResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID') from None
-        iv = ((c >> 11) & 63)
+        iv = (c >> 11)
         if iv >= 40:
             raise r.fail_at(av + 8, 'SessionSetupResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
@@ -20719,9 +20577,9 @@ def _d_iso20_common_messages_SessionStopReqType(r: BitReader, c: int) -> _iso20_
     f_EVTerminationCode: str | None = None
     f_EVTerminationExplanation: str | None = None
     s = 0
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'SessionStopReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -20750,9 +20608,9 @@ def _d_iso20_common_messages_SessionStopReqType(r: BitReader, c: int) -> _iso20_
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'SessionStopReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -20779,13 +20637,10 @@ def _d_iso20_common_messages_SessionStopReqType(r: BitReader, c: int) -> _iso20_
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'SessionStopReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'SessionStopReqType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -20798,21 +20653,22 @@ def _d_iso20_common_messages_SessionStopReqType(r: BitReader, c: int) -> _iso20_
         if av < 0:
             win, av = r.refill(av, 17)
         c = (win >> av) & 0x1ffff
-        if c & 0x10000 != 0x0:
+        if c >= 0x10000:
             raise r.fail_at(av + 17, 'MessageHeaderType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x200:
         av -= 8
         if av < 0:
             win, av = r.refill(av, 16)
         c = (win >> av) & 0xffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
-        f_ChargingSession, ec = _T5d1d16e7[(c >> 9) & 0x7f]
+        f_ChargingSession, ec = _T5d1d16e7[c >> 9]
     except KeyError:  # not a valid pattern: say why
         if c & 0xc800 != 0x0:
             raise r.fail_at(av + 16, 'SessionStopReqType', 'expected SE(ChargingSession), CH of ChargingSession, EE of ChargingSession') from None
-        iv = ((c >> 12) & 3)
+        iv = (c >> 12)
         if iv >= 3:
             raise r.fail_at(av + 9, 'SessionStopReqType.ChargingSession', f'enumeration index {iv}') from None
         f_ChargingSession = _E_iso20_common_messages_chargingSessionType[iv]
@@ -20855,16 +20711,12 @@ def _d_iso20_common_messages_SessionStopReqType(r: BitReader, c: int) -> _iso20_
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-        try:
-            ec = _Taa5bbe96[c >> 9]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x800 != 0x0:
-                raise r.fail_at(av + 12, 'SessionStopReqType[2]', 'expected EE of EVTerminationCode') from None
-            ec = ((c >> 9) & 3)
-        if ec == 0:
-            if c & 0x100 != 0x0:
+        if c >= 0x800:
+            raise r.fail_at(av + 12, 'SessionStopReqType[2]', 'expected EE of EVTerminationCode')
+        if c < 0x200:
+            if c >= 0x100:
                 raise r.fail_at(av + 9, 'SessionStopReqType[3]', 'expected CH of EVTerminationExplanation')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -20892,13 +20744,14 @@ def _d_iso20_common_messages_SessionStopReqType(r: BitReader, c: int) -> _iso20_
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
-            if c & 0x2 != 0x0:
+            if c >= 0x2:
                 raise r.fail_at(av + 2, 'SessionStopReqType[3]', 'expected EE of EVTerminationExplanation')
             s = 4
-        elif ec == 1:
+        elif c < 0x400:
             av += 8
             s = -1
         else:
+            ec = (c >> 9) & 0x3
             raise r.fail_at(av + 9, 'SessionStopReqType[3]', f'event code {ec}, expected SE(EVTerminationExplanation), EE')
     elif ec == 1:
         if c & 0x100 != 0x0:
@@ -20931,7 +20784,7 @@ def _d_iso20_common_messages_SessionStopReqType(r: BitReader, c: int) -> _iso20_
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
-        if c & 0x2 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 2, 'SessionStopReqType[2]', 'expected EE of EVTerminationExplanation')
         s = 4
     elif ec == 2:
@@ -21035,9 +20888,9 @@ def _d_iso20_common_messages_SessionStopResType(r: BitReader, c: int) -> _iso20_
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'SessionStopResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -21066,9 +20919,9 @@ def _d_iso20_common_messages_SessionStopResType(r: BitReader, c: int) -> _iso20_
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'SessionStopResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -21095,13 +20948,10 @@ def _d_iso20_common_messages_SessionStopResType(r: BitReader, c: int) -> _iso20_
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'SessionStopResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'SessionStopResType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -21114,21 +20964,22 @@ def _d_iso20_common_messages_SessionStopResType(r: BitReader, c: int) -> _iso20_
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c & 0x400 != 0x0:
+        if c >= 0x400:
             raise r.fail_at(av + 11, 'MessageHeaderType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x200:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 10)
         c = (win >> av) & 0x3ff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
-        f_ResponseCode = _T5d15a1ca[c & 0x3ff]
+        f_ResponseCode = _T5d15a1ca[c]
     except KeyError:  # not a valid pattern: say why
         if c & 0x303 != 0x0:
             raise r.fail_at(av + 10, 'SessionStopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE') from None
-        iv = ((c >> 2) & 63)
+        iv = (c >> 2)
         if iv >= 40:
             raise r.fail_at(av, 'SessionStopResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
@@ -21170,9 +21021,9 @@ def _d_iso20_common_messages_SignedCertificateChainType(r: BitReader, c: int) ->
     f_Id: str
     f_Certificate: bytes
     f_SubCertificates: _iso20_common_messages.SubCertificatesType | None = None
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'SignedCertificateChainType', 'expected AT(Id)')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -21200,9 +21051,9 @@ def _d_iso20_common_messages_SignedCertificateChainType(r: BitReader, c: int) ->
     if av < 0:
         win, av = r.refill(av, 10)
     c = (win >> av) & 0x3ff
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'SignedCertificateChainType', 'expected SE(Certificate), CH of Certificate')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -21230,17 +21081,13 @@ def _d_iso20_common_messages_SignedCertificateChainType(r: BitReader, c: int) ->
     if av < 0:
         win, av = r.refill(av, 13)
     c = (win >> av) & 0x1fff
-    try:
-        ec = _Taa5bbe96[c >> 10]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x1000 != 0x0:
-            raise r.fail_at(av + 13, 'SignedCertificateChainType', 'expected EE of Certificate') from None
-        ec = ((c >> 10) & 3)
-    if ec == 0:
+    if c >= 0x1000:
+        raise r.fail_at(av + 13, 'SignedCertificateChainType', 'expected EE of Certificate')
+    if c < 0x400:
         f_1_Certificate: list[bytes] = []
-        if c & 0x300 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 10, 'SignedCertificateChainType[2]', 'expected SE(Certificate), CH of Certificate')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -21268,16 +21115,12 @@ def _d_iso20_common_messages_SignedCertificateChainType(r: BitReader, c: int) ->
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-        try:
-            ec = _Taa5bbe96[c >> 9]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x800 != 0x0:
-                raise r.fail_at(av + 12, 'SignedCertificateChainType[2]', 'expected EE of Certificate') from None
-            ec = ((c >> 9) & 3)
-        if ec == 0:
-            if c & 0x100 != 0x0:
+        if c >= 0x800:
+            raise r.fail_at(av + 12, 'SignedCertificateChainType[2]', 'expected EE of Certificate')
+        if c < 0x200:
+            if c >= 0x100:
                 raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -21305,16 +21148,12 @@ def _d_iso20_common_messages_SignedCertificateChainType(r: BitReader, c: int) ->
             if av < 0:
                 win, av = r.refill(av, 12)
             c = (win >> av) & 0xfff
-            try:
-                ec = _Taa5bbe96[c >> 9]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x800 != 0x0:
-                    raise r.fail_at(av + 12, 'SubCertificatesType[1]', 'expected EE of Certificate') from None
-                ec = ((c >> 9) & 3)
-            if ec == 0:
-                if c & 0x100 != 0x0:
+            if c >= 0x800:
+                raise r.fail_at(av + 12, 'SubCertificatesType[1]', 'expected EE of Certificate')
+            if c < 0x200:
+                if c >= 0x100:
                     raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
-                u = (c & 255)
+                u = c
                 if u > 127:
                     av -= 8
                     if av < 0:
@@ -21342,26 +21181,29 @@ def _d_iso20_common_messages_SignedCertificateChainType(r: BitReader, c: int) ->
                 if av < 0:
                     win, av = r.refill(av, 3)
                 c = (win >> av) & 0x7
-                if c & 0x6 != 0x0:
+                if c >= 0x2:
                     raise r.fail_at(av + 3, 'SubCertificatesType[2]', 'expected EE of Certificate, EE')
-            elif ec == 1:
+            elif c < 0x400:
                 av += 8
                 c >>= 8
             else:
+                ec = (c >> 9) & 0x3
                 raise r.fail_at(av + 9, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
-        elif ec == 1:
+        elif c < 0x400:
             av += 8
             c >>= 8
         else:
+            ec = (c >> 9) & 0x3
             raise r.fail_at(av + 9, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
         if c & 0x1 != 0x0:
             raise r.fail_at(av + 1, 'SignedCertificateChainType[2]', 'expected EE')
         ob1_ = _new(_K_iso20_common_messages_SubCertificatesType)
         ob1_.Certificate = f_1_Certificate
         f_SubCertificates = ob1_
-    elif ec == 1:
+    elif c < 0x800:
         av += 10
     else:
+        ec = (c >> 10) & 0x3
         raise r.fail_at(av + 10, 'SignedCertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     r.avail = av
     ob = _new(_K_iso20_common_messages_SignedCertificateChainType)
@@ -21431,9 +21273,9 @@ def _d_iso20_common_messages_SignedInstallationDataType(r: BitReader, c: int) ->
     f_SECP521_EncryptedPrivateKey: bytes | None = None
     f_X448_EncryptedPrivateKey: bytes | None = None
     f_TPM_EncryptedPrivateKey: bytes | None = None
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'SignedInstallationDataType', 'expected AT(Id)')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -21461,9 +21303,9 @@ def _d_iso20_common_messages_SignedInstallationDataType(r: BitReader, c: int) ->
     if av < 0:
         win, av = r.refill(av, 11)
     c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'SignedInstallationDataType', 'expected SE(ContractCertificateChain), SE(Certificate), CH of Certificate')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -21491,12 +21333,12 @@ def _d_iso20_common_messages_SignedInstallationDataType(r: BitReader, c: int) ->
     if av < 0:
         win, av = r.refill(av, 12)
     c = (win >> av) & 0xfff
-    if c & 0xc00 != 0x0:
+    if c >= 0x400:
         raise r.fail_at(av + 12, 'SignedInstallationDataType', 'expected EE of Certificate, SE(SubCertificates)')
     f_2_Certificate: list[bytes] = []
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'SignedInstallationDataType', 'expected SE(Certificate), CH of Certificate')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -21524,17 +21366,13 @@ def _d_iso20_common_messages_SignedInstallationDataType(r: BitReader, c: int) ->
     if av < 0:
         win, av = r.refill(av, 18)
     c = (win >> av) & 0x3ffff
-    try:
-        ec = _Taa5bbe96[c >> 15]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x20000 != 0x0:
-            raise r.fail_at(av + 18, 'SignedInstallationDataType', 'expected EE of Certificate') from None
-        ec = ((c >> 15) & 3)
-    if ec == 0:
+    if c >= 0x20000:
+        raise r.fail_at(av + 18, 'SignedInstallationDataType', 'expected EE of Certificate')
+    if c < 0x8000:
         av += 6
-        if c & 0x4000 != 0x0:
+        if c >= 0x4000:
             raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
-        u = ((c >> 6) & 255)
+        u = (c >> 6)
         if u > 127:
             av -= 8
             if av < 0:
@@ -21562,17 +21400,13 @@ def _d_iso20_common_messages_SignedInstallationDataType(r: BitReader, c: int) ->
         if av < 0:
             win, av = r.refill(av, 18)
         c = (win >> av) & 0x3ffff
-        try:
-            ec = _Taa5bbe96[c >> 15]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x20000 != 0x0:
-                raise r.fail_at(av + 18, 'SubCertificatesType[1]', 'expected EE of Certificate') from None
-            ec = ((c >> 15) & 3)
-        if ec == 0:
+        if c >= 0x20000:
+            raise r.fail_at(av + 18, 'SubCertificatesType[1]', 'expected EE of Certificate')
+        if c < 0x8000:
             av += 6
-            if c & 0x4000 != 0x0:
+            if c >= 0x4000:
                 raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
-            u = ((c >> 6) & 255)
+            u = (c >> 6)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -21600,15 +21434,17 @@ def _d_iso20_common_messages_SignedInstallationDataType(r: BitReader, c: int) ->
             if av < 0:
                 win, av = r.refill(av, 17)
             c = (win >> av) & 0x1ffff
-            if c & 0x18000 != 0x0:
+            if c >= 0x8000:
                 raise r.fail_at(av + 17, 'SubCertificatesType[2]', 'expected EE of Certificate, EE')
-        elif ec == 1:
+        elif c < 0x10000:
             pass
         else:
+            ec = (c >> 15) & 0x3
             raise r.fail_at(av + 15, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
-    elif ec == 1:
+    elif c < 0x10000:
         pass
     else:
+        ec = (c >> 15) & 0x3
         raise r.fail_at(av + 15, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
     try:
         f_ECDHCurve = _T0dc54207[(c >> 8) & 0x7f]
@@ -21651,16 +21487,12 @@ def _d_iso20_common_messages_SignedInstallationDataType(r: BitReader, c: int) ->
     if av < 0:
         win, av = r.refill(av, 12)
     c = (win >> av) & 0xfff
-    try:
-        ec = _Taa5bbe96[c >> 9]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x800 != 0x0:
-            raise r.fail_at(av + 12, 'SignedInstallationDataType', 'expected EE of DHPublicKey') from None
-        ec = ((c >> 9) & 3)
-    if ec == 0:
-        if c & 0x100 != 0x0:
+    if c >= 0x800:
+        raise r.fail_at(av + 12, 'SignedInstallationDataType', 'expected EE of DHPublicKey')
+    if c < 0x200:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'SignedInstallationDataType[4]', 'expected CH of SECP521_EncryptedPrivateKey')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -21688,10 +21520,10 @@ def _d_iso20_common_messages_SignedInstallationDataType(r: BitReader, c: int) ->
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
-        if c & 0x2 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 2, 'SignedInstallationDataType[4]', 'expected EE of SECP521_EncryptedPrivateKey')
-    elif ec == 1:
-        if c & 0x100 != 0x0:
+    elif c < 0x400:
+        if c >= 0x300:
             raise r.fail_at(av + 9, 'SignedInstallationDataType[4]', 'expected CH of X448_EncryptedPrivateKey')
         u = (c & 255)
         if u > 127:
@@ -21721,10 +21553,10 @@ def _d_iso20_common_messages_SignedInstallationDataType(r: BitReader, c: int) ->
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
-        if c & 0x2 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 2, 'SignedInstallationDataType[4]', 'expected EE of X448_EncryptedPrivateKey')
-    elif ec == 2:
-        if c & 0x100 != 0x0:
+    elif c < 0x600:
+        if c >= 0x500:
             raise r.fail_at(av + 9, 'SignedInstallationDataType[4]', 'expected CH of TPM_EncryptedPrivateKey')
         u = (c & 255)
         if u > 127:
@@ -21754,11 +21586,12 @@ def _d_iso20_common_messages_SignedInstallationDataType(r: BitReader, c: int) ->
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
-        if c & 0x2 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 2, 'SignedInstallationDataType[4]', 'expected EE of TPM_EncryptedPrivateKey')
     else:
+        ec = (c >> 9) & 0x3
         raise r.fail_at(av + 9, 'SignedInstallationDataType[4]', f'event code {ec}, expected SE(SECP521_EncryptedPrivateKey), SE(X448_EncryptedPrivateKey), SE(TPM_EncryptedPrivateKey)')
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'SignedInstallationDataType', 'expected EE')
     r.avail = av
     ob = _new(_K_iso20_common_messages_SignedInstallationDataType)
@@ -21881,9 +21714,9 @@ def _d_iso20_common_messages_SignedMeteringDataType(r: BitReader, c: int) -> _is
     f_Receipt: _iso20_common_types.ReceiptType | None = None
     f_Dynamic_SMDTControlMode: _iso20_common_messages.Dynamic_SMDTControlModeType | None = None
     f_Scheduled_SMDTControlMode: _iso20_common_messages.Scheduled_SMDTControlModeType | None = None
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'SignedMeteringDataType', 'expected AT(Id)')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -21911,9 +21744,9 @@ def _d_iso20_common_messages_SignedMeteringDataType(r: BitReader, c: int) -> _is
     if av < 0:
         win, av = r.refill(av, 10)
     c = (win >> av) & 0x3ff
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'SignedMeteringDataType', 'expected SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -21941,7 +21774,7 @@ def _d_iso20_common_messages_SignedMeteringDataType(r: BitReader, c: int) -> _is
     if av < 0:
         win, av = r.refill(av, 12)
     c = (win >> av) & 0xfff
-    if c & 0xc00 != 0x0:
+    if c >= 0x400:
         raise r.fail_at(av + 12, 'SignedMeteringDataType', 'expected EE of SessionID, SE(MeterInfo)')
     r.avail = av
     f_MeterInfo = _d_iso20_common_types_MeterInfoType(r, c)
@@ -21951,8 +21784,7 @@ def _d_iso20_common_messages_SignedMeteringDataType(r: BitReader, c: int) -> _is
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    ec = (c >> 28)
-    if ec == 0:
+    if c < 0x10000000:
         r.avail = av
         f_Receipt = _d_iso20_common_types_ReceiptType(r, c)
         win = r.win
@@ -21961,16 +21793,15 @@ def _d_iso20_common_messages_SignedMeteringDataType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 15)
         c = (win >> av) & 0x7fff
-        ec = (c >> 13)
-        if ec == 0:
+        if c < 0x2000:
             av += 11
-            if c & 0x1000 != 0x0:
+            if c >= 0x1000:
                 raise r.fail_at(av + 2, 'SignedMeteringDataType[4]', 'expected EE')
             ob1_ = _new(_K_iso20_common_messages_Dynamic_SMDTControlModeType)
             f_Dynamic_SMDTControlMode = ob1_
             c >>= 11
-        elif ec == 1:
-            if c & 0x1800 != 0x0:
+        elif c < 0x4000:
+            if c >= 0x2800:
                 raise r.fail_at(av + 13, 'SignedMeteringDataType[4]', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
             u = ((c >> 3) & 255)
             if u > 127:
@@ -22006,17 +21837,18 @@ def _d_iso20_common_messages_SignedMeteringDataType(r: BitReader, c: int) -> _is
             ob2_.SelectedScheduleTupleID = f_2_SelectedScheduleTupleID
             f_Scheduled_SMDTControlMode = ob2_
         else:
+            ec = (c >> 13) & 0x3
             raise r.fail_at(av + 13, 'SignedMeteringDataType[4]', f'event code {ec}, expected SE(Dynamic_SMDTControlMode), SE(Scheduled_SMDTControlMode)')
-    elif ec == 1:
+    elif c < 0x20000000:
         av += 26
-        if c & 0x8000000 != 0x0:
+        if c >= 0x18000000:
             raise r.fail_at(av + 2, 'SignedMeteringDataType[3]', 'expected EE')
         ob3_ = _new(_K_iso20_common_messages_Dynamic_SMDTControlModeType)
         f_Dynamic_SMDTControlMode = ob3_
         c >>= 26
-    elif ec == 2:
+    elif c < 0x30000000:
         av += 7
-        if c & 0xc000000 != 0x0:
+        if c >= 0x24000000:
             raise r.fail_at(av + 21, 'SignedMeteringDataType[3]', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
         u = ((c >> 18) & 255)
         if u > 127:
@@ -22053,6 +21885,7 @@ def _d_iso20_common_messages_SignedMeteringDataType(r: BitReader, c: int) -> _is
         f_Scheduled_SMDTControlMode = ob4_
         c >>= 7
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'SignedMeteringDataType[3]', f'event code {ec}, expected SE(Receipt), SE(Dynamic_SMDTControlMode), SE(Scheduled_SMDTControlMode)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'SignedMeteringDataType', 'expected EE')
@@ -22200,9 +22033,9 @@ def _d_iso20_common_messages_SubCertificatesType(r: BitReader, c: int) -> _iso20
     win = r.win
     av = r.avail
     f_Certificate: list[bytes] = []
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'SubCertificatesType', 'expected SE(Certificate), CH of Certificate')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -22230,16 +22063,12 @@ def _d_iso20_common_messages_SubCertificatesType(r: BitReader, c: int) -> _iso20
     if av < 0:
         win, av = r.refill(av, 12)
     c = (win >> av) & 0xfff
-    try:
-        ec = _Taa5bbe96[c >> 9]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x800 != 0x0:
-            raise r.fail_at(av + 12, 'SubCertificatesType', 'expected EE of Certificate') from None
-        ec = ((c >> 9) & 3)
-    if ec == 0:
-        if c & 0x100 != 0x0:
+    if c >= 0x800:
+        raise r.fail_at(av + 12, 'SubCertificatesType', 'expected EE of Certificate')
+    if c < 0x200:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -22267,16 +22096,12 @@ def _d_iso20_common_messages_SubCertificatesType(r: BitReader, c: int) -> _iso20
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-        try:
-            ec = _Taa5bbe96[c >> 9]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x800 != 0x0:
-                raise r.fail_at(av + 12, 'SubCertificatesType[1]', 'expected EE of Certificate') from None
-            ec = ((c >> 9) & 3)
-        if ec == 0:
-            if c & 0x100 != 0x0:
+        if c >= 0x800:
+            raise r.fail_at(av + 12, 'SubCertificatesType[1]', 'expected EE of Certificate')
+        if c < 0x200:
+            if c >= 0x100:
                 raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -22306,13 +22131,15 @@ def _d_iso20_common_messages_SubCertificatesType(r: BitReader, c: int) -> _iso20
             c = (win >> av) & 0x3
             if c:
                 raise r.fail_at(av + 2, 'SubCertificatesType[2]', 'expected EE of Certificate, EE')
-        elif ec == 1:
+        elif c < 0x400:
             av += 9
         else:
+            ec = (c >> 9) & 0x3
             raise r.fail_at(av + 9, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
-    elif ec == 1:
+    elif c < 0x400:
         av += 9
     else:
+        ec = (c >> 9) & 0x3
         raise r.fail_at(av + 9, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
     r.avail = av
     ob = _new(_K_iso20_common_messages_SubCertificatesType)
@@ -22397,9 +22224,9 @@ def _d_iso20_common_messages_SupportedProvidersListType(r: BitReader, c: int) ->
     av = r.avail
     f_ProviderID: list[str] = []
     s = 0
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'SupportedProvidersListType', 'expected SE(ProviderID), CH of ProviderID')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -22436,11 +22263,10 @@ def _d_iso20_common_messages_SupportedProvidersListType(r: BitReader, c: int) ->
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        ec = (c >> 9)
-        if ec == 0:
-            if c & 0x100 != 0x0:
+        if c < 0x200:
+            if c >= 0x100:
                 raise r.fail_at(av + 9, 'SupportedProvidersListType[1]', 'expected CH of ProviderID')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -22474,18 +22300,19 @@ def _d_iso20_common_messages_SupportedProvidersListType(r: BitReader, c: int) ->
             if n == 127:
                 s = 128
                 break
-        elif ec == 1:
+        elif c < 0x400:
             av += 9
             s = -1
             break
         else:
+            ec = (c >> 9) & 0x3
             raise r.fail_at(av + 9, 'SupportedProvidersListType[1]', f'event code {ec}, expected SE(ProviderID), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 128:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'SupportedProvidersListType', 'expected EE')
         s = -1
     else:
@@ -22559,9 +22386,9 @@ def _d_iso20_common_messages_TargetPositionType(r: BitReader, c: int) -> _iso20_
     av = r.avail
     f_TargetOffsetX: int
     f_TargetOffsetY: int
-    if c & 0x600000 != 0x0:
+    if c >= 0x200000:
         raise r.fail_at(av + 23, 'TargetPositionType', 'expected SE(TargetOffsetX), CH of TargetOffsetX')
-    u = ((c >> 13) & 255)
+    u = (c >> 13)
     if u > 127:
         u2 = (c >> 5) & 0xFF
         if u2 < 128:
@@ -22592,9 +22419,9 @@ def _d_iso20_common_messages_TargetPositionType(r: BitReader, c: int) -> _iso20_
     if av < 0:
         win, av = r.refill(av, 21)
     c = (win >> av) & 0x1fffff
-    if c & 0x1c0000 != 0x0:
+    if c >= 0x40000:
         raise r.fail_at(av + 21, 'TargetPositionType', 'expected EE of TargetOffsetX, SE(TargetOffsetY), CH of TargetOffsetY')
-    u = ((c >> 10) & 255)
+    u = (c >> 10)
     if u > 127:
         u2 = (c >> 2) & 0xFF
         if u2 < 128:
@@ -22690,7 +22517,7 @@ def _d_iso20_common_messages_TaxRuleListType(r: BitReader, c: int) -> _iso20_com
     av = r.avail
     f_TaxRule: list[_iso20_common_messages.TaxRuleType] = []
     s = 0
-    if c & 0x8000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 28, 'TaxRuleListType', 'expected SE(TaxRule)')
     av -= 1
     if av < 0:
@@ -22707,8 +22534,7 @@ def _d_iso20_common_messages_TaxRuleListType(r: BitReader, c: int) -> _iso20_com
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        ec = (c >> 28)
-        if ec == 0:
+        if c < 0x10000000:
             r.avail = av
             f_TaxRule.append(_d_iso20_common_messages_TaxRuleType(r, c))
             win = r.win
@@ -22717,18 +22543,19 @@ def _d_iso20_common_messages_TaxRuleListType(r: BitReader, c: int) -> _iso20_com
             if n == 9:
                 s = 10
                 break
-        elif ec == 1:
+        elif c < 0x20000000:
             av += 28
             s = -1
             break
         else:
+            ec = (c >> 28) & 0x3
             raise r.fail_at(av + 28, 'TaxRuleListType[1]', f'event code {ec}, expected SE(TaxRule), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 10:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'TaxRuleListType', 'expected EE')
         s = -1
     else:
@@ -22800,9 +22627,9 @@ def _d_iso20_common_messages_TaxRuleType(r: BitReader, c: int) -> _iso20_common_
     f_AppliesToParkingFee: bool
     f_AppliesToOverstayFee: bool
     f_AppliesMinimumMaximumCost: bool
-    if c & 0xc000000 != 0x0:
+    if c >= 0x4000000:
         raise r.fail_at(av + 28, 'TaxRuleType', 'expected SE(TaxRuleID), CH of TaxRuleID')
-    u = ((c >> 18) & 255)
+    u = (c >> 18)
     if u > 127:
         u2 = (c >> 10) & 0xFF
         if u2 < 128:
@@ -22829,20 +22656,17 @@ def _d_iso20_common_messages_TaxRuleType(r: BitReader, c: int) -> _iso20_common_
         av += 8
         c >>= 8
     f_TaxRuleID = u
-    try:
-        ec = _Taa5bbe96[(c >> 7) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x200 != 0x0:
-            raise r.fail_at(av + 10, 'TaxRuleType', 'expected EE of TaxRuleID') from None
-        ec = ((c >> 7) & 3)
-    if ec == 0:
+    c &= 0x3ff
+    if c >= 0x200:
+        raise r.fail_at(av + 10, 'TaxRuleType', 'expected EE of TaxRuleID')
+    if c < 0x80:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 9)
         c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'TaxRuleType[1]', 'expected CH of TaxRuleName')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -22872,7 +22696,7 @@ def _d_iso20_common_messages_TaxRuleType(r: BitReader, c: int) -> _iso20_common_
         c = (win >> av) & 0x3fffffff
         if c & 0x3c038000 != 0x0:
             raise r.fail_at(av + 30, 'TaxRuleType[1]', 'expected EE of TaxRuleName, SE(TaxRate), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 18) & 255) - 128
+        f_1_Exponent = (c >> 18) - 128
         sg = ((c >> 14) & 1)
         u = ((c >> 6) & 255)
         if u > 127:
@@ -22912,14 +22736,14 @@ def _d_iso20_common_messages_TaxRuleType(r: BitReader, c: int) -> _iso20_common_
         if av < 0:
             win, av = r.refill(av, 22)
         c = (win >> av) & 0x3fffff
-    elif ec == 1:
+    elif c < 0x100:
         av -= 23
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'TaxRuleType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 20) & 255) - 128
+        f_2_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -22946,24 +22770,24 @@ def _d_iso20_common_messages_TaxRuleType(r: BitReader, c: int) -> _iso20_common_
         if av < 0:
             win, av = r.refill(av, 24)
         c = (win >> av) & 0xffffff
-        if c & 0xc00000 != 0x0:
+        if c >= 0x400000:
             raise r.fail_at(av + 24, 'TaxRuleType[1]', 'expected EE of Value, EE')
         ob2_ = _new(_K_iso20_common_types_RationalNumberType)
         ob2_.Exponent = f_2_Exponent
         ob2_.Value = f_2_Value
         f_TaxRate = ob2_
     else:
+        ec = (c >> 7) & 0x3
         raise r.fail_at(av + 7, 'TaxRuleType[1]', f'event code {ec}, expected SE(TaxRuleName), SE(TaxRate)')
-    ec = ((c >> 20) & 3)
-    if ec == 0:
+    if c < 0x100000:
         try:
-            f_TaxIncludedInPrice, f_AppliesToEnergyFee = _Ta135abd8[(c >> 13) & 0x7f]
+            f_TaxIncludedInPrice, f_AppliesToEnergyFee = _Ta135abd8[c >> 13]
         except KeyError:  # not a valid pattern: say why
             if c & 0xba000 != 0x0:
                 raise r.fail_at(av + 20, 'TaxRuleType[3]', 'expected CH of TaxIncludedInPrice, EE of TaxIncludedInPrice, SE(AppliesToEnergyFee), CH of AppliesToEnergyFee, EE of AppliesToEnergyFee') from None
-            f_TaxIncludedInPrice = ((c >> 18) & 1) == 1
+            f_TaxIncludedInPrice = (c >> 18) == 1
             f_AppliesToEnergyFee = ((c >> 14) & 1) == 1
-    elif ec == 1:
+    elif c < 0x200000:
         av += 4
         try:
             f_AppliesToEnergyFee = _Ta870a97b[(c >> 17) & 0x7]
@@ -22973,6 +22797,7 @@ def _d_iso20_common_messages_TaxRuleType(r: BitReader, c: int) -> _iso20_common_
             f_AppliesToEnergyFee = ((c >> 18) & 1) == 1
         c >>= 4
     else:
+        ec = (c >> 20) & 0x3
         raise r.fail_at(av + 20, 'TaxRuleType[3]', f'event code {ec}, expected SE(TaxIncludedInPrice), SE(AppliesToEnergyFee)')
     try:
         f_AppliesToParkingFee, f_AppliesToOverstayFee, f_AppliesMinimumMaximumCost = _Te57caaea[c & 0x1fff]
@@ -23152,9 +22977,9 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader, c: int) -> _iso
     f_DeviceOffset: int | None = None
     f_VehicleTravel: int | None = None
     s = 0
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'VehicleCheckInReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -23183,9 +23008,9 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader, c: int) -> _iso
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'VehicleCheckInReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -23212,13 +23037,10 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader, c: int) -> _iso
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'VehicleCheckInReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'VehicleCheckInReqType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -23231,25 +23053,26 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader, c: int) -> _iso
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x200:
         av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
-        f_EVCheckInStatus, f_ParkingMethod, ec = _T2aab4db1[(c >> 17) & 0x1fff]
+        f_EVCheckInStatus, f_ParkingMethod, ec = _T2aab4db1[c >> 17]
     except KeyError:  # not a valid pattern: say why
         if c & 0x33900000 != 0x0:
             raise r.fail_at(av + 30, 'VehicleCheckInReqType', 'expected SE(EVCheckInStatus), CH of EVCheckInStatus, EE of EVCheckInStatus, SE(ParkingMethod), CH of ParkingMethod, EE of ParkingMethod') from None
-        iv = ((c >> 26) & 3)
+        iv = (c >> 26)
         if iv >= 3:
             raise r.fail_at(av + 17, 'VehicleCheckInReqType.EVCheckInStatus', f'enumeration index {iv}') from None
         f_EVCheckInStatus = _E_iso20_common_messages_evCheckInStatusType[iv]
@@ -23301,13 +23124,10 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader, c: int) -> _iso
                         win, av = r.refill(av, 7)
                     c = (win >> av) & 0x7f
         f_VehicleFrame = -u - 1 if sg else u
-        try:
-            ec = _Taa5bbe96[(c >> 4) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x40 != 0x0:
-                raise r.fail_at(av + 7, 'VehicleCheckInReqType[3]', 'expected EE of VehicleFrame') from None
-            ec = ((c >> 4) & 3)
-        if ec == 0:
+        c &= 0x7f
+        if c >= 0x40:
+            raise r.fail_at(av + 7, 'VehicleCheckInReqType[3]', 'expected EE of VehicleFrame')
+        if c < 0x10:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -23315,9 +23135,9 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader, c: int) -> _iso
             try:
                 sg = _T071cdf68[c >> 28]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x20000000 != 0x0:
+                if c >= 0x20000000:
                     raise r.fail_at(av + 30, 'VehicleCheckInReqType[4]', 'expected CH of DeviceOffset') from None
-                sg = ((c >> 28) & 1)
+                sg = (c >> 28)
             u = ((c >> 20) & 255)
             if u > 127:
                 u2 = (c >> 12) & 0xFF
@@ -23352,7 +23172,7 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader, c: int) -> _iso
                 win, av = r.refill(av, 14)
             c = (win >> av) & 0x3fff
             s = 5
-        elif ec == 1:
+        elif c < 0x20:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -23360,9 +23180,9 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader, c: int) -> _iso
             try:
                 sg = _T071cdf68[c >> 28]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x20000000 != 0x0:
+                if c >= 0x20000000:
                     raise r.fail_at(av + 30, 'VehicleCheckInReqType[4]', 'expected CH of VehicleTravel') from None
-                sg = ((c >> 28) & 1)
+                sg = (c >> 28)
             u = ((c >> 20) & 255)
             if u > 127:
                 u2 = (c >> 12) & 0xFF
@@ -23397,10 +23217,11 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader, c: int) -> _iso
                 win, av = r.refill(av, 14)
             c = (win >> av) & 0x3fff
             s = 6
-        elif ec == 2:
+        elif c < 0x30:
             av -= 10
             s = -1
         else:
+            ec = (c >> 4) & 0x3
             raise r.fail_at(av + 4, 'VehicleCheckInReqType[4]', f'event code {ec}, expected SE(DeviceOffset), SE(VehicleTravel), EE')
     elif ec == 1:
         try:
@@ -23492,14 +23313,14 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader, c: int) -> _iso
     else:
         raise r.fail_at(av + 17, 'VehicleCheckInReqType[3]', f'event code {ec}, expected SE(VehicleFrame), SE(DeviceOffset), SE(VehicleTravel), EE')
     if s == 5:
-        ec = ((c >> 12) & 3)
-        if ec == 0:
+        c &= 0x3fff
+        if c < 0x1000:
             try:
-                sg = _T071cdf68[(c >> 10) & 0x3]
+                sg = _T071cdf68[c >> 10]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x800 != 0x0:
+                if c >= 0x800:
                     raise r.fail_at(av + 12, 'VehicleCheckInReqType[5]', 'expected CH of VehicleTravel') from None
-                sg = ((c >> 10) & 1)
+                sg = (c >> 10)
             u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
@@ -23535,10 +23356,11 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader, c: int) -> _iso
                 win, av = r.refill(av, 14)
             c = (win >> av) & 0x3fff
             s = 6
-        elif ec == 1:
+        elif c < 0x2000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 12) & 0x3
             raise r.fail_at(av + 12, 'VehicleCheckInReqType[5]', f'event code {ec}, expected SE(VehicleTravel), EE')
     if s == 6:
         av += 13
@@ -23762,9 +23584,9 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader, c: int) -> _iso
     f_DeviceLocation: int | None = None
     f_TargetDistance: int | None = None
     s = 0
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'VehicleCheckInResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -23793,9 +23615,9 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader, c: int) -> _iso
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'VehicleCheckInResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -23822,13 +23644,10 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader, c: int) -> _iso
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'VehicleCheckInResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'VehicleCheckInResType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -23841,22 +23660,23 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader, c: int) -> _iso
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x200:
         av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x30200000 != 0x0:
         raise r.fail_at(av + 30, 'VehicleCheckInResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
-    iv = ((c >> 22) & 63)
+    iv = (c >> 22)
     if iv >= 40:
         raise r.fail_at(av + 18, 'VehicleCheckInResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
@@ -23900,19 +23720,15 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader, c: int) -> _iso
         if av < 0:
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
-        try:
-            ec = _Taa5bbe96[c >> 25]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x8000000 != 0x0:
-                raise r.fail_at(av + 28, 'VehicleCheckInResType[2]', 'expected EE of ParkingSpace') from None
-            ec = ((c >> 25) & 3)
-        if ec == 0:
+        if c >= 0x8000000:
+            raise r.fail_at(av + 28, 'VehicleCheckInResType[2]', 'expected EE of ParkingSpace')
+        if c < 0x2000000:
             try:
-                sg = _T071cdf68[(c >> 23) & 0x3]
+                sg = _T071cdf68[c >> 23]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x1000000 != 0x0:
+                if c >= 0x1000000:
                     raise r.fail_at(av + 25, 'VehicleCheckInResType[3]', 'expected CH of DeviceLocation') from None
-                sg = ((c >> 23) & 1)
+                sg = (c >> 23)
             u = ((c >> 15) & 255)
             if u > 127:
                 u2 = (c >> 7) & 0xFF
@@ -23947,11 +23763,11 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader, c: int) -> _iso
                 win, av = r.refill(av, 14)
             c = (win >> av) & 0x3fff
             s = 4
-        elif ec == 1:
+        elif c < 0x4000000:
             try:
                 sg = _T071cdf68[(c >> 23) & 0x3]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x1000000 != 0x0:
+                if c >= 0x3000000:
                     raise r.fail_at(av + 25, 'VehicleCheckInResType[3]', 'expected CH of TargetDistance') from None
                 sg = ((c >> 23) & 1)
             u = ((c >> 15) & 255)
@@ -23988,10 +23804,11 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader, c: int) -> _iso
                 win, av = r.refill(av, 14)
             c = (win >> av) & 0x3fff
             s = 5
-        elif ec == 2:
+        elif c < 0x6000000:
             av += 11
             s = -1
         else:
+            ec = (c >> 25) & 0x3
             raise r.fail_at(av + 25, 'VehicleCheckInResType[3]', f'event code {ec}, expected SE(DeviceLocation), SE(TargetDistance), EE')
     elif ec == 1:
         try:
@@ -24025,7 +23842,7 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader, c: int) -> _iso
         if av < 0:
             win, av = r.refill(av, 15)
         c = (win >> av) & 0x7fff
-        if c & 0x4000 != 0x0:
+        if c >= 0x4000:
             raise r.fail_at(av + 15, 'VehicleCheckInResType[2]', 'expected EE of DeviceLocation')
         s = 4
     elif ec == 2:
@@ -24060,7 +23877,7 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader, c: int) -> _iso
         if av < 0:
             win, av = r.refill(av, 15)
         c = (win >> av) & 0x7fff
-        if c & 0x4000 != 0x0:
+        if c >= 0x4000:
             raise r.fail_at(av + 15, 'VehicleCheckInResType[2]', 'expected EE of TargetDistance')
         s = 5
     elif ec == 3:
@@ -24069,14 +23886,14 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader, c: int) -> _iso
     else:
         raise r.fail_at(av + 18, 'VehicleCheckInResType[2]', f'event code {ec}, expected SE(ParkingSpace), SE(DeviceLocation), SE(TargetDistance), EE')
     if s == 4:
-        ec = ((c >> 12) & 3)
-        if ec == 0:
+        c &= 0x3fff
+        if c < 0x1000:
             try:
-                sg = _T071cdf68[(c >> 10) & 0x3]
+                sg = _T071cdf68[c >> 10]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x800 != 0x0:
+                if c >= 0x800:
                     raise r.fail_at(av + 12, 'VehicleCheckInResType[4]', 'expected CH of TargetDistance') from None
-                sg = ((c >> 10) & 1)
+                sg = (c >> 10)
             u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
@@ -24112,10 +23929,11 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader, c: int) -> _iso
                 win, av = r.refill(av, 14)
             c = (win >> av) & 0x3fff
             s = 5
-        elif ec == 1:
+        elif c < 0x2000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 12) & 0x3
             raise r.fail_at(av + 12, 'VehicleCheckInResType[4]', f'event code {ec}, expected SE(TargetDistance), EE')
     if s == 5:
         av += 13
@@ -24332,9 +24150,9 @@ def _d_iso20_common_messages_VehicleCheckOutReqType(r: BitReader, c: int) -> _is
     f_Header: _iso20_common_types.MessageHeaderType
     f_EVCheckOutStatus: _iso20_common_messages.evCheckOutStatusType
     f_CheckOutTime: int
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'VehicleCheckOutReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -24363,9 +24181,9 @@ def _d_iso20_common_messages_VehicleCheckOutReqType(r: BitReader, c: int) -> _is
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'VehicleCheckOutReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -24392,13 +24210,10 @@ def _d_iso20_common_messages_VehicleCheckOutReqType(r: BitReader, c: int) -> _is
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'VehicleCheckOutReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'VehicleCheckOutReqType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -24411,21 +24226,22 @@ def _d_iso20_common_messages_VehicleCheckOutReqType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 18)
         c = (win >> av) & 0x3ffff
-        if c & 0x20000 != 0x0:
+        if c >= 0x20000:
             raise r.fail_at(av + 18, 'MessageHeaderType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x200:
         av -= 9
         if av < 0:
             win, av = r.refill(av, 17)
         c = (win >> av) & 0x1ffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
-        f_EVCheckOutStatus = _Tc0005eb6[(c >> 10) & 0x7f]
+        f_EVCheckOutStatus = _Tc0005eb6[c >> 10]
     except KeyError:  # not a valid pattern: say why
         if c & 0x19c00 != 0x0:
             raise r.fail_at(av + 17, 'VehicleCheckOutReqType', 'expected SE(EVCheckOutStatus), CH of EVCheckOutStatus, EE of EVCheckOutStatus, SE(CheckOutTime), CH of CheckOutTime') from None
-        iv = ((c >> 13) & 3)
+        iv = (c >> 13)
         if iv >= 3:
             raise r.fail_at(av + 10, 'VehicleCheckOutReqType.EVCheckOutStatus', f'enumeration index {iv}') from None
         f_EVCheckOutStatus = _E_iso20_common_messages_evCheckOutStatusType[iv]
@@ -24521,9 +24337,9 @@ def _d_iso20_common_messages_VehicleCheckOutResType(r: BitReader, c: int) -> _is
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSECheckOutStatus: _iso20_common_messages.evseCheckOutStatusType
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'VehicleCheckOutResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -24552,9 +24368,9 @@ def _d_iso20_common_messages_VehicleCheckOutResType(r: BitReader, c: int) -> _is
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'VehicleCheckOutResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -24581,13 +24397,10 @@ def _d_iso20_common_messages_VehicleCheckOutResType(r: BitReader, c: int) -> _is
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'VehicleCheckOutResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'VehicleCheckOutResType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -24600,21 +24413,22 @@ def _d_iso20_common_messages_VehicleCheckOutResType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 15)
         c = (win >> av) & 0x7fff
-        if c & 0x4000 != 0x0:
+        if c >= 0x4000:
             raise r.fail_at(av + 15, 'MessageHeaderType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x200:
         av -= 6
         if av < 0:
             win, av = r.refill(av, 14)
         c = (win >> av) & 0x3fff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
-        f_ResponseCode, f_EVSECheckOutStatus = _T3d599f5c[c & 0x3fff]
+        f_ResponseCode, f_EVSECheckOutStatus = _T3d599f5c[c]
     except KeyError:  # not a valid pattern: say why
         if c & 0x303b != 0x0:
             raise r.fail_at(av + 14, 'VehicleCheckOutResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSECheckOutStatus), CH of EVSECheckOutStatus, EE of EVSECheckOutStatus, EE') from None
-        iv = ((c >> 6) & 63)
+        iv = (c >> 6)
         if iv >= 40:
             raise r.fail_at(av, 'VehicleCheckOutResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
@@ -24656,7 +24470,7 @@ def _e_iso20_common_messages_VehicleCheckOutResType(w: BitWriter, o: _iso20_comm
 
 def _d_iso20_common_types_CLReqControlModeType(r: BitReader, c: int) -> _iso20_common_types.CLReqControlModeType:
     av = r.avail
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'CLReqControlModeType', 'expected EE')
     r.avail = av
     ob = _new(_K_iso20_common_types_CLReqControlModeType)
@@ -24674,7 +24488,7 @@ def _e_iso20_common_types_CLReqControlModeType(w: BitWriter, o: _iso20_common_ty
 
 def _d_iso20_common_types_CLResControlModeType(r: BitReader, c: int) -> _iso20_common_types.CLResControlModeType:
     av = r.avail
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'CLResControlModeType', 'expected EE')
     r.avail = av
     ob = _new(_K_iso20_common_types_CLResControlModeType)
@@ -24696,9 +24510,9 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_comm
     f_Header: _iso20_common_types.MessageHeaderType
     f_DisplayParameters: _iso20_common_types.DisplayParametersType | None = None
     f_MeterInfoRequested: bool
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'ChargeLoopReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -24727,9 +24541,9 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_comm
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'ChargeLoopReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -24756,13 +24570,10 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_comm
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'ChargeLoopReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'ChargeLoopReqType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -24775,26 +24586,26 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_comm
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x200:
         av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    ec = ((c >> 28) & 3)
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
     f_Header = ob1_
-    if ec == 0:
+    if c < 0x10000000:
         r.avail = av
         f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r, c)
         win = r.win
@@ -24808,8 +24619,8 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_comm
         except KeyError:  # not a valid pattern: say why
             if c & 0x1a != 0x0:
                 raise r.fail_at(av + 5, 'ChargeLoopReqType[1]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested') from None
-            f_MeterInfoRequested = ((c >> 2) & 1) == 1
-    elif ec == 1:
+            f_MeterInfoRequested = (c >> 2) == 1
+    elif c < 0x20000000:
         av += 24
         try:
             f_MeterInfoRequested = _Ta870a97b[(c >> 25) & 0x7]
@@ -24819,6 +24630,7 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_comm
             f_MeterInfoRequested = ((c >> 26) & 1) == 1
         c >>= 24
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ChargeLoopReqType', 'expected EE')
@@ -24882,9 +24694,9 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader, c: int) -> _iso20_comm
     f_MeterInfo: _iso20_common_types.MeterInfoType | None = None
     f_Receipt: _iso20_common_types.ReceiptType | None = None
     s = 0
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'ChargeLoopResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -24913,9 +24725,9 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader, c: int) -> _iso20_comm
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'ChargeLoopResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -24942,13 +24754,10 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader, c: int) -> _iso20_comm
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'ChargeLoopResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'ChargeLoopResType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -24961,22 +24770,23 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader, c: int) -> _iso20_comm
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x200:
         av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x30200000 != 0x0:
         raise r.fail_at(av + 30, 'ChargeLoopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
-    iv = ((c >> 22) & 63)
+    iv = (c >> 22)
     if iv >= 40:
         raise r.fail_at(av + 18, 'ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
@@ -25021,7 +24831,7 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader, c: int) -> _iso20_comm
         except KeyError:  # not a valid pattern: say why
             if c & 0x38c00000 != 0x0:
                 raise r.fail_at(av + 30, 'ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE') from None
-            iv = ((c >> 24) & 7)
+            iv = (c >> 24)
             if iv >= 6:
                 raise r.fail_at(av + 20, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_2_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
@@ -25033,6 +24843,7 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader, c: int) -> _iso20_comm
         if ec == 0:
             av += 10
             c >>= 10
+            c &= 0x3ff
             r.avail = av
             f_MeterInfo = _d_iso20_common_types_MeterInfoType(r, c)
             win = r.win
@@ -25064,6 +24875,7 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader, c: int) -> _iso20_comm
     elif ec == 1:
         av += 8
         c >>= 8
+        c &= 0x3ff
         r.avail = av
         f_MeterInfo = _d_iso20_common_types_MeterInfoType(r, c)
         win = r.win
@@ -25093,8 +24905,8 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader, c: int) -> _iso20_comm
     else:
         raise r.fail_at(av + 18, 'ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), EE')
     if s == 4:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x4000000:
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -25108,10 +24920,11 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader, c: int) -> _iso20_comm
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 1:
+        elif c < 0x8000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), EE')
     if s == 5:
         av += 27
@@ -25251,9 +25064,9 @@ def _d_iso20_common_types_ChargeParameterDiscoveryReqType(r: BitReader, c: int) 
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'ChargeParameterDiscoveryReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -25282,9 +25095,9 @@ def _d_iso20_common_types_ChargeParameterDiscoveryReqType(r: BitReader, c: int) 
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'ChargeParameterDiscoveryReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -25311,13 +25124,10 @@ def _d_iso20_common_types_ChargeParameterDiscoveryReqType(r: BitReader, c: int) 
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'ChargeParameterDiscoveryReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'ChargeParameterDiscoveryReqType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -25330,12 +25140,13 @@ def _d_iso20_common_types_ChargeParameterDiscoveryReqType(r: BitReader, c: int) 
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
-        if c & 0x2 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 2, 'MessageHeaderType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x200:
         av += 7
         c >>= 7
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType', 'expected EE')
@@ -25373,9 +25184,9 @@ def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader, c: int) 
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'ChargeParameterDiscoveryResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -25404,9 +25215,9 @@ def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader, c: int) 
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'ChargeParameterDiscoveryResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -25433,13 +25244,10 @@ def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader, c: int) 
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'ChargeParameterDiscoveryResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'ChargeParameterDiscoveryResType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -25452,21 +25260,22 @@ def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader, c: int) 
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c & 0x400 != 0x0:
+        if c >= 0x400:
             raise r.fail_at(av + 11, 'MessageHeaderType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x200:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 10)
         c = (win >> av) & 0x3ff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
-        f_ResponseCode = _T5d15a1ca[c & 0x3ff]
+        f_ResponseCode = _T5d15a1ca[c]
     except KeyError:  # not a valid pattern: say why
         if c & 0x303 != 0x0:
             raise r.fail_at(av + 10, 'ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE') from None
-        iv = ((c >> 2) & 63)
+        iv = (c >> 2)
         if iv >= 40:
             raise r.fail_at(av, 'ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
@@ -25509,7 +25318,7 @@ def _d_iso20_common_types_DetailedCostType(r: BitReader, c: int) -> _iso20_commo
     f_CostPerUnit: _iso20_common_types.RationalNumberType
     if c & 0xe01c000 != 0x0:
         raise r.fail_at(av + 28, 'DetailedCostType', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 17) & 255) - 128
+    f_1_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     if u > 127:
@@ -25545,7 +25354,7 @@ def _d_iso20_common_types_DetailedCostType(r: BitReader, c: int) -> _iso20_commo
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'DetailedCostType', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_2_Exponent = ((c >> 17) & 255) - 128
+    f_2_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob1_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -25669,9 +25478,9 @@ def _d_iso20_common_types_DetailedTaxType(r: BitReader, c: int) -> _iso20_common
     av = r.avail
     f_TaxRuleID: int
     f_Amount: _iso20_common_types.RationalNumberType
-    if c & 0xc000000 != 0x0:
+    if c >= 0x4000000:
         raise r.fail_at(av + 28, 'DetailedTaxType', 'expected SE(TaxRuleID), CH of TaxRuleID')
-    u = ((c >> 18) & 255)
+    u = (c >> 18)
     if u > 127:
         u2 = (c >> 10) & 0xFF
         if u2 < 128:
@@ -25704,7 +25513,7 @@ def _d_iso20_common_types_DetailedTaxType(r: BitReader, c: int) -> _iso20_common
     c = (win >> av) & 0x3fffffff
     if c & 0x3c038000 != 0x0:
         raise r.fail_at(av + 30, 'DetailedTaxType', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 18) & 255) - 128
+    f_1_Exponent = (c >> 18) - 128
     sg = ((c >> 14) & 1)
     u = ((c >> 6) & 255)
     if u > 127:
@@ -25825,11 +25634,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
     f_BatteryEnergyCapacity: _iso20_common_types.RationalNumberType | None = None
     f_InletHot: bool | None = None
     s = 0
-    ec = ((c >> 24) & 15)
-    if ec == 0:
+    if c < 0x1000000:
         if c & 0x808000 != 0x0:
             raise r.fail_at(av + 24, 'DisplayParametersType[0]', 'expected CH of PresentSOC, EE of PresentSOC')
-        f_PresentSOC = ((c >> 16) & 127)
+        f_PresentSOC = (c >> 16)
         ec = ((c >> 11) & 15)
         if ec == 0:
             try:
@@ -26000,7 +25808,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'DisplayParametersType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_1_Exponent = ((c >> 20) & 255) - 128
+            f_1_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -26027,7 +25835,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'DisplayParametersType[1]', 'expected EE of Value, EE')
             ob1_ = _new(_K_iso20_common_types_RationalNumberType)
             ob1_.Exponent = f_1_Exponent
@@ -26051,7 +25859,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
             s = -1
         else:
             raise r.fail_at(av + 11, 'DisplayParametersType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
-    elif ec == 1:
+    elif c < 0x2000000:
         try:
             f_MinimumSOC = _Tf00db23f[(c >> 15) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
@@ -26063,7 +25871,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 2
-    elif ec == 2:
+    elif c < 0x3000000:
         try:
             f_TargetSOC = _Tf00db23f[(c >> 15) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
@@ -26075,7 +25883,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 3
-    elif ec == 3:
+    elif c < 0x4000000:
         try:
             f_MaximumSOC = _Tf00db23f[(c >> 15) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
@@ -26087,8 +25895,8 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 4
-    elif ec == 4:
-        if c & 0x800000 != 0x0:
+    elif c < 0x5000000:
+        if c >= 0x4800000:
             raise r.fail_at(av + 24, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
         u = ((c >> 15) & 255)
         if u > 127:
@@ -26124,8 +25932,8 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 5
-    elif ec == 5:
-        if c & 0x800000 != 0x0:
+    elif c < 0x6000000:
+        if c >= 0x5800000:
             raise r.fail_at(av + 24, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
         u = ((c >> 15) & 255)
         if u > 127:
@@ -26161,8 +25969,8 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 6
-    elif ec == 6:
-        if c & 0x800000 != 0x0:
+    elif c < 0x7000000:
+        if c >= 0x6800000:
             raise r.fail_at(av + 24, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
         u = ((c >> 15) & 255)
         if u > 127:
@@ -26198,7 +26006,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 7
-    elif ec == 7:
+    elif c < 0x8000000:
         try:
             f_ChargingComplete = _Ta870a97b[(c >> 21) & 0x7]
         except KeyError:  # not a valid pattern: say why
@@ -26210,7 +26018,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 8
-    elif ec == 8:
+    elif c < 0x9000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'DisplayParametersType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 14) & 255) - 128
@@ -26254,7 +26062,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 9
-    elif ec == 9:
+    elif c < 0xa000000:
         try:
             f_InletHot = _Ta870a97b[(c >> 21) & 0x7]
         except KeyError:  # not a valid pattern: say why
@@ -26266,26 +26074,27 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 10
-    elif ec == 10:
+    elif c < 0xb000000:
         av -= 4
         s = -1
     else:
+        ec = (c >> 24) & 0xf
         raise r.fail_at(av + 24, 'DisplayParametersType[0]', f'event code {ec}, expected SE(PresentSOC), SE(MinimumSOC), SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 2:
-        ec = ((c >> 24) & 15)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x1000000:
             try:
-                f_TargetSOC = _Tf00db23f[(c >> 15) & 0x1ff]
+                f_TargetSOC = _Tf00db23f[c >> 15]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x808000 != 0x0:
                     raise r.fail_at(av + 24, 'DisplayParametersType[2]', 'expected CH of TargetSOC, EE of TargetSOC') from None
-                f_TargetSOC = ((c >> 16) & 127)
+                f_TargetSOC = (c >> 16)
             av -= 13
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 1:
+        elif c < 0x2000000:
             try:
                 f_MaximumSOC = _Tf00db23f[(c >> 15) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
@@ -26297,8 +26106,8 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 2:
-            if c & 0x800000 != 0x0:
+        elif c < 0x3000000:
+            if c >= 0x2800000:
                 raise r.fail_at(av + 24, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMinimumSOC')
             u = ((c >> 15) & 255)
             if u > 127:
@@ -26334,8 +26143,8 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 3:
-            if c & 0x800000 != 0x0:
+        elif c < 0x4000000:
+            if c >= 0x3800000:
                 raise r.fail_at(av + 24, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToTargetSOC')
             u = ((c >> 15) & 255)
             if u > 127:
@@ -26371,8 +26180,8 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 4:
-            if c & 0x800000 != 0x0:
+        elif c < 0x5000000:
+            if c >= 0x4800000:
                 raise r.fail_at(av + 24, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMaximumSOC')
             u = ((c >> 15) & 255)
             if u > 127:
@@ -26408,7 +26217,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 5:
+        elif c < 0x6000000:
             try:
                 f_ChargingComplete = _Ta870a97b[(c >> 21) & 0x7]
             except KeyError:  # not a valid pattern: say why
@@ -26420,7 +26229,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 6:
+        elif c < 0x7000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'DisplayParametersType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_3_Exponent = ((c >> 14) & 255) - 128
@@ -26464,7 +26273,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 7:
+        elif c < 0x8000000:
             try:
                 f_InletHot = _Ta870a97b[(c >> 21) & 0x7]
             except KeyError:  # not a valid pattern: say why
@@ -26476,27 +26285,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 10
-        elif ec == 8:
+        elif c < 0x9000000:
             av -= 4
             s = -1
         else:
+            ec = (c >> 24) & 0xf
             raise r.fail_at(av + 24, 'DisplayParametersType[2]', f'event code {ec}, expected SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 3:
-        ec = ((c >> 24) & 15)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x1000000:
             try:
-                f_MaximumSOC = _Tf00db23f[(c >> 15) & 0x1ff]
+                f_MaximumSOC = _Tf00db23f[c >> 15]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x808000 != 0x0:
                     raise r.fail_at(av + 24, 'DisplayParametersType[3]', 'expected CH of MaximumSOC, EE of MaximumSOC') from None
-                f_MaximumSOC = ((c >> 16) & 127)
+                f_MaximumSOC = (c >> 16)
             av -= 13
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 1:
-            if c & 0x800000 != 0x0:
+        elif c < 0x2000000:
+            if c >= 0x1800000:
                 raise r.fail_at(av + 24, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMinimumSOC')
             u = ((c >> 15) & 255)
             if u > 127:
@@ -26532,8 +26342,8 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 2:
-            if c & 0x800000 != 0x0:
+        elif c < 0x3000000:
+            if c >= 0x2800000:
                 raise r.fail_at(av + 24, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToTargetSOC')
             u = ((c >> 15) & 255)
             if u > 127:
@@ -26569,8 +26379,8 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 3:
-            if c & 0x800000 != 0x0:
+        elif c < 0x4000000:
+            if c >= 0x3800000:
                 raise r.fail_at(av + 24, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMaximumSOC')
             u = ((c >> 15) & 255)
             if u > 127:
@@ -26606,7 +26416,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 4:
+        elif c < 0x5000000:
             try:
                 f_ChargingComplete = _Ta870a97b[(c >> 21) & 0x7]
             except KeyError:  # not a valid pattern: say why
@@ -26618,7 +26428,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 5:
+        elif c < 0x6000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'DisplayParametersType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_4_Exponent = ((c >> 14) & 255) - 128
@@ -26662,7 +26472,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 6:
+        elif c < 0x7000000:
             try:
                 f_InletHot = _Ta870a97b[(c >> 21) & 0x7]
             except KeyError:  # not a valid pattern: say why
@@ -26674,17 +26484,18 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 10
-        elif ec == 7:
+        elif c < 0x8000000:
             av -= 4
             s = -1
         else:
+            ec = (c >> 24) & 0xf
             raise r.fail_at(av + 24, 'DisplayParametersType[3]', f'event code {ec}, expected SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 4:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
-            if c & 0x1000000 != 0x0:
+        c &= 0xfffffff
+        if c < 0x2000000:
+            if c >= 0x1000000:
                 raise r.fail_at(av + 25, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMinimumSOC')
-            u = ((c >> 16) & 255)
+            u = (c >> 16)
             if u > 127:
                 u2 = (c >> 8) & 0xFF
                 if u2 < 128:
@@ -26718,8 +26529,8 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 1:
-            if c & 0x1000000 != 0x0:
+        elif c < 0x4000000:
+            if c >= 0x3000000:
                 raise r.fail_at(av + 25, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToTargetSOC')
             u = ((c >> 16) & 255)
             if u > 127:
@@ -26755,8 +26566,8 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 2:
-            if c & 0x1000000 != 0x0:
+        elif c < 0x6000000:
+            if c >= 0x5000000:
                 raise r.fail_at(av + 25, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMaximumSOC')
             u = ((c >> 16) & 255)
             if u > 127:
@@ -26792,7 +26603,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 3:
+        elif c < 0x8000000:
             try:
                 f_ChargingComplete = _Ta870a97b[(c >> 22) & 0x7]
             except KeyError:  # not a valid pattern: say why
@@ -26804,7 +26615,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 4:
+        elif c < 0xa000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'DisplayParametersType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_5_Exponent = ((c >> 15) & 255) - 128
@@ -26848,7 +26659,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 5:
+        elif c < 0xc000000:
             try:
                 f_InletHot = _Ta870a97b[(c >> 22) & 0x7]
             except KeyError:  # not a valid pattern: say why
@@ -26860,17 +26671,18 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 10
-        elif ec == 6:
+        elif c < 0xe000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'DisplayParametersType[4]', f'event code {ec}, expected SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 5:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
-            if c & 0x1000000 != 0x0:
+        c &= 0xfffffff
+        if c < 0x2000000:
+            if c >= 0x1000000:
                 raise r.fail_at(av + 25, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToTargetSOC')
-            u = ((c >> 16) & 255)
+            u = (c >> 16)
             if u > 127:
                 u2 = (c >> 8) & 0xFF
                 if u2 < 128:
@@ -26904,8 +26716,8 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 1:
-            if c & 0x1000000 != 0x0:
+        elif c < 0x4000000:
+            if c >= 0x3000000:
                 raise r.fail_at(av + 25, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToMaximumSOC')
             u = ((c >> 16) & 255)
             if u > 127:
@@ -26941,7 +26753,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 2:
+        elif c < 0x6000000:
             try:
                 f_ChargingComplete = _Ta870a97b[(c >> 22) & 0x7]
             except KeyError:  # not a valid pattern: say why
@@ -26953,7 +26765,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 3:
+        elif c < 0x8000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'DisplayParametersType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_6_Exponent = ((c >> 15) & 255) - 128
@@ -26997,7 +26809,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 4:
+        elif c < 0xa000000:
             try:
                 f_InletHot = _Ta870a97b[(c >> 22) & 0x7]
             except KeyError:  # not a valid pattern: say why
@@ -27009,17 +26821,18 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 10
-        elif ec == 5:
+        elif c < 0xc000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'DisplayParametersType[5]', f'event code {ec}, expected SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 6:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
-            if c & 0x1000000 != 0x0:
+        c &= 0xfffffff
+        if c < 0x2000000:
+            if c >= 0x1000000:
                 raise r.fail_at(av + 25, 'DisplayParametersType[6]', 'expected CH of RemainingTimeToMaximumSOC')
-            u = ((c >> 16) & 255)
+            u = (c >> 16)
             if u > 127:
                 u2 = (c >> 8) & 0xFF
                 if u2 < 128:
@@ -27053,7 +26866,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 1:
+        elif c < 0x4000000:
             try:
                 f_ChargingComplete = _Ta870a97b[(c >> 22) & 0x7]
             except KeyError:  # not a valid pattern: say why
@@ -27065,7 +26878,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'DisplayParametersType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_7_Exponent = ((c >> 15) & 255) - 128
@@ -27109,7 +26922,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 3:
+        elif c < 0x8000000:
             try:
                 f_InletHot = _Ta870a97b[(c >> 22) & 0x7]
             except KeyError:  # not a valid pattern: say why
@@ -27121,26 +26934,27 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 10
-        elif ec == 4:
+        elif c < 0xa000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'DisplayParametersType[6]', f'event code {ec}, expected SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 7:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             try:
-                f_ChargingComplete = _Ta870a97b[(c >> 22) & 0x7]
+                f_ChargingComplete = _Ta870a97b[c >> 22]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x1400000 != 0x0:
                     raise r.fail_at(av + 25, 'DisplayParametersType[7]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
-                f_ChargingComplete = ((c >> 23) & 1) == 1
+                f_ChargingComplete = (c >> 23) == 1
             av -= 6
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'DisplayParametersType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_8_Exponent = ((c >> 15) & 255) - 128
@@ -27184,7 +26998,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 2:
+        elif c < 0x6000000:
             try:
                 f_InletHot = _Ta870a97b[(c >> 22) & 0x7]
             except KeyError:  # not a valid pattern: say why
@@ -27196,17 +27010,18 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 10
-        elif ec == 3:
+        elif c < 0x8000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'DisplayParametersType[7]', f'event code {ec}, expected SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 8:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'DisplayParametersType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_9_Exponent = ((c >> 16) & 255) - 128
+            f_9_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -27247,7 +27062,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 1:
+        elif c < 0x8000000:
             try:
                 f_InletHot = _Ta870a97b[(c >> 23) & 0x7]
             except KeyError:  # not a valid pattern: say why
@@ -27259,29 +27074,31 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 10
-        elif ec == 2:
+        elif c < 0xc000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'DisplayParametersType[8]', f'event code {ec}, expected SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 9:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x4000000:
             try:
-                f_InletHot = _Ta870a97b[(c >> 23) & 0x7]
+                f_InletHot = _Ta870a97b[c >> 23]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x2800000 != 0x0:
                     raise r.fail_at(av + 26, 'DisplayParametersType[9]', 'expected CH of InletHot, EE of InletHot') from None
-                f_InletHot = ((c >> 24) & 1) == 1
+                f_InletHot = (c >> 24) == 1
             av -= 5
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 10
-        elif ec == 1:
+        elif c < 0x8000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'DisplayParametersType[9]', f'event code {ec}, expected SE(InletHot), EE')
     if s == 10:
         av += 27
@@ -28263,11 +28080,10 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader, c: int) -> 
     f_EVTargetEnergyRequest: _iso20_common_types.RationalNumberType
     f_EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType
     f_EVMinimumEnergyRequest: _iso20_common_types.RationalNumberType
-    ec = ((c >> 26) & 3)
-    if ec == 0:
-        if c & 0x2000000 != 0x0:
+    if c < 0x4000000:
+        if c >= 0x2000000:
             raise r.fail_at(av + 26, 'Dynamic_CLReqControlModeType[0]', 'expected CH of DepartureTime')
-        u = ((c >> 17) & 255)
+        u = (c >> 17)
         if u > 127:
             u2 = (c >> 9) & 0xFF
             if u2 < 128:
@@ -28300,7 +28116,7 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader, c: int) -> 
         c = (win >> av) & 0x3fffffff
         if c & 0x3c038000 != 0x0:
             raise r.fail_at(av + 30, 'Dynamic_CLReqControlModeType[0]', 'expected EE of DepartureTime, SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 18) & 255) - 128
+        f_1_Exponent = (c >> 18) - 128
         sg = ((c >> 14) & 1)
         u = ((c >> 6) & 255)
         if u > 127:
@@ -28340,7 +28156,7 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader, c: int) -> 
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x8000000:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'Dynamic_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 16) & 255) - 128
@@ -28384,10 +28200,11 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader, c: int) -> 
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 26) & 0x3
         raise r.fail_at(av + 26, 'Dynamic_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'Dynamic_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_3_Exponent = ((c >> 19) & 255) - 128
+    f_3_Exponent = (c >> 19) - 128
     sg = ((c >> 15) & 1)
     u = ((c >> 7) & 255)
     if u > 127:
@@ -28423,7 +28240,7 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader, c: int) -> 
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'Dynamic_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_4_Exponent = ((c >> 17) & 255) - 128
+    f_4_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob3_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -28652,11 +28469,10 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader, c: int) -> 
     f_TargetSOC: int | None = None
     f_AckMaxDelay: int | None = None
     s = 0
-    ec = ((c >> 25) & 7)
-    if ec == 0:
-        if c & 0x1000000 != 0x0:
+    if c < 0x2000000:
+        if c >= 0x1000000:
             raise r.fail_at(av + 25, 'Dynamic_CLResControlModeType[0]', 'expected CH of DepartureTime')
-        u = ((c >> 16) & 255)
+        u = (c >> 16)
         if u > 127:
             u2 = (c >> 8) & 0xFF
             if u2 < 128:
@@ -28683,13 +28499,10 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader, c: int) -> 
             av += 8
             c >>= 8
         f_DepartureTime = u
-        try:
-            ec = _T4243fd73[(c >> 4) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x80 != 0x0:
-                raise r.fail_at(av + 8, 'Dynamic_CLResControlModeType[0]', 'expected EE of DepartureTime') from None
-            ec = ((c >> 4) & 7)
-        if ec == 0:
+        c &= 0xff
+        if c >= 0x80:
+            raise r.fail_at(av + 8, 'Dynamic_CLResControlModeType[0]', 'expected EE of DepartureTime')
+        if c < 0x10:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -28699,13 +28512,13 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader, c: int) -> 
             except KeyError:  # not a valid pattern: say why
                 if c & 0x20200000 != 0x0:
                     raise r.fail_at(av + 30, 'Dynamic_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC') from None
-                f_MinimumSOC = ((c >> 22) & 127)
+                f_MinimumSOC = (c >> 22)
             av -= 4
             if av < 0:
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
             s = 2
-        elif ec == 1:
+        elif c < 0x20:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -28715,20 +28528,20 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader, c: int) -> 
             except KeyError:  # not a valid pattern: say why
                 if c & 0x20200000 != 0x0:
                     raise r.fail_at(av + 30, 'Dynamic_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC') from None
-                f_TargetSOC = ((c >> 22) & 127)
+                f_TargetSOC = (c >> 22)
             av -= 4
             if av < 0:
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
             s = 3
-        elif ec == 2:
+        elif c < 0x30:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x20000000 != 0x0:
+            if c >= 0x20000000:
                 raise r.fail_at(av + 30, 'Dynamic_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
-            u = ((c >> 21) & 255)
+            u = (c >> 21)
             if u > 127:
                 u2 = (c >> 13) & 0xFF
                 if u2 < 128:
@@ -28762,12 +28575,13 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader, c: int) -> 
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
             s = 4
-        elif ec == 3:
+        elif c < 0x40:
             av -= 21
             s = -1
         else:
+            ec = (c >> 4) & 0x7
             raise r.fail_at(av + 4, 'Dynamic_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), EE')
-    elif ec == 1:
+    elif c < 0x4000000:
         try:
             f_MinimumSOC = _Tf00db23f[(c >> 16) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
@@ -28779,7 +28593,7 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader, c: int) -> 
             win, av = r.refill(av, 25)
         c = (win >> av) & 0x1ffffff
         s = 2
-    elif ec == 2:
+    elif c < 0x6000000:
         try:
             f_TargetSOC = _Tf00db23f[(c >> 16) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
@@ -28791,8 +28605,8 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader, c: int) -> 
             win, av = r.refill(av, 25)
         c = (win >> av) & 0x1ffffff
         s = 3
-    elif ec == 3:
-        if c & 0x1000000 != 0x0:
+    elif c < 0x8000000:
+        if c >= 0x7000000:
             raise r.fail_at(av + 25, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
         u = ((c >> 16) & 255)
         if u > 127:
@@ -28828,26 +28642,27 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader, c: int) -> 
             win, av = r.refill(av, 25)
         c = (win >> av) & 0x1ffffff
         s = 4
-    elif ec == 4:
+    elif c < 0xa000000:
         s = -1
     else:
+        ec = (c >> 25) & 0x7
         raise r.fail_at(av + 25, 'Dynamic_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), EE')
     if s == 2:
-        ec = ((c >> 23) & 3)
-        if ec == 0:
+        c &= 0x1ffffff
+        if c < 0x800000:
             try:
-                f_TargetSOC = _Tf00db23f[(c >> 14) & 0x1ff]
+                f_TargetSOC = _Tf00db23f[c >> 14]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x404000 != 0x0:
                     raise r.fail_at(av + 23, 'Dynamic_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC') from None
-                f_TargetSOC = ((c >> 15) & 127)
+                f_TargetSOC = (c >> 15)
             av -= 11
             if av < 0:
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
             s = 3
-        elif ec == 1:
-            if c & 0x400000 != 0x0:
+        elif c < 0x1000000:
+            if c >= 0xc00000:
                 raise r.fail_at(av + 23, 'Dynamic_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
             u = ((c >> 14) & 255)
             if u > 127:
@@ -28883,17 +28698,18 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader, c: int) -> 
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
             s = 4
-        elif ec == 2:
+        elif c < 0x1800000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 23) & 0x3
             raise r.fail_at(av + 23, 'Dynamic_CLResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AckMaxDelay), EE')
     if s == 3:
-        ec = ((c >> 23) & 3)
-        if ec == 0:
-            if c & 0x400000 != 0x0:
+        c &= 0x1ffffff
+        if c < 0x800000:
+            if c >= 0x400000:
                 raise r.fail_at(av + 23, 'Dynamic_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
-            u = ((c >> 14) & 255)
+            u = (c >> 14)
             if u > 127:
                 u2 = (c >> 6) & 0xFF
                 if u2 < 128:
@@ -28927,10 +28743,11 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader, c: int) -> 
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
             s = 4
-        elif ec == 1:
+        elif c < 0x1000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 23) & 0x3
             raise r.fail_at(av + 23, 'Dynamic_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), EE')
     if s == 4:
         av += 24
@@ -29145,9 +28962,9 @@ def _d_iso20_common_types_EVSEStatusType(r: BitReader, c: int) -> _iso20_common_
     av = r.avail
     f_NotificationMaxDelay: int
     f_EVSENotification: _iso20_common_types.evseNotificationType
-    if c & 0x30000 != 0x0:
+    if c >= 0x10000:
         raise r.fail_at(av + 18, 'EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-    u = ((c >> 8) & 255)
+    u = (c >> 8)
     if u > 127:
         u2 = c & 0xFF
         if u2 < 128:
@@ -29177,7 +28994,7 @@ def _d_iso20_common_types_EVSEStatusType(r: BitReader, c: int) -> _iso20_common_
     except KeyError:  # not a valid pattern: say why
         if c & 0xe3 != 0x0:
             raise r.fail_at(av + 8, 'EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE') from None
-        iv = ((c >> 2) & 7)
+        iv = (c >> 2)
         if iv >= 6:
             raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
@@ -29227,9 +29044,9 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader, c: int) -> 
     av = r.avail
     f_RootCertificateID: list[_xmldsig.X509IssuerSerialType] = []
     s = 0
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID), SE(X509IssuerName), CH of X509IssuerName')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -29260,9 +29077,9 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader, c: int) -> 
     try:
         sg = _T143a83e6[c >> 18]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x380000 != 0x0:
+        if c >= 0x80000:
             raise r.fail_at(av + 22, 'ListOfRootCertificateIDsType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber') from None
-        sg = ((c >> 18) & 1)
+        sg = (c >> 18)
     u = ((c >> 10) & 255)
     if u > 127:
         u2 = (c >> 2) & 0xFF
@@ -29303,11 +29120,10 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader, c: int) -> 
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-        ec = (c >> 10)
-        if ec == 0:
-            if c & 0x300 != 0x0:
+        if c < 0x400:
+            if c >= 0x100:
                 raise r.fail_at(av + 10, 'ListOfRootCertificateIDsType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -29338,9 +29154,9 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader, c: int) -> 
             try:
                 sg = _T143a83e6[c >> 18]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x380000 != 0x0:
+                if c >= 0x80000:
                     raise r.fail_at(av + 22, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber') from None
-                sg = ((c >> 18) & 1)
+                sg = (c >> 18)
             u = ((c >> 10) & 255)
             if u > 127:
                 u2 = (c >> 2) & 0xFF
@@ -29378,18 +29194,19 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader, c: int) -> 
             if n == 19:
                 s = 20
                 break
-        elif ec == 1:
+        elif c < 0x800:
             av += 10
             s = -1
             break
         else:
+            ec = (c >> 10) & 0x3
             raise r.fail_at(av + 10, 'ListOfRootCertificateIDsType[1]', f'event code {ec}, expected SE(RootCertificateID), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 20:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'ListOfRootCertificateIDsType', 'expected EE')
         s = -1
     else:
@@ -29516,9 +29333,9 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader, c: int) -> _iso20_comm
     f_SessionID: bytes
     f_TimeStamp: int
     f_Signature: _xmldsig.SignatureType | None = None
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -29546,9 +29363,9 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader, c: int) -> _iso20_comm
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'MessageHeaderType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -29575,13 +29392,10 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader, c: int) -> _iso20_comm
         av += 8
         c >>= 8
     f_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'MessageHeaderType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'MessageHeaderType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -29596,9 +29410,10 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader, c: int) -> _iso20_comm
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x200:
         av += 8
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     r.avail = av
     ob = _new(_K_iso20_common_types_MessageHeaderType)
@@ -29684,9 +29499,9 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader, c: int) -> _iso20_common_t
     f_MeterStatus: int | None = None
     f_MeterTimestamp: int | None = None
     s = 0
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -29714,9 +29529,9 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader, c: int) -> _iso20_common_t
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'MeterInfoType', 'expected EE of MeterID, SE(ChargedEnergyReadingWh), CH of ChargedEnergyReadingWh')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     s = 1
     if u > 127:
         u2 = (c >> 11) & 0xFF
@@ -29744,21 +29559,18 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader, c: int) -> _iso20_common_t
         av += 8
         c >>= 8
     f_ChargedEnergyReadingWh = u
-    try:
-        ec = _T4243fd73[(c >> 7) & 0xf]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'MeterInfoType', 'expected EE of ChargedEnergyReadingWh') from None
-        ec = ((c >> 7) & 7)
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'MeterInfoType', 'expected EE of ChargedEnergyReadingWh')
     s = 2
-    if ec == 0:
+    if c < 0x80:
         av -= 23
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MeterInfoType[2]', 'expected CH of BPT_DischargedEnergyReadingWh')
-        u = ((c >> 21) & 255)
+        u = (c >> 21)
         if u > 127:
             u2 = (c >> 13) & 0xFF
             if u2 < 128:
@@ -29785,16 +29597,13 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader, c: int) -> _iso20_common_t
             av += 8
             c >>= 8
         f_BPT_DischargedEnergyReadingWh = u
-        try:
-            ec = _T4243fd73[(c >> 9) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x1000 != 0x0:
-                raise r.fail_at(av + 13, 'MeterInfoType[2]', 'expected EE of BPT_DischargedEnergyReadingWh') from None
-            ec = ((c >> 9) & 7)
-        if ec == 0:
-            if c & 0x100 != 0x0:
+        c &= 0x1fff
+        if c >= 0x1000:
+            raise r.fail_at(av + 13, 'MeterInfoType[2]', 'expected EE of BPT_DischargedEnergyReadingWh')
+        if c < 0x200:
+            if c >= 0x100:
                 raise r.fail_at(av + 9, 'MeterInfoType[3]', 'expected CH of CapacitiveEnergyReadingVARh')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -29819,11 +29628,11 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader, c: int) -> _iso20_common_t
             if av < 0:
                 win, av = r.refill(av, 29)
             c = (win >> av) & 0x1fffffff
-            if c & 0x10000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 29, 'MeterInfoType[3]', 'expected EE of CapacitiveEnergyReadingVARh')
             s = 4
-        elif ec == 1:
-            if c & 0x100 != 0x0:
+        elif c < 0x400:
+            if c >= 0x300:
                 raise r.fail_at(av + 9, 'MeterInfoType[3]', 'expected CH of BPT_InductiveEnergyReadingVARh')
             u = (c & 255)
             if u > 127:
@@ -29850,11 +29659,11 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader, c: int) -> _iso20_common_t
             if av < 0:
                 win, av = r.refill(av, 29)
             c = (win >> av) & 0x1fffffff
-            if c & 0x10000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 29, 'MeterInfoType[3]', 'expected EE of BPT_InductiveEnergyReadingVARh')
             s = 5
-        elif ec == 2:
-            if c & 0x100 != 0x0:
+        elif c < 0x600:
+            if c >= 0x500:
                 raise r.fail_at(av + 9, 'MeterInfoType[3]', 'expected CH of MeterSignature')
             u = (c & 255)
             if u > 127:
@@ -29884,10 +29693,10 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader, c: int) -> _iso20_common_t
             if av < 0:
                 win, av = r.refill(av, 29)
             c = (win >> av) & 0x1fffffff
-            if c & 0x10000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 29, 'MeterInfoType[3]', 'expected EE of MeterSignature')
             s = 6
-        elif ec == 3:
+        elif c < 0x800:
             av -= 21
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -29895,9 +29704,9 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader, c: int) -> _iso20_common_t
             try:
                 sg = _T071cdf68[c >> 28]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x20000000 != 0x0:
+                if c >= 0x20000000:
                     raise r.fail_at(av + 30, 'MeterInfoType[3]', 'expected CH of MeterStatus') from None
-                sg = ((c >> 28) & 1)
+                sg = (c >> 28)
             u = ((c >> 20) & 255)
             if u > 127:
                 u2 = (c >> 12) & 0xFF
@@ -29932,8 +29741,8 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader, c: int) -> _iso20_common_t
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 4:
-            if c & 0x100 != 0x0:
+        elif c < 0xa00:
+            if c >= 0x900:
                 raise r.fail_at(av + 9, 'MeterInfoType[3]', 'expected CH of MeterTimestamp')
             u = (c & 255)
             if u > 127:
@@ -29960,22 +29769,23 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader, c: int) -> _iso20_common_t
             if av < 0:
                 win, av = r.refill(av, 29)
             c = (win >> av) & 0x1fffffff
-            if c & 0x10000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 29, 'MeterInfoType[3]', 'expected EE of MeterTimestamp')
             s = 8
-        elif ec == 5:
+        elif c < 0xc00:
             av -= 19
             s = -1
         else:
+            ec = (c >> 9) & 0x7
             raise r.fail_at(av + 9, 'MeterInfoType[3]', f'event code {ec}, expected SE(CapacitiveEnergyReadingVARh), SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
-    elif ec == 1:
+    elif c < 0x100:
         av -= 23
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
-        u = ((c >> 21) & 255)
+        u = (c >> 21)
         if u > 127:
             u2 = (c >> 13) & 0xFF
             if u2 < 128:
@@ -30009,14 +29819,14 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader, c: int) -> _iso20_common_t
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 4
-    elif ec == 2:
+    elif c < 0x180:
         av -= 23
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
-        u = ((c >> 21) & 255)
+        u = (c >> 21)
         if u > 127:
             u2 = (c >> 13) & 0xFF
             if u2 < 128:
@@ -30050,14 +29860,14 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader, c: int) -> _iso20_common_t
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 5
-    elif ec == 3:
+    elif c < 0x200:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 9)
         c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of MeterSignature')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -30085,10 +29895,10 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader, c: int) -> _iso20_common_t
         if av < 0:
             win, av = r.refill(av, 29)
         c = (win >> av) & 0x1fffffff
-        if c & 0x10000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 29, 'MeterInfoType[2]', 'expected EE of MeterSignature')
         s = 6
-    elif ec == 4:
+    elif c < 0x280:
         av -= 23
         if av < 0:
             win, av = r.refill(av, 30)
@@ -30096,9 +29906,9 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader, c: int) -> _iso20_common_t
         try:
             sg = _T071cdf68[c >> 28]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x20000000 != 0x0:
+            if c >= 0x20000000:
                 raise r.fail_at(av + 30, 'MeterInfoType[2]', 'expected CH of MeterStatus') from None
-            sg = ((c >> 28) & 1)
+            sg = (c >> 28)
         u = ((c >> 20) & 255)
         if u > 127:
             u2 = (c >> 12) & 0xFF
@@ -30133,14 +29943,14 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader, c: int) -> _iso20_common_t
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 7
-    elif ec == 5:
+    elif c < 0x300:
         av -= 23
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
-        u = ((c >> 21) & 255)
+        u = (c >> 21)
         if u > 127:
             u2 = (c >> 13) & 0xFF
             if u2 < 128:
@@ -30174,17 +29984,18 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader, c: int) -> _iso20_common_t
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 8
-    elif ec == 6:
+    elif c < 0x380:
         av -= 21
         s = -1
     else:
+        ec = (c >> 7) & 0x7
         raise r.fail_at(av + 7, 'MeterInfoType[2]', f'event code {ec}, expected SE(BPT_DischargedEnergyReadingWh), SE(CapacitiveEnergyReadingVARh), SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
     if s == 4:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
-            if c & 0x1000000 != 0x0:
+        c &= 0xfffffff
+        if c < 0x2000000:
+            if c >= 0x1000000:
                 raise r.fail_at(av + 25, 'MeterInfoType[4]', 'expected CH of BPT_InductiveEnergyReadingVARh')
-            u = ((c >> 16) & 255)
+            u = (c >> 16)
             if u > 127:
                 u2 = (c >> 8) & 0xFF
                 if u2 < 128:
@@ -30218,9 +30029,9 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader, c: int) -> _iso20_common_t
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 1:
+        elif c < 0x4000000:
             av += 16
-            if c & 0x1000000 != 0x0:
+            if c >= 0x3000000:
                 raise r.fail_at(av + 9, 'MeterInfoType[4]', 'expected CH of MeterSignature')
             u = ((c >> 16) & 255)
             if u > 127:
@@ -30250,14 +30061,14 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader, c: int) -> _iso20_common_t
             if av < 0:
                 win, av = r.refill(av, 29)
             c = (win >> av) & 0x1fffffff
-            if c & 0x10000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 29, 'MeterInfoType[4]', 'expected EE of MeterSignature')
             s = 6
-        elif ec == 2:
+        elif c < 0x6000000:
             try:
                 sg = _T071cdf68[(c >> 23) & 0x3]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x1000000 != 0x0:
+                if c >= 0x5000000:
                     raise r.fail_at(av + 25, 'MeterInfoType[4]', 'expected CH of MeterStatus') from None
                 sg = ((c >> 23) & 1)
             u = ((c >> 15) & 255)
@@ -30294,8 +30105,8 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader, c: int) -> _iso20_common_t
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 3:
-            if c & 0x1000000 != 0x0:
+        elif c < 0x8000000:
+            if c >= 0x7000000:
                 raise r.fail_at(av + 25, 'MeterInfoType[4]', 'expected CH of MeterTimestamp')
             u = ((c >> 16) & 255)
             if u > 127:
@@ -30331,18 +30142,19 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader, c: int) -> _iso20_common_t
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 4:
+        elif c < 0xa000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'MeterInfoType[4]', f'event code {ec}, expected SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
     if s == 5:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             av += 16
-            if c & 0x1000000 != 0x0:
+            if c >= 0x1000000:
                 raise r.fail_at(av + 9, 'MeterInfoType[5]', 'expected CH of MeterSignature')
-            u = ((c >> 16) & 255)
+            u = (c >> 16)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -30370,14 +30182,14 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader, c: int) -> _iso20_common_t
             if av < 0:
                 win, av = r.refill(av, 29)
             c = (win >> av) & 0x1fffffff
-            if c & 0x10000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 29, 'MeterInfoType[5]', 'expected EE of MeterSignature')
             s = 6
-        elif ec == 1:
+        elif c < 0x4000000:
             try:
                 sg = _T071cdf68[(c >> 23) & 0x3]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x1000000 != 0x0:
+                if c >= 0x3000000:
                     raise r.fail_at(av + 25, 'MeterInfoType[5]', 'expected CH of MeterStatus') from None
                 sg = ((c >> 23) & 1)
             u = ((c >> 15) & 255)
@@ -30414,8 +30226,8 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader, c: int) -> _iso20_common_t
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 2:
-            if c & 0x1000000 != 0x0:
+        elif c < 0x6000000:
+            if c >= 0x5000000:
                 raise r.fail_at(av + 25, 'MeterInfoType[5]', 'expected CH of MeterTimestamp')
             u = ((c >> 16) & 255)
             if u > 127:
@@ -30451,20 +30263,21 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader, c: int) -> _iso20_common_t
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 3:
+        elif c < 0x8000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'MeterInfoType[5]', f'event code {ec}, expected SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
     if s == 6:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x4000000:
             try:
-                sg = _T071cdf68[(c >> 24) & 0x3]
+                sg = _T071cdf68[c >> 24]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x2000000 != 0x0:
+                if c >= 0x2000000:
                     raise r.fail_at(av + 26, 'MeterInfoType[6]', 'expected CH of MeterStatus') from None
-                sg = ((c >> 24) & 1)
+                sg = (c >> 24)
             u = ((c >> 16) & 255)
             if u > 127:
                 u2 = (c >> 8) & 0xFF
@@ -30499,8 +30312,8 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader, c: int) -> _iso20_common_t
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 1:
-            if c & 0x2000000 != 0x0:
+        elif c < 0x8000000:
+            if c >= 0x6000000:
                 raise r.fail_at(av + 26, 'MeterInfoType[6]', 'expected CH of MeterTimestamp')
             u = ((c >> 17) & 255)
             if u > 127:
@@ -30536,17 +30349,18 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader, c: int) -> _iso20_common_t
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 2:
+        elif c < 0xc000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'MeterInfoType[6]', f'event code {ec}, expected SE(MeterStatus), SE(MeterTimestamp), EE')
     if s == 7:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
-            if c & 0x2000000 != 0x0:
+        c &= 0xfffffff
+        if c < 0x4000000:
+            if c >= 0x2000000:
                 raise r.fail_at(av + 26, 'MeterInfoType[7]', 'expected CH of MeterTimestamp')
-            u = ((c >> 17) & 255)
+            u = (c >> 17)
             if u > 127:
                 u2 = (c >> 9) & 0xFF
                 if u2 < 128:
@@ -30580,10 +30394,11 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader, c: int) -> _iso20_common_t
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 1:
+        elif c < 0x8000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'MeterInfoType[7]', f'event code {ec}, expected SE(MeterTimestamp), EE')
     if s == 8:
         av += 27
@@ -31169,7 +30984,7 @@ def _d_iso20_common_types_RationalNumberType(r: BitReader, c: int) -> _iso20_com
     f_Value: int
     if c & 0xc03800 != 0x0:
         raise r.fail_at(av + 24, 'RationalNumberType', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_Exponent = ((c >> 14) & 255) - 128
+    f_Exponent = (c >> 14) - 128
     sg = ((c >> 10) & 1)
     u = ((c >> 2) & 255)
     if u > 127:
@@ -31255,9 +31070,9 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
     f_OverstayCosts: _iso20_common_types.DetailedCostType | None = None
     f_TaxCosts: list[_iso20_common_types.DetailedTaxType] = []
     s = 0
-    if c & 0xc000000 != 0x0:
+    if c >= 0x4000000:
         raise r.fail_at(av + 28, 'ReceiptType', 'expected SE(TimeAnchor), CH of TimeAnchor')
-    u = ((c >> 18) & 255)
+    u = (c >> 18)
     if u > 127:
         u2 = (c >> 10) & 0xFF
         if u2 < 128:
@@ -31284,21 +31099,18 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
         av += 8
         c >>= 8
     f_TimeAnchor = u
-    try:
-        ec = _T4243fd73[(c >> 6) & 0xf]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x200 != 0x0:
-            raise r.fail_at(av + 10, 'ReceiptType', 'expected EE of TimeAnchor') from None
-        ec = ((c >> 6) & 7)
+    c &= 0x3ff
+    if c >= 0x200:
+        raise r.fail_at(av + 10, 'ReceiptType', 'expected EE of TimeAnchor')
     s = 1
-    if ec == 0:
+    if c < 0x40:
         av -= 24
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x38070000 != 0x0:
             raise r.fail_at(av + 30, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 19) & 255) - 128
+        f_2_Exponent = (c >> 19) - 128
         sg = ((c >> 15) & 1)
         u = ((c >> 7) & 255)
         if u > 127:
@@ -31334,7 +31146,7 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
         c = (win >> av) & 0x3fffffff
         if c & 0x3e01c000 != 0x0:
             raise r.fail_at(av + 30, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_3_Exponent = ((c >> 17) & 255) - 128
+        f_3_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         ob2_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -31372,12 +31184,8 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        try:
-            ec = _T5165a1fd[c >> 24]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x38000000 != 0x0:
-                raise r.fail_at(av + 30, 'ReceiptType[1]', 'expected EE of Value, EE, EE') from None
-            ec = ((c >> 24) & 7)
+        if c >= 0x8000000:
+            raise r.fail_at(av + 30, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
         ob3_ = _new(_K_iso20_common_types_RationalNumberType)
         ob3_.Exponent = f_3_Exponent
         ob3_.Value = f_3_Value
@@ -31386,10 +31194,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
         ob1_.Amount = f_1_Amount
         ob1_.CostPerUnit = f_1_CostPerUnit
         f_EnergyCosts = ob1_
-        if ec == 0:
+        if c < 0x1000000:
             if c & 0xe01c00 != 0x0:
                 raise r.fail_at(av + 24, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_5_Exponent = ((c >> 13) & 255) - 128
+            f_5_Exponent = (c >> 13) - 128
             sg = ((c >> 9) & 1)
             u = ((c >> 1) & 255)
             if u > 127:
@@ -31425,7 +31233,7 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
             c = (win >> av) & 0x3fffffff
             if c & 0x3e01c000 != 0x0:
                 raise r.fail_at(av + 30, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_6_Exponent = ((c >> 17) & 255) - 128
+            f_6_Exponent = (c >> 17) - 128
             sg = ((c >> 13) & 1)
             u = ((c >> 5) & 255)
             ob5_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -31474,7 +31282,7 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 1:
+        elif c < 0x2000000:
             if c & 0xe01c00 != 0x0:
                 raise r.fail_at(av + 24, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_8_Exponent = ((c >> 13) & 255) - 128
@@ -31513,7 +31321,7 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
             c = (win >> av) & 0x3fffffff
             if c & 0x3e01c000 != 0x0:
                 raise r.fail_at(av + 30, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_9_Exponent = ((c >> 17) & 255) - 128
+            f_9_Exponent = (c >> 17) - 128
             sg = ((c >> 13) & 1)
             u = ((c >> 5) & 255)
             ob8_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -31562,7 +31370,7 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 2:
+        elif c < 0x3000000:
             if c & 0xe01c00 != 0x0:
                 raise r.fail_at(av + 24, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_11_Exponent = ((c >> 13) & 255) - 128
@@ -31601,7 +31409,7 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
             c = (win >> av) & 0x3fffffff
             if c & 0x3e01c000 != 0x0:
                 raise r.fail_at(av + 30, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_12_Exponent = ((c >> 17) & 255) - 128
+            f_12_Exponent = (c >> 17) - 128
             sg = ((c >> 13) & 1)
             u = ((c >> 5) & 255)
             ob11_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -31650,8 +31458,8 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 3:
-            if c & 0xc00000 != 0x0:
+        elif c < 0x4000000:
+            if c >= 0x3400000:
                 raise r.fail_at(av + 24, 'ReceiptType[2]', 'expected SE(TaxRuleID), CH of TaxRuleID')
             u = ((c >> 14) & 255)
             if u > 127:
@@ -31686,7 +31494,7 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
             c = (win >> av) & 0x3fffffff
             if c & 0x3c038000 != 0x0:
                 raise r.fail_at(av + 30, 'ReceiptType[2]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_14_Exponent = ((c >> 18) & 255) - 128
+            f_14_Exponent = (c >> 18) - 128
             sg = ((c >> 14) & 1)
             u = ((c >> 6) & 255)
             if u > 127:
@@ -31731,19 +31539,20 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 4:
+        elif c < 0x5000000:
             av -= 4
             s = -1
         else:
+            ec = (c >> 24) & 0x7
             raise r.fail_at(av + 24, 'ReceiptType[2]', f'event code {ec}, expected SE(OccupancyCosts), SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
-    elif ec == 1:
+    elif c < 0x80:
         av -= 24
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x38070000 != 0x0:
             raise r.fail_at(av + 30, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_16_Exponent = ((c >> 19) & 255) - 128
+        f_16_Exponent = (c >> 19) - 128
         sg = ((c >> 15) & 1)
         u = ((c >> 7) & 255)
         if u > 127:
@@ -31779,7 +31588,7 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
         c = (win >> av) & 0x3fffffff
         if c & 0x3e01c000 != 0x0:
             raise r.fail_at(av + 30, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_17_Exponent = ((c >> 17) & 255) - 128
+        f_17_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         ob16_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -31828,14 +31637,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 3
-    elif ec == 2:
+    elif c < 0xc0:
         av -= 24
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x38070000 != 0x0:
             raise r.fail_at(av + 30, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_19_Exponent = ((c >> 19) & 255) - 128
+        f_19_Exponent = (c >> 19) - 128
         sg = ((c >> 15) & 1)
         u = ((c >> 7) & 255)
         if u > 127:
@@ -31871,7 +31680,7 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
         c = (win >> av) & 0x3fffffff
         if c & 0x3e01c000 != 0x0:
             raise r.fail_at(av + 30, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_20_Exponent = ((c >> 17) & 255) - 128
+        f_20_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         ob19_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -31920,14 +31729,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 4
-    elif ec == 3:
+    elif c < 0x100:
         av -= 24
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x38070000 != 0x0:
             raise r.fail_at(av + 30, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_22_Exponent = ((c >> 19) & 255) - 128
+        f_22_Exponent = (c >> 19) - 128
         sg = ((c >> 15) & 1)
         u = ((c >> 7) & 255)
         if u > 127:
@@ -31963,7 +31772,7 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
         c = (win >> av) & 0x3fffffff
         if c & 0x3e01c000 != 0x0:
             raise r.fail_at(av + 30, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_23_Exponent = ((c >> 17) & 255) - 128
+        f_23_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         ob22_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -32012,14 +31821,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 5
-    elif ec == 4:
+    elif c < 0x140:
         av -= 24
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'ReceiptType[1]', 'expected SE(TaxRuleID), CH of TaxRuleID')
-        u = ((c >> 20) & 255)
+        u = (c >> 20)
         if u > 127:
             u2 = (c >> 12) & 0xFF
             if u2 < 128:
@@ -32052,7 +31861,7 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
         c = (win >> av) & 0x3fffffff
         if c & 0x3c038000 != 0x0:
             raise r.fail_at(av + 30, 'ReceiptType[1]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_25_Exponent = ((c >> 18) & 255) - 128
+        f_25_Exponent = (c >> 18) - 128
         sg = ((c >> 14) & 1)
         u = ((c >> 6) & 255)
         if u > 127:
@@ -32097,17 +31906,18 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 6
-    elif ec == 5:
+    elif c < 0x180:
         av -= 22
         s = -1
     else:
+        ec = (c >> 6) & 0x7
         raise r.fail_at(av + 6, 'ReceiptType[1]', f'event code {ec}, expected SE(EnergyCosts), SE(OccupancyCosts), SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
     if s == 3:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             if c & 0x1c03800 != 0x0:
                 raise r.fail_at(av + 25, 'ReceiptType[3]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_27_Exponent = ((c >> 14) & 255) - 128
+            f_27_Exponent = (c >> 14) - 128
             sg = ((c >> 10) & 1)
             u = ((c >> 2) & 255)
             if u > 127:
@@ -32143,7 +31953,7 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
             c = (win >> av) & 0x3fffffff
             if c & 0x3e01c000 != 0x0:
                 raise r.fail_at(av + 30, 'ReceiptType[3]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_28_Exponent = ((c >> 17) & 255) - 128
+            f_28_Exponent = (c >> 17) - 128
             sg = ((c >> 13) & 1)
             u = ((c >> 5) & 255)
             ob27_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -32192,7 +32002,7 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1c03800 != 0x0:
                 raise r.fail_at(av + 25, 'ReceiptType[3]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_30_Exponent = ((c >> 14) & 255) - 128
@@ -32231,7 +32041,7 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
             c = (win >> av) & 0x3fffffff
             if c & 0x3e01c000 != 0x0:
                 raise r.fail_at(av + 30, 'ReceiptType[3]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_31_Exponent = ((c >> 17) & 255) - 128
+            f_31_Exponent = (c >> 17) - 128
             sg = ((c >> 13) & 1)
             u = ((c >> 5) & 255)
             ob30_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -32280,8 +32090,8 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 2:
-            if c & 0x1800000 != 0x0:
+        elif c < 0x6000000:
+            if c >= 0x4800000:
                 raise r.fail_at(av + 25, 'ReceiptType[3]', 'expected SE(TaxRuleID), CH of TaxRuleID')
             u = ((c >> 15) & 255)
             if u > 127:
@@ -32316,7 +32126,7 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
             c = (win >> av) & 0x3fffffff
             if c & 0x3c038000 != 0x0:
                 raise r.fail_at(av + 30, 'ReceiptType[3]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_33_Exponent = ((c >> 18) & 255) - 128
+            f_33_Exponent = (c >> 18) - 128
             sg = ((c >> 14) & 1)
             u = ((c >> 6) & 255)
             if u > 127:
@@ -32361,17 +32171,18 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 3:
+        elif c < 0x8000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'ReceiptType[3]', f'event code {ec}, expected SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
     if s == 4:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x4000000:
             if c & 0x3807000 != 0x0:
                 raise r.fail_at(av + 26, 'ReceiptType[4]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_35_Exponent = ((c >> 15) & 255) - 128
+            f_35_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -32407,7 +32218,7 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
             c = (win >> av) & 0x3fffffff
             if c & 0x3e01c000 != 0x0:
                 raise r.fail_at(av + 30, 'ReceiptType[4]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_36_Exponent = ((c >> 17) & 255) - 128
+            f_36_Exponent = (c >> 17) - 128
             sg = ((c >> 13) & 1)
             u = ((c >> 5) & 255)
             ob35_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -32456,8 +32267,8 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 1:
-            if c & 0x3000000 != 0x0:
+        elif c < 0x8000000:
+            if c >= 0x5000000:
                 raise r.fail_at(av + 26, 'ReceiptType[4]', 'expected SE(TaxRuleID), CH of TaxRuleID')
             u = ((c >> 16) & 255)
             if u > 127:
@@ -32492,7 +32303,7 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
             c = (win >> av) & 0x3fffffff
             if c & 0x3c038000 != 0x0:
                 raise r.fail_at(av + 30, 'ReceiptType[4]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_38_Exponent = ((c >> 18) & 255) - 128
+            f_38_Exponent = (c >> 18) - 128
             sg = ((c >> 14) & 1)
             u = ((c >> 6) & 255)
             if u > 127:
@@ -32537,17 +32348,18 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 2:
+        elif c < 0xc000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'ReceiptType[4]', f'event code {ec}, expected SE(OverstayCosts), SE(TaxCosts), EE')
     if s == 5:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
-            if c & 0x3000000 != 0x0:
+        c &= 0xfffffff
+        if c < 0x4000000:
+            if c >= 0x1000000:
                 raise r.fail_at(av + 26, 'ReceiptType[5]', 'expected SE(TaxRuleID), CH of TaxRuleID')
-            u = ((c >> 16) & 255)
+            u = (c >> 16)
             if u > 127:
                 u2 = (c >> 8) & 0xFF
                 if u2 < 128:
@@ -32580,7 +32392,7 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
             c = (win >> av) & 0x3fffffff
             if c & 0x3c038000 != 0x0:
                 raise r.fail_at(av + 30, 'ReceiptType[5]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_40_Exponent = ((c >> 18) & 255) - 128
+            f_40_Exponent = (c >> 18) - 128
             sg = ((c >> 14) & 1)
             u = ((c >> 6) & 255)
             if u > 127:
@@ -32622,10 +32434,11 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
             ob39_.Amount = f_39_Amount
             f_TaxCosts.append(ob39_)
             s = 6
-        elif ec == 1:
+        elif c < 0x8000000:
             av += 26
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'ReceiptType[5]', f'event code {ec}, expected SE(TaxCosts), EE')
     else:
         av += 28
@@ -32636,11 +32449,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            ec = (c >> 28)
-            if ec == 0:
-                if c & 0xc000000 != 0x0:
+            if c < 0x10000000:
+                if c >= 0x4000000:
                     raise r.fail_at(av + 28, 'ReceiptType[6]', 'expected SE(TaxRuleID), CH of TaxRuleID')
-                u = ((c >> 18) & 255)
+                u = (c >> 18)
                 if u > 127:
                     u2 = (c >> 10) & 0xFF
                     if u2 < 128:
@@ -32673,7 +32485,7 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
                 c = (win >> av) & 0x3fffffff
                 if c & 0x3c038000 != 0x0:
                     raise r.fail_at(av + 30, 'ReceiptType[6]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-                f_42_Exponent = ((c >> 18) & 255) - 128
+                f_42_Exponent = (c >> 18) - 128
                 sg = ((c >> 14) & 1)
                 u = ((c >> 6) & 255)
                 if u > 127:
@@ -32718,18 +32530,19 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
                 if n == 9:
                     s = 15
                     break
-            elif ec == 1:
+            elif c < 0x20000000:
                 av += 28
                 s = -1
                 break
             else:
+                ec = (c >> 28) & 0x3
                 raise r.fail_at(av + 28, 'ReceiptType[6]', f'event code {ec}, expected SE(TaxCosts), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 15:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'ReceiptType', 'expected EE')
         s = -1
     else:
@@ -33877,11 +33690,10 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader, c: int) -
     f_EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     f_EVMinimumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    ec = ((c >> 25) & 7)
-    if ec == 0:
+    if c < 0x2000000:
         if c & 0x1807000 != 0x0:
             raise r.fail_at(av + 25, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 15) & 255) - 128
+        f_1_Exponent = (c >> 15) - 128
         sg = ((c >> 11) & 1)
         u = ((c >> 3) & 255)
         if u > 127:
@@ -33915,20 +33727,16 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader, c: int) -
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        try:
-            ec = _T6cd14f8b[c >> 26]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30000000 != 0x0:
-                raise r.fail_at(av + 30, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE') from None
-            ec = ((c >> 26) & 3)
+        if c >= 0x10000000:
+            raise r.fail_at(av + 30, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
         ob1_ = _new(_K_iso20_common_types_RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVTargetEnergyRequest = ob1_
-        if ec == 0:
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Scheduled_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_2_Exponent = ((c >> 16) & 255) - 128
+            f_2_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -33969,7 +33777,7 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader, c: int) -
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
             s = 2
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Scheduled_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_3_Exponent = ((c >> 16) & 255) - 128
@@ -34013,12 +33821,13 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader, c: int) -
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
             s = 3
-        elif ec == 2:
+        elif c < 0xc000000:
             av -= 1
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'Scheduled_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), EE')
-    elif ec == 1:
+    elif c < 0x4000000:
         if c & 0x1807000 != 0x0:
             raise r.fail_at(av + 25, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_4_Exponent = ((c >> 15) & 255) - 128
@@ -34062,7 +33871,7 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader, c: int) -
             win, av = r.refill(av, 27)
         c = (win >> av) & 0x7ffffff
         s = 2
-    elif ec == 2:
+    elif c < 0x6000000:
         if c & 0x1807000 != 0x0:
             raise r.fail_at(av + 25, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_5_Exponent = ((c >> 15) & 255) - 128
@@ -34106,17 +33915,18 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader, c: int) -
             win, av = r.refill(av, 27)
         c = (win >> av) & 0x7ffffff
         s = 3
-    elif ec == 3:
+    elif c < 0x8000000:
         av -= 2
         s = -1
     else:
+        ec = (c >> 25) & 0x7
         raise r.fail_at(av + 25, 'Scheduled_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), EE')
     if s == 2:
-        ec = ((c >> 25) & 3)
-        if ec == 0:
+        c &= 0x7ffffff
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_6_Exponent = ((c >> 15) & 255) - 128
+            f_6_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -34157,10 +33967,11 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader, c: int) -
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
             s = 3
-        elif ec == 1:
+        elif c < 0x4000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 25) & 0x3
             raise r.fail_at(av + 25, 'Scheduled_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), EE')
     if s == 3:
         av += 26
@@ -34404,7 +34215,7 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
 
 def _d_iso20_common_types_Scheduled_CLResControlModeType(r: BitReader, c: int) -> _iso20_common_types.Scheduled_CLResControlModeType:
     av = r.avail
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'Scheduled_CLResControlModeType', 'expected EE')
     r.avail = av
     ob = _new(_K_iso20_common_types_Scheduled_CLResControlModeType)
@@ -34424,9 +34235,9 @@ def _d_iso20_common_types_V2GMessageType(r: BitReader, c: int) -> _iso20_common_
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'V2GMessageType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -34455,9 +34266,9 @@ def _d_iso20_common_types_V2GMessageType(r: BitReader, c: int) -> _iso20_common_
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'V2GMessageType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -34484,13 +34295,10 @@ def _d_iso20_common_types_V2GMessageType(r: BitReader, c: int) -> _iso20_common_
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'V2GMessageType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'V2GMessageType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -34503,12 +34311,13 @@ def _d_iso20_common_types_V2GMessageType(r: BitReader, c: int) -> _iso20_common_
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
-        if c & 0x2 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 2, 'MessageHeaderType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x200:
         av += 7
         c >>= 7
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'V2GMessageType', 'expected EE')
@@ -34545,9 +34354,9 @@ def _d_iso20_common_types_V2GRequestType(r: BitReader, c: int) -> _iso20_common_
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'V2GRequestType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -34576,9 +34385,9 @@ def _d_iso20_common_types_V2GRequestType(r: BitReader, c: int) -> _iso20_common_
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'V2GRequestType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -34605,13 +34414,10 @@ def _d_iso20_common_types_V2GRequestType(r: BitReader, c: int) -> _iso20_common_
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'V2GRequestType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'V2GRequestType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -34624,12 +34430,13 @@ def _d_iso20_common_types_V2GRequestType(r: BitReader, c: int) -> _iso20_common_
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
-        if c & 0x2 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 2, 'MessageHeaderType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x200:
         av += 7
         c >>= 7
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'V2GRequestType', 'expected EE')
@@ -34667,9 +34474,9 @@ def _d_iso20_common_types_V2GResponseType(r: BitReader, c: int) -> _iso20_common
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'V2GResponseType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -34698,9 +34505,9 @@ def _d_iso20_common_types_V2GResponseType(r: BitReader, c: int) -> _iso20_common
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'V2GResponseType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -34727,13 +34534,10 @@ def _d_iso20_common_types_V2GResponseType(r: BitReader, c: int) -> _iso20_common
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'V2GResponseType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'V2GResponseType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -34746,21 +34550,22 @@ def _d_iso20_common_types_V2GResponseType(r: BitReader, c: int) -> _iso20_common
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c & 0x400 != 0x0:
+        if c >= 0x400:
             raise r.fail_at(av + 11, 'MessageHeaderType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x200:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 10)
         c = (win >> av) & 0x3ff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
-        f_ResponseCode = _T5d15a1ca[c & 0x3ff]
+        f_ResponseCode = _T5d15a1ca[c]
     except KeyError:  # not a valid pattern: say why
         if c & 0x303 != 0x0:
             raise r.fail_at(av + 10, 'V2GResponseType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE') from None
-        iv = ((c >> 2) & 63)
+        iv = (c >> 2)
         if iv >= 40:
             raise r.fail_at(av, 'V2GResponseType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
@@ -34803,9 +34608,9 @@ def _d_v0(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -34862,9 +34667,9 @@ def _d_v1(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -34921,9 +34726,9 @@ def _d_v2(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 18)
     c = (win >> av) & 0x3ffff
-    if c & 0x20000 != 0x0:
+    if c >= 0x20000:
         raise r.fail_at(av + 18, 'value', 'expected CH')
-    u = ((c >> 9) & 255)
+    u = (c >> 9)
     if u > 127:
         u2 = (c >> 1) & 0xFF
         if u2 < 128:
@@ -34997,7 +34802,7 @@ def _d_v3(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'value', 'expected CH, EE') from None
-        v = ((c >> 1) & 1) == 1
+        v = (c >> 1) == 1
     r.avail = av
     return v
 
@@ -35023,7 +34828,7 @@ def _d_v4(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'value', 'expected CH, EE') from None
-        v = _E_iso20_common_messages_authorizationType[((c >> 1) & 1)]
+        v = _E_iso20_common_messages_authorizationType[(c >> 1)]
     r.avail = av
     return v
 
@@ -35049,7 +34854,7 @@ def _d_v5(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'value', 'expected CH, EE') from None
-        v = _E_iso20_common_messages_channelSelectionType[((c >> 1) & 1)]
+        v = _E_iso20_common_messages_channelSelectionType[(c >> 1)]
     r.avail = av
     return v
 
@@ -35070,9 +34875,9 @@ def _d_v6(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 18)
     c = (win >> av) & 0x3ffff
-    if c & 0x20000 != 0x0:
+    if c >= 0x20000:
         raise r.fail_at(av + 18, 'value', 'expected CH')
-    u = ((c >> 9) & 255)
+    u = (c >> 9)
     if u > 127:
         u2 = (c >> 1) & 0xFF
         if u2 < 128:
@@ -35141,9 +34946,9 @@ def _d_v7(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -35207,7 +35012,7 @@ def _d_v8(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x9 != 0x0:
             raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
-        v = _E_iso20_common_messages_chargeProgressType[((c >> 1) & 3)]
+        v = _E_iso20_common_messages_chargeProgressType[(c >> 1)]
     r.avail = av
     return v
 
@@ -35233,7 +35038,7 @@ def _d_v9(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x9 != 0x0:
             raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 3)
+        iv = (c >> 1)
         if iv >= 3:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso20_common_messages_chargingSessionType[iv]
@@ -35257,9 +35062,9 @@ def _d_v10(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -35318,9 +35123,9 @@ def _d_v11(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -35379,9 +35184,9 @@ def _d_v12(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 18)
     c = (win >> av) & 0x3ffff
-    if c & 0x20000 != 0x0:
+    if c >= 0x20000:
         raise r.fail_at(av + 18, 'value', 'expected CH')
-    u = ((c >> 9) & 255)
+    u = (c >> 9)
     if u > 127:
         u2 = (c >> 1) & 0xFF
         if u2 < 128:
@@ -35453,9 +35258,9 @@ def _d_v13(r: BitReader, c: int) -> object:
     try:
         sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
+        if c >= 0x40000:
             raise r.fail_at(av + 19, 'value', 'expected CH') from None
-        sg = ((c >> 17) & 1)
+        sg = (c >> 17)
     u = ((c >> 9) & 255)
     if u > 127:
         u2 = (c >> 1) & 0xFF
@@ -35530,7 +35335,7 @@ def _d_v14(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'value', 'expected CH, EE') from None
-        v = _E_iso20_common_messages_ecdhCurveType[((c >> 1) & 1)]
+        v = _E_iso20_common_messages_ecdhCurveType[(c >> 1)]
     r.avail = av
     return v
 
@@ -35551,9 +35356,9 @@ def _d_v15(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -35617,7 +35422,7 @@ def _d_v16(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x9 != 0x0:
             raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 3)
+        iv = (c >> 1)
         if iv >= 3:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso20_common_messages_evCheckInStatusType[iv]
@@ -35646,7 +35451,7 @@ def _d_v17(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x9 != 0x0:
             raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 3)
+        iv = (c >> 1)
         if iv >= 3:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso20_common_messages_evCheckOutStatusType[iv]
@@ -35675,7 +35480,7 @@ def _d_v18(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x9 != 0x0:
             raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 3)
+        iv = (c >> 1)
         if iv >= 3:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso20_common_types_processingType[iv]
@@ -35704,7 +35509,7 @@ def _d_v19(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'value', 'expected CH, EE') from None
-        v = _E_iso20_common_messages_evseCheckOutStatusType[((c >> 1) & 1)]
+        v = _E_iso20_common_messages_evseCheckOutStatusType[(c >> 1)]
     r.avail = av
     return v
 
@@ -35730,7 +35535,7 @@ def _d_v20(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x11 != 0x0:
             raise r.fail_at(av + 5, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 7)
+        iv = (c >> 1)
         if iv >= 6:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso20_common_types_evseNotificationType[iv]
@@ -35754,9 +35559,9 @@ def _d_v21(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -35815,9 +35620,9 @@ def _d_v22(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -35876,9 +35681,9 @@ def _d_v23(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -35940,7 +35745,7 @@ def _d_v24(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x201 != 0x0:
             raise r.fail_at(av + 10, 'value', 'expected CH, EE') from None
-        v = ((c >> 1) & 255) - 128
+        v = (c >> 1) - 128
     r.avail = av
     return v
 
@@ -35963,9 +35768,9 @@ def _d_v25(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -36027,9 +35832,9 @@ def _d_v26(r: BitReader, c: int) -> object:
     try:
         sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
+        if c >= 0x40000:
             raise r.fail_at(av + 19, 'value', 'expected CH') from None
-        sg = ((c >> 17) & 1)
+        sg = (c >> 17)
     u = ((c >> 9) & 255)
     if u > 127:
         u2 = (c >> 1) & 0xFF
@@ -36099,9 +35904,9 @@ def _d_v27(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -36165,7 +35970,7 @@ def _d_v28(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x201 != 0x0:
             raise r.fail_at(av + 10, 'value', 'expected CH, EE') from None
-        v = ((c >> 1) & 255)
+        v = (c >> 1)
     r.avail = av
     return v
 
@@ -36193,7 +35998,7 @@ def _d_v29(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x101 != 0x0:
             raise r.fail_at(av + 9, 'value', 'expected CH, EE') from None
-        v = ((c >> 1) & 127)
+        v = (c >> 1)
     r.avail = av
     return v
 
@@ -36218,7 +36023,7 @@ def _d_v30(r: BitReader, c: int) -> object:
     c = (win >> av) & 0xfff
     if c & 0x801 != 0x0:
         raise r.fail_at(av + 12, 'value', 'expected CH, EE')
-    v = ((c >> 1) & 1023) + 12
+    v = (c >> 1) + 12
     r.avail = av
     return v
 
@@ -36241,9 +36046,9 @@ def _d_v31(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -36302,9 +36107,9 @@ def _d_v32(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -36363,9 +36168,9 @@ def _d_v33(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -36422,9 +36227,9 @@ def _d_v34(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 18)
     c = (win >> av) & 0x3ffff
-    if c & 0x20000 != 0x0:
+    if c >= 0x20000:
         raise r.fail_at(av + 18, 'value', 'expected CH')
-    u = ((c >> 9) & 255)
+    u = (c >> 9)
     if u > 127:
         u2 = (c >> 1) & 0xFF
         if u2 < 128:
@@ -36498,7 +36303,7 @@ def _d_v35(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x9 != 0x0:
             raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 3)
+        iv = (c >> 1)
         if iv >= 3:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso20_common_messages_parkingMethodType[iv]
@@ -36527,7 +36332,7 @@ def _d_v36(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'value', 'expected CH, EE') from None
-        v = _E_iso20_common_messages_powerToleranceAcceptanceType[((c >> 1) & 1)]
+        v = _E_iso20_common_messages_powerToleranceAcceptanceType[(c >> 1)]
     r.avail = av
     return v
 
@@ -36548,9 +36353,9 @@ def _d_v37(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 18)
     c = (win >> av) & 0x3ffff
-    if c & 0x20000 != 0x0:
+    if c >= 0x20000:
         raise r.fail_at(av + 18, 'value', 'expected CH')
-    u = ((c >> 9) & 255)
+    u = (c >> 9)
     if u > 127:
         u2 = (c >> 1) & 0xFF
         if u2 < 128:
@@ -36624,7 +36429,7 @@ def _d_v38(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x81 != 0x0:
             raise r.fail_at(av + 8, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 63)
+        iv = (c >> 1)
         if iv >= 40:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso20_common_types_responseCodeType[iv]
@@ -36648,9 +36453,9 @@ def _d_v39(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -36709,9 +36514,9 @@ def _d_v40(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -36770,9 +36575,9 @@ def _d_v41(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -36831,9 +36636,9 @@ def _d_v42(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -36895,9 +36700,9 @@ def _d_v43(r: BitReader, c: int) -> object:
     try:
         sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
+        if c >= 0x40000:
             raise r.fail_at(av + 19, 'value', 'expected CH') from None
-        sg = ((c >> 17) & 1)
+        sg = (c >> 17)
     u = ((c >> 9) & 255)
     if u > 127:
         u2 = (c >> 1) & 0xFF
@@ -36970,9 +36775,9 @@ def _d_v44(r: BitReader, c: int) -> object:
     try:
         sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
+        if c >= 0x40000:
             raise r.fail_at(av + 19, 'value', 'expected CH') from None
-        sg = ((c >> 17) & 1)
+        sg = (c >> 17)
     u = ((c >> 9) & 255)
     if u > 127:
         u2 = (c >> 1) & 0xFF

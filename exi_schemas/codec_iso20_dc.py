@@ -102,19 +102,14 @@ _I_iso20_common_types_responseCodeType = {m: i for i, m in enumerate(_E_iso20_co
 _T0022799f = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (3, None, _E_iso20_common_types_evseNotificationType), (1, 0, None), (1, 0, None), (2, None, range(4)),))
 _T071cdf68 = run_table(((1, 0, None), (1, None, range(2)),))
 _T097f1957 = run_table(((1, 0, None), (6, None, _E_iso20_common_types_responseCodeType), (1, 0, None),))
-_T09ea0bb6 = run_table(((1, 0, None), (1, 0, None), (4, None, range(16)),))
 _T416167d0 = run_table(((1, 0, None), (1, 0, None), (6, None, _E_iso20_common_types_responseCodeType), (1, 0, None), (1, 0, None), (1, 0, None), (2, None, _E_iso20_common_types_processingType), (1, 0, None), (1, 0, None),))
-_T4243fd73 = run_table(((1, 0, None), (3, None, range(8)),))
 _T4520956c = run_table(((1, 0, None), (8, None, range(-128, 128)), (1, 0, None),))
 _T56b422b4 = run_table(((1, 0, None), (1, 0, None), (2, None, _E_iso20_common_types_processingType), (1, 0, None), (1, 0, None),))
 _T68c31457 = run_table(((1, 0, None), (2, None, _E_iso20_common_types_processingType), (1, 0, None),))
-_T6cd14f8b = run_table(((1, 0, None), (1, 0, None), (2, None, range(4)),))
-_T84c90c6e = run_table(((1, 0, None), (1, 0, None), (3, None, range(8)),))
 _T9208fcde = run_table(((1, 0, None), (1, 0, None), (6, None, _E_iso20_common_types_responseCodeType), (1, 0, None), (2, None, range(4)),))
 _Ta1e7f27a = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (1, 0, None), (1, None, (False, True)), (1, 0, None), (1, 0, None), (1, 0, None), (1, None, (False, True)), (1, 0, None), (1, 0, None), (1, 0, None), (1, None, (False, True)), (1, 0, None), (3, None, range(8)),))
 _Ta870a97b = run_table(((1, 0, None), (1, None, (False, True)), (1, 0, None),))
 _Ta8d0c3e4 = run_table(((1, 0, None), (7, None, range(0, 128)), (1, 0, None), (1, 0, None),))
-_Taa5bbe96 = run_table(((1, 0, None), (2, None, range(4)),))
 _Tadfaa03d = run_table(((1, 0, None), (1, 0, None), (1, None, (False, True)), (1, 0, None),))
 _Tca2b455a = run_table(((1, 0, None), (3, None, _E_iso20_common_types_evseNotificationType), (1, 0, None),))
 _Tf00db23f = run_table(((1, 0, None), (7, None, range(0, 128)), (1, 0, None),))
@@ -163,7 +158,7 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
     f_EVMinimumDischargeCurrent: _iso20_common_types.RationalNumberType
     if c & 0xe01c000 != 0x0:
         raise r.fail_at(av + 28, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected SE(EVMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 17) & 255) - 128
+    f_1_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     if u > 127:
@@ -199,7 +194,7 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_2_Exponent = ((c >> 17) & 255) - 128
+    f_2_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob1_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -239,7 +234,7 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_3_Exponent = ((c >> 17) & 255) - 128
+    f_3_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob2_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -279,7 +274,7 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_4_Exponent = ((c >> 17) & 255) - 128
+    f_4_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob3_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -319,7 +314,7 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_5_Exponent = ((c >> 17) & 255) - 128
+    f_5_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob4_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -359,7 +354,7 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_6_Exponent = ((c >> 17) & 255) - 128
+    f_6_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob5_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -393,24 +388,21 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
                     win, av = r.refill(av, 5)
                 c = (win >> av) & 0x1f
     f_6_Value = -u - 1 if sg else u
-    try:
-        ec = _T6cd14f8b[(c >> 1) & 0xf]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x18 != 0x0:
-            raise r.fail_at(av + 5, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE') from None
-        ec = ((c >> 1) & 3)
+    c &= 0x1f
+    if c >= 0x8:
+        raise r.fail_at(av + 5, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE')
     ob6_ = _new(_K_iso20_common_types_RationalNumberType)
     ob6_.Exponent = f_6_Exponent
     ob6_.Value = f_6_Value
     f_EVMinimumVoltage = ob6_
-    if ec == 0:
+    if c < 0x2:
         av -= 31
         if av < 0:
             win, av = r.refill(av, 32)
         c = (win >> av) & 0xffffffff
         if c & 0x80f00e00 != 0x0:
             raise r.fail_at(av + 32, 'BPT_DC_CPDReqEnergyTransferModeType[6]', 'expected CH of TargetSOC, EE of TargetSOC, SE(EVMaximumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_TargetSOC = ((c >> 24) & 127)
+        f_TargetSOC = (c >> 24)
         f_7_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
@@ -438,7 +430,7 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'BPT_DC_CPDReqEnergyTransferModeType[6]', 'expected EE of Value, EE')
         ob7_ = _new(_K_iso20_common_types_RationalNumberType)
         ob7_.Exponent = f_7_Exponent
@@ -448,14 +440,14 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x4:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'BPT_DC_CPDReqEnergyTransferModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_8_Exponent = ((c >> 20) & 255) - 128
+        f_8_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -482,7 +474,7 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'BPT_DC_CPDReqEnergyTransferModeType[6]', 'expected EE of Value, EE')
         ob8_ = _new(_K_iso20_common_types_RationalNumberType)
         ob8_.Exponent = f_8_Exponent
@@ -493,10 +485,11 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 1) & 0x3
         raise r.fail_at(av + 1, 'BPT_DC_CPDReqEnergyTransferModeType[6]', f'event code {ec}, expected SE(TargetSOC), SE(EVMaximumDischargePower)')
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected SE(EVMinimumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_9_Exponent = ((c >> 19) & 255) - 128
+    f_9_Exponent = (c >> 19) - 128
     sg = ((c >> 15) & 1)
     u = ((c >> 7) & 255)
     if u > 127:
@@ -532,7 +525,7 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMaximumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_10_Exponent = ((c >> 17) & 255) - 128
+    f_10_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob9_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -572,7 +565,7 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_11_Exponent = ((c >> 17) & 255) - 128
+    f_11_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob10_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -1024,7 +1017,7 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
     f_EVSEMinimumDischargeCurrent: _iso20_common_types.RationalNumberType
     if c & 0xe01c000 != 0x0:
         raise r.fail_at(av + 28, 'BPT_DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 17) & 255) - 128
+    f_1_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     if u > 127:
@@ -1060,7 +1053,7 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_2_Exponent = ((c >> 17) & 255) - 128
+    f_2_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob1_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -1100,7 +1093,7 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_3_Exponent = ((c >> 17) & 255) - 128
+    f_3_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob2_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -1140,7 +1133,7 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_4_Exponent = ((c >> 17) & 255) - 128
+    f_4_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob3_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -1180,7 +1173,7 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_5_Exponent = ((c >> 17) & 255) - 128
+    f_5_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob4_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -1220,7 +1213,7 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_6_Exponent = ((c >> 17) & 255) - 128
+    f_6_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob5_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -1254,24 +1247,21 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
                     win, av = r.refill(av, 5)
                 c = (win >> av) & 0x1f
     f_6_Value = -u - 1 if sg else u
-    try:
-        ec = _T6cd14f8b[(c >> 1) & 0xf]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x18 != 0x0:
-            raise r.fail_at(av + 5, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE') from None
-        ec = ((c >> 1) & 3)
+    c &= 0x1f
+    if c >= 0x8:
+        raise r.fail_at(av + 5, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE')
     ob6_ = _new(_K_iso20_common_types_RationalNumberType)
     ob6_.Exponent = f_6_Exponent
     ob6_.Value = f_6_Value
     f_EVSEMinimumVoltage = ob6_
-    if ec == 0:
+    if c < 0x2:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_7_Exponent = ((c >> 20) & 255) - 128
+        f_7_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -1300,7 +1290,7 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
         c = (win >> av) & 0x3fffffff
         if c & 0x3e01c000 != 0x0:
             raise r.fail_at(av + 30, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected EE of Value, EE, SE(EVSEMaximumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_8_Exponent = ((c >> 17) & 255) - 128
+        f_8_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         ob7_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -1344,14 +1334,14 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x4:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_9_Exponent = ((c >> 20) & 255) - 128
+        f_9_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -1378,7 +1368,7 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected EE of Value, EE')
         ob9_ = _new(_K_iso20_common_types_RationalNumberType)
         ob9_.Exponent = f_9_Exponent
@@ -1389,10 +1379,11 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 1) & 0x3
         raise r.fail_at(av + 1, 'BPT_DC_CPDResEnergyTransferModeType[6]', f'event code {ec}, expected SE(EVSEPowerRampLimitation), SE(EVSEMaximumDischargePower)')
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMinimumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_10_Exponent = ((c >> 19) & 255) - 128
+    f_10_Exponent = (c >> 19) - 128
     sg = ((c >> 15) & 1)
     u = ((c >> 7) & 255)
     if u > 127:
@@ -1428,7 +1419,7 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMaximumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_11_Exponent = ((c >> 17) & 255) - 128
+    f_11_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob10_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -1468,7 +1459,7 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_12_Exponent = ((c >> 17) & 255) - 128
+    f_12_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob11_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -1948,11 +1939,10 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _is
     f_EVMaximumV2XEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     f_EVMinimumV2XEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    ec = ((c >> 26) & 3)
-    if ec == 0:
-        if c & 0x2000000 != 0x0:
+    if c < 0x4000000:
+        if c >= 0x2000000:
             raise r.fail_at(av + 26, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected CH of DepartureTime')
-        u = ((c >> 17) & 255)
+        u = (c >> 17)
         if u > 127:
             u2 = (c >> 9) & 0xFF
             if u2 < 128:
@@ -1985,7 +1975,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _is
         c = (win >> av) & 0x3fffffff
         if c & 0x3c038000 != 0x0:
             raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected EE of DepartureTime, SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 18) & 255) - 128
+        f_1_Exponent = (c >> 18) - 128
         sg = ((c >> 14) & 1)
         u = ((c >> 6) & 255)
         if u > 127:
@@ -2026,7 +2016,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x8000000:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 16) & 255) - 128
@@ -2071,10 +2061,11 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _is
         c = (win >> av) & 0x3fffffff
         s = 2
     else:
+        ec = (c >> 26) & 0x3
         raise r.fail_at(av + 26, 'BPT_Dynamic_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_3_Exponent = ((c >> 19) & 255) - 128
+    f_3_Exponent = (c >> 19) - 128
     sg = ((c >> 15) & 1)
     u = ((c >> 7) & 255)
     if u > 127:
@@ -2110,7 +2101,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _is
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_4_Exponent = ((c >> 17) & 255) - 128
+    f_4_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob3_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -2151,7 +2142,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _is
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_5_Exponent = ((c >> 17) & 255) - 128
+    f_5_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob4_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -2192,7 +2183,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _is
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_6_Exponent = ((c >> 17) & 255) - 128
+    f_6_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob5_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -2233,7 +2224,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _is
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_7_Exponent = ((c >> 17) & 255) - 128
+    f_7_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob6_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -2274,7 +2265,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _is
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_8_Exponent = ((c >> 17) & 255) - 128
+    f_8_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob7_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -2315,7 +2306,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _is
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_9_Exponent = ((c >> 17) & 255) - 128
+    f_9_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob8_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -2356,7 +2347,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _is
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_10_Exponent = ((c >> 17) & 255) - 128
+    f_10_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob9_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -2397,7 +2388,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _is
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_11_Exponent = ((c >> 17) & 255) - 128
+    f_11_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob10_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -2438,7 +2429,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _is
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_12_Exponent = ((c >> 17) & 255) - 128
+    f_12_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob11_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -2473,25 +2464,22 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _is
                     win, av = r.refill(av, 5)
                 c = (win >> av) & 0x1f
     f_12_Value = -u - 1 if sg else u
-    try:
-        ec = _T6cd14f8b[(c >> 1) & 0xf]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x18 != 0x0:
-            raise r.fail_at(av + 5, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE') from None
-        ec = ((c >> 1) & 3)
+    c &= 0x1f
+    if c >= 0x8:
+        raise r.fail_at(av + 5, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE')
     ob12_ = _new(_K_iso20_common_types_RationalNumberType)
     ob12_.Exponent = f_12_Exponent
     ob12_.Value = f_12_Value
     f_EVMaximumDischargeCurrent = ob12_
     s = 12
-    if ec == 0:
+    if c < 0x2:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_13_Exponent = ((c >> 20) & 255) - 128
+        f_13_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -2518,20 +2506,16 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 29)
         c = (win >> av) & 0x1fffffff
-        try:
-            ec = _T6cd14f8b[c >> 25]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x18000000 != 0x0:
-                raise r.fail_at(av + 29, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected EE of Value, EE') from None
-            ec = ((c >> 25) & 3)
+        if c >= 0x8000000:
+            raise r.fail_at(av + 29, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected EE of Value, EE')
         ob13_ = _new(_K_iso20_common_types_RationalNumberType)
         ob13_.Exponent = f_13_Exponent
         ob13_.Value = f_13_Value
         f_EVMaximumV2XEnergyRequest = ob13_
-        if ec == 0:
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLReqControlModeType[13]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_14_Exponent = ((c >> 15) & 255) - 128
+            f_14_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -2568,19 +2552,20 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _is
             ob14_.Value = f_14_Value
             f_EVMinimumV2XEnergyRequest = ob14_
             s = 14
-        elif ec == 1:
+        elif c < 0x4000000:
             av += 24
             s = -1
         else:
+            ec = (c >> 25) & 0x3
             raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLReqControlModeType[13]', f'event code {ec}, expected SE(EVMinimumV2XEnergyRequest), EE')
-    elif ec == 1:
+    elif c < 0x4:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_15_Exponent = ((c >> 20) & 255) - 128
+        f_15_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -2607,16 +2592,17 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 3)
         c = (win >> av) & 0x7
-        if c & 0x6 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 3, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected EE of Value, EE')
         ob15_ = _new(_K_iso20_common_types_RationalNumberType)
         ob15_.Exponent = f_15_Exponent
         ob15_.Value = f_15_Value
         f_EVMinimumV2XEnergyRequest = ob15_
         s = 14
-    elif ec == 2:
+    elif c < 0x6:
         s = -1
     else:
+        ec = (c >> 1) & 0x3
         raise r.fail_at(av + 1, 'BPT_Dynamic_DC_CLReqControlModeType[12]', f'event code {ec}, expected SE(EVMaximumV2XEnergyRequest), SE(EVMinimumV2XEnergyRequest), EE')
     if s == 14:
         if c & 0x1 != 0x0:
@@ -3198,11 +3184,10 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _is
     f_EVSEMaximumDischargeCurrent: _iso20_common_types.RationalNumberType
     f_EVSEMinimumVoltage: _iso20_common_types.RationalNumberType
     s = 0
-    ec = ((c >> 25) & 7)
-    if ec == 0:
-        if c & 0x1000000 != 0x0:
+    if c < 0x2000000:
+        if c >= 0x1000000:
             raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of DepartureTime')
-        u = ((c >> 16) & 255)
+        u = (c >> 16)
         if u > 127:
             u2 = (c >> 8) & 0xFF
             if u2 < 128:
@@ -3229,13 +3214,10 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _is
             av += 8
             c >>= 8
         f_DepartureTime = u
-        try:
-            ec = _T4243fd73[(c >> 4) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x80 != 0x0:
-                raise r.fail_at(av + 8, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected EE of DepartureTime') from None
-            ec = ((c >> 4) & 7)
-        if ec == 0:
+        c &= 0xff
+        if c >= 0x80:
+            raise r.fail_at(av + 8, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected EE of DepartureTime')
+        if c < 0x10:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -3245,13 +3227,13 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _is
             except KeyError:  # not a valid pattern: say why
                 if c & 0x20200000 != 0x0:
                     raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC') from None
-                f_MinimumSOC = ((c >> 22) & 127)
+                f_MinimumSOC = (c >> 22)
             av -= 7
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 2
-        elif ec == 1:
+        elif c < 0x20:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -3261,20 +3243,20 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _is
             except KeyError:  # not a valid pattern: say why
                 if c & 0x20200000 != 0x0:
                     raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC') from None
-                f_TargetSOC = ((c >> 22) & 127)
+                f_TargetSOC = (c >> 22)
             av -= 7
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 2:
+        elif c < 0x30:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x20000000 != 0x0:
+            if c >= 0x20000000:
                 raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
-            u = ((c >> 21) & 255)
+            u = (c >> 21)
             if u > 127:
                 u2 = (c >> 13) & 0xFF
                 if u2 < 128:
@@ -3308,14 +3290,14 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 3:
+        elif c < 0x40:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_1_Exponent = ((c >> 20) & 255) - 128
+            f_1_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -3342,7 +3324,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _is
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
             ob1_ = _new(_K_iso20_common_types_RationalNumberType)
             ob1_.Exponent = f_1_Exponent
@@ -3350,8 +3332,9 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _is
             f_EVSEMaximumChargePower = ob1_
             s = 5
         else:
+            ec = (c >> 4) & 0x7
             raise r.fail_at(av + 4, 'BPT_Dynamic_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
-    elif ec == 1:
+    elif c < 0x4000000:
         try:
             f_MinimumSOC = _Tf00db23f[(c >> 16) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
@@ -3363,7 +3346,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _is
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 2
-    elif ec == 2:
+    elif c < 0x6000000:
         try:
             f_TargetSOC = _Tf00db23f[(c >> 16) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
@@ -3375,8 +3358,8 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _is
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 3
-    elif ec == 3:
-        if c & 0x1000000 != 0x0:
+    elif c < 0x8000000:
+        if c >= 0x7000000:
             raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
         u = ((c >> 16) & 255)
         if u > 127:
@@ -3412,7 +3395,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _is
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 4
-    elif ec == 4:
+    elif c < 0xa000000:
         if c & 0x1807000 != 0x0:
             raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 15) & 255) - 128
@@ -3457,23 +3440,23 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _is
         c = (win >> av) & 0xfffffff
         s = 5
     else:
+        ec = (c >> 25) & 0x7
         raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 2:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        if c < 0x4000000:
             try:
-                f_TargetSOC = _Tf00db23f[(c >> 17) & 0x1ff]
+                f_TargetSOC = _Tf00db23f[c >> 17]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x2020000 != 0x0:
                     raise r.fail_at(av + 26, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC') from None
-                f_TargetSOC = ((c >> 18) & 127)
+                f_TargetSOC = (c >> 18)
             av -= 11
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 1:
-            if c & 0x2000000 != 0x0:
+        elif c < 0x8000000:
+            if c >= 0x6000000:
                 raise r.fail_at(av + 26, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
             u = ((c >> 17) & 255)
             if u > 127:
@@ -3509,7 +3492,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 2:
+        elif c < 0xc000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_3_Exponent = ((c >> 16) & 255) - 128
@@ -3554,13 +3537,13 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _is
             c = (win >> av) & 0xfffffff
             s = 5
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'BPT_Dynamic_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 3:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
-            if c & 0x2000000 != 0x0:
+        if c < 0x4000000:
+            if c >= 0x2000000:
                 raise r.fail_at(av + 26, 'BPT_Dynamic_DC_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
-            u = ((c >> 17) & 255)
+            u = (c >> 17)
             if u > 127:
                 u2 = (c >> 9) & 0xFF
                 if u2 < 128:
@@ -3594,7 +3577,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Dynamic_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_4_Exponent = ((c >> 16) & 255) - 128
@@ -3639,11 +3622,12 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _is
             c = (win >> av) & 0xfffffff
             s = 5
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'BPT_Dynamic_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 4:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_Dynamic_DC_CLResControlModeType', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_5_Exponent = ((c >> 17) & 255) - 128
+        f_5_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -3691,7 +3675,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _is
         c = (win >> av) & 0x3fffffff
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLResControlModeType', 'expected SE(EVSEMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_6_Exponent = ((c >> 19) & 255) - 128
+    f_6_Exponent = (c >> 19) - 128
     sg = ((c >> 15) & 1)
     u = ((c >> 7) & 255)
     if u > 127:
@@ -3727,7 +3711,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _is
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_7_Exponent = ((c >> 17) & 255) - 128
+    f_7_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob6_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -3768,7 +3752,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _is
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_8_Exponent = ((c >> 17) & 255) - 128
+    f_8_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob7_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -3809,7 +3793,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _is
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_9_Exponent = ((c >> 17) & 255) - 128
+    f_9_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob8_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -3850,7 +3834,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _is
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMinimumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_10_Exponent = ((c >> 17) & 255) - 128
+    f_10_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob9_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -3891,7 +3875,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _is
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_11_Exponent = ((c >> 17) & 255) - 128
+    f_11_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob10_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -3932,7 +3916,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _is
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_12_Exponent = ((c >> 17) & 255) - 128
+    f_12_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob11_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -4584,11 +4568,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
     f_EVMinimumDischargePower: _iso20_common_types.RationalNumberType | None = None
     f_EVMaximumDischargeCurrent: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    ec = ((c >> 25) & 7)
-    if ec == 0:
+    if c < 0x2000000:
         if c & 0x1807000 != 0x0:
             raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 15) & 255) - 128
+        f_1_Exponent = (c >> 15) - 128
         sg = ((c >> 11) & 1)
         u = ((c >> 3) & 255)
         if u > 127:
@@ -4622,20 +4605,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        try:
-            ec = _T6cd14f8b[c >> 26]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30000000 != 0x0:
-                raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE') from None
-            ec = ((c >> 26) & 3)
+        if c >= 0x10000000:
+            raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
         ob1_ = _new(_K_iso20_common_types_RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVTargetEnergyRequest = ob1_
-        if ec == 0:
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_2_Exponent = ((c >> 16) & 255) - 128
+            f_2_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -4676,7 +4655,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 2
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_3_Exponent = ((c >> 16) & 255) - 128
@@ -4720,7 +4699,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 2:
+        elif c < 0xc000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_4_Exponent = ((c >> 16) & 255) - 128
@@ -4765,8 +4744,9 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
             c = (win >> av) & 0xfffffff
             s = 4
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
-    elif ec == 1:
+    elif c < 0x4000000:
         if c & 0x1807000 != 0x0:
             raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_5_Exponent = ((c >> 15) & 255) - 128
@@ -4810,7 +4790,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 2
-    elif ec == 2:
+    elif c < 0x6000000:
         if c & 0x1807000 != 0x0:
             raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_6_Exponent = ((c >> 15) & 255) - 128
@@ -4854,7 +4834,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 3
-    elif ec == 3:
+    elif c < 0x8000000:
         if c & 0x1807000 != 0x0:
             raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_7_Exponent = ((c >> 15) & 255) - 128
@@ -4899,13 +4879,13 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
         c = (win >> av) & 0xfffffff
         s = 4
     else:
+        ec = (c >> 25) & 0x7
         raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 2:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_8_Exponent = ((c >> 16) & 255) - 128
+            f_8_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -4946,7 +4926,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_9_Exponent = ((c >> 16) & 255) - 128
@@ -4991,11 +4971,12 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
             c = (win >> av) & 0xfffffff
             s = 4
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 3:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_Scheduled_DC_CLReqControlModeType', 'expected SE(EVTargetCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_10_Exponent = ((c >> 17) & 255) - 128
+        f_10_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -5043,7 +5024,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
         c = (win >> av) & 0x3fffffff
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType', 'expected SE(EVTargetVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_11_Exponent = ((c >> 19) & 255) - 128
+    f_11_Exponent = (c >> 19) - 128
     sg = ((c >> 15) & 1)
     u = ((c >> 7) & 255)
     if u > 127:
@@ -5073,25 +5054,22 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                     win, av = r.refill(av, 7)
                 c = (win >> av) & 0x7f
     f_11_Value = -u - 1 if sg else u
-    try:
-        ec = _T09ea0bb6[(c >> 1) & 0x3f]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x60 != 0x0:
-            raise r.fail_at(av + 7, 'BPT_Scheduled_DC_CLReqControlModeType', 'expected EE of Value, EE') from None
-        ec = ((c >> 1) & 15)
+    c &= 0x7f
+    if c >= 0x20:
+        raise r.fail_at(av + 7, 'BPT_Scheduled_DC_CLReqControlModeType', 'expected EE of Value, EE')
     ob11_ = _new(_K_iso20_common_types_RationalNumberType)
     ob11_.Exponent = f_11_Exponent
     ob11_.Value = f_11_Value
     f_EVTargetVoltage = ob11_
     s = 5
-    if ec == 0:
+    if c < 0x2:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_12_Exponent = ((c >> 20) & 255) - 128
+        f_12_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -5118,20 +5096,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        try:
-            ec = _T09ea0bb6[c >> 24]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30000000 != 0x0:
-                raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE') from None
-            ec = ((c >> 24) & 15)
+        if c >= 0x10000000:
+            raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         ob12_ = _new(_K_iso20_common_types_RationalNumberType)
         ob12_.Exponent = f_12_Exponent
         ob12_.Value = f_12_Value
         f_EVMaximumChargePower = ob12_
-        if ec == 0:
+        if c < 0x1000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_13_Exponent = ((c >> 14) & 255) - 128
+            f_13_Exponent = (c >> 14) - 128
             sg = ((c >> 10) & 1)
             u = ((c >> 2) & 255)
             if u > 127:
@@ -5172,7 +5146,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 1:
+        elif c < 0x2000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_14_Exponent = ((c >> 14) & 255) - 128
@@ -5216,7 +5190,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 2:
+        elif c < 0x3000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_15_Exponent = ((c >> 14) & 255) - 128
@@ -5260,7 +5234,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 3:
+        elif c < 0x4000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_16_Exponent = ((c >> 14) & 255) - 128
@@ -5304,7 +5278,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 10
-        elif ec == 4:
+        elif c < 0x5000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_17_Exponent = ((c >> 14) & 255) - 128
@@ -5348,7 +5322,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 11
-        elif ec == 5:
+        elif c < 0x6000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_18_Exponent = ((c >> 14) & 255) - 128
@@ -5392,7 +5366,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 12
-        elif ec == 6:
+        elif c < 0x7000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_19_Exponent = ((c >> 14) & 255) - 128
@@ -5436,19 +5410,20 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 13
-        elif ec == 7:
+        elif c < 0x8000000:
             av -= 4
             s = -1
         else:
+            ec = (c >> 24) & 0xf
             raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', f'event code {ec}, expected SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
-    elif ec == 1:
+    elif c < 0x4:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_20_Exponent = ((c >> 20) & 255) - 128
+        f_20_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -5475,21 +5450,21 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         ob20_ = _new(_K_iso20_common_types_RationalNumberType)
         ob20_.Exponent = f_20_Exponent
         ob20_.Value = f_20_Value
         f_EVMinimumChargePower = ob20_
         s = 7
-    elif ec == 2:
+    elif c < 0x6:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_21_Exponent = ((c >> 20) & 255) - 128
+        f_21_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -5516,21 +5491,21 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         ob21_ = _new(_K_iso20_common_types_RationalNumberType)
         ob21_.Exponent = f_21_Exponent
         ob21_.Value = f_21_Value
         f_EVMaximumChargeCurrent = ob21_
         s = 8
-    elif ec == 3:
+    elif c < 0x8:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_22_Exponent = ((c >> 20) & 255) - 128
+        f_22_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -5557,21 +5532,21 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         ob22_ = _new(_K_iso20_common_types_RationalNumberType)
         ob22_.Exponent = f_22_Exponent
         ob22_.Value = f_22_Value
         f_EVMaximumVoltage = ob22_
         s = 9
-    elif ec == 4:
+    elif c < 0xa:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_23_Exponent = ((c >> 20) & 255) - 128
+        f_23_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -5598,21 +5573,21 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         ob23_ = _new(_K_iso20_common_types_RationalNumberType)
         ob23_.Exponent = f_23_Exponent
         ob23_.Value = f_23_Value
         f_EVMinimumVoltage = ob23_
         s = 10
-    elif ec == 5:
+    elif c < 0xc:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_24_Exponent = ((c >> 20) & 255) - 128
+        f_24_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -5639,21 +5614,21 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         ob24_ = _new(_K_iso20_common_types_RationalNumberType)
         ob24_.Exponent = f_24_Exponent
         ob24_.Value = f_24_Value
         f_EVMaximumDischargePower = ob24_
         s = 11
-    elif ec == 6:
+    elif c < 0xe:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_25_Exponent = ((c >> 20) & 255) - 128
+        f_25_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -5680,21 +5655,21 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         ob25_ = _new(_K_iso20_common_types_RationalNumberType)
         ob25_.Exponent = f_25_Exponent
         ob25_.Value = f_25_Value
         f_EVMinimumDischargePower = ob25_
         s = 12
-    elif ec == 7:
+    elif c < 0x10:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_26_Exponent = ((c >> 20) & 255) - 128
+        f_26_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -5721,24 +5696,25 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         ob26_ = _new(_K_iso20_common_types_RationalNumberType)
         ob26_.Exponent = f_26_Exponent
         ob26_.Value = f_26_Value
         f_EVMaximumDischargeCurrent = ob26_
         s = 13
-    elif ec == 8:
+    elif c < 0x12:
         av -= 27
         s = -1
     else:
+        ec = (c >> 1) & 0xf
         raise r.fail_at(av + 1, 'BPT_Scheduled_DC_CLReqControlModeType[5]', f'event code {ec}, expected SE(EVMaximumChargePower), SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
     if s == 7:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_27_Exponent = ((c >> 15) & 255) - 128
+            f_27_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -5779,7 +5755,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_28_Exponent = ((c >> 15) & 255) - 128
@@ -5823,7 +5799,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_29_Exponent = ((c >> 15) & 255) - 128
@@ -5867,7 +5843,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 10
-        elif ec == 3:
+        elif c < 0x8000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_30_Exponent = ((c >> 15) & 255) - 128
@@ -5911,7 +5887,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 11
-        elif ec == 4:
+        elif c < 0xa000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_31_Exponent = ((c >> 15) & 255) - 128
@@ -5955,7 +5931,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 12
-        elif ec == 5:
+        elif c < 0xc000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_32_Exponent = ((c >> 15) & 255) - 128
@@ -5999,17 +5975,18 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 13
-        elif ec == 6:
+        elif c < 0xe000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[7]', f'event code {ec}, expected SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
     if s == 8:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_33_Exponent = ((c >> 15) & 255) - 128
+            f_33_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -6050,7 +6027,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_34_Exponent = ((c >> 15) & 255) - 128
@@ -6094,7 +6071,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 10
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_35_Exponent = ((c >> 15) & 255) - 128
@@ -6138,7 +6115,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 11
-        elif ec == 3:
+        elif c < 0x8000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_36_Exponent = ((c >> 15) & 255) - 128
@@ -6182,7 +6159,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 12
-        elif ec == 4:
+        elif c < 0xa000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_37_Exponent = ((c >> 15) & 255) - 128
@@ -6226,17 +6203,18 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 13
-        elif ec == 5:
+        elif c < 0xc000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[8]', f'event code {ec}, expected SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
     if s == 9:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_38_Exponent = ((c >> 15) & 255) - 128
+            f_38_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -6277,7 +6255,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 10
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_39_Exponent = ((c >> 15) & 255) - 128
@@ -6321,7 +6299,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 11
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_40_Exponent = ((c >> 15) & 255) - 128
@@ -6365,7 +6343,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 12
-        elif ec == 3:
+        elif c < 0x8000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_41_Exponent = ((c >> 15) & 255) - 128
@@ -6409,17 +6387,18 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 13
-        elif ec == 4:
+        elif c < 0xa000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[9]', f'event code {ec}, expected SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
     if s == 10:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_42_Exponent = ((c >> 15) & 255) - 128
+            f_42_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -6460,7 +6439,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 11
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_43_Exponent = ((c >> 15) & 255) - 128
@@ -6504,7 +6483,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 12
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_44_Exponent = ((c >> 15) & 255) - 128
@@ -6548,17 +6527,18 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 13
-        elif ec == 3:
+        elif c < 0x8000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[10]', f'event code {ec}, expected SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
     if s == 11:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_45_Exponent = ((c >> 16) & 255) - 128
+            f_45_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -6599,7 +6579,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 12
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_46_Exponent = ((c >> 16) & 255) - 128
@@ -6643,17 +6623,18 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 13
-        elif ec == 2:
+        elif c < 0xc000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[11]', f'event code {ec}, expected SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
     if s == 12:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_47_Exponent = ((c >> 16) & 255) - 128
+            f_47_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -6694,10 +6675,11 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 13
-        elif ec == 1:
+        elif c < 0x8000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[12]', f'event code {ec}, expected SE(EVMaximumDischargeCurrent), EE')
     if s == 13:
         av += 27
@@ -8351,11 +8333,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
     f_EVSEMaximumDischargeCurrent: _iso20_common_types.RationalNumberType | None = None
     f_EVSEMinimumVoltage: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    ec = ((c >> 24) & 15)
-    if ec == 0:
+    if c < 0x1000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 14) & 255) - 128
+        f_1_Exponent = (c >> 14) - 128
         sg = ((c >> 10) & 1)
         u = ((c >> 2) & 255)
         if u > 127:
@@ -8389,20 +8370,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        try:
-            ec = _T09ea0bb6[c >> 24]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30000000 != 0x0:
-                raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE') from None
-            ec = ((c >> 24) & 15)
+        if c >= 0x10000000:
+            raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
         ob1_ = _new(_K_iso20_common_types_RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVSEMaximumChargePower = ob1_
-        if ec == 0:
+        if c < 0x1000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_2_Exponent = ((c >> 14) & 255) - 128
+            f_2_Exponent = (c >> 14) - 128
             sg = ((c >> 10) & 1)
             u = ((c >> 2) & 255)
             if u > 127:
@@ -8443,7 +8420,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 2
-        elif ec == 1:
+        elif c < 0x2000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_3_Exponent = ((c >> 14) & 255) - 128
@@ -8487,7 +8464,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 2:
+        elif c < 0x3000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_4_Exponent = ((c >> 14) & 255) - 128
@@ -8531,7 +8508,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 3:
+        elif c < 0x4000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_5_Exponent = ((c >> 14) & 255) - 128
@@ -8575,7 +8552,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 4:
+        elif c < 0x5000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_6_Exponent = ((c >> 14) & 255) - 128
@@ -8619,7 +8596,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 5:
+        elif c < 0x6000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_7_Exponent = ((c >> 14) & 255) - 128
@@ -8663,7 +8640,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 6:
+        elif c < 0x7000000:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_8_Exponent = ((c >> 14) & 255) - 128
@@ -8707,12 +8684,13 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 7:
+        elif c < 0x8000000:
             av -= 4
             s = -1
         else:
+            ec = (c >> 24) & 0xf
             raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
-    elif ec == 1:
+    elif c < 0x2000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_9_Exponent = ((c >> 14) & 255) - 128
@@ -8756,7 +8734,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 2
-    elif ec == 2:
+    elif c < 0x3000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_10_Exponent = ((c >> 14) & 255) - 128
@@ -8800,7 +8778,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 3
-    elif ec == 3:
+    elif c < 0x4000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_11_Exponent = ((c >> 14) & 255) - 128
@@ -8844,7 +8822,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 4
-    elif ec == 4:
+    elif c < 0x5000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_12_Exponent = ((c >> 14) & 255) - 128
@@ -8888,7 +8866,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 5
-    elif ec == 5:
+    elif c < 0x6000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_13_Exponent = ((c >> 14) & 255) - 128
@@ -8932,7 +8910,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 6
-    elif ec == 6:
+    elif c < 0x7000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_14_Exponent = ((c >> 14) & 255) - 128
@@ -8976,7 +8954,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 7
-    elif ec == 7:
+    elif c < 0x8000000:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_15_Exponent = ((c >> 14) & 255) - 128
@@ -9020,17 +8998,18 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 8
-    elif ec == 8:
+    elif c < 0x9000000:
         av -= 4
         s = -1
     else:
+        ec = (c >> 24) & 0xf
         raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(EVSEMaximumChargePower), SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
     if s == 2:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_16_Exponent = ((c >> 15) & 255) - 128
+            f_16_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -9071,7 +9050,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_17_Exponent = ((c >> 15) & 255) - 128
@@ -9115,7 +9094,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_18_Exponent = ((c >> 15) & 255) - 128
@@ -9159,7 +9138,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 3:
+        elif c < 0x8000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_19_Exponent = ((c >> 15) & 255) - 128
@@ -9203,7 +9182,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 4:
+        elif c < 0xa000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_20_Exponent = ((c >> 15) & 255) - 128
@@ -9247,7 +9226,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 5:
+        elif c < 0xc000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_21_Exponent = ((c >> 15) & 255) - 128
@@ -9291,17 +9270,18 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 6:
+        elif c < 0xe000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
     if s == 3:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_22_Exponent = ((c >> 15) & 255) - 128
+            f_22_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -9342,7 +9322,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_23_Exponent = ((c >> 15) & 255) - 128
@@ -9386,7 +9366,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_24_Exponent = ((c >> 15) & 255) - 128
@@ -9430,7 +9410,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 3:
+        elif c < 0x8000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_25_Exponent = ((c >> 15) & 255) - 128
@@ -9474,7 +9454,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 4:
+        elif c < 0xa000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_26_Exponent = ((c >> 15) & 255) - 128
@@ -9518,17 +9498,18 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 5:
+        elif c < 0xc000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
     if s == 4:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_27_Exponent = ((c >> 15) & 255) - 128
+            f_27_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -9569,7 +9550,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_28_Exponent = ((c >> 15) & 255) - 128
@@ -9613,7 +9594,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_29_Exponent = ((c >> 15) & 255) - 128
@@ -9657,7 +9638,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 3:
+        elif c < 0x8000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_30_Exponent = ((c >> 15) & 255) - 128
@@ -9701,17 +9682,18 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 4:
+        elif c < 0xa000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[4]', f'event code {ec}, expected SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
     if s == 5:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_31_Exponent = ((c >> 15) & 255) - 128
+            f_31_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -9752,7 +9734,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_32_Exponent = ((c >> 15) & 255) - 128
@@ -9796,7 +9778,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_33_Exponent = ((c >> 15) & 255) - 128
@@ -9840,17 +9822,18 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 3:
+        elif c < 0x8000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[5]', f'event code {ec}, expected SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
     if s == 6:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_34_Exponent = ((c >> 16) & 255) - 128
+            f_34_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -9891,7 +9874,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_35_Exponent = ((c >> 16) & 255) - 128
@@ -9935,17 +9918,18 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 2:
+        elif c < 0xc000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLResControlModeType[6]', f'event code {ec}, expected SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
     if s == 7:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLResControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_36_Exponent = ((c >> 16) & 255) - 128
+            f_36_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -9986,10 +9970,11 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 1:
+        elif c < 0x8000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLResControlModeType[7]', f'event code {ec}, expected SE(EVSEMinimumVoltage), EE')
     if s == 8:
         av += 27
@@ -11263,7 +11248,7 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
     f_TargetSOC: int | None = None
     if c & 0xe01c000 != 0x0:
         raise r.fail_at(av + 28, 'DC_CPDReqEnergyTransferModeType', 'expected SE(EVMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 17) & 255) - 128
+    f_1_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     if u > 127:
@@ -11299,7 +11284,7 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_2_Exponent = ((c >> 17) & 255) - 128
+    f_2_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob1_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -11339,7 +11324,7 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_3_Exponent = ((c >> 17) & 255) - 128
+    f_3_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob2_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -11379,7 +11364,7 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_4_Exponent = ((c >> 17) & 255) - 128
+    f_4_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob3_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -11419,7 +11404,7 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_5_Exponent = ((c >> 17) & 255) - 128
+    f_5_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob4_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -11459,7 +11444,7 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_6_Exponent = ((c >> 17) & 255) - 128
+    f_6_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob5_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -11493,17 +11478,14 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
                     win, av = r.refill(av, 5)
                 c = (win >> av) & 0x1f
     f_6_Value = -u - 1 if sg else u
-    try:
-        ec = _T6cd14f8b[(c >> 1) & 0xf]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x18 != 0x0:
-            raise r.fail_at(av + 5, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE') from None
-        ec = ((c >> 1) & 3)
+    c &= 0x1f
+    if c >= 0x8:
+        raise r.fail_at(av + 5, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE')
     ob6_ = _new(_K_iso20_common_types_RationalNumberType)
     ob6_.Exponent = f_6_Exponent
     ob6_.Value = f_6_Value
     f_EVMinimumVoltage = ob6_
-    if ec == 0:
+    if c < 0x2:
         av -= 9
         if av < 0:
             win, av = r.refill(av, 10)
@@ -11513,10 +11495,11 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
         except KeyError:  # not a valid pattern: say why
             if c & 0x203 != 0x0:
                 raise r.fail_at(av + 10, 'DC_CPDReqEnergyTransferModeType[6]', 'expected CH of TargetSOC, EE of TargetSOC, EE') from None
-            f_TargetSOC = ((c >> 2) & 127)
-    elif ec == 1:
+            f_TargetSOC = (c >> 2)
+    elif c < 0x4:
         av += 1
     else:
+        ec = (c >> 1) & 0x3
         raise r.fail_at(av + 1, 'DC_CPDReqEnergyTransferModeType[6]', f'event code {ec}, expected SE(TargetSOC), EE')
     r.avail = av
     ob = _new(_K_iso20_dc_DC_CPDReqEnergyTransferModeType)
@@ -11760,7 +11743,7 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
     f_EVSEPowerRampLimitation: _iso20_common_types.RationalNumberType | None = None
     if c & 0xe01c000 != 0x0:
         raise r.fail_at(av + 28, 'DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 17) & 255) - 128
+    f_1_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     if u > 127:
@@ -11796,7 +11779,7 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_2_Exponent = ((c >> 17) & 255) - 128
+    f_2_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob1_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -11836,7 +11819,7 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_3_Exponent = ((c >> 17) & 255) - 128
+    f_3_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob2_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -11876,7 +11859,7 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_4_Exponent = ((c >> 17) & 255) - 128
+    f_4_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob3_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -11916,7 +11899,7 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_5_Exponent = ((c >> 17) & 255) - 128
+    f_5_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob4_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -11956,7 +11939,7 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_6_Exponent = ((c >> 17) & 255) - 128
+    f_6_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob5_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -11990,24 +11973,21 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
                     win, av = r.refill(av, 5)
                 c = (win >> av) & 0x1f
     f_6_Value = -u - 1 if sg else u
-    try:
-        ec = _T6cd14f8b[(c >> 1) & 0xf]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x18 != 0x0:
-            raise r.fail_at(av + 5, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE') from None
-        ec = ((c >> 1) & 3)
+    c &= 0x1f
+    if c >= 0x8:
+        raise r.fail_at(av + 5, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE')
     ob6_ = _new(_K_iso20_common_types_RationalNumberType)
     ob6_.Exponent = f_6_Exponent
     ob6_.Value = f_6_Value
     f_EVSEMinimumVoltage = ob6_
-    if ec == 0:
+    if c < 0x2:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'DC_CPDResEnergyTransferModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_7_Exponent = ((c >> 20) & 255) - 128
+        f_7_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -12040,9 +12020,10 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
         ob7_.Exponent = f_7_Exponent
         ob7_.Value = f_7_Value
         f_EVSEPowerRampLimitation = ob7_
-    elif ec == 1:
+    elif c < 0x4:
         av += 1
     else:
+        ec = (c >> 1) & 0x3
         raise r.fail_at(av + 1, 'DC_CPDResEnergyTransferModeType[6]', f'event code {ec}, expected SE(EVSEPowerRampLimitation), EE')
     r.avail = av
     ob = _new(_K_iso20_dc_DC_CPDResEnergyTransferModeType)
@@ -12304,9 +12285,9 @@ def _d_iso20_dc_DC_CableCheckReqType(r: BitReader, c: int) -> _iso20_dc.DC_Cable
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'DC_CableCheckReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -12335,9 +12316,9 @@ def _d_iso20_dc_DC_CableCheckReqType(r: BitReader, c: int) -> _iso20_dc.DC_Cable
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'DC_CableCheckReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -12364,13 +12345,10 @@ def _d_iso20_dc_DC_CableCheckReqType(r: BitReader, c: int) -> _iso20_dc.DC_Cable
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'DC_CableCheckReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'DC_CableCheckReqType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -12383,12 +12361,13 @@ def _d_iso20_dc_DC_CableCheckReqType(r: BitReader, c: int) -> _iso20_dc.DC_Cable
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
-        if c & 0x2 != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 2, 'MessageHeaderType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x200:
         av += 7
         c >>= 7
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'DC_CableCheckReqType', 'expected EE')
@@ -12427,9 +12406,9 @@ def _d_iso20_dc_DC_CableCheckResType(r: BitReader, c: int) -> _iso20_dc.DC_Cable
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSEProcessing: _iso20_common_types.processingType
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'DC_CableCheckResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -12458,9 +12437,9 @@ def _d_iso20_dc_DC_CableCheckResType(r: BitReader, c: int) -> _iso20_dc.DC_Cable
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'DC_CableCheckResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -12487,13 +12466,10 @@ def _d_iso20_dc_DC_CableCheckResType(r: BitReader, c: int) -> _iso20_dc.DC_Cable
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'DC_CableCheckResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'DC_CableCheckResType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -12506,21 +12482,22 @@ def _d_iso20_dc_DC_CableCheckResType(r: BitReader, c: int) -> _iso20_dc.DC_Cable
         if av < 0:
             win, av = r.refill(av, 16)
         c = (win >> av) & 0xffff
-        if c & 0x8000 != 0x0:
+        if c >= 0x8000:
             raise r.fail_at(av + 16, 'MessageHeaderType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x200:
         av -= 7
         if av < 0:
             win, av = r.refill(av, 15)
         c = (win >> av) & 0x7fff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
-        f_ResponseCode, f_EVSEProcessing = _T416167d0[c & 0x7fff]
+        f_ResponseCode, f_EVSEProcessing = _T416167d0[c]
     except KeyError:  # not a valid pattern: say why
         if c & 0x6073 != 0x0:
             raise r.fail_at(av + 15, 'DC_CableCheckResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE') from None
-        iv = ((c >> 7) & 63)
+        iv = (c >> 7)
         if iv >= 40:
             raise r.fail_at(av, 'DC_CableCheckResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
@@ -12575,9 +12552,9 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
     f_CLReqControlMode: _iso20_common_types.CLReqControlModeType | None = None
     f_Dynamic_DC_CLReqControlMode: _iso20_dc.Dynamic_DC_CLReqControlModeType | None = None
     f_Scheduled_DC_CLReqControlMode: _iso20_dc.Scheduled_DC_CLReqControlModeType | None = None
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'DC_ChargeLoopReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -12606,9 +12583,9 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'DC_ChargeLoopReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -12635,13 +12612,10 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'DC_ChargeLoopReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'DC_ChargeLoopReqType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -12654,26 +12628,26 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x200:
         av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    ec = ((c >> 28) & 3)
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
     f_Header = ob1_
-    if ec == 0:
+    if c < 0x10000000:
         r.avail = av
         f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r, c)
         win = r.win
@@ -12687,12 +12661,12 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
         except KeyError:  # not a valid pattern: say why
             if c & 0x34000000 != 0x0:
                 raise r.fail_at(av + 30, 'DC_ChargeLoopReqType[1]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested') from None
-            f_MeterInfoRequested = ((c >> 27) & 1) == 1
+            f_MeterInfoRequested = (c >> 27) == 1
         av -= 4
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x20000000:
         try:
             f_MeterInfoRequested = _Ta870a97b[(c >> 25) & 0x7]
         except KeyError:  # not a valid pattern: say why
@@ -12704,10 +12678,11 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'DC_ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'DC_ChargeLoopReqType', 'expected SE(EVPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_2_Exponent = ((c >> 19) & 255) - 128
+    f_2_Exponent = (c >> 19) - 128
     sg = ((c >> 15) & 1)
     u = ((c >> 7) & 255)
     if u > 127:
@@ -12737,17 +12712,14 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
                     win, av = r.refill(av, 7)
                 c = (win >> av) & 0x7f
     f_2_Value = -u - 1 if sg else u
-    try:
-        ec = _T84c90c6e[(c >> 2) & 0x1f]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x60 != 0x0:
-            raise r.fail_at(av + 7, 'DC_ChargeLoopReqType', 'expected EE of Value, EE') from None
-        ec = ((c >> 2) & 7)
+    c &= 0x7f
+    if c >= 0x20:
+        raise r.fail_at(av + 7, 'DC_ChargeLoopReqType', 'expected EE of Value, EE')
     ob2_ = _new(_K_iso20_common_types_RationalNumberType)
     ob2_.Exponent = f_2_Exponent
     ob2_.Value = f_2_Value
     f_EVPresentVoltage = ob2_
-    if ec == 0:
+    if c < 0x4:
         av -= 26
         if av < 0:
             win, av = r.refill(av, 28)
@@ -12760,7 +12732,7 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
-    elif ec == 1:
+    elif c < 0x8:
         av -= 26
         if av < 0:
             win, av = r.refill(av, 28)
@@ -12773,12 +12745,12 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
-    elif ec == 2:
-        if c & 0x2 != 0x0:
+    elif c < 0xc:
+        if c >= 0xa:
             raise r.fail_at(av + 2, 'DC_ChargeLoopReqType[4]', 'expected EE')
         ob3_ = _new(_K_iso20_common_types_CLReqControlModeType)
         f_CLReqControlMode = ob3_
-    elif ec == 3:
+    elif c < 0x10:
         av -= 26
         if av < 0:
             win, av = r.refill(av, 28)
@@ -12791,7 +12763,7 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
-    elif ec == 4:
+    elif c < 0x14:
         av -= 26
         if av < 0:
             win, av = r.refill(av, 28)
@@ -12805,6 +12777,7 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
     else:
+        ec = (c >> 2) & 0x7
         raise r.fail_at(av + 2, 'DC_ChargeLoopReqType[4]', f'event code {ec}, expected SE(BPT_Dynamic_DC_CLReqControlMode), SE(BPT_Scheduled_DC_CLReqControlMode), SE(CLReqControlMode), SE(Dynamic_DC_CLReqControlMode), SE(Scheduled_DC_CLReqControlMode)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'DC_ChargeLoopReqType', 'expected EE')
@@ -12982,9 +12955,9 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
     f_Dynamic_DC_CLResControlMode: _iso20_dc.Dynamic_DC_CLResControlModeType | None = None
     f_Scheduled_DC_CLResControlMode: _iso20_dc.Scheduled_DC_CLResControlModeType | None = None
     s = 0
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'DC_ChargeLoopResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -13013,9 +12986,9 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'DC_ChargeLoopResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -13042,13 +13015,10 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'DC_ChargeLoopResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'DC_ChargeLoopResType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -13061,22 +13031,23 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x200:
         av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x30200000 != 0x0:
         raise r.fail_at(av + 30, 'DC_ChargeLoopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
-    iv = ((c >> 22) & 63)
+    iv = (c >> 22)
     if iv >= 40:
         raise r.fail_at(av + 18, 'DC_ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
@@ -13121,7 +13092,7 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
         except KeyError:  # not a valid pattern: say why
             if c & 0x38c00000 != 0x0:
                 raise r.fail_at(av + 30, 'DC_ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE') from None
-            iv = ((c >> 24) & 7)
+            iv = (c >> 24)
             if iv >= 6:
                 raise r.fail_at(av + 20, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_2_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
@@ -13133,6 +13104,7 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
         if ec == 0:
             av += 10
             c >>= 10
+            c &= 0x3ff
             r.avail = av
             f_MeterInfo = _d_iso20_common_types_MeterInfoType(r, c)
             win = r.win
@@ -13163,7 +13135,7 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'DC_ChargeLoopResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 20) & 255) - 128
+            f_3_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -13190,7 +13162,7 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'DC_ChargeLoopResType[3]', 'expected EE of Value, EE')
             ob3_ = _new(_K_iso20_common_types_RationalNumberType)
             ob3_.Exponent = f_3_Exponent
@@ -13202,6 +13174,7 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
     elif ec == 1:
         av += 8
         c >>= 8
+        c &= 0x3ff
         r.avail = av
         f_MeterInfo = _d_iso20_common_types_MeterInfoType(r, c)
         win = r.win
@@ -13232,7 +13205,7 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'DC_ChargeLoopResType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_4_Exponent = ((c >> 20) & 255) - 128
+        f_4_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -13259,7 +13232,7 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'DC_ChargeLoopResType[2]', 'expected EE of Value, EE')
         ob4_ = _new(_K_iso20_common_types_RationalNumberType)
         ob4_.Exponent = f_4_Exponent
@@ -13269,8 +13242,7 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
     else:
         raise r.fail_at(av + 18, 'DC_ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVSEPresentCurrent)')
     if s == 4:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        if c < 0x4000000:
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -13284,7 +13256,7 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'DC_ChargeLoopResType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_5_Exponent = ((c >> 16) & 255) - 128
@@ -13329,11 +13301,12 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
             c = (win >> av) & 0xfffffff
             s = 6
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'DC_ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), SE(EVSEPresentCurrent)')
     if s == 5:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'DC_ChargeLoopResType', 'expected SE(EVSEPresentCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = ((c >> 17) & 255) - 128
+        f_6_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -13381,7 +13354,7 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
         c = (win >> av) & 0x3fffffff
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'DC_ChargeLoopResType', 'expected SE(EVSEPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_7_Exponent = ((c >> 19) & 255) - 128
+    f_7_Exponent = (c >> 19) - 128
     sg = ((c >> 15) & 1)
     u = ((c >> 7) & 255)
     if u > 127:
@@ -13420,7 +13393,7 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
     except KeyError:  # not a valid pattern: say why
         if c & 0x3ddd0000 != 0x0:
             raise r.fail_at(av + 30, 'DC_ChargeLoopResType', 'expected EE of Value, EE, SE(EVSEPowerLimitAchieved), CH of EVSEPowerLimitAchieved, EE of EVSEPowerLimitAchieved, SE(EVSECurrentLimitAchieved), CH of EVSECurrentLimitAchieved, EE of EVSECurrentLimitAchieved, SE(EVSEVoltageLimitAchieved), CH of EVSEVoltageLimitAchieved, EE of EVSEVoltageLimitAchieved') from None
-        f_EVSEPowerLimitAchieved = ((c >> 25) & 1) == 1
+        f_EVSEPowerLimitAchieved = (c >> 25) == 1
         f_EVSECurrentLimitAchieved = ((c >> 21) & 1) == 1
         f_EVSEVoltageLimitAchieved = ((c >> 17) & 1) == 1
         ec = ((c >> 13) & 7)
@@ -13878,9 +13851,9 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _iso
     f_Header: _iso20_common_types.MessageHeaderType
     f_BPT_DC_CPDReqEnergyTransferMode: _iso20_dc.BPT_DC_CPDReqEnergyTransferModeType | None = None
     f_DC_CPDReqEnergyTransferMode: _iso20_dc.DC_CPDReqEnergyTransferModeType | None = None
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'DC_ChargeParameterDiscoveryReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -13909,9 +13882,9 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _iso
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'DC_ChargeParameterDiscoveryReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -13938,13 +13911,10 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _iso
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'DC_ChargeParameterDiscoveryReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'DC_ChargeParameterDiscoveryReqType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -13957,26 +13927,26 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _iso
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x200:
         av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    ec = ((c >> 28) & 3)
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
     f_Header = ob1_
-    if ec == 0:
+    if c < 0x10000000:
         r.avail = av
         f_BPT_DC_CPDReqEnergyTransferMode = _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r, c)
         win = r.win
@@ -13985,7 +13955,8 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _iso
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
-    elif ec == 1:
+    elif c < 0x20000000:
+        c &= 0xfffffff
         r.avail = av
         f_DC_CPDReqEnergyTransferMode = _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r, c)
         win = r.win
@@ -13995,8 +13966,9 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _iso
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'DC_ChargeParameterDiscoveryReqType[1]', f'event code {ec}, expected SE(BPT_DC_CPDReqEnergyTransferMode), SE(DC_CPDReqEnergyTransferMode)')
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'DC_ChargeParameterDiscoveryReqType', 'expected EE')
     r.avail = av
     ob = _new(_K_iso20_dc_DC_ChargeParameterDiscoveryReqType)
@@ -14051,9 +14023,9 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_BPT_DC_CPDResEnergyTransferMode: _iso20_dc.BPT_DC_CPDResEnergyTransferModeType | None = None
     f_DC_CPDResEnergyTransferMode: _iso20_dc.DC_CPDResEnergyTransferModeType | None = None
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'DC_ChargeParameterDiscoveryResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -14082,9 +14054,9 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'DC_ChargeParameterDiscoveryResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -14111,13 +14083,10 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'DC_ChargeParameterDiscoveryResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'DC_ChargeParameterDiscoveryResType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -14130,25 +14099,26 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x200:
         av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
-        f_ResponseCode, ec = _T9208fcde[(c >> 19) & 0x7ff]
+        f_ResponseCode, ec = _T9208fcde[c >> 19]
     except KeyError:  # not a valid pattern: say why
         if c & 0x30200000 != 0x0:
             raise r.fail_at(av + 30, 'DC_ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode') from None
-        iv = ((c >> 22) & 63)
+        iv = (c >> 22)
         if iv >= 40:
             raise r.fail_at(av + 19, 'DC_ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
@@ -14186,7 +14156,7 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso
         c = (win >> av) & 0x1
     else:
         raise r.fail_at(av + 19, 'DC_ChargeParameterDiscoveryResType[2]', f'event code {ec}, expected SE(BPT_DC_CPDResEnergyTransferMode), SE(DC_CPDResEnergyTransferMode)')
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'DC_ChargeParameterDiscoveryResType', 'expected EE')
     r.avail = av
     ob = _new(_K_iso20_dc_DC_ChargeParameterDiscoveryResType)
@@ -14246,9 +14216,9 @@ def _d_iso20_dc_DC_PreChargeReqType(r: BitReader, c: int) -> _iso20_dc.DC_PreCha
     f_EVProcessing: _iso20_common_types.processingType
     f_EVPresentVoltage: _iso20_common_types.RationalNumberType
     f_EVTargetVoltage: _iso20_common_types.RationalNumberType
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'DC_PreChargeReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -14277,9 +14247,9 @@ def _d_iso20_dc_DC_PreChargeReqType(r: BitReader, c: int) -> _iso20_dc.DC_PreCha
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'DC_PreChargeReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -14306,13 +14276,10 @@ def _d_iso20_dc_DC_PreChargeReqType(r: BitReader, c: int) -> _iso20_dc.DC_PreCha
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'DC_PreChargeReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'DC_PreChargeReqType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -14325,22 +14292,23 @@ def _d_iso20_dc_DC_PreChargeReqType(r: BitReader, c: int) -> _iso20_dc.DC_PreCha
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x200:
         av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x33c03800 != 0x0:
         raise r.fail_at(av + 30, 'DC_PreChargeReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing, SE(EVPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    iv = ((c >> 26) & 3)
+    iv = (c >> 26)
     if iv >= 3:
         raise r.fail_at(av + 2, 'DC_PreChargeReqType.EVProcessing', f'enumeration index {iv}')
     f_EVProcessing = _E_iso20_common_types_processingType[iv]
@@ -14385,7 +14353,7 @@ def _d_iso20_dc_DC_PreChargeReqType(r: BitReader, c: int) -> _iso20_dc.DC_PreCha
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'DC_PreChargeReqType', 'expected EE of Value, EE, SE(EVTargetVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_3_Exponent = ((c >> 17) & 255) - 128
+    f_3_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob2_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -14523,9 +14491,9 @@ def _d_iso20_dc_DC_PreChargeResType(r: BitReader, c: int) -> _iso20_dc.DC_PreCha
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSEPresentVoltage: _iso20_common_types.RationalNumberType
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'DC_PreChargeResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -14554,9 +14522,9 @@ def _d_iso20_dc_DC_PreChargeResType(r: BitReader, c: int) -> _iso20_dc.DC_PreCha
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'DC_PreChargeResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -14583,13 +14551,10 @@ def _d_iso20_dc_DC_PreChargeResType(r: BitReader, c: int) -> _iso20_dc.DC_PreCha
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'DC_PreChargeResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'DC_PreChargeResType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -14602,22 +14567,23 @@ def _d_iso20_dc_DC_PreChargeResType(r: BitReader, c: int) -> _iso20_dc.DC_PreCha
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 3
         if av < 0:
             win, av = r.refill(av, 32)
         c = (win >> av) & 0xffffffff
-    elif ec == 1:
+    elif c < 0x200:
         av -= 24
         if av < 0:
             win, av = r.refill(av, 32)
         c = (win >> av) & 0xffffffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0xc0f00e00 != 0x0:
         raise r.fail_at(av + 32, 'DC_PreChargeResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    iv = ((c >> 24) & 63)
+    iv = (c >> 24)
     if iv >= 40:
         raise r.fail_at(av, 'DC_PreChargeResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
@@ -14723,9 +14689,9 @@ def _d_iso20_dc_DC_WeldingDetectionReqType(r: BitReader, c: int) -> _iso20_dc.DC
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_EVProcessing: _iso20_common_types.processingType
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'DC_WeldingDetectionReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -14754,9 +14720,9 @@ def _d_iso20_dc_DC_WeldingDetectionReqType(r: BitReader, c: int) -> _iso20_dc.DC
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'DC_WeldingDetectionReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -14783,13 +14749,10 @@ def _d_iso20_dc_DC_WeldingDetectionReqType(r: BitReader, c: int) -> _iso20_dc.DC
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'DC_WeldingDetectionReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'DC_WeldingDetectionReqType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -14802,12 +14765,13 @@ def _d_iso20_dc_DC_WeldingDetectionReqType(r: BitReader, c: int) -> _iso20_dc.DC
         if av < 0:
             win, av = r.refill(av, 7)
         c = (win >> av) & 0x7f
-        if c & 0x40 != 0x0:
+        if c >= 0x40:
             raise r.fail_at(av + 7, 'MessageHeaderType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x200:
         av += 2
         c >>= 2
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_EVProcessing = _T56b422b4[c & 0x3f]
@@ -14856,9 +14820,9 @@ def _d_iso20_dc_DC_WeldingDetectionResType(r: BitReader, c: int) -> _iso20_dc.DC
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSEPresentVoltage: _iso20_common_types.RationalNumberType
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'DC_WeldingDetectionResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -14887,9 +14851,9 @@ def _d_iso20_dc_DC_WeldingDetectionResType(r: BitReader, c: int) -> _iso20_dc.DC
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'DC_WeldingDetectionResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -14916,13 +14880,10 @@ def _d_iso20_dc_DC_WeldingDetectionResType(r: BitReader, c: int) -> _iso20_dc.DC
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'DC_WeldingDetectionResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'DC_WeldingDetectionResType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -14935,22 +14896,23 @@ def _d_iso20_dc_DC_WeldingDetectionResType(r: BitReader, c: int) -> _iso20_dc.DC
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 3
         if av < 0:
             win, av = r.refill(av, 32)
         c = (win >> av) & 0xffffffff
-    elif ec == 1:
+    elif c < 0x200:
         av -= 24
         if av < 0:
             win, av = r.refill(av, 32)
         c = (win >> av) & 0xffffffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0xc0f00e00 != 0x0:
         raise r.fail_at(av + 32, 'DC_WeldingDetectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    iv = ((c >> 24) & 63)
+    iv = (c >> 24)
     if iv >= 40:
         raise r.fail_at(av, 'DC_WeldingDetectionResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
@@ -15063,11 +15025,10 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
     f_EVMaximumChargeCurrent: _iso20_common_types.RationalNumberType
     f_EVMaximumVoltage: _iso20_common_types.RationalNumberType
     f_EVMinimumVoltage: _iso20_common_types.RationalNumberType
-    ec = ((c >> 26) & 3)
-    if ec == 0:
-        if c & 0x2000000 != 0x0:
+    if c < 0x4000000:
+        if c >= 0x2000000:
             raise r.fail_at(av + 26, 'Dynamic_DC_CLReqControlModeType[0]', 'expected CH of DepartureTime')
-        u = ((c >> 17) & 255)
+        u = (c >> 17)
         if u > 127:
             u2 = (c >> 9) & 0xFF
             if u2 < 128:
@@ -15100,7 +15061,7 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
         c = (win >> av) & 0x3fffffff
         if c & 0x3c038000 != 0x0:
             raise r.fail_at(av + 30, 'Dynamic_DC_CLReqControlModeType[0]', 'expected EE of DepartureTime, SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 18) & 255) - 128
+        f_1_Exponent = (c >> 18) - 128
         sg = ((c >> 14) & 1)
         u = ((c >> 6) & 255)
         if u > 127:
@@ -15140,7 +15101,7 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x8000000:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'Dynamic_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 16) & 255) - 128
@@ -15184,10 +15145,11 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 26) & 0x3
         raise r.fail_at(av + 26, 'Dynamic_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'Dynamic_DC_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_3_Exponent = ((c >> 19) & 255) - 128
+    f_3_Exponent = (c >> 19) - 128
     sg = ((c >> 15) & 1)
     u = ((c >> 7) & 255)
     if u > 127:
@@ -15223,7 +15185,7 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_4_Exponent = ((c >> 17) & 255) - 128
+    f_4_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob3_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -15263,7 +15225,7 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_5_Exponent = ((c >> 17) & 255) - 128
+    f_5_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob4_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -15303,7 +15265,7 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_6_Exponent = ((c >> 17) & 255) - 128
+    f_6_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob5_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -15343,7 +15305,7 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_7_Exponent = ((c >> 17) & 255) - 128
+    f_7_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob6_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -15383,7 +15345,7 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_8_Exponent = ((c >> 17) & 255) - 128
+    f_8_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob7_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -15423,7 +15385,7 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_9_Exponent = ((c >> 17) & 255) - 128
+    f_9_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob8_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -15821,11 +15783,10 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
     f_EVSEMaximumChargeCurrent: _iso20_common_types.RationalNumberType
     f_EVSEMaximumVoltage: _iso20_common_types.RationalNumberType
     s = 0
-    ec = ((c >> 25) & 7)
-    if ec == 0:
-        if c & 0x1000000 != 0x0:
+    if c < 0x2000000:
+        if c >= 0x1000000:
             raise r.fail_at(av + 25, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of DepartureTime')
-        u = ((c >> 16) & 255)
+        u = (c >> 16)
         if u > 127:
             u2 = (c >> 8) & 0xFF
             if u2 < 128:
@@ -15852,13 +15813,10 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
             av += 8
             c >>= 8
         f_DepartureTime = u
-        try:
-            ec = _T4243fd73[(c >> 4) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x80 != 0x0:
-                raise r.fail_at(av + 8, 'Dynamic_DC_CLResControlModeType[0]', 'expected EE of DepartureTime') from None
-            ec = ((c >> 4) & 7)
-        if ec == 0:
+        c &= 0xff
+        if c >= 0x80:
+            raise r.fail_at(av + 8, 'Dynamic_DC_CLResControlModeType[0]', 'expected EE of DepartureTime')
+        if c < 0x10:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -15868,13 +15826,13 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
             except KeyError:  # not a valid pattern: say why
                 if c & 0x20200000 != 0x0:
                     raise r.fail_at(av + 30, 'Dynamic_DC_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC') from None
-                f_MinimumSOC = ((c >> 22) & 127)
+                f_MinimumSOC = (c >> 22)
             av -= 7
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 2
-        elif ec == 1:
+        elif c < 0x20:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -15884,20 +15842,20 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
             except KeyError:  # not a valid pattern: say why
                 if c & 0x20200000 != 0x0:
                     raise r.fail_at(av + 30, 'Dynamic_DC_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC') from None
-                f_TargetSOC = ((c >> 22) & 127)
+                f_TargetSOC = (c >> 22)
             av -= 7
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 2:
+        elif c < 0x30:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x20000000 != 0x0:
+            if c >= 0x20000000:
                 raise r.fail_at(av + 30, 'Dynamic_DC_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
-            u = ((c >> 21) & 255)
+            u = (c >> 21)
             if u > 127:
                 u2 = (c >> 13) & 0xFF
                 if u2 < 128:
@@ -15931,14 +15889,14 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 3:
+        elif c < 0x40:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'Dynamic_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_1_Exponent = ((c >> 20) & 255) - 128
+            f_1_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -15965,7 +15923,7 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'Dynamic_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
             ob1_ = _new(_K_iso20_common_types_RationalNumberType)
             ob1_.Exponent = f_1_Exponent
@@ -15973,8 +15931,9 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
             f_EVSEMaximumChargePower = ob1_
             s = 5
         else:
+            ec = (c >> 4) & 0x7
             raise r.fail_at(av + 4, 'Dynamic_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
-    elif ec == 1:
+    elif c < 0x4000000:
         try:
             f_MinimumSOC = _Tf00db23f[(c >> 16) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
@@ -15986,7 +15945,7 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 2
-    elif ec == 2:
+    elif c < 0x6000000:
         try:
             f_TargetSOC = _Tf00db23f[(c >> 16) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
@@ -15998,8 +15957,8 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 3
-    elif ec == 3:
-        if c & 0x1000000 != 0x0:
+    elif c < 0x8000000:
+        if c >= 0x7000000:
             raise r.fail_at(av + 25, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
         u = ((c >> 16) & 255)
         if u > 127:
@@ -16035,7 +15994,7 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 4
-    elif ec == 4:
+    elif c < 0xa000000:
         if c & 0x1807000 != 0x0:
             raise r.fail_at(av + 25, 'Dynamic_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 15) & 255) - 128
@@ -16080,23 +16039,23 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
         c = (win >> av) & 0xfffffff
         s = 5
     else:
+        ec = (c >> 25) & 0x7
         raise r.fail_at(av + 25, 'Dynamic_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 2:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        if c < 0x4000000:
             try:
-                f_TargetSOC = _Tf00db23f[(c >> 17) & 0x1ff]
+                f_TargetSOC = _Tf00db23f[c >> 17]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x2020000 != 0x0:
                     raise r.fail_at(av + 26, 'Dynamic_DC_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC') from None
-                f_TargetSOC = ((c >> 18) & 127)
+                f_TargetSOC = (c >> 18)
             av -= 11
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 1:
-            if c & 0x2000000 != 0x0:
+        elif c < 0x8000000:
+            if c >= 0x6000000:
                 raise r.fail_at(av + 26, 'Dynamic_DC_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
             u = ((c >> 17) & 255)
             if u > 127:
@@ -16132,7 +16091,7 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 2:
+        elif c < 0xc000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Dynamic_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_3_Exponent = ((c >> 16) & 255) - 128
@@ -16177,13 +16136,13 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
             c = (win >> av) & 0xfffffff
             s = 5
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'Dynamic_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 3:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
-            if c & 0x2000000 != 0x0:
+        if c < 0x4000000:
+            if c >= 0x2000000:
                 raise r.fail_at(av + 26, 'Dynamic_DC_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
-            u = ((c >> 17) & 255)
+            u = (c >> 17)
             if u > 127:
                 u2 = (c >> 9) & 0xFF
                 if u2 < 128:
@@ -16217,7 +16176,7 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Dynamic_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_4_Exponent = ((c >> 16) & 255) - 128
@@ -16262,11 +16221,12 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
             c = (win >> av) & 0xfffffff
             s = 5
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'Dynamic_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 4:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'Dynamic_DC_CLResControlModeType', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_5_Exponent = ((c >> 17) & 255) - 128
+        f_5_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -16314,7 +16274,7 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
         c = (win >> av) & 0x3fffffff
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'Dynamic_DC_CLResControlModeType', 'expected SE(EVSEMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_6_Exponent = ((c >> 19) & 255) - 128
+    f_6_Exponent = (c >> 19) - 128
     sg = ((c >> 15) & 1)
     u = ((c >> 7) & 255)
     if u > 127:
@@ -16350,7 +16310,7 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_7_Exponent = ((c >> 17) & 255) - 128
+    f_7_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob6_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -16391,7 +16351,7 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_8_Exponent = ((c >> 17) & 255) - 128
+    f_8_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob7_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -16908,11 +16868,10 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
     f_EVMaximumVoltage: _iso20_common_types.RationalNumberType | None = None
     f_EVMinimumVoltage: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    ec = ((c >> 25) & 7)
-    if ec == 0:
+    if c < 0x2000000:
         if c & 0x1807000 != 0x0:
             raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 15) & 255) - 128
+        f_1_Exponent = (c >> 15) - 128
         sg = ((c >> 11) & 1)
         u = ((c >> 3) & 255)
         if u > 127:
@@ -16946,20 +16905,16 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        try:
-            ec = _T6cd14f8b[c >> 26]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30000000 != 0x0:
-                raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE') from None
-            ec = ((c >> 26) & 3)
+        if c >= 0x10000000:
+            raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
         ob1_ = _new(_K_iso20_common_types_RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVTargetEnergyRequest = ob1_
-        if ec == 0:
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_2_Exponent = ((c >> 16) & 255) - 128
+            f_2_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -17000,7 +16955,7 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 2
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_3_Exponent = ((c >> 16) & 255) - 128
@@ -17044,7 +16999,7 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 2:
+        elif c < 0xc000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_4_Exponent = ((c >> 16) & 255) - 128
@@ -17089,8 +17044,9 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
             c = (win >> av) & 0xfffffff
             s = 4
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
-    elif ec == 1:
+    elif c < 0x4000000:
         if c & 0x1807000 != 0x0:
             raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_5_Exponent = ((c >> 15) & 255) - 128
@@ -17134,7 +17090,7 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 2
-    elif ec == 2:
+    elif c < 0x6000000:
         if c & 0x1807000 != 0x0:
             raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_6_Exponent = ((c >> 15) & 255) - 128
@@ -17178,7 +17134,7 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 3
-    elif ec == 3:
+    elif c < 0x8000000:
         if c & 0x1807000 != 0x0:
             raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_7_Exponent = ((c >> 15) & 255) - 128
@@ -17223,13 +17179,13 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
         c = (win >> av) & 0xfffffff
         s = 4
     else:
+        ec = (c >> 25) & 0x7
         raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 2:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_8_Exponent = ((c >> 16) & 255) - 128
+            f_8_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -17270,7 +17226,7 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_9_Exponent = ((c >> 16) & 255) - 128
@@ -17315,11 +17271,12 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
             c = (win >> av) & 0xfffffff
             s = 4
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 3:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'Scheduled_DC_CLReqControlModeType', 'expected SE(EVTargetCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_10_Exponent = ((c >> 17) & 255) - 128
+        f_10_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -17367,7 +17324,7 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
         c = (win >> av) & 0x3fffffff
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType', 'expected SE(EVTargetVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_11_Exponent = ((c >> 19) & 255) - 128
+    f_11_Exponent = (c >> 19) - 128
     sg = ((c >> 15) & 1)
     u = ((c >> 7) & 255)
     if u > 127:
@@ -17397,25 +17354,22 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                     win, av = r.refill(av, 7)
                 c = (win >> av) & 0x7f
     f_11_Value = -u - 1 if sg else u
-    try:
-        ec = _T84c90c6e[(c >> 2) & 0x1f]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x60 != 0x0:
-            raise r.fail_at(av + 7, 'Scheduled_DC_CLReqControlModeType', 'expected EE of Value, EE') from None
-        ec = ((c >> 2) & 7)
+    c &= 0x7f
+    if c >= 0x20:
+        raise r.fail_at(av + 7, 'Scheduled_DC_CLReqControlModeType', 'expected EE of Value, EE')
     ob11_ = _new(_K_iso20_common_types_RationalNumberType)
     ob11_.Exponent = f_11_Exponent
     ob11_.Value = f_11_Value
     f_EVTargetVoltage = ob11_
     s = 5
-    if ec == 0:
+    if c < 0x4:
         av -= 28
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_12_Exponent = ((c >> 20) & 255) - 128
+        f_12_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -17442,20 +17396,16 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        try:
-            ec = _T84c90c6e[c >> 25]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30000000 != 0x0:
-                raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE') from None
-            ec = ((c >> 25) & 7)
+        if c >= 0x10000000:
+            raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         ob12_ = _new(_K_iso20_common_types_RationalNumberType)
         ob12_.Exponent = f_12_Exponent
         ob12_.Value = f_12_Value
         f_EVMaximumChargePower = ob12_
-        if ec == 0:
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_13_Exponent = ((c >> 15) & 255) - 128
+            f_13_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -17496,7 +17446,7 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_14_Exponent = ((c >> 15) & 255) - 128
@@ -17540,7 +17490,7 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_15_Exponent = ((c >> 15) & 255) - 128
@@ -17584,7 +17534,7 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 3:
+        elif c < 0x8000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_16_Exponent = ((c >> 15) & 255) - 128
@@ -17628,19 +17578,20 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 10
-        elif ec == 4:
+        elif c < 0xa000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[6]', f'event code {ec}, expected SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
-    elif ec == 1:
+    elif c < 0x8:
         av -= 28
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_17_Exponent = ((c >> 20) & 255) - 128
+        f_17_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -17667,21 +17618,21 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         ob17_ = _new(_K_iso20_common_types_RationalNumberType)
         ob17_.Exponent = f_17_Exponent
         ob17_.Value = f_17_Value
         f_EVMinimumChargePower = ob17_
         s = 7
-    elif ec == 2:
+    elif c < 0xc:
         av -= 28
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_18_Exponent = ((c >> 20) & 255) - 128
+        f_18_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -17708,21 +17659,21 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         ob18_ = _new(_K_iso20_common_types_RationalNumberType)
         ob18_.Exponent = f_18_Exponent
         ob18_.Value = f_18_Value
         f_EVMaximumChargeCurrent = ob18_
         s = 8
-    elif ec == 3:
+    elif c < 0x10:
         av -= 28
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_19_Exponent = ((c >> 20) & 255) - 128
+        f_19_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -17749,21 +17700,21 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         ob19_ = _new(_K_iso20_common_types_RationalNumberType)
         ob19_.Exponent = f_19_Exponent
         ob19_.Value = f_19_Value
         f_EVMaximumVoltage = ob19_
         s = 9
-    elif ec == 4:
+    elif c < 0x14:
         av -= 28
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_20_Exponent = ((c >> 20) & 255) - 128
+        f_20_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -17790,24 +17741,25 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         ob20_ = _new(_K_iso20_common_types_RationalNumberType)
         ob20_.Exponent = f_20_Exponent
         ob20_.Value = f_20_Value
         f_EVMinimumVoltage = ob20_
         s = 10
-    elif ec == 5:
+    elif c < 0x18:
         av -= 26
         s = -1
     else:
+        ec = (c >> 2) & 0x7
         raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[5]', f'event code {ec}, expected SE(EVMaximumChargePower), SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
     if s == 7:
-        ec = ((c >> 25) & 7)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_21_Exponent = ((c >> 15) & 255) - 128
+            f_21_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -17848,7 +17800,7 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_22_Exponent = ((c >> 15) & 255) - 128
@@ -17892,7 +17844,7 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_23_Exponent = ((c >> 15) & 255) - 128
@@ -17936,17 +17888,18 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 10
-        elif ec == 3:
+        elif c < 0x8000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[7]', f'event code {ec}, expected SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
     if s == 8:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_24_Exponent = ((c >> 16) & 255) - 128
+            f_24_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -17987,7 +17940,7 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_25_Exponent = ((c >> 16) & 255) - 128
@@ -18031,17 +17984,18 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 10
-        elif ec == 2:
+        elif c < 0xc000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[8]', f'event code {ec}, expected SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
     if s == 9:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_26_Exponent = ((c >> 16) & 255) - 128
+            f_26_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -18082,10 +18036,11 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 10
-        elif ec == 1:
+        elif c < 0x8000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[9]', f'event code {ec}, expected SE(EVMinimumVoltage), EE')
     if s == 10:
         av += 27
@@ -19024,11 +18979,10 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _iso2
     f_EVSEMaximumChargeCurrent: _iso20_common_types.RationalNumberType | None = None
     f_EVSEMaximumVoltage: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    ec = ((c >> 25) & 7)
-    if ec == 0:
+    if c < 0x2000000:
         if c & 0x1807000 != 0x0:
             raise r.fail_at(av + 25, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 15) & 255) - 128
+        f_1_Exponent = (c >> 15) - 128
         sg = ((c >> 11) & 1)
         u = ((c >> 3) & 255)
         if u > 127:
@@ -19062,20 +19016,16 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _iso2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        try:
-            ec = _T84c90c6e[c >> 25]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30000000 != 0x0:
-                raise r.fail_at(av + 30, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE') from None
-            ec = ((c >> 25) & 7)
+        if c >= 0x10000000:
+            raise r.fail_at(av + 30, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
         ob1_ = _new(_K_iso20_common_types_RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVSEMaximumChargePower = ob1_
-        if ec == 0:
+        if c < 0x2000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_2_Exponent = ((c >> 15) & 255) - 128
+            f_2_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -19116,7 +19066,7 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 2
-        elif ec == 1:
+        elif c < 0x4000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_3_Exponent = ((c >> 15) & 255) - 128
@@ -19160,7 +19110,7 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 2:
+        elif c < 0x6000000:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_4_Exponent = ((c >> 15) & 255) - 128
@@ -19204,12 +19154,13 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 3:
+        elif c < 0x8000000:
             av -= 3
             s = -1
         else:
+            ec = (c >> 25) & 0x7
             raise r.fail_at(av + 25, 'Scheduled_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), EE')
-    elif ec == 1:
+    elif c < 0x4000000:
         if c & 0x1807000 != 0x0:
             raise r.fail_at(av + 25, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_5_Exponent = ((c >> 15) & 255) - 128
@@ -19253,7 +19204,7 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _iso2
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 2
-    elif ec == 2:
+    elif c < 0x6000000:
         if c & 0x1807000 != 0x0:
             raise r.fail_at(av + 25, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_6_Exponent = ((c >> 15) & 255) - 128
@@ -19297,7 +19248,7 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _iso2
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 3
-    elif ec == 3:
+    elif c < 0x8000000:
         if c & 0x1807000 != 0x0:
             raise r.fail_at(av + 25, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_7_Exponent = ((c >> 15) & 255) - 128
@@ -19341,17 +19292,18 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _iso2
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
         s = 4
-    elif ec == 4:
+    elif c < 0xa000000:
         av -= 3
         s = -1
     else:
+        ec = (c >> 25) & 0x7
         raise r.fail_at(av + 25, 'Scheduled_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(EVSEMaximumChargePower), SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), EE')
     if s == 2:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_8_Exponent = ((c >> 16) & 255) - 128
+            f_8_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -19392,7 +19344,7 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_9_Exponent = ((c >> 16) & 255) - 128
@@ -19436,17 +19388,18 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 2:
+        elif c < 0xc000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'Scheduled_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), EE')
     if s == 3:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        c &= 0xfffffff
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_10_Exponent = ((c >> 16) & 255) - 128
+            f_10_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -19487,10 +19440,11 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 1:
+        elif c < 0x8000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'Scheduled_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(EVSEMaximumVoltage), EE')
     if s == 4:
         av += 27
@@ -19877,9 +19831,9 @@ def _d_v0(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -19936,9 +19890,9 @@ def _d_v1(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -19995,9 +19949,9 @@ def _d_v2(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 18)
     c = (win >> av) & 0x3ffff
-    if c & 0x20000 != 0x0:
+    if c >= 0x20000:
         raise r.fail_at(av + 18, 'value', 'expected CH')
-    u = ((c >> 9) & 255)
+    u = (c >> 9)
     if u > 127:
         u2 = (c >> 1) & 0xFF
         if u2 < 128:
@@ -20066,9 +20020,9 @@ def _d_v3(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 18)
     c = (win >> av) & 0x3ffff
-    if c & 0x20000 != 0x0:
+    if c >= 0x20000:
         raise r.fail_at(av + 18, 'value', 'expected CH')
-    u = ((c >> 9) & 255)
+    u = (c >> 9)
     if u > 127:
         u2 = (c >> 1) & 0xFF
         if u2 < 128:
@@ -20142,7 +20096,7 @@ def _d_v4(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'value', 'expected CH, EE') from None
-        v = ((c >> 1) & 1) == 1
+        v = (c >> 1) == 1
     r.avail = av
     return v
 
@@ -20163,9 +20117,9 @@ def _d_v5(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 18)
     c = (win >> av) & 0x3ffff
-    if c & 0x20000 != 0x0:
+    if c >= 0x20000:
         raise r.fail_at(av + 18, 'value', 'expected CH')
-    u = ((c >> 9) & 255)
+    u = (c >> 9)
     if u > 127:
         u2 = (c >> 1) & 0xFF
         if u2 < 128:
@@ -20239,7 +20193,7 @@ def _d_v6(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x9 != 0x0:
             raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 3)
+        iv = (c >> 1)
         if iv >= 3:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso20_common_types_processingType[iv]
@@ -20268,7 +20222,7 @@ def _d_v7(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x11 != 0x0:
             raise r.fail_at(av + 5, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 7)
+        iv = (c >> 1)
         if iv >= 6:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso20_common_types_evseNotificationType[iv]
@@ -20292,9 +20246,9 @@ def _d_v8(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -20356,7 +20310,7 @@ def _d_v9(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x201 != 0x0:
             raise r.fail_at(av + 10, 'value', 'expected CH, EE') from None
-        v = ((c >> 1) & 255) - 128
+        v = (c >> 1) - 128
     r.avail = av
     return v
 
@@ -20382,9 +20336,9 @@ def _d_v10(r: BitReader, c: int) -> object:
     try:
         sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
+        if c >= 0x40000:
             raise r.fail_at(av + 19, 'value', 'expected CH') from None
-        sg = ((c >> 17) & 1)
+        sg = (c >> 17)
     u = ((c >> 9) & 255)
     if u > 127:
         u2 = (c >> 1) & 0xFF
@@ -20459,7 +20413,7 @@ def _d_v11(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x101 != 0x0:
             raise r.fail_at(av + 9, 'value', 'expected CH, EE') from None
-        v = ((c >> 1) & 127)
+        v = (c >> 1)
     r.avail = av
     return v
 
@@ -20482,9 +20436,9 @@ def _d_v12(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -20543,9 +20497,9 @@ def _d_v13(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -20607,9 +20561,9 @@ def _d_v14(r: BitReader, c: int) -> object:
     try:
         sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
+        if c >= 0x40000:
             raise r.fail_at(av + 19, 'value', 'expected CH') from None
-        sg = ((c >> 17) & 1)
+        sg = (c >> 17)
     u = ((c >> 9) & 255)
     if u > 127:
         u2 = (c >> 1) & 0xFF
@@ -20679,9 +20633,9 @@ def _d_v15(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -20743,7 +20697,7 @@ def _d_v16(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x81 != 0x0:
             raise r.fail_at(av + 8, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 63)
+        iv = (c >> 1)
         if iv >= 40:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso20_common_types_responseCodeType[iv]
@@ -20767,9 +20721,9 @@ def _d_v17(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -20828,9 +20782,9 @@ def _d_v18(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 18)
     c = (win >> av) & 0x3ffff
-    if c & 0x20000 != 0x0:
+    if c >= 0x20000:
         raise r.fail_at(av + 18, 'value', 'expected CH')
-    u = ((c >> 9) & 255)
+    u = (c >> 9)
     if u > 127:
         u2 = (c >> 1) & 0xFF
         if u2 < 128:
@@ -20902,9 +20856,9 @@ def _d_v19(r: BitReader, c: int) -> object:
     try:
         sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
+        if c >= 0x40000:
             raise r.fail_at(av + 19, 'value', 'expected CH') from None
-        sg = ((c >> 17) & 1)
+        sg = (c >> 17)
     u = ((c >> 9) & 255)
     if u > 127:
         u2 = (c >> 1) & 0xFF

@@ -121,7 +121,6 @@ _T143a83e6 = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (1, None, rang
 _T155ccf59 = run_table(((1, 0, None), (2, None, _E_iso20_wpt_WPT_EVPCChargeDiagnosticsType), (1, 0, None),))
 _T2c3d00f9 = run_table(((1, 0, None), (1, 0, None), (2, None, _E_iso20_common_types_processingType), (1, 0, None), (2, None, range(4)),))
 _T3924a0e8 = run_table(((1, 0, None), (8, None, range(0, 256)), (1, 0, None),))
-_T4243fd73 = run_table(((1, 0, None), (3, None, range(8)),))
 _T4432aa72 = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (1, 0, None), (1, 0, None), (1, None, range(2)),))
 _T4520956c = run_table(((1, 0, None), (8, None, range(-128, 128)), (1, 0, None),))
 _T56b422b4 = run_table(((1, 0, None), (1, 0, None), (2, None, _E_iso20_common_types_processingType), (1, 0, None), (1, 0, None),))
@@ -131,11 +130,9 @@ _T675969a0 = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (1, 0, None), 
 _T68c31457 = run_table(((1, 0, None), (2, None, _E_iso20_common_types_processingType), (1, 0, None),))
 _T692aa52a = run_table(((1, 0, None), (1, 0, None), (2, None, _E_iso20_common_types_processingType), (1, 0, None), (1, 0, None), (1, 0, None), (2, None, _E_iso20_wpt_WPT_EVResultType), (1, 0, None),))
 _T6b8acc44 = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (2, None, _E_iso20_wpt_WPT_EVResultType), (1, 0, None),))
-_T6cd14f8b = run_table(((1, 0, None), (1, 0, None), (2, None, range(4)),))
 _T7d556890 = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (1, 0, None), (2, None, _E_iso20_wpt_WPT_EVPCChargeDiagnosticsType), (1, 0, None), (3, None, range(8)),))
 _Ta870a97b = run_table(((1, 0, None), (1, None, (False, True)), (1, 0, None),))
 _Ta9f74c23 = run_table(((1, 0, None), (3, None, _E_iso20_wpt_WPT_FinePositioningMethodType), (1, 0, None),))
-_Taa5bbe96 = run_table(((1, 0, None), (2, None, range(4)),))
 _Tabd38ef6 = run_table(((1, 0, None), (2, None, _E_iso20_wpt_WPT_EVResultType), (1, 0, None),))
 _Tadfaa03d = run_table(((1, 0, None), (1, 0, None), (1, None, (False, True)), (1, 0, None),))
 _Tb388a6a8 = run_table(((1, 0, None), (2, None, _E_iso20_wpt_WPT_AlignmentCheckMethodType), (1, 0, None),))
@@ -192,7 +189,7 @@ def _d_iso20_wpt_AlternativeSECCListType(r: BitReader, c: int) -> _iso20_wpt.Alt
     av = r.avail
     f_AlternativeSECC: list[_iso20_wpt.AlternativeSECCType] = []
     s = 0
-    if c & 0x8000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 28, 'AlternativeSECCListType', 'expected SE(AlternativeSECC)')
     av -= 1
     if av < 0:
@@ -209,8 +206,7 @@ def _d_iso20_wpt_AlternativeSECCListType(r: BitReader, c: int) -> _iso20_wpt.Alt
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        ec = (c >> 28)
-        if ec == 0:
+        if c < 0x10000000:
             r.avail = av
             f_AlternativeSECC.append(_d_iso20_wpt_AlternativeSECCType(r, c))
             win = r.win
@@ -219,18 +215,19 @@ def _d_iso20_wpt_AlternativeSECCListType(r: BitReader, c: int) -> _iso20_wpt.Alt
             if n == 7:
                 s = 8
                 break
-        elif ec == 1:
+        elif c < 0x20000000:
             av += 28
             s = -1
             break
         else:
+            ec = (c >> 28) & 0x3
             raise r.fail_at(av + 28, 'AlternativeSECCListType[1]', f'event code {ec}, expected SE(AlternativeSECC), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 8:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'AlternativeSECCListType', 'expected EE')
         s = -1
     else:
@@ -299,12 +296,11 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader, c: int) -> _iso20_wpt.Alterna
     f_IPAddress: str | None = None
     f_Port: int | None = None
     s = 0
-    ec = ((c >> 25) & 7)
-    if ec == 0:
+    if c < 0x2000000:
         av += 16
-        if c & 0x1000000 != 0x0:
+        if c >= 0x1000000:
             raise r.fail_at(av + 9, 'AlternativeSECCType[0]', 'expected CH of SSID')
-        u = ((c >> 16) & 255)
+        u = (c >> 16)
         if u > 127:
             av -= 8
             if av < 0:
@@ -332,17 +328,13 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader, c: int) -> _iso20_wpt.Alterna
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        try:
-            ec = _T4243fd73[c >> 26]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x20000000 != 0x0:
-                raise r.fail_at(av + 30, 'AlternativeSECCType[0]', 'expected EE of SSID') from None
-            ec = ((c >> 26) & 7)
-        if ec == 0:
+        if c >= 0x20000000:
+            raise r.fail_at(av + 30, 'AlternativeSECCType[0]', 'expected EE of SSID')
+        if c < 0x4000000:
             av += 17
-            if c & 0x2000000 != 0x0:
+            if c >= 0x2000000:
                 raise r.fail_at(av + 9, 'AlternativeSECCType[1]', 'expected CH of BSSID')
-            u = ((c >> 17) & 255)
+            u = (c >> 17)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -370,12 +362,12 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader, c: int) -> _iso20_wpt.Alterna
             if av < 0:
                 win, av = r.refill(av, 26)
             c = (win >> av) & 0x3ffffff
-            if c & 0x2000000 != 0x0:
+            if c >= 0x2000000:
                 raise r.fail_at(av + 26, 'AlternativeSECCType[1]', 'expected EE of BSSID')
             s = 2
-        elif ec == 1:
+        elif c < 0x8000000:
             av += 17
-            if c & 0x2000000 != 0x0:
+            if c >= 0x6000000:
                 raise r.fail_at(av + 9, 'AlternativeSECCType[1]', 'expected CH of IPAddress')
             u = ((c >> 17) & 255)
             if u > 127:
@@ -405,11 +397,11 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader, c: int) -> _iso20_wpt.Alterna
             if av < 0:
                 win, av = r.refill(av, 26)
             c = (win >> av) & 0x3ffffff
-            if c & 0x2000000 != 0x0:
+            if c >= 0x2000000:
                 raise r.fail_at(av + 26, 'AlternativeSECCType[1]', 'expected EE of IPAddress')
             s = 3
-        elif ec == 2:
-            if c & 0x2000000 != 0x0:
+        elif c < 0xc000000:
+            if c >= 0xa000000:
                 raise r.fail_at(av + 26, 'AlternativeSECCType[1]', 'expected CH of Port')
             u = ((c >> 17) & 255)
             if u > 127:
@@ -445,14 +437,15 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader, c: int) -> _iso20_wpt.Alterna
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
             s = 4
-        elif ec == 3:
+        elif c < 0x10000000:
             av += 1
             s = -1
         else:
+            ec = (c >> 26) & 0x7
             raise r.fail_at(av + 26, 'AlternativeSECCType[1]', f'event code {ec}, expected SE(BSSID), SE(IPAddress), SE(Port), EE')
-    elif ec == 1:
+    elif c < 0x4000000:
         av += 16
-        if c & 0x1000000 != 0x0:
+        if c >= 0x3000000:
             raise r.fail_at(av + 9, 'AlternativeSECCType[0]', 'expected CH of BSSID')
         u = ((c >> 16) & 255)
         if u > 127:
@@ -482,12 +475,12 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader, c: int) -> _iso20_wpt.Alterna
         if av < 0:
             win, av = r.refill(av, 26)
         c = (win >> av) & 0x3ffffff
-        if c & 0x2000000 != 0x0:
+        if c >= 0x2000000:
             raise r.fail_at(av + 26, 'AlternativeSECCType[0]', 'expected EE of BSSID')
         s = 2
-    elif ec == 2:
+    elif c < 0x6000000:
         av += 16
-        if c & 0x1000000 != 0x0:
+        if c >= 0x5000000:
             raise r.fail_at(av + 9, 'AlternativeSECCType[0]', 'expected CH of IPAddress')
         u = ((c >> 16) & 255)
         if u > 127:
@@ -517,11 +510,11 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader, c: int) -> _iso20_wpt.Alterna
         if av < 0:
             win, av = r.refill(av, 26)
         c = (win >> av) & 0x3ffffff
-        if c & 0x2000000 != 0x0:
+        if c >= 0x2000000:
             raise r.fail_at(av + 26, 'AlternativeSECCType[0]', 'expected EE of IPAddress')
         s = 3
-    elif ec == 3:
-        if c & 0x1000000 != 0x0:
+    elif c < 0x8000000:
+        if c >= 0x7000000:
             raise r.fail_at(av + 25, 'AlternativeSECCType[0]', 'expected CH of Port')
         u = ((c >> 16) & 255)
         if u > 127:
@@ -557,17 +550,18 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader, c: int) -> _iso20_wpt.Alterna
             win, av = r.refill(av, 25)
         c = (win >> av) & 0x1ffffff
         s = 4
-    elif ec == 4:
+    elif c < 0xa000000:
         s = -1
     else:
+        ec = (c >> 25) & 0x7
         raise r.fail_at(av + 25, 'AlternativeSECCType[0]', f'event code {ec}, expected SE(SSID), SE(BSSID), SE(IPAddress), SE(Port), EE')
     if s == 2:
-        ec = ((c >> 23) & 3)
-        if ec == 0:
+        c &= 0x1ffffff
+        if c < 0x800000:
             av += 14
-            if c & 0x400000 != 0x0:
+            if c >= 0x400000:
                 raise r.fail_at(av + 9, 'AlternativeSECCType[2]', 'expected CH of IPAddress')
-            u = ((c >> 14) & 255)
+            u = (c >> 14)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -595,11 +589,11 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader, c: int) -> _iso20_wpt.Alterna
             if av < 0:
                 win, av = r.refill(av, 26)
             c = (win >> av) & 0x3ffffff
-            if c & 0x2000000 != 0x0:
+            if c >= 0x2000000:
                 raise r.fail_at(av + 26, 'AlternativeSECCType[2]', 'expected EE of IPAddress')
             s = 3
-        elif ec == 1:
-            if c & 0x400000 != 0x0:
+        elif c < 0x1000000:
+            if c >= 0xc00000:
                 raise r.fail_at(av + 23, 'AlternativeSECCType[2]', 'expected CH of Port')
             u = ((c >> 14) & 255)
             if u > 127:
@@ -635,17 +629,18 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader, c: int) -> _iso20_wpt.Alterna
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
             s = 4
-        elif ec == 2:
+        elif c < 0x1800000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 23) & 0x3
             raise r.fail_at(av + 23, 'AlternativeSECCType[2]', f'event code {ec}, expected SE(IPAddress), SE(Port), EE')
     if s == 3:
-        ec = ((c >> 23) & 3)
-        if ec == 0:
-            if c & 0x400000 != 0x0:
+        c &= 0x1ffffff
+        if c < 0x800000:
+            if c >= 0x400000:
                 raise r.fail_at(av + 23, 'AlternativeSECCType[3]', 'expected CH of Port')
-            u = ((c >> 14) & 255)
+            u = (c >> 14)
             if u > 127:
                 u2 = (c >> 6) & 0xFF
                 if u2 < 128:
@@ -679,10 +674,11 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader, c: int) -> _iso20_wpt.Alterna
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
             s = 4
-        elif ec == 1:
+        elif c < 0x1000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 23) & 0x3
             raise r.fail_at(av + 23, 'AlternativeSECCType[3]', f'event code {ec}, expected SE(Port), EE')
     if s == 4:
         av += 24
@@ -917,7 +913,7 @@ def _d_iso20_wpt_WPT_AlignmentCheckMethodListType(r: BitReader, c: int) -> _iso2
     s = 0
     if c & 0x19 != 0x0:
         raise r.fail_at(av + 5, 'WPT_AlignmentCheckMethodListType', 'expected SE(WPT_AlignmentCheckMethod), CH of WPT_AlignmentCheckMethod, EE of WPT_AlignmentCheckMethod')
-    iv = ((c >> 1) & 3)
+    iv = (c >> 1)
     if iv >= 3:
         raise r.fail_at(av, 'WPT_AlignmentCheckMethodListType.WPT_AlignmentCheckMethod', f'enumeration index {iv}')
     f_WPT_AlignmentCheckMethod.append(_E_iso20_wpt_WPT_AlignmentCheckMethodType[iv])
@@ -928,11 +924,10 @@ def _d_iso20_wpt_WPT_AlignmentCheckMethodListType(r: BitReader, c: int) -> _iso2
         if av < 0:
             win, av = r.refill(av, 6)
         c = (win >> av) & 0x3f
-        ec = (c >> 4)
-        if ec == 0:
+        if c < 0x10:
             if c & 0x9 != 0x0:
                 raise r.fail_at(av + 4, 'WPT_AlignmentCheckMethodListType[1]', 'expected CH of WPT_AlignmentCheckMethod, EE of WPT_AlignmentCheckMethod')
-            iv = ((c >> 1) & 3)
+            iv = (c >> 1)
             if iv >= 3:
                 raise r.fail_at(av, 'WPT_AlignmentCheckMethodListType.WPT_AlignmentCheckMethod', f'enumeration index {iv}')
             f_WPT_AlignmentCheckMethod.append(_E_iso20_wpt_WPT_AlignmentCheckMethodType[iv])
@@ -940,18 +935,19 @@ def _d_iso20_wpt_WPT_AlignmentCheckMethodListType(r: BitReader, c: int) -> _iso2
             if n == 7:
                 s = 8
                 break
-        elif ec == 1:
+        elif c < 0x20:
             av += 4
             s = -1
             break
         else:
+            ec = (c >> 4) & 0x3
             raise r.fail_at(av + 4, 'WPT_AlignmentCheckMethodListType[1]', f'event code {ec}, expected SE(WPT_AlignmentCheckMethod), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 8:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'WPT_AlignmentCheckMethodListType', 'expected EE')
         s = -1
     else:
@@ -1011,9 +1007,9 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader, c: int) -> _iso20_wpt.W
     f_EVResultCode: _iso20_wpt.WPT_EVResultType
     f_VendorSpecificDataContainer: list[bytes] = []
     s = 0
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'WPT_AlignmentCheckReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -1042,9 +1038,9 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader, c: int) -> _iso20_wpt.W
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'WPT_AlignmentCheckReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -1071,13 +1067,10 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader, c: int) -> _iso20_wpt.W
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'WPT_AlignmentCheckReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'WPT_AlignmentCheckReqType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -1090,25 +1083,26 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader, c: int) -> _iso20_wpt.W
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x200:
         av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
-        f_EVProcessing, ec = _T2c3d00f9[(c >> 23) & 0x7f]
+        f_EVProcessing, ec = _T2c3d00f9[c >> 23]
     except KeyError:  # not a valid pattern: say why
         if c & 0x32000000 != 0x0:
             raise r.fail_at(av + 30, 'WPT_AlignmentCheckReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing') from None
-        iv = ((c >> 26) & 3)
+        iv = (c >> 26)
         if iv >= 3:
             raise r.fail_at(av + 23, 'WPT_AlignmentCheckReqType.EVProcessing', f'enumeration index {iv}') from None
         f_EVProcessing = _E_iso20_common_types_processingType[iv]
@@ -1162,7 +1156,7 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader, c: int) -> _iso20_wpt.W
         except KeyError:  # not a valid pattern: say why
             if c & 0x79 != 0x0:
                 raise r.fail_at(av + 7, 'WPT_AlignmentCheckReqType[2]', 'expected EE of Value, EE, SE(EVResultCode), CH of EVResultCode, EE of EVResultCode') from None
-            iv = ((c >> 1) & 3)
+            iv = (c >> 1)
             if iv >= 3:
                 raise r.fail_at(av, 'WPT_AlignmentCheckReqType.EVResultCode', f'enumeration index {iv}') from None
             f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
@@ -1191,11 +1185,10 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader, c: int) -> _iso20_wpt.W
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        ec = (c >> 9)
-        if ec == 0:
-            if c & 0x100 != 0x0:
+        if c < 0x200:
+            if c >= 0x100:
                 raise r.fail_at(av + 9, 'WPT_AlignmentCheckReqType[4]', 'expected CH of VendorSpecificDataContainer')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -1229,18 +1222,19 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader, c: int) -> _iso20_wpt.W
             if n == 16:
                 s = 20
                 break
-        elif ec == 1:
+        elif c < 0x400:
             av += 9
             s = -1
             break
         else:
+            ec = (c >> 9) & 0x3
             raise r.fail_at(av + 9, 'WPT_AlignmentCheckReqType[4]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 20:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'WPT_AlignmentCheckReqType', 'expected EE')
         s = -1
     else:
@@ -1367,9 +1361,9 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader, c: int) -> _iso20_wpt.W
     f_SupplyDeviceCurrent: _iso20_common_types.RationalNumberType | None = None
     f_VendorSpecificDataContainer: list[bytes] = []
     s = 0
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'WPT_AlignmentCheckResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -1398,9 +1392,9 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader, c: int) -> _iso20_wpt.W
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'WPT_AlignmentCheckResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -1427,13 +1421,10 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader, c: int) -> _iso20_wpt.W
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'WPT_AlignmentCheckResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'WPT_AlignmentCheckResType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -1446,22 +1437,23 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader, c: int) -> _iso20_wpt.W
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x200:
         av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x30390000 != 0x0:
         raise r.fail_at(av + 30, 'WPT_AlignmentCheckResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing')
-    iv = ((c >> 22) & 63)
+    iv = (c >> 22)
     if iv >= 40:
         raise r.fail_at(av + 13, 'WPT_AlignmentCheckResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
@@ -1485,7 +1477,7 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader, c: int) -> _iso20_wpt.W
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'WPT_AlignmentCheckResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 20) & 255) - 128
+        f_2_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -1512,20 +1504,16 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader, c: int) -> _iso20_wpt.W
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        try:
-            ec = _T6cd14f8b[c >> 26]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30000000 != 0x0:
-                raise r.fail_at(av + 30, 'WPT_AlignmentCheckResType[3]', 'expected EE of Value, EE') from None
-            ec = ((c >> 26) & 3)
+        if c >= 0x10000000:
+            raise r.fail_at(av + 30, 'WPT_AlignmentCheckResType[3]', 'expected EE of Value, EE')
         ob2_ = _new(_K_iso20_common_types_RationalNumberType)
         ob2_.Exponent = f_2_Exponent
         ob2_.Value = f_2_Value
         f_PowerTransmitted = ob2_
-        if ec == 0:
+        if c < 0x4000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'WPT_AlignmentCheckResType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 16) & 255) - 128
+            f_3_Exponent = (c >> 16) - 128
             sg = ((c >> 12) & 1)
             u = ((c >> 4) & 255)
             if u > 127:
@@ -1566,9 +1554,9 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader, c: int) -> _iso20_wpt.W
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
             s = 5
-        elif ec == 1:
+        elif c < 0x8000000:
             av += 17
-            if c & 0x2000000 != 0x0:
+            if c >= 0x6000000:
                 raise r.fail_at(av + 9, 'WPT_AlignmentCheckResType[4]', 'expected CH of VendorSpecificDataContainer')
             u = ((c >> 17) & 255)
             if u > 127:
@@ -1598,13 +1586,14 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader, c: int) -> _iso20_wpt.W
             if av < 0:
                 win, av = r.refill(av, 12)
             c = (win >> av) & 0xfff
-            if c & 0x800 != 0x0:
+            if c >= 0x800:
                 raise r.fail_at(av + 12, 'WPT_AlignmentCheckResType[4]', 'expected EE of VendorSpecificDataContainer')
             s = 6
-        elif ec == 2:
+        elif c < 0xc000000:
             av += 15
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'WPT_AlignmentCheckResType[4]', f'event code {ec}, expected SE(SupplyDeviceCurrent), SE(VendorSpecificDataContainer), EE')
     elif ec == 1:
         av -= 17
@@ -1613,7 +1602,7 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader, c: int) -> _iso20_wpt.W
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'WPT_AlignmentCheckResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_4_Exponent = ((c >> 20) & 255) - 128
+        f_4_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -1640,7 +1629,7 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader, c: int) -> _iso20_wpt.W
         if av < 0:
             win, av = r.refill(av, 13)
         c = (win >> av) & 0x1fff
-        if c & 0x1800 != 0x0:
+        if c >= 0x800:
             raise r.fail_at(av + 13, 'WPT_AlignmentCheckResType[3]', 'expected EE of Value, EE')
         ob4_ = _new(_K_iso20_common_types_RationalNumberType)
         ob4_.Exponent = f_4_Exponent
@@ -1679,7 +1668,7 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader, c: int) -> _iso20_wpt.W
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-        if c & 0x800 != 0x0:
+        if c >= 0x800:
             raise r.fail_at(av + 12, 'WPT_AlignmentCheckResType[3]', 'expected EE of VendorSpecificDataContainer')
         s = 6
     elif ec == 3:
@@ -1688,11 +1677,11 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader, c: int) -> _iso20_wpt.W
     else:
         raise r.fail_at(av + 13, 'WPT_AlignmentCheckResType[3]', f'event code {ec}, expected SE(PowerTransmitted), SE(SupplyDeviceCurrent), SE(VendorSpecificDataContainer), EE')
     if s == 5:
-        ec = ((c >> 9) & 3)
-        if ec == 0:
-            if c & 0x100 != 0x0:
+        c &= 0x7ff
+        if c < 0x200:
+            if c >= 0x100:
                 raise r.fail_at(av + 9, 'WPT_AlignmentCheckResType[5]', 'expected CH of VendorSpecificDataContainer')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -1723,10 +1712,11 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader, c: int) -> _iso20_wpt.W
             if c:
                 raise r.fail_at(av + 1, 'WPT_AlignmentCheckResType[5]', 'expected EE of VendorSpecificDataContainer')
             s = 6
-        elif ec == 1:
+        elif c < 0x400:
             av += 9
             s = -1
         else:
+            ec = (c >> 9) & 0x3
             raise r.fail_at(av + 9, 'WPT_AlignmentCheckResType[5]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
     else:
         av += 11
@@ -1737,11 +1727,10 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader, c: int) -> _iso20_wpt.W
             if av < 0:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
-            ec = (c >> 9)
-            if ec == 0:
-                if c & 0x100 != 0x0:
+            if c < 0x200:
+                if c >= 0x100:
                     raise r.fail_at(av + 9, 'WPT_AlignmentCheckResType[6]', 'expected CH of VendorSpecificDataContainer')
-                u = (c & 255)
+                u = c
                 if u > 127:
                     av -= 8
                     if av < 0:
@@ -1775,18 +1764,19 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader, c: int) -> _iso20_wpt.W
                 if n == 15:
                     s = 21
                     break
-            elif ec == 1:
+            elif c < 0x400:
                 av += 9
                 s = -1
                 break
             else:
+                ec = (c >> 9) & 0x3
                 raise r.fail_at(av + 9, 'WPT_AlignmentCheckResType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 21:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'WPT_AlignmentCheckResType', 'expected EE')
         s = -1
     else:
@@ -2033,9 +2023,9 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
     f_EVPCPowerControlParameter: _iso20_wpt.WPT_EVPCPowerControlParameterType | None = None
     f_ManufacturerSpecificDataContainer: list[bytes] = []
     s = 0
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'WPT_ChargeLoopReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -2064,9 +2054,9 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -2093,13 +2083,10 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'WPT_ChargeLoopReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'WPT_ChargeLoopReqType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -2112,27 +2099,27 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x200:
         av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    ec = ((c >> 28) & 3)
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
     f_Header = ob1_
     s = 1
-    if ec == 0:
+    if c < 0x10000000:
         r.avail = av
         f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r, c)
         win = r.win
@@ -2146,13 +2133,13 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
         except KeyError:  # not a valid pattern: say why
             if c & 0x34000000 != 0x0:
                 raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType[1]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested') from None
-            f_MeterInfoRequested = ((c >> 27) & 1) == 1
+            f_MeterInfoRequested = (c >> 27) == 1
         s = 3
         av -= 4
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x20000000:
         try:
             f_MeterInfoRequested = _Ta870a97b[(c >> 25) & 0x7]
         except KeyError:  # not a valid pattern: say why
@@ -2165,10 +2152,11 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
         c = (win >> av) & 0x3fffffff
         s = 3
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'WPT_ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType', 'expected SE(EVPCPowerRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_2_Exponent = ((c >> 19) & 255) - 128
+    f_2_Exponent = (c >> 19) - 128
     sg = ((c >> 15) & 1)
     u = ((c >> 7) & 255)
     if u > 127:
@@ -2204,7 +2192,7 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType', 'expected EE of Value, EE, SE(EVPCPowerOutput), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_3_Exponent = ((c >> 17) & 255) - 128
+    f_3_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob2_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -2248,7 +2236,7 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
     except KeyError:  # not a valid pattern: say why
         if c & 0x3c800000 != 0x0:
             raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType', 'expected EE of Value, EE, SE(EVPCChargeDiagnostics), CH of EVPCChargeDiagnostics, EE of EVPCChargeDiagnostics') from None
-        f_EVPCChargeDiagnostics = _E_iso20_wpt_WPT_EVPCChargeDiagnosticsType[((c >> 24) & 3)]
+        f_EVPCChargeDiagnostics = _E_iso20_wpt_WPT_EVPCChargeDiagnosticsType[(c >> 24)]
         ec = ((c >> 20) & 7)
     ob3_ = _new(_K_iso20_common_types_RationalNumberType)
     ob3_.Exponent = f_3_Exponent
@@ -2263,7 +2251,7 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_4_Exponent = ((c >> 20) & 255) - 128
+        f_4_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -2290,20 +2278,16 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        try:
-            ec = _T6cd14f8b[c >> 26]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30000000 != 0x0:
-                raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE') from None
-            ec = ((c >> 26) & 3)
+        if c >= 0x10000000:
+            raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE')
         ob4_ = _new(_K_iso20_common_types_RationalNumberType)
         ob4_.Exponent = f_4_Exponent
         ob4_.Value = f_4_Value
         f_EVPCOperatingFrequency = ob4_
-        if ec == 0:
+        if c < 0x4000000:
             if c & 0x3807000 != 0x0:
                 raise r.fail_at(av + 26, 'WPT_ChargeLoopReqType[7]', 'expected SE(EVPCCoilCurrentRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_6_Exponent = ((c >> 15) & 255) - 128
+            f_6_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -2339,7 +2323,7 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
             c = (win >> av) & 0x3fffffff
             if c & 0x3e01c000 != 0x0:
                 raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, SE(EVPCCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_7_Exponent = ((c >> 17) & 255) - 128
+            f_7_Exponent = (c >> 17) - 128
             sg = ((c >> 13) & 1)
             u = ((c >> 5) & 255)
             ob6_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -2379,7 +2363,7 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
             c = (win >> av) & 0x3fffffff
             if c & 0x3e01c000 != 0x0:
                 raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, SE(EVPCCurrentOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_8_Exponent = ((c >> 17) & 255) - 128
+            f_8_Exponent = (c >> 17) - 128
             sg = ((c >> 13) & 1)
             u = ((c >> 5) & 255)
             ob7_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -2419,7 +2403,7 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
             c = (win >> av) & 0x3fffffff
             if c & 0x3e01c000 != 0x0:
                 raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, SE(EVPCVoltageOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_9_Exponent = ((c >> 17) & 255) - 128
+            f_9_Exponent = (c >> 17) - 128
             sg = ((c >> 13) & 1)
             u = ((c >> 5) & 255)
             ob8_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -2470,9 +2454,9 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
             s = 8
-        elif ec == 1:
+        elif c < 0x8000000:
             av += 17
-            if c & 0x2000000 != 0x0:
+            if c >= 0x6000000:
                 raise r.fail_at(av + 9, 'WPT_ChargeLoopReqType[7]', 'expected CH of ManufacturerSpecificDataContainer')
             u = ((c >> 17) & 255)
             if u > 127:
@@ -2502,13 +2486,14 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
             if av < 0:
                 win, av = r.refill(av, 12)
             c = (win >> av) & 0xfff
-            if c & 0x800 != 0x0:
+            if c >= 0x800:
                 raise r.fail_at(av + 12, 'WPT_ChargeLoopReqType[7]', 'expected EE of ManufacturerSpecificDataContainer')
             s = 9
-        elif ec == 2:
+        elif c < 0xc000000:
             av += 15
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'WPT_ChargeLoopReqType[7]', f'event code {ec}, expected SE(EVPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
     elif ec == 1:
         av -= 10
@@ -2517,7 +2502,7 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
         c = (win >> av) & 0x3fffffff
         if c & 0x38070000 != 0x0:
             raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType[6]', 'expected SE(EVPCCoilCurrentRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_11_Exponent = ((c >> 19) & 255) - 128
+        f_11_Exponent = (c >> 19) - 128
         sg = ((c >> 15) & 1)
         u = ((c >> 7) & 255)
         if u > 127:
@@ -2553,7 +2538,7 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
         c = (win >> av) & 0x3fffffff
         if c & 0x3e01c000 != 0x0:
             raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, SE(EVPCCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_12_Exponent = ((c >> 17) & 255) - 128
+        f_12_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         ob11_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -2593,7 +2578,7 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
         c = (win >> av) & 0x3fffffff
         if c & 0x3e01c000 != 0x0:
             raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, SE(EVPCCurrentOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_13_Exponent = ((c >> 17) & 255) - 128
+        f_13_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         ob12_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -2633,7 +2618,7 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
         c = (win >> av) & 0x3fffffff
         if c & 0x3e01c000 != 0x0:
             raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, SE(EVPCVoltageOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_14_Exponent = ((c >> 17) & 255) - 128
+        f_14_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         ob13_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -2716,7 +2701,7 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-        if c & 0x800 != 0x0:
+        if c >= 0x800:
             raise r.fail_at(av + 12, 'WPT_ChargeLoopReqType[6]', 'expected EE of ManufacturerSpecificDataContainer')
         s = 9
     elif ec == 3:
@@ -2725,11 +2710,11 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
     else:
         raise r.fail_at(av + 20, 'WPT_ChargeLoopReqType[6]', f'event code {ec}, expected SE(EVPCOperatingFrequency), SE(EVPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
     if s == 8:
-        ec = ((c >> 9) & 3)
-        if ec == 0:
-            if c & 0x100 != 0x0:
+        c &= 0x7ff
+        if c < 0x200:
+            if c >= 0x100:
                 raise r.fail_at(av + 9, 'WPT_ChargeLoopReqType[8]', 'expected CH of ManufacturerSpecificDataContainer')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -2760,10 +2745,11 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
             if c:
                 raise r.fail_at(av + 1, 'WPT_ChargeLoopReqType[8]', 'expected EE of ManufacturerSpecificDataContainer')
             s = 9
-        elif ec == 1:
+        elif c < 0x400:
             av += 9
             s = -1
         else:
+            ec = (c >> 9) & 0x3
             raise r.fail_at(av + 9, 'WPT_ChargeLoopReqType[8]', f'event code {ec}, expected SE(ManufacturerSpecificDataContainer), EE')
     else:
         av += 11
@@ -2774,11 +2760,10 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
             if av < 0:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
-            ec = (c >> 9)
-            if ec == 0:
-                if c & 0x100 != 0x0:
+            if c < 0x200:
+                if c >= 0x100:
                     raise r.fail_at(av + 9, 'WPT_ChargeLoopReqType[9]', 'expected CH of ManufacturerSpecificDataContainer')
-                u = (c & 255)
+                u = c
                 if u > 127:
                     av -= 8
                     if av < 0:
@@ -2812,18 +2797,19 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
                 if n == 15:
                     s = 24
                     break
-            elif ec == 1:
+            elif c < 0x400:
                 av += 9
                 s = -1
                 break
             else:
+                ec = (c >> 9) & 0x3
                 raise r.fail_at(av + 9, 'WPT_ChargeLoopReqType[9]', f'event code {ec}, expected SE(ManufacturerSpecificDataContainer), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 24:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'WPT_ChargeLoopReqType', 'expected EE')
         s = -1
     else:
@@ -3352,9 +3338,9 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
     f_SPCPowerControlParameter: _iso20_wpt.WPT_SPCPowerControlParameterType | None = None
     f_ManufacturerSpecificDataContainer: list[bytes] = []
     s = 0
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'WPT_ChargeLoopResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -3383,9 +3369,9 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'WPT_ChargeLoopResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -3412,13 +3398,10 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'WPT_ChargeLoopResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'WPT_ChargeLoopResType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -3431,22 +3414,23 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x200:
         av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x30200000 != 0x0:
         raise r.fail_at(av + 30, 'WPT_ChargeLoopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
-    iv = ((c >> 22) & 63)
+    iv = (c >> 22)
     if iv >= 40:
         raise r.fail_at(av + 18, 'WPT_ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
@@ -3491,7 +3475,7 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
         except KeyError:  # not a valid pattern: say why
             if c & 0x38c00000 != 0x0:
                 raise r.fail_at(av + 30, 'WPT_ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE') from None
-            iv = ((c >> 24) & 7)
+            iv = (c >> 24)
             if iv >= 6:
                 raise r.fail_at(av + 20, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_2_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
@@ -3503,6 +3487,7 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
         if ec == 0:
             av += 10
             c >>= 10
+            c &= 0x3ff
             r.avail = av
             f_MeterInfo = _d_iso20_common_types_MeterInfoType(r, c)
             win = r.win
@@ -3533,7 +3518,7 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
             c = (win >> av) & 0x3fffffff
             if c & 0x300e0000 != 0x0:
                 raise r.fail_at(av + 30, 'WPT_ChargeLoopResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 20) & 255) - 128
+            f_3_Exponent = (c >> 20) - 128
             sg = ((c >> 16) & 1)
             u = ((c >> 8) & 255)
             if u > 127:
@@ -3560,7 +3545,7 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'WPT_ChargeLoopResType[3]', 'expected EE of Value, EE')
             ob3_ = _new(_K_iso20_common_types_RationalNumberType)
             ob3_.Exponent = f_3_Exponent
@@ -3572,6 +3557,7 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
     elif ec == 1:
         av += 8
         c >>= 8
+        c &= 0x3ff
         r.avail = av
         f_MeterInfo = _d_iso20_common_types_MeterInfoType(r, c)
         win = r.win
@@ -3602,7 +3588,7 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'WPT_ChargeLoopResType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_4_Exponent = ((c >> 20) & 255) - 128
+        f_4_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -3629,7 +3615,7 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x30000000 != 0x0:
+        if c >= 0x10000000:
             raise r.fail_at(av + 30, 'WPT_ChargeLoopResType[2]', 'expected EE of Value, EE')
         ob4_ = _new(_K_iso20_common_types_RationalNumberType)
         ob4_.Exponent = f_4_Exponent
@@ -3639,8 +3625,7 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
     else:
         raise r.fail_at(av + 18, 'WPT_ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVPCPowerRequest)')
     if s == 4:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        if c < 0x4000000:
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -3654,7 +3639,7 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 1:
+        elif c < 0x8000000:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'WPT_ChargeLoopResType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_5_Exponent = ((c >> 16) & 255) - 128
@@ -3699,11 +3684,12 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
             c = (win >> av) & 0xfffffff
             s = 6
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'WPT_ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), SE(EVPCPowerRequest)')
     if s == 5:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'WPT_ChargeLoopResType', 'expected SE(EVPCPowerRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = ((c >> 17) & 255) - 128
+        f_6_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         if u > 127:
@@ -3749,11 +3735,10 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    ec = ((c >> 28) & 3)
-    if ec == 0:
+    if c < 0x10000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'WPT_ChargeLoopResType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_7_Exponent = ((c >> 18) & 255) - 128
+        f_7_Exponent = (c >> 18) - 128
         sg = ((c >> 14) & 1)
         u = ((c >> 6) & 255)
         if u > 127:
@@ -3789,7 +3774,7 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
         c = (win >> av) & 0x3fffffff
         if c & 0x3e01c000 != 0x0:
             raise r.fail_at(av + 30, 'WPT_ChargeLoopResType[6]', 'expected EE of Value, EE, SE(SPCMaxOutputPowerLimit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_8_Exponent = ((c >> 17) & 255) - 128
+        f_8_Exponent = (c >> 17) - 128
         sg = ((c >> 13) & 1)
         u = ((c >> 5) & 255)
         ob7_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -3834,7 +3819,7 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x20000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'WPT_ChargeLoopResType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_9_Exponent = ((c >> 18) & 255) - 128
@@ -3879,10 +3864,11 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
         c = (win >> av) & 0x3fffffff
         s = 8
     else:
+        ec = (c >> 28) & 0x3
         raise r.fail_at(av + 28, 'WPT_ChargeLoopResType[6]', f'event code {ec}, expected SE(SDPowerInput), SE(SPCMaxOutputPowerLimit)')
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'WPT_ChargeLoopResType', 'expected SE(SPCMinOutputPowerLimit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_10_Exponent = ((c >> 19) & 255) - 128
+    f_10_Exponent = (c >> 19) - 128
     sg = ((c >> 15) & 1)
     u = ((c >> 7) & 255)
     if u > 127:
@@ -3921,7 +3907,7 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
     except KeyError:  # not a valid pattern: say why
         if c & 0x3c400000 != 0x0:
             raise r.fail_at(av + 30, 'WPT_ChargeLoopResType', 'expected EE of Value, EE, SE(SPCChargeDiagnostics), CH of SPCChargeDiagnostics, EE of SPCChargeDiagnostics') from None
-        iv = ((c >> 23) & 7)
+        iv = (c >> 23)
         if iv >= 6:
             raise r.fail_at(av + 19, 'WPT_ChargeLoopResType.SPCChargeDiagnostics', f'enumeration index {iv}') from None
         f_SPCChargeDiagnostics = _E_iso20_wpt_WPT_SPCChargeDiagnosticsType[iv]
@@ -3939,7 +3925,7 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
         c = (win >> av) & 0x3fffffff
         if c & 0x300e0000 != 0x0:
             raise r.fail_at(av + 30, 'WPT_ChargeLoopResType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_11_Exponent = ((c >> 20) & 255) - 128
+        f_11_Exponent = (c >> 20) - 128
         sg = ((c >> 16) & 1)
         u = ((c >> 8) & 255)
         if u > 127:
@@ -3966,20 +3952,16 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        try:
-            ec = _T6cd14f8b[c >> 26]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x30000000 != 0x0:
-                raise r.fail_at(av + 30, 'WPT_ChargeLoopResType[10]', 'expected EE of Value, EE') from None
-            ec = ((c >> 26) & 3)
+        if c >= 0x10000000:
+            raise r.fail_at(av + 30, 'WPT_ChargeLoopResType[10]', 'expected EE of Value, EE')
         ob11_ = _new(_K_iso20_common_types_RationalNumberType)
         ob11_.Exponent = f_11_Exponent
         ob11_.Value = f_11_Value
         f_SPCOperatingFrequency = ob11_
-        if ec == 0:
+        if c < 0x4000000:
             if c & 0x3807000 != 0x0:
                 raise r.fail_at(av + 26, 'WPT_ChargeLoopResType[11]', 'expected SE(SPCPrimaryDeviceCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_13_Exponent = ((c >> 15) & 255) - 128
+            f_13_Exponent = (c >> 15) - 128
             sg = ((c >> 11) & 1)
             u = ((c >> 3) & 255)
             if u > 127:
@@ -4023,9 +4005,9 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
             s = 12
-        elif ec == 1:
+        elif c < 0x8000000:
             av += 17
-            if c & 0x2000000 != 0x0:
+            if c >= 0x6000000:
                 raise r.fail_at(av + 9, 'WPT_ChargeLoopResType[11]', 'expected CH of ManufacturerSpecificDataContainer')
             u = ((c >> 17) & 255)
             if u > 127:
@@ -4055,13 +4037,14 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
             if av < 0:
                 win, av = r.refill(av, 12)
             c = (win >> av) & 0xfff
-            if c & 0x800 != 0x0:
+            if c >= 0x800:
                 raise r.fail_at(av + 12, 'WPT_ChargeLoopResType[11]', 'expected EE of ManufacturerSpecificDataContainer')
             s = 13
-        elif ec == 2:
+        elif c < 0xc000000:
             av += 15
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'WPT_ChargeLoopResType[11]', f'event code {ec}, expected SE(SPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
     elif ec == 1:
         av -= 11
@@ -4070,7 +4053,7 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
         c = (win >> av) & 0x3fffffff
         if c & 0x38070000 != 0x0:
             raise r.fail_at(av + 30, 'WPT_ChargeLoopResType[10]', 'expected SE(SPCPrimaryDeviceCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_15_Exponent = ((c >> 19) & 255) - 128
+        f_15_Exponent = (c >> 19) - 128
         sg = ((c >> 15) & 1)
         u = ((c >> 7) & 255)
         if u > 127:
@@ -4146,7 +4129,7 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-        if c & 0x800 != 0x0:
+        if c >= 0x800:
             raise r.fail_at(av + 12, 'WPT_ChargeLoopResType[10]', 'expected EE of ManufacturerSpecificDataContainer')
         s = 13
     elif ec == 3:
@@ -4155,11 +4138,11 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
     else:
         raise r.fail_at(av + 19, 'WPT_ChargeLoopResType[10]', f'event code {ec}, expected SE(SPCOperatingFrequency), SE(SPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
     if s == 12:
-        ec = ((c >> 9) & 3)
-        if ec == 0:
-            if c & 0x100 != 0x0:
+        c &= 0x7ff
+        if c < 0x200:
+            if c >= 0x100:
                 raise r.fail_at(av + 9, 'WPT_ChargeLoopResType[12]', 'expected CH of ManufacturerSpecificDataContainer')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -4190,10 +4173,11 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
             if c:
                 raise r.fail_at(av + 1, 'WPT_ChargeLoopResType[12]', 'expected EE of ManufacturerSpecificDataContainer')
             s = 13
-        elif ec == 1:
+        elif c < 0x400:
             av += 9
             s = -1
         else:
+            ec = (c >> 9) & 0x3
             raise r.fail_at(av + 9, 'WPT_ChargeLoopResType[12]', f'event code {ec}, expected SE(ManufacturerSpecificDataContainer), EE')
     else:
         av += 11
@@ -4204,11 +4188,10 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
             if av < 0:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
-            ec = (c >> 9)
-            if ec == 0:
-                if c & 0x100 != 0x0:
+            if c < 0x200:
+                if c >= 0x100:
                     raise r.fail_at(av + 9, 'WPT_ChargeLoopResType[13]', 'expected CH of ManufacturerSpecificDataContainer')
-                u = (c & 255)
+                u = c
                 if u > 127:
                     av -= 8
                     if av < 0:
@@ -4242,18 +4225,19 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
                 if n == 15:
                     s = 28
                     break
-            elif ec == 1:
+            elif c < 0x400:
                 av += 9
                 s = -1
                 break
             else:
+                ec = (c >> 9) & 0x3
                 raise r.fail_at(av + 9, 'WPT_ChargeLoopResType[13]', f'event code {ec}, expected SE(ManufacturerSpecificDataContainer), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 28:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'WPT_ChargeLoopResType', 'expected EE')
         s = -1
     else:
@@ -4867,9 +4851,9 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _i
     f_EVPCDeviceLocalControl: bool
     f_VendorSpecificDataContainer: list[bytes] = []
     s = 0
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'WPT_ChargeParameterDiscoveryReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -4898,9 +4882,9 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _i
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -4927,13 +4911,10 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _i
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -4946,22 +4927,23 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _i
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x200:
         av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'WPT_ChargeParameterDiscoveryReqType', 'expected SE(EVPCMaxReceivablePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_2_Exponent = ((c >> 19) & 255) - 128
+    f_2_Exponent = (c >> 19) - 128
     sg = ((c >> 15) & 1)
     u = ((c >> 7) & 255)
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
@@ -5001,9 +4983,9 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _i
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x3c000000 != 0x0:
+    if c >= 0x4000000:
         raise r.fail_at(av + 30, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of Value, EE, SE(SDMaxGroundClearence), CH of SDMaxGroundClearence')
-    u = ((c >> 18) & 255)
+    u = (c >> 18)
     ob2_ = _new(_K_iso20_common_types_RationalNumberType)
     ob2_.Exponent = f_2_Exponent
     ob2_.Value = f_2_Value
@@ -5039,9 +5021,9 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _i
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of SDMaxGroundClearence, SE(SDMinGroundClearence), CH of SDMinGroundClearence')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     s = 3
     if u > 127:
         u2 = (c >> 11) & 0xFF
@@ -5075,7 +5057,7 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _i
     c = (win >> av) & 0x3fffffff
     if c & 0x3c038000 != 0x0:
         raise r.fail_at(av + 30, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of SDMinGroundClearence, SE(EVPCNaturalFrequency), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_3_Exponent = ((c >> 18) & 255) - 128
+    f_3_Exponent = (c >> 18) - 128
     sg = ((c >> 14) & 1)
     u = ((c >> 6) & 255)
     s = 4
@@ -5124,11 +5106,10 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _i
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        ec = (c >> 9)
-        if ec == 0:
-            if c & 0x100 != 0x0:
+        if c < 0x200:
+            if c >= 0x100:
                 raise r.fail_at(av + 9, 'WPT_ChargeParameterDiscoveryReqType[6]', 'expected CH of VendorSpecificDataContainer')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -5162,18 +5143,19 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _i
             if n == 16:
                 s = 22
                 break
-        elif ec == 1:
+        elif c < 0x400:
             av += 9
             s = -1
             break
         else:
+            ec = (c >> 9) & 0x3
             raise r.fail_at(av + 9, 'WPT_ChargeParameterDiscoveryReqType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 22:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE')
         s = -1
     else:
@@ -5372,9 +5354,9 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _i
     f_PDMaxCoilCurrent: _iso20_common_types.RationalNumberType
     f_SDManufacturerSpecificDataContainer: list[bytes] = []
     s = 0
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'WPT_ChargeParameterDiscoveryResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -5403,9 +5385,9 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _i
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -5432,13 +5414,10 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _i
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -5451,22 +5430,23 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _i
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 8
         if av < 0:
             win, av = r.refill(av, 37)
         c = (win >> av) & 0x1fffffffff
-    elif ec == 1:
+    elif c < 0x200:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 37)
         c = (win >> av) & 0x1fffffffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x181cf00e00 != 0x0:
         raise r.fail_at(av + 37, 'WPT_ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PDInputPowerClass), CH of PDInputPowerClass, EE of PDInputPowerClass, SE(SDMinOutputPower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    iv = ((c >> 29) & 63)
+    iv = (c >> 29)
     if iv >= 40:
         raise r.fail_at(av, 'WPT_ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
@@ -5508,7 +5488,7 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _i
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of Value, EE, SE(SDMaxOutputPower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_3_Exponent = ((c >> 17) & 255) - 128
+    f_3_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob2_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -5547,9 +5527,9 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _i
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x3c000000 != 0x0:
+    if c >= 0x4000000:
         raise r.fail_at(av + 30, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of Value, EE, SE(SDMaxGroundClearanceSupport), CH of SDMaxGroundClearanceSupport')
-    u = ((c >> 18) & 255)
+    u = (c >> 18)
     ob3_ = _new(_K_iso20_common_types_RationalNumberType)
     ob3_.Exponent = f_3_Exponent
     ob3_.Value = f_3_Value
@@ -5585,9 +5565,9 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _i
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of SDMaxGroundClearanceSupport, SE(SDMinGroundClearanceSupport), CH of SDMinGroundClearanceSupport')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     s = 6
     if u > 127:
         u2 = (c >> 11) & 0xFF
@@ -5621,7 +5601,7 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _i
     c = (win >> av) & 0x3fffffff
     if c & 0x3c038000 != 0x0:
         raise r.fail_at(av + 30, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of SDMinGroundClearanceSupport, SE(PDMinCoilCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_4_Exponent = ((c >> 18) & 255) - 128
+    f_4_Exponent = (c >> 18) - 128
     sg = ((c >> 14) & 1)
     u = ((c >> 6) & 255)
     s = 7
@@ -5658,7 +5638,7 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _i
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of Value, EE, SE(PDMaxCoilCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_5_Exponent = ((c >> 17) & 255) - 128
+    f_5_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob4_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -5707,11 +5687,10 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _i
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        ec = (c >> 9)
-        if ec == 0:
-            if c & 0x100 != 0x0:
+        if c < 0x200:
+            if c >= 0x100:
                 raise r.fail_at(av + 9, 'WPT_ChargeParameterDiscoveryResType[9]', 'expected CH of SDManufacturerSpecificDataContainer')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -5745,18 +5724,19 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _i
             if n == 16:
                 s = 25
                 break
-        elif ec == 1:
+        elif c < 0x400:
             av += 9
             s = -1
             break
         else:
+            ec = (c >> 9) & 0x3
             raise r.fail_at(av + 9, 'WPT_ChargeParameterDiscoveryResType[9]', f'event code {ec}, expected SE(SDManufacturerSpecificDataContainer), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 25:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'WPT_ChargeParameterDiscoveryResType', 'expected EE')
         s = -1
     else:
@@ -6020,11 +6000,11 @@ def _d_iso20_wpt_WPT_CoordinateXYZType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
     f_Coord_Y: int
     f_Coord_Z: int
     try:
-        sg = _Tc1962e75[(c >> 25) & 0x7]
+        sg = _Tc1962e75[c >> 25]
     except KeyError:  # not a valid pattern: say why
-        if c & 0xc000000 != 0x0:
+        if c >= 0x4000000:
             raise r.fail_at(av + 28, 'WPT_CoordinateXYZType', 'expected SE(Coord_X), CH of Coord_X') from None
-        sg = ((c >> 25) & 1)
+        sg = (c >> 25)
     u = ((c >> 17) & 255)
     if u > 127:
         u2 = (c >> 9) & 0xFF
@@ -6059,9 +6039,9 @@ def _d_iso20_wpt_WPT_CoordinateXYZType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
     try:
         sg = _T143a83e6[c >> 26]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x38000000 != 0x0:
+        if c >= 0x8000000:
             raise r.fail_at(av + 30, 'WPT_CoordinateXYZType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
-        sg = ((c >> 26) & 1)
+        sg = (c >> 26)
     u = ((c >> 18) & 255)
     if u > 127:
         u2 = (c >> 10) & 0xFF
@@ -6096,9 +6076,9 @@ def _d_iso20_wpt_WPT_CoordinateXYZType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
     try:
         sg = _T143a83e6[c >> 18]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x380000 != 0x0:
+        if c >= 0x80000:
             raise r.fail_at(av + 22, 'WPT_CoordinateXYZType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
-        sg = ((c >> 18) & 1)
+        sg = (c >> 18)
     u = ((c >> 10) & 255)
     if u > 127:
         u2 = (c >> 2) & 0xFF
@@ -6223,7 +6203,7 @@ def _d_iso20_wpt_WPT_EVPCPowerControlParameterType(r: BitReader, c: int) -> _iso
     f_EVPCVoltageOutputInformation: _iso20_common_types.RationalNumberType
     if c & 0xe01c000 != 0x0:
         raise r.fail_at(av + 28, 'WPT_EVPCPowerControlParameterType', 'expected SE(EVPCCoilCurrentRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 17) & 255) - 128
+    f_1_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     if u > 127:
@@ -6259,7 +6239,7 @@ def _d_iso20_wpt_WPT_EVPCPowerControlParameterType(r: BitReader, c: int) -> _iso
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'WPT_EVPCPowerControlParameterType', 'expected EE of Value, EE, SE(EVPCCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_2_Exponent = ((c >> 17) & 255) - 128
+    f_2_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob1_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -6299,7 +6279,7 @@ def _d_iso20_wpt_WPT_EVPCPowerControlParameterType(r: BitReader, c: int) -> _iso
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'WPT_EVPCPowerControlParameterType', 'expected EE of Value, EE, SE(EVPCCurrentOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_3_Exponent = ((c >> 17) & 255) - 128
+    f_3_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob2_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -6339,7 +6319,7 @@ def _d_iso20_wpt_WPT_EVPCPowerControlParameterType(r: BitReader, c: int) -> _iso
     c = (win >> av) & 0x3fffffff
     if c & 0x3e01c000 != 0x0:
         raise r.fail_at(av + 30, 'WPT_EVPCPowerControlParameterType', 'expected EE of Value, EE, SE(EVPCVoltageOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_4_Exponent = ((c >> 17) & 255) - 128
+    f_4_Exponent = (c >> 17) - 128
     sg = ((c >> 13) & 1)
     u = ((c >> 5) & 255)
     ob3_ = _new(_K_iso20_common_types_RationalNumberType)
@@ -6529,7 +6509,7 @@ def _d_iso20_wpt_WPT_FinePositioningMethodListType(r: BitReader, c: int) -> _iso
     s = 0
     if c & 0x31 != 0x0:
         raise r.fail_at(av + 6, 'WPT_FinePositioningMethodListType', 'expected SE(WPT_FinePositioningMethod), CH of WPT_FinePositioningMethod, EE of WPT_FinePositioningMethod')
-    iv = ((c >> 1) & 7)
+    iv = (c >> 1)
     if iv >= 5:
         raise r.fail_at(av, 'WPT_FinePositioningMethodListType.WPT_FinePositioningMethod', f'enumeration index {iv}')
     f_WPT_FinePositioningMethod.append(_E_iso20_wpt_WPT_FinePositioningMethodType[iv])
@@ -6540,11 +6520,10 @@ def _d_iso20_wpt_WPT_FinePositioningMethodListType(r: BitReader, c: int) -> _iso
         if av < 0:
             win, av = r.refill(av, 7)
         c = (win >> av) & 0x7f
-        ec = (c >> 5)
-        if ec == 0:
+        if c < 0x20:
             if c & 0x11 != 0x0:
                 raise r.fail_at(av + 5, 'WPT_FinePositioningMethodListType[1]', 'expected CH of WPT_FinePositioningMethod, EE of WPT_FinePositioningMethod')
-            iv = ((c >> 1) & 7)
+            iv = (c >> 1)
             if iv >= 5:
                 raise r.fail_at(av, 'WPT_FinePositioningMethodListType.WPT_FinePositioningMethod', f'enumeration index {iv}')
             f_WPT_FinePositioningMethod.append(_E_iso20_wpt_WPT_FinePositioningMethodType[iv])
@@ -6552,18 +6531,19 @@ def _d_iso20_wpt_WPT_FinePositioningMethodListType(r: BitReader, c: int) -> _iso
             if n == 7:
                 s = 8
                 break
-        elif ec == 1:
+        elif c < 0x40:
             av += 5
             s = -1
             break
         else:
+            ec = (c >> 5) & 0x3
             raise r.fail_at(av + 5, 'WPT_FinePositioningMethodListType[1]', f'event code {ec}, expected SE(WPT_FinePositioningMethod), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 8:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'WPT_FinePositioningMethodListType', 'expected EE')
         s = -1
     else:
@@ -6623,9 +6603,9 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader, c: int) -> _iso20_wpt.
     f_VendorSpecificDataContainer: list[bytes] = []
     f_WPT_LF_DataPackageList: _iso20_wpt.WPT_LF_DataPackageListType | None = None
     s = 0
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'WPT_FinePositioningReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -6654,9 +6634,9 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader, c: int) -> _iso20_wpt.
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'WPT_FinePositioningReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -6683,13 +6663,10 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader, c: int) -> _iso20_wpt.
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'WPT_FinePositioningReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'WPT_FinePositioningReqType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -6702,21 +6679,22 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader, c: int) -> _iso20_wpt.
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c & 0x400 != 0x0:
+        if c >= 0x400:
             raise r.fail_at(av + 11, 'MessageHeaderType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x200:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 10)
         c = (win >> av) & 0x3ff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
-        f_EVProcessing, f_EVResultCode = _T692aa52a[c & 0x3ff]
+        f_EVProcessing, f_EVResultCode = _T692aa52a[c]
     except KeyError:  # not a valid pattern: say why
         if c & 0x339 != 0x0:
             raise r.fail_at(av + 10, 'WPT_FinePositioningReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing, SE(EVResultCode), CH of EVResultCode, EE of EVResultCode') from None
-        iv = ((c >> 6) & 3)
+        iv = (c >> 6)
         if iv >= 3:
             raise r.fail_at(av, 'WPT_FinePositioningReqType.EVProcessing', f'enumeration index {iv}') from None
         f_EVProcessing = _E_iso20_common_types_processingType[iv]
@@ -6738,12 +6716,11 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader, c: int) -> _iso20_wpt.
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        ec = (c >> 28)
-        if ec == 0:
+        if c < 0x10000000:
             av += 19
-            if c & 0x8000000 != 0x0:
+            if c >= 0x8000000:
                 raise r.fail_at(av + 9, 'WPT_FinePositioningReqType[3]', 'expected CH of VendorSpecificDataContainer')
-            u = ((c >> 19) & 255)
+            u = (c >> 19)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -6777,7 +6754,7 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader, c: int) -> _iso20_wpt.
             if n == 16:
                 s = 20
                 break
-        elif ec == 1:
+        elif c < 0x20000000:
             if c & 0xc03c020 != 0x0:
                 raise r.fail_at(av + 28, 'WPT_FinePositioningReqType[3]', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage), SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
             f_2_NumPackages = ((c >> 18) & 255)
@@ -6800,7 +6777,7 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader, c: int) -> _iso20_wpt.
                 if av < 0:
                     win, av = r.refill(av, 3)
                 c = (win >> av) & 0x7
-                if c & 0x4 != 0x0:
+                if c >= 0x4:
                     raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected EE')
                 ob4_ = _new(_K_iso20_wpt_WPT_LF_TxDataListType)
                 ob4_.WPT_LF_TxDataList = f_4_WPT_LF_TxDataList
@@ -6820,14 +6797,14 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader, c: int) -> _iso20_wpt.
                 if av < 0:
                     win, av = r.refill(av, 3)
                 c = (win >> av) & 0x7
-                if c & 0x4 != 0x0:
+                if c >= 0x4:
                     raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected EE')
                 ob5_ = _new(_K_iso20_wpt_WPT_LF_RxDataListType)
                 ob5_.WPT_LF_RxDataList = f_5_WPT_LF_RxDataList
                 f_3_LF_RxData = ob5_
             else:
                 raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
-            if c & 0x3 != 0x0:
+            if c:
                 raise r.fail_at(av + 2, 'WPT_FinePositioningReqType[3]', 'expected EE, EE')
             ob3_ = _new(_K_iso20_wpt_WPT_LF_DataPackageType)
             ob3_.PackageIndex = f_3_PackageIndex
@@ -6840,22 +6817,22 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader, c: int) -> _iso20_wpt.
             f_WPT_LF_DataPackageList = ob2_
             s = 5
             break
-        elif ec == 2:
+        elif c < 0x30000000:
             av += 28
             s = -1
             break
         else:
+            ec = (c >> 28) & 0x3
             raise r.fail_at(av + 28, 'WPT_FinePositioningReqType[3]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(WPT_LF_DataPackageList), EE')
     av -= 28
     if av < 0:
         win, av = r.refill(av, 28)
     c = (win >> av) & 0xfffffff
     if s == 20:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        if c < 0x4000000:
             if c & 0x300f008 != 0x0:
                 raise r.fail_at(av + 26, 'WPT_FinePositioningReqType[20]', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage), SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
-            f_6_NumPackages = ((c >> 16) & 255)
+            f_6_NumPackages = (c >> 16)
             f_7_PackageIndex = ((c >> 4) & 255)
             ec = ((c >> 1) & 3)
             f_7_LF_TxData: _iso20_wpt.WPT_LF_TxDataListType | None = None
@@ -6875,7 +6852,7 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader, c: int) -> _iso20_wpt.
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-                if c & 0x20000000 != 0x0:
+                if c >= 0x20000000:
                     raise r.fail_at(av + 30, 'WPT_LF_DataPackageType[1]', 'expected EE')
                 ob8_ = _new(_K_iso20_wpt_WPT_LF_TxDataListType)
                 ob8_.WPT_LF_TxDataList = f_8_WPT_LF_TxDataList
@@ -6899,7 +6876,7 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader, c: int) -> _iso20_wpt.
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-                if c & 0x20000000 != 0x0:
+                if c >= 0x20000000:
                     raise r.fail_at(av + 30, 'WPT_LF_DataPackageType[1]', 'expected EE')
                 ob9_ = _new(_K_iso20_wpt_WPT_LF_RxDataListType)
                 ob9_.WPT_LF_RxDataList = f_9_WPT_LF_RxDataList
@@ -6910,7 +6887,7 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader, c: int) -> _iso20_wpt.
                 c = (win >> av) & 0x3fffffff
             else:
                 raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'WPT_FinePositioningReqType[20]', 'expected EE, EE')
             ob7_ = _new(_K_iso20_wpt_WPT_LF_DataPackageType)
             ob7_.PackageIndex = f_7_PackageIndex
@@ -6922,10 +6899,11 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader, c: int) -> _iso20_wpt.
             ob6_.WPT_LF_DataPackage = f_6_WPT_LF_DataPackage
             f_WPT_LF_DataPackageList = ob6_
             s = 5
-        elif ec == 1:
+        elif c < 0x8000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'WPT_FinePositioningReqType[20]', f'event code {ec}, expected SE(WPT_LF_DataPackageList), EE')
     if s == 5:
         av += 27
@@ -7056,9 +7034,9 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader, c: int) -> _iso20_wpt.
     f_VendorSpecificDataContainer: list[bytes] = []
     f_WPT_LF_DataPackageList: _iso20_wpt.WPT_LF_DataPackageListType | None = None
     s = 0
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'WPT_FinePositioningResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -7087,9 +7065,9 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader, c: int) -> _iso20_wpt.
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'WPT_FinePositioningResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -7116,13 +7094,10 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader, c: int) -> _iso20_wpt.
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'WPT_FinePositioningResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'WPT_FinePositioningResType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -7135,21 +7110,22 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader, c: int) -> _iso20_wpt.
         if av < 0:
             win, av = r.refill(av, 15)
         c = (win >> av) & 0x7fff
-        if c & 0x4000 != 0x0:
+        if c >= 0x4000:
             raise r.fail_at(av + 15, 'MessageHeaderType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x200:
         av -= 6
         if av < 0:
             win, av = r.refill(av, 14)
         c = (win >> av) & 0x3fff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
-        f_ResponseCode, f_EVSEProcessing = _T00dfeb55[c & 0x3fff]
+        f_ResponseCode, f_EVSEProcessing = _T00dfeb55[c]
     except KeyError:  # not a valid pattern: say why
         if c & 0x3039 != 0x0:
             raise r.fail_at(av + 14, 'WPT_FinePositioningResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing') from None
-        iv = ((c >> 6) & 63)
+        iv = (c >> 6)
         if iv >= 40:
             raise r.fail_at(av, 'WPT_FinePositioningResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
@@ -7171,12 +7147,11 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader, c: int) -> _iso20_wpt.
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        ec = (c >> 28)
-        if ec == 0:
+        if c < 0x10000000:
             av += 19
-            if c & 0x8000000 != 0x0:
+            if c >= 0x8000000:
                 raise r.fail_at(av + 9, 'WPT_FinePositioningResType[3]', 'expected CH of VendorSpecificDataContainer')
-            u = ((c >> 19) & 255)
+            u = (c >> 19)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -7210,7 +7185,7 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader, c: int) -> _iso20_wpt.
             if n == 16:
                 s = 20
                 break
-        elif ec == 1:
+        elif c < 0x20000000:
             if c & 0xc03c020 != 0x0:
                 raise r.fail_at(av + 28, 'WPT_FinePositioningResType[3]', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage), SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
             f_2_NumPackages = ((c >> 18) & 255)
@@ -7233,7 +7208,7 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader, c: int) -> _iso20_wpt.
                 if av < 0:
                     win, av = r.refill(av, 3)
                 c = (win >> av) & 0x7
-                if c & 0x4 != 0x0:
+                if c >= 0x4:
                     raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected EE')
                 ob4_ = _new(_K_iso20_wpt_WPT_LF_TxDataListType)
                 ob4_.WPT_LF_TxDataList = f_4_WPT_LF_TxDataList
@@ -7253,14 +7228,14 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader, c: int) -> _iso20_wpt.
                 if av < 0:
                     win, av = r.refill(av, 3)
                 c = (win >> av) & 0x7
-                if c & 0x4 != 0x0:
+                if c >= 0x4:
                     raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected EE')
                 ob5_ = _new(_K_iso20_wpt_WPT_LF_RxDataListType)
                 ob5_.WPT_LF_RxDataList = f_5_WPT_LF_RxDataList
                 f_3_LF_RxData = ob5_
             else:
                 raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
-            if c & 0x3 != 0x0:
+            if c:
                 raise r.fail_at(av + 2, 'WPT_FinePositioningResType[3]', 'expected EE, EE')
             ob3_ = _new(_K_iso20_wpt_WPT_LF_DataPackageType)
             ob3_.PackageIndex = f_3_PackageIndex
@@ -7273,22 +7248,22 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader, c: int) -> _iso20_wpt.
             f_WPT_LF_DataPackageList = ob2_
             s = 5
             break
-        elif ec == 2:
+        elif c < 0x30000000:
             av += 28
             s = -1
             break
         else:
+            ec = (c >> 28) & 0x3
             raise r.fail_at(av + 28, 'WPT_FinePositioningResType[3]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(WPT_LF_DataPackageList), EE')
     av -= 28
     if av < 0:
         win, av = r.refill(av, 28)
     c = (win >> av) & 0xfffffff
     if s == 20:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        if c < 0x4000000:
             if c & 0x300f008 != 0x0:
                 raise r.fail_at(av + 26, 'WPT_FinePositioningResType[20]', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage), SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
-            f_6_NumPackages = ((c >> 16) & 255)
+            f_6_NumPackages = (c >> 16)
             f_7_PackageIndex = ((c >> 4) & 255)
             ec = ((c >> 1) & 3)
             f_7_LF_TxData: _iso20_wpt.WPT_LF_TxDataListType | None = None
@@ -7308,7 +7283,7 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader, c: int) -> _iso20_wpt.
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-                if c & 0x20000000 != 0x0:
+                if c >= 0x20000000:
                     raise r.fail_at(av + 30, 'WPT_LF_DataPackageType[1]', 'expected EE')
                 ob8_ = _new(_K_iso20_wpt_WPT_LF_TxDataListType)
                 ob8_.WPT_LF_TxDataList = f_8_WPT_LF_TxDataList
@@ -7332,7 +7307,7 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader, c: int) -> _iso20_wpt.
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-                if c & 0x20000000 != 0x0:
+                if c >= 0x20000000:
                     raise r.fail_at(av + 30, 'WPT_LF_DataPackageType[1]', 'expected EE')
                 ob9_ = _new(_K_iso20_wpt_WPT_LF_RxDataListType)
                 ob9_.WPT_LF_RxDataList = f_9_WPT_LF_RxDataList
@@ -7343,7 +7318,7 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader, c: int) -> _iso20_wpt.
                 c = (win >> av) & 0x3fffffff
             else:
                 raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
-            if c & 0x30000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'WPT_FinePositioningResType[20]', 'expected EE, EE')
             ob7_ = _new(_K_iso20_wpt_WPT_LF_DataPackageType)
             ob7_.PackageIndex = f_7_PackageIndex
@@ -7355,10 +7330,11 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader, c: int) -> _iso20_wpt.
             ob6_.WPT_LF_DataPackage = f_6_WPT_LF_DataPackage
             f_WPT_LF_DataPackageList = ob6_
             s = 5
-        elif ec == 1:
+        elif c < 0x8000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'WPT_FinePositioningResType[20]', f'event code {ec}, expected SE(WPT_LF_DataPackageList), EE')
     if s == 5:
         av += 27
@@ -7492,9 +7468,9 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader, c: int) -> _iso20
     f_VendorSpecificDataContainer: list[bytes] = []
     f_LF_SystemSetupData: _iso20_wpt.WPT_LF_SystemSetupDataType | None = None
     s = 0
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'WPT_FinePositioningSetupReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -7523,9 +7499,9 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader, c: int) -> _iso20
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'WPT_FinePositioningSetupReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -7552,13 +7528,10 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader, c: int) -> _iso20
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'WPT_FinePositioningSetupReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'WPT_FinePositioningSetupReqType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -7571,21 +7544,22 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader, c: int) -> _iso20
         if av < 0:
             win, av = r.refill(av, 13)
         c = (win >> av) & 0x1fff
-        if c & 0x1000 != 0x0:
+        if c >= 0x1000:
             raise r.fail_at(av + 13, 'MessageHeaderType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x200:
         av -= 4
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
-        f_EVProcessing = _T56b422b4[(c >> 6) & 0x3f]
+        f_EVProcessing = _T56b422b4[c >> 6]
     except KeyError:  # not a valid pattern: say why
         if c & 0xcc0 != 0x0:
             raise r.fail_at(av + 12, 'WPT_FinePositioningSetupReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing, SE(EVDeviceFinePositioningMethodList)') from None
-        iv = ((c >> 8) & 3)
+        iv = (c >> 8)
         if iv >= 3:
             raise r.fail_at(av + 6, 'WPT_FinePositioningSetupReqType.EVProcessing', f'enumeration index {iv}') from None
         f_EVProcessing = _E_iso20_common_types_processingType[iv]
@@ -7596,6 +7570,7 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader, c: int) -> _iso20
     f_Header = ob1_
     s = 1
     s = 2
+    c &= 0x3f
     r.avail = av
     f_EVDeviceFinePositioningMethodList = _d_iso20_wpt_WPT_FinePositioningMethodListType(r, c)
     win = r.win
@@ -7604,7 +7579,7 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader, c: int) -> _iso20
     if av < 0:
         win, av = r.refill(av, 7)
     c = (win >> av) & 0x7f
-    if c & 0x40 != 0x0:
+    if c >= 0x40:
         raise r.fail_at(av + 7, 'WPT_FinePositioningSetupReqType', 'expected SE(EVDevicePairingMethodList)')
     s = 3
     r.avail = av
@@ -7615,7 +7590,7 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader, c: int) -> _iso20
     if av < 0:
         win, av = r.refill(av, 6)
     c = (win >> av) & 0x3f
-    if c & 0x20 != 0x0:
+    if c >= 0x20:
         raise r.fail_at(av + 6, 'WPT_FinePositioningSetupReqType', 'expected SE(EVDeviceAlignmentCheckMethodList)')
     s = 4
     r.avail = av
@@ -7626,9 +7601,9 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader, c: int) -> _iso20
     if av < 0:
         win, av = r.refill(av, 19)
     c = (win >> av) & 0x7ffff
-    if c & 0x60000 != 0x0:
+    if c >= 0x20000:
         raise r.fail_at(av + 19, 'WPT_FinePositioningSetupReqType', 'expected SE(NaturalOffset), CH of NaturalOffset')
-    u = ((c >> 9) & 255)
+    u = (c >> 9)
     s = 5
     if u > 127:
         u2 = (c >> 1) & 0xFF
@@ -7665,12 +7640,11 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader, c: int) -> _iso20
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        ec = (c >> 28)
-        if ec == 0:
+        if c < 0x10000000:
             av += 19
-            if c & 0x8000000 != 0x0:
+            if c >= 0x8000000:
                 raise r.fail_at(av + 9, 'WPT_FinePositioningSetupReqType[6]', 'expected CH of VendorSpecificDataContainer')
-            u = ((c >> 19) & 255)
+            u = (c >> 19)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -7704,11 +7678,10 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader, c: int) -> _iso20
             if n == 16:
                 s = 23
                 break
-        elif ec == 1:
-            ec = ((c >> 26) & 3)
+        elif c < 0x20000000:
             f_2_LF_TransmitterSetupData: _iso20_wpt.WPT_LF_TransmitterDataType | None = None
             f_2_LF_ReceiverSetupData: _iso20_wpt.WPT_LF_ReceiverDataType | None = None
-            if ec == 0:
+            if c < 0x14000000:
                 av -= 2
                 if av < 0:
                     win, av = r.refill(av, 28)
@@ -7721,7 +7694,7 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader, c: int) -> _iso20
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
-            elif ec == 1:
+            elif c < 0x18000000:
                 av -= 2
                 if av < 0:
                     win, av = r.refill(av, 28)
@@ -7735,8 +7708,9 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader, c: int) -> _iso20
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
             else:
+                ec = (c >> 26) & 0x3
                 raise r.fail_at(av + 26, 'WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
-            if c & 0x1 != 0x0:
+            if c:
                 raise r.fail_at(av + 1, 'WPT_FinePositioningSetupReqType[6]', 'expected EE')
             ob2_ = _new(_K_iso20_wpt_WPT_LF_SystemSetupDataType)
             ob2_.LF_TransmitterSetupData = f_2_LF_TransmitterSetupData
@@ -7744,23 +7718,22 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader, c: int) -> _iso20
             f_LF_SystemSetupData = ob2_
             s = 8
             break
-        elif ec == 2:
+        elif c < 0x30000000:
             av += 28
             s = -1
             break
         else:
+            ec = (c >> 28) & 0x3
             raise r.fail_at(av + 28, 'WPT_FinePositioningSetupReqType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(LF_SystemSetupData), EE')
     av -= 28
     if av < 0:
         win, av = r.refill(av, 28)
     c = (win >> av) & 0xfffffff
     if s == 23:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
-            ec = ((c >> 24) & 3)
+        if c < 0x4000000:
             f_3_LF_TransmitterSetupData: _iso20_wpt.WPT_LF_TransmitterDataType | None = None
             f_3_LF_ReceiverSetupData: _iso20_wpt.WPT_LF_ReceiverDataType | None = None
-            if ec == 0:
+            if c < 0x1000000:
                 av -= 4
                 if av < 0:
                     win, av = r.refill(av, 28)
@@ -7773,7 +7746,7 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader, c: int) -> _iso20
                 if av < 0:
                     win, av = r.refill(av, 29)
                 c = (win >> av) & 0x1fffffff
-            elif ec == 1:
+            elif c < 0x2000000:
                 av -= 4
                 if av < 0:
                     win, av = r.refill(av, 28)
@@ -7787,18 +7760,20 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader, c: int) -> _iso20
                     win, av = r.refill(av, 29)
                 c = (win >> av) & 0x1fffffff
             else:
+                ec = (c >> 24) & 0x3
                 raise r.fail_at(av + 24, 'WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
-            if c & 0x10000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 29, 'WPT_FinePositioningSetupReqType[23]', 'expected EE')
             ob3_ = _new(_K_iso20_wpt_WPT_LF_SystemSetupDataType)
             ob3_.LF_TransmitterSetupData = f_3_LF_TransmitterSetupData
             ob3_.LF_ReceiverSetupData = f_3_LF_ReceiverSetupData
             f_LF_SystemSetupData = ob3_
             s = 8
-        elif ec == 1:
+        elif c < 0x8000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'WPT_FinePositioningSetupReqType[23]', f'event code {ec}, expected SE(LF_SystemSetupData), EE')
     if s == 8:
         av += 27
@@ -7966,9 +7941,9 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader, c: int) -> _iso20
     f_VendorSpecificDataContainer: list[bytes] = []
     f_LF_SystemSetupData: _iso20_wpt.WPT_LF_SystemSetupDataType | None = None
     s = 0
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'WPT_FinePositioningSetupResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -7997,9 +7972,9 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader, c: int) -> _iso20
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'WPT_FinePositioningSetupResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -8026,13 +8001,10 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader, c: int) -> _iso20
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'WPT_FinePositioningSetupResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'WPT_FinePositioningSetupResType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -8045,21 +8017,22 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader, c: int) -> _iso20
         if av < 0:
             win, av = r.refill(av, 17)
         c = (win >> av) & 0x1ffff
-        if c & 0x10000 != 0x0:
+        if c >= 0x10000:
             raise r.fail_at(av + 17, 'MessageHeaderType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x200:
         av -= 8
         if av < 0:
             win, av = r.refill(av, 16)
         c = (win >> av) & 0xffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
-        f_ResponseCode = _T5d15a1ca[(c >> 6) & 0x3ff]
+        f_ResponseCode = _T5d15a1ca[c >> 6]
     except KeyError:  # not a valid pattern: say why
         if c & 0xc0c0 != 0x0:
             raise r.fail_at(av + 16, 'WPT_FinePositioningSetupResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PrimaryDeviceFinePositioningMethodList)') from None
-        iv = ((c >> 8) & 63)
+        iv = (c >> 8)
         if iv >= 40:
             raise r.fail_at(av + 6, 'WPT_FinePositioningSetupResType.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
@@ -8070,6 +8043,7 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader, c: int) -> _iso20
     f_Header = ob1_
     s = 1
     s = 2
+    c &= 0x3f
     r.avail = av
     f_PrimaryDeviceFinePositioningMethodList = _d_iso20_wpt_WPT_FinePositioningMethodListType(r, c)
     win = r.win
@@ -8078,7 +8052,7 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader, c: int) -> _iso20
     if av < 0:
         win, av = r.refill(av, 7)
     c = (win >> av) & 0x7f
-    if c & 0x40 != 0x0:
+    if c >= 0x40:
         raise r.fail_at(av + 7, 'WPT_FinePositioningSetupResType', 'expected SE(PrimaryDevicePairingMethodList)')
     s = 3
     r.avail = av
@@ -8089,7 +8063,7 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader, c: int) -> _iso20
     if av < 0:
         win, av = r.refill(av, 6)
     c = (win >> av) & 0x3f
-    if c & 0x20 != 0x0:
+    if c >= 0x20:
         raise r.fail_at(av + 6, 'WPT_FinePositioningSetupResType', 'expected SE(PrimaryDeviceAlignmentCheckMethodList)')
     s = 4
     r.avail = av
@@ -8100,9 +8074,9 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader, c: int) -> _iso20
     if av < 0:
         win, av = r.refill(av, 19)
     c = (win >> av) & 0x7ffff
-    if c & 0x60000 != 0x0:
+    if c >= 0x20000:
         raise r.fail_at(av + 19, 'WPT_FinePositioningSetupResType', 'expected SE(NaturalOffset), CH of NaturalOffset')
-    u = ((c >> 9) & 255)
+    u = (c >> 9)
     s = 5
     if u > 127:
         u2 = (c >> 1) & 0xFF
@@ -8139,12 +8113,11 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader, c: int) -> _iso20
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        ec = (c >> 28)
-        if ec == 0:
+        if c < 0x10000000:
             av += 19
-            if c & 0x8000000 != 0x0:
+            if c >= 0x8000000:
                 raise r.fail_at(av + 9, 'WPT_FinePositioningSetupResType[6]', 'expected CH of VendorSpecificDataContainer')
-            u = ((c >> 19) & 255)
+            u = (c >> 19)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -8178,11 +8151,10 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader, c: int) -> _iso20
             if n == 16:
                 s = 23
                 break
-        elif ec == 1:
-            ec = ((c >> 26) & 3)
+        elif c < 0x20000000:
             f_2_LF_TransmitterSetupData: _iso20_wpt.WPT_LF_TransmitterDataType | None = None
             f_2_LF_ReceiverSetupData: _iso20_wpt.WPT_LF_ReceiverDataType | None = None
-            if ec == 0:
+            if c < 0x14000000:
                 av -= 2
                 if av < 0:
                     win, av = r.refill(av, 28)
@@ -8195,7 +8167,7 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader, c: int) -> _iso20
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
-            elif ec == 1:
+            elif c < 0x18000000:
                 av -= 2
                 if av < 0:
                     win, av = r.refill(av, 28)
@@ -8209,8 +8181,9 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader, c: int) -> _iso20
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
             else:
+                ec = (c >> 26) & 0x3
                 raise r.fail_at(av + 26, 'WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
-            if c & 0x1 != 0x0:
+            if c:
                 raise r.fail_at(av + 1, 'WPT_FinePositioningSetupResType[6]', 'expected EE')
             ob2_ = _new(_K_iso20_wpt_WPT_LF_SystemSetupDataType)
             ob2_.LF_TransmitterSetupData = f_2_LF_TransmitterSetupData
@@ -8218,23 +8191,22 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader, c: int) -> _iso20
             f_LF_SystemSetupData = ob2_
             s = 8
             break
-        elif ec == 2:
+        elif c < 0x30000000:
             av += 28
             s = -1
             break
         else:
+            ec = (c >> 28) & 0x3
             raise r.fail_at(av + 28, 'WPT_FinePositioningSetupResType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(LF_SystemSetupData), EE')
     av -= 28
     if av < 0:
         win, av = r.refill(av, 28)
     c = (win >> av) & 0xfffffff
     if s == 23:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
-            ec = ((c >> 24) & 3)
+        if c < 0x4000000:
             f_3_LF_TransmitterSetupData: _iso20_wpt.WPT_LF_TransmitterDataType | None = None
             f_3_LF_ReceiverSetupData: _iso20_wpt.WPT_LF_ReceiverDataType | None = None
-            if ec == 0:
+            if c < 0x1000000:
                 av -= 4
                 if av < 0:
                     win, av = r.refill(av, 28)
@@ -8247,7 +8219,7 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader, c: int) -> _iso20
                 if av < 0:
                     win, av = r.refill(av, 29)
                 c = (win >> av) & 0x1fffffff
-            elif ec == 1:
+            elif c < 0x2000000:
                 av -= 4
                 if av < 0:
                     win, av = r.refill(av, 28)
@@ -8261,18 +8233,20 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader, c: int) -> _iso20
                     win, av = r.refill(av, 29)
                 c = (win >> av) & 0x1fffffff
             else:
+                ec = (c >> 24) & 0x3
                 raise r.fail_at(av + 24, 'WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
-            if c & 0x10000000 != 0x0:
+            if c >= 0x10000000:
                 raise r.fail_at(av + 29, 'WPT_FinePositioningSetupResType[23]', 'expected EE')
             ob3_ = _new(_K_iso20_wpt_WPT_LF_SystemSetupDataType)
             ob3_.LF_TransmitterSetupData = f_3_LF_TransmitterSetupData
             ob3_.LF_ReceiverSetupData = f_3_LF_ReceiverSetupData
             f_LF_SystemSetupData = ob3_
             s = 8
-        elif ec == 1:
+        elif c < 0x8000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'WPT_FinePositioningSetupResType[23]', f'event code {ec}, expected SE(LF_SystemSetupData), EE')
     if s == 8:
         av += 27
@@ -8435,7 +8409,7 @@ def _d_iso20_wpt_WPT_LF_DataPackageListType(r: BitReader, c: int) -> _iso20_wpt.
     f_WPT_LF_DataPackage: _iso20_wpt.WPT_LF_DataPackageType
     if c & 0xc03c020 != 0x0:
         raise r.fail_at(av + 28, 'WPT_LF_DataPackageListType', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage), SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
-    f_NumPackages = ((c >> 18) & 255)
+    f_NumPackages = (c >> 18)
     f_1_PackageIndex = ((c >> 6) & 255)
     ec = ((c >> 3) & 3)
     f_1_LF_TxData: _iso20_wpt.WPT_LF_TxDataListType | None = None
@@ -8445,9 +8419,9 @@ def _d_iso20_wpt_WPT_LF_DataPackageListType(r: BitReader, c: int) -> _iso20_wpt.
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x38000000 != 0x0:
+        if c >= 0x8000000:
             raise r.fail_at(av + 30, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_TxDataList), SE(TxIdentifier), CH of TxIdentifier')
-        u = ((c >> 19) & 255)
+        u = (c >> 19)
         if u > 127:
             u2 = (c >> 11) & 0xFF
             if u2 < 128:
@@ -8488,7 +8462,7 @@ def _d_iso20_wpt_WPT_LF_DataPackageListType(r: BitReader, c: int) -> _iso20_wpt.
         if av < 0:
             win, av = r.refill(av, 4)
         c = (win >> av) & 0xf
-        if c & 0xc != 0x0:
+        if c >= 0x4:
             raise r.fail_at(av + 4, 'WPT_LF_DataPackageType[1]', 'expected EE, EE')
         ob3_ = _new(_K_iso20_wpt_WPT_LF_TxDataType)
         ob3_.TxIdentifier = f_3_TxIdentifier
@@ -8502,9 +8476,9 @@ def _d_iso20_wpt_WPT_LF_DataPackageListType(r: BitReader, c: int) -> _iso20_wpt.
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x38000000 != 0x0:
+        if c >= 0x8000000:
             raise r.fail_at(av + 30, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList), SE(RxIdentifier), CH of RxIdentifier')
-        u = ((c >> 19) & 255)
+        u = (c >> 19)
         if u > 127:
             u2 = (c >> 11) & 0xFF
             if u2 < 128:
@@ -8545,7 +8519,7 @@ def _d_iso20_wpt_WPT_LF_DataPackageListType(r: BitReader, c: int) -> _iso20_wpt.
         if av < 0:
             win, av = r.refill(av, 4)
         c = (win >> av) & 0xf
-        if c & 0xc != 0x0:
+        if c >= 0x4:
             raise r.fail_at(av + 4, 'WPT_LF_DataPackageType[1]', 'expected EE, EE')
         ob5_ = _new(_K_iso20_wpt_WPT_LF_RxDataType)
         ob5_.RxIdentifier = f_5_RxIdentifier
@@ -8556,7 +8530,7 @@ def _d_iso20_wpt_WPT_LF_DataPackageListType(r: BitReader, c: int) -> _iso20_wpt.
         f_1_LF_RxData = ob4_
     else:
         raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
-    if c & 0x3 != 0x0:
+    if c:
         raise r.fail_at(av + 2, 'WPT_LF_DataPackageListType', 'expected EE, EE')
     ob1_ = _new(_K_iso20_wpt_WPT_LF_DataPackageType)
     ob1_.PackageIndex = f_1_PackageIndex
@@ -8601,7 +8575,7 @@ def _d_iso20_wpt_WPT_LF_DataPackageType(r: BitReader, c: int) -> _iso20_wpt.WPT_
     f_LF_RxData: _iso20_wpt.WPT_LF_RxDataListType | None = None
     if c & 0xc020000 != 0x0:
         raise r.fail_at(av + 28, 'WPT_LF_DataPackageType', 'expected SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
-    f_PackageIndex = ((c >> 18) & 255)
+    f_PackageIndex = (c >> 18)
     ec = ((c >> 15) & 3)
     if ec == 0:
         if c & 0x7000 != 0x0:
@@ -8640,7 +8614,7 @@ def _d_iso20_wpt_WPT_LF_DataPackageType(r: BitReader, c: int) -> _iso20_wpt.WPT_
         c = (win >> av) & 0x3fffffff
         if c & 0x3c038000 != 0x0:
             raise r.fail_at(av + 30, 'WPT_LF_DataPackageType[1]', 'expected EE of TxIdentifier, SE(EIRP), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_3_Exponent = ((c >> 18) & 255) - 128
+        f_3_Exponent = (c >> 18) - 128
         sg = ((c >> 14) & 1)
         u = ((c >> 6) & 255)
         if u > 127:
@@ -8730,7 +8704,7 @@ def _d_iso20_wpt_WPT_LF_DataPackageType(r: BitReader, c: int) -> _iso20_wpt.WPT_
         if av < 0:
             win, av = r.refill(av, 4)
         c = (win >> av) & 0xf
-        if c & 0xe != 0x0:
+        if c >= 0x2:
             raise r.fail_at(av + 4, 'WPT_LF_DataPackageType[1]', 'expected EE, EE, EE')
         ob6_ = _new(_K_iso20_wpt_WPT_LF_RxRSSIListType)
         ob6_.RSSIDataList = f_6_RSSIDataList
@@ -8884,11 +8858,11 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader, c: int) -> _iso20_wpt.WPT
     f_RxSpecData: list[_iso20_wpt.WPT_TxRxSpecDataType] = []
     s = 0
     try:
-        f_NumberOfReceivers = _Tdf4eb2a9[(c >> 14) & 0x3fff]
+        f_NumberOfReceivers = _Tdf4eb2a9[c >> 14]
     except KeyError:  # not a valid pattern: say why
         if c & 0xc03c000 != 0x0:
             raise r.fail_at(av + 28, 'WPT_LF_ReceiverDataType', 'expected SE(NumberOfReceivers), CH of NumberOfReceivers, EE of NumberOfReceivers, SE(RxSpecData), SE(TxRxIdentifier), CH of TxRxIdentifier') from None
-        f_NumberOfReceivers = ((c >> 18) & 255)
+        f_NumberOfReceivers = (c >> 18)
     u = ((c >> 6) & 255)
     s = 1
     if u > 127:
@@ -8925,9 +8899,9 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader, c: int) -> _iso20_wpt.WPT
     try:
         sg = _Tda56c64f[c >> 25]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x3c000000 != 0x0:
+        if c >= 0x4000000:
             raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X') from None
-        sg = ((c >> 25) & 1)
+        sg = (c >> 25)
     u = ((c >> 17) & 255)
     if u > 127:
         u2 = (c >> 9) & 0xFF
@@ -8962,9 +8936,9 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader, c: int) -> _iso20_wpt.WPT
     try:
         sg = _T143a83e6[c >> 26]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x38000000 != 0x0:
+        if c >= 0x8000000:
             raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
-        sg = ((c >> 26) & 1)
+        sg = (c >> 26)
     u = ((c >> 18) & 255)
     if u > 127:
         u2 = (c >> 10) & 0xFF
@@ -8999,9 +8973,9 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader, c: int) -> _iso20_wpt.WPT
     try:
         sg = _T143a83e6[c >> 26]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x38000000 != 0x0:
+        if c >= 0x8000000:
             raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
-        sg = ((c >> 26) & 1)
+        sg = (c >> 26)
     u = ((c >> 18) & 255)
     if u > 127:
         u2 = (c >> 10) & 0xFF
@@ -9036,9 +9010,9 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader, c: int) -> _iso20_wpt.WPT
     try:
         sg = _T4432aa72[c >> 24]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x3e000000 != 0x0:
+        if c >= 0x2000000:
             raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X') from None
-        sg = ((c >> 24) & 1)
+        sg = (c >> 24)
     u = ((c >> 16) & 255)
     ob2_ = _new(_K_iso20_wpt_WPT_CoordinateXYZType)
     ob2_.Coord_X = f_2_Coord_X
@@ -9078,9 +9052,9 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader, c: int) -> _iso20_wpt.WPT
     try:
         sg = _T143a83e6[c >> 26]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x38000000 != 0x0:
+        if c >= 0x8000000:
             raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
-        sg = ((c >> 26) & 1)
+        sg = (c >> 26)
     u = ((c >> 18) & 255)
     if u > 127:
         u2 = (c >> 10) & 0xFF
@@ -9115,9 +9089,9 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader, c: int) -> _iso20_wpt.WPT
     try:
         sg = _T143a83e6[c >> 26]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x38000000 != 0x0:
+        if c >= 0x8000000:
             raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
-        sg = ((c >> 26) & 1)
+        sg = (c >> 26)
     u = ((c >> 18) & 255)
     if u > 127:
         u2 = (c >> 10) & 0xFF
@@ -9149,9 +9123,9 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader, c: int) -> _iso20_wpt.WPT
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x3f000000 != 0x0:
+    if c >= 0x1000000:
         raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Z, EE, EE, SE(RxSpecData), SE(TxRxIdentifier), CH of TxRxIdentifier')
-    u = ((c >> 16) & 255)
+    u = (c >> 16)
     ob3_ = _new(_K_iso20_wpt_WPT_CoordinateXYZType)
     ob3_.Coord_X = f_3_Coord_X
     ob3_.Coord_Y = f_3_Coord_Y
@@ -9196,9 +9170,9 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader, c: int) -> _iso20_wpt.WPT
     try:
         sg = _Tda56c64f[c >> 25]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x3c000000 != 0x0:
+        if c >= 0x4000000:
             raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X') from None
-        sg = ((c >> 25) & 1)
+        sg = (c >> 25)
     u = ((c >> 17) & 255)
     if u > 127:
         u2 = (c >> 9) & 0xFF
@@ -9233,9 +9207,9 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader, c: int) -> _iso20_wpt.WPT
     try:
         sg = _T143a83e6[c >> 26]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x38000000 != 0x0:
+        if c >= 0x8000000:
             raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
-        sg = ((c >> 26) & 1)
+        sg = (c >> 26)
     u = ((c >> 18) & 255)
     if u > 127:
         u2 = (c >> 10) & 0xFF
@@ -9270,9 +9244,9 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader, c: int) -> _iso20_wpt.WPT
     try:
         sg = _T143a83e6[c >> 26]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x38000000 != 0x0:
+        if c >= 0x8000000:
             raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
-        sg = ((c >> 26) & 1)
+        sg = (c >> 26)
     u = ((c >> 18) & 255)
     if u > 127:
         u2 = (c >> 10) & 0xFF
@@ -9307,9 +9281,9 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader, c: int) -> _iso20_wpt.WPT
     try:
         sg = _T4432aa72[c >> 24]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x3e000000 != 0x0:
+        if c >= 0x2000000:
             raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X') from None
-        sg = ((c >> 24) & 1)
+        sg = (c >> 24)
     u = ((c >> 16) & 255)
     ob5_ = _new(_K_iso20_wpt_WPT_CoordinateXYZType)
     ob5_.Coord_X = f_5_Coord_X
@@ -9349,9 +9323,9 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader, c: int) -> _iso20_wpt.WPT
     try:
         sg = _T143a83e6[c >> 26]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x38000000 != 0x0:
+        if c >= 0x8000000:
             raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
-        sg = ((c >> 26) & 1)
+        sg = (c >> 26)
     u = ((c >> 18) & 255)
     if u > 127:
         u2 = (c >> 10) & 0xFF
@@ -9386,9 +9360,9 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader, c: int) -> _iso20_wpt.WPT
     try:
         sg = _T143a83e6[c >> 19]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x700000 != 0x0:
+        if c >= 0x100000:
             raise r.fail_at(av + 23, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
-        sg = ((c >> 19) & 1)
+        sg = (c >> 19)
     u = ((c >> 11) & 255)
     if u > 127:
         u2 = (c >> 3) & 0xFF
@@ -9435,11 +9409,10 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader, c: int) -> _iso20_wpt.WPT
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        ec = (c >> 28)
-        if ec == 0:
-            if c & 0xc000000 != 0x0:
+        if c < 0x10000000:
+            if c >= 0x4000000:
                 raise r.fail_at(av + 28, 'WPT_LF_ReceiverDataType[3]', 'expected SE(TxRxIdentifier), CH of TxRxIdentifier')
-            u = ((c >> 18) & 255)
+            u = (c >> 18)
             if u > 127:
                 u2 = (c >> 10) & 0xFF
                 if u2 < 128:
@@ -9473,9 +9446,9 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader, c: int) -> _iso20_wpt.WPT
             try:
                 sg = _Tda56c64f[c >> 25]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x3c000000 != 0x0:
+                if c >= 0x4000000:
                     raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType[3]', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X') from None
-                sg = ((c >> 25) & 1)
+                sg = (c >> 25)
             u = ((c >> 17) & 255)
             if u > 127:
                 u2 = (c >> 9) & 0xFF
@@ -9510,9 +9483,9 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader, c: int) -> _iso20_wpt.WPT
             try:
                 sg = _T143a83e6[c >> 26]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x38000000 != 0x0:
+                if c >= 0x8000000:
                     raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
-                sg = ((c >> 26) & 1)
+                sg = (c >> 26)
             u = ((c >> 18) & 255)
             if u > 127:
                 u2 = (c >> 10) & 0xFF
@@ -9547,9 +9520,9 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader, c: int) -> _iso20_wpt.WPT
             try:
                 sg = _T143a83e6[c >> 26]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x38000000 != 0x0:
+                if c >= 0x8000000:
                     raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
-                sg = ((c >> 26) & 1)
+                sg = (c >> 26)
             u = ((c >> 18) & 255)
             if u > 127:
                 u2 = (c >> 10) & 0xFF
@@ -9584,9 +9557,9 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader, c: int) -> _iso20_wpt.WPT
             try:
                 sg = _T4432aa72[c >> 24]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x3e000000 != 0x0:
+                if c >= 0x2000000:
                     raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X') from None
-                sg = ((c >> 24) & 1)
+                sg = (c >> 24)
             u = ((c >> 16) & 255)
             ob8_ = _new(_K_iso20_wpt_WPT_CoordinateXYZType)
             ob8_.Coord_X = f_8_Coord_X
@@ -9626,9 +9599,9 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader, c: int) -> _iso20_wpt.WPT
             try:
                 sg = _T143a83e6[c >> 26]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x38000000 != 0x0:
+                if c >= 0x8000000:
                     raise r.fail_at(av + 30, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
-                sg = ((c >> 26) & 1)
+                sg = (c >> 26)
             u = ((c >> 18) & 255)
             if u > 127:
                 u2 = (c >> 10) & 0xFF
@@ -9663,9 +9636,9 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader, c: int) -> _iso20_wpt.WPT
             try:
                 sg = _T143a83e6[c >> 19]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x700000 != 0x0:
+                if c >= 0x100000:
                     raise r.fail_at(av + 23, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
-                sg = ((c >> 19) & 1)
+                sg = (c >> 19)
             u = ((c >> 11) & 255)
             if u > 127:
                 u2 = (c >> 3) & 0xFF
@@ -9709,18 +9682,19 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader, c: int) -> _iso20_wpt.WPT
             if n == 253:
                 s = 256
                 break
-        elif ec == 1:
+        elif c < 0x20000000:
             av += 28
             s = -1
             break
         else:
+            ec = (c >> 28) & 0x3
             raise r.fail_at(av + 28, 'WPT_LF_ReceiverDataType[3]', f'event code {ec}, expected SE(RxSpecData), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 256:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'WPT_LF_ReceiverDataType', 'expected EE')
         s = -1
     else:
@@ -10302,9 +10276,9 @@ def _d_iso20_wpt_WPT_LF_RxDataListType(r: BitReader, c: int) -> _iso20_wpt.WPT_L
     win = r.win
     av = r.avail
     f_WPT_LF_RxDataList: _iso20_wpt.WPT_LF_RxDataType
-    if c & 0xe000000 != 0x0:
+    if c >= 0x2000000:
         raise r.fail_at(av + 28, 'WPT_LF_RxDataListType', 'expected SE(WPT_LF_RxDataList), SE(RxIdentifier), CH of RxIdentifier')
-    u = ((c >> 17) & 255)
+    u = (c >> 17)
     if u > 127:
         u2 = (c >> 9) & 0xFF
         if u2 < 128:
@@ -10335,9 +10309,9 @@ def _d_iso20_wpt_WPT_LF_RxDataListType(r: BitReader, c: int) -> _iso20_wpt.WPT_L
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x3e000000 != 0x0:
+    if c >= 0x2000000:
         raise r.fail_at(av + 30, 'WPT_LF_RxDataListType', 'expected EE of RxIdentifier, SE(RSSIData), SE(RSSIDataList), SE(TxIdentifier), CH of TxIdentifier')
-    u = ((c >> 17) & 255)
+    u = (c >> 17)
     if u > 127:
         u2 = (c >> 9) & 0xFF
         if u2 < 128:
@@ -10475,9 +10449,9 @@ def _d_iso20_wpt_WPT_LF_RxDataType(r: BitReader, c: int) -> _iso20_wpt.WPT_LF_Rx
     av = r.avail
     f_RxIdentifier: int
     f_RSSIData: _iso20_wpt.WPT_LF_RxRSSIListType
-    if c & 0xc000000 != 0x0:
+    if c >= 0x4000000:
         raise r.fail_at(av + 28, 'WPT_LF_RxDataType', 'expected SE(RxIdentifier), CH of RxIdentifier')
-    u = ((c >> 18) & 255)
+    u = (c >> 18)
     if u > 127:
         u2 = (c >> 10) & 0xFF
         if u2 < 128:
@@ -10508,9 +10482,9 @@ def _d_iso20_wpt_WPT_LF_RxDataType(r: BitReader, c: int) -> _iso20_wpt.WPT_LF_Rx
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x3e000000 != 0x0:
+    if c >= 0x2000000:
         raise r.fail_at(av + 30, 'WPT_LF_RxDataType', 'expected EE of RxIdentifier, SE(RSSIData), SE(RSSIDataList), SE(TxIdentifier), CH of TxIdentifier')
-    u = ((c >> 17) & 255)
+    u = (c >> 17)
     if u > 127:
         u2 = (c >> 9) & 0xFF
         if u2 < 128:
@@ -10543,7 +10517,7 @@ def _d_iso20_wpt_WPT_LF_RxDataType(r: BitReader, c: int) -> _iso20_wpt.WPT_LF_Rx
     c = (win >> av) & 0x3fffffff
     if c & 0x3c038000 != 0x0:
         raise r.fail_at(av + 30, 'WPT_LF_RxDataType', 'expected EE of TxIdentifier, SE(RSSI), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_3_Exponent = ((c >> 18) & 255) - 128
+    f_3_Exponent = (c >> 18) - 128
     sg = ((c >> 14) & 1)
     u = ((c >> 6) & 255)
     if u > 127:
@@ -10690,9 +10664,9 @@ def _d_iso20_wpt_WPT_LF_RxRSSIListType(r: BitReader, c: int) -> _iso20_wpt.WPT_L
     win = r.win
     av = r.avail
     f_RSSIDataList: _iso20_wpt.WPT_LF_RxRSSIType
-    if c & 0xe000000 != 0x0:
+    if c >= 0x2000000:
         raise r.fail_at(av + 28, 'WPT_LF_RxRSSIListType', 'expected SE(RSSIDataList), SE(TxIdentifier), CH of TxIdentifier')
-    u = ((c >> 17) & 255)
+    u = (c >> 17)
     if u > 127:
         u2 = (c >> 9) & 0xFF
         if u2 < 128:
@@ -10725,7 +10699,7 @@ def _d_iso20_wpt_WPT_LF_RxRSSIListType(r: BitReader, c: int) -> _iso20_wpt.WPT_L
     c = (win >> av) & 0x3fffffff
     if c & 0x3c038000 != 0x0:
         raise r.fail_at(av + 30, 'WPT_LF_RxRSSIListType', 'expected EE of TxIdentifier, SE(RSSI), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_2_Exponent = ((c >> 18) & 255) - 128
+    f_2_Exponent = (c >> 18) - 128
     sg = ((c >> 14) & 1)
     u = ((c >> 6) & 255)
     if u > 127:
@@ -10843,9 +10817,9 @@ def _d_iso20_wpt_WPT_LF_RxRSSIType(r: BitReader, c: int) -> _iso20_wpt.WPT_LF_Rx
     av = r.avail
     f_TxIdentifier: int
     f_RSSI: _iso20_common_types.RationalNumberType
-    if c & 0xc000000 != 0x0:
+    if c >= 0x4000000:
         raise r.fail_at(av + 28, 'WPT_LF_RxRSSIType', 'expected SE(TxIdentifier), CH of TxIdentifier')
-    u = ((c >> 18) & 255)
+    u = (c >> 18)
     if u > 127:
         u2 = (c >> 10) & 0xFF
         if u2 < 128:
@@ -10878,7 +10852,7 @@ def _d_iso20_wpt_WPT_LF_RxRSSIType(r: BitReader, c: int) -> _iso20_wpt.WPT_LF_Rx
     c = (win >> av) & 0x3fffffff
     if c & 0x3c038000 != 0x0:
         raise r.fail_at(av + 30, 'WPT_LF_RxRSSIType', 'expected EE of TxIdentifier, SE(RSSI), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 18) & 255) - 128
+    f_1_Exponent = (c >> 18) - 128
     sg = ((c >> 14) & 1)
     u = ((c >> 6) & 255)
     if u > 127:
@@ -10990,8 +10964,7 @@ def _d_iso20_wpt_WPT_LF_SystemSetupDataType(r: BitReader, c: int) -> _iso20_wpt.
     av = r.avail
     f_LF_TransmitterSetupData: _iso20_wpt.WPT_LF_TransmitterDataType | None = None
     f_LF_ReceiverSetupData: _iso20_wpt.WPT_LF_ReceiverDataType | None = None
-    ec = ((c >> 26) & 3)
-    if ec == 0:
+    if c < 0x4000000:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 28)
@@ -11004,7 +10977,7 @@ def _d_iso20_wpt_WPT_LF_SystemSetupDataType(r: BitReader, c: int) -> _iso20_wpt.
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
-    elif ec == 1:
+    elif c < 0x8000000:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 28)
@@ -11018,8 +10991,9 @@ def _d_iso20_wpt_WPT_LF_SystemSetupDataType(r: BitReader, c: int) -> _iso20_wpt.
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
     else:
+        ec = (c >> 26) & 0x3
         raise r.fail_at(av + 26, 'WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'WPT_LF_SystemSetupDataType', 'expected EE')
     r.avail = av
     ob = _new(_K_iso20_wpt_WPT_LF_SystemSetupDataType)
@@ -11071,7 +11045,7 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader, c: int) -> _iso20_wpt.
     c = (win >> av) & 0x3ffffffff
     if c & 0x300f00e00 != 0x0:
         raise r.fail_at(av + 34, 'WPT_LF_TransmitterDataType', 'expected SE(NumberOfTransmitters), CH of NumberOfTransmitters, EE of NumberOfTransmitters, SE(SignalFrequency), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_NumberOfTransmitters = ((c >> 24) & 255)
+    f_NumberOfTransmitters = (c >> 24)
     f_1_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
@@ -11100,9 +11074,9 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader, c: int) -> _iso20_wpt.
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x3e000000 != 0x0:
+    if c >= 0x2000000:
         raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType', 'expected EE of Value, EE, SE(TxSpecData), SE(TxRxIdentifier), CH of TxRxIdentifier')
-    u = ((c >> 17) & 255)
+    u = (c >> 17)
     ob1_ = _new(_K_iso20_common_types_RationalNumberType)
     ob1_.Exponent = f_1_Exponent
     ob1_.Value = f_1_Value
@@ -11141,9 +11115,9 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader, c: int) -> _iso20_wpt.
     try:
         sg = _Tda56c64f[c >> 25]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x3c000000 != 0x0:
+        if c >= 0x4000000:
             raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X') from None
-        sg = ((c >> 25) & 1)
+        sg = (c >> 25)
     u = ((c >> 17) & 255)
     if u > 127:
         u2 = (c >> 9) & 0xFF
@@ -11178,9 +11152,9 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader, c: int) -> _iso20_wpt.
     try:
         sg = _T143a83e6[c >> 26]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x38000000 != 0x0:
+        if c >= 0x8000000:
             raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
-        sg = ((c >> 26) & 1)
+        sg = (c >> 26)
     u = ((c >> 18) & 255)
     if u > 127:
         u2 = (c >> 10) & 0xFF
@@ -11215,9 +11189,9 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader, c: int) -> _iso20_wpt.
     try:
         sg = _T143a83e6[c >> 26]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x38000000 != 0x0:
+        if c >= 0x8000000:
             raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
-        sg = ((c >> 26) & 1)
+        sg = (c >> 26)
     u = ((c >> 18) & 255)
     if u > 127:
         u2 = (c >> 10) & 0xFF
@@ -11252,9 +11226,9 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader, c: int) -> _iso20_wpt.
     try:
         sg = _T4432aa72[c >> 24]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x3e000000 != 0x0:
+        if c >= 0x2000000:
             raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X') from None
-        sg = ((c >> 24) & 1)
+        sg = (c >> 24)
     u = ((c >> 16) & 255)
     ob3_ = _new(_K_iso20_wpt_WPT_CoordinateXYZType)
     ob3_.Coord_X = f_3_Coord_X
@@ -11294,9 +11268,9 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader, c: int) -> _iso20_wpt.
     try:
         sg = _T143a83e6[c >> 26]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x38000000 != 0x0:
+        if c >= 0x8000000:
             raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
-        sg = ((c >> 26) & 1)
+        sg = (c >> 26)
     u = ((c >> 18) & 255)
     if u > 127:
         u2 = (c >> 10) & 0xFF
@@ -11331,9 +11305,9 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader, c: int) -> _iso20_wpt.
     try:
         sg = _T143a83e6[c >> 26]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x38000000 != 0x0:
+        if c >= 0x8000000:
             raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
-        sg = ((c >> 26) & 1)
+        sg = (c >> 26)
     u = ((c >> 18) & 255)
     if u > 127:
         u2 = (c >> 10) & 0xFF
@@ -11365,9 +11339,9 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader, c: int) -> _iso20_wpt.
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x3f000000 != 0x0:
+    if c >= 0x1000000:
         raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Z, EE, EE, SE(TxSpecData), SE(TxRxIdentifier), CH of TxRxIdentifier')
-    u = ((c >> 16) & 255)
+    u = (c >> 16)
     ob4_ = _new(_K_iso20_wpt_WPT_CoordinateXYZType)
     ob4_.Coord_X = f_4_Coord_X
     ob4_.Coord_Y = f_4_Coord_Y
@@ -11412,9 +11386,9 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader, c: int) -> _iso20_wpt.
     try:
         sg = _Tda56c64f[c >> 25]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x3c000000 != 0x0:
+        if c >= 0x4000000:
             raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X') from None
-        sg = ((c >> 25) & 1)
+        sg = (c >> 25)
     u = ((c >> 17) & 255)
     if u > 127:
         u2 = (c >> 9) & 0xFF
@@ -11449,9 +11423,9 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader, c: int) -> _iso20_wpt.
     try:
         sg = _T143a83e6[c >> 26]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x38000000 != 0x0:
+        if c >= 0x8000000:
             raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
-        sg = ((c >> 26) & 1)
+        sg = (c >> 26)
     u = ((c >> 18) & 255)
     if u > 127:
         u2 = (c >> 10) & 0xFF
@@ -11486,9 +11460,9 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader, c: int) -> _iso20_wpt.
     try:
         sg = _T143a83e6[c >> 26]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x38000000 != 0x0:
+        if c >= 0x8000000:
             raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
-        sg = ((c >> 26) & 1)
+        sg = (c >> 26)
     u = ((c >> 18) & 255)
     if u > 127:
         u2 = (c >> 10) & 0xFF
@@ -11523,9 +11497,9 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader, c: int) -> _iso20_wpt.
     try:
         sg = _T4432aa72[c >> 24]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x3e000000 != 0x0:
+        if c >= 0x2000000:
             raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X') from None
-        sg = ((c >> 24) & 1)
+        sg = (c >> 24)
     u = ((c >> 16) & 255)
     ob6_ = _new(_K_iso20_wpt_WPT_CoordinateXYZType)
     ob6_.Coord_X = f_6_Coord_X
@@ -11565,9 +11539,9 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader, c: int) -> _iso20_wpt.
     try:
         sg = _T143a83e6[c >> 26]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x38000000 != 0x0:
+        if c >= 0x8000000:
             raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
-        sg = ((c >> 26) & 1)
+        sg = (c >> 26)
     u = ((c >> 18) & 255)
     if u > 127:
         u2 = (c >> 10) & 0xFF
@@ -11602,9 +11576,9 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader, c: int) -> _iso20_wpt.
     try:
         sg = _T143a83e6[c >> 19]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x700000 != 0x0:
+        if c >= 0x100000:
             raise r.fail_at(av + 23, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
-        sg = ((c >> 19) & 1)
+        sg = (c >> 19)
     u = ((c >> 11) & 255)
     if u > 127:
         u2 = (c >> 3) & 0xFF
@@ -11651,11 +11625,10 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader, c: int) -> _iso20_wpt.
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        ec = (c >> 28)
-        if ec == 0:
-            if c & 0xc000000 != 0x0:
+        if c < 0x10000000:
+            if c >= 0x4000000:
                 raise r.fail_at(av + 28, 'WPT_LF_TransmitterDataType[4]', 'expected SE(TxRxIdentifier), CH of TxRxIdentifier')
-            u = ((c >> 18) & 255)
+            u = (c >> 18)
             if u > 127:
                 u2 = (c >> 10) & 0xFF
                 if u2 < 128:
@@ -11689,9 +11662,9 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader, c: int) -> _iso20_wpt.
             try:
                 sg = _Tda56c64f[c >> 25]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x3c000000 != 0x0:
+                if c >= 0x4000000:
                     raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType[4]', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X') from None
-                sg = ((c >> 25) & 1)
+                sg = (c >> 25)
             u = ((c >> 17) & 255)
             if u > 127:
                 u2 = (c >> 9) & 0xFF
@@ -11726,9 +11699,9 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader, c: int) -> _iso20_wpt.
             try:
                 sg = _T143a83e6[c >> 26]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x38000000 != 0x0:
+                if c >= 0x8000000:
                     raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
-                sg = ((c >> 26) & 1)
+                sg = (c >> 26)
             u = ((c >> 18) & 255)
             if u > 127:
                 u2 = (c >> 10) & 0xFF
@@ -11763,9 +11736,9 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader, c: int) -> _iso20_wpt.
             try:
                 sg = _T143a83e6[c >> 26]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x38000000 != 0x0:
+                if c >= 0x8000000:
                     raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
-                sg = ((c >> 26) & 1)
+                sg = (c >> 26)
             u = ((c >> 18) & 255)
             if u > 127:
                 u2 = (c >> 10) & 0xFF
@@ -11800,9 +11773,9 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader, c: int) -> _iso20_wpt.
             try:
                 sg = _T4432aa72[c >> 24]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x3e000000 != 0x0:
+                if c >= 0x2000000:
                     raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X') from None
-                sg = ((c >> 24) & 1)
+                sg = (c >> 24)
             u = ((c >> 16) & 255)
             ob9_ = _new(_K_iso20_wpt_WPT_CoordinateXYZType)
             ob9_.Coord_X = f_9_Coord_X
@@ -11842,9 +11815,9 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader, c: int) -> _iso20_wpt.
             try:
                 sg = _T143a83e6[c >> 26]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x38000000 != 0x0:
+                if c >= 0x8000000:
                     raise r.fail_at(av + 30, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
-                sg = ((c >> 26) & 1)
+                sg = (c >> 26)
             u = ((c >> 18) & 255)
             if u > 127:
                 u2 = (c >> 10) & 0xFF
@@ -11879,9 +11852,9 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader, c: int) -> _iso20_wpt.
             try:
                 sg = _T143a83e6[c >> 19]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x700000 != 0x0:
+                if c >= 0x100000:
                     raise r.fail_at(av + 23, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
-                sg = ((c >> 19) & 1)
+                sg = (c >> 19)
             u = ((c >> 11) & 255)
             if u > 127:
                 u2 = (c >> 3) & 0xFF
@@ -11925,26 +11898,27 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader, c: int) -> _iso20_wpt.
             if n == 253:
                 s = 258
                 break
-        elif ec == 1:
+        elif c < 0x20000000:
+            c &= 0xfffffff
             r.avail = av
             f_TxPackageSpecData = _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r, c)
             win = r.win
             av = r.avail
             s = 6
             break
-        elif ec == 2:
+        elif c < 0x30000000:
             av += 28
             s = -1
             break
         else:
+            ec = (c >> 28) & 0x3
             raise r.fail_at(av + 28, 'WPT_LF_TransmitterDataType[4]', f'event code {ec}, expected SE(TxSpecData), SE(TxPackageSpecData), EE')
     av -= 28
     if av < 0:
         win, av = r.refill(av, 28)
     c = (win >> av) & 0xfffffff
     if s == 258:
-        ec = ((c >> 26) & 3)
-        if ec == 0:
+        if c < 0x4000000:
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -11958,10 +11932,11 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader, c: int) -> _iso20_wpt.
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 1:
+        elif c < 0x8000000:
             av -= 2
             s = -1
         else:
+            ec = (c >> 26) & 0x3
             raise r.fail_at(av + 26, 'WPT_LF_TransmitterDataType[258]', f'event code {ec}, expected SE(TxPackageSpecData), EE')
     if s == 6:
         av += 27
@@ -12605,9 +12580,9 @@ def _d_iso20_wpt_WPT_LF_TxDataListType(r: BitReader, c: int) -> _iso20_wpt.WPT_L
     win = r.win
     av = r.avail
     f_WPT_LF_TxDataList: _iso20_wpt.WPT_LF_TxDataType
-    if c & 0xe000000 != 0x0:
+    if c >= 0x2000000:
         raise r.fail_at(av + 28, 'WPT_LF_TxDataListType', 'expected SE(WPT_LF_TxDataList), SE(TxIdentifier), CH of TxIdentifier')
-    u = ((c >> 17) & 255)
+    u = (c >> 17)
     if u > 127:
         u2 = (c >> 9) & 0xFF
         if u2 < 128:
@@ -12640,7 +12615,7 @@ def _d_iso20_wpt_WPT_LF_TxDataListType(r: BitReader, c: int) -> _iso20_wpt.WPT_L
     c = (win >> av) & 0x3fffffff
     if c & 0x3c038000 != 0x0:
         raise r.fail_at(av + 30, 'WPT_LF_TxDataListType', 'expected EE of TxIdentifier, SE(EIRP), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_2_Exponent = ((c >> 18) & 255) - 128
+    f_2_Exponent = (c >> 18) - 128
     sg = ((c >> 14) & 1)
     u = ((c >> 6) & 255)
     if u > 127:
@@ -12758,9 +12733,9 @@ def _d_iso20_wpt_WPT_LF_TxDataType(r: BitReader, c: int) -> _iso20_wpt.WPT_LF_Tx
     av = r.avail
     f_TxIdentifier: int
     f_EIRP: _iso20_common_types.RationalNumberType
-    if c & 0xc000000 != 0x0:
+    if c >= 0x4000000:
         raise r.fail_at(av + 28, 'WPT_LF_TxDataType', 'expected SE(TxIdentifier), CH of TxIdentifier')
-    u = ((c >> 18) & 255)
+    u = (c >> 18)
     if u > 127:
         u2 = (c >> 10) & 0xFF
         if u2 < 128:
@@ -12793,7 +12768,7 @@ def _d_iso20_wpt_WPT_LF_TxDataType(r: BitReader, c: int) -> _iso20_wpt.WPT_LF_Tx
     c = (win >> av) & 0x3fffffff
     if c & 0x3c038000 != 0x0:
         raise r.fail_at(av + 30, 'WPT_LF_TxDataType', 'expected EE of TxIdentifier, SE(EIRP), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 18) & 255) - 128
+    f_1_Exponent = (c >> 18) - 128
     sg = ((c >> 14) & 1)
     u = ((c >> 6) & 255)
     if u > 127:
@@ -12907,7 +12882,7 @@ def _d_iso20_wpt_WPT_PairingMethodListType(r: BitReader, c: int) -> _iso20_wpt.W
     s = 0
     if c & 0x31 != 0x0:
         raise r.fail_at(av + 6, 'WPT_PairingMethodListType', 'expected SE(WPT_PairingMethod), CH of WPT_PairingMethod, EE of WPT_PairingMethod')
-    iv = ((c >> 1) & 7)
+    iv = (c >> 1)
     if iv >= 6:
         raise r.fail_at(av, 'WPT_PairingMethodListType.WPT_PairingMethod', f'enumeration index {iv}')
     f_WPT_PairingMethod.append(_E_iso20_wpt_WPT_PairingMethodType[iv])
@@ -12918,11 +12893,10 @@ def _d_iso20_wpt_WPT_PairingMethodListType(r: BitReader, c: int) -> _iso20_wpt.W
         if av < 0:
             win, av = r.refill(av, 7)
         c = (win >> av) & 0x7f
-        ec = (c >> 5)
-        if ec == 0:
+        if c < 0x20:
             if c & 0x11 != 0x0:
                 raise r.fail_at(av + 5, 'WPT_PairingMethodListType[1]', 'expected CH of WPT_PairingMethod, EE of WPT_PairingMethod')
-            iv = ((c >> 1) & 7)
+            iv = (c >> 1)
             if iv >= 6:
                 raise r.fail_at(av, 'WPT_PairingMethodListType.WPT_PairingMethod', f'enumeration index {iv}')
             f_WPT_PairingMethod.append(_E_iso20_wpt_WPT_PairingMethodType[iv])
@@ -12930,18 +12904,19 @@ def _d_iso20_wpt_WPT_PairingMethodListType(r: BitReader, c: int) -> _iso20_wpt.W
             if n == 7:
                 s = 8
                 break
-        elif ec == 1:
+        elif c < 0x40:
             av += 5
             s = -1
             break
         else:
+            ec = (c >> 5) & 0x3
             raise r.fail_at(av + 5, 'WPT_PairingMethodListType[1]', f'event code {ec}, expected SE(WPT_PairingMethod), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 8:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'WPT_PairingMethodListType', 'expected EE')
         s = -1
     else:
@@ -13001,9 +12976,9 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_Pair
     f_EVResultCode: _iso20_wpt.WPT_EVResultType
     f_VendorSpecificDataContainer: list[bytes] = []
     s = 0
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'WPT_PairingReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -13032,9 +13007,9 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_Pair
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'WPT_PairingReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -13061,13 +13036,10 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_Pair
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'WPT_PairingReqType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'WPT_PairingReqType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -13080,21 +13052,22 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_Pair
         if av < 0:
             win, av = r.refill(av, 23)
         c = (win >> av) & 0x7fffff
-        if c & 0x400000 != 0x0:
+        if c >= 0x400000:
             raise r.fail_at(av + 23, 'MessageHeaderType[2]', 'expected EE')
-    elif ec == 1:
+    elif c < 0x200:
         av -= 14
         if av < 0:
             win, av = r.refill(av, 22)
         c = (win >> av) & 0x3fffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
-        f_EVProcessing, ec = _T2c3d00f9[(c >> 15) & 0x7f]
+        f_EVProcessing, ec = _T2c3d00f9[c >> 15]
     except KeyError:  # not a valid pattern: say why
         if c & 0x320000 != 0x0:
             raise r.fail_at(av + 22, 'WPT_PairingReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing') from None
-        iv = ((c >> 18) & 3)
+        iv = (c >> 18)
         if iv >= 3:
             raise r.fail_at(av + 15, 'WPT_PairingReqType.EVProcessing', f'enumeration index {iv}') from None
         f_EVProcessing = _E_iso20_common_types_processingType[iv]
@@ -13167,11 +13140,10 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_Pair
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        ec = (c >> 9)
-        if ec == 0:
-            if c & 0x100 != 0x0:
+        if c < 0x200:
+            if c >= 0x100:
                 raise r.fail_at(av + 9, 'WPT_PairingReqType[4]', 'expected CH of VendorSpecificDataContainer')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -13205,18 +13177,19 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_Pair
             if n == 16:
                 s = 20
                 break
-        elif ec == 1:
+        elif c < 0x400:
             av += 9
             s = -1
             break
         else:
+            ec = (c >> 9) & 0x3
             raise r.fail_at(av + 9, 'WPT_PairingReqType[4]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 20:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'WPT_PairingReqType', 'expected EE')
         s = -1
     else:
@@ -13335,9 +13308,9 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader, c: int) -> _iso20_wpt.WPT_Pair
     f_AlternativeSECCList: _iso20_wpt.AlternativeSECCListType | None = None
     f_VendorSpecificDataContainer: list[bytes] = []
     s = 0
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'WPT_PairingResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
-    u = (c & 255)
+    u = c
     f_1_Signature: _xmldsig.SignatureType | None = None
     if u > 127:
         av -= 8
@@ -13366,9 +13339,9 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader, c: int) -> _iso20_wpt.WPT_Pair
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'WPT_PairingResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -13395,13 +13368,10 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader, c: int) -> _iso20_wpt.WPT_Pair
         av += 8
         c >>= 8
     f_1_TimeStamp = u
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'WPT_PairingResType', 'expected EE of TimeStamp') from None
-        ec = ((c >> 8) & 3)
-    if ec == 0:
+    c &= 0x7ff
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'WPT_PairingResType', 'expected EE of TimeStamp')
+    if c < 0x100:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -13414,22 +13384,23 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader, c: int) -> _iso20_wpt.WPT_Pair
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c & 0x20000000 != 0x0:
+        if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    elif c < 0x200:
         av -= 22
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x30390000 != 0x0:
         raise r.fail_at(av + 30, 'WPT_PairingResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing')
-    iv = ((c >> 22) & 63)
+    iv = (c >> 22)
     if iv >= 40:
         raise r.fail_at(av + 13, 'WPT_PairingResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
@@ -13477,13 +13448,10 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader, c: int) -> _iso20_wpt.WPT_Pair
                         win, av = r.refill(av, 4)
                     c = (win >> av) & 0xf
         f_ObservedIDCode = u
-        try:
-            ec = _Taa5bbe96[(c >> 1) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x8 != 0x0:
-                raise r.fail_at(av + 4, 'WPT_PairingResType[3]', 'expected EE of ObservedIDCode') from None
-            ec = ((c >> 1) & 3)
-        if ec == 0:
+        c &= 0xf
+        if c >= 0x8:
+            raise r.fail_at(av + 4, 'WPT_PairingResType[3]', 'expected EE of ObservedIDCode')
+        if c < 0x2:
             av -= 27
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -13497,14 +13465,14 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader, c: int) -> _iso20_wpt.WPT_Pair
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
             s = 5
-        elif ec == 1:
+        elif c < 0x4:
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 9)
             c = (win >> av) & 0x1ff
-            if c & 0x100 != 0x0:
+            if c >= 0x100:
                 raise r.fail_at(av + 9, 'WPT_PairingResType[4]', 'expected CH of VendorSpecificDataContainer')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -13532,13 +13500,14 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader, c: int) -> _iso20_wpt.WPT_Pair
             if av < 0:
                 win, av = r.refill(av, 12)
             c = (win >> av) & 0xfff
-            if c & 0x800 != 0x0:
+            if c >= 0x800:
                 raise r.fail_at(av + 12, 'WPT_PairingResType[4]', 'expected EE of VendorSpecificDataContainer')
             s = 6
-        elif ec == 2:
+        elif c < 0x6:
             av -= 10
             s = -1
         else:
+            ec = (c >> 1) & 0x3
             raise r.fail_at(av + 1, 'WPT_PairingResType[4]', f'event code {ec}, expected SE(AlternativeSECCList), SE(VendorSpecificDataContainer), EE')
     elif ec == 1:
         av -= 15
@@ -13586,7 +13555,7 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader, c: int) -> _iso20_wpt.WPT_Pair
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-        if c & 0x800 != 0x0:
+        if c >= 0x800:
             raise r.fail_at(av + 12, 'WPT_PairingResType[3]', 'expected EE of VendorSpecificDataContainer')
         s = 6
     elif ec == 3:
@@ -13595,11 +13564,11 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader, c: int) -> _iso20_wpt.WPT_Pair
     else:
         raise r.fail_at(av + 13, 'WPT_PairingResType[3]', f'event code {ec}, expected SE(ObservedIDCode), SE(AlternativeSECCList), SE(VendorSpecificDataContainer), EE')
     if s == 5:
-        ec = ((c >> 9) & 3)
-        if ec == 0:
-            if c & 0x100 != 0x0:
+        c &= 0x7ff
+        if c < 0x200:
+            if c >= 0x100:
                 raise r.fail_at(av + 9, 'WPT_PairingResType[5]', 'expected CH of VendorSpecificDataContainer')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -13630,10 +13599,11 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader, c: int) -> _iso20_wpt.WPT_Pair
             if c:
                 raise r.fail_at(av + 1, 'WPT_PairingResType[5]', 'expected EE of VendorSpecificDataContainer')
             s = 6
-        elif ec == 1:
+        elif c < 0x400:
             av += 9
             s = -1
         else:
+            ec = (c >> 9) & 0x3
             raise r.fail_at(av + 9, 'WPT_PairingResType[5]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
     else:
         av += 11
@@ -13644,11 +13614,10 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader, c: int) -> _iso20_wpt.WPT_Pair
             if av < 0:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
-            ec = (c >> 9)
-            if ec == 0:
-                if c & 0x100 != 0x0:
+            if c < 0x200:
+                if c >= 0x100:
                     raise r.fail_at(av + 9, 'WPT_PairingResType[6]', 'expected CH of VendorSpecificDataContainer')
-                u = (c & 255)
+                u = c
                 if u > 127:
                     av -= 8
                     if av < 0:
@@ -13682,18 +13651,19 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader, c: int) -> _iso20_wpt.WPT_Pair
                 if n == 15:
                     s = 21
                     break
-            elif ec == 1:
+            elif c < 0x400:
                 av += 9
                 s = -1
                 break
             else:
+                ec = (c >> 9) & 0x3
                 raise r.fail_at(av + 9, 'WPT_PairingResType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if s == 21:
-        if c & 0x1 != 0x0:
+        if c:
             raise r.fail_at(av + 1, 'WPT_PairingResType', 'expected EE')
         s = -1
     else:
@@ -13877,7 +13847,7 @@ def _d_iso20_wpt_WPT_SPCPowerControlParameterType(r: BitReader, c: int) -> _iso2
     f_SPCPrimaryDeviceCoilCurrentInformation: _iso20_common_types.RationalNumberType
     if c & 0x3807000 != 0x0:
         raise r.fail_at(av + 26, 'WPT_SPCPowerControlParameterType', 'expected SE(SPCPrimaryDeviceCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 15) & 255) - 128
+    f_1_Exponent = (c >> 15) - 128
     sg = ((c >> 11) & 1)
     u = ((c >> 3) & 255)
     if u > 127:
@@ -13967,9 +13937,9 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader, c: int) -> _iso20_wpt
     f_PulseDuration: int
     f_PackageSeparationTime: int
     s = 0
-    if c & 0xe000000 != 0x0:
+    if c >= 0x2000000:
         raise r.fail_at(av + 28, 'WPT_TxRxPackageSpecDataType', 'expected SE(PulseSequenceOrder), SE(IndexNumber), CH of IndexNumber')
-    u = ((c >> 17) & 255)
+    u = (c >> 17)
     if u > 127:
         u2 = (c >> 9) & 0xFF
         if u2 < 128:
@@ -14000,9 +13970,9 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader, c: int) -> _iso20_wpt
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x38000000 != 0x0:
+    if c >= 0x8000000:
         raise r.fail_at(av + 30, 'WPT_TxRxPackageSpecDataType', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
-    u = ((c >> 19) & 255)
+    u = (c >> 19)
     if u > 127:
         u2 = (c >> 11) & 0xFF
         if u2 < 128:
@@ -14033,9 +14003,9 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader, c: int) -> _iso20_wpt
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c & 0x3e000000 != 0x0:
+    if c >= 0x2000000:
         raise r.fail_at(av + 30, 'WPT_TxRxPackageSpecDataType', 'expected EE of TxRxIdentifier, EE, SE(PulseSequenceOrder), SE(IndexNumber), CH of IndexNumber')
-    u = ((c >> 17) & 255)
+    u = (c >> 17)
     ob1_ = _new(_K_iso20_wpt_WPT_TxRxPulseOrderType)
     ob1_.IndexNumber = f_1_IndexNumber
     ob1_.TxRxIdentifier = f_1_TxRxIdentifier
@@ -14071,9 +14041,9 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader, c: int) -> _iso20_wpt
     if av < 0:
         win, av = r.refill(av, 21)
     c = (win >> av) & 0x1fffff
-    if c & 0x1c0000 != 0x0:
+    if c >= 0x40000:
         raise r.fail_at(av + 21, 'WPT_TxRxPackageSpecDataType', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
-    u = ((c >> 10) & 255)
+    u = (c >> 10)
     if u > 127:
         u2 = (c >> 2) & 0xFF
         if u2 < 128:
@@ -14113,11 +14083,10 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader, c: int) -> _iso20_wpt
         if av < 0:
             win, av = r.refill(av, 25)
         c = (win >> av) & 0x1ffffff
-        ec = (c >> 23)
-        if ec == 0:
-            if c & 0x600000 != 0x0:
+        if c < 0x800000:
+            if c >= 0x200000:
                 raise r.fail_at(av + 23, 'WPT_TxRxPackageSpecDataType[2]', 'expected SE(IndexNumber), CH of IndexNumber')
-            u = ((c >> 13) & 255)
+            u = (c >> 13)
             if u > 127:
                 u2 = (c >> 5) & 0xFF
                 if u2 < 128:
@@ -14148,9 +14117,9 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader, c: int) -> _iso20_wpt
             if av < 0:
                 win, av = r.refill(av, 21)
             c = (win >> av) & 0x1fffff
-            if c & 0x1c0000 != 0x0:
+            if c >= 0x40000:
                 raise r.fail_at(av + 21, 'WPT_TxRxPackageSpecDataType[2]', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
-            u = ((c >> 10) & 255)
+            u = (c >> 10)
             if u > 127:
                 u2 = (c >> 2) & 0xFF
                 if u2 < 128:
@@ -14187,9 +14156,9 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader, c: int) -> _iso20_wpt
             if n == 253:
                 s = 258
                 break
-        elif ec == 1:
+        elif c < 0x1000000:
             av += 5
-            if c & 0x400000 != 0x0:
+            if c >= 0xc00000:
                 raise r.fail_at(av + 18, 'WPT_TxRxPackageSpecDataType[2]', 'expected CH of PulseSeparationTime')
             u = ((c >> 14) & 255)
             if u > 127:
@@ -14224,15 +14193,16 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader, c: int) -> _iso20_wpt
             s = 4
             break
         else:
+            ec = (c >> 23) & 0x3
             raise r.fail_at(av + 23, 'WPT_TxRxPackageSpecDataType[2]', f'event code {ec}, expected SE(PulseSequenceOrder), SE(PulseSeparationTime)')
     av -= 28
     if av < 0:
         win, av = r.refill(av, 28)
     c = (win >> av) & 0xfffffff
     if s == 258:
-        if c & 0xc000000 != 0x0:
+        if c >= 0x4000000:
             raise r.fail_at(av + 28, 'WPT_TxRxPackageSpecDataType', 'expected SE(PulseSeparationTime), CH of PulseSeparationTime')
-        u = ((c >> 18) & 255)
+        u = (c >> 18)
         if u > 127:
             u2 = (c >> 10) & 0xFF
             if u2 < 128:
@@ -14269,9 +14239,9 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader, c: int) -> _iso20_wpt
     else:
         av += 5
         c >>= 5
-    if c & 0x600000 != 0x0:
+    if c >= 0x200000:
         raise r.fail_at(av + 23, 'WPT_TxRxPackageSpecDataType', 'expected SE(PulseDuration), CH of PulseDuration')
-    u = ((c >> 13) & 255)
+    u = (c >> 13)
     if u > 127:
         u2 = (c >> 5) & 0xFF
         if u2 < 128:
@@ -14302,9 +14272,9 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader, c: int) -> _iso20_wpt
     if av < 0:
         win, av = r.refill(av, 21)
     c = (win >> av) & 0x1fffff
-    if c & 0x1c0000 != 0x0:
+    if c >= 0x40000:
         raise r.fail_at(av + 21, 'WPT_TxRxPackageSpecDataType', 'expected EE of PulseDuration, SE(PackageSeparationTime), CH of PackageSeparationTime')
-    u = ((c >> 10) & 255)
+    u = (c >> 10)
     s = 6
     if u > 127:
         u2 = (c >> 2) & 0xFF
@@ -14642,9 +14612,9 @@ def _d_iso20_wpt_WPT_TxRxPulseOrderType(r: BitReader, c: int) -> _iso20_wpt.WPT_
     av = r.avail
     f_IndexNumber: int
     f_TxRxIdentifier: int
-    if c & 0x600000 != 0x0:
+    if c >= 0x200000:
         raise r.fail_at(av + 23, 'WPT_TxRxPulseOrderType', 'expected SE(IndexNumber), CH of IndexNumber')
-    u = ((c >> 13) & 255)
+    u = (c >> 13)
     if u > 127:
         u2 = (c >> 5) & 0xFF
         if u2 < 128:
@@ -14675,9 +14645,9 @@ def _d_iso20_wpt_WPT_TxRxPulseOrderType(r: BitReader, c: int) -> _iso20_wpt.WPT_
     if av < 0:
         win, av = r.refill(av, 21)
     c = (win >> av) & 0x1fffff
-    if c & 0x1c0000 != 0x0:
+    if c >= 0x40000:
         raise r.fail_at(av + 21, 'WPT_TxRxPulseOrderType', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
-    u = ((c >> 10) & 255)
+    u = (c >> 10)
     if u > 127:
         u2 = (c >> 2) & 0xFF
         if u2 < 128:
@@ -14774,9 +14744,9 @@ def _d_iso20_wpt_WPT_TxRxSpecDataType(r: BitReader, c: int) -> _iso20_wpt.WPT_Tx
     f_TxRxIdentifier: int
     f_TxRxPosition: _iso20_wpt.WPT_CoordinateXYZType
     f_TxRxOrientation: _iso20_wpt.WPT_CoordinateXYZType
-    if c & 0xc000000 != 0x0:
+    if c >= 0x4000000:
         raise r.fail_at(av + 28, 'WPT_TxRxSpecDataType', 'expected SE(TxRxIdentifier), CH of TxRxIdentifier')
-    u = ((c >> 18) & 255)
+    u = (c >> 18)
     if u > 127:
         u2 = (c >> 10) & 0xFF
         if u2 < 128:
@@ -14810,9 +14780,9 @@ def _d_iso20_wpt_WPT_TxRxSpecDataType(r: BitReader, c: int) -> _iso20_wpt.WPT_Tx
     try:
         sg = _Tda56c64f[c >> 25]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x3c000000 != 0x0:
+        if c >= 0x4000000:
             raise r.fail_at(av + 30, 'WPT_TxRxSpecDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X') from None
-        sg = ((c >> 25) & 1)
+        sg = (c >> 25)
     u = ((c >> 17) & 255)
     if u > 127:
         u2 = (c >> 9) & 0xFF
@@ -14847,9 +14817,9 @@ def _d_iso20_wpt_WPT_TxRxSpecDataType(r: BitReader, c: int) -> _iso20_wpt.WPT_Tx
     try:
         sg = _T143a83e6[c >> 26]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x38000000 != 0x0:
+        if c >= 0x8000000:
             raise r.fail_at(av + 30, 'WPT_TxRxSpecDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
-        sg = ((c >> 26) & 1)
+        sg = (c >> 26)
     u = ((c >> 18) & 255)
     if u > 127:
         u2 = (c >> 10) & 0xFF
@@ -14884,9 +14854,9 @@ def _d_iso20_wpt_WPT_TxRxSpecDataType(r: BitReader, c: int) -> _iso20_wpt.WPT_Tx
     try:
         sg = _T143a83e6[c >> 26]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x38000000 != 0x0:
+        if c >= 0x8000000:
             raise r.fail_at(av + 30, 'WPT_TxRxSpecDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
-        sg = ((c >> 26) & 1)
+        sg = (c >> 26)
     u = ((c >> 18) & 255)
     if u > 127:
         u2 = (c >> 10) & 0xFF
@@ -14921,9 +14891,9 @@ def _d_iso20_wpt_WPT_TxRxSpecDataType(r: BitReader, c: int) -> _iso20_wpt.WPT_Tx
     try:
         sg = _T4432aa72[c >> 24]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x3e000000 != 0x0:
+        if c >= 0x2000000:
             raise r.fail_at(av + 30, 'WPT_TxRxSpecDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X') from None
-        sg = ((c >> 24) & 1)
+        sg = (c >> 24)
     u = ((c >> 16) & 255)
     ob1_ = _new(_K_iso20_wpt_WPT_CoordinateXYZType)
     ob1_.Coord_X = f_1_Coord_X
@@ -14963,9 +14933,9 @@ def _d_iso20_wpt_WPT_TxRxSpecDataType(r: BitReader, c: int) -> _iso20_wpt.WPT_Tx
     try:
         sg = _T143a83e6[c >> 26]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x38000000 != 0x0:
+        if c >= 0x8000000:
             raise r.fail_at(av + 30, 'WPT_TxRxSpecDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y') from None
-        sg = ((c >> 26) & 1)
+        sg = (c >> 26)
     u = ((c >> 18) & 255)
     if u > 127:
         u2 = (c >> 10) & 0xFF
@@ -15000,9 +14970,9 @@ def _d_iso20_wpt_WPT_TxRxSpecDataType(r: BitReader, c: int) -> _iso20_wpt.WPT_Tx
     try:
         sg = _T143a83e6[c >> 19]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x700000 != 0x0:
+        if c >= 0x100000:
             raise r.fail_at(av + 23, 'WPT_TxRxSpecDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z') from None
-        sg = ((c >> 19) & 1)
+        sg = (c >> 19)
     u = ((c >> 11) & 255)
     if u > 127:
         u2 = (c >> 3) & 0xFF
@@ -15228,9 +15198,9 @@ def _d_v0(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -15287,9 +15257,9 @@ def _d_v1(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -15346,9 +15316,9 @@ def _d_v2(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 18)
     c = (win >> av) & 0x3ffff
-    if c & 0x20000 != 0x0:
+    if c >= 0x20000:
         raise r.fail_at(av + 18, 'value', 'expected CH')
-    u = ((c >> 9) & 255)
+    u = (c >> 9)
     if u > 127:
         u2 = (c >> 1) & 0xFF
         if u2 < 128:
@@ -15417,9 +15387,9 @@ def _d_v3(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 18)
     c = (win >> av) & 0x3ffff
-    if c & 0x20000 != 0x0:
+    if c >= 0x20000:
         raise r.fail_at(av + 18, 'value', 'expected CH')
-    u = ((c >> 9) & 255)
+    u = (c >> 9)
     if u > 127:
         u2 = (c >> 1) & 0xFF
         if u2 < 128:
@@ -15488,9 +15458,9 @@ def _d_v4(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -15554,7 +15524,7 @@ def _d_v5(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'value', 'expected CH, EE') from None
-        v = ((c >> 1) & 1) == 1
+        v = (c >> 1) == 1
     r.avail = av
     return v
 
@@ -15578,9 +15548,9 @@ def _d_v6(r: BitReader, c: int) -> object:
     try:
         sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
+        if c >= 0x40000:
             raise r.fail_at(av + 19, 'value', 'expected CH') from None
-        sg = ((c >> 17) & 1)
+        sg = (c >> 17)
     u = ((c >> 9) & 255)
     if u > 127:
         u2 = (c >> 1) & 0xFF
@@ -15650,9 +15620,9 @@ def _d_v7(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 18)
     c = (win >> av) & 0x3ffff
-    if c & 0x20000 != 0x0:
+    if c >= 0x20000:
         raise r.fail_at(av + 18, 'value', 'expected CH')
-    u = ((c >> 9) & 255)
+    u = (c >> 9)
     if u > 127:
         u2 = (c >> 1) & 0xFF
         if u2 < 128:
@@ -15726,7 +15696,7 @@ def _d_v8(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x9 != 0x0:
             raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
-        v = _E_iso20_wpt_WPT_EVPCChargeDiagnosticsType[((c >> 1) & 3)]
+        v = _E_iso20_wpt_WPT_EVPCChargeDiagnosticsType[(c >> 1)]
     r.avail = av
     return v
 
@@ -15752,7 +15722,7 @@ def _d_v9(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x9 != 0x0:
             raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 3)
+        iv = (c >> 1)
         if iv >= 3:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso20_common_types_processingType[iv]
@@ -15781,7 +15751,7 @@ def _d_v10(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x9 != 0x0:
             raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 3)
+        iv = (c >> 1)
         if iv >= 3:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso20_wpt_WPT_EVResultType[iv]
@@ -15810,7 +15780,7 @@ def _d_v11(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x11 != 0x0:
             raise r.fail_at(av + 5, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 7)
+        iv = (c >> 1)
         if iv >= 6:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso20_common_types_evseNotificationType[iv]
@@ -15834,9 +15804,9 @@ def _d_v12(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -15898,7 +15868,7 @@ def _d_v13(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x201 != 0x0:
             raise r.fail_at(av + 10, 'value', 'expected CH, EE') from None
-        v = ((c >> 1) & 255) - 128
+        v = (c >> 1) - 128
     r.avail = av
     return v
 
@@ -15924,9 +15894,9 @@ def _d_v14(r: BitReader, c: int) -> object:
     try:
         sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
+        if c >= 0x40000:
             raise r.fail_at(av + 19, 'value', 'expected CH') from None
-        sg = ((c >> 17) & 1)
+        sg = (c >> 17)
     u = ((c >> 9) & 255)
     if u > 127:
         u2 = (c >> 1) & 0xFF
@@ -15996,9 +15966,9 @@ def _d_v15(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -16057,9 +16027,9 @@ def _d_v16(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -16123,7 +16093,7 @@ def _d_v17(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x101 != 0x0:
             raise r.fail_at(av + 9, 'value', 'expected CH, EE') from None
-        v = ((c >> 1) & 127)
+        v = (c >> 1)
     r.avail = av
     return v
 
@@ -16146,9 +16116,9 @@ def _d_v18(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -16207,9 +16177,9 @@ def _d_v19(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -16273,7 +16243,7 @@ def _d_v20(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x201 != 0x0:
             raise r.fail_at(av + 10, 'value', 'expected CH, EE') from None
-        v = ((c >> 1) & 255)
+        v = (c >> 1)
     r.avail = av
     return v
 
@@ -16296,9 +16266,9 @@ def _d_v21(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 18)
     c = (win >> av) & 0x3ffff
-    if c & 0x20000 != 0x0:
+    if c >= 0x20000:
         raise r.fail_at(av + 18, 'value', 'expected CH')
-    u = ((c >> 9) & 255)
+    u = (c >> 9)
     if u > 127:
         u2 = (c >> 1) & 0xFF
         if u2 < 128:
@@ -16372,7 +16342,7 @@ def _d_v22(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x9 != 0x0:
             raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
-        v = _E_iso20_wpt_WPT_PowerClassType[((c >> 1) & 3)]
+        v = _E_iso20_wpt_WPT_PowerClassType[(c >> 1)]
     r.avail = av
     return v
 
@@ -16393,9 +16363,9 @@ def _d_v23(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -16457,7 +16427,7 @@ def _d_v24(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x81 != 0x0:
             raise r.fail_at(av + 8, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 63)
+        iv = (c >> 1)
         if iv >= 40:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso20_common_types_responseCodeType[iv]
@@ -16486,7 +16456,7 @@ def _d_v25(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x11 != 0x0:
             raise r.fail_at(av + 5, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 7)
+        iv = (c >> 1)
         if iv >= 6:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso20_wpt_WPT_SPCChargeDiagnosticsType[iv]
@@ -16510,9 +16480,9 @@ def _d_v26(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -16571,9 +16541,9 @@ def _d_v27(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -16637,7 +16607,7 @@ def _d_v28(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x9 != 0x0:
             raise r.fail_at(av + 4, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 3)
+        iv = (c >> 1)
         if iv >= 3:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso20_wpt_WPT_AlignmentCheckMethodType[iv]
@@ -16666,7 +16636,7 @@ def _d_v29(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x11 != 0x0:
             raise r.fail_at(av + 5, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 7)
+        iv = (c >> 1)
         if iv >= 5:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso20_wpt_WPT_FinePositioningMethodType[iv]
@@ -16695,7 +16665,7 @@ def _d_v30(r: BitReader, c: int) -> object:
     except KeyError:  # not a valid pattern: say why
         if c & 0x11 != 0x0:
             raise r.fail_at(av + 5, 'value', 'expected CH, EE') from None
-        iv = ((c >> 1) & 7)
+        iv = (c >> 1)
         if iv >= 6:
             raise r.fail_at(av, 'value', f'enumeration index {iv}') from None
         v = _E_iso20_wpt_WPT_PairingMethodType[iv]
@@ -16722,9 +16692,9 @@ def _d_v31(r: BitReader, c: int) -> object:
     try:
         sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
+        if c >= 0x40000:
             raise r.fail_at(av + 19, 'value', 'expected CH') from None
-        sg = ((c >> 17) & 1)
+        sg = (c >> 17)
     u = ((c >> 9) & 255)
     if u > 127:
         u2 = (c >> 1) & 0xFF

@@ -25,7 +25,6 @@ FRAGMENT_WIDTH = 6  # 45 elements + SE(*) + ED
 
 _T071cdf68 = run_table(((1, 0, None), (1, None, range(2)),))
 _T143a83e6 = run_table(((1, 0, None), (1, 0, None), (1, 0, None), (1, None, range(2)),))
-_Taa5bbe96 = run_table(((1, 0, None), (2, None, range(4)),))
 _K_xmldsig_CanonicalizationMethodType = _xmldsig.CanonicalizationMethodType
 _K_xmldsig_DSAKeyValueType = _xmldsig.DSAKeyValueType
 _K_xmldsig_DigestMethodType = _xmldsig.DigestMethodType
@@ -55,9 +54,9 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader, c: int) -> _xmldsig.Cano
     av = r.avail
     f_Algorithm: str
     s = 0
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -87,15 +86,15 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader, c: int) -> _xmldsig.Cano
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
-        ec = c
-        if ec == 0:
+        if c < 0x1:
             raise r.fail_at(av, 'CanonicalizationMethodType[1]', 'wildcard element content is not supported')
-        elif ec == 1:
+        elif c < 0x2:
             s = -1
             break
-        elif ec == 2:
+        elif c < 0x3:
             raise r.fail_at(av, 'CanonicalizationMethodType[1]', 'untyped character content is not supported')
         else:
+            ec = (c >> 0) & 0x3
             raise r.fail_at(av, 'CanonicalizationMethodType[1]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 2:
         while True:
@@ -103,15 +102,15 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader, c: int) -> _xmldsig.Cano
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
-            ec = c
-            if ec == 0:
+            if c < 0x1:
                 raise r.fail_at(av, 'CanonicalizationMethodType[2]', 'wildcard element content is not supported')
-            elif ec == 1:
+            elif c < 0x2:
                 s = -1
                 break
-            elif ec == 2:
+            elif c < 0x3:
                 raise r.fail_at(av, 'CanonicalizationMethodType[2]', 'untyped character content is not supported')
             else:
+                ec = (c >> 0) & 0x3
                 raise r.fail_at(av, 'CanonicalizationMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
     ob = _new(_K_xmldsig_CanonicalizationMethodType)
@@ -157,11 +156,10 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader, c: int) -> _xmldsig.DSAKeyValueType
     f_Seed: bytes | None = None
     f_PgenCounter: bytes | None = None
     s = 0
-    ec = ((c >> 9) & 3)
-    if ec == 0:
-        if c & 0x100 != 0x0:
+    if c < 0x200:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of P')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -189,9 +187,9 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader, c: int) -> _xmldsig.DSAKeyValueType
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c & 0x700 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 11, 'DSAKeyValueType[0]', 'expected EE of P, SE(Q), CH of Q')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -219,11 +217,11 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader, c: int) -> _xmldsig.DSAKeyValueType
         if av < 0:
             win, av = r.refill(av, 13)
         c = (win >> av) & 0x1fff
-        if c & 0x1000 != 0x0:
+        if c >= 0x1000:
             raise r.fail_at(av + 13, 'DSAKeyValueType[0]', 'expected EE of Q')
         s = 4
-    elif ec == 1:
-        if c & 0x100 != 0x0:
+    elif c < 0x400:
+        if c >= 0x300:
             raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of G')
         u = (c & 255)
         if u > 127:
@@ -253,11 +251,11 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader, c: int) -> _xmldsig.DSAKeyValueType
         if av < 0:
             win, av = r.refill(av, 13)
         c = (win >> av) & 0x1fff
-        if c & 0x1000 != 0x0:
+        if c >= 0x1000:
             raise r.fail_at(av + 13, 'DSAKeyValueType[0]', 'expected EE of G')
         s = 2
-    elif ec == 2:
-        if c & 0x100 != 0x0:
+    elif c < 0x600:
+        if c >= 0x500:
             raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of Y')
         u = (c & 255)
         if u > 127:
@@ -287,18 +285,18 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader, c: int) -> _xmldsig.DSAKeyValueType
         if av < 0:
             win, av = r.refill(av, 13)
         c = (win >> av) & 0x1fff
-        if c & 0x1000 != 0x0:
+        if c >= 0x1000:
             raise r.fail_at(av + 13, 'DSAKeyValueType[0]', 'expected EE of Y')
         s = 3
     else:
+        ec = (c >> 9) & 0x3
         raise r.fail_at(av + 9, 'DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
     if s == 4:
         av += 1
-        ec = ((c >> 10) & 3)
-        if ec == 0:
-            if c & 0x200 != 0x0:
+        if c < 0x400:
+            if c >= 0x200:
                 raise r.fail_at(av + 9, 'DSAKeyValueType[4]', 'expected CH of G')
-            u = ((c >> 1) & 255)
+            u = (c >> 1)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -326,11 +324,11 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader, c: int) -> _xmldsig.DSAKeyValueType
             if av < 0:
                 win, av = r.refill(av, 13)
             c = (win >> av) & 0x1fff
-            if c & 0x1000 != 0x0:
+            if c >= 0x1000:
                 raise r.fail_at(av + 13, 'DSAKeyValueType[4]', 'expected EE of G')
             s = 2
-        elif ec == 1:
-            if c & 0x200 != 0x0:
+        elif c < 0x800:
+            if c >= 0x600:
                 raise r.fail_at(av + 9, 'DSAKeyValueType[4]', 'expected CH of Y')
             u = ((c >> 1) & 255)
             if u > 127:
@@ -360,16 +358,17 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader, c: int) -> _xmldsig.DSAKeyValueType
             if av < 0:
                 win, av = r.refill(av, 13)
             c = (win >> av) & 0x1fff
-            if c & 0x1000 != 0x0:
+            if c >= 0x1000:
                 raise r.fail_at(av + 13, 'DSAKeyValueType[4]', 'expected EE of Y')
             s = 3
         else:
+            ec = (c >> 10) & 0x3
             raise r.fail_at(av + 9, 'DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
     if s == 2:
         av += 2
-        if c & 0xc00 != 0x0:
+        if c >= 0x400:
             raise r.fail_at(av + 10, 'DSAKeyValueType', 'expected SE(Y), CH of Y')
-        u = ((c >> 2) & 255)
+        u = (c >> 2)
         if u > 127:
             av -= 8
             if av < 0:
@@ -397,15 +396,14 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader, c: int) -> _xmldsig.DSAKeyValueType
         if av < 0:
             win, av = r.refill(av, 13)
         c = (win >> av) & 0x1fff
-        if c & 0x1000 != 0x0:
+        if c >= 0x1000:
             raise r.fail_at(av + 13, 'DSAKeyValueType', 'expected EE of Y')
         s = 3
-    ec = ((c >> 10) & 3)
-    if ec == 0:
+    if c < 0x400:
         av += 1
-        if c & 0x200 != 0x0:
+        if c >= 0x200:
             raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of J')
-        u = ((c >> 1) & 255)
+        u = (c >> 1)
         if u > 127:
             av -= 8
             if av < 0:
@@ -433,17 +431,13 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader, c: int) -> _xmldsig.DSAKeyValueType
         if av < 0:
             win, av = r.refill(av, 13)
         c = (win >> av) & 0x1fff
-        try:
-            ec = _Taa5bbe96[c >> 10]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x1000 != 0x0:
-                raise r.fail_at(av + 13, 'DSAKeyValueType[3]', 'expected EE of J') from None
-            ec = ((c >> 10) & 3)
-        if ec == 0:
+        if c >= 0x1000:
+            raise r.fail_at(av + 13, 'DSAKeyValueType[3]', 'expected EE of J')
+        if c < 0x400:
             av += 1
-            if c & 0x200 != 0x0:
+            if c >= 0x200:
                 raise r.fail_at(av + 9, 'DSAKeyValueType[5]', 'expected CH of Seed')
-            u = ((c >> 1) & 255)
+            u = (c >> 1)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -471,16 +465,17 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader, c: int) -> _xmldsig.DSAKeyValueType
             if av < 0:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
-            if c & 0x400 != 0x0:
+            if c >= 0x400:
                 raise r.fail_at(av + 11, 'DSAKeyValueType[5]', 'expected EE of Seed')
             s = 6
-        elif ec == 1:
+        elif c < 0x800:
             s = -1
         else:
+            ec = (c >> 10) & 0x3
             raise r.fail_at(av + 10, 'DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
-    elif ec == 1:
+    elif c < 0x800:
         av += 1
-        if c & 0x200 != 0x0:
+        if c >= 0x600:
             raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of Seed')
         u = ((c >> 1) & 255)
         if u > 127:
@@ -510,12 +505,13 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader, c: int) -> _xmldsig.DSAKeyValueType
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c & 0x400 != 0x0:
+        if c >= 0x400:
             raise r.fail_at(av + 11, 'DSAKeyValueType[3]', 'expected EE of Seed')
         s = 6
-    elif ec == 2:
+    elif c < 0xc00:
         s = -1
     else:
+        ec = (c >> 10) & 0x3
         raise r.fail_at(av + 10, 'DSAKeyValueType[3]', f'event code {ec}, expected SE(J), SE(Seed), EE')
     if s == 6:
         if c & 0x300 != 0x0:
@@ -548,7 +544,7 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader, c: int) -> _xmldsig.DSAKeyValueType
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c & 0x400 != 0x0:
+        if c >= 0x400:
             raise r.fail_at(av + 11, 'DSAKeyValueType', 'expected EE of PgenCounter')
         s = 7
     if s == 7:
@@ -732,9 +728,9 @@ def _d_xmldsig_DigestMethodType(r: BitReader, c: int) -> _xmldsig.DigestMethodTy
     av = r.avail
     f_Algorithm: str
     s = 0
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'DigestMethodType', 'expected AT(Algorithm)')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -764,15 +760,15 @@ def _d_xmldsig_DigestMethodType(r: BitReader, c: int) -> _xmldsig.DigestMethodTy
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
-        ec = c
-        if ec == 0:
+        if c < 0x1:
             raise r.fail_at(av, 'DigestMethodType[1]', 'wildcard element content is not supported')
-        elif ec == 1:
+        elif c < 0x2:
             s = -1
             break
-        elif ec == 2:
+        elif c < 0x3:
             raise r.fail_at(av, 'DigestMethodType[1]', 'untyped character content is not supported')
         else:
+            ec = (c >> 0) & 0x3
             raise r.fail_at(av, 'DigestMethodType[1]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 2:
         while True:
@@ -780,15 +776,15 @@ def _d_xmldsig_DigestMethodType(r: BitReader, c: int) -> _xmldsig.DigestMethodTy
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
-            ec = c
-            if ec == 0:
+            if c < 0x1:
                 raise r.fail_at(av, 'DigestMethodType[2]', 'wildcard element content is not supported')
-            elif ec == 1:
+            elif c < 0x2:
                 s = -1
                 break
-            elif ec == 2:
+            elif c < 0x3:
                 raise r.fail_at(av, 'DigestMethodType[2]', 'untyped character content is not supported')
             else:
+                ec = (c >> 0) & 0x3
                 raise r.fail_at(av, 'DigestMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
     ob = _new(_K_xmldsig_DigestMethodType)
@@ -835,10 +831,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader, c: int) -> _xmldsig.KeyInfoType:
     f_SPKIData: list[_xmldsig.SPKIDataType] = []
     f_MgmtData: list[str] = []
     s = 0
-    ec = ((c >> 15) & 15)
-    if ec == 0:
+    if c < 0x8000:
         av += 7
-        u = ((c >> 7) & 255)
+        u = (c >> 7)
         if u > 127:
             av -= 8
             if av < 0:
@@ -863,9 +858,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader, c: int) -> _xmldsig.KeyInfoType:
         win = r.win
         av = r.avail
         s = 1
-    elif ec == 1:
+    elif c < 0x10000:
         av += 6
-        if c & 0x4000 != 0x0:
+        if c >= 0xc000:
             raise r.fail_at(av + 9, 'KeyInfoType[0]', 'expected CH of KeyName')
         u = ((c >> 6) & 255)
         if u > 127:
@@ -898,45 +893,48 @@ def _d_xmldsig_KeyInfoType(r: BitReader, c: int) -> _xmldsig.KeyInfoType:
         if c:
             raise r.fail_at(av + 1, 'KeyInfoType[0]', 'expected EE of KeyName')
         s = 2
-    elif ec == 2:
+    elif c < 0x18000:
         av += 15
         r.avail = av
         f_KeyValue.append(_d_xmldsig_KeyValueType(r, c))
         win = r.win
         av = r.avail
         s = 2
-    elif ec == 3:
+    elif c < 0x20000:
+        c &= 0x7fff
         r.avail = av
         f_RetrievalMethod.append(_d_xmldsig_RetrievalMethodType(r, c))
         win = r.win
         av = r.avail
         s = 2
-    elif ec == 4:
+    elif c < 0x28000:
         av += 2
         c >>= 2
+        c &= 0x1fff
         r.avail = av
         f_X509Data.append(_d_xmldsig_X509DataType(r, c))
         win = r.win
         av = r.avail
         s = 2
-    elif ec == 5:
+    elif c < 0x30000:
         av += 4
         c >>= 4
+        c &= 0x7ff
         r.avail = av
         f_PGPData.append(_d_xmldsig_PGPDataType(r, c))
         win = r.win
         av = r.avail
         s = 2
-    elif ec == 6:
+    elif c < 0x38000:
         av += 15
         r.avail = av
         f_SPKIData.append(_d_xmldsig_SPKIDataType(r, c))
         win = r.win
         av = r.avail
         s = 2
-    elif ec == 7:
+    elif c < 0x40000:
         av += 6
-        if c & 0x4000 != 0x0:
+        if c >= 0x3c000:
             raise r.fail_at(av + 9, 'KeyInfoType[0]', 'expected CH of MgmtData')
         u = ((c >> 6) & 255)
         if u > 127:
@@ -969,13 +967,14 @@ def _d_xmldsig_KeyInfoType(r: BitReader, c: int) -> _xmldsig.KeyInfoType:
         if c:
             raise r.fail_at(av + 1, 'KeyInfoType[0]', 'expected EE of MgmtData')
         s = 2
-    elif ec == 8:
+    elif c < 0x48000:
         av += 15
         raise r.fail_at(av, 'KeyInfoType[0]', 'wildcard element content is not supported')
-    elif ec == 9:
+    elif c < 0x50000:
         av += 15
         raise r.fail_at(av, 'KeyInfoType[0]', 'untyped character content is not supported')
     else:
+        ec = (c >> 15) & 0xf
         raise r.fail_at(av + 15, 'KeyInfoType[0]', f'event code {ec}, expected AT(Id), SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
     if s == 1:
         while True:
@@ -983,12 +982,11 @@ def _d_xmldsig_KeyInfoType(r: BitReader, c: int) -> _xmldsig.KeyInfoType:
             if av < 0:
                 win, av = r.refill(av, 19)
             c = (win >> av) & 0x7ffff
-            ec = (c >> 15)
-            if ec == 0:
+            if c < 0x8000:
                 av += 6
-                if c & 0x4000 != 0x0:
+                if c >= 0x4000:
                     raise r.fail_at(av + 9, 'KeyInfoType[1]', 'expected CH of KeyName')
-                u = ((c >> 6) & 255)
+                u = (c >> 6)
                 if u > 127:
                     av -= 8
                     if av < 0:
@@ -1020,7 +1018,7 @@ def _d_xmldsig_KeyInfoType(r: BitReader, c: int) -> _xmldsig.KeyInfoType:
                     raise r.fail_at(av + 1, 'KeyInfoType[1]', 'expected EE of KeyName')
                 s = 2
                 break
-            elif ec == 1:
+            elif c < 0x10000:
                 av += 15
                 r.avail = av
                 f_KeyValue.append(_d_xmldsig_KeyValueType(r, c))
@@ -1028,32 +1026,35 @@ def _d_xmldsig_KeyInfoType(r: BitReader, c: int) -> _xmldsig.KeyInfoType:
                 av = r.avail
                 s = 2
                 break
-            elif ec == 2:
+            elif c < 0x18000:
+                c &= 0x7fff
                 r.avail = av
                 f_RetrievalMethod.append(_d_xmldsig_RetrievalMethodType(r, c))
                 win = r.win
                 av = r.avail
                 s = 2
                 break
-            elif ec == 3:
+            elif c < 0x20000:
                 av += 2
                 c >>= 2
+                c &= 0x1fff
                 r.avail = av
                 f_X509Data.append(_d_xmldsig_X509DataType(r, c))
                 win = r.win
                 av = r.avail
                 s = 2
                 break
-            elif ec == 4:
+            elif c < 0x28000:
                 av += 4
                 c >>= 4
+                c &= 0x7ff
                 r.avail = av
                 f_PGPData.append(_d_xmldsig_PGPDataType(r, c))
                 win = r.win
                 av = r.avail
                 s = 2
                 break
-            elif ec == 5:
+            elif c < 0x30000:
                 av += 15
                 r.avail = av
                 f_SPKIData.append(_d_xmldsig_SPKIDataType(r, c))
@@ -1061,9 +1062,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader, c: int) -> _xmldsig.KeyInfoType:
                 av = r.avail
                 s = 2
                 break
-            elif ec == 6:
+            elif c < 0x38000:
                 av += 6
-                if c & 0x4000 != 0x0:
+                if c >= 0x34000:
                     raise r.fail_at(av + 9, 'KeyInfoType[1]', 'expected CH of MgmtData')
                 u = ((c >> 6) & 255)
                 if u > 127:
@@ -1097,25 +1098,25 @@ def _d_xmldsig_KeyInfoType(r: BitReader, c: int) -> _xmldsig.KeyInfoType:
                     raise r.fail_at(av + 1, 'KeyInfoType[1]', 'expected EE of MgmtData')
                 s = 2
                 break
-            elif ec == 7:
+            elif c < 0x40000:
                 av += 15
                 raise r.fail_at(av, 'KeyInfoType[1]', 'wildcard element content is not supported')
-            elif ec == 8:
+            elif c < 0x48000:
                 av += 15
                 raise r.fail_at(av, 'KeyInfoType[1]', 'untyped character content is not supported')
             else:
+                ec = (c >> 15) & 0xf
                 raise r.fail_at(av + 15, 'KeyInfoType[1]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
     while True:
         av -= 19
         if av < 0:
             win, av = r.refill(av, 19)
         c = (win >> av) & 0x7ffff
-        ec = (c >> 15)
-        if ec == 0:
+        if c < 0x8000:
             av += 6
-            if c & 0x4000 != 0x0:
+            if c >= 0x4000:
                 raise r.fail_at(av + 9, 'KeyInfoType[2]', 'expected CH of KeyName')
-            u = ((c >> 6) & 255)
+            u = (c >> 6)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -1145,40 +1146,43 @@ def _d_xmldsig_KeyInfoType(r: BitReader, c: int) -> _xmldsig.KeyInfoType:
             c = (win >> av) & 0x1
             if c:
                 raise r.fail_at(av + 1, 'KeyInfoType[2]', 'expected EE of KeyName')
-        elif ec == 1:
+        elif c < 0x10000:
             av += 15
             r.avail = av
             f_KeyValue.append(_d_xmldsig_KeyValueType(r, c))
             win = r.win
             av = r.avail
-        elif ec == 2:
+        elif c < 0x18000:
+            c &= 0x7fff
             r.avail = av
             f_RetrievalMethod.append(_d_xmldsig_RetrievalMethodType(r, c))
             win = r.win
             av = r.avail
-        elif ec == 3:
+        elif c < 0x20000:
             av += 2
             c >>= 2
+            c &= 0x1fff
             r.avail = av
             f_X509Data.append(_d_xmldsig_X509DataType(r, c))
             win = r.win
             av = r.avail
-        elif ec == 4:
+        elif c < 0x28000:
             av += 4
             c >>= 4
+            c &= 0x7ff
             r.avail = av
             f_PGPData.append(_d_xmldsig_PGPDataType(r, c))
             win = r.win
             av = r.avail
-        elif ec == 5:
+        elif c < 0x30000:
             av += 15
             r.avail = av
             f_SPKIData.append(_d_xmldsig_SPKIDataType(r, c))
             win = r.win
             av = r.avail
-        elif ec == 6:
+        elif c < 0x38000:
             av += 6
-            if c & 0x4000 != 0x0:
+            if c >= 0x34000:
                 raise r.fail_at(av + 9, 'KeyInfoType[2]', 'expected CH of MgmtData')
             u = ((c >> 6) & 255)
             if u > 127:
@@ -1210,17 +1214,18 @@ def _d_xmldsig_KeyInfoType(r: BitReader, c: int) -> _xmldsig.KeyInfoType:
             c = (win >> av) & 0x1
             if c:
                 raise r.fail_at(av + 1, 'KeyInfoType[2]', 'expected EE of MgmtData')
-        elif ec == 7:
+        elif c < 0x40000:
             av += 15
             raise r.fail_at(av, 'KeyInfoType[2]', 'wildcard element content is not supported')
-        elif ec == 8:
+        elif c < 0x48000:
             av += 15
             s = -1
             break
-        elif ec == 9:
+        elif c < 0x50000:
             av += 15
             raise r.fail_at(av, 'KeyInfoType[2]', 'untyped character content is not supported')
         else:
+            ec = (c >> 15) & 0xf
             raise r.fail_at(av + 15, 'KeyInfoType[2]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), EE, CH(untyped)')
     r.avail = av
     ob = _new(_K_xmldsig_KeyInfoType)
@@ -1516,16 +1521,15 @@ def _d_xmldsig_KeyValueType(r: BitReader, c: int) -> _xmldsig.KeyValueType:
         if av < 0:
             win, av = r.refill(av, 14)
         c = (win >> av) & 0x3fff
-        ec = (c >> 11)
-        if ec == 0:
+        if c < 0x800:
             r.avail = av
             f_DSAKeyValue = _d_xmldsig_DSAKeyValueType(r, c)
             win = r.win
             av = r.avail
             break
-        elif ec == 1:
+        elif c < 0x1000:
             av += 1
-            if c & 0x600 != 0x0:
+            if c >= 0xa00:
                 raise r.fail_at(av + 10, 'KeyValueType[0]', 'expected SE(Modulus), CH of Modulus')
             u = ((c >> 1) & 255)
             if u > 127:
@@ -1555,9 +1559,9 @@ def _d_xmldsig_KeyValueType(r: BitReader, c: int) -> _xmldsig.KeyValueType:
             if av < 0:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
-            if c & 0x700 != 0x0:
+            if c >= 0x100:
                 raise r.fail_at(av + 11, 'KeyValueType[0]', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -1592,25 +1596,26 @@ def _d_xmldsig_KeyValueType(r: BitReader, c: int) -> _xmldsig.KeyValueType:
             ob1_.Exponent = f_1_Exponent
             f_RSAKeyValue = ob1_
             break
-        elif ec == 2:
+        elif c < 0x1800:
             av += 11
             raise r.fail_at(av, 'KeyValueType[0]', 'wildcard element content is not supported')
-        elif ec == 3:
+        elif c < 0x2000:
             av += 11
             raise r.fail_at(av, 'KeyValueType[0]', 'untyped character content is not supported')
         else:
+            ec = (c >> 11) & 0x7
             raise r.fail_at(av + 11, 'KeyValueType[0]', f'event code {ec}, expected SE(DSAKeyValue), SE(RSAKeyValue), SE(*), CH(untyped)')
     while True:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
-        ec = c
-        if ec == 0:
+        if c < 0x1:
             break
-        elif ec == 1:
+        elif c < 0x2:
             raise r.fail_at(av, 'KeyValueType[1]', 'untyped character content is not supported')
         else:
+            ec = (c >> 0) & 0x3
             raise r.fail_at(av, 'KeyValueType[1]', f'event code {ec}, expected EE, CH(untyped)')
     r.avail = av
     ob = _new(_K_xmldsig_KeyValueType)
@@ -1670,10 +1675,9 @@ def _d_xmldsig_ManifestType(r: BitReader, c: int) -> _xmldsig.ManifestType:
     f_Id: str | None = None
     f_Reference: list[_xmldsig.ReferenceType] = []
     s = 0
-    ec = ((c >> 13) & 3)
-    if ec == 0:
+    if c < 0x2000:
         av += 5
-        u = ((c >> 5) & 255)
+        u = (c >> 5)
         if u > 127:
             av -= 8
             if av < 0:
@@ -1701,7 +1705,7 @@ def _d_xmldsig_ManifestType(r: BitReader, c: int) -> _xmldsig.ManifestType:
         if av < 0:
             win, av = r.refill(av, 14)
         c = (win >> av) & 0x3fff
-        if c & 0x2000 != 0x0:
+        if c >= 0x2000:
             raise r.fail_at(av + 14, 'ManifestType[0]', 'expected SE(Reference)')
         r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r, c))
@@ -1712,7 +1716,8 @@ def _d_xmldsig_ManifestType(r: BitReader, c: int) -> _xmldsig.ManifestType:
         if av < 0:
             win, av = r.refill(av, 15)
         c = (win >> av) & 0x7fff
-    elif ec == 1:
+    elif c < 0x4000:
+        c &= 0x1fff
         r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r, c))
         win = r.win
@@ -1723,18 +1728,19 @@ def _d_xmldsig_ManifestType(r: BitReader, c: int) -> _xmldsig.ManifestType:
         c = (win >> av) & 0x7fff
         s = 2
     else:
+        ec = (c >> 13) & 0x3
         raise r.fail_at(av + 13, 'ManifestType[0]', f'event code {ec}, expected AT(Id), SE(Reference)')
-    ec = ((c >> 13) & 3)
-    if ec == 0:
+    if c < 0x2000:
         r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r, c))
         win = r.win
         av = r.avail
         s = 3
-    elif ec == 1:
+    elif c < 0x4000:
         av += 13
         s = -1
     else:
+        ec = (c >> 13) & 0x3
         raise r.fail_at(av + 13, 'ManifestType[2]', f'event code {ec}, expected SE(Reference), EE')
     if s == 3:
         while True:
@@ -1742,17 +1748,17 @@ def _d_xmldsig_ManifestType(r: BitReader, c: int) -> _xmldsig.ManifestType:
             if av < 0:
                 win, av = r.refill(av, 15)
             c = (win >> av) & 0x7fff
-            ec = (c >> 13)
-            if ec == 0:
+            if c < 0x2000:
                 r.avail = av
                 f_Reference.append(_d_xmldsig_ReferenceType(r, c))
                 win = r.win
                 av = r.avail
-            elif ec == 1:
+            elif c < 0x4000:
                 av += 13
                 s = -1
                 break
             else:
+                ec = (c >> 13) & 0x3
                 raise r.fail_at(av + 13, 'ManifestType[3]', f'event code {ec}, expected SE(Reference), EE')
     r.avail = av
     ob = _new(_K_xmldsig_ManifestType)
@@ -1845,10 +1851,9 @@ def _d_xmldsig_ObjectType(r: BitReader, c: int) -> _xmldsig.ObjectType:
     f_Id: str | None = None
     f_MimeType: str | None = None
     s = 0
-    ec = ((c >> 11) & 7)
-    if ec == 0:
+    if c < 0x800:
         av += 3
-        u = ((c >> 3) & 255)
+        u = (c >> 3)
         if u > 127:
             av -= 8
             if av < 0:
@@ -1876,10 +1881,9 @@ def _d_xmldsig_ObjectType(r: BitReader, c: int) -> _xmldsig.ObjectType:
         if av < 0:
             win, av = r.refill(av, 14)
         c = (win >> av) & 0x3fff
-        ec = (c >> 11)
-        if ec == 0:
+        if c < 0x800:
             av += 3
-            u = ((c >> 3) & 255)
+            u = (c >> 3)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -1908,7 +1912,7 @@ def _d_xmldsig_ObjectType(r: BitReader, c: int) -> _xmldsig.ObjectType:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
             s = 2
-        elif ec == 1:
+        elif c < 0x1000:
             av += 3
             u = ((c >> 3) & 255)
             if u > 127:
@@ -1939,17 +1943,18 @@ def _d_xmldsig_ObjectType(r: BitReader, c: int) -> _xmldsig.ObjectType:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
             s = 3
-        elif ec == 2:
+        elif c < 0x1800:
             av += 11
             raise r.fail_at(av, 'ObjectType[1]', 'wildcard element content is not supported')
-        elif ec == 3:
+        elif c < 0x2000:
             s = -1
-        elif ec == 4:
+        elif c < 0x2800:
             av += 11
             raise r.fail_at(av, 'ObjectType[1]', 'untyped character content is not supported')
         else:
+            ec = (c >> 11) & 0x7
             raise r.fail_at(av + 11, 'ObjectType[1]', f'event code {ec}, expected AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
-    elif ec == 1:
+    elif c < 0x1000:
         av += 3
         u = ((c >> 3) & 255)
         if u > 127:
@@ -1980,7 +1985,7 @@ def _d_xmldsig_ObjectType(r: BitReader, c: int) -> _xmldsig.ObjectType:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
         s = 2
-    elif ec == 2:
+    elif c < 0x1800:
         av += 3
         u = ((c >> 3) & 255)
         if u > 127:
@@ -2011,20 +2016,21 @@ def _d_xmldsig_ObjectType(r: BitReader, c: int) -> _xmldsig.ObjectType:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
         s = 3
-    elif ec == 3:
+    elif c < 0x2000:
         av += 11
         raise r.fail_at(av, 'ObjectType[0]', 'wildcard element content is not supported')
-    elif ec == 4:
+    elif c < 0x2800:
         s = -1
-    elif ec == 5:
+    elif c < 0x3000:
         av += 11
         raise r.fail_at(av, 'ObjectType[0]', 'untyped character content is not supported')
     else:
+        ec = (c >> 11) & 0x7
         raise r.fail_at(av + 11, 'ObjectType[0]', f'event code {ec}, expected AT(Encoding), AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
     if s == 2:
-        ec = ((c >> 8) & 7)
-        if ec == 0:
-            u = (c & 255)
+        c &= 0x7ff
+        if c < 0x100:
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -2049,16 +2055,17 @@ def _d_xmldsig_ObjectType(r: BitReader, c: int) -> _xmldsig.ObjectType:
             win = r.win
             av = r.avail
             s = 3
-        elif ec == 1:
+        elif c < 0x200:
             av += 8
             raise r.fail_at(av, 'ObjectType[2]', 'wildcard element content is not supported')
-        elif ec == 2:
+        elif c < 0x300:
             av += 8
             s = -1
-        elif ec == 3:
+        elif c < 0x400:
             av += 8
             raise r.fail_at(av, 'ObjectType[2]', 'untyped character content is not supported')
         else:
+            ec = (c >> 8) & 0x7
             raise r.fail_at(av + 8, 'ObjectType[2]', f'event code {ec}, expected AT(MimeType), SE(*), EE, CH(untyped)')
     else:
         av += 11
@@ -2068,15 +2075,15 @@ def _d_xmldsig_ObjectType(r: BitReader, c: int) -> _xmldsig.ObjectType:
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
-            ec = c
-            if ec == 0:
+            if c < 0x1:
                 raise r.fail_at(av, 'ObjectType[3]', 'wildcard element content is not supported')
-            elif ec == 1:
+            elif c < 0x2:
                 s = -1
                 break
-            elif ec == 2:
+            elif c < 0x3:
                 raise r.fail_at(av, 'ObjectType[3]', 'untyped character content is not supported')
             else:
+                ec = (c >> 0) & 0x3
                 raise r.fail_at(av, 'ObjectType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 4:
         while True:
@@ -2084,15 +2091,15 @@ def _d_xmldsig_ObjectType(r: BitReader, c: int) -> _xmldsig.ObjectType:
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
-            ec = c
-            if ec == 0:
+            if c < 0x1:
                 raise r.fail_at(av, 'ObjectType[4]', 'wildcard element content is not supported')
-            elif ec == 1:
+            elif c < 0x2:
                 s = -1
                 break
-            elif ec == 2:
+            elif c < 0x3:
                 raise r.fail_at(av, 'ObjectType[4]', 'untyped character content is not supported')
             else:
+                ec = (c >> 0) & 0x3
                 raise r.fail_at(av, 'ObjectType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
     ob = _new(_K_xmldsig_ObjectType)
@@ -2194,11 +2201,10 @@ def _d_xmldsig_PGPDataType(r: BitReader, c: int) -> _xmldsig.PGPDataType:
     f_PGPKeyID: bytes | None = None
     f_PGPKeyPacket: bytes | None = None
     s = 0
-    ec = ((c >> 9) & 3)
-    if ec == 0:
-        if c & 0x100 != 0x0:
+    if c < 0x200:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyID')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -2226,16 +2232,12 @@ def _d_xmldsig_PGPDataType(r: BitReader, c: int) -> _xmldsig.PGPDataType:
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-        try:
-            ec = _Taa5bbe96[c >> 9]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x800 != 0x0:
-                raise r.fail_at(av + 12, 'PGPDataType[0]', 'expected EE of PGPKeyID') from None
-            ec = ((c >> 9) & 3)
-        if ec == 0:
-            if c & 0x100 != 0x0:
+        if c >= 0x800:
+            raise r.fail_at(av + 12, 'PGPDataType[0]', 'expected EE of PGPKeyID')
+        if c < 0x200:
+            if c >= 0x100:
                 raise r.fail_at(av + 9, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -2263,28 +2265,26 @@ def _d_xmldsig_PGPDataType(r: BitReader, c: int) -> _xmldsig.PGPDataType:
             if av < 0:
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
-            try:
-                ec = _Taa5bbe96[c]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x4 != 0x0:
-                    raise r.fail_at(av + 3, 'PGPDataType[1]', 'expected EE of PGPKeyPacket') from None
-                ec = (c & 3)
-            if ec == 0:
+            if c >= 0x4:
+                raise r.fail_at(av + 3, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
+            if c < 0x1:
                 raise r.fail_at(av, 'PGPDataType[3]', 'wildcard element content is not supported')
-            elif ec == 1:
+            elif c < 0x2:
                 s = -1
             else:
+                ec = (c >> 0) & 0x3
                 raise r.fail_at(av, 'PGPDataType[3]', f'event code {ec}, expected SE(*), EE')
-        elif ec == 1:
+        elif c < 0x400:
             av += 9
             raise r.fail_at(av, 'PGPDataType[1]', 'wildcard element content is not supported')
-        elif ec == 2:
+        elif c < 0x600:
             av += 9
             s = -1
         else:
+            ec = (c >> 9) & 0x3
             raise r.fail_at(av + 9, 'PGPDataType[1]', f'event code {ec}, expected SE(PGPKeyPacket), SE(*), EE')
-    elif ec == 1:
-        if c & 0x100 != 0x0:
+    elif c < 0x400:
+        if c >= 0x300:
             raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
         u = (c & 255)
         if u > 127:
@@ -2314,19 +2314,17 @@ def _d_xmldsig_PGPDataType(r: BitReader, c: int) -> _xmldsig.PGPDataType:
         if av < 0:
             win, av = r.refill(av, 3)
         c = (win >> av) & 0x7
-        try:
-            ec = _Taa5bbe96[c]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x4 != 0x0:
-                raise r.fail_at(av + 3, 'PGPDataType[0]', 'expected EE of PGPKeyPacket') from None
-            ec = (c & 3)
-        if ec == 0:
+        if c >= 0x4:
+            raise r.fail_at(av + 3, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
+        if c < 0x1:
             raise r.fail_at(av, 'PGPDataType[2]', 'wildcard element content is not supported')
-        elif ec == 1:
+        elif c < 0x2:
             s = -1
         else:
+            ec = (c >> 0) & 0x3
             raise r.fail_at(av, 'PGPDataType[2]', f'event code {ec}, expected SE(*), EE')
     else:
+        ec = (c >> 9) & 0x3
         raise r.fail_at(av + 9, 'PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
     if s == 4:
         while True:
@@ -2334,13 +2332,13 @@ def _d_xmldsig_PGPDataType(r: BitReader, c: int) -> _xmldsig.PGPDataType:
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
-            ec = c
-            if ec == 0:
+            if c < 0x1:
                 raise r.fail_at(av, 'PGPDataType[4]', 'wildcard element content is not supported')
-            elif ec == 1:
+            elif c < 0x2:
                 s = -1
                 break
             else:
+                ec = (c >> 0) & 0x3
                 raise r.fail_at(av, 'PGPDataType[4]', f'event code {ec}, expected SE(*), EE')
     if s == 5:
         while True:
@@ -2348,13 +2346,13 @@ def _d_xmldsig_PGPDataType(r: BitReader, c: int) -> _xmldsig.PGPDataType:
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
-            ec = c
-            if ec == 0:
+            if c < 0x1:
                 raise r.fail_at(av, 'PGPDataType[5]', 'wildcard element content is not supported')
-            elif ec == 1:
+            elif c < 0x2:
                 s = -1
                 break
             else:
+                ec = (c >> 0) & 0x3
                 raise r.fail_at(av, 'PGPDataType[5]', f'event code {ec}, expected SE(*), EE')
     r.avail = av
     ob = _new(_K_xmldsig_PGPDataType)
@@ -2436,9 +2434,9 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader, c: int) -> _xmldsig.RSAKeyValueType
     av = r.avail
     f_Modulus: bytes
     f_Exponent: bytes
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -2466,9 +2464,9 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader, c: int) -> _xmldsig.RSAKeyValueType
     if av < 0:
         win, av = r.refill(av, 11)
     c = (win >> av) & 0x7ff
-    if c & 0x700 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 11, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -2542,10 +2540,9 @@ def _d_xmldsig_ReferenceType(r: BitReader, c: int) -> _xmldsig.ReferenceType:
     f_DigestMethod: _xmldsig.DigestMethodType
     f_DigestValue: bytes
     s = 0
-    ec = ((c >> 10) & 7)
-    if ec == 0:
+    if c < 0x400:
         av += 2
-        u = ((c >> 2) & 255)
+        u = (c >> 2)
         if u > 127:
             av -= 8
             if av < 0:
@@ -2573,10 +2570,9 @@ def _d_xmldsig_ReferenceType(r: BitReader, c: int) -> _xmldsig.ReferenceType:
         if av < 0:
             win, av = r.refill(av, 13)
         c = (win >> av) & 0x1fff
-        ec = (c >> 10)
-        if ec == 0:
+        if c < 0x400:
             av += 2
-            u = ((c >> 2) & 255)
+            u = (c >> 2)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -2605,7 +2601,7 @@ def _d_xmldsig_ReferenceType(r: BitReader, c: int) -> _xmldsig.ReferenceType:
                 win, av = r.refill(av, 12)
             c = (win >> av) & 0xfff
             s = 2
-        elif ec == 1:
+        elif c < 0x800:
             av += 2
             u = ((c >> 2) & 255)
             if u > 127:
@@ -2636,7 +2632,8 @@ def _d_xmldsig_ReferenceType(r: BitReader, c: int) -> _xmldsig.ReferenceType:
                 win, av = r.refill(av, 12)
             c = (win >> av) & 0xfff
             s = 3
-        elif ec == 2:
+        elif c < 0xc00:
+            c &= 0x3ff
             r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r, c)
             win = r.win
@@ -2646,9 +2643,10 @@ def _d_xmldsig_ReferenceType(r: BitReader, c: int) -> _xmldsig.ReferenceType:
                 win, av = r.refill(av, 12)
             c = (win >> av) & 0xfff
             s = 4
-        elif ec == 3:
+        elif c < 0x1000:
             av += 1
             c >>= 1
+            c &= 0x1ff
             r.avail = av
             f_DigestMethod = _d_xmldsig_DigestMethodType(r, c)
             win = r.win
@@ -2659,8 +2657,9 @@ def _d_xmldsig_ReferenceType(r: BitReader, c: int) -> _xmldsig.ReferenceType:
             c = (win >> av) & 0xfff
             s = 5
         else:
+            ec = (c >> 10) & 0x7
             raise r.fail_at(av + 10, 'ReferenceType[1]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
-    elif ec == 1:
+    elif c < 0x800:
         av += 2
         u = ((c >> 2) & 255)
         if u > 127:
@@ -2691,7 +2690,7 @@ def _d_xmldsig_ReferenceType(r: BitReader, c: int) -> _xmldsig.ReferenceType:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
         s = 2
-    elif ec == 2:
+    elif c < 0xc00:
         av += 2
         u = ((c >> 2) & 255)
         if u > 127:
@@ -2722,7 +2721,8 @@ def _d_xmldsig_ReferenceType(r: BitReader, c: int) -> _xmldsig.ReferenceType:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
         s = 3
-    elif ec == 3:
+    elif c < 0x1000:
+        c &= 0x3ff
         r.avail = av
         f_Transforms = _d_xmldsig_TransformsType(r, c)
         win = r.win
@@ -2732,9 +2732,10 @@ def _d_xmldsig_ReferenceType(r: BitReader, c: int) -> _xmldsig.ReferenceType:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
         s = 4
-    elif ec == 4:
+    elif c < 0x1400:
         av += 1
         c >>= 1
+        c &= 0x1ff
         r.avail = av
         f_DigestMethod = _d_xmldsig_DigestMethodType(r, c)
         win = r.win
@@ -2745,12 +2746,12 @@ def _d_xmldsig_ReferenceType(r: BitReader, c: int) -> _xmldsig.ReferenceType:
         c = (win >> av) & 0xfff
         s = 5
     else:
+        ec = (c >> 10) & 0x7
         raise r.fail_at(av + 10, 'ReferenceType[0]', f'event code {ec}, expected AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 2:
-        ec = ((c >> 10) & 3)
-        if ec == 0:
+        if c < 0x400:
             av += 2
-            u = ((c >> 2) & 255)
+            u = (c >> 2)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -2779,7 +2780,8 @@ def _d_xmldsig_ReferenceType(r: BitReader, c: int) -> _xmldsig.ReferenceType:
                 win, av = r.refill(av, 12)
             c = (win >> av) & 0xfff
             s = 3
-        elif ec == 1:
+        elif c < 0x800:
+            c &= 0x3ff
             r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r, c)
             win = r.win
@@ -2789,9 +2791,10 @@ def _d_xmldsig_ReferenceType(r: BitReader, c: int) -> _xmldsig.ReferenceType:
                 win, av = r.refill(av, 12)
             c = (win >> av) & 0xfff
             s = 4
-        elif ec == 2:
+        elif c < 0xc00:
             av += 1
             c >>= 1
+            c &= 0x1ff
             r.avail = av
             f_DigestMethod = _d_xmldsig_DigestMethodType(r, c)
             win = r.win
@@ -2802,10 +2805,10 @@ def _d_xmldsig_ReferenceType(r: BitReader, c: int) -> _xmldsig.ReferenceType:
             c = (win >> av) & 0xfff
             s = 5
         else:
+            ec = (c >> 10) & 0x3
             raise r.fail_at(av + 10, 'ReferenceType[2]', f'event code {ec}, expected AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 3:
-        ec = ((c >> 10) & 3)
-        if ec == 0:
+        if c < 0x400:
             r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r, c)
             win = r.win
@@ -2815,9 +2818,10 @@ def _d_xmldsig_ReferenceType(r: BitReader, c: int) -> _xmldsig.ReferenceType:
                 win, av = r.refill(av, 12)
             c = (win >> av) & 0xfff
             s = 4
-        elif ec == 1:
+        elif c < 0x800:
             av += 1
             c >>= 1
+            c &= 0x1ff
             r.avail = av
             f_DigestMethod = _d_xmldsig_DigestMethodType(r, c)
             win = r.win
@@ -2828,10 +2832,11 @@ def _d_xmldsig_ReferenceType(r: BitReader, c: int) -> _xmldsig.ReferenceType:
             c = (win >> av) & 0xfff
             s = 5
         else:
+            ec = (c >> 10) & 0x3
             raise r.fail_at(av + 10, 'ReferenceType[3]', f'event code {ec}, expected SE(Transforms), SE(DigestMethod)')
     if s == 4:
         av += 2
-        if c & 0x800 != 0x0:
+        if c >= 0x800:
             raise r.fail_at(av + 10, 'ReferenceType', 'expected SE(DigestMethod)')
         c >>= 2
         r.avail = av
@@ -2846,9 +2851,9 @@ def _d_xmldsig_ReferenceType(r: BitReader, c: int) -> _xmldsig.ReferenceType:
     else:
         av += 2
         c >>= 2
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -3068,10 +3073,9 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader, c: int) -> _xmldsig.RetrievalMe
     f_URI: str | None = None
     f_Transforms: _xmldsig.TransformsType | None = None
     s = 0
-    ec = ((c >> 12) & 7)
-    if ec == 0:
+    if c < 0x1000:
         av += 4
-        u = ((c >> 4) & 255)
+        u = (c >> 4)
         if u > 127:
             av -= 8
             if av < 0:
@@ -3099,10 +3103,9 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader, c: int) -> _xmldsig.RetrievalMe
         if av < 0:
             win, av = r.refill(av, 14)
         c = (win >> av) & 0x3fff
-        ec = (c >> 12)
-        if ec == 0:
+        if c < 0x1000:
             av += 4
-            u = ((c >> 4) & 255)
+            u = (c >> 4)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -3131,9 +3134,10 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader, c: int) -> _xmldsig.RetrievalMe
                 win, av = r.refill(av, 12)
             c = (win >> av) & 0xfff
             s = 2
-        elif ec == 1:
+        elif c < 0x2000:
             av += 2
             c >>= 2
+            c &= 0x3ff
             r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r, c)
             win = r.win
@@ -3143,11 +3147,12 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader, c: int) -> _xmldsig.RetrievalMe
                 win, av = r.refill(av, 12)
             c = (win >> av) & 0xfff
             s = 3
-        elif ec == 2:
+        elif c < 0x3000:
             s = -1
         else:
+            ec = (c >> 12) & 0x3
             raise r.fail_at(av + 12, 'RetrievalMethodType[1]', f'event code {ec}, expected AT(URI), SE(Transforms), EE')
-    elif ec == 1:
+    elif c < 0x2000:
         av += 4
         u = ((c >> 4) & 255)
         if u > 127:
@@ -3178,9 +3183,10 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader, c: int) -> _xmldsig.RetrievalMe
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
         s = 2
-    elif ec == 2:
+    elif c < 0x3000:
         av += 2
         c >>= 2
+        c &= 0x3ff
         r.avail = av
         f_Transforms = _d_xmldsig_TransformsType(r, c)
         win = r.win
@@ -3190,13 +3196,14 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader, c: int) -> _xmldsig.RetrievalMe
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
         s = 3
-    elif ec == 3:
+    elif c < 0x4000:
         s = -1
     else:
+        ec = (c >> 12) & 0x7
         raise r.fail_at(av + 12, 'RetrievalMethodType[0]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), EE')
     if s == 2:
-        ec = ((c >> 10) & 3)
-        if ec == 0:
+        c &= 0xfff
+        if c < 0x400:
             r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r, c)
             win = r.win
@@ -3206,10 +3213,11 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader, c: int) -> _xmldsig.RetrievalMe
                 win, av = r.refill(av, 12)
             c = (win >> av) & 0xfff
             s = 3
-        elif ec == 1:
+        elif c < 0x800:
             av -= 2
             s = -1
         else:
+            ec = (c >> 10) & 0x3
             raise r.fail_at(av + 10, 'RetrievalMethodType[2]', f'event code {ec}, expected SE(Transforms), EE')
     if s == 3:
         av += 11
@@ -3318,9 +3326,9 @@ def _d_xmldsig_SPKIDataType(r: BitReader, c: int) -> _xmldsig.SPKIDataType:
             win, av = r.refill(av, 10)
         c = (win >> av) & 0x3ff
         if s == 0:
-            if c & 0x300 != 0x0:
+            if c >= 0x100:
                 raise r.fail_at(av + 10, 'SPKIDataType', 'expected SE(SPKISexp), CH of SPKISexp')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -3359,11 +3367,10 @@ def _d_xmldsig_SPKIDataType(r: BitReader, c: int) -> _xmldsig.SPKIDataType:
                 if av < 0:
                     win, av = r.refill(av, 11)
                 c = (win >> av) & 0x7ff
-                ec = (c >> 9)
-                if ec == 0:
-                    if c & 0x100 != 0x0:
+                if c < 0x200:
+                    if c >= 0x100:
                         raise r.fail_at(av + 9, 'SPKIDataType[1]', 'expected CH of SPKISexp')
-                    u = (c & 255)
+                    u = c
                     if u > 127:
                         av -= 8
                         if av < 0:
@@ -3393,25 +3400,25 @@ def _d_xmldsig_SPKIDataType(r: BitReader, c: int) -> _xmldsig.SPKIDataType:
                     c = (win >> av) & 0x1
                     if c:
                         raise r.fail_at(av + 1, 'SPKIDataType[1]', 'expected EE of SPKISexp')
-                elif ec == 1:
+                elif c < 0x400:
                     av += 9
                     raise r.fail_at(av, 'SPKIDataType[1]', 'wildcard element content is not supported')
-                elif ec == 2:
+                elif c < 0x600:
                     av += 9
                     s = -1
                     break
                 else:
+                    ec = (c >> 9) & 0x3
                     raise r.fail_at(av + 9, 'SPKIDataType[1]', f'event code {ec}, expected SE(SPKISexp), SE(*), EE')
         av -= 11
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
         if s == 2:
-            ec = ((c >> 9) & 3)
-            if ec == 0:
-                if c & 0x100 != 0x0:
+            if c < 0x200:
+                if c >= 0x100:
                     raise r.fail_at(av + 9, 'SPKIDataType[2]', 'expected CH of SPKISexp')
-                u = (c & 255)
+                u = c
                 if u > 127:
                     av -= 8
                     if av < 0:
@@ -3442,10 +3449,11 @@ def _d_xmldsig_SPKIDataType(r: BitReader, c: int) -> _xmldsig.SPKIDataType:
                 if c:
                     raise r.fail_at(av + 1, 'SPKIDataType[2]', 'expected EE of SPKISexp')
                 s = 1
-            elif ec == 1:
+            elif c < 0x400:
                 av += 9
                 s = -1
             else:
+                ec = (c >> 9) & 0x3
                 raise r.fail_at(av + 9, 'SPKIDataType[2]', f'event code {ec}, expected SE(SPKISexp), EE')
         else:
             av += 11
@@ -3524,9 +3532,9 @@ def _d_xmldsig_SignatureMethodType(r: BitReader, c: int) -> _xmldsig.SignatureMe
     f_Algorithm: str
     f_HMACOutputLength: int | None = None
     s = 0
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'SignatureMethodType', 'expected AT(Algorithm)')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -3556,14 +3564,13 @@ def _d_xmldsig_SignatureMethodType(r: BitReader, c: int) -> _xmldsig.SignatureMe
         if av < 0:
             win, av = r.refill(av, 14)
         c = (win >> av) & 0x3fff
-        ec = (c >> 11)
-        if ec == 0:
+        if c < 0x800:
             try:
-                sg = _T071cdf68[(c >> 9) & 0x3]
+                sg = _T071cdf68[c >> 9]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x400 != 0x0:
+                if c >= 0x400:
                     raise r.fail_at(av + 11, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength') from None
-                sg = ((c >> 9) & 1)
+                sg = (c >> 9)
             u = ((c >> 1) & 255)
             if u > 127:
                 av -= 8
@@ -3596,17 +3603,18 @@ def _d_xmldsig_SignatureMethodType(r: BitReader, c: int) -> _xmldsig.SignatureMe
                 raise r.fail_at(av + 1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
             s = 2
             break
-        elif ec == 1:
+        elif c < 0x1000:
             av += 11
             raise r.fail_at(av, 'SignatureMethodType[1]', 'wildcard element content is not supported')
-        elif ec == 2:
+        elif c < 0x1800:
             av += 11
             s = -1
             break
-        elif ec == 3:
+        elif c < 0x2000:
             av += 11
             raise r.fail_at(av, 'SignatureMethodType[1]', 'untyped character content is not supported')
         else:
+            ec = (c >> 11) & 0x7
             raise r.fail_at(av + 11, 'SignatureMethodType[1]', f'event code {ec}, expected SE(HMACOutputLength), SE(*), EE, CH(untyped)')
     if s == 2:
         while True:
@@ -3614,15 +3622,15 @@ def _d_xmldsig_SignatureMethodType(r: BitReader, c: int) -> _xmldsig.SignatureMe
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
-            ec = c
-            if ec == 0:
+            if c < 0x1:
                 raise r.fail_at(av, 'SignatureMethodType[2]', 'wildcard element content is not supported')
-            elif ec == 1:
+            elif c < 0x2:
                 s = -1
                 break
-            elif ec == 2:
+            elif c < 0x3:
                 raise r.fail_at(av, 'SignatureMethodType[2]', 'untyped character content is not supported')
             else:
+                ec = (c >> 0) & 0x3
                 raise r.fail_at(av, 'SignatureMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 3:
         while True:
@@ -3630,15 +3638,15 @@ def _d_xmldsig_SignatureMethodType(r: BitReader, c: int) -> _xmldsig.SignatureMe
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
-            ec = c
-            if ec == 0:
+            if c < 0x1:
                 raise r.fail_at(av, 'SignatureMethodType[3]', 'wildcard element content is not supported')
-            elif ec == 1:
+            elif c < 0x2:
                 s = -1
                 break
-            elif ec == 2:
+            elif c < 0x3:
                 raise r.fail_at(av, 'SignatureMethodType[3]', 'untyped character content is not supported')
             else:
+                ec = (c >> 0) & 0x3
                 raise r.fail_at(av, 'SignatureMethodType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
     ob = _new(_K_xmldsig_SignatureMethodType)
@@ -3710,10 +3718,9 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader, c: int) -> _xmldsig.Signatu
     f_Id: str | None = None
     f_SignatureProperty: list[_xmldsig.SignaturePropertyType] = []
     s = 0
-    ec = ((c >> 10) & 3)
-    if ec == 0:
+    if c < 0x400:
         av += 2
-        u = ((c >> 2) & 255)
+        u = (c >> 2)
         if u > 127:
             av -= 8
             if av < 0:
@@ -3741,7 +3748,7 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader, c: int) -> _xmldsig.Signatu
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c & 0x400 != 0x0:
+        if c >= 0x400:
             raise r.fail_at(av + 11, 'SignaturePropertiesType[0]', 'expected SE(SignatureProperty)')
         r.avail = av
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r, c))
@@ -3752,7 +3759,8 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader, c: int) -> _xmldsig.Signatu
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-    elif ec == 1:
+    elif c < 0x800:
+        c &= 0x3ff
         r.avail = av
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r, c))
         win = r.win
@@ -3763,18 +3771,19 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader, c: int) -> _xmldsig.Signatu
         c = (win >> av) & 0xfff
         s = 2
     else:
+        ec = (c >> 10) & 0x3
         raise r.fail_at(av + 10, 'SignaturePropertiesType[0]', f'event code {ec}, expected AT(Id), SE(SignatureProperty)')
-    ec = ((c >> 10) & 3)
-    if ec == 0:
+    if c < 0x400:
         r.avail = av
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r, c))
         win = r.win
         av = r.avail
         s = 3
-    elif ec == 1:
+    elif c < 0x800:
         av += 10
         s = -1
     else:
+        ec = (c >> 10) & 0x3
         raise r.fail_at(av + 10, 'SignaturePropertiesType[2]', f'event code {ec}, expected SE(SignatureProperty), EE')
     if s == 3:
         while True:
@@ -3782,17 +3791,17 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader, c: int) -> _xmldsig.Signatu
             if av < 0:
                 win, av = r.refill(av, 12)
             c = (win >> av) & 0xfff
-            ec = (c >> 10)
-            if ec == 0:
+            if c < 0x400:
                 r.avail = av
                 f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r, c))
                 win = r.win
                 av = r.avail
-            elif ec == 1:
+            elif c < 0x800:
                 av += 10
                 s = -1
                 break
             else:
+                ec = (c >> 10) & 0x3
                 raise r.fail_at(av + 10, 'SignaturePropertiesType[3]', f'event code {ec}, expected SE(SignatureProperty), EE')
     r.avail = av
     ob = _new(_K_xmldsig_SignaturePropertiesType)
@@ -3884,9 +3893,8 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader, c: int) -> _xmldsig.Signature
     f_Id: str | None = None
     f_Target: str
     s = 0
-    ec = ((c >> 8) & 3)
-    if ec == 0:
-        u = (c & 255)
+    if c < 0x100:
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -3914,9 +3922,9 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader, c: int) -> _xmldsig.Signature
         if av < 0:
             win, av = r.refill(av, 9)
         c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'SignaturePropertyType[0]', 'expected AT(Target)')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -3941,7 +3949,7 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader, c: int) -> _xmldsig.Signature
         win = r.win
         av = r.avail
         s = 2
-    elif ec == 1:
+    elif c < 0x200:
         u = (c & 255)
         if u > 127:
             av -= 8
@@ -3968,33 +3976,34 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader, c: int) -> _xmldsig.Signature
         av = r.avail
         s = 2
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
     while True:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
-        ec = c
-        if ec == 0:
+        if c < 0x1:
             raise r.fail_at(av, 'SignaturePropertyType[2]', 'wildcard element content is not supported')
-        elif ec == 1:
+        elif c < 0x2:
             raise r.fail_at(av, 'SignaturePropertyType[2]', 'untyped character content is not supported')
         else:
+            ec = (c >> 0) & 0x3
             raise r.fail_at(av, 'SignaturePropertyType[2]', f'event code {ec}, expected SE(*), CH(untyped)')
     while True:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
-        ec = c
-        if ec == 0:
+        if c < 0x1:
             raise r.fail_at(av, 'SignaturePropertyType[3]', 'wildcard element content is not supported')
-        elif ec == 1:
+        elif c < 0x2:
             s = -1
             break
-        elif ec == 2:
+        elif c < 0x3:
             raise r.fail_at(av, 'SignaturePropertyType[3]', 'untyped character content is not supported')
         else:
+            ec = (c >> 0) & 0x3
             raise r.fail_at(av, 'SignaturePropertyType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 4:
         while True:
@@ -4002,15 +4011,15 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader, c: int) -> _xmldsig.Signature
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
-            ec = c
-            if ec == 0:
+            if c < 0x1:
                 raise r.fail_at(av, 'SignaturePropertyType[4]', 'wildcard element content is not supported')
-            elif ec == 1:
+            elif c < 0x2:
                 s = -1
                 break
-            elif ec == 2:
+            elif c < 0x3:
                 raise r.fail_at(av, 'SignaturePropertyType[4]', 'untyped character content is not supported')
             else:
+                ec = (c >> 0) & 0x3
                 raise r.fail_at(av, 'SignaturePropertyType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
     ob = _new(_K_xmldsig_SignaturePropertyType)
@@ -4078,10 +4087,9 @@ def _d_xmldsig_SignatureType(r: BitReader, c: int) -> _xmldsig.SignatureType:
     f_KeyInfo: _xmldsig.KeyInfoType | None = None
     f_Object: list[_xmldsig.ObjectType] = []
     s = 0
-    ec = ((c >> 11) & 3)
-    if ec == 0:
+    if c < 0x800:
         av += 3
-        u = ((c >> 3) & 255)
+        u = (c >> 3)
         if u > 127:
             av -= 8
             if av < 0:
@@ -4109,7 +4117,7 @@ def _d_xmldsig_SignatureType(r: BitReader, c: int) -> _xmldsig.SignatureType:
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-        if c & 0x800 != 0x0:
+        if c >= 0x800:
             raise r.fail_at(av + 12, 'SignatureType[0]', 'expected SE(SignedInfo)')
         r.avail = av
         f_SignedInfo = _d_xmldsig_SignedInfoType(r, c)
@@ -4120,7 +4128,8 @@ def _d_xmldsig_SignatureType(r: BitReader, c: int) -> _xmldsig.SignatureType:
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-    elif ec == 1:
+    elif c < 0x1000:
+        c &= 0x7ff
         r.avail = av
         f_SignedInfo = _d_xmldsig_SignedInfoType(r, c)
         win = r.win
@@ -4131,16 +4140,13 @@ def _d_xmldsig_SignatureType(r: BitReader, c: int) -> _xmldsig.SignatureType:
         c = (win >> av) & 0x7ff
         s = 2
     else:
+        ec = (c >> 11) & 0x3
         raise r.fail_at(av + 11, 'SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
-    try:
-        ec = _Taa5bbe96[(c >> 8) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x400 != 0x0:
-            raise r.fail_at(av + 11, 'SignatureType', 'expected SE(SignatureValue)') from None
-        ec = ((c >> 8) & 3)
+    if c >= 0x400:
+        raise r.fail_at(av + 11, 'SignatureType', 'expected SE(SignatureValue)')
     f_1_Id: str | None = None
-    if ec == 0:
-        u = (c & 255)
+    if c < 0x100:
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -4168,9 +4174,9 @@ def _d_xmldsig_SignatureType(r: BitReader, c: int) -> _xmldsig.SignatureType:
         if av < 0:
             win, av = r.refill(av, 9)
         c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'SignatureValueType[0]', 'expected CH')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -4198,7 +4204,7 @@ def _d_xmldsig_SignatureType(r: BitReader, c: int) -> _xmldsig.SignatureType:
         if av < 0:
             win, av = r.refill(av, 22)
         c = (win >> av) & 0x3fffff
-    elif ec == 1:
+    elif c < 0x200:
         u = (c & 255)
         if u > 127:
             av -= 8
@@ -4228,19 +4234,16 @@ def _d_xmldsig_SignatureType(r: BitReader, c: int) -> _xmldsig.SignatureType:
             win, av = r.refill(av, 22)
         c = (win >> av) & 0x3fffff
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
-    try:
-        ec = _Taa5bbe96[(c >> 19) & 0x7]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x200000 != 0x0:
-            raise r.fail_at(av + 22, 'SignatureType', 'expected EE') from None
-        ec = ((c >> 19) & 3)
+    if c >= 0x200000:
+        raise r.fail_at(av + 22, 'SignatureType', 'expected EE')
     ob1_ = _new(_K_xmldsig_SignatureValueType)
     ob1_.Id = f_1_Id
     ob1_.value = f_1_value
     f_SignatureValue = ob1_
     s = 3
-    if ec == 0:
+    if c < 0x80000:
         r.avail = av
         f_KeyInfo = _d_xmldsig_KeyInfoType(r, c)
         win = r.win
@@ -4249,30 +4252,32 @@ def _d_xmldsig_SignatureType(r: BitReader, c: int) -> _xmldsig.SignatureType:
         if av < 0:
             win, av = r.refill(av, 16)
         c = (win >> av) & 0xffff
-        ec = (c >> 14)
-        if ec == 0:
+        if c < 0x4000:
             r.avail = av
             f_Object.append(_d_xmldsig_ObjectType(r, c))
             win = r.win
             av = r.avail
             s = 5
-        elif ec == 1:
+        elif c < 0x8000:
             av += 14
             s = -1
         else:
+            ec = (c >> 14) & 0x3
             raise r.fail_at(av + 14, 'SignatureType[4]', f'event code {ec}, expected SE(Object), EE')
-    elif ec == 1:
+    elif c < 0x100000:
         av += 5
         c >>= 5
+        c &= 0x3fff
         r.avail = av
         f_Object.append(_d_xmldsig_ObjectType(r, c))
         win = r.win
         av = r.avail
         s = 5
-    elif ec == 2:
+    elif c < 0x180000:
         av += 19
         s = -1
     else:
+        ec = (c >> 19) & 0x3
         raise r.fail_at(av + 19, 'SignatureType[3]', f'event code {ec}, expected SE(KeyInfo), SE(Object), EE')
     if s == 5:
         while True:
@@ -4280,17 +4285,17 @@ def _d_xmldsig_SignatureType(r: BitReader, c: int) -> _xmldsig.SignatureType:
             if av < 0:
                 win, av = r.refill(av, 16)
             c = (win >> av) & 0xffff
-            ec = (c >> 14)
-            if ec == 0:
+            if c < 0x4000:
                 r.avail = av
                 f_Object.append(_d_xmldsig_ObjectType(r, c))
                 win = r.win
                 av = r.avail
-            elif ec == 1:
+            elif c < 0x8000:
                 av += 14
                 s = -1
                 break
             else:
+                ec = (c >> 14) & 0x3
                 raise r.fail_at(av + 14, 'SignatureType[5]', f'event code {ec}, expected SE(Object), EE')
     r.avail = av
     ob = _new(_K_xmldsig_SignatureType)
@@ -4415,9 +4420,8 @@ def _d_xmldsig_SignatureValueType(r: BitReader, c: int) -> _xmldsig.SignatureVal
     av = r.avail
     f_Id: str | None = None
     f_value: bytes
-    ec = ((c >> 8) & 3)
-    if ec == 0:
-        u = (c & 255)
+    if c < 0x100:
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -4445,9 +4449,9 @@ def _d_xmldsig_SignatureValueType(r: BitReader, c: int) -> _xmldsig.SignatureVal
         if av < 0:
             win, av = r.refill(av, 9)
         c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
+        if c >= 0x100:
             raise r.fail_at(av + 9, 'SignatureValueType[0]', 'expected CH')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -4475,7 +4479,7 @@ def _d_xmldsig_SignatureValueType(r: BitReader, c: int) -> _xmldsig.SignatureVal
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
-    elif ec == 1:
+    elif c < 0x200:
         u = (c & 255)
         if u > 127:
             av -= 8
@@ -4505,8 +4509,9 @@ def _d_xmldsig_SignatureValueType(r: BitReader, c: int) -> _xmldsig.SignatureVal
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
     else:
+        ec = (c >> 8) & 0x3
         raise r.fail_at(av + 8, 'SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
-    if c & 0x1 != 0x0:
+    if c:
         raise r.fail_at(av + 1, 'SignatureValueType', 'expected EE')
     r.avail = av
     ob = _new(_K_xmldsig_SignatureValueType)
@@ -4566,10 +4571,9 @@ def _d_xmldsig_SignedInfoType(r: BitReader, c: int) -> _xmldsig.SignedInfoType:
     f_SignatureMethod: _xmldsig.SignatureMethodType
     f_Reference: list[_xmldsig.ReferenceType] = []
     s = 0
-    ec = ((c >> 9) & 3)
-    if ec == 0:
+    if c < 0x200:
         av += 1
-        u = ((c >> 1) & 255)
+        u = (c >> 1)
         if u > 127:
             av -= 8
             if av < 0:
@@ -4597,7 +4601,7 @@ def _d_xmldsig_SignedInfoType(r: BitReader, c: int) -> _xmldsig.SignedInfoType:
         if av < 0:
             win, av = r.refill(av, 10)
         c = (win >> av) & 0x3ff
-        if c & 0x200 != 0x0:
+        if c >= 0x200:
             raise r.fail_at(av + 10, 'SignedInfoType[0]', 'expected SE(CanonicalizationMethod)')
         r.avail = av
         f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r, c)
@@ -4608,7 +4612,8 @@ def _d_xmldsig_SignedInfoType(r: BitReader, c: int) -> _xmldsig.SignedInfoType:
         if av < 0:
             win, av = r.refill(av, 10)
         c = (win >> av) & 0x3ff
-    elif ec == 1:
+    elif c < 0x400:
+        c &= 0x1ff
         r.avail = av
         f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r, c)
         win = r.win
@@ -4619,8 +4624,9 @@ def _d_xmldsig_SignedInfoType(r: BitReader, c: int) -> _xmldsig.SignedInfoType:
         c = (win >> av) & 0x3ff
         s = 2
     else:
+        ec = (c >> 9) & 0x3
         raise r.fail_at(av + 9, 'SignedInfoType[0]', f'event code {ec}, expected AT(Id), SE(CanonicalizationMethod)')
-    if c & 0x200 != 0x0:
+    if c >= 0x200:
         raise r.fail_at(av + 10, 'SignedInfoType', 'expected SE(SignatureMethod)')
     r.avail = av
     f_SignatureMethod = _d_xmldsig_SignatureMethodType(r, c)
@@ -4630,7 +4636,7 @@ def _d_xmldsig_SignedInfoType(r: BitReader, c: int) -> _xmldsig.SignedInfoType:
     if av < 0:
         win, av = r.refill(av, 14)
     c = (win >> av) & 0x3fff
-    if c & 0x2000 != 0x0:
+    if c >= 0x2000:
         raise r.fail_at(av + 14, 'SignedInfoType', 'expected SE(Reference)')
     s = 3
     r.avail = av
@@ -4641,18 +4647,18 @@ def _d_xmldsig_SignedInfoType(r: BitReader, c: int) -> _xmldsig.SignedInfoType:
     if av < 0:
         win, av = r.refill(av, 15)
     c = (win >> av) & 0x7fff
-    ec = (c >> 13)
     s = 4
-    if ec == 0:
+    if c < 0x2000:
         r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r, c))
         win = r.win
         av = r.avail
         s = 5
-    elif ec == 1:
+    elif c < 0x4000:
         av += 13
         s = -1
     else:
+        ec = (c >> 13) & 0x3
         raise r.fail_at(av + 13, 'SignedInfoType[4]', f'event code {ec}, expected SE(Reference), EE')
     if s == 5:
         while True:
@@ -4660,17 +4666,17 @@ def _d_xmldsig_SignedInfoType(r: BitReader, c: int) -> _xmldsig.SignedInfoType:
             if av < 0:
                 win, av = r.refill(av, 15)
             c = (win >> av) & 0x7fff
-            ec = (c >> 13)
-            if ec == 0:
+            if c < 0x2000:
                 r.avail = av
                 f_Reference.append(_d_xmldsig_ReferenceType(r, c))
                 win = r.win
                 av = r.avail
-            elif ec == 1:
+            elif c < 0x4000:
                 av += 13
                 s = -1
                 break
             else:
+                ec = (c >> 13) & 0x3
                 raise r.fail_at(av + 13, 'SignedInfoType[5]', f'event code {ec}, expected SE(Reference), EE')
     r.avail = av
     ob = _new(_K_xmldsig_SignedInfoType)
@@ -4782,9 +4788,9 @@ def _d_xmldsig_TransformType(r: BitReader, c: int) -> _xmldsig.TransformType:
     av = r.avail
     f_Algorithm: str
     f_XPath: list[str] = []
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'TransformType', 'expected AT(Algorithm)')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -4813,11 +4819,10 @@ def _d_xmldsig_TransformType(r: BitReader, c: int) -> _xmldsig.TransformType:
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-        ec = (c >> 9)
-        if ec == 0:
-            if c & 0x100 != 0x0:
+        if c < 0x200:
+            if c >= 0x100:
                 raise r.fail_at(av + 9, 'TransformType[1]', 'expected CH of XPath')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -4847,16 +4852,17 @@ def _d_xmldsig_TransformType(r: BitReader, c: int) -> _xmldsig.TransformType:
             c = (win >> av) & 0x1
             if c:
                 raise r.fail_at(av + 1, 'TransformType[1]', 'expected EE of XPath')
-        elif ec == 1:
+        elif c < 0x400:
             av += 9
             raise r.fail_at(av, 'TransformType[1]', 'wildcard element content is not supported')
-        elif ec == 2:
+        elif c < 0x600:
             av += 9
             break
-        elif ec == 3:
+        elif c < 0x800:
             av += 9
             raise r.fail_at(av, 'TransformType[1]', 'untyped character content is not supported')
         else:
+            ec = (c >> 9) & 0x7
             raise r.fail_at(av + 9, 'TransformType[1]', f'event code {ec}, expected SE(XPath), SE(*), EE, CH(untyped)')
     r.avail = av
     ob = _new(_K_xmldsig_TransformType)
@@ -4905,7 +4911,7 @@ def _d_xmldsig_TransformsType(r: BitReader, c: int) -> _xmldsig.TransformsType:
     av = r.avail
     f_Transform: list[_xmldsig.TransformType] = []
     s = 0
-    if c & 0x200 != 0x0:
+    if c >= 0x200:
         raise r.fail_at(av + 10, 'TransformsType', 'expected SE(Transform)')
     r.avail = av
     f_Transform.append(_d_xmldsig_TransformType(r, c))
@@ -4915,18 +4921,18 @@ def _d_xmldsig_TransformsType(r: BitReader, c: int) -> _xmldsig.TransformsType:
     if av < 0:
         win, av = r.refill(av, 11)
     c = (win >> av) & 0x7ff
-    ec = (c >> 9)
     s = 1
-    if ec == 0:
+    if c < 0x200:
         r.avail = av
         f_Transform.append(_d_xmldsig_TransformType(r, c))
         win = r.win
         av = r.avail
         s = 2
-    elif ec == 1:
+    elif c < 0x400:
         av += 9
         s = -1
     else:
+        ec = (c >> 9) & 0x3
         raise r.fail_at(av + 9, 'TransformsType[1]', f'event code {ec}, expected SE(Transform), EE')
     if s == 2:
         while True:
@@ -4934,17 +4940,17 @@ def _d_xmldsig_TransformsType(r: BitReader, c: int) -> _xmldsig.TransformsType:
             if av < 0:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
-            ec = (c >> 9)
-            if ec == 0:
+            if c < 0x200:
                 r.avail = av
                 f_Transform.append(_d_xmldsig_TransformType(r, c))
                 win = r.win
                 av = r.avail
-            elif ec == 1:
+            elif c < 0x400:
                 av += 9
                 s = -1
                 break
             else:
+                ec = (c >> 9) & 0x3
                 raise r.fail_at(av + 9, 'TransformsType[2]', f'event code {ec}, expected SE(Transform), EE')
     r.avail = av
     ob = _new(_K_xmldsig_TransformsType)
@@ -5014,11 +5020,10 @@ def _d_xmldsig_X509DataType(r: BitReader, c: int) -> _xmldsig.X509DataType:
     f_X509SubjectName: list[str] = []
     f_X509Certificate: list[bytes] = []
     f_X509CRL: list[bytes] = []
-    ec = ((c >> 10) & 7)
-    if ec == 0:
-        if c & 0x300 != 0x0:
+    if c < 0x400:
+        if c >= 0x100:
             raise r.fail_at(av + 10, 'X509DataType[0]', 'expected SE(X509IssuerName), CH of X509IssuerName')
-        u = (c & 255)
+        u = c
         if u > 127:
             av -= 8
             if av < 0:
@@ -5049,9 +5054,9 @@ def _d_xmldsig_X509DataType(r: BitReader, c: int) -> _xmldsig.X509DataType:
         try:
             sg = _T143a83e6[c >> 18]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x380000 != 0x0:
+            if c >= 0x80000:
                 raise r.fail_at(av + 22, 'X509DataType[0]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber') from None
-            sg = ((c >> 18) & 1)
+            sg = (c >> 18)
         u = ((c >> 10) & 255)
         if u > 127:
             u2 = (c >> 2) & 0xFF
@@ -5085,9 +5090,9 @@ def _d_xmldsig_X509DataType(r: BitReader, c: int) -> _xmldsig.X509DataType:
         ob1_.X509IssuerName = f_1_X509IssuerName
         ob1_.X509SerialNumber = f_1_X509SerialNumber
         f_X509IssuerSerial.append(ob1_)
-    elif ec == 1:
+    elif c < 0x800:
         av += 1
-        if c & 0x200 != 0x0:
+        if c >= 0x600:
             raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509SKI')
         u = ((c >> 1) & 255)
         if u > 127:
@@ -5119,9 +5124,9 @@ def _d_xmldsig_X509DataType(r: BitReader, c: int) -> _xmldsig.X509DataType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509SKI')
-    elif ec == 2:
+    elif c < 0xc00:
         av += 1
-        if c & 0x200 != 0x0:
+        if c >= 0xa00:
             raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509SubjectName')
         u = ((c >> 1) & 255)
         if u > 127:
@@ -5153,9 +5158,9 @@ def _d_xmldsig_X509DataType(r: BitReader, c: int) -> _xmldsig.X509DataType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509SubjectName')
-    elif ec == 3:
+    elif c < 0x1000:
         av += 1
-        if c & 0x200 != 0x0:
+        if c >= 0xe00:
             raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509Certificate')
         u = ((c >> 1) & 255)
         if u > 127:
@@ -5187,9 +5192,9 @@ def _d_xmldsig_X509DataType(r: BitReader, c: int) -> _xmldsig.X509DataType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509Certificate')
-    elif ec == 4:
+    elif c < 0x1400:
         av += 1
-        if c & 0x200 != 0x0:
+        if c >= 0x1200:
             raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509CRL')
         u = ((c >> 1) & 255)
         if u > 127:
@@ -5221,21 +5226,21 @@ def _d_xmldsig_X509DataType(r: BitReader, c: int) -> _xmldsig.X509DataType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509CRL')
-    elif ec == 5:
+    elif c < 0x1800:
         av += 10
         raise r.fail_at(av, 'X509DataType[0]', 'wildcard element content is not supported')
     else:
+        ec = (c >> 10) & 0x7
         raise r.fail_at(av + 10, 'X509DataType[0]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*)')
     while True:
         av -= 13
         if av < 0:
             win, av = r.refill(av, 13)
         c = (win >> av) & 0x1fff
-        ec = (c >> 10)
-        if ec == 0:
-            if c & 0x300 != 0x0:
+        if c < 0x400:
+            if c >= 0x100:
                 raise r.fail_at(av + 10, 'X509DataType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
-            u = (c & 255)
+            u = c
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -5266,9 +5271,9 @@ def _d_xmldsig_X509DataType(r: BitReader, c: int) -> _xmldsig.X509DataType:
             try:
                 sg = _T143a83e6[c >> 18]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x380000 != 0x0:
+                if c >= 0x80000:
                     raise r.fail_at(av + 22, 'X509DataType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber') from None
-                sg = ((c >> 18) & 1)
+                sg = (c >> 18)
             u = ((c >> 10) & 255)
             if u > 127:
                 u2 = (c >> 2) & 0xFF
@@ -5302,9 +5307,9 @@ def _d_xmldsig_X509DataType(r: BitReader, c: int) -> _xmldsig.X509DataType:
             ob2_.X509IssuerName = f_2_X509IssuerName
             ob2_.X509SerialNumber = f_2_X509SerialNumber
             f_X509IssuerSerial.append(ob2_)
-        elif ec == 1:
+        elif c < 0x800:
             av += 1
-            if c & 0x200 != 0x0:
+            if c >= 0x600:
                 raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509SKI')
             u = ((c >> 1) & 255)
             if u > 127:
@@ -5336,9 +5341,9 @@ def _d_xmldsig_X509DataType(r: BitReader, c: int) -> _xmldsig.X509DataType:
             c = (win >> av) & 0x1
             if c:
                 raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509SKI')
-        elif ec == 2:
+        elif c < 0xc00:
             av += 1
-            if c & 0x200 != 0x0:
+            if c >= 0xa00:
                 raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509SubjectName')
             u = ((c >> 1) & 255)
             if u > 127:
@@ -5370,9 +5375,9 @@ def _d_xmldsig_X509DataType(r: BitReader, c: int) -> _xmldsig.X509DataType:
             c = (win >> av) & 0x1
             if c:
                 raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509SubjectName')
-        elif ec == 3:
+        elif c < 0x1000:
             av += 1
-            if c & 0x200 != 0x0:
+            if c >= 0xe00:
                 raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509Certificate')
             u = ((c >> 1) & 255)
             if u > 127:
@@ -5404,9 +5409,9 @@ def _d_xmldsig_X509DataType(r: BitReader, c: int) -> _xmldsig.X509DataType:
             c = (win >> av) & 0x1
             if c:
                 raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509Certificate')
-        elif ec == 4:
+        elif c < 0x1400:
             av += 1
-            if c & 0x200 != 0x0:
+            if c >= 0x1200:
                 raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509CRL')
             u = ((c >> 1) & 255)
             if u > 127:
@@ -5438,13 +5443,14 @@ def _d_xmldsig_X509DataType(r: BitReader, c: int) -> _xmldsig.X509DataType:
             c = (win >> av) & 0x1
             if c:
                 raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509CRL')
-        elif ec == 5:
+        elif c < 0x1800:
             av += 10
             raise r.fail_at(av, 'X509DataType[1]', 'wildcard element content is not supported')
-        elif ec == 6:
+        elif c < 0x1c00:
             av += 10
             break
         else:
+            ec = (c >> 10) & 0x7
             raise r.fail_at(av + 10, 'X509DataType[1]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*), EE')
     r.avail = av
     ob = _new(_K_xmldsig_X509DataType)
@@ -5657,9 +5663,9 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader, c: int) -> _xmldsig.X509Issuer
     av = r.avail
     f_X509IssuerName: str
     f_X509SerialNumber: int
-    if c & 0x300 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 10, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -5690,9 +5696,9 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader, c: int) -> _xmldsig.X509Issuer
     try:
         sg = _T143a83e6[c >> 18]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x380000 != 0x0:
+        if c >= 0x80000:
             raise r.fail_at(av + 22, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber') from None
-        sg = ((c >> 18) & 1)
+        sg = (c >> 18)
     u = ((c >> 10) & 255)
     if u > 127:
         u2 = (c >> 2) & 0xFF
@@ -5777,9 +5783,9 @@ def _d_v0(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -5836,9 +5842,9 @@ def _d_v1(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -5895,9 +5901,9 @@ def _d_v2(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -5957,9 +5963,9 @@ def _d_v3(r: BitReader, c: int) -> object:
     try:
         sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
+        if c >= 0x40000:
             raise r.fail_at(av + 19, 'value', 'expected CH') from None
-        sg = ((c >> 17) & 1)
+        sg = (c >> 17)
     u = ((c >> 9) & 255)
     if u > 127:
         u2 = (c >> 1) & 0xFF
@@ -6029,9 +6035,9 @@ def _d_v4(r: BitReader, c: int) -> object:
     if av < 0:
         win, av = r.refill(av, 9)
     c = (win >> av) & 0x1ff
-    if c & 0x100 != 0x0:
+    if c >= 0x100:
         raise r.fail_at(av + 9, 'value', 'expected CH')
-    u = (c & 255)
+    u = c
     if u > 127:
         av -= 8
         if av < 0:
@@ -6091,9 +6097,9 @@ def _d_v5(r: BitReader, c: int) -> object:
     try:
         sg = _T071cdf68[c >> 17]
     except KeyError:  # not a valid pattern: say why
-        if c & 0x40000 != 0x0:
+        if c >= 0x40000:
             raise r.fail_at(av + 19, 'value', 'expected CH') from None
-        sg = ((c >> 17) & 1)
+        sg = (c >> 17)
     u = ((c >> 9) & 255)
     if u > 127:
         u2 = (c >> 1) & 0xFF

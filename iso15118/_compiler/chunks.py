@@ -6,8 +6,10 @@ leaves no choice between them, the generated code reads (or writes) a whole run 
 and takes the pieces apart with shifts, or looks the run up in a table of its valid bit
 patterns when it holds several small values.  Decoders also read ahead across choices, after
 the first octet of an integer, into the states several ways lead to and into the decoder
-they call (see "reading ahead" below).  Encoders write an Unsigned Integer together with
-the runs on either side of it.
+they call (see "reading ahead" below).  Where the bits of the run's value above a piece
+are known (a fresh read, a branch of a choice, a caller's lead), checks and event codes
+are comparisons of the whole value instead of shifts and masks.  Encoders write an
+Unsigned Integer together with the runs on either side of it.
 """
 
 from __future__ import annotations
@@ -95,8 +97,8 @@ class UIntTail:
 @dataclass(slots=True)
 class ReadCall:
     """A call of another type's decoder: `lines` (they use the reader) run with the next
-    `lead` bits of the stream in the low bits of `c` (junk above them), the reader after
-    them: the callee's first read, done by the caller's last."""
+    `lead` bits of the stream in `c` (nothing above them), the reader after them: the
+    callee's first read, done by the caller's last."""
 
     lines: list[str]
     lead: int
@@ -116,10 +118,10 @@ ReadItem = ReadBits | Raw | Stmt | Choice | UIntTail | ReadCall | Guard
 
 
 def flush_reads(items: Sequence[ReadItem], where: str, lead: int = 0, want: int = 0) -> list[str]:
-    """Code for `items`, entered with the next `lead` bits in the low bits of `c`; it
-    leaves the next `want` bits there."""
+    """Code for `items`, entered with the next `lead` bits in `c` (nothing above them); it
+    leaves the next `want` bits in the low bits of `c`."""
     _LEADS.clear()
-    return _Reads(where).flush(items, _Ahead(lead, 0), want)[0]
+    return _Reads(where).flush(items, _Ahead(lead, 0, 0 if lead else None), want)[0]
 
 
 def entry_lead(items: Sequence[ReadItem]) -> int:
@@ -206,10 +208,13 @@ def with_reader(lines: list[str]) -> list[str]:
 
 @dataclass(slots=True, frozen=True)
 class _Ahead:
-    """`n` bits read ahead: the next n bits of the stream are bits off..off+n of `c`."""
+    """`n` bits read ahead: the next n bits of the stream are bits off..off+n of `c`.  When
+    the bits of `c` above them are known (a fresh read has none; a branch of a choice knows
+    its event code), `hi` is their value: `c >> (off + n) == hi`."""
 
     n: int
     off: int
+    hi: int | None = None
 
 
 def _width(run: Sequence[ReadBits]) -> int:
@@ -269,10 +274,16 @@ def _ends_in_raise(code: list[str]) -> bool:
 class _Reads:
     def __init__(self, where: str) -> None:
         self.where = where
+        # the value of the bits above the event code the last run ended in, when known:
+        # the choice then branches on comparisons of `c` (see chain)
+        self.code_top: int | None = None
 
-    def flush(self, items: Sequence[ReadItem], ahead: _Ahead, want: int) -> tuple[list[str], bool]:
+    def flush(
+        self, items: Sequence[ReadItem], ahead: _Ahead, want: int
+    ) -> tuple[list[str], bool, int | None]:
         """Code for `items`, entered with `ahead` bits in `c`; it leaves the next `want` bits
-        in the low bits of `c`.  Also whether the code ends in a raise."""
+        in the low bits of `c`.  Also whether the code ends in a raise, and the value of the
+        bits of `c` above those it leaves, if known."""
         out: list[str] = []
         run: list[ReadBits] = []
         later: list[str] = []
@@ -283,7 +294,7 @@ class _Reads:
             nonlocal ahead, run, later
             width = _width(run)
             room = ahead.n - width if width <= ahead.n else AHEAD - width
-            lines, ahead = _read_run(run, self.where, ahead, max(0, min(lead, room)))
+            lines, ahead, self.code_top = _read_run(run, self.where, ahead, max(0, min(lead, room)))
             out.extend(lines + later)
             run, later = [], []
 
@@ -300,11 +311,16 @@ class _Reads:
             elif isinstance(item, Raw):
                 emit(0)
                 out += item.lines
+                ahead = _Ahead(0, 0)
                 if _ends_in_raise(item.lines):
-                    return out, True
+                    return out, True, None
             elif isinstance(item, ReadCall):
                 emit(item.lead)
-                out += self.settle(ahead, item.lead) + item.lines
+                settled, hi = self.settle(ahead, item.lead)
+                out += settled
+                if item.lead and hi != 0:  # the callee wants nothing above them
+                    out.append(f"c &= {(1 << item.lead) - 1:#x}")
+                out += item.lines
                 ahead = _Ahead(0, 0)
             elif isinstance(item, Guard):
                 # guards one after another share what they read ahead: whichever runs
@@ -314,13 +330,15 @@ class _Reads:
                     shared = max(shared, _lead(rest, want))
                 lead = max(shared, _lead(items[i:], want))
                 emit(lead)
-                out += self.settle(ahead, lead)
+                settled, hi = self.settle(ahead, lead)
+                out += settled
                 want_next = lead if isinstance(later_guard, Guard) else _lead(rest, want)
-                taken, _raised = _Reads(self.where).flush(item.items, _Ahead(lead, 0), want_next)
-                skipped = self.settle(_Ahead(lead, 0), want_next)
+                entered = _Ahead(lead, 0, hi)
+                taken, raised, taken_hi = _Reads(self.where).flush(item.items, entered, want_next)
+                skipped, skipped_hi = self.settle(entered, want_next)
                 out += [item.cond, *_indent(taken or ["pass"])]
                 out += ["else:", *_indent(skipped)] if skipped else []
-                ahead = _Ahead(want_next, 0)
+                ahead = _Ahead(want_next, 0, skipped_hi if raised else _same(taken_hi, skipped_hi))
                 shared = want_next if isinstance(later_guard, Guard) else 0
             elif isinstance(item, ReadBits | Choice):
                 if _width(run) + item.width > MAX_RUN:
@@ -328,13 +346,14 @@ class _Reads:
                 if isinstance(item, ReadBits):
                     run.append(item)
                     continue
-                code = ReadBits(item.width, item.where, lines=["ec = {x}"])
+                code = ReadBits(item.width, item.where, lines=[_EVENT_CODE])
                 code.table = ("ec", f"range({1 << item.width})")
                 run.append(code)
                 emit(_choice_ahead(item, rest, want))
                 want_next = _lead(rest, want)
-                out += self.chain(item, ahead, want_next)
-                ahead = _Ahead(want_next, 0)
+                branches, hi = self.chain(item, ahead, want_next, self.code_top)
+                out += branches
+                ahead = _Ahead(want_next, 0, hi)
             elif item.reads:
                 emit(0)
                 out += _uint_more(ahead) + item.lines
@@ -348,42 +367,66 @@ class _Reads:
                     out += _uint_more(ahead) + item.lines
                     ahead = _Ahead(ahead.n, 0)
         emit(want)
-        out += self.settle(ahead, want)
-        return out, False
+        settled, hi = self.settle(ahead, want)
+        return out + settled, False, hi
 
-    def settle(self, ahead: _Ahead, want: int) -> list[str]:
+    def settle(self, ahead: _Ahead, want: int) -> tuple[list[str], int | None]:
         """After the last run (which read at most `want` bits ahead): leave exactly the next
-        `want` bits in the low bits of `c`."""
-        if ahead.n == want:
-            return [f"c >>= {ahead.off}"] if want and ahead.off else []
-        if ahead.n > want:  # hand the bits after them back
-            drop = ahead.off + ahead.n - want
-            return [f"av += {ahead.n - want}", *([f"c >>= {drop}"] if want and drop else [])]
+        `want` bits in the low bits of `c`.  Also the value of the bits above them, if known."""
+        if ahead.n >= want:
+            hi = ahead.hi if want else None
+            if ahead.n == want:
+                return ([f"c >>= {ahead.off}"] if want and ahead.off else []), hi
+            drop = ahead.off + ahead.n - want  # hand the bits after them back
+            return [f"av += {ahead.n - want}", *([f"c >>= {drop}"] if want and drop else [])], hi
         return [
             f"av -= {want - ahead.n}",
             "if av < 0:",
             _IND + f"win, av = r.refill(av, {want})",
             f"c = (win >> av) & {(1 << want) - 1:#x}",
-        ]
+        ], 0
 
-    def chain(self, choice: Choice, ahead: _Ahead, want: int) -> list[str]:
+    def chain(
+        self, choice: Choice, ahead: _Ahead, want: int, top: int | None
+    ) -> tuple[list[str], int | None]:
+        """The branches of `choice`, whose event code sits just above the `ahead` bits.
+        With `top` (the value of the bits above the event code) known, a branch is chosen
+        by comparing `c` itself, which costs less than taking the code out of it, and each
+        branch knows the bits above what it reads ahead.  Also the value of the bits above
+        the `want` bits every branch leaves, if they agree on it."""
         out: list[str] = []
+        ends: list[int | None] = []
         sub = _Reads(choice.where)
+        low = ahead.off + ahead.n
         for i, (items, tail) in enumerate(zip(choice.branches, choice.tails, strict=True)):
+            if top is not None:
+                ahead = _Ahead(ahead.n, ahead.off, top << choice.width | i)
             if want and any(isinstance(x, Stmt) and "s = -1" in x.lines for x in items):
                 # the end of the element: only guards of states that cannot come now
                 # follow, and they just hand back what the code before them read
                 # ahead; so this reads nothing ahead, but counts it read
-                code, raised = sub.flush(items, ahead, 0)
+                code, raised, _hi = sub.flush(items, ahead, 0)
                 code = _count_read(code, want)
+                ends.append(None)
             else:
-                code, raised = sub.flush(items, ahead, want)
+                code, raised, hi = sub.flush(items, ahead, want)
+                if not raised:
+                    ends.append(hi)
             if not raised:
                 code += tail
-            out += [f"{'if' if i == 0 else 'elif'} ec == {i}:", *_indent(code or ["pass"])]
+            limit = None if top is None else (top << choice.width | (i + 1)) << low
+            test = f"ec == {i}" if limit is None else f"c < {limit:#x}"
+            out += [f"{'if' if i == 0 else 'elif'} {test}:", *_indent(code or ["pass"])]
         bad = f"f'event code {{ec}}, expected {choice.expected}')"
         at = f"av + {ahead.n}" if ahead.n else "av"
-        return [*out, "else:", _IND + f"raise r.fail_at({at}, {choice.where!r}, {bad}"]
+        code = [] if top is None else [f"ec = (c >> {low}) & {(1 << choice.width) - 1:#x}"]
+        code.append(f"raise r.fail_at({at}, {choice.where!r}, {bad}")
+        return [*out, "else:", *_indent(code)], _same(*ends)
+
+
+def _same(*values: int | None) -> int | None:
+    """The value all of `values` are, or None (unknown) if they differ or there are none."""
+    return values[0] if values and all(v == values[0] for v in values) else None
 
 
 def _indent(lines: list[str], depth: int = 1) -> list[str]:
@@ -516,18 +559,25 @@ def _table_run(run: list[ReadBits], low: int, exact_top: bool) -> tuple[list[str
     return [f"{targets} = {name}[{key}]"], tail
 
 
-def _read_run(run: list[ReadBits], where: str, ahead: _Ahead, q: int) -> tuple[list[str], _Ahead]:
+_EVENT_CODE = "ec = {x}"  # the statement of a choice's event code, the last piece of its run
+
+
+def _read_run(
+    run: list[ReadBits], where: str, ahead: _Ahead, q: int
+) -> tuple[list[str], _Ahead, int | None]:
     """Read `run` and `q` bits more (read ahead), using the bits already `ahead`.  Returns
-    the code (the checks, then the value statements) and what is then read ahead."""
+    the code (the checks, then the value statements), what is then read ahead, and, when
+    the run ends in an event code with only known bits above it, their value (the code is
+    then left in `c` for the choice to compare)."""
     total = _width(run)
     need = total + q
-    exact = False  # c holds exactly the `need` bits (nothing above them)
     if need <= ahead.n:
         base = ahead.off + ahead.n - need
+        hi = ahead.hi  # the bits above the run
         out = [f"av += {ahead.n - need}"] if ahead.n > need else []
     else:
         base = 0
-        exact = True
+        hi = 0  # c holds exactly the `need` bits
         out = [
             f"av -= {need - ahead.n}",
             "if av < 0:",
@@ -535,15 +585,29 @@ def _read_run(run: list[ReadBits], where: str, ahead: _Ahead, q: int) -> tuple[l
             f"c = (win >> av) & {(1 << need) - 1:#x}",
         ]
     low = base + q
-    tabled = _table_run(run, low, exact) if len(run) > 1 else None
+    top = None
+    if run and run[-1].lines == [_EVENT_CODE]:
+        top = _known_above(run[:-1], hi)
+        if top is None and _known_above(run[:-1], 0) is not None:
+            # only structural codes above the event code, but not what is above them:
+            # clearing that costs less than looking the run up in a table
+            out.append(f"c &= {(1 << (low + total)) - 1:#x}")
+            hi = 0
+            top = _known_above(run[:-1], hi)
+    if top is not None:
+        code = run[-1]
+        fields = _fields([*run[:-1], ReadBits(code.width, code.what)], where, low, hi, q)
+        return out + fields, _Ahead(q, base), top
+    after = _Ahead(q, base, _known_above(run, hi))
+    tabled = _table_run(run, low, hi == 0) if len(run) > 1 else None
     if tabled is None:
-        return out + _fields(run, where, low, exact, q), _Ahead(q, base)
+        return out + _fields(run, where, low, hi, q), after, None
     lookup, tail = tabled
     head, rest = run[: len(run) - tail], run[len(run) - tail :]
     below = _width(rest)
     slow = [  # the KeyError says nothing the reader needs
         f"{line} from None" if line.lstrip().startswith("raise ") else line
-        for line in _fields(head, where, low + below, exact, q + below)
+        for line in _fields(head, where, low + below, hi, q + below)
     ]
     out += [
         "try:",
@@ -551,18 +615,29 @@ def _read_run(run: list[ReadBits], where: str, ahead: _Ahead, q: int) -> tuple[l
         "except KeyError:  # not a valid pattern: say why",
         *_indent(slow),
     ]
-    return out + _fields(rest, where, low, False, q), _Ahead(q, base)
+    return out + _fields(rest, where, low, None, q), after, None
 
 
-def _fields(run: list[ReadBits], where: str, low: int, exact: bool, q: int) -> list[str]:
-    """The checks, then the value statements, of `run` in bits low.. of `c` (`exact`: no
-    bits above it), `q` bits before the read position."""
+def _known_above(run: Sequence[ReadBits], hi: int | None) -> int | None:
+    """The value of the bits of `run` and of the `hi` bits above it, once its checks
+    passed: known when `hi` is and every piece is a structural code."""
+    for b in run:
+        if hi is None or b.expect is None:
+            return None
+        hi = hi << b.width | b.expect
+    return hi
+
+
+def _fields(run: list[ReadBits], where: str, low: int, hi: int | None, q: int) -> list[str]:
+    """The checks, then the value statements, of `run` in bits low.. of `c` (`hi`: the
+    value of the bits above it, if known), `q` bits before the read position."""
     out: list[str] = []
     total = _width(run)
     mask = expect = 0
-    shift = low + total
+    shift = top = low + total
     values: list[str] = []
     whats = []
+    known = hi  # the value of the bits above the piece, while known
     for b in run:
         shift -= b.width
         ones = (1 << b.width) - 1
@@ -570,23 +645,41 @@ def _fields(run: list[ReadBits], where: str, low: int, exact: bool, q: int) -> l
             mask |= ones << shift
             expect |= b.expect << shift
             whats.append(b.what)
+            known = None if known is None else known << b.width | b.expect
             continue
         if not b.width:
             x = "0"
-        elif exact and shift + b.width == low + total:
+        elif known == 0:  # nothing above it: no mask
             x = f"(c >> {shift})" if shift else "c"
         else:
             x = f"((c >> {shift}) & {ones})" if shift else f"(c & {ones})"
+        known = None
         for line in b.lines:
             line = line.replace("{x}", x)
             values.append(line.replace("r.fail_at(av, ", f"r.fail_at(av + {q}, ") if q else line)
     if mask:
-        test = "c" if exact and not low and mask == (1 << total) - 1 else f"c & {mask:#x}"
         out += [
-            f"if {test}{f' != {expect:#x}' if expect or test != 'c' else ''}:",
+            f"if {_mismatch(mask, expect, low, top, hi)}:",
             _IND + f"raise r.fail_at(av + {q + total}, {where!r}, 'expected {', '.join(whats)}')",
         ]
     return out + values
+
+
+def _mismatch(mask: int, expect: int, low: int, top: int, hi: int | None) -> str:
+    """The test that the bits `mask` of `c` (in low..top, with `hi` above when known) are
+    not `expect`: one comparison when they are the top bits of a `c` known above them and
+    all zeros or all ones, else a mask."""
+    if hi is not None:
+        if low == 0 and mask == (1 << top) - 1 and hi == 0:
+            return f"c != {expect:#x}" if expect else "c"
+        bottom = (mask & -mask).bit_length() - 1
+        if mask == (1 << top) - (1 << bottom):  # the top bits, contiguous
+            floor = hi << top  # the least value of c
+            if expect == 0:
+                return f"c >= {floor + (1 << bottom):#x}"
+            if expect == mask:
+                return f"c < {floor + mask:#x}"
+    return f"c & {mask:#x} != {expect:#x}"
 
 
 def _run_parts(run: Sequence[WriteBits], base: int) -> tuple[list[str], int]:

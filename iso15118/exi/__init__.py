@@ -141,7 +141,7 @@ def _decode(data: bytes, table: Any, leads: tuple[int, ...], width: int, fragmen
         namespace, name, decoder, *_rest = table[code]
         lead = leads[code]
         r.avail += AHEAD - lead
-        value = decoder(r, head >> (AHEAD - lead))
+        value = decoder(r, (head >> (AHEAD - lead)) & ((1 << lead) - 1))
         # a fragment ends with ED, after SE(*); a document's ED has a 0-bit event code
         if fragment and r.bits(width) != len(table) + 1:
             raise r.fail("fragment", "expected the end of the fragment (one element only)")
